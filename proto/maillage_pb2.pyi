@@ -1,0 +1,373 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChunkRef(_message.Message):
+    __slots__ = ("digest", "length")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    length: int
+    def __init__(self, digest: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
+
+class Manifest(_message.Message):
+    __slots__ = ("bucket", "key", "version", "size", "etag", "content_type", "user_metadata", "chunks", "has_inline", "inline_data", "deleted", "writer")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    HAS_INLINE_FIELD_NUMBER: _ClassVar[int]
+    INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    version: int
+    size: int
+    etag: str
+    content_type: str
+    user_metadata: _containers.ScalarMap[str, str]
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
+    has_inline: bool
+    inline_data: bytes
+    deleted: bool
+    writer: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ...) -> None: ...
+
+class Bucket(_message.Message):
+    __slots__ = ("name", "policy", "created", "owner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    policy: str
+    created: int
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., created: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("node_id", "site", "location", "layout_version", "software_version", "chunks", "stored_bytes")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    site: str
+    location: str
+    layout_version: int
+    software_version: str
+    chunks: int
+    stored_bytes: int
+    def __init__(self, node_id: _Optional[str] = ..., site: _Optional[str] = ..., location: _Optional[str] = ..., layout_version: _Optional[int] = ..., software_version: _Optional[str] = ..., chunks: _Optional[int] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
+
+class GetLayoutRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LayoutDoc(_message.Message):
+    __slots__ = ("version", "text")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    text: str
+    def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+
+class PushLayoutReply(_message.Message):
+    __slots__ = ("accepted", "current_version")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    current_version: int
+    def __init__(self, accepted: _Optional[bool] = ..., current_version: _Optional[int] = ...) -> None: ...
+
+class HasChunksRequest(_message.Message):
+    __slots__ = ("bucket", "digests")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, bucket: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class HasChunksReply(_message.Message):
+    __slots__ = ("present",)
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    present: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, present: _Optional[_Iterable[bool]] = ...) -> None: ...
+
+class PutChunkReply(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    def __init__(self, stored: _Optional[bool] = ...) -> None: ...
+
+class PutManifestRequest(_message.Message):
+    __slots__ = ("manifest",)
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    manifest: Manifest
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
+
+class PutManifestReply(_message.Message):
+    __slots__ = ("applied",)
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    def __init__(self, applied: _Optional[bool] = ...) -> None: ...
+
+class GetManifestRequest(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class GetManifestReply(_message.Message):
+    __slots__ = ("found", "manifest")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    manifest: Manifest
+    def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
+
+class ListIndexRequest(_message.Message):
+    __slots__ = ("bucket", "prefix", "start_after", "limit")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    prefix: str
+    start_after: str
+    limit: int
+    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListIndexReply(_message.Message):
+    __slots__ = ("entries", "truncated")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[Manifest]
+    truncated: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[Manifest, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class GetBucketRecordRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetBucketRecordReply(_message.Message):
+    __slots__ = ("found", "bucket")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    bucket: Bucket
+    def __init__(self, found: _Optional[bool] = ..., bucket: _Optional[_Union[Bucket, _Mapping]] = ...) -> None: ...
+
+class DeleteBucketRecordRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListBucketRecordsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBucketRecordsReply(_message.Message):
+    __slots__ = ("buckets",)
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
+
+class InventoryRequest(_message.Message):
+    __slots__ = ("bucket",)
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    def __init__(self, bucket: _Optional[str] = ...) -> None: ...
+
+class InventoryBucket(_message.Message):
+    __slots__ = ("bucket", "keys", "chunks")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    chunks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, bucket: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ..., chunks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class InventoryReply(_message.Message):
+    __slots__ = ("node_id", "buckets", "all_chunks")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    ALL_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    buckets: _containers.RepeatedCompositeFieldContainer[InventoryBucket]
+    all_chunks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, node_id: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[InventoryBucket, _Mapping]]] = ..., all_chunks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PutObjectHeader(_message.Message):
+    __slots__ = ("bucket", "key", "content_type", "user_metadata")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    content_type: str
+    user_metadata: _containers.ScalarMap[str, str]
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PutObjectTrailer(_message.Message):
+    __slots__ = ("blake3",)
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    blake3: bytes
+    def __init__(self, blake3: _Optional[bytes] = ...) -> None: ...
+
+class PutObjectReply(_message.Message):
+    __slots__ = ("manifest", "sites")
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    manifest: Manifest
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateBucketRequest(_message.Message):
+    __slots__ = ("name", "policy", "owner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    policy: str
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class HeadBucketRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListBucketsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBucketsReply(_message.Message):
+    __slots__ = ("buckets",)
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
+
+class DeleteBucketRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class HeadObjectRequest(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectRequest(_message.Message):
+    __slots__ = ("bucket", "key")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectReply(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class CopyObjectRequest(_message.Message):
+    __slots__ = ("source_bucket", "source_key", "bucket", "key")
+    SOURCE_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    source_bucket: str
+    source_key: str
+    bucket: str
+    key: str
+    def __init__(self, source_bucket: _Optional[str] = ..., source_key: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ListObjectsRequest(_message.Message):
+    __slots__ = ("bucket", "prefix", "delimiter", "start_after", "continuation_token", "max_keys")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    DELIMITER_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    prefix: str
+    delimiter: str
+    start_after: str
+    continuation_token: str
+    max_keys: int
+    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., delimiter: _Optional[str] = ..., start_after: _Optional[str] = ..., continuation_token: _Optional[str] = ..., max_keys: _Optional[int] = ...) -> None: ...
+
+class ObjectSummary(_message.Message):
+    __slots__ = ("key", "size", "etag", "version", "content_type")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    etag: str
+    version: int
+    content_type: str
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., version: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
+
+class ListObjectsReply(_message.Message):
+    __slots__ = ("contents", "common_prefixes", "is_truncated", "next_continuation_token")
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    COMMON_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    IS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CONTINUATION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    contents: _containers.RepeatedCompositeFieldContainer[ObjectSummary]
+    common_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    is_truncated: bool
+    next_continuation_token: str
+    def __init__(self, contents: _Optional[_Iterable[_Union[ObjectSummary, _Mapping]]] = ..., common_prefixes: _Optional[_Iterable[str]] = ..., is_truncated: _Optional[bool] = ..., next_continuation_token: _Optional[str] = ...) -> None: ...
