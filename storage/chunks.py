@@ -1,0 +1,366 @@
+"""The chunk store: one file per frame in a fan-out tree, crash-safe by construction.
+
+Layout under ``root``::
+
+    root/ab/cd/<64 hex digits>    a frame; ab, cd = first two bytes of the digest
+    root/tmp/                     frames being written (same filesystem, so link() is atomic)
+    root/quarantine/              frames that failed verification, kept for forensics
+
+Why files and not RocksDB: chunks are large (4 MiB), written once, read whole and deleted rarely;
+in an LSM tree they would be rewritten by every compaction. A file per chunk costs one inode and
+lets the kernel stream it.
+
+Why the fan-out: 65,536 leaf directories keep each directory small at hundreds of millions of
+chunks, and because the directories follow the top 16 bits of the digest, listing one placement
+partition (top ``bits`` bits) only opens the directories that can hold it.
+
+Crash safety, step by step (``put``):
+
+1. verify the frame completely (header, lengths, decompression, BLAKE3): bad input never lands;
+2. write it to ``tmp/<random>``, ``fsync`` the file: the bytes are on disk, under a name nobody
+   reads;
+3. create the fan-out directories if needed and ``fsync`` their parents, so the directories
+   themselves survive a power cut;
+4. ``link`` the temp file to its final name. ``link`` is atomic and never overwrites (a rename
+   would), so two writers of the same digest cannot both think they stored it, and a reader
+   sees either no file or the whole, already-durable file: never a torn frame;
+5. ``fsync`` the leaf directory: the name is durable. Only now does ``put`` return;
+6. unlink the temp name (not fsynced: a leftover is harmless).
+
+A crash at any step leaves either nothing visible or a complete frame. Leftover temp files are
+removed at open; if any were found (a sign that a crash may have interrupted step 5), the store
+calls ``sync()`` once so that every name already visible is durable before it is reported as
+present by an idempotent ``put``.
+
+Failures: ENOSPC/EDQUOT while writing raises :class:`DiskFull` after removing the temp file. A
+failed ``fsync`` raises :class:`StorageUnavailable` and the store refuses every later write
+(fsyncgate: the kernel may have dropped the dirty pages and cleared the error, so a retry could
+"succeed" without the data). Reads keep working. Every read re-verifies the frame; a frame that
+fails is moved to ``quarantine/`` and reported as :class:`CorruptFrame`, so the caller fetches a
+good copy from another replica and re-``put``s it.
+
+Concurrency: operations on the same digest are serialised by an in-memory claim; different
+digests proceed in parallel (file I/O, hashing and zstd release the GIL). One process per root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
+from .frame import DIGEST_SIZE, verify_frame
+
+__all__ = ["ChunkStore", "ChunkStoreStats"]
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_TMP = "tmp"
+_QUARANTINE = "quarantine"
+_HEX = "0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class ChunkStoreStats:
+    """A snapshot of a chunk store's counters."""
+
+    chunks: int
+    stored_bytes: int
+    quarantined: int
+
+    __module__ = "maillage.storage"
+
+
+def _check_digest(digest: bytes) -> bytes:
+    if not isinstance(digest, (bytes, bytearray, memoryview)) or len(digest) != DIGEST_SIZE:
+        raise ValueError(f"a chunk digest is {DIGEST_SIZE} bytes")
+    return bytes(digest)
+
+
+class ChunkStore:
+    """Frames stored as files, written atomically and durably, verified on every read."""
+
+    __module__ = "maillage.storage"
+
+    def __init__(self, root: Path | str, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self._fsync_enabled = fsync
+        self._tmp = self.root / _TMP
+        self._quarantine = self.root / _QUARANTINE
+        self._lock = threading.Lock()
+        self._claims: dict[bytes, threading.Event] = {}
+        self._durable_dirs: set[str] = set()
+        self._failure: str | None = None
+        for d in (self.root, self._tmp, self._quarantine):
+            d.mkdir(parents=True, exist_ok=True)
+        leftovers = self._clean_tmp()
+        if leftovers and fsync:
+            os.sync()
+        self._chunks, self._bytes = self._count()
+        self._quarantined = sum(1 for _ in os.scandir(self._quarantine))
+
+    # ------------------------------------------------------------------ paths
+
+    def path_of(self, digest: bytes) -> Path:
+        """Where the frame of ``digest`` lives (whether or not it is stored)."""
+        h = _check_digest(digest).hex()
+        return self.root / h[0:2] / h[2:4] / h
+
+    # ------------------------------------------------------------------ writes
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this store refuses writes, or None while it is healthy."""
+        return self._failure
+
+    def put(self, frame: bytes | memoryview) -> bool:
+        """Store a frame after verifying it fully. True if newly stored, False if already here."""
+        self._ensure_writable()
+        header = verify_frame(frame)
+        digest = header.digest
+        final = self.path_of(digest)
+        with self._claim(digest):
+            self._ensure_writable()
+            if final.exists():
+                return False
+            leaf = final.parent
+            tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
+            linked = False
+            try:
+                self._write_file(tmp, frame)
+                self._ensure_dirs(leaf)
+                try:
+                    os.link(tmp, final)
+                    linked = True
+                except FileExistsError:
+                    pass  # another process stored it: same bytes by construction
+                self._fsync_dir(leaf)
+            except OSError as exc:
+                if linked:
+                    with contextlib.suppress(OSError):
+                        os.unlink(final)
+                raise self._translate(exc, f"storing chunk {digest.hex()}") from exc
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if linked:
+                with self._lock:
+                    self._chunks += 1
+                    self._bytes += len(frame)
+            return linked
+
+    def delete(self, digest: bytes) -> bool:
+        """Remove a chunk durably. True if it was stored."""
+        self._ensure_writable()
+        final = self.path_of(digest)
+        with self._claim(bytes(digest)):
+            self._ensure_writable()
+            try:
+                size = final.stat().st_size
+                os.unlink(final)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise self._translate(exc, f"deleting chunk {bytes(digest).hex()}") from exc
+            with self._lock:
+                self._chunks -= 1
+                self._bytes -= size
+            try:
+                self._fsync_dir(final.parent)
+            except OSError as exc:
+                raise self._translate(exc, f"deleting chunk {bytes(digest).hex()}") from exc
+            return True
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, digest: bytes) -> bytes:
+        """The frame of ``digest`` as stored, after verifying it. Corrupt frames are quarantined."""
+        path = self.path_of(digest)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                frame = f.read()
+        except FileNotFoundError:
+            raise ChunkNotFound(f"chunk {bytes(digest).hex()} is not stored here") from None
+        try:
+            verify_frame(frame, expected_digest=bytes(digest))
+        except CorruptFrame as exc:
+            where = self._quarantine_file(path)
+            raise CorruptFrame(f"{exc}; moved to {where}") from exc
+        return frame
+
+    def has(self, digest: bytes) -> bool:
+        """Whether a frame for ``digest`` is stored (not verified)."""
+        return self.path_of(digest).exists()
+
+    def has_many(self, digests: Sequence[bytes]) -> list[bool]:
+        """:meth:`has` for many digests at once."""
+        return [os.path.exists(self.path_of(d)) for d in digests]
+
+    def iter_digests(self, partition: int | None = None, bits: int = 10) -> Iterator[bytes]:
+        """Digests stored here in ascending order, optionally only those whose top ``bits``
+        bits equal ``partition``. Only the fan-out directories that can hold them are opened."""
+        if partition is None:
+            lo, hi, want = 0, 1 << 16, None
+        else:
+            if not 1 <= bits <= 8 * DIGEST_SIZE:
+                raise ValueError(f"bits must be within 1..{8 * DIGEST_SIZE}")
+            if not 0 <= partition < (1 << bits):
+                raise ValueError(f"partition {partition} is out of range for {bits} bits")
+            if bits <= 16:
+                lo, hi, want = partition << (16 - bits), (partition + 1) << (16 - bits), None
+            else:
+                lo = partition >> (bits - 16)
+                hi, want = lo + 1, (partition, bits)
+        for top in range(lo >> 8, ((hi - 1) >> 8) + 1):
+            d1 = self.root / f"{top:02x}"
+            if not d1.is_dir():
+                continue
+            start = lo - (top << 8) if top == lo >> 8 else 0
+            stop = hi - (top << 8) if top == (hi - 1) >> 8 else 256
+            for sub in range(max(start, 0), min(stop, 256)):
+                d2 = d1 / f"{sub:02x}"
+                try:
+                    names = sorted(e.name for e in os.scandir(d2))
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    if len(name) != 2 * DIGEST_SIZE:
+                        continue
+                    try:
+                        digest = bytes.fromhex(name)
+                    except ValueError:
+                        continue
+                    if want is not None:
+                        p, b = want
+                        if int.from_bytes(digest, "big") >> (8 * DIGEST_SIZE - b) != p:
+                            continue
+                    yield digest
+
+    def stats(self) -> ChunkStoreStats:
+        """Counters for this store (maintained in memory; counted once at open)."""
+        with self._lock:
+            return ChunkStoreStats(self._chunks, self._bytes, self._quarantined)
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _claim(self, digest: bytes) -> Iterator[None]:
+        while True:
+            with self._lock:
+                ev = self._claims.get(digest)
+                if ev is None:
+                    self._claims[digest] = threading.Event()
+                    break
+            ev.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._claims.pop(digest).set()
+
+    def _ensure_writable(self) -> None:
+        if self._failure is not None:
+            raise StorageUnavailable(
+                f"chunk store {self.root} refuses writes since an earlier fsync failed "
+                f"({self._failure}); repair or replace the disk and restart the node"
+            )
+
+    def _fsync(self, fd: int, what: str) -> None:
+        if not self._fsync_enabled:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._failure = f"fsync of {what}: {exc}"
+            raise StorageUnavailable(
+                f"fsync of {what} failed ({exc}); chunk store {self.root} now refuses writes"
+            ) from exc
+
+    def _fsync_dir(self, path: Path) -> None:
+        if not self._fsync_enabled:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._fsync(fd, f"directory {path}")
+        finally:
+            os.close(fd)
+
+    def _write_file(self, path: Path, data: bytes | memoryview) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            mv = memoryview(data)
+            while mv:
+                n = os.write(fd, mv)
+                mv = mv[n:]
+            self._fsync(fd, f"chunk file {path.name}")
+        finally:
+            os.close(fd)
+
+    def _ensure_dirs(self, leaf: Path) -> None:
+        key = str(leaf)
+        if key in self._durable_dirs:
+            return
+        mid = leaf.parent
+        created_mid = not mid.is_dir()
+        if created_mid:
+            os.makedirs(mid, exist_ok=True)
+        created_leaf = not leaf.is_dir()
+        if created_leaf:
+            os.makedirs(leaf, exist_ok=True)
+        # Make the directory entries themselves durable. Done once per directory per process,
+        # also for directories found already present: an earlier process may have crashed
+        # before syncing them.
+        self._fsync_dir(self.root)
+        self._fsync_dir(mid)
+        self._durable_dirs.add(key)
+
+    def _translate(self, exc: OSError, doing: str) -> StorageError:
+        if isinstance(exc, StorageError):
+            return exc
+        if exc.errno in _FULL_ERRNOS:
+            return DiskFull(f"disk full while {doing} under {self.root}; nothing was stored")
+        return StorageError(f"I/O error while {doing} under {self.root}: {exc}")
+
+    def _quarantine_file(self, path: Path) -> Path:
+        target = self._quarantine / f"{path.name}.{time.time_ns()}"
+        try:
+            size = path.stat().st_size
+            os.replace(path, target)
+        except FileNotFoundError:
+            return target  # someone else quarantined or deleted it meanwhile
+        with self._lock:
+            self._chunks -= 1
+            self._bytes -= size
+            self._quarantined += 1
+        with contextlib.suppress(OSError, StorageUnavailable):
+            self._fsync_dir(path.parent)
+        return target
+
+    def _clean_tmp(self) -> int:
+        n = 0
+        for e in os.scandir(self._tmp):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(e.path)
+                n += 1
+        return n
+
+    def _count(self) -> tuple[int, int]:
+        chunks = size = 0
+        for e1 in os.scandir(self.root):
+            if len(e1.name) != 2 or not e1.is_dir() or e1.name[0] not in _HEX:
+                continue
+            for e2 in os.scandir(e1.path):
+                if not e2.is_dir():
+                    continue
+                for e3 in os.scandir(e2.path):
+                    if len(e3.name) == 2 * DIGEST_SIZE:
+                        chunks += 1
+                        size += e3.stat().st_size
+        return chunks, size
+

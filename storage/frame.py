@@ -1,0 +1,217 @@
+"""Frames: how one chunk is stored on disk and sent over the wire.
+
+A frame is a fixed 68-byte header followed by the payload::
+
+    offset size field
+    0      4    magic  b"MLGF"
+    4      1    format version (1)
+    5      1    codec: 0 = raw, 1 = zstd
+    6      2    flags, must be 0 (room for later features without a new version)
+    8      8    plain length   (u64, big endian)
+    16     8    stored length  (u64, payload bytes that follow the header)
+    24     32   BLAKE3 digest of the PLAIN bytes: the chunk's name
+    56     8    payload check: first 8 bytes of BLAKE3(payload) for zstd, zeros for raw
+    64     4    CRC-32 of bytes 0..63
+
+Why this shape:
+
+* The digest covers the plain bytes, so a chunk keeps its name whatever codec a node picked, and a
+  reader (the SDK included) verifies end to end after decompressing.
+* The header CRC lets :func:`read_frame_header` reject a damaged header without touching the
+  payload, so a reader never trusts a flipped length or digest field.
+* zstd decoders ignore a few bits of their own frame header, so a flipped payload bit could decode
+  to the right bytes and go unnoticed. The payload check closes that gap for compressed frames;
+  raw payloads are the plain bytes, already covered by the digest. "Every single-bit flip is
+  rejected" is therefore a property, and the tests check it exhaustively on small frames.
+* zstd is used only when the compressed payload is smaller than the plain one; incompressible data
+  is stored raw and costs one BLAKE3 pass to verify.
+* Lengths are checked against the buffer before anything is allocated, and decompression is capped
+  at the declared plain length, so a hostile frame cannot make a node allocate gigabytes.
+
+Hashing and zstd release the GIL; callers on an event loop should run these in a thread pool.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from .errors import CorruptFrame
+
+__all__ = [
+    "DIGEST_SIZE",
+    "FRAME_HEADER_SIZE",
+    "FRAME_MAGIC",
+    "FRAME_VERSION",
+    "CODEC_RAW",
+    "CODEC_ZSTD",
+    "MAX_PLAIN_LENGTH",
+    "FrameHeader",
+    "chunk_digest",
+    "encode_frame",
+    "read_frame_header",
+    "decode_frame",
+    "verify_frame",
+]
+
+DIGEST_SIZE = 32
+FRAME_MAGIC = b"MLGF"
+FRAME_VERSION = 1
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+_CODECS = (CODEC_RAW, CODEC_ZSTD)
+#: Largest chunk a frame may declare (1 GiB); chunks are 4 MiB by default.
+MAX_PLAIN_LENGTH = 1 << 30
+
+_PREFIX = struct.Struct(">4sBBHQQ32s8s")  # everything the CRC covers
+_CRC = struct.Struct(">I")
+FRAME_HEADER_SIZE = _PREFIX.size + _CRC.size  # 68
+_CHECK_SIZE = 8
+_NO_CHECK = bytes(_CHECK_SIZE)
+
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The validated header of a frame."""
+
+    version: int
+    codec: int
+    digest: bytes
+    plain_length: int
+    stored_length: int
+
+    __module__ = "maillage.storage"
+
+
+def chunk_digest(data: bytes | memoryview) -> bytes:
+    """The 32-byte BLAKE3 digest that names a chunk."""
+    return blake3.blake3(data).digest()
+
+
+def _payload_check(payload: bytes | memoryview) -> bytes:
+    return blake3.blake3(payload).digest(length=_CHECK_SIZE)
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    c = cache.get(level)
+    if c is None:
+        c = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "decompressor", None)
+    if d is None:
+        d = _local.decompressor = zstandard.ZstdDecompressor()
+    return d
+
+
+def encode_frame(
+    plain: bytes | memoryview, *, level: int = 1, digest: bytes | None = None
+) -> bytes:
+    """Build the frame of ``plain``: zstd at ``level`` if that saves space, raw otherwise.
+
+    ``digest`` may be passed when the caller already hashed the chunk (it is trusted, not
+    recomputed); ``level=0`` disables compression.
+    """
+    n = len(plain)
+    if n > MAX_PLAIN_LENGTH:
+        raise ValueError(f"chunk of {n} bytes exceeds the frame limit of {MAX_PLAIN_LENGTH}")
+    if digest is None:
+        digest = chunk_digest(plain)
+    elif len(digest) != DIGEST_SIZE:
+        raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(digest)}")
+    codec, payload, check = CODEC_RAW, plain, _NO_CHECK
+    if level > 0 and n > 0:
+        compressed = _compressor(level).compress(plain)
+        if len(compressed) < n:
+            codec, payload, check = CODEC_ZSTD, compressed, _payload_check(compressed)
+    prefix = _PREFIX.pack(FRAME_MAGIC, FRAME_VERSION, codec, 0, n, len(payload), digest, check)
+    return b"".join((prefix, _CRC.pack(zlib.crc32(prefix)), payload))
+
+
+def read_frame_header(frame: bytes | memoryview) -> FrameHeader:
+    """Parse and validate a frame header, including that ``len(frame)`` matches it."""
+    size = len(frame)
+    if size < FRAME_HEADER_SIZE:
+        raise CorruptFrame(
+            f"frame too short: {size} bytes, a header alone is {FRAME_HEADER_SIZE}"
+        )
+    mv = memoryview(frame)
+    magic, version, codec, flags, plain_len, stored_len, digest, check = _PREFIX.unpack_from(mv)
+    if magic != FRAME_MAGIC:
+        raise CorruptFrame(f"not a maillage frame: magic {magic!r}, expected {FRAME_MAGIC!r}")
+    if version != FRAME_VERSION:
+        raise CorruptFrame(
+            f"unsupported frame version {version} (this node reads version {FRAME_VERSION})"
+        )
+    (crc,) = _CRC.unpack_from(mv, _PREFIX.size)
+    if zlib.crc32(mv[: _PREFIX.size]) != crc:
+        raise CorruptFrame("frame header checksum mismatch: the header is damaged")
+    if codec not in _CODECS:
+        raise CorruptFrame(f"unknown frame codec {codec}")
+    if flags != 0:
+        raise CorruptFrame(f"unknown frame flags {flags:#06x}")
+    if plain_len > MAX_PLAIN_LENGTH:
+        raise CorruptFrame(f"frame declares {plain_len} plain bytes, above the limit")
+    if codec == CODEC_RAW and (stored_len != plain_len or check != _NO_CHECK):
+        raise CorruptFrame("raw frame with stored length != plain length or a payload check")
+    if size != FRAME_HEADER_SIZE + stored_len:
+        raise CorruptFrame(
+            f"frame length {size} does not match its header "
+            f"({FRAME_HEADER_SIZE} + {stored_len} payload bytes): truncated or padded"
+        )
+    return FrameHeader(FRAME_VERSION, codec, bytes(digest), plain_len, stored_len)
+
+
+def _plain_of(mv: memoryview, header: FrameHeader) -> bytes | memoryview:
+    payload = mv[FRAME_HEADER_SIZE:]
+    if header.codec == CODEC_RAW:
+        return payload
+    check = bytes(mv[56:64])
+    if _payload_check(payload) != check:
+        raise CorruptFrame(f"compressed payload of chunk {header.digest.hex()} is damaged")
+    try:
+        plain = _decompressor().decompress(payload, max_output_size=header.plain_length)
+    except zstandard.ZstdError as exc:
+        raise CorruptFrame(f"chunk {header.digest.hex()}: zstd payload is damaged: {exc}") from exc
+    if len(plain) != header.plain_length:
+        raise CorruptFrame(
+            f"chunk {header.digest.hex()}: decompressed to {len(plain)} bytes, "
+            f"header says {header.plain_length}"
+        )
+    return plain
+
+
+def _verify(mv: memoryview, expected_digest: bytes | None) -> tuple[FrameHeader, bytes | memoryview]:
+    header = read_frame_header(mv)
+    if expected_digest is not None and header.digest != expected_digest:
+        raise CorruptFrame(
+            f"frame holds chunk {header.digest.hex()}, expected {bytes(expected_digest).hex()}"
+        )
+    plain = _plain_of(mv, header)
+    if chunk_digest(plain) != header.digest:
+        raise CorruptFrame(f"chunk {header.digest.hex()}: content does not match its BLAKE3 digest")
+    return header, plain
+
+
+def decode_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> bytes:
+    """Return the plain bytes of ``frame`` after full verification (raises :class:`CorruptFrame`)."""
+    _, plain = _verify(memoryview(frame), expected_digest)
+    return plain if isinstance(plain, bytes) else bytes(plain)
+
+
+def verify_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> FrameHeader:
+    """Fully verify ``frame`` like :func:`decode_frame`, without copying the plain bytes out."""
+    header, _ = _verify(memoryview(frame), expected_digest)
+    return header

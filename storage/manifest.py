@@ -1,0 +1,281 @@
+"""Manifests and bucket records, and their versioned binary codec.
+
+A manifest is one version of one object: its chunk list (or inline bytes for small objects), its
+user-visible attributes, and the ``(version, writer)`` pair that orders it against other versions
+of the same key (last writer wins; ``writer``, the coordinator's node id, breaks ties between two
+coordinators that picked the same HLC value).
+
+The encoding is hand-written binary rather than JSON or pickle: it is compact (a 4 MiB object's
+manifest is ~50 bytes plus the key), exact for binary digests and inline data, cannot execute code
+when read, and starts with a format version byte that readers check. Every length is explicit and
+every decode checks it has consumed exactly the whole record, so a truncated or padded value is
+rejected with :class:`CorruptRecord` instead of being half-read.
+
+Names: bucket names are ``[a-z0-9.-]{1,63}``; object keys are non-empty UTF-8 of at most 1024
+bytes without NUL (NUL separates fields in the metadata key layout, see ``metadata.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+from .errors import CorruptRecord, InvalidName
+from .frame import DIGEST_SIZE
+
+__all__ = [
+    "ChunkRef",
+    "Manifest",
+    "BucketRecord",
+    "MANIFEST_FORMAT",
+    "BUCKET_FORMAT",
+    "MAX_KEY_BYTES",
+    "encode_manifest",
+    "decode_manifest",
+    "encode_bucket",
+    "decode_bucket",
+    "validate_bucket_name",
+    "validate_key",
+]
+
+MANIFEST_FORMAT = 1
+BUCKET_FORMAT = 1
+MAX_KEY_BYTES = 1024
+_BUCKET_RE = re.compile(r"[a-z0-9.-]{1,63}")
+_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of an object: its digest and its plain length."""
+
+    digest: bytes
+    length: int
+
+    __module__ = "maillage.storage"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One version of one object (or its tombstone when ``deleted``)."""
+
+    bucket: str
+    key: str
+    version: int
+    size: int
+    etag: str
+    content_type: str = "application/octet-stream"
+    user_metadata: tuple[tuple[str, str], ...] = ()
+    chunks: tuple[ChunkRef, ...] = ()
+    inline: bytes | None = None
+    deleted: bool = False
+    writer: str = ""
+
+    __module__ = "maillage.storage"
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """The last-writer-wins order: larger wins."""
+        return (self.version, self.writer)
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    """A bucket: its name, its residency policy, its creation version and owner."""
+
+    name: str
+    policy: str
+    created: int
+    owner: str = ""
+
+    __module__ = "maillage.storage"
+
+
+def validate_bucket_name(name: str) -> bytes:
+    """Return the encoded bucket name, or raise :class:`InvalidName`."""
+    if not isinstance(name, str) or not _BUCKET_RE.fullmatch(name):
+        raise InvalidName(
+            f"invalid bucket name {name!r}: use 1-63 characters among a-z, 0-9, '.' and '-'"
+        )
+    return name.encode("ascii")
+
+
+def validate_key(key: str) -> bytes:
+    """Return the UTF-8 object key, or raise :class:`InvalidName`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidName("object key must be a non-empty string")
+    if "\x00" in key:
+        raise InvalidName(f"object key {key!r} contains a NUL character, which is not allowed")
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidName(f"object key {key!r} is not valid Unicode text: {exc}") from exc
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidName(f"object key is {len(raw)} bytes in UTF-8, the limit is {MAX_KEY_BYTES}")
+    return raw
+
+
+class _Writer:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u8(self, v: int) -> None:
+        self.parts.append(struct.pack(">B", v))
+
+    def u32(self, v: int) -> None:
+        self.parts.append(struct.pack(">I", v))
+
+    def u64(self, v: int, what: str) -> None:
+        if not 0 <= v <= _U64:
+            raise ValueError(f"{what} {v} does not fit in an unsigned 64-bit integer")
+        self.parts.append(struct.pack(">Q", v))
+
+    def blob(self, b: bytes) -> None:
+        self.parts.append(struct.pack(">I", len(b)))
+        self.parts.append(b)
+
+    def text(self, s: str) -> None:
+        self.blob(s.encode("utf-8"))
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class _Reader:
+    __slots__ = ("mv", "pos", "what")
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.mv = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    def _take(self, n: int) -> memoryview:
+        end = self.pos + n
+        if end > len(self.mv):
+            raise CorruptRecord(f"{self.what} record is truncated")
+        out = self.mv[self.pos : end]
+        self.pos = end
+        return out
+
+    def u8(self) -> int:
+        return self._take(1)[0]
+
+    def u32(self) -> int:
+        return struct.unpack(">I", self._take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack(">Q", self._take(8))[0]
+
+    def blob(self) -> bytes:
+        return bytes(self._take(self.u32()))
+
+    def text(self) -> str:
+        try:
+            return self.blob().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptRecord(f"{self.what} record holds invalid UTF-8") from exc
+
+    def flag(self) -> bool:
+        v = self.u8()
+        if v > 1:
+            raise CorruptRecord(f"{self.what} record has a bad boolean byte {v}")
+        return v == 1
+
+    def end(self) -> None:
+        if self.pos != len(self.mv):
+            raise CorruptRecord(f"{self.what} record has {len(self.mv) - self.pos} trailing bytes")
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """Encode ``m`` (format version byte first). Raises ValueError/InvalidName on bad fields."""
+    validate_bucket_name(m.bucket)
+    validate_key(m.key)
+    w = _Writer()
+    w.u8(MANIFEST_FORMAT)
+    w.text(m.bucket)
+    w.text(m.key)
+    w.u64(m.version, "version")
+    w.u64(m.size, "size")
+    w.text(m.etag)
+    w.text(m.content_type)
+    w.u32(len(m.user_metadata))
+    for k, v in m.user_metadata:
+        w.text(k)
+        w.text(v)
+    w.u32(len(m.chunks))
+    for c in m.chunks:
+        if len(c.digest) != DIGEST_SIZE:
+            raise ValueError(f"chunk digest must be {DIGEST_SIZE} bytes, got {len(c.digest)}")
+        w.parts.append(bytes(c.digest))
+        w.u64(c.length, "chunk length")
+    if m.inline is None:
+        w.u8(0)
+    else:
+        w.u8(1)
+        w.blob(bytes(m.inline))
+    w.u8(1 if m.deleted else 0)
+    w.text(m.writer)
+    return w.getvalue()
+
+
+def decode_manifest(b: bytes) -> Manifest:
+    """Decode a manifest; raises :class:`CorruptRecord` on anything malformed."""
+    r = _Reader(b, "manifest")
+    fmt = r.u8()
+    if fmt != MANIFEST_FORMAT:
+        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads {MANIFEST_FORMAT})")
+    bucket = r.text()
+    key = r.text()
+    version = r.u64()
+    size = r.u64()
+    etag = r.text()
+    content_type = r.text()
+    meta = tuple((r.text(), r.text()) for _ in range(r.u32()))
+    n = r.u32()
+    chunks = []
+    for _ in range(n):
+        digest = bytes(r._take(DIGEST_SIZE))
+        chunks.append(ChunkRef(digest, r.u64()))
+    inline = r.blob() if r.flag() else None
+    deleted = r.flag()
+    writer = r.text()
+    r.end()
+    return Manifest(
+        bucket=bucket,
+        key=key,
+        version=version,
+        size=size,
+        etag=etag,
+        content_type=content_type,
+        user_metadata=meta,
+        chunks=tuple(chunks),
+        inline=inline,
+        deleted=deleted,
+        writer=writer,
+    )
+
+
+def encode_bucket(rec: BucketRecord) -> bytes:
+    """Encode a bucket record (format version byte first)."""
+    validate_bucket_name(rec.name)
+    w = _Writer()
+    w.u8(BUCKET_FORMAT)
+    w.text(rec.name)
+    w.text(rec.policy)
+    w.u64(rec.created, "created")
+    w.text(rec.owner)
+    return w.getvalue()
+
+
+def decode_bucket(b: bytes) -> BucketRecord:
+    """Decode a bucket record; raises :class:`CorruptRecord` on anything malformed."""
+    r = _Reader(b, "bucket")
+    fmt = r.u8()
+    if fmt != BUCKET_FORMAT:
+        raise CorruptRecord(f"unsupported bucket record format {fmt} (this node reads {BUCKET_FORMAT})")
+    rec = BucketRecord(name=r.text(), policy=r.text(), created=r.u64(), owner=r.text())
+    r.end()
+    return rec
