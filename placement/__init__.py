@@ -1,1 +1,46 @@
-"""placement"""
+"""maillage.placement: where data rests. Pure: no I/O, no network; stdlib + blake3.
+
+Layering, bottom to top: ``errors`` (one exception tree) -> ``layout`` (frozen model and
+validation) -> ``layout_codec`` (TOML text) and ``keys`` (key -> partition) -> ``ring``
+(capacity-weighted tokens, per-policy sub-ring) -> ``table`` (replica walk with distinct
+sites, spread preference and bounded loads; cached tables). Everything users touch is
+re-exported here; the modules are implementation detail.
+"""
+
+from .errors import (
+    LayoutError,
+    PlacementError,
+    PolicyUnsatisfiable,
+    UnknownNode,
+    UnknownPolicy,
+    UnknownSite,
+)
+from .keys import bucket_partition, chunk_partition
+from .layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
+from .layout_codec import format_layout, parse_layout
+from .table import PartitionTable, moved_partitions, partition_table
+
+PartitionTable.__module__ = __name__
+
+__all__ = [
+    "PlacementError",
+    "LayoutError",
+    "PolicyUnsatisfiable",
+    "UnknownNode",
+    "UnknownPolicy",
+    "UnknownSite",
+    "NodeState",
+    "Site",
+    "Node",
+    "Policy",
+    "Layout",
+    "parse_location",
+    "format_location",
+    "parse_layout",
+    "format_layout",
+    "chunk_partition",
+    "bucket_partition",
+    "partition_table",
+    "PartitionTable",
+    "moved_partitions",
+]

@@ -1,0 +1,273 @@
+"""The layout model: sites, nodes, residency policies, as frozen values.
+
+Why it is built this way: the layout is the single source of truth for *where* a node is.
+A node's location is derived from the site the admin put it on (``Layout.location_of``),
+never from anything the node says about itself, so a misconfigured or hostile node cannot
+claim to be in France. Every value validates itself on construction and a ``Layout``
+normalises its collections (sorted by id/name), so two layouts that list the same things in
+a different order are equal, format to the same canonical text and share a fingerprint.
+Validation messages start with the path of the offending field (``nodes[2].capacity: ...``)
+using the order the caller gave, which is the order of the file being edited.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
+
+__all__ = [
+    "NodeState",
+    "Site",
+    "Node",
+    "Policy",
+    "Layout",
+    "parse_location",
+    "format_location",
+    "MIN_PARTITION_BITS",
+    "MAX_PARTITION_BITS",
+    "DEFAULT_PARTITION_BITS",
+]
+
+MIN_PARTITION_BITS = 4
+MAX_PARTITION_BITS = 20
+DEFAULT_PARTITION_BITS = 10
+
+_LABEL = re.compile(r"[a-z0-9-]+\Z")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))\Z")
+
+
+def parse_location(text: str) -> tuple[str, ...]:
+    """``"eu/fr/occitanie"`` -> ``("eu", "fr", "occitanie")``. Labels are ``[a-z0-9-]+``."""
+    if not isinstance(text, str):
+        raise LayoutError(f"location: must be a string like 'eu/fr/idf', got {type(text).__name__}")
+    labels = tuple(text.split("/"))
+    _check_labels(labels)
+    return labels
+
+
+def format_location(loc: Iterable[str]) -> str:
+    """``("eu", "fr")`` -> ``"eu/fr"`` (validates the labels)."""
+    labels = tuple(loc)
+    _check_labels(labels)
+    return "/".join(labels)
+
+
+def _check_labels(labels: tuple[str, ...]) -> None:
+    if not labels:
+        raise LayoutError("location: must have at least one label")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not _LABEL.match(label):
+            raise LayoutError(
+                f"location: label {i} {label!r} must be non-empty and use only a-z, 0-9 and '-'"
+            )
+
+
+def _check_name(value: object, what: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise LayoutError(
+            f"{what}: {value!r} must be 1-63 characters of A-Z, a-z, 0-9, '.', '_', '-' "
+            "starting with a letter or digit"
+        )
+
+
+def _check_int(value: object, what: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+        high is not None and value > high
+    ):
+        bound = f"an integer >= {low}" if high is None else f"an integer in {low}..{high}"
+        raise LayoutError(f"{what}: must be {bound}, got {value!r}")
+
+
+def _check_address(value: object) -> None:
+    if not isinstance(value, str) or ":" not in value:
+        raise LayoutError(f"address: {value!r} must look like 'host:port'")
+    host, _, port = value.rpartition(":")
+    if not _HOST.match(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise LayoutError(f"address: {value!r} must look like 'host:port' with port 1..65535")
+
+
+def _nested(prefix: str, exc: LayoutError) -> LayoutError:
+    return LayoutError(f"{prefix}.{exc}")
+
+
+class NodeState(enum.Enum):
+    """Only ACTIVE nodes own tokens; DRAINING and OUT nodes receive nothing new."""
+
+    ACTIVE = "active"
+    DRAINING = "draining"
+    OUT = "out"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One micro-datacenter: the unit of failure that replicas must span."""
+
+    name: str
+    location: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "name")
+        if not isinstance(self.location, tuple):
+            raise LayoutError("location: must be a tuple of labels")
+        _check_labels(self.location)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One daemon with one data directory; ``capacity`` is in bytes."""
+
+    id: str
+    address: str
+    site: str
+    capacity: int
+    state: NodeState = NodeState.ACTIVE
+
+    def __post_init__(self) -> None:
+        _check_name(self.id, "id")
+        _check_address(self.address)
+        _check_name(self.site, "site")
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity <= 0:
+            raise LayoutError(f"capacity: must be a positive integer, got {self.capacity!r}")
+        if not isinstance(self.state, NodeState):
+            raise LayoutError(f"state: must be one of {[s.value for s in NodeState]}, got {self.state!r}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A residency rule: data rests only under one of the ``allow`` prefixes, on
+    ``replicas`` distinct sites, preferring distinct ``spread``-label domains."""
+
+    name: str
+    allow: tuple[tuple[str, ...], ...]
+    replicas: int = 2
+    spread: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "name")
+        if not isinstance(self.allow, tuple) or not self.allow:
+            raise LayoutError("allow: must list at least one location prefix")
+        seen = set()
+        for i, prefix in enumerate(self.allow):
+            if not isinstance(prefix, tuple):
+                raise LayoutError(f"allow[{i}]: must be a tuple of labels")
+            try:
+                _check_labels(prefix)
+            except LayoutError as exc:
+                raise LayoutError(f"allow[{i}]: {exc}") from None
+            if prefix in seen:
+                raise LayoutError(f"allow[{i}]: duplicate prefix {'/'.join(prefix)!r}")
+            seen.add(prefix)
+        _check_int(self.replicas, "replicas", 2)
+        if self.spread is not None:
+            _check_int(self.spread, "spread", 1)
+
+    def allows(self, location: tuple[str, ...]) -> bool:
+        """Label-wise prefix match: ("eu","fr") allows ("eu","fr","idf"), not ("eu","fra")."""
+        loc = tuple(location)
+        return any(loc[: len(prefix)] == prefix for prefix in self.allow)
+
+    def domain(self, location: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The failure domain the walk tries to keep distinct (None when no ``spread``)."""
+        return None if self.spread is None else tuple(location[: self.spread])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A versioned description of the whole mesh. Collections are stored sorted."""
+
+    version: int
+    partition_bits: int
+    sites: tuple[Site, ...]
+    nodes: tuple[Node, ...]
+    policies: tuple[Policy, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _check_int(self.version, "version", 0)
+        _check_int(self.partition_bits, "partition_bits", MIN_PARTITION_BITS, MAX_PARTITION_BITS)
+        sites = self._checked("sites", self.sites, Site, lambda s: s.name, "name")
+        nodes = self._checked("nodes", self.nodes, Node, lambda n: n.id, "id")
+        policies = self._checked("policies", self.policies, Policy, lambda p: p.name, "name")
+        site_names = {s.name for s in sites}
+        addresses: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            if node.site not in site_names:
+                raise LayoutError(f"nodes[{i}].site: unknown site {node.site!r}")
+            if node.address in addresses:
+                raise LayoutError(
+                    f"nodes[{i}].address: {node.address!r} already used by nodes[{addresses[node.address]}]"
+                )
+            addresses[node.address] = i
+        object.__setattr__(self, "sites", tuple(sorted(sites, key=lambda s: s.name)))
+        object.__setattr__(self, "nodes", tuple(sorted(nodes, key=lambda n: n.id)))
+        object.__setattr__(self, "policies", tuple(sorted(policies, key=lambda p: p.name)))
+        object.__setattr__(self, "_sites_by_name", {s.name: s for s in self.sites})
+        object.__setattr__(self, "_nodes_by_id", {n.id: n for n in self.nodes})
+        object.__setattr__(self, "_policies_by_name", {p.name: p for p in self.policies})
+
+    @staticmethod
+    def _checked(what, items, cls, key, key_field):
+        if not isinstance(items, (tuple, list)):
+            raise LayoutError(f"{what}: must be a sequence of {cls.__name__}")
+        items = tuple(items)
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if not isinstance(item, cls):
+                raise LayoutError(f"{what}[{i}]: must be a {cls.__name__}, got {type(item).__name__}")
+            k = key(item)
+            if k in seen:
+                raise LayoutError(f"{what}[{i}].{key_field}: duplicate {k!r} (also {what}[{seen[k]}])")
+            seen[k] = i
+        return items
+
+    # -- lookups -------------------------------------------------------------------------
+    def node(self, node_id: str) -> Node:
+        try:
+            return self._nodes_by_id[node_id]  # type: ignore[attr-defined]
+        except KeyError:
+            raise UnknownNode(f"unknown node {node_id!r} in layout version {self.version}") from None
+
+    def site(self, name: str) -> Site:
+        try:
+            return self._sites_by_name[name]  # type: ignore[attr-defined]
+        except KeyError:
+            raise UnknownSite(f"unknown site {name!r} in layout version {self.version}") from None
+
+    def policy(self, name: str) -> Policy:
+        try:
+            return self._policies_by_name[name]  # type: ignore[attr-defined]
+        except KeyError:
+            raise UnknownPolicy(f"unknown policy {name!r} in layout version {self.version}") from None
+
+    def location_of(self, node_id: str) -> tuple[str, ...]:
+        """The node's location as the admin's layout says (from its site)."""
+        return self.site(self.node(node_id).site).location
+
+    def eligible_nodes(self, policy_name: str) -> tuple[Node, ...]:
+        """ACTIVE nodes whose site location the policy allows, sorted by id."""
+        policy = self.policy(policy_name)
+        sites = self._sites_by_name  # type: ignore[attr-defined]
+        return tuple(
+            n for n in self.nodes if n.state is NodeState.ACTIVE and policy.allows(sites[n.site].location)
+        )
+
+    def fingerprint(self) -> bytes:
+        """BLAKE3 of the canonical text (``format_layout``); a cache key."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            import blake3
+
+            from .layout_codec import format_layout
+
+            cached = blake3.blake3(format_layout(self).encode("utf-8")).digest()
+            object.__setattr__(self, "_fingerprint", cached)
+        return cached
+
+
+for _cls in (NodeState, Site, Node, Policy, Layout):
+    _cls.__module__ = "maillage.placement"
+del _cls

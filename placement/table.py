@@ -1,0 +1,238 @@
+"""Partition tables: the replica walk with distinct sites, spread preference and bounded loads.
+
+Why it is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
+replicas are found by walking clockwise. Two rules are never relaxed: every node is inside
+the policy (the ring holds nothing else) and the R replicas sit on R distinct sites. Two are
+preferences, relaxed in this order only when they cannot be met:
+
+1. a distinct ``spread`` domain (the first ``spread`` labels of the site location) per replica,
+2. the load bound: a node already holding ``cap = max(ceil(t), floor((1+e) t))`` replicas,
+   where ``t`` is its capacity share of the ``R * 2^P`` replica slots, is skipped.
+
+Random tokens alone leave ~1/sqrt(k) imbalance for k slots per node (about 15-20 % at 1,000
+sites and 2^16 partitions, whatever the token count), so the bound (consistent hashing with
+bounded loads) is what makes the capacity-weighted load flat. Partitions are filled in
+index order, which makes the table a pure function of (layout, policy): no seed, no previous
+table, no dependence on the order nodes are listed in. The price of the bound is extra
+movement on a layout change (a freed or taken slot cascades along nodes at their cap); the
+placement benchmark measures both sides. Whether a preference is achievable is decided from
+running counters before the walk, so the walk always stops at the first acceptable token.
+
+Lookups are tuple indexing; handoff lists (the rest of the eligible nodes in walk order,
+other sites first) are computed on demand and memoised.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left
+from collections import OrderedDict
+
+from .errors import PlacementError, PolicyUnsatisfiable
+from .layout import Layout, Policy
+from .ring import PolicyRing, policy_ring
+
+__all__ = ["PartitionTable", "partition_table", "build_table", "moved_partitions", "LOAD_EPSILON"]
+
+LOAD_EPSILON = 0.05
+
+
+class PartitionTable:
+    """Immutable partition -> ordered replica node ids for one (layout, policy)."""
+
+    __slots__ = ("bits", "policy", "layout_version", "_replicas", "_ring", "_sites", "_handoffs", "_by_node", "_lock")
+
+    def __init__(self, bits: int, policy: Policy, layout_version: int, replicas: tuple[tuple[str, ...], ...], ring: PolicyRing, sites: tuple[str, ...]):
+        self.bits = bits
+        self.policy = policy
+        self.layout_version = layout_version
+        self._replicas = replicas
+        self._ring = ring
+        self._sites = sites  # site name per ring node index
+        self._handoffs: dict[int, tuple[str, ...]] = {}
+        self._by_node: dict[str, frozenset[int]] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PartitionTable(policy={self.policy.name!r}, bits={self.bits}, layout_version={self.layout_version})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PartitionTable):
+            return NotImplemented
+        return (self.bits, self.policy, self.layout_version, self._replicas) == (
+            other.bits, other.policy, other.layout_version, other._replicas)
+
+    def __hash__(self) -> int:
+        return hash((self.bits, self.policy, self.layout_version))
+
+    def __len__(self) -> int:
+        return len(self._replicas)
+
+    def _check(self, partition: int) -> None:
+        if not 0 <= partition < len(self._replicas):
+            raise ValueError(f"partition: must be in 0..{len(self._replicas) - 1}, got {partition!r}")
+
+    def replicas(self, partition: int) -> tuple[str, ...]:
+        """R node ids on R distinct sites; the first is the preferred coordinator."""
+        if partition < 0:
+            raise ValueError(f"partition: must be in 0..{len(self._replicas) - 1}, got {partition!r}")
+        try:
+            return self._replicas[partition]
+        except IndexError:
+            raise ValueError(f"partition: must be in 0..{len(self._replicas) - 1}, got {partition!r}") from None
+
+    def handoffs(self, partition: int) -> tuple[str, ...]:
+        """Every other eligible node in walk order from the partition start: nodes on
+        sites not holding a replica first, then the rest. Never outside the policy."""
+        self._check(partition)
+        cached = self._handoffs.get(partition)
+        if cached is not None:
+            return cached
+        ring, replicas = self._ring, self._replicas[partition]
+        taken_nodes = set(replicas)
+        by_id = {n.id: i for i, n in enumerate(ring.nodes)}
+        taken_sites = {self._sites[by_id[r]] for r in replicas}
+        seen: set[int] = set()
+        order: list[int] = []
+        positions, owners, size = ring.positions, ring.owners, len(ring.positions)
+        start = bisect_left(positions, partition << (64 - self.bits))
+        for k in range(size):
+            owner = owners[(start + k) % size]
+            if owner not in seen:
+                seen.add(owner)
+                order.append(owner)
+                if len(seen) == len(ring.nodes):
+                    break
+        ids = [ring.nodes[i].id for i in order]
+        first = [i for o, i in zip(order, ids) if i not in taken_nodes and self._sites[o] not in taken_sites]
+        rest = [i for o, i in zip(order, ids) if i not in taken_nodes and self._sites[o] in taken_sites]
+        result = tuple(first + rest)
+        with self._lock:
+            self._handoffs[partition] = result
+        return result
+
+    def partitions_of(self, node_id: str) -> frozenset[int]:
+        """Partitions where ``node_id`` is a replica (empty if it holds none)."""
+        by_node = self._by_node
+        if by_node is None:
+            acc: dict[str, list[int]] = {}
+            for p, reps in enumerate(self._replicas):
+                for r in reps:
+                    acc.setdefault(r, []).append(p)
+            by_node = {k: frozenset(v) for k, v in acc.items()}
+            self._by_node = by_node
+        return by_node.get(node_id, frozenset())
+
+
+def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON) -> PartitionTable:
+    """Build (uncached) the table of one policy. See the module docstring."""
+    policy = layout.policy(policy_name)
+    R = policy.replicas
+    ring = policy_ring(layout, policy_name)
+    nodes = ring.nodes
+    site_names = sorted({n.site for n in nodes})
+    if len(site_names) < R:
+        raise PolicyUnsatisfiable(
+            f"policy {policy.name!r} needs {R} replicas on distinct sites but only "
+            f"{len(site_names)} eligible site(s) found (ACTIVE nodes inside allow="
+            f"{['/'.join(a) for a in policy.allow]}): {site_names}"
+        )
+    site_index = {s: i for i, s in enumerate(site_names)}
+    node_site = [site_index[n.site] for n in nodes]
+    spread = policy.spread is not None
+    if spread:
+        doms = sorted({policy.domain(layout.site(s).location) for s in site_names})
+        dom_index = {d: i for i, d in enumerate(doms)}
+        node_dom = [dom_index[policy.domain(layout.site(n.site).location)] for n in nodes]
+        ndoms = len(doms)
+    else:
+        node_dom = [0] * len(nodes)
+        ndoms = 0
+
+    bits = layout.partition_bits
+    nparts = 1 << bits
+    total_cap = sum(n.capacity for n in nodes)
+    slots = R * nparts
+    caps = []
+    for n in nodes:
+        t = slots * n.capacity / total_cap
+        caps.append(max(math.ceil(t - 1e-9), math.floor((1 + epsilon) * t + 1e-9)))
+    load = [0] * len(nodes)
+    free_total = len(nodes)  # nodes below their cap
+    free_site = [0] * len(site_names)
+    free_dom = [0] * max(ndoms, 1)
+    for i in range(len(nodes)):
+        free_site[node_site[i]] += 1
+        free_dom[node_dom[i]] += 1
+
+    positions, owners = ring.positions, ring.owners
+    size = len(positions)
+    shift = 64 - bits
+    table: list[tuple[str, ...]] = []
+    ids = [n.id for n in nodes]
+    for p in range(nparts):
+        start = bisect_left(positions, p << shift)
+        if start == size:
+            start = 0
+        chosen: list[int] = []
+        sites_taken: list[int] = []
+        doms_taken: list[int] = []
+        for _ in range(R):
+            use_dom = spread and len(doms_taken) < ndoms
+            if use_dom:
+                bounded = free_total - sum(free_dom[d] for d in doms_taken) > 0
+            else:
+                bounded = free_total - sum(free_site[s] for s in sites_taken) > 0
+            j = start
+            while True:
+                o = owners[j]
+                if (node_site[o] not in sites_taken
+                        and (not use_dom or node_dom[o] not in doms_taken)
+                        and (not bounded or load[o] < caps[o])):
+                    break
+                j += 1
+                if j == size:
+                    j = 0
+            chosen.append(o)
+            sites_taken.append(node_site[o])
+            doms_taken.append(node_dom[o])
+            load[o] += 1
+            if load[o] == caps[o]:
+                free_total -= 1
+                free_site[node_site[o]] -= 1
+                free_dom[node_dom[o]] -= 1
+        table.append(tuple(ids[o] for o in chosen))
+    return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
+
+
+_CACHE: OrderedDict[tuple[bytes, str], PartitionTable] = OrderedDict()
+_CACHE_SIZE = 64
+_CACHE_LOCK = threading.Lock()
+
+
+def partition_table(layout: Layout, policy_name: str) -> PartitionTable:
+    """The table of ``policy_name`` under ``layout``, cached by (fingerprint, policy)."""
+    key = (layout.fingerprint(), policy_name)
+    with _CACHE_LOCK:
+        table = _CACHE.get(key)
+        if table is not None:
+            _CACHE.move_to_end(key)
+            return table
+    table = build_table(layout, policy_name)
+    with _CACHE_LOCK:
+        _CACHE[key] = table
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return table
+
+
+def moved_partitions(old: PartitionTable, new: PartitionTable) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """partition -> (old replicas, new replicas) for every partition whose replica SET changed."""
+    if old.bits != new.bits:
+        raise PlacementError(f"cannot compare tables with partition_bits {old.bits} and {new.bits}")
+    out = {}
+    for p, (a, b) in enumerate(zip(old._replicas, new._replicas)):
+        if a != b and set(a) != set(b):
+            out[p] = (a, b)
+    return out
