@@ -35,7 +35,7 @@ from .ring import PolicyRing, policy_ring
 
 __all__ = ["PartitionTable", "partition_table", "build_table", "moved_partitions", "LOAD_EPSILON"]
 
-LOAD_EPSILON = 0.05
+LOAD_EPSILON = 0.08
 
 
 class PartitionTable:
