@@ -1,0 +1,176 @@
+"""Frame format: round trips, compression choice, and rejection of every malformed frame."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from maillage.storage import (
+    CODEC_RAW,
+    CODEC_ZSTD,
+    FRAME_HEADER_SIZE,
+    CorruptFrame,
+    chunk_digest,
+    decode_frame,
+    encode_frame,
+    read_frame_header,
+    verify_frame,
+)
+
+compressible = st.builds(
+    lambda word, n: word * n, st.binary(min_size=1, max_size=16), st.integers(1, 4000)
+)
+anything = st.one_of(st.binary(max_size=20_000), compressible)
+
+
+@given(anything, st.sampled_from([0, 1, 3, 9]))
+@settings(max_examples=200, deadline=None)
+def test_round_trip(data: bytes, level: int) -> None:
+    frame = encode_frame(data, level=level)
+    header = read_frame_header(frame)
+    assert header.digest == chunk_digest(data)
+    assert header.plain_length == len(data)
+    assert len(frame) == FRAME_HEADER_SIZE + header.stored_length
+    assert decode_frame(frame) == data
+    assert decode_frame(memoryview(frame), expected_digest=chunk_digest(data)) == data
+    if header.codec == CODEC_ZSTD:
+        assert header.stored_length < len(data)
+    else:
+        assert header.stored_length == len(data)
+
+
+def test_compressible_data_is_compressed() -> None:
+    data = b"the quick brown fox jumps over the lazy dog " * 10_000
+    h = read_frame_header(encode_frame(data))
+    assert h.codec == CODEC_ZSTD
+    assert h.stored_length < len(data) // 10
+
+
+def test_incompressible_data_is_stored_raw() -> None:
+    data = os.urandom(1 << 20)
+    frame = encode_frame(data)
+    h = read_frame_header(frame)
+    assert h.codec == CODEC_RAW
+    assert frame[FRAME_HEADER_SIZE:] == data
+
+
+def test_level_zero_disables_compression() -> None:
+    assert read_frame_header(encode_frame(b"a" * 1000, level=0)).codec == CODEC_RAW
+
+
+def _every_bit_flip(frame: bytes):
+    buf = bytearray(frame)
+    for i in range(len(buf)):
+        for bit in range(8):
+            buf[i] ^= 1 << bit
+            yield i, bit, bytes(buf)
+            buf[i] ^= 1 << bit
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello world, hello world, hello world, hello world " * 4, os.urandom(96), b""],
+    ids=["zstd", "raw", "empty"],
+)
+def test_every_single_bit_flip_is_rejected(data: bytes) -> None:
+    frame = encode_frame(data)
+    flips = 0
+    for i, bit, bad in _every_bit_flip(frame):
+        with pytest.raises(CorruptFrame):
+            decode_frame(bad)
+            pytest.fail(f"flip of bit {bit} in byte {i} was accepted")
+        flips += 1
+    assert flips == 8 * len(frame)
+
+
+@given(anything, st.data())
+@settings(max_examples=100, deadline=None)
+def test_random_bit_flips_rejected(data: bytes, draw: st.DataObject) -> None:
+    frame = bytearray(encode_frame(data))
+    pos = draw.draw(st.integers(0, len(frame) - 1))
+    frame[pos] ^= 1 << draw.draw(st.integers(0, 7))
+    with pytest.raises(CorruptFrame):
+        decode_frame(bytes(frame))
+
+
+@pytest.mark.parametrize("data", [b"abc" * 500, os.urandom(300)], ids=["zstd", "raw"])
+def test_every_truncation_and_extension_is_rejected(data: bytes) -> None:
+    frame = encode_frame(data)
+    for n in range(len(frame)):
+        with pytest.raises(CorruptFrame):
+            decode_frame(frame[:n])
+    for extra in (b"\x00", b"x" * 7):
+        with pytest.raises(CorruptFrame, match="length"):
+            decode_frame(frame + extra)
+
+
+def _rebuild(frame: bytes, **fields: int | bytes) -> bytes:
+    """Re-pack a header with some fields changed and a VALID crc, to test the field checks."""
+    fmt = struct.Struct(">4sBBHQQ32s8s")
+    names = ["magic", "version", "codec", "flags", "plain", "stored", "digest", "check"]
+    values = dict(zip(names, fmt.unpack_from(frame)))
+    values.update(fields)
+    prefix = fmt.pack(*(values[n] for n in names))
+    return prefix + struct.pack(">I", zlib.crc32(prefix)) + frame[FRAME_HEADER_SIZE:]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"magic": b"NOPE"}, "magic"),
+        ({"version": 2}, "version"),
+        ({"version": 0}, "version"),
+        ({"codec": 7}, "codec"),
+        ({"flags": 1}, "flags"),
+        ({"stored": 3}, "length"),
+        ({"plain": 1 << 40}, "limit"),
+    ],
+)
+def test_header_fields_are_checked(change: dict, message: str) -> None:
+    frame = encode_frame(b"payload " * 100)
+    with pytest.raises(CorruptFrame, match=message):
+        read_frame_header(_rebuild(frame, **change))
+
+
+def test_wrong_plain_length_is_rejected_even_with_a_valid_header_crc() -> None:
+    frame = encode_frame(b"payload " * 100)
+    bad = _rebuild(frame, plain=read_frame_header(frame).plain_length - 1)
+    read_frame_header(bad)  # the header itself is consistent
+    with pytest.raises(CorruptFrame):
+        decode_frame(bad)
+
+
+def test_raw_frame_with_mismatched_lengths_is_rejected() -> None:
+    frame = encode_frame(os.urandom(64))
+    with pytest.raises(CorruptFrame):
+        read_frame_header(_rebuild(frame, plain=63))
+
+
+def test_forged_digest_with_valid_crc_is_rejected() -> None:
+    frame = encode_frame(os.urandom(64))
+    forged = _rebuild(frame, digest=chunk_digest(b"something else"))
+    with pytest.raises(CorruptFrame, match="BLAKE3"):
+        decode_frame(forged)
+
+
+def test_expected_digest_is_enforced() -> None:
+    frame = encode_frame(b"abc")
+    with pytest.raises(CorruptFrame, match="expected"):
+        decode_frame(frame, expected_digest=chunk_digest(b"abd"))
+    assert verify_frame(frame, expected_digest=chunk_digest(b"abc")).plain_length == 3
+
+
+def test_not_a_frame() -> None:
+    with pytest.raises(CorruptFrame, match="too short"):
+        read_frame_header(b"hello")
+    with pytest.raises(CorruptFrame, match="magic"):
+        read_frame_header(b"x" * 200)
+
+
+def test_encode_rejects_bad_digest_argument() -> None:
+    with pytest.raises(ValueError):
+        encode_frame(b"abc", digest=b"short")

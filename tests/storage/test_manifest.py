@@ -1,0 +1,97 @@
+"""Manifest and bucket record codec: exact round trips, version byte, strict decoding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from maillage.storage import (
+    BucketRecord,
+    ChunkRef,
+    CorruptRecord,
+    InvalidName,
+    Manifest,
+    StorageError,
+    decode_bucket,
+    decode_manifest,
+    encode_bucket,
+    encode_manifest,
+    validate_bucket_name,
+    validate_key,
+)
+
+bucket_names = st.from_regex(r"[a-z0-9.-]{1,63}", fullmatch=True)
+keys = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+               min_size=1, max_size=200)
+u64 = st.integers(0, (1 << 64) - 1)
+manifests = st.builds(
+    Manifest,
+    bucket=bucket_names,
+    key=keys,
+    version=u64,
+    size=u64,
+    etag=st.text(max_size=40),
+    content_type=st.text(max_size=40),
+    user_metadata=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=50)), max_size=5).map(tuple),
+    chunks=st.lists(st.builds(ChunkRef, st.binary(min_size=32, max_size=32), u64), max_size=5).map(tuple),
+    inline=st.none() | st.binary(max_size=300),
+    deleted=st.booleans(),
+    writer=st.text(max_size=20),
+)
+
+
+@given(manifests)
+def test_manifest_round_trip(m: Manifest) -> None:
+    raw = encode_manifest(m)
+    assert raw[0] == 1
+    assert decode_manifest(raw) == m
+
+
+@given(manifests, st.data())
+def test_truncated_or_padded_manifest_is_rejected(m: Manifest, data: st.DataObject) -> None:
+    raw = encode_manifest(m)
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(CorruptRecord):
+        decode_manifest(raw[:cut])
+    with pytest.raises(CorruptRecord, match="trailing"):
+        decode_manifest(raw + b"\x00")
+
+
+def test_unknown_manifest_format_is_rejected() -> None:
+    raw = encode_manifest(Manifest("b", "k", 1, 0, "e"))
+    with pytest.raises(CorruptRecord, match="format 2"):
+        decode_manifest(b"\x02" + raw[1:])
+    assert issubclass(CorruptRecord, StorageError)
+
+
+def test_bucket_round_trip_and_version() -> None:
+    rec = BucketRecord("photos.eu-1", "fr-only", 123 << 16, "alice")
+    raw = encode_bucket(rec)
+    assert raw[0] == 1 and decode_bucket(raw) == rec
+    with pytest.raises(CorruptRecord):
+        decode_bucket(b"\x09" + raw[1:])
+    with pytest.raises(CorruptRecord):
+        decode_bucket(raw[:-1])
+
+
+@pytest.mark.parametrize("name", ["", "UPPER", "a_b", "a/b", "x" * 64, "é"])
+def test_bad_bucket_names(name: str) -> None:
+    with pytest.raises(InvalidName):
+        validate_bucket_name(name)
+
+
+def test_bad_keys() -> None:
+    for key in ["", "a\x00b", "x" * 1025, "é" * 513]:
+        with pytest.raises(InvalidName):
+            validate_key(key)
+    assert validate_key("é" * 512) == ("é" * 512).encode()
+    assert validate_key("dir/ file?\n\t\u2603") == "dir/ file?\n\t\u2603".encode()
+    with pytest.raises(ValueError):  # InvalidName is also a ValueError
+        encode_manifest(Manifest("b", "a\x00", 1, 0, ""))
+
+
+def test_encode_rejects_bad_digests_and_ranges() -> None:
+    with pytest.raises(ValueError):
+        encode_manifest(Manifest("b", "k", 1, 0, "", chunks=(ChunkRef(b"short", 1),)))
+    with pytest.raises(ValueError):
+        encode_manifest(Manifest("b", "k", -1, 0, ""))

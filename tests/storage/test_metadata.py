@@ -1,0 +1,255 @@
+"""Metadata store: last-writer-wins, listing, group commit, persistence, references."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from maillage.storage import (
+    BucketRecord,
+    ChunkRef,
+    InvalidName,
+    Manifest,
+    MetaStore,
+    StorageError,
+    StorageUnavailable,
+    chunk_digest,
+)
+
+
+@pytest.fixture
+def meta(tmp_path: Path):
+    store = MetaStore(tmp_path / "meta")
+    yield store
+    store.close()
+
+
+def M(key: str, version: int, *, bucket: str = "b", writer: str = "", deleted: bool = False,
+      size: int = 0) -> Manifest:
+    return Manifest(bucket, key, version, size, f"etag-{version}-{writer}", deleted=deleted,
+                    writer=writer)
+
+
+def test_put_get_and_last_writer_wins(meta: MetaStore) -> None:
+    assert meta.get_manifest("b", "k") is None
+    assert meta.put_manifest(M("k", 5)) is True
+    assert meta.put_manifest(M("k", 4)) is False
+    assert meta.put_manifest(M("k", 5)) is False  # same order: not applied again
+    assert meta.get_manifest("b", "k").version == 5
+    assert meta.put_manifest(M("k", 5, writer="node-b")) is True  # writer breaks the tie
+    assert meta.get_manifest("b", "k").writer == "node-b"
+    assert meta.put_manifest(M("k", 5, writer="node-a")) is False
+    assert meta.put_manifest(M("k", 6, deleted=True)) is True
+    tomb = meta.get_manifest("b", "k")
+    assert tomb is not None and tomb.deleted
+
+
+versions = st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["", "a", "b"])),
+                    min_size=1, max_size=12, unique=True)
+
+
+@given(versions, st.randoms(use_true_random=False), st.booleans())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_lww_any_order_leaves_the_max(meta: MetaStore, vs, rnd, batched: bool) -> None:
+    key = f"k-{os.urandom(8).hex()}"  # a fresh key per example: the store is shared
+    order = list(vs)
+    rnd.shuffle(order)
+    ms = [M(key, v, writer=w) for v, w in order]
+    if batched:  # several versions of one key in one synced batch: the overlay must decide
+        applied = meta.put_manifests(ms)
+    else:
+        applied = [meta.put_manifest(m) for m in ms]
+    best = max(vs)
+    got = meta.get_manifest("b", key)
+    assert (got.version, got.writer) == best
+    # A version is applied exactly when it beats every version applied before it.
+    running = None
+    for (v, w), a in zip(order, applied):
+        assert a == (running is None or (v, w) > running)
+        if a:
+            running = (v, w)
+
+
+def test_listing_order_prefix_start_after_limit_and_tombstones(meta: MetaStore) -> None:
+    keys = ["a", "a/b", "a/c", "ab", "b", "é", "z", "\u2603", "a\x01", "A"]
+    meta.put_manifests([M(k, 1) for k in keys])
+    meta.put_manifest(M("a/c", 2, deleted=True))
+    meta.put_manifest(M("other", 1, bucket="c"))
+    meta.put_manifest(M("x", 1, bucket="bb"))  # a bucket whose name extends "b"
+    live = sorted((k for k in keys if k != "a/c"), key=lambda k: k.encode())
+    assert [m.key for m in meta.list_manifests("b")] == live
+    assert [m.key for m in meta.list_manifests("b", include_deleted=True)] == sorted(keys, key=str.encode)
+    assert [m.key for m in meta.list_manifests("b", prefix="a/")] == ["a/b"]
+    assert [m.key for m in meta.list_manifests("b", prefix="a/", include_deleted=True)] == ["a/b", "a/c"]
+    assert [m.key for m in meta.list_manifests("b", limit=3)] == live[:3]
+    assert [m.key for m in meta.list_manifests("b", start_after="a/b")] == live[live.index("a/b") + 1:]
+    assert [m.key for m in meta.list_manifests("b", start_after="aa", limit=2)] == ["ab", "b"]
+    assert [m.key for m in meta.list_manifests("b", prefix="a", start_after="a/c")] == ["ab"]
+    assert [m.key for m in meta.list_manifests("b", prefix="a", start_after="a")] == ["a\x01", "a/b", "ab"]
+    assert meta.list_manifests("b", prefix="zz") == []
+    assert meta.list_manifests("b", limit=0) == []
+    assert [m.key for m in meta.list_manifests("c")] == ["other"]
+    assert meta.list_manifests("empty") == []
+
+
+def test_pagination_walks_everything_once(meta: MetaStore) -> None:
+    keys = [f"obj/{i:05d}" for i in range(2500)]
+    meta.put_manifests([M(k, 1) for k in keys])
+    seen, marker = [], ""
+    while True:
+        page = meta.list_manifests("b", prefix="obj/", start_after=marker, limit=700)
+        if not page:
+            break
+        seen.extend(m.key for m in page)
+        marker = page[-1].key
+    assert seen == keys
+
+
+def test_has_live_objects_and_iter(meta: MetaStore) -> None:
+    assert not meta.has_live_objects("b")
+    meta.put_manifest(M("k", 1, deleted=True))
+    assert not meta.has_live_objects("b")
+    meta.put_manifest(M("k2", 1))
+    assert meta.has_live_objects("b")
+    meta.put_manifest(M("x", 1, bucket="other"))
+    assert [m.key for m in meta.iter_manifests("b")] == ["k", "k2"]
+    assert {(m.bucket, m.key) for m in meta.iter_manifests()} == {("b", "k"), ("b", "k2"), ("other", "x")}
+
+
+def test_buckets(meta: MetaStore) -> None:
+    a = BucketRecord("alpha", "eu", 1, "t1")
+    b = BucketRecord("beta", "fr-only", 2)
+    meta.put_bucket(b)
+    meta.put_bucket(a)
+    assert meta.get_bucket("alpha") == a
+    assert meta.list_buckets() == [a, b]
+    meta.delete_bucket("alpha")
+    assert meta.get_bucket("alpha") is None
+    assert meta.list_buckets() == [b]
+
+
+def test_names_are_validated(meta: MetaStore) -> None:
+    with pytest.raises(InvalidName):
+        meta.put_manifest(M("a\x00b", 1))
+    with pytest.raises(InvalidName):
+        meta.put_manifest(M("k", 1, bucket="Bad_Bucket"))
+    with pytest.raises(InvalidName):
+        meta.get_manifest("b", "x" * 1025)
+    with pytest.raises(InvalidName):
+        meta.put_bucket(BucketRecord("NO", "p", 1))
+
+
+def test_chunk_refs(meta: MetaStore) -> None:
+    d1, d2 = chunk_digest(b"one"), chunk_digest(b"two")
+    meta.add_chunk_refs([d1, d2], bucket="b", key="k/\u2603", version=7)
+    meta.add_chunk_refs([d1], bucket="b2", key="other", version=(1 << 64) - 1)
+    assert sorted(meta.chunk_refs(d1)) == [("b", "k/\u2603", 7), ("b2", "other", (1 << 64) - 1)]
+    assert meta.chunk_refs(d2) == [("b", "k/\u2603", 7)]
+    meta.remove_chunk_refs([d1, d2], bucket="b", key="k/\u2603", version=7)
+    assert meta.chunk_refs(d1) == [("b2", "other", (1 << 64) - 1)]
+    assert meta.chunk_refs(d2) == [] and not meta.has_chunk_refs(d2) and meta.has_chunk_refs(d1)
+
+
+def test_concurrent_puts_are_durable_and_group_committed(tmp_path: Path) -> None:
+    meta = MetaStore(tmp_path / "meta")
+    per_thread, threads_n = 100, 16
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads_n)
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                assert meta.put_manifest(M(f"t{t:02d}/{i:03d}", 1, size=i))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    before = meta.stats()
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stats = meta.stats()
+    puts = per_thread * threads_n
+    assert stats.requests - before.requests == puts
+    batches = stats.batches - before.batches
+    assert batches < puts / 2, f"{batches} synced batches for {puts} puts: no group commit"
+    meta.close()
+    again = MetaStore(tmp_path / "meta")
+    try:
+        listed = again.list_manifests("b", limit=10_000)
+        assert len(listed) == puts
+        assert again.get_manifest("b", "t15/099").size == 99
+    finally:
+        again.close()
+
+
+def test_reopen_persists_everything(tmp_path: Path) -> None:
+    with MetaStore(tmp_path / "m") as meta:
+        meta.put_manifest(Manifest("b", "k", 3, 10, "e", chunks=(ChunkRef(chunk_digest(b"x"), 10),),
+                                   user_metadata=(("a", "1"),)))
+        meta.put_bucket(BucketRecord("b", "p", 1))
+        meta.add_chunk_refs([chunk_digest(b"x")], bucket="b", key="k", version=3)
+    with MetaStore(tmp_path / "m") as meta:
+        m = meta.get_manifest("b", "k")
+        assert m is not None and m.chunks[0].length == 10 and m.user_metadata == (("a", "1"),)
+        assert meta.get_bucket("b") == BucketRecord("b", "p", 1)
+        assert meta.chunk_refs(chunk_digest(b"x")) == [("b", "k", 3)]
+        assert meta.put_manifest(Manifest("b", "k", 2, 0, "")) is False
+
+
+def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    meta = MetaStore(tmp_path / "m")
+    meta.close()
+    meta.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        meta.put_manifest(M("k", 1))
+
+
+def test_unknown_database_format_is_refused(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    path = tmp_path / "m"
+    MetaStore(path).close()
+    db = Rdict(str(path), Options(raw_mode=True))
+    db[b"\x00format"] = b"\x09"
+    db.close()
+    with pytest.raises(StorageError, match="format"):
+        MetaStore(path)
+
+
+def test_failed_synced_write_makes_the_store_refuse_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meta = MetaStore(tmp_path / "m")
+    meta.put_manifest(M("ok", 1))
+
+    class Boom:
+        def __init__(self, db) -> None:
+            self.db = db
+
+        def write(self, *a, **k):
+            raise Exception("IO error: fsync failed")
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    real = meta._db
+    meta._db = Boom(real)
+    try:
+        with pytest.raises(StorageUnavailable, match="fsync failed"):
+            meta.put_manifest(M("k", 1))
+        meta._db = real  # the disk "recovers": writes are still refused
+        with pytest.raises(StorageUnavailable):
+            meta.put_manifest(M("k2", 1))
+        assert meta.get_manifest("b", "ok") is not None
+        assert meta.get_manifest("b", "k") is None
+    finally:
+        meta._db = real
+        meta.close()
