@@ -128,10 +128,12 @@ class PutChunkReply(_message.Message):
     def __init__(self, stored: _Optional[bool] = ...) -> None: ...
 
 class PutManifestRequest(_message.Message):
-    __slots__ = ("manifest",)
+    __slots__ = ("manifest", "bucket")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
+    bucket: Bucket
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., bucket: _Optional[_Union[Bucket, _Mapping]] = ...) -> None: ...
 
 class PutManifestReply(_message.Message):
     __slots__ = ("applied",)

@@ -1,0 +1,329 @@
+"""The coordinator: any node turns a client's request into work on the right replica sets.
+
+Write path: the object stream is cut into chunks; each chunk is hashed (BLAKE3), framed (zstd when
+it helps) in the thread pool and sent to the R replicas of its partition, skipping replicas that
+already hold it (dedup). At most `CHUNKS_IN_FLIGHT` chunks are held at once, so a 10 GiB upload
+needs a few chunks of memory. The manifest is written last, to the replicas of the bucket's index
+partition, with a version above the one it replaces (HLC, observed from the replicas) so a node
+with a slow clock cannot lose a newer write. The write is acknowledged only when chunks and
+manifest are durable on at least two sites.
+
+The coordinator itself stores nothing unless it is one of the replicas: a node outside a bucket's
+policy only forwards bytes in memory, and logs no key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+
+import blake3
+
+from maillage.placement import bucket_partition, chunk_partition, PartitionTable
+from maillage.storage import (
+    BucketRecord, ChunkRef, HybridClock, Manifest, chunk_digest, encode_frame,
+)
+
+from . import validation
+from .catalog import Catalog
+from .chunking import DEFAULT_CHUNK_SIZE, INLINE_MAX, FixedChunker
+from .errors import (
+    BucketAlreadyExists, BucketNotEmpty, IntegrityError, InvalidRequest, NoSuchKey, NodeError,
+    QuorumNotReached,
+)
+from .layout_state import LayoutState
+from .peers import Peers
+from .quorum import ReplicaSets
+
+CHUNKS_IN_FLIGHT = 4
+LIST_PAGE = 1000
+_MAX_CHAR = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class Upload:
+    bucket: str
+    key: str
+    content_type: str = "application/octet-stream"
+    user_metadata: Mapping[str, str] = ()  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Listing:
+    contents: list[Manifest]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_token: str
+
+
+class Coordinator:
+    def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
+                 clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self.node_id = node_id
+        self._peers = peers
+        self._layout = layout
+        self._catalog = catalog
+        self._clock = clock
+        self._executor = executor
+        self._sets = ReplicaSets(peers, layout)
+        self.chunk_size = chunk_size
+
+    # ----- buckets ---------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, policy: str, owner: str = "") -> BucketRecord:
+        validation.check_bucket_name(name)
+        layout = self._layout.current
+        table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
+        if await self._catalog.find(name) is not None:
+            raise BucketAlreadyExists(f"bucket {name!r} already exists")
+        record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner)
+        eligible = layout.eligible_nodes(policy)
+        answers = await asyncio.gather(*(self._try(n.id, lambda r: r.put_bucket(record)) for n in eligible))
+        sites = {n.site for n, (_, err) in zip(eligible, answers) if err is None}
+        needed = min(2, table.policy.replicas)
+        if len(sites) < needed:
+            raise QuorumNotReached(f"bucket {name!r}: only {len(sites)} site(s) recorded it, {needed} needed")
+        return record
+
+    async def head_bucket(self, name: str) -> BucketRecord:
+        validation.check_bucket_name(name)
+        return await self._catalog.get(name)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        nodes = [n.id for n in self._layout.current.nodes]
+        answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
+        found: dict[str, BucketRecord] = {}
+        for records, err in answers:
+            for r in records or ():
+                found.setdefault(r.name, r)
+        return [found[name] for name in sorted(found)]
+
+    async def delete_bucket(self, name: str) -> None:
+        record = await self.head_bucket(name)
+        listing = await self.list_objects(name, max_keys=1)
+        if listing.contents or listing.common_prefixes:
+            raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
+        eligible = self._layout.current.eligible_nodes(record.policy)
+        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(name)) for n in eligible))
+        self._catalog.forget(name)
+
+    async def _try(self, node_id: str, op):
+        try:
+            return await op(self._peers.replica(node_id)), None
+        except NodeError as exc:
+            return None, exc
+        except Exception as exc:  # storage errors of the local replica count as that node failing
+            return None, exc
+
+    # ----- object writes ---------------------------------------------------------------------
+
+    async def put_object(self, upload: Upload, pieces: AsyncIterator[bytes | memoryview],
+                         expected_blake3: asyncio.Future[bytes | None] | None = None) -> tuple[Manifest, list[str]]:
+        """Store an object from a stream of byte pieces; returns its manifest and the sites holding it."""
+        validation.check_key(upload.key)
+        validation.check_metadata(upload.user_metadata, upload.content_type)
+        bucket = await self._catalog.get(upload.bucket)
+        table = self._layout.table(bucket.policy)
+        previous = asyncio.ensure_future(self._latest(bucket, upload.key))
+        try:
+            refs, sites, inline, size, etag = await self._store_chunks(pieces, table, bucket.policy)
+            if expected_blake3 is not None:
+                expected = await expected_blake3
+                if expected is not None and expected.hex() != etag:
+                    raise IntegrityError(
+                        f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
+                        f"match the {size} bytes received ({etag[:16]}...); nothing was written")
+            manifest = Manifest(
+                bucket=upload.bucket, key=upload.key, version=await self._next_version(previous),
+                size=size, etag=etag, content_type=upload.content_type,
+                user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
+                inline=inline, writer=self.node_id)
+        finally:
+            previous.cancel()
+        manifest_sites = await self._write_manifest(bucket, manifest)
+        return manifest, sorted(sites | manifest_sites if inline is not None else sites)
+
+    async def _store_chunks(self, pieces, table: PartitionTable, policy: str):
+        chunker = FixedChunker(self.chunk_size)
+        whole = blake3.blake3()
+        refs: list[ChunkRef | None] = []
+        sites: set[str] = set()
+        size = 0
+        slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+        tasks: list[asyncio.Task] = []
+
+        async def store(index: int, plain: bytes) -> None:
+            try:
+                digest, frame = await self._frame(plain)
+                refs[index] = ChunkRef(digest=digest, length=len(plain))
+                sites.update(await self._replicate_chunk(table, policy, digest, frame))
+            finally:
+                slots.release()
+
+        async def schedule(plain: bytes) -> None:
+            await slots.acquire()
+            failed = next((t for t in tasks if t.done() and t.exception()), None)
+            if failed is not None:
+                slots.release()
+                raise failed.exception()
+            refs.append(None)
+            tasks.append(asyncio.ensure_future(store(len(refs) - 1, plain)))
+
+        try:
+            async for piece in pieces:
+                whole.update(piece)
+                size += len(piece)
+                for chunk in chunker.feed(piece):
+                    await schedule(chunk)
+            rest = chunker.rest()
+            inline = None
+            if not tasks and len(rest) <= INLINE_MAX:
+                inline = rest
+            elif rest:
+                await schedule(rest)
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return refs, sites, inline, size, whole.hexdigest()
+
+    async def _frame(self, plain: bytes) -> tuple[bytes, bytes]:
+        def work():
+            digest = chunk_digest(plain)
+            return digest, encode_frame(plain, digest=digest)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes) -> set[str]:
+        async def put_if_missing(replica) -> bool:
+            if replica is not self._peers.local and (await replica.has_chunks([digest]))[0]:
+                return False
+            return await replica.put_chunk(frame, policy=policy)
+
+        outcome = await self._sets.write(table, chunk_partition(digest, table.bits), put_if_missing,
+                                         f"chunk {digest.hex()[:16]}")
+        return {self._sets.site_of(n) for n in outcome.results}
+
+    async def _write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
+        table = self._layout.table(bucket.policy)
+        outcome = await self._sets.write(
+            table, bucket_partition(bucket.name, table.bits),
+            lambda r: r.put_manifest(manifest, bucket), "object manifest")
+        return {self._sets.site_of(n) for n in outcome.results}
+
+    async def _next_version(self, previous: asyncio.Future) -> int:
+        try:
+            latest = await previous
+        except NodeError:
+            latest = None
+        if latest is not None:
+            self._clock.observe(latest.version)
+        return self._clock.now()
+
+    async def delete_object(self, bucket_name: str, key: str) -> int:
+        validation.check_key(key)
+        bucket = await self._catalog.get(bucket_name)
+        latest = await self._latest(bucket, key)
+        if latest is not None:
+            self._clock.observe(latest.version)
+        tombstone = Manifest(bucket=bucket_name, key=key, version=self._clock.now(), size=0, etag="",
+                             deleted=True, writer=self.node_id)
+        await self._write_manifest(bucket, tombstone)
+        return tombstone.version
+
+    async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str) -> Manifest:
+        validation.check_key(key)
+        source = await self.head_object(source_bucket, source_key, with_chunks=True)
+        src_record = await self._catalog.get(source_bucket)
+        dest = await self._catalog.get(bucket_name)
+        table = self._layout.table(dest.policy)
+        src_table = self._layout.table(src_record.policy)
+        for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
+            frame = await self.read_chunk(src_table, ref.digest)
+            await self._replicate_chunk(table, dest.policy, ref.digest, frame)
+        previous = asyncio.ensure_future(self._latest(dest, key))
+        manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),
+                           writer=self.node_id)
+        await self._write_manifest(dest, manifest)
+        return manifest
+
+    async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
+        partition = chunk_partition(digest, table.bits)
+        errors = []
+        for node_id in (*table.replicas(partition), *table.handoffs(partition)):
+            try:
+                return await self._peers.replica(node_id).get_chunk(digest)
+            except Exception as exc:  # try the next copy; all failures are reported below
+                errors.append(f"{node_id}: {exc}")
+        raise QuorumNotReached(f"chunk {digest.hex()[:16]}: no copy could be read ({'; '.join(errors)})")
+
+    # ----- object reads ----------------------------------------------------------------------
+
+    async def _latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
+        table = self._layout.table(bucket.policy)
+        outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits),
+                                        lambda r: r.get_manifest(bucket.name, key), "object lookup")
+        found = [m for m in outcome.results.values() if m is not None]
+        if not found:
+            return None
+        best = max(found, key=lambda m: (m.version, m.writer))
+        self._clock.observe(best.version)
+        return best
+
+    async def head_object(self, bucket_name: str, key: str, *, with_chunks: bool = True) -> Manifest:
+        validation.check_key(key)
+        bucket = await self._catalog.get(bucket_name)
+        latest = await self._latest(bucket, key)
+        if latest is None or latest.deleted:
+            raise NoSuchKey(f"no object {key!r} in bucket {bucket_name!r}")
+        return latest
+
+    async def list_objects(self, bucket_name: str, *, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> Listing:
+        bucket = await self._catalog.get(bucket_name)
+        table = self._layout.table(bucket.policy)
+        partition = bucket_partition(bucket.name, table.bits)
+        max_keys = max(1, min(max_keys or 1000, 1000))
+        contents: list[Manifest] = []
+        prefixes: list[str] = []
+        cursor = start_after
+        while True:
+            page, complete = await self._merged_page(table, partition, bucket.name, prefix, cursor)
+            skipped = False
+            for m in page:
+                if m.deleted:
+                    cursor = m.key
+                    continue
+                cut = m.key.find(delimiter, len(prefix)) if delimiter else -1
+                if len(contents) + len(prefixes) >= max_keys:
+                    return Listing(contents, prefixes, True, cursor)
+                if cut < 0:
+                    contents.append(m)
+                    cursor = m.key
+                    continue
+                prefixes.append(m.key[:cut + len(delimiter)])
+                cursor = prefixes[-1] + _MAX_CHAR  # the token skips the rest of this common prefix
+                skipped = True
+                break
+            if complete and not skipped:
+                return Listing(contents, prefixes, False, "")
+
+    async def _merged_page(self, table: PartitionTable, partition: int, bucket: str, prefix: str,
+                           start_after: str) -> tuple[list[Manifest], bool]:
+        """One page of the index merged across replicas: newest version per key, in key order."""
+        outcome = await self._sets.read(
+            table, partition, lambda r: r.list_index(bucket, prefix, start_after, LIST_PAGE), "listing")
+        newest: dict[str, Manifest] = {}
+        horizon = None  # keys beyond the shortest truncated page are not complete yet
+        for entries, truncated in outcome.results.values():
+            for m in entries:
+                held = newest.get(m.key)
+                if held is None or (m.version, m.writer) > (held.version, held.writer):
+                    newest[m.key] = m
+            if truncated and entries:
+                horizon = entries[-1].key if horizon is None else min(horizon, entries[-1].key)
+        keys = sorted(k for k in newest if horizon is None or k <= horizon)
+        return [newest[k] for k in keys], horizon is None

@@ -1,0 +1,62 @@
+"""Errors of the node's domain code, one class per thing a person can get wrong or the mesh can hit.
+
+Domain code raises these (and the typed errors of placement and storage); the gRPC boundary
+(`maillage.node.status`) turns each into a status code plus its class name in trailing metadata,
+which the SDK turns back into its own exception of the same name.
+"""
+
+
+class NodeError(Exception):
+    """Base of the node's errors."""
+
+
+class InvalidArgument(NodeError):
+    """The request itself is malformed."""
+
+
+class InvalidBucketName(InvalidArgument):
+    pass
+
+
+class InvalidKey(InvalidArgument):
+    pass
+
+
+class MetadataTooLarge(InvalidArgument):
+    pass
+
+
+class InvalidRequest(InvalidArgument):
+    """A malformed stream or message (e.g. a PutObject stream without its header)."""
+
+
+class NoSuchBucket(NodeError):
+    pass
+
+
+class NoSuchKey(NodeError):
+    pass
+
+
+class BucketAlreadyExists(NodeError):
+    pass
+
+
+class BucketNotEmpty(NodeError):
+    pass
+
+
+class OutsidePolicy(NodeError):
+    """This node's location is outside the bucket's policy: it must not store anything of it."""
+
+
+class QuorumNotReached(NodeError):
+    """Fewer distinct sites than required acknowledged a write, or answered a read."""
+
+
+class IntegrityError(NodeError):
+    """Bytes did not match their BLAKE3 digest."""
+
+
+class PeerUnavailable(NodeError):
+    """A peer did not answer (down, partitioned, or past its deadline)."""

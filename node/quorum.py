@@ -1,0 +1,94 @@
+"""Writing to and reading from one partition's replica set, with handoff inside the policy.
+
+A write goes to the R replicas in parallel. Each replica that fails is replaced by the next node of
+the partition's handoff order (the same policy ring, so never outside the policy) on a site not used
+yet. The write counts when copies are durable on at least `MIN_SITES` distinct sites; it tries for
+all R. Fewer than that raises `QuorumNotReached` naming every failure: it never silently succeeds.
+
+A read asks the R replicas, replacing failures by handoff nodes the same way, so a copy written
+during a handoff is found again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from maillage.placement import PartitionTable
+
+from .errors import QuorumNotReached
+from .layout_state import LayoutState
+from .peers import Peers
+
+MIN_SITES = 2
+T = TypeVar("T")
+
+Operation = Callable[[Any], Awaitable[T]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What each node answered: results by node id, errors by node id."""
+    results: dict[str, Any]
+    errors: dict[str, Exception]
+
+    def describe_errors(self) -> str:
+        return "; ".join(f"{node}: {err}" for node, err in self.errors.items()) or "none"
+
+
+class ReplicaSets:
+    def __init__(self, peers: Peers, layout: LayoutState) -> None:
+        self._peers = peers
+        self._layout = layout
+
+    def site_of(self, node_id: str) -> str:
+        return self._layout.current.node(node_id).site
+
+    async def _attempt(self, node_id: str, op: Operation) -> tuple[str, Any, Exception | None]:
+        try:
+            return node_id, await op(self._peers.replica(node_id)), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of one replica is routed around, and reported
+            return node_id, None, exc
+
+    async def run(self, table: PartitionTable, partition: int, op: Operation) -> Outcome:
+        """Run `op` on the partition's replicas, replacing each failure by a handoff node."""
+        results: dict[str, Any] = {}
+        failures: dict[str, Exception] = {}
+        replicas = table.replicas(partition)
+        used_sites = {self.site_of(n) for n in replicas}
+        handoffs = [n for n in table.handoffs(partition)]
+        pending = list(replicas)
+        while pending:
+            answers = await asyncio.gather(*(self._attempt(n, op) for n in pending))
+            pending = []
+            for node_id, result, exc in answers:
+                if exc is None:
+                    results[node_id] = result
+                    continue
+                failures[node_id] = exc
+                substitute = next((h for h in handoffs if self.site_of(h) not in used_sites), None)
+                if substitute is not None:
+                    handoffs.remove(substitute)
+                    used_sites.add(self.site_of(substitute))
+                    pending.append(substitute)
+        return Outcome(results, failures)
+
+    async def write(self, table: PartitionTable, partition: int, op: Operation, what: str) -> Outcome:
+        outcome = await self.run(table, partition, op)
+        sites = {self.site_of(n) for n in outcome.results}
+        needed = min(MIN_SITES, table.policy.replicas)
+        if len(sites) < needed:
+            raise QuorumNotReached(
+                f"{what}: only {len(sites)} site(s) acknowledged ({', '.join(sorted(sites)) or 'none'}), "
+                f"{needed} distinct sites are required; failures: {outcome.describe_errors()}")
+        return outcome
+
+    async def read(self, table: PartitionTable, partition: int, op: Operation, what: str) -> Outcome:
+        outcome = await self.run(table, partition, op)
+        if not outcome.results:
+            raise QuorumNotReached(f"{what}: no replica answered; failures: {outcome.describe_errors()}")
+        return outcome

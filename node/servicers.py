@@ -1,0 +1,205 @@
+"""gRPC servicers: translate protobuf to domain calls and back, nothing else.
+
+Errors leave through `@grpc_errors` (see `status.py`). The bulk methods take and return raw bytes
+(registered without serializers in `server.py`), so a chunk is never copied into a protobuf message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from maillage.placement import format_layout, format_location, parse_layout
+from maillage.proto import bulk, pb, rpc
+
+from .convert import bucket_from_pb, bucket_to_pb, manifest_from_pb, manifest_to_pb
+from .coordinator import Coordinator, Upload
+from .errors import InvalidRequest
+from .layout_state import LayoutState
+from .replica import LocalReplica
+from .status import grpc_errors
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+def _metadata(context, key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return ""
+
+
+class ClusterServicer(rpc.ClusterServicer):
+    def __init__(self, local: LocalReplica, layout: LayoutState) -> None:
+        self._local = local
+        self._layout = layout
+
+    @grpc_errors
+    async def GetInfo(self, request, context):
+        layout = self._layout.current
+        node = layout.node(self._local.node_id)
+        stats = self._local.chunks.stats()
+        return pb.NodeInfo(node_id=node.id, site=node.site, location=format_location(layout.location_of(node.id)),
+                           layout_version=layout.version, software_version=SOFTWARE_VERSION,
+                           chunks=stats.chunks, stored_bytes=stats.stored_bytes)
+
+    @grpc_errors
+    async def GetLayout(self, request, context):
+        layout = self._layout.current
+        return pb.LayoutDoc(version=layout.version, text=format_layout(layout))
+
+    @grpc_errors
+    async def PushLayout(self, request, context):
+        accepted = self._layout.offer(parse_layout(request.text))
+        return pb.PushLayoutReply(accepted=accepted, current_version=self._layout.current.version)
+
+
+class ReplicaServicer(rpc.ReplicaServicer):
+    def __init__(self, local: LocalReplica) -> None:
+        self._local = local
+
+    @grpc_errors
+    async def HasChunks(self, request, context):
+        return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests)))
+
+    @grpc_errors
+    async def PutManifest(self, request, context):
+        applied = await self._local.put_manifest(manifest_from_pb(request.manifest), bucket_from_pb(request.bucket))
+        return pb.PutManifestReply(applied=applied)
+
+    @grpc_errors
+    async def GetManifest(self, request, context):
+        m = await self._local.get_manifest(request.bucket, request.key)
+        return pb.GetManifestReply(found=m is not None, manifest=manifest_to_pb(m) if m else None)
+
+    @grpc_errors
+    async def ListIndex(self, request, context):
+        entries, truncated = await self._local.list_index(
+            request.bucket, request.prefix, request.start_after, request.limit or 1000)
+        return pb.ListIndexReply(entries=[manifest_to_pb(m, with_chunks=False) for m in entries],
+                                 truncated=truncated)
+
+    @grpc_errors
+    async def PutBucketRecord(self, request, context):
+        await self._local.put_bucket(bucket_from_pb(request))
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetBucketRecord(self, request, context):
+        r = await self._local.get_bucket(request.name)
+        return pb.GetBucketRecordReply(found=r is not None, bucket=bucket_to_pb(r) if r else None)
+
+    @grpc_errors
+    async def DeleteBucketRecord(self, request, context):
+        await self._local.delete_bucket(request.name)
+        return pb.Ack()
+
+    @grpc_errors
+    async def ListBucketRecords(self, request, context):
+        return pb.ListBucketRecordsReply(buckets=[bucket_to_pb(r) for r in await self._local.list_buckets()])
+
+    @grpc_errors
+    async def Inventory(self, request, context):
+        buckets, chunks = await self._local.inventory(request.bucket)
+        return pb.InventoryReply(
+            node_id=self._local.node_id, all_chunks=chunks,
+            buckets=[pb.InventoryBucket(bucket=b.bucket, keys=list(b.keys), chunks=list(b.chunks)) for b in buckets])
+
+
+class ObjectsServicer(rpc.ObjectsServicer):
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+
+    @grpc_errors
+    async def CreateBucket(self, request, context):
+        return bucket_to_pb(await self._c.create_bucket(request.name, request.policy, request.owner))
+
+    @grpc_errors
+    async def HeadBucket(self, request, context):
+        return bucket_to_pb(await self._c.head_bucket(request.name))
+
+    @grpc_errors
+    async def ListBuckets(self, request, context):
+        return pb.ListBucketsReply(buckets=[bucket_to_pb(r) for r in await self._c.list_buckets()])
+
+    @grpc_errors
+    async def DeleteBucket(self, request, context):
+        await self._c.delete_bucket(request.name)
+        return pb.Ack()
+
+    @grpc_errors
+    async def HeadObject(self, request, context):
+        return manifest_to_pb(await self._c.head_object(request.bucket, request.key))
+
+    @grpc_errors
+    async def DeleteObject(self, request, context):
+        return pb.DeleteObjectReply(version=await self._c.delete_object(request.bucket, request.key))
+
+    @grpc_errors
+    async def CopyObject(self, request, context):
+        m = await self._c.copy_object(request.source_bucket, request.source_key, request.bucket, request.key)
+        return manifest_to_pb(m, with_chunks=False)
+
+    @grpc_errors
+    async def ListObjects(self, request, context):
+        listing = await self._c.list_objects(
+            request.bucket, prefix=request.prefix, delimiter=request.delimiter,
+            start_after=request.continuation_token or request.start_after, max_keys=request.max_keys)
+        return pb.ListObjectsReply(
+            contents=[pb.ObjectSummary(key=m.key, size=m.size, etag=m.etag, version=m.version,
+                                       content_type=m.content_type) for m in listing.contents],
+            common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
+            next_continuation_token=listing.next_token)
+
+
+class BulkHandlers:
+    """The raw-bytes methods: frames in and out as they are stored."""
+
+    def __init__(self, local: LocalReplica, coordinator: Coordinator) -> None:
+        self._local = local
+        self._c = coordinator
+
+    @grpc_errors
+    async def put_chunk(self, frame: bytes, context) -> bytes:
+        stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY))
+        return pb.PutChunkReply(stored=stored).SerializeToString()
+
+    @grpc_errors
+    async def get_chunk(self, digest: bytes, context) -> bytes:
+        return await self._local.get_chunk(digest)
+
+    @grpc_errors
+    async def put_object(self, messages, context) -> bytes:
+        stream = messages.__aiter__()
+        first = await anext(stream, None)
+        if not first or first[0] != bulk.TAG_HEADER:
+            raise InvalidRequest("a PutObject stream must start with its header message")
+        header = pb.PutObjectHeader.FromString(first[1:])
+        trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+
+        async def pieces():
+            async for message in stream:
+                tag = message[0] if message else None
+                if tag == bulk.TAG_DATA:
+                    yield memoryview(message)[1:]
+                elif tag == bulk.TAG_TRAILER and not trailer.done():
+                    trailer.set_result(pb.PutObjectTrailer.FromString(message[1:]).blake3 or None)
+                else:
+                    raise InvalidRequest(f"unexpected PutObject message with tag {tag!r}")
+            if not trailer.done():
+                trailer.set_result(None)
+
+        upload = Upload(bucket=header.bucket, key=header.key,
+                        content_type=header.content_type or "application/octet-stream",
+                        user_metadata=dict(header.user_metadata))
+        manifest, sites = await self._c.put_object(upload, pieces(), trailer)
+        return pb.PutObjectReply(manifest=manifest_to_pb(manifest, with_chunks=False),
+                                 sites=sites).SerializeToString()
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(bulk.SERVICE, {
+            "PutChunk": grpc.unary_unary_rpc_method_handler(self.put_chunk),
+            "GetChunk": grpc.unary_unary_rpc_method_handler(self.get_chunk),
+            "PutObject": grpc.stream_unary_rpc_method_handler(self.put_object),
+        })

@@ -1,0 +1,57 @@
+"""Checks on names and sizes that every request passes before anything is stored.
+
+Rules follow S3 where users expect them (bucket names), and are tighter where the store needs it:
+keys may not hold NUL (the metadata store separates fields with it) and metadata is bounded so a
+manifest stays small enough to replicate in one message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .errors import InvalidBucketName, InvalidKey, MetadataTooLarge
+
+MAX_KEY_BYTES = 1024
+MAX_METADATA_BYTES = 2048
+MAX_CONTENT_TYPE = 255
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_META_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def check_bucket_name(name: str) -> None:
+    if not _BUCKET.match(name):
+        raise InvalidBucketName(
+            f"bucket name {name!r} is invalid: use 3-63 characters among a-z, 0-9, '.' and '-', "
+            "starting and ending with a letter or digit")
+    if ".." in name or _IPV4.match(name):
+        raise InvalidBucketName(f"bucket name {name!r} is invalid: no '..' and not an IP address")
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise InvalidKey("object key is empty")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise InvalidKey(f"object key is {size} bytes in UTF-8, the limit is {MAX_KEY_BYTES}")
+    if "\x00" in key:
+        raise InvalidKey("object key contains a NUL character")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKey(f"object key is not valid UTF-8 text: {exc.reason}") from exc
+
+
+def check_metadata(metadata: Mapping[str, str], content_type: str) -> None:
+    for name in metadata:
+        if not _META_NAME.match(name):
+            raise MetadataTooLarge(
+                f"user metadata name {name!r} is invalid: use lowercase letters, digits, '-' and '_'")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+    if size > MAX_METADATA_BYTES:
+        raise MetadataTooLarge(
+            f"user metadata is {size} bytes, the limit is {MAX_METADATA_BYTES}")
+    if len(content_type) > MAX_CONTENT_TYPE:
+        raise MetadataTooLarge(f"content type is {len(content_type)} characters, the limit is {MAX_CONTENT_TYPE}")
