@@ -1,1 +1,29 @@
-"""client"""
+"""The maillage SDK: `Client` (blocking) and `AsyncClient`, sharing one implementation.
+
+    from maillage.client import Client
+    with Client("127.0.0.1:7001") as mesh:
+        mesh.create_bucket("scans", policy="france-only")
+        mesh.put_object("scans", "2026/11/a.dcm", b"...")
+        data = mesh.get_object("scans", "2026/11/a.dcm").read()
+"""
+
+from ._async import AsyncClient, AsyncObjectBody
+from ._exceptions import (
+    BucketAlreadyExists, BucketNotEmpty, IntegrityError, InvalidBucketName, InvalidKey,
+    InvalidRequest, MaillageError, MetadataTooLarge, NoSuchBucket, NoSuchKey, NodeUnavailable,
+    OutsidePolicy, PolicyUnsatisfiable, QuorumNotReached, StorageFull, Unavailable, UnknownPolicy,
+)
+from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from ._sync import Client, ObjectBody
+
+__all__ = [
+    "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",
+    "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "PutResult", "Replica",
+    "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
+    "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
+    "PolicyUnsatisfiable", "OutsidePolicy", "IntegrityError", "StorageFull", "Unavailable",
+    "QuorumNotReached", "NodeUnavailable",
+]
+
+for _name in __all__:
+    globals()[_name].__module__ = "maillage.client"

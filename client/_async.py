@@ -1,0 +1,443 @@
+"""AsyncClient: the one implementation of the SDK's logic (the sync Client drives it).
+
+The client fetches the layout once and computes placement itself (the same pure function the nodes
+use), so it talks straight to nodes inside a bucket's policy: writes stream to an eligible
+coordinator, and reads fetch each chunk's frame from the nearest replica, decompress it and verify
+its BLAKE3 digest here, trying the next replica on any error or mismatch. A corrupt copy is never
+returned to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import blake3
+import grpc
+
+from maillage.placement import (
+    Layout, PlacementError, bucket_partition, chunk_partition, format_location, parse_layout,
+    partition_table,
+)
+from maillage.proto import bulk, pb, rpc
+from maillage.storage.errors import CorruptFrame
+from maillage.storage.frame import decode_frame
+
+from . import _exceptions as e
+from ._errors import exception_for, translate
+from ._models import (
+    Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica,
+)
+
+Body = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes], AsyncIterable[bytes]]
+Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
+
+PIECE = 1024 * 1024
+MAX_MESSAGE = 64 * 1024 * 1024
+_OPTIONS = (("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.enable_retries", 0))
+
+
+def _bucket(msg: pb.Bucket) -> Bucket:
+    return Bucket(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner)
+
+
+def _info(m: pb.Manifest) -> ObjectInfo:
+    return ObjectInfo(bucket=m.bucket, key=m.key, size=m.size, etag=m.etag, version=m.version,
+                      content_type=m.content_type, metadata=dict(m.user_metadata))
+
+
+class AsyncObjectBody:
+    """A streaming object body: `read()` all of it, or `async for chunk in body.iter_chunks()`."""
+
+    def __init__(self, client: AsyncClient, info: ObjectInfo, manifest: pb.Manifest, policy: str,
+                 start: int, end: int) -> None:
+        self.info = info
+        self.start, self.end = start, end          # byte range [start, end)
+        self._client = client
+        self._manifest = manifest
+        self._policy = policy
+
+    @property
+    def content_length(self) -> int:
+        return self.end - self.start
+
+    async def read(self) -> bytes:
+        return b"".join([piece async for piece in self.iter_chunks()])
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        m = self._manifest
+        if m.has_inline:
+            yield bytes(m.inline_data[self.start:self.end])
+            return
+        spans = []
+        offset = 0
+        for ref in m.chunks:
+            lo, hi = max(self.start, offset), min(self.end, offset + ref.length)
+            if lo < hi:
+                spans.append((ref.digest, lo - offset, hi - offset))
+            offset += ref.length
+        pending: deque = deque()
+        upcoming = iter(spans)
+
+        def refill() -> None:
+            for digest, lo, hi in upcoming:
+                pending.append((asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest)), lo, hi))
+                if len(pending) >= self._client.prefetch:
+                    return
+
+        try:
+            refill()
+            while pending:
+                task, lo, hi = pending.popleft()
+                plain = await task
+                refill()
+                yield plain if (lo == 0 and hi == len(plain)) else plain[lo:hi]
+        finally:
+            for task, _, _ in pending:
+                task.cancel()
+
+
+class AsyncClient:
+    """S3-like client for a maillage mesh.
+
+    `endpoints` are one or more node addresses ("host:port") to learn the layout from; `site` is the
+    client's own site, whose nodes it prefers for reads.
+    """
+
+    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:7001", *, site: str | None = None,
+                 timeout: float = 60.0, prefetch: int = 4) -> None:
+        self._endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not self._endpoints:
+            raise e.InvalidRequest("give at least one node address (host:port)")
+        self.site = site
+        self.timeout = timeout
+        self.prefetch = max(1, prefetch)
+        self._layout: Layout | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._policies: dict[str, str] = {}
+        self._latency: dict[str, float] = {}
+        self._rotation = 0
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    # ----- layout and node choice ------------------------------------------------------------
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        return channel
+
+    async def layout(self) -> Layout:
+        if self._layout is None:
+            await self.refresh_layout()
+        assert self._layout is not None
+        return self._layout
+
+    async def refresh_layout(self) -> Layout:
+        failures = []
+        for address in self._endpoints:
+            try:
+                doc = await rpc.ClusterStub(self._channel(address)).GetLayout(pb.GetLayoutRequest(), timeout=10)
+            except grpc.RpcError as err:
+                failures.append(f"{address}: {err.code().name}")
+                continue
+            layout = parse_layout(doc.text)
+            if self._layout is None or layout.version >= self._layout.version:
+                self._layout = layout
+            return self._layout
+        raise e.NodeUnavailable(f"no endpoint answered with the layout ({'; '.join(failures)})")
+
+    def _nearest_first(self, layout: Layout, node_ids: Iterable[str]) -> list[str]:
+        """Same site first, then lowest measured latency; placement order breaks ties."""
+        ordered = list(node_ids)
+        rank = {n: i for i, n in enumerate(ordered)}
+        return sorted(ordered, key=lambda n: (
+            layout.node(n).site != self.site if self.site else False,
+            round(self._latency.get(n, 0.0), 3), rank[n]))
+
+    def _note_latency(self, node_id: str, seconds: float) -> None:
+        old = self._latency.get(node_id)
+        self._latency[node_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+
+    async def _policy_of(self, bucket: str) -> str:
+        policy = self._policies.get(bucket)
+        if policy is None:
+            policy = self._policies[bucket] = (await self.head_bucket(bucket)).policy
+        return policy
+
+    async def _coordinators(self, bucket: str | None) -> list[str]:
+        """Nodes to send a request to: inside the bucket's policy, spread over requests."""
+        layout = await self.layout()
+        if bucket is None:
+            nodes = [n.id for n in layout.nodes if n.state.value == "active"]
+        else:
+            nodes = [n.id for n in layout.eligible_nodes(await self._policy_of(bucket))]
+        self._rotation += 1
+        start = self._rotation % max(1, len(nodes))
+        rotated = nodes[start:] + nodes[:start]
+        if self.site:
+            rotated.sort(key=lambda n: layout.node(n).site != self.site)
+        return rotated
+
+    async def _objects_call(self, bucket: str | None, method: str, request):
+        """Call an Objects method on the first coordinator that answers."""
+        layout = await self.layout()
+        last: e.MaillageError | None = None
+        for node_id in await self._coordinators(bucket):
+            stub = rpc.ObjectsStub(self._channel(layout.node(node_id).address))
+            try:
+                return await getattr(stub, method)(request, timeout=self.timeout)
+            except grpc.RpcError as err:
+                last = exception_for(err, node_id)
+                if not isinstance(last, e.NodeUnavailable):
+                    raise last from err
+        raise last or e.NodeUnavailable("no node to send the request to")
+
+    # ----- buckets ---------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, policy: str, *, owner: str = "") -> Bucket:
+        layout = await self.layout()
+        try:
+            partition_table(layout, policy)  # refuse early, with placement's own words
+        except PlacementError as exc:
+            cls = e.UnknownPolicy if type(exc).__name__ == "UnknownPolicy" else e.PolicyUnsatisfiable
+            raise cls(str(exc)) from exc
+        reply = await self._objects_call(None, "CreateBucket",
+                                         pb.CreateBucketRequest(name=name, policy=policy, owner=owner))
+        self._policies[name] = reply.policy
+        return _bucket(reply)
+
+    async def head_bucket(self, name: str) -> Bucket:
+        reply = await self._objects_call(None, "HeadBucket", pb.HeadBucketRequest(name=name))
+        self._policies[name] = reply.policy
+        return _bucket(reply)
+
+    async def list_buckets(self) -> list[Bucket]:
+        reply = await self._objects_call(None, "ListBuckets", pb.ListBucketsRequest())
+        return [_bucket(b) for b in reply.buckets]
+
+    async def delete_bucket(self, name: str) -> None:
+        await self._objects_call(name, "DeleteBucket", pb.DeleteBucketRequest(name=name))
+        self._policies.pop(name, None)
+
+    # ----- objects ---------------------------------------------------------------------------
+
+    async def put_object(self, bucket: str, key: str, body: Body, *, content_type: str = "application/octet-stream",
+                         metadata: Mapping[str, str] | None = None, progress: Progress | None = None) -> PutResult:
+        """Store `body` (bytes, a binary file, or a sync/async iterator of bytes) under `key`."""
+        header = pb.PutObjectHeader(bucket=bucket, key=key, content_type=content_type,
+                                    user_metadata=dict(metadata or {}))
+        layout = await self.layout()
+        replayable, total = _replay_info(body)
+        last: e.MaillageError | None = None
+        for node_id in await self._coordinators(bucket):
+            call = self._channel(layout.node(node_id).address).stream_unary(bulk.PUT_OBJECT)
+            sent = [0]
+            try:
+                raw = await call(_put_stream(header, body, progress, total, sent), timeout=None)
+            except grpc.RpcError as err:
+                last = exception_for(err, node_id)
+                if not isinstance(last, e.NodeUnavailable) or not replayable(sent[0]):
+                    raise last from err
+                continue
+            reply = pb.PutObjectReply.FromString(raw)
+            m = reply.manifest
+            return PutResult(bucket=bucket, key=key, size=m.size, etag=m.etag, version=m.version,
+                             sites=tuple(reply.sites))
+        raise last or e.NodeUnavailable(f"no node of bucket {bucket!r}'s policy is reachable")
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        return _info(await self._manifest(bucket, key))
+
+    async def _manifest(self, bucket: str, key: str) -> pb.Manifest:
+        return await self._objects_call(bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key))
+
+    async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> AsyncObjectBody:
+        """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
+        manifest = await self._manifest(bucket, key)
+        start, end = 0, manifest.size
+        if range is not None:
+            start, end = max(0, range[0]), min(manifest.size, range[1])
+            if start > end:
+                raise e.InvalidRequest(f"range {range} is empty or outside the object's {manifest.size} bytes")
+        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end)
+
+    async def _fetch_chunk(self, policy: str, digest: bytes) -> bytes:
+        layout = await self.layout()
+        table = partition_table(layout, policy)
+        p = chunk_partition(digest, table.bits)
+        problems = []
+        for node_id in self._nearest_first(layout, (*table.replicas(p), *table.handoffs(p))):
+            call = self._channel(layout.node(node_id).address).unary_unary(bulk.GET_CHUNK)
+            began = time.monotonic()
+            try:
+                frame = await call(digest, timeout=self.timeout)
+            except grpc.RpcError as err:
+                problems.append(f"{node_id}: {exception_for(err, node_id)}")
+                continue
+            self._note_latency(node_id, time.monotonic() - began)
+            try:
+                return await asyncio.to_thread(decode_frame, frame, expected_digest=digest)
+            except CorruptFrame as exc:
+                problems.append(f"{node_id}: corrupt copy ({exc})")
+        detail = "; ".join(problems)
+        if any("corrupt" in p for p in problems):
+            raise e.IntegrityError(f"chunk {digest.hex()[:16]}: no copy passed verification ({detail})")
+        raise e.NodeUnavailable(f"chunk {digest.hex()[:16]}: no replica answered ({detail})")
+
+    async def delete_object(self, bucket: str, key: str) -> int:
+        reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(bucket=bucket, key=key))
+        return reply.version
+
+    async def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
+        reply = await self._objects_call(bucket, "CopyObject", pb.CopyObjectRequest(
+            source_bucket=source_bucket, source_key=source_key, bucket=bucket, key=key))
+        return _info(reply)
+
+    async def list_objects_page(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                start_after: str = "", continuation_token: str = "",
+                                max_keys: int = 1000) -> ListPage:
+        reply = await self._objects_call(bucket, "ListObjects", pb.ListObjectsRequest(
+            bucket=bucket, prefix=prefix, delimiter=delimiter, start_after=start_after,
+            continuation_token=continuation_token, max_keys=max_keys))
+        return ListPage(
+            objects=tuple(ObjectSummary(o.key, o.size, o.etag, o.version, o.content_type) for o in reply.contents),
+            common_prefixes=tuple(reply.common_prefixes), is_truncated=reply.is_truncated,
+            next_token=reply.next_continuation_token)
+
+    async def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", page_size: int = 1000) -> AsyncIterator[ObjectSummary | str]:
+        """Every object (and, with a delimiter, every common prefix as a str), page after page."""
+        token = ""
+        while True:
+            page = await self.list_objects_page(bucket, prefix=prefix, delimiter=delimiter,
+                                                start_after=start_after, continuation_token=token,
+                                                max_keys=page_size)
+            merged = sorted([*page.objects, *page.common_prefixes],
+                            key=lambda x: x if isinstance(x, str) else x.key)
+            for item in merged:
+                yield item
+            if not page.is_truncated:
+                return
+            token = page.next_token
+
+    # ----- files -----------------------------------------------------------------------------
+
+    async def upload_file(self, path: str | PathLike, bucket: str, key: str, *, content_type: str = "application/octet-stream",
+                          metadata: Mapping[str, str] | None = None, progress: Progress | None = None) -> PutResult:
+        with open(path, "rb") as f:
+            return await self.put_object(bucket, key, f, content_type=content_type, metadata=metadata,
+                                         progress=progress)
+
+    async def download_file(self, bucket: str, key: str, path: str | PathLike, *,
+                            progress: Progress | None = None) -> ObjectInfo:
+        """Write the object to `path` (via a temp file renamed at the end: no half file on error)."""
+        body = await self.get_object(bucket, key)
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.part")
+        done = 0
+        try:
+            with open(tmp, "wb") as f:
+                async for piece in body.iter_chunks():
+                    f.write(piece)
+                    done += len(piece)
+                    if progress:
+                        progress(done, body.content_length)
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return body.info
+
+    # ----- placement -------------------------------------------------------------------------
+
+    async def where(self, bucket: str, key: str) -> ObjectPlacement:
+        layout = await self.layout()
+        policy = layout.policy(await self._policy_of(bucket))
+        table = partition_table(layout, policy.name)
+        p = bucket_partition(bucket, table.bits)
+
+        def replica(node_id: str) -> Replica:
+            return Replica(node_id, layout.node(node_id).site, format_location(layout.location_of(node_id)))
+
+        return ObjectPlacement(
+            bucket=bucket, key=key, policy=policy.name, allow=tuple(format_location(a) for a in policy.allow),
+            replicas_required=policy.replicas, partition=p,
+            index_replicas=tuple(replica(n) for n in table.replicas(p)),
+            handoffs=tuple(replica(n) for n in table.handoffs(p)[:3]))
+
+
+# ----- request bodies ------------------------------------------------------------------------
+
+def _replay_info(body: Body) -> tuple[Callable[[int], bool], int | None]:
+    """Whether the body can be sent again after a failed attempt, and its size if known."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return (lambda sent: True), len(body)
+    if hasattr(body, "seek") and hasattr(body, "tell"):
+        try:
+            position = body.tell()
+            size = body.seek(0, 2) - position
+            body.seek(position)
+        except (OSError, ValueError):
+            return (lambda sent: sent == 0), None
+
+        def rewind(sent: int) -> bool:
+            body.seek(position)
+            return True
+        return rewind, size
+    return (lambda sent: sent == 0), None
+
+
+async def _pieces(body: Body) -> AsyncIterator[bytes | memoryview]:
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        view = memoryview(body)
+        for i in range(0, len(view), PIECE):
+            yield view[i:i + PIECE]
+    elif hasattr(body, "read"):
+        while piece := await asyncio.to_thread(body.read, PIECE):
+            yield piece
+    elif hasattr(body, "__aiter__"):
+        async for piece in body:  # type: ignore[union-attr]
+            yield piece
+    elif isinstance(body, Iterable):
+        for piece in body:
+            yield piece
+    else:
+        raise e.InvalidRequest(f"cannot upload a body of type {type(body).__name__}: "
+                               "give bytes, a binary file, or an iterator of bytes")
+
+
+async def _put_stream(header: pb.PutObjectHeader, body: Body, progress: Progress | None,
+                      total: int | None, sent: list[int]) -> AsyncIterator[bytes]:
+    yield bytes([bulk.TAG_HEADER]) + header.SerializeToString()
+    digest = blake3.blake3()
+    data_tag = bytes([bulk.TAG_DATA])
+    async for piece in _pieces(body):
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise e.InvalidRequest(f"body iterator yielded {type(piece).__name__}, expected bytes")
+        if not len(piece):
+            continue
+        digest.update(piece)
+        yield data_tag + piece
+        sent[0] += len(piece)
+        if progress:
+            progress(sent[0], total)
+    yield bytes([bulk.TAG_TRAILER]) + pb.PutObjectTrailer(blake3=digest.digest()).SerializeToString()
+

@@ -1,0 +1,90 @@
+"""The SDK's exceptions: one tree, each with a message a person can act on.
+
+    MaillageError
+    ├── InvalidRequest            bad input: nothing was stored
+    │   ├── InvalidBucketName
+    │   ├── InvalidKey
+    │   ├── MetadataTooLarge
+    │   └── UnknownPolicy
+    ├── NoSuchBucket
+    ├── NoSuchKey
+    ├── BucketAlreadyExists
+    ├── BucketNotEmpty
+    ├── PolicyUnsatisfiable       the layout has fewer eligible sites than the policy's replicas
+    ├── OutsidePolicy             a node refused data its location may not hold
+    ├── IntegrityError            bytes did not match their BLAKE3 digest on every copy
+    ├── StorageFull               a node's disk is full
+    └── Unavailable               the mesh could not do it now; retrying later may work
+        ├── QuorumNotReached      fewer than two sites acknowledged
+        └── NodeUnavailable       no node answered
+
+gRPC errors are translated in one place (`_errors.translate`), keeping the original as __cause__.
+"""
+
+
+class MaillageError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class InvalidRequest(MaillageError):
+    pass
+
+
+class InvalidBucketName(InvalidRequest):
+    pass
+
+
+class InvalidKey(InvalidRequest):
+    pass
+
+
+class MetadataTooLarge(InvalidRequest):
+    pass
+
+
+class UnknownPolicy(InvalidRequest):
+    pass
+
+
+class NoSuchBucket(MaillageError):
+    pass
+
+
+class NoSuchKey(MaillageError):
+    pass
+
+
+class BucketAlreadyExists(MaillageError):
+    pass
+
+
+class BucketNotEmpty(MaillageError):
+    pass
+
+
+class PolicyUnsatisfiable(MaillageError):
+    pass
+
+
+class OutsidePolicy(MaillageError):
+    pass
+
+
+class IntegrityError(MaillageError):
+    pass
+
+
+class StorageFull(MaillageError):
+    pass
+
+
+class Unavailable(MaillageError):
+    pass
+
+
+class QuorumNotReached(Unavailable):
+    pass
+
+
+class NodeUnavailable(Unavailable):
+    pass

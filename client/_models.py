@@ -1,0 +1,71 @@
+"""Values the SDK returns: frozen, typed, and free of protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    policy: str
+    created: int
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str                      # hex BLAKE3 of the whole object
+    version: int                   # hybrid logical clock
+    content_type: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version: int
+    sites: tuple[str, ...]         # sites that acknowledged the data, fsync'd
+
+
+@dataclass(frozen=True)
+class ObjectSummary:
+    key: str
+    size: int
+    etag: str
+    version: int
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ListPage:
+    objects: tuple[ObjectSummary, ...]
+    common_prefixes: tuple[str, ...]
+    is_truncated: bool
+    next_token: str
+
+
+@dataclass(frozen=True)
+class Replica:
+    node: str
+    site: str
+    location: str
+
+
+@dataclass(frozen=True)
+class ObjectPlacement:
+    """Where a key's manifest lives under its bucket's policy, and why."""
+    bucket: str
+    key: str
+    policy: str
+    allow: tuple[str, ...]
+    replicas_required: int
+    partition: int
+    index_replicas: tuple[Replica, ...]
+    handoffs: tuple[Replica, ...]
