@@ -125,7 +125,8 @@ def _ratio(value: float, key: str) -> str:
         r = target / value  # below 1 is good everywhere
     else:
         r = value / target
-    return f"{value:g} ({r:.2f}x target {'ok' if r <= 1 else 'MISS'})"
+    shown = f"{value:,.0f}" if key == "lookups_per_s" else f"{value:g}"
+    return f"{shown} ({r:.2f}x target {'ok' if r <= 1 else 'MISS'})"
 
 
 def format_table(results: list[dict]) -> str:
