@@ -283,22 +283,26 @@ class AsyncClient:
         layout = await self.layout()
         table = partition_table(layout, policy)
         p = chunk_partition(digest, table.bits)
-        problems = []
+        problems: list[str] = []
+        corrupt = False
         for node_id in self._nearest_first(layout, (*table.replicas(p), *table.handoffs(p))):
             call = self._channel(layout.node(node_id).address).unary_unary(bulk.GET_CHUNK)
             began = time.monotonic()
             try:
                 frame = await call(digest, timeout=self.timeout)
             except grpc.RpcError as err:
-                problems.append(f"{node_id}: {exception_for(err, node_id)}")
+                error = exception_for(err, node_id)
+                corrupt |= isinstance(error, e.IntegrityError)
+                problems.append(f"{node_id}: {error}")
                 continue
             self._note_latency(node_id, time.monotonic() - began)
             try:
                 return await asyncio.to_thread(decode_frame, frame, expected_digest=digest)
             except CorruptFrame as exc:
+                corrupt = True
                 problems.append(f"{node_id}: corrupt copy ({exc})")
         detail = "; ".join(problems)
-        if any("corrupt" in p for p in problems):
+        if corrupt:
             raise e.IntegrityError(f"chunk {digest.hex()[:16]}: no copy passed verification ({detail})")
         raise e.NodeUnavailable(f"chunk {digest.hex()[:16]}: no replica answered ({detail})")
 

@@ -1,0 +1,199 @@
+"""The write/read path on a real 4-site mesh: durability, residency, integrity, validation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from maillage.client import (
+    BucketNotEmpty, Client, IntegrityError, InvalidBucketName, InvalidKey, MetadataTooLarge,
+    NoSuchBucket, NoSuchKey, PolicyUnsatisfiable, QuorumNotReached, UnknownPolicy,
+)
+
+from .conftest import CHUNK, FRENCH
+from .helpers import chunk_holders, files_containing, holders, inventory
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def buckets(client):
+    client.create_bucket("fr-data", "france-only")
+    client.create_bucket("eu-data", "eu-wide")
+    return "fr-data", "eu-data"
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 64 * 1024, 64 * 1024 + 1, CHUNK, 3 * CHUNK + 17])
+def test_put_get_round_trip_with_metadata(client, buckets, size):
+    data = os.urandom(size)
+    put = client.put_object("eu-data", f"sizes/{size}", data, content_type="application/x-test",
+                            metadata={"owner": "team-a"})
+    assert put.size == size and len(set(put.sites)) >= 2
+    body = client.get_object("eu-data", f"sizes/{size}")
+    assert body.read() == data
+    info = client.head_object("eu-data", f"sizes/{size}")
+    assert (info.size, info.content_type, info.metadata) == (size, "application/x-test", {"owner": "team-a"})
+    assert info.etag == put.etag
+
+
+def test_range_reads_cross_chunk_boundaries(client, buckets):
+    data = os.urandom(4 * CHUNK + 5)
+    client.put_object("eu-data", "ranged", data)
+    for start, end in [(0, 10), (CHUNK - 3, CHUNK + 3), (CHUNK, 3 * CHUNK), (len(data) - 1, len(data) + 50)]:
+        assert client.get_object("eu-data", "ranged", range=(start, end)).read() == data[start:end]
+
+
+def test_ack_means_two_distinct_sites_hold_chunks_and_manifest(mesh, client, buckets):
+    data = os.urandom(2 * CHUNK)
+    put = client.put_object("fr-data", "acked", data)
+    assert len(set(put.sites)) >= 2
+    assert len(holders(mesh, "fr-data", "acked")) >= 2
+    fr_nodes = [n for n in mesh.layout.nodes if n.site in FRENCH]
+    digests = {d for n in fr_nodes for b in inventory(n.address, "fr-data").buckets
+               if "acked" in b.keys for d in b.chunks}
+    assert digests, "the manifest's chunks should be in the inventory"
+    for digest in digests:
+        assert len(chunk_holders(mesh, digest)) >= 2
+
+
+def test_france_only_bucket_leaves_nothing_outside_france(mesh, client, buckets):
+    marker = b"PATIENT-RECORD-" + os.urandom(8).hex().encode()
+    data = marker + os.urandom(3 * CHUNK)  # incompressible: frames hold the marker as is
+    key = "patients/secret-key-name-" + os.urandom(4).hex()
+    client.put_object("fr-data", key, data)
+    client.put_object("fr-data", key + "-small", marker)  # inline in the manifest
+    assert holders(mesh, "fr-data", key) <= FRENCH
+    munich = mesh.data_dir("munich-1")
+    assert files_containing(munich, key.encode()) == []
+    assert files_containing(munich, marker) == []
+    assert files_containing(munich, b"fr-data") == []  # not even the bucket record
+    inv = inventory(mesh.address("munich-1"))
+    assert [b.bucket for b in inv.buckets if b.bucket == "fr-data"] == []
+    french_dirs = [mesh.data_dir(s) for s in FRENCH]
+    assert any(files_containing(d, marker) for d in french_dirs)
+
+
+def test_eu_bucket_may_use_germany(mesh, client, buckets):
+    sites = set()
+    for i in range(12):
+        sites |= set(client.put_object("eu-data", f"spread/{i}", os.urandom(CHUNK)).sites)
+    assert "munich-1" in sites
+
+
+def test_unsatisfiable_and_unknown_policies_are_refused(client):
+    with pytest.raises(PolicyUnsatisfiable, match="germany-only"):
+        client.create_bucket("de-data", "germany-only")
+    with pytest.raises(UnknownPolicy):
+        client.create_bucket("xx-data", "mars-only")
+    with pytest.raises(NoSuchBucket):
+        client.head_bucket("de-data")
+
+
+def test_bad_input_gets_typed_errors_and_stores_nothing(client, buckets):
+    with pytest.raises(InvalidBucketName):
+        client.create_bucket("Bad_Name!", "eu-wide")
+    with pytest.raises(InvalidKey, match="1024"):
+        client.put_object("eu-data", "k" * 1025, b"x")
+    with pytest.raises(InvalidKey):
+        client.put_object("eu-data", "nul\x00key", b"x")
+    with pytest.raises(MetadataTooLarge):
+        client.put_object("eu-data", "meta", b"x", metadata={"big": "v" * 5000})
+    with pytest.raises(NoSuchBucket):
+        client.put_object("no-such-bucket", "k", b"x")
+    with pytest.raises(NoSuchKey):
+        client.get_object("eu-data", "never-written")
+    assert not any(o.key == "meta" for o in client.list_objects("eu-data"))
+
+
+def test_last_writer_wins_and_delete_is_a_tombstone(client, buckets):
+    client.put_object("eu-data", "lww", b"one")
+    second = client.put_object("eu-data", "lww", b"two")
+    assert client.get_object("eu-data", "lww").read() == b"two"
+    tombstone = client.delete_object("eu-data", "lww")
+    assert tombstone > second.version
+    with pytest.raises(NoSuchKey):
+        client.head_object("eu-data", "lww")
+    assert "lww" not in [o.key for o in client.list_objects("eu-data")]
+
+
+def test_copy_across_policies_places_chunks_under_the_destination_policy(mesh, client, buckets):
+    data = os.urandom(2 * CHUNK)
+    client.put_object("eu-data", "to-copy", data)
+    client.copy_object("eu-data", "to-copy", "fr-data", "copied")
+    assert client.get_object("fr-data", "copied").read() == data
+    assert holders(mesh, "fr-data", "copied") <= FRENCH
+
+
+def test_listing_prefix_delimiter_and_pagination(client):
+    client.create_bucket("listing", "eu-wide")
+    keys = sorted([f"a/{i:02d}" for i in range(7)] + [f"b/c/{i}" for i in range(3)] + ["top1", "top2"])
+    for k in keys:
+        client.put_object("listing", k, k.encode())
+    assert [o.key for o in client.list_objects("listing")] == keys
+    assert list(client.list_objects("listing", delimiter="/")) == ["a/", "b/", *[
+        o for o in client.list_objects("listing", delimiter="/") if not isinstance(o, str)]]
+    top = [x if isinstance(x, str) else x.key for x in client.list_objects("listing", delimiter="/")]
+    assert top == ["a/", "b/", "top1", "top2"]
+    assert [o.key for o in client.list_objects("listing", prefix="a/", page_size=3)] == keys[:7]
+    page = client.list_objects_page("listing", max_keys=4)
+    assert page.is_truncated and len(page.objects) == 4
+    rest = client.list_objects_page("listing", continuation_token=page.next_token, max_keys=100)
+    assert [o.key for o in page.objects + rest.objects] == keys
+    assert [o.key for o in client.list_objects("listing", start_after="b/c/1")] == ["b/c/2", "top1", "top2"]
+    with pytest.raises(BucketNotEmpty):
+        client.delete_bucket("listing")
+    for k in keys:
+        client.delete_object("listing", k)
+    client.delete_bucket("listing")
+    with pytest.raises(NoSuchBucket):
+        client.head_bucket("listing")
+
+
+def test_reads_and_writes_survive_one_replica_killed(fresh_mesh):
+    with Client(fresh_mesh.addresses) as c:
+        c.create_bucket("fr-data", "france-only")
+        data = os.urandom(3 * CHUNK)
+        put = c.put_object("fr-data", "survivor", data)
+        victim = put.sites[0]
+        fresh_mesh.kill(victim)
+        assert c.get_object("fr-data", "survivor").read() == data
+        # a write still lands on two French sites: handoff stays inside the policy
+        again = c.put_object("fr-data", "during-outage", data)
+        assert len(set(again.sites)) >= 2 and set(again.sites) <= FRENCH - {victim}
+        assert c.get_object("fr-data", "during-outage").read() == data
+
+
+def test_write_fails_closed_when_policy_cannot_be_met(fresh_mesh):
+    with Client(fresh_mesh.addresses) as c:
+        c.create_bucket("fr-data", "france-only")
+        fresh_mesh.kill("paris-1")
+        fresh_mesh.kill("toulouse-1")
+        with pytest.raises(QuorumNotReached):
+            c.put_object("fr-data", "must-not-spill", os.urandom(CHUNK))
+        inv = inventory(fresh_mesh.address("munich-1"))
+        assert all(b.bucket != "fr-data" for b in inv.buckets)
+        assert files_containing(fresh_mesh.data_dir("munich-1"), b"must-not-spill") == []
+
+
+def test_corrupt_replica_is_detected_and_read_served_from_the_good_one(fresh_mesh):
+    with Client(fresh_mesh.addresses) as c:
+        c.create_bucket("fr-data", "france-only")
+        data = os.urandom(CHUNK)
+        c.put_object("fr-data", "victim", data)
+        digest = next(d for n in fresh_mesh.layout.nodes for b in inventory(n.address, "fr-data").buckets
+                      if "victim" in b.keys for d in b.chunks)
+        copies = [p for n in fresh_mesh.layout.nodes
+                  for p in (fresh_mesh.data_dir(n.id) / "chunks").rglob(digest.hex() + "*")]
+        assert len(copies) == 2
+        raw = bytearray(copies[0].read_bytes())
+        raw[-100] ^= 0xFF  # a bit flip in the payload of one copy
+        copies[0].write_bytes(bytes(raw))
+        assert c.get_object("fr-data", "victim").read() == data
+        # and when every copy is bad, the reader refuses instead of returning wrong bytes
+        for path in copies[1:]:
+            raw = bytearray(path.read_bytes())
+            raw[-50] ^= 0xFF
+            path.write_bytes(bytes(raw))
+        with pytest.raises((IntegrityError, QuorumNotReached)):
+            c.get_object("fr-data", "victim").read()
