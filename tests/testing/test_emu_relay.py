@@ -21,7 +21,7 @@ def test_latency_adds_configured_delay_both_ways(net, rtt):
     s.close()
     assert min(samples) >= 80, f"40 ms each way -> RTT >= 80 ms, got {samples}"
     assert max(samples) < 250, samples
-    assert max(base) < 20, f"unrelayed baseline should be fast: {base}"
+    assert max(base) < 60, f"unrelayed baseline should be fast: {base}"
     # the reverse direction (b dials a) goes through b's relay, same delay
     s = net.connect("b", (net.address("a"), ECHO_PORT))
     back = rtt(s, 3)
@@ -29,7 +29,7 @@ def test_latency_adds_configured_delay_both_ways(net, rtt):
     assert 80 <= min(back) and max(back) < 250, back
     # other links untouched
     s = net.connect("a", (net.address("c"), ECHO_PORT))
-    assert max(rtt(s, 3)) < 20
+    assert max(rtt(s, 3)) < 60
     s.close()
 
 
@@ -41,7 +41,7 @@ def test_asymmetric_latency_and_clear(net, rtt):
     net.faults.clear_latency()
     s.close()
     s = net.connect("a", (net.address("c"), ECHO_PORT))
-    assert max(rtt(s, 3)) < 20, "new connections are not relayed once cleared"
+    assert max(rtt(s, 3)) < 60, "new connections are not relayed once cleared"
     s.close()
 
 
