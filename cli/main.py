@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import node_cmd
+from . import demo, node_cmd, objects_cmd, where_cmd
+from .common import CommandError
 
-
-class CommandError(Exception):
-    """A failure to report in one line, without a traceback."""
+__all__ = ["CommandError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="maillage: a replicated object store for a mesh of many small sites, "
                     "with data-residency rules.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo.add_parser(sub)
+    objects_cmd.add_parsers(sub)
+    where_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
     return parser
 
@@ -31,5 +33,14 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except CommandError as exc:
         print(f"maillage: {exc}", file=sys.stderr)
+        code = 1
+    except BrokenPipeError:
+        code = 1
+    except Exception as exc:  # an SDK error that escaped a command: still one line
+        from maillage.client import MaillageError
+        if not isinstance(exc, MaillageError):
+            raise
+        from .common import describe_error
+        print(f"maillage: {describe_error(exc)}", file=sys.stderr)
         code = 1
     sys.exit(code)

@@ -1,0 +1,237 @@
+"""`maillage demo`: a local mesh on loopback, two buckets with different residency rules, proof.
+
+Starts one real node process per site in a temporary directory, creates a France-only bucket and
+an EU-wide bucket, stores objects of several sizes, reads each back and verifies it, then asks
+every node what it stores (Replica.Inventory) and shows where each object's bytes rest, with a
+residency verdict. Exits non-zero if anything of the France-only bucket rests outside France.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .common import CommandError, Progress, describe_error, human_size, table
+
+FRANCE_BUCKET = "france-data"
+EU_BUCKET = "eu-data"
+BIG = 20 * 1024 * 1024
+
+# sites beyond the six of the default demo layout, for --sites up to 12
+_EXTRA_SITES = (
+    ("lyon-1", "eu/fr/ara"), ("berlin-1", "eu/de/berlin"), ("grenoble-1", "eu/fr/ara"),
+    ("hamburg-1", "eu/de/hamburg"), ("milano-1", "eu/it/lombardia"), ("torino-1", "eu/it/piemonte"),
+)
+MIN_SITES, MAX_SITES = 3, 6 + len(_EXTRA_SITES)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo", help="start a local mesh, store objects, show where they live",
+        description="Start a local mesh of real node processes on loopback (one per site: Paris, "
+                    "Toulouse, Montpellier in France; Munich, Nuremberg in Germany), create a "
+                    f"France-only bucket ({FRANCE_BUCKET}) and an EU-wide bucket ({EU_BUCKET}), "
+                    "store a 4 KiB text, a 1 MiB and a 20 MiB binary, read each back and verify it, "
+                    "then show which sites hold each object, proven from every node's own inventory, "
+                    "with a residency verdict. The mesh then keeps running so you can use it with "
+                    "`maillage ls/cp/where/...` until Ctrl-C. Exit status: 0 on success, 2 if any "
+                    "data of the France-only bucket rests outside France, 1 on other errors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--once", action="store_true",
+                   help="stop the mesh and exit after the report instead of running until Ctrl-C")
+    p.add_argument("--sites", type=int, default=6, metavar="N",
+                   help=f"number of sites (one node each), {MIN_SITES}..{MAX_SITES}; the first "
+                        "six are the demo's French and German sites")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="put the nodes' data and logs in DIR and keep them after exit "
+                        "(default: a temporary directory, removed on exit)")
+    p.set_defaults(func=run_command)
+
+
+def _sites(count: int):
+    from .localmesh import DEMO_SITES, SiteSpec
+
+    if not MIN_SITES <= count <= MAX_SITES:
+        raise CommandError(f"--sites must be between {MIN_SITES} and {MAX_SITES} (got {count})")
+    specs = list(DEMO_SITES) + [SiteSpec(n, loc) for n, loc in _EXTRA_SITES]
+    return tuple(specs[:count])
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _text_object(size: int) -> bytes:
+    line = (b"maillage demo: this text lives on at least two French sites and never leaves "
+            b"France.\n")
+    return (line * (size // len(line) + 1))[:size]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):  # noqa: ARG001
+    raise _Stop()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from maillage.client import Client, MaillageError
+
+    from .localmesh import LocalMesh, make_layout
+
+    layout = make_layout(_sites(args.sites))
+    policies = {p.name: p for p in layout.policies}
+    france, eu = policies["france-only"], policies["eu-wide"]
+    if args.keep is not None:
+        args.keep = args.keep.resolve()
+        if args.keep.exists() and any(args.keep.iterdir()):
+            raise CommandError(f"--keep {args.keep}: directory exists and is not empty")
+
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    began = time.monotonic()
+    _say(f"maillage demo: a local mesh of {len(layout.sites)} sites on loopback, one node each")
+    try:
+        mesh = LocalMesh(layout, base_dir=args.keep)
+        _say(f"  starting nodes in {mesh.base_dir} ...")
+        t0 = time.monotonic()
+        with mesh:
+            _say(f"  {len(layout.nodes)} nodes ready in {time.monotonic() - t0:.1f} s\n")
+            _say(table([[n.site, format_loc(layout, n.id), n.address] for n in layout.nodes],
+                       header=["site", "location", "node address"], indent="  "))
+            _say()
+            try:
+                with Client(mesh.addresses) as client:
+                    code = _scenario(client, layout, france, eu)
+            except MaillageError as exc:
+                raise CommandError(f"demo failed: {describe_error(exc)} (node logs: {mesh.log_dir})") from exc
+            _say(f"\ndemo finished in {time.monotonic() - began:.1f} s.")
+            if code != 0 or args.once:
+                if code != 0:
+                    _say(f"node logs: {mesh.log_dir}")
+                return code
+            _usage(mesh)
+            _wait(mesh)
+            _say("\nstopping the mesh ...")
+        _say("stopped." + (f" Data kept in {args.keep}" if args.keep else ""))
+        return 0
+    except (_Stop, KeyboardInterrupt):
+        _say("\nstopped.")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def format_loc(layout, node_id: str) -> str:
+    from maillage.placement import format_location
+    return format_location(layout.location_of(node_id))
+
+
+def _scenario(client, layout, france, eu) -> int:
+    from . import residency
+
+    def allow(p):
+        return ", ".join("/".join(a) for a in p.allow)
+
+    for bucket, policy in ((FRANCE_BUCKET, france), (EU_BUCKET, eu)):
+        client.create_bucket(bucket, policy.name)
+        _say(f"  created bucket {bucket:<12} policy {policy.name:<12} "
+             f"(data may rest only in {allow(policy)}; {policy.replicas} copies on distinct sites)")
+
+    objects = [
+        (FRANCE_BUCKET, "notes/hello.txt", _text_object(4 * 1024), "text/plain; charset=utf-8"),
+        (FRANCE_BUCKET, "scans/ct-0001.bin", os.urandom(1024 * 1024), "application/octet-stream"),
+        (FRANCE_BUCKET, "archive/backup-2026.bin", os.urandom(BIG), "application/octet-stream"),
+        (EU_BUCKET, "notes/hello.txt", _text_object(4 * 1024), "text/plain; charset=utf-8"),
+        (EU_BUCKET, "datasets/sensors.bin", os.urandom(1024 * 1024), "application/octet-stream"),
+    ]
+    _say("\nstoring objects (acknowledged once fsync'd on at least 2 sites):")
+    width = max(len(f"{b}/{k}") for b, k, _, _ in objects)
+    for bucket, key, data, ctype in objects:
+        name = f"{bucket}/{key}"
+        progress = Progress(f"    uploading {name}", len(data), threshold=BIG, stream=sys.stdout)
+        t0 = time.monotonic()
+        result = client.put_object(bucket, key, data, content_type=ctype, progress=progress)
+        progress.finish()
+        took = time.monotonic() - t0
+        _say(f"    put {name:<{width}}  {human_size(len(data)):>9}  {took * 1000:6.0f} ms  "
+             f"acked by {', '.join(result.sites)}")
+
+    _say("\nreading back and verifying (every chunk against its BLAKE3 digest):")
+    for bucket, key, data, _ in objects:
+        t0 = time.monotonic()
+        got = client.get_object(bucket, key).read()
+        took = time.monotonic() - t0
+        if got != data:
+            raise CommandError(f"{bucket}/{key}: read back {len(got)} bytes that differ from what was stored")
+        _say(f"    get {bucket + '/' + key:<{width}}  {human_size(len(data)):>9}  {took * 1000:6.0f} ms  identical")
+
+    _say("\nwhere the data rests, from every node's own inventory (not from placement):")
+    inventories, unreachable = residency.fetch_inventories(layout)
+    failures = 0
+    results = []
+    for bucket, key, data, _ in objects:
+        policy = france if bucket == FRANCE_BUCKET else eu
+        manifest = residency.fetch_manifest(layout, policy.name, bucket, key)
+        r = residency.survey(layout, inventories, unreachable, policy, manifest)
+        results.append(r)
+        pieces = "inline in manifest" if r.chunk_count == 0 else f"{r.chunk_count} chunk{'s' * (r.chunk_count > 1)}"
+        _say(f"\n  {bucket}/{key}  {human_size(r.size)}, {pieces}, policy {policy.name} "
+             f"(allow {r.allow_text}, R={policy.replicas})")
+        _say(table(residency.holding_rows(r), indent="      "))
+        mark = "ok" if r.ok else "!!"
+        _say(f"    {mark} {r.verdict()}")
+        for v in r.violations:
+            _say(f"       !! {v}")
+        if not r.ok:
+            failures += 1
+
+    stray = residency.bucket_violations(layout, inventories, FRANCE_BUCKET, france)
+    for v in stray:
+        _say(f"  !! RESIDENCY VIOLATION: {v}")
+
+    _say("\nsummary:")
+    rows = []
+    for r in results:
+        rows.append([r.bucket, r.key, r.policy.name, human_size(r.size), " ".join(residency.sites_of(r)), r.verdict()])
+    _say(table(rows, header=["bucket", "key", "policy", "size", "sites holding data", "residency"],
+               indent="  ", right=(3,)))
+    french_nodes = sum(1 for n in layout.nodes if france.allows(layout.location_of(n.id)))
+    if failures or stray:
+        print(f"\nmaillage demo: FAILED: {failures} object(s) failed the check, "
+              f"{len(stray)} stray key(s) of {FRANCE_BUCKET} outside France", file=sys.stderr, flush=True)
+        return 2
+    _say(f"\nresidency proven: nothing of {FRANCE_BUCKET} rests outside eu/fr "
+         f"({len(layout.nodes)} nodes asked, {french_nodes} of them in France).")
+    return 0
+
+
+def _usage(mesh) -> None:
+    first = mesh.addresses[0]
+    joined = ",".join(mesh.addresses)
+    _say(f"""
+the mesh keeps running; in another shell try:
+
+  export MAILLAGE_ENDPOINT={joined}
+  maillage ls                                    # buckets and their policies
+  maillage ls {FRANCE_BUCKET} --recursive
+  maillage where {FRANCE_BUCKET} scans/ct-0001.bin
+  maillage cp ./some-file mesh://{EU_BUCKET}/some-file
+  maillage cp mesh://{FRANCE_BUCKET}/notes/hello.txt ./hello.txt
+
+or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`.
+node logs: {mesh.log_dir}
+press Ctrl-C to stop the mesh.""")
+
+
+def _wait(mesh) -> None:
+    while True:
+        for node_id, proc in mesh.processes.items():
+            if proc.poll() is not None:
+                raise CommandError(f"node {node_id} exited with code {proc.returncode}; "
+                                   f"log: {mesh.log_dir / (node_id + '.log')}")
+        time.sleep(0.5)

@@ -1,0 +1,168 @@
+"""Prove where an object's bytes rest, from what every node says it stores (Replica.Inventory).
+
+Placement says where data *should* be; this module asks each node of the layout for its inventory
+(manifest keys per bucket and every chunk digest on its disk) and reports where the data *is*:
+the manifest of a key (holding the key name, and the bytes of small inline objects) and each chunk
+of its content. Every copy on a node whose location is outside the bucket's policy is a violation.
+
+A chunk digest found on an outside node counts as a violation even if another bucket with a wider
+policy stored identical bytes there (dedup is scoped by policy, so this cannot happen by design;
+when it shows up, it deserves a look).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from maillage.placement import Layout, Policy, format_location
+from maillage.proto import pb, rpc
+
+from .common import CommandError
+
+_OPTIONS = (("grpc.max_receive_message_length", 256 * 1024 * 1024),)
+
+
+@dataclass
+class Inventory:
+    node_id: str
+    keys: dict[str, set[str]]          # bucket -> manifest keys stored on this node
+    chunks: set[bytes]                 # every chunk digest on this node's disk
+
+
+def fetch_inventories(layout: Layout, *, timeout: float = 15.0) -> tuple[dict[str, Inventory], dict[str, str]]:
+    """Ask every node of the layout for its inventory: (inventories, {node: why unreachable})."""
+
+    def one(node_id: str) -> Inventory | str:
+        with grpc.insecure_channel(layout.node(node_id).address, options=_OPTIONS) as channel:
+            try:
+                reply = rpc.ReplicaStub(channel).Inventory(pb.InventoryRequest(), timeout=timeout)
+            except grpc.RpcError as err:
+                return f"{err.code().name}: {err.details()}"
+        return Inventory(node_id, {b.bucket: set(b.keys) for b in reply.buckets}, set(reply.all_chunks))
+
+    ids = [n.id for n in layout.nodes]
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(ids)))) as pool:
+        results = dict(zip(ids, pool.map(one, ids)))
+    found = {n: r for n, r in results.items() if isinstance(r, Inventory)}
+    missing = {n: r for n, r in results.items() if isinstance(r, str)}
+    return found, missing
+
+
+def fetch_manifest(layout: Layout, policy: str, bucket: str, key: str, *, timeout: float = 15.0) -> pb.Manifest:
+    """The object's manifest with its chunk list, from any node of the bucket's policy that answers."""
+    problems = []
+    for node in layout.eligible_nodes(policy):
+        with grpc.insecure_channel(node.address, options=_OPTIONS) as channel:
+            try:
+                return rpc.ObjectsStub(channel).HeadObject(pb.HeadObjectRequest(bucket=bucket, key=key),
+                                                           timeout=timeout)
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND:
+                    raise CommandError(err.details() or f"no object {bucket}/{key}") from err
+                problems.append(f"{node.id}: {err.code().name}")
+    raise CommandError(f"no node of policy {policy!r} answered for {bucket}/{key} ({'; '.join(problems)})")
+
+
+@dataclass
+class Holding:
+    node: str
+    site: str
+    location: str
+    manifest: bool
+    chunks: int                        # how many of the object's distinct chunks this node stores
+    allowed: bool
+
+
+@dataclass
+class ObjectResidency:
+    bucket: str
+    key: str
+    policy: Policy
+    size: int
+    chunk_count: int                   # distinct chunks (0: inline in the manifest)
+    holdings: list[Holding]
+    copies: int                        # fewest distinct sites holding any one piece
+    violations: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def allow_text(self) -> str:
+        return ", ".join(format_location(a) for a in self.policy.allow)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.unreachable and self.copies >= self.policy.replicas
+
+    def verdict(self) -> str:
+        if self.violations:
+            return f"RESIDENCY VIOLATION: {len(self.violations)} cop{'y' if len(self.violations) == 1 else 'ies'} outside {self.allow_text}"
+        if self.unreachable:
+            return f"UNPROVEN: {len(self.unreachable)} node(s) did not answer ({', '.join(sorted(self.unreachable))})"
+        if self.copies < self.policy.replicas:
+            return f"UNDER-REPLICATED: only {self.copies} of {self.policy.replicas} copies, all in {self.allow_text}"
+        return f"all {self.copies} copies in {self.allow_text}: OK"
+
+
+def survey(layout: Layout, inventories: dict[str, Inventory], unreachable: dict[str, str],
+           policy: Policy, manifest: pb.Manifest) -> ObjectResidency:
+    bucket, key = manifest.bucket, manifest.key
+    digests = list(dict.fromkeys(c.digest for c in manifest.chunks))
+    pieces: dict[str, set[str]] = {"manifest": set()}      # piece -> sites holding it
+    pieces.update({d.hex(): set() for d in digests})
+    holdings, violations = [], []
+    for node in layout.nodes:
+        inv = inventories.get(node.id)
+        if inv is None:
+            continue
+        has_manifest = key in inv.keys.get(bucket, ())
+        held = [d for d in digests if d in inv.chunks]
+        if not has_manifest and not held:
+            continue
+        location = layout.location_of(node.id)
+        allowed = policy.allows(location)
+        holdings.append(Holding(node.id, node.site, format_location(location), has_manifest, len(held), allowed))
+        if has_manifest:
+            pieces["manifest"].add(node.site)
+        for d in held:
+            pieces[d.hex()].add(node.site)
+        if not allowed:
+            where = f"{node.id} ({node.site}, {format_location(location)})"
+            if has_manifest:
+                violations.append(f"manifest of {bucket}/{key} on {where}")
+            violations.extend(f"chunk {d.hex()[:16]} of {bucket}/{key} on {where}" for d in held)
+    copies = min((len(sites) for sites in pieces.values()), default=0)
+    return ObjectResidency(bucket, key, policy, manifest.size, len(digests), holdings, copies,
+                           violations, dict(unreachable))
+
+
+def bucket_violations(layout: Layout, inventories: dict[str, Inventory], bucket: str,
+                      policy: Policy) -> list[str]:
+    """Every key of `bucket` (any object, not only the ones surveyed) on a node outside its policy."""
+    found = []
+    for node_id, inv in inventories.items():
+        location = layout.location_of(node_id)
+        if policy.allows(location):
+            continue
+        for key in sorted(inv.keys.get(bucket, ())):
+            found.append(f"key {bucket}/{key} on {node_id} ({format_location(location)})")
+    return found
+
+
+def holding_rows(r: ObjectResidency) -> list[list[str]]:
+    rows = []
+    for h in r.holdings:
+        what = []
+        if h.manifest:
+            what.append("manifest" + (" (inline data)" if r.chunk_count == 0 else ""))
+        if h.chunks:
+            what.append(f"{h.chunks}/{r.chunk_count} chunk{'s' if r.chunk_count != 1 else ''}")
+        rows.append([h.site, h.location, ", ".join(what), "" if h.allowed else "<-- OUTSIDE POLICY"])
+    return rows
+
+
+def sites_of(r: ObjectResidency) -> Iterable[str]:
+    return sorted({h.site for h in r.holdings})
