@@ -33,6 +33,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "encode_manifest",
     "decode_manifest",
+    "manifest_order",
     "encode_bucket",
     "decode_bucket",
     "validate_bucket_name",
@@ -116,6 +117,12 @@ def validate_key(key: str) -> bytes:
     return raw
 
 
+_U8 = struct.Struct(">B")
+_U32 = struct.Struct(">I")
+_U64S = struct.Struct(">Q")
+_REF = struct.Struct(">32sQ")
+
+
 class _Writer:
     __slots__ = ("parts",)
 
@@ -123,58 +130,80 @@ class _Writer:
         self.parts: list[bytes] = []
 
     def u8(self, v: int) -> None:
-        self.parts.append(struct.pack(">B", v))
+        self.parts.append(_U8.pack(v))
 
     def u32(self, v: int) -> None:
-        self.parts.append(struct.pack(">I", v))
+        self.parts.append(_U32.pack(v))
 
     def u64(self, v: int, what: str) -> None:
         if not 0 <= v <= _U64:
             raise ValueError(f"{what} {v} does not fit in an unsigned 64-bit integer")
-        self.parts.append(struct.pack(">Q", v))
+        self.parts.append(_U64S.pack(v))
 
     def blob(self, b: bytes) -> None:
-        self.parts.append(struct.pack(">I", len(b)))
-        self.parts.append(b)
+        self.parts += (_U32.pack(len(b)), b)
 
     def text(self, s: str) -> None:
-        self.blob(s.encode("utf-8"))
+        b = s.encode("utf-8")
+        self.parts += (_U32.pack(len(b)), b)
 
     def getvalue(self) -> bytes:
         return b"".join(self.parts)
 
 
 class _Reader:
-    __slots__ = ("mv", "pos", "what")
+    __slots__ = ("data", "pos", "what", "size")
 
     def __init__(self, data: bytes, what: str) -> None:
-        self.mv = memoryview(data)
+        self.data = bytes(data)
         self.pos = 0
+        self.size = len(self.data)
         self.what = what
 
-    def _take(self, n: int) -> memoryview:
+    def _short(self) -> CorruptRecord:
+        return CorruptRecord(f"{self.what} record is truncated")
+
+    def _take(self, n: int) -> bytes:
         end = self.pos + n
-        if end > len(self.mv):
-            raise CorruptRecord(f"{self.what} record is truncated")
-        out = self.mv[self.pos : end]
+        if end > self.size:
+            raise self._short()
+        out = self.data[self.pos : end]
         self.pos = end
         return out
 
     def u8(self) -> int:
-        return self._take(1)[0]
+        if self.pos >= self.size:
+            raise self._short()
+        self.pos += 1
+        return self.data[self.pos - 1]
 
     def u32(self) -> int:
-        return struct.unpack(">I", self._take(4))[0]
+        if self.pos + 4 > self.size:
+            raise self._short()
+        (v,) = _U32.unpack_from(self.data, self.pos)
+        self.pos += 4
+        return v
 
     def u64(self) -> int:
-        return struct.unpack(">Q", self._take(8))[0]
+        if self.pos + 8 > self.size:
+            raise self._short()
+        (v,) = _U64S.unpack_from(self.data, self.pos)
+        self.pos += 8
+        return v
+
+    def ref(self) -> ChunkRef:
+        if self.pos + 40 > self.size:
+            raise self._short()
+        digest, length = _REF.unpack_from(self.data, self.pos)
+        self.pos += 40
+        return ChunkRef(digest, length)
 
     def blob(self) -> bytes:
-        return bytes(self._take(self.u32()))
+        return self._take(self.u32())
 
     def text(self) -> str:
         try:
-            return self.blob().decode("utf-8")
+            return self._take(self.u32()).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CorruptRecord(f"{self.what} record holds invalid UTF-8") from exc
 
@@ -185,8 +214,8 @@ class _Reader:
         return v == 1
 
     def end(self) -> None:
-        if self.pos != len(self.mv):
-            raise CorruptRecord(f"{self.what} record has {len(self.mv) - self.pos} trailing bytes")
+        if self.pos != self.size:
+            raise CorruptRecord(f"{self.what} record has {self.size - self.pos} trailing bytes")
 
 
 def encode_manifest(m: Manifest) -> bytes:
@@ -195,9 +224,10 @@ def encode_manifest(m: Manifest) -> bytes:
     validate_key(m.key)
     w = _Writer()
     w.u8(MANIFEST_FORMAT)
+    w.u64(m.version, "version")  # version and writer first: the committer reads only these
+    w.text(m.writer)
     w.text(m.bucket)
     w.text(m.key)
-    w.u64(m.version, "version")
     w.u64(m.size, "size")
     w.text(m.etag)
     w.text(m.content_type)
@@ -209,15 +239,15 @@ def encode_manifest(m: Manifest) -> bytes:
     for c in m.chunks:
         if len(c.digest) != DIGEST_SIZE:
             raise ValueError(f"chunk digest must be {DIGEST_SIZE} bytes, got {len(c.digest)}")
-        w.parts.append(bytes(c.digest))
-        w.u64(c.length, "chunk length")
+        if not 0 <= c.length <= _U64:
+            raise ValueError(f"chunk length {c.length} does not fit in an unsigned 64-bit integer")
+        w.parts.append(_REF.pack(bytes(c.digest), c.length))
     if m.inline is None:
         w.u8(0)
     else:
         w.u8(1)
         w.blob(bytes(m.inline))
     w.u8(1 if m.deleted else 0)
-    w.text(m.writer)
     return w.getvalue()
 
 
@@ -227,9 +257,10 @@ def decode_manifest(b: bytes) -> Manifest:
     fmt = r.u8()
     if fmt != MANIFEST_FORMAT:
         raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads {MANIFEST_FORMAT})")
+    version = r.u64()
+    writer = r.text()
     bucket = r.text()
     key = r.text()
-    version = r.u64()
     size = r.u64()
     etag = r.text()
     content_type = r.text()
@@ -237,11 +268,9 @@ def decode_manifest(b: bytes) -> Manifest:
     n = r.u32()
     chunks = []
     for _ in range(n):
-        digest = bytes(r._take(DIGEST_SIZE))
-        chunks.append(ChunkRef(digest, r.u64()))
+        chunks.append(r.ref())
     inline = r.blob() if r.flag() else None
     deleted = r.flag()
-    writer = r.text()
     r.end()
     return Manifest(
         bucket=bucket,
@@ -256,6 +285,15 @@ def decode_manifest(b: bytes) -> Manifest:
         deleted=deleted,
         writer=writer,
     )
+
+
+def manifest_order(b: bytes) -> tuple[int, str]:
+    """``(version, writer)`` of an encoded manifest without decoding the rest."""
+    r = _Reader(b, "manifest")
+    fmt = r.u8()
+    if fmt != MANIFEST_FORMAT:
+        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads {MANIFEST_FORMAT})")
+    return r.u64(), r.text()
 
 
 def encode_bucket(rec: BucketRecord) -> bytes:
