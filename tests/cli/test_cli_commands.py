@@ -1,0 +1,152 @@
+"""The `maillage` shell commands against a real 3-site mesh, each command run as its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
+
+pytestmark = pytest.mark.cluster
+
+SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("toulouse-1", "eu/fr/occitanie"),
+         SiteSpec("munich-1", "eu/de/bayern"))
+FRENCH = {"paris-1", "toulouse-1"}
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    with LocalMesh(make_layout(sites=SITES)) as m:
+        yield m
+
+
+def maillage(*args: str, endpoint: str | None = None, env_endpoint: str | None = None,
+             stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MAILLAGE_ENDPOINT"}
+    if env_endpoint is not None:
+        env["MAILLAGE_ENDPOINT"] = env_endpoint
+    argv = [sys.executable, "-m", "maillage.cli", *args]
+    if endpoint:
+        argv += ["--endpoint", endpoint]
+    r = subprocess.run(argv, env=env, input=stdin, capture_output=True, timeout=timeout)
+    r.out, r.err = r.stdout.decode(), r.stderr.decode()
+    return r
+
+
+def assert_one_line_error(r, *needles: str) -> None:
+    assert r.returncode == 1, (r.out, r.err)
+    assert "Traceback" not in r.err, r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maillage: "), r.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_mb_cp_ls_where_rm_round_trip(mesh, tmp_path: Path):
+    env = ",".join(mesh.addresses)
+    one = mesh.addresses[0]
+
+    r = maillage("mb", "scans-fr", "--policy", "france-only", env_endpoint=env)
+    assert r.returncode == 0, r.err
+    assert "scans-fr" in r.out and "eu/fr" in r.out
+
+    r = maillage("ls", endpoint=one)
+    assert r.returncode == 0, r.err
+    assert "scans-fr" in r.out and "france-only" in r.out
+
+    big = tmp_path / "big.bin"
+    data = os.urandom(9 * 1024 * 1024 + 123)             # 3 chunks; above the progress threshold
+    big.write_bytes(data)
+    r = maillage("cp", str(big), "mesh://scans-fr/2026/big.bin", env_endpoint=env)
+    assert r.returncode == 0, r.err
+    assert "uploaded mesh://scans-fr/2026/big.bin" in r.out
+    assert "100.0%" in r.err and "MB/s" in r.err          # progress on stderr
+    small = tmp_path / "note.txt"
+    small.write_text("bonjour\n")
+    r = maillage("cp", str(small), "mesh://scans-fr/2026/", endpoint=one)   # trailing '/': keep name
+    assert r.returncode == 0, r.err
+    assert "MB/s" not in r.err                            # no progress for a small file
+
+    r = maillage("ls", "scans-fr", endpoint=one)
+    assert r.returncode == 0, r.err
+    assert "PRE" in r.out and "2026/" in r.out and "big.bin" not in r.out
+    r = maillage("ls", "mesh://scans-fr/2026/", endpoint=one)
+    assert r.returncode == 0, r.err
+    assert "2026/big.bin" in r.out and "2026/note.txt" in r.out and "9.0 MiB" in r.out
+    r = maillage("ls", "scans-fr", "--recursive", endpoint=one)
+    assert [line.split()[-1] for line in r.out.splitlines()] == ["2026/big.bin", "2026/note.txt"]
+
+    back = tmp_path / "back.bin"
+    r = maillage("cp", "mesh://scans-fr/2026/big.bin", str(back), env_endpoint=env)
+    assert r.returncode == 0, r.err
+    assert back.read_bytes() == data
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    r = maillage("cp", "mesh://scans-fr/2026/note.txt", str(outdir), endpoint=one)
+    assert r.returncode == 0, r.err
+    assert (outdir / "note.txt").read_text() == "bonjour\n"
+    r = maillage("cp", "mesh://scans-fr/2026/note.txt", "-", endpoint=one)
+    assert r.returncode == 0 and r.stdout == b"bonjour\n"
+
+    r = maillage("where", "scans-fr", "2026/big.bin", endpoint=one)
+    assert r.returncode == 0, r.err
+    assert "france-only" in r.out and "eu/fr" in r.out and "partition" in r.out
+    r = maillage("where", "scans-fr", "2026/big.bin", "--json", endpoint=one)
+    assert r.returncode == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["policy"] == "france-only" and doc["allow"] == ["eu/fr"] and doc["replicas_required"] == 2
+    assert 0 <= doc["partition"] < doc["partitions"]
+    assert {rep["site"] for rep in doc["index_replicas"]} == FRENCH
+    assert doc["exists"] and len(doc["chunks"]) == 3
+    for chunk in doc["chunks"]:
+        assert {rep["site"] for rep in chunk["replicas"]} == FRENCH
+        assert all(rep["location"].startswith("eu/fr/") for rep in chunk["replicas"])
+
+    r = maillage("rm", "scans-fr", "2026/big.bin", endpoint=one)
+    assert r.returncode == 0, r.err
+    r = maillage("ls", "scans-fr", "-r", endpoint=one)
+    assert "big.bin" not in r.out and "2026/note.txt" in r.out
+    assert_one_line_error(maillage("rm", "scans-fr", "2026/big.bin", endpoint=one), "2026/big.bin")
+    assert_one_line_error(maillage("cp", "mesh://scans-fr/2026/big.bin", str(tmp_path / "x"), endpoint=one))
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_bucket_is_a_one_line_error(mesh, tmp_path: Path):
+    one = mesh.addresses[0]
+    assert_one_line_error(maillage("ls", "no-such-bucket", endpoint=one), "no-such-bucket")
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    assert_one_line_error(maillage("cp", str(f), "mesh://no-such-bucket/f.txt", endpoint=one), "no-such-bucket")
+    assert_one_line_error(maillage("where", "no-such-bucket", "k", endpoint=one), "no-such-bucket")
+    assert_one_line_error(maillage("rm", "no-such-bucket", "k", endpoint=one), "no-such-bucket")
+    assert_one_line_error(maillage("mb", "bad-policy", "--policy", "nowhere", endpoint=one), "nowhere")
+
+
+def test_no_endpoint_is_a_clear_error(tmp_path: Path):
+    r = maillage("ls")
+    assert_one_line_error(r, "--endpoint", "MAILLAGE_ENDPOINT")
+    assert_one_line_error(maillage("cp", "mesh://b/k", str(tmp_path / "k")), "MAILLAGE_ENDPOINT")
+    assert_one_line_error(maillage("ls", env_endpoint="not-an-address"), "HOST:PORT")
+
+
+def test_unreachable_endpoint_is_a_one_line_error():
+    from maillage.cli.localmesh import free_port
+    assert_one_line_error(maillage("ls", endpoint=f"127.0.0.1:{free_port()}"), "no endpoint answered")
+
+
+def test_cp_needs_exactly_one_mesh_side(tmp_path: Path):
+    assert_one_line_error(maillage("cp", "a", "b", endpoint="127.0.0.1:1"), "mesh://")
+    assert_one_line_error(maillage("cp", "mesh://a/b", "mesh://c/d", endpoint="127.0.0.1:1"), "mesh://")
+
+
+def test_help_explains_every_command():
+    for cmd in ("demo", "where", "mb", "ls", "cp", "rm"):
+        r = maillage(cmd, "--help")
+        assert r.returncode == 0 and "usage: maillage " + cmd in r.out, r.err
+        if cmd != "demo":
+            assert "MAILLAGE_ENDPOINT" in r.out
