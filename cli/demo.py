@@ -93,7 +93,10 @@ def run_command(args: argparse.Namespace) -> int:
             raise CommandError(f"--keep {args.keep}: directory exists and is not empty")
 
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     began = time.monotonic()
+    finished = False
+    kept = f" Data and logs kept in {args.keep}" if args.keep else ""
     _say(f"maillage demo: a local mesh of {len(layout.sites)} sites on loopback, one node each")
     try:
         mesh = LocalMesh(layout, base_dir=args.keep)
@@ -109,21 +112,22 @@ def run_command(args: argparse.Namespace) -> int:
                     code = _scenario(client, layout, france, eu)
             except MaillageError as exc:
                 raise CommandError(f"demo failed: {describe_error(exc)} (node logs: {mesh.log_dir})") from exc
+            finished = True
             _say(f"\ndemo finished in {time.monotonic() - began:.1f} s.")
             if code != 0 or args.once:
                 if code != 0:
                     _say(f"node logs: {mesh.log_dir}")
+                if args.keep:
+                    _say(kept.strip())
                 return code
             _usage(mesh)
             _wait(mesh)
-            _say("\nstopping the mesh ...")
-        _say("stopped." + (f" Data kept in {args.keep}" if args.keep else ""))
-        return 0
     except (_Stop, KeyboardInterrupt):
-        _say("\nstopped.")
-        return 0
+        _say("\nstopped the mesh." + kept)
+        return 0 if finished else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def format_loc(layout, node_id: str) -> str:
@@ -232,6 +236,7 @@ def _wait(mesh) -> None:
     while True:
         for node_id, proc in mesh.processes.items():
             if proc.poll() is not None:
-                raise CommandError(f"node {node_id} exited with code {proc.returncode}; "
-                                   f"log: {mesh.log_dir / (node_id + '.log')}")
+                time.sleep(0.5)     # a Ctrl-C reaches the nodes too: let ours arrive first
+                raise CommandError(f"node {node_id} stopped (exit code {proc.returncode}), stopping "
+                                   f"the demo; log: {mesh.log_dir / (node_id + '.log')}")
         time.sleep(0.5)

@@ -49,6 +49,10 @@ def _chunk_placement(client, layout, policy: str, bucket: str, key: str) -> list
     return chunks
 
 
+def _replica_row(r, layout) -> list[str]:
+    return [r.site if r.node == r.site else f"{r.node} (site {r.site})", r.location, layout.node(r.node).address]
+
+
 def run_command(args: argparse.Namespace) -> int:
     bucket = args.bucket[len(MESH_SCHEME):] if args.bucket.startswith(MESH_SCHEME) else args.bucket
     with open_client(args) as client:
@@ -73,10 +77,10 @@ def run_command(args: argparse.Namespace) -> int:
           f"(the bucket's index partition: the manifest of every key of {bucket} lives there; "
           f"layout v{layout.version})")
     print("  index replicas (hold the key's manifest; first = preferred coordinator):")
-    print(table([[r.node, r.site, r.location] for r in placement.index_replicas], indent="    "))
+    print(table([_replica_row(r, layout) for r in placement.index_replicas], indent="    "))
     if placement.handoffs:
         print("  handoffs (take writes while a replica is down, then hand them back):")
-        print(table([[r.node, r.site, r.location] for r in placement.handoffs], indent="    "))
+        print(table([_replica_row(r, layout) for r in placement.handoffs], indent="    "))
     else:
         print("  handoffs: none (no further eligible site)")
     if chunks is None:
