@@ -39,13 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "then show which sites hold each object, proven from every node's own inventory, "
                     "with a residency verdict. The mesh then keeps running so you can use it with "
                     "`maillage ls/cp/where/...` until Ctrl-C. Exit status: 0 on success, 2 if any "
-                    "data of the France-only bucket rests outside France, 1 on other errors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "data of the France-only bucket rests outside France, 1 on other errors.")
     p.add_argument("--once", action="store_true",
                    help="stop the mesh and exit after the report instead of running until Ctrl-C")
     p.add_argument("--sites", type=int, default=6, metavar="N",
                    help=f"number of sites (one node each), {MIN_SITES}..{MAX_SITES}; the first "
-                        "six are the demo's French and German sites")
+                        "six are the demo's French and German sites (default: 6)")
     p.add_argument("--keep", type=Path, metavar="DIR",
                    help="put the nodes' data and logs in DIR and keep them after exit "
                         "(default: a temporary directory, removed on exit)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -117,17 +116,21 @@ def ls_command(args: argparse.Namespace) -> int:
             return 0
         bucket, prefix = split_mesh_path(args.target)
         client.head_bucket(bucket)                       # a clear NoSuchBucket before listing
-        rows, total, count = [], 0, 0
+        rows, total, count, prefixes = [], 0, 0, 0
         for item in client.list_objects(bucket, prefix=prefix, delimiter="" if args.recursive else "/"):
             if isinstance(item, str):
                 rows.append(["", "PRE", item])
+                prefixes += 1
             else:
                 rows.append([_when(item.version), human_size(item.size), item.key])
                 total += item.size
                 count += 1
     if rows:
         print(table(rows, right=(1,)))
-    print(f"{count} object{'s' * (count != 1)}, {human_size(total)}", file=sys.stderr)
+    summary = f"{count} object{'s' * (count != 1)}, {human_size(total)}"
+    if prefixes:
+        summary += f"; {prefixes} common prefix{'es' * (prefixes != 1)} (PRE; --recursive lists under them)"
+    print(summary, file=sys.stderr)
     return 0
 
 
@@ -217,4 +220,3 @@ def rm_command(args: argparse.Namespace) -> int:
     return 0
 
 
-del shutil
