@@ -153,14 +153,33 @@ class Supervisor:
             return self.kill(name)
         return p.returncode
 
-    def pause(self, name: str) -> None:
-        """SIGSTOP: the process keeps its sockets but answers nothing (a hung node)."""
+    def pause(self, name: str, timeout: float = 5.0) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a hung node).
+
+        Synchronous: returns once every thread of the process is stopped, so
+        the caller's next action really happens while the node is frozen.
+        """
         self.signal(name, signal.SIGSTOP)
         self.procs[name].paused = True
+        self._wait_threads(name, stopped=True, timeout=timeout)
 
-    def resume(self, name: str) -> None:
+    def resume(self, name: str, timeout: float = 5.0) -> None:
+        """SIGCONT, and wait until no thread is stopped any more."""
         self.signal(name, signal.SIGCONT)
         self.procs[name].paused = False
+        self._wait_threads(name, stopped=False, timeout=timeout)
+
+    def _wait_threads(self, name: str, stopped: bool, timeout: float) -> None:
+        p = self.procs[name]
+        deadline = time.monotonic() + timeout
+        while p.alive():
+            states = _thread_states(p.pid)
+            if states and all((s in "tT") == stopped for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} (pid {p.pid}) threads not {'stopped' if stopped else 'running'}"
+                                   f" after {timeout}s: states {states}")
+            time.sleep(0.005)
 
     def restart(self, name: str, *, clock_skew: float | None | bool = False) -> Proc:
         """Kill if alive, start again with the same argv/site/env (optionally a new skew)."""
@@ -218,6 +237,21 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _thread_states(pid: int) -> list[str]:
+    """One-letter scheduler state of every thread of ``pid`` (R, S, D, T, t, Z...)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    out.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+    except FileNotFoundError:
+        pass
+    return out
 
 
 @atexit.register
