@@ -25,6 +25,17 @@ class _LoopThread:
     def run(self, coro) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def iterate(self, stream) -> Iterator[Any]:
+        """Pull an async iterator one item at a time from a blocking caller."""
+        try:
+            while True:
+                try:
+                    yield self.run(stream.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.run(stream.aclose())
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
@@ -47,15 +58,7 @@ class ObjectBody:
         return self._runner.run(self._body.read())
 
     def iter_chunks(self) -> Iterator[bytes]:
-        stream = self._body.iter_chunks()
-        try:
-            while True:
-                try:
-                    yield self._runner.run(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._runner.run(stream.aclose())
+        return self._runner.iterate(self._body.iter_chunks())
 
 
 def _blocking(name: str):
@@ -97,15 +100,7 @@ class Client:
 
     def list_objects(self, bucket: str, **kwargs: Any) -> Iterator[ObjectSummary | str]:
         """Every object (and, with a delimiter, every common prefix as a str), page after page."""
-        stream = self._async.list_objects(bucket, **kwargs)
-        try:
-            while True:
-                try:
-                    yield self._runner.run(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._runner.run(stream.aclose())
+        return self._runner.iterate(self._async.list_objects(bucket, **kwargs))
 
 
 async def _make(endpoints, options) -> AsyncClient:
