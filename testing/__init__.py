@@ -15,11 +15,19 @@ Small modules, one job each:
 Nothing here imports the node; the harness composes these pieces.
 """
 
-from .clock import faketime_available, with_skew
-from .disk import Tmpfs, fill, flip_bit, truncate
-from .faults import Faults, Link
-from .netns import HOST, Mesh, SiteNet, netns_available
-from .processes import Proc, Supervisor
+# Lazy re-exports (PEP 562): ``python -m maillage.testing.relay`` must not have
+# imported the relay module already through this package.
+_EXPORTS = {
+    "HOST": "netns", "Mesh": "netns", "SiteNet": "netns", "netns_available": "netns",
+    "reap_stale": "netns", "Faults": "faults", "Link": "relay", "Supervisor": "processes",
+    "Proc": "processes", "Tmpfs": "disk", "fill": "disk", "flip_bit": "disk",
+    "truncate": "disk", "faketime_available": "clock", "with_skew": "clock",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["HOST", "Mesh", "SiteNet", "netns_available", "Faults", "Link", "Supervisor",
-           "Proc", "Tmpfs", "fill", "flip_bit", "truncate", "faketime_available", "with_skew"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
