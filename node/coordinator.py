@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import blake3
 
@@ -47,7 +47,7 @@ class Upload:
     bucket: str
     key: str
     content_type: str = "application/octet-stream"
-    user_metadata: Mapping[str, str] = ()  # type: ignore[assignment]
+    user_metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class Coordinator:
 
     async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str) -> Manifest:
         validation.check_key(key)
-        source = await self.head_object(source_bucket, source_key, with_chunks=True)
+        source = await self.head_object(source_bucket, source_key)
         src_record = await self._catalog.get(source_bucket)
         dest = await self._catalog.get(bucket_name)
         table = self._layout.table(dest.policy)
@@ -273,7 +273,7 @@ class Coordinator:
         self._clock.observe(best.version)
         return best
 
-    async def head_object(self, bucket_name: str, key: str, *, with_chunks: bool = True) -> Manifest:
+    async def head_object(self, bucket_name: str, key: str) -> Manifest:
         validation.check_key(key)
         bucket = await self._catalog.get(bucket_name)
         latest = await self._latest(bucket, key)

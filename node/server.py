@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -40,7 +40,6 @@ class NodeConfig:
     fsync: bool = True
     chunk_size: int = 4 * 1024 * 1024
     workers: int = 8
-    extra: dict = field(default_factory=dict)
 
 
 async def fetch_layout(seeds: tuple[str, ...]) -> Layout:
