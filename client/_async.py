@@ -29,7 +29,7 @@ from maillage.storage.errors import CorruptFrame
 from maillage.storage.frame import decode_frame
 
 from . import _exceptions as e
-from ._errors import exception_for, translate
+from ._errors import exception_for
 from ._models import (
     Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica,
 )

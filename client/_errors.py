@@ -34,11 +34,7 @@ _BY_CODE = {
 
 
 def exception_for(err: grpc.RpcError, where: str = "") -> e.MaillageError:
-    reason = ""
-    for key, value in (err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else ():
-        if key == bulk.ERROR_KEY:
-            reason = value if isinstance(value, str) else value.decode()
-    cls = _BY_REASON.get(reason) or _BY_CODE.get(err.code(), e.MaillageError)
+    cls = _BY_REASON.get(bulk.error_reason(err)) or _BY_CODE.get(err.code(), e.MaillageError)
     details = err.details() or err.code().name
     if cls is e.NodeUnavailable and where:
         details = f"node {where} did not answer ({err.code().name}): {details}"

@@ -30,7 +30,7 @@ from . import validation
 from .catalog import Catalog
 from .chunking import DEFAULT_CHUNK_SIZE, INLINE_MAX, FixedChunker
 from .errors import (
-    BucketAlreadyExists, BucketNotEmpty, IntegrityError, InvalidRequest, NoSuchKey, NodeError,
+    BucketAlreadyExists, BucketNotEmpty, IntegrityError, NoSuchKey, NodeError,
     QuorumNotReached,
 )
 from .layout_state import LayoutState
@@ -112,9 +112,7 @@ class Coordinator:
     async def _try(self, node_id: str, op):
         try:
             return await op(self._peers.replica(node_id)), None
-        except NodeError as exc:
-            return None, exc
-        except Exception as exc:  # storage errors of the local replica count as that node failing
+        except Exception as exc:  # a peer's error or the local store's: that node failed
             return None, exc
 
     # ----- object writes ---------------------------------------------------------------------

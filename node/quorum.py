@@ -60,7 +60,7 @@ class ReplicaSets:
         failures: dict[str, Exception] = {}
         replicas = table.replicas(partition)
         used_sites = {self.site_of(n) for n in replicas}
-        handoffs = [n for n in table.handoffs(partition)]
+        handoffs = list(table.handoffs(partition))
         pending = list(replicas)
         while pending:
             answers = await asyncio.gather(*(self._attempt(n, op) for n in pending))

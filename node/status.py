@@ -81,12 +81,7 @@ def grpc_errors(handler):
 
 def error_from_rpc(err: grpc.RpcError, peer: str) -> Exception:
     """The typed error a peer raised, or PeerUnavailable when the call itself failed."""
-    reason = ""
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == bulk.ERROR_KEY:
-            reason = value if isinstance(value, str) else value.decode()
-    cls = _BY_NAME.get(reason)
+    cls = _BY_NAME.get(bulk.error_reason(err))
     if cls is not None:
         return cls(err.details())
     if err.code() in _TRANSPORT:

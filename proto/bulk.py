@@ -18,3 +18,12 @@ ERROR_KEY = "x-maillage-error"
 TAG_HEADER = 0x01
 TAG_DATA = 0x02
 TAG_TRAILER = 0x03
+
+
+def error_reason(err) -> str:
+    """The typed error's name a node put under ERROR_KEY in a failed call's trailing metadata."""
+    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == ERROR_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return ""
