@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
@@ -11,7 +13,10 @@ from maillage.client import NoSuchKey
 pytestmark = pytest.mark.cluster
 
 KEYS = st.sampled_from(["a", "a/b", "a/c", "b", "b/x/y", "café", "z" * 40])
-BODIES = st.one_of(st.binary(max_size=300), st.binary(min_size=70_000, max_size=300_000))
+# Large bodies come from a drawn seed and size, not drawn byte by byte (hypothesis caps input size).
+LARGE = st.builds(lambda seed, size: random.Random(seed).randbytes(size),
+                  st.integers(0, 2**32), st.integers(70_000, 300_000))
+BODIES = st.one_of(st.binary(max_size=300), LARGE)
 
 
 @pytest.fixture(scope="module")
