@@ -7,7 +7,10 @@ preferences, relaxed in this order only when they cannot be met:
 
 1. a distinct ``spread`` domain (the first ``spread`` labels of the site location) per replica,
 2. the load bound: a node already holding ``cap = max(ceil(t), floor((1+e) t))`` replicas,
-   where ``t`` is its capacity share of the ``R * 2^P`` replica slots, is skipped.
+   where ``t`` is its capacity share of the ``R * 2^P`` replica slots, is skipped. Late in
+   the fill the only nodes below their cap may all sit on sites already taken; the slot
+   then goes to the acceptable node least loaded relative to its cap (not the next on the
+   ring, which piles all the overflow onto one node).
 
 Random tokens alone leave ~1/sqrt(k) imbalance for k slots per node (about 15-20 % at 1,000
 sites and 2^16 partitions, whatever the token count), so the bound (consistent hashing with
@@ -169,8 +172,7 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
     positions, owners = ring.positions, ring.owners
     size = len(positions)
     shift = 64 - bits
-    table: list[tuple[str, ...]] = []
-    ids = [n.id for n in nodes]
+    rows: list[list[int]] = []
     for p in range(nparts):
         start = bisect_left(positions, p << shift)
         if start == size:
@@ -184,16 +186,19 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
                 bounded = free_total - sum(free_dom[d] for d in doms_taken) > 0
             else:
                 bounded = free_total - sum(free_site[s] for s in sites_taken) > 0
-            j = start
-            while True:
-                o = owners[j]
-                if (node_site[o] not in sites_taken
-                        and (not use_dom or node_dom[o] not in doms_taken)
-                        and (not bounded or load[o] < caps[o])):
-                    break
-                j += 1
-                if j == size:
-                    j = 0
+            if bounded:
+                j = start
+                while True:
+                    o = owners[j]
+                    if (node_site[o] not in sites_taken
+                            and (not use_dom or node_dom[o] not in doms_taken)
+                            and load[o] < caps[o]):
+                        break
+                    j += 1
+                    if j == size:
+                        j = 0
+            else:
+                o = _least_overloaded(owners, start, load, caps, node_site, node_dom, sites_taken, doms_taken if use_dom else ())
             chosen.append(o)
             sites_taken.append(node_site[o])
             doms_taken.append(node_dom[o])
@@ -202,8 +207,60 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
                 free_total -= 1
                 free_site[node_site[o]] -= 1
                 free_dom[node_dom[o]] -= 1
-        table.append(tuple(ids[o] for o in chosen))
+        rows.append(chosen)
+    _relieve_overflow(rows, load, caps, node_site, node_dom)
+    ids = [n.id for n in nodes]
+    table = [tuple(ids[o] for o in row) for row in rows]
     return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
+
+
+def _least_overloaded(owners: tuple[int, ...], start: int, load: list[int], caps: list[int],
+                      node_site: list[int], node_dom: list[int], sites_taken: list[int], doms_taken) -> int:
+    """Every acceptable node is at its cap: overflow onto the first node in walk order among
+    those least over their cap, so overflow spreads one slot at a time instead of piling onto
+    whichever node follows a busy stretch of the ring, and stays local to the partition."""
+    def acceptable(o: int) -> bool:
+        return node_site[o] not in sites_taken and node_dom[o] not in doms_taken
+    least = min(load[o] - caps[o] for o in range(len(load)) if acceptable(o))
+    size = len(owners)
+    for k in range(size):
+        o = owners[(start + k) % size]
+        if load[o] - caps[o] == least and acceptable(o):
+            return o
+    raise AssertionError("unreachable: the minimum is attained by some ring node")
+
+
+def _relieve_overflow(rows: list[list[int]], load: list[int], caps: list[int],
+                      node_site: list[int], node_dom: list[int]) -> None:
+    """Move replicas off nodes left above their cap onto nodes still below it.
+
+    The in-order fill can end with the only free slots on large sites that every remaining
+    partition already uses; the overflow then lands on small nodes. One pass over the
+    over-cap nodes' partitions hands each surplus slot to an under-cap node whose site (and
+    spread domain) the partition does not use yet, so no rule and no preference is lost."""
+    over = [o for o in range(len(load)) if load[o] > caps[o]]
+    if not over:
+        return
+    under = [o for o in range(len(load)) if load[o] < caps[o]]
+    for o in over:
+        for row in rows:
+            if load[o] <= caps[o] or not under:
+                break
+            if o not in row:
+                continue
+            others = [r for r in row if r != o]
+            sites = {node_site[r] for r in others}
+            doms = {node_dom[r] for r in others}
+            keeps_spread = node_dom[o] not in doms
+            for u in under:
+                if node_site[u] in sites or (keeps_spread and node_dom[u] in doms):
+                    continue
+                row[row.index(o)] = u
+                load[o] -= 1
+                load[u] += 1
+                if load[u] == caps[u]:
+                    under.remove(u)
+                break
 
 
 _CACHE: OrderedDict[tuple[bytes, str], PartitionTable] = OrderedDict()
