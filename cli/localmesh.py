@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from maillage.node.auth import new_secret_file
 from maillage.placement import Layout, Node, Policy, Site, format_layout, parse_location
 
 READY_TIMEOUT = 30.0
@@ -74,6 +75,7 @@ class LocalMesh:
         self._extra = extra_args
         self.processes: dict[str, subprocess.Popen] = {}
         self.layout_file = self.base_dir / "layout.toml"
+        self.secret_file = self.base_dir / "cluster.key"
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -92,6 +94,8 @@ class LocalMesh:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.layout_file.write_text(format_layout(self.layout))
+        if not self.secret_file.exists():
+            new_secret_file(self.secret_file)
         for node in self.layout.nodes:
             self.start_node(node.id, wait=False)
         for node in self.layout.nodes:
@@ -109,7 +113,8 @@ class LocalMesh:
 
     def start_node(self, node_id: str, *, wait: bool = True) -> None:
         argv = [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
-                "--data-dir", str(self.data_dir(node_id)), "--layout", str(self.layout_file), *self._extra]
+                "--data-dir", str(self.data_dir(node_id)), "--layout", str(self.layout_file),
+                "--secret-file", str(self.secret_file), *self._extra]
         log = open(self.log_dir / f"{node_id}.log", "ab")
         self.processes[node_id] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                    stdin=subprocess.DEVNULL)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
+from maillage.node.auth import SECRET_ENV
 from maillage.placement import parse_layout
 
 
@@ -25,15 +27,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
+    run.add_argument("--secret-file", type=Path, default=os.environ.get(SECRET_ENV) or None,
+                     help=f"cluster secret that signs layouts (env {SECRET_ENV}); without it the node "
+                          "keeps its layout and refuses layout changes")
+    timing = run.add_argument_group("cluster life (seconds unless said otherwise)")
+    timing.add_argument("--heartbeat-interval", type=float, default=1.0, help="gossip period (default 1)")
+    timing.add_argument("--suspect-after", type=float, default=5.0,
+                        help="silence after which a peer is suspected and routed around (default 5)")
+    timing.add_argument("--down-after", type=float, default=300.0,
+                        help="mark-out grace: silence after which a peer's data is re-replicated "
+                             "elsewhere (default 300)")
+    timing.add_argument("--repair-interval", type=float, default=30.0,
+                        help="pause between anti-entropy rounds (default 30)")
+    timing.add_argument("--repair-rate", type=float, default=100.0,
+                        help="repair/rebalance bandwidth cap of this node in MB/s (default 100)")
+    timing.add_argument("--scrub-rate", type=float, default=8.0,
+                        help="background re-read and re-hash rate in MB/s; 0 disables (default 8)")
+    timing.add_argument("--gc-grace", type=float, default=3600.0,
+                        help="age before tombstones and unreferenced chunks may be removed (default 3600)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from maillage.node.server import NodeConfig, run_node
+    from maillage.node.server import NodeConfig, Timings, run_node
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     layout = parse_layout(args.layout.read_text()) if args.layout else None
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, layout=layout, seeds=tuple(args.seed),
-                        listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size))
+                        listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
+                        secret_file=args.secret_file, timings=Timings(
+                            heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
+                            down_after=args.down_after, repair_interval=args.repair_interval,
+                            repair_rate=args.repair_rate * 1e6, scrub_rate=args.scrub_rate * 1e6,
+                            gc_grace=args.gc_grace)))
     return 0

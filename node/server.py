@@ -31,6 +31,18 @@ log = logging.getLogger("maillage.node")
 
 
 @dataclass(frozen=True)
+class Timings:
+    """Cluster-life periods in seconds and rates in bytes/s (see `maillage node run --help`)."""
+    heartbeat_interval: float = 1.0
+    suspect_after: float = 5.0
+    down_after: float = 300.0
+    repair_interval: float = 30.0
+    repair_rate: float = 100e6
+    scrub_rate: float = 8e6
+    gc_grace: float = 3600.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: str
     data_dir: Path
@@ -40,6 +52,8 @@ class NodeConfig:
     fsync: bool = True
     chunk_size: int = 4 * 1024 * 1024
     workers: int = 8
+    secret_file: Path | None = None
+    timings: Timings = Timings()
 
 
 async def fetch_layout(seeds: tuple[str, ...]) -> Layout:

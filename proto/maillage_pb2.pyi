@@ -92,12 +92,14 @@ class GetLayoutRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LayoutDoc(_message.Message):
-    __slots__ = ("version", "text")
+    __slots__ = ("version", "text", "signature")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     version: int
     text: str
-    def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PushLayoutReply(_message.Message):
     __slots__ = ("accepted", "current_version")
@@ -107,13 +109,181 @@ class PushLayoutReply(_message.Message):
     current_version: int
     def __init__(self, accepted: _Optional[bool] = ..., current_version: _Optional[int] = ...) -> None: ...
 
+class PeerView(_message.Message):
+    __slots__ = ("node_id", "state", "silent_seconds")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SILENT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    state: str
+    silent_seconds: float
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., silent_seconds: _Optional[float] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "layout_version", "peers")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    layout_version: int
+    peers: _containers.RepeatedCompositeFieldContainer[PeerView]
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ...) -> None: ...
+
+class HeartbeatReply(_message.Message):
+    __slots__ = ("node_id", "layout_version", "peers")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    layout_version: int
+    peers: _containers.RepeatedCompositeFieldContainer[PeerView]
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ...) -> None: ...
+
+class RepairProgress(_message.Message):
+    __slots__ = ("running", "rounds_completed", "groups_total", "groups_done", "groups_behind", "items_copied", "bytes_copied", "rate_bytes_per_s", "eta_seconds", "handoff_items", "last_round_finished_ms")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_DONE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_BEHIND_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    RATE_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ROUND_FINISHED_MS_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    rounds_completed: int
+    groups_total: int
+    groups_done: int
+    groups_behind: int
+    items_copied: int
+    bytes_copied: int
+    rate_bytes_per_s: float
+    eta_seconds: float
+    handoff_items: int
+    last_round_finished_ms: int
+    def __init__(self, running: _Optional[bool] = ..., rounds_completed: _Optional[int] = ..., groups_total: _Optional[int] = ..., groups_done: _Optional[int] = ..., groups_behind: _Optional[int] = ..., items_copied: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., rate_bytes_per_s: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., handoff_items: _Optional[int] = ..., last_round_finished_ms: _Optional[int] = ...) -> None: ...
+
+class ScrubStats(_message.Message):
+    __slots__ = ("frames_checked", "bytes_checked", "corrupt_found", "passes_completed")
+    FRAMES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    PASSES_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    frames_checked: int
+    bytes_checked: int
+    corrupt_found: int
+    passes_completed: int
+    def __init__(self, frames_checked: _Optional[int] = ..., bytes_checked: _Optional[int] = ..., corrupt_found: _Optional[int] = ..., passes_completed: _Optional[int] = ...) -> None: ...
+
+class GcStats(_message.Message):
+    __slots__ = ("tombstones_removed", "chunks_removed")
+    TOMBSTONES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    tombstones_removed: int
+    chunks_removed: int
+    def __init__(self, tombstones_removed: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("info", "peers", "repair", "scrub", "gc", "capacity", "disk_total", "disk_free", "node_state")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    SCRUB_FIELD_NUMBER: _ClassVar[int]
+    GC_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_FIELD_NUMBER: _ClassVar[int]
+    NODE_STATE_FIELD_NUMBER: _ClassVar[int]
+    info: NodeInfo
+    peers: _containers.RepeatedCompositeFieldContainer[PeerView]
+    repair: RepairProgress
+    scrub: ScrubStats
+    gc: GcStats
+    capacity: int
+    disk_total: int
+    disk_free: int
+    node_state: str
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., repair: _Optional[_Union[RepairProgress, _Mapping]] = ..., scrub: _Optional[_Union[ScrubStats, _Mapping]] = ..., gc: _Optional[_Union[GcStats, _Mapping]] = ..., capacity: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_free: _Optional[int] = ..., node_state: _Optional[str] = ...) -> None: ...
+
+class RepairRequest(_message.Message):
+    __slots__ = ("start_round_now",)
+    START_ROUND_NOW_FIELD_NUMBER: _ClassVar[int]
+    start_round_now: bool
+    def __init__(self, start_round_now: _Optional[bool] = ...) -> None: ...
+
 class HasChunksRequest(_message.Message):
-    __slots__ = ("bucket", "digests")
+    __slots__ = ("bucket", "digests", "policy")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     digests: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, bucket: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    policy: str
+    def __init__(self, bucket: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class SyncGroup(_message.Message):
+    __slots__ = ("policy", "partition", "bucket")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    partition: int
+    bucket: str
+    def __init__(self, policy: _Optional[str] = ..., partition: _Optional[int] = ..., bucket: _Optional[str] = ...) -> None: ...
+
+class SyncSummaryRequest(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[SyncGroup]
+    def __init__(self, groups: _Optional[_Iterable[_Union[SyncGroup, _Mapping]]] = ...) -> None: ...
+
+class SyncSummary(_message.Message):
+    __slots__ = ("group", "digest", "count")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    group: SyncGroup
+    digest: bytes
+    count: int
+    def __init__(self, group: _Optional[_Union[SyncGroup, _Mapping]] = ..., digest: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class SyncSummaryReply(_message.Message):
+    __slots__ = ("summaries",)
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    summaries: _containers.RepeatedCompositeFieldContainer[SyncSummary]
+    def __init__(self, summaries: _Optional[_Iterable[_Union[SyncSummary, _Mapping]]] = ...) -> None: ...
+
+class SyncListingRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: SyncGroup
+    def __init__(self, group: _Optional[_Union[SyncGroup, _Mapping]] = ...) -> None: ...
+
+class IndexEntry(_message.Message):
+    __slots__ = ("key", "version", "writer", "deleted")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WRITER_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version: int
+    writer: str
+    deleted: bool
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[int] = ..., writer: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class SyncListingReply(_message.Message):
+    __slots__ = ("chunks", "entries")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedScalarFieldContainer[bytes]
+    entries: _containers.RepeatedCompositeFieldContainer[IndexEntry]
+    def __init__(self, chunks: _Optional[_Iterable[bytes]] = ..., entries: _Optional[_Iterable[_Union[IndexEntry, _Mapping]]] = ...) -> None: ...
 
 class HasChunksReply(_message.Message):
     __slots__ = ("present",)

@@ -49,6 +49,31 @@ class ClusterStub:
                 request_serializer=maillage__pb2.LayoutDoc.SerializeToString,
                 response_deserializer=maillage__pb2.PushLayoutReply.FromString,
                 _registered_method=True)
+        self.GetStagedLayout = channel.unary_unary(
+                '/maillage.v1.Cluster/GetStagedLayout',
+                request_serializer=maillage__pb2.GetLayoutRequest.SerializeToString,
+                response_deserializer=maillage__pb2.LayoutDoc.FromString,
+                _registered_method=True)
+        self.StageLayout = channel.unary_unary(
+                '/maillage.v1.Cluster/StageLayout',
+                request_serializer=maillage__pb2.LayoutDoc.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/maillage.v1.Cluster/Heartbeat',
+                request_serializer=maillage__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=maillage__pb2.HeartbeatReply.FromString,
+                _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/maillage.v1.Cluster/GetStatus',
+                request_serializer=maillage__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=maillage__pb2.NodeStatus.FromString,
+                _registered_method=True)
+        self.Repair = channel.unary_unary(
+                '/maillage.v1.Cluster/Repair',
+                request_serializer=maillage__pb2.RepairRequest.SerializeToString,
+                response_deserializer=maillage__pb2.RepairProgress.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -67,6 +92,39 @@ class ClusterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PushLayout(self, request, context):
+        """signed; PERMISSION_DENIED otherwise
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStagedLayout(self, request, context):
+        """text empty when nothing is staged
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StageLayout(self, request, context):
+        """signed; empty text clears
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Repair(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +147,31 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.PushLayout,
                     request_deserializer=maillage__pb2.LayoutDoc.FromString,
                     response_serializer=maillage__pb2.PushLayoutReply.SerializeToString,
+            ),
+            'GetStagedLayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStagedLayout,
+                    request_deserializer=maillage__pb2.GetLayoutRequest.FromString,
+                    response_serializer=maillage__pb2.LayoutDoc.SerializeToString,
+            ),
+            'StageLayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StageLayout,
+                    request_deserializer=maillage__pb2.LayoutDoc.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=maillage__pb2.HeartbeatRequest.FromString,
+                    response_serializer=maillage__pb2.HeartbeatReply.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=maillage__pb2.GetStatusRequest.FromString,
+                    response_serializer=maillage__pb2.NodeStatus.SerializeToString,
+            ),
+            'Repair': grpc.unary_unary_rpc_method_handler(
+                    servicer.Repair,
+                    request_deserializer=maillage__pb2.RepairRequest.FromString,
+                    response_serializer=maillage__pb2.RepairProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +265,141 @@ class Cluster:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetStagedLayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/GetStagedLayout',
+            maillage__pb2.GetLayoutRequest.SerializeToString,
+            maillage__pb2.LayoutDoc.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StageLayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/StageLayout',
+            maillage__pb2.LayoutDoc.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/Heartbeat',
+            maillage__pb2.HeartbeatRequest.SerializeToString,
+            maillage__pb2.HeartbeatReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/GetStatus',
+            maillage__pb2.GetStatusRequest.SerializeToString,
+            maillage__pb2.NodeStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Repair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/Repair',
+            maillage__pb2.RepairRequest.SerializeToString,
+            maillage__pb2.RepairProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ReplicaStub:
     """Missing associated documentation comment in .proto file."""
@@ -236,6 +454,16 @@ class ReplicaStub:
                 '/maillage.v1.Replica/Inventory',
                 request_serializer=maillage__pb2.InventoryRequest.SerializeToString,
                 response_deserializer=maillage__pb2.InventoryReply.FromString,
+                _registered_method=True)
+        self.SyncSummaries = channel.unary_unary(
+                '/maillage.v1.Replica/SyncSummaries',
+                request_serializer=maillage__pb2.SyncSummaryRequest.SerializeToString,
+                response_deserializer=maillage__pb2.SyncSummaryReply.FromString,
+                _registered_method=True)
+        self.SyncListing = channel.unary_unary(
+                '/maillage.v1.Replica/SyncListing',
+                request_serializer=maillage__pb2.SyncListingRequest.SerializeToString,
+                response_deserializer=maillage__pb2.SyncListingReply.FromString,
                 _registered_method=True)
 
 
@@ -296,6 +524,18 @@ class ReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncSummaries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncListing(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +583,16 @@ def add_ReplicaServicer_to_server(servicer, server):
                     servicer.Inventory,
                     request_deserializer=maillage__pb2.InventoryRequest.FromString,
                     response_serializer=maillage__pb2.InventoryReply.SerializeToString,
+            ),
+            'SyncSummaries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncSummaries,
+                    request_deserializer=maillage__pb2.SyncSummaryRequest.FromString,
+                    response_serializer=maillage__pb2.SyncSummaryReply.SerializeToString,
+            ),
+            'SyncListing': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncListing,
+                    request_deserializer=maillage__pb2.SyncListingRequest.FromString,
+                    response_serializer=maillage__pb2.SyncListingReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -588,6 +838,60 @@ class Replica:
             '/maillage.v1.Replica/Inventory',
             maillage__pb2.InventoryRequest.SerializeToString,
             maillage__pb2.InventoryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncSummaries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Replica/SyncSummaries',
+            maillage__pb2.SyncSummaryRequest.SerializeToString,
+            maillage__pb2.SyncSummaryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncListing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Replica/SyncListing',
+            maillage__pb2.SyncListingRequest.SerializeToString,
+            maillage__pb2.SyncListingReply.FromString,
             options,
             channel_credentials,
             insecure,
