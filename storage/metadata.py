@@ -1,4 +1,4 @@
-"""The metadata store: manifests, buckets and chunk references in RocksDB, with group commit.
+"""The metadata store: manifests, buckets and chunk holdings in RocksDB, with group commit.
 
 Why group commit: a synced RocksDB write costs one fsync of the write-ahead log whatever its size.
 One synced put per request caps a node at a few thousand writes per second (~6 k/s here), while a
@@ -20,11 +20,12 @@ Key layout (raw bytes; bucket names never contain NUL, object keys are rejected 
     \\x00format                                   -> format version of this database (1)
     B <bucket>                                    -> bucket record
     M <bucket> \\x00 <key utf-8>                   -> manifest (or tombstone)
-    R <digest:32> <bucket> \\x00 <key> \\x00 <version:8 BE> -> b"\\x01" (chunk reference)
+    H <policy> \\x00 <digest:32>                  -> unix ms, 8 BE (chunk held here for that policy)
 
 All manifests of a bucket share the prefix ``M<bucket>\\x00`` and sort by key in UTF-8 byte
 order, so listing (with a prefix and a ``start_after`` marker) is one ordered range scan. All
-references of a chunk share ``R<digest>``, so the GC checks a chunk with one short scan.
+holdings of a policy share ``H<policy>\\x00`` in digest order, so the chunks of one (policy,
+partition) are one contiguous range: anti-entropy and GC walk them in order.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from .errors import CorruptRecord, StorageError, StorageUnavailable
+from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
 from .frame import DIGEST_SIZE
 from .manifest import (
     BucketRecord,
@@ -61,7 +62,6 @@ __all__ = ["MetaStore", "MetaStoreStats", "META_FORMAT"]
 
 META_FORMAT = 1
 _FORMAT_KEY = b"\x00format"
-_REF_VALUE = b"\x01"
 _MAX_BATCH_OPS = 4096
 
 
@@ -84,13 +84,17 @@ def _manifest_key(bucket: str, key: str) -> bytes:
     return _manifest_prefix(bucket) + validate_key(key)
 
 
-def _ref_key(digest: bytes, bucket: str, key: str, version: int) -> bytes:
+def _policy_name(policy: str) -> bytes:
+    raw = policy.encode("utf-8")
+    if not raw or b"\x00" in raw:
+        raise InvalidName(f"policy name {policy!r}: must be non-empty without NUL")
+    return raw
+
+
+def _holding_key(policy: str, digest: bytes) -> bytes:
     if len(digest) != DIGEST_SIZE:
         raise ValueError(f"a chunk digest is {DIGEST_SIZE} bytes")
-    return (
-        b"R" + bytes(digest) + validate_bucket_name(bucket) + b"\x00" + validate_key(key)
-        + b"\x00" + version.to_bytes(8, "big")
-    )
+    return b"H" + _policy_name(policy) + b"\x00" + bytes(digest)
 
 
 def _successor(prefix: bytes) -> bytes | None:
@@ -119,7 +123,7 @@ class _Request:
 
 
 class MetaStore:
-    """Manifests, buckets and chunk references of one node, durable on return."""
+    """Manifests, buckets and chunk holdings of one node, durable on return."""
 
     __module__ = "maillage.storage"
 
@@ -262,45 +266,38 @@ class MetaStore:
         """Remove a bucket record (its objects are the caller's business; see has_live_objects)."""
         self._submit([("d", b"B" + validate_bucket_name(name))])
 
-    # ----------------------------------------------------------------- chunk references
+    # ----------------------------------------------------------------- chunk holdings
 
-    def add_chunk_refs(
-        self, digests: Iterable[bytes], *, bucket: str, key: str, version: int
-    ) -> None:
-        """Record that object version ``bucket/key@version`` uses each chunk in ``digests``."""
-        ops = [("p", _ref_key(d, bucket, key, version), _REF_VALUE) for d in digests]
+    def hold_chunks(self, policy: str, digests: Iterable[bytes], *, now_ms: int) -> None:
+        """Record that this node keeps each chunk for ``policy`` (again: refreshes the time)."""
+        stamp = now_ms.to_bytes(8, "big")
+        ops = [("p", _holding_key(policy, d), stamp) for d in digests]
         if ops:
             self._submit(ops)
 
-    def remove_chunk_refs(
-        self, digests: Iterable[bytes], *, bucket: str, key: str, version: int
-    ) -> None:
-        """Forget the references of ``bucket/key@version`` to each chunk in ``digests``."""
-        ops = [("d", _ref_key(d, bucket, key, version)) for d in digests]
+    def release_chunks(self, policy: str, digests: Iterable[bytes]) -> None:
+        """Forget that this node keeps each chunk for ``policy``."""
+        ops = [("d", _holding_key(policy, d)) for d in digests]
         if ops:
             self._submit(ops)
 
-    def chunk_refs(self, digest: bytes) -> list[tuple[str, str, int]]:
-        """Every (bucket, key, version) referencing chunk ``digest``."""
-        if len(digest) != DIGEST_SIZE:
-            raise ValueError(f"a chunk digest is {DIGEST_SIZE} bytes")
-        scope = b"R" + bytes(digest)
-        out = []
+    def holding_since(self, policy: str, digest: bytes) -> int | None:
+        """Unix ms when ``digest`` was last held for ``policy``; None if it is not."""
+        raw = self._db.get(_holding_key(policy, digest))
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def iter_holdings(self, policy: str | None = None) -> Iterator[tuple[str, bytes, int]]:
+        """(policy, digest, since ms) of every holding, of one policy or all, sorted."""
+        scope = b"H" if policy is None else b"H" + _policy_name(policy) + b"\x00"
         for k, v in self._scan(scope, scope):
-            if v != _REF_VALUE:
-                raise CorruptRecord(f"chunk reference {k!r} has an unknown value {v!r}")
-            rest = k[len(scope):]
-            bucket, sep, tail = rest.partition(b"\x00")
-            if not sep or len(tail) < 9 or tail[-9] != 0:
-                raise CorruptRecord(f"malformed chunk reference key {k!r}")
-            out.append((bucket.decode("ascii"), tail[:-9].decode("utf-8"),
-                        int.from_bytes(tail[-8:], "big")))
-        return out
+            name, sep, digest = k[1:].partition(b"\x00")
+            if not sep or len(digest) != DIGEST_SIZE or len(v) != 8:
+                raise CorruptRecord(f"malformed chunk holding {k!r}")
+            yield name.decode("utf-8"), digest, int.from_bytes(v, "big")
 
-    def has_chunk_refs(self, digest: bytes) -> bool:
-        """Whether any object version references chunk ``digest``."""
-        scope = b"R" + bytes(digest)
-        return any(True for _ in self._scan(scope, scope))
+    def drop_manifest(self, m: Manifest) -> bool:
+        """Remove ``m`` only if it is still the stored version (a newer one is kept)."""
+        return self._submit([("x", _manifest_key(m.bucket, m.key), (m.version, m.writer))])[0]
 
     # ----------------------------------------------------------------- internals
 
@@ -374,6 +371,16 @@ class MetaStore:
                             req.results.append(True)
                         else:
                             req.results.append(False)
+                    elif kind == "x":
+                        current = overlay.get(key)
+                        if current is None:
+                            raw = self._db.get(key)
+                            current = None if raw is None else manifest_order(raw)
+                        same = current == op[2]
+                        if same:
+                            wb.delete(key)
+                            overlay[key] = (-1, "")
+                        req.results.append(same)
                     elif kind == "p":
                         wb.put(key, op[2])
                         req.results.append(None)

@@ -143,15 +143,29 @@ def test_names_are_validated(meta: MetaStore) -> None:
         meta.put_bucket(BucketRecord("NO", "p", 1))
 
 
-def test_chunk_refs(meta: MetaStore) -> None:
-    d1, d2 = chunk_digest(b"one"), chunk_digest(b"two")
-    meta.add_chunk_refs([d1, d2], bucket="b", key="k/\u2603", version=7)
-    meta.add_chunk_refs([d1], bucket="b2", key="other", version=(1 << 64) - 1)
-    assert sorted(meta.chunk_refs(d1)) == [("b", "k/\u2603", 7), ("b2", "other", (1 << 64) - 1)]
-    assert meta.chunk_refs(d2) == [("b", "k/\u2603", 7)]
-    meta.remove_chunk_refs([d1, d2], bucket="b", key="k/\u2603", version=7)
-    assert meta.chunk_refs(d1) == [("b2", "other", (1 << 64) - 1)]
-    assert meta.chunk_refs(d2) == [] and not meta.has_chunk_refs(d2) and meta.has_chunk_refs(d1)
+def test_chunk_holdings_per_policy(meta: MetaStore) -> None:
+    d1, d2 = sorted([chunk_digest(b"one"), chunk_digest(b"two")])
+    meta.hold_chunks("france-only", [d2, d1], now_ms=5)
+    meta.hold_chunks("eu-wide", [d1], now_ms=7)
+    assert list(meta.iter_holdings("france-only")) == [("france-only", d1, 5), ("france-only", d2, 5)]
+    assert list(meta.iter_holdings()) == [("eu-wide", d1, 7), ("france-only", d1, 5), ("france-only", d2, 5)]
+    meta.hold_chunks("france-only", [d1], now_ms=9)  # held again: the time is refreshed
+    assert meta.holding_since("france-only", d1) == 9
+    meta.release_chunks("france-only", [d1, d2])
+    assert list(meta.iter_holdings("france-only")) == []
+    assert meta.holding_since("eu-wide", d1) == 7 and meta.holding_since("france-only", d1) is None
+    with pytest.raises(InvalidName):
+        meta.hold_chunks("bad\x00name", [d1], now_ms=1)
+
+
+def test_drop_manifest_only_removes_the_version_it_names(meta: MetaStore) -> None:
+    old, new = M("k", 1), M("k", 2)
+    meta.put_manifest(old)
+    meta.put_manifest(new)
+    assert meta.drop_manifest(old) is False and meta.get_manifest("b", "k") == new
+    assert meta.drop_manifest(new) is True and meta.get_manifest("b", "k") is None
+    assert meta.drop_manifest(new) is False
+    assert meta.put_manifest(old) is True  # gone means any version may land again
 
 
 def test_concurrent_puts_are_durable_and_group_committed(tmp_path: Path) -> None:
@@ -195,12 +209,12 @@ def test_reopen_persists_everything(tmp_path: Path) -> None:
         meta.put_manifest(Manifest("b", "k", 3, 10, "e", chunks=(ChunkRef(chunk_digest(b"x"), 10),),
                                    user_metadata=(("a", "1"),)))
         meta.put_bucket(BucketRecord("b", "p", 1))
-        meta.add_chunk_refs([chunk_digest(b"x")], bucket="b", key="k", version=3)
+        meta.hold_chunks("p", [chunk_digest(b"x")], now_ms=3)
     with MetaStore(tmp_path / "m") as meta:
         m = meta.get_manifest("b", "k")
         assert m is not None and m.chunks[0].length == 10 and m.user_metadata == (("a", "1"),)
         assert meta.get_bucket("b") == BucketRecord("b", "p", 1)
-        assert meta.chunk_refs(chunk_digest(b"x")) == [("b", "k", 3)]
+        assert meta.holding_since("p", chunk_digest(b"x")) == 3
         assert meta.put_manifest(Manifest("b", "k", 2, 0, "")) is False
 
 
