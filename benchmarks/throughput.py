@@ -1,10 +1,15 @@
-"""PUT/GET throughput on a local 3-site mesh (R=2): ops/s, MB/s and latency percentiles.
+"""PUT/GET throughput on a local mesh (3 sites, R=2): ops/s, MB/s, latency, CPU and memory.
 
-    python -m maillage.benchmarks.throughput [--sizes 4K,1M,64M] [--concurrency 1,8] [--seconds 3]
+    python -m maillage.benchmarks.throughput [--sizes 4K,1M,64M] [--concurrency 1,8,32] [--seconds 3]
 
-A first brick of the benchmark harness: it starts its own mesh of real node processes in a temp
-dir (fsync on), drives it with the AsyncClient, and prints one row per (operation, size,
-concurrency) plus JSON with --json.
+For each object size, and each concurrency (requests in flight from one AsyncClient), PUT runs
+for `seconds`, then GET reads back the objects just written, round robin. Every PUT body is
+unique: each 64 KiB of the object carries a counter, so no chunk is ever deduplicated and every
+byte really reaches two disks (a benchmark that rewrote one payload would measure dedup). Each
+row also has the CPU seconds of the client and of every node over the measurement (from
+`os.times` and /proc), and every process's peak RSS during it (sampled, plus VmHWM).
+
+`python -m maillage.benchmarks` runs this inside the whole harness, next to the machine's limits.
 """
 
 from __future__ import annotations
@@ -13,89 +18,161 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
+import struct
+import sys
 import time
+from collections.abc import Callable, Sequence
 
-from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
+from maillage.cli.localmesh import LocalMesh
 from maillage.client import AsyncClient
 
-SITES = (SiteSpec("site-a", "eu/fr/idf"), SiteSpec("site-b", "eu/fr/occitanie"),
-         SiteSpec("site-c", "eu/de/bayern"))
-UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+from .machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
+from .mesh import BUCKET, POLICY, format_size, node_pids, open_mesh, parse_size, with_client
+
+__all__ = ["measure", "run", "percentile", "main", "STAMP_EVERY"]
+
+STAMP_EVERY = 64 * 1024  # one counter per 64 KiB: unique chunks for any chunk size >= 64 KiB
 
 
-def parse_size(text: str) -> int:
-    text = text.strip().upper().rstrip("B").rstrip("I")
-    return int(float(text[:-1]) * UNITS[text[-1]]) if text[-1] in UNITS else int(text)
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[rank]
 
 
-async def _drive(client: AsyncClient, op: str, size: int, concurrency: int, seconds: float,
-                 payload: bytes, keys: list[str]) -> dict:
+class _Bodies:
+    """Unique bodies of one size without generating random bytes per operation.
+
+    One random base; each worker owns a copy and stamps a fresh counter every 64 KiB before
+    each PUT (a few thousand small slice writes, no big allocation on the hot path).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.base = os.urandom(size)
+        self._serial = 0
+
+    def buffer(self) -> bytearray:
+        return bytearray(self.base)
+
+    def stamp(self, buf: bytearray) -> int:
+        """Write a fresh serial into `buf` (in place); return it."""
+        self._serial += 1
+        tag = struct.pack(">Q", self._serial)
+        for offset in range(0, max(1, len(buf) - 7), STAMP_EVERY):
+            buf[offset:offset + 8] = tag
+        return self._serial
+
+
+async def _drive(client: AsyncClient, op: str, bodies: _Bodies, concurrency: int, seconds: float,
+                 keys: list[str]) -> tuple[list[float], float]:
+    size = bodies.size
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
-    counter = iter(range(10 ** 9))
+    counter = iter(range(10 ** 12))
 
     async def worker() -> None:
+        buf = bodies.buffer() if op == "put" else None
         while time.monotonic() < deadline or not latencies:
-            i = next(counter)
-            began = time.monotonic()
             if op == "put":
-                key = f"bench/{size}/{i}"
-                await client.put_object("bench", key, payload)
+                key = f"{size}/{bodies.stamp(buf)}"
+                began = time.monotonic()
+                await client.put_object(BUCKET, key, buf)
+                latencies.append(time.monotonic() - began)
                 keys.append(key)
             else:
-                body = await client.get_object("bench", keys[i % len(keys)])
-                async for _ in body.iter_chunks():
+                began = time.monotonic()
+                obj = await client.get_object(BUCKET, keys[next(counter) % len(keys)])
+                async for _ in obj.iter_chunks():
                     pass
-            latencies.append(time.monotonic() - began)
+                latencies.append(time.monotonic() - began)
 
     began = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.monotonic() - began
+    return latencies, time.monotonic() - began
+
+
+def _row(op: str, size: int, concurrency: int, latencies: list[float], elapsed: float,
+         client_cpu: float, node_cpu: dict[str, float], peak: dict[str, int]) -> dict:
     latencies.sort()
-    return {"op": op, "size": size, "concurrency": concurrency, "ops": len(latencies),
-            "ops_per_s": len(latencies) / elapsed, "mb_per_s": len(latencies) * size / elapsed / 1e6,
-            "p50_ms": statistics.median(latencies) * 1e3,
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3}
+    ms = [x * 1e3 for x in latencies]
+    n = len(latencies)
+    return {
+        "op": op, "size": size, "concurrency": concurrency, "ops": n, "seconds": round(elapsed, 3),
+        "ops_per_s": round(n / elapsed, 1), "mb_per_s": round(n * size / elapsed / 1e6, 2),
+        "p50_ms": round(percentile(ms, 50), 3), "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3), "max_ms": round(ms[-1], 3) if ms else 0.0,
+        "client_cpu_s": round(client_cpu, 3),
+        "client_cpu_per_op_ms": round(client_cpu / n * 1e3, 3) if n else None,
+        "node_cpu_s": {k: round(v, 3) for k, v in node_cpu.items()},
+        "cpu_util_of_machine": round((client_cpu + sum(node_cpu.values())) / elapsed / (os.cpu_count() or 1), 3),
+        "peak_rss": peak,
+    }
 
 
-async def _run(mesh: LocalMesh, sizes, concurrencies, seconds) -> list[dict]:
-    rows = []
+async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence[int], seconds: float,
+                  step: Callable[[str], None] | None = None, done: Callable[[dict], None] | None = None) -> dict:
+    """Run every (size, concurrency, op) cell on a started mesh; returns idle RSS and the rows."""
+    say = step or (lambda text: None)
+    rows: list[dict] = []
     async with AsyncClient(mesh.addresses) as client:
-        await client.create_bucket("bench", "eu-wide")
+        await client.create_bucket(BUCKET, POLICY)
+        warm = _Bodies(4096)
+        warm_buf = warm.buffer()
+        for i in range(8):  # connect to every node, load the layout, before anything is timed
+            warm.stamp(warm_buf)
+            await client.put_object(BUCKET, f"warmup/{i}", warm_buf)
+            await (await client.get_object(BUCKET, f"warmup/{i}")).read()
+        await asyncio.sleep(0.5)
+        idle = snapshot_rss(with_client(node_pids(mesh)))
         for size in sizes:
-            payload = os.urandom(size)
-            keys: list[str] = []
+            bodies, keys = _Bodies(size), []
             for concurrency in concurrencies:
                 for op in ("put", "get"):
-                    rows.append(await _drive(client, op, size, concurrency, seconds, payload, keys))
-                    print(_format(rows[-1]), flush=True)
-    return rows
+                    say(f"{op.upper()} {format_size(size)} c={concurrency}")
+                    pids = node_pids(mesh)
+                    cpu0, nodes0 = cpu_seconds(), {k: process_cpu_seconds(p) or 0.0 for k, p in pids.items()}
+                    with RssSampler(lambda: with_client(node_pids(mesh))) as sampler:
+                        latencies, elapsed = await _drive(client, op, bodies, concurrency, seconds, keys)
+                    node_cpu = {k: (process_cpu_seconds(p) or 0.0) - nodes0[k] for k, p in pids.items()}
+                    rows.append(_row(op, size, concurrency, latencies, elapsed, cpu_seconds() - cpu0,
+                                     node_cpu, sampler.peak))
+                    if done:
+                        done(rows[-1])
+    return {"idle_rss": idle, "rss_after": snapshot_rss(with_client(node_pids(mesh))), "rows": rows,
+            "client_rss_end": rss_bytes(os.getpid())}
 
 
-def _format(r: dict) -> str:
-    return (f"{r['op']:>3} {r['size']:>10,d} B  c={r['concurrency']:<3} {r['ops_per_s']:>9.1f} ops/s "
-            f"{r['mb_per_s']:>8.1f} MB/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
+def format_row(r: dict) -> str:
+    return (f"{r['op']:>3} {format_size(r['size']):>7} c={r['concurrency']:<3} {r['ops_per_s']:>9,.1f} ops/s "
+            f"{r['mb_per_s']:>8,.1f} MB/s  p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  "
+            f"client cpu {r['client_cpu_per_op_ms'] or 0:.2f} ms/op")
 
 
-def run(sizes=(4096, 1 << 20, 64 << 20), concurrencies=(1, 8), seconds: float = 3.0) -> list[dict]:
-    with LocalMesh(make_layout(SITES)) as mesh:
-        return asyncio.run(_run(mesh, sizes, concurrencies, seconds))
+def run(sizes=(4096, 1 << 20, 64 << 20), concurrencies=(1, 8, 32), seconds: float = 3.0,
+        sites: int = 3) -> dict:
+    with open_mesh(sites) as mesh:
+        return asyncio.run(measure(mesh, sizes, concurrencies, seconds,
+                                   done=lambda row: print(format_row(row), flush=True)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m maillage.benchmarks.throughput",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="4K,1M,64M", help="object sizes, e.g. 4K,1M,64M")
-    parser.add_argument("--concurrency", default="1,8", help="requests in flight, e.g. 1,8,32")
+    parser.add_argument("--concurrency", default="1,8,32", help="requests in flight, e.g. 1,8,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
-    parser.add_argument("--json", help="also write the rows as JSON to this file")
-    args = parser.parse_args()
-    rows = run(tuple(parse_size(s) for s in args.sizes.split(",")),
-               tuple(int(c) for c in args.concurrency.split(",")), args.seconds)
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    result = run(tuple(parse_size(s) for s in args.sizes.split(",")),
+                 tuple(int(c) for c in args.concurrency.split(",")), args.seconds)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump(result, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
