@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, node_cmd, objects_cmd, where_cmd
+from . import audit_cmd, demo, node_cmd, objects_cmd, where_cmd
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     objects_cmd.add_parsers(sub)
     where_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
     return parser
 
 

@@ -13,7 +13,6 @@ when it shows up, it deserves a look).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -21,35 +20,12 @@ import grpc
 from maillage.placement import Layout, Policy, format_location
 from maillage.proto import pb, rpc
 
+from .audit_cmd import CHANNEL_OPTIONS, Inventory, fetch_inventories
 from .common import CommandError
 
-_OPTIONS = (("grpc.max_receive_message_length", 256 * 1024 * 1024),)
+__all__ = ["Inventory", "fetch_inventories", "fetch_manifest", "survey", "bucket_violations"]
 
-
-@dataclass
-class Inventory:
-    node_id: str
-    keys: dict[str, set[str]]          # bucket -> manifest keys stored on this node
-    chunks: set[bytes]                 # every chunk digest on this node's disk
-
-
-def fetch_inventories(layout: Layout, *, timeout: float = 15.0) -> tuple[dict[str, Inventory], dict[str, str]]:
-    """Ask every node of the layout for its inventory: (inventories, {node: why unreachable})."""
-
-    def one(node_id: str) -> Inventory | str:
-        with grpc.insecure_channel(layout.node(node_id).address, options=_OPTIONS) as channel:
-            try:
-                reply = rpc.ReplicaStub(channel).Inventory(pb.InventoryRequest(), timeout=timeout)
-            except grpc.RpcError as err:
-                return f"{err.code().name}: {err.details()}"
-        return Inventory(node_id, {b.bucket: set(b.keys) for b in reply.buckets}, set(reply.all_chunks))
-
-    ids = [n.id for n in layout.nodes]
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(ids)))) as pool:
-        results = dict(zip(ids, pool.map(one, ids)))
-    found = {n: r for n, r in results.items() if isinstance(r, Inventory)}
-    missing = {n: r for n, r in results.items() if isinstance(r, str)}
-    return found, missing
+_OPTIONS = CHANNEL_OPTIONS
 
 
 def fetch_manifest(layout: Layout, policy: str, bucket: str, key: str, *, timeout: float = 15.0) -> pb.Manifest:

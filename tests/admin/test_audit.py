@@ -1,0 +1,178 @@
+"""`maillage audit` against a real mesh (clean, a planted violation, a dead node) and the pure judgement."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from maillage.cli.audit_cmd import AuditError, Inventory, collect_audit, evaluate
+from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
+from maillage.client import Client
+from maillage.placement import Policy
+from maillage.storage import ChunkStore
+
+CHUNK = 256 * 1024
+SITES = (
+    SiteSpec("paris-1", "eu/fr/idf"),
+    SiteSpec("toulouse-1", "eu/fr/occitanie"),
+    SiteSpec("lyon-1", "eu/fr/ara"),
+    SiteSpec("munich-1", "eu/de/bayern"),
+)
+POLICIES = (
+    Policy(name="france-only", allow=(("eu", "fr"),), replicas=2, spread=3),
+    # spread 2 over eu/fr and eu/de: every EU-wide partition keeps one copy on munich-1
+    Policy(name="eu-wide", allow=(("eu",),), replicas=2, spread=2),
+)
+SHARED = os.urandom(3 * CHUNK)          # stored in both buckets: deduplicated content
+FRENCH_ONLY = os.urandom(2 * CHUNK + 17)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    with LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("audit"),
+                   extra_args=("--chunk-size", str(CHUNK))) as m:
+        with Client(m.addresses) as client:
+            client.create_bucket("scans", policy="france-only")
+            client.create_bucket("public", policy="eu-wide")
+            client.put_object("scans", "shared.bin", SHARED)
+            client.put_object("scans", "secret.bin", FRENCH_ONLY)
+            client.put_object("scans", "small.txt", b"inline")
+            client.put_object("scans", "gone.txt", b"deleted soon")
+            client.delete_object("scans", "gone.txt")
+            client.put_object("public", "shared.bin", SHARED)
+        yield m
+
+
+def _digests(data: bytes) -> list[bytes]:
+    import blake3
+    return [blake3.blake3(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK)]
+
+
+def test_clean_mesh_is_fully_replicated(mesh):
+    report = collect_audit(mesh.address("paris-1"))
+    assert report.violations == []
+    assert report.unreachable == []
+    assert report.under_replicated == 0
+    assert report.ok and report.fully_replicated
+    assert report.objects == 4                      # scans: shared, secret, small; public: shared
+    assert report.manifests == 5                    # + the tombstone of gone.txt
+    assert report.chunks == 3 + 3                   # SHARED is deduplicated across buckets
+    assert report.sites == 4
+    assert report.buckets == 2 and report.nodes == 4
+    # the shared content legitimately rests in Germany for the EU-wide bucket
+    munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
+    assert any(munich.path_of(d).exists() for d in _digests(SHARED))
+    assert report.copies >= 2 * (report.manifests + report.chunks)
+    doc = json.loads(report.to_json())
+    assert doc["ok"] is True and doc["fully_replicated"] is True and doc["objects"] == 4
+
+
+def test_planted_french_chunk_in_germany_is_a_violation(mesh):
+    digest = _digests(FRENCH_ONLY)[0]
+    munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
+    target = munich.path_of(digest)
+    assert not target.exists()
+    source = next(p for n in ("paris-1", "toulouse-1", "lyon-1")
+                  if (p := ChunkStore(mesh.data_dir(n) / "chunks").path_of(digest)).exists())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    try:
+        report = collect_audit(mesh.address("toulouse-1"))
+        assert not report.ok and not report.fully_replicated
+        assert len(report.violations) == 1
+        sentence = report.violations[0]
+        assert digest.hex()[:16] in sentence
+        for part in ("bucket scans", "policy france-only", "munich-1", "eu/de/bayern", "outside eu/fr"):
+            assert part in sentence
+        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json")
+        assert cli.returncode == 1
+        assert json.loads(cli.stdout)["violations"] == [sentence]
+    finally:
+        target.unlink()
+    assert collect_audit(mesh.address("paris-1")).ok
+
+
+def test_dead_node_is_unreachable_not_a_violation(mesh):
+    cli = _run_cli("audit", "--require-full", env={"MAILLAGE_ENDPOINT": mesh.address("munich-1")})
+    assert cli.returncode == 0, cli.stderr
+    assert "violations        0" in cli.stdout and "fully replicated" in cli.stdout
+    mesh.kill("lyon-1")
+    try:
+        report = collect_audit(mesh.address("paris-1"), timeout=3)
+        assert report.unreachable == ["lyon-1"]
+        assert report.ok and not report.fully_replicated
+        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3")
+        full = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--require-full")
+        assert plain.returncode == 0 and "unreachable       lyon-1" in plain.stdout
+        assert full.returncode == 1
+    finally:
+        mesh.start_node("lyon-1")
+
+
+def test_no_endpoint_answers_is_a_typed_error():
+    from maillage.cli.localmesh import free_port
+    with pytest.raises(AuditError, match="cannot read the layout"):
+        collect_audit(f"127.0.0.1:{free_port()}", timeout=2)
+    cli = _run_cli("audit", "--endpoint", "nonsense")
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr and "bad endpoint" in cli.stderr
+
+
+def _run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "MAILLAGE_ENDPOINT"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "maillage.cli", *argv], capture_output=True, text=True,
+                          timeout=120, env=full_env)
+
+
+# ----- the pure judgement ----------------------------------------------------------------------
+
+LAYOUT = make_layout(SITES, POLICIES)
+FR, DE = b"\x01" * 32, b"\x02" * 32
+
+
+def _inv(node: str, keys=None, chunks=(), refs=None) -> Inventory:
+    return Inventory(node, {b: set(k) for b, k in (keys or {}).items()}, set(chunks),
+                     {b: set(d) for b, d in (refs or {}).items()})
+
+
+BUCKETS = {"scans": "france-only", "public": "eu-wide"}
+
+
+def test_chunk_shared_with_a_wider_policy_may_rest_outside_the_narrow_one():
+    inventories = {
+        "paris-1": _inv("paris-1", {"scans": ["a"]}, [FR], {"scans": [FR]}),
+        "lyon-1": _inv("lyon-1", {"scans": ["a"]}, [FR]),
+        "munich-1": _inv("munich-1", {"public": ["b"]}, [FR], {"public": [FR]}),
+        "toulouse-1": _inv("toulouse-1", {"public": ["b"]}),
+    }
+    report = evaluate(LAYOUT, inventories, [], BUCKETS, 2)
+    assert report.violations == [] and report.under_replicated == 0
+    # without the EU-wide reference the same copy in Germany is a violation
+    inventories["munich-1"] = _inv("munich-1", {"public": ["b"]}, [FR])
+    report = evaluate(LAYOUT, inventories, [], BUCKETS, 2, {FR: {"scans"}})
+    assert len(report.violations) == 1 and "munich-1" in report.violations[0]
+    # and public/b then has its chunk? it references none; the FR chunk has 2 French sites: fine
+    assert report.under_replicated == 0
+
+
+def test_keys_outside_policy_unknown_policies_orphans_and_under_replication():
+    inventories = {
+        "paris-1": _inv("paris-1", {"scans": ["a"]}, [FR, DE]),
+        "munich-1": _inv("munich-1", {"scans": ["a"], "ghost": ["x"]}),
+    }
+    report = evaluate(LAYOUT, inventories, ["lyon-1"], BUCKETS, 1, {FR: {"scans"}})
+    assert report.violations == [
+        "key a of bucket scans (policy france-only) is on munich-1 at eu/de/bayern, outside eu/fr"]
+    assert report.under_replicated == 2             # key a and chunk FR: one French site each
+    assert report.unreferenced_chunks == 1          # DE: no manifest references it
+    assert report.unknown_buckets == ["ghost"]
+    assert report.unreachable == ["lyon-1"] and not report.fully_replicated
+    gone = evaluate(LAYOUT, inventories, [], {"scans": "retired"}, 1, {FR: {"scans"}})
+    assert any("unknown to layout" in v and "paris-1" in v for v in gone.violations)
+    # a referenced chunk stored nowhere is under-replicated too
+    assert evaluate(LAYOUT, {}, [], BUCKETS, 1, {FR: {"scans"}}).under_replicated == 1
