@@ -29,7 +29,7 @@ from maillage.client import AsyncClient
 from .machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
 from .mesh import BUCKET, POLICY, format_size, node_pids, open_mesh, parse_size, with_client
 
-__all__ = ["measure", "run", "percentile", "main", "STAMP_EVERY"]
+__all__ = ["measure", "run", "percentile", "main", "UniqueBodies", "STAMP_EVERY"]
 
 STAMP_EVERY = 64 * 1024  # one counter per 64 KiB: unique chunks for any chunk size >= 64 KiB
 
@@ -42,7 +42,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[rank]
 
 
-class _Bodies:
+class UniqueBodies:
     """Unique bodies of one size without generating random bytes per operation.
 
     One random base; each worker owns a copy and stamps a fresh counter every 64 KiB before
@@ -66,7 +66,7 @@ class _Bodies:
         return self._serial
 
 
-async def _drive(client: AsyncClient, op: str, bodies: _Bodies, concurrency: int, seconds: float,
+async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency: int, seconds: float,
                  keys: list[str]) -> tuple[list[float], float]:
     size = bodies.size
     latencies: list[float] = []
@@ -119,7 +119,7 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
     rows: list[dict] = []
     async with AsyncClient(mesh.addresses) as client:
         await client.create_bucket(BUCKET, POLICY)
-        warm = _Bodies(4096)
+        warm = UniqueBodies(4096)
         warm_buf = warm.buffer()
         for i in range(8):  # connect to every node, load the layout, before anything is timed
             warm.stamp(warm_buf)
@@ -128,7 +128,7 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
         await asyncio.sleep(0.5)
         idle = snapshot_rss(with_client(node_pids(mesh)))
         for size in sizes:
-            bodies, keys = _Bodies(size), []
+            bodies, keys = UniqueBodies(size), []
             for concurrency in concurrencies:
                 for op in ("put", "get"):
                     say(f"{op.upper()} {format_size(size)} c={concurrency}")

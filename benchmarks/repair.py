@@ -1,0 +1,228 @@
+"""Repair time: how long a wiped node takes to get its data back from the others.
+
+    python -m maillage.benchmarks.repair [--sites 3,5] [--data 1GiB] [--object-size 4MiB]
+
+For each mesh size N: start N sites (R=2) whose nodes run anti-entropy every `--repair-interval`
+seconds under a `--repair-rate` cap, load D bytes of unique objects, note what the victim node
+(the first one) holds (`Replica.Inventory`: chunk digests and manifest keys), then SIGKILL it,
+delete its data directory and start it again, empty. Nothing else is done to help it: the repair
+must come from the nodes' own background anti-entropy.
+
+Every `poll` seconds the harness asks every node for its inventory and records the victim's
+progress (chunks and manifests it holds again, bytes on its disk) and how many items the mesh
+holds on fewer than R nodes. The victim is repaired when it holds again everything it held and no
+item is short of R copies; the mesh-wide audit (`maillage.cli.audit_cmd.collect_audit`) must then
+agree (`fully_replicated`). A repair that does not finish within `timeout` is a figure too
+("did not converge within T s", with the progress reached), never a crash.
+
+Repair MB/s = bytes the victim held before the wipe / repair time. With N sites the victim's
+data has N-1 possible sources, so the time should fall as N grows until the victim's own disk
+write speed bounds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+
+from maillage.client import AsyncClient
+from maillage.proto import pb, rpc
+
+from .machine import cpu_seconds
+from .mesh import BUCKET, POLICY, format_size, open_mesh, parse_size
+from .throughput import UniqueBodies
+
+__all__ = ["measure_repair", "run", "main"]
+
+_OPTIONS = [("grpc.max_receive_message_length", 256 << 20)]
+
+
+async def _load(addresses: list[str], data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
+    count = max(1, data_bytes // object_size)
+    bodies = UniqueBodies(object_size)
+    began, cpu0 = time.monotonic(), cpu_seconds()
+    async with AsyncClient(addresses) as client:
+        await client.create_bucket(BUCKET, POLICY)
+        todo = iter(range(count))
+
+        async def worker() -> None:
+            buf = bodies.buffer()
+            for _ in todo:
+                serial = bodies.stamp(buf)
+                await client.put_object(BUCKET, f"repair/{serial}", buf)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - began
+    return {"objects": count, "object_size": object_size, "bytes": count * object_size,
+            "seconds": round(elapsed, 3), "put_mb_per_s": round(count * object_size / elapsed / 1e6, 2),
+            "client_cpu_s": round(cpu_seconds() - cpu0, 3)}
+
+
+class _Probe:
+    """Inventories and node info over long-lived channels (they reconnect to a restarted node)."""
+
+    def __init__(self, addresses: dict[str, str]) -> None:
+        self._channels = {n: grpc.aio.insecure_channel(a, options=_OPTIONS) for n, a in addresses.items()}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+    async def inventory(self, node_id: str) -> tuple[set[bytes], set[tuple[str, str]]] | None:
+        try:
+            reply = await rpc.ReplicaStub(self._channels[node_id]).Inventory(pb.InventoryRequest(), timeout=20)
+        except grpc.RpcError:
+            return None
+        return set(reply.all_chunks), {(b.bucket, k) for b in reply.buckets for k in b.keys}
+
+    async def stored_bytes(self, node_id: str) -> int | None:
+        try:
+            return (await rpc.ClusterStub(self._channels[node_id]).GetInfo(pb.GetInfoRequest(), timeout=5)).stored_bytes
+        except grpc.RpcError:
+            return None
+
+    async def repair_status(self, node_id: str) -> dict | None:
+        """The node's own repair counters, when it implements GetStatus."""
+        try:
+            status = await rpc.ClusterStub(self._channels[node_id]).GetStatus(pb.GetStatusRequest(), timeout=5)
+        except grpc.RpcError:
+            return None
+        r = status.repair
+        return {"rounds_completed": r.rounds_completed, "items_copied": r.items_copied,
+                "bytes_copied": r.bytes_copied, "groups_behind": r.groups_behind}
+
+
+def _short_of_r(inventories: dict[str, tuple[set, set]], replicas: int) -> int:
+    """Items (chunks, manifests) the answering nodes hold fewer than R copies of."""
+    holders: dict[object, int] = {}
+    for chunks, keys in inventories.values():
+        for item in (*chunks, *keys):
+            holders[item] = holders.get(item, 0) + 1
+    return sum(1 for n in holders.values() if n < replicas)
+
+
+def _audit(endpoint: str) -> dict:
+    try:
+        from maillage.cli.audit_cmd import collect_audit
+    except ImportError as exc:
+        return {"available": False, "error": str(exc)}
+    try:
+        report = collect_audit(endpoint)
+    except Exception as exc:  # the audit is a second opinion: its failure is reported, not fatal
+        return {"available": True, "error": f"{type(exc).__name__}: {exc}"}
+    return {"available": True, "fully_replicated": report.fully_replicated,
+            "under_replicated": report.under_replicated, "ok": report.ok}
+
+
+async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 << 20, repair_rate: float = 400.0,
+                         repair_interval: float = 1.0, timeout: float = 180.0, poll: float = 0.5,
+                         base_dir: Path | None = None, step: Callable[[str], None] | None = None) -> dict:
+    say = step or (lambda text: None)
+    extra = ("--repair-interval", f"{repair_interval:g}", "--repair-rate", f"{repair_rate:g}")
+    params = {"sites": sites, "replicas": 2, "data_bytes": data_bytes, "object_size": object_size,
+              "repair_rate_mb_s": repair_rate, "repair_interval_s": repair_interval, "timeout_s": timeout}
+    with open_mesh(sites, base_dir, extra) as mesh:
+        victim = mesh.layout.nodes[0].id
+        others = [n.id for n in mesh.layout.nodes[1:]]
+        say(f"repair N={sites}: load {format_size(data_bytes)}")
+        load = await _load(mesh.addresses, data_bytes, object_size)
+        probe = _Probe({n.id: n.address for n in mesh.layout.nodes})
+        try:
+            before = await probe.inventory(victim)
+            victim_bytes = await probe.stored_bytes(victim) or 0
+            if before is None:
+                raise RuntimeError(f"victim {victim} did not answer Inventory before the wipe")
+            want_chunks, want_keys = before
+            say(f"repair N={sites}: wipe {victim} ({len(want_chunks)} chunks, {len(want_keys)} manifests, "
+                f"{victim_bytes / 1e6:,.0f} MB) and restart it")
+            mesh.kill(victim)
+            shutil.rmtree(mesh.data_dir(victim))
+            await asyncio.to_thread(mesh.start_node, victim)
+            began = time.monotonic()
+            series, converged, audit, last = [], False, None, {}
+            while True:
+                now = time.monotonic() - began
+                inventories = {n: inv for n in (victim, *others) if (inv := await probe.inventory(n)) is not None}
+                have_chunks, have_keys = inventories.get(victim, (set(), set()))
+                got_bytes = await probe.stored_bytes(victim)
+                last = {"t": round(now, 2),
+                        "chunks": len(want_chunks & have_chunks), "manifests": len(want_keys & have_keys),
+                        "bytes": got_bytes or 0,
+                        "fraction": round((len(want_chunks & have_chunks) + len(want_keys & have_keys))
+                                          / max(1, len(want_chunks) + len(want_keys)), 4),
+                        "short_of_r": _short_of_r(inventories, 2), "nodes_answering": len(inventories)}
+                series.append(last)
+                done = (last["fraction"] >= 1.0 and last["short_of_r"] == 0
+                        and len(inventories) == sites)
+                if done:
+                    audit = await asyncio.to_thread(_audit, mesh.address(others[0]))
+                    if audit.get("fully_replicated", True) or "error" in audit:
+                        converged = True
+                        break
+                if now > timeout:
+                    break
+                await asyncio.sleep(poll)
+            seconds = time.monotonic() - began
+            if audit is None:
+                audit = await asyncio.to_thread(_audit, mesh.address(others[0]))
+            statuses = {n: await probe.repair_status(n) for n in (victim, *others)}
+        finally:
+            await probe.close()
+    result = {"params": params, "load": load, "victim": victim, "sources": sites - 1,
+              "victim_bytes": victim_bytes, "victim_chunks": len(want_chunks), "victim_manifests": len(want_keys),
+              "converged": converged, "seconds": round(seconds, 2) if converged else None,
+              "waited_s": round(seconds, 2), "reached_fraction": last.get("fraction", 0.0),
+              "mb_per_s": round(victim_bytes / seconds / 1e6, 2) if converged and seconds > 0 else None,
+              "series": series, "audit": audit, "node_repair_status": statuses}
+    if not converged:
+        result["note"] = (f"did not converge within {timeout:g} s: the victim holds again "
+                          f"{last.get('fraction', 0):.1%} of its items, {last.get('short_of_r', '?')} items "
+                          "are still short of R copies")
+    return result
+
+
+def format_result(r: dict) -> str:
+    head = f"repair N={r['params']['sites']} ({r['sources']} sources), {r['victim_bytes'] / 1e6:,.0f} MB on the victim: "
+    if r["converged"]:
+        return head + f"{r['seconds']:.1f} s, {r['mb_per_s']:,.1f} MB/s"
+    return head + r["note"]
+
+
+def run(sites: Sequence[int] = (3,), data_bytes: int = 1 << 30, **kwargs) -> list[dict]:
+    results = []
+    for n in sites:
+        results.append(asyncio.run(measure_repair(n, data_bytes, **kwargs,
+                                                  step=lambda t: print("...", t, file=sys.stderr, flush=True))))
+        print(format_result(results[-1]), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m maillage.benchmarks.repair", description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", default="3", help="mesh sizes, e.g. 3,5")
+    parser.add_argument("--data", default="1GiB", help="bytes loaded before the wipe")
+    parser.add_argument("--object-size", default="4MiB")
+    parser.add_argument("--repair-rate", type=float, default=400.0, help="node flag --repair-rate (MB/s)")
+    parser.add_argument("--repair-interval", type=float, default=1.0, help="node flag --repair-interval (s)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    results = run(tuple(int(s) for s in args.sites.split(",")), parse_size(args.data),
+                  object_size=parse_size(args.object_size), repair_rate=args.repair_rate,
+                  repair_interval=args.repair_interval, timeout=args.timeout)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
