@@ -7,13 +7,17 @@ Nodes always run with fsync on: figures without it would not be the store's.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
+from maillage.client import AsyncClient, BucketAlreadyExists, NodeUnavailable, QuorumNotReached
 from maillage.placement import Layout, Policy
 
-__all__ = ["POLICY", "BUCKET", "bench_layout", "open_mesh", "node_pids", "UNITS", "parse_size", "format_size"]
+__all__ = ["POLICY", "BUCKET", "bench_layout", "open_mesh", "ready_bucket", "node_pids", "UNITS", "parse_size",
+           "format_size"]
 
 POLICY = "bench-r2"
 BUCKET = "bench"
@@ -32,6 +36,35 @@ def open_mesh(sites: int, base_dir: Path | None = None, extra_args: tuple[str, .
     if "--no-fsync" in extra_args:
         raise ValueError("benchmark figures are taken with fsync on")
     return LocalMesh(bench_layout(sites), base_dir=base_dir, extra_args=extra_args)
+
+
+async def ready_bucket(client: AsyncClient, timeout: float = 30.0) -> None:
+    """Create the bench bucket once the mesh takes writes through every coordinator.
+
+    A node listening is not yet a mesh that acknowledges on two sites: a node's peer channels may
+    still be backing off from a refused first connection. So create the bucket, then PUT probes
+    until 2 x nodes in a row succeed (the client rotates coordinators, so each node coordinates
+    at least one of them).
+    """
+    deadline = time.monotonic() + timeout
+    created, streak, i = False, 0, 0
+    needed = 2 * len((await client.layout()).nodes)
+    while streak < needed:
+        try:
+            if not created:
+                try:
+                    await client.create_bucket(BUCKET, POLICY)
+                except BucketAlreadyExists:
+                    pass
+                created = True
+            i += 1
+            await client.put_object(BUCKET, f"ready-probe/{i}", b"ready")
+            streak += 1
+        except (NodeUnavailable, QuorumNotReached):
+            if time.monotonic() > deadline:
+                raise
+            streak = 0
+            await asyncio.sleep(0.2)
 
 
 def node_pids(mesh: LocalMesh) -> dict[str, int]:

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import grpc
 
-from maillage.client import AsyncClient
+from maillage.client import AsyncClient, NodeUnavailable, QuorumNotReached
 from maillage.proto import pb, rpc
 
 from .machine import cpu_seconds
-from .mesh import BUCKET, POLICY, format_size, open_mesh, parse_size
+from .mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
 from .throughput import UniqueBodies
 
 __all__ = ["measure_repair", "run", "main"]
@@ -48,22 +48,30 @@ _OPTIONS = [("grpc.max_receive_message_length", 256 << 20)]
 async def _load(addresses: list[str], data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
     count = max(1, data_bytes // object_size)
     bodies = UniqueBodies(object_size)
-    began, cpu0 = time.monotonic(), cpu_seconds()
+    began, cpu0, retries = time.monotonic(), cpu_seconds(), [0]
     async with AsyncClient(addresses) as client:
-        await client.create_bucket(BUCKET, POLICY)
+        await ready_bucket(client)
         todo = iter(range(count))
 
         async def worker() -> None:
             buf = bodies.buffer()
             for _ in todo:
                 serial = bodies.stamp(buf)
-                await client.put_object(BUCKET, f"repair/{serial}", buf)
+                for attempt in range(3):  # a refused write is retried, and counted
+                    try:
+                        await client.put_object(BUCKET, f"repair/{serial}", buf)
+                        break
+                    except (NodeUnavailable, QuorumNotReached):
+                        retries[0] += 1
+                        if attempt == 2:
+                            raise
+                        await asyncio.sleep(0.5)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.monotonic() - began
     return {"objects": count, "object_size": object_size, "bytes": count * object_size,
             "seconds": round(elapsed, 3), "put_mb_per_s": round(count * object_size / elapsed / 1e6, 2),
-            "client_cpu_s": round(cpu_seconds() - cpu0, 3)}
+            "client_cpu_s": round(cpu_seconds() - cpu0, 3), "retried_puts": retries[0]}
 
 
 class _Probe:

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from maillage.cli.localmesh import LocalMesh
-from maillage.client import AsyncClient
+from maillage.client import AsyncClient, MaillageError
 
 from .machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
-from .mesh import BUCKET, POLICY, format_size, node_pids, open_mesh, parse_size, with_client
+from .mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
 
 __all__ = ["measure", "run", "percentile", "main", "UniqueBodies", "STAMP_EVERY"]
 
@@ -67,7 +67,7 @@ class UniqueBodies:
 
 
 async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency: int, seconds: float,
-                 keys: list[str]) -> tuple[list[float], float]:
+                 keys: list[str], errors: list[str]) -> tuple[list[float], float]:
     size = bodies.size
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
@@ -76,18 +76,23 @@ async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency
     async def worker() -> None:
         buf = bodies.buffer() if op == "put" else None
         while time.monotonic() < deadline or not latencies:
-            if op == "put":
-                key = f"{size}/{bodies.stamp(buf)}"
-                began = time.monotonic()
-                await client.put_object(BUCKET, key, buf)
-                latencies.append(time.monotonic() - began)
-                keys.append(key)
-            else:
-                began = time.monotonic()
-                obj = await client.get_object(BUCKET, keys[next(counter) % len(keys)])
-                async for _ in obj.iter_chunks():
-                    pass
-                latencies.append(time.monotonic() - began)
+            began = time.monotonic()
+            try:
+                if op == "put":
+                    key = f"{size}/{bodies.stamp(buf)}"
+                    began = time.monotonic()
+                    await client.put_object(BUCKET, key, buf)
+                    keys.append(key)
+                else:
+                    obj = await client.get_object(BUCKET, keys[next(counter) % len(keys)])
+                    async for _ in obj.iter_chunks():
+                        pass
+            except MaillageError as exc:  # counted and shown, not fatal: a figure with its errors
+                errors.append(f"{type(exc).__name__}: {exc}")
+                if len(errors) > max(20, len(latencies)):
+                    raise
+                continue
+            latencies.append(time.monotonic() - began)
 
     began = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -95,7 +100,7 @@ async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency
 
 
 def _row(op: str, size: int, concurrency: int, latencies: list[float], elapsed: float,
-         client_cpu: float, node_cpu: dict[str, float], peak: dict[str, int]) -> dict:
+         client_cpu: float, node_cpu: dict[str, float], peak: dict[str, int], errors: list[str]) -> dict:
     latencies.sort()
     ms = [x * 1e3 for x in latencies]
     n = len(latencies)
@@ -108,7 +113,7 @@ def _row(op: str, size: int, concurrency: int, latencies: list[float], elapsed: 
         "client_cpu_per_op_ms": round(client_cpu / n * 1e3, 3) if n else None,
         "node_cpu_s": {k: round(v, 3) for k, v in node_cpu.items()},
         "cpu_util_of_machine": round((client_cpu + sum(node_cpu.values())) / elapsed / (os.cpu_count() or 1), 3),
-        "peak_rss": peak,
+        "peak_rss": peak, "errors": len(errors), "first_error": errors[0] if errors else None,
     }
 
 
@@ -118,7 +123,7 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
     say = step or (lambda text: None)
     rows: list[dict] = []
     async with AsyncClient(mesh.addresses) as client:
-        await client.create_bucket(BUCKET, POLICY)
+        await ready_bucket(client)
         warm = UniqueBodies(4096)
         warm_buf = warm.buffer()
         for i in range(8):  # connect to every node, load the layout, before anything is timed
@@ -135,10 +140,11 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
                     pids = node_pids(mesh)
                     cpu0, nodes0 = cpu_seconds(), {k: process_cpu_seconds(p) or 0.0 for k, p in pids.items()}
                     with RssSampler(lambda: with_client(node_pids(mesh))) as sampler:
-                        latencies, elapsed = await _drive(client, op, bodies, concurrency, seconds, keys)
+                        errors: list[str] = []
+                        latencies, elapsed = await _drive(client, op, bodies, concurrency, seconds, keys, errors)
                     node_cpu = {k: (process_cpu_seconds(p) or 0.0) - nodes0[k] for k, p in pids.items()}
                     rows.append(_row(op, size, concurrency, latencies, elapsed, cpu_seconds() - cpu0,
-                                     node_cpu, sampler.peak))
+                                     node_cpu, sampler.peak, errors))
                     if done:
                         done(rows[-1])
     return {"idle_rss": idle, "rss_after": snapshot_rss(with_client(node_pids(mesh))), "rows": rows,

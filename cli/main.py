@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit_cmd, demo, node_cmd, objects_cmd, where_cmd
+from . import audit_cmd, bench_cmd, demo, layout_cmd, node_cmd, objects_cmd, where_cmd
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     where_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
+    layout_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,7 @@
+"""`python -m maillage.benchmarks`: the whole harness, same as `maillage bench`."""
+
+import sys
+
+from .harness import main
+
+sys.exit(main())
