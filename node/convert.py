@@ -5,6 +5,8 @@ from __future__ import annotations
 from maillage.proto import pb
 from maillage.storage import BucketRecord, ChunkRef, Manifest
 
+from .replica import SyncGroup
+
 
 def manifest_to_pb(m: Manifest, *, with_chunks: bool = True) -> pb.Manifest:
     msg = pb.Manifest(
@@ -35,3 +37,11 @@ def bucket_to_pb(r: BucketRecord) -> pb.Bucket:
 
 def bucket_from_pb(msg: pb.Bucket) -> BucketRecord:
     return BucketRecord(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner)
+
+
+def group_to_pb(g: SyncGroup) -> pb.SyncGroup:
+    return pb.SyncGroup(policy=g.policy, partition=g.partition, bucket=g.bucket)
+
+
+def group_from_pb(msg: pb.SyncGroup) -> SyncGroup:
+    return SyncGroup(msg.policy, msg.partition, msg.bucket)

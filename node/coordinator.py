@@ -15,7 +15,7 @@ policy only forwards bytes in memory, and logs no key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
@@ -60,14 +60,16 @@ class Listing:
 
 class Coordinator:
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
-                 clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+                 clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 is_up: Callable[[str], bool] = lambda _: True) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
         self._catalog = catalog
         self._clock = clock
         self._executor = executor
-        self._sets = ReplicaSets(peers, layout)
+        self._sets = ReplicaSets(peers, layout, is_up)
+        self._is_up = is_up
         self.chunk_size = chunk_size
 
     # ----- buckets ---------------------------------------------------------------------------
@@ -84,7 +86,9 @@ class Coordinator:
         sites = {n.site for n, (_, err) in zip(eligible, answers) if err is None}
         needed = min(2, table.policy.replicas)
         if len(sites) < needed:
-            raise QuorumNotReached(f"bucket {name!r}: only {len(sites)} site(s) recorded it, {needed} needed")
+            failures = "; ".join(f"{n.id}: {err}" for n, (_, err) in zip(eligible, answers) if err is not None)
+            raise QuorumNotReached(f"bucket {name!r}: only {len(sites)} site(s) recorded it, {needed} "
+                                   f"needed; failures: {failures or 'none'}")
         return record
 
     async def head_bucket(self, name: str) -> BucketRecord:
@@ -197,7 +201,7 @@ class Coordinator:
 
     async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes) -> set[str]:
         async def put_if_missing(replica) -> bool:
-            if replica is not self._peers.local and (await replica.has_chunks([digest]))[0]:
+            if replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
                 return False
             return await replica.put_chunk(frame, policy=policy)
 
@@ -251,7 +255,9 @@ class Coordinator:
     async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
         partition = chunk_partition(digest, table.bits)
         errors = []
-        for node_id in (*table.replicas(partition), *table.handoffs(partition)):
+        candidates = (*table.replicas(partition), *table.handoffs(partition))
+        # Nodes believed up first (stable sort keeps placement order within each group).
+        for node_id in sorted(candidates, key=lambda n: not self._is_up(n)):
             try:
                 return await self._peers.replica(node_id).get_chunk(digest)
             except Exception as exc:  # try the next copy; all failures are reported below

@@ -14,9 +14,9 @@ import grpc
 from maillage.proto import bulk, pb, rpc
 from maillage.storage import BucketRecord, Manifest
 
-from .convert import bucket_from_pb, bucket_to_pb, manifest_from_pb, manifest_to_pb
+from .convert import bucket_from_pb, bucket_to_pb, group_to_pb, manifest_from_pb, manifest_to_pb
 from .layout_state import LayoutState
-from .replica import BucketInventory, LocalReplica
+from .replica import BucketInventory, IndexEntry, LocalReplica, SyncGroup
 from .status import error_from_rpc
 
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -24,6 +24,14 @@ CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.enable_retries", 0),
+    # A peer that refused a connection (not started yet, restarting) is retried within a second
+    # or two, not after gRPC's default backoff of up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each channel its own connections: gRPC otherwise shares them (and their backoff) between
+    # channels to one address, so gossip's or repair's failures would stall client requests.
+    ("grpc.use_local_subchannel_pool", 1),
 )
 SMALL_CALL_TIMEOUT = 5.0
 CHUNK_CALL_TIMEOUT = 60.0
@@ -44,8 +52,9 @@ class RemoteReplica:
         except grpc.RpcError as err:
             raise error_from_rpc(err, self.node_id) from None
 
-    async def has_chunks(self, digests: Sequence[bytes]) -> list[bool]:
-        reply = await self._call(self._replica.HasChunks, pb.HasChunksRequest(digests=list(digests)))
+    async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
+        reply = await self._call(self._replica.HasChunks,
+                                 pb.HasChunksRequest(digests=list(digests), policy=policy))
         return list(reply.present)
 
     async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
@@ -83,6 +92,17 @@ class RemoteReplica:
     async def list_buckets(self) -> list[BucketRecord]:
         reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest())
         return [bucket_from_pb(b) for b in reply.buckets]
+
+    async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
+        reply = await self._call(self._replica.SyncSummaries,
+                                 pb.SyncSummaryRequest(groups=[group_to_pb(g) for g in groups]), 30.0)
+        return [(s.digest, s.count) for s in reply.summaries]
+
+    async def sync_listing(self, group: SyncGroup) -> list:
+        reply = await self._call(self._replica.SyncListing, pb.SyncListingRequest(group=group_to_pb(group)), 30.0)
+        if group.is_index:
+            return [IndexEntry(e.key, e.version, e.writer, e.deleted) for e in reply.entries]
+        return list(reply.chunks)
 
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
         reply = await self._call(self._replica.Inventory, pb.InventoryRequest(bucket=bucket), 60.0)

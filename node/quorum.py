@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from maillage.placement import PartitionTable
 
-from .errors import QuorumNotReached
+from .errors import PeerUnavailable, QuorumNotReached
 from .layout_state import LayoutState
 from .peers import Peers
 
@@ -38,15 +38,37 @@ class Outcome:
         return "; ".join(f"{node}: {err}" for node, err in self.errors.items()) or "none"
 
 
+def effective_replicas(table: PartitionTable, partition: int, is_out: Callable[[str], bool],
+                       site_of: Callable[[str], str]) -> tuple[str, ...]:
+    """The partition's owners while some nodes are marked out: each out replica is replaced by
+    the next handoff node on a site not used yet (the rule writes follow), so repair copies a
+    dead node's partitions exactly where its hinted writes already went."""
+    replicas = table.replicas(partition)
+    if not any(is_out(n) for n in replicas):
+        return replicas
+    kept = [n for n in replicas if not is_out(n)]
+    sites = {site_of(n) for n in kept}
+    for h in table.handoffs(partition):
+        if len(kept) == len(replicas):
+            break
+        if not is_out(h) and site_of(h) not in sites:
+            kept.append(h)
+            sites.add(site_of(h))
+    return tuple(kept)
+
+
 class ReplicaSets:
-    def __init__(self, peers: Peers, layout: LayoutState) -> None:
+    def __init__(self, peers: Peers, layout: LayoutState, is_up: Callable[[str], bool] = lambda _: True) -> None:
         self._peers = peers
         self._layout = layout
+        self._is_up = is_up
 
     def site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
 
     async def _attempt(self, node_id: str, op: Operation) -> tuple[str, Any, Exception | None]:
+        if not self._is_up(node_id):
+            return node_id, None, PeerUnavailable(f"{node_id} is suspected down (silent); routed around")
         try:
             return node_id, await op(self._peers.replica(node_id)), None
         except asyncio.CancelledError:

@@ -12,15 +12,61 @@ GIL there too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from maillage.placement import format_location
-from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
+import blake3
+
+from maillage.placement import chunk_partition, format_location
+from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore, read_frame_header
 
 from .errors import OutsidePolicy
 from .layout_state import LayoutState
+
+
+@dataclass(frozen=True, order=True)
+class SyncGroup:
+    """What one replica set keeps identical: the chunks a policy places in one partition, or the
+    index (manifests and tombstones) of one bucket."""
+    policy: str
+    partition: int = 0
+    bucket: str = ""
+
+    @property
+    def is_index(self) -> bool:
+        return bool(self.bucket)
+
+
+@dataclass(frozen=True, order=True)
+class IndexEntry:
+    key: str
+    version: int
+    writer: str
+    deleted: bool
+
+    @classmethod
+    def of(cls, m: Manifest) -> IndexEntry:
+        return cls(m.key, m.version, m.writer, m.deleted)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return self.version, self.writer
+
+
+def listing_digest(items: Iterable[bytes | IndexEntry]) -> bytes:
+    """BLAKE3 over a sorted listing: two replicas agree iff their digests do."""
+    h = blake3.blake3()
+    for item in items:
+        if isinstance(item, IndexEntry):
+            item = b"%s\x00%d\x00%s\x00%d" % (item.key.encode(), item.version, item.writer.encode(), item.deleted)
+        h.update(len(item).to_bytes(4, "big") + item)
+    return h.digest()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -56,15 +102,55 @@ class LocalReplica:
 
     # ----- chunks ----------------------------------------------------------------------------
 
-    async def has_chunks(self, digests: Sequence[bytes]) -> list[bool]:
-        return await self._run(self.chunks.has_many, list(digests))
+    async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
+        """Which chunks are stored here; with `policy`, also recorded as held for it. A chunk
+        found held is held again (its time refreshed), so the GC cannot take a chunk that an
+        upload just counted on instead of sending it."""
+        digests = list(digests)
+        if not policy:
+            return await self._run(self.chunks.has_many, digests)
+
+        def check() -> list[bool]:
+            present = [self.meta.holding_since(policy, d) is not None and self.chunks.has(d) for d in digests]
+            self.meta.hold_chunks(policy, [d for d, p in zip(digests, present) if p], now_ms=now_ms())
+            return present
+        return await self._run(check)
 
     async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
+        """Store a frame for `policy` (residency checked first); durable, and held, on return."""
         self.ensure_eligible(policy)
-        return await self._run(self.chunks.put, frame)
+        digest = read_frame_header(frame).digest
+
+        def store() -> bool:
+            stored = self.chunks.put(frame)
+            self.meta.hold_chunks(policy, [digest], now_ms=now_ms())
+            return stored
+        return await self._run(store)
+
+    async def drop_chunks(self, policy: str, digests: Sequence[bytes]) -> None:
+        """Stop holding chunks for `policy`; delete each file no other policy still holds."""
+        policies = [p.name for p in self._layout.current.policies]
+
+        def drop() -> None:
+            self.meta.release_chunks(policy, digests)
+            for d in digests:
+                if all(self.meta.holding_since(p, d) is None for p in policies):
+                    self.chunks.delete(d)
+        await self._run(drop)
 
     async def get_chunk(self, digest: bytes) -> bytes:
         return await self._run(self.chunks.get, digest)
+
+    async def stored_digests(self) -> list[bytes]:
+        return await self._run(lambda: list(self.chunks.iter_digests()))
+
+    async def frame_size(self, digest: bytes) -> int | None:
+        def size():
+            try:
+                return self.chunks.path_of(digest).stat().st_size
+            except FileNotFoundError:
+                return None
+        return await self._run(size)
 
     # ----- manifests -------------------------------------------------------------------------
 
@@ -82,6 +168,61 @@ class LocalReplica:
         entries = await self._run(lambda: self.meta.list_manifests(
             bucket, prefix=prefix, start_after=start_after, limit=limit + 1, include_deleted=True))
         return entries[:limit], len(entries) > limit
+
+    async def drop_manifests(self, manifests: Sequence[Manifest]) -> int:
+        """Remove manifests handed over to their owners (each only if still the stored version)."""
+        return sum(await self._run(lambda: [self.meta.drop_manifest(m) for m in manifests]))
+
+    # ----- anti-entropy listings -------------------------------------------------------------
+
+    def _chunk_listings(self, policy: str, bits: int) -> dict[int, list[bytes]]:
+        out: dict[int, list[bytes]] = {}
+        for _, digest, _ in self.meta.iter_holdings(policy):
+            if self.chunks.has(digest):
+                out.setdefault(chunk_partition(digest, bits), []).append(digest)
+        return out
+
+    def _index_listing(self, bucket: str) -> list[IndexEntry]:
+        return [IndexEntry.of(m) for m in self.meta.iter_manifests(bucket)]
+
+    def _listing(self, group: SyncGroup, bits: int):
+        if group.is_index:
+            return self._index_listing(group.bucket)
+        return self._chunk_listings(group.policy, bits).get(group.partition, [])
+
+    async def sync_listing(self, group: SyncGroup) -> list:
+        """The sorted contents of a group on this node (chunk digests or index entries)."""
+        bits = self._layout.current.partition_bits
+        return await self._run(self._listing, group, bits)
+
+    async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
+        """(digest, count) of each group's listing, in the order asked."""
+        bits = self._layout.current.partition_bits
+
+        def summarize():
+            by_policy: dict[str, dict[int, list[bytes]]] = {}
+            out = []
+            for g in groups:
+                if g.is_index:
+                    items = self._index_listing(g.bucket)
+                else:
+                    if g.policy not in by_policy:
+                        by_policy[g.policy] = self._chunk_listings(g.policy, bits)
+                    items = by_policy[g.policy].get(g.partition, [])
+                out.append((listing_digest(items), len(items)))
+            return out
+        return await self._run(summarize)
+
+    async def held_groups(self) -> tuple[dict[str, set[int]], list[BucketRecord]]:
+        """What this node holds: chunk partitions per policy, and buckets with an index here."""
+        bits = self._layout.current.partition_bits
+
+        def collect():
+            chunks: dict[str, set[int]] = {}
+            for policy, digest, _ in self.meta.iter_holdings():
+                chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
+            return chunks, self.meta.list_buckets()
+        return await self._run(collect)
 
     # ----- bucket records (kept only on nodes inside the bucket's policy) --------------------
 

@@ -16,13 +16,17 @@ from pathlib import Path
 
 import grpc
 
-from maillage.placement import Layout, parse_layout
+from maillage.placement import Layout, PlacementError, format_layout
 from maillage.proto import pb, rpc
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 
+from .auth import ClusterKey, LayoutAuthError
 from .catalog import Catalog
 from .coordinator import Coordinator
 from .layout_state import LayoutState
+from .membership import FailureDetector, Gossip, SignedLayouts
+from .repair import Repairer
+from .scrub import Scrubber
 from .peers import CHANNEL_OPTIONS, Peers
 from .replica import LocalReplica
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
@@ -56,21 +60,23 @@ class NodeConfig:
     timings: Timings = Timings()
 
 
-async def fetch_layout(seeds: tuple[str, ...]) -> Layout:
-    """The newest layout any seed answers with."""
-    best: Layout | None = None
+async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts) -> tuple[Layout, pb.LayoutDoc]:
+    """The newest correctly signed layout any seed answers with."""
+    best: tuple[Layout, pb.LayoutDoc] | None = None
     errors = []
     for address in seeds:
         try:
             async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
                 doc = await rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=5)
-            layout = parse_layout(doc.text)
-            if best is None or layout.version > best.version:
-                best = layout
+            layout = signed.verify(doc)
+            if best is None or layout.version > best[0].version:
+                best = (layout, doc)
         except grpc.RpcError as err:
             errors.append(f"{address}: {err.code().name}")
+        except (LayoutAuthError, PlacementError) as err:
+            errors.append(f"{address}: {err}")
     if best is None:
-        raise ConnectionError(f"no seed answered with a layout ({'; '.join(errors) or 'no seeds given'})")
+        raise ConnectionError(f"no seed answered with a valid layout ({'; '.join(errors) or 'no seeds given'})")
     return best
 
 
@@ -80,6 +86,10 @@ class NodeServer:
         self._server: grpc.aio.Server | None = None
         self._meta: MetaStore | None = None
         self._peers: Peers | None = None
+        self._repair_peers: Peers | None = None
+        self._gossip: Gossip | None = None
+        self._repairer: Repairer | None = None
+        self._scrubber: Scrubber | None = None
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="storage")
         self.address = ""
 
@@ -87,21 +97,38 @@ class NodeServer:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         layout_path = cfg.data_dir / "layout.toml"
-        initial = cfg.layout
-        if initial is None and not layout_path.exists():
-            initial = await fetch_layout(cfg.seeds)
-        layout = LayoutState(layout_path, initial)
+        signed = SignedLayouts(ClusterKey.from_file(cfg.secret_file) if cfg.secret_file else None)
+        if cfg.layout is not None:  # the operator's own file: trusted, signed here
+            layout = LayoutState(layout_path, cfg.layout,
+                                 signed.sign(cfg.layout.version, format_layout(cfg.layout)))
+        elif not layout_path.exists():
+            fetched, doc = await fetch_layout(cfg.seeds, signed)
+            layout = LayoutState(layout_path, fetched, doc.signature, doc.text)
+        else:
+            layout = LayoutState(layout_path)
         node = layout.current.node(cfg.node_id)  # UnknownNode: refuse to start outside the layout
         chunks = ChunkStore(cfg.data_dir / "chunks", fsync=cfg.fsync)
         self._meta = MetaStore(cfg.data_dir / "meta")
         local = LocalReplica(cfg.node_id, chunks, self._meta, layout, self._executor)
         self._peers = Peers(local, layout)
+        t = cfg.timings
+        detector = FailureDetector(cfg.node_id, suspect_after=t.suspect_after, down_after=t.down_after)
         catalog = Catalog(self._peers, layout)
         coordinator = Coordinator(cfg.node_id, self._peers, layout, catalog, HybridClock(),
-                                  self._executor, chunk_size=cfg.chunk_size)
+                                  self._executor, chunk_size=cfg.chunk_size, is_up=detector.is_up)
+        self._gossip = Gossip(cfg.node_id, layout, detector, signed, interval=t.heartbeat_interval)
+        # Repair gets channels of its own: its bulk copies never queue behind (or ahead of) client
+        # traffic on one HTTP/2 connection, and its early failures never put client channels
+        # into reconnect backoff.
+        self._repair_peers = Peers(local, layout)
+        self._repairer = Repairer(cfg.node_id, self._repair_peers, layout, is_up=detector.is_up,
+                                  is_out=detector.is_down, interval=t.repair_interval,
+                                  rate=t.repair_rate, tombstone_grace=t.gc_grace)
+        self._scrubber = Scrubber(local, rate=t.scrub_rate, on_corrupt=self._repairer.trigger)
 
         server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        rpc.add_ClusterServicer_to_server(ClusterServicer(local, layout), server)
+        rpc.add_ClusterServicer_to_server(ClusterServicer(
+            local, layout, signed, self._gossip, detector, self._repairer, self._scrubber), server)
         rpc.add_ReplicaServicer_to_server(ReplicaServicer(local), server)
         rpc.add_ObjectsServicer_to_server(ObjectsServicer(coordinator), server)
         server.add_generic_rpc_handlers((BulkHandlers(local, coordinator).generic_handler(),))
@@ -110,15 +137,21 @@ class NodeServer:
             raise OSError(f"cannot listen on {self.address}")
         await server.start()
         self._server = server
+        for task in (self._gossip, self._repairer, self._scrubber):
+            task.start()
         log.info("node %s (site %s) serving on %s, layout version %d",
                  node.id, node.site, self.address, layout.current.version)
 
     async def stop(self, grace: float = 10.0) -> None:
+        for task in (self._gossip, self._repairer, self._scrubber):
+            if task is not None:
+                await task.stop()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
-        if self._peers is not None:
-            await self._peers.close()
+        for peers in (self._peers, self._repair_peers):
+            if peers is not None:
+                await peers.close()
         self._executor.shutdown(wait=True)
         if self._meta is not None:
             self._meta.close()

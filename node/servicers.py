@@ -7,17 +7,21 @@ Errors leave through `@grpc_errors` (see `status.py`). The bulk methods take and
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import grpc
 
-from maillage.placement import format_layout, format_location, parse_layout
+from maillage.placement import format_location
 from maillage.proto import bulk, pb, rpc
 
-from .convert import bucket_from_pb, bucket_to_pb, manifest_from_pb, manifest_to_pb
+from .convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
 from .coordinator import Coordinator, Upload
 from .errors import InvalidRequest
-from .layout_state import LayoutState
+from .layout_state import LayoutState, StagedLayout
+from .membership import FailureDetector, Gossip, SignedLayouts
+from .repair import Progress, Repairer
 from .replica import LocalReplica
+from .scrub import Scrubber
 from .status import grpc_errors
 
 SOFTWARE_VERSION = "0.1.0"
@@ -31,12 +35,17 @@ def _metadata(context, key: str) -> str:
 
 
 class ClusterServicer(rpc.ClusterServicer):
-    def __init__(self, local: LocalReplica, layout: LayoutState) -> None:
+    def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, gossip: Gossip,
+                 detector: FailureDetector, repairer: Repairer, scrubber: Scrubber) -> None:
         self._local = local
         self._layout = layout
+        self._signed = signed
+        self._gossip = gossip
+        self._detector = detector
+        self._repairer = repairer
+        self._scrubber = scrubber
 
-    @grpc_errors
-    async def GetInfo(self, request, context):
+    def _info(self) -> pb.NodeInfo:
         layout = self._layout.current
         node = layout.node(self._local.node_id)
         stats = self._local.chunks.stats()
@@ -45,14 +54,70 @@ class ClusterServicer(rpc.ClusterServicer):
                            chunks=stats.chunks, stored_bytes=stats.stored_bytes)
 
     @grpc_errors
+    async def GetInfo(self, request, context):
+        return self._info()
+
+    @grpc_errors
     async def GetLayout(self, request, context):
-        layout = self._layout.current
-        return pb.LayoutDoc(version=layout.version, text=format_layout(layout))
+        return pb.LayoutDoc(version=self._layout.current.version, text=self._layout.text,
+                            signature=self._layout.signature)
 
     @grpc_errors
     async def PushLayout(self, request, context):
-        accepted = self._layout.offer(parse_layout(request.text))
+        layout = self._signed.verify(request)
+        accepted = self._layout.offer(layout, request.signature, request.text)
+        if accepted:
+            self._repairer.trigger()
         return pb.PushLayoutReply(accepted=accepted, current_version=self._layout.current.version)
+
+    @grpc_errors
+    async def GetStagedLayout(self, request, context):
+        staged = self._layout.staged()
+        if staged is None:
+            return pb.LayoutDoc(version=self._layout.current.version)
+        return pb.LayoutDoc(version=staged.base_version, text=staged.text, signature=staged.signature)
+
+    @grpc_errors
+    async def StageLayout(self, request, context):
+        if not request.text:
+            self._signed.verify_blank(request)
+            self._layout.clear_staged()
+            return pb.Ack()
+        self._signed.verify(request, staged_on=self._layout.current.version)
+        self._layout.stage(StagedLayout(request.version, request.text, request.signature))
+        return pb.Ack()
+
+    @grpc_errors
+    async def Heartbeat(self, request, context):
+        return self._gossip.on_heartbeat(request)
+
+    @grpc_errors
+    async def GetStatus(self, request, context):
+        layout = self._layout.current
+        node = layout.node(self._local.node_id)
+        disk = shutil.disk_usage(self._local.chunks.root)
+        peers = [n.id for n in layout.nodes if n.id != node.id]
+        sc, pr = self._scrubber.stats, self._repairer.progress
+        return pb.NodeStatus(
+            info=self._info(), peers=self._detector.views(peers), repair=progress_to_pb(pr),
+            scrub=pb.ScrubStats(frames_checked=sc.frames_checked, bytes_checked=sc.bytes_checked,
+                                corrupt_found=sc.corrupt_found, passes_completed=sc.passes_completed),
+            gc=pb.GcStats(tombstones_removed=pr.tombstones_removed, chunks_removed=pr.chunks_removed),
+            capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value)
+
+    @grpc_errors
+    async def Repair(self, request, context):
+        if request.start_round_now:
+            self._repairer.trigger()
+        return progress_to_pb(self._repairer.progress)
+
+
+def progress_to_pb(pr: Progress) -> pb.RepairProgress:
+    return pb.RepairProgress(
+        running=pr.running, rounds_completed=pr.rounds_completed, groups_total=pr.groups_total,
+        groups_done=pr.groups_done, groups_behind=pr.groups_behind, items_copied=pr.items_copied,
+        bytes_copied=pr.bytes_copied, rate_bytes_per_s=pr.rate(), eta_seconds=pr.eta(),
+        handoff_items=pr.handoff_items, last_round_finished_ms=pr.last_round_finished_ms)
 
 
 class ReplicaServicer(rpc.ReplicaServicer):
@@ -61,7 +126,7 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
     @grpc_errors
     async def HasChunks(self, request, context):
-        return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests)))
+        return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests), request.policy))
 
     @grpc_errors
     async def PutManifest(self, request, context):
@@ -98,6 +163,23 @@ class ReplicaServicer(rpc.ReplicaServicer):
     @grpc_errors
     async def ListBucketRecords(self, request, context):
         return pb.ListBucketRecordsReply(buckets=[bucket_to_pb(r) for r in await self._local.list_buckets()])
+
+    @grpc_errors
+    async def SyncSummaries(self, request, context):
+        groups = [group_from_pb(g) for g in request.groups]
+        summaries = await self._local.sync_summaries(groups)
+        return pb.SyncSummaryReply(summaries=[
+            pb.SyncSummary(group=g, digest=digest, count=count)
+            for g, (digest, count) in zip(request.groups, summaries)])
+
+    @grpc_errors
+    async def SyncListing(self, request, context):
+        group = group_from_pb(request.group)
+        items = await self._local.sync_listing(group)
+        if group.is_index:
+            return pb.SyncListingReply(entries=[
+                pb.IndexEntry(key=e.key, version=e.version, writer=e.writer, deleted=e.deleted) for e in items])
+        return pb.SyncListingReply(chunks=items)
 
     @grpc_errors
     async def Inventory(self, request, context):

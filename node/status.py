@@ -16,7 +16,7 @@ import grpc
 from maillage import placement, storage
 from maillage.proto import bulk
 
-from . import errors
+from . import auth, errors
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.QuorumNotReached, grpc.StatusCode.UNAVAILABLE),
     (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.IntegrityError, grpc.StatusCode.DATA_LOSS),
+    (auth.LayoutAuthError, grpc.StatusCode.PERMISSION_DENIED),
     (placement.PolicyUnsatisfiable, grpc.StatusCode.FAILED_PRECONDITION),
     (placement.UnknownPolicy, grpc.StatusCode.INVALID_ARGUMENT),
     (placement.UnknownNode, grpc.StatusCode.FAILED_PRECONDITION),
@@ -42,7 +43,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
 ]
 
 _BY_NAME: dict[str, type[Exception]] = {cls.__name__: cls for cls, _ in _STATUS}
-for _module in (errors, placement, storage):
+for _module in (errors, auth, placement, storage):
     for _name in dir(_module):
         _obj = getattr(_module, _name)
         if isinstance(_obj, type) and issubclass(_obj, Exception):

@@ -1,0 +1,333 @@
+"""Anti-entropy: repair after a loss, rebalance after a layout change, hand-back after a handoff.
+
+One mechanism for all three. Everything a node stores belongs to a *group* (`SyncGroup`): the
+chunks one policy places in one partition, or one bucket's index. Each group has *owners*: the
+partition table's replicas, with marked-out nodes replaced by their handoffs (`effective_replicas`).
+Every round, each node:
+
+- **as an owner**, compares a digest of each group's sorted listing with every other owner (one
+  batched `SyncSummaries` call per peer) and, where they differ, fetches the peer's listing and
+  pulls only what it lacks or has older. Pull-only keeps it simple: every owner runs the same
+  round, so differences close from both sides. A wiped node pulls from every node sharing one of
+  its partitions, so many sources serve it in parallel.
+- **as a non-owner holding data** (a hinted handoff, or a partition the layout moved away),
+  pushes what each owner lacks, and drops its own copy only once every owner is up and has
+  confirmed it: a byte is never removed before it is durable where it belongs.
+
+Copies go through a token bucket (`rate` bytes/s) so repair never starves client traffic.
+Expired tombstones are dropped once every owner holds the same one or none (see `_expire`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from maillage.placement import PolicyUnsatisfiable, bucket_partition
+from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, version_time
+
+from .errors import NodeError
+from .layout_state import LayoutState
+from .peers import Peers
+from .quorum import effective_replicas
+from .replica import IndexEntry, SyncGroup
+
+log = logging.getLogger(__name__)
+
+GROUP_CONCURRENCY = 8
+
+
+class TokenBucket:
+    """At most `rate` bytes per second on average, bursts of one second."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = rate
+        self._at = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= min(n, self.rate):
+                self._tokens -= n
+                return
+            await asyncio.sleep((min(n, self.rate) - self._tokens) / self.rate)
+
+
+@dataclass
+class Progress:
+    running: bool = False
+    rounds_completed: int = 0
+    groups_total: int = 0
+    groups_done: int = 0
+    groups_behind: int = 0
+    items_copied: int = 0
+    bytes_copied: int = 0
+    handoff_items: int = 0
+    tombstones_removed: int = 0
+    chunks_removed: int = 0
+    round_started: float = 0.0
+    round_bytes: int = 0
+    last_round_finished_ms: int = 0
+    _behind_now: set = field(default_factory=set)
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.round_started
+        return self.round_bytes / elapsed if self.running and elapsed > 0 else 0.0
+
+    def eta(self) -> float:
+        if not self.running or self.groups_done == 0:
+            return 0.0
+        elapsed = time.monotonic() - self.round_started
+        return elapsed / self.groups_done * (self.groups_total - self.groups_done)
+
+
+@dataclass(frozen=True)
+class Plan:
+    owned: dict[SyncGroup, tuple[str, ...]]     # groups this node owns -> all owners
+    foreign: dict[SyncGroup, tuple[str, ...]]   # groups it holds data of without owning them
+    buckets: dict[str, BucketRecord]
+
+
+class Repairer:
+    def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
+                 is_up: Callable[[str], bool], is_out: Callable[[str], bool],
+                 interval: float, rate: float, tombstone_grace: float) -> None:
+        self.node_id = node_id
+        self._peers = peers
+        self._layout = layout
+        self._is_up = is_up
+        self._is_out = is_out
+        self._interval = interval
+        self._limiter = TokenBucket(rate)
+        self._tombstone_grace = tombstone_grace
+        self.progress = Progress()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # ----- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="repair")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def trigger(self) -> None:
+        """Start the next round now instead of after the interval."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        await asyncio.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
+        while True:
+            try:
+                await self.run_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a round must never kill the loop; the next one retries
+                log.exception("repair round failed")
+            finally:
+                self.progress.running = False
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    # ----- one round -------------------------------------------------------------------------
+
+    def _site_of(self, node_id: str) -> str:
+        return self._layout.current.node(node_id).site
+
+    async def plan(self) -> Plan:
+        layout = self._layout.current
+        held_chunks, bucket_list = await self._peers.local.held_groups()
+        me = self.node_id
+        owned: dict[SyncGroup, tuple[str, ...]] = {}
+        foreign: dict[SyncGroup, tuple[str, ...]] = {}
+        tables = {}
+        for policy in layout.policies:
+            try:
+                table = tables[policy.name] = self._layout.table(policy.name)
+            except PolicyUnsatisfiable:
+                continue
+            held = held_chunks.get(policy.name, set())
+            for p in range(len(table)):
+                owners = effective_replicas(table, p, self._is_out, self._site_of)
+                group = SyncGroup(policy.name, p)
+                if me in owners:
+                    owned[group] = owners
+                elif p in held:
+                    foreign[group] = owners
+        buckets = {}
+        for record in bucket_list:
+            table = tables.get(record.policy)
+            if table is None:
+                continue
+            buckets[record.name] = record
+            p = bucket_partition(record.name, table.bits)
+            owners = effective_replicas(table, p, self._is_out, self._site_of)
+            group = SyncGroup(record.policy, bucket=record.name)
+            (owned if me in owners else foreign)[group] = owners
+        return Plan(owned, foreign, buckets)
+
+    async def run_round(self) -> None:
+        plan = await self.plan()
+        pr = self.progress
+        pr.running, pr.round_started, pr.round_bytes = True, time.monotonic(), 0
+        pr.groups_total, pr.groups_done, pr._behind_now = len(plan.owned) + len(plan.foreign), 0, set()
+        pr.handoff_items = 0
+        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+
+        async def bounded(coro):
+            async with limit:
+                try:
+                    await coro
+                except NodeError as err:
+                    log.info("repair: %s", err)
+
+        by_peer: dict[str, list[SyncGroup]] = {}
+        for group, owners in plan.owned.items():
+            for o in owners:
+                if o != self.node_id and self._is_up(o):
+                    by_peer.setdefault(o, []).append(group)
+        mine = dict(zip(plan.owned, await self._peers.local.sync_summaries(list(plan.owned))))
+        await asyncio.gather(*(bounded(self._sync_with(peer, groups, mine, plan))
+                               for peer, groups in by_peer.items()))
+        pr.groups_done = len(plan.owned)
+        await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
+        await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
+                               if g.is_index))
+        pr.groups_behind = len(pr._behind_now)
+        pr.groups_done = pr.groups_total
+        pr.rounds_completed += 1
+        pr.last_round_finished_ms = int(time.time() * 1000)
+
+    async def _sync_with(self, peer: str, groups: list[SyncGroup], mine: dict, plan: Plan) -> None:
+        theirs = await self._peers.replica(peer).sync_summaries(groups)
+        for group, (digest, count) in zip(groups, theirs):
+            if digest != mine[group][0]:
+                self.progress._behind_now.add(group)
+                await self._pull(peer, group, plan)
+            self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
+
+    async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
+        remote = self._peers.replica(peer)
+        local = self._peers.local
+        theirs = await remote.sync_listing(group)
+        ours = await local.sync_listing(group)
+        if not group.is_index:
+            for digest in sorted(set(theirs) - set(ours)):
+                try:
+                    frame = await remote.get_chunk(digest)
+                except (NodeError, ChunkNotFound, CorruptFrame) as err:
+                    log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
+                    continue
+                await self._limiter.take(len(frame))
+                await local.put_chunk(frame, policy=group.policy)
+                self._count(len(frame))
+            return
+        record = plan.buckets[group.bucket]
+        have = {e.key: e for e in ours}
+        for entry in theirs:
+            current = have.get(entry.key)
+            if current is not None and current.order >= entry.order:
+                continue
+            if current is None and entry.deleted and self._expired(entry):
+                continue  # an expired tombstone for a key we never had: nothing to delete
+            m = await remote.get_manifest(group.bucket, entry.key)
+            if m is None:
+                continue
+            await self._limiter.take(len(m.inline or b"") + 256)
+            if await local.put_manifest(m, record):
+                self._count(len(m.inline or b"") + 256)
+
+    def _count(self, nbytes: int) -> None:
+        pr = self.progress
+        pr.items_copied += 1
+        pr.bytes_copied += nbytes
+        pr.round_bytes += nbytes
+
+    def _expired(self, entry: IndexEntry) -> bool:
+        return time.time() - version_time(entry.version) > self._tombstone_grace
+
+    # ----- hand-back: data held for owners elsewhere -------------------------------------------
+
+    async def _hand_back(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
+        local = self._peers.local
+        ours = await local.sync_listing(group)
+        if not ours:
+            return
+        self.progress.handoff_items += len(ours)
+        confirmed = True
+        for owner in owners:
+            if not self._is_up(owner):
+                confirmed = False
+                continue
+            try:
+                await self._push(owner, group, ours, plan)
+            except NodeError as err:
+                log.info("hand-back of %s to %s: %s", group, owner, err)
+                confirmed = False
+        table = self._layout.table(group.policy)
+        if confirmed and len(owners) >= table.policy.replicas:
+            if group.is_index:
+                manifests = [m for e in ours if (m := await local.get_manifest(group.bucket, e.key))
+                             and (m.version, m.writer) == e.order]
+                await local.drop_manifests(manifests)
+            else:
+                await local.drop_chunks(group.policy, ours)
+            self.progress.handoff_items -= len(ours)
+            log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
+
+    async def _push(self, owner: str, group: SyncGroup, ours: list, plan: Plan) -> None:
+        remote = self._peers.replica(owner)
+        local = self._peers.local
+        theirs = await remote.sync_listing(group)
+        if not group.is_index:
+            for digest in sorted(set(ours) - set(theirs)):
+                frame = await local.get_chunk(digest)
+                await self._limiter.take(len(frame))
+                await remote.put_chunk(frame, policy=group.policy)
+                self._count(len(frame))
+            return
+        record = plan.buckets[group.bucket]
+        have = {e.key: e.order for e in theirs}
+        for entry in ours:
+            if have.get(entry.key, (-1, "")) >= entry.order:
+                continue
+            m = await local.get_manifest(group.bucket, entry.key)
+            if m is not None:
+                await remote.put_manifest(m, record)
+                self._count(len(m.inline or b"") + 256)
+
+    # ----- tombstone expiry ----------------------------------------------------------------
+
+    async def _expire(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
+        """Drop tombstones past the grace once every owner has the same one or none: an owner
+        still holding an older live version would otherwise bring the object back."""
+        local = self._peers.local
+        expired = [e for e in await local.sync_listing(group) if e.deleted and self._expired(e)]
+        if not expired or not all(self._is_up(o) for o in owners):
+            return
+        table = self._layout.table(group.policy)
+        if len(owners) < table.policy.replicas:
+            return
+        views = []
+        for owner in owners:
+            if owner != self.node_id:
+                views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
+        droppable = [e for e in expired if all(v.get(e.key) in (None, e) for v in views)]
+        manifests = [m for e in droppable if (m := await local.get_manifest(group.bucket, e.key))
+                     and (m.version, m.writer) == e.order]
+        removed = await local.drop_manifests(manifests)
+        self.progress.tombstones_removed += removed
