@@ -206,7 +206,7 @@ def write_charts(result: dict, out: Path) -> list[str]:
                     ys = [(_cell(rows, op, size, c) or {}).get(metric, 0) for c in conc]
                     ax.plot(conc, ys, marker="o", label=op.upper())
                 limit = next((r.get("limit_mb_per_s") for r in rows if r["size"] == size and r["op"] == "put"), None)
-                if metric == "mb_per_s" and limit:
+                if metric == "mb_per_s" and limit and size >= MIB:  # far off the scale below
                     ax.axhline(limit, color="grey", linestyle="--", linewidth=1, label="disk write / R")
                 ax.set_xscale("log", base=2)
                 ax.set_xticks(conc, [str(c) for c in conc])
