@@ -12,6 +12,8 @@ wins objects; an ``unknown`` operation may or may not have happened, a ``fail`` 
 * **no invented bytes**: every read returned bytes that a write of this workload produced for that
   very key (checked byte for byte by ``decode_value``), never bytes of a refused write, never bytes
   failing their digest (the SDK verifies BLAKE3; a mismatch surfaces as a bad value here);
+* **versions follow real time**: an acknowledged put or delete that began after another one on
+  the same key ended carries a higher version (HLC), whatever the coordinators' clocks say;
 * **listings agree**: the final listing of each bucket is exactly its set of present keys;
 * **residency**: no copy of any object (manifest or chunk) on a node outside its bucket's policy
   (``maillage.cli.audit_cmd.collect_audit`` when it exists, plus the nodes' own inventories);
@@ -182,6 +184,14 @@ def check_history(history: Iterable[Op], final: dict[tuple[str, str], int | None
                      for p in puts.values()) or any(
                     d.outcome == OK and d.start > w.end and d.end < g.start for d in deletes):
                 stale += 1
+        acked = sorted((op for op in ops if op.kind in ("put", "delete") and op.outcome == OK and op.version),
+                       key=lambda op: op.start)
+        for y in acked:
+            for x in acked:
+                if x.end < y.start and y.version <= x.version:
+                    anomalies.append(f"VERSION ORDER {bucket}/{key}: {y.line()} began after {x.line()} "
+                                     f"ended but got version {y.version} <= {x.version}")
+                    break
         if (bucket, key) not in final:
             continue
         f = final[(bucket, key)]
@@ -209,7 +219,9 @@ def check_history(history: Iterable[Op], final: dict[tuple[str, str], int | None
                                      "but the object is absent after healing and no delete followed it")
     if listed is not None:
         for bucket, keys in sorted(listed.items()):
+            known = {k for (b, k) in final if b == bucket}   # keys of other writers are not judged
             present = {k for (b, k), v in final.items() if b == bucket and v is not None}
+            keys = keys & known
             if keys != present:
                 anomalies.append(f"final listing of {bucket} disagrees with reads: listed-only "
                                  f"{sorted(keys - present)}, read-only {sorted(present - keys)}")

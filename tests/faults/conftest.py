@@ -1,0 +1,43 @@
+"""Fixtures of the fault scenarios: a ``Harness`` per test, and which mode the suite ran in.
+
+As root (CI) a scenario runs with one network namespace per site; a missing capability there is a
+FAILURE, never a silent skip. Without root the scenarios that only need processes, disks and clocks
+run on loopback (said in the output), and the ones needing network faults are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from maillage.testing import netns_available
+from maillage.testing.cluster import choose_mode
+
+_modes: dict[str, str] = {}
+
+
+def require_root(what: str) -> None:
+    ok, why = netns_available()
+    if ok:
+        return
+    if os.geteuid() == 0:
+        pytest.fail(f"running as root but {what} is unavailable: {why}", pytrace=False)
+    pytest.skip(f"{what} needs root: {why}")
+
+
+@pytest.fixture
+def harness_mode(request) -> str:
+    """'netns' when this process can build namespaces, else 'loopback' (recorded for the summary)."""
+    if os.geteuid() == 0:
+        require_root("namespace emulation")
+    mode, why = choose_mode("auto")
+    _modes[request.node.nodeid] = mode
+    print(f"fault harness mode: {mode} ({why})")
+    return mode
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _modes:
+        modes = sorted(set(_modes.values()))
+        terminalreporter.write_line(f"fault harness: {len(_modes)} scenario(s) ran in mode(s) {', '.join(modes)}")
