@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import audit_cmd, bench_cmd, demo, layout_cmd, node_cmd, objects_cmd, where_cmd
+from . import chaos_cmd
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     objects_cmd.add_parsers(sub)
     where_cmd.add_parser(sub)
     node_cmd.add_parser(sub)
+    chaos_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
     layout_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
