@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="repair/rebalance bandwidth cap of this node in MB/s (default 100)")
     timing.add_argument("--scrub-rate", type=float, default=8.0,
                         help="background re-read and re-hash rate in MB/s; 0 disables (default 8)")
+    timing.add_argument("--scrub-interval", type=float, default=3600.0,
+                        help="pause between two scrub passes over every stored frame (default 3600)")
     timing.add_argument("--gc-grace", type=float, default=3600.0,
                         help="age before tombstones and unreferenced chunks may be removed (default 3600)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -60,5 +62,6 @@ def run_command(args: argparse.Namespace) -> int:
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,
                             repair_rate=args.repair_rate * 1e6, scrub_rate=args.scrub_rate * 1e6,
+                            scrub_interval=args.scrub_interval,
                             gc_grace=args.gc_grace)))
     return 0

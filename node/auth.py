@@ -16,13 +16,15 @@ from pathlib import Path
 
 import blake3
 
+from .errors import NodeError
+
 __all__ = ["ClusterKey", "LayoutAuthError", "new_secret_file", "SECRET_ENV"]
 
 SECRET_ENV = "MAILLAGE_SECRET_FILE"
 _CONTEXT = "maillage 2026-11 layout signature v1"
 
 
-class LayoutAuthError(Exception):
+class LayoutAuthError(NodeError):
     """A layout document whose signature is missing or does not match the cluster secret."""
 
 

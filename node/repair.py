@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from maillage.placement import PolicyUnsatisfiable, bucket_partition
 from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, version_time
 
+from .antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
 from .errors import NodeError
 from .layout_state import LayoutState
 from .peers import Peers
@@ -38,6 +40,7 @@ from .replica import IndexEntry, SyncGroup
 log = logging.getLogger(__name__)
 
 GROUP_CONCURRENCY = 8
+BUCKET_SOURCES = 3  # peers asked each round for bucket records
 
 
 class TokenBucket:
@@ -148,9 +151,32 @@ class Repairer:
     def _site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
 
+    async def _learn_buckets(self, known: list[BucketRecord]) -> list[BucketRecord]:
+        """Bucket records of our policies that a few peers have and we lack (a wiped or new
+        node learns here which indexes it owns)."""
+        layout = self._layout.current
+        me = layout.location_of(self.node_id)
+        names = {r.name for r in known}
+        peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
+        learned = []
+        for peer in random.sample(peers, min(BUCKET_SOURCES, len(peers))):
+            try:
+                records = await self._peers.replica(peer).list_buckets()
+            except NodeError:
+                continue
+            for record in records:
+                if record.name in names or record.policy not in {p.name for p in layout.policies}:
+                    continue
+                if layout.policy(record.policy).allows(me):
+                    await self._peers.local.put_bucket(record)
+                    names.add(record.name)
+                    learned.append(record)
+        return learned
+
     async def plan(self) -> Plan:
         layout = self._layout.current
         held_chunks, bucket_list = await self._peers.local.held_groups()
+        bucket_list = bucket_list + await self._learn_buckets(bucket_list)
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}
         foreign: dict[SyncGroup, tuple[str, ...]] = {}
@@ -226,7 +252,7 @@ class Repairer:
         theirs = await remote.sync_listing(group)
         ours = await local.sync_listing(group)
         if not group.is_index:
-            for digest in sorted(set(theirs) - set(ours)):
+            for digest in chunks_missing(theirs, ours):
                 try:
                     frame = await remote.get_chunk(digest)
                 except (NodeError, ChunkNotFound, CorruptFrame) as err:
@@ -237,13 +263,7 @@ class Repairer:
                 self._count(len(frame))
             return
         record = plan.buckets[group.bucket]
-        have = {e.key: e for e in ours}
-        for entry in theirs:
-            current = have.get(entry.key)
-            if current is not None and current.order >= entry.order:
-                continue
-            if current is None and entry.deleted and self._expired(entry):
-                continue  # an expired tombstone for a key we never had: nothing to delete
+        for entry in entries_to_pull(theirs, ours, self._expired):
             m = await remote.get_manifest(group.bucket, entry.key)
             if m is None:
                 continue
@@ -294,17 +314,14 @@ class Repairer:
         local = self._peers.local
         theirs = await remote.sync_listing(group)
         if not group.is_index:
-            for digest in sorted(set(ours) - set(theirs)):
+            for digest in chunks_missing(ours, theirs):
                 frame = await local.get_chunk(digest)
                 await self._limiter.take(len(frame))
                 await remote.put_chunk(frame, policy=group.policy)
                 self._count(len(frame))
             return
         record = plan.buckets[group.bucket]
-        have = {e.key: e.order for e in theirs}
-        for entry in ours:
-            if have.get(entry.key, (-1, "")) >= entry.order:
-                continue
+        for entry in entries_to_push(ours, theirs):
             m = await local.get_manifest(group.bucket, entry.key)
             if m is not None:
                 await remote.put_manifest(m, record)
@@ -326,8 +343,7 @@ class Repairer:
         for owner in owners:
             if owner != self.node_id:
                 views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
-        droppable = [e for e in expired if all(v.get(e.key) in (None, e) for v in views)]
-        manifests = [m for e in droppable if (m := await local.get_manifest(group.bucket, e.key))
+        manifests = [m for e in droppable_tombstones(expired, views) if (m := await local.get_manifest(group.bucket, e.key))
                      and (m.version, m.writer) == e.order]
         removed = await local.drop_manifests(manifests)
         self.progress.tombstones_removed += removed

@@ -18,8 +18,6 @@ from .repair import TokenBucket
 
 log = logging.getLogger(__name__)
 
-IDLE_BETWEEN_PASSES = 60.0
-
 
 @dataclass
 class ScrubStats:
@@ -30,7 +28,8 @@ class ScrubStats:
 
 
 class Scrubber:
-    def __init__(self, local: LocalReplica, *, rate: float, on_corrupt=lambda: None) -> None:
+    def __init__(self, local: LocalReplica, *, rate: float, interval: float, on_corrupt=lambda: None) -> None:
+        self._interval = interval
         self._local = local
         self._limiter = TokenBucket(rate)
         self._rate = rate
@@ -50,7 +49,7 @@ class Scrubber:
     async def _loop(self) -> None:
         while True:
             await self.scrub_pass()
-            await asyncio.sleep(IDLE_BETWEEN_PASSES)
+            await asyncio.sleep(self._interval)
 
     async def scrub_pass(self) -> None:
         local = self._local

@@ -43,6 +43,7 @@ class Timings:
     repair_interval: float = 30.0
     repair_rate: float = 100e6
     scrub_rate: float = 8e6
+    scrub_interval: float = 3600.0
     gc_grace: float = 3600.0
 
 
@@ -124,7 +125,7 @@ class NodeServer:
         self._repairer = Repairer(cfg.node_id, self._repair_peers, layout, is_up=detector.is_up,
                                   is_out=detector.is_down, interval=t.repair_interval,
                                   rate=t.repair_rate, tombstone_grace=t.gc_grace)
-        self._scrubber = Scrubber(local, rate=t.scrub_rate, on_corrupt=self._repairer.trigger)
+        self._scrubber = Scrubber(local, rate=t.scrub_rate, interval=t.scrub_interval, on_corrupt=self._repairer.trigger)
 
         server = grpc.aio.server(options=CHANNEL_OPTIONS)
         rpc.add_ClusterServicer_to_server(ClusterServicer(

@@ -1,0 +1,241 @@
+"""Cluster life on real node processes: after a loss, a handoff, rot or a layout change, the mesh
+returns by itself to R healthy copies of everything, inside every policy.
+
+Timings are shortened with the node's own flags (suspect after 1.5 s, marked out after 4 s, a
+repair round every 0.5 s) so each scenario settles in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import replace
+
+import grpc
+import pytest
+
+from maillage.cli.audit_cmd import collect_audit
+from maillage.cli.localmesh import LocalMesh, free_port, make_layout
+from maillage.client import Client
+from maillage.node.auth import ClusterKey
+from maillage.node.peers import CHANNEL_OPTIONS
+from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
+from maillage.proto import pb, rpc
+
+from .conftest import CHUNK, FRENCH, POLICIES, SITES
+from .helpers import chunk_holders, holders, inventory
+
+pytestmark = pytest.mark.cluster
+
+FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-after", "1.5",
+        "--down-after", "4", "--repair-interval", "0.5", "--repair-rate", "200",
+        "--scrub-rate", "50", "--scrub-interval", "1", "--gc-grace", "3")
+SETTLE = 40.0  # seconds: the bound stated for every scenario below
+
+
+def wait_until(predicate, timeout: float = SETTLE, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
+
+
+def fully_replicated(mesh: LocalMesh) -> bool:
+    report = collect_audit(mesh.addresses[0])
+    assert report.ok, report.violations  # residency holds at every instant, not only at the end
+    return report.fully_replicated
+
+
+@pytest.fixture()
+def mesh(tmp_path):
+    with LocalMesh(make_layout(SITES, POLICIES), tmp_path, extra_args=FAST) as m:
+        yield m
+
+
+def load(client: Client, bucket: str, n: int, size: int = 2 * CHUNK) -> dict[str, bytes]:
+    objects = {f"obj-{i:03d}": os.urandom(size + i) for i in range(n)}
+    for key, data in objects.items():
+        client.put_object(bucket, key, data)
+    return objects
+
+
+def assert_all_readable(client: Client, bucket: str, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        assert client.get_object(bucket, key).read() == data, key
+
+
+def test_wiped_node_is_rebuilt_from_its_peers(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("scans", "france-only")
+        objects = load(c, "scans", 12)
+        victim = "toulouse-1"
+        before = inventory(mesh.address(victim))
+        assert before.all_chunks, "the victim held data before the wipe"
+        mesh.kill(victim)
+        shutil.rmtree(mesh.data_dir(victim))
+        mesh.start_node(victim)
+        wait_until(lambda: fully_replicated(mesh), what="full replication after a wipe")
+        after = inventory(mesh.address(victim))
+        assert set(after.all_chunks) == set(before.all_chunks)
+        assert_all_readable(c, "scans", objects)
+
+
+def test_writes_during_an_outage_are_handed_back(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        victim = "lyon-1"
+        mesh.kill(victim)
+        time.sleep(2.0)  # suspected, not yet marked out: writes go to handoff nodes
+        objects = load(c, "frdata", 8)
+        table = partition_table(mesh.layout, "france-only")
+        owed = {d for key in objects for d in _digests(mesh, "frdata", key)
+                if victim in table.replicas(chunk_partition(d, table.bits))}
+        assert owed, "some chunks of the outage belong on the victim"
+        mesh.start_node(victim)
+
+        def handed_back():
+            held = set(inventory(mesh.address(victim)).all_chunks)
+            extra = [d for d in owed if chunk_holders(mesh, d) - set(table.replicas(chunk_partition(d, table.bits)))]
+            return owed <= held and not extra
+        wait_until(handed_back, what="hand-back of hinted writes")
+        wait_until(lambda: fully_replicated(mesh), what="full replication after hand-back")
+        assert_all_readable(c, "frdata", objects)
+
+
+def test_marked_out_node_is_replaced_and_data_stays_in_policy(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        objects = load(c, "frdata", 8)
+        mesh.kill("paris-1")
+        # past --down-after the two French survivors must each hold every French object
+        def survivors_hold_everything():
+            return all(holders(mesh, "frdata", key) >= {"toulouse-1", "lyon-1"} for key in objects)
+        wait_until(survivors_hold_everything, what="re-replication of a marked-out node")
+        for key in objects:
+            assert holders(mesh, "frdata", key) <= FRENCH
+        assert_all_readable(c, "frdata", objects)
+
+
+def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        data = os.urandom(CHUNK)
+        c.put_object("frdata", "rot", data)
+        digest = _digests(mesh, "frdata", "rot")[0]
+        node = sorted(chunk_holders(mesh, digest))[0]
+        path = next(mesh.data_dir(node).rglob(digest.hex()))
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        path.write_bytes(bytes(raw))
+
+        def scrubbed_and_repaired():
+            status = _status(mesh, node)
+            return status.scrub.corrupt_found >= 1 and path.exists() and path.read_bytes() != bytes(raw)
+        wait_until(scrubbed_and_repaired, what="scrub quarantine and re-fetch")
+        assert c.get_object("frdata", "rot").read() == data
+
+
+def test_tombstones_expire_once_every_owner_has_them(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        c.put_object("frdata", "gone", b"x" * 100)
+        c.delete_object("frdata", "gone")
+        assert holders(mesh, "frdata", "gone"), "the tombstone is stored first"
+        wait_until(lambda: not holders(mesh, "frdata", "gone"), what="tombstone expiry after --gc-grace")
+        with pytest.raises(Exception):
+            c.head_object("frdata", "gone")
+
+
+def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
+    with LocalMesh(make_layout(SITES, POLICIES), tmp_path, extra_args=FAST) as mesh:
+        with Client(mesh.addresses) as c:
+            c.create_bucket("frdata", "france-only")
+            objects = load(c, "frdata", 16, size=CHUNK)
+            bigger = _with_site(mesh, "bordeaux-1", "eu/fr/nouvelle-aquitaine")
+            old_table = partition_table(mesh.layout, "france-only")
+            new_table = partition_table(bigger, "france-only")
+            _push_layout(mesh, bigger)
+            mesh.layout = bigger
+            mesh.start_node("bordeaux-1")
+
+            def rebalanced():
+                for key in objects:
+                    for d in _digests(mesh, "frdata", key):
+                        if chunk_holders(mesh, d) != set(new_table.replicas(chunk_partition(d, new_table.bits))):
+                            return False
+                return True
+            wait_until(rebalanced, timeout=60, what="rebalance onto the added site")
+            moved = [d for key in objects for d in _digests(mesh, "frdata", key)
+                     if set(old_table.replicas(chunk_partition(d, old_table.bits)))
+                     != set(new_table.replicas(chunk_partition(d, new_table.bits)))]
+            assert moved, "adding a site moved some partitions"
+            assert_all_readable(c, "frdata", objects)
+            assert collect_audit(mesh.addresses[0]).ok
+
+
+def test_layout_push_without_the_secret_is_refused(mesh):
+    bigger = _with_site(mesh, "rogue-1", "eu/de/bayern")
+    forged = ClusterKey(b"not the cluster secret at all").sign(bigger.version, format_layout(bigger))
+    with grpc.insecure_channel(mesh.addresses[0], options=CHANNEL_OPTIONS) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=format_layout(bigger),
+                                                        signature=forged), timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rpc.ClusterStub(ch).GetLayout(pb.GetLayoutRequest(), timeout=5).version == mesh.layout.version
+
+
+def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
+    bigger = _with_site(mesh, "nantes-1", "eu/fr/pdl")
+    text = format_layout(bigger)
+    key = ClusterKey.from_file(mesh.secret_file)
+    with grpc.insecure_channel(mesh.addresses[0], options=CHANNEL_OPTIONS) as ch:
+        rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=text,
+                                                    signature=key.sign(bigger.version, text)), timeout=5)
+    def everyone_adopted():
+        return all(_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
+    wait_until(everyone_adopted, timeout=15, what="layout spread by gossip")
+    status = _status(mesh, "paris-1")
+    states = {p.node_id: p.state for p in status.peers}
+    assert states["nantes-1"] in ("suspect", "down")  # in the layout, never started
+    assert all(states[n] == "up" for n in ("toulouse-1", "lyon-1", "munich-1"))
+
+
+# ----- helpers -------------------------------------------------------------------------------
+
+def _digests(mesh: LocalMesh, bucket: str, key: str) -> list[bytes]:
+    for node in mesh.layout.nodes:
+        try:
+            with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+                reply = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=5)
+        except grpc.RpcError:
+            continue
+        if reply.found:
+            return [c.digest for c in reply.manifest.chunks]
+    raise AssertionError(f"no node has a manifest for {bucket}/{key}")
+
+
+def _status(mesh: LocalMesh, node_id: str) -> pb.NodeStatus:
+    with grpc.insecure_channel(mesh.address(node_id), options=CHANNEL_OPTIONS) as ch:
+        return rpc.ClusterStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
+
+
+def _with_site(mesh: LocalMesh, name: str, location: str):
+    layout = mesh.layout
+    node = Node(id=name, address=f"127.0.0.1:{free_port()}", site=name, capacity=1 << 40)
+    return replace(layout, version=layout.version + 1, sites=(*layout.sites, Site(name, parse_location(location))),
+                   nodes=(*layout.nodes, node))
+
+
+def _push_layout(mesh: LocalMesh, layout) -> None:
+    text = format_layout(layout)
+    key = ClusterKey.from_file(mesh.secret_file)
+    mesh.layout_file.write_text(text)
+    for node in mesh.layout.nodes:
+        with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+            rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=layout.version, text=text,
+                                                        signature=key.sign(layout.version, text)), timeout=5)
