@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 
 from ._sh import ToolError, run
 
-__all__ = ["Mesh", "SiteNet", "netns_available", "in_netns", "HOST", "ToolError"]
+__all__ = ["Mesh", "SiteNet", "netns_available", "require_netns", "in_netns", "HOST", "ToolError"]
 
 T = TypeVar("T")
 
@@ -82,6 +82,18 @@ def netns_available(refresh: bool = False) -> tuple[bool, str]:
         return _probe_cache
     _probe_cache = _probe()
     return _probe_cache
+
+
+def require_netns(what: str = "namespace emulation") -> None:
+    """For tests: return if namespaces work; else FAIL as root (CI must run them), skip otherwise."""
+    import pytest
+
+    ok, why = netns_available()
+    if ok:
+        return
+    if os.geteuid() == 0:
+        pytest.fail(f"running as root but {what} is unavailable: {why}", pytrace=False)
+    pytest.skip(f"{what} needs root: {why}")
 
 
 def _probe() -> tuple[bool, str]:

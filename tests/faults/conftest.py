@@ -11,26 +11,17 @@ import os
 
 import pytest
 
-from maillage.testing import netns_available
 from maillage.testing.cluster import choose_mode
+from maillage.testing.netns import require_netns
 
 _modes: dict[str, str] = {}
-
-
-def require_root(what: str) -> None:
-    ok, why = netns_available()
-    if ok:
-        return
-    if os.geteuid() == 0:
-        pytest.fail(f"running as root but {what} is unavailable: {why}", pytrace=False)
-    pytest.skip(f"{what} needs root: {why}")
 
 
 @pytest.fixture
 def harness_mode(request) -> str:
     """'netns' when this process can build namespaces, else 'loopback' (recorded for the summary)."""
     if os.geteuid() == 0:
-        require_root("namespace emulation")
+        require_netns()
     mode, why = choose_mode("auto")
     _modes[request.node.nodeid] = mode
     print(f"fault harness mode: {mode} ({why})")

@@ -7,13 +7,13 @@ tests skip with an explicit reason (the harness then uses loopback-only mode).
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import pytest
 
-from maillage.testing import Mesh, netns_available
+from maillage.testing import Mesh
+from maillage.testing.netns import require_netns  # noqa: F401  (used by the test modules)
 
 ECHO_PORT = 7000
 SINK_PORT = 7001
@@ -39,15 +39,6 @@ def serve(port, fn):
 threading.Thread(target=serve, args=(7001, sink), daemon=True).start()
 serve(7000, echo)
 """
-
-
-def require_netns() -> None:
-    ok, why = netns_available()
-    if ok:
-        return
-    if os.geteuid() == 0:
-        pytest.fail(f"running as root but namespace emulation is unavailable: {why}", pytrace=False)
-    pytest.skip(f"namespace emulation needs root: {why}")
 
 
 @pytest.fixture(scope="module")
