@@ -27,7 +27,7 @@ def _limit(limits: dict, name: str) -> float | None:
 
 
 def _ratio(value: float | None, limit: float | None) -> float | None:
-    return round(value / limit, 3) if value is not None and limit else None
+    return float(f"{value / limit:.4g}") if value is not None and limit else None  # small ratios stay > 0
 
 
 def add_ratios(result: dict) -> None:
@@ -127,6 +127,11 @@ def _fmt(value, digits: int = 1) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _g(value) -> str:
+    """A ratio with 3 significant digits, so 0.0004 does not print as 0.000."""
+    return "-" if value is None else f"{value:.3g}"
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
@@ -163,8 +168,8 @@ def markdown(result: dict) -> str:
         lines += _table(["op", "size", "c", "ops/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "ratio", "gRPC",
                          "client CPU ms/op", "machine CPU", "peak node RSS MB", "errors"],
                         [[r["op"].upper(), format_size(r["size"]), r["concurrency"], r["ops_per_s"], r["mb_per_s"],
-                          r["p50_ms"], r["p90_ms"], r["p99_ms"], _fmt(r.get("ratio_to_limit"), 3),
-                          _fmt(r.get("ratio_grpc_raw"), 3), r["client_cpu_per_op_ms"],
+                          r["p50_ms"], r["p90_ms"], r["p99_ms"], _g(r.get("ratio_to_limit")),
+                          _g(r.get("ratio_grpc_raw")), r["client_cpu_per_op_ms"],
                           f"{r['cpu_util_of_machine']:.0%}",
                           max((v for k, v in r["peak_rss"].items() if k != "client"), default=0) / 1e6,
                           r.get("errors", 0)] for r in tp["rows"]])
@@ -178,7 +183,7 @@ def markdown(result: dict) -> str:
                          "ratio to disk write", "load PUT MB/s"],
                         [[r["params"]["sites"], r["sources"], r["victim_bytes"] / 1e6,
                           "yes" if r["converged"] else f"no: {r.get('note')}", r["seconds"], r["mb_per_s"],
-                          r.get("bound_s"), r.get("bound_name") or "-", _fmt(r.get("ratio_to_disk_write"), 3),
+                          r.get("bound_s"), r.get("bound_name") or "-", _g(r.get("ratio_to_disk_write")),
                           r["load"]["put_mb_per_s"]] for r in result["repair"]])
     if result.get("placement"):
         from .placement_bench import format_table
@@ -278,7 +283,7 @@ def summary(result: dict) -> str:
         ratio = r.get("ratio_to_limit")
         lines.append(f"{r['op'].upper():>3} {format_size(r['size']):>7} c={r['concurrency']:<3} "
                      f"{r['ops_per_s']:>9,.1f} ops/s {r['mb_per_s']:>8,.1f} MB/s p50 {r['p50_ms']:7.1f} ms "
-                     f"p99 {r['p99_ms']:7.1f} ms" + (f"  {ratio:.2f}x {r['limit_name']}" if ratio is not None else ""))
+                     f"p99 {r['p99_ms']:7.1f} ms" + (f"  {ratio:.3g}x {r['limit_name']}" if ratio is not None else ""))
     for r in result.get("repair") or []:
         if r["converged"]:
             lines.append(f"repair N={r['params']['sites']}: {r['seconds']:.1f} s, {r['mb_per_s']:,.1f} MB/s "
