@@ -148,14 +148,14 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
             from .throughput import measure
             log(f"throughput: start a {p['sites']}-site mesh (R={p['replicas']}, fsync on)")
             mesh_dir = Path(tempfile.mkdtemp(prefix="maillage-bench-", dir=tmp_root))
-            with open_mesh(p["sites"], mesh_dir / "mesh") as mesh:
-                try:
+            try:  # the mesh's nodes are stopped (end of `with`) before their directories go
+                with open_mesh(p["sites"], mesh_dir / "mesh") as mesh:
                     return asyncio.run(measure(
                         mesh, p["sizes"], p["concurrency"], p["seconds"], step=lambda t: log(f"throughput: {t}"),
                         done=lambda r: log.result(f"{r['ops_per_s']:,.1f} ops/s, {r['mb_per_s']:,.1f} MB/s, "
                                                   f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")))
-                finally:
-                    _cleanup(mesh_dir)
+            finally:
+                _cleanup(mesh_dir)
         attempt("throughput", throughput)
 
     if "repair" in p["only"]:
