@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import audit_cmd, bench_cmd, demo, layout_cmd, node_cmd, objects_cmd, where_cmd
-from . import chaos_cmd
+from . import chaos_cmd, status_cmd
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_parser(sub)
     layout_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    status_cmd.add_parser(sub)
     return parser
 
 

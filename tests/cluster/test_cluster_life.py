@@ -240,3 +240,28 @@ def _push_layout(mesh: LocalMesh, layout) -> None:
         with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
             rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=layout.version, text=text,
                                                         signature=key.sign(layout.version, text)), timeout=5)
+
+
+def test_status_and_repair_commands(mesh):
+    import json
+    import subprocess
+    import sys
+
+    def maillage(*argv):
+        return subprocess.run([sys.executable, "-m", "maillage.cli", *argv, "--endpoint", mesh.addresses[0]],
+                              capture_output=True, text=True, timeout=60)
+
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        load(c, "frdata", 3)
+    done = maillage("repair", "--now", "--wait", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    ok = maillage("status", "--json")
+    assert ok.returncode == 0, ok.stderr
+    rows = {r["node"]: r for r in json.loads(ok.stdout)["nodes"]}
+    assert set(rows) == {n.id for n in mesh.layout.nodes} and all(r["reachable"] for r in rows.values())
+    mesh.kill("munich-1")
+    wait_until(lambda: json.loads(maillage("status", "--json").stdout)["nodes"][3]["seen_as"] != "up",
+               timeout=10, what="munich-1 seen as suspect")
+    down = maillage("status")
+    assert down.returncode == 1 and "munich-1" in down.stdout and "unreachable" in down.stdout

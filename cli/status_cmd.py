@@ -1,0 +1,200 @@
+"""`maillage status` and `maillage repair`: how every node sees the mesh, and repair progress.
+
+Both ask every node of the layout for its `NodeStatus` in parallel (a node that does not answer is
+shown as unreachable, never hidden). A node's own view of its peers comes from gossip, so the
+`peers` column says how many of them it currently believes up / suspect / down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .audit_cmd import AuditError, fetch_layout
+from .common import CommandError, add_endpoint_option, endpoints, human_size, table
+
+WATCH_PERIOD = 1.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    status = sub.add_parser(
+        "status", help="every site and node: up/suspect/down, capacity, use, repair",
+        description="Ask every node of the layout for its status: the state its peers see it in, "
+                    "capacity and disk use, partitions still being repaired (behind), hinted items "
+                    "waiting for hand-back, scrub findings. Exits 1 if a node is unreachable.")
+    add_endpoint_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=status_command)
+
+    repair = sub.add_parser(
+        "repair", help="start a repair round on every node now, and/or watch its progress",
+        description="Repair runs by itself (every --repair-interval of each node). This command "
+                    "asks every node to start a round now (--now) and shows progress with an ETA; "
+                    "--wait keeps watching until every node has finished a round with nothing "
+                    "left behind.")
+    add_endpoint_option(repair)
+    repair.add_argument("--now", action="store_true", help="start a round on every node now")
+    repair.add_argument("--wait", action="store_true", help="watch until the mesh has caught up")
+    repair.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this (s)")
+    repair.add_argument("--json", action="store_true", help="machine-readable output")
+    repair.set_defaults(func=repair_command)
+
+
+# ----- collecting -----------------------------------------------------------------------------
+
+def _call_all(args: argparse.Namespace, method: str, request_of) -> tuple[list, dict]:
+    """(layout nodes, node id -> reply or error text) for one Cluster method on every node."""
+    import grpc
+
+    from maillage.node.peers import CHANNEL_OPTIONS
+    from maillage.proto import rpc
+
+    try:
+        layout, _ = fetch_layout(endpoints(args))
+    except AuditError as exc:
+        raise CommandError(str(exc)) from None
+
+    def ask(node):
+        try:
+            with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel:
+                return node.id, getattr(rpc.ClusterStub(channel), method)(request_of(), timeout=5)
+        except grpc.RpcError as err:
+            return node.id, f"unreachable ({err.code().name})"
+
+    with ThreadPoolExecutor(max_workers=min(16, len(layout.nodes))) as pool:
+        answers = dict(pool.map(ask, layout.nodes))
+    return list(layout.nodes), answers
+
+
+def _mesh_views(answers: dict) -> dict[str, str]:
+    """The state the mesh sees each node in: the worst state reported by the nodes that answered
+    (a node unreachable from here but seen up by its peers is a problem of this path only)."""
+    rank = {"up": 0, "suspect": 1, "down": 2}
+    seen: dict[str, str] = {}
+    for reply in answers.values():
+        if isinstance(reply, str):
+            continue
+        for view in reply.peers:
+            if rank.get(view.state, 0) >= rank.get(seen.get(view.node_id, "up"), 0):
+                seen[view.node_id] = view.state
+    return seen
+
+
+def status_rows(nodes, answers) -> list[dict]:
+    seen = _mesh_views(answers)
+    rows = []
+    for node in nodes:
+        reply = answers[node.id]
+        row = {"node": node.id, "site": node.site, "state": node.state.value,
+               "seen_as": seen.get(node.id, "up"), "capacity": node.capacity}
+        if isinstance(reply, str):
+            row.update(reachable=False, error=reply)
+        else:
+            pr = reply.repair
+            row.update(
+                reachable=True, layout_version=reply.info.layout_version, chunks=reply.info.chunks,
+                stored_bytes=reply.info.stored_bytes, disk_free=reply.disk_free, disk_total=reply.disk_total,
+                peers={s: sum(1 for p in reply.peers if p.state == s) for s in ("up", "suspect", "down")},
+                repair={"running": pr.running, "rounds": pr.rounds_completed, "groups_total": pr.groups_total,
+                        "groups_done": pr.groups_done, "behind": pr.groups_behind,
+                        "items_copied": pr.items_copied, "bytes_copied": pr.bytes_copied,
+                        "rate_bytes_per_s": pr.rate_bytes_per_s, "eta_seconds": pr.eta_seconds,
+                        "handoff_items": pr.handoff_items},
+                scrub={"frames_checked": reply.scrub.frames_checked, "corrupt_found": reply.scrub.corrupt_found,
+                       "passes": reply.scrub.passes_completed},
+                gc={"tombstones_removed": reply.gc.tombstones_removed})
+        rows.append(row)
+    return rows
+
+
+# ----- commands -------------------------------------------------------------------------------
+
+def status_command(args: argparse.Namespace) -> int:
+    from maillage.proto import pb
+
+    nodes, answers = _call_all(args, "GetStatus", pb.GetStatusRequest)
+    rows = status_rows(nodes, answers)
+    if args.json:
+        json.dump({"nodes": rows}, sys.stdout, indent=2)
+        print()
+    else:
+        print(render_status(rows))
+    return 0 if all(r["reachable"] for r in rows) else 1
+
+
+def render_status(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        if not r["reachable"]:
+            lines.append([r["site"], r["node"], r["state"], r["seen_as"], human_size(r["capacity"]),
+                          "-", "-", "-", "-", r["error"]])
+            continue
+        rep = r["repair"]
+        p = r["peers"]
+        lines.append([
+            r["site"], r["node"], r["state"], r["seen_as"], human_size(r["capacity"]),
+            human_size(r["stored_bytes"]), f"{p['up']}/{p['suspect']}/{p['down']}",
+            str(rep["behind"]), str(rep["handoff_items"]),
+            f"scrub {r['scrub']['frames_checked']} checked, {r['scrub']['corrupt_found']} corrupt"])
+    under = sum(r["repair"]["behind"] for r in rows if r["reachable"])
+    text = table(lines, header=["SITE", "NODE", "LAYOUT", "SEEN", "CAPACITY", "STORED", "PEERS U/S/D",
+                                "BEHIND", "HINTED", "NOTES"], right=(4, 5, 7, 8))
+    unreachable = sum(not r["reachable"] for r in rows)
+    return (f"{text}\n\n{len(rows)} node(s), {unreachable} unreachable; "
+            f"{under} partition group(s) found behind in the last repair rounds")
+
+
+def repair_command(args: argparse.Namespace) -> int:
+    from maillage.proto import pb
+
+    nodes, answers = _call_all(args, "Repair", lambda: pb.RepairRequest(start_round_now=args.now))
+    if not args.wait:
+        _print_repair(nodes, answers, args.json)
+        return 0 if all(not isinstance(a, str) for a in answers.values()) else 1
+    start_rounds = {n: a.rounds_completed for n, a in answers.items() if not isinstance(a, str)}
+    deadline = time.monotonic() + args.timeout
+    while True:
+        time.sleep(WATCH_PERIOD)
+        nodes, answers = _call_all(args, "Repair", lambda: pb.RepairRequest())
+        replies = {n: a for n, a in answers.items() if not isinstance(a, str)}
+        done = sum(a.groups_done for a in replies.values())
+        total = sum(a.groups_total for a in replies.values()) or 1
+        eta = max((a.eta_seconds for a in replies.values()), default=0.0)
+        copied = sum(a.bytes_copied for a in replies.values())
+        caught_up = all(a.rounds_completed > start_rounds.get(n, 0) + 1 and not a.groups_behind
+                        and not a.handoff_items for n, a in replies.items())
+        if not args.json:
+            print(f"repair: {done}/{total} groups this round, {human_size(copied)} copied, "
+                  f"ETA {eta:.0f} s, {len(answers) - len(replies)} unreachable", file=sys.stderr)
+        if caught_up and len(replies) == len(answers):
+            _print_repair(nodes, answers, args.json)
+            return 0
+        if time.monotonic() > deadline:
+            _print_repair(nodes, answers, args.json)
+            print(f"maillage: the mesh has not caught up after {args.timeout:.0f} s", file=sys.stderr)
+            return 1
+
+
+def _print_repair(nodes, answers, as_json: bool) -> None:
+    rows = []
+    for node in nodes:
+        a = answers[node.id]
+        if isinstance(a, str):
+            rows.append({"node": node.id, "error": a})
+        else:
+            rows.append({"node": node.id, "running": a.running, "rounds": a.rounds_completed,
+                         "groups_done": a.groups_done, "groups_total": a.groups_total,
+                         "behind": a.groups_behind, "handoff_items": a.handoff_items,
+                         "bytes_copied": a.bytes_copied, "rate_bytes_per_s": a.rate_bytes_per_s,
+                         "eta_seconds": a.eta_seconds})
+    if as_json:
+        json.dump({"nodes": rows}, sys.stdout, indent=2)
+        print()
+        return
+    print(table([[r["node"], *(["unreachable", r["error"]] if "error" in r else [
+        "running" if r["running"] else "idle", str(r["rounds"]), f"{r['groups_done']}/{r['groups_total']}",
+        str(r["behind"]), str(r["handoff_items"]), human_size(r["bytes_copied"]), f"{r['eta_seconds']:.0f} s"])]
+        for r in rows], header=["NODE", "STATE", "ROUNDS", "GROUPS", "BEHIND", "HINTED", "COPIED", "ETA"]))
