@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,6 +78,7 @@ class Supervisor:
 
     def __init__(self, mesh: "Mesh | None" = None, log_dir: str | None = None) -> None:
         self.mesh = mesh
+        self._own_log_dir = log_dir is None
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="ml-procs-")
         self.procs: dict[str, Proc] = {}
         self._closed = False
@@ -230,6 +232,8 @@ class Supervisor:
                     p.popen.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
+        if self._own_log_dir and not os.environ.get("MAILLAGE_KEEP_MESH"):
+            shutil.rmtree(self.log_dir, ignore_errors=True)  # logs of a temp dir we made: gone with us
         _live.discard(self)
 
     def __enter__(self) -> "Supervisor":
