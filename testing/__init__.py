@@ -12,7 +12,13 @@ Small modules, one job each:
 * ``disk``      - ``Tmpfs`` to fill a node's disk; bit flip / truncate helpers.
 * ``clock``     - clock skew for one process with libfaketime.
 
-Nothing here imports the node; the harness composes these pieces.
+On top of them, the fault harness (these import the SDK and the CLI's LocalMesh, never the node):
+
+* ``cluster``   - ``SiteMesh``: real node processes, one namespace per site (loopback fallback).
+* ``workload``  - seeded concurrent put/get/delete/list recording ok / fail / unknown.
+* ``checker``   - lost writes, resurrection, invented bytes, residency, time to full replication.
+* ``harness``   - ``Harness``: mesh + workload + fault log + checker for one run.
+* ``chaos``     - soak mode behind ``maillage chaos``.
 """
 
 # Lazy re-exports (PEP 562): ``python -m maillage.testing.relay`` must not have
@@ -22,6 +28,7 @@ _EXPORTS = {
     "reap_stale": "netns", "Faults": "faults", "Link": "relay", "Supervisor": "processes",
     "Proc": "processes", "Tmpfs": "disk", "fill": "disk", "flip_bit": "disk",
     "truncate": "disk", "faketime_available": "clock", "with_skew": "clock",
+    "SiteMesh": "cluster", "Workload": "workload", "Harness": "harness", "require_netns": "netns",
 }
 __all__ = sorted(_EXPORTS)
 
