@@ -261,7 +261,8 @@ def test_status_and_repair_commands(mesh):
     rows = {r["node"]: r for r in json.loads(ok.stdout)["nodes"]}
     assert set(rows) == {n.id for n in mesh.layout.nodes} and all(r["reachable"] for r in rows.values())
     mesh.kill("munich-1")
-    wait_until(lambda: json.loads(maillage("status", "--json").stdout)["nodes"][3]["seen_as"] != "up",
-               timeout=10, what="munich-1 seen as suspect")
+    def seen_as(node_id):
+        return {r["node"]: r["seen_as"] for r in json.loads(maillage("status", "--json").stdout)["nodes"]}[node_id]
+    wait_until(lambda: seen_as("munich-1") != "up", timeout=10, what="munich-1 seen as suspect")
     down = maillage("status")
     assert down.returncode == 1 and "munich-1" in down.stdout and "unreachable" in down.stdout
