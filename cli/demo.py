@@ -220,11 +220,15 @@ def _usage(mesh) -> None:
 the mesh keeps running; in another shell try:
 
   export MAILLAGE_ENDPOINT={joined}
+  export MAILLAGE_SECRET_FILE={mesh.secret_file}
+  maillage status                                # every node, as the mesh sees it
   maillage ls                                    # buckets and their policies
   maillage ls {FRANCE_BUCKET} --recursive
   maillage where {FRANCE_BUCKET} scans/ct-0001.bin
   maillage cp ./some-file mesh://{EU_BUCKET}/some-file
   maillage cp mesh://{FRANCE_BUCKET}/notes/hello.txt ./hello.txt
+  maillage audit                                 # every copy checked against its policy
+  maillage layout show                           # the layout; add-site, drain, apply change it
 
 or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`.
 node logs: {mesh.log_dir}

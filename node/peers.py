@@ -104,6 +104,10 @@ class RemoteReplica:
             return [IndexEntry(e.key, e.version, e.writer, e.deleted) for e in reply.entries]
         return list(reply.chunks)
 
+    async def referenced_chunks(self, policy: str) -> list[bytes]:
+        reply = await self._call(self._replica.ReferencedChunks, pb.ReferencedChunksRequest(policy=policy), 60.0)
+        return list(reply.digests)
+
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
         reply = await self._call(self._replica.Inventory, pb.InventoryRequest(bucket=bucket), 60.0)
         buckets = [BucketInventory(b.bucket, tuple(b.keys), tuple(b.chunks)) for b in reply.buckets]

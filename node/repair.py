@@ -15,7 +15,8 @@ Every round, each node:
   confirmed it: a byte is never removed before it is durable where it belongs.
 
 Copies go through a token bucket (`rate` bytes/s) so repair never starves client traffic.
-Expired tombstones are dropped once every owner holds the same one or none (see `_expire`).
+Expired tombstones are dropped once every owner holds the same one or none (see `_expire`), and
+chunks no live manifest references any more are removed after the same grace (see `collect_chunks`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .replica import IndexEntry, SyncGroup
 log = logging.getLogger(__name__)
 
 GROUP_CONCURRENCY = 8
+TRANSFERS = 8  # chunk copies in flight per node, from all sources together
 BUCKET_SOURCES = 3  # peers asked each round for bucket records
 
 
@@ -212,6 +214,8 @@ class Repairer:
         pr.running, pr.round_started, pr.round_bytes = True, time.monotonic(), 0
         pr.groups_total, pr.groups_done, pr._behind_now = len(plan.owned) + len(plan.foreign), 0, set()
         pr.handoff_items = 0
+        self._fetching: set[tuple[str, bytes]] = set()
+        self._transfers = asyncio.Semaphore(TRANSFERS)
         limit = asyncio.Semaphore(GROUP_CONCURRENCY)
 
         async def bounded(coro):
@@ -233,6 +237,7 @@ class Repairer:
         await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
         await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
                                if g.is_index))
+        await self.collect_chunks()
         pr.groups_behind = len(pr._behind_now)
         pr.groups_done = pr.groups_total
         pr.rounds_completed += 1
@@ -240,11 +245,18 @@ class Repairer:
 
     async def _sync_with(self, peer: str, groups: list[SyncGroup], mine: dict, plan: Plan) -> None:
         theirs = await self._peers.replica(peer).sync_summaries(groups)
-        for group, (digest, count) in zip(groups, theirs):
-            if digest != mine[group][0]:
-                self.progress._behind_now.add(group)
+        differing = [g for g, (digest, _) in zip(groups, theirs) if digest != mine[g][0]]
+        self.progress._behind_now.update(differing)
+        self.progress.groups_done = min(self.progress.groups_done + len(groups) - len(differing),
+                                        len(plan.owned))
+
+        async def pull(group: SyncGroup) -> None:
+            try:
                 await self._pull(peer, group, plan)
+            except NodeError as err:
+                log.info("repair: pulling %s from %s: %s", group, peer, err)
             self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
+        await asyncio.gather(*(pull(g) for g in differing))
 
     async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
         remote = self._peers.replica(peer)
@@ -252,15 +264,21 @@ class Repairer:
         theirs = await remote.sync_listing(group)
         ours = await local.sync_listing(group)
         if not group.is_index:
-            for digest in chunks_missing(theirs, ours):
-                try:
-                    frame = await remote.get_chunk(digest)
-                except (NodeError, ChunkNotFound, CorruptFrame) as err:
-                    log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
-                    continue
-                await self._limiter.take(len(frame))
-                await local.put_chunk(frame, policy=group.policy)
-                self._count(len(frame))
+            async def fetch(digest: bytes) -> None:
+                if (group.policy, digest) in self._fetching:
+                    return  # another owner is already sending it this round
+                self._fetching.add((group.policy, digest))
+                async with self._transfers:
+                    try:
+                        frame = await remote.get_chunk(digest)
+                    except (NodeError, ChunkNotFound, CorruptFrame) as err:
+                        self._fetching.discard((group.policy, digest))
+                        log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
+                        return
+                    await self._limiter.take(len(frame))
+                    await local.put_chunk(frame, policy=group.policy)
+                    self._count(len(frame))
+            await asyncio.gather(*(fetch(d) for d in chunks_missing(theirs, ours)))
             return
         record = plan.buckets[group.bucket]
         for entry in entries_to_pull(theirs, ours, self._expired):
@@ -326,6 +344,37 @@ class Repairer:
             if m is not None:
                 await remote.put_manifest(m, record)
                 self._count(len(m.inline or b"") + 256)
+
+    # ----- chunk GC --------------------------------------------------------------------------
+
+    async def collect_chunks(self) -> None:
+        """Remove chunks held here past the grace that no live manifest references.
+
+        The references come from every node eligible for the policy (index owners and any node
+        holding a hinted manifest: handoff never leaves the policy), and all must answer: one
+        silent node could hold the only manifest of an object. An upload that reuses a chunk
+        refreshes its holding time (HasChunks, PutChunk), so a chunk an upload counts on is
+        always younger than the grace."""
+        layout = self._layout.current
+        cutoff = int((time.time() - self._tombstone_grace) * 1000)
+        for policy in layout.policies:
+            candidates = await self._peers.local.old_holdings(policy.name, cutoff)
+            if not candidates:
+                continue
+            referenced: set[bytes] = set()
+            try:
+                for node in [n for n in layout.nodes if policy.allows(layout.location_of(n.id))]:
+                    if not self._is_up(node.id):
+                        raise NodeError(f"{node.id} is not up")
+                    referenced.update(await self._peers.replica(node.id).referenced_chunks(policy.name))
+            except NodeError as err:
+                log.info("chunk GC of %s postponed: %s", policy.name, err)
+                continue
+            garbage = [d for d in candidates if d not in referenced]
+            if garbage:
+                await self._peers.local.drop_chunks(policy.name, garbage)
+                self.progress.chunks_removed += len(garbage)
+                log.info("chunk GC: removed %d unreferenced chunk(s) of %s", len(garbage), policy.name)
 
     # ----- tombstone expiry ----------------------------------------------------------------
 

@@ -213,6 +213,23 @@ class LocalReplica:
             return out
         return await self._run(summarize)
 
+    async def referenced_chunks(self, policy: str) -> list[bytes]:
+        """Chunks referenced by the live manifests stored here of the buckets bound to `policy`."""
+        def collect():
+            buckets = {r.name for r in self.meta.list_buckets() if r.policy == policy}
+            refs: set[bytes] = set()
+            for bucket in buckets:
+                for m in self.meta.iter_manifests(bucket):
+                    if not m.deleted:
+                        refs.update(c.digest for c in m.chunks)
+            return sorted(refs)
+        return await self._run(collect)
+
+    async def old_holdings(self, policy: str, older_than_ms: int) -> list[bytes]:
+        """Chunks held for `policy` since before `older_than_ms` (unix ms): GC candidates."""
+        return await self._run(lambda: [d for _, d, since in self.meta.iter_holdings(policy)
+                                        if since < older_than_ms])
+
     async def held_groups(self) -> tuple[dict[str, set[int]], list[BucketRecord]]:
         """What this node holds: chunk partitions per policy, and buckets with an index here."""
         bits = self._layout.current.partition_bits

@@ -182,6 +182,10 @@ class ReplicaServicer(rpc.ReplicaServicer):
         return pb.SyncListingReply(chunks=items)
 
     @grpc_errors
+    async def ReferencedChunks(self, request, context):
+        return pb.ReferencedChunksReply(digests=await self._local.referenced_chunks(request.policy))
+
+    @grpc_errors
     async def Inventory(self, request, context):
         buckets, chunks = await self._local.inventory(request.bucket)
         return pb.InventoryReply(

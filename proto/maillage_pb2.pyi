@@ -277,6 +277,18 @@ class IndexEntry(_message.Message):
     deleted: bool
     def __init__(self, key: _Optional[str] = ..., version: _Optional[int] = ..., writer: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
+class ReferencedChunksRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    def __init__(self, policy: _Optional[str] = ...) -> None: ...
+
+class ReferencedChunksReply(_message.Message):
+    __slots__ = ("digests",)
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class SyncListingReply(_message.Message):
     __slots__ = ("chunks", "entries")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]

@@ -465,6 +465,11 @@ class ReplicaStub:
                 request_serializer=maillage__pb2.SyncListingRequest.SerializeToString,
                 response_deserializer=maillage__pb2.SyncListingReply.FromString,
                 _registered_method=True)
+        self.ReferencedChunks = channel.unary_unary(
+                '/maillage.v1.Replica/ReferencedChunks',
+                request_serializer=maillage__pb2.ReferencedChunksRequest.SerializeToString,
+                response_deserializer=maillage__pb2.ReferencedChunksReply.FromString,
+                _registered_method=True)
 
 
 class ReplicaServicer:
@@ -536,6 +541,13 @@ class ReplicaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReferencedChunks(self, request, context):
+        """for the chunk GC
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -593,6 +605,11 @@ def add_ReplicaServicer_to_server(servicer, server):
                     servicer.SyncListing,
                     request_deserializer=maillage__pb2.SyncListingRequest.FromString,
                     response_serializer=maillage__pb2.SyncListingReply.SerializeToString,
+            ),
+            'ReferencedChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReferencedChunks,
+                    request_deserializer=maillage__pb2.ReferencedChunksRequest.FromString,
+                    response_serializer=maillage__pb2.ReferencedChunksReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -892,6 +909,33 @@ class Replica:
             '/maillage.v1.Replica/SyncListing',
             maillage__pb2.SyncListingRequest.SerializeToString,
             maillage__pb2.SyncListingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReferencedChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Replica/ReferencedChunks',
+            maillage__pb2.ReferencedChunksRequest.SerializeToString,
+            maillage__pb2.ReferencedChunksReply.FromString,
             options,
             channel_credentials,
             insecure,

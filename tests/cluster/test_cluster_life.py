@@ -266,3 +266,21 @@ def test_status_and_repair_commands(mesh):
     wait_until(lambda: seen_as("munich-1") != "up", timeout=10, what="munich-1 seen as suspect")
     down = maillage("status")
     assert down.returncode == 1 and "munich-1" in down.stdout and "unreachable" in down.stdout
+
+
+def test_unreferenced_chunks_are_collected_and_referenced_ones_kept(mesh):
+    with Client(mesh.addresses) as c:
+        c.create_bucket("frdata", "france-only")
+        c.put_object("frdata", "kept", os.urandom(2 * CHUNK))
+        c.put_object("frdata", "replaced", os.urandom(2 * CHUNK))
+        c.put_object("frdata", "deleted", os.urandom(2 * CHUNK))
+        old = _digests(mesh, "frdata", "replaced") + _digests(mesh, "frdata", "deleted")
+        kept = _digests(mesh, "frdata", "kept")
+        new_data = os.urandom(2 * CHUNK)
+        c.put_object("frdata", "replaced", new_data)
+        c.delete_object("frdata", "deleted")
+        new = _digests(mesh, "frdata", "replaced")
+        wait_until(lambda: not any(chunk_holders(mesh, d) for d in old), what="chunk GC after --gc-grace")
+        assert all(len(chunk_holders(mesh, d)) >= 2 for d in kept + new)
+        assert c.get_object("frdata", "replaced").read() == new_data
+        assert sum(_status(mesh, n.id).gc.chunks_removed for n in mesh.layout.nodes) >= len(old)
