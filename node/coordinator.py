@@ -2,8 +2,9 @@
 
 Write path: the object stream is cut into chunks; each chunk is hashed (BLAKE3), framed (zstd when
 it helps) in the thread pool and sent to the R replicas of its partition, skipping replicas that
-already hold it (dedup). At most `CHUNKS_IN_FLIGHT` chunks are held at once, so a 10 GiB upload
-needs a few chunks of memory. The manifest is written last, to the replicas of the bucket's index
+already hold it (dedup). At most `CHUNKS_IN_FLIGHT` chunks per upload and `NODE_CHUNKS_IN_FLIGHT`
+across all uploads are held at once, so a 10 GiB upload needs a few chunks of memory and 32
+concurrent ones do not multiply it by 32. The manifest is written last, to the replicas of the bucket's index
 partition, with a version above the one it replaces (HLC, observed from the replicas) so a node
 with a slow clock cannot lose a newer write. The write is acknowledged only when chunks and
 manifest are durable on at least two sites.
@@ -38,6 +39,7 @@ from .peers import Peers
 from .quorum import ReplicaSets
 
 CHUNKS_IN_FLIGHT = 4
+NODE_CHUNKS_IN_FLIGHT = 16
 LIST_PAGE = 1000
 _MAX_CHAR = "\U0010ffff"
 
@@ -69,6 +71,9 @@ class Coordinator:
         self._clock = clock
         self._executor = executor
         self._sets = ReplicaSets(peers, layout, is_up)
+        # Across all uploads this node coordinates: bounds memory (each slot holds a chunk and
+        # its frame) and keeps replica writes from queueing until their deadlines expire.
+        self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)
         self._is_up = is_up
         self.chunk_size = chunk_size
 
@@ -156,12 +161,16 @@ class Coordinator:
         slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
         tasks: list[asyncio.Task] = []
 
+        started: list[bool] = []  # a task cancelled before it ran never releases its node slot
+
         async def store(index: int, plain: bytes) -> None:
+            started[index] = True
             try:
                 digest, frame = await self._frame(plain)
                 refs[index] = ChunkRef(digest=digest, length=len(plain))
                 sites.update(await self._replicate_chunk(table, policy, digest, frame))
             finally:
+                self._node_slots.release()
                 slots.release()
 
         async def schedule(plain: bytes) -> None:
@@ -170,7 +179,13 @@ class Coordinator:
             if failed is not None:
                 slots.release()
                 raise failed.exception()
+            try:
+                await self._node_slots.acquire()
+            except BaseException:
+                slots.release()
+                raise
             refs.append(None)
+            started.append(False)
             tasks.append(asyncio.ensure_future(store(len(refs) - 1, plain)))
 
         try:
@@ -190,6 +205,9 @@ class Coordinator:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for ran in started:
+                if not ran:
+                    self._node_slots.release()
             raise
         return refs, sites, inline, size, whole.hexdigest()
 
