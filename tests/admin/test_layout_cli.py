@@ -1,0 +1,156 @@
+"""`maillage layout ...` against a real mesh: stage, show, refuse, apply, revert; one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+
+import grpc
+import pytest
+
+from maillage.cli.audit_cmd import collect_audit
+from maillage.cli.localmesh import LocalMesh, SiteSpec, free_port, make_layout
+from maillage.cli.main import main
+from maillage.client import Client
+from maillage.node.auth import SECRET_ENV, new_secret_file
+from maillage.placement import NodeState, Policy, parse_layout
+from maillage.proto import pb, rpc
+
+SITES = (
+    SiteSpec("paris-1", "eu/fr/idf"),
+    SiteSpec("toulouse-1", "eu/fr/occitanie"),
+    SiteSpec("lyon-1", "eu/fr/ara"),
+    SiteSpec("munich-1", "eu/de/bayern"),
+)
+POLICIES = (
+    Policy(name="france-only", allow=(("eu", "fr"),), replicas=2),
+    Policy(name="eu-wide", allow=(("eu",),), replicas=2),
+)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    with LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("layout")) as m:
+        with Client(m.addresses) as client:
+            client.create_bucket("scans", policy="france-only")
+            for i in range(5):
+                client.put_object("scans", f"k{i}", os.urandom(100_000))
+        yield m
+
+
+@contextmanager
+def _env(**values):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(capsys, mesh, *argv, secret="mesh") -> tuple[int, str, str]:
+    """`maillage ARGV` in this process against `mesh`: (exit code, stdout, stderr)."""
+    secret_file = str(mesh.secret_file) if secret == "mesh" else secret
+    capsys.readouterr()
+    with _env(MAILLAGE_ENDPOINT=mesh.address("paris-1"), **{SECRET_ENV: secret_file}):
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return exit_.value.code, out, err
+
+
+def applied(address: str):
+    with grpc.insecure_channel(address) as channel:
+        return parse_layout(rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=10).text)
+
+
+def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
+    code, out, _ = run(capsys, mesh, "layout", "show", "--json")
+    assert code == 0 and json.loads(out)["version"] == 1 and len(json.loads(out)["nodes"]) == 4
+
+    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", secret=None)
+    assert code == 1 and "no cluster secret" in err
+    stranger = new_secret_file(tmp_path / "other.key")
+    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", secret=str(stranger))
+    assert code == 1 and "signature" in err and err.count("\n") == 1
+
+    # stage one drain: what would move is shown, nothing is applied yet
+    code, out, _ = run(capsys, mesh, "layout", "drain", "lyon-1")
+    assert code == 0 and "staged: drain lyon-1" in out
+    assert "france-only" in out and "data moved" in out
+    assert applied(mesh.address("munich-1")).node("lyon-1").state is NodeState.ACTIVE
+    code, out, _ = run(capsys, mesh, "layout", "show", "--staged", "--json")
+    doc = json.loads(out)
+    assert doc["base_version"] == 1 and doc["diff"] == ["~ node lyon-1: state active -> draining"]
+    france = next(m for m in doc["movement"] if m["policy"] == "france-only")
+    assert france["changed"] > 0 and france["lost"]["lyon-1"] > 0
+
+    # a second drain would leave France with one site: staged with a warning, apply refuses
+    code, _, err = run(capsys, mesh, "layout", "drain", "toulouse-1")
+    assert code == 0 and "bucket scans" in err
+    code, out, err = run(capsys, mesh, "layout", "apply", "--yes")
+    assert code == 1 and "scans (policy france-only)" in err and "not applied" in err
+    assert applied(mesh.address("paris-1")).version == 1
+
+    code, out, _ = run(capsys, mesh, "layout", "revert")
+    assert code == 0 and "discarded" in out and "toulouse-1" in out
+    code, out, _ = run(capsys, mesh, "layout", "show", "--staged")
+    assert "nothing is staged" in out
+
+    # stage again, no confirmation on a non-terminal, then apply for real
+    run(capsys, mesh, "layout", "drain", "lyon-1")
+    code, _, err = run(capsys, mesh, "layout", "apply")
+    assert code == 1 and "--yes" in err
+    code, out, _ = run(capsys, mesh, "layout", "apply", "--yes")
+    assert code == 0 and "applied layout v2" in out and "adopted by 4 of 4" in out
+    for node in mesh.layout.nodes:
+        layout = applied(node.address)
+        assert layout.version == 2 and layout.node("lyon-1").state is NodeState.DRAINING
+    code, out, _ = run(capsys, mesh, "layout", "show", "--staged")
+    assert "nothing is staged" in out
+
+    # grow by a site whose node is not running (the push to it fails: a warning), then retire it
+    ghost = f"127.0.0.1:{free_port()}"
+    assert run(capsys, mesh, "layout", "add-site", "nice-1", "--location", "eu/fr/paca")[0] == 0
+    code, out, _ = run(capsys, mesh, "layout", "add-node", "nice-1", "--address", ghost, "--site", "nice-1",
+                       "--capacity", "4T")
+    assert code == 0 and "+ node nice-1 on nice-1" in out
+    code, out, err = run(capsys, mesh, "layout", "apply", "--yes")
+    assert code == 0 and "applied layout v3" in out and ghost in err
+    code, _, err = run(capsys, mesh, "layout", "remove", "nice-1")
+    assert code == 1 and "drain 'nice-1' first" in err
+    run(capsys, mesh, "layout", "drain", "nice-1")
+    run(capsys, mesh, "layout", "remove", "nice-1")
+    assert run(capsys, mesh, "layout", "apply", "--yes")[0] == 0
+    final = applied(mesh.address("toulouse-1"))
+    assert final.version == 4 and "nice-1" not in {s.name for s in final.sites}
+    # moving data around never breaks residency
+    assert collect_audit(mesh.address("munich-1")).ok
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("layout", "add-node", "n9", "--address", "127.0.0.1:9", "--site", "paris-1", "--capacity", "4X"),
+     "bad size"),
+    (("layout", "set-capacity", "nobody", "4T"), "unknown node 'nobody'"),
+    (("layout", "drain", "atlantis"), "no node or site named 'atlantis'"),
+    (("layout", "add-site", "brest-1", "--location", "EU/FR"), "location"),
+    (("layout", "add-node", "n9", "--address", "nohost", "--site", "paris-1", "--capacity", "1T"), "address"),
+    (("layout", "add-node", "n9", "--address", "127.0.0.1:9", "--site", "mars", "--capacity", "1T"),
+     "unknown site 'mars'"),
+    (("layout", "policy-set", "new-policy"), "give at least one --allow"),
+    (("layout", "policy-set", "p2", "--allow", "eu", "--replicas", "1"), "replicas"),
+    (("layout", "policy-remove", "ghost"), "unknown policy 'ghost'"),
+    (("layout", "apply", "--yes"), "nothing is staged"),
+])
+def test_bad_input_is_one_line(capsys, mesh, argv, message):
+    code, _, err = run(capsys, mesh, *argv)
+    assert code == 1 and message in err and err.startswith("maillage: ") and err.count("\n") == 1
