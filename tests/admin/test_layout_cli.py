@@ -10,23 +10,14 @@ import grpc
 import pytest
 
 from maillage.cli.audit_cmd import collect_audit
-from maillage.cli.localmesh import LocalMesh, SiteSpec, free_port, make_layout
+from maillage.cli.localmesh import LocalMesh, free_port, make_layout
 from maillage.cli.main import main
 from maillage.client import Client
 from maillage.node.auth import SECRET_ENV, new_secret_file
-from maillage.placement import NodeState, Policy, parse_layout
+from maillage.placement import NodeState, parse_layout
 from maillage.proto import pb, rpc
 
-SITES = (
-    SiteSpec("paris-1", "eu/fr/idf"),
-    SiteSpec("toulouse-1", "eu/fr/occitanie"),
-    SiteSpec("lyon-1", "eu/fr/ara"),
-    SiteSpec("munich-1", "eu/de/bayern"),
-)
-POLICIES = (
-    Policy(name="france-only", allow=(("eu", "fr"),), replicas=2),
-    Policy(name="eu-wide", allow=(("eu",),), replicas=2),
-)
+from .conftest import POLICIES, SITES
 
 
 @pytest.fixture(scope="module")
