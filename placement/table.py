@@ -162,12 +162,14 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
         t = slots * n.capacity / total_cap
         caps.append(max(math.ceil(t - 1e-9), math.floor((1 + epsilon) * t + 1e-9)))
     load = [0] * len(nodes)
-    free_total = len(nodes)  # nodes below their cap
+    free_total = 0  # nodes below their cap (a node whose share rounds to 0 never is)
     free_site = [0] * len(site_names)
     free_dom = [0] * max(ndoms, 1)
     for i in range(len(nodes)):
-        free_site[node_site[i]] += 1
-        free_dom[node_dom[i]] += 1
+        if caps[i] > 0:
+            free_total += 1
+            free_site[node_site[i]] += 1
+            free_dom[node_dom[i]] += 1
 
     positions, owners = ring.positions, ring.owners
     size = len(positions)

@@ -230,3 +230,16 @@ def test_lookup_errors_and_moved_partitions_mismatch():
         t8.handoffs(256)
     with pytest.raises(PlacementError):
         moved_partitions(t8, t9)
+
+
+def test_a_node_whose_share_rounds_to_zero_does_not_hang_the_build():
+    # 1 byte next to terabytes: its cap is 0 slots; the walk must not wait for it to become free
+    from maillage.placement import Layout, Node, Site, parse_location
+    layout = Layout(version=1, partition_bits=8,
+                    sites=tuple(Site(f"s{i}", parse_location("eu/fr/x")) for i in range(3)),
+                    nodes=(Node("tiny", "127.0.0.1:1", "s0", 1), Node("big", "127.0.0.1:2", "s1", 2 * 10**12),
+                           Node("mid", "127.0.0.1:3", "s2", 10**12)),
+                    policies=(Policy("p", (("eu",),), 2),))
+    table = partition_table(layout, "p")
+    for p in range(len(table)):
+        assert len({layout.node(n).site for n in table.replicas(p)}) == 2
