@@ -38,6 +38,7 @@ Body = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes], AsyncItera
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
 
 PIECE = 1024 * 1024
+SMALL_OBJECT = 1024 * 1024  # up to this size a PUT goes to an owner of the bucket's index first
 MAX_MESSAGE = 64 * 1024 * 1024
 _OPTIONS = (("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -182,25 +183,40 @@ class AsyncClient:
             policy = self._policies[bucket] = (await self.head_bucket(bucket)).policy
         return policy
 
-    async def _coordinators(self, bucket: str | None) -> list[str]:
-        """Nodes to send a request to: inside the bucket's policy, spread over requests."""
+    async def _coordinators(self, bucket: str | None, *, index_first: bool = False) -> list[str]:
+        """Nodes to send a request to: inside the bucket's policy, spread over requests.
+
+        With `index_first`, the owners of the bucket's index come first: for small requests the
+        manifest lookup and write are then one local call and one remote instead of two remote
+        (profiling showed per-request gRPC calls bound 4 KiB throughput). Large uploads keep
+        spreading over every eligible node, where hashing and framing cost more than a call."""
         layout = await self.layout()
         if bucket is None:
             nodes = [n.id for n in layout.nodes if n.state.value == "active"]
         else:
-            nodes = [n.id for n in layout.eligible_nodes(await self._policy_of(bucket))]
+            policy = await self._policy_of(bucket)
+            nodes = [n.id for n in layout.eligible_nodes(policy)]
+            if index_first:
+                table = partition_table(layout, policy)
+                owners = list(table.replicas(bucket_partition(bucket, table.bits)))
+                nodes = owners + [n for n in nodes if n not in owners]
         self._rotation += 1
-        start = self._rotation % max(1, len(nodes))
-        rotated = nodes[start:] + nodes[:start]
+        if index_first and bucket is not None:
+            k = len(owners)
+            start = self._rotation % max(1, k)
+            rotated = nodes[start:k] + nodes[:start] + nodes[k:]
+        else:
+            start = self._rotation % max(1, len(nodes))
+            rotated = nodes[start:] + nodes[:start]
         if self.site:
             rotated.sort(key=lambda n: layout.node(n).site != self.site)
         return rotated
 
-    async def _objects_call(self, bucket: str | None, method: str, request):
+    async def _objects_call(self, bucket: str | None, method: str, request, *, index_first: bool = False):
         """Call an Objects method on the first coordinator that answers."""
         layout = await self.layout()
         last: e.MaillageError | None = None
-        for node_id in await self._coordinators(bucket):
+        for node_id in await self._coordinators(bucket, index_first=index_first):
             stub = rpc.ObjectsStub(self._channel(layout.node(node_id).address))
             try:
                 return await getattr(stub, method)(request, timeout=self.timeout)
@@ -247,7 +263,8 @@ class AsyncClient:
         layout = await self.layout()
         replayable, total = _replay_info(body)
         last: e.MaillageError | None = None
-        for node_id in await self._coordinators(bucket):
+        small = total is not None and total <= SMALL_OBJECT
+        for node_id in await self._coordinators(bucket, index_first=small):
             call = self._channel(layout.node(node_id).address).stream_unary(bulk.PUT_OBJECT)
             sent = [0]
             try:
@@ -267,7 +284,8 @@ class AsyncClient:
         return _info(await self._manifest(bucket, key))
 
     async def _manifest(self, bucket: str, key: str) -> pb.Manifest:
-        return await self._objects_call(bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key))
+        return await self._objects_call(bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key),
+                                        index_first=True)
 
     async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> AsyncObjectBody:
         """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
@@ -307,7 +325,8 @@ class AsyncClient:
         raise e.NodeUnavailable(f"chunk {digest.hex()[:16]}: no replica answered ({detail})")
 
     async def delete_object(self, bucket: str, key: str) -> int:
-        reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(bucket=bucket, key=key))
+        reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(bucket=bucket, key=key),
+                                         index_first=True)
         return reply.version
 
     async def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
