@@ -27,6 +27,7 @@ from maillage.placement import Layout, LayoutError, PlacementError, parse_layout
 from maillage.proto import pb, rpc
 
 from .auth import ClusterKey, LayoutAuthError
+from .background import BackgroundLoop
 from .layout_state import LayoutState
 from .peers import CHANNEL_OPTIONS
 
@@ -129,8 +130,10 @@ class SignedLayouts:
         return self.key.sign(version, text) if self.key is not None else b""
 
 
-class Gossip:
+class Gossip(BackgroundLoop):
     """Every `interval`, heartbeat a few random peers; learn views and newer layouts."""
+
+    task_name = "gossip"
 
     def __init__(self, node_id: str, layout: LayoutState, detector: FailureDetector,
                  signed: SignedLayouts, *, interval: float) -> None:
@@ -141,15 +144,9 @@ class Gossip:
         self._interval = interval
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._fetching: set[str] = set()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="gossip")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().stop()
         for _, channel in self._channels.values():
             await channel.close()
         self._channels.clear()

@@ -32,6 +32,7 @@ from maillage.placement import PolicyUnsatisfiable, bucket_partition
 from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, version_time
 
 from .antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
+from .background import BackgroundLoop
 from .errors import NodeError
 from .layout_state import LayoutState
 from .peers import Peers
@@ -101,7 +102,9 @@ class Plan:
     buckets: dict[str, BucketRecord]
 
 
-class Repairer:
+class Repairer(BackgroundLoop):
+    task_name = "repair"
+
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
                  is_up: Callable[[str], bool], is_out: Callable[[str], bool],
                  interval: float, rate: float, tombstone_grace: float) -> None:
@@ -115,17 +118,8 @@ class Repairer:
         self._tombstone_grace = tombstone_grace
         self.progress = Progress()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
 
     # ----- life cycle ------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="repair")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     def trigger(self) -> None:
         """Start the next round now instead of after the interval."""

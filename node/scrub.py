@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from maillage.storage import ChunkNotFound, CorruptFrame
 
+from .background import BackgroundLoop
 from .replica import LocalReplica
 from .repair import TokenBucket
 
@@ -27,7 +28,9 @@ class ScrubStats:
     passes_completed: int = 0
 
 
-class Scrubber:
+class Scrubber(BackgroundLoop):
+    task_name = "scrub"
+
     def __init__(self, local: LocalReplica, *, rate: float, interval: float, on_corrupt=lambda: None) -> None:
         self._interval = interval
         self._local = local
@@ -35,16 +38,10 @@ class Scrubber:
         self._rate = rate
         self._on_corrupt = on_corrupt
         self.stats = ScrubStats()
-        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        if self._rate > 0:
-            self._task = asyncio.create_task(self._loop(), name="scrub")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._rate > 0:  # --scrub-rate 0 turns the scrub off
+            super().start()
 
     async def _loop(self) -> None:
         while True:

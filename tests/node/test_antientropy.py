@@ -3,7 +3,6 @@ hand-back loses nothing, and expiring tombstones never brings a deleted object b
 
 from __future__ import annotations
 
-import os
 
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule

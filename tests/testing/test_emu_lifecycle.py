@@ -14,7 +14,7 @@ import pytest
 from maillage.testing import Mesh, Supervisor, Tmpfs, faketime_available, fill, flip_bit, truncate
 from maillage.testing._sh import run
 
-from conftest import ECHO_PORT, SERVERS, require_netns  # noqa: E402
+from conftest import SERVERS, require_netns  # noqa: E402
 
 pytestmark = pytest.mark.netns
 
