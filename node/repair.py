@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from maillage.placement import PolicyUnsatisfiable, bucket_partition
-from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, version_time
+from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, StorageError, version_time
 
 from .antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
 from .background import BackgroundLoop
@@ -118,6 +118,8 @@ class Repairer(BackgroundLoop):
         self._tombstone_grace = tombstone_grace
         self.progress = Progress()
         self._wake = asyncio.Event()
+        self._fetching: set[tuple[str, bytes]] = set()  # chunks already being copied this round
+        self._transfers = asyncio.Semaphore(TRANSFERS)
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -208,15 +210,14 @@ class Repairer(BackgroundLoop):
         pr.running, pr.round_started, pr.round_bytes = True, time.monotonic(), 0
         pr.groups_total, pr.groups_done, pr._behind_now = len(plan.owned) + len(plan.foreign), 0, set()
         pr.handoff_items = 0
-        self._fetching: set[tuple[str, bytes]] = set()
-        self._transfers = asyncio.Semaphore(TRANSFERS)
+        self._fetching.clear()
         limit = asyncio.Semaphore(GROUP_CONCURRENCY)
 
         async def bounded(coro):
             async with limit:
                 try:
                     await coro
-                except NodeError as err:
+                except (NodeError, StorageError) as err:  # one group's trouble never stops the round
                     log.info("repair: %s", err)
 
         by_peer: dict[str, list[SyncGroup]] = {}
@@ -247,7 +248,7 @@ class Repairer(BackgroundLoop):
         async def pull(group: SyncGroup) -> None:
             try:
                 await self._pull(peer, group, plan)
-            except NodeError as err:
+            except (NodeError, StorageError) as err:
                 log.info("repair: pulling %s from %s: %s", group, peer, err)
             self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
         await asyncio.gather(*(pull(g) for g in differing))
