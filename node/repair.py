@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from maillage.placement import PolicyUnsatisfiable, bucket_partition
-from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, StorageError, version_time
+from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, Manifest, StorageError, version_time
 
 from .antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
 from .background import BackgroundLoop
@@ -42,6 +42,7 @@ from .replica import IndexEntry, SyncGroup
 log = logging.getLogger(__name__)
 
 GROUP_CONCURRENCY = 8
+MANIFEST_OVERHEAD = 256  # bytes charged to the rate limit per manifest besides inline data
 TRANSFERS = 8  # chunk copies in flight per node, from all sources together
 BUCKET_SOURCES = 3  # peers asked each round for bucket records
 
@@ -278,11 +279,15 @@ class Repairer(BackgroundLoop):
         record = plan.buckets[group.bucket]
         for entry in entries_to_pull(theirs, ours, self._expired):
             m = await remote.get_manifest(group.bucket, entry.key)
-            if m is None:
-                continue
-            await self._limiter.take(len(m.inline or b"") + 256)
-            if await local.put_manifest(m, record):
-                self._count(len(m.inline or b"") + 256)
+            if m is not None:
+                await self._copy_manifest(m, record, local)
+
+    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to) -> None:
+        """Write `m` to a replica (ours or a peer's) through the rate limit, and count it."""
+        cost = len(m.inline or b"") + MANIFEST_OVERHEAD
+        await self._limiter.take(cost)
+        if await to.put_manifest(m, record):
+            self._count(cost)
 
     def _count(self, nbytes: int) -> None:
         pr = self.progress
@@ -314,9 +319,7 @@ class Repairer(BackgroundLoop):
         table = self._layout.table(group.policy)
         if confirmed and len(owners) >= table.policy.replicas:
             if group.is_index:
-                manifests = [m for e in ours if (m := await local.get_manifest(group.bucket, e.key))
-                             and (m.version, m.writer) == e.order]
-                await local.drop_manifests(manifests)
+                await local.drop_index_entries(group.bucket, ours)
             else:
                 await local.drop_chunks(group.policy, ours)
             self.progress.handoff_items -= len(ours)
@@ -337,8 +340,7 @@ class Repairer(BackgroundLoop):
         for entry in entries_to_push(ours, theirs):
             m = await local.get_manifest(group.bucket, entry.key)
             if m is not None:
-                await remote.put_manifest(m, record)
-                self._count(len(m.inline or b"") + 256)
+                await self._copy_manifest(m, record, remote)
 
     # ----- chunk GC --------------------------------------------------------------------------
 
@@ -387,7 +389,5 @@ class Repairer(BackgroundLoop):
         for owner in owners:
             if owner != self.node_id:
                 views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
-        manifests = [m for e in droppable_tombstones(expired, views) if (m := await local.get_manifest(group.bucket, e.key))
-                     and (m.version, m.writer) == e.order]
-        removed = await local.drop_manifests(manifests)
+        removed = await local.drop_index_entries(group.bucket, droppable_tombstones(expired, views))
         self.progress.tombstones_removed += removed

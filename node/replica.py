@@ -169,9 +169,11 @@ class LocalReplica:
             bucket, prefix=prefix, start_after=start_after, limit=limit + 1, include_deleted=True))
         return entries[:limit], len(entries) > limit
 
-    async def drop_manifests(self, manifests: Sequence[Manifest]) -> int:
-        """Remove manifests handed over to their owners (each only if still the stored version)."""
-        return sum(await self._run(lambda: [self.meta.drop_manifest(m) for m in manifests]))
+    async def drop_index_entries(self, bucket: str, entries: Sequence[IndexEntry]) -> int:
+        """Remove index entries (handed over, or expired tombstones), each only if it is still
+        the stored version; returns how many were removed."""
+        versions = [(e.key, e.version, e.writer) for e in entries]
+        return sum(await self._run(self.meta.drop_manifests, bucket, versions))
 
     # ----- anti-entropy listings -------------------------------------------------------------
 
@@ -188,7 +190,8 @@ class LocalReplica:
     def _listing(self, group: SyncGroup, bits: int):
         if group.is_index:
             return self._index_listing(group.bucket)
-        return self._chunk_listings(group.policy, bits).get(group.partition, [])
+        return [d for _, d, _ in self.meta.iter_holdings(group.policy, partition=group.partition, bits=bits)
+                if self.chunks.has(d)]
 
     async def sync_listing(self, group: SyncGroup) -> list:
         """The sorted contents of a group on this node (chunk digests or index entries)."""

@@ -286,18 +286,29 @@ class MetaStore:
         raw = self._db.get(_holding_key(policy, digest))
         return None if raw is None else int.from_bytes(raw, "big")
 
-    def iter_holdings(self, policy: str | None = None) -> Iterator[tuple[str, bytes, int]]:
-        """(policy, digest, since ms) of every holding, of one policy or all, sorted."""
+    def iter_holdings(self, policy: str | None = None, *, partition: int | None = None,
+                      bits: int = 0) -> Iterator[tuple[str, bytes, int]]:
+        """(policy, digest, since ms) of every holding, of one policy or all, sorted. With
+        `partition`, only digests whose top `bits` bits equal it: one range scan, not a filter."""
         scope = b"H" if policy is None else b"H" + _policy_name(policy) + b"\x00"
-        for k, v in self._scan(scope, scope):
+        start = scope
+        if partition is not None:
+            if policy is None or not 1 <= bits <= 64:
+                raise ValueError("a partition scan needs a policy and bits in 1..64")
+            start = scope + (partition << (64 - bits)).to_bytes(8, "big")
+        for k, v in self._scan(start, scope):
             name, sep, digest = k[1:].partition(b"\x00")
             if not sep or len(digest) != DIGEST_SIZE or len(v) != 8:
                 raise CorruptRecord(f"malformed chunk holding {k!r}")
+            if partition is not None and int.from_bytes(digest[:8], "big") >> (64 - bits) != partition:
+                return
             yield name.decode("utf-8"), digest, int.from_bytes(v, "big")
 
-    def drop_manifest(self, m: Manifest) -> bool:
-        """Remove ``m`` only if it is still the stored version (a newer one is kept)."""
-        return self._submit([("x", _manifest_key(m.bucket, m.key), (m.version, m.writer))])[0]
+    def drop_manifests(self, bucket: str, versions: Iterable[tuple[str, int, str]]) -> list[bool]:
+        """Remove each ``(key, version, writer)`` of ``bucket`` only if it is still the stored
+        version (a newer one is kept), in one synced batch; one removed flag per entry."""
+        ops = [("x", _manifest_key(bucket, key), (version, writer)) for key, version, writer in versions]
+        return self._submit(ops) if ops else []
 
     # ----------------------------------------------------------------- internals
 

@@ -149,6 +149,12 @@ def test_chunk_holdings_per_policy(meta: MetaStore) -> None:
     meta.hold_chunks("eu-wide", [d1], now_ms=7)
     assert list(meta.iter_holdings("france-only")) == [("france-only", d1, 5), ("france-only", d2, 5)]
     assert list(meta.iter_holdings()) == [("eu-wide", d1, 7), ("france-only", d1, 5), ("france-only", d2, 5)]
+    for bits in (1, 4, 8):
+        for p in range(1 << bits):
+            got = [d for _, d, _ in meta.iter_holdings("france-only", partition=p, bits=bits)]
+            assert got == [d for d in (d1, d2) if int.from_bytes(d[:8], "big") >> (64 - bits) == p]
+    with pytest.raises(ValueError):
+        list(meta.iter_holdings(partition=0, bits=4))
     meta.hold_chunks("france-only", [d1], now_ms=9)  # held again: the time is refreshed
     assert meta.holding_since("france-only", d1) == 9
     meta.release_chunks("france-only", [d1, d2])
@@ -158,13 +164,14 @@ def test_chunk_holdings_per_policy(meta: MetaStore) -> None:
         meta.hold_chunks("bad\x00name", [d1], now_ms=1)
 
 
-def test_drop_manifest_only_removes_the_version_it_names(meta: MetaStore) -> None:
+def test_drop_manifests_only_removes_the_version_each_names(meta: MetaStore) -> None:
     old, new = M("k", 1), M("k", 2)
     meta.put_manifest(old)
     meta.put_manifest(new)
-    assert meta.drop_manifest(old) is False and meta.get_manifest("b", "k") == new
-    assert meta.drop_manifest(new) is True and meta.get_manifest("b", "k") is None
-    assert meta.drop_manifest(new) is False
+    assert meta.drop_manifests("b", [("k", 1, "")]) == [False] and meta.get_manifest("b", "k") == new
+    assert meta.drop_manifests("b", [("k", 2, "")]) == [True] and meta.get_manifest("b", "k") is None
+    assert meta.drop_manifests("b", [("k", 2, "")]) == [False]
+    assert meta.drop_manifests("b", []) == []
     assert meta.put_manifest(old) is True  # gone means any version may land again
 
 
@@ -267,3 +274,16 @@ def test_failed_synced_write_makes_the_store_refuse_writes(
     finally:
         meta._db = real
         meta.close()
+
+
+def test_partition_scan_returns_exactly_that_partition(meta: MetaStore) -> None:
+    digests = sorted(chunk_digest(bytes([i])) for i in range(64))
+    meta.hold_chunks("p", digests, now_ms=1)
+    meta.hold_chunks("q", digests[:5], now_ms=1)  # another policy's range must not leak in
+    for bits in (1, 3, 6):
+        seen = []
+        for p in range(1 << bits):
+            got = [d for _, d, _ in meta.iter_holdings("p", partition=p, bits=bits)]
+            assert got == [d for d in digests if int.from_bytes(d[:8], "big") >> (64 - bits) == p]
+            seen += got
+        assert seen == digests
