@@ -29,7 +29,7 @@ from maillage.proto import pb, rpc
 from .auth import ClusterKey, LayoutAuthError
 from .background import BackgroundLoop
 from .layout_state import LayoutState
-from .peers import CHANNEL_OPTIONS
+from .peers import Channels
 
 log = logging.getLogger(__name__)
 
@@ -142,25 +142,18 @@ class Gossip(BackgroundLoop):
         self._detector = detector
         self._signed = signed
         self._interval = interval
-        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._channels = Channels(layout)
         self._fetching: set[str] = set()
 
     async def stop(self) -> None:
         await super().stop()
-        for _, channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        await self._channels.close()
 
     def _peer_ids(self) -> list[str]:
         return [n.id for n in self._layout.current.nodes if n.id != self.node_id]
 
     def _stub(self, node_id: str) -> rpc.ClusterStub:
-        address = self._layout.current.node(node_id).address
-        entry = self._channels.get(node_id)
-        if entry is None or entry[0] != address:
-            entry = (address, grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
-            self._channels[node_id] = entry
-        return rpc.ClusterStub(entry[1])
+        return rpc.ClusterStub(self._channels.get(node_id))
 
     def request(self) -> pb.HeartbeatRequest:
         return pb.HeartbeatRequest(node_id=self.node_id, layout_version=self._layout.current.version,

@@ -114,26 +114,43 @@ class RemoteReplica:
         return buckets, list(reply.all_chunks)
 
 
+class Channels:
+    """One channel per peer, opened lazily, reopened when the layout moves the node."""
+
+    def __init__(self, layout: LayoutState) -> None:
+        self._layout = layout
+        self._open: dict[str, tuple[str, grpc.aio.Channel]] = {}
+
+    def get(self, node_id: str) -> grpc.aio.Channel:
+        address = self._layout.current.node(node_id).address
+        entry = self._open.get(node_id)
+        if entry is None or entry[0] != address:
+            entry = self._open[node_id] = (address, grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        return entry[1]
+
+    async def close(self) -> None:
+        for _, channel in self._open.values():
+            await channel.close()
+        self._open.clear()
+
+
 class Peers:
-    """One channel per peer address, opened lazily, reopened when the layout moves a node."""
+    """Replica handles over this node's own `Channels`."""
 
     def __init__(self, local: LocalReplica, layout: LayoutState) -> None:
         self.local = local
-        self._layout = layout
-        self._channels: dict[str, tuple[str, grpc.aio.Channel, RemoteReplica]] = {}
+        self._channels = Channels(layout)
+        self._remotes: dict[str, tuple[grpc.aio.Channel, RemoteReplica]] = {}
 
     def replica(self, node_id: str) -> LocalReplica | RemoteReplica:
         if node_id == self.local.node_id:
             return self.local
-        address = self._layout.current.node(node_id).address
-        entry = self._channels.get(node_id)
-        if entry is None or entry[0] != address:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            entry = (address, channel, RemoteReplica(node_id, channel))
-            self._channels[node_id] = entry
-        return entry[2]
+        channel = self._channels.get(node_id)
+        entry = self._remotes.get(node_id)
+        if entry is None or entry[0] is not channel:
+            entry = self._remotes[node_id] = (channel, RemoteReplica(node_id, channel))
+        return entry[1]
 
     async def close(self) -> None:
-        for _, channel, _ in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        await self._channels.close()
+        self._remotes.clear()
