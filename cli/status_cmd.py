@@ -83,6 +83,14 @@ def _mesh_views(answers: dict) -> dict[str, str]:
     return seen
 
 
+def repair_fields(pr) -> dict:
+    """A node's RepairProgress as the plain dict both commands print."""
+    return {"running": pr.running, "rounds": pr.rounds_completed, "groups_total": pr.groups_total,
+            "groups_done": pr.groups_done, "behind": pr.groups_behind, "items_copied": pr.items_copied,
+            "bytes_copied": pr.bytes_copied, "rate_bytes_per_s": pr.rate_bytes_per_s,
+            "eta_seconds": pr.eta_seconds, "handoff_items": pr.handoff_items}
+
+
 def status_rows(nodes, answers) -> list[dict]:
     seen = _mesh_views(answers)
     rows = []
@@ -93,19 +101,14 @@ def status_rows(nodes, answers) -> list[dict]:
         if isinstance(reply, str):
             row.update(reachable=False, error=reply)
         else:
-            pr = reply.repair
             row.update(
                 reachable=True, layout_version=reply.info.layout_version, chunks=reply.info.chunks,
                 stored_bytes=reply.info.stored_bytes, disk_free=reply.disk_free, disk_total=reply.disk_total,
                 peers={s: sum(1 for p in reply.peers if p.state == s) for s in ("up", "suspect", "down")},
-                repair={"running": pr.running, "rounds": pr.rounds_completed, "groups_total": pr.groups_total,
-                        "groups_done": pr.groups_done, "behind": pr.groups_behind,
-                        "items_copied": pr.items_copied, "bytes_copied": pr.bytes_copied,
-                        "rate_bytes_per_s": pr.rate_bytes_per_s, "eta_seconds": pr.eta_seconds,
-                        "handoff_items": pr.handoff_items},
+                repair=repair_fields(reply.repair),
                 scrub={"frames_checked": reply.scrub.frames_checked, "corrupt_found": reply.scrub.corrupt_found,
                        "passes": reply.scrub.passes_completed},
-                gc={"tombstones_removed": reply.gc.tombstones_removed})
+                gc={"tombstones_removed": reply.gc.tombstones_removed, "chunks_removed": reply.gc.chunks_removed})
         rows.append(row)
     return rows
 
@@ -185,11 +188,7 @@ def _print_repair(nodes, answers, as_json: bool) -> None:
         if isinstance(a, str):
             rows.append({"node": node.id, "error": a})
         else:
-            rows.append({"node": node.id, "running": a.running, "rounds": a.rounds_completed,
-                         "groups_done": a.groups_done, "groups_total": a.groups_total,
-                         "behind": a.groups_behind, "handoff_items": a.handoff_items,
-                         "bytes_copied": a.bytes_copied, "rate_bytes_per_s": a.rate_bytes_per_s,
-                         "eta_seconds": a.eta_seconds})
+            rows.append({"node": node.id, **repair_fields(a)})
     if as_json:
         json.dump({"nodes": rows}, sys.stdout, indent=2)
         print()
