@@ -27,6 +27,24 @@ def chunk_holders(mesh, digest: bytes) -> set[str]:
     return {n.site for n in mesh.layout.nodes if digest in set(inventory(n.address).all_chunks)}
 
 
+def manifest_digests(mesh, bucket: str, key: str) -> list[bytes]:
+    """The chunk digests of bucket/key, from the first node that holds its manifest."""
+    for node in mesh.layout.nodes:
+        try:
+            with grpc.insecure_channel(node.address) as ch:
+                reply = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=5)
+        except grpc.RpcError:
+            continue
+        if reply.found:
+            return [c.digest for c in reply.manifest.chunks]
+    raise AssertionError(f"no node has a manifest for {bucket}/{key}")
+
+
+def node_status(mesh, node_id: str) -> pb.NodeStatus:
+    with grpc.insecure_channel(mesh.address(node_id)) as ch:
+        return rpc.ClusterStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
+
+
 def files_containing(root, needle: bytes) -> list[str]:
     """Every file under `root` whose bytes contain `needle` (RocksDB files, chunks, temp files)."""
     hits = []

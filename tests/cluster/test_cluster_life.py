@@ -24,7 +24,7 @@ from maillage.placement import Node, Site, chunk_partition, format_layout, parse
 from maillage.proto import pb, rpc
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
-from .helpers import chunk_holders, holders, inventory
+from .helpers import chunk_holders, holders, inventory, manifest_digests, node_status
 
 pytestmark = pytest.mark.cluster
 
@@ -93,7 +93,7 @@ def test_writes_during_an_outage_are_handed_back(mesh):
         time.sleep(2.0)  # suspected, not yet marked out: writes go to handoff nodes
         objects = load(c, "frdata", 8)
         table = partition_table(mesh.layout, "france-only")
-        owed = {d for key in objects for d in _digests(mesh, "frdata", key)
+        owed = {d for key in objects for d in manifest_digests(mesh, "frdata", key)
                 if victim in table.replicas(chunk_partition(d, table.bits))}
         assert owed, "some chunks of the outage belong on the victim"
         mesh.start_node(victim)
@@ -126,7 +126,7 @@ def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
         c.create_bucket("frdata", "france-only")
         data = os.urandom(CHUNK)
         c.put_object("frdata", "rot", data)
-        digest = _digests(mesh, "frdata", "rot")[0]
+        digest = manifest_digests(mesh, "frdata", "rot")[0]
         node = sorted(chunk_holders(mesh, digest))[0]
         path = next(mesh.data_dir(node).rglob(digest.hex()))
         raw = bytearray(path.read_bytes())
@@ -134,7 +134,7 @@ def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
         path.write_bytes(bytes(raw))
 
         def scrubbed_and_repaired():
-            status = _status(mesh, node)
+            status = node_status(mesh, node)
             return status.scrub.corrupt_found >= 1 and path.exists() and path.read_bytes() != bytes(raw)
         wait_until(scrubbed_and_repaired, what="scrub quarantine and re-fetch")
         assert c.get_object("frdata", "rot").read() == data
@@ -165,12 +165,12 @@ def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
 
             def rebalanced():
                 for key in objects:
-                    for d in _digests(mesh, "frdata", key):
+                    for d in manifest_digests(mesh, "frdata", key):
                         if chunk_holders(mesh, d) != set(new_table.replicas(chunk_partition(d, new_table.bits))):
                             return False
                 return True
             wait_until(rebalanced, timeout=60, what="rebalance onto the added site")
-            moved = [d for key in objects for d in _digests(mesh, "frdata", key)
+            moved = [d for key in objects for d in manifest_digests(mesh, "frdata", key)
                      if set(old_table.replicas(chunk_partition(d, old_table.bits)))
                      != set(new_table.replicas(chunk_partition(d, new_table.bits)))]
             assert moved, "adding a site moved some partitions"
@@ -197,33 +197,16 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
         rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=text,
                                                     signature=key.sign(bigger.version, text)), timeout=5)
     def everyone_adopted():
-        return all(_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
+        return all(node_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
     wait_until(everyone_adopted, timeout=15, what="layout spread by gossip")
     def states():
-        return {p.node_id: p.state for p in _status(mesh, "paris-1").peers}
+        return {p.node_id: p.state for p in node_status(mesh, "paris-1").peers}
     # in the layout but never started: suspected once its grace since paris-1 started is over
     wait_until(lambda: states()["nantes-1"] in ("suspect", "down"), timeout=10, what="suspicion")
     assert all(states()[n] == "up" for n in ("toulouse-1", "lyon-1", "munich-1"))
 
 
 # ----- helpers -------------------------------------------------------------------------------
-
-def _digests(mesh: LocalMesh, bucket: str, key: str) -> list[bytes]:
-    for node in mesh.layout.nodes:
-        try:
-            with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
-                reply = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=5)
-        except grpc.RpcError:
-            continue
-        if reply.found:
-            return [c.digest for c in reply.manifest.chunks]
-    raise AssertionError(f"no node has a manifest for {bucket}/{key}")
-
-
-def _status(mesh: LocalMesh, node_id: str) -> pb.NodeStatus:
-    with grpc.insecure_channel(mesh.address(node_id), options=CHANNEL_OPTIONS) as ch:
-        return rpc.ClusterStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
-
 
 def _with_site(mesh: LocalMesh, name: str, location: str):
     layout = mesh.layout
@@ -274,13 +257,13 @@ def test_unreferenced_chunks_are_collected_and_referenced_ones_kept(mesh):
         c.put_object("frdata", "kept", os.urandom(2 * CHUNK))
         c.put_object("frdata", "replaced", os.urandom(2 * CHUNK))
         c.put_object("frdata", "deleted", os.urandom(2 * CHUNK))
-        old = _digests(mesh, "frdata", "replaced") + _digests(mesh, "frdata", "deleted")
-        kept = _digests(mesh, "frdata", "kept")
+        old = manifest_digests(mesh, "frdata", "replaced") + manifest_digests(mesh, "frdata", "deleted")
+        kept = manifest_digests(mesh, "frdata", "kept")
         new_data = os.urandom(2 * CHUNK)
         c.put_object("frdata", "replaced", new_data)
         c.delete_object("frdata", "deleted")
-        new = _digests(mesh, "frdata", "replaced")
+        new = manifest_digests(mesh, "frdata", "replaced")
         wait_until(lambda: not any(chunk_holders(mesh, d) for d in old), what="chunk GC after --gc-grace")
         assert all(len(chunk_holders(mesh, d)) >= 2 for d in kept + new)
         assert c.get_object("frdata", "replaced").read() == new_data
-        assert sum(_status(mesh, n.id).gc.chunks_removed for n in mesh.layout.nodes) >= len(old)
+        assert sum(node_status(mesh, n.id).gc.chunks_removed for n in mesh.layout.nodes) >= len(old)
