@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import limits as limits_mod
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
     """Run the selected parts; write JSON, markdown and charts; return (result, results dir)."""
     log = log or StepLog()
     p = _settings(args)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     out = args.out or Path("bench-results") / started.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     tmp_root = args.tmp_dir or Path(tempfile.gettempdir())

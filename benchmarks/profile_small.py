@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import collections
+import cProfile
 import io
 import pstats
 import shutil

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from maillage.placement import Layout, Policy, PlacementError, UnknownPolicy, format_location, parse_layout
+from maillage.placement import Layout, PlacementError, Policy, UnknownPolicy, format_location, parse_layout
 
 from .common import CommandError, add_endpoint_option, endpoints
 

@@ -17,8 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from maillage.placement import Layout, PlacementError, format_location
-from maillage.placement import changes
+from maillage.placement import Layout, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
 
 from .admin import ClusterAdmin, Staged, add_secret_option, parse_size

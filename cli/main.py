@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit_cmd, bench_cmd, demo, layout_cmd, node_cmd, objects_cmd, where_cmd
-from . import chaos_cmd, status_cmd
+from . import audit_cmd, bench_cmd, chaos_cmd, demo, layout_cmd, node_cmd, objects_cmd, status_cmd, where_cmd
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]

@@ -13,8 +13,15 @@ import sys
 from pathlib import Path
 
 from .common import (
-    MESH_SCHEME, CommandError, Progress, add_endpoint_option, human_size, is_mesh_path, open_client,
-    split_mesh_path, table,
+    MESH_SCHEME,
+    CommandError,
+    Progress,
+    add_endpoint_option,
+    human_size,
+    is_mesh_path,
+    open_client,
+    split_mesh_path,
+    table,
 )
 
 _ENV_NOTE = ("The mesh is reached through --endpoint HOST:PORT (repeatable) or $MAILLAGE_ENDPOINT "

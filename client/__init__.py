@@ -9,9 +9,23 @@
 
 from ._async import AsyncClient, AsyncObjectBody
 from ._exceptions import (
-    BucketAlreadyExists, BucketNotEmpty, IntegrityError, InvalidBucketName, InvalidKey,
-    InvalidRequest, MaillageError, MetadataTooLarge, NoSuchBucket, NoSuchKey, NodeUnavailable,
-    OutsidePolicy, PolicyUnsatisfiable, QuorumNotReached, StorageFull, Unavailable, UnknownPolicy,
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    IntegrityError,
+    InvalidBucketName,
+    InvalidKey,
+    InvalidRequest,
+    MaillageError,
+    MetadataTooLarge,
+    NodeUnavailable,
+    NoSuchBucket,
+    NoSuchKey,
+    OutsidePolicy,
+    PolicyUnsatisfiable,
+    QuorumNotReached,
+    StorageFull,
+    Unavailable,
+    UnknownPolicy,
 )
 from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
 from ._sync import Client, ObjectBody

@@ -10,8 +10,8 @@ returned to the caller.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -21,7 +21,12 @@ import blake3
 import grpc
 
 from maillage.placement import (
-    Layout, PlacementError, bucket_partition, chunk_partition, format_location, parse_layout,
+    Layout,
+    PlacementError,
+    bucket_partition,
+    chunk_partition,
+    format_location,
+    parse_layout,
     partition_table,
 )
 from maillage.proto import bulk, pb, rpc
@@ -31,7 +36,13 @@ from maillage.storage.frame import decode_frame
 from . import _exceptions as e
 from ._errors import exception_for
 from ._models import (
-    Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica,
+    Bucket,
+    ListPage,
+    ObjectInfo,
+    ObjectPlacement,
+    ObjectSummary,
+    PutResult,
+    Replica,
 )
 
 Body = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes], AsyncIterable[bytes]]

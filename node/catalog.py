@@ -12,7 +12,7 @@ import time
 
 from maillage.storage import BucketRecord
 
-from .errors import NoSuchBucket, NodeError
+from .errors import NodeError, NoSuchBucket
 from .layout_state import LayoutState
 from .peers import Peers
 

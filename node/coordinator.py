@@ -22,16 +22,25 @@ from dataclasses import dataclass, field, replace
 
 import blake3
 
-from maillage.placement import bucket_partition, chunk_partition, PartitionTable
+from maillage.placement import PartitionTable, bucket_partition, chunk_partition
 from maillage.storage import (
-    BucketRecord, ChunkRef, HybridClock, Manifest, chunk_digest, encode_frame,
+    BucketRecord,
+    ChunkRef,
+    HybridClock,
+    Manifest,
+    chunk_digest,
+    encode_frame,
 )
 
 from . import validation
 from .catalog import Catalog
 from .chunking import DEFAULT_CHUNK_SIZE, INLINE_MAX, FixedChunker
 from .errors import (
-    BucketAlreadyExists, BucketNotEmpty, IntegrityError, NoSuchKey, NodeError,
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    IntegrityError,
+    NodeError,
+    NoSuchKey,
     QuorumNotReached,
 )
 from .layout_state import LayoutState

@@ -141,7 +141,7 @@ class Repairer(BackgroundLoop):
                 self.progress.running = False
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

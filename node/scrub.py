@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from maillage.storage import ChunkNotFound, CorruptFrame
 
 from .background import BackgroundLoop
-from .replica import LocalReplica
 from .repair import TokenBucket
+from .replica import LocalReplica
 
 log = logging.getLogger(__name__)
 

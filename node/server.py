@@ -25,10 +25,10 @@ from .catalog import Catalog
 from .coordinator import Coordinator
 from .layout_state import LayoutState
 from .membership import FailureDetector, Gossip, SignedLayouts
-from .repair import Repairer
-from .scrub import Scrubber
 from .peers import CHANNEL_OPTIONS, Peers
+from .repair import Repairer
 from .replica import LocalReplica
+from .scrub import Scrubber
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 
 log = logging.getLogger("maillage.node")

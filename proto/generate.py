@@ -19,8 +19,8 @@ OUTPUTS = ("maillage_pb2.py", "maillage_pb2.pyi", "maillage_pb2_grpc.py")
 
 
 def generate(out_dir: Path) -> None:
-    from grpc_tools import protoc  # build-time dependency only (extra "test")
     import grpc_tools
+    from grpc_tools import protoc  # build-time dependency only (extra "test")
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     code = protoc.main([

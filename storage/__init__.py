@@ -41,8 +41,8 @@ from .manifest import (
     decode_bucket,
     decode_manifest,
     encode_bucket,
-    manifest_order,
     encode_manifest,
+    manifest_order,
     validate_bucket_name,
     validate_key,
 )

@@ -22,7 +22,7 @@ from ._sh import run
 
 __all__ = ["Tmpfs", "flip_bit", "truncate", "overwrite", "fill"]
 
-_live: "weakref.WeakSet[Tmpfs]" = weakref.WeakSet()
+_live: weakref.WeakSet[Tmpfs] = weakref.WeakSet()
 
 
 class Tmpfs:
@@ -53,7 +53,7 @@ class Tmpfs:
                     pass
         _live.discard(self)
 
-    def __enter__(self) -> "Tmpfs":
+    def __enter__(self) -> Tmpfs:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -66,7 +66,7 @@ def _rate_bits(rate: str | int | float) -> int:
 class Faults:
     """Reversible network faults for one mesh. Obtain it as ``mesh.faults``."""
 
-    def __init__(self, mesh: "Mesh", seed: int | None = None) -> None:
+    def __init__(self, mesh: Mesh, seed: int | None = None) -> None:
         from .netns import HOST
         self._HOST = HOST
         self.mesh = mesh

@@ -84,7 +84,7 @@ class Harness:
         self.faults.append(entry)
         self.say(f"fault: {text}")
 
-    def __enter__(self) -> "Harness":
+    def __enter__(self) -> Harness:
         try:
             self.mesh.__enter__()
             self.workload.setup()

@@ -66,7 +66,7 @@ _CLONE_NEWNET = 0x40000000
 _LOCK_PATH = "/run/lock/maillage-testing-net.lock"
 _POOL = ipaddress.ip_network("198.18.0.0/15")
 _counter = itertools.count()
-_live: "weakref.WeakSet[Mesh]" = weakref.WeakSet()
+_live: weakref.WeakSet[Mesh] = weakref.WeakSet()
 _probe_cache: tuple[bool, str] | None = None
 
 
@@ -353,7 +353,7 @@ class Mesh:
         if errors:
             raise ToolError("mesh teardown incomplete: " + "; ".join(errors))
 
-    def __enter__(self) -> "Mesh":
+    def __enter__(self) -> Mesh:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Supervisor", "Proc"]
 
-_live: "weakref.WeakSet[Supervisor]" = weakref.WeakSet()
+_live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Proc:
 class Supervisor:
     """Start/kill/pause/restart processes; ``close()`` kills every pid it started."""
 
-    def __init__(self, mesh: "Mesh | None" = None, log_dir: str | None = None) -> None:
+    def __init__(self, mesh: Mesh | None = None, log_dir: str | None = None) -> None:
         self.mesh = mesh
         self._own_log_dir = log_dir is None
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="ml-procs-")
@@ -236,7 +236,7 @@ class Supervisor:
             shutil.rmtree(self.log_dir, ignore_errors=True)  # logs of a temp dir we made: gone with us
         _live.discard(self)
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -224,7 +224,7 @@ class RelayProcess:
 
     @classmethod
     def start(cls, spawn, control_path: str, *, seed: int | None = None,
-              timeout: float = 10.0) -> "RelayProcess":
+              timeout: float = 10.0) -> RelayProcess:
         """``spawn(argv, **popen_kwargs) -> Popen`` decides where it runs (e.g. Mesh.run_in)."""
         argv = [sys.executable, "-m", "maillage.testing.relay", "--control", control_path]
         if seed is not None:

@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 import blake3
 
 from maillage.client import (
-    AsyncClient, BucketAlreadyExists, InvalidRequest, NoSuchBucket, NoSuchKey, ObjectSummary,
+    AsyncClient,
+    BucketAlreadyExists,
+    InvalidRequest,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectSummary,
     PolicyUnsatisfiable,
 )
 
@@ -145,7 +150,7 @@ class Workload:
                         pass
         asyncio.run(go())
 
-    def start(self) -> "Workload":
+    def start(self) -> Workload:
         self._thread = threading.Thread(target=self._main, name="workload", daemon=True)
         self._thread.start()
         return self
@@ -211,7 +216,7 @@ class Workload:
                 op.outcome, op.error = UNKNOWN, "NoSuchKey"
         except BadValue as exc:
             op.outcome, op.error = OK, f"BAD VALUE: {exc}"   # the read happened; the checker flags it
-        except asyncio.TimeoutError:
+        except TimeoutError:
             op.outcome, op.error = UNKNOWN, f"timeout after {self.op_timeout}s"
         except Exception as exc:
             op.outcome, op.error = classify(exc), f"{type(exc).__name__}: {str(exc)[:160]}"

@@ -7,8 +7,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maillage.placement import (
-    Layout, LayoutError, Node, NodeState, PlacementError, Policy, PolicyUnsatisfiable, Site, UnknownNode,
-    UnknownPolicy, UnknownSite, format_layout, moved_partitions, parse_layout, partition_table,
+    Layout,
+    LayoutError,
+    Node,
+    NodeState,
+    PlacementError,
+    Policy,
+    PolicyUnsatisfiable,
+    Site,
+    UnknownNode,
+    UnknownPolicy,
+    UnknownSite,
+    format_layout,
+    moved_partitions,
+    parse_layout,
+    partition_table,
 )
 from maillage.placement import changes as c
 

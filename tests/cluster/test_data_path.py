@@ -7,8 +7,17 @@ import os
 import pytest
 
 from maillage.client import (
-    BucketNotEmpty, Client, IntegrityError, InvalidBucketName, InvalidKey, MetadataTooLarge,
-    NoSuchBucket, NoSuchKey, PolicyUnsatisfiable, QuorumNotReached, UnknownPolicy,
+    BucketNotEmpty,
+    Client,
+    IntegrityError,
+    InvalidBucketName,
+    InvalidKey,
+    MetadataTooLarge,
+    NoSuchBucket,
+    NoSuchKey,
+    PolicyUnsatisfiable,
+    QuorumNotReached,
+    UnknownPolicy,
 )
 
 from .conftest import CHUNK, FRENCH

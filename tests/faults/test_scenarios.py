@@ -21,10 +21,9 @@ from maillage.placement import chunk_partition, partition_table
 from maillage.storage.frame import decode_frame
 from maillage.testing.checker import read_final, replication_state
 from maillage.testing.disk import Tmpfs, fill, flip_bit
-from maillage.testing.netns import require_netns
 from maillage.testing.harness import CHUNK_SIZE, FRANCE, GERMANY, Harness
+from maillage.testing.netns import require_netns
 from maillage.testing.workload import OK, make_value
-
 
 pytestmark = pytest.mark.timeout(150)
 

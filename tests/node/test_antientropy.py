@@ -3,8 +3,8 @@ hand-back loses nothing, and expiring tombstones never brings a deleted object b
 
 from __future__ import annotations
 
-
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from maillage.node.antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push

@@ -10,11 +10,10 @@ import textwrap
 import time
 
 import pytest
+from conftest import SERVERS, require_netns  # noqa: E402
 
 from maillage.testing import Mesh, Supervisor, Tmpfs, faketime_available, fill, flip_bit, truncate
 from maillage.testing._sh import run
-
-from conftest import SERVERS, require_netns  # noqa: E402
 
 pytestmark = pytest.mark.netns
 

@@ -6,11 +6,10 @@ import socket
 import time
 
 import pytest
+from conftest import ECHO_PORT, SINK_PORT  # noqa: E402  (tests/testing on sys.path)
 
 from maillage.testing import HOST
 from maillage.testing._sh import run
-
-from conftest import ECHO_PORT, SINK_PORT  # noqa: E402  (tests/testing on sys.path)
 
 pytestmark = pytest.mark.netns
 
@@ -71,7 +70,7 @@ def _udp_count(net, src, rx, n, pace_every=50):
         while True:
             rx.recv(64)
             got += 1
-    except socket.timeout:
+    except TimeoutError:
         pass
     tx.close()
     return got

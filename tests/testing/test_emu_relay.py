@@ -6,7 +6,6 @@ import socket
 import time
 
 import pytest
-
 from conftest import ECHO_PORT  # noqa: E402
 
 pytestmark = pytest.mark.netns
