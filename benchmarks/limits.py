@@ -8,7 +8,7 @@ figure runs into, and prints every result as a ratio to its ceiling:
   durable chunk write costs at best, without the per-file create/rename overhead);
 * ``disk_read_cold``: reading that file back after ``posix_fadvise(DONTNEED)`` evicted it;
 * ``blake3`` and ``zstd_*``: one thread, at the zstd level the frame codec uses
-  (``storage.frame.encode_frame``'s default), on incompressible and on text-like data;
+  (``proto.frame.encode_frame``'s default), on incompressible and on text-like data;
 * ``loopback_tcp``: one TCP stream through 127.0.0.1 between two threads;
 * ``grpc_raw_put`` / ``grpc_raw_get``: 1 MiB raw-bytes messages (no protobuf) streamed to and
   from a gRPC server in another process: the floor of our bulk path.
@@ -49,7 +49,7 @@ _GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_
 
 def zstd_level() -> int:
     """The level the frame codec compresses chunks at (read from the code, not assumed)."""
-    from maillage.storage.frame import encode_frame
+    from maillage.proto.frame import encode_frame
     return int(inspect.signature(encode_frame).parameters["level"].default)
 
 

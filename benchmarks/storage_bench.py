@@ -32,15 +32,8 @@ from pathlib import Path
 import blake3
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from maillage.storage import (
-    ChunkRef,
-    ChunkStore,
-    HybridClock,
-    Manifest,
-    MetaStore,
-    chunk_digest,
-    encode_frame,
-)
+from maillage.proto.frame import chunk_digest, encode_frame
+from maillage.storage import ChunkRef, ChunkStore, HybridClock, Manifest, MetaStore
 
 __all__ = ["run", "main"]
 

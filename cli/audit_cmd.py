@@ -223,8 +223,8 @@ def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], cha
     """digest -> buckets, from the newest manifest of every live chunked key."""
     import grpc
 
-    from maillage.node.chunking import INLINE_MAX
     from maillage.proto import pb, rpc
+    from maillage.proto.limits import INLINE_MAX
 
     wanted = [(bk, e) for bk, e in newest.items() if not e.deleted and e.size > INLINE_MAX]
 

@@ -12,6 +12,7 @@ from ._exceptions import (
     BucketAlreadyExists,
     BucketNotEmpty,
     IntegrityError,
+    InternalError,
     InvalidBucketName,
     InvalidKey,
     InvalidRequest,
@@ -19,8 +20,10 @@ from ._exceptions import (
     MetadataTooLarge,
     NodeUnavailable,
     NoSuchBucket,
+    NoSuchChunk,
     NoSuchKey,
     OutsidePolicy,
+    PermissionDenied,
     PolicyUnsatisfiable,
     QuorumNotReached,
     StorageFull,
@@ -36,7 +39,7 @@ __all__ = [
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
     "PolicyUnsatisfiable", "OutsidePolicy", "IntegrityError", "StorageFull", "Unavailable",
-    "QuorumNotReached", "NodeUnavailable",
+    "QuorumNotReached", "NodeUnavailable", "NoSuchChunk", "PermissionDenied", "InternalError",
 ]
 
 for _name in __all__:

@@ -23,6 +23,7 @@ import grpc
 from maillage.placement import (
     Layout,
     PlacementError,
+    UnknownPolicy,
     bucket_partition,
     chunk_partition,
     format_location,
@@ -30,8 +31,7 @@ from maillage.placement import (
     partition_table,
 )
 from maillage.proto import bulk, pb, rpc
-from maillage.storage.errors import CorruptFrame
-from maillage.storage.frame import decode_frame
+from maillage.proto.frame import CorruptFrame, decode_frame
 
 from . import _exceptions as e
 from ._errors import exception_for
@@ -244,7 +244,7 @@ class AsyncClient:
         try:
             partition_table(layout, policy)  # refuse early, with placement's own words
         except PlacementError as exc:
-            cls = e.UnknownPolicy if type(exc).__name__ == "UnknownPolicy" else e.PolicyUnsatisfiable
+            cls = e.UnknownPolicy if isinstance(exc, UnknownPolicy) else e.PolicyUnsatisfiable
             raise cls(str(exc)) from exc
         reply = await self._objects_call(None, "CreateBucket",
                                          pb.CreateBucketRequest(name=name, policy=policy, owner=owner))
@@ -460,18 +460,17 @@ async def _pieces(body: Body) -> AsyncIterator[bytes | memoryview]:
 
 async def _put_stream(header: pb.PutObjectHeader, body: Body, progress: Progress | None,
                       total: int | None, sent: list[int]) -> AsyncIterator[bytes]:
-    yield bytes([bulk.TAG_HEADER]) + header.SerializeToString()
+    yield bulk.header_message(header)
     digest = blake3.blake3()
-    data_tag = bytes([bulk.TAG_DATA])
     async for piece in _pieces(body):
         if not isinstance(piece, (bytes, bytearray, memoryview)):
             raise e.InvalidRequest(f"body iterator yielded {type(piece).__name__}, expected bytes")
         if not len(piece):
             continue
         digest.update(piece)
-        yield data_tag + piece
+        yield bulk.data_message(piece)
         sent[0] += len(piece)
         if progress:
             progress(sent[0], total)
-    yield bytes([bulk.TAG_TRAILER]) + pb.PutObjectTrailer(blake3=digest.digest()).SerializeToString()
+    yield bulk.trailer_message(digest.digest())
 

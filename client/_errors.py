@@ -1,48 +1,72 @@
-"""The one boundary where gRPC statuses become SDK exceptions."""
+"""The one boundary where gRPC failures become SDK exceptions.
+
+A node names what went wrong with a `Reason` (`maillage.proto.reasons`); each reason has exactly one
+SDK exception here. A failure without a reason (the call never reached a node, or the peer is not a
+maillage node) is judged by its status code. `tests/proto/test_reasons.py` checks the table covers
+every reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import grpc
 
-from maillage.proto import bulk
+from maillage.proto.reasons import Reason, reason_of
 
 from . import _exceptions as e
 
-# The node names the typed error in trailing metadata; these are the names it may send.
-_BY_REASON: dict[str, type[e.MaillageError]] = {
-    "InvalidArgument": e.InvalidRequest, "InvalidRequest": e.InvalidRequest,
-    "InvalidBucketName": e.InvalidBucketName, "InvalidName": e.InvalidRequest,
-    "InvalidKey": e.InvalidKey, "MetadataTooLarge": e.MetadataTooLarge,
-    "UnknownPolicy": e.UnknownPolicy, "LayoutError": e.InvalidRequest,
-    "NoSuchBucket": e.NoSuchBucket, "NoSuchKey": e.NoSuchKey,
-    "BucketAlreadyExists": e.BucketAlreadyExists, "BucketNotEmpty": e.BucketNotEmpty,
-    "PolicyUnsatisfiable": e.PolicyUnsatisfiable, "OutsidePolicy": e.OutsidePolicy,
-    "IntegrityError": e.IntegrityError, "CorruptFrame": e.IntegrityError,
-    "DiskFull": e.StorageFull, "QuorumNotReached": e.QuorumNotReached,
-    "PeerUnavailable": e.NodeUnavailable, "StorageUnavailable": e.Unavailable,
+BY_REASON: dict[Reason, type[e.MaillageError]] = {
+    Reason.INVALID_REQUEST: e.InvalidRequest,
+    Reason.INVALID_BUCKET_NAME: e.InvalidBucketName,
+    Reason.INVALID_KEY: e.InvalidKey,
+    Reason.METADATA_TOO_LARGE: e.MetadataTooLarge,
+    Reason.UNKNOWN_POLICY: e.UnknownPolicy,
+    Reason.INVALID_LAYOUT: e.InvalidRequest,
+    Reason.UNKNOWN_NODE: e.InvalidRequest,
+    Reason.NO_SUCH_BUCKET: e.NoSuchBucket,
+    Reason.NO_SUCH_KEY: e.NoSuchKey,
+    Reason.NO_SUCH_CHUNK: e.NoSuchChunk,
+    Reason.BUCKET_ALREADY_EXISTS: e.BucketAlreadyExists,
+    Reason.BUCKET_NOT_EMPTY: e.BucketNotEmpty,
+    Reason.POLICY_UNSATISFIABLE: e.PolicyUnsatisfiable,
+    Reason.OUTSIDE_POLICY: e.OutsidePolicy,
+    Reason.PERMISSION_DENIED: e.PermissionDenied,
+    Reason.INTEGRITY: e.IntegrityError,
+    Reason.STORAGE_FULL: e.StorageFull,
+    Reason.STORAGE_UNAVAILABLE: e.Unavailable,
+    Reason.QUORUM_NOT_REACHED: e.QuorumNotReached,
+    Reason.PEER_UNAVAILABLE: e.NodeUnavailable,
+    Reason.INTERNAL: e.InternalError,
 }
-_BY_CODE = {
+_BY_CODE: dict[grpc.StatusCode, type[e.MaillageError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: e.InvalidRequest,
-    grpc.StatusCode.NOT_FOUND: e.MaillageError,
     grpc.StatusCode.UNAVAILABLE: e.NodeUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: e.NodeUnavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: e.StorageFull,
     grpc.StatusCode.DATA_LOSS: e.IntegrityError,
+    grpc.StatusCode.PERMISSION_DENIED: e.PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: e.PermissionDenied,
+    grpc.StatusCode.INTERNAL: e.InternalError,
 }
 
 
 def exception_for(err: grpc.RpcError, where: str = "") -> e.MaillageError:
-    cls = _BY_REASON.get(bulk.error_reason(err)) or _BY_CODE.get(err.code(), e.MaillageError)
-    details = err.details() or err.code().name
+    """The SDK exception for a failed call to node `where`."""
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    reason = reason_of(err)
+    cls = BY_REASON[reason] if reason is not None else _BY_CODE.get(code, e.MaillageError)
+    details: str = err.details() or code.name  # type: ignore[attr-defined]
     if cls is e.NodeUnavailable and where:
-        details = f"node {where} did not answer ({err.code().name}): {details}"
+        details = f"node {where} did not answer ({code.name}): {details}"
     return cls(details)
 
 
 @contextlib.contextmanager
-def translate(where: str = ""):
+def translate(where: str = "") -> Iterator[None]:
+    """Run a call to node `where`; a gRPC failure leaves as its SDK exception (the original as
+    __cause__)."""
     try:
         yield
     except grpc.RpcError as err:

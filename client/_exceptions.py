@@ -8,17 +8,21 @@
     │   └── UnknownPolicy
     ├── NoSuchBucket
     ├── NoSuchKey
+    ├── NoSuchChunk               a chunk a manifest names is missing on the node asked
     ├── BucketAlreadyExists
     ├── BucketNotEmpty
     ├── PolicyUnsatisfiable       the layout has fewer eligible sites than the policy's replicas
     ├── OutsidePolicy             a node refused data its location may not hold
+    ├── PermissionDenied          the caller may not do this (credentials, signatures)
     ├── IntegrityError            bytes did not match their BLAKE3 digest on every copy
     ├── StorageFull               a node's disk is full
-    └── Unavailable               the mesh could not do it now; retrying later may work
-        ├── QuorumNotReached      fewer than two sites acknowledged
-        └── NodeUnavailable       no node answered
+    ├── Unavailable               the mesh could not do it now; retrying later may work
+    │   ├── QuorumNotReached      fewer than two sites acknowledged
+    │   └── NodeUnavailable       no node answered
+    └── InternalError             a bug on a node: it said so (please report it)
 
-gRPC errors are translated in one place (`_errors.translate`), keeping the original as __cause__.
+gRPC errors are translated in one place (`_errors.exception_for`, `_errors.translate`), keeping the
+original as __cause__.
 """
 
 
@@ -54,6 +58,10 @@ class NoSuchKey(MaillageError):
     pass
 
 
+class NoSuchChunk(MaillageError):
+    pass
+
+
 class BucketAlreadyExists(MaillageError):
     pass
 
@@ -67,6 +75,10 @@ class PolicyUnsatisfiable(MaillageError):
 
 
 class OutsidePolicy(MaillageError):
+    pass
+
+
+class PermissionDenied(MaillageError):
     pass
 
 
@@ -87,4 +99,8 @@ class QuorumNotReached(Unavailable):
 
 
 class NodeUnavailable(Unavailable):
+    pass
+
+
+class InternalError(MaillageError):
     pass

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
-INLINE_MAX = 64 * 1024
+from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 
 
 class FixedChunker:

@@ -23,18 +23,13 @@ from dataclasses import dataclass, field, replace
 import blake3
 
 from maillage.placement import PartitionTable, bucket_partition, chunk_partition
-from maillage.storage import (
-    BucketRecord,
-    ChunkRef,
-    HybridClock,
-    Manifest,
-    chunk_digest,
-    encode_frame,
-)
+from maillage.proto.frame import chunk_digest, encode_frame
+from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
+from maillage.storage import BucketRecord, ChunkRef, HybridClock, Manifest
 
 from . import validation
 from .catalog import Catalog
-from .chunking import DEFAULT_CHUNK_SIZE, INLINE_MAX, FixedChunker
+from .chunking import FixedChunker
 from .errors import (
     BucketAlreadyExists,
     BucketNotEmpty,

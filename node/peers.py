@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import grpc
 
 from maillage.proto import bulk, pb, rpc
+from maillage.proto.channels import open_channel
 from maillage.storage import BucketRecord, Manifest
 
 from .convert import bucket_from_pb, bucket_to_pb, group_to_pb, manifest_from_pb, manifest_to_pb
@@ -19,20 +20,6 @@ from .layout_state import LayoutState
 from .replica import BucketInventory, IndexEntry, LocalReplica, SyncGroup
 from .status import error_from_rpc
 
-MAX_MESSAGE = 64 * 1024 * 1024
-CHANNEL_OPTIONS = (
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.enable_retries", 0),
-    # A peer that refused a connection (not started yet, restarting) is retried within a second
-    # or two, not after gRPC's default backoff of up to two minutes.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    # Each channel its own connections: gRPC otherwise shares them (and their backoff) between
-    # channels to one address, so gossip's or repair's failures would stall client requests.
-    ("grpc.use_local_subchannel_pool", 1),
-)
 SMALL_CALL_TIMEOUT = 5.0
 CHUNK_CALL_TIMEOUT = 60.0
 
@@ -125,7 +112,7 @@ class Channels:
         address = self._layout.current.node(node_id).address
         entry = self._open.get(node_id)
         if entry is None or entry[0] != address:
-            entry = self._open[node_id] = (address, grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+            entry = self._open[node_id] = (address, open_channel(address))
         return entry[1]
 
     async def close(self) -> None:

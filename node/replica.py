@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import blake3
 
 from maillage.placement import chunk_partition, format_location
-from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore, read_frame_header
+from maillage.proto.frame import read_frame_header
+from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
 
 from .errors import OutsidePolicy
 from .layout_state import LayoutState

@@ -18,6 +18,7 @@ import grpc
 
 from maillage.placement import Layout, PlacementError, format_layout
 from maillage.proto import pb, rpc
+from maillage.proto.channels import new_server, open_channel
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 
 from .auth import ClusterKey, LayoutAuthError
@@ -25,7 +26,7 @@ from .catalog import Catalog
 from .coordinator import Coordinator
 from .layout_state import LayoutState
 from .membership import FailureDetector, Gossip, SignedLayouts
-from .peers import CHANNEL_OPTIONS, Peers
+from .peers import Peers
 from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
@@ -67,7 +68,7 @@ async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts) -> tuple[L
     errors = []
     for address in seeds:
         try:
-            async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+            async with open_channel(address) as channel:
                 doc = await rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=5)
             layout = signed.verify(doc)
             if best is None or layout.version > best[0].version:
@@ -127,15 +128,13 @@ class NodeServer:
                                   rate=t.repair_rate, tombstone_grace=t.gc_grace)
         self._scrubber = Scrubber(local, rate=t.scrub_rate, interval=t.scrub_interval, on_corrupt=self._repairer.trigger)
 
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.address = cfg.listen or node.address
+        server, _ = new_server(self.address)
         rpc.add_ClusterServicer_to_server(ClusterServicer(
             local, layout, signed, self._gossip, detector, self._repairer, self._scrubber), server)
         rpc.add_ReplicaServicer_to_server(ReplicaServicer(local), server)
         rpc.add_ObjectsServicer_to_server(ObjectsServicer(coordinator), server)
         server.add_generic_rpc_handlers((BulkHandlers(local, coordinator).generic_handler(),))
-        self.address = cfg.listen or node.address
-        if server.add_insecure_port(self.address) == 0:
-            raise OSError(f"cannot listen on {self.address}")
         await server.start()
         self._server = server
         for task in (self._gossip, self._repairer, self._scrubber):

@@ -16,7 +16,6 @@ from maillage.proto import bulk, pb, rpc
 
 from .convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
 from .coordinator import Coordinator, Upload
-from .errors import InvalidRequest
 from .layout_state import LayoutState, StagedLayout
 from .membership import FailureDetector, Gossip, SignedLayouts
 from .repair import Progress, Repairer
@@ -258,21 +257,18 @@ class BulkHandlers:
     @grpc_errors
     async def put_object(self, messages, context) -> bytes:
         stream = messages.__aiter__()
-        first = await anext(stream, None)
-        if not first or first[0] != bulk.TAG_HEADER:
-            raise InvalidRequest("a PutObject stream must start with its header message")
-        header = pb.PutObjectHeader.FromString(first[1:])
+        header = bulk.read_header(await anext(stream, None))
         trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
         async def pieces():
             async for message in stream:
-                tag = message[0] if message else None
-                if tag == bulk.TAG_DATA:
-                    yield memoryview(message)[1:]
-                elif tag == bulk.TAG_TRAILER and not trailer.done():
-                    trailer.set_result(pb.PutObjectTrailer.FromString(message[1:]).blake3 or None)
+                item = bulk.read_message(message)
+                if isinstance(item, memoryview):
+                    yield item
+                elif trailer.done():
+                    raise bulk.StreamError("a PutObject stream has one trailer")
                 else:
-                    raise InvalidRequest(f"unexpected PutObject message with tag {tag!r}")
+                    trailer.set_result(item.blake3 or None)
             if not trailer.done():
                 trailer.set_result(None)
 

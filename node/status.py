@@ -1,90 +1,114 @@
-"""The one table between typed errors and gRPC statuses, used in both directions.
+"""The node's error boundary: typed errors become gRPC statuses with a reason, and back.
 
-Servicers wrap their handlers with `@grpc_errors`: a domain error becomes its status code plus its
-class name under `x-maillage-error`, so the caller can raise the same type. `error_from_rpc` does the
-reverse for node-to-node calls (a peer's `OutsidePolicy` stays an `OutsidePolicy`), and turns
-transport failures into `PeerUnavailable` so the coordinator can route around the peer.
+Servicers wrap their handlers with `@grpc_errors`: a domain error leaves as the status code and
+`Reason` of `maillage.proto.reasons` (the vocabulary the SDK reads too), with its message. A bug
+leaves as INTERNAL with the exception's type, and is logged once. `error_from_rpc` does the reverse
+for node-to-node calls (a peer's `OutsidePolicy` stays an `OutsidePolicy`), and turns transport
+failures into `PeerUnavailable` so the coordinator can route around the peer.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from maillage import placement, storage
-from maillage.proto import bulk
+from maillage.proto import bulk, frame
+from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
 
 from . import auth, errors
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first match wins.
-_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NoSuchBucket, grpc.StatusCode.NOT_FOUND),
-    (errors.NoSuchKey, grpc.StatusCode.NOT_FOUND),
-    (errors.BucketAlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.BucketNotEmpty, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.OutsidePolicy, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.QuorumNotReached, grpc.StatusCode.UNAVAILABLE),
-    (errors.PeerUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.IntegrityError, grpc.StatusCode.DATA_LOSS),
-    (auth.LayoutAuthError, grpc.StatusCode.PERMISSION_DENIED),
-    (placement.PolicyUnsatisfiable, grpc.StatusCode.FAILED_PRECONDITION),
-    (placement.UnknownPolicy, grpc.StatusCode.INVALID_ARGUMENT),
-    (placement.UnknownNode, grpc.StatusCode.FAILED_PRECONDITION),
-    (placement.LayoutError, grpc.StatusCode.INVALID_ARGUMENT),
-    (storage.ChunkNotFound, grpc.StatusCode.NOT_FOUND),
-    (storage.CorruptFrame, grpc.StatusCode.DATA_LOSS),
-    (storage.DiskFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (storage.StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+# Every domain error a handler may raise, by the reason it is sent with. Most specific first: the
+# first match wins. `tests/proto/test_reasons.py` checks every class of the node's, placement's
+# and storage's errors is covered.
+REASONS: list[tuple[type[Exception], Reason]] = [
+    (errors.InvalidBucketName, Reason.INVALID_BUCKET_NAME),
+    (errors.InvalidKey, Reason.INVALID_KEY),
+    (errors.MetadataTooLarge, Reason.METADATA_TOO_LARGE),
+    (errors.InvalidArgument, Reason.INVALID_REQUEST),
+    (bulk.StreamError, Reason.INVALID_REQUEST),
+    (errors.NoSuchBucket, Reason.NO_SUCH_BUCKET),
+    (errors.NoSuchKey, Reason.NO_SUCH_KEY),
+    (errors.BucketAlreadyExists, Reason.BUCKET_ALREADY_EXISTS),
+    (errors.BucketNotEmpty, Reason.BUCKET_NOT_EMPTY),
+    (errors.OutsidePolicy, Reason.OUTSIDE_POLICY),
+    (errors.QuorumNotReached, Reason.QUORUM_NOT_REACHED),
+    (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
+    (errors.IntegrityError, Reason.INTEGRITY),
+    (auth.LayoutAuthError, Reason.PERMISSION_DENIED),
+    (placement.PolicyUnsatisfiable, Reason.POLICY_UNSATISFIABLE),
+    (placement.UnknownPolicy, Reason.UNKNOWN_POLICY),
+    (placement.UnknownNode, Reason.UNKNOWN_NODE),
+    (placement.PlacementError, Reason.INVALID_LAYOUT),
+    (storage.ChunkNotFound, Reason.NO_SUCH_CHUNK),
+    (frame.CorruptFrame, Reason.INTEGRITY),
+    (storage.DiskFull, Reason.STORAGE_FULL),
+    (storage.StorageUnavailable, Reason.STORAGE_UNAVAILABLE),
+    (storage.InvalidName, Reason.INVALID_REQUEST),
+    (errors.NodeError, Reason.INTERNAL),
+    (storage.StorageError, Reason.INTERNAL),
 ]
+DOMAIN_ERRORS = (errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
+                 bulk.StreamError)
 
-_BY_NAME: dict[str, type[Exception]] = {cls.__name__: cls for cls, _ in _STATUS}
-for _module in (errors, auth, placement, storage):
-    for _name in dir(_module):
-        _obj = getattr(_module, _name)
-        if isinstance(_obj, type) and issubclass(_obj, Exception):
-            _BY_NAME.setdefault(_name, _obj)
+# The node's own class for each reason a peer may send back (the first listed for that reason).
+_FROM_PEER: dict[Reason, type[Exception]] = {}
+for _cls, _reason in REASONS:
+    _FROM_PEER.setdefault(_reason, _cls)
 
 _TRANSPORT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
               grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+def reason_for(exc: BaseException) -> Reason:
+    for cls, reason in REASONS:
+        if isinstance(exc, cls):
+            return reason
+    return Reason.INTERNAL
+
 
 def status_for(exc: BaseException) -> grpc.StatusCode:
-    for cls, code in _STATUS:
-        if isinstance(exc, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
+    return status_of(reason_for(exc))
 
 
-def grpc_errors(handler):
+def grpc_errors(handler: H) -> H:
     """Decorate an async servicer method so typed errors leave as statuses a caller can read."""
 
     @functools.wraps(handler)
-    async def wrapper(self, request, context):
+    async def wrapper(self: object, request: object, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await handler(self, request, context)
-        except (errors.NodeError, placement.PlacementError, storage.StorageError) as exc:
-            context.set_trailing_metadata(((bulk.ERROR_KEY, type(exc).__name__),))
-            await context.abort(status_for(exc), str(exc))
+        except DOMAIN_ERRORS as exc:
+            reason = reason_for(exc)
+            if reason is Reason.INTERNAL:
+                log.exception("unexpected error in %s", handler.__name__)
+            context.set_trailing_metadata(((ERROR_KEY, reason.value),))
+            await context.abort(status_of(reason), str(exc))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # a bug: say so, with the type, instead of a bare "unknown"
             log.exception("unexpected error in %s", handler.__name__)
-            context.set_trailing_metadata(((bulk.ERROR_KEY, "InternalError"),))
+            context.set_trailing_metadata(((ERROR_KEY, Reason.INTERNAL.value),))
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 def error_from_rpc(err: grpc.RpcError, peer: str) -> Exception:
     """The typed error a peer raised, or PeerUnavailable when the call itself failed."""
-    cls = _BY_NAME.get(bulk.error_reason(err))
-    if cls is not None:
-        return cls(err.details())
-    if err.code() in _TRANSPORT:
-        return errors.PeerUnavailable(f"node {peer} did not answer: {err.code().name}: {err.details()}")
-    return errors.NodeError(f"node {peer} failed: {err.code().name}: {err.details()}")
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    details: str = err.details()  # type: ignore[attr-defined]
+    reason = reason_of(err)
+    if reason is not None and reason is not Reason.INTERNAL:
+        return _FROM_PEER[reason](details)
+    if code in _TRANSPORT:
+        return errors.PeerUnavailable(f"node {peer} did not answer: {code.name}: {details}")
+    return errors.NodeError(f"node {peer} failed: {code.name}: {details}")

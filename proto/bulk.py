@@ -1,18 +1,32 @@
-"""Names and framing of the raw-bytes methods (see the header of maillage.proto).
+"""The raw-bytes methods (see the header of maillage.proto) and the PutObject stream's framing.
 
 They are registered without (de)serializers so a chunk crosses gRPC as the bytes it is, instead of
-being copied into and out of a protobuf message.
+being copied into and out of a protobuf message. A PutObject stream is one header message, any
+number of data messages and one trailer, each a tag byte and its payload; the encoder (used by the
+SDK) and the decoder (used by the node) sit side by side here so they cannot drift apart.
 """
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from . import maillage_pb2 as pb
+
+__all__ = [
+    "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "POLICY_KEY", "TAG_HEADER", "TAG_DATA",
+    "TAG_TRAILER", "StreamError", "header_message", "data_message", "trailer_message", "read_header",
+    "read_message",
+]
 
 SERVICE = "maillage.v1.Bulk"
 PUT_CHUNK = f"/{SERVICE}/PutChunk"
 GET_CHUNK = f"/{SERVICE}/GetChunk"
 PUT_OBJECT = f"/{SERVICE}/PutObject"
 
-# Metadata keys carried next to the raw bytes.
-BUCKET_KEY = "x-maillage-bucket"
+# Metadata key carried next to a PutChunk's raw bytes: the policy the chunk is held for.
 POLICY_KEY = "x-maillage-policy"
-ERROR_KEY = "x-maillage-error"
 
 # First byte of every PutObject stream message.
 TAG_HEADER = 0x01
@@ -20,10 +34,44 @@ TAG_DATA = 0x02
 TAG_TRAILER = 0x03
 
 
-def error_reason(err) -> str:
-    """The typed error's name a node put under ERROR_KEY in a failed call's trailing metadata."""
-    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == ERROR_KEY:
-            return value if isinstance(value, str) else value.decode()
-    return ""
+class StreamError(ValueError):
+    """A PutObject stream that does not follow the framing (the node answers INVALID_ARGUMENT)."""
+
+
+def header_message(header: pb.PutObjectHeader) -> bytes:
+    return bytes([TAG_HEADER]) + header.SerializeToString()
+
+
+def data_message(piece: bytes | bytearray | memoryview) -> bytes:
+    return b"".join((bytes([TAG_DATA]), piece))
+
+
+def trailer_message(blake3_digest: bytes) -> bytes:
+    return bytes([TAG_TRAILER]) + pb.PutObjectTrailer(blake3=blake3_digest).SerializeToString()
+
+
+def read_header(message: bytes | None) -> pb.PutObjectHeader:
+    """The header of a stream, from its first message."""
+    if not message or message[0] != TAG_HEADER:
+        raise StreamError("a PutObject stream must start with its header message")
+    return _parse(pb.PutObjectHeader, message, "header")
+
+
+def read_message(message: bytes) -> memoryview | pb.PutObjectTrailer:
+    """A later message: a data piece (without copying it) or the trailer."""
+    tag = message[0] if message else None
+    if tag == TAG_DATA:
+        return memoryview(message)[1:]
+    if tag == TAG_TRAILER:
+        return _parse(pb.PutObjectTrailer, message, "trailer")
+    raise StreamError(f"unexpected PutObject message with tag {tag!r}")
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _parse(cls: type[_M], message: bytes, what: str) -> _M:
+    try:
+        return cls.FromString(message[1:])
+    except DecodeError as exc:
+        raise StreamError(f"the PutObject {what} message does not parse: {exc}") from None

@@ -1,11 +1,13 @@
 """maillage.storage: one node's storage engine (no network).
 
-* :mod:`frame` — the versioned, self-verifying frame a chunk is stored and sent as;
 * :class:`ChunkStore` — frames as files, written crash-safely, verified on read;
 * :class:`MetaStore` — manifests, buckets and chunk references in RocksDB with group commit;
 * :class:`HybridClock` — versions that always exceed the ones they replace.
 
-Layering: this package imports only the standard library, blake3, zstandard and rocksdict.
+Frames (how a chunk is stored and sent) are the wire codec of :mod:`maillage.proto.frame`.
+
+Layering: this package imports only the standard library, blake3, zstandard, rocksdict and the
+wire codec; it knows no network (checked by import-linter).
 """
 
 from .chunks import ChunkStore, ChunkStoreStats
@@ -17,20 +19,6 @@ from .errors import (
     InvalidName,
     StorageError,
     StorageUnavailable,
-)
-from .frame import (
-    CODEC_RAW,
-    CODEC_ZSTD,
-    DIGEST_SIZE,
-    FRAME_HEADER_SIZE,
-    FRAME_VERSION,
-    MAX_PLAIN_LENGTH,
-    FrameHeader,
-    chunk_digest,
-    decode_frame,
-    encode_frame,
-    read_frame_header,
-    verify_frame,
 )
 from .hlc import HybridClock, version_time
 from .manifest import (
@@ -57,19 +45,6 @@ __all__ = [
     "DiskFull",
     "StorageUnavailable",
     "InvalidName",
-    # frames
-    "DIGEST_SIZE",
-    "FRAME_HEADER_SIZE",
-    "FRAME_VERSION",
-    "CODEC_RAW",
-    "CODEC_ZSTD",
-    "MAX_PLAIN_LENGTH",
-    "FrameHeader",
-    "chunk_digest",
-    "encode_frame",
-    "read_frame_header",
-    "decode_frame",
-    "verify_frame",
     # chunk store
     "ChunkStore",
     "ChunkStoreStats",

@@ -56,7 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
-from .frame import DIGEST_SIZE, verify_frame
+from maillage.proto import frame as wire
+from maillage.proto.frame import DIGEST_SIZE, FrameHeader
 
 __all__ = ["ChunkStore", "ChunkStoreStats"]
 
@@ -122,7 +123,7 @@ class ChunkStore:
     def put(self, frame: bytes | memoryview) -> bool:
         """Store a frame after verifying it fully. True if newly stored, False if already here."""
         self._ensure_writable()
-        header = verify_frame(frame)
+        header = _verified(frame)
         digest = header.digest
         final = self.path_of(digest)
         with self._claim(digest):
@@ -188,7 +189,7 @@ class ChunkStore:
         except FileNotFoundError:
             raise ChunkNotFound(f"chunk {bytes(digest).hex()} is not stored here") from None
         try:
-            verify_frame(frame, expected_digest=bytes(digest))
+            _verified(frame, bytes(digest))
         except CorruptFrame as exc:
             where = self._quarantine_file(path)
             raise CorruptFrame(f"{exc}; moved to {where}") from exc
@@ -364,3 +365,11 @@ class ChunkStore:
                         size += e3.stat().st_size
         return chunks, size
 
+
+
+def _verified(frame: bytes | memoryview, expected_digest: bytes | None = None) -> FrameHeader:
+    """The wire codec's verdict, its failures raised as this store's `CorruptFrame`."""
+    try:
+        return wire.verify_frame(frame, expected_digest=expected_digest)
+    except wire.CorruptFrame as exc:
+        raise CorruptFrame(str(exc)) from exc

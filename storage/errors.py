@@ -19,6 +19,8 @@ other replicas.
 
 from __future__ import annotations
 
+from maillage.proto import frame
+
 __all__ = [
     "StorageError",
     "CorruptFrame",
@@ -36,8 +38,8 @@ class StorageError(Exception):
     __module__ = "maillage.storage"
 
 
-class CorruptFrame(StorageError):
-    """A frame is malformed or its content does not match its digest."""
+class CorruptFrame(StorageError, frame.CorruptFrame):
+    """A stored frame or record failed verification (also a wire-level `frame.CorruptFrame`)."""
 
     __module__ = "maillage.storage"
 

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import CorruptRecord, InvalidName
-from .frame import DIGEST_SIZE
+from maillage.proto.frame import DIGEST_SIZE
 
 __all__ = [
     "ChunkRef",

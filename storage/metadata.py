@@ -45,7 +45,7 @@ from rocksdict import (
 )
 
 from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
-from .frame import DIGEST_SIZE
+from maillage.proto.frame import DIGEST_SIZE
 from .manifest import (
     BucketRecord,
     Manifest,

@@ -16,9 +16,9 @@ import pytest
 
 from maillage.cli import residency
 from maillage.client import Client
-from maillage.node.chunking import INLINE_MAX
 from maillage.placement import chunk_partition, partition_table
-from maillage.storage.frame import decode_frame
+from maillage.proto.frame import decode_frame
+from maillage.proto.limits import INLINE_MAX
 from maillage.testing.checker import read_final, replication_state
 from maillage.testing.disk import Tmpfs, fill, flip_bit
 from maillage.testing.harness import CHUNK_SIZE, FRANCE, GERMANY, Harness

@@ -14,15 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
-from maillage.storage import (
-    ChunkRef,
-    ChunkStore,
-    HybridClock,
-    Manifest,
-    MetaStore,
-    encode_frame,
-    read_frame_header,
-)
+from maillage.proto.frame import encode_frame, read_frame_header
+from maillage.storage import ChunkRef, ChunkStore, HybridClock, Manifest, MetaStore
 
 
 def payload(rnd: random.Random) -> bytes:

@@ -11,17 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillage.storage import (
-    ChunkNotFound,
-    ChunkStore,
-    CorruptFrame,
-    DiskFull,
-    StorageUnavailable,
-    chunk_digest,
-    decode_frame,
-    encode_frame,
-    read_frame_header,
-)
+from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
+from maillage.storage import ChunkNotFound, ChunkStore, CorruptFrame, DiskFull, StorageUnavailable
 
 
 def _frame(i: int, size: int = 1000) -> tuple[bytes, bytes]:

@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from maillage.storage import ChunkNotFound, ChunkStore, MetaStore, decode_frame
+from maillage.proto.frame import decode_frame
+from maillage.storage import ChunkNotFound, ChunkStore, MetaStore
 
 HELPER = Path(__file__).with_name("crash_writer.py")
 ROUNDS = 15

@@ -17,8 +17,7 @@ def test_all_names_exist_and_are_public() -> None:
 def test_promised_api_is_exported() -> None:
     promised = {
         "StorageError", "CorruptFrame", "ChunkNotFound", "DiskFull", "StorageUnavailable",
-        "DIGEST_SIZE", "chunk_digest", "encode_frame", "FrameHeader", "read_frame_header",
-        "decode_frame", "FRAME_HEADER_SIZE", "ChunkStore", "ChunkStoreStats", "HybridClock",
+        "ChunkStore", "ChunkStoreStats", "HybridClock",
         "version_time", "ChunkRef", "Manifest", "encode_manifest", "decode_manifest",
         "BucketRecord", "MetaStore",
     }
@@ -30,3 +29,9 @@ def test_error_hierarchy() -> None:
                 storage.StorageUnavailable, storage.InvalidName, storage.CorruptRecord):
         assert issubclass(cls, storage.StorageError)
     assert issubclass(storage.InvalidName, ValueError)
+
+
+def test_a_stored_corrupt_frame_is_also_the_wire_error() -> None:
+    from maillage.proto import frame
+
+    assert issubclass(storage.CorruptFrame, frame.CorruptFrame)

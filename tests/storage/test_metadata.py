@@ -10,16 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillage.storage import (
-    BucketRecord,
-    ChunkRef,
-    InvalidName,
-    Manifest,
-    MetaStore,
-    StorageError,
-    StorageUnavailable,
-    chunk_digest,
-)
+from maillage.proto.frame import chunk_digest
+from maillage.storage import BucketRecord, ChunkRef, InvalidName, Manifest, MetaStore, StorageError, StorageUnavailable
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.storage import (
+from maillage.proto.frame import (
     CODEC_RAW,
     CODEC_ZSTD,
     FRAME_HEADER_SIZE,

@@ -41,9 +41,8 @@ from dataclasses import dataclass
 import blake3
 import zstandard
 
-from .errors import CorruptFrame
-
 __all__ = [
+    "CorruptFrame",
     "DIGEST_SIZE",
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",
@@ -58,6 +57,12 @@ __all__ = [
     "decode_frame",
     "verify_frame",
 ]
+
+
+
+class CorruptFrame(Exception):
+    """A frame is malformed or its content does not match its digest (on the wire or on disk)."""
+
 
 DIGEST_SIZE = 32
 FRAME_MAGIC = b"MLGF"
@@ -87,7 +92,6 @@ class FrameHeader:
     plain_length: int
     stored_length: int
 
-    __module__ = "maillage.storage"
 
 
 def chunk_digest(data: bytes | memoryview) -> bytes:

@@ -1,0 +1,85 @@
+"""The error contract: every domain error has a reason, every reason a status code and an SDK class."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+import grpc
+import pytest
+
+from maillage import placement, storage
+from maillage.client import _errors as sdk_errors
+from maillage.client import _exceptions as sdk_exceptions
+from maillage.node import auth, status
+from maillage.node import errors as node_errors
+from maillage.placement import changes
+from maillage.proto import bulk, frame
+from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
+
+_BASES = (node_errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
+          bulk.StreamError)
+
+
+def _domain_errors(*modules: ModuleType) -> set[type[Exception]]:
+    return {obj for m in modules for _, obj in inspect.getmembers(m, inspect.isclass)
+            if issubclass(obj, _BASES)}
+
+
+DOMAIN = sorted(_domain_errors(node_errors, auth, placement, changes, storage, frame, bulk),
+                key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+@pytest.mark.parametrize("cls", DOMAIN, ids=lambda c: c.__qualname__)
+def test_every_domain_error_leaves_with_a_reason_of_its_own(cls: type[Exception]) -> None:
+    reason = status.reason_for(cls.__new__(cls))
+    bases = set(_BASES) | {node_errors.InvalidArgument}
+    # Only the roots of the hierarchies may fall back to INTERNAL (a bug, not a user's error).
+    assert reason is not Reason.INTERNAL or cls in bases, f"{cls.__qualname__} has no reason"
+
+
+def test_every_reason_has_a_status_code_and_an_sdk_class() -> None:
+    for reason in Reason:
+        assert isinstance(status_of(reason), grpc.StatusCode)
+        assert issubclass(sdk_errors.BY_REASON[reason], sdk_exceptions.MaillageError)
+
+
+def test_sdk_names_follow_the_reasons() -> None:
+    """Where the SDK has a class named like the reason, the table uses it (no silent aliasing)."""
+    for reason in Reason:
+        same = getattr(sdk_exceptions, reason.value, None)
+        if isinstance(same, type):
+            assert sdk_errors.BY_REASON[reason] is same, reason
+
+
+class _Failed(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, reason: str | None, details: str = "x") -> None:
+        self._code, self._reason, self._details = code, reason, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((ERROR_KEY, self._reason),) if self._reason else ()
+
+
+@pytest.mark.parametrize("reason", list(Reason))
+def test_a_reason_survives_the_round_trip_node_to_sdk_and_node_to_node(reason: Reason) -> None:
+    failed = _Failed(status_of(reason), reason.value, "what happened")
+    assert reason_of(failed) is reason
+    assert isinstance(sdk_errors.exception_for(failed), sdk_errors.BY_REASON[reason])
+    if reason is not Reason.INTERNAL:
+        assert status.reason_for(status.error_from_rpc(failed, "peer")) is reason
+
+
+def test_an_unknown_reason_or_none_falls_back_to_the_status_code() -> None:
+    from maillage.client import NodeUnavailable, PermissionDenied
+
+    assert isinstance(sdk_errors.exception_for(_Failed(grpc.StatusCode.UNAVAILABLE, None), "n1"), NodeUnavailable)
+    assert isinstance(sdk_errors.exception_for(_Failed(grpc.StatusCode.PERMISSION_DENIED, "Nonsense")),
+                      PermissionDenied)
+    assert isinstance(status.error_from_rpc(_Failed(grpc.StatusCode.DEADLINE_EXCEEDED, None), "n1"),
+                      node_errors.PeerUnavailable)
