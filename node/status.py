@@ -55,7 +55,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (storage.StorageError, Reason.INTERNAL),
 ]
 DOMAIN_ERRORS = (errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
-                 bulk.StreamError)
+                 bulk.StreamError, auth.LayoutAuthError)
 
 # The node's own class for each reason a peer may send back (the first listed for that reason).
 _FROM_PEER: dict[Reason, type[Exception]] = {}

@@ -18,7 +18,7 @@ from maillage.proto import bulk, frame
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
 
 _BASES = (node_errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
-          bulk.StreamError)
+          bulk.StreamError, auth.LayoutAuthError)
 
 
 def _domain_errors(*modules: ModuleType) -> set[type[Exception]]:
