@@ -12,9 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
 from maillage.client import AsyncClient, BucketAlreadyExists, NodeUnavailable, QuorumNotReached
 from maillage.placement import Layout, Policy
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 
 __all__ = ["POLICY", "BUCKET", "bench_layout", "open_mesh", "ready_bucket", "node_pids", "UNITS", "parse_size",
            "format_size"]

@@ -11,7 +11,7 @@ must come from the nodes' own background anti-entropy.
 Every `poll` seconds the harness asks every node for its inventory and records the victim's
 progress (chunks and manifests it holds again, bytes on its disk) and how many items the mesh
 holds on fewer than R nodes. The victim is repaired when it holds again everything it held and no
-item is short of R copies; the mesh-wide audit (`maillage.cli.audit_cmd.collect_audit`) must then
+item is short of R copies; the mesh-wide audit (`maillage.client.admin.collect_audit`) must then
 agree (`fully_replicated`). A repair that does not finish within `timeout` is a figure too
 ("did not converge within T s", with the progress reached), never a crash.
 
@@ -119,7 +119,7 @@ def _short_of_r(inventories: dict[str, tuple[set, set]], replicas: int) -> int:
 
 def _audit(endpoint: str) -> dict:
     try:
-        from maillage.cli.audit_cmd import collect_audit
+        from maillage.client.admin import collect_audit
     except ImportError as exc:
         return {"available": False, "error": str(exc)}
     try:

@@ -23,8 +23,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from maillage.cli.localmesh import LocalMesh
 from maillage.client import AsyncClient, MaillageError
+from maillage.testing.localmesh import LocalMesh
 
 from .machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
 from .mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client

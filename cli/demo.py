@@ -14,6 +14,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from maillage.client.admin import ObjectResidency
 
 from .common import CommandError, Progress, describe_error, human_size, table
 
@@ -52,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _sites(count: int):
-    from .localmesh import DEMO_SITES, SiteSpec
+    from maillage.testing.localmesh import DEMO_SITES, SiteSpec
 
     if not MIN_SITES <= count <= MAX_SITES:
         raise CommandError(f"--sites must be between {MIN_SITES} and {MAX_SITES} (got {count})")
@@ -80,8 +84,7 @@ def _raise_stop(signum, frame):  # noqa: ARG001
 
 def run_command(args: argparse.Namespace) -> int:
     from maillage.client import Client, MaillageError
-
-    from .localmesh import LocalMesh, make_layout
+    from maillage.testing.localmesh import LocalMesh, make_layout
 
     layout = make_layout(_sites(args.sites))
     policies = {p.name: p for p in layout.policies}
@@ -135,7 +138,7 @@ def format_loc(layout, node_id: str) -> str:
 
 
 def _scenario(client, layout, france, eu) -> int:
-    from . import residency
+    from maillage.client import admin
 
     def allow(p):
         return ", ".join("/".join(a) for a in p.allow)
@@ -174,18 +177,18 @@ def _scenario(client, layout, france, eu) -> int:
         _say(f"    get {bucket + '/' + key:<{width}}  {human_size(len(data)):>9}  {took * 1000:6.0f} ms  identical")
 
     _say("\nwhere the data rests, from every node's own inventory (not from placement):")
-    inventories, unreachable = residency.fetch_inventories(layout)
+    inventories, unreachable = admin.fetch_inventories(layout)
     failures = 0
     results = []
     for bucket, key, data, _ in objects:
         policy = france if bucket == FRANCE_BUCKET else eu
-        manifest = residency.fetch_manifest(layout, policy.name, bucket, key)
-        r = residency.survey(layout, inventories, unreachable, policy, manifest)
+        manifest = admin.fetch_manifest(layout, policy.name, bucket, key)
+        r = admin.survey(layout, inventories, unreachable, policy, manifest)
         results.append(r)
         pieces = "inline in manifest" if r.chunk_count == 0 else f"{r.chunk_count} chunk{'s' * (r.chunk_count > 1)}"
         _say(f"\n  {bucket}/{key}  {human_size(r.size)}, {pieces}, policy {policy.name} "
              f"(allow {r.allow_text}, R={policy.replicas})")
-        _say(table(residency.holding_rows(r), indent="      "))
+        _say(table(holding_rows(r), indent="      "))
         mark = "ok" if r.ok else "!!"
         _say(f"    {mark} {r.verdict()}")
         for v in r.violations:
@@ -193,14 +196,14 @@ def _scenario(client, layout, france, eu) -> int:
         if not r.ok:
             failures += 1
 
-    stray = residency.bucket_violations(layout, inventories, FRANCE_BUCKET, france)
+    stray = admin.bucket_violations(layout, inventories, FRANCE_BUCKET, france)
     for v in stray:
         _say(f"  !! RESIDENCY VIOLATION: {v}")
 
     _say("\nsummary:")
     rows = []
     for r in results:
-        rows.append([r.bucket, r.key, r.policy.name, human_size(r.size), " ".join(residency.sites_of(r)), r.verdict()])
+        rows.append([r.bucket, r.key, r.policy.name, human_size(r.size), " ".join(admin.sites_of(r)), r.verdict()])
     _say(table(rows, header=["bucket", "key", "policy", "size", "sites holding data", "residency"],
                indent="  ", right=(3,)))
     french_nodes = sum(1 for n in layout.nodes if france.allows(layout.location_of(n.id)))
@@ -243,3 +246,16 @@ def _wait(mesh) -> None:
                 raise CommandError(f"node {node_id} stopped (exit code {proc.returncode}), stopping "
                                    f"the demo; log: {mesh.log_dir / (node_id + '.log')}")
         time.sleep(0.5)
+
+
+def holding_rows(r: ObjectResidency) -> list[list[str]]:
+    """One table row per node holding a piece of the object."""
+    rows = []
+    for h in r.holdings:
+        what = []
+        if h.manifest:
+            what.append("manifest" + (" (inline data)" if r.chunk_count == 0 else ""))
+        if h.chunks:
+            what.append(f"{h.chunks}/{r.chunk_count} chunk{'s' if r.chunk_count != 1 else ''}")
+        rows.append([h.site, h.location, ", ".join(what), "" if h.allowed else "<-- OUTSIDE POLICY"])
+    return rows

@@ -17,10 +17,11 @@ import json
 import sys
 from collections.abc import Callable
 
+from maillage.client.admin import ClusterAdmin, Staged
 from maillage.placement import Layout, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
 
-from .admin import ClusterAdmin, Staged, add_secret_option, parse_size
+from .admin import add_secret_option, open_admin, parse_size
 from .common import CommandError, add_endpoint_option, table
 
 _NOTE = ("The mesh is reached through --endpoint HOST:PORT or $MAILLAGE_ENDPOINT; changes are signed "
@@ -153,7 +154,7 @@ def _base(admin: ClusterAdmin) -> tuple[Layout, Staged | None]:
 
 def stage_command(args: argparse.Namespace, apply_edit: Callable[[Layout, argparse.Namespace], Layout],
                   what: str) -> int:
-    admin = ClusterAdmin(args)
+    admin = open_admin(args)
     base, staged = _base(admin)
     try:
         new = apply_edit(base, args)
@@ -212,7 +213,7 @@ def _print_movement(report: changes.MovementReport, *, per_node: bool = False) -
 # ----- apply, revert, show ---------------------------------------------------------------------
 
 def apply_command(args: argparse.Namespace) -> int:
-    admin = ClusterAdmin(args)
+    admin = open_admin(args)
     base, staged = _base(admin)
     if staged is None:
         raise CommandError("nothing is staged: stage a change first (e.g. `maillage layout drain NODE`)")
@@ -249,7 +250,7 @@ def apply_command(args: argparse.Namespace) -> int:
 
 
 def revert_command(args: argparse.Namespace) -> int:
-    admin = ClusterAdmin(args)
+    admin = open_admin(args)
     staged = admin.staged()
     if staged is None:
         print("nothing is staged")
@@ -277,7 +278,7 @@ def layout_doc(layout: Layout) -> dict:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    admin = ClusterAdmin(args)
+    admin = open_admin(args)
     current = admin.layout
     if not args.staged:
         _show(layout_doc(current), args.json, f"layout v{current.version} (from {admin.address})")

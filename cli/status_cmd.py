@@ -11,10 +11,11 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from .audit_cmd import AuditError, fetch_layout
-from .common import CommandError, add_endpoint_option, endpoints, human_size, table
+from maillage.client.admin import ClusterAdmin, NodeAnswers, repair_fields, status_rows
+from maillage.placement import Node
+
+from .common import add_endpoint_option, endpoints, human_size, table
 
 WATCH_PERIOD = 1.0
 
@@ -45,80 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 # ----- collecting -----------------------------------------------------------------------------
 
-def _call_all(args: argparse.Namespace, method: str, request_of) -> tuple[list, dict]:
-    """(layout nodes, node id -> reply or error text) for one Cluster method on every node."""
-    import grpc
-
-    from maillage.node.peers import CHANNEL_OPTIONS
-    from maillage.proto import rpc
-
-    try:
-        layout, _ = fetch_layout(endpoints(args))
-    except AuditError as exc:
-        raise CommandError(str(exc)) from None
-
-    def ask(node):
-        try:
-            with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel:
-                return node.id, getattr(rpc.ClusterStub(channel), method)(request_of(), timeout=5)
-        except grpc.RpcError as err:
-            return node.id, f"unreachable ({err.code().name})"
-
-    with ThreadPoolExecutor(max_workers=min(16, len(layout.nodes))) as pool:
-        answers = dict(pool.map(ask, layout.nodes))
-    return list(layout.nodes), answers
-
-
-def _mesh_views(answers: dict) -> dict[str, str]:
-    """The state the mesh sees each node in: the worst state reported by the nodes that answered
-    (a node unreachable from here but seen up by its peers is a problem of this path only)."""
-    rank = {"up": 0, "suspect": 1, "down": 2}
-    seen: dict[str, str] = {}
-    for reply in answers.values():
-        if isinstance(reply, str):
-            continue
-        for view in reply.peers:
-            if rank.get(view.state, 0) >= rank.get(seen.get(view.node_id, "up"), 0):
-                seen[view.node_id] = view.state
-    return seen
-
-
-def repair_fields(pr) -> dict:
-    """A node's RepairProgress as the plain dict both commands print."""
-    return {"running": pr.running, "rounds": pr.rounds_completed, "groups_total": pr.groups_total,
-            "groups_done": pr.groups_done, "behind": pr.groups_behind, "items_copied": pr.items_copied,
-            "bytes_copied": pr.bytes_copied, "rate_bytes_per_s": pr.rate_bytes_per_s,
-            "eta_seconds": pr.eta_seconds, "handoff_items": pr.handoff_items}
-
-
-def status_rows(nodes, answers) -> list[dict]:
-    seen = _mesh_views(answers)
-    rows = []
-    for node in nodes:
-        reply = answers[node.id]
-        row = {"node": node.id, "site": node.site, "state": node.state.value,
-               "seen_as": seen.get(node.id, "up"), "capacity": node.capacity}
-        if isinstance(reply, str):
-            row.update(reachable=False, error=reply)
-        else:
-            row.update(
-                reachable=True, layout_version=reply.info.layout_version, chunks=reply.info.chunks,
-                stored_bytes=reply.info.stored_bytes, disk_free=reply.disk_free, disk_total=reply.disk_total,
-                peers={s: sum(1 for p in reply.peers if p.state == s) for s in ("up", "suspect", "down")},
-                repair=repair_fields(reply.repair),
-                scrub={"frames_checked": reply.scrub.frames_checked, "corrupt_found": reply.scrub.corrupt_found,
-                       "passes": reply.scrub.passes_completed},
-                gc={"tombstones_removed": reply.gc.tombstones_removed, "chunks_removed": reply.gc.chunks_removed})
-        rows.append(row)
-    return rows
+def _ask(args: argparse.Namespace, start_now: bool | None = None) -> tuple[list[Node], NodeAnswers]:
+    """(layout nodes, node id -> reply or why none): statuses, or repair progress when start_now is
+    given."""
+    with ClusterAdmin(endpoints(args)) as admin:
+        answers = admin.statuses() if start_now is None else admin.repair(start_now=start_now)
+        return list(admin.layout.nodes), answers
 
 
 # ----- commands -------------------------------------------------------------------------------
 
 def status_command(args: argparse.Namespace) -> int:
-    from maillage.proto import pb
-
-    nodes, answers = _call_all(args, "GetStatus", pb.GetStatusRequest)
+    nodes, answers = _ask(args)
     rows = status_rows(nodes, answers)
     if args.json:
         json.dump({"nodes": rows}, sys.stdout, indent=2)
@@ -151,9 +90,7 @@ def render_status(rows: list[dict]) -> str:
 
 
 def repair_command(args: argparse.Namespace) -> int:
-    from maillage.proto import pb
-
-    nodes, answers = _call_all(args, "Repair", lambda: pb.RepairRequest(start_round_now=args.now))
+    nodes, answers = _ask(args, start_now=args.now)
     if not args.wait:
         _print_repair(nodes, answers, args.json)
         return 0 if all(not isinstance(a, str) for a in answers.values()) else 1
@@ -161,7 +98,7 @@ def repair_command(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     while True:
         time.sleep(WATCH_PERIOD)
-        nodes, answers = _call_all(args, "Repair", lambda: pb.RepairRequest())
+        nodes, answers = _ask(args, start_now=False)
         replies = {n: a for n, a in answers.items() if not isinstance(a, str)}
         done = sum(a.groups_done for a in replies.values())
         total = sum(a.groups_total for a in replies.values()) or 1

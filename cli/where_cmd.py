@@ -36,8 +36,8 @@ def _chunk_placement(client, layout, policy: str, bucket: str, key: str) -> list
         client.head_object(bucket, key)
     except NoSuchKey:
         return None
-    from . import residency
-    manifest = residency.fetch_manifest(layout, policy, bucket, key)
+    from maillage.client.admin import fetch_manifest
+    manifest = fetch_manifest(layout, policy, bucket, key)
     table_ = partition_table(layout, policy)
     chunks = []
     for ref in manifest.chunks:

@@ -12,7 +12,9 @@ Small modules, one job each:
 * ``disk``      - ``Tmpfs`` to fill a node's disk; bit flip / truncate helpers.
 * ``clock``     - clock skew for one process with libfaketime.
 
-On top of them, the fault harness (these import the SDK and the CLI's LocalMesh, never the node):
+* ``localmesh`` - ``LocalMesh``: real node processes on loopback for the demo, tests and benchmarks.
+
+On top of them, the fault harness (these import the SDK and ``localmesh``, never the node's logic):
 
 * ``cluster``   - ``SiteMesh``: real node processes, one namespace per site (loopback fallback).
 * ``workload``  - seeded concurrent put/get/delete/list recording ok / fail / unknown.
@@ -28,6 +30,7 @@ _EXPORTS = {
     "reap_stale": "netns", "Faults": "faults", "Link": "relay", "Supervisor": "processes",
     "Proc": "processes", "Tmpfs": "disk", "fill": "disk", "flip_bit": "disk",
     "truncate": "disk", "faketime_available": "clock", "with_skew": "clock",
+    "LocalMesh": "localmesh", "SiteSpec": "localmesh", "make_layout": "localmesh",
     "SiteMesh": "cluster", "Workload": "workload", "Harness": "harness", "require_netns": "netns",
 }
 __all__ = sorted(_EXPORTS)

@@ -16,7 +16,7 @@ wins objects; an ``unknown`` operation may or may not have happened, a ``fail`` 
   the same key ended carries a higher version (HLC), whatever the coordinators' clocks say;
 * **listings agree**: the final listing of each bucket is exactly its set of present keys;
 * **residency**: no copy of any object (manifest or chunk) on a node outside its bucket's policy
-  (``maillage.cli.audit_cmd.collect_audit`` when it exists, plus the nodes' own inventories);
+  (``maillage.client.admin.collect_audit``, plus the nodes' own inventories);
 * **full replication within a bound**: every piece of every present object is held by R distinct
   allowed sites, polled from the nodes' inventories; the time this took after healing is reported,
   and exceeding ``replication_bound`` is an anomaly. Where a piece sits off its preferred replicas
@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from maillage.client import AsyncClient, NoSuchKey, ObjectSummary
+from maillage.client import AsyncClient, MaillageError, NoSuchKey, ObjectSummary, admin
 from maillage.placement import Layout, bucket_partition, chunk_partition, partition_table
 
 from .workload import FAIL, OK, UNKNOWN, BadValue, BucketSpec, Op, decode_value
@@ -234,37 +234,23 @@ def check_history(history: Iterable[Op], final: dict[tuple[str, str], int | None
 
 # ----- replication and residency ------------------------------------------------------------------
 
-def _collect_audit():
-    try:
-        from maillage.cli.audit_cmd import collect_audit  # being written (issue: maillage audit)
-    except ImportError:
-        return None
-    return collect_audit
-
-
 def replication_state(layout: Layout, buckets: Sequence[BucketSpec],
                       final: dict[tuple[str, str], int | None]) -> Replication:
     """One look at every node's inventory: copies, residency and placement of present objects."""
-    from maillage.cli import residency
-
     out = Replication()
-    audit = _collect_audit()
-    if audit is not None:
-        try:
-            rep = audit(layout.nodes[0].address)
-            out.violations.extend(str(v) for v in rep.violations)
-            out.audit = (f"maillage audit: {len(rep.violations)} violations, {rep.under_replicated} "
-                         f"pieces under-replicated (tombstones and unreferenced chunks included), "
-                         f"unreachable {list(rep.unreachable)}")
-        except Exception as exc:  # reported, the inventory check below still runs
-            out.audit = f"maillage audit failed: {type(exc).__name__}: {exc}"
-    else:
-        out.audit = "maillage audit not available yet; inventory check only"
-    inventories, unreachable = residency.fetch_inventories(layout, timeout=10)
+    try:
+        rep = admin.collect_audit(layout.nodes[0].address)
+        out.violations.extend(str(v) for v in rep.violations)
+        out.audit = (f"maillage audit: {len(rep.violations)} violations, {rep.under_replicated} "
+                     f"pieces under-replicated (tombstones and unreferenced chunks included), "
+                     f"unreachable {list(rep.unreachable)}")
+    except MaillageError as exc:  # reported, the inventory check below still runs
+        out.audit = f"maillage audit failed: {type(exc).__name__}: {exc}"
+    inventories, unreachable = admin.fetch_inventories(layout, timeout=10)
     out.unreachable = unreachable
     for b in buckets:
         policy = layout.policy(b.policy)
-        out.violations.extend(residency.bucket_violations(layout, inventories, b.name, policy))
+        out.violations.extend(admin.bucket_violations(layout, inventories, b.name, policy))
         table = partition_table(layout, b.policy)
         preferred_index = set(table.replicas(bucket_partition(b.name, table.bits)))
         for (bucket, key), seq in sorted(final.items()):
@@ -272,11 +258,11 @@ def replication_state(layout: Layout, buckets: Sequence[BucketSpec],
                 continue
             out.objects += 1
             try:
-                manifest = residency.fetch_manifest(layout, b.policy, bucket, key, timeout=5)
+                manifest = admin.fetch_manifest(layout, b.policy, bucket, key, timeout=5)
             except Exception as exc:
                 out.under.append(f"{bucket}/{key}: manifest unreadable ({exc})")
                 continue
-            r = residency.survey(layout, inventories, unreachable, policy, manifest)
+            r = admin.survey(layout, inventories, unreachable, policy, manifest)
             out.violations.extend(r.violations)
             if r.copies >= policy.replicas:
                 out.fully += 1

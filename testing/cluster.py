@@ -4,7 +4,7 @@ Why: the harness must hit the node's real network path (partitions, loss, latenc
 kernel of each site's namespace) and its real process life (SIGKILL, SIGSTOP, a skewed clock, a
 full disk), while the test process drives clients and the checker from the host.
 
-How: ``SiteMesh`` *is* a ``maillage.cli.localmesh.LocalMesh`` (same layout file, cluster secret,
+How: ``SiteMesh`` *is* a ``maillage.testing.localmesh.LocalMesh`` (same layout file, cluster secret,
 data directories, readiness wait, log tail) whose node processes are started by a
 ``testing.processes.Supervisor`` instead, so every fault of ``maillage.testing`` applies to them:
 
@@ -30,8 +30,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from maillage.cli.localmesh import DEMO_POLICIES, LocalMesh, SiteSpec, make_layout
 from maillage.placement import Layout, Policy
+from maillage.testing.localmesh import DEMO_POLICIES, LocalMesh, SiteSpec, make_layout
 
 from .netns import Mesh, netns_available
 from .processes import Proc, Supervisor

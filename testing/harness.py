@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from maillage.cli.localmesh import SiteSpec
 from maillage.placement import Policy
+from maillage.testing.localmesh import SiteSpec
 
 from .checker import Report, check
 from .cluster import SiteMesh

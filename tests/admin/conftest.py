@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from maillage.cli.localmesh import SiteSpec
 from maillage.placement import Policy
+from maillage.testing.localmesh import SiteSpec
 
 SITES = (
     SiteSpec("paris-1", "eu/fr/idf"),

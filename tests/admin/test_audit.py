@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from maillage.cli.audit_cmd import AuditError, Inventory, collect_audit, evaluate
-from maillage.cli.localmesh import LocalMesh, make_layout
 from maillage.client import Client
+from maillage.client.admin import AuditError, Inventory, collect_audit, evaluate
 from maillage.storage import ChunkStore
+from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import POLICIES, SITES
 
@@ -105,7 +105,7 @@ def test_dead_node_is_unreachable_not_a_violation(mesh):
 
 
 def test_no_endpoint_answers_is_a_typed_error():
-    from maillage.cli.localmesh import free_port
+    from maillage.testing.localmesh import free_port
     with pytest.raises(AuditError, match="cannot read the layout"):
         collect_audit(f"127.0.0.1:{free_port()}", timeout=2)
     cli = _run_cli("audit", "--endpoint", "nonsense")

@@ -6,16 +6,16 @@ import json
 import os
 from contextlib import contextmanager
 
-import grpc
 import pytest
 
-from maillage.cli.audit_cmd import collect_audit
-from maillage.cli.localmesh import LocalMesh, free_port, make_layout
 from maillage.cli.main import main
 from maillage.client import Client
-from maillage.node.auth import SECRET_ENV, new_secret_file
+from maillage.client.admin import collect_audit
 from maillage.placement import NodeState, parse_layout
 from maillage.proto import pb, rpc
+from maillage.proto.channels import open_blocking_channel
+from maillage.proto.signing import SECRET_ENV, new_secret_file
+from maillage.testing.localmesh import LocalMesh, free_port, make_layout
 
 from .conftest import POLICIES, SITES
 
@@ -60,7 +60,7 @@ def run(capsys, mesh, *argv, secret="mesh") -> tuple[int, str, str]:
 
 
 def applied(address: str):
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address) as channel:
         return parse_layout(rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=10).text)
 
 

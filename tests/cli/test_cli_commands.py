@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 
 pytestmark = pytest.mark.cluster
 
@@ -135,7 +135,7 @@ def test_no_endpoint_is_a_clear_error(tmp_path: Path):
 
 
 def test_unreachable_endpoint_is_a_one_line_error():
-    from maillage.cli.localmesh import free_port
+    from maillage.testing.localmesh import free_port
     assert_one_line_error(maillage("ls", endpoint=f"127.0.0.1:{free_port()}"), "no endpoint answered")
 
 

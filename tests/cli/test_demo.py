@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from maillage.cli import residency
-from maillage.cli.localmesh import make_layout
+from maillage.client import admin as residency
 from maillage.proto import pb
+from maillage.testing.localmesh import make_layout
 
 FRENCH_SITES = {"paris-1", "paris-2", "toulouse-1", "montpellier-1"}
 GERMAN_SITES = {"munich-1", "nuremberg-1"}

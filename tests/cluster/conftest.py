@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
 from maillage.client import Client
 from maillage.placement import Policy
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 
 CHUNK = 256 * 1024  # small chunks so modest objects span several chunks
 

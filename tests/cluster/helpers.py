@@ -5,10 +5,11 @@ from __future__ import annotations
 import grpc
 
 from maillage.proto import pb, rpc
+from maillage.proto.channels import open_blocking_channel
 
 
 def inventory(address: str, bucket: str = "") -> pb.InventoryReply:
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address) as channel:
         return rpc.ReplicaStub(channel).Inventory(pb.InventoryRequest(bucket=bucket), timeout=30)
 
 
@@ -31,7 +32,7 @@ def manifest_digests(mesh, bucket: str, key: str) -> list[bytes]:
     """The chunk digests of bucket/key, from the first node that holds its manifest."""
     for node in mesh.layout.nodes:
         try:
-            with grpc.insecure_channel(node.address) as ch:
+            with open_blocking_channel(node.address) as ch:
                 reply = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=5)
         except grpc.RpcError:
             continue
@@ -41,7 +42,7 @@ def manifest_digests(mesh, bucket: str, key: str) -> list[bytes]:
 
 
 def node_status(mesh, node_id: str) -> pb.NodeStatus:
-    with grpc.insecure_channel(mesh.address(node_id)) as ch:
+    with open_blocking_channel(mesh.address(node_id)) as ch:
         return rpc.ClusterStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
 
 

@@ -15,13 +15,13 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from maillage.cli.audit_cmd import collect_audit
-from maillage.cli.localmesh import LocalMesh, free_port, make_layout
 from maillage.client import Client
-from maillage.node.auth import ClusterKey
-from maillage.node.peers import CHANNEL_OPTIONS
+from maillage.client.admin import collect_audit
 from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
 from maillage.proto import pb, rpc
+from maillage.proto.channels import open_blocking_channel
+from maillage.proto.signing import ClusterKey
+from maillage.testing.localmesh import LocalMesh, free_port, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
 from .helpers import chunk_holders, holders, inventory, manifest_digests, node_status
@@ -181,7 +181,7 @@ def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
 def test_layout_push_without_the_secret_is_refused(mesh):
     bigger = _with_site(mesh, "rogue-1", "eu/de/bayern")
     forged = ClusterKey(b"not the cluster secret at all").sign(bigger.version, format_layout(bigger))
-    with grpc.insecure_channel(mesh.addresses[0], options=CHANNEL_OPTIONS) as ch:
+    with open_blocking_channel(mesh.addresses[0]) as ch:
         with pytest.raises(grpc.RpcError) as err:
             rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=format_layout(bigger),
                                                         signature=forged), timeout=5)
@@ -193,7 +193,7 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
     bigger = _with_site(mesh, "nantes-1", "eu/fr/pdl")
     text = format_layout(bigger)
     key = ClusterKey.from_file(mesh.secret_file)
-    with grpc.insecure_channel(mesh.addresses[0], options=CHANNEL_OPTIONS) as ch:
+    with open_blocking_channel(mesh.addresses[0]) as ch:
         rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=text,
                                                     signature=key.sign(bigger.version, text)), timeout=5)
     def everyone_adopted():
@@ -220,7 +220,7 @@ def _push_layout(mesh: LocalMesh, layout) -> None:
     key = ClusterKey.from_file(mesh.secret_file)
     mesh.layout_file.write_text(text)
     for node in mesh.layout.nodes:
-        with grpc.insecure_channel(node.address, options=CHANNEL_OPTIONS) as ch:
+        with open_blocking_channel(node.address) as ch:
             rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=layout.version, text=text,
                                                         signature=key.sign(layout.version, text)), timeout=5)
 

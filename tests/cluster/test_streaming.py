@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from maillage.cli.localmesh import LocalMesh, SiteSpec, make_layout
 from maillage.client import Client
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 
 pytestmark = pytest.mark.cluster
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from maillage.cli import residency
 from maillage.client import Client
+from maillage.client import admin as residency
 from maillage.placement import chunk_partition, partition_table
 from maillage.proto.frame import decode_frame
 from maillage.proto.limits import INLINE_MAX

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from maillage.node.auth import new_secret_file
 from maillage.placement import Layout, Node, Policy, Site, format_layout, parse_location
+from maillage.proto.signing import new_secret_file
 
 READY_TIMEOUT = 30.0
 

@@ -17,30 +17,31 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from maillage.client._exceptions import NoSuchKey
 from maillage.placement import Layout, Policy, format_location
 from maillage.proto import pb, rpc
+from maillage.proto.channels import open_blocking_channel
 
-from .audit_cmd import CHANNEL_OPTIONS, Inventory, fetch_inventories
-from .common import CommandError
+from ._audit import Inventory
+from ._connect import AdminError
 
-__all__ = ["Inventory", "fetch_inventories", "fetch_manifest", "survey", "bucket_violations"]
-
-_OPTIONS = CHANNEL_OPTIONS
+__all__ = ["Holding", "ObjectResidency", "bucket_violations", "fetch_manifest", "sites_of", "survey"]
 
 
 def fetch_manifest(layout: Layout, policy: str, bucket: str, key: str, *, timeout: float = 15.0) -> pb.Manifest:
     """The object's manifest with its chunk list, from any node of the bucket's policy that answers."""
     problems = []
     for node in layout.eligible_nodes(policy):
-        with grpc.insecure_channel(node.address, options=_OPTIONS) as channel:
+        with open_blocking_channel(node.address) as channel:
             try:
-                return rpc.ObjectsStub(channel).HeadObject(pb.HeadObjectRequest(bucket=bucket, key=key),
-                                                           timeout=timeout)
+                reply: pb.Manifest = rpc.ObjectsStub(channel).HeadObject(
+                    pb.HeadObjectRequest(bucket=bucket, key=key), timeout=timeout)
+                return reply
             except grpc.RpcError as err:
                 if err.code() == grpc.StatusCode.NOT_FOUND:
-                    raise CommandError(err.details() or f"no object {bucket}/{key}") from err
+                    raise NoSuchKey(err.details() or f"no object {bucket}/{key}") from err
                 problems.append(f"{node.id}: {err.code().name}")
-    raise CommandError(f"no node of policy {policy!r} answered for {bucket}/{key} ({'; '.join(problems)})")
+    raise AdminError(f"no node of policy {policy!r} answered for {bucket}/{key} ({'; '.join(problems)})")
 
 
 @dataclass
@@ -75,7 +76,8 @@ class ObjectResidency:
 
     def verdict(self) -> str:
         if self.violations:
-            return f"RESIDENCY VIOLATION: {len(self.violations)} cop{'y' if len(self.violations) == 1 else 'ies'} outside {self.allow_text}"
+            n = len(self.violations)
+            return f"RESIDENCY VIOLATION: {n} cop{'y' if n == 1 else 'ies'} outside {self.allow_text}"
         if self.unreachable:
             return f"UNPROVEN: {len(self.unreachable)} node(s) did not answer ({', '.join(sorted(self.unreachable))})"
         if self.copies < self.policy.replicas:
@@ -126,18 +128,6 @@ def bucket_violations(layout: Layout, inventories: dict[str, Inventory], bucket:
         for key in sorted(inv.keys.get(bucket, ())):
             found.append(f"key {bucket}/{key} on {node_id} ({format_location(location)})")
     return found
-
-
-def holding_rows(r: ObjectResidency) -> list[list[str]]:
-    rows = []
-    for h in r.holdings:
-        what = []
-        if h.manifest:
-            what.append("manifest" + (" (inline data)" if r.chunk_count == 0 else ""))
-        if h.chunks:
-            what.append(f"{h.chunks}/{r.chunk_count} chunk{'s' if r.chunk_count != 1 else ''}")
-        rows.append([h.site, h.location, ", ".join(what), "" if h.allowed else "<-- OUTSIDE POLICY"])
-    return rows
 
 
 def sites_of(r: ObjectResidency) -> Iterable[str]:

@@ -1,0 +1,29 @@
+"""The admin API of the SDK: layout changes, status, repair, audit and residency proofs.
+
+What `maillage layout|status|repair|audit|where` and the demo print is computed here, so tests,
+benchmarks and the fault harness use the same code as the command line (which only parses
+arguments and renders). Calls are blocking (admin work runs outside an event loop) and fan out to
+every node of the layout in parallel; a node that does not answer is reported, never hidden.
+
+    from maillage.client.admin import ClusterAdmin, collect_audit
+    report = collect_audit("127.0.0.1:7001")
+    with ClusterAdmin("127.0.0.1:7001") as admin:
+        print(admin.statuses())
+"""
+
+from ._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories
+from ._cluster import ClusterAdmin, NodeAnswers, Staged
+from ._connect import AdminError, AuditError, fetch_layout
+from ._residency import Holding, ObjectResidency, bucket_violations, fetch_manifest, sites_of, survey
+from ._status import mesh_views, repair_fields, status_rows
+
+__all__ = [
+    "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
+    "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
+    "fetch_layout", "fetch_manifest", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "maillage.client.admin"

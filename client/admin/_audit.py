@@ -1,0 +1,305 @@
+"""The audit: ask every node what it stores and prove, item by item, that every copy sits
+inside its policy.
+
+Placement says where data *should* be; the audit never trusts it. It reads the layout from one
+node, asks every node of that layout for its inventory (`Replica.Inventory`: manifest keys per
+bucket, the chunks those manifests reference that are stored there, and every chunk digest on the
+disk), and judges each copy against the rules of the admin's layout:
+
+* Manifests. A key of bucket B (its manifest: the key name, and the bytes of an inline object) may
+  rest only on a node whose location B's policy allows.
+* Chunks. Dedup is scoped by policy, so identical bytes may legitimately sit in Germany for an
+  EU-wide bucket while a France-only bucket references the same digest. A chunk on a node is a
+  violation only when NO bucket referencing that digest has a policy allowing the node. Which
+  buckets reference a digest is learnt from the inventories (manifests and chunks held together)
+  and from the newest manifest of every live chunked key (`Replica.GetManifest`), because a chunk
+  is placed by its digest and usually does not sit next to the manifests that reference it. A
+  digest that no known manifest references (an orphan waiting for GC after a delete) is counted,
+  not judged.
+* Replication. An item is under-replicated when fewer than R distinct sites inside its policy hold
+  it: a manifest counts the sites holding the key; a chunk counts, for each policy referencing it,
+  the sites inside that policy whose inventory lists it (a referenced chunk found nowhere counts).
+  A node that does not answer proves nothing, so its copies do not count.
+
+The verdict needs no secret and writes nothing. `collect_audit` is the public entry point (the
+command, the benchmarks and the fault harness call it); `evaluate` is the pure judgement, given
+the facts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+
+import grpc
+
+from maillage.placement import Layout, Policy, UnknownPolicy, format_location
+from maillage.proto import pb, rpc
+from maillage.proto.limits import INLINE_MAX
+
+from ._connect import AuditError, Channels, fetch_layout, parallel, using_channels, why
+
+__all__ = ["AuditReport", "Inventory", "collect_audit", "evaluate", "fetch_inventories"]
+
+LIST_PAGE = 1000
+
+
+# ----- facts: what the nodes say ---------------------------------------------------------------
+
+@dataclass
+class Inventory:
+    node_id: str
+    keys: dict[str, set[str]]          # bucket -> manifest keys stored on this node (tombstones too)
+    chunks: set[bytes]                 # every chunk digest on this node's disk
+    refs: dict[str, set[bytes]] = field(default_factory=dict)  # bucket -> digests its manifests here reference
+
+
+def fetch_inventories(layout: Layout, *, timeout: float = 15.0,
+                      channels: Channels | None = None) -> tuple[dict[str, Inventory], dict[str, str]]:
+    """Ask every node of the layout, in parallel, for its inventory: (inventories, {node: why unreachable})."""
+
+    def one(chans: Channels, node_id: str) -> Inventory | str:
+        stub = rpc.ReplicaStub(chans.get(layout.node(node_id).address))
+        try:
+            reply = stub.Inventory(pb.InventoryRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            return why(err)
+        return Inventory(node_id, {b.bucket: set(b.keys) for b in reply.buckets}, set(reply.all_chunks),
+                         {b.bucket: set(b.chunks) for b in reply.buckets})
+
+    ids = [n.id for n in layout.nodes]
+    with using_channels(channels) as chans:
+        results = dict(zip(ids, parallel(lambda n: one(chans, n), ids)))
+    found = {n: r for n, r in results.items() if isinstance(r, Inventory)}
+    missing = {n: r for n, r in results.items() if isinstance(r, str)}
+    return found, missing
+
+
+def _bucket_policies(chans: Channels, address: str, timeout: float) -> dict[str, str]:
+
+    try:
+        reply = rpc.ObjectsStub(chans.get(address)).ListBuckets(pb.ListBucketsRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        raise AuditError(f"cannot list the buckets through {address}: {why(err)}") from None
+    return {b.name: b.policy for b in reply.buckets}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    version: tuple[int, str]
+    deleted: bool
+    size: int
+    node: str                          # a node holding this newest version
+
+
+def _newest_entries(layout: Layout, inventories: Mapping[str, Inventory], chans: Channels,
+                    timeout: float, unreachable: dict[str, str]) -> dict[tuple[str, str], _Entry]:
+    """(bucket, key) -> newest index entry over every node holding keys of the bucket."""
+
+    jobs = [(node, bucket) for node, inv in inventories.items() for bucket, keys in inv.keys.items() if keys]
+
+    def listing(job: tuple[str, str]) -> list[pb.Manifest] | str:
+        node, bucket = job
+        stub = rpc.ReplicaStub(chans.get(layout.node(node).address))
+        entries, cursor = [], ""
+        while True:
+            try:
+                reply = stub.ListIndex(pb.ListIndexRequest(bucket=bucket, start_after=cursor, limit=LIST_PAGE),
+                                       timeout=timeout)
+            except grpc.RpcError as err:
+                return why(err)
+            entries.extend(reply.entries)
+            if not reply.truncated or not reply.entries:
+                return entries
+            cursor = reply.entries[-1].key
+
+    newest: dict[tuple[str, str], _Entry] = {}
+    for (node, bucket), result in zip(jobs, parallel(listing, jobs)):
+        if isinstance(result, str):
+            unreachable.setdefault(node, f"ListIndex {bucket}: {result}")
+            continue
+        for m in result:
+            entry = _Entry((m.version, m.writer), m.deleted, m.size, node)
+            held = newest.get((bucket, m.key))
+            if held is None or entry.version > held.version:
+                newest[(bucket, m.key)] = entry
+    return newest
+
+
+def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], chans: Channels,
+                   timeout: float) -> dict[bytes, set[str]]:
+    """digest -> buckets, from the newest manifest of every live chunked key."""
+
+    wanted = [(bk, e) for bk, e in newest.items() if not e.deleted and e.size > INLINE_MAX]
+
+    def chunks_of(item) -> list[bytes]:
+        (bucket, key), entry = item
+        stub = rpc.ReplicaStub(chans.get(layout.node(entry.node).address))
+        try:
+            reply = stub.GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=timeout)
+        except grpc.RpcError:
+            return []                  # the node went away meanwhile: its inventory refs still count
+        return [c.digest for c in reply.manifest.chunks] if reply.found else []
+
+    refs: dict[bytes, set[str]] = {}
+    for ((bucket, _), _), digests in zip(wanted, parallel(chunks_of, wanted)):
+        for d in digests:
+            refs.setdefault(d, set()).add(bucket)
+    return refs
+
+
+# ----- judgement: pure -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What an audit proved. ``violations`` are sentences naming item, bucket, policy, node, place."""
+
+    layout_version: int
+    nodes: int                         # nodes in the layout (all were asked)
+    buckets: int
+    objects: int                       # live keys
+    manifests: int                     # distinct keys with a manifest anywhere (tombstones too)
+    chunks: int                        # distinct chunk digests stored anywhere
+    copies: int                        # manifest copies + chunk frames, over every node that answered
+    sites: int                         # distinct sites holding at least one copy
+    violations: list[str]
+    under_replicated: int              # manifests + chunks with fewer than R sites inside their policy
+    unreachable: list[str]             # node ids that did not answer
+    unreferenced_chunks: int = 0       # digests no known manifest references (awaiting GC)
+    unknown_buckets: list[str] = field(default_factory=list)  # keys of buckets with no record
+
+    @property
+    def ok(self) -> bool:
+        """No copy outside its policy."""
+        return not self.violations
+
+    @property
+    def fully_replicated(self) -> bool:
+        return self.ok and self.under_replicated == 0 and not self.unreachable
+
+    def as_dict(self) -> dict:
+        doc = asdict(self)
+        doc.update(ok=self.ok, fully_replicated=self.fully_replicated)
+        return doc
+
+    def to_json(self) -> str:
+        """The report as a JSON document (text), with ``ok`` and ``fully_replicated``."""
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+
+
+def _allow_text(policy: Policy) -> str:
+    return ", ".join(format_location(a) for a in policy.allow)
+
+
+def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: Iterable[str],
+             bucket_policies: Mapping[str, str], live_keys: int,
+             manifest_refs: Mapping[bytes, Iterable[str]] = {}) -> AuditReport:
+    """Judge the facts: every copy against the policies of the buckets it belongs to."""
+    policies: dict[str, Policy | None] = {}
+    for bucket, name in bucket_policies.items():
+        try:
+            policies[bucket] = layout.policy(name)
+        except UnknownPolicy:
+            policies[bucket] = None    # a policy gone from the layout allows nothing: every copy is unproven
+
+    def describe(bucket: str) -> str:
+        policy = policies[bucket]
+        name = bucket_policies[bucket]
+        return f"bucket {bucket} (policy {name}{'' if policy else f', unknown to layout v{layout.version}'})"
+
+    refs: dict[bytes, set[str]] = {d: set(bs) for d, bs in manifest_refs.items()}
+    key_sites: dict[tuple[str, str], set[str]] = {}
+    chunk_nodes: dict[bytes, list[str]] = {}
+    for node_id, inv in inventories.items():
+        for bucket, digests in inv.refs.items():
+            for d in digests:
+                refs.setdefault(d, set()).add(bucket)
+        for bucket, keys in inv.keys.items():
+            for key in keys:
+                key_sites.setdefault((bucket, key), set())
+        for d in inv.chunks:
+            chunk_nodes.setdefault(d, []).append(node_id)
+
+    violations: list[str] = []
+    unknown = sorted({b for inv in inventories.values() for b in inv.keys if b not in policies})
+    copies = 0
+    holding_sites: set[str] = set()
+    for node_id in sorted(inventories):
+        inv = inventories[node_id]
+        node = layout.node(node_id)
+        location = layout.location_of(node_id)
+        where = f"{node_id} at {format_location(location)}"
+        held = sum(len(k) for k in inv.keys.values()) + len(inv.chunks)
+        copies += held
+        if held:
+            holding_sites.add(node.site)
+        for bucket in sorted(inv.keys):
+            policy = policies.get(bucket)
+            if bucket not in policies:
+                continue
+            allowed = policy is not None and policy.allows(location)
+            for key in sorted(inv.keys[bucket]):
+                if allowed:
+                    key_sites[(bucket, key)].add(node.site)
+                else:
+                    outside = f"outside {_allow_text(policy)}" if policy else "with no policy allowing it"
+                    violations.append(f"key {key} of {describe(bucket)} is on {where}, {outside}")
+        for d in sorted(inv.chunks):
+            buckets = sorted(b for b in refs.get(d, ()) if b in policies)
+            if not buckets:
+                continue
+            if any(policies[b] is not None and policies[b].allows(location) for b in buckets):
+                continue
+            allowed_somewhere = sorted({_allow_text(policies[b]) for b in buckets if policies[b]})
+            outside = f"outside {'; '.join(allowed_somewhere)}" if allowed_somewhere else "with no policy allowing it"
+            whose = " and ".join(describe(b) for b in buckets)
+            violations.append(f"chunk {d.hex()[:16]}.. of {whose} is on {where}, {outside}")
+
+    under = 0
+    for (bucket, _), sites in key_sites.items():
+        policy = policies.get(bucket)
+        if policy is not None and len(sites) < policy.replicas:
+            under += 1
+    unreferenced = 0
+    for d in set(chunk_nodes) | set(refs):
+        buckets = [b for b in refs.get(d, ()) if b in policies]
+        if not buckets:
+            unreferenced += 1
+            continue
+        holders = chunk_nodes.get(d, ())
+        for policy in {policies[b] for b in buckets if policies[b] is not None}:
+            sites = {layout.node(n).site for n in holders if policy.allows(layout.location_of(n))}
+            if len(sites) < policy.replicas:
+                under += 1
+                break
+
+    return AuditReport(
+        layout_version=layout.version, nodes=len(layout.nodes), buckets=len(bucket_policies),
+        objects=live_keys, manifests=len(key_sites),
+        chunks=len(chunk_nodes), copies=copies, sites=len(holding_sites), violations=violations,
+        under_replicated=under, unreachable=sorted(set(unreachable)), unreferenced_chunks=unreferenced,
+        unknown_buckets=unknown)
+
+
+# ----- the public entry point ------------------------------------------------------------------
+
+def collect_audit(endpoint: str, *, timeout: float = 10.0) -> AuditReport:
+    """Audit the mesh that ``endpoint`` (HOST:PORT, or several comma-separated) belongs to.
+
+    Synchronous. Reads the layout from the endpoint, asks every node of it for its inventory in
+    parallel, the endpoint for the buckets and their policies, and the nodes holding each bucket's
+    index for the newest manifests. Raises ``AuditError`` when no layout or bucket list can be had;
+    a node that does not answer is listed in ``unreachable``, not raised."""
+    with using_channels() as chans:
+        layout, address = fetch_layout(endpoint, timeout=timeout, channels=chans)
+        bucket_policies = _bucket_policies(chans, address, timeout)
+        inventories, missing = fetch_inventories(layout, timeout=timeout, channels=chans)
+        unreachable = dict(missing)
+        newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
+        refs = _manifest_refs(layout, newest, chans, timeout)
+    # a node that answered its inventory but not a listing left the audit incomplete: unreachable too
+    live = sum(1 for (bucket, _), e in newest.items() if not e.deleted and bucket in bucket_policies)
+    return evaluate(layout, inventories, unreachable, bucket_policies, live, refs)
+
+
