@@ -44,7 +44,6 @@ __all__ = ["measure_limits", "zstd_level", "main"]
 BLOCK = 4 << 20
 MESSAGE = 1 << 20
 _PUT, _GET = "/maillage.bench.Raw/Put", "/maillage.bench.Raw/Get"
-_GRPC_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
 def zstd_level() -> int:
@@ -156,6 +155,8 @@ def _loopback_tcp(total: int) -> tuple[int, float]:
 async def _grpc_sink(port_file: str) -> None:
     import grpc
 
+    from maillage.proto.channels import new_server
+
     async def put(messages, context) -> bytes:
         total = 0
         async for message in messages:
@@ -169,9 +170,8 @@ async def _grpc_sink(port_file: str) -> None:
 
     handlers = {"Put": grpc.stream_unary_rpc_method_handler(put),
                 "Get": grpc.unary_stream_rpc_method_handler(get)}
-    server = grpc.aio.server(options=_GRPC_OPTIONS)
+    server, port = new_server("127.0.0.1:0")
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("maillage.bench.Raw", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     Path(port_file).write_text(str(port))
     await server.wait_for_termination()
@@ -203,9 +203,11 @@ def _grpc_raw(total: int, repeat: int) -> dict[str, dict]:
 
 
 async def _grpc_client(grpc, address: str, total: int, repeat: int) -> dict[str, dict]:
+    from maillage.proto.channels import open_channel
+
     count = total // MESSAGE
     payload = os.urandom(MESSAGE)
-    async with grpc.aio.insecure_channel(address, options=_GRPC_OPTIONS) as channel:
+    async with open_channel(address) as channel:
         put, get = channel.stream_unary(_PUT), channel.unary_stream(_GET)
 
         async def messages():

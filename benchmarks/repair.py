@@ -35,6 +35,7 @@ import grpc
 
 from maillage.client import AsyncClient, NodeUnavailable, QuorumNotReached
 from maillage.proto import pb, rpc
+from maillage.proto.channels import open_channel
 
 from .machine import cpu_seconds
 from .mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
@@ -42,7 +43,7 @@ from .throughput import UniqueBodies
 
 __all__ = ["measure_repair", "run", "main"]
 
-_OPTIONS = [("grpc.max_receive_message_length", 256 << 20)]
+_INVENTORY_MESSAGE = 256 << 20
 
 
 async def _load(addresses: list[str], data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
@@ -78,7 +79,7 @@ class _Probe:
     """Inventories and node info over long-lived channels (they reconnect to a restarted node)."""
 
     def __init__(self, addresses: dict[str, str]) -> None:
-        self._channels = {n: grpc.aio.insecure_channel(a, options=_OPTIONS) for n, a in addresses.items()}
+        self._channels = {n: open_channel(a, max_receive=_INVENTORY_MESSAGE) for n, a in addresses.items()}
 
     async def close(self) -> None:
         for channel in self._channels.values():
