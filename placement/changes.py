@@ -24,8 +24,9 @@ never applied with data left nowhere to go.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import LayoutError, PolicyUnsatisfiable, UnknownNode, UnknownPolicy
 from .layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
@@ -79,8 +80,7 @@ def _capacity(value: int | str) -> int:
     return parse_capacity(value, "capacity")
 
 
-def _replace(layout: Layout, **changes) -> Layout:
-    return dataclasses.replace(layout, **changes)
+_T = TypeVar("_T")
 
 
 def add_site(layout: Layout, name: str, location: str | Sequence[str]) -> Layout:
@@ -88,7 +88,7 @@ def add_site(layout: Layout, name: str, location: str | Sequence[str]) -> Layout
     if any(s.name == name for s in layout.sites):
         raise LayoutError(f"name: site {name!r} already exists")
     site = Site(name=name, location=_location(location))
-    return _replace(layout, sites=layout.sites + (site,))
+    return dataclasses.replace(layout, sites=layout.sites + (site,))
 
 
 def add_node(layout: Layout, node_id: str, address: str, site: str, capacity: int | str) -> Layout:
@@ -100,7 +100,7 @@ def add_node(layout: Layout, node_id: str, address: str, site: str, capacity: in
     for other in layout.nodes:
         if other.address == node.address:
             raise LayoutError(f"address: {address!r} is already used by node {other.id!r}")
-    return _replace(layout, nodes=layout.nodes + (node,))
+    return dataclasses.replace(layout, nodes=layout.nodes + (node,))
 
 
 def set_capacity(layout: Layout, node_id: str, capacity: int | str) -> Layout:
@@ -128,7 +128,7 @@ def targets(layout: Layout, name: str) -> tuple[str, ...]:
 
 
 def _with_nodes(layout: Layout, replaced: dict[str, Node]) -> Layout:
-    return _replace(layout, nodes=tuple(replaced.get(n.id, n) for n in layout.nodes))
+    return dataclasses.replace(layout, nodes=tuple(replaced.get(n.id, n) for n in layout.nodes))
 
 
 def drain(layout: Layout, name: str) -> Layout:
@@ -150,7 +150,7 @@ def remove(layout: Layout, name: str) -> Layout:
     nodes = tuple(n for n in layout.nodes if n.id not in ids)
     is_site = any(s.name == name for s in layout.sites)
     sites = tuple(s for s in layout.sites if s.name != name) if is_site else layout.sites
-    return _replace(layout, nodes=nodes, sites=sites)
+    return dataclasses.replace(layout, nodes=nodes, sites=sites)
 
 
 def policy_set(layout: Layout, name: str, allow: Iterable[str | Sequence[str]], replicas: int = 2,
@@ -158,20 +158,20 @@ def policy_set(layout: Layout, name: str, allow: Iterable[str | Sequence[str]], 
     """Create policy ``name`` or replace its rule."""
     prefixes = tuple(_location(a, f"allow[{i}]") for i, a in enumerate(allow))
     policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread)
-    return _replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
+    return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
 
 
 def policy_remove(layout: Layout, name: str) -> Layout:
     """Remove policy ``name`` (refused later by ``check_buckets`` while a bucket uses it)."""
     layout.policy(name)
-    return _replace(layout, policies=tuple(p for p in layout.policies if p.name != name))
+    return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name))
 
 
 def bump(layout: Layout, version: int) -> Layout:
     """The same layout as version ``version`` (applying a staged change: current + 1)."""
     if isinstance(version, bool) or not isinstance(version, int) or version <= layout.version:
         raise LayoutError(f"version: must be an integer above {layout.version}, got {version!r}")
-    return _replace(layout, version=version)
+    return dataclasses.replace(layout, version=version)
 
 
 def layout_diff(old: Layout, new: Layout) -> list[str]:
@@ -197,23 +197,29 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
                 changes.append(f"{name} {show(x)} -> {show(y)}")
         return ", ".join(changes)
 
-    lines = []
-    for kind, key, text in (("sites", lambda s: s.name, site_text), ("nodes", lambda n: n.id, node_text),
-                            ("policies", lambda p: p.name, policy_text)):
-        before = {key(x): x for x in getattr(old, kind)}
-        after = {key(x): x for x in getattr(new, kind)}
+    lines: list[str] = []
+
+    def section(before_items: tuple[_T, ...], after_items: tuple[_T, ...], key: Callable[[_T], str],
+                text: Callable[[_T], str], changed: Callable[[str, _T, _T], str]) -> None:
+        before = {key(x): x for x in before_items}
+        after = {key(x): x for x in after_items}
         for k in sorted(set(before) | set(after)):
             a, b = before.get(k), after.get(k)
             if a == b:
                 continue
-            if a is None:
+            if a is not None and b is not None:
+                lines.append(changed(k, a, b))
+            elif b is not None:
                 lines.append(f"+ {text(b)}")
-            elif b is None:
+            elif a is not None:
                 lines.append(f"- {text(a)}")
-            elif kind == "nodes":
-                lines.append(f"~ node {k}: {fields(a, b)}")
-            else:
-                lines.append(f"~ {text(a)}  ->  {text(b).split(': ', 1)[-1] if kind == 'policies' else text(b)}")
+
+    section(old.sites, new.sites, lambda s: s.name, site_text,
+            lambda k, a, b: f"~ {site_text(a)}  ->  {site_text(b)}")
+    section(old.nodes, new.nodes, lambda n: n.id, node_text,
+            lambda k, a, b: f"~ node {k}: {fields(a, b)}")
+    section(old.policies, new.policies, lambda p: p.name, policy_text,
+            lambda k, a, b: f"~ {policy_text(a)}  ->  {policy_text(b).split(': ', 1)[-1]}")
     return lines
 
 

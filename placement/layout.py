@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
 
@@ -31,6 +32,8 @@ __all__ = [
     "MAX_PARTITION_BITS",
     "DEFAULT_PARTITION_BITS",
 ]
+
+_T = TypeVar("_T")
 
 MIN_PARTITION_BITS = 4
 MAX_PARTITION_BITS = 20
@@ -185,6 +188,12 @@ class Layout:
     sites: tuple[Site, ...]
     nodes: tuple[Node, ...]
     policies: tuple[Policy, ...] = field(default=())
+    if TYPE_CHECKING:
+        # Indexes for the lookups below, set by __post_init__; declared here for the type checker
+        # only, so that they stay out of the dataclass's fields at run time.
+        _sites_by_name: dict[str, Site] = field(init=False, repr=False, compare=False)
+        _nodes_by_id: dict[str, Node] = field(init=False, repr=False, compare=False)
+        _policies_by_name: dict[str, Policy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_int(self.version, "version", 0)
@@ -210,10 +219,10 @@ class Layout:
         object.__setattr__(self, "_policies_by_name", {p.name: p for p in self.policies})
 
     @staticmethod
-    def _checked(what, items, cls, key, key_field):
+    def _checked(what: str, items: object, cls: type[_T], key: Callable[[_T], str], key_field: str) -> tuple[_T, ...]:
         if not isinstance(items, (tuple, list)):
             raise LayoutError(f"{what}: must be a sequence of {cls.__name__}")
-        items = tuple(items)
+        checked: list[_T] = []
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
             if not isinstance(item, cls):
@@ -222,24 +231,25 @@ class Layout:
             if k in seen:
                 raise LayoutError(f"{what}[{i}].{key_field}: duplicate {k!r} (also {what}[{seen[k]}])")
             seen[k] = i
-        return items
+            checked.append(item)
+        return tuple(checked)
 
     # -- lookups -------------------------------------------------------------------------
     def node(self, node_id: str) -> Node:
         try:
-            return self._nodes_by_id[node_id]  # type: ignore[attr-defined]
+            return self._nodes_by_id[node_id]
         except KeyError:
             raise UnknownNode(f"unknown node {node_id!r} in layout version {self.version}") from None
 
     def site(self, name: str) -> Site:
         try:
-            return self._sites_by_name[name]  # type: ignore[attr-defined]
+            return self._sites_by_name[name]
         except KeyError:
             raise UnknownSite(f"unknown site {name!r} in layout version {self.version}") from None
 
     def policy(self, name: str) -> Policy:
         try:
-            return self._policies_by_name[name]  # type: ignore[attr-defined]
+            return self._policies_by_name[name]
         except KeyError:
             raise UnknownPolicy(f"unknown policy {name!r} in layout version {self.version}") from None
 
@@ -250,7 +260,7 @@ class Layout:
     def eligible_nodes(self, policy_name: str) -> tuple[Node, ...]:
         """ACTIVE nodes whose site location the policy allows, sorted by id."""
         policy = self.policy(policy_name)
-        sites = self._sites_by_name  # type: ignore[attr-defined]
+        sites = self._sites_by_name
         return tuple(
             n for n in self.nodes if n.state is NodeState.ACTIVE and policy.allows(sites[n.site].location)
         )

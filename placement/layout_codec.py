@@ -35,7 +35,9 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from .errors import LayoutError
 from .layout import (
@@ -105,33 +107,36 @@ def format_capacity(n: int) -> str | int:
     return n
 
 
-def _table(doc: Any, where: str) -> dict:
+_T = TypeVar("_T")
+
+
+def _table(doc: Any, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise LayoutError(f"{where}: must be a table")
     return doc
 
 
-def _unknown(doc: dict, allowed: set[str], where: str) -> None:
+def _unknown(doc: dict[str, Any], allowed: set[str], where: str) -> None:
     for key in doc:
         if key not in allowed:
             prefix = f"{where}." if where else ""
             raise LayoutError(f"{prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _required(doc: dict, key: str, where: str) -> Any:
+def _required(doc: dict[str, Any], key: str, where: str) -> Any:
     if key not in doc:
         raise LayoutError(f"{where}.{key}: missing")
     return doc[key]
 
 
-def _entries(doc: dict, key: str) -> list:
+def _entries(doc: dict[str, Any], key: str) -> list[Any]:
     value = doc.get(key, [])
     if not isinstance(value, list):
         raise LayoutError(f"{key}: must be an array of tables ([[{key}]])")
     return value
 
 
-def _build(where: str, make):
+def _build(where: str, make: Callable[[], _T]) -> _T:
     try:
         return make()
     except LayoutError as exc:
@@ -162,7 +167,7 @@ def parse_layout(text: str) -> Layout:
         _unknown(raw, _SITE_KEYS, where)
         name = _required(raw, "name", where)
         loc = _location(_required(raw, "location", where), f"{where}.location")
-        sites.append(_build(where, lambda: Site(name=name, location=loc)))
+        sites.append(_build(where, partial(Site, name=name, location=loc)))
 
     nodes = []
     for i, raw in enumerate(_entries(doc, "nodes")):
@@ -184,7 +189,7 @@ def parse_layout(text: str) -> Layout:
             capacity=capacity,
             state=state,
         )
-        nodes.append(_build(where, lambda: Node(**kw)))
+        nodes.append(_build(where, partial(Node, **kw)))
 
     policies = []
     for i, raw in enumerate(_entries(doc, "policies")):
@@ -203,7 +208,7 @@ def parse_layout(text: str) -> Layout:
             replicas=raw.get("replicas", 2),
             spread=raw.get("spread"),
         )
-        policies.append(_build(where, lambda: Policy(**kw)))
+        policies.append(_build(where, partial(Policy, **kw)))
 
     return Layout(
         version=doc["version"],

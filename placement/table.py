@@ -31,6 +31,7 @@ import math
 import threading
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from .errors import PlacementError, PolicyUnsatisfiable
 from .layout import Layout, Policy
@@ -46,7 +47,8 @@ class PartitionTable:
 
     __slots__ = ("bits", "policy", "layout_version", "_replicas", "_ring", "_sites", "_handoffs", "_by_node", "_lock")
 
-    def __init__(self, bits: int, policy: Policy, layout_version: int, replicas: tuple[tuple[str, ...], ...], ring: PolicyRing, sites: tuple[str, ...]):
+    def __init__(self, bits: int, policy: Policy, layout_version: int, replicas: tuple[tuple[str, ...], ...],
+                 ring: PolicyRing, sites: tuple[str, ...]) -> None:
         self.bits = bits
         self.policy = policy
         self.layout_version = layout_version
@@ -145,9 +147,13 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
     node_site = [site_index[n.site] for n in nodes]
     spread = policy.spread is not None
     if spread:
-        doms = sorted({policy.domain(layout.site(s).location) for s in site_names})
+        def domain(site: str) -> tuple[str, ...]:
+            d = policy.domain(layout.site(site).location)
+            assert d is not None  # the policy has a spread
+            return d
+        doms = sorted({domain(s) for s in site_names})
         dom_index = {d: i for i, d in enumerate(doms)}
-        node_dom = [dom_index[policy.domain(layout.site(n.site).location)] for n in nodes]
+        node_dom = [dom_index[domain(n.site)] for n in nodes]
         ndoms = len(doms)
     else:
         node_dom = [0] * len(nodes)
@@ -200,7 +206,8 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
                     if j == size:
                         j = 0
             else:
-                o = _least_overloaded(owners, start, load, caps, node_site, node_dom, sites_taken, doms_taken if use_dom else ())
+                o = _least_overloaded(owners, start, load, caps, node_site, node_dom, sites_taken,
+                                      doms_taken if use_dom else ())
             chosen.append(o)
             sites_taken.append(node_site[o])
             doms_taken.append(node_dom[o])
@@ -216,8 +223,9 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
     return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
 
 
-def _least_overloaded(owners: tuple[int, ...], start: int, load: list[int], caps: list[int],
-                      node_site: list[int], node_dom: list[int], sites_taken: list[int], doms_taken) -> int:
+def _least_overloaded(owners: Sequence[int], start: int, load: list[int], caps: list[int],
+                      node_site: list[int], node_dom: list[int], sites_taken: list[int],
+                      doms_taken: Sequence[int]) -> int:
     """Every acceptable node is at its cap: overflow onto the first node in walk order among
     those least over their cap, so overflow spreads one slot at a time instead of piling onto
     whichever node follows a busy stretch of the ring, and stays local to the partition."""
