@@ -55,9 +55,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
 from maillage.proto import frame as wire
 from maillage.proto.frame import DIGEST_SIZE, FrameHeader
+
+from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
 
 __all__ = ["ChunkStore", "ChunkStoreStats"]
 

@@ -21,8 +21,9 @@ import re
 import struct
 from dataclasses import dataclass
 
-from .errors import CorruptRecord, InvalidName
 from maillage.proto.frame import DIGEST_SIZE
+
+from .errors import CorruptRecord, InvalidName
 
 __all__ = [
     "ChunkRef",
@@ -180,6 +181,7 @@ class _Reader:
     def u32(self) -> int:
         if self.pos + 4 > self.size:
             raise self._short()
+        v: int
         (v,) = _U32.unpack_from(self.data, self.pos)
         self.pos += 4
         return v
@@ -187,6 +189,7 @@ class _Reader:
     def u64(self) -> int:
         if self.pos + 8 > self.size:
             raise self._short()
+        v: int
         (v,) = _U64S.unpack_from(self.data, self.pos)
         self.pos += 8
         return v

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeAlias
 
 from rocksdict import (
     BlockBasedOptions,
@@ -44,8 +45,9 @@ from rocksdict import (
     WriteOptions,
 )
 
-from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
 from maillage.proto.frame import DIGEST_SIZE
+
+from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
 from .manifest import (
     BucketRecord,
     Manifest,
@@ -63,6 +65,16 @@ __all__ = ["MetaStore", "MetaStoreStats", "META_FORMAT"]
 META_FORMAT = 1
 _FORMAT_KEY = b"\x00format"
 _MAX_BATCH_OPS = 4096
+
+# One write of a batch: put a manifest if (version, writer) beats the stored one ("m"), drop a
+# manifest if it is still that (version, writer) ("x"), put ("p") or delete ("d") a record.
+_Order: TypeAlias = tuple[int, str]
+_Op: TypeAlias = (
+    tuple[Literal["m"], bytes, bytes, _Order]
+    | tuple[Literal["x"], bytes, _Order]
+    | tuple[Literal["p"], bytes, bytes]
+    | tuple[Literal["d"], bytes]
+)
 
 
 @dataclass(frozen=True)
@@ -114,9 +126,9 @@ class _Request:
 
     __slots__ = ("ops", "results", "error", "done")
 
-    def __init__(self, ops: list[tuple]) -> None:
+    def __init__(self, ops: Sequence[_Op]) -> None:
         self.ops = ops
-        self.results: list = []
+        self.results: list[bool] = []  # one flag per "m" or "x" op, in order
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
@@ -199,8 +211,8 @@ class MetaStore:
 
     def put_manifests(self, ms: Sequence[Manifest]) -> list[bool]:
         """Several :meth:`put_manifest` in one synced batch; one applied flag per manifest."""
-        ops = [("m", _manifest_key(m.bucket, m.key), encode_manifest(m), (m.version, m.writer))
-               for m in ms]
+        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key), encode_manifest(m), (m.version, m.writer))
+                          for m in ms]
         return self._submit(ops)
 
     def get_manifest(self, bucket: str, key: str) -> Manifest | None:
@@ -271,13 +283,13 @@ class MetaStore:
     def hold_chunks(self, policy: str, digests: Iterable[bytes], *, now_ms: int) -> None:
         """Record that this node keeps each chunk for ``policy`` (again: refreshes the time)."""
         stamp = now_ms.to_bytes(8, "big")
-        ops = [("p", _holding_key(policy, d), stamp) for d in digests]
+        ops: list[_Op] = [("p", _holding_key(policy, d), stamp) for d in digests]
         if ops:
             self._submit(ops)
 
     def release_chunks(self, policy: str, digests: Iterable[bytes]) -> None:
         """Forget that this node keeps each chunk for ``policy``."""
-        ops = [("d", _holding_key(policy, d)) for d in digests]
+        ops: list[_Op] = [("d", _holding_key(policy, d)) for d in digests]
         if ops:
             self._submit(ops)
 
@@ -307,7 +319,7 @@ class MetaStore:
     def drop_manifests(self, bucket: str, versions: Iterable[tuple[str, int, str]]) -> list[bool]:
         """Remove each ``(key, version, writer)`` of ``bucket`` only if it is still the stored
         version (a newer one is kept), in one synced batch; one removed flag per entry."""
-        ops = [("x", _manifest_key(bucket, key), (version, writer)) for key, version, writer in versions]
+        ops: list[_Op] = [("x", _manifest_key(bucket, key), (version, writer)) for key, version, writer in versions]
         return self._submit(ops) if ops else []
 
     # ----------------------------------------------------------------- internals
@@ -323,7 +335,7 @@ class MetaStore:
             yield k, it.value()
             it.next()
 
-    def _submit(self, ops: list[tuple]) -> list:
+    def _submit(self, ops: Sequence[_Op]) -> list[bool]:
         req = _Request(ops)
         with self._cond:
             if self._closing:
@@ -368,8 +380,8 @@ class MetaStore:
             for req in reqs:
                 for op in req.ops:
                     nops += 1
-                    kind, key = op[0], op[1]
-                    if kind == "m":
+                    key = op[1]
+                    if op[0] == "m":
                         order = op[3]
                         current = overlay.get(key)
                         if current is None:
@@ -382,7 +394,7 @@ class MetaStore:
                             req.results.append(True)
                         else:
                             req.results.append(False)
-                    elif kind == "x":
+                    elif op[0] == "x":
                         current = overlay.get(key)
                         if current is None:
                             raw = self._db.get(key)
@@ -392,12 +404,10 @@ class MetaStore:
                             wb.delete(key)
                             overlay[key] = (-1, "")
                         req.results.append(same)
-                    elif kind == "p":
+                    elif op[0] == "p":
                         wb.put(key, op[2])
-                        req.results.append(None)
                     else:
                         wb.delete(key)
-                        req.results.append(None)
             try:
                 self._db.write(wb, self._sync)
             except Exception as exc:  # rocksdict raises plain Exception on I/O errors
