@@ -53,8 +53,11 @@ def policies_for(draw, specs, max_policies=3):
     return out
 
 
+PARTITION_BITS = st.integers(4, 8)
+
+
 @st.composite
-def layouts(draw, min_sites=2, max_sites=12, states=False, bits=st.integers(4, 8)):
+def layouts(draw, min_sites=2, max_sites=12, states=False, bits=PARTITION_BITS):
     specs = draw(site_specs(min_sites, max_sites, states))
     pols = draw(policies_for(specs))
     return make_layout(specs, pols, bits=draw(bits), version=draw(st.integers(0, 10**6)))

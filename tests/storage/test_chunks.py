@@ -69,7 +69,7 @@ def test_concurrent_puts_of_one_digest_store_it_once(store: ChunkStore) -> None:
 
 def test_has_many(store: ChunkStore) -> None:
     frames = [_frame(i) for i in range(5)]
-    for d, f in frames[:3]:
+    for _, f in frames[:3]:
         store.put(f)
     assert store.has_many([d for d, _ in frames]) == [True, True, True, False, False]
 
