@@ -37,7 +37,7 @@ class ClusterKey:
         self._key = blake3.blake3(secret, derive_key_context=_CONTEXT).digest()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> ClusterKey:
+    def from_file(cls, path: str | os.PathLike[str]) -> ClusterKey:
         try:
             data = Path(path).read_bytes().strip()
         except OSError as err:
@@ -55,7 +55,7 @@ class ClusterKey:
             raise LayoutAuthError("layout signature does not match this cluster's secret")
 
 
-def new_secret_file(path: str | os.PathLike) -> Path:
+def new_secret_file(path: str | os.PathLike[str]) -> Path:
     """Write a fresh random secret readable by its owner only (for a new cluster)."""
     path = Path(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
