@@ -180,7 +180,7 @@ def _scenario(client, layout, france, eu) -> int:
     inventories, unreachable = admin.fetch_inventories(layout)
     failures = 0
     results = []
-    for bucket, key, data, _ in objects:
+    for bucket, key, _data, _ in objects:
         policy = france if bucket == FRANCE_BUCKET else eu
         manifest = admin.fetch_manifest(layout, policy.name, bucket, key)
         r = admin.survey(layout, inventories, unreachable, policy, manifest)

@@ -63,7 +63,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "transfers show progress (bytes, %%, MB/s) on stderr. " + _ENV_NOTE)
     cp.add_argument("source", metavar="SRC", help=f"local path, '-', or {MESH_SCHEME}BUCKET/KEY")
     cp.add_argument("dest", metavar="DST", help=f"local path, '-', or {MESH_SCHEME}BUCKET/KEY")
-    cp.add_argument("--content-type", metavar="TYPE", help="content type to store (upload; default: guessed from the name)")
+    cp.add_argument("--content-type", metavar="TYPE",
+                    help="content type to store (upload; default: guessed from the name)")
     cp.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     add_endpoint_option(cp)
     cp.set_defaults(func=cp_command)

@@ -15,10 +15,11 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO
 
 import blake3
 import grpc
+from google.protobuf.message import Message
 
 from maillage.placement import (
     Layout,
@@ -31,10 +32,11 @@ from maillage.placement import (
     partition_table,
 )
 from maillage.proto import bulk, pb, rpc
+from maillage.proto.channels import open_channel
 from maillage.proto.frame import CorruptFrame, decode_frame
 
 from . import _exceptions as e
-from ._errors import exception_for
+from ._errors import translate
 from ._models import (
     Bucket,
     ListPage,
@@ -45,15 +47,11 @@ from ._models import (
     Replica,
 )
 
-Body = Union[bytes, bytearray, memoryview, BinaryIO, Iterable[bytes], AsyncIterable[bytes]]
+Body = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
 
 PIECE = 1024 * 1024
 SMALL_OBJECT = 1024 * 1024  # up to this size a PUT goes to an owner of the bucket's index first
-MAX_MESSAGE = 64 * 1024 * 1024
-_OPTIONS = (("grpc.max_send_message_length", MAX_MESSAGE),
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.enable_retries", 0))
 
 
 def _bucket(msg: pb.Bucket) -> Bucket:
@@ -95,7 +93,7 @@ class AsyncObjectBody:
             if lo < hi:
                 spans.append((ref.digest, lo - offset, hi - offset))
             offset += ref.length
-        pending: deque = deque()
+        pending: deque[tuple[asyncio.Future[bytes], int, int]] = deque()
         upcoming = iter(spans)
 
         def refill() -> None:
@@ -140,12 +138,12 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(grace=None)
         self._channels.clear()
 
     # ----- layout and node choice ------------------------------------------------------------
@@ -153,7 +151,7 @@ class AsyncClient:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=_OPTIONS)
+            channel = self._channels[address] = open_channel(address)
         return channel
 
     async def layout(self) -> Layout:
@@ -166,9 +164,10 @@ class AsyncClient:
         failures = []
         for address in self._endpoints:
             try:
-                doc = await rpc.ClusterStub(self._channel(address)).GetLayout(pb.GetLayoutRequest(), timeout=10)
-            except grpc.RpcError as err:
-                failures.append(f"{address}: {err.code().name}")
+                with translate(address):
+                    doc = await rpc.ClusterStub(self._channel(address)).GetLayout(pb.GetLayoutRequest(), timeout=10)
+            except e.NodeUnavailable as exc:
+                failures.append(str(exc))
                 continue
             layout = parse_layout(doc.text)
             if self._layout is None or layout.version >= self._layout.version:
@@ -223,18 +222,18 @@ class AsyncClient:
             rotated.sort(key=lambda n: layout.node(n).site != self.site)
         return rotated
 
-    async def _objects_call(self, bucket: str | None, method: str, request, *, index_first: bool = False):
+    async def _objects_call(self, bucket: str | None, method: str, request: Message, *,
+                            index_first: bool = False) -> Any:
         """Call an Objects method on the first coordinator that answers."""
         layout = await self.layout()
         last: e.MaillageError | None = None
         for node_id in await self._coordinators(bucket, index_first=index_first):
             stub = rpc.ObjectsStub(self._channel(layout.node(node_id).address))
             try:
-                return await getattr(stub, method)(request, timeout=self.timeout)
-            except grpc.RpcError as err:
-                last = exception_for(err, node_id)
-                if not isinstance(last, e.NodeUnavailable):
-                    raise last from err
+                with translate(node_id):
+                    return await getattr(stub, method)(request, timeout=self.timeout)
+            except e.NodeUnavailable as exc:
+                last = exc
         raise last or e.NodeUnavailable("no node to send the request to")
 
     # ----- buckets ---------------------------------------------------------------------------
@@ -276,14 +275,16 @@ class AsyncClient:
         last: e.MaillageError | None = None
         small = total is not None and total <= SMALL_OBJECT
         for node_id in await self._coordinators(bucket, index_first=small):
-            call = self._channel(layout.node(node_id).address).stream_unary(bulk.PUT_OBJECT)
+            call = self._channel(layout.node(node_id).address).stream_unary(bulk.PUT_OBJECT, request_serializer=None,
+                                                                         response_deserializer=None)
             sent = [0]
             try:
-                raw = await call(_put_stream(header, body, progress, total, sent), timeout=None)
-            except grpc.RpcError as err:
-                last = exception_for(err, node_id)
-                if not isinstance(last, e.NodeUnavailable) or not replayable(sent[0]):
-                    raise last from err
+                with translate(node_id):
+                    raw = await call(_put_stream(header, body, progress, total, sent), timeout=None)
+            except e.NodeUnavailable as exc:
+                last = exc
+                if not replayable(sent[0]):
+                    raise
                 continue
             reply = pb.PutObjectReply.FromString(raw)
             m = reply.manifest
@@ -295,8 +296,9 @@ class AsyncClient:
         return _info(await self._manifest(bucket, key))
 
     async def _manifest(self, bucket: str, key: str) -> pb.Manifest:
-        return await self._objects_call(bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key),
-                                        index_first=True)
+        manifest: pb.Manifest = await self._objects_call(
+            bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key), index_first=True)
+        return manifest
 
     async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> AsyncObjectBody:
         """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
@@ -315,12 +317,13 @@ class AsyncClient:
         problems: list[str] = []
         corrupt = False
         for node_id in self._nearest_first(layout, (*table.replicas(p), *table.handoffs(p))):
-            call = self._channel(layout.node(node_id).address).unary_unary(bulk.GET_CHUNK)
+            call = self._channel(layout.node(node_id).address).unary_unary(bulk.GET_CHUNK, request_serializer=None,
+                                                                        response_deserializer=None)
             began = time.monotonic()
             try:
-                frame = await call(digest, timeout=self.timeout)
-            except grpc.RpcError as err:
-                error = exception_for(err, node_id)
+                with translate(node_id):
+                    frame = await call(digest, timeout=self.timeout)
+            except e.MaillageError as error:
                 corrupt |= isinstance(error, e.IntegrityError)
                 problems.append(f"{node_id}: {error}")
                 continue
@@ -338,7 +341,8 @@ class AsyncClient:
     async def delete_object(self, bucket: str, key: str) -> int:
         reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(bucket=bucket, key=key),
                                          index_first=True)
-        return reply.version
+        version: int = reply.version
+        return version
 
     async def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
         reply = await self._objects_call(bucket, "CopyObject", pb.CopyObjectRequest(
@@ -364,8 +368,8 @@ class AsyncClient:
             page = await self.list_objects_page(bucket, prefix=prefix, delimiter=delimiter,
                                                 start_after=start_after, continuation_token=token,
                                                 max_keys=page_size)
-            merged = sorted([*page.objects, *page.common_prefixes],
-                            key=lambda x: x if isinstance(x, str) else x.key)
+            merged: list[ObjectSummary | str] = sorted([*page.objects, *page.common_prefixes],
+                                                       key=lambda x: x if isinstance(x, str) else x.key)
             for item in merged:
                 yield item
             if not page.is_truncated:
@@ -374,13 +378,14 @@ class AsyncClient:
 
     # ----- files -----------------------------------------------------------------------------
 
-    async def upload_file(self, path: str | PathLike, bucket: str, key: str, *, content_type: str = "application/octet-stream",
-                          metadata: Mapping[str, str] | None = None, progress: Progress | None = None) -> PutResult:
+    async def upload_file(self, path: str | PathLike[str], bucket: str, key: str, *,
+                          content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None,
+                          progress: Progress | None = None) -> PutResult:
         with open(path, "rb") as f:
             return await self.put_object(bucket, key, f, content_type=content_type, metadata=metadata,
                                          progress=progress)
 
-    async def download_file(self, bucket: str, key: str, path: str | PathLike, *,
+    async def download_file(self, bucket: str, key: str, path: str | PathLike[str], *,
                             progress: Progress | None = None) -> ObjectInfo:
         """Write the object to `path` (via a temp file renamed at the end: no half file on error)."""
         body = await self.get_object(bucket, key)
@@ -448,7 +453,7 @@ async def _pieces(body: Body) -> AsyncIterator[bytes | memoryview]:
         while piece := await asyncio.to_thread(body.read, PIECE):
             yield piece
     elif hasattr(body, "__aiter__"):
-        async for piece in body:  # type: ignore[union-attr]
+        async for piece in body:
             yield piece
     elif isinstance(body, Iterable):
         for piece in body:

@@ -54,10 +54,10 @@ _BY_CODE: dict[grpc.StatusCode, type[e.MaillageError]] = {
 
 def exception_for(err: grpc.RpcError, where: str = "") -> e.MaillageError:
     """The SDK exception for a failed call to node `where`."""
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    code: grpc.StatusCode = err.code()
     reason = reason_of(err)
     cls = BY_REASON[reason] if reason is not None else _BY_CODE.get(code, e.MaillageError)
-    details: str = err.details() or code.name  # type: ignore[attr-defined]
+    details: str = err.details() or code.name
     if cls is e.NodeUnavailable and where:
         details = f"node {where} did not answer ({code.name}): {details}"
     return cls(details)

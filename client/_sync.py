@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from os import PathLike
+from typing import Any, TypeVar
 
-from ._async import AsyncClient, AsyncObjectBody
-from ._models import ObjectInfo, ObjectSummary
+from maillage.placement import Layout
+
+from ._async import AsyncClient, AsyncObjectBody, Body, Progress
+from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult
+
+T = TypeVar("T")
 
 
 class _LoopThread:
@@ -22,19 +27,21 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="maillage-client", daemon=True)
         self._thread.start()
 
-    def run(self, coro) -> Any:
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def iterate(self, stream) -> Iterator[Any]:
+    def iterate(self, stream: AsyncIterator[T]) -> Iterator[T]:
         """Pull an async iterator one item at a time from a blocking caller."""
         try:
             while True:
                 try:
-                    yield self.run(stream.__anext__())
+                    yield self.run(_next(stream))
                 except StopAsyncIteration:
                     return
         finally:
-            self.run(stream.aclose())
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                self.run(aclose())
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -61,47 +68,111 @@ class ObjectBody:
         return self._runner.iterate(self._body.iter_chunks())
 
 
-def _blocking(name: str):
-    def method(self, *args, **kwargs):
-        return self._runner.run(getattr(self._async, name)(*args, **kwargs))
-    method.__name__ = name
-    method.__doc__ = getattr(AsyncClient, name).__doc__
-    return method
-
-
 class Client:
-    """S3-like blocking client for a maillage mesh; see AsyncClient for the arguments."""
+    """S3-like blocking client for a maillage mesh; see AsyncClient for the arguments.
 
-    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:7001", **options: Any) -> None:
-        self._runner = _LoopThread()
-        self._async = self._runner.run(_make(endpoints, options))
+    Every method runs the AsyncClient method of the same name on the client's private loop."""
+
+    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:7001", *, site: str | None = None,
+                 timeout: float = 60.0, prefetch: int = 4) -> None:
+        self._runner: _LoopThread | None = _LoopThread()
+        self._async: AsyncClient = self._runner.run(_make(endpoints, site=site, timeout=timeout, prefetch=prefetch))
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         if self._runner is not None:
             self._runner.run(self._async.close())
             self._runner.stop()
-            self._runner = None  # type: ignore[assignment]
+            self._runner = None
 
-    for _name in ("layout", "refresh_layout", "create_bucket", "head_bucket", "list_buckets",
-                  "delete_bucket", "put_object", "head_object", "delete_object", "copy_object",
-                  "list_objects_page", "upload_file", "download_file", "where"):
-        locals()[_name] = _blocking(_name)
-    del _name
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._runner is None:
+            coro.close()
+            raise RuntimeError("this Client is closed")
+        return self._runner.run(coro)
+
+    # ----- layout and buckets ----------------------------------------------------------------
+
+    def layout(self) -> Layout:
+        return self._run(self._async.layout())
+
+    def refresh_layout(self) -> Layout:
+        return self._run(self._async.refresh_layout())
+
+    def create_bucket(self, name: str, policy: str, *, owner: str = "") -> Bucket:
+        return self._run(self._async.create_bucket(name, policy, owner=owner))
+
+    def head_bucket(self, name: str) -> Bucket:
+        return self._run(self._async.head_bucket(name))
+
+    def list_buckets(self) -> list[Bucket]:
+        return self._run(self._async.list_buckets())
+
+    def delete_bucket(self, name: str) -> None:
+        return self._run(self._async.delete_bucket(name))
+
+    # ----- objects ---------------------------------------------------------------------------
+
+    def put_object(self, bucket: str, key: str, body: Body, *, content_type: str = "application/octet-stream",
+                   metadata: Mapping[str, str] | None = None, progress: Progress | None = None) -> PutResult:
+        """Store `body` (bytes, a binary file, or an iterator of bytes) under `key`."""
+        return self._run(self._async.put_object(bucket, key, body, content_type=content_type,
+                                                metadata=metadata, progress=progress))
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        return self._run(self._async.head_object(bucket, key))
 
     def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> ObjectBody:
         """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
-        return ObjectBody(self._runner.run(self._async.get_object(bucket, key, range=range)), self._runner)
+        body = self._run(self._async.get_object(bucket, key, range=range))
+        assert self._runner is not None
+        return ObjectBody(body, self._runner)
 
-    def list_objects(self, bucket: str, **kwargs: Any) -> Iterator[ObjectSummary | str]:
+    def delete_object(self, bucket: str, key: str) -> int:
+        return self._run(self._async.delete_object(bucket, key))
+
+    def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
+        return self._run(self._async.copy_object(source_bucket, source_key, bucket, key))
+
+    def list_objects_page(self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "",
+                          continuation_token: str = "", max_keys: int = 1000) -> ListPage:
+        return self._run(self._async.list_objects_page(
+            bucket, prefix=prefix, delimiter=delimiter, start_after=start_after,
+            continuation_token=continuation_token, max_keys=max_keys))
+
+    def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "",
+                     page_size: int = 1000) -> Iterator[ObjectSummary | str]:
         """Every object (and, with a delimiter, every common prefix as a str), page after page."""
-        return self._runner.iterate(self._async.list_objects(bucket, **kwargs))
+        if self._runner is None:
+            raise RuntimeError("this Client is closed")
+        return self._runner.iterate(self._async.list_objects(
+            bucket, prefix=prefix, delimiter=delimiter, start_after=start_after, page_size=page_size))
+
+    # ----- files and placement ---------------------------------------------------------------
+
+    def upload_file(self, path: str | PathLike[str], bucket: str, key: str, *,
+                    content_type: str = "application/octet-stream", metadata: Mapping[str, str] | None = None,
+                    progress: Progress | None = None) -> PutResult:
+        return self._run(self._async.upload_file(path, bucket, key, content_type=content_type,
+                                                 metadata=metadata, progress=progress))
+
+    def download_file(self, bucket: str, key: str, path: str | PathLike[str], *,
+                      progress: Progress | None = None) -> ObjectInfo:
+        """Write the object to `path` (via a temp file renamed at the end: no half file on error)."""
+        return self._run(self._async.download_file(bucket, key, path, progress=progress))
+
+    def where(self, bucket: str, key: str) -> ObjectPlacement:
+        return self._run(self._async.where(bucket, key))
 
 
-async def _make(endpoints, options) -> AsyncClient:
+async def _next(stream: AsyncIterator[T]) -> T:
+    return await anext(stream)
+
+
+async def _make(endpoints: str | Sequence[str], **options: Any) -> AsyncClient:
     return AsyncClient(endpoints, **options)

@@ -220,7 +220,7 @@ class Faults:
             relay = self._relays.get(s)
             if relay is None and links:
                 relay = RelayProcess.start(
-                    lambda argv, **kw: self.mesh.run_in(s, argv, **kw),
+                    lambda argv, s=s, **kw: self.mesh.run_in(s, argv, **kw),
                     os.path.join(self._tmp, f"{self.mesh.site(s).index}.sock"),
                     seed=self.seed + self.mesh.site(s).index)
                 self._relays[s] = relay

@@ -158,7 +158,7 @@ class LocalMesh:
         self.kill(node_id, signal.SIGTERM)
 
     def close(self) -> None:
-        for node_id, proc in self.processes.items():
+        for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()

@@ -138,7 +138,7 @@ class Supervisor:
             try:
                 p.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                raise RuntimeError(f"{name} (pid {p.pid}) survived SIGKILL for {timeout}s")
+                raise RuntimeError(f"{name} (pid {p.pid}) survived SIGKILL for {timeout}s") from None
         p.paused = False
         return p.returncode
 

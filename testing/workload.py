@@ -170,6 +170,26 @@ class Workload:
         time.sleep(seconds)
         return self.stop()
 
+    def wait_ops(self, count: int, *, kind: str | None = None, ok: bool = False, since: float | None = None,
+                 timeout: float = 60.0) -> int:
+        """Wait until `count` operations (of `kind`; successful only if `ok`) have ended since
+        `since` (monotonic; default: now), so a fault window lasts until the workload has really
+        run through it instead of a guessed number of seconds. Raises TimeoutError past `timeout`."""
+        began = time.monotonic() if since is None else since
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._error is not None:
+                raise RuntimeError(f"workload crashed: {self._error!r}") from self._error
+            done = sum(1 for op in list(self.history)
+                       if op.end and op.start >= began and (kind is None or op.kind == kind)
+                       and (not ok or op.outcome == OK))
+            if done >= count:
+                return done
+            if time.monotonic() > deadline:
+                what = f"{'successful ' if ok else ''}{kind or 'operation'}s"
+                raise TimeoutError(f"only {done} of {count} {what} ended within {timeout:.0f} s")
+            time.sleep(0.05)
+
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for op in list(self.history):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import grpc
 
@@ -133,7 +134,7 @@ def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], cha
 
     wanted = [(bk, e) for bk, e in newest.items() if not e.deleted and e.size > INLINE_MAX]
 
-    def chunks_of(item) -> list[bytes]:
+    def chunks_of(item: tuple[tuple[str, str], _Entry]) -> list[bytes]:
         (bucket, key), entry = item
         stub = rpc.ReplicaStub(chans.get(layout.node(entry.node).address))
         try:
@@ -178,7 +179,7 @@ class AuditReport:
     def fully_replicated(self) -> bool:
         return self.ok and self.under_replicated == 0 and not self.unreachable
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.update(ok=self.ok, fully_replicated=self.fully_replicated)
         return doc
@@ -243,15 +244,16 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
                 if allowed:
                     key_sites[(bucket, key)].add(node.site)
                 else:
-                    outside = f"outside {_allow_text(policy)}" if policy else "with no policy allowing it"
+                    outside = f"outside {_allow_text(policy)}" if policy is not None else "with no policy allowing it"
                     violations.append(f"key {key} of {describe(bucket)} is on {where}, {outside}")
         for d in sorted(inv.chunks):
             buckets = sorted(b for b in refs.get(d, ()) if b in policies)
             if not buckets:
                 continue
-            if any(policies[b] is not None and policies[b].allows(location) for b in buckets):
+            their = [p for p in (policies[b] for b in buckets) if p is not None]
+            if any(p.allows(location) for p in their):
                 continue
-            allowed_somewhere = sorted({_allow_text(policies[b]) for b in buckets if policies[b]})
+            allowed_somewhere = sorted({_allow_text(p) for p in their})
             outside = f"outside {'; '.join(allowed_somewhere)}" if allowed_somewhere else "with no policy allowing it"
             whose = " and ".join(describe(b) for b in buckets)
             violations.append(f"chunk {d.hex()[:16]}.. of {whose} is on {where}, {outside}")
@@ -268,9 +270,9 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
             unreferenced += 1
             continue
         holders = chunk_nodes.get(d, ())
-        for policy in {policies[b] for b in buckets if policies[b] is not None}:
-            sites = {layout.node(n).site for n in holders if policy.allows(layout.location_of(n))}
-            if len(sites) < policy.replicas:
+        for held_for in {p for p in (policies[b] for b in buckets) if p is not None}:
+            sites = {layout.node(n).site for n in holders if held_for.allows(layout.location_of(n))}
+            if len(sites) < held_for.replicas:
                 under += 1
                 break
 

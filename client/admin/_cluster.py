@@ -35,9 +35,9 @@ class Staged:
 
 
 def _rpc_error(address: str, err: grpc.RpcError) -> AdminError:
-    code = err.code()  # type: ignore[attr-defined]
+    code = err.code()
     name = code.name if code is not None else "ERROR"
-    details = err.details()  # type: ignore[attr-defined]
+    details = err.details()
     if name == "UNIMPLEMENTED":
         return AdminError(f"node {address} does not support this call yet (update it): {details}")
     return AdminError(f"node {address}: {details or name} ({name})")

@@ -67,7 +67,7 @@ def using_channels(given: Channels | None = None) -> Iterator[Channels]:
 
 def why(err: grpc.RpcError) -> str:
     """A failed call in a few words: its status and details."""
-    return f"{err.code().name}: {err.details()}"  # type: ignore[attr-defined]
+    return f"{err.code().name}: {err.details()}"
 
 
 def parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

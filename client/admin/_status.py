@@ -42,7 +42,7 @@ def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str
     rows: list[dict[str, Any]] = []
     for node in nodes:
         reply = answers[node.id]
-        row = {"node": node.id, "site": node.site, "state": node.state.value,
+        row: dict[str, Any] = {"node": node.id, "site": node.site, "state": node.state.value,
                "seen_as": seen.get(node.id, "up"), "capacity": node.capacity}
         if isinstance(reply, str):
             row.update(reachable=False, error=reply)

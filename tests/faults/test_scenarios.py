@@ -28,6 +28,9 @@ from maillage.testing.workload import OK, make_value
 pytestmark = pytest.mark.timeout(150)
 
 REPAIR_BOUND = 20.0   # seconds from healing to R copies of everything (nodes repair every 1 s)
+# A fault window lasts until the workload has run this many operations through it (bounded by
+# Workload.wait_ops's timeout), not for a guessed number of seconds.
+WINDOW_OPS = 40
 
 
 def _assert_clean(report, h: Harness) -> None:
@@ -47,15 +50,15 @@ def test_site_kill_during_writes_then_restart(harness_mode):
     with Harness(mode=harness_mode) as h:
         victim = h.node_for("lyon")
         h.workload.start()
-        time.sleep(2)
+        h.workload.wait_ops(20)                     # the workload is under way
         t_kill = time.monotonic()
         h.mesh.kill(victim)
         h.fault(f"SIGKILL {victim} during writes")
-        time.sleep(4)
+        h.workload.wait_ops(WINDOW_OPS, kind="put", since=t_kill)
         t_restart = time.monotonic()
         h.mesh.start_node(victim)
         h.fault(f"restart {victim}")
-        time.sleep(3)
+        h.workload.wait_ops(20, since=t_restart)
         report = h.check(replication_bound=REPAIR_BOUND)
         assert _ok_during(report.history, t_kill, t_restart) > 0, "no write succeeded while one site was down"
         _assert_clean(report, h)
@@ -69,23 +72,25 @@ def test_region_partition_both_ways_then_one_way(harness_mode):
     with Harness(mode=harness_mode) as h:
         faults = h.net.faults
         h.workload.start()
-        time.sleep(2)
+        h.workload.wait_ops(20)
         t0 = time.monotonic()
         faults.split(FRANCE, GERMANY)
         h.fault("partition France | Germany (both directions)")
-        time.sleep(5)
+        h.workload.wait_ops(WINDOW_OPS, kind="put", since=t0)
         t1 = time.monotonic()
         faults.heal()
         h.fault("heal")
-        time.sleep(2)
+        h.workload.wait_ops(20, since=t1)
+        t2 = time.monotonic()
         for a in FRANCE:
             for b in GERMANY:
                 faults.partition(a, b, one_way=True)
         h.fault("one-way partition France -> Germany")
-        time.sleep(5)
+        h.workload.wait_ops(WINDOW_OPS, kind="put", since=t2)
+        t3 = time.monotonic()
         faults.heal()
         h.fault("heal")
-        time.sleep(2)
+        h.workload.wait_ops(20, since=t3)
         report = h.check(replication_bound=REPAIR_BOUND)
         assert _ok_during(report.history, t0, t1) > 0, "no write succeeded during the partition"
         _assert_clean(report, h)
@@ -124,7 +129,7 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
             f"corrupt frame not quarantined on {victim} (quarantine: {list(quarantine.iterdir())})"
         h.say(f"corrupt copy on {victim} quarantined; good copy served")
         h.workload.start()
-        time.sleep(3)
+        h.workload.wait_ops(WINDOW_OPS)
         report = h.check(replication_bound=REPAIR_BOUND)
         _assert_clean(report, h)
         # the repaired copy: the victim holds a verified frame of the chunk again (repair/scrub)
@@ -144,11 +149,11 @@ def test_disk_full_on_one_node_never_a_wrong_ack(harness_mode):
     with Tmpfs("24m") as disk:
         with Harness(mode=harness_mode, data_dirs={"paris": Path(disk.path) / "node"}) as h:
             h.workload.start()
-            time.sleep(1.5)
+            h.workload.wait_ops(20)
             filler = fill(disk.path, leave_bytes=0)
             h.fault(f"disk of paris full (tmpfs {disk.size}, {disk.free_bytes()} bytes free)")
             t0 = time.monotonic()
-            time.sleep(6)
+            h.workload.wait_ops(2 * WINDOW_OPS, kind="put", since=t0)
             t1 = time.monotonic()
             # never a wrong ack: paris, still full, holds a piece of every write it acknowledged
             held = residency.fetch_inventories(h.mesh.layout)[0].get("paris")
@@ -156,7 +161,7 @@ def test_disk_full_on_one_node_never_a_wrong_ack(harness_mode):
             h.fault("disk of paris freed")
             h.mesh.start_node("paris")   # a node that stopped writing after ENOSPC comes back clean
             h.fault("restart paris")
-            time.sleep(2)
+            h.workload.wait_ops(20, since=time.monotonic())
             report = h.check(replication_bound=REPAIR_BOUND)
             full_ops = [op for op in report.history if op.kind == "put" and t0 <= op.start and op.end <= t1]
             h.say(f"puts while full: {sum(op.outcome == OK for op in full_ops)} ok, "
@@ -191,7 +196,7 @@ def test_clock_skew_on_one_node_keeps_last_writer_order(harness_mode):
     with Harness(mode=harness_mode, clock_skew={"lyon": -30.0, "munich": 30.0}) as h:
         h.fault("clock skew: lyon -30 s, munich +30 s (libfaketime, whole run)")
         h.workload.start()
-        time.sleep(8)
+        h.workload.wait_ops(4 * WINDOW_OPS, kind="put", ok=True)
         report = h.check(replication_bound=REPAIR_BOUND)
         coordinated = sum(1 for op in report.history if op.kind == "put" and op.outcome == OK)
         h.say(f"{coordinated} acknowledged puts under skew; "
@@ -207,7 +212,7 @@ def test_hinted_writes_are_handed_back_after_restart(harness_mode):
         h.mesh.kill(victim)
         h.fault(f"SIGKILL {victim}")
         h.workload.start()
-        time.sleep(5)
+        h.workload.wait_ops(2 * WINDOW_OPS, kind="put", ok=True)
         history = h.workload.stop()
         # while munich is down, the writes it should hold land on a handoff node inside the policy
         state = replication_state(h.mesh.layout, h.buckets, _present(h))
@@ -218,7 +223,6 @@ def test_hinted_writes_are_handed_back_after_restart(harness_mode):
         assert _ok_during(history, 0, time.monotonic()) > 0
         h.mesh.start_node(victim)
         h.fault(f"restart {victim}")
-        time.sleep(1)
         # after it returns, everything it should hold is handed back: nothing misplaced
         report = h.check(replication_bound=REPAIR_BOUND, placed=True)
         _assert_clean(report, h)
