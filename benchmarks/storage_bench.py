@@ -27,6 +27,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import blake3
@@ -56,7 +58,7 @@ def _compressible(n: int) -> list[bytes]:
     return [i.to_bytes(8, "big") + text[8:] for i in range(n)]
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
@@ -103,6 +105,30 @@ def _raw_read(directory: Path, n: int) -> float:
                 f.read()
 
     return n * CHUNK / MB / _timed(go)
+
+
+def _hash_all(blobs: list[bytes]) -> list[bytes]:
+    return [blake3.blake3(b).digest() for b in blobs]
+
+
+def _encode_all(blobs: list[bytes]) -> None:
+    for b in blobs:
+        encode_frame(b)  # discarded: measure encoding, not the growth of a list
+
+
+def _chunk_store_rates(directory: Path, frames: list[bytes], blobs: list[bytes]) -> tuple[float, float]:
+    """Seconds to put every frame into a new chunk store, then to get every chunk back."""
+    store = ChunkStore(directory)
+    put = _timed(lambda: [store.put(f) for f in frames])
+    digests = [chunk_digest(b) for b in blobs]
+
+    def get_all() -> None:
+        for d in digests:
+            store.get(d)  # read + full verification, frame discarded like a sender would
+
+    get = _timed(get_all)
+    shutil.rmtree(directory)
+    return put, get
 
 
 def _rocksdb_limits(path: Path, singles: int = 2000, batches: int = 200) -> tuple[float, float]:
@@ -161,13 +187,9 @@ def run(directory: Path | str, megabytes: int = 256) -> list[dict]:
         total_mb = n * CHUNK / MB
 
         # CPU limits: hashing vs frame encoding
-        hash_rate = total_mb / _timed(lambda: [blake3.blake3(b).digest() for b in inc])
-        def encode_all(blobs: list[bytes]) -> None:
-            for b in blobs:
-                encode_frame(b)  # discarded: measure encoding, not the growth of a list
-
-        enc_inc = total_mb / _timed(lambda: encode_all(inc))
-        enc_comp = total_mb / _timed(lambda: encode_all(comp))
+        hash_rate = total_mb / _timed(partial(_hash_all, inc))
+        enc_inc = total_mb / _timed(partial(_encode_all, inc))
+        enc_comp = total_mb / _timed(partial(_encode_all, comp))
         frames_inc = [encode_frame(b) for b in inc]
         frames_comp = [encode_frame(b) for b in comp]
         rows.append(_row("encode_frame incompressible", enc_inc, "MB/s", "blake3 one thread", hash_rate))
@@ -177,20 +199,11 @@ def run(directory: Path | str, megabytes: int = 256) -> list[dict]:
         raw_w = _raw_write(work / "raw", inc)
         raw_r = _raw_read(work / "raw", n)
         shutil.rmtree(work / "raw")
-        for label, frames in (("incompressible", frames_inc), ("compressible", frames_comp)):
-            store = ChunkStore(work / f"chunks-{label}")
-            put = total_mb / _timed(lambda: [store.put(f) for f in frames])
-            digests = [chunk_digest(b) for b in (inc if label == "incompressible" else comp)]
-
-            def get_all() -> None:
-                for d in digests:
-                    store.get(d)  # read + full verification, frame discarded like a sender would
-
-            get = total_mb / _timed(get_all)
-            rows.append(_row(f"chunk put {label}", put, "MB/s", "os.write+fsync 4 MiB files", raw_w))
-            rows.append(_row(f"chunk get {label}", get, "MB/s", "plain read of 4 MiB files", raw_r))
-            shutil.rmtree(work / f"chunks-{label}")
-        del frames_inc, frames_comp, inc, comp
+        for label, frames, blobs in (("incompressible", frames_inc, inc), ("compressible", frames_comp, comp)):
+            put_s, get_s = _chunk_store_rates(work / f"chunks-{label}", frames, blobs)
+            rows.append(_row(f"chunk put {label}", total_mb / put_s, "MB/s", "os.write+fsync 4 MiB files", raw_w))
+            rows.append(_row(f"chunk get {label}", total_mb / get_s, "MB/s", "plain read of 4 MiB files", raw_r))
+        del frames, blobs, frames_inc, frames_comp, inc, comp
 
         # Metadata
         single, batch = _rocksdb_limits(work / "rocksdb-raw")
