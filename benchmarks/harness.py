@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                               f"quick {QUICK['concurrency']})")
     parser.add_argument("--seconds", type=float, help=f"duration of each throughput step (default "
                                                       f"{FULL['seconds']:g}; quick {QUICK['seconds']:g})")
-    parser.add_argument("--data", help=f"bytes loaded before the repair (default {FULL['data']}; quick {QUICK['data']})")
+    parser.add_argument("--data", help=f"bytes loaded before the repair (default {FULL['data']}; "
+                                       f"quick {QUICK['data']})")
     parser.add_argument("--repair-sites", help=f"mesh sizes for the repair (default {FULL['repair_sites']}; "
                                                f"quick {QUICK['repair_sites']})")
     parser.add_argument("--repair-timeout", type=float,
@@ -199,8 +200,9 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
             result["errors"]["charts"] = f"{type(exc).__name__}: {exc}"
     report.write_json(result, out / "results.json")
     (out / "results.md").write_text(report.markdown(result))
-    log(f"done in {result['total_s']:.0f} s: {out / 'results.json'}, {out / 'results.md'}"
-        + (f", {len(result.get('charts', []))} charts" if result.get("charts") else ", no charts (matplotlib missing?)"))
+    charts = (f", {len(result.get('charts', []))} charts" if result.get("charts")
+              else ", no charts (matplotlib missing?)")
+    log(f"done in {result['total_s']:.0f} s: {out / 'results.json'}, {out / 'results.md'}{charts}")
     return result, out
 
 

@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="maillage-limits-", dir=args.dir) as tmp:
         results = measure_limits(Path(tmp), disk_bytes=args.mb << 20, repeat=args.repeat,
                                  step=lambda name: print(f"... {name}", file=sys.stderr, flush=True))
-    for name, row in results.items():
+    for row in results.values():
         print(f"{row['label']:<55} {row['mb_per_s'] or 0:>10,.1f} MB/s")
     print(json.dumps(results, indent=2))
     return 0

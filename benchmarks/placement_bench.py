@@ -142,7 +142,8 @@ def format_table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m maillage.benchmarks.placement_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m maillage.benchmarks.placement_bench",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--sites", default="10,100,1000", help="comma-separated mesh sizes")
     parser.add_argument("--bits", type=int, default=16, help="partition bits P (2^P partitions)")
     parser.add_argument("--seed", type=int, default=1)

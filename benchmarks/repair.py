@@ -199,7 +199,8 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
 
 
 def format_result(r: dict) -> str:
-    head = f"repair N={r['params']['sites']} ({r['sources']} sources), {r['victim_bytes'] / 1e6:,.0f} MB on the victim: "
+    head = (f"repair N={r['params']['sites']} ({r['sources']} sources), "
+            f"{r['victim_bytes'] / 1e6:,.0f} MB on the victim: ")
     if r["converged"]:
         return head + f"{r['seconds']:.1f} s, {r['mb_per_s']:,.1f} MB/s"
     return head + r["note"]

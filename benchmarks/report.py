@@ -101,7 +101,8 @@ def check_targets(result: dict) -> list[dict]:
     if len(times) >= 2:
         times.sort()
         falls = all(b[1] < a[1] for a, b in zip(times, times[1:]))
-        out.append({"target": "repair time falls as N grows", "value": " > ".join(f"{t:.1f} s (N={n})" for n, t in times),
+        out.append({"target": "repair time falls as N grows",
+                    "value": " > ".join(f"{t:.1f} s (N={n})" for n, t in times),
                     "goal": "decreasing", "unit": "", "met": falls})
         # each node holds about R/N of the data, so the time falls even with no parallelism at all:
         # the repair rate tells whether the N-1 sources are really used together
@@ -177,7 +178,8 @@ def markdown(result: dict) -> str:
                   ""]
     if result.get("repair"):
         lines += ["## Repair of a wiped node", "",
-                  "Bound = victim's bytes / the smallest of (its disk write+fsync, loopback, sources x repair-rate cap).",
+                  "Bound = victim's bytes / the smallest of "
+                  "(its disk write+fsync, loopback, sources x repair-rate cap).",
                   ""]
         lines += _table(["sites", "sources", "victim MB", "converged", "time s", "MB/s", "bound s", "bound by",
                          "ratio to disk write", "load PUT MB/s"],
