@@ -1,16 +1,98 @@
-"""The pure rules of anti-entropy: what to pull, what to push, which tombstones may go.
+"""Anti-entropy's types and pure rules: what a group is, what to pull, what to push, which
+tombstones may go, and what a round reports.
 
-Kept apart from the I/O in `repair.py` so they can be checked exhaustively with property tests:
-these few lines decide whether a replica converges, and whether a deleted object can come back.
+Kept apart from the I/O in `repair.py` so the rules can be checked exhaustively with property
+tests: these few lines decide whether a replica converges, and whether a deleted object can come
+back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from .replica import IndexEntry
+import blake3
 
-__all__ = ["chunks_missing", "entries_to_pull", "entries_to_push", "droppable_tombstones"]
+from maillage.storage import BucketRecord, Manifest
+
+__all__ = ["SyncGroup", "IndexEntry", "listing_digest", "Plan", "Progress",
+           "chunks_missing", "entries_to_pull", "entries_to_push", "droppable_tombstones"]
+
+
+@dataclass(frozen=True, order=True)
+class SyncGroup:
+    """What one replica set keeps identical: the chunks a policy places in one partition, or the
+    index (manifests and tombstones) of one bucket."""
+    policy: str
+    partition: int = 0
+    bucket: str = ""
+
+    @property
+    def is_index(self) -> bool:
+        return bool(self.bucket)
+
+
+@dataclass(frozen=True, order=True)
+class IndexEntry:
+    key: str
+    version: int
+    writer: str
+    deleted: bool
+
+    @classmethod
+    def of(cls, m: Manifest) -> IndexEntry:
+        return cls(m.key, m.version, m.writer, m.deleted)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return self.version, self.writer
+
+
+def listing_digest(items: Iterable[bytes | IndexEntry]) -> bytes:
+    """BLAKE3 over a sorted listing: two replicas agree iff their digests do."""
+    h = blake3.blake3()
+    for item in items:
+        if isinstance(item, IndexEntry):
+            item = b"%s\x00%d\x00%s\x00%d" % (item.key.encode(), item.version, item.writer.encode(), item.deleted)
+        h.update(len(item).to_bytes(4, "big") + item)
+    return h.digest()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One round's work for one node."""
+    owned: dict[SyncGroup, tuple[str, ...]]     # groups this node owns -> all owners
+    foreign: dict[SyncGroup, tuple[str, ...]]   # groups it holds data of without owning them
+    buckets: dict[str, BucketRecord]
+
+
+@dataclass
+class Progress:
+    """What repair has done, for `maillage status` and `maillage repair --wait`."""
+    running: bool = False
+    rounds_completed: int = 0
+    groups_total: int = 0
+    groups_done: int = 0
+    groups_behind: int = 0
+    items_copied: int = 0
+    bytes_copied: int = 0
+    handoff_items: int = 0
+    tombstones_removed: int = 0
+    round_started: float = 0.0  # monotonic seconds
+    round_bytes: int = 0
+    last_round_finished_ms: int = 0
+    _behind_now: set[SyncGroup] = field(default_factory=set)
+
+    def rate(self, now: float) -> float:
+        """Bytes/s copied this round, at monotonic time `now`."""
+        elapsed = now - self.round_started
+        return self.round_bytes / elapsed if self.running and elapsed > 0 else 0.0
+
+    def eta(self, now: float) -> float:
+        if not self.running or self.groups_done == 0:
+            return 0.0
+        elapsed = now - self.round_started
+        return elapsed / self.groups_done * (self.groups_total - self.groups_done)
 
 
 def chunks_missing(source: Iterable[bytes], target: Iterable[bytes]) -> list[bytes]:

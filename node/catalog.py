@@ -8,21 +8,22 @@ answer in memory for a few seconds, never on disk.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from maillage.storage import BucketRecord
 
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import NodeError, NoSuchBucket
 from .layout_state import LayoutState
-from .peers import Peers
+from .transport import Peers
 
 CACHE_SECONDS = 5.0
 
 
 class Catalog:
-    def __init__(self, peers: Peers, layout: LayoutState) -> None:
+    def __init__(self, peers: Peers, layout: LayoutState, clock: Clock = SYSTEM_CLOCK) -> None:
         self._peers = peers
         self._layout = layout
+        self._clock = clock
         self._cache: dict[str, tuple[float, BucketRecord]] = {}
 
     def forget(self, name: str) -> None:
@@ -39,11 +40,11 @@ class Catalog:
         if record is not None:
             return record
         cached = self._cache.get(name)
-        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        if cached and self._clock.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
         record = await self._ask_peers(name)
         if record is not None:
-            self._cache[name] = (time.monotonic(), record)
+            self._cache[name] = (self._clock.monotonic(), record)
         return record
 
     async def _ask_peers(self, name: str) -> BucketRecord | None:

@@ -16,9 +16,10 @@ policy only forwards bytes in memory, and logs no key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import blake3
 
@@ -39,8 +40,11 @@ from .errors import (
     QuorumNotReached,
 )
 from .layout_state import LayoutState
-from .peers import Peers
 from .quorum import ReplicaSets
+from .replica import Replica
+from .transport import Peers
+
+T = TypeVar("T")
 
 CHUNKS_IN_FLIGHT = 4
 NODE_CHUNKS_IN_FLIGHT = 16
@@ -108,7 +112,7 @@ class Coordinator:
         nodes = [n.id for n in self._layout.current.nodes]
         answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
         found: dict[str, BucketRecord] = {}
-        for records, err in answers:
+        for records, _err in answers:
             for r in records or ():
                 found.setdefault(r.name, r)
         return [found[name] for name in sorted(found)]
@@ -122,7 +126,7 @@ class Coordinator:
         await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(name)) for n in eligible))
         self._catalog.forget(name)
 
-    async def _try(self, node_id: str, op):
+    async def _try(self, node_id: str, op: Callable[[Replica], Awaitable[T]]) -> tuple[T | None, Exception | None]:
         try:
             return await op(self._peers.replica(node_id)), None
         except Exception as exc:  # a peer's error or the local store's: that node failed
@@ -179,10 +183,10 @@ class Coordinator:
 
         async def schedule(plain: bytes) -> None:
             await slots.acquire()
-            failed = next((t for t in tasks if t.done() and t.exception()), None)
+            failed = next((t.exception() for t in tasks if t.done() and t.exception()), None)
             if failed is not None:
                 slots.release()
-                raise failed.exception()
+                raise failed
             try:
                 await self._node_slots.acquire()
             except BaseException:
@@ -222,7 +226,7 @@ class Coordinator:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes) -> set[str]:
-        async def put_if_missing(replica) -> bool:
+        async def put_if_missing(replica: Replica) -> bool:
             if replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
                 return False
             return await replica.put_chunk(frame, policy=policy)

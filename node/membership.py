@@ -17,60 +17,76 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
-from enum import Enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
 
-import grpc
+from maillage.placement import PlacementError
+from maillage.storage import StorageError
 
-from maillage.placement import Layout, LayoutError, PlacementError, parse_layout
-from maillage.proto import pb, rpc
-
-from .auth import ClusterKey, LayoutAuthError
+from .auth import LayoutAuthError, SignedLayouts
 from .background import BackgroundLoop
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import NodeError
 from .layout_state import LayoutState
-from .peers import Channels
+from .transport import Transport
 
 log = logging.getLogger(__name__)
 
 FANOUT = 3
 
 
-class PeerState(str, Enum):
+class PeerState(StrEnum):
     UP = "up"
     SUSPECT = "suspect"
     DOWN = "down"
 
 
+@dataclass(frozen=True)
+class PeerView:
+    """What one node thinks of another: its state and how long it has been silent."""
+    node_id: str
+    state: str
+    silent_seconds: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A heartbeat and its reply: the sender, its layout version and its view of the others."""
+    node_id: str
+    layout_version: int
+    peers: tuple[PeerView, ...] = field(default=())
+
+
 class FailureDetector:
     """Last time each node was heard from, directly or through a peer's view.
 
-    `clock` is injectable (monotonic seconds) so tests can step time instead of sleeping. A node
-    never heard from counts from the detector's start: a fresh node gives its peers one grace
+    `clock` is injectable (its monotonic seconds) so tests can step time instead of sleeping. A
+    node never heard from counts from the detector's start: a fresh node gives its peers one grace
     period before suspecting them.
     """
 
     def __init__(self, self_id: str, *, suspect_after: float, down_after: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         if not 0 < suspect_after <= down_after:
             raise ValueError(f"need 0 < suspect_after ({suspect_after}) <= down_after ({down_after})")
         self.self_id = self_id
         self.suspect_after = suspect_after
         self.down_after = down_after
         self._clock = clock
-        self._started = clock()
+        self._started = clock.monotonic()
         self._last: dict[str, float] = {}
 
     def heard(self, node_id: str, silent_for: float = 0.0) -> None:
         """`node_id` was alive `silent_for` seconds ago (0: just now)."""
-        at = self._clock() - max(0.0, silent_for)
+        at = self._clock.monotonic() - max(0.0, silent_for)
         if at > self._last.get(node_id, float("-inf")):
             self._last[node_id] = at
 
     def silence(self, node_id: str) -> float:
         if node_id == self.self_id:
             return 0.0
-        return max(0.0, self._clock() - self._last.get(node_id, self._started))
+        return max(0.0, self._clock.monotonic() - self._last.get(node_id, self._started))
 
     def state(self, node_id: str) -> PeerState:
         silent = self.silence(node_id)
@@ -86,48 +102,14 @@ class FailureDetector:
     def is_down(self, node_id: str) -> bool:
         return self.state(node_id) is PeerState.DOWN
 
-    def views(self, node_ids) -> list[pb.PeerView]:
-        return [pb.PeerView(node_id=n, state=self.state(n).value, silent_seconds=self.silence(n))
-                for n in node_ids]
+    def views(self, node_ids: Iterable[str]) -> list[PeerView]:
+        return [PeerView(n, self.state(n).value, self.silence(n)) for n in node_ids]
 
-    def absorb(self, views) -> None:
+    def absorb(self, views: Iterable[PeerView]) -> None:
         """Take a peer's view: whatever it heard more recently than we did counts."""
         for view in views:
             if view.node_id != self.self_id:
                 self.heard(view.node_id, view.silent_seconds)
-
-
-class SignedLayouts:
-    """Check and sign layout documents with the cluster key (None: accept no change)."""
-
-    def __init__(self, key: ClusterKey | None) -> None:
-        self.key = key
-
-    def _check(self, doc: pb.LayoutDoc) -> None:
-        if self.key is None:
-            raise LayoutAuthError("this node was started without the cluster secret: it accepts no "
-                                  "layout change (restart it with --secret-file)")
-        self.key.verify(doc.version, doc.text, doc.signature)
-
-    def verify(self, doc: pb.LayoutDoc, *, staged_on: int | None = None) -> Layout:
-        """The layout of a signed document. An applied one carries its own version; a staged
-        one carries the version it was prepared against, which must still be current."""
-        self._check(doc)
-        layout = parse_layout(doc.text)
-        if staged_on is None and layout.version != doc.version:
-            raise LayoutAuthError(f"layout document says version {doc.version} but its text has "
-                                  f"version {layout.version}")
-        if staged_on is not None and doc.version != staged_on:
-            raise LayoutError(f"staged change was prepared against layout version {doc.version}, "
-                              f"but the current version is {staged_on}: prepare it again")
-        return layout
-
-    def verify_blank(self, doc: pb.LayoutDoc) -> None:
-        """A signed request with no layout (clearing the staged change)."""
-        self._check(doc)
-
-    def sign(self, version: int, text: str) -> bytes:
-        return self.key.sign(version, text) if self.key is not None else b""
 
 
 class Gossip(BackgroundLoop):
@@ -136,50 +118,52 @@ class Gossip(BackgroundLoop):
     task_name = "gossip"
 
     def __init__(self, node_id: str, layout: LayoutState, detector: FailureDetector,
-                 signed: SignedLayouts, *, interval: float) -> None:
+                 signed: SignedLayouts, transport: Transport, *, interval: float,
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
         self.node_id = node_id
         self._layout = layout
         self._detector = detector
         self._signed = signed
+        self._transport = transport
         self._interval = interval
-        self._channels = Channels(layout)
+        self._clock = clock
+        self._rng = rng or random.Random()
         self._fetching: set[str] = set()
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self._channels.close()
+        self._fetches: set[asyncio.Task[None]] = set()
 
     def _peer_ids(self) -> list[str]:
         return [n.id for n in self._layout.current.nodes if n.id != self.node_id]
 
-    def _stub(self, node_id: str) -> rpc.ClusterStub:
-        return rpc.ClusterStub(self._channels.get(node_id))
+    def heartbeat(self) -> Heartbeat:
+        """This node's heartbeat (or reply): its id, layout version and view of the others."""
+        return Heartbeat(self.node_id, self._layout.current.version,
+                         tuple(self._detector.views(self._peer_ids())))
 
-    def request(self) -> pb.HeartbeatRequest:
-        return pb.HeartbeatRequest(node_id=self.node_id, layout_version=self._layout.current.version,
-                                   peers=self._detector.views(self._peer_ids()))
-
-    def on_heartbeat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatReply:
+    def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
         """A peer pinged us: it is alive, and it may know a newer layout."""
-        self._detector.heard(request.node_id)
-        self._detector.absorb(request.peers)
-        self._maybe_fetch(request.node_id, request.layout_version)
-        return pb.HeartbeatReply(node_id=self.node_id, layout_version=self._layout.current.version,
-                                 peers=self._detector.views(self._peer_ids()))
+        self._detector.heard(beat.node_id)
+        self._detector.absorb(beat.peers)
+        self._maybe_fetch(beat.node_id, beat.layout_version)
+        return self.heartbeat()
 
     async def _loop(self) -> None:
         while True:
-            peers = self._peer_ids()
-            # Suspects get pinged too (that is how they come back), but the fanout favours the
-            # quiet ones so that a single node's silence is noticed quickly.
-            targets = random.sample(peers, min(FANOUT, len(peers)))
-            await asyncio.gather(*(self._ping(p) for p in targets))
-            await asyncio.sleep(self._interval * random.uniform(0.8, 1.2))
+            await self.round()
+            await self._clock.sleep(self._interval * self._rng.uniform(0.8, 1.2))
+
+    async def round(self) -> None:
+        """Heartbeat up to `FANOUT` random peers."""
+        peers = self._peer_ids()
+        # Suspects get pinged too (that is how they come back), but the fanout favours the
+        # quiet ones so that a single node's silence is noticed quickly.
+        targets = self._rng.sample(peers, min(FANOUT, len(peers)))
+        await asyncio.gather(*(self._ping(p) for p in targets))
 
     async def _ping(self, node_id: str) -> None:
         try:
-            reply = await self._stub(node_id).Heartbeat(self.request(), timeout=max(1.0, self._interval * 2))
-        except (grpc.RpcError, PlacementError):
+            reply = await self._transport.heartbeat(node_id, self.heartbeat(),
+                                                    timeout=max(1.0, self._interval * 2))
+        except Exception:  # unanswered, refused or failed: this ping tells nothing
             return
         self._detector.heard(node_id)
         self._detector.absorb(reply.peers)
@@ -188,15 +172,28 @@ class Gossip(BackgroundLoop):
     def _maybe_fetch(self, node_id: str, version: int) -> None:
         if version > self._layout.current.version and node_id not in self._fetching:
             self._fetching.add(node_id)
-            asyncio.get_running_loop().create_task(self._fetch_layout(node_id))
+            task = asyncio.get_running_loop().create_task(self._fetch_layout(node_id))
+            self._fetches.add(task)
+            task.add_done_callback(self._fetches.discard)
+
+    async def settle(self) -> None:
+        """Wait for the layout fetches started so far (tests)."""
+        while self._fetches:
+            await asyncio.gather(*self._fetches, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self._fetches):
+            task.cancel()
+        await asyncio.gather(*self._fetches, return_exceptions=True)
 
     async def _fetch_layout(self, node_id: str) -> None:
         try:
-            doc = await self._stub(node_id).GetLayout(pb.GetLayoutRequest(), timeout=5)
+            doc = await self._transport.fetch_layout(node_id, timeout=5)
             layout = self._signed.verify(doc)
-            if self._layout.offer(layout, doc.signature):
+            if self._layout.offer(layout, doc.signature, doc.text):
                 log.info("adopted layout version %d from %s", layout.version, node_id)
-        except (grpc.RpcError, LayoutAuthError, PlacementError) as err:
+        except (NodeError, LayoutAuthError, PlacementError, StorageError) as err:
             log.warning("layout from %s refused: %s", node_id, err)
         finally:
             self._fetching.discard(node_id)

@@ -1,13 +1,14 @@
-"""Replica handles for every node of the layout: this node's own, or a gRPC client to a peer.
+"""The gRPC transport: replica handles, heartbeats and layout fetches to peers over channels.
 
-The coordinator asks `peers.replica(node_id)` and gets an object with the same async methods either
-way, so writing to "the R replicas" never special-cases itself, and a local copy costs no loopback
-round trip. Remote calls translate gRPC failures into typed errors (`status.error_from_rpc`).
+`GrpcTransport.replica(node_id)` is a `RemoteReplica` with the same async methods as the local
+store, so writing to "the R replicas" never special-cases itself. Remote calls translate gRPC
+failures into typed errors (`status.error_from_rpc`); protobuf stays in `convert.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -15,13 +16,28 @@ from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_channel
 from maillage.storage import BucketRecord, Manifest
 
-from .convert import bucket_from_pb, bucket_to_pb, group_to_pb, manifest_from_pb, manifest_to_pb
+from . import convert
+from .antientropy import SyncGroup
+from .auth import LayoutDoc
 from .layout_state import LayoutState
-from .replica import BucketInventory, IndexEntry, LocalReplica, SyncGroup
+from .membership import Heartbeat
+from .replica import BucketInventory
 from .status import error_from_rpc
+
+__all__ = ["RemoteReplica", "Channels", "GrpcTransport"]
 
 SMALL_CALL_TIMEOUT = 5.0
 CHUNK_CALL_TIMEOUT = 60.0
+LISTING_TIMEOUT = 30.0
+SCAN_TIMEOUT = 60.0
+
+
+async def _call(peer: str, method: Callable[..., Awaitable[Any]], request: Any,
+                timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
+    try:
+        return await method(request, timeout=timeout, metadata=metadata)
+    except grpc.RpcError as err:
+        raise error_from_rpc(err, peer) from None
 
 
 class RemoteReplica:
@@ -30,14 +46,12 @@ class RemoteReplica:
     def __init__(self, node_id: str, channel: grpc.aio.Channel) -> None:
         self.node_id = node_id
         self._replica = rpc.ReplicaStub(channel)
-        self._put_chunk = channel.unary_unary(bulk.PUT_CHUNK)
-        self._get_chunk = channel.unary_unary(bulk.GET_CHUNK)
+        self._put_chunk = channel.unary_unary(bulk.PUT_CHUNK)  # type: ignore[call-arg]
+        self._get_chunk = channel.unary_unary(bulk.GET_CHUNK)  # type: ignore[call-arg]
 
-    async def _call(self, method, request, timeout=SMALL_CALL_TIMEOUT, metadata=None):
-        try:
-            return await method(request, timeout=timeout, metadata=metadata)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, self.node_id) from None
+    async def _call(self, method: Callable[..., Awaitable[Any]], request: Any,
+                    timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
+        return await _call(self.node_id, method, request, timeout, metadata)
 
     async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
         reply = await self._call(self._replica.HasChunks,
@@ -47,58 +61,60 @@ class RemoteReplica:
     async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
         reply = await self._call(self._put_chunk, frame, CHUNK_CALL_TIMEOUT,
                                  metadata=((bulk.POLICY_KEY, policy),))
-        return pb.PutChunkReply.FromString(reply).stored
+        return bool(pb.PutChunkReply.FromString(reply).stored)
 
     async def get_chunk(self, digest: bytes) -> bytes:
-        return await self._call(self._get_chunk, digest, CHUNK_CALL_TIMEOUT)
+        frame: bytes = await self._call(self._get_chunk, digest, CHUNK_CALL_TIMEOUT)
+        return frame
 
     async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
-        request = pb.PutManifestRequest(manifest=manifest_to_pb(manifest), bucket=bucket_to_pb(bucket))
-        return (await self._call(self._replica.PutManifest, request)).applied
+        request = pb.PutManifestRequest(manifest=convert.manifest_to_pb(manifest),
+                                        bucket=convert.bucket_to_pb(bucket))
+        return bool((await self._call(self._replica.PutManifest, request)).applied)
 
     async def get_manifest(self, bucket: str, key: str) -> Manifest | None:
         reply = await self._call(self._replica.GetManifest, pb.GetManifestRequest(bucket=bucket, key=key))
-        return manifest_from_pb(reply.manifest) if reply.found else None
+        return convert.manifest_from_pb(reply.manifest) if reply.found else None
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
                          limit: int) -> tuple[list[Manifest], bool]:
         reply = await self._call(self._replica.ListIndex, pb.ListIndexRequest(
             bucket=bucket, prefix=prefix, start_after=start_after, limit=limit))
-        return [manifest_from_pb(m) for m in reply.entries], reply.truncated
+        return [convert.manifest_from_pb(m) for m in reply.entries], reply.truncated
 
     async def put_bucket(self, record: BucketRecord) -> None:
-        await self._call(self._replica.PutBucketRecord, bucket_to_pb(record))
+        await self._call(self._replica.PutBucketRecord, convert.bucket_to_pb(record))
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
         reply = await self._call(self._replica.GetBucketRecord, pb.GetBucketRecordRequest(name=name))
-        return bucket_from_pb(reply.bucket) if reply.found else None
+        return convert.bucket_from_pb(reply.bucket) if reply.found else None
 
     async def delete_bucket(self, name: str) -> None:
         await self._call(self._replica.DeleteBucketRecord, pb.DeleteBucketRecordRequest(name=name))
 
     async def list_buckets(self) -> list[BucketRecord]:
         reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest())
-        return [bucket_from_pb(b) for b in reply.buckets]
+        return [convert.bucket_from_pb(b) for b in reply.buckets]
 
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         reply = await self._call(self._replica.SyncSummaries,
-                                 pb.SyncSummaryRequest(groups=[group_to_pb(g) for g in groups]), 30.0)
-        return [(s.digest, s.count) for s in reply.summaries]
+                                 pb.SyncSummaryRequest(groups=[convert.group_to_pb(g) for g in groups]),
+                                 LISTING_TIMEOUT)
+        return convert.summaries_from_pb(reply)
 
-    async def sync_listing(self, group: SyncGroup) -> list:
-        reply = await self._call(self._replica.SyncListing, pb.SyncListingRequest(group=group_to_pb(group)), 30.0)
-        if group.is_index:
-            return [IndexEntry(e.key, e.version, e.writer, e.deleted) for e in reply.entries]
-        return list(reply.chunks)
+    async def sync_listing(self, group: SyncGroup) -> list[Any]:
+        reply = await self._call(self._replica.SyncListing,
+                                 pb.SyncListingRequest(group=convert.group_to_pb(group)), LISTING_TIMEOUT)
+        return convert.listing_from_pb(group, reply)
 
     async def referenced_chunks(self, policy: str) -> list[bytes]:
-        reply = await self._call(self._replica.ReferencedChunks, pb.ReferencedChunksRequest(policy=policy), 60.0)
+        reply = await self._call(self._replica.ReferencedChunks, pb.ReferencedChunksRequest(policy=policy),
+                                 SCAN_TIMEOUT)
         return list(reply.digests)
 
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
-        reply = await self._call(self._replica.Inventory, pb.InventoryRequest(bucket=bucket), 60.0)
-        buckets = [BucketInventory(b.bucket, tuple(b.keys), tuple(b.chunks)) for b in reply.buckets]
-        return buckets, list(reply.all_chunks)
+        reply = await self._call(self._replica.Inventory, pb.InventoryRequest(bucket=bucket), SCAN_TIMEOUT)
+        return convert.inventory_from_pb(reply)
 
 
 class Channels:
@@ -117,26 +133,32 @@ class Channels:
 
     async def close(self) -> None:
         for _, channel in self._open.values():
-            await channel.close()
+            await channel.close(None)
         self._open.clear()
 
 
-class Peers:
-    """Replica handles over this node's own `Channels`."""
+class GrpcTransport:
+    """The `Transport` over this node's own `Channels` (one connection per peer)."""
 
-    def __init__(self, local: LocalReplica, layout: LayoutState) -> None:
-        self.local = local
+    def __init__(self, layout: LayoutState) -> None:
         self._channels = Channels(layout)
         self._remotes: dict[str, tuple[grpc.aio.Channel, RemoteReplica]] = {}
 
-    def replica(self, node_id: str) -> LocalReplica | RemoteReplica:
-        if node_id == self.local.node_id:
-            return self.local
+    def replica(self, node_id: str) -> RemoteReplica:
         channel = self._channels.get(node_id)
         entry = self._remotes.get(node_id)
         if entry is None or entry[0] is not channel:
             entry = self._remotes[node_id] = (channel, RemoteReplica(node_id, channel))
         return entry[1]
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        reply = await _call(node_id, stub.Heartbeat, convert.heartbeat_request_to_pb(beat), timeout)
+        return convert.heartbeat_from_pb(reply)
+
+    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        return convert.layout_doc_from_pb(await _call(node_id, stub.GetLayout, pb.GetLayoutRequest(), timeout))
 
     async def close(self) -> None:
         await self._channels.close()

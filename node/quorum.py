@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from maillage.placement import PartitionTable
 
 from .errors import PeerUnavailable, QuorumNotReached
 from .layout_state import LayoutState
-from .peers import Peers
+from .replica import Replica
+from .transport import Peers
 
 MIN_SITES = 2
-T = TypeVar("T")
 
-Operation = Callable[[Any], Awaitable[T]]
+Operation = Callable[[Replica], Awaitable[Any]]
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ Every round, each node:
   pushes what each owner lacks, and drops its own copy only once every owner is up and has
   confirmed it: a byte is never removed before it is durable where it belongs.
 
-Copies go through a token bucket (`rate` bytes/s) so repair never starves client traffic.
-Expired tombstones are dropped once every owner holds the same one or none (see `_expire`), and
-chunks no live manifest references any more are removed after the same grace (see `collect_chunks`).
+Copies go through a token bucket (`rate` bytes/s, `ratelimit.py`) so repair never starves client
+traffic. Expired tombstones are dropped once every owner holds the same one or none (see
+`_expire`); chunks no live manifest references any more are removed by the chunk GC (`gc.py`), in
+a loop of its own. The rules deciding what moves are pure functions in `antientropy.py`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from maillage.placement import PolicyUnsatisfiable, bucket_partition
+from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
 from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, Manifest, StorageError, version_time
 
-from .antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
+from .antientropy import (
+    IndexEntry,
+    Plan,
+    Progress,
+    SyncGroup,
+    chunks_missing,
+    droppable_tombstones,
+    entries_to_pull,
+    entries_to_push,
+)
 from .background import BackgroundLoop
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import NodeError
 from .layout_state import LayoutState
-from .peers import Peers
 from .quorum import effective_replicas
-from .replica import IndexEntry, SyncGroup
+from .ratelimit import TokenBucket
+from .replica import Replica
+from .transport import Peers
 
 log = logging.getLogger(__name__)
 
@@ -47,75 +58,22 @@ TRANSFERS = 8  # chunk copies in flight per node, from all sources together
 BUCKET_SOURCES = 3  # peers asked each round for bucket records
 
 
-class TokenBucket:
-    """At most `rate` bytes per second on average, bursts of one second."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._tokens = rate
-        self._at = time.monotonic()
-
-    async def take(self, n: int) -> None:
-        if self.rate <= 0:
-            return
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-            if self._tokens >= min(n, self.rate):
-                self._tokens -= n
-                return
-            await asyncio.sleep((min(n, self.rate) - self._tokens) / self.rate)
-
-
-@dataclass
-class Progress:
-    running: bool = False
-    rounds_completed: int = 0
-    groups_total: int = 0
-    groups_done: int = 0
-    groups_behind: int = 0
-    items_copied: int = 0
-    bytes_copied: int = 0
-    handoff_items: int = 0
-    tombstones_removed: int = 0
-    chunks_removed: int = 0
-    round_started: float = 0.0
-    round_bytes: int = 0
-    last_round_finished_ms: int = 0
-    _behind_now: set = field(default_factory=set)
-
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.round_started
-        return self.round_bytes / elapsed if self.running and elapsed > 0 else 0.0
-
-    def eta(self) -> float:
-        if not self.running or self.groups_done == 0:
-            return 0.0
-        elapsed = time.monotonic() - self.round_started
-        return elapsed / self.groups_done * (self.groups_total - self.groups_done)
-
-
-@dataclass(frozen=True)
-class Plan:
-    owned: dict[SyncGroup, tuple[str, ...]]     # groups this node owns -> all owners
-    foreign: dict[SyncGroup, tuple[str, ...]]   # groups it holds data of without owning them
-    buckets: dict[str, BucketRecord]
-
-
 class Repairer(BackgroundLoop):
     task_name = "repair"
 
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
                  is_up: Callable[[str], bool], is_out: Callable[[str], bool],
-                 interval: float, rate: float, tombstone_grace: float) -> None:
+                 interval: float, rate: float, tombstone_grace: float,
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
         self._is_up = is_up
         self._is_out = is_out
         self._interval = interval
-        self._limiter = TokenBucket(rate)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._limiter = TokenBucket(rate, clock)
         self._tombstone_grace = tombstone_grace
         self.progress = Progress()
         self._wake = asyncio.Event()
@@ -129,7 +87,7 @@ class Repairer(BackgroundLoop):
         self._wake.set()
 
     async def _loop(self) -> None:
-        await asyncio.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
+        await self._clock.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
         while True:
             try:
                 await self.run_round()
@@ -139,11 +97,18 @@ class Repairer(BackgroundLoop):
                 log.exception("repair round failed")
             finally:
                 self.progress.running = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
+            await self._pause()
             self._wake.clear()
+
+    async def _pause(self) -> None:
+        """Until the interval has passed or `trigger()` was called, whichever comes first."""
+        wake = asyncio.ensure_future(self._wake.wait())
+        nap = asyncio.ensure_future(self._clock.sleep(self._interval))
+        try:
+            await asyncio.wait((wake, nap), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (wake, nap):
+                f.cancel()
 
     # ----- one round -------------------------------------------------------------------------
 
@@ -158,7 +123,7 @@ class Repairer(BackgroundLoop):
         names = {r.name for r in known}
         peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
         learned = []
-        for peer in random.sample(peers, min(BUCKET_SOURCES, len(peers))):
+        for peer in self._rng.sample(peers, min(BUCKET_SOURCES, len(peers))):
             try:
                 records = await self._peers.replica(peer).list_buckets()
             except NodeError:
@@ -179,7 +144,7 @@ class Repairer(BackgroundLoop):
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}
         foreign: dict[SyncGroup, tuple[str, ...]] = {}
-        tables = {}
+        tables: dict[str, PartitionTable] = {}
         for policy in layout.policies:
             try:
                 table = tables[policy.name] = self._layout.table(policy.name)
@@ -195,12 +160,12 @@ class Repairer(BackgroundLoop):
                     foreign[group] = owners
         buckets = {}
         for record in bucket_list:
-            table = tables.get(record.policy)
-            if table is None:
+            bucket_table = tables.get(record.policy)
+            if bucket_table is None:
                 continue
             buckets[record.name] = record
-            p = bucket_partition(record.name, table.bits)
-            owners = effective_replicas(table, p, self._is_out, self._site_of)
+            p = bucket_partition(record.name, bucket_table.bits)
+            owners = effective_replicas(bucket_table, p, self._is_out, self._site_of)
             group = SyncGroup(record.policy, bucket=record.name)
             (owned if me in owners else foreign)[group] = owners
         return Plan(owned, foreign, buckets)
@@ -208,13 +173,13 @@ class Repairer(BackgroundLoop):
     async def run_round(self) -> None:
         plan = await self.plan()
         pr = self.progress
-        pr.running, pr.round_started, pr.round_bytes = True, time.monotonic(), 0
+        pr.running, pr.round_started, pr.round_bytes = True, self._clock.monotonic(), 0
         pr.groups_total, pr.groups_done, pr._behind_now = len(plan.owned) + len(plan.foreign), 0, set()
         pr.handoff_items = 0
         self._fetching.clear()
         limit = asyncio.Semaphore(GROUP_CONCURRENCY)
 
-        async def bounded(coro):
+        async def bounded(coro: Coroutine[Any, Any, None]) -> None:
             async with limit:
                 try:
                     await coro
@@ -233,13 +198,13 @@ class Repairer(BackgroundLoop):
         await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
         await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
                                if g.is_index))
-        await self.collect_chunks()
         pr.groups_behind = len(pr._behind_now)
         pr.groups_done = pr.groups_total
         pr.rounds_completed += 1
-        pr.last_round_finished_ms = int(time.time() * 1000)
+        pr.last_round_finished_ms = int(self._clock.time() * 1000)
 
-    async def _sync_with(self, peer: str, groups: list[SyncGroup], mine: dict, plan: Plan) -> None:
+    async def _sync_with(self, peer: str, groups: list[SyncGroup], mine: dict[SyncGroup, tuple[bytes, int]],
+                         plan: Plan) -> None:
         theirs = await self._peers.replica(peer).sync_summaries(groups)
         differing = [g for g, (digest, _) in zip(groups, theirs) if digest != mine[g][0]]
         self.progress._behind_now.update(differing)
@@ -282,7 +247,7 @@ class Repairer(BackgroundLoop):
             if m is not None:
                 await self._copy_manifest(m, record, local)
 
-    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to) -> None:
+    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to: Replica) -> None:
         """Write `m` to a replica (ours or a peer's) through the rate limit, and count it."""
         cost = len(m.inline or b"") + MANIFEST_OVERHEAD
         await self._limiter.take(cost)
@@ -296,7 +261,7 @@ class Repairer(BackgroundLoop):
         pr.round_bytes += nbytes
 
     def _expired(self, entry: IndexEntry) -> bool:
-        return time.time() - version_time(entry.version) > self._tombstone_grace
+        return self._clock.time() - version_time(entry.version) > self._tombstone_grace
 
     # ----- hand-back: data held for owners elsewhere -------------------------------------------
 
@@ -325,7 +290,7 @@ class Repairer(BackgroundLoop):
             self.progress.handoff_items -= len(ours)
             log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
 
-    async def _push(self, owner: str, group: SyncGroup, ours: list, plan: Plan) -> None:
+    async def _push(self, owner: str, group: SyncGroup, ours: list[Any], plan: Plan) -> None:
         remote = self._peers.replica(owner)
         local = self._peers.local
         theirs = await remote.sync_listing(group)
@@ -341,37 +306,6 @@ class Repairer(BackgroundLoop):
             m = await local.get_manifest(group.bucket, entry.key)
             if m is not None:
                 await self._copy_manifest(m, record, remote)
-
-    # ----- chunk GC --------------------------------------------------------------------------
-
-    async def collect_chunks(self) -> None:
-        """Remove chunks held here past the grace that no live manifest references.
-
-        The references come from every node eligible for the policy (index owners and any node
-        holding a hinted manifest: handoff never leaves the policy), and all must answer: one
-        silent node could hold the only manifest of an object. An upload that reuses a chunk
-        refreshes its holding time (HasChunks, PutChunk), so a chunk an upload counts on is
-        always younger than the grace."""
-        layout = self._layout.current
-        cutoff = int((time.time() - self._tombstone_grace) * 1000)
-        for policy in layout.policies:
-            candidates = await self._peers.local.old_holdings(policy.name, cutoff)
-            if not candidates:
-                continue
-            referenced: set[bytes] = set()
-            try:
-                for node in [n for n in layout.nodes if policy.allows(layout.location_of(n.id))]:
-                    if not self._is_up(node.id):
-                        raise NodeError(f"{node.id} is not up")
-                    referenced.update(await self._peers.replica(node.id).referenced_chunks(policy.name))
-            except NodeError as err:
-                log.info("chunk GC of %s postponed: %s", policy.name, err)
-                continue
-            garbage = [d for d in candidates if d not in referenced]
-            if garbage:
-                await self._peers.local.drop_chunks(policy.name, garbage)
-                self.progress.chunks_removed += len(garbage)
-                log.info("chunk GC: removed %d unreferenced chunk(s) of %s", len(garbage), policy.name)
 
     # ----- tombstone expiry ----------------------------------------------------------------
 

@@ -12,62 +12,23 @@ GIL there too.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-
-import blake3
+from typing import Any, Protocol, TypeVar
 
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
 from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
 
+from .antientropy import IndexEntry, SyncGroup, listing_digest
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import OutsidePolicy
 from .layout_state import LayoutState
 
+__all__ = ["Replica", "LocalReplica", "BucketInventory"]
 
-@dataclass(frozen=True, order=True)
-class SyncGroup:
-    """What one replica set keeps identical: the chunks a policy places in one partition, or the
-    index (manifests and tombstones) of one bucket."""
-    policy: str
-    partition: int = 0
-    bucket: str = ""
-
-    @property
-    def is_index(self) -> bool:
-        return bool(self.bucket)
-
-
-@dataclass(frozen=True, order=True)
-class IndexEntry:
-    key: str
-    version: int
-    writer: str
-    deleted: bool
-
-    @classmethod
-    def of(cls, m: Manifest) -> IndexEntry:
-        return cls(m.key, m.version, m.writer, m.deleted)
-
-    @property
-    def order(self) -> tuple[int, str]:
-        return self.version, self.writer
-
-
-def listing_digest(items: Iterable[bytes | IndexEntry]) -> bytes:
-    """BLAKE3 over a sorted listing: two replicas agree iff their digests do."""
-    h = blake3.blake3()
-    for item in items:
-        if isinstance(item, IndexEntry):
-            item = b"%s\x00%d\x00%s\x00%d" % (item.key.encode(), item.version, item.writer.encode(), item.deleted)
-        h.update(len(item).to_bytes(4, "big") + item)
-    return h.digest()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,16 +38,65 @@ class BucketInventory:
     chunks: tuple[bytes, ...]
 
 
+class Replica(Protocol):
+    """One node's copy as the coordinator, repair and the catalog see it: this node's own store
+    (`LocalReplica`) or a peer's (`peers.RemoteReplica` over gRPC, or an in-memory handle in
+    tests). Every method may raise the node's typed errors; a peer that does not answer raises
+    `PeerUnavailable`."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]: ...
+
+    async def put_chunk(self, frame: bytes, *, policy: str) -> bool: ...
+
+    async def get_chunk(self, digest: bytes) -> bytes: ...
+
+    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool: ...
+
+    async def get_manifest(self, bucket: str, key: str) -> Manifest | None: ...
+
+    async def list_index(self, bucket: str, prefix: str, start_after: str,
+                         limit: int) -> tuple[list[Manifest], bool]: ...
+
+    async def put_bucket(self, record: BucketRecord) -> None: ...
+
+    async def get_bucket(self, name: str) -> BucketRecord | None: ...
+
+    async def delete_bucket(self, name: str) -> None: ...
+
+    async def list_buckets(self) -> list[BucketRecord]: ...
+
+    async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]: ...
+
+    async def sync_listing(self, group: SyncGroup) -> list[Any]:
+        """Chunk digests (bytes) of a chunk group, `IndexEntry`s of an index group; sorted."""
+        ...
+
+    async def referenced_chunks(self, policy: str) -> list[bytes]: ...
+
+    async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]: ...
+
+
 class LocalReplica:
     def __init__(self, node_id: str, chunks: ChunkStore, meta: MetaStore,
-                 layout: LayoutState, executor: Executor) -> None:
-        self.node_id = node_id
+                 layout: LayoutState, executor: Executor, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._node_id = node_id
         self.chunks = chunks
         self.meta = meta
         self._layout = layout
         self._executor = executor
+        self._clock = clock
 
-    async def _run(self, fn, *args):
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def _now_ms(self) -> int:
+        return int(self._clock.time() * 1000)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # ----- residency -------------------------------------------------------------------------
@@ -113,7 +123,7 @@ class LocalReplica:
 
         def check() -> list[bool]:
             present = [self.meta.holding_since(policy, d) is not None and self.chunks.has(d) for d in digests]
-            self.meta.hold_chunks(policy, [d for d, p in zip(digests, present) if p], now_ms=now_ms())
+            self.meta.hold_chunks(policy, [d for d, p in zip(digests, present) if p], now_ms=self._now_ms())
             return present
         return await self._run(check)
 
@@ -124,7 +134,7 @@ class LocalReplica:
 
         def store() -> bool:
             stored = self.chunks.put(frame)
-            self.meta.hold_chunks(policy, [digest], now_ms=now_ms())
+            self.meta.hold_chunks(policy, [digest], now_ms=self._now_ms())
             return stored
         return await self._run(store)
 
@@ -146,7 +156,7 @@ class LocalReplica:
         return await self._run(lambda: list(self.chunks.iter_digests()))
 
     async def frame_size(self, digest: bytes) -> int | None:
-        def size():
+        def size() -> int | None:
             try:
                 return self.chunks.path_of(digest).stat().st_size
             except FileNotFoundError:
@@ -188,13 +198,13 @@ class LocalReplica:
     def _index_listing(self, bucket: str) -> list[IndexEntry]:
         return [IndexEntry.of(m) for m in self.meta.iter_manifests(bucket)]
 
-    def _listing(self, group: SyncGroup, bits: int):
+    def _listing(self, group: SyncGroup, bits: int) -> list[Any]:
         if group.is_index:
             return self._index_listing(group.bucket)
         return [d for _, d, _ in self.meta.iter_holdings(group.policy, partition=group.partition, bits=bits)
                 if self.chunks.has(d)]
 
-    async def sync_listing(self, group: SyncGroup) -> list:
+    async def sync_listing(self, group: SyncGroup) -> list[Any]:
         """The sorted contents of a group on this node (chunk digests or index entries)."""
         bits = self._layout.current.partition_bits
         return await self._run(self._listing, group, bits)
@@ -203,10 +213,11 @@ class LocalReplica:
         """(digest, count) of each group's listing, in the order asked."""
         bits = self._layout.current.partition_bits
 
-        def summarize():
+        def summarize() -> list[tuple[bytes, int]]:
             by_policy: dict[str, dict[int, list[bytes]]] = {}
-            out = []
+            out: list[tuple[bytes, int]] = []
             for g in groups:
+                items: list[Any]
                 if g.is_index:
                     items = self._index_listing(g.bucket)
                 else:
@@ -219,7 +230,7 @@ class LocalReplica:
 
     async def referenced_chunks(self, policy: str) -> list[bytes]:
         """Chunks referenced by the live manifests stored here of the buckets bound to `policy`."""
-        def collect():
+        def collect() -> list[bytes]:
             buckets = {r.name for r in self.meta.list_buckets() if r.policy == policy}
             refs: set[bytes] = set()
             for bucket in buckets:
@@ -238,7 +249,7 @@ class LocalReplica:
         """What this node holds: chunk partitions per policy, and buckets with an index here."""
         bits = self._layout.current.partition_bits
 
-        def collect():
+        def collect() -> tuple[dict[str, set[int]], list[BucketRecord]]:
             chunks: dict[str, set[int]] = {}
             for policy, digest, _ in self.meta.iter_holdings():
                 chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
@@ -263,7 +274,7 @@ class LocalReplica:
     # ----- inventory, for the demo and the audit ---------------------------------------------
 
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
-        def collect():
+        def collect() -> tuple[list[BucketInventory], list[bytes]]:
             stored = set(self.chunks.iter_digests())
             per_bucket: dict[str, tuple[list[str], set[bytes]]] = {}
             for m in self.meta.iter_manifests(bucket or None):

@@ -7,14 +7,15 @@ pulls a good copy from another owner. The scrub only has to find it, and say so 
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from maillage.storage import ChunkNotFound, CorruptFrame
 
 from .background import BackgroundLoop
-from .repair import TokenBucket
+from .clock import SYSTEM_CLOCK, Clock
+from .ratelimit import TokenBucket
 from .replica import LocalReplica
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,12 @@ class ScrubStats:
 class Scrubber(BackgroundLoop):
     task_name = "scrub"
 
-    def __init__(self, local: LocalReplica, *, rate: float, interval: float, on_corrupt=lambda: None) -> None:
+    def __init__(self, local: LocalReplica, *, rate: float, interval: float,
+                 on_corrupt: Callable[[], None] = lambda: None, clock: Clock = SYSTEM_CLOCK) -> None:
         self._interval = interval
         self._local = local
-        self._limiter = TokenBucket(rate)
+        self._clock = clock
+        self._limiter = TokenBucket(rate, clock)
         self._rate = rate
         self._on_corrupt = on_corrupt
         self.stats = ScrubStats()
@@ -46,7 +49,7 @@ class Scrubber(BackgroundLoop):
     async def _loop(self) -> None:
         while True:
             await self.scrub_pass()
-            await asyncio.sleep(self._interval)
+            await self._clock.sleep(self._interval)
 
     async def scrub_pass(self) -> None:
         local = self._local

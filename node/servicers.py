@@ -1,7 +1,8 @@
 """gRPC servicers: translate protobuf to domain calls and back, nothing else.
 
-Errors leave through `@grpc_errors` (see `status.py`). The bulk methods take and return raw bytes
-(registered without serializers in `server.py`), so a chunk is never copied into a protobuf message.
+Errors leave through `@grpc_errors` (see `status.py`); values cross through `convert.py`. The bulk
+methods take and return raw bytes (registered without serializers, see `server.py`), so a chunk is
+never copied into a protobuf message.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import grpc
 from maillage.placement import format_location
 from maillage.proto import bulk, pb, rpc
 
+from . import convert
+from .auth import LayoutDoc, SignedLayouts
+from .clock import SYSTEM_CLOCK, Clock
 from .convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
-from .coordinator import Coordinator, Upload
+from .coordinator import Coordinator
+from .gc import ChunkCollector
 from .layout_state import LayoutState, StagedLayout
-from .membership import FailureDetector, Gossip, SignedLayouts
-from .repair import Progress, Repairer
+from .membership import FailureDetector, Gossip
+from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
 from .status import grpc_errors
@@ -35,7 +40,8 @@ def _metadata(context, key: str) -> str:
 
 class ClusterServicer(rpc.ClusterServicer):
     def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, gossip: Gossip,
-                 detector: FailureDetector, repairer: Repairer, scrubber: Scrubber) -> None:
+                 detector: FailureDetector, repairer: Repairer, scrubber: Scrubber, collector: ChunkCollector,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._local = local
         self._layout = layout
         self._signed = signed
@@ -43,6 +49,8 @@ class ClusterServicer(rpc.ClusterServicer):
         self._detector = detector
         self._repairer = repairer
         self._scrubber = scrubber
+        self._collector = collector
+        self._clock = clock
 
     def _info(self) -> pb.NodeInfo:
         layout = self._layout.current
@@ -58,8 +66,8 @@ class ClusterServicer(rpc.ClusterServicer):
 
     @grpc_errors
     async def GetLayout(self, request, context):
-        return pb.LayoutDoc(version=self._layout.current.version, text=self._layout.text,
-                            signature=self._layout.signature)
+        return convert.layout_doc_to_pb(LayoutDoc(self._layout.current.version, self._layout.text,
+                                                  self._layout.signature))
 
     @grpc_errors
     async def PushLayout(self, request, context):
@@ -73,8 +81,8 @@ class ClusterServicer(rpc.ClusterServicer):
     async def GetStagedLayout(self, request, context):
         staged = self._layout.staged()
         if staged is None:
-            return pb.LayoutDoc(version=self._layout.current.version)
-        return pb.LayoutDoc(version=staged.base_version, text=staged.text, signature=staged.signature)
+            return convert.layout_doc_to_pb(LayoutDoc(self._layout.current.version, "", b""))
+        return convert.layout_doc_to_pb(LayoutDoc(staged.base_version, staged.text, staged.signature))
 
     @grpc_errors
     async def StageLayout(self, request, context):
@@ -88,7 +96,8 @@ class ClusterServicer(rpc.ClusterServicer):
 
     @grpc_errors
     async def Heartbeat(self, request, context):
-        return self._gossip.on_heartbeat(request)
+        reply = self._gossip.on_heartbeat(convert.heartbeat_from_pb(request))
+        return convert.heartbeat_reply_to_pb(reply)
 
     @grpc_errors
     async def GetStatus(self, request, context):
@@ -96,27 +105,19 @@ class ClusterServicer(rpc.ClusterServicer):
         node = layout.node(self._local.node_id)
         disk = shutil.disk_usage(self._local.chunks.root)
         peers = [n.id for n in layout.nodes if n.id != node.id]
-        sc, pr = self._scrubber.stats, self._repairer.progress
+        pr = self._repairer.progress
         return pb.NodeStatus(
-            info=self._info(), peers=self._detector.views(peers), repair=progress_to_pb(pr),
-            scrub=pb.ScrubStats(frames_checked=sc.frames_checked, bytes_checked=sc.bytes_checked,
-                                corrupt_found=sc.corrupt_found, passes_completed=sc.passes_completed),
-            gc=pb.GcStats(tombstones_removed=pr.tombstones_removed, chunks_removed=pr.chunks_removed),
+            info=self._info(), peers=convert.peer_views_to_pb(self._detector.views(peers)),
+            repair=convert.progress_to_pb(pr, self._clock.monotonic()),
+            scrub=convert.scrub_stats_to_pb(self._scrubber.stats),
+            gc=convert.gc_stats_to_pb(pr, self._collector.stats),
             capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value)
 
     @grpc_errors
     async def Repair(self, request, context):
         if request.start_round_now:
             self._repairer.trigger()
-        return progress_to_pb(self._repairer.progress)
-
-
-def progress_to_pb(pr: Progress) -> pb.RepairProgress:
-    return pb.RepairProgress(
-        running=pr.running, rounds_completed=pr.rounds_completed, groups_total=pr.groups_total,
-        groups_done=pr.groups_done, groups_behind=pr.groups_behind, items_copied=pr.items_copied,
-        bytes_copied=pr.bytes_copied, rate_bytes_per_s=pr.rate(), eta_seconds=pr.eta(),
-        handoff_items=pr.handoff_items, last_round_finished_ms=pr.last_round_finished_ms)
+        return convert.progress_to_pb(self._repairer.progress, self._clock.monotonic())
 
 
 class ReplicaServicer(rpc.ReplicaServicer):
@@ -166,19 +167,12 @@ class ReplicaServicer(rpc.ReplicaServicer):
     @grpc_errors
     async def SyncSummaries(self, request, context):
         groups = [group_from_pb(g) for g in request.groups]
-        summaries = await self._local.sync_summaries(groups)
-        return pb.SyncSummaryReply(summaries=[
-            pb.SyncSummary(group=g, digest=digest, count=count)
-            for g, (digest, count) in zip(request.groups, summaries)])
+        return convert.summaries_to_pb(request.groups, await self._local.sync_summaries(groups))
 
     @grpc_errors
     async def SyncListing(self, request, context):
         group = group_from_pb(request.group)
-        items = await self._local.sync_listing(group)
-        if group.is_index:
-            return pb.SyncListingReply(entries=[
-                pb.IndexEntry(key=e.key, version=e.version, writer=e.writer, deleted=e.deleted) for e in items])
-        return pb.SyncListingReply(chunks=items)
+        return convert.listing_to_pb(group, await self._local.sync_listing(group))
 
     @grpc_errors
     async def ReferencedChunks(self, request, context):
@@ -187,9 +181,7 @@ class ReplicaServicer(rpc.ReplicaServicer):
     @grpc_errors
     async def Inventory(self, request, context):
         buckets, chunks = await self._local.inventory(request.bucket)
-        return pb.InventoryReply(
-            node_id=self._local.node_id, all_chunks=chunks,
-            buckets=[pb.InventoryBucket(bucket=b.bucket, keys=list(b.keys), chunks=list(b.chunks)) for b in buckets])
+        return convert.inventory_to_pb(self._local.node_id, buckets, chunks)
 
 
 class ObjectsServicer(rpc.ObjectsServicer):
@@ -232,8 +224,7 @@ class ObjectsServicer(rpc.ObjectsServicer):
             request.bucket, prefix=request.prefix, delimiter=request.delimiter,
             start_after=request.continuation_token or request.start_after, max_keys=request.max_keys)
         return pb.ListObjectsReply(
-            contents=[pb.ObjectSummary(key=m.key, size=m.size, etag=m.etag, version=m.version,
-                                       content_type=m.content_type) for m in listing.contents],
+            contents=[convert.object_summary_to_pb(m) for m in listing.contents],
             common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
             next_continuation_token=listing.next_token)
 
@@ -272,10 +263,7 @@ class BulkHandlers:
             if not trailer.done():
                 trailer.set_result(None)
 
-        upload = Upload(bucket=header.bucket, key=header.key,
-                        content_type=header.content_type or "application/octet-stream",
-                        user_metadata=dict(header.user_metadata))
-        manifest, sites = await self._c.put_object(upload, pieces(), trailer)
+        manifest, sites = await self._c.put_object(convert.upload_from_pb(header), pieces(), trailer)
         return pb.PutObjectReply(manifest=manifest_to_pb(manifest, with_chunks=False),
                                  sites=sites).SerializeToString()
 

@@ -7,8 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from maillage.node.antientropy import chunks_missing, droppable_tombstones, entries_to_pull, entries_to_push
-from maillage.node.replica import IndexEntry, listing_digest
+from maillage.node.antientropy import (
+    IndexEntry,
+    chunks_missing,
+    droppable_tombstones,
+    entries_to_pull,
+    entries_to_push,
+    listing_digest,
+)
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 # (version, writer) names one write, so it fixes whether that write was a delete.
@@ -55,7 +61,10 @@ def test_hand_back_pushes_exactly_what_the_owner_lacks_or_has_older(ours, theirs
         assert owner[key].order >= e.order  # after pushing, dropping ours loses nothing
 
 
-@given(st.sets(st.binary(min_size=32, max_size=32), max_size=10), st.sets(st.binary(min_size=32, max_size=32), max_size=10))
+DIGESTS = st.sets(st.binary(min_size=32, max_size=32), max_size=10)
+
+
+@given(DIGESTS, DIGESTS)
 def test_chunks_missing_is_the_sorted_difference(a, b):
     missing = chunks_missing(a, b)
     assert missing == sorted(missing) and set(missing) == a - b

@@ -5,25 +5,17 @@ from __future__ import annotations
 import pytest
 
 from maillage.node.auth import ClusterKey, LayoutAuthError, new_secret_file
-from maillage.node.membership import FailureDetector, PeerState
-from maillage.proto import pb
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from maillage.node.clock import ManualClock
+from maillage.node.membership import FailureDetector, PeerState, PeerView
 
 
 def test_silence_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_back():
-    clock = Clock()
+    clock = ManualClock(monotonic=100.0)
     fd = FailureDetector("a", suspect_after=5, down_after=30, clock=clock)
     assert fd.state("b") is PeerState.UP  # a fresh node gives its peers one grace period
-    clock.now += 5
+    clock.advance(5)
     assert fd.state("b") is PeerState.SUSPECT and not fd.is_up("b") and not fd.is_down("b")
-    clock.now += 25
+    clock.advance(25)
     assert fd.is_down("b")
     fd.heard("b")
     assert fd.is_up("b") and fd.silence("b") == 0
@@ -31,12 +23,12 @@ def test_silence_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_ba
 
 
 def test_a_peer_view_counts_only_when_fresher():
-    clock = Clock()
+    clock = ManualClock(monotonic=100.0)
     fd = FailureDetector("a", suspect_after=5, down_after=30, clock=clock)
-    clock.now += 10
-    fd.absorb([pb.PeerView(node_id="b", silent_seconds=2.0), pb.PeerView(node_id="a", silent_seconds=99)])
+    clock.advance(10)
+    fd.absorb([PeerView("b", "up", 2.0), PeerView("a", "up", 99.0)])
     assert fd.silence("b") == pytest.approx(2.0)
-    fd.absorb([pb.PeerView(node_id="b", silent_seconds=8.0)])  # older news: ignored
+    fd.absorb([PeerView("b", "up", 8.0)])  # older news: ignored
     assert fd.silence("b") == pytest.approx(2.0)
     views = {v.node_id: v for v in fd.views(["b", "c"])}
     assert views["b"].state == "up" and views["c"].state == "suspect"
