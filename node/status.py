@@ -112,3 +112,12 @@ def error_from_rpc(err: grpc.RpcError, peer: str) -> Exception:
     if code in _TRANSPORT:
         return errors.PeerUnavailable(f"node {peer} did not answer: {code.name}: {details}")
     return errors.NodeError(f"node {peer} failed: {code.name}: {details}")
+
+
+def error_from_peer(exc: BaseException, peer: str) -> Exception:
+    """What a caller of `peer` sees when the peer's handler raised `exc`: the same typed error
+    `error_from_rpc` rebuilds from the status (for in-process transports, which skip gRPC)."""
+    reason = reason_for(exc) if isinstance(exc, DOMAIN_ERRORS) else Reason.INTERNAL
+    if reason is not Reason.INTERNAL:
+        return _FROM_PEER[reason](str(exc))
+    return errors.NodeError(f"node {peer} failed: INTERNAL: {type(exc).__name__}: {exc}")

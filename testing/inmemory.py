@@ -1,0 +1,286 @@
+"""A whole mesh in one process: real node objects over real stores, an in-memory network, a manual clock.
+
+Every node is wired by `maillage.node.wiring.Node`, exactly as `maillage node run` wires it, with its
+own data directory (a real `ChunkStore` and RocksDB `MetaStore`); only the transport differs: calls
+to another node go straight to that node's `LocalReplica` or gossip, and a node marked down (or cut
+off) answers every call with `PeerUnavailable`, as an unreachable gRPC peer does. Time is a
+`ManualClock` shared by all nodes, and every random choice comes from a seeded `random.Random`, so
+a test steps through suspicion, grace periods and repair rounds in milliseconds, deterministically.
+
+    mesh = InMemoryMesh(layout, tmp_path)
+    await mesh.create_bucket("scans", "france-only")
+    await mesh.put("scans", "a", b"...")
+    mesh.down("paris-1")
+    await mesh.repair()
+    mesh.close()
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from maillage.node.antientropy import SyncGroup
+from maillage.node.auth import ClusterKey, LayoutDoc, SignedLayouts
+from maillage.node.clock import ManualClock
+from maillage.node.coordinator import Upload
+from maillage.node.errors import PeerUnavailable
+from maillage.node.layout_state import LayoutState
+from maillage.node.membership import Heartbeat
+from maillage.node.replica import BucketInventory
+from maillage.node.status import error_from_peer
+from maillage.node.wiring import Node, Timings
+from maillage.placement import Layout, format_layout
+from maillage.proto.frame import decode_frame
+from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
+
+__all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh", "TEST_SECRET"]
+
+TEST_SECRET = b"in-memory mesh cluster secret, for tests only"
+
+
+class InMemoryNetwork:
+    """Which nodes exist and which are reachable: a node is down, or a pair is cut off."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self._down: set[str] = set()
+        self._cut: set[frozenset[str]] = set()
+        self.calls = 0
+
+    def attach(self, node: Node) -> None:
+        self.nodes[node.node_id] = node
+
+    def down(self, node_id: str) -> None:
+        self._down.add(node_id)
+
+    def up(self, node_id: str) -> None:
+        self._down.discard(node_id)
+
+    def is_down(self, node_id: str) -> bool:
+        return node_id in self._down
+
+    def cut(self, a: str, b: str) -> None:
+        """Partition two nodes from each other (both stay up for everyone else)."""
+        self._cut.add(frozenset((a, b)))
+
+    def heal(self) -> None:
+        self._cut.clear()
+
+    def reach(self, source: str, target: str) -> Node:
+        """The node `source` calls, or PeerUnavailable as a dead or partitioned peer gives."""
+        self.calls += 1
+        if source in self._down:
+            raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: {source} itself is down")
+        if target in self._down or frozenset((source, target)) in self._cut or target not in self.nodes:
+            raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: unreachable from {source}")
+        return self.nodes[target]
+
+    def transport(self, source: str) -> InMemoryTransport:
+        return InMemoryTransport(self, source)
+
+
+class InMemoryReplica:
+    """Another node's `LocalReplica` seen through the network: the same typed errors as over gRPC."""
+
+    def __init__(self, network: InMemoryNetwork, source: str, node_id: str) -> None:
+        self._network = network
+        self._source = source
+        self.node_id = node_id
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        target = self._network.reach(self._source, self.node_id)
+        try:
+            return await getattr(target.local, method)(*args, **kwargs)
+        except Exception as exc:
+            raise error_from_peer(exc, self.node_id) from None
+
+    async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
+        result: list[bool] = await self._call("has_chunks", list(digests), policy)
+        return result
+
+    async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
+        return bool(await self._call("put_chunk", frame, policy=policy))
+
+    async def get_chunk(self, digest: bytes) -> bytes:
+        frame: bytes = await self._call("get_chunk", digest)
+        return frame
+
+    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
+        return bool(await self._call("put_manifest", manifest, bucket))
+
+    async def get_manifest(self, bucket: str, key: str) -> Manifest | None:
+        found: Manifest | None = await self._call("get_manifest", bucket, key)
+        return found
+
+    async def list_index(self, bucket: str, prefix: str, start_after: str,
+                         limit: int) -> tuple[list[Manifest], bool]:
+        page: tuple[list[Manifest], bool] = await self._call("list_index", bucket, prefix, start_after, limit)
+        return page
+
+    async def put_bucket(self, record: BucketRecord) -> None:
+        await self._call("put_bucket", record)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        found: BucketRecord | None = await self._call("get_bucket", name)
+        return found
+
+    async def delete_bucket(self, name: str) -> None:
+        await self._call("delete_bucket", name)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        records: list[BucketRecord] = await self._call("list_buckets")
+        return records
+
+    async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
+        summaries: list[tuple[bytes, int]] = await self._call("sync_summaries", list(groups))
+        return summaries
+
+    async def sync_listing(self, group: SyncGroup) -> list[Any]:
+        listing: list[Any] = await self._call("sync_listing", group)
+        return listing
+
+    async def referenced_chunks(self, policy: str) -> list[bytes]:
+        refs: list[bytes] = await self._call("referenced_chunks", policy)
+        return refs
+
+    async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
+        inv: tuple[list[BucketInventory], list[bytes]] = await self._call("inventory", bucket)
+        return inv
+
+
+class InMemoryTransport:
+    """The `maillage.node.transport.Transport` of one node over an `InMemoryNetwork`."""
+
+    def __init__(self, network: InMemoryNetwork, source: str) -> None:
+        self._network = network
+        self._source = source
+
+    def replica(self, node_id: str) -> InMemoryReplica:
+        return InMemoryReplica(self._network, self._source, node_id)
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
+        return self._network.reach(self._source, node_id).gossip.on_heartbeat(beat)
+
+    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        layout = self._network.reach(self._source, node_id).layout
+        return LayoutDoc(layout.current.version, layout.text, layout.signature)
+
+    async def close(self) -> None:
+        pass
+
+
+async def _pieces(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+class InMemoryMesh:
+    """One `Node` per node of `layout`, each in `root / node_id`, over one in-memory network."""
+
+    def __init__(self, layout: Layout, root: Path, *, timings: Timings | None = None,
+                 chunk_size: int = 1024, seed: int = 0, workers: int = 4) -> None:
+        self.layout = layout
+        self.root = root
+        self.clock = ManualClock()
+        self.network = InMemoryNetwork()
+        self.signed = SignedLayouts(ClusterKey(TEST_SECRET))
+        self.timings = timings or Timings(repair_rate=0, scrub_rate=0)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inmemory-storage")
+        self._metas: list[MetaStore] = []
+        self.nodes: dict[str, Node] = {}
+        rng = random.Random(seed)
+        text = format_layout(layout)
+        for n in layout.nodes:
+            data_dir = root / n.id
+            data_dir.mkdir(parents=True, exist_ok=True)
+            state = LayoutState(data_dir / "layout.toml", layout, self.signed.sign(layout.version, text), text)
+            meta = MetaStore(data_dir / "meta")
+            self._metas.append(meta)
+            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False), meta, self.signed,
+                        self._executor, transport_for=lambda node_id=n.id: self.network.transport(node_id),
+                        timings=self.timings, chunk_size=chunk_size, clock=self.clock,
+                        rng=random.Random(rng.random()))
+            self.network.attach(node)
+            self.nodes[n.id] = node
+
+    # ----- faults ----------------------------------------------------------------------------
+
+    def down(self, node_id: str) -> None:
+        self.network.down(node_id)
+
+    def up(self, node_id: str) -> None:
+        self.network.up(node_id)
+
+    def up_nodes(self) -> list[str]:
+        return [n for n in self.nodes if not self.network.is_down(n)]
+
+    # ----- the data path, through any node's coordinator -----------------------------------
+
+    def via(self, node_id: str | None = None) -> Node:
+        """The node to coordinate through: `node_id`, or the first node that is up."""
+        return self.nodes[node_id if node_id is not None else self.up_nodes()[0]]
+
+    async def create_bucket(self, name: str, policy: str, *, via: str | None = None) -> BucketRecord:
+        return await self.via(via).coordinator.create_bucket(name, policy)
+
+    async def put(self, bucket: str, key: str, data: bytes, *, via: str | None = None) -> Manifest:
+        manifest, _ = await self.via(via).coordinator.put_object(Upload(bucket, key), _pieces(data))
+        return manifest
+
+    async def get(self, bucket: str, key: str, *, via: str | None = None) -> bytes:
+        """The object's bytes, read as the SDK does: latest manifest, then each chunk verified."""
+        node = self.via(via)
+        manifest = await node.coordinator.head_object(bucket, key)
+        if manifest.inline is not None:
+            return manifest.inline
+        record = await node.catalog.get(bucket)
+        table = node.layout.table(record.policy)
+        parts = []
+        for ref in manifest.chunks:
+            frame = await node.coordinator.read_chunk(table, ref.digest)
+            parts.append(decode_frame(frame, expected_digest=ref.digest))
+        return b"".join(parts)
+
+    async def delete(self, bucket: str, key: str, *, via: str | None = None) -> int:
+        return await self.via(via).coordinator.delete_object(bucket, key)
+
+    # ----- cluster life ----------------------------------------------------------------------
+
+    async def repair(self, rounds: int = 1, nodes: Iterable[str] | None = None) -> None:
+        """`rounds` anti-entropy rounds on every node that is up (in node order)."""
+        for _ in range(rounds):
+            for node_id in list(nodes) if nodes is not None else self.up_nodes():
+                await self.nodes[node_id].repairer.run_round()
+
+    async def collect_garbage(self) -> None:
+        for node_id in self.up_nodes():
+            await self.nodes[node_id].collector.collect()
+
+    async def gossip(self, rounds: int = 1) -> None:
+        """`rounds` heartbeat rounds on every node that is up, then the layout fetches they started."""
+        for _ in range(rounds):
+            for node_id in self.up_nodes():
+                await self.nodes[node_id].gossip.round()
+            for node in self.nodes.values():
+                await node.gossip.settle()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    # ----- what each node stores -----------------------------------------------------------
+
+    def holders(self, bucket: str, key: str) -> set[str]:
+        """Nodes whose index holds an entry (live or tombstone) for the key."""
+        return {n for n, node in self.nodes.items() if node.local.meta.get_manifest(bucket, key) is not None}
+
+    def chunk_holders(self, digest: bytes) -> set[str]:
+        return {n for n, node in self.nodes.items() if node.local.chunks.has(digest)}
+
+    def close(self) -> None:
+        for meta in self._metas:
+            meta.close()
+        self._executor.shutdown(wait=True)
