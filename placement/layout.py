@@ -94,10 +94,6 @@ def _check_address(value: object) -> None:
         raise LayoutError(f"address: {value!r} must look like 'host:port' with port 1..65535")
 
 
-def _nested(prefix: str, exc: LayoutError) -> LayoutError:
-    return LayoutError(f"{prefix}.{exc}")
-
-
 class NodeState(enum.Enum):
     """Only ACTIVE nodes own tokens; DRAINING and OUT nodes receive nothing new."""
 

@@ -109,16 +109,6 @@ def _holding_key(policy: str, digest: bytes) -> bytes:
     return b"H" + _policy_name(policy) + b"\x00" + bytes(digest)
 
 
-def _successor(prefix: bytes) -> bytes | None:
-    """The smallest byte string greater than every string starting with ``prefix``."""
-    p = bytearray(prefix)
-    while p and p[-1] == 0xFF:
-        p.pop()
-    if not p:
-        return None
-    p[-1] += 1
-    return bytes(p)
-
 
 class _Request:
     """One caller's operations; ``done`` is a lock held until the committer releases it
