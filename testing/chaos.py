@@ -39,16 +39,28 @@ def _one_fault(h: Harness, rng: random.Random, kind: str) -> Callable[[], None]:
     if kind == "kill":
         h.mesh.kill(node)
         h.fault(f"SIGKILL {node}")
-        return lambda: (h.mesh.start_node(node), h.fault(f"restart {node}"))
+
+        def restart() -> None:
+            h.mesh.start_node(node)
+            h.fault(f"restart {node}")
+        return restart
     if kind == "pause":
         h.mesh.pause(node)
         h.fault(f"SIGSTOP {node}")
-        return lambda: (h.mesh.resume(node), h.fault(f"SIGCONT {node}"))
+
+        def resume() -> None:
+            h.mesh.resume(node)
+            h.fault(f"SIGCONT {node}")
+        return resume
     if kind == "skew":
         skew = rng.choice((-30.0, 30.0))
         h.mesh.start_node(node, clock_skew=skew)
         h.fault(f"restart {node} with clock {skew:+.0f}s")
-        return lambda: (h.mesh.start_node(node, clock_skew=None), h.fault(f"restart {node} with true clock"))
+
+        def unskew() -> None:
+            h.mesh.start_node(node, clock_skew=None)
+            h.fault(f"restart {node} with true clock")
+        return unskew
     if kind == "corrupt":
         files = [p for p in (h.mesh.data_dir(node) / "chunks").glob("??/??/*") if p.is_file()]
         if not files:
@@ -84,7 +96,11 @@ def _one_fault(h: Harness, rng: random.Random, kind: str) -> Callable[[], None]:
         a, b = rng.sample(sites, 2)
         faults.latency(a, b, 30, 10)
         h.fault(f"latency {a}<->{b} 30+-10 ms")
-    return lambda: (faults.reset(), h.fault("heal network"))
+
+    def heal() -> None:
+        faults.reset()
+        h.fault("heal network")
+    return heal
 
 
 def soak(minutes: float, *, seed: int | None = None, mode: str = "auto", out=sys.stdout,
