@@ -64,7 +64,7 @@ HOST = "host"
 
 _CLONE_NEWNET = 0x40000000
 _LOCK_PATH = "/run/lock/maillage-testing-net.lock"
-_POOL = ipaddress.ip_network("198.18.0.0/15")
+_POOL = ipaddress.IPv4Network("198.18.0.0/15")
 _counter = itertools.count()
 _live: weakref.WeakSet[Mesh] = weakref.WeakSet()
 _probe_cache: tuple[bool, str] | None = None
@@ -171,11 +171,11 @@ class SiteNet:
 
 def _used_subnets() -> set[ipaddress.IPv4Network]:
     out = run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
-    used = set()
+    used: set[ipaddress.IPv4Network] = set()
     for m in re.finditer(r"inet (\d+\.\d+\.\d+\.\d+)/(\d+)", out):
-        ip = ipaddress.ip_address(m.group(1))
+        ip = ipaddress.IPv4Address(m.group(1))
         if ip in _POOL:
-            used.add(ipaddress.ip_network(f"{ip}/24", strict=False))
+            used.add(ipaddress.IPv4Network(f"{ip}/24", strict=False))
     return used
 
 
@@ -199,9 +199,9 @@ class Mesh:
             raise ValueError(f"need distinct site names (not {HOST!r}): {names}")
         if len(names) > self.MAX_SITES:
             raise ValueError(f"at most {self.MAX_SITES} sites per mesh")
-        for n in names:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", n):
-                raise ValueError(f"bad site name {n!r}")
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
+                raise ValueError(f"bad site name {name!r}")
         ok, why = netns_available()
         if not ok:
             raise ToolError(why)
