@@ -34,7 +34,7 @@ from maillage.placement import Layout, Policy
 from maillage.testing.localmesh import DEMO_POLICIES, LocalMesh, SiteSpec, make_layout
 
 from .netns import Mesh, netns_available
-from .processes import Proc, Supervisor
+from .processes import Supervisor
 
 __all__ = ["SiteMesh", "FAST_TIMINGS", "NODE_PORT", "choose_mode"]
 
@@ -89,7 +89,7 @@ class SiteMesh(LocalMesh):
                 self.net.close()
             raise
         self._data_dirs = dict(data_dirs or {})
-        self._skew = dict(clock_skew or {})
+        self._skew: dict[str, float | None] = dict(clock_skew or {})
 
     def _namespaced(self, layout: Layout) -> Layout:
         assert self.net is not None
@@ -113,10 +113,13 @@ class SiteMesh(LocalMesh):
                 "--data-dir", str(self.data_dir(node_id)), "--layout", str(self.layout_file),
                 "--secret-file", str(self.secret_file), *self._extra]
 
-    def start_node(self, node_id: str, *, wait: bool = True, clock_skew: float | None | bool = False) -> Proc:
-        """Start (or start again, same argv) a node in its site's namespace; optionally re-skewed."""
+    def start_node(self, node_id: str, *, wait: bool = True, clock_skew: float | None | bool = False) -> None:
+        """Start (or start again, same argv) a node in its site's namespace; optionally re-skewed.
+
+        ``clock_skew``: seconds of skew from now on, None for the true clock, False (default) to
+        keep the node's current skew."""
         if clock_skew is not False:
-            self._skew[node_id] = clock_skew  # type: ignore[assignment]
+            self._skew[node_id] = clock_skew
         site = self.site_of(node_id) if self.net is not None else None
         if node_id in self.supervisor.procs:
             proc = self.supervisor.restart(node_id, clock_skew=self._skew.get(node_id))
@@ -127,7 +130,6 @@ class SiteMesh(LocalMesh):
         self.processes[node_id] = proc.popen
         if wait:
             self.wait_ready(node_id)
-        return proc
 
     def kill(self, node_id: str, sig: int = signal.SIGKILL) -> None:
         """SIGKILL (default) or another signal to a node this mesh started."""
