@@ -300,7 +300,7 @@ class Faults:
         in_drop = sorted(self.mesh.address(src) for (src, d) in self._blocks if d == site)
         lo, li = self._loss.get(site, (0.0, 0.0))
         relay = self._relays.get(site)
-        redirect = sorted(self._peer_links(site)) if relay else []
+        redirect = sorted(self._peer_links(site)) if relay is not None else []
         rules = [f"table inet {TABLE} {{",
                  "  chain block_out { type filter hook output priority -300; policy accept;",
                  '    oifname "lo" accept']
@@ -325,7 +325,7 @@ class Faults:
             rules.append(f'    iifname "{eth}" numgen random mod 10000 < {int(round(li * 100))} drop')
         rules.append("  }")
         rules.append("  chain to_relay { type nat hook output priority -100; policy accept;")
-        if redirect:
+        if relay is not None and redirect:
             rules.append(f"    meta mark {RELAY_MARK:#x} return")
             rules.append(f"    ip daddr {{ {', '.join(redirect)} }} meta l4proto tcp "
                          f"redirect to :{relay.port}")

@@ -101,6 +101,7 @@ class Supervisor:
     def _spawn(self, p: Proc) -> None:
         argv = p.argv if p.clock_skew is None else with_skew(p.argv, p.clock_skew)
         if p.site is not None:
+            assert self.mesh is not None  # start() refuses a site without a mesh
             argv = self.mesh.ns_argv(p.site, argv)
         env = None if p.env is None else {**os.environ, **p.env}
         log = open(p.log_path, "ab")
