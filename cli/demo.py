@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from maillage.client.admin import ObjectResidency
@@ -238,7 +238,7 @@ node logs: {mesh.log_dir}
 press Ctrl-C to stop the mesh.""")
 
 
-def _wait(mesh) -> None:
+def _wait(mesh) -> NoReturn:
     while True:
         for node_id, proc in mesh.processes.items():
             if proc.poll() is not None:

@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(show, secret=False)
     show.set_defaults(func=show_command)
 
-    def edit(name: str, help_: str, description: str, build: Callable[[argparse.ArgumentParser], None],
+    def edit(name: str, help_: str, description: str, build: Callable[[argparse.ArgumentParser], object],
              apply_edit: Callable[[Layout, argparse.Namespace], Layout], say: Callable[[argparse.Namespace], str]):
         e = layout_sub.add_parser(name, help=help_, description=description + " Staged only: run "
                                   "`maillage layout apply` to make it happen. " + _NOTE)
@@ -132,7 +132,10 @@ def _policy_set(layout: Layout, a: argparse.Namespace) -> Layout:
     existing = next((p for p in layout.policies if p.name == a.name), None)
     if existing is None and not a.allow:
         raise CommandError(f"policy {a.name!r} is new: give at least one --allow PREFIX")
-    allow = a.allow or ["/".join(x) for x in existing.allow]
+    if existing is not None and not a.allow:
+        allow = ["/".join(x) for x in existing.allow]
+    else:
+        allow = a.allow
     replicas = a.replicas if a.replicas is not None else (existing.replicas if existing else 2)
     spread = a.spread if a.spread is not None else (existing.spread if existing else None)
     return changes.policy_set(layout, a.name, allow, replicas, spread)
@@ -319,7 +322,7 @@ def _show(doc: dict, as_json: bool, title: str) -> None:
         nodes_by_site.setdefault(n["site"], []).append(n)
     rows = []
     for s in doc["sites"]:
-        on_site = nodes_by_site.get(s["name"]) or [None]
+        on_site: list[dict | None] = list(nodes_by_site.get(s["name"], ())) or [None]
         for n in on_site:
             rows.append([s["name"], s["location"], n["id"] if n else "(no node)", n["address"] if n else "",
                          str(format_capacity(n["capacity"])) if n else "", n["state"] if n else ""])
