@@ -208,7 +208,8 @@ async def _grpc_client(grpc, address: str, total: int, repeat: int) -> dict[str,
     count = total // MESSAGE
     payload = os.urandom(MESSAGE)
     async with open_channel(address) as channel:
-        put, get = channel.stream_unary(_PUT), channel.unary_stream(_GET)
+        put = channel.stream_unary(_PUT, request_serializer=None, response_deserializer=None)
+        get = channel.unary_stream(_GET, request_serializer=None, response_deserializer=None)
 
         async def messages():
             for _ in range(count):

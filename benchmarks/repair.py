@@ -83,7 +83,7 @@ class _Probe:
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(grace=None)
 
     async def inventory(self, node_id: str) -> tuple[set[bytes], set[tuple[str, str]]] | None:
         try:
