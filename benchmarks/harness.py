@@ -24,6 +24,7 @@ import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import limits as limits_mod
 from . import placement_bench, report
@@ -92,7 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> dict:
     base = QUICK if args.quick else FULL
-    pick = {k: (getattr(args, k) if getattr(args, k, None) is not None else v) for k, v in base.items()}
+    # each setting as given on the command line (str, float or int as argparse parsed it) or its default
+    pick: dict[str, Any] = {k: (getattr(args, k) if getattr(args, k, None) is not None else v)
+                            for k, v in base.items()}
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(only) - set(PARTS)
     if unknown:

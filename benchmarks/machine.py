@@ -41,7 +41,8 @@ def loadavg() -> list[float]:
 
 def machine_facts(data_dir: str | None = None) -> dict:
     mem = _proc_field("/proc/meminfo", "MemTotal")
-    facts = {
+    packages: dict[str, str | None] = {}
+    facts: dict[str, object] = {
         "cores": os.cpu_count(),
         "cpu": _proc_field("/proc/cpuinfo", "model name"),
         "ram_bytes": int(mem.split()[0]) * 1024 if mem else None,
@@ -50,13 +51,13 @@ def machine_facts(data_dir: str | None = None) -> dict:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "loadavg_at_start": loadavg(),
-        "packages": {},
+        "packages": packages,
     }
     for name in PACKAGES:
         try:
-            facts["packages"][name] = importlib.metadata.version(name)
+            packages[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            facts["packages"][name] = None
+            packages[name] = None
     if data_dir:
         facts["data_dir"] = data_dir
         facts["data_fs"] = _filesystem_of(data_dir)

@@ -58,7 +58,8 @@ async def _load(mesh, op: str, seconds: float, concurrency: int, size: int) -> l
     rows = []
     async with AsyncClient(mesh.addresses) as client:
         await ready_bucket(client)
-        bodies, keys = UniqueBodies(size), []
+        bodies = UniqueBodies(size)
+        keys: list[str] = []
         for this in ("put", "get"):
             if op in (this, "both") or (this == "put" and not keys):
                 latencies, elapsed = await _drive(client, this, bodies, concurrency,

@@ -78,7 +78,7 @@ async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency
         while time.monotonic() < deadline or not latencies:
             began = time.monotonic()
             try:
-                if op == "put":
+                if buf is not None:  # op == "put"
                     key = f"{size}/{bodies.stamp(buf)}"
                     began = time.monotonic()
                     await client.put_object(BUCKET, key, buf)
@@ -133,7 +133,8 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
         await asyncio.sleep(0.5)
         idle = snapshot_rss(with_client(node_pids(mesh)))
         for size in sizes:
-            bodies, keys = UniqueBodies(size), []
+            bodies = UniqueBodies(size)
+            keys: list[str] = []
             for concurrency in concurrencies:
                 for op in ("put", "get"):
                     say(f"{op.upper()} {format_size(size)} c={concurrency}")
