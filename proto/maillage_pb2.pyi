@@ -101,6 +101,28 @@ class LayoutDoc(_message.Message):
     signature: bytes
     def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
+class AccessDoc(_message.Message):
+    __slots__ = ("version", "text", "signature")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    text: str
+    signature: bytes
+    def __init__(self, version: _Optional[int] = ..., text: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class GetAccessRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PushAccessReply(_message.Message):
+    __slots__ = ("accepted", "current_version")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    current_version: int
+    def __init__(self, accepted: _Optional[bool] = ..., current_version: _Optional[int] = ...) -> None: ...
+
 class PushLayoutReply(_message.Message):
     __slots__ = ("accepted", "current_version")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
@@ -120,24 +142,28 @@ class PeerView(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., state: _Optional[str] = ..., silent_seconds: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "layout_version", "peers")
+    __slots__ = ("node_id", "layout_version", "peers", "access_version")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     layout_version: int
     peers: _containers.RepeatedCompositeFieldContainer[PeerView]
-    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ...) -> None: ...
+    access_version: int
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., access_version: _Optional[int] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
-    __slots__ = ("node_id", "layout_version", "peers")
+    __slots__ = ("node_id", "layout_version", "peers", "access_version")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     layout_version: int
     peers: _containers.RepeatedCompositeFieldContainer[PeerView]
-    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ...) -> None: ...
+    access_version: int
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., access_version: _Optional[int] = ...) -> None: ...
 
 class RepairProgress(_message.Message):
     __slots__ = ("running", "rounds_completed", "groups_total", "groups_done", "groups_behind", "items_copied", "bytes_copied", "rate_bytes_per_s", "eta_seconds", "handoff_items", "last_round_finished_ms")

@@ -74,6 +74,16 @@ class ClusterStub:
                 request_serializer=maillage__pb2.RepairRequest.SerializeToString,
                 response_deserializer=maillage__pb2.RepairProgress.FromString,
                 _registered_method=True)
+        self.GetAccess = channel.unary_unary(
+                '/maillage.v1.Cluster/GetAccess',
+                request_serializer=maillage__pb2.GetAccessRequest.SerializeToString,
+                response_deserializer=maillage__pb2.AccessDoc.FromString,
+                _registered_method=True)
+        self.PushAccess = channel.unary_unary(
+                '/maillage.v1.Cluster/PushAccess',
+                request_serializer=maillage__pb2.AccessDoc.SerializeToString,
+                response_deserializer=maillage__pb2.PushAccessReply.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -130,6 +140,20 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAccess(self, request, context):
+        """nodes and admins only: holds secrets
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushAccess(self, request, context):
+        """signed; PERMISSION_DENIED otherwise
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +196,16 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Repair,
                     request_deserializer=maillage__pb2.RepairRequest.FromString,
                     response_serializer=maillage__pb2.RepairProgress.SerializeToString,
+            ),
+            'GetAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccess,
+                    request_deserializer=maillage__pb2.GetAccessRequest.FromString,
+                    response_serializer=maillage__pb2.AccessDoc.SerializeToString,
+            ),
+            'PushAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushAccess,
+                    request_deserializer=maillage__pb2.AccessDoc.FromString,
+                    response_serializer=maillage__pb2.PushAccessReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +424,60 @@ class Cluster:
             '/maillage.v1.Cluster/Repair',
             maillage__pb2.RepairRequest.SerializeToString,
             maillage__pb2.RepairProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/GetAccess',
+            maillage__pb2.GetAccessRequest.SerializeToString,
+            maillage__pb2.AccessDoc.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Cluster/PushAccess',
+            maillage__pb2.AccessDoc.SerializeToString,
+            maillage__pb2.PushAccessReply.FromString,
             options,
             channel_credentials,
             insecure,
