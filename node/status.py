@@ -104,8 +104,8 @@ def grpc_errors(handler: H) -> H:
 
 def error_from_rpc(err: grpc.RpcError, peer: str) -> Exception:
     """The typed error a peer raised, or PeerUnavailable when the call itself failed."""
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details: str = err.details()  # type: ignore[attr-defined]
+    code: grpc.StatusCode = err.code()
+    details = err.details() or code.name
     reason = reason_of(err)
     if reason is not None and reason is not Reason.INTERNAL:
         return _FROM_PEER[reason](details)
