@@ -1,0 +1,361 @@
+"""The access document: tenants and their access keys, one versioned document for the whole mesh.
+
+A city datacenter hosts a hospital, a housing office and a water utility on one mesh; each is a
+tenant and sees only its own buckets. Every node must answer "may this key do that?" on its own,
+even when others are down, and a revocation must reach every node within seconds, so the whole
+document is replicated to every node like the layout: versioned (highest version wins), signed by
+the admin's Ed25519 key (`signing.LayoutSigner.sign(version, text, kind="access")`) and verified
+before a node adopts it.
+
+Everything here is pure: edits return a new document with version + 1, and the caller signs and
+spreads it. Secrets sit in the document because every node needs them to check request signatures
+(`requestauth`); they are kept out of reprs (`AccessKey`) and listings (`redacted`), and a revoked
+key's secret is erased.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "FORMAT", "AccessDoc", "AccessError", "AccessKey", "Action", "KeyInfo", "Role", "Tenant", "add_tenant",
+    "create_key", "delete_tenant", "encode_access", "key_of", "parse_access", "permits", "redacted", "revoke_key",
+    "secret_of",
+]
+
+FORMAT = "maillage-access/1"
+
+Role = Literal["read-write", "read-only", "admin"]
+Action = Literal["read", "write", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+KEY_ID_PREFIX = "MK"
+KEY_ID_LENGTH = 20
+SECRET_LENGTH = 40
+_KEY_ID_ALPHABET = string.ascii_uppercase + string.digits
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+_KEY_ID = re.compile(rf"{KEY_ID_PREFIX}[A-Z0-9]{{{KEY_ID_LENGTH - len(KEY_ID_PREFIX)}}}\Z")
+_SECRET = re.compile(rf"[A-Za-z0-9]{{{SECRET_LENGTH}}}\Z")
+# The shape node.validation.check_bucket_name accepts (proto may not import the node).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_MAX_U64 = (1 << 64) - 1
+
+
+class AccessError(ValueError):
+    """An access document or edit that is invalid; the message names the field or the tenant/key."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """One access key. `buckets` empty means every bucket of the tenant; a revoked key has no secret."""
+
+    key_id: str
+    secret: str = field(repr=False)
+    tenant: str
+    role: Role
+    buckets: tuple[str, ...] = ()
+    revoked: bool = False
+    created_ms: int = 0
+
+    def info(self) -> KeyInfo:
+        return KeyInfo(key_id=self.key_id, tenant=self.tenant, role=self.role, buckets=self.buckets,
+                       revoked=self.revoked, created_ms=self.created_ms)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An access key as listings show it: everything but the secret."""
+
+    key_id: str
+    tenant: str
+    role: Role
+    buckets: tuple[str, ...]
+    revoked: bool
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class AccessDoc:
+    """Tenants sorted by name and keys sorted by id, so equal documents encode to equal text."""
+
+    version: int = 0
+    tenants: tuple[Tenant, ...] = ()
+    keys: tuple[AccessKey, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_doc(self)
+
+    def tenant(self, name: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+    def key(self, key_id: str) -> AccessKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edits: each returns a new document with version + 1
+
+
+def add_tenant(doc: AccessDoc, name: str, *, now_ms: int) -> AccessDoc:
+    _check_tenant_name(name)
+    if doc.tenant(name) is not None:
+        raise AccessError(f"tenant {name!r} already exists")
+    tenants = tuple(sorted((*doc.tenants, Tenant(name, now_ms)), key=lambda t: t.name))
+    return AccessDoc(doc.version + 1, tenants, doc.keys)
+
+
+def delete_tenant(doc: AccessDoc, name: str) -> AccessDoc:
+    """Remove a tenant and its revoked keys.
+
+    Refused while the tenant has a key that is not revoked: deleting a tenant must not be a silent
+    way to cut off live credentials, and the admin sees each key go in `key revoke`. The caller must
+    also refuse while the tenant still owns buckets (bucket records are not in this document)."""
+    if doc.tenant(name) is None:
+        raise AccessError(f"tenant {name!r} does not exist")
+    live = [k.key_id for k in doc.keys if k.tenant == name and not k.revoked]
+    if live:
+        raise AccessError(f"tenant {name!r} still has {len(live)} active access key(s) ({', '.join(live)}); "
+                          "revoke them first")
+    return AccessDoc(doc.version + 1, tuple(t for t in doc.tenants if t.name != name),
+                     tuple(k for k in doc.keys if k.tenant != name))
+
+
+def create_key(doc: AccessDoc, tenant: str, role: Role, buckets: Iterable[str] = (), *, now_ms: int,
+               rng: random.Random | None = None) -> tuple[AccessDoc, AccessKey]:
+    """A new key for `tenant`: an AWS-like id (MK + 18 of A-Z0-9) and a 40-character secret.
+
+    `rng` defaults to the operating system's CSPRNG (`random.SystemRandom`, as `secrets` uses); tests
+    pass a seeded `random.Random` for reproducible ids."""
+    if doc.tenant(tenant) is None:
+        raise AccessError(f"tenant {tenant!r} does not exist; create it first")
+    if role not in ROLES:
+        raise AccessError(f"role {role!r}: must be one of {', '.join(ROLES)}")
+    limited = tuple(sorted(set(buckets)))
+    for b in limited:
+        _check_bucket_name(b)
+    source = rng if rng is not None else random.SystemRandom()
+    while True:
+        key_id = KEY_ID_PREFIX + "".join(source.choice(_KEY_ID_ALPHABET)
+                                         for _ in range(KEY_ID_LENGTH - len(KEY_ID_PREFIX)))
+        if doc.key(key_id) is None:
+            break
+    secret = "".join(source.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    key = AccessKey(key_id=key_id, secret=secret, tenant=tenant, role=role, buckets=limited, revoked=False,
+                    created_ms=now_ms)
+    keys = tuple(sorted((*doc.keys, key), key=lambda k: k.key_id))
+    return AccessDoc(doc.version + 1, doc.tenants, keys), key
+
+
+def revoke_key(doc: AccessDoc, key_id: str) -> AccessDoc:
+    """Mark a key revoked and erase its secret (kept in the document so listings show it was revoked)."""
+    key = doc.key(key_id)
+    if key is None:
+        raise AccessError(f"access key {key_id!r} does not exist")
+    if key.revoked:
+        raise AccessError(f"access key {key_id!r} is already revoked")
+    revoked = dataclasses.replace(key, secret="", revoked=True)
+    return AccessDoc(doc.version + 1, doc.tenants, tuple(revoked if k.key_id == key_id else k for k in doc.keys))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lookups
+
+
+def key_of(doc: AccessDoc, key_id: str) -> AccessKey | None:
+    """The active (not revoked) key with this id."""
+    key = doc.key(key_id)
+    return key if key is not None and not key.revoked else None
+
+
+def secret_of(doc: AccessDoc, key_id: str) -> str | None:
+    """For `requestauth.verify`: the secret of an active key, None if unknown or revoked."""
+    key = key_of(doc, key_id)
+    return key.secret if key is not None else None
+
+
+def permits(doc: AccessDoc, key_id: str, action: Action, bucket: str | None = None, *,
+            owner: str | None = None) -> bool:
+    """May this key do `action`, on `bucket` owned by tenant `owner` when a bucket is concerned?
+
+    - "admin" (layout, repair, status, audit) needs role admin; `bucket` is ignored.
+    - "read" needs any role; "write" needs read-write or admin (admin is read-write within its tenant).
+    - With a bucket: its owner must be the key's tenant, and a key limited to named buckets must
+      name it. `owner` is then required (for a bucket being created, pass the key's own tenant).
+    - Without a bucket (listing buckets): the role alone decides; the caller filters the listing to
+      the key's tenant.
+    """
+    if bucket is not None and owner is None:
+        raise ValueError("permits: give the bucket's owner tenant with the bucket")
+    key = key_of(doc, key_id)
+    if key is None:
+        return False
+    if action == "admin":
+        return key.role == "admin"
+    if action == "write" and key.role == "read-only":
+        return False
+    if action not in ("read", "write"):
+        return False
+    if bucket is None:
+        return True
+    return owner == key.tenant and (not key.buckets or bucket in key.buckets)
+
+
+def redacted(doc: AccessDoc) -> tuple[KeyInfo, ...]:
+    """Every key without its secret, for listings and logs."""
+    return tuple(k.info() for k in doc.keys)
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON codec
+
+
+def encode_access(doc: AccessDoc) -> str:
+    """Deterministic JSON (sorted keys, no spaces): the text that is signed and replicated."""
+    body = {
+        "format": FORMAT,
+        "version": doc.version,
+        "tenants": [{"name": t.name, "created_ms": t.created_ms} for t in doc.tenants],
+        "keys": [{"id": k.key_id, "secret": k.secret, "tenant": k.tenant, "role": k.role,
+                  "buckets": list(k.buckets), "revoked": k.revoked, "created_ms": k.created_ms}
+                 for k in doc.keys],
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def parse_access(text: str) -> AccessDoc:
+    """The document in `text`, or `AccessError` naming the first field that is wrong."""
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise AccessError(f"access document: not JSON ({err})") from None
+    obj = _object(body, "access document", {"format", "version", "tenants", "keys"})
+    if obj["format"] != FORMAT:
+        raise AccessError(f"access document: format {str(obj['format'])[:40]!r} is not {FORMAT!r} "
+                          "(written by another maillage version?)")
+    version = _uint(obj["version"], "version")
+    tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(_list(obj["tenants"], "tenants")))
+    keys = tuple(_key(k, f"keys[{i}]") for i, k in enumerate(_list(obj["keys"], "keys")))
+    return AccessDoc(version, tenants, keys)
+
+
+def _tenant(value: object, where: str) -> Tenant:
+    obj = _object(value, where, {"name", "created_ms"})
+    return Tenant(name=_str(obj["name"], f"{where}.name"), created_ms=_uint(obj["created_ms"], f"{where}.created_ms"))
+
+
+def _key(value: object, where: str) -> AccessKey:
+    obj = _object(value, where, {"id", "secret", "tenant", "role", "buckets", "revoked", "created_ms"})
+    role = _role(_str(obj["role"], f"{where}.role"), f"{where}.role")
+    revoked = obj["revoked"]
+    if not isinstance(revoked, bool):
+        raise AccessError(f"{where}.revoked: must be true or false")
+    buckets = tuple(_str(b, f"{where}.buckets[{i}]") for i, b in enumerate(_list(obj["buckets"], f"{where}.buckets")))
+    return AccessKey(key_id=_str(obj["id"], f"{where}.id"), secret=_str(obj["secret"], f"{where}.secret"),
+                     tenant=_str(obj["tenant"], f"{where}.tenant"), role=role, buckets=buckets,
+                     revoked=revoked, created_ms=_uint(obj["created_ms"], f"{where}.created_ms"))
+
+
+def _role(value: str, where: str) -> Role:
+    for r in ROLES:
+        if r == value:
+            return r
+    raise AccessError(f"{where}: {value[:40]!r} is not one of {', '.join(ROLES)}")
+
+
+def _object(value: object, where: str, fields: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise AccessError(f"{where}: must be an object")
+    missing, extra = fields - value.keys(), value.keys() - fields
+    if missing:
+        raise AccessError(f"{where}: missing {', '.join(sorted(missing))}")
+    if extra:
+        raise AccessError(f"{where}: unknown field(s) {', '.join(sorted(str(e)[:40] for e in extra))}")
+    return value
+
+
+def _list(value: object, where: str) -> list[object]:
+    if not isinstance(value, list):
+        raise AccessError(f"{where}: must be a list")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise AccessError(f"{where}: must be a string")
+    return value
+
+
+def _uint(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_U64:
+        raise AccessError(f"{where}: must be an integer from 0 to 2^64-1")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation: every AccessDoc, however built, satisfies these
+
+
+def _check_doc(doc: AccessDoc) -> None:
+    _uint(doc.version, "version")
+    names = [t.name for t in doc.tenants]
+    for t in doc.tenants:
+        _check_tenant_name(t.name)
+        _uint(t.created_ms, f"tenant {t.name!r}: created_ms")
+    if names != sorted(set(names)):
+        raise AccessError("tenants: must be sorted by name, without duplicates")
+    ids = [k.key_id for k in doc.keys]
+    known = set(names)
+    for k in doc.keys:
+        _check_key(k, known)
+    if ids != sorted(set(ids)):
+        raise AccessError("keys: must be sorted by id, without duplicates")
+
+
+def _check_key(k: AccessKey, tenants: set[str]) -> None:
+    if not isinstance(k.key_id, str) or not _KEY_ID.match(k.key_id):
+        raise AccessError(f"access key id {str(k.key_id)[:40]!r}: must be {KEY_ID_PREFIX} followed by "
+                          f"{KEY_ID_LENGTH - len(KEY_ID_PREFIX)} of A-Z and 0-9")
+    where = f"access key {k.key_id}"
+    if k.tenant not in tenants:
+        raise AccessError(f"{where}: tenant {str(k.tenant)[:64]!r} does not exist")
+    if k.role not in ROLES:
+        raise AccessError(f"{where}: role {str(k.role)[:40]!r} is not one of {', '.join(ROLES)}")
+    if not isinstance(k.revoked, bool):
+        raise AccessError(f"{where}: revoked must be a bool")
+    # never echo a secret, even a malformed one
+    if k.revoked and k.secret != "":
+        raise AccessError(f"{where}: a revoked key keeps no secret")
+    if not k.revoked and (not isinstance(k.secret, str) or not _SECRET.match(k.secret)):
+        raise AccessError(f"{where}: secret must be {SECRET_LENGTH} characters among A-Z, a-z and 0-9")
+    if not isinstance(k.buckets, tuple) or list(k.buckets) != sorted(set(k.buckets)):
+        raise AccessError(f"{where}: buckets must be a sorted tuple without duplicates")
+    for b in k.buckets:
+        _check_bucket_name(b)
+    _uint(k.created_ms, f"{where}: created_ms")
+
+
+def _check_tenant_name(name: str) -> None:
+    if not isinstance(name, str) or not _TENANT.match(name):
+        raise AccessError(f"tenant name {str(name)[:64]!r}: use 1-63 characters among A-Z, a-z, 0-9, '.', '_' "
+                          "and '-', starting with a letter or digit")
+
+
+def _check_bucket_name(name: str) -> None:
+    if not isinstance(name, str) or not _BUCKET.match(name) or ".." in name:
+        raise AccessError(f"bucket name {str(name)[:64]!r}: use 3-63 characters among a-z, 0-9, '.' and '-', "
+                          "starting and ending with a letter or digit")
