@@ -18,8 +18,10 @@ a test steps through suspicion, grace periods and repair rounds in milliseconds,
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ class InMemoryNetwork:
         self.nodes: dict[str, Node] = {}
         self._down: set[str] = set()
         self._cut: set[frozenset[str]] = set()
-        self.calls = 0
+        self.calls: Counter[str] = Counter()  # calls made to each node
 
     def attach(self, node: Node) -> None:
         self.nodes[node.node_id] = node
@@ -72,7 +74,7 @@ class InMemoryNetwork:
 
     def reach(self, source: str, target: str) -> Node:
         """The node `source` calls, or PeerUnavailable as a dead or partitioned peer gives."""
-        self.calls += 1
+        self.calls[target] += 1
         if source in self._down:
             raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: {source} itself is down")
         if target in self._down or frozenset((source, target)) in self._cut or target not in self.nodes:
@@ -201,7 +203,7 @@ class InMemoryMesh:
             meta = MetaStore(data_dir / "meta")
             self._metas.append(meta)
             node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False), meta, self.signed,
-                        self._executor, transport_for=lambda node_id=n.id: self.network.transport(node_id),
+                        self._executor, transport_for=partial(self.network.transport, n.id),
                         timings=self.timings, chunk_size=chunk_size, clock=self.clock,
                         rng=random.Random(rng.random()))
             self.network.attach(node)

@@ -1,0 +1,169 @@
+"""Membership, repair, hand-back, tombstone expiry, chunk GC and the catalog cache, in-process: the
+clock is stepped by hand, so grace periods of minutes pass in microseconds and nothing sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from maillage.node.catalog import CACHE_SECONDS
+from maillage.node.clock import ManualClock
+from maillage.node.membership import PeerState
+from maillage.node.ratelimit import TokenBucket
+from maillage.placement import bucket_partition, format_layout
+
+from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
+
+
+def owners_of(mesh, bucket: str, policy: str = "france-only") -> tuple[str, ...]:
+    table = mesh.nodes["paris-1"].layout.table(policy)
+    return table.replicas(bucket_partition(bucket, table.bits))
+
+
+def test_gossip_moves_a_silent_node_to_suspect_then_down_and_back_up(mesh):
+    async def main():
+        await mesh.gossip(3)
+        mesh.down("lyon-1")
+        mesh.advance(TIMINGS.suspect_after)
+        await mesh.gossip(3)
+        for node_id in mesh.up_nodes():
+            detector = mesh.nodes[node_id].detector
+            assert detector.state("lyon-1") is PeerState.SUSPECT, node_id
+            assert all(detector.is_up(n) for n in mesh.up_nodes())
+        mesh.advance(TIMINGS.down_after)
+        await mesh.gossip(3)
+        assert all(mesh.nodes[n].detector.is_down("lyon-1") for n in mesh.up_nodes())
+        mesh.up("lyon-1")
+        await mesh.gossip(3)
+        assert all(mesh.nodes[n].detector.is_up("lyon-1") for n in mesh.nodes)
+    run(main())
+
+
+def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh):
+    async def main():
+        newer = make_layout(SITES[:-1] + (("munich-1", "eu/de/bayern"), ("berlin-1", "eu/de/berlin")), version=2)
+        text = format_layout(newer)
+        paris = mesh.nodes["paris-1"]
+        assert paris.layout.offer(newer, mesh.signed.sign(2, text), text)
+        await mesh.gossip(4)
+        assert {n.layout.current.version for n in mesh.nodes.values()} == {2}
+        forged = make_layout(version=3)
+        paris.layout.offer(forged, b"\x00" * 32, format_layout(forged))  # bypassing the check locally
+        await mesh.gossip(4)
+        assert {n.layout.current.version for n in mesh.nodes.values() if n is not paris} == {2}
+    run(main())
+
+
+def test_hand_back_returns_a_hinted_write_to_its_owner_and_drops_the_hint(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        owners = owners_of(mesh, "scans")
+        mesh.down(owners[0])
+        await mesh.put("scans", "k", os.urandom(3000))
+        hinted = mesh.holders("scans", "k") - set(owners)
+        assert len(hinted) == 1 and hinted <= FRENCH
+        await mesh.repair()  # the owner is unreachable: the hint stays
+        assert hinted <= mesh.holders("scans", "k")
+        mesh.up(owners[0])
+        await mesh.repair(2)
+        assert mesh.holders("scans", "k") == set(owners)
+        assert await mesh.get("scans", "k", via=owners[0]) == await mesh.get("scans", "k", via=owners[1])
+    run(main())
+
+
+def test_a_node_marked_out_has_its_data_copied_to_the_replacement_owner(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        data = os.urandom(4000)
+        m = await mesh.put("scans", "k", data)
+        owners = owners_of(mesh, "scans")
+        mesh.down(owners[0])
+        mesh.advance(TIMINGS.down_after + 1)
+        await mesh.gossip(3)
+        await mesh.repair(2)
+        holders = mesh.holders("scans", "k") - {owners[0]}
+        assert len(holders) == 2 and holders <= FRENCH
+        for ref in m.chunks:
+            assert len(mesh.chunk_holders(ref.digest) - {owners[0]}) >= 2
+        assert await mesh.get("scans", "k", via="munich-1") == data
+        progress = mesh.nodes[owners[1]].repairer.progress
+        assert progress.rounds_completed == 2 and progress.groups_done == progress.groups_total
+    run(main())
+
+
+def test_a_tombstone_expires_only_after_the_grace_and_only_when_every_owner_has_it(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        await mesh.put("scans", "gone", b"v1")
+        owners = owners_of(mesh, "scans")
+        mesh.down(owners[1])
+        await mesh.delete("scans", "gone")
+        mesh.up(owners[1])
+        mesh.advance(TIMINGS.gc_grace + 1)
+        await mesh.gossip(3)
+        # owners[1] still holds the live version: the first round must not drop the tombstone
+        # on owners[0] before owners[1] has pulled it.
+        await mesh.repair(3)
+        assert mesh.holders("scans", "gone") == set()
+        for via in mesh.nodes:
+            with pytest.raises(Exception, match="no object"):
+                await mesh.get("scans", "gone", via=via)
+        removed = sum(n.repairer.progress.tombstones_removed for n in mesh.nodes.values())
+        assert removed >= 2
+    run(main())
+
+
+def test_chunk_gc_removes_unreferenced_chunks_after_the_grace_and_waits_for_every_node(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        kept = await mesh.put("scans", "kept", os.urandom(2048))
+        old = await mesh.put("scans", "replaced", os.urandom(2048))
+        gone = await mesh.put("scans", "deleted", os.urandom(2048))
+        await mesh.put("scans", "replaced", os.urandom(2048))
+        await mesh.delete("scans", "deleted")
+        garbage = [r.digest for r in old.chunks + gone.chunks]
+        await mesh.collect_garbage()  # too young: nothing goes
+        assert all(mesh.chunk_holders(d) for d in garbage)
+        mesh.advance(TIMINGS.gc_grace + 1)
+        await mesh.gossip(3)
+        mesh.down("marseille-1")  # an eligible node that does not answer postpones the GC
+        await mesh.collect_garbage()
+        assert all(mesh.chunk_holders(d) for d in garbage)
+        mesh.up("marseille-1")
+        await mesh.collect_garbage()
+        assert not any(mesh.chunk_holders(d) for d in garbage)
+        assert all(len(mesh.chunk_holders(r.digest)) >= 2 for r in kept.chunks)
+        assert sum(n.collector.stats.chunks_removed for n in mesh.nodes.values()) >= len(garbage)
+    run(main())
+
+
+def test_the_catalog_caches_a_remote_bucket_record_for_a_few_seconds(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        munich = mesh.nodes["munich-1"]
+        assert (await munich.catalog.find("scans")) is not None
+        for n in FRENCH:
+            mesh.down(n)
+        assert (await munich.catalog.find("scans")) is not None  # from the cache
+        mesh.advance(CACHE_SECONDS)
+        assert (await munich.catalog.find("scans")) is None
+    run(main())
+
+
+def test_the_token_bucket_waits_on_its_clock():
+    async def main():
+        clock = ManualClock()
+        bucket = TokenBucket(1000, clock)
+        await bucket.take(1000)  # the first second's burst
+        waiting = asyncio.ensure_future(bucket.take(500))
+        await asyncio.sleep(0)
+        assert not waiting.done() and clock.sleepers == 1
+        clock.advance(0.4)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        clock.advance(0.1)
+        await asyncio.wait_for(waiting, 1.0)
+        await TokenBucket(0, clock).take(10**9)  # rate 0: unlimited
+    run(main())

@@ -1,0 +1,103 @@
+"""The coordinator and the quorum rules over in-process replicas: real stores, in-memory network."""
+
+from __future__ import annotations
+
+import pytest
+
+from maillage.node.errors import NoSuchKey, OutsidePolicy, PeerUnavailable, QuorumNotReached
+from maillage.node.quorum import ReplicaSets
+from maillage.placement import PolicyUnsatisfiable, bucket_partition, chunk_partition
+
+from .conftest import FRENCH, run
+
+
+def test_put_get_list_delete_through_any_node_and_every_byte_stays_inside_the_policy(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only", via="paris-1")
+        small, big = b"inline", bytes(range(256)) * 20  # 5 KiB: five 1 KiB chunks
+        await mesh.put("scans", "2026/a", small, via="munich-1")  # a coordinator outside the policy
+        m = await mesh.put("scans", "2026/b", big, via="lyon-1")
+        assert m.inline is None and len(m.chunks) == 5
+        for via in mesh.nodes:
+            assert await mesh.get("scans", "2026/a", via=via) == small
+            assert await mesh.get("scans", "2026/b", via=via) == big
+        listing = await mesh.via("toulouse-1").coordinator.list_objects("scans", prefix="2026/")
+        assert [o.key for o in listing.contents] == ["2026/a", "2026/b"]
+        # Residency: index entries, chunks and the bucket record only on French nodes.
+        assert mesh.holders("scans", "2026/a") <= FRENCH and len(mesh.holders("scans", "2026/a")) == 2
+        for ref in m.chunks:
+            assert mesh.chunk_holders(ref.digest) <= FRENCH and len(mesh.chunk_holders(ref.digest)) >= 2
+        munich = mesh.nodes["munich-1"].local
+        assert munich.meta.get_bucket("scans") is None and not list(munich.chunks.iter_digests())
+        await mesh.delete("scans", "2026/a", via="marseille-1")
+        with pytest.raises(NoSuchKey):
+            await mesh.get("scans", "2026/a", via="paris-1")
+    run(main())
+
+
+def test_a_write_with_an_owner_down_goes_to_the_next_node_of_the_policy_ring(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        owners = table.replicas(bucket_partition("scans", table.bits))
+        mesh.down(owners[0])
+        await mesh.put("scans", "k", b"v", via="munich-1")
+        holders = mesh.holders("scans", "k")
+        assert owners[1] in holders and owners[0] not in holders and len(holders) == 2
+        assert holders <= FRENCH  # the handoff never leaves the policy
+        assert await mesh.get("scans", "k", via="munich-1") == b"v"
+    run(main())
+
+
+def test_a_write_fails_closed_when_fewer_than_two_policy_sites_answer(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        for site in ("paris-1", "toulouse-1", "lyon-1"):
+            mesh.down(site)
+        with pytest.raises(QuorumNotReached):
+            await mesh.put("scans", "k", b"v", via="munich-1")
+        # Nothing spilled out of France: the German node stores nothing of the bucket.
+        assert mesh.nodes["munich-1"].local.meta.get_manifest("scans", "k") is None
+        with pytest.raises(PolicyUnsatisfiable):
+            await mesh.create_bucket("bier", "germany-only", via="munich-1")
+    run(main())
+
+
+def test_a_replica_outside_the_policy_refuses_to_store(mesh):
+    async def main():
+        record = await mesh.create_bucket("scans", "france-only")
+        munich = mesh.network.transport("paris-1").replica("munich-1")
+        with pytest.raises(OutsidePolicy):  # the peer's own check, as typed as over gRPC
+            await munich.put_bucket(record)
+        mesh.down("munich-1")
+        with pytest.raises(PeerUnavailable):
+            await munich.list_buckets()
+    run(main())
+
+
+def test_replica_sets_replace_each_failure_by_a_handoff_on_an_unused_site(mesh):
+    async def main():
+        node = mesh.nodes["munich-1"]
+        table = node.layout.table("eu-wide")
+        partition = chunk_partition(b"\x00" * 32, table.bits)
+        replicas, handoffs = table.replicas(partition), table.handoffs(partition)
+        mesh.down(replicas[0])
+        sets = ReplicaSets(node.peers, node.layout)
+        outcome = await sets.run(table, partition, lambda r: r.list_buckets())
+        assert set(outcome.errors) == {replicas[0]}
+        assert set(outcome.results) == {replicas[1], handoffs[0]}
+        await sets.write(table, partition, lambda r: r.list_buckets(), "probe")
+        for n in (replicas[1], *handoffs):
+            mesh.down(n)
+        with pytest.raises(QuorumNotReached, match="probe"):
+            await sets.write(table, partition, lambda r: r.list_buckets(), "probe")
+        # A node the failure detector suspects is routed around before any call is made.
+        mesh.network.heal()
+        for n in mesh.nodes:
+            mesh.up(n)
+        calls = mesh.network.calls[replicas[0]]
+        suspects = ReplicaSets(node.peers, node.layout, is_up=lambda n: n != replicas[0])
+        outcome = await suspects.read(table, partition, lambda r: r.list_buckets(), "probe")
+        assert replicas[0] in outcome.errors and set(outcome.results) == {replicas[1], handoffs[0]}
+        assert mesh.network.calls[replicas[0]] == calls
+    run(main())
