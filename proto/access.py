@@ -96,15 +96,20 @@ class AccessDoc:
     version: int = 0
     tenants: tuple[Tenant, ...] = ()
     keys: tuple[AccessKey, ...] = ()
+    # lookup indexes: every request looks its key up
+    _tenants_by_name: dict[str, Tenant] = field(init=False, repr=False, compare=False)
+    _keys_by_id: dict[str, AccessKey] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_doc(self)
+        object.__setattr__(self, "_tenants_by_name", {t.name: t for t in self.tenants})
+        object.__setattr__(self, "_keys_by_id", {k.key_id: k for k in self.keys})
 
     def tenant(self, name: str) -> Tenant | None:
-        return next((t for t in self.tenants if t.name == name), None)
+        return self._tenants_by_name.get(name)
 
     def key(self, key_id: str) -> AccessKey | None:
-        return next((k for k in self.keys if k.key_id == key_id), None)
+        return self._keys_by_id.get(key_id)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .signing import LayoutSigner
 
 __all__ = [
-    "ClusterDir", "IdentityError", "NodeFiles", "Peer", "Role", "TlsIdentity", "CLIENT_URI", "NODE_DOMAIN",
+    "ClusterDir", "IdentityError", "NodeFiles", "Peer", "PeerRole", "TlsIdentity", "CLIENT_URI", "NODE_DOMAIN",
     "NODE_URI_PREFIX", "create_cluster", "issue_node_certificate", "peer_of", "target_name",
 ]
 
@@ -51,7 +50,7 @@ _BACKDATE = datetime.timedelta(minutes=10)
 # The node ids the layout accepts (placement.layout's _NAME; proto may not import placement).
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 
-Role = Literal["node", "client", "none"]
+PeerRole = Literal["node", "client", "none"]
 
 
 class IdentityError(Exception):
@@ -101,7 +100,7 @@ class NodeFiles:
 class Peer:
     """Who is at the other end of a TLS connection, as its (CA-verified) certificate says."""
 
-    role: Role
+    role: PeerRole
     node_id: str | None = None
 
 
@@ -379,7 +378,7 @@ def _write_new(path: Path, data: bytes, *, private: bool) -> None:
 
 def _replace(path: Path, data: bytes, *, private: bool) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{secrets.token_hex(4)}")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise IdentityError(f"{path.parent}: {err.strerror}") from None
     try:
