@@ -87,7 +87,3 @@ class ManualClock:
             _, _, future = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
-
-    def skew_wall(self, seconds: float) -> None:
-        """Move the wall clock alone (a node whose clock is off)."""
-        self._wall_offset += seconds
