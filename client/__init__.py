@@ -1,7 +1,7 @@
 """The maillage SDK: `Client` (blocking) and `AsyncClient`, sharing one implementation.
 
     from maillage.client import Client
-    with Client("127.0.0.1:7001") as mesh:
+    with Client("127.0.0.1:7001", profile_name="default") as mesh:   # or Client(profile=...)
         mesh.create_bucket("scans", policy="france-only")
         mesh.put_object("scans", "2026/11/a.dcm", b"...")
         data = mesh.get_object("scans", "2026/11/a.dcm").read()
@@ -11,6 +11,7 @@ from ._async import AsyncClient, AsyncObjectBody
 from ._exceptions import (
     BucketAlreadyExists,
     BucketNotEmpty,
+    CredentialsError,
     IntegrityError,
     InternalError,
     InvalidBucketName,
@@ -31,6 +32,7 @@ from ._exceptions import (
     UnknownPolicy,
 )
 from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from ._profile import Credentials, Profile, resolve_profile, write_profile
 from ._sync import Client, ObjectBody
 
 __all__ = [
@@ -39,7 +41,8 @@ __all__ = [
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
     "PolicyUnsatisfiable", "OutsidePolicy", "IntegrityError", "StorageFull", "Unavailable",
-    "QuorumNotReached", "NodeUnavailable", "NoSuchChunk", "PermissionDenied", "InternalError",
+    "QuorumNotReached", "NodeUnavailable", "NoSuchChunk", "PermissionDenied", "CredentialsError", "InternalError",
+    "Credentials", "Profile", "resolve_profile", "write_profile",
 ]
 
 for _name in __all__:

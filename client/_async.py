@@ -1,15 +1,18 @@
 """AsyncClient: the one implementation of the SDK's logic (the sync Client drives it).
 
-The client fetches the layout once and computes placement itself (the same pure function the nodes
-use), so it talks straight to nodes inside a bucket's policy: writes stream to an eligible
-coordinator, and reads fetch each chunk's frame from the nearest replica, decompress it and verify
-its BLAKE3 digest here, trying the next replica on any error or mismatch. A corrupt copy is never
-returned to the caller.
+Every call goes over mutual TLS with the cluster's client certificate and carries a signature of
+the caller's access key (`Profile`: arguments, environment or a profile file, as the AWS tools do).
+The client fetches the layout once, uses it only if the cluster admin's signature verifies, and
+computes placement itself (the same pure function the nodes use), so it talks straight to nodes
+inside a bucket's policy: writes stream to an eligible coordinator, and reads fetch each chunk's
+frame from the nearest replica, decompress it and verify its BLAKE3 digest here, trying the next
+replica on any error or mismatch. A corrupt copy is never returned to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -28,7 +31,6 @@ from maillage.placement import (
     bucket_partition,
     chunk_partition,
     format_location,
-    parse_layout,
     partition_table,
 )
 from maillage.proto import bulk, pb, rpc
@@ -46,6 +48,8 @@ from ._models import (
     PutResult,
     Replica,
 )
+from ._profile import Profile, resolve_profile
+from ._trust import Trust
 
 Body = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
@@ -117,20 +121,34 @@ class AsyncObjectBody:
 class AsyncClient:
     """S3-like client for a maillage mesh.
 
-    `endpoints` are one or more node addresses ("host:port") to learn the layout from; `site` is the
-    client's own site, whose nodes it prefers for reads.
+    Where and as whom come from a `Profile`: give one, or let `resolve_profile` build it from the
+    arguments (`endpoints`: node addresses "host:port" to learn the layout from, `key_id` and
+    `secret`: the access key, `trust_dir`: the cluster's ca.pem, client.pem, client.key and
+    layout-signing.pub), then $MAILLAGE_* variables, then profile `profile_name` of the config file.
+    Missing or unusable credentials raise `CredentialsError`. `site` is the client's own site,
+    whose nodes it prefers for reads.
     """
 
-    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:7001", *, site: str | None = None,
-                 timeout: float = 60.0, prefetch: int = 4) -> None:
-        self._endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    def __init__(self, endpoints: str | Sequence[str] | None = None, *, profile: Profile | None = None,
+                 profile_name: str | None = None, key_id: str | None = None, secret: str | None = None,
+                 trust_dir: str | PathLike[str] | None = None, config_file: str | PathLike[str] | None = None,
+                 site: str | None = None, timeout: float = 60.0, prefetch: int = 4) -> None:
+        if profile is None:
+            profile = resolve_profile(endpoints, key_id=key_id, secret=secret, trust_dir=trust_dir,
+                                      profile=profile_name, config_file=config_file)
+        elif endpoints:
+            profile = dataclasses.replace(profile, endpoints=(endpoints,) if isinstance(endpoints, str)
+                                          else tuple(endpoints))
+        self.profile = profile
+        self._endpoints = list(profile.endpoints)
         if not self._endpoints:
             raise e.InvalidRequest("give at least one node address (host:port)")
+        self._trust = Trust.of(profile)
         self.site = site
         self.timeout = timeout
         self.prefetch = max(1, prefetch)
         self._layout: Layout | None = None
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
         self._policies: dict[str, str] = {}
         self._latency: dict[str, float] = {}
         self._rotation = 0
@@ -148,11 +166,16 @@ class AsyncClient:
 
     # ----- layout and node choice ------------------------------------------------------------
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
+    def _channel(self, address: str, peer: str | None) -> grpc.aio.Channel:
+        """The channel to `address`, checking that its certificate names node `peer` (None: any
+        node of the cluster, for an endpoint not matched to a node id yet)."""
+        channel = self._channels.get((address, peer))
         if channel is None:
-            channel = self._channels[address] = open_channel(address)
+            channel = self._channels[(address, peer)] = open_channel(address, tls=self._trust.tls, peer=peer)
         return channel
+
+    def _node_channel(self, layout: Layout, node_id: str) -> grpc.aio.Channel:
+        return self._channel(layout.node(node_id).address, node_id)
 
     async def layout(self) -> Layout:
         if self._layout is None:
@@ -161,18 +184,30 @@ class AsyncClient:
         return self._layout
 
     async def refresh_layout(self) -> Layout:
-        failures = []
+        """The layout from the first endpoint that answers with one signed by the cluster admin.
+
+        A layout whose signature does not verify is never used: the next endpoint is tried, and
+        `PermissionDenied` is raised when none gave a signed one."""
+        failures: list[str] = []
+        refused: e.PermissionDenied | None = None
         for address in self._endpoints:
             try:
                 with translate(address):
-                    doc = await rpc.ClusterStub(self._channel(address)).GetLayout(pb.GetLayoutRequest(), timeout=10)
+                    doc = await rpc.ClusterStub(self._channel(address, None)).GetLayout(
+                        pb.GetLayoutRequest(), timeout=10, metadata=self._trust.metadata("Cluster", "GetLayout"))
+                layout = self._trust.verified_layout(doc.version, doc.text, doc.signature, f"endpoint {address}")
+            except e.PermissionDenied as exc:
+                refused = refused or exc
+                failures.append(str(exc))
+                continue
             except e.NodeUnavailable as exc:
                 failures.append(str(exc))
                 continue
-            layout = parse_layout(doc.text)
             if self._layout is None or layout.version >= self._layout.version:
                 self._layout = layout
             return self._layout
+        if refused is not None:
+            raise e.PermissionDenied("; ".join(failures)) from refused
         raise e.NodeUnavailable(f"no endpoint answered with the layout ({'; '.join(failures)})")
 
     def _nearest_first(self, layout: Layout, node_ids: Iterable[str]) -> list[str]:
@@ -228,17 +263,19 @@ class AsyncClient:
         layout = await self.layout()
         last: e.MaillageError | None = None
         for node_id in await self._coordinators(bucket, index_first=index_first):
-            stub = rpc.ObjectsStub(self._channel(layout.node(node_id).address))
+            stub = rpc.ObjectsStub(self._node_channel(layout, node_id))
             try:
                 with translate(node_id):
-                    return await getattr(stub, method)(request, timeout=self.timeout)
+                    return await getattr(stub, method)(request, timeout=self.timeout,
+                                                       metadata=self._trust.metadata("Objects", method))
             except e.NodeUnavailable as exc:
                 last = exc
         raise last or e.NodeUnavailable("no node to send the request to")
 
     # ----- buckets ---------------------------------------------------------------------------
 
-    async def create_bucket(self, name: str, policy: str, *, owner: str = "") -> Bucket:
+    async def create_bucket(self, name: str, policy: str) -> Bucket:
+        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant."""
         layout = await self.layout()
         try:
             partition_table(layout, policy)  # refuse early, with placement's own words
@@ -246,7 +283,7 @@ class AsyncClient:
             cls = e.UnknownPolicy if isinstance(exc, UnknownPolicy) else e.PolicyUnsatisfiable
             raise cls(str(exc)) from exc
         reply = await self._objects_call(None, "CreateBucket",
-                                         pb.CreateBucketRequest(name=name, policy=policy, owner=owner))
+                                         pb.CreateBucketRequest(name=name, policy=policy))
         self._policies[name] = reply.policy
         return _bucket(reply)
 
@@ -275,12 +312,13 @@ class AsyncClient:
         last: e.MaillageError | None = None
         small = total is not None and total <= SMALL_OBJECT
         for node_id in await self._coordinators(bucket, index_first=small):
-            call = self._channel(layout.node(node_id).address).stream_unary(bulk.PUT_OBJECT, request_serializer=None,
-                                                                         response_deserializer=None)
+            call = self._node_channel(layout, node_id).stream_unary(bulk.PUT_OBJECT, request_serializer=None,
+                                                                    response_deserializer=None)
             sent = [0]
             try:
                 with translate(node_id):
-                    raw = await call(_put_stream(header, body, progress, total, sent), timeout=None)
+                    raw = await call(_put_stream(header, body, progress, total, sent), timeout=None,
+                                     metadata=self._trust.sign(bulk.PUT_OBJECT))
             except e.NodeUnavailable as exc:
                 last = exc
                 if not replayable(sent[0]):
@@ -294,6 +332,11 @@ class AsyncClient:
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:
         return _info(await self._manifest(bucket, key))
+
+    async def object_chunks(self, bucket: str, key: str) -> list[tuple[bytes, int]]:
+        """(BLAKE3 digest, length) of each chunk of the object; empty for a small object stored inline."""
+        manifest = await self._manifest(bucket, key)
+        return [(ref.digest, ref.length) for ref in manifest.chunks]
 
     async def _manifest(self, bucket: str, key: str) -> pb.Manifest:
         manifest: pb.Manifest = await self._objects_call(
@@ -317,12 +360,12 @@ class AsyncClient:
         problems: list[str] = []
         corrupt = False
         for node_id in self._nearest_first(layout, (*table.replicas(p), *table.handoffs(p))):
-            call = self._channel(layout.node(node_id).address).unary_unary(bulk.GET_CHUNK, request_serializer=None,
-                                                                        response_deserializer=None)
+            call = self._node_channel(layout, node_id).unary_unary(bulk.GET_CHUNK, request_serializer=None,
+                                                                   response_deserializer=None)
             began = time.monotonic()
             try:
                 with translate(node_id):
-                    frame = await call(digest, timeout=self.timeout)
+                    frame = await call(digest, timeout=self.timeout, metadata=self._trust.sign(bulk.GET_CHUNK))
             except e.MaillageError as error:
                 corrupt |= isinstance(error, e.IntegrityError)
                 problems.append(f"{node_id}: {error}")

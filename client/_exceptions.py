@@ -14,6 +14,7 @@
     ├── PolicyUnsatisfiable       the layout has fewer eligible sites than the policy's replicas
     ├── OutsidePolicy             a node refused data its location may not hold
     ├── PermissionDenied          the caller may not do this (credentials, signatures)
+    │   └── CredentialsError      no usable access key, trust dir or endpoint was given
     ├── IntegrityError            bytes did not match their BLAKE3 digest on every copy
     ├── StorageFull               a node's disk is full
     ├── Unavailable               the mesh could not do it now; retrying later may work
@@ -79,6 +80,10 @@ class OutsidePolicy(MaillageError):
 
 
 class PermissionDenied(MaillageError):
+    pass
+
+
+class CredentialsError(PermissionDenied):
     pass
 
 

@@ -17,6 +17,7 @@ from maillage.placement import Layout
 
 from ._async import AsyncClient, AsyncObjectBody, Body, Progress
 from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult
+from ._profile import Profile
 
 T = TypeVar("T")
 
@@ -73,10 +74,24 @@ class Client:
 
     Every method runs the AsyncClient method of the same name on the client's private loop."""
 
-    def __init__(self, endpoints: str | Sequence[str] = "127.0.0.1:7001", *, site: str | None = None,
-                 timeout: float = 60.0, prefetch: int = 4) -> None:
-        self._runner: _LoopThread | None = _LoopThread()
-        self._async: AsyncClient = self._runner.run(_make(endpoints, site=site, timeout=timeout, prefetch=prefetch))
+    def __init__(self, endpoints: str | Sequence[str] | None = None, *, profile: Profile | None = None,
+                 profile_name: str | None = None, key_id: str | None = None, secret: str | None = None,
+                 trust_dir: str | PathLike[str] | None = None, config_file: str | PathLike[str] | None = None,
+                 site: str | None = None, timeout: float = 60.0, prefetch: int = 4) -> None:
+        self._runner: _LoopThread | None = None
+        runner = _LoopThread()
+        try:
+            self._async: AsyncClient = runner.run(_make(
+                endpoints, profile=profile, profile_name=profile_name, key_id=key_id, secret=secret,
+                trust_dir=trust_dir, config_file=config_file, site=site, timeout=timeout, prefetch=prefetch))
+        except BaseException:
+            runner.stop()
+            raise
+        self._runner = runner
+
+    @property
+    def profile(self) -> Profile:
+        return self._async.profile
 
     def __enter__(self) -> Client:
         return self
@@ -104,8 +119,9 @@ class Client:
     def refresh_layout(self) -> Layout:
         return self._run(self._async.refresh_layout())
 
-    def create_bucket(self, name: str, policy: str, *, owner: str = "") -> Bucket:
-        return self._run(self._async.create_bucket(name, policy, owner=owner))
+    def create_bucket(self, name: str, policy: str) -> Bucket:
+        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant."""
+        return self._run(self._async.create_bucket(name, policy))
 
     def head_bucket(self, name: str) -> Bucket:
         return self._run(self._async.head_bucket(name))
@@ -126,6 +142,10 @@ class Client:
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         return self._run(self._async.head_object(bucket, key))
+
+    def object_chunks(self, bucket: str, key: str) -> list[tuple[bytes, int]]:
+        """(BLAKE3 digest, length) of each chunk of the object; empty for a small object stored inline."""
+        return self._run(self._async.object_chunks(bucket, key))
 
     def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> ObjectBody:
         """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
@@ -174,5 +194,5 @@ async def _next(stream: AsyncIterator[T]) -> T:
     return await anext(stream)
 
 
-async def _make(endpoints: str | Sequence[str], **options: Any) -> AsyncClient:
+async def _make(endpoints: str | Sequence[str] | None, **options: Any) -> AsyncClient:
     return AsyncClient(endpoints, **options)
