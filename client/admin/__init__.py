@@ -5,9 +5,11 @@ benchmarks and the fault harness use the same code as the command line (which on
 arguments and renders). Calls are blocking (admin work runs outside an event loop) and fan out to
 every node of the layout in parallel; a node that does not answer is reported, never hidden.
 
+    from maillage.client import resolve_profile
     from maillage.client.admin import ClusterAdmin, collect_audit
-    report = collect_audit("127.0.0.1:7001")
-    with ClusterAdmin("127.0.0.1:7001") as admin:
+    admin_profile = resolve_profile(profile="admin")        # an admin access key
+    report = collect_audit(admin_profile)
+    with ClusterAdmin(admin_profile) as admin:
         print(admin.statuses())
 """
 

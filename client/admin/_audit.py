@@ -21,9 +21,9 @@ disk), and judges each copy against the rules of the admin's layout:
   the sites inside that policy whose inventory lists it (a referenced chunk found nowhere counts).
   A node that does not answer proves nothing, so its copies do not count.
 
-The verdict needs no secret and writes nothing. `collect_audit` is the public entry point (the
-command, the benchmarks and the fault harness call it); `evaluate` is the pure judgement, given
-the facts.
+The audit needs an admin access key (it reads every tenant's data) and writes nothing.
+`collect_audit` is the public entry point (the command, the benchmarks and the fault harness call
+it); `evaluate` is the pure judgement, given the facts.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from typing import Any
 
 import grpc
 
+from maillage.client._profile import Profile
 from maillage.placement import Layout, Policy, UnknownPolicy, format_location
-from maillage.proto import pb, rpc
+from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
 
 from ._connect import AuditError, Channels, fetch_layout, parallel, using_channels, why
@@ -56,21 +57,22 @@ class Inventory:
     refs: dict[str, set[bytes]] = field(default_factory=dict)  # bucket -> digests its manifests here reference
 
 
-def fetch_inventories(layout: Layout, *, timeout: float = 15.0,
+def fetch_inventories(layout: Layout, profile: Profile, *, timeout: float = 15.0,
                       channels: Channels | None = None) -> tuple[dict[str, Inventory], dict[str, str]]:
-    """Ask every node of the layout, in parallel, for its inventory: (inventories, {node: why unreachable})."""
+    """Ask every node of the layout, in parallel, for its inventory: (inventories, {node: why unreachable}).
+    Needs an admin key in `profile`."""
 
     def one(chans: Channels, node_id: str) -> Inventory | str:
-        stub = rpc.ReplicaStub(chans.get(layout.node(node_id).address))
         try:
-            reply = stub.Inventory(pb.InventoryRequest(), timeout=timeout)
+            reply = chans.call("Replica", "Inventory", pb.InventoryRequest(), address=layout.node(node_id).address,
+                               peer=node_id, timeout=timeout)
         except grpc.RpcError as err:
             return why(err)
         return Inventory(node_id, {b.bucket: set(b.keys) for b in reply.buckets}, set(reply.all_chunks),
                          {b.bucket: set(b.chunks) for b in reply.buckets})
 
     ids = [n.id for n in layout.nodes]
-    with using_channels(channels) as chans:
+    with using_channels(profile, channels) as chans:
         results = dict(zip(ids, parallel(lambda n: one(chans, n), ids)))
     found = {n: r for n, r in results.items() if isinstance(r, Inventory)}
     missing = {n: r for n, r in results.items() if isinstance(r, str)}
@@ -78,9 +80,10 @@ def fetch_inventories(layout: Layout, *, timeout: float = 15.0,
 
 
 def _bucket_policies(chans: Channels, address: str, timeout: float) -> dict[str, str]:
-
+    """Every bucket of every tenant (ListBuckets with an admin key) and its policy."""
     try:
-        reply = rpc.ObjectsStub(chans.get(address)).ListBuckets(pb.ListBucketsRequest(), timeout=timeout)
+        reply = chans.call("Objects", "ListBuckets", pb.ListBucketsRequest(), address=address, peer=None,
+                           timeout=timeout)
     except grpc.RpcError as err:
         raise AuditError(f"cannot list the buckets through {address}: {why(err)}") from None
     return {b.name: b.policy for b in reply.buckets}
@@ -102,12 +105,12 @@ def _newest_entries(layout: Layout, inventories: Mapping[str, Inventory], chans:
 
     def listing(job: tuple[str, str]) -> list[pb.Manifest] | str:
         node, bucket = job
-        stub = rpc.ReplicaStub(chans.get(layout.node(node).address))
         entries, cursor = [], ""
         while True:
             try:
-                reply = stub.ListIndex(pb.ListIndexRequest(bucket=bucket, start_after=cursor, limit=LIST_PAGE),
-                                       timeout=timeout)
+                reply = chans.call("Replica", "ListIndex",
+                                   pb.ListIndexRequest(bucket=bucket, start_after=cursor, limit=LIST_PAGE),
+                                   address=layout.node(node).address, peer=node, timeout=timeout)
             except grpc.RpcError as err:
                 return why(err)
             entries.extend(reply.entries)
@@ -136,9 +139,9 @@ def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], cha
 
     def chunks_of(item: tuple[tuple[str, str], _Entry]) -> list[bytes]:
         (bucket, key), entry = item
-        stub = rpc.ReplicaStub(chans.get(layout.node(entry.node).address))
         try:
-            reply = stub.GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=timeout)
+            reply = chans.call("Replica", "GetManifest", pb.GetManifestRequest(bucket=bucket, key=key),
+                               address=layout.node(entry.node).address, peer=entry.node, timeout=timeout)
         except grpc.RpcError:
             return []                  # the node went away meanwhile: its inventory refs still count
         return [c.digest for c in reply.manifest.chunks] if reply.found else []
@@ -286,17 +289,18 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
 
 # ----- the public entry point ------------------------------------------------------------------
 
-def collect_audit(endpoint: str, *, timeout: float = 10.0) -> AuditReport:
-    """Audit the mesh that ``endpoint`` (HOST:PORT, or several comma-separated) belongs to.
+def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
+    """Audit the mesh of ``profile`` (its endpoints; an admin key: the audit reads every tenant's
+    buckets and every node's inventory).
 
     Synchronous. Reads the layout from the endpoint, asks every node of it for its inventory in
     parallel, the endpoint for the buckets and their policies, and the nodes holding each bucket's
     index for the newest manifests. Raises ``AuditError`` when no layout or bucket list can be had;
     a node that does not answer is listed in ``unreachable``, not raised."""
-    with using_channels() as chans:
-        layout, address = fetch_layout(endpoint, timeout=timeout, channels=chans)
+    with using_channels(profile) as chans:
+        layout, address = fetch_layout(profile, timeout=timeout, channels=chans)
         bucket_policies = _bucket_policies(chans, address, timeout)
-        inventories, missing = fetch_inventories(layout, timeout=timeout, channels=chans)
+        inventories, missing = fetch_inventories(layout, profile, timeout=timeout, channels=chans)
         unreachable = dict(missing)
         newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
         refs = _manifest_refs(layout, newest, chans, timeout)

@@ -1,7 +1,9 @@
 """Signed layout changes and mesh-wide status: the admin calls of the `Cluster` service.
 
-Layout documents are signed with the cluster secret (`maillage.proto.signing`); nodes refuse
-unsigned ones. Staging and applying go to every node in parallel; the endpoint (the first node
+Layout and access documents are signed with the cluster's Ed25519 layout-signing key
+(`maillage.proto.signing`, kind "layout" or "access"); nodes refuse unsigned ones, and this API uses
+a layout or access document it reads only when the signature verifies. Every call carries the
+profile's (admin) access key. Staging and applying go to every node in parallel; the endpoint (the first node
 that answered) must accept, the others are reported when they do not. Status and repair progress
 are asked of every node of the layout, and a node that does not answer is reported, never hidden.
 """
@@ -14,11 +16,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from maillage.placement import Layout, Node, PlacementError, format_layout, parse_layout
-from maillage.proto import pb, rpc
-from maillage.proto.signing import ClusterKey
+from maillage.client._exceptions import MaillageError, PermissionDenied
+from maillage.client._profile import Profile
+from maillage.placement import Layout, Node, format_layout
+from maillage.proto import pb
+from maillage.proto.access import AccessDoc, AccessError, encode_access, parse_access
+from maillage.proto.signing import LayoutAuthError, LayoutSigner
 
-from ._connect import AdminError, Channels, fetch_layout, parallel, split_addresses
+from ._connect import AdminError, Channels, fetch_layout, parallel
 
 __all__ = ["ClusterAdmin", "Staged", "NodeAnswers"]
 
@@ -43,29 +48,21 @@ def _rpc_error(address: str, err: grpc.RpcError) -> AdminError:
     return AdminError(f"node {address}: {details or name} ({name})")
 
 
-def _parse(text: str, what: str) -> Layout:
-    try:
-        return parse_layout(text)
-    except PlacementError as exc:
-        raise AdminError(f"{what} does not parse: {exc}") from None
-
-
 class ClusterAdmin:
-    """Admin calls through one endpoint node (and, for staging, apply and status, every node).
+    """Admin calls through one endpoint node (and, for staging, apply, access and status, every node).
 
-    `key` gives the cluster secret when a call needs to sign (read lazily: looking at a layout or
-    the status needs no secret). Use as a context manager, or call close()."""
+    `profile` gives the endpoints, the trust dir and an admin access key; `signer` (the cluster's
+    layout-signing private key) is needed only by the calls that change the layout or the access
+    document. Use as a context manager, or call close()."""
 
-    def __init__(self, endpoints: str | Iterable[str], *, key: Callable[[], ClusterKey] | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(self, profile: Profile, *, signer: LayoutSigner | None = None, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self._key_source = key
-        self._key: ClusterKey | None = None
-        self._channels = Channels()
+        self.profile = profile
+        self._signer = signer
+        self._channels = Channels(profile)
         try:
-            self.layout, self.address = fetch_layout(split_addresses(endpoints), timeout=timeout,
-                                                     channels=self._channels)
-        except AdminError:
+            self.layout, self.address = fetch_layout(profile, timeout=timeout, channels=self._channels)
+        except MaillageError:
             self._channels.close()
             raise
 
@@ -80,24 +77,32 @@ class ClusterAdmin:
 
     # ----- plumbing --------------------------------------------------------------------------
 
+    def _peer(self, address: str, *layouts: Layout) -> str | None:
+        """The node id the layouts give `address` (its certificate must name it), None if unknown."""
+        for layout in (*layouts, self.layout):
+            for n in layout.nodes:
+                if n.address == address:
+                    return n.id
+        return None
+
     def _call(self, address: str, method: str, request: Any, service: str = "Cluster",
-              timeout: float | None = None) -> Any:
-        stub = getattr(rpc, f"{service}Stub")(self._channels.get(address))
+              timeout: float | None = None, peer: str | None = None) -> Any:
         try:
-            return getattr(stub, method)(request, timeout=timeout or self.timeout)
+            return self._channels.call(service, method, request, address=address,
+                                       peer=peer if peer is not None else self._peer(address),
+                                       timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise _rpc_error(address, err) from None
 
     @property
-    def key(self) -> ClusterKey:
-        if self._key is None:
-            if self._key_source is None:
-                raise AdminError("this call signs a layout: give the cluster secret")
-            self._key = self._key_source()
-        return self._key
+    def signer(self) -> LayoutSigner:
+        if self._signer is None:
+            raise AdminError("this call signs a document: give the cluster's layout-signing key "
+                             "(the cluster dir made by `maillage cluster init`)")
+        return self._signer
 
     def _doc(self, version: int, text: str) -> pb.LayoutDoc:
-        return pb.LayoutDoc(version=version, text=text, signature=self.key.sign(version, text))
+        return pb.LayoutDoc(version=version, text=text, signature=self.signer.sign(version, text))
 
     def _everywhere(self, addresses: Iterable[str], send: Callable[[str], Any]) -> dict[str, Any]:
         """send(address) on every address in parallel: {address: reply or AdminError}."""
@@ -120,7 +125,11 @@ class ClusterAdmin:
         doc = self._call(self.address, "GetStagedLayout", pb.GetLayoutRequest())
         if not doc.text:
             return None
-        return Staged(_parse(doc.text, f"the staged layout of {self.address}"), doc.version)
+        try:
+            layout = self._channels.trust.verified_layout(doc.version, doc.text, doc.signature, self.address)
+        except PermissionDenied as exc:
+            raise AdminError(f"the staged layout of {self.address}: {exc}") from None
+        return Staged(layout, doc.version)
 
     def stage(self, layout: Layout) -> list[str]:
         """Stage ``layout`` (prepared against the current version) on every node; the endpoint
@@ -148,14 +157,56 @@ class ClusterAdmin:
                              f"v{first.current_version} (someone applied a change meanwhile: "
                              "look at `maillage layout show` and stage again)")
         others = [a for a in self._all_addresses(self.layout, layout) if a != self.address]
-        replies = self._everywhere(others, lambda a: self._call(a, "PushLayout", doc))
+        replies = self._everywhere(others, lambda a: self._call(a, "PushLayout", doc, peer=self._peer(a, layout)))
         adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, AdminError))
         return adopted, [str(r) for r in replies.values() if isinstance(r, AdminError)]
 
     def buckets(self) -> list[tuple[str, str]]:
-        """(bucket, policy) of every bucket of the mesh."""
+        """(bucket, policy) of every bucket of the mesh (every tenant's: an admin key lists all)."""
         reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
         return [(b.name, b.policy) for b in reply.buckets]
+
+    # ----- tenants and access keys -----------------------------------------------------------
+
+    def access(self) -> AccessDoc:
+        """The mesh's access document (tenants and keys, secrets included), read from the endpoint
+        and used only if the cluster admin's signature verifies."""
+        doc = self._call(self.address, "GetAccess", pb.GetAccessRequest())
+        try:
+            self._channels.trust.verifier.verify(doc.version, doc.text, doc.signature, kind="access")
+        except LayoutAuthError as exc:
+            raise PermissionDenied(f"refused the access document from {self.address}: {exc}") from None
+        try:
+            parsed = parse_access(doc.text)
+        except AccessError as exc:
+            raise AdminError(f"the access document of {self.address} does not parse: {exc}") from None
+        if parsed.version != doc.version:
+            raise AdminError(f"the access document of {self.address} is signed as version {doc.version} "
+                             f"but says version {parsed.version}")
+        return parsed
+
+    def push_access(self, doc: AccessDoc) -> tuple[int, list[str]]:
+        """Sign ``doc`` (its version must be the current one + 1) and push it to the endpoint, then
+        to every node of the layout in parallel (nodes also spread it by gossip; highest version
+        wins). Returns (nodes that adopted it, problems)."""
+        text = encode_access(doc)
+        message = pb.AccessDoc(version=doc.version, text=text,
+                               signature=self.signer.sign(doc.version, text, kind="access"))
+        first = self._call(self.address, "PushAccess", message)
+        if not first.accepted and first.current_version != doc.version:
+            raise AdminError(f"node {self.address} refused access document v{doc.version}: it already has "
+                             f"v{first.current_version} (someone changed tenants or keys meanwhile: try again)")
+        others = [a for a in self._all_addresses(self.layout) if a != self.address]
+        replies = self._everywhere(others, lambda a: self._call(a, "PushAccess", message))
+        adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, AdminError))
+        return adopted, [str(r) for r in replies.values() if isinstance(r, AdminError)]
+
+    def edit_access(self, edit: Callable[[AccessDoc], AccessDoc]) -> tuple[AccessDoc, int, list[str]]:
+        """Read the current access document, apply a pure edit (`maillage.proto.access`), sign and
+        push the result everywhere: (new document, nodes that adopted it, problems)."""
+        new = edit(self.access())
+        adopted, problems = self.push_access(new)
+        return new, adopted, problems
 
     # ----- every node ------------------------------------------------------------------------
 
@@ -163,7 +214,7 @@ class ClusterAdmin:
         """One `Cluster` method on every node of the layout: node id -> reply, or why none."""
         def ask(node: Node) -> Any:
             try:
-                return self._call(node.address, method, request(), timeout=timeout)
+                return self._call(node.address, method, request(), timeout=timeout, peer=node.id)
             except AdminError as exc:
                 return f"unreachable ({exc})"
 

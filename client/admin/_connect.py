@@ -2,20 +2,24 @@
 
 Admin work (audit, status, layout changes) runs outside an event loop, often from a command line,
 and asks many nodes at once; sync gRPC channels are thread-safe, so a small thread pool shares them.
-Channels come from the one factory, `maillage.proto.channels`.
+Channels come from the one factory, `maillage.proto.channels`, with the TLS identity and access key
+of a `Profile` (an admin key for everything but the object listings).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
-from maillage.client._exceptions import MaillageError
-from maillage.placement import Layout, PlacementError, parse_layout
+from maillage.client._exceptions import MaillageError, PermissionDenied
+from maillage.client._profile import Profile
+from maillage.client._trust import Trust
+from maillage.placement import Layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
 
@@ -35,30 +39,46 @@ class AuditError(AdminError):
 
 
 class Channels:
-    """One blocking channel per address, shared by worker threads; close() when done."""
+    """One blocking channel per (address, node id), shared by worker threads; close() when done.
 
-    def __init__(self) -> None:
-        self._open: dict[str, grpc.Channel] = {}
+    Every channel is mutual TLS with the profile's trust dir, and every call is signed with the
+    profile's access key (admin calls need an admin key)."""
 
-    def get(self, address: str) -> grpc.Channel:
-        channel = self._open.get(address)
-        if channel is None:
-            channel = self._open[address] = open_blocking_channel(address, max_receive=INVENTORY_MESSAGE)
-        return channel
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.trust = Trust.of(profile)
+        self._open: dict[tuple[str, str | None], grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, address: str, peer: str | None = None) -> grpc.Channel:
+        """The channel to `address`; its certificate must name node `peer` (None: any node of the cluster)."""
+        with self._lock:
+            channel = self._open.get((address, peer))
+            if channel is None:
+                channel = self._open[(address, peer)] = open_blocking_channel(
+                    address, tls=self.trust.tls, peer=peer, max_receive=INVENTORY_MESSAGE)
+            return channel
+
+    def call(self, service: str, method: str, request: Any, *, address: str, peer: str | None,
+             timeout: float) -> Any:
+        """One signed call of `service`.`method`; a failure leaves as `grpc.RpcError`."""
+        stub = getattr(rpc, f"{service}Stub")(self.get(address, peer))
+        return getattr(stub, method)(request, timeout=timeout, metadata=self.trust.metadata(service, method))
 
     def close(self) -> None:
-        for channel in self._open.values():
-            channel.close()
-        self._open.clear()
+        with self._lock:
+            for channel in self._open.values():
+                channel.close()
+            self._open.clear()
 
 
 @contextmanager
-def using_channels(given: Channels | None = None) -> Iterator[Channels]:
-    """The caller's channels, or fresh ones closed on exit."""
+def using_channels(profile: Profile, given: Channels | None = None) -> Iterator[Channels]:
+    """The caller's channels, or fresh ones for `profile` closed on exit."""
     if given is not None:
         yield given
         return
-    fresh = Channels()
+    fresh = Channels(profile)
     try:
         yield fresh
     finally:
@@ -85,23 +105,29 @@ def split_addresses(addresses: str | Iterable[str]) -> list[str]:
     return [a.strip() for a in addresses if a.strip()]
 
 
-def fetch_layout(addresses: str | Iterable[str], *, timeout: float = 10.0,
-                 channels: Channels | None = None) -> tuple[Layout, str]:
-    """The layout of the first address that answers (comma-separated or a list): (layout, address)."""
-    wanted = split_addresses(addresses)
+def fetch_layout(profile: Profile, *, timeout: float = 10.0, channels: Channels | None = None,
+                 endpoints: Iterable[str] | None = None) -> tuple[Layout, str]:
+    """The layout of the first endpoint of `profile` (or of `endpoints`) that answers with one the
+    cluster admin signed: (layout, address). A layout whose signature does not verify is never used;
+    when no endpoint gave a signed one and one gave a forged one, `PermissionDenied`."""
+    wanted = split_addresses(endpoints if endpoints is not None else profile.endpoints)
     if not wanted:
         raise AuditError("no endpoint given")
     problems = []
-    with using_channels(channels) as chans:
+    refused: PermissionDenied | None = None
+    with using_channels(profile, channels) as chans:
         for address in wanted:
             try:
-                doc = rpc.ClusterStub(chans.get(address)).GetLayout(pb.GetLayoutRequest(), timeout=timeout)
+                doc = chans.call("Cluster", "GetLayout", pb.GetLayoutRequest(), address=address, peer=None,
+                                 timeout=timeout)
             except grpc.RpcError as err:
                 problems.append(f"{address}: {why(err)}")
                 continue
             try:
-                return parse_layout(doc.text), address
-            except PlacementError as exc:
-                problems.append(f"{address}: its layout does not parse: {exc}")
+                return chans.trust.verified_layout(doc.version, doc.text, doc.signature, address), address
+            except PermissionDenied as exc:
+                refused = refused or exc
+                problems.append(str(exc))
+    if refused is not None:
+        raise PermissionDenied(f"cannot read a signed layout: {'; '.join(problems)}")
     raise AuditError(f"cannot read the layout: {'; '.join(problems)}")
-

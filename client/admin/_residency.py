@@ -18,30 +18,46 @@ from dataclasses import dataclass, field
 import grpc
 
 from maillage.client._exceptions import NoSuchKey
-from maillage.placement import Layout, Policy, format_location
-from maillage.proto import pb, rpc
-from maillage.proto.channels import open_blocking_channel
+from maillage.client._profile import Profile
+from maillage.placement import Layout, Policy, bucket_partition, format_location, partition_table
+from maillage.proto import pb
 
 from ._audit import Inventory
-from ._connect import AdminError
+from ._connect import AdminError, Channels, parallel, using_channels, why
 
 __all__ = ["Holding", "ObjectResidency", "bucket_violations", "fetch_manifest", "sites_of", "survey"]
 
 
-def fetch_manifest(layout: Layout, policy: str, bucket: str, key: str, *, timeout: float = 15.0) -> pb.Manifest:
-    """The object's manifest with its chunk list, from any node of the bucket's policy that answers."""
-    problems = []
-    for node in layout.eligible_nodes(policy):
-        with open_blocking_channel(node.address) as channel:
+def fetch_manifest(layout: Layout, policy: str, bucket: str, key: str, profile: Profile, *,
+                   timeout: float = 15.0, channels: Channels | None = None) -> pb.Manifest:
+    """The object's newest manifest with its chunk list, read with Replica.GetManifest (an admin
+    key) from the owners of the bucket's index (and its handoffs) in parallel; `NoSuchKey` when
+    the newest version any of them holds is a tombstone or none holds one."""
+    table = partition_table(layout, policy)
+    p = bucket_partition(bucket, table.bits)
+    owners = list(dict.fromkeys((*table.replicas(p), *table.handoffs(p))))
+    with using_channels(profile, channels) as chans:
+        def ask(node_id: str) -> pb.GetManifestReply | str:
             try:
-                reply: pb.Manifest = rpc.ObjectsStub(channel).HeadObject(
-                    pb.HeadObjectRequest(bucket=bucket, key=key), timeout=timeout)
+                reply: pb.GetManifestReply = chans.call(
+                    "Replica", "GetManifest", pb.GetManifestRequest(bucket=bucket, key=key),
+                    address=layout.node(node_id).address, peer=node_id, timeout=timeout)
                 return reply
             except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND:
-                    raise NoSuchKey(err.details() or f"no object {bucket}/{key}") from err
-                problems.append(f"{node.id}: {err.code().name}")
-    raise AdminError(f"no node of policy {policy!r} answered for {bucket}/{key} ({'; '.join(problems)})")
+                return why(err)
+
+        replies = dict(zip(owners, parallel(ask, owners)))
+    problems = [f"{n}: {r}" for n, r in replies.items() if isinstance(r, str)]
+    found = [r.manifest for r in replies.values() if not isinstance(r, str) and r.found]
+    if len(problems) == len(owners):
+        raise AdminError(f"no owner of the index of bucket {bucket!r} (policy {policy!r}) answered for "
+                         f"{bucket}/{key} ({'; '.join(problems)})")
+    if not found:
+        raise NoSuchKey(f"no object {bucket}/{key}")
+    newest = max(found, key=lambda m: (m.version, m.writer))
+    if newest.deleted:
+        raise NoSuchKey(f"no object {bucket}/{key} (deleted)")
+    return newest
 
 
 @dataclass
