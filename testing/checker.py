@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from maillage.client import AsyncClient, MaillageError, NoSuchKey, ObjectSummary, admin
+from maillage.client import AsyncClient, MaillageError, NoSuchKey, ObjectSummary, Profile, admin
 from maillage.placement import Layout, bucket_partition, chunk_partition, partition_table
 
 from .workload import FAIL, OK, UNKNOWN, BadValue, BucketSpec, Op, decode_value
@@ -102,12 +102,12 @@ class Report:
 
 # ----- final state --------------------------------------------------------------------------------
 
-async def _read_final(endpoints: Sequence[str], buckets: Sequence[BucketSpec], keys: Sequence[str],
+async def _read_final(profile: Profile, buckets: Sequence[BucketSpec], keys: Sequence[str],
                       deadline: float) -> tuple[dict, dict, list[str]]:
     final: dict[tuple[str, str], int | None] = {}
     listed: dict[str, set[str]] = {}
     problems: list[str] = []
-    async with AsyncClient(list(endpoints), timeout=5) as client:
+    async with AsyncClient(profile=profile, timeout=5) as client:
         for b in buckets:
             for key in keys:
                 last = ""
@@ -144,11 +144,11 @@ async def _read_final(endpoints: Sequence[str], buckets: Sequence[BucketSpec], k
     return final, listed, problems
 
 
-def read_final(endpoints: Sequence[str], buckets: Sequence[BucketSpec], keys: Sequence[str],
+def read_final(profile: Profile, buckets: Sequence[BucketSpec], keys: Sequence[str],
                timeout: float = 30.0) -> tuple[dict, dict, list[str]]:
     """Read every key of every bucket once the mesh is healed: ({(bucket, key): seq | None},
     {bucket: listed keys}, problems). Unavailable answers are retried until ``timeout``."""
-    return asyncio.run(_read_final(endpoints, buckets, keys, time.monotonic() + timeout))
+    return asyncio.run(_read_final(profile, buckets, keys, time.monotonic() + timeout))
 
 
 # ----- the history --------------------------------------------------------------------------------
@@ -234,19 +234,19 @@ def check_history(history: Iterable[Op], final: dict[tuple[str, str], int | None
 
 # ----- replication and residency ------------------------------------------------------------------
 
-def replication_state(layout: Layout, buckets: Sequence[BucketSpec],
+def replication_state(layout: Layout, admin_profile: Profile, buckets: Sequence[BucketSpec],
                       final: dict[tuple[str, str], int | None]) -> Replication:
     """One look at every node's inventory: copies, residency and placement of present objects."""
     out = Replication()
     try:
-        rep = admin.collect_audit(layout.nodes[0].address)
+        rep = admin.collect_audit(admin_profile)
         out.violations.extend(str(v) for v in rep.violations)
         out.audit = (f"maillage audit: {len(rep.violations)} violations, {rep.under_replicated} "
                      f"pieces under-replicated (tombstones and unreferenced chunks included), "
                      f"unreachable {list(rep.unreachable)}")
     except MaillageError as exc:  # reported, the inventory check below still runs
         out.audit = f"maillage audit failed: {type(exc).__name__}: {exc}"
-    inventories, unreachable = admin.fetch_inventories(layout, timeout=10)
+    inventories, unreachable = admin.fetch_inventories(layout, admin_profile, timeout=10)
     out.unreachable = unreachable
     for b in buckets:
         policy = layout.policy(b.policy)
@@ -258,7 +258,7 @@ def replication_state(layout: Layout, buckets: Sequence[BucketSpec],
                 continue
             out.objects += 1
             try:
-                manifest = admin.fetch_manifest(layout, b.policy, bucket, key, timeout=5)
+                manifest = admin.fetch_manifest(layout, b.policy, bucket, key, admin_profile, timeout=5)
             except Exception as exc:
                 out.under.append(f"{bucket}/{key}: manifest unreadable ({exc})")
                 continue
@@ -281,13 +281,13 @@ def replication_state(layout: Layout, buckets: Sequence[BucketSpec],
     return out
 
 
-def wait_replicated(layout: Layout, buckets: Sequence[BucketSpec], final: dict, bound: float,
+def wait_replicated(layout: Layout, admin_profile: Profile, buckets: Sequence[BucketSpec], final: dict, bound: float,
                     *, placed: bool = False) -> tuple[Replication, float | None]:
     """Poll until every present object has R copies (and, with ``placed``, sits on its preferred
     replicas); returns the last state and the seconds it took (None: not within ``bound``)."""
     t0 = time.monotonic()
     while True:
-        state = replication_state(layout, buckets, final)
+        state = replication_state(layout, admin_profile, buckets, final)
         done = not state.under and not state.unreachable and (not placed or not state.misplaced)
         if done:
             return state, time.monotonic() - t0
@@ -296,18 +296,18 @@ def wait_replicated(layout: Layout, buckets: Sequence[BucketSpec], final: dict, 
         time.sleep(1.0)
 
 
-def check(mode: str, seed: int, history: list[Op], endpoints: Sequence[str], layout: Layout,
+def check(mode: str, seed: int, history: list[Op], profile: Profile, admin_profile: Profile, layout: Layout,
           buckets: Sequence[BucketSpec], keys: Sequence[str], *, faults: Sequence[str] = (),
           replication_bound: float = 20.0, read_timeout: float = 30.0, placed: bool = False) -> Report:
     """The whole check after healing: final reads, history, residency, replication time."""
     report = Report(mode, seed, list(history), list(faults), replication_bound=replication_bound)
-    final, listed, problems = read_final(endpoints, buckets, keys, read_timeout)
+    final, listed, problems = read_final(profile, buckets, keys, read_timeout)
     report.final = final
     report.anomalies.extend(problems)
     anomalies, notes = check_history(history, final, listed)
     report.anomalies.extend(anomalies)
     report.notes.extend(notes)
-    state, took = wait_replicated(layout, buckets, final, replication_bound, placed=placed)
+    state, took = wait_replicated(layout, admin_profile, buckets, final, replication_bound, placed=placed)
     report.replication, report.time_to_full = state, took
     report.anomalies.extend(f"RESIDENCY VIOLATION: {v}" for v in state.violations)
     if state.unreachable:

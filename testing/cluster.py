@@ -4,9 +4,10 @@ Why: the harness must hit the node's real network path (partitions, loss, latenc
 kernel of each site's namespace) and its real process life (SIGKILL, SIGSTOP, a skewed clock, a
 full disk), while the test process drives clients and the checker from the host.
 
-How: ``SiteMesh`` *is* a ``maillage.testing.localmesh.LocalMesh`` (same layout file, cluster secret,
-data directories, readiness wait, log tail) whose node processes are started by a
-``testing.processes.Supervisor`` instead, so every fault of ``maillage.testing`` applies to them:
+How: ``SiteMesh`` *is* a ``maillage.testing.localmesh.LocalMesh`` (same signed layout file, cluster
+and node trust dirs, access keys and profiles, data directories, readiness wait, log tail) whose node
+processes are started by a ``testing.processes.Supervisor`` instead, so every fault of
+``maillage.testing`` applies to them:
 
 * ``mode="netns"``: a ``testing.netns.Mesh`` with one namespace per site; each node listens on its
   site's 198.18.N.x address (port 7100 + its index in the site), which is what the layout says.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,11 +107,6 @@ class SiteMesh(LocalMesh):
 
     def site_of(self, node_id: str) -> str:
         return self.layout.node(node_id).site
-
-    def node_argv(self, node_id: str) -> list[str]:
-        return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
-                "--data-dir", str(self.data_dir(node_id)), "--layout", str(self.layout_file),
-                "--secret-file", str(self.secret_file), *self._extra]
 
     def start_node(self, node_id: str, *, wait: bool = True, clock_skew: float | None | bool = False) -> None:
         """Start (or start again, same argv) a node in its site's namespace; optionally re-skewed.

@@ -63,7 +63,7 @@ class Harness:
         self.mesh = SiteMesh(tuple(sites), tuple(policies), mode=mode, chunk_size=CHUNK_SIZE,
                              data_dirs=data_dirs, clock_skew=clock_skew, extra_args=extra_args)
         self.say(f"seed {self.seed} (replay: MAILLAGE_SEED={self.seed}); {self.mesh.describe()}")
-        self.workload = Workload(self.mesh.addresses, self.buckets, self.seed, clients=clients,
+        self.workload = Workload(self.mesh.profile, self.buckets, self.seed, clients=clients,
                                  keys_per_bucket=keys_per_bucket, op_timeout=op_timeout)
 
     @property
@@ -118,7 +118,7 @@ class Harness:
     def check(self, *, replication_bound: float = 20.0, placed: bool = False) -> Report:
         history = self.workload.stop()
         self.say(f"workload stopped: {len(history)} operations; checking")
-        report = check(self.mode, self.seed, history, self.mesh.addresses, self.mesh.layout,
+        report = check(self.mode, self.seed, history, self.mesh.profile, self.mesh.admin_profile, self.mesh.layout,
                        self.buckets, self.workload.keys(), faults=self.faults,
                        replication_bound=replication_bound, placed=placed)
         print(report.text(), file=self.out, flush=True)

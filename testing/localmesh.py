@@ -3,6 +3,14 @@
 Each node is its own `maillage node run` process with its own data directory, labelled with the
 site and location the layout gives it. The mesh keeps the pid of every process it started and ends
 only those (SIGTERM, then SIGKILL after a grace period), also when the caller fails.
+
+The mesh is a real cluster with its own trust, made as an admin would (`maillage cluster init`):
+``base_dir/cluster`` (CA, layout-signing key pair, client certificate), one trust dir per node in
+``base_dir/trust/<node id>`` (its certificate and the signed access document), the signed first
+layout ``base_dir/layout.signed``, and an access document with tenant "admin" (an admin key) and
+tenant "demo" (a read-write key). ``base_dir/maillage.conf`` holds both as profiles (``[default]``
+is demo, ``[profile admin]``); `profile` and `admin_profile` are the same as objects, `new_key`
+adds a tenant's key on the running mesh.
 """
 
 from __future__ import annotations
@@ -18,16 +26,47 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from maillage.placement import Layout, Node, Policy, Site, format_layout, parse_location
-from maillage.proto.signing import new_secret_file
+from maillage.client import Credentials, Profile, write_profile
+from maillage.client.admin import (
+    ACCESS_FILE,
+    ClusterAdmin,
+    init_cluster,
+    load_signer,
+    node_trust_dir,
+    read_access_file,
+    write_access_file,
+    write_signed_layout,
+)
+from maillage.placement import Layout, Node, Policy, Site, parse_location
+from maillage.proto.access import AccessDoc, AccessKey, Role, add_tenant, create_key
+from maillage.proto.signing import LayoutSigner
 
 READY_TIMEOUT = 30.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: every socket stays bound until all are chosen, so the kernel
+    cannot hand the same port out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True)
@@ -53,18 +92,23 @@ def make_layout(sites: tuple[SiteSpec, ...] = DEMO_SITES, policies: tuple[Policy
                 *, partition_bits: int = 8, version: int = 1) -> Layout:
     """A layout of loopback nodes on free ports, one per site unless a site asks for more."""
     nodes = []
+    ports = iter(free_ports(sum(spec.nodes for spec in sites)))
     for spec in sites:
         for i in range(spec.nodes):
             node_id = spec.name if spec.nodes == 1 else f"{spec.name}-n{i + 1}"
-            nodes.append(Node(id=node_id, address=f"127.0.0.1:{free_port()}", site=spec.name,
+            nodes.append(Node(id=node_id, address=f"127.0.0.1:{next(ports)}", site=spec.name,
                               capacity=spec.capacity))
     return Layout(version=version, partition_bits=partition_bits,
                   sites=tuple(Site(s.name, parse_location(s.location)) for s in sites),
                   nodes=tuple(nodes), policies=tuple(policies))
 
 
+DEMO_TENANT = "demo"
+ADMIN_PROFILE = "admin"
+
+
 class LocalMesh:
-    """Real node processes for a layout; use as a context manager."""
+    """Real node processes for a layout, with their own cluster trust; use as a context manager."""
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
@@ -74,8 +118,74 @@ class LocalMesh:
         self.log_dir = log_dir or self.base_dir / "logs"
         self._extra = extra_args
         self.processes: dict[str, subprocess.Popen] = {}
-        self.layout_file = self.base_dir / "layout.toml"
-        self.secret_file = self.base_dir / "cluster.key"
+        self.cluster_dir = self.base_dir / "cluster"
+        self.trust_root = self.base_dir / "trust"
+        self.layout_file = self.base_dir / "layout.signed"
+        self.config_file = self.base_dir / "maillage.conf"
+        self.profile: Profile
+        self.admin_profile: Profile
+        self.signer: LayoutSigner
+        self._init_trust()
+
+    # ----- trust -----------------------------------------------------------------------------
+
+    def _init_trust(self) -> None:
+        """Make the cluster (or reuse the one a previous mesh left in base_dir) and its profiles."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        endpoints = tuple(self.addresses)
+        if (self.cluster_dir / "ca.pem").exists():
+            self.signer = load_signer(self.cluster_dir)
+            doc = read_access_file(self.cluster_dir / ACCESS_FILE, self.signer)
+            admin = next(k for k in doc.keys if k.role == "admin" and not k.revoked)
+            demo = next(k for k in doc.keys if k.tenant == DEMO_TENANT and not k.revoked)
+        else:
+            made = init_cluster(self.cluster_dir, "local mesh", endpoints=endpoints, extra_tenants=(DEMO_TENANT,))
+            self.signer = load_signer(self.cluster_dir)
+            admin = made.admin_key
+            doc, demo = create_key(made.access, DEMO_TENANT, "read-write", now_ms=_now_ms())
+            write_access_file(self.cluster_dir / ACCESS_FILE, doc, self.signer)
+        trust = self.cluster_dir.resolve()
+        self.admin_profile = Profile(endpoints, Credentials(admin.key_id, admin.secret), trust, ADMIN_PROFILE)
+        self.profile = Profile(endpoints, Credentials(demo.key_id, demo.secret), trust, "default")
+        write_profile(self.config_file, self.profile)
+        write_profile(self.config_file, self.admin_profile)
+        write_signed_layout(self.layout_file, self.layout, self.signer)
+        for node in self.layout.nodes:
+            self._node_trust(node.id)
+
+    def _node_trust(self, node_id: str) -> Path:
+        directory = self.trust_dir(node_id)
+        if not (directory / "node.pem").exists():
+            node_trust_dir(self.cluster_dir, node_id, directory)
+        return directory
+
+    def trust_dir(self, node_id: str) -> Path:
+        return self.trust_root / node_id
+
+    def admin(self) -> ClusterAdmin:
+        """The admin API on this mesh, with the admin key and the layout-signing key."""
+        return ClusterAdmin(self.admin_profile, signer=self.signer)
+
+    def new_key(self, tenant: str, role: Role = "read-write", buckets: tuple[str, ...] = ()) -> Profile:
+        """A new access key of `tenant` (created first if needed), pushed signed to every node: a
+        profile to use it with."""
+        made: list[AccessKey] = []
+
+        def edit(doc: AccessDoc) -> AccessDoc:
+            if doc.tenant(tenant) is None:
+                doc = add_tenant(doc, tenant, now_ms=_now_ms())
+            doc, key = create_key(doc, tenant, role, buckets, now_ms=_now_ms())
+            made.append(key)
+            return doc
+
+        with self.admin() as admin:
+            doc, _, problems = admin.edit_access(edit)
+        if problems:
+            raise RuntimeError(f"access document v{doc.version} not adopted everywhere: {'; '.join(problems)}")
+        write_access_file(self.cluster_dir / ACCESS_FILE, doc, self.signer)
+        key = made[-1]
+        return Profile(tuple(self.addresses), Credentials(key.key_id, key.secret), self.cluster_dir.resolve(),
+                       f"{tenant}-{key.key_id}")
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -93,9 +203,6 @@ class LocalMesh:
     def start(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.layout_file.write_text(format_layout(self.layout))
-        if not self.secret_file.exists():
-            new_secret_file(self.secret_file)
         for node in self.layout.nodes:
             self.start_node(node.id, wait=False)
         for node in self.layout.nodes:
@@ -111,10 +218,14 @@ class LocalMesh:
     def addresses(self) -> list[str]:
         return [n.address for n in self.layout.nodes]
 
+    def node_argv(self, node_id: str) -> list[str]:
+        """`maillage node run` for a node: its trust dir and the signed first layout."""
+        return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
+                "--data-dir", str(self.data_dir(node_id)), "--trust-dir", str(self._node_trust(node_id)),
+                "--layout", str(self.layout_file), *self._extra]
+
     def start_node(self, node_id: str, *, wait: bool = True) -> None:
-        argv = [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
-                "--data-dir", str(self.data_dir(node_id)), "--layout", str(self.layout_file),
-                "--secret-file", str(self.secret_file), *self._extra]
+        argv = self.node_argv(node_id)
         log = open(self.log_dir / f"{node_id}.log", "ab")
         self.processes[node_id] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                    stdin=subprocess.DEVNULL)

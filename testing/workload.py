@@ -34,6 +34,7 @@ from maillage.client import (
     NoSuchKey,
     ObjectSummary,
     PolicyUnsatisfiable,
+    Profile,
 )
 
 __all__ = ["Op", "Workload", "BucketSpec", "make_value", "decode_value", "BadValue", "classify"]
@@ -115,7 +116,7 @@ def classify(exc: BaseException) -> str:
 class Workload:
     """Concurrent put/get/delete/list on ``buckets`` until ``stop()``; see module docstring."""
 
-    endpoints: Sequence[str]
+    profile: Profile
     buckets: Sequence[BucketSpec]
     seed: int
     clients: int = 4
@@ -142,7 +143,7 @@ class Workload:
     def setup(self) -> None:
         """Create the buckets (before faults), each bound to its policy."""
         async def go() -> None:
-            async with AsyncClient(list(self.endpoints), timeout=15) as client:
+            async with AsyncClient(profile=self.profile, timeout=15) as client:
                 for b in self.buckets:
                     try:
                         await client.create_bucket(b.name, policy=b.policy)
@@ -205,7 +206,7 @@ class Workload:
             self._error = exc
 
     async def _run(self) -> None:
-        async with AsyncClient(list(self.endpoints), timeout=self.op_timeout) as client:
+        async with AsyncClient(profile=self.profile, timeout=self.op_timeout) as client:
             await asyncio.gather(*(self._worker(client, w) for w in range(self.clients)))
 
     async def _worker(self, client: AsyncClient, worker: int) -> None:

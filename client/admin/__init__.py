@@ -14,12 +14,25 @@ every node of the layout in parallel; a node that does not answer is reported, n
 """
 
 from ._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories
+from ._bootstrap import (
+    ACCESS_FILE,
+    ADMIN_PROFILE_FILE,
+    NewCluster,
+    init_cluster,
+    load_signer,
+    node_trust_dir,
+    read_access_file,
+    write_access_file,
+    write_signed_layout,
+)
 from ._cluster import ClusterAdmin, NodeAnswers, Staged
 from ._connect import AdminError, AuditError, fetch_layout
 from ._residency import Holding, ObjectResidency, bucket_violations, fetch_manifest, sites_of, survey
 from ._status import mesh_views, repair_fields, status_rows
 
 __all__ = [
+    "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NewCluster", "init_cluster", "load_signer", "node_trust_dir",
+    "read_access_file", "write_access_file", "write_signed_layout",
     "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
     "fetch_layout", "fetch_manifest", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",
