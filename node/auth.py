@@ -1,8 +1,9 @@
-"""Layout authentication on the node: documents checked and signed with the cluster key.
+"""Layout authentication on the node: every layout document is checked with the cluster's public key.
 
-The signature scheme itself is `maillage.proto.signing` (the admin API signs with it too); here is
-what the node does with it: refuse any layout document (applied or staged) whose signature does not
-match, and sign the operator's own layout file at start.
+The signature scheme itself is `maillage.proto.signing`: only the admin holds the private key (the
+admin API signs with it); a node holds the public key from its trust dir and refuses any layout
+document (applied, staged or learned from a peer) whose signature does not verify. A node cannot
+sign a layout, so a compromised node cannot move anyone's data.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from maillage.placement import Layout, LayoutError, parse_layout
-from maillage.proto.signing import SECRET_ENV, ClusterKey, LayoutAuthError, new_secret_file
+from maillage.proto.signing import LayoutAuthError, LayoutVerifier
 
-__all__ = ["ClusterKey", "LayoutAuthError", "LayoutDoc", "SignedDoc", "SignedLayouts", "new_secret_file",
-           "SECRET_ENV"]
+__all__ = ["LayoutAuthError", "LayoutDoc", "SignedDoc", "SignedLayouts"]
 
 
 class SignedDoc(Protocol):
-    """A layout document as it travels (the protobuf `LayoutDoc` has this shape too)."""
+    """A signed document as it travels (the protobuf `LayoutDoc` and `AccessDoc` have this shape)."""
 
     @property
     def version(self) -> int: ...
@@ -38,16 +38,13 @@ class LayoutDoc:
 
 
 class SignedLayouts:
-    """Check and sign layout documents with the cluster key (None: accept no change)."""
+    """Check layout documents with the cluster's public layout-signing key."""
 
-    def __init__(self, key: ClusterKey | None) -> None:
-        self.key = key
+    def __init__(self, verifier: LayoutVerifier) -> None:
+        self.verifier = verifier
 
     def _check(self, doc: SignedDoc) -> None:
-        if self.key is None:
-            raise LayoutAuthError("this node was started without the cluster secret: it accepts no "
-                                  "layout change (restart it with --secret-file)")
-        self.key.verify(doc.version, doc.text, doc.signature)
+        self.verifier.verify(doc.version, doc.text, doc.signature)
 
     def verify(self, doc: SignedDoc, *, staged_on: int | None = None) -> Layout:
         """The layout of a signed document. An applied one carries its own version; a staged
@@ -65,6 +62,3 @@ class SignedLayouts:
     def verify_blank(self, doc: SignedDoc) -> None:
         """A signed request with no layout (clearing the staged change)."""
         self._check(doc)
-
-    def sign(self, version: int, text: str) -> bytes:
-        return self.key.sign(version, text) if self.key is not None else b""

@@ -1,7 +1,9 @@
-"""Bootstrap: what a node needs before anything is wired, its data directory, stores and layout.
+"""Bootstrap: what a node needs before anything is wired: its identity, stores, layout and keys.
 
-The layout comes from the operator's file (trusted, signed here), else from the data directory (the
-last one applied), else from a seed peer (only a correctly signed one). A node that is not in its
+The trust dir (`maillage cluster node-cert`) holds the node's certificate and key, the cluster CA
+and the admin's public layout-signing key, and may bring the first access document. The layout
+comes from the data directory (the last one applied) or the operator's signed file, whichever is
+newer, else from a seed peer; every one must verify with the public key. A node that is not in its
 layout refuses to start.
 """
 
@@ -12,31 +14,55 @@ from pathlib import Path
 
 import grpc
 
-from maillage.placement import Layout, PlacementError, format_layout
+from maillage.placement import Layout, PlacementError, parse_layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
+from maillage.proto.identity import IdentityError, NodeFiles, TlsIdentity
+from maillage.proto.signing import LayoutVerifier, read_signed
 from maillage.storage import ChunkStore, MetaStore
 
 from . import convert
-from .auth import ClusterKey, LayoutAuthError, LayoutDoc, SignedLayouts
+from .access_state import ACCESS_FILE, AccessState
+from .auth import LayoutAuthError, LayoutDoc, SignedLayouts
 from .layout_state import LayoutState
 from .wiring import Timings
 
-__all__ = ["NodeConfig", "Stores", "fetch_layout", "signed_layouts", "load_layout", "open_stores"]
+__all__ = ["NodeConfig", "Stores", "Trust", "fetch_layout", "load_access", "load_layout", "load_trust", "open_stores"]
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     node_id: str
     data_dir: Path
-    layout: Layout | None = None          # initial layout; else the stored one, else from seeds
+    trust_dir: Path                       # node.pem, node.key, ca.pem, layout-signing.pub[, access.signed]
+    layout_file: Path | None = None       # a signed layout (`maillage layout sign`); else stored or seeds
     seeds: tuple[str, ...] = ()
     listen: str | None = None             # default: this node's address in the layout
     fsync: bool = True
     chunk_size: int = 4 * 1024 * 1024
     workers: int = 8
-    secret_file: Path | None = None
     timings: Timings = Timings()
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the node trusts and presents: its TLS identity and the admin's public key."""
+
+    tls: TlsIdentity
+    verifier: LayoutVerifier
+
+
+def load_trust(cfg: NodeConfig) -> Trust:
+    files = NodeFiles.at(cfg.trust_dir)
+    tls = TlsIdentity.load_node(cfg.trust_dir)
+    if tls.peer().node_id != cfg.node_id:
+        raise IdentityError(f"{files.cert} is the certificate of node {tls.peer().node_id!r}, not of "
+                            f"{cfg.node_id!r}: issue one with `maillage cluster node-cert {cfg.node_id}`")
+    return Trust(tls, LayoutVerifier.from_file(files.signing_pub))
+
+
+def load_access(cfg: NodeConfig, trust: Trust) -> AccessState:
+    return AccessState(cfg.data_dir / ACCESS_FILE, trust.verifier, cfg.trust_dir / ACCESS_FILE)
 
 
 @dataclass
@@ -48,20 +74,20 @@ class Stores:
         self.meta.close()
 
 
-async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts) -> tuple[Layout, LayoutDoc]:
+async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts, tls: TlsIdentity) -> tuple[Layout, LayoutDoc]:
     """The newest correctly signed layout any seed answers with."""
     best: tuple[Layout, LayoutDoc] | None = None
     errors = []
     for address in seeds:
         try:
-            async with open_channel(address) as channel:
+            async with open_channel(address, tls=tls) as channel:
                 doc = convert.layout_doc_from_pb(
                     await rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=5))
             layout = signed.verify(doc)
             if best is None or layout.version > best[0].version:
                 best = (layout, doc)
         except grpc.RpcError as err:
-            errors.append(f"{address}: {err.code().name}")  # type: ignore[attr-defined]
+            errors.append(f"{address}: {err.code().name}: {err.details()}")
         except (LayoutAuthError, PlacementError) as err:
             errors.append(f"{address}: {err}")
     if best is None:
@@ -69,21 +95,20 @@ async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts) -> tuple[L
     return best
 
 
-def signed_layouts(cfg: NodeConfig) -> SignedLayouts:
-    return SignedLayouts(ClusterKey.from_file(cfg.secret_file) if cfg.secret_file else None)
-
-
-async def load_layout(cfg: NodeConfig, signed: SignedLayouts) -> LayoutState:
+async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity) -> LayoutState:
     """The node's layout (see the module's docstring); raises `UnknownNode` if it is not in it."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     layout_path = cfg.data_dir / "layout.toml"
-    if cfg.layout is not None:  # the operator's own file: trusted, signed here
-        layout = LayoutState(layout_path, cfg.layout, signed.sign(cfg.layout.version, format_layout(cfg.layout)))
+    if cfg.layout_file is not None:  # the operator's signed file: adopted only if newer than the stored one
+        text, signature = read_signed(cfg.layout_file)
+        given = signed.verify(LayoutDoc(parse_layout(text).version, text, signature))
+        layout = LayoutState(layout_path, given, signature, text)
     elif not layout_path.exists():
-        fetched, doc = await fetch_layout(cfg.seeds, signed)
+        fetched, doc = await fetch_layout(cfg.seeds, signed, tls)
         layout = LayoutState(layout_path, fetched, doc.signature, doc.text)
     else:
         layout = LayoutState(layout_path)
+        signed.verify(LayoutDoc(layout.current.version, layout.text, layout.signature))
     layout.current.node(cfg.node_id)  # UnknownNode: refuse to start outside the layout
     return layout
 

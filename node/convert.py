@@ -114,24 +114,24 @@ def peer_views_to_pb(views: Iterable[PeerView]) -> list[pb.PeerView]:
 
 def heartbeat_request_to_pb(beat: Heartbeat) -> pb.HeartbeatRequest:
     return pb.HeartbeatRequest(node_id=beat.node_id, layout_version=beat.layout_version,
-                               peers=peer_views_to_pb(beat.peers))
+                               peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
 
 
 def heartbeat_reply_to_pb(beat: Heartbeat) -> pb.HeartbeatReply:
     return pb.HeartbeatReply(node_id=beat.node_id, layout_version=beat.layout_version,
-                             peers=peer_views_to_pb(beat.peers))
+                             peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
 
 
 def heartbeat_from_pb(msg: pb.HeartbeatRequest | pb.HeartbeatReply) -> Heartbeat:
     return Heartbeat(msg.node_id, msg.layout_version,
-                     tuple(PeerView(v.node_id, v.state, v.silent_seconds) for v in msg.peers))
+                     tuple(PeerView(v.node_id, v.state, v.silent_seconds) for v in msg.peers), msg.access_version)
 
 
 def layout_doc_to_pb(doc: LayoutDoc) -> pb.LayoutDoc:
     return pb.LayoutDoc(version=doc.version, text=doc.text, signature=doc.signature)
 
 
-def layout_doc_from_pb(msg: pb.LayoutDoc) -> LayoutDoc:
+def layout_doc_from_pb(msg: pb.LayoutDoc | pb.AccessDoc) -> LayoutDoc:
     return LayoutDoc(msg.version, msg.text, msg.signature)
 
 
@@ -154,3 +154,7 @@ def scrub_stats_to_pb(s: ScrubStats) -> pb.ScrubStats:
 
 def gc_stats_to_pb(repair: Progress, gc: GcStats) -> pb.GcStats:
     return pb.GcStats(tombstones_removed=repair.tombstones_removed, chunks_removed=gc.chunks_removed)
+
+
+def access_doc_to_pb(doc: LayoutDoc) -> pb.AccessDoc:
+    return pb.AccessDoc(version=doc.version, text=doc.text, signature=doc.signature)

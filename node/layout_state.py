@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maillage.placement import Layout, PartitionTable, format_layout, parse_layout, partition_table
+from maillage.proto.signing import read_signed, write_signed
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class LayoutState:
         self._path = path
         self._staged_path = path.with_name("staged-layout.json")
         stored = _read_signed(path) if path.exists() else None
-        if stored is not None and (initial is None or stored[0].version >= initial.version):
+        if stored is not None and (initial is None or stored[0].version > initial.version):
             self._current, self._text, self._signature = stored
         elif initial is not None:
             self._current, self._signature = initial, initial_signature
@@ -88,18 +89,12 @@ class LayoutState:
 
     def _persist(self) -> None:
         # One file, one atomic replace: the signature rides in a comment line above the text.
-        _write_durably(self._path, f"{_SIGNATURE_LINE}{self._signature.hex()}\n{self._text}")
-
-
-_SIGNATURE_LINE = "# maillage layout signature: "
+        write_signed(self._path, self._text, self._signature)
 
 
 def _read_signed(path: Path) -> tuple[Layout, str, bytes]:
-    raw = path.read_text()
-    first, sep, rest = raw.partition("\n")
-    if first.startswith(_SIGNATURE_LINE) and sep:
-        return parse_layout(rest), rest, bytes.fromhex(first[len(_SIGNATURE_LINE):].strip())
-    return parse_layout(raw), raw, b""
+    text, signature = read_signed(path)
+    return parse_layout(text), text, signature
 
 
 def _write_durably(path: Path, text: str) -> None:

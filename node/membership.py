@@ -1,5 +1,5 @@
 """Who is alive: a failure detector fed by gossiped heartbeats, and the gossip loop that also
-spreads the layout (highest signed version wins).
+spreads the layout and the access document (highest signed version of each wins).
 
 Why two thresholds. A peer silent for `suspect_after` is *suspect*: reads and writes route around
 it at once (handoff, inside the policy), but its data stays where it is, because most silences
@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from maillage.placement import PlacementError
 from maillage.storage import StorageError
 
+from .access_state import OFFER_ERRORS, AccessState
 from .auth import LayoutAuthError, SignedLayouts
 from .background import BackgroundLoop
 from .clock import SYSTEM_CLOCK, Clock
@@ -52,10 +54,11 @@ class PeerView:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """A heartbeat and its reply: the sender, its layout version and its view of the others."""
+    """A heartbeat and its reply: the sender, its layout and access versions, its view of the others."""
     node_id: str
     layout_version: int
     peers: tuple[PeerView, ...] = field(default=())
+    access_version: int = 0
 
 
 class FailureDetector:
@@ -113,22 +116,23 @@ class FailureDetector:
 
 
 class Gossip(BackgroundLoop):
-    """Every `interval`, heartbeat a few random peers; learn views and newer layouts."""
+    """Every `interval`, heartbeat a few random peers; learn views, newer layouts and access documents."""
 
     task_name = "gossip"
 
     def __init__(self, node_id: str, layout: LayoutState, detector: FailureDetector,
-                 signed: SignedLayouts, transport: Transport, *, interval: float,
+                 signed: SignedLayouts, transport: Transport, *, interval: float, access: AccessState,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
         self.node_id = node_id
         self._layout = layout
         self._detector = detector
         self._signed = signed
+        self._access = access
         self._transport = transport
         self._interval = interval
         self._clock = clock
         self._rng = rng or random.Random()
-        self._fetching: set[str] = set()
+        self._fetching: set[tuple[str, str]] = set()   # (node, "layout" | "access")
         self._fetches: set[asyncio.Task[None]] = set()
 
     def _peer_ids(self) -> list[str]:
@@ -137,13 +141,13 @@ class Gossip(BackgroundLoop):
     def heartbeat(self) -> Heartbeat:
         """This node's heartbeat (or reply): its id, layout version and view of the others."""
         return Heartbeat(self.node_id, self._layout.current.version,
-                         tuple(self._detector.views(self._peer_ids())))
+                         tuple(self._detector.views(self._peer_ids())), self._access.version)
 
     def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
-        """A peer pinged us: it is alive, and it may know a newer layout."""
+        """A peer pinged us: it is alive, and it may know a newer layout or access document."""
         self._detector.heard(beat.node_id)
         self._detector.absorb(beat.peers)
-        self._maybe_fetch(beat.node_id, beat.layout_version)
+        self._maybe_fetch(beat)
         return self.heartbeat()
 
     async def _loop(self) -> None:
@@ -167,14 +171,22 @@ class Gossip(BackgroundLoop):
             return
         self._detector.heard(node_id)
         self._detector.absorb(reply.peers)
-        self._maybe_fetch(node_id, reply.layout_version)
+        self._maybe_fetch(reply)
 
-    def _maybe_fetch(self, node_id: str, version: int) -> None:
-        if version > self._layout.current.version and node_id not in self._fetching:
-            self._fetching.add(node_id)
-            task = asyncio.get_running_loop().create_task(self._fetch_layout(node_id))
-            self._fetches.add(task)
-            task.add_done_callback(self._fetches.discard)
+    def _maybe_fetch(self, beat: Heartbeat) -> None:
+        if beat.layout_version > self._layout.current.version:
+            self._start_fetch(beat.node_id, "layout", self._fetch_layout)
+        if beat.access_version > self._access.version:
+            self._start_fetch(beat.node_id, "access", self._fetch_access)
+
+    def _start_fetch(self, node_id: str, kind: str, fetch: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        if (node_id, kind) in self._fetching:
+            return
+        self._fetching.add((node_id, kind))
+        task = asyncio.get_running_loop().create_task(fetch(node_id))
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+        task.add_done_callback(lambda _: self._fetching.discard((node_id, kind)))
 
     async def settle(self) -> None:
         """Wait for the layout fetches started so far (tests)."""
@@ -195,5 +207,10 @@ class Gossip(BackgroundLoop):
                 log.info("adopted layout version %d from %s", layout.version, node_id)
         except (NodeError, LayoutAuthError, PlacementError, StorageError) as err:
             log.warning("layout from %s refused: %s", node_id, err)
-        finally:
-            self._fetching.discard(node_id)
+
+    async def _fetch_access(self, node_id: str) -> None:
+        try:
+            doc = await self._transport.fetch_access(node_id, timeout=5)
+            self._access.offer(doc)
+        except (NodeError, StorageError, *OFFER_ERRORS) as err:
+            log.warning("access document from %s refused: %s", node_id, err)

@@ -14,6 +14,7 @@ import grpc
 
 from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_channel
+from maillage.proto.identity import TlsIdentity
 from maillage.storage import BucketRecord, Manifest
 
 from . import convert
@@ -118,17 +119,19 @@ class RemoteReplica:
 
 
 class Channels:
-    """One channel per peer, opened lazily, reopened when the layout moves the node."""
+    """One mutual-TLS channel per peer, opened lazily, reopened when the layout moves the node. The
+    peer's certificate must name the node this channel is for."""
 
-    def __init__(self, layout: LayoutState) -> None:
+    def __init__(self, layout: LayoutState, tls: TlsIdentity) -> None:
         self._layout = layout
+        self._tls = tls
         self._open: dict[str, tuple[str, grpc.aio.Channel]] = {}
 
     def get(self, node_id: str) -> grpc.aio.Channel:
         address = self._layout.current.node(node_id).address
         entry = self._open.get(node_id)
         if entry is None or entry[0] != address:
-            entry = self._open[node_id] = (address, open_channel(address))
+            entry = self._open[node_id] = (address, open_channel(address, tls=self._tls, peer=node_id))
         return entry[1]
 
     async def close(self) -> None:
@@ -140,8 +143,8 @@ class Channels:
 class GrpcTransport:
     """The `Transport` over this node's own `Channels` (one connection per peer)."""
 
-    def __init__(self, layout: LayoutState) -> None:
-        self._channels = Channels(layout)
+    def __init__(self, layout: LayoutState, tls: TlsIdentity) -> None:
+        self._channels = Channels(layout, tls)
         self._remotes: dict[str, tuple[grpc.aio.Channel, RemoteReplica]] = {}
 
     def replica(self, node_id: str) -> RemoteReplica:
@@ -159,6 +162,10 @@ class GrpcTransport:
     async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
         stub = rpc.ClusterStub(self._channels.get(node_id))
         return convert.layout_doc_from_pb(await _call(node_id, stub.GetLayout, pb.GetLayoutRequest(), timeout))
+
+    async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        return convert.layout_doc_from_pb(await _call(node_id, stub.GetAccess, pb.GetAccessRequest(), timeout))
 
     async def close(self) -> None:
         await self._channels.close()

@@ -18,7 +18,9 @@ import grpc
 from maillage.proto import rpc
 from maillage.proto.channels import new_server
 
-from .bootstrap import NodeConfig, Stores, load_layout, open_stores, signed_layouts
+from .auth import SignedLayouts
+from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_trust, open_stores
+from .gate import AuthGate
 from .peers import GrpcTransport
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from .wiring import Node, Timings
@@ -31,11 +33,11 @@ log = logging.getLogger("maillage.node")
 def register(server: grpc.aio.Server, node: Node) -> None:
     """Serve `node` on `server`: the three services and the raw-bytes methods."""
     rpc.add_ClusterServicer_to_server(ClusterServicer(
-        node.local, node.layout, node.signed, node.gossip, node.detector, node.repairer, node.scrubber,
-        node.collector, node.clock), server)
+        node.local, node.layout, node.signed, node.access, node.gossip, node.detector, node.repairer,
+        node.scrubber, node.collector, node.clock), server)
     rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.local), server)
-    rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.coordinator), server)
-    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.coordinator).generic_handler(),))
+    rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.coordinator, node.tenancy), server)
+    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.coordinator, node.tenancy).generic_handler(),))
 
 
 class NodeServer:
@@ -49,15 +51,17 @@ class NodeServer:
 
     async def start(self) -> None:
         cfg = self.config
-        signed = signed_layouts(cfg)
-        layout = await load_layout(cfg, signed)
+        trust = load_trust(cfg)
+        signed = SignedLayouts(trust.verifier)
+        layout = await load_layout(cfg, signed, trust.tls)
+        access = load_access(cfg, trust)
         me = layout.current.node(cfg.node_id)
         self._stores = stores = open_stores(cfg)
-        self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, self._executor,
-                                 transport_for=lambda: GrpcTransport(layout), timings=cfg.timings,
+        self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, access, self._executor,
+                                 transport_for=lambda: GrpcTransport(layout, trust.tls), timings=cfg.timings,
                                  chunk_size=cfg.chunk_size)
         self.address = cfg.listen or me.address
-        server, _ = new_server(self.address)
+        server, _ = new_server(self.address, tls=trust.tls, interceptors=(AuthGate(layout, access),))
         register(server, node)
         await server.start()
         self._server = server

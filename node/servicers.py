@@ -16,6 +16,7 @@ from maillage.placement import format_location
 from maillage.proto import bulk, pb, rpc
 
 from . import convert
+from .access_state import AccessState
 from .auth import LayoutDoc, SignedLayouts
 from .clock import SYSTEM_CLOCK, Clock
 from .convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
@@ -27,6 +28,7 @@ from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
 from .status import grpc_errors
+from .tenancy import Tenancy, current_caller
 
 SOFTWARE_VERSION = "0.1.0"
 
@@ -39,12 +41,13 @@ def _metadata(context, key: str) -> str:
 
 
 class ClusterServicer(rpc.ClusterServicer):
-    def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, gossip: Gossip,
-                 detector: FailureDetector, repairer: Repairer, scrubber: Scrubber, collector: ChunkCollector,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, access: AccessState,
+                 gossip: Gossip, detector: FailureDetector, repairer: Repairer, scrubber: Scrubber,
+                 collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK) -> None:
         self._local = local
         self._layout = layout
         self._signed = signed
+        self._access = access
         self._gossip = gossip
         self._detector = detector
         self._repairer = repairer
@@ -93,6 +96,16 @@ class ClusterServicer(rpc.ClusterServicer):
         self._signed.verify(request, staged_on=self._layout.current.version)
         self._layout.stage(StagedLayout(request.version, request.text, request.signature))
         return pb.Ack()
+
+    @grpc_errors
+    async def GetAccess(self, request, context):
+        access = self._access
+        return convert.access_doc_to_pb(LayoutDoc(access.version, access.text, access.signature))
+
+    @grpc_errors
+    async def PushAccess(self, request, context):
+        accepted = self._access.offer(convert.layout_doc_from_pb(request))
+        return pb.PushAccessReply(accepted=accepted, current_version=self._access.version)
 
     @grpc_errors
     async def Heartbeat(self, request, context):
@@ -185,41 +198,54 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
 
 class ObjectsServicer(rpc.ObjectsServicer):
-    def __init__(self, coordinator: Coordinator) -> None:
+    """Object calls of a tenant's key: `Tenancy` checks the bucket, then the coordinator acts."""
+
+    def __init__(self, coordinator: Coordinator, tenancy: Tenancy) -> None:
         self._c = coordinator
+        self._t = tenancy
 
     @grpc_errors
     async def CreateBucket(self, request, context):
-        return bucket_to_pb(await self._c.create_bucket(request.name, request.policy, request.owner))
+        caller = current_caller()
+        caller.require("write", request.name, caller.tenant)  # the bucket will be the caller's tenant's
+        return bucket_to_pb(await self._c.create_bucket(request.name, request.policy, caller.tenant))
 
     @grpc_errors
     async def HeadBucket(self, request, context):
-        return bucket_to_pb(await self._c.head_bucket(request.name))
+        return bucket_to_pb(await self._t.bucket(current_caller(), request.name, "read"))
 
     @grpc_errors
     async def ListBuckets(self, request, context):
-        return pb.ListBucketsReply(buckets=[bucket_to_pb(r) for r in await self._c.list_buckets()])
+        visible = self._t.visible(current_caller(), await self._c.list_buckets())
+        return pb.ListBucketsReply(buckets=[bucket_to_pb(r) for r in visible])
 
     @grpc_errors
     async def DeleteBucket(self, request, context):
+        await self._t.bucket(current_caller(), request.name, "write")
         await self._c.delete_bucket(request.name)
         return pb.Ack()
 
     @grpc_errors
     async def HeadObject(self, request, context):
+        await self._t.bucket(current_caller(), request.bucket, "read")
         return manifest_to_pb(await self._c.head_object(request.bucket, request.key))
 
     @grpc_errors
     async def DeleteObject(self, request, context):
+        await self._t.bucket(current_caller(), request.bucket, "write")
         return pb.DeleteObjectReply(version=await self._c.delete_object(request.bucket, request.key))
 
     @grpc_errors
     async def CopyObject(self, request, context):
+        caller = current_caller()
+        await self._t.bucket(caller, request.source_bucket, "read")
+        await self._t.bucket(caller, request.bucket, "write")
         m = await self._c.copy_object(request.source_bucket, request.source_key, request.bucket, request.key)
         return manifest_to_pb(m, with_chunks=False)
 
     @grpc_errors
     async def ListObjects(self, request, context):
+        await self._t.bucket(current_caller(), request.bucket, "read")
         listing = await self._c.list_objects(
             request.bucket, prefix=request.prefix, delimiter=request.delimiter,
             start_after=request.continuation_token or request.start_after, max_keys=request.max_keys)
@@ -232,9 +258,10 @@ class ObjectsServicer(rpc.ObjectsServicer):
 class BulkHandlers:
     """The raw-bytes methods: frames in and out as they are stored."""
 
-    def __init__(self, local: LocalReplica, coordinator: Coordinator) -> None:
+    def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy) -> None:
         self._local = local
         self._c = coordinator
+        self._t = tenancy
 
     @grpc_errors
     async def put_chunk(self, frame: bytes, context) -> bytes:
@@ -249,6 +276,7 @@ class BulkHandlers:
     async def put_object(self, messages, context) -> bytes:
         stream = messages.__aiter__()
         header = bulk.read_header(await anext(stream, None))
+        await self._t.bucket(current_caller(), header.bucket, "write")
         trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
         async def pieces():

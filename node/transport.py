@@ -2,7 +2,7 @@
 
 The coordinator, the quorum rules, the catalog, repair, GC and gossip never open a connection:
 they ask a `Transport` for "the replica handle of node X", or to send node X a heartbeat or fetch
-its layout. `peers.GrpcTransport` does it over gRPC; `maillage.testing.inmemory` routes the same
+its layout or access document. `peers.GrpcTransport` does it over gRPC; `maillage.testing.inmemory` routes the same
 calls to other nodes' `LocalReplica` objects in one process, so tests drive the whole node logic
 over real stores without processes, ports or sleeps.
 
@@ -37,6 +37,10 @@ class Transport(Protocol):
 
     async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
         """The signed layout document `node_id` holds (checked by the caller)."""
+        ...
+
+    async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        """The signed access document `node_id` holds (checked by the caller)."""
         ...
 
     async def close(self) -> None: ...

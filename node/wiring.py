@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 
+from .access_state import AccessState
 from .auth import SignedLayouts
 from .background import BackgroundLoop
 from .catalog import Catalog
@@ -28,6 +29,7 @@ from .membership import FailureDetector, Gossip
 from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
+from .tenancy import Tenancy
 from .transport import Peers, Transport
 
 __all__ = ["Timings", "Node"]
@@ -58,7 +60,8 @@ class Node:
     """One node's objects, wired: the local store, the coordinator and the background loops."""
 
     def __init__(self, node_id: str, layout: LayoutState, chunks: ChunkStore, meta: MetaStore,
-                 signed: SignedLayouts, executor: Executor, *, transport_for: Callable[[], Transport],
+                 signed: SignedLayouts, access: AccessState, executor: Executor, *,
+                 transport_for: Callable[[], Transport],
                  timings: Timings = Timings(), chunk_size: int = DEFAULT_CHUNK_SIZE,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
         rng = rng or random.Random()
@@ -66,6 +69,7 @@ class Node:
         self.node_id = node_id
         self.layout = layout
         self.signed = signed
+        self.access = access
         self.clock = clock
         self.local = LocalReplica(node_id, chunks, meta, layout, executor, clock)
         self.peers = Peers(self.local, transport_for())
@@ -74,9 +78,10 @@ class Node:
         self.catalog = Catalog(self.peers, layout, clock)
         self.coordinator = Coordinator(node_id, self.peers, layout, self.catalog, HybridClock(clock.time),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up)
+        self.tenancy = Tenancy(self.catalog)
         self.gossip_transport = transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,
-                             interval=t.heartbeat_interval, clock=clock, rng=rng)
+                             interval=t.heartbeat_interval, access=access, clock=clock, rng=rng)
         # Repair (and the chunk GC) get a transport of their own: their bulk copies never queue
         # behind (or ahead of) client traffic on one connection, and their early failures never
         # put client connections into reconnect backoff.

@@ -1,15 +1,22 @@
 """The one place gRPC channels and servers are configured: nodes, SDK, admin API and benchmarks.
 
-Every connection of the mesh gets the same message limits, keepalive and reconnect backoff from
-here, and (with `credentials`) the same transport security, so a change to how maillage talks is
-made once. Blocking channels exist for the admin commands, which run outside an event loop.
+Every connection of the mesh gets the same message limits, keepalive, reconnect backoff and
+transport security from here, so a change to how maillage talks is made once. Every node port is
+mutual TLS (`identity.TlsIdentity`): a channel presents its own certificate and checks that the
+server's names the node it meant to reach (`peer`, a node id; None when the caller does not know
+which node an endpoint is, e.g. the SDK's first call). Only the raw gRPC limits benchmark opens
+plaintext channels (`tls=None`), to measure gRPC itself. Blocking channels exist for the admin
+commands, which run outside an event loop.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import grpc.aio
 
+from .identity import TlsIdentity, target_name
 from .limits import MAX_MESSAGE
 
 __all__ = ["channel_options", "open_channel", "open_blocking_channel", "new_server", "server_options"]
@@ -17,7 +24,10 @@ __all__ = ["channel_options", "open_channel", "open_blocking_channel", "new_serv
 KEEPALIVE_MS = 30_000
 
 
-def channel_options(*, max_receive: int = MAX_MESSAGE) -> tuple[tuple[str, int], ...]:
+Options = tuple[tuple[str, int | str], ...]
+
+
+def channel_options(*, max_receive: int = MAX_MESSAGE) -> Options:
     return (
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.max_receive_message_length", max_receive),
@@ -36,7 +46,7 @@ def channel_options(*, max_receive: int = MAX_MESSAGE) -> tuple[tuple[str, int],
     )
 
 
-def server_options() -> tuple[tuple[str, int], ...]:
+def server_options() -> Options:
     return (
         ("grpc.max_send_message_length", MAX_MESSAGE),
         ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -46,29 +56,35 @@ def server_options() -> tuple[tuple[str, int], ...]:
     )
 
 
-def open_channel(address: str, *, credentials: grpc.ChannelCredentials | None = None,
+def _secure_options(peer: str | None, max_receive: int) -> Options:
+    # The server's certificate must name this node (or be some node of the cluster when `peer` is
+    # None); the CA check comes from the credentials.
+    return (*channel_options(max_receive=max_receive), ("grpc.ssl_target_name_override", target_name(peer)))
+
+
+def open_channel(address: str, *, tls: TlsIdentity | None, peer: str | None = None,
                  max_receive: int = MAX_MESSAGE) -> grpc.aio.Channel:
-    """An asyncio channel to a node ("host:port")."""
-    options = channel_options(max_receive=max_receive)
-    if credentials is None:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.aio.secure_channel(address, credentials, options=options)
+    """An asyncio channel to a node ("host:port"), mutual TLS with `tls`."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=channel_options(max_receive=max_receive))
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=_secure_options(peer, max_receive))
 
 
-def open_blocking_channel(address: str, *, credentials: grpc.ChannelCredentials | None = None,
+def open_blocking_channel(address: str, *, tls: TlsIdentity | None, peer: str | None = None,
                           max_receive: int = MAX_MESSAGE) -> grpc.Channel:
     """A blocking channel (thread-safe) to a node, for code outside an event loop."""
-    options = channel_options(max_receive=max_receive)
-    if credentials is None:
-        return grpc.insecure_channel(address, options=options)
-    return grpc.secure_channel(address, credentials, options=options)
+    if tls is None:
+        return grpc.insecure_channel(address, options=channel_options(max_receive=max_receive))
+    return grpc.secure_channel(address, tls.channel_credentials(), options=_secure_options(peer, max_receive))
 
 
-def new_server(address: str, *, credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.aio.Server, int]:
-    """An asyncio server listening on `address` (not started yet), and the port it bound."""
-    server = grpc.aio.server(options=server_options())
-    port = (server.add_insecure_port(address) if credentials is None
-            else server.add_secure_port(address, credentials))
+def new_server(address: str, *, tls: TlsIdentity | None,
+               interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()) -> tuple[grpc.aio.Server, int]:
+    """An asyncio server listening on `address` (not started yet), and the port it bound. With
+    `tls`, only clients presenting a certificate of the cluster's CA complete the handshake."""
+    server = grpc.aio.server(options=server_options(), interceptors=interceptors)
+    port = (server.add_insecure_port(address) if tls is None
+            else server.add_secure_port(address, tls.server_credentials()))
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return server, port

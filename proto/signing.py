@@ -1,78 +1,36 @@
-"""Layout signatures: only holders of the cluster secret can change where data lives.
+"""Signed documents: only the cluster's admin can change where data lives or who may use it.
 
-A layout decides which disks may hold a hospital's France-only data, so a stray process that can
-reach a node's port must not be able to push one. Every layout document (applied or staged) carries
-a keyed BLAKE3 over its version and text; nodes verify it before adopting or storing anything, and
-the admin API signs what it sends. The secret is a file shared by the nodes and the administrators
-(`new_secret_file` writes one); a node started without it keeps the layout it was given and refuses
-changes. The scheme is part of the wire contract, so it lives here, next to the messages it signs.
+A layout decides which disks may hold a hospital's France-only data, and the access document who
+may read or write it, so a stray process that can reach a node's port must not be able to push
+either. Each is signed with the cluster's Ed25519 layout-signing key: only the admin holds the
+private key (`LayoutSigner`), nodes and the SDK verify with the public key (`LayoutVerifier`), so no
+node can sign a layout. Each kind of document has its own signature domain, so a signature made for
+one can never pass for the other. A signed document travels as (version, text, signature) and rests
+in one file: a comment line with the signature, then the exact text it covers (`write_signed`,
+`read_signed`), replaced in one atomic step.
 
-`LayoutSigner` / `LayoutVerifier` (Ed25519) replace `ClusterKey` (a shared secret every node held, so
-any node could sign a layout): only the admin holds the private key, nodes and the SDK verify with the
-public key. The same key signs the access document; each kind of document has its own signature
-domain, so a signature made for one can never pass for the other. `ClusterKey` stays until every
-caller has moved over.
+Migrating a wave-1 mesh (keyed BLAKE3 of a shared secret file): run `maillage cluster init` on the
+admin machine, issue each node its certificate and trust dir, sign the current layout with
+`maillage layout sign`, and restart each node with `--trust-dir` and the signed layout; the old
+secret file is no longer read and can be deleted.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
-import secrets
 from pathlib import Path
 from typing import Literal
 
-import blake3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["ClusterKey", "DocKind", "LayoutAuthError", "LayoutSigner", "LayoutVerifier", "new_secret_file",
-           "SECRET_ENV", "SIGNATURE_SIZE"]
-
-
-SECRET_ENV = "MAILLAGE_SECRET_FILE"
-_CONTEXT = "maillage 2026-11 layout signature v1"
+__all__ = ["DocKind", "LayoutAuthError", "LayoutSigner", "LayoutVerifier", "SIGNATURE_SIZE", "read_signed",
+           "write_signed"]
 
 
 class LayoutAuthError(Exception):
-    """A layout document whose signature is missing or does not match the cluster secret."""
-
-
-class ClusterKey:
-    """The derived signing key; the raw secret never leaves this object."""
-
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < 16:
-            raise ValueError("cluster secret: must be at least 16 bytes")
-        self._key = blake3.blake3(secret, derive_key_context=_CONTEXT).digest()
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> ClusterKey:
-        try:
-            data = Path(path).read_bytes().strip()
-        except OSError as err:
-            raise ValueError(f"cluster secret file {path}: {err.strerror}") from None
-        return cls(data)
-
-    def sign(self, version: int, text: str) -> bytes:
-        message = version.to_bytes(8, "big") + text.encode("utf-8")
-        return blake3.blake3(message, key=self._key).digest()
-
-    def verify(self, version: int, text: str, signature: bytes) -> None:
-        if not signature:
-            raise LayoutAuthError("layout document is not signed (give the cluster secret file)")
-        if not hmac.compare_digest(self.sign(version, text), signature):
-            raise LayoutAuthError("layout signature does not match this cluster's secret")
-
-
-def new_secret_file(path: str | os.PathLike[str]) -> Path:
-    """Write a fresh random secret readable by its owner only (for a new cluster)."""
-    path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
-    return path
+    """A signed document whose signature is missing or does not verify with the cluster's key."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -86,7 +44,7 @@ _DOMAIN = b"maillage signed document v1\x00"
 
 def _message(kind: DocKind, version: int, text: str) -> bytes:
     """What is signed: a domain prefix naming the document kind, then the same (version, text) as
-    `ClusterKey` (8-byte big-endian version, UTF-8 text)."""
+    wave 1 (8-byte big-endian version, UTF-8 text)."""
     if kind not in ("layout", "access"):
         raise ValueError(f"document kind {kind!r}: must be 'layout' or 'access'")
     if not 0 <= version < 1 << 64:
@@ -186,3 +144,41 @@ class LayoutVerifier:
         except InvalidSignature:
             raise LayoutAuthError(f"{kind} document version {version}: signature does not verify against "
                                   "this cluster's layout-signing public key") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The signed file: a signature line, then the text
+
+
+_SIGNATURE_LINE = "# maillage signature: "
+_OLD_SIGNATURE_LINE = "# maillage layout signature: "
+
+
+def read_signed(path: str | os.PathLike[str]) -> tuple[str, bytes]:
+    """(text, signature) of a signed file; the signature is empty when the file has none."""
+    raw = Path(path).read_text(encoding="utf-8")
+    first, sep, rest = raw.partition("\n")
+    for prefix in (_SIGNATURE_LINE, _OLD_SIGNATURE_LINE):
+        if first.startswith(prefix) and sep:
+            try:
+                return rest, bytes.fromhex(first[len(prefix):].strip())
+            except ValueError:
+                raise LayoutAuthError(f"{path}: the signature line is not hex") from None
+    return raw, b""
+
+
+def write_signed(path: str | os.PathLike[str], text: str, signature: bytes) -> Path:
+    """Write (text, signature) durably: temp file, fsync, rename, fsync of the directory."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{_SIGNATURE_LINE}{signature.hex()}\n{text}")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path

@@ -25,8 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from maillage.node.access_state import AccessState
 from maillage.node.antientropy import SyncGroup
-from maillage.node.auth import ClusterKey, LayoutDoc, SignedLayouts
+from maillage.node.auth import LayoutDoc, SignedLayouts
 from maillage.node.clock import ManualClock
 from maillage.node.coordinator import Upload
 from maillage.node.errors import PeerUnavailable
@@ -37,11 +38,11 @@ from maillage.node.status import error_from_peer
 from maillage.node.wiring import Node, Timings
 from maillage.placement import Layout, format_layout
 from maillage.proto.frame import decode_frame
+from maillage.proto.signing import LayoutSigner
 from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
 
-__all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh", "TEST_SECRET"]
+__all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
 
-TEST_SECRET = b"in-memory mesh cluster secret, for tests only"
 
 
 class InMemoryNetwork:
@@ -171,6 +172,10 @@ class InMemoryTransport:
         layout = self._network.reach(self._source, node_id).layout
         return LayoutDoc(layout.current.version, layout.text, layout.signature)
 
+    async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        access = self._network.reach(self._source, node_id).access
+        return LayoutDoc(access.version, access.text, access.signature)
+
     async def close(self) -> None:
         pass
 
@@ -189,7 +194,8 @@ class InMemoryMesh:
         self.root = root
         self.clock = ManualClock()
         self.network = InMemoryNetwork()
-        self.signed = SignedLayouts(ClusterKey(TEST_SECRET))
+        self.signer = LayoutSigner.generate()   # the admin's key: the nodes only verify with it
+        self.signed = SignedLayouts(self.signer.verifier())
         self.timings = timings or Timings(repair_rate=0, scrub_rate=0)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inmemory-storage")
         self._metas: list[MetaStore] = []
@@ -199,10 +205,11 @@ class InMemoryMesh:
         for n in layout.nodes:
             data_dir = root / n.id
             data_dir.mkdir(parents=True, exist_ok=True)
-            state = LayoutState(data_dir / "layout.toml", layout, self.signed.sign(layout.version, text), text)
+            state = LayoutState(data_dir / "layout.toml", layout, self.signer.sign(layout.version, text), text)
+            access = AccessState(data_dir / "access.signed", self.signer.verifier())
             meta = MetaStore(data_dir / "meta")
             self._metas.append(meta)
-            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False), meta, self.signed,
+            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False), meta, self.signed, access,
                         self._executor, transport_for=partial(self.network.transport, n.id),
                         timings=self.timings, chunk_size=chunk_size, clock=self.clock,
                         rng=random.Random(rng.random()))

@@ -8,11 +8,13 @@ import os
 
 import pytest
 
+from maillage.node.auth import LayoutAuthError, LayoutDoc
 from maillage.node.catalog import CACHE_SECONDS
 from maillage.node.clock import ManualClock
 from maillage.node.membership import PeerState
 from maillage.node.ratelimit import TokenBucket
 from maillage.placement import bucket_partition, format_layout
+from maillage.proto import access
 
 from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
 
@@ -46,13 +48,41 @@ def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh)
         newer = make_layout(SITES[:-1] + (("munich-1", "eu/de/bayern"), ("berlin-1", "eu/de/berlin")), version=2)
         text = format_layout(newer)
         paris = mesh.nodes["paris-1"]
-        assert paris.layout.offer(newer, mesh.signed.sign(2, text), text)
+        assert paris.layout.offer(newer, mesh.signer.sign(2, text), text)
         await mesh.gossip(4)
         assert {n.layout.current.version for n in mesh.nodes.values()} == {2}
         forged = make_layout(version=3)
-        paris.layout.offer(forged, b"\x00" * 32, format_layout(forged))  # bypassing the check locally
+        paris.layout.offer(forged, b"\x00" * 64, format_layout(forged))  # bypassing the check locally
         await mesh.gossip(4)
         assert {n.layout.current.version for n in mesh.nodes.values() if n is not paris} == {2}
+    run(main())
+
+
+def test_a_revocation_spreads_by_gossip_to_a_node_that_missed_the_push_and_a_forged_doc_does_not(mesh):
+    async def main():
+        def signed(d):
+            text = access.encode_access(d)
+            return LayoutDoc(d.version, text, mesh.signer.sign(d.version, text, kind="access"))
+
+        doc = access.add_tenant(access.AccessDoc(), "hospital", now_ms=1)
+        doc, key = access.create_key(doc, "hospital", "read-write", now_ms=1)
+        for node in mesh.nodes.values():
+            assert node.access.offer(signed(doc)) and node.access.key(key.key_id) is not None
+        doc = access.revoke_key(doc, key.key_id)
+        paris = mesh.nodes["paris-1"]
+        # the admin's push reached paris only (the others were unreachable at that moment)
+        assert paris.access.offer(signed(doc))
+        assert paris.access.key(key.key_id) is None
+        await mesh.gossip(4)
+        assert {n.access.version for n in mesh.nodes.values()} == {doc.version}
+        assert all(n.access.key(key.key_id) is None for n in mesh.nodes.values())
+        # a layout signature never passes for an access document, nor a made-up one
+        newer = access.add_tenant(doc, "intruder", now_ms=2)
+        forged_text = access.encode_access(newer)
+        for signature in (mesh.signer.sign(newer.version, forged_text), b"\x00" * 64):
+            with pytest.raises(LayoutAuthError):
+                paris.access.offer(LayoutDoc(newer.version, forged_text, signature))
+        assert paris.access.version == doc.version
     run(main())
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from maillage.node.auth import ClusterKey, LayoutAuthError, new_secret_file
+from maillage.node.auth import LayoutAuthError
 from maillage.node.clock import ManualClock
 from maillage.node.membership import FailureDetector, PeerState, PeerView
+from maillage.proto.signing import LayoutSigner, LayoutVerifier
 
 
 def test_silence_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_back():
@@ -39,15 +40,16 @@ def test_thresholds_are_checked():
         FailureDetector("a", suspect_after=10, down_after=5)
 
 
-def test_signatures_bind_version_and_text(tmp_path):
-    key = ClusterKey.from_file(new_secret_file(tmp_path / "k"))
+def test_signatures_bind_version_text_kind_and_key(tmp_path):
+    key = LayoutSigner.generate()
+    (tmp_path / "k.pub").write_bytes(key.public_key_pem())
+    verifier = LayoutVerifier.from_file(tmp_path / "k.pub")  # nodes hold only the public half
     sig = key.sign(7, "text")
-    key.verify(7, "text", sig)
+    verifier.verify(7, "text", sig)
     for version, text, signature in ((8, "text", sig), (7, "texT", sig), (7, "text", b""),
-                                     (7, "text", ClusterKey(b"another secret of 32 bytes....").sign(7, "text"))):
+                                     (7, "text", LayoutSigner.generate().sign(7, "text")),
+                                     (7, "text", key.sign(7, "text", kind="access"))):
         with pytest.raises(LayoutAuthError):
-            key.verify(version, text, signature)
-    with pytest.raises(FileExistsError):
-        new_secret_file(tmp_path / "k")  # never overwrites a cluster's secret
+            verifier.verify(version, text, signature)
     with pytest.raises(ValueError):
-        ClusterKey(b"short")
+        LayoutVerifier.from_pem(b"not a key")
