@@ -60,3 +60,7 @@ class IntegrityError(NodeError):
 
 class PeerUnavailable(NodeError):
     """A peer did not answer (down, partitioned, or past its deadline)."""
+
+
+class AccessDenied(NodeError):
+    """The caller's credentials do not allow this request (another tenant's bucket, a read-only key)."""

@@ -42,6 +42,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
     (errors.IntegrityError, Reason.INTEGRITY),
     (auth.LayoutAuthError, Reason.PERMISSION_DENIED),
+    (errors.AccessDenied, Reason.PERMISSION_DENIED),
     (placement.PolicyUnsatisfiable, Reason.POLICY_UNSATISFIABLE),
     (placement.UnknownPolicy, Reason.UNKNOWN_POLICY),
     (placement.UnknownNode, Reason.UNKNOWN_NODE),
@@ -73,10 +74,6 @@ def reason_for(exc: BaseException) -> Reason:
         if isinstance(exc, cls):
             return reason
     return Reason.INTERNAL
-
-
-def status_for(exc: BaseException) -> grpc.StatusCode:
-    return status_of(reason_for(exc))
 
 
 def grpc_errors(handler: H) -> H:

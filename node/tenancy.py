@@ -18,13 +18,9 @@ from maillage.proto.access import AccessKey, Action
 from maillage.storage import BucketRecord
 
 from .catalog import Catalog
-from .errors import NodeError
+from .errors import AccessDenied
 
 __all__ = ["AccessDenied", "Caller", "Tenancy", "current_caller", "CALLER"]
-
-
-class AccessDenied(NodeError):
-    """The caller's credentials do not allow this request."""
 
 
 @dataclass(frozen=True)
