@@ -106,9 +106,15 @@ _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {
 }
 
 
+# Every refusal by the gate starts with one of these, so a caller (and a test) can tell it from a
+# handler's own PERMISSION_DENIED (an unsigned layout document, another tenant's bucket).
+REFUSAL_PREFIXES = {grpc.StatusCode.UNAUTHENTICATED: "not authenticated: ",
+                    grpc.StatusCode.PERMISSION_DENIED: "not allowed: "}
+
+
 class Refused(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
+        super().__init__(REFUSAL_PREFIXES[code] + message)
         self.code = code
 
 
@@ -166,7 +172,7 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             key_id = verify(method, metadata, self._access.secret_of)
         except RequestAuthError as err:
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"request not authenticated: {err.message}") from None
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, err.message) from None
         key = self._access.key(key_id)
         if key is None:  # revoked between the two lookups
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"access key {key_id} is unknown or revoked")
