@@ -1,7 +1,10 @@
-"""Shared pieces of the admin commands: the cluster secret, sizes, and the admin API client.
+"""Shared pieces of the admin commands: the cluster dir (layout-signing key), sizes, the admin API.
 
 The calls themselves are the SDK's admin API (`maillage.client.admin.ClusterAdmin`); its errors are
 `AdminError`s, printed in one line by `maillage.cli.main`, so no admin command ends in a traceback.
+Admin commands use a profile with an admin access key (see `maillage cluster init`); the commands
+that change the layout or the access document also sign it with the cluster's layout-signing key,
+found in the cluster dir (--cluster-dir or $MAILLAGE_CLUSTER_DIR).
 """
 
 from __future__ import annotations
@@ -9,35 +12,41 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from pathlib import Path
 
-from maillage.client.admin import ClusterAdmin
+from maillage.client.admin import ClusterAdmin, load_signer
 from maillage.placement import LayoutError
 from maillage.placement.layout_codec import parse_capacity
-from maillage.proto.signing import SECRET_ENV, ClusterKey
+from maillage.proto.signing import LayoutSigner
 
-from .common import CommandError, endpoints
+from .common import CommandError, profile_of
 
-__all__ = ["add_secret_option", "cluster_key", "open_admin", "parse_size"]
+__all__ = ["CLUSTER_DIR_ENV", "add_cluster_dir_option", "cluster_dir", "open_admin", "parse_size", "signer"]
 
+CLUSTER_DIR_ENV = "MAILLAGE_CLUSTER_DIR"
 _SHORT_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP])\s*\Z", re.IGNORECASE)
 
 
-def add_secret_option(parser: argparse.ArgumentParser) -> None:
+def add_cluster_dir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--secret-file", metavar="PATH",
-        help=f"the cluster secret the nodes were started with (default: ${SECRET_ENV}); "
-             "layout changes are signed with it and nodes refuse unsigned ones")
+        "--cluster-dir", metavar="DIR", type=Path, default=os.environ.get(CLUSTER_DIR_ENV) or None,
+        help=f"the cluster dir made by `maillage cluster init` (default: ${CLUSTER_DIR_ENV}); its "
+             "layout-signing.key signs layouts and access documents, and nodes refuse unsigned ones")
 
 
-def cluster_key(args: argparse.Namespace) -> ClusterKey:
-    path = getattr(args, "secret_file", None) or os.environ.get(SECRET_ENV)
-    if not path:
-        raise CommandError(f"no cluster secret: pass --secret-file PATH or set {SECRET_ENV}=PATH "
-                           "(the file the nodes were started with)")
+def cluster_dir(args: argparse.Namespace) -> Path:
+    directory = getattr(args, "cluster_dir", None)
+    if not directory:
+        raise CommandError(f"no cluster dir: pass --cluster-dir DIR or set {CLUSTER_DIR_ENV}=DIR (the "
+                           "directory `maillage cluster init` made; it holds layout-signing.key)")
+    return Path(directory)
+
+
+def signer(args: argparse.Namespace) -> LayoutSigner:
     try:
-        return ClusterKey.from_file(path)
+        return load_signer(cluster_dir(args))
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(f"{exc} (is --cluster-dir the directory `maillage cluster init` made?)") from None
 
 
 def parse_size(text: str, what: str = "capacity") -> int:
@@ -51,6 +60,8 @@ def parse_size(text: str, what: str = "capacity") -> int:
         raise CommandError(f"bad size: {exc}") from None
 
 
-def open_admin(args: argparse.Namespace) -> ClusterAdmin:
-    """The SDK's admin API on the command's endpoints; signs with the secret only when needed."""
-    return ClusterAdmin(endpoints(args), key=lambda: cluster_key(args))
+def open_admin(args: argparse.Namespace, *, signing: bool = False) -> ClusterAdmin:
+    """The SDK's admin API on the command's profile (an admin key); with `signing`, the cluster
+    dir's layout-signing key too (checked before anything is asked of the mesh)."""
+    key = signer(args) if signing else None
+    return ClusterAdmin(profile_of(args), signer=key)

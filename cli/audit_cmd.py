@@ -11,7 +11,7 @@ import sys
 
 from maillage.client.admin import AuditReport, collect_audit
 
-from .common import CommandError, add_endpoint_option, endpoints
+from .common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, profile_of
 
 SHOWN_VIOLATIONS = 50
 
@@ -23,10 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "on its disk) and check each copy against its bucket's residency policy: a key "
                     "must rest only where its bucket's policy allows; a chunk only where at least one "
                     "bucket referencing it allows (dedup across policies is legitimate). Also counts "
-                    "items with fewer than R copies on distinct sites inside their policy. Needs no "
-                    "secret and changes nothing. Exit status: 1 on any residency violation (or when "
+                    "items with fewer than R copies on distinct sites inside their policy. Needs an "
+                    "admin access key (it reads every tenant's data) and changes nothing. Exit "
+                    "status: 1 on any residency violation (or when "
                     "the audit cannot run), with --require-full also when something is "
-                    "under-replicated or a node did not answer; 0 otherwise.")
+                    "under-replicated or a node did not answer; 0 otherwise. " + CREDENTIALS_NOTE)
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
     p.add_argument("--require-full", action="store_true",
                    help="also fail unless every item has R copies and every node answered")
@@ -70,7 +71,7 @@ def summary(report: AuditReport) -> str:
 def run_command(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise CommandError(f"--timeout must be positive (got {args.timeout})")
-    report = collect_audit(",".join(endpoints(args)), timeout=args.timeout)
+    report = collect_audit(profile_of(args), timeout=args.timeout)
     print(report.to_json() if args.json else summary(report))
     if not report.ok:
         return 1

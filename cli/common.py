@@ -1,10 +1,9 @@
-"""Shared helpers of the `maillage` commands: endpoints, the SDK client, sizes, progress, tables."""
+"""Shared helpers of the `maillage` commands: endpoints, profiles, the SDK client, sizes, progress, tables."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -18,34 +17,67 @@ class CommandError(Exception):
 
 # ----- endpoints and the client ---------------------------------------------------------------
 
+CREDENTIALS_NOTE = (
+    "Credentials come from a profile, as with the AWS tools: --profile NAME (or $MAILLAGE_PROFILE) in "
+    "$MAILLAGE_CONFIG_FILE (default ~/.maillage/config), each setting overridable by $MAILLAGE_ENDPOINT, "
+    "$MAILLAGE_ACCESS_KEY_ID, $MAILLAGE_SECRET_ACCESS_KEY and $MAILLAGE_TRUST_DIR (the cluster's "
+    "ca.pem, client.pem, client.key and layout-signing.pub).")
+
+
 def add_endpoint_option(parser: argparse.ArgumentParser) -> None:
+    """--endpoint and --profile: where the mesh is and which access key to use."""
     parser.add_argument(
         "--endpoint", "-e", action="append", default=[], metavar="HOST:PORT",
-        help=f"a node of the mesh to talk to (repeatable; default: ${ENDPOINT_ENV}, "
-             "comma-separated). Any node will do: the client learns the layout from it.")
+        help=f"a node of the mesh to talk to (repeatable; default: ${ENDPOINT_ENV}, comma-separated, "
+             "else the profile's `endpoint`). Any node will do: the client learns the layout from it.")
+    parser.add_argument(
+        "--profile", metavar="NAME",
+        help="the profile of the config file to use (default: $MAILLAGE_PROFILE, else 'default'); "
+             "it gives the endpoint, the access key and the trust dir")
+
+
+def _given_endpoints(args: argparse.Namespace) -> list[str]:
+    given = [a.strip() for value in (getattr(args, "endpoint", None) or []) for a in value.split(",") if a.strip()]
+    for address in given:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise CommandError(f"bad endpoint {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+    return given
+
+
+def profile_of(args: argparse.Namespace):
+    """The profile a command uses: --endpoint and --profile, then $MAILLAGE_*, then the config file.
+    Missing credentials are one clear line (a CommandError), never a traceback."""
+    from maillage.client import CredentialsError, resolve_profile
+
+    try:
+        profile = resolve_profile(_given_endpoints(args) or None, profile=getattr(args, "profile", None))
+    except CredentialsError as exc:
+        raise CommandError(f"{exc}. `maillage demo` prints ready-to-use settings; for a real mesh, "
+                           "`maillage cluster init` writes an admin profile and `maillage key create` "
+                           "prints one") from None
+    for address in profile.endpoints:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise CommandError(f"bad endpoint {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
+    return profile
 
 
 def endpoints(args: argparse.Namespace) -> list[str]:
-    """--endpoint values (each may be comma-separated), else $MAILLAGE_ENDPOINT, else an error."""
-    given = [a for value in (args.endpoint or []) for a in value.split(",") if a.strip()]
-    if not given:
-        given = [a for a in os.environ.get(ENDPOINT_ENV, "").split(",") if a.strip()]
-    if not given:
-        raise CommandError(f"no endpoint: pass --endpoint HOST:PORT or set {ENDPOINT_ENV}=HOST:PORT[,HOST:PORT...] "
-                           "(`maillage demo` prints one)")
-    for address in given:
-        host, sep, port = address.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise CommandError(f"bad endpoint {address!r}: expected HOST:PORT, e.g. 127.0.0.1:7001")
-    return [a.strip() for a in given]
+    """The endpoints of the command's profile."""
+    return list(profile_of(args).endpoints)
 
 
 @contextlib.contextmanager
 def open_client(args: argparse.Namespace) -> Iterator:
-    """A connected SDK Client; SDK errors become one-line CommandErrors."""
+    """A connected SDK Client on the command's profile; SDK errors become one-line CommandErrors."""
     from maillage.client import Client, MaillageError
 
-    client = Client(endpoints(args))
+    profile = profile_of(args)
+    try:
+        client = Client(profile=profile)
+    except MaillageError as exc:
+        raise CommandError(describe_error(exc)) from exc
     try:
         yield client
     except MaillageError as exc:

@@ -1,9 +1,12 @@
 """`maillage demo`: a local mesh on loopback, two buckets with different residency rules, proof.
 
-Starts one real node process per site in a temporary directory, creates a France-only bucket and
-an EU-wide bucket, stores objects of several sizes, reads each back and verifies it, then asks
-every node what it stores (Replica.Inventory) and shows where each object's bytes rest, with a
-residency verdict. Exits non-zero if anything of the France-only bucket rests outside France.
+Zero setup: the local mesh makes its own cluster (CA, node certificates, signed layout, a tenant
+'demo' with a read-write key and an admin key) as `maillage cluster init` would, so every call is
+TLS and signed as on a real mesh. Starts one real node process per site in a temporary directory,
+creates a France-only bucket and an EU-wide bucket, stores objects of several sizes, reads each back
+and verifies it, then asks every node what it stores (Replica.Inventory) and shows where each
+object's bytes rest, with a residency verdict. Exits non-zero if anything of the France-only bucket
+rests outside France.
 """
 
 from __future__ import annotations
@@ -110,8 +113,8 @@ def run_command(args: argparse.Namespace) -> int:
                        header=["site", "location", "node address"], indent="  "))
             _say()
             try:
-                with Client(mesh.addresses) as client:
-                    code = _scenario(client, layout, france, eu)
+                with Client(profile=mesh.profile) as client:
+                    code = _scenario(client, mesh, layout, france, eu)
             except MaillageError as exc:
                 raise CommandError(f"demo failed: {describe_error(exc)} (node logs: {mesh.log_dir})") from exc
             finished = True
@@ -137,7 +140,7 @@ def format_loc(layout, node_id: str) -> str:
     return format_location(layout.location_of(node_id))
 
 
-def _scenario(client, layout, france, eu) -> int:
+def _scenario(client, mesh, layout, france, eu) -> int:
     from maillage.client import admin
 
     def allow(p):
@@ -177,12 +180,12 @@ def _scenario(client, layout, france, eu) -> int:
         _say(f"    get {bucket + '/' + key:<{width}}  {human_size(len(data)):>9}  {took * 1000:6.0f} ms  identical")
 
     _say("\nwhere the data rests, from every node's own inventory (not from placement):")
-    inventories, unreachable = admin.fetch_inventories(layout)
+    inventories, unreachable = admin.fetch_inventories(layout, mesh.admin_profile)
     failures = 0
     results = []
     for bucket, key, _data, _ in objects:
         policy = france if bucket == FRANCE_BUCKET else eu
-        manifest = admin.fetch_manifest(layout, policy.name, bucket, key)
+        manifest = admin.fetch_manifest(layout, policy.name, bucket, key, mesh.admin_profile)
         r = admin.survey(layout, inventories, unreachable, policy, manifest)
         results.append(r)
         pieces = "inline in manifest" if r.chunk_count == 0 else f"{r.chunk_count} chunk{'s' * (r.chunk_count > 1)}"
@@ -218,20 +221,23 @@ def _scenario(client, layout, france, eu) -> int:
 
 def _usage(mesh) -> None:
     first = mesh.addresses[0]
-    joined = ",".join(mesh.addresses)
     _say(f"""
-the mesh keeps running; in another shell try:
+the mesh keeps running, with its own cluster (CA, layout-signing key, access keys) in
+{mesh.cluster_dir}. Its profiles are in {mesh.config_file}: [default] is tenant
+'demo' (read-write, owns the buckets above), [profile admin] an admin key. In another shell try:
 
-  export MAILLAGE_ENDPOINT={joined}
-  export MAILLAGE_SECRET_FILE={mesh.secret_file}
-  maillage status                                # every node, as the mesh sees it
-  maillage ls                                    # buckets and their policies
+  export MAILLAGE_CONFIG_FILE={mesh.config_file}
+  export MAILLAGE_CLUSTER_DIR={mesh.cluster_dir}     # signs layout and access changes
+  maillage ls                                    # tenant demo's buckets and their policies
   maillage ls {FRANCE_BUCKET} --recursive
   maillage where {FRANCE_BUCKET} scans/ct-0001.bin
   maillage cp ./some-file mesh://{EU_BUCKET}/some-file
   maillage cp mesh://{FRANCE_BUCKET}/notes/hello.txt ./hello.txt
-  maillage audit                                 # every copy checked against its policy
-  maillage layout show                           # the layout; add-site, drain, apply change it
+  maillage status --profile admin                # every node, as the mesh sees it
+  maillage audit --profile admin                 # every copy checked against its policy
+  maillage layout show --profile admin           # the layout; add-site, drain, apply change it
+  maillage tenant create hospital --profile admin
+  maillage key create --tenant hospital --profile admin    # prints a key and a profile for it
 
 or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`.
 node logs: {mesh.log_dir}

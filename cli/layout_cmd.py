@@ -4,7 +4,7 @@ Each edit command (add-site, add-node, set-capacity, drain, remove, policy-set, 
 reads the layout and the staged change from the endpoint, applies one pure edit from
 `maillage.placement.changes` on top of what is staged, prints what `apply` would move (per policy:
 partitions whose replica set changes, share of its data, and the ideal share), and stores the result
-as the new staged change, signed with the cluster secret, on every node. Nothing moves until
+as the new staged change, signed with the cluster's layout-signing key, on every node. Nothing moves until
 `apply`, which shows the whole diff and the movement, refuses while any existing bucket's policy
 would become unsatisfiable, asks for confirmation, and pushes the layout as version current+1 to the
 endpoint and then to every node (nodes also spread it by gossip; highest version wins).
@@ -16,16 +16,17 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from maillage.client.admin import ClusterAdmin, Staged
 from maillage.placement import Layout, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
 
-from .admin import add_secret_option, open_admin, parse_size
-from .common import CommandError, add_endpoint_option, table
+from .admin import add_cluster_dir_option, open_admin, parse_size, signer
+from .common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 
-_NOTE = ("The mesh is reached through --endpoint HOST:PORT or $MAILLAGE_ENDPOINT; changes are signed "
-         "with the cluster secret (--secret-file or $MAILLAGE_SECRET_FILE).")
+_NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
+         "cluster's layout-signing key, from the cluster dir (--cluster-dir DIR or $MAILLAGE_CLUSTER_DIR).")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -116,6 +117,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(apply_p)
     apply_p.set_defaults(func=apply_command)
 
+    sign = layout_sub.add_parser(
+        "sign", help="sign a layout file for the nodes' first start",
+        description="Sign LAYOUT.toml (sites, nodes, policies; version inside) with the cluster's "
+                    "layout-signing key and write it to --out: the file to give `maillage node run "
+                    "--layout` when a mesh starts for the first time. Later changes go through "
+                    "`maillage layout add-node ... / apply` on the running mesh. Needs no node.")
+    sign.add_argument("layout_file", metavar="LAYOUT.toml", type=Path)
+    sign.add_argument("--out", required=True, type=Path, metavar="SIGNED", help="the signed layout file to write")
+    add_cluster_dir_option(sign)
+    sign.set_defaults(func=sign_command)
+
     revert = layout_sub.add_parser("revert", help="discard the staged change",
                                    description="Discard the staged change on every node. " + _NOTE)
     _common(revert)
@@ -125,7 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser, *, secret: bool = True) -> None:
     add_endpoint_option(parser)
     if secret:
-        add_secret_option(parser)
+        add_cluster_dir_option(parser)
 
 
 def _policy_set(layout: Layout, a: argparse.Namespace) -> Layout:
@@ -157,7 +169,7 @@ def _base(admin: ClusterAdmin) -> tuple[Layout, Staged | None]:
 
 def stage_command(args: argparse.Namespace, apply_edit: Callable[[Layout, argparse.Namespace], Layout],
                   what: str) -> int:
-    admin = open_admin(args)
+    admin = open_admin(args, signing=True)
     base, staged = _base(admin)
     try:
         new = apply_edit(base, args)
@@ -216,7 +228,7 @@ def _print_movement(report: changes.MovementReport, *, per_node: bool = False) -
 # ----- apply, revert, show ---------------------------------------------------------------------
 
 def apply_command(args: argparse.Namespace) -> int:
-    admin = open_admin(args)
+    admin = open_admin(args, signing=True)
     base, staged = _base(admin)
     if staged is None:
         raise CommandError("nothing is staged: stage a change first (e.g. `maillage layout drain NODE`)")
@@ -253,7 +265,7 @@ def apply_command(args: argparse.Namespace) -> int:
 
 
 def revert_command(args: argparse.Namespace) -> int:
-    admin = open_admin(args)
+    admin = open_admin(args, signing=True)
     staged = admin.staged()
     if staged is None:
         print("nothing is staged")
@@ -265,6 +277,24 @@ def revert_command(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for problem in problems:
         print(f"warning: not cleared on {problem}", file=sys.stderr)
+    return 0
+
+
+def sign_command(args: argparse.Namespace) -> int:
+    from maillage.client.admin import write_signed_layout
+    from maillage.placement import parse_layout
+
+    key = signer(args)
+    try:
+        layout = parse_layout(args.layout_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"{args.layout_file}: {exc.strerror}") from None
+    except PlacementError as exc:
+        raise CommandError(f"{args.layout_file}: {exc}") from None
+    write_signed_layout(args.out, layout, key)
+    print(f"signed layout v{layout.version} ({len(layout.sites)} site(s), {len(layout.nodes)} node(s)) "
+          f"into {args.out}; start each node with `maillage node run --id ID --data-dir DIR "
+          f"--trust-dir TRUST --layout {args.out}`")
     return 0
 
 

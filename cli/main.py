@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit_cmd, bench_cmd, chaos_cmd, demo, layout_cmd, node_cmd, objects_cmd, status_cmd, where_cmd
+from . import (
+    access_cmd,
+    audit_cmd,
+    bench_cmd,
+    chaos_cmd,
+    cluster_cmd,
+    demo,
+    layout_cmd,
+    node_cmd,
+    objects_cmd,
+    status_cmd,
+    where_cmd,
+)
 from .common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -24,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
     layout_cmd.add_parser(sub)
+    cluster_cmd.add_parser(sub)
+    access_cmd.add_parsers(sub)
     bench_cmd.add_parser(sub)
     status_cmd.add_parser(sub)
     return parser

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
-
-from maillage.node.auth import SECRET_ENV
-from maillage.placement import parse_layout
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,19 +13,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = node_sub.add_parser(
         "run", help="serve one node until SIGTERM",
         description="Start a node daemon. Its site and location come from the layout (the admin's "
-                    "truth), never from this command line: the node id must be in the layout.")
+                    "truth), never from this command line: the node id must be in the layout. Every "
+                    "port is mutual TLS with the node certificate of --trust-dir (made by `maillage "
+                    "cluster node-cert`), and layouts and access documents are accepted only when "
+                    "signed by the cluster's admin. First start: give --layout (a file `maillage "
+                    "layout sign` wrote) or --seed; later starts use the stored layout.")
     run.add_argument("--id", required=True, help="this node's id in the layout")
     run.add_argument("--data-dir", required=True, type=Path, help="where chunks and metadata live")
-    run.add_argument("--layout", type=Path, help="layout TOML file (else the stored one, else --seed)")
+    run.add_argument("--trust-dir", required=True, type=Path, metavar="DIR",
+                     help="this node's trust dir from `maillage cluster node-cert`: node.pem, node.key, "
+                          "ca.pem, layout-signing.pub, and access.signed (the first access document)")
+    run.add_argument("--layout", type=Path, metavar="SIGNED_LAYOUT",
+                     help="signed layout file from `maillage layout sign` (else the stored one, else --seed)")
     run.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
                      help="a peer to fetch the layout from (repeatable)")
     run.add_argument("--listen", help="listen address (default: this node's address in the layout)")
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
-    run.add_argument("--secret-file", type=Path, default=os.environ.get(SECRET_ENV) or None,
-                     help=f"cluster secret that signs layouts (env {SECRET_ENV}); without it the node "
-                          "keeps its layout and refuses layout changes")
     timing = run.add_argument_group("cluster life (seconds unless said otherwise)")
     timing.add_argument("--heartbeat-interval", type=float, default=1.0, help="gossip period (default 1)")
     timing.add_argument("--suspect-after", type=float, default=5.0,
@@ -57,10 +58,10 @@ def run_command(args: argparse.Namespace) -> int:
     from maillage.node.server import NodeConfig, Timings, run_node
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    layout = parse_layout(args.layout.read_text()) if args.layout else None
-    run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, layout=layout, seeds=tuple(args.seed),
+    run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
+                        layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
-                        secret_file=args.secret_file, timings=Timings(
+                        timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,
                             repair_rate=args.repair_rate * 1e6, scrub_rate=args.scrub_rate * 1e6,

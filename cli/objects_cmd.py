@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .common import (
+    CREDENTIALS_NOTE,
     MESH_SCHEME,
     CommandError,
     Progress,
@@ -25,7 +26,7 @@ from .common import (
 )
 
 _ENV_NOTE = ("The mesh is reached through --endpoint HOST:PORT (repeatable) or $MAILLAGE_ENDPOINT "
-             "(comma-separated); any node will do.")
+             "(comma-separated); any node will do. " + CREDENTIALS_NOTE)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Create a bucket bound to a residency policy of the layout (e.g. france-only, "
                     "eu-wide). The policy decides where every byte of the bucket may rest and how "
                     "many copies it gets; it cannot be changed later. Refused if the policy is "
-                    "unknown or the layout has too few eligible sites. " + _ENV_NOTE)
+                    "unknown or the layout has too few eligible sites. The bucket belongs to the tenant of "
+                    "the access key; other tenants cannot see or touch it. " + _ENV_NOTE)
     mb.add_argument("bucket", metavar="BUCKET", help="bucket name (lowercase letters, digits, '-', '.')")
     mb.add_argument("--policy", "-p", required=True, metavar="NAME", help="residency policy name from the layout")
     add_endpoint_option(mb)
@@ -42,7 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     ls = sub.add_parser(
         "ls", help="list buckets, or objects of a bucket",
-        description="Without an argument: list buckets with their policies. With BUCKET[/PREFIX] "
+        description="Without an argument: list your tenant's buckets with their policies. With BUCKET[/PREFIX] "
                     f"(or {MESH_SCHEME}BUCKET[/PREFIX]): list objects whose key starts with PREFIX; "
                     "keys are grouped by '/' like directories (shown as PRE) unless --recursive. "
                     + _ENV_NOTE)

@@ -15,7 +15,7 @@ import time
 from maillage.client.admin import ClusterAdmin, NodeAnswers, repair_fields, status_rows
 from maillage.placement import Node
 
-from .common import add_endpoint_option, endpoints, human_size, table
+from .common import CREDENTIALS_NOTE, add_endpoint_option, human_size, profile_of, table
 
 WATCH_PERIOD = 1.0
 
@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "status", help="every site and node: up/suspect/down, capacity, use, repair",
         description="Ask every node of the layout for its status: the state its peers see it in, "
                     "capacity and disk use, partitions still being repaired (behind), hinted items "
-                    "waiting for hand-back, scrub findings. Exits 1 if a node is unreachable.")
+                    "waiting for hand-back, scrub findings. Exits 1 if a node is unreachable. Needs an admin "
+                    "access key. " + CREDENTIALS_NOTE)
     add_endpoint_option(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=status_command)
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Repair runs by itself (every --repair-interval of each node). This command "
                     "asks every node to start a round now (--now) and shows progress with an ETA; "
                     "--wait keeps watching until every node has finished a round with nothing "
-                    "left behind.")
+                    "left behind. Needs an admin access key. " + CREDENTIALS_NOTE)
     add_endpoint_option(repair)
     repair.add_argument("--now", action="store_true", help="start a round on every node now")
     repair.add_argument("--wait", action="store_true", help="watch until the mesh has caught up")
@@ -49,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _ask(args: argparse.Namespace, start_now: bool | None = None) -> tuple[list[Node], NodeAnswers]:
     """(layout nodes, node id -> reply or why none): statuses, or repair progress when start_now is
     given."""
-    with ClusterAdmin(endpoints(args)) as admin:
+    with ClusterAdmin(profile_of(args)) as admin:
         answers = admin.statuses() if start_now is None else admin.repair(start_now=start_now)
         return list(admin.layout.nodes), answers
 

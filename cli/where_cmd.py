@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from .common import MESH_SCHEME, add_endpoint_option, open_client, table
+from .common import CREDENTIALS_NOTE, MESH_SCHEME, add_endpoint_option, open_client, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "sites and locations, and the handoff nodes that stand in when a replica is down "
                     "(always inside the policy). If the object exists, the replicas of each of its "
                     "chunks are shown too. The key need not exist. The mesh is reached through "
-                    "--endpoint HOST:PORT or $MAILLAGE_ENDPOINT.")
+                    "--endpoint HOST:PORT or $MAILLAGE_ENDPOINT. " + CREDENTIALS_NOTE)
     p.add_argument("bucket", metavar="BUCKET")
     p.add_argument("key", metavar="KEY")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -33,16 +33,14 @@ def _chunk_placement(client, layout, policy: str, bucket: str, key: str) -> list
     from maillage.placement import chunk_partition, format_location, partition_table
 
     try:
-        client.head_object(bucket, key)
+        refs = client.object_chunks(bucket, key)
     except NoSuchKey:
         return None
-    from maillage.client.admin import fetch_manifest
-    manifest = fetch_manifest(layout, policy, bucket, key)
     table_ = partition_table(layout, policy)
     chunks = []
-    for ref in manifest.chunks:
-        p = chunk_partition(ref.digest, table_.bits)
-        chunks.append({"digest": ref.digest.hex(), "length": ref.length, "partition": p,
+    for digest, length in refs:
+        p = chunk_partition(digest, table_.bits)
+        chunks.append({"digest": digest.hex(), "length": length, "partition": p,
                        "replicas": [{"node": n, "site": layout.node(n).site,
                                      "location": format_location(layout.location_of(n))}
                                     for n in table_.replicas(p)]})

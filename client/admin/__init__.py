@@ -18,6 +18,7 @@ from ._bootstrap import (
     ACCESS_FILE,
     ADMIN_PROFILE_FILE,
     NewCluster,
+    client_trust_dir,
     init_cluster,
     load_signer,
     node_trust_dir,
@@ -31,8 +32,8 @@ from ._residency import Holding, ObjectResidency, bucket_violations, fetch_manif
 from ._status import mesh_views, repair_fields, status_rows
 
 __all__ = [
-    "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NewCluster", "init_cluster", "load_signer", "node_trust_dir",
-    "read_access_file", "write_access_file", "write_signed_layout",
+    "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NewCluster", "client_trust_dir", "init_cluster", "load_signer",
+    "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout",
     "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
     "fetch_layout", "fetch_manifest", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",

@@ -24,8 +24,8 @@ from maillage.proto.access import AccessDoc, AccessKey, add_tenant, create_key, 
 from maillage.proto.identity import ClusterDir, NodeFiles, create_cluster, issue_node_certificate
 from maillage.proto.signing import LayoutSigner, read_signed, write_signed
 
-__all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NewCluster", "init_cluster", "load_signer",
-           "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout"]
+__all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NewCluster", "client_trust_dir", "init_cluster",
+           "load_signer", "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout"]
 
 ACCESS_FILE = "access.signed"
 ADMIN_PROFILE_FILE = "admin.conf"
@@ -89,6 +89,20 @@ def init_cluster(directory: str | os.PathLike[str], name: str, *, endpoints: Seq
     profile = Profile(tuple(endpoints), Credentials(key.key_id, key.secret), cluster.directory.resolve(), "default")
     profile_file = write_profile(cluster.directory / ADMIN_PROFILE_FILE, profile)
     return NewCluster(cluster, doc, key, access_file, profile_file, profile)
+
+
+CLIENT_TRUST_FILES = ("ca.pem", "client.pem", "client.key", "layout-signing.pub")
+
+
+def client_trust_dir(cluster_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """A trust dir for SDK and CLI users: the CA, the shared client certificate and key, and the
+    layout-signing public key, without the cluster's private keys (ca.key, layout-signing.key)."""
+    source, target = Path(cluster_dir), Path(out_dir)
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in CLIENT_TRUST_FILES:
+        shutil.copyfile(source / name, target / name)
+        os.chmod(target / name, 0o600 if name.endswith(".key") else 0o644)
+    return target
 
 
 def node_trust_dir(cluster_dir: str | os.PathLike[str], node_id: str, out_dir: str | os.PathLike[str], *,

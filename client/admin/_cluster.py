@@ -166,6 +166,11 @@ class ClusterAdmin:
         reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
         return [(b.name, b.policy) for b in reply.buckets]
 
+    def buckets_of(self, tenant: str) -> list[str]:
+        """The buckets owned by `tenant`."""
+        reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
+        return sorted(b.name for b in reply.buckets if b.owner == tenant)
+
     # ----- tenants and access keys -----------------------------------------------------------
 
     def access(self) -> AccessDoc:
