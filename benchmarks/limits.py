@@ -170,7 +170,7 @@ async def _grpc_sink(port_file: str) -> None:
 
     handlers = {"Put": grpc.stream_unary_rpc_method_handler(put),
                 "Get": grpc.unary_stream_rpc_method_handler(get)}
-    server, port = new_server("127.0.0.1:0")
+    server, port = new_server("127.0.0.1:0", tls=None)  # plaintext: this measures gRPC itself
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("maillage.bench.Raw", handlers),))
     await server.start()
     Path(port_file).write_text(str(port))
@@ -207,7 +207,7 @@ async def _grpc_client(grpc, address: str, total: int, repeat: int) -> dict[str,
 
     count = total // MESSAGE
     payload = os.urandom(MESSAGE)
-    async with open_channel(address) as channel:
+    async with open_channel(address, tls=None) as channel:
         put = channel.stream_unary(_PUT, request_serializer=None, response_deserializer=None)
         get = channel.unary_stream(_GET, request_serializer=None, response_deserializer=None)
 

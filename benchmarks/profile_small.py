@@ -56,7 +56,7 @@ async def _load(mesh, op: str, seconds: float, concurrency: int, size: int) -> l
     from .mesh import ready_bucket
     from .throughput import UniqueBodies, _drive
     rows = []
-    async with AsyncClient(mesh.addresses) as client:
+    async with AsyncClient(profile=mesh.profile) as client:
         await ready_bucket(client)
         bodies = UniqueBodies(size)
         keys: list[str] = []

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import grpc
 
-from maillage.client import AsyncClient, NodeUnavailable, QuorumNotReached
-from maillage.proto import pb, rpc
+from maillage.client import AsyncClient, NodeUnavailable, Profile, QuorumNotReached
+from maillage.proto import pb, requestauth, rpc
 from maillage.proto.channels import open_channel
+from maillage.proto.identity import TlsIdentity
 
 from .machine import cpu_seconds
 from .mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
@@ -46,11 +47,11 @@ __all__ = ["measure_repair", "run", "main"]
 _INVENTORY_MESSAGE = 256 << 20
 
 
-async def _load(addresses: list[str], data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
+async def _load(profile: Profile, data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
     count = max(1, data_bytes // object_size)
     bodies = UniqueBodies(object_size)
     began, cpu0, retries = time.monotonic(), cpu_seconds(), [0]
-    async with AsyncClient(addresses) as client:
+    async with AsyncClient(profile=profile) as client:
         await ready_bucket(client)
         todo = iter(range(count))
 
@@ -76,10 +77,17 @@ async def _load(addresses: list[str], data_bytes: int, object_size: int, concurr
 
 
 class _Probe:
-    """Inventories and node info over long-lived channels (they reconnect to a restarted node)."""
+    """Inventories and node info over long-lived channels (they reconnect to a restarted node),
+    mutual TLS with the admin profile's trust dir, each call signed with its admin key."""
 
-    def __init__(self, addresses: dict[str, str]) -> None:
-        self._channels = {n: open_channel(a, max_receive=_INVENTORY_MESSAGE) for n, a in addresses.items()}
+    def __init__(self, addresses: dict[str, str], admin: Profile) -> None:
+        tls = TlsIdentity.load_client(admin.trust_dir)
+        self._key = admin.credentials
+        self._channels = {n: open_channel(a, tls=tls, peer=n, max_receive=_INVENTORY_MESSAGE)
+                          for n, a in addresses.items()}
+
+    def _signed(self, service: str, method: str) -> tuple[tuple[str, str], ...]:
+        return requestauth.sign(f"/maillage.v1.{service}/{method}", self._key.key_id, self._key.secret)
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -87,21 +95,24 @@ class _Probe:
 
     async def inventory(self, node_id: str) -> tuple[set[bytes], set[tuple[str, str]]] | None:
         try:
-            reply = await rpc.ReplicaStub(self._channels[node_id]).Inventory(pb.InventoryRequest(), timeout=20)
+            reply = await rpc.ReplicaStub(self._channels[node_id]).Inventory(pb.InventoryRequest(), timeout=20,
+                                                                      metadata=self._signed("Replica", "Inventory"))
         except grpc.RpcError:
             return None
         return set(reply.all_chunks), {(b.bucket, k) for b in reply.buckets for k in b.keys}
 
     async def stored_bytes(self, node_id: str) -> int | None:
         try:
-            return (await rpc.ClusterStub(self._channels[node_id]).GetInfo(pb.GetInfoRequest(), timeout=5)).stored_bytes
+            return (await rpc.ClusterStub(self._channels[node_id]).GetInfo(
+                pb.GetInfoRequest(), timeout=5, metadata=self._signed("Cluster", "GetInfo"))).stored_bytes
         except grpc.RpcError:
             return None
 
     async def repair_status(self, node_id: str) -> dict | None:
         """The node's own repair counters, when it implements GetStatus."""
         try:
-            status = await rpc.ClusterStub(self._channels[node_id]).GetStatus(pb.GetStatusRequest(), timeout=5)
+            status = await rpc.ClusterStub(self._channels[node_id]).GetStatus(pb.GetStatusRequest(), timeout=5,
+                                                                          metadata=self._signed("Cluster", "GetStatus"))
         except grpc.RpcError:
             return None
         r = status.repair
@@ -118,13 +129,13 @@ def _short_of_r(inventories: dict[str, tuple[set, set]], replicas: int) -> int:
     return sum(1 for n in holders.values() if n < replicas)
 
 
-def _audit(endpoint: str) -> dict:
+def _audit(admin: Profile) -> dict:
     try:
         from maillage.client.admin import collect_audit
     except ImportError as exc:
         return {"available": False, "error": str(exc)}
     try:
-        report = collect_audit(endpoint)
+        report = collect_audit(admin)
     except Exception as exc:  # the audit is a second opinion: its failure is reported, not fatal
         return {"available": True, "error": f"{type(exc).__name__}: {exc}"}
     return {"available": True, "fully_replicated": report.fully_replicated,
@@ -142,8 +153,8 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
         victim = mesh.layout.nodes[0].id
         others = [n.id for n in mesh.layout.nodes[1:]]
         say(f"repair N={sites}: load {format_size(data_bytes)}")
-        load = await _load(mesh.addresses, data_bytes, object_size)
-        probe = _Probe({n.id: n.address for n in mesh.layout.nodes})
+        load = await _load(mesh.profile, data_bytes, object_size)
+        probe = _Probe({n.id: n.address for n in mesh.layout.nodes}, mesh.admin_profile)
         try:
             before = await probe.inventory(victim)
             victim_bytes = await probe.stored_bytes(victim) or 0
@@ -172,7 +183,7 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
                 done = (last["fraction"] >= 1.0 and last["short_of_r"] == 0
                         and len(inventories) == sites)
                 if done:
-                    audit = await asyncio.to_thread(_audit, mesh.address(others[0]))
+                    audit = await asyncio.to_thread(_audit, mesh.admin_profile)
                     if audit.get("fully_replicated", True) or "error" in audit:
                         converged = True
                         break
@@ -181,7 +192,7 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
                 await asyncio.sleep(poll)
             seconds = time.monotonic() - began
             if audit is None:
-                audit = await asyncio.to_thread(_audit, mesh.address(others[0]))
+                audit = await asyncio.to_thread(_audit, mesh.admin_profile)
             statuses = {n: await probe.repair_status(n) for n in (victim, *others)}
         finally:
             await probe.close()

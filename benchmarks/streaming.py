@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from maillage.client import AsyncClient
+from maillage.client import AsyncClient, Profile
 
 from .machine import RssSampler, snapshot_rss
 from .mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
@@ -34,10 +34,10 @@ async def _pieces(size: int):
         sent += n
 
 
-async def _measure(addresses: list[str], pids: dict[str, int], size: int) -> dict:
+async def _measure(profile: Profile, pids: dict[str, int], size: int) -> dict:
     idle = snapshot_rss(pids)
     key = f"stream/{size}"
-    async with AsyncClient(addresses) as client:
+    async with AsyncClient(profile=profile) as client:
         await ready_bucket(client)
         began = time.monotonic()
         with RssSampler(lambda: pids) as put_rss:
@@ -62,7 +62,7 @@ def run(sizes: Sequence[int], sites: int = 3) -> dict:
     """Peak RSS growth per process at each size, and whether it stayed flat."""
     with open_mesh(sites) as mesh:
         pids = with_client(node_pids(mesh))
-        rows = [asyncio.run(_measure(mesh.addresses, pids, size)) for size in sorted(sizes)]
+        rows = [asyncio.run(_measure(mesh.profile, pids, size)) for size in sorted(sizes)]
     small, large = rows[0], rows[-1]
     ratio = large["max_growth"] / max(small["max_growth"], 1) if len(rows) > 1 else 1.0
     return {"rows": rows, "growth_ratio": ratio, "size_ratio": large["size"] / small["size"],

@@ -122,7 +122,7 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
     """Run every (size, concurrency, op) cell on a started mesh; returns idle RSS and the rows."""
     say = step or (lambda text: None)
     rows: list[dict] = []
-    async with AsyncClient(mesh.addresses) as client:
+    async with AsyncClient(profile=mesh.profile) as client:
         await ready_bucket(client)
         warm = UniqueBodies(4096)
         warm_buf = warm.buffer()
