@@ -99,8 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser, *, signing: bool) -> None:
     add_endpoint_option(parser)
-    if signing:
-        add_cluster_dir_option(parser)
+    add_cluster_dir_option(parser)   # listings accept it too (unused), so one set of options fits every action
 
 
 def _edit(args: argparse.Namespace, edit: Callable[[AccessDoc], AccessDoc],

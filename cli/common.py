@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -50,10 +51,19 @@ def profile_of(args: argparse.Namespace):
     Missing credentials are one clear line (a CommandError), never a traceback."""
     from maillage.client import CredentialsError, resolve_profile
 
+    given = _given_endpoints(args)
+    if not given:
+        env = [a.strip() for a in os.environ.get(ENDPOINT_ENV, "").split(",") if a.strip()]
+        for address in env:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise CommandError(f"bad endpoint {address!r} in ${ENDPOINT_ENV}: expected HOST:PORT, "
+                                   "e.g. 127.0.0.1:7001")
     try:
-        profile = resolve_profile(_given_endpoints(args) or None, profile=getattr(args, "profile", None))
+        profile = resolve_profile(given or None, profile=getattr(args, "profile", None))
     except CredentialsError as exc:
-        raise CommandError(f"{exc}. `maillage demo` prints ready-to-use settings; for a real mesh, "
+        text = str(exc).replace("an endpoint (argument, ", "an endpoint (--endpoint HOST:PORT, ")
+        raise CommandError(f"{text}. `maillage demo` prints ready-to-use settings; for a real mesh, "
                            "`maillage cluster init` writes an admin profile and `maillage key create` "
                            "prints one") from None
     for address in profile.endpoints:

@@ -39,10 +39,12 @@ class Staged:
     base_version: int
 
 
-def _rpc_error(address: str, err: grpc.RpcError) -> AdminError:
+def _rpc_error(address: str, err: grpc.RpcError) -> MaillageError:
     code = err.code()
     name = code.name if code is not None else "ERROR"
     details = err.details()
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return PermissionDenied(f"node {address}: {details or name}")
     if name == "UNIMPLEMENTED":
         return AdminError(f"node {address} does not support this call yet (update it): {details}")
     return AdminError(f"node {address}: {details or name} ({name})")
@@ -105,11 +107,11 @@ class ClusterAdmin:
         return pb.LayoutDoc(version=version, text=text, signature=self.signer.sign(version, text))
 
     def _everywhere(self, addresses: Iterable[str], send: Callable[[str], Any]) -> dict[str, Any]:
-        """send(address) on every address in parallel: {address: reply or AdminError}."""
+        """send(address) on every address in parallel: {address: reply or the error (MaillageError)}."""
         def one(address: str) -> Any:
             try:
                 return send(address)
-            except AdminError as exc:
+            except MaillageError as exc:
                 return exc
 
         unique = list(dict.fromkeys(addresses))
@@ -142,9 +144,9 @@ class ClusterAdmin:
     def _stage_doc(self, doc: pb.LayoutDoc) -> list[str]:
         replies = self._everywhere(self._all_addresses(self.layout),
                                    lambda a: self._call(a, "StageLayout", doc))
-        if isinstance(replies[self.address], AdminError):
+        if isinstance(replies[self.address], MaillageError):
             raise replies[self.address]
-        return [f"{a}: {r}" for a, r in replies.items() if isinstance(r, AdminError)]
+        return [f"{a}: {r}" for a, r in replies.items() if isinstance(r, MaillageError)]
 
     def push(self, layout: Layout) -> tuple[int, list[str]]:
         """Apply ``layout`` (its version must be current + 1): the endpoint first, then every
@@ -158,8 +160,8 @@ class ClusterAdmin:
                              "look at `maillage layout show` and stage again)")
         others = [a for a in self._all_addresses(self.layout, layout) if a != self.address]
         replies = self._everywhere(others, lambda a: self._call(a, "PushLayout", doc, peer=self._peer(a, layout)))
-        adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, AdminError))
-        return adopted, [str(r) for r in replies.values() if isinstance(r, AdminError)]
+        adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, MaillageError))
+        return adopted, [str(r) for r in replies.values() if isinstance(r, MaillageError)]
 
     def buckets(self) -> list[tuple[str, str]]:
         """(bucket, policy) of every bucket of the mesh (every tenant's: an admin key lists all)."""
@@ -203,8 +205,8 @@ class ClusterAdmin:
                              f"v{first.current_version} (someone changed tenants or keys meanwhile: try again)")
         others = [a for a in self._all_addresses(self.layout) if a != self.address]
         replies = self._everywhere(others, lambda a: self._call(a, "PushAccess", message))
-        adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, AdminError))
-        return adopted, [str(r) for r in replies.values() if isinstance(r, AdminError)]
+        adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, MaillageError))
+        return adopted, [str(r) for r in replies.values() if isinstance(r, MaillageError)]
 
     def edit_access(self, edit: Callable[[AccessDoc], AccessDoc]) -> tuple[AccessDoc, int, list[str]]:
         """Read the current access document, apply a pure edit (`maillage.proto.access`), sign and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ FRENCH_ONLY = os.urandom(2 * CHUNK + 17)
 def mesh(tmp_path_factory):
     with LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("audit"),
                    extra_args=("--chunk-size", str(CHUNK))) as m:
-        with Client(m.addresses) as client:
+        with Client(profile=m.profile) as client:
             client.create_bucket("scans", policy="france-only")
             client.create_bucket("public", policy="eu-wide")
             client.put_object("scans", "shared.bin", SHARED)
@@ -38,13 +39,18 @@ def mesh(tmp_path_factory):
         yield m
 
 
+def _admin(mesh, node_id: str):
+    """The mesh's admin profile, reaching the mesh through one node."""
+    return dataclasses.replace(mesh.admin_profile, endpoints=(mesh.address(node_id),))
+
+
 def _digests(data: bytes) -> list[bytes]:
     import blake3
     return [blake3.blake3(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK)]
 
 
 def test_clean_mesh_is_fully_replicated(mesh):
-    report = collect_audit(mesh.address("paris-1"))
+    report = collect_audit(_admin(mesh, "paris-1"))
     assert report.violations == []
     assert report.unreachable == []
     assert report.under_replicated == 0
@@ -72,48 +78,52 @@ def test_planted_french_chunk_in_germany_is_a_violation(mesh):
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     try:
-        report = collect_audit(mesh.address("toulouse-1"))
+        report = collect_audit(_admin(mesh, "toulouse-1"))
         assert not report.ok and not report.fully_replicated
         assert len(report.violations) == 1
         sentence = report.violations[0]
         assert digest.hex()[:16] in sentence
         for part in ("bucket scans", "policy france-only", "munich-1", "eu/de/bayern", "outside eu/fr"):
             assert part in sentence
-        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json")
+        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json", mesh=mesh)
         assert cli.returncode == 1
         assert json.loads(cli.stdout)["violations"] == [sentence]
     finally:
         target.unlink()
-    assert collect_audit(mesh.address("paris-1")).ok
+    assert collect_audit(_admin(mesh, "paris-1")).ok
 
 
 def test_dead_node_is_unreachable_not_a_violation(mesh):
-    cli = _run_cli("audit", "--require-full", env={"MAILLAGE_ENDPOINT": mesh.address("munich-1")})
+    cli = _run_cli("audit", "--require-full", env={"MAILLAGE_ENDPOINT": mesh.address("munich-1")}, mesh=mesh)
     assert cli.returncode == 0, cli.stderr
     assert "violations        0" in cli.stdout and "fully replicated" in cli.stdout
     mesh.kill("lyon-1")
     try:
-        report = collect_audit(mesh.address("paris-1"), timeout=3)
+        report = collect_audit(_admin(mesh, "paris-1"), timeout=3)
         assert report.unreachable == ["lyon-1"]
         assert report.ok and not report.fully_replicated
-        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3")
-        full = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--require-full")
+        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", mesh=mesh)
+        full = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--require-full",
+                        mesh=mesh)
         assert plain.returncode == 0 and "unreachable       lyon-1" in plain.stdout
         assert full.returncode == 1
     finally:
         mesh.start_node("lyon-1")
 
 
-def test_no_endpoint_answers_is_a_typed_error():
+def test_no_endpoint_answers_is_a_typed_error(mesh):
     from maillage.testing.localmesh import free_port
+    nobody = dataclasses.replace(mesh.admin_profile, endpoints=(f"127.0.0.1:{free_port()}",))
     with pytest.raises(AuditError, match="cannot read the layout"):
-        collect_audit(f"127.0.0.1:{free_port()}", timeout=2)
-    cli = _run_cli("audit", "--endpoint", "nonsense")
+        collect_audit(nobody, timeout=2)
+    cli = _run_cli("audit", "--endpoint", "nonsense", mesh=mesh)
     assert cli.returncode == 1 and "Traceback" not in cli.stderr and "bad endpoint" in cli.stderr
 
 
-def _run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run_cli(*argv: str, mesh, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`maillage ARGV` with the mesh's admin profile (the audit needs an admin key)."""
     full_env = {k: v for k, v in os.environ.items() if k != "MAILLAGE_ENDPOINT"}
+    full_env.update(MAILLAGE_CONFIG_FILE=str(mesh.config_file), MAILLAGE_PROFILE="admin")
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "maillage.cli", *argv], capture_output=True, text=True,
                           timeout=120, env=full_env)

@@ -12,9 +12,9 @@ from maillage.cli.main import main
 from maillage.client import Client
 from maillage.client.admin import collect_audit
 from maillage.placement import NodeState, parse_layout
-from maillage.proto import pb, rpc
+from maillage.proto import pb, requestauth, rpc
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.signing import SECRET_ENV, new_secret_file
+from maillage.proto.identity import TlsIdentity, create_cluster
 from maillage.testing.localmesh import LocalMesh, free_port, make_layout
 
 from .conftest import POLICIES, SITES
@@ -23,7 +23,7 @@ from .conftest import POLICIES, SITES
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     with LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("layout")) as m:
-        with Client(m.addresses) as client:
+        with Client(profile=m.profile) as client:
             client.create_bucket("scans", policy="france-only")
             for i in range(5):
                 client.put_object("scans", f"k{i}", os.urandom(100_000))
@@ -47,11 +47,13 @@ def _env(**values):
                 os.environ[k] = v
 
 
-def run(capsys, mesh, *argv, secret="mesh") -> tuple[int, str, str]:
-    """`maillage ARGV` in this process against `mesh`: (exit code, stdout, stderr)."""
-    secret_file = str(mesh.secret_file) if secret == "mesh" else secret
+def run(capsys, mesh, *argv, cluster="mesh") -> tuple[int, str, str]:
+    """`maillage ARGV` in this process against `mesh` with its admin profile and, unless told
+    otherwise, its cluster dir: (exit code, stdout, stderr)."""
+    cluster_dir = str(mesh.cluster_dir) if cluster == "mesh" else cluster
     capsys.readouterr()
-    with _env(MAILLAGE_ENDPOINT=mesh.address("paris-1"), **{SECRET_ENV: secret_file}):
+    with _env(MAILLAGE_ENDPOINT=mesh.address("paris-1"), MAILLAGE_CONFIG_FILE=str(mesh.config_file),
+              MAILLAGE_PROFILE="admin", MAILLAGE_CLUSTER_DIR=cluster_dir):
         with pytest.raises(SystemExit) as exit_:
             main(list(argv))
     out, err = capsys.readouterr()
@@ -59,26 +61,30 @@ def run(capsys, mesh, *argv, secret="mesh") -> tuple[int, str, str]:
     return exit_.value.code, out, err
 
 
-def applied(address: str):
-    with open_blocking_channel(address) as channel:
-        return parse_layout(rpc.ClusterStub(channel).GetLayout(pb.GetLayoutRequest(), timeout=10).text)
+def applied(mesh, address: str):
+    key = mesh.profile.credentials
+    with open_blocking_channel(address, tls=TlsIdentity.load_client(mesh.cluster_dir)) as channel:
+        doc = rpc.ClusterStub(channel).GetLayout(
+            pb.GetLayoutRequest(), timeout=10,
+            metadata=requestauth.sign("/maillage.v1.Cluster/GetLayout", key.key_id, key.secret))
+        return parse_layout(doc.text)
 
 
 def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     code, out, _ = run(capsys, mesh, "layout", "show", "--json")
     assert code == 0 and json.loads(out)["version"] == 1 and len(json.loads(out)["nodes"]) == 4
 
-    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", secret=None)
-    assert code == 1 and "no cluster secret" in err
-    stranger = new_secret_file(tmp_path / "other.key")
-    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", secret=str(stranger))
+    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", cluster=None)
+    assert code == 1 and "no cluster dir" in err
+    stranger = create_cluster(tmp_path / "other", "stranger").directory
+    code, _, err = run(capsys, mesh, "layout", "drain", "lyon-1", cluster=str(stranger))
     assert code == 1 and "signature" in err and err.count("\n") == 1
 
     # stage one drain: what would move is shown, nothing is applied yet
     code, out, _ = run(capsys, mesh, "layout", "drain", "lyon-1")
     assert code == 0 and "staged: drain lyon-1" in out
     assert "france-only" in out and "data moved" in out
-    assert applied(mesh.address("munich-1")).node("lyon-1").state is NodeState.ACTIVE
+    assert applied(mesh, mesh.address("munich-1")).node("lyon-1").state is NodeState.ACTIVE
     code, out, _ = run(capsys, mesh, "layout", "show", "--staged", "--json")
     doc = json.loads(out)
     assert doc["base_version"] == 1 and doc["diff"] == ["~ node lyon-1: state active -> draining"]
@@ -90,7 +96,7 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     assert code == 0 and "bucket scans" in err
     code, out, err = run(capsys, mesh, "layout", "apply", "--yes")
     assert code == 1 and "scans (policy france-only)" in err and "not applied" in err
-    assert applied(mesh.address("paris-1")).version == 1
+    assert applied(mesh, mesh.address("paris-1")).version == 1
 
     code, out, _ = run(capsys, mesh, "layout", "revert")
     assert code == 0 and "discarded" in out and "toulouse-1" in out
@@ -104,7 +110,7 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     code, out, _ = run(capsys, mesh, "layout", "apply", "--yes")
     assert code == 0 and "applied layout v2" in out and "adopted by 4 of 4" in out
     for node in mesh.layout.nodes:
-        layout = applied(node.address)
+        layout = applied(mesh, node.address)
         assert layout.version == 2 and layout.node("lyon-1").state is NodeState.DRAINING
     code, out, _ = run(capsys, mesh, "layout", "show", "--staged")
     assert "nothing is staged" in out
@@ -122,10 +128,10 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     run(capsys, mesh, "layout", "drain", "nice-1")
     run(capsys, mesh, "layout", "remove", "nice-1")
     assert run(capsys, mesh, "layout", "apply", "--yes")[0] == 0
-    final = applied(mesh.address("toulouse-1"))
+    final = applied(mesh, mesh.address("toulouse-1"))
     assert final.version == 4 and "nice-1" not in {s.name for s in final.sites}
     # moving data around never breaks residency
-    assert collect_audit(mesh.address("munich-1")).ok
+    assert collect_audit(mesh.admin_profile).ok
 
 
 @pytest.mark.parametrize("argv, message", [

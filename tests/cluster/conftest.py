@@ -40,7 +40,7 @@ def mesh(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         yield c
 
 

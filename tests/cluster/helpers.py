@@ -1,16 +1,45 @@
-"""Reading what each node really stored, straight from the node (not from placement)."""
+"""Reading what each node really stored, straight from the node (not from placement).
+
+Calls go over mutual TLS with the mesh's client certificate and are signed with its admin key (the
+node lets an admin key read inventories, manifests and status, for audits).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import grpc
 
-from maillage.proto import pb, rpc
+from maillage.proto import pb, requestauth, rpc
 from maillage.proto.channels import open_blocking_channel
+from maillage.proto.identity import TlsIdentity
 
 
-def inventory(address: str, bucket: str = "") -> pb.InventoryReply:
-    with open_blocking_channel(address) as channel:
-        return rpc.ReplicaStub(channel).Inventory(pb.InventoryRequest(bucket=bucket), timeout=30)
+@contextmanager
+def channel(mesh, address: str, peer: str | None = None) -> Iterator[grpc.Channel]:
+    """A blocking channel to a node of `mesh`, with the mesh's client certificate."""
+    with open_blocking_channel(address, tls=TlsIdentity.load_client(mesh.cluster_dir), peer=peer) as ch:
+        yield ch
+
+
+def signed(profile, service: str, method: str) -> tuple[tuple[str, str], ...]:
+    """Metadata authenticating one call of maillage.v1.<service>/<method> with `profile`'s key."""
+    key = profile.credentials
+    return requestauth.sign(f"/maillage.v1.{service}/{method}", key.key_id, key.secret)
+
+
+def admin_call(mesh, address: str, service: str, method: str, request: Any, *, timeout: float = 5.0) -> Any:
+    """One call signed with the mesh's admin key; failures leave as grpc.RpcError."""
+    with channel(mesh, address) as ch:
+        stub = getattr(rpc, f"{service}Stub")(ch)
+        return getattr(stub, method)(request, timeout=timeout,
+                                     metadata=signed(mesh.admin_profile, service, method))
+
+
+def inventory(mesh, address: str, bucket: str = "") -> pb.InventoryReply:
+    return admin_call(mesh, address, "Replica", "Inventory", pb.InventoryRequest(bucket=bucket), timeout=30)
 
 
 def holders(mesh, bucket: str, key: str) -> set[str]:
@@ -18,22 +47,22 @@ def holders(mesh, bucket: str, key: str) -> set[str]:
     sites = set()
     for node in mesh.layout.nodes:
         if node.id in mesh.processes and mesh.processes[node.id].poll() is None:
-            inv = inventory(node.address, bucket)
+            inv = inventory(mesh, node.address, bucket)
             if any(key in b.keys for b in inv.buckets):
                 sites.add(node.site)
     return sites
 
 
 def chunk_holders(mesh, digest: bytes) -> set[str]:
-    return {n.site for n in mesh.layout.nodes if digest in set(inventory(n.address).all_chunks)}
+    return {n.site for n in mesh.layout.nodes if digest in set(inventory(mesh, n.address).all_chunks)}
 
 
 def manifest_digests(mesh, bucket: str, key: str) -> list[bytes]:
     """The chunk digests of bucket/key, from the first node that holds its manifest."""
     for node in mesh.layout.nodes:
         try:
-            with open_blocking_channel(node.address) as ch:
-                reply = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=5)
+            reply = admin_call(mesh, node.address, "Replica", "GetManifest",
+                               pb.GetManifestRequest(bucket=bucket, key=key))
         except grpc.RpcError:
             continue
         if reply.found:
@@ -42,8 +71,7 @@ def manifest_digests(mesh, bucket: str, key: str) -> list[bytes]:
 
 
 def node_status(mesh, node_id: str) -> pb.NodeStatus:
-    with open_blocking_channel(mesh.address(node_id)) as ch:
-        return rpc.ClusterStub(ch).GetStatus(pb.GetStatusRequest(), timeout=5)
+    return admin_call(mesh, mesh.address(node_id), "Cluster", "GetStatus", pb.GetStatusRequest())
 
 
 def files_containing(root, needle: bytes) -> list[str]:

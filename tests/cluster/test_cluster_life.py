@@ -16,15 +16,14 @@ import grpc
 import pytest
 
 from maillage.client import Client, NoSuchKey
-from maillage.client.admin import collect_audit
+from maillage.client.admin import collect_audit, write_signed_layout
 from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
-from maillage.proto import pb, rpc
-from maillage.proto.channels import open_blocking_channel
-from maillage.proto.signing import ClusterKey
+from maillage.proto import pb
+from maillage.proto.signing import LayoutSigner
 from maillage.testing.localmesh import LocalMesh, free_port, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
-from .helpers import chunk_holders, holders, inventory, manifest_digests, node_status
+from .helpers import admin_call, chunk_holders, holders, inventory, manifest_digests, node_status
 
 pytestmark = pytest.mark.cluster
 
@@ -51,7 +50,7 @@ def seen_as(mesh: LocalMesh, observer: str, node: str) -> str:
 
 
 def fully_replicated(mesh: LocalMesh) -> bool:
-    report = collect_audit(mesh.addresses[0])
+    report = collect_audit(mesh.admin_profile)
     assert report.ok, report.violations  # residency holds at every instant, not only at the end
     return report.fully_replicated
 
@@ -75,23 +74,23 @@ def assert_all_readable(client: Client, bucket: str, objects: dict[str, bytes]) 
 
 
 def test_wiped_node_is_rebuilt_from_its_peers(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("scans", "france-only")
         objects = load(c, "scans", 12)
         victim = "toulouse-1"
-        before = inventory(mesh.address(victim))
+        before = inventory(mesh, mesh.address(victim))
         assert before.all_chunks, "the victim held data before the wipe"
         mesh.kill(victim)
         shutil.rmtree(mesh.data_dir(victim))
         mesh.start_node(victim)
         wait_until(lambda: fully_replicated(mesh), what="full replication after a wipe")
-        after = inventory(mesh.address(victim))
+        after = inventory(mesh, mesh.address(victim))
         assert set(after.all_chunks) == set(before.all_chunks)
         assert_all_readable(c, "scans", objects)
 
 
 def test_writes_during_an_outage_are_handed_back(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         victim = "lyon-1"
         mesh.kill(victim)
@@ -106,7 +105,7 @@ def test_writes_during_an_outage_are_handed_back(mesh):
         mesh.start_node(victim)
 
         def handed_back():
-            held = set(inventory(mesh.address(victim)).all_chunks)
+            held = set(inventory(mesh, mesh.address(victim)).all_chunks)
             extra = [d for d in owed if chunk_holders(mesh, d) - set(table.replicas(chunk_partition(d, table.bits)))]
             return owed <= held and not extra
         wait_until(handed_back, what="hand-back of hinted writes")
@@ -115,7 +114,7 @@ def test_writes_during_an_outage_are_handed_back(mesh):
 
 
 def test_marked_out_node_is_replaced_and_data_stays_in_policy(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         objects = load(c, "frdata", 8)
         mesh.kill("paris-1")
@@ -129,7 +128,7 @@ def test_marked_out_node_is_replaced_and_data_stays_in_policy(mesh):
 
 
 def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         data = os.urandom(CHUNK)
         c.put_object("frdata", "rot", data)
@@ -148,7 +147,7 @@ def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
 
 
 def test_tombstones_expire_once_every_owner_has_them(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         c.put_object("frdata", "gone", b"x" * 100)
         c.delete_object("frdata", "gone")
@@ -160,7 +159,7 @@ def test_tombstones_expire_once_every_owner_has_them(mesh):
 
 def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
     with LocalMesh(make_layout(SITES, POLICIES), tmp_path, extra_args=FAST) as mesh:
-        with Client(mesh.addresses) as c:
+        with Client(profile=mesh.profile) as c:
             c.create_bucket("frdata", "france-only")
             objects = load(c, "frdata", 16, size=CHUNK)
             bigger = _with_site(mesh, "bordeaux-1", "eu/fr/nouvelle-aquitaine")
@@ -182,27 +181,25 @@ def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
                      != set(new_table.replicas(chunk_partition(d, new_table.bits)))]
             assert moved, "adding a site moved some partitions"
             assert_all_readable(c, "frdata", objects)
-            assert collect_audit(mesh.addresses[0]).ok
+            assert collect_audit(mesh.admin_profile).ok
 
 
-def test_layout_push_without_the_secret_is_refused(mesh):
+def test_layout_push_without_the_signing_key_is_refused(mesh):
     bigger = _with_site(mesh, "rogue-1", "eu/de/bayern")
-    forged = ClusterKey(b"not the cluster secret at all").sign(bigger.version, format_layout(bigger))
-    with open_blocking_channel(mesh.addresses[0]) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=format_layout(bigger),
-                                                        signature=forged), timeout=5)
-        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert rpc.ClusterStub(ch).GetLayout(pb.GetLayoutRequest(), timeout=5).version == mesh.layout.version
+    forged = LayoutSigner.generate().sign(bigger.version, format_layout(bigger))   # not the cluster's key
+    with pytest.raises(grpc.RpcError) as err:
+        admin_call(mesh, mesh.addresses[0], "Cluster", "PushLayout",
+                   pb.LayoutDoc(version=bigger.version, text=format_layout(bigger), signature=forged))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    current = admin_call(mesh, mesh.addresses[0], "Cluster", "GetLayout", pb.GetLayoutRequest())
+    assert current.version == mesh.layout.version
 
 
 def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
     bigger = _with_site(mesh, "nantes-1", "eu/fr/pdl")
     text = format_layout(bigger)
-    key = ClusterKey.from_file(mesh.secret_file)
-    with open_blocking_channel(mesh.addresses[0]) as ch:
-        rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=bigger.version, text=text,
-                                                    signature=key.sign(bigger.version, text)), timeout=5)
+    admin_call(mesh, mesh.addresses[0], "Cluster", "PushLayout",
+               pb.LayoutDoc(version=bigger.version, text=text, signature=mesh.signer.sign(bigger.version, text)))
     def everyone_adopted():
         return all(node_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
     wait_until(everyone_adopted, timeout=15, what="layout spread by gossip")
@@ -224,12 +221,10 @@ def _with_site(mesh: LocalMesh, name: str, location: str):
 
 def _push_layout(mesh: LocalMesh, layout) -> None:
     text = format_layout(layout)
-    key = ClusterKey.from_file(mesh.secret_file)
-    mesh.layout_file.write_text(text)
+    write_signed_layout(mesh.layout_file, layout, mesh.signer)
     for node in mesh.layout.nodes:
-        with open_blocking_channel(node.address) as ch:
-            rpc.ClusterStub(ch).PushLayout(pb.LayoutDoc(version=layout.version, text=text,
-                                                        signature=key.sign(layout.version, text)), timeout=5)
+        admin_call(mesh, node.address, "Cluster", "PushLayout",
+                   pb.LayoutDoc(version=layout.version, text=text, signature=mesh.signer.sign(layout.version, text)))
 
 
 def test_status_and_repair_commands(mesh):
@@ -238,10 +233,11 @@ def test_status_and_repair_commands(mesh):
     import sys
 
     def maillage(*argv):
-        return subprocess.run([sys.executable, "-m", "maillage.cli", *argv, "--endpoint", mesh.addresses[0]],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run([sys.executable, "-m", "maillage.cli", *argv, "--endpoint", mesh.addresses[0],
+                               "--profile", "admin"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "MAILLAGE_CONFIG_FILE": str(mesh.config_file)})
 
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         load(c, "frdata", 3)
     done = maillage("repair", "--now", "--wait", "--timeout", "30")
@@ -259,7 +255,7 @@ def test_status_and_repair_commands(mesh):
 
 
 def test_unreferenced_chunks_are_collected_and_referenced_ones_kept(mesh):
-    with Client(mesh.addresses) as c:
+    with Client(profile=mesh.profile) as c:
         c.create_bucket("frdata", "france-only")
         c.put_object("frdata", "kept", os.urandom(2 * CHUNK))
         c.put_object("frdata", "replaced", os.urandom(2 * CHUNK))

@@ -59,7 +59,7 @@ def test_ack_means_two_distinct_sites_hold_chunks_and_manifest(mesh, client, buc
     assert len(set(put.sites)) >= 2
     assert len(holders(mesh, "fr-data", "acked")) >= 2
     fr_nodes = [n for n in mesh.layout.nodes if n.site in FRENCH]
-    digests = {d for n in fr_nodes for b in inventory(n.address, "fr-data").buckets
+    digests = {d for n in fr_nodes for b in inventory(mesh, n.address, "fr-data").buckets
                if "acked" in b.keys for d in b.chunks}
     assert digests, "the manifest's chunks should be in the inventory"
     for digest in digests:
@@ -77,7 +77,7 @@ def test_france_only_bucket_leaves_nothing_outside_france(mesh, client, buckets)
     assert files_containing(munich, key.encode()) == []
     assert files_containing(munich, marker) == []
     assert files_containing(munich, b"fr-data") == []  # not even the bucket record
-    inv = inventory(mesh.address("munich-1"))
+    inv = inventory(mesh, mesh.address("munich-1"))
     assert [b.bucket for b in inv.buckets if b.bucket == "fr-data"] == []
     french_dirs = [mesh.data_dir(s) for s in FRENCH]
     assert any(files_containing(d, marker) for d in french_dirs)
@@ -160,7 +160,7 @@ def test_listing_prefix_delimiter_and_pagination(client):
 
 
 def test_reads_and_writes_survive_one_replica_killed(fresh_mesh):
-    with Client(fresh_mesh.addresses) as c:
+    with Client(profile=fresh_mesh.profile) as c:
         c.create_bucket("fr-data", "france-only")
         data = os.urandom(3 * CHUNK)
         put = c.put_object("fr-data", "survivor", data)
@@ -174,23 +174,23 @@ def test_reads_and_writes_survive_one_replica_killed(fresh_mesh):
 
 
 def test_write_fails_closed_when_policy_cannot_be_met(fresh_mesh):
-    with Client(fresh_mesh.addresses) as c:
+    with Client(profile=fresh_mesh.profile) as c:
         c.create_bucket("fr-data", "france-only")
         fresh_mesh.kill("paris-1")
         fresh_mesh.kill("toulouse-1")
         with pytest.raises(QuorumNotReached):
             c.put_object("fr-data", "must-not-spill", os.urandom(CHUNK))
-        inv = inventory(fresh_mesh.address("munich-1"))
+        inv = inventory(fresh_mesh, fresh_mesh.address("munich-1"))
         assert all(b.bucket != "fr-data" for b in inv.buckets)
         assert files_containing(fresh_mesh.data_dir("munich-1"), b"must-not-spill") == []
 
 
 def test_corrupt_replica_is_detected_and_read_served_from_the_good_one(fresh_mesh):
-    with Client(fresh_mesh.addresses) as c:
+    with Client(profile=fresh_mesh.profile) as c:
         c.create_bucket("fr-data", "france-only")
         data = os.urandom(CHUNK)
         c.put_object("fr-data", "victim", data)
-        digest = next(d for n in fresh_mesh.layout.nodes for b in inventory(n.address, "fr-data").buckets
+        digest = next(d for n in fresh_mesh.layout.nodes for b in inventory(fresh_mesh, n.address, "fr-data").buckets
                       if "victim" in b.keys for d in b.chunks)
         copies = [p for n in fresh_mesh.layout.nodes
                   for p in (fresh_mesh.data_dir(n.id) / "chunks").rglob(digest.hex() + "*")]

@@ -40,7 +40,7 @@ def test_large_object_streams_with_bounded_memory(tmp_path):
         for i in range(OBJECT // MiB):
             yield block[i % 7:] + block[:i % 7]  # distinct chunks, no dedup shortcut
 
-    with LocalMesh(make_layout(sites), tmp_path) as mesh, Client(mesh.addresses) as c:
+    with LocalMesh(make_layout(sites), tmp_path) as mesh, Client(profile=mesh.profile) as c:
         c.create_bucket("big", "eu-wide")
         c.put_object("big", "warmup", b"x" * 100)
         baseline = {n: current_rss(p.pid) for n, p in mesh.processes.items()}

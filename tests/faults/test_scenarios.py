@@ -109,9 +109,9 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
         key = "corrupt-me"
         value = make_value(h.seed, bucket.name, key, 0, size=300_000)
         layout = h.mesh.layout
-        with Client(h.mesh.addresses, timeout=10) as c:
+        with Client(profile=h.mesh.profile, timeout=10) as c:
             c.put_object(bucket.name, key, value)
-        manifest = residency.fetch_manifest(layout, bucket.policy, bucket.name, key)
+        manifest = residency.fetch_manifest(layout, bucket.policy, bucket.name, key, h.mesh.admin_profile)
         digest = manifest.chunks[0].digest
         table = partition_table(layout, bucket.policy)
         holders = [n for n in table.replicas(chunk_partition(digest, table.bits))
@@ -122,7 +122,7 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
         old, new = flip_bit(path, -100, 3)
         h.fault(f"flip bit 3 of byte -100 of chunk {digest.hex()[:12]} on {victim} ({old:#x}->{new:#x})")
         # a client in the victim's site reads the corrupt copy first: it must still get the right bytes
-        with Client(h.mesh.addresses, site=layout.node(victim).site, timeout=10) as c:
+        with Client(profile=h.mesh.profile, site=layout.node(victim).site, timeout=10) as c:
             assert c.get_object(bucket.name, key).read() == value, "read returned wrong bytes"
         quarantine = h.mesh.data_dir(victim) / "chunks" / "quarantine"
         assert any(p.name.startswith(digest.hex()) for p in quarantine.iterdir()), \
@@ -156,7 +156,7 @@ def test_disk_full_on_one_node_never_a_wrong_ack(harness_mode):
             h.workload.wait_ops(2 * WINDOW_OPS, kind="put", since=t0)
             t1 = time.monotonic()
             # never a wrong ack: paris, still full, holds a piece of every write it acknowledged
-            held = residency.fetch_inventories(h.mesh.layout)[0].get("paris")
+            held = residency.fetch_inventories(h.mesh.layout, h.mesh.admin_profile)[0].get("paris")
             Path(filler).unlink()
             h.fault("disk of paris freed")
             h.mesh.start_node("paris")   # a node that stopped writing after ENOSPC comes back clean
@@ -215,7 +215,7 @@ def test_hinted_writes_are_handed_back_after_restart(harness_mode):
         h.workload.wait_ops(2 * WINDOW_OPS, kind="put", ok=True)
         history = h.workload.stop()
         # while munich is down, the writes it should hold land on a handoff node inside the policy
-        state = replication_state(h.mesh.layout, h.buckets, _present(h))
+        state = replication_state(h.mesh.layout, h.mesh.admin_profile, h.buckets, _present(h))
         assert not state.violations, state.violations
         handed = [m for m in state.misplaced if victim in m]
         h.say(f"{len(handed)} pieces wait for {victim} (on handoff nodes)")
@@ -229,6 +229,6 @@ def test_hinted_writes_are_handed_back_after_restart(harness_mode):
 
 
 def _present(h: Harness) -> dict:
-    final, _, problems = read_final(h.mesh.addresses, h.buckets, h.workload.keys(), 15)
+    final, _, problems = read_final(h.mesh.profile, h.buckets, h.workload.keys(), 15)
     assert not problems, problems
     return final
