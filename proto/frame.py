@@ -25,8 +25,13 @@ Why this shape:
   rejected" is therefore a property, and the tests check it exhaustively on small frames.
 * zstd is used only when the compressed payload is smaller than the plain one; incompressible data
   is stored raw and costs one BLAKE3 pass to verify.
-* Lengths are checked against the buffer before anything is allocated, and decompression is capped
-  at the declared plain length, so a hostile frame cannot make a node allocate gigabytes.
+* Lengths are checked against the buffer before anything is allocated, and decompression is
+  bounded by the header's plain length, so a hostile frame cannot make a node allocate gigabytes:
+  the content size a zstd payload declares in its own frame header must equal the plain length
+  (python-zstandard allocates what the payload declares and ignores ``max_output_size`` then); a
+  payload that declares no size is decoded with a hard output cap. :func:`verify_frame` streams
+  the decompression through the hash in pieces of ``_VERIFY_PIECE`` bytes and never holds the
+  plain bytes at all.
 
 Hashing and zstd release the GIL; callers on an event loop should run these in a thread pool.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -80,6 +86,8 @@ _CHECK_SIZE = 8
 _NO_CHECK = bytes(_CHECK_SIZE)
 
 _local = threading.local()
+#: Verification decompresses and hashes this many plain bytes at a time.
+_VERIFY_PIECE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -181,44 +189,104 @@ def read_frame_header(frame: bytes | memoryview) -> FrameHeader:
     return FrameHeader(FRAME_VERSION, codec, bytes(digest), plain_len, stored_len)
 
 
-def _plain_of(mv: memoryview, header: FrameHeader) -> bytes | memoryview:
+def _checked_payload(mv: memoryview, header: FrameHeader) -> tuple[memoryview, bool]:
+    """The zstd payload of ``mv`` after its payload check, and whether it declares its size (then
+    equal to the header's plain length)."""
     payload = mv[FRAME_HEADER_SIZE:]
-    if header.codec == CODEC_RAW:
-        return payload
-    check = bytes(mv[56:64])
-    if _payload_check(payload) != check:
+    if _payload_check(payload) != bytes(mv[56:64]):
         raise CorruptFrame(f"compressed payload of chunk {header.digest.hex()} is damaged")
     try:
+        declared = zstandard.get_frame_parameters(payload).content_size
+    except zstandard.ZstdError as exc:
+        raise CorruptFrame(f"chunk {header.digest.hex()}: zstd frame header is damaged: {exc}") from exc
+    # Checked before anything is allocated: the decoder sizes its output by this field.
+    if declared != zstandard.CONTENTSIZE_UNKNOWN and declared != header.plain_length:
+        raise CorruptFrame(
+            f"chunk {header.digest.hex()}: zstd payload declares {declared} plain bytes, "
+            f"frame header says {header.plain_length}")
+    return payload, declared != zstandard.CONTENTSIZE_UNKNOWN
+
+
+def _length_mismatch(header: FrameHeader, got: str) -> CorruptFrame:
+    return CorruptFrame(
+        f"chunk {header.digest.hex()}: decompressed to {got} bytes, header says {header.plain_length}")
+
+
+def _pieces(payload: memoryview, header: FrameHeader) -> Iterator[bytes]:
+    """The plain bytes of a zstd payload, piece by piece, never more than the header's plain
+    length (memory stays bounded by the piece and zstd's window, whatever the payload claims)."""
+    total = 0
+    try:
+        with _decompressor().stream_reader(payload, read_across_frames=False) as reader:
+            while total <= header.plain_length:
+                piece = reader.read(min(_VERIFY_PIECE, header.plain_length + 1 - total))
+                if not piece:
+                    break
+                total += len(piece)
+                if total > header.plain_length:
+                    raise _length_mismatch(header, "more")
+                yield piece
+    except zstandard.ZstdError as exc:
+        raise CorruptFrame(f"chunk {header.digest.hex()}: zstd payload is damaged: {exc}") from exc
+    if total != header.plain_length:
+        raise _length_mismatch(header, str(total))
+
+
+def _plain_of(mv: memoryview, header: FrameHeader) -> bytes | memoryview:
+    if header.codec == CODEC_RAW:
+        return mv[FRAME_HEADER_SIZE:]
+    payload, declared = _checked_payload(mv, header)
+    if not declared:  # no size to allocate by: decode in bounded pieces
+        return b"".join(_pieces(payload, header))
+    try:
+        # The payload declares exactly the header's plain length (checked above).
         plain = _decompressor().decompress(payload, max_output_size=header.plain_length)
     except zstandard.ZstdError as exc:
         raise CorruptFrame(f"chunk {header.digest.hex()}: zstd payload is damaged: {exc}") from exc
     if len(plain) != header.plain_length:
-        raise CorruptFrame(
-            f"chunk {header.digest.hex()}: decompressed to {len(plain)} bytes, "
-            f"header says {header.plain_length}"
-        )
+        raise _length_mismatch(header, str(len(plain)))
     return plain
 
 
-def _verify(mv: memoryview, expected_digest: bytes | None) -> tuple[FrameHeader, bytes | memoryview]:
+def _streamed_digest(mv: memoryview, header: FrameHeader) -> bytes:
+    """BLAKE3 of the plain bytes, decompressed and hashed piece by piece."""
+    if header.codec == CODEC_RAW:
+        return chunk_digest(mv[FRAME_HEADER_SIZE:])
+    payload, _ = _checked_payload(mv, header)
+    hasher = blake3.blake3()
+    for piece in _pieces(payload, header):
+        hasher.update(piece)
+    return hasher.digest()
+
+
+def _checked_header(mv: memoryview, expected_digest: bytes | None) -> FrameHeader:
     header = read_frame_header(mv)
     if expected_digest is not None and header.digest != expected_digest:
         raise CorruptFrame(
             f"frame holds chunk {header.digest.hex()}, expected {bytes(expected_digest).hex()}"
         )
-    plain = _plain_of(mv, header)
-    if chunk_digest(plain) != header.digest:
-        raise CorruptFrame(f"chunk {header.digest.hex()}: content does not match its BLAKE3 digest")
-    return header, plain
+    return header
+
+
+def _mismatch(header: FrameHeader) -> CorruptFrame:
+    return CorruptFrame(f"chunk {header.digest.hex()}: content does not match its BLAKE3 digest")
 
 
 def decode_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> bytes:
     """Return the plain bytes of ``frame`` after full verification (raises :class:`CorruptFrame`)."""
-    _, plain = _verify(memoryview(frame), expected_digest)
+    mv = memoryview(frame)
+    header = _checked_header(mv, expected_digest)
+    plain = _plain_of(mv, header)
+    if chunk_digest(plain) != header.digest:
+        raise _mismatch(header)
     return plain if isinstance(plain, bytes) else bytes(plain)
 
 
 def verify_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> FrameHeader:
-    """Fully verify ``frame`` like :func:`decode_frame`, without copying the plain bytes out."""
-    header, _ = _verify(memoryview(frame), expected_digest)
+    """Fully verify ``frame`` like :func:`decode_frame`, without holding its plain bytes (the
+    payload is decompressed and hashed piece by piece)."""
+    mv = memoryview(frame)
+    header = _checked_header(mv, expected_digest)
+    if _streamed_digest(mv, header) != header.digest:
+        raise _mismatch(header)
     return header

@@ -175,3 +175,124 @@ def test_not_a_frame() -> None:
 def test_encode_rejects_bad_digest_argument() -> None:
     with pytest.raises(ValueError):
         encode_frame(b"abc", digest=b"short")
+
+
+# ----- bounded decompression (issue 14, case 5) ---------------------------------------------------
+
+def _zstd_frame(payload: bytes, plain_length: int, digest: bytes) -> bytes:
+    """A frame around any zstd `payload`, with a valid payload check and header CRC (as a hostile
+    sender can always compute them)."""
+    import blake3
+
+    prefix = struct.pack(">4sBBHQQ32s8s", b"MLGF", 1, CODEC_ZSTD, 0, plain_length, len(payload), digest,
+                         blake3.blake3(payload).digest(length=8))
+    return prefix + struct.pack(">I", zlib.crc32(prefix)) + payload
+
+
+def _with_declared_size(zframe: bytes, size: int) -> bytes:
+    """`zframe` (a zstd frame with a 4-byte content size field) claiming `size` plain bytes."""
+    fhd = zframe[4]
+    assert fhd >> 6 == 2 and fhd & 3 == 0, "expected a 4-byte content size field and no dictionary id"
+    at = 5 if fhd & 0x20 else 6  # single segment: no window descriptor
+    return zframe[:at] + struct.pack("<I", size) + zframe[at + 4:]
+
+
+def _bomb(declared: int = 2 << 30) -> tuple[bytes, bytes]:
+    """A small zstd payload whose own header declares `declared` plain bytes, and its true plain."""
+    import zstandard
+
+    plain = bytes(1 << 20)
+    zframe = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(plain)
+    return _with_declared_size(zframe, declared), plain
+
+
+def _peak_during(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("check", [decode_frame, verify_frame], ids=["decode", "verify"])
+def test_a_payload_declaring_2_gib_is_refused_before_anything_is_allocated(check) -> None:
+    payload, plain = _bomb(2 << 30)
+    frame = _zstd_frame(payload, len(plain), chunk_digest(plain))
+
+    def refuse() -> None:
+        with pytest.raises(CorruptFrame, match="declares 2147483648 plain bytes, frame header says 1048576"):
+            check(frame)
+
+    assert _peak_during(refuse) < 4 << 20
+
+
+def test_a_payload_declaring_less_than_the_header_is_refused() -> None:
+    payload, plain = _bomb(1000)
+    frame = _zstd_frame(payload, len(plain), chunk_digest(plain))
+    for check in (decode_frame, verify_frame):
+        with pytest.raises(CorruptFrame, match="declares 1000 plain bytes"):
+            check(frame)
+
+
+def test_a_header_declaring_2_gib_is_refused() -> None:
+    payload, plain = _bomb(2 << 30)
+    frame = _zstd_frame(payload, 2 << 30, chunk_digest(plain))
+    for check in (decode_frame, verify_frame, read_frame_header):
+        with pytest.raises(CorruptFrame, match="above the limit"):
+            check(frame)
+
+
+def _unsized(plain: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1, write_content_size=False).compress(plain)
+
+
+@given(anything)
+@settings(max_examples=100, deadline=None)
+def test_a_payload_without_a_declared_size_decodes_within_the_header_length(data: bytes) -> None:
+    frame = _zstd_frame(_unsized(data), len(data), chunk_digest(data))
+    assert decode_frame(frame) == data
+    assert verify_frame(frame).plain_length == len(data)
+
+
+@given(anything.filter(len), st.integers(1, 1000))
+@settings(max_examples=100, deadline=None)
+def test_an_unsized_payload_longer_than_the_header_says_is_refused(data: bytes, cut: int) -> None:
+    short = max(0, len(data) - cut)
+    frame = _zstd_frame(_unsized(data), short, chunk_digest(data[:short]))
+    for check in (decode_frame, verify_frame):
+        with pytest.raises(CorruptFrame):
+            check(frame)
+
+
+def test_an_unsized_bomb_is_capped_at_the_header_length() -> None:
+    import zstandard
+
+    # 256 MiB of zeros without a declared size, behind a header that says 1 MiB.
+    writer_out = __import__("io").BytesIO()
+    with zstandard.ZstdCompressor(level=1, write_content_size=False).stream_writer(
+            writer_out, closefd=False) as w:
+        zeros = bytes(1 << 20)
+        for _ in range(256):
+            w.write(zeros)
+    payload = writer_out.getvalue()
+    assert len(payload) < 64 << 10
+    frame = _zstd_frame(payload, 1 << 20, chunk_digest(bytes(1 << 20)))
+    for check in (decode_frame, verify_frame):
+        def refuse(check=check) -> None:
+            with pytest.raises(CorruptFrame):
+                check(frame)
+        assert _peak_during(refuse) < 8 << 20
+
+
+def test_verify_streams_large_chunks_through_the_hash() -> None:
+    plain = b"maillage " * (2 << 20)  # 18 MiB, compresses well
+    frame = encode_frame(plain)
+    assert read_frame_header(frame).codec == CODEC_ZSTD
+    peak = _peak_during(lambda: verify_frame(frame))
+    assert peak < 4 << 20  # never the 18 MiB of plain bytes
