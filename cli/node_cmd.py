@@ -50,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="age before tombstones and unreferenced chunks may be removed (default 3600)")
     timing.add_argument("--gc-interval", type=float, default=None,
                         help="pause between chunk GC passes (default: the smaller of 600 and --gc-grace)")
+    timing.add_argument("--max-clock-drift", type=float, default=300.0, metavar="SECONDS",
+                        help="refuse object versions further ahead of this node's clock (default 300)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=run_command)
 
@@ -66,5 +68,6 @@ def run_command(args: argparse.Namespace) -> int:
                             down_after=args.down_after, repair_interval=args.repair_interval,
                             repair_rate=args.repair_rate * 1e6, scrub_rate=args.scrub_rate * 1e6,
                             scrub_interval=args.scrub_interval,
-                            gc_grace=args.gc_grace, gc_interval=args.gc_interval)))
+                            gc_grace=args.gc_grace, gc_interval=args.gc_interval,
+                            max_clock_drift=args.max_clock_drift)))
     return 0

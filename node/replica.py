@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
 from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
+from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version
 
 from .antientropy import IndexEntry, SyncGroup, listing_digest
 from .clock import SYSTEM_CLOCK, Clock
@@ -80,6 +81,8 @@ class Replica(Protocol):
 
 
 class LocalReplica:
+    max_clock_drift = DEFAULT_MAX_DRIFT  # seconds a received version may lead our clock (wiring sets it)
+
     def __init__(self, node_id: str, chunks: ChunkStore, meta: MetaStore,
                  layout: LayoutState, executor: Executor, clock: Clock = SYSTEM_CLOCK) -> None:
         self._node_id = node_id
@@ -166,6 +169,7 @@ class LocalReplica:
     # ----- manifests -------------------------------------------------------------------------
 
     async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
+        check_version(manifest.version, self._clock.time(), self.max_clock_drift)  # VersionTooFarAhead
         self.ensure_eligible(bucket.policy)
         if self.meta.get_bucket(bucket.name) is None:
             await self._run(self.meta.put_bucket, bucket)

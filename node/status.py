@@ -52,6 +52,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (storage.DiskFull, Reason.STORAGE_FULL),
     (storage.StorageUnavailable, Reason.STORAGE_UNAVAILABLE),
     (storage.InvalidName, Reason.INVALID_REQUEST),
+    (storage.errors.VersionTooFarAhead, Reason.INVALID_REQUEST),
     (errors.NodeError, Reason.INTERNAL),
     (storage.StorageError, Reason.INTERNAL),
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
+from maillage.storage.hlc import DEFAULT_MAX_DRIFT
 
 from .access_state import AccessState
 from .auth import SignedLayouts
@@ -47,6 +48,7 @@ class Timings:
     scrub_interval: float = 3600.0
     gc_grace: float = 3600.0
     gc_interval: float | None = None  # None: the smaller of 600 s and gc_grace
+    max_clock_drift: float = DEFAULT_MAX_DRIFT  # how far a received version may lead this node's clock
 
     @property
     def gc_period(self) -> float:
@@ -72,11 +74,13 @@ class Node:
         self.access = access
         self.clock = clock
         self.local = LocalReplica(node_id, chunks, meta, layout, executor, clock)
+        self.local.max_clock_drift = t.max_clock_drift
         self.peers = Peers(self.local, transport_for())
         self.detector = FailureDetector(node_id, suspect_after=t.suspect_after, down_after=t.down_after,
                                         clock=clock)
         self.catalog = Catalog(self.peers, layout, clock)
-        self.coordinator = Coordinator(node_id, self.peers, layout, self.catalog, HybridClock(clock.time),
+        self.coordinator = Coordinator(node_id, self.peers, layout, self.catalog,
+                                       HybridClock(clock.time, max_drift=t.max_clock_drift),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up)
         self.tenancy = Tenancy(self.catalog)
         self.gossip_transport = transport_for()

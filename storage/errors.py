@@ -6,7 +6,8 @@
     ├── ChunkNotFound         no chunk with that digest is stored here
     ├── DiskFull              the disk ran out of space (ENOSPC/EDQUOT); nothing half-written remains
     ├── StorageUnavailable    an fsync (or synced metadata write) failed: the store refuses writes
-    └── InvalidName           a bucket name or object key the store cannot hold (also a ValueError)
+    ├── InvalidName           a bucket name or object key the store cannot hold (also a ValueError)
+    └── VersionTooFarAhead    a version further ahead of this node's clock than the allowed drift
 
 Low-level ``OSError``s are translated at the boundary where they happen and re-raised ``from`` the
 original, so the cause stays visible in tracebacks.
@@ -29,6 +30,7 @@ __all__ = [
     "DiskFull",
     "StorageUnavailable",
     "InvalidName",
+    "VersionTooFarAhead",
 ]
 
 
@@ -70,5 +72,12 @@ class StorageUnavailable(StorageError):
 
 class InvalidName(StorageError, ValueError):
     """A bucket name or object key that the store does not accept."""
+
+    __module__ = "maillage.storage"
+
+
+class VersionTooFarAhead(StorageError, ValueError):
+    """A version (HLC) from elsewhere lies further ahead of this node's clock than the allowed drift:
+    taking it would drag every later version along (up to the end of the 64-bit range)."""
 
     __module__ = "maillage.storage"

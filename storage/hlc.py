@@ -11,6 +11,13 @@ it can never wrap or repeat). ``observe(remote)`` merges a version seen from ano
 next local version exceeds it. The physical part stays within a few ms of real time under normal
 operation, so a version can still be shown as a date (:func:`version_time`).
 
+A version from elsewhere is taken only if it lies at most ``max_drift`` seconds (default 5 minutes)
+ahead of this node's wall clock; a further one is refused with :class:`VersionTooFarAhead`
+(:func:`check_version`, also used where a node receives versions without merging them). One
+forged version (say ``2**64 - 1``) would otherwise drag every later version to the end of the
+64-bit range. The clock therefore never leaves the range: it stays within the drift of real time,
+and would refuse (never wrap) if it reached the end.
+
 The clock is thread-safe and its wall source is injectable so tests can drive it backwards.
 """
 
@@ -20,10 +27,32 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["HybridClock", "version_time", "LOGICAL_BITS"]
+from .errors import VersionTooFarAhead
+
+__all__ = ["HybridClock", "version_time", "check_version", "LOGICAL_BITS", "DEFAULT_MAX_DRIFT", "MAX_VERSION"]
 
 LOGICAL_BITS = 16
-_MAX = (1 << 64) - 1
+MAX_VERSION = (1 << 64) - 1
+_MAX = MAX_VERSION
+#: How far (seconds) a version seen from elsewhere may lie ahead of this node's clock.
+DEFAULT_MAX_DRIFT = 300.0
+
+
+def _limit(wall: float, max_drift: float) -> int:
+    """The largest version acceptable when the wall clock reads `wall` (seconds)."""
+    return min(_MAX, ((int((wall + max_drift) * 1000) + 1) << LOGICAL_BITS) - 1)
+
+
+def check_version(version: int, wall: float, max_drift: float = DEFAULT_MAX_DRIFT) -> None:
+    """Refuse `version` (VersionTooFarAhead) if it is not a 64-bit version at most `max_drift`
+    seconds ahead of the wall clock reading `wall` (seconds since the epoch)."""
+    if not 0 <= version <= _MAX:
+        raise VersionTooFarAhead(f"version {version} is not a 64-bit unsigned integer")
+    if version > _limit(wall, max_drift):
+        ahead = version_time(version) - wall
+        raise VersionTooFarAhead(
+            f"version {version} is {ahead:.0f} s ahead of this node's clock, more than the "
+            f"{max_drift:g} s allowed (--max-clock-drift): refused; check the writer's clock")
 
 
 class HybridClock:
@@ -31,8 +60,11 @@ class HybridClock:
 
     __module__ = "maillage.storage"
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, wall: Callable[[], float] = time.time, *, max_drift: float = DEFAULT_MAX_DRIFT) -> None:
+        if max_drift < 0:
+            raise ValueError(f"max_drift must be >= 0 seconds, got {max_drift}")
         self._wall = wall
+        self.max_drift = max_drift
         self._last = 0
         self._lock = threading.Lock()
 
@@ -41,15 +73,19 @@ class HybridClock:
         physical = int(self._wall() * 1000) << LOGICAL_BITS
         with self._lock:
             v = max(physical, self._last + 1)
-            if v > _MAX:
-                raise OverflowError("hybrid clock exhausted its 64-bit range")
+            if v > _MAX:  # unreachable while observe() keeps the clock within the drift
+                raise VersionTooFarAhead("the hybrid clock reached the end of its 64-bit range")
             self._last = v
             return v
 
+    def check(self, remote: int) -> None:
+        """Refuse (VersionTooFarAhead) a version further ahead of this clock than `max_drift`."""
+        check_version(remote, self._wall(), self.max_drift)
+
     def observe(self, remote: int) -> None:
-        """Merge a version seen elsewhere so that later ``now()`` values exceed it."""
-        if not 0 <= remote <= _MAX:
-            raise ValueError(f"version {remote} is not a 64-bit unsigned integer")
+        """Merge a version seen elsewhere so that later ``now()`` values exceed it; a version too
+        far ahead of the wall clock is refused (VersionTooFarAhead) and changes nothing."""
+        self.check(remote)
         with self._lock:
             if remote > self._last:
                 self._last = remote

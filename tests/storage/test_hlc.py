@@ -85,3 +85,60 @@ def test_real_clock_tracks_wall_time() -> None:
 
     v = HybridClock().now()
     assert abs(version_time(v) - time.time()) < 1.0
+
+
+# ----- hostile versions (issue 14, case 6) --------------------------------------------------------
+
+from maillage.storage.errors import StorageError, VersionTooFarAhead  # noqa: E402
+from maillage.storage.hlc import DEFAULT_MAX_DRIFT, MAX_VERSION, check_version  # noqa: E402
+
+NOW = 1_800_000_000.0
+
+
+def test_the_last_64_bit_version_is_refused_and_every_later_version_still_comes() -> None:
+    clock = HybridClock(lambda: NOW)
+    before = clock.now()
+    with pytest.raises(VersionTooFarAhead, match="ahead of this node's clock"):
+        clock.observe(MAX_VERSION)
+    assert issubclass(VersionTooFarAhead, StorageError)
+    assert clock.last == before  # nothing merged
+    versions = [clock.now() for _ in range(1000)]
+    assert all(a < b for a, b in zip([before, *versions], versions))
+    assert version_time(versions[-1]) == pytest.approx(NOW, abs=0.01)
+
+
+def test_a_version_past_the_drift_is_refused_one_within_it_is_merged() -> None:
+    clock = HybridClock(lambda: NOW, max_drift=60)
+    within = HybridClock(lambda: NOW + 59.9).now()
+    clock.observe(within)
+    assert clock.now() > within
+    beyond = HybridClock(lambda: NOW + 61).now()
+    with pytest.raises(VersionTooFarAhead, match=r"61 s ahead.*60 s allowed"):
+        clock.observe(beyond)
+    assert clock.now() < beyond
+
+
+def test_the_default_drift_is_five_minutes() -> None:
+    assert DEFAULT_MAX_DRIFT == 300
+    check_version(HybridClock(lambda: NOW + 299).now(), NOW)
+    with pytest.raises(VersionTooFarAhead):
+        check_version(HybridClock(lambda: NOW + 301).now(), NOW)
+
+
+@given(st.integers(0, MAX_VERSION), st.floats(0, 1e11, allow_nan=False), st.floats(0, 1e6, allow_nan=False))
+def test_the_clock_never_leaves_the_64_bit_range(remote: int, wall: float, drift: float) -> None:
+    clock = HybridClock(lambda: wall, max_drift=drift)
+    try:
+        clock.observe(remote)
+    except VersionTooFarAhead:
+        assert remote > (int((wall + drift) * 1000) << 16)
+    v = clock.now()  # never OverflowError
+    assert 0 < v <= MAX_VERSION
+    assert version_time(v) <= wall + drift + 0.002
+
+
+def test_now_refuses_at_the_end_of_the_range_instead_of_wrapping() -> None:
+    clock = HybridClock(lambda: NOW)
+    clock._last = MAX_VERSION  # only reachable by a bug: the clock says so with a typed error
+    with pytest.raises(VersionTooFarAhead, match="end of its 64-bit range"):
+        clock.now()
