@@ -13,6 +13,21 @@ rejected with :class:`CorruptRecord` instead of being half-read.
 
 Names: bucket names are ``[a-z0-9.-]{1,63}``; object keys are non-empty UTF-8 of at most 1024
 bytes without NUL (NUL separates fields in the metadata key layout, see ``metadata.py``).
+
+Generations: a bucket is the pair (name, generation). The generation is a unique id made when the
+bucket is created (lowercase hex, at most 64 characters: ``secrets.token_hex(16)`` in practice),
+so a name deleted and created again is another bucket, with another policy perhaps: its index
+never mixes with the old one's. A bucket record is never replaced by one of another policy or
+generation; deleting a bucket writes a :class:`BucketTombstone` of that generation.
+
+Formats and what old records read as:
+
+* manifest format 2 = format 1 + the bucket generation at the end. A format-1 manifest (written
+  before generations existed) reads as generation ``""``.
+* bucket record format 2 = format 1 + the generation at the end. A format-1 record reads as
+  generation ``""``, which is the generation of every manifest of format 1: an existing data
+  directory keeps its buckets and their objects.
+* bucket tombstone format 1: name, generation, policy, deleted-at version.
 """
 
 from __future__ import annotations
@@ -29,22 +44,29 @@ __all__ = [
     "ChunkRef",
     "Manifest",
     "BucketRecord",
+    "BucketTombstone",
     "MANIFEST_FORMAT",
     "BUCKET_FORMAT",
+    "BUCKET_TOMBSTONE_FORMAT",
     "MAX_KEY_BYTES",
     "encode_manifest",
     "decode_manifest",
     "manifest_order",
     "encode_bucket",
     "decode_bucket",
+    "encode_bucket_tombstone",
+    "decode_bucket_tombstone",
     "validate_bucket_name",
+    "validate_generation",
     "validate_key",
 ]
 
-MANIFEST_FORMAT = 1
-BUCKET_FORMAT = 1
+MANIFEST_FORMAT = 2  # reads 1 (no generation: "") and 2
+BUCKET_FORMAT = 2  # reads 1 (no generation: "") and 2
+BUCKET_TOMBSTONE_FORMAT = 1
 MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"[a-z0-9.-]{1,63}")
+_GENERATION_RE = re.compile(r"[0-9a-f]{0,64}")
 _U64 = (1 << 64) - 1
 
 
@@ -73,6 +95,7 @@ class Manifest:
     inline: bytes | None = None
     deleted: bool = False
     writer: str = ""
+    generation: str = ""  # of the bucket this manifest belongs to
 
     __module__ = "maillage.storage"
 
@@ -84,12 +107,33 @@ class Manifest:
 
 @dataclass(frozen=True)
 class BucketRecord:
-    """A bucket: its name, its residency policy, its creation version and owner."""
+    """A bucket: its name, its residency policy, its creation version, owner and generation
+    (the unique id of this creation of the name; ``""`` for buckets made before generations)."""
 
     name: str
     policy: str
     created: int
     owner: str = ""
+    generation: str = ""
+
+    __module__ = "maillage.storage"
+
+    def same_bucket(self, other: BucketRecord) -> bool:
+        """Whether ``other`` names this very bucket: same name, generation and policy."""
+        return (self.name, self.generation, self.policy) == (other.name, other.generation, other.policy)
+
+
+@dataclass(frozen=True)
+class BucketTombstone:
+    """A deleted bucket generation: it wins over any record of that (name, generation), so a
+    node that missed the delete cannot bring the bucket back. ``policy`` is the deleted
+    record's (a tombstone rests only where the bucket's record could); ``deleted`` is the HLC
+    version of the delete."""
+
+    name: str
+    generation: str
+    policy: str
+    deleted: int
 
     __module__ = "maillage.storage"
 
@@ -101,6 +145,13 @@ def validate_bucket_name(name: str) -> bytes:
             f"invalid bucket name {name!r}: use 1-63 characters among a-z, 0-9, '.' and '-'"
         )
     return name.encode("ascii")
+
+
+def validate_generation(generation: str) -> bytes:
+    """Return the encoded bucket generation, or raise :class:`InvalidName`."""
+    if not isinstance(generation, str) or not _GENERATION_RE.fullmatch(generation):
+        raise InvalidName(f"invalid bucket generation {generation!r}: use at most 64 characters among 0-9, a-f")
+    return generation.encode("ascii")
 
 
 def validate_key(key: str) -> bytes:
@@ -224,6 +275,7 @@ class _Reader:
 def encode_manifest(m: Manifest) -> bytes:
     """Encode ``m`` (format version byte first). Raises ValueError/InvalidName on bad fields."""
     validate_bucket_name(m.bucket)
+    validate_generation(m.generation)
     validate_key(m.key)
     w = _Writer()
     w.u8(MANIFEST_FORMAT)
@@ -251,15 +303,22 @@ def encode_manifest(m: Manifest) -> bytes:
         w.u8(1)
         w.blob(bytes(m.inline))
     w.u8(1 if m.deleted else 0)
+    w.text(m.generation)
     return w.getvalue()
 
 
-def decode_manifest(b: bytes) -> Manifest:
-    """Decode a manifest; raises :class:`CorruptRecord` on anything malformed."""
-    r = _Reader(b, "manifest")
+def _manifest_format(r: _Reader) -> int:
     fmt = r.u8()
-    if fmt != MANIFEST_FORMAT:
-        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads {MANIFEST_FORMAT})")
+    if fmt not in (1, MANIFEST_FORMAT):
+        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads 1 to {MANIFEST_FORMAT})")
+    return fmt
+
+
+def decode_manifest(b: bytes) -> Manifest:
+    """Decode a manifest (format 1 reads as generation ""); raises :class:`CorruptRecord` on
+    anything malformed."""
+    r = _Reader(b, "manifest")
+    fmt = _manifest_format(r)
     version = r.u64()
     writer = r.text()
     bucket = r.text()
@@ -274,6 +333,7 @@ def decode_manifest(b: bytes) -> Manifest:
         chunks.append(r.ref())
     inline = r.blob() if r.flag() else None
     deleted = r.flag()
+    generation = r.text() if fmt >= 2 else ""
     r.end()
     return Manifest(
         bucket=bucket,
@@ -287,36 +347,63 @@ def decode_manifest(b: bytes) -> Manifest:
         inline=inline,
         deleted=deleted,
         writer=writer,
+        generation=generation,
     )
 
 
 def manifest_order(b: bytes) -> tuple[int, str]:
     """``(version, writer)`` of an encoded manifest without decoding the rest."""
     r = _Reader(b, "manifest")
-    fmt = r.u8()
-    if fmt != MANIFEST_FORMAT:
-        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads {MANIFEST_FORMAT})")
+    _manifest_format(r)
     return r.u64(), r.text()
 
 
 def encode_bucket(rec: BucketRecord) -> bytes:
-    """Encode a bucket record (format version byte first)."""
+    """Encode a bucket record (format version byte first; format 2 ends with the generation)."""
     validate_bucket_name(rec.name)
+    validate_generation(rec.generation)
     w = _Writer()
     w.u8(BUCKET_FORMAT)
     w.text(rec.name)
     w.text(rec.policy)
     w.u64(rec.created, "created")
     w.text(rec.owner)
+    w.text(rec.generation)
     return w.getvalue()
 
 
 def decode_bucket(b: bytes) -> BucketRecord:
-    """Decode a bucket record; raises :class:`CorruptRecord` on anything malformed."""
+    """Decode a bucket record (format 1 reads as generation ""); raises :class:`CorruptRecord`
+    on anything malformed."""
     r = _Reader(b, "bucket")
     fmt = r.u8()
-    if fmt != BUCKET_FORMAT:
-        raise CorruptRecord(f"unsupported bucket record format {fmt} (this node reads {BUCKET_FORMAT})")
-    rec = BucketRecord(name=r.text(), policy=r.text(), created=r.u64(), owner=r.text())
+    if fmt not in (1, BUCKET_FORMAT):
+        raise CorruptRecord(f"unsupported bucket record format {fmt} (this node reads 1 to {BUCKET_FORMAT})")
+    name, policy, created, owner = r.text(), r.text(), r.u64(), r.text()
+    generation = r.text() if fmt >= 2 else ""
     r.end()
-    return rec
+    return BucketRecord(name=name, policy=policy, created=created, owner=owner, generation=generation)
+
+
+def encode_bucket_tombstone(t: BucketTombstone) -> bytes:
+    """Encode a bucket tombstone (format version byte first)."""
+    validate_bucket_name(t.name)
+    validate_generation(t.generation)
+    w = _Writer()
+    w.u8(BUCKET_TOMBSTONE_FORMAT)
+    w.text(t.name)
+    w.text(t.generation)
+    w.text(t.policy)
+    w.u64(t.deleted, "deleted")
+    return w.getvalue()
+
+
+def decode_bucket_tombstone(b: bytes) -> BucketTombstone:
+    """Decode a bucket tombstone; raises :class:`CorruptRecord` on anything malformed."""
+    r = _Reader(b, "bucket tombstone")
+    fmt = r.u8()
+    if fmt != BUCKET_TOMBSTONE_FORMAT:
+        raise CorruptRecord(f"unsupported bucket tombstone format {fmt} (this node reads {BUCKET_TOMBSTONE_FORMAT})")
+    t = BucketTombstone(name=r.text(), generation=r.text(), policy=r.text(), deleted=r.u64())
+    r.end()
+    return t

@@ -17,15 +17,30 @@ every caller of that batch gets :class:`StorageUnavailable` and the store refuse
 
 Key layout (raw bytes; bucket names never contain NUL, object keys are rejected if they do)::
 
-    \\x00format                                   -> format version of this database (1)
-    B <bucket>                                    -> bucket record
-    M <bucket> \\x00 <key utf-8>                   -> manifest (or tombstone)
+    \\x00format                                   -> format version of this database (2)
+    B <bucket>                                    -> the bucket's live record (one generation)
+    T <bucket> \\x00 <generation>                  -> tombstone of a deleted bucket generation
+    M <bucket> \\x00 <key utf-8>                   -> manifest (or tombstone) of generation ""
+    M <bucket> \\x01 <generation> \\x00 <key utf-8> -> manifest (or tombstone) of another generation
     H <policy> \\x00 <digest:32>                  -> unix ms, 8 BE (chunk held here for that policy)
 
-All manifests of a bucket share the prefix ``M<bucket>\\x00`` and sort by key in UTF-8 byte
-order, so listing (with a prefix and a ``start_after`` marker) is one ordered range scan. All
-holdings of a policy share ``H<policy>\\x00`` in digest order, so the chunks of one (policy,
-partition) are one contiguous range: anti-entropy and GC walk them in order.
+The index of a bucket is scoped by (bucket, generation): all manifests of one generation share one
+prefix (``M<bucket>\\x00`` or ``M<bucket>\\x01<generation>\\x00``) and sort by key in UTF-8 byte
+order, so listing (with a prefix and a ``start_after`` marker) is one ordered range scan, and a
+re-created name never sees the keys of its previous generation. All holdings of a policy share
+``H<policy>\\x00`` in digest order, so the chunks of one (policy, partition) are one contiguous
+range: anti-entropy and GC walk them in order.
+
+Formats: database format 1 (before generations) had only the generation-"" manifest keys and
+format-1 records, which read as generation "" (see ``manifest.py``): a format-1 directory opens
+as it is, and is marked format 2 on open (nothing is rewritten). A node of format 1 refuses a
+format-2 directory rather than misread it.
+
+Bucket records are immutable: ``put_bucket`` never replaces a record by one of another policy or
+generation, and refuses a generation that has a tombstone; ``put_bucket_tombstone`` removes the
+record of that generation and every manifest of it in the same synced batch. Both checks run in
+the committer, so they are atomic with respect to every other write; a manifest written with
+``require_bucket=True`` is applied only while the live record has its generation.
 """
 
 from __future__ import annotations
@@ -50,31 +65,44 @@ from maillage.proto.frame import DIGEST_SIZE
 from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
 from .manifest import (
     BucketRecord,
+    BucketTombstone,
     Manifest,
     decode_bucket,
+    decode_bucket_tombstone,
     decode_manifest,
     encode_bucket,
+    encode_bucket_tombstone,
     encode_manifest,
     manifest_order,
     validate_bucket_name,
+    validate_generation,
     validate_key,
 )
 
 __all__ = ["MetaStore", "MetaStoreStats", "META_FORMAT"]
 
-META_FORMAT = 1
+META_FORMAT = 2
+_READABLE_FORMATS = (1, META_FORMAT)
 _FORMAT_KEY = b"\x00format"
 _MAX_BATCH_OPS = 4096
 
-# One write of a batch: put a manifest if (version, writer) beats the stored one ("m"), drop a
-# manifest if it is still that (version, writer) ("x"), put ("p") or delete ("d") a record.
+# One write of a batch: put a manifest if (version, writer) beats the stored one ("m"; with a
+# guard, only while the bucket record B<bucket> has that generation), drop a manifest if it is
+# still that (version, writer) ("x"), put ("p") or delete ("d") a record, put a bucket record
+# unless another one or a tombstone of its generation is there ("b"), write a bucket tombstone and
+# drop that generation's record and manifests ("t").
 _Order: TypeAlias = tuple[int, str]
+_Guard: TypeAlias = tuple[bytes, str] | None  # (record key, generation)
 _Op: TypeAlias = (
-    tuple[Literal["m"], bytes, bytes, _Order]
+    tuple[Literal["m"], bytes, bytes, _Order, _Guard]
     | tuple[Literal["x"], bytes, _Order]
     | tuple[Literal["p"], bytes, bytes]
     | tuple[Literal["d"], bytes]
+    | tuple[Literal["b"], bytes, bytes, BucketRecord, bytes]
+    | tuple[Literal["t"], bytes, bytes, BucketTombstone]
 )
+# The result of one op that reports one: applied flag ("m", "x"), or what refused a record ("b").
+_Result: TypeAlias = bool | BucketRecord | BucketTombstone | None
 
 
 @dataclass(frozen=True)
@@ -88,12 +116,23 @@ class MetaStoreStats:
     __module__ = "maillage.storage"
 
 
-def _manifest_prefix(bucket: str) -> bytes:
-    return b"M" + validate_bucket_name(bucket) + b"\x00"
+def _manifest_prefix(bucket: str, generation: str = "") -> bytes:
+    """Where the index of (bucket, generation) starts: generation "" keeps the format-1 layout."""
+    name = validate_bucket_name(bucket)
+    gen = validate_generation(generation)
+    return b"M" + name + (b"\x01" + gen + b"\x00" if gen else b"\x00")
 
 
-def _manifest_key(bucket: str, key: str) -> bytes:
-    return _manifest_prefix(bucket) + validate_key(key)
+def _manifest_key(bucket: str, key: str, generation: str = "") -> bytes:
+    return _manifest_prefix(bucket, generation) + validate_key(key)
+
+
+def _bucket_key(name: str) -> bytes:
+    return b"B" + validate_bucket_name(name)
+
+
+def _tombstone_key(name: str, generation: str) -> bytes:
+    return b"T" + validate_bucket_name(name) + b"\x00" + validate_generation(generation)
 
 
 def _policy_name(policy: str) -> bytes:
@@ -118,7 +157,7 @@ class _Request:
 
     def __init__(self, ops: Sequence[_Op]) -> None:
         self.ops = ops
-        self.results: list[bool] = []  # one flag per "m" or "x" op, in order
+        self.results: list[_Result] = []  # one per "m", "x" or "b" op, in order
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
@@ -145,15 +184,16 @@ class MetaStore:
         self._sync = WriteOptions()
         self._sync.sync = True
         fmt = self._db.get(_FORMAT_KEY)
-        if fmt is None:
+        if fmt is not None and (len(fmt) != 1 or fmt[0] not in _READABLE_FORMATS):
+            self._db.close()
+            raise StorageError(
+                f"metadata at {self.path} has format {fmt!r}; this node reads formats "
+                f"{', '.join(map(str, _READABLE_FORMATS))}"
+            )
+        if fmt != bytes([META_FORMAT]):  # new, or format 1: its keys and records read as they are
             wb = WriteBatch(raw_mode=True)
             wb.put(_FORMAT_KEY, bytes([META_FORMAT]))
             self._db.write(wb, self._sync)
-        elif fmt != bytes([META_FORMAT]):
-            self._db.close()
-            raise StorageError(
-                f"metadata at {self.path} has format {fmt!r}; this node reads format {META_FORMAT}"
-            )
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._closing = False
@@ -195,34 +235,39 @@ class MetaStore:
 
     # ----------------------------------------------------------------- manifests
 
-    def put_manifest(self, m: Manifest) -> bool:
-        """Store ``m`` if ``(m.version, m.writer)`` beats the stored one; durable on return."""
-        return self.put_manifests([m])[0]
+    def put_manifest(self, m: Manifest, *, require_bucket: bool = False) -> bool:
+        """Store ``m`` if ``(m.version, m.writer)`` beats the stored one; durable on return.
+        With ``require_bucket``, only while the live record of ``m.bucket`` has ``m.generation``."""
+        return self.put_manifests([m], require_bucket=require_bucket)[0]
 
-    def put_manifests(self, ms: Sequence[Manifest]) -> list[bool]:
+    def put_manifests(self, ms: Sequence[Manifest], *, require_bucket: bool = False) -> list[bool]:
         """Several :meth:`put_manifest` in one synced batch; one applied flag per manifest."""
-        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key), encode_manifest(m), (m.version, m.writer))
+        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key, m.generation), encode_manifest(m),
+                           (m.version, m.writer), (_bucket_key(m.bucket), m.generation) if require_bucket else None)
                           for m in ms]
-        return self._submit(ops)
+        return [bool(r) for r in self._submit(ops)]
 
-    def get_manifest(self, bucket: str, key: str) -> Manifest | None:
-        """The current manifest of ``bucket/key``, tombstones included; None if never written."""
-        raw = self._db.get(_manifest_key(bucket, key))
+    def get_manifest(self, bucket: str, key: str, generation: str = "") -> Manifest | None:
+        """The current manifest of ``bucket/key`` in that generation of the bucket, tombstones
+        included; None if never written."""
+        raw = self._db.get(_manifest_key(bucket, key, generation))
         return None if raw is None else decode_manifest(raw)
 
     def list_manifests(
         self,
         bucket: str,
         *,
+        generation: str = "",
         prefix: str = "",
         start_after: str = "",
         limit: int = 1000,
         include_deleted: bool = False,
     ) -> list[Manifest]:
-        """Manifests of ``bucket`` in key order (UTF-8 bytes), like an S3 ListObjectsV2 page."""
+        """Manifests of ``bucket`` (one generation) in key order (UTF-8 bytes), like an S3
+        ListObjectsV2 page."""
         if limit <= 0:
             return []
-        base = _manifest_prefix(bucket)
+        base = _manifest_prefix(bucket, generation)
         scope = base + prefix.encode("utf-8")
         start = scope
         after = base + start_after.encode("utf-8") if start_after else None
@@ -240,33 +285,68 @@ class MetaStore:
                 break
         return out
 
-    def iter_manifests(self, bucket: str | None = None) -> Iterator[Manifest]:
-        """Every manifest (tombstones included), of one bucket or of all, in key order."""
-        scope = b"M" if bucket is None else _manifest_prefix(bucket)
-        for _, v in self._scan(scope, scope):
-            yield decode_manifest(v)
+    def _manifest_scopes(self, bucket: str | None, generation: str | None) -> list[bytes]:
+        if bucket is None:
+            if generation is not None:
+                raise ValueError("a generation scan needs a bucket")
+            return [b"M"]
+        if generation is not None:
+            return [_manifest_prefix(bucket, generation)]
+        name = b"M" + validate_bucket_name(bucket)
+        return [name + b"\x00", name + b"\x01"]  # generation "", then every other one
 
-    def has_live_objects(self, bucket: str) -> bool:
-        """Whether ``bucket`` holds at least one object that is not a tombstone."""
-        scope = _manifest_prefix(bucket)
-        return any(not decode_manifest(v).deleted for _, v in self._scan(scope, scope))
+    def iter_manifests(self, bucket: str | None = None, generation: str | None = None) -> Iterator[Manifest]:
+        """Every manifest (tombstones included), of all buckets, of one bucket name (every
+        generation), or of one (bucket, generation), in key order."""
+        for scope in self._manifest_scopes(bucket, generation):
+            for _, v in self._scan(scope, scope):
+                yield decode_manifest(v)
+
+    def has_live_objects(self, bucket: str, generation: str | None = None) -> bool:
+        """Whether ``bucket`` (one generation, or any) holds an object that is not a tombstone."""
+        return any(not m.deleted for m in self.iter_manifests(bucket, generation))
 
     # ----------------------------------------------------------------- buckets
 
-    def put_bucket(self, r: BucketRecord) -> None:
-        """Create or replace a bucket record (durable on return)."""
-        self._submit([("p", b"B" + validate_bucket_name(r.name), encode_bucket(r))])
+    def put_bucket(self, r: BucketRecord) -> BucketRecord | BucketTombstone | None:
+        """Store a bucket record unless the name has another live record (other generation or
+        policy) or this generation has a tombstone; durable on return. Returns None when the
+        record is stored (or the same bucket already was), else the record or tombstone that
+        refused it: a record is never replaced."""
+        result = self._submit([("b", _bucket_key(r.name), encode_bucket(r), r,
+                                _tombstone_key(r.name, r.generation))])[0]
+        assert not isinstance(result, bool)
+        return result
 
     def get_bucket(self, name: str) -> BucketRecord | None:
-        raw = self._db.get(b"B" + validate_bucket_name(name))
+        """The live record of bucket ``name`` (None if it has none: never made, or deleted)."""
+        raw = self._db.get(_bucket_key(name))
         return None if raw is None else decode_bucket(raw)
 
     def list_buckets(self) -> list[BucketRecord]:
         return [decode_bucket(v) for _, v in self._scan(b"B", b"B")]
 
-    def delete_bucket(self, name: str) -> None:
-        """Remove a bucket record (its objects are the caller's business; see has_live_objects)."""
-        self._submit([("d", b"B" + validate_bucket_name(name))])
+    def put_bucket_tombstone(self, t: BucketTombstone) -> None:
+        """Record that generation ``t.generation`` of bucket ``t.name`` is deleted: its record (if
+        it is the live one) and every manifest of that generation go in the same synced batch."""
+        self._submit([("t", _tombstone_key(t.name, t.generation), encode_bucket_tombstone(t), t)])
+
+    def delete_bucket(self, name: str, *, deleted: int = 0) -> BucketTombstone | None:
+        """Delete the live record of ``name`` with a tombstone of its generation (made at version
+        ``deleted``); returns the tombstone, or None when there was no record."""
+        record = self.get_bucket(name)
+        if record is None:
+            return None
+        t = BucketTombstone(record.name, record.generation, record.policy, deleted)
+        self.put_bucket_tombstone(t)
+        return t
+
+    def get_bucket_tombstone(self, name: str, generation: str) -> BucketTombstone | None:
+        raw = self._db.get(_tombstone_key(name, generation))
+        return None if raw is None else decode_bucket_tombstone(raw)
+
+    def list_bucket_tombstones(self) -> list[BucketTombstone]:
+        return [decode_bucket_tombstone(v) for _, v in self._scan(b"T", b"T")]
 
     # ----------------------------------------------------------------- chunk holdings
 
@@ -306,11 +386,14 @@ class MetaStore:
                 return
             yield name.decode("utf-8"), digest, int.from_bytes(v, "big")
 
-    def drop_manifests(self, bucket: str, versions: Iterable[tuple[str, int, str]]) -> list[bool]:
-        """Remove each ``(key, version, writer)`` of ``bucket`` only if it is still the stored
-        version (a newer one is kept), in one synced batch; one removed flag per entry."""
-        ops: list[_Op] = [("x", _manifest_key(bucket, key), (version, writer)) for key, version, writer in versions]
-        return self._submit(ops) if ops else []
+    def drop_manifests(self, bucket: str, versions: Iterable[tuple[str, int, str]],
+                       generation: str = "") -> list[bool]:
+        """Remove each ``(key, version, writer)`` of ``bucket`` (one generation) only if it is
+        still the stored version (a newer one is kept), in one synced batch; one removed flag per
+        entry."""
+        ops: list[_Op] = [("x", _manifest_key(bucket, key, generation), (version, writer))
+                          for key, version, writer in versions]
+        return [bool(r) for r in self._submit(ops)] if ops else []
 
     # ----------------------------------------------------------------- internals
 
@@ -325,7 +408,7 @@ class MetaStore:
             yield k, it.value()
             it.next()
 
-    def _submit(self, ops: Sequence[_Op]) -> list[bool]:
+    def _submit(self, ops: Sequence[_Op]) -> list[_Result]:
         req = _Request(ops)
         with self._cond:
             if self._closing:
@@ -365,39 +448,80 @@ class MetaStore:
             if self._failure is not None:
                 raise self._unavailable_error()
             wb = WriteBatch(raw_mode=True)
-            overlay: dict[bytes, tuple[int, str]] = {}
+            # What this batch has written so far (None: deleted), read before the database, so
+            # two ops of one batch see each other; `orders` caches the manifests' (version, writer).
+            overlay: dict[bytes, bytes | None] = {}
+            orders: dict[bytes, tuple[int, str] | None] = {}
+
+            def read(key: bytes) -> bytes | None:
+                return overlay[key] if key in overlay else self._db.get(key)
+
+            def order_of(key: bytes) -> tuple[int, str] | None:
+                if key in orders:
+                    return orders[key]
+                raw = read(key)
+                return None if raw is None else manifest_order(raw)
+
+            def put(key: bytes, value: bytes, order: tuple[int, str] | None = None) -> None:
+                wb.put(key, value)
+                overlay[key] = value
+                orders[key] = order
+
+            def delete(key: bytes) -> None:
+                wb.delete(key)
+                overlay[key] = None
+                orders[key] = None
+
             nops = 0
             for req in reqs:
                 for op in req.ops:
                     nops += 1
                     key = op[1]
                     if op[0] == "m":
-                        order = op[3]
-                        current = overlay.get(key)
-                        if current is None:
-                            raw = self._db.get(key)
-                            if raw is not None:
-                                current = manifest_order(raw)
+                        order, guard = op[3], op[4]
+                        if guard is not None:
+                            raw_record = read(guard[0])
+                            if raw_record is None or decode_bucket(raw_record).generation != guard[1]:
+                                req.results.append(False)
+                                continue
+                        current = order_of(key)
                         if current is None or order > current:
-                            wb.put(key, op[2])
-                            overlay[key] = order
+                            put(key, op[2], order)
                             req.results.append(True)
                         else:
                             req.results.append(False)
                     elif op[0] == "x":
-                        current = overlay.get(key)
-                        if current is None:
-                            raw = self._db.get(key)
-                            current = None if raw is None else manifest_order(raw)
-                        same = current == op[2]
+                        same = order_of(key) == op[2]
                         if same:
-                            wb.delete(key)
-                            overlay[key] = (-1, "")
+                            delete(key)
                         req.results.append(same)
                     elif op[0] == "p":
-                        wb.put(key, op[2])
-                    else:
-                        wb.delete(key)
+                        put(key, op[2])
+                    elif op[0] == "d":
+                        delete(key)
+                    elif op[0] == "b":
+                        record, tomb_key = op[3], op[4]
+                        raw_tomb = read(tomb_key)
+                        raw_record = read(key)
+                        if raw_tomb is not None:
+                            req.results.append(decode_bucket_tombstone(raw_tomb))
+                        elif raw_record is None:
+                            put(key, op[2])
+                            req.results.append(None)
+                        else:
+                            held = decode_bucket(raw_record)
+                            req.results.append(None if held.same_bucket(record) else held)
+                    else:  # "t": tombstone, then the generation's record and manifests go
+                        t = op[3]
+                        put(key, op[2])
+                        raw_record = read(_bucket_key(t.name))
+                        if raw_record is not None and decode_bucket(raw_record).generation == t.generation:
+                            delete(_bucket_key(t.name))
+                        scope = _manifest_prefix(t.name, t.generation)
+                        doomed = {k for k, _ in self._scan(scope, scope)}
+                        doomed.update(k for k, v in overlay.items() if v is not None and k.startswith(scope))
+                        for k in sorted(doomed):
+                            delete(k)
             try:
                 self._db.write(wb, self._sync)
             except Exception as exc:  # rocksdict raises plain Exception on I/O errors
