@@ -170,6 +170,14 @@ class Policy:
         loc = tuple(location)
         return any(loc[: len(prefix)] == prefix for prefix in self.allow)
 
+    def within(self, other: Policy) -> bool:
+        """Whether every location this policy allows, ``other`` allows too (this policy is
+        narrower than or equal to ``other``): true iff each of our ``allow`` prefixes extends one
+        of ``other``'s. (A prefix is itself a location, so a prefix of ours that extends none of
+        theirs is a location we allow and they do not.) Replicas and spread play no part: this
+        is about where data may rest, e.g. whether a copy from ``other`` into us widens it."""
+        return all(other.allows(prefix) for prefix in self.allow)
+
     def domain(self, location: tuple[str, ...]) -> tuple[str, ...] | None:
         """The failure domain the walk tries to keep distinct (None when no ``spread``)."""
         return None if self.spread is None else tuple(location[: self.spread])
