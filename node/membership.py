@@ -10,6 +10,10 @@ it speaks again it is up at once and hinted writes flow back to it.
 Heartbeats spread indirectly: every message carries the sender's view (how long since it heard
 from each node), so a node learns that a peer it did not ping lately is alive through a third one.
 With a fanout of a few peers per interval, news reaches every node in O(log N) intervals.
+
+Only nodes of the current layout count: a heartbeat from (or a view of) any other node id is
+ignored, and the detector forgets nodes that left the layout, so its table never holds more than
+the layout's nodes however many made-up ids a caller sends.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -108,6 +112,15 @@ class FailureDetector:
     def views(self, node_ids: Iterable[str]) -> list[PeerView]:
         return [PeerView(n, self.state(n).value, self.silence(n)) for n in node_ids]
 
+    def retain(self, node_ids: Collection[str]) -> None:
+        """Forget every node not in `node_ids` (the nodes of the current layout)."""
+        for gone in self._last.keys() - set(node_ids):
+            del self._last[gone]
+
+    def tracked(self) -> int:
+        """How many nodes the table holds (bounded by the layout's nodes)."""
+        return len(self._last)
+
     def absorb(self, views: Iterable[PeerView]) -> None:
         """Take a peer's view: whatever it heard more recently than we did counts."""
         for view in views:
@@ -143,11 +156,23 @@ class Gossip(BackgroundLoop):
         return Heartbeat(self.node_id, self._layout.current.version,
                          tuple(self._detector.views(self._peer_ids())), self._access.version)
 
+    def _members(self) -> frozenset[str]:
+        return frozenset(n.id for n in self._layout.current.nodes)
+
+    def _learn(self, beat: Heartbeat, *, sender: str) -> None:
+        """Take what a heartbeat (or reply) from `sender` says, for nodes of the layout only."""
+        members = self._members()
+        self._detector.retain(members)
+        if sender not in members:
+            return
+        self._detector.heard(sender)
+        self._detector.absorb(v for v in beat.peers if v.node_id in members)
+        self._maybe_fetch(beat, sender)
+
     def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
-        """A peer pinged us: it is alive, and it may know a newer layout or access document."""
-        self._detector.heard(beat.node_id)
-        self._detector.absorb(beat.peers)
-        self._maybe_fetch(beat)
+        """A peer pinged us: it is alive, and it may know a newer layout or access document. A
+        heartbeat from a node outside the layout changes nothing (it still gets our reply)."""
+        self._learn(beat, sender=beat.node_id)
         return self.heartbeat()
 
     async def _loop(self) -> None:
@@ -169,15 +194,13 @@ class Gossip(BackgroundLoop):
                                                     timeout=max(1.0, self._interval * 2))
         except Exception:  # unanswered, refused or failed: this ping tells nothing
             return
-        self._detector.heard(node_id)
-        self._detector.absorb(reply.peers)
-        self._maybe_fetch(reply)
+        self._learn(reply, sender=node_id)
 
-    def _maybe_fetch(self, beat: Heartbeat) -> None:
+    def _maybe_fetch(self, beat: Heartbeat, sender: str) -> None:
         if beat.layout_version > self._layout.current.version:
-            self._start_fetch(beat.node_id, "layout", self._fetch_layout)
+            self._start_fetch(sender, "layout", self._fetch_layout)
         if beat.access_version > self._access.version:
-            self._start_fetch(beat.node_id, "access", self._fetch_access)
+            self._start_fetch(sender, "access", self._fetch_access)
 
     def _start_fetch(self, node_id: str, kind: str, fetch: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         if (node_id, kind) in self._fetching:
