@@ -22,10 +22,12 @@ __all__ = ["SyncGroup", "IndexEntry", "listing_digest", "Plan", "Progress",
 @dataclass(frozen=True, order=True)
 class SyncGroup:
     """What one replica set keeps identical: the chunks a policy places in one partition, or the
-    index (manifests and tombstones) of one bucket."""
+    index (manifests and tombstones) of one bucket generation: a name deleted and created again
+    is another group, so its owners never exchange the old generation's keys."""
     policy: str
     partition: int = 0
     bucket: str = ""
+    generation: str = ""
 
     @property
     def is_index(self) -> bool:
@@ -63,7 +65,7 @@ class Plan:
     """One round's work for one node."""
     owned: dict[SyncGroup, tuple[str, ...]]     # groups this node owns -> all owners
     foreign: dict[SyncGroup, tuple[str, ...]]   # groups it holds data of without owning them
-    buckets: dict[str, BucketRecord]
+    buckets: dict[str, BucketRecord]           # this node's live record of each bucket, by name
 
 
 @dataclass

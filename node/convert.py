@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from maillage.proto import pb
-from maillage.storage import BucketRecord, ChunkRef, Manifest
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, Manifest
 
 from .antientropy import IndexEntry, Progress, SyncGroup
 from .auth import LayoutDoc
@@ -24,7 +24,7 @@ def manifest_to_pb(m: Manifest, *, with_chunks: bool = True) -> pb.Manifest:
     msg = pb.Manifest(
         bucket=m.bucket, key=m.key, version=m.version, size=m.size, etag=m.etag,
         content_type=m.content_type, user_metadata=dict(m.user_metadata),
-        deleted=m.deleted, writer=m.writer)
+        deleted=m.deleted, writer=m.writer, generation=m.generation)
     if with_chunks:
         msg.chunks.extend(pb.ChunkRef(digest=c.digest, length=c.length) for c in m.chunks)
         if m.inline is not None:
@@ -40,7 +40,7 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
         user_metadata=tuple(sorted(msg.user_metadata.items())),
         chunks=tuple(ChunkRef(digest=c.digest, length=c.length) for c in msg.chunks),
         inline=msg.inline_data if msg.has_inline else None,
-        deleted=msg.deleted, writer=msg.writer)
+        deleted=msg.deleted, writer=msg.writer, generation=msg.generation)
 
 
 def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:
@@ -54,22 +54,36 @@ def upload_from_pb(header: pb.PutObjectHeader) -> Upload:
 
 
 def bucket_to_pb(r: BucketRecord) -> pb.Bucket:
-    return pb.Bucket(name=r.name, policy=r.policy, created=r.created, owner=r.owner)
+    return pb.Bucket(name=r.name, policy=r.policy, created=r.created, owner=r.owner, generation=r.generation)
 
 
 def bucket_from_pb(msg: pb.Bucket) -> BucketRecord:
-    return BucketRecord(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner)
+    return BucketRecord(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner,
+                        generation=msg.generation)
+
+
+def bucket_tombstone_to_pb(t: BucketTombstone) -> pb.BucketTombstone:
+    return pb.BucketTombstone(name=t.name, generation=t.generation, policy=t.policy, deleted=t.deleted)
+
+
+def bucket_tombstone_from_pb(msg: pb.BucketTombstone) -> BucketTombstone:
+    return BucketTombstone(name=msg.name, generation=msg.generation, policy=msg.policy, deleted=msg.deleted)
+
+
+def optional_generation(msg: pb.GetManifestRequest | pb.ListIndexRequest) -> str | None:
+    """The generation a request names, or None when it names none (the node's live record's)."""
+    return msg.generation if msg.HasField("generation") else None
 
 
 # ----- anti-entropy --------------------------------------------------------------------------
 
 
 def group_to_pb(g: SyncGroup) -> pb.SyncGroup:
-    return pb.SyncGroup(policy=g.policy, partition=g.partition, bucket=g.bucket)
+    return pb.SyncGroup(policy=g.policy, partition=g.partition, bucket=g.bucket, generation=g.generation)
 
 
 def group_from_pb(msg: pb.SyncGroup) -> SyncGroup:
-    return SyncGroup(msg.policy, msg.partition, msg.bucket)
+    return SyncGroup(msg.policy, msg.partition, msg.bucket, msg.generation)
 
 
 def summaries_to_pb(groups: Sequence[pb.SyncGroup], summaries: Sequence[tuple[bytes, int]]) -> pb.SyncSummaryReply:

@@ -11,11 +11,18 @@ manifest are durable on at least two sites.
 
 The coordinator itself stores nothing unless it is one of the replicas: a node outside a bucket's
 policy only forwards bytes in memory, and logs no key.
+
+Buckets: each creation of a name makes a new generation (a random id) bound to the policy for
+good; manifests, listings and lookups name (bucket, generation), so a name deleted and created
+again under another policy never receives the old generation's keys. Deleting a bucket sends a
+tombstone of its generation to the policy's nodes. A server-side copy is refused
+(`ResidencyWidening`) unless the destination's policy is within the source's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -23,10 +30,10 @@ from typing import TypeVar
 
 import blake3
 
-from maillage.placement import PartitionTable, bucket_partition, chunk_partition
+from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
 from maillage.proto.frame import chunk_digest, encode_frame
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
-from maillage.storage import BucketRecord, ChunkRef, HybridClock, Manifest
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
 
 from . import validation
 from .catalog import Catalog
@@ -38,10 +45,11 @@ from .errors import (
     NodeError,
     NoSuchKey,
     QuorumNotReached,
+    ResidencyWidening,
 )
 from .layout_state import LayoutState
 from .quorum import ReplicaSets
-from .replica import Replica
+from .replica import Replica, put_manifest_teaching
 from .transport import Peers
 
 T = TypeVar("T")
@@ -93,7 +101,8 @@ class Coordinator:
         table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
         if await self._catalog.find(name) is not None:
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
-        record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner)
+        record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
+                              generation=secrets.token_hex(16))
         eligible = layout.eligible_nodes(policy)
         answers = await asyncio.gather(*(self._try(n.id, lambda r: r.put_bucket(record)) for n in eligible))
         sites = {n.site for n, (_, err) in zip(eligible, answers) if err is None}
@@ -122,8 +131,12 @@ class Coordinator:
         listing = await self.list_objects(name, max_keys=1)
         if listing.contents or listing.common_prefixes:
             raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
+        tombstone = BucketTombstone(name=name, generation=record.generation, policy=record.policy,
+                                    deleted=self._clock.now())
         eligible = self._layout.current.eligible_nodes(record.policy)
-        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(name)) for n in eligible))
+        # A node that misses it learns the tombstone from its peers (repair), so its stale record
+        # never comes back.
+        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(tombstone)) for n in eligible))
         self._catalog.forget(name)
 
     async def _try(self, node_id: str, op: Callable[[Replica], Awaitable[T]]) -> tuple[T | None, Exception | None]:
@@ -154,7 +167,7 @@ class Coordinator:
                 bucket=upload.bucket, key=upload.key, version=await self._next_version(previous),
                 size=size, etag=etag, content_type=upload.content_type,
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
-                inline=inline, writer=self.node_id)
+                inline=inline, writer=self.node_id, generation=bucket.generation)
         finally:
             previous.cancel()
         manifest_sites = await self._write_manifest(bucket, manifest)
@@ -239,7 +252,7 @@ class Coordinator:
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
-            lambda r: r.put_manifest(manifest, bucket), "object manifest")
+            lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
         return {self._sets.site_of(n) for n in outcome.results}
 
     async def _next_version(self, previous: asyncio.Future) -> int:
@@ -258,15 +271,16 @@ class Coordinator:
         if latest is not None:
             self._clock.observe(latest.version)
         tombstone = Manifest(bucket=bucket_name, key=key, version=self._clock.now(), size=0, etag="",
-                             deleted=True, writer=self.node_id)
+                             deleted=True, writer=self.node_id, generation=bucket.generation)
         await self._write_manifest(bucket, tombstone)
         return tombstone.version
 
     async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str) -> Manifest:
         validation.check_key(key)
-        source = await self.head_object(source_bucket, source_key)
         src_record = await self._catalog.get(source_bucket)
         dest = await self._catalog.get(bucket_name)
+        self.check_copy(src_record, dest)
+        source = await self.head_object(source_bucket, source_key)
         table = self._layout.table(dest.policy)
         src_table = self._layout.table(src_record.policy)
         for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
@@ -274,9 +288,23 @@ class Coordinator:
             await self._replicate_chunk(table, dest.policy, ref.digest, frame)
         previous = asyncio.ensure_future(self._latest(dest, key))
         manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),
-                           writer=self.node_id)
+                           writer=self.node_id, generation=dest.generation)
         await self._write_manifest(dest, manifest)
         return manifest
+
+    def check_copy(self, source: BucketRecord, dest: BucketRecord) -> None:
+        """Refuse a server-side copy that would let the source's data rest where the source's
+        policy does not allow: every location the destination's policy allows must be allowed by
+        the source's (`Policy.within`). For CopyObject and any later server-side copy."""
+        layout = self._layout.current
+        src, dst = layout.policy(source.policy), layout.policy(dest.policy)
+        if not dst.within(src):
+            wider = ", ".join(format_location(p) for p in dst.allow if not src.allows(p))
+            raise ResidencyWidening(
+                f"copy refused: bucket {dest.name!r} (policy {dst.name!r}) allows {wider}, where the "
+                f"data of bucket {source.name!r} (policy {src.name!r}, allows "
+                f"{', '.join(format_location(p) for p in src.allow)}) may not rest; copy only into a "
+                f"bucket whose policy is the same or narrower")
 
     async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
         partition = chunk_partition(digest, table.bits)
@@ -295,7 +323,8 @@ class Coordinator:
     async def _latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits),
-                                        lambda r: r.get_manifest(bucket.name, key), "object lookup")
+                                        lambda r: r.get_manifest(bucket.name, key, bucket.generation),
+                                        "object lookup")
         found = [m for m in outcome.results.values() if m is not None]
         if not found:
             return None
@@ -321,7 +350,7 @@ class Coordinator:
         prefixes: list[str] = []
         cursor = start_after
         while True:
-            page, complete = await self._merged_page(table, partition, bucket.name, prefix, cursor)
+            page, complete = await self._merged_page(table, partition, bucket, prefix, cursor)
             skipped = False
             for m in page:
                 if m.deleted:
@@ -341,11 +370,12 @@ class Coordinator:
             if complete and not skipped:
                 return Listing(contents, prefixes, False, "")
 
-    async def _merged_page(self, table: PartitionTable, partition: int, bucket: str, prefix: str,
+    async def _merged_page(self, table: PartitionTable, partition: int, bucket: BucketRecord, prefix: str,
                            start_after: str) -> tuple[list[Manifest], bool]:
         """One page of the index merged across replicas: newest version per key, in key order."""
         outcome = await self._sets.read(
-            table, partition, lambda r: r.list_index(bucket, prefix, start_after, LIST_PAGE), "listing")
+            table, partition,
+            lambda r: r.list_index(bucket.name, prefix, start_after, LIST_PAGE, bucket.generation), "listing")
         newest: dict[str, Manifest] = {}
         horizon = None  # keys beyond the shortest truncated page are not complete yet
         for entries, truncated in outcome.results.values():
@@ -357,3 +387,4 @@ class Coordinator:
                 horizon = entries[-1].key if horizon is None else min(horizon, entries[-1].key)
         keys = sorted(k for k in newest if horizon is None or k <= horizon)
         return [newest[k] for k in keys], horizon is None
+

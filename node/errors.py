@@ -50,6 +50,20 @@ class OutsidePolicy(NodeError):
     """This node's location is outside the bucket's policy: it must not store anything of it."""
 
 
+class ResidencyWidening(NodeError):
+    """A server-side copy would let data rest where its source bucket's policy does not allow:
+    the destination's policy must allow nothing the source's does not (sent as OutsidePolicy)."""
+
+
+class BucketConflict(BucketAlreadyExists):
+    """A node holds another record (another generation or policy) of the bucket's name: a
+    bucket's record is never replaced, so this one is refused."""
+
+
+class BucketDeleted(NoSuchBucket):
+    """This generation of the bucket was deleted (the node holds its tombstone)."""
+
+
 class QuorumNotReached(NodeError):
     """Fewer distinct sites than required acknowledged a write, or answered a read."""
 

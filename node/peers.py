@@ -15,7 +15,7 @@ import grpc
 from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_channel
 from maillage.proto.identity import TlsIdentity
-from maillage.storage import BucketRecord, Manifest
+from maillage.storage import BucketRecord, BucketTombstone, Manifest
 
 from . import convert
 from .antientropy import SyncGroup
@@ -68,19 +68,19 @@ class RemoteReplica:
         frame: bytes = await self._call(self._get_chunk, digest, CHUNK_CALL_TIMEOUT)
         return frame
 
-    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
-        request = pb.PutManifestRequest(manifest=convert.manifest_to_pb(manifest),
-                                        bucket=convert.bucket_to_pb(bucket))
+    async def put_manifest(self, manifest: Manifest) -> bool:
+        request = pb.PutManifestRequest(manifest=convert.manifest_to_pb(manifest))
         return bool((await self._call(self._replica.PutManifest, request)).applied)
 
-    async def get_manifest(self, bucket: str, key: str) -> Manifest | None:
-        reply = await self._call(self._replica.GetManifest, pb.GetManifestRequest(bucket=bucket, key=key))
+    async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        reply = await self._call(self._replica.GetManifest,
+                                 pb.GetManifestRequest(bucket=bucket, key=key, generation=generation))
         return convert.manifest_from_pb(reply.manifest) if reply.found else None
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
-                         limit: int) -> tuple[list[Manifest], bool]:
+                         limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]:
         reply = await self._call(self._replica.ListIndex, pb.ListIndexRequest(
-            bucket=bucket, prefix=prefix, start_after=start_after, limit=limit))
+            bucket=bucket, prefix=prefix, start_after=start_after, limit=limit, generation=generation))
         return [convert.manifest_from_pb(m) for m in reply.entries], reply.truncated
 
     async def put_bucket(self, record: BucketRecord) -> None:
@@ -90,12 +90,18 @@ class RemoteReplica:
         reply = await self._call(self._replica.GetBucketRecord, pb.GetBucketRecordRequest(name=name))
         return convert.bucket_from_pb(reply.bucket) if reply.found else None
 
-    async def delete_bucket(self, name: str) -> None:
-        await self._call(self._replica.DeleteBucketRecord, pb.DeleteBucketRecordRequest(name=name))
+    async def delete_bucket(self, tombstone: BucketTombstone) -> None:
+        await self._call(self._replica.DeleteBucketRecord, pb.DeleteBucketRecordRequest(
+            name=tombstone.name, tombstone=convert.bucket_tombstone_to_pb(tombstone)))
 
     async def list_buckets(self) -> list[BucketRecord]:
         reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest())
         return [convert.bucket_from_pb(b) for b in reply.buckets]
+
+    async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest(tombstones=True))
+        return ([convert.bucket_from_pb(b) for b in reply.buckets],
+                [convert.bucket_tombstone_from_pb(t) for t in reply.tombstones])
 
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         reply = await self._call(self._replica.SyncSummaries,

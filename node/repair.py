@@ -29,7 +29,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
-from maillage.storage import BucketRecord, ChunkNotFound, CorruptFrame, Manifest, StorageError, version_time
+from maillage.storage import (
+    BucketRecord,
+    BucketTombstone,
+    ChunkNotFound,
+    CorruptFrame,
+    Manifest,
+    StorageError,
+    version_time,
+)
 
 from .antientropy import (
     IndexEntry,
@@ -47,7 +55,7 @@ from .errors import NodeError
 from .layout_state import LayoutState
 from .quorum import effective_replicas
 from .ratelimit import TokenBucket
-from .replica import Replica
+from .replica import Replica, put_manifest_teaching
 from .transport import Peers
 
 log = logging.getLogger(__name__)
@@ -115,32 +123,56 @@ class Repairer(BackgroundLoop):
     def _site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
 
-    async def _learn_buckets(self, known: list[BucketRecord]) -> list[BucketRecord]:
-        """Bucket records of our policies that a few peers have and we lack (a wiped or new
-        node learns here which indexes it owns)."""
+    async def _learn_buckets(self) -> list[BucketRecord]:
+        """Bucket tombstones and records of our policies that a few peers have and we lack (a
+        wiped or new node learns here which indexes it owns; a node that was down when a bucket
+        was deleted learns the tombstone, which drops its stale record and that generation's
+        index). Tombstones first: a record of a deleted generation is never learned, whoever
+        still offers it; and a record never replaces another one of its name."""
         layout = self._layout.current
         me = layout.location_of(self.node_id)
-        names = {r.name for r in known}
+        policies = {p.name for p in layout.policies}
+        local = self._peers.local
+        records, tombstones = await local.bucket_catalog()
+        names = {r.name for r in records}
+        dead = {(t.name, t.generation) for t in tombstones}
         peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
-        learned = []
+        answers: list[tuple[list[BucketRecord], list[BucketTombstone]]] = []
         for peer in self._rng.sample(peers, min(BUCKET_SOURCES, len(peers))):
             try:
-                records = await self._peers.replica(peer).list_buckets()
+                answers.append(await self._peers.replica(peer).bucket_catalog())
             except NodeError:
                 continue
-            for record in records:
-                if record.name in names or record.policy not in {p.name for p in layout.policies}:
+
+        def ours(policy: str) -> bool:
+            return policy in policies and layout.policy(policy).allows(me)
+        for _, offered in answers:
+            for tomb in offered:
+                if (tomb.name, tomb.generation) not in dead and ours(tomb.policy):
+                    await local.delete_bucket(tomb)
+                    dead.add((tomb.name, tomb.generation))
+                    if any(r.name == tomb.name and r.generation == tomb.generation for r in records):
+                        names.discard(tomb.name)
+                        log.info("repair: bucket %r generation %s was deleted; dropped its record and index",
+                                 tomb.name, tomb.generation)
+        learned = []
+        for offered_records, _ in answers:
+            for record in offered_records:
+                if record.name in names or (record.name, record.generation) in dead or not ours(record.policy):
                     continue
-                if layout.policy(record.policy).allows(me):
-                    await self._peers.local.put_bucket(record)
-                    names.add(record.name)
-                    learned.append(record)
+                try:
+                    await local.put_bucket(record)
+                except NodeError as err:
+                    log.info("repair: bucket record from a peer refused: %s", err)
+                    continue
+                names.add(record.name)
+                learned.append(record)
         return learned
 
     async def plan(self) -> Plan:
         layout = self._layout.current
+        await self._learn_buckets()
         held_chunks, bucket_list = await self._peers.local.held_groups()
-        bucket_list = bucket_list + await self._learn_buckets(bucket_list)
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}
         foreign: dict[SyncGroup, tuple[str, ...]] = {}
@@ -166,7 +198,7 @@ class Repairer(BackgroundLoop):
             buckets[record.name] = record
             p = bucket_partition(record.name, bucket_table.bits)
             owners = effective_replicas(bucket_table, p, self._is_out, self._site_of)
-            group = SyncGroup(record.policy, bucket=record.name)
+            group = SyncGroup(record.policy, bucket=record.name, generation=record.generation)
             (owned if me in owners else foreign)[group] = owners
         return Plan(owned, foreign, buckets)
 
@@ -243,15 +275,20 @@ class Repairer(BackgroundLoop):
             return
         record = plan.buckets[group.bucket]
         for entry in entries_to_pull(theirs, ours, self._expired):
-            m = await remote.get_manifest(group.bucket, entry.key)
+            m = await remote.get_manifest(group.bucket, entry.key, group.generation)
             if m is not None:
-                await self._copy_manifest(m, record, local)
+                await self._copy_manifest(m, record, local, group, entry.key)
 
-    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to: Replica) -> None:
-        """Write `m` to a replica (ours or a peer's) through the rate limit, and count it."""
+    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to: Replica, group: SyncGroup,
+                             key: str) -> None:
+        """Write `m` to a replica (ours or a peer's) through the rate limit, and count it. Only a
+        manifest of the group's very bucket generation and of the key asked moves."""
+        if (m.bucket, m.generation, m.key) != (group.bucket, group.generation, key):
+            raise NodeError(f"repair: a manifest of another bucket generation or key came back for {group}; "
+                            f"not copied")
         cost = len(m.inline or b"") + MANIFEST_OVERHEAD
         await self._limiter.take(cost)
-        if await to.put_manifest(m, record):
+        if await put_manifest_teaching(to, m, record):
             self._count(cost)
 
     def _count(self, nbytes: int) -> None:
@@ -284,7 +321,7 @@ class Repairer(BackgroundLoop):
         table = self._layout.table(group.policy)
         if confirmed and len(owners) >= table.policy.replicas:
             if group.is_index:
-                await local.drop_index_entries(group.bucket, ours)
+                await local.drop_index_entries(group.bucket, ours, group.generation)
             else:
                 await local.drop_chunks(group.policy, ours)
             self.progress.handoff_items -= len(ours)
@@ -303,9 +340,9 @@ class Repairer(BackgroundLoop):
             return
         record = plan.buckets[group.bucket]
         for entry in entries_to_push(ours, theirs):
-            m = await local.get_manifest(group.bucket, entry.key)
+            m = await local.get_manifest(group.bucket, entry.key, group.generation)
             if m is not None:
-                await self._copy_manifest(m, record, remote)
+                await self._copy_manifest(m, record, remote, group, entry.key)
 
     # ----- tombstone expiry ----------------------------------------------------------------
 
@@ -323,5 +360,6 @@ class Repairer(BackgroundLoop):
         for owner in owners:
             if owner != self.node_id:
                 views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
-        removed = await local.drop_index_entries(group.bucket, droppable_tombstones(expired, views))
+        removed = await local.drop_index_entries(group.bucket, droppable_tombstones(expired, views),
+                                                 group.generation)
         self.progress.tombstones_removed += removed

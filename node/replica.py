@@ -5,6 +5,10 @@ own location in the admin's layout (never in a request) and refuses anything of 
 not allow it. That single check is what keeps a France-only byte off a German disk, whichever
 coordinator, peer or client sent it.
 
+Bucket records are checked the same way: a manifest is stored only under this node's OWN record
+of its (bucket, generation), never under a record a caller sends; a record is never replaced by one
+of another policy or generation, and a deleted generation (its tombstone) never comes back.
+
 Storage calls block (fsync, RocksDB), so they run in a thread pool; hashing and zstd release the
 GIL there too.
 """
@@ -19,15 +23,16 @@ from typing import Any, Protocol, TypeVar
 
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
-from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
+from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, Manifest, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version
 
 from .antientropy import IndexEntry, SyncGroup, listing_digest
+from .budget import UploadBudget
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import OutsidePolicy
+from .errors import BucketConflict, BucketDeleted, NodeError, NoSuchBucket, OutsidePolicy
 from .layout_state import LayoutState
 
-__all__ = ["Replica", "LocalReplica", "BucketInventory"]
+__all__ = ["Replica", "LocalReplica", "BucketInventory", "put_manifest_teaching"]
 
 T = TypeVar("T")
 
@@ -54,20 +59,34 @@ class Replica(Protocol):
 
     async def get_chunk(self, digest: bytes) -> bytes: ...
 
-    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool: ...
+    async def put_manifest(self, manifest: Manifest) -> bool:
+        """Store a manifest of (manifest.bucket, manifest.generation) if this replica holds that
+        bucket's record (NoSuchBucket otherwise: never a record made up from the request)."""
+        ...
 
-    async def get_manifest(self, bucket: str, key: str) -> Manifest | None: ...
+    async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        """`generation` None: the generation of the replica's own live record of the bucket."""
+        ...
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
-                         limit: int) -> tuple[list[Manifest], bool]: ...
+                         limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]: ...
 
-    async def put_bucket(self, record: BucketRecord) -> None: ...
+    async def put_bucket(self, record: BucketRecord) -> None:
+        """Learn a bucket record; BucketConflict if another record of the name is held,
+        BucketDeleted if that generation has a tombstone here."""
+        ...
 
     async def get_bucket(self, name: str) -> BucketRecord | None: ...
 
-    async def delete_bucket(self, name: str) -> None: ...
+    async def delete_bucket(self, tombstone: BucketTombstone) -> None:
+        """Delete that bucket generation here: keep its tombstone, drop its record and index."""
+        ...
 
     async def list_buckets(self) -> list[BucketRecord]: ...
+
+    async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        """The live records and the tombstones held here (repair's bucket learning)."""
+        ...
 
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]: ...
 
@@ -80,8 +99,26 @@ class Replica(Protocol):
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]: ...
 
 
+async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: BucketRecord) -> bool:
+    """Write `manifest` to `replica`; a replica that does not know the bucket's generation yet
+    (down when it was created, or new) is first sent the record, which it checks by its own
+    rules (inside the policy, never replacing another record, never reviving a deleted
+    generation: then its refusal is this replica's failure), then the manifest again. Used by
+    the coordinator and by repair."""
+    if (record.name, record.generation) != (manifest.bucket, manifest.generation):
+        raise NodeError(f"a manifest of bucket {manifest.bucket!r} generation {manifest.generation or '(none)'} "
+                        f"does not belong to record {record.name!r} generation {record.generation or '(none)'}")
+    try:
+        return await replica.put_manifest(manifest)
+    except NoSuchBucket:
+        pass
+    await replica.put_bucket(record)
+    return await replica.put_manifest(manifest)
+
+
 class LocalReplica:
     max_clock_drift = DEFAULT_MAX_DRIFT  # seconds a received version may lead our clock (wiring sets it)
+    upload_budget: UploadBudget | None = None  # node-wide bytes of uploads in flight (wiring sets it)
 
     def __init__(self, node_id: str, chunks: ChunkStore, meta: MetaStore,
                  layout: LayoutState, executor: Executor, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -168,27 +205,44 @@ class LocalReplica:
 
     # ----- manifests -------------------------------------------------------------------------
 
-    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
-        check_version(manifest.version, self._clock.time(), self.max_clock_drift)  # VersionTooFarAhead
-        self.ensure_eligible(bucket.policy)
-        if self.meta.get_bucket(bucket.name) is None:
-            await self._run(self.meta.put_bucket, bucket)
-        return await self._run(self.meta.put_manifest, manifest)
+    def own_record(self, bucket: str, generation: str) -> BucketRecord:
+        """This node's live record of (bucket, generation); NoSuchBucket (BucketDeleted for a
+        deleted generation) when it has none. The name and generation are the caller's, so the
+        message never names a key."""
+        record = self.meta.get_bucket(bucket)
+        if record is not None and record.generation == generation:
+            return record
+        if self.meta.get_bucket_tombstone(bucket, generation) is not None:
+            raise BucketDeleted(f"bucket {bucket!r} generation {generation or '(none)'} was deleted; "
+                                f"node {self.node_id} stores nothing more of it")
+        raise NoSuchBucket(f"node {self.node_id} holds no record of bucket {bucket!r} generation "
+                           f"{generation or '(none)'}; it stores no manifest of it")
 
-    async def get_manifest(self, bucket: str, key: str) -> Manifest | None:
-        return await self._run(self.meta.get_manifest, bucket, key)
+    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord | None = None) -> bool:
+        """Store `manifest` under this node's own record of its (bucket, generation); `bucket`
+        (the caller's view of the record) is accepted for old callers and never trusted."""
+        check_version(manifest.version, self._clock.time(), self.max_clock_drift)  # VersionTooFarAhead
+        record = self.own_record(manifest.bucket, manifest.generation)
+        self.ensure_eligible(record.policy)
+        # require_bucket: applied only while the record still has this generation (atomic with a
+        # concurrent delete of the bucket)
+        return await self._run(lambda: self.meta.put_manifest(manifest, require_bucket=True))
+
+    async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        return await self._run(self.meta.get_manifest, bucket, key, generation)
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
-                         limit: int) -> tuple[list[Manifest], bool]:
+                         limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]:
         entries = await self._run(lambda: self.meta.list_manifests(
-            bucket, prefix=prefix, start_after=start_after, limit=limit + 1, include_deleted=True))
+            bucket, generation=generation, prefix=prefix, start_after=start_after,
+            limit=limit + 1, include_deleted=True))
         return entries[:limit], len(entries) > limit
 
-    async def drop_index_entries(self, bucket: str, entries: Sequence[IndexEntry]) -> int:
-        """Remove index entries (handed over, or expired tombstones), each only if it is still
-        the stored version; returns how many were removed."""
+    async def drop_index_entries(self, bucket: str, entries: Sequence[IndexEntry], generation: str = "") -> int:
+        """Remove index entries of (bucket, generation) (handed over, or expired tombstones), each
+        only if it is still the stored version; returns how many were removed."""
         versions = [(e.key, e.version, e.writer) for e in entries]
-        return sum(await self._run(self.meta.drop_manifests, bucket, versions))
+        return sum(await self._run(self.meta.drop_manifests, bucket, versions, generation))
 
     # ----- anti-entropy listings -------------------------------------------------------------
 
@@ -199,12 +253,12 @@ class LocalReplica:
                 out.setdefault(chunk_partition(digest, bits), []).append(digest)
         return out
 
-    def _index_listing(self, bucket: str) -> list[IndexEntry]:
-        return [IndexEntry.of(m) for m in self.meta.iter_manifests(bucket)]
+    def _index_listing(self, bucket: str, generation: str) -> list[IndexEntry]:
+        return [IndexEntry.of(m) for m in self.meta.iter_manifests(bucket, generation)]
 
     def _listing(self, group: SyncGroup, bits: int) -> list[Any]:
         if group.is_index:
-            return self._index_listing(group.bucket)
+            return self._index_listing(group.bucket, group.generation)
         return [d for _, d, _ in self.meta.iter_holdings(group.policy, partition=group.partition, bits=bits)
                 if self.chunks.has(d)]
 
@@ -223,7 +277,7 @@ class LocalReplica:
             for g in groups:
                 items: list[Any]
                 if g.is_index:
-                    items = self._index_listing(g.bucket)
+                    items = self._index_listing(g.bucket, g.generation)
                 else:
                     if g.policy not in by_policy:
                         by_policy[g.policy] = self._chunk_listings(g.policy, bits)
@@ -233,12 +287,13 @@ class LocalReplica:
         return await self._run(summarize)
 
     async def referenced_chunks(self, policy: str) -> list[bytes]:
-        """Chunks referenced by the live manifests stored here of the buckets bound to `policy`."""
+        """Chunks referenced by the live manifests stored here of the buckets bound to `policy`
+        (their live generations: a deleted generation references nothing)."""
         def collect() -> list[bytes]:
-            buckets = {r.name for r in self.meta.list_buckets() if r.policy == policy}
+            buckets = {(r.name, r.generation) for r in self.meta.list_buckets() if r.policy == policy}
             refs: set[bytes] = set()
-            for bucket in buckets:
-                for m in self.meta.iter_manifests(bucket):
+            for bucket, generation in buckets:
+                for m in self.meta.iter_manifests(bucket, generation):
                     if not m.deleted:
                         refs.update(c.digest for c in m.chunks)
             return sorted(refs)
@@ -264,16 +319,29 @@ class LocalReplica:
 
     async def put_bucket(self, record: BucketRecord) -> None:
         self.ensure_eligible(record.policy)
-        await self._run(self.meta.put_bucket, record)
+        refused = await self._run(self.meta.put_bucket, record)
+        if isinstance(refused, BucketTombstone):
+            raise BucketDeleted(f"bucket {record.name!r} generation {record.generation or '(none)'} was "
+                                f"deleted; node {self.node_id} keeps its tombstone and refuses its record")
+        if refused is not None:
+            raise BucketConflict(
+                f"node {self.node_id} holds bucket {record.name!r} as generation "
+                f"{refused.generation or '(none)'} of policy {refused.policy!r}; a bucket's policy and "
+                f"generation never change, so the record of generation {record.generation or '(none)'} "
+                f"(policy {record.policy!r}) is refused")
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._run(self.meta.get_bucket, name)
 
-    async def delete_bucket(self, name: str) -> None:
-        await self._run(self.meta.delete_bucket, name)
+    async def delete_bucket(self, tombstone: BucketTombstone) -> None:
+        self.ensure_eligible(tombstone.policy)  # even a bucket's name rests only inside its policy
+        await self._run(self.meta.put_bucket_tombstone, tombstone)
 
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._run(self.meta.list_buckets)
+
+    async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        return await self._run(lambda: (self.meta.list_buckets(), self.meta.list_bucket_tombstones()))
 
     # ----- inventory, for the demo and the audit ---------------------------------------------
 

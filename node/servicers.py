@@ -14,13 +14,16 @@ import grpc
 
 from maillage.placement import format_location
 from maillage.proto import bulk, pb, rpc
+from maillage.proto.limits import MAX_MESSAGE
 
-from . import convert
+from . import convert, errors, validation
 from .access_state import AccessState
 from .auth import LayoutDoc, SignedLayouts
+from .budget import Lease, UploadBudget
 from .clock import SYSTEM_CLOCK, Clock
 from .convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
 from .coordinator import Coordinator
+from .errors import InvalidRequest
 from .gc import ChunkCollector
 from .layout_state import LayoutState, StagedLayout
 from .membership import FailureDetector, Gossip
@@ -28,7 +31,7 @@ from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
 from .status import grpc_errors
-from .tenancy import Tenancy, current_caller
+from .tenancy import CALLER, Tenancy, current_caller
 
 SOFTWARE_VERSION = "0.1.0"
 
@@ -109,6 +112,9 @@ class ClusterServicer(rpc.ClusterServicer):
 
     @grpc_errors
     async def Heartbeat(self, request, context):
+        caller = CALLER.get(None)
+        if caller is not None and caller.node_id is not None and request.node_id != caller.node_id:
+            raise errors.InvalidRequest(f"node {caller.node_id} sent a heartbeat in the name of {request.node_id!r}")
         reply = self._gossip.on_heartbeat(convert.heartbeat_from_pb(request))
         return convert.heartbeat_reply_to_pb(reply)
 
@@ -139,22 +145,24 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
     @grpc_errors
     async def HasChunks(self, request, context):
+        validation.check_digests(request.digests)
         return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests), request.policy))
 
     @grpc_errors
     async def PutManifest(self, request, context):
-        applied = await self._local.put_manifest(manifest_from_pb(request.manifest), bucket_from_pb(request.bucket))
+        applied = await self._local.put_manifest(manifest_from_pb(request.manifest))  # checked against our record
         return pb.PutManifestReply(applied=applied)
 
     @grpc_errors
     async def GetManifest(self, request, context):
-        m = await self._local.get_manifest(request.bucket, request.key)
+        m = await self._local.get_manifest(request.bucket, request.key, convert.optional_generation(request))
         return pb.GetManifestReply(found=m is not None, manifest=manifest_to_pb(m) if m else None)
 
     @grpc_errors
     async def ListIndex(self, request, context):
         entries, truncated = await self._local.list_index(
-            request.bucket, request.prefix, request.start_after, request.limit or 1000)
+            request.bucket, request.prefix, request.start_after, validation.page_limit(request.limit),
+            convert.optional_generation(request))
         return pb.ListIndexReply(entries=[manifest_to_pb(m, with_chunks=False) for m in entries],
                                  truncated=truncated)
 
@@ -170,12 +178,18 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
     @grpc_errors
     async def DeleteBucketRecord(self, request, context):
-        await self._local.delete_bucket(request.name)
+        tombstone = convert.bucket_tombstone_from_pb(request.tombstone)
+        if not request.HasField("tombstone") or tombstone.name != request.name:
+            raise InvalidRequest("DeleteBucketRecord needs the tombstone of the bucket generation it deletes")
+        await self._local.delete_bucket(tombstone)
         return pb.Ack()
 
     @grpc_errors
     async def ListBucketRecords(self, request, context):
-        return pb.ListBucketRecordsReply(buckets=[bucket_to_pb(r) for r in await self._local.list_buckets()])
+        records, tombstones = await self._local.bucket_catalog()
+        return pb.ListBucketRecordsReply(
+            buckets=[bucket_to_pb(r) for r in records],
+            tombstones=[convert.bucket_tombstone_to_pb(t) for t in tombstones] if request.tombstones else [])
 
     @grpc_errors
     async def SyncSummaries(self, request, context):
@@ -193,8 +207,18 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
     @grpc_errors
     async def Inventory(self, request, context):
+        # The API cannot page: one reply carries a node's whole inventory (or one bucket's); a
+        # reply larger than the message cap is refused with a clear error instead of failing in gRPC.
         buckets, chunks = await self._local.inventory(request.bucket)
-        return convert.inventory_to_pb(self._local.node_id, buckets, chunks)
+        reply = convert.inventory_to_pb(self._local.node_id, buckets, chunks)
+        size = reply.ByteSize()
+        if size > MAX_MESSAGE:
+            scope = f" for bucket {request.bucket!r}" if request.bucket else ""
+            raise errors.InvalidRequest(
+                f"the inventory of node {self._local.node_id}{scope} is {size} bytes, more than one reply "
+                f"carries ({MAX_MESSAGE}); " + ("it cannot be listed in one call" if request.bucket
+                                                else "ask for one bucket at a time"))
+        return reply
 
 
 class ObjectsServicer(rpc.ObjectsServicer):
@@ -248,7 +272,8 @@ class ObjectsServicer(rpc.ObjectsServicer):
         await self._t.bucket(current_caller(), request.bucket, "read")
         listing = await self._c.list_objects(
             request.bucket, prefix=request.prefix, delimiter=request.delimiter,
-            start_after=request.continuation_token or request.start_after, max_keys=request.max_keys)
+            start_after=request.continuation_token or request.start_after,
+            max_keys=validation.page_limit(request.max_keys, "max_keys"))
         return pb.ListObjectsReply(
             contents=[convert.object_summary_to_pb(m) for m in listing.contents],
             common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
@@ -256,31 +281,56 @@ class ObjectsServicer(rpc.ObjectsServicer):
 
 
 class BulkHandlers:
-    """The raw-bytes methods: frames in and out as they are stored."""
+    """The raw-bytes methods: frames in and out as they are stored.
 
-    def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy) -> None:
+    Bytes received and not yet consumed count against the node's `UploadBudget` (`budget.py`): a
+    PutChunk frame while it is stored, a PutObject message until the coordinator asks for the next.
+    """
+
+    def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy,
+                 budget: UploadBudget | None = None) -> None:
         self._local = local
         self._c = coordinator
         self._t = tenancy
+        self._budget = budget or local.upload_budget or UploadBudget()
 
     @grpc_errors
     async def put_chunk(self, frame: bytes, context) -> bytes:
-        stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY))
+        lease = self._budget.lease()
+        try:
+            await lease.hold(len(frame))
+            stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY))
+        finally:
+            lease.close()
         return pb.PutChunkReply(stored=stored).SerializeToString()
 
     @grpc_errors
     async def get_chunk(self, digest: bytes, context) -> bytes:
+        validation.check_digest(digest)
         return await self._local.get_chunk(digest)
 
     @grpc_errors
     async def put_object(self, messages, context) -> bytes:
+        lease = self._budget.lease()
+        try:
+            return await self._put_object(messages, lease)
+        finally:
+            lease.close()
+
+    async def _put_object(self, messages, lease: Lease) -> bytes:
         stream = messages.__aiter__()
-        header = bulk.read_header(await anext(stream, None))
+        first = await anext(stream, None)
+        if first is not None:
+            await lease.hold(len(first))
+        header = bulk.read_header(first)
+        del first
+        lease.close()
         await self._t.bucket(current_caller(), header.bucket, "write")
         trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
         async def pieces():
             async for message in stream:
+                await lease.hold(len(message))  # gives back the previous message's bytes first
                 item = bulk.read_message(message)
                 if isinstance(item, memoryview):
                     yield item

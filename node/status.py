@@ -20,7 +20,7 @@ from maillage import placement, storage
 from maillage.proto import bulk, frame
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
 
-from . import auth, errors
+from . import auth, budget, errors
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,10 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (errors.BucketAlreadyExists, Reason.BUCKET_ALREADY_EXISTS),
     (errors.BucketNotEmpty, Reason.BUCKET_NOT_EMPTY),
     (errors.OutsidePolicy, Reason.OUTSIDE_POLICY),
+    (errors.ResidencyWidening, Reason.OUTSIDE_POLICY),
     (errors.QuorumNotReached, Reason.QUORUM_NOT_REACHED),
     (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
+    (budget.Overloaded, Reason.OVERLOADED),
     (errors.IntegrityError, Reason.INTEGRITY),
     (auth.LayoutAuthError, Reason.PERMISSION_DENIED),
     (errors.AccessDenied, Reason.PERMISSION_DENIED),

@@ -15,7 +15,7 @@ class ChunkRef(_message.Message):
     def __init__(self, digest: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("bucket", "key", "version", "size", "etag", "content_type", "user_metadata", "chunks", "has_inline", "inline_data", "deleted", "writer")
+    __slots__ = ("bucket", "key", "version", "size", "etag", "content_type", "user_metadata", "chunks", "has_inline", "inline_data", "deleted", "writer", "generation")
     class UserMetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Manifest(_message.Message):
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     WRITER_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
     version: int
@@ -47,19 +48,34 @@ class Manifest(_message.Message):
     inline_data: bytes
     deleted: bool
     writer: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ...) -> None: ...
+    generation: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class Bucket(_message.Message):
-    __slots__ = ("name", "policy", "created", "owner")
+    __slots__ = ("name", "policy", "created", "owner", "generation")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     created: int
     owner: str
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., created: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
+    generation: str
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., created: _Optional[int] = ..., owner: _Optional[str] = ..., generation: _Optional[str] = ...) -> None: ...
+
+class BucketTombstone(_message.Message):
+    __slots__ = ("name", "generation", "policy", "deleted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    generation: str
+    policy: str
+    deleted: int
+    def __init__(self, name: _Optional[str] = ..., generation: _Optional[str] = ..., policy: _Optional[str] = ..., deleted: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ()
@@ -254,14 +270,16 @@ class HasChunksRequest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., digests: _Optional[_Iterable[bytes]] = ..., policy: _Optional[str] = ...) -> None: ...
 
 class SyncGroup(_message.Message):
-    __slots__ = ("policy", "partition", "bucket")
+    __slots__ = ("policy", "partition", "bucket", "generation")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     policy: str
     partition: int
     bucket: str
-    def __init__(self, policy: _Optional[str] = ..., partition: _Optional[int] = ..., bucket: _Optional[str] = ...) -> None: ...
+    generation: str
+    def __init__(self, policy: _Optional[str] = ..., partition: _Optional[int] = ..., bucket: _Optional[str] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class SyncSummaryRequest(_message.Message):
     __slots__ = ("groups",)
@@ -336,12 +354,10 @@ class PutChunkReply(_message.Message):
     def __init__(self, stored: _Optional[bool] = ...) -> None: ...
 
 class PutManifestRequest(_message.Message):
-    __slots__ = ("manifest", "bucket")
+    __slots__ = ("manifest",)
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
-    BUCKET_FIELD_NUMBER: _ClassVar[int]
     manifest: Manifest
-    bucket: Bucket
-    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., bucket: _Optional[_Union[Bucket, _Mapping]] = ...) -> None: ...
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
 
 class PutManifestReply(_message.Message):
     __slots__ = ("applied",)
@@ -350,12 +366,14 @@ class PutManifestReply(_message.Message):
     def __init__(self, applied: _Optional[bool] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
-    __slots__ = ("bucket", "key")
+    __slots__ = ("bucket", "key", "generation")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    generation: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class GetManifestReply(_message.Message):
     __slots__ = ("found", "manifest")
@@ -366,16 +384,18 @@ class GetManifestReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
 
 class ListIndexRequest(_message.Message):
-    __slots__ = ("bucket", "prefix", "start_after", "limit")
+    __slots__ = ("bucket", "prefix", "start_after", "limit", "generation")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     prefix: str
     start_after: str
     limit: int
-    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    generation: str
+    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class ListIndexReply(_message.Message):
     __slots__ = ("entries", "truncated")
@@ -400,20 +420,26 @@ class GetBucketRecordReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., bucket: _Optional[_Union[Bucket, _Mapping]] = ...) -> None: ...
 
 class DeleteBucketRecordRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "tombstone")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    tombstone: BucketTombstone
+    def __init__(self, name: _Optional[str] = ..., tombstone: _Optional[_Union[BucketTombstone, _Mapping]] = ...) -> None: ...
 
 class ListBucketRecordsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tombstones",)
+    TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
+    tombstones: bool
+    def __init__(self, tombstones: _Optional[bool] = ...) -> None: ...
 
 class ListBucketRecordsReply(_message.Message):
-    __slots__ = ("buckets",)
+    __slots__ = ("buckets", "tombstones")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
-    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
+    tombstones: _containers.RepeatedCompositeFieldContainer[BucketTombstone]
+    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., tombstones: _Optional[_Iterable[_Union[BucketTombstone, _Mapping]]] = ...) -> None: ...
 
 class InventoryRequest(_message.Message):
     __slots__ = ("bucket",)

@@ -247,27 +247,34 @@ class MetaStore:
                           for m in ms]
         return [bool(r) for r in self._submit(ops)]
 
-    def get_manifest(self, bucket: str, key: str, generation: str = "") -> Manifest | None:
-        """The current manifest of ``bucket/key`` in that generation of the bucket, tombstones
-        included; None if never written."""
-        raw = self._db.get(_manifest_key(bucket, key, generation))
+    def _generation(self, bucket: str, generation: str | None) -> str:
+        """``generation``, or when None the generation of the bucket's live record ("" without)."""
+        if generation is not None:
+            return generation
+        record = self.get_bucket(bucket)
+        return "" if record is None else record.generation
+
+    def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        """The current manifest of ``bucket/key`` in that generation of the bucket (None: the
+        live record's), tombstones included; None if never written."""
+        raw = self._db.get(_manifest_key(bucket, key, self._generation(bucket, generation)))
         return None if raw is None else decode_manifest(raw)
 
     def list_manifests(
         self,
         bucket: str,
         *,
-        generation: str = "",
+        generation: str | None = None,
         prefix: str = "",
         start_after: str = "",
         limit: int = 1000,
         include_deleted: bool = False,
     ) -> list[Manifest]:
-        """Manifests of ``bucket`` (one generation) in key order (UTF-8 bytes), like an S3
-        ListObjectsV2 page."""
+        """Manifests of ``bucket`` (one generation; None: the live record's) in key order (UTF-8
+        bytes), like an S3 ListObjectsV2 page."""
         if limit <= 0:
             return []
-        base = _manifest_prefix(bucket, generation)
+        base = _manifest_prefix(bucket, self._generation(bucket, generation))
         scope = base + prefix.encode("utf-8")
         start = scope
         after = base + start_after.encode("utf-8") if start_after else None
@@ -387,10 +394,11 @@ class MetaStore:
             yield name.decode("utf-8"), digest, int.from_bytes(v, "big")
 
     def drop_manifests(self, bucket: str, versions: Iterable[tuple[str, int, str]],
-                       generation: str = "") -> list[bool]:
-        """Remove each ``(key, version, writer)`` of ``bucket`` (one generation) only if it is
-        still the stored version (a newer one is kept), in one synced batch; one removed flag per
-        entry."""
+                       generation: str | None = None) -> list[bool]:
+        """Remove each ``(key, version, writer)`` of ``bucket`` (one generation; None: the live
+        record's) only if it is still the stored version (a newer one is kept), in one synced
+        batch; one removed flag per entry."""
+        generation = self._generation(bucket, generation)
         ops: list[_Op] = [("x", _manifest_key(bucket, key, generation), (version, writer))
                           for key, version, writer in versions]
         return [bool(r) for r in self._submit(ops)] if ops else []

@@ -39,7 +39,7 @@ from maillage.node.wiring import Node, Timings
 from maillage.placement import Layout, format_layout
 from maillage.proto.frame import decode_frame
 from maillage.proto.signing import LayoutSigner
-from maillage.storage import BucketRecord, ChunkStore, Manifest, MetaStore
+from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, Manifest, MetaStore
 
 __all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
 
@@ -112,16 +112,17 @@ class InMemoryReplica:
         frame: bytes = await self._call("get_chunk", digest)
         return frame
 
-    async def put_manifest(self, manifest: Manifest, bucket: BucketRecord) -> bool:
-        return bool(await self._call("put_manifest", manifest, bucket))
+    async def put_manifest(self, manifest: Manifest) -> bool:
+        return bool(await self._call("put_manifest", manifest))
 
-    async def get_manifest(self, bucket: str, key: str) -> Manifest | None:
-        found: Manifest | None = await self._call("get_manifest", bucket, key)
+    async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        found: Manifest | None = await self._call("get_manifest", bucket, key, generation)
         return found
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
-                         limit: int) -> tuple[list[Manifest], bool]:
-        page: tuple[list[Manifest], bool] = await self._call("list_index", bucket, prefix, start_after, limit)
+                         limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]:
+        page: tuple[list[Manifest], bool] = await self._call("list_index", bucket, prefix, start_after, limit,
+                                                             generation)
         return page
 
     async def put_bucket(self, record: BucketRecord) -> None:
@@ -131,12 +132,16 @@ class InMemoryReplica:
         found: BucketRecord | None = await self._call("get_bucket", name)
         return found
 
-    async def delete_bucket(self, name: str) -> None:
-        await self._call("delete_bucket", name)
+    async def delete_bucket(self, tombstone: BucketTombstone) -> None:
+        await self._call("delete_bucket", tombstone)
 
     async def list_buckets(self) -> list[BucketRecord]:
         records: list[BucketRecord] = await self._call("list_buckets")
         return records
+
+    async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        catalog: tuple[list[BucketRecord], list[BucketTombstone]] = await self._call("bucket_catalog")
+        return catalog
 
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         summaries: list[tuple[bytes, int]] = await self._call("sync_summaries", list(groups))
@@ -257,6 +262,9 @@ class InMemoryMesh:
     async def delete(self, bucket: str, key: str, *, via: str | None = None) -> int:
         return await self.via(via).coordinator.delete_object(bucket, key)
 
+    async def delete_bucket(self, bucket: str, *, via: str | None = None) -> None:
+        await self.via(via).coordinator.delete_bucket(bucket)
+
     # ----- cluster life ----------------------------------------------------------------------
 
     async def repair(self, rounds: int = 1, nodes: Iterable[str] | None = None) -> None:
@@ -283,8 +291,14 @@ class InMemoryMesh:
     # ----- what each node stores -----------------------------------------------------------
 
     def holders(self, bucket: str, key: str) -> set[str]:
-        """Nodes whose index holds an entry (live or tombstone) for the key."""
-        return {n for n, node in self.nodes.items() if node.local.meta.get_manifest(bucket, key) is not None}
+        """Nodes whose index holds an entry (live or tombstone) for the key, in any generation
+        of the bucket."""
+        return {n for n, node in self.nodes.items()
+                if any(m.key == key for m in node.local.meta.iter_manifests(bucket))}
+
+    def key_names(self, node_id: str) -> set[tuple[str, str]]:
+        """Every (bucket, key) whose name the node's index holds, in any bucket or generation."""
+        return {(m.bucket, m.key) for m in self.nodes[node_id].local.meta.iter_manifests()}
 
     def chunk_holders(self, digest: bytes) -> set[str]:
         return {n for n, node in self.nodes.items() if node.local.chunks.has(digest)}
