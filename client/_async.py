@@ -59,7 +59,8 @@ SMALL_OBJECT = 1024 * 1024  # up to this size a PUT goes to an owner of the buck
 
 
 def _bucket(msg: pb.Bucket) -> Bucket:
-    return Bucket(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner)
+    return Bucket(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner,
+                  generation=msg.generation)
 
 
 def _info(m: pb.Manifest) -> ObjectInfo:

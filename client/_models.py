@@ -11,6 +11,7 @@ class Bucket:
     policy: str
     created: int
     owner: str = ""
+    generation: str = ""           # unique id of this creation of the name: a re-created name is another bucket
 
 
 @dataclass(frozen=True)
