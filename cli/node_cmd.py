@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="pause between chunk GC passes (default: the smaller of 600 and --gc-grace)")
     timing.add_argument("--max-clock-drift", type=float, default=300.0, metavar="SECONDS",
                         help="refuse object versions further ahead of this node's clock (default 300)")
+    run.add_argument("--upload-budget", type=int, default=256, metavar="MIB",
+                     help="memory for upload bytes in flight on this node; past it uploads wait, then "
+                          "fail with Overloaded (default 256)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=run_command)
 
@@ -69,5 +72,6 @@ def run_command(args: argparse.Namespace) -> int:
                             repair_rate=args.repair_rate * 1e6, scrub_rate=args.scrub_rate * 1e6,
                             scrub_interval=args.scrub_interval,
                             gc_grace=args.gc_grace, gc_interval=args.gc_interval,
-                            max_clock_drift=args.max_clock_drift)))
+                            max_clock_drift=args.max_clock_drift,
+                            upload_budget=args.upload_budget * 1024 * 1024)))
     return 0

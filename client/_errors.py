@@ -38,6 +38,7 @@ BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.STORAGE_UNAVAILABLE: e.Unavailable,
     Reason.QUORUM_NOT_REACHED: e.QuorumNotReached,
     Reason.PEER_UNAVAILABLE: e.NodeUnavailable,
+    Reason.OVERLOADED: e.Overloaded,
     Reason.INTERNAL: e.InternalError,
 }
 _BY_CODE: dict[grpc.StatusCode, type[e.MaillageError]] = {

@@ -19,7 +19,8 @@
     ├── StorageFull               a node's disk is full
     ├── Unavailable               the mesh could not do it now; retrying later may work
     │   ├── QuorumNotReached      fewer than two sites acknowledged
-    │   └── NodeUnavailable       no node answered
+    │   ├── NodeUnavailable       no node answered
+    │   └── Overloaded            a node's memory budget for uploads in flight was spent
     └── InternalError             a bug on a node: it said so (please report it)
 
 gRPC errors are translated in one place (`_errors.exception_for`, `_errors.translate`), keeping the
@@ -104,6 +105,10 @@ class QuorumNotReached(Unavailable):
 
 
 class NodeUnavailable(Unavailable):
+    pass
+
+
+class Overloaded(Unavailable):
     pass
 
 

@@ -194,11 +194,13 @@ class ReplicaServicer(rpc.ReplicaServicer):
     @grpc_errors
     async def SyncSummaries(self, request, context):
         groups = [group_from_pb(g) for g in request.groups]
+        validation.check_groups(groups, self._local._layout.current.partition_bits)
         return convert.summaries_to_pb(request.groups, await self._local.sync_summaries(groups))
 
     @grpc_errors
     async def SyncListing(self, request, context):
         group = group_from_pb(request.group)
+        validation.check_groups([group], self._local._layout.current.partition_bits)
         return convert.listing_to_pb(group, await self._local.sync_listing(group))
 
     @grpc_errors
@@ -269,11 +271,12 @@ class ObjectsServicer(rpc.ObjectsServicer):
 
     @grpc_errors
     async def ListObjects(self, request, context):
+        max_keys = validation.page_limit(request.max_keys, "max_keys")
         await self._t.bucket(current_caller(), request.bucket, "read")
         listing = await self._c.list_objects(
             request.bucket, prefix=request.prefix, delimiter=request.delimiter,
             start_after=request.continuation_token or request.start_after,
-            max_keys=validation.page_limit(request.max_keys, "max_keys"))
+            max_keys=max_keys)
         return pb.ListObjectsReply(
             contents=[convert.object_summary_to_pb(m) for m in listing.contents],
             common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,

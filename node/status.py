@@ -18,6 +18,7 @@ import grpc
 
 from maillage import placement, storage
 from maillage.proto import bulk, frame
+from maillage.proto.access import AccessError
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
 
 from . import auth, budget, errors
@@ -32,6 +33,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (errors.InvalidKey, Reason.INVALID_KEY),
     (errors.MetadataTooLarge, Reason.METADATA_TOO_LARGE),
     (errors.InvalidArgument, Reason.INVALID_REQUEST),
+    (AccessError, Reason.INVALID_REQUEST),  # a malformed access document
     (bulk.StreamError, Reason.INVALID_REQUEST),
     (errors.NoSuchBucket, Reason.NO_SUCH_BUCKET),
     (errors.NoSuchKey, Reason.NO_SUCH_KEY),
@@ -59,7 +61,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (storage.StorageError, Reason.INTERNAL),
 ]
 DOMAIN_ERRORS = (errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
-                 bulk.StreamError, auth.LayoutAuthError)
+                 bulk.StreamError, auth.LayoutAuthError, AccessError)
 
 # The node's own class for each reason a peer may send back (the first listed for that reason).
 _FROM_PEER: dict[Reason, type[Exception]] = {}

@@ -8,13 +8,21 @@ manifest stays small enough to replicate in one message.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .errors import InvalidBucketName, InvalidKey, MetadataTooLarge
+from .errors import InvalidBucketName, InvalidKey, InvalidRequest, MetadataTooLarge
 
 MAX_KEY_BYTES = 1024
 MAX_METADATA_BYTES = 2048
 MAX_CONTENT_TYPE = 255
+#: A listing page holds at most this many entries (larger requests are clamped, as S3 does)...
+MAX_LIST_PAGE = 1000
+#: ...and a request for more than this is not a mistake to round down but a malformed request.
+ABSURD_LIMIT = 1_000_000
+#: Digests one HasChunks call may ask about.
+MAX_DIGESTS_PER_CALL = 10_000
+DIGEST_BYTES = 32
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -55,3 +63,32 @@ def check_metadata(metadata: Mapping[str, str], content_type: str) -> None:
             f"user metadata is {size} bytes, the limit is {MAX_METADATA_BYTES}")
     if len(content_type) > MAX_CONTENT_TYPE:
         raise MetadataTooLarge(f"content type is {len(content_type)} characters, the limit is {MAX_CONTENT_TYPE}")
+
+
+def page_limit(value: int, what: str = "limit") -> int:
+    """A caller's page size: 0 means the default (the largest page), larger ones are clamped to
+    `MAX_LIST_PAGE`, absurd ones refused."""
+    if value < 0 or value > ABSURD_LIMIT:
+        raise InvalidRequest(f"{what} {value} is out of range: ask for 1..{MAX_LIST_PAGE} entries per page")
+    return min(value or MAX_LIST_PAGE, MAX_LIST_PAGE)
+
+
+def check_digest(digest: bytes) -> None:
+    if len(digest) != DIGEST_BYTES:
+        raise InvalidRequest(f"a chunk digest is {DIGEST_BYTES} bytes (BLAKE3), got {len(digest)}")
+
+
+def check_digests(digests: Sequence[bytes]) -> None:
+    if len(digests) > MAX_DIGESTS_PER_CALL:
+        raise InvalidRequest(f"{len(digests)} digests in one call, the limit is {MAX_DIGESTS_PER_CALL}")
+    for d in digests:
+        check_digest(d)
+
+
+def check_groups(groups: Sequence[Any], bits: int) -> None:
+    """Anti-entropy groups a caller names: a partition the layout has."""
+    if len(groups) > MAX_DIGESTS_PER_CALL:
+        raise InvalidRequest(f"{len(groups)} groups in one call, the limit is {MAX_DIGESTS_PER_CALL}")
+    for g in groups:
+        if not g.is_index and not 0 <= g.partition < 1 << bits:
+            raise InvalidRequest(f"partition {g.partition} does not exist: the layout has {1 << bits}")

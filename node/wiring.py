@@ -20,6 +20,7 @@ from maillage.storage.hlc import DEFAULT_MAX_DRIFT
 from .access_state import AccessState
 from .auth import SignedLayouts
 from .background import BackgroundLoop
+from .budget import DEFAULT_UPLOAD_BUDGET, DEFAULT_UPLOAD_WAIT, UploadBudget
 from .catalog import Catalog
 from .clock import SYSTEM_CLOCK, Clock
 from .coordinator import Coordinator
@@ -38,7 +39,8 @@ __all__ = ["Timings", "Node"]
 
 @dataclass(frozen=True)
 class Timings:
-    """Cluster-life periods in seconds and rates in bytes/s (see `maillage node run --help`)."""
+    """Cluster-life periods in seconds, rates in bytes/s and the node's budgets (see `maillage node
+    run --help`)."""
     heartbeat_interval: float = 1.0
     suspect_after: float = 5.0
     down_after: float = 300.0
@@ -49,6 +51,8 @@ class Timings:
     gc_grace: float = 3600.0
     gc_interval: float | None = None  # None: the smaller of 600 s and gc_grace
     max_clock_drift: float = DEFAULT_MAX_DRIFT  # how far a received version may lead this node's clock
+    upload_budget: int = DEFAULT_UPLOAD_BUDGET  # bytes of uploads in flight on this node
+    upload_wait: float = DEFAULT_UPLOAD_WAIT    # how long a message waits for that budget
 
     @property
     def gc_period(self) -> float:
@@ -75,6 +79,7 @@ class Node:
         self.clock = clock
         self.local = LocalReplica(node_id, chunks, meta, layout, executor, clock)
         self.local.max_clock_drift = t.max_clock_drift
+        self.upload_budget = self.local.upload_budget = UploadBudget(t.upload_budget, wait=t.upload_wait)
         self.peers = Peers(self.local, transport_for())
         self.detector = FailureDetector(node_id, suspect_after=t.suspect_after, down_after=t.down_after,
                                         clock=clock)

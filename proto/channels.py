@@ -19,7 +19,8 @@ import grpc.aio
 from .identity import TlsIdentity, target_name
 from .limits import MAX_MESSAGE
 
-__all__ = ["channel_options", "open_channel", "open_blocking_channel", "new_server", "server_options"]
+__all__ = ["MAX_CONCURRENT_STREAMS", "channel_options", "open_channel", "open_blocking_channel", "new_server",
+           "server_options"]
 
 KEEPALIVE_MS = 30_000
 
@@ -46,10 +47,17 @@ def channel_options(*, max_receive: int = MAX_MESSAGE) -> Options:
     )
 
 
+#: Streams one connection may have open at once (a caller opening more waits for one to end).
+MAX_CONCURRENT_STREAMS = 64
+
+
 def server_options() -> Options:
     return (
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        # One message holds at most one frame of a chunk (or a PutObject piece); larger is refused
+        # by gRPC before the handler runs (RESOURCE_EXHAUSTED).
         ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         # Accept the clients' keepalive pings (the default minimum interval is 5 minutes).
         ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
         ("grpc.keepalive_permit_without_calls", 1),

@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     # the mesh could not do it now
     QUORUM_NOT_REACHED = "QuorumNotReached"
     PEER_UNAVAILABLE = "PeerUnavailable"
+    OVERLOADED = "Overloaded"  # the node's budget for uploads in flight is spent: retry later
     # a bug on the node: it says so instead of pretending to be something else
     INTERNAL = "Internal"
 
@@ -70,6 +71,7 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.STORAGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.QUORUM_NOT_REACHED: grpc.StatusCode.UNAVAILABLE,
     Reason.PEER_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
