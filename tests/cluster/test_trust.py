@@ -189,3 +189,17 @@ def test_errors_never_show_a_secret(mesh: LocalMesh, callers: dict[str, Who]) ->
     assert secret not in str(info.value) and "y" * 40 not in str(info.value)
     for log in Path(mesh.log_dir).glob("*.log"):
         assert secret not in log.read_text(errors="replace"), log
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if not m.startswith(f"/{bulk.SERVICE}/")])
+def test_a_request_that_does_not_parse_is_invalid_argument_without_a_traceback(
+        mesh: LocalMesh, callers: dict[str, Who], method: str) -> None:
+    who = callers["node"] if RULES[method].nodes else callers["admin key"]
+    if RULES[method].key in ("read", "write"):
+        who = callers["tenant key"]
+    metadata = requestauth.sign(method, *who.key) if who.key else ()
+    with open_blocking_channel(mesh.address("lyon-1"), tls=who.tls, peer="lyon-1") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(method)(b"\xff" * 10, timeout=10, metadata=metadata)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "Traceback" not in (Path(mesh.log_dir) / "lyon-1.log").read_text(errors="replace")
