@@ -122,8 +122,9 @@ class Coordinator:
         answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
         found: dict[str, BucketRecord] = {}
         for records, _err in answers:
-            for r in records or ():
-                found.setdefault(r.name, r)
+            for r in records or ():  # a node that missed a delete may still show an older generation
+                if r.name not in found or r.created > found[r.name].created:
+                    found[r.name] = r
         return [found[name] for name in sorted(found)]
 
     async def delete_bucket(self, name: str) -> None:
