@@ -149,17 +149,27 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
 
     if "throughput" in p["only"]:
         def throughput() -> dict:
-            from .throughput import measure
-            log(f"throughput: start a {p['sites']}-site mesh (R={p['replicas']}, fsync on)")
-            mesh_dir = Path(tempfile.mkdtemp(prefix="maillage-bench-", dir=tmp_root))
-            try:  # the mesh's nodes are stopped (end of `with`) before their directories go
-                with open_mesh(p["sites"], mesh_dir / "mesh") as mesh:
-                    return asyncio.run(measure(
-                        mesh, p["sizes"], p["concurrency"], p["seconds"], step=lambda t: log(f"throughput: {t}"),
-                        done=lambda r: log.result(f"{r['ops_per_s']:,.1f} ops/s, {r['mb_per_s']:,.1f} MB/s, "
-                                                  f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")))
-            finally:
-                _cleanup(mesh_dir)
+            from .throughput import measure, security_cost
+
+            def one(plaintext: bool) -> dict:
+                what = "plaintext (no TLS, no authentication)" if plaintext else "TLS and authentication on"
+                log(f"throughput: start a {p['sites']}-site mesh (R={p['replicas']}, fsync on, {what})")
+                mesh_dir = Path(tempfile.mkdtemp(prefix="maillage-bench-", dir=tmp_root))
+                try:  # the mesh's nodes are stopped (end of `with`) before their directories go
+                    with open_mesh(p["sites"], mesh_dir / "mesh", insecure_plaintext=plaintext) as mesh:
+                        return asyncio.run(measure(
+                            mesh, p["sizes"], p["concurrency"], p["seconds"],
+                            step=lambda t: log(f"throughput{' plaintext' if plaintext else ''}: {t}"),
+                            done=lambda r: log.result(f"{r['ops_per_s']:,.1f} ops/s, {r['mb_per_s']:,.1f} MB/s, "
+                                                      f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")))
+                finally:
+                    _cleanup(mesh_dir)
+
+            secure = one(False)
+            plain = one(True)
+            secure["plaintext"] = plain
+            secure["security_cost"] = security_cost(secure["rows"], plain["rows"])
+            return secure
         attempt("throughput", throughput)
 
     if "repair" in p["only"]:

@@ -176,6 +176,13 @@ def markdown(result: dict) -> str:
                           r.get("errors", 0)] for r in tp["rows"]])
         lines += ["Node RSS at idle (MB): " + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in tp["idle_rss"].items() if v),
                   ""]
+        if tp.get("security_cost"):
+            lines += ["### Cost of TLS and authentication", "",
+                      "The same cells on a second mesh run with `--insecure-plaintext` (no TLS, no request "
+                      "signatures; benchmarks only). Ratio = secure ops/s / plaintext ops/s.", ""]
+            lines += _table(["op", "size", "c", "secure ops/s", "plaintext ops/s", "ratio"],
+                            [[r["op"].upper(), format_size(r["size"]), r["concurrency"], r["secure_ops_per_s"],
+                              r["plaintext_ops_per_s"], r["ratio"]] for r in tp["security_cost"]])
     if result.get("repair"):
         lines += ["## Repair of a wiped node", "",
                   "Bound = victim's bytes / the smallest of "

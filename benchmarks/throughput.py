@@ -122,7 +122,7 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
     """Run every (size, concurrency, op) cell on a started mesh; returns idle RSS and the rows."""
     say = step or (lambda text: None)
     rows: list[dict] = []
-    async with AsyncClient(profile=mesh.profile) as client:
+    async with AsyncClient(profile=mesh.profile, insecure_plaintext=mesh.insecure_plaintext) as client:
         await ready_bucket(client)
         warm = UniqueBodies(4096)
         warm_buf = warm.buffer()
@@ -159,10 +159,40 @@ def format_row(r: dict) -> str:
 
 
 def run(sizes=(4096, 1 << 20, 64 << 20), concurrencies=(1, 8, 32), seconds: float = 3.0,
-        sites: int = 3) -> dict:
+        sites: int = 3, compare_plaintext: bool = True) -> dict:
+    """Measure as users run it (TLS and request signatures on); with `compare_plaintext`, measure
+    the same cells on a second mesh without them and report each row's ratio secure / plaintext."""
     with open_mesh(sites) as mesh:
-        return asyncio.run(measure(mesh, sizes, concurrencies, seconds,
-                                   done=lambda row: print(format_row(row), flush=True)))
+        result = asyncio.run(measure(mesh, sizes, concurrencies, seconds,
+                                     done=lambda row: print(format_row(row), flush=True)))
+    if compare_plaintext:
+        print("plaintext mesh (no TLS, no authentication: benchmark only):", flush=True)
+        with open_mesh(sites, insecure_plaintext=True) as mesh:
+            plain = asyncio.run(measure(mesh, sizes, concurrencies, seconds,
+                                        done=lambda row: print(format_row(row), flush=True)))
+        result["plaintext"] = plain
+        result["security_cost"] = security_cost(result["rows"], plain["rows"])
+        print("cost of TLS and authentication (secure / plaintext ops/s):", flush=True)
+        for row in result["security_cost"]:
+            print(f"{row['op']:>3} {format_size(row['size']):>7} c={row['concurrency']:<3} "
+                  f"{row['secure_ops_per_s']:>9,.1f} vs {row['plaintext_ops_per_s']:>9,.1f} ops/s  "
+                  f"ratio {row['ratio']:.2f}", flush=True)
+    return result
+
+
+def security_cost(secure: Sequence[dict], plaintext: Sequence[dict]) -> list[dict]:
+    """Per cell (op, size, concurrency): ops/s with TLS and signatures, without, and their ratio."""
+    plain = {(r["op"], r["size"], r["concurrency"]): r for r in plaintext}
+    out = []
+    for r in secure:
+        p = plain.get((r["op"], r["size"], r["concurrency"]))
+        if p is None:
+            continue
+        ratio = r["ops_per_s"] / p["ops_per_s"] if p["ops_per_s"] else 0.0
+        out.append({"op": r["op"], "size": r["size"], "concurrency": r["concurrency"],
+                    "secure_ops_per_s": r["ops_per_s"], "plaintext_ops_per_s": p["ops_per_s"],
+                    "ratio": round(ratio, 4)})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,8,32", help="requests in flight, e.g. 1,8,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
     parser.add_argument("--json", help="also write the results as JSON to this file")
+    parser.add_argument("--no-plaintext", action="store_true",
+                        help="skip the second run without TLS and authentication (the cost comparison)")
     args = parser.parse_args(argv)
     result = run(tuple(parse_size(s) for s in args.sizes.split(",")),
-                 tuple(int(c) for c in args.concurrency.split(",")), args.seconds)
+                 tuple(int(c) for c in args.concurrency.split(",")), args.seconds,
+                 compare_plaintext=not args.no_plaintext)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -55,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--upload-budget", type=int, default=256, metavar="MIB",
                      help="memory for upload bytes in flight on this node; past it uploads wait, then "
                           "fail with Overloaded (default 256)")
+    run.add_argument("--insecure-plaintext", action="store_true",
+                     help="BENCHMARKS ONLY: serve without TLS and without authentication (every caller "
+                          "is trusted), to measure what they cost; never on a real mesh")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=run_command)
 
@@ -66,6 +69,7 @@ def run_command(args: argparse.Namespace) -> int:
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
+                        insecure_plaintext=args.insecure_plaintext,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

@@ -127,13 +127,15 @@ class AsyncClient:
     `secret`: the access key, `trust_dir`: the cluster's ca.pem, client.pem, client.key and
     layout-signing.pub), then $MAILLAGE_* variables, then profile `profile_name` of the config file.
     Missing or unusable credentials raise `CredentialsError`. `site` is the client's own site,
-    whose nodes it prefers for reads.
+    whose nodes it prefers for reads. `insecure_plaintext` is for benchmarks only, against nodes run
+    with `--insecure-plaintext`.
     """
 
     def __init__(self, endpoints: str | Sequence[str] | None = None, *, profile: Profile | None = None,
                  profile_name: str | None = None, key_id: str | None = None, secret: str | None = None,
                  trust_dir: str | PathLike[str] | None = None, config_file: str | PathLike[str] | None = None,
-                 site: str | None = None, timeout: float = 60.0, prefetch: int = 4) -> None:
+                 site: str | None = None, timeout: float = 60.0, prefetch: int = 4,
+                 insecure_plaintext: bool = False) -> None:
         if profile is None:
             profile = resolve_profile(endpoints, key_id=key_id, secret=secret, trust_dir=trust_dir,
                                       profile=profile_name, config_file=config_file)
@@ -145,6 +147,8 @@ class AsyncClient:
         if not self._endpoints:
             raise e.InvalidRequest("give at least one node address (host:port)")
         self._trust = Trust.of(profile)
+        # Benchmarks only, against nodes run with --insecure-plaintext: no TLS on the channels.
+        self._tls = None if insecure_plaintext else self._trust.tls
         self.site = site
         self.timeout = timeout
         self.prefetch = max(1, prefetch)
@@ -172,7 +176,7 @@ class AsyncClient:
         node of the cluster, for an endpoint not matched to a node id yet)."""
         channel = self._channels.get((address, peer))
         if channel is None:
-            channel = self._channels[(address, peer)] = open_channel(address, tls=self._trust.tls, peer=peer)
+            channel = self._channels[(address, peer)] = open_channel(address, tls=self._tls, peer=peer)
         return channel
 
     def _node_channel(self, layout: Layout, node_id: str) -> grpc.aio.Channel:

@@ -41,6 +41,9 @@ class NodeConfig:
     fsync: bool = True
     chunk_size: int = 4 * 1024 * 1024
     workers: int = 8
+    # Benchmarks only: no TLS and no authentication, every caller trusted (the wave-1 behaviour),
+    # so the throughput benchmark can report what TLS and request signatures cost.
+    insecure_plaintext: bool = False
     timings: Timings = Timings()
 
 
@@ -74,7 +77,8 @@ class Stores:
         self.meta.close()
 
 
-async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts, tls: TlsIdentity) -> tuple[Layout, LayoutDoc]:
+async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts,
+                       tls: TlsIdentity | None) -> tuple[Layout, LayoutDoc]:
     """The newest correctly signed layout any seed answers with."""
     best: tuple[Layout, LayoutDoc] | None = None
     errors = []
@@ -95,7 +99,7 @@ async def fetch_layout(seeds: tuple[str, ...], signed: SignedLayouts, tls: TlsId
     return best
 
 
-async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity) -> LayoutState:
+async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity | None) -> LayoutState:
     """The node's layout (see the module's docstring); raises `UnknownNode` if it is not in it."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     layout_path = cfg.data_dir / "layout.toml"

@@ -201,6 +201,21 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await context.abort(refused.code, str(refused))
 
 
+class TrustingGate(AuthGate):
+    """`maillage node run --insecure-plaintext` (benchmarks only): every caller is trusted as an
+    admin of one tenant, so the same handlers run without TLS or request signatures."""
+
+    CALLER = Caller(key=AccessKey(key_id="PLAINTEXT", secret="-", tenant="plaintext", role="admin"))
+
+    def __init__(self) -> None:
+        self._guarded = {}
+
+    def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        if method not in RULES:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
+        return self.CALLER
+
+
 def _guarded(handler: grpc.RpcMethodHandler,
              admit: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> grpc.RpcMethodHandler:
     """The same handler with `admit` run first, in the handler's own task (so the caller it records
@@ -209,7 +224,7 @@ def _guarded(handler: grpc.RpcMethodHandler,
     one log line (gRPC's own parsing would answer UNKNOWN and log a traceback)."""
     parse = handler.request_deserializer or (lambda raw: raw)
     if handler.unary_unary is not None:
-        inner = handler.unary_unary
+        inner: Callable[..., Any] = handler.unary_unary  # an async callable under grpc.aio
 
         async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             await admit(context)
@@ -217,7 +232,7 @@ def _guarded(handler: grpc.RpcMethodHandler,
 
         return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
     if handler.stream_unary is not None:
-        inner_stream = handler.stream_unary
+        inner_stream: Callable[..., Any] = handler.stream_unary
 
         async def stream(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
             await admit(context)

@@ -128,7 +128,7 @@ class Channels:
     """One mutual-TLS channel per peer, opened lazily, reopened when the layout moves the node. The
     peer's certificate must name the node this channel is for."""
 
-    def __init__(self, layout: LayoutState, tls: TlsIdentity) -> None:
+    def __init__(self, layout: LayoutState, tls: TlsIdentity | None) -> None:
         self._layout = layout
         self._tls = tls
         self._open: dict[str, tuple[str, grpc.aio.Channel]] = {}
@@ -149,7 +149,7 @@ class Channels:
 class GrpcTransport:
     """The `Transport` over this node's own `Channels` (one connection per peer)."""
 
-    def __init__(self, layout: LayoutState, tls: TlsIdentity) -> None:
+    def __init__(self, layout: LayoutState, tls: TlsIdentity | None) -> None:
         self._channels = Channels(layout, tls)
         self._remotes: dict[str, tuple[grpc.aio.Channel, RemoteReplica]] = {}
 

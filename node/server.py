@@ -20,7 +20,7 @@ from maillage.proto.channels import new_server
 
 from .auth import SignedLayouts
 from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_trust, open_stores
-from .gate import AuthGate
+from .gate import AuthGate, TrustingGate
 from .peers import GrpcTransport
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from .wiring import Node, Timings
@@ -52,16 +52,20 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         trust = load_trust(cfg)
+        tls = None if cfg.insecure_plaintext else trust.tls
         signed = SignedLayouts(trust.verifier)
-        layout = await load_layout(cfg, signed, trust.tls)
+        layout = await load_layout(cfg, signed, tls)
         access = load_access(cfg, trust)
         me = layout.current.node(cfg.node_id)
         self._stores = stores = open_stores(cfg)
         self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, access, self._executor,
-                                 transport_for=lambda: GrpcTransport(layout, trust.tls), timings=cfg.timings,
+                                 transport_for=lambda: GrpcTransport(layout, tls), timings=cfg.timings,
                                  chunk_size=cfg.chunk_size)
         self.address = cfg.listen or me.address
-        server, _ = new_server(self.address, tls=trust.tls, interceptors=(AuthGate(layout, access),))
+        gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access)
+        server, _ = new_server(self.address, tls=tls, interceptors=(gate,))
+        if cfg.insecure_plaintext:
+            log.warning("INSECURE PLAINTEXT MODE (benchmarks only): no TLS, no authentication")
         register(server, node)
         await server.start()
         self._server = server

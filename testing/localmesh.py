@@ -111,12 +111,14 @@ class LocalMesh:
     """Real node processes for a layout, with their own cluster trust; use as a context manager."""
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False) -> None:
         self.layout = layout
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="maillage-mesh-")) if base_dir is None else base_dir
         self.log_dir = log_dir or self.base_dir / "logs"
-        self._extra = extra_args
+        # Benchmarks only: nodes without TLS or authentication (clients then pass insecure_plaintext too).
+        self.insecure_plaintext = insecure_plaintext
+        self._extra = (*extra_args, "--insecure-plaintext") if insecure_plaintext else extra_args
         self.processes: dict[str, subprocess.Popen] = {}
         self.cluster_dir = self.base_dir / "cluster"
         self.trust_root = self.base_dir / "trust"
