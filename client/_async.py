@@ -87,36 +87,81 @@ class AsyncObjectBody:
         return b"".join([piece async for piece in self.iter_chunks()])
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The bytes of the range, chunk by chunk, each verified against its BLAKE3 digest. Reading
+        the whole object also checks the object's own digest (its etag) at the end, so a manifest
+        pointing at other chunks (each genuine, none of this object) is an IntegrityError, not
+        data; a range read verifies every chunk it touched."""
         m = self._manifest
+        whole = _WholeObject(m) if (self.start, self.end) == (0, m.size) else None
         if m.has_inline:
-            yield bytes(m.inline_data[self.start:self.end])
+            data = bytes(m.inline_data)
+            _check_size(m, len(data), "its inline data")
+            if whole is not None:
+                await whole.update(data)
+                whole.verify()
+            yield data[self.start:self.end]
             return
+        _check_size(m, sum(ref.length for ref in m.chunks), "its chunks")
         spans = []
         offset = 0
         for ref in m.chunks:
             lo, hi = max(self.start, offset), min(self.end, offset + ref.length)
             if lo < hi:
-                spans.append((ref.digest, lo - offset, hi - offset))
+                spans.append((ref.digest, ref.length, lo - offset, hi - offset))
             offset += ref.length
-        pending: deque[tuple[asyncio.Future[bytes], int, int]] = deque()
+        pending: deque[tuple[asyncio.Future[bytes], int, int, int]] = deque()
         upcoming = iter(spans)
 
         def refill() -> None:
-            for digest, lo, hi in upcoming:
-                pending.append((asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest)), lo, hi))
+            for digest, length, lo, hi in upcoming:
+                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest))
+                pending.append((fetch, length, lo, hi))
                 if len(pending) >= self._client.prefetch:
                     return
 
         try:
             refill()
             while pending:
-                task, lo, hi = pending.popleft()
+                task, length, lo, hi = pending.popleft()
                 plain = await task
+                if len(plain) != length:
+                    raise e.IntegrityError(f"{m.bucket}/{m.key}: a chunk of {len(plain)} bytes where the "
+                                           f"manifest says {length}")
                 refill()
+                if whole is not None:
+                    await whole.update(plain)
                 yield plain if (lo == 0 and hi == len(plain)) else plain[lo:hi]
+            if whole is not None:
+                whole.verify()
         finally:
-            for task, _, _ in pending:
+            for task, _, _, _ in pending:
                 task.cancel()
+
+
+class _WholeObject:
+    """The BLAKE3 of a whole object as it is read, checked against the manifest's etag at the end."""
+
+    def __init__(self, manifest: pb.Manifest) -> None:
+        self._manifest = manifest
+        self._hash = blake3.blake3()
+
+    async def update(self, piece: bytes) -> None:
+        if len(piece) >= 1 << 20:   # BLAKE3 releases the GIL: large pieces off the event loop
+            await asyncio.to_thread(self._hash.update, piece)
+        else:
+            self._hash.update(piece)
+
+    def verify(self) -> None:
+        m = self._manifest
+        if self._hash.hexdigest() != m.etag:
+            raise e.IntegrityError(f"{m.bucket}/{m.key}: the {m.size} bytes read do not match the object's "
+                                   f"BLAKE3 digest {m.etag[:16]}... (every chunk verified, but they are not "
+                                   "this object's: a wrong or forged manifest)")
+
+
+def _check_size(m: pb.Manifest, found: int, what: str) -> None:
+    if found != m.size:
+        raise e.IntegrityError(f"{m.bucket}/{m.key}: {what} hold {found} bytes, the manifest says {m.size}")
 
 
 class AsyncClient:
