@@ -54,6 +54,8 @@ def summary(report: AuditReport) -> str:
                      "(awaiting garbage collection)")
     if report.unknown_buckets:
         lines.append(f"  unknown buckets   {', '.join(report.unknown_buckets)} (keys stored, no bucket record)")
+    for lost in report.missing_chunks[:SHOWN_VIOLATIONS]:
+        lines.append(f"  !! missing: {lost}")
     for v in report.violations[:SHOWN_VIOLATIONS]:
         lines.append(f"  !! {v}")
     if len(report.violations) > SHOWN_VIOLATIONS:

@@ -13,7 +13,7 @@ every node of the layout in parallel; a node that does not answer is reported, n
         print(admin.statuses())
 """
 
-from ._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories
+from ._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories, reconcile
 from ._bootstrap import (
     ACCESS_FILE,
     ADMIN_PROFILE_FILE,
@@ -36,7 +36,7 @@ __all__ = [
     "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout",
     "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
-    "fetch_layout", "fetch_manifest", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",
+    "fetch_layout", "fetch_manifest", "reconcile", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",
 ]
 
 for _name in __all__:

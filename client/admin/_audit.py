@@ -40,7 +40,7 @@ from maillage.placement import Layout, Policy, UnknownPolicy, format_location
 from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
 
-from ._connect import AuditError, Channels, fetch_layout, parallel, using_channels, why
+from ._connect import Channels, fetch_layout, parallel, using_channels, why
 
 __all__ = ["AuditReport", "Inventory", "collect_audit", "evaluate", "fetch_inventories"]
 
@@ -79,14 +79,49 @@ def fetch_inventories(layout: Layout, profile: Profile, *, timeout: float = 15.0
     return found, missing
 
 
-def _bucket_policies(chans: Channels, address: str, timeout: float) -> dict[str, str]:
-    """Every bucket of every tenant (ListBuckets with an admin key) and its policy."""
-    try:
-        reply = chans.call("Objects", "ListBuckets", pb.ListBucketsRequest(), address=address, peer=None,
-                           timeout=timeout)
-    except grpc.RpcError as err:
-        raise AuditError(f"cannot list the buckets through {address}: {why(err)}") from None
-    return {b.name: b.policy for b in reply.buckets}
+BucketRecords = dict[str, dict[str, tuple[str, str]]]   # node -> bucket -> (policy, generation)
+
+
+def fetch_bucket_records(layout: Layout, chans: Channels, timeout: float,
+                         unreachable: dict[str, str]) -> BucketRecords:
+    """Each node's OWN live bucket records (a generation it holds a tombstone of is not live),
+    asked of every node in parallel: the audit never takes one node's word for a bucket's policy."""
+    def records(node_id: str) -> dict[str, tuple[str, str]] | str:
+        try:
+            reply = chans.call("Replica", "ListBucketRecords", pb.ListBucketRecordsRequest(tombstones=True),
+                               address=layout.node(node_id).address, peer=node_id, timeout=timeout)
+        except grpc.RpcError as err:
+            return why(err)
+        dead = {(t.name, t.generation) for t in reply.tombstones}
+        return {b.name: (b.policy, b.generation) for b in reply.buckets if (b.name, b.generation) not in dead}
+
+    ids = [n.id for n in layout.nodes]
+    found: BucketRecords = {}
+    for node_id, result in zip(ids, parallel(records, ids)):
+        if isinstance(result, str):
+            unreachable.setdefault(node_id, f"ListBucketRecords: {result}")
+        else:
+            found[node_id] = result
+    return found
+
+
+def reconcile(records: BucketRecords) -> tuple[dict[str, str], list[str]]:
+    """bucket -> the policy most nodes record for it, and one sentence per bucket whose nodes
+    disagree on its policy or generation (a forged rebind, a stale record spread again): pure."""
+    seen: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for node_id, buckets in sorted(records.items()):
+        for bucket, record in buckets.items():
+            seen.setdefault(bucket, {}).setdefault(record, []).append(node_id)
+    policies: dict[str, str] = {}
+    disagreements: list[str] = []
+    for bucket, versions in sorted(seen.items()):
+        ranked = sorted(versions.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        policies[bucket] = ranked[0][0][0]
+        if len(ranked) > 1:
+            told = "; ".join(f"{', '.join(nodes)}: policy {policy} generation {generation or '(none)'}"
+                             for (policy, generation), nodes in ranked)
+            disagreements.append(f"bucket {bucket}: nodes disagree on its record ({told})")
+    return policies, disagreements
 
 
 @dataclass(frozen=True)
@@ -172,6 +207,7 @@ class AuditReport:
     unreachable: list[str]             # node ids that did not answer
     unreferenced_chunks: int = 0       # digests no known manifest references (awaiting GC)
     unknown_buckets: list[str] = field(default_factory=list)  # keys of buckets with no record
+    missing_chunks: list[str] = field(default_factory=list)   # chunks a live manifest names, on no node
 
     @property
     def ok(self) -> bool:
@@ -180,7 +216,7 @@ class AuditReport:
 
     @property
     def fully_replicated(self) -> bool:
-        return self.ok and self.under_replicated == 0 and not self.unreachable
+        return self.ok and self.under_replicated == 0 and not self.unreachable and not self.missing_chunks
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -198,8 +234,10 @@ def _allow_text(policy: Policy) -> str:
 
 def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: Iterable[str],
              bucket_policies: Mapping[str, str], live_keys: int,
-             manifest_refs: Mapping[bytes, Iterable[str]] = {}) -> AuditReport:
-    """Judge the facts: every copy against the policies of the buckets it belongs to."""
+             manifest_refs: Mapping[bytes, Iterable[str]] = {}, *, disagreements: Iterable[str] = (),
+             missing_chunks: Iterable[str] = ()) -> AuditReport:
+    """Judge the facts: every copy against the policies of the buckets it belongs to. Nodes that
+    disagree on a bucket's record are violations too (`reconcile`)."""
     policies: dict[str, Policy | None] = {}
     for bucket, name in bucket_policies.items():
         try:
@@ -282,9 +320,9 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
     return AuditReport(
         layout_version=layout.version, nodes=len(layout.nodes), buckets=len(bucket_policies),
         objects=live_keys, manifests=len(key_sites),
-        chunks=len(chunk_nodes), copies=copies, sites=len(holding_sites), violations=violations,
-        under_replicated=under, unreachable=sorted(set(unreachable)), unreferenced_chunks=unreferenced,
-        unknown_buckets=unknown)
+        chunks=len(chunk_nodes), copies=copies, sites=len(holding_sites),
+        violations=[*disagreements, *violations], under_replicated=under, unreachable=sorted(set(unreachable)),
+        unreferenced_chunks=unreferenced, unknown_buckets=unknown, missing_chunks=list(missing_chunks))
 
 
 # ----- the public entry point ------------------------------------------------------------------
@@ -293,19 +331,24 @@ def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
     """Audit the mesh of ``profile`` (its endpoints; an admin key: the audit reads every tenant's
     buckets and every node's inventory).
 
-    Synchronous. Reads the layout from the endpoint, asks every node of it for its inventory in
-    parallel, the endpoint for the buckets and their policies, and the nodes holding each bucket's
-    index for the newest manifests. Raises ``AuditError`` when no layout or bucket list can be had;
-    a node that does not answer is listed in ``unreachable``, not raised."""
+    Synchronous. Reads the layout from the endpoint, asks every node of it for its own bucket
+    records and its inventory in parallel, and the nodes holding each bucket's index for the newest
+    manifests, whose chunk lists are checked against what the nodes hold. Raises ``AuditError``
+    when no layout can be had; a node that does not answer is listed in ``unreachable``, not raised."""
     with using_channels(profile) as chans:
-        layout, address = fetch_layout(profile, timeout=timeout, channels=chans)
-        bucket_policies = _bucket_policies(chans, address, timeout)
+        layout, _ = fetch_layout(profile, timeout=timeout, channels=chans)
         inventories, missing = fetch_inventories(layout, profile, timeout=timeout, channels=chans)
         unreachable = dict(missing)
+        bucket_policies, disagreements = reconcile(fetch_bucket_records(layout, chans, timeout, unreachable))
         newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
         refs = _manifest_refs(layout, newest, chans, timeout)
     # a node that answered its inventory but not a listing left the audit incomplete: unreachable too
     live = sum(1 for (bucket, _), e in newest.items() if not e.deleted and bucket in bucket_policies)
-    return evaluate(layout, inventories, unreachable, bucket_policies, live, refs)
+    held = set().union(*(inv.chunks for inv in inventories.values())) if inventories else set()
+    lost = [] if unreachable else [
+        f"chunk {d.hex()[:16]}.. of {' and '.join(sorted(buckets))} is on no node"
+        for d, buckets in sorted(refs.items()) if d not in held]
+    return evaluate(layout, inventories, unreachable, bucket_policies, live, refs,
+                    disagreements=disagreements, missing_chunks=lost)
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from maillage.client import Client, IntegrityError
+from maillage.client.admin import collect_audit, reconcile
 from maillage.placement import bucket_partition, partition_table
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
@@ -54,3 +55,30 @@ def test_a_manifest_swapped_to_another_objects_chunks_reads_as_an_integrity_erro
         # a range read verifies each chunk it touches: these are genuine, so the range is served
         assert c.get_object("forgery", "report.pdf", range=(0, 10)).read() == other[:10]
         assert c.get_object("forgery", "decoy.pdf").read() == other
+
+
+def test_the_audit_reads_every_nodes_own_bucket_records_and_reports_a_forged_rebind(fresh_mesh):
+    mesh = fresh_mesh
+    mesh.kill("lyon-1")                      # misses the creation: holds no record of the bucket
+    with Client(profile=mesh.profile) as c:
+        c.create_bucket("records", "france-only")
+        c.put_object("records", "a.txt", b"x" * 100)
+    mesh.start_node("lyon-1")
+    forged = pb.Bucket(name="records", policy="eu-wide", owner="demo", generation="f" * 32, created=1)
+    channel, stub = _as_node(mesh, "lyon-1")
+    with channel:
+        stub.PutBucketRecord(forged, timeout=10)  # a node certificate may teach a record it lacks
+    report = collect_audit(mesh.admin_profile)
+    rebinds = [v for v in report.violations if "nodes disagree" in v]
+    assert rebinds and "lyon-1: policy eu-wide" in rebinds[0] and "policy france-only" in rebinds[0], rebinds
+    assert not report.ok
+
+
+def test_reconcile_takes_the_majority_record_and_names_every_dissenting_node():
+    records = {"a": {"b1": ("france-only", "g1")}, "b": {"b1": ("france-only", "g1")},
+               "c": {"b1": ("eu-wide", "g2"), "b2": ("eu-wide", "g3")}}
+    policies, disagreements = reconcile(records)
+    assert policies == {"b1": "france-only", "b2": "eu-wide"}
+    assert len(disagreements) == 1 and "a, b: policy france-only generation g1" in disagreements[0]
+    assert "c: policy eu-wide generation g2" in disagreements[0]
+    assert reconcile({"a": {"b1": ("p", "g")}, "b": {"b1": ("p", "g")}})[1] == []
