@@ -9,12 +9,11 @@ kept next to it, so the node can hand the layout on and its peers can check it t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from maillage.placement import Layout, PartitionTable, format_layout, parse_layout, partition_table
-from maillage.proto.signing import read_signed, write_signed
+from maillage.proto.signing import read_signed, write_durably, write_signed
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class LayoutState:
         return StagedLayout(raw["base_version"], raw["text"], bytes.fromhex(raw["signature"]))
 
     def stage(self, staged: StagedLayout) -> None:
-        _write_durably(self._staged_path, json.dumps({
+        write_durably(self._staged_path, json.dumps({
             "base_version": staged.base_version, "text": staged.text, "signature": staged.signature.hex()}))
 
     def clear_staged(self) -> None:
@@ -95,17 +94,3 @@ class LayoutState:
 def _read_signed(path: Path) -> tuple[Layout, str, bytes]:
     text, signature = read_signed(path)
     return parse_layout(text), text, signature
-
-
-def _write_durably(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

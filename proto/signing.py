@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = ["DocKind", "LayoutAuthError", "LayoutSigner", "LayoutVerifier", "SIGNATURE_SIZE", "read_signed",
-           "write_signed"]
+           "write_durably", "write_signed"]
 
 
 class LayoutAuthError(Exception):
@@ -168,11 +168,17 @@ def read_signed(path: str | os.PathLike[str]) -> tuple[str, bytes]:
 
 
 def write_signed(path: str | os.PathLike[str], text: str, signature: bytes) -> Path:
-    """Write (text, signature) durably: temp file, fsync, rename, fsync of the directory."""
+    """Write (text, signature) durably (see `write_durably`)."""
+    return write_durably(path, f"{_SIGNATURE_LINE}{signature.hex()}\n{text}")
+
+
+def write_durably(path: str | os.PathLike[str], text: str) -> Path:
+    """Replace a small file so a crash leaves the old or the new one, whole: temp file, fsync,
+    rename, fsync of the directory."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{_SIGNATURE_LINE}{signature.hex()}\n{text}")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
