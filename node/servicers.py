@@ -30,7 +30,7 @@ from .membership import FailureDetector, Gossip
 from .repair import Repairer
 from .replica import LocalReplica
 from .scrub import Scrubber
-from .status import grpc_errors
+from .status import DOMAIN_ERRORS, grpc_errors
 from .tenancy import CALLER, Tenancy, current_caller
 
 SOFTWARE_VERSION = "0.1.0"
@@ -283,6 +283,21 @@ class ObjectsServicer(rpc.ObjectsServicer):
             next_continuation_token=listing.next_token)
 
 
+DRAIN_LIMIT = 4 * 1024 * 1024   # bytes of a refused upload read (and dropped) so its refusal arrives intact
+
+
+async def _drain(stream, limit: int) -> None:
+    """Read and drop what is left of a refused stream, up to `limit` bytes and briefly."""
+    try:
+        async with asyncio.timeout(2.0):
+            async for message in stream:
+                limit -= len(message)
+                if limit < 0:
+                    return
+    except (TimeoutError, grpc.RpcError, bulk.StreamError):
+        return
+
+
 class BulkHandlers:
     """The raw-bytes methods: frames in and out as they are stored.
 
@@ -315,13 +330,19 @@ class BulkHandlers:
     @grpc_errors
     async def put_object(self, messages, context) -> bytes:
         lease = self._budget.lease()
+        stream = messages.__aiter__()
         try:
-            return await self._put_object(messages, lease)
+            return await self._put_object(stream, lease)
+        except DOMAIN_ERRORS:
+            # Refused before the whole stream was read (a bad key, another tenant's bucket): read
+            # the rest of a small upload first, or gRPC's client may see its next send fail and
+            # report "Internal error from Core" instead of this refusal.
+            await _drain(stream, DRAIN_LIMIT)
+            raise
         finally:
             lease.close()
 
-    async def _put_object(self, messages, lease: Lease) -> bytes:
-        stream = messages.__aiter__()
+    async def _put_object(self, stream, lease: Lease) -> bytes:
         first = await anext(stream, None)
         if first is not None:
             await lease.hold(len(first))
