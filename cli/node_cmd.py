@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--trust-dir", required=True, type=Path, metavar="DIR",
                      help="this node's trust dir from `maillage cluster node-cert`: node.pem, node.key, "
                           "ca.pem, layout-signing.pub, and access.signed (the first access document)")
+    run.add_argument("--data-key", type=Path, metavar="FILE",
+                     help="the node key that wraps the data-encryption keys (made 0600 on first start if "
+                          "missing; default: <trust-dir>/data.key); never inside --data-dir")
     run.add_argument("--layout", type=Path, metavar="SIGNED_LAYOUT",
                      help="signed layout file from `maillage layout sign` (else the stored one, else --seed)")
     run.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
@@ -69,7 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
-                        insecure_plaintext=args.insecure_plaintext,
+                        insecure_plaintext=args.insecure_plaintext, data_key=args.data_key,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

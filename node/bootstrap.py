@@ -5,6 +5,12 @@ and the admin's public layout-signing key, and may bring the first access docume
 comes from the data directory (the last one applied) or the operator's signed file, whichever is
 newer, else from a seed peer; every one must verify with the public key. A node that is not in its
 layout refuses to start.
+
+Encryption at rest: the node key that wraps the data keys is a file outside the data directory,
+``<trust dir>/data.key`` unless ``--data-key`` names another (never inside the data directory:
+stealing the data directory alone must yield ciphertext). It is made (0600, ``O_EXCL``) on the
+first start of a data directory; a data directory whose keys exist refuses to start without the
+key that wrapped them. See ``maillage.storage.keys``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
 from maillage.proto.identity import IdentityError, NodeFiles, TlsIdentity
 from maillage.proto.signing import LayoutVerifier, read_signed
-from maillage.storage import ChunkStore, MetaStore
+from maillage.storage import NODE_KEY_FILE, ChunkStore, DataKeys, MetaStore, NodeKey, StorageError
 
 from . import convert
 from .access_state import ACCESS_FILE, AccessState
@@ -27,7 +33,8 @@ from .auth import LayoutAuthError, LayoutDoc, SignedLayouts
 from .layout_state import LayoutState
 from .wiring import Timings
 
-__all__ = ["NodeConfig", "Stores", "Trust", "fetch_layout", "load_access", "load_layout", "load_trust", "open_stores"]
+__all__ = ["NodeConfig", "Stores", "Trust", "data_key_path", "fetch_layout", "load_access", "load_layout",
+           "load_trust", "open_stores"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class NodeConfig:
     # Benchmarks only: no TLS and no authentication, every caller trusted (the wave-1 behaviour),
     # so the throughput benchmark can report what TLS and request signatures cost.
     insecure_plaintext: bool = False
+    data_key: Path | None = None          # the node key wrapping the data keys; default <trust dir>/data.key
     timings: Timings = Timings()
 
 
@@ -117,5 +125,31 @@ async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity |
     return layout
 
 
+def data_key_path(cfg: NodeConfig) -> Path:
+    """Where the node key of `cfg` lives."""
+    return cfg.data_key if cfg.data_key is not None else cfg.trust_dir / NODE_KEY_FILE
+
+
+def _node_key(cfg: NodeConfig, meta: MetaStore) -> NodeKey:
+    path = data_key_path(cfg)
+    data_dir = cfg.data_dir.resolve()
+    if path.resolve() == data_dir or data_dir in path.resolve().parents:
+        raise StorageError(f"the data key {path} must not rest inside the data directory {cfg.data_dir} "
+                           f"(whoever has the directory would have the key): keep it in the trust dir")
+    has_keys = bool(meta.key_records())
+    if has_keys and not path.exists():
+        raise StorageError(f"data key {path} is missing, and the data in {cfg.data_dir} is encrypted with "
+                           f"keys it wrapped: restore that file (or name it with --data-key)")
+    return NodeKey.load_or_create(path, create=not has_keys)
+
+
 def open_stores(cfg: NodeConfig) -> Stores:
-    return Stores(ChunkStore(cfg.data_dir / "chunks", fsync=cfg.fsync), MetaStore(cfg.data_dir / "meta"))
+    """The chunk and metadata stores of `cfg.data_dir`, encrypting with the node's data keys."""
+    meta = MetaStore(cfg.data_dir / "meta")
+    try:
+        keys = DataKeys(meta, _node_key(cfg, meta))
+        meta.use_data_keys(keys)
+        return Stores(ChunkStore(cfg.data_dir / "chunks", fsync=cfg.fsync, keys=keys), meta)
+    except BaseException:
+        meta.close()
+        raise

@@ -173,7 +173,7 @@ class LocalReplica:
         digest = read_frame_header(frame).digest
 
         def store() -> bool:
-            stored = self.chunks.put(frame)
+            stored = self.chunks.put(frame, policy)  # encrypted with the policy's data key
             self.meta.hold_chunks(policy, [digest], now_ms=self._now_ms())
             return stored
         return await self._run(store)

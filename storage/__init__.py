@@ -2,15 +2,18 @@
 
 * :class:`ChunkStore` — frames as files, written crash-safely, verified on read;
 * :class:`MetaStore` — manifests, buckets and chunk references in RocksDB with group commit;
-* :class:`HybridClock` — versions that always exceed the ones they replace.
+* :class:`HybridClock` — versions that always exceed the ones they replace;
+* :class:`NodeKey`, :class:`DataKeys` — encryption at rest: chunk files, inline object bytes and
+  user metadata are AES-256-GCM encrypted with data keys wrapped by a node key kept outside the
+  data directory (see ``keys.py``); :func:`open_chunk_file` reads a chunk file's frame.
 
 Frames (how a chunk is stored and sent) are the wire codec of :mod:`maillage.proto.frame`.
 
-Layering: this package imports only the standard library, blake3, zstandard, rocksdict and the
-wire codec; it knows no network (checked by import-linter).
+Layering: this package imports only the standard library, blake3, zstandard, rocksdict,
+cryptography (AES-GCM) and the wire codec; it knows no network (checked by import-linter).
 """
 
-from .chunks import ChunkStore, ChunkStoreStats
+from .chunks import ChunkStore, ChunkStoreStats, open_chunk_file
 from .errors import (
     ChunkNotFound,
     CorruptFrame,
@@ -21,6 +24,7 @@ from .errors import (
     StorageUnavailable,
 )
 from .hlc import HybridClock, version_time
+from .keys import NODE_KEY_FILE, DataKeys, KeyWrapper, NodeKey
 from .manifest import (
     MAX_KEY_BYTES,
     BucketRecord,
@@ -52,6 +56,12 @@ __all__ = [
     # chunk store
     "ChunkStore",
     "ChunkStoreStats",
+    "open_chunk_file",
+    # keys (encryption at rest)
+    "NODE_KEY_FILE",
+    "KeyWrapper",
+    "NodeKey",
+    "DataKeys",
     # clock
     "HybridClock",
     "version_time",

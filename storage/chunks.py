@@ -39,6 +39,24 @@ failed ``fsync`` raises :class:`StorageUnavailable` and the store refuses every 
 fails is moved to ``quarantine/`` and reported as :class:`CorruptFrame`, so the caller fetches a
 good copy from another replica and re-``put``s it.
 
+Encryption at rest: a store opened with ``keys`` (:class:`~maillage.storage.DataKeys`; a node
+always passes them) keeps each chunk as an *encrypted frame file*::
+
+    offset size field
+    0      4    magic b"MLGE"
+    4      1    format version (1)
+    5      8    id of the data key (the key of the policy that stored the chunk first)
+    13     24   nonce (see ``keys.py``)
+    37     ...  AES-256-GCM(wire frame) + 16-byte tag; associated data: bytes 0..36 and the
+                chunk's digest, so a file renamed to another digest fails authentication
+
+``put(frame, policy)`` takes a wire frame and ``get(digest)`` returns the wire frame, decrypted and
+verified as before, so nothing above the store changes (frames on the wire are protected by TLS).
+A flipped bit anywhere in an encrypted file fails the GCM tag (or the header): the file is
+quarantined like a corrupt plain frame. Files written before encryption (plain wire frames, magic
+``MLGF``) still read. Why one key per policy and not per tenant: see ``keys.py``. Files are
+created 0600 and directories 0700.
+
 Concurrency: operations on the same digest are serialised by an in-memory claim; different
 digests proceed in parallel (file I/O, hashing and zstd release the GIL). One process per root.
 """
@@ -59,13 +77,17 @@ from maillage.proto import frame as wire
 from maillage.proto.frame import DIGEST_SIZE, FrameHeader
 
 from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
+from .keys import KEY_ID_SIZE, NONCE_SIZE, DataKeys
 
-__all__ = ["ChunkStore", "ChunkStoreStats"]
+__all__ = ["ChunkStore", "ChunkStoreStats", "ENCRYPTED_MAGIC", "open_chunk_file"]
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _TMP = "tmp"
 _QUARANTINE = "quarantine"
 _HEX = "0123456789abcdef"
+ENCRYPTED_MAGIC = b"MLGE"
+ENCRYPTED_FORMAT = 1
+_ENC_HEADER = len(ENCRYPTED_MAGIC) + 1 + KEY_ID_SIZE  # then the nonce and the sealed frame
 
 
 @dataclass(frozen=True)
@@ -85,13 +107,44 @@ def _check_digest(digest: bytes) -> bytes:
     return bytes(digest)
 
 
+def _sealed_file(keys: DataKeys, key_id: bytes, frame: bytes | memoryview, digest: bytes) -> bytes:
+    head = ENCRYPTED_MAGIC + bytes([ENCRYPTED_FORMAT]) + key_id
+    sealed = keys.encrypt(key_id, frame, head + digest)  # nonce + ciphertext + tag
+    return head + sealed
+
+
+def open_chunk_file(data: bytes | memoryview, digest: bytes, keys: DataKeys | None) -> bytes | memoryview:
+    """The wire frame kept in a chunk file's bytes ``data`` (stored under ``digest``): decrypted
+    when it is an encrypted frame file, as it is when it is a plain frame (written before
+    encryption). Not verified further: the caller checks the frame (``verify_frame``).
+    :class:`CorruptFrame` if an encrypted file fails authentication, names an unknown key or has
+    an unknown format; :class:`StorageError` if it is encrypted and ``keys`` is None.
+
+    Tests and forensics read a running node's file with the keys of its data directory:
+    ``open_chunk_file(path.read_bytes(), digest, DataKeys.read_only(data_dir / "meta", key_file))``."""
+    mv = memoryview(data)
+    if mv[:len(ENCRYPTED_MAGIC)] != ENCRYPTED_MAGIC:
+        return data  # a plain frame (or garbage, which the frame check rejects)
+    if keys is None:
+        raise StorageError(f"chunk {bytes(digest).hex()} is encrypted and this store has no data keys")
+    if len(mv) < _ENC_HEADER + NONCE_SIZE or mv[len(ENCRYPTED_MAGIC)] != ENCRYPTED_FORMAT:
+        raise CorruptFrame(f"chunk {bytes(digest).hex()}: truncated encrypted file or unknown format")
+    key_id = bytes(mv[len(ENCRYPTED_MAGIC) + 1:_ENC_HEADER])
+    try:
+        return keys.decrypt(key_id, mv[_ENC_HEADER:], bytes(mv[:_ENC_HEADER]) + bytes(digest))
+    except CorruptFrame as exc:
+        raise CorruptFrame(f"chunk {bytes(digest).hex()}: {exc}") from None
+
+
 class ChunkStore:
-    """Frames stored as files, written atomically and durably, verified on every read."""
+    """Frames stored as files, written atomically and durably, verified on every read;
+    encrypted with the policy's data key when the store has ``keys``."""
 
     __module__ = "maillage.storage"
 
-    def __init__(self, root: Path | str, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path | str, *, fsync: bool = True, keys: DataKeys | None = None) -> None:
         self.root = Path(root)
+        self.keys = keys
         self._fsync_enabled = fsync
         self._tmp = self.root / _TMP
         self._quarantine = self.root / _QUARANTINE
@@ -100,7 +153,7 @@ class ChunkStore:
         self._durable_dirs: set[str] = set()
         self._failure: str | None = None
         for d in (self.root, self._tmp, self._quarantine):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
         leftovers = self._clean_tmp()
         if leftovers and fsync:
             os.sync()
@@ -111,8 +164,14 @@ class ChunkStore:
 
     def path_of(self, digest: bytes) -> Path:
         """Where the frame of ``digest`` lives (whether or not it is stored)."""
+        return ChunkStore.path_in(self.root, digest)
+
+    @staticmethod
+    def path_in(root: Path | str, digest: bytes) -> Path:
+        """Where the file of ``digest`` lives in the store at ``root``, without opening the store
+        (opening cleans its temp files: never do that on a running node's directory)."""
         h = _check_digest(digest).hex()
-        return self.root / h[0:2] / h[2:4] / h
+        return Path(root) / h[0:2] / h[2:4] / h
 
     # ------------------------------------------------------------------ writes
 
@@ -121,8 +180,9 @@ class ChunkStore:
         """Why this store refuses writes, or None while it is healthy."""
         return self._failure
 
-    def put(self, frame: bytes | memoryview) -> bool:
-        """Store a frame after verifying it fully. True if newly stored, False if already here."""
+    def put(self, frame: bytes | memoryview, policy: str = "") -> bool:
+        """Store a frame after verifying it fully, encrypted with the data key of ``policy`` if the
+        store has keys. True if newly stored, False if already here (for any policy)."""
         self._ensure_writable()
         header = _verified(frame)
         digest = header.digest
@@ -131,11 +191,12 @@ class ChunkStore:
             self._ensure_writable()
             if final.exists():
                 return False
+            data = frame if self.keys is None else _sealed_file(self.keys, self.keys.policy_key(policy), frame, digest)
             leaf = final.parent
             tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
             linked = False
             try:
-                self._write_file(tmp, frame)
+                self._write_file(tmp, data)
                 self._ensure_dirs(leaf)
                 try:
                     os.link(tmp, final)
@@ -154,7 +215,7 @@ class ChunkStore:
             if linked:
                 with self._lock:
                     self._chunks += 1
-                    self._bytes += len(frame)
+                    self._bytes += len(data)
             return linked
 
     def delete(self, digest: bytes) -> bool:
@@ -182,14 +243,16 @@ class ChunkStore:
     # ------------------------------------------------------------------ reads
 
     def get(self, digest: bytes) -> bytes:
-        """The frame of ``digest`` as stored, after verifying it. Corrupt frames are quarantined."""
+        """The wire frame of ``digest`` (decrypted if it is stored encrypted), after verifying it.
+        Corrupt files (a bad frame, a failed GCM tag) are quarantined."""
         path = self.path_of(digest)
         try:
             with open(path, "rb", buffering=0) as f:
-                frame = f.read()
+                data = f.read()
         except FileNotFoundError:
             raise ChunkNotFound(f"chunk {bytes(digest).hex()} is not stored here") from None
         try:
+            frame = bytes(open_chunk_file(data, bytes(digest), self.keys))
             _verified(frame, bytes(digest))
         except CorruptFrame as exc:
             where = self._quarantine_file(path)
@@ -294,7 +357,7 @@ class ChunkStore:
             os.close(fd)
 
     def _write_file(self, path: Path, data: bytes | memoryview) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             mv = memoryview(data)
             while mv:
@@ -311,10 +374,10 @@ class ChunkStore:
         mid = leaf.parent
         created_mid = not mid.is_dir()
         if created_mid:
-            os.makedirs(mid, exist_ok=True)
+            os.makedirs(mid, mode=0o700, exist_ok=True)
         created_leaf = not leaf.is_dir()
         if created_leaf:
-            os.makedirs(leaf, exist_ok=True)
+            os.makedirs(leaf, mode=0o700, exist_ok=True)
         # Make the directory entries themselves durable. Done once per directory per process,
         # also for directories found already present: an earlier process may have crashed
         # before syncing them.

@@ -28,6 +28,15 @@ Formats and what old records read as:
   generation ``""``, which is the generation of every manifest of format 1: an existing data
   directory keeps its buckets and their objects.
 * bucket tombstone format 1: name, generation, policy, deleted-at version.
+* manifest format 3 (written when the store has data keys: encryption at rest) = the fields of
+  format 2 that stay in clear (version, writer, bucket, key, size, etag, content type, chunk list,
+  deleted flag, generation), then one byte: 0 when the manifest has nothing secret (no user
+  metadata, no inline bytes), else 1 followed by the 8-byte id of the tenant's data key and the
+  sealed secret part (user metadata and inline bytes, encoded as in format 2), AES-256-GCM with
+  every byte before it (and the key id) as associated data: the secret part of one record cannot
+  be moved under another key, version or bucket. Key names, sizes and versions stay in clear
+  (ordered listings and last-writer-wins read them); see ``keys.py`` for the keys. Formats 1 and
+  2 still read.
 """
 
 from __future__ import annotations
@@ -35,10 +44,11 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from maillage.proto.frame import DIGEST_SIZE
 
-from .errors import CorruptRecord, InvalidName
+from .errors import CorruptFrame, CorruptRecord, InvalidName
 
 __all__ = [
     "ChunkRef",
@@ -46,6 +56,8 @@ __all__ = [
     "BucketRecord",
     "BucketTombstone",
     "MANIFEST_FORMAT",
+    "MANIFEST_SEALED_FORMAT",
+    "RecordKeys",
     "BUCKET_FORMAT",
     "BUCKET_TOMBSTONE_FORMAT",
     "MAX_KEY_BYTES",
@@ -62,6 +74,10 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = 2  # reads 1 (no generation: "") and 2
+MANIFEST_SEALED_FORMAT = 3  # format 2 with user metadata and inline bytes encrypted
+_READABLE_MANIFESTS = (1, MANIFEST_FORMAT, MANIFEST_SEALED_FORMAT)
+_KEY_ID_SIZE = 8
+_SEALED_AAD = b"maillage manifest v3"
 BUCKET_FORMAT = 2  # reads 1 (no generation: "") and 2
 BUCKET_TOMBSTONE_FORMAT = 1
 MAX_KEY_BYTES = 1024
@@ -272,11 +288,48 @@ class _Reader:
             raise CorruptRecord(f"{self.what} record has {self.size - self.pos} trailing bytes")
 
 
-def encode_manifest(m: Manifest) -> bytes:
-    """Encode ``m`` (format version byte first). Raises ValueError/InvalidName on bad fields."""
+class RecordKeys(Protocol):
+    """What the record codec needs of the data keys (:class:`~maillage.storage.DataKeys`)."""
+
+    def tenant_key(self, tenant: str) -> bytes: ...
+
+    def encrypt(self, key_id: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes: ...
+
+    def decrypt(self, key_id: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes: ...
+
+
+def _encode_secret(w: _Writer, m: Manifest) -> None:
+    w.u32(len(m.user_metadata))
+    for k, v in m.user_metadata:
+        w.text(k)
+        w.text(v)
+    if m.inline is None:
+        w.u8(0)
+    else:
+        w.u8(1)
+        w.blob(bytes(m.inline))
+
+
+def _encode_refs(w: _Writer, chunks: tuple[ChunkRef, ...]) -> None:
+    w.u32(len(chunks))
+    for c in chunks:
+        if len(c.digest) != DIGEST_SIZE:
+            raise ValueError(f"chunk digest must be {DIGEST_SIZE} bytes, got {len(c.digest)}")
+        if not 0 <= c.length <= _U64:
+            raise ValueError(f"chunk length {c.length} does not fit in an unsigned 64-bit integer")
+        w.parts.append(_REF.pack(bytes(c.digest), c.length))
+
+
+def encode_manifest(m: Manifest, keys: RecordKeys | None = None, tenant: str = "") -> bytes:
+    """Encode ``m`` (format version byte first). Raises ValueError/InvalidName on bad fields.
+
+    With ``keys``: format 3, user metadata and inline bytes encrypted with ``tenant``'s data key
+    (the owner of the bucket); without: format 2, everything in clear."""
     validate_bucket_name(m.bucket)
     validate_generation(m.generation)
     validate_key(m.key)
+    if keys is not None:
+        return _encode_sealed(m, keys, tenant)
     w = _Writer()
     w.u8(MANIFEST_FORMAT)
     w.u64(m.version, "version")  # version and writer first: the committer reads only these
@@ -290,13 +343,7 @@ def encode_manifest(m: Manifest) -> bytes:
     for k, v in m.user_metadata:
         w.text(k)
         w.text(v)
-    w.u32(len(m.chunks))
-    for c in m.chunks:
-        if len(c.digest) != DIGEST_SIZE:
-            raise ValueError(f"chunk digest must be {DIGEST_SIZE} bytes, got {len(c.digest)}")
-        if not 0 <= c.length <= _U64:
-            raise ValueError(f"chunk length {c.length} does not fit in an unsigned 64-bit integer")
-        w.parts.append(_REF.pack(bytes(c.digest), c.length))
+    _encode_refs(w, m.chunks)
     if m.inline is None:
         w.u8(0)
     else:
@@ -307,18 +354,78 @@ def encode_manifest(m: Manifest) -> bytes:
     return w.getvalue()
 
 
+def _encode_sealed(m: Manifest, keys: RecordKeys, tenant: str) -> bytes:
+    w = _Writer()
+    w.u8(MANIFEST_SEALED_FORMAT)
+    w.u64(m.version, "version")  # version and writer first, as in format 2
+    w.text(m.writer)
+    w.text(m.bucket)
+    w.text(m.key)
+    w.u64(m.size, "size")
+    w.text(m.etag)
+    w.text(m.content_type)
+    _encode_refs(w, m.chunks)
+    w.u8(1 if m.deleted else 0)
+    w.text(m.generation)
+    if not m.user_metadata and m.inline is None:
+        w.u8(0)  # nothing secret: no key needed
+        return w.getvalue()
+    w.u8(1)
+    secret = _Writer()
+    _encode_secret(secret, m)
+    key_id = keys.tenant_key(tenant)
+    clear = w.getvalue()
+    sealed = keys.encrypt(key_id, secret.getvalue(), _SEALED_AAD + clear + key_id)
+    return b"".join((clear, key_id, _U32.pack(len(sealed)), sealed))
+
+
 def _manifest_format(r: _Reader) -> int:
     fmt = r.u8()
-    if fmt not in (1, MANIFEST_FORMAT):
-        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads 1 to {MANIFEST_FORMAT})")
+    if fmt not in _READABLE_MANIFESTS:
+        raise CorruptRecord(f"unsupported manifest format {fmt} (this node reads 1 to {MANIFEST_SEALED_FORMAT})")
     return fmt
 
 
-def decode_manifest(b: bytes) -> Manifest:
-    """Decode a manifest (format 1 reads as generation ""); raises :class:`CorruptRecord` on
-    anything malformed."""
+def _decode_sealed(r: _Reader, keys: RecordKeys | None) -> Manifest:
+    version = r.u64()
+    writer = r.text()
+    bucket = r.text()
+    key = r.text()
+    size = r.u64()
+    etag = r.text()
+    content_type = r.text()
+    chunks = tuple(r.ref() for _ in range(r.u32()))
+    deleted = r.flag()
+    generation = r.text()
+    meta: tuple[tuple[str, str], ...] = ()
+    inline = None
+    if r.flag():
+        clear = r.data[:r.pos]
+        key_id = r._take(_KEY_ID_SIZE)
+        sealed = r.blob()
+        if keys is None:
+            raise CorruptRecord(f"manifest of {bucket}/{key} is encrypted and this store has no data keys")
+        try:
+            secret = keys.decrypt(key_id, sealed, _SEALED_AAD + clear + key_id)
+        except CorruptFrame as exc:
+            raise CorruptRecord(f"manifest record's encrypted part: {exc}") from None
+        s = _Reader(secret, "manifest (encrypted part)")
+        meta = tuple((s.text(), s.text()) for _ in range(s.u32()))
+        inline = s.blob() if s.flag() else None
+        s.end()
+    r.end()
+    return Manifest(bucket=bucket, key=key, version=version, size=size, etag=etag, content_type=content_type,
+                    user_metadata=meta, chunks=chunks, inline=inline, deleted=deleted, writer=writer,
+                    generation=generation)
+
+
+def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
+    """Decode a manifest (format 1 reads as generation ""; format 3 needs the ``keys`` that
+    sealed it); raises :class:`CorruptRecord` on anything malformed or failing authentication."""
     r = _Reader(b, "manifest")
     fmt = _manifest_format(r)
+    if fmt == MANIFEST_SEALED_FORMAT:
+        return _decode_sealed(r, keys)
     version = r.u64()
     writer = r.text()
     bucket = r.text()

@@ -23,6 +23,7 @@ Key layout (raw bytes; bucket names never contain NUL, object keys are rejected 
     M <bucket> \\x00 <key utf-8>                   -> manifest (or tombstone) of generation ""
     M <bucket> \\x01 <generation> \\x00 <key utf-8> -> manifest (or tombstone) of another generation
     H <policy> \\x00 <digest:32>                  -> unix ms, 8 BE (chunk held here for that policy)
+    K <key id:8>                                  -> a data key wrapped by the node key (``keys.py``)
 
 The index of a bucket is scoped by (bucket, generation): all manifests of one generation share one
 prefix (``M<bucket>\\x00`` or ``M<bucket>\\x01<generation>\\x00``) and sort by key in UTF-8 byte
@@ -35,6 +36,13 @@ Formats: database format 1 (before generations) had only the generation-"" manif
 format-1 records, which read as generation "" (see ``manifest.py``): a format-1 directory opens
 as it is, and is marked format 2 on open (nothing is rewritten). A node of format 1 refuses a
 format-2 directory rather than misread it.
+
+Encryption at rest: once :meth:`MetaStore.use_data_keys` is given the node's data keys (the node
+always does; ``maillage.node.bootstrap``), manifests are written in format 3: user metadata and
+inline bytes sealed with the data key of the tenant owning the bucket (the live record's
+``owner``; ``""`` when there is no record of that generation). Records written before read as
+they are. The wrapped data keys themselves are ``K`` records; :meth:`MetaStore.read_key_records`
+reads them without the store's lock (tests and forensics, while a node runs).
 
 Bucket records are immutable: ``put_bucket`` never replaces a record by one of another policy or
 generation, and refuses a generation that has a tombstone; ``put_bucket_tombstone`` removes the
@@ -52,6 +60,7 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from rocksdict import (
+    AccessType,
     BlockBasedOptions,
     DBCompressionType,
     Options,
@@ -67,6 +76,7 @@ from .manifest import (
     BucketRecord,
     BucketTombstone,
     Manifest,
+    RecordKeys,
     decode_bucket,
     decode_bucket_tombstone,
     decode_manifest,
@@ -84,6 +94,8 @@ __all__ = ["MetaStore", "MetaStoreStats", "META_FORMAT"]
 META_FORMAT = 2
 _READABLE_FORMATS = (1, META_FORMAT)
 _FORMAT_KEY = b"\x00format"
+_KEY_RECORD = b"K"
+_KEY_ID_SIZE = 8
 _MAX_BATCH_OPS = 4096
 
 # One write of a batch: put a manifest if (version, writer) beats the stored one ("m"; with a
@@ -199,6 +211,7 @@ class MetaStore:
         self._closing = False
         self._closed = False
         self._failure: str | None = None
+        self._keys: RecordKeys | None = None
         self._batches = self._requests = self._ops = 0
         self._committer = threading.Thread(
             target=self._run, name=f"meta-committer:{self.path.name}", daemon=True
@@ -233,6 +246,53 @@ class MetaStore:
         """Why this store refuses writes, or None while it is healthy."""
         return self._failure
 
+    # ----------------------------------------------------------------- data keys
+
+    def use_data_keys(self, keys: RecordKeys) -> None:
+        """Encrypt the secret part of every manifest written from now on (format 3) with these
+        keys, and decrypt with them."""
+        self._keys = keys
+
+    @property
+    def data_keys(self) -> RecordKeys | None:
+        return self._keys
+
+    def key_records(self) -> list[tuple[bytes, bytes]]:
+        """Every wrapped data key: ``(key id, record)`` (see ``keys.py``)."""
+        return [(k[1:], v) for k, v in self._scan(_KEY_RECORD, _KEY_RECORD)]
+
+    def put_key_record(self, key_id: bytes, record: bytes) -> None:
+        """Store a wrapped data key; durable on return."""
+        if len(key_id) != _KEY_ID_SIZE:
+            raise ValueError(f"a data key id is {_KEY_ID_SIZE} bytes")
+        self._submit([("p", _KEY_RECORD + bytes(key_id), bytes(record))])
+
+    @staticmethod
+    def read_key_records(path: Path | str) -> list[tuple[bytes, bytes]]:
+        """:meth:`key_records` of the store at ``path``, opened read only (a node may be running on
+        it): for tests and forensics."""
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            it = db.iter()
+            it.seek(_KEY_RECORD)
+            out = []
+            while it.valid() and it.key().startswith(_KEY_RECORD):
+                out.append((it.key()[1:], it.value()))
+                it.next()
+            return out
+        finally:
+            db.close()
+
+    def _tenant_of(self, m: Manifest) -> str:
+        record = self.get_bucket(m.bucket)
+        return record.owner if record is not None and record.generation == m.generation else ""
+
+    def _encode(self, m: Manifest) -> bytes:
+        if self._keys is None:
+            return encode_manifest(m)
+        tenant = self._tenant_of(m) if m.user_metadata or m.inline is not None else ""
+        return encode_manifest(m, self._keys, tenant)
+
     # ----------------------------------------------------------------- manifests
 
     def put_manifest(self, m: Manifest, *, require_bucket: bool = False) -> bool:
@@ -242,7 +302,7 @@ class MetaStore:
 
     def put_manifests(self, ms: Sequence[Manifest], *, require_bucket: bool = False) -> list[bool]:
         """Several :meth:`put_manifest` in one synced batch; one applied flag per manifest."""
-        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key, m.generation), encode_manifest(m),
+        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key, m.generation), self._encode(m),
                            (m.version, m.writer), (_bucket_key(m.bucket), m.generation) if require_bucket else None)
                           for m in ms]
         return [bool(r) for r in self._submit(ops)]
@@ -258,7 +318,7 @@ class MetaStore:
         """The current manifest of ``bucket/key`` in that generation of the bucket (None: the
         live record's), tombstones included; None if never written."""
         raw = self._db.get(_manifest_key(bucket, key, self._generation(bucket, generation)))
-        return None if raw is None else decode_manifest(raw)
+        return None if raw is None else decode_manifest(raw, self._keys)
 
     def list_manifests(
         self,
@@ -284,7 +344,7 @@ class MetaStore:
         for k, v in self._scan(start, scope):
             if k == after:
                 continue
-            m = decode_manifest(v)
+            m = decode_manifest(v, self._keys)
             if m.deleted and not include_deleted:
                 continue
             out.append(m)
@@ -307,7 +367,7 @@ class MetaStore:
         generation), or of one (bucket, generation), in key order."""
         for scope in self._manifest_scopes(bucket, generation):
             for _, v in self._scan(scope, scope):
-                yield decode_manifest(v)
+                yield decode_manifest(v, self._keys)
 
     def has_live_objects(self, bucket: str, generation: str | None = None) -> bool:
         """Whether ``bucket`` (one generation, or any) holds an object that is not a tombstone."""
