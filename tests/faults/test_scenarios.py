@@ -19,6 +19,7 @@ from maillage.client import admin as residency
 from maillage.placement import chunk_partition, partition_table
 from maillage.proto.frame import decode_frame
 from maillage.proto.limits import INLINE_MAX
+from maillage.storage import DataKeys, open_chunk_file
 from maillage.testing.checker import read_final, replication_state
 from maillage.testing.disk import Tmpfs, fill, flip_bit
 from maillage.testing.harness import CHUNK_SIZE, FRANCE, GERMANY, Harness
@@ -138,7 +139,9 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
             time.sleep(0.5)
         assert path.exists(), (f"chunk {digest.hex()[:12]} not re-fetched onto {victim} within "
                                f"{REPAIR_BOUND:.0f}s after quarantine (repair/scrub)")
-        decode_frame(path.read_bytes(), expected_digest=digest)
+        # chunk files are encrypted at rest: open the file with the victim's own keys, then check the frame
+        keys = DataKeys.read_only(h.mesh.data_dir(victim) / "meta", h.mesh.trust_dir(victim) / "data.key")
+        decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest)
 
 
 # ----- 4. disk full on one node ------------------------------------------------------------------
