@@ -2,7 +2,8 @@
 
 Layout under ``root``::
 
-    root/ab/cd/<64 hex digits>    a frame; ab, cd = first two bytes of the digest
+    root/ab/cd/<64 hex digits>    a chunk file: an encrypted frame (below) or, written before
+                                  encryption, a plain frame; ab, cd = first two bytes of the digest
     root/tmp/                     frames being written (same filesystem, so link() is atomic)
     root/quarantine/              frames that failed verification, kept for forensics
 
