@@ -11,6 +11,12 @@ Everything here is pure: edits return a new document with version + 1, and the c
 spreads it. Secrets sit in the document because every node needs them to check request signatures
 (`requestauth`); they are kept out of reprs (`AccessKey`) and listings (`redacted`), and a revoked
 key's secret is erased.
+
+The document also carries the cluster's chunk naming secret (`naming_secret`, 32 random bytes in
+hex): every node derives from it the key that names a bucket's chunks (`naming.chunk_key`), and no
+tenant ever sees it. It is made once, by the first `add_tenant` (or `ensure_naming_secret`), and
+never changes: chunks already named with it must keep their names. A document written before it
+existed parses with "" (names stay unkeyed until a tenant is added).
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from typing import Any, Literal, get_args
 
 __all__ = [
     "FORMAT", "AccessDoc", "AccessError", "AccessKey", "Action", "KeyInfo", "Role", "Tenant", "add_tenant",
-    "create_key", "delete_tenant", "encode_access", "key_of", "parse_access", "permits", "redacted", "revoke_key",
-    "secret_of",
+    "create_key", "delete_tenant", "encode_access", "ensure_naming_secret", "key_of", "parse_access", "permits",
+    "redacted", "revoke_key", "secret_of",
 ]
 
 FORMAT = "maillage-access/1"
@@ -47,6 +53,8 @@ _KEY_ID = re.compile(rf"{KEY_ID_PREFIX}[A-Z0-9]{{{KEY_ID_LENGTH - len(KEY_ID_PRE
 _SECRET = re.compile(rf"[A-Za-z0-9]{{{SECRET_LENGTH}}}\Z")
 # The shape node.validation.check_bucket_name accepts (proto may not import the node).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+NAMING_SECRET_BYTES = 32
+_NAMING_SECRET = re.compile(rf"[0-9a-f]{{{2 * NAMING_SECRET_BYTES}}}\Z")
 _MAX_U64 = (1 << 64) - 1
 
 
@@ -96,6 +104,8 @@ class AccessDoc:
     version: int = 0
     tenants: tuple[Tenant, ...] = ()
     keys: tuple[AccessKey, ...] = ()
+    #: hex of 32 random bytes, or "" (a document older than keyed chunk names): see `naming.py`
+    naming_secret: str = field(default="", repr=False)
     # lookup indexes: every request looks its key up
     _tenants_by_name: dict[str, Tenant] = field(init=False, repr=False, compare=False)
     _keys_by_id: dict[str, AccessKey] = field(init=False, repr=False, compare=False)
@@ -116,12 +126,28 @@ class AccessDoc:
 # Edits: each returns a new document with version + 1
 
 
-def add_tenant(doc: AccessDoc, name: str, *, now_ms: int) -> AccessDoc:
+def add_tenant(doc: AccessDoc, name: str, *, now_ms: int, rng: random.Random | None = None) -> AccessDoc:
+    """Add a tenant; the document gets its naming secret too if it has none (`ensure_naming_secret`)."""
     _check_tenant_name(name)
     if doc.tenant(name) is not None:
         raise AccessError(f"tenant {name!r} already exists")
     tenants = tuple(sorted((*doc.tenants, Tenant(name, now_ms)), key=lambda t: t.name))
-    return AccessDoc(doc.version + 1, tenants, doc.keys)
+    return AccessDoc(doc.version + 1, tenants, doc.keys, _secret_or_new(doc, rng))
+
+
+def ensure_naming_secret(doc: AccessDoc, rng: random.Random | None = None) -> AccessDoc:
+    """`doc` itself if it has a naming secret, else a new version with 32 random bytes (from `rng`,
+    by default the operating system's CSPRNG). Never replaces a secret: names made with it stay."""
+    if doc.naming_secret:
+        return doc
+    return AccessDoc(doc.version + 1, doc.tenants, doc.keys, _secret_or_new(doc, rng))
+
+
+def _secret_or_new(doc: AccessDoc, rng: random.Random | None) -> str:
+    if doc.naming_secret:
+        return doc.naming_secret
+    source = rng if rng is not None else random.SystemRandom()
+    return source.getrandbits(8 * NAMING_SECRET_BYTES).to_bytes(NAMING_SECRET_BYTES, "big").hex()
 
 
 def delete_tenant(doc: AccessDoc, name: str) -> AccessDoc:
@@ -137,7 +163,7 @@ def delete_tenant(doc: AccessDoc, name: str) -> AccessDoc:
         raise AccessError(f"tenant {name!r} still has {len(live)} active access key(s) ({', '.join(live)}); "
                           "revoke them first")
     return AccessDoc(doc.version + 1, tuple(t for t in doc.tenants if t.name != name),
-                     tuple(k for k in doc.keys if k.tenant != name))
+                     tuple(k for k in doc.keys if k.tenant != name), doc.naming_secret)
 
 
 def create_key(doc: AccessDoc, tenant: str, role: Role, buckets: Iterable[str] = (), *, now_ms: int,
@@ -163,7 +189,7 @@ def create_key(doc: AccessDoc, tenant: str, role: Role, buckets: Iterable[str] =
     key = AccessKey(key_id=key_id, secret=secret, tenant=tenant, role=role, buckets=limited, revoked=False,
                     created_ms=now_ms)
     keys = tuple(sorted((*doc.keys, key), key=lambda k: k.key_id))
-    return AccessDoc(doc.version + 1, doc.tenants, keys), key
+    return AccessDoc(doc.version + 1, doc.tenants, keys, doc.naming_secret), key
 
 
 def revoke_key(doc: AccessDoc, key_id: str) -> AccessDoc:
@@ -174,7 +200,8 @@ def revoke_key(doc: AccessDoc, key_id: str) -> AccessDoc:
     if key.revoked:
         raise AccessError(f"access key {key_id!r} is already revoked")
     revoked = dataclasses.replace(key, secret="", revoked=True)
-    return AccessDoc(doc.version + 1, doc.tenants, tuple(revoked if k.key_id == key_id else k for k in doc.keys))
+    return AccessDoc(doc.version + 1, doc.tenants, tuple(revoked if k.key_id == key_id else k for k in doc.keys),
+                     doc.naming_secret)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,8 +257,9 @@ def redacted(doc: AccessDoc) -> tuple[KeyInfo, ...]:
 
 
 def encode_access(doc: AccessDoc) -> str:
-    """Deterministic JSON (sorted keys, no spaces): the text that is signed and replicated."""
-    body = {
+    """Deterministic JSON (sorted keys, no spaces): the text that is signed and replicated. The
+    naming secret is written only when there is one, so an older document encodes as it did."""
+    body: dict[str, object] = {
         "format": FORMAT,
         "version": doc.version,
         "tenants": [{"name": t.name, "created_ms": t.created_ms} for t in doc.tenants],
@@ -239,6 +267,8 @@ def encode_access(doc: AccessDoc) -> str:
                   "buckets": list(k.buckets), "revoked": k.revoked, "created_ms": k.created_ms}
                  for k in doc.keys],
     }
+    if doc.naming_secret:
+        body["naming_secret"] = doc.naming_secret
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -248,14 +278,16 @@ def parse_access(text: str) -> AccessDoc:
         body = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as err:
         raise AccessError(f"access document: not JSON ({err})") from None
-    obj = _object(body, "access document", {"format", "version", "tenants", "keys"})
+    obj = _object(body, "access document", {"format", "version", "tenants", "keys"},
+                  optional=frozenset({"naming_secret"}))
     if obj["format"] != FORMAT:
         raise AccessError(f"access document: format {str(obj['format'])[:40]!r} is not {FORMAT!r} "
                           "(written by another maillage version?)")
     version = _uint(obj["version"], "version")
     tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(_list(obj["tenants"], "tenants")))
     keys = tuple(_key(k, f"keys[{i}]") for i, k in enumerate(_list(obj["keys"], "keys")))
-    return AccessDoc(version, tenants, keys)
+    naming_secret = _str(obj.get("naming_secret", ""), "naming_secret")
+    return AccessDoc(version, tenants, keys, naming_secret)
 
 
 def _tenant(value: object, where: str) -> Tenant:
@@ -282,10 +314,10 @@ def _role(value: str, where: str) -> Role:
     raise AccessError(f"{where}: {value[:40]!r} is not one of {', '.join(ROLES)}")
 
 
-def _object(value: object, where: str, fields: set[str]) -> Mapping[str, Any]:
+def _object(value: object, where: str, fields: set[str], optional: frozenset[str] = frozenset()) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise AccessError(f"{where}: must be an object")
-    missing, extra = fields - value.keys(), value.keys() - fields
+    missing, extra = fields - value.keys(), value.keys() - fields - optional
     if missing:
         raise AccessError(f"{where}: missing {', '.join(sorted(missing))}")
     if extra:
@@ -317,6 +349,9 @@ def _uint(value: object, where: str) -> int:
 
 def _check_doc(doc: AccessDoc) -> None:
     _uint(doc.version, "version")
+    # never echo the secret, even a malformed one
+    if not isinstance(doc.naming_secret, str) or (doc.naming_secret and not _NAMING_SECRET.match(doc.naming_secret)):
+        raise AccessError(f"naming_secret: must be {2 * NAMING_SECRET_BYTES} lowercase hex digits (or empty)")
     names = [t.name for t in doc.tenants]
     for t in doc.tenants:
         _check_tenant_name(t.name)

@@ -6,11 +6,12 @@ A frame is a fixed 68-byte header followed by the payload::
     0      4    magic  b"MLGF"
     4      1    format version (1)
     5      1    codec: 0 = raw, 1 = zstd
-    6      2    flags, must be 0 (room for later features without a new version)
+    6      2    flags: bit 1 = FLAG_KEYED (the digest is keyed, see ``naming.py``); others must be 0
     8      8    plain length   (u64, big endian)
     16     8    stored length  (u64, payload bytes that follow the header)
-    24     32   BLAKE3 digest of the PLAIN bytes: the chunk's name
-    56     8    payload check: first 8 bytes of BLAKE3(payload) for zstd, zeros for raw
+    24     32   BLAKE3 digest of the PLAIN bytes (keyed when FLAG_KEYED): the chunk's name
+    56     8    payload check: first 8 bytes of BLAKE3(payload) for zstd and for keyed raw frames,
+                zeros for unkeyed raw frames
     64     4    CRC-32 of bytes 0..63
 
 Why this shape:
@@ -21,8 +22,16 @@ Why this shape:
   payload, so a reader never trusts a flipped length or digest field.
 * zstd decoders ignore a few bits of their own frame header, so a flipped payload bit could decode
   to the right bytes and go unnoticed. The payload check closes that gap for compressed frames;
-  raw payloads are the plain bytes, already covered by the digest. "Every single-bit flip is
-  rejected" is therefore a property, and the tests check it exhaustively on small frames.
+  unkeyed raw payloads are the plain bytes, already covered by the digest. "Every single-bit flip
+  is rejected" is therefore a property, and the tests check it exhaustively on small frames.
+* Keyed names (``FLAG_KEYED``): the digest is ``BLAKE3(plain, key=K)`` with K of the bucket's
+  (tenant, policy) (``naming.py``), so only a holder of K can check it: the SDK (which asks for
+  the key of a bucket it may read) and the coordinator that made it. A node storing or scrubbing
+  a keyed frame has no K: :func:`verify_frame` without a key checks everything else (header CRC,
+  lengths, payload check, decompression), and keyed raw frames carry a payload check too, so
+  damage at rest or on the wire is still caught. :func:`decode_frame` refuses a keyed frame
+  without its key: plain bytes are never returned unverified. Unkeyed frames (flag 0, written
+  before names were keyed) stay valid and are checked with the unkeyed digest whatever the key.
 * zstd is used only when the compressed payload is smaller than the plain one; incompressible data
   is stored raw and costs one BLAKE3 pass to verify.
 * Lengths are checked against the buffer before anything is allocated, and decompression is
@@ -55,6 +64,7 @@ __all__ = [
     "FRAME_VERSION",
     "CODEC_RAW",
     "CODEC_ZSTD",
+    "FLAG_KEYED",
     "MAX_PLAIN_LENGTH",
     "FrameHeader",
     "chunk_digest",
@@ -76,6 +86,9 @@ FRAME_VERSION = 1
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 _CODECS = (CODEC_RAW, CODEC_ZSTD)
+#: Header flag: the digest is BLAKE3 keyed with the (tenant, policy) naming key. Bit 1, not bit 0:
+#: nothing ever wrote bit 0, and keeping it unknown keeps one more reserved value for later.
+FLAG_KEYED = 0x0002
 #: Largest chunk a frame may declare (1 GiB); chunks are 4 MiB by default.
 MAX_PLAIN_LENGTH = 1 << 30
 
@@ -99,12 +112,20 @@ class FrameHeader:
     digest: bytes
     plain_length: int
     stored_length: int
+    keyed: bool = False
 
 
 
-def chunk_digest(data: bytes | memoryview) -> bytes:
-    """The 32-byte BLAKE3 digest that names a chunk."""
-    return blake3.blake3(data).digest()
+def chunk_digest(data: bytes | memoryview, key: bytes | None = None) -> bytes:
+    """The 32-byte BLAKE3 digest that names a chunk: keyed with ``key`` (K of the bucket's tenant
+    and policy, ``naming.chunk_key``) when one is given, unkeyed otherwise."""
+    if key is None:
+        return blake3.blake3(data).digest()
+    return blake3.blake3(data, key=key).digest()
+
+
+def _hasher(key: bytes | None) -> blake3.blake3:
+    return blake3.blake3() if key is None else blake3.blake3(key=key)
 
 
 def _payload_check(payload: bytes | memoryview) -> bytes:
@@ -129,20 +150,25 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def encode_frame(
-    plain: bytes | memoryview, *, level: int = 1, digest: bytes | None = None
+    plain: bytes | memoryview, *, level: int = 1, digest: bytes | None = None,
+    key: bytes | None = None,
 ) -> bytes:
     """Build the frame of ``plain``: zstd at ``level`` if that saves space, raw otherwise.
 
-    ``digest`` may be passed when the caller already hashed the chunk (it is trusted, not
-    recomputed); ``level=0`` disables compression.
+    With ``key`` the chunk's name is keyed (``FLAG_KEYED``). ``digest`` may be passed when the
+    caller already hashed the chunk (with the same key; it is trusted, not recomputed);
+    ``level=0`` disables compression.
     """
     n = len(plain)
     if n > MAX_PLAIN_LENGTH:
         raise ValueError(f"chunk of {n} bytes exceeds the frame limit of {MAX_PLAIN_LENGTH}")
+    if key is not None and len(key) != DIGEST_SIZE:
+        raise ValueError(f"a chunk naming key is {DIGEST_SIZE} bytes, got {len(key)}")
     if digest is None:
-        digest = chunk_digest(plain)
+        digest = chunk_digest(plain, key)
     elif len(digest) != DIGEST_SIZE:
         raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(digest)}")
+    flags = 0 if key is None else FLAG_KEYED
     codec, payload, check = CODEC_RAW, plain, _NO_CHECK
     if level > 0 and n > 0:
         compressed = _compressor(level).compress(plain)
@@ -151,7 +177,9 @@ def encode_frame(
         # else: drop it before building the frame, so two large buffers are never alive at once
         # (with glibc that turns every encode into a fresh mmap + page faults: 3x slower)
         del compressed
-    prefix = _PREFIX.pack(FRAME_MAGIC, FRAME_VERSION, codec, 0, n, len(payload), digest, check)
+    if codec == CODEC_RAW and flags:  # a node cannot check a keyed name: give it the payload check
+        check = _payload_check(plain)
+    prefix = _PREFIX.pack(FRAME_MAGIC, FRAME_VERSION, codec, flags, n, len(payload), digest, check)
     return b"".join((prefix, _CRC.pack(zlib.crc32(prefix)), payload))
 
 
@@ -175,18 +203,19 @@ def read_frame_header(frame: bytes | memoryview) -> FrameHeader:
         raise CorruptFrame("frame header checksum mismatch: the header is damaged")
     if codec not in _CODECS:
         raise CorruptFrame(f"unknown frame codec {codec}")
-    if flags != 0:
+    if flags & ~FLAG_KEYED:
         raise CorruptFrame(f"unknown frame flags {flags:#06x}")
+    keyed = bool(flags & FLAG_KEYED)
     if plain_len > MAX_PLAIN_LENGTH:
         raise CorruptFrame(f"frame declares {plain_len} plain bytes, above the limit")
-    if codec == CODEC_RAW and (stored_len != plain_len or check != _NO_CHECK):
+    if codec == CODEC_RAW and (stored_len != plain_len or (check != _NO_CHECK and not keyed)):
         raise CorruptFrame("raw frame with stored length != plain length or a payload check")
     if size != FRAME_HEADER_SIZE + stored_len:
         raise CorruptFrame(
             f"frame length {size} does not match its header "
             f"({FRAME_HEADER_SIZE} + {stored_len} payload bytes): truncated or padded"
         )
-    return FrameHeader(FRAME_VERSION, codec, bytes(digest), plain_len, stored_len)
+    return FrameHeader(FRAME_VERSION, codec, bytes(digest), plain_len, stored_len, keyed)
 
 
 def _checked_payload(mv: memoryview, header: FrameHeader) -> tuple[memoryview, bool]:
@@ -248,15 +277,28 @@ def _plain_of(mv: memoryview, header: FrameHeader) -> bytes | memoryview:
     return plain
 
 
-def _streamed_digest(mv: memoryview, header: FrameHeader) -> bytes:
-    """BLAKE3 of the plain bytes, decompressed and hashed piece by piece."""
+def _streamed_digest(mv: memoryview, header: FrameHeader, key: bytes | None) -> bytes:
+    """BLAKE3 of the plain bytes (keyed with ``key`` if given), decompressed and hashed piece by
+    piece."""
     if header.codec == CODEC_RAW:
-        return chunk_digest(mv[FRAME_HEADER_SIZE:])
+        return chunk_digest(mv[FRAME_HEADER_SIZE:], key)
     payload, _ = _checked_payload(mv, header)
-    hasher = blake3.blake3()
+    hasher = _hasher(key)
     for piece in _pieces(payload, header):
         hasher.update(piece)
     return hasher.digest()
+
+
+def _check_unnamed(mv: memoryview, header: FrameHeader) -> None:
+    """Everything of a keyed frame but its name: the payload check, and for zstd a bounded
+    decompression to exactly the header's plain length."""
+    if header.codec == CODEC_RAW:
+        if _payload_check(mv[FRAME_HEADER_SIZE:]) != bytes(mv[56:64]):
+            raise CorruptFrame(f"raw payload of chunk {header.digest.hex()} is damaged")
+        return
+    payload, _ = _checked_payload(mv, header)
+    for _ in _pieces(payload, header):
+        pass
 
 
 def _checked_header(mv: memoryview, expected_digest: bytes | None) -> FrameHeader:
@@ -269,24 +311,50 @@ def _checked_header(mv: memoryview, expected_digest: bytes | None) -> FrameHeade
 
 
 def _mismatch(header: FrameHeader) -> CorruptFrame:
-    return CorruptFrame(f"chunk {header.digest.hex()}: content does not match its BLAKE3 digest")
+    keyed = "keyed " if header.keyed else ""
+    return CorruptFrame(f"chunk {header.digest.hex()}: content does not match its {keyed}BLAKE3 digest")
 
 
-def decode_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> bytes:
-    """Return the plain bytes of ``frame`` after full verification (raises :class:`CorruptFrame`)."""
+def _name_key(header: FrameHeader, key: bytes | None) -> bytes | None:
+    """The key to check this frame's name with: ``key`` for a keyed frame, none for an unkeyed one."""
+    if not header.keyed:
+        return None
+    if key is None:
+        raise CorruptFrame(f"chunk {header.digest.hex()} has a keyed name and no key was given to "
+                           "verify it")
+    return key
+
+
+def decode_frame(
+    frame: bytes | memoryview, *, expected_digest: bytes | None = None, key: bytes | None = None
+) -> bytes:
+    """Return the plain bytes of ``frame`` after full verification (raises :class:`CorruptFrame`).
+
+    A keyed frame is checked with ``key`` and refused without one; an unkeyed frame is checked
+    with the unkeyed digest whatever ``key`` is (chunks written before names were keyed)."""
     mv = memoryview(frame)
     header = _checked_header(mv, expected_digest)
+    name_key = _name_key(header, key)
     plain = _plain_of(mv, header)
-    if chunk_digest(plain) != header.digest:
+    if chunk_digest(plain, name_key) != header.digest:
         raise _mismatch(header)
     return plain if isinstance(plain, bytes) else bytes(plain)
 
 
-def verify_frame(frame: bytes | memoryview, *, expected_digest: bytes | None = None) -> FrameHeader:
+def verify_frame(
+    frame: bytes | memoryview, *, expected_digest: bytes | None = None, key: bytes | None = None
+) -> FrameHeader:
     """Fully verify ``frame`` like :func:`decode_frame`, without holding its plain bytes (the
-    payload is decompressed and hashed piece by piece)."""
+    payload is decompressed and hashed piece by piece).
+
+    A keyed frame without ``key`` (a node storing or scrubbing it never holds the key) is checked
+    for everything but its name: header, lengths, payload check, decompression; the returned
+    header says ``keyed``. Only a holder of the key (the SDK) checks the name itself."""
     mv = memoryview(frame)
     header = _checked_header(mv, expected_digest)
-    if _streamed_digest(mv, header) != header.digest:
+    if header.keyed and key is None:
+        _check_unnamed(mv, header)
+        return header
+    if _streamed_digest(mv, header, _name_key(header, key)) != header.digest:
         raise _mismatch(header)
     return header
