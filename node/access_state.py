@@ -7,6 +7,9 @@ accepts a key record it cannot verify. An admin's change is pushed to every node
 it, so a revocation reaches every reachable node within seconds. The document is persisted (one
 signed file, replaced atomically) so a restart keeps the newest version; the node's trust dir may
 bring the first one (`access.signed`).
+
+The document's naming secret gives every node the key that names a bucket's chunks
+(`chunk_key(owner, policy)`, see `proto/naming.py`); without one, names stay unkeyed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from maillage.proto import naming
 from maillage.proto.access import AccessDoc, AccessError, AccessKey, key_of, parse_access
 from maillage.proto.signing import LayoutAuthError, LayoutVerifier, read_signed, write_signed
 
@@ -73,6 +77,11 @@ class AccessState:
     def secret_of(self, key_id: str) -> str | None:
         key = self.key(key_id)
         return key.secret if key is not None else None
+
+    def chunk_key(self, tenant: str, policy: str) -> bytes | None:
+        """K(tenant, policy), the key naming the chunks of a bucket of `tenant` under `policy`; None
+        while the document has no naming secret (chunks are then named by their unkeyed BLAKE3)."""
+        return naming.chunk_key(self._current.doc.naming_secret, tenant, policy)
 
     def offer(self, doc: SignedDoc) -> bool:
         """Adopt a signed document newer than the current one; LayoutAuthError if its signature

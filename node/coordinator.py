@@ -2,7 +2,10 @@
 
 Write path: the object stream is cut into chunks; each chunk is hashed (BLAKE3), framed (zstd when
 it helps) in the thread pool and sent to the R replicas of its partition, skipping replicas that
-already hold it (dedup). At most `CHUNKS_IN_FLIGHT` chunks per upload and `NODE_CHUNKS_IN_FLIGHT`
+already hold it (dedup). A chunk's name is its BLAKE3 keyed with K(bucket owner, bucket policy)
+(`proto/naming.py`, from the access document's naming secret; unkeyed while there is none), so
+dedup works inside one tenant's policy and a name tells nothing to another tenant. At most
+`CHUNKS_IN_FLIGHT` chunks per upload and `NODE_CHUNKS_IN_FLIGHT`
 across all uploads are held at once, so a 10 GiB upload needs a few chunks of memory and 32
 concurrent ones do not multiply it by 32. The manifest is written last, to the replicas of the bucket's index
 partition, with a version above the one it replaces (HLC, observed from the replicas) so a node
@@ -16,7 +19,8 @@ Buckets: each creation of a name makes a new generation (a random id) bound to t
 good; manifests, listings and lookups name (bucket, generation), so a name deleted and created
 again under another policy never receives the old generation's keys. Deleting a bucket sends a
 tombstone of its generation to the policy's nodes. A server-side copy is refused
-(`ResidencyWidening`) unless the destination's policy is within the source's.
+(`ResidencyWidening`) unless the destination's policy is within the source's; a copy into a bucket
+of another key (another tenant or policy) re-names the chunks with the destination's key.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TypeVar
 
 import blake3
 
 from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
-from maillage.proto.frame import chunk_digest, encode_frame
+from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
 from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
 
@@ -79,7 +84,8 @@ class Listing:
 class Coordinator:
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
                  clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 is_up: Callable[[str], bool] = lambda _: True) -> None:
+                 is_up: Callable[[str], bool] = lambda _: True,
+                 chunk_key: Callable[[str, str], bytes | None] = lambda _tenant, _policy: None) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
@@ -91,6 +97,7 @@ class Coordinator:
         # its frame) and keeps replica writes from queueing until their deadlines expire.
         self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)
         self._is_up = is_up
+        self._chunk_key = chunk_key  # (owner tenant, policy) -> K, None for unkeyed names
         self.chunk_size = chunk_size
 
     # ----- buckets ---------------------------------------------------------------------------
@@ -157,7 +164,8 @@ class Coordinator:
         table = self._layout.table(bucket.policy)
         previous = asyncio.ensure_future(self._latest(bucket, upload.key))
         try:
-            refs, sites, inline, size, etag = await self._store_chunks(pieces, table, bucket.policy)
+            refs, sites, inline, size, etag = await self._store_chunks(
+                pieces, table, bucket.policy, self.key_of(bucket))
             if expected_blake3 is not None:
                 expected = await expected_blake3
                 if expected is not None and expected.hex() != etag:
@@ -174,7 +182,11 @@ class Coordinator:
         manifest_sites = await self._write_manifest(bucket, manifest)
         return manifest, sorted(sites | manifest_sites if inline is not None else sites)
 
-    async def _store_chunks(self, pieces, table: PartitionTable, policy: str):
+    def key_of(self, bucket: BucketRecord) -> bytes | None:
+        """The key naming the chunks of `bucket` (None: unkeyed names)."""
+        return self._chunk_key(bucket.owner, bucket.policy)
+
+    async def _store_chunks(self, pieces, table: PartitionTable, policy: str, key: bytes | None):
         chunker = FixedChunker(self.chunk_size)
         whole = blake3.blake3()
         refs: list[ChunkRef | None] = []
@@ -188,7 +200,7 @@ class Coordinator:
         async def store(index: int, plain: bytes) -> None:
             started[index] = True
             try:
-                digest, frame = await self._frame(plain)
+                digest, frame = await self._frame(plain, key)
                 refs[index] = ChunkRef(digest=digest, length=len(plain))
                 sites.update(await self._replicate_chunk(table, policy, digest, frame))
             finally:
@@ -233,10 +245,10 @@ class Coordinator:
             raise
         return refs, sites, inline, size, whole.hexdigest()
 
-    async def _frame(self, plain: bytes) -> tuple[bytes, bytes]:
+    async def _frame(self, plain: bytes, key: bytes | None) -> tuple[bytes, bytes]:
         def work():
-            digest = chunk_digest(plain)
-            return digest, encode_frame(plain, digest=digest)
+            digest = chunk_digest(plain, key)
+            return digest, encode_frame(plain, digest=digest, key=key)
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes) -> set[str]:
@@ -284,12 +296,22 @@ class Coordinator:
         source = await self.head_object(source_bucket, source_key)
         table = self._layout.table(dest.policy)
         src_table = self._layout.table(src_record.policy)
+        src_key, dst_key = self.key_of(src_record), self.key_of(dest)
+        chunks = []
         for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
             frame = await self.read_chunk(src_table, ref.digest)
-            await self._replicate_chunk(table, dest.policy, ref.digest, frame)
+            if read_frame_header(frame).keyed == (dst_key is not None) and src_key == dst_key:
+                digest = ref.digest  # the name is the one dest would give: copy the frame as it is
+            else:  # another (tenant, policy) key: verify with the source's, re-name with dest's
+                plain = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, partial(decode_frame, frame, expected_digest=ref.digest, key=src_key))
+                digest, frame = await self._frame(plain, dst_key)
+                ref = replace(ref, digest=digest)
+            await self._replicate_chunk(table, dest.policy, digest, frame)
+            chunks.append(ref)
         previous = asyncio.ensure_future(self._latest(dest, key))
         manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),
-                           writer=self.node_id, generation=dest.generation)
+                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks))
         await self._write_manifest(dest, manifest)
         return manifest
 

@@ -37,6 +37,7 @@ from maillage.node.replica import BucketInventory
 from maillage.node.status import error_from_peer
 from maillage.node.wiring import Node, Timings
 from maillage.placement import Layout, format_layout
+from maillage.proto.access import AccessDoc, encode_access
 from maillage.proto.frame import decode_frame
 from maillage.proto.signing import LayoutSigner
 from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, Manifest, MetaStore
@@ -238,25 +239,36 @@ class InMemoryMesh:
         """The node to coordinate through: `node_id`, or the first node that is up."""
         return self.nodes[node_id if node_id is not None else self.up_nodes()[0]]
 
-    async def create_bucket(self, name: str, policy: str, *, via: str | None = None) -> BucketRecord:
-        return await self.via(via).coordinator.create_bucket(name, policy)
+    def push_access(self, doc: AccessDoc) -> None:
+        """Sign `doc` with the admin's key and offer it to every node (up or not), as an admin's push
+        does: e.g. a document with a naming secret, so chunk names are keyed."""
+        text = encode_access(doc)
+        signed = LayoutDoc(doc.version, text, self.signer.sign(doc.version, text, kind="access"))
+        for node in self.nodes.values():
+            node.access.offer(signed)
+
+    async def create_bucket(self, name: str, policy: str, *, owner: str = "",
+                            via: str | None = None) -> BucketRecord:
+        return await self.via(via).coordinator.create_bucket(name, policy, owner)
 
     async def put(self, bucket: str, key: str, data: bytes, *, via: str | None = None) -> Manifest:
         manifest, _ = await self.via(via).coordinator.put_object(Upload(bucket, key), _pieces(data))
         return manifest
 
     async def get(self, bucket: str, key: str, *, via: str | None = None) -> bytes:
-        """The object's bytes, read as the SDK does: latest manifest, then each chunk verified."""
+        """The object's bytes, read as the SDK does: latest manifest, then each chunk verified (with
+        the key of the bucket's tenant and policy, as the SDK gets it from `ChunkKey`)."""
         node = self.via(via)
         manifest = await node.coordinator.head_object(bucket, key)
         if manifest.inline is not None:
             return manifest.inline
         record = await node.catalog.get(bucket)
         table = node.layout.table(record.policy)
+        name_key = node.coordinator.key_of(record)
         parts = []
         for ref in manifest.chunks:
             frame = await node.coordinator.read_chunk(table, ref.digest)
-            parts.append(decode_frame(frame, expected_digest=ref.digest))
+            parts.append(decode_frame(frame, expected_digest=ref.digest, key=name_key))
         return b"".join(parts)
 
     async def delete(self, bucket: str, key: str, *, via: str | None = None) -> int:
