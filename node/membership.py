@@ -83,12 +83,19 @@ class FailureDetector:
         self._clock = clock
         self._started = clock.monotonic()
         self._last: dict[str, float] = {}
+        # Called with a node id when a suspect or down node is heard from again: hinted writes
+        # for it should be handed back now, not at the next repair round (until then reads from
+        # its replica set can miss them).
+        self.on_recovered: Callable[[str], None] = lambda node_id: None
 
     def heard(self, node_id: str, silent_for: float = 0.0) -> None:
         """`node_id` was alive `silent_for` seconds ago (0: just now)."""
         at = self._clock.monotonic() - max(0.0, silent_for)
         if at > self._last.get(node_id, float("-inf")):
+            was_up = self.is_up(node_id)
             self._last[node_id] = at
+            if not was_up and self.is_up(node_id):
+                self.on_recovered(node_id)
 
     def silence(self, node_id: str) -> float:
         if node_id == self.self_id:

@@ -99,6 +99,7 @@ class Node:
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng)
+        self.detector.on_recovered = lambda _node_id: self.repairer.trigger()
         self.collector = ChunkCollector(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                         grace=t.gc_grace, interval=t.gc_period, clock=clock)
         self.scrubber = Scrubber(self.local, rate=t.scrub_rate, interval=t.scrub_interval,

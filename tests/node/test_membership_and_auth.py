@@ -53,3 +53,23 @@ def test_signatures_bind_version_text_kind_and_key(tmp_path):
             verifier.verify(version, text, signature)
     with pytest.raises(ValueError):
         LayoutVerifier.from_pem(b"not a key")
+
+
+def test_a_node_heard_again_after_silence_is_reported_recovered_once():
+    from maillage.node.clock import ManualClock
+
+    clock = ManualClock()
+    detector = FailureDetector("a", suspect_after=2, down_after=5, clock=clock)
+    recovered: list[str] = []
+    detector.on_recovered = recovered.append
+    detector.heard("b")
+    clock.advance(1)
+    detector.heard("b")
+    assert recovered == []                      # never silent: nothing to hand back
+    clock.advance(3)
+    assert not detector.is_up("b")
+    detector.heard("b", silent_for=2.5)         # a peer heard it 2.5 s ago: still suspect here
+    assert recovered == []
+    detector.heard("b")
+    detector.heard("b")
+    assert recovered == ["b"]                   # once, at the transition back to up
