@@ -72,12 +72,13 @@ class AsyncObjectBody:
     """A streaming object body: `read()` all of it, or `async for chunk in body.iter_chunks()`."""
 
     def __init__(self, client: AsyncClient, info: ObjectInfo, manifest: pb.Manifest, policy: str,
-                 start: int, end: int) -> None:
+                 start: int, end: int, bucket: str = "") -> None:
         self.info = info
         self.start, self.end = start, end          # byte range [start, end)
         self._client = client
         self._manifest = manifest
         self._policy = policy
+        self._bucket = bucket or info.bucket       # whose chunk key verifies the chunks
 
     @property
     def content_length(self) -> int:
@@ -87,7 +88,8 @@ class AsyncObjectBody:
         return b"".join([piece async for piece in self.iter_chunks()])
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The bytes of the range, chunk by chunk, each verified against its BLAKE3 digest. Reading
+        """The bytes of the range, chunk by chunk, each verified against its BLAKE3 digest (keyed with
+        the bucket's chunk key, asked once per bucket: `AsyncClient._chunk_key`). Reading
         the whole object also checks the object's own digest (its etag) at the end, so a manifest
         pointing at other chunks (each genuine, none of this object) is an IntegrityError, not
         data; a range read verifies every chunk it touched."""
@@ -111,10 +113,11 @@ class AsyncObjectBody:
             offset += ref.length
         pending: deque[tuple[asyncio.Future[bytes], int, int, int]] = deque()
         upcoming = iter(spans)
+        key = await self._client._chunk_key(self._bucket) if spans else None
 
         def refill() -> None:
             for digest, length, lo, hi in upcoming:
-                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest))
+                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest, key))
                 pending.append((fetch, length, lo, hi))
                 if len(pending) >= self._client.prefetch:
                     return
@@ -200,6 +203,7 @@ class AsyncClient:
         self._layout: Layout | None = None
         self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
         self._policies: dict[str, str] = {}
+        self._chunk_keys: dict[str, bytes | None] = {}  # per bucket, as `_policies`
         self._latency: dict[str, float] = {}
         self._rotation = 0
 
@@ -278,6 +282,17 @@ class AsyncClient:
             policy = self._policies[bucket] = (await self.head_bucket(bucket)).policy
         return policy
 
+    async def _chunk_key(self, bucket: str) -> bytes | None:
+        """The key naming the chunks of `bucket` (asked once; None: names are unkeyed BLAKE3). Only a
+        reader of the bucket gets it; every chunk read is checked with it end to end."""
+        if bucket not in self._chunk_keys:
+            reply = await self._objects_call(bucket, "ChunkKey", pb.ChunkKeyRequest(bucket=bucket))
+            key = bytes(reply.key)
+            if key and len(key) != 32:
+                raise e.IntegrityError(f"bucket {bucket!r}: the node sent a chunk key of {len(key)} bytes")
+            self._chunk_keys[bucket] = key or None
+        return self._chunk_keys[bucket]
+
     async def _coordinators(self, bucket: str | None, *, index_first: bool = False) -> list[str]:
         """Nodes to send a request to: inside the bucket's policy, spread over requests.
 
@@ -335,6 +350,7 @@ class AsyncClient:
         reply = await self._objects_call(None, "CreateBucket",
                                          pb.CreateBucketRequest(name=name, policy=policy))
         self._policies[name] = reply.policy
+        self._chunk_keys.pop(name, None)
         return _bucket(reply)
 
     async def head_bucket(self, name: str) -> Bucket:
@@ -349,6 +365,7 @@ class AsyncClient:
     async def delete_bucket(self, name: str) -> None:
         await self._objects_call(name, "DeleteBucket", pb.DeleteBucketRequest(name=name))
         self._policies.pop(name, None)
+        self._chunk_keys.pop(name, None)
 
     # ----- objects ---------------------------------------------------------------------------
 
@@ -401,9 +418,11 @@ class AsyncClient:
             start, end = max(0, range[0]), min(manifest.size, range[1])
             if start > end:
                 raise e.InvalidRequest(f"range {range} is empty or outside the object's {manifest.size} bytes")
-        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end)
+        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end, bucket)
 
-    async def _fetch_chunk(self, policy: str, digest: bytes) -> bytes:
+    async def _fetch_chunk(self, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
+        """A chunk's plain bytes from the nearest replica that gives a copy verified with `key` (a
+        keyed copy without a key, or a wrong digest, counts as corrupt: IntegrityError if none)."""
         layout = await self.layout()
         table = partition_table(layout, policy)
         p = chunk_partition(digest, table.bits)
@@ -422,7 +441,7 @@ class AsyncClient:
                 continue
             self._note_latency(node_id, time.monotonic() - began)
             try:
-                return await asyncio.to_thread(decode_frame, frame, expected_digest=digest)
+                return await asyncio.to_thread(decode_frame, frame, expected_digest=digest, key=key)
             except CorruptFrame as exc:
                 corrupt = True
                 problems.append(f"{node_id}: corrupt copy ({exc})")

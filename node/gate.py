@@ -94,6 +94,7 @@ RULES: Mapping[str, Rule] = {
     f"{_V1}.Objects/DeleteObject": WRITE,
     f"{_V1}.Objects/CopyObject": WRITE,
     f"{_V1}.Objects/ListObjects": READ,
+    f"{_V1}.Objects/ChunkKey": READ,          # and `tenancy`: only to a reader of the bucket
     # Raw bytes: chunk copies between nodes; clients read chunks and upload objects.
     bulk.PUT_CHUNK: NODE,
     bulk.GET_CHUNK: NODE_OR_READ,

@@ -282,6 +282,13 @@ class ObjectsServicer(rpc.ObjectsServicer):
             common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
             next_continuation_token=listing.next_token)
 
+    @grpc_errors
+    async def ChunkKey(self, request, context):
+        """The key naming the bucket's chunks, for a caller who may read the bucket: the SDK checks
+        every chunk it reads with it. Empty while the cluster has no naming secret."""
+        record = await self._t.bucket(current_caller(), request.bucket, "read")
+        return pb.ChunkKeyReply(key=self._c.key_of(record) or b"")
+
 
 DRAIN_LIMIT = 4 * 1024 * 1024   # bytes of a refused upload read (and dropped) so its refusal arrives intact
 

@@ -596,6 +596,18 @@ class ObjectSummary(_message.Message):
     content_type: str
     def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., version: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
 
+class ChunkKeyRequest(_message.Message):
+    __slots__ = ("bucket",)
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    def __init__(self, bucket: _Optional[str] = ...) -> None: ...
+
+class ChunkKeyReply(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
 class ListObjectsReply(_message.Message):
     __slots__ = ("contents", "common_prefixes", "is_truncated", "next_continuation_token")
     CONTENTS_FIELD_NUMBER: _ClassVar[int]

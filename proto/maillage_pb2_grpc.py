@@ -1084,6 +1084,11 @@ class ObjectsStub:
                 request_serializer=maillage__pb2.ListObjectsRequest.SerializeToString,
                 response_deserializer=maillage__pb2.ListObjectsReply.FromString,
                 _registered_method=True)
+        self.ChunkKey = channel.unary_unary(
+                '/maillage.v1.Objects/ChunkKey',
+                request_serializer=maillage__pb2.ChunkKeyRequest.SerializeToString,
+                response_deserializer=maillage__pb2.ChunkKeyReply.FromString,
+                _registered_method=True)
 
 
 class ObjectsServicer:
@@ -1138,6 +1143,13 @@ class ObjectsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChunkKey(self, request, context):
+        """for readers of the bucket: verify its chunks
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObjectsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1180,6 +1192,11 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.ListObjects,
                     request_deserializer=maillage__pb2.ListObjectsRequest.FromString,
                     response_serializer=maillage__pb2.ListObjectsReply.SerializeToString,
+            ),
+            'ChunkKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChunkKey,
+                    request_deserializer=maillage__pb2.ChunkKeyRequest.FromString,
+                    response_serializer=maillage__pb2.ChunkKeyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1398,6 +1415,33 @@ class Objects:
             '/maillage.v1.Objects/ListObjects',
             maillage__pb2.ListObjectsRequest.SerializeToString,
             maillage__pb2.ListObjectsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChunkKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/ChunkKey',
+            maillage__pb2.ChunkKeyRequest.SerializeToString,
+            maillage__pb2.ChunkKeyReply.FromString,
             options,
             channel_credentials,
             insecure,
