@@ -85,6 +85,7 @@ class Coordinator:
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
                  clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  is_up: Callable[[str], bool] = lambda _: True,
+                 maybe_behind: Callable[[str], bool] = lambda _: False,
                  chunk_key: Callable[[str, str], bytes | None] = lambda _tenant, _policy: None) -> None:
         self.node_id = node_id
         self._peers = peers
@@ -92,7 +93,7 @@ class Coordinator:
         self._catalog = catalog
         self._clock = clock
         self._executor = executor
-        self._sets = ReplicaSets(peers, layout, is_up)
+        self._sets = ReplicaSets(peers, layout, is_up, maybe_behind)
         # Across all uploads this node coordinates: bounds memory (each slot holds a chunk and
         # its frame) and keeps replica writes from queueing until their deadlines expire.
         self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)

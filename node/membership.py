@@ -87,6 +87,7 @@ class FailureDetector:
         # for it should be handed back now, not at the next repair round (until then reads from
         # its replica set can miss them).
         self.on_recovered: Callable[[str], None] = lambda node_id: None
+        self._recovered: dict[str, float] = {}   # node -> when it was last heard again after a silence
 
     def heard(self, node_id: str, silent_for: float = 0.0) -> None:
         """`node_id` was alive `silent_for` seconds ago (0: just now)."""
@@ -95,7 +96,14 @@ class FailureDetector:
             was_up = self.is_up(node_id)
             self._last[node_id] = at
             if not was_up and self.is_up(node_id):
+                self._recovered[node_id] = self._clock.monotonic()
                 self.on_recovered(node_id)
+
+    def maybe_behind(self, node_id: str, window: float = 60.0) -> bool:
+        """Whether `node_id` came back from a silence less than `window` seconds ago: writes
+        handed off during it may not be handed back yet, so reads ask a handoff node too."""
+        at = self._recovered.get(node_id)
+        return at is not None and self._clock.monotonic() - at < window
 
     def silence(self, node_id: str) -> float:
         if node_id == self.self_id:

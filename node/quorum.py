@@ -58,10 +58,12 @@ def effective_replicas(table: PartitionTable, partition: int, is_out: Callable[[
 
 
 class ReplicaSets:
-    def __init__(self, peers: Peers, layout: LayoutState, is_up: Callable[[str], bool] = lambda _: True) -> None:
+    def __init__(self, peers: Peers, layout: LayoutState, is_up: Callable[[str], bool] = lambda _: True,
+                 maybe_behind: Callable[[str], bool] = lambda _: False) -> None:
         self._peers = peers
         self._layout = layout
         self._is_up = is_up
+        self._maybe_behind = maybe_behind
 
     def site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
@@ -76,14 +78,25 @@ class ReplicaSets:
         except Exception as exc:  # any failure of one replica is routed around, and reported
             return node_id, None, exc
 
-    async def run(self, table: PartitionTable, partition: int, op: Operation) -> Outcome:
-        """Run `op` on the partition's replicas, replacing each failure by a handoff node."""
+    async def run(self, table: PartitionTable, partition: int, op: Operation, *,
+                  widen: bool = False) -> Outcome:
+        """Run `op` on the partition's replicas, replacing each failure by a handoff node. With
+        `widen` (reads), a replica that may still be behind after a silence is joined by the
+        handoff node that took its writes meanwhile."""
         results: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
         replicas = table.replicas(partition)
         used_sites = {self.site_of(n) for n in replicas}
         handoffs = list(table.handoffs(partition))
         pending = list(replicas)
+        if widen:
+            for node_id in replicas:
+                if self._maybe_behind(node_id):
+                    extra = next((h for h in handoffs if self.site_of(h) not in used_sites), None)
+                    if extra is not None:
+                        handoffs.remove(extra)
+                        used_sites.add(self.site_of(extra))
+                        pending.append(extra)
         while pending:
             answers = await asyncio.gather(*(self._attempt(n, op) for n in pending))
             pending = []
@@ -110,7 +123,7 @@ class ReplicaSets:
         return outcome
 
     async def read(self, table: PartitionTable, partition: int, op: Operation, what: str) -> Outcome:
-        outcome = await self.run(table, partition, op)
+        outcome = await self.run(table, partition, op, widen=True)
         if not outcome.results:
             raise QuorumNotReached(f"{what}: no replica answered; failures: {outcome.describe_errors()}")
         return outcome

@@ -103,6 +103,27 @@ def test_hand_back_returns_a_hinted_write_to_its_owner_and_drops_the_hint(mesh):
     run(main())
 
 
+def test_a_write_handed_off_while_both_owners_were_silent_reads_back_before_hand_back(mesh):
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        owners = owners_of(mesh, "scans")
+        reader = next(n for n in sorted(FRENCH) if n not in owners)
+        await mesh.put("scans", "k", b"old" * 1000, via=reader)
+        for owner in owners:
+            mesh.down(owner)
+        mesh.advance(TIMINGS.suspect_after)
+        await mesh.gossip(3)
+        new = await mesh.put("scans", "k", b"new" * 1000, via=reader)  # acknowledged by two handoff nodes
+        for owner in owners:
+            stale = await mesh.nodes[owner].local.get_manifest("scans", "k")
+            assert stale is not None and stale.version < new.version
+        for owner in owners:
+            mesh.up(owner)
+        await mesh.gossip(3)                                          # heard again, not repaired yet
+        assert await mesh.get("scans", "k", via=reader) == b"new" * 1000
+    run(main())
+
+
 def test_a_node_marked_out_has_its_data_copied_to_the_replacement_owner(mesh):
     async def main():
         await mesh.create_bucket("scans", "france-only")
