@@ -9,8 +9,11 @@ import os
 import stat
 
 from maillage.client import Client
+from maillage.client.admin import read_access_file
 from maillage.proto.frame import decode_frame
+from maillage.proto.naming import chunk_key
 from maillage.storage import ChunkStore, DataKeys, open_chunk_file
+from maillage.testing.localmesh import DEMO_TENANT
 
 from .conftest import CHUNK, FRENCH
 from .helpers import files_containing, manifest_digests
@@ -44,13 +47,17 @@ def test_no_node_data_dir_holds_plaintext_after_writes(mesh):
 
     # the control: with a node's own keys, its chunk files give back the object's bytes
     digest = manifest_digests(mesh, "at-rest-fr", "scan.bin")[0]
+    # chunk names are keyed per (tenant, policy): the key comes from the access document's secret
+    secret = read_access_file(mesh.cluster_dir / "access.signed", mesh.signer).naming_secret
+    name_key = chunk_key(secret, DEMO_TENANT, "france-only")  # mesh.profile is the demo tenant's
     found = 0
     for node_id in FRENCH:
         path = ChunkStore.path_in(mesh.data_dir(node_id) / "chunks", digest)
         if not path.exists():
             continue
         keys = DataKeys.read_only(mesh.data_dir(node_id) / "meta", mesh.trust_dir(node_id) / "data.key")
-        plain = decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest)
+        plain = decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest,
+                             key=name_key)
         assert big_mark in plain
         found += 1
     assert found >= 2

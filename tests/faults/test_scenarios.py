@@ -11,18 +11,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import blake3
 import pytest
 
 from maillage.client import Client
 from maillage.client import admin as residency
+from maillage.client.admin import read_access_file
 from maillage.placement import chunk_partition, partition_table
-from maillage.proto.frame import decode_frame
+from maillage.proto.frame import chunk_digest, decode_frame
 from maillage.proto.limits import INLINE_MAX
+from maillage.proto.naming import chunk_key
 from maillage.storage import DataKeys, open_chunk_file
 from maillage.testing.checker import read_final, replication_state
 from maillage.testing.disk import Tmpfs, fill, flip_bit
 from maillage.testing.harness import CHUNK_SIZE, FRANCE, GERMANY, Harness
+from maillage.testing.localmesh import DEMO_TENANT
 from maillage.testing.netns import require_netns
 from maillage.testing.workload import OK, make_value
 
@@ -141,7 +143,8 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
                                f"{REPAIR_BOUND:.0f}s after quarantine (repair/scrub)")
         # chunk files are encrypted at rest: open the file with the victim's own keys, then check the frame
         keys = DataKeys.read_only(h.mesh.data_dir(victim) / "meta", h.mesh.trust_dir(victim) / "data.key")
-        decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest)
+        decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest,
+                     key=_name_key(h, bucket.name))
 
 
 # ----- 4. disk full on one node ------------------------------------------------------------------
@@ -174,17 +177,23 @@ def test_disk_full_on_one_node_never_a_wrong_ack(harness_mode):
             assert held is not None, "paris did not answer its inventory while its disk was full"
             for op in full_ops:
                 if op.outcome == OK and "paris" in op.sites:
-                    pieces = _chunk_digests(make_value(h.seed, op.bucket, op.key, op.seq))
+                    pieces = _chunk_digests(make_value(h.seed, op.bucket, op.key, op.seq), _name_key(h, op.bucket))
                     assert op.key in held.keys.get(op.bucket, ()) or pieces & held.chunks, \
                         f"{op.line()} was acknowledged by paris, whose full disk holds none of it"
             _assert_clean(report, h)
 
 
-def _chunk_digests(value: bytes) -> set[bytes]:
-    """Digests of the chunks the coordinator cuts ``value`` into (fixed-size; none if inline)."""
+def _name_key(h, bucket: str) -> bytes | None:
+    """The key naming the chunks of ``bucket`` (the workload's tenant, the bucket's policy)."""
+    secret = read_access_file(h.mesh.cluster_dir / "access.signed", h.mesh.signer).naming_secret
+    return chunk_key(secret, DEMO_TENANT, next(b.policy for b in h.buckets if b.name == bucket))
+
+
+def _chunk_digests(value: bytes, key: bytes | None) -> set[bytes]:
+    """Names of the chunks the coordinator cuts ``value`` into (fixed-size; none if inline)."""
     if len(value) <= INLINE_MAX:
         return set()
-    return {blake3.blake3(value[i:i + CHUNK_SIZE]).digest() for i in range(0, len(value), CHUNK_SIZE)}
+    return {chunk_digest(value[i:i + CHUNK_SIZE], key) for i in range(0, len(value), CHUNK_SIZE)}
 
 
 # ----- 5. clock skew on one node ------------------------------------------------------------------
