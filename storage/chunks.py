@@ -17,7 +17,8 @@ partition (top ``bits`` bits) only opens the directories that can hold it.
 
 Crash safety, step by step (``put``):
 
-1. verify the frame completely (header, lengths, decompression, BLAKE3): bad input never lands;
+1. verify the frame completely (header, lengths, decompression, BLAKE3; for a keyed name, which
+   only its tenant's key checks, the payload check instead): bad input never lands;
 2. write it to ``tmp/<random>``, ``fsync`` the file: the bytes are on disk, under a name nobody
    reads;
 3. create the fan-out directories if needed and ``fsync`` their parents, so the directories
