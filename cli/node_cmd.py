@@ -8,8 +8,20 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    node = sub.add_parser("node", help="run a node daemon")
+    node = sub.add_parser("node", help="run a node daemon, or rotate its data key")
     node_sub = node.add_subparsers(dest="node_command", required=True)
+    rotate = node_sub.add_parser(
+        "rotate-data-key", help="re-wrap a stopped node's data keys under a new node key",
+        description="Node key rotation: every data key of the node's data dir is re-wrapped by a new "
+                    "node key (written to --new-data-key, 0600, never over an existing file), in one "
+                    "durable write; chunk files and manifests are not rewritten. Stop the node first. "
+                    "Then start it with --data-key NEW, and delete the old key file once it runs.")
+    rotate.add_argument("--data-dir", required=True, type=Path, help="the stopped node's data dir")
+    rotate.add_argument("--data-key", required=True, type=Path, metavar="OLD",
+                        help="the node key file in use (default place: <trust dir>/data.key)")
+    rotate.add_argument("--new-data-key", required=True, type=Path, metavar="NEW",
+                        help="where to write the new node key (outside the data dir)")
+    rotate.set_defaults(func=rotate_command)
     run = node_sub.add_parser(
         "run", help="serve one node until SIGTERM",
         description="Start a node daemon. Its site and location come from the layout (the admin's "
@@ -81,4 +93,28 @@ def run_command(args: argparse.Namespace) -> int:
                             gc_grace=args.gc_grace, gc_interval=args.gc_interval,
                             max_clock_drift=args.max_clock_drift,
                             upload_budget=args.upload_budget * 1024 * 1024)))
+    return 0
+
+
+def rotate_command(args: argparse.Namespace) -> int:
+    from maillage.storage import DataKeys, MetaStore, NodeKey, StorageError
+
+    from .common import CommandError
+
+    if args.new_data_key.exists():
+        raise CommandError(f"{args.new_data_key} exists: the new key never overwrites a file")
+    try:
+        old = NodeKey.load(args.data_key)
+        meta = MetaStore(args.data_dir / "meta")
+    except StorageError as exc:
+        raise CommandError(f"{exc} (is the node stopped?)") from None
+    try:
+        keys = DataKeys(meta, old)
+        count = keys.rewrap(NodeKey.create(args.new_data_key))
+    except StorageError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        meta.close()
+    print(f"re-wrapped {count} data key{'s' if count != 1 else ''} under {args.new_data_key}; start the node "
+          f"with --data-key {args.new_data_key}, then delete {args.data_key}")
     return 0

@@ -56,7 +56,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -115,6 +115,10 @@ class KeyRecords(Protocol):
 
     def key_records(self) -> list[tuple[bytes, bytes]]:
         """Every ``(key id, wrapped record)``."""
+        ...
+
+    def put_key_records(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store several in one durable, all-or-nothing write."""
         ...
 
     def put_key_record(self, key_id: bytes, record: bytes) -> None:
@@ -237,6 +241,7 @@ class DataKeys:
         self._wrapper = wrapper
         self._lock = threading.Lock()
         self._keys: dict[bytes, bytes] = {}
+        self._scopes: dict[bytes, tuple[bytes, str, int]] = {}   # key id -> (kind, scope, created)
         self._current: dict[tuple[bytes, str], tuple[int, bytes]] = {}
         if existing is None:
             existing = records.key_records() if records is not None else ()
@@ -290,6 +295,24 @@ class DataKeys:
         except InvalidTag:
             raise CorruptFrame("encrypted value failed authentication (altered, or another key)") from None
 
+    # ----- rotation ----------------------------------------------------------------------
+
+    def rewrap(self, new_wrapper: KeyWrapper) -> int:
+        """Wrap every data key with `new_wrapper` instead (node key rotation): every record is
+        replaced by one naming the new node key, in one durable batch; the data keys themselves, and so every
+        chunk file and manifest, stay as they are. Returns how many keys were re-wrapped."""
+        if self._records is None:
+            raise StorageError("these data keys are read only: they cannot be re-wrapped")
+        with self._lock:
+            records = []
+            for key_id, key in self._keys.items():
+                kind, scope, created = self._scopes[key_id]
+                head = self._record_head(kind, scope, created, new_wrapper.key_id)
+                records.append((key_id, head + new_wrapper.wrap(key, _RECORD_AAD + key_id + head)))
+            self._records.put_key_records(records)   # one synced batch: a crash leaves old or new
+            self._wrapper = new_wrapper
+            return len(records)
+
     # ----- internals ---------------------------------------------------------------------
 
     def _key_for(self, kind: bytes, scope: str) -> bytes:
@@ -307,17 +330,18 @@ class DataKeys:
                 key_id = secrets.token_bytes(KEY_ID_SIZE)
             key = secrets.token_bytes(KEY_SIZE)
             created = int(time.time() * 1000)
-            head = self._record_head(kind, scope, created)
+            head = self._record_head(kind, scope, created, self._wrapper.key_id)
             record = head + self._wrapper.wrap(key, _RECORD_AAD + key_id + head)
             self._records.put_key_record(key_id, record)  # durable before anything uses the key
             self._keys[key_id] = key
+            self._scopes[key_id] = (kind, scope, created)
             self._current[(kind, scope)] = (created, key_id)
             return key_id
 
-    def _record_head(self, kind: bytes, scope: str, created: int) -> bytes:
+    @staticmethod
+    def _record_head(kind: bytes, scope: str, created: int, wrapped_by: bytes) -> bytes:
         name = scope.encode("utf-8")
-        return (bytes([KEY_RECORD_FORMAT]) + self._wrapper.key_id + kind + _U32.pack(len(name)) + name
-                + _U64.pack(created))
+        return bytes([KEY_RECORD_FORMAT]) + wrapped_by + kind + _U32.pack(len(name)) + name + _U64.pack(created)
 
     def _load(self, key_id: bytes, record: bytes) -> None:
         what = f"data key record {key_id.hex()}"
@@ -346,6 +370,7 @@ class DataKeys:
         if len(key) != KEY_SIZE:
             raise StorageError(f"{what} does not hold a {KEY_SIZE}-byte key")
         self._keys[key_id] = key
+        self._scopes[key_id] = (kind, scope, created)
         best = self._current.get((kind, scope))
         if best is None or (created, key_id) > best:
             self._current[(kind, scope)] = (created, key_id)

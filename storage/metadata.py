@@ -192,7 +192,13 @@ class MetaStore:
         table = BlockBasedOptions()
         table.set_bloom_filter(10, False)
         opts.set_block_based_table_factory(table)
-        self._db = Rdict(str(self.path), opts)
+        try:
+            self._db = Rdict(str(self.path), opts)
+        except Exception as exc:  # rocksdict raises a bare Exception with RocksDB's words
+            if "lock" in str(exc).lower():
+                raise StorageError(f"metadata store {self.path} is in use by another process "
+                                   "(is a node running on this data dir?)") from None
+            raise StorageError(f"cannot open the metadata store {self.path}: {exc}") from None
         self._sync = WriteOptions()
         self._sync.sync = True
         fmt = self._db.get(_FORMAT_KEY)
@@ -263,9 +269,14 @@ class MetaStore:
 
     def put_key_record(self, key_id: bytes, record: bytes) -> None:
         """Store a wrapped data key; durable on return."""
-        if len(key_id) != _KEY_ID_SIZE:
-            raise ValueError(f"a data key id is {_KEY_ID_SIZE} bytes")
-        self._submit([("p", _KEY_RECORD + bytes(key_id), bytes(record))])
+        self.put_key_records([(key_id, record)])
+
+    def put_key_records(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Store wrapped data keys in one synced batch: all or none (a node key rotation)."""
+        for key_id, _ in records:
+            if len(key_id) != _KEY_ID_SIZE:
+                raise ValueError(f"a data key id is {_KEY_ID_SIZE} bytes")
+        self._submit([("p", _KEY_RECORD + bytes(k), bytes(r)) for k, r in records])
 
     @staticmethod
     def read_key_records(path: Path | str) -> list[tuple[bytes, bytes]]:

@@ -370,3 +370,52 @@ def test_a_node_refuses_a_data_key_inside_its_data_dir(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="inside the data directory"):
         open_stores(_config(tmp_path, data_key=tmp_path / "data" / "data.key"))
     assert not (tmp_path / "data" / "data.key").exists()
+
+
+def test_rotating_the_node_key_rewraps_every_data_key_and_the_old_key_no_longer_opens(tmp_path: Path) -> None:
+    n = Node(tmp_path)
+    frame, digest = incompressible_frame(marker("rot"), 5000)
+    n.chunks.put(frame, "p")
+    n.meta.put_bucket(BucketRecord("b", "p", 1, owner="t"))
+    m = Manifest("b", "k", 1, 3, "e", inline=b"abc", user_metadata=(("a", "b"),))
+    n.meta.put_manifest(m)
+    raw_chunk = n.chunks.path_of(digest).read_bytes()
+    new_file = tmp_path / "trust" / "data.key.new"
+    assert n.keys.rewrap(NodeKey.create(new_file)) == 2
+    n.close()
+    again = Node(tmp_path, key_file=new_file)
+    try:
+        assert again.chunks.get(digest) == frame                  # files untouched, still readable
+        assert again.chunks.path_of(digest).read_bytes() == raw_chunk
+        assert again.meta.get_manifest("b", "k") == m
+        with pytest.raises(StorageError, match="wrapped by node key"):
+            DataKeys(again.meta, NodeKey.load(tmp_path / "trust" / "data.key"))
+    finally:
+        again.close()
+
+
+def test_rotate_data_key_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    n = Node(tmp_path)
+    frame, digest = incompressible_frame(marker("cmd"), 5000)
+    n.chunks.put(frame, "p")
+    new_file = tmp_path / "new.key"
+    argv = [sys.executable, "-m", "maillage.cli", "node", "rotate-data-key", "--data-dir", str(tmp_path / "data"),
+            "--data-key", str(tmp_path / "trust" / "data.key"), "--new-data-key", str(new_file)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)   # the store is open: refused
+    assert r.returncode == 1 and "in use by another process" in r.stderr and "Traceback" not in r.stderr
+    assert not new_file.exists()
+    n.close()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "re-wrapped 1 data key" in r.stdout
+    assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
+    again = Node(tmp_path, key_file=new_file)
+    try:
+        assert again.chunks.get(digest) == frame
+    finally:
+        again.close()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)   # the new key file exists now
+    assert r.returncode == 1 and "exists" in r.stderr and "Traceback" not in r.stderr
