@@ -35,7 +35,7 @@ import blake3
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from maillage.proto.frame import chunk_digest, encode_frame
-from maillage.storage import ChunkRef, ChunkStore, HybridClock, Manifest, MetaStore
+from maillage.storage import ChunkRef, ChunkStore, DataKeys, HybridClock, Manifest, MetaStore, NodeKey
 
 __all__ = ["run", "main"]
 
@@ -116,10 +116,12 @@ def _encode_all(blobs: list[bytes]) -> None:
         encode_frame(b)  # discarded: measure encoding, not the growth of a list
 
 
-def _chunk_store_rates(directory: Path, frames: list[bytes], blobs: list[bytes]) -> tuple[float, float]:
-    """Seconds to put every frame into a new chunk store, then to get every chunk back."""
-    store = ChunkStore(directory)
-    put = _timed(lambda: [store.put(f) for f in frames])
+def _chunk_store_rates(directory: Path, frames: list[bytes], blobs: list[bytes],
+                       keys: DataKeys | None = None) -> tuple[float, float]:
+    """Seconds to put every frame into a new chunk store (encrypted at rest with `keys`), then to
+    get every chunk back."""
+    store = ChunkStore(directory, keys=keys)
+    put = _timed(lambda: [store.put(f, "bench") for f in frames])
     digests = [chunk_digest(b) for b in blobs]
 
     def get_all() -> None:
@@ -199,10 +201,22 @@ def run(directory: Path | str, megabytes: int = 256) -> list[dict]:
         raw_w = _raw_write(work / "raw", inc)
         raw_r = _raw_read(work / "raw", n)
         shutil.rmtree(work / "raw")
-        for label, frames, blobs in (("incompressible", frames_inc, inc), ("compressible", frames_comp, comp)):
-            put_s, get_s = _chunk_store_rates(work / f"chunks-{label}", frames, blobs)
-            rows.append(_row(f"chunk put {label}", total_mb / put_s, "MB/s", "os.write+fsync 4 MiB files", raw_w))
-            rows.append(_row(f"chunk get {label}", total_mb / get_s, "MB/s", "plain read of 4 MiB files", raw_r))
+        keys_meta = MetaStore(work / "keys-meta")
+        keys = DataKeys(keys_meta, NodeKey.generate())   # encryption at rest, as nodes run
+        try:
+            for label, frames, blobs in (("incompressible", frames_inc, inc), ("compressible", frames_comp, comp)):
+                put_s, get_s = _chunk_store_rates(work / f"chunks-{label}", frames, blobs)
+                rows.append(_row(f"chunk put {label}", total_mb / put_s, "MB/s", "os.write+fsync 4 MiB files",
+                                 raw_w))
+                rows.append(_row(f"chunk get {label}", total_mb / get_s, "MB/s", "plain read of 4 MiB files",
+                                 raw_r))
+                enc_put_s, enc_get_s = _chunk_store_rates(work / f"chunks-{label}-enc", frames, blobs, keys)
+                rows.append(_row(f"chunk put {label} encrypted", total_mb / enc_put_s, "MB/s",
+                                 f"chunk put {label}, not encrypted", total_mb / put_s))
+                rows.append(_row(f"chunk get {label} encrypted", total_mb / enc_get_s, "MB/s",
+                                 f"chunk get {label}, not encrypted", total_mb / get_s))
+        finally:
+            keys_meta.close()
         del frames, blobs, frames_inc, frames_comp, inc, comp
 
         # Metadata
