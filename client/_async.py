@@ -556,20 +556,29 @@ def _replay_info(body: Body) -> tuple[Callable[[int], bool], int | None]:
     return (lambda sent: sent == 0), None
 
 
-async def _pieces(body: Body) -> AsyncIterator[bytes | memoryview]:
+def _sliced(piece: bytes | bytearray | memoryview) -> Iterable[bytes | bytearray | memoryview]:
+    """A piece in slices of at most PIECE bytes: a node refuses larger messages."""
+    if len(piece) <= PIECE:
+        return (piece,)
+    view = memoryview(piece)
+    return (view[i:i + PIECE] for i in range(0, len(view), PIECE))
+
+
+async def _pieces(body: Body) -> AsyncIterator[bytes | bytearray | memoryview]:
     if isinstance(body, (bytes, bytearray, memoryview)):
-        view = memoryview(body)
-        for i in range(0, len(view), PIECE):
-            yield view[i:i + PIECE]
+        for piece in _sliced(body):
+            yield piece
     elif hasattr(body, "read"):
         while piece := await asyncio.to_thread(body.read, PIECE):
             yield piece
     elif hasattr(body, "__aiter__"):
         async for piece in body:
-            yield piece
+            for part in _sliced(piece) if isinstance(piece, (bytes, bytearray, memoryview)) else (piece,):
+                yield part
     elif isinstance(body, Iterable):
         for piece in body:
-            yield piece
+            for part in _sliced(piece) if isinstance(piece, (bytes, bytearray, memoryview)) else (piece,):
+                yield part
     else:
         raise e.InvalidRequest(f"cannot upload a body of type {type(body).__name__}: "
                                "give bytes, a binary file, or an iterator of bytes")

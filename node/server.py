@@ -17,11 +17,13 @@ import grpc
 
 from maillage.proto import rpc
 from maillage.proto.channels import new_server
+from maillage.proto.limits import max_request_message
 
 from .auth import SignedLayouts
 from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_trust, open_stores
 from .gate import AuthGate, TrustingGate
 from .peers import GrpcTransport
+from .s3 import S3Server
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from .wiring import Node, Timings
 
@@ -46,6 +48,7 @@ class NodeServer:
         self._server: grpc.aio.Server | None = None
         self._stores: Stores | None = None
         self._node: Node | None = None
+        self._s3: S3Server | None = None
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="storage")
         self.address = ""
 
@@ -63,17 +66,26 @@ class NodeServer:
                                  chunk_size=cfg.chunk_size)
         self.address = cfg.listen or me.address
         gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access)
-        server, _ = new_server(self.address, tls=tls, interceptors=(gate,))
+        server, _ = new_server(self.address, tls=tls, interceptors=(gate,),
+                               max_receive=max_request_message(cfg.chunk_size))
         if cfg.insecure_plaintext:
             log.warning("INSECURE PLAINTEXT MODE (benchmarks only): no TLS, no authentication")
         register(server, node)
         await server.start()
         self._server = server
+        if cfg.s3_listen:
+            s3 = S3Server(cfg.s3_listen, node.coordinator, node.tenancy, layout, access, self._executor,
+                          default_policy=cfg.s3_default_policy)
+            await s3.start()
+            self._s3 = s3
         node.start_background()
         log.info("node %s (site %s) serving on %s, layout version %d",
                  me.id, me.site, self.address, layout.current.version)
 
     async def stop(self, grace: float = 10.0) -> None:
+        if self._s3 is not None:
+            await self._s3.stop()
+            self._s3 = None
         if self._node is not None:
             await self._node.stop_background()
         if self._server is not None:

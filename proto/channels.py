@@ -51,12 +51,12 @@ def channel_options(*, max_receive: int = MAX_MESSAGE) -> Options:
 MAX_CONCURRENT_STREAMS = 64
 
 
-def server_options() -> Options:
+def server_options(*, max_receive: int = MAX_MESSAGE) -> Options:
     return (
         ("grpc.max_send_message_length", MAX_MESSAGE),
         # One message holds at most one frame of a chunk (or a PutObject piece); larger is refused
         # by gRPC before the handler runs (RESOURCE_EXHAUSTED).
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", max_receive),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
         # Accept the clients' keepalive pings (the default minimum interval is 5 minutes).
         ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
@@ -87,10 +87,12 @@ def open_blocking_channel(address: str, *, tls: TlsIdentity | None, peer: str | 
 
 
 def new_server(address: str, *, tls: TlsIdentity | None,
-               interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()) -> tuple[grpc.aio.Server, int]:
+               interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (),
+               max_receive: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
     """An asyncio server listening on `address` (not started yet), and the port it bound. With
-    `tls`, only clients presenting a certificate of the cluster's CA complete the handshake."""
-    server = grpc.aio.server(options=server_options(), interceptors=interceptors)
+    `tls`, only clients presenting a certificate of the cluster's CA complete the handshake;
+    `max_receive` bounds what one message of a caller may make the server hold."""
+    server = grpc.aio.server(options=server_options(max_receive=max_receive), interceptors=interceptors)
     port = (server.add_insecure_port(address) if tls is None
             else server.add_secure_port(address, tls.server_credentials()))
     if port == 0:
