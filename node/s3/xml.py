@@ -1,0 +1,77 @@
+"""S3 XML: responses built with the standard library, request bodies parsed with defusedxml."""
+
+from __future__ import annotations
+
+import datetime
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+
+import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+
+from .errors import S3Error
+
+__all__ = ["NS", "document", "error_document", "iso8601", "location_constraint", "sub"]
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+MAX_XML_BODY = 64 * 1024
+
+
+def iso8601(seconds: float) -> str:
+    t = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def sub(parent: ET.Element, tag: str, text: str | int | bool | None = None) -> ET.Element:
+    element = ET.SubElement(parent, tag)
+    if isinstance(text, bool):
+        element.text = "true" if text else "false"
+    elif text is not None:
+        element.text = str(text)
+    return element
+
+
+def root(tag: str) -> ET.Element:
+    return ET.Element(tag, xmlns=NS)
+
+
+def document(element: ET.Element) -> bytes:
+    return ET.tostring(element, encoding="utf-8", xml_declaration=True)
+
+
+def error_document(code: str, message: str, resource: str, request_id: str) -> bytes:
+    error = ET.Element("Error")
+    for tag, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
+        sub(error, tag, text)
+    return document(error)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse(body: bytes) -> ET.Element:
+    if len(body) > MAX_XML_BODY:
+        raise S3Error("MalformedXML", f"the XML body is {len(body)} bytes, more than {MAX_XML_BODY}")
+    try:
+        element: ET.Element = SafeET.fromstring(body)
+    except Exception as exc:  # ParseError or defusedxml's refusals (entities, DTDs)
+        raise S3Error("MalformedXML", f"the XML body is not well-formed or not allowed: {exc}") from None
+    return element
+
+
+def location_constraint(body: bytes) -> str:
+    """The LocationConstraint of a CreateBucketConfiguration body ("" when absent or empty)."""
+    if not body.strip():
+        return ""
+    element = parse(body)
+    if _local(element.tag) != "CreateBucketConfiguration":
+        raise S3Error("MalformedXML", f"expected CreateBucketConfiguration, got {_local(element.tag)}")
+    for child in element:
+        if _local(child.tag) == "LocationConstraint":
+            return (child.text or "").strip()
+    return ""
+
+
+def elements(parent: ET.Element, tag: str, texts: Iterable[str]) -> None:
+    for text in texts:
+        sub(sub(parent, tag), "Prefix", text)
