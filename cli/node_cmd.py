@@ -43,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
                      help="a peer to fetch the layout from (repeatable)")
     run.add_argument("--listen", help="listen address (default: this node's address in the layout)")
+    run.add_argument("--s3-listen", metavar="HOST:PORT",
+                     help="also serve the S3 HTTP API on this address (plain HTTP for now)")
+    run.add_argument("--s3-default-policy", default="", metavar="POLICY",
+                     help="residency policy of an S3 bucket created without a LocationConstraint")
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
@@ -85,6 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
                         insecure_plaintext=args.insecure_plaintext, data_key=args.data_key,
+                        s3_listen=args.s3_listen, s3_default_policy=args.s3_default_policy,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

@@ -52,6 +52,8 @@ class NodeConfig:
     # so the throughput benchmark can report what TLS and request signatures cost.
     insecure_plaintext: bool = False
     data_key: Path | None = None          # the node key wrapping the data keys; default <trust dir>/data.key
+    s3_listen: str | None = None          # HOST:PORT of the S3 front door (node/s3), None: no S3
+    s3_default_policy: str = ""           # the policy of an S3 bucket created without LocationConstraint
     timings: Timings = Timings()
 
 
