@@ -54,6 +54,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _s3_ports(layout: Layout) -> dict[str, int]:
+    """A free port per node for S3, none of them a node's gRPC port of the layout."""
+    taken = {int(n.address.rsplit(":", 1)[1]) for n in layout.nodes}
+    while True:
+        ports = free_ports(len(layout.nodes) + len(taken))
+        chosen = [p for p in ports if p not in taken][:len(layout.nodes)]
+        if len(chosen) == len(layout.nodes):
+            return {n.id: p for n, p in zip(layout.nodes, chosen)}
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports: every socket stays bound until all are chosen, so the kernel
     cannot hand the same port out twice."""
@@ -111,8 +121,12 @@ class LocalMesh:
     """Real node processes for a layout, with their own cluster trust; use as a context manager."""
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
-                 extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False) -> None:
+                 extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False, s3: bool = False,
+                 s3_default_policy: str = "") -> None:
         self.layout = layout
+        # s3: every node also serves the S3 API (`--s3-listen`) on a free port of its own.
+        self.s3_ports = _s3_ports(layout) if s3 else {}
+        self.s3_default_policy = s3_default_policy
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="maillage-mesh-")) if base_dir is None else base_dir
         self.log_dir = log_dir or self.base_dir / "logs"
@@ -220,11 +234,24 @@ class LocalMesh:
     def addresses(self) -> list[str]:
         return [n.address for n in self.layout.nodes]
 
+    def s3_endpoint(self, node_id: str) -> str:
+        """The S3 endpoint URL of a node of a mesh made with s3=True."""
+        return f"http://127.0.0.1:{self.s3_ports[node_id]}"
+
+    @property
+    def s3_endpoints(self) -> list[str]:
+        return [self.s3_endpoint(n.id) for n in self.layout.nodes if n.id in self.s3_ports]
+
     def node_argv(self, node_id: str) -> list[str]:
         """`maillage node run` for a node: its trust dir and the signed first layout."""
+        s3: tuple[str, ...] = ()
+        if node_id in self.s3_ports:
+            s3 = ("--s3-listen", f"127.0.0.1:{self.s3_ports[node_id]}")
+            if self.s3_default_policy:
+                s3 += ("--s3-default-policy", self.s3_default_policy)
         return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
                 "--data-dir", str(self.data_dir(node_id)), "--trust-dir", str(self._node_trust(node_id)),
-                "--layout", str(self.layout_file), *self._extra]
+                "--layout", str(self.layout_file), *s3, *self._extra]
 
     def start_node(self, node_id: str, *, wait: bool = True) -> None:
         argv = self.node_argv(node_id)
@@ -236,8 +263,13 @@ class LocalMesh:
             self.wait_ready(node_id)
 
     def wait_ready(self, node_id: str, timeout: float = READY_TIMEOUT) -> None:
-        host, port = self.address(node_id).rsplit(":", 1)
         deadline = time.monotonic() + timeout
+        self._wait_port(node_id, self.address(node_id), deadline, timeout)
+        if node_id in self.s3_ports:  # the node opens its S3 port after its gRPC port
+            self._wait_port(node_id, f"127.0.0.1:{self.s3_ports[node_id]}", deadline, timeout)
+
+    def _wait_port(self, node_id: str, address: str, deadline: float, timeout: float) -> None:
+        host, port = address.rsplit(":", 1)
         proc = self.processes[node_id]
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -248,7 +280,7 @@ class LocalMesh:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise TimeoutError(f"node {node_id} not listening on {self.address(node_id)} after {timeout} s")
+        raise TimeoutError(f"node {node_id} not listening on {address} after {timeout} s")
 
     def tail_log(self, node_id: str, lines: int = 30) -> str:
         path = self.log_dir / f"{node_id}.log"

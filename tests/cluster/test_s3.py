@@ -1,0 +1,196 @@
+"""The S3 front door (phase 1 of issue 15) with a real S3 client: boto3 against real node processes.
+
+boto3 runs with its default checksum settings and path-style addressing. Over plain HTTP (the front
+door has no TLS yet) botocore signs the payload's SHA-256 and sends its CRC32 as a header; over
+HTTPS it would send aws-chunked bodies with trailers, which are not served yet.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from maillage.client.admin import fetch_inventories
+from maillage.testing.localmesh import LocalMesh, make_layout
+
+from .conftest import CHUNK, FRENCH, POLICIES, SITES
+
+boto3 = pytest.importorskip("boto3")
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    m = LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("s3mesh"),
+                  extra_args=("--chunk-size", str(CHUNK)), s3=True, s3_default_policy="eu-wide")
+    with m:
+        yield m
+
+
+def s3_client(mesh, key_id: str, secret: str, node: int = 0):
+    return boto3.client("s3", endpoint_url=mesh.s3_endpoints[node], aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, region_name="us-east-1", config=CONFIG)
+
+
+@pytest.fixture(scope="module")
+def s3(mesh):
+    creds = mesh.profile.credentials
+    return s3_client(mesh, creds.key_id, creds.secret)
+
+
+def code(err: pytest.ExceptionInfo) -> str:
+    return err.value.response["Error"]["Code"]
+
+
+def test_a_france_only_bucket_round_trip_and_residency(mesh, s3):
+    s3.create_bucket(Bucket="fr-docs", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    assert s3.get_bucket_location(Bucket="fr-docs")["LocationConstraint"] == "france-only"
+    s3.head_bucket(Bucket="fr-docs")
+    assert "fr-docs" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    body = bytes(range(256)) * (3 * CHUNK // 256 + 17)  # several chunks
+    put = s3.put_object(Bucket="fr-docs", Key="dossiers/a.bin", Body=body, ContentType="application/x-test",
+                        Metadata={"owner": "alice"})
+    got = s3.get_object(Bucket="fr-docs", Key="dossiers/a.bin")
+    assert got["Body"].read() == body
+    assert got["ETag"] == put["ETag"]
+    assert got["ContentType"] == "application/x-test" and got["Metadata"] == {"owner": "alice"}
+    head = s3.head_object(Bucket="fr-docs", Key="dossiers/a.bin")
+    assert head["ContentLength"] == len(body)
+
+    # ranges across a chunk boundary, at the end, and the suffix form
+    for first, last in ((CHUNK - 5, CHUNK + 5), (0, 0), (len(body) - 10, len(body) - 1)):
+        part = s3.get_object(Bucket="fr-docs", Key="dossiers/a.bin", Range=f"bytes={first}-{last}")
+        assert part["Body"].read() == body[first:last + 1]
+        assert part["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
+    assert s3.get_object(Bucket="fr-docs", Key="dossiers/a.bin", Range="bytes=-7")["Body"].read() == body[-7:]
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="fr-docs", Key="dossiers/a.bin", Range=f"bytes={len(body)}-")
+    assert code(err) == "InvalidRange"
+
+    # the bucket's data rests only on French nodes, as the nodes' own inventories say
+    inventories, unreachable = fetch_inventories(mesh.layout, mesh.admin_profile)
+    assert not unreachable
+    holders = {n for n, inv in inventories.items() if inv.keys.get("fr-docs") or inv.refs.get("fr-docs")}
+    assert holders and holders <= FRENCH
+    assert {mesh.layout.node(n).site for n in holders} <= FRENCH
+
+    s3.delete_object(Bucket="fr-docs", Key="dossiers/a.bin")
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket="fr-docs", Key="dossiers/a.bin")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="fr-docs", Key="dossiers/a.bin")
+    assert code(err) == "NoSuchKey"
+    s3.delete_bucket(Bucket="fr-docs")
+    with pytest.raises(ClientError) as err:
+        s3.head_bucket(Bucket="fr-docs")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_small_objects_and_list_v2(mesh, s3):
+    s3.create_bucket(Bucket="listing")  # no LocationConstraint: the node's default policy
+    assert s3.get_bucket_location(Bucket="listing")["LocationConstraint"] == "eu-wide"
+    keys = ["a/1", "a/2", "a/sub/3", "b/1", "c"]
+    for k in keys:
+        s3.put_object(Bucket="listing", Key=k, Body=k.encode())
+    assert s3.get_object(Bucket="listing", Key="a/sub/3")["Body"].read() == b"a/sub/3"
+
+    whole = s3.list_objects_v2(Bucket="listing")
+    assert [o["Key"] for o in whole["Contents"]] == keys and whole["KeyCount"] == 5
+    assert whole["Contents"][0]["Size"] == 3
+    top = s3.list_objects_v2(Bucket="listing", Delimiter="/")
+    assert [o["Key"] for o in top["Contents"]] == ["c"]
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a/", "b/"]
+    under_a = s3.list_objects_v2(Bucket="listing", Prefix="a/", Delimiter="/")
+    assert [o["Key"] for o in under_a["Contents"]] == ["a/1", "a/2"]
+    assert [p["Prefix"] for p in under_a["CommonPrefixes"]] == ["a/sub/"]
+
+    seen, token = [], None
+    for _ in range(10):
+        page = s3.list_objects_v2(Bucket="listing", MaxKeys=2, **({"ContinuationToken": token} if token else {}))
+        seen += [o["Key"] for o in page.get("Contents", [])]
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    assert seen == keys
+    paginator = s3.get_paginator("list_objects_v2")
+    assert [o["Key"] for p in paginator.paginate(Bucket="listing", PaginationConfig={"PageSize": 2})
+            for o in p.get("Contents", [])] == keys
+
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket="listing")
+    assert code(err) == "BucketNotEmpty"
+    with pytest.raises(ClientError) as err:
+        s3.create_bucket(Bucket="listing")
+    assert code(err) == "BucketAlreadyExists"
+
+
+def test_checksums_are_verified(mesh, s3):
+    s3.create_bucket(Bucket="sums")
+    for algorithm in ("CRC32", "SHA1", "SHA256"):
+        s3.put_object(Bucket="sums", Key=algorithm, Body=b"checked " * 1000, ChecksumAlgorithm=algorithm)
+        assert s3.get_object(Bucket="sums", Key=algorithm)["Body"].read() == b"checked " * 1000
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="sums", Key="bad", Body=b"some bytes", ChecksumCRC32="AAAAAA==")
+    assert code(err) == "BadDigest"
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket="sums", Key="bad")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_errors_are_s3_errors(mesh, s3):
+    with pytest.raises(ClientError) as err:
+        s3.create_bucket(Bucket="nowhere", CreateBucketConfiguration={"LocationConstraint": "mars-only"})
+    assert code(err) == "InvalidLocationConstraint" and "mars-only" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        s3.create_bucket(Bucket="german", CreateBucketConfiguration={"LocationConstraint": "germany-only"})
+    assert code(err) == "InvalidLocationConstraint"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="no-such-bucket", Key="k")
+    assert code(err) == "NoSuchBucket"
+    assert err.value.response["ResponseMetadata"]["RequestId"]
+    with pytest.raises(ClientError) as err:
+        s3.create_bucket(Bucket="Bad_Name")
+    assert code(err) == "InvalidBucketName"
+
+
+def test_a_wrong_secret_an_unknown_key_and_anonymous_are_refused(mesh):
+    creds = mesh.profile.credentials
+    wrong = s3_client(mesh, creds.key_id, "not-the-secret")
+    with pytest.raises(ClientError) as err:
+        wrong.list_buckets()
+    assert code(err) == "SignatureDoesNotMatch"
+    unknown = s3_client(mesh, "NO-SUCH-KEY", "whatever")
+    with pytest.raises(ClientError) as err:
+        unknown.list_buckets()
+    assert code(err) == "InvalidAccessKeyId"
+    from botocore import UNSIGNED
+    anonymous = boto3.client("s3", endpoint_url=mesh.s3_endpoints[0], region_name="us-east-1",
+                             config=CONFIG.merge(Config(signature_version=UNSIGNED)))
+    with pytest.raises(ClientError) as err:
+        anonymous.list_buckets()
+    assert code(err) == "AccessDenied"
+
+
+def test_another_tenant_is_refused(mesh, s3):
+    s3.create_bucket(Bucket="private-fr", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    s3.put_object(Bucket="private-fr", Key="secret", Body=b"mine")
+    other = mesh.new_key("other")
+    theirs = s3_client(mesh, other.credentials.key_id, other.credentials.secret, node=1)
+    for call in (lambda: theirs.get_object(Bucket="private-fr", Key="secret"),
+                 lambda: theirs.put_object(Bucket="private-fr", Key="x", Body=b"y"),
+                 lambda: theirs.list_objects_v2(Bucket="private-fr")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert code(err) == "AccessDenied"
+    assert "private-fr" not in [b["Name"] for b in theirs.list_buckets()["Buckets"]]
+    # the owner reads it through another node's front door
+    creds = mesh.profile.credentials
+    assert s3_client(mesh, creds.key_id, creds.secret, node=2).get_object(
+        Bucket="private-fr", Key="secret")["Body"].read() == b"mine"
