@@ -19,7 +19,7 @@ from maillage.testing.localmesh import LocalMesh, make_layout
 from .conftest import POLICIES, SITES
 
 CHUNK = 256 * 1024
-SHARED = os.urandom(3 * CHUNK)          # stored in both buckets: deduplicated content
+SHARED = os.urandom(3 * CHUNK)          # stored in both buckets (two policies: two sets of chunk names)
 FRENCH_ONLY = os.urandom(2 * CHUNK + 17)
 
 
@@ -44,9 +44,11 @@ def _admin(mesh, node_id: str):
     return dataclasses.replace(mesh.admin_profile, endpoints=(mesh.address(node_id),))
 
 
-def _digests(data: bytes) -> list[bytes]:
-    import blake3
-    return [blake3.blake3(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK)]
+def _digests(mesh, bucket: str, key: str) -> list[bytes]:
+    """The object's chunk names, as its manifest gives them (keyed per tenant and policy: they
+    cannot be computed from the bytes alone)."""
+    with Client(profile=mesh.profile) as client:
+        return [digest for digest, _ in client.object_chunks(bucket, key)]
 
 
 def test_clean_mesh_is_fully_replicated(mesh):
@@ -57,19 +59,20 @@ def test_clean_mesh_is_fully_replicated(mesh):
     assert report.ok and report.fully_replicated
     assert report.objects == 4                      # scans: shared, secret, small; public: shared
     assert report.manifests == 5                    # + the tombstone of gone.txt
-    assert report.chunks == 3 + 3                   # SHARED is deduplicated across buckets
+    # SHARED in two policies is two sets of chunks: names are keyed per (tenant, policy)
+    assert report.chunks == 3 + 3 + 3
     assert report.sites == 4
     assert report.buckets == 2 and report.nodes == 4
     # the shared content legitimately rests in Germany for the EU-wide bucket
     munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
-    assert any(munich.path_of(d).exists() for d in _digests(SHARED))
+    assert any(munich.path_of(d).exists() for d in _digests(mesh, "public", "shared.bin"))
     assert report.copies >= 2 * (report.manifests + report.chunks)
     doc = json.loads(report.to_json())
     assert doc["ok"] is True and doc["fully_replicated"] is True and doc["objects"] == 4
 
 
 def test_planted_french_chunk_in_germany_is_a_violation(mesh):
-    digest = _digests(FRENCH_ONLY)[0]
+    digest = _digests(mesh, "scans", "secret.bin")[0]
     munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
     target = munich.path_of(digest)
     assert not target.exists()
