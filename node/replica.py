@@ -116,6 +116,9 @@ async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: Bu
     return await replica.put_manifest(manifest)
 
 
+BUCKET_CACHE = 10_000   # bucket records kept in memory (cleared when full)
+
+
 class LocalReplica:
     max_clock_drift = DEFAULT_MAX_DRIFT  # seconds a received version may lead our clock (wiring sets it)
     upload_budget: UploadBudget | None = None  # node-wide bytes of uploads in flight (wiring sets it)
@@ -128,6 +131,12 @@ class LocalReplica:
         self._layout = layout
         self._executor = executor
         self._clock = clock
+        # Bucket records (or their absence) as read from the metadata store. Every request looks
+        # its bucket up, and the store read costs less than the thread hop to do it; every write
+        # of a record here goes through put_bucket / delete_bucket, which drop the entry, and a
+        # read that raced a write (the epoch moved) is not kept.
+        self._buckets: dict[str, BucketRecord | None] = {}
+        self._bucket_epoch = 0
 
     @property
     def node_id(self) -> str:
@@ -319,7 +328,11 @@ class LocalReplica:
 
     async def put_bucket(self, record: BucketRecord) -> None:
         self.ensure_eligible(record.policy)
-        refused = await self._run(self.meta.put_bucket, record)
+        self._bucket_written(record.name)
+        try:
+            refused = await self._run(self.meta.put_bucket, record)
+        finally:
+            self._bucket_written(record.name)
         if isinstance(refused, BucketTombstone):
             raise BucketDeleted(f"bucket {record.name!r} generation {record.generation or '(none)'} was "
                                 f"deleted; node {self.node_id} keeps its tombstone and refuses its record")
@@ -331,11 +344,27 @@ class LocalReplica:
                 f"(policy {record.policy!r}) is refused")
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
-        return await self._run(self.meta.get_bucket, name)
+        if name in self._buckets:
+            return self._buckets[name]
+        epoch = self._bucket_epoch
+        record = await self._run(self.meta.get_bucket, name)
+        if epoch == self._bucket_epoch:
+            if len(self._buckets) >= BUCKET_CACHE:
+                self._buckets.clear()
+            self._buckets[name] = record
+        return record
 
     async def delete_bucket(self, tombstone: BucketTombstone) -> None:
         self.ensure_eligible(tombstone.policy)  # even a bucket's name rests only inside its policy
-        await self._run(self.meta.put_bucket_tombstone, tombstone)
+        self._bucket_written(tombstone.name)
+        try:
+            await self._run(self.meta.put_bucket_tombstone, tombstone)
+        finally:
+            self._bucket_written(tombstone.name)
+
+    def _bucket_written(self, name: str) -> None:
+        self._bucket_epoch += 1
+        self._buckets.pop(name, None)
 
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._run(self.meta.list_buckets)
