@@ -47,17 +47,19 @@ always passes them) keeps each chunk as an *encrypted frame file*::
     offset size field
     0      4    magic b"MLGE"
     4      1    format version (1)
-    5      8    id of the data key (the key of the policy that stored the chunk first)
+    5      8    id of the data key (the owning tenant's key; a policy's for an unkeyed name)
     13     24   nonce (see ``keys.py``)
     37     ...  AES-256-GCM(wire frame) + 16-byte tag; associated data: bytes 0..36 and the
                 chunk's digest, so a file renamed to another digest fails authentication
 
-``put(frame, policy)`` takes a wire frame and ``get(digest)`` returns the wire frame, decrypted and
+``put(frame, policy, tenant)`` takes a wire frame and ``get(digest)`` returns the wire frame, decrypted and
 verified as before, so nothing above the store changes (frames on the wire are protected by TLS).
 A flipped bit anywhere in an encrypted file fails the GCM tag (or the header): the file is
 quarantined like a corrupt plain frame. Files written before encryption (plain wire frames, magic
-``MLGF``) still read. Why one key per policy and not per tenant: see ``keys.py``. Files are
-created 0600 and directories 0700.
+``MLGF``) still read, and so do files sealed with a policy's key (before tenant keys, or put
+without a tenant). :meth:`ChunkStore.tenant_of` names the tenant whose key sealed a file, so repair
+re-seals a copy on another node with the same tenant's key. Which key seals what: see ``keys.py``.
+Files are created 0600 and directories 0700.
 
 Concurrency: operations on the same digest are serialised by an in-memory claim; different
 digests proceed in parallel (file I/O, hashing and zstd release the GIL). One process per root.
@@ -140,7 +142,7 @@ def open_chunk_file(data: bytes | memoryview, digest: bytes, keys: DataKeys | No
 
 class ChunkStore:
     """Frames stored as files, written atomically and durably, verified on every read;
-    encrypted with the policy's data key when the store has ``keys``."""
+    encrypted with the owning tenant's data key (else the policy's) when the store has ``keys``."""
 
     __module__ = "maillage.storage"
 
@@ -182,9 +184,12 @@ class ChunkStore:
         """Why this store refuses writes, or None while it is healthy."""
         return self._failure
 
-    def put(self, frame: bytes | memoryview, policy: str = "") -> bool:
-        """Store a frame after verifying it fully, encrypted with the data key of ``policy`` if the
-        store has keys. True if newly stored, False if already here (for any policy)."""
+    def put(self, frame: bytes | memoryview, policy: str = "", tenant: str = "") -> bool:
+        """Store a frame after verifying it fully, encrypted if the store has keys: with the data
+        key of ``tenant`` (the owner of the chunk: its name is keyed per (tenant, policy)), or of
+        ``policy`` when the tenant is not known or the frame's name is not keyed (an unkeyed name
+        may be shared by several tenants' buckets). True if newly stored, False if already here
+        (for any policy; the file keeps the key it was sealed with)."""
         self._ensure_writable()
         header = _verified(frame)
         digest = header.digest
@@ -193,7 +198,12 @@ class ChunkStore:
             self._ensure_writable()
             if final.exists():
                 return False
-            data = frame if self.keys is None else _sealed_file(self.keys, self.keys.policy_key(policy), frame, digest)
+            if self.keys is None:
+                data: bytes | memoryview = frame
+            else:
+                key_id = (self.keys.tenant_key(tenant) if tenant and header.keyed
+                          else self.keys.policy_key(policy))
+                data = _sealed_file(self.keys, key_id, frame, digest)
             leaf = final.parent
             tmp = self._tmp / f"{uuid.uuid4().hex}.tmp"
             linked = False
@@ -260,6 +270,20 @@ class ChunkStore:
             where = self._quarantine_file(path)
             raise CorruptFrame(f"{exc}; moved to {where}") from exc
         return frame
+
+    def tenant_of(self, digest: bytes) -> str:
+        """The tenant whose data key sealed the stored file of ``digest``: ``""`` if a policy key
+        sealed it, if it is a plain frame, or if this store has no keys. Reads the file's header
+        only (not verified); :class:`ChunkNotFound` if it is not stored."""
+        try:
+            with open(self.path_of(digest), "rb", buffering=0) as f:
+                head = f.read(_ENC_HEADER)
+        except FileNotFoundError:
+            raise ChunkNotFound(f"chunk {bytes(digest).hex()} is not stored here") from None
+        if self.keys is None or len(head) < _ENC_HEADER or head[:len(ENCRYPTED_MAGIC)] != ENCRYPTED_MAGIC:
+            return ""
+        scope = self.keys.scope_of(head[len(ENCRYPTED_MAGIC) + 1:])
+        return scope[1] if scope is not None and scope[0] == "tenant" else ""
 
     def has(self, digest: bytes) -> bool:
         """Whether a frame for ``digest`` is stored (not verified)."""

@@ -14,15 +14,17 @@ Two levels, as usual for data at rest:
 Which data key encrypts what:
 
 * one key per **tenant** for what a manifest record carries in secret: inline object bytes and
-  user metadata (the tenant is the owner of the manifest's bucket record);
-* one key per **policy** for chunk files. Why not per tenant: chunk names are still the unkeyed
-  BLAKE3 of the chunk's bytes, and one chunk file is shared (deduplicated) by every bucket of a
-  policy that holds the same bytes, whichever tenant owns the bucket. Per-tenant chunk keys need
-  chunk names keyed per (tenant, policy) (keyed BLAKE3), so that two tenants never share a file;
-  that is a later step, and so is hiding from ``HasChunks`` whether some content is stored.
+  user metadata (the tenant is the owner of the manifest's bucket record), and for chunk files:
+  chunk names are keyed per (tenant, policy) (keyed BLAKE3, ``proto/naming.py``), so a chunk file
+  belongs to one tenant, the owner of the bucket that stored it (``ChunkStore.put(..., tenant)``;
+  repair copies a file's tenant with it, ``ChunkStore.tenant_of``);
+* one key per **policy** for chunk files whose tenant is not known (put without one) or whose name
+  is not keyed (written before the naming secret existed: such a file may be shared by the
+  buckets of several tenants of one policy, so no tenant's key may seal it).
 
-A chunk shared by two policies on one node is one file, encrypted with the key of the policy that
-stored it first; every key of the node is loaded, so either policy reads it.
+Files sealed with a policy key before tenant keys still read: every key of the node is loaded,
+and a file names its key. A chunk shared by two policies on one node (an unkeyed name) is one
+file, encrypted with the key of the policy that stored it first.
 
 Formats (each carries a format byte and the id of its key, so keys can rotate later):
 
@@ -263,15 +265,24 @@ class DataKeys:
     # ----- ids of the keys that encrypt new values ---------------------------------------
 
     def policy_key(self, policy: str) -> bytes:
-        """Id of the key that encrypts new chunk files of ``policy``."""
+        """Id of the key that encrypts new chunk files of ``policy`` whose tenant is not known."""
         return self._key_for(b"p", policy)
 
     def tenant_key(self, tenant: str) -> bytes:
-        """Id of the key that encrypts new secret parts of ``tenant``'s manifests."""
+        """Id of the key that encrypts new secret parts of ``tenant``'s manifests and its chunk files."""
         return self._key_for(b"t", tenant)
 
     def has(self, key_id: bytes) -> bool:
         return bytes(key_id) in self._keys
+
+    def scope_of(self, key_id: bytes) -> tuple[str, str] | None:
+        """``("tenant", name)`` or ``("policy", name)``: what the key ``key_id`` encrypts (None
+        if it is not a key of this node). Not secret: the scope is stored in clear in its record."""
+        found = self._scopes.get(bytes(key_id))
+        if found is None:
+            return None
+        kind = next(k for k, v in _KINDS.items() if v == found[0])
+        return kind, found[1]
 
     # ----- sealing -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from maillage.proto import frame as wire
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame
 from maillage.storage import (
     BucketRecord,
+    ChunkNotFound,
     ChunkRef,
     ChunkStore,
     CorruptFrame,
@@ -176,6 +177,45 @@ def test_a_key_per_policy_for_chunks_and_per_tenant_for_manifests(node: Node) ->
     assert node.chunks.get(d1) == f1
 
 
+def keyed_frame(mark: bytes, name_key: bytes, size: int = 1000) -> tuple[bytes, bytes]:
+    data = os.urandom(size // 2) + mark + os.urandom(size // 2)
+    digest = chunk_digest(data, name_key)
+    return encode_frame(data, digest=digest, key=name_key), digest
+
+
+def test_a_chunk_put_for_a_tenant_is_sealed_with_that_tenants_key(node: Node) -> None:
+    f1, d1 = keyed_frame(marker("h"), b"h" * 32)
+    f2, d2 = keyed_frame(marker("t"), b"t" * 32)
+    assert node.chunks.put(f1, "france-only", tenant="hospital")
+    assert node.chunks.put(f2, "france-only", tenant="townhall")
+    id1 = node.chunks.path_of(d1).read_bytes()[KEY_ID]
+    id2 = node.chunks.path_of(d2).read_bytes()[KEY_ID]
+    assert id1 == node.keys.tenant_key("hospital") and id2 == node.keys.tenant_key("townhall")
+    assert id1 != id2 and node.keys.policy_key("france-only") not in (id1, id2)
+    assert node.chunks.tenant_of(d1) == "hospital" and node.chunks.tenant_of(d2) == "townhall"
+    assert node.chunks.get(d1) == f1 and node.chunks.get(d2) == f2
+    # the key that already seals the tenant's manifests, named as a tenant's
+    assert node.keys.scope_of(id1) == ("tenant", "hospital")
+    assert node.keys.scope_of(node.keys.policy_key("france-only")) == ("policy", "france-only")
+    assert node.keys.scope_of(b"\0" * 8) is None
+    # a file already stored keeps its key
+    assert not node.chunks.put(f1, "france-only", tenant="townhall")
+    assert node.chunks.tenant_of(d1) == "hospital"
+
+
+def test_without_a_tenant_or_a_keyed_name_the_policy_key_seals(node: Node) -> None:
+    f1, d1 = keyed_frame(marker("k"), b"k" * 32)
+    f2, d2 = incompressible_frame(marker("u"), 1000)  # an unkeyed name: shared across tenants
+    node.chunks.put(f1, "eu-wide")
+    node.chunks.put(f2, "eu-wide", tenant="hospital")
+    for d in (d1, d2):
+        assert node.chunks.path_of(d).read_bytes()[KEY_ID] == node.keys.policy_key("eu-wide")
+        assert node.chunks.tenant_of(d) == ""
+    assert node.chunks.get(d1) == f1 and node.chunks.get(d2) == f2
+    with pytest.raises(ChunkNotFound):
+        node.chunks.tenant_of(b"\1" * 32)
+
+
 def test_wrapped_keys_survive_a_restart(tmp_path: Path) -> None:
     n = Node(tmp_path)
     frame, digest = incompressible_frame(marker("r"), 5000)
@@ -304,6 +344,7 @@ def test_plaintext_files_and_records_written_before_still_read(tmp_path: Path) -
     try:
         assert n.chunks.path_of(digest).read_bytes() == frame  # untouched plain frame
         assert n.chunks.get(digest) == frame
+        assert n.chunks.tenant_of(digest) == ""
         assert n.meta.get_manifest("b", "k") == old
         newer = Manifest("b", "k", 2, 3, "e2", inline=b"xyz")
         assert n.meta.put_manifest(newer)
