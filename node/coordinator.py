@@ -166,7 +166,7 @@ class Coordinator:
         previous = asyncio.ensure_future(self._latest(bucket, upload.key))
         try:
             refs, sites, inline, size, etag = await self._store_chunks(
-                pieces, table, bucket.policy, self.key_of(bucket))
+                pieces, table, bucket.policy, self.key_of(bucket), bucket.owner)
             if expected_blake3 is not None:
                 expected = await expected_blake3
                 if expected is not None and expected.hex() != etag:
@@ -187,7 +187,7 @@ class Coordinator:
         """The key naming the chunks of `bucket` (None: unkeyed names)."""
         return self._chunk_key(bucket.owner, bucket.policy)
 
-    async def _store_chunks(self, pieces, table: PartitionTable, policy: str, key: bytes | None):
+    async def _store_chunks(self, pieces, table: PartitionTable, policy: str, key: bytes | None, tenant: str):
         chunker = FixedChunker(self.chunk_size)
         whole = blake3.blake3()
         refs: list[ChunkRef | None] = []
@@ -203,7 +203,7 @@ class Coordinator:
             try:
                 digest, frame = await self._frame(plain, key)
                 refs[index] = ChunkRef(digest=digest, length=len(plain))
-                sites.update(await self._replicate_chunk(table, policy, digest, frame))
+                sites.update(await self._replicate_chunk(table, policy, digest, frame, tenant))
             finally:
                 self._node_slots.release()
                 slots.release()
@@ -252,11 +252,13 @@ class Coordinator:
             return digest, encode_frame(plain, digest=digest, key=key)
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes) -> set[str]:
+    async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes,
+                               tenant: str) -> set[str]:
+        """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner)."""
         async def put_if_missing(replica: Replica) -> bool:
             if replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
                 return False
-            return await replica.put_chunk(frame, policy=policy)
+            return await replica.put_chunk(frame, policy=policy, tenant=tenant)
 
         outcome = await self._sets.write(table, chunk_partition(digest, table.bits), put_if_missing,
                                          f"chunk {digest.hex()[:16]}")
@@ -308,7 +310,7 @@ class Coordinator:
                     self._executor, partial(decode_frame, frame, expected_digest=ref.digest, key=src_key))
                 digest, frame = await self._frame(plain, dst_key)
                 ref = replace(ref, digest=digest)
-            await self._replicate_chunk(table, dest.policy, digest, frame)
+            await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner)
             chunks.append(ref)
         previous = asyncio.ensure_future(self._latest(dest, key))
         manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),

@@ -59,14 +59,29 @@ class RemoteReplica:
                                  pb.HasChunksRequest(digests=list(digests), policy=policy))
         return list(reply.present)
 
-    async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
-        reply = await self._call(self._put_chunk, frame, CHUNK_CALL_TIMEOUT,
-                                 metadata=((bulk.POLICY_KEY, policy),))
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+        metadata = ((bulk.POLICY_KEY, policy), (bulk.TENANT_KEY, tenant)) if tenant else ((bulk.POLICY_KEY, policy),)
+        reply = await self._call(self._put_chunk, frame, CHUNK_CALL_TIMEOUT, metadata=metadata)
         return bool(pb.PutChunkReply.FromString(reply).stored)
 
     async def get_chunk(self, digest: bytes) -> bytes:
         frame: bytes = await self._call(self._get_chunk, digest, CHUNK_CALL_TIMEOUT)
         return frame
+
+    async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
+        """The frame and, from the reply's trailing metadata, the tenant whose key sealed it on
+        the peer ("" if none, or from a node that does not say)."""
+        try:
+            call = self._get_chunk(digest, timeout=CHUNK_CALL_TIMEOUT)
+            frame: bytes = await call
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, self.node_id) from None
+        tenant = ""
+        for k, v in trailing or ():
+            if k == bulk.TENANT_KEY:
+                tenant = v if isinstance(v, str) else v.decode()
+        return frame, tenant
 
     async def put_manifest(self, manifest: Manifest) -> bool:
         request = pb.PutManifestRequest(manifest=convert.manifest_to_pb(manifest))

@@ -55,9 +55,17 @@ class Replica(Protocol):
 
     async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]: ...
 
-    async def put_chunk(self, frame: bytes, *, policy: str) -> bool: ...
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+        """Store a frame for `policy`, sealed at rest with `tenant`'s data key (the owner of the
+        bucket the chunk is named for; "" when not known: the policy's key)."""
+        ...
 
     async def get_chunk(self, digest: bytes) -> bytes: ...
+
+    async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
+        """The frame and the tenant whose data key sealed it here ("" if none): for repair, which
+        re-seals its copy with the same tenant's key."""
+        ...
 
     async def put_manifest(self, manifest: Manifest) -> bool:
         """Store a manifest of (manifest.bucket, manifest.generation) if this replica holds that
@@ -176,13 +184,14 @@ class LocalReplica:
             return present
         return await self._run(check)
 
-    async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
-        """Store a frame for `policy` (residency checked first); durable, and held, on return."""
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+        """Store a frame for `policy` (residency checked first), sealed with `tenant`'s data key
+        (the policy's if "" or the name is unkeyed); durable, and held, on return."""
         self.ensure_eligible(policy)
         digest = read_frame_header(frame).digest
 
         def store() -> bool:
-            stored = self.chunks.put(frame, policy)  # encrypted with the policy's data key
+            stored = self.chunks.put(frame, policy, tenant)
             self.meta.hold_chunks(policy, [digest], now_ms=self._now_ms())
             return stored
         return await self._run(store)
@@ -200,6 +209,12 @@ class LocalReplica:
 
     async def get_chunk(self, digest: bytes) -> bytes:
         return await self._run(self.chunks.get, digest)
+
+    async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
+        def read() -> tuple[bytes, str]:
+            frame = self.chunks.get(digest)
+            return frame, self.chunks.tenant_of(digest)
+        return await self._run(read)
 
     async def stored_digests(self) -> list[bytes]:
         return await self._run(lambda: list(self.chunks.iter_digests()))

@@ -324,7 +324,9 @@ class BulkHandlers:
         lease = self._budget.lease()
         try:
             await lease.hold(len(frame))
-            stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY))
+            tenant = _metadata(context, bulk.TENANT_KEY)
+            validation.check_tenant(tenant)
+            stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY), tenant=tenant)
         finally:
             lease.close()
         return pb.PutChunkReply(stored=stored).SerializeToString()
@@ -332,7 +334,12 @@ class BulkHandlers:
     @grpc_errors
     async def get_chunk(self, digest: bytes, context) -> bytes:
         validation.check_digest(digest)
-        return await self._local.get_chunk(digest)
+        if current_caller().node_id is None:  # a client: the frame only
+            return await self._local.get_chunk(digest)
+        frame, tenant = await self._local.get_chunk_with_tenant(digest)
+        if tenant:  # so a node repairing from here re-seals its copy with the same tenant's key
+            context.set_trailing_metadata(((bulk.TENANT_KEY, tenant),))
+        return frame
 
     @grpc_errors
     async def put_object(self, messages, context) -> bytes:

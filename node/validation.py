@@ -38,6 +38,16 @@ def check_bucket_name(name: str) -> None:
         raise InvalidBucketName(f"bucket name {name!r} is invalid: no '..' and not an IP address")
 
 
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def check_tenant(name: str) -> None:
+    """A tenant name as the access document allows it, or empty (not known)."""
+    if name and not _TENANT.match(name):
+        raise InvalidRequest(f"tenant name {name[:64]!r} is invalid: use 1-63 characters among A-Z, a-z, "
+                             "0-9, '.', '_' and '-', starting with a letter or digit")
+
+
 def check_key(key: str) -> None:
     if not key:
         raise InvalidKey("object key is empty")

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError, Message
 from . import maillage_pb2 as pb
 
 __all__ = [
-    "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "POLICY_KEY", "TAG_HEADER", "TAG_DATA",
+    "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "POLICY_KEY", "TENANT_KEY", "TAG_HEADER", "TAG_DATA",
     "TAG_TRAILER", "StreamError", "header_message", "data_message", "trailer_message", "read_header",
     "read_message",
 ]
@@ -27,6 +27,11 @@ PUT_OBJECT = f"/{SERVICE}/PutObject"
 
 # Metadata key carried next to a PutChunk's raw bytes: the policy the chunk is held for.
 POLICY_KEY = "x-maillage-policy"
+# Metadata key of the tenant whose data key seals the chunk at rest: sent with a PutChunk (the
+# bucket owner; empty or absent: not known, the policy's key seals it), and in a GetChunk reply's
+# trailing metadata to a node (the tenant whose key sealed the file there), so repair re-seals a
+# copy with the same tenant's key.
+TENANT_KEY = "x-maillage-tenant"
 
 # First byte of every PutObject stream message.
 TAG_HEADER = 0x01

@@ -40,7 +40,7 @@ from maillage.placement import Layout, format_layout
 from maillage.proto.access import AccessDoc, encode_access
 from maillage.proto.frame import decode_frame
 from maillage.proto.signing import LayoutSigner
-from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, Manifest, MetaStore
+from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, DataKeys, Manifest, MetaStore, NodeKey
 
 __all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
 
@@ -106,12 +106,16 @@ class InMemoryReplica:
         result: list[bool] = await self._call("has_chunks", list(digests), policy)
         return result
 
-    async def put_chunk(self, frame: bytes, *, policy: str) -> bool:
-        return bool(await self._call("put_chunk", frame, policy=policy))
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+        return bool(await self._call("put_chunk", frame, policy=policy, tenant=tenant))
 
     async def get_chunk(self, digest: bytes) -> bytes:
         frame: bytes = await self._call("get_chunk", digest)
         return frame
+
+    async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
+        found: tuple[bytes, str] = await self._call("get_chunk_with_tenant", digest)
+        return found
 
     async def put_manifest(self, manifest: Manifest) -> bool:
         return bool(await self._call("put_manifest", manifest))
@@ -192,10 +196,12 @@ async def _pieces(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
 
 
 class InMemoryMesh:
-    """One `Node` per node of `layout`, each in `root / node_id`, over one in-memory network."""
+    """One `Node` per node of `layout`, each in `root / node_id`, over one in-memory network.
+    `encrypted`: each node's stores encrypt at rest as a real node's do (a node key per node, kept
+    in memory, in `node_keys`), so tests can check which data key seals a file."""
 
     def __init__(self, layout: Layout, root: Path, *, timings: Timings | None = None,
-                 chunk_size: int = 1024, seed: int = 0, workers: int = 4) -> None:
+                 chunk_size: int = 1024, seed: int = 0, workers: int = 4, encrypted: bool = False) -> None:
         self.layout = layout
         self.root = root
         self.clock = ManualClock()
@@ -206,6 +212,7 @@ class InMemoryMesh:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inmemory-storage")
         self._metas: list[MetaStore] = []
         self.nodes: dict[str, Node] = {}
+        self.node_keys: dict[str, NodeKey] = {}
         rng = random.Random(seed)
         text = format_layout(layout)
         for n in layout.nodes:
@@ -215,7 +222,12 @@ class InMemoryMesh:
             access = AccessState(data_dir / "access.signed", self.signer.verifier())
             meta = MetaStore(data_dir / "meta")
             self._metas.append(meta)
-            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False), meta, self.signed, access,
+            keys = None
+            if encrypted:
+                self.node_keys[n.id] = NodeKey.generate()
+                keys = DataKeys(meta, self.node_keys[n.id])
+                meta.use_data_keys(keys)
+            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False, keys=keys), meta, self.signed, access,
                         self._executor, transport_for=partial(self.network.transport, n.id),
                         timings=self.timings, chunk_size=chunk_size, clock=self.clock,
                         rng=random.Random(rng.random()))
