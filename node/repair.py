@@ -263,13 +263,13 @@ class Repairer(BackgroundLoop):
                 self._fetching.add((group.policy, digest))
                 async with self._transfers:
                     try:
-                        frame = await remote.get_chunk(digest)
+                        frame, tenant = await remote.get_chunk_with_tenant(digest)
                     except (NodeError, ChunkNotFound, CorruptFrame) as err:
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
                     await self._limiter.take(len(frame))
-                    await local.put_chunk(frame, policy=group.policy)
+                    await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
             await asyncio.gather(*(fetch(d) for d in chunks_missing(theirs, ours)))
             return
@@ -333,9 +333,9 @@ class Repairer(BackgroundLoop):
         theirs = await remote.sync_listing(group)
         if not group.is_index:
             for digest in chunks_missing(ours, theirs):
-                frame = await local.get_chunk(digest)
+                frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
                 await self._limiter.take(len(frame))
-                await remote.put_chunk(frame, policy=group.policy)
+                await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))
             return
         record = plan.buckets[group.bucket]
