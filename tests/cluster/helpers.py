@@ -15,6 +15,7 @@ import grpc
 from maillage.proto import pb, requestauth, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.identity import TlsIdentity
+from maillage.storage import ChunkStore, DataKeys
 
 
 @contextmanager
@@ -81,3 +82,15 @@ def files_containing(root, needle: bytes) -> list[str]:
         if path.is_file() and needle in path.read_bytes():
             hits.append(str(path))
     return hits
+
+
+def sealing_scopes(mesh, node_id: str, digests) -> dict[bytes, tuple[str, str] | None]:
+    """For each of `digests` the node stores: the scope ("tenant" or "policy", name) of the data
+    key its chunk file names, read with the node's own keys (read only, the node may be running)."""
+    keys = DataKeys.read_only(mesh.data_dir(node_id) / "meta", mesh.trust_dir(node_id) / "data.key")
+    out = {}
+    for digest in digests:
+        path = ChunkStore.path_in(mesh.data_dir(node_id) / "chunks", digest)
+        if path.exists():
+            out[digest] = keys.scope_of(path.read_bytes()[5:13])  # magic, format, then the key id
+    return out

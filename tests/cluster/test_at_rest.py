@@ -16,7 +16,7 @@ from maillage.storage import ChunkStore, DataKeys, open_chunk_file
 from maillage.testing.localmesh import DEMO_TENANT
 
 from .conftest import CHUNK, FRENCH
-from .helpers import files_containing, manifest_digests
+from .helpers import files_containing, manifest_digests, sealing_scopes
 
 
 def test_no_node_data_dir_holds_plaintext_after_writes(mesh):
@@ -61,3 +61,8 @@ def test_no_node_data_dir_holds_plaintext_after_writes(mesh):
         assert big_mark in plain
         found += 1
     assert found >= 2
+    # every chunk file is sealed with the data key of its bucket's owner, not with a policy's
+    for bucket, key in (("at-rest-fr", "scan.bin"), ("at-rest-eu", "copy.bin")):
+        digests = manifest_digests(mesh, bucket, key)
+        sealed = [s for node in mesh.layout.nodes for s in sealing_scopes(mesh, node.id, digests).values()]
+        assert len(sealed) >= 2 * len(digests) and set(sealed) == {("tenant", DEMO_TENANT)}, sealed

@@ -20,10 +20,10 @@ from maillage.client.admin import collect_audit, write_signed_layout
 from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
 from maillage.proto import pb
 from maillage.proto.signing import LayoutSigner
-from maillage.testing.localmesh import LocalMesh, free_port, make_layout
+from maillage.testing.localmesh import DEMO_TENANT, LocalMesh, free_port, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
-from .helpers import admin_call, chunk_holders, holders, inventory, manifest_digests, node_status
+from .helpers import admin_call, chunk_holders, holders, inventory, manifest_digests, node_status, sealing_scopes
 
 pytestmark = pytest.mark.cluster
 
@@ -87,6 +87,9 @@ def test_wiped_node_is_rebuilt_from_its_peers(mesh):
         after = inventory(mesh, mesh.address(victim))
         assert set(after.all_chunks) == set(before.all_chunks)
         assert_all_readable(c, "scans", objects)
+        # pulled from peers over GetChunk, which names the tenant: sealed with its key again
+        sealed = sealing_scopes(mesh, victim, after.all_chunks)
+        assert len(sealed) == len(after.all_chunks) and set(sealed.values()) == {("tenant", DEMO_TENANT)}
 
 
 def test_writes_during_an_outage_are_handed_back(mesh):
@@ -111,6 +114,8 @@ def test_writes_during_an_outage_are_handed_back(mesh):
         wait_until(handed_back, what="hand-back of hinted writes")
         wait_until(lambda: fully_replicated(mesh), what="full replication after hand-back")
         assert_all_readable(c, "frdata", objects)
+        # pushed or pulled with their tenant's name: sealed with the owner's key on the victim too
+        assert set(sealing_scopes(mesh, victim, owed).values()) == {("tenant", DEMO_TENANT)}
 
 
 def test_marked_out_node_is_replaced_and_data_stays_in_policy(mesh):
