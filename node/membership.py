@@ -99,11 +99,14 @@ class FailureDetector:
                 self._recovered[node_id] = self._clock.monotonic()
                 self.on_recovered(node_id)
 
-    def maybe_behind(self, node_id: str, window: float = 60.0) -> bool:
-        """Whether `node_id` came back from a silence less than `window` seconds ago: writes
-        handed off during it may not be handed back yet, so reads ask a handoff node too."""
-        at = self._recovered.get(node_id)
-        return at is not None and self._clock.monotonic() - at < window
+    def unsettled(self, window: float = 60.0) -> bool:
+        """Whether some node came back from a silence less than `window` seconds ago. Writes
+        made while nodes could not reach each other went to handoff nodes and may not be handed
+        back yet, and which replicas missed them depends on who could reach whom (both owners of
+        a partition may have been out of the writers' reach while reachable from here), so reads
+        ask the handoff nodes too until things settle."""
+        now = self._clock.monotonic()
+        return any(now - at < window for at in self._recovered.values())
 
     def silence(self, node_id: str) -> float:
         if node_id == self.self_id:

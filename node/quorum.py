@@ -82,7 +82,7 @@ class ReplicaSets:
                   widen: bool = False) -> Outcome:
         """Run `op` on the partition's replicas, replacing each failure by a handoff node. With
         `widen` (reads), a replica that may still be behind after a silence is joined by the
-        handoff node that took its writes meanwhile."""
+        handoff node a write would have used in its place (the same choice as below)."""
         results: dict[str, Any] = {}
         failures: dict[str, Exception] = {}
         replicas = table.replicas(partition)

@@ -87,7 +87,8 @@ class Node:
         self.coordinator = Coordinator(node_id, self.peers, layout, self.catalog,
                                        HybridClock(clock.time, max_drift=t.max_clock_drift),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up,
-                                       maybe_behind=self.detector.maybe_behind, chunk_key=access.chunk_key)
+                                       maybe_behind=lambda _node_id: self.detector.unsettled(),
+                                       chunk_key=access.chunk_key)
         self.tenancy = Tenancy(self.catalog)
         self.gossip_transport = transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,

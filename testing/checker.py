@@ -296,11 +296,39 @@ def wait_replicated(layout: Layout, admin_profile: Profile, buckets: Sequence[Bu
         time.sleep(1.0)
 
 
+def wait_settled(admin_profile: Profile, timeout: float = 30.0) -> str | None:
+    """Wait until every node answers and sees every other node up (the mesh healed, as an
+    operator would check with `maillage status`); None when settled, else what was still wrong.
+    Until then a coordinator may route around a peer it still believes silent."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            with admin.ClusterAdmin(admin_profile) as cluster:
+                answers = cluster.statuses()
+        except MaillageError as exc:
+            last = str(exc)
+        else:
+            unsettled = [f"{node}: {reply}" if isinstance(reply, str) else
+                         f"{node} sees {', '.join(p.node_id for p in reply.peers if p.state != 'up')} not up"
+                         for node, reply in answers.items()
+                         if isinstance(reply, str) or any(p.state != "up" for p in reply.peers)]
+            if not unsettled:
+                return None
+            last = "; ".join(unsettled[:4])
+        time.sleep(0.3)
+    return last
+
+
 def check(mode: str, seed: int, history: list[Op], profile: Profile, admin_profile: Profile, layout: Layout,
           buckets: Sequence[BucketSpec], keys: Sequence[str], *, faults: Sequence[str] = (),
           replication_bound: float = 20.0, read_timeout: float = 30.0, placed: bool = False) -> Report:
-    """The whole check after healing: final reads, history, residency, replication time."""
+    """The whole check after healing: once every node sees every other up, final reads, history,
+    residency, replication time."""
     report = Report(mode, seed, list(history), list(faults), replication_bound=replication_bound)
+    not_settled = wait_settled(admin_profile)
+    if not_settled is not None:
+        report.anomalies.append(f"the mesh did not settle within 30 s of healing: {not_settled}")
     final, listed, problems = read_final(profile, buckets, keys, read_timeout)
     report.final = final
     report.anomalies.extend(problems)
