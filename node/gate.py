@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError
 
 from maillage.proto import bulk
 from maillage.proto.access import AccessKey, Action
-from maillage.proto.identity import Peer, peer_of
+from maillage.proto.identity import peer_of
 from maillage.proto.reasons import ERROR_KEY, Reason
 from maillage.proto.requestauth import RequestAuthError, verify
 
@@ -120,20 +120,6 @@ class Refused(Exception):
         self.code = code
 
 
-@functools.lru_cache(maxsize=256)
-def _peer_of_pem(pem: bytes) -> Peer:
-    # Parsing a certificate costs more than the rest of the check: a connection's calls share it.
-    return peer_of({"transport_security_type": [b"ssl"], "x509_pem_cert": [pem]})
-
-
-def _peer(context: grpc.aio.ServicerContext) -> Peer:
-    auth = context.auth_context()
-    pems = list(auth.get("x509_pem_cert", ()))
-    if list(auth.get("transport_security_type", ())) != [b"ssl"] or len(pems) != 1:
-        return Peer("none")
-    return _peer_of_pem(bytes(pems[0]))
-
-
 class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The interceptor that wraps every handler with `check`."""
 
@@ -147,7 +133,7 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         rule = RULES.get(method)
         if rule is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
-        peer = _peer(context)
+        peer = peer_of(context.auth_context())
         if peer.role == "node":
             if not rule.nodes:
                 raise Refused(grpc.StatusCode.PERMISSION_DENIED,

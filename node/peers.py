@@ -47,8 +47,9 @@ class RemoteReplica:
     def __init__(self, node_id: str, channel: grpc.aio.Channel) -> None:
         self.node_id = node_id
         self._replica = rpc.ReplicaStub(channel)
-        self._put_chunk = channel.unary_unary(bulk.PUT_CHUNK)  # type: ignore[call-arg]
-        self._get_chunk = channel.unary_unary(bulk.GET_CHUNK)  # type: ignore[call-arg]
+        # Raw bytes both ways: no (de)serializer, passed explicitly as the stubs require.
+        self._put_chunk = channel.unary_unary(bulk.PUT_CHUNK, request_serializer=None, response_deserializer=None)
+        self._get_chunk = channel.unary_unary(bulk.GET_CHUNK, request_serializer=None, response_deserializer=None)
 
     async def _call(self, method: Callable[..., Awaitable[Any]], request: Any,
                     timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:

@@ -18,6 +18,7 @@ Files are PEM; private keys are written 0600 and never overwritten by accident.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import re
 import tempfile
@@ -289,8 +290,15 @@ def peer_of(auth_context: Mapping[str, Iterable[bytes]]) -> Peer:
     pems = list(auth_context.get("x509_pem_cert", ()))
     if len(pems) != 1:
         return Peer("none")
+    return peer_of_pem(bytes(pems[0]))
+
+
+@functools.lru_cache(maxsize=256)
+def peer_of_pem(pem: bytes) -> Peer:
+    """The role a PEM certificate was issued for (cached: parsing costs more than the rest of a
+    call's check, and a connection's calls share one certificate)."""
     try:
-        cert = x509.load_pem_x509_certificate(bytes(pems[0]))
+        cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         return Peer("none")
     return _peer_of_cert(cert)
