@@ -24,7 +24,7 @@ def manifest_to_pb(m: Manifest, *, with_chunks: bool = True) -> pb.Manifest:
     msg = pb.Manifest(
         bucket=m.bucket, key=m.key, version=m.version, size=m.size, etag=m.etag,
         content_type=m.content_type, user_metadata=dict(m.user_metadata),
-        deleted=m.deleted, writer=m.writer, generation=m.generation)
+        deleted=m.deleted, writer=m.writer, generation=m.generation, attributes=dict(m.attributes))
     if with_chunks:
         msg.chunks.extend(pb.ChunkRef(digest=c.digest, length=c.length) for c in m.chunks)
         if m.inline is not None:
@@ -40,7 +40,8 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
         user_metadata=tuple(sorted(msg.user_metadata.items())),
         chunks=tuple(ChunkRef(digest=c.digest, length=c.length) for c in msg.chunks),
         inline=msg.inline_data if msg.has_inline else None,
-        deleted=msg.deleted, writer=msg.writer, generation=msg.generation)
+        deleted=msg.deleted, writer=msg.writer, generation=msg.generation,
+        attributes=tuple(sorted(msg.attributes.items())))
 
 
 def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:

@@ -71,6 +71,9 @@ class Upload:
     key: str
     content_type: str = "application/octet-stream"
     user_metadata: Mapping[str, str] = field(default_factory=dict)
+    # Stored headers and S3 ETag (Manifest.attributes). Read once the stream has been consumed, so
+    # an S3 upload can add the MD5 of its bytes at the end of its stream.
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class Coordinator:
         """Store an object from a stream of byte pieces; returns its manifest and the sites holding it."""
         validation.check_key(upload.key)
         validation.check_metadata(upload.user_metadata, upload.content_type)
+        validation.check_attributes(upload.attributes)
         bucket = await self._catalog.get(upload.bucket)
         table = self._layout.table(bucket.policy)
         previous = asyncio.ensure_future(self._latest(bucket, upload.key))
@@ -177,7 +181,9 @@ class Coordinator:
                 bucket=upload.bucket, key=upload.key, version=await self._next_version(previous),
                 size=size, etag=etag, content_type=upload.content_type,
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
-                inline=inline, writer=self.node_id, generation=bucket.generation)
+                inline=inline, writer=self.node_id, generation=bucket.generation,
+                attributes=tuple(sorted(upload.attributes.items())))
+            validation.check_attributes(upload.attributes)
         finally:
             previous.cancel()
         manifest_sites = await self._write_manifest(bucket, manifest)
@@ -291,12 +297,25 @@ class Coordinator:
         await self._write_manifest(bucket, tombstone)
         return tombstone.version
 
-    async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str) -> Manifest:
+    async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str, *,
+                          replacement: Upload | None = None,
+                          check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """Copy an object's current version; `replacement` gives new metadata (else the source's are
+        kept); `check(source manifest)` may refuse the copy (conditional copy) before any byte moves."""
         validation.check_key(key)
+        if replacement is not None:
+            validation.check_metadata(replacement.user_metadata, replacement.content_type)
+            validation.check_attributes(replacement.attributes)
         src_record = await self._catalog.get(source_bucket)
         dest = await self._catalog.get(bucket_name)
         self.check_copy(src_record, dest)
         source = await self.head_object(source_bucket, source_key)
+        if check is not None:
+            check(source)
+        if replacement is not None:
+            source = replace(source, content_type=replacement.content_type,
+                             user_metadata=tuple(sorted(replacement.user_metadata.items())),
+                             attributes=tuple(sorted({**_etag_only(source), **replacement.attributes}.items())))
         table = self._layout.table(dest.policy)
         src_table = self._layout.table(src_record.policy)
         src_key, dst_key = self.key_of(src_record), self.key_of(dest)
@@ -414,3 +433,8 @@ class Coordinator:
         keys = sorted(k for k in newest if horizon is None or k <= horizon)
         return [newest[k] for k in keys], horizon is None
 
+
+
+def _etag_only(m: Manifest) -> dict[str, str]:
+    """The attributes a copy with new metadata keeps: the content's S3 ETag, not its old headers."""
+    return {k: v for k, v in m.attributes if k == "md5"}

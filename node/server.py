@@ -23,7 +23,7 @@ from .auth import SignedLayouts
 from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_trust, open_stores
 from .gate import AuthGate, TrustingGate
 from .peers import GrpcTransport
-from .s3 import S3Server
+from .s3 import S3Server, Services
 from .servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from .wiring import Node, Timings
 
@@ -74,8 +74,9 @@ class NodeServer:
         await server.start()
         self._server = server
         if cfg.s3_listen:
-            s3 = S3Server(cfg.s3_listen, node.coordinator, node.tenancy, layout, access, self._executor,
-                          default_policy=cfg.s3_default_policy)
+            services = Services(node.coordinator, node.tenancy, layout, self._executor,
+                                default_policy=cfg.s3_default_policy)
+            s3 = S3Server(cfg.s3_listen, services, access)
             await s3.start()
             self._s3 = s3
         node.start_background()

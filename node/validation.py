@@ -75,6 +75,13 @@ def check_metadata(metadata: Mapping[str, str], content_type: str) -> None:
         raise MetadataTooLarge(f"content type is {len(content_type)} characters, the limit is {MAX_CONTENT_TYPE}")
 
 
+def check_attributes(attributes: Mapping[str, str]) -> None:
+    """Stored headers and S3 ETag (Manifest.attributes): bounded like user metadata."""
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    if size > MAX_METADATA_BYTES:
+        raise MetadataTooLarge(f"stored headers are {size} bytes, the limit is {MAX_METADATA_BYTES}")
+
+
 def page_limit(value: int, what: str = "limit") -> int:
     """A caller's page size: 0 means the default (the largest page), larger ones are clamped to
     `MAX_LIST_PAGE`, absurd ones refused."""

@@ -37,6 +37,10 @@ Formats and what old records read as:
   be moved under another key, version or bucket. Key names, sizes and versions stay in clear
   (ordered listings and last-writer-wins read them); see ``keys.py`` for the keys. Formats 1 and
   2 still read.
+* manifest formats 4 (clear) and 5 (sealed) = formats 2 and 3 plus the object's *attributes*: the
+  standard headers S3 stores with an object (cache-control, content-disposition, ...) and its S3
+  ETag (the MD5 S3 tools compare), name/value pairs encoded like user metadata; in format 4 after
+  the generation, in format 5 at the end of the secret part. Formats 1 to 3 read with no attributes.
 """
 
 from __future__ import annotations
@@ -73,9 +77,10 @@ __all__ = [
     "validate_key",
 ]
 
-MANIFEST_FORMAT = 2  # reads 1 (no generation: "") and 2
-MANIFEST_SEALED_FORMAT = 3  # format 2 with user metadata and inline bytes encrypted
-_READABLE_MANIFESTS = (1, MANIFEST_FORMAT, MANIFEST_SEALED_FORMAT)
+MANIFEST_FORMAT = 4  # format 2 + attributes; reads 1 (no generation: ""), 2 and 4
+MANIFEST_SEALED_FORMAT = 5  # format 4 with user metadata, attributes and inline bytes encrypted; reads 3
+_OLD_SEALED_FORMAT = 3  # format 5 without attributes
+_READABLE_MANIFESTS = (1, 2, _OLD_SEALED_FORMAT, MANIFEST_FORMAT, MANIFEST_SEALED_FORMAT)
 _KEY_ID_SIZE = 8
 _SEALED_AAD = b"maillage manifest v3"
 BUCKET_FORMAT = 2  # reads 1 (no generation: "") and 2
@@ -112,6 +117,8 @@ class Manifest:
     deleted: bool = False
     writer: str = ""
     generation: str = ""  # of the bucket this manifest belongs to
+    # Stored headers S3 serves with the object and its S3 ETag (see the module docstring).
+    attributes: tuple[tuple[str, str], ...] = ()
 
     __module__ = "maillage.storage"
 
@@ -298,16 +305,25 @@ class RecordKeys(Protocol):
     def decrypt(self, key_id: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes: ...
 
 
-def _encode_secret(w: _Writer, m: Manifest) -> None:
-    w.u32(len(m.user_metadata))
-    for k, v in m.user_metadata:
+def _encode_pairs(w: _Writer, pairs: tuple[tuple[str, str], ...]) -> None:
+    w.u32(len(pairs))
+    for k, v in pairs:
         w.text(k)
         w.text(v)
+
+
+def _decode_pairs(r: _Reader) -> tuple[tuple[str, str], ...]:
+    return tuple((r.text(), r.text()) for _ in range(r.u32()))
+
+
+def _encode_secret(w: _Writer, m: Manifest) -> None:
+    _encode_pairs(w, m.user_metadata)
     if m.inline is None:
         w.u8(0)
     else:
         w.u8(1)
         w.blob(bytes(m.inline))
+    _encode_pairs(w, m.attributes)
 
 
 def _encode_refs(w: _Writer, chunks: tuple[ChunkRef, ...]) -> None:
@@ -339,10 +355,7 @@ def encode_manifest(m: Manifest, keys: RecordKeys | None = None, tenant: str = "
     w.u64(m.size, "size")
     w.text(m.etag)
     w.text(m.content_type)
-    w.u32(len(m.user_metadata))
-    for k, v in m.user_metadata:
-        w.text(k)
-        w.text(v)
+    _encode_pairs(w, m.user_metadata)
     _encode_refs(w, m.chunks)
     if m.inline is None:
         w.u8(0)
@@ -351,6 +364,7 @@ def encode_manifest(m: Manifest, keys: RecordKeys | None = None, tenant: str = "
         w.blob(bytes(m.inline))
     w.u8(1 if m.deleted else 0)
     w.text(m.generation)
+    _encode_pairs(w, m.attributes)
     return w.getvalue()
 
 
@@ -367,7 +381,7 @@ def _encode_sealed(m: Manifest, keys: RecordKeys, tenant: str) -> bytes:
     _encode_refs(w, m.chunks)
     w.u8(1 if m.deleted else 0)
     w.text(m.generation)
-    if not m.user_metadata and m.inline is None:
+    if not m.user_metadata and m.inline is None and not m.attributes:
         w.u8(0)  # nothing secret: no key needed
         return w.getvalue()
     w.u8(1)
@@ -386,7 +400,7 @@ def _manifest_format(r: _Reader) -> int:
     return fmt
 
 
-def _decode_sealed(r: _Reader, keys: RecordKeys | None) -> Manifest:
+def _decode_sealed(r: _Reader, keys: RecordKeys | None, fmt: int) -> Manifest:
     version = r.u64()
     writer = r.text()
     bucket = r.text()
@@ -398,6 +412,7 @@ def _decode_sealed(r: _Reader, keys: RecordKeys | None) -> Manifest:
     deleted = r.flag()
     generation = r.text()
     meta: tuple[tuple[str, str], ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
     inline = None
     if r.flag():
         clear = r.data[:r.pos]
@@ -410,13 +425,15 @@ def _decode_sealed(r: _Reader, keys: RecordKeys | None) -> Manifest:
         except CorruptFrame as exc:
             raise CorruptRecord(f"manifest record's encrypted part: {exc}") from None
         s = _Reader(secret, "manifest (encrypted part)")
-        meta = tuple((s.text(), s.text()) for _ in range(s.u32()))
+        meta = _decode_pairs(s)
         inline = s.blob() if s.flag() else None
+        if fmt == MANIFEST_SEALED_FORMAT:
+            attributes = _decode_pairs(s)
         s.end()
     r.end()
     return Manifest(bucket=bucket, key=key, version=version, size=size, etag=etag, content_type=content_type,
                     user_metadata=meta, chunks=chunks, inline=inline, deleted=deleted, writer=writer,
-                    generation=generation)
+                    generation=generation, attributes=attributes)
 
 
 def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
@@ -424,8 +441,8 @@ def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
     sealed it); raises :class:`CorruptRecord` on anything malformed or failing authentication."""
     r = _Reader(b, "manifest")
     fmt = _manifest_format(r)
-    if fmt == MANIFEST_SEALED_FORMAT:
-        return _decode_sealed(r, keys)
+    if fmt in (_OLD_SEALED_FORMAT, MANIFEST_SEALED_FORMAT):
+        return _decode_sealed(r, keys, fmt)
     version = r.u64()
     writer = r.text()
     bucket = r.text()
@@ -433,7 +450,7 @@ def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
     size = r.u64()
     etag = r.text()
     content_type = r.text()
-    meta = tuple((r.text(), r.text()) for _ in range(r.u32()))
+    meta = _decode_pairs(r)
     n = r.u32()
     chunks = []
     for _ in range(n):
@@ -441,6 +458,7 @@ def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
     inline = r.blob() if r.flag() else None
     deleted = r.flag()
     generation = r.text() if fmt >= 2 else ""
+    attributes = _decode_pairs(r) if fmt == MANIFEST_FORMAT else ()
     r.end()
     return Manifest(
         bucket=bucket,
@@ -455,6 +473,7 @@ def decode_manifest(b: bytes, keys: RecordKeys | None = None) -> Manifest:
         deleted=deleted,
         writer=writer,
         generation=generation,
+        attributes=attributes,
     )
 
 

@@ -38,7 +38,7 @@ as it is, and is marked format 2 on open (nothing is rewritten). A node of forma
 format-2 directory rather than misread it.
 
 Encryption at rest: once :meth:`MetaStore.use_data_keys` is given the node's data keys (the node
-always does; ``maillage.node.bootstrap``), manifests are written in format 3: user metadata and
+always does; ``maillage.node.bootstrap``), manifests are written in format 5: user metadata and
 inline bytes sealed with the data key of the tenant owning the bucket (the live record's
 ``owner``; ``""`` when there is no record of that generation). Records written before read as
 they are. The wrapped data keys themselves are ``K`` records; :meth:`MetaStore.read_key_records`
@@ -255,7 +255,7 @@ class MetaStore:
     # ----------------------------------------------------------------- data keys
 
     def use_data_keys(self, keys: RecordKeys) -> None:
-        """Encrypt the secret part of every manifest written from now on (format 3) with these
+        """Encrypt the secret part of every manifest written from now on (format 5) with these
         keys, and decrypt with them."""
         self._keys = keys
 

@@ -24,6 +24,16 @@ STATUS = {
     "BucketNotEmpty": 409,
     "InvalidBucketName": 400,
     "InvalidArgument": 400,
+    "InvalidRequest": 400,
+    "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
+    "EntityTooSmall": 400,
+    "NoSuchUpload": 404,
+    "PreconditionFailed": 412,
+    "NotModified": 304,
+    "MaxMessageLengthExceeded": 400,
+    "AuthorizationQueryParametersError": 400,
     "InvalidLocationConstraint": 400,
     "InvalidRange": 416,
     "MalformedXML": 400,
@@ -40,11 +50,13 @@ STATUS = {
 
 
 class S3Error(Exception):
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status if status is not None else STATUS.get(code, 400)
+        self.headers = headers or {}  # e.g. the ETag of a 304 Not Modified
 
 
 # The node's typed errors -> S3 codes; the first class that matches wins (subclasses first).

@@ -1,52 +1,54 @@
-"""The S3 HTTP server of a node (aiohttp, in the node's own event loop): routing, authentication, errors.
+"""The S3 HTTP server of a node (aiohttp, in the node's own event loop): addressing, authentication,
+the one error boundary.
 
-Path-style addressing: `/` is the service, `/<bucket>` a bucket, `/<bucket>/<key>` an object.
-Every request is authenticated (SigV4, `sigv4.py`) before anything else; errors are S3 XML with a
-request id (`x-amz-request-id`), the node's typed errors mapped by `errors.TABLE`.
+Addressing: path-style (`/<bucket>/<key>`) always; virtual-host-style (`<bucket>.<domain>/<key>`)
+when the node is given its S3 domain (`--s3-domain`). Every request is authenticated (SigV4,
+`sigv4.py`) before anything else, then `routes.operation` names the handler. Every failure becomes
+S3 XML with a request id (`x-amz-request-id`); the node's typed errors are mapped by `errors.TABLE`,
+anything else is logged with the request id and answered InternalError without a traceback.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+import ssl
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from ..access_state import AccessState
-from ..coordinator import Coordinator
-from ..layout_state import LayoutState
-from ..tenancy import Caller, Tenancy
-from . import sigv4, xml
+from ..tenancy import Caller
+from . import routes, sigv4, xml
+from .common import Call, Services
 from .errors import S3Error, from_exception, new_request_id
-from .handlers import Handlers
 
 __all__ = ["S3Server"]
 
 log = logging.getLogger(__name__)
 
-# Sub-resources of phase 1; any other query sub-resource (acl, uploads, tagging...) is NotImplemented.
-_KNOWN_QUERY = {"location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
-                "encoding-type", "fetch-owner", "x-id"}
-
 
 class S3Server:
-    def __init__(self, address: str, coordinator: Coordinator, tenancy: Tenancy, layout: LayoutState,
-                 access: AccessState, executor: Executor, *, default_policy: str = "") -> None:
+    def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.address = address
+        self._services = services
         self._access = access
-        self._handlers = Handlers(coordinator, tenancy, layout, executor, default_policy)
+        self._domain = domain.lower().strip(".")
+        self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         host, _, port = self.address.rpartition(":")
+        # Bodies are streamed by the handlers (request.content); this bounds only what aiohttp
+        # itself would buffer (request.read()/post()), which no handler uses for uploads.
         app = web.Application(client_max_size=xml.MAX_XML_BODY)
         app.router.add_route("*", "/{path:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port))
+        site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port), ssl_context=self._ssl)
         await site.start()
         self._runner = runner
-        log.info("S3 front door on %s", self.address)
+        log.info("S3 front door on %s (%s)", self.address, "TLS" if self._ssl else "plain HTTP")
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -56,57 +58,45 @@ class S3Server:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
         try:
-            response = await self._route(request)
-        except Exception as exc:  # every failure becomes an S3 error document
+            response = await self._handle(request)
+        except Exception as exc:  # the one error boundary: every failure becomes an S3 error document
             error = from_exception(exc)
             if error is None:
                 log.exception("S3 %s %s failed (request %s)", request.method, request.path, request_id)
                 error = S3Error("InternalError", "the node failed to handle this request; see its log "
                                                  f"(request {request_id})")
-            body = b"" if request.method == "HEAD" else xml.error_document(
-                error.code, error.message, request.path, request_id)
-            response = web.Response(status=error.status, body=body, content_type="application/xml")
-            if request.method == "HEAD":
-                response.headers["x-amz-error-code"] = error.code
+            response = self._error_response(request, error, request_id)
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
         return response
 
-    async def _route(self, request: web.Request) -> web.StreamResponse:
+    @staticmethod
+    def _error_response(request: web.Request, error: S3Error, request_id: str) -> web.Response:
+        if error.status == 304:
+            return web.Response(status=304, headers=error.headers)
+        body = b"" if request.method == "HEAD" else xml.error_document(
+            error.code, error.message, request.path, request_id)
+        response = web.Response(status=error.status, body=body, content_type="application/xml",
+                                headers=error.headers)
+        if request.method == "HEAD":
+            response.headers["x-amz-error-code"] = error.code
+        return response
+
+    def address_of(self, request: web.Request) -> tuple[str, str]:
+        """(bucket, key) of a request, path-style or virtual-host-style."""
+        path = request.path  # already percent-decoded by aiohttp
+        host = request.host.rsplit(":", 1)[0].lower() if request.host else ""
+        if self._domain and host.endswith("." + self._domain):
+            return host[:-len(self._domain) - 1], path.lstrip("/")
+        bucket, _, key = path.lstrip("/").partition("/")
+        return unquote(bucket) if "%" in bucket else bucket, key
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)
         verified = sigv4.verify(request.method, request.path, request.query_string, headers, self._access.key)
-        caller = Caller(key=verified.key)
-        h = self._handlers
-        unknown = set(request.query) - _KNOWN_QUERY
-        if unknown:
-            raise S3Error("NotImplemented", f"sub-resource(s) {', '.join(sorted(unknown))} not supported yet")
-        bucket, _, key = request.path.lstrip("/").partition("/")
-        method = request.method
-        if not bucket:
-            if method == "GET":
-                return await h.list_buckets(request, caller)
-        elif not key:
-            if method == "PUT":
-                return await h.create_bucket(request, caller, bucket, verified.payload_sha256)
-            if method == "HEAD":
-                return await h.head_bucket(request, caller, bucket)
-            if method == "DELETE":
-                return await h.delete_bucket(request, caller, bucket)
-            if method == "GET" and "location" in request.query:
-                return await h.get_bucket_location(request, caller, bucket)
-            if method == "GET" and request.query.get("list-type") == "2":
-                return await h.list_objects_v2(request, caller, bucket)
-            if method == "GET":
-                raise S3Error("NotImplemented", "ListObjects (V1) is not supported yet: use ListObjectsV2")
-        else:
-            if method == "PUT":
-                return await h.put_object(request, caller, bucket, key, verified.payload_sha256)
-            if method == "GET":
-                return await h.get_object(request, caller, bucket, key)
-            if method == "HEAD":
-                return await h.head_object(request, caller, bucket, key)
-            if method == "DELETE":
-                return await h.delete_object(request, caller, bucket, key)
-        raise S3Error("MethodNotAllowed", f"{method} is not allowed on {request.path}")
+        bucket, key = self.address_of(request)
+        handler = routes.operation(request.method, bucket, key, request.query, request.headers)
+        call = Call(request=request, caller=Caller(key=verified.key), bucket=bucket, key=key, auth=verified)
+        return await handler(self._services, call)

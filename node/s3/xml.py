@@ -49,9 +49,9 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def parse(body: bytes) -> ET.Element:
-    if len(body) > MAX_XML_BODY:
-        raise S3Error("MalformedXML", f"the XML body is {len(body)} bytes, more than {MAX_XML_BODY}")
+def parse(body: bytes, limit: int = MAX_XML_BODY) -> ET.Element:
+    if len(body) > limit:
+        raise S3Error("MalformedXML", f"the XML body is {len(body)} bytes, more than {limit}")
     try:
         element: ET.Element = SafeET.fromstring(body)
     except Exception as exc:  # ParseError or defusedxml's refusals (entities, DTDs)
@@ -75,3 +75,26 @@ def location_constraint(body: bytes) -> str:
 def elements(parent: ET.Element, tag: str, texts: Iterable[str]) -> None:
     for text in texts:
         sub(sub(parent, tag), "Prefix", text)
+
+
+def delete_request(body: bytes, limit: int) -> tuple[list[str], bool]:
+    """The keys and the Quiet flag of a DeleteObjects body (<Delete><Object><Key>...)."""
+    element = parse(body, 2 * 1024 * 1024)
+    if _local(element.tag) != "Delete":
+        raise S3Error("MalformedXML", f"expected Delete, got {_local(element.tag)}")
+    keys: list[str] = []
+    quiet = False
+    for child in element:
+        tag = _local(child.tag)
+        if tag == "Quiet":
+            quiet = (child.text or "").strip().lower() == "true"
+        elif tag == "Object":
+            key = next((c.text for c in child if _local(c.tag) == "Key"), None)
+            if not key:
+                raise S3Error("MalformedXML", "an Object of the Delete request has no Key")
+            keys.append(key)
+    if not keys:
+        raise S3Error("MalformedXML", "the Delete request names no Object")
+    if len(keys) > limit:
+        raise S3Error("MalformedXML", f"the Delete request names {len(keys)} objects, the limit is {limit}")
+    return keys, quiet

@@ -44,13 +44,14 @@ manifests = st.builds(
     deleted=st.booleans(),
     writer=st.text(max_size=20),
     generation=st.from_regex(r"[0-9a-f]{0,64}", fullmatch=True),
+    attributes=st.lists(st.tuples(st.text(max_size=20), st.text(max_size=50)), max_size=3).map(tuple),
 )
 
 
 @given(manifests)
 def test_manifest_round_trip(m: Manifest) -> None:
     raw = encode_manifest(m)
-    assert raw[0] == MANIFEST_FORMAT == 2
+    assert raw[0] == MANIFEST_FORMAT == 4
     assert decode_manifest(raw) == m
 
 
@@ -104,17 +105,27 @@ def test_encode_rejects_bad_digests_and_ranges() -> None:
         encode_manifest(Manifest("b", "k", -1, 0, ""))
 
 
-def _format_1(raw: bytes) -> bytes:
-    """The format-1 bytes of a record encoded with generation "": version byte 1, no generation."""
-    assert raw.endswith(b"\x00\x00\x00\x00")  # the empty generation text, last
-    return b"\x01" + raw[1:-4]
+def _format_1(raw: bytes, trailing_fields: int = 1) -> bytes:
+    """The format-1 bytes of a record encoded with generation "" (and, for a manifest, no
+    attributes): version byte 1, without those last empty fields (4 bytes each)."""
+    assert raw.endswith(b"\x00\x00\x00\x00" * trailing_fields)
+    return b"\x01" + raw[1:-4 * trailing_fields]
 
 
 @given(manifests)
 def test_format_1_manifests_read_as_generation_empty(m: Manifest) -> None:
     from dataclasses import replace
-    old = replace(m, generation="")
-    assert decode_manifest(_format_1(encode_manifest(old))) == old
+    old = replace(m, generation="", attributes=())
+    assert decode_manifest(_format_1(encode_manifest(old), trailing_fields=2)) == old
+
+
+@given(manifests)
+def test_format_2_manifests_read_without_attributes(m: Manifest) -> None:
+    from dataclasses import replace
+    old = replace(m, attributes=())
+    raw = encode_manifest(old)
+    assert raw.endswith(b"\x00\x00\x00\x00")  # the empty attributes, last
+    assert decode_manifest(b"\x02" + raw[1:-4]) == old
 
 
 def test_format_1_bucket_records_read_as_generation_empty_and_generations_round_trip() -> None:

@@ -309,7 +309,7 @@ def test_a_format_1_directory_opens_and_reads_as_generation_empty(tmp_path: Path
     db[b"Bb"] = b"\x01" + b"".join(len(x).to_bytes(4, "big") + x for x in (b"b", b"fr-only")) \
         + (5).to_bytes(8, "big") + (2).to_bytes(4, "big") + b"t1"
     m = Manifest("b", "k", 3, 1, "e", inline=b"x")
-    db[b"Mb\x00k"] = b"\x01" + encode_manifest(m)[1:-4]
+    db[b"Mb\x00k"] = b"\x01" + encode_manifest(m)[1:-8]  # no generation, no attributes
     db.close()
     with MetaStore(path) as meta:
         assert meta.get_bucket("b") == BucketRecord("b", "fr-only", 5, "t1", generation="")

@@ -1,0 +1,220 @@
+"""S3 operations on the service and on buckets: list buckets, create/head/delete a bucket, its
+location (the residency policy), object listings (V1 and V2) and DeleteObjects."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from maillage.storage import Manifest, version_time
+
+from . import objects, payload, xml
+from .common import Call, Services, xml_response
+from .errors import S3Error, from_exception
+
+__all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get_bucket_location",
+           "list_objects", "delete_objects"]
+
+MAX_DELETE_KEYS = 1000
+DELETE_BODY_LIMIT = 2 * 1024 * 1024  # 1000 keys of 1024 bytes, in XML
+DELETES_AT_ONCE = 16
+_MAX_CHAR = "\U0010ffff"
+
+
+def _owner(parent: ET.Element, tenant: str) -> None:
+    owner = xml.sub(parent, "Owner")
+    xml.sub(owner, "ID", tenant)
+    xml.sub(owner, "DisplayName", tenant)
+
+
+async def list_buckets(s: Services, call: Call) -> web.StreamResponse:
+    visible = s.tenancy.visible(call.caller, await s.coordinator.list_buckets())
+    root = xml.root("ListAllMyBucketsResult")
+    _owner(root, call.caller.key.tenant if call.caller.key else "")
+    buckets = xml.sub(root, "Buckets")
+    for record in visible:
+        b = xml.sub(buckets, "Bucket")
+        xml.sub(b, "Name", record.name)
+        xml.sub(b, "CreationDate", xml.iso8601(version_time(record.created)))
+    return xml_response(root)
+
+
+async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
+    body = await payload.small_body(call, xml.MAX_XML_BODY)
+    policy = xml.location_constraint(body) or s.default_policy
+    if not policy:
+        raise S3Error("InvalidLocationConstraint",
+                      "no LocationConstraint given and this node has no default policy "
+                      "(--s3-default-policy): name a residency policy, e.g. france-only")
+    names = [p.name for p in s.layout.current.policies]
+    if policy not in names:
+        raise S3Error("InvalidLocationConstraint",
+                      f"LocationConstraint {policy!r} is not a residency policy of this cluster "
+                      f"(policies: {', '.join(names)})")
+    call.caller.require("write", call.bucket, call.caller.tenant)
+    await s.coordinator.create_bucket(call.bucket, policy, call.caller.tenant)
+    return web.Response(status=200, headers={"Location": "/" + call.bucket})
+
+
+async def head_bucket(s: Services, call: Call) -> web.StreamResponse:
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    return web.Response(status=200, headers={"x-amz-bucket-region": record.policy})
+
+
+async def delete_bucket(s: Services, call: Call) -> web.StreamResponse:
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await s.coordinator.delete_bucket(call.bucket)
+    return web.Response(status=204)
+
+
+async def get_bucket_location(s: Services, call: Call) -> web.StreamResponse:
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    root = xml.root("LocationConstraint")
+    root.text = record.policy
+    return xml_response(root)
+
+
+# ----- listings ------------------------------------------------------------------------------
+
+def _token(cursor: str) -> str:
+    return base64.urlsafe_b64encode(cursor.encode("utf-8", "surrogatepass")).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode("utf-8", "surrogatepass")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise S3Error("InvalidArgument", "the continuation-token is not one this service gave") from None
+
+
+def _resume_after(marker: str, prefix: str, delimiter: str) -> str:
+    """Where a listing resumes after `marker`: past every key of `marker` when it is a common prefix
+    (so a client that passes the last common prefix as its marker does not get it again)."""
+    if delimiter and marker.startswith(prefix) and marker.endswith(delimiter) \
+            and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter):
+        return marker + _MAX_CHAR
+    return marker
+
+
+def _max_keys(q) -> int:
+    try:
+        value = int(q.get("max-keys", "1000"))
+    except ValueError:
+        raise S3Error("InvalidArgument", "max-keys must be an integer") from None
+    if value < 0:
+        raise S3Error("InvalidArgument", "max-keys must not be negative")
+    return min(value, 1000)
+
+
+def _encoder(q) -> Callable[[str], str]:
+    encoding = q.get("encoding-type", "")
+    if encoding not in ("", "url"):
+        raise S3Error("InvalidArgument", f"encoding-type {encoding[:20]!r}: only 'url' is supported")
+    if encoding:
+        return lambda text: quote(text, safe="/")
+    return lambda text: text
+
+
+def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: str | None) -> None:
+    c = xml.sub(root, "Contents")
+    xml.sub(c, "Key", enc(m.key))
+    xml.sub(c, "LastModified", xml.iso8601(version_time(m.version)))
+    xml.sub(c, "ETag", objects.etag(m))
+    xml.sub(c, "Size", m.size)
+    if owner is not None:
+        _owner(c, owner)
+    xml.sub(c, "StorageClass", "STANDARD")
+
+
+async def list_objects(s: Services, call: Call) -> web.StreamResponse:
+    """ListObjects V1 (marker) or V2 (list-type=2: continuation-token, start-after, fetch-owner)."""
+    q = call.request.query
+    v2 = q.get("list-type") == "2"
+    max_keys, enc = _max_keys(q), _encoder(q)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    token = q.get("continuation-token", "") if v2 else ""
+    marker = (_untoken(token) if token else q.get("start-after", "")) if v2 else q.get("marker", "")
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    owner = record.owner if (not v2 or q.get("fetch-owner") == "true") else None
+
+    root = xml.root("ListBucketResult")
+    xml.sub(root, "Name", call.bucket)
+    xml.sub(root, "Prefix", enc(prefix))
+    if not v2:
+        xml.sub(root, "Marker", enc(marker))
+    if delimiter:
+        xml.sub(root, "Delimiter", enc(delimiter))
+    xml.sub(root, "MaxKeys", max_keys)
+    if "encoding-type" in q:
+        xml.sub(root, "EncodingType", "url")
+    if max_keys == 0:
+        if v2:
+            xml.sub(root, "KeyCount", 0)
+        xml.sub(root, "IsTruncated", False)
+        return xml_response(root)
+    listing = await s.coordinator.list_objects(
+        call.bucket, prefix=prefix, delimiter=delimiter,
+        start_after=_resume_after(marker, prefix, delimiter), max_keys=max_keys)
+    if v2:
+        xml.sub(root, "KeyCount", len(listing.contents) + len(listing.common_prefixes))
+    xml.sub(root, "IsTruncated", listing.is_truncated)
+    if v2:
+        if token:
+            xml.sub(root, "ContinuationToken", token)
+        if listing.is_truncated:
+            xml.sub(root, "NextContinuationToken", _token(listing.next_token))
+        if "start-after" in q:
+            xml.sub(root, "StartAfter", enc(q["start-after"]))
+    elif listing.is_truncated:
+        last = [m.key for m in listing.contents[-1:]] + listing.common_prefixes[-1:]
+        xml.sub(root, "NextMarker", enc(max(last)))
+    for m in listing.contents:
+        _contents(root, m, enc, owner)
+    xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
+    return xml_response(root)
+
+
+# ----- DeleteObjects -------------------------------------------------------------------------
+
+async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
+    """POST /bucket?delete: up to 1000 keys; each key's outcome is reported, one failure does not
+    stop the others (as S3 does)."""
+    if "Content-MD5" not in call.request.headers and not any(
+            h.lower().startswith("x-amz-checksum-") for h in call.request.headers):
+        raise S3Error("InvalidRequest", "DeleteObjects needs a Content-MD5 or x-amz-checksum-* header")
+    body = await payload.small_body(call, DELETE_BODY_LIMIT)
+    keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS)
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    slots = asyncio.Semaphore(DELETES_AT_ONCE)
+
+    async def one(key: str) -> S3Error | None:
+        async with slots:
+            try:
+                await s.coordinator.delete_object(call.bucket, key)
+                return None
+            except Exception as exc:  # reported per key, as S3 does
+                error = from_exception(exc)
+                if error is None:
+                    raise
+                return error
+
+    outcomes = await asyncio.gather(*(one(k) for k in keys))
+    root = xml.root("DeleteResult")
+    for key, error in zip(keys, outcomes):
+        if error is None:
+            if not quiet:
+                xml.sub(xml.sub(root, "Deleted"), "Key", key)
+        else:
+            e = xml.sub(root, "Error")
+            xml.sub(e, "Key", key)
+            xml.sub(e, "Code", error.code)
+            xml.sub(e, "Message", error.message)
+    return xml_response(root)
+
+

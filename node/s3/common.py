@@ -1,0 +1,54 @@
+"""What every S3 operation gets: the node's services and the authenticated call, and small helpers."""
+
+from __future__ import annotations
+
+import hmac
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..coordinator import Coordinator
+from ..layout_state import LayoutState
+from ..tenancy import Caller, Tenancy
+from . import xml
+from .sigv4 import Verified
+
+__all__ = ["Services", "Call", "Handler", "xml_response", "same"]
+
+
+@dataclass(frozen=True)
+class Services:
+    """The node's parts an S3 operation works with (the same coordinator the gRPC API uses)."""
+
+    coordinator: Coordinator
+    tenancy: Tenancy
+    layout: LayoutState
+    executor: Executor  # for CPU work (decoding chunks, hashing) off the event loop
+    default_policy: str = ""  # the policy of a bucket created without LocationConstraint
+    upload_expiry: float = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated S3 request, its address already resolved (path- or virtual-host-style)."""
+
+    request: web.Request
+    caller: Caller
+    bucket: str
+    key: str
+    auth: Verified
+
+
+Handler = Callable[[Services, Call], Awaitable[web.StreamResponse]]
+
+
+def xml_response(element: ET.Element, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=xml.document(element), content_type="application/xml")
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time comparison of two digests or signatures."""
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,281 @@
+"""S3 operations on one object: Put (with the standard headers and x-amz-meta-*), Get (Range,
+conditional, response-* overrides), Head, Delete and CopyObject (metadata COPY or REPLACE,
+conditional copy).
+
+ETags: an object written through S3 carries the MD5 of its bytes (or the multipart form
+`md5-of-part-md5s-N`) in its manifest's attributes, as S3 tools expect (s3cmd and rclone compare
+it with their own MD5); an object written with the native SDK has only its BLAKE3, served as a
+64-hex ETag that no tool mistakes for an MD5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import re
+from collections.abc import AsyncIterator, Mapping
+from functools import partial
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from maillage.proto.frame import decode_frame
+from maillage.storage import Manifest, version_time
+
+from ..coordinator import Upload
+from ..errors import NoSuchKey
+from . import payload, xml
+from .common import Call, Services, xml_response
+from .errors import S3Error
+
+__all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
+           "stored_headers", "read_range", "check_conditions"]
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+_META = "x-amz-meta-"
+# The standard headers S3 stores with an object and serves back (manifest attributes).
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+MD5_ATTRIBUTE = "md5"  # the S3 ETag (without quotes) of an object written through S3
+_OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
+              "response-expires": "Expires", "response-cache-control": "Cache-Control",
+              "response-content-disposition": "Content-Disposition",
+              "response-content-encoding": "Content-Encoding"}
+
+
+def etag(m: Manifest) -> str:
+    """The quoted S3 ETag of an object version."""
+    return f'"{dict(m.attributes).get(MD5_ATTRIBUTE) or m.etag}"'
+
+
+def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The standard headers of an upload to keep with the object (lower-case names)."""
+    kept = {}
+    for name in STORED_HEADERS:
+        value = headers.get(name)
+        if name == "Content-Encoding" and value:  # aws-chunked is the upload's framing, not the object's
+            value = ",".join(v.strip() for v in value.split(",") if v.strip().lower() != "aws-chunked")
+        if value:
+            kept[name.lower()] = value
+    return kept
+
+
+def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name[len(_META):].lower(): value for name, value in headers.items() if name.lower().startswith(_META)}
+
+
+def _last_modified(m: Manifest) -> str:
+    return email.utils.formatdate(version_time(m.version), usegmt=True)
+
+
+def object_headers(m: Manifest) -> dict[str, str]:
+    headers = {"ETag": etag(m), "Content-Type": m.content_type, "Accept-Ranges": "bytes",
+               "Last-Modified": _last_modified(m)}
+    attributes = dict(m.attributes)
+    for name in STORED_HEADERS:
+        if name.lower() in attributes:
+            headers[name] = attributes[name.lower()]
+    for name, value in m.user_metadata:
+        headers[_META + name] = value
+    return headers
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive of a single `bytes=` range."""
+    match = _RANGE.match(header.strip())
+    if match is None or match[1] == match[2] == "":
+        raise S3Error("InvalidRange", f"unsupported Range {header[:60]!r}: use one bytes=first-last range")
+    if match[1] == "":
+        length = int(match[2])
+        if length == 0 or size == 0:
+            raise S3Error("InvalidRange", "the requested range is not satisfiable")
+        return max(0, size - length), size - 1
+    first = int(match[1])
+    last = int(match[2]) if match[2] else size - 1
+    if first >= size or last < first:
+        raise S3Error("InvalidRange", f"the requested range {first}-{last} is not satisfiable (size {size})")
+    return first, min(last, size - 1)
+
+
+# ----- conditions ----------------------------------------------------------------------------
+
+def _etag_matches(condition: str, m: Manifest) -> bool:
+    tags = [t.strip() for t in condition.split(",")]
+    return "*" in tags or etag(m) in tags or etag(m).strip('"') in tags
+
+
+def _date(value: str, header: str) -> float | None:
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None  # S3 ignores a date it cannot parse
+
+
+def check_conditions(headers: Mapping[str, str], m: Manifest, *, prefix: str = "",
+                     not_modified_status: bool = True) -> None:
+    """RFC 7232 preconditions as S3 evaluates them (If-Match before If-Unmodified-Since,
+    If-None-Match before If-Modified-Since). `prefix` = "x-amz-copy-source-" for a copy's source,
+    whose failures are all 412."""
+    modified = version_time(m.version)
+    if_match, if_none = headers.get(prefix + "If-Match"), headers.get(prefix + "If-None-Match")
+    if if_match is not None and not _etag_matches(if_match, m):
+        raise S3Error("PreconditionFailed", f"{prefix}If-Match: the object's ETag is {etag(m)}")
+    if if_match is None and (since := headers.get(prefix + "If-Unmodified-Since")):
+        when = _date(since, "If-Unmodified-Since")
+        if when is not None and int(modified) > when:
+            raise S3Error("PreconditionFailed", f"{prefix}If-Unmodified-Since: modified {_last_modified(m)}")
+    unchanged = S3Error("NotModified", "not modified", status=304 if not_modified_status else 412,
+                        headers={"ETag": etag(m), "Last-Modified": _last_modified(m)})
+    if not not_modified_status:
+        unchanged.code = "PreconditionFailed"
+    if if_none is not None and _etag_matches(if_none, m):
+        raise unchanged
+    if if_none is None and (since := headers.get(prefix + "If-Modified-Since")):
+        when = _date(since, "If-Modified-Since")
+        if when is not None and int(modified) <= when:
+            raise unchanged
+
+
+async def _check_put_conditions(s: Services, call: Call) -> None:
+    """If-None-Match: * (create only) and If-Match on PUT. Checked before the upload, not atomic
+    with it: two writers racing both pass (last writer wins), as documented."""
+    headers = call.request.headers
+    if "If-None-Match" not in headers and "If-Match" not in headers:
+        return
+    try:
+        current = await s.coordinator.head_object(call.bucket, call.key)
+    except NoSuchKey:
+        if "If-Match" in headers:
+            raise S3Error("PreconditionFailed", "If-Match: there is no such object") from None
+        return
+    if headers.get("If-None-Match", "").strip() == "*":
+        raise S3Error("PreconditionFailed", f"If-None-Match: *: {call.key!r} already exists")
+    if "If-Match" in headers and not _etag_matches(headers["If-Match"], current):
+        raise S3Error("PreconditionFailed", f"If-Match: the object's ETag is {etag(current)}")
+
+
+# ----- operations ----------------------------------------------------------------------------
+
+async def put_object(s: Services, call: Call) -> web.StreamResponse:
+    headers = call.request.headers
+    if headers.get("Content-Length") is None and headers.get("x-amz-decoded-content-length") is None:
+        raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await _check_put_conditions(s, call)
+    attributes = stored_headers(headers)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        md5 = hashlib.md5(usedforsecurity=False)
+        async for piece in payload.body(call):
+            md5.update(piece)
+            yield piece
+        attributes[MD5_ATTRIBUTE] = md5.hexdigest()  # the coordinator reads attributes after the stream
+
+    upload = Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
+                    content_type=headers.get("Content-Type") or "application/octet-stream",
+                    attributes=attributes)
+    manifest, _sites = await s.coordinator.put_object(upload, pieces())
+    return web.Response(status=200, headers={"ETag": etag(manifest)})
+
+
+async def head_object(s: Services, call: Call) -> web.StreamResponse:
+    await s.tenancy.bucket(call.caller, call.bucket, "read")
+    m = await s.coordinator.head_object(call.bucket, call.key)
+    check_conditions(call.request.headers, m)
+    headers = object_headers(m)
+    headers["Content-Length"] = str(m.size)
+    return web.Response(status=200, headers=headers)
+
+
+async def delete_object(s: Services, call: Call) -> web.StreamResponse:
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await s.coordinator.delete_object(call.bucket, call.key)
+    return web.Response(status=204)
+
+
+async def get_object(s: Services, call: Call) -> web.StreamResponse:
+    request = call.request
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    m = await s.coordinator.head_object(call.bucket, call.key)
+    check_conditions(request.headers, m)
+    headers = object_headers(m)
+    for parameter, header in _OVERRIDES.items():
+        if parameter in request.query:
+            headers[header] = request.query[parameter]
+    wanted = parse_range(request.headers["Range"], m.size) if "Range" in request.headers else None
+    first, last = wanted if wanted is not None else (0, m.size - 1)
+    status = 206 if wanted is not None else 200
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{m.size}"
+    headers["Content-Length"] = str(last - first + 1)
+    if m.inline is not None or not m.chunks:
+        return web.Response(status=status, body=(m.inline or b"")[first:last + 1], headers=headers)
+    # Read the first chunk before answering, so a missing or corrupt object is an S3 error.
+    parts = read_range(s, record.policy, s.coordinator.key_of(record), m, first, last)
+    head = await anext(parts, b"")
+    response = web.StreamResponse(status=status, headers=headers)
+    await response.prepare(request)
+    await response.write(head)
+    async for part in parts:
+        await response.write(part)
+    await response.write_eof()
+    return response
+
+
+async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manifest, first: int,
+                     last: int) -> AsyncIterator[bytes]:
+    """The bytes first..last (inclusive) of an object, chunk by chunk, each verified against its name."""
+    if m.inline is not None:
+        yield m.inline[first:last + 1]
+        return
+    table = s.layout.table(policy)
+    loop = asyncio.get_running_loop()
+    offset = 0
+    for ref in m.chunks:
+        start, end = offset, offset + ref.length
+        offset = end
+        if end <= first or start > last:
+            continue
+        frame = await s.coordinator.read_chunk(table, ref.digest)
+        plain = await loop.run_in_executor(
+            s.executor, partial(decode_frame, frame, expected_digest=ref.digest, key=name_key))
+        if len(plain) != ref.length:
+            raise S3Error("InternalError", f"chunk {ref.digest.hex()[:16]} has {len(plain)} bytes, "
+                                           f"the manifest says {ref.length}")
+        yield plain[max(first - start, 0):min(last + 1, end) - start]
+
+
+def copy_source(header: str) -> tuple[str, str]:
+    """(bucket, key) of an x-amz-copy-source header ("/bucket/key" or "bucket/key", URL-encoded)."""
+    source = unquote(header.split("?", 1)[0]).lstrip("/")
+    bucket, _, key = source.partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", f"x-amz-copy-source {header[:80]!r} is not /bucket/key")
+    if "?versionId=" in header and not header.endswith("versionId=null"):
+        raise S3Error("NotImplemented", "copying a given version (versionId) is not supported: versioning is off")
+    return bucket, key
+
+
+async def copy_object(s: Services, call: Call) -> web.StreamResponse:
+    headers = call.request.headers
+    source_bucket, source_key = copy_source(headers["x-amz-copy-source"])
+    directive = headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", f"x-amz-metadata-directive {directive[:20]!r}: use COPY or REPLACE")
+    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
+        raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
+                                        "to itself without changing the object's metadata (use REPLACE)")
+    await s.tenancy.bucket(call.caller, source_bucket, "read")
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    replacement = None
+    if directive == "REPLACE":
+        replacement = Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
+                             content_type=headers.get("Content-Type") or "application/octet-stream",
+                             attributes=stored_headers(headers))
+    manifest = await s.coordinator.copy_object(
+        source_bucket, source_key, call.bucket, call.key, replacement=replacement,
+        check=partial(check_conditions, headers, prefix="x-amz-copy-source-", not_modified_status=False))
+    root = xml.root("CopyObjectResult")
+    xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
+    xml.sub(root, "ETag", etag(manifest))
+    return xml_response(root)
