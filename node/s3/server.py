@@ -87,7 +87,7 @@ class S3Server:
         path = request.path  # already percent-decoded by aiohttp
         host = request.host.rsplit(":", 1)[0].lower() if request.host else ""
         if self._domain and host.endswith("." + self._domain):
-            return host[:-len(self._domain) - 1], path.lstrip("/")
+            return host[:-len(self._domain) - 1], path[1:]
         bucket, _, key = path.lstrip("/").partition("/")
         return unquote(bucket) if "%" in bucket else bucket, key
 

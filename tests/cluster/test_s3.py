@@ -194,3 +194,156 @@ def test_another_tenant_is_refused(mesh, s3):
     creds = mesh.profile.credentials
     assert s3_client(mesh, creds.key_id, creds.secret, node=2).get_object(
         Bucket="private-fr", Key="secret")["Body"].read() == b"mine"
+
+
+def test_etags_are_md5_and_standard_headers_are_kept(mesh, s3):
+    import datetime
+    import hashlib
+    s3.create_bucket(Bucket="headers")
+    body = b"x" * (2 * CHUNK + 11)  # chunked, not inline
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    put = s3.put_object(Bucket="headers", Key="doc.pdf", Body=body, ContentType="application/pdf",
+                        CacheControl="max-age=60", ContentDisposition='attachment; filename="doc.pdf"',
+                        ContentEncoding="identity", ContentLanguage="fr", Expires=expires)
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'  # what s3cmd and rclone compare
+    head = s3.head_object(Bucket="headers", Key="doc.pdf")
+    assert head["ETag"] == put["ETag"] and head["ContentLength"] == len(body)
+    assert (head["CacheControl"], head["ContentDisposition"], head["ContentEncoding"], head["ContentLanguage"]) \
+        == ("max-age=60", 'attachment; filename="doc.pdf"', "identity", "fr")
+    assert head["Expires"] == expires
+    got = s3.get_object(Bucket="headers", Key="doc.pdf", ResponseContentType="text/plain",
+                        ResponseCacheControl="no-store")
+    assert got["ContentType"] == "text/plain" and got["CacheControl"] == "no-store"
+    assert got["Body"].read() == body
+    listed = s3.list_objects_v2(Bucket="headers")["Contents"][0]
+    assert listed["ETag"] == put["ETag"]
+    # an inline (small) object has an MD5 ETag too
+    small = s3.put_object(Bucket="headers", Key="small", Body=b"tiny")
+    assert small["ETag"] == f'"{hashlib.md5(b"tiny").hexdigest()}"'
+
+
+def status(err: pytest.ExceptionInfo) -> int:
+    return err.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_conditional_requests(mesh, s3):
+    import datetime
+    s3.create_bucket(Bucket="conditions")
+    etag = s3.put_object(Bucket="conditions", Key="k", Body=b"v1")["ETag"]
+    before = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+
+    assert s3.get_object(Bucket="conditions", Key="k", IfMatch=etag)["Body"].read() == b"v1"
+    assert s3.get_object(Bucket="conditions", Key="k", IfModifiedSince=before)["Body"].read() == b"v1"
+    assert s3.get_object(Bucket="conditions", Key="k", IfUnmodifiedSince=after)["Body"].read() == b"v1"
+    for kwargs, expected in (({"IfMatch": '"0123"'}, 412), ({"IfNoneMatch": etag}, 304),
+                             ({"IfModifiedSince": after}, 304), ({"IfUnmodifiedSince": before}, 412)):
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket="conditions", Key="k", **kwargs)
+        assert status(err) == expected, kwargs
+        with pytest.raises(ClientError) as err:
+            s3.head_object(Bucket="conditions", Key="k", **kwargs)
+        assert status(err) == expected, kwargs
+
+    # create-only and compare-and-swap writes
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="conditions", Key="k", Body=b"v2", IfNoneMatch="*")
+    assert code(err) == "PreconditionFailed"
+    s3.put_object(Bucket="conditions", Key="new", Body=b"n", IfNoneMatch="*")
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="conditions", Key="k", Body=b"v2", IfMatch='"not-it"')
+    assert code(err) == "PreconditionFailed"
+    s3.put_object(Bucket="conditions", Key="k", Body=b"v2", IfMatch=etag)
+    assert s3.get_object(Bucket="conditions", Key="k")["Body"].read() == b"v2"
+
+
+def test_copy_object(mesh, s3):
+    import datetime
+    s3.create_bucket(Bucket="copy-eu")
+    s3.create_bucket(Bucket="copy-fr", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    body = bytes(range(256)) * (CHUNK // 128)  # two chunks
+    source = s3.put_object(Bucket="copy-eu", Key="src", Body=body, ContentType="text/x-a",
+                           Metadata={"who": "alice"}, CacheControl="max-age=5")
+
+    copied = s3.copy_object(Bucket="copy-eu", Key="same-meta", CopySource={"Bucket": "copy-eu", "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == source["ETag"]
+    head = s3.head_object(Bucket="copy-eu", Key="same-meta")
+    assert (head["ContentType"], head["Metadata"], head["CacheControl"]) == ("text/x-a", {"who": "alice"}, "max-age=5")
+
+    s3.copy_object(Bucket="copy-eu", Key="new-meta", CopySource="copy-eu/src", MetadataDirective="REPLACE",
+                   ContentType="text/x-b", Metadata={"who": "bob"})
+    head = s3.head_object(Bucket="copy-eu", Key="new-meta")
+    assert (head["ContentType"], head["Metadata"], head["ETag"]) == ("text/x-b", {"who": "bob"}, source["ETag"])
+    assert "CacheControl" not in head
+    assert s3.get_object(Bucket="copy-eu", Key="new-meta")["Body"].read() == body
+
+    # in place, only with new metadata (how rclone updates a modification time)
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="src", CopySource="copy-eu/src")
+    assert code(err) == "InvalidRequest"
+    s3.copy_object(Bucket="copy-eu", Key="src", CopySource="copy-eu/src", MetadataDirective="REPLACE",
+                   Metadata={"mtime": "1"})
+    assert s3.head_object(Bucket="copy-eu", Key="src")["Metadata"] == {"mtime": "1"}
+
+    # conditional copies
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="c", CopySource="copy-eu/src", CopySourceIfMatch='"nope"')
+    assert code(err) == "PreconditionFailed"
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="c", CopySource="copy-eu/src", CopySourceIfNoneMatch=source["ETag"])
+    assert code(err) == "PreconditionFailed"
+    future = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="c", CopySource="copy-eu/src", CopySourceIfModifiedSince=future)
+    assert code(err) == "PreconditionFailed"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="copy-eu", Key="c")
+
+    # residency: into a narrower policy is fine, out of France is refused
+    s3.copy_object(Bucket="copy-fr", Key="in-france", CopySource="copy-eu/src")
+    assert s3.get_object(Bucket="copy-fr", Key="in-france")["Body"].read() == body
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="out", CopySource="copy-fr/in-france")
+    assert code(err) == "AccessDenied" and "france-only" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        s3.copy_object(Bucket="copy-eu", Key="x", CopySource="copy-eu/no-such-key")
+    assert code(err) == "NoSuchKey"
+
+
+def test_delete_objects(mesh, s3):
+    s3.create_bucket(Bucket="bulk-delete")
+    for k in ("a", "b", "c", "keep"):
+        s3.put_object(Bucket="bulk-delete", Key=k, Body=k.encode())
+    answer = s3.delete_objects(Bucket="bulk-delete", Delete={"Objects": [{"Key": k} for k in ("a", "b", "c", "gone")]})
+    assert sorted(d["Key"] for d in answer["Deleted"]) == ["a", "b", "c", "gone"]  # as S3: absent is deleted
+    assert not answer.get("Errors")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bulk-delete")["Contents"]] == ["keep"]
+    quiet = s3.delete_objects(Bucket="bulk-delete", Delete={"Objects": [{"Key": "keep"}], "Quiet": True})
+    assert not quiet.get("Deleted") and not quiet.get("Errors")
+    assert s3.list_objects_v2(Bucket="bulk-delete")["KeyCount"] == 0
+    with pytest.raises(ClientError) as err:
+        s3.delete_objects(Bucket="bulk-delete", Delete={"Objects": [{"Key": str(i)} for i in range(1001)]})
+    assert code(err) == "MalformedXML"
+
+
+def test_list_objects_v1_and_url_encoding(mesh, s3):
+    s3.create_bucket(Bucket="listing-v1")
+    keys = ["a b/1", "a b/2", "plain", "z/1", "é/x"]  # S3 order: by UTF-8 bytes
+    for k in keys:
+        s3.put_object(Bucket="listing-v1", Key=k, Body=b"1")
+    whole = s3.list_objects(Bucket="listing-v1")  # boto3 asks encoding-type=url and decodes
+    assert [o["Key"] for o in whole["Contents"]] == keys
+    assert whole["Contents"][0]["Owner"]["ID"]
+    top = s3.list_objects(Bucket="listing-v1", Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a b/", "z/", "é/"]
+    assert [o["Key"] for o in top["Contents"]] == ["plain"]
+    paginator = s3.get_paginator("list_objects")
+    pages = list(paginator.paginate(Bucket="listing-v1", PaginationConfig={"PageSize": 2}))
+    assert len(pages) == 3 and [o["Key"] for p in pages for o in p.get("Contents", [])] == keys
+    assert pages[0]["NextMarker"] == "a b/2"
+    delimited = list(paginator.paginate(Bucket="listing-v1", Delimiter="/", PaginationConfig={"PageSize": 1}))
+    assert [p["Prefix"] for page in delimited for p in page.get("CommonPrefixes", [])] == ["a b/", "z/", "é/"]
+    assert [o["Key"] for page in delimited for o in page.get("Contents", [])] == ["plain"]
+    v2 = s3.list_objects_v2(Bucket="listing-v1", FetchOwner=True, MaxKeys=1)
+    assert v2["Contents"][0]["Owner"]["ID"] and v2["IsTruncated"]
+    assert "Owner" not in s3.list_objects_v2(Bucket="listing-v1", MaxKeys=1)["Contents"][0]

@@ -1,0 +1,61 @@
+"""Which S3 operation a request is, and which bucket and key it names (path- and virtual-host-style)."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from maillage.node.s3 import buckets, multipart, objects, routes
+from maillage.node.s3.errors import S3Error
+from maillage.node.s3.server import S3Server
+
+CASES = [
+    ("GET", "", "", {}, {}, buckets.list_buckets),
+    ("PUT", "b", "", {}, {}, buckets.create_bucket),
+    ("GET", "b", "", {"location": ""}, {}, buckets.get_bucket_location),
+    ("GET", "b", "", {"list-type": "2"}, {}, buckets.list_objects),
+    ("GET", "b", "", {"marker": "x"}, {}, buckets.list_objects),
+    ("GET", "b", "", {"uploads": ""}, {}, multipart.list_uploads),
+    ("POST", "b", "", {"delete": ""}, {}, buckets.delete_objects),
+    ("PUT", "b", "k", {}, {}, objects.put_object),
+    ("PUT", "b", "k", {}, {"x-amz-copy-source": "/b/j"}, objects.copy_object),
+    ("PUT", "b", "k", {"partNumber": "1", "uploadId": "u"}, {}, multipart.upload_part),
+    ("PUT", "b", "k", {"partNumber": "1", "uploadId": "u"}, {"x-amz-copy-source": "/b/j"}, multipart.upload_part_copy),
+    ("POST", "b", "k", {"uploads": ""}, {}, multipart.create_upload),
+    ("POST", "b", "k", {"uploadId": "u"}, {}, multipart.complete_upload),
+    ("GET", "b", "k", {"uploadId": "u"}, {}, multipart.list_parts),
+    ("DELETE", "b", "k", {"uploadId": "u"}, {}, multipart.abort_upload),
+    ("GET", "b", "k", {"response-content-type": "text/plain"}, {}, objects.get_object),
+    ("HEAD", "b", "k", {}, {}, objects.head_object),
+    ("DELETE", "b", "k", {}, {}, objects.delete_object),
+]
+
+
+@pytest.mark.parametrize(("method", "bucket", "key", "query", "headers", "handler"), CASES)
+def test_operations(method, bucket, key, query, headers, handler) -> None:
+    assert routes.operation(method, bucket, key, query, headers) is handler
+
+
+@pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
+    ("GET", "b", "", {"acl": ""}, "NotImplemented"),  # an operation not served is said, not ignored
+    ("PUT", "b", "k", {"tagging": ""}, "NotImplemented"),
+    ("POST", "b", "k", {}, "MethodNotAllowed"),
+    ("DELETE", "", "", {}, "MethodNotAllowed"),
+])
+def test_refusals(method, bucket, key, query, code) -> None:
+    with pytest.raises(S3Error) as err:
+        routes.operation(method, bucket, key, query, {})
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize(("host", "path", "expected"), [
+    ("s3.example.org", "/photos/2026/a b.jpg", ("photos", "2026/a b.jpg")),
+    ("photos.s3.example.org", "/2026/a b.jpg", ("photos", "2026/a b.jpg")),
+    ("photos.s3.example.org:9000", "/", ("photos", "")),
+    ("127.0.0.1:9000", "/photos", ("photos", "")),
+    ("s3.example.org", "/", ("", "")),
+])
+def test_path_and_virtual_host_addressing(host, path, expected) -> None:
+    server = S3Server("127.0.0.1:0", services=None, access=None, domain="s3.example.org")  # type: ignore[arg-type]
+    request = make_mocked_request("GET", path, headers={"Host": host})
+    assert server.address_of(request) == expected
