@@ -352,13 +352,28 @@ class Coordinator:
                 f"bucket whose policy is the same or narrower")
 
     async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
+        """A chunk's frame, as stored, from the first replica that answers."""
+        return await self._read_from_replicas(table, digest, _as_is)
+
+    async def read_plain_chunk(self, table: PartitionTable, digest: bytes, name_key: bytes | None) -> bytes:
+        """A chunk's plain bytes, verified against its name; a copy that fails the check (bit rot
+        on a replica) is skipped for the next one, so a reader sees the good copy."""
+        loop = asyncio.get_running_loop()
+
+        async def decoded(frame: bytes) -> bytes:
+            return await loop.run_in_executor(
+                self._executor, partial(decode_frame, frame, expected_digest=digest, key=name_key))
+        return await self._read_from_replicas(table, digest, decoded)
+
+    async def _read_from_replicas(self, table: PartitionTable, digest: bytes,
+                                  accept: Callable[[bytes], Awaitable[T]]) -> T:
         partition = chunk_partition(digest, table.bits)
         errors = []
         candidates = (*table.replicas(partition), *table.handoffs(partition))
         # Nodes believed up first (stable sort keeps placement order within each group).
         for node_id in sorted(candidates, key=lambda n: not self._is_up(n)):
             try:
-                return await self._peers.replica(node_id).get_chunk(digest)
+                return await accept(await self._peers.replica(node_id).get_chunk(digest))
             except Exception as exc:  # try the next copy; all failures are reported below
                 errors.append(f"{node_id}: {exc}")
         raise QuorumNotReached(f"chunk {digest.hex()[:16]}: no copy could be read ({'; '.join(errors)})")
@@ -433,6 +448,10 @@ class Coordinator:
         keys = sorted(k for k in newest if horizon is None or k <= horizon)
         return [newest[k] for k in keys], horizon is None
 
+
+
+async def _as_is(frame: bytes) -> bytes:
+    return frame
 
 
 def _etag_only(m: Manifest) -> dict[str, str]:

@@ -10,7 +10,6 @@ it with their own MD5); an object written with the native SDK has only its BLAKE
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import hashlib
 import re
@@ -20,7 +19,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from maillage.proto.frame import decode_frame
 from maillage.storage import Manifest, version_time
 
 from ..coordinator import Upload
@@ -229,16 +227,13 @@ async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manife
         yield m.inline[first:last + 1]
         return
     table = s.layout.table(policy)
-    loop = asyncio.get_running_loop()
     offset = 0
     for ref in m.chunks:
         start, end = offset, offset + ref.length
         offset = end
         if end <= first or start > last:
             continue
-        frame = await s.coordinator.read_chunk(table, ref.digest)
-        plain = await loop.run_in_executor(
-            s.executor, partial(decode_frame, frame, expected_digest=ref.digest, key=name_key))
+        plain = await s.coordinator.read_plain_chunk(table, ref.digest, name_key)
         if len(plain) != ref.length:
             raise S3Error("InternalError", f"chunk {ref.digest.hex()[:16]} has {len(plain)} bytes, "
                                            f"the manifest says {ref.length}")

@@ -347,3 +347,27 @@ def test_list_objects_v1_and_url_encoding(mesh, s3):
     v2 = s3.list_objects_v2(Bucket="listing-v1", FetchOwner=True, MaxKeys=1)
     assert v2["Contents"][0]["Owner"]["ID"] and v2["IsTruncated"]
     assert "Owner" not in s3.list_objects_v2(Bucket="listing-v1", MaxKeys=1)["Contents"][0]
+
+
+def test_a_get_reads_past_a_corrupt_replica(mesh, s3):
+    from maillage.storage import ChunkStore
+
+    from .helpers import manifest_digests
+    s3.create_bucket(Bucket="bit-rot")
+    body = bytes(range(256)) * (CHUNK // 256) + b"tail"  # two chunks
+    s3.put_object(Bucket="bit-rot", Key="k", Body=body)
+    flipped = 0
+    for digest in manifest_digests(mesh, "bit-rot", "k"):
+        for node in mesh.layout.nodes:  # the first copy found of each chunk rots
+            path = ChunkStore.path_in(mesh.data_dir(node.id) / "chunks", digest)
+            if path.exists():
+                raw = bytearray(path.read_bytes())
+                raw[len(raw) // 2] ^= 0x01
+                path.write_bytes(bytes(raw))
+                flipped += 1
+                break
+    assert flipped == 2
+    for node in range(len(mesh.s3_endpoints)):  # whichever node coordinates, the good copy is served
+        creds = mesh.profile.credentials
+        assert s3_client(mesh, creds.key_id, creds.secret, node=node).get_object(
+            Bucket="bit-rot", Key="k")["Body"].read() == body
