@@ -1,0 +1,406 @@
+"""Real S3 tools, run unchanged as their users run them, against the S3 front door of a real mesh.
+
+aws-cli (from the `test` extra, `python -m awscli`), rclone and s3cmd (Debian packages, installed by
+`.ci/run`) run as subprocesses, each with its own settings in environment variables or a temporary
+config file, never the user's (~/.aws, ~/.config/rclone, ~/.s3cfg): HOME is a temporary directory.
+Each tool talks to a different node's front door. What they write is checked with the tools
+themselves (listings, downloads, rclone's MD5 check, s3cmd's MD5 comparison of ETags) and, for the
+France-only buckets they create, from the nodes' own inventories.
+
+The tools run with their defaults (checksums, multipart thresholds, addressing), so an HTTPS
+endpoint means aws-chunked uploads with trailing checksums and aws-cli's 20 MiB copy means a
+multipart upload.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from maillage.client.admin import fetch_inventories
+from maillage.testing.localmesh import LocalMesh, make_layout
+
+from .conftest import CHUNK, FRENCH, POLICIES, SITES
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("awscli")
+from botocore.config import Config  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+REGION = "us-east-1"
+MIB = 1024 * 1024
+TOOL_TIMEOUT = 120
+
+
+def _missing(tool: str) -> str:
+    return f"{tool} is not installed: .ci/run installs it (apt-get install -y rclone s3cmd)"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    m = LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("s3clients"),
+                  extra_args=("--chunk-size", str(CHUNK)), s3=True, s3_default_policy="eu-wide")
+    with m:
+        yield m
+
+
+def ca_file(mesh: LocalMesh, endpoint: str) -> str | None:
+    """The CA a client must trust for an HTTPS endpoint of the mesh (None for plain HTTP): the
+    cluster's CA, which signs the nodes' certificates."""
+    if urlsplit(endpoint).scheme != "https":
+        return None
+    return str(mesh.cluster_dir / "ca.pem")
+
+
+def check(mesh: LocalMesh, argv: list[str], env: dict[str, str], *, ok: bool = True,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a tool; on an unexpected exit status, fail with its output and where the nodes' logs are."""
+    r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+                       stdin=subprocess.DEVNULL)
+    if (r.returncode == 0) != ok:
+        pytest.fail(f"{' '.join(argv)} exited {r.returncode}\nstdout:\n{r.stdout[-4000:]}\n"
+                    f"stderr:\n{r.stderr[-4000:]}\nnode logs: {mesh.log_dir}", pytrace=False)
+    return r
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """This process's environment without any AWS, rclone or maillage setting, HOME a fresh dir."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "RCLONE_", "MAILLAGE_", "BOTO_", "S3CMD"))}
+    env["HOME"] = str(home)
+    return env
+
+
+def boto(mesh: LocalMesh, node: int = 0):
+    """boto3 for checking what the tools did (path-style, the demo tenant's key)."""
+    endpoint = mesh.s3_endpoints[node]
+    creds = mesh.profile.credentials
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=creds.key_id,
+                        aws_secret_access_key=creds.secret, region_name=REGION,
+                        verify=ca_file(mesh, endpoint) or True,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def make_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def same_tree(a: Path, b: Path) -> list[str]:
+    """Relative paths that differ between two trees (missing on either side or different bytes)."""
+    names = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
+    names |= {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()}
+    return sorted(n for n in names if not ((a / n).is_file() and (b / n).is_file()
+                                           and filecmp.cmp(a / n, b / n, shallow=False)))
+
+
+def assert_only_in_france(mesh: LocalMesh, bucket: str) -> None:
+    """Every node that holds a key or a chunk reference of `bucket`, by its own inventory, is French."""
+    inventories, unreachable = fetch_inventories(mesh.layout, mesh.admin_profile)
+    assert not unreachable
+    holders = {n for n, inv in inventories.items() if inv.keys.get(bucket) or inv.refs.get(bucket)}
+    assert holders, f"no node holds anything of {bucket}"
+    assert {mesh.layout.node(n).site for n in holders} <= FRENCH, holders
+    assert len(holders) >= 2, holders
+
+
+def tree_files(seed: int) -> dict[str, bytes]:
+    rnd = os.urandom
+    return {
+        "readme.txt": b"a small text file\n" * (3 + seed),
+        "docs/a.txt": b"alpha " * 100,
+        "docs/b.txt": b"bravo " * 200,
+        "docs/deep/c.bin": rnd(3 * CHUNK + 123),   # several chunks
+        "images/d.bin": rnd(40_000),
+        "empty.dat": b"",
+    }
+
+
+# ----- aws-cli -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def aws(mesh, tmp_path_factory):
+    """`aws ...` (aws-cli v1 of this environment) configured by environment variables and its own
+    AWS_CONFIG_FILE; returns stdout. `aws(..., ok=False)` expects a failure and returns the result."""
+    home = tmp_path_factory.mktemp("aws-home")
+    endpoint = mesh.s3_endpoints[0]
+    config = home / "aws-config"
+    # Path-style, and SigV4 presigned URLs (aws-cli v1 presigns with SigV2 in us-east-1 unless told),
+    # as for any S3 service outside AWS; every other setting is aws-cli's default.
+    config.write_text(f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n"
+                      "    signature_version = s3v4\n")
+    creds = mesh.profile.credentials
+    env = clean_env(home) | {
+        "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
+        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": creds.key_id, "AWS_SECRET_ACCESS_KEY": creds.secret,
+        "AWS_DEFAULT_REGION": REGION, "AWS_PAGER": "", "AWS_MAX_ATTEMPTS": "1",
+    }
+    if ca := ca_file(mesh, endpoint):
+        env["AWS_CA_BUNDLE"] = ca
+
+    def run(*args: str, ok: bool = True, cwd: Path | None = None):
+        r = check(mesh, [sys.executable, "-m", "awscli", *args], env, ok=ok, cwd=cwd)
+        return r.stdout if ok else r
+
+    return run
+
+
+def test_aws_cli_makes_buckets_with_a_residency_policy(mesh, aws):
+    aws("s3api", "create-bucket", "--bucket", "cli-fr",
+        "--create-bucket-configuration", "LocationConstraint=france-only")
+    where = json.loads(aws("s3api", "get-bucket-location", "--bucket", "cli-fr"))
+    assert where["LocationConstraint"] == "france-only"
+    assert "make_bucket: cli-eu" in aws("s3", "mb", "s3://cli-eu")  # no constraint: the default policy
+    assert boto(mesh).get_bucket_location(Bucket="cli-eu")["LocationConstraint"] == "eu-wide"
+    # `aws s3 mb` sends its region as the LocationConstraint: a policy name as the region works too
+    aws("s3", "mb", "s3://cli-region-fr", "--region", "france-only")
+    assert boto(mesh).get_bucket_location(Bucket="cli-region-fr")["LocationConstraint"] == "france-only"
+    listed = aws("s3", "ls")
+    assert {"cli-fr", "cli-eu"} <= {line.split()[-1] for line in listed.splitlines()}
+    # a policy the cluster does not have is refused, with the policies it has
+    r = aws("s3api", "create-bucket", "--bucket", "cli-mars",
+            "--create-bucket-configuration", "LocationConstraint=mars-only", ok=False)
+    assert "InvalidLocationConstraint" in r.stderr and "france-only" in r.stderr
+
+
+def test_aws_cli_cp_small_and_server_side_copy(mesh, aws, tmp_path):
+    small = tmp_path / "note.txt"
+    small.write_bytes(b"hello from aws-cli\n" * 500)
+    aws("s3", "cp", str(small), "s3://cli-fr/notes/note.txt", "--no-progress",
+        "--content-type", "text/plain", "--metadata", "ward=b2")
+    head = json.loads(aws("s3api", "head-object", "--bucket", "cli-fr", "--key", "notes/note.txt"))
+    assert head["ContentLength"] == small.stat().st_size
+    assert head["ContentType"] == "text/plain" and head["Metadata"] == {"ward": "b2"}
+    assert head["ETag"] == f'"{hashlib.md5(small.read_bytes()).hexdigest()}"'  # an S3 ETag: MD5
+
+    # s3 -> s3 is a CopyObject, metadata kept
+    aws("s3", "cp", "s3://cli-fr/notes/note.txt", "s3://cli-fr/copied/note.txt", "--no-progress")
+    got = tmp_path / "copied.txt"
+    aws("s3", "cp", "s3://cli-fr/copied/note.txt", str(got), "--no-progress")
+    assert got.read_bytes() == small.read_bytes()
+    copied = boto(mesh).head_object(Bucket="cli-fr", Key="copied/note.txt")
+    assert copied["Metadata"] == {"ward": "b2"} and copied["ETag"] == head["ETag"]
+    # but France-only data is not copied into a bucket whose policy allows more than France
+    refused = aws("s3", "cp", "s3://cli-fr/notes/note.txt", "s3://cli-eu/note.txt", ok=False)
+    assert "AccessDenied" in refused.stderr and "france-only" in refused.stderr, refused.stderr
+
+
+def test_aws_cli_cp_of_a_large_file_is_a_multipart_upload(mesh, aws, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(20 * MIB))  # aws-cli's threshold is 8 MiB: 3 parts of 8, 8, 4 MiB
+    aws("s3", "cp", str(big), "s3://cli-fr/big/scan.bin", "--no-progress")
+    head = boto(mesh, node=3).head_object(Bucket="cli-fr", Key="big/scan.bin")
+    assert head["ContentLength"] == 20 * MIB
+    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # AWS's multipart ETag form
+    listed = aws("s3", "ls", "s3://cli-fr/big/")
+    assert listed.split()[-2:] == [str(20 * MIB), "scan.bin"], listed
+    back = tmp_path / "back.bin"
+    aws("s3", "cp", "s3://cli-fr/big/scan.bin", str(back), "--no-progress")  # ranged GETs in parallel
+    assert filecmp.cmp(big, back, shallow=False)
+
+
+def test_aws_cli_sync_twice_then_rm_recursive(mesh, aws, tmp_path):
+    tree = make_tree(tmp_path / "tree", tree_files(0))
+    first = aws("s3", "sync", str(tree), "s3://cli-eu/tree", "--no-progress")
+    uploaded = sorted(line.split()[-1] for line in first.splitlines() if line.startswith("upload:"))
+    assert uploaded == sorted(f"s3://cli-eu/tree/{name}" for name in tree_files(0)), first
+    # nothing changed: nothing is uploaded again (sizes and times of the listing match)
+    assert aws("s3", "sync", str(tree), "s3://cli-eu/tree", "--no-progress").strip() == ""
+    (tree / "docs" / "a.txt").write_bytes(b"alpha changed, and longer " * 100)
+    again = aws("s3", "sync", str(tree), "s3://cli-eu/tree", "--no-progress")
+    assert [line.split()[-1] for line in again.splitlines()] == ["s3://cli-eu/tree/docs/a.txt"], again
+
+    down = tmp_path / "down"
+    aws("s3", "sync", "s3://cli-eu/tree", str(down), "--no-progress")
+    assert same_tree(tree, down) == []
+    recursive = aws("s3", "ls", "s3://cli-eu/tree/", "--recursive")
+    assert len(recursive.splitlines()) == len(tree_files(0)), recursive
+
+    removed = aws("s3", "rm", "s3://cli-eu/tree", "--recursive")
+    assert sum(line.startswith("delete:") for line in removed.splitlines()) == len(tree_files(0)), removed
+    left = boto(mesh).list_objects_v2(Bucket="cli-eu", Prefix="tree/")
+    assert left["KeyCount"] == 0 and "Contents" not in left, left
+
+
+def test_aws_cli_presigned_url_reads_with_plain_http(mesh, aws, tmp_path):
+    body = b"shared through a presigned URL\n" * 100
+    (tmp_path / "shared.txt").write_bytes(body)
+    aws("s3", "cp", str(tmp_path / "shared.txt"), "s3://cli-fr/shared.txt", "--no-progress")
+    url = aws("s3", "presign", "s3://cli-fr/shared.txt", "--expires-in", "300").strip()
+    assert "X-Amz-Signature=" in url and urlsplit(url).netloc == urlsplit(mesh.s3_endpoints[0]).netloc, url
+    ca = ca_file(mesh, url)
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    with urllib.request.urlopen(url, timeout=30, context=context) as answer:  # no credentials, no SDK
+        assert answer.status == 200
+        assert answer.read() == body
+    # the signature covers the key: the same URL for another object is refused
+    forged = url.replace("/shared.txt?", "/notes/note.txt?")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(forged, timeout=30, context=context)
+    assert err.value.code == 403
+    assert b"SignatureDoesNotMatch" in err.value.read()
+
+
+# ----- rclone --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rclone(mesh, tmp_path_factory):
+    """`rclone ...` with the remote `mesh:` defined by RCLONE_CONFIG_MESH_* variables only."""
+    if shutil.which("rclone") is None:
+        pytest.fail(_missing("rclone"))
+    home = tmp_path_factory.mktemp("rclone-home")
+    endpoint = mesh.s3_endpoints[1]
+    creds = mesh.profile.credentials
+    env = clean_env(home) | {
+        "RCLONE_CONFIG": str(home / "rclone.conf"),  # absent: the remote comes from the variables
+        "RCLONE_CONFIG_MESH_TYPE": "s3", "RCLONE_CONFIG_MESH_PROVIDER": "Other",
+        "RCLONE_CONFIG_MESH_ENDPOINT": endpoint, "RCLONE_CONFIG_MESH_REGION": REGION,
+        "RCLONE_CONFIG_MESH_ACCESS_KEY_ID": creds.key_id, "RCLONE_CONFIG_MESH_SECRET_ACCESS_KEY": creds.secret,
+        "RCLONE_CONFIG_MESH_FORCE_PATH_STYLE": "true",
+        # buckets rclone creates are France-only: the LocationConstraint names the residency policy
+        "RCLONE_CONFIG_MESH_LOCATION_CONSTRAINT": "france-only",
+    }
+    if ca := ca_file(mesh, endpoint):
+        env["RCLONE_CA_CERT"] = ca
+
+    def run(*args: str, ok: bool = True):
+        return check(mesh, ["rclone", "--retries", "1", "--low-level-retries", "1", *args], env, ok=ok)
+
+    return run
+
+
+def test_rclone_copy_ls_check_delete(mesh, rclone, tmp_path):
+    files = tree_files(1) | {"big/archive.bin": os.urandom(5 * MIB + 7)}
+    src = make_tree(tmp_path / "src", files)
+    rclone("copy", str(src), "mesh:rclone-fr/data")  # creates the bucket
+    assert boto(mesh).get_bucket_location(Bucket="rclone-fr")["LocationConstraint"] == "france-only"
+
+    listed = {line.split(maxsplit=1)[1]: int(line.split()[0])
+              for line in rclone("ls", "mesh:rclone-fr").stdout.splitlines()}
+    assert listed == {f"data/{name}": len(data) for name, data in files.items()}
+
+    # size and MD5 of every file against the listing's ETags: every one compared, none differ
+    checked = rclone("check", str(src), "mesh:rclone-fr/data")
+    assert "0 differences found" in checked.stderr, checked.stderr
+    assert f"{len(files)} matching files" in checked.stderr, checked.stderr
+    assert "hashes could not be checked" not in checked.stderr, checked.stderr
+    # a changed file is found by its MD5 alone (same size)
+    changed = bytearray(files["docs/a.txt"])
+    changed[0] ^= 1
+    (src / "docs" / "a.txt").write_bytes(changed)
+    differs = rclone("check", str(src), "mesh:rclone-fr/data", ok=False)
+    assert "1 differences found" in differs.stderr, differs.stderr
+    (src / "docs" / "a.txt").write_bytes(files["docs/a.txt"])
+
+    down = tmp_path / "down"
+    rclone("copy", "mesh:rclone-fr/data", str(down))  # rclone checks each download's MD5
+    assert same_tree(src, down) == []
+
+    rclone("delete", "mesh:rclone-fr/data/docs")
+    remaining = rclone("ls", "mesh:rclone-fr").stdout
+    assert "docs/" not in remaining and "data/readme.txt" in remaining
+    rclone("delete", "mesh:rclone-fr")
+    assert rclone("ls", "mesh:rclone-fr").stdout == ""
+    rclone("rmdir", "mesh:rclone-fr")  # DeleteBucket
+    assert "rclone-fr" not in [b["Name"] for b in boto(mesh).list_buckets()["Buckets"]]
+
+
+# ----- s3cmd ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3cmd(mesh, tmp_path_factory):
+    """`s3cmd -c <temp config> ...`, path-style (host_bucket = host_base), signature V4."""
+    if shutil.which("s3cmd") is None:
+        pytest.fail(_missing("s3cmd"))
+    home = tmp_path_factory.mktemp("s3cmd-home")
+    endpoint = mesh.s3_endpoints[2]
+    url = urlsplit(endpoint)
+    creds = mesh.profile.credentials
+    ca = ca_file(mesh, endpoint)
+    config = home / "s3cfg"
+    config.write_text("\n".join([
+        "[default]",
+        f"access_key = {creds.key_id}",
+        f"secret_key = {creds.secret}",
+        f"host_base = {url.netloc}",
+        f"host_bucket = {url.netloc}",
+        f"use_https = {url.scheme == 'https'}",
+        f"ca_certs_file = {ca or ''}",
+        "check_ssl_certificate = True",
+        f"bucket_location = {REGION}",
+        "signature_v2 = False",
+        "",
+    ]))
+    env = clean_env(home)
+
+    def run(*args: str, ok: bool = True):
+        return check(mesh, ["s3cmd", "-c", str(config), "--no-progress", *args], env, ok=ok)
+
+    return run
+
+
+def test_s3cmd_put_ls_get_del(mesh, s3cmd, tmp_path):
+    s3cmd("mb", "--bucket-location=france-only", "s3://s3cmd-fr")
+    assert boto(mesh).get_bucket_location(Bucket="s3cmd-fr")["LocationConstraint"] == "france-only"
+    assert "s3://s3cmd-fr" in s3cmd("ls").stdout
+
+    files = {"report.txt": b"s3cmd report\n" * 300, "scan.bin": os.urandom(2 * MIB + 5)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        # s3cmd compares the ETag the front door answers with its own MD5 of the file
+        put = s3cmd("put", str(tmp_path / name), f"s3://s3cmd-fr/in/{name}")
+        assert "MD5 Sums don't match" not in put.stderr + put.stdout, put.stderr
+
+    listing = s3cmd("ls", "s3://s3cmd-fr/in/").stdout
+    sizes = {line.split()[-1]: int(line.split()[-2]) for line in listing.splitlines() if "s3://" in line}
+    assert sizes == {f"s3://s3cmd-fr/in/{n}": len(d) for n, d in files.items()}, listing
+    assert "DIR" in s3cmd("ls", "s3://s3cmd-fr/").stdout  # in/ as a common prefix
+
+    for name, data in files.items():
+        got = s3cmd("get", f"s3://s3cmd-fr/in/{name}", str(tmp_path / f"got-{name}"))
+        assert "MD5 signatures do not match" not in got.stderr, got.stderr
+        assert (tmp_path / f"got-{name}").read_bytes() == data
+
+    s3cmd("del", "s3://s3cmd-fr/in/report.txt")
+    assert "report.txt" not in s3cmd("ls", "s3://s3cmd-fr/in/").stdout
+    (tmp_path / "more").mkdir()
+    for i in range(3):
+        (tmp_path / "more" / f"f{i}").write_bytes(b"%d" % i * 100)
+    s3cmd("put", "--recursive", str(tmp_path / "more"), "s3://s3cmd-fr/")
+    s3cmd("del", "--recursive", "s3://s3cmd-fr/more/")  # one DeleteObjects request
+    assert "s3://s3cmd-fr/more/" not in s3cmd("ls", "--recursive", "s3://s3cmd-fr").stdout
+
+
+# ----- residency through S3 ------------------------------------------------------------------
+
+def test_france_only_buckets_made_through_s3_rest_only_in_france(mesh, aws, tmp_path):
+    """From every node's own inventory: a France-only bucket made and filled with aws-cli, and every
+    other France-only bucket the tools above made, hold data only on French nodes (at least two)."""
+    aws("s3api", "create-bucket", "--bucket", "residency-fr",
+        "--create-bucket-configuration", "LocationConstraint=france-only")
+    aws("s3", "cp", str(make_tree(tmp_path / "t", tree_files(2))), "s3://residency-fr/dossiers", "--recursive",
+        "--no-progress")
+    s3 = boto(mesh)
+    french = [b["Name"] for b in s3.list_buckets()["Buckets"]
+              if s3.get_bucket_location(Bucket=b["Name"])["LocationConstraint"] == "france-only"
+              and s3.list_objects_v2(Bucket=b["Name"], MaxKeys=1).get("KeyCount")]
+    assert "residency-fr" in french
+    for bucket in french:
+        assert_only_in_france(mesh, bucket)
