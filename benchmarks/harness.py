@@ -89,6 +89,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, help="runs per limit, the median is kept (default 3; quick 1)")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     parser.add_argument("--tmp-dir", type=Path, help="where the meshes keep their data (default: the system temp dir)")
+    vs = parser.add_argument_group(
+        "side by side with OpenStack Swift",
+        "--vs-swift runs only this comparison (not the parts above): the Swift peer of ../shared/peers/swift, "
+        "then maillage (TLS, signed requests, encryption at rest), one after the other, same sizes and "
+        "concurrency (defaults here: --sizes 4K,1M,64M --concurrency 1,8 --seconds 5; a size may carry its "
+        "Swift object count, e.g. 4K:2000); prints the table of ratios and writes vs_swift.json/.md/.png.")
+    vs.add_argument("--vs-swift", action="store_true", help="run the side-by-side comparison with Swift")
+    from .vs_swift import add_arguments as add_vs_swift_arguments
+    add_vs_swift_arguments(vs, standalone=False)
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -211,10 +220,15 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
             result["charts"] = [Path(c).name for c in report.write_charts(result, out)]
         except Exception as exc:  # a chart is a view of the figures, never a reason to lose them
             result["errors"]["charts"] = f"{type(exc).__name__}: {exc}"
+            log(f"charts FAILED: {exc}")
     report.write_json(result, out / "results.json")
     (out / "results.md").write_text(report.markdown(result))
-    charts = (f", {len(result.get('charts', []))} charts" if result.get("charts")
-              else ", no charts (matplotlib missing?)")
+    if args.no_charts:
+        charts = ", no charts (--no-charts)"
+    elif "charts" in result["errors"]:
+        charts = ", charts FAILED (see errors)"
+    else:
+        charts = f", {len(result.get('charts', []))} charts"
     log(f"done in {result['total_s']:.0f} s: {out / 'results.json'}, {out / 'results.md'}{charts}")
     return result, out
 
@@ -232,7 +246,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run and print the summary; exit 1 if a part failed (missed targets are figures, not failures)."""
+    """Run and print the summary; exit 1 if a part failed (missed targets are figures, not failures).
+
+    With --vs-swift, the comparison with Swift alone; a Swift peer that is not set up is one line on
+    stderr and exit 2."""
+    if getattr(args, "vs_swift", False):
+        from .vs_swift import SwiftPeerError, SwiftPeerMissing
+        from .vs_swift import command as vs_swift_command
+        try:
+            return vs_swift_command(args)
+        except (SwiftPeerMissing, SwiftPeerError) as exc:
+            print(f"maillage bench --vs-swift: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, SwiftPeerMissing) else 1
     result, out = run(args)
     print(report.summary(result))
     print(f"results: {out}")

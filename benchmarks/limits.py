@@ -39,7 +39,7 @@ from pathlib import Path
 import blake3
 import zstandard
 
-__all__ = ["measure_limits", "zstd_level", "main"]
+__all__ = ["measure_limits", "measure_disk_write", "zstd_level", "main"]
 
 BLOCK = 4 << 20
 MESSAGE = 1 << 20
@@ -73,6 +73,18 @@ def _disk_write(path: Path, total: int) -> tuple[int, float]:
     finally:
         os.close(fd)
     return total, time.perf_counter() - began
+
+
+def measure_disk_write(directory: Path, total: int = 256 << 20, repeat: int = 3) -> dict:
+    """``disk_write_fsync`` alone (4 MiB writes, each fsync'd) in `directory`, the file removed after:
+    {"mb_per_s", "runs", "label"}. The ceiling of a durable PUT is this rate divided by R."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "limits-disk.bin"
+    try:
+        row = _median_rate(lambda: _disk_write(path, total), repeat)
+    finally:
+        path.unlink(missing_ok=True)
+    return {**row, "label": LABELS["disk_write_fsync"], "bytes": total}
 
 
 def _disk_read_cold(path: Path) -> tuple[int, float]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .mesh import format_size
 
-__all__ = ["add_ratios", "check_targets", "write_json", "markdown", "write_charts", "summary"]
+__all__ = ["add_ratios", "check_targets", "write_json", "markdown", "write_charts", "summary", "pyplot",
+           "ChartsUnavailable"]
 
 KIB, MIB = 1024, 1 << 20
 IDLE_RSS_TARGET = 150e6
@@ -206,14 +207,29 @@ def markdown(result: dict) -> str:
 
 # ----- charts --------------------------------------------------------------------------------
 
-def write_charts(result: dict, out: Path) -> list[str]:
-    """PNG charts next to the JSON; [] when matplotlib is not installed (the `bench` extra)."""
+class ChartsUnavailable(RuntimeError):
+    """matplotlib cannot be imported: a broken install, said loudly rather than skipped."""
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend; ChartsUnavailable (with the fix) if missing.
+
+    matplotlib is a dependency of maillage (pyproject.toml), so `python3 -m pip install -e .`
+    brings it: a run that cannot draw says why and how to fix it, and the harness records it as
+    a failed step. `--no-charts` is the way to run without charts."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return []
+    except ImportError as exc:
+        raise ChartsUnavailable(f"cannot draw charts: {exc} (matplotlib is a dependency of maillage: "
+                                "reinstall with `python3 -m pip install -e .`, or pass --no-charts)") from exc
+    return plt
+
+
+def write_charts(result: dict, out: Path) -> list[str]:
+    """PNG charts next to the JSON (ChartsUnavailable when matplotlib cannot be imported)."""
+    plt = pyplot()
     written = []
     rows = (result.get("throughput") or {}).get("rows", [])
     if rows:

@@ -13,7 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Start local meshes of real node processes and measure PUT/GET throughput, the "
                     "repair time of a wiped node and placement quality, next to this machine's own "
                     "limits (disk, hashing, compression, loopback). Writes JSON, markdown and PNG "
-                    "charts to a results directory.")
+                    "charts to a results directory. --vs-swift instead measures OpenStack Swift (the "
+                    "loopback peer of ../shared/peers/swift) and maillage one after the other and prints "
+                    "the ratios.")
     add_arguments(p)
     p.set_defaults(func=run_command)
 
