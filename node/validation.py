@@ -14,6 +14,10 @@ from typing import Any
 from .errors import InvalidBucketName, InvalidKey, InvalidRequest, MetadataTooLarge
 
 MAX_KEY_BYTES = 1024
+#: Keys beginning with this character are the store's own (multipart uploads in progress, see
+#: `coordinator.py`): users can neither write, read nor list them, and every one of them sorts below
+#: any key a user may write.
+RESERVED_PREFIX = "\x01"
 MAX_METADATA_BYTES = 2048
 MAX_CONTENT_TYPE = 255
 #: A listing page holds at most this many entries (larger requests are clamped, as S3 does)...
@@ -49,8 +53,12 @@ def check_tenant(name: str) -> None:
 
 
 def check_key(key: str) -> None:
+    """A key a user may name (put, get, delete, copy): never one of the reserved space."""
     if not key:
         raise InvalidKey("object key is empty")
+    if key.startswith(RESERVED_PREFIX):
+        raise InvalidKey("object key starts with the control character U+0001, which this store reserves "
+                         "for its own records (multipart uploads in progress): choose another first character")
     size = len(key.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise InvalidKey(f"object key is {size} bytes in UTF-8, the limit is {MAX_KEY_BYTES}")

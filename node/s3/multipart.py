@@ -1,19 +1,388 @@
-"""S3 multipart uploads (Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
-ListMultipartUploads). Not served yet: every operation answers NotImplemented."""
+"""S3 multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload,
+AbortMultipartUpload, ListParts and ListMultipartUploads, on the coordinator's multipart methods.
+
+Parts are stored as chunks in reserved keys of the bucket itself (`coordinator.py`); completing
+composes the object's manifest from the parts' chunk lists without copying a byte. ETags: a part's
+is its MD5, the object's S3's multipart form (MD5 of the parts' binary MD5s, "-<parts>").
+UploadPartCopy reads its source range through `objects.read_range` (every chunk verified) after
+`Coordinator.check_copy` allowed it: a part never widens the source's residency.
+
+Unfinished uploads expire after `Services.upload_expiry` seconds: named again, an expired upload is
+aborted and answered NoSuchUpload; `start_expiry` runs the eager sweep in the background.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+import random
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import wraps
+from urllib.parse import quote
+
 from aiohttp import web
 
-from .common import Call, Services
+from maillage.storage import version_time
+
+from ..background import BackgroundLoop
+from ..clock import SYSTEM_CLOCK, Clock
+from ..coordinator import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MD5,
+    MULTIPART_ERRORS,
+    MultipartUpload,
+    Upload,
+)
+from ..errors import NodeError
+from . import objects, payload, xml
+from .common import Call, Handler, Services, xml_response
 from .errors import S3Error
 
 __all__ = ["create_upload", "upload_part", "upload_part_copy", "complete_upload", "abort_upload",
-           "list_parts", "list_uploads"]
+           "list_parts", "list_uploads", "start_expiry", "UploadExpiry", "MAX_COMPLETE_BODY"]
+
+log = logging.getLogger(__name__)
+
+MAX_COMPLETE_BODY = 2 * 1024 * 1024  # 10000 parts of ~150 bytes of XML (ETag, checksums)
+MAX_PAGE = 1000
+_COPY_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})\Z")
+_NUMBER = re.compile(r"\d{1,9}\Z")
 
 
-async def _not_yet(s: Services, call: Call) -> web.StreamResponse:
-    raise S3Error("NotImplemented", "multipart uploads are not supported yet")
+def _translated(handler: Handler) -> Handler:
+    """The coordinator's multipart errors are named as their S3 codes (NoSuchUpload, InvalidPart...)."""
+    @wraps(handler)
+    async def run(s: Services, call: Call) -> web.StreamResponse:
+        try:
+            return await handler(s, call)
+        except MULTIPART_ERRORS as exc:
+            raise S3Error(type(exc).__name__, str(exc)) from None
+    return run
 
 
-create_upload = upload_part = upload_part_copy = complete_upload = abort_upload = list_parts = list_uploads = _not_yet
+def _integer(q: Mapping[str, str], name: str, default: int) -> int:
+    value = q.get(name)
+    if value is None or value == "":
+        return default
+    if not _NUMBER.match(value.strip()):
+        raise S3Error("InvalidArgument", f"{name} must be a non-negative integer, got {value[:20]!r}")
+    return int(value)
+
+
+def _part_number(q: Mapping[str, str]) -> int:
+    value = q.get("partNumber", "")
+    if not _NUMBER.match(value.strip()) or not 1 <= int(value) <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"partNumber {value[:20]!r}: use an integer from 1 to {MAX_PARTS}")
+    return int(value)
+
+
+def _upload_id(q: Mapping[str, str]) -> str:
+    value = q.get("uploadId", "")
+    if not value:
+        raise S3Error("InvalidArgument", "uploadId is empty")
+    return value
+
+
+def _encoder(q: Mapping[str, str]) -> Callable[[str], str]:
+    encoding = q.get("encoding-type", "")
+    if encoding not in ("", "url"):
+        raise S3Error("InvalidArgument", f"encoding-type {encoding[:20]!r}: only 'url' is supported")
+    return (lambda text: quote(text, safe="/")) if encoding else (lambda text: text)
+
+
+def _person(parent: ET.Element, tag: str, tenant: str) -> None:
+    element = xml.sub(parent, tag)
+    xml.sub(element, "ID", tenant)
+    xml.sub(element, "DisplayName", tenant)
+
+
+def _quoted(md5: str) -> str:
+    return f'"{md5}"'
+
+
+# ----- Create, UploadPart, UploadPartCopy ----------------------------------------------------
+
+@_translated
+async def create_upload(s: Services, call: Call) -> web.StreamResponse:
+    """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
+    headers = call.request.headers
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    upload = await s.coordinator.create_upload(
+        Upload(bucket=call.bucket, key=call.key, content_type=headers.get("Content-Type") or "application/octet-stream",
+               user_metadata=objects.user_metadata(headers), attributes=objects.stored_headers(headers)),
+        initiator=call.caller.tenant)
+    root = xml.root("InitiateMultipartUploadResult")
+    xml.sub(root, "Bucket", call.bucket)
+    xml.sub(root, "Key", call.key)
+    xml.sub(root, "UploadId", upload.upload_id)
+    return xml_response(root)
+
+
+def _declared_length(headers: Mapping[str, str]) -> int:
+    value = headers.get("x-amz-decoded-content-length") or headers.get("Content-Length")
+    if value is None:
+        raise S3Error("MissingContentLength", "UploadPart needs a Content-Length")
+    if not value.strip().isdigit():
+        raise S3Error("InvalidArgument", "Content-Length must be a number of bytes")
+    length = int(value)
+    if length > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge", f"a part of {length} bytes is larger than the {MAX_PART_SIZE} bytes allowed")
+    return length
+
+
+async def _md5_of(pieces: AsyncIterator[bytes], attributes: dict[str, str]) -> AsyncIterator[bytes]:
+    """Pass `pieces` on; their MD5 (the part's ETag) lands in `attributes` once they are all through."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    async for piece in pieces:
+        md5.update(piece)
+        yield piece
+    attributes[MD5] = md5.hexdigest()  # the coordinator reads the attributes after the stream
+
+
+@_translated
+async def upload_part(s: Services, call: Call) -> web.StreamResponse:
+    """PUT /bucket/key?partNumber=N&uploadId=ID: the body, checked by `payload.body`."""
+    q = call.request.query
+    number, upload_id = _part_number(q), _upload_id(q)
+    _declared_length(call.request.headers)
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    attributes: dict[str, str] = {}
+    part = await s.coordinator.upload_part(call.bucket, call.key, upload_id, number,
+                                           _md5_of(payload.body(call), attributes), attributes,
+                                           expiry=s.upload_expiry)
+    return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
+
+
+def _copy_range(header: str | None, size: int) -> tuple[int, int]:
+    """(first, last) inclusive of x-amz-copy-source-range, or the whole source."""
+    if header is None:
+        return 0, size - 1
+    match = _COPY_RANGE.match(header.strip())
+    if match is None:
+        raise S3Error("InvalidArgument", f"x-amz-copy-source-range {header[:60]!r}: use bytes=first-last")
+    first, last = int(match[1]), int(match[2])
+    if last < first or last >= size:
+        raise S3Error("InvalidRange", f"x-amz-copy-source-range {first}-{last} is not within the source's "
+                                      f"{size} bytes")
+    return first, last
+
+
+@_translated
+async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
+    """PUT /bucket/key?partNumber=N&uploadId=ID with x-amz-copy-source (and -range): the part's
+    bytes are read from the source object, every chunk verified, and stored as a new part."""
+    headers, q = call.request.headers, call.request.query
+    number, upload_id = _part_number(q), _upload_id(q)
+    source_bucket, source_key = objects.copy_source(headers["x-amz-copy-source"])
+    source_record = await s.tenancy.bucket(call.caller, source_bucket, "read")
+    dest = await s.tenancy.bucket(call.caller, call.bucket, "write")
+    s.coordinator.check_copy(source_record, dest)  # ResidencyWidening (AccessDenied) before any byte moves
+    source = await s.coordinator.head_object(source_bucket, source_key)
+    objects.check_conditions(headers, source, prefix="x-amz-copy-source-", not_modified_status=False)
+    first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
+    if last - first + 1 > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge", f"a part of {last - first + 1} bytes is larger than the {MAX_PART_SIZE} "
+                                        "bytes allowed: give x-amz-copy-source-range")
+    pieces = objects.read_range(s, source_record.policy, s.coordinator.key_of(source_record), source, first, last)
+    attributes: dict[str, str] = {}
+    part = await s.coordinator.upload_part(call.bucket, call.key, upload_id, number, _md5_of(pieces, attributes),
+                                           attributes, expiry=s.upload_expiry)
+    root = xml.root("CopyPartResult")
+    xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))
+    xml.sub(root, "ETag", _quoted(part.etag))
+    return xml_response(root)
+
+
+# ----- Complete, Abort -----------------------------------------------------------------------
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def complete_request(body: bytes) -> list[tuple[int, str]]:
+    """(part number, ETag) of each Part of a CompleteMultipartUpload body, in the order given
+    (checksum elements are accepted and not used)."""
+    element = xml.parse(body, MAX_COMPLETE_BODY)
+    if _local(element.tag) != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML", f"expected CompleteMultipartUpload, got {_local(element.tag)[:40]}")
+    parts: list[tuple[int, str]] = []
+    for child in element:
+        if _local(child.tag) != "Part":
+            continue
+        fields = {_local(c.tag): (c.text or "").strip() for c in child}
+        number, etag = fields.get("PartNumber", ""), fields.get("ETag", "")
+        if not _NUMBER.match(number) or not etag:
+            raise S3Error("MalformedXML", "every Part of the CompleteMultipartUpload request needs a PartNumber "
+                                          "and an ETag")
+        parts.append((int(number), etag))
+        if len(parts) > MAX_PARTS:
+            raise S3Error("MalformedXML", f"the request names more than {MAX_PARTS} parts")
+    if not parts:
+        raise S3Error("MalformedXML", "the CompleteMultipartUpload request names no Part")
+    return parts
+
+
+@_translated
+async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
+    """POST /bucket/key?uploadId=ID: compose the object from the parts listed (no byte copied)."""
+    upload_id = _upload_id(call.request.query)
+    # Checksum headers of this request describe the whole object, not its XML body.
+    body = await payload.small_body(call, MAX_COMPLETE_BODY, checksum_headers=False)
+    parts = complete_request(body)
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    manifest = await s.coordinator.complete_upload(call.bucket, call.key, upload_id, parts, expiry=s.upload_expiry)
+    root = xml.root("CompleteMultipartUploadResult")
+    xml.sub(root, "Location", f"/{call.bucket}/{quote(call.key, safe='/')}")
+    xml.sub(root, "Bucket", call.bucket)
+    xml.sub(root, "Key", call.key)
+    xml.sub(root, "ETag", objects.etag(manifest))
+    return xml_response(root)
+
+
+@_translated
+async def abort_upload(s: Services, call: Call) -> web.StreamResponse:
+    """DELETE /bucket/key?uploadId=ID: the parts are dropped (their chunks go with the chunk GC)."""
+    upload_id = _upload_id(call.request.query)
+    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await s.coordinator.abort_upload(call.bucket, call.key, upload_id)
+    return web.Response(status=204)
+
+
+# ----- ListParts, ListMultipartUploads -------------------------------------------------------
+
+@_translated
+async def list_parts(s: Services, call: Call) -> web.StreamResponse:
+    """GET /bucket/key?uploadId=ID (max-parts, part-number-marker)."""
+    q = call.request.query
+    upload_id = _upload_id(q)
+    max_parts = min(_integer(q, "max-parts", MAX_PAGE), MAX_PAGE)
+    marker = _integer(q, "part-number-marker", 0)
+    enc = _encoder(q)
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    if max_parts == 0:
+        upload = await s.coordinator.get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
+        parts, truncated, next_marker = [], False, marker
+    else:
+        upload, listing = await s.coordinator.list_parts(call.bucket, call.key, upload_id, marker=marker,
+                                                         max_parts=max_parts, expiry=s.upload_expiry)
+        parts, truncated, next_marker = listing.parts, listing.is_truncated, listing.next_marker
+    root = xml.root("ListPartsResult")
+    xml.sub(root, "Bucket", call.bucket)
+    xml.sub(root, "Key", enc(call.key))
+    xml.sub(root, "UploadId", upload_id)
+    _person(root, "Initiator", upload.initiator)
+    _person(root, "Owner", record.owner)
+    xml.sub(root, "StorageClass", "STANDARD")
+    xml.sub(root, "PartNumberMarker", marker)
+    xml.sub(root, "NextPartNumberMarker", next_marker)
+    xml.sub(root, "MaxParts", max_parts)
+    xml.sub(root, "IsTruncated", truncated)
+    if "encoding-type" in q:
+        xml.sub(root, "EncodingType", "url")
+    for part in parts:
+        p = xml.sub(root, "Part")
+        xml.sub(p, "PartNumber", part.number)
+        xml.sub(p, "LastModified", xml.iso8601(version_time(part.version)))
+        xml.sub(p, "ETag", _quoted(part.etag))
+        xml.sub(p, "Size", part.size)
+    return xml_response(root)
+
+
+def _upload_element(root: ET.Element, upload: MultipartUpload, owner: str, enc: Callable[[str], str]) -> None:
+    u = xml.sub(root, "Upload")
+    xml.sub(u, "Key", enc(upload.key))
+    xml.sub(u, "UploadId", upload.upload_id)
+    _person(u, "Initiator", upload.initiator)
+    _person(u, "Owner", owner)
+    xml.sub(u, "StorageClass", "STANDARD")
+    xml.sub(u, "Initiated", xml.iso8601(version_time(upload.initiated)))
+
+
+@_translated
+async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
+    """GET /bucket?uploads (prefix, delimiter, key-marker, upload-id-marker, max-uploads)."""
+    q = call.request.query
+    max_uploads = min(_integer(q, "max-uploads", MAX_PAGE), MAX_PAGE)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
+    enc = _encoder(q)
+    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    root = xml.root("ListMultipartUploadsResult")
+    xml.sub(root, "Bucket", call.bucket)
+    xml.sub(root, "KeyMarker", enc(key_marker))
+    xml.sub(root, "UploadIdMarker", id_marker)
+    if max_uploads == 0:
+        xml.sub(root, "MaxUploads", 0)
+        xml.sub(root, "IsTruncated", False)
+        return xml_response(root)
+    listing = await s.coordinator.list_uploads(call.bucket, prefix=prefix, delimiter=delimiter,
+                                               key_marker=key_marker, upload_id_marker=id_marker,
+                                               max_uploads=max_uploads, expiry=s.upload_expiry)
+    xml.sub(root, "NextKeyMarker", enc(listing.next_key_marker))
+    xml.sub(root, "NextUploadIdMarker", listing.next_upload_id_marker)
+    if delimiter:
+        xml.sub(root, "Delimiter", enc(delimiter))
+    xml.sub(root, "Prefix", enc(prefix))
+    xml.sub(root, "MaxUploads", max_uploads)
+    xml.sub(root, "IsTruncated", listing.is_truncated)
+    if "encoding-type" in q:
+        xml.sub(root, "EncodingType", "url")
+    for upload in listing.uploads:
+        _upload_element(root, upload, record.owner, enc)
+    xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
+    return xml_response(root)
+
+
+# ----- expiry --------------------------------------------------------------------------------
+
+class UploadExpiry(BackgroundLoop):
+    """Aborts the uploads begun more than `Services.upload_expiry` seconds ago, in every bucket,
+    every `interval` seconds (default: a tenth of the expiry, between 1 minute and 1 hour, with
+    jitter so that the nodes serving S3 do not sweep in step). Each sweep costs one listing of
+    each bucket's reserved space; a bucket that fails is logged and retried at the next sweep."""
+
+    task_name = "s3-upload-expiry"
+
+    def __init__(self, services: Services, *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None) -> None:
+        self._services = services
+        self._interval = interval if interval is not None else min(max(services.upload_expiry / 10, 60.0), 3600.0)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.aborted = 0
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
+            try:
+                await self.sweep()
+            except Exception:  # a sweep must never kill the loop; the next one retries
+                log.exception("multipart upload expiry sweep failed")
+
+    async def sweep(self) -> int:
+        """One pass over every bucket; returns how many uploads it aborted."""
+        coordinator, expiry = self._services.coordinator, self._services.upload_expiry
+        aborted = 0
+        for record in await coordinator.list_buckets():
+            try:
+                aborted += await coordinator.expire_uploads(record.name, expiry)
+            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
+                log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
+            await asyncio.sleep(0)
+        if aborted:
+            log.info("aborted %d multipart upload(s) older than %g s", aborted, expiry)
+        self.aborted += aborted
+        return aborted
+
+
+def start_expiry(services: Services, *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK) -> UploadExpiry:
+    """Start the background expiry of unfinished uploads (the S3 server calls this when it starts,
+    and `await expiry.stop()` when it stops)."""
+    expiry = UploadExpiry(services, interval=interval, clock=clock)
+    expiry.start()
+    return expiry
+
