@@ -111,6 +111,7 @@ MD5 = "md5"  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ET
 _INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that began it
 _WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
 _COMPOSED_CONTEXT = b"maillage composed etag v1"
+_COMPOSED_ETAG = re.compile(r"[0-9a-f]{64}-([1-9][0-9]{0,4})")
 
 
 class NoSuchUpload(NoSuchKey):
@@ -502,9 +503,12 @@ class Coordinator:
                 ref = replace(ref, digest=digest)
             await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner)
             chunks.append(ref)
+        etag = source.etag
+        if (composed := _COMPOSED_ETAG.fullmatch(etag)) is not None:  # names the chunks: re-named ones too
+            etag = composed_etag(chunks, int(composed[1]))
         previous = asyncio.ensure_future(self._latest(dest, key))
         manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),
-                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks))
+                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
         await self._write_manifest(dest, manifest)
         return manifest
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,9 +27,11 @@ from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
 from maillage.node.s3 import Services
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.multipart import UploadExpiry, complete_request
+from maillage.placement import bucket_partition
 from maillage.proto import pb
+from maillage.proto.access import AccessDoc, ensure_naming_secret
 
-from .conftest import FRENCH, run
+from .conftest import FRENCH, TIMINGS, run
 
 MIN_PART = 2048  # the in-process mesh cuts 1 KiB chunks; parts of 2 KiB and more are "large enough"
 
@@ -329,3 +332,46 @@ def test_the_complete_request_body_is_parsed_strictly() -> None:
         with pytest.raises(S3Error) as err:
             complete_request(bad)
         assert err.value.code == "MalformedXML"
+
+
+def test_parts_written_during_an_outage_are_handed_back_by_repair(mp) -> None:
+    async def scenario():
+        await mp.create_bucket("scans", "france-only")
+        table = mp.nodes["paris-1"].layout.table("france-only")
+        owners = table.replicas(bucket_partition("scans", table.bits))
+        via = next(n for n in mp.nodes if n not in owners)
+        c = mp.via(via).coordinator
+        up = await c.create_upload(Upload("scans", "k"))
+        p1 = await put_part(mp, "scans", "k", up.upload_id, 1, b"1" * 3000, via=via)
+        mp.down(owners[0])
+        mp.advance(TIMINGS.suspect_after)
+        await mp.gossip(3)
+        p2 = await put_part(mp, "scans", "k", up.upload_id, 2, b"2" * 100, via=via)  # to a handoff node
+        part_key = f"\x01mpu/p/{up.upload_id}/00002"
+        assert mp.nodes[owners[0]].local.meta.get_manifest("scans", part_key) is None
+        mp.up(owners[0])
+        await mp.gossip(3)
+        await mp.repair(2)
+        assert mp.nodes[owners[0]].local.meta.get_manifest("scans", part_key) is not None
+        assert mp.holders("scans", part_key) <= FRENCH
+        await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
+        assert await mp.get("scans", "k", via=owners[0]) == b"1" * 3000 + b"2" * 100
+    run(scenario())
+
+
+def test_a_copy_renaming_a_composed_objects_chunks_recomputes_its_etag(mp) -> None:
+    async def scenario():
+        mp.push_access(ensure_naming_secret(AccessDoc(), random.Random(1)))  # keyed names
+        await mp.create_bucket("eu-all", "eu-wide", owner="hospital")
+        await mp.create_bucket("fr-one", "france-only", owner="hospital")
+        c = mp.via("paris-1").coordinator
+        up = await c.create_upload(Upload("eu-all", "k"))
+        p1 = await put_part(mp, "eu-all", "k", up.upload_id, 1, b"1" * 3000)
+        p2 = await put_part(mp, "eu-all", "k", up.upload_id, 2, b"2" * 10)
+        source = await c.complete_upload("eu-all", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
+        copy = await c.copy_object("eu-all", "k", "fr-one", "copy")
+        assert {r.digest for r in copy.chunks}.isdisjoint(r.digest for r in source.chunks)  # other key
+        assert copy.etag == composed_etag(copy.chunks, 2) != source.etag
+        assert dict(copy.attributes)["md5"] == dict(source.attributes)["md5"]
+        assert await mp.get("fr-one", "copy") == b"1" * 3000 + b"2" * 10
+    run(scenario())
