@@ -59,10 +59,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "node.pem, node.key, ca.pem, layout-signing.pub and the cluster's current "
                     "access.signed. Copy that directory to the node's machine and start the node "
                     "with `maillage node run --trust-dir`. Running it again rotates the certificate "
-                    f"(restart the node to use it). Needs the cluster dir (--cluster-dir or ${CLUSTER_DIR_ENV}).")
+                    "(restart the node to use it). The node's S3 port serves HTTPS with this "
+                    "certificate: --san adds the names S3 clients connect by. "
+                    f"Needs the cluster dir (--cluster-dir or ${CLUSTER_DIR_ENV}).")
     cert.add_argument("node_id", metavar="NODE_ID")
     cert.add_argument("--out", required=True, type=Path, metavar="TRUST_DIR")
     cert.add_argument("--days", type=int, default=365, help="certificate lifetime (default 365)")
+    cert.add_argument("--san", action="append", default=[], metavar="NAME",
+                      help="a DNS name or IP address by which S3 clients reach this node's S3 port "
+                           "(`node run --s3-listen` serves HTTPS with this certificate), e.g. "
+                           "s3.example.com, *.s3.example.com (virtual-host-style buckets with "
+                           "--s3-domain s3.example.com) or 192.0.2.10; repeatable or comma-separated")
     add_cluster_dir_option(cert)
     cert.set_defaults(func=node_cert_command)
 
@@ -124,13 +131,16 @@ def node_cert_command(args: argparse.Namespace) -> int:
     from maillage.proto.identity import IdentityError
 
     directory = cluster_dir(args)
+    sans = [name.strip() for value in args.san for name in value.split(",") if name.strip()]
     try:
-        files = node_trust_dir(directory, args.node_id, args.out, days=args.days)
+        files = node_trust_dir(directory, args.node_id, args.out, days=args.days, sans=sans)
     except IdentityError as exc:
         raise CommandError(str(exc)) from None
     has_access = (files.directory / ACCESS_FILE).exists()
     print(f"issued node {args.node_id}'s certificate ({args.days} days) into {files.directory}: node.pem, "
           f"node.key, ca.pem, layout-signing.pub{', ' + ACCESS_FILE if has_access else ''}")
+    if sans:
+        print(f"S3 clients may reach it as {', '.join(sans)} (HTTPS; they trust the cluster CA, ca.pem)")
     print(f"copy it to the node's machine and run: maillage node run --id {args.node_id} --data-dir DIR "
           f"--trust-dir {files.directory} --layout layout.signed")
     return 0

@@ -25,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run = node_sub.add_parser(
         "run", help="serve one node until SIGTERM",
         description="Start a node daemon. Its site and location come from the layout (the admin's "
-                    "truth), never from this command line: the node id must be in the layout. Every "
-                    "port is mutual TLS with the node certificate of --trust-dir (made by `maillage "
-                    "cluster node-cert`), and layouts and access documents are accepted only when "
-                    "signed by the cluster's admin. First start: give --layout (a file `maillage "
-                    "layout sign` wrote) or --seed; later starts use the stored layout.")
+                    "truth), never from this command line: the node id must be in the layout. The "
+                    "node's port is mutual TLS with the node certificate of --trust-dir (made by "
+                    "`maillage cluster node-cert`), its S3 port (--s3-listen) HTTPS with that same "
+                    "certificate unless told otherwise, and layouts and access documents are accepted "
+                    "only when signed by the cluster's admin. First start: give --layout (a file "
+                    "`maillage layout sign` wrote) or --seed; later starts use the stored layout.")
     run.add_argument("--id", required=True, help="this node's id in the layout")
     run.add_argument("--data-dir", required=True, type=Path, help="where chunks and metadata live")
     run.add_argument("--trust-dir", required=True, type=Path, metavar="DIR",
@@ -43,10 +44,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", action="append", default=[], metavar="HOST:PORT",
                      help="a peer to fetch the layout from (repeatable)")
     run.add_argument("--listen", help="listen address (default: this node's address in the layout)")
-    run.add_argument("--s3-listen", metavar="HOST:PORT",
-                     help="also serve the S3 HTTP API on this address (plain HTTP for now)")
-    run.add_argument("--s3-default-policy", default="", metavar="POLICY",
-                     help="residency policy of an S3 bucket created without a LocationConstraint")
+    s3 = run.add_argument_group(
+        "S3 front door", "Every request is authenticated with the tenants' access keys (AWS Signature V4, "
+                         "presigned URLs included); TLS protects the bodies and the URLs.")
+    s3.add_argument("--s3-listen", metavar="HOST:PORT",
+                    help="also serve the S3 API on this address, over HTTPS with this node's certificate "
+                         "from --trust-dir (clients trust the cluster CA, ca.pem, and connect by a name "
+                         "the certificate holds: see `maillage cluster node-cert --san`)")
+    s3.add_argument("--s3-tls-cert", type=Path, metavar="PEM",
+                    help="serve S3 with this certificate (chain, PEM) instead of the node's, e.g. one from "
+                         "a public CA, so clients need no cluster CA; needs --s3-tls-key")
+    s3.add_argument("--s3-tls-key", type=Path, metavar="PEM", help="the private key of --s3-tls-cert (PEM)")
+    s3.add_argument("--s3-plain-http", action="store_true",
+                    help="serve S3 over plain HTTP, without TLS: only behind a TLS-terminating reverse proxy "
+                         "(on this host or a trusted network), as request bodies and presigned URLs would "
+                         "otherwise cross the network in clear")
+    s3.add_argument("--s3-domain", default="", metavar="DOMAIN",
+                    help="also accept virtual-host-style requests, <bucket>.DOMAIN/<key> (path-style "
+                         "DOMAIN/<bucket>/<key> always works); the certificate then needs *.DOMAIN")
+    s3.add_argument("--s3-default-policy", default="", metavar="POLICY",
+                    help="residency policy of an S3 bucket created without a LocationConstraint")
+    s3.add_argument("--s3-upload-expiry", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
+                    help="abort an unfinished multipart upload this long after it was started, freeing its "
+                         "parts (default 604800: 7 days)")
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
@@ -81,15 +101,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_command)
 
 
+def _check_s3_args(args: argparse.Namespace) -> None:
+    from .common import CommandError
+
+    given = [flag for flag, value in (("--s3-tls-cert", args.s3_tls_cert), ("--s3-tls-key", args.s3_tls_key),
+                                      ("--s3-plain-http", args.s3_plain_http), ("--s3-domain", args.s3_domain),
+                                      ("--s3-default-policy", args.s3_default_policy)) if value]
+    if given and not args.s3_listen:
+        raise CommandError(f"{', '.join(given)}: only with --s3-listen HOST:PORT")
+    if (args.s3_tls_cert is None) != (args.s3_tls_key is None):
+        raise CommandError("--s3-tls-cert and --s3-tls-key go together: the certificate and its private key")
+    if args.s3_plain_http and args.s3_tls_cert is not None:
+        raise CommandError("--s3-plain-http serves without TLS: drop it, or --s3-tls-cert/--s3-tls-key")
+    if args.s3_upload_expiry <= 0:
+        raise CommandError("--s3-upload-expiry must be a positive number of seconds")
+
+
 def run_command(args: argparse.Namespace) -> int:
     from maillage.node.server import NodeConfig, Timings, run_node
 
+    _check_s3_args(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
                         insecure_plaintext=args.insecure_plaintext, data_key=args.data_key,
                         s3_listen=args.s3_listen, s3_default_policy=args.s3_default_policy,
+                        s3_tls_cert=args.s3_tls_cert, s3_tls_key=args.s3_tls_key,
+                        s3_plain_http=args.s3_plain_http, s3_domain=args.s3_domain,
+                        s3_upload_expiry=args.s3_upload_expiry,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

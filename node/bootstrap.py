@@ -15,10 +15,13 @@ key that wrapped them. See ``maillage.storage.keys``.
 
 from __future__ import annotations
 
+import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from maillage.placement import Layout, PlacementError, parse_layout
 from maillage.proto import pb, rpc
@@ -31,10 +34,13 @@ from . import convert
 from .access_state import ACCESS_FILE, AccessState
 from .auth import LayoutAuthError, LayoutDoc, SignedLayouts
 from .layout_state import LayoutState
+from .s3.server import tls_context
 from .wiring import Timings
 
 __all__ = ["NodeConfig", "Stores", "Trust", "data_key_path", "fetch_layout", "load_access", "load_layout",
-           "load_trust", "open_stores"]
+           "load_s3_tls", "load_trust", "open_stores"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,14 @@ class NodeConfig:
     data_key: Path | None = None          # the node key wrapping the data keys; default <trust dir>/data.key
     s3_listen: str | None = None          # HOST:PORT of the S3 front door (node/s3), None: no S3
     s3_default_policy: str = ""           # the policy of an S3 bucket created without LocationConstraint
+    # The S3 port is HTTPS with the node's own certificate (node.pem, node.key of the trust dir)
+    # unless another PEM pair is named (e.g. from a public CA), or plain HTTP is asked for
+    # explicitly (behind a TLS-terminating proxy).
+    s3_tls_cert: Path | None = None
+    s3_tls_key: Path | None = None
+    s3_plain_http: bool = False
+    s3_domain: str = ""                   # virtual-host-style addressing: <bucket>.<domain>
+    s3_upload_expiry: float = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
     timings: Timings = Timings()
 
 
@@ -72,6 +86,40 @@ def load_trust(cfg: NodeConfig) -> Trust:
         raise IdentityError(f"{files.cert} is the certificate of node {tls.peer().node_id!r}, not of "
                             f"{cfg.node_id!r}: issue one with `maillage cluster node-cert {cfg.node_id}`")
     return Trust(tls, LayoutVerifier.from_file(files.signing_pub))
+
+
+def load_s3_tls(cfg: NodeConfig) -> ssl.SSLContext | None:
+    """The TLS context of the S3 port (None: plain HTTP, only when asked for). Default: the node's
+    own certificate from the trust dir, which S3 clients verify with the cluster CA (ca.pem), by the
+    names `maillage cluster node-cert --san` put in it."""
+    if cfg.s3_plain_http:
+        if cfg.s3_tls_cert is not None or cfg.s3_tls_key is not None:
+            raise IdentityError("S3: plain HTTP was asked for, and also a TLS certificate: choose one")
+        log.warning("S3 front door on %s serves plain HTTP (--s3-plain-http): only behind a TLS-terminating "
+                    "proxy", cfg.s3_listen)
+        return None
+    if (cfg.s3_tls_cert is None) != (cfg.s3_tls_key is None):
+        raise IdentityError("S3: give both the TLS certificate and its key (--s3-tls-cert, --s3-tls-key)")
+    files = NodeFiles.at(cfg.trust_dir)
+    cert, key = (cfg.s3_tls_cert, cfg.s3_tls_key) if cfg.s3_tls_cert is not None else (files.cert, files.key)
+    assert key is not None
+    try:
+        context = tls_context(cert, key)
+    except ValueError as err:
+        raise IdentityError(str(err)) from None
+    names = certificate_names(cert)
+    log.info("S3 over TLS with %s (names: %s)", cert, ", ".join(names) or "none")
+    return context
+
+
+def certificate_names(cert: Path) -> list[str]:
+    """The DNS and IP subject alternative names of the first certificate of a PEM file."""
+    try:
+        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return []
+    return [*sans.get_values_for_type(x509.DNSName), *(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))]
 
 
 def load_access(cfg: NodeConfig, trust: Trust) -> AccessState:

@@ -20,7 +20,7 @@ from maillage.proto.channels import new_server
 from maillage.proto.limits import max_request_message
 
 from .auth import SignedLayouts
-from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_trust, open_stores
+from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_s3_tls, load_trust, open_stores
 from .gate import AuthGate, TrustingGate
 from .peers import GrpcTransport
 from .s3 import S3Server, Services
@@ -55,6 +55,7 @@ class NodeServer:
     async def start(self) -> None:
         cfg = self.config
         trust = load_trust(cfg)
+        s3_tls = load_s3_tls(cfg) if cfg.s3_listen else None  # a wrong certificate fails before anything starts
         tls = None if cfg.insecure_plaintext else trust.tls
         signed = SignedLayouts(trust.verifier)
         layout = await load_layout(cfg, signed, tls)
@@ -75,8 +76,8 @@ class NodeServer:
         self._server = server
         if cfg.s3_listen:
             services = Services(node.coordinator, node.tenancy, layout, self._executor,
-                                default_policy=cfg.s3_default_policy)
-            s3 = S3Server(cfg.s3_listen, services, access)
+                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry)
+            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls)
             await s3.start()
             self._s3 = s3
         node.start_background()

@@ -6,7 +6,9 @@ mutual TLS against one cluster CA (`create_cluster`):
 
 - a *node* certificate names its node id (SAN URI ``maillage://node/<id>`` plus DNS names
   ``<id>.node.maillage`` and ``node.maillage`` for the TLS host check), so a node can require that
-  a peer calling a replica method is a node of the current layout;
+  a peer calling a replica method is a node of the current layout; it may also carry the DNS names
+  and IP addresses S3 clients use to reach the node's S3 port (`extra_names`, which serves HTTPS
+  with this same certificate);
 - one shared *client* certificate (SAN URI ``maillage://client``) lets SDK and CLI processes pass
   the handshake; who the caller is comes from its access key (`requestauth`), not from this cert.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import ipaddress
 import os
 import re
 import tempfile
@@ -38,7 +41,7 @@ from .signing import LayoutSigner
 
 __all__ = [
     "ClusterDir", "IdentityError", "NodeFiles", "Peer", "PeerRole", "TlsIdentity", "CLIENT_URI", "NODE_DOMAIN",
-    "NODE_URI_PREFIX", "create_cluster", "issue_node_certificate", "peer_of", "target_name",
+    "NODE_URI_PREFIX", "create_cluster", "extra_names", "issue_node_certificate", "peer_of", "target_name",
 ]
 
 NODE_DOMAIN = "node.maillage"
@@ -50,6 +53,7 @@ CLIENT_DAYS = 3650
 _BACKDATE = datetime.timedelta(minutes=10)
 # The node ids the layout accepts (placement.layout's _NAME; proto may not import placement).
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+_DNS_NAME = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 PeerRole = Literal["node", "client", "none"]
 
@@ -167,14 +171,39 @@ def create_cluster(directory: str | os.PathLike[str], name: str) -> ClusterDir:
     return cluster
 
 
+def extra_names(names: Iterable[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for a node's S3 endpoint: each a DNS name (``s3.example.com``, or
+    ``*.s3.example.com`` for virtual-host-style buckets) or an IP address (v4 or v6). Names under
+    ``.maillage`` are refused: they are the cluster's own, and one there would let this node pass
+    the TLS host check as another node."""
+    out: list[x509.GeneralName] = []
+    for raw in names:
+        name = raw.strip().lower().rstrip(".")
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(name.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        if len(name) > 253 or not _DNS_NAME.match(name):
+            raise IdentityError(f"subject alternative name {raw!r}: not an IP address nor a DNS name "
+                                "(letters, digits and '-' in dot-separated labels; '*.' only in front)")
+        if name == "maillage" or name.endswith(".maillage"):
+            raise IdentityError(f"subject alternative name {raw!r}: names under .maillage are the "
+                                "cluster's own (node certificates carry <id>.node.maillage already)")
+        out.append(x509.DNSName(name))
+    return out
+
+
 def issue_node_certificate(cluster: ClusterDir, node_id: str, out_dir: str | os.PathLike[str], *,
-                           days: int = 365) -> NodeFiles:
+                           days: int = 365, sans: Iterable[str] = ()) -> NodeFiles:
     """Issue (or rotate: issue again) the certificate of node `node_id` into its trust directory.
 
     The directory gets everything the node needs and nothing of the admin's secrets: node.pem,
     node.key, ca.pem and layout-signing.pub. Each file is replaced atomically (temp + rename); the
-    key is renamed before the certificate, and `TlsIdentity.load_node` refuses a mismatched pair."""
+    key is renamed before the certificate, and `TlsIdentity.load_node` refuses a mismatched pair.
+    `sans` adds DNS names and IP addresses (`extra_names`) by which S3 clients reach the node."""
     _check_node_id(node_id)
+    added = extra_names(sans)
     if days < 1:
         raise IdentityError(f"certificate lifetime: {days} days; must be at least 1")
     ca_cert = _read_cert(cluster.ca_cert)
@@ -184,7 +213,7 @@ def issue_node_certificate(cluster: ClusterDir, node_id: str, out_dir: str | os.
     node_key = ec.generate_private_key(ec.SECP256R1())
     cert = _leaf(ca_cert, ca_key, node_key, common_name=node_id,
                  sans=[x509.DNSName(f"{node_id}.{NODE_DOMAIN}"), x509.DNSName(NODE_DOMAIN),
-                       x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id)],
+                       x509.UniformResourceIdentifier(NODE_URI_PREFIX + node_id), *added],
                  usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=days)
     files = NodeFiles.at(out_dir)
     files.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from maillage.client import Credentials, Profile, write_profile
 from maillage.client.admin import (
@@ -115,6 +116,8 @@ def make_layout(sites: tuple[SiteSpec, ...] = DEMO_SITES, policies: tuple[Policy
 
 DEMO_TENANT = "demo"
 ADMIN_PROFILE = "admin"
+# Extra names of every node certificate: S3 clients reach a local node's HTTPS port by these.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
 class LocalMesh:
@@ -122,11 +125,14 @@ class LocalMesh:
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
                  extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False, s3: bool = False,
-                 s3_default_policy: str = "") -> None:
+                 s3_default_policy: str = "", s3_tls: bool = False) -> None:
         self.layout = layout
-        # s3: every node also serves the S3 API (`--s3-listen`) on a free port of its own.
+        # s3: every node also serves the S3 API (`--s3-listen`) on a free port of its own, over
+        # HTTPS with its node certificate when s3_tls (clients verify it with `s3_ca_file`; the
+        # certificates name 127.0.0.1 and localhost), else over plain HTTP (`--s3-plain-http`).
         self.s3_ports = _s3_ports(layout) if s3 else {}
         self.s3_default_policy = s3_default_policy
+        self.s3_tls = s3_tls
         self._own_dir = base_dir is None
         self.base_dir = Path(tempfile.mkdtemp(prefix="maillage-mesh-")) if base_dir is None else base_dir
         self.log_dir = log_dir or self.base_dir / "logs"
@@ -172,7 +178,7 @@ class LocalMesh:
     def _node_trust(self, node_id: str) -> Path:
         directory = self.trust_dir(node_id)
         if not (directory / "node.pem").exists():
-            node_trust_dir(self.cluster_dir, node_id, directory)
+            node_trust_dir(self.cluster_dir, node_id, directory, sans=LOOPBACK_NAMES)
         return directory
 
     def trust_dir(self, node_id: str) -> Path:
@@ -235,18 +241,33 @@ class LocalMesh:
         return [n.address for n in self.layout.nodes]
 
     def s3_endpoint(self, node_id: str) -> str:
-        """The S3 endpoint URL of a node of a mesh made with s3=True."""
-        return f"http://127.0.0.1:{self.s3_ports[node_id]}"
+        """The S3 endpoint URL of a node of a mesh made with s3=True (https:// when s3_tls)."""
+        return f"{'https' if self.s3_tls else 'http'}://127.0.0.1:{self.s3_ports[node_id]}"
 
     @property
     def s3_endpoints(self) -> list[str]:
         return [self.s3_endpoint(n.id) for n in self.layout.nodes if n.id in self.s3_ports]
+
+    @property
+    def s3_ca_file(self) -> Path:
+        """The CA file S3 clients verify the nodes' HTTPS endpoints with (the cluster CA, which
+        issued the node certificates): boto3's `verify=`, aws-cli's --ca-bundle, AWS_CA_BUNDLE."""
+        return self.cluster_dir / "ca.pem"
+
+    def s3_client_kwargs(self, node: int | str = 0) -> dict[str, Any]:
+        """`endpoint_url` and `verify` for boto3.client("s3", ...) against a node's front door (by
+        index in the layout or id), right for HTTP and HTTPS meshes alike."""
+        node_id = self.layout.nodes[node].id if isinstance(node, int) else node
+        return {"endpoint_url": self.s3_endpoint(node_id),
+                "verify": str(self.s3_ca_file) if self.s3_tls else True}
 
     def node_argv(self, node_id: str) -> list[str]:
         """`maillage node run` for a node: its trust dir and the signed first layout."""
         s3: tuple[str, ...] = ()
         if node_id in self.s3_ports:
             s3 = ("--s3-listen", f"127.0.0.1:{self.s3_ports[node_id]}")
+            if not self.s3_tls:
+                s3 += ("--s3-plain-http",)
             if self.s3_default_policy:
                 s3 += ("--s3-default-policy", self.s3_default_policy)
         return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,

@@ -106,11 +106,12 @@ def client_trust_dir(cluster_dir: str | os.PathLike[str], out_dir: str | os.Path
 
 
 def node_trust_dir(cluster_dir: str | os.PathLike[str], node_id: str, out_dir: str | os.PathLike[str], *,
-                   days: int = 365) -> NodeFiles:
+                   days: int = 365, sans: Sequence[str] = ()) -> NodeFiles:
     """Issue node `node_id` its certificate into `out_dir`, with the cluster's current access file
-    (the node's first access document; later ones come from the mesh)."""
+    (the node's first access document; later ones come from the mesh). `sans`: extra DNS names and
+    IP addresses for its S3 endpoint (`maillage.proto.identity.extra_names`)."""
     cluster = ClusterDir.at(cluster_dir)
-    files = issue_node_certificate(cluster, node_id, out_dir, days=days)
+    files = issue_node_certificate(cluster, node_id, out_dir, days=days, sans=sans)
     access = cluster.directory / ACCESS_FILE
     if access.is_file():
         target = files.directory / ACCESS_FILE

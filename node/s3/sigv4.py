@@ -155,11 +155,15 @@ def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterabl
                                              "query parameters or the Authorization header, not both")
         return _verify_presigned(method, path, raw_query, headers, key_of, now)
     if not authorization:
+        if "Signature=" in raw_query and "AWSAccessKeyId=" in raw_query:
+            raise S3Error("InvalidRequest", "this URL is presigned with Signature Version 2, which is not supported: "
+                                            f"presign with {ALGORITHM} (SigV4; boto3: signature_version='s3v4')")
         raise S3Error("AccessDenied", "anonymous requests are refused: sign the request with an access key (SigV4)")
     if len(authorization) > 1:
         raise S3Error("InvalidArgument", "more than one Authorization header")
     if not authorization[0].startswith(ALGORITHM + " "):
-        raise S3Error("InvalidArgument", f"only {ALGORITHM} (Signature Version 4) is supported")
+        raise S3Error("InvalidRequest", "the authorization mechanism you have provided is not supported: "
+                                        f"use {ALGORITHM} (Signature Version 4)")
     match = _AUTHORIZATION.match(authorization[0].strip())
     if match is None:
         raise S3Error("InvalidArgument", "malformed Authorization header (expected AWS4-HMAC-SHA256 "
