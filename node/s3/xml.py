@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from urllib.parse import quote
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 
@@ -38,9 +40,18 @@ def document(element: ET.Element) -> bytes:
     return ET.tostring(element, encoding="utf-8", xml_declaration=True)
 
 
+# Characters XML 1.0 cannot carry at all (S3 keys may hold them: a listing asks encoding-type=url).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def error_document(code: str, message: str, resource: str, request_id: str) -> bytes:
+    """An S3 error; the resource is percent-encoded and the message cleaned when they hold
+    characters XML cannot carry, so a client can always parse the error."""
+    if _NOT_XML.search(resource):
+        resource = quote(resource, safe="/")
     error = ET.Element("Error")
-    for tag, text in (("Code", code), ("Message", message), ("Resource", resource), ("RequestId", request_id)):
+    for tag, text in (("Code", code), ("Message", _NOT_XML.sub("\ufffd", message)), ("Resource", resource),
+                      ("RequestId", request_id)):
         sub(error, tag, text)
     return document(error)
 

@@ -59,3 +59,12 @@ def test_path_and_virtual_host_addressing(host, path, expected) -> None:
     server = S3Server("127.0.0.1:0", services=None, access=None, domain="s3.example.org")  # type: ignore[arg-type]
     request = make_mocked_request("GET", path, headers={"Host": host})
     assert server.address_of(request) == expected
+
+
+def test_an_error_about_a_key_with_control_characters_is_still_parseable_xml() -> None:
+    import xml.etree.ElementTree as ET
+
+    from maillage.node.s3 import xml
+    doc = ET.fromstring(xml.error_document("InvalidArgument", "key '\x01x\x1f' is refused", "/b/\x01x\x1f", "R1"))
+    assert doc.findtext("Resource") == "/b/%01x%1F"
+    assert doc.findtext("Code") == "InvalidArgument" and "\ufffd" in doc.findtext("Message")
