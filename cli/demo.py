@@ -7,12 +7,17 @@ creates a France-only bucket and an EU-wide bucket, stores objects of several si
 and verifies it, then asks every node what it stores (Replica.Inventory) and shows where each
 object's bytes rest, with a residency verdict. Exits non-zero if anything of the France-only bucket
 rests outside France.
+
+Every node also serves the S3 API (`--s3-listen`), buckets created without a LocationConstraint get
+the EU-wide policy; while the mesh keeps running the demo prints ready-to-paste AWS_* variables for
+aws-cli, boto3 and rclone (`s3_exports`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -27,6 +32,7 @@ from .common import CommandError, Progress, describe_error, human_size, table
 FRANCE_BUCKET = "france-data"
 EU_BUCKET = "eu-data"
 BIG = 20 * 1024 * 1024
+S3_DEFAULT_POLICY = "eu-wide"  # of a bucket created through S3 without a LocationConstraint
 
 # sites beyond the six of the default demo layout, for --sites up to 12
 _EXTRA_SITES = (
@@ -45,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "store a 4 KiB text, a 1 MiB and a 20 MiB binary, read each back and verify it, "
                     "then show which sites hold each object, proven from every node's own inventory, "
                     "with a residency verdict. The mesh then keeps running so you can use it with "
-                    "`maillage ls/cp/where/...` until Ctrl-C. Exit status: 0 on success, 2 if any "
+                    "`maillage ls/cp/where/...`, or with aws-cli, boto3 or rclone through the S3 API "
+                    "every node serves, until Ctrl-C. Exit status: 0 on success, 2 if any "
                     "data of the France-only bucket rests outside France, 1 on other errors.")
     p.add_argument("--once", action="store_true",
                    help="stop the mesh and exit after the report instead of running until Ctrl-C")
@@ -104,13 +111,14 @@ def run_command(args: argparse.Namespace) -> int:
     kept = f" Data and logs kept in {args.keep}" if args.keep else ""
     _say(f"maillage demo: a local mesh of {len(layout.sites)} sites on loopback, one node each")
     try:
-        mesh = LocalMesh(layout, base_dir=args.keep)
+        mesh = LocalMesh(layout, base_dir=args.keep, s3=True, s3_default_policy=S3_DEFAULT_POLICY, s3_tls=True)
         _say(f"  starting nodes in {mesh.base_dir} ...")
         t0 = time.monotonic()
         with mesh:
             _say(f"  {len(layout.nodes)} nodes ready in {time.monotonic() - t0:.1f} s\n")
-            _say(table([[n.site, format_loc(layout, n.id), n.address] for n in layout.nodes],
-                       header=["site", "location", "node address"], indent="  "))
+            _say(table([[n.site, format_loc(layout, n.id), n.address, mesh.s3_endpoint(n.id)]
+                        for n in layout.nodes],
+                       header=["site", "location", "node address", "S3 endpoint"], indent="  "))
             _say()
             try:
                 with Client(profile=mesh.profile) as client:
@@ -240,8 +248,71 @@ the mesh keeps running, with its own cluster (CA, layout-signing key, access key
   maillage key create --tenant hospital --profile admin    # prints a key and a profile for it
 
 or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`.
+
+Every node also serves the S3 API (its S3 endpoint above, HTTPS with a certificate of the
+cluster CA). A bucket's LocationConstraint names its residency policy, and `aws s3 mb` sends the
+region as the LocationConstraint, so the region here is a policy. aws-cli and boto3, as tenant 'demo':
+
+{s3_exports(mesh)}
+  aws s3 ls s3://{FRANCE_BUCKET}/ --recursive
+  aws s3 cp ./some-file s3://{EU_BUCKET}/some-file
+  aws s3 mb s3://scans --region france-only      # a France-only bucket
+  aws s3 presign s3://{FRANCE_BUCKET}/notes/hello.txt
+
+rclone, with the same endpoint and key:
+
+{rclone_exports(mesh)}
+  rclone ls demo:{FRANCE_BUCKET}
+
 node logs: {mesh.log_dir}
 press Ctrl-C to stop the mesh.""")
+
+
+def s3_environment(mesh, node: int = 0) -> dict[str, str]:
+    """The AWS_* variables that point aws-cli, boto3 and other AWS SDKs at a node's S3 endpoint with
+    tenant demo's key (writes the AWS config file they name, for an HTTPS endpoint).
+
+    The region is the default policy's name: `aws s3 mb` turns its region into a LocationConstraint,
+    and the SDKs presign with SigV4 in a region they do not know (with SigV2 in us-east-1). For an
+    HTTPS endpoint the cluster CA goes in an AWS config file (`ca_bundle`), not in AWS_CA_BUNDLE:
+    rclone's AWS SDK refuses to start when AWS_CA_BUNDLE is set ("LoadCustomCABundleError")."""
+    endpoint = mesh.s3_endpoints[node]
+    creds = mesh.profile.credentials
+    region = mesh.s3_default_policy or S3_DEFAULT_POLICY
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": creds.key_id,
+           "AWS_SECRET_ACCESS_KEY": creds.secret, "AWS_DEFAULT_REGION": region}
+    if endpoint.startswith("https:"):
+        config = mesh.base_dir / "aws.conf"
+        config.write_text(f"# aws-cli and boto3 settings for the local mesh in {mesh.base_dir}\n"
+                          f"[default]\nregion = {region}\nca_bundle = {mesh.s3_ca_file}\n")
+        env["AWS_CONFIG_FILE"] = str(config)
+    return env
+
+
+def _exports(env: dict[str, str], *lines: tuple[str, ...]) -> str:
+    """`export` lines (indented), one per group of variable names."""
+    return "\n".join("  export " + " ".join(f"{n}={shlex.quote(env[n])}" for n in names if n in env)
+                     for names in lines)
+
+
+def s3_exports(mesh) -> str:
+    """Ready-to-paste `export AWS_...` lines (indented) for the mesh's first S3 endpoint."""
+    return _exports(s3_environment(mesh), ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+                    ("AWS_DEFAULT_REGION", "AWS_CONFIG_FILE"))
+
+
+def rclone_exports(mesh) -> str:
+    """Ready-to-paste lines defining the rclone remote `demo:` from the AWS_* variables above. Not
+    with env_auth: rclone's AWS SDK would then read the AWS config file, and it refuses a ca_bundle."""
+    env = {"RCLONE_CONFIG_DEMO_TYPE": "s3", "RCLONE_CONFIG_DEMO_PROVIDER": "Other",
+           "RCLONE_CONFIG_DEMO_FORCE_PATH_STYLE": "true"}
+    lines = [_exports(env, tuple(env)),
+             '  export RCLONE_CONFIG_DEMO_ENDPOINT="$AWS_ENDPOINT_URL" '
+             'RCLONE_CONFIG_DEMO_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID"',
+             '  export RCLONE_CONFIG_DEMO_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"']
+    if mesh.s3_endpoints[0].startswith("https:"):
+        lines.append(_exports({"RCLONE_CA_CERT": str(mesh.s3_ca_file)}, ("RCLONE_CA_CERT",)))
+    return "\n".join(lines)
 
 
 def _wait(mesh) -> NoReturn:
