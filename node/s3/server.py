@@ -6,6 +6,9 @@ when the node is given its S3 domain (`--s3-domain`). Every request is authentic
 `sigv4.py`) before anything else, then `routes.operation` names the handler. Every failure becomes
 S3 XML with a request id (`x-amz-request-id`); the node's typed errors are mapped by `errors.TABLE`,
 anything else is logged with the request id and answered InternalError without a traceback.
+
+TLS: the port serves HTTPS with `tls_context` (the node's certificate by default, chosen by
+`bootstrap.load_s3_tls`), or plain HTTP only when the node is told `--s3-plain-http`.
 """
 
 from __future__ import annotations
