@@ -125,7 +125,7 @@ class LocalMesh:
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
                  extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False, s3: bool = False,
-                 s3_default_policy: str = "", s3_tls: bool = False) -> None:
+                 s3_default_policy: str = "", s3_tls: bool = True) -> None:
         self.layout = layout
         # s3: every node also serves the S3 API (`--s3-listen`) on a free port of its own, over
         # HTTPS with its node certificate when s3_tls (clients verify it with `s3_ca_file`; the

@@ -33,6 +33,7 @@ STATUS = {
     "PreconditionFailed": 412,
     "NotModified": 304,
     "MaxMessageLengthExceeded": 400,
+    "IncompleteBody": 400,
     "AuthorizationQueryParametersError": 400,
     "InvalidLocationConstraint": 400,
     "InvalidRange": 416,

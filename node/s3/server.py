@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ..access_state import AccessState
 from ..tenancy import Caller
-from . import routes, sigv4, xml
+from . import multipart, routes, sigv4, xml
 from .common import Call, Services
 from .errors import S3Error, from_exception, new_request_id
 
@@ -56,6 +56,7 @@ class S3Server:
         self._domain = domain.lower().strip(".")
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
+        self._expiry: multipart.UploadExpiry | None = None
 
     async def start(self) -> None:
         host, _, port = self.address.rpartition(":")
@@ -68,9 +69,13 @@ class S3Server:
         site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port), ssl_context=self._ssl)
         await site.start()
         self._runner = runner
+        self._expiry = multipart.start_expiry(self._services)
         log.info("S3 front door on %s (%s)", self.address, "TLS" if self._ssl else "plain HTTP")
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            await self._expiry.stop()
+            self._expiry = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,8 +1,6 @@
-"""The S3 front door (phase 1 of issue 15) with a real S3 client: boto3 against real node processes.
-
-boto3 runs with its default checksum settings and path-style addressing. Over plain HTTP (the front
-door has no TLS yet) botocore signs the payload's SHA-256 and sends its CRC32 as a header; over
-HTTPS it would send aws-chunked bodies with trailers, which are not served yet.
+"""The S3 front door with a real S3 client: boto3 against real node processes, over TLS verified
+with the cluster CA (the mesh's default), with its default checksum settings (aws-chunked bodies
+with a trailing CRC32) and path-style addressing.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ def mesh(tmp_path_factory):
 
 
 def s3_client(mesh, key_id: str, secret: str, node: int = 0):
-    return boto3.client("s3", endpoint_url=mesh.s3_endpoints[node], aws_access_key_id=key_id,
+    return boto3.client("s3", **mesh.s3_client_kwargs(node), aws_access_key_id=key_id,
                         aws_secret_access_key=secret, region_name="us-east-1", config=CONFIG)
 
 
@@ -171,7 +169,7 @@ def test_a_wrong_secret_an_unknown_key_and_anonymous_are_refused(mesh):
         unknown.list_buckets()
     assert code(err) == "InvalidAccessKeyId"
     from botocore import UNSIGNED
-    anonymous = boto3.client("s3", endpoint_url=mesh.s3_endpoints[0], region_name="us-east-1",
+    anonymous = boto3.client("s3", **mesh.s3_client_kwargs(0), region_name="us-east-1",
                              config=CONFIG.merge(Config(signature_version=UNSIGNED)))
     with pytest.raises(ClientError) as err:
         anonymous.list_buckets()
