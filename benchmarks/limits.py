@@ -39,7 +39,7 @@ from pathlib import Path
 import blake3
 import zstandard
 
-__all__ = ["measure_limits", "measure_disk_write", "zstd_level", "main"]
+__all__ = ["measure_limits", "measure_disk_write", "measure_grpc", "zstd_level", "main"]
 
 BLOCK = 4 << 20
 MESSAGE = 1 << 20
@@ -164,7 +164,7 @@ def _loopback_tcp(total: int) -> tuple[int, float]:
     return received[0], elapsed
 
 
-async def _grpc_sink(port_file: str) -> None:
+async def _grpc_sink(port_file: str, tls_dir: str | None = None) -> None:
     import grpc
 
     from maillage.proto.channels import new_server
@@ -182,21 +182,34 @@ async def _grpc_sink(port_file: str) -> None:
 
     handlers = {"Put": grpc.stream_unary_rpc_method_handler(put),
                 "Get": grpc.unary_stream_rpc_method_handler(get)}
-    server, port = new_server("127.0.0.1:0", tls=None)  # plaintext: this measures gRPC itself
+    tls = None
+    if tls_dir:  # mutual TLS as between nodes (the transport cost of the secure mesh)
+        from maillage.proto.identity import TlsIdentity
+        tls = TlsIdentity.load_node(tls_dir)
+    server, port = new_server("127.0.0.1:0", tls=tls)  # plaintext unless tls_dir: gRPC itself
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("maillage.bench.Raw", handlers),))
     await server.start()
     Path(port_file).write_text(str(port))
     await server.wait_for_termination()
 
 
-def _grpc_raw(total: int, repeat: int) -> dict[str, dict]:
-    """Stream 1 MiB raw messages to and from a gRPC server in a child process."""
+def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
+    """Stream 1 MiB raw messages to and from a gRPC server in a child process (mutual TLS between
+    two node identities of a throwaway cluster when `tls`)."""
     import grpc
 
     with tempfile.TemporaryDirectory(prefix="maillage-grpc-") as tmp:
         port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([sys.executable, "-m", "maillage.benchmarks.limits", "--grpc-sink", str(port_file)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv = [sys.executable, "-m", "maillage.benchmarks.limits", "--grpc-sink", str(port_file)]
+        identity = None
+        if tls:
+            from maillage.proto.identity import TlsIdentity, create_cluster, issue_node_certificate
+            cluster = create_cluster(Path(tmp) / "cluster", "limits")
+            issue_node_certificate(cluster, "sink", Path(tmp) / "sink")
+            issue_node_certificate(cluster, "source", Path(tmp) / "source")
+            identity = TlsIdentity.load_node(Path(tmp) / "source")
+            argv += ["--tls-dir", str(Path(tmp) / "sink")]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 20
             while not port_file.exists() or not port_file.read_text():
@@ -204,7 +217,7 @@ def _grpc_raw(total: int, repeat: int) -> dict[str, dict]:
                     raise RuntimeError("the gRPC sink did not start")
                 time.sleep(0.05)
             address = f"127.0.0.1:{port_file.read_text()}"
-            return asyncio.run(_grpc_client(grpc, address, total, repeat))
+            return asyncio.run(_grpc_client(grpc, address, total, repeat, identity, proc.pid))
         finally:
             proc.terminate()
             try:
@@ -214,12 +227,15 @@ def _grpc_raw(total: int, repeat: int) -> dict[str, dict]:
                 proc.wait()
 
 
-async def _grpc_client(grpc, address: str, total: int, repeat: int) -> dict[str, dict]:
+async def _grpc_client(grpc, address: str, total: int, repeat: int, tls=None,
+                       sink_pid: int | None = None) -> dict[str, dict]:
     from maillage.proto.channels import open_channel
+
+    from .machine import process_cpu_seconds
 
     count = total // MESSAGE
     payload = os.urandom(MESSAGE)
-    async with open_channel(address, tls=None) as channel:
+    async with open_channel(address, tls=tls, peer="sink" if tls else None) as channel:
         put = channel.stream_unary(_PUT, request_serializer=None, response_deserializer=None)
         get = channel.unary_stream(_GET, request_serializer=None, response_deserializer=None)
 
@@ -240,13 +256,32 @@ async def _grpc_client(grpc, address: str, total: int, repeat: int) -> dict[str,
 
         await one_put()  # warm the connection up
         result = {}
-        for name, fn in (("grpc_raw_put", one_put), ("grpc_raw_get", one_get)):
-            rates = []
+        prefix = "grpc_tls" if tls else "grpc_raw"
+        for name, fn in ((f"{prefix}_put", one_put), (f"{prefix}_get", one_get)):
+            rates, mine, theirs = [], [], []
             for _ in range(repeat):
+                t0, s0 = os.times(), process_cpu_seconds(sink_pid) if sink_pid else None
                 nbytes, seconds = await fn()
+                t1, s1 = os.times(), process_cpu_seconds(sink_pid) if sink_pid else None
                 rates.append(nbytes / seconds / 1e6)
-            result[name] = {"mb_per_s": round(statistics.median(rates), 1), "runs": [round(r, 1) for r in rates]}
+                mib = nbytes / MESSAGE
+                mine.append((t1.user + t1.system - t0.user - t0.system) / mib * 1e3)
+                if s0 is not None and s1 is not None:
+                    theirs.append((s1 - s0) / mib * 1e3)
+            # CPU per MiB moved: this process (the caller) and the server process
+            result[name] = {"mb_per_s": round(statistics.median(rates), 1), "runs": [round(r, 1) for r in rates],
+                            "caller_cpu_ms_per_mib": round(statistics.median(mine), 3),
+                            "server_cpu_ms_per_mib": round(statistics.median(theirs), 3) if theirs else None}
         return result
+
+
+def measure_grpc(total: int = 256 << 20, repeat: int = 3, *, tls: bool = True) -> dict[str, dict]:
+    """gRPC streaming of 1 MiB raw messages to and from another process, over mutual TLS by default:
+    MB/s and the CPU milliseconds per MiB of the caller and of the server."""
+    found = _grpc_raw(total, repeat, tls=tls)
+    for name, row in found.items():
+        row["label"] = LABELS[name]
+    return found
 
 
 # ----- all -----------------------------------------------------------------------------------
@@ -260,6 +295,8 @@ LABELS = {
     "loopback_tcp": "loopback TCP, 1 stream, 1 MiB sends",
     "grpc_raw_put": "gRPC raw bytes, client-stream of 1 MiB messages",
     "grpc_raw_get": "gRPC raw bytes, server-stream of 1 MiB messages",
+    "grpc_tls_put": "gRPC raw bytes over mutual TLS, client-stream of 1 MiB messages",
+    "grpc_tls_get": "gRPC raw bytes over mutual TLS, server-stream of 1 MiB messages",
 }
 
 
@@ -303,9 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=256, help="MiB written and read for the disk figures")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--grpc-sink", metavar="PORT_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--tls-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.grpc_sink:
-        asyncio.run(_grpc_sink(args.grpc_sink))
+        asyncio.run(_grpc_sink(args.grpc_sink, args.tls_dir))
         return 0
     with tempfile.TemporaryDirectory(prefix="maillage-limits-", dir=args.dir) as tmp:
         results = measure_limits(Path(tmp), disk_bytes=args.mb << 20, repeat=args.repeat,
