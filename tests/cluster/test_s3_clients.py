@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import filecmp
 import hashlib
+import importlib.util
 import os
 import shutil
 import ssl
@@ -34,7 +35,6 @@ from maillage.testing.localmesh import LocalMesh, make_layout
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
 
 boto3 = pytest.importorskip("boto3")
-pytest.importorskip("awscli")
 from botocore.config import Config  # noqa: E402
 
 pytestmark = pytest.mark.cluster
@@ -135,6 +135,8 @@ def tree_files(seed: int) -> dict[str, bytes]:
 def aws(mesh, tmp_path_factory):
     """`aws ...` (aws-cli v1 of this environment) configured by environment variables and its own
     AWS_CONFIG_FILE; returns stdout. `aws(..., ok=False)` expects a failure and returns the result."""
+    if importlib.util.find_spec("awscli") is None:
+        pytest.fail("aws-cli is not installed: it comes with the test extra (pip install -e '.[test]')")
     home = tmp_path_factory.mktemp("aws-home")
     endpoint = mesh.s3_endpoints[0]
     config = home / "aws-config"
