@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -36,6 +35,7 @@ from maillage.placement import (
 )
 from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_channel
+from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import CorruptFrame, decode_frame
 
 from . import _exceptions as e
@@ -142,36 +142,22 @@ class AsyncObjectBody:
                 task.cancel()
 
 
-_COMPOSED_ETAG = re.compile(r"[0-9a-f]{64}-([1-9][0-9]{0,4})")
-_COMPOSED_CONTEXT = b"maillage composed etag v1"
-
-
-def _composed_etag(chunks: Iterable[pb.ChunkRef], parts: int) -> str:
-    """The etag of an object composed from `parts` parts (an S3 multipart upload): the BLAKE3 of
-    its chunk list, as the node computes it (`maillage.node.coordinator.composed_etag`)."""
-    h = blake3.blake3(_COMPOSED_CONTEXT)
-    h.update(parts.to_bytes(4, "big"))
-    for ref in chunks:
-        h.update(ref.digest)
-        h.update(ref.length.to_bytes(8, "big"))
-    return f"{h.hexdigest()}-{parts}"
-
-
 class _WholeObject:
     """The BLAKE3 of a whole object as it is read, checked against the manifest's etag at the end.
 
     An object composed from parts (S3 multipart) has a composed etag, the BLAKE3 of its chunk list
-    ("<hex>-<parts>"): every chunk read is verified against its digest and length, so recomputing
-    the composed etag from the manifest's chunk list at the end proves the same thing as hashing
-    the bytes, that these are this object's chunks, without hashing them a second time."""
+    ("<hex>-<parts>", `maillage.proto.etags`, the very function the node completes uploads with):
+    every chunk read is verified against its digest and length, so recomputing the composed etag
+    from the manifest's chunk list at the end proves the same thing as hashing the bytes, that these
+    are this object's chunks, without hashing them a second time."""
 
     def __init__(self, manifest: pb.Manifest) -> None:
         self._manifest = manifest
-        self._composed = _COMPOSED_ETAG.fullmatch(manifest.etag)
+        self._parts = composed_parts(manifest.etag)  # None: the etag is the BLAKE3 of the whole
         self._hash = blake3.blake3()
 
     async def update(self, piece: bytes) -> None:
-        if self._composed is not None:
+        if self._parts is not None:
             return  # the chunks themselves were verified; the chunk list is checked at the end
         if len(piece) >= 1 << 20:   # BLAKE3 releases the GIL: large pieces off the event loop
             await asyncio.to_thread(self._hash.update, piece)
@@ -180,8 +166,8 @@ class _WholeObject:
 
     def verify(self) -> None:
         m = self._manifest
-        if self._composed is not None:
-            if m.has_inline or _composed_etag(m.chunks, int(self._composed[1])) != m.etag:
+        if self._parts is not None:
+            if m.has_inline or composed_etag(m.chunks, self._parts) != m.etag:
                 raise e.IntegrityError(f"{m.bucket}/{m.key}: the chunks read are not the ones its composed "
                                        f"etag {m.etag[:16]}... names (every chunk verified, but they are not "
                                        "this object's: a wrong or forged manifest)")

@@ -19,7 +19,8 @@ class ObjectInfo:
     bucket: str
     key: str
     size: int
-    etag: str                      # hex BLAKE3 of the whole object
+    etag: str                      # hex BLAKE3 of the whole object; for an object composed from N parts (S3
+                                   # multipart): "<hex BLAKE3 of its chunk list>-N" (maillage.proto.etags)
     version: int                   # hybrid logical clock
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)

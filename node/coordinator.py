@@ -22,22 +22,17 @@ tombstone of its generation to the policy's nodes. A server-side copy is refused
 (`ResidencyWidening`) unless the destination's policy is within the source's; a copy into a bucket
 of another key (another tenant or policy) re-names the chunks with the destination's key.
 
-Multipart uploads (S3's, `node/s3/multipart.py`) live in their bucket, under reserved keys users
-can neither write nor list (`validation.RESERVED_PREFIX`): an upload record
-`\x01mpu/u/<key>\x01<upload id>` (content type, metadata, stored headers, initiator) and one manifest
-per part `\x01mpu/p/<upload id>/<5-digit number>` whose chunks are the part's (never inline). Being
-ordinary manifests of the bucket, they get residency, replication, repair, encryption at rest and
-the chunk GC's references like any object. Completing writes the object's manifest as the parts'
-chunk lists concatenated (no byte is read or copied), then tombstones the parts and the record.
+Multipart uploads are `uploads.MultipartUploads`, built on the public part of this write path
+(`store_chunks`, `latest`, `next_version`, `write_manifest`, `write_tombstone`, `index_entries`,
+`now`); they live under reserved keys of the bucket (`validation.RESERVED_PREFIX`), which
+`list_objects` starts past.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -46,9 +41,10 @@ from typing import TypeVar
 import blake3
 
 from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
+from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
-from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest, version_time
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
 
 from . import validation
 from .catalog import Catalog
@@ -57,8 +53,6 @@ from .errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
     IntegrityError,
-    InvalidArgument,
-    InvalidKey,
     NodeError,
     NoSuchKey,
     QuorumNotReached,
@@ -97,157 +91,6 @@ class Listing:
     next_token: str
 
 
-# ----- multipart uploads: names, limits, errors, results ------------------------------------
-
-UPLOADS = validation.RESERVED_PREFIX + "mpu/u/"  # + key + "\x01" + upload id: an upload's record
-PARTS = validation.RESERVED_PREFIX + "mpu/p/"  # + upload id + "/" + 5-digit part number: a part
-MAX_PARTS = 10_000
-MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last (S3's rule)
-MAX_PART_SIZE = 5 * 1024 ** 3
-_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # HLC version of the creation (16 hex) + 64 random bits
-# The record key must fit the store's key limit.
-MAX_UPLOAD_KEY_BYTES = validation.MAX_KEY_BYTES - len(UPLOADS.encode()) - 1 - 32
-MD5 = "md5"  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ETag)
-_INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that began it
-_WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
-_COMPOSED_CONTEXT = b"maillage composed etag v1"
-_COMPOSED_ETAG = re.compile(r"[0-9a-f]{64}-([1-9][0-9]{0,4})")
-
-
-class NoSuchUpload(NoSuchKey):
-    """No such multipart upload: never made, completed, aborted, expired, or of another key."""
-
-
-class InvalidPart(InvalidArgument):
-    """A part named to complete an upload was not uploaded, or its ETag is not the one given."""
-
-
-class InvalidPartOrder(InvalidArgument):
-    """The parts named to complete an upload are not in ascending order."""
-
-
-class EntityTooSmall(InvalidArgument):
-    """A part other than the last is smaller than the minimum part size."""
-
-
-class EntityTooLarge(InvalidArgument):
-    """A part is larger than the maximum part size."""
-
-
-#: The multipart errors, each named as the S3 error code it is (node/s3/multipart.py).
-MULTIPART_ERRORS = (NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall, EntityTooLarge)
-
-
-def composed_etag(chunks: Sequence[ChunkRef], parts: int) -> str:
-    """The native etag of an object completed from `parts` parts: the BLAKE3 of its chunk list
-    (each chunk's digest and 8-byte length, after a context string and the 4-byte part count),
-    then "-<parts>". The BLAKE3 of the whole object would need every byte read back; this one the
-    SDK recomputes from the chunks it read and verified (client/_async.py keeps a copy of this
-    function: the SDK imports nothing of the node), so a manifest pointing at other chunks still
-    fails a whole read."""
-    h = blake3.blake3(_COMPOSED_CONTEXT)
-    h.update(parts.to_bytes(4, "big"))
-    for c in chunks:
-        h.update(c.digest)
-        h.update(c.length.to_bytes(8, "big"))
-    return f"{h.hexdigest()}-{parts}"
-
-
-def multipart_md5(md5s: Sequence[str]) -> str:
-    """S3's ETag of a multipart object: MD5 of the parts' binary MD5s, then "-<parts>"."""
-    try:
-        joined = b"".join(bytes.fromhex(m) for m in md5s)
-    except ValueError:
-        raise InvalidPart("a part has no MD5 ETag (not uploaded through S3)") from None
-    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(md5s)}"
-
-
-@dataclass(frozen=True)
-class MultipartUpload:
-    bucket: str
-    key: str
-    upload_id: str
-    initiated: int  # the HLC version of its creation
-    initiator: str = ""  # the tenant that began it
-    content_type: str = "application/octet-stream"
-    user_metadata: tuple[tuple[str, str], ...] = ()
-    attributes: tuple[tuple[str, str], ...] = ()  # stored headers, for the completed object
-
-
-@dataclass(frozen=True)
-class Part:
-    number: int
-    size: int
-    etag: str  # the part's MD5 (hex, no quotes): its S3 ETag
-    version: int  # HLC version of its upload (last modified)
-
-
-@dataclass(frozen=True)
-class PartListing:
-    parts: list[Part]
-    is_truncated: bool
-    next_marker: int
-
-
-@dataclass(frozen=True)
-class UploadListing:
-    uploads: list[MultipartUpload]
-    common_prefixes: list[str]
-    is_truncated: bool
-    next_key_marker: str
-    next_upload_id_marker: str
-
-
-def _record_key(key: str, upload_id: str) -> str:
-    return f"{UPLOADS}{key}\x01{upload_id}"
-
-
-def _part_prefix(upload_id: str) -> str:
-    return f"{PARTS}{upload_id}/"
-
-
-def _part_key(upload_id: str, number: int) -> str:
-    return f"{PARTS}{upload_id}/{number:05d}"
-
-
-def _upload_of(m: Manifest) -> MultipartUpload | None:
-    """The upload an upload record describes (None for anything else)."""
-    body = m.key[len(UPLOADS):]
-    if not m.key.startswith(UPLOADS) or len(body) < 34 or body[-33] != "\x01":
-        return None
-    key, upload_id = body[:-33], body[-32:]
-    if not _UPLOAD_ID.fullmatch(upload_id):
-        return None
-    attributes = dict(m.attributes)
-    initiator = attributes.pop(_INITIATOR, "")
-    return MultipartUpload(bucket=m.bucket, key=key, upload_id=upload_id, initiated=m.version, initiator=initiator,
-                           content_type=m.content_type, user_metadata=m.user_metadata,
-                           attributes=tuple(sorted(attributes.items())))
-
-
-def _part_of(m: Manifest, number: int) -> Part:
-    return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5) or m.etag, version=m.version)
-
-
-def _part_number(key: str, prefix: str) -> int | None:
-    tail = key[len(prefix):]
-    return int(tail) if len(tail) == 5 and tail.isascii() and tail.isdigit() else None
-
-
-def _check_part_number(number: int) -> None:
-    if not 1 <= number <= MAX_PARTS:
-        raise InvalidArgument(f"part number {number} is out of range: use 1 to {MAX_PARTS}")
-
-
-async def _at_most(pieces: AsyncIterator[bytes | memoryview], limit: int) -> AsyncIterator[bytes | memoryview]:
-    size = 0
-    async for piece in pieces:
-        size += len(piece)
-        if size > limit:
-            raise EntityTooLarge(f"a part may hold at most {limit} bytes; nothing was written")
-        yield piece
-
-
 class Coordinator:
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
                  clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -267,8 +110,6 @@ class Coordinator:
         self._is_up = is_up
         self._chunk_key = chunk_key  # (owner tenant, policy) -> K, None for unkeyed names
         self.chunk_size = chunk_size
-        self.min_part_size = MIN_PART_SIZE  # multipart limits (tests lower them)
-        self.max_part_size = MAX_PART_SIZE
 
     # ----- buckets ---------------------------------------------------------------------------
 
@@ -334,11 +175,9 @@ class Coordinator:
         validation.check_metadata(upload.user_metadata, upload.content_type)
         validation.check_attributes(upload.attributes)
         bucket = await self._catalog.get(upload.bucket)
-        table = self._layout.table(bucket.policy)
-        previous = asyncio.ensure_future(self._latest(bucket, upload.key))
+        previous = asyncio.ensure_future(self.latest(bucket, upload.key))
         try:
-            refs, sites, inline, size, etag = await self._store_chunks(
-                pieces, table, bucket.policy, self.key_of(bucket), bucket.owner)
+            refs, sites, inline, size, etag = await self.store_chunks(bucket, pieces)
             if expected_blake3 is not None:
                 expected = await expected_blake3
                 if expected is not None and expected.hex() != etag:
@@ -346,7 +185,7 @@ class Coordinator:
                         f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
                         f"match the {size} bytes received ({etag[:16]}...); nothing was written")
             manifest = Manifest(
-                bucket=upload.bucket, key=upload.key, version=await self._next_version(previous),
+                bucket=upload.bucket, key=upload.key, version=await self.next_version(previous),
                 size=size, etag=etag, content_type=upload.content_type,
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
                 inline=inline, writer=self.node_id, generation=bucket.generation,
@@ -354,18 +193,23 @@ class Coordinator:
             validation.check_attributes(upload.attributes)
         finally:
             previous.cancel()
-        manifest_sites = await self._write_manifest(bucket, manifest)
+        manifest_sites = await self.write_manifest(bucket, manifest)
         return manifest, sorted(sites | manifest_sites if inline is not None else sites)
 
     def key_of(self, bucket: BucketRecord) -> bytes | None:
         """The key naming the chunks of `bucket` (None: unkeyed names)."""
         return self._chunk_key(bucket.owner, bucket.policy)
 
-    async def _store_chunks(self, pieces, table: PartitionTable, policy: str, key: bytes | None, tenant: str,
-                            *, always_chunk: bool = False):
-        """Cut, name, frame and replicate the stream's chunks. A small object comes back as inline
-        bytes instead, unless `always_chunk` (a multipart part: a completed upload's manifest is the
-        concatenation of its parts' chunk lists, so no part may be inline)."""
+    async def store_chunks(self, bucket: BucketRecord, pieces: AsyncIterator[bytes | memoryview], *,
+                           always_chunk: bool = False):
+        """Cut, name (with `bucket`'s chunk key), frame and replicate the stream's chunks to the
+        replicas of `bucket`'s policy; returns (chunk refs, sites holding them, inline bytes or None,
+        size, hex BLAKE3 of the whole stream). A small object comes back as inline bytes instead,
+        unless `always_chunk` (e.g. a multipart part: a completed upload's manifest is the
+        concatenation of its parts' chunk lists, so no part may be inline). The manifest is the
+        caller's to write (`write_manifest`)."""
+        table = self._layout.table(bucket.policy)  # UnknownPolicy / PolicyUnsatisfiable, before any chunk
+        policy, key, tenant = bucket.policy, self.key_of(bucket), bucket.owner
         chunker = FixedChunker(self.chunk_size)
         whole = blake3.blake3()
         refs: list[ChunkRef | None] = []
@@ -442,14 +286,22 @@ class Coordinator:
                                          f"chunk {digest.hex()[:16]}")
         return {self._sets.site_of(n) for n in outcome.results}
 
-    async def _write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
+    async def write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
+        """Write `manifest` (an object's, a tombstone, or any index entry of `bucket`) to the
+        replicas of the bucket's index; returns the sites that hold it once durable."""
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
             lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
         return {self._sets.site_of(n) for n in outcome.results}
 
-    async def _next_version(self, previous: asyncio.Future) -> int:
+    def now(self) -> int:
+        """A new version from this coordinator's hybrid logical clock (`version_time` gives its time)."""
+        return self._clock.now()
+
+    async def next_version(self, previous: asyncio.Future) -> int:
+        """A version above the one `previous` (a pending `latest` of the key) found, if it could
+        be read: the version of the key's next write."""
         try:
             latest = await previous
         except NodeError:
@@ -461,13 +313,18 @@ class Coordinator:
     async def delete_object(self, bucket_name: str, key: str) -> int:
         validation.check_key(key)
         bucket = await self._catalog.get(bucket_name)
-        latest = await self._latest(bucket, key)
-        if latest is not None:
-            self._clock.observe(latest.version)
-        tombstone = Manifest(bucket=bucket_name, key=key, version=self._clock.now(), size=0, etag="",
-                             deleted=True, writer=self.node_id, generation=bucket.generation)
-        await self._write_manifest(bucket, tombstone)
+        tombstone = await self.write_tombstone(bucket, key, await self.latest(bucket, key))
         return tombstone.version
+
+    async def write_tombstone(self, bucket: BucketRecord, key: str, above: Manifest | None) -> Manifest:
+        """Write a tombstone of `key` (any index entry, unchecked) with a version above `above`'s,
+        the key's latest version seen (None: none)."""
+        if above is not None:
+            self._clock.observe(above.version)
+        tombstone = Manifest(bucket=bucket.name, key=key, version=self._clock.now(), size=0, etag="",
+                             deleted=True, writer=self.node_id, generation=bucket.generation)
+        await self.write_manifest(bucket, tombstone)
+        return tombstone
 
     async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str, *,
                           replacement: Upload | None = None,
@@ -504,12 +361,12 @@ class Coordinator:
             await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner)
             chunks.append(ref)
         etag = source.etag
-        if (composed := _COMPOSED_ETAG.fullmatch(etag)) is not None:  # names the chunks: re-named ones too
-            etag = composed_etag(chunks, int(composed[1]))
-        previous = asyncio.ensure_future(self._latest(dest, key))
-        manifest = replace(source, bucket=bucket_name, key=key, version=await self._next_version(previous),
+        if (parts := composed_parts(etag)) is not None:  # names the chunks: re-named ones too
+            etag = composed_etag(chunks, parts)
+        previous = asyncio.ensure_future(self.latest(dest, key))
+        manifest = replace(source, bucket=bucket_name, key=key, version=await self.next_version(previous),
                            writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
-        await self._write_manifest(dest, manifest)
+        await self.write_manifest(dest, manifest)
         return manifest
 
     def check_copy(self, source: BucketRecord, dest: BucketRecord) -> None:
@@ -555,7 +412,9 @@ class Coordinator:
 
     # ----- object reads ----------------------------------------------------------------------
 
-    async def _latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
+    async def latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
+        """The newest version of `key` (a tombstone too, any index entry) across the bucket's index
+        replicas, or None."""
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits),
                                         lambda r: r.get_manifest(bucket.name, key, bucket.generation),
@@ -570,7 +429,7 @@ class Coordinator:
     async def head_object(self, bucket_name: str, key: str) -> Manifest:
         validation.check_key(key)
         bucket = await self._catalog.get(bucket_name)
-        latest = await self._latest(bucket, key)
+        latest = await self.latest(bucket, key)
         if latest is None or latest.deleted:
             raise NoSuchKey(f"no object {key!r} in bucket {bucket_name!r}")
         return latest
@@ -625,248 +484,10 @@ class Coordinator:
         keys = sorted(k for k in newest if horizon is None or k <= horizon)
         return [newest[k] for k in keys], horizon is None
 
-    # ----- multipart uploads -----------------------------------------------------------------
-    #
-    # Every method takes `expiry` (seconds, None: never): an upload begun longer ago is aborted
-    # when it is next named, and answered NoSuchUpload. `expire_uploads` aborts them eagerly.
-    # Closing an upload (complete or abort) tombstones its parts, then its record, then any part
-    # found again; a part upload re-reads the record after writing its part and drops the part
-    # if the upload was closed meanwhile: between the two, no part outlives its upload.
-
-    async def create_upload(self, upload: Upload, initiator: str = "") -> MultipartUpload:
-        """Begin a multipart upload of `upload.key` with the upload's metadata and stored headers."""
-        validation.check_key(upload.key)
-        size = len(upload.key.encode("utf-8"))
-        if size > MAX_UPLOAD_KEY_BYTES:
-            raise InvalidKey(f"object key is {size} bytes in UTF-8; a multipart upload's key may hold at most "
-                             f"{MAX_UPLOAD_KEY_BYTES} (use a single PUT for longer keys)")
-        validation.check_metadata(upload.user_metadata, upload.content_type)
-        attributes = {**upload.attributes, _INITIATOR: initiator}
-        validation.check_attributes(attributes)
-        bucket = await self._catalog.get(upload.bucket)
-        version = self._clock.now()
-        upload_id = f"{version:016x}{secrets.token_hex(8)}"  # sorts in creation order
-        record = Manifest(bucket=upload.bucket, key=_record_key(upload.key, upload_id), version=version, size=0,
-                          etag="", content_type=upload.content_type,
-                          user_metadata=tuple(sorted(upload.user_metadata.items())), writer=self.node_id,
-                          generation=bucket.generation, attributes=tuple(sorted(attributes.items())))
-        await self._write_manifest(bucket, record)
-        made = _upload_of(record)
-        assert made is not None
-        return made
-
-    async def upload_part(self, bucket_name: str, key: str, upload_id: str, number: int,
-                          pieces: AsyncIterator[bytes | memoryview], attributes: Mapping[str, str] | None = None,
-                          *, expiry: float | None = None) -> Part:
-        """Store part `number` of an upload (replacing any earlier upload of that number: the newest
-        version wins). `attributes` (the part's MD5 for S3) are read once the stream is consumed."""
-        _check_part_number(number)
-        bucket = await self._catalog.get(bucket_name)
-        upload = await self._open_upload(bucket, key, upload_id, expiry)
-        table = self._layout.table(bucket.policy)
-        part_key = _part_key(upload_id, number)
-        previous = asyncio.ensure_future(self._latest(bucket, part_key))
-        try:
-            refs, _sites, _inline, size, etag = await self._store_chunks(
-                _at_most(pieces, self.max_part_size), table, bucket.policy, self.key_of(bucket), bucket.owner,
-                always_chunk=True)
-            kept = dict(attributes or {})
-            validation.check_attributes(kept)
-            manifest = Manifest(bucket=bucket_name, key=part_key, version=await self._next_version(previous),
-                                size=size, etag=etag, chunks=tuple(refs), writer=self.node_id,
-                                generation=bucket.generation, attributes=tuple(sorted(kept.items())))
-        finally:
-            previous.cancel()
-        await self._write_manifest(bucket, manifest)
-        record = await self._latest(bucket, _record_key(upload.key, upload_id))
-        if record is None or record.deleted:  # completed or aborted while this part streamed in
-            await self._tombstone_all(bucket, [manifest])
-            raise NoSuchUpload(f"multipart upload {upload_id} of {key!r} was completed or aborted while part "
-                               f"{number} was uploading; the part was dropped")
-        return _part_of(manifest, number)
-
-    async def complete_upload(self, bucket_name: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
-                              *, expiry: float | None = None) -> Manifest:
-        """Compose the object from the parts named (number, ETag), in ascending order: its manifest
-        is their chunk lists concatenated; then the upload is closed."""
-        if not parts:
-            raise InvalidPart("completing a multipart upload needs at least one part")
-        if len(parts) > MAX_PARTS:
-            raise InvalidPart(f"{len(parts)} parts named; an upload has at most {MAX_PARTS}")
-        for (before, _), (after, _) in zip(parts, parts[1:]):
-            if after <= before:
-                raise InvalidPartOrder(f"the parts must be listed in ascending order without repeats: part {after} "
-                                       f"comes after part {before}")
-        for number, _ in parts:
-            if not 1 <= number <= MAX_PARTS:
-                raise InvalidPart(f"part number {number} is out of range: use 1 to {MAX_PARTS}")
-        bucket = await self._catalog.get(bucket_name)
-        upload = await self._open_upload(bucket, key, upload_id, expiry)
-        previous = asyncio.ensure_future(self._latest(bucket, key))
-        try:
-            stored = await self._bounded_gather(
-                [partial(self._latest, bucket, _part_key(upload_id, number)) for number, _ in parts])
-            chunks: list[ChunkRef] = []
-            md5s: list[str] = []
-            size = 0
-            for i, ((number, given), m) in enumerate(zip(parts, stored)):
-                if m is None or m.deleted:
-                    raise InvalidPart(f"part {number} of upload {upload_id} was never uploaded (list the parts "
-                                      "to see which were)")
-                part = _part_of(m, number)
-                if given.strip().strip('"').lower() != part.etag:
-                    raise InvalidPart(f"part {number}: the ETag given ({given[:40]!r}) is not the stored part's "
-                                      f"(\"{part.etag}\"): upload the part again or list the parts")
-                if i < len(parts) - 1 and m.size < self.min_part_size:
-                    raise EntityTooSmall(f"part {number} holds {m.size} bytes: every part but the last must hold "
-                                         f"at least {self.min_part_size}")
-                if m.inline is not None or sum(c.length for c in m.chunks) != m.size:
-                    raise IntegrityError(f"part {number} of upload {upload_id}: its chunks do not add up to its "
-                                         f"{m.size} bytes")
-                chunks += m.chunks
-                md5s.append(part.etag)
-                size += m.size
-            attributes = {**dict(upload.attributes), MD5: multipart_md5(md5s)}
-            manifest = Manifest(
-                bucket=bucket_name, key=key, version=await self._next_version(previous), size=size,
-                etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,
-                user_metadata=upload.user_metadata, chunks=tuple(chunks), writer=self.node_id,
-                generation=bucket.generation, attributes=tuple(sorted(attributes.items())))
-        finally:
-            previous.cancel()
-        await self._write_manifest(bucket, manifest)
-        await self._close_upload(bucket, upload)
-        return manifest
-
-    async def abort_upload(self, bucket_name: str, key: str, upload_id: str) -> None:
-        """Drop an upload and its parts (their chunks go with the next GC passes)."""
-        bucket = await self._catalog.get(bucket_name)
-        await self._close_upload(bucket, await self._open_upload(bucket, key, upload_id, None))
-
-    async def get_upload(self, bucket_name: str, key: str, upload_id: str, *,
-                         expiry: float | None = None) -> MultipartUpload:
-        bucket = await self._catalog.get(bucket_name)
-        return await self._open_upload(bucket, key, upload_id, expiry)
-
-    async def list_parts(self, bucket_name: str, key: str, upload_id: str, *, marker: int = 0,
-                         max_parts: int = LIST_PAGE,
-                         expiry: float | None = None) -> tuple[MultipartUpload, PartListing]:
-        """The upload and its parts numbered above `marker`, at most `max_parts` (<= 1000)."""
-        bucket = await self._catalog.get(bucket_name)
-        upload = await self._open_upload(bucket, key, upload_id, expiry)
-        max_parts = max(1, min(max_parts, LIST_PAGE))
-        marker = max(0, min(marker, MAX_PARTS))
-        prefix = _part_prefix(upload_id)
-        parts: list[Part] = []
-        async for m in self._index_entries(bucket, prefix, f"{prefix}{marker:05d}" if marker else ""):
-            number = _part_number(m.key, prefix)
-            if m.deleted or number is None:
-                continue
-            if len(parts) >= max_parts:
-                return upload, PartListing(parts, True, parts[-1].number)
-            parts.append(_part_of(m, number))
-        return upload, PartListing(parts, False, parts[-1].number if parts else 0)
-
-    async def list_uploads(self, bucket_name: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
-                           upload_id_marker: str = "", max_uploads: int = LIST_PAGE,
-                           expiry: float | None = None) -> UploadListing:
-        """Uploads in progress in key order, then creation order (S3's ListMultipartUploads): after
-        (`key_marker`, `upload_id_marker`), at most `max_uploads` (<= 1000) uploads and common prefixes."""
-        bucket = await self._catalog.get(bucket_name)
-        max_uploads = max(1, min(max_uploads, LIST_PAGE))
-        now = version_time(self._clock.now())
-        if not key_marker:
-            cursor = ""
-        elif delimiter and key_marker.startswith(prefix) and key_marker.endswith(delimiter) \
-                and key_marker.find(delimiter, len(prefix)) == len(key_marker) - len(delimiter):
-            cursor = UPLOADS + key_marker + _MAX_CHAR  # a common prefix given back: past all of it
-        elif _UPLOAD_ID.fullmatch(upload_id_marker):
-            cursor = _record_key(key_marker, upload_id_marker)
-        else:
-            cursor = f"{UPLOADS}{key_marker}\x01g"  # past every upload of that key ("g" > hex digits)
-        uploads: list[MultipartUpload] = []
-        prefixes: list[str] = []
-        last = ("", "")
-        while True:
-            jumped = False
-            async for m in self._index_entries(bucket, UPLOADS + prefix, cursor):
-                upload = _upload_of(m)
-                if m.deleted or upload is None or (expiry is not None and now - version_time(m.version) > expiry):
-                    continue
-                if len(uploads) + len(prefixes) >= max_uploads:
-                    return UploadListing(uploads, prefixes, True, *last)
-                cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut < 0:
-                    uploads.append(upload)
-                    last = (upload.key, upload.upload_id)
-                    continue
-                prefixes.append(upload.key[:cut + len(delimiter)])
-                last = (prefixes[-1], "")
-                cursor = UPLOADS + prefixes[-1] + _MAX_CHAR  # skip the rest of this common prefix
-                jumped = True
-                break
-            if not jumped:
-                return UploadListing(uploads, prefixes, False, "", "")
-
-    async def expire_uploads(self, bucket_name: str, expiry: float) -> int:
-        """Abort the bucket's uploads begun more than `expiry` seconds ago; returns how many."""
-        bucket = await self._catalog.get(bucket_name)
-        now = version_time(self._clock.now())
-        expired = []
-        async for m in self._index_entries(bucket, UPLOADS):
-            upload = _upload_of(m)
-            if not m.deleted and upload is not None and now - version_time(m.version) > expiry:
-                expired.append(upload)
-        for upload in expired:
-            await self._close_upload(bucket, upload)
-        return len(expired)
-
-    async def _open_upload(self, bucket: BucketRecord, key: str, upload_id: str,
-                           expiry: float | None) -> MultipartUpload:
-        """The live upload `upload_id` of `key`, or NoSuchUpload (an expired one is aborted first)."""
-        validation.check_key(key)
-        missing = NoSuchUpload(f"no multipart upload {upload_id[:40]!r} of key {key[:200]!r} in bucket "
-                               f"{bucket.name!r}: never begun, or completed, aborted or expired")
-        if not _UPLOAD_ID.fullmatch(upload_id) or len(key.encode("utf-8")) > MAX_UPLOAD_KEY_BYTES:
-            raise missing
-        record = await self._latest(bucket, _record_key(key, upload_id))
-        upload = None if record is None or record.deleted else _upload_of(record)
-        if upload is None:
-            raise missing
-        if expiry is not None and version_time(self._clock.now()) - version_time(upload.initiated) > expiry:
-            await self._close_upload(bucket, upload)
-            raise NoSuchUpload(f"multipart upload {upload_id} of key {key[:200]!r} expired (begun more than "
-                               f"{expiry:g} s ago) and was aborted")
-        return upload
-
-    async def _close_upload(self, bucket: BucketRecord, upload: MultipartUpload) -> None:
-        """Tombstone the parts, then the record, then any part that slipped in meanwhile."""
-        prefix = _part_prefix(upload.upload_id)
-        await self._tombstone_all(bucket, [m async for m in self._index_entries(bucket, prefix) if not m.deleted])
-        record = await self._latest(bucket, _record_key(upload.key, upload.upload_id))
-        if record is not None and not record.deleted:
-            await self._tombstone_all(bucket, [record])
-        await self._tombstone_all(bucket, [m async for m in self._index_entries(bucket, prefix) if not m.deleted])
-
-    async def _tombstone_all(self, bucket: BucketRecord, manifests: Sequence[Manifest]) -> None:
-        async def tombstone(m: Manifest) -> None:
-            self._clock.observe(m.version)
-            await self._write_manifest(bucket, Manifest(
-                bucket=bucket.name, key=m.key, version=self._clock.now(), size=0, etag="", deleted=True,
-                writer=self.node_id, generation=bucket.generation))
-        await self._bounded_gather([partial(tombstone, m) for m in manifests])
-
-    async def _bounded_gather(self, calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-        slots = asyncio.Semaphore(_WRITES_AT_ONCE)
-
-        async def one(call: Callable[[], Awaitable[T]]) -> T:
-            async with slots:
-                return await call()
-        return list(await asyncio.gather(*(one(c) for c in calls)))
-
-    async def _index_entries(self, bucket: BucketRecord, prefix: str, start_after: str = "") -> AsyncIterator[Manifest]:
+    async def index_entries(self, bucket: BucketRecord, prefix: str, start_after: str = "") -> AsyncIterator[Manifest]:
         """Every index entry (tombstones too) of `bucket` under `prefix` after `start_after`, merged
-        across the index replicas page by page; the reserved space included."""
+        across the index replicas page by page; the reserved space included (`list_objects` starts
+        past it)."""
         table = self._layout.table(bucket.policy)
         partition = bucket_partition(bucket.name, table.bits)
         cursor = start_after

@@ -1,7 +1,7 @@
 """S3 multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload,
-AbortMultipartUpload, ListParts and ListMultipartUploads, on the coordinator's multipart methods.
+AbortMultipartUpload, ListParts and ListMultipartUploads, on `uploads.MultipartUploads`.
 
-Parts are stored as chunks in reserved keys of the bucket itself (`coordinator.py`); completing
+Parts are stored as chunks in reserved keys of the bucket itself (`node/uploads.py`); completing
 composes the object's manifest from the parts' chunk lists without copying a byte. ETags: a part's
 is its MD5, the object's S3's multipart form (MD5 of the parts' binary MD5s, "-<parts>").
 UploadPartCopy reads its source range through `objects.read_range` (every chunk verified) after
@@ -29,15 +29,9 @@ from maillage.storage import version_time
 
 from ..background import BackgroundLoop
 from ..clock import SYSTEM_CLOCK, Clock
-from ..coordinator import (
-    MAX_PART_SIZE,
-    MAX_PARTS,
-    MD5,
-    MULTIPART_ERRORS,
-    MultipartUpload,
-    Upload,
-)
+from ..coordinator import Upload
 from ..errors import NodeError
+from ..uploads import MAX_PART_SIZE, MAX_PARTS, MD5, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
 from . import objects, payload, xml
 from .common import Call, Handler, Services, xml_response
 from .errors import S3Error
@@ -53,8 +47,13 @@ _COPY_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})\Z")
 _NUMBER = re.compile(r"\d{1,9}\Z")
 
 
+def _uploads(s: Services) -> MultipartUploads:
+    """The node's multipart operations: a view of its coordinator, with no state of its own."""
+    return MultipartUploads(s.coordinator)
+
+
 def _translated(handler: Handler) -> Handler:
-    """The coordinator's multipart errors are named as their S3 codes (NoSuchUpload, InvalidPart...)."""
+    """The multipart errors are named as their S3 codes (NoSuchUpload, InvalidPart...)."""
     @wraps(handler)
     async def run(s: Services, call: Call) -> web.StreamResponse:
         try:
@@ -111,7 +110,7 @@ async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
     headers = call.request.headers
     await s.tenancy.bucket(call.caller, call.bucket, "write")
-    upload = await s.coordinator.create_upload(
+    upload = await _uploads(s).create_upload(
         Upload(bucket=call.bucket, key=call.key, content_type=headers.get("Content-Type") or "application/octet-stream",
                user_metadata=objects.user_metadata(headers), attributes=objects.stored_headers(headers)),
         initiator=call.caller.tenant)
@@ -151,9 +150,9 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     _declared_length(call.request.headers)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     attributes: dict[str, str] = {}
-    part = await s.coordinator.upload_part(call.bucket, call.key, upload_id, number,
-                                           _md5_of(payload.body(call), attributes), attributes,
-                                           expiry=s.upload_expiry)
+    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number,
+                                         _md5_of(payload.body(call), attributes), attributes,
+                                         expiry=s.upload_expiry)
     return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
 
 
@@ -189,8 +188,8 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
                                         "bytes allowed: give x-amz-copy-source-range")
     pieces = objects.read_range(s, source_record.policy, s.coordinator.key_of(source_record), source, first, last)
     attributes: dict[str, str] = {}
-    part = await s.coordinator.upload_part(call.bucket, call.key, upload_id, number, _md5_of(pieces, attributes),
-                                           attributes, expiry=s.upload_expiry)
+    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, _md5_of(pieces, attributes),
+                                         attributes, expiry=s.upload_expiry)
     root = xml.root("CopyPartResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))
     xml.sub(root, "ETag", _quoted(part.etag))
@@ -234,7 +233,7 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     body = await payload.small_body(call, MAX_COMPLETE_BODY, checksum_headers=False)
     parts = complete_request(body)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
-    manifest = await s.coordinator.complete_upload(call.bucket, call.key, upload_id, parts, expiry=s.upload_expiry)
+    manifest = await _uploads(s).complete_upload(call.bucket, call.key, upload_id, parts, expiry=s.upload_expiry)
     root = xml.root("CompleteMultipartUploadResult")
     xml.sub(root, "Location", f"/{call.bucket}/{quote(call.key, safe='/')}")
     xml.sub(root, "Bucket", call.bucket)
@@ -248,7 +247,7 @@ async def abort_upload(s: Services, call: Call) -> web.StreamResponse:
     """DELETE /bucket/key?uploadId=ID: the parts are dropped (their chunks go with the chunk GC)."""
     upload_id = _upload_id(call.request.query)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
-    await s.coordinator.abort_upload(call.bucket, call.key, upload_id)
+    await _uploads(s).abort_upload(call.bucket, call.key, upload_id)
     return web.Response(status=204)
 
 
@@ -264,11 +263,11 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     enc = _encoder(q)
     record = await s.tenancy.bucket(call.caller, call.bucket, "read")
     if max_parts == 0:
-        upload = await s.coordinator.get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
+        upload = await _uploads(s).get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
         parts, truncated, next_marker = [], False, marker
     else:
-        upload, listing = await s.coordinator.list_parts(call.bucket, call.key, upload_id, marker=marker,
-                                                         max_parts=max_parts, expiry=s.upload_expiry)
+        upload, listing = await _uploads(s).list_parts(call.bucket, call.key, upload_id, marker=marker,
+                                                       max_parts=max_parts, expiry=s.upload_expiry)
         parts, truncated, next_marker = listing.parts, listing.is_truncated, listing.next_marker
     root = xml.root("ListPartsResult")
     xml.sub(root, "Bucket", call.bucket)
@@ -319,9 +318,9 @@ async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(root, "MaxUploads", 0)
         xml.sub(root, "IsTruncated", False)
         return xml_response(root)
-    listing = await s.coordinator.list_uploads(call.bucket, prefix=prefix, delimiter=delimiter,
-                                               key_marker=key_marker, upload_id_marker=id_marker,
-                                               max_uploads=max_uploads, expiry=s.upload_expiry)
+    listing = await _uploads(s).list_uploads(call.bucket, prefix=prefix, delimiter=delimiter,
+                                             key_marker=key_marker, upload_id_marker=id_marker,
+                                             max_uploads=max_uploads, expiry=s.upload_expiry)
     xml.sub(root, "NextKeyMarker", enc(listing.next_key_marker))
     xml.sub(root, "NextUploadIdMarker", listing.next_upload_id_marker)
     if delimiter:
@@ -366,10 +365,11 @@ class UploadExpiry(BackgroundLoop):
     async def sweep(self) -> int:
         """One pass over every bucket; returns how many uploads it aborted."""
         coordinator, expiry = self._services.coordinator, self._services.upload_expiry
+        uploads = _uploads(self._services)
         aborted = 0
         for record in await coordinator.list_buckets():
             try:
-                aborted += await coordinator.expire_uploads(record.name, expiry)
+                aborted += await uploads.expire_uploads(record.name, expiry)
             except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
                 log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
             await asyncio.sleep(0)

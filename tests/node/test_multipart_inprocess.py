@@ -1,6 +1,7 @@
-"""Multipart uploads in the coordinator, over in-process replicas: parts stored as chunks in the
-bucket's reserved key space, completion composing the object from the parts' chunk lists (no byte
-copied), listings, abort, expiry, and the reserved space neither writable nor listable by users."""
+"""Multipart uploads (`node/uploads.py`, on the coordinator), over in-process replicas: parts stored
+as chunks in the bucket's reserved key space, completion composing the object from the parts' chunk
+lists (no byte copied), listings, abort, expiry, and the reserved space neither writable nor
+listable by users."""
 
 from __future__ import annotations
 
@@ -11,25 +12,25 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from maillage.client._async import _composed_etag
-from maillage.node.coordinator import (
+from maillage.node.coordinator import Upload
+from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
+from maillage.node.s3 import Services
+from maillage.node.s3.errors import S3Error
+from maillage.node.s3.multipart import UploadExpiry, complete_request
+from maillage.node.uploads import (
     MAX_UPLOAD_KEY_BYTES,
     EntityTooLarge,
     EntityTooSmall,
     InvalidPart,
     InvalidPartOrder,
+    MultipartUploads,
     NoSuchUpload,
-    Upload,
-    composed_etag,
     multipart_md5,
 )
-from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
-from maillage.node.s3 import Services
-from maillage.node.s3.errors import S3Error
-from maillage.node.s3.multipart import UploadExpiry, complete_request
 from maillage.placement import bucket_partition
 from maillage.proto import pb
 from maillage.proto.access import AccessDoc, ensure_naming_secret
+from maillage.proto.etags import composed_etag
 
 from .conftest import FRENCH, TIMINGS, run
 
@@ -38,9 +39,13 @@ MIN_PART = 2048  # the in-process mesh cuts 1 KiB chunks; parts of 2 KiB and mor
 
 @pytest.fixture()
 def mp(mesh):
-    for node in mesh.nodes.values():
-        node.coordinator.min_part_size = MIN_PART
     return mesh
+
+
+def uploads(mesh, via=None, **limits) -> MultipartUploads:
+    """The multipart operations through node `via`'s coordinator, with parts of MIN_PART "large enough"."""
+    limits.setdefault("min_part_size", MIN_PART)
+    return MultipartUploads(mesh.via(via).coordinator, **limits)
 
 
 async def _pieces(data: bytes, size: int = 700) -> AsyncIterator[bytes]:
@@ -50,8 +55,8 @@ async def _pieces(data: bytes, size: int = 700) -> AsyncIterator[bytes]:
 
 async def put_part(mesh, bucket, key, upload_id, number, data, *, via=None, expiry=None):
     md5 = hashlib.md5(data).hexdigest()  # what the S3 front door computes while the part streams in
-    return await mesh.via(via).coordinator.upload_part(bucket, key, upload_id, number, _pieces(data),
-                                                       {"md5": md5}, expiry=expiry)
+    return await uploads(mesh, via).upload_part(bucket, key, upload_id, number, _pieces(data), {"md5": md5},
+                                                expiry=expiry)
 
 
 def live_reserved(mesh, bucket: str) -> set[str]:
@@ -68,7 +73,8 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         c = mp.via("munich-1").coordinator  # a coordinator outside the policy
-        upload = await c.create_upload(Upload("scans", "big/file", content_type="text/x-test",
+        mpu = uploads(mp, "munich-1")
+        upload = await mpu.create_upload(Upload("scans", "big/file", content_type="text/x-test",
                                               user_metadata={"owner": "alice"},
                                               attributes={"cache-control": "no-cache"}), initiator="t1")
         data = [bytes([i]) * size for i, size in ((1, 3000), (2, 2500), (3, 10))]
@@ -76,10 +82,10 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
                  for n, d, via in zip((1, 2, 3), data, ("paris-1", "lyon-1", "munich-1"))]
         assert [p.etag for p in parts] == [hashlib.md5(d).hexdigest() for d in data]
         # even the 10-byte last part is chunks, never inline
-        stored = [await c._latest(await c._catalog.get("scans"), f"\x01mpu/p/{upload.upload_id}/{n:05d}")
+        stored = [await c.latest(await c.head_bucket("scans"), f"\x01mpu/p/{upload.upload_id}/{n:05d}")
                   for n in (1, 2, 3)]
         assert all(m.inline is None and m.chunks for m in stored)
-        m = await c.complete_upload("scans", "big/file", upload.upload_id,
+        m = await mpu.complete_upload("scans", "big/file", upload.upload_id,
                                     [(p.number, f'"{p.etag}"') for p in parts])
         assert m.chunks == stored[0].chunks + stored[1].chunks + stored[2].chunks
         assert m.size == sum(map(len, data)) and m.inline is None
@@ -95,7 +101,7 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
         assert live_reserved(mp, "scans") == set()
         listing = await c.list_objects("scans")
         assert [o.key for o in listing.contents] == ["big/file"]
-        assert (await c.list_uploads("scans")).uploads == []
+        assert (await mpu.list_uploads("scans")).uploads == []
         with pytest.raises(NoSuchUpload):
             await put_part(mp, "scans", "big/file", upload.upload_id, 4, b"late")
         # residency: every index entry and chunk of the upload rests in France only
@@ -105,31 +111,31 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
                 assert not list(node.local.chunks.iter_digests())
         for ref in m.chunks:
             assert len(mp.chunk_holders(ref.digest)) >= 2 and mp.chunk_holders(ref.digest) <= FRENCH
-        # the SDK recomputes the same composed etag from the chunk list it reads
-        assert _composed_etag([pb.ChunkRef(digest=r.digest, length=r.length) for r in m.chunks], 3) == m.etag
+        # the SDK recomputes the same composed etag from the chunk list it reads (protobuf refs)
+        assert composed_etag([pb.ChunkRef(digest=r.digest, length=r.length) for r in m.chunks], 3) == m.etag
     run(scenario())
 
 
 def test_complete_checks_the_parts_named(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
-        c = mp.via("paris-1").coordinator
-        up = await c.create_upload(Upload("scans", "k"))
+        mpu = uploads(mp, "paris-1")
+        up = await mpu.create_upload(Upload("scans", "k"))
         p1 = await put_part(mp, "scans", "k", up.upload_id, 1, b"a" * 3000)
         p2 = await put_part(mp, "scans", "k", up.upload_id, 2, b"b" * 100)
         p3 = await put_part(mp, "scans", "k", up.upload_id, 3, b"c" * 100)
         with pytest.raises(InvalidPartOrder):
-            await c.complete_upload("scans", "k", up.upload_id, [(2, p2.etag), (1, p1.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(2, p2.etag), (1, p1.etag)])
         with pytest.raises(InvalidPartOrder):
-            await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (1, p1.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (1, p1.etag)])
         with pytest.raises(InvalidPart, match="part 5"):
-            await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (5, p2.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (5, p2.etag)])
         with pytest.raises(InvalidPart, match="ETag"):
-            await c.complete_upload("scans", "k", up.upload_id, [(1, p2.etag), (2, p2.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, p2.etag), (2, p2.etag)])
         with pytest.raises(EntityTooSmall):  # part 2 (100 bytes) is not the last
-            await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (2, p2.etag), (3, p3.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (2, p2.etag), (3, p3.etag)])
         with pytest.raises(InvalidPart):
-            await c.complete_upload("scans", "k", up.upload_id, [])
+            await mpu.complete_upload("scans", "k", up.upload_id, [])
         with pytest.raises(InvalidArgument):
             await put_part(mp, "scans", "k", up.upload_id, 10001, b"x")
         with pytest.raises(InvalidArgument):
@@ -141,16 +147,16 @@ def test_complete_checks_the_parts_named(mp) -> None:
         # a part uploaded again replaces the first (newest wins); parts may skip numbers
         p1b = await put_part(mp, "scans", "k", up.upload_id, 1, b"A" * 2500)
         with pytest.raises(InvalidPart, match="ETag"):
-            await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (3, p3.etag)])
-        m = await c.complete_upload("scans", "k", up.upload_id, [(1, p1b.etag), (3, p3.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (3, p3.etag)])
+        m = await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1b.etag), (3, p3.etag)])
         assert await mp.get("scans", "k") == b"A" * 2500 + b"c" * 100
         assert m.etag.endswith("-2")
         # a failed part upload (too large) writes nothing
-        up2 = await c.create_upload(Upload("scans", "k2"))
-        c.max_part_size = 4000
+        up2 = await mpu.create_upload(Upload("scans", "k2"))
         with pytest.raises(EntityTooLarge):
-            await put_part(mp, "scans", "k2", up2.upload_id, 1, b"z" * 5000, via="paris-1")
-        _, listing = await c.list_parts("scans", "k2", up2.upload_id)
+            await uploads(mp, "paris-1", max_part_size=4000).upload_part(
+                "scans", "k2", up2.upload_id, 1, _pieces(b"z" * 5000), {"md5": hashlib.md5(b"z" * 5000).hexdigest()})
+        _, listing = await mpu.list_parts("scans", "k2", up2.upload_id)
         assert listing.parts == []
     run(scenario())
 
@@ -158,45 +164,45 @@ def test_complete_checks_the_parts_named(mp) -> None:
 def test_list_parts_and_uploads_page_by_page(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "eu-wide")
-        c = mp.via("lyon-1").coordinator
-        up = await c.create_upload(Upload("scans", "k"), initiator="t1")
+        mpu = uploads(mp, "lyon-1")
+        up = await mpu.create_upload(Upload("scans", "k"), initiator="t1")
         for n in (1, 2, 3, 7, 12):
             await put_part(mp, "scans", "k", up.upload_id, n, bytes([n]) * 30)
-        got, page = await c.list_parts("scans", "k", up.upload_id, max_parts=2)
+        got, page = await mpu.list_parts("scans", "k", up.upload_id, max_parts=2)
         assert got.initiator == "t1" and got.key == "k"
         assert [p.number for p in page.parts] == [1, 2] and page.is_truncated and page.next_marker == 2
-        _, page = await c.list_parts("scans", "k", up.upload_id, marker=2, max_parts=2)
+        _, page = await mpu.list_parts("scans", "k", up.upload_id, marker=2, max_parts=2)
         assert [p.number for p in page.parts] == [3, 7] and page.is_truncated
-        _, page = await c.list_parts("scans", "k", up.upload_id, marker=7)
+        _, page = await mpu.list_parts("scans", "k", up.upload_id, marker=7)
         assert [(p.number, p.size) for p in page.parts] == [(12, 30)] and not page.is_truncated
         assert page.parts[0].etag == hashlib.md5(bytes([12]) * 30).hexdigest()
 
         made = {}
         for key in ("a/1", "a/2", "b/1", "c", "a/1"):
-            u = await c.create_upload(Upload("scans", key))
+            u = await mpu.create_upload(Upload("scans", key))
             made.setdefault(key, []).append(u.upload_id)
-        everything = await c.list_uploads("scans")
+        everything = await mpu.list_uploads("scans")
         order = [(u.key, u.upload_id) for u in everything.uploads]
         assert order == sorted(order) and len(order) == 6 and not everything.is_truncated
         assert [u for k, u in order if k == "a/1"] == made["a/1"]  # same key: creation order
-        top = await c.list_uploads("scans", delimiter="/")
+        top = await mpu.list_uploads("scans", delimiter="/")
         assert [u.key for u in top.uploads] == ["c", "k"] and top.common_prefixes == ["a/", "b/"]
-        under_a = await c.list_uploads("scans", prefix="a/")
+        under_a = await mpu.list_uploads("scans", prefix="a/")
         assert [u.key for u in under_a.uploads] == ["a/1", "a/1", "a/2"]
         # pages of two, resuming from the markers each page gives
         seen, key_marker, id_marker = [], "", ""
         for _ in range(10):
-            page = await c.list_uploads("scans", key_marker=key_marker, upload_id_marker=id_marker, max_uploads=2)
+            page = await mpu.list_uploads("scans", key_marker=key_marker, upload_id_marker=id_marker, max_uploads=2)
             seen += [(u.key, u.upload_id) for u in page.uploads]
             if not page.is_truncated:
                 break
             key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker
         assert seen == order
-        after = await c.list_uploads("scans", key_marker="a/1")  # a key marker alone: past all its uploads
+        after = await mpu.list_uploads("scans", key_marker="a/1")  # a key marker alone: past all its uploads
         assert [u.key for u in after.uploads] == ["a/2", "b/1", "c", "k"]
-        paged = await c.list_uploads("scans", delimiter="/", max_uploads=1)
+        paged = await mpu.list_uploads("scans", delimiter="/", max_uploads=1)
         assert paged.common_prefixes == ["a/"] and paged.is_truncated and paged.next_key_marker == "a/"
-        rest = await c.list_uploads("scans", delimiter="/", key_marker="a/")
+        rest = await mpu.list_uploads("scans", delimiter="/", key_marker="a/")
         assert rest.common_prefixes == ["b/"] and [u.key for u in rest.uploads] == ["c", "k"]
     run(scenario())
 
@@ -205,21 +211,22 @@ def test_abort_drops_the_parts_and_the_gc_keeps_part_chunks_until_then(mp) -> No
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         c = mp.via("paris-1").coordinator
-        up = await c.create_upload(Upload("scans", "k"))
+        mpu = uploads(mp, "paris-1")
+        up = await mpu.create_upload(Upload("scans", "k"))
         part = await put_part(mp, "scans", "k", up.upload_id, 1, b"p" * 3000)
-        stored = await c._latest(await c._catalog.get("scans"), f"\x01mpu/p/{up.upload_id}/00001")
+        stored = await c.latest(await c.head_bucket("scans"), f"\x01mpu/p/{up.upload_id}/00001")
         digests = [r.digest for r in stored.chunks]
         # past the GC grace, an unfinished upload's chunks are referenced like any object's
         mp.advance(200)
         await mp.gossip(3)
         await mp.collect_garbage()
         assert all(mp.chunk_holders(d) for d in digests)
-        await c.abort_upload("scans", "k", up.upload_id)
+        await mpu.abort_upload("scans", "k", up.upload_id)
         assert live_reserved(mp, "scans") == set()
         with pytest.raises(NoSuchUpload):
-            await c.complete_upload("scans", "k", up.upload_id, [(1, part.etag)])
+            await mpu.complete_upload("scans", "k", up.upload_id, [(1, part.etag)])
         with pytest.raises(NoSuchUpload):
-            await c.abort_upload("scans", "k", up.upload_id)
+            await mpu.abort_upload("scans", "k", up.upload_id)
         with pytest.raises(NoSuchKey):
             await c.head_object("scans", "k")
         mp.advance(200)
@@ -232,8 +239,8 @@ def test_abort_drops_the_parts_and_the_gc_keeps_part_chunks_until_then(mp) -> No
 def test_a_part_racing_an_abort_is_dropped(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
-        c = mp.via("paris-1").coordinator
-        up = await c.create_upload(Upload("scans", "k"))
+        mpu = uploads(mp, "paris-1")
+        up = await mpu.create_upload(Upload("scans", "k"))
         streaming, release = asyncio.Event(), asyncio.Event()
 
         async def slow() -> AsyncIterator[bytes]:
@@ -242,9 +249,9 @@ def test_a_part_racing_an_abort_is_dropped(mp) -> None:
             await release.wait()
             yield b"y" * 1500
 
-        racing = asyncio.ensure_future(c.upload_part("scans", "k", up.upload_id, 1, slow(), {"md5": "00" * 16}))
+        racing = asyncio.ensure_future(mpu.upload_part("scans", "k", up.upload_id, 1, slow(), {"md5": "00" * 16}))
         await streaming.wait()
-        await mp.via("lyon-1").coordinator.abort_upload("scans", "k", up.upload_id)
+        await uploads(mp, "lyon-1").abort_upload("scans", "k", up.upload_id)
         release.set()
         with pytest.raises(NoSuchUpload, match="while part 1"):
             await racing
@@ -256,17 +263,17 @@ def test_unfinished_uploads_expire_lazily_and_by_the_sweep(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         await mp.create_bucket("other", "eu-wide")
-        c = mp.via("paris-1").coordinator
-        old = await c.create_upload(Upload("scans", "old"))
+        mpu = uploads(mp, "paris-1")
+        old = await mpu.create_upload(Upload("scans", "old"))
         await put_part(mp, "scans", "old", old.upload_id, 1, b"o" * 100)
-        swept = await c.create_upload(Upload("other", "swept"))
+        swept = await mpu.create_upload(Upload("other", "swept"))
         mp.advance(50)
         await mp.gossip(3)
-        young = await c.create_upload(Upload("scans", "young"))
+        young = await mpu.create_upload(Upload("scans", "young"))
         # with a 30 s expiry: the old ones are no longer listed, and named, they are aborted
-        listing = await c.list_uploads("scans", expiry=30)
+        listing = await mpu.list_uploads("scans", expiry=30)
         assert [u.key for u in listing.uploads] == ["young"]
-        assert len((await c.list_uploads("scans")).uploads) == 2  # not aborted by a listing
+        assert len((await mpu.list_uploads("scans")).uploads) == 2  # not aborted by a listing
         with pytest.raises(NoSuchUpload, match="expired"):
             await put_part(mp, "scans", "old", old.upload_id, 2, b"late", expiry=30)
         assert not any(k for k in live_reserved(mp, "scans") if old.upload_id in k)
@@ -276,10 +283,10 @@ def test_unfinished_uploads_expire_lazily_and_by_the_sweep(mp) -> None:
         services = Services(node.coordinator, node.tenancy, node.layout, mp._executor, upload_expiry=30)
         expiry = UploadExpiry(services, interval=1)
         assert await expiry.sweep() == 1
-        assert (await c.list_uploads("other")).uploads == []
+        assert (await mpu.list_uploads("other")).uploads == []
         with pytest.raises(NoSuchUpload):
-            await c.list_parts("other", "swept", swept.upload_id)
-        assert [u.key for u in (await c.list_uploads("scans")).uploads] == ["young"]
+            await mpu.list_parts("other", "swept", swept.upload_id)
+        assert [u.key for u in (await mpu.list_uploads("scans")).uploads] == ["young"]
     run(scenario())
 
 
@@ -287,7 +294,8 @@ def test_the_reserved_key_space_is_neither_writable_nor_listable(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         c = mp.via("paris-1").coordinator
-        up = await c.create_upload(Upload("scans", "k"))
+        mpu = uploads(mp, "paris-1")
+        up = await mpu.create_upload(Upload("scans", "k"))
         await put_part(mp, "scans", "k", up.upload_id, 1, b"x" * 10)
         reserved = f"\x01mpu/p/{up.upload_id}/00001"
         with pytest.raises(InvalidKey, match="reserves"):
@@ -302,9 +310,9 @@ def test_the_reserved_key_space_is_neither_writable_nor_listable(mp) -> None:
         with pytest.raises(InvalidKey):
             await c.copy_object("scans", "visible", "scans", "\x01mpu/u/x")
         with pytest.raises(InvalidKey):
-            await c.create_upload(Upload("scans", "\x01mpu/u/x"))
+            await mpu.create_upload(Upload("scans", "\x01mpu/u/x"))
         with pytest.raises(InvalidKey, match="multipart"):
-            await c.create_upload(Upload("scans", "k" * (MAX_UPLOAD_KEY_BYTES + 1)))
+            await mpu.create_upload(Upload("scans", "k" * (MAX_UPLOAD_KEY_BYTES + 1)))
         assert [o.key for o in (await c.list_objects("scans")).contents] == ["visible"]
         for prefix in ("\x01", "\x01mpu/", "\x01mpu/p/"):
             assert (await c.list_objects("scans", prefix=prefix)).contents == []
@@ -314,9 +322,9 @@ def test_the_reserved_key_space_is_neither_writable_nor_listable(mp) -> None:
         await mp.delete("scans", "visible")
         await mp.delete_bucket("scans")
         await mp.create_bucket("scans", "france-only")
-        assert (await c.list_uploads("scans")).uploads == []
+        assert (await mpu.list_uploads("scans")).uploads == []
         with pytest.raises(NoSuchUpload):
-            await c.list_parts("scans", "k", up.upload_id)
+            await mpu.list_parts("scans", "k", up.upload_id)
     run(scenario())
 
 
@@ -340,8 +348,8 @@ def test_parts_written_during_an_outage_are_handed_back_by_repair(mp) -> None:
         table = mp.nodes["paris-1"].layout.table("france-only")
         owners = table.replicas(bucket_partition("scans", table.bits))
         via = next(n for n in mp.nodes if n not in owners)
-        c = mp.via(via).coordinator
-        up = await c.create_upload(Upload("scans", "k"))
+        mpu = uploads(mp, via)
+        up = await mpu.create_upload(Upload("scans", "k"))
         p1 = await put_part(mp, "scans", "k", up.upload_id, 1, b"1" * 3000, via=via)
         mp.down(owners[0])
         mp.advance(TIMINGS.suspect_after)
@@ -354,7 +362,7 @@ def test_parts_written_during_an_outage_are_handed_back_by_repair(mp) -> None:
         await mp.repair(2)
         assert mp.nodes[owners[0]].local.meta.get_manifest("scans", part_key) is not None
         assert mp.holders("scans", part_key) <= FRENCH
-        await c.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
+        await mpu.complete_upload("scans", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
         assert await mp.get("scans", "k", via=owners[0]) == b"1" * 3000 + b"2" * 100
     run(scenario())
 
@@ -365,10 +373,11 @@ def test_a_copy_renaming_a_composed_objects_chunks_recomputes_its_etag(mp) -> No
         await mp.create_bucket("eu-all", "eu-wide", owner="hospital")
         await mp.create_bucket("fr-one", "france-only", owner="hospital")
         c = mp.via("paris-1").coordinator
-        up = await c.create_upload(Upload("eu-all", "k"))
+        mpu = uploads(mp, "paris-1")
+        up = await mpu.create_upload(Upload("eu-all", "k"))
         p1 = await put_part(mp, "eu-all", "k", up.upload_id, 1, b"1" * 3000)
         p2 = await put_part(mp, "eu-all", "k", up.upload_id, 2, b"2" * 10)
-        source = await c.complete_upload("eu-all", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
+        source = await mpu.complete_upload("eu-all", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
         copy = await c.copy_object("eu-all", "k", "fr-one", "copy")
         assert {r.digest for r in copy.chunks}.isdisjoint(r.digest for r in source.chunks)  # other key
         assert copy.etag == composed_etag(copy.chunks, 2) != source.etag
