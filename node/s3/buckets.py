@@ -14,6 +14,7 @@ from aiohttp import web
 
 from maillage.storage import Manifest, version_time
 
+from ..errors import BucketAlreadyExists
 from . import objects, payload, xml
 from .common import Call, Services, xml_response
 from .errors import S3Error, from_exception
@@ -58,7 +59,14 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
                       f"LocationConstraint {policy!r} is not a residency policy of this cluster "
                       f"(policies: {', '.join(names)})")
     call.caller.require("write", call.bucket, call.caller.tenant)
-    await s.coordinator.create_bucket(call.bucket, policy, call.caller.tenant)
+    try:
+        await s.coordinator.create_bucket(call.bucket, policy, call.caller.tenant)
+    except BucketAlreadyExists:
+        existing = await s.coordinator.head_bucket(call.bucket)
+        if existing.owner == call.caller.tenant:
+            raise S3Error("BucketAlreadyOwnedByYou", f"you already own bucket {call.bucket!r} "
+                                                     f"(policy {existing.policy})") from None
+        raise
     return web.Response(status=200, headers={"Location": "/" + call.bucket})
 
 

@@ -21,6 +21,7 @@ STATUS = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
     "BucketAlreadyExists": 409,
+    "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
     "InvalidBucketName": 400,
     "InvalidArgument": 400,

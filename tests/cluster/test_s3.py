@@ -126,6 +126,10 @@ def test_small_objects_and_list_v2(mesh, s3):
     assert code(err) == "BucketNotEmpty"
     with pytest.raises(ClientError) as err:
         s3.create_bucket(Bucket="listing")
+    assert code(err) == "BucketAlreadyOwnedByYou"
+    other = mesh.new_key("stranger")
+    with pytest.raises(ClientError) as err:
+        s3_client(mesh, other.credentials.key_id, other.credentials.secret).create_bucket(Bucket="listing")
     assert code(err) == "BucketAlreadyExists"
 
 
