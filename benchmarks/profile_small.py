@@ -230,6 +230,12 @@ def profile(out: Path, op: str = "put", seconds: float = 10.0, concurrency: int 
         pids = node_pids(mesh)
         if nodes == "first":
             pids = dict(list(pids.items())[:1])
+        elif nodes != "all":
+            wanted = [n.strip() for n in nodes.split(",")]
+            unknown = [n for n in wanted if n not in pids]
+            if unknown:
+                raise SystemExit(f"--nodes: no node {', '.join(unknown)} (nodes: {', '.join(pids)})")
+            pids = {n: pids[n] for n in wanted}
         watched = {**pids, "client": os.getpid()}
         before: dict[str, tuple[float, dict[str, float], float]] = {}
         began = [0.0]
@@ -300,8 +306,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, op: str, size: str, concur
     parser.add_argument("--size", default=size, help=f"object size (default {size})")
     parser.add_argument("--concurrency", type=int, default=concurrency, help=f"default {concurrency}")
     parser.add_argument("--seconds", type=float, default=seconds, help=f"measured load per op (default {seconds:g})")
-    parser.add_argument("--nodes", choices=["all", "first"], default="all",
-                        help="py-spy on every node (default; a large PUT's coordinator rotates) or the first")
+    parser.add_argument("--nodes", default="all", metavar="all|first|ID[,ID]",
+                        help="py-spy on every node (default; a large PUT's coordinator rotates), the first, or "
+                             "the nodes named (site-a, site-b, site-c)")
     parser.add_argument("--native", action="store_true",
                         help="py-spy --native: C frames too (blake3, zstd, ssl); it pauses each process per sample")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
