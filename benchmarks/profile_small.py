@@ -270,7 +270,8 @@ def profile(out: Path, op: str = "put", seconds: float = 10.0, concurrency: int 
     report.append(f"{format_size(size)} {op.upper()} c={concurrency}, {wall:.1f} s under the profilers "
                   f"(secure mesh: TLS, signed requests, encryption at rest): {rows}")
     lines = [f"CPU over the measured load ({os.cpu_count()} cores; cores = CPU s / wall s; waited = runnable "
-             f"but waiting for a core, summed over threads; load average {loadavg()}):"]
+             "but waiting for a core, summed over threads: the mesh's own processes compete too; load average "
+             f"{loadavg()}):"]
     for name, c in sorted(cpu.items(), key=lambda kv: -kv[1]["cpu_s"]):
         threads = ", ".join(f"{k} {v:.2f}" for k, v in sorted(c["threads"].items(), key=lambda kv: -kv[1]))
         lines.append(f"  {name:<8} {c['cpu_s']:7.2f} s = {c['cores']:.2f} cores, waited {c['run_queue_wait_s']:.2f} s"
