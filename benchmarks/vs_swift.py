@@ -363,7 +363,7 @@ def write_chart(result: dict, path: Path) -> Path:
     from .report import pyplot
     plt = pyplot()
     table = result["comparison"]["table"]
-    names = [r["row"].replace(" c", "\nc") for r in table]
+    names = [r["row"] for r in table]
     x = list(range(len(table)))
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(10, 1.4 * len(table)), 4.8))
     for offset, side, label in ((-0.2, "swift_ops_per_s", "Swift"), (0.2, "maillage_ops_per_s", "maillage")):
@@ -371,7 +371,7 @@ def write_chart(result: dict, path: Path) -> Path:
     left.set_yscale("log")
     left.set_ylabel("ops/s")
     left.set_title("ops/s (log scale)")
-    left.set_xticks(x, names, fontsize=7)
+    left.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
     left.grid(alpha=0.3, axis="y")
     left.legend(fontsize=8)
     colors = ["tab:green" if r["met"] else "tab:red" for r in table]
@@ -384,7 +384,7 @@ def write_chart(result: dict, path: Path) -> Path:
             right.annotate(f"{r['ratio']:.2f}", (i, r["ratio"]), ha="center", va="bottom", fontsize=7)
     right.set_ylabel("maillage / Swift")
     right.set_title("ratio (green: meets the target)")
-    right.set_xticks(x, names, fontsize=7)
+    right.set_xticks(x, names, fontsize=7, rotation=35, ha="right")
     right.grid(alpha=0.3, axis="y")
     right.legend(fontsize=8)
     fig.suptitle(f"maillage vs Swift, {result['started']} (load {result['loadavg_before']} -> "
