@@ -175,7 +175,10 @@ class Coordinator:
         validation.check_metadata(upload.user_metadata, upload.content_type)
         validation.check_attributes(upload.attributes)
         bucket = await self._catalog.get(upload.bucket)
-        previous = asyncio.ensure_future(self.latest(bucket, upload.key))
+        # The new version must be above the key's current one. With the index replicas settled, the
+        # write itself finds out (a replica holding a newer version answers "not applied", then
+        # `write_newest` writes again above it): one round trip instead of a read then a write.
+        previous = None if self._index_settled(bucket) else asyncio.ensure_future(self.latest(bucket, upload.key))
         try:
             refs, sites, inline, size, etag = await self.store_chunks(bucket, pieces)
             if expected_blake3 is not None:
@@ -185,16 +188,37 @@ class Coordinator:
                         f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
                         f"match the {size} bytes received ({etag[:16]}...); nothing was written")
             manifest = Manifest(
-                bucket=upload.bucket, key=upload.key, version=await self.next_version(previous),
+                bucket=upload.bucket, key=upload.key,
+                version=self._clock.now() if previous is None else await self.next_version(previous),
                 size=size, etag=etag, content_type=upload.content_type,
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
                 inline=inline, writer=self.node_id, generation=bucket.generation,
                 attributes=tuple(sorted(upload.attributes.items())))
             validation.check_attributes(upload.attributes)
         finally:
-            previous.cancel()
-        manifest_sites = await self.write_manifest(bucket, manifest)
+            if previous is not None:
+                previous.cancel()
+        manifest, manifest_sites = await self.write_newest(bucket, manifest)
         return manifest, sorted(sites | manifest_sites if inline is not None else sites)
+
+    def _index_settled(self, bucket: BucketRecord) -> bool:
+        table = self._layout.table(bucket.policy)
+        return self._sets.settled(table, bucket_partition(bucket.name, table.bits))
+
+    async def write_newest(self, bucket: BucketRecord, manifest: Manifest) -> tuple[Manifest, set[str]]:
+        """Write `manifest` as its key's newest version. A replica that already holds a newer one
+        (written under another coordinator's clock, ahead of ours) answers "not applied": the
+        newest version is then read, observed by our clock, and the manifest written again above
+        it, as a read before the write would have ordered it. Returns what was written and where."""
+        applied, sites = await self._write_manifest_applied(bucket, manifest)
+        if applied:
+            return manifest, sites
+        newest = await self.latest(bucket, manifest.key)  # observes its version
+        if newest is None or newest.order <= manifest.order:
+            return manifest, sites  # not applied for another reason (the bucket deleted meanwhile)
+        manifest = replace(manifest, version=self._clock.now())
+        _, sites = await self._write_manifest_applied(bucket, manifest)
+        return manifest, sites
 
     def key_of(self, bucket: BucketRecord) -> bytes | None:
         """The key naming the chunks of `bucket` (None: unkeyed names)."""
@@ -289,11 +313,15 @@ class Coordinator:
     async def write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
         """Write `manifest` (an object's, a tombstone, or any index entry of `bucket`) to the
         replicas of the bucket's index; returns the sites that hold it once durable."""
+        return (await self._write_manifest_applied(bucket, manifest))[1]
+
+    async def _write_manifest_applied(self, bucket: BucketRecord, manifest: Manifest) -> tuple[bool, set[str]]:
+        """`write_manifest`, and whether every replica that answered applied it (none held a newer one)."""
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
             lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
-        return {self._sets.site_of(n) for n in outcome.results}
+        return all(outcome.results.values()), {self._sets.site_of(n) for n in outcome.results}
 
     def now(self) -> int:
         """A new version from this coordinator's hybrid logical clock (`version_time` gives its time)."""

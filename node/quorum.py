@@ -68,6 +68,11 @@ class ReplicaSets:
     def site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
 
+    def settled(self, table: PartitionTable, partition: int) -> bool:
+        """Every replica of the partition is believed up and none may still be behind after a
+        silence: a read would not widen, the replicas alone hold the newest version."""
+        return all(self._is_up(n) and not self._maybe_behind(n) for n in table.replicas(partition))
+
     async def _attempt(self, node_id: str, op: Operation) -> tuple[str, Any, Exception | None]:
         if not self._is_up(node_id):
             return node_id, None, PeerUnavailable(f"{node_id} is suspected down (silent); routed around")

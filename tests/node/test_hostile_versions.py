@@ -83,3 +83,39 @@ def test_a_stored_poisoned_version_is_not_carried_to_the_reader(mesh) -> None:
 
 def test_the_node_option_reaches_the_clock() -> None:
     assert Timings().max_clock_drift == 300
+
+
+def test_a_write_goes_above_a_newer_version_held_by_one_replica_without_reading_first(tmp_path, monkeypatch) -> None:
+    """With the index replicas settled, a PUT writes at once (no read of the key's current version);
+    a replica holding a newer version (another coordinator's clock ahead of ours) answers "not
+    applied", and the write is made again above it: the new content wins on every replica."""
+    from maillage.node.replica import LocalReplica
+    reads = []
+    original = LocalReplica.get_manifest
+
+    async def counted(self, *args, **kwargs):
+        reads.append(args[:2])
+        return await original(self, *args, **kwargs)
+
+    mesh = InMemoryMesh(make_layout(), tmp_path, timings=replace(TIMINGS, max_clock_drift=60))
+    try:
+        async def go() -> None:
+            bucket = await mesh.create_bucket("scans", "france-only")
+            good = await mesh.put("scans", "a", b"first")
+            monkeypatch.setattr(LocalReplica, "get_manifest", counted)
+            await mesh.put("scans", "a", b"second")
+            assert reads == []  # settled: one round trip, the write itself
+
+            owners = sorted(mesh.holders("scans", "a"))
+            ahead = ((int((mesh.clock.time() + 30) * 1000)) << 16)
+            assert await mesh.nodes[owners[0]].local.put_manifest(
+                replace(good, version=ahead, writer="fast-clock"), bucket)
+            for via in mesh.nodes:  # whichever node coordinates
+                m = await mesh.put("scans", "a", via.encode(), via=via)
+                assert m.version > ahead
+                for owner in owners:
+                    stored = mesh.nodes[owner].local.meta.get_manifest("scans", "a")
+                    assert (stored.version, stored.inline) == (m.version, via.encode())
+        run(go())
+    finally:
+        mesh.close()
