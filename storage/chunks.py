@@ -111,10 +111,11 @@ def _check_digest(digest: bytes) -> bytes:
     return bytes(digest)
 
 
-def _sealed_file(keys: DataKeys, key_id: bytes, frame: bytes | memoryview, digest: bytes) -> bytes:
+def _sealed_file(keys: DataKeys, key_id: bytes, frame: bytes | memoryview, digest: bytes) -> tuple[bytes, ...]:
+    """The bytes of an encrypted frame file, as the pieces to write one after the other."""
     head = ENCRYPTED_MAGIC + bytes([ENCRYPTED_FORMAT]) + key_id
-    sealed = keys.encrypt(key_id, frame, head + digest)  # nonce + ciphertext + tag
-    return head + sealed
+    nonce, sealed = keys.encrypt_parts(key_id, frame, head + digest)  # ciphertext + tag
+    return head, nonce, sealed
 
 
 def open_chunk_file(data: bytes | memoryview, digest: bytes, keys: DataKeys | None) -> bytes | memoryview:
@@ -199,7 +200,7 @@ class ChunkStore:
             if final.exists():
                 return False
             if self.keys is None:
-                data: bytes | memoryview = frame
+                data: tuple[bytes | memoryview, ...] = (frame,)
             else:
                 key_id = (self.keys.tenant_key(tenant) if tenant and header.keyed
                           else self.keys.policy_key(policy))
@@ -227,7 +228,7 @@ class ChunkStore:
             if linked:
                 with self._lock:
                     self._chunks += 1
-                    self._bytes += len(data)
+                    self._bytes += sum(len(piece) for piece in data)
             return linked
 
     def delete(self, digest: bytes) -> bool:
@@ -382,14 +383,24 @@ class ChunkStore:
         finally:
             os.close(fd)
 
-    def _write_file(self, path: Path, data: bytes | memoryview) -> None:
+    def _write_file(self, path: Path, pieces: tuple[bytes | memoryview, ...]) -> None:
+        """Write `pieces` one after the other (one writev, no joined copy), then fsync. The file's
+        pages are then dropped from the page cache (as Swift's object server does): written once,
+        read rarely, they would otherwise cost the kernel more to keep and write back than the
+        write itself (measured 11 -> 1.6 ms of CPU per 4 MiB file, benchmarks/profile_large.py)."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
-            mv = memoryview(data)
-            while mv:
-                n = os.write(fd, mv)
-                mv = mv[n:]
+            left = [memoryview(p) for p in pieces if len(p)]
+            while left:
+                n = os.writev(fd, left)
+                while left and n >= len(left[0]):
+                    n -= len(left[0])
+                    left.pop(0)
+                if n:
+                    left[0] = left[0][n:]
             self._fsync(fd, f"chunk file {path.name}")
+            if self._fsync_enabled and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
 

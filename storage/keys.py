@@ -288,9 +288,14 @@ class DataKeys:
 
     def encrypt(self, key_id: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes:
         """``nonce (24) + ciphertext + tag (16)`` of ``plaintext`` under key ``key_id``."""
+        return b"".join(self.encrypt_parts(key_id, plaintext, aad))
+
+    def encrypt_parts(self, key_id: bytes, plaintext: bytes | memoryview, aad: bytes) -> tuple[bytes, bytes]:
+        """:meth:`encrypt` as its two parts ``(nonce, ciphertext + tag)``, not joined: a chunk file
+        is written from its parts (``os.writev``) without copying megabytes into one buffer."""
         key = self._keys[bytes(key_id)]
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + _subkey(key, nonce[:_SUBKEY_SALT]).encrypt(nonce[_SUBKEY_SALT:], plaintext, aad)
+        return nonce, _subkey(key, nonce[:_SUBKEY_SALT]).encrypt(nonce[_SUBKEY_SALT:], plaintext, aad)
 
     def decrypt(self, key_id: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
         """The plaintext of ``sealed`` (from :meth:`encrypt`); :class:`CorruptFrame` if the key is

@@ -181,13 +181,13 @@ def test_enospc_while_writing_raises_disk_full_and_leaves_nothing(
     real_write = os.write
     calls = {"n": 0}
 
-    def failing_write(fd: int, data) -> int:
+    def failing_writev(fd: int, buffers) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real_write(fd, bytes(data)[:1000])  # a partial write first
+            return real_write(fd, bytes(buffers[0])[:1000])  # a partial write first
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "writev", failing_writev)
     with pytest.raises(DiskFull, match="disk full"):
         store.put(frame)
     monkeypatch.undo()

@@ -460,3 +460,23 @@ def test_rotate_data_key_command(tmp_path: Path) -> None:
         again.close()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)   # the new key file exists now
     assert r.returncode == 1 and "exists" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_chunk_file_written_in_short_pieces_is_whole(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is written from its parts (header, nonce, ciphertext) with writev; a kernel that
+    takes a few bytes at a time, across the parts' boundaries, still gets every byte in order."""
+    import os
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd: int, buffers) -> int:
+        calls.append(len(buffers))
+        joined = b"".join(bytes(b) for b in buffers)
+        return real_writev(fd, [joined[:7 + len(calls) % 5]])
+
+    frame, digest = incompressible_frame(marker("w"), 3_000)
+    monkeypatch.setattr(os, "writev", short_writev)
+    node.chunks.put(frame, "p")
+    monkeypatch.undo()
+    assert len(calls) > 100 and max(calls) == 3  # three parts, many short writes
+    assert node.chunks.get(digest) == frame
