@@ -99,6 +99,7 @@ RULES: Mapping[str, Rule] = {
     bulk.PUT_CHUNK: NODE,
     bulk.GET_CHUNK: NODE_OR_READ,
     bulk.PUT_OBJECT: WRITE,
+    bulk.PUT_SMALL_OBJECT: WRITE,
 }
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

@@ -14,7 +14,7 @@ import grpc
 
 from maillage.placement import format_location
 from maillage.proto import bulk, pb, rpc
-from maillage.proto.limits import MAX_MESSAGE
+from maillage.proto.limits import INLINE_MAX, MAX_MESSAGE
 
 from . import convert, errors, validation
 from .access_state import AccessState
@@ -305,11 +305,16 @@ async def _drain(stream, limit: int) -> None:
         return
 
 
+async def _one_piece(data: bytes):
+    yield data
+
+
 class BulkHandlers:
     """The raw-bytes methods: frames in and out as they are stored.
 
     Bytes received and not yet consumed count against the node's `UploadBudget` (`budget.py`): a
-    PutChunk frame while it is stored, a PutObject message until the coordinator asks for the next.
+    PutChunk frame while it is stored, a PutObject message until the coordinator asks for the next,
+    a PutSmallObject request while its object is stored. Both object methods end in `_store`.
     """
 
     def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy,
@@ -356,6 +361,20 @@ class BulkHandlers:
         finally:
             lease.close()
 
+    @grpc_errors
+    async def put_small_object(self, message: bytes, context) -> bytes:
+        """A whole object of at most INLINE_MAX bytes in one request: the same checks and the same
+        coordinator call as the PutObject stream (`_store`), without its three messages."""
+        lease = self._budget.lease()
+        try:
+            await lease.hold(len(message))
+            request = bulk.read_small_object(message, INLINE_MAX)
+            digest: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            digest.set_result(request.blake3 or None)
+            return await self._store(request.header, _one_piece(request.data), digest)
+        finally:
+            lease.close()
+
     async def _put_object(self, stream, lease: Lease) -> bytes:
         first = await anext(stream, None)
         if first is not None:
@@ -363,7 +382,6 @@ class BulkHandlers:
         header = bulk.read_header(first)
         del first
         lease.close()
-        await self._t.bucket(current_caller(), header.bucket, "write")
         trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
 
         async def pieces():
@@ -379,7 +397,13 @@ class BulkHandlers:
             if not trailer.done():
                 trailer.set_result(None)
 
-        manifest, sites = await self._c.put_object(convert.upload_from_pb(header), pieces(), trailer)
+        return await self._store(header, pieces(), trailer)
+
+    async def _store(self, header: pb.PutObjectHeader, pieces, expected_blake3: asyncio.Future[bytes | None]) -> bytes:
+        """The one path of both object methods: the caller may write the bucket, then the coordinator
+        stores the pieces and checks the client's BLAKE3 before the manifest is written."""
+        await self._t.bucket(current_caller(), header.bucket, "write")
+        manifest, sites = await self._c.put_object(convert.upload_from_pb(header), pieces, expected_blake3)
         return pb.PutObjectReply(manifest=manifest_to_pb(manifest, with_chunks=False),
                                  sites=sites).SerializeToString()
 
@@ -388,4 +412,5 @@ class BulkHandlers:
             "PutChunk": grpc.unary_unary_rpc_method_handler(self.put_chunk),
             "GetChunk": grpc.unary_unary_rpc_method_handler(self.get_chunk),
             "PutObject": grpc.stream_unary_rpc_method_handler(self.put_object),
+            "PutSmallObject": grpc.unary_unary_rpc_method_handler(self.put_small_object),
         })

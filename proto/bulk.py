@@ -2,8 +2,10 @@
 
 They are registered without (de)serializers so a chunk crosses gRPC as the bytes it is, instead of
 being copied into and out of a protobuf message. A PutObject stream is one header message, any
-number of data messages and one trailer, each a tag byte and its payload; the encoder (used by the
-SDK) and the decoder (used by the node) sit side by side here so they cannot drift apart.
+number of data messages and one trailer, each a tag byte and its payload; a PutSmallObject request
+is the same three in one message, for an object of at most INLINE_MAX bytes (one message each way
+costs the SDK much less than a stream of three). The encoders (used by the SDK) and the decoders
+(used by the node) sit side by side here so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from google.protobuf.message import DecodeError, Message
 from . import maillage_pb2 as pb
 
 __all__ = [
-    "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "POLICY_KEY", "TENANT_KEY", "TAG_HEADER", "TAG_DATA",
-    "TAG_TRAILER", "StreamError", "header_message", "data_message", "trailer_message", "read_header",
-    "read_message",
+    "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "PUT_SMALL_OBJECT", "POLICY_KEY", "TENANT_KEY",
+    "TAG_HEADER", "TAG_DATA", "TAG_TRAILER", "StreamError", "header_message", "data_message", "trailer_message",
+    "read_header", "read_message", "small_object_message", "read_small_object",
 ]
 
 SERVICE = "maillage.v1.Bulk"
 PUT_CHUNK = f"/{SERVICE}/PutChunk"
 GET_CHUNK = f"/{SERVICE}/GetChunk"
 PUT_OBJECT = f"/{SERVICE}/PutObject"
+PUT_SMALL_OBJECT = f"/{SERVICE}/PutSmallObject"
 
 # Metadata key carried next to a PutChunk's raw bytes: the policy the chunk is held for.
 POLICY_KEY = "x-maillage-policy"
@@ -70,6 +73,25 @@ def read_message(message: bytes) -> memoryview | pb.PutObjectTrailer:
     if tag == TAG_TRAILER:
         return _parse(pb.PutObjectTrailer, message, "trailer")
     raise StreamError(f"unexpected PutObject message with tag {tag!r}")
+
+
+def small_object_message(header: pb.PutObjectHeader, data: bytes | bytearray | memoryview,
+                         blake3_digest: bytes) -> bytes:
+    """The one request of a PutSmallObject call (the caller keeps `data` within INLINE_MAX)."""
+    return pb.PutSmallObjectRequest(header=header, data=bytes(data), blake3=blake3_digest).SerializeToString()
+
+
+def read_small_object(message: bytes, limit: int) -> pb.PutSmallObjectRequest:
+    """A PutSmallObject request, refused (StreamError) when it does not parse or carries more than
+    `limit` bytes of object data."""
+    try:
+        request = pb.PutSmallObjectRequest.FromString(message)
+    except DecodeError as exc:
+        raise StreamError(f"the PutSmallObject request does not parse: {exc}") from None
+    if len(request.data) > limit:
+        raise StreamError(f"PutSmallObject carries {len(request.data)} bytes, more than the {limit} it takes; "
+                          "send larger objects with the PutObject stream")
+    return request
 
 
 _M = TypeVar("_M", bound=Message)

@@ -501,6 +501,16 @@ class PutObjectTrailer(_message.Message):
     blake3: bytes
     def __init__(self, blake3: _Optional[bytes] = ...) -> None: ...
 
+class PutSmallObjectRequest(_message.Message):
+    __slots__ = ("header", "data", "blake3")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    header: PutObjectHeader
+    data: bytes
+    blake3: bytes
+    def __init__(self, header: _Optional[_Union[PutObjectHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., blake3: _Optional[bytes] = ...) -> None: ...
+
 class PutObjectReply(_message.Message):
     __slots__ = ("manifest", "sites")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]

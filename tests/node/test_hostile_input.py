@@ -209,6 +209,10 @@ def test_random_raw_bytes_to_the_bulk_methods(node, raw: bytes) -> None:
     for messages in ((raw,), (bulk.header_message(pb.PutObjectHeader(bucket="scans", key="k")), raw),
                      (raw, raw)):
         _assert_clean(_call(loop, bulk_handlers.put_object, stream(*messages), Caller(key=admin)), "PutObject")
+    header = pb.PutObjectHeader(bucket="scans", key="k")
+    for message in (raw, bulk.small_object_message(header, raw, raw[:32]),
+                    bulk.small_object_message(header, raw, b"") + raw):
+        _assert_clean(_call(loop, bulk_handlers.put_small_object, message, Caller(key=admin)), "PutSmallObject")
 
 
 @pytest.mark.parametrize("digest", [b"\x00" * 5, b"", b"\x00" * 33])
