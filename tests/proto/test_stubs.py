@@ -10,6 +10,6 @@ def test_generated_stubs_match_the_proto():
 def test_bulk_method_names_sit_in_the_versioned_package():
     from maillage.proto import bulk
 
-    for name in (bulk.PUT_CHUNK, bulk.GET_CHUNK, bulk.PUT_OBJECT):
+    for name in (bulk.PUT_CHUNK, bulk.GET_CHUNK, bulk.PUT_OBJECT, bulk.PUT_SMALL_OBJECT):
         assert name.startswith("/maillage.v1.Bulk/")
     assert len({bulk.TAG_HEADER, bulk.TAG_DATA, bulk.TAG_TRAILER}) == 3
