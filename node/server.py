@@ -76,7 +76,8 @@ class NodeServer:
         self._server = server
         if cfg.s3_listen:
             services = Services(node.coordinator, node.tenancy, layout, self._executor,
-                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry)
+                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry,
+                                upload_budget=node.upload_budget)
             s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls)
             await s3.start()
             self._s3 = s3

@@ -6,10 +6,11 @@ import hmac
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ..budget import UploadBudget
 from ..coordinator import Coordinator
 from ..layout_state import LayoutState
 from ..tenancy import Caller, Tenancy
@@ -29,6 +30,8 @@ class Services:
     executor: Executor  # for CPU work (decoding chunks, hashing) off the event loop
     default_policy: str = ""  # the policy of a bucket created without LocationConstraint
     upload_expiry: float = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
+    # The node's budget of upload bytes held in memory (shared with the gRPC uploads).
+    upload_budget: UploadBudget = field(default_factory=UploadBudget)
 
 
 @dataclass(frozen=True)

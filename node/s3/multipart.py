@@ -151,7 +151,7 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     attributes: dict[str, str] = {}
     part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number,
-                                         _md5_of(payload.body(call), attributes), attributes,
+                                         _md5_of(payload.body(call, budget=s.upload_budget), attributes), attributes,
                                          expiry=s.upload_expiry)
     return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
 

@@ -164,7 +164,7 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
 
     async def pieces() -> AsyncIterator[bytes]:
         md5 = hashlib.md5(usedforsecurity=False)
-        async for piece in payload.body(call):
+        async for piece in payload.body(call, budget=s.upload_budget):
             md5.update(piece)
             yield piece
         attributes[MD5_ATTRIBUTE] = md5.hexdigest()  # the coordinator reads attributes after the stream

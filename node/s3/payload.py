@@ -33,6 +33,7 @@ import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 
+from ..budget import Lease, UploadBudget
 from .checksums import ALGORITHMS, HEADER_PREFIX, Running, decode_value, header_name
 from .common import Call, same
 from .errors import S3Error
@@ -129,7 +130,8 @@ class ChunkedBody:
     other)."""
 
     def __init__(self, source: AsyncIterator[bytes], auth: Verified, decoded_length: int,
-                 trailer_names: tuple[str, ...] = ()) -> None:
+                 trailer_names: tuple[str, ...] = (), lease: Lease | None = None) -> None:
+        self._lease = lease  # a signed chunk is held whole: its bytes count against the node's budget
         self._reader = _Reader(source)
         self._auth = auth
         self._decoded_length = decoded_length
@@ -149,6 +151,8 @@ class ChunkedBody:
                 raise S3Error("InvalidRequest", f"the aws-chunked body holds more bytes than its x-amz-decoded-"
                                                 f"content-length {self._decoded_length}{_NOTHING_WRITTEN}")
             if signed:
+                if self._lease is not None:
+                    await self._lease.hold(size)  # Overloaded (SlowDown) when the node is full
                 digest = hashlib.sha256()
                 parts = []
                 async for piece in reader.span(size):
@@ -293,13 +297,15 @@ def _content_md5(headers: Mapping[str, str]) -> bytes | None:
 
 # ----- the body ---------------------------------------------------------------------------------
 
-async def body(call: Call, *, checksum_headers: bool = True,
-               verified: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str, str] | None = None,
+               budget: UploadBudget | None = None) -> AsyncIterator[bytes]:
     """The upload's bytes, decoded; raises S3Error before the stream ends when they do not match
     what was signed or sent. `checksum_headers=False` leaves x-amz-checksum-* headers unchecked (for
     a request whose checksum headers describe something else than its body, such as
     CompleteMultipartUpload's whole-object checksum). `verified`, when given, receives
-    algorithm -> base64 value of each checksum that was sent and matched."""
+    algorithm -> base64 value of each checksum that was sent and matched. `budget`: the node's
+    upload budget, which a signed aws-chunked chunk (held whole until its signature is checked)
+    is counted against."""
     headers = call.request.headers
     auth = call.auth
     sent = _checksum_headers(headers) if checksum_headers else {}
@@ -323,15 +329,20 @@ async def body(call: Call, *, checksum_headers: bool = True,
 
     source: AsyncIterator[bytes] = call.request.content.iter_chunked(READ_PIECE)
     chunked = None
+    lease = budget.lease() if budget is not None and auth.streaming else None
     if auth.streaming:
-        chunked = ChunkedBody(source, auth, _decoded_length(headers), trailer_names)
+        chunked = ChunkedBody(source, auth, _decoded_length(headers), trailer_names, lease)
         source = chunked.pieces()
-    async for piece in source:
-        if digest is not None:
-            digest.update(piece)
-        for checksum in running:
-            checksum.update(piece)
-        yield piece
+    try:
+        async for piece in source:
+            if digest is not None:
+                digest.update(piece)
+            for checksum in running:
+                checksum.update(piece)
+            yield piece
+    finally:
+        if lease is not None:
+            lease.close()
 
     if digest is not None and not same(digest.hexdigest(), auth.payload_sha256 or ""):
         raise S3Error("XAmzContentSHA256Mismatch", "the body's SHA-256 is not the x-amz-content-sha256 "

@@ -391,3 +391,25 @@ def test_small_body_is_bounded():
     with pytest.raises(S3Error) as err:
         asyncio.run(run(1000))
     assert err.value.code == "MaxMessageLengthExceeded"
+
+
+def test_signed_chunks_held_whole_count_against_the_node_upload_budget():
+    """A signed chunk is held whole until its signature is checked: its bytes are leased from the
+    node's upload budget (shared with gRPC uploads), so many large chunks at once get SlowDown."""
+    from maillage.node.budget import Overloaded, UploadBudget
+    chunks = [b"a" * 20_000, b"b" * 20_000]
+    data = b"".join(chunks)
+    seed = "2" * 64
+    roomy = UploadBudget(64 * 1024, wait=0.1)
+    assert read(call_of(sign_stream(chunks, seed), auth_of(STREAMING_SIGNED, seed), chunked_headers(len(data))),
+                budget=roomy) == data
+    assert roomy.used == 0  # every lease given back
+
+    full = UploadBudget(64 * 1024, wait=0.1)
+
+    async def hold_all() -> None:
+        await full.acquire(full.limit)
+    asyncio.run(hold_all())
+    with pytest.raises(Overloaded):
+        read(call_of(sign_stream(chunks, seed), auth_of(STREAMING_SIGNED, seed), chunked_headers(len(data))),
+             budget=full)
