@@ -66,6 +66,10 @@ from .transport import Peers
 T = TypeVar("T")
 
 CHUNKS_IN_FLIGHT = 4
+# A remote replica is asked whether it already holds a chunk (dedup) only for frames larger than
+# this: for a smaller one the question costs a round trip on every new chunk to save a transfer of
+# at most 1 MiB on a duplicate (which PutChunk then refreshes and does not store twice).
+PROBE_ABOVE = 1024 * 1024 + 4096
 NODE_CHUNKS_IN_FLIGHT = 16
 LIST_PAGE = 1000
 _MAX_CHAR = "\U0010ffff"
@@ -301,8 +305,10 @@ class Coordinator:
     async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes,
                                tenant: str) -> set[str]:
         """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner)."""
+        probe = len(frame) > PROBE_ABOVE
+
         async def put_if_missing(replica: Replica) -> bool:
-            if replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
+            if probe and replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
                 return False
             return await replica.put_chunk(frame, policy=policy, tenant=tenant)
 
