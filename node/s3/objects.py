@@ -10,6 +10,8 @@ it with their own MD5); an object written with the native SDK has only its BLAKE
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import email.utils
 import hashlib
 import re
@@ -30,6 +32,7 @@ from .errors import S3Error
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
            "stored_headers", "read_range", "check_conditions"]
 
+READ_AHEAD = 2  # chunks fetched ahead of the one being sent (each up to 4 MiB)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
 _META = "x-amz-meta-"
 # The standard headers S3 stores with an object and serves back (manifest attributes).
@@ -222,22 +225,36 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
 
 async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manifest, first: int,
                      last: int) -> AsyncIterator[bytes]:
-    """The bytes first..last (inclusive) of an object, chunk by chunk, each verified against its name."""
+    """The bytes first..last (inclusive) of an object, chunk by chunk, each verified against its
+    name. Up to `READ_AHEAD` chunks are fetched and verified while the current one is sent, so a
+    large GET waits on the network and the replicas once, not once per chunk; memory stays at a
+    few chunks whatever the object's size."""
     if m.inline is not None:
         yield m.inline[first:last + 1]
         return
     table = s.layout.table(policy)
+    wanted = []  # (ref, start of the chunk in the object) of the chunks the range touches
     offset = 0
     for ref in m.chunks:
-        start, end = offset, offset + ref.length
-        offset = end
-        if end <= first or start > last:
-            continue
-        plain = await s.coordinator.read_plain_chunk(table, ref.digest, name_key)
-        if len(plain) != ref.length:
-            raise S3Error("InternalError", f"chunk {ref.digest.hex()[:16]} has {len(plain)} bytes, "
-                                           f"the manifest says {ref.length}")
-        yield plain[max(first - start, 0):min(last + 1, end) - start]
+        if offset + ref.length > first and offset <= last:
+            wanted.append((ref, offset))
+        offset += ref.length
+    pending: collections.deque[asyncio.Task[bytes]] = collections.deque()
+    try:
+        for index, (ref, start) in enumerate(wanted):
+            while len(pending) <= READ_AHEAD and index + len(pending) < len(wanted):
+                ahead = wanted[index + len(pending)][0]
+                pending.append(asyncio.ensure_future(s.coordinator.read_plain_chunk(table, ahead.digest, name_key)))
+            plain = await pending.popleft()
+            if len(plain) != ref.length:
+                raise S3Error("InternalError", f"chunk {ref.digest.hex()[:16]} has {len(plain)} bytes, "
+                                               f"the manifest says {ref.length}")
+            yield plain[max(first - start, 0):min(last + 1, start + ref.length) - start]
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def copy_source(header: str) -> tuple[str, str]:
