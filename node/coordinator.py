@@ -210,15 +210,16 @@ class Coordinator:
         return self._sets.settled(table, bucket_partition(bucket.name, table.bits))
 
     async def write_newest(self, bucket: BucketRecord, manifest: Manifest) -> tuple[Manifest, set[str]]:
-        """Write `manifest` as its key's newest version. A replica that already holds a newer one
-        (written under another coordinator's clock, ahead of ours) answers "not applied": the
+        """Write `manifest` as its key's newest version, with a version number above every one the
+        key had. A replica that already holds a newer or an equally numbered one (written under
+        another coordinator's clock, ahead of ours or equal to it) answers "not applied": the
         newest version is then read, observed by our clock, and the manifest written again above
         it, as a read before the write would have ordered it. Returns what was written and where."""
         applied, sites = await self._write_manifest_applied(bucket, manifest)
         if applied:
             return manifest, sites
         newest = await self.latest(bucket, manifest.key)  # observes its version
-        if newest is None or newest.order <= manifest.order:
+        if newest is None or newest.version < manifest.version:
             return manifest, sites  # not applied for another reason (the bucket deleted meanwhile)
         manifest = replace(manifest, version=self._clock.now())
         _, sites = await self._write_manifest_applied(bucket, manifest)

@@ -308,7 +308,10 @@ class MetaStore:
 
     def put_manifest(self, m: Manifest, *, require_bucket: bool = False) -> bool:
         """Store ``m`` if ``(m.version, m.writer)`` beats the stored one; durable on return.
-        With ``require_bucket``, only while the live record of ``m.bucket`` has ``m.generation``."""
+        With ``require_bucket``, only while the live record of ``m.bucket`` has ``m.generation``.
+        True when stored with a version number above the replaced one's; False when not stored,
+        and also when stored over a manifest of the same version number (the writer broke the
+        tie): a coordinator then knows its version was not new for the key and writes again."""
         return self.put_manifests([m], require_bucket=require_bucket)[0]
 
     def put_manifests(self, ms: Sequence[Manifest], *, require_bucket: bool = False) -> list[bool]:
@@ -566,7 +569,8 @@ class MetaStore:
                         current = order_of(key)
                         if current is None or order > current:
                             put(key, op[2], order)
-                            req.results.append(True)
+                            # stored; "applied" only with a version number above the replaced one's
+                            req.results.append(current is None or order[0] > current[0])
                         else:
                             req.results.append(False)
                     elif op[0] == "x":

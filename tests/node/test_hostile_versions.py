@@ -119,3 +119,21 @@ def test_a_write_goes_above_a_newer_version_held_by_one_replica_without_reading_
         run(go())
     finally:
         mesh.close()
+
+
+def test_a_write_whose_version_number_collides_with_the_stored_one_is_made_again_above_it(mesh) -> None:
+    """Two coordinators can issue the same version number (one followed the other's clock): the
+    writer breaks the tie for ordering, but the later write must still get a number above the
+    earlier one's, as a read before the write would give it."""
+    async def go() -> None:
+        bucket = await mesh.create_bucket("scans", "france-only")
+        good = await mesh.put("scans", "a", b"first")
+        for via, node in mesh.nodes.items():
+            upcoming = node.coordinator.now() + 1  # the manual clock stands still: next is +1
+            earlier = replace(good, version=upcoming, writer="!")  # sorts below every node id
+            for owner in mesh.holders("scans", "a"):
+                await mesh.nodes[owner].local.put_manifest(earlier, bucket)
+            m = await mesh.put("scans", "a", via.encode(), via=via)
+            assert m.version > upcoming
+            good = m
+    run(go())

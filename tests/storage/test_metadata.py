@@ -42,7 +42,8 @@ def test_put_get_and_last_writer_wins(meta: MetaStore) -> None:
     assert meta.put_manifest(M("k", 4)) is False
     assert meta.put_manifest(M("k", 5)) is False  # same order: not applied again
     assert meta.get_manifest("b", "k").version == 5
-    assert meta.put_manifest(M("k", 5, writer="node-b")) is True  # writer breaks the tie
+    # the writer breaks the tie: stored, but reported not applied (its version number is not new)
+    assert meta.put_manifest(M("k", 5, writer="node-b")) is False
     assert meta.get_manifest("b", "k").writer == "node-b"
     assert meta.put_manifest(M("k", 5, writer="node-a")) is False
     assert meta.put_manifest(M("k", 6, deleted=True)) is True
@@ -68,11 +69,13 @@ def test_lww_any_order_leaves_the_max(meta: MetaStore, vs, rnd, batched: bool) -
     best = max(vs)
     got = meta.get_manifest("b", key)
     assert (got.version, got.writer) == best
-    # A version is applied exactly when it beats every version applied before it.
+    # A version is stored exactly when it beats every version stored before it, and reported
+    # applied when, moreover, its version number is above the one it replaced.
     running = None
     for (v, w), a in zip(order, applied):
-        assert a == (running is None or (v, w) > running)
-        if a:
+        stored = running is None or (v, w) > running
+        assert a == (stored and (running is None or v > running[0]))
+        if stored:
             running = (v, w)
 
 
