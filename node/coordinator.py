@@ -76,6 +76,9 @@ _MAX_CHAR = "\U0010ffff"
 _RESERVED_END = validation.RESERVED_PREFIX + _MAX_CHAR  # above every reserved key written
 
 
+MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
+
+
 @dataclass(frozen=True)
 class Upload:
     bucket: str
@@ -541,4 +544,4 @@ async def _as_is(frame: bytes) -> bytes:
 
 def _etag_only(m: Manifest) -> dict[str, str]:
     """The attributes a copy with new metadata keeps: the content's S3 ETag, not its old headers."""
-    return {k: v for k, v in m.attributes if k == "md5"}
+    return {k: v for k, v in m.attributes if k == MD5_ATTRIBUTE}

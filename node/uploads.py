@@ -28,7 +28,7 @@ from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
 from . import validation
-from .coordinator import LIST_PAGE, Coordinator, Upload
+from .coordinator import LIST_PAGE, MD5_ATTRIBUTE, Coordinator, Upload
 from .errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 
 __all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "UploadListing", "multipart_md5",
@@ -46,7 +46,7 @@ MAX_PART_SIZE = 5 * 1024 ** 3
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # HLC version of the creation (16 hex) + 64 random bits
 # The record key must fit the store's key limit.
 MAX_UPLOAD_KEY_BYTES = validation.MAX_KEY_BYTES - len(UPLOADS.encode()) - 1 - 32
-MD5 = "md5"  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ETag)
+MD5 = MD5_ATTRIBUTE  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ETag)
 _INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that began it
 _WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
 _MAX_CHAR = "\U0010ffff"

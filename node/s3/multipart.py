@@ -14,12 +14,11 @@ aborted and answered NoSuchUpload; `start_expiry` runs the eager sweep in the ba
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from functools import wraps
 from urllib.parse import quote
 
@@ -31,7 +30,7 @@ from ..background import BackgroundLoop
 from ..clock import SYSTEM_CLOCK, Clock
 from ..coordinator import Upload
 from ..errors import NodeError
-from ..uploads import MAX_PART_SIZE, MAX_PARTS, MD5, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
+from ..uploads import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
 from . import objects, payload, xml
 from .common import Call, Handler, Services, xml_response
 from .errors import S3Error
@@ -133,15 +132,6 @@ def _declared_length(headers: Mapping[str, str]) -> int:
     return length
 
 
-async def _md5_of(pieces: AsyncIterator[bytes], attributes: dict[str, str]) -> AsyncIterator[bytes]:
-    """Pass `pieces` on; their MD5 (the part's ETag) lands in `attributes` once they are all through."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    async for piece in pieces:
-        md5.update(piece)
-        yield piece
-    attributes[MD5] = md5.hexdigest()  # the coordinator reads the attributes after the stream
-
-
 @_translated
 async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     """PUT /bucket/key?partNumber=N&uploadId=ID: the body, checked by `payload.body`."""
@@ -150,8 +140,8 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     _declared_length(call.request.headers)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     attributes: dict[str, str] = {}
-    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number,
-                                         _md5_of(payload.body(call, budget=s.upload_budget), attributes), attributes,
+    body = objects.with_md5(payload.body(call, budget=s.upload_budget), attributes)
+    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, body, attributes,
                                          expiry=s.upload_expiry)
     return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
 
@@ -188,7 +178,7 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
                                         "bytes allowed: give x-amz-copy-source-range")
     pieces = objects.read_range(s, source_record.policy, s.coordinator.key_of(source_record), source, first, last)
     attributes: dict[str, str] = {}
-    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, _md5_of(pieces, attributes),
+    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, objects.with_md5(pieces, attributes),
                                          attributes, expiry=s.upload_expiry)
     root = xml.root("CopyPartResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))

@@ -413,3 +413,22 @@ def test_signed_chunks_held_whole_count_against_the_node_upload_budget():
     with pytest.raises(Overloaded):
         read(call_of(sign_stream(chunks, seed), auth_of(STREAMING_SIGNED, seed), chunked_headers(len(data))),
              budget=full)
+
+
+def test_the_md5_etag_is_of_every_piece_in_order_whatever_their_sizes():
+    """PutObject and UploadPart hash MD5 on a thread of its own while the stream goes on: small
+    pieces first inline, then every piece on the thread, in order."""
+    from maillage.node.s3.objects import MD5_ATTRIBUTE, with_md5
+    sizes = [10, 3, 70_000, 5, 300_000, 1, 0, 65_536, 7]
+    pieces = [bytes([i]) * n for i, n in enumerate(sizes)]
+
+    async def run() -> tuple[list[bytes], dict[str, str]]:
+        async def source():
+            for p in pieces:
+                yield p
+        attributes: dict[str, str] = {}
+        passed = [p async for p in with_md5(source(), attributes)]
+        return passed, attributes
+    passed, attributes = asyncio.run(run())
+    assert passed == pieces
+    assert attributes[MD5_ATTRIBUTE] == hashlib.md5(b"".join(pieces)).hexdigest()
