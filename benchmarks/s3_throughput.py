@@ -34,7 +34,7 @@ from maillage.testing.localmesh import LocalMesh
 
 from .machine import RssSampler, cpu_seconds, process_cpu_seconds
 from .mesh import BUCKET, POLICY, bench_layout, format_size, node_pids, parse_size, with_client
-from .throughput import UniqueBodies, _row, format_row, measure
+from .throughput import UniqueBodies, _row, format_row, measure, same_cells
 
 __all__ = ["open_s3_mesh", "s3_client", "measure_s3", "compare", "format_table", "run", "main"]
 
@@ -131,12 +131,8 @@ def measure_s3(mesh: LocalMesh, s3: Any, sizes: Sequence[int], concurrencies: Se
 
 def compare(native: Sequence[dict], s3: Sequence[dict]) -> list[dict]:
     """Per cell (op, size, concurrency): native and S3 ops/s, MB/s, p50, and the ratio S3 / native."""
-    by_cell = {(r["op"], r["size"], r["concurrency"]): r for r in native}
     out = []
-    for r in s3:
-        n = by_cell.get((r["op"], r["size"], r["concurrency"]))
-        if n is None:
-            continue
+    for r, n in same_cells(s3, native):
         out.append({"op": r["op"], "size": r["size"], "concurrency": r["concurrency"],
                     "native_ops_per_s": n["ops_per_s"], "native_mb_per_s": n["mb_per_s"],
                     "native_p50_ms": n["p50_ms"], "s3_ops_per_s": r["ops_per_s"], "s3_mb_per_s": r["mb_per_s"],

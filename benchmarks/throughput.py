@@ -180,14 +180,18 @@ def run(sizes=(4096, 1 << 20, 64 << 20), concurrencies=(1, 8, 32), seconds: floa
     return result
 
 
+def same_cells(rows: Sequence[dict], others: Sequence[dict]) -> list[tuple[dict, dict]]:
+    """The rows of two runs paired by cell (op, size, concurrency), in the order of `rows`; a cell
+    only one run measured is left out."""
+    by_cell = {(r["op"], r["size"], r["concurrency"]): r for r in others}
+    pairs = [(r, by_cell.get((r["op"], r["size"], r["concurrency"]))) for r in rows]
+    return [(r, o) for r, o in pairs if o is not None]
+
+
 def security_cost(secure: Sequence[dict], plaintext: Sequence[dict]) -> list[dict]:
     """Per cell (op, size, concurrency): ops/s with TLS and signatures, without, and their ratio."""
-    plain = {(r["op"], r["size"], r["concurrency"]): r for r in plaintext}
     out = []
-    for r in secure:
-        p = plain.get((r["op"], r["size"], r["concurrency"]))
-        if p is None:
-            continue
+    for r, p in same_cells(secure, plaintext):
         ratio = r["ops_per_s"] / p["ops_per_s"] if p["ops_per_s"] else 0.0
         out.append({"op": r["op"], "size": r["size"], "concurrency": r["concurrency"],
                     "secure_ops_per_s": r["ops_per_s"], "plaintext_ops_per_s": p["ops_per_s"],
