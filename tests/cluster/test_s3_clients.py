@@ -1,7 +1,7 @@
 """Real S3 tools, run unchanged as their users run them, against the S3 front door of a real mesh.
 
-aws-cli (from the `test` extra, `python -m awscli`), rclone and s3cmd (Debian packages, installed by
-`.ci/run`) run as subprocesses, each with its own settings in environment variables or a temporary
+aws-cli (from the `test` extra, `python -m awscli`), rclone, s3cmd and restic (Debian packages,
+installed by `.ci/run`) run as subprocesses, each with its own settings in environment variables or a temporary
 config file, never the user's (~/.aws, ~/.config/rclone, ~/.s3cfg): HOME is a temporary directory.
 Each tool talks to a different node's front door. What they write is checked with the tools
 themselves (listings, downloads, rclone's MD5 check, s3cmd's MD5 comparison of ETags) and, for the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import ssl
@@ -45,7 +46,7 @@ TOOL_TIMEOUT = 120
 
 
 def _missing(tool: str) -> str:
-    return f"{tool} is not installed: .ci/run installs it (apt-get install -y rclone s3cmd)"
+    return f"{tool} is not installed: .ci/run installs it (apt-get install -y rclone s3cmd restic)"
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +379,38 @@ def test_s3cmd_put_ls_get_del(mesh, s3cmd, tmp_path):
 
 
 # ----- residency through S3 ------------------------------------------------------------------
+
+def test_restic_backs_up_checks_restores_and_prunes_into_a_france_only_bucket(mesh, tmp_path):
+    """restic (Debian package, minio-go inside) with its own settings only: init a repository in a
+    France-only bucket, two backups, a check that reads every pack, a restore equal to the source,
+    then forget --prune (which deletes packs and lists again)."""
+    if shutil.which("restic") is None:
+        pytest.fail(_missing("restic"))
+    boto(mesh).create_bucket(Bucket="backups-fr", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    creds = mesh.profile.credentials
+    endpoint = mesh.s3_endpoints[2]
+    env = clean_env(tmp_path / "home") | {
+        "AWS_ACCESS_KEY_ID": creds.key_id, "AWS_SECRET_ACCESS_KEY": creds.secret,
+        "RESTIC_REPOSITORY": f"s3:{endpoint}/backups-fr", "RESTIC_PASSWORD": "correct horse battery staple",
+        "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    tls = ["--cacert", ca] if (ca := ca_file(mesh, endpoint)) else []
+
+    def restic(*args: str) -> subprocess.CompletedProcess[str]:
+        return check(mesh, ["restic", *tls, *args], env)
+
+    src = make_tree(tmp_path / "src", tree_files(3) | {"scan.dcm": os.urandom(3 * MIB + 5)})
+    restic("init")
+    restic("backup", str(src))
+    (src / "scan.dcm").write_bytes(os.urandom(2 * MIB))
+    restic("backup", str(src))
+    assert "no errors were found" in restic("check", "--read-data").stdout
+    restic("restore", "latest", "--target", str(tmp_path / "out"))
+    assert same_tree(src, tmp_path / "out" / str(src).lstrip("/")) == []
+    restic("forget", "--keep-last", "1", "--prune")
+    assert len(json.loads(restic("snapshots", "--json").stdout)) == 1
+    assert "no errors were found" in restic("check").stdout
+    assert_only_in_france(mesh, "backups-fr")
+
 
 def test_france_only_buckets_made_through_s3_rest_only_in_france(mesh, aws, tmp_path):
     """From every node's own inventory: a France-only bucket made and filled with aws-cli, and every
