@@ -224,6 +224,8 @@ class AsyncClient:
         self.prefetch = max(1, prefetch)
         self._layout: Layout | None = None
         self._channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
+        # one Objects stub per channel: building one makes a callable per method (~0.1 ms a call)
+        self._objects_stubs: dict[tuple[str, str | None], Any] = {}
         self._policies: dict[str, str] = {}
         self._chunk_keys: dict[str, bytes | None] = {}  # per bucket, as `_policies`
         self._latency: dict[str, float] = {}
@@ -239,6 +241,7 @@ class AsyncClient:
         for channel in self._channels.values():
             await channel.close(grace=None)
         self._channels.clear()
+        self._objects_stubs.clear()
 
     # ----- layout and node choice ------------------------------------------------------------
 
@@ -252,6 +255,13 @@ class AsyncClient:
 
     def _node_channel(self, layout: Layout, node_id: str) -> grpc.aio.Channel:
         return self._channel(layout.node(node_id).address, node_id)
+
+    def _objects_stub(self, layout: Layout, node_id: str) -> Any:
+        where = (layout.node(node_id).address, node_id)
+        stub = self._objects_stubs.get(where)
+        if stub is None:
+            stub = self._objects_stubs[where] = rpc.ObjectsStub(self._node_channel(layout, node_id))
+        return stub
 
     async def layout(self) -> Layout:
         if self._layout is None:
@@ -350,7 +360,7 @@ class AsyncClient:
         layout = await self.layout()
         last: e.MaillageError | None = None
         for node_id in await self._coordinators(bucket, index_first=index_first):
-            stub = rpc.ObjectsStub(self._node_channel(layout, node_id))
+            stub = self._objects_stub(layout, node_id)
             try:
                 with translate(node_id):
                     return await getattr(stub, method)(request, timeout=self.timeout,
