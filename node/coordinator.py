@@ -73,7 +73,21 @@ PROBE_ABOVE = 1024 * 1024 + 4096
 NODE_CHUNKS_IN_FLIGHT = 16
 LIST_PAGE = 1000
 _MAX_CHAR = "\U0010ffff"
-_RESERVED_END = validation.RESERVED_PREFIX + _MAX_CHAR  # above every reserved key written
+
+
+def past(prefix: str) -> str:
+    """A listing cursor (start-after) past every key that begins with `prefix`."""
+    return prefix + _MAX_CHAR
+
+
+def is_common_prefix(marker: str, prefix: str, delimiter: str) -> bool:
+    """Whether a listing marker is one of the common prefixes a listing under `prefix` and
+    `delimiter` rolls keys up into (so resuming after it means past everything it holds)."""
+    return bool(delimiter) and marker.startswith(prefix) and marker.endswith(delimiter) \
+        and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter)
+
+
+_RESERVED_END = past(validation.RESERVED_PREFIX)  # above every reserved key written
 
 
 MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
@@ -194,6 +208,7 @@ class Coordinator:
                     raise IntegrityError(
                         f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
                         f"match the {size} bytes received ({etag[:16]}...); nothing was written")
+            validation.check_attributes(upload.attributes)  # again: the stream may have added its MD5
             manifest = Manifest(
                 bucket=upload.bucket, key=upload.key,
                 version=self._clock.now() if previous is None else await self.next_version(previous),
@@ -201,7 +216,6 @@ class Coordinator:
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
                 inline=inline, writer=self.node_id, generation=bucket.generation,
                 attributes=tuple(sorted(upload.attributes.items())))
-            validation.check_attributes(upload.attributes)
         finally:
             if previous is not None:
                 previous.cancel()
@@ -326,7 +340,8 @@ class Coordinator:
         return (await self._write_manifest_applied(bucket, manifest))[1]
 
     async def _write_manifest_applied(self, bucket: BucketRecord, manifest: Manifest) -> tuple[bool, set[str]]:
-        """`write_manifest`, and whether every replica that answered applied it (none held a newer one)."""
+        """`write_manifest`, and whether every replica that answered applied it (none held a newer
+        version or one of the same number: `MetaStore.put_manifest`)."""
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
@@ -498,7 +513,7 @@ class Coordinator:
                     cursor = m.key
                     continue
                 prefixes.append(m.key[:cut + len(delimiter)])
-                cursor = prefixes[-1] + _MAX_CHAR  # the token skips the rest of this common prefix
+                cursor = past(prefixes[-1])  # the token skips the rest of this common prefix
                 skipped = True
                 break
             if complete and not skipped:

@@ -28,7 +28,7 @@ from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
 from . import validation
-from .coordinator import LIST_PAGE, MD5_ATTRIBUTE, Coordinator, Upload
+from .coordinator import LIST_PAGE, MD5_ATTRIBUTE, Coordinator, Upload, is_common_prefix, past
 from .errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 
 __all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "UploadListing", "multipart_md5",
@@ -49,7 +49,6 @@ MAX_UPLOAD_KEY_BYTES = validation.MAX_KEY_BYTES - len(UPLOADS.encode()) - 1 - 32
 MD5 = MD5_ATTRIBUTE  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ETag)
 _INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that began it
 _WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
-_MAX_CHAR = "\U0010ffff"
 
 
 class NoSuchUpload(NoSuchKey):
@@ -343,9 +342,8 @@ class MultipartUploads:
         now = version_time(c.now())
         if not key_marker:
             cursor = ""
-        elif delimiter and key_marker.startswith(prefix) and key_marker.endswith(delimiter) \
-                and key_marker.find(delimiter, len(prefix)) == len(key_marker) - len(delimiter):
-            cursor = UPLOADS + key_marker + _MAX_CHAR  # a common prefix given back: past all of it
+        elif is_common_prefix(key_marker, prefix, delimiter):
+            cursor = past(UPLOADS + key_marker)  # a common prefix given back: past all of it
         elif _UPLOAD_ID.fullmatch(upload_id_marker):
             cursor = _record_key(key_marker, upload_id_marker)
         else:
@@ -368,7 +366,7 @@ class MultipartUploads:
                     continue
                 prefixes.append(upload.key[:cut + len(delimiter)])
                 last = (prefixes[-1], "")
-                cursor = UPLOADS + prefixes[-1] + _MAX_CHAR  # skip the rest of this common prefix
+                cursor = past(UPLOADS + prefixes[-1])  # skip the rest of this common prefix
                 jumped = True
                 break
             if not jumped:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from maillage.storage import Manifest, version_time
 
+from ..coordinator import is_common_prefix, past
 from ..errors import BucketAlreadyExists
 from . import objects, payload, xml
 from .common import Call, Services, xml_response
@@ -25,7 +26,6 @@ __all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get
 MAX_DELETE_KEYS = 1000
 DELETE_BODY_LIMIT = 2 * 1024 * 1024  # 1000 keys of 1024 bytes, in XML
 DELETES_AT_ONCE = 16
-_MAX_CHAR = "\U0010ffff"
 
 
 def _owner(parent: ET.Element, tenant: str) -> None:
@@ -104,10 +104,7 @@ def _untoken(token: str) -> str:
 def _resume_after(marker: str, prefix: str, delimiter: str) -> str:
     """Where a listing resumes after `marker`: past every key of `marker` when it is a common prefix
     (so a client that passes the last common prefix as its marker does not get it again)."""
-    if delimiter and marker.startswith(prefix) and marker.endswith(delimiter) \
-            and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter):
-        return marker + _MAX_CHAR
-    return marker
+    return past(marker) if is_common_prefix(marker, prefix, delimiter) else marker
 
 
 def _max_keys(q) -> int:

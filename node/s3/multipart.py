@@ -171,7 +171,7 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     dest = await s.tenancy.bucket(call.caller, call.bucket, "write")
     s.coordinator.check_copy(source_record, dest)  # ResidencyWidening (AccessDenied) before any byte moves
     source = await s.coordinator.head_object(source_bucket, source_key)
-    objects.check_conditions(headers, source, prefix="x-amz-copy-source-", not_modified_status=False)
+    objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
     first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", f"a part of {last - first + 1} bytes is larger than the {MAX_PART_SIZE} "

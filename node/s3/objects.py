@@ -31,7 +31,7 @@ from .common import Call, Services, xml_response
 from .errors import S3Error
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
-           "stored_headers", "read_range", "check_conditions"]
+           "stored_headers", "read_range", "check_conditions", "COPY_SOURCE"]
 
 READ_AHEAD = 2  # chunks fetched ahead of the one being sent (each up to 4 MiB)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
@@ -105,36 +105,35 @@ def _etag_matches(condition: str, m: Manifest) -> bool:
     return "*" in tags or etag(m) in tags or etag(m).strip('"') in tags
 
 
-def _date(value: str, header: str) -> float | None:
+def _date(value: str) -> float | None:
     try:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
         return None  # S3 ignores a date it cannot parse
 
 
-def check_conditions(headers: Mapping[str, str], m: Manifest, *, prefix: str = "",
-                     not_modified_status: bool = True) -> None:
+COPY_SOURCE = "x-amz-copy-source-"  # the prefix of a copy's conditions on its source
+
+
+def check_conditions(headers: Mapping[str, str], m: Manifest, *, prefix: str = "") -> None:
     """RFC 7232 preconditions as S3 evaluates them (If-Match before If-Unmodified-Since,
-    If-None-Match before If-Modified-Since). `prefix` = "x-amz-copy-source-" for a copy's source,
-    whose failures are all 412."""
-    modified = version_time(m.version)
+    If-None-Match before If-Modified-Since). `prefix` = COPY_SOURCE for a copy's source, whose
+    failures are all 412; on GET and HEAD an unchanged object is 304."""
+    modified = int(version_time(m.version))
     if_match, if_none = headers.get(prefix + "If-Match"), headers.get(prefix + "If-None-Match")
     if if_match is not None and not _etag_matches(if_match, m):
         raise S3Error("PreconditionFailed", f"{prefix}If-Match: the object's ETag is {etag(m)}")
-    if if_match is None and (since := headers.get(prefix + "If-Unmodified-Since")):
-        when = _date(since, "If-Unmodified-Since")
-        if when is not None and int(modified) > when:
-            raise S3Error("PreconditionFailed", f"{prefix}If-Unmodified-Since: modified {_last_modified(m)}")
-    unchanged = S3Error("NotModified", "not modified", status=304 if not_modified_status else 412,
-                        headers={"ETag": etag(m), "Last-Modified": _last_modified(m)})
-    if not not_modified_status:
-        unchanged.code = "PreconditionFailed"
-    if if_none is not None and _etag_matches(if_none, m):
-        raise unchanged
-    if if_none is None and (since := headers.get(prefix + "If-Modified-Since")):
-        when = _date(since, "If-Modified-Since")
-        if when is not None and int(modified) <= when:
-            raise unchanged
+    if if_match is None and (when := _date(headers.get(prefix + "If-Unmodified-Since", ""))) is not None \
+            and modified > when:
+        raise S3Error("PreconditionFailed", f"{prefix}If-Unmodified-Since: modified {_last_modified(m)}")
+    if if_none is not None:
+        unchanged = _etag_matches(if_none, m)
+    else:
+        unchanged = (when := _date(headers.get(prefix + "If-Modified-Since", ""))) is not None and modified <= when
+    if unchanged:
+        code = "PreconditionFailed" if prefix else "NotModified"
+        raise S3Error(code, "not modified", status=412 if prefix else 304,
+                      headers={"ETag": etag(m), "Last-Modified": _last_modified(m)})
 
 
 async def _check_put_conditions(s: Services, call: Call) -> None:
@@ -304,7 +303,7 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
                              attributes=stored_headers(headers))
     manifest = await s.coordinator.copy_object(
         source_bucket, source_key, call.bucket, call.key, replacement=replacement,
-        check=partial(check_conditions, headers, prefix="x-amz-copy-source-", not_modified_status=False))
+        check=partial(check_conditions, headers, prefix=COPY_SOURCE))
     root = xml.root("CopyObjectResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
     xml.sub(root, "ETag", etag(manifest))
