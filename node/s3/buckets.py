@@ -8,7 +8,6 @@ import base64
 import binascii
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -28,16 +27,10 @@ DELETE_BODY_LIMIT = 2 * 1024 * 1024  # 1000 keys of 1024 bytes, in XML
 DELETES_AT_ONCE = 16
 
 
-def _owner(parent: ET.Element, tenant: str) -> None:
-    owner = xml.sub(parent, "Owner")
-    xml.sub(owner, "ID", tenant)
-    xml.sub(owner, "DisplayName", tenant)
-
-
 async def list_buckets(s: Services, call: Call) -> web.StreamResponse:
     visible = s.tenancy.visible(call.caller, await s.coordinator.list_buckets())
     root = xml.root("ListAllMyBucketsResult")
-    _owner(root, call.caller.key.tenant if call.caller.key else "")
+    xml.person(root, "Owner", call.caller.key.tenant if call.caller.key else "")
     buckets = xml.sub(root, "Buckets")
     for record in visible:
         b = xml.sub(buckets, "Bucket")
@@ -117,15 +110,6 @@ def _max_keys(q) -> int:
     return min(value, 1000)
 
 
-def _encoder(q) -> Callable[[str], str]:
-    encoding = q.get("encoding-type", "")
-    if encoding not in ("", "url"):
-        raise S3Error("InvalidArgument", f"encoding-type {encoding[:20]!r}: only 'url' is supported")
-    if encoding:
-        return lambda text: quote(text, safe="/")
-    return lambda text: text
-
-
 def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: str | None) -> None:
     c = xml.sub(root, "Contents")
     xml.sub(c, "Key", enc(m.key))
@@ -133,7 +117,7 @@ def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: s
     xml.sub(c, "ETag", objects.etag(m))
     xml.sub(c, "Size", m.size)
     if owner is not None:
-        _owner(c, owner)
+        xml.person(c, "Owner", owner)
     xml.sub(c, "StorageClass", "STANDARD")
 
 
@@ -141,7 +125,7 @@ async def list_objects(s: Services, call: Call) -> web.StreamResponse:
     """ListObjects V1 (marker) or V2 (list-type=2: continuation-token, start-after, fetch-owner)."""
     q = call.request.query
     v2 = q.get("list-type") == "2"
-    max_keys, enc = _max_keys(q), _encoder(q)
+    max_keys, enc = _max_keys(q), xml.key_encoder(q)
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     token = q.get("continuation-token", "") if v2 else ""
     marker = (_untoken(token) if token else q.get("start-after", "")) if v2 else q.get("marker", "")

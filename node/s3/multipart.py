@@ -28,7 +28,6 @@ from maillage.storage import version_time
 
 from ..background import BackgroundLoop
 from ..clock import SYSTEM_CLOCK, Clock
-from ..coordinator import Upload
 from ..errors import NodeError
 from ..uploads import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
 from . import objects, payload, xml
@@ -85,19 +84,6 @@ def _upload_id(q: Mapping[str, str]) -> str:
     return value
 
 
-def _encoder(q: Mapping[str, str]) -> Callable[[str], str]:
-    encoding = q.get("encoding-type", "")
-    if encoding not in ("", "url"):
-        raise S3Error("InvalidArgument", f"encoding-type {encoding[:20]!r}: only 'url' is supported")
-    return (lambda text: quote(text, safe="/")) if encoding else (lambda text: text)
-
-
-def _person(parent: ET.Element, tag: str, tenant: str) -> None:
-    element = xml.sub(parent, tag)
-    xml.sub(element, "ID", tenant)
-    xml.sub(element, "DisplayName", tenant)
-
-
 def _quoted(md5: str) -> str:
     return f'"{md5}"'
 
@@ -107,12 +93,8 @@ def _quoted(md5: str) -> str:
 @_translated
 async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
-    headers = call.request.headers
     await s.tenancy.bucket(call.caller, call.bucket, "write")
-    upload = await _uploads(s).create_upload(
-        Upload(bucket=call.bucket, key=call.key, content_type=headers.get("Content-Type") or "application/octet-stream",
-               user_metadata=objects.user_metadata(headers), attributes=objects.stored_headers(headers)),
-        initiator=call.caller.tenant)
+    upload = await _uploads(s).create_upload(objects.upload_from(call), initiator=call.caller.tenant)
     root = xml.root("InitiateMultipartUploadResult")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
@@ -250,7 +232,7 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     upload_id = _upload_id(q)
     max_parts = min(_integer(q, "max-parts", MAX_PAGE), MAX_PAGE)
     marker = _integer(q, "part-number-marker", 0)
-    enc = _encoder(q)
+    enc = xml.key_encoder(q)
     record = await s.tenancy.bucket(call.caller, call.bucket, "read")
     if max_parts == 0:
         upload = await _uploads(s).get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
@@ -263,8 +245,8 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", enc(call.key))
     xml.sub(root, "UploadId", upload_id)
-    _person(root, "Initiator", upload.initiator)
-    _person(root, "Owner", record.owner)
+    xml.person(root, "Initiator", upload.initiator)
+    xml.person(root, "Owner", record.owner)
     xml.sub(root, "StorageClass", "STANDARD")
     xml.sub(root, "PartNumberMarker", marker)
     xml.sub(root, "NextPartNumberMarker", next_marker)
@@ -285,8 +267,8 @@ def _upload_element(root: ET.Element, upload: MultipartUpload, owner: str, enc: 
     u = xml.sub(root, "Upload")
     xml.sub(u, "Key", enc(upload.key))
     xml.sub(u, "UploadId", upload.upload_id)
-    _person(u, "Initiator", upload.initiator)
-    _person(u, "Owner", owner)
+    xml.person(u, "Initiator", upload.initiator)
+    xml.person(u, "Owner", owner)
     xml.sub(u, "StorageClass", "STANDARD")
     xml.sub(u, "Initiated", xml.iso8601(version_time(upload.initiated)))
 
@@ -298,7 +280,7 @@ async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
     max_uploads = min(_integer(q, "max-uploads", MAX_PAGE), MAX_PAGE)
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
-    enc = _encoder(q)
+    enc = xml.key_encoder(q)
     record = await s.tenancy.bucket(call.caller, call.bucket, "read")
     root = xml.root("ListMultipartUploadsResult")
     xml.sub(root, "Bucket", call.bucket)

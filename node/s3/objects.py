@@ -31,7 +31,7 @@ from .common import Call, Services, xml_response
 from .errors import S3Error
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
-           "stored_headers", "read_range", "check_conditions", "COPY_SOURCE"]
+           "stored_headers", "read_range", "check_conditions", "COPY_SOURCE", "upload_from"]
 
 READ_AHEAD = 2  # chunks fetched ahead of the one being sent (each up to 4 MiB)
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
@@ -63,6 +63,15 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     return {name[len(_META):].lower(): value for name, value in headers.items() if name.lower().startswith(_META)}
+
+
+def upload_from(call: Call, attributes: dict[str, str] | None = None) -> Upload:
+    """What an S3 write request says of the object it makes: key, Content-Type, x-amz-meta-* and
+    the stored headers (`attributes`, when given, is the dict to keep them in)."""
+    headers = call.request.headers
+    return Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
+                  content_type=headers.get("Content-Type") or "application/octet-stream",
+                  attributes=stored_headers(headers) if attributes is None else attributes)
 
 
 def _last_modified(m: Manifest) -> str:
@@ -162,11 +171,8 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     await _check_put_conditions(s, call)
-    attributes = stored_headers(headers)
-
-    upload = Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
-                    content_type=headers.get("Content-Type") or "application/octet-stream",
-                    attributes=attributes)
+    attributes = stored_headers(headers)  # with_md5 adds the ETag once the body is through
+    upload = upload_from(call, attributes)
     manifest, _sites = await s.coordinator.put_object(
         upload, with_md5(payload.body(call, budget=s.upload_budget), attributes))
     return web.Response(status=200, headers={"ETag": etag(manifest)})
@@ -298,9 +304,7 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     replacement = None
     if directive == "REPLACE":
-        replacement = Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
-                             content_type=headers.get("Content-Type") or "application/octet-stream",
-                             attributes=stored_headers(headers))
+        replacement = upload_from(call)
     manifest = await s.coordinator.copy_object(
         source_bucket, source_key, call.bucket, call.key, replacement=replacement,
         check=partial(check_conditions, headers, prefix=COPY_SOURCE))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
@@ -109,3 +109,20 @@ def delete_request(body: bytes, limit: int) -> tuple[list[str], bool]:
     if len(keys) > limit:
         raise S3Error("MalformedXML", f"the Delete request names {len(keys)} objects, the limit is {limit}")
     return keys, quiet
+
+
+def person(parent: ET.Element, tag: str, tenant: str) -> None:
+    """An Owner or Initiator element: the tenant, as its ID and display name."""
+    element = sub(parent, tag)
+    sub(element, "ID", tenant)
+    sub(element, "DisplayName", tenant)
+
+
+def key_encoder(query: Mapping[str, str]) -> Callable[[str], str]:
+    """How a listing writes keys and prefixes: as they are, or URL-encoded (encoding-type=url)."""
+    encoding = query.get("encoding-type", "")
+    if encoding not in ("", "url"):
+        raise S3Error("InvalidArgument", f"encoding-type {encoding[:20]!r}: only 'url' is supported")
+    if encoding:
+        return lambda text: quote(text, safe="/")
+    return lambda text: text
