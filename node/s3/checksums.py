@@ -83,6 +83,3 @@ class Running:
         if self._xxhash is not None:
             return bytes(self._xxhash.finalize())
         return self._crc.to_bytes(ALGORITHMS[self.algorithm], "big")
-
-    def b64(self) -> str:
-        return base64.b64encode(self.digest()).decode()

@@ -39,7 +39,7 @@ from .common import Call, same
 from .errors import S3Error
 from .sigv4 import Verified
 
-__all__ = ["body", "small_body", "decode_chunked", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
+__all__ = ["body", "small_body", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
            "MAX_CHUNK", "MAX_LINE", "MAX_TRAILER_LINES"]
 
 READ_PIECE = 256 * 1024
@@ -231,11 +231,6 @@ class ChunkedBody:
         if missing:
             raise S3Error("InvalidRequest", f"the trailer {', '.join(missing)} announced by x-amz-trailer "
                                             f"is missing from the body{_NOTHING_WRITTEN}")
-
-
-def decode_chunked(source: AsyncIterator[bytes], auth: Verified, decoded_length: int,
-                   trailer_names: tuple[str, ...] = ()) -> ChunkedBody:
-    return ChunkedBody(source, auth, decoded_length, trailer_names)
 
 
 # ----- what the request says about its body ---------------------------------------------------

@@ -190,16 +190,10 @@ def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterabl
     if payload_hash != UNSIGNED and payload_hash not in STREAMING_MODES and not _HASH.match(payload_hash):
         raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a hex SHA-256 or "
                                          "a STREAMING-* aws-chunked mode")
-    key = key_of(match["key_id"])
-    if key is None:
-        raise S3Error("InvalidAccessKeyId", f"no active access key {match['key_id']!r}")
-    scope = credential_scope(match["date"], match["region"], match["service"])
     canonical = canonical_request(method, path, raw_query, headers, signed, payload_hash)
-    derived = signing_key(key.secret, match["date"], match["region"], match["service"])
-    expected = hmac.new(derived, string_to_sign(timestamp, scope, canonical).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, match["sig"]):
-        raise S3Error("SignatureDoesNotMatch", "the request signature does not match: check the secret key "
-                                               "and the signing method")
+    key, derived, scope = _signed_by(key_of, match, timestamp, canonical, match["sig"],
+                                     "the request signature does not match: check the secret key and the "
+                                     "signing method")
     hashed = payload_hash if _HASH.match(payload_hash) else None
     return Verified(key, hashed, mode=payload_hash, signature=match["sig"], signing_key=derived, scope=scope,
                     timestamp=timestamp)
@@ -228,7 +222,7 @@ def _verify_presigned(method: str, path: str, raw_query: str, headers: Mapping[s
     if credential["service"] != "s3":
         raise _query_error(f"X-Amz-Credential names service {credential['service']!r}, not 's3'")
     timestamp = params["X-Amz-Date"]
-    when = _parse_time(timestamp) if _TIMESTAMP.match(timestamp) else None
+    when = _parse_time(timestamp)
     if when is None:
         raise _query_error("X-Amz-Date must be like 20260101T120000Z")
     if timestamp[:8] != credential["date"]:
@@ -251,20 +245,29 @@ def _verify_presigned(method: str, path: str, raw_query: str, headers: Mapping[s
     payload_hash = next((v for n, v in query_pairs(raw_query) if n == "X-Amz-Content-Sha256"), UNSIGNED)
     if payload_hash != UNSIGNED and not _HASH.match(payload_hash):
         raise _query_error("X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD or a hex SHA-256")
+    canonical = canonical_request(method, path, raw_query, headers, signed, payload_hash,
+                                  exclude=frozenset({"X-Amz-Signature"}))
+    key, derived, scope = _signed_by(key_of, credential, timestamp, canonical, params["X-Amz-Signature"],
+                                     "the presigned URL's signature does not match: it was changed after "
+                                     "signing, or signed with another secret")
+    return Verified(key, None if payload_hash == UNSIGNED else payload_hash, mode=payload_hash,
+                    signature=params["X-Amz-Signature"], signing_key=derived, scope=scope, timestamp=timestamp,
+                    presigned=True)
+
+
+def _signed_by(key_of: KeyOf, credential: re.Match[str], timestamp: str, canonical: str, given: str,
+               mismatch: str) -> tuple[AccessKey, bytes, str]:
+    """The active key the credential (key_id, date, region, service) names, once its derived key is
+    found to have signed `canonical` as `given`; with that derived key and the credential scope."""
     key = key_of(credential["key_id"])
     if key is None:
         raise S3Error("InvalidAccessKeyId", f"no active access key {credential['key_id']!r}")
     scope = credential_scope(credential["date"], credential["region"], credential["service"])
-    canonical = canonical_request(method, path, raw_query, headers, signed, payload_hash,
-                                  exclude=frozenset({"X-Amz-Signature"}))
     derived = signing_key(key.secret, credential["date"], credential["region"], credential["service"])
     expected = hmac.new(derived, string_to_sign(timestamp, scope, canonical).encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, params["X-Amz-Signature"]):
-        raise S3Error("SignatureDoesNotMatch", "the presigned URL's signature does not match: it was changed "
-                                               "after signing, or signed with another secret")
-    return Verified(key, None if payload_hash == UNSIGNED else payload_hash, mode=payload_hash,
-                    signature=params["X-Amz-Signature"], signing_key=derived, scope=scope, timestamp=timestamp,
-                    presigned=True)
+    if not hmac.compare_digest(expected, given):
+        raise S3Error("SignatureDoesNotMatch", mismatch)
+    return key, derived, scope
 
 
 def _parse_time(timestamp: str) -> datetime.datetime | None:
