@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -114,7 +113,7 @@ class S3Server:
         if self._domain and host.endswith("." + self._domain):
             return host[:-len(self._domain) - 1], path[1:]
         bucket, _, key = path.lstrip("/").partition("/")
-        return unquote(bucket) if "%" in bucket else bucket, key
+        return bucket, key
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         headers: dict[str, list[str]] = {}

@@ -54,6 +54,7 @@ def test_refusals(method, bucket, key, query, code) -> None:
     ("photos.s3.example.org:9000", "/", ("photos", "")),
     ("127.0.0.1:9000", "/photos", ("photos", "")),
     ("s3.example.org", "/", ("", "")),
+    ("127.0.0.1:9000", "/%2561bc/k", ("%61bc", "k")),  # decoded once (aiohttp), never twice
 ])
 def test_path_and_virtual_host_addressing(host, path, expected) -> None:
     server = S3Server("127.0.0.1:0", services=None, access=None, domain="s3.example.org")  # type: ignore[arg-type]
