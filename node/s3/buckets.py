@@ -178,7 +178,7 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
             h.lower().startswith("x-amz-checksum-") for h in call.request.headers):
         raise S3Error("InvalidRequest", "DeleteObjects needs a Content-MD5 or x-amz-checksum-* header")
     body = await payload.small_body(call, DELETE_BODY_LIMIT)
-    keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS)
+    keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     slots = asyncio.Semaphore(DELETES_AT_ONCE)
 

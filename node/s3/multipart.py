@@ -170,21 +170,14 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
 
 # ----- Complete, Abort -----------------------------------------------------------------------
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def complete_request(body: bytes) -> list[tuple[int, str]]:
     """(part number, ETag) of each Part of a CompleteMultipartUpload body, in the order given
     (checksum elements are accepted and not used)."""
-    element = xml.parse(body, MAX_COMPLETE_BODY)
-    if _local(element.tag) != "CompleteMultipartUpload":
-        raise S3Error("MalformedXML", f"expected CompleteMultipartUpload, got {_local(element.tag)[:40]}")
     parts: list[tuple[int, str]] = []
-    for child in element:
-        if _local(child.tag) != "Part":
+    for child in xml.parse(body, "CompleteMultipartUpload", MAX_COMPLETE_BODY):
+        if xml.local_name(child.tag) != "Part":
             continue
-        fields = {_local(c.tag): (c.text or "").strip() for c in child}
+        fields = {xml.local_name(c.tag): (c.text or "").strip() for c in child}
         number, etag = fields.get("PartNumber", ""), fields.get("ETag", "")
         if not _NUMBER.match(number) or not etag:
             raise S3Error("MalformedXML", "every Part of the CompleteMultipartUpload request needs a PartNumber "

@@ -56,17 +56,22 @@ def error_document(code: str, message: str, resource: str, request_id: str) -> b
     return document(error)
 
 
-def _local(tag: str) -> str:
+def local_name(tag: str) -> str:
+    """An element's name without its namespace."""
     return tag.rsplit("}", 1)[-1]
 
 
-def parse(body: bytes, limit: int = MAX_XML_BODY) -> ET.Element:
+def parse(body: bytes, expect: str, limit: int = MAX_XML_BODY) -> ET.Element:
+    """A request's XML body, whose root must be `expect` (MalformedXML otherwise, or when it is
+    larger than `limit` bytes, not well-formed, or uses entities or a DTD)."""
     if len(body) > limit:
         raise S3Error("MalformedXML", f"the XML body is {len(body)} bytes, more than {limit}")
     try:
         element: ET.Element = SafeET.fromstring(body)
     except Exception as exc:  # ParseError or defusedxml's refusals (entities, DTDs)
         raise S3Error("MalformedXML", f"the XML body is not well-formed or not allowed: {exc}") from None
+    if local_name(element.tag) != expect:
+        raise S3Error("MalformedXML", f"expected {expect}, got {local_name(element.tag)[:40]}")
     return element
 
 
@@ -74,11 +79,8 @@ def location_constraint(body: bytes) -> str:
     """The LocationConstraint of a CreateBucketConfiguration body ("" when absent or empty)."""
     if not body.strip():
         return ""
-    element = parse(body)
-    if _local(element.tag) != "CreateBucketConfiguration":
-        raise S3Error("MalformedXML", f"expected CreateBucketConfiguration, got {_local(element.tag)}")
-    for child in element:
-        if _local(child.tag) == "LocationConstraint":
+    for child in parse(body, "CreateBucketConfiguration"):
+        if local_name(child.tag) == "LocationConstraint":
             return (child.text or "").strip()
     return ""
 
@@ -88,19 +90,16 @@ def elements(parent: ET.Element, tag: str, texts: Iterable[str]) -> None:
         sub(sub(parent, tag), "Prefix", text)
 
 
-def delete_request(body: bytes, limit: int) -> tuple[list[str], bool]:
-    """The keys and the Quiet flag of a DeleteObjects body (<Delete><Object><Key>...)."""
-    element = parse(body, 2 * 1024 * 1024)
-    if _local(element.tag) != "Delete":
-        raise S3Error("MalformedXML", f"expected Delete, got {_local(element.tag)}")
+def delete_request(body: bytes, limit: int, body_limit: int) -> tuple[list[str], bool]:
+    """The keys (at most `limit`) and the Quiet flag of a DeleteObjects body (<Delete><Object><Key>...)."""
     keys: list[str] = []
     quiet = False
-    for child in element:
-        tag = _local(child.tag)
+    for child in parse(body, "Delete", body_limit):
+        tag = local_name(child.tag)
         if tag == "Quiet":
             quiet = (child.text or "").strip().lower() == "true"
         elif tag == "Object":
-            key = next((c.text for c in child if _local(c.tag) == "Key"), None)
+            key = next((c.text for c in child if local_name(c.tag) == "Key"), None)
             if not key:
                 raise S3Error("MalformedXML", "an Object of the Delete request has no Key")
             keys.append(key)

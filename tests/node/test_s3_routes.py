@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maillage.node.s3 import buckets, multipart, objects, routes
 from maillage.node.s3.errors import S3Error
@@ -69,3 +71,23 @@ def test_an_error_about_a_key_with_control_characters_is_still_parseable_xml() -
     doc = ET.fromstring(xml.error_document("InvalidArgument", "key '\x01x\x1f' is refused", "/b/\x01x\x1f", "R1"))
     assert doc.findtext("Resource") == "/b/%01x%1F"
     assert doc.findtext("Code") == "InvalidArgument" and "\ufffd" in doc.findtext("Message")
+
+
+_XML_BODIES = st.one_of(
+    st.binary(max_size=400),
+    st.builds(lambda root, inner: f"<{root}>{inner}</{root}>".encode(),
+              st.sampled_from(["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration", "x"]),
+              st.text(alphabet="<>/&;!?\"' aKeyPartNumberETagObjectQuiet0123456789", max_size=200)))
+
+
+@given(_XML_BODIES)
+@settings(max_examples=300, deadline=None)
+def test_request_xml_parsers_answer_a_result_or_an_s3_error(body: bytes) -> None:
+    """Hostile bodies for every XML a request can carry: parsed, or refused with an S3 error
+    (MalformedXML for anything not well-formed or of the wrong shape), never another exception."""
+    from maillage.node.s3 import multipart, xml
+    for parse in (xml.location_constraint, lambda b: xml.delete_request(b, 1000, 4096), multipart.complete_request):
+        try:
+            parse(body)
+        except S3Error as err:
+            assert err.code == "MalformedXML", (err.code, err.message)
