@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from maillage.node.allocator import keep_large_buffers
+
 from . import (
     access_cmd,
     audit_cmd,
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_large_buffers()  # every command may move chunks: the node, transfers, benchmarks
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from maillage.proto import rpc
 from maillage.proto.channels import new_server
 from maillage.proto.limits import max_request_message
 
+from .allocator import keep_large_buffers
 from .auth import SignedLayouts
 from .bootstrap import NodeConfig, Stores, load_access, load_layout, load_s3_tls, load_trust, open_stores
 from .gate import AuthGate, TrustingGate
@@ -122,6 +123,7 @@ async def _run(config: NodeConfig) -> None:
 
 def run_node(config: NodeConfig) -> None:
     """Serve until SIGTERM or SIGINT (uvloop when it is installed)."""
+    keep_large_buffers()
     try:
         import uvloop
     except ImportError:

@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maillage.proto import frame as frame_module
 from maillage.proto.frame import (
     CODEC_RAW,
     CODEC_ZSTD,
     FRAME_HEADER_SIZE,
+    SAMPLE_ABOVE,
     CorruptFrame,
     chunk_digest,
     decode_frame,
@@ -296,3 +298,52 @@ def test_verify_streams_large_chunks_through_the_hash() -> None:
     assert read_frame_header(frame).codec == CODEC_ZSTD
     peak = _peak_during(lambda: verify_frame(frame))
     assert peak < 4 << 20  # never the 18 MiB of plain bytes
+
+
+# ----- sampling before compressing a large chunk ---------------------------------------------------
+
+segments = st.lists(
+    st.one_of(st.binary(min_size=1, max_size=64).map(lambda w: w * (40_000 // len(w) + 1)),
+              st.integers(1, 80_000).map(os.urandom)),
+    min_size=1, max_size=12)
+
+
+@given(segments)
+@settings(max_examples=40, deadline=None)
+def test_large_chunks_round_trip_whatever_the_samples_decide(parts: list[bytes]) -> None:
+    data = b"".join(parts) + os.urandom(SAMPLE_ABOVE)  # above the sampling size, mixed content
+    frame = encode_frame(data)
+    header = read_frame_header(frame)
+    assert decode_frame(frame, expected_digest=chunk_digest(data)) == data
+    assert (header.stored_length < len(data)) if header.codec == CODEC_ZSTD else header.stored_length == len(data)
+
+
+def _compressed_lengths(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    seen: list[int] = []
+    real = frame_module._compressor
+
+    class Recording:
+        def __init__(self, level: int) -> None:
+            self._inner = real(level)
+
+        def compress(self, data: bytes | memoryview) -> bytes:
+            seen.append(len(data))
+            return self._inner.compress(data)
+
+    monkeypatch.setattr(frame_module, "_compressor", Recording)
+    return seen
+
+
+def test_a_large_incompressible_chunk_is_not_compressed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _compressed_lengths(monkeypatch)
+    data = os.urandom(4 << 20)
+    assert read_frame_header(encode_frame(data)).codec == CODEC_RAW
+    assert seen and max(seen) < SAMPLE_ABOVE  # only the samples went through zstd
+
+
+def test_a_large_compressible_chunk_is_compressed_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _compressed_lengths(monkeypatch)
+    data = b"patient record 0042; ward B; " * 150_000
+    header = read_frame_header(encode_frame(data))
+    assert header.codec == CODEC_ZSTD and header.stored_length < len(data) // 10
+    assert len(data) in seen
