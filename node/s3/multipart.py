@@ -122,7 +122,7 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     _declared_length(call.request.headers)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
     attributes: dict[str, str] = {}
-    body = objects.with_md5(payload.body(call, budget=s.upload_budget), attributes)
+    body = objects.hashed_body(s, call, attributes)
     part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, body, attributes,
                                          expiry=s.upload_expiry)
     return web.Response(status=200, headers={"ETag": _quoted(part.etag)})

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import email.utils
 import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -173,8 +174,7 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
     await _check_put_conditions(s, call)
     attributes = stored_headers(headers)  # with_md5 adds the ETag once the body is through
     upload = upload_from(call, attributes)
-    manifest, _sites = await s.coordinator.put_object(
-        upload, with_md5(payload.body(call, budget=s.upload_budget), attributes))
+    manifest, _sites = await s.coordinator.put_object(upload, hashed_body(s, call, attributes))
     return web.Response(status=200, headers={"ETag": etag(manifest)})
 
 
@@ -184,10 +184,19 @@ _MD5_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-md5")
 _MD5_INLINE = 64 * 1024  # smaller pieces cost less to hash here than to hand over
 
 
-async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str]) -> AsyncIterator[bytes]:
+def hashed_body(s: Services, call: Call, attributes: dict[str, str]) -> AsyncIterator[bytes]:
+    """The body of an object or part write (`payload.body`), its MD5 computed once: the ETag in
+    `attributes`, and the check of a Content-MD5 header."""
+    expected = payload.content_md5(call.request.headers)
+    return with_md5(payload.body(call, budget=s.upload_budget, check_content_md5=False), attributes, expected)
+
+
+async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str],
+                   expected: bytes | None = None) -> AsyncIterator[bytes]:
     """Pass `pieces` on; their MD5 (the S3 ETag) lands in `attributes[MD5_ATTRIBUTE]` once they are
-    all through (the coordinator reads an upload's attributes after its stream). A piece is hashed
-    on the MD5 thread while the next one is read and the coordinator works on this one."""
+    all through (the coordinator reads an upload's attributes after its stream), or BadDigest ends
+    the stream, before anything is written, when it is not `expected` (a Content-MD5). A piece is
+    hashed on the MD5 thread while the next one is read and the coordinator works on this one."""
     md5 = hashlib.md5(usedforsecurity=False)
     loop = asyncio.get_running_loop()
     last: asyncio.Future[None] | None = None
@@ -199,6 +208,8 @@ async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str]) -> 
         yield piece
     if last is not None:
         await last  # the single thread ran every update before this last one
+    if expected is not None and not hmac.compare_digest(md5.digest(), expected):
+        raise S3Error("BadDigest", "the body does not match its Content-MD5; nothing was written")
     attributes[MD5_ATTRIBUTE] = md5.hexdigest()
 
 

@@ -277,7 +277,8 @@ def _decoded_length(headers: Mapping[str, str]) -> int:
     return length
 
 
-def _content_md5(headers: Mapping[str, str]) -> bytes | None:
+def content_md5(headers: Mapping[str, str]) -> bytes | None:
+    """The request's Content-MD5 (16 bytes), None without one; InvalidDigest when malformed."""
     value = headers.get("Content-MD5")
     if value is None:
         return None
@@ -293,14 +294,15 @@ def _content_md5(headers: Mapping[str, str]) -> bytes | None:
 # ----- the body ---------------------------------------------------------------------------------
 
 async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str, str] | None = None,
-               budget: UploadBudget | None = None) -> AsyncIterator[bytes]:
+               budget: UploadBudget | None = None, check_content_md5: bool = True) -> AsyncIterator[bytes]:
     """The upload's bytes, decoded; raises S3Error before the stream ends when they do not match
     what was signed or sent. `checksum_headers=False` leaves x-amz-checksum-* headers unchecked (for
     a request whose checksum headers describe something else than its body, such as
     CompleteMultipartUpload's whole-object checksum). `verified`, when given, receives
     algorithm -> base64 value of each checksum that was sent and matched. `budget`: the node's
     upload budget, which a signed aws-chunked chunk (held whole until its signature is checked)
-    is counted against."""
+    is counted against. `check_content_md5=False`: the caller hashes the body with MD5 anyway (an
+    object's ETag) and checks Content-MD5 itself (`objects.hashed_body`), so it is not hashed twice."""
     headers = call.request.headers
     auth = call.auth
     sent = _checksum_headers(headers) if checksum_headers else {}
@@ -317,7 +319,7 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
             raise S3Error("InvalidRequest", f"the value of {header_name(algorithm)} is not the base64 of a "
                                             f"{algorithm.upper()} digest")
     running = [Running(algorithm) for algorithm in sent]
-    md5 = _content_md5(headers)
+    md5 = content_md5(headers) if check_content_md5 else None
     if md5 is not None:
         running.append(Running("md5"))
     digest = hashlib.sha256() if auth.payload_sha256 is not None else None

@@ -224,6 +224,29 @@ def test_etags_are_md5_and_standard_headers_are_kept(mesh, s3):
     assert small["ETag"] == f'"{hashlib.md5(b"tiny").hexdigest()}"'
 
 
+def test_content_md5_is_checked_on_object_and_part_writes(mesh, s3):
+    import base64
+    import hashlib
+    s3.create_bucket(Bucket="md5-checked")
+    body = b"y" * (CHUNK + 5)
+
+    def md5_of(data: bytes) -> str:
+        return base64.b64encode(hashlib.md5(data).digest()).decode()
+    put = s3.put_object(Bucket="md5-checked", Key="k", Body=body, ContentMD5=md5_of(body))
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="md5-checked", Key="k", Body=b"z" + body[1:], ContentMD5=md5_of(body))
+    assert code(err) == "BadDigest"
+    assert s3.get_object(Bucket="md5-checked", Key="k")["Body"].read() == body  # nothing was written
+    upload = s3.create_multipart_upload(Bucket="md5-checked", Key="parts")["UploadId"]
+    with pytest.raises(ClientError) as err:
+        s3.upload_part(Bucket="md5-checked", Key="parts", UploadId=upload, PartNumber=1, Body=b"abc",
+                       ContentMD5=md5_of(b"abd"))
+    assert code(err) == "BadDigest"
+    assert s3.list_parts(Bucket="md5-checked", Key="parts", UploadId=upload).get("Parts", []) == []
+    s3.abort_multipart_upload(Bucket="md5-checked", Key="parts", UploadId=upload)
+
+
 def status(err: pytest.ExceptionInfo) -> int:
     return err.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
