@@ -61,6 +61,11 @@ from .transport import Peers
 log = logging.getLogger(__name__)
 
 GROUP_CONCURRENCY = 8
+# Groups pulled from one peer at once (each a SyncListing, then its chunk copies). A wiped node
+# differs from a peer in every group they share: unbounded, its first round opened hundreds of
+# streams on a fresh connection, and the peer refused those past its stream limit (REFUSED_STREAM
+# before its settings arrived), leaving those groups for later rounds.
+PULLS_PER_PEER = 16
 MANIFEST_OVERHEAD = 256  # bytes charged to the rate limit per manifest besides inline data
 TRANSFERS = 8  # chunk copies in flight per node, from all sources together
 BUCKET_SOURCES = 3  # peers asked each round for bucket records
@@ -243,11 +248,14 @@ class Repairer(BackgroundLoop):
         self.progress.groups_done = min(self.progress.groups_done + len(groups) - len(differing),
                                         len(plan.owned))
 
+        pulls = asyncio.Semaphore(PULLS_PER_PEER)
+
         async def pull(group: SyncGroup) -> None:
-            try:
-                await self._pull(peer, group, plan)
-            except (NodeError, StorageError) as err:
-                log.info("repair: pulling %s from %s: %s", group, peer, err)
+            async with pulls:
+                try:
+                    await self._pull(peer, group, plan)
+                except (NodeError, StorageError) as err:
+                    log.info("repair: pulling %s from %s: %s", group, peer, err)
             self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
         await asyncio.gather(*(pull(g) for g in differing))
 

@@ -218,3 +218,36 @@ def test_the_token_bucket_waits_on_its_clock():
         await asyncio.wait_for(waiting, 1.0)
         await TokenBucket(0, clock).take(10**9)  # rate 0: unlimited
     run(main())
+
+
+def test_a_wiped_node_pulls_a_bounded_number_of_groups_from_each_peer_at_once(mesh, monkeypatch):
+    from maillage.node import repair as repair_module
+    monkeypatch.setattr(repair_module, "PULLS_PER_PEER", 2)
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+    real_pull = repair_module.Repairer._pull
+
+    async def counted_pull(self, peer, group, plan):
+        in_flight[peer] = in_flight.get(peer, 0) + 1
+        most[peer] = max(most.get(peer, 0), in_flight[peer])
+        try:
+            await asyncio.sleep(0)  # let the other pulls of this round start, if they may
+            return await real_pull(self, peer, group, plan)
+        finally:
+            in_flight[peer] -= 1
+    monkeypatch.setattr(repair_module.Repairer, "_pull", counted_pull)
+
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        manifests = [await mesh.put("scans", f"k{i}", os.urandom(3000 + i)) for i in range(40)]  # chunked here
+        victim = "paris-1"
+        chunks = mesh.nodes[victim].local.chunks
+        owed = set(chunks.iter_digests())
+        for digest in owed:  # the wipe
+            chunks.delete(digest)
+        await mesh.repair(1, nodes=[victim])
+        assert owed and all(chunks.has(d) for d in owed)  # all back in one round
+        assert most and max(most.values()) == 2  # and never more than the bound per peer
+        for i, m in enumerate(manifests):
+            assert await mesh.get("scans", f"k{i}") is not None and m.size == 3000 + i
+    run(main())
