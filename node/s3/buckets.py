@@ -16,7 +16,7 @@ from maillage.storage import Manifest, version_time
 from ..coordinator import is_common_prefix, past
 from ..errors import BucketAlreadyExists
 from . import objects, payload, xml
-from .common import Call, Services, xml_response
+from .common import Call, Services, query_integer, xml_response
 from .errors import S3Error, from_exception
 
 __all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get_bucket_location",
@@ -100,16 +100,6 @@ def _resume_after(marker: str, prefix: str, delimiter: str) -> str:
     return past(marker) if is_common_prefix(marker, prefix, delimiter) else marker
 
 
-def _max_keys(q) -> int:
-    try:
-        value = int(q.get("max-keys", "1000"))
-    except ValueError:
-        raise S3Error("InvalidArgument", "max-keys must be an integer") from None
-    if value < 0:
-        raise S3Error("InvalidArgument", "max-keys must not be negative")
-    return min(value, 1000)
-
-
 def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: str | None) -> None:
     c = xml.sub(root, "Contents")
     xml.sub(c, "Key", enc(m.key))
@@ -125,7 +115,7 @@ async def list_objects(s: Services, call: Call) -> web.StreamResponse:
     """ListObjects V1 (marker) or V2 (list-type=2: continuation-token, start-after, fetch-owner)."""
     q = call.request.query
     v2 = q.get("list-type") == "2"
-    max_keys, enc = _max_keys(q), xml.key_encoder(q)
+    max_keys, enc = query_integer(q, "max-keys", 1000, largest=1000), xml.key_encoder(q)
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     token = q.get("continuation-token", "") if v2 else ""
     marker = (_untoken(token) if token else q.get("start-after", "")) if v2 else q.get("marker", "")

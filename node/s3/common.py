@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from ..coordinator import Coordinator
 from ..layout_state import LayoutState
 from ..tenancy import Caller, Tenancy
 from . import xml
+from .errors import S3Error
 from .sigv4 import Verified
 
 __all__ = ["Services", "Call", "Handler", "xml_response", "same"]
@@ -55,3 +57,19 @@ def xml_response(element: ET.Element, status: int = 200) -> web.Response:
 def same(a: str, b: str) -> bool:
     """Constant-time comparison of two digests or signatures."""
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+#: A non-negative integer as S3 query parameters and part numbers write it (at most 9 digits).
+NUMBER = re.compile(r"\d{1,9}\Z")
+
+
+def query_integer(q: Mapping[str, str], name: str, default: int, *, largest: int | None = None) -> int:
+    """A non-negative integer query parameter (max-keys, max-parts, part-number-marker...): `default`
+    when absent or empty, at most `largest` when given; anything else is InvalidArgument."""
+    value = q.get(name)
+    if value is None or value == "":
+        return default
+    if not NUMBER.match(value.strip()):
+        raise S3Error("InvalidArgument", f"{name} must be a non-negative integer, got {value[:20]!r}")
+    return int(value) if largest is None else min(int(value), largest)
+

@@ -31,7 +31,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import NodeError
 from ..uploads import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
 from . import objects, payload, xml
-from .common import Call, Handler, Services, xml_response
+from .common import NUMBER, Call, Handler, Services, query_integer, xml_response
 from .errors import S3Error
 
 __all__ = ["create_upload", "upload_part", "upload_part_copy", "complete_upload", "abort_upload",
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 MAX_COMPLETE_BODY = 2 * 1024 * 1024  # 10000 parts of ~150 bytes of XML (ETag, checksums)
 MAX_PAGE = 1000
 _COPY_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})\Z")
-_NUMBER = re.compile(r"\d{1,9}\Z")
 
 
 def _uploads(s: Services) -> MultipartUploads:
@@ -61,18 +60,9 @@ def _translated(handler: Handler) -> Handler:
     return run
 
 
-def _integer(q: Mapping[str, str], name: str, default: int) -> int:
-    value = q.get(name)
-    if value is None or value == "":
-        return default
-    if not _NUMBER.match(value.strip()):
-        raise S3Error("InvalidArgument", f"{name} must be a non-negative integer, got {value[:20]!r}")
-    return int(value)
-
-
 def _part_number(q: Mapping[str, str]) -> int:
     value = q.get("partNumber", "")
-    if not _NUMBER.match(value.strip()) or not 1 <= int(value) <= MAX_PARTS:
+    if not NUMBER.match(value.strip()) or not 1 <= int(value) <= MAX_PARTS:
         raise S3Error("InvalidArgument", f"partNumber {value[:20]!r}: use an integer from 1 to {MAX_PARTS}")
     return int(value)
 
@@ -179,7 +169,7 @@ def complete_request(body: bytes) -> list[tuple[int, str]]:
             continue
         fields = {xml.local_name(c.tag): (c.text or "").strip() for c in child}
         number, etag = fields.get("PartNumber", ""), fields.get("ETag", "")
-        if not _NUMBER.match(number) or not etag:
+        if not NUMBER.match(number) or not etag:
             raise S3Error("MalformedXML", "every Part of the CompleteMultipartUpload request needs a PartNumber "
                                           "and an ETag")
         parts.append((int(number), etag))
@@ -223,8 +213,8 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     """GET /bucket/key?uploadId=ID (max-parts, part-number-marker)."""
     q = call.request.query
     upload_id = _upload_id(q)
-    max_parts = min(_integer(q, "max-parts", MAX_PAGE), MAX_PAGE)
-    marker = _integer(q, "part-number-marker", 0)
+    max_parts = query_integer(q, "max-parts", MAX_PAGE, largest=MAX_PAGE)
+    marker = query_integer(q, "part-number-marker", 0)
     enc = xml.key_encoder(q)
     record = await s.tenancy.bucket(call.caller, call.bucket, "read")
     if max_parts == 0:
@@ -270,7 +260,7 @@ def _upload_element(root: ET.Element, upload: MultipartUpload, owner: str, enc: 
 async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
     """GET /bucket?uploads (prefix, delimiter, key-marker, upload-id-marker, max-uploads)."""
     q = call.request.query
-    max_uploads = min(_integer(q, "max-uploads", MAX_PAGE), MAX_PAGE)
+    max_uploads = query_integer(q, "max-uploads", MAX_PAGE, largest=MAX_PAGE)
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
     enc = xml.key_encoder(q)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillage.node.s3 import buckets, multipart, objects, routes
+from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
 
@@ -91,3 +92,16 @@ def test_request_xml_parsers_answer_a_result_or_an_s3_error(body: bytes) -> None
             parse(body)
         except S3Error as err:
             assert err.code == "MalformedXML", (err.code, err.message)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 7), ("", 7), ("5", 5), (" 12 ", 12), ("2000", 1000), ("0", 0)])
+def test_query_integers_take_non_negative_numbers_capped(value, expected) -> None:
+    q = {} if value is None else {"max-keys": value}
+    assert query_integer(q, "max-keys", 7, largest=1000) == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1e3", "+5", "1_000", "9" * 10])
+def test_other_query_integers_are_invalid_arguments(value) -> None:
+    with pytest.raises(S3Error) as err:
+        query_integer({"max-parts": value}, "max-parts", 1000)
+    assert err.value.code == "InvalidArgument" and "max-parts" in str(err.value)
