@@ -117,7 +117,7 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
             finally:
                 os.close(dfd)
 
-        def write_fsync_drop() -> None:  # what Swift's object server does: drop the written pages after fsync
+        def write_fsync_drop() -> None:  # what ChunkStore does (and Swift): drop the written pages after fsync
             counter[0] += 1
             fd = os.open(files / f"d{counter[0]}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -126,6 +126,11 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
+            dfd = os.open(files, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
         store = ChunkStore(directory / "chunks", keys=keys)
         frames = [encode_frame(bytes([i]) + plain[1:], key=key) for i in range(rounds)]
@@ -138,13 +143,13 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
             ("coordinator", "FixedChunker (bytearray +=, slice, bytes(): 3 copies)", 1, chunker),
             ("coordinator", "BLAKE3 of the whole object (etag check)", 1, lambda: blake3.blake3(plain).digest()),
             ("coordinator", "keyed BLAKE3 chunk name (chunk_digest)", 1, lambda: chunk_digest(plain, key)),
-            ("coordinator", "encode_frame (zstd try, payload check, join)", 1,
+            ("coordinator", "encode_frame (zstd samples, payload check, join)", 1,
              lambda: encode_frame(plain, digest=digest, key=key)),
             ("replica", "verify_frame (header CRC, payload check)", replicas, lambda: verify_frame(frame)),
             ("replica", "seal: AES-GCM of the frame + 2 copies (_sealed_file)", replicas, seal),
             ("replica", "write 4 MiB file (page cache)", replicas, write),
-            ("replica", "write + fsync file + fsync dir", replicas, write_fsync),
-            ("replica", "(option) write + fsync + fadvise DONTNEED, as Swift does", replicas, write_fsync_drop),
+            ("replica", "write + fsync file + drop its pages + fsync dir", replicas, write_fsync_drop),
+            ("replica", "(before) write + fsync file + fsync dir, pages kept", replicas, write_fsync),
             ("replica", "ChunkStore.put, all of it (verify, seal, write, fsync, link)", replicas,
              lambda: store.put(next(stored), "bench", "bench")),
         ]
@@ -179,7 +184,7 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
                          "cpu_ms": round(per_mib * mib, 2), "wall_ms": None})
     chunks = max(1, object_size // CHUNK)
     # the steps a PUT runs (the write-only row and the whole-put row overlap the others: not summed)
-    summed = [r for r in rows if not r["step"].startswith(("write 4 MiB", "ChunkStore.put", "(option)"))]
+    summed = [r for r in rows if not r["step"].startswith(("write 4 MiB", "ChunkStore.put", "(before)"))]
     total = sum(r["cpu_ms"] * r["per_chunk"] for r in summed) * chunks
     for r in rows:
         r["per_put_cpu_ms"] = round(r["cpu_ms"] * r["per_chunk"] * chunks, 1)
@@ -194,7 +199,7 @@ def format_budget(budget: dict, measured_ms: float | None = None) -> str:
              f"  {'where':<12} {'step':<62} {'CPU ms/chunk':>12} {'wall ms':>8} {'x':>4} {'CPU ms/PUT':>11}"]
     for r in budget["rows"]:
         mark = ("" if r["step"] in budget["summed_steps"] else "  (not summed: an alternative)"
-                if r["step"].startswith("(option)") else "  (not summed: overlaps)")
+                if r["step"].startswith("(before)") else "  (not summed: overlaps)")
         wall = "-" if r["wall_ms"] is None else f"{r['wall_ms']:.2f}"
         lines.append(f"  {r['where']:<12} {r['step']:<62} {r['cpu_ms']:>12.2f} {wall:>8} "
                      f"{r['per_chunk']:>4g} {r['per_put_cpu_ms']:>11.1f}{mark}")
