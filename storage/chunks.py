@@ -485,4 +485,3 @@ def _fan_out(parent: Path, lo: int, hi: int) -> list[tuple[int, Path]]:
         if len(name) == 2 and all(c in "0123456789abcdef" for c in name) and lo <= (value := int(name, 16)) < hi:
             found.append((value, parent / name))
     return sorted(found)
-

@@ -19,7 +19,7 @@ from . import xml
 from .errors import S3Error
 from .sigv4 import Verified
 
-__all__ = ["Services", "Call", "Handler", "xml_response", "same"]
+__all__ = ["NUMBER", "Services", "Call", "Handler", "query_integer", "xml_response", "same"]
 
 
 @dataclass(frozen=True)
@@ -72,4 +72,3 @@ def query_integer(q: Mapping[str, str], name: str, default: int, *, largest: int
     if not NUMBER.match(value.strip()):
         raise S3Error("InvalidArgument", f"{name} must be a non-negative integer, got {value[:20]!r}")
     return int(value) if largest is None else min(int(value), largest)
-
