@@ -67,15 +67,18 @@ class UniqueBodies:
 
 
 async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency: int, seconds: float,
-                 keys: list[str], errors: list[str]) -> tuple[list[float], float]:
+                 keys: list[str], errors: list[str], min_per_worker: int = 1) -> tuple[list[float], float]:
+    """Run `op` from `concurrency` workers for `seconds`, and until every worker has finished at
+    least `min_per_worker` operations (so a cell of large objects at high concurrency is not one
+    batch started together). The PUT bodies are made before the clock starts."""
     size = bodies.size
     latencies: list[float] = []
-    deadline = time.monotonic() + seconds
     counter = iter(range(10 ** 12))
+    buffers = [bodies.buffer() if op == "put" else None for _ in range(concurrency)]
 
-    async def worker() -> None:
-        buf = bodies.buffer() if op == "put" else None
-        while time.monotonic() < deadline or not latencies:
+    async def worker(buf: bytearray | None) -> None:
+        finished = 0
+        while time.monotonic() < deadline or finished < min_per_worker:
             began = time.monotonic()
             try:
                 if buf is not None:  # op == "put"
@@ -93,9 +96,11 @@ async def _drive(client: AsyncClient, op: str, bodies: UniqueBodies, concurrency
                     raise
                 continue
             latencies.append(time.monotonic() - began)
+            finished += 1
 
     began = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    deadline = began + seconds
+    await asyncio.gather(*(worker(buf) for buf in buffers))
     return latencies, time.monotonic() - began
 
 
@@ -118,8 +123,10 @@ def _row(op: str, size: int, concurrency: int, latencies: list[float], elapsed: 
 
 
 async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence[int], seconds: float,
-                  step: Callable[[str], None] | None = None, done: Callable[[dict], None] | None = None) -> dict:
-    """Run every (size, concurrency, op) cell on a started mesh; returns idle RSS and the rows."""
+                  step: Callable[[str], None] | None = None, done: Callable[[dict], None] | None = None,
+                  min_per_worker: int = 1) -> dict:
+    """Run every (size, concurrency, op) cell on a started mesh; returns idle RSS and the rows.
+    `min_per_worker`: operations each worker finishes at least, whatever `seconds` says."""
     say = step or (lambda text: None)
     rows: list[dict] = []
     async with AsyncClient(profile=mesh.profile, insecure_plaintext=mesh.insecure_plaintext) as client:
@@ -142,7 +149,8 @@ async def measure(mesh: LocalMesh, sizes: Sequence[int], concurrencies: Sequence
                     cpu0, nodes0 = cpu_seconds(), {k: process_cpu_seconds(p) or 0.0 for k, p in pids.items()}
                     with RssSampler(lambda: with_client(node_pids(mesh))) as sampler:
                         errors: list[str] = []
-                        latencies, elapsed = await _drive(client, op, bodies, concurrency, seconds, keys, errors)
+                        latencies, elapsed = await _drive(client, op, bodies, concurrency, seconds, keys, errors,
+                                                          min_per_worker)
                     node_cpu = {k: (process_cpu_seconds(p) or 0.0) - nodes0[k] for k, p in pids.items()}
                     rows.append(_row(op, size, concurrency, latencies, elapsed, cpu_seconds() - cpu0,
                                      node_cpu, sampler.peak, errors))

@@ -87,7 +87,7 @@ def test_format_table_prints_the_issue_table():
 
 
 def test_sizes_carry_swift_counts():
-    assert vs_swift.parse_cells("4K,1M:100,64M") == [(4 * KIB, 2000), (MIB, 100), (64 * MIB, 8)]
+    assert vs_swift.parse_cells("4K,1M:100,64M") == [(4 * KIB, 2000), (MIB, 100), (64 * MIB, 24)]
     assert vs_swift.parse_cells("256K") == [(256 * KIB, 800)]
     assert vs_swift.parse_cells("4K", quick=True) == [(4 * KIB, 500)]
     assert [vs_swift.swift_label(s) for s in (4 * KIB, MIB, 64 * MIB, 1000)] == ["4KiB", "1MiB", "64MiB", "1000"]
