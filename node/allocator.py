@@ -11,7 +11,9 @@ flight, and at most `TRIM_THRESHOLD` of free heap is kept before glibc trims it.
 
 Called by the node (`server.run_node`) and by the `maillage` command for all its commands. The SDK
 leaves its host process's allocator alone; an application moving large objects may call
-`keep_large_buffers()` itself (measured: GET 64 MiB client CPU 138 -> 111 ms, ARCHITECTURE.md).
+`keep_large_buffers()` itself. Measured on a 3-site mesh, alternating with and without: a 4 MiB
+copy 3.5 -> 0.3 ms; node CPU per 1 MiB GET 6.7 -> 5.0-5.3 ms; PUTs within the run-to-run noise;
+a client's CPU per 64 MiB GET 138 -> 111 ms; peak node RSS unchanged (460-510 MB at 64 MiB c8).
 """
 
 from __future__ import annotations
