@@ -54,7 +54,8 @@ def add_ratios(result: dict) -> None:
                               default=(None, None))
         run["bound_name"] = name
         run["bound_mb_per_s"] = bandwidth
-        run["bound_s"] = round(run["victim_bytes"] / 1e6 / bandwidth, 2) if bandwidth else None
+        # three significant digits, not two decimals: a small (quick) run's bound is a few ms
+        run["bound_s"] = float(f"{run['victim_bytes'] / 1e6 / bandwidth:.3g}") if bandwidth else None
         run["ratio_to_disk_write"] = _ratio(run["mb_per_s"], disk)
 
 
