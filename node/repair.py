@@ -160,10 +160,26 @@ class Repairer(BackgroundLoop):
                         names.discard(tomb.name)
                         log.info("repair: bucket %r generation %s was deleted; dropped its record and index",
                                  tomb.name, tomb.generation)
+        # What the sources offer under each name (deleted generations aside). Sources that
+        # disagree mean one of them lies or is behind: nothing is learned under that name this
+        # round (the audit names the disagreement). Else one node holding a forged record of a
+        # France-only bucket under a wider policy would teach it to a German node that has none,
+        # and that node would then place the bucket's writes outside France.
+        offers: dict[str, set[tuple[str, str]]] = {}
+        for offered_records, _ in answers:
+            for record in offered_records:
+                if (record.name, record.generation) not in dead:
+                    offers.setdefault(record.name, set()).add((record.policy, record.generation))
         learned = []
         for offered_records, _ in answers:
             for record in offered_records:
                 if record.name in names or (record.name, record.generation) in dead or not ours(record.policy):
+                    continue
+                if len(offers[record.name]) > 1:
+                    log.warning("repair: peers offer different records of bucket %r (%s); none learned",
+                                record.name, ", ".join(f"policy {p} generation {g}" for p, g in
+                                                       sorted(offers[record.name])))
+                    names.add(record.name)  # said once per round
                     continue
                 try:
                     await local.put_bucket(record)

@@ -180,3 +180,23 @@ def test_copy_into_a_wider_policy_is_refused_and_stores_nothing(mesh):
         await mesh.via(GERMAN).coordinator.copy_object("eu-all", "src", "fr-one", "from-eu")
         assert await mesh.get("fr-one", "from-eu") == data
     run(main())
+
+
+def test_a_record_offered_differently_by_peers_is_not_learned(mesh):
+    """One French node holds a forged record of a France-only bucket, bound to eu-wide (taught while
+    it lacked the real one): the German node, which has no record of the bucket, hears both from its
+    peers and learns neither, so it never places the bucket's writes by the wider policy."""
+    async def main():
+        name = "scans"
+        forger = "lyon-1"
+        mesh.down(forger)
+        real = await mesh.create_bucket(name, "france-only")
+        mesh.up(forger)
+        forged = BucketRecord(name=name, policy="eu-wide", created=real.created, owner=real.owner,
+                              generation="f" * 32)
+        await mesh.nodes[forger].local.put_bucket(forged)
+        await mesh.repair(3)
+        assert mesh.nodes[GERMAN].local.meta.get_bucket(name) is None
+        for node_id in FRENCH - {forger}:
+            assert mesh.nodes[node_id].local.meta.get_bucket(name) == real
+    run(main())
