@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
@@ -128,12 +128,25 @@ class Repairer(BackgroundLoop):
     def _site_of(self, node_id: str) -> str:
         return self._layout.current.node(node_id).site
 
+    async def _catalogs(self, peers: Sequence[str]) -> list[tuple[list[BucketRecord], list[BucketTombstone]]]:
+        """The bucket records and tombstones of each of `peers` that answers (GROUP_CONCURRENCY at once)."""
+        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+
+        async def one(peer: str) -> tuple[list[BucketRecord], list[BucketTombstone]] | None:
+            async with limit:
+                try:
+                    return await self._peers.replica(peer).bucket_catalog()
+                except NodeError:
+                    return None
+        return [a for a in await asyncio.gather(*(one(p) for p in peers)) if a is not None]
+
     async def _learn_buckets(self) -> list[BucketRecord]:
         """Bucket tombstones and records of our policies that a few peers have and we lack (a
         wiped or new node learns here which indexes it owns; a node that was down when a bucket
         was deleted learns the tombstone, which drops its stale record and that generation's
         index). Tombstones first: a record of a deleted generation is never learned, whoever
-        still offers it; and a record never replaces another one of its name."""
+        still offers it; a record never replaces another one of its name; and a record is learned
+        only if every peer that answers and holds one of its name holds that same one."""
         layout = self._layout.current
         me = layout.location_of(self.node_id)
         policies = {p.name for p in layout.policies}
@@ -142,15 +155,18 @@ class Repairer(BackgroundLoop):
         names = {r.name for r in records}
         dead = {(t.name, t.generation) for t in tombstones}
         peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
-        answers: list[tuple[list[BucketRecord], list[BucketTombstone]]] = []
-        for peer in self._rng.sample(peers, min(BUCKET_SOURCES, len(peers))):
-            try:
-                answers.append(await self._peers.replica(peer).bucket_catalog())
-            except NodeError:
-                continue
+        sampled = self._rng.sample(peers, min(BUCKET_SOURCES, len(peers)))
+        answers = await self._catalogs(sampled)
 
         def ours(policy: str) -> bool:
             return policy in policies and layout.policy(policy).allows(me)
+
+        if any(r.name not in names and (r.name, r.generation) not in dead and ours(r.policy)
+               for offered, _ in answers for r in offered):
+            # Something to learn (rare: a new or wiped node, one down at a creation): hear every
+            # peer first, so a record that one node forged is set against the real one wherever
+            # it is held, not only when the sample happened to include a holder.
+            answers += await self._catalogs([p for p in peers if p not in sampled])
         for _, offered in answers:
             for tomb in offered:
                 if (tomb.name, tomb.generation) not in dead and ours(tomb.policy):

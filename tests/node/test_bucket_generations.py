@@ -182,10 +182,15 @@ def test_copy_into_a_wider_policy_is_refused_and_stores_nothing(mesh):
     run(main())
 
 
-def test_a_record_offered_differently_by_peers_is_not_learned(mesh):
+@pytest.mark.parametrize("sources", [3, 1])
+def test_a_record_offered_differently_by_peers_is_not_learned(mesh, monkeypatch, sources):
     """One French node holds a forged record of a France-only bucket, bound to eu-wide (taught while
     it lacked the real one): the German node, which has no record of the bucket, hears both from its
-    peers and learns neither, so it never places the bucket's writes by the wider policy."""
+    peers and learns neither, so it never places the bucket's writes by the wider policy. With one
+    source a round, a round that asks only the forger still hears every peer before learning."""
+    from maillage.node import repair as repair_module
+    monkeypatch.setattr(repair_module, "BUCKET_SOURCES", sources)
+
     async def main():
         name = "scans"
         forger = "lyon-1"
@@ -195,7 +200,7 @@ def test_a_record_offered_differently_by_peers_is_not_learned(mesh):
         forged = BucketRecord(name=name, policy="eu-wide", created=real.created, owner=real.owner,
                               generation="f" * 32)
         await mesh.nodes[forger].local.put_bucket(forged)
-        await mesh.repair(3)
+        await mesh.repair(6)
         assert mesh.nodes[GERMAN].local.meta.get_bucket(name) is None
         for node_id in FRENCH - {forger}:
             assert mesh.nodes[node_id].local.meta.get_bucket(name) == real
