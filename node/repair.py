@@ -26,6 +26,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
@@ -51,6 +52,7 @@ from .antientropy import (
 )
 from .background import BackgroundLoop
 from .clock import SYSTEM_CLOCK, Clock
+from .concurrency import gather_bounded
 from .errors import NodeError
 from .layout_state import LayoutState
 from .quorum import effective_replicas
@@ -130,15 +132,12 @@ class Repairer(BackgroundLoop):
 
     async def _catalogs(self, peers: Sequence[str]) -> list[tuple[list[BucketRecord], list[BucketTombstone]]]:
         """The bucket records and tombstones of each of `peers` that answers (GROUP_CONCURRENCY at once)."""
-        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
-
         async def one(peer: str) -> tuple[list[BucketRecord], list[BucketTombstone]] | None:
-            async with limit:
-                try:
-                    return await self._peers.replica(peer).bucket_catalog()
-                except NodeError:
-                    return None
-        return [a for a in await asyncio.gather(*(one(p) for p in peers)) if a is not None]
+            try:
+                return await self._peers.replica(peer).bucket_catalog()
+            except NodeError:
+                return None
+        return [a for a in await gather_bounded([partial(one, p) for p in peers], GROUP_CONCURRENCY) if a is not None]
 
     async def _learn_buckets(self) -> list[BucketRecord]:
         """Bucket tombstones and records of our policies that a few peers have and we lack (a

@@ -19,15 +19,15 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
 
 from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
 from . import validation
+from .concurrency import gather_bounded
 from .coordinator import LIST_PAGE, MD5_ATTRIBUTE, Coordinator, Upload, is_common_prefix, past
 from .errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 
@@ -36,7 +36,6 @@ __all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "Upload
            "MULTIPART_ERRORS", "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
            "MAX_UPLOAD_KEY_BYTES", "MD5"]
 
-T = TypeVar("T")
 
 UPLOADS = validation.RESERVED_PREFIX + "mpu/u/"  # + key + "\x01" + upload id: an upload's record
 PARTS = validation.RESERVED_PREFIX + "mpu/p/"  # + upload id + "/" + 5-digit part number: a part
@@ -170,15 +169,6 @@ async def _at_most(pieces: AsyncIterator[bytes | memoryview], limit: int) -> Asy
         yield piece
 
 
-async def _bounded_gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    slots = asyncio.Semaphore(_WRITES_AT_ONCE)
-
-    async def one(call: Callable[[], Awaitable[T]]) -> T:
-        async with slots:
-            return await call()
-    return list(await asyncio.gather(*(one(c) for c in calls)))
-
-
 class MultipartUploads:
     """The multipart operations of one node, on its coordinator.
 
@@ -267,8 +257,8 @@ class MultipartUploads:
         upload = await self._open_upload(bucket, key, upload_id, expiry)
         previous = asyncio.ensure_future(c.latest(bucket, key))
         try:
-            stored = await _bounded_gather(
-                [partial(c.latest, bucket, _part_key(upload_id, number)) for number, _ in parts])
+            stored = await gather_bounded(
+                [partial(c.latest, bucket, _part_key(upload_id, number)) for number, _ in parts], _WRITES_AT_ONCE)
             chunks: list[ChunkRef] = []
             md5s: list[str] = []
             size = 0
@@ -416,4 +406,5 @@ class MultipartUploads:
         await self._tombstone_all(bucket, [m async for m in c.index_entries(bucket, prefix) if not m.deleted])
 
     async def _tombstone_all(self, bucket: BucketRecord, manifests: Sequence[Manifest]) -> None:
-        await _bounded_gather([partial(self._coordinator.write_tombstone, bucket, m.key, m) for m in manifests])
+        await gather_bounded([partial(self._coordinator.write_tombstone, bucket, m.key, m) for m in manifests],
+                             _WRITES_AT_ONCE)

@@ -3,16 +3,17 @@ location (the residency policy), object listings (V1 and V2) and DeleteObjects."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 
 from maillage.storage import Manifest, version_time
 
+from ..concurrency import gather_bounded
 from ..coordinator import is_common_prefix, past
 from ..errors import BucketAlreadyExists
 from . import objects, payload, xml
@@ -170,20 +171,18 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
     body = await payload.small_body(call, DELETE_BODY_LIMIT)
     keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
     await s.tenancy.bucket(call.caller, call.bucket, "write")
-    slots = asyncio.Semaphore(DELETES_AT_ONCE)
 
     async def one(key: str) -> S3Error | None:
-        async with slots:
-            try:
-                await s.coordinator.delete_object(call.bucket, key)
-                return None
-            except Exception as exc:  # reported per key, as S3 does
-                error = from_exception(exc)
-                if error is None:
-                    raise
-                return error
+        try:
+            await s.coordinator.delete_object(call.bucket, key)
+            return None
+        except Exception as exc:  # reported per key, as S3 does
+            error = from_exception(exc)
+            if error is None:
+                raise
+            return error
 
-    outcomes = await asyncio.gather(*(one(k) for k in keys))
+    outcomes = await gather_bounded([partial(one, k) for k in keys], DELETES_AT_ONCE)
     root = xml.root("DeleteResult")
     for key, error in zip(keys, outcomes):
         if error is None:
