@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-only", action="store_true", help="only the CPU budget (no mesh, a few seconds)")
     parser.add_argument("--rounds", type=int, default=8, help="calls per budget step, the median is kept")
     args = parser.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="maillage-budget-"))
-    budget = chunk_budget(tmp / "b", rounds=args.rounds, object_size=parse_size(args.size))
+    with tempfile.TemporaryDirectory(prefix="maillage-budget-") as tmp:
+        budget = chunk_budget(Path(tmp) / "b", rounds=args.rounds, object_size=parse_size(args.size))
     if args.budget_only:
         print(format_budget(budget))
         return 0
