@@ -34,8 +34,7 @@ from .errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 __all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "UploadListing", "multipart_md5",
            "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
            "MULTIPART_ERRORS", "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
-           "MAX_UPLOAD_KEY_BYTES", "MD5"]
-
+           "MAX_UPLOAD_KEY_BYTES"]
 
 UPLOADS = validation.RESERVED_PREFIX + "mpu/u/"  # + key + "\x01" + upload id: an upload's record
 PARTS = validation.RESERVED_PREFIX + "mpu/p/"  # + upload id + "/" + 5-digit part number: a part
@@ -45,7 +44,6 @@ MAX_PART_SIZE = 5 * 1024 ** 3
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # HLC version of the creation (16 hex) + 64 random bits
 # The record key must fit the store's key limit.
 MAX_UPLOAD_KEY_BYTES = validation.MAX_KEY_BYTES - len(UPLOADS.encode()) - 1 - 32
-MD5 = MD5_ATTRIBUTE  # the attribute holding an S3 ETag (a part's MD5, an object's S3 ETag)
 _INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that began it
 _WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
 
@@ -147,7 +145,7 @@ def _upload_of(m: Manifest) -> MultipartUpload | None:
 
 
 def _part_of(m: Manifest, number: int) -> Part:
-    return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5) or m.etag, version=m.version)
+    return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5_ATTRIBUTE) or m.etag, version=m.version)
 
 
 def _part_number(key: str, prefix: str) -> int | None:
@@ -279,7 +277,7 @@ class MultipartUploads:
                 chunks += m.chunks
                 md5s.append(part.etag)
                 size += m.size
-            attributes = {**dict(upload.attributes), MD5: multipart_md5(md5s)}
+            attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s)}
             manifest = Manifest(
                 bucket=bucket_name, key=key, version=await c.next_version(previous), size=size,
                 etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import email.utils
 import hashlib
-import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -208,8 +207,7 @@ async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str],
         yield piece
     if last is not None:
         await last  # the single thread ran every update before this last one
-    if expected is not None and not hmac.compare_digest(md5.digest(), expected):
-        raise S3Error("BadDigest", "the body does not match its Content-MD5; nothing was written")
+    payload.check_md5(md5.digest(), expected)
     attributes[MD5_ATTRIBUTE] = md5.hexdigest()
 
 

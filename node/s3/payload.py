@@ -39,7 +39,7 @@ from .common import Call, same
 from .errors import S3Error
 from .sigv4 import Verified
 
-__all__ = ["body", "small_body", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
+__all__ = ["body", "small_body", "content_md5", "check_md5", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
            "MAX_CHUNK", "MAX_LINE", "MAX_TRAILER_LINES"]
 
 READ_PIECE = 256 * 1024
@@ -291,6 +291,12 @@ def content_md5(headers: Mapping[str, str]) -> bytes | None:
     return raw
 
 
+def check_md5(actual: bytes, expected: bytes | None) -> None:
+    """BadDigest unless a body's MD5 is its Content-MD5 (`content_md5`; nothing to check without one)."""
+    if expected is not None and not hmac.compare_digest(actual, expected):
+        raise S3Error("BadDigest", f"the body does not match its Content-MD5{_NOTHING_WRITTEN}")
+
+
 # ----- the body ---------------------------------------------------------------------------------
 
 async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str, str] | None = None,
@@ -346,8 +352,7 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
                                                    f"the request signed{_NOTHING_WRITTEN}")
     for checksum in running:
         if checksum.algorithm == "md5":
-            if not hmac.compare_digest(checksum.digest(), md5 or b""):
-                raise S3Error("BadDigest", f"the body does not match its Content-MD5{_NOTHING_WRITTEN}")
+            check_md5(checksum.digest(), md5)
             continue
         name = header_name(checksum.algorithm)
         value = sent[checksum.algorithm] or (chunked.trailers.get(name, "") if chunked is not None else "")
