@@ -160,8 +160,10 @@ class Repairer(BackgroundLoop):
         def ours(policy: str) -> bool:
             return policy in policies and layout.policy(policy).allows(me)
 
-        if any(r.name not in names and (r.name, r.generation) not in dead and ours(r.policy)
-               for offered, _ in answers for r in offered):
+        def learnable(record: BucketRecord) -> bool:
+            return record.name not in names and (record.name, record.generation) not in dead and ours(record.policy)
+
+        if any(learnable(r) for offered, _ in answers for r in offered):
             # Something to learn (rare: a new or wiped node, one down at a creation): hear every
             # peer first, so a record that one node forged is set against the real one wherever
             # it is held, not only when the sample happened to include a holder.
@@ -188,7 +190,7 @@ class Repairer(BackgroundLoop):
         learned = []
         for offered_records, _ in answers:
             for record in offered_records:
-                if record.name in names or (record.name, record.generation) in dead or not ours(record.policy):
+                if not learnable(record):
                     continue
                 if len(offers[record.name]) > 1:
                     log.warning("repair: peers offer different records of bucket %r (%s); none learned",
@@ -279,16 +281,13 @@ class Repairer(BackgroundLoop):
         self.progress.groups_done = min(self.progress.groups_done + len(groups) - len(differing),
                                         len(plan.owned))
 
-        pulls = asyncio.Semaphore(PULLS_PER_PEER)
-
         async def pull(group: SyncGroup) -> None:
-            async with pulls:
-                try:
-                    await self._pull(peer, group, plan)
-                except (NodeError, StorageError) as err:
-                    log.info("repair: pulling %s from %s: %s", group, peer, err)
+            try:
+                await self._pull(peer, group, plan)
+            except (NodeError, StorageError) as err:
+                log.info("repair: pulling %s from %s: %s", group, peer, err)
             self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
-        await asyncio.gather(*(pull(g) for g in differing))
+        await gather_bounded([partial(pull, g) for g in differing], PULLS_PER_PEER)
 
     async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
         remote = self._peers.replica(peer)
