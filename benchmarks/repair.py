@@ -169,7 +169,6 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
             await asyncio.to_thread(mesh.start_node, victim)
             began = time.monotonic()
             series, converged, last = [], False, {}
-            seconds = 0.0
             while True:
                 now = time.monotonic() - began
                 # The victim's own inventory first (one call); the others' only once it holds
@@ -188,13 +187,12 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
                         "nodes_answering": len(inventories)}
                 series.append(last)
                 if complete and last["short_of_r"] == 0 and len(inventories) == sites:
-                    seconds = time.monotonic() - began  # repaired, as of this observation
-                    converged = True
+                    converged = True  # repaired, as of this observation
                     break
                 if now > timeout:
-                    seconds = time.monotonic() - began
                     break
                 await asyncio.sleep(poll)
+            seconds = time.monotonic() - began
             # A second opinion, after the clock stopped: the cluster audit (its time is not repair time)
             audit_began = time.monotonic()
             audit = await asyncio.to_thread(_audit, mesh.admin_profile)
