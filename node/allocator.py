@@ -9,9 +9,9 @@ A fixed threshold above the largest buffer and a larger trim threshold make free
 the next chunk. Memory stays bounded: the buffers alive at once are bounded by the node's chunks in
 flight, and each arena keeps at most `TRIM_THRESHOLD` of free heap before glibc trims it.
 
-glibc gives each thread that meets contention an arena of its own (up to 8 per core), and free
-memory in one arena cannot serve another: a chunk framed in an executor thread, sealed in another
-and sent by gRPC's threads left a few chunks' worth in each. `ARENA_MAX` arenas bound that. The
+glibc gives the threads alive at once arenas of their own (up to 8 per core), and free memory in
+one arena cannot serve another: with chunks framed, sealed and sent by different executor and gRPC
+threads, each arena kept a few chunks' worth. `ARENA_MAX` arenas bound that. The
 GIL serializes most of the node's allocations anyway, so fewer arenas cost no measurable speed
 (3-site mesh, 1 MiB and 64 MiB at c1/c8, two rounds: ops/s within the run-to-run noise) and cut
 the peak: node RSS at 64 MiB c8 446-497 -> 354-386 MB, a coordinator streaming a 384 MiB object
