@@ -451,13 +451,9 @@ class ChunkStore:
 
     def _count(self) -> tuple[int, int]:
         chunks = size = 0
-        for e1 in os.scandir(self.root):
-            if len(e1.name) != 2 or not e1.is_dir() or e1.name[0] not in _HEX:
-                continue
-            for e2 in os.scandir(e1.path):
-                if not e2.is_dir():
-                    continue
-                for e3 in os.scandir(e2.path):
+        for _, d1 in _fan_out(self.root, 0, 256):
+            for _, d2 in _fan_out(d1, 0, 256):
+                for e3 in os.scandir(d2):
                     if len(e3.name) == 2 * DIGEST_SIZE:
                         chunks += 1
                         size += e3.stat().st_size
@@ -485,6 +481,6 @@ def _fan_out(parent: Path, lo: int, hi: int) -> list[tuple[int, Path]]:
         return []
     found = []
     for name in entries:
-        if len(name) == 2 and all(c in "0123456789abcdef" for c in name) and lo <= (value := int(name, 16)) < hi:
+        if len(name) == 2 and all(c in _HEX for c in name) and lo <= (value := int(name, 16)) < hi:
             found.append((value, parent / name))
     return sorted(found)
