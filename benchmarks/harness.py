@@ -30,6 +30,7 @@ from . import limits as limits_mod
 from . import placement_bench, report
 from .machine import loadavg, machine_facts
 from .mesh import open_mesh, parse_size
+from .repair import REPAIR_RATE
 
 __all__ = ["add_arguments", "run", "command", "main", "PARTS"]
 
@@ -79,9 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repair-timeout", type=float,
                         help=f"seconds to wait for a repair (default {FULL['repair_timeout']:g}; "
                              f"quick {QUICK['repair_timeout']:g})")
-    parser.add_argument("--repair-rate", type=float, default=2000.0,
-                        help="node --repair-rate in MB/s (default 2000: above the disk, so the figure is "
-                             "the repair, not the cap)")
+    parser.add_argument("--repair-rate", type=float, default=REPAIR_RATE,
+                        help=f"node --repair-rate in MB/s (default {REPAIR_RATE:g}: above the disk, so the figure "
+                             "is the repair, not the cap)")
     parser.add_argument("--repair-interval", type=float, default=1.0,
                         help="node --repair-interval in seconds (default 1)")
     parser.add_argument("--placement-sites", help=f"mesh sizes for placement (default {FULL['placement_sites']}; "

@@ -43,9 +43,11 @@ from .machine import cpu_seconds
 from .mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
 from .throughput import UniqueBodies
 
-__all__ = ["measure_repair", "run", "main"]
+__all__ = ["REPAIR_RATE", "measure_repair", "run", "main"]
 
 _INVENTORY_MESSAGE = 256 << 20
+#: Node --repair-rate (MB/s) while measuring: above the disk, so the figure is the repair, not the cap.
+REPAIR_RATE = 2000.0
 
 
 async def _load(profile: Profile, data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
@@ -143,7 +145,7 @@ def _audit(admin: Profile) -> dict:
             "under_replicated": report.under_replicated, "ok": report.ok}
 
 
-async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 << 20, repair_rate: float = 2000.0,
+async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 << 20, repair_rate: float = REPAIR_RATE,
                          repair_interval: float = 1.0, timeout: float = 180.0, poll: float = 0.25,
                          base_dir: Path | None = None, step: Callable[[str], None] | None = None) -> dict:
     say = step or (lambda text: None)
@@ -236,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sites", default="3", help="mesh sizes, e.g. 3,5")
     parser.add_argument("--data", default="1GiB", help="bytes loaded before the wipe")
     parser.add_argument("--object-size", default="4MiB")
-    parser.add_argument("--repair-rate", type=float, default=2000.0,
-                        help="node flag --repair-rate in MB/s (default 2000: above the disk, so the figure "
-                             "is the repair, not the cap)")
+    parser.add_argument("--repair-rate", type=float, default=REPAIR_RATE,
+                        help=f"node flag --repair-rate in MB/s (default {REPAIR_RATE:g}: above the disk, so the "
+                             "figure is the repair, not the cap)")
     parser.add_argument("--repair-interval", type=float, default=1.0, help="node flag --repair-interval (s)")
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     parser.add_argument("--json", help="also write the results as JSON to this file")
