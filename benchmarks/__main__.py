@@ -2,6 +2,6 @@
 
 import sys
 
-from .harness import main
+from maillage.benchmarks.harness import main
 
 sys.exit(main())

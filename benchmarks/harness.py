@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import limits as limits_mod
-from . import placement_bench, report
-from .machine import loadavg, machine_facts
-from .mesh import open_mesh, parse_size
-from .repair import REPAIR_RATE
+from maillage.benchmarks import limits as limits_mod
+from maillage.benchmarks import placement_bench, report
+from maillage.benchmarks.machine import loadavg, machine_facts
+from maillage.benchmarks.mesh import open_mesh, parse_size
+from maillage.benchmarks.repair import REPAIR_RATE
 
 __all__ = ["add_arguments", "run", "command", "main", "PARTS"]
 
@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "concurrency (defaults here: --sizes 4K,1M,64M --concurrency 1,8 --seconds 5; a size may carry its "
         "Swift object count, e.g. 4K:2000); prints the table of ratios and writes vs_swift.json/.md/.png.")
     vs.add_argument("--vs-swift", action="store_true", help="run the side-by-side comparison with Swift")
-    from .vs_swift import add_arguments as add_vs_swift_arguments
+    from maillage.benchmarks.vs_swift import add_arguments as add_vs_swift_arguments
     add_vs_swift_arguments(vs, standalone=False)
 
 
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
 
     if "throughput" in p["only"]:
         def throughput() -> dict:
-            from .throughput import measure, security_cost
+            from maillage.benchmarks.throughput import measure, security_cost
 
             def one(plaintext: bool) -> dict:
                 what = "plaintext (no TLS, no authentication)" if plaintext else "TLS and authentication on"
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace, log: StepLog | None = None) -> tuple[dict, Pat
 
     if "repair" in p["only"]:
         def repair() -> list[dict]:
-            from .repair import format_result, measure_repair
+            from maillage.benchmarks.repair import format_result, measure_repair
             runs = []
             for n in p["repair_sites"]:
                 mesh_dir = Path(tempfile.mkdtemp(prefix="maillage-bench-", dir=tmp_root))
@@ -254,8 +254,8 @@ def command(args: argparse.Namespace) -> int:
     With --vs-swift, the comparison with Swift alone; a Swift peer that is not set up is one line on
     stderr and exit 2."""
     if getattr(args, "vs_swift", False):
-        from .vs_swift import SwiftPeerError, SwiftPeerMissing
-        from .vs_swift import command as vs_swift_command
+        from maillage.benchmarks.vs_swift import SwiftPeerError, SwiftPeerMissing
+        from maillage.benchmarks.vs_swift import command as vs_swift_command
         try:
             return vs_swift_command(args)
         except (SwiftPeerMissing, SwiftPeerError) as exc:

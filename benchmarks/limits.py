@@ -184,7 +184,7 @@ async def _grpc_sink(port_file: str, tls_dir: str | None = None) -> None:
                 "Get": grpc.unary_stream_rpc_method_handler(get)}
     tls = None
     if tls_dir:  # mutual TLS as between nodes (the transport cost of the secure mesh)
-        from maillage.proto.identity import TlsIdentity
+        from maillage.proto.trust.identity import TlsIdentity
         tls = TlsIdentity.load_node(tls_dir)
     server, port = new_server("127.0.0.1:0", tls=tls)  # plaintext unless tls_dir: gRPC itself
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("maillage.bench.Raw", handlers),))
@@ -203,7 +203,7 @@ def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
         argv = [sys.executable, "-m", "maillage.benchmarks.limits", "--grpc-sink", str(port_file)]
         identity = None
         if tls:
-            from maillage.proto.identity import TlsIdentity, create_cluster, issue_node_certificate
+            from maillage.proto.trust.identity import TlsIdentity, create_cluster, issue_node_certificate
             cluster = create_cluster(Path(tmp) / "cluster", "limits")
             issue_node_certificate(cluster, "sink", Path(tmp) / "sink")
             issue_node_certificate(cluster, "source", Path(tmp) / "source")
@@ -229,9 +229,8 @@ def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
 
 async def _grpc_client(grpc, address: str, total: int, repeat: int, tls=None,
                        sink_pid: int | None = None) -> dict[str, dict]:
+    from maillage.benchmarks.machine import process_cpu_seconds
     from maillage.proto.channels import open_channel
-
-    from .machine import process_cpu_seconds
 
     count = total // MESSAGE
     payload = os.urandom(MESSAGE)

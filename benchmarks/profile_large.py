@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .mesh import format_size, parse_size
-from .profile_small import add_arguments, run_args
+from maillage.benchmarks.mesh import format_size, parse_size
+from maillage.benchmarks.profile_small import add_arguments, run_args
 
 __all__ = ["chunk_budget", "format_budget", "main"]
 
@@ -167,7 +167,7 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
         meta.close()
         shutil.rmtree(directory, ignore_errors=True)
     if transport:
-        from .limits import measure_grpc
+        from maillage.benchmarks.limits import measure_grpc
         grpc_tls = measure_grpc(max(64 << 20, 8 * CHUNK), 3)["grpc_tls_put"]
         remote = replicas - replicas / sites  # copies per chunk that leave the coordinator
         mib = CHUNK / (1 << 20)

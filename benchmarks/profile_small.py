@@ -40,8 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-from .machine import loadavg, process_cpu_seconds
-from .mesh import format_size, node_pids, open_mesh, parse_size
+from maillage.benchmarks.machine import loadavg, process_cpu_seconds
+from maillage.benchmarks.mesh import format_size, node_pids, open_mesh, parse_size
 
 __all__ = ["profile", "top_of_collapsed", "phases_of_collapsed", "thread_cpu", "run_queue_wait", "PHASES",
            "main"]
@@ -167,10 +167,9 @@ def _format_top(title: str, rows: list[tuple[str, int]], samples: int) -> str:
 
 async def _load(mesh, op: str, seconds: float, concurrency: int, size: int, ready, measured) -> list[dict]:
     """Warm up (bucket, connections, objects to read), call `ready()`, run the measured ops, call `measured()`."""
+    from maillage.benchmarks.mesh import ready_bucket
+    from maillage.benchmarks.throughput import UniqueBodies, _drive
     from maillage.client import AsyncClient
-
-    from .mesh import ready_bucket
-    from .throughput import UniqueBodies, _drive
     rows = []
     async with AsyncClient(profile=mesh.profile) as client:
         await ready_bucket(client)

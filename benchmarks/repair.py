@@ -34,14 +34,14 @@ from pathlib import Path
 
 import grpc
 
+from maillage.benchmarks.machine import cpu_seconds
+from maillage.benchmarks.mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
+from maillage.benchmarks.throughput import UniqueBodies
 from maillage.client import AsyncClient, NodeUnavailable, Profile, QuorumNotReached
-from maillage.proto import pb, requestauth, rpc
+from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
-from maillage.proto.identity import TlsIdentity
-
-from .machine import cpu_seconds
-from .mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
-from .throughput import UniqueBodies
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity
 
 __all__ = ["REPAIR_RATE", "measure_repair", "run", "main"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .mesh import format_size
+from maillage.benchmarks.mesh import format_size
 
 __all__ = ["add_ratios", "check_targets", "write_json", "markdown", "write_charts", "summary", "pyplot",
            "ChartsUnavailable"]
@@ -197,7 +197,7 @@ def markdown(result: dict) -> str:
                           r.get("bound_s"), r.get("bound_name") or "-", _g(r.get("ratio_to_disk_write")),
                           r["load"]["put_mb_per_s"]] for r in result["repair"]])
     if result.get("placement"):
-        from .placement_bench import format_table
+        from maillage.benchmarks.placement_bench import format_table
         lines += ["## Placement", "", format_table(result["placement"]), ""]
     if result.get("errors"):
         lines += ["## Steps that failed", ""] + [f"- {k}: {v}" for k, v in result["errors"].items()] + [""]

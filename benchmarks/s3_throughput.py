@@ -30,11 +30,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from maillage.benchmarks.machine import RssSampler, cpu_seconds, process_cpu_seconds
+from maillage.benchmarks.mesh import BUCKET, POLICY, bench_layout, format_size, node_pids, parse_size, with_client
+from maillage.benchmarks.throughput import UniqueBodies, _row, format_row, measure, same_cells
 from maillage.testing.localmesh import LocalMesh
-
-from .machine import RssSampler, cpu_seconds, process_cpu_seconds
-from .mesh import BUCKET, POLICY, bench_layout, format_size, node_pids, parse_size, with_client
-from .throughput import UniqueBodies, _row, format_row, measure, same_cells
 
 __all__ = ["open_s3_mesh", "s3_client", "measure_s3", "compare", "format_table", "run", "main"]
 

@@ -17,10 +17,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from maillage.benchmarks.machine import RssSampler, snapshot_rss
+from maillage.benchmarks.mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
 from maillage.client import AsyncClient, Profile
-
-from .machine import RssSampler, snapshot_rss
-from .mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
 
 PIECE = 1 << 20
 

@@ -23,11 +23,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from maillage.benchmarks.machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
+from maillage.benchmarks.mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
 from maillage.client import AsyncClient, MaillageError
 from maillage.testing.localmesh import LocalMesh
-
-from .machine import RssSampler, cpu_seconds, process_cpu_seconds, rss_bytes, snapshot_rss
-from .mesh import BUCKET, format_size, node_pids, open_mesh, parse_size, ready_bucket, with_client
 
 __all__ = ["measure", "run", "percentile", "main", "UniqueBodies", "STAMP_EVERY"]
 

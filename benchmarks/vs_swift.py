@@ -45,9 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .limits import measure_disk_write
-from .machine import loadavg, machine_facts
-from .mesh import format_size, parse_size
+from maillage.benchmarks.limits import measure_disk_write
+from maillage.benchmarks.machine import loadavg, machine_facts
+from maillage.benchmarks.mesh import format_size, parse_size
 
 __all__ = ["SwiftPeer", "SwiftPeerMissing", "SwiftPeerError", "find_peer_dir", "parse_cells", "swift_count",
            "swift_cells", "maillage_cells", "compare", "format_table", "markdown", "write_chart", "run",
@@ -365,7 +365,7 @@ def markdown(result: dict) -> str:
 
 def write_chart(result: dict, path: Path) -> Path:
     """Two panels: ops/s of both stores per row (log scale), and the ratio against the 1.5x target."""
-    from .report import pyplot
+    from maillage.benchmarks.report import pyplot
     plt = pyplot()
     table = result["comparison"]["table"]
     names = [r["row"] for r in table]
@@ -464,8 +464,8 @@ def _run_swift(peer: SwiftPeer, s: Settings, log: Callable[[str], None]) -> list
 
 
 def _run_maillage(s: Settings, log: Callable[[str], None]) -> dict:
-    from .mesh import open_mesh
-    from .throughput import measure
+    from maillage.benchmarks.mesh import open_mesh
+    from maillage.benchmarks.throughput import measure
 
     def done(r: dict) -> None:
         log(f"  -> {r['ops_per_s']:,.1f} ops/s, {r['mb_per_s']:,.1f} MB/s, p50 {r['p50_ms']:.1f} ms"

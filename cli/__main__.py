@@ -1,3 +1,3 @@
-from .main import main
+from maillage.cli.main import main
 
 main()

@@ -2,7 +2,7 @@
 
 Tenants and their access keys live in one access document replicated to every node and signed with
 the cluster's layout-signing key. Each edit reads the current document from the mesh (admin
-GetAccess), applies one pure edit of `maillage.proto.access`, signs the result and pushes it to
+GetAccess), applies one pure edit of `maillage.proto.trust.access`, signs the result and pushes it to
 every node (`ClusterAdmin.edit_access`); the cluster dir's access.signed is refreshed too, so node
 trust dirs issued later start from it. A key's secret is printed once, by `key create`, and never
 appears in a listing.
@@ -16,7 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from maillage.proto.access import (
+from maillage.cli.admin import CLUSTER_DIR_ENV, add_cluster_dir_option, cluster_dir, open_admin, signer
+from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
+from maillage.proto.trust.access import (
     AccessDoc,
     AccessError,
     AccessKey,
@@ -27,9 +29,6 @@ from maillage.proto.access import (
     redacted,
     revoke_key,
 )
-
-from .admin import CLUSTER_DIR_ENV, add_cluster_dir_option, cluster_dir, open_admin, signer
-from .common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 
 _NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
          f"cluster's layout-signing key, from the cluster dir (--cluster-dir DIR or ${CLUSTER_DIR_ENV}), and "
@@ -163,7 +162,7 @@ def tenant_delete_command(args: argparse.Namespace) -> int:
 # ----- keys -----------------------------------------------------------------------------------
 
 def key_create_command(args: argparse.Namespace) -> int:
-    from .common import profile_of
+    from maillage.cli.common import profile_of
 
     role: Role = "admin" if args.admin else "read-only" if args.read_only else "read-write"
     made: list[AccessKey] = []

@@ -14,12 +14,11 @@ import os
 import re
 from pathlib import Path
 
+from maillage.cli.common import CommandError, profile_of
 from maillage.client.admin import ClusterAdmin, load_signer
 from maillage.placement import LayoutError
 from maillage.placement.layout_codec import parse_capacity
-from maillage.proto.signing import LayoutSigner
-
-from .common import CommandError, profile_of
+from maillage.proto.trust.signing import LayoutSigner
 
 __all__ = ["CLUSTER_DIR_ENV", "add_cluster_dir_option", "cluster_dir", "open_admin", "parse_size", "signer"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, profile_of
 from maillage.client.admin import AuditReport, collect_audit
-
-from .common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, profile_of
 
 SHOWN_VIOLATIONS = 50
 

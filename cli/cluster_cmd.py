@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .admin import CLUSTER_DIR_ENV, add_cluster_dir_option, cluster_dir
-from .common import CommandError
+from maillage.cli.admin import CLUSTER_DIR_ENV, add_cluster_dir_option, cluster_dir
+from maillage.cli.common import CommandError
 
 _FLOW = """\
 A new mesh, step by step (admin machine first, then each node's machine):
@@ -85,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def init_command(args: argparse.Namespace) -> int:
     from maillage.client.admin import init_cluster
-    from maillage.proto.identity import IdentityError
+    from maillage.proto.trust.identity import IdentityError
 
     directory: Path = args.directory
     name = args.name or directory.resolve().name
@@ -128,7 +128,7 @@ def client_trust_command(args: argparse.Namespace) -> int:
 
 def node_cert_command(args: argparse.Namespace) -> int:
     from maillage.client.admin import ACCESS_FILE, node_trust_dir
-    from maillage.proto.identity import IdentityError
+    from maillage.proto.trust.identity import IdentityError
 
     directory = cluster_dir(args)
     sans = [name.strip() for value in args.san for name in value.split(",") if name.strip()]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from maillage.client.admin import ObjectResidency
 
-from .common import CommandError, Progress, describe_error, human_size, table
+from maillage.cli.common import CommandError, Progress, describe_error, human_size, table
 
 FRANCE_BUCKET = "france-data"
 EU_BUCKET = "eu-data"

@@ -18,12 +18,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from maillage.cli.admin import add_cluster_dir_option, open_admin, parse_size, signer
+from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 from maillage.client.admin import ClusterAdmin, Staged
 from maillage.placement import Layout, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
-
-from .admin import add_cluster_dir_option, open_admin, parse_size, signer
-from .common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 
 _NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
          "cluster's layout-signing key, from the cluster dir (--cluster-dir DIR or $MAILLAGE_CLUSTER_DIR).")

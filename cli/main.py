@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maillage.node.allocator import keep_large_buffers
-
-from . import (
+from maillage.cli import (
     access_cmd,
     audit_cmd,
     bench_cmd,
@@ -20,7 +18,8 @@ from . import (
     status_cmd,
     where_cmd,
 )
-from .common import CommandError
+from maillage.cli.common import CommandError
+from maillage.node.runtime.allocator import keep_large_buffers
 
 __all__ = ["CommandError", "build_parser", "main"]
 
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         from maillage.client import MaillageError
         if not isinstance(exc, MaillageError):
             raise
-        from .common import describe_error
+        from maillage.cli.common import describe_error
         print(f"maillage: {describe_error(exc)}", file=sys.stderr)
         code = 1
     sys.exit(code)

@@ -102,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_s3_args(args: argparse.Namespace) -> None:
-    from .common import CommandError
+    from maillage.cli.common import CommandError
 
     given = [flag for flag, value in (("--s3-tls-cert", args.s3_tls_cert), ("--s3-tls-key", args.s3_tls_key),
                                       ("--s3-plain-http", args.s3_plain_http), ("--s3-domain", args.s3_domain),
@@ -118,7 +118,7 @@ def _check_s3_args(args: argparse.Namespace) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from maillage.node.server import NodeConfig, Timings, run_node
+    from maillage.node.daemon.server import NodeConfig, Timings, run_node
 
     _check_s3_args(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -142,9 +142,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def rotate_command(args: argparse.Namespace) -> int:
+    from maillage.cli.common import CommandError
     from maillage.storage import DataKeys, MetaStore, NodeKey, StorageError
-
-    from .common import CommandError
 
     if args.new_data_key.exists():
         raise CommandError(f"{args.new_data_key} exists: the new key never overwrites a file")

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import (
+from maillage.cli.common import (
     CREDENTIALS_NOTE,
     MESH_SCHEME,
     CommandError,

@@ -12,10 +12,9 @@ import json
 import sys
 import time
 
+from maillage.cli.common import CREDENTIALS_NOTE, add_endpoint_option, human_size, profile_of, table
 from maillage.client.admin import ClusterAdmin, NodeAnswers, repair_fields, status_rows
 from maillage.placement import Node
-
-from .common import CREDENTIALS_NOTE, add_endpoint_option, human_size, profile_of, table
 
 WATCH_PERIOD = 1.0
 

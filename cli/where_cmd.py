@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from .common import CREDENTIALS_NOTE, MESH_SCHEME, add_endpoint_option, open_client, table
+from maillage.cli.common import CREDENTIALS_NOTE, MESH_SCHEME, add_endpoint_option, open_client, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,8 +7,8 @@
         data = mesh.get_object("scans", "2026/11/a.dcm").read()
 """
 
-from ._async import AsyncClient, AsyncObjectBody
-from ._exceptions import (
+from maillage.client._async import AsyncClient, AsyncObjectBody
+from maillage.client._exceptions import (
     BucketAlreadyExists,
     BucketNotEmpty,
     CredentialsError,
@@ -31,9 +31,9 @@ from ._exceptions import (
     Unavailable,
     UnknownPolicy,
 )
-from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
-from ._profile import Credentials, Profile, resolve_profile, write_profile
-from ._sync import Client, ObjectBody
+from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from maillage.client._profile import Credentials, Profile, resolve_profile, write_profile
+from maillage.client._sync import Client, ObjectBody
 
 __all__ = [
     "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",

@@ -25,6 +25,11 @@ import blake3
 import grpc
 from google.protobuf.message import Message
 
+from maillage.client import _exceptions as e
+from maillage.client._errors import translate
+from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from maillage.client._profile import Profile, resolve_profile
+from maillage.client._trust import Trust
 from maillage.placement import (
     Layout,
     PlacementError,
@@ -39,20 +44,6 @@ from maillage.proto.channels import open_channel
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import CorruptFrame, decode_frame
 from maillage.proto.limits import INLINE_MAX
-
-from . import _exceptions as e
-from ._errors import translate
-from ._models import (
-    Bucket,
-    ListPage,
-    ObjectInfo,
-    ObjectPlacement,
-    ObjectSummary,
-    PutResult,
-    Replica,
-)
-from ._profile import Profile, resolve_profile
-from ._trust import Trust
 
 Body = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)

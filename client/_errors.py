@@ -13,9 +13,8 @@ from collections.abc import Iterator
 
 import grpc
 
+from maillage.client import _exceptions as e
 from maillage.proto.reasons import Reason, reason_of
-
-from . import _exceptions as e
 
 BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.INVALID_REQUEST: e.InvalidRequest,

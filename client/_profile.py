@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._exceptions import CredentialsError
+from maillage.client._exceptions import CredentialsError
 
 __all__ = ["ENV", "Credentials", "Profile", "resolve_profile", "write_profile"]
 

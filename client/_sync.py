@@ -13,11 +13,10 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequenc
 from os import PathLike
 from typing import Any, TypeVar
 
+from maillage.client._async import AsyncClient, AsyncObjectBody, Body, Progress
+from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult
+from maillage.client._profile import Profile
 from maillage.placement import Layout
-
-from ._async import AsyncClient, AsyncObjectBody, Body, Progress
-from ._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult
-from ._profile import Profile
 
 T = TypeVar("T")
 

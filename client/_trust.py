@@ -3,7 +3,7 @@
 Built once from a `Profile` (`Trust.of`): the shared client certificate and the cluster CA from the
 profile's trust dir (every node port is mutual TLS), the layout-signing public key (a layout or an
 access document is used only when the cluster admin's signature verifies), and the access key that
-signs every call (`maillage.proto.requestauth`, SigV4 over the gRPC method path). The SDK and the
+signs every call (`maillage.proto.trust.requestauth`, SigV4 over the gRPC method path). The SDK and the
 admin API both use it, so there is one way to authenticate a call.
 """
 
@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from maillage.client._exceptions import CredentialsError, PermissionDenied
+from maillage.client._profile import Credentials, Profile
 from maillage.placement import Layout, PlacementError, parse_layout
-from maillage.proto import requestauth
-from maillage.proto.identity import IdentityError, TlsIdentity
-from maillage.proto.signing import LayoutAuthError, LayoutVerifier
-
-from ._exceptions import CredentialsError, PermissionDenied
-from ._profile import Credentials, Profile
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import IdentityError, TlsIdentity
+from maillage.proto.trust.signing import LayoutAuthError, LayoutVerifier
 
 __all__ = ["PACKAGE", "Metadata", "Trust", "method_path"]
 

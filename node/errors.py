@@ -1,7 +1,7 @@
 """Errors of the node's domain code, one class per thing a person can get wrong or the mesh can hit.
 
 Domain code raises these (and the typed errors of placement and storage); the gRPC boundary
-(`maillage.node.status`) turns each into a status code plus its class name in trailing metadata,
+(`maillage.node.rpc.boundary`) turns each into a status code plus its class name in trailing metadata,
 which the SDK turns back into its own exception of the same name.
 """
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import InvalidBucketName, InvalidKey, InvalidRequest, MetadataTooLarge
+from maillage.node.errors import InvalidBucketName, InvalidKey, InvalidRequest, MetadataTooLarge
 
 MAX_KEY_BYTES = 1024
 #: Keys beginning with this character are the store's own (multipart uploads in progress, see

@@ -7,7 +7,7 @@ sites, spread preference and bounded loads; cached tables). Everything users tou
 re-exported here; the modules are implementation detail.
 """
 
-from .errors import (
+from maillage.placement.errors import (
     LayoutError,
     PlacementError,
     PolicyUnsatisfiable,
@@ -15,10 +15,10 @@ from .errors import (
     UnknownPolicy,
     UnknownSite,
 )
-from .keys import bucket_partition, chunk_partition
-from .layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
-from .layout_codec import format_layout, parse_layout
-from .table import PartitionTable, moved_partitions, partition_table
+from maillage.placement.keys import bucket_partition, chunk_partition
+from maillage.placement.layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
+from maillage.placement.layout_codec import format_layout, parse_layout
+from maillage.placement.table import PartitionTable, moved_partitions, partition_table
 
 PartitionTable.__module__ = __name__
 

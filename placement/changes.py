@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import LayoutError, PolicyUnsatisfiable, UnknownNode, UnknownPolicy
-from .layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
-from .layout_codec import parse_capacity
-from .table import PartitionTable, moved_partitions, partition_table
+from maillage.placement.errors import LayoutError, PolicyUnsatisfiable, UnknownNode, UnknownPolicy
+from maillage.placement.layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
+from maillage.placement.layout_codec import parse_capacity
+from maillage.placement.table import PartitionTable, moved_partitions, partition_table
 
 __all__ = [
     "NotDrained",
@@ -176,7 +176,7 @@ def bump(layout: Layout, version: int) -> Layout:
 
 def layout_diff(old: Layout, new: Layout) -> list[str]:
     """One line per site, node or policy that differs, e.g. ``~ node n1: capacity 4TB -> 8TB``."""
-    from .layout_codec import format_capacity
+    from maillage.placement.layout_codec import format_capacity
 
     def site_text(s: Site) -> str:
         return f"site {s.name} at {format_location(s.location)}"

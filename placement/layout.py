@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
+from maillage.placement.errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
 
 __all__ = [
     "NodeState",
@@ -275,7 +275,7 @@ class Layout:
         if cached is None:
             import blake3
 
-            from .layout_codec import format_layout
+            from maillage.placement.layout_codec import format_layout
 
             cached = blake3.blake3(format_layout(self).encode("utf-8")).digest()
             object.__setattr__(self, "_fingerprint", cached)

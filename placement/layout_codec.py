@@ -39,8 +39,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from .errors import LayoutError
-from .layout import (
+from maillage.placement.errors import LayoutError
+from maillage.placement.layout import (
     DEFAULT_PARTITION_BITS,
     Layout,
     Node,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import blake3
 
-from .layout import Layout, Node
+from maillage.placement.layout import Layout, Node
 
 __all__ = ["TOKEN_BYTES", "MAX_TOKENS", "token_count", "node_tokens", "PolicyRing", "policy_ring"]
 

@@ -33,9 +33,9 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from .errors import PlacementError, PolicyUnsatisfiable
-from .layout import Layout, Policy
-from .ring import PolicyRing, policy_ring
+from maillage.placement.errors import PlacementError, PolicyUnsatisfiable
+from maillage.placement.layout import Layout, Policy
+from maillage.placement.ring import PolicyRing, policy_ring
 
 __all__ = ["PartitionTable", "partition_table", "build_table", "moved_partitions", "LOAD_EPSILON"]
 

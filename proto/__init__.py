@@ -16,8 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import maillage_pb2 as pb
-    from . import maillage_pb2_grpc as rpc
+    from maillage.proto import maillage_pb2 as pb
+    from maillage.proto import maillage_pb2_grpc as rpc
 
 __all__ = ["pb", "rpc"]
 

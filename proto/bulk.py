@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from . import maillage_pb2 as pb
+from maillage.proto import maillage_pb2 as pb
 
 __all__ = [
     "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "PUT_SMALL_OBJECT", "POLICY_KEY", "TENANT_KEY",

@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from .identity import TlsIdentity, target_name
-from .limits import MAX_MESSAGE
+from maillage.proto.limits import MAX_MESSAGE
+from maillage.proto.trust.identity import TlsIdentity, target_name
 
 __all__ = ["MAX_CONCURRENT_STREAMS", "channel_options", "open_channel", "open_blocking_channel", "new_server",
            "server_options"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .frame import MAX_PLAIN_LENGTH
+from maillage.proto.frame import MAX_PLAIN_LENGTH
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "INLINE_MAX", "MAX_MESSAGE", "MAX_PLAIN_LENGTH", "max_request_message"]
 

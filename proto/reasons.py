@@ -2,7 +2,7 @@
 
 A failed call carries a gRPC status code (for generic tools) and, in trailing metadata under
 `ERROR_KEY`, one `Reason` (for our own SDK and for node-to-node calls). The node maps each of its
-domain errors to a reason (`maillage.node.status`); the SDK maps each reason to one of its
+domain errors to a reason (`maillage.node.rpc.boundary`); the SDK maps each reason to one of its
 exceptions (`maillage.client._errors`); `tests/proto/test_reasons.py` checks that both tables cover
 every reason and every domain error, so a new error cannot leave one side guessing.
 """

@@ -13,8 +13,8 @@ Layering: this package imports only the standard library, blake3, zstandard, roc
 cryptography (AES-GCM) and the wire codec; it knows no network (checked by import-linter).
 """
 
-from .chunks import ChunkStore, ChunkStoreStats, open_chunk_file
-from .errors import (
+from maillage.storage.chunks import ChunkStore, ChunkStoreStats, open_chunk_file
+from maillage.storage.errors import (
     ChunkNotFound,
     CorruptFrame,
     CorruptRecord,
@@ -23,9 +23,9 @@ from .errors import (
     StorageError,
     StorageUnavailable,
 )
-from .hlc import HybridClock, version_time
-from .keys import NODE_KEY_FILE, DataKeys, KeyWrapper, NodeKey
-from .manifest import (
+from maillage.storage.hlc import HybridClock, version_time
+from maillage.storage.keys import NODE_KEY_FILE, DataKeys, KeyWrapper, NodeKey
+from maillage.storage.manifest import (
     MAX_KEY_BYTES,
     BucketRecord,
     BucketTombstone,
@@ -42,7 +42,7 @@ from .manifest import (
     validate_generation,
     validate_key,
 )
-from .metadata import MetaStore, MetaStoreStats
+from maillage.storage.metadata import MetaStore, MetaStoreStats
 
 __all__ = [
     # errors

@@ -79,9 +79,8 @@ from pathlib import Path
 
 from maillage.proto import frame as wire
 from maillage.proto.frame import DIGEST_SIZE, FrameHeader
-
-from .errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
-from .keys import KEY_ID_SIZE, NONCE_SIZE, DataKeys
+from maillage.storage.errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
+from maillage.storage.keys import KEY_ID_SIZE, NONCE_SIZE, DataKeys
 
 __all__ = ["ChunkStore", "ChunkStoreStats", "ENCRYPTED_MAGIC", "open_chunk_file"]
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import VersionTooFarAhead
+from maillage.storage.errors import VersionTooFarAhead
 
 __all__ = ["HybridClock", "version_time", "check_version", "LOGICAL_BITS", "DEFAULT_MAX_DRIFT", "MAX_VERSION"]
 

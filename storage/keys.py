@@ -66,7 +66,7 @@ import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import CorruptFrame, StorageError
+from maillage.storage.errors import CorruptFrame, StorageError
 
 __all__ = [
     "NODE_KEY_FILE",
@@ -257,7 +257,7 @@ class DataKeys:
     def read_only(cls, meta_dir: Path | str, node_key: Path | str | KeyWrapper) -> DataKeys:
         """The keys of a data directory's metadata (``<data dir>/meta``), read without taking the
         store's lock (a running node may hold it): for tests and forensics. Makes no key."""
-        from .metadata import MetaStore  # metadata imports manifest only; keys stays below it
+        from maillage.storage.metadata import MetaStore
 
         wrapper = node_key if not isinstance(node_key, (str, Path)) else NodeKey.load(node_key)
         return cls(None, wrapper, existing=MetaStore.read_key_records(meta_dir))

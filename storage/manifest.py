@@ -51,8 +51,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from maillage.proto.frame import DIGEST_SIZE
-
-from .errors import CorruptFrame, CorruptRecord, InvalidName
+from maillage.storage.errors import CorruptFrame, CorruptRecord, InvalidName
 
 __all__ = [
     "ChunkRef",

@@ -38,7 +38,7 @@ as it is, and is marked format 2 on open (nothing is rewritten). A node of forma
 format-2 directory rather than misread it.
 
 Encryption at rest: once :meth:`MetaStore.use_data_keys` is given the node's data keys (the node
-always does; ``maillage.node.bootstrap``), manifests are written in format 5: user metadata and
+always does; ``maillage.node.daemon.bootstrap``), manifests are written in format 5: user metadata and
 inline bytes sealed with the data key of the tenant owning the bucket (the live record's
 ``owner``; ``""`` when there is no record of that generation). Records written before read as
 they are. The wrapped data keys themselves are ``K`` records; :meth:`MetaStore.read_key_records`
@@ -70,9 +70,8 @@ from rocksdict import (
 )
 
 from maillage.proto.frame import DIGEST_SIZE
-
-from .errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
-from .manifest import (
+from maillage.storage.errors import CorruptRecord, InvalidName, StorageError, StorageUnavailable
+from maillage.storage.manifest import (
     BucketRecord,
     BucketTombstone,
     Manifest,

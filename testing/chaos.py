@@ -19,9 +19,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from .checker import Report
-from .disk import flip_bit
-from .harness import FRANCE, GERMANY, Harness
+from maillage.testing.checker import Report
+from maillage.testing.disk import flip_bit
+from maillage.testing.harness import FRANCE, GERMANY, Harness
 
 __all__ = ["soak", "FAULTS"]
 

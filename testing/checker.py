@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 
 from maillage.client import AsyncClient, MaillageError, NoSuchKey, ObjectSummary, Profile, admin
 from maillage.placement import Layout, bucket_partition, chunk_partition, partition_table
-
-from .workload import FAIL, OK, UNKNOWN, BadValue, BucketSpec, Op, decode_value
+from maillage.testing.workload import FAIL, OK, UNKNOWN, BadValue, BucketSpec, Op, decode_value
 
 __all__ = ["Report", "check", "read_final", "check_history", "replication_state", "Replication"]
 

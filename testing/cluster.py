@@ -32,9 +32,8 @@ from pathlib import Path
 
 from maillage.placement import Layout, Policy
 from maillage.testing.localmesh import DEMO_POLICIES, LocalMesh, SiteSpec, make_layout
-
-from .netns import Mesh, netns_available
-from .processes import Supervisor
+from maillage.testing.netns import Mesh, netns_available
+from maillage.testing.processes import Supervisor
 
 __all__ = ["SiteMesh", "FAST_TIMINGS", "NODE_PORT", "choose_mode"]
 

@@ -18,7 +18,7 @@ import os
 import tempfile
 import weakref
 
-from ._sh import run
+from maillage.testing._sh import run
 
 __all__ = ["Tmpfs", "flip_bit", "truncate", "overwrite", "fill"]
 

@@ -41,11 +41,11 @@ import tempfile
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._sh import ToolError, run
-from .relay import RELAY_MARK, Link, RelayProcess
+from maillage.testing._sh import ToolError, run
+from maillage.testing.relay import RELAY_MARK, Link, RelayProcess
 
 if TYPE_CHECKING:
-    from .netns import Mesh
+    from maillage.testing.netns import Mesh
 
 __all__ = ["Faults", "Link"]
 
@@ -67,7 +67,7 @@ class Faults:
     """Reversible network faults for one mesh. Obtain it as ``mesh.faults``."""
 
     def __init__(self, mesh: Mesh, seed: int | None = None) -> None:
-        from .netns import HOST
+        from maillage.testing.netns import HOST
         self._HOST = HOST
         self.mesh = mesh
         self.seed = seed if seed is not None else random.randrange(1 << 30)

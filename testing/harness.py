@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 from maillage.placement import Policy
+from maillage.testing.checker import Report, check
+from maillage.testing.cluster import SiteMesh
 from maillage.testing.localmesh import SiteSpec
-
-from .checker import Report, check
-from .cluster import SiteMesh
-from .workload import BucketSpec, Workload
+from maillage.testing.workload import BucketSpec, Workload
 
 __all__ = ["Harness", "SITES", "POLICIES", "BUCKETS", "FRANCE", "GERMANY", "CHUNK_SIZE"]
 

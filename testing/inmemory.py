@@ -1,6 +1,6 @@
 """A whole mesh in one process: real node objects over real stores, an in-memory network, a manual clock.
 
-Every node is wired by `maillage.node.wiring.Node`, exactly as `maillage node run` wires it, with its
+Every node is wired by `maillage.node.daemon.wiring.Node`, exactly as `maillage node run` wires it, with its
 own data directory (a real `ChunkStore` and RocksDB `MetaStore`); only the transport differs: calls
 to another node go straight to that node's `LocalReplica` or gossip, and a node marked down (or cut
 off) answers every call with `PeerUnavailable`, as an unreachable gRPC peer does. Time is a
@@ -25,21 +25,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from maillage.node.access_state import AccessState
-from maillage.node.antientropy import SyncGroup
-from maillage.node.auth import LayoutDoc, SignedLayouts
-from maillage.node.clock import ManualClock
-from maillage.node.coordinator import Upload
+from maillage.node.daemon.wiring import Node, Timings
+from maillage.node.data.coordinator import Upload
 from maillage.node.errors import PeerUnavailable
-from maillage.node.layout_state import LayoutState
-from maillage.node.membership import Heartbeat
-from maillage.node.replica import BucketInventory
-from maillage.node.status import error_from_peer
-from maillage.node.wiring import Node, Timings
+from maillage.node.replicas.antientropy import SyncGroup
+from maillage.node.replicas.replica import BucketInventory
+from maillage.node.replicas.transport import Heartbeat
+from maillage.node.rpc.boundary import error_from_peer
+from maillage.node.runtime.clock import ManualClock
+from maillage.node.trust.access_state import AccessState
+from maillage.node.trust.documents import LayoutDoc, SignedLayouts
+from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import Layout, format_layout
-from maillage.proto.access import AccessDoc, encode_access
 from maillage.proto.frame import decode_frame
-from maillage.proto.signing import LayoutSigner
+from maillage.proto.trust.access import AccessDoc, encode_access
+from maillage.proto.trust.signing import LayoutSigner
 from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, DataKeys, Manifest, MetaStore, NodeKey
 
 __all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
@@ -166,7 +166,7 @@ class InMemoryReplica:
 
 
 class InMemoryTransport:
-    """The `maillage.node.transport.Transport` of one node over an `InMemoryNetwork`."""
+    """The `maillage.node.replicas.transport.Transport` of one node over an `InMemoryNetwork`."""
 
     def __init__(self, network: InMemoryNetwork, source: str) -> None:
         self._network = network

@@ -39,8 +39,8 @@ from maillage.client.admin import (
     write_signed_layout,
 )
 from maillage.placement import Layout, Node, Policy, Site, parse_location
-from maillage.proto.access import AccessDoc, AccessKey, Role, add_tenant, create_key
-from maillage.proto.signing import LayoutSigner
+from maillage.proto.trust.access import AccessDoc, AccessKey, Role, add_tenant, create_key
+from maillage.proto.trust.signing import LayoutSigner
 
 READY_TIMEOUT = 30.0
 

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._sh import ToolError, run
+from maillage.testing._sh import ToolError, run
 
 __all__ = ["Mesh", "SiteNet", "netns_available", "require_netns", "in_netns", "HOST", "ToolError"]
 
@@ -325,7 +325,7 @@ class Mesh:
     def faults(self):
         """The ``Faults`` controller of this mesh (partitions, loss, caps, latency)."""
         if self._faults is None:
-            from .faults import Faults
+            from maillage.testing.faults import Faults
             self._faults = Faults(self)
         return self._faults
 

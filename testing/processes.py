@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .clock import with_skew
+from maillage.testing.clock import with_skew
 
 if TYPE_CHECKING:
-    from .netns import Mesh
+    from maillage.testing.netns import Mesh
 
 __all__ = ["Supervisor", "Proc"]
 

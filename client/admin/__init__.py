@@ -13,8 +13,8 @@ every node of the layout in parallel; a node that does not answer is reported, n
         print(admin.statuses())
 """
 
-from ._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories, reconcile
-from ._bootstrap import (
+from maillage.client.admin._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories, reconcile
+from maillage.client.admin._bootstrap import (
     ACCESS_FILE,
     ADMIN_PROFILE_FILE,
     NewCluster,
@@ -26,10 +26,17 @@ from ._bootstrap import (
     write_access_file,
     write_signed_layout,
 )
-from ._cluster import ClusterAdmin, NodeAnswers, Staged
-from ._connect import AdminError, AuditError, fetch_layout
-from ._residency import Holding, ObjectResidency, bucket_violations, fetch_manifest, sites_of, survey
-from ._status import mesh_views, repair_fields, status_rows
+from maillage.client.admin._cluster import ClusterAdmin, NodeAnswers, Staged
+from maillage.client.admin._connect import AdminError, AuditError, fetch_layout
+from maillage.client.admin._residency import (
+    Holding,
+    ObjectResidency,
+    bucket_violations,
+    fetch_manifest,
+    sites_of,
+    survey,
+)
+from maillage.client.admin._status import mesh_views, repair_fields, status_rows
 
 __all__ = [
     "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NewCluster", "client_trust_dir", "init_cluster", "load_signer",

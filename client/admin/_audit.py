@@ -36,11 +36,10 @@ from typing import Any
 import grpc
 
 from maillage.client._profile import Profile
+from maillage.client.admin._connect import Channels, fetch_layout, parallel, using_channels, why
 from maillage.placement import Layout, Policy, UnknownPolicy, format_location
 from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
-
-from ._connect import Channels, fetch_layout, parallel, using_channels, why
 
 __all__ = ["AuditReport", "Inventory", "collect_audit", "evaluate", "fetch_inventories"]
 

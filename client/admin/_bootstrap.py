@@ -1,7 +1,7 @@
 """Files of a new cluster, made on the admin machine: what `maillage cluster init`, `cluster node-cert`
 and `layout sign` write, and what the local mesh of the demo and the tests writes for itself.
 
-A cluster dir (`proto.identity.create_cluster`) holds the CA, the layout-signing key pair and the
+A cluster dir (`proto.trust.identity.create_cluster`) holds the CA, the layout-signing key pair and the
 shared client certificate; `init_cluster` adds the first access document (tenant "admin" with one
 admin key), signed, as ``access.signed``, and an INI profile ``admin.conf`` using that key with the
 cluster dir as trust dir. A node's trust dir (`node_trust_dir`) gets its certificate, the CA, the
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from maillage.client._profile import Credentials, Profile, write_profile
 from maillage.placement import Layout, format_layout
-from maillage.proto.access import AccessDoc, AccessKey, add_tenant, create_key, encode_access, parse_access
-from maillage.proto.identity import ClusterDir, NodeFiles, create_cluster, issue_node_certificate
-from maillage.proto.signing import LayoutSigner, read_signed, write_signed
+from maillage.proto.trust.access import AccessDoc, AccessKey, add_tenant, create_key, encode_access, parse_access
+from maillage.proto.trust.identity import ClusterDir, NodeFiles, create_cluster, issue_node_certificate
+from maillage.proto.trust.signing import LayoutSigner, read_signed, write_signed
 
 __all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NewCluster", "client_trust_dir", "init_cluster",
            "load_signer", "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout"]
@@ -109,7 +109,7 @@ def node_trust_dir(cluster_dir: str | os.PathLike[str], node_id: str, out_dir: s
                    days: int = 365, sans: Sequence[str] = ()) -> NodeFiles:
     """Issue node `node_id` its certificate into `out_dir`, with the cluster's current access file
     (the node's first access document; later ones come from the mesh). `sans`: extra DNS names and
-    IP addresses for its S3 endpoint (`maillage.proto.identity.extra_names`)."""
+    IP addresses for its S3 endpoint (`maillage.proto.trust.identity.extra_names`)."""
     cluster = ClusterDir.at(cluster_dir)
     files = issue_node_certificate(cluster, node_id, out_dir, days=days, sans=sans)
     access = cluster.directory / ACCESS_FILE

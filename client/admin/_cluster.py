@@ -1,7 +1,7 @@
 """Signed layout changes and mesh-wide status: the admin calls of the `Cluster` service.
 
 Layout and access documents are signed with the cluster's Ed25519 layout-signing key
-(`maillage.proto.signing`, kind "layout" or "access"); nodes refuse unsigned ones, and this API uses
+(`maillage.proto.trust.signing`, kind "layout" or "access"); nodes refuse unsigned ones, and this API uses
 a layout or access document it reads only when the signature verifies. Every call carries the
 profile's (admin) access key. Staging and applying go to every node in parallel; the endpoint (the first node
 that answered) must accept, the others are reported when they do not. Status and repair progress
@@ -18,12 +18,11 @@ import grpc
 
 from maillage.client._exceptions import MaillageError, PermissionDenied
 from maillage.client._profile import Profile
+from maillage.client.admin._connect import AdminError, Channels, fetch_layout, parallel
 from maillage.placement import Layout, Node, format_layout
 from maillage.proto import pb
-from maillage.proto.access import AccessDoc, AccessError, encode_access, parse_access
-from maillage.proto.signing import LayoutAuthError, LayoutSigner
-
-from ._connect import AdminError, Channels, fetch_layout, parallel
+from maillage.proto.trust.access import AccessDoc, AccessError, encode_access, parse_access
+from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner
 
 __all__ = ["ClusterAdmin", "Staged", "NodeAnswers"]
 
@@ -209,7 +208,7 @@ class ClusterAdmin:
         return adopted, [str(r) for r in replies.values() if isinstance(r, MaillageError)]
 
     def edit_access(self, edit: Callable[[AccessDoc], AccessDoc]) -> tuple[AccessDoc, int, list[str]]:
-        """Read the current access document, apply a pure edit (`maillage.proto.access`), sign and
+        """Read the current access document, apply a pure edit (`maillage.proto.trust.access`), sign and
         push the result everywhere: (new document, nodes that adopted it, problems)."""
         new = edit(self.access())
         adopted, problems = self.push_access(new)

@@ -19,11 +19,10 @@ import grpc
 
 from maillage.client._exceptions import NoSuchKey
 from maillage.client._profile import Profile
+from maillage.client.admin._audit import Inventory
+from maillage.client.admin._connect import AdminError, Channels, parallel, using_channels, why
 from maillage.placement import Layout, Policy, bucket_partition, format_location, partition_table
 from maillage.proto import pb
-
-from ._audit import Inventory
-from ._connect import AdminError, Channels, parallel, using_channels, why
 
 __all__ = ["Holding", "ObjectResidency", "bucket_violations", "fetch_manifest", "sites_of", "survey"]
 

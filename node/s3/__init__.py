@@ -5,7 +5,7 @@
 `multipart` (the operations), `xml` and `errors` (the wire format). See ARCHITECTURE.md, "S3 front door".
 """
 
-from .common import Services
-from .server import S3Server
+from maillage.node.s3.common import Services
+from maillage.node.s3.server import S3Server
 
 __all__ = ["S3Server", "Services"]

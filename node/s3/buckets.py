@@ -11,14 +11,13 @@ from functools import partial
 
 from aiohttp import web
 
+from maillage.node.data.coordinator import is_common_prefix, past
+from maillage.node.errors import BucketAlreadyExists
+from maillage.node.runtime.concurrency import gather_bounded
+from maillage.node.s3 import objects, payload, xml
+from maillage.node.s3.common import Call, Services, query_integer, xml_response
+from maillage.node.s3.errors import S3Error, from_exception
 from maillage.storage import Manifest, version_time
-
-from ..concurrency import gather_bounded
-from ..coordinator import is_common_prefix, past
-from ..errors import BucketAlreadyExists
-from . import objects, payload, xml
-from .common import Call, Services, query_integer, xml_response
-from .errors import S3Error, from_exception
 
 __all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get_bucket_location",
            "list_objects", "delete_objects"]

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ..budget import UploadBudget
-from ..coordinator import Coordinator
-from ..layout_state import LayoutState
-from ..tenancy import Caller, Tenancy
-from . import xml
-from .errors import S3Error
-from .sigv4 import Verified
+from maillage.node.data.coordinator import Coordinator
+from maillage.node.runtime.budget import UploadBudget
+from maillage.node.s3 import xml
+from maillage.node.s3.errors import S3Error
+from maillage.node.s3.sigv4 import Verified
+from maillage.node.service.tenancy import Caller, Tenancy
+from maillage.node.trust.layout_state import LayoutState
 
 __all__ = ["NUMBER", "Services", "Call", "Handler", "query_integer", "xml_response", "same"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+from maillage.node import errors as node_errors
+from maillage.node.runtime.budget import Overloaded
 from maillage.placement.errors import PolicyUnsatisfiable, UnknownPolicy
 from maillage.storage.errors import CorruptFrame
-
-from .. import errors as node_errors
-from ..budget import Overloaded
 
 __all__ = ["S3Error", "from_exception", "new_request_id"]
 

@@ -24,15 +24,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
+from maillage.node.errors import NodeError
+from maillage.node.runtime.background import BackgroundLoop
+from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.s3 import objects, payload, xml
+from maillage.node.s3.common import NUMBER, Call, Handler, Services, query_integer, xml_response
+from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
-
-from ..background import BackgroundLoop
-from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import NodeError
-from ..uploads import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
-from . import objects, payload, xml
-from .common import NUMBER, Call, Handler, Services, query_integer, xml_response
-from .errors import S3Error
 
 __all__ = ["create_upload", "upload_part", "upload_part_copy", "complete_upload", "abort_upload",
            "list_parts", "list_uploads", "start_expiry", "UploadExpiry", "MAX_COMPLETE_BODY"]

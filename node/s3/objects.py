@@ -22,13 +22,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from maillage.node.data.coordinator import MD5_ATTRIBUTE, Upload
+from maillage.node.errors import NoSuchKey
+from maillage.node.s3 import payload, xml
+from maillage.node.s3.common import Call, Services, xml_response
+from maillage.node.s3.errors import S3Error
 from maillage.storage import Manifest, version_time
-
-from ..coordinator import MD5_ATTRIBUTE, Upload
-from ..errors import NoSuchKey
-from . import payload, xml
-from .common import Call, Services, xml_response
-from .errors import S3Error
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
            "stored_headers", "read_range", "check_conditions", "COPY_SOURCE", "upload_from"]

@@ -33,11 +33,11 @@ import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 
-from ..budget import Lease, UploadBudget
-from .checksums import ALGORITHMS, HEADER_PREFIX, Running, decode_value, header_name
-from .common import Call, same
-from .errors import S3Error
-from .sigv4 import Verified
+from maillage.node.runtime.budget import Lease, UploadBudget
+from maillage.node.s3.checksums import ALGORITHMS, HEADER_PREFIX, Running, decode_value, header_name
+from maillage.node.s3.common import Call, same
+from maillage.node.s3.errors import S3Error
+from maillage.node.s3.sigv4 import Verified
 
 __all__ = ["body", "small_body", "content_md5", "check_md5", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
            "MAX_CHUNK", "MAX_LINE", "MAX_TRAILER_LINES"]

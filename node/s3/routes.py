@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import buckets, multipart, objects
-from .common import Handler
-from .errors import S3Error
+from maillage.node.s3 import buckets, multipart, objects
+from maillage.node.s3.common import Handler
+from maillage.node.s3.errors import S3Error
 
 __all__ = ["operation", "KNOWN_QUERY"]
 

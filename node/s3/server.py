@@ -19,11 +19,11 @@ import ssl
 
 from aiohttp import web
 
-from ..access_state import AccessState
-from ..tenancy import Caller
-from . import multipart, routes, sigv4, xml
-from .common import Call, Services
-from .errors import S3Error, from_exception, new_request_id
+from maillage.node.s3 import multipart, routes, sigv4, xml
+from maillage.node.s3.common import Call, Services
+from maillage.node.s3.errors import S3Error, from_exception, new_request_id
+from maillage.node.service.tenancy import Caller
+from maillage.node.trust.access_state import AccessState
 
 __all__ = ["S3Server", "tls_context"]
 

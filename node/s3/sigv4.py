@@ -1,7 +1,7 @@
 """AWS Signature Version 4 of an S3 request, checked against the access document: the Authorization
 header, or the query string of a presigned URL.
 
-The derived key is `maillage.proto.requestauth.signing_key` (region and service as the client's
+The derived key is `maillage.proto.trust.requestauth.signing_key` (region and service as the client's
 credential scope names them, the service must be "s3"); the secret is the access key's in the node's
 `AccessState`. Every comparison of signatures is constant-time (`hmac.compare_digest`).
 
@@ -32,10 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
-from maillage.proto.access import AccessKey
-from maillage.proto.requestauth import ALGORITHM, credential_scope, signing_key, string_to_sign
-
-from .errors import S3Error
+from maillage.node.s3.errors import S3Error
+from maillage.proto.trust.access import AccessKey
+from maillage.proto.trust.requestauth import ALGORITHM, credential_scope, signing_key, string_to_sign
 
 __all__ = ["Verified", "UNSIGNED", "STREAMING_SIGNED", "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER",
            "STREAMING_MODES", "MAX_EXPIRES", "verify", "canonical_request", "canonical_query", "SKEW"]

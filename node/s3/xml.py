@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 
-from .errors import S3Error
+from maillage.node.s3.errors import S3Error
 
 __all__ = ["NS", "document", "error_document", "iso8601", "location_constraint", "sub"]
 

@@ -12,9 +12,10 @@ from maillage.cli.main import main
 from maillage.client import Client
 from maillage.client.admin import collect_audit
 from maillage.placement import NodeState, parse_layout
-from maillage.proto import pb, requestauth, rpc
+from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import TlsIdentity, create_cluster
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity, create_cluster
 from maillage.testing.localmesh import LocalMesh, free_port, make_layout
 
 from .conftest import POLICIES, SITES

@@ -24,8 +24,8 @@ from maillage.client.admin import init_cluster, node_trust_dir
 from maillage.placement import format_layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import new_server
-from maillage.proto.identity import TlsIdentity
-from maillage.proto.signing import LayoutSigner
+from maillage.proto.trust.identity import TlsIdentity
+from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing.localmesh import make_layout
 
 KEY_ID, SECRET = "MK" + "A" * 18, "s" * 40

@@ -12,9 +12,10 @@ from typing import Any
 
 import grpc
 
-from maillage.proto import pb, requestauth, rpc
+from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import TlsIdentity
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity
 from maillage.storage import ChunkStore, DataKeys
 
 

@@ -19,7 +19,7 @@ from maillage.client import Client, NoSuchKey
 from maillage.client.admin import collect_audit, write_signed_layout
 from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
 from maillage.proto import pb
-from maillage.proto.signing import LayoutSigner
+from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing.localmesh import DEMO_TENANT, LocalMesh, free_port, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES

@@ -9,9 +9,10 @@ from pathlib import Path
 import grpc
 
 from maillage.client import Client
-from maillage.proto import bulk, pb, requestauth
+from maillage.proto import bulk, pb
 from maillage.proto.channels import open_channel
-from maillage.proto.identity import TlsIdentity
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity
 
 from .conftest import CHUNK
 

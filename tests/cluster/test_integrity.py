@@ -13,7 +13,7 @@ from maillage.client.admin import collect_audit, reconcile
 from maillage.placement import bucket_partition, partition_table
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import TlsIdentity
+from maillage.proto.trust.identity import TlsIdentity
 
 from .conftest import CHUNK
 

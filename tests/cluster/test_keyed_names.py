@@ -10,10 +10,11 @@ import pytest
 
 from maillage.client import Client, IntegrityError, PermissionDenied
 from maillage.placement import bucket_partition, chunk_partition, partition_table
-from maillage.proto import bulk, pb, requestauth, rpc
+from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.frame import chunk_digest, encode_frame, read_frame_header, verify_frame
-from maillage.proto.identity import TlsIdentity
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity
 
 from .conftest import CHUNK
 from .helpers import channel, signed

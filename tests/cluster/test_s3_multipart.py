@@ -15,7 +15,7 @@ from maillage.client.admin import fetch_inventories
 from maillage.placement import bucket_partition, partition_table
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import TlsIdentity
+from maillage.proto.trust.identity import TlsIdentity
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES

@@ -251,7 +251,7 @@ def test_node_certificates_take_extra_names_for_s3(mesh, tmp_path):
 
     from maillage.cli import cluster_cmd
     from maillage.cli.common import CommandError
-    from maillage.proto.identity import Peer, TlsIdentity
+    from maillage.proto.trust.identity import Peer, TlsIdentity
 
     parser = argparse.ArgumentParser()
     cluster_cmd.add_parser(parser.add_subparsers())

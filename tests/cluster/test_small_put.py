@@ -12,10 +12,11 @@ import pytest
 
 from maillage.client import Client, IntegrityError, InvalidRequest, NoSuchKey
 from maillage.client import _async as sdk
-from maillage.proto import bulk, pb, requestauth
+from maillage.proto import bulk, pb
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import TlsIdentity
 from maillage.proto.limits import INLINE_MAX
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import TlsIdentity
 
 pytestmark = pytest.mark.cluster
 

@@ -17,10 +17,11 @@ import grpc
 import pytest
 
 from maillage.client import Client, PermissionDenied
-from maillage.node.gate import REFUSAL_PREFIXES, RULES
-from maillage.proto import bulk, pb, requestauth
+from maillage.node.rpc.gate import REFUSAL_PREFIXES, RULES
+from maillage.proto import bulk, pb
 from maillage.proto.channels import open_blocking_channel
-from maillage.proto.identity import ClusterDir, TlsIdentity, create_cluster, issue_node_certificate
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.identity import ClusterDir, TlsIdentity, create_cluster, issue_node_certificate
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import POLICIES, SITES
@@ -81,7 +82,7 @@ def callers(mesh: LocalMesh, tmp_path_factory) -> dict[str, Who]:
 
 
 def _revoke(doc, key_id):
-    from maillage.proto.access import revoke_key
+    from maillage.proto.trust.access import revoke_key
     return revoke_key(doc, key_id)
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from maillage.node.wiring import Timings
+from maillage.node.daemon.wiring import Timings
 from maillage.placement import Layout, Node, Policy, Site, parse_location
 from maillage.testing.inmemory import InMemoryMesh
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from maillage.node.allocator import ARENA_MAX, keep_large_buffers
+from maillage.node.runtime.allocator import ARENA_MAX, keep_large_buffers
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -18,7 +18,7 @@ GLIBC = platform.libc_ver()[0] == "glibc"
 # "Arena N:" block per arena on stderr.
 _COUNT_ARENAS = textwrap.dedent("""
     import ctypes, ctypes.util, sys, threading
-    from maillage.node.allocator import keep_large_buffers
+    from maillage.node.runtime.allocator import keep_large_buffers
     if sys.argv[1] == "bounded":
         keep_large_buffers()
     together = threading.Barrier(8)

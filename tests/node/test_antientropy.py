@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from maillage.node.antientropy import (
+from maillage.node.replicas.antientropy import (
     IndexEntry,
     chunks_missing,
     droppable_tombstones,

@@ -14,7 +14,7 @@ from maillage.node.errors import (
     OutsidePolicy,
     ResidencyWidening,
 )
-from maillage.node.status import reason_for
+from maillage.node.rpc.boundary import reason_for
 from maillage.placement import bucket_partition
 from maillage.proto.reasons import Reason
 from maillage.storage import BucketRecord, Manifest
@@ -188,7 +188,7 @@ def test_a_record_offered_differently_by_peers_is_not_learned(mesh, monkeypatch,
     it lacked the real one): the German node, which has no record of the bucket, hears both from its
     peers and learns neither, so it never places the bucket's writes by the wider policy. With one
     source a round, a round that asks only the forger still hears every peer before learning."""
-    from maillage.node import repair as repair_module
+    from maillage.node.cluster import repair as repair_module
     monkeypatch.setattr(repair_module, "BUCKET_SOURCES", sources)
 
     async def main():

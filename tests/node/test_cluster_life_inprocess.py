@@ -8,13 +8,13 @@ import os
 
 import pytest
 
-from maillage.node.auth import LayoutAuthError, LayoutDoc
-from maillage.node.catalog import CACHE_SECONDS
-from maillage.node.clock import ManualClock
-from maillage.node.membership import PeerState
-from maillage.node.ratelimit import TokenBucket
+from maillage.node.cluster.membership import PeerState
+from maillage.node.data.bucket_records import CACHE_SECONDS
+from maillage.node.runtime.clock import ManualClock
+from maillage.node.runtime.ratelimit import TokenBucket
+from maillage.node.trust.documents import LayoutAuthError, LayoutDoc
 from maillage.placement import bucket_partition, format_layout
-from maillage.proto import access
+from maillage.proto.trust import access
 
 from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
 
@@ -221,7 +221,7 @@ def test_the_token_bucket_waits_on_its_clock():
 
 
 def test_a_wiped_node_pulls_a_bounded_number_of_groups_from_each_peer_at_once(mesh, monkeypatch):
-    from maillage.node import repair as repair_module
+    from maillage.node.cluster import repair as repair_module
     monkeypatch.setattr(repair_module, "PULLS_PER_PEER", 2)
     in_flight: dict[str, int] = {}
     most: dict[str, int] = {}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.node.concurrency import gather_bounded
+from maillage.node.runtime.concurrency import gather_bounded
 
 
 @given(st.lists(st.integers(0, 3), max_size=40), st.integers(1, 8))

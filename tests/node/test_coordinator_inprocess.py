@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from maillage.node.errors import NoSuchKey, OutsidePolicy, PeerUnavailable, QuorumNotReached
-from maillage.node.quorum import ReplicaSets
+from maillage.node.replicas.quorum import ReplicaSets
 from maillage.placement import PolicyUnsatisfiable, bucket_partition, chunk_partition
 
 from .conftest import FRENCH, run

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "placement"))
 from placement_strategies import make_layout, site_specs  # noqa: E402
 
-from maillage.node.quorum import effective_replicas  # noqa: E402
+from maillage.node.replicas.quorum import effective_replicas
 from maillage.placement import Policy, PolicyUnsatisfiable, partition_table  # noqa: E402
 
 

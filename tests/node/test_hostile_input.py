@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillage.node.budget import Overloaded, UploadBudget
-from maillage.node.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
-from maillage.node.tenancy import CALLER, Caller
+from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
+from maillage.node.runtime.budget import Overloaded, UploadBudget
+from maillage.node.service.tenancy import CALLER, Caller
 from maillage.proto import bulk, pb
-from maillage.proto.access import AccessKey
 from maillage.proto.reasons import ERROR_KEY, Reason
+from maillage.proto.trust.access import AccessKey
 from maillage.testing.inmemory import InMemoryMesh
 
 from .conftest import TIMINGS, make_layout

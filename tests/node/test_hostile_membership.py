@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 
-from maillage.node.membership import Heartbeat, PeerView
+from maillage.node.replicas.transport import Heartbeat, PeerView
 from maillage.placement import format_layout
 
 from .conftest import SITES, make_layout, run

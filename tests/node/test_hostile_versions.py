@@ -8,8 +8,8 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from maillage.node.status import reason_for
-from maillage.node.wiring import Timings
+from maillage.node.daemon.wiring import Timings
+from maillage.node.rpc.boundary import reason_for
 from maillage.proto.reasons import Reason, status_of
 from maillage.storage import version_time
 from maillage.storage.errors import VersionTooFarAhead
@@ -89,7 +89,7 @@ def test_a_write_goes_above_a_newer_version_held_by_one_replica_without_reading_
     """With the index replicas settled, a PUT writes at once (no read of the key's current version);
     a replica holding a newer version (another coordinator's clock ahead of ours) answers "not
     applied", and the write is made again above it: the new content wins on every replica."""
-    from maillage.node.replica import LocalReplica
+    from maillage.node.replicas.replica import LocalReplica
     reads = []
     original = LocalReplica.get_manifest
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from maillage.proto.access import AccessDoc, ensure_naming_secret
 from maillage.proto.frame import chunk_digest, read_frame_header
 from maillage.proto.naming import chunk_key
+from maillage.proto.trust.access import AccessDoc, ensure_naming_secret
 from maillage.storage import ChunkNotFound
 
 from .conftest import run

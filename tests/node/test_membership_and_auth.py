@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from maillage.node.auth import LayoutAuthError
-from maillage.node.clock import ManualClock
-from maillage.node.membership import FailureDetector, PeerState, PeerView
-from maillage.proto.signing import LayoutSigner, LayoutVerifier
+from maillage.node.cluster.membership import FailureDetector, PeerState
+from maillage.node.replicas.transport import PeerView
+from maillage.node.runtime.clock import ManualClock
+from maillage.node.trust.documents import LayoutAuthError
+from maillage.proto.trust.signing import LayoutSigner, LayoutVerifier
 
 
 def test_silence_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_back():
@@ -56,7 +57,7 @@ def test_signatures_bind_version_text_kind_and_key(tmp_path):
 
 
 def test_a_node_heard_again_after_silence_is_reported_recovered_once():
-    from maillage.node.clock import ManualClock
+    from maillage.node.runtime.clock import ManualClock
 
     clock = ManualClock()
     detector = FailureDetector("a", suspect_after=2, down_after=5, clock=clock)

@@ -12,12 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from maillage.node.coordinator import Upload
-from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
-from maillage.node.s3 import Services
-from maillage.node.s3.errors import S3Error
-from maillage.node.s3.multipart import UploadExpiry, complete_request
-from maillage.node.uploads import (
+from maillage.node.data.coordinator import Upload
+from maillage.node.data.multipart import (
     MAX_UPLOAD_KEY_BYTES,
     EntityTooLarge,
     EntityTooSmall,
@@ -27,10 +23,14 @@ from maillage.node.uploads import (
     NoSuchUpload,
     multipart_md5,
 )
+from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
+from maillage.node.s3 import Services
+from maillage.node.s3.errors import S3Error
+from maillage.node.s3.multipart import UploadExpiry, complete_request
 from maillage.placement import bucket_partition
 from maillage.proto import pb
-from maillage.proto.access import AccessDoc, ensure_naming_secret
 from maillage.proto.etags import composed_etag
+from maillage.proto.trust.access import AccessDoc, ensure_naming_secret
 
 from .conftest import FRENCH, TIMINGS, run
 

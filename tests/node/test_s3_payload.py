@@ -32,8 +32,8 @@ from maillage.node.s3.sigv4 import (
     Verified,
     verify,
 )
-from maillage.proto.access import AccessKey
-from maillage.proto.requestauth import signing_key
+from maillage.proto.trust.access import AccessKey
+from maillage.proto.trust.requestauth import signing_key
 
 botocore = pytest.importorskip("botocore")
 from botocore import httpchecksum  # noqa: E402
@@ -396,7 +396,7 @@ def test_small_body_is_bounded():
 def test_signed_chunks_held_whole_count_against_the_node_upload_budget():
     """A signed chunk is held whole until its signature is checked: its bytes are leased from the
     node's upload budget (shared with gRPC uploads), so many large chunks at once get SlowDown."""
-    from maillage.node.budget import Overloaded, UploadBudget
+    from maillage.node.runtime.budget import Overloaded, UploadBudget
     chunks = [b"a" * 20_000, b"b" * 20_000]
     data = b"".join(chunks)
     seed = "2" * 64

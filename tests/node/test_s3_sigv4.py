@@ -11,7 +11,7 @@ import pytest
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.sigv4 import verify
 from maillage.node.s3.xml import location_constraint
-from maillage.proto.access import AccessKey
+from maillage.proto.trust.access import AccessKey
 
 botocore = pytest.importorskip("botocore")
 boto3 = pytest.importorskip("boto3")

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from maillage.node.servicers import BulkHandlers
-from maillage.node.tenancy import CALLER, Caller
+from maillage.node.rpc.servicers import BulkHandlers
+from maillage.node.service.tenancy import CALLER, Caller
 from maillage.placement import chunk_partition
 from maillage.proto import bulk
-from maillage.proto.access import AccessDoc, AccessKey, ensure_naming_secret
 from maillage.proto.frame import chunk_digest, encode_frame
+from maillage.proto.trust.access import AccessDoc, AccessKey, ensure_naming_secret
 from maillage.storage import Manifest
 from maillage.testing.inmemory import InMemoryMesh
 

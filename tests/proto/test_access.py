@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.proto.access import (
+from maillage.proto.trust.access import (
     AccessDoc,
     AccessError,
     AccessKey,
@@ -24,7 +24,7 @@ from maillage.proto.access import (
     revoke_key,
     secret_of,
 )
-from maillage.proto.signing import LayoutAuthError, LayoutSigner
+from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner
 
 NOW = 1_760_000_000_000
 

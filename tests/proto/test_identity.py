@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from maillage.proto.identity import (
+from maillage.proto.trust.identity import (
     ClusterDir,
     IdentityError,
     Peer,
@@ -22,7 +22,7 @@ from maillage.proto.identity import (
     peer_of,
     target_name,
 )
-from maillage.proto.signing import LayoutAuthError, LayoutSigner, LayoutVerifier
+from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner, LayoutVerifier
 
 
 @pytest.fixture(scope="module")

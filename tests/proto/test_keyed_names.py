@@ -10,17 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.proto.access import (
-    AccessDoc,
-    AccessError,
-    add_tenant,
-    create_key,
-    delete_tenant,
-    encode_access,
-    ensure_naming_secret,
-    parse_access,
-    revoke_key,
-)
 from maillage.proto.frame import (
     CODEC_RAW,
     CODEC_ZSTD,
@@ -33,6 +22,17 @@ from maillage.proto.frame import (
     verify_frame,
 )
 from maillage.proto.naming import chunk_key
+from maillage.proto.trust.access import (
+    AccessDoc,
+    AccessError,
+    add_tenant,
+    create_key,
+    delete_tenant,
+    encode_access,
+    ensure_naming_secret,
+    parse_access,
+    revoke_key,
+)
 
 KEY = chunk_key("11" * 32, "hospital", "france-only")
 OTHER = chunk_key("11" * 32, "housing", "france-only")

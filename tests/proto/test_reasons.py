@@ -11,8 +11,9 @@ import pytest
 from maillage import placement, storage
 from maillage.client import _errors as sdk_errors
 from maillage.client import _exceptions as sdk_exceptions
-from maillage.node import auth, status
 from maillage.node import errors as node_errors
+from maillage.node.rpc import boundary as status
+from maillage.node.trust import documents as auth
 from maillage.placement import changes
 from maillage.proto import bulk, frame
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.proto import requestauth
-from maillage.proto.requestauth import RequestAuthError, sign, signing_key, string_to_sign, verify
+from maillage.proto.trust import requestauth
+from maillage.proto.trust.requestauth import RequestAuthError, sign, signing_key, string_to_sign, verify
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)

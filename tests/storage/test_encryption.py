@@ -43,7 +43,7 @@ KEY_ID = slice(5, 13)  # where an encrypted chunk file names its data key
 
 
 class Node:
-    """One node's stores as `maillage.node.bootstrap.open_stores` makes them."""
+    """One node's stores as `maillage.node.daemon.bootstrap.open_stores` makes them."""
 
     def __init__(self, root: Path, key_file: Path | None = None) -> None:
         self.root = root
@@ -377,14 +377,14 @@ def test_a_store_without_keys_refuses_encrypted_files_without_quarantining_them(
 # ----- the node's bootstrap --------------------------------------------------------------------
 
 def _config(tmp_path: Path, **kw):
-    from maillage.node.bootstrap import NodeConfig
+    from maillage.node.daemon.bootstrap import NodeConfig
 
     (tmp_path / "trust").mkdir(exist_ok=True)
     return NodeConfig(node_id="n1", data_dir=tmp_path / "data", trust_dir=tmp_path / "trust", fsync=False, **kw)
 
 
 def test_a_node_makes_its_key_in_the_trust_dir_on_first_start_and_needs_it_after(tmp_path: Path) -> None:
-    from maillage.node.bootstrap import open_stores
+    from maillage.node.daemon.bootstrap import open_stores
 
     cfg = _config(tmp_path)
     stores = open_stores(cfg)
@@ -406,7 +406,7 @@ def test_a_node_makes_its_key_in_the_trust_dir_on_first_start_and_needs_it_after
 
 
 def test_a_node_refuses_a_data_key_inside_its_data_dir(tmp_path: Path) -> None:
-    from maillage.node.bootstrap import open_stores
+    from maillage.node.daemon.bootstrap import open_stores
 
     with pytest.raises(StorageError, match="inside the data directory"):
         open_stores(_config(tmp_path, data_key=tmp_path / "data" / "data.key"))

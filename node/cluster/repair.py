@@ -1,0 +1,402 @@
+"""Anti-entropy: repair after a loss, rebalance after a layout change, hand-back after a handoff.
+
+One mechanism for all three. Everything a node stores belongs to a *group* (`SyncGroup`): the
+chunks one policy places in one partition, or one bucket's index. Each group has *owners*: the
+partition table's replicas, with marked-out nodes replaced by their handoffs (`effective_replicas`).
+Every round, each node:
+
+- **as an owner**, compares a digest of each group's sorted listing with every other owner (one
+  batched `SyncSummaries` call per peer) and, where they differ, fetches the peer's listing and
+  pulls only what it lacks or has older. Pull-only keeps it simple: every owner runs the same
+  round, so differences close from both sides. A wiped node pulls from every node sharing one of
+  its partitions, so many sources serve it in parallel.
+- **as a non-owner holding data** (a hinted handoff, or a partition the layout moved away),
+  pushes what each owner lacks, and drops its own copy only once every owner is up and has
+  confirmed it: a byte is never removed before it is durable where it belongs.
+
+Copies go through a token bucket (`rate` bytes/s, `ratelimit.py`) so repair never starves client
+traffic. Expired tombstones are dropped once every owner holds the same one or none (see
+`_expire`); chunks no live manifest references any more are removed by the chunk GC (`gc.py`), in
+a loop of its own. The rules deciding what moves are pure functions in `antientropy.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any
+
+from maillage.node.errors import NodeError
+from maillage.node.replicas.antientropy import (
+    IndexEntry,
+    Plan,
+    Progress,
+    SyncGroup,
+    chunks_missing,
+    droppable_tombstones,
+    entries_to_pull,
+    entries_to_push,
+)
+from maillage.node.replicas.quorum import effective_replicas
+from maillage.node.replicas.replica import Replica, put_manifest_teaching
+from maillage.node.replicas.transport import Peers
+from maillage.node.runtime.background import BackgroundLoop
+from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.runtime.concurrency import gather_bounded
+from maillage.node.runtime.ratelimit import TokenBucket
+from maillage.node.trust.layout_state import LayoutState
+from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
+from maillage.storage import (
+    BucketRecord,
+    BucketTombstone,
+    ChunkNotFound,
+    CorruptFrame,
+    Manifest,
+    StorageError,
+    version_time,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP_CONCURRENCY = 8
+# Groups pulled from one peer at once (each a SyncListing, then its chunk copies). A wiped node
+# differs from a peer in every group they share: unbounded, its first round opened hundreds of
+# streams on a fresh connection, and the peer refused those past its stream limit (REFUSED_STREAM
+# before its settings arrived), leaving those groups for later rounds.
+PULLS_PER_PEER = 16
+MANIFEST_OVERHEAD = 256  # bytes charged to the rate limit per manifest besides inline data
+TRANSFERS = 8  # chunk copies in flight per node, from all sources together
+BUCKET_SOURCES = 3  # peers asked each round for bucket records
+
+
+class Repairer(BackgroundLoop):
+    task_name = "repair"
+
+    def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
+                 is_up: Callable[[str], bool], is_out: Callable[[str], bool],
+                 interval: float, rate: float, tombstone_grace: float,
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
+        self.node_id = node_id
+        self._peers = peers
+        self._layout = layout
+        self._is_up = is_up
+        self._is_out = is_out
+        self._interval = interval
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._limiter = TokenBucket(rate, clock)
+        self._tombstone_grace = tombstone_grace
+        self.progress = Progress()
+        self._wake = asyncio.Event()
+        self._fetching: set[tuple[str, bytes]] = set()  # chunks already being copied this round
+        self._transfers = asyncio.Semaphore(TRANSFERS)
+
+    # ----- life cycle ------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        """Start the next round now instead of after the interval."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        await self._clock.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
+        while True:
+            try:
+                await self.run_round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a round must never kill the loop; the next one retries
+                log.exception("repair round failed")
+            finally:
+                self.progress.running = False
+            await self._pause()
+            self._wake.clear()
+
+    async def _pause(self) -> None:
+        """Until the interval has passed or `trigger()` was called, whichever comes first."""
+        wake = asyncio.ensure_future(self._wake.wait())
+        nap = asyncio.ensure_future(self._clock.sleep(self._interval))
+        try:
+            await asyncio.wait((wake, nap), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (wake, nap):
+                f.cancel()
+
+    # ----- one round -------------------------------------------------------------------------
+
+    def _site_of(self, node_id: str) -> str:
+        return self._layout.current.node(node_id).site
+
+    async def _catalogs(self, peers: Sequence[str]) -> list[tuple[list[BucketRecord], list[BucketTombstone]]]:
+        """The bucket records and tombstones of each of `peers` that answers (GROUP_CONCURRENCY at once)."""
+        async def one(peer: str) -> tuple[list[BucketRecord], list[BucketTombstone]] | None:
+            try:
+                return await self._peers.replica(peer).bucket_catalog()
+            except NodeError:
+                return None
+        return [a for a in await gather_bounded([partial(one, p) for p in peers], GROUP_CONCURRENCY) if a is not None]
+
+    async def _learn_buckets(self) -> list[BucketRecord]:
+        """Bucket tombstones and records of our policies that a few peers have and we lack (a
+        wiped or new node learns here which indexes it owns; a node that was down when a bucket
+        was deleted learns the tombstone, which drops its stale record and that generation's
+        index). Tombstones first: a record of a deleted generation is never learned, whoever
+        still offers it; a record never replaces another one of its name; and a record is learned
+        only if every peer that answers and holds one of its name holds that same one."""
+        layout = self._layout.current
+        me = layout.location_of(self.node_id)
+        policies = {p.name for p in layout.policies}
+        local = self._peers.local
+        records, tombstones = await local.bucket_catalog()
+        names = {r.name for r in records}
+        dead = {(t.name, t.generation) for t in tombstones}
+        peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
+        sampled = self._rng.sample(peers, min(BUCKET_SOURCES, len(peers)))
+        answers = await self._catalogs(sampled)
+
+        def ours(policy: str) -> bool:
+            return policy in policies and layout.policy(policy).allows(me)
+
+        def learnable(record: BucketRecord) -> bool:
+            return record.name not in names and (record.name, record.generation) not in dead and ours(record.policy)
+
+        if any(learnable(r) for offered, _ in answers for r in offered):
+            # Something to learn (rare: a new or wiped node, one down at a creation): hear every
+            # peer first, so a record that one node forged is set against the real one wherever
+            # it is held, not only when the sample happened to include a holder.
+            answers += await self._catalogs([p for p in peers if p not in sampled])
+        for _, offered in answers:
+            for tomb in offered:
+                if (tomb.name, tomb.generation) not in dead and ours(tomb.policy):
+                    await local.delete_bucket(tomb)
+                    dead.add((tomb.name, tomb.generation))
+                    if any(r.name == tomb.name and r.generation == tomb.generation for r in records):
+                        names.discard(tomb.name)
+                        log.info("repair: bucket %r generation %s was deleted; dropped its record and index",
+                                 tomb.name, tomb.generation)
+        # What the sources offer under each name (deleted generations aside). Sources that
+        # disagree mean one of them lies or is behind: nothing is learned under that name this
+        # round (the audit names the disagreement). Else one node holding a forged record of a
+        # France-only bucket under a wider policy would teach it to a German node that has none,
+        # and that node would then place the bucket's writes outside France.
+        offers: dict[str, set[tuple[str, str]]] = {}
+        for offered_records, _ in answers:
+            for record in offered_records:
+                if (record.name, record.generation) not in dead:
+                    offers.setdefault(record.name, set()).add((record.policy, record.generation))
+        learned = []
+        for offered_records, _ in answers:
+            for record in offered_records:
+                if not learnable(record):
+                    continue
+                if len(offers[record.name]) > 1:
+                    log.warning("repair: peers offer different records of bucket %r (%s); none learned",
+                                record.name, ", ".join(f"policy {p} generation {g}" for p, g in
+                                                       sorted(offers[record.name])))
+                    names.add(record.name)  # said once per round
+                    continue
+                try:
+                    await local.put_bucket(record)
+                except NodeError as err:
+                    log.info("repair: bucket record from a peer refused: %s", err)
+                    continue
+                names.add(record.name)
+                learned.append(record)
+        return learned
+
+    async def plan(self) -> Plan:
+        layout = self._layout.current
+        await self._learn_buckets()
+        held_chunks, bucket_list = await self._peers.local.held_groups()
+        me = self.node_id
+        owned: dict[SyncGroup, tuple[str, ...]] = {}
+        foreign: dict[SyncGroup, tuple[str, ...]] = {}
+        tables: dict[str, PartitionTable] = {}
+        for policy in layout.policies:
+            try:
+                table = tables[policy.name] = self._layout.table(policy.name)
+            except PolicyUnsatisfiable:
+                continue
+            held = held_chunks.get(policy.name, set())
+            for p in range(len(table)):
+                owners = effective_replicas(table, p, self._is_out, self._site_of)
+                group = SyncGroup(policy.name, p)
+                if me in owners:
+                    owned[group] = owners
+                elif p in held:
+                    foreign[group] = owners
+        buckets = {}
+        for record in bucket_list:
+            bucket_table = tables.get(record.policy)
+            if bucket_table is None:
+                continue
+            buckets[record.name] = record
+            p = bucket_partition(record.name, bucket_table.bits)
+            owners = effective_replicas(bucket_table, p, self._is_out, self._site_of)
+            group = SyncGroup(record.policy, bucket=record.name, generation=record.generation)
+            (owned if me in owners else foreign)[group] = owners
+        return Plan(owned, foreign, buckets)
+
+    async def run_round(self) -> None:
+        plan = await self.plan()
+        pr = self.progress
+        pr.running, pr.round_started, pr.round_bytes = True, self._clock.monotonic(), 0
+        pr.groups_total, pr.groups_done, pr._behind_now = len(plan.owned) + len(plan.foreign), 0, set()
+        pr.handoff_items = 0
+        self._fetching.clear()
+        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+
+        async def bounded(coro: Coroutine[Any, Any, None]) -> None:
+            async with limit:
+                try:
+                    await coro
+                except (NodeError, StorageError) as err:  # one group's trouble never stops the round
+                    log.info("repair: %s", err)
+
+        by_peer: dict[str, list[SyncGroup]] = {}
+        for group, owners in plan.owned.items():
+            for o in owners:
+                if o != self.node_id and self._is_up(o):
+                    by_peer.setdefault(o, []).append(group)
+        mine = dict(zip(plan.owned, await self._peers.local.sync_summaries(list(plan.owned))))
+        await asyncio.gather(*(bounded(self._sync_with(peer, groups, mine, plan))
+                               for peer, groups in by_peer.items()))
+        pr.groups_done = len(plan.owned)
+        await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
+        await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
+                               if g.is_index))
+        pr.groups_behind = len(pr._behind_now)
+        pr.groups_done = pr.groups_total
+        pr.rounds_completed += 1
+        pr.last_round_finished_ms = int(self._clock.time() * 1000)
+
+    async def _sync_with(self, peer: str, groups: list[SyncGroup], mine: dict[SyncGroup, tuple[bytes, int]],
+                         plan: Plan) -> None:
+        theirs = await self._peers.replica(peer).sync_summaries(groups)
+        differing = [g for g, (digest, _) in zip(groups, theirs) if digest != mine[g][0]]
+        self.progress._behind_now.update(differing)
+        self.progress.groups_done = min(self.progress.groups_done + len(groups) - len(differing),
+                                        len(plan.owned))
+
+        async def pull(group: SyncGroup) -> None:
+            try:
+                await self._pull(peer, group, plan)
+            except (NodeError, StorageError) as err:
+                log.info("repair: pulling %s from %s: %s", group, peer, err)
+            self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
+        await gather_bounded([partial(pull, g) for g in differing], PULLS_PER_PEER)
+
+    async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
+        remote = self._peers.replica(peer)
+        local = self._peers.local
+        theirs = await remote.sync_listing(group)
+        ours = await local.sync_listing(group)
+        if not group.is_index:
+            async def fetch(digest: bytes) -> None:
+                if (group.policy, digest) in self._fetching:
+                    return  # another owner is already sending it this round
+                self._fetching.add((group.policy, digest))
+                async with self._transfers:
+                    try:
+                        frame, tenant = await remote.get_chunk_with_tenant(digest)
+                    except (NodeError, ChunkNotFound, CorruptFrame) as err:
+                        self._fetching.discard((group.policy, digest))
+                        log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
+                        return
+                    await self._limiter.take(len(frame))
+                    await local.put_chunk(frame, policy=group.policy, tenant=tenant)
+                    self._count(len(frame))
+            await asyncio.gather(*(fetch(d) for d in chunks_missing(theirs, ours)))
+            return
+        record = plan.buckets[group.bucket]
+        for entry in entries_to_pull(theirs, ours, self._expired):
+            m = await remote.get_manifest(group.bucket, entry.key, group.generation)
+            if m is not None:
+                await self._copy_manifest(m, record, local, group, entry.key)
+
+    async def _copy_manifest(self, m: Manifest, record: BucketRecord, to: Replica, group: SyncGroup,
+                             key: str) -> None:
+        """Write `m` to a replica (ours or a peer's) through the rate limit, and count it. Only a
+        manifest of the group's very bucket generation and of the key asked moves."""
+        if (m.bucket, m.generation, m.key) != (group.bucket, group.generation, key):
+            raise NodeError(f"repair: a manifest of another bucket generation or key came back for {group}; "
+                            f"not copied")
+        cost = len(m.inline or b"") + MANIFEST_OVERHEAD
+        await self._limiter.take(cost)
+        if await put_manifest_teaching(to, m, record):
+            self._count(cost)
+
+    def _count(self, nbytes: int) -> None:
+        pr = self.progress
+        pr.items_copied += 1
+        pr.bytes_copied += nbytes
+        pr.round_bytes += nbytes
+
+    def _expired(self, entry: IndexEntry) -> bool:
+        return self._clock.time() - version_time(entry.version) > self._tombstone_grace
+
+    # ----- hand-back: data held for owners elsewhere -------------------------------------------
+
+    async def _hand_back(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
+        local = self._peers.local
+        ours = await local.sync_listing(group)
+        if not ours:
+            return
+        self.progress.handoff_items += len(ours)
+        confirmed = True
+        for owner in owners:
+            if not self._is_up(owner):
+                confirmed = False
+                continue
+            try:
+                await self._push(owner, group, ours, plan)
+            except NodeError as err:
+                log.info("hand-back of %s to %s: %s", group, owner, err)
+                confirmed = False
+        table = self._layout.table(group.policy)
+        if confirmed and len(owners) >= table.policy.replicas:
+            if group.is_index:
+                await local.drop_index_entries(group.bucket, ours, group.generation)
+            else:
+                await local.drop_chunks(group.policy, ours)
+            self.progress.handoff_items -= len(ours)
+            log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
+
+    async def _push(self, owner: str, group: SyncGroup, ours: list[Any], plan: Plan) -> None:
+        remote = self._peers.replica(owner)
+        local = self._peers.local
+        theirs = await remote.sync_listing(group)
+        if not group.is_index:
+            for digest in chunks_missing(ours, theirs):
+                frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
+                await self._limiter.take(len(frame))
+                await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
+                self._count(len(frame))
+            return
+        record = plan.buckets[group.bucket]
+        for entry in entries_to_push(ours, theirs):
+            m = await local.get_manifest(group.bucket, entry.key, group.generation)
+            if m is not None:
+                await self._copy_manifest(m, record, remote, group, entry.key)
+
+    # ----- tombstone expiry ----------------------------------------------------------------
+
+    async def _expire(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
+        """Drop tombstones past the grace once every owner has the same one or none: an owner
+        still holding an older live version would otherwise bring the object back."""
+        local = self._peers.local
+        expired = [e for e in await local.sync_listing(group) if e.deleted and self._expired(e)]
+        if not expired or not all(self._is_up(o) for o in owners):
+            return
+        table = self._layout.table(group.policy)
+        if len(owners) < table.policy.replicas:
+            return
+        views = []
+        for owner in owners:
+            if owner != self.node_id:
+                views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
+        removed = await local.drop_index_entries(group.bucket, droppable_tombstones(expired, views),
+                                                 group.generation)
+        self.progress.tombstones_removed += removed

@@ -1,0 +1,139 @@
+"""The composition root: bootstrap (`bootstrap.py`), wiring (`wiring.py`), then gRPC.
+
+`NodeServer.start()` opens the stores and loads the layout, builds the node's objects over gRPC
+transports, registers the servicers and the raw-bytes handlers, and serves. `stop()` lets in-flight
+requests finish, then closes the stores cleanly; `run_node()` does both around SIGTERM/SIGINT for
+the `maillage node run` command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from maillage.node.daemon.bootstrap import (
+    NodeConfig,
+    Stores,
+    load_access,
+    load_layout,
+    load_s3_tls,
+    load_trust,
+    open_stores,
+)
+from maillage.node.daemon.wiring import Node, Timings
+from maillage.node.rpc.gate import AuthGate, TrustingGate
+from maillage.node.rpc.grpc_transport import GrpcTransport
+from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
+from maillage.node.runtime.allocator import keep_large_buffers
+from maillage.node.s3 import S3Server, Services
+from maillage.node.trust.documents import SignedLayouts
+from maillage.proto import rpc
+from maillage.proto.channels import new_server
+from maillage.proto.limits import max_request_message
+
+__all__ = ["NodeConfig", "Timings", "NodeServer", "register", "run_node"]
+
+log = logging.getLogger("maillage.node")
+
+
+def register(server: grpc.aio.Server, node: Node) -> None:
+    """Serve `node` on `server`: the three services and the raw-bytes methods."""
+    rpc.add_ClusterServicer_to_server(ClusterServicer(
+        node.local, node.layout, node.signed, node.access, node.gossip, node.detector, node.repairer,
+        node.scrubber, node.collector, node.clock), server)
+    rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.local), server)
+    rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.coordinator, node.tenancy), server)
+    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.coordinator, node.tenancy).generic_handler(),))
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._server: grpc.aio.Server | None = None
+        self._stores: Stores | None = None
+        self._node: Node | None = None
+        self._s3: S3Server | None = None
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="storage")
+        self.address = ""
+
+    async def start(self) -> None:
+        cfg = self.config
+        trust = load_trust(cfg)
+        s3_tls = load_s3_tls(cfg) if cfg.s3_listen else None  # a wrong certificate fails before anything starts
+        tls = None if cfg.insecure_plaintext else trust.tls
+        signed = SignedLayouts(trust.verifier)
+        layout = await load_layout(cfg, signed, tls)
+        access = load_access(cfg, trust)
+        me = layout.current.node(cfg.node_id)
+        self._stores = stores = open_stores(cfg)
+        self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, access, self._executor,
+                                 transport_for=lambda: GrpcTransport(layout, tls), timings=cfg.timings,
+                                 chunk_size=cfg.chunk_size)
+        self.address = cfg.listen or me.address
+        gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access)
+        server, _ = new_server(self.address, tls=tls, interceptors=(gate,),
+                               max_receive=max_request_message(cfg.chunk_size))
+        if cfg.insecure_plaintext:
+            log.warning("INSECURE PLAINTEXT MODE (benchmarks only): no TLS, no authentication")
+        register(server, node)
+        await server.start()
+        self._server = server
+        if cfg.s3_listen:
+            services = Services(node.coordinator, node.tenancy, layout, self._executor,
+                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry,
+                                upload_budget=node.upload_budget)
+            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls)
+            await s3.start()
+            self._s3 = s3
+        node.start_background()
+        log.info("node %s (site %s) serving on %s, layout version %d",
+                 me.id, me.site, self.address, layout.current.version)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._s3 is not None:
+            await self._s3.stop()
+            self._s3 = None
+        if self._node is not None:
+            await self._node.stop_background()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._node is not None:
+            await self._node.close_transports()
+            self._node = None
+        self._executor.shutdown(wait=True)
+        if self._stores is not None:
+            self._stores.close()
+            self._stores = None
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def _run(config: NodeConfig) -> None:
+    node = NodeServer(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"maillage node {config.node_id} ready on {node.address}", flush=True)
+    await stop.wait()
+    log.info("stopping: letting in-flight requests finish")
+    await node.stop()
+
+
+def run_node(config: NodeConfig) -> None:
+    """Serve until SIGTERM or SIGINT (uvloop when it is installed)."""
+    keep_large_buffers()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_run(config))
+    else:
+        uvloop.run(_run(config))

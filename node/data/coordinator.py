@@ -1,0 +1,561 @@
+"""The coordinator: any node turns a client's request into work on the right replica sets.
+
+Write path: the object stream is cut into chunks; each chunk is hashed (BLAKE3), framed (zstd when
+it helps) in the thread pool and sent to the R replicas of its partition, skipping replicas that
+already hold it (dedup). A chunk's name is its BLAKE3 keyed with K(bucket owner, bucket policy)
+(`proto/naming.py`, from the access document's naming secret; unkeyed while there is none), so
+dedup works inside one tenant's policy and a name tells nothing to another tenant. At most
+`CHUNKS_IN_FLIGHT` chunks per upload and `NODE_CHUNKS_IN_FLIGHT`
+across all uploads are held at once, so a 10 GiB upload needs a few chunks of memory and 32
+concurrent ones do not multiply it by 32. The manifest is written last, to the replicas of the bucket's index
+partition, with a version above the one it replaces (HLC, observed from the replicas) so a node
+with a slow clock cannot lose a newer write. The write is acknowledged only when chunks and
+manifest are durable on at least two sites.
+
+The coordinator itself stores nothing unless it is one of the replicas: a node outside a bucket's
+policy only forwards bytes in memory, and logs no key.
+
+Buckets: each creation of a name makes a new generation (a random id) bound to the policy for
+good; manifests, listings and lookups name (bucket, generation), so a name deleted and created
+again under another policy never receives the old generation's keys. Deleting a bucket sends a
+tombstone of its generation to the policy's nodes. A server-side copy is refused
+(`ResidencyWidening`) unless the destination's policy is within the source's; a copy into a bucket
+of another key (another tenant or policy) re-names the chunks with the destination's key.
+
+Multipart uploads are `uploads.MultipartUploads`, built on the public part of this write path
+(`store_chunks`, `latest`, `next_version`, `write_manifest`, `write_tombstone`, `index_entries`,
+`now`); they live under reserved keys of the bucket (`validation.RESERVED_PREFIX`), which
+`list_objects` starts past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TypeVar
+
+import blake3
+
+from maillage.node import validation
+from maillage.node.data.bucket_records import Catalog
+from maillage.node.data.chunking import FixedChunker
+from maillage.node.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    IntegrityError,
+    NodeError,
+    NoSuchKey,
+    QuorumNotReached,
+    ResidencyWidening,
+)
+from maillage.node.replicas.quorum import ReplicaSets
+from maillage.node.replicas.replica import Replica, put_manifest_teaching
+from maillage.node.replicas.transport import Peers
+from maillage.node.trust.layout_state import LayoutState
+from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
+from maillage.proto.etags import composed_etag, composed_parts
+from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
+from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
+
+T = TypeVar("T")
+
+CHUNKS_IN_FLIGHT = 4
+# A remote replica is asked whether it already holds a chunk (dedup) only for frames larger than
+# this: for a smaller one the question costs a round trip on every new chunk to save a transfer of
+# at most 1 MiB on a duplicate (which PutChunk then refreshes and does not store twice).
+PROBE_ABOVE = 1024 * 1024 + 4096
+NODE_CHUNKS_IN_FLIGHT = 16
+LIST_PAGE = 1000
+_MAX_CHAR = "\U0010ffff"
+
+
+def past(prefix: str) -> str:
+    """A listing cursor (start-after) past every key that begins with `prefix`."""
+    return prefix + _MAX_CHAR
+
+
+def is_common_prefix(marker: str, prefix: str, delimiter: str) -> bool:
+    """Whether a listing marker is one of the common prefixes a listing under `prefix` and
+    `delimiter` rolls keys up into (so resuming after it means past everything it holds)."""
+    return bool(delimiter) and marker.startswith(prefix) and marker.endswith(delimiter) \
+        and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter)
+
+
+_RESERVED_END = past(validation.RESERVED_PREFIX)  # above every reserved key written
+
+
+MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
+
+
+@dataclass(frozen=True)
+class Upload:
+    bucket: str
+    key: str
+    content_type: str = "application/octet-stream"
+    user_metadata: Mapping[str, str] = field(default_factory=dict)
+    # Stored headers and S3 ETag (Manifest.attributes). Read once the stream has been consumed, so
+    # an S3 upload can add the MD5 of its bytes at the end of its stream.
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    contents: list[Manifest]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_token: str
+
+
+class Coordinator:
+    def __init__(self, node_id: str, peers: Peers, layout: LayoutState, catalog: Catalog,
+                 clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 is_up: Callable[[str], bool] = lambda _: True,
+                 maybe_behind: Callable[[str], bool] = lambda _: False,
+                 chunk_key: Callable[[str, str], bytes | None] = lambda _tenant, _policy: None) -> None:
+        self.node_id = node_id
+        self._peers = peers
+        self._layout = layout
+        self._catalog = catalog
+        self._clock = clock
+        self._executor = executor
+        self._sets = ReplicaSets(peers, layout, is_up, maybe_behind)
+        # Across all uploads this node coordinates: bounds memory (each slot holds a chunk and
+        # its frame) and keeps replica writes from queueing until their deadlines expire.
+        self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)
+        self._is_up = is_up
+        self._chunk_key = chunk_key  # (owner tenant, policy) -> K, None for unkeyed names
+        self.chunk_size = chunk_size
+
+    # ----- buckets ---------------------------------------------------------------------------
+
+    async def create_bucket(self, name: str, policy: str, owner: str = "") -> BucketRecord:
+        validation.check_bucket_name(name)
+        layout = self._layout.current
+        table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
+        if await self._catalog.find(name) is not None:
+            raise BucketAlreadyExists(f"bucket {name!r} already exists")
+        record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
+                              generation=secrets.token_hex(16))
+        eligible = layout.eligible_nodes(policy)
+        answers = await asyncio.gather(*(self._try(n.id, lambda r: r.put_bucket(record)) for n in eligible))
+        sites = {n.site for n, (_, err) in zip(eligible, answers) if err is None}
+        needed = min(2, table.policy.replicas)
+        if len(sites) < needed:
+            failures = "; ".join(f"{n.id}: {err}" for n, (_, err) in zip(eligible, answers) if err is not None)
+            raise QuorumNotReached(f"bucket {name!r}: only {len(sites)} site(s) recorded it, {needed} "
+                                   f"needed; failures: {failures or 'none'}")
+        return record
+
+    async def head_bucket(self, name: str) -> BucketRecord:
+        validation.check_bucket_name(name)
+        return await self._catalog.get(name)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        nodes = [n.id for n in self._layout.current.nodes]
+        answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
+        found: dict[str, BucketRecord] = {}
+        for records, _err in answers:
+            for r in records or ():  # a node that missed a delete may still show an older generation
+                if r.name not in found or r.created > found[r.name].created:
+                    found[r.name] = r
+        return [found[name] for name in sorted(found)]
+
+    async def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket. Multipart uploads in progress do not count (S3 does not count
+        them either): the bucket tombstone drops them with the rest of the generation's index."""
+        record = await self.head_bucket(name)
+        listing = await self.list_objects(name, max_keys=1)
+        if listing.contents or listing.common_prefixes:
+            raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
+        tombstone = BucketTombstone(name=name, generation=record.generation, policy=record.policy,
+                                    deleted=self._clock.now())
+        eligible = self._layout.current.eligible_nodes(record.policy)
+        # A node that misses it learns the tombstone from its peers (repair), so its stale record
+        # never comes back.
+        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(tombstone)) for n in eligible))
+        self._catalog.forget(name)
+
+    async def _try(self, node_id: str, op: Callable[[Replica], Awaitable[T]]) -> tuple[T | None, Exception | None]:
+        try:
+            return await op(self._peers.replica(node_id)), None
+        except Exception as exc:  # a peer's error or the local store's: that node failed
+            return None, exc
+
+    # ----- object writes ---------------------------------------------------------------------
+
+    async def put_object(self, upload: Upload, pieces: AsyncIterator[bytes | memoryview],
+                         expected_blake3: asyncio.Future[bytes | None] | None = None) -> tuple[Manifest, list[str]]:
+        """Store an object from a stream of byte pieces; returns its manifest and the sites holding it."""
+        validation.check_key(upload.key)
+        validation.check_metadata(upload.user_metadata, upload.content_type)
+        validation.check_attributes(upload.attributes)
+        bucket = await self._catalog.get(upload.bucket)
+        # The new version must be above the key's current one. With the index replicas settled, the
+        # write itself finds out (a replica holding a newer version answers "not applied", then
+        # `write_newest` writes again above it): one round trip instead of a read then a write.
+        previous = None if self._index_settled(bucket) else asyncio.ensure_future(self.latest(bucket, upload.key))
+        try:
+            refs, sites, inline, size, etag = await self.store_chunks(bucket, pieces)
+            if expected_blake3 is not None:
+                expected = await expected_blake3
+                if expected is not None and expected.hex() != etag:
+                    raise IntegrityError(
+                        f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
+                        f"match the {size} bytes received ({etag[:16]}...); nothing was written")
+            validation.check_attributes(upload.attributes)  # again: the stream may have added its MD5
+            manifest = Manifest(
+                bucket=upload.bucket, key=upload.key,
+                version=self._clock.now() if previous is None else await self.next_version(previous),
+                size=size, etag=etag, content_type=upload.content_type,
+                user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
+                inline=inline, writer=self.node_id, generation=bucket.generation,
+                attributes=tuple(sorted(upload.attributes.items())))
+        finally:
+            if previous is not None:
+                previous.cancel()
+        manifest, manifest_sites = await self.write_newest(bucket, manifest)
+        return manifest, sorted(sites | manifest_sites if inline is not None else sites)
+
+    def _index_settled(self, bucket: BucketRecord) -> bool:
+        table = self._layout.table(bucket.policy)
+        return self._sets.settled(table, bucket_partition(bucket.name, table.bits))
+
+    async def write_newest(self, bucket: BucketRecord, manifest: Manifest) -> tuple[Manifest, set[str]]:
+        """Write `manifest` as its key's newest version, with a version number above every one the
+        key had. A replica that already holds a newer or an equally numbered one (written under
+        another coordinator's clock, ahead of ours or equal to it) answers "not applied": the
+        newest version is then read, observed by our clock, and the manifest written again above
+        it, as a read before the write would have ordered it. Returns what was written and where."""
+        applied, sites = await self._write_manifest_applied(bucket, manifest)
+        if applied:
+            return manifest, sites
+        newest = await self.latest(bucket, manifest.key)  # observes its version
+        if newest is None or newest.version < manifest.version:
+            return manifest, sites  # not applied for another reason (the bucket deleted meanwhile)
+        manifest = replace(manifest, version=self._clock.now())
+        _, sites = await self._write_manifest_applied(bucket, manifest)
+        return manifest, sites
+
+    def key_of(self, bucket: BucketRecord) -> bytes | None:
+        """The key naming the chunks of `bucket` (None: unkeyed names)."""
+        return self._chunk_key(bucket.owner, bucket.policy)
+
+    async def store_chunks(self, bucket: BucketRecord, pieces: AsyncIterator[bytes | memoryview], *,
+                           always_chunk: bool = False):
+        """Cut, name (with `bucket`'s chunk key), frame and replicate the stream's chunks to the
+        replicas of `bucket`'s policy; returns (chunk refs, sites holding them, inline bytes or None,
+        size, hex BLAKE3 of the whole stream). A small object comes back as inline bytes instead,
+        unless `always_chunk` (e.g. a multipart part: a completed upload's manifest is the
+        concatenation of its parts' chunk lists, so no part may be inline). The manifest is the
+        caller's to write (`write_manifest`)."""
+        table = self._layout.table(bucket.policy)  # UnknownPolicy / PolicyUnsatisfiable, before any chunk
+        policy, key, tenant = bucket.policy, self.key_of(bucket), bucket.owner
+        chunker = FixedChunker(self.chunk_size)
+        whole = blake3.blake3()
+        refs: list[ChunkRef | None] = []
+        sites: set[str] = set()
+        size = 0
+        slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+        tasks: list[asyncio.Task] = []
+
+        started: list[bool] = []  # a task cancelled before it ran never releases its node slot
+
+        async def store(index: int, plain: bytes) -> None:
+            started[index] = True
+            try:
+                digest, frame = await self._frame(plain, key)
+                refs[index] = ChunkRef(digest=digest, length=len(plain))
+                sites.update(await self._replicate_chunk(table, policy, digest, frame, tenant))
+            finally:
+                self._node_slots.release()
+                slots.release()
+
+        async def schedule(plain: bytes) -> None:
+            await slots.acquire()
+            failed = next((t.exception() for t in tasks if t.done() and t.exception()), None)
+            if failed is not None:
+                slots.release()
+                raise failed
+            try:
+                await self._node_slots.acquire()
+            except BaseException:
+                slots.release()
+                raise
+            refs.append(None)
+            started.append(False)
+            tasks.append(asyncio.ensure_future(store(len(refs) - 1, plain)))
+
+        try:
+            async for piece in pieces:
+                whole.update(piece)
+                size += len(piece)
+                for chunk in chunker.feed(piece):
+                    await schedule(chunk)
+            rest = chunker.rest()
+            inline = None
+            if not tasks and len(rest) <= INLINE_MAX and not always_chunk:
+                inline = rest
+            elif rest:
+                await schedule(rest)
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for ran in started:
+                if not ran:
+                    self._node_slots.release()
+            raise
+        return refs, sites, inline, size, whole.hexdigest()
+
+    async def _frame(self, plain: bytes, key: bytes | None) -> tuple[bytes, bytes]:
+        def work():
+            digest = chunk_digest(plain, key)
+            return digest, encode_frame(plain, digest=digest, key=key)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes,
+                               tenant: str) -> set[str]:
+        """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner)."""
+        probe = len(frame) > PROBE_ABOVE
+
+        async def put_if_missing(replica: Replica) -> bool:
+            if probe and replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
+                return False
+            return await replica.put_chunk(frame, policy=policy, tenant=tenant)
+
+        outcome = await self._sets.write(table, chunk_partition(digest, table.bits), put_if_missing,
+                                         f"chunk {digest.hex()[:16]}")
+        return {self._sets.site_of(n) for n in outcome.results}
+
+    async def write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
+        """Write `manifest` (an object's, a tombstone, or any index entry of `bucket`) to the
+        replicas of the bucket's index; returns the sites that hold it once durable."""
+        return (await self._write_manifest_applied(bucket, manifest))[1]
+
+    async def _write_manifest_applied(self, bucket: BucketRecord, manifest: Manifest) -> tuple[bool, set[str]]:
+        """`write_manifest`, and whether every replica that answered applied it (none held a newer
+        version or one of the same number: `MetaStore.put_manifest`)."""
+        table = self._layout.table(bucket.policy)
+        outcome = await self._sets.write(
+            table, bucket_partition(bucket.name, table.bits),
+            lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
+        return all(outcome.results.values()), {self._sets.site_of(n) for n in outcome.results}
+
+    def now(self) -> int:
+        """A new version from this coordinator's hybrid logical clock (`version_time` gives its time)."""
+        return self._clock.now()
+
+    async def next_version(self, previous: asyncio.Future) -> int:
+        """A version above the one `previous` (a pending `latest` of the key) found, if it could
+        be read: the version of the key's next write."""
+        try:
+            latest = await previous
+        except NodeError:
+            latest = None
+        if latest is not None:
+            self._clock.observe(latest.version)
+        return self._clock.now()
+
+    async def delete_object(self, bucket_name: str, key: str) -> int:
+        validation.check_key(key)
+        bucket = await self._catalog.get(bucket_name)
+        tombstone = await self.write_tombstone(bucket, key, await self.latest(bucket, key))
+        return tombstone.version
+
+    async def write_tombstone(self, bucket: BucketRecord, key: str, above: Manifest | None) -> Manifest:
+        """Write a tombstone of `key` (any index entry, unchecked) with a version above `above`'s,
+        the key's latest version seen (None: none)."""
+        if above is not None:
+            self._clock.observe(above.version)
+        tombstone = Manifest(bucket=bucket.name, key=key, version=self._clock.now(), size=0, etag="",
+                             deleted=True, writer=self.node_id, generation=bucket.generation)
+        await self.write_manifest(bucket, tombstone)
+        return tombstone
+
+    async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str, *,
+                          replacement: Upload | None = None,
+                          check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """Copy an object's current version; `replacement` gives new metadata (else the source's are
+        kept); `check(source manifest)` may refuse the copy (conditional copy) before any byte moves."""
+        validation.check_key(key)
+        if replacement is not None:
+            validation.check_metadata(replacement.user_metadata, replacement.content_type)
+            validation.check_attributes(replacement.attributes)
+        src_record = await self._catalog.get(source_bucket)
+        dest = await self._catalog.get(bucket_name)
+        self.check_copy(src_record, dest)
+        source = await self.head_object(source_bucket, source_key)
+        if check is not None:
+            check(source)
+        if replacement is not None:
+            source = replace(source, content_type=replacement.content_type,
+                             user_metadata=tuple(sorted(replacement.user_metadata.items())),
+                             attributes=tuple(sorted({**_etag_only(source), **replacement.attributes}.items())))
+        table = self._layout.table(dest.policy)
+        src_table = self._layout.table(src_record.policy)
+        src_key, dst_key = self.key_of(src_record), self.key_of(dest)
+        chunks = []
+        for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
+            frame = await self.read_chunk(src_table, ref.digest)
+            if read_frame_header(frame).keyed == (dst_key is not None) and src_key == dst_key:
+                digest = ref.digest  # the name is the one dest would give: copy the frame as it is
+            else:  # another (tenant, policy) key: verify with the source's, re-name with dest's
+                plain = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, partial(decode_frame, frame, expected_digest=ref.digest, key=src_key))
+                digest, frame = await self._frame(plain, dst_key)
+                ref = replace(ref, digest=digest)
+            await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner)
+            chunks.append(ref)
+        etag = source.etag
+        if (parts := composed_parts(etag)) is not None:  # names the chunks: re-named ones too
+            etag = composed_etag(chunks, parts)
+        previous = asyncio.ensure_future(self.latest(dest, key))
+        manifest = replace(source, bucket=bucket_name, key=key, version=await self.next_version(previous),
+                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
+        await self.write_manifest(dest, manifest)
+        return manifest
+
+    def check_copy(self, source: BucketRecord, dest: BucketRecord) -> None:
+        """Refuse a server-side copy that would let the source's data rest where the source's
+        policy does not allow: every location the destination's policy allows must be allowed by
+        the source's (`Policy.within`). For CopyObject and any later server-side copy."""
+        layout = self._layout.current
+        src, dst = layout.policy(source.policy), layout.policy(dest.policy)
+        if not dst.within(src):
+            wider = ", ".join(format_location(p) for p in dst.allow if not src.allows(p))
+            raise ResidencyWidening(
+                f"copy refused: bucket {dest.name!r} (policy {dst.name!r}) allows {wider}, where the "
+                f"data of bucket {source.name!r} (policy {src.name!r}, allows "
+                f"{', '.join(format_location(p) for p in src.allow)}) may not rest; copy only into a "
+                f"bucket whose policy is the same or narrower")
+
+    async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
+        """A chunk's frame, as stored, from the first replica that answers."""
+        return await self._read_from_replicas(table, digest, _as_is)
+
+    async def read_plain_chunk(self, table: PartitionTable, digest: bytes, name_key: bytes | None) -> bytes:
+        """A chunk's plain bytes, verified against its name; a copy that fails the check (bit rot
+        on a replica) is skipped for the next one, so a reader sees the good copy."""
+        loop = asyncio.get_running_loop()
+
+        async def decoded(frame: bytes) -> bytes:
+            return await loop.run_in_executor(
+                self._executor, partial(decode_frame, frame, expected_digest=digest, key=name_key))
+        return await self._read_from_replicas(table, digest, decoded)
+
+    async def _read_from_replicas(self, table: PartitionTable, digest: bytes,
+                                  accept: Callable[[bytes], Awaitable[T]]) -> T:
+        partition = chunk_partition(digest, table.bits)
+        errors = []
+        candidates = (*table.replicas(partition), *table.handoffs(partition))
+        # Nodes believed up first (stable sort keeps placement order within each group).
+        for node_id in sorted(candidates, key=lambda n: not self._is_up(n)):
+            try:
+                return await accept(await self._peers.replica(node_id).get_chunk(digest))
+            except Exception as exc:  # try the next copy; all failures are reported below
+                errors.append(f"{node_id}: {exc}")
+        raise QuorumNotReached(f"chunk {digest.hex()[:16]}: no copy could be read ({'; '.join(errors)})")
+
+    # ----- object reads ----------------------------------------------------------------------
+
+    async def latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
+        """The newest version of `key` (a tombstone too, any index entry) across the bucket's index
+        replicas, or None."""
+        table = self._layout.table(bucket.policy)
+        outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits),
+                                        lambda r: r.get_manifest(bucket.name, key, bucket.generation),
+                                        "object lookup")
+        found = [m for m in outcome.results.values() if m is not None]
+        if not found:
+            return None
+        best = max(found, key=lambda m: (m.version, m.writer))
+        self._clock.observe(best.version)
+        return best
+
+    async def head_object(self, bucket_name: str, key: str) -> Manifest:
+        validation.check_key(key)
+        bucket = await self._catalog.get(bucket_name)
+        latest = await self.latest(bucket, key)
+        if latest is None or latest.deleted:
+            raise NoSuchKey(f"no object {key!r} in bucket {bucket_name!r}")
+        return latest
+
+    async def list_objects(self, bucket_name: str, *, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> Listing:
+        bucket = await self._catalog.get(bucket_name)
+        table = self._layout.table(bucket.policy)
+        partition = bucket_partition(bucket.name, table.bits)
+        max_keys = max(1, min(max_keys or 1000, 1000))
+        contents: list[Manifest] = []
+        prefixes: list[str] = []
+        # The reserved space (multipart uploads in progress) sorts below every user key: starting
+        # past it costs nothing and never shows it, whatever the prefix or marker.
+        cursor = max(start_after, _RESERVED_END)
+        while True:
+            page, complete = await self._merged_page(table, partition, bucket, prefix, cursor)
+            skipped = False
+            for m in page:
+                if m.deleted:
+                    cursor = m.key
+                    continue
+                cut = m.key.find(delimiter, len(prefix)) if delimiter else -1
+                if len(contents) + len(prefixes) >= max_keys:
+                    return Listing(contents, prefixes, True, cursor)
+                if cut < 0:
+                    contents.append(m)
+                    cursor = m.key
+                    continue
+                prefixes.append(m.key[:cut + len(delimiter)])
+                cursor = past(prefixes[-1])  # the token skips the rest of this common prefix
+                skipped = True
+                break
+            if complete and not skipped:
+                return Listing(contents, prefixes, False, "")
+
+    async def _merged_page(self, table: PartitionTable, partition: int, bucket: BucketRecord, prefix: str,
+                           start_after: str) -> tuple[list[Manifest], bool]:
+        """One page of the index merged across replicas: newest version per key, in key order."""
+        outcome = await self._sets.read(
+            table, partition,
+            lambda r: r.list_index(bucket.name, prefix, start_after, LIST_PAGE, bucket.generation), "listing")
+        newest: dict[str, Manifest] = {}
+        horizon = None  # keys beyond the shortest truncated page are not complete yet
+        for entries, truncated in outcome.results.values():
+            for m in entries:
+                held = newest.get(m.key)
+                if held is None or (m.version, m.writer) > (held.version, held.writer):
+                    newest[m.key] = m
+            if truncated and entries:
+                horizon = entries[-1].key if horizon is None else min(horizon, entries[-1].key)
+        keys = sorted(k for k in newest if horizon is None or k <= horizon)
+        return [newest[k] for k in keys], horizon is None
+
+    async def index_entries(self, bucket: BucketRecord, prefix: str, start_after: str = "") -> AsyncIterator[Manifest]:
+        """Every index entry (tombstones too) of `bucket` under `prefix` after `start_after`, merged
+        across the index replicas page by page; the reserved space included (`list_objects` starts
+        past it)."""
+        table = self._layout.table(bucket.policy)
+        partition = bucket_partition(bucket.name, table.bits)
+        cursor = start_after
+        while True:
+            page, complete = await self._merged_page(table, partition, bucket, prefix, cursor)
+            for m in page:
+                yield m
+            if complete or not page:
+                return
+            cursor = page[-1].key
+
+
+async def _as_is(frame: bytes) -> bytes:
+    return frame
+
+
+def _etag_only(m: Manifest) -> dict[str, str]:
+    """The attributes a copy with new metadata keeps: the content's S3 ETag, not its old headers."""
+    return {k: v for k, v in m.attributes if k == MD5_ATTRIBUTE}

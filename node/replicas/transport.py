@@ -1,0 +1,79 @@
+"""How a node reaches its peers: the seam between the node's logic and the network.
+
+The coordinator, the quorum rules, the catalog, repair, GC and gossip never open a connection:
+they ask a `Transport` for "the replica handle of node X", or to send node X a heartbeat or fetch
+its layout or access document. `peers.GrpcTransport` does it over gRPC; `maillage.testing.inmemory` routes the same
+calls to other nodes' `LocalReplica` objects in one process, so tests drive the whole node logic
+over real stores without processes, ports or sleeps.
+
+`Peers` puts this node's own store in front of a transport: `peers.replica(node_id)` is the local
+replica for this node (no loopback round trip) and the transport's handle for any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from maillage.node.replicas.replica import LocalReplica, Replica
+
+if TYPE_CHECKING:
+    from maillage.node.trust.documents import LayoutDoc
+
+__all__ = ["Heartbeat", "PeerView", "Transport", "Peers"]
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What one node thinks of another: its state and how long it has been silent."""
+    node_id: str
+    state: str
+    silent_seconds: float
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A heartbeat and its reply: the sender, its layout and access versions, its view of the others."""
+    node_id: str
+    layout_version: int
+    peers: tuple[PeerView, ...] = field(default=())
+    access_version: int = 0
+
+
+class Transport(Protocol):
+    """Calls to other nodes. Every call may raise the node's typed errors (`PeerUnavailable` when
+    the peer does not answer) or `UnknownNode` for a node the layout does not have."""
+
+    def replica(self, node_id: str) -> Replica:
+        """The replica handle of another node (cheap: cached, or built on the fly)."""
+        ...
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
+        """Send our heartbeat to `node_id`; its reply is its own heartbeat."""
+        ...
+
+    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        """The signed layout document `node_id` holds (checked by the caller)."""
+        ...
+
+    async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        """The signed access document `node_id` holds (checked by the caller)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Peers:
+    """This node's replica plus a transport to the others."""
+
+    def __init__(self, local: LocalReplica, transport: Transport) -> None:
+        self.local = local
+        self.transport = transport
+
+    def replica(self, node_id: str) -> Replica:
+        if node_id == self.local.node_id:
+            return self.local
+        return self.transport.replica(node_id)
+
+    async def close(self) -> None:
+        await self.transport.close()

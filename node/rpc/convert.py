@@ -1,0 +1,174 @@
+"""Protobuf <-> domain values, all in one place: servicers and the gRPC transport stay a few lines
+each, and nothing else in the node touches a protobuf message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from maillage.node.cluster.gc import GcStats
+from maillage.node.cluster.scrub import ScrubStats
+from maillage.node.data.coordinator import Upload
+from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
+from maillage.node.replicas.replica import BucketInventory
+from maillage.node.replicas.transport import Heartbeat, PeerView
+from maillage.node.trust.documents import LayoutDoc
+from maillage.proto import pb
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, Manifest
+
+# ----- objects and buckets -------------------------------------------------------------------
+
+
+def manifest_to_pb(m: Manifest, *, with_chunks: bool = True) -> pb.Manifest:
+    msg = pb.Manifest(
+        bucket=m.bucket, key=m.key, version=m.version, size=m.size, etag=m.etag,
+        content_type=m.content_type, user_metadata=dict(m.user_metadata),
+        deleted=m.deleted, writer=m.writer, generation=m.generation, attributes=dict(m.attributes))
+    if with_chunks:
+        msg.chunks.extend(pb.ChunkRef(digest=c.digest, length=c.length) for c in m.chunks)
+        if m.inline is not None:
+            msg.has_inline = True
+            msg.inline_data = m.inline
+    return msg
+
+
+def manifest_from_pb(msg: pb.Manifest) -> Manifest:
+    return Manifest(
+        bucket=msg.bucket, key=msg.key, version=msg.version, size=msg.size, etag=msg.etag,
+        content_type=msg.content_type or "application/octet-stream",
+        user_metadata=tuple(sorted(msg.user_metadata.items())),
+        chunks=tuple(ChunkRef(digest=c.digest, length=c.length) for c in msg.chunks),
+        inline=msg.inline_data if msg.has_inline else None,
+        deleted=msg.deleted, writer=msg.writer, generation=msg.generation,
+        attributes=tuple(sorted(msg.attributes.items())))
+
+
+def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:
+    return pb.ObjectSummary(key=m.key, size=m.size, etag=m.etag, version=m.version, content_type=m.content_type)
+
+
+def upload_from_pb(header: pb.PutObjectHeader) -> Upload:
+    return Upload(bucket=header.bucket, key=header.key,
+                  content_type=header.content_type or "application/octet-stream",
+                  user_metadata=dict(header.user_metadata))
+
+
+def bucket_to_pb(r: BucketRecord) -> pb.Bucket:
+    return pb.Bucket(name=r.name, policy=r.policy, created=r.created, owner=r.owner, generation=r.generation)
+
+
+def bucket_from_pb(msg: pb.Bucket) -> BucketRecord:
+    return BucketRecord(name=msg.name, policy=msg.policy, created=msg.created, owner=msg.owner,
+                        generation=msg.generation)
+
+
+def bucket_tombstone_to_pb(t: BucketTombstone) -> pb.BucketTombstone:
+    return pb.BucketTombstone(name=t.name, generation=t.generation, policy=t.policy, deleted=t.deleted)
+
+
+def bucket_tombstone_from_pb(msg: pb.BucketTombstone) -> BucketTombstone:
+    return BucketTombstone(name=msg.name, generation=msg.generation, policy=msg.policy, deleted=msg.deleted)
+
+
+def optional_generation(msg: pb.GetManifestRequest | pb.ListIndexRequest) -> str | None:
+    """The generation a request names, or None when it names none (the node's live record's)."""
+    return msg.generation if msg.HasField("generation") else None
+
+
+# ----- anti-entropy --------------------------------------------------------------------------
+
+
+def group_to_pb(g: SyncGroup) -> pb.SyncGroup:
+    return pb.SyncGroup(policy=g.policy, partition=g.partition, bucket=g.bucket, generation=g.generation)
+
+
+def group_from_pb(msg: pb.SyncGroup) -> SyncGroup:
+    return SyncGroup(msg.policy, msg.partition, msg.bucket, msg.generation)
+
+
+def summaries_to_pb(groups: Sequence[pb.SyncGroup], summaries: Sequence[tuple[bytes, int]]) -> pb.SyncSummaryReply:
+    return pb.SyncSummaryReply(summaries=[
+        pb.SyncSummary(group=g, digest=digest, count=count) for g, (digest, count) in zip(groups, summaries)])
+
+
+def summaries_from_pb(reply: pb.SyncSummaryReply) -> list[tuple[bytes, int]]:
+    return [(s.digest, s.count) for s in reply.summaries]
+
+
+def listing_to_pb(group: SyncGroup, items: Sequence[Any]) -> pb.SyncListingReply:
+    if group.is_index:
+        return pb.SyncListingReply(entries=[
+            pb.IndexEntry(key=e.key, version=e.version, writer=e.writer, deleted=e.deleted) for e in items])
+    return pb.SyncListingReply(chunks=items)
+
+
+def listing_from_pb(group: SyncGroup, reply: pb.SyncListingReply) -> list[Any]:
+    if group.is_index:
+        return [IndexEntry(e.key, e.version, e.writer, e.deleted) for e in reply.entries]
+    return list(reply.chunks)
+
+
+def inventory_to_pb(node_id: str, buckets: Iterable[BucketInventory], chunks: Sequence[bytes]) -> pb.InventoryReply:
+    return pb.InventoryReply(
+        node_id=node_id, all_chunks=chunks,
+        buckets=[pb.InventoryBucket(bucket=b.bucket, keys=list(b.keys), chunks=list(b.chunks)) for b in buckets])
+
+
+def inventory_from_pb(reply: pb.InventoryReply) -> tuple[list[BucketInventory], list[bytes]]:
+    buckets = [BucketInventory(b.bucket, tuple(b.keys), tuple(b.chunks)) for b in reply.buckets]
+    return buckets, list(reply.all_chunks)
+
+
+# ----- membership and layouts ----------------------------------------------------------------
+
+
+def peer_views_to_pb(views: Iterable[PeerView]) -> list[pb.PeerView]:
+    return [pb.PeerView(node_id=v.node_id, state=v.state, silent_seconds=v.silent_seconds) for v in views]
+
+
+def heartbeat_request_to_pb(beat: Heartbeat) -> pb.HeartbeatRequest:
+    return pb.HeartbeatRequest(node_id=beat.node_id, layout_version=beat.layout_version,
+                               peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
+
+
+def heartbeat_reply_to_pb(beat: Heartbeat) -> pb.HeartbeatReply:
+    return pb.HeartbeatReply(node_id=beat.node_id, layout_version=beat.layout_version,
+                             peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
+
+
+def heartbeat_from_pb(msg: pb.HeartbeatRequest | pb.HeartbeatReply) -> Heartbeat:
+    return Heartbeat(msg.node_id, msg.layout_version,
+                     tuple(PeerView(v.node_id, v.state, v.silent_seconds) for v in msg.peers), msg.access_version)
+
+
+def layout_doc_to_pb(doc: LayoutDoc) -> pb.LayoutDoc:
+    return pb.LayoutDoc(version=doc.version, text=doc.text, signature=doc.signature)
+
+
+def layout_doc_from_pb(msg: pb.LayoutDoc | pb.AccessDoc) -> LayoutDoc:
+    return LayoutDoc(msg.version, msg.text, msg.signature)
+
+
+# ----- status --------------------------------------------------------------------------------
+
+
+def progress_to_pb(pr: Progress, now: float) -> pb.RepairProgress:
+    """Repair progress at monotonic time `now` (for its rate and ETA)."""
+    return pb.RepairProgress(
+        running=pr.running, rounds_completed=pr.rounds_completed, groups_total=pr.groups_total,
+        groups_done=pr.groups_done, groups_behind=pr.groups_behind, items_copied=pr.items_copied,
+        bytes_copied=pr.bytes_copied, rate_bytes_per_s=pr.rate(now), eta_seconds=pr.eta(now),
+        handoff_items=pr.handoff_items, last_round_finished_ms=pr.last_round_finished_ms)
+
+
+def scrub_stats_to_pb(s: ScrubStats) -> pb.ScrubStats:
+    return pb.ScrubStats(frames_checked=s.frames_checked, bytes_checked=s.bytes_checked,
+                         corrupt_found=s.corrupt_found, passes_completed=s.passes_completed)
+
+
+def gc_stats_to_pb(repair: Progress, gc: GcStats) -> pb.GcStats:
+    return pb.GcStats(tombstones_removed=repair.tombstones_removed, chunks_removed=gc.chunks_removed)
+
+
+def access_doc_to_pb(doc: LayoutDoc) -> pb.AccessDoc:
+    return pb.AccessDoc(version=doc.version, text=doc.text, signature=doc.signature)

@@ -1,0 +1,242 @@
+"""The gate: every call is authenticated and checked against one rule table before any handler runs.
+
+Every node port is mutual TLS, so the handshake already proved the caller holds a certificate of
+the cluster's CA: a node certificate (naming a node id) or the shared client certificate. The gate
+then decides, per method, from `RULES`:
+
+* a node certificate counts only for methods open to nodes, and only if it names a node of the
+  current layout (a removed node's certificate, or one issued for a name the layout does not have,
+  is refused);
+* otherwise the request must carry an access-key signature (`maillage.proto.trust.requestauth`) of an
+  active key whose role allows the method's action (read, write or admin).
+
+A method missing from the table is refused (a new RPC cannot be served by accident); the test
+`tests/cluster/test_trust.py` walks every method of the proto's services against it. The caller is
+recorded for the handler (`tenancy.CALLER`), which applies the bucket-level rules. A refusal is
+UNAUTHENTICATED (no or bad credentials) or PERMISSION_DENIED (valid credentials, not allowed), with
+a clear message and the `PermissionDenied` reason; secrets never appear in it or in the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+
+from maillage.node.service.tenancy import CALLER, Caller
+from maillage.node.trust.access_state import AccessState
+from maillage.node.trust.layout_state import LayoutState
+from maillage.proto import bulk
+from maillage.proto.reasons import ERROR_KEY, Reason
+from maillage.proto.trust.access import AccessKey, Action
+from maillage.proto.trust.identity import peer_of
+from maillage.proto.trust.requestauth import RequestAuthError, verify
+
+__all__ = ["Rule", "RULES", "AuthGate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a method: nodes of the layout (by certificate) and/or keys allowed `key`."""
+
+    nodes: bool
+    key: Action | None
+
+
+NODE = Rule(nodes=True, key=None)
+ADMIN = Rule(nodes=False, key="admin")
+NODE_OR_ADMIN = Rule(nodes=True, key="admin")
+NODE_OR_READ = Rule(nodes=True, key="read")
+READ = Rule(nodes=False, key="read")
+WRITE = Rule(nodes=False, key="write")
+
+_V1 = "/maillage.v1"
+RULES: Mapping[str, Rule] = {
+    # Cluster: the layout is public to any caller of the cluster; the rest is for nodes and admins.
+    f"{_V1}.Cluster/GetInfo": NODE_OR_READ,
+    f"{_V1}.Cluster/GetLayout": NODE_OR_READ,
+    f"{_V1}.Cluster/PushLayout": ADMIN,
+    f"{_V1}.Cluster/GetStagedLayout": ADMIN,
+    f"{_V1}.Cluster/StageLayout": ADMIN,
+    f"{_V1}.Cluster/Heartbeat": NODE,
+    f"{_V1}.Cluster/GetStatus": ADMIN,
+    f"{_V1}.Cluster/Repair": ADMIN,
+    f"{_V1}.Cluster/GetAccess": NODE_OR_ADMIN,   # holds every key's secret
+    f"{_V1}.Cluster/PushAccess": ADMIN,
+    # Replica: node to node; an admin may read what the audit needs.
+    f"{_V1}.Replica/HasChunks": NODE,
+    f"{_V1}.Replica/PutManifest": NODE,
+    f"{_V1}.Replica/GetManifest": NODE_OR_ADMIN,
+    f"{_V1}.Replica/ListIndex": NODE_OR_ADMIN,
+    f"{_V1}.Replica/PutBucketRecord": NODE,
+    f"{_V1}.Replica/GetBucketRecord": NODE_OR_ADMIN,
+    f"{_V1}.Replica/DeleteBucketRecord": NODE,
+    f"{_V1}.Replica/ListBucketRecords": NODE_OR_ADMIN,
+    f"{_V1}.Replica/SyncSummaries": NODE,
+    f"{_V1}.Replica/SyncListing": NODE,
+    f"{_V1}.Replica/ReferencedChunks": NODE,
+    f"{_V1}.Replica/Inventory": NODE_OR_ADMIN,
+    # Objects: clients with a key; the bucket-level rules are `tenancy.py`'s.
+    f"{_V1}.Objects/CreateBucket": WRITE,
+    f"{_V1}.Objects/HeadBucket": READ,
+    f"{_V1}.Objects/ListBuckets": READ,
+    f"{_V1}.Objects/DeleteBucket": WRITE,
+    f"{_V1}.Objects/HeadObject": READ,
+    f"{_V1}.Objects/DeleteObject": WRITE,
+    f"{_V1}.Objects/CopyObject": WRITE,
+    f"{_V1}.Objects/ListObjects": READ,
+    f"{_V1}.Objects/ChunkKey": READ,          # and `tenancy`: only to a reader of the bucket
+    # Raw bytes: chunk copies between nodes; clients read chunks and upload objects.
+    bulk.PUT_CHUNK: NODE,
+    bulk.GET_CHUNK: NODE_OR_READ,
+    bulk.PUT_OBJECT: WRITE,
+    bulk.PUT_SMALL_OBJECT: WRITE,
+}
+
+_ROLE_ALLOWS: Mapping[str, frozenset[str]] = {
+    "read-only": frozenset({"read"}),
+    "read-write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+
+
+# Every refusal by the gate starts with one of these, so a caller (and a test) can tell it from a
+# handler's own PERMISSION_DENIED (an unsigned layout document, another tenant's bucket).
+REFUSAL_PREFIXES = {grpc.StatusCode.UNAUTHENTICATED: "not authenticated: ",
+                    grpc.StatusCode.PERMISSION_DENIED: "not allowed: "}
+
+
+class Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(REFUSAL_PREFIXES[code] + message)
+        self.code = code
+
+
+class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The interceptor that wraps every handler with `check`."""
+
+    def __init__(self, layout: LayoutState, access: AccessState) -> None:
+        self._layout = layout
+        self._access = access
+        self._guarded: dict[str, grpc.RpcMethodHandler] = {}  # method -> its wrapped handler
+
+    def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        """The caller of `method`, or `Refused` saying why not."""
+        rule = RULES.get(method)
+        if rule is None:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
+        peer = peer_of(context.auth_context())
+        if peer.role == "node":
+            if not rule.nodes:
+                raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                              f"{method} is for clients with an access key, not for nodes")
+            assert peer.node_id is not None
+            if not any(n.id == peer.node_id for n in self._layout.current.nodes):
+                raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                              f"certificate of node {peer.node_id!r}, which is not in layout "
+                              f"v{self._layout.current.version}")
+            return Caller(node_id=peer.node_id)
+        if peer.role != "client":
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no certificate of this cluster")
+        if rule.key is None:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{method} is for nodes of the cluster only")
+        key = self._key(method, context)
+        if rule.key not in _ROLE_ALLOWS[key.role]:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{method} needs a key allowed to {rule.key}; key {key.key_id} of tenant "
+                          f"{key.tenant!r} is {key.role}")
+        return Caller(key=key)
+
+    def _key(self, method: str, context: grpc.aio.ServicerContext) -> AccessKey:
+        metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
+        try:
+            key_id = verify(method, metadata, self._access.secret_of)
+        except RequestAuthError as err:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, err.message) from None
+        key = self._access.key(key_id)
+        if key is None:  # revoked between the two lookups
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"access key {key_id} is unknown or revoked")
+        return key
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            guarded = self._guarded[method] = _guarded(handler, functools.partial(self._admit, method))
+        return guarded
+
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        try:
+            CALLER.set(self.check(method, context))
+        except Refused as refused:
+            log.info("refused %s: %s", method, refused)
+            context.set_trailing_metadata(((ERROR_KEY, Reason.PERMISSION_DENIED.value),))
+            await context.abort(refused.code, str(refused))
+
+
+class TrustingGate(AuthGate):
+    """`maillage node run --insecure-plaintext` (benchmarks only): every caller is trusted as an
+    admin of one tenant, so the same handlers run without TLS or request signatures."""
+
+    CALLER = Caller(key=AccessKey(key_id="PLAINTEXT", secret="-", tenant="plaintext", role="admin"))
+
+    def __init__(self) -> None:
+        self._guarded = {}
+
+    def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        if method not in RULES:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
+        return self.CALLER
+
+
+def _guarded(handler: grpc.RpcMethodHandler,
+             admit: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> grpc.RpcMethodHandler:
+    """The same handler with `admit` run first, in the handler's own task (so the caller it records
+    is visible to the handler and to nothing else), and the request parsed only after that: a
+    stranger's bytes are never parsed, and a request that does not parse is INVALID_ARGUMENT with
+    one log line (gRPC's own parsing would answer UNKNOWN and log a traceback)."""
+    parse = handler.request_deserializer or (lambda raw: raw)
+    if handler.unary_unary is not None:
+        inner: Callable[..., Any] = handler.unary_unary  # an async callable under grpc.aio
+
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            await admit(context)
+            return await inner(await _parsed(parse, raw, context), context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+    if handler.stream_unary is not None:
+        inner_stream: Callable[..., Any] = handler.stream_unary
+
+        async def stream(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            await admit(context)
+
+            async def parsed() -> AsyncIterator[Any]:
+                async for raw in messages:
+                    yield await _parsed(parse, raw, context)
+            return await inner_stream(parsed(), context)
+
+        return grpc.stream_unary_rpc_method_handler(stream, response_serializer=handler.response_serializer)
+    raise TypeError(f"the gate does not guard {handler!r} yet: teach _guarded its kind")
+
+
+async def _parsed(parse: Callable[[bytes], Any], raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+    try:
+        return parse(raw)
+    except DecodeError as err:
+        log.info("malformed request refused: %s", str(err)[:200])
+        context.set_trailing_metadata(((ERROR_KEY, Reason.INVALID_REQUEST.value),))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {str(err)[:200]}")

@@ -1,0 +1,193 @@
+"""The gRPC transport: replica handles, heartbeats and layout fetches to peers over channels.
+
+`GrpcTransport.replica(node_id)` is a `RemoteReplica` with the same async methods as the local
+store, so writing to "the R replicas" never special-cases itself. Remote calls translate gRPC
+failures into typed errors (`status.error_from_rpc`); protobuf stays in `convert.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from maillage.node.replicas.antientropy import SyncGroup
+from maillage.node.replicas.replica import BucketInventory
+from maillage.node.replicas.transport import Heartbeat
+from maillage.node.rpc import convert
+from maillage.node.rpc.boundary import error_from_rpc
+from maillage.node.trust.documents import LayoutDoc
+from maillage.node.trust.layout_state import LayoutState
+from maillage.proto import bulk, pb, rpc
+from maillage.proto.channels import open_channel
+from maillage.proto.trust.identity import TlsIdentity
+from maillage.storage import BucketRecord, BucketTombstone, Manifest
+
+__all__ = ["RemoteReplica", "Channels", "GrpcTransport"]
+
+SMALL_CALL_TIMEOUT = 5.0
+CHUNK_CALL_TIMEOUT = 60.0
+LISTING_TIMEOUT = 30.0
+SCAN_TIMEOUT = 60.0
+
+
+async def _call(peer: str, method: Callable[..., Awaitable[Any]], request: Any,
+                timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
+    try:
+        return await method(request, timeout=timeout, metadata=metadata)
+    except grpc.RpcError as err:
+        raise error_from_rpc(err, peer) from None
+
+
+class RemoteReplica:
+    """A peer's copy, over gRPC."""
+
+    def __init__(self, node_id: str, channel: grpc.aio.Channel) -> None:
+        self.node_id = node_id
+        self._replica = rpc.ReplicaStub(channel)
+        # Raw bytes both ways: no (de)serializer, passed explicitly as the stubs require.
+        self._put_chunk = channel.unary_unary(bulk.PUT_CHUNK, request_serializer=None, response_deserializer=None)
+        self._get_chunk = channel.unary_unary(bulk.GET_CHUNK, request_serializer=None, response_deserializer=None)
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], request: Any,
+                    timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
+        return await _call(self.node_id, method, request, timeout, metadata)
+
+    async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
+        reply = await self._call(self._replica.HasChunks,
+                                 pb.HasChunksRequest(digests=list(digests), policy=policy))
+        return list(reply.present)
+
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+        metadata = ((bulk.POLICY_KEY, policy), (bulk.TENANT_KEY, tenant)) if tenant else ((bulk.POLICY_KEY, policy),)
+        reply = await self._call(self._put_chunk, frame, CHUNK_CALL_TIMEOUT, metadata=metadata)
+        return bool(pb.PutChunkReply.FromString(reply).stored)
+
+    async def get_chunk(self, digest: bytes) -> bytes:
+        frame: bytes = await self._call(self._get_chunk, digest, CHUNK_CALL_TIMEOUT)
+        return frame
+
+    async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
+        """The frame and, from the reply's trailing metadata, the tenant whose key sealed it on
+        the peer ("" if none, or from a node that does not say)."""
+        try:
+            call = self._get_chunk(digest, timeout=CHUNK_CALL_TIMEOUT)
+            frame: bytes = await call
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, self.node_id) from None
+        tenant = ""
+        for k, v in trailing or ():
+            if k == bulk.TENANT_KEY:
+                tenant = v if isinstance(v, str) else v.decode()
+        return frame, tenant
+
+    async def put_manifest(self, manifest: Manifest) -> bool:
+        request = pb.PutManifestRequest(manifest=convert.manifest_to_pb(manifest))
+        return bool((await self._call(self._replica.PutManifest, request)).applied)
+
+    async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
+        reply = await self._call(self._replica.GetManifest,
+                                 pb.GetManifestRequest(bucket=bucket, key=key, generation=generation))
+        return convert.manifest_from_pb(reply.manifest) if reply.found else None
+
+    async def list_index(self, bucket: str, prefix: str, start_after: str,
+                         limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]:
+        reply = await self._call(self._replica.ListIndex, pb.ListIndexRequest(
+            bucket=bucket, prefix=prefix, start_after=start_after, limit=limit, generation=generation))
+        return [convert.manifest_from_pb(m) for m in reply.entries], reply.truncated
+
+    async def put_bucket(self, record: BucketRecord) -> None:
+        await self._call(self._replica.PutBucketRecord, convert.bucket_to_pb(record))
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        reply = await self._call(self._replica.GetBucketRecord, pb.GetBucketRecordRequest(name=name))
+        return convert.bucket_from_pb(reply.bucket) if reply.found else None
+
+    async def delete_bucket(self, tombstone: BucketTombstone) -> None:
+        await self._call(self._replica.DeleteBucketRecord, pb.DeleteBucketRecordRequest(
+            name=tombstone.name, tombstone=convert.bucket_tombstone_to_pb(tombstone)))
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest())
+        return [convert.bucket_from_pb(b) for b in reply.buckets]
+
+    async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest(tombstones=True))
+        return ([convert.bucket_from_pb(b) for b in reply.buckets],
+                [convert.bucket_tombstone_from_pb(t) for t in reply.tombstones])
+
+    async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
+        reply = await self._call(self._replica.SyncSummaries,
+                                 pb.SyncSummaryRequest(groups=[convert.group_to_pb(g) for g in groups]),
+                                 LISTING_TIMEOUT)
+        return convert.summaries_from_pb(reply)
+
+    async def sync_listing(self, group: SyncGroup) -> list[Any]:
+        reply = await self._call(self._replica.SyncListing,
+                                 pb.SyncListingRequest(group=convert.group_to_pb(group)), LISTING_TIMEOUT)
+        return convert.listing_from_pb(group, reply)
+
+    async def referenced_chunks(self, policy: str) -> list[bytes]:
+        reply = await self._call(self._replica.ReferencedChunks, pb.ReferencedChunksRequest(policy=policy),
+                                 SCAN_TIMEOUT)
+        return list(reply.digests)
+
+    async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]:
+        reply = await self._call(self._replica.Inventory, pb.InventoryRequest(bucket=bucket), SCAN_TIMEOUT)
+        return convert.inventory_from_pb(reply)
+
+
+class Channels:
+    """One mutual-TLS channel per peer, opened lazily, reopened when the layout moves the node. The
+    peer's certificate must name the node this channel is for."""
+
+    def __init__(self, layout: LayoutState, tls: TlsIdentity | None) -> None:
+        self._layout = layout
+        self._tls = tls
+        self._open: dict[str, tuple[str, grpc.aio.Channel]] = {}
+
+    def get(self, node_id: str) -> grpc.aio.Channel:
+        address = self._layout.current.node(node_id).address
+        entry = self._open.get(node_id)
+        if entry is None or entry[0] != address:
+            entry = self._open[node_id] = (address, open_channel(address, tls=self._tls, peer=node_id))
+        return entry[1]
+
+    async def close(self) -> None:
+        for _, channel in self._open.values():
+            await channel.close(None)
+        self._open.clear()
+
+
+class GrpcTransport:
+    """The `Transport` over this node's own `Channels` (one connection per peer)."""
+
+    def __init__(self, layout: LayoutState, tls: TlsIdentity | None) -> None:
+        self._channels = Channels(layout, tls)
+        self._remotes: dict[str, tuple[grpc.aio.Channel, RemoteReplica]] = {}
+
+    def replica(self, node_id: str) -> RemoteReplica:
+        channel = self._channels.get(node_id)
+        entry = self._remotes.get(node_id)
+        if entry is None or entry[0] is not channel:
+            entry = self._remotes[node_id] = (channel, RemoteReplica(node_id, channel))
+        return entry[1]
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        reply = await _call(node_id, stub.Heartbeat, convert.heartbeat_request_to_pb(beat), timeout)
+        return convert.heartbeat_from_pb(reply)
+
+    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        return convert.layout_doc_from_pb(await _call(node_id, stub.GetLayout, pb.GetLayoutRequest(), timeout))
+
+    async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:
+        stub = rpc.ClusterStub(self._channels.get(node_id))
+        return convert.layout_doc_from_pb(await _call(node_id, stub.GetAccess, pb.GetAccessRequest(), timeout))
+
+    async def close(self) -> None:
+        await self._channels.close()
+        self._remotes.clear()

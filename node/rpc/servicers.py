@@ -1,0 +1,416 @@
+"""gRPC servicers: translate protobuf to domain calls and back, nothing else.
+
+Errors leave through `@grpc_errors` (see `status.py`); values cross through `convert.py`. The bulk
+methods take and return raw bytes (registered without serializers, see `server.py`), so a chunk is
+never copied into a protobuf message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import grpc
+
+from maillage.node import errors, validation
+from maillage.node.cluster.gc import ChunkCollector
+from maillage.node.cluster.membership import FailureDetector, Gossip
+from maillage.node.cluster.repair import Repairer
+from maillage.node.cluster.scrub import Scrubber
+from maillage.node.data.coordinator import Coordinator
+from maillage.node.errors import InvalidRequest
+from maillage.node.replicas.replica import LocalReplica
+from maillage.node.rpc import convert
+from maillage.node.rpc.boundary import DOMAIN_ERRORS, grpc_errors
+from maillage.node.rpc.convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
+from maillage.node.runtime.budget import Lease, UploadBudget
+from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.service.tenancy import CALLER, Tenancy, current_caller
+from maillage.node.trust.access_state import AccessState
+from maillage.node.trust.documents import LayoutDoc, SignedLayouts
+from maillage.node.trust.layout_state import LayoutState, StagedLayout
+from maillage.placement import format_location
+from maillage.proto import bulk, pb, rpc
+from maillage.proto.limits import INLINE_MAX, MAX_MESSAGE
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+def _metadata(context, key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return ""
+
+
+class ClusterServicer(rpc.ClusterServicer):
+    def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, access: AccessState,
+                 gossip: Gossip, detector: FailureDetector, repairer: Repairer, scrubber: Scrubber,
+                 collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._local = local
+        self._layout = layout
+        self._signed = signed
+        self._access = access
+        self._gossip = gossip
+        self._detector = detector
+        self._repairer = repairer
+        self._scrubber = scrubber
+        self._collector = collector
+        self._clock = clock
+
+    def _info(self) -> pb.NodeInfo:
+        layout = self._layout.current
+        node = layout.node(self._local.node_id)
+        stats = self._local.chunks.stats()
+        return pb.NodeInfo(node_id=node.id, site=node.site, location=format_location(layout.location_of(node.id)),
+                           layout_version=layout.version, software_version=SOFTWARE_VERSION,
+                           chunks=stats.chunks, stored_bytes=stats.stored_bytes)
+
+    @grpc_errors
+    async def GetInfo(self, request, context):
+        return self._info()
+
+    @grpc_errors
+    async def GetLayout(self, request, context):
+        return convert.layout_doc_to_pb(LayoutDoc(self._layout.current.version, self._layout.text,
+                                                  self._layout.signature))
+
+    @grpc_errors
+    async def PushLayout(self, request, context):
+        layout = self._signed.verify(request)
+        accepted = self._layout.offer(layout, request.signature, request.text)
+        if accepted:
+            self._repairer.trigger()
+        return pb.PushLayoutReply(accepted=accepted, current_version=self._layout.current.version)
+
+    @grpc_errors
+    async def GetStagedLayout(self, request, context):
+        staged = self._layout.staged()
+        if staged is None:
+            return convert.layout_doc_to_pb(LayoutDoc(self._layout.current.version, "", b""))
+        return convert.layout_doc_to_pb(LayoutDoc(staged.base_version, staged.text, staged.signature))
+
+    @grpc_errors
+    async def StageLayout(self, request, context):
+        if not request.text:
+            self._signed.verify_blank(request)
+            self._layout.clear_staged()
+            return pb.Ack()
+        self._signed.verify(request, staged_on=self._layout.current.version)
+        self._layout.stage(StagedLayout(request.version, request.text, request.signature))
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetAccess(self, request, context):
+        access = self._access
+        return convert.access_doc_to_pb(LayoutDoc(access.version, access.text, access.signature))
+
+    @grpc_errors
+    async def PushAccess(self, request, context):
+        accepted = self._access.offer(convert.layout_doc_from_pb(request))
+        return pb.PushAccessReply(accepted=accepted, current_version=self._access.version)
+
+    @grpc_errors
+    async def Heartbeat(self, request, context):
+        caller = CALLER.get(None)
+        if caller is not None and caller.node_id is not None and request.node_id != caller.node_id:
+            raise errors.InvalidRequest(f"node {caller.node_id} sent a heartbeat in the name of {request.node_id!r}")
+        reply = self._gossip.on_heartbeat(convert.heartbeat_from_pb(request))
+        return convert.heartbeat_reply_to_pb(reply)
+
+    @grpc_errors
+    async def GetStatus(self, request, context):
+        layout = self._layout.current
+        node = layout.node(self._local.node_id)
+        disk = shutil.disk_usage(self._local.chunks.root)
+        peers = [n.id for n in layout.nodes if n.id != node.id]
+        pr = self._repairer.progress
+        return pb.NodeStatus(
+            info=self._info(), peers=convert.peer_views_to_pb(self._detector.views(peers)),
+            repair=convert.progress_to_pb(pr, self._clock.monotonic()),
+            scrub=convert.scrub_stats_to_pb(self._scrubber.stats),
+            gc=convert.gc_stats_to_pb(pr, self._collector.stats),
+            capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value)
+
+    @grpc_errors
+    async def Repair(self, request, context):
+        if request.start_round_now:
+            self._repairer.trigger()
+        return convert.progress_to_pb(self._repairer.progress, self._clock.monotonic())
+
+
+class ReplicaServicer(rpc.ReplicaServicer):
+    def __init__(self, local: LocalReplica) -> None:
+        self._local = local
+
+    @grpc_errors
+    async def HasChunks(self, request, context):
+        validation.check_digests(request.digests)
+        return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests), request.policy))
+
+    @grpc_errors
+    async def PutManifest(self, request, context):
+        applied = await self._local.put_manifest(manifest_from_pb(request.manifest))  # checked against our record
+        return pb.PutManifestReply(applied=applied)
+
+    @grpc_errors
+    async def GetManifest(self, request, context):
+        m = await self._local.get_manifest(request.bucket, request.key, convert.optional_generation(request))
+        return pb.GetManifestReply(found=m is not None, manifest=manifest_to_pb(m) if m else None)
+
+    @grpc_errors
+    async def ListIndex(self, request, context):
+        entries, truncated = await self._local.list_index(
+            request.bucket, request.prefix, request.start_after, validation.page_limit(request.limit),
+            convert.optional_generation(request))
+        return pb.ListIndexReply(entries=[manifest_to_pb(m, with_chunks=False) for m in entries],
+                                 truncated=truncated)
+
+    @grpc_errors
+    async def PutBucketRecord(self, request, context):
+        await self._local.put_bucket(bucket_from_pb(request))
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetBucketRecord(self, request, context):
+        r = await self._local.get_bucket(request.name)
+        return pb.GetBucketRecordReply(found=r is not None, bucket=bucket_to_pb(r) if r else None)
+
+    @grpc_errors
+    async def DeleteBucketRecord(self, request, context):
+        tombstone = convert.bucket_tombstone_from_pb(request.tombstone)
+        if not request.HasField("tombstone") or tombstone.name != request.name:
+            raise InvalidRequest("DeleteBucketRecord needs the tombstone of the bucket generation it deletes")
+        await self._local.delete_bucket(tombstone)
+        return pb.Ack()
+
+    @grpc_errors
+    async def ListBucketRecords(self, request, context):
+        records, tombstones = await self._local.bucket_catalog()
+        return pb.ListBucketRecordsReply(
+            buckets=[bucket_to_pb(r) for r in records],
+            tombstones=[convert.bucket_tombstone_to_pb(t) for t in tombstones] if request.tombstones else [])
+
+    @grpc_errors
+    async def SyncSummaries(self, request, context):
+        groups = [group_from_pb(g) for g in request.groups]
+        validation.check_groups(groups, self._local._layout.current.partition_bits)
+        return convert.summaries_to_pb(request.groups, await self._local.sync_summaries(groups))
+
+    @grpc_errors
+    async def SyncListing(self, request, context):
+        group = group_from_pb(request.group)
+        validation.check_groups([group], self._local._layout.current.partition_bits)
+        return convert.listing_to_pb(group, await self._local.sync_listing(group))
+
+    @grpc_errors
+    async def ReferencedChunks(self, request, context):
+        return pb.ReferencedChunksReply(digests=await self._local.referenced_chunks(request.policy))
+
+    @grpc_errors
+    async def Inventory(self, request, context):
+        # The API cannot page: one reply carries a node's whole inventory (or one bucket's); a
+        # reply larger than the message cap is refused with a clear error instead of failing in gRPC.
+        buckets, chunks = await self._local.inventory(request.bucket)
+        reply = convert.inventory_to_pb(self._local.node_id, buckets, chunks)
+        size = reply.ByteSize()
+        if size > MAX_MESSAGE:
+            scope = f" for bucket {request.bucket!r}" if request.bucket else ""
+            raise errors.InvalidRequest(
+                f"the inventory of node {self._local.node_id}{scope} is {size} bytes, more than one reply "
+                f"carries ({MAX_MESSAGE}); " + ("it cannot be listed in one call" if request.bucket
+                                                else "ask for one bucket at a time"))
+        return reply
+
+
+class ObjectsServicer(rpc.ObjectsServicer):
+    """Object calls of a tenant's key: `Tenancy` checks the bucket, then the coordinator acts."""
+
+    def __init__(self, coordinator: Coordinator, tenancy: Tenancy) -> None:
+        self._c = coordinator
+        self._t = tenancy
+
+    @grpc_errors
+    async def CreateBucket(self, request, context):
+        caller = current_caller()
+        caller.require("write", request.name, caller.tenant)  # the bucket will be the caller's tenant's
+        return bucket_to_pb(await self._c.create_bucket(request.name, request.policy, caller.tenant))
+
+    @grpc_errors
+    async def HeadBucket(self, request, context):
+        return bucket_to_pb(await self._t.bucket(current_caller(), request.name, "read"))
+
+    @grpc_errors
+    async def ListBuckets(self, request, context):
+        visible = self._t.visible(current_caller(), await self._c.list_buckets())
+        return pb.ListBucketsReply(buckets=[bucket_to_pb(r) for r in visible])
+
+    @grpc_errors
+    async def DeleteBucket(self, request, context):
+        await self._t.bucket(current_caller(), request.name, "write")
+        await self._c.delete_bucket(request.name)
+        return pb.Ack()
+
+    @grpc_errors
+    async def HeadObject(self, request, context):
+        await self._t.bucket(current_caller(), request.bucket, "read")
+        return manifest_to_pb(await self._c.head_object(request.bucket, request.key))
+
+    @grpc_errors
+    async def DeleteObject(self, request, context):
+        await self._t.bucket(current_caller(), request.bucket, "write")
+        return pb.DeleteObjectReply(version=await self._c.delete_object(request.bucket, request.key))
+
+    @grpc_errors
+    async def CopyObject(self, request, context):
+        caller = current_caller()
+        await self._t.bucket(caller, request.source_bucket, "read")
+        await self._t.bucket(caller, request.bucket, "write")
+        m = await self._c.copy_object(request.source_bucket, request.source_key, request.bucket, request.key)
+        return manifest_to_pb(m, with_chunks=False)
+
+    @grpc_errors
+    async def ListObjects(self, request, context):
+        max_keys = validation.page_limit(request.max_keys, "max_keys")
+        await self._t.bucket(current_caller(), request.bucket, "read")
+        listing = await self._c.list_objects(
+            request.bucket, prefix=request.prefix, delimiter=request.delimiter,
+            start_after=request.continuation_token or request.start_after,
+            max_keys=max_keys)
+        return pb.ListObjectsReply(
+            contents=[convert.object_summary_to_pb(m) for m in listing.contents],
+            common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
+            next_continuation_token=listing.next_token)
+
+    @grpc_errors
+    async def ChunkKey(self, request, context):
+        """The key naming the bucket's chunks, for a caller who may read the bucket: the SDK checks
+        every chunk it reads with it. Empty while the cluster has no naming secret."""
+        record = await self._t.bucket(current_caller(), request.bucket, "read")
+        return pb.ChunkKeyReply(key=self._c.key_of(record) or b"")
+
+
+DRAIN_LIMIT = 4 * 1024 * 1024   # bytes of a refused upload read (and dropped) so its refusal arrives intact
+
+
+async def _drain(stream, limit: int) -> None:
+    """Read and drop what is left of a refused stream, up to `limit` bytes and briefly."""
+    try:
+        async with asyncio.timeout(2.0):
+            async for message in stream:
+                limit -= len(message)
+                if limit < 0:
+                    return
+    except (TimeoutError, grpc.RpcError, bulk.StreamError):
+        return
+
+
+async def _one_piece(data: bytes):
+    yield data
+
+
+class BulkHandlers:
+    """The raw-bytes methods: frames in and out as they are stored.
+
+    Bytes received and not yet consumed count against the node's `UploadBudget` (`budget.py`): a
+    PutChunk frame while it is stored, a PutObject message until the coordinator asks for the next,
+    a PutSmallObject request while its object is stored. Both object methods end in `_store`.
+    """
+
+    def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy,
+                 budget: UploadBudget | None = None) -> None:
+        self._local = local
+        self._c = coordinator
+        self._t = tenancy
+        self._budget = budget or local.upload_budget or UploadBudget()
+
+    @grpc_errors
+    async def put_chunk(self, frame: bytes, context) -> bytes:
+        lease = self._budget.lease()
+        try:
+            await lease.hold(len(frame))
+            tenant = _metadata(context, bulk.TENANT_KEY)
+            validation.check_tenant(tenant)
+            stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY), tenant=tenant)
+        finally:
+            lease.close()
+        return pb.PutChunkReply(stored=stored).SerializeToString()
+
+    @grpc_errors
+    async def get_chunk(self, digest: bytes, context) -> bytes:
+        validation.check_digest(digest)
+        if current_caller().node_id is None:  # a client: the frame only
+            return await self._local.get_chunk(digest)
+        frame, tenant = await self._local.get_chunk_with_tenant(digest)
+        if tenant:  # so a node repairing from here re-seals its copy with the same tenant's key
+            context.set_trailing_metadata(((bulk.TENANT_KEY, tenant),))
+        return frame
+
+    @grpc_errors
+    async def put_object(self, messages, context) -> bytes:
+        lease = self._budget.lease()
+        stream = messages.__aiter__()
+        try:
+            return await self._put_object(stream, lease)
+        except DOMAIN_ERRORS:
+            # Refused before the whole stream was read (a bad key, another tenant's bucket): read
+            # the rest of a small upload first, or gRPC's client may see its next send fail and
+            # report "Internal error from Core" instead of this refusal.
+            await _drain(stream, DRAIN_LIMIT)
+            raise
+        finally:
+            lease.close()
+
+    @grpc_errors
+    async def put_small_object(self, message: bytes, context) -> bytes:
+        """A whole object of at most INLINE_MAX bytes in one request: the same checks and the same
+        coordinator call as the PutObject stream (`_store`), without its three messages."""
+        lease = self._budget.lease()
+        try:
+            await lease.hold(len(message))
+            request = bulk.read_small_object(message, INLINE_MAX)
+            digest: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            digest.set_result(request.blake3 or None)
+            return await self._store(request.header, _one_piece(request.data), digest)
+        finally:
+            lease.close()
+
+    async def _put_object(self, stream, lease: Lease) -> bytes:
+        first = await anext(stream, None)
+        if first is not None:
+            await lease.hold(len(first))
+        header = bulk.read_header(first)
+        del first
+        lease.close()
+        trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+
+        async def pieces():
+            async for message in stream:
+                await lease.hold(len(message))  # gives back the previous message's bytes first
+                item = bulk.read_message(message)
+                if isinstance(item, memoryview):
+                    yield item
+                elif trailer.done():
+                    raise bulk.StreamError("a PutObject stream has one trailer")
+                else:
+                    trailer.set_result(item.blake3 or None)
+            if not trailer.done():
+                trailer.set_result(None)
+
+        return await self._store(header, pieces(), trailer)
+
+    async def _store(self, header: pb.PutObjectHeader, pieces, expected_blake3: asyncio.Future[bytes | None]) -> bytes:
+        """The one path of both object methods: the caller may write the bucket, then the coordinator
+        stores the pieces and checks the client's BLAKE3 before the manifest is written."""
+        await self._t.bucket(current_caller(), header.bucket, "write")
+        manifest, sites = await self._c.put_object(convert.upload_from_pb(header), pieces, expected_blake3)
+        return pb.PutObjectReply(manifest=manifest_to_pb(manifest, with_chunks=False),
+                                 sites=sites).SerializeToString()
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(bulk.SERVICE, {
+            "PutChunk": grpc.unary_unary_rpc_method_handler(self.put_chunk),
+            "GetChunk": grpc.unary_unary_rpc_method_handler(self.get_chunk),
+            "PutObject": grpc.stream_unary_rpc_method_handler(self.put_object),
+            "PutSmallObject": grpc.unary_unary_rpc_method_handler(self.put_small_object),
+        })

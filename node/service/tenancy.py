@@ -1,0 +1,88 @@
+"""Who is calling, and whether they may touch a bucket: tenants see and touch only their own.
+
+The gate (`gate.py`) authenticates every call and records the caller for the handler: a node of the
+layout (by its certificate) or the holder of an access key (by the request's signature). The
+`Objects` servicer and the bulk PutObject then ask `Tenancy` before the coordinator does anything: a
+bucket belongs to the tenant whose key created it; another tenant's key, a read-only key asked to
+write, or a key limited to other buckets gets `AccessDenied` (PERMISSION_DENIED) with a message
+that says which. Bucket listings show a tenant its own buckets only (an admin key sees all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from maillage.node.data.bucket_records import Catalog
+from maillage.node.errors import AccessDenied
+from maillage.proto.trust.access import AccessKey, Action
+from maillage.storage import BucketRecord
+
+__all__ = ["AccessDenied", "Caller", "Tenancy", "current_caller", "CALLER"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A node of the layout (`node_id`) or an access key's holder (`key`)."""
+
+    node_id: str | None = None
+    key: AccessKey | None = None
+
+    def describe(self) -> str:
+        if self.key is not None:
+            return f"key {self.key.key_id} of tenant {self.key.tenant!r}"
+        return f"node {self.node_id}"
+
+    @property
+    def tenant(self) -> str:
+        if self.key is None:
+            raise AccessDenied("this request needs an access key (a node certificate alone is not a tenant)")
+        return self.key.tenant
+
+    def require(self, action: Action, bucket: str, owner: str) -> None:
+        """Raise AccessDenied unless this caller may `action` the bucket `owner` owns."""
+        key = self.key
+        if key is None:
+            raise AccessDenied(f"bucket {bucket!r}: this request needs an access key")
+        if owner != key.tenant:
+            raise AccessDenied(f"bucket {bucket!r} belongs to another tenant ({self.describe()})")
+        if key.buckets and bucket not in key.buckets:
+            raise AccessDenied(f"{self.describe()} is limited to bucket(s) {', '.join(key.buckets)}")
+        if action == "write" and key.role == "read-only":
+            raise AccessDenied(f"{self.describe()} is read-only: it cannot change bucket {bucket!r}")
+
+    def sees(self, record: BucketRecord) -> bool:
+        """Whether a bucket listing shows this bucket to the caller."""
+        if self.key is None:
+            return False
+        if self.key.role == "admin":
+            return True
+        return record.owner == self.key.tenant and (not self.key.buckets or record.name in self.key.buckets)
+
+
+CALLER: ContextVar[Caller] = ContextVar("maillage_caller")
+
+
+def current_caller() -> Caller:
+    """The caller the gate recorded for the request being handled."""
+    try:
+        return CALLER.get()
+    except LookupError:
+        raise AccessDenied("no authenticated caller for this request") from None
+
+
+class Tenancy:
+    """Bucket-level checks between a servicer and the coordinator."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    async def bucket(self, caller: Caller, name: str, action: Action) -> BucketRecord:
+        """The bucket's record, once the caller may `action` it (NoSuchBucket if it does not exist)."""
+        record = await self._catalog.get(name)
+        caller.require(action, name, record.owner)
+        return record
+
+    def visible(self, caller: Caller, records: Iterable[BucketRecord]) -> list[BucketRecord]:
+        return [r for r in records if caller.sees(r)]

@@ -1,0 +1,96 @@
+"""The node's current layout: highest version wins, persisted so a restart keeps what was applied.
+
+The layout is the admin's truth about where every node is; a node never trusts what a peer says
+about its own location, only a signed layout with a higher version (see `auth.py`). The signature is
+kept next to it, so the node can hand the layout on and its peers can check it too. A staged layout
+(an admin's change not applied yet) is kept here as well, signed, and changes nothing until applied.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from maillage.placement import Layout, PartitionTable, format_layout, parse_layout, partition_table
+from maillage.proto.trust.signing import read_signed, write_durably, write_signed
+
+
+@dataclass(frozen=True)
+class StagedLayout:
+    base_version: int
+    text: str
+    signature: bytes
+
+
+class LayoutState:
+    def __init__(self, path: Path, initial: Layout | None = None, initial_signature: bytes = b"",
+                 initial_text: str | None = None) -> None:
+        self._path = path
+        self._staged_path = path.with_name("staged-layout.json")
+        stored = _read_signed(path) if path.exists() else None
+        if stored is not None and (initial is None or stored[0].version > initial.version):
+            self._current, self._text, self._signature = stored
+        elif initial is not None:
+            self._current, self._signature = initial, initial_signature
+            self._text = format_layout(initial) if initial_text is None else initial_text
+            self._persist()
+        else:
+            raise FileNotFoundError(f"no layout: {path} does not exist and none was given")
+        self._tables: dict[str, PartitionTable] = {}
+
+    @property
+    def current(self) -> Layout:
+        return self._current
+
+    @property
+    def signature(self) -> bytes:
+        return self._signature
+
+    @property
+    def text(self) -> str:
+        """The exact text the signature covers."""
+        return self._text
+
+    def table(self, policy_name: str) -> PartitionTable:
+        """The current partition table of a policy, built once per layout version."""
+        table = self._tables.get(policy_name)
+        if table is None:
+            table = self._tables[policy_name] = partition_table(self._current, policy_name)
+        return table
+
+    def offer(self, layout: Layout, signature: bytes = b"", text: str | None = None) -> bool:
+        """Adopt `layout` if it is newer than the current one; returns whether it was adopted.
+        The caller has checked `signature` over `text` (the layout's own text by default)."""
+        if layout.version <= self._current.version:
+            return False
+        self._current, self._signature = layout, signature
+        self._text = format_layout(layout) if text is None else text
+        self._persist()
+        self._tables = {}
+        staged = self.staged()
+        if staged is not None and staged.base_version < layout.version:
+            self.clear_staged()  # a change staged against an older layout no longer applies
+        return True
+
+    def staged(self) -> StagedLayout | None:
+        if not self._staged_path.exists():
+            return None
+        raw = json.loads(self._staged_path.read_text())
+        return StagedLayout(raw["base_version"], raw["text"], bytes.fromhex(raw["signature"]))
+
+    def stage(self, staged: StagedLayout) -> None:
+        write_durably(self._staged_path, json.dumps({
+            "base_version": staged.base_version, "text": staged.text, "signature": staged.signature.hex()}))
+
+    def clear_staged(self) -> None:
+        self._staged_path.unlink(missing_ok=True)
+
+    def _persist(self) -> None:
+        # One file, one atomic replace: the signature rides in a comment line above the text.
+        write_signed(self._path, self._text, self._signature)
+
+
+def _read_signed(path: Path) -> tuple[Layout, str, bytes]:
+    text, signature = read_signed(path)
+    return parse_layout(text), text, signature
