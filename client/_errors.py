@@ -29,6 +29,11 @@ BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.NO_SUCH_CHUNK: e.NoSuchChunk,
     Reason.BUCKET_ALREADY_EXISTS: e.BucketAlreadyExists,
     Reason.BUCKET_NOT_EMPTY: e.BucketNotEmpty,
+    Reason.NO_SUCH_UPLOAD: e.NoSuchKey,          # multipart is S3's: the SDK never sees these
+    Reason.INVALID_PART: e.InvalidRequest,
+    Reason.INVALID_PART_ORDER: e.InvalidRequest,
+    Reason.ENTITY_TOO_SMALL: e.InvalidRequest,
+    Reason.ENTITY_TOO_LARGE: e.InvalidRequest,
     Reason.POLICY_UNSATISFIABLE: e.PolicyUnsatisfiable,
     Reason.OUTSIDE_POLICY: e.OutsidePolicy,
     Reason.PERMISSION_DENIED: e.PermissionDenied,

@@ -2,9 +2,10 @@
 
 A failed call carries a gRPC status code (for generic tools) and, in trailing metadata under
 `ERROR_KEY`, one `Reason` (for our own SDK and for node-to-node calls). The node maps each of its
-domain errors to a reason (`maillage.node.rpc.boundary`); the SDK maps each reason to one of its
-exceptions (`maillage.client._errors`); `tests/proto/test_reasons.py` checks that both tables cover
-every reason and every domain error, so a new error cannot leave one side guessing.
+domain errors to a reason once (`maillage.node.service.reasons`), for both of its doors; the SDK
+maps each reason to one of its exceptions (`maillage.client._errors`); `tests/proto/test_reasons.py`
+checks that the tables cover every reason and every domain error, so a new error cannot leave one
+side guessing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class Reason(enum.StrEnum):
     NO_SUCH_CHUNK = "NoSuchChunk"
     BUCKET_ALREADY_EXISTS = "BucketAlreadyExists"
     BUCKET_NOT_EMPTY = "BucketNotEmpty"
+    # multipart uploads (the S3 door's; named as S3's error codes)
+    NO_SUCH_UPLOAD = "NoSuchUpload"
+    INVALID_PART = "InvalidPart"
+    INVALID_PART_ORDER = "InvalidPartOrder"
+    ENTITY_TOO_SMALL = "EntityTooSmall"
+    ENTITY_TOO_LARGE = "EntityTooLarge"
     # residency
     POLICY_UNSATISFIABLE = "PolicyUnsatisfiable"
     OUTSIDE_POLICY = "OutsidePolicy"
@@ -63,6 +70,11 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.NO_SUCH_CHUNK: grpc.StatusCode.NOT_FOUND,
     Reason.BUCKET_ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Reason.BUCKET_NOT_EMPTY: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NO_SUCH_UPLOAD: grpc.StatusCode.NOT_FOUND,
+    Reason.INVALID_PART: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.INVALID_PART_ORDER: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.ENTITY_TOO_SMALL: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.ENTITY_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.POLICY_UNSATISFIABLE: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.OUTSIDE_POLICY: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,

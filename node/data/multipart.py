@@ -32,7 +32,7 @@ from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
 __all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "UploadListing", "multipart_md5",
            "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
-           "MULTIPART_ERRORS", "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
+           "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
            "MAX_UPLOAD_KEY_BYTES"]
 
 UPLOADS = validation.RESERVED_PREFIX + "mpu/u/"  # + key + "\x01" + upload id: an upload's record
@@ -65,10 +65,6 @@ class EntityTooSmall(InvalidArgument):
 
 class EntityTooLarge(InvalidArgument):
     """A part is larger than the maximum part size."""
-
-
-#: The multipart errors, each named as the S3 error code it is (node/s3/multipart.py).
-MULTIPART_ERRORS = (NoSuchUpload, InvalidPart, InvalidPartOrder, EntityTooSmall, EntityTooLarge)
 
 
 def multipart_md5(md5s: Sequence[str]) -> str:

@@ -1,7 +1,8 @@
 """The node's error boundary: typed errors become gRPC statuses with a reason, and back.
 
-Servicers wrap their handlers with `@grpc_errors`: a domain error leaves as the status code and
-`Reason` of `maillage.proto.reasons` (the vocabulary the SDK reads too), with its message. A bug
+Servicers wrap their handlers with `@grpc_errors`: a domain error leaves as the status code of the
+`Reason` the service layer classifies it as (`maillage.node.service.reasons`, shared with the S3
+door), the reason itself in trailing metadata (the vocabulary the SDK reads too), and its message. A bug
 leaves as INTERNAL with the exception's type, and is logged once. `error_from_rpc` does the reverse
 for node-to-node calls (a peer's `OutsidePolicy` stays an `OutsidePolicy`), and turns transport
 failures into `PeerUnavailable` so the coordinator can route around the peer.
@@ -16,53 +17,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from maillage import placement, storage
 from maillage.node import errors
-from maillage.node.runtime import budget
-from maillage.node.trust import documents as auth
-from maillage.proto import bulk, frame
+from maillage.node.service.reasons import DOMAIN_ERRORS, REASONS, reason_for
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
-from maillage.proto.trust.access import AccessError
+
+__all__ = ["DOMAIN_ERRORS", "error_from_peer", "error_from_rpc", "grpc_errors", "reason_for"]
 
 log = logging.getLogger(__name__)
-
-# Every domain error a handler may raise, by the reason it is sent with. Most specific first: the
-# first match wins. `tests/proto/test_reasons.py` checks every class of the node's, placement's
-# and storage's errors is covered.
-REASONS: list[tuple[type[Exception], Reason]] = [
-    (errors.InvalidBucketName, Reason.INVALID_BUCKET_NAME),
-    (errors.InvalidKey, Reason.INVALID_KEY),
-    (errors.MetadataTooLarge, Reason.METADATA_TOO_LARGE),
-    (errors.InvalidArgument, Reason.INVALID_REQUEST),
-    (AccessError, Reason.INVALID_REQUEST),  # a malformed access document
-    (bulk.StreamError, Reason.INVALID_REQUEST),
-    (errors.NoSuchBucket, Reason.NO_SUCH_BUCKET),
-    (errors.NoSuchKey, Reason.NO_SUCH_KEY),
-    (errors.BucketAlreadyExists, Reason.BUCKET_ALREADY_EXISTS),
-    (errors.BucketNotEmpty, Reason.BUCKET_NOT_EMPTY),
-    (errors.OutsidePolicy, Reason.OUTSIDE_POLICY),
-    (errors.ResidencyWidening, Reason.OUTSIDE_POLICY),
-    (errors.QuorumNotReached, Reason.QUORUM_NOT_REACHED),
-    (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
-    (budget.Overloaded, Reason.OVERLOADED),
-    (errors.IntegrityError, Reason.INTEGRITY),
-    (auth.LayoutAuthError, Reason.PERMISSION_DENIED),
-    (errors.AccessDenied, Reason.PERMISSION_DENIED),
-    (placement.PolicyUnsatisfiable, Reason.POLICY_UNSATISFIABLE),
-    (placement.UnknownPolicy, Reason.UNKNOWN_POLICY),
-    (placement.UnknownNode, Reason.UNKNOWN_NODE),
-    (placement.PlacementError, Reason.INVALID_LAYOUT),
-    (storage.ChunkNotFound, Reason.NO_SUCH_CHUNK),
-    (frame.CorruptFrame, Reason.INTEGRITY),
-    (storage.DiskFull, Reason.STORAGE_FULL),
-    (storage.StorageUnavailable, Reason.STORAGE_UNAVAILABLE),
-    (storage.InvalidName, Reason.INVALID_REQUEST),
-    (storage.errors.VersionTooFarAhead, Reason.INVALID_REQUEST),
-    (errors.NodeError, Reason.INTERNAL),
-    (storage.StorageError, Reason.INTERNAL),
-]
-DOMAIN_ERRORS = (errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
-                 bulk.StreamError, auth.LayoutAuthError, AccessError)
 
 # The node's own class for each reason a peer may send back (the first listed for that reason).
 _FROM_PEER: dict[Reason, type[Exception]] = {}
@@ -73,13 +34,6 @@ _TRANSPORT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
               grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
-
-
-def reason_for(exc: BaseException) -> Reason:
-    for cls, reason in REASONS:
-        if isinstance(exc, cls):
-            return reason
-    return Reason.INTERNAL
 
 
 def grpc_errors(handler: H) -> H:

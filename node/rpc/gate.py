@@ -2,7 +2,8 @@
 
 Every node port is mutual TLS, so the handshake already proved the caller holds a certificate of
 the cluster's CA: a node certificate (naming a node id) or the shared client certificate. The gate
-then decides, per method, from `RULES`:
+identifies the caller and applies the rule of the method's operation from the one table both doors
+share (`maillage.node.service.rules`):
 
 * a node certificate counts only for methods open to nodes, and only if it names a node of the
   current layout (a removed node's certificate, or one issued for a name the layout does not have,
@@ -21,91 +22,26 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 
+from maillage.node.errors import AccessDenied
+from maillage.node.service.rules import Rule, admit, rule_of_method
 from maillage.node.service.tenancy import CALLER, Caller
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.layout_state import LayoutState
-from maillage.proto import bulk
 from maillage.proto.reasons import ERROR_KEY, Reason
-from maillage.proto.trust.access import AccessKey, Action
+from maillage.proto.trust.access import AccessKey
 from maillage.proto.trust.identity import peer_of
 from maillage.proto.trust.requestauth import RequestAuthError, verify
 
-__all__ = ["Rule", "RULES", "AuthGate"]
+__all__ = ["AuthGate", "REFUSAL_PREFIXES", "Refused", "TrustingGate"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Who may call a method: nodes of the layout (by certificate) and/or keys allowed `key`."""
-
-    nodes: bool
-    key: Action | None
-
-
-NODE = Rule(nodes=True, key=None)
-ADMIN = Rule(nodes=False, key="admin")
-NODE_OR_ADMIN = Rule(nodes=True, key="admin")
-NODE_OR_READ = Rule(nodes=True, key="read")
-READ = Rule(nodes=False, key="read")
-WRITE = Rule(nodes=False, key="write")
-
-_V1 = "/maillage.v1"
-RULES: Mapping[str, Rule] = {
-    # Cluster: the layout is public to any caller of the cluster; the rest is for nodes and admins.
-    f"{_V1}.Cluster/GetInfo": NODE_OR_READ,
-    f"{_V1}.Cluster/GetLayout": NODE_OR_READ,
-    f"{_V1}.Cluster/PushLayout": ADMIN,
-    f"{_V1}.Cluster/GetStagedLayout": ADMIN,
-    f"{_V1}.Cluster/StageLayout": ADMIN,
-    f"{_V1}.Cluster/Heartbeat": NODE,
-    f"{_V1}.Cluster/GetStatus": ADMIN,
-    f"{_V1}.Cluster/Repair": ADMIN,
-    f"{_V1}.Cluster/GetAccess": NODE_OR_ADMIN,   # holds every key's secret
-    f"{_V1}.Cluster/PushAccess": ADMIN,
-    # Replica: node to node; an admin may read what the audit needs.
-    f"{_V1}.Replica/HasChunks": NODE,
-    f"{_V1}.Replica/PutManifest": NODE,
-    f"{_V1}.Replica/GetManifest": NODE_OR_ADMIN,
-    f"{_V1}.Replica/ListIndex": NODE_OR_ADMIN,
-    f"{_V1}.Replica/PutBucketRecord": NODE,
-    f"{_V1}.Replica/GetBucketRecord": NODE_OR_ADMIN,
-    f"{_V1}.Replica/DeleteBucketRecord": NODE,
-    f"{_V1}.Replica/ListBucketRecords": NODE_OR_ADMIN,
-    f"{_V1}.Replica/SyncSummaries": NODE,
-    f"{_V1}.Replica/SyncListing": NODE,
-    f"{_V1}.Replica/ReferencedChunks": NODE,
-    f"{_V1}.Replica/Inventory": NODE_OR_ADMIN,
-    # Objects: clients with a key; the bucket-level rules are `tenancy.py`'s.
-    f"{_V1}.Objects/CreateBucket": WRITE,
-    f"{_V1}.Objects/HeadBucket": READ,
-    f"{_V1}.Objects/ListBuckets": READ,
-    f"{_V1}.Objects/DeleteBucket": WRITE,
-    f"{_V1}.Objects/HeadObject": READ,
-    f"{_V1}.Objects/DeleteObject": WRITE,
-    f"{_V1}.Objects/CopyObject": WRITE,
-    f"{_V1}.Objects/ListObjects": READ,
-    f"{_V1}.Objects/ChunkKey": READ,          # and `tenancy`: only to a reader of the bucket
-    # Raw bytes: chunk copies between nodes; clients read chunks and upload objects.
-    bulk.PUT_CHUNK: NODE,
-    bulk.GET_CHUNK: NODE_OR_READ,
-    bulk.PUT_OBJECT: WRITE,
-    bulk.PUT_SMALL_OBJECT: WRITE,
-}
-
-_ROLE_ALLOWS: Mapping[str, frozenset[str]] = {
-    "read-only": frozenset({"read"}),
-    "read-write": frozenset({"read", "write"}),
-    "admin": frozenset({"read", "write", "admin"}),
-}
 
 
 # Every refusal by the gate starts with one of these, so a caller (and a test) can tell it from a
@@ -129,31 +65,34 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._guarded: dict[str, grpc.RpcMethodHandler] = {}  # method -> its wrapped handler
 
     def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
-        """The caller of `method`, or `Refused` saying why not."""
-        rule = RULES.get(method)
+        """The caller of `method`, or `Refused` saying why not (the rule is `rules.OPERATIONS`')."""
+        rule = rule_of_method(method)
         if rule is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
         peer = peer_of(context.auth_context())
         if peer.role == "node":
-            if not rule.nodes:
-                raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                              f"{method} is for clients with an access key, not for nodes")
             assert peer.node_id is not None
+            caller = Caller(node_id=peer.node_id)
+            self._admit_rule(method, rule, caller)
             if not any(n.id == peer.node_id for n in self._layout.current.nodes):
                 raise Refused(grpc.StatusCode.PERMISSION_DENIED,
                               f"certificate of node {peer.node_id!r}, which is not in layout "
                               f"v{self._layout.current.version}")
-            return Caller(node_id=peer.node_id)
+            return caller
         if peer.role != "client":
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no certificate of this cluster")
         if rule.key is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{method} is for nodes of the cluster only")
-        key = self._key(method, context)
-        if rule.key not in _ROLE_ALLOWS[key.role]:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{method} needs a key allowed to {rule.key}; key {key.key_id} of tenant "
-                          f"{key.tenant!r} is {key.role}")
-        return Caller(key=key)
+        caller = Caller(key=self._key(method, context))
+        self._admit_rule(method, rule, caller)
+        return caller
+
+    @staticmethod
+    def _admit_rule(method: str, rule: Rule, caller: Caller) -> None:
+        try:
+            admit(method, rule, caller)
+        except AccessDenied as denied:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, str(denied)) from None
 
     def _key(self, method: str, context: grpc.aio.ServicerContext) -> AccessKey:
         metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
@@ -198,7 +137,7 @@ class TrustingGate(AuthGate):
         self._guarded = {}
 
     def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
-        if method not in RULES:
+        if rule_of_method(method) is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"method {method[:120]} is not served to anyone")
         return self.CALLER
 

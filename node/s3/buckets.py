@@ -64,18 +64,18 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def head_bucket(s: Services, call: Call) -> web.StreamResponse:
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     return web.Response(status=200, headers={"x-amz-bucket-region": record.policy})
 
 
 async def delete_bucket(s: Services, call: Call) -> web.StreamResponse:
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     await s.coordinator.delete_bucket(call.bucket)
     return web.Response(status=204)
 
 
 async def get_bucket_location(s: Services, call: Call) -> web.StreamResponse:
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     root = xml.root("LocationConstraint")
     root.text = record.policy
     return xml_response(root)
@@ -119,7 +119,7 @@ async def list_objects(s: Services, call: Call) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     token = q.get("continuation-token", "") if v2 else ""
     marker = (_untoken(token) if token else q.get("start-after", "")) if v2 else q.get("marker", "")
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     owner = record.owner if (not v2 or q.get("fetch-owner") == "true") else None
 
     root = xml.root("ListBucketResult")
@@ -169,7 +169,7 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "DeleteObjects needs a Content-MD5 or x-amz-checksum-* header")
     body = await payload.small_body(call, DELETE_BODY_LIMIT)
     keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
 
     async def one(key: str) -> S3Error | None:
         try:

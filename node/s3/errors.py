@@ -1,13 +1,12 @@
-"""S3 errors as S3 XML: standard codes and HTTP statuses, the node's typed errors mapped by one table."""
+"""S3 errors: standard codes and HTTP statuses; the node's typed errors by the `Reason` the service
+layer classifies them as (the same classification the gRPC door answers with)."""
 
 from __future__ import annotations
 
 import secrets
 
-from maillage.node import errors as node_errors
-from maillage.node.runtime.budget import Overloaded
-from maillage.placement.errors import PolicyUnsatisfiable, UnknownPolicy
-from maillage.storage.errors import CorruptFrame
+from maillage.node.service.reasons import DOMAIN_ERRORS, reason_for
+from maillage.proto.reasons import Reason
 
 __all__ = ["S3Error", "from_exception", "new_request_id"]
 
@@ -43,6 +42,8 @@ STATUS = {
     "MissingContentLength": 411,
     "EntityTooLarge": 400,
     "MethodNotAllowed": 405,
+    "KeyTooLongError": 400,
+    "MetadataTooLarge": 400,
     "NotImplemented": 501,
     "SlowDown": 503,
     "ServiceUnavailable": 503,
@@ -60,35 +61,50 @@ class S3Error(Exception):
         self.headers = headers or {}  # e.g. the ETag of a 304 Not Modified
 
 
-# The node's typed errors -> S3 codes; the first class that matches wins (subclasses first).
-TABLE: tuple[tuple[type[BaseException], str], ...] = (
-    (node_errors.AccessDenied, "AccessDenied"),
-    (node_errors.InvalidBucketName, "InvalidBucketName"),
-    (node_errors.InvalidArgument, "InvalidArgument"),
-    (node_errors.NoSuchBucket, "NoSuchBucket"),
-    (node_errors.NoSuchKey, "NoSuchKey"),
-    (node_errors.BucketAlreadyExists, "BucketAlreadyExists"),
-    (node_errors.BucketNotEmpty, "BucketNotEmpty"),
-    (node_errors.OutsidePolicy, "AccessDenied"),
-    (node_errors.ResidencyWidening, "AccessDenied"),
-    (UnknownPolicy, "InvalidLocationConstraint"),
-    (PolicyUnsatisfiable, "InvalidLocationConstraint"),
-    (Overloaded, "SlowDown"),
-    (node_errors.QuorumNotReached, "ServiceUnavailable"),
-    (node_errors.PeerUnavailable, "ServiceUnavailable"),
-    (node_errors.IntegrityError, "InternalError"),
-    (CorruptFrame, "InternalError"),
-)
+#: The S3 error code of each reason the service layer classifies an error as (`reasons.py`).
+CODES: dict[Reason, str] = {
+    Reason.INVALID_REQUEST: "InvalidArgument",
+    Reason.INVALID_BUCKET_NAME: "InvalidBucketName",
+    Reason.INVALID_KEY: "KeyTooLongError",
+    Reason.METADATA_TOO_LARGE: "MetadataTooLarge",
+    Reason.UNKNOWN_POLICY: "InvalidLocationConstraint",
+    Reason.INVALID_LAYOUT: "InvalidArgument",
+    Reason.UNKNOWN_NODE: "InvalidArgument",
+    Reason.NO_SUCH_BUCKET: "NoSuchBucket",
+    Reason.NO_SUCH_KEY: "NoSuchKey",
+    Reason.NO_SUCH_CHUNK: "InternalError",  # a chunk of a manifest missing everywhere: the node's failure
+    Reason.BUCKET_ALREADY_EXISTS: "BucketAlreadyExists",
+    Reason.BUCKET_NOT_EMPTY: "BucketNotEmpty",
+    Reason.NO_SUCH_UPLOAD: "NoSuchUpload",
+    Reason.INVALID_PART: "InvalidPart",
+    Reason.INVALID_PART_ORDER: "InvalidPartOrder",
+    Reason.ENTITY_TOO_SMALL: "EntityTooSmall",
+    Reason.ENTITY_TOO_LARGE: "EntityTooLarge",
+    Reason.POLICY_UNSATISFIABLE: "InvalidLocationConstraint",
+    Reason.OUTSIDE_POLICY: "AccessDenied",
+    Reason.PERMISSION_DENIED: "AccessDenied",
+    Reason.INTEGRITY: "InternalError",
+    Reason.STORAGE_FULL: "ServiceUnavailable",
+    Reason.STORAGE_UNAVAILABLE: "ServiceUnavailable",
+    Reason.QUORUM_NOT_REACHED: "ServiceUnavailable",
+    Reason.PEER_UNAVAILABLE: "ServiceUnavailable",
+    Reason.OVERLOADED: "SlowDown",
+    Reason.INTERNAL: "InternalError",
+}
 
 
 def from_exception(exc: BaseException) -> S3Error | None:
-    """The S3 error for one of the node's typed errors, or None for an unexpected exception."""
+    """The S3 error for an S3Error or one of the node's domain errors (by its `Reason`), or None for
+    an unexpected exception or a domain error that means a bug (INTERNAL): the caller logs those."""
     if isinstance(exc, S3Error):
         return exc
-    for cls, code in TABLE:
-        if isinstance(exc, cls):
-            return S3Error(code, str(exc) or code)
-    return None
+    if not isinstance(exc, DOMAIN_ERRORS):
+        return None
+    reason = reason_for(exc)
+    if reason is Reason.INTERNAL:
+        return None
+    code = CODES[reason]
+    return S3Error(code, str(exc) or code)
 
 
 def new_request_id() -> str:

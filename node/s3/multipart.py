@@ -19,17 +19,16 @@ import random
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
-from functools import wraps
 from urllib.parse import quote
 
 from aiohttp import web
 
-from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MULTIPART_ERRORS, MultipartUpload, MultipartUploads
+from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload, MultipartUploads
 from maillage.node.errors import NodeError
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.s3 import objects, payload, xml
-from maillage.node.s3.common import NUMBER, Call, Handler, Services, query_integer, xml_response
+from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
 
@@ -46,17 +45,6 @@ _COPY_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})\Z")
 def _uploads(s: Services) -> MultipartUploads:
     """The node's multipart operations: a view of its coordinator, with no state of its own."""
     return MultipartUploads(s.coordinator)
-
-
-def _translated(handler: Handler) -> Handler:
-    """The multipart errors are named as their S3 codes (NoSuchUpload, InvalidPart...)."""
-    @wraps(handler)
-    async def run(s: Services, call: Call) -> web.StreamResponse:
-        try:
-            return await handler(s, call)
-        except MULTIPART_ERRORS as exc:
-            raise S3Error(type(exc).__name__, str(exc)) from None
-    return run
 
 
 def _part_number(q: Mapping[str, str]) -> int:
@@ -79,10 +67,9 @@ def _quoted(md5: str) -> str:
 
 # ----- Create, UploadPart, UploadPartCopy ----------------------------------------------------
 
-@_translated
 async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     upload = await _uploads(s).create_upload(objects.upload_from(call), initiator=call.caller.tenant)
     root = xml.root("InitiateMultipartUploadResult")
     xml.sub(root, "Bucket", call.bucket)
@@ -103,13 +90,12 @@ def _declared_length(headers: Mapping[str, str]) -> int:
     return length
 
 
-@_translated
 async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     """PUT /bucket/key?partNumber=N&uploadId=ID: the body, checked by `payload.body`."""
     q = call.request.query
     number, upload_id = _part_number(q), _upload_id(q)
     _declared_length(call.request.headers)
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     attributes: dict[str, str] = {}
     body = objects.hashed_body(s, call, attributes)
     part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, body, attributes,
@@ -131,7 +117,6 @@ def _copy_range(header: str | None, size: int) -> tuple[int, int]:
     return first, last
 
 
-@_translated
 async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     """PUT /bucket/key?partNumber=N&uploadId=ID with x-amz-copy-source (and -range): the part's
     bytes are read from the source object, every chunk verified, and stored as a new part."""
@@ -139,7 +124,7 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     number, upload_id = _part_number(q), _upload_id(q)
     source_bucket, source_key = objects.copy_source(headers["x-amz-copy-source"])
     source_record = await s.tenancy.bucket(call.caller, source_bucket, "read")
-    dest = await s.tenancy.bucket(call.caller, call.bucket, "write")
+    dest = await call.checked_bucket(s)
     s.coordinator.check_copy(source_record, dest)  # ResidencyWidening (AccessDenied) before any byte moves
     source = await s.coordinator.head_object(source_bucket, source_key)
     objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
@@ -179,14 +164,13 @@ def complete_request(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
-@_translated
 async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploadId=ID: compose the object from the parts listed (no byte copied)."""
     upload_id = _upload_id(call.request.query)
     # Checksum headers of this request describe the whole object, not its XML body.
     body = await payload.small_body(call, MAX_COMPLETE_BODY, checksum_headers=False)
     parts = complete_request(body)
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     manifest = await _uploads(s).complete_upload(call.bucket, call.key, upload_id, parts, expiry=s.upload_expiry)
     root = xml.root("CompleteMultipartUploadResult")
     xml.sub(root, "Location", f"/{call.bucket}/{quote(call.key, safe='/')}")
@@ -196,18 +180,16 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     return xml_response(root)
 
 
-@_translated
 async def abort_upload(s: Services, call: Call) -> web.StreamResponse:
     """DELETE /bucket/key?uploadId=ID: the parts are dropped (their chunks go with the chunk GC)."""
     upload_id = _upload_id(call.request.query)
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     await _uploads(s).abort_upload(call.bucket, call.key, upload_id)
     return web.Response(status=204)
 
 
 # ----- ListParts, ListMultipartUploads -------------------------------------------------------
 
-@_translated
 async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     """GET /bucket/key?uploadId=ID (max-parts, part-number-marker)."""
     q = call.request.query
@@ -215,7 +197,7 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     max_parts = query_integer(q, "max-parts", MAX_PAGE, largest=MAX_PAGE)
     marker = query_integer(q, "part-number-marker", 0)
     enc = xml.key_encoder(q)
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     if max_parts == 0:
         upload = await _uploads(s).get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
         parts, truncated, next_marker = [], False, marker
@@ -255,7 +237,6 @@ def _upload_element(root: ET.Element, upload: MultipartUpload, owner: str, enc: 
     xml.sub(u, "Initiated", xml.iso8601(version_time(upload.initiated)))
 
 
-@_translated
 async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
     """GET /bucket?uploads (prefix, delimiter, key-marker, upload-id-marker, max-uploads)."""
     q = call.request.query
@@ -263,7 +244,7 @@ async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
     enc = xml.key_encoder(q)
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     root = xml.root("ListMultipartUploadsResult")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "KeyMarker", enc(key_marker))

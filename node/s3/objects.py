@@ -168,7 +168,7 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
     headers = call.request.headers
     if headers.get("Content-Length") is None and headers.get("x-amz-decoded-content-length") is None:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     await _check_put_conditions(s, call)
     attributes = stored_headers(headers)  # with_md5 adds the ETag once the body is through
     upload = upload_from(call, attributes)
@@ -211,7 +211,7 @@ async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str],
 
 
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
-    await s.tenancy.bucket(call.caller, call.bucket, "read")
+    await call.checked_bucket(s)
     m = await s.coordinator.head_object(call.bucket, call.key)
     check_conditions(call.request.headers, m)
     headers = object_headers(m)
@@ -220,14 +220,14 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def delete_object(s: Services, call: Call) -> web.StreamResponse:
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     await s.coordinator.delete_object(call.bucket, call.key)
     return web.Response(status=204)
 
 
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     request = call.request
-    record = await s.tenancy.bucket(call.caller, call.bucket, "read")
+    record = await call.checked_bucket(s)
     m = await s.coordinator.head_object(call.bucket, call.key)
     check_conditions(request.headers, m)
     headers = object_headers(m)
@@ -309,7 +309,7 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
                                         "to itself without changing the object's metadata (use REPLACE)")
     await s.tenancy.bucket(call.caller, source_bucket, "read")
-    await s.tenancy.bucket(call.caller, call.bucket, "write")
+    await call.checked_bucket(s)
     replacement = None
     if directive == "REPLACE":
         replacement = upload_from(call)

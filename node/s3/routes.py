@@ -1,15 +1,17 @@
 """Which S3 operation a request is: its method, whether it names a bucket and a key, and its
-sub-resources (the query parameters that select an operation, such as ?uploads or ?delete)."""
+sub-resources (the query parameters that select an operation, such as ?uploads or ?delete). Each
+operation is named as in the rule table both doors share, which decides who may call it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from maillage.node.s3 import buckets, multipart, objects
 from maillage.node.s3.common import Handler
 from maillage.node.s3.errors import S3Error
 
-__all__ = ["operation", "KNOWN_QUERY"]
+__all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 
 # Query parameters this front door understands; any other (acl, tagging, versioning...) names an
 # operation it does not serve, answered NotImplemented rather than silently ignored.
@@ -25,47 +27,78 @@ KNOWN_QUERY = frozenset({
 })
 
 
+@dataclass(frozen=True)
+class Route:
+    """An S3 operation: its name in the rule table (`maillage.node.service.rules`) and its handler."""
+
+    operation: str
+    handler: Handler
+
+
+ROUTES: Mapping[str, Route] = {
+    "ListBuckets": Route("ListBuckets", buckets.list_buckets),
+    "CreateBucket": Route("CreateBucket", buckets.create_bucket),
+    "HeadBucket": Route("HeadBucket", buckets.head_bucket),
+    "DeleteBucket": Route("DeleteBucket", buckets.delete_bucket),
+    "DeleteObjects": Route("DeleteObjects", buckets.delete_objects),
+    "GetBucketLocation": Route("GetBucketLocation", buckets.get_bucket_location),
+    "ListMultipartUploads": Route("ListMultipartUploads", multipart.list_uploads),
+    "ListObjects": Route("ListObjects", buckets.list_objects),
+    "UploadPartCopy": Route("UploadPartCopy", multipart.upload_part_copy),
+    "UploadPart": Route("UploadPart", multipart.upload_part),
+    "CopyObject": Route("CopyObject", objects.copy_object),
+    "PutObject": Route("PutObject", objects.put_object),
+    "CreateMultipartUpload": Route("CreateMultipartUpload", multipart.create_upload),
+    "CompleteMultipartUpload": Route("CompleteMultipartUpload", multipart.complete_upload),
+    "ListParts": Route("ListParts", multipart.list_parts),
+    "GetObject": Route("GetObject", objects.get_object),
+    "HeadObject": Route("HeadObject", objects.head_object),
+    "AbortMultipartUpload": Route("AbortMultipartUpload", multipart.abort_upload),
+    "DeleteObject": Route("DeleteObject", objects.delete_object),
+}
+
+
 def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
-              headers: Mapping[str, str]) -> Handler:
+              headers: Mapping[str, str]) -> Route:
     unknown = set(query) - KNOWN_QUERY
     if unknown:
         raise S3Error("NotImplemented", f"sub-resource(s) {', '.join(sorted(unknown))} not supported")
     if not bucket:
         if method == "GET":
-            return buckets.list_buckets
+            return ROUTES["ListBuckets"]
     elif not key:
         if method == "PUT":
-            return buckets.create_bucket
+            return ROUTES["CreateBucket"]
         if method == "HEAD":
-            return buckets.head_bucket
+            return ROUTES["HeadBucket"]
         if method == "DELETE":
-            return buckets.delete_bucket
+            return ROUTES["DeleteBucket"]
         if method == "POST" and "delete" in query:
-            return buckets.delete_objects
+            return ROUTES["DeleteObjects"]
         if method == "GET":
             if "location" in query:
-                return buckets.get_bucket_location
+                return ROUTES["GetBucketLocation"]
             if "uploads" in query:
-                return multipart.list_uploads
-            return buckets.list_objects
+                return ROUTES["ListMultipartUploads"]
+            return ROUTES["ListObjects"]
     else:
         upload = "uploadId" in query
         if method == "PUT":
             if upload and "partNumber" in query:
                 copy = "x-amz-copy-source" in headers
-                return multipart.upload_part_copy if copy else multipart.upload_part
+                return ROUTES["UploadPartCopy"] if copy else ROUTES["UploadPart"]
             if "x-amz-copy-source" in headers:
-                return objects.copy_object
-            return objects.put_object
+                return ROUTES["CopyObject"]
+            return ROUTES["PutObject"]
         if method == "POST":
             if "uploads" in query:
-                return multipart.create_upload
+                return ROUTES["CreateMultipartUpload"]
             if upload:
-                return multipart.complete_upload
+                return ROUTES["CompleteMultipartUpload"]
         if method == "GET":
-            return multipart.list_parts if upload else objects.get_object
+            return ROUTES["ListParts"] if upload else ROUTES["GetObject"]
         if method == "HEAD":
-            return objects.head_object
+            return ROUTES["HeadObject"]
         if method == "DELETE":
-            return multipart.abort_upload if upload else objects.delete_object
+            return ROUTES["AbortMultipartUpload"] if upload else ROUTES["DeleteObject"]
     raise S3Error("MethodNotAllowed", f"{method} is not allowed on this resource")

@@ -22,6 +22,7 @@ from aiohttp import web
 from maillage.node.s3 import multipart, routes, sigv4, xml
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.errors import S3Error, from_exception, new_request_id
+from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
 from maillage.node.trust.access_state import AccessState
 
@@ -123,6 +124,9 @@ class S3Server:
         verified = sigv4.verify(request.method, request.path, request.rel_url.raw_query_string, headers,
                                 self._access.key)
         bucket, key = self.address_of(request)
-        handler = routes.operation(request.method, bucket, key, request.query, request.headers)
-        call = Call(request=request, caller=Caller(key=verified.key), bucket=bucket, key=key, auth=verified)
-        return await handler(self._services, call)
+        route = routes.operation(request.method, bucket, key, request.query, request.headers)
+        caller = Caller(key=verified.key)
+        rule = OPERATIONS[route.operation]
+        admit(route.operation, rule, caller)  # the rule table both doors share
+        call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified, rule=rule)
+        return await route.handler(self._services, call)

@@ -17,7 +17,8 @@ import grpc
 import pytest
 
 from maillage.client import Client, PermissionDenied
-from maillage.node.rpc.gate import REFUSAL_PREFIXES, RULES
+from maillage.node.rpc.gate import REFUSAL_PREFIXES
+from maillage.node.service.rules import GRPC_METHODS, OPERATIONS
 from maillage.proto import bulk, pb
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust import requestauth
@@ -26,6 +27,7 @@ from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import POLICIES, SITES
 
+RULES = {method: OPERATIONS[operation] for method, operation in GRPC_METHODS.items()}
 GATE_REFUSALS = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 HANDSHAKE_REFUSAL = {grpc.StatusCode.UNAVAILABLE}
 

@@ -32,6 +32,7 @@ from maillage.node.s3.sigv4 import (
     Verified,
     verify,
 )
+from maillage.node.service.rules import OPERATIONS
 from maillage.proto.trust.access import AccessKey
 from maillage.proto.trust.requestauth import signing_key
 
@@ -126,7 +127,8 @@ class Content:
 
 def call_of(data: bytes, auth: Verified, headers: dict[str, str] | None = None, piece: int = 4096) -> Call:
     request = SimpleNamespace(headers=CIMultiDictProxy(CIMultiDict(headers or {})), content=Content(data, piece))
-    return Call(request=request, caller=None, bucket="b", key="k", auth=auth)  # type: ignore[arg-type]
+    return Call(request=request, caller=None, bucket="b", key="k", auth=auth,  # type: ignore[arg-type]
+                rule=OPERATIONS["PutObject"])
 
 
 def read(call: Call, got: list[bytes] | None = None, **kwargs) -> bytes:

@@ -11,6 +11,7 @@ from maillage.node.s3 import buckets, multipart, objects, routes
 from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
+from maillage.node.service.rules import OPERATIONS, S3_OPERATIONS
 
 CASES = [
     ("GET", "", "", {}, {}, buckets.list_buckets),
@@ -36,7 +37,15 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "headers", "handler"), CASES)
 def test_operations(method, bucket, key, query, headers, handler) -> None:
-    assert routes.operation(method, bucket, key, query, headers) is handler
+    route = routes.operation(method, bucket, key, query, headers)
+    assert route.handler is handler
+    assert route.operation in OPERATIONS  # named as in the rule table both doors share
+
+
+def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
+    assert {r.operation for r in routes.ROUTES.values()} == S3_OPERATIONS
+    assert all(name == route.operation for name, route in routes.ROUTES.items())
+    assert S3_OPERATIONS <= set(OPERATIONS)
 
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [

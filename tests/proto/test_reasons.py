@@ -1,25 +1,44 @@
-"""The error contract: every domain error has a reason, every reason a status code and an SDK class."""
+"""The error contract: every domain error of every package has a reason, every reason a gRPC status
+code, an S3 error code and an SDK class: the two doors and the SDK cannot disagree or leave a gap."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from types import ModuleType
 
 import grpc
 import pytest
 
+import maillage.node
+import maillage.placement
+import maillage.proto
+import maillage.storage
 from maillage import placement, storage
 from maillage.client import _errors as sdk_errors
 from maillage.client import _exceptions as sdk_exceptions
 from maillage.node import errors as node_errors
 from maillage.node.rpc import boundary as status
+from maillage.node.s3 import errors as s3_errors
+from maillage.node.service import reasons
 from maillage.node.trust import documents as auth
-from maillage.placement import changes
 from maillage.proto import bulk, frame
 from maillage.proto.reasons import ERROR_KEY, Reason, reason_of, status_of
+from maillage.proto.trust.access import AccessError
 
 _BASES = (node_errors.NodeError, placement.PlacementError, storage.StorageError, frame.CorruptFrame,
-          bulk.StreamError, auth.LayoutAuthError)
+          bulk.StreamError, auth.LayoutAuthError, AccessError)
+
+
+def _modules(*packages: ModuleType) -> list[ModuleType]:
+    """Every module of these packages (so an error class added anywhere is found)."""
+    found = list(packages)
+    for package in packages:
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if not info.name.endswith(("_pb2", "_pb2_grpc", ".generate")):
+                found.append(importlib.import_module(info.name))
+    return found
 
 
 def _domain_errors(*modules: ModuleType) -> set[type[Exception]]:
@@ -27,8 +46,18 @@ def _domain_errors(*modules: ModuleType) -> set[type[Exception]]:
             if issubclass(obj, _BASES)}
 
 
-DOMAIN = sorted(_domain_errors(node_errors, auth, placement, changes, storage, frame, bulk),
+DOMAIN = sorted(_domain_errors(*_modules(maillage.node, maillage.placement, maillage.storage, maillage.proto)),
                 key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+def test_the_walk_finds_the_errors_of_every_layer() -> None:
+    names = {c.__qualname__ for c in DOMAIN}
+    assert {"NoSuchUpload", "Overloaded", "LayoutAuthError", "DiskFull", "PolicyUnsatisfiable",
+            "VersionTooFarAhead", "AccessError", "UnknownNode"} <= names
+
+
+def test_the_gate_classifies_with_the_service_layers_table() -> None:
+    assert status.reason_for is reasons.reason_for and status.DOMAIN_ERRORS is reasons.DOMAIN_ERRORS
 
 
 @pytest.mark.parametrize("cls", DOMAIN, ids=lambda c: c.__qualname__)
@@ -37,6 +66,17 @@ def test_every_domain_error_leaves_with_a_reason_of_its_own(cls: type[Exception]
     bases = set(_BASES) | {node_errors.InvalidArgument}
     # Only the roots of the hierarchies may fall back to INTERNAL (a bug, not a user's error).
     assert reason is not Reason.INTERNAL or cls in bases, f"{cls.__qualname__} has no reason"
+    # ... and the S3 door answers it with the code of that reason, never an anonymous 500.
+    error = s3_errors.from_exception(cls.__new__(cls))
+    if reason is Reason.INTERNAL:
+        assert error is None  # logged with its request id, answered InternalError
+    else:
+        assert error is not None and error.code == s3_errors.CODES[reason], cls.__qualname__
+
+
+def test_every_reason_has_an_s3_code_with_an_http_status() -> None:
+    for reason in Reason:
+        assert s3_errors.CODES[reason] in s3_errors.STATUS, reason
 
 
 def test_every_reason_has_a_status_code_and_an_sdk_class() -> None:

@@ -1,0 +1,157 @@
+"""Who may do what: one rule table for both front doors.
+
+An operation is named once (`GetObject`, `PutObject`, `Heartbeat`...), whichever door it comes
+through: the gRPC gate looks a method up in `GRPC_METHODS`, the S3 door names the operation of each
+route (`maillage.node.s3.routes`). Its `Rule` says, in three parts:
+
+* `nodes`: whether a node of the layout may call it with its certificate alone (node-to-node
+  traffic: replication, repair, gossip);
+* `key`: what an access key must be allowed to do (`read`, `write` or `admin`, by its role), or
+  None when no key opens it;
+* `bucket`: what the caller must be allowed on the bucket the request names (`read` or `write`),
+  checked by the service layer (`tenancy.Tenancy`) against the bucket's record: a tenant's key
+  touches only its tenant's buckets, a key limited to some buckets only those, a read-only key
+  never writes. None: the operation names no bucket (cluster calls, ListBuckets).
+
+`admit` applies the first two parts to an identified caller; the doors call it before any
+handler runs. A method or operation missing from the table is refused: nothing new is served by
+accident. `tests/node/test_rules.py` and `tests/cluster/test_trust.py` walk every gRPC method and
+every S3 operation with every kind of caller against this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from maillage.node.errors import AccessDenied
+from maillage.node.service.tenancy import Caller
+from maillage.proto import bulk
+from maillage.proto.trust.access import Action
+
+__all__ = ["GRPC_METHODS", "OPERATIONS", "Rule", "S3_OPERATIONS", "admit", "rule_of_method"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    nodes: bool
+    key: Action | None
+    bucket: Action | None = None
+
+
+NODE = Rule(nodes=True, key=None)
+ADMIN = Rule(nodes=False, key="admin")
+NODE_OR_ADMIN = Rule(nodes=True, key="admin")
+NODE_OR_READ = Rule(nodes=True, key="read")
+READ = Rule(nodes=False, key="read")
+READ_BUCKET = Rule(nodes=False, key="read", bucket="read")
+WRITE_BUCKET = Rule(nodes=False, key="write", bucket="write")
+
+OPERATIONS: Mapping[str, Rule] = {
+    # The cluster: the layout is public to any caller of the cluster; the rest is for nodes and admins.
+    "GetInfo": NODE_OR_READ,
+    "GetLayout": NODE_OR_READ,
+    "PushLayout": ADMIN,
+    "GetStagedLayout": ADMIN,
+    "StageLayout": ADMIN,
+    "Heartbeat": NODE,
+    "GetStatus": ADMIN,
+    "Repair": ADMIN,
+    "GetAccess": NODE_OR_ADMIN,   # holds every key's secret
+    "PushAccess": ADMIN,
+    # Replicas: node to node; an admin may read what the audit needs.
+    "HasChunks": NODE,
+    "PutManifest": NODE,
+    "GetManifest": NODE_OR_ADMIN,
+    "ListIndex": NODE_OR_ADMIN,
+    "PutBucketRecord": NODE,
+    "GetBucketRecord": NODE_OR_ADMIN,
+    "DeleteBucketRecord": NODE,
+    "ListBucketRecords": NODE_OR_ADMIN,
+    "SyncSummaries": NODE,
+    "SyncListing": NODE,
+    "ReferencedChunks": NODE,
+    "Inventory": NODE_OR_ADMIN,
+    "PutChunk": NODE,
+    # Chunks read by clients name their bucket and are checked like object reads; nodes read any.
+    "GetChunk": Rule(nodes=True, key="read", bucket="read"),
+    # Buckets (both doors).
+    "CreateBucket": WRITE_BUCKET,    # the bucket will be the caller's tenant's
+    "HeadBucket": READ_BUCKET,
+    "ListBuckets": READ,             # shows a tenant its own buckets only (`Caller.sees`)
+    "DeleteBucket": WRITE_BUCKET,
+    "GetBucketLocation": READ_BUCKET,
+    "ListObjects": READ_BUCKET,
+    "DeleteObjects": WRITE_BUCKET,
+    # Objects (both doors).
+    "HeadObject": READ_BUCKET,
+    "GetObject": READ_BUCKET,
+    "PutObject": WRITE_BUCKET,
+    "PutSmallObject": WRITE_BUCKET,
+    "DeleteObject": WRITE_BUCKET,
+    "CopyObject": WRITE_BUCKET,      # and read on the source bucket
+    "ChunkKey": READ_BUCKET,         # the key naming a bucket's chunks, for its readers
+    # Multipart uploads (the S3 door).
+    "CreateMultipartUpload": WRITE_BUCKET,
+    "UploadPart": WRITE_BUCKET,
+    "UploadPartCopy": WRITE_BUCKET,  # and read on the source bucket
+    "CompleteMultipartUpload": WRITE_BUCKET,
+    "AbortMultipartUpload": WRITE_BUCKET,
+    "ListParts": READ_BUCKET,
+    "ListMultipartUploads": READ_BUCKET,
+}
+
+_V1 = "/maillage.v1"
+_SERVICES = {
+    "Cluster": ("GetInfo", "GetLayout", "PushLayout", "GetStagedLayout", "StageLayout", "Heartbeat", "GetStatus",
+                "Repair", "GetAccess", "PushAccess"),
+    "Replica": ("HasChunks", "PutManifest", "GetManifest", "ListIndex", "PutBucketRecord", "GetBucketRecord",
+                "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
+                "Inventory"),
+    "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
+                "CopyObject", "ListObjects", "ChunkKey"),
+}
+#: gRPC method path -> the operation it is.
+GRPC_METHODS: Mapping[str, str] = {
+    **{f"{_V1}.{service}/{op}": op for service, ops in _SERVICES.items() for op in ops},
+    bulk.PUT_CHUNK: "PutChunk",
+    bulk.GET_CHUNK: "GetChunk",
+    bulk.PUT_OBJECT: "PutObject",
+    bulk.PUT_SMALL_OBJECT: "PutSmallObject",
+}
+
+#: The operations the S3 door serves (each route names one: `maillage.node.s3.routes`).
+S3_OPERATIONS = frozenset({
+    "ListBuckets", "CreateBucket", "HeadBucket", "DeleteBucket", "GetBucketLocation", "ListObjects",
+    "DeleteObjects", "ListMultipartUploads", "PutObject", "CopyObject", "GetObject", "HeadObject", "DeleteObject",
+    "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
+    "ListParts",
+})
+
+_ROLE_ALLOWS: Mapping[str, frozenset[str]] = {
+    "read-only": frozenset({"read"}),
+    "read-write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+
+
+def rule_of_method(method: str) -> Rule | None:
+    """The rule of a gRPC method path, None for a method nobody is served."""
+    operation = GRPC_METHODS.get(method)
+    return None if operation is None else OPERATIONS[operation]
+
+
+def admit(operation: str, rule: Rule, caller: Caller) -> None:
+    """Raise AccessDenied unless this kind of caller may call the operation at all (its bucket is
+    checked later, with the bucket's record)."""
+    if caller.node_id is not None:
+        if not rule.nodes:
+            raise AccessDenied(f"{operation} is for clients with an access key, not for nodes")
+        return
+    key = caller.key
+    if key is None or rule.key is None:
+        raise AccessDenied(f"{operation} is for nodes of the cluster only" if rule.key is None
+                           else f"{operation} needs an access key")
+    if rule.key not in _ROLE_ALLOWS[key.role]:
+        raise AccessDenied(f"{operation} needs a key allowed to {rule.key}; key {key.key_id} of tenant "
+                           f"{key.tenant!r} is {key.role}")
