@@ -115,7 +115,7 @@ class AsyncObjectBody:
 
         def refill() -> None:
             for digest, length, lo, hi in upcoming:
-                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._policy, digest, key))
+                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._bucket, self._policy, digest, key))
                 pending.append((fetch, length, lo, hi))
                 if len(pending) >= self._client.prefetch:
                     return
@@ -483,7 +483,8 @@ class AsyncClient:
                 raise e.InvalidRequest(f"range {range} is empty or outside the object's {manifest.size} bytes")
         return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end, bucket)
 
-    async def _fetch_chunk(self, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
+    async def _fetch_chunk(self, bucket: str, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
+        """A chunk of `bucket` (the node serves it only to a reader of that bucket), verified."""
         """A chunk's plain bytes from the nearest replica that gives a copy verified with `key` (a
         keyed copy without a key, or a wrong digest, counts as corrupt: IntegrityError if none)."""
         layout = await self.layout()
@@ -496,7 +497,8 @@ class AsyncClient:
             began = time.monotonic()
             try:
                 with translate(node_id):
-                    frame = await call(digest, timeout=self.timeout, metadata=self._trust.sign(bulk.GET_CHUNK))
+                    frame = await call(bulk.chunk_request(digest, bucket), timeout=self.timeout,
+                                       metadata=self._trust.sign(bulk.GET_CHUNK))
             except e.MaillageError as error:
                 corrupt |= isinstance(error, e.IntegrityError)
                 problems.append(f"{node_id}: {error}")

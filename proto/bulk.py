@@ -19,7 +19,8 @@ from maillage.proto import maillage_pb2 as pb
 __all__ = [
     "SERVICE", "PUT_CHUNK", "GET_CHUNK", "PUT_OBJECT", "PUT_SMALL_OBJECT", "POLICY_KEY", "TENANT_KEY",
     "TAG_HEADER", "TAG_DATA", "TAG_TRAILER", "StreamError", "header_message", "data_message", "trailer_message",
-    "read_header", "read_message", "small_object_message", "read_small_object",
+    "read_header", "read_message", "small_object_message", "read_small_object", "chunk_request",
+    "read_chunk_request",
 ]
 
 SERVICE = "maillage.v1.Bulk"
@@ -27,6 +28,30 @@ PUT_CHUNK = f"/{SERVICE}/PutChunk"
 GET_CHUNK = f"/{SERVICE}/GetChunk"
 PUT_OBJECT = f"/{SERVICE}/PutObject"
 PUT_SMALL_OBJECT = f"/{SERVICE}/PutSmallObject"
+
+# A GetChunk request is the chunk's 32-byte digest, followed for a client by the name of the bucket
+# it reads the chunk for (UTF-8): the node serves a client only chunks it holds for that bucket's
+# policy and owner, to a caller who may read that bucket. A node (repair) sends the digest alone.
+DIGEST_BYTES = 32
+_BUCKET_NAME_MAX = 63
+
+
+def chunk_request(digest: bytes, bucket: str = "") -> bytes:
+    """The GetChunk request for `digest`, read for `bucket` (a client's) or for a node ("")."""
+    return bytes(digest) + bucket.encode("utf-8")
+
+
+def read_chunk_request(raw: bytes) -> tuple[bytes, str]:
+    """(digest, bucket) of a GetChunk request; StreamError for one of another shape."""
+    if not DIGEST_BYTES <= len(raw) <= DIGEST_BYTES + _BUCKET_NAME_MAX:
+        raise StreamError(f"a GetChunk request is a digest of {DIGEST_BYTES} bytes and a bucket name of at "
+                          f"most {_BUCKET_NAME_MAX} bytes, not {len(raw)} bytes")
+    try:
+        bucket = bytes(raw[DIGEST_BYTES:]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise StreamError("the bucket name of a GetChunk request is not UTF-8") from None
+    return bytes(raw[:DIGEST_BYTES]), bucket
+
 
 # Metadata key carried next to a PutChunk's raw bytes: the policy the chunk is held for.
 POLICY_KEY = "x-maillage-policy"

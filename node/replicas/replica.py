@@ -28,7 +28,7 @@ from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
-from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, Manifest, MetaStore
+from maillage.storage import BucketRecord, BucketTombstone, ChunkNotFound, ChunkStore, Manifest, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version
 
 __all__ = ["Replica", "LocalReplica", "BucketInventory", "put_manifest_teaching"]
@@ -208,6 +208,21 @@ class LocalReplica:
 
     async def get_chunk(self, digest: bytes) -> bytes:
         return await self._run(self.chunks.get, digest)
+
+    async def get_chunk_for(self, digest: bytes, policy: str, owner: str) -> bytes:
+        """A chunk read for a client of a bucket of `policy` owned by `owner`: served only if this
+        node holds it for that policy and, where its file names the tenant whose key sealed it, for
+        that tenant; otherwise ChunkNotFound, as if it were not here (a reader of one bucket learns
+        nothing of another's chunks). Chunks whose names are not keyed (a cluster without a naming
+        secret) and whose files are not sealed per tenant are checked against the policy only."""
+        def read() -> bytes:
+            if self.meta.holding_since(policy, digest) is None:
+                raise ChunkNotFound(f"chunk {digest.hex()[:16]} is not held here for this bucket")
+            tenant = self.chunks.tenant_of(digest)
+            if tenant and tenant != owner:
+                raise ChunkNotFound(f"chunk {digest.hex()[:16]} is not held here for this bucket")
+            return self.chunks.get(digest)
+        return await self._run(read)
 
     async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
         def read() -> tuple[bytes, str]:

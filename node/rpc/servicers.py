@@ -337,10 +337,19 @@ class BulkHandlers:
         return pb.PutChunkReply(stored=stored).SerializeToString()
 
     @grpc_errors
-    async def get_chunk(self, digest: bytes, context) -> bytes:
+    async def get_chunk(self, request: bytes, context) -> bytes:
+        """A chunk's frame. A client names the bucket it reads for and gets only chunks held here
+        for that bucket (its policy and owner), if it may read the bucket; a node reads any."""
+        digest, bucket = bulk.read_chunk_request(request)
         validation.check_digest(digest)
-        if current_caller().node_id is None:  # a client: the frame only
-            return await self._local.get_chunk(digest)
+        caller = current_caller()
+        if caller.node_id is None:  # a client: the frame only
+            if not bucket:
+                raise InvalidRequest("a client's GetChunk names the bucket it reads the chunk for")
+            record = await self._t.bucket(caller, bucket, "read")
+            return await self._local.get_chunk_for(digest, record.policy, record.owner)
+        if bucket:
+            raise InvalidRequest(f"a node's GetChunk is the chunk's digest alone ({bulk.DIGEST_BYTES} bytes)")
         frame, tenant = await self._local.get_chunk_with_tenant(digest)
         if tenant:  # so a node repairing from here re-seals its copy with the same tenant's key
             context.set_trailing_metadata(((bulk.TENANT_KEY, tenant),))

@@ -26,11 +26,12 @@ def _pieces(data: bytes) -> list[bytes]:
     return [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
 
 
-def _get_chunk(mesh, profile, node_id: str, digest: bytes) -> bytes:
+def _get_chunk(mesh, profile, node_id: str, digest: bytes, bucket: str) -> bytes:
     with channel(mesh, mesh.address(node_id)) as ch:
         call = ch.unary_unary(bulk.GET_CHUNK, request_serializer=None, response_deserializer=None)
         key = profile.credentials
-        return call(digest, timeout=10, metadata=requestauth.sign(bulk.GET_CHUNK, key.key_id, key.secret))
+        return call(bulk.chunk_request(digest, bucket), timeout=10,
+                    metadata=requestauth.sign(bulk.GET_CHUNK, key.key_id, key.secret))
 
 
 def _chunk_key(mesh, profile, bucket: str, node_id: str = "paris-1") -> bytes:
@@ -80,15 +81,50 @@ def test_knowing_the_unkeyed_blake3_of_anothers_chunk_gets_nothing(mesh, tenants
         h.put_object("hospital-records", "dupont.txt", secret_doc)
         names = [d for d, _ in h.object_chunks("hospital-records", "dupont.txt")]
     guesses = [chunk_digest(p) for p in _pieces(secret_doc)]
+    with Client(profile=housing) as o:
+        o.create_bucket("housing-guesses", POLICY)
     for node in mesh.layout.nodes:
         for guess in guesses:
             with pytest.raises(grpc.RpcError) as info:
-                _get_chunk(mesh, housing, node.id, guess)
+                _get_chunk(mesh, housing, node.id, guess, "housing-guesses")
             assert info.value.code() == grpc.StatusCode.NOT_FOUND, info.value.details()
     # the name itself exists (the hospital's reader gets it): only its key makes it
     table = partition_table(mesh.layout, POLICY)
     holder = table.replicas(chunk_partition(names[0], table.bits))[0]
-    assert read_frame_header(_get_chunk(mesh, hospital, holder, names[0])).keyed
+    assert read_frame_header(_get_chunk(mesh, hospital, holder, names[0], "hospital-records")).keyed
+
+
+def test_a_chunk_is_read_only_by_a_reader_of_its_bucket(mesh, tenants):
+    """GetChunk is authorized like an object read: the request names its bucket, the caller must
+    be allowed to read that bucket, and the chunk must be held for that bucket's policy and owner."""
+    hospital, housing = tenants
+    with Client(profile=hospital) as h, Client(profile=housing) as o:
+        h.create_bucket("hospital-chunks", POLICY)
+        h.create_bucket("hospital-elsewhere", POLICY)
+        o.create_bucket("housing-own", POLICY)
+        h.put_object("hospital-chunks", "x.bin", os.urandom(CHUNK + 10))
+        name = h.object_chunks("hospital-chunks", "x.bin")[0][0]
+    table = partition_table(mesh.layout, POLICY)
+    holder = table.replicas(chunk_partition(name, table.bits))[0]
+    limited = mesh.new_key("hospital", "read-only", ("hospital-elsewhere",))
+    revoked = mesh.new_key("hospital")
+    with mesh.admin() as admin:
+        from maillage.proto.trust.access import revoke_key
+        admin.edit_access(lambda doc: revoke_key(doc, revoked.credentials.key_id))
+    owned = _get_chunk(mesh, hospital, holder, name, "hospital-chunks")  # the owner reads
+    assert read_frame_header(owned).digest == name
+    # (chunks are named and shared per tenant and policy: the owner's other France-only bucket reads it too)
+    refused = {
+        "another tenant's key, naming the bucket": (housing, "hospital-chunks", grpc.StatusCode.PERMISSION_DENIED),
+        "another tenant's key, naming its own bucket": (housing, "housing-own", grpc.StatusCode.NOT_FOUND),
+        "read-only key of another bucket": (limited, "hospital-chunks", grpc.StatusCode.PERMISSION_DENIED),
+        "revoked key": (revoked, "hospital-chunks", grpc.StatusCode.UNAUTHENTICATED),
+        "no bucket named": (hospital, "", grpc.StatusCode.INVALID_ARGUMENT),
+    }
+    for case, (profile, bucket, code) in refused.items():
+        with pytest.raises(grpc.RpcError) as info:
+            _get_chunk(mesh, profile, holder, name, bucket)
+        assert info.value.code() == code, (case, info.value.details())
 
 
 def test_the_chunk_key_is_refused_to_another_tenant(mesh, tenants):

@@ -190,6 +190,17 @@ def test_bulk_handlers_take_the_tenant_of_a_put_and_tell_it_to_nodes_only(mesh) 
         assert ctx.code is None and node.local.chunks.tenant_of(digest) == "hospital"
         reply, ctx = await call(handlers.get_chunk, digest, peer)
         assert reply == frame and ctx.trailing == ((bulk.TENANT_KEY, "hospital"),)
-        reply, ctx = await call(handlers.get_chunk, digest, reader)  # a client learns no tenant
-        assert reply == frame and ctx.trailing == ()
+        await mesh.create_bucket("hospital-scans", "france-only", owner="hospital")
+        await mesh.create_bucket("housing-files", "france-only", owner="housing")
+        reply, ctx = await call(handlers.get_chunk, bulk.chunk_request(digest, "hospital-scans"), reader)
+        assert reply == frame and ctx.trailing == ()  # a client learns no tenant
+        # A chunk read is an object read: another tenant's key is refused the bucket, and a chunk
+        # held for another tenant is not there for its own bucket; a client names its bucket.
+        other = Caller(key=AccessKey("AK2", "secret", "housing", "read-write"))
+        _, ctx = await call(handlers.get_chunk, bulk.chunk_request(digest, "hospital-scans"), other)
+        assert ctx.code is grpc.StatusCode.PERMISSION_DENIED
+        _, ctx = await call(handlers.get_chunk, bulk.chunk_request(digest, "housing-files"), other)
+        assert ctx.code is grpc.StatusCode.NOT_FOUND
+        _, ctx = await call(handlers.get_chunk, digest, reader)
+        assert ctx.code is grpc.StatusCode.INVALID_ARGUMENT
     run(scenario())
