@@ -67,6 +67,7 @@ def callers(mesh: LocalMesh, tmp_path_factory) -> dict[str, Who]:
     other_ca = create_cluster(tmp / "other-cluster", "someone else's")
     ghost = issue_node_certificate(ClusterDir.at(mesh.cluster_dir), "ghost-1", tmp / "ghost")
     revoked = mesh.new_key("hospital")
+    read_only = mesh.new_key("hospital", "read-only")
     with mesh.admin() as admin:
         admin.edit_access(lambda doc: _revoke(doc, revoked.credentials.key_id))
     user = mesh.profile.credentials
@@ -76,6 +77,7 @@ def callers(mesh: LocalMesh, tmp_path_factory) -> dict[str, Who]:
         "another CA": Who("another CA", TlsIdentity.load_client(other_ca.directory), (user.key_id, user.secret)),
         "node not in the layout": Who("node not in the layout", TlsIdentity.load_node(ghost.directory)),
         "tenant key": Who("tenant key", client_tls, (user.key_id, user.secret)),
+        "read-only key": Who("read-only key", client_tls, (read_only.credentials.key_id, read_only.credentials.secret)),
         "revoked key": Who("revoked key", client_tls, (revoked.credentials.key_id, revoked.credentials.secret)),
         "wrong secret": Who("wrong secret", client_tls, (user.key_id, "x" * 40)),
         "admin key": Who("admin key", client_tls, (admin_key.key_id, admin_key.secret)),
@@ -122,6 +124,8 @@ def test_callers_without_the_right_credentials_are_refused(mesh: LocalMesh, call
         refused["admin key"] = GATE_REFUSALS
     elif rule.key == "admin":
         refused["tenant key"] = GATE_REFUSALS       # a tenant's key is not an admin's
+    if rule.key != "read":
+        refused["read-only key"] = GATE_REFUSALS    # its role allows reads only
     if not rule.nodes:
         refused["node"] = GATE_REFUSALS             # a node certificate is not a tenant
     for name, codes in refused.items():
@@ -135,6 +139,8 @@ def test_the_right_credentials_get_past_the_gate(mesh: LocalMesh, callers: dict[
     allowed = [callers["node"]] if rule.nodes else []
     if rule.key in ("read", "write"):
         allowed.append(callers["tenant key"])
+    if rule.key == "read":
+        allowed.append(callers["read-only key"])
     if rule.key is not None:
         allowed.append(callers["admin key"])
     for who in allowed:
