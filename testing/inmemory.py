@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from maillage.node.daemon.wiring import Node, Timings
-from maillage.node.data.coordinator import Upload
+from maillage.node.data.coordinator import Listing, Upload, UploadStream
 from maillage.node.errors import PeerUnavailable
 from maillage.node.replicas.antientropy import SyncGroup
 from maillage.node.replicas.replica import BucketInventory
@@ -264,17 +264,19 @@ class InMemoryMesh:
         return await self.via(via).coordinator.create_bucket(name, policy, owner)
 
     async def put(self, bucket: str, key: str, data: bytes, *, via: str | None = None) -> Manifest:
-        manifest, _ = await self.via(via).coordinator.put_object(Upload(bucket, key), _pieces(data))
+        coordinator = self.via(via).coordinator
+        record = await coordinator.head_bucket(bucket)
+        manifest, _ = await coordinator.put_object(record, Upload(key), UploadStream(_pieces(data)))
         return manifest
 
     async def get(self, bucket: str, key: str, *, via: str | None = None) -> bytes:
         """The object's bytes, read as the SDK does: latest manifest, then each chunk verified (with
         the key of the bucket's tenant and policy, as the SDK gets it from `ChunkKey`)."""
         node = self.via(via)
-        manifest = await node.coordinator.head_object(bucket, key)
+        record = await node.coordinator.head_bucket(bucket)
+        manifest = await node.coordinator.head_object(record, key)
         if manifest.inline is not None:
             return manifest.inline
-        record = await node.catalog.get(bucket)
         table = node.layout.table(record.policy)
         name_key = node.coordinator.key_of(record)
         parts = []
@@ -283,11 +285,23 @@ class InMemoryMesh:
             parts.append(decode_frame(frame, expected_digest=ref.digest, key=name_key))
         return b"".join(parts)
 
+    async def list_objects(self, bucket: str, *, via: str | None = None, prefix: str = "") -> Listing:
+        coordinator = self.via(via).coordinator
+        return await coordinator.list_objects(await coordinator.head_bucket(bucket), prefix=prefix)
+
+    async def copy(self, source_bucket: str, source_key: str, bucket: str, key: str, *,
+                   via: str | None = None) -> Manifest:
+        coordinator = self.via(via).coordinator
+        return await coordinator.copy_object(await coordinator.head_bucket(source_bucket), source_key,
+                                             await coordinator.head_bucket(bucket), key)
+
     async def delete(self, bucket: str, key: str, *, via: str | None = None) -> int:
-        return await self.via(via).coordinator.delete_object(bucket, key)
+        coordinator = self.via(via).coordinator
+        return await coordinator.delete_object(await coordinator.head_bucket(bucket), key)
 
     async def delete_bucket(self, bucket: str, *, via: str | None = None) -> None:
-        await self.via(via).coordinator.delete_bucket(bucket)
+        coordinator = self.via(via).coordinator
+        await coordinator.delete_bucket(await coordinator.head_bucket(bucket))
 
     # ----- cluster life ----------------------------------------------------------------------
 

@@ -46,8 +46,8 @@ def register(server: grpc.aio.Server, node: Node) -> None:
         node.local, node.layout, node.signed, node.access, node.gossip, node.detector, node.repairer,
         node.scrubber, node.collector, node.clock), server)
     rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.local), server)
-    rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.coordinator, node.tenancy), server)
-    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.coordinator, node.tenancy).generic_handler(),))
+    rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.service), server)
+    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.service).generic_handler(),))
 
 
 class NodeServer:
@@ -83,7 +83,7 @@ class NodeServer:
         await server.start()
         self._server = server
         if cfg.s3_listen:
-            services = Services(node.coordinator, node.tenancy, layout, self._executor,
+            services = Services(node.service, layout, self._executor,
                                 default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry,
                                 upload_budget=node.upload_budget)
             s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls)

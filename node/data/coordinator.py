@@ -94,13 +94,34 @@ MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipa
 
 @dataclass(frozen=True)
 class Upload:
-    bucket: str
+    """What a write says of the object it makes (its bucket is the record the caller was checked on)."""
+
     key: str
     content_type: str = "application/octet-stream"
     user_metadata: Mapping[str, str] = field(default_factory=dict)
-    # Stored headers and S3 ETag (Manifest.attributes). Read once the stream has been consumed, so
-    # an S3 upload can add the MD5 of its bytes at the end of its stream.
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = field(default_factory=dict)  # stored headers (Manifest.attributes)
+
+
+@dataclass
+class StreamEnd:
+    """What a write's sender says of its body once the body has ended, filled in by the door when
+    the last piece is through and read by the coordinator only then: the sender's BLAKE3 of the
+    whole object (the native SDK's trailer; checked before the manifest is written) and the MD5
+    the S3 door computed on the way (kept as the object's S3 ETag)."""
+
+    blake3: bytes | None = None
+    md5: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        return {MD5_ATTRIBUTE: self.md5} if self.md5 is not None else {}
+
+
+@dataclass(frozen=True)
+class UploadStream:
+    """The body of a write: its pieces, and what the sender says of them once they have ended."""
+
+    pieces: AsyncIterator[bytes | memoryview]
+    end: StreamEnd = field(default_factory=StreamEnd)
 
 
 @dataclass(frozen=True)
@@ -165,11 +186,11 @@ class Coordinator:
                     found[r.name] = r
         return [found[name] for name in sorted(found)]
 
-    async def delete_bucket(self, name: str) -> None:
+    async def delete_bucket(self, record: BucketRecord) -> None:
         """Delete an empty bucket. Multipart uploads in progress do not count (S3 does not count
         them either): the bucket tombstone drops them with the rest of the generation's index."""
-        record = await self.head_bucket(name)
-        listing = await self.list_objects(name, max_keys=1)
+        name = record.name
+        listing = await self.list_objects(record, max_keys=1)
         if listing.contents or listing.common_prefixes:
             raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
         tombstone = BucketTombstone(name=name, generation=record.generation, policy=record.policy,
@@ -188,33 +209,32 @@ class Coordinator:
 
     # ----- object writes ---------------------------------------------------------------------
 
-    async def put_object(self, upload: Upload, pieces: AsyncIterator[bytes | memoryview],
-                         expected_blake3: asyncio.Future[bytes | None] | None = None) -> tuple[Manifest, list[str]]:
+    async def put_object(self, bucket: BucketRecord, upload: Upload,
+                         body: UploadStream) -> tuple[Manifest, list[str]]:
         """Store an object from a stream of byte pieces; returns its manifest and the sites holding it."""
         validation.check_key(upload.key)
         validation.check_metadata(upload.user_metadata, upload.content_type)
         validation.check_attributes(upload.attributes)
-        bucket = await self._catalog.get(upload.bucket)
         # The new version must be above the key's current one. With the index replicas settled, the
         # write itself finds out (a replica holding a newer version answers "not applied", then
         # `write_newest` writes again above it): one round trip instead of a read then a write.
         previous = None if self._index_settled(bucket) else asyncio.ensure_future(self.latest(bucket, upload.key))
         try:
-            refs, sites, inline, size, etag = await self.store_chunks(bucket, pieces)
-            if expected_blake3 is not None:
-                expected = await expected_blake3
-                if expected is not None and expected.hex() != etag:
-                    raise IntegrityError(
-                        f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
-                        f"match the {size} bytes received ({etag[:16]}...); nothing was written")
-            validation.check_attributes(upload.attributes)  # again: the stream may have added its MD5
+            refs, sites, inline, size, etag = await self.store_chunks(bucket, body.pieces)
+            expected = body.end.blake3
+            if expected is not None and expected.hex() != etag:
+                raise IntegrityError(
+                    f"object {upload.key!r}: the client's BLAKE3 {expected.hex()[:16]}... does not "
+                    f"match the {size} bytes received ({etag[:16]}...); nothing was written")
+            attributes = {**upload.attributes, **body.end.attributes()}
+            validation.check_attributes(attributes)
             manifest = Manifest(
-                bucket=upload.bucket, key=upload.key,
+                bucket=bucket.name, key=upload.key,
                 version=self._clock.now() if previous is None else await self.next_version(previous),
                 size=size, etag=etag, content_type=upload.content_type,
                 user_metadata=tuple(sorted(upload.user_metadata.items())), chunks=tuple(refs),
                 inline=inline, writer=self.node_id, generation=bucket.generation,
-                attributes=tuple(sorted(upload.attributes.items())))
+                attributes=tuple(sorted(attributes.items())))
         finally:
             if previous is not None:
                 previous.cancel()
@@ -362,9 +382,8 @@ class Coordinator:
             self._clock.observe(latest.version)
         return self._clock.now()
 
-    async def delete_object(self, bucket_name: str, key: str) -> int:
+    async def delete_object(self, bucket: BucketRecord, key: str) -> int:
         validation.check_key(key)
-        bucket = await self._catalog.get(bucket_name)
         tombstone = await self.write_tombstone(bucket, key, await self.latest(bucket, key))
         return tombstone.version
 
@@ -378,7 +397,7 @@ class Coordinator:
         await self.write_manifest(bucket, tombstone)
         return tombstone
 
-    async def copy_object(self, source_bucket: str, source_key: str, bucket_name: str, key: str, *,
+    async def copy_object(self, src_record: BucketRecord, source_key: str, dest: BucketRecord, key: str, *,
                           replacement: Upload | None = None,
                           check: Callable[[Manifest], None] | None = None) -> Manifest:
         """Copy an object's current version; `replacement` gives new metadata (else the source's are
@@ -387,10 +406,8 @@ class Coordinator:
         if replacement is not None:
             validation.check_metadata(replacement.user_metadata, replacement.content_type)
             validation.check_attributes(replacement.attributes)
-        src_record = await self._catalog.get(source_bucket)
-        dest = await self._catalog.get(bucket_name)
         self.check_copy(src_record, dest)
-        source = await self.head_object(source_bucket, source_key)
+        source = await self.head_object(src_record, source_key)
         if check is not None:
             check(source)
         if replacement is not None:
@@ -416,7 +433,7 @@ class Coordinator:
         if (parts := composed_parts(etag)) is not None:  # names the chunks: re-named ones too
             etag = composed_etag(chunks, parts)
         previous = asyncio.ensure_future(self.latest(dest, key))
-        manifest = replace(source, bucket=bucket_name, key=key, version=await self.next_version(previous),
+        manifest = replace(source, bucket=dest.name, key=key, version=await self.next_version(previous),
                            writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
         await self.write_manifest(dest, manifest)
         return manifest
@@ -478,17 +495,15 @@ class Coordinator:
         self._clock.observe(best.version)
         return best
 
-    async def head_object(self, bucket_name: str, key: str) -> Manifest:
+    async def head_object(self, bucket: BucketRecord, key: str) -> Manifest:
         validation.check_key(key)
-        bucket = await self._catalog.get(bucket_name)
         latest = await self.latest(bucket, key)
         if latest is None or latest.deleted:
-            raise NoSuchKey(f"no object {key!r} in bucket {bucket_name!r}")
+            raise NoSuchKey(f"no object {key!r} in bucket {bucket.name!r}")
         return latest
 
-    async def list_objects(self, bucket_name: str, *, prefix: str = "", delimiter: str = "",
+    async def list_objects(self, bucket: BucketRecord, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = 1000) -> Listing:
-        bucket = await self._catalog.get(bucket_name)
         table = self._layout.table(bucket.policy)
         partition = bucket_partition(bucket.name, table.bits)
         max_keys = max(1, min(max_keys or 1000, 1000))

@@ -19,12 +19,20 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from maillage.node import validation
-from maillage.node.data.coordinator import LIST_PAGE, MD5_ATTRIBUTE, Coordinator, Upload, is_common_prefix, past
+from maillage.node.data.coordinator import (
+    LIST_PAGE,
+    MD5_ATTRIBUTE,
+    Coordinator,
+    Upload,
+    UploadStream,
+    is_common_prefix,
+    past,
+)
 from maillage.node.errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.node.runtime.concurrency import gather_bounded
 from maillage.proto.etags import composed_etag
@@ -178,7 +186,7 @@ class MultipartUploads:
         self.min_part_size = min_part_size  # every part but the last (tests lower it)
         self.max_part_size = max_part_size
 
-    async def create_upload(self, upload: Upload, initiator: str = "") -> MultipartUpload:
+    async def create_upload(self, bucket: BucketRecord, upload: Upload, initiator: str = "") -> MultipartUpload:
         """Begin a multipart upload of `upload.key` with the upload's metadata and stored headers."""
         c = self._coordinator
         validation.check_key(upload.key)
@@ -189,10 +197,9 @@ class MultipartUploads:
         validation.check_metadata(upload.user_metadata, upload.content_type)
         attributes = {**upload.attributes, _INITIATOR: initiator}
         validation.check_attributes(attributes)
-        bucket = await c.head_bucket(upload.bucket)
         version = c.now()
         upload_id = f"{version:016x}{secrets.token_hex(8)}"  # sorts in creation order
-        record = Manifest(bucket=upload.bucket, key=_record_key(upload.key, upload_id), version=version, size=0,
+        record = Manifest(bucket=bucket.name, key=_record_key(upload.key, upload_id), version=version, size=0,
                           etag="", content_type=upload.content_type,
                           user_metadata=tuple(sorted(upload.user_metadata.items())), writer=c.node_id,
                           generation=bucket.generation, attributes=tuple(sorted(attributes.items())))
@@ -201,23 +208,21 @@ class MultipartUploads:
         assert made is not None
         return made
 
-    async def upload_part(self, bucket_name: str, key: str, upload_id: str, number: int,
-                          pieces: AsyncIterator[bytes | memoryview], attributes: Mapping[str, str] | None = None,
-                          *, expiry: float | None = None) -> Part:
+    async def upload_part(self, bucket: BucketRecord, key: str, upload_id: str, number: int,
+                          body: UploadStream, *, expiry: float | None = None) -> Part:
         """Store part `number` of an upload (replacing any earlier upload of that number: the newest
-        version wins). `attributes` (the part's MD5 for S3) are read once the stream is consumed."""
+        version wins). The part's MD5 (its S3 ETag) is the body's end value."""
         c = self._coordinator
         _check_part_number(number)
-        bucket = await c.head_bucket(bucket_name)
         upload = await self._open_upload(bucket, key, upload_id, expiry)
         part_key = _part_key(upload_id, number)
         previous = asyncio.ensure_future(c.latest(bucket, part_key))
         try:
             refs, _sites, _inline, size, etag = await c.store_chunks(
-                bucket, _at_most(pieces, self.max_part_size), always_chunk=True)
-            kept = dict(attributes or {})
+                bucket, _at_most(body.pieces, self.max_part_size), always_chunk=True)
+            kept = body.end.attributes()
             validation.check_attributes(kept)
-            manifest = Manifest(bucket=bucket_name, key=part_key, version=await c.next_version(previous),
+            manifest = Manifest(bucket=bucket.name, key=part_key, version=await c.next_version(previous),
                                 size=size, etag=etag, chunks=tuple(refs), writer=c.node_id,
                                 generation=bucket.generation, attributes=tuple(sorted(kept.items())))
         finally:
@@ -230,7 +235,7 @@ class MultipartUploads:
                                f"{number} was uploading; the part was dropped")
         return _part_of(manifest, number)
 
-    async def complete_upload(self, bucket_name: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
+    async def complete_upload(self, bucket: BucketRecord, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
                               *, expiry: float | None = None) -> Manifest:
         """Compose the object from the parts named (number, ETag), in ascending order: its manifest
         is their chunk lists concatenated; then the upload is closed."""
@@ -246,7 +251,6 @@ class MultipartUploads:
         for number, _ in parts:
             if not 1 <= number <= MAX_PARTS:
                 raise InvalidPart(f"part number {number} is out of range: use 1 to {MAX_PARTS}")
-        bucket = await c.head_bucket(bucket_name)
         upload = await self._open_upload(bucket, key, upload_id, expiry)
         previous = asyncio.ensure_future(c.latest(bucket, key))
         try:
@@ -274,7 +278,7 @@ class MultipartUploads:
                 size += m.size
             attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s)}
             manifest = Manifest(
-                bucket=bucket_name, key=key, version=await c.next_version(previous), size=size,
+                bucket=bucket.name, key=key, version=await c.next_version(previous), size=size,
                 etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,
                 user_metadata=upload.user_metadata, chunks=tuple(chunks), writer=c.node_id,
                 generation=bucket.generation, attributes=tuple(sorted(attributes.items())))
@@ -284,22 +288,19 @@ class MultipartUploads:
         await self._close_upload(bucket, upload)
         return manifest
 
-    async def abort_upload(self, bucket_name: str, key: str, upload_id: str) -> None:
+    async def abort_upload(self, bucket: BucketRecord, key: str, upload_id: str) -> None:
         """Drop an upload and its parts (their chunks go with the next GC passes)."""
-        bucket = await self._coordinator.head_bucket(bucket_name)
         await self._close_upload(bucket, await self._open_upload(bucket, key, upload_id, None))
 
-    async def get_upload(self, bucket_name: str, key: str, upload_id: str, *,
+    async def get_upload(self, bucket: BucketRecord, key: str, upload_id: str, *,
                          expiry: float | None = None) -> MultipartUpload:
-        bucket = await self._coordinator.head_bucket(bucket_name)
         return await self._open_upload(bucket, key, upload_id, expiry)
 
-    async def list_parts(self, bucket_name: str, key: str, upload_id: str, *, marker: int = 0,
+    async def list_parts(self, bucket: BucketRecord, key: str, upload_id: str, *, marker: int = 0,
                          max_parts: int = LIST_PAGE,
                          expiry: float | None = None) -> tuple[MultipartUpload, PartListing]:
         """The upload and its parts numbered above `marker`, at most `max_parts` (<= 1000)."""
         c = self._coordinator
-        bucket = await c.head_bucket(bucket_name)
         upload = await self._open_upload(bucket, key, upload_id, expiry)
         max_parts = max(1, min(max_parts, LIST_PAGE))
         marker = max(0, min(marker, MAX_PARTS))
@@ -314,13 +315,12 @@ class MultipartUploads:
             parts.append(_part_of(m, number))
         return upload, PartListing(parts, False, parts[-1].number if parts else 0)
 
-    async def list_uploads(self, bucket_name: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
+    async def list_uploads(self, bucket: BucketRecord, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
                            upload_id_marker: str = "", max_uploads: int = LIST_PAGE,
                            expiry: float | None = None) -> UploadListing:
         """Uploads in progress in key order, then creation order (S3's ListMultipartUploads): after
         (`key_marker`, `upload_id_marker`), at most `max_uploads` (<= 1000) uploads and common prefixes."""
         c = self._coordinator
-        bucket = await c.head_bucket(bucket_name)
         max_uploads = max(1, min(max_uploads, LIST_PAGE))
         now = version_time(c.now())
         if not key_marker:
@@ -355,10 +355,9 @@ class MultipartUploads:
             if not jumped:
                 return UploadListing(uploads, prefixes, False, "", "")
 
-    async def expire_uploads(self, bucket_name: str, expiry: float) -> int:
+    async def expire_uploads(self, bucket: BucketRecord, expiry: float) -> int:
         """Abort the bucket's uploads begun more than `expiry` seconds ago; returns how many."""
         c = self._coordinator
-        bucket = await c.head_bucket(bucket_name)
         now = version_time(c.now())
         expired = []
         async for m in c.index_entries(bucket, UPLOADS):

@@ -48,7 +48,7 @@ def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:
 
 
 def upload_from_pb(header: pb.PutObjectHeader) -> Upload:
-    return Upload(bucket=header.bucket, key=header.key,
+    return Upload(key=header.key,
                   content_type=header.content_type or "application/octet-stream",
                   user_metadata=dict(header.user_metadata))
 

@@ -17,7 +17,7 @@ from maillage.node.cluster.gc import ChunkCollector
 from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
-from maillage.node.data.coordinator import Coordinator
+from maillage.node.data.coordinator import StreamEnd, UploadStream
 from maillage.node.errors import InvalidRequest
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.rpc import convert
@@ -25,7 +25,8 @@ from maillage.node.rpc.boundary import DOMAIN_ERRORS, grpc_errors
 from maillage.node.rpc.convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
 from maillage.node.runtime.budget import Lease, UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
-from maillage.node.service.tenancy import CALLER, Tenancy, current_caller
+from maillage.node.service.objects import ObjectService
+from maillage.node.service.tenancy import CALLER, current_caller
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import LayoutDoc, SignedLayouts
 from maillage.node.trust.layout_state import LayoutState, StagedLayout
@@ -224,59 +225,50 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
 
 class ObjectsServicer(rpc.ObjectsServicer):
-    """Object calls of a tenant's key: `Tenancy` checks the bucket, then the coordinator acts."""
+    """Object calls of a tenant's key: parse, call the service layer with the caller, render."""
 
-    def __init__(self, coordinator: Coordinator, tenancy: Tenancy) -> None:
-        self._c = coordinator
-        self._t = tenancy
+    def __init__(self, service: ObjectService) -> None:
+        self._s = service
 
     @grpc_errors
     async def CreateBucket(self, request, context):
-        caller = current_caller()
-        caller.require("write", request.name, caller.tenant)  # the bucket will be the caller's tenant's
-        return bucket_to_pb(await self._c.create_bucket(request.name, request.policy, caller.tenant))
+        return bucket_to_pb(await self._s.create_bucket(current_caller(), request.name, request.policy))
 
     @grpc_errors
     async def HeadBucket(self, request, context):
-        return bucket_to_pb(await self._t.bucket(current_caller(), request.name, "read"))
+        return bucket_to_pb(await self._s.head_bucket(current_caller(), request.name))
 
     @grpc_errors
     async def ListBuckets(self, request, context):
-        visible = self._t.visible(current_caller(), await self._c.list_buckets())
+        visible = await self._s.list_buckets(current_caller())
         return pb.ListBucketsReply(buckets=[bucket_to_pb(r) for r in visible])
 
     @grpc_errors
     async def DeleteBucket(self, request, context):
-        await self._t.bucket(current_caller(), request.name, "write")
-        await self._c.delete_bucket(request.name)
+        await self._s.delete_bucket(current_caller(), request.name)
         return pb.Ack()
 
     @grpc_errors
     async def HeadObject(self, request, context):
-        await self._t.bucket(current_caller(), request.bucket, "read")
-        return manifest_to_pb(await self._c.head_object(request.bucket, request.key))
+        _, manifest = await self._s.head_object(current_caller(), request.bucket, request.key)
+        return manifest_to_pb(manifest)
 
     @grpc_errors
     async def DeleteObject(self, request, context):
-        await self._t.bucket(current_caller(), request.bucket, "write")
-        return pb.DeleteObjectReply(version=await self._c.delete_object(request.bucket, request.key))
+        return pb.DeleteObjectReply(version=await self._s.delete_object(current_caller(), request.bucket, request.key))
 
     @grpc_errors
     async def CopyObject(self, request, context):
-        caller = current_caller()
-        await self._t.bucket(caller, request.source_bucket, "read")
-        await self._t.bucket(caller, request.bucket, "write")
-        m = await self._c.copy_object(request.source_bucket, request.source_key, request.bucket, request.key)
+        m = await self._s.copy_object(current_caller(), request.source_bucket, request.source_key, request.bucket,
+                                      request.key)
         return manifest_to_pb(m, with_chunks=False)
 
     @grpc_errors
     async def ListObjects(self, request, context):
         max_keys = validation.page_limit(request.max_keys, "max_keys")
-        await self._t.bucket(current_caller(), request.bucket, "read")
-        listing = await self._c.list_objects(
-            request.bucket, prefix=request.prefix, delimiter=request.delimiter,
-            start_after=request.continuation_token or request.start_after,
-            max_keys=max_keys)
+        _, listing = await self._s.list_objects(
+            current_caller(), request.bucket, prefix=request.prefix, delimiter=request.delimiter,
+            start_after=request.continuation_token or request.start_after, max_keys=max_keys)
         return pb.ListObjectsReply(
             contents=[convert.object_summary_to_pb(m) for m in listing.contents],
             common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
@@ -286,8 +278,7 @@ class ObjectsServicer(rpc.ObjectsServicer):
     async def ChunkKey(self, request, context):
         """The key naming the bucket's chunks, for a caller who may read the bucket: the SDK checks
         every chunk it reads with it. Empty while the cluster has no naming secret."""
-        record = await self._t.bucket(current_caller(), request.bucket, "read")
-        return pb.ChunkKeyReply(key=self._c.key_of(record) or b"")
+        return pb.ChunkKeyReply(key=await self._s.chunk_key(current_caller(), request.bucket) or b"")
 
 
 DRAIN_LIMIT = 4 * 1024 * 1024   # bytes of a refused upload read (and dropped) so its refusal arrives intact
@@ -317,11 +308,9 @@ class BulkHandlers:
     a PutSmallObject request while its object is stored. Both object methods end in `_store`.
     """
 
-    def __init__(self, local: LocalReplica, coordinator: Coordinator, tenancy: Tenancy,
-                 budget: UploadBudget | None = None) -> None:
+    def __init__(self, local: LocalReplica, service: ObjectService, budget: UploadBudget | None = None) -> None:
         self._local = local
-        self._c = coordinator
-        self._t = tenancy
+        self._s = service
         self._budget = budget or local.upload_budget or UploadBudget()
 
     @grpc_errors
@@ -344,10 +333,7 @@ class BulkHandlers:
         validation.check_digest(digest)
         caller = current_caller()
         if caller.node_id is None:  # a client: the frame only
-            if not bucket:
-                raise InvalidRequest("a client's GetChunk names the bucket it reads the chunk for")
-            record = await self._t.bucket(caller, bucket, "read")
-            return await self._local.get_chunk_for(digest, record.policy, record.owner)
+            return await self._s.read_chunk(caller, bucket, digest)
         if bucket:
             raise InvalidRequest(f"a node's GetChunk is the chunk's digest alone ({bulk.DIGEST_BYTES} bytes)")
         frame, tenant = await self._local.get_chunk_with_tenant(digest)
@@ -378,9 +364,8 @@ class BulkHandlers:
         try:
             await lease.hold(len(message))
             request = bulk.read_small_object(message, INLINE_MAX)
-            digest: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-            digest.set_result(request.blake3 or None)
-            return await self._store(request.header, _one_piece(request.data), digest)
+            body = UploadStream(_one_piece(request.data), StreamEnd(blake3=request.blake3 or None))
+            return await self._store(request.header, body)
         finally:
             lease.close()
 
@@ -391,28 +376,29 @@ class BulkHandlers:
         header = bulk.read_header(first)
         del first
         lease.close()
-        trailer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        end = StreamEnd()
+        trailed = False
 
         async def pieces():
+            nonlocal trailed
             async for message in stream:
                 await lease.hold(len(message))  # gives back the previous message's bytes first
                 item = bulk.read_message(message)
                 if isinstance(item, memoryview):
                     yield item
-                elif trailer.done():
+                elif trailed:
                     raise bulk.StreamError("a PutObject stream has one trailer")
                 else:
-                    trailer.set_result(item.blake3 or None)
-            if not trailer.done():
-                trailer.set_result(None)
+                    trailed, end.blake3 = True, item.blake3 or None
 
-        return await self._store(header, pieces(), trailer)
+        return await self._store(header, UploadStream(pieces(), end))
 
-    async def _store(self, header: pb.PutObjectHeader, pieces, expected_blake3: asyncio.Future[bytes | None]) -> bytes:
-        """The one path of both object methods: the caller may write the bucket, then the coordinator
-        stores the pieces and checks the client's BLAKE3 before the manifest is written."""
-        await self._t.bucket(current_caller(), header.bucket, "write")
-        manifest, sites = await self._c.put_object(convert.upload_from_pb(header), pieces, expected_blake3)
+    async def _store(self, header: pb.PutObjectHeader, body: UploadStream) -> bytes:
+        """The one path of both object methods: the service checks the caller may write the bucket,
+        then the coordinator stores the pieces and checks the client's BLAKE3 (the stream's end
+        value) before the manifest is written."""
+        manifest, sites = await self._s.put_object(current_caller(), header.bucket, convert.upload_from_pb(header),
+                                                   body)
         return pb.PutObjectReply(manifest=manifest_to_pb(manifest, with_chunks=False),
                                  sites=sites).SerializeToString()
 

@@ -28,7 +28,7 @@ DELETES_AT_ONCE = 16
 
 
 async def list_buckets(s: Services, call: Call) -> web.StreamResponse:
-    visible = s.tenancy.visible(call.caller, await s.coordinator.list_buckets())
+    visible = await s.service.list_buckets(call.caller)
     root = xml.root("ListAllMyBucketsResult")
     xml.person(root, "Owner", call.caller.key.tenant if call.caller.key else "")
     buckets = xml.sub(root, "Buckets")
@@ -51,11 +51,10 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidLocationConstraint",
                       f"LocationConstraint {policy!r} is not a residency policy of this cluster "
                       f"(policies: {', '.join(names)})")
-    call.caller.require("write", call.bucket, call.caller.tenant)
     try:
-        await s.coordinator.create_bucket(call.bucket, policy, call.caller.tenant)
+        await s.service.create_bucket(call.caller, call.bucket, policy)
     except BucketAlreadyExists:
-        existing = await s.coordinator.head_bucket(call.bucket)
+        existing = await s.service.coordinator.head_bucket(call.bucket)
         if existing.owner == call.caller.tenant:
             raise S3Error("BucketAlreadyOwnedByYou", f"you already own bucket {call.bucket!r} "
                                                      f"(policy {existing.policy})") from None
@@ -64,18 +63,17 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def head_bucket(s: Services, call: Call) -> web.StreamResponse:
-    record = await call.checked_bucket(s)
+    record = await s.service.head_bucket(call.caller, call.bucket)
     return web.Response(status=200, headers={"x-amz-bucket-region": record.policy})
 
 
 async def delete_bucket(s: Services, call: Call) -> web.StreamResponse:
-    await call.checked_bucket(s)
-    await s.coordinator.delete_bucket(call.bucket)
+    await s.service.delete_bucket(call.caller, call.bucket)
     return web.Response(status=204)
 
 
 async def get_bucket_location(s: Services, call: Call) -> web.StreamResponse:
-    record = await call.checked_bucket(s)
+    record = await s.service.head_bucket(call.caller, call.bucket, "GetBucketLocation")
     root = xml.root("LocationConstraint")
     root.text = record.policy
     return xml_response(root)
@@ -119,7 +117,12 @@ async def list_objects(s: Services, call: Call) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     token = q.get("continuation-token", "") if v2 else ""
     marker = (_untoken(token) if token else q.get("start-after", "")) if v2 else q.get("marker", "")
-    record = await call.checked_bucket(s)
+    if max_keys == 0:  # the bucket checked, nothing listed
+        record, listing = await s.service.head_bucket(call.caller, call.bucket, "ListObjects"), None
+    else:
+        record, listing = await s.service.list_objects(
+            call.caller, call.bucket, prefix=prefix, delimiter=delimiter,
+            start_after=_resume_after(marker, prefix, delimiter), max_keys=max_keys)
     owner = record.owner if (not v2 or q.get("fetch-owner") == "true") else None
 
     root = xml.root("ListBucketResult")
@@ -132,14 +135,11 @@ async def list_objects(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "MaxKeys", max_keys)
     if "encoding-type" in q:
         xml.sub(root, "EncodingType", "url")
-    if max_keys == 0:
+    if listing is None:
         if v2:
             xml.sub(root, "KeyCount", 0)
         xml.sub(root, "IsTruncated", False)
         return xml_response(root)
-    listing = await s.coordinator.list_objects(
-        call.bucket, prefix=prefix, delimiter=delimiter,
-        start_after=_resume_after(marker, prefix, delimiter), max_keys=max_keys)
     if v2:
         xml.sub(root, "KeyCount", len(listing.contents) + len(listing.common_prefixes))
     xml.sub(root, "IsTruncated", listing.is_truncated)
@@ -169,11 +169,11 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "DeleteObjects needs a Content-MD5 or x-amz-checksum-* header")
     body = await payload.small_body(call, DELETE_BODY_LIMIT)
     keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
-    await call.checked_bucket(s)
+    delete = await s.service.delete_objects(call.caller, call.bucket)
 
     async def one(key: str) -> S3Error | None:
         try:
-            await s.coordinator.delete_object(call.bucket, key)
+            await delete(key)
             return None
         except Exception as exc:  # reported per key, as S3 does
             error = from_exception(exc)

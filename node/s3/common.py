@@ -11,25 +11,22 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from maillage.node.data.coordinator import Coordinator
 from maillage.node.runtime.budget import UploadBudget
 from maillage.node.s3 import xml
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.sigv4 import Verified
-from maillage.node.service.rules import Rule
-from maillage.node.service.tenancy import Caller, Tenancy
+from maillage.node.service.objects import ObjectService
+from maillage.node.service.tenancy import Caller
 from maillage.node.trust.layout_state import LayoutState
-from maillage.storage import BucketRecord
 
 __all__ = ["NUMBER", "Services", "Call", "Handler", "query_integer", "xml_response", "same"]
 
 
 @dataclass(frozen=True)
 class Services:
-    """The node's parts an S3 operation works with (the same coordinator the gRPC API uses)."""
+    """The node's parts an S3 operation works with: the service layer the gRPC door calls too."""
 
-    coordinator: Coordinator
-    tenancy: Tenancy
+    service: ObjectService
     layout: LayoutState
     executor: Executor  # for CPU work (decoding chunks, hashing) off the event loop
     default_policy: str = ""  # the policy of a bucket created without LocationConstraint
@@ -47,12 +44,6 @@ class Call:
     bucket: str
     key: str
     auth: Verified
-    rule: Rule  # of the operation, from the rule table both doors share
-
-    async def checked_bucket(self, s: Services, name: str | None = None) -> BucketRecord:
-        """The record of the bucket this request names (or `name`), once the caller may do what the
-        operation's rule asks on it: read, or write."""
-        return await s.tenancy.bucket(self.caller, self.bucket if name is None else name, self.rule.bucket or "read")
 
 
 Handler = Callable[[Services, Call], Awaitable[web.StreamResponse]]

@@ -1,7 +1,8 @@
 """S3 multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload,
-AbortMultipartUpload, ListParts and ListMultipartUploads, on `uploads.MultipartUploads`.
+AbortMultipartUpload, ListParts and ListMultipartUploads, through the service layer
+(`maillage.node.service.objects`) onto `maillage.node.data.multipart`.
 
-Parts are stored as chunks in reserved keys of the bucket itself (`node/uploads.py`); completing
+Parts are stored as chunks in reserved keys of the bucket itself (`node/data/multipart.py`); completing
 composes the object's manifest from the parts' chunk lists without copying a byte. ETags: a part's
 is its MD5, the object's S3's multipart form (MD5 of the parts' binary MD5s, "-<parts>").
 UploadPartCopy reads its source range through `objects.read_range` (every chunk verified) after
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload, MultipartUploads
+from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
 from maillage.node.errors import NodeError
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 MAX_COMPLETE_BODY = 2 * 1024 * 1024  # 10000 parts of ~150 bytes of XML (ETag, checksums)
 MAX_PAGE = 1000
 _COPY_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})\Z")
-
-
-def _uploads(s: Services) -> MultipartUploads:
-    """The node's multipart operations: a view of its coordinator, with no state of its own."""
-    return MultipartUploads(s.coordinator)
 
 
 def _part_number(q: Mapping[str, str]) -> int:
@@ -69,8 +65,7 @@ def _quoted(md5: str) -> str:
 
 async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
-    await call.checked_bucket(s)
-    upload = await _uploads(s).create_upload(objects.upload_from(call), initiator=call.caller.tenant)
+    upload = await s.service.create_upload(call.caller, call.bucket, objects.upload_from(call))
     root = xml.root("InitiateMultipartUploadResult")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
@@ -95,11 +90,8 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     q = call.request.query
     number, upload_id = _part_number(q), _upload_id(q)
     _declared_length(call.request.headers)
-    await call.checked_bucket(s)
-    attributes: dict[str, str] = {}
-    body = objects.hashed_body(s, call, attributes)
-    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, body, attributes,
-                                         expiry=s.upload_expiry)
+    part = await s.service.upload_part(call.caller, call.bucket, call.key, upload_id, number,
+                                       objects.hashed_body(s, call), expiry=s.upload_expiry)
     return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
 
 
@@ -123,19 +115,17 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     headers, q = call.request.headers, call.request.query
     number, upload_id = _part_number(q), _upload_id(q)
     source_bucket, source_key = objects.copy_source(headers["x-amz-copy-source"])
-    source_record = await s.tenancy.bucket(call.caller, source_bucket, "read")
-    dest = await call.checked_bucket(s)
-    s.coordinator.check_copy(source_record, dest)  # ResidencyWidening (AccessDenied) before any byte moves
-    source = await s.coordinator.head_object(source_bucket, source_key)
+    # Read on the source, write on this bucket, and no residency widening, before any byte moves.
+    source_record, dest = await s.service.copy_part_buckets(call.caller, source_bucket, call.bucket)
+    source = await s.service.coordinator.head_object(source_record, source_key)
     objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
     first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", f"a part of {last - first + 1} bytes is larger than the {MAX_PART_SIZE} "
                                         "bytes allowed: give x-amz-copy-source-range")
-    pieces = objects.read_range(s, source_record.policy, s.coordinator.key_of(source_record), source, first, last)
-    attributes: dict[str, str] = {}
-    part = await _uploads(s).upload_part(call.bucket, call.key, upload_id, number, objects.with_md5(pieces, attributes),
-                                         attributes, expiry=s.upload_expiry)
+    pieces = objects.read_range(s, source_record, source, first, last)
+    part = await s.service.uploads.upload_part(dest, call.key, upload_id, number, objects.md5_stream(pieces),
+                                               expiry=s.upload_expiry)
     root = xml.root("CopyPartResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))
     xml.sub(root, "ETag", _quoted(part.etag))
@@ -170,8 +160,8 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     # Checksum headers of this request describe the whole object, not its XML body.
     body = await payload.small_body(call, MAX_COMPLETE_BODY, checksum_headers=False)
     parts = complete_request(body)
-    await call.checked_bucket(s)
-    manifest = await _uploads(s).complete_upload(call.bucket, call.key, upload_id, parts, expiry=s.upload_expiry)
+    manifest = await s.service.complete_upload(call.caller, call.bucket, call.key, upload_id, parts,
+                                               expiry=s.upload_expiry)
     root = xml.root("CompleteMultipartUploadResult")
     xml.sub(root, "Location", f"/{call.bucket}/{quote(call.key, safe='/')}")
     xml.sub(root, "Bucket", call.bucket)
@@ -183,8 +173,7 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
 async def abort_upload(s: Services, call: Call) -> web.StreamResponse:
     """DELETE /bucket/key?uploadId=ID: the parts are dropped (their chunks go with the chunk GC)."""
     upload_id = _upload_id(call.request.query)
-    await call.checked_bucket(s)
-    await _uploads(s).abort_upload(call.bucket, call.key, upload_id)
+    await s.service.abort_upload(call.caller, call.bucket, call.key, upload_id)
     return web.Response(status=204)
 
 
@@ -197,13 +186,11 @@ async def list_parts(s: Services, call: Call) -> web.StreamResponse:
     max_parts = query_integer(q, "max-parts", MAX_PAGE, largest=MAX_PAGE)
     marker = query_integer(q, "part-number-marker", 0)
     enc = xml.key_encoder(q)
-    record = await call.checked_bucket(s)
-    if max_parts == 0:
-        upload = await _uploads(s).get_upload(call.bucket, call.key, upload_id, expiry=s.upload_expiry)
+    record, upload, listing = await s.service.list_parts(call.caller, call.bucket, call.key, upload_id, marker=marker,
+                                                         max_parts=max_parts, expiry=s.upload_expiry)
+    if listing is None:
         parts, truncated, next_marker = [], False, marker
     else:
-        upload, listing = await _uploads(s).list_parts(call.bucket, call.key, upload_id, marker=marker,
-                                                       max_parts=max_parts, expiry=s.upload_expiry)
         parts, truncated, next_marker = listing.parts, listing.is_truncated, listing.next_marker
     root = xml.root("ListPartsResult")
     xml.sub(root, "Bucket", call.bucket)
@@ -244,18 +231,17 @@ async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
     enc = xml.key_encoder(q)
-    record = await call.checked_bucket(s)
+    record, listing = await s.service.list_uploads(
+        call.caller, call.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+        upload_id_marker=id_marker, max_uploads=max_uploads, expiry=s.upload_expiry)
     root = xml.root("ListMultipartUploadsResult")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "KeyMarker", enc(key_marker))
     xml.sub(root, "UploadIdMarker", id_marker)
-    if max_uploads == 0:
+    if listing is None:
         xml.sub(root, "MaxUploads", 0)
         xml.sub(root, "IsTruncated", False)
         return xml_response(root)
-    listing = await _uploads(s).list_uploads(call.bucket, prefix=prefix, delimiter=delimiter,
-                                             key_marker=key_marker, upload_id_marker=id_marker,
-                                             max_uploads=max_uploads, expiry=s.upload_expiry)
     xml.sub(root, "NextKeyMarker", enc(listing.next_key_marker))
     xml.sub(root, "NextUploadIdMarker", listing.next_upload_id_marker)
     if delimiter:
@@ -299,12 +285,11 @@ class UploadExpiry(BackgroundLoop):
 
     async def sweep(self) -> int:
         """One pass over every bucket; returns how many uploads it aborted."""
-        coordinator, expiry = self._services.coordinator, self._services.upload_expiry
-        uploads = _uploads(self._services)
+        service, expiry = self._services.service, self._services.upload_expiry
         aborted = 0
-        for record in await coordinator.list_buckets():
+        for record in await service.coordinator.list_buckets():
             try:
-                aborted += await uploads.expire_uploads(record.name, expiry)
+                aborted += await service.uploads.expire_uploads(record, expiry)
             except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
                 log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
             await asyncio.sleep(0)

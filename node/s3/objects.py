@@ -15,19 +15,18 @@ import collections
 import email.utils
 import hashlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from maillage.node.data.coordinator import MD5_ATTRIBUTE, Upload
-from maillage.node.errors import NoSuchKey
+from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
 from maillage.node.s3 import payload, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
-from maillage.storage import Manifest, version_time
+from maillage.storage import BucketRecord, Manifest, version_time
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
            "stored_headers", "read_range", "check_conditions", "COPY_SOURCE", "upload_from"]
@@ -64,13 +63,13 @@ def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     return {name[len(_META):].lower(): value for name, value in headers.items() if name.lower().startswith(_META)}
 
 
-def upload_from(call: Call, attributes: dict[str, str] | None = None) -> Upload:
+def upload_from(call: Call) -> Upload:
     """What an S3 write request says of the object it makes: key, Content-Type, x-amz-meta-* and
-    the stored headers (`attributes`, when given, is the dict to keep them in)."""
+    the stored headers."""
     headers = call.request.headers
-    return Upload(bucket=call.bucket, key=call.key, user_metadata=user_metadata(headers),
+    return Upload(key=call.key, user_metadata=user_metadata(headers),
                   content_type=headers.get("Content-Type") or "application/octet-stream",
-                  attributes=stored_headers(headers) if attributes is None else attributes)
+                  attributes=stored_headers(headers))
 
 
 def _last_modified(m: Manifest) -> str:
@@ -144,20 +143,23 @@ def check_conditions(headers: Mapping[str, str], m: Manifest, *, prefix: str = "
                       headers={"ETag": etag(m), "Last-Modified": _last_modified(m)})
 
 
-async def _check_put_conditions(s: Services, call: Call) -> None:
-    """If-None-Match: * (create only) and If-Match on PUT. Checked before the upload, not atomic
-    with it: two writers racing both pass (last writer wins), as documented."""
+def _put_conditions(call: Call) -> Callable[[Manifest | None], None] | None:
+    """If-None-Match: * (create only) and If-Match on PUT, as a check of the key's current version
+    (None: no object). Checked before the upload, not atomic with it: two writers racing both pass
+    (last writer wins), as documented."""
     headers = call.request.headers
     if "If-None-Match" not in headers and "If-Match" not in headers:
-        return
-    try:
-        current = await s.coordinator.head_object(call.bucket, call.key)
-    except NoSuchKey:
+        return None
+    return partial(_check_put_conditions, headers, call.key)
+
+
+def _check_put_conditions(headers: Mapping[str, str], key: str, current: Manifest | None) -> None:
+    if current is None:
         if "If-Match" in headers:
-            raise S3Error("PreconditionFailed", "If-Match: there is no such object") from None
+            raise S3Error("PreconditionFailed", "If-Match: there is no such object")
         return
     if headers.get("If-None-Match", "").strip() == "*":
-        raise S3Error("PreconditionFailed", f"If-None-Match: *: {call.key!r} already exists")
+        raise S3Error("PreconditionFailed", f"If-None-Match: *: {key!r} already exists")
     if "If-Match" in headers and not _etag_matches(headers["If-Match"], current):
         raise S3Error("PreconditionFailed", f"If-Match: the object's ETag is {etag(current)}")
 
@@ -168,11 +170,8 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
     headers = call.request.headers
     if headers.get("Content-Length") is None and headers.get("x-amz-decoded-content-length") is None:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
-    await call.checked_bucket(s)
-    await _check_put_conditions(s, call)
-    attributes = stored_headers(headers)  # with_md5 adds the ETag once the body is through
-    upload = upload_from(call, attributes)
-    manifest, _sites = await s.coordinator.put_object(upload, hashed_body(s, call, attributes))
+    manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload_from(call), hashed_body(s, call),
+                                                  check=_put_conditions(call))
     return web.Response(status=200, headers={"ETag": etag(manifest)})
 
 
@@ -182,19 +181,24 @@ _MD5_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-md5")
 _MD5_INLINE = 64 * 1024  # smaller pieces cost less to hash here than to hand over
 
 
-def hashed_body(s: Services, call: Call, attributes: dict[str, str]) -> AsyncIterator[bytes]:
-    """The body of an object or part write (`payload.body`), its MD5 computed once: the ETag in
-    `attributes`, and the check of a Content-MD5 header."""
+def hashed_body(s: Services, call: Call) -> UploadStream:
+    """The body of an object or part write (`payload.body`), its MD5 computed once: the stream's
+    end value (the ETag), and the check of a Content-MD5 header."""
     expected = payload.content_md5(call.request.headers)
-    return with_md5(payload.body(call, budget=s.upload_budget, check_content_md5=False), attributes, expected)
+    return md5_stream(payload.body(call, budget=s.upload_budget, check_content_md5=False), expected)
 
 
-async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str],
-                   expected: bytes | None = None) -> AsyncIterator[bytes]:
-    """Pass `pieces` on; their MD5 (the S3 ETag) lands in `attributes[MD5_ATTRIBUTE]` once they are
-    all through (the coordinator reads an upload's attributes after its stream), or BadDigest ends
-    the stream, before anything is written, when it is not `expected` (a Content-MD5). A piece is
-    hashed on the MD5 thread while the next one is read and the coordinator works on this one."""
+def md5_stream(pieces: AsyncIterator[bytes], expected: bytes | None = None) -> UploadStream:
+    """`pieces` as an upload stream whose end value is their MD5 (the S3 ETag)."""
+    end = StreamEnd()
+    return UploadStream(_with_md5(pieces, end, expected), end)
+
+
+async def _with_md5(pieces: AsyncIterator[bytes], end: StreamEnd, expected: bytes | None) -> AsyncIterator[bytes]:
+    """Pass `pieces` on; their MD5 lands in `end.md5` once they are all through (the coordinator
+    reads the end values after the stream), or BadDigest ends the stream, before anything is
+    written, when it is not `expected` (a Content-MD5). A piece is hashed on the MD5 thread while
+    the next one is read and the coordinator works on this one."""
     md5 = hashlib.md5(usedforsecurity=False)
     loop = asyncio.get_running_loop()
     last: asyncio.Future[None] | None = None
@@ -207,12 +211,11 @@ async def with_md5(pieces: AsyncIterator[bytes], attributes: dict[str, str],
     if last is not None:
         await last  # the single thread ran every update before this last one
     payload.check_md5(md5.digest(), expected)
-    attributes[MD5_ATTRIBUTE] = md5.hexdigest()
+    end.md5 = md5.hexdigest()
 
 
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
-    await call.checked_bucket(s)
-    m = await s.coordinator.head_object(call.bucket, call.key)
+    _, m = await s.service.head_object(call.caller, call.bucket, call.key)
     check_conditions(call.request.headers, m)
     headers = object_headers(m)
     headers["Content-Length"] = str(m.size)
@@ -220,15 +223,13 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def delete_object(s: Services, call: Call) -> web.StreamResponse:
-    await call.checked_bucket(s)
-    await s.coordinator.delete_object(call.bucket, call.key)
+    await s.service.delete_object(call.caller, call.bucket, call.key)
     return web.Response(status=204)
 
 
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     request = call.request
-    record = await call.checked_bucket(s)
-    m = await s.coordinator.head_object(call.bucket, call.key)
+    record, m = await s.service.head_object(call.caller, call.bucket, call.key, "GetObject")
     check_conditions(request.headers, m)
     headers = object_headers(m)
     for parameter, header in _OVERRIDES.items():
@@ -243,7 +244,7 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     if m.inline is not None or not m.chunks:
         return web.Response(status=status, body=(m.inline or b"")[first:last + 1], headers=headers)
     # Read the first chunk before answering, so a missing or corrupt object is an S3 error.
-    parts = read_range(s, record.policy, s.coordinator.key_of(record), m, first, last)
+    parts = read_range(s, record, m, first, last)
     head = await anext(parts, b"")
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
@@ -254,7 +255,7 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     return response
 
 
-async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manifest, first: int,
+async def read_range(s: Services, bucket: BucketRecord, m: Manifest, first: int,
                      last: int) -> AsyncIterator[bytes]:
     """The bytes first..last (inclusive) of an object, chunk by chunk, each verified against its
     name. Up to `READ_AHEAD` chunks are fetched and verified while the current one is sent, so a
@@ -263,7 +264,8 @@ async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manife
     if m.inline is not None:
         yield m.inline[first:last + 1]
         return
-    table = s.layout.table(policy)
+    coordinator = s.service.coordinator
+    table, name_key = s.layout.table(bucket.policy), coordinator.key_of(bucket)
     wanted = []  # (ref, start of the chunk in the object) of the chunks the range touches
     offset = 0
     for ref in m.chunks:
@@ -275,7 +277,7 @@ async def read_range(s: Services, policy: str, name_key: bytes | None, m: Manife
         for index, (ref, start) in enumerate(wanted):
             while len(pending) <= READ_AHEAD and index + len(pending) < len(wanted):
                 ahead = wanted[index + len(pending)][0]
-                pending.append(asyncio.ensure_future(s.coordinator.read_plain_chunk(table, ahead.digest, name_key)))
+                pending.append(asyncio.ensure_future(coordinator.read_plain_chunk(table, ahead.digest, name_key)))
             plain = await pending.popleft()
             if len(plain) != ref.length:
                 raise S3Error("InternalError", f"chunk {ref.digest.hex()[:16]} has {len(plain)} bytes, "
@@ -308,13 +310,11 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
         raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
                                         "to itself without changing the object's metadata (use REPLACE)")
-    await s.tenancy.bucket(call.caller, source_bucket, "read")
-    await call.checked_bucket(s)
     replacement = None
     if directive == "REPLACE":
         replacement = upload_from(call)
-    manifest = await s.coordinator.copy_object(
-        source_bucket, source_key, call.bucket, call.key, replacement=replacement,
+    manifest = await s.service.copy_object(
+        call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
         check=partial(check_conditions, headers, prefix=COPY_SOURCE))
     root = xml.root("CopyObjectResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))

@@ -126,7 +126,6 @@ class S3Server:
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
         caller = Caller(key=verified.key)
-        rule = OPERATIONS[route.operation]
-        admit(route.operation, rule, caller)  # the rule table both doors share
-        call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified, rule=rule)
+        admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
+        call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
         return await route.handler(self._services, call)

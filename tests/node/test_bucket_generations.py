@@ -70,7 +70,7 @@ def test_a_recreated_bucket_never_receives_the_old_generations_keys(mesh):
         for _ in range(3):
             await mesh.repair()
             assert_no_trace_on_german_node(mesh)
-        listing = await mesh.via(GERMAN).coordinator.list_objects(name)
+        listing = await mesh.list_objects(name, via=GERMAN)
         assert [m.key for m in listing.contents] == ["fresh"]
         with pytest.raises(NoSuchKey):
             await mesh.get(name, OLD_KEY, via=GERMAN)
@@ -105,7 +105,7 @@ def test_a_node_down_during_the_delete_learns_the_tombstone_and_spreads_nothing(
         assert stale_meta.get_bucket(name) in (None, new)
         assert not any(key == OLD_KEY for _, key in mesh.key_names(stale))
         for via in mesh.nodes:
-            listing = await mesh.via(via).coordinator.list_objects(name)
+            listing = await mesh.list_objects(name, via=via)
             assert [m.key for m in listing.contents] == ["fresh"], via
     run(main())
 
@@ -166,7 +166,7 @@ def test_copy_into_a_wider_policy_is_refused_and_stores_nothing(mesh):
         data = bytes(range(256)) * 12
         m = await mesh.put("fr-one", OLD_KEY, data)
         with pytest.raises(ResidencyWidening, match="france-only") as refused:
-            await mesh.via("paris-1").coordinator.copy_object("fr-one", OLD_KEY, "eu-all", "copy")
+            await mesh.copy("fr-one", OLD_KEY, "eu-all", "copy", via="paris-1")
         assert reason_for(refused.value) is Reason.OUTSIDE_POLICY
         with pytest.raises(NoSuchKey):
             await mesh.get("eu-all", "copy")
@@ -174,10 +174,10 @@ def test_copy_into_a_wider_policy_is_refused_and_stores_nothing(mesh):
         assert_no_trace_on_german_node(mesh)
         assert all(not (mesh.chunk_holders(r.digest) - FRENCH) for r in m.chunks)
         # the same policy, or a narrower one, is fine
-        await mesh.via("lyon-1").coordinator.copy_object("fr-one", OLD_KEY, "fr-two", "copy")
+        await mesh.copy("fr-one", OLD_KEY, "fr-two", "copy", via="lyon-1")
         assert await mesh.get("fr-two", "copy") == data
         await mesh.put("eu-all", "src", data)
-        await mesh.via(GERMAN).coordinator.copy_object("eu-all", "src", "fr-one", "from-eu")
+        await mesh.copy("eu-all", "src", "fr-one", "from-eu", via=GERMAN)
         assert await mesh.get("fr-one", "from-eu") == data
     run(main())
 

@@ -21,7 +21,7 @@ def test_put_get_list_delete_through_any_node_and_every_byte_stays_inside_the_po
         for via in mesh.nodes:
             assert await mesh.get("scans", "2026/a", via=via) == small
             assert await mesh.get("scans", "2026/b", via=via) == big
-        listing = await mesh.via("toulouse-1").coordinator.list_objects("scans", prefix="2026/")
+        listing = await mesh.list_objects("scans", prefix="2026/", via="toulouse-1")
         assert [o.key for o in listing.contents] == ["2026/a", "2026/b"]
         # Residency: index entries, chunks and the bucket record only on French nodes.
         assert mesh.holders("scans", "2026/a") <= FRENCH and len(mesh.holders("scans", "2026/a")) == 2

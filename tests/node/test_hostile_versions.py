@@ -72,7 +72,7 @@ def test_a_stored_poisoned_version_is_not_carried_to_the_reader(mesh) -> None:
         reader = mesh.via()
         before = reader.coordinator._clock.last
         with pytest.raises(VersionTooFarAhead):
-            await reader.coordinator.head_object("scans", "a")
+            await reader.coordinator.head_object(await reader.coordinator.head_bucket("scans"), "a")
         assert reader.coordinator._clock.last < MAX_VERSION
         assert reader.coordinator._clock.last >= before
         m = await mesh.put("scans", "b", b"fine")

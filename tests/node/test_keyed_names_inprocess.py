@@ -94,13 +94,13 @@ def test_a_copy_into_another_policy_renames_the_chunks_with_the_destination_key(
         src = await mesh.put("eu-all", "src", DATA)
         if not keyed_source:
             doc = _keyed(mesh)
-        copy = await mesh.via("paris-1").coordinator.copy_object("eu-all", "src", "fr-one", "copy")
+        copy = await mesh.copy("eu-all", "src", "fr-one", "copy", via="paris-1")
         fr_key = chunk_key(doc.naming_secret, "hospital", "france-only")
         assert [r.digest for r in copy.chunks] == [chunk_digest(p, fr_key) for p in PIECES]
         assert copy.etag == src.etag
         assert await mesh.get("fr-one", "copy") == DATA
         # same (tenant, policy): the copy keeps the names, nothing new is framed
-        again = await mesh.via("lyon-1").coordinator.copy_object("fr-one", "copy", "fr-two", "again")
+        again = await mesh.copy("fr-one", "copy", "fr-two", "again", via="lyon-1")
         assert [r.digest for r in again.chunks] == [r.digest for r in copy.chunks]
         assert await mesh.get("fr-two", "again") == DATA
     run(scenario())

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from maillage.node.data.coordinator import Upload
+from maillage.node.data.coordinator import Coordinator, StreamEnd, Upload, UploadStream
 from maillage.node.data.multipart import (
     MAX_UPLOAD_KEY_BYTES,
     EntityTooLarge,
@@ -42,10 +42,31 @@ def mp(mesh):
     return mesh
 
 
-def uploads(mesh, via=None, **limits) -> MultipartUploads:
+class ByName:
+    """The multipart operations addressed by bucket name, as these tests write them: each call
+    looks the bucket's record up first (in a node, the service layer hands the checked record down)."""
+
+    def __init__(self, uploads: MultipartUploads, coordinator: Coordinator) -> None:
+        self._uploads, self._coordinator = uploads, coordinator
+
+    def __getattr__(self, name: str):
+        method = getattr(self._uploads, name)
+
+        async def call(bucket: str, *args, **kwargs):
+            return await method(await self._coordinator.head_bucket(bucket), *args, **kwargs)
+        return call
+
+
+def uploads(mesh, via=None, **limits) -> ByName:
     """The multipart operations through node `via`'s coordinator, with parts of MIN_PART "large enough"."""
     limits.setdefault("min_part_size", MIN_PART)
-    return MultipartUploads(mesh.via(via).coordinator, **limits)
+    coordinator = mesh.via(via).coordinator
+    return ByName(MultipartUploads(coordinator, **limits), coordinator)
+
+
+def md5_body(pieces: AsyncIterator[bytes], md5: str) -> UploadStream:
+    """A part's body as the S3 door hands it over: its MD5 (computed while it streams) at its end."""
+    return UploadStream(pieces, StreamEnd(md5=md5))
 
 
 async def _pieces(data: bytes, size: int = 700) -> AsyncIterator[bytes]:
@@ -55,7 +76,7 @@ async def _pieces(data: bytes, size: int = 700) -> AsyncIterator[bytes]:
 
 async def put_part(mesh, bucket, key, upload_id, number, data, *, via=None, expiry=None):
     md5 = hashlib.md5(data).hexdigest()  # what the S3 front door computes while the part streams in
-    return await uploads(mesh, via).upload_part(bucket, key, upload_id, number, _pieces(data), {"md5": md5},
+    return await uploads(mesh, via).upload_part(bucket, key, upload_id, number, md5_body(_pieces(data), md5),
                                                 expiry=expiry)
 
 
@@ -74,7 +95,7 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
         await mp.create_bucket("scans", "france-only")
         c = mp.via("munich-1").coordinator  # a coordinator outside the policy
         mpu = uploads(mp, "munich-1")
-        upload = await mpu.create_upload(Upload("scans", "big/file", content_type="text/x-test",
+        upload = await mpu.create_upload("scans", Upload("big/file", content_type="text/x-test",
                                               user_metadata={"owner": "alice"},
                                               attributes={"cache-control": "no-cache"}), initiator="t1")
         data = [bytes([i]) * size for i, size in ((1, 3000), (2, 2500), (3, 10))]
@@ -99,7 +120,7 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
             assert await mp.get("scans", "big/file", via=via) == b"".join(data)
         # the upload's record and parts are gone (tombstones), the listing shows the object only
         assert live_reserved(mp, "scans") == set()
-        listing = await c.list_objects("scans")
+        listing = await c.list_objects(await c.head_bucket("scans"))
         assert [o.key for o in listing.contents] == ["big/file"]
         assert (await mpu.list_uploads("scans")).uploads == []
         with pytest.raises(NoSuchUpload):
@@ -120,7 +141,7 @@ def test_complete_checks_the_parts_named(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         mpu = uploads(mp, "paris-1")
-        up = await mpu.create_upload(Upload("scans", "k"))
+        up = await mpu.create_upload("scans", Upload("k"))
         p1 = await put_part(mp, "scans", "k", up.upload_id, 1, b"a" * 3000)
         p2 = await put_part(mp, "scans", "k", up.upload_id, 2, b"b" * 100)
         p3 = await put_part(mp, "scans", "k", up.upload_id, 3, b"c" * 100)
@@ -152,10 +173,10 @@ def test_complete_checks_the_parts_named(mp) -> None:
         assert await mp.get("scans", "k") == b"A" * 2500 + b"c" * 100
         assert m.etag.endswith("-2")
         # a failed part upload (too large) writes nothing
-        up2 = await mpu.create_upload(Upload("scans", "k2"))
+        up2 = await mpu.create_upload("scans", Upload("k2"))
         with pytest.raises(EntityTooLarge):
             await uploads(mp, "paris-1", max_part_size=4000).upload_part(
-                "scans", "k2", up2.upload_id, 1, _pieces(b"z" * 5000), {"md5": hashlib.md5(b"z" * 5000).hexdigest()})
+                "scans", "k2", up2.upload_id, 1, md5_body(_pieces(b"z" * 5000), hashlib.md5(b"z" * 5000).hexdigest()))
         _, listing = await mpu.list_parts("scans", "k2", up2.upload_id)
         assert listing.parts == []
     run(scenario())
@@ -165,7 +186,7 @@ def test_list_parts_and_uploads_page_by_page(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "eu-wide")
         mpu = uploads(mp, "lyon-1")
-        up = await mpu.create_upload(Upload("scans", "k"), initiator="t1")
+        up = await mpu.create_upload("scans", Upload("k"), initiator="t1")
         for n in (1, 2, 3, 7, 12):
             await put_part(mp, "scans", "k", up.upload_id, n, bytes([n]) * 30)
         got, page = await mpu.list_parts("scans", "k", up.upload_id, max_parts=2)
@@ -179,7 +200,7 @@ def test_list_parts_and_uploads_page_by_page(mp) -> None:
 
         made = {}
         for key in ("a/1", "a/2", "b/1", "c", "a/1"):
-            u = await mpu.create_upload(Upload("scans", key))
+            u = await mpu.create_upload("scans", Upload(key))
             made.setdefault(key, []).append(u.upload_id)
         everything = await mpu.list_uploads("scans")
         order = [(u.key, u.upload_id) for u in everything.uploads]
@@ -212,7 +233,7 @@ def test_abort_drops_the_parts_and_the_gc_keeps_part_chunks_until_then(mp) -> No
         await mp.create_bucket("scans", "france-only")
         c = mp.via("paris-1").coordinator
         mpu = uploads(mp, "paris-1")
-        up = await mpu.create_upload(Upload("scans", "k"))
+        up = await mpu.create_upload("scans", Upload("k"))
         part = await put_part(mp, "scans", "k", up.upload_id, 1, b"p" * 3000)
         stored = await c.latest(await c.head_bucket("scans"), f"\x01mpu/p/{up.upload_id}/00001")
         digests = [r.digest for r in stored.chunks]
@@ -228,7 +249,7 @@ def test_abort_drops_the_parts_and_the_gc_keeps_part_chunks_until_then(mp) -> No
         with pytest.raises(NoSuchUpload):
             await mpu.abort_upload("scans", "k", up.upload_id)
         with pytest.raises(NoSuchKey):
-            await c.head_object("scans", "k")
+            await c.head_object(await c.head_bucket("scans"), "k")
         mp.advance(200)
         await mp.gossip(3)
         await mp.collect_garbage()
@@ -240,7 +261,7 @@ def test_a_part_racing_an_abort_is_dropped(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
         mpu = uploads(mp, "paris-1")
-        up = await mpu.create_upload(Upload("scans", "k"))
+        up = await mpu.create_upload("scans", Upload("k"))
         streaming, release = asyncio.Event(), asyncio.Event()
 
         async def slow() -> AsyncIterator[bytes]:
@@ -249,7 +270,7 @@ def test_a_part_racing_an_abort_is_dropped(mp) -> None:
             await release.wait()
             yield b"y" * 1500
 
-        racing = asyncio.ensure_future(mpu.upload_part("scans", "k", up.upload_id, 1, slow(), {"md5": "00" * 16}))
+        racing = asyncio.ensure_future(mpu.upload_part("scans", "k", up.upload_id, 1, md5_body(slow(), "00" * 16)))
         await streaming.wait()
         await uploads(mp, "lyon-1").abort_upload("scans", "k", up.upload_id)
         release.set()
@@ -264,12 +285,12 @@ def test_unfinished_uploads_expire_lazily_and_by_the_sweep(mp) -> None:
         await mp.create_bucket("scans", "france-only")
         await mp.create_bucket("other", "eu-wide")
         mpu = uploads(mp, "paris-1")
-        old = await mpu.create_upload(Upload("scans", "old"))
+        old = await mpu.create_upload("scans", Upload("old"))
         await put_part(mp, "scans", "old", old.upload_id, 1, b"o" * 100)
-        swept = await mpu.create_upload(Upload("other", "swept"))
+        swept = await mpu.create_upload("other", Upload("swept"))
         mp.advance(50)
         await mp.gossip(3)
-        young = await mpu.create_upload(Upload("scans", "young"))
+        young = await mpu.create_upload("scans", Upload("young"))
         # with a 30 s expiry: the old ones are no longer listed, and named, they are aborted
         listing = await mpu.list_uploads("scans", expiry=30)
         assert [u.key for u in listing.uploads] == ["young"]
@@ -280,7 +301,7 @@ def test_unfinished_uploads_expire_lazily_and_by_the_sweep(mp) -> None:
         await put_part(mp, "scans", "young", young.upload_id, 1, b"y", expiry=30)
         # the sweep (what the S3 server runs in the background) aborts expired uploads everywhere
         node = mp.nodes["toulouse-1"]
-        services = Services(node.coordinator, node.tenancy, node.layout, mp._executor, upload_expiry=30)
+        services = Services(node.service, node.layout, mp._executor, upload_expiry=30)
         expiry = UploadExpiry(services, interval=1)
         assert await expiry.sweep() == 1
         assert (await mpu.list_uploads("other")).uploads == []
@@ -295,7 +316,7 @@ def test_the_reserved_key_space_is_neither_writable_nor_listable(mp) -> None:
         await mp.create_bucket("scans", "france-only")
         c = mp.via("paris-1").coordinator
         mpu = uploads(mp, "paris-1")
-        up = await mpu.create_upload(Upload("scans", "k"))
+        up = await mpu.create_upload("scans", Upload("k"))
         await put_part(mp, "scans", "k", up.upload_id, 1, b"x" * 10)
         reserved = f"\x01mpu/p/{up.upload_id}/00001"
         with pytest.raises(InvalidKey, match="reserves"):
@@ -303,20 +324,20 @@ def test_the_reserved_key_space_is_neither_writable_nor_listable(mp) -> None:
         with pytest.raises(InvalidKey):
             await mp.put("scans", "\x01anything", b"forged")
         with pytest.raises(InvalidKey):
-            await c.head_object("scans", reserved)
+            await c.head_object(await c.head_bucket("scans"), reserved)
         with pytest.raises(InvalidKey):
             await c.delete_object("scans", reserved)
         await mp.put("scans", "visible", b"v")
         with pytest.raises(InvalidKey):
-            await c.copy_object("scans", "visible", "scans", "\x01mpu/u/x")
+            await c.copy_object(await c.head_bucket("scans"), "visible", await c.head_bucket("scans"), "\x01mpu/u/x")
         with pytest.raises(InvalidKey):
-            await mpu.create_upload(Upload("scans", "\x01mpu/u/x"))
+            await mpu.create_upload("scans", Upload("\x01mpu/u/x"))
         with pytest.raises(InvalidKey, match="multipart"):
-            await mpu.create_upload(Upload("scans", "k" * (MAX_UPLOAD_KEY_BYTES + 1)))
-        assert [o.key for o in (await c.list_objects("scans")).contents] == ["visible"]
+            await mpu.create_upload("scans", Upload("k" * (MAX_UPLOAD_KEY_BYTES + 1)))
+        assert [o.key for o in (await c.list_objects(await c.head_bucket("scans"))).contents] == ["visible"]
         for prefix in ("\x01", "\x01mpu/", "\x01mpu/p/"):
-            assert (await c.list_objects("scans", prefix=prefix)).contents == []
-        page = await c.list_objects("scans", max_keys=1, start_after="\x00")
+            assert (await c.list_objects(await c.head_bucket("scans"), prefix=prefix)).contents == []
+        page = await c.list_objects(await c.head_bucket("scans"), max_keys=1, start_after="\x00")
         assert [o.key for o in page.contents] == ["visible"] and not page.is_truncated
         # an unfinished upload does not keep the bucket from being deleted: it goes with the bucket
         await mp.delete("scans", "visible")
@@ -349,7 +370,7 @@ def test_parts_written_during_an_outage_are_handed_back_by_repair(mp) -> None:
         owners = table.replicas(bucket_partition("scans", table.bits))
         via = next(n for n in mp.nodes if n not in owners)
         mpu = uploads(mp, via)
-        up = await mpu.create_upload(Upload("scans", "k"))
+        up = await mpu.create_upload("scans", Upload("k"))
         p1 = await put_part(mp, "scans", "k", up.upload_id, 1, b"1" * 3000, via=via)
         mp.down(owners[0])
         mp.advance(TIMINGS.suspect_after)
@@ -374,11 +395,11 @@ def test_a_copy_renaming_a_composed_objects_chunks_recomputes_its_etag(mp) -> No
         await mp.create_bucket("fr-one", "france-only", owner="hospital")
         c = mp.via("paris-1").coordinator
         mpu = uploads(mp, "paris-1")
-        up = await mpu.create_upload(Upload("eu-all", "k"))
+        up = await mpu.create_upload("eu-all", Upload("k"))
         p1 = await put_part(mp, "eu-all", "k", up.upload_id, 1, b"1" * 3000)
         p2 = await put_part(mp, "eu-all", "k", up.upload_id, 2, b"2" * 10)
         source = await mpu.complete_upload("eu-all", "k", up.upload_id, [(1, p1.etag), (2, p2.etag)])
-        copy = await c.copy_object("eu-all", "k", "fr-one", "copy")
+        copy = await c.copy_object(await c.head_bucket("eu-all"), "k", await c.head_bucket("fr-one"), "copy")
         assert {r.digest for r in copy.chunks}.isdisjoint(r.digest for r in source.chunks)  # other key
         assert copy.etag == composed_etag(copy.chunks, 2) != source.etag
         assert dict(copy.attributes)["md5"] == dict(source.attributes)["md5"]

@@ -32,7 +32,6 @@ from maillage.node.s3.sigv4 import (
     Verified,
     verify,
 )
-from maillage.node.service.rules import OPERATIONS
 from maillage.proto.trust.access import AccessKey
 from maillage.proto.trust.requestauth import signing_key
 
@@ -127,8 +126,7 @@ class Content:
 
 def call_of(data: bytes, auth: Verified, headers: dict[str, str] | None = None, piece: int = 4096) -> Call:
     request = SimpleNamespace(headers=CIMultiDictProxy(CIMultiDict(headers or {})), content=Content(data, piece))
-    return Call(request=request, caller=None, bucket="b", key="k", auth=auth,  # type: ignore[arg-type]
-                rule=OPERATIONS["PutObject"])
+    return Call(request=request, caller=None, bucket="b", key="k", auth=auth)  # type: ignore[arg-type]
 
 
 def read(call: Call, got: list[bytes] | None = None, **kwargs) -> bytes:
@@ -420,17 +418,18 @@ def test_signed_chunks_held_whole_count_against_the_node_upload_budget():
 def test_the_md5_etag_is_of_every_piece_in_order_whatever_their_sizes():
     """PutObject and UploadPart hash MD5 on a thread of its own while the stream goes on: small
     pieces first inline, then every piece on the thread, in order."""
-    from maillage.node.s3.objects import MD5_ATTRIBUTE, with_md5
+    from maillage.node.s3.objects import md5_stream
     sizes = [10, 3, 70_000, 5, 300_000, 1, 0, 65_536, 7]
     pieces = [bytes([i]) * n for i, n in enumerate(sizes)]
 
-    async def run() -> tuple[list[bytes], dict[str, str]]:
+    async def run() -> tuple[list[bytes], str | None]:
         async def source():
             for p in pieces:
                 yield p
-        attributes: dict[str, str] = {}
-        passed = [p async for p in with_md5(source(), attributes)]
-        return passed, attributes
-    passed, attributes = asyncio.run(run())
+        body = md5_stream(source())
+        assert body.end.md5 is None  # known only once the stream has ended
+        passed = [p async for p in body.pieces]
+        return passed, body.end.md5
+    passed, md5 = asyncio.run(run())
     assert passed == pieces
-    assert attributes[MD5_ATTRIBUTE] == hashlib.md5(b"".join(pieces)).hexdigest()
+    assert md5 == hashlib.md5(b"".join(pieces)).hexdigest()

@@ -81,7 +81,7 @@ def test_every_replica_seals_a_chunk_with_the_bucket_owners_key(mesh) -> None:
         assert await mesh.get("housing-eu", "c") == OTHER
         # a copy into another tenant's bucket is re-named, and sealed with the destination owner's key
         await mesh.create_bucket("hospital-copy", "france-only", owner="hospital")
-        copied = await mesh.via().coordinator.copy_object("housing-files", "b", "hospital-copy", "b")
+        copied = await mesh.copy("housing-files", "b", "hospital-copy", "b")
         assert_sealed_by(mesh, copied, "hospital")
         assert await mesh.get("hospital-copy", "b") == DATA
     run(scenario())
@@ -164,7 +164,7 @@ class Context:
 
 def test_bulk_handlers_take_the_tenant_of_a_put_and_tell_it_to_nodes_only(mesh) -> None:
     node = mesh.nodes["paris-1"]
-    handlers = BulkHandlers(node.local, node.coordinator, node.tenancy)
+    handlers = BulkHandlers(node.local, node.service)
     peer, reader = Caller(node_id="toulouse-1"), Caller(key=AccessKey("AK1", "secret", "hospital", "read-only"))
     plain = os.urandom(CHUNK)
     digest = chunk_digest(plain, b"n" * 32)

@@ -1,0 +1,161 @@
+"""The use cases both front doors call: buckets, objects, chunks and multipart uploads, for a caller.
+
+An edge (a gRPC servicer, an S3 handler) parses its request and renders the answer; in between it
+calls one method here with the `Caller` its door identified. Each method checks the caller on the
+bucket it names once, with the rule of its operation (`rules.OPERATIONS`), and hands the bucket
+record it checked down to the coordinator, which never looks it up again. So a feature is written
+once, here and below, and both doors have it with the same checks and the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
+from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
+from maillage.node.errors import InvalidRequest, NoSuchKey
+from maillage.node.replicas.replica import LocalReplica
+from maillage.node.service.rules import OPERATIONS
+from maillage.node.service.tenancy import Caller, Tenancy
+from maillage.storage import BucketRecord, Manifest
+
+__all__ = ["ObjectService"]
+
+
+class ObjectService:
+    def __init__(self, coordinator: Coordinator, tenancy: Tenancy, local: LocalReplica,
+                 uploads: MultipartUploads | None = None) -> None:
+        self.coordinator = coordinator
+        self._tenancy = tenancy
+        self._local = local
+        self.uploads = uploads or MultipartUploads(coordinator)
+
+    async def bucket(self, caller: Caller, operation: str, name: str) -> BucketRecord:
+        """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks."""
+        action = OPERATIONS[operation].bucket
+        assert action is not None, f"{operation} names no bucket"
+        return await self._tenancy.bucket(caller, name, action)
+
+    # ----- buckets -------------------------------------------------------------------------
+
+    async def create_bucket(self, caller: Caller, name: str, policy: str) -> BucketRecord:
+        caller.require("write", name, caller.tenant)  # the bucket will be the caller's tenant's
+        return await self.coordinator.create_bucket(name, policy, caller.tenant)
+
+    async def head_bucket(self, caller: Caller, name: str, operation: str = "HeadBucket") -> BucketRecord:
+        return await self.bucket(caller, operation, name)
+
+    async def list_buckets(self, caller: Caller) -> list[BucketRecord]:
+        return self._tenancy.visible(caller, await self.coordinator.list_buckets())
+
+    async def delete_bucket(self, caller: Caller, name: str) -> None:
+        await self.coordinator.delete_bucket(await self.bucket(caller, "DeleteBucket", name))
+
+    # ----- objects -------------------------------------------------------------------------
+
+    async def head_object(self, caller: Caller, bucket: str, key: str,
+                          operation: str = "HeadObject") -> tuple[BucketRecord, Manifest]:
+        """The bucket's record and the key's current version (GetObject reads with the same call)."""
+        record = await self.bucket(caller, operation, bucket)
+        return record, await self.coordinator.head_object(record, key)
+
+    async def put_object(self, caller: Caller, bucket: str, upload: Upload, body: UploadStream, *,
+                         check: Callable[[Manifest | None], None] | None = None) -> tuple[Manifest, list[str]]:
+        """Store an object; `check(current version or None)` may refuse it first (a conditional PUT)."""
+        record = await self.bucket(caller, "PutObject", bucket)
+        if check is not None:
+            try:
+                current: Manifest | None = await self.coordinator.head_object(record, upload.key)
+            except NoSuchKey:
+                current = None
+            check(current)
+        return await self.coordinator.put_object(record, upload, body)
+
+    async def delete_object(self, caller: Caller, bucket: str, key: str) -> int:
+        record = await self.bucket(caller, "DeleteObject", bucket)
+        return await self.coordinator.delete_object(record, key)
+
+    async def delete_objects(self, caller: Caller, bucket: str) -> Callable[[str], Awaitable[int]]:
+        """For DeleteObjects: the bucket checked once, then a function deleting one key of it."""
+        record = await self.bucket(caller, "DeleteObjects", bucket)
+        return lambda key: self.coordinator.delete_object(record, key)
+
+    async def copy_object(self, caller: Caller, source_bucket: str, source_key: str, bucket: str, key: str, *,
+                          replacement: Upload | None = None,
+                          check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """A server-side copy: read on the source bucket, write on the destination."""
+        source = await self._tenancy.bucket(caller, source_bucket, "read")
+        dest = await self.bucket(caller, "CopyObject", bucket)
+        return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
+                                                  check=check)
+
+    async def list_objects(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
+                           start_after: str = "", max_keys: int = 1000) -> tuple[BucketRecord, Listing]:
+        record = await self.bucket(caller, "ListObjects", bucket)
+        listing = await self.coordinator.list_objects(record, prefix=prefix, delimiter=delimiter,
+                                                      start_after=start_after, max_keys=max_keys)
+        return record, listing
+
+    # ----- chunks --------------------------------------------------------------------------
+
+    async def chunk_key(self, caller: Caller, bucket: str) -> bytes | None:
+        """The key naming the bucket's chunks (None: unkeyed names), for a reader of the bucket."""
+        return self.coordinator.key_of(await self.bucket(caller, "ChunkKey", bucket))
+
+    async def read_chunk(self, caller: Caller, bucket: str, digest: bytes) -> bytes:
+        """A chunk of this node's store, for a client reading `bucket`: served only if held here for
+        the bucket's policy and owner (`LocalReplica.get_chunk_for`)."""
+        if not bucket:
+            raise InvalidRequest("a client's GetChunk names the bucket it reads the chunk for")
+        record = await self.bucket(caller, "GetChunk", bucket)
+        return await self._local.get_chunk_for(digest, record.policy, record.owner)
+
+    # ----- multipart uploads (the S3 door's) -----------------------------------------------
+
+    async def create_upload(self, caller: Caller, bucket: str, upload: Upload) -> MultipartUpload:
+        record = await self.bucket(caller, "CreateMultipartUpload", bucket)
+        return await self.uploads.create_upload(record, upload, initiator=caller.tenant)
+
+    async def upload_part(self, caller: Caller, bucket: str, key: str, upload_id: str, number: int,
+                          body: UploadStream, *, expiry: float | None = None) -> Part:
+        record = await self.bucket(caller, "UploadPart", bucket)
+        return await self.uploads.upload_part(record, key, upload_id, number, body, expiry=expiry)
+
+    async def copy_part_buckets(self, caller: Caller, source_bucket: str,
+                                bucket: str) -> tuple[BucketRecord, BucketRecord]:
+        """UploadPartCopy's two buckets, checked: read on the source, write on the destination, and
+        a copy that would widen the source's residency refused before any byte moves."""
+        source = await self._tenancy.bucket(caller, source_bucket, "read")
+        dest = await self.bucket(caller, "UploadPartCopy", bucket)
+        self.coordinator.check_copy(source, dest)
+        return source, dest
+
+    async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
+                              parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
+        record = await self.bucket(caller, "CompleteMultipartUpload", bucket)
+        return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry)
+
+    async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
+        record = await self.bucket(caller, "AbortMultipartUpload", bucket)
+        await self.uploads.abort_upload(record, key, upload_id)
+
+    async def list_parts(self, caller: Caller, bucket: str, key: str, upload_id: str, *, marker: int, max_parts: int,
+                         expiry: float | None) -> tuple[BucketRecord, MultipartUpload, PartListing | None]:
+        """The upload and a page of its parts (None when `max_parts` is 0: the upload alone)."""
+        record = await self.bucket(caller, "ListParts", bucket)
+        if max_parts == 0:
+            return record, await self.uploads.get_upload(record, key, upload_id, expiry=expiry), None
+        upload, listing = await self.uploads.list_parts(record, key, upload_id, marker=marker, max_parts=max_parts,
+                                                        expiry=expiry)
+        return record, upload, listing
+
+    async def list_uploads(self, caller: Caller, bucket: str, *, prefix: str, delimiter: str, key_marker: str,
+                           upload_id_marker: str, max_uploads: int,
+                           expiry: float | None) -> tuple[BucketRecord, UploadListing | None]:
+        """A page of the uploads in progress (None when `max_uploads` is 0: the bucket checked only)."""
+        record = await self.bucket(caller, "ListMultipartUploads", bucket)
+        if max_uploads == 0:
+            return record, None
+        return record, await self.uploads.list_uploads(
+            record, prefix=prefix, delimiter=delimiter, key_marker=key_marker, upload_id_marker=upload_id_marker,
+            max_uploads=max_uploads, expiry=expiry)
