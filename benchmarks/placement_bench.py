@@ -3,8 +3,9 @@
 Why it is built this way: placement quality is measured, not assumed (ARCHITECTURE.md's
 determinism and minimal movement). The mesh is generated from a seed so every run compares
 like with like: several countries of uneven size, regions inside them, sites spread unevenly
-over regions, 1-4 nodes per site and capacities varying 8x (1..8 TB). For each size the benchmark builds one EU-wide policy table
-(R=2, spread over countries), then adds one site and rebuilds. Reported:
+over regions, 1-4 nodes per site and capacities varying 8x (1..8 TB). For each size the
+benchmark builds one EU-wide policy table (R=2, spread over countries), then adds one site and
+rebuilds. Reported:
 
 * ``max_mean``: max over nodes of (replica slots held / capacity share of all slots);
   target <= 1.10.
