@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from maillage.node.s3.door import DoorLimits
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     node = sub.add_parser("node", help="run a node daemon, or rotate its data key")
@@ -67,6 +69,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s3.add_argument("--s3-upload-expiry", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
                     help="abort an unfinished multipart upload this long after it was started, freeing its "
                          "parts (default 604800: 7 days)")
+    door = DoorLimits()
+    s3.add_argument("--s3-max-connections", type=int, default=door.max_connections, metavar="N",
+                    help="S3 connections open at once; more are closed as they arrive, so a flood of "
+                         f"connections cannot take the node's file descriptors (default {door.max_connections}; "
+                         "never more than the open files limit leaves once gRPC's reserve is kept)")
+    s3.add_argument("--s3-max-connections-per-address", type=int, default=door.max_per_address, metavar="N",
+                    help="S3 connections open at once from one source address (default "
+                         f"{door.max_per_address}; raise it for many clients behind one NAT or proxy)")
+    s3.add_argument("--s3-max-requests", type=int, default=door.max_requests, metavar="N",
+                    help=f"S3 requests handled at once; more are answered 503 SlowDown (default {door.max_requests})")
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
@@ -115,6 +127,11 @@ def _check_s3_args(args: argparse.Namespace) -> None:
         raise CommandError("--s3-plain-http serves without TLS: drop it, or --s3-tls-cert/--s3-tls-key")
     if args.s3_upload_expiry <= 0:
         raise CommandError("--s3-upload-expiry must be a positive number of seconds")
+    for flag, value in (("--s3-max-connections", args.s3_max_connections),
+                        ("--s3-max-connections-per-address", args.s3_max_connections_per_address),
+                        ("--s3-max-requests", args.s3_max_requests)):
+        if value < 1:
+            raise CommandError(f"{flag} must be at least 1")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -129,7 +146,9 @@ def run_command(args: argparse.Namespace) -> int:
                         s3_listen=args.s3_listen, s3_default_policy=args.s3_default_policy,
                         s3_tls_cert=args.s3_tls_cert, s3_tls_key=args.s3_tls_key,
                         s3_plain_http=args.s3_plain_http, s3_domain=args.s3_domain,
-                        s3_upload_expiry=args.s3_upload_expiry,
+                        s3_limits=DoorLimits(max_connections=args.s3_max_connections,
+                                             max_per_address=args.s3_max_connections_per_address,
+                                             max_requests=args.s3_max_requests),
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,
@@ -137,7 +156,8 @@ def run_command(args: argparse.Namespace) -> int:
                             scrub_interval=args.scrub_interval,
                             gc_grace=args.gc_grace, gc_interval=args.gc_interval,
                             max_clock_drift=args.max_clock_drift,
-                            upload_budget=args.upload_budget * 1024 * 1024)))
+                            upload_budget=args.upload_budget * 1024 * 1024,
+                            upload_expiry=args.s3_upload_expiry)))
     return 0
 
 

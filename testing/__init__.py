@@ -13,6 +13,8 @@ Small modules, one job each:
 * ``clock``     - clock skew for one process with libfaketime.
 
 * ``localmesh`` - ``LocalMesh``: real node processes on loopback for the demo, tests and benchmarks.
+* ``inmemory``  - ``InMemoryMesh``: a whole mesh in one process over real stores, for in-process tests.
+* ``waiting``   - ``eventually``: wait for a condition with a bound, never a fixed sleep.
 
 On top of them, the fault harness (these import the SDK and ``localmesh``, never the node's logic):
 
@@ -32,6 +34,7 @@ _EXPORTS = {
     "truncate": "disk", "faketime_available": "clock", "with_skew": "clock",
     "LocalMesh": "localmesh", "SiteSpec": "localmesh", "make_layout": "localmesh",
     "SiteMesh": "cluster", "Workload": "workload", "Harness": "harness", "require_netns": "netns",
+    "eventually": "waiting", "eventually_async": "waiting",
 }
 __all__ = sorted(_EXPORTS)
 

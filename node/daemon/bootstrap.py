@@ -25,6 +25,7 @@ from cryptography import x509
 
 from maillage.node.daemon.wiring import Timings
 from maillage.node.rpc import convert
+from maillage.node.s3.door import DoorLimits
 from maillage.node.s3.server import tls_context
 from maillage.node.trust.access_state import ACCESS_FILE, AccessState
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc, SignedLayouts
@@ -66,7 +67,7 @@ class NodeConfig:
     s3_tls_key: Path | None = None
     s3_plain_http: bool = False
     s3_domain: str = ""                   # virtual-host-style addressing: <bucket>.<domain>
-    s3_upload_expiry: float = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
+    s3_limits: DoorLimits = DoorLimits()  # connections, requests and deadlines of the S3 port
     timings: Timings = Timings()
 
 

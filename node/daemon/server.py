@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 
@@ -29,7 +30,9 @@ from maillage.node.rpc.gate import AuthGate, TrustingGate
 from maillage.node.rpc.grpc_transport import GrpcTransport
 from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from maillage.node.runtime.allocator import keep_large_buffers
-from maillage.node.s3 import S3Server, Services
+from maillage.node.runtime.fdlimit import raise_open_files_limit, s3_connection_cap
+from maillage.node.s3.common import Services
+from maillage.node.s3.server import S3Server
 from maillage.node.trust.documents import SignedLayouts
 from maillage.proto import rpc
 from maillage.proto.channels import new_server
@@ -62,6 +65,7 @@ class NodeServer:
 
     async def start(self) -> None:
         cfg = self.config
+        open_files = raise_open_files_limit()
         trust = load_trust(cfg)
         s3_tls = load_s3_tls(cfg) if cfg.s3_listen else None  # a wrong certificate fails before anything starts
         tls = None if cfg.insecure_plaintext else trust.tls
@@ -84,9 +88,11 @@ class NodeServer:
         self._server = server
         if cfg.s3_listen:
             services = Services(node.service, layout, self._executor,
-                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.s3_upload_expiry,
+                                default_policy=cfg.s3_default_policy, upload_expiry=cfg.timings.upload_expiry,
                                 upload_budget=node.upload_budget)
-            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls)
+            limits = replace(cfg.s3_limits, max_connections=s3_connection_cap(cfg.s3_limits.max_connections,
+                                                                             open_files))
+            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls, limits=limits)
             await s3.start()
             self._s3 = s3
         node.start_background()

@@ -18,6 +18,7 @@ from maillage.node.cluster.gc import ChunkCollector
 from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
+from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.replicas.replica import LocalReplica
@@ -53,6 +54,7 @@ class Timings:
     max_clock_drift: float = DEFAULT_MAX_DRIFT  # how far a received version may lead this node's clock
     upload_budget: int = DEFAULT_UPLOAD_BUDGET  # bytes of uploads in flight on this node
     upload_wait: float = DEFAULT_UPLOAD_WAIT    # how long a message waits for that budget
+    upload_expiry: float = DEFAULT_UPLOAD_EXPIRY  # seconds an unfinished multipart upload is kept
 
     @property
     def gc_period(self) -> float:
@@ -106,10 +108,12 @@ class Node:
                                         grace=t.gc_grace, interval=t.gc_period, clock=clock)
         self.scrubber = Scrubber(self.local, rate=t.scrub_rate, interval=t.scrub_interval,
                                  on_corrupt=self.repairer.trigger, clock=clock)
+        self.upload_expiry = UploadExpiry(self.coordinator, self.service.uploads, t.upload_expiry, clock=clock,
+                                          rng=rng)
 
     @property
     def background(self) -> tuple[BackgroundLoop, ...]:
-        return self.gossip, self.repairer, self.collector, self.scrubber
+        return self.gossip, self.repairer, self.collector, self.scrubber, self.upload_expiry
 
     def start_background(self) -> None:
         for loop in self.background:

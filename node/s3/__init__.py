@@ -2,10 +2,7 @@
 
 `server` (addressing, authentication, the error boundary), `routes` (which operation a request is),
 `sigv4` (signatures), `payload` (request bodies and their checksums), `buckets`, `objects` and
-`multipart` (the operations), `xml` and `errors` (the wire format). See ARCHITECTURE.md, "S3 front door".
+`multipart` (the operations), `xml` and `errors` (the wire format), `door` (connections: caps and
+deadlines). See ARCHITECTURE.md ("Front doors") and S3.md. Nothing is imported here, so that the
+`maillage` command can read `door.DoorLimits` for its `--help` without loading the HTTP server.
 """
-
-from maillage.node.s3.common import Services
-from maillage.node.s3.server import S3Server
-
-__all__ = ["S3Server", "Services"]

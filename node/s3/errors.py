@@ -46,6 +46,7 @@ STATUS = {
     "MetadataTooLarge": 400,
     "NotImplemented": 501,
     "SlowDown": 503,
+    "RequestTimeout": 400,
     "ServiceUnavailable": 503,
     "InternalError": 500,
 }

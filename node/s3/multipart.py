@@ -14,9 +14,7 @@ aborted and answered NoSuchUpload; `start_expiry` runs the eager sweep in the ba
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -25,16 +23,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
-from maillage.node.errors import NodeError
-from maillage.node.runtime.background import BackgroundLoop
-from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.s3 import objects, payload, xml
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
 
 __all__ = ["create_upload", "upload_part", "upload_part_copy", "complete_upload", "abort_upload",
-           "list_parts", "list_uploads", "start_expiry", "UploadExpiry", "MAX_COMPLETE_BODY"]
+           "list_parts", "list_uploads", "MAX_COMPLETE_BODY"]
 
 log = logging.getLogger(__name__)
 
@@ -255,54 +250,3 @@ async def list_uploads(s: Services, call: Call) -> web.StreamResponse:
         _upload_element(root, upload, record.owner, enc)
     xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
     return xml_response(root)
-
-
-# ----- expiry --------------------------------------------------------------------------------
-
-class UploadExpiry(BackgroundLoop):
-    """Aborts the uploads begun more than `Services.upload_expiry` seconds ago, in every bucket,
-    every `interval` seconds (default: a tenth of the expiry, between 1 minute and 1 hour, with
-    jitter so that the nodes serving S3 do not sweep in step). Each sweep costs one listing of
-    each bucket's reserved space; a bucket that fails is logged and retried at the next sweep."""
-
-    task_name = "s3-upload-expiry"
-
-    def __init__(self, services: Services, *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
-                 rng: random.Random | None = None) -> None:
-        self._services = services
-        self._interval = interval if interval is not None else min(max(services.upload_expiry / 10, 60.0), 3600.0)
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self.aborted = 0
-
-    async def _loop(self) -> None:
-        while True:
-            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
-            try:
-                await self.sweep()
-            except Exception:  # a sweep must never kill the loop; the next one retries
-                log.exception("multipart upload expiry sweep failed")
-
-    async def sweep(self) -> int:
-        """One pass over every bucket; returns how many uploads it aborted."""
-        service, expiry = self._services.service, self._services.upload_expiry
-        aborted = 0
-        for record in await service.coordinator.list_buckets():
-            try:
-                aborted += await service.uploads.expire_uploads(record, expiry)
-            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
-                log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
-            await asyncio.sleep(0)
-        if aborted:
-            log.info("aborted %d multipart upload(s) older than %g s", aborted, expiry)
-        self.aborted += aborted
-        return aborted
-
-
-def start_expiry(services: Services, *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK) -> UploadExpiry:
-    """Start the background expiry of unfinished uploads (the S3 server calls this when it starts,
-    and `await expiry.stop()` when it stops)."""
-    expiry = UploadExpiry(services, interval=interval, clock=clock)
-    expiry.start()
-    return expiry
-

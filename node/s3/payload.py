@@ -26,6 +26,7 @@ unsigned-trailer stream with a CRC32C decodes at ~8.5 GB/s, a signed one with 64
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -299,8 +300,29 @@ def check_md5(actual: bytes, expected: bytes | None) -> None:
 
 # ----- the body ---------------------------------------------------------------------------------
 
+#: Seconds a request body may send nothing before the request is ended (RequestTimeout): a client
+#: that stops half way through a body must not hold its connection, its upload budget and a
+#: handler forever.
+BODY_IDLE_TIMEOUT = 30.0
+
+
+async def _idle_bounded(source: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """`source`, ended with RequestTimeout when no piece arrives for `seconds`."""
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                piece = await anext(source, None)
+        except TimeoutError:
+            raise S3Error("RequestTimeout", f"no byte of the request body arrived for {seconds:g} s; "
+                                            f"nothing was written") from None
+        if piece is None:
+            return
+        yield piece
+
+
 async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str, str] | None = None,
-               budget: UploadBudget | None = None, check_content_md5: bool = True) -> AsyncIterator[bytes]:
+               budget: UploadBudget | None = None, check_content_md5: bool = True,
+               idle_timeout: float = BODY_IDLE_TIMEOUT) -> AsyncIterator[bytes]:
     """The upload's bytes, decoded; raises S3Error before the stream ends when they do not match
     what was signed or sent. `checksum_headers=False` leaves x-amz-checksum-* headers unchecked (for
     a request whose checksum headers describe something else than its body, such as
@@ -308,7 +330,8 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
     algorithm -> base64 value of each checksum that was sent and matched. `budget`: the node's
     upload budget, which a signed aws-chunked chunk (held whole until its signature is checked)
     is counted against. `check_content_md5=False`: the caller hashes the body with MD5 anyway (an
-    object's ETag) and checks Content-MD5 itself (`objects.hashed_body`), so it is not hashed twice."""
+    object's ETag) and checks Content-MD5 itself (`objects.hashed_body`), so it is not hashed twice.
+    A body that sends nothing for `idle_timeout` seconds is RequestTimeout."""
     headers = call.request.headers
     auth = call.auth
     sent = _checksum_headers(headers) if checksum_headers else {}
@@ -330,7 +353,7 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
         running.append(Running("md5"))
     digest = hashlib.sha256() if auth.payload_sha256 is not None else None
 
-    source: AsyncIterator[bytes] = call.request.content.iter_chunked(READ_PIECE)
+    source: AsyncIterator[bytes] = _idle_bounded(call.request.content.iter_chunked(READ_PIECE), idle_timeout)
     chunked = None
     lease = budget.lease() if budget is not None and auth.streaming else None
     if auth.streaming:

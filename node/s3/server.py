@@ -3,9 +3,13 @@ the one error boundary.
 
 Addressing: path-style (`/<bucket>/<key>`) always; virtual-host-style (`<bucket>.<domain>/<key>`)
 when the node is given its S3 domain (`--s3-domain`). Every request is authenticated (SigV4,
-`sigv4.py`) before anything else, then `routes.operation` names the handler. Every failure becomes
-S3 XML with a request id (`x-amz-request-id`); the node's typed errors are mapped by `errors.TABLE`,
+`sigv4.py`) before anything else, then `routes.operation` names the operation and its handler, and
+the caller is admitted by the rule table both doors share. Every failure becomes S3 XML with a
+request id (`x-amz-request-id`); the node's typed errors by their `Reason` (`errors.CODES`),
 anything else is logged with the request id and answered InternalError without a traceback.
+
+Connections are accepted by `door.Door`, within its caps and deadlines; requests handled at once
+are capped too (503 SlowDown beyond `DoorLimits.max_requests`).
 
 TLS: the port serves HTTPS with `tls_context` (the node's certificate by default, chosen by
 `bootstrap.load_s3_tls`), or plain HTTP only when the node is told `--s3-plain-http`.
@@ -19,8 +23,9 @@ import ssl
 
 from aiohttp import web
 
-from maillage.node.s3 import multipart, routes, sigv4, xml
+from maillage.node.s3 import routes, sigv4, xml
 from maillage.node.s3.common import Call, Services
+from maillage.node.s3.door import Door, DoorLimits
 from maillage.node.s3.errors import S3Error, from_exception, new_request_id
 from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
@@ -49,14 +54,17 @@ def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[s
 
 class S3Server:
     def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None) -> None:
         self.address = address
+        self.limits = limits or DoorLimits()
+        self.door: Door | None = None
+        self._in_flight = 0
         self._services = services
         self._access = access
         self._domain = domain.lower().strip(".")
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
-        self._expiry: multipart.UploadExpiry | None = None
+        self.port = 0
 
     async def start(self) -> None:
         host, _, port = self.address.rpartition(":")
@@ -64,25 +72,34 @@ class S3Server:
         # itself would buffer (request.read()/post()), which no handler uses for uploads.
         app = web.Application(client_max_size=xml.MAX_XML_BODY)
         app.router.add_route("*", "/{path:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout is also aiohttp's deadline for a connection's first request line and
+        # headers (and the next ones'): the header deadline of `door.py`.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.limits.header_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port), ssl_context=self._ssl)
-        await site.start()
         self._runner = runner
-        self._expiry = multipart.start_expiry(self._services)
-        log.info("S3 front door on %s (%s)", self.address, "TLS" if self._ssl else "plain HTTP")
+        assert runner.server is not None
+        self.door = Door(runner.server, self._ssl, self.limits)
+        self.port = await self.door.start(host.strip("[]") or "0.0.0.0", int(port))
+        log.info("S3 front door on %s (%s; at most %d connections, %d per address, %d requests at once)",
+                 self.address, "TLS" if self._ssl else "plain HTTP", self.limits.max_connections,
+                 self.limits.max_per_address, self.limits.max_requests)
 
     async def stop(self) -> None:
-        if self._expiry is not None:
-            await self._expiry.stop()
-            self._expiry = None
+        if self.door is not None:
+            await self.door.stop()
+            self.door = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
+        self._in_flight += 1
         try:
+            if self._in_flight > self.limits.max_requests:
+                raise S3Error("SlowDown", f"this node is handling {self.limits.max_requests} S3 requests "
+                                          "already; retry later")
             response = await self._handle(request)
         except Exception as exc:  # the one error boundary: every failure becomes an S3 error document
             error = from_exception(exc)
@@ -91,6 +108,8 @@ class S3Server:
                 error = S3Error("InternalError", "the node failed to handle this request; see its log "
                                                  f"(request {request_id})")
             response = self._error_response(request, error, request_id)
+        finally:
+            self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
         return response

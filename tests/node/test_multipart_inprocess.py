@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from maillage.node.cluster.upload_expiry import UploadExpiry
 from maillage.node.data.coordinator import Coordinator, StreamEnd, Upload, UploadStream
 from maillage.node.data.multipart import (
     MAX_UPLOAD_KEY_BYTES,
@@ -24,9 +25,8 @@ from maillage.node.data.multipart import (
     multipart_md5,
 )
 from maillage.node.errors import InvalidArgument, InvalidKey, NoSuchKey
-from maillage.node.s3 import Services
 from maillage.node.s3.errors import S3Error
-from maillage.node.s3.multipart import UploadExpiry, complete_request
+from maillage.node.s3.multipart import complete_request
 from maillage.placement import bucket_partition
 from maillage.proto import pb
 from maillage.proto.etags import composed_etag
@@ -299,10 +299,10 @@ def test_unfinished_uploads_expire_lazily_and_by_the_sweep(mp) -> None:
             await put_part(mp, "scans", "old", old.upload_id, 2, b"late", expiry=30)
         assert not any(k for k in live_reserved(mp, "scans") if old.upload_id in k)
         await put_part(mp, "scans", "young", young.upload_id, 1, b"y", expiry=30)
-        # the sweep (what the S3 server runs in the background) aborts expired uploads everywhere
+        # the sweep (a background loop of every node) aborts expired uploads everywhere
         node = mp.nodes["toulouse-1"]
-        services = Services(node.service, node.layout, mp._executor, upload_expiry=30)
-        expiry = UploadExpiry(services, interval=1)
+        assert node.upload_expiry in node.background  # started with repair, GC and scrub, S3 port or not
+        expiry = UploadExpiry(node.coordinator, node.service.uploads, 30, interval=1)
         assert await expiry.sweep() == 1
         assert (await mpu.list_uploads("other")).uploads == []
         with pytest.raises(NoSuchUpload):

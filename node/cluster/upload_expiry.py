@@ -1,0 +1,67 @@
+"""Expiry of unfinished multipart uploads: a background loop like repair, GC and scrub.
+
+An upload begun and never completed holds its parts' chunks; S3 clients that crash leave such
+uploads behind. A node aborts an upload older than the expiry when it is next named (lazily, in
+`MultipartUploads`), and this loop sweeps every bucket for the ones nobody names again. It runs on
+every node, S3 port or not: uploads are the mesh's, not one door's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from maillage.node.data.coordinator import Coordinator
+from maillage.node.data.multipart import MultipartUploads
+from maillage.node.errors import NodeError
+from maillage.node.runtime.background import BackgroundLoop
+from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["DEFAULT_UPLOAD_EXPIRY", "UploadExpiry"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_EXPIRY = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
+
+
+class UploadExpiry(BackgroundLoop):
+    """Aborts the uploads begun more than `expiry` seconds ago, in every bucket, every `interval`
+    seconds (default: a tenth of the expiry, between 1 minute and 1 hour, with jitter so that the
+    nodes do not sweep in step). Each sweep costs one listing of each bucket's reserved space; a
+    bucket that fails is logged and retried at the next sweep."""
+
+    task_name = "upload-expiry"
+
+    def __init__(self, coordinator: Coordinator, uploads: MultipartUploads, expiry: float = DEFAULT_UPLOAD_EXPIRY,
+                 *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None) -> None:
+        self._coordinator = coordinator
+        self._uploads = uploads
+        self.expiry = expiry
+        self._interval = interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.aborted = 0
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
+            try:
+                await self.sweep()
+            except Exception:  # a sweep must never kill the loop; the next one retries
+                log.exception("multipart upload expiry sweep failed")
+
+    async def sweep(self) -> int:
+        """One pass over every bucket; returns how many uploads it aborted."""
+        aborted = 0
+        for record in await self._coordinator.list_buckets():
+            try:
+                aborted += await self._uploads.expire_uploads(record, self.expiry)
+            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
+                log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
+            await asyncio.sleep(0)
+        if aborted:
+            log.info("aborted %d multipart upload(s) older than %g s", aborted, self.expiry)
+        self.aborted += aborted
+        return aborted

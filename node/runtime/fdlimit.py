@@ -1,0 +1,44 @@
+"""Open files: raise the process's soft limit, and keep a reserve the S3 port can never use.
+
+Every connection, chunk file and RocksDB file is a file descriptor. When a flood of connections to
+the S3 port used up the default soft limit (often 1,024), the gRPC port failed too ("File
+descriptor limit reached"), and with it the node's part in replication. So a node raises its soft
+limit to the hard limit at start (and says so), and the S3 door's connection cap is bounded so
+that `RESERVED_FDS` stay for the gRPC port, the stores and the peers whatever the S3 port does.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+
+__all__ = ["RESERVED_FDS", "raise_open_files_limit", "s3_connection_cap"]
+
+log = logging.getLogger(__name__)
+
+#: File descriptors kept for everything but the S3 port: gRPC connections from clients and peers,
+#: chunk files being read or written, RocksDB's files, the node's own channels.
+RESERVED_FDS = 1024
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.info("open files limit raised from %d to %d", soft, target)
+            return target
+        except (ValueError, OSError) as err:
+            log.warning("open files limit stays %d (could not raise it to %d: %s)", soft, target, err)
+    return soft
+
+
+def s3_connection_cap(wanted: int, soft_limit: int) -> int:
+    """The S3 door's connection cap: `wanted`, but never into the reserve of the other ports."""
+    cap = min(wanted, soft_limit - RESERVED_FDS)
+    if cap < wanted:
+        log.warning("S3 connections capped at %d (open files limit %d, %d kept for gRPC and the stores)",
+                    max(cap, 16), soft_limit, RESERVED_FDS)
+    return max(cap, 16)
