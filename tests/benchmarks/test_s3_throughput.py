@@ -10,7 +10,7 @@ import sys
 import pytest
 
 pytest.importorskip("boto3")
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 
 def test_s3_and_native_cells_side_by_side(tmp_path):

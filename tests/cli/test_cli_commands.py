@@ -12,8 +12,6 @@ import pytest
 
 from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 
-pytestmark = pytest.mark.cluster
-
 SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("toulouse-1", "eu/fr/occitanie"),
          SiteSpec("munich-1", "eu/de/bayern"))
 FRENCH = {"paris-1", "toulouse-1"}

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from maillage.client import admin as residency
 from maillage.proto import pb
 from maillage.testing.localmesh import make_layout
@@ -20,7 +18,6 @@ GERMAN_SITES = {"munich-1", "nuremberg-1"}
 FRANCE_KEYS = ("notes/hello.txt", "scans/ct-0001.bin", "archive/backup-2026.bin")
 
 
-@pytest.mark.cluster
 def test_demo_once_keeps_france_only_data_in_france(tmp_path: Path):
     keep = tmp_path / "mesh"
     env = {k: v for k, v in os.environ.items() if k not in ("MAILLAGE_ENDPOINT", "MAILLAGE_KEEP_MESH")}

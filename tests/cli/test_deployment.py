@@ -15,11 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from maillage.testing.localmesh import free_ports
-
-pytestmark = pytest.mark.cluster
 
 SITES = (("paris-1", "eu/fr/idf"), ("toulouse-1", "eu/fr/occitanie"), ("munich-1", "eu/de/bayern"))
 

@@ -25,8 +25,6 @@ from maillage.testing.localmesh import DEMO_TENANT, LocalMesh, free_port, make_l
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
 from .helpers import admin_call, chunk_holders, holders, inventory, manifest_digests, node_status, sealing_scopes
 
-pytestmark = pytest.mark.cluster
-
 FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-after", "1.5",
         "--down-after", "4", "--repair-interval", "0.5", "--repair-rate", "200",
         "--scrub-rate", "50", "--scrub-interval", "1", "--gc-grace", "3")

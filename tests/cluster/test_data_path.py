@@ -24,8 +24,6 @@ from maillage.storage import DataKeys, open_chunk_file
 from .conftest import CHUNK, FRENCH
 from .helpers import chunk_holders, files_containing, holders, inventory
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.fixture(scope="module")
 def buckets(client):

@@ -17,8 +17,6 @@ from maillage.testing.localmesh import LocalMesh, make_layout
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
 from .helpers import files_containing, inventory, node_status
 
-pytestmark = pytest.mark.cluster
-
 FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-after", "1.5",
         "--down-after", "4", "--repair-interval", "0.5", "--gc-grace", "3")
 OLD_KEY = "patients/dupont-jeanne-1961-04-02.txt"

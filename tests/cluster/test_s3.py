@@ -16,8 +16,6 @@ boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-pytestmark = pytest.mark.cluster
-
 CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"},
                 retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30)
 

@@ -38,8 +38,6 @@ from .conftest import CHUNK, FRENCH, POLICIES, SITES
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
 
-pytestmark = pytest.mark.cluster
-
 REGION = "us-east-1"
 MIB = 1024 * 1024
 TOOL_TIMEOUT = 120

@@ -25,8 +25,6 @@ from boto3.s3.transfer import TransferConfig  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-pytestmark = pytest.mark.cluster
-
 MIB = 1024 * 1024
 CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"},
                 retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)

@@ -26,7 +26,7 @@ from botocore import UNSIGNED  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 BUCKET, POLICY, OWNER = "rules-target", "france-only", "hospital"
 UPLOAD = "0" * 32  # an upload id that names no upload

@@ -30,8 +30,6 @@ import botocore.utils  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError, SSLError  # noqa: E402
 
-pytestmark = pytest.mark.cluster
-
 CHUNK = 256 * 1024
 SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("munich-1", "eu/de/bayern"))
 POLICIES = (Policy(name="eu-wide", allow=(("eu",),), replicas=2, spread=2),)

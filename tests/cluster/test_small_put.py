@@ -18,8 +18,6 @@ from maillage.proto.limits import INLINE_MAX
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.fixture(scope="module")
 def bucket(client):

@@ -11,8 +11,6 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from maillage.client import NoSuchKey
 
-pytestmark = pytest.mark.cluster
-
 KEYS = st.sampled_from(["a", "a/b", "a/c", "b", "b/x/y", "café", "z" * 40])
 # Large bodies come from a drawn seed and size, not drawn byte by byte (hypothesis caps input size).
 LARGE = st.builds(lambda seed, size: random.Random(seed).randbytes(size),

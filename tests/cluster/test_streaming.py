@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from maillage.client import Client
 from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
-
-pytestmark = pytest.mark.cluster
 
 MiB = 1024 * 1024
 OBJECT = 384 * MiB

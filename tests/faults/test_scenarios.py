@@ -69,7 +69,6 @@ def test_site_kill_during_writes_then_restart(harness_mode):
 
 # ----- 2. region partition, both directions then one-way --------------------------------------------
 
-@pytest.mark.netns
 def test_region_partition_both_ways_then_one_way(harness_mode):
     require_netns("a region partition")
     with Harness(mode=harness_mode) as h:
@@ -149,7 +148,6 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
 
 # ----- 4. disk full on one node ------------------------------------------------------------------
 
-@pytest.mark.netns
 def test_disk_full_on_one_node_never_a_wrong_ack(harness_mode):
     require_netns("a tmpfs disk")
     with Tmpfs("24m") as disk:

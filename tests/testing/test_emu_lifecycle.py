@@ -15,8 +15,6 @@ from conftest import SERVERS, require_netns  # noqa: E402
 from maillage.testing import Mesh, Supervisor, Tmpfs, faketime_available, fill, flip_bit, truncate
 from maillage.testing._sh import run
 
-pytestmark = pytest.mark.netns
-
 
 def _alive(pid: int) -> bool:
     try:

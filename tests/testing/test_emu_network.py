@@ -5,13 +5,10 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
 from conftest import ECHO_PORT, SINK_PORT  # noqa: E402  (tests/testing on sys.path)
 
 from maillage.testing import HOST
 from maillage.testing._sh import run
-
-pytestmark = pytest.mark.netns
 
 
 def reach(m, src, dst, timeout=0.5):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
 from conftest import ECHO_PORT  # noqa: E402
-
-pytestmark = pytest.mark.netns
 
 
 def test_latency_adds_configured_delay_both_ways(net, rtt):
