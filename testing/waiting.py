@@ -8,6 +8,7 @@ holds or the bound is reached, and then fails saying what was awaited and what i
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -42,17 +43,19 @@ def eventually(predicate: Callable[[], T], *, timeout: float = 30.0, what: str =
         interval = min(interval * 1.5, max_interval)
 
 
-async def eventually_async(predicate: Callable[[], Awaitable[T]], *, timeout: float = 30.0, what: str = "condition",
-                           interval: float = 0.05, max_interval: float = 0.5,
+async def eventually_async(predicate: Callable[[], Awaitable[T] | T], *, timeout: float = 30.0,
+                           what: str = "condition", interval: float = 0.05, max_interval: float = 0.5,
                            retry_on: tuple[type[BaseException], ...] = ()) -> T:
-    """`eventually` for an async predicate, awaited in the running loop."""
+    """`eventually` inside a running event loop, which keeps running while it waits: the predicate
+    may be async (awaited) or a plain function of the loop's state (a task's progress)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: object = None
     error: BaseException | None = None
     while True:
         try:
-            last, error = await predicate(), None
+            value = predicate()
+            last, error = (await value if inspect.isawaitable(value) else value), None
             if last:
                 return last  # type: ignore[return-value]
         except retry_on as exc:

@@ -66,6 +66,11 @@ class UploadBudget:
             raise
         return n
 
+    @property
+    def waiting(self) -> int:
+        """How many acquires are waiting for bytes (for tests that act once something waits)."""
+        return sum(1 for _, fut in self._waiters if not fut.done())
+
     def release(self, n: int) -> None:
         self.used -= n
         self._wake()

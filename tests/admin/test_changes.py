@@ -24,9 +24,10 @@ from maillage.placement import (
     partition_table,
 )
 from maillage.placement import changes as c
+from maillage.testing.examples import examples
 
 TB = 10**12
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(0.3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FRANCE = Policy("france-only", (("eu", "fr"),), 2, 3)
 EUROPE = Policy("eu-wide", (("eu",),), 2, 2)
 

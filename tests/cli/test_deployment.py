@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from maillage.testing import eventually
 from maillage.testing.localmesh import free_ports
 
 SITES = (("paris-1", "eu/fr/idf"), ("toulouse-1", "eu/fr/occitanie"), ("munich-1", "eu/de/bayern"))
@@ -73,14 +73,13 @@ def test_a_new_mesh_from_the_command_line(tmp_path: Path):
         # 5. the admin's profile: status until every node answers
         admin = {"MAILLAGE_CONFIG_FILE": str(cluster / "admin.conf"), "MAILLAGE_CLUSTER_DIR": str(cluster),
                  "MAILLAGE_ENDPOINT": addresses["paris-1"]}
-        deadline = time.monotonic() + 30
-        while True:
+        def every_node_answers() -> bool:
             status = run("status", cwd=admin_dir, env=admin, check=False)
-            if status.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert status.returncode == 0, status.stdout + status.stderr + "".join(
-            (m / "node.log").read_text() for m in machines.values())
+            assert status.returncode == 0, status.stdout + status.stderr + "".join(
+                (m / "node.log").read_text() for m in machines.values())
+            return True
+        eventually(every_node_answers, timeout=30, what="every node answering `maillage status`",
+                   retry_on=(AssertionError,))
         run("tenant", "create", "hospital", cwd=admin_dir, env=admin)
         made = run("key", "create", "--tenant", "hospital", cwd=admin_dir, env=admin).stdout
         # a user gets a client trust dir (no private cluster key) and the printed profile

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import replace
 
 import grpc
@@ -20,6 +19,7 @@ from maillage.client.admin import collect_audit, write_signed_layout
 from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
 from maillage.proto import pb
 from maillage.proto.trust.signing import LayoutSigner
+from maillage.testing import eventually
 from maillage.testing.localmesh import DEMO_TENANT, LocalMesh, free_port, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
@@ -29,17 +29,6 @@ FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-af
         "--down-after", "4", "--repair-interval", "0.5", "--repair-rate", "200",
         "--scrub-rate", "50", "--scrub-interval", "1", "--gc-grace", "3")
 SETTLE = 40.0  # seconds: the bound stated for every scenario below
-
-
-def wait_until(predicate, timeout: float = SETTLE, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
 def seen_as(mesh: LocalMesh, observer: str, node: str) -> str:
@@ -81,7 +70,7 @@ def test_wiped_node_is_rebuilt_from_its_peers(mesh):
         mesh.kill(victim)
         shutil.rmtree(mesh.data_dir(victim))
         mesh.start_node(victim)
-        wait_until(lambda: fully_replicated(mesh), what="full replication after a wipe")
+        eventually(lambda: fully_replicated(mesh), timeout=SETTLE, what="full replication after a wipe")
         after = inventory(mesh, mesh.address(victim))
         assert set(after.all_chunks) == set(before.all_chunks)
         assert_all_readable(c, "scans", objects)
@@ -96,7 +85,7 @@ def test_writes_during_an_outage_are_handed_back(mesh):
         victim = "lyon-1"
         mesh.kill(victim)
         # suspected (routed around), not yet marked out: writes go to handoff nodes
-        wait_until(lambda: seen_as(mesh, "paris-1", victim) == "suspect", timeout=4,
+        eventually(lambda: seen_as(mesh, "paris-1", victim) == "suspect", timeout=4,
                    what=f"{victim} suspected by paris-1")
         objects = load(c, "frdata", 8)
         table = partition_table(mesh.layout, "france-only")
@@ -109,8 +98,8 @@ def test_writes_during_an_outage_are_handed_back(mesh):
             held = set(inventory(mesh, mesh.address(victim)).all_chunks)
             extra = [d for d in owed if chunk_holders(mesh, d) - set(table.replicas(chunk_partition(d, table.bits)))]
             return owed <= held and not extra
-        wait_until(handed_back, what="hand-back of hinted writes")
-        wait_until(lambda: fully_replicated(mesh), what="full replication after hand-back")
+        eventually(handed_back, timeout=SETTLE, what="hand-back of hinted writes")
+        eventually(lambda: fully_replicated(mesh), timeout=SETTLE, what="full replication after hand-back")
         assert_all_readable(c, "frdata", objects)
         # pushed or pulled with their tenant's name: sealed with the owner's key on the victim too
         assert set(sealing_scopes(mesh, victim, owed).values()) == {("tenant", DEMO_TENANT)}
@@ -124,7 +113,7 @@ def test_marked_out_node_is_replaced_and_data_stays_in_policy(mesh):
         # past --down-after the two French survivors must each hold every French object
         def survivors_hold_everything():
             return all(holders(mesh, "frdata", key) >= {"toulouse-1", "lyon-1"} for key in objects)
-        wait_until(survivors_hold_everything, what="re-replication of a marked-out node")
+        eventually(survivors_hold_everything, timeout=SETTLE, what="re-replication of a marked-out node")
         for key in objects:
             assert holders(mesh, "frdata", key) <= FRENCH
         assert_all_readable(c, "frdata", objects)
@@ -145,7 +134,7 @@ def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
         def scrubbed_and_repaired():
             status = node_status(mesh, node)
             return status.scrub.corrupt_found >= 1 and path.exists() and path.read_bytes() != bytes(raw)
-        wait_until(scrubbed_and_repaired, what="scrub quarantine and re-fetch")
+        eventually(scrubbed_and_repaired, timeout=SETTLE, what="scrub quarantine and re-fetch")
         assert c.get_object("frdata", "rot").read() == data
 
 
@@ -155,7 +144,8 @@ def test_tombstones_expire_once_every_owner_has_them(mesh):
         c.put_object("frdata", "gone", b"x" * 100)
         c.delete_object("frdata", "gone")
         assert holders(mesh, "frdata", "gone"), "the tombstone is stored first"
-        wait_until(lambda: not holders(mesh, "frdata", "gone"), what="tombstone expiry after --gc-grace")
+        eventually(lambda: not holders(mesh, "frdata", "gone"), timeout=SETTLE,
+                   what="tombstone expiry after --gc-grace")
         with pytest.raises(NoSuchKey):
             c.head_object("frdata", "gone")
 
@@ -178,7 +168,7 @@ def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
                         if chunk_holders(mesh, d) != set(new_table.replicas(chunk_partition(d, new_table.bits))):
                             return False
                 return True
-            wait_until(rebalanced, timeout=60, what="rebalance onto the added site")
+            eventually(rebalanced, timeout=60, what="rebalance onto the added site")
             moved = [d for key in objects for d in manifest_digests(mesh, "frdata", key)
                      if set(old_table.replicas(chunk_partition(d, old_table.bits)))
                      != set(new_table.replicas(chunk_partition(d, new_table.bits)))]
@@ -205,11 +195,11 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
                pb.LayoutDoc(version=bigger.version, text=text, signature=mesh.signer.sign(bigger.version, text)))
     def everyone_adopted():
         return all(node_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
-    wait_until(everyone_adopted, timeout=15, what="layout spread by gossip")
+    eventually(everyone_adopted, timeout=15, what="layout spread by gossip")
     def states():
         return {p.node_id: p.state for p in node_status(mesh, "paris-1").peers}
     # in the layout but never started: suspected once its grace since paris-1 started is over
-    wait_until(lambda: states()["nantes-1"] in ("suspect", "down"), timeout=10, what="suspicion")
+    eventually(lambda: states()["nantes-1"] in ("suspect", "down"), timeout=10, what="suspicion")
     assert all(states()[n] == "up" for n in ("toulouse-1", "lyon-1", "munich-1"))
 
 
@@ -252,7 +242,7 @@ def test_status_and_repair_commands(mesh):
     mesh.kill("munich-1")
     def seen_as(node_id):
         return {r["node"]: r["seen_as"] for r in json.loads(maillage("status", "--json").stdout)["nodes"]}[node_id]
-    wait_until(lambda: seen_as("munich-1") != "up", timeout=10, what="munich-1 seen as suspect")
+    eventually(lambda: seen_as("munich-1") != "up", timeout=10, what="munich-1 seen as suspect")
     down = maillage("status")
     assert down.returncode == 1 and "munich-1" in down.stdout and "unreachable" in down.stdout
 
@@ -269,7 +259,8 @@ def test_unreferenced_chunks_are_collected_and_referenced_ones_kept(mesh):
         c.put_object("frdata", "replaced", new_data)
         c.delete_object("frdata", "deleted")
         new = manifest_digests(mesh, "frdata", "replaced")
-        wait_until(lambda: not any(chunk_holders(mesh, d) for d in old), what="chunk GC after --gc-grace")
+        eventually(lambda: not any(chunk_holders(mesh, d) for d in old), timeout=SETTLE,
+                   what="chunk GC after --gc-grace")
         assert all(len(chunk_holders(mesh, d)) >= 2 for d in kept + new)
         assert c.get_object("frdata", "replaced").read() == new_data
         assert sum(node_status(mesh, n.id).gc.chunks_removed for n in mesh.layout.nodes) >= len(old)

@@ -6,12 +6,11 @@ refused. What each node stores is read from the node itself (Replica.Inventory) 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from maillage.client import Client, NoSuchKey, OutsidePolicy
 from maillage.placement import bucket_partition, partition_table
+from maillage.testing import eventually
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
@@ -21,15 +20,7 @@ FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-af
         "--down-after", "4", "--repair-interval", "0.5", "--gc-grace", "3")
 OLD_KEY = "patients/dupont-jeanne-1961-04-02.txt"
 GERMAN = "munich-1"
-
-
-def wait_until(predicate, timeout: float = 40.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {timeout} s")
+SETTLE = 40.0  # seconds: the bound for repair to act
 
 
 def owners(mesh: LocalMesh, bucket: str, policy: str) -> tuple[str, ...]:
@@ -75,8 +66,10 @@ def test_a_recreated_bucket_leaves_no_trace_of_the_old_keys_outside_the_old_poli
         c.put_object(name, "fresh", b"new")
         mesh.start_node(stale)
         start = {n.id: rounds(mesh, n.id) for n in mesh.layout.nodes}
-        wait_until(lambda: all(rounds(mesh, n) >= r + 4 for n, r in start.items()), what="4 repair rounds")
-        wait_until(lambda: OLD_KEY not in key_names(mesh, stale), what="the stale node dropping the old key")
+        eventually(lambda: all(rounds(mesh, n) >= r + 4 for n, r in start.items()), timeout=SETTLE,
+                   what="4 repair rounds")
+        eventually(lambda: OLD_KEY not in key_names(mesh, stale), timeout=SETTLE,
+                   what="the stale node dropping the old key")
         for node in mesh.layout.nodes:
             if node.id not in FRENCH:
                 assert OLD_KEY not in key_names(mesh, node.id), node.id

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from maillage.client import NoSuchKey
+from maillage.testing.examples import examples
 
 KEYS = st.sampled_from(["a", "a/b", "a/c", "b", "b/x/y", "café", "z" * 40])
 # Large bodies come from a drawn seed and size, not drawn byte by byte (hypothesis caps input size).
@@ -65,6 +66,6 @@ def test_sdk_matches_a_dict_model(client, stateful_bucket):
                     assert summary.size == len(self.model[summary.key])
 
     MeshVersusDict.TestCase.settings = settings(
-        max_examples=8, stateful_step_count=15, deadline=None,
+        max_examples=examples(0.08), stateful_step_count=15, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     MeshVersusDict.TestCase().runTest()

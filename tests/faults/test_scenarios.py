@@ -21,6 +21,7 @@ from maillage.proto.frame import chunk_digest, decode_frame
 from maillage.proto.limits import INLINE_MAX
 from maillage.proto.naming import chunk_key
 from maillage.storage import DataKeys, open_chunk_file
+from maillage.testing import eventually
 from maillage.testing.checker import read_final, replication_state
 from maillage.testing.disk import Tmpfs, fill, flip_bit
 from maillage.testing.harness import CHUNK_SIZE, FRANCE, GERMANY, Harness
@@ -135,11 +136,8 @@ def test_frame_corruption_read_from_good_copy_then_repaired(harness_mode):
         report = h.check(replication_bound=REPAIR_BOUND)
         _assert_clean(report, h)
         # the repaired copy: the victim holds a verified frame of the chunk again (repair/scrub)
-        deadline = time.monotonic() + REPAIR_BOUND
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert path.exists(), (f"chunk {digest.hex()[:12]} not re-fetched onto {victim} within "
-                               f"{REPAIR_BOUND:.0f}s after quarantine (repair/scrub)")
+        eventually(path.exists, timeout=REPAIR_BOUND,
+                   what=f"chunk {digest.hex()[:12]} re-fetched onto {victim} after quarantine (repair/scrub)")
         # chunk files are encrypted at rest: open the file with the victim's own keys, then check the frame
         keys = DataKeys.read_only(h.mesh.data_dir(victim) / "meta", h.mesh.trust_dir(victim) / "data.key")
         decode_frame(open_chunk_file(path.read_bytes(), digest, keys), expected_digest=digest,

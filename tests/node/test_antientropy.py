@@ -15,6 +15,7 @@ from maillage.node.replicas.antientropy import (
     entries_to_push,
     listing_digest,
 )
+from maillage.testing.examples import examples
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 # (version, writer) names one write, so it fixes whether that write was a delete.
@@ -36,7 +37,7 @@ def pull(into: dict, source: dict, expired=lambda e: False) -> None:
         into[e.key] = e
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(2), deadline=None)
 @given(st.lists(st.lists(ENTRIES, max_size=8), min_size=2, max_size=4))
 def test_pull_rounds_converge_to_last_writer_wins(replica_writes):
     replicas = [index(w) for w in replica_writes]
@@ -130,5 +131,5 @@ class ExpiryMachine(RuleBasedStateMachine):
                 assert newest is None or newest.deleted or newest.version > last.version, (key, newest, last)
 
 
-ExpiryMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+ExpiryMachine.TestCase.settings = settings(max_examples=examples(0.6), stateful_step_count=40, deadline=None)
 TestExpiry = ExpiryMachine.TestCase

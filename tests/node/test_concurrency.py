@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillage.node.runtime.concurrency import gather_bounded
+from maillage.testing.examples import examples
 
 
 @given(st.lists(st.integers(0, 3), max_size=40), st.integers(1, 8))
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(0.5), deadline=None)
 def test_results_in_order_and_the_bound_holds(delays: list[int], limit: int) -> None:
     running, most = [0], [0]
 

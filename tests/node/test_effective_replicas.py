@@ -13,9 +13,10 @@ from placement_strategies import make_layout, site_specs  # noqa: E402
 
 from maillage.node.replicas.quorum import effective_replicas
 from maillage.placement import Policy, PolicyUnsatisfiable, partition_table  # noqa: E402
+from maillage.testing.examples import examples
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(0.4), deadline=None)
 @given(site_specs(min_sites=3, max_sites=10), st.integers(2, 3), st.data())
 def test_out_nodes_are_replaced_inside_the_policy_on_distinct_sites(specs, replicas, data):
     layout = make_layout(specs, [Policy("p", (("eu",),), replicas)], bits=6)

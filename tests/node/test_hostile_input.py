@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
@@ -19,6 +19,8 @@ from maillage.node.service.tenancy import CALLER, Caller
 from maillage.proto import bulk, pb
 from maillage.proto.reasons import ERROR_KEY, Reason
 from maillage.proto.trust.access import AccessKey
+from maillage.testing import eventually_async
+from maillage.testing.examples import examples
 from maillage.testing.inmemory import InMemoryMesh
 
 from .conftest import TIMINGS, make_layout
@@ -184,7 +186,7 @@ def test_random_messages_get_a_clean_answer(node, service, method, caplog) -> No
     caller = Caller(node_id="toulouse-1") if service != "objects" else Caller(key=admin)
 
     @given(st.data())
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples(0.4), deadline=None)
     def check(data) -> None:
         request = _build(descriptor, data.draw(_fields(descriptor)))
         context = _call(loop, getattr(handlers[service], method), request, caller)
@@ -198,7 +200,7 @@ def test_random_messages_get_a_clean_answer(node, service, method, caplog) -> No
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(1.5), deadline=None)
 def test_random_raw_bytes_to_the_bulk_methods(node, raw: bytes) -> None:
     mesh, loop, handlers, admin = node
     bulk_handlers = handlers["bulk"]
@@ -272,7 +274,7 @@ def test_the_budget_waits_then_says_overloaded() -> None:
         budget = UploadBudget(100, wait=0.2)
         held = await budget.acquire(80)
         waiter = asyncio.ensure_future(budget.acquire(30))
-        await asyncio.sleep(0.05)
+        await eventually_async(lambda: budget.waiting == 1, timeout=10, what="the second acquire waiting")
         assert not waiter.done()  # backpressure
         budget.release(held)
         assert await waiter == 30 and budget.used == 30
@@ -310,7 +312,9 @@ def test_hanging_uploads_hold_at_most_the_budget_then_get_resource_exhausted(nod
             except Aborted:
                 pass
         tasks = [asyncio.ensure_future(one(c)) for c in contexts]
-        await asyncio.sleep(1.0)
+        # every upload holds its bytes and hangs, or was refused after waiting `wait` for them
+        await eventually_async(lambda: budget.waiting == 0 and any(c.code is not None for c in contexts),
+                               timeout=10, what="the uploads that do not fit refused, the others hanging")
         assert budget.used <= budget.limit
         hang.set()
         await asyncio.gather(*tasks)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from maillage.node.errors import NoSuchKey, QuorumNotReached
+from maillage.testing.examples import examples
 from maillage.testing.inmemory import InMemoryMesh
 
 from .conftest import FRENCH, TIMINGS, make_layout
@@ -114,5 +115,5 @@ class MeshMachine(RuleBasedStateMachine):
         assert not list(munich.chunks.iter_digests())
 
 
-MeshMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=20, deadline=None)
+MeshMachine.TestCase.settings = settings(max_examples=examples(0.15), stateful_step_count=20, deadline=None)
 TestMeshModel = MeshMachine.TestCase

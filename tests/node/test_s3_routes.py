@@ -12,6 +12,7 @@ from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
 from maillage.node.service.rules import OPERATIONS, S3_OPERATIONS
+from maillage.testing.examples import examples
 
 CASES = [
     ("GET", "", "", {}, {}, buckets.list_buckets),
@@ -91,7 +92,7 @@ _XML_BODIES = st.one_of(
 
 
 @given(_XML_BODIES)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3), deadline=None)
 def test_request_xml_parsers_answer_a_result_or_an_s3_error(body: bytes) -> None:
     """Hostile bodies for every XML a request can carry: parsed, or refused with an S3 error
     (MalformedXML for anything not well-formed or of the wrong shape), never another exception."""

@@ -26,6 +26,7 @@ from maillage.placement import (
     parse_layout,
     parse_location,
 )
+from maillage.testing.examples import examples
 
 EXAMPLE = """\
 version = 3
@@ -128,7 +129,7 @@ def test_locations():
             parse_location(bad)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(0.6), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layouts(states=True))
 def test_toml_round_trip(layout):
     text = format_layout(layout)
@@ -138,7 +139,7 @@ def test_toml_round_trip(layout):
     assert again.fingerprint() == layout.fingerprint()
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(0.3), deadline=None)
 @given(layouts(), st.integers(0, 2**32))
 def test_order_of_entries_does_not_matter(layout, st_seed):
     rng = random.Random(st_seed)

@@ -19,8 +19,9 @@ from maillage.placement import (
     partition_table,
 )
 from maillage.placement.table import LOAD_EPSILON, build_table
+from maillage.testing.examples import examples
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(0.4), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _sites_of(layout, policy):
@@ -132,7 +133,7 @@ def _moved_fraction(old, new):
     return sum(len(set(b) - set(a)) for a, b in moved.values()) / (len(old) * old.policy.replicas)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(0.15), deadline=None)
 @given(st.integers(0, 2**32))
 def test_adding_a_site_inside_moves_close_to_ideal(seed):
     rng = random.Random(seed)
@@ -153,7 +154,7 @@ def test_adding_a_site_inside_moves_close_to_ideal(seed):
     assert 0.5 * ideal <= got <= (1 + LOAD_EPSILON) * ideal + 2 / len(new), (got, ideal)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(0.25), deadline=None)
 @given(site_specs(min_sites=8, max_sites=25), st.integers(2, 3))
 def test_capacity_weighted_balance(specs, replicas):
     layout = make_layout(specs, [Policy("all", (("eu",),), replicas)], bits=10)

@@ -25,6 +25,7 @@ from maillage.proto.trust.access import (
     secret_of,
 )
 from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner
+from maillage.testing.examples import examples
 
 NOW = 1_760_000_000_000
 
@@ -144,7 +145,7 @@ def test_permits_table() -> None:
         permits(doc, rw.key_id, "read", "scans")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(0.6), deadline=None)
 @given(doc=docs(), action=st.sampled_from(["read", "write", "admin"]), bucket=st.none() | bucket_names,
        data=st.data())
 def test_permits_matches_its_rules(doc: AccessDoc, action: str, bucket: str | None, data: st.DataObject) -> None:
@@ -172,7 +173,7 @@ def test_permits_matches_its_rules(doc: AccessDoc, action: str, bucket: str | No
 # The codec
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(0.8), deadline=None)
 @given(doc=docs())
 def test_codec_round_trip_is_exact_and_deterministic(doc: AccessDoc) -> None:
     text = encode_access(doc)

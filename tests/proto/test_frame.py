@@ -24,6 +24,7 @@ from maillage.proto.frame import (
     read_frame_header,
     verify_frame,
 )
+from maillage.testing.examples import examples
 
 compressible = st.builds(
     lambda word, n: word * n, st.binary(min_size=1, max_size=16), st.integers(1, 4000)
@@ -32,7 +33,7 @@ anything = st.one_of(st.binary(max_size=20_000), compressible)
 
 
 @given(anything, st.sampled_from([0, 1, 3, 9]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(2), deadline=None)
 def test_round_trip(data: bytes, level: int) -> None:
     frame = encode_frame(data, level=level)
     header = read_frame_header(frame)
@@ -92,7 +93,7 @@ def test_every_single_bit_flip_is_rejected(data: bytes) -> None:
 
 
 @given(anything, st.data())
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 def test_random_bit_flips_rejected(data: bytes, draw: st.DataObject) -> None:
     frame = bytearray(encode_frame(data))
     pos = draw.draw(st.integers(0, len(frame) - 1))
@@ -256,7 +257,7 @@ def _unsized(plain: bytes) -> bytes:
 
 
 @given(anything)
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 def test_a_payload_without_a_declared_size_decodes_within_the_header_length(data: bytes) -> None:
     frame = _zstd_frame(_unsized(data), len(data), chunk_digest(data))
     assert decode_frame(frame) == data
@@ -264,7 +265,7 @@ def test_a_payload_without_a_declared_size_decodes_within_the_header_length(data
 
 
 @given(anything.filter(len), st.integers(1, 1000))
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 def test_an_unsized_payload_longer_than_the_header_says_is_refused(data: bytes, cut: int) -> None:
     short = max(0, len(data) - cut)
     frame = _zstd_frame(_unsized(data), short, chunk_digest(data[:short]))
@@ -314,7 +315,7 @@ segments = st.lists(
 
 
 @given(segments)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(0.4), deadline=None)
 def test_large_chunks_round_trip_whatever_the_samples_decide(parts: list[bytes]) -> None:
     data = b"".join(parts) + _noise(0, SAMPLE_ABOVE)  # above the sampling size, mixed content
     frame = encode_frame(data)

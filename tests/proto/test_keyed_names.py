@@ -33,6 +33,7 @@ from maillage.proto.trust.access import (
     parse_access,
     revoke_key,
 )
+from maillage.testing.examples import examples
 
 KEY = chunk_key("11" * 32, "hospital", "france-only")
 OTHER = chunk_key("11" * 32, "housing", "france-only")
@@ -63,7 +64,7 @@ def test_no_secret_means_unkeyed_names() -> None:
 
 
 @given(anything, st.sampled_from([0, 1, 3]), st.booleans())
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(2), deadline=None)
 def test_round_trip_with_and_without_key(data: bytes, level: int, keyed: bool) -> None:
     key = KEY if keyed else None
     frame = encode_frame(data, level=level, key=key)
@@ -139,7 +140,7 @@ def test_every_single_bit_flip_of_a_keyed_frame_is_rejected_with_and_without_the
 
 
 @given(anything, st.booleans(), st.data())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(1.5), deadline=None)
 def test_random_bit_flips_rejected_with_and_without_key(data: bytes, keyed: bool, draw: st.DataObject) -> None:
     key = KEY if keyed else None
     frame = bytearray(encode_frame(data, key=key))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.storage import ChunkNotFound, ChunkStore, CorruptFrame, DiskFull, StorageUnavailable
+from maillage.testing.examples import examples
 
 
 def _frame(i: int, size: int = 1000) -> tuple[bytes, bytes]:
@@ -130,7 +131,7 @@ def test_file_holding_another_chunk_is_rejected(store: ChunkStore) -> None:
 
 @given(st.lists(st.binary(min_size=32, max_size=32), max_size=60, unique=True),
        st.integers(1, 20), st.data())
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(0.3), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_iter_digests_by_partition_equals_brute_force(
     tmp_path: Path, digests: list[bytes], bits: int, data: st.DataObject
 ) -> None:

@@ -21,6 +21,7 @@ from maillage.storage import (
     StorageUnavailable,
     encode_manifest,
 )
+from maillage.testing.examples import examples
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ versions = st.lists(st.tuples(st.integers(0, 50), st.sampled_from(["", "a", "b"]
 
 
 @given(versions, st.randoms(use_true_random=False), st.booleans())
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(0.25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_lww_any_order_leaves_the_max(meta: MetaStore, vs, rnd, batched: bool) -> None:
     key = f"k-{os.urandom(8).hex()}"  # a fresh key per example: the store is shared
     order = list(vs)

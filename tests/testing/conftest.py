@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from maillage.testing import Mesh
+from maillage.testing import Mesh, eventually
 from maillage.testing.netns import require_netns  # noqa: F401  (used by the test modules)
 
 ECHO_PORT = 7000
@@ -48,11 +48,9 @@ def mesh():
     with Mesh(["a", "b", "c"]) as m:
         for s in m.sites:
             m.run_in(s, [sys.executable, "-c", SERVERS])
-        deadline = time.monotonic() + 10
         for s in m.sites:
-            while not m.can_connect(s, ("127.0.0.1", ECHO_PORT), 0.5):
-                assert time.monotonic() < deadline, f"echo server in {s} did not start"
-                time.sleep(0.05)
+            eventually(lambda s=s: m.can_connect(s, ("127.0.0.1", ECHO_PORT), 0.5), timeout=10,
+                       what=f"echo server in {s} listening")
         yield m
 
 
