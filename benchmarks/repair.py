@@ -31,14 +31,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from maillage.benchmarks.machine import cpu_seconds
 from maillage.benchmarks.mesh import BUCKET, format_size, open_mesh, parse_size, ready_bucket
 from maillage.benchmarks.throughput import UniqueBodies
 from maillage.client import AsyncClient, NodeUnavailable, Profile, QuorumNotReached
-from maillage.proto import pb, rpc
+from maillage.proto import pb
 from maillage.proto.channels import open_channel
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity
@@ -48,6 +50,9 @@ __all__ = ["REPAIR_RATE", "measure_repair", "run", "main"]
 _INVENTORY_MESSAGE = 256 << 20
 #: Node --repair-rate (MB/s) while measuring: above the disk, so the figure is the repair, not the cap.
 REPAIR_RATE = 2000.0
+# The reply of each method the probe calls (it sends requests as the bytes it signed).
+_REPLIES: dict[str, type[Message]] = {"Inventory": pb.InventoryReply, "GetInfo": pb.NodeInfo,
+                                      "GetStatus": pb.NodeStatus}
 
 
 async def _load(profile: Profile, data_bytes: int, object_size: int, concurrency: int = 4) -> dict:
@@ -89,8 +94,14 @@ class _Probe:
         self._channels = {n: open_channel(a, tls=tls, peer=n, max_receive=_INVENTORY_MESSAGE)
                           for n, a in addresses.items()}
 
-    def _signed(self, service: str, method: str) -> tuple[tuple[str, str], ...]:
-        return requestauth.sign(f"/maillage.v1.{service}/{method}", self._key.key_id, self._key.secret)
+    async def _call(self, node_id: str, service: str, method: str, request: Message, timeout: float) -> Any:
+        """One call signed for `node_id`, over the bytes it sends (a signature binds both)."""
+        body = request.SerializeToString()
+        metadata = requestauth.sign(f"/maillage.v1.{service}/{method}", self._key.key_id, self._key.secret,
+                                    target=node_id, body=body)
+        call = self._channels[node_id].unary_unary(f"/maillage.v1.{service}/{method}", request_serializer=None,
+                                                   response_deserializer=_REPLIES[method].FromString)
+        return await call(body, timeout=timeout, metadata=metadata)
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -98,24 +109,22 @@ class _Probe:
 
     async def inventory(self, node_id: str) -> tuple[set[bytes], set[tuple[str, str]]] | None:
         try:
-            reply = await rpc.ReplicaStub(self._channels[node_id]).Inventory(pb.InventoryRequest(), timeout=20,
-                                                                      metadata=self._signed("Replica", "Inventory"))
+            reply = await self._call(node_id, "Replica", "Inventory", pb.InventoryRequest(), 20)
         except grpc.RpcError:
             return None
         return set(reply.all_chunks), {(b.bucket, k) for b in reply.buckets for k in b.keys}
 
     async def stored_bytes(self, node_id: str) -> int | None:
         try:
-            return (await rpc.ClusterStub(self._channels[node_id]).GetInfo(
-                pb.GetInfoRequest(), timeout=5, metadata=self._signed("Cluster", "GetInfo"))).stored_bytes
+            info: pb.NodeInfo = await self._call(node_id, "Cluster", "GetInfo", pb.GetInfoRequest(), 5)
+            return info.stored_bytes
         except grpc.RpcError:
             return None
 
     async def repair_status(self, node_id: str) -> dict | None:
         """The node's own repair counters, when it implements GetStatus."""
         try:
-            status = await rpc.ClusterStub(self._channels[node_id]).GetStatus(pb.GetStatusRequest(), timeout=5,
-                                                                          metadata=self._signed("Cluster", "GetStatus"))
+            status = await self._call(node_id, "Cluster", "GetStatus", pb.GetStatusRequest(), 5)
         except grpc.RpcError:
             return None
         r = status.repair

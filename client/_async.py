@@ -29,7 +29,7 @@ from maillage.client import _exceptions as e
 from maillage.client._errors import translate
 from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
 from maillage.client._profile import Profile, resolve_profile
-from maillage.client._trust import Trust
+from maillage.client._trust import Trust, unary_method
 from maillage.placement import (
     Layout,
     PlacementError,
@@ -39,7 +39,7 @@ from maillage.placement import (
     format_location,
     partition_table,
 )
-from maillage.proto import bulk, pb, rpc
+from maillage.proto import bulk, pb
 from maillage.proto.channels import open_channel
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import CorruptFrame, decode_frame
@@ -256,8 +256,10 @@ class AsyncClient:
             made = self._per_channel[where] = make(self._node_channel(layout, node_id))
         return made
 
-    def _objects_stub(self, layout: Layout, node_id: str) -> Any:
-        return self._per_node(layout, node_id, "Objects", rpc.ObjectsStub)
+    def _objects_method(self, layout: Layout, node_id: str, method: str) -> Any:
+        """An Objects method of the node, taking its request as the bytes `Trust.signed` signed."""
+        return self._per_node(layout, node_id, f"Objects/{method}",
+                              lambda channel: unary_method(channel, "Objects", method))
 
     def _raw_method(self, layout: Layout, node_id: str, path: str, *, streaming: bool = False) -> Any:
         """A raw-bytes method of `proto.bulk` (no (de)serializer: the bytes cross as they are)."""
@@ -282,8 +284,10 @@ class AsyncClient:
         for address in self._endpoints:
             try:
                 with translate(address):
-                    doc = await rpc.ClusterStub(self._channel(address, None)).GetLayout(
-                        pb.GetLayoutRequest(), timeout=10, metadata=self._trust.metadata("Cluster", "GetLayout"))
+                    # Which node answers is not known yet: signed for any node (GetLayout allows it).
+                    body, metadata = self._trust.signed("Cluster", "GetLayout", pb.GetLayoutRequest(), None)
+                    doc = await unary_method(self._channel(address, None), "Cluster", "GetLayout")(
+                        body, timeout=10, metadata=metadata)
                 layout = self._trust.verified_layout(doc.version, doc.text, doc.signature, f"endpoint {address}")
             except e.PermissionDenied as exc:
                 refused = refused or exc
@@ -363,11 +367,11 @@ class AsyncClient:
         layout = await self.layout()
         last: e.MaillageError | None = None
         for node_id in await self._coordinators(bucket, index_first=index_first):
-            stub = self._objects_stub(layout, node_id)
+            call = self._objects_method(layout, node_id, method)
+            body, metadata = self._trust.signed("Objects", method, request, node_id)  # for this node only
             try:
                 with translate(node_id):
-                    return await getattr(stub, method)(request, timeout=self.timeout,
-                                                       metadata=self._trust.metadata("Objects", method))
+                    return await call(body, timeout=self.timeout, metadata=metadata)
             except e.NodeUnavailable as exc:
                 last = exc
         raise last or e.NodeUnavailable("no node to send the request to")
@@ -424,13 +428,14 @@ class AsyncClient:
         layout = await self.layout()
         last: e.MaillageError | None = None
         small = total is not None and total <= SMALL_OBJECT
+        first = bulk.header_message(header)  # what the signature covers (the trailer's BLAKE3 the data)
         for node_id in await self._coordinators(bucket, index_first=small):
             call = self._raw_method(layout, node_id, bulk.PUT_OBJECT, streaming=True)
             sent = [0]
             try:
                 with translate(node_id):
-                    raw = await call(_put_stream(header, body, progress, total, sent), timeout=None,
-                                     metadata=self._trust.sign(bulk.PUT_OBJECT))
+                    raw = await call(_put_stream(first, body, progress, total, sent), timeout=None,
+                                     metadata=self._trust.sign(bulk.PUT_OBJECT, target=node_id, body=first))
             except e.NodeUnavailable as exc:
                 last = exc
                 if not replayable(sent[0]):
@@ -453,7 +458,7 @@ class AsyncClient:
             try:
                 with translate(node_id):
                     raw = await call(request, timeout=self.timeout,
-                                     metadata=self._trust.sign(bulk.PUT_SMALL_OBJECT))
+                                     metadata=self._trust.sign(bulk.PUT_SMALL_OBJECT, target=node_id, body=request))
             except e.NodeUnavailable as exc:
                 last = exc
                 continue
@@ -492,13 +497,14 @@ class AsyncClient:
         p = chunk_partition(digest, table.bits)
         problems: list[str] = []
         corrupt = False
+        request = bulk.chunk_request(digest, bucket)
         for node_id in self._nearest_first(layout, (*table.replicas(p), *table.handoffs(p))):
             call = self._raw_method(layout, node_id, bulk.GET_CHUNK)
             began = time.monotonic()
             try:
                 with translate(node_id):
-                    frame = await call(bulk.chunk_request(digest, bucket), timeout=self.timeout,
-                                       metadata=self._trust.sign(bulk.GET_CHUNK))
+                    frame = await call(request, timeout=self.timeout,
+                                       metadata=self._trust.sign(bulk.GET_CHUNK, target=node_id, body=request))
             except e.MaillageError as error:
                 corrupt |= isinstance(error, e.IntegrityError)
                 problems.append(f"{node_id}: {error}")
@@ -672,9 +678,10 @@ async def _pieces(body: Body) -> AsyncIterator[bytes | bytearray | memoryview]:
                                "give bytes, a binary file, or an iterator of bytes")
 
 
-async def _put_stream(header: pb.PutObjectHeader, body: Body, progress: Progress | None,
+async def _put_stream(first: bytes, body: Body, progress: Progress | None,
                       total: int | None, sent: list[int]) -> AsyncIterator[bytes]:
-    yield bulk.header_message(header)
+    """The PutObject stream: `first` (the header message, as signed), the data, the trailer."""
+    yield first
     digest = blake3.blake3()
     async for piece in _pieces(body):
         if not isinstance(piece, (bytes, bytearray, memoryview)):

@@ -5,21 +5,35 @@ profile's trust dir (every node port is mutual TLS), the layout-signing public k
 access document is used only when the cluster admin's signature verifies), and the access key that
 signs every call (`maillage.proto.trust.requestauth`, SigV4 over the gRPC method path). The SDK and the
 admin API both use it, so there is one way to authenticate a call.
+
+A signature covers the request's bytes and the node it is meant for, and a node takes it once
+(`requestauth`'s docstring says why). So a request is serialized once (`Trust.signed`) and those
+bytes are both signed and sent, over a method registered without a request serializer
+(`unary_method`): protobuf does not promise that two serializations of one message are the same
+bytes (map fields), and the node hashes exactly what arrives. Every call is signed anew, for the
+node id of its channel; a channel not matched to a node id yet signs for any node ("*"), which a
+node accepts only for `requestauth.CLUSTER_WIDE` reads.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
 
 from maillage.client._exceptions import CredentialsError, PermissionDenied
 from maillage.client._profile import Credentials, Profile
 from maillage.placement import Layout, PlacementError, parse_layout
+from maillage.proto import pb
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import IdentityError, TlsIdentity
 from maillage.proto.trust.signing import LayoutAuthError, LayoutVerifier
 
-__all__ = ["PACKAGE", "Metadata", "Trust", "method_path"]
+__all__ = ["PACKAGE", "Metadata", "Trust", "method_path", "reply_type", "unary_method"]
 
 PACKAGE = "maillage.v1"
 SIGNING_PUB = "layout-signing.pub"
@@ -30,6 +44,20 @@ Metadata = tuple[tuple[str, str], ...]
 def method_path(service: str, method: str) -> str:
     """The full gRPC path a request signature covers, e.g. "/maillage.v1.Objects/HeadObject"."""
     return f"/{PACKAGE}.{service}/{method}"
+
+
+@functools.cache
+def reply_type(service: str, method: str) -> type[Message]:
+    """The reply message class of `service`.`method` of the proto (KeyError for an unknown one)."""
+    reply: type[Message] = getattr(pb, pb.DESCRIPTOR.services_by_name[service].methods_by_name[method].output_type.name)
+    return reply
+
+
+def unary_method(channel: grpc.Channel | grpc.aio.Channel, service: str, method: str) -> Any:
+    """`service`.`method` on `channel`, taking the request as bytes (from `Trust.signed`) and
+    answering its parsed reply message."""
+    return channel.unary_unary(method_path(service, method), request_serializer=None,
+                               response_deserializer=reply_type(service, method).FromString)
 
 
 @dataclass(frozen=True)
@@ -55,12 +83,18 @@ class Trust:
             raise CredentialsError(f"trust dir {trust_dir}: {exc}") from None
         return cls(tls, verifier, profile.credentials)
 
-    def sign(self, path: str) -> Metadata:
-        """Metadata authenticating one call of the gRPC method `path`."""
-        return requestauth.sign(path, self.credentials.key_id, self.credentials.secret)
+    def sign(self, path: str, *, target: str | None, body: bytes) -> Metadata:
+        """Metadata authenticating one call of the gRPC method `path` to node `target` (None: a
+        channel not matched to a node id, for `requestauth.CLUSTER_WIDE` methods) whose request
+        bytes (a client stream's first message) are exactly `body`."""
+        return requestauth.sign(path, self.credentials.key_id, self.credentials.secret,
+                                target=requestauth.ANY_NODE if target is None else target, body=body)
 
-    def metadata(self, service: str, method: str) -> Metadata:
-        return self.sign(method_path(service, method))
+    def signed(self, service: str, method: str, request: Message, target: str | None) -> tuple[bytes, Metadata]:
+        """`request` serialized once, and the metadata signing those bytes for node `target`: send
+        them with `unary_method`."""
+        body = request.SerializeToString()
+        return body, self.sign(method_path(service, method), target=target, body=body)
 
     def verified_layout(self, version: int, text: str, signature: bytes, where: str) -> Layout:
         """The layout of a LayoutDoc, only if the cluster admin signed it; `PermissionDenied` otherwise."""

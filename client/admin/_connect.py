@@ -18,10 +18,11 @@ import grpc
 
 from maillage.client._exceptions import MaillageError, PermissionDenied
 from maillage.client._profile import Profile
-from maillage.client._trust import Trust
+from maillage.client._trust import Trust, method_path, unary_method
 from maillage.placement import Layout
-from maillage.proto import pb, rpc
+from maillage.proto import pb
 from maillage.proto.channels import open_blocking_channel
+from maillage.proto.trust.requestauth import CLUSTER_WIDE
 
 WORKERS = 16
 INVENTORY_MESSAGE = 256 * 1024 * 1024      # a node's whole inventory comes in one reply
@@ -42,12 +43,13 @@ class Channels:
     """One blocking channel per (address, node id), shared by worker threads; close() when done.
 
     Every channel is mutual TLS with the profile's trust dir, and every call is signed with the
-    profile's access key (admin calls need an admin key)."""
+    profile's access key (admin calls need an admin key), for the node it goes to."""
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.trust = Trust.of(profile)
         self._open: dict[tuple[str, str | None], grpc.Channel] = {}
+        self._node_ids: dict[str, str] = {}  # address -> the node id it answered GetInfo with
         self._lock = threading.Lock()
 
     def get(self, address: str, peer: str | None = None) -> grpc.Channel:
@@ -61,9 +63,28 @@ class Channels:
 
     def call(self, service: str, method: str, request: Any, *, address: str, peer: str | None,
              timeout: float) -> Any:
-        """One signed call of `service`.`method`; a failure leaves as `grpc.RpcError`."""
-        stub = getattr(rpc, f"{service}Stub")(self.get(address, peer))
-        return getattr(stub, method)(request, timeout=timeout, metadata=self.trust.metadata(service, method))
+        """One call of `service`.`method` signed for node `peer` (None: not known; a method not
+        `CLUSTER_WIDE` then first asks the address which node it is); a failure leaves as
+        `grpc.RpcError`."""
+        if peer is None and method_path(service, method) not in CLUSTER_WIDE:
+            peer = self.node_id_of(address, timeout)
+        body, metadata = self.trust.signed(service, method, request, peer)
+        return unary_method(self.get(address, peer), service, method)(body, timeout=timeout, metadata=metadata)
+
+    def node_id_of(self, address: str, timeout: float) -> str:
+        """The node id of the node at `address` (asked once, with a GetInfo signed for any node). A
+        node could claim another's id, but calls for that id then go over a channel whose
+        certificate must name it: the handshake fails instead."""
+        with self._lock:
+            known = self._node_ids.get(address)
+        if known is None:
+            info = self.call("Cluster", "GetInfo", pb.GetInfoRequest(), address=address, peer=None, timeout=timeout)
+            known = info.node_id
+            if not known:
+                raise AdminError(f"the node at {address} did not say which node it is")
+            with self._lock:
+                self._node_ids[address] = known
+        return known
 
     def close(self) -> None:
         with self._lock:

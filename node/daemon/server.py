@@ -78,7 +78,7 @@ class NodeServer:
                                  transport_for=lambda: GrpcTransport(layout, tls), timings=cfg.timings,
                                  chunk_size=cfg.chunk_size)
         self.address = cfg.listen or me.address
-        gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access)
+        gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access, cfg.node_id)
         server, _ = new_server(self.address, tls=tls, interceptors=(gate,),
                                max_receive=max_request_message(cfg.chunk_size))
         if cfg.insecure_plaintext:

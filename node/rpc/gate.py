@@ -9,7 +9,9 @@ share (`maillage.node.service.rules`):
   current layout (a removed node's certificate, or one issued for a name the layout does not have,
   is refused);
 * otherwise the request must carry an access-key signature (`maillage.proto.trust.requestauth`) of an
-  active key whose role allows the method's action (read, write or admin).
+  active key whose role allows the method's action (read, write or admin), made for this node and
+  this request's bytes (for a client stream, its first message), and not seen before by this node
+  (`maillage.node.trust.replays`).
 
 A method missing from the table is refused (a new RPC cannot be served by accident); the test
 `tests/cluster/test_trust.py` walks every method of the proto's services against it. The caller is
@@ -20,6 +22,9 @@ a clear message and the `PermissionDenied` reason; secrets never appear in it or
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import datetime
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,14 +39,21 @@ from maillage.node.service.rules import Rule, admit, rule_of_method
 from maillage.node.service.tenancy import CALLER, Caller
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.layout_state import LayoutState
+from maillage.node.trust.replays import ReplayCache
 from maillage.proto.reasons import ERROR_KEY, Reason
 from maillage.proto.trust.access import AccessKey
 from maillage.proto.trust.identity import peer_of
-from maillage.proto.trust.requestauth import RequestAuthError, verify
+from maillage.proto.trust.requestauth import DEFAULT_WINDOW, RequestAuthError, verify
 
 __all__ = ["AuthGate", "REFUSAL_PREFIXES", "Refused", "TrustingGate"]
 
 log = logging.getLogger(__name__)
+
+# The raw bytes a request signature must cover (a unary request, a client stream's first message),
+# set by `_admit` in the handler's own task for `_key`; None outside an admission, which refuses.
+_SIGNED_BODY: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("signed_body", default=None)
+# How long a client stream may take to send the first message its signature covers.
+FIRST_MESSAGE_WAIT = 10.0
 
 
 # Every refusal by the gate starts with one of these, so a caller (and a test) can tell it from a
@@ -59,9 +71,12 @@ class Refused(Exception):
 class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """The interceptor that wraps every handler with `check`."""
 
-    def __init__(self, layout: LayoutState, access: AccessState) -> None:
+    def __init__(self, layout: LayoutState, access: AccessState, node_id: str,
+                 replays: ReplayCache | None = None) -> None:
         self._layout = layout
         self._access = access
+        self._node_id = node_id  # the target a request signature must name
+        self._replays = replays or ReplayCache(DEFAULT_WINDOW)
         self._guarded: dict[str, grpc.RpcMethodHandler] = {}  # method -> its wrapped handler
 
     def check(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
@@ -95,11 +110,24 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, str(denied)) from None
 
     def _key(self, method: str, context: grpc.aio.ServicerContext) -> AccessKey:
+        body = _SIGNED_BODY.get()
+        if body is None:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no request body to check the signature against")
         metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
         try:
-            key_id = verify(method, metadata, self._access.secret_of)
+            signed = verify(method, metadata, self._access.secret_of, node_id=self._node_id, body=body,
+                            now=datetime.datetime.now(datetime.UTC))
         except RequestAuthError as err:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, err.message) from None
+        seen = self._replays.admit(signed.signature, signed.when)
+        if seen == "replayed":
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"this signature of access key {signed.key_id} was "
+                                                           "already used on this node: every call is signed anew")
+        if seen == "too_old":
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"request signed at {signed.when:%Y%m%dT%H%M%SZ} is "
+                                                           "older than the signatures this busy node still "
+                                                           "remembers: sign it again")
+        key_id = signed.key_id
         key = self._access.key(key_id)
         if key is None:  # revoked between the two lookups
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"access key {key_id} is unknown or revoked")
@@ -118,13 +146,16 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             guarded = self._guarded[method] = _guarded(handler, functools.partial(self._admit, method))
         return guarded
 
-    async def _admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext, body: bytes) -> None:
+        token = _SIGNED_BODY.set(body)
         try:
             CALLER.set(self.check(method, context))
         except Refused as refused:
             log.info("refused %s: %s", method, refused)
             context.set_trailing_metadata(((ERROR_KEY, Reason.PERMISSION_DENIED.value),))
             await context.abort(refused.code, str(refused))
+        finally:
+            _SIGNED_BODY.reset(token)  # the handler runs without the request bytes held twice
 
 
 class TrustingGate(AuthGate):
@@ -143,9 +174,10 @@ class TrustingGate(AuthGate):
 
 
 def _guarded(handler: grpc.RpcMethodHandler,
-             admit: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> grpc.RpcMethodHandler:
+             admit: Callable[[grpc.aio.ServicerContext, bytes], Awaitable[None]]) -> grpc.RpcMethodHandler:
     """The same handler with `admit` run first, in the handler's own task (so the caller it records
-    is visible to the handler and to nothing else), and the request parsed only after that: a
+    is visible to the handler and to nothing else), given the raw bytes a request signature covers
+    (the request, or a client stream's first message), and the request parsed only after that: a
     stranger's bytes are never parsed, and a request that does not parse is INVALID_ARGUMENT with
     one log line (gRPC's own parsing would answer UNKNOWN and log a traceback)."""
     parse = handler.request_deserializer or (lambda raw: raw)
@@ -153,7 +185,7 @@ def _guarded(handler: grpc.RpcMethodHandler,
         inner: Callable[..., Any] = handler.unary_unary  # an async callable under grpc.aio
 
         async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-            await admit(context)
+            await admit(context, raw)
             return await inner(await _parsed(parse, raw, context), context)
 
         return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
@@ -161,15 +193,34 @@ def _guarded(handler: grpc.RpcMethodHandler,
         inner_stream: Callable[..., Any] = handler.stream_unary
 
         async def stream(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
-            await admit(context)
+            first = await _first(messages, context)
+            await admit(context, b"" if first is None else first)
 
             async def parsed() -> AsyncIterator[Any]:
+                if first is not None:
+                    yield await _parsed(parse, first, context)
                 async for raw in messages:
                     yield await _parsed(parse, raw, context)
             return await inner_stream(parsed(), context)
 
         return grpc.stream_unary_rpc_method_handler(stream, response_serializer=handler.response_serializer)
     raise TypeError(f"the gate does not guard {handler!r} yet: teach _guarded its kind")
+
+
+async def _first(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes | None:
+    """A client stream's first message (None: the stream is empty), which its signature covers;
+    UNAUTHENTICATED when it takes longer than FIRST_MESSAGE_WAIT (no caller holds a stream unproven)."""
+    try:
+        async with asyncio.timeout(FIRST_MESSAGE_WAIT):
+            return await anext(messages)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        context.set_trailing_metadata(((ERROR_KEY, Reason.PERMISSION_DENIED.value),))
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            f"{REFUSAL_PREFIXES[grpc.StatusCode.UNAUTHENTICATED]}no first message within "
+                            f"{FIRST_MESSAGE_WAIT:.0f} s (the request signature covers it)")
+        raise  # abort raises; this line is for the type checker
 
 
 async def _parsed(parse: Callable[[bytes], Any], raw: bytes, context: grpc.aio.ServicerContext) -> Any:

@@ -10,9 +10,10 @@ import pytest
 
 from maillage.cli.main import main
 from maillage.client import Client
+from maillage.client._trust import unary_method
 from maillage.client.admin import collect_audit
 from maillage.placement import NodeState, parse_layout
-from maillage.proto import pb, rpc
+from maillage.proto import pb
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity, create_cluster
@@ -65,9 +66,10 @@ def run(capsys, mesh, *argv, cluster="mesh") -> tuple[int, str, str]:
 def applied(mesh, address: str):
     key = mesh.profile.credentials
     with open_blocking_channel(address, tls=TlsIdentity.load_client(mesh.cluster_dir)) as channel:
-        doc = rpc.ClusterStub(channel).GetLayout(
-            pb.GetLayoutRequest(), timeout=10,
-            metadata=requestauth.sign("/maillage.v1.Cluster/GetLayout", key.key_id, key.secret))
+        body = pb.GetLayoutRequest().SerializeToString()   # any node: GetLayout is cluster-wide
+        doc = unary_method(channel, "Cluster", "GetLayout")(
+            body, timeout=10, metadata=requestauth.sign("/maillage.v1.Cluster/GetLayout", key.key_id, key.secret,
+                                                        target=requestauth.ANY_NODE, body=body))
         return parse_layout(doc.text)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 
-from maillage.proto import pb, rpc
+from maillage.client._trust import method_path, unary_method
+from maillage.proto import pb
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity
@@ -26,18 +27,30 @@ def channel(mesh, address: str, peer: str | None = None) -> Iterator[grpc.Channe
         yield ch
 
 
-def signed(profile, service: str, method: str) -> tuple[tuple[str, str], ...]:
-    """Metadata authenticating one call of maillage.v1.<service>/<method> with `profile`'s key."""
+def signed(profile, path: str, target: str, body: bytes) -> tuple[tuple[str, str], ...]:
+    """Metadata authenticating one call of gRPC method `path` to node `target` with request bytes
+    `body`, with `profile`'s key."""
     key = profile.credentials
-    return requestauth.sign(f"/maillage.v1.{service}/{method}", key.key_id, key.secret)
+    return requestauth.sign(path, key.key_id, key.secret, target=target, body=body)
+
+
+def signed_call(ch: grpc.Channel, profile, service: str, method: str, request: Any, *, target: str,
+                timeout: float = 5.0) -> Any:
+    """maillage.v1.<service>/<method> on `ch`, its request serialized once and signed for node `target`."""
+    body = request.SerializeToString()
+    return unary_method(ch, service, method)(body, timeout=timeout,
+                                             metadata=signed(profile, method_path(service, method), target, body))
+
+
+def node_at(mesh, address: str) -> str:
+    return next(n.id for n in mesh.layout.nodes if n.address == address)
 
 
 def admin_call(mesh, address: str, service: str, method: str, request: Any, *, timeout: float = 5.0) -> Any:
-    """One call signed with the mesh's admin key; failures leave as grpc.RpcError."""
-    with channel(mesh, address) as ch:
-        stub = getattr(rpc, f"{service}Stub")(ch)
-        return getattr(stub, method)(request, timeout=timeout,
-                                     metadata=signed(mesh.admin_profile, service, method))
+    """One call signed with the mesh's admin key for the node at `address`; failures leave as grpc.RpcError."""
+    node_id = node_at(mesh, address)
+    with channel(mesh, address, peer=node_id) as ch:
+        return signed_call(ch, mesh.admin_profile, service, method, request, target=node_id, timeout=timeout)
 
 
 def inventory(mesh, address: str, bucket: str = "") -> pb.InventoryReply:

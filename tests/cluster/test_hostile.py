@@ -38,18 +38,18 @@ def test_sixteen_callers_sending_one_huge_message_and_hanging_leave_the_node_sma
     peak = before
 
     async def one(payload: bytes, hang: asyncio.Event) -> grpc.StatusCode:
-        header = pb.PutObjectHeader(bucket="hostile", key="huge")
+        first = bulk.header_message(pb.PutObjectHeader(bucket="hostile", key="huge"))
 
         async def messages():
-            yield bulk.header_message(header)
+            yield first
             yield bulk.data_message(payload)
             await hang.wait()                      # and never finish the stream
 
         async with open_channel(mesh.address(node), tls=tls, peer=node) as channel:
             call = channel.stream_unary(bulk.PUT_OBJECT, request_serializer=None, response_deserializer=None)
             try:
-                await call(messages(), timeout=20, metadata=requestauth.sign(bulk.PUT_OBJECT, key.key_id,
-                                                                             key.secret))
+                await call(messages(), timeout=20, metadata=requestauth.sign(bulk.PUT_OBJECT, key.key_id, key.secret,
+                                                                             target=node, body=first))
             except grpc.RpcError as err:
                 return err.code()
         return grpc.StatusCode.OK

@@ -13,11 +13,10 @@ from maillage.placement import bucket_partition, chunk_partition, partition_tabl
 from maillage.proto import bulk, pb, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.frame import chunk_digest, encode_frame, read_frame_header, verify_frame
-from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity
 
 from .conftest import CHUNK
-from .helpers import channel, signed
+from .helpers import channel, signed, signed_call
 
 POLICY = "france-only"
 
@@ -29,15 +28,14 @@ def _pieces(data: bytes) -> list[bytes]:
 def _get_chunk(mesh, profile, node_id: str, digest: bytes, bucket: str) -> bytes:
     with channel(mesh, mesh.address(node_id)) as ch:
         call = ch.unary_unary(bulk.GET_CHUNK, request_serializer=None, response_deserializer=None)
-        key = profile.credentials
-        return call(bulk.chunk_request(digest, bucket), timeout=10,
-                    metadata=requestauth.sign(bulk.GET_CHUNK, key.key_id, key.secret))
+        request = bulk.chunk_request(digest, bucket)
+        return call(request, timeout=10, metadata=signed(profile, bulk.GET_CHUNK, node_id, request))
 
 
 def _chunk_key(mesh, profile, bucket: str, node_id: str = "paris-1") -> bytes:
     with channel(mesh, mesh.address(node_id)) as ch:
-        reply = rpc.ObjectsStub(ch).ChunkKey(pb.ChunkKeyRequest(bucket=bucket), timeout=10,
-                                             metadata=signed(profile, "Objects", "ChunkKey"))
+        reply = signed_call(ch, profile, "Objects", "ChunkKey", pb.ChunkKeyRequest(bucket=bucket), target=node_id,
+                            timeout=10)
     return bytes(reply.key)
 
 

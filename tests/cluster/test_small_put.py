@@ -100,7 +100,8 @@ def test_a_body_larger_than_inline_max_is_refused_by_the_sdk_and_by_the_node(mes
                                peer="paris-1") as channel:
         with pytest.raises(grpc.RpcError) as info:
             channel.unary_unary(bulk.PUT_SMALL_OBJECT)(
-                message, timeout=10, metadata=requestauth.sign(bulk.PUT_SMALL_OBJECT, key.key_id, key.secret))
+                message, timeout=10, metadata=requestauth.sign(bulk.PUT_SMALL_OBJECT, key.key_id, key.secret,
+                                                               target="paris-1", body=message))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"more than the {INLINE_MAX}" in info.value.details() and "PutObject stream" in info.value.details()
     with pytest.raises(NoSuchKey):

@@ -94,7 +94,7 @@ def call(mesh: LocalMesh, who: Who, method: str) -> grpc.StatusCode:
     """The status of `method` called on toulouse-1 by `who` with an empty request: OK or the
     handler's own error once past the gate, UNAVAILABLE when the handshake refused, and the gate's
     UNAUTHENTICATED or PERMISSION_DENIED when it refused (told apart from a handler's by its words)."""
-    metadata = requestauth.sign(method, *who.key) if who.key else ()
+    metadata = requestauth.sign(method, *who.key, target="toulouse-1", body=b"") if who.key else ()
     with open_blocking_channel(mesh.address("toulouse-1"), tls=who.tls, peer="toulouse-1") as channel:
         try:
             if method == bulk.PUT_OBJECT:
@@ -207,7 +207,7 @@ def test_a_request_that_does_not_parse_is_invalid_argument_without_a_traceback(
     who = callers["node"] if RULES[method].nodes else callers["admin key"]
     if RULES[method].key in ("read", "write"):
         who = callers["tenant key"]
-    metadata = requestauth.sign(method, *who.key) if who.key else ()
+    metadata = requestauth.sign(method, *who.key, target="lyon-1", body=b"\xff" * 10) if who.key else ()
     with open_blocking_channel(mesh.address("lyon-1"), tls=who.tls, peer="lyon-1") as channel:
         with pytest.raises(grpc.RpcError) as info:
             channel.unary_unary(method)(b"\xff" * 10, timeout=10, metadata=metadata)
