@@ -31,7 +31,7 @@ import ctypes
 import ctypes.util
 import logging
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_large_buffers"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_large_buffers", "return_free_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,15 @@ def keep_large_buffers() -> bool:
     if not taken:
         log.info("the C library refused the malloc settings; large buffers go back to the kernel on free")
     return taken
+
+
+def return_free_memory() -> bool:
+    """Give the C heap's free pages back to the kernel now (glibc's malloc_trim); True if it could.
+    For the end of a burst that left free memory scattered below the heap's top, where the trim
+    threshold above never reaches (the S3 door calls it when a flood of connections drains)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return bool(trim(0))

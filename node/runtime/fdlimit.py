@@ -25,14 +25,16 @@ def raise_open_files_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            log.info("open files limit raised from %d to %d", soft, target)
-            return target
-        except (ValueError, OSError) as err:
-            log.warning("open files limit stays %d (could not raise it to %d: %s)", soft, target, err)
-    return soft
+    if target <= soft:
+        log.info("open files limit %d -> %d (already the hard limit)", soft, soft)
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as err:
+        log.warning("open files limit %d -> %d (could not raise it to %d: %s)", soft, soft, target, err)
+        return soft
+    log.info("open files limit %d -> %d (the hard limit)", soft, target)
+    return target
 
 
 def s3_connection_cap(wanted: int, soft_limit: int) -> int:
