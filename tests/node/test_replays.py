@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillage.node.trust.replays import ReplayCache
+from maillage.testing.examples import examples
 
 WINDOW = datetime.timedelta(seconds=60)
 T0 = datetime.datetime(2026, 3, 14, 15, 9, 26, tzinfo=datetime.UTC)
@@ -65,7 +66,7 @@ def test_the_count_is_bounded_and_a_forgotten_signature_is_never_admitted_again(
     assert cache.admit(os.urandom(32), _at(1)) == "too_old"     # a late one is refused, not forgotten
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(0.5), deadline=None)
 @given(events=st.lists(st.tuples(st.integers(0, 30), st.integers(-50, 50), st.integers(0, 5)),
                        min_size=1, max_size=200),
        capacity=st.integers(1, 40))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.requestauth import RequestAuthError, sign, signing_key, string_to_sign, verify
+from maillage.testing.examples import examples
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
@@ -104,7 +105,7 @@ def test_every_call_gets_its_own_nonce_and_signature() -> None:
     assert one["authorization"] != two["authorization"]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(method=methods, key_id=key_ids, secret=secrets_, now=instants, target=targets, body=bodies,
        offset=st.integers(min_value=-60, max_value=60))
 def test_round_trip(method: str, key_id: str, secret: str, now: datetime.datetime, target: str, body: bytes,
@@ -126,7 +127,7 @@ def test_round_trip(method: str, key_id: str, secret: str, now: datetime.datetim
 # A signature binds the method, the node, the body and the time
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(2), deadline=None)
 @given(method=methods, other_method=methods, target=targets.filter(lambda t: t != "*"), other_target=targets,
        body=bodies, other_body=bodies)
 def test_changing_method_target_or_body_is_refused(method: str, other_method: str, target: str, other_target: str,
@@ -149,7 +150,7 @@ def test_changing_method_target_or_body_is_refused(method: str, other_method: st
                             else "bad_signature")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(method=methods, other_key=key_ids, other_secret=secrets_)
 def test_changing_key_or_secret_is_refused(method: str, other_key: str, other_secret: str) -> None:
     pairs = _sign(method)
@@ -163,7 +164,7 @@ def test_changing_key_or_secret_is_refused(method: str, other_key: str, other_se
         assert _refusal(method, forged, {KEY_ID: SECRET}.get).kind == "unknown_key"
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(shift=st.integers(min_value=1, max_value=60), data=st.data())
 def test_changing_the_date_is_refused(shift: int, data: st.DataObject) -> None:
     pairs = _meta(_sign())
@@ -174,7 +175,7 @@ def test_changing_the_date_is_refused(shift: int, data: st.DataObject) -> None:
     assert _refusal(METHOD, forged.items(), {KEY_ID: SECRET}.get).kind == "bad_signature"
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(0.5), deadline=None)
 @given(nonce=st.from_regex(r"[0-9a-f]{32}", fullmatch=True))
 def test_changing_the_nonce_is_refused(nonce: str) -> None:
     pairs = _meta(_sign())
@@ -193,7 +194,7 @@ def test_any_node_only_for_cluster_wide_reads() -> None:
         assert error.kind == "wrong_target" and "for the node it is sent to" in error.message
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(position=st.integers(min_value=0, max_value=63), digit=st.sampled_from("0123456789abcdef"))
 def test_changing_the_signature_is_refused(position: int, digit: str) -> None:
     pairs = _meta(_sign())
@@ -207,7 +208,7 @@ def test_changing_the_signature_is_refused(position: int, digit: str) -> None:
     assert SECRET not in str(error)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(skew=st.integers(min_value=61, max_value=10 * 365 * 86400), sign_=st.sampled_from([1, -1]))
 def test_skew_outside_the_window_is_refused(skew: int, sign_: int) -> None:
     pairs = _sign()
