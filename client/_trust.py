@@ -3,8 +3,8 @@
 Built once from a `Profile` (`Trust.of`): the shared client certificate and the cluster CA from the
 profile's trust dir (every node port is mutual TLS), the layout-signing public key (a layout or an
 access document is used only when the cluster admin's signature verifies), and the access key that
-signs every call (`maillage.proto.trust.requestauth`, SigV4 over the gRPC method path). The SDK and the
-admin API both use it, so there is one way to authenticate a call.
+signs every call (`maillage.proto.trust.requestauth`, SigV4 over the method, the node and the
+request bytes). The SDK and the admin API both use it, so there is one way to authenticate a call.
 
 A signature covers the request's bytes and the node it is meant for, and a node takes it once
 (`requestauth`'s docstring says why). So a request is serialized once (`Trust.signed`) and those
