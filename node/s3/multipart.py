@@ -9,7 +9,7 @@ UploadPartCopy reads its source range through `objects.read_range` (every chunk 
 `Coordinator.check_copy` allowed it: a part never widens the source's residency.
 
 Unfinished uploads expire after `Services.upload_expiry` seconds: named again, an expired upload is
-aborted and answered NoSuchUpload; `start_expiry` runs the eager sweep in the background.
+aborted and answered NoSuchUpload; every node sweeps them too (`cluster.upload_expiry`).
 """
 
 from __future__ import annotations
