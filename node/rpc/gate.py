@@ -125,8 +125,8 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                                                            "already used on this node: every call is signed anew")
         if seen == "too_old":
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, f"request signed at {signed.when:%Y%m%dT%H%M%SZ} is "
-                                                           "older than the signatures this busy node still "
-                                                           "remembers: sign it again")
+                                                           "older than the signatures this node remembers (it "
+                                                           "restarted since, or is busy): sign it again")
         key_id = signed.key_id
         key = self._access.key(key_id)
         if key is None:  # revoked between the two lookups

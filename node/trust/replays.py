@@ -15,12 +15,19 @@ never admitted twice) without refusing every new request: only requests signed b
 refused, and the floor rises only past `capacity` signed requests in a window, and then stays
 seconds behind now. The alternatives were worse: forgetting entries re-opens replays, and refusing
 everything while full lets one busy key holder stop all the others.
+
+The cache lives in memory, so a restarted node has forgotten everything: the floor starts at the
+second before the cache is made, so a signature timed before the node started is refused (a
+restart takes longer than that second). A client whose clock is behind is refused by a restarted
+node for as long as it is behind; one whose clock is ahead could have a signature replayed across a
+restart (persisting the cache would close that; not done).
 """
 
 from __future__ import annotations
 
 import datetime
 import heapq
+import math
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -45,7 +52,9 @@ class ReplayCache:
         self._now = now
         self._seen: set[bytes] = set()
         self._by_time: list[tuple[float, bytes]] = []  # heap of (signed time, signature)
-        self._floor = float("-inf")  # signatures timed at or before this are refused
+        # Signatures timed at or before this are refused: none from before the start (timestamps are
+        # whole seconds, so the second the node starts in is not refused).
+        self._floor = float(math.floor(now()) - 1)
 
     def __len__(self) -> int:
         return len(self._seen)

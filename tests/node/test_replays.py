@@ -31,7 +31,7 @@ def _at(seconds: float) -> datetime.datetime:
 
 
 def test_a_signature_is_admitted_once() -> None:
-    cache = ReplayCache(WINDOW, now=Clock())
+    cache = ReplayCache(WINDOW, now=Clock(_at(-1)))
     signature = os.urandom(32)
     assert cache.admit(signature, T0) == "new"
     assert cache.admit(signature, T0) == "replayed"
@@ -40,21 +40,29 @@ def test_a_signature_is_admitted_once() -> None:
     assert len(cache) == 2
 
 
+def test_a_restarted_node_refuses_what_was_signed_before_it_started() -> None:
+    """It has forgotten what it admitted before: nothing signed then gets in, even inside the window."""
+    cache = ReplayCache(WINDOW, now=Clock(_at(10.5)))
+    assert cache.admit(os.urandom(32), _at(9)) == "too_old"
+    assert cache.admit(os.urandom(32), _at(10)) == "new"   # signed in the second the node started
+    assert cache.admit(os.urandom(32), _at(11)) == "new"
+
+
 def test_entries_leave_with_the_window_and_a_late_copy_is_still_refused() -> None:
-    clock = Clock()
+    clock = Clock(_at(-1))
     cache = ReplayCache(WINDOW, now=clock)
     signature = os.urandom(32)
     assert cache.admit(signature, _at(30)) == "new"     # a client 30 s ahead
     clock.advance(89)
     assert cache.admit(signature, _at(30)) == "replayed"  # still inside the window: still remembered
-    clock.advance(2)
+    clock.advance(3)
     assert cache.admit(os.urandom(32), _at(91)) == "new"
     assert len(cache) == 1                               # the first one expired...
     assert cache.admit(signature, _at(30)) == "too_old"  # ...and its time refuses it by itself
 
 
 def test_the_count_is_bounded_and_a_forgotten_signature_is_never_admitted_again() -> None:
-    clock = Clock()
+    clock = Clock(_at(-1))
     cache = ReplayCache(WINDOW, capacity=100, now=clock)
     signatures = [os.urandom(32) for _ in range(250)]
     for i, signature in enumerate(signatures):
@@ -74,8 +82,9 @@ def test_never_admitted_twice_and_never_above_capacity(events, capacity) -> None
     """Any order of signatures, times and clock steps: a signature is "new" at most once, and the
     cache never holds more than its capacity. (A signature signs its time: a replay carries the
     time of its first use.)"""
-    clock = Clock()
+    clock = Clock(_at(-60))
     cache = ReplayCache(WINDOW, capacity=capacity, now=clock)
+    clock.advance(60)
     admitted: set[int] = set()
     times: dict[int, datetime.datetime] = {}
     for which, offset, step in events:
