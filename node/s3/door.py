@@ -140,15 +140,17 @@ class Door:
             try:
                 conn, address = await loop.sock_accept(self._sock)
             except OSError as err:  # e.g. EMFILE: the fds are spent; wait a little instead of spinning
-                self._warn(f"S3 port cannot accept a connection: {err}")
+                if self._warning_due():
+                    log.warning("S3 port cannot accept a connection: %s", err)
                 await asyncio.sleep(0.1)
                 continue
             source = str(address[0])
             if self.open >= self.limits.max_connections or self._per_address[source] >= self.limits.max_per_address:
                 self.refused += 1
-                self._warn(f"S3 port refusing connections: {self.refused} refused so far, {self.open} open "
-                           f"(cap {self.limits.max_connections}), {self._per_address[source]} of them from {source} "
-                           f"(cap {self.limits.max_per_address})")
+                if self._warning_due():
+                    log.warning("S3 port refusing connections: %d refused so far, %d open (cap %d), %d of them from "
+                                "%s (cap %d)", self.refused, self.open, self.limits.max_connections,
+                                self._per_address[source], source, self.limits.max_per_address)
                 conn.close()
                 continue
             self.open += 1
@@ -184,13 +186,14 @@ class Door:
             self._per_address[source] -= 1
             if self._per_address[source] <= 0:
                 del self._per_address[source]
-            if self._crowded and self.open <= self.limits.max_connections // 8:
+            if self._crowded and self.open <= self.limits.max_connections // 8 and self._sock is not None:
                 self._crowded = False
                 loop.run_in_executor(None, return_free_memory)
 
-    def _warn(self, message: str) -> None:
-        """Log at most one line per `WARN_EVERY` seconds: a flood must not flood the log too."""
+    def _warning_due(self) -> bool:
+        """At most one warning per `WARN_EVERY` seconds: a flood must not flood the log too."""
         now = time.monotonic()
-        if now - self._warned >= WARN_EVERY:
-            self._warned = now
-            log.warning("%s", message)
+        if now - self._warned < WARN_EVERY:
+            return False
+        self._warned = now
+        return True
