@@ -4,7 +4,8 @@ Every node is wired by `maillage.node.daemon.wiring.Node`, exactly as `maillage 
 own data directory (a real `ChunkStore` and RocksDB `MetaStore`); only the transport differs: calls
 to another node go straight to that node's `LocalReplica` or gossip, and a node marked down (or cut
 off) answers every call with `PeerUnavailable`, as an unreachable gRPC peer does. Time is a
-`ManualClock` shared by all nodes, and every random choice comes from a seeded `random.Random`, so
+`ManualClock` shared by all nodes (each node reads it through its own `SkewedClock`, so a test can
+set one node's wall clock ahead or behind), and every random choice comes from a seeded `random.Random`, so
 a test steps through suspicion, grace periods and repair rounds in milliseconds, deterministically.
 
     mesh = InMemoryMesh(layout, tmp_path)
@@ -42,8 +43,26 @@ from maillage.proto.trust.access import AccessDoc, encode_access
 from maillage.proto.trust.signing import LayoutSigner
 from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, DataKeys, Manifest, MetaStore, NodeKey
 
-__all__ = ["InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
+__all__ = ["SkewedClock", "InMemoryNetwork", "InMemoryTransport", "InMemoryReplica", "InMemoryMesh"]
 
+
+
+class SkewedClock:
+    """A node's view of the mesh's `ManualClock`: the same monotonic time and sleeps, and a wall
+    clock `offset` seconds ahead (negative: behind), as a node whose clock is off has."""
+
+    def __init__(self, base: ManualClock, offset: float = 0.0) -> None:
+        self.base = base
+        self.offset = offset
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def time(self) -> float:
+        return self.base.time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
 
 
 class InMemoryNetwork:
@@ -213,26 +232,34 @@ class InMemoryMesh:
         self._metas: list[MetaStore] = []
         self.nodes: dict[str, Node] = {}
         self.node_keys: dict[str, NodeKey] = {}
-        rng = random.Random(seed)
-        text = format_layout(layout)
+        self.clocks: dict[str, SkewedClock] = {}  # each node's wall clock: the mesh's, plus its skew
+        self._rng = random.Random(seed)
+        self._chunk_size = chunk_size
+        self._encrypted = encrypted
         for n in layout.nodes:
-            data_dir = root / n.id
-            data_dir.mkdir(parents=True, exist_ok=True)
-            state = LayoutState(data_dir / "layout.toml", layout, self.signer.sign(layout.version, text), text)
-            access = AccessState(data_dir / "access.signed", self.signer.verifier())
-            meta = MetaStore(data_dir / "meta")
-            self._metas.append(meta)
-            keys = None
-            if encrypted:
-                self.node_keys[n.id] = NodeKey.generate()
-                keys = DataKeys(meta, self.node_keys[n.id])
-                meta.use_data_keys(keys)
-            node = Node(n.id, state, ChunkStore(data_dir / "chunks", fsync=False, keys=keys), meta, self.signed, access,
-                        self._executor, transport_for=partial(self.network.transport, n.id),
-                        timings=self.timings, chunk_size=chunk_size, clock=self.clock,
-                        rng=random.Random(rng.random()))
-            self.network.attach(node)
-            self.nodes[n.id] = node
+            self._start_node(n.id, layout)
+
+    def _start_node(self, node_id: str, layout: Layout) -> Node:
+        text = format_layout(layout)
+        data_dir = self.root / node_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        state = LayoutState(data_dir / "layout.toml", layout, self.signer.sign(layout.version, text), text)
+        access = AccessState(data_dir / "access.signed", self.signer.verifier())
+        meta = MetaStore(data_dir / "meta")
+        self._metas.append(meta)
+        keys = None
+        if self._encrypted:
+            self.node_keys[node_id] = NodeKey.generate()
+            keys = DataKeys(meta, self.node_keys[node_id])
+            meta.use_data_keys(keys)
+        clock = self.clocks[node_id] = SkewedClock(self.clock)
+        node = Node(node_id, state, ChunkStore(data_dir / "chunks", fsync=False, keys=keys), meta, self.signed,
+                    access, self._executor, transport_for=partial(self.network.transport, node_id),
+                    timings=self.timings, chunk_size=self._chunk_size, clock=clock,
+                    rng=random.Random(self._rng.random()))
+        self.network.attach(node)
+        self.nodes[node_id] = node
+        return node
 
     # ----- faults ----------------------------------------------------------------------------
 
@@ -244,6 +271,10 @@ class InMemoryMesh:
 
     def up_nodes(self) -> list[str]:
         return [n for n in self.nodes if not self.network.is_down(n)]
+
+    def skew(self, node_id: str, seconds: float) -> None:
+        """Set how far (seconds, either way) the node's wall clock is off the mesh's."""
+        self.clocks[node_id].offset = seconds
 
     # ----- the data path, through any node's coordinator -----------------------------------
 
@@ -258,6 +289,20 @@ class InMemoryMesh:
         signed = LayoutDoc(doc.version, text, self.signer.sign(doc.version, text, kind="access"))
         for node in self.nodes.values():
             node.access.offer(signed)
+
+    def apply_layout(self, layout: Layout) -> list[str]:
+        """Sign `layout` with the admin's key and offer it to every node that is up, as `maillage
+        layout apply` does (a node that is down learns it by gossip); a node it adds starts with it,
+        on an empty data directory. Returns the ids of the nodes started."""
+        text = format_layout(layout)
+        signature = self.signer.sign(layout.version, text)
+        started = [n.id for n in layout.nodes if n.id not in self.nodes]
+        for node_id in started:
+            self._start_node(node_id, layout)
+        for node_id in self.up_nodes():
+            self.nodes[node_id].layout.offer(layout, signature, text)
+        self.layout = layout
+        return started
 
     async def create_bucket(self, name: str, policy: str, *, owner: str = "",
                             via: str | None = None) -> BucketRecord:
