@@ -269,6 +269,13 @@ class Layout:
             n for n in self.nodes if n.state is NodeState.ACTIVE and policy.allows(sites[n.site].location)
         )
 
+    def nodes_within(self, policy_name: str) -> tuple[Node, ...]:
+        """Nodes in any state whose site location the policy allows: every node that may hold the
+        policy's data or records (a draining node still does until it has handed them back)."""
+        policy = self.policy(policy_name)
+        sites = self._sites_by_name
+        return tuple(n for n in self.nodes if policy.allows(sites[n.site].location))
+
     def fingerprint(self) -> bytes:
         """BLAKE3 of the canonical text (``format_layout``); a cache key."""
         cached = self.__dict__.get("_fingerprint")

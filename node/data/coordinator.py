@@ -195,10 +195,11 @@ class Coordinator:
             raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
         tombstone = BucketTombstone(name=name, generation=record.generation, policy=record.policy,
                                     deleted=self._clock.now())
-        eligible = self._layout.current.eligible_nodes(record.policy)
-        # A node that misses it learns the tombstone from its peers (repair), so its stale record
-        # never comes back.
-        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(tombstone)) for n in eligible))
+        # Every node that may hold the record gets the tombstone, a draining one too (it still answers
+        # "exists" otherwise); a node that misses it learns it from its peers (repair), so its stale
+        # record never comes back.
+        holders = self._layout.current.nodes_within(record.policy)
+        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(tombstone)) for n in holders))
         self._catalog.forget(name)
 
     async def _try(self, node_id: str, op: Callable[[Replica], Awaitable[T]]) -> tuple[T | None, Exception | None]:
