@@ -16,11 +16,11 @@ refused, and the floor rises only past `capacity` signed requests in a window, a
 seconds behind now. The alternatives were worse: forgetting entries re-opens replays, and refusing
 everything while full lets one busy key holder stop all the others.
 
-The cache lives in memory, so a restarted node has forgotten everything: the floor starts at the
-second before the cache is made, so a signature timed before the node started is refused (a
-restart takes longer than that second). A client whose clock is behind is refused by a restarted
-node for as long as it is behind; one whose clock is ahead could have a signature replayed across a
-restart (persisting the cache would close that; not done).
+The cache lives in memory, so a restarted node has forgotten what it admitted: a signature captured
+less than a window before a restart can be replayed once on that node after it (persisting the
+cache would close that; not done). A floor at the node's start would close it too, but it compares
+the clients' clocks with the node's: a node whose clock was 30 s ahead refused every client for its
+first 30 s (the fault harness's clock-skew scenario caught it), so the floor starts empty.
 """
 
 from __future__ import annotations
@@ -52,9 +52,8 @@ class ReplayCache:
         self._now = now
         self._seen: set[bytes] = set()
         self._by_time: list[tuple[float, bytes]] = []  # heap of (signed time, signature)
-        # Signatures timed at or before this are refused: none from before the start (timestamps are
-        # whole seconds, so the second the node starts in is not refused).
-        self._floor = float(math.floor(now()) - 1)
+        # Signatures timed at or before this are refused (raised only by a full cache).
+        self._floor = -math.inf
 
     def __len__(self) -> int:
         return len(self._seen)
