@@ -35,27 +35,28 @@ class Route:
     handler: Handler
 
 
-ROUTES: Mapping[str, Route] = {
-    "ListBuckets": Route("ListBuckets", buckets.list_buckets),
-    "CreateBucket": Route("CreateBucket", buckets.create_bucket),
-    "HeadBucket": Route("HeadBucket", buckets.head_bucket),
-    "DeleteBucket": Route("DeleteBucket", buckets.delete_bucket),
-    "DeleteObjects": Route("DeleteObjects", buckets.delete_objects),
-    "GetBucketLocation": Route("GetBucketLocation", buckets.get_bucket_location),
-    "ListMultipartUploads": Route("ListMultipartUploads", multipart.list_uploads),
-    "ListObjects": Route("ListObjects", buckets.list_objects),
-    "UploadPartCopy": Route("UploadPartCopy", multipart.upload_part_copy),
-    "UploadPart": Route("UploadPart", multipart.upload_part),
-    "CopyObject": Route("CopyObject", objects.copy_object),
-    "PutObject": Route("PutObject", objects.put_object),
-    "CreateMultipartUpload": Route("CreateMultipartUpload", multipart.create_upload),
-    "CompleteMultipartUpload": Route("CompleteMultipartUpload", multipart.complete_upload),
-    "ListParts": Route("ListParts", multipart.list_parts),
-    "GetObject": Route("GetObject", objects.get_object),
-    "HeadObject": Route("HeadObject", objects.head_object),
-    "AbortMultipartUpload": Route("AbortMultipartUpload", multipart.abort_upload),
-    "DeleteObject": Route("DeleteObject", objects.delete_object),
+_HANDLERS: Mapping[str, Handler] = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "DeleteObjects": buckets.delete_objects,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "ListMultipartUploads": multipart.list_uploads,
+    "ListObjects": buckets.list_objects,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "UploadPart": multipart.upload_part,
+    "CopyObject": objects.copy_object,
+    "PutObject": objects.put_object,
+    "CreateMultipartUpload": multipart.create_upload,
+    "CompleteMultipartUpload": multipart.complete_upload,
+    "ListParts": multipart.list_parts,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "AbortMultipartUpload": multipart.abort_upload,
+    "DeleteObject": objects.delete_object,
 }
+ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
 def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
