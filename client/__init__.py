@@ -10,6 +10,7 @@
 from maillage.client._async import AsyncClient, AsyncObjectBody
 from maillage.client._exceptions import (
     BucketAlreadyExists,
+    BucketDisputed,
     BucketNotEmpty,
     CredentialsError,
     IntegrityError,
@@ -24,6 +25,7 @@ from maillage.client._exceptions import (
     NoSuchChunk,
     NoSuchKey,
     OutsidePolicy,
+    OutsideTerritory,
     PermissionDenied,
     PolicyUnsatisfiable,
     QuorumNotReached,
@@ -40,7 +42,8 @@ __all__ = [
     "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "PutResult", "Replica",
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
-    "PolicyUnsatisfiable", "OutsidePolicy", "IntegrityError", "StorageFull", "Unavailable",
+    "PolicyUnsatisfiable", "OutsidePolicy", "OutsideTerritory", "BucketDisputed", "IntegrityError", "StorageFull",
+    "Unavailable",
     "QuorumNotReached", "NodeUnavailable", "NoSuchChunk", "PermissionDenied", "CredentialsError", "InternalError",
     "Credentials", "Profile", "resolve_profile", "write_profile",
 ]

@@ -36,6 +36,8 @@ BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.ENTITY_TOO_LARGE: e.InvalidRequest,
     Reason.POLICY_UNSATISFIABLE: e.PolicyUnsatisfiable,
     Reason.OUTSIDE_POLICY: e.OutsidePolicy,
+    Reason.OUTSIDE_TERRITORY: e.OutsideTerritory,
+    Reason.BUCKET_DISPUTED: e.BucketDisputed,
     Reason.PERMISSION_DENIED: e.PermissionDenied,
     Reason.INTEGRITY: e.IntegrityError,
     Reason.STORAGE_FULL: e.StorageFull,

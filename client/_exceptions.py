@@ -13,6 +13,8 @@
     ├── BucketNotEmpty
     ├── PolicyUnsatisfiable       the layout has fewer eligible sites than the policy's replicas
     ├── OutsidePolicy             a node refused data its location may not hold
+    ├── OutsideTerritory          the node asked serves none of this bucket (the SDK asks another)
+    ├── BucketDisputed            nodes hold the bucket's name under two policies: refused
     ├── PermissionDenied          the caller may not do this (credentials, signatures)
     │   └── CredentialsError      no usable access key, trust dir or endpoint was given
     ├── IntegrityError            bytes did not match their BLAKE3 digest on every copy
@@ -77,6 +79,14 @@ class PolicyUnsatisfiable(MaillageError):
 
 
 class OutsidePolicy(MaillageError):
+    pass
+
+
+class OutsideTerritory(MaillageError):
+    pass
+
+
+class BucketDisputed(MaillageError):
     pass
 
 

@@ -50,6 +50,24 @@ class OutsidePolicy(NodeError):
     """This node's location is outside the bucket's policy: it must not store anything of it."""
 
 
+class OutsideTerritory(NodeError):
+    """This node is outside the policy of the bucket a request names: it serves none of that
+    bucket's data (its peers would refuse it as coordinator), so the request must be served by a
+    node of the policy's territory; `nodes` names them (the S3 door forwards to one, the SDK
+    retries on one)."""
+
+    def __init__(self, message: str, *, policy: str = "", nodes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.nodes = nodes
+
+
+class BucketDisputed(NodeError):
+    """Nodes hold records of one bucket name under different policies (one of them forged, or a
+    delete and re-create not yet repaired): the bucket is refused rather than risk placing its data
+    where its true policy does not allow."""
+
+
 class ResidencyWidening(NodeError):
     """A server-side copy would let data rest where its source bucket's policy does not allow:
     the destination's policy must allow nothing the source's does not (sent as OutsidePolicy)."""

@@ -43,6 +43,8 @@ class Reason(enum.StrEnum):
     # residency
     POLICY_UNSATISFIABLE = "PolicyUnsatisfiable"
     OUTSIDE_POLICY = "OutsidePolicy"
+    OUTSIDE_TERRITORY = "OutsideTerritory"  # ask a node inside the bucket's policy
+    BUCKET_DISPUTED = "BucketDisputed"      # records of one name under two policies: refused
     # trust
     PERMISSION_DENIED = "PermissionDenied"
     # integrity and the disks
@@ -77,6 +79,8 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.ENTITY_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.POLICY_UNSATISFIABLE: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.OUTSIDE_POLICY: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.OUTSIDE_TERRITORY: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.BUCKET_DISPUTED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.INTEGRITY: grpc.StatusCode.DATA_LOSS,
     Reason.STORAGE_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -83,6 +83,8 @@ CODES: dict[Reason, str] = {
     Reason.ENTITY_TOO_LARGE: "EntityTooLarge",
     Reason.POLICY_UNSATISFIABLE: "InvalidLocationConstraint",
     Reason.OUTSIDE_POLICY: "AccessDenied",
+    Reason.OUTSIDE_TERRITORY: "ServiceUnavailable",  # the door forwards these; this is when it cannot
+    Reason.BUCKET_DISPUTED: "ServiceUnavailable",
     Reason.PERMISSION_DENIED: "AccessDenied",
     Reason.INTEGRITY: "InternalError",
     Reason.STORAGE_FULL: "ServiceUnavailable",

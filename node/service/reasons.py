@@ -38,6 +38,8 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (errors.BucketAlreadyExists, Reason.BUCKET_ALREADY_EXISTS),
     (errors.BucketNotEmpty, Reason.BUCKET_NOT_EMPTY),
     (errors.OutsidePolicy, Reason.OUTSIDE_POLICY),
+    (errors.OutsideTerritory, Reason.OUTSIDE_TERRITORY),
+    (errors.BucketDisputed, Reason.BUCKET_DISPUTED),
     (errors.ResidencyWidening, Reason.OUTSIDE_POLICY),
     (errors.QuorumNotReached, Reason.QUORUM_NOT_REACHED),
     (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
