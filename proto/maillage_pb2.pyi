@@ -95,7 +95,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "site", "location", "layout_version", "software_version", "chunks", "stored_bytes")
+    __slots__ = ("node_id", "site", "location", "layout_version", "software_version", "chunks", "stored_bytes", "s3_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class NodeInfo(_message.Message):
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    S3_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     site: str
     location: str
@@ -110,7 +111,8 @@ class NodeInfo(_message.Message):
     software_version: str
     chunks: int
     stored_bytes: int
-    def __init__(self, node_id: _Optional[str] = ..., site: _Optional[str] = ..., location: _Optional[str] = ..., layout_version: _Optional[int] = ..., software_version: _Optional[str] = ..., chunks: _Optional[int] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
+    s3_address: str
+    def __init__(self, node_id: _Optional[str] = ..., site: _Optional[str] = ..., location: _Optional[str] = ..., layout_version: _Optional[int] = ..., software_version: _Optional[str] = ..., chunks: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., s3_address: _Optional[str] = ...) -> None: ...
 
 class GetLayoutRequest(_message.Message):
     __slots__ = ()

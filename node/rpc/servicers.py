@@ -45,6 +45,8 @@ def _metadata(context, key: str) -> str:
 
 
 class ClusterServicer(rpc.ClusterServicer):
+    s3_address = ""  # HOST:PORT of this node's S3 door as peers reach it, set once it listens
+
     def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, access: AccessState,
                  gossip: Gossip, detector: FailureDetector, repairer: Repairer, scrubber: Scrubber,
                  collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -65,7 +67,7 @@ class ClusterServicer(rpc.ClusterServicer):
         stats = self._local.chunks.stats()
         return pb.NodeInfo(node_id=node.id, site=node.site, location=format_location(layout.location_of(node.id)),
                            layout_version=layout.version, software_version=SOFTWARE_VERSION,
-                           chunks=stats.chunks, stored_bytes=stats.stored_bytes)
+                           chunks=stats.chunks, stored_bytes=stats.stored_bytes, s3_address=self.s3_address)
 
     @grpc_errors
     async def GetInfo(self, request, context):
