@@ -130,12 +130,21 @@ class Repairer(BackgroundLoop):
         return self._layout.current.node(node_id).site
 
     async def _catalogs(self, peers: Sequence[str]) -> list[tuple[list[BucketRecord], list[BucketTombstone]]]:
-        """The bucket records and tombstones of each of `peers` that answers (GROUP_CONCURRENCY at once)."""
+        """The bucket records and tombstones of each of `peers` that answers (GROUP_CONCURRENCY at once),
+        each kept only if that peer is inside its policy: a node has no authority over the records of
+        a policy it is outside of, so a German node's tombstone of a France-only bucket is ignored."""
+        layout = self._layout.current
+
+        def inside(peer: str, policy: str) -> bool:
+            return any(p.name == policy for p in layout.policies) and \
+                layout.policy(policy).allows(layout.location_of(peer))
+
         async def one(peer: str) -> tuple[list[BucketRecord], list[BucketTombstone]] | None:
             try:
-                return await self._peers.replica(peer).bucket_catalog()
+                records, tombstones = await self._peers.replica(peer).bucket_catalog()
             except NodeError:
                 return None
+            return ([r for r in records if inside(peer, r.policy)], [t for t in tombstones if inside(peer, t.policy)])
         return [a for a in await gather_bounded([partial(one, p) for p in peers], GROUP_CONCURRENCY) if a is not None]
 
     async def _learn_buckets(self) -> list[BucketRecord]:

@@ -48,9 +48,9 @@ def register(server: grpc.aio.Server, node: Node) -> None:
     rpc.add_ClusterServicer_to_server(ClusterServicer(
         node.local, node.layout, node.signed, node.access, node.gossip, node.detector, node.repairer,
         node.scrubber, node.collector, node.clock), server)
-    rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.local), server)
+    rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.plane), server)
     rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.service), server)
-    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.service).generic_handler(),))
+    server.add_generic_rpc_handlers((BulkHandlers(node.local, node.service, node.plane).generic_handler(),))
 
 
 class NodeServer:

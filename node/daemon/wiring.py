@@ -26,8 +26,10 @@ from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.budget import DEFAULT_UPLOAD_BUDGET, DEFAULT_UPLOAD_WAIT, UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.service.nodeplane import NodePlane
 from maillage.node.service.objects import ObjectService
 from maillage.node.service.tenancy import Tenancy
+from maillage.node.service.territory import Territory
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
@@ -92,7 +94,9 @@ class Node:
                                        maybe_behind=lambda _node_id: self.detector.unsettled(),
                                        chunk_key=access.chunk_key)
         self.tenancy = Tenancy(self.catalog)
-        self.service = ObjectService(self.coordinator, self.tenancy, self.local)  # what both doors call
+        self.territory = Territory(node_id, layout, self.detector.is_up)
+        self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory)  # both doors
+        self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call
         self.gossip_transport = transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,
                              interval=t.heartbeat_interval, access=access, clock=clock, rng=rng)

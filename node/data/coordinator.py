@@ -158,7 +158,9 @@ class Coordinator:
         validation.check_bucket_name(name)
         layout = self._layout.current
         table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
-        if await self._catalog.find(name) is not None:
+        # Any live record of the name anywhere, confirmed or not, under any policy: the name is taken.
+        held = [await self._peers.local.get_bucket(name), *(await self._catalog.answers(name)).values()]
+        if any(r is not None and r.name == name for r in held):
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
         record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
                               generation=secrets.token_hex(16))
@@ -172,9 +174,18 @@ class Coordinator:
                                    f"needed; failures: {failures or 'none'}")
         return record
 
+    def check_policy(self, policy: str) -> None:
+        """UnknownPolicy or PolicyUnsatisfiable unless the layout can place a bucket of `policy`."""
+        self._layout.table(policy)
+
     async def head_bucket(self, name: str) -> BucketRecord:
         validation.check_bucket_name(name)
         return await self._catalog.get(name)
+
+    async def find_bucket(self, name: str) -> BucketRecord | None:
+        """The bucket's record, None if there is none (`bucket_records.Catalog.find`)."""
+        validation.check_bucket_name(name)
+        return await self._catalog.find(name)
 
     async def list_buckets(self) -> list[BucketRecord]:
         nodes = [n.id for n in self._layout.current.nodes]

@@ -144,6 +144,9 @@ class LocalReplica:
         # read that raced a write (the epoch moved) is not kept.
         self._buckets: dict[str, BucketRecord | None] = {}
         self._bucket_epoch = 0
+        # Called with a bucket's name whenever a record or tombstone of it is written here (the
+        # catalog drops what it learned of the name from its peers: it is out of date).
+        self.bucket_listeners: list[Callable[[str], None]] = []
 
     @property
     def node_id(self) -> str:
@@ -387,6 +390,11 @@ class LocalReplica:
 
     async def delete_bucket(self, tombstone: BucketTombstone) -> None:
         self.ensure_eligible(tombstone.policy)  # even a bucket's name rests only inside its policy
+        held = await self.get_bucket(tombstone.name)
+        if held is not None and held.generation == tombstone.generation and held.policy != tombstone.policy:
+            raise BucketConflict(f"node {self.node_id} holds bucket {tombstone.name!r} generation "
+                                 f"{tombstone.generation or '(none)'} under policy {held.policy!r}; a tombstone "
+                                 f"of it under policy {tombstone.policy!r} is refused")
         self._bucket_written(tombstone.name)
         try:
             await self._run(self.meta.put_bucket_tombstone, tombstone)
@@ -396,6 +404,8 @@ class LocalReplica:
     def _bucket_written(self, name: str) -> None:
         self._bucket_epoch += 1
         self._buckets.pop(name, None)
+        for listener in self.bucket_listeners:
+            listener(name)
 
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._run(self.meta.list_buckets)

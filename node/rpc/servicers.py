@@ -25,6 +25,7 @@ from maillage.node.rpc.boundary import DOMAIN_ERRORS, grpc_errors
 from maillage.node.rpc.convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
 from maillage.node.runtime.budget import Lease, UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.service.nodeplane import NodePlane
 from maillage.node.service.objects import ObjectService
 from maillage.node.service.tenancy import CALLER, current_caller
 from maillage.node.trust.access_state import AccessState
@@ -143,40 +144,44 @@ class ClusterServicer(rpc.ClusterServicer):
 
 
 class ReplicaServicer(rpc.ReplicaServicer):
-    def __init__(self, local: LocalReplica) -> None:
-        self._local = local
+    """Node-plane calls: parse, ask the node plane (which checks the calling node's territory), render."""
+
+    def __init__(self, plane: NodePlane) -> None:
+        self._plane = plane
 
     @grpc_errors
     async def HasChunks(self, request, context):
         validation.check_digests(request.digests)
-        return pb.HasChunksReply(present=await self._local.has_chunks(list(request.digests), request.policy))
+        present = await self._plane.has_chunks(current_caller(), list(request.digests), request.policy)
+        return pb.HasChunksReply(present=present)
 
     @grpc_errors
     async def PutManifest(self, request, context):
-        applied = await self._local.put_manifest(manifest_from_pb(request.manifest))  # checked against our record
+        applied = await self._plane.put_manifest(current_caller(), manifest_from_pb(request.manifest))
         return pb.PutManifestReply(applied=applied)
 
     @grpc_errors
     async def GetManifest(self, request, context):
-        m = await self._local.get_manifest(request.bucket, request.key, convert.optional_generation(request))
+        m = await self._plane.get_manifest(current_caller(), request.bucket, request.key,
+                                           convert.optional_generation(request))
         return pb.GetManifestReply(found=m is not None, manifest=manifest_to_pb(m) if m else None)
 
     @grpc_errors
     async def ListIndex(self, request, context):
-        entries, truncated = await self._local.list_index(
-            request.bucket, request.prefix, request.start_after, validation.page_limit(request.limit),
-            convert.optional_generation(request))
+        entries, truncated = await self._plane.list_index(
+            current_caller(), request.bucket, request.prefix, request.start_after,
+            validation.page_limit(request.limit), convert.optional_generation(request))
         return pb.ListIndexReply(entries=[manifest_to_pb(m, with_chunks=False) for m in entries],
                                  truncated=truncated)
 
     @grpc_errors
     async def PutBucketRecord(self, request, context):
-        await self._local.put_bucket(bucket_from_pb(request))
+        await self._plane.put_bucket(current_caller(), bucket_from_pb(request))
         return pb.Ack()
 
     @grpc_errors
     async def GetBucketRecord(self, request, context):
-        r = await self._local.get_bucket(request.name)
+        r = await self._plane.get_bucket(current_caller(), request.name)
         return pb.GetBucketRecordReply(found=r is not None, bucket=bucket_to_pb(r) if r else None)
 
     @grpc_errors
@@ -184,12 +189,12 @@ class ReplicaServicer(rpc.ReplicaServicer):
         tombstone = convert.bucket_tombstone_from_pb(request.tombstone)
         if not request.HasField("tombstone") or tombstone.name != request.name:
             raise InvalidRequest("DeleteBucketRecord needs the tombstone of the bucket generation it deletes")
-        await self._local.delete_bucket(tombstone)
+        await self._plane.delete_bucket(current_caller(), tombstone)
         return pb.Ack()
 
     @grpc_errors
     async def ListBucketRecords(self, request, context):
-        records, tombstones = await self._local.bucket_catalog()
+        records, tombstones = await self._plane.bucket_catalog(current_caller())
         return pb.ListBucketRecordsReply(
             buckets=[bucket_to_pb(r) for r in records],
             tombstones=[convert.bucket_tombstone_to_pb(t) for t in tombstones] if request.tombstones else [])
@@ -197,30 +202,31 @@ class ReplicaServicer(rpc.ReplicaServicer):
     @grpc_errors
     async def SyncSummaries(self, request, context):
         groups = [group_from_pb(g) for g in request.groups]
-        validation.check_groups(groups, self._local._layout.current.partition_bits)
-        return convert.summaries_to_pb(request.groups, await self._local.sync_summaries(groups))
+        validation.check_groups(groups, self._plane.partition_bits)
+        return convert.summaries_to_pb(request.groups, await self._plane.sync_summaries(current_caller(), groups))
 
     @grpc_errors
     async def SyncListing(self, request, context):
         group = group_from_pb(request.group)
-        validation.check_groups([group], self._local._layout.current.partition_bits)
-        return convert.listing_to_pb(group, await self._local.sync_listing(group))
+        validation.check_groups([group], self._plane.partition_bits)
+        return convert.listing_to_pb(group, await self._plane.sync_listing(current_caller(), group))
 
     @grpc_errors
     async def ReferencedChunks(self, request, context):
-        return pb.ReferencedChunksReply(digests=await self._local.referenced_chunks(request.policy))
+        return pb.ReferencedChunksReply(digests=await self._plane.referenced_chunks(current_caller(), request.policy))
 
     @grpc_errors
     async def Inventory(self, request, context):
         # The API cannot page: one reply carries a node's whole inventory (or one bucket's); a
         # reply larger than the message cap is refused with a clear error instead of failing in gRPC.
-        buckets, chunks = await self._local.inventory(request.bucket)
-        reply = convert.inventory_to_pb(self._local.node_id, buckets, chunks)
+        buckets, chunks = await self._plane.inventory(current_caller(), request.bucket)
+        node_id = self._plane.node_id
+        reply = convert.inventory_to_pb(node_id, buckets, chunks)
         size = reply.ByteSize()
         if size > MAX_MESSAGE:
             scope = f" for bucket {request.bucket!r}" if request.bucket else ""
             raise errors.InvalidRequest(
-                f"the inventory of node {self._local.node_id}{scope} is {size} bytes, more than one reply "
+                f"the inventory of node {node_id}{scope} is {size} bytes, more than one reply "
                 f"carries ({MAX_MESSAGE}); " + ("it cannot be listed in one call" if request.bucket
                                                 else "ask for one bucket at a time"))
         return reply
@@ -310,9 +316,10 @@ class BulkHandlers:
     a PutSmallObject request while its object is stored. Both object methods end in `_store`.
     """
 
-    def __init__(self, local: LocalReplica, service: ObjectService, budget: UploadBudget | None = None) -> None:
-        self._local = local
+    def __init__(self, local: LocalReplica, service: ObjectService, plane: NodePlane,
+                 budget: UploadBudget | None = None) -> None:
         self._s = service
+        self._plane = plane
         self._budget = budget or local.upload_budget or UploadBudget()
 
     @grpc_errors
@@ -322,7 +329,7 @@ class BulkHandlers:
             await lease.hold(len(frame))
             tenant = _metadata(context, bulk.TENANT_KEY)
             validation.check_tenant(tenant)
-            stored = await self._local.put_chunk(frame, policy=_metadata(context, bulk.POLICY_KEY), tenant=tenant)
+            stored = await self._plane.put_chunk(current_caller(), frame, _metadata(context, bulk.POLICY_KEY), tenant)
         finally:
             lease.close()
         return pb.PutChunkReply(stored=stored).SerializeToString()
@@ -330,7 +337,8 @@ class BulkHandlers:
     @grpc_errors
     async def get_chunk(self, request: bytes, context) -> bytes:
         """A chunk's frame. A client names the bucket it reads for and gets only chunks held here
-        for that bucket (its policy and owner), if it may read the bucket; a node reads any."""
+        for that bucket (its policy and owner), if it may read the bucket; a node, chunks held here
+        for a policy it is inside of."""
         digest, bucket = bulk.read_chunk_request(request)
         validation.check_digest(digest)
         caller = current_caller()
@@ -338,7 +346,7 @@ class BulkHandlers:
             return await self._s.read_chunk(caller, bucket, digest)
         if bucket:
             raise InvalidRequest(f"a node's GetChunk is the chunk's digest alone ({bulk.DIGEST_BYTES} bytes)")
-        frame, tenant = await self._local.get_chunk_with_tenant(digest)
+        frame, tenant = await self._plane.get_chunk(caller, digest)
         if tenant:  # so a node repairing from here re-seals its copy with the same tenant's key
             context.set_trailing_metadata(((bulk.TENANT_KEY, tenant),))
         return frame

@@ -5,6 +5,10 @@ calls one method here with the `Caller` its door identified. Each method checks 
 bucket it names once, with the rule of its operation (`rules.OPERATIONS`), and hands the bucket
 record it checked down to the coordinator, which never looks it up again. So a feature is written
 once, here and below, and both doors have it with the same checks and the same errors.
+
+Only a node inside a bucket's policy serves its data (`territory.py`): elsewhere every use case
+whose rule has `territory="bucket"` answers `OutsideTerritory`, naming nodes inside, before it reads
+any byte of the request; `route` tells a door beforehand where to send such a request.
 """
 
 from __future__ import annotations
@@ -17,29 +21,45 @@ from maillage.node.errors import InvalidRequest, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.service.rules import OPERATIONS
 from maillage.node.service.tenancy import Caller, Tenancy
+from maillage.node.service.territory import Territory
 from maillage.storage import BucketRecord, Manifest
 
 __all__ = ["ObjectService"]
 
 
 class ObjectService:
-    def __init__(self, coordinator: Coordinator, tenancy: Tenancy, local: LocalReplica,
+    def __init__(self, coordinator: Coordinator, tenancy: Tenancy, local: LocalReplica, territory: Territory,
                  uploads: MultipartUploads | None = None) -> None:
         self.coordinator = coordinator
         self._tenancy = tenancy
         self._local = local
+        self._territory = territory
         self.uploads = uploads or MultipartUploads(coordinator)
 
     async def bucket(self, caller: Caller, operation: str, name: str) -> BucketRecord:
-        """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks."""
-        action = OPERATIONS[operation].bucket
-        assert action is not None, f"{operation} names no bucket"
-        return await self._tenancy.bucket(caller, name, action)
+        """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks
+        (and this node may serve it, if the rule touches its data)."""
+        rule = OPERATIONS[operation]
+        assert rule.bucket is not None, f"{operation} names no bucket"
+        record = await self._tenancy.bucket(caller, name, rule.bucket)
+        if rule.territory == "bucket":
+            self._territory.serve(record.policy, name)
+        return record
+
+    async def route(self, bucket: str) -> tuple[str, ...]:
+        """Where a door sends a request naming `bucket`: () when this node serves it (inside its
+        policy, or no such bucket: the request's own answer says so), else nodes inside its policy."""
+        record = await self.coordinator.find_bucket(bucket)
+        if record is None or self._territory.inside(record.policy):
+            return ()
+        return self._territory.nodes_inside(record.policy)
 
     # ----- buckets -------------------------------------------------------------------------
 
     async def create_bucket(self, caller: Caller, name: str, policy: str) -> BucketRecord:
         caller.require("write", name, caller.tenant)  # the bucket will be the caller's tenant's
+        self.coordinator.check_policy(policy)  # UnknownPolicy / PolicyUnsatisfiable first, wherever asked
+        self._territory.serve(policy, name)  # made (and its record pushed) by a node inside its policy
         return await self.coordinator.create_bucket(name, policy, caller.tenant)
 
     async def head_bucket(self, caller: Caller, name: str, operation: str = "HeadBucket") -> BucketRecord:

@@ -11,7 +11,14 @@ route (`maillage.node.s3.routes`). Its `Rule` says, in three parts:
 * `bucket`: what the caller must be allowed on the bucket the request names (`read` or `write`),
   checked by the service layer (`tenancy.Tenancy`) against the bucket's record: a tenant's key
   touches only its tenant's buckets, a key limited to some buckets only those, a read-only key
-  never writes. None: the operation names no bucket (cluster calls, ListBuckets).
+  never writes. None: the operation names no bucket (cluster calls, ListBuckets);
+* `territory`: whose authority over a policy's data the operation needs (`territory.py`). For a
+  node's call, the calling node must be inside the policy of: the request (`policy`: chunks named
+  with their policy), this node's own record of the bucket named (`bucket`), the record or
+  tombstone sent (`record`), or one the chunk is held here for (`chunk`). For a client's call,
+  `bucket` means this node must be inside the bucket's policy to serve it (else OutsideTerritory,
+  naming nodes inside). None: no policy's data is touched (cluster calls, bucket record reads:
+  a node outside a policy must learn where to send a request; records rest only inside it).
 
 `admit` applies the first two parts to an identified caller; the doors call it before any
 handler runs. A method or operation missing from the table is refused: nothing new is served by
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from maillage.node.errors import AccessDenied
 from maillage.node.service.tenancy import Caller
@@ -32,11 +40,15 @@ from maillage.proto.trust.access import Action
 __all__ = ["GRPC_METHODS", "OPERATIONS", "Rule", "S3_OPERATIONS", "admit", "rule_of_method"]
 
 
+Territory = Literal["policy", "bucket", "record", "chunk"]
+
+
 @dataclass(frozen=True)
 class Rule:
     nodes: bool
     key: Action | None
     bucket: Action | None = None
+    territory: Territory | None = None
 
 
 NODE = Rule(nodes=True, key=None)
@@ -44,8 +56,12 @@ ADMIN = Rule(nodes=False, key="admin")
 NODE_OR_ADMIN = Rule(nodes=True, key="admin")
 NODE_OR_READ = Rule(nodes=True, key="read")
 READ = Rule(nodes=False, key="read")
-READ_BUCKET = Rule(nodes=False, key="read", bucket="read")
-WRITE_BUCKET = Rule(nodes=False, key="write", bucket="write")
+READ_BUCKET = Rule(nodes=False, key="read", bucket="read", territory="bucket")
+WRITE_BUCKET = Rule(nodes=False, key="write", bucket="write", territory="bucket")
+NODE_IN_POLICY = Rule(nodes=True, key=None, territory="policy")
+NODE_IN_BUCKET = Rule(nodes=True, key=None, territory="bucket")
+NODE_IN_RECORD = Rule(nodes=True, key=None, territory="record")
+AUDIT_IN_BUCKET = Rule(nodes=True, key="admin", territory="bucket")  # an admin's key reads it for the audit
 
 OPERATIONS: Mapping[str, Rule] = {
     # The cluster: the layout is public to any caller of the cluster; the rest is for nodes and admins.
@@ -59,28 +75,30 @@ OPERATIONS: Mapping[str, Rule] = {
     "Repair": ADMIN,
     "GetAccess": NODE_OR_ADMIN,   # holds every key's secret
     "PushAccess": ADMIN,
-    # Replicas: node to node; an admin may read what the audit needs.
-    "HasChunks": NODE,
-    "PutManifest": NODE,
-    "GetManifest": NODE_OR_ADMIN,
-    "ListIndex": NODE_OR_ADMIN,
-    "PutBucketRecord": NODE,
+    # Replicas: node to node, each inside the policy of the data it touches (`nodeplane.py`); an
+    # admin may read what the audit needs.
+    "HasChunks": NODE_IN_POLICY,
+    "PutManifest": NODE_IN_BUCKET,
+    "GetManifest": AUDIT_IN_BUCKET,
+    "ListIndex": AUDIT_IN_BUCKET,
+    "PutBucketRecord": NODE_IN_RECORD,  # and never against a holder of the name under another policy
     "GetBucketRecord": NODE_OR_ADMIN,
-    "DeleteBucketRecord": NODE,
+    "DeleteBucketRecord": NODE_IN_RECORD,
     "ListBucketRecords": NODE_OR_ADMIN,
-    "SyncSummaries": NODE,
-    "SyncListing": NODE,
-    "ReferencedChunks": NODE,
-    "Inventory": NODE_OR_ADMIN,
-    "PutChunk": NODE,
-    # Chunks read by clients name their bucket and are checked like object reads; nodes read any.
-    "GetChunk": Rule(nodes=True, key="read", bucket="read"),
+    "SyncSummaries": NODE_IN_POLICY,    # index groups: the bucket's own policy here too
+    "SyncListing": NODE_IN_POLICY,
+    "ReferencedChunks": NODE_IN_POLICY,
+    "Inventory": ADMIN,                 # a node's whole holdings: for the audit only
+    "PutChunk": NODE_IN_POLICY,
+    # Chunks read by clients name their bucket and are checked like object reads; a node reads
+    # chunks held here for a policy it is inside of.
+    "GetChunk": Rule(nodes=True, key="read", bucket="read", territory="chunk"),
     # Buckets (both doors).
-    "CreateBucket": WRITE_BUCKET,    # the bucket will be the caller's tenant's
-    "HeadBucket": READ_BUCKET,
+    "CreateBucket": WRITE_BUCKET,    # the bucket will be the caller's tenant's, made inside its policy
+    "HeadBucket": Rule(nodes=False, key="read", bucket="read"),  # any node says where a bucket is
     "ListBuckets": READ,             # shows a tenant its own buckets only (`Caller.sees`)
     "DeleteBucket": WRITE_BUCKET,
-    "GetBucketLocation": READ_BUCKET,
+    "GetBucketLocation": Rule(nodes=False, key="read", bucket="read"),
     "ListObjects": READ_BUCKET,
     "DeleteObjects": WRITE_BUCKET,
     # Objects (both doors).
@@ -90,7 +108,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutSmallObject": WRITE_BUCKET,
     "DeleteObject": WRITE_BUCKET,
     "CopyObject": WRITE_BUCKET,      # and read on the source bucket
-    "ChunkKey": READ_BUCKET,         # the key naming a bucket's chunks, for its readers
+    "ChunkKey": Rule(nodes=False, key="read", bucket="read"),  # the key naming a bucket's chunks, for its readers
     # Multipart uploads (the S3 door).
     "CreateMultipartUpload": WRITE_BUCKET,
     "UploadPart": WRITE_BUCKET,

@@ -66,9 +66,9 @@ def node(tmp_path_factory) -> Iterator:
     handlers = {
         "cluster": ClusterServicer(n.local, n.layout, n.signed, n.access, n.gossip, n.detector, n.repairer,
                                    n.scrubber, n.collector, n.clock),
-        "replica": ReplicaServicer(n.local),
+        "replica": ReplicaServicer(n.plane),
         "objects": ObjectsServicer(n.service),
-        "bulk": BulkHandlers(n.local, n.service),
+        "bulk": BulkHandlers(n.local, n.service, n.plane),
     }
     yield mesh, loop, handlers, admin
     CALLER.reset(token)
@@ -292,7 +292,7 @@ def test_hanging_uploads_hold_at_most_the_budget_then_get_resource_exhausted(nod
     mesh, loop, handlers, admin = node
     n = mesh.nodes["paris-1"]
     budget = UploadBudget(3 << 20, wait=0.3)
-    bulk_handlers = BulkHandlers(n.local, n.service, budget)
+    bulk_handlers = BulkHandlers(n.local, n.service, n.plane, budget)
     header = bulk.header_message(pb.PutObjectHeader(bucket="scans", key="big"))
     piece = bulk.data_message(bytes(1 << 20))
     hang = asyncio.Event()

@@ -164,7 +164,7 @@ class Context:
 
 def test_bulk_handlers_take_the_tenant_of_a_put_and_tell_it_to_nodes_only(mesh) -> None:
     node = mesh.nodes["paris-1"]
-    handlers = BulkHandlers(node.local, node.service)
+    handlers = BulkHandlers(node.local, node.service, node.plane)
     peer, reader = Caller(node_id="toulouse-1"), Caller(key=AccessKey("AK1", "secret", "hospital", "read-only"))
     plain = os.urandom(CHUNK)
     digest = chunk_digest(plain, b"n" * 32)
