@@ -332,7 +332,8 @@ class AsyncClient:
             self._chunk_keys[bucket] = key or None
         return self._chunk_keys[bucket]
 
-    async def _coordinators(self, bucket: str | None, *, index_first: bool = False) -> list[str]:
+    async def _coordinators(self, bucket: str | None, *, index_first: bool = False,
+                            policy: str | None = None) -> list[str]:
         """Nodes to send a request to: inside the bucket's policy, spread over requests.
 
         With `index_first`, the owners of the bucket's index come first: for small requests the
@@ -340,10 +341,10 @@ class AsyncClient:
         (profiling showed per-request gRPC calls bound 4 KiB throughput). Large uploads keep
         spreading over every eligible node, where hashing and framing cost more than a call."""
         layout = await self.layout()
-        if bucket is None:
+        if bucket is None and policy is None:
             nodes = [n.id for n in layout.nodes if n.state.value == "active"]
-        else:
-            policy = await self._policy_of(bucket)
+        else:  # only a node inside the policy serves a bucket of it (OutsideTerritory elsewhere)
+            policy = policy or await self._policy_of(bucket or "")
             nodes = [n.id for n in layout.eligible_nodes(policy)]
             if index_first:
                 table = partition_table(layout, policy)
@@ -362,18 +363,28 @@ class AsyncClient:
         return rotated
 
     async def _objects_call(self, bucket: str | None, method: str, request: Message, *,
-                            index_first: bool = False) -> Any:
-        """Call an Objects method on the first coordinator that answers."""
+                            index_first: bool = False, policy: str | None = None) -> Any:
+        """Call an Objects method on the first coordinator that answers. A node outside the
+        bucket's policy (the bucket was made again under another since its policy was cached here)
+        answers OutsideTerritory: the policy is looked up again and the call sent inside it, once."""
         layout = await self.layout()
         last: e.MaillageError | None = None
-        for node_id in await self._coordinators(bucket, index_first=index_first):
-            call = self._objects_method(layout, node_id, method)
-            body, metadata = self._trust.signed("Objects", method, request, node_id)  # for this node only
-            try:
-                with translate(node_id):
-                    return await call(body, timeout=self.timeout, metadata=metadata)
-            except e.NodeUnavailable as exc:
-                last = exc
+        for attempt in range(2):
+            for node_id in await self._coordinators(bucket, index_first=index_first, policy=policy):
+                call = self._objects_method(layout, node_id, method)
+                body, metadata = self._trust.signed("Objects", method, request, node_id)  # for this node only
+                try:
+                    with translate(node_id):
+                        return await call(body, timeout=self.timeout, metadata=metadata)
+                except e.NodeUnavailable as exc:
+                    last = exc
+                except e.OutsideTerritory:
+                    if attempt or bucket is None or policy is not None:
+                        raise
+                    self._policies.pop(bucket, None)
+                    break
+            else:
+                break
         raise last or e.NodeUnavailable("no node to send the request to")
 
     # ----- buckets ---------------------------------------------------------------------------
@@ -386,8 +397,8 @@ class AsyncClient:
         except PlacementError as exc:
             cls = e.UnknownPolicy if isinstance(exc, UnknownPolicy) else e.PolicyUnsatisfiable
             raise cls(str(exc)) from exc
-        reply = await self._objects_call(None, "CreateBucket",
-                                         pb.CreateBucketRequest(name=name, policy=policy))
+        reply = await self._objects_call(None, "CreateBucket", pb.CreateBucketRequest(name=name, policy=policy),
+                                         policy=policy)  # made by a node inside its policy
         self._policies[name] = reply.policy
         self._chunk_keys.pop(name, None)
         return _bucket(reply)
