@@ -87,7 +87,7 @@ class Node:
         self.peers = Peers(self.local, transport_for())
         self.detector = FailureDetector(node_id, suspect_after=t.suspect_after, down_after=t.down_after,
                                         clock=clock)
-        self.catalog = Catalog(self.peers, layout, clock)
+        self.catalog = Catalog(self.peers, layout, clock, is_up=self.detector.is_up)
         self.coordinator = Coordinator(node_id, self.peers, layout, self.catalog,
                                        HybridClock(clock.time, max_drift=t.max_clock_drift),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from maillage.node.errors import BucketDisputed, NodeError, NoSuchBucket, QuorumNotReached
 from maillage.node.replicas.transport import Peers
@@ -42,10 +42,12 @@ LOOKUP_TIMEOUT = 5.0   # seconds for every peer's answer to a lookup
 
 
 class Catalog:
-    def __init__(self, peers: Peers, layout: LayoutState, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, peers: Peers, layout: LayoutState, clock: Clock = SYSTEM_CLOCK,
+                 is_up: Callable[[str], bool] = lambda _: True) -> None:
         self._peers = peers
         self._layout = layout
         self._clock = clock
+        self._is_up = is_up  # peers the failure detector believes down are not waited for
         self._cache: dict[str, tuple[float, BucketRecord]] = {}
         peers.local.bucket_listeners.append(self.forget)
 
@@ -71,9 +73,11 @@ class Catalog:
         return record
 
     async def answers(self, name: str, exclude: Collection[str] = ()) -> dict[str, BucketRecord | None]:
-        """Each peer's live record of `name` (None: it holds none), for the peers that answer."""
+        """Each peer's live record of `name` (None: it holds none), for the peers that answer (and
+        are not believed down)."""
         me = self._peers.local.node_id
-        others = [n.id for n in self._layout.current.nodes if n.id != me and n.id not in exclude]
+        others = [n.id for n in self._layout.current.nodes
+                  if n.id != me and n.id not in exclude and self._is_up(n.id)]
 
         async def ask(node_id: str) -> BucketRecord | None:
             return await self._peers.replica(node_id).get_bucket(name)
