@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from maillage.node.rpc.deadlines import KEEPALIVE_TIMEOUT, GrpcLimits
 from maillage.node.s3.door import DoorLimits
 
 
@@ -79,6 +80,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          f"{door.max_per_address}; raise it for many clients behind one NAT or proxy)")
     s3.add_argument("--s3-max-requests", type=int, default=door.max_requests, metavar="N",
                     help=f"S3 requests handled at once; more are answered 503 SlowDown (default {door.max_requests})")
+    port = GrpcLimits()
+    grpc_port = run.add_argument_group(
+        "gRPC port", "What one caller (client or node) can make the node hold, and for how long; seconds "
+                     "unless said otherwise. The SDK's and the peers' own deadlines are shorter.")
+    grpc_port.add_argument("--grpc-max-connections", type=int, default=port.max_connections, metavar="N",
+                           help="gRPC connections open at once, from clients and peers (each peer may hold three); "
+                                "more are closed as they arrive (default "
+                                f"{port.max_connections}; never more than the open files limit leaves once the S3 "
+                                "port's and the stores' are kept). Per source address, use the host's firewall")
+    grpc_port.add_argument("--grpc-max-streams", type=int, default=port.max_streams, metavar="N",
+                           help="calls at once on one connection; more wait for one to end "
+                                f"(default {port.max_streams})")
+    grpc_port.add_argument("--grpc-handshake-timeout", type=float, default=port.handshake_timeout,
+                           metavar="SECONDS", help="a connection not through its TLS handshake within this is "
+                                                   f"closed (default {port.handshake_timeout:g})")
+    grpc_port.add_argument("--grpc-idle-timeout", type=float, default=port.idle_timeout, metavar="SECONDS",
+                           help="a connection that carries no call for this long is closed (GOAWAY; clients "
+                                f"reconnect when they call again) (default {port.idle_timeout:g})")
+    grpc_port.add_argument("--grpc-keepalive", type=float, default=port.keepalive_time, metavar="SECONDS",
+                           help="the node pings each connection this often and drops one whose peer does not "
+                                f"answer within {KEEPALIVE_TIMEOUT:g} s (default {port.keepalive_time:g})")
+    grpc_port.add_argument("--grpc-max-connection-age", type=float, default=port.max_connection_age,
+                           metavar="SECONDS", help="a connection this old is asked to go (its calls get "
+                                                   "--grpc-bulk-timeout to finish; clients reconnect) "
+                                                   f"(default {port.max_connection_age:g})")
+    grpc_port.add_argument("--grpc-message-timeout", type=float, default=port.message_timeout, metavar="SECONDS",
+                           help="a call whose caller sends nothing for this long while the node waits for its "
+                                "request or its next message (a chunk at most) is ended DEADLINE_EXCEEDED "
+                                f"(default {port.message_timeout:g})")
+    grpc_port.add_argument("--grpc-call-timeout", type=float, default=port.call_timeout, metavar="SECONDS",
+                           help="ceiling of a control call (every method but the bulk ones), whatever the "
+                                f"caller's deadline (default {port.call_timeout:g})")
+    grpc_port.add_argument("--grpc-bulk-timeout", type=float, default=port.bulk_timeout, metavar="SECONDS",
+                           help="ceiling of a bulk call (PutObject, PutSmallObject, PutChunk, GetChunk, "
+                                "CopyObject): an upload through the SDK must end within it "
+                                f"(default {port.bulk_timeout:g})")
     run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
@@ -134,10 +171,34 @@ def _check_s3_args(args: argparse.Namespace) -> None:
             raise CommandError(f"{flag} must be at least 1")
 
 
+def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
+    from maillage.cli.common import CommandError
+
+    for flag, count in (("--grpc-max-connections", args.grpc_max_connections),
+                        ("--grpc-max-streams", args.grpc_max_streams)):
+        if count < 1:
+            raise CommandError(f"{flag} must be at least 1")
+    for flag, seconds in (("--grpc-handshake-timeout", args.grpc_handshake_timeout),
+                          ("--grpc-idle-timeout", args.grpc_idle_timeout),
+                          ("--grpc-keepalive", args.grpc_keepalive),
+                          ("--grpc-max-connection-age", args.grpc_max_connection_age),
+                          ("--grpc-message-timeout", args.grpc_message_timeout),
+                          ("--grpc-call-timeout", args.grpc_call_timeout),
+                          ("--grpc-bulk-timeout", args.grpc_bulk_timeout)):
+        if not seconds > 0:
+            raise CommandError(f"{flag} must be a positive number of seconds")
+    return GrpcLimits(max_connections=args.grpc_max_connections, max_streams=args.grpc_max_streams,
+                      handshake_timeout=args.grpc_handshake_timeout, idle_timeout=args.grpc_idle_timeout,
+                      keepalive_time=args.grpc_keepalive, max_connection_age=args.grpc_max_connection_age,
+                      message_timeout=args.grpc_message_timeout, call_timeout=args.grpc_call_timeout,
+                      bulk_timeout=args.grpc_bulk_timeout)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from maillage.node.daemon.server import NodeConfig, Timings, run_node
 
     _check_s3_args(args)
+    grpc_limits = _check_grpc_args(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
@@ -149,6 +210,7 @@ def run_command(args: argparse.Namespace) -> int:
                         s3_limits=DoorLimits(max_connections=args.s3_max_connections,
                                              max_per_address=args.s3_max_connections_per_address,
                                              max_requests=args.s3_max_requests),
+                        grpc_limits=grpc_limits,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

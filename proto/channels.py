@@ -88,11 +88,14 @@ def open_blocking_channel(address: str, *, tls: TlsIdentity | None, peer: str | 
 
 def new_server(address: str, *, tls: TlsIdentity | None,
                interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (),
-               max_receive: int = MAX_MESSAGE) -> tuple[grpc.aio.Server, int]:
+               max_receive: int = MAX_MESSAGE, options: Options = ()) -> tuple[grpc.aio.Server, int]:
     """An asyncio server listening on `address` (not started yet), and the port it bound. With
     `tls`, only clients presenting a certificate of the cluster's CA complete the handshake;
-    `max_receive` bounds what one message of a caller may make the server hold."""
-    server = grpc.aio.server(options=server_options(max_receive=max_receive), interceptors=interceptors)
+    `max_receive` bounds what one message of a caller may make the server hold; `options` add to
+    (or replace, by name) `server_options`, e.g. a node's connection caps and deadlines."""
+    merged = dict(server_options(max_receive=max_receive))
+    merged.update(options)
+    server = grpc.aio.server(options=tuple(merged.items()), interceptors=interceptors)
     port = (server.add_insecure_port(address) if tls is None
             else server.add_secure_port(address, tls.server_credentials()))
     if port == 0:

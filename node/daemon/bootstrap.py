@@ -25,6 +25,7 @@ from cryptography import x509
 
 from maillage.node.daemon.wiring import Timings
 from maillage.node.rpc import convert
+from maillage.node.rpc.deadlines import GrpcLimits
 from maillage.node.s3.door import DoorLimits
 from maillage.node.s3.server import tls_context
 from maillage.node.trust.access_state import ACCESS_FILE, AccessState
@@ -68,6 +69,7 @@ class NodeConfig:
     s3_plain_http: bool = False
     s3_domain: str = ""                   # virtual-host-style addressing: <bucket>.<domain>
     s3_limits: DoorLimits = DoorLimits()  # connections, requests and deadlines of the S3 port
+    grpc_limits: GrpcLimits = GrpcLimits()  # connections, streams and deadlines of the gRPC port
     timings: Timings = Timings()
 
 

@@ -26,11 +26,12 @@ from maillage.node.daemon.bootstrap import (
     open_stores,
 )
 from maillage.node.daemon.wiring import Node, Timings
+from maillage.node.rpc.deadlines import Deadlines
 from maillage.node.rpc.gate import AuthGate, TrustingGate
 from maillage.node.rpc.grpc_transport import GrpcTransport
 from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from maillage.node.runtime.allocator import keep_large_buffers
-from maillage.node.runtime.fdlimit import raise_open_files_limit, s3_connection_cap
+from maillage.node.runtime.fdlimit import grpc_connection_cap, raise_open_files_limit, s3_connection_cap
 from maillage.node.s3.common import Services
 from maillage.node.s3.server import S3Server
 from maillage.node.trust.documents import SignedLayouts
@@ -79,8 +80,14 @@ class NodeServer:
                                  chunk_size=cfg.chunk_size)
         self.address = cfg.listen or me.address
         gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access, cfg.node_id)
-        server, _ = new_server(self.address, tls=tls, interceptors=(gate,),
-                               max_receive=max_request_message(cfg.chunk_size))
+        s3_cap = s3_connection_cap(cfg.s3_limits.max_connections, open_files) if cfg.s3_listen else 0
+        grpc_limits = replace(cfg.grpc_limits, max_connections=grpc_connection_cap(
+            cfg.grpc_limits.max_connections, open_files, s3_cap))
+        # The deadlines come first, so their bounds cover the gate's wait for a stream's first message.
+        server, _ = new_server(self.address, tls=tls, interceptors=(Deadlines(grpc_limits), gate),
+                               max_receive=max_request_message(cfg.chunk_size), options=grpc_limits.server_options())
+        log.info("gRPC port: %s", grpc_limits.describe())
+        _warn_if_too_few_connections(grpc_limits.max_connections, len(layout.current.nodes))
         if cfg.insecure_plaintext:
             log.warning("INSECURE PLAINTEXT MODE (benchmarks only): no TLS, no authentication")
         register(server, node)
@@ -90,8 +97,7 @@ class NodeServer:
             services = Services(node.service, layout, self._executor,
                                 default_policy=cfg.s3_default_policy, upload_expiry=cfg.timings.upload_expiry,
                                 upload_budget=node.upload_budget)
-            limits = replace(cfg.s3_limits, max_connections=s3_connection_cap(cfg.s3_limits.max_connections,
-                                                                             open_files))
+            limits = replace(cfg.s3_limits, max_connections=s3_cap)
             s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls, limits=limits)
             await s3.start()
             self._s3 = s3
@@ -119,6 +125,17 @@ class NodeServer:
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+#: Channels a node keeps to each peer (data path, gossip, repair: `wiring.Node`), each its connection.
+CHANNELS_PER_PEER = 3
+
+
+def _warn_if_too_few_connections(cap: int, nodes: int) -> None:
+    needed = CHANNELS_PER_PEER * (nodes - 1)
+    if needed >= cap // 2:
+        log.warning("gRPC connections capped at %d while the %d other nodes of the layout may hold up to %d: "
+                    "raise --grpc-max-connections (and the open files limit)", cap, nodes - 1, needed)
 
 
 async def _run(config: NodeConfig) -> None:
