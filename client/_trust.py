@@ -96,10 +96,13 @@ class Trust:
         body = request.SerializeToString()
         return body, self.sign(method_path(service, method), target=target, body=body)
 
-    def verified_layout(self, version: int, text: str, signature: bytes, where: str) -> Layout:
-        """The layout of a LayoutDoc, only if the cluster admin signed it; `PermissionDenied` otherwise."""
+    def verified_layout(self, version: int, text: str, signature: bytes, where: str, *,
+                        staged: bool = False) -> Layout:
+        """The layout of a LayoutDoc, only if the cluster admin signed it as an applied layout (or,
+        with `staged`, as a staged change, whose version is the one it was prepared against);
+        `PermissionDenied` otherwise."""
         try:
-            self.verifier.verify(version, text, signature, kind="layout")
+            self.verifier.verify(version, text, signature, kind="staged-layout" if staged else "layout")
         except LayoutAuthError as exc:
             raise PermissionDenied(f"refused the layout from {where}: {exc} (a node of another cluster, or "
                                    "someone between this client and the mesh?)") from None
@@ -107,7 +110,7 @@ class Trust:
             layout = parse_layout(text)
         except PlacementError as exc:
             raise PermissionDenied(f"refused the layout from {where}: it does not parse ({exc})") from None
-        if layout.version != version:
+        if layout.version != version and not staged:
             raise PermissionDenied(f"refused the layout from {where}: signed as version {version}, "
                                    f"but its text says version {layout.version}")
         return layout

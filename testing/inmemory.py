@@ -243,7 +243,8 @@ class InMemoryMesh:
         text = format_layout(layout)
         data_dir = self.root / node_id
         data_dir.mkdir(parents=True, exist_ok=True)
-        state = LayoutState(data_dir / "layout.toml", layout, self.signer.sign(layout.version, text), text)
+        signature = self.signer.sign(layout.version, text, kind="layout")
+        state = LayoutState(data_dir / "layout.toml", layout, signature, text)
         access = AccessState(data_dir / "access.signed", self.signer.verifier())
         meta = MetaStore(data_dir / "meta")
         self._metas.append(meta)
@@ -295,7 +296,7 @@ class InMemoryMesh:
         layout apply` does (a node that is down learns it by gossip); a node it adds starts with it,
         on an empty data directory. Returns the ids of the nodes started."""
         text = format_layout(layout)
-        signature = self.signer.sign(layout.version, text)
+        signature = self.signer.sign(layout.version, text, kind="layout")
         started = [n.id for n in layout.nodes if n.id not in self.nodes]
         for node_id in started:
             self._start_node(node_id, layout)

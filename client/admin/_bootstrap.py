@@ -70,7 +70,7 @@ def read_access_file(path: str | os.PathLike[str], signer: LayoutSigner) -> Acce
 def write_signed_layout(path: str | os.PathLike[str], layout: Layout, signer: LayoutSigner) -> Path:
     """A layout file a node can start from (`maillage node run --layout`)."""
     text = format_layout(layout)
-    return write_signed(path, text, signer.sign(layout.version, text))
+    return write_signed(path, text, signer.sign(layout.version, text, kind="layout"))
 
 
 def init_cluster(directory: str | os.PathLike[str], name: str, *, endpoints: Sequence[str] = (),

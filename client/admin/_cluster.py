@@ -1,7 +1,8 @@
 """Signed layout changes and mesh-wide status: the admin calls of the `Cluster` service.
 
 Layout and access documents are signed with the cluster's Ed25519 layout-signing key
-(`maillage.proto.trust.signing`, kind "layout" or "access"); nodes refuse unsigned ones, and this API uses
+(`maillage.proto.trust.signing`: kind "layout" for an applied layout, "staged-layout" for a staged
+change, "clear-staged-layout" to discard it, "access"); nodes refuse unsigned ones, and this API uses
 a layout or access document it reads only when the signature verifies. Every call carries the
 profile's (admin) access key. Staging and applying go to every node in parallel; the endpoint (the first node
 that answered) must accept, the others are reported when they do not. Status and repair progress
@@ -22,7 +23,7 @@ from maillage.client.admin._connect import AdminError, Channels, fetch_layout, p
 from maillage.placement import Layout, Node, format_layout
 from maillage.proto import pb
 from maillage.proto.trust.access import AccessDoc, AccessError, encode_access, parse_access
-from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner
+from maillage.proto.trust.signing import DocKind, LayoutAuthError, LayoutSigner
 
 __all__ = ["ClusterAdmin", "Staged", "NodeAnswers"]
 
@@ -102,8 +103,8 @@ class ClusterAdmin:
                              "(the cluster dir made by `maillage cluster init`)")
         return self._signer
 
-    def _doc(self, version: int, text: str) -> pb.LayoutDoc:
-        return pb.LayoutDoc(version=version, text=text, signature=self.signer.sign(version, text))
+    def _doc(self, version: int, text: str, kind: DocKind) -> pb.LayoutDoc:
+        return pb.LayoutDoc(version=version, text=text, signature=self.signer.sign(version, text, kind=kind))
 
     def _everywhere(self, addresses: Iterable[str], send: Callable[[str], Any]) -> dict[str, Any]:
         """send(address) on every address in parallel: {address: reply or the error (MaillageError)}."""
@@ -127,7 +128,8 @@ class ClusterAdmin:
         if not doc.text:
             return None
         try:
-            layout = self._channels.trust.verified_layout(doc.version, doc.text, doc.signature, self.address)
+            layout = self._channels.trust.verified_layout(doc.version, doc.text, doc.signature, self.address,
+                                                          staged=True)
         except PermissionDenied as exc:
             raise AdminError(f"the staged layout of {self.address}: {exc}") from None
         return Staged(layout, doc.version)
@@ -135,10 +137,10 @@ class ClusterAdmin:
     def stage(self, layout: Layout) -> list[str]:
         """Stage ``layout`` (prepared against the current version) on every node; the endpoint
         must accept. Returns the nodes that did not (they keep their previous staged change)."""
-        return self._stage_doc(self._doc(self.layout.version, format_layout(layout)))
+        return self._stage_doc(self._doc(self.layout.version, format_layout(layout), "staged-layout"))
 
     def clear_staged(self) -> list[str]:
-        return self._stage_doc(self._doc(self.layout.version, ""))
+        return self._stage_doc(self._doc(self.layout.version, "", "clear-staged-layout"))
 
     def _stage_doc(self, doc: pb.LayoutDoc) -> list[str]:
         replies = self._everywhere(self._all_addresses(self.layout),
@@ -151,7 +153,7 @@ class ClusterAdmin:
         """Apply ``layout`` (its version must be current + 1): the endpoint first, then every
         node of the old and new layouts (harmless: highest version wins). Returns (nodes that
         adopted it, problems)."""
-        doc = self._doc(layout.version, format_layout(layout))
+        doc = self._doc(layout.version, format_layout(layout), "layout")
         first = self._call(self.address, "PushLayout", doc)
         if not first.accepted and first.current_version != layout.version:
             raise AdminError(f"node {self.address} refused layout v{layout.version}: it already has "

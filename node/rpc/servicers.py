@@ -97,10 +97,10 @@ class ClusterServicer(rpc.ClusterServicer):
     @grpc_errors
     async def StageLayout(self, request, context):
         if not request.text:
-            self._signed.verify_blank(request)
+            self._signed.verify_clear(request, current=self._layout.current.version)
             self._layout.clear_staged()
             return pb.Ack()
-        self._signed.verify(request, staged_on=self._layout.current.version)
+        self._signed.verify_staged(request, current=self._layout.current.version)
         self._layout.stage(StagedLayout(request.version, request.text, request.signature))
         return pb.Ack()
 

@@ -4,10 +4,11 @@ A layout decides which disks may hold a hospital's France-only data, and the acc
 may read or write it, so a stray process that can reach a node's port must not be able to push
 either. Each is signed with the cluster's Ed25519 layout-signing key: only the admin holds the
 private key (`LayoutSigner`), nodes and the SDK verify with the public key (`LayoutVerifier`), so no
-node can sign a layout. Each kind of document has its own signature domain, so a signature made for
-one can never pass for the other. A signed document travels as (version, text, signature) and rests
-in one file: a comment line with the signature, then the exact text it covers (`write_signed`,
-`read_signed`), replaced in one atomic step.
+node can sign a layout. Each kind of document (`DocKind`) has its own signature domain, so a
+signature made for one can never pass for another: a staged (never applied) layout cannot be taken
+for an applied one, nor an access document for a layout. A signed document travels as (version,
+text, signature) and rests in one file: a comment line with the signature, then the exact text it
+covers (`write_signed`, `read_signed`), replaced in one atomic step.
 
 Migrating a wave-1 mesh (keyed BLAKE3 of a shared secret file): run `maillage cluster init` on the
 admin machine, issue each node its certificate and trust dir, sign the current layout with
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-__all__ = ["DocKind", "LayoutAuthError", "LayoutSigner", "LayoutVerifier", "SIGNATURE_SIZE", "read_signed",
+__all__ = ["DOC_KINDS", "DocKind", "LayoutAuthError", "LayoutSigner", "LayoutVerifier", "SIGNATURE_SIZE", "read_signed",
            "write_durably", "write_signed"]
 
 
@@ -37,16 +38,26 @@ class LayoutAuthError(Exception):
 # Ed25519: the admin signs, nodes and the SDK verify
 
 
-DocKind = Literal["layout", "access"]
+# The kinds of signed document, each its own signature domain (its name is part of the signed bytes):
+#   layout               an applied layout: version N, the text of layout version N
+#   staged-layout        a staged change: the version it was prepared against, the staged text
+#   clear-staged-layout  the request to discard the staged change: the current version, empty text
+#   access               the access document (tenants and keys)
+#   bucket-record        reserved for signed bucket records (not used yet)
+# To add a kind, append its name here and to DOC_KINDS' documentation above; never rename or
+# reuse a name (signatures already made would change meaning). A name never contains NUL.
+DocKind = Literal["layout", "staged-layout", "clear-staged-layout", "access", "bucket-record"]
+DOC_KINDS: tuple[DocKind, ...] = get_args(DocKind)
 SIGNATURE_SIZE = 64
 _DOMAIN = b"maillage signed document v1\x00"
 
 
 def _message(kind: DocKind, version: int, text: str) -> bytes:
-    """What is signed: a domain prefix naming the document kind, then the same (version, text) as
-    wave 1 (8-byte big-endian version, UTF-8 text)."""
-    if kind not in ("layout", "access"):
-        raise ValueError(f"document kind {kind!r}: must be 'layout' or 'access'")
+    """What is signed: a domain prefix naming the document kind (NUL-terminated, so no kind's
+    message is another's), then the same (version, text) as wave 1 (8-byte big-endian version,
+    UTF-8 text)."""
+    if kind not in DOC_KINDS:
+        raise ValueError(f"document kind {kind!r}: must be one of {', '.join(DOC_KINDS)}")
     if not 0 <= version < 1 << 64:
         raise ValueError(f"document version {version}: must fit in 64 bits")
     return _DOMAIN + kind.encode("ascii") + b"\x00" + version.to_bytes(8, "big") + text.encode("utf-8")
@@ -86,7 +97,9 @@ class LayoutSigner:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 
-    def sign(self, version: int, text: str, *, kind: DocKind = "layout") -> bytes:
+    def sign(self, version: int, text: str, *, kind: DocKind) -> bytes:
+        """The signature of (kind, version, text): the kind is always named, so no call signs in
+        another's domain by default."""
         return self._key.sign(_message(kind, version, text))
 
     def private_key_pem(self) -> bytes:
@@ -131,7 +144,7 @@ class LayoutVerifier:
     def public_key_pem(self) -> bytes:
         return self._key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-    def verify(self, version: int, text: str, signature: bytes, *, kind: DocKind = "layout") -> None:
+    def verify(self, version: int, text: str, signature: bytes, *, kind: DocKind) -> None:
         """Raise `LayoutAuthError` unless `signature` is the admin's over this kind, version and text."""
         if not signature:
             raise LayoutAuthError(f"{kind} document version {version} is not signed "

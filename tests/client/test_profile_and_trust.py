@@ -83,7 +83,7 @@ def _serve_layout(cluster, tmp_path: Path, signer: LayoutSigner | None, *, versi
     layout = make_layout()
     text = format_layout(layout)
     signed_version = layout.version if version is None else version
-    signature = signer.sign(signed_version, text) if signer is not None else b""
+    signature = signer.sign(signed_version, text, kind="layout") if signer is not None else b""
 
     class Cluster(rpc.ClusterServicer):
         async def GetLayout(self, request, context):

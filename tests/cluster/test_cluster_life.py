@@ -179,7 +179,8 @@ def test_added_site_receives_its_share_and_old_owners_drop_it(tmp_path):
 
 def test_layout_push_without_the_signing_key_is_refused(mesh):
     bigger = _with_site(mesh, "rogue-1", "eu/de/bayern")
-    forged = LayoutSigner.generate().sign(bigger.version, format_layout(bigger))   # not the cluster's key
+    # Not the cluster's key:
+    forged = LayoutSigner.generate().sign(bigger.version, format_layout(bigger), kind="layout")
     with pytest.raises(grpc.RpcError) as err:
         admin_call(mesh, mesh.addresses[0], "Cluster", "PushLayout",
                    pb.LayoutDoc(version=bigger.version, text=format_layout(bigger), signature=forged))
@@ -192,7 +193,8 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
     bigger = _with_site(mesh, "nantes-1", "eu/fr/pdl")
     text = format_layout(bigger)
     admin_call(mesh, mesh.addresses[0], "Cluster", "PushLayout",
-               pb.LayoutDoc(version=bigger.version, text=text, signature=mesh.signer.sign(bigger.version, text)))
+               pb.LayoutDoc(version=bigger.version, text=text,
+                            signature=mesh.signer.sign(bigger.version, text, kind="layout")))
     def everyone_adopted():
         return all(node_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
     eventually(everyone_adopted, timeout=15, what="layout spread by gossip")
@@ -217,7 +219,8 @@ def _push_layout(mesh: LocalMesh, layout) -> None:
     write_signed_layout(mesh.layout_file, layout, mesh.signer)
     for node in mesh.layout.nodes:
         admin_call(mesh, node.address, "Cluster", "PushLayout",
-                   pb.LayoutDoc(version=layout.version, text=text, signature=mesh.signer.sign(layout.version, text)))
+                   pb.LayoutDoc(version=layout.version, text=text,
+                                signature=mesh.signer.sign(layout.version, text, kind="layout")))
 
 
 def test_status_and_repair_commands(mesh):

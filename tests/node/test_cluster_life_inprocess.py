@@ -48,7 +48,7 @@ def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh)
         newer = make_layout(SITES[:-1] + (("munich-1", "eu/de/bayern"), ("berlin-1", "eu/de/berlin")), version=2)
         text = format_layout(newer)
         paris = mesh.nodes["paris-1"]
-        assert paris.layout.offer(newer, mesh.signer.sign(2, text), text)
+        assert paris.layout.offer(newer, mesh.signer.sign(2, text, kind="layout"), text)
         await mesh.gossip(4)
         assert {n.layout.current.version for n in mesh.nodes.values()} == {2}
         forged = make_layout(version=3)
@@ -79,7 +79,7 @@ def test_a_revocation_spreads_by_gossip_to_a_node_that_missed_the_push_and_a_for
         # a layout signature never passes for an access document, nor a made-up one
         newer = access.add_tenant(doc, "intruder", now_ms=2)
         forged_text = access.encode_access(newer)
-        for signature in (mesh.signer.sign(newer.version, forged_text), b"\x00" * 64):
+        for signature in (mesh.signer.sign(newer.version, forged_text, kind="layout"), b"\x00" * 64):
             with pytest.raises(LayoutAuthError):
                 paris.access.offer(LayoutDoc(newer.version, forged_text, signature))
         assert paris.access.version == doc.version

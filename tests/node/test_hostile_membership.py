@@ -53,7 +53,7 @@ def test_nodes_that_left_the_layout_are_forgotten(mesh) -> None:
         assert paris.detector.tracked() == len(SITES) - 1
         smaller = make_layout(SITES[:-1], version=2)  # munich-1 leaves
         text = format_layout(smaller)
-        assert paris.layout.offer(smaller, mesh.signer.sign(2, text), text)
+        assert paris.layout.offer(smaller, mesh.signer.sign(2, text, kind="layout"), text)
         await mesh.gossip(1)
         assert "munich-1" not in {v.node_id for v in paris.detector.views(["paris-1"])}
         assert paris.detector.tracked() <= len(SITES) - 2

@@ -45,13 +45,13 @@ def test_signatures_bind_version_text_kind_and_key(tmp_path):
     key = LayoutSigner.generate()
     (tmp_path / "k.pub").write_bytes(key.public_key_pem())
     verifier = LayoutVerifier.from_file(tmp_path / "k.pub")  # nodes hold only the public half
-    sig = key.sign(7, "text")
-    verifier.verify(7, "text", sig)
+    sig = key.sign(7, "text", kind="layout")
+    verifier.verify(7, "text", sig, kind="layout")
     for version, text, signature in ((8, "text", sig), (7, "texT", sig), (7, "text", b""),
-                                     (7, "text", LayoutSigner.generate().sign(7, "text")),
+                                     (7, "text", LayoutSigner.generate().sign(7, "text", kind="layout")),
                                      (7, "text", key.sign(7, "text", kind="access"))):
         with pytest.raises(LayoutAuthError):
-            verifier.verify(version, text, signature)
+            verifier.verify(version, text, signature, kind="layout")
     with pytest.raises(ValueError):
         LayoutVerifier.from_pem(b"not a key")
 

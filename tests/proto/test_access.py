@@ -190,7 +190,7 @@ def test_the_document_is_signed_with_its_own_domain() -> None:
     signature = signer.sign(doc.version, text, kind="access")
     signer.verifier().verify(doc.version, text, signature, kind="access")
     with pytest.raises(LayoutAuthError):
-        signer.verifier().verify(doc.version, text, signature)  # not a layout signature
+        signer.verifier().verify(doc.version, text, signature, kind="layout")  # not a layout signature
 
 
 def _body() -> dict:

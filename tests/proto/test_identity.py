@@ -214,19 +214,19 @@ async def _call_without_certificate(server_identity: TlsIdentity, ca_pem: bytes)
 def test_layout_signatures_verify_and_refuse_tampering(cluster: ClusterDir) -> None:
     signer = LayoutSigner.from_file(cluster.signing_key)
     verifier = LayoutVerifier.from_file(cluster.signing_pub)
-    signature = signer.sign(7, "layout text")
-    verifier.verify(7, "layout text", signature)
+    signature = signer.sign(7, "layout text", kind="layout")
+    verifier.verify(7, "layout text", signature, kind="layout")
     with pytest.raises(LayoutAuthError, match="not signed"):
-        verifier.verify(7, "layout text", b"")
+        verifier.verify(7, "layout text", b"", kind="layout")
     with pytest.raises(LayoutAuthError, match="64"):
-        verifier.verify(7, "layout text", signature[:10])
+        verifier.verify(7, "layout text", signature[:10], kind="layout")
     for version, text in ((8, "layout text"), (7, "layout text!")):
         with pytest.raises(LayoutAuthError, match="does not verify"):
-            verifier.verify(version, text, signature)
+            verifier.verify(version, text, signature, kind="layout")
     with pytest.raises(LayoutAuthError, match="does not verify"):
         verifier.verify(7, "layout text", signature, kind="access")
     with pytest.raises(LayoutAuthError, match="does not verify"):
-        LayoutSigner.generate().verifier().verify(7, "layout text", signature)
+        LayoutSigner.generate().verifier().verify(7, "layout text", signature, kind="layout")
     access = signer.sign(7, "layout text", kind="access")
     verifier.verify(7, "layout text", access, kind="access")
     assert "PRIVATE" not in repr(signer)
