@@ -29,7 +29,7 @@ from maillage.node.rpc.deadlines import GrpcLimits
 from maillage.node.s3.door import DoorLimits
 from maillage.node.s3.server import tls_context
 from maillage.node.trust.access_state import ACCESS_FILE, AccessState
-from maillage.node.trust.documents import LayoutAuthError, LayoutDoc, SignedLayouts
+from maillage.node.trust.documents import LayoutAuthError, LayoutDoc, SignedLayouts, discard_unverified_staged
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import Layout, PlacementError, parse_layout
 from maillage.proto import pb, rpc
@@ -174,6 +174,7 @@ async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity |
         layout = LayoutState(layout_path)
         signed.verify(LayoutDoc(layout.current.version, layout.text, layout.signature))
     layout.current.node(cfg.node_id)  # UnknownNode: refuse to start outside the layout
+    discard_unverified_staged(layout, signed, log)
     return layout
 
 
