@@ -15,12 +15,14 @@ import re
 from pathlib import Path
 
 from maillage.cli.common import CommandError, profile_of
-from maillage.client.admin import ClusterAdmin, load_signer
+from maillage.client.admin import ClusterAdmin, load_signer, read_node_keys
 from maillage.placement import LayoutError
 from maillage.placement.layout_codec import parse_capacity
+from maillage.proto.trust.identity import IdentityError
 from maillage.proto.trust.signing import LayoutSigner
 
-__all__ = ["CLUSTER_DIR_ENV", "add_cluster_dir_option", "cluster_dir", "open_admin", "parse_size", "signer"]
+__all__ = ["CLUSTER_DIR_ENV", "add_cluster_dir_option", "cluster_dir", "node_keys", "open_admin", "parse_size",
+           "signer"]
 
 CLUSTER_DIR_ENV = "MAILLAGE_CLUSTER_DIR"
 _SHORT_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP])\s*\Z", re.IGNORECASE)
@@ -59,8 +61,18 @@ def parse_size(text: str, what: str = "capacity") -> int:
         raise CommandError(f"bad size: {exc}") from None
 
 
+def node_keys(args: argparse.Namespace) -> dict[str, str]:
+    """The certificate keys recorded in the cluster dir (`maillage cluster node-cert` records them)."""
+    try:
+        return read_node_keys(cluster_dir(args))
+    except IdentityError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def open_admin(args: argparse.Namespace, *, signing: bool = False) -> ClusterAdmin:
     """The SDK's admin API on the command's profile (an admin key); with `signing`, the cluster
-    dir's layout-signing key too (checked before anything is asked of the mesh)."""
+    dir's layout-signing key (checked before anything is asked of the mesh) and recorded node
+    certificate keys (pinned in every layout it signs) too."""
     key = signer(args) if signing else None
-    return ClusterAdmin(profile_of(args), signer=key)
+    keys = node_keys(args) if signing else None
+    return ClusterAdmin(profile_of(args), signer=key, node_keys=keys)

@@ -2,8 +2,10 @@
 
 `init` writes the cluster dir (CA, layout-signing key pair, shared client certificate), the first
 access document (tenant "admin" with one admin key, signed: access.signed) and an admin profile
-(admin.conf); `node-cert` issues one node's trust dir. The files are made by
-`maillage.client.admin` (`init_cluster`, `node_trust_dir`); this module parses and prints.
+(admin.conf); `node-cert` issues one node's trust dir and records its certificate key (node-keys.json),
+which the next layout pins; `pin` records the key of a certificate issued before pinning. The files
+are made by `maillage.client.admin` (`init_cluster`, `node_trust_dir`, `pin_certificate`); this
+module parses and prints.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ A new mesh, step by step (admin machine first, then each node's machine):
      and copy ./trust-NODE_ID to that node's machine
   3. write layout.toml (sites, nodes with their addresses, policies), then
      maillage layout sign layout.toml --cluster-dir ./cluster --out layout.signed
-     and copy layout.signed to every node's machine
+     (it pins each node's certificate key, recorded by node-cert) and copy it to every node's machine
   4. on each node: maillage node run --id NODE_ID --data-dir /var/lib/maillage --trust-dir ./trust-NODE_ID \\
        --layout layout.signed
   5. on the admin machine: export MAILLAGE_CONFIG_FILE=./cluster/admin.conf MAILLAGE_ENDPOINT=HOST:PORT
@@ -58,8 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Issue the certificate of NODE_ID (the id it has in the layout) into --out: "
                     "node.pem, node.key, ca.pem, layout-signing.pub and the cluster's current "
                     "access.signed. Copy that directory to the node's machine and start the node "
-                    "with `maillage node run --trust-dir`. Running it again rotates the certificate "
-                    "(restart the node to use it). The node's S3 port serves HTTPS with this "
+                    "with `maillage node run --trust-dir`. The certificate's key is recorded in the "
+                    "cluster dir (node-keys.json) and pinned by the next layout the admin tooling "
+                    "signs: nodes accept a caller as NODE_ID only with that key. Running it again "
+                    "rotates the certificate: then `maillage layout pin` and `maillage layout apply` "
+                    "(the old certificate is refused from then on) and restart the node with the new "
+                    "trust dir. The node's S3 port serves HTTPS with this "
                     "certificate: --san adds the names S3 clients connect by. "
                     f"Needs the cluster dir (--cluster-dir or ${CLUSTER_DIR_ENV}).")
     cert.add_argument("node_id", metavar="NODE_ID")
@@ -72,6 +78,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "--s3-domain s3.example.com) or 192.0.2.10; repeatable or comma-separated")
     add_cluster_dir_option(cert)
     cert.set_defaults(func=node_cert_command)
+
+    pin = cluster_sub.add_parser(
+        "pin", help="record the key of a node certificate issued before pinning",
+        description="Record, in the cluster dir's node-keys.json, the key of NODE_ID's certificate "
+                    "CERT (its trust dir's node.pem), issued before certificates were pinned: it must "
+                    "be issued by this cluster's CA for NODE_ID, with the node usages. Once a key is "
+                    "recorded for every node, `maillage layout pin` and `apply` pin them all. "
+                    f"Needs the cluster dir (--cluster-dir or ${CLUSTER_DIR_ENV}).")
+    pin.add_argument("node_id", metavar="NODE_ID")
+    pin.add_argument("--cert", required=True, type=Path, metavar="CERT")
+    add_cluster_dir_option(pin)
+    pin.set_defaults(func=pin_command)
 
     client = cluster_sub.add_parser(
         "client-trust", help="copy the files SDK and CLI users need (no private cluster key)",
@@ -127,7 +145,7 @@ def client_trust_command(args: argparse.Namespace) -> int:
 
 
 def node_cert_command(args: argparse.Namespace) -> int:
-    from maillage.client.admin import ACCESS_FILE, node_trust_dir
+    from maillage.client.admin import ACCESS_FILE, NODE_KEYS_FILE, node_trust_dir, read_node_keys
     from maillage.proto.trust.identity import IdentityError
 
     directory = cluster_dir(args)
@@ -139,8 +157,24 @@ def node_cert_command(args: argparse.Namespace) -> int:
     has_access = (files.directory / ACCESS_FILE).exists()
     print(f"issued node {args.node_id}'s certificate ({args.days} days) into {files.directory}: node.pem, "
           f"node.key, ca.pem, layout-signing.pub{', ' + ACCESS_FILE if has_access else ''}")
+    print(f"recorded its key {read_node_keys(directory)[args.node_id]} in {NODE_KEYS_FILE}: the next layout "
+          "pins it (a rotation: `maillage layout pin` and `maillage layout apply`, then restart the node "
+          "with this trust dir; its old certificate is refused from the applied layout on)")
     if sans:
         print(f"S3 clients may reach it as {', '.join(sans)} (HTTPS; they trust the cluster CA, ca.pem)")
     print(f"copy it to the node's machine and run: maillage node run --id {args.node_id} --data-dir DIR "
           f"--trust-dir {files.directory} --layout layout.signed")
+    return 0
+
+
+def pin_command(args: argparse.Namespace) -> int:
+    from maillage.client.admin import NODE_KEYS_FILE, pin_certificate
+    from maillage.proto.trust.identity import IdentityError
+
+    try:
+        key = pin_certificate(cluster_dir(args), args.node_id, args.cert)
+    except IdentityError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"recorded node {args.node_id}'s certificate key {key} in {NODE_KEYS_FILE}; once every node has "
+          "one, `maillage layout pin` and `maillage layout apply` pin them")
     return 0

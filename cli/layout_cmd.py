@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from maillage.cli.admin import add_cluster_dir_option, open_admin, parse_size, signer
+from maillage.cli.admin import add_cluster_dir_option, node_keys, open_admin, parse_size, signer
 from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
-from maillage.client.admin import ClusterAdmin, Staged
-from maillage.placement import Layout, PlacementError, changes, format_location
+from maillage.client.admin import ClusterAdmin, Staged, pin_layout
+from maillage.placement import Layout, LayoutError, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
 
 _NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     e.add_argument("--address", required=True, metavar="HOST:PORT"),
                     e.add_argument("--site", required=True, metavar="SITE"),
                     e.add_argument("--capacity", required=True, metavar="SIZE", help="e.g. 4T, 4TB, 500GiB")),
-         lambda layout, a: changes.add_node(layout, a.id, a.address, a.site, parse_size(a.capacity)),
+         _add_node,
          lambda a: f"add node {a.id} on {a.site} at {a.address}, {a.capacity}")
     edit("set-capacity", "stage a node's new capacity",
          "Set the capacity of NODE (bytes or a size: 8TB, 8T, 7TiB). Partitions move to or from it "
@@ -106,6 +106,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
          lambda layout, a: changes.policy_remove(layout, a.name),
          lambda a: f"remove policy {a.name}")
 
+    edit("pin", "stage pinning every node's recorded certificate key",
+         "Pin, in the staged change, the certificate key the cluster dir records for each node "
+         "(`maillage cluster node-cert` records the key of each certificate it issues, `maillage "
+         "cluster pin` one issued earlier). Nodes then accept a caller as a node only with the "
+         "certificate whose key the layout pins for it: a certificate made with the CA key alone is "
+         "refused. To rotate a node's certificate: `maillage cluster node-cert NODE`, then `pin` and "
+         "`apply` (the old certificate is refused from then on), then restart the node with its new "
+         "trust dir. Every other staged change pins the recorded keys too.",
+         lambda e: None, _pin_all, lambda a: "pin the recorded node certificate keys")
+
     apply_p = layout_sub.add_parser(
         "apply", help="apply the staged change as the next layout version",
         description="Show the staged change (diff against the current layout and what moves, per "
@@ -121,7 +131,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Sign LAYOUT.toml (sites, nodes, policies; version inside) with the cluster's "
                     "layout-signing key and write it to --out: the file to give `maillage node run "
                     "--layout` when a mesh starts for the first time. Later changes go through "
-                    "`maillage layout add-node ... / apply` on the running mesh. Needs no node.")
+                    "`maillage layout add-node ... / apply` on the running mesh. The certificate keys "
+                    "the cluster dir records (`maillage cluster node-cert`) are pinned for its nodes, "
+                    "once one is recorded for every node. Needs no node.")
     sign.add_argument("layout_file", metavar="LAYOUT.toml", type=Path)
     sign.add_argument("--out", required=True, type=Path, metavar="SIGNED", help="the signed layout file to write")
     add_cluster_dir_option(sign)
@@ -152,6 +164,27 @@ def _policy_set(layout: Layout, a: argparse.Namespace) -> Layout:
     return changes.policy_set(layout, a.name, allow, replicas, spread)
 
 
+def _add_node(layout: Layout, a: argparse.Namespace) -> Layout:
+    """add-node, with the node's recorded certificate key when the layout pins its nodes' keys (a
+    layout that pins none is pinned with all its nodes at once, by `pin_layout`)."""
+    key = node_keys(a).get(a.id) if layout.pins_keys else None
+    try:
+        return changes.add_node(layout, a.id, a.address, a.site, parse_size(a.capacity), cert_key=key)
+    except LayoutError as exc:
+        if layout.pins_keys and key is None and "cert_key" in str(exc):
+            raise CommandError(f"add node {a.id}: the layout pins every node's certificate key and none is "
+                               f"recorded for {a.id}: issue its certificate first (`maillage cluster "
+                               f"node-cert {a.id} --out DIR`)") from None
+        raise
+
+
+def _pin_all(layout: Layout, a: argparse.Namespace) -> Layout:
+    pinned, warnings = pin_layout(layout, node_keys(a))
+    if warnings:
+        raise CommandError("; ".join(warnings))
+    return pinned
+
+
 # ----- staging --------------------------------------------------------------------------------
 
 def _base(admin: ClusterAdmin) -> tuple[Layout, Staged | None]:
@@ -175,6 +208,9 @@ def stage_command(args: argparse.Namespace, apply_edit: Callable[[Layout, argpar
     except PlacementError as exc:
         raise CommandError(f"{what}: {exc}") from None
     current = admin.layout
+    new, warnings = admin.pinned(new)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if new == base:
         print(f"{what}: nothing changes (already so{' in the staged change' if staged else ''})")
         return 0
@@ -232,6 +268,9 @@ def apply_command(args: argparse.Namespace) -> int:
     if staged is None:
         raise CommandError("nothing is staged: stage a change first (e.g. `maillage layout drain NODE`)")
     current = admin.layout
+    base, warnings = admin.pinned(base)   # a key recorded since the change was staged (a rotation)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     diff = changes.layout_diff(current, base)
     print(f"staged change against layout v{current.version}:")
     for line in diff or ["(no difference)"]:
@@ -286,10 +325,13 @@ def sign_command(args: argparse.Namespace) -> int:
     key = signer(args)
     try:
         layout = parse_layout(args.layout_file.read_text(encoding="utf-8"))
+        layout, warnings = pin_layout(layout, node_keys(args))
     except OSError as exc:
         raise CommandError(f"{args.layout_file}: {exc.strerror}") from None
     except PlacementError as exc:
         raise CommandError(f"{args.layout_file}: {exc}") from None
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     write_signed_layout(args.out, layout, key)
     print(f"signed layout v{layout.version} ({len(layout.sites)} site(s), {len(layout.nodes)} node(s)) "
           f"into {args.out}; start each node with `maillage node run --id ID --data-dir DIR "
@@ -302,7 +344,7 @@ def layout_doc(layout: Layout) -> dict:
         "version": layout.version, "partition_bits": layout.partition_bits,
         "sites": [{"name": s.name, "location": format_location(s.location)} for s in layout.sites],
         "nodes": [{"id": n.id, "site": n.site, "address": n.address, "capacity": n.capacity,
-                   "state": n.state.value} for n in layout.nodes],
+                   "state": n.state.value, "cert_key": n.cert_key} for n in layout.nodes],
         "policies": [{"name": p.name, "allow": [format_location(a) for a in p.allow], "replicas": p.replicas,
                       "spread": p.spread, "eligible_sites": len({n.site for n in layout.eligible_nodes(p.name)})}
                      for p in layout.policies],

@@ -24,7 +24,7 @@ never applied with data left nowhere to go.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,6 +38,7 @@ __all__ = [
     "BucketsUnsatisfiable",
     "add_site",
     "add_node",
+    "pin_keys",
     "set_capacity",
     "drain",
     "remove",
@@ -91,11 +92,13 @@ def add_site(layout: Layout, name: str, location: str | Sequence[str]) -> Layout
     return dataclasses.replace(layout, sites=layout.sites + (site,))
 
 
-def add_node(layout: Layout, node_id: str, address: str, site: str, capacity: int | str) -> Layout:
-    """A new ACTIVE node on an existing site; ``capacity`` in bytes or a size like ``"4TB"``."""
+def add_node(layout: Layout, node_id: str, address: str, site: str, capacity: int | str,
+             cert_key: str | None = None) -> Layout:
+    """A new ACTIVE node on an existing site; ``capacity`` in bytes or a size like ``"4TB"``;
+    ``cert_key`` its certificate key (needed when the layout pins its nodes' keys)."""
     if any(n.id == node_id for n in layout.nodes):
         raise LayoutError(f"id: node {node_id!r} already exists")
-    node = Node(id=node_id, address=address, site=site, capacity=_capacity(capacity))
+    node = Node(id=node_id, address=address, site=site, capacity=_capacity(capacity), cert_key=cert_key)
     layout.site(site)  # UnknownSite
     for other in layout.nodes:
         if other.address == node.address:
@@ -107,6 +110,15 @@ def set_capacity(layout: Layout, node_id: str, capacity: int | str) -> Layout:
     """Change a node's capacity (its share of every policy it belongs to)."""
     node = layout.node(node_id)
     return _with_nodes(layout, {node_id: dataclasses.replace(node, capacity=_capacity(capacity))})
+
+
+def pin_keys(layout: Layout, keys: Mapping[str, str]) -> Layout:
+    """The nodes of ``layout`` named in ``keys`` pinned to those certificate keys (``sha256:<hex>``);
+    ids the layout does not have are ignored. A layout pins every node's key or none, so pinning
+    some nodes of a layout that pins none is refused (``LayoutError`` naming a node left out)."""
+    replaced = {n.id: dataclasses.replace(n, cert_key=keys[n.id]) for n in layout.nodes
+                if n.id in keys and keys[n.id] != n.cert_key}
+    return _with_nodes(layout, replaced) if replaced else layout
 
 
 def targets(layout: Layout, name: str) -> tuple[str, ...]:
@@ -182,7 +194,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
         return f"site {s.name} at {format_location(s.location)}"
 
     def node_text(n: Node) -> str:
-        return f"node {n.id} on {n.site}, {n.address}, {format_capacity(n.capacity)}, {n.state.value}"
+        key = "" if n.cert_key is None else f", key {_short_key(n.cert_key)}"
+        return f"node {n.id} on {n.site}, {n.address}, {format_capacity(n.capacity)}, {n.state.value}{key}"
 
     def policy_text(p: Policy) -> str:
         spread = "" if p.spread is None else f", spread {p.spread}"
@@ -191,7 +204,7 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     def fields(a: Node, b: Node) -> str:
         changes = []
         for name, show in (("site", str), ("address", str), ("capacity", format_capacity),
-                           ("state", lambda s: s.value)):
+                           ("state", lambda s: s.value), ("cert_key", _short_key)):
             x, y = getattr(a, name), getattr(b, name)
             if x != y:
                 changes.append(f"{name} {show(x)} -> {show(y)}")
@@ -221,6 +234,11 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     section(old.policies, new.policies, lambda p: p.name, policy_text,
             lambda k, a, b: f"~ {policy_text(a)}  ->  {policy_text(b).split(': ', 1)[-1]}")
     return lines
+
+
+def _short_key(key: str | None) -> str:
+    """A pinned certificate key as a diff shows it: ``sha256:`` and its first 16 hex digits."""
+    return "none" if key is None else f"{key[:23]}…"
 
 
 # ----- movement ---------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ __all__ = [
     "MIN_PARTITION_BITS",
     "MAX_PARTITION_BITS",
     "DEFAULT_PARTITION_BITS",
+    "CERT_KEY",
 ]
 
 _T = TypeVar("_T")
@@ -42,6 +43,9 @@ DEFAULT_PARTITION_BITS = 10
 _LABEL = re.compile(r"[a-z0-9-]+\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))\Z")
+# A node's certificate key as the layout pins it: SHA-256 of the certificate's SubjectPublicKeyInfo
+# (DER), in lowercase hex (`maillage.proto.trust.identity.key_fingerprint` computes it).
+CERT_KEY = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
 
 def parse_location(text: str) -> tuple[str, ...]:
@@ -118,13 +122,17 @@ class Site:
 
 @dataclass(frozen=True)
 class Node:
-    """One daemon with one data directory; ``capacity`` is in bytes."""
+    """One daemon with one data directory; ``capacity`` is in bytes. ``cert_key`` pins the key of
+    the node's certificate (``sha256:<hex>`` of its SubjectPublicKeyInfo): nodes accept a caller
+    as this node only with a certificate of that key, so a certificate made with the CA key alone,
+    or the one a rotation replaced, is refused. None: not pinned (a layout pins all or none)."""
 
     id: str
     address: str
     site: str
     capacity: int
     state: NodeState = NodeState.ACTIVE
+    cert_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.id, "id")
@@ -134,6 +142,9 @@ class Node:
             raise LayoutError(f"capacity: must be a positive integer, got {self.capacity!r}")
         if not isinstance(self.state, NodeState):
             raise LayoutError(f"state: must be one of {[s.value for s in NodeState]}, got {self.state!r}")
+        if self.cert_key is not None and (not isinstance(self.cert_key, str) or not CERT_KEY.match(self.cert_key)):
+            raise LayoutError(f"cert_key: {self.cert_key!r} must be 'sha256:' and 64 lowercase hex digits "
+                              "(the SHA-256 of the certificate's public key info)")
 
 
 @dataclass(frozen=True)
@@ -215,12 +226,34 @@ class Layout:
                     f"nodes[{i}].address: {node.address!r} already used by nodes[{addresses[node.address]}]"
                 )
             addresses[node.address] = i
+        self._check_pins(nodes)
         object.__setattr__(self, "sites", tuple(sorted(sites, key=lambda s: s.name)))
         object.__setattr__(self, "nodes", tuple(sorted(nodes, key=lambda n: n.id)))
         object.__setattr__(self, "policies", tuple(sorted(policies, key=lambda p: p.name)))
         object.__setattr__(self, "_sites_by_name", {s.name: s for s in self.sites})
         object.__setattr__(self, "_nodes_by_id", {n.id: n for n in self.nodes})
         object.__setattr__(self, "_policies_by_name", {p.name: p for p in self.policies})
+
+    @staticmethod
+    def _check_pins(nodes: tuple[Node, ...]) -> None:
+        """Every node's certificate key pinned, or none (a layout from before pinning); one key per node."""
+        pinned = [n for n in nodes if n.cert_key is not None]
+        if not pinned:
+            return
+        keys: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            if node.cert_key is None:
+                raise LayoutError(f"nodes[{i}].cert_key: missing: the layout pins node {pinned[0].id!r}'s "
+                                  "certificate key, and a layout pins every node's or none")
+            if node.cert_key in keys:
+                raise LayoutError(f"nodes[{i}].cert_key: already pinned for nodes[{keys[node.cert_key]}] "
+                                  "(each node has a certificate key of its own)")
+            keys[node.cert_key] = i
+
+    @property
+    def pins_keys(self) -> bool:
+        """Whether this layout pins its nodes' certificate keys (then every node's: see `Node`)."""
+        return bool(self.nodes) and self.nodes[0].cert_key is not None
 
     @staticmethod
     def _checked(what: str, items: object, cls: type[_T], key: Callable[[_T], str], key_field: str) -> tuple[_T, ...]:

@@ -22,6 +22,7 @@ Shape::
     address = "127.0.0.1:7001"   # host:port
     capacity = "4TB"             # bytes: integer, or string with B/KB/MB/GB/TB/PB or KiB..PiB
     state = "active"             # optional: active (default) | draining | out
+    cert_key = "sha256:9f86..."  # optional: SHA-256 of its certificate's public key (every node or none)
 
     [[policies]]
     name = "france-only"
@@ -66,7 +67,7 @@ _CAPACITY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 
 _TOP_KEYS = {"version", "partition_bits", "sites", "nodes", "policies"}
 _SITE_KEYS = {"name", "location"}
-_NODE_KEYS = {"id", "site", "address", "capacity", "state"}
+_NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
 _POLICY_KEYS = {"name", "allow", "replicas", "spread"}
 
 
@@ -188,6 +189,7 @@ def parse_layout(text: str) -> Layout:
             site=_required(raw, "site", where),
             capacity=capacity,
             state=state,
+            cert_key=raw.get("cert_key"),
         )
         nodes.append(_build(where, partial(Node, **kw)))
 
@@ -243,6 +245,8 @@ def format_layout(layout: Layout) -> str:
         ]
         if node.state is not NodeState.ACTIVE:
             out.append(f"state = {_s(node.state.value)}")
+        if node.cert_key is not None:
+            out.append(f"cert_key = {_s(node.cert_key)}")
     for policy in layout.policies:
         allow = ", ".join(_s(format_location(a)) for a in policy.allow)
         out += ["", "[[policies]]", f"name = {_s(policy.name)}", f"allow = [{allow}]", f"replicas = {policy.replicas}"]

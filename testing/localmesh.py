@@ -7,7 +7,8 @@ only those (SIGTERM, then SIGKILL after a grace period), also when the caller fa
 The mesh is a real cluster with its own trust, made as an admin would (`maillage cluster init`):
 ``base_dir/cluster`` (CA, layout-signing key pair, client certificate), one trust dir per node in
 ``base_dir/trust/<node id>`` (its certificate and the signed access document), the signed first
-layout ``base_dir/layout.signed``, and an access document with tenant "admin" (an admin key) and
+layout ``base_dir/layout.signed`` (pinning each node's certificate key, recorded in the cluster dir as
+`maillage cluster node-cert` records it), and an access document with tenant "admin" (an admin key) and
 tenant "demo" (a read-write key). ``base_dir/maillage.conf`` holds both as profiles (``[default]``
 is demo, ``[profile admin]``); `profile` and `admin_profile` are the same as objects, `new_key`
 adds a tenant's key on the running mesh.
@@ -34,7 +35,9 @@ from maillage.client.admin import (
     init_cluster,
     load_signer,
     node_trust_dir,
+    pin_layout,
     read_access_file,
+    read_node_keys,
     write_access_file,
     write_signed_layout,
 )
@@ -171,9 +174,10 @@ class LocalMesh:
         self.profile = Profile(endpoints, Credentials(demo.key_id, demo.secret), trust, "default")
         write_profile(self.config_file, self.profile)
         write_profile(self.config_file, self.admin_profile)
-        write_signed_layout(self.layout_file, self.layout, self.signer)
-        for node in self.layout.nodes:
+        for node in self.layout.nodes:      # each certificate's key recorded in the cluster dir...
             self._node_trust(node.id)
+        self.layout, _ = pin_layout(self.layout, read_node_keys(self.cluster_dir))   # ...and pinned
+        write_signed_layout(self.layout_file, self.layout, self.signer)
 
     def _node_trust(self, node_id: str) -> Path:
         directory = self.trust_dir(node_id)
@@ -185,8 +189,17 @@ class LocalMesh:
         return self.trust_root / node_id
 
     def admin(self) -> ClusterAdmin:
-        """The admin API on this mesh, with the admin key and the layout-signing key."""
-        return ClusterAdmin(self.admin_profile, signer=self.signer)
+        """The admin API on this mesh, with the admin key, the layout-signing key and the recorded
+        certificate keys (every layout it stages or applies pins them)."""
+        return ClusterAdmin(self.admin_profile, signer=self.signer, node_keys=read_node_keys(self.cluster_dir))
+
+    def issue_certificate(self, node_id: str) -> str:
+        """Issue node `node_id` a new certificate (a new key) into its trust dir, as `maillage cluster
+        node-cert` does, and return its key: recorded in the cluster dir, it is pinned by the next
+        layout applied through `admin()`. For a node already running this is a rotation: that
+        layout retires its old certificate, which it keeps using until restarted."""
+        node_trust_dir(self.cluster_dir, node_id, self.trust_dir(node_id), sans=LOOPBACK_NAMES)
+        return read_node_keys(self.cluster_dir)[node_id]
 
     def new_key(self, tenant: str, role: Role = "read-write", buckets: tuple[str, ...] = ()) -> Profile:
         """A new access key of `tenant` (created first if needed), pushed signed to every node: a

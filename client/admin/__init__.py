@@ -17,12 +17,17 @@ from maillage.client.admin._audit import AuditReport, Inventory, collect_audit, 
 from maillage.client.admin._bootstrap import (
     ACCESS_FILE,
     ADMIN_PROFILE_FILE,
+    NODE_KEYS_FILE,
     NewCluster,
     client_trust_dir,
     init_cluster,
     load_signer,
     node_trust_dir,
+    pin_certificate,
+    pin_layout,
     read_access_file,
+    read_node_keys,
+    record_node_key,
     write_access_file,
     write_signed_layout,
 )
@@ -39,8 +44,9 @@ from maillage.client.admin._residency import (
 from maillage.client.admin._status import mesh_views, repair_fields, status_rows
 
 __all__ = [
-    "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NewCluster", "client_trust_dir", "init_cluster", "load_signer",
-    "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout",
+    "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NODE_KEYS_FILE", "NewCluster", "client_trust_dir", "init_cluster",
+    "load_signer", "node_trust_dir", "pin_certificate", "pin_layout", "read_access_file", "read_node_keys",
+    "record_node_key", "write_access_file", "write_signed_layout",
     "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
     "fetch_layout", "fetch_manifest", "reconcile", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",

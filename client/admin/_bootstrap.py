@@ -7,27 +7,47 @@ admin key), signed, as ``access.signed``, and an INI profile ``admin.conf`` usin
 cluster dir as trust dir. A node's trust dir (`node_trust_dir`) gets its certificate, the CA, the
 layout-signing public key and a copy of ``access.signed``; its first layout is a signed layout file
 (`write_signed_layout`). Nothing here talks to a node.
+
+Pinning: issuing a node's certificate (`node_trust_dir`) records the fingerprint of its key in the
+cluster dir's ``node-keys.json`` (`record_node_key`; `pin_certificate` records one issued earlier),
+and every layout the admin tooling signs pins the recorded keys (`pin_layout`). A rotation is a new
+certificate and the next applied layout, which pins its key and so retires the old certificate.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from maillage.client._profile import Credentials, Profile, write_profile
-from maillage.placement import Layout, format_layout
-from maillage.proto.trust.access import AccessDoc, AccessKey, add_tenant, create_key, encode_access, parse_access
-from maillage.proto.trust.identity import ClusterDir, NodeFiles, create_cluster, issue_node_certificate
-from maillage.proto.trust.signing import LayoutSigner, read_signed, write_signed
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
-__all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NewCluster", "client_trust_dir", "init_cluster",
-           "load_signer", "node_trust_dir", "read_access_file", "write_access_file", "write_signed_layout"]
+from maillage.client._profile import Credentials, Profile, write_profile
+from maillage.placement import Layout, changes, format_layout
+from maillage.placement.layout import CERT_KEY
+from maillage.proto.trust.access import AccessDoc, AccessKey, add_tenant, create_key, encode_access, parse_access
+from maillage.proto.trust.identity import (
+    ClusterDir,
+    IdentityError,
+    NodeFiles,
+    certificate_key,
+    create_cluster,
+    issue_node_certificate,
+    peer_of_pem,
+)
+from maillage.proto.trust.signing import LayoutSigner, read_signed, write_durably, write_signed
+
+__all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NODE_KEYS_FILE", "NewCluster", "client_trust_dir",
+           "init_cluster", "load_signer", "node_trust_dir", "pin_certificate", "pin_layout", "read_access_file",
+           "read_node_keys", "record_node_key", "write_access_file", "write_signed_layout"]
 
 ACCESS_FILE = "access.signed"
+NODE_KEYS_FILE = "node-keys.json"
 ADMIN_PROFILE_FILE = "admin.conf"
 ADMIN_TENANT = "admin"
 
@@ -73,6 +93,63 @@ def write_signed_layout(path: str | os.PathLike[str], layout: Layout, signer: La
     return write_signed(path, text, signer.sign(layout.version, text, kind="layout"))
 
 
+def read_node_keys(cluster_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """The certificate keys recorded in a cluster dir: node id -> ``sha256:<hex>`` ({} if none yet)."""
+    path = Path(cluster_dir) / NODE_KEYS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise IdentityError(f"{path}: not readable as node keys ({err})") from None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) and CERT_KEY.match(v)
+                                            for k, v in raw.items()):
+        raise IdentityError(f"{path}: not a JSON object of node id -> 'sha256:<hex>'")
+    return dict(raw)
+
+
+def record_node_key(cluster_dir: str | os.PathLike[str], node_id: str, key: str) -> None:
+    """Record (or replace) node `node_id`'s certificate key in the cluster dir, for the next layout."""
+    keys = read_node_keys(cluster_dir)
+    keys[node_id] = key
+    write_durably(Path(cluster_dir) / NODE_KEYS_FILE, json.dumps(keys, indent=2, sort_keys=True) + "\n")
+
+
+def pin_certificate(cluster_dir: str | os.PathLike[str], node_id: str, cert: str | os.PathLike[str]) -> str:
+    """Record the key of a node certificate issued earlier (a mesh from before pinning): it must be
+    issued by this cluster's CA, name `node_id` and carry the node usages. Returns the key."""
+    cluster = ClusterDir.at(cluster_dir)
+    try:
+        pem = Path(cert).read_bytes()
+        leaf = x509.load_pem_x509_certificate(pem)
+        leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(cluster.ca_cert.read_bytes()))
+    except OSError as err:
+        raise IdentityError(f"{err.filename}: {err.strerror}") from None
+    except (ValueError, TypeError, InvalidSignature):
+        raise IdentityError(f"{cert}: not a certificate issued by the cluster CA in {cluster.ca_cert}") from None
+    peer = peer_of_pem(pem)
+    if peer.node_id != node_id or peer.role != "node":
+        raise IdentityError(f"{cert}: not a node certificate of {node_id!r} "
+                            f"({peer.problem or f'it names {peer.node_id or peer.role!r}'})")
+    key = certificate_key(cert)
+    record_node_key(cluster_dir, node_id, key)
+    return key
+
+
+def pin_layout(layout: Layout, keys: Mapping[str, str]) -> tuple[Layout, list[str]]:
+    """`layout` pinning the recorded `keys` of its nodes, and what could not be pinned. A layout
+    that pins its keys takes the recorded ones (a rotation); one that pins none (a mesh from before
+    pinning) is pinned only once a key is recorded for every node, and left as it is until then,
+    with a warning naming the nodes without a key."""
+    known = {n.id: keys[n.id] for n in layout.nodes if n.id in keys}
+    if layout.pins_keys or (layout.nodes and len(known) == len(layout.nodes)):
+        return changes.pin_keys(layout, known), []
+    missing = sorted(n.id for n in layout.nodes if n.id not in keys)
+    return layout, [f"layout v{layout.version} pins no node certificate key (nodes accept any certificate "
+                    f"of the cluster CA for a node id): no key recorded for {', '.join(missing) or 'any node'} "
+                    f"(`maillage cluster pin NODE --cert FILE` records a certificate issued earlier)"]
+
+
 def init_cluster(directory: str | os.PathLike[str], name: str, *, endpoints: Sequence[str] = (),
                  extra_tenants: Sequence[str] = ()) -> NewCluster:
     """Create a cluster dir, its first access document (version 1: tenant "admin" and one admin key,
@@ -108,10 +185,12 @@ def client_trust_dir(cluster_dir: str | os.PathLike[str], out_dir: str | os.Path
 def node_trust_dir(cluster_dir: str | os.PathLike[str], node_id: str, out_dir: str | os.PathLike[str], *,
                    days: int = 365, sans: Sequence[str] = ()) -> NodeFiles:
     """Issue node `node_id` its certificate into `out_dir`, with the cluster's current access file
-    (the node's first access document; later ones come from the mesh). `sans`: extra DNS names and
-    IP addresses for its S3 endpoint (`maillage.proto.trust.identity.extra_names`)."""
+    (the node's first access document; later ones come from the mesh), and record its key in the
+    cluster dir (the next layout pins it). `sans`: extra DNS names and IP addresses for its S3
+    endpoint (`maillage.proto.trust.identity.extra_names`)."""
     cluster = ClusterDir.at(cluster_dir)
     files = issue_node_certificate(cluster, node_id, out_dir, days=days, sans=sans)
+    record_node_key(cluster.directory, node_id, certificate_key(files.cert))
     access = cluster.directory / ACCESS_FILE
     if access.is_file():
         target = files.directory / ACCESS_FILE

@@ -11,7 +11,7 @@ are asked of every node of the layout, and a node that does not answer is report
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ import grpc
 
 from maillage.client._exceptions import MaillageError, PermissionDenied
 from maillage.client._profile import Profile
+from maillage.client.admin._bootstrap import pin_layout
 from maillage.client.admin._connect import AdminError, Channels, fetch_layout, parallel
 from maillage.placement import Layout, Node, format_layout
 from maillage.proto import pb
@@ -55,12 +56,16 @@ class ClusterAdmin:
 
     `profile` gives the endpoints, the trust dir and an admin access key; `signer` (the cluster's
     layout-signing private key) is needed only by the calls that change the layout or the access
-    document. Use as a context manager, or call close()."""
+    document; `node_keys` (the cluster dir's recorded certificate keys, `read_node_keys`) are
+    pinned in every layout this API stages or applies (`pinned`). Use as a context manager, or
+    call close()."""
 
-    def __init__(self, profile: Profile, *, signer: LayoutSigner | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, profile: Profile, *, signer: LayoutSigner | None = None,
+                 node_keys: Mapping[str, str] | None = None, timeout: float = 10.0) -> None:
         self.timeout = timeout
         self.profile = profile
         self._signer = signer
+        self.node_keys = dict(node_keys or {})
         self._channels = Channels(profile)
         try:
             self.layout, self.address = fetch_layout(profile, timeout=timeout, channels=self._channels)
@@ -134,9 +139,15 @@ class ClusterAdmin:
             raise AdminError(f"the staged layout of {self.address}: {exc}") from None
         return Staged(layout, doc.version)
 
+    def pinned(self, layout: Layout) -> tuple[Layout, list[str]]:
+        """``layout`` pinning the recorded certificate keys of its nodes (`pin_layout`), and why it
+        pins none if it cannot pin them all."""
+        return pin_layout(layout, self.node_keys)
+
     def stage(self, layout: Layout) -> list[str]:
-        """Stage ``layout`` (prepared against the current version) on every node; the endpoint
-        must accept. Returns the nodes that did not (they keep their previous staged change)."""
+        """Stage ``layout`` (prepared against the current version; `pinned` first) on every node; the
+        endpoint must accept. Returns the nodes that did not (they keep their previous staged change)."""
+        layout, _ = self.pinned(layout)
         return self._stage_doc(self._doc(self.layout.version, format_layout(layout), "staged-layout"))
 
     def clear_staged(self) -> list[str]:
@@ -150,9 +161,11 @@ class ClusterAdmin:
         return [f"{a}: {r}" for a, r in replies.items() if isinstance(r, MaillageError)]
 
     def push(self, layout: Layout) -> tuple[int, list[str]]:
-        """Apply ``layout`` (its version must be current + 1): the endpoint first, then every
-        node of the old and new layouts (harmless: highest version wins). Returns (nodes that
-        adopted it, problems)."""
+        """Apply ``layout`` (its version must be current + 1; `pinned` first): the endpoint first,
+        then every node of the old and new layouts (harmless: highest version wins). Returns (nodes
+        that adopted it, problems). A layout pinning a node's new certificate key retires the old
+        certificate: restart that node with the new one right after."""
+        layout, _ = self.pinned(layout)
         doc = self._doc(layout.version, format_layout(layout), "layout")
         first = self._call(self.address, "PushLayout", doc)
         if not first.accepted and first.current_version != layout.version:

@@ -30,7 +30,7 @@ from maillage.node.s3.door import DoorLimits
 from maillage.node.s3.server import tls_context
 from maillage.node.trust.access_state import ACCESS_FILE, AccessState
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc, SignedLayouts, discard_unverified_staged
-from maillage.node.trust.layout_state import LayoutState
+from maillage.node.trust.layout_state import LayoutState, pin_warnings
 from maillage.placement import Layout, PlacementError, parse_layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
@@ -175,6 +175,8 @@ async def load_layout(cfg: NodeConfig, signed: SignedLayouts, tls: TlsIdentity |
         signed.verify(LayoutDoc(layout.current.version, layout.text, layout.signature))
     layout.current.node(cfg.node_id)  # UnknownNode: refuse to start outside the layout
     discard_unverified_staged(layout, signed, log)
+    for warning in pin_warnings(layout.current, cfg.node_id, tls.peer().key if tls is not None else None):
+        log.warning("%s", warning)
     return layout
 
 

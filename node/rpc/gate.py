@@ -5,9 +5,13 @@ the cluster's CA: a node certificate (naming a node id) or the shared client cer
 identifies the caller and applies the rule of the method's operation from the one table both doors
 share (`maillage.node.service.rules`):
 
-* a node certificate counts only for methods open to nodes, and only if it names a node of the
-  current layout (a removed node's certificate, or one issued for a name the layout does not have,
-  is refused);
+* a node certificate counts only for methods open to nodes, only if it carries the extended key
+  usages node certificates are issued with (serverAuth, clientAuth), names a node of the current
+  layout (a removed node's certificate, or one issued for a name the layout does not have, is
+  refused) and, when the layout pins its nodes' certificate keys, has the key pinned for that node:
+  a certificate made with a stolen CA key, or the one a rotation replaced, is refused. A layout that
+  pins no key (a mesh from before pinning) admits any CA-issued certificate of a node id, as before;
+  the node warns about it at start;
 * otherwise the request must carry an access-key signature (`maillage.proto.trust.requestauth`) of an
   active key whose role allows the method's action (read, write or admin), made for this node and
   this request's bytes (for a client stream, its first message), and not seen before by this node
@@ -40,9 +44,10 @@ from maillage.node.service.tenancy import CALLER, Caller
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.layout_state import LayoutState
 from maillage.node.trust.replays import ReplayCache
+from maillage.placement import UnknownNode
 from maillage.proto.reasons import ERROR_KEY, Reason
 from maillage.proto.trust.access import AccessKey
-from maillage.proto.trust.identity import peer_of
+from maillage.proto.trust.identity import Peer, peer_of
 from maillage.proto.trust.requestauth import DEFAULT_WINDOW, RequestAuthError, verify
 
 __all__ = ["AuthGate", "REFUSAL_PREFIXES", "Refused", "TrustingGate"]
@@ -89,18 +94,29 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             assert peer.node_id is not None
             caller = Caller(node_id=peer.node_id)
             self._admit_rule(method, rule, caller)
-            if not any(n.id == peer.node_id for n in self._layout.current.nodes):
-                raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                              f"certificate of node {peer.node_id!r}, which is not in layout "
-                              f"v{self._layout.current.version}")
+            self._check_pinned(peer)
             return caller
         if peer.role != "client":
-            raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no certificate of this cluster")
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, peer.problem or "no certificate of this cluster")
         if rule.key is None:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"{method} is for nodes of the cluster only")
         caller = Caller(key=self._key(method, context))
         self._admit_rule(method, rule, caller)
         return caller
+
+    def _check_pinned(self, peer: Peer) -> None:
+        """The node certificate's id is in the current layout and its key is the one pinned for it."""
+        layout = self._layout.current
+        try:
+            node = layout.node(peer.node_id or "")
+        except UnknownNode:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"certificate of node {peer.node_id!r}, which is not in layout v{layout.version}") from None
+        if node.cert_key is not None and node.cert_key != peer.key:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"certificate of node {node.id!r} has key {peer.key}, but layout v{layout.version} "
+                          f"pins {node.cert_key} for that node (a certificate the admin did not pin, or one "
+                          "a rotation replaced)")
 
     @staticmethod
     def _admit_rule(method: str, rule: Rule, caller: Caller) -> None:

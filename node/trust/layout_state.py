@@ -4,6 +4,10 @@ The layout is the admin's truth about where every node is; a node never trusts w
 about its own location, only a signed layout with a higher version (see `auth.py`). The signature is
 kept next to it, so the node can hand the layout on and its peers can check it too. A staged layout
 (an admin's change not applied yet) is kept here as well, signed, and changes nothing until applied.
+
+Once a layout pins its nodes' certificate keys, a newer one that pins none is refused (a layout of
+a mesh from before pinning may pin none; going back to that would let any certificate of the
+cluster CA act as a node again). Rotating keys is a layout that pins others.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from maillage.placement import Layout, PartitionTable, format_layout, parse_layout, partition_table
+from maillage.placement import Layout, LayoutError, PartitionTable, format_layout, parse_layout, partition_table
 from maillage.proto.trust.signing import read_signed, write_durably, write_signed
 
 
@@ -32,6 +36,8 @@ class LayoutState:
         if stored is not None and (initial is None or stored[0].version > initial.version):
             self._current, self._text, self._signature = stored
         elif initial is not None:
+            if stored is not None:
+                _check_pins_kept(stored[0], initial)
             self._current, self._signature = initial, initial_signature
             self._text = format_layout(initial) if initial_text is None else initial_text
             self._persist()
@@ -64,6 +70,7 @@ class LayoutState:
         The caller has checked `signature` over `text` (the layout's own text by default)."""
         if layout.version <= self._current.version:
             return False
+        _check_pins_kept(self._current, layout)
         self._current, self._signature = layout, signature
         self._text = format_layout(layout) if text is None else text
         self._persist()
@@ -94,3 +101,25 @@ class LayoutState:
 def _read_signed(path: Path) -> tuple[Layout, str, bytes]:
     text, signature = read_signed(path)
     return parse_layout(text), text, signature
+
+
+def _check_pins_kept(current: Layout, new: Layout) -> None:
+    if current.pins_keys and not new.pins_keys:
+        raise LayoutError(f"layout v{new.version} pins no node certificate key, but v{current.version} does: "
+                          "refused (without pins any certificate of the cluster CA would pass for a node)")
+
+
+def pin_warnings(layout: Layout, node_id: str, own_key: str | None) -> list[str]:
+    """What a node says at start about certificate pinning: a layout that pins no key (a mesh from
+    before pinning: any certificate the cluster CA issues for a node id passes for that node), or
+    its own certificate not being the one the layout pins (its peers will refuse its calls)."""
+    if not layout.pins_keys:
+        return [f"layout v{layout.version} pins no node certificate key: any certificate the cluster CA "
+                "issues for a node id is taken for that node (a mesh from before pinning); record every "
+                "node's key and apply a layout that pins them (`maillage cluster pin`, `maillage layout pin`)"]
+    pinned = layout.node(node_id).cert_key
+    if own_key is not None and own_key != pinned:
+        return [f"this node's certificate key {own_key} is not the one layout v{layout.version} pins for "
+                f"{node_id} ({pinned}): its peers will refuse its calls until a layout pinning it is "
+                "applied (or start it with the certificate that layout pins)"]
+    return []

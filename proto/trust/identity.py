@@ -14,13 +14,22 @@ mutual TLS against one cluster CA (`create_cluster`):
 
 gRPC Python requests a client certificate only with ``require_client_auth=True``, so the server
 credentials always require one and `peer_of` tells the roles apart by the certificate presented.
+A certificate counts for a role only with the extended key usages it is issued with: serverAuth and
+clientAuth for a node, clientAuth for the client (a CA-signed certificate without them is no one).
 Files are PEM; private keys are written 0600 and never overwritten by accident.
+
+The CA alone does not make a node: the signed layout pins each node's certificate key
+(`key_fingerprint`: ``sha256:`` and the hex SHA-256 of the certificate's SubjectPublicKeyInfo), and
+the node's gate refuses a node certificate whose key is not the one pinned for its node id, so a
+certificate made with a stolen CA key, or the one a rotation replaced, is refused. `Peer.key` is
+that fingerprint of the certificate presented.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import ipaddress
 import os
 import re
@@ -41,7 +50,8 @@ from maillage.proto.trust.signing import LayoutSigner
 
 __all__ = [
     "ClusterDir", "IdentityError", "NodeFiles", "Peer", "PeerRole", "TlsIdentity", "CLIENT_URI", "NODE_DOMAIN",
-    "NODE_URI_PREFIX", "create_cluster", "extra_names", "issue_node_certificate", "peer_of", "target_name",
+    "NODE_URI_PREFIX", "NODE_USAGES", "certificate_key", "create_cluster", "extra_names", "issue_node_certificate",
+    "key_fingerprint", "peer_of", "target_name",
 ]
 
 NODE_DOMAIN = "node.maillage"
@@ -103,10 +113,14 @@ class NodeFiles:
 
 @dataclass(frozen=True)
 class Peer:
-    """Who is at the other end of a TLS connection, as its (CA-verified) certificate says."""
+    """Who is at the other end of a TLS connection, as its (CA-verified) certificate says: the role,
+    the node id a node certificate names, the fingerprint of the certificate's key (`key_fingerprint`)
+    and, for role "none", why the certificate counts for no role (empty if none was presented)."""
 
     role: PeerRole
     node_id: str | None = None
+    key: str | None = None
+    problem: str = ""
 
 
 def target_name(node_id: str | None) -> str:
@@ -337,17 +351,47 @@ def _peer_of_cert(cert: x509.Certificate) -> Peer:
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return Peer("none")
+        return Peer("none", problem="a certificate without subject alternative names")
     uris = [u for u in sans.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("maillage://")]
     if len(uris) != 1:  # none, or a certificate claiming two roles: trust neither
-        return Peer("none")
+        return Peer("none", problem="a certificate naming no maillage role, or more than one")
+    key = key_fingerprint(cert)
+    usages = _extended_key_usages(cert)
     if uris[0] == CLIENT_URI:
-        return Peer("client")
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+            return Peer("none", key=key, problem="a client certificate without the clientAuth extended key usage")
+        return Peer("client", key=key)
     if uris[0].startswith(NODE_URI_PREFIX):
         node_id = uris[0][len(NODE_URI_PREFIX):]
         if _NODE_ID.match(node_id):
-            return Peer("node", node_id)
-    return Peer("none")
+            if not NODE_USAGES <= usages:
+                return Peer("none", node_id, key, f"a certificate of node {node_id!r} without the extended key "
+                                                  "usages node certificates are issued with (serverAuth, clientAuth)")
+            return Peer("node", node_id, key)
+    return Peer("none", key=key, problem="a certificate naming no valid maillage role")
+
+
+NODE_USAGES = frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH})
+
+
+def _extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifier]:
+    try:
+        return frozenset(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return frozenset()
+
+
+def key_fingerprint(cert: x509.Certificate) -> str:
+    """What a layout pins for a node: ``sha256:`` and the hex SHA-256 of the certificate's
+    SubjectPublicKeyInfo (DER). It names the key, not the certificate: the same key re-certified
+    keeps it, a new key (every `issue_node_certificate`) changes it."""
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def certificate_key(path: str | os.PathLike[str]) -> str:
+    """`key_fingerprint` of the PEM certificate in `path` (IdentityError naming the file if unreadable)."""
+    return key_fingerprint(_read_cert(Path(path)))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from maillage.cli.main import main
 from maillage.client import Client
 from maillage.client._trust import unary_method
-from maillage.client.admin import collect_audit
+from maillage.client.admin import collect_audit, read_node_keys
 from maillage.placement import NodeState, parse_layout
 from maillage.proto import pb
 from maillage.proto.channels import open_blocking_channel
@@ -118,12 +118,17 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     code, out, _ = run(capsys, mesh, "layout", "show", "--staged")
     assert "nothing is staged" in out
 
-    # grow by a site whose node is not running (the push to it fails: a warning), then retire it
+    # grow by a site whose node is not running (the push to it fails: a warning), then retire it;
+    # the layout pins every node's certificate key: the new node's certificate is issued first
     ghost = f"127.0.0.1:{free_port()}"
     assert run(capsys, mesh, "layout", "add-site", "nice-1", "--location", "eu/fr/paca")[0] == 0
-    code, out, _ = run(capsys, mesh, "layout", "add-node", "nice-1", "--address", ghost, "--site", "nice-1",
-                       "--capacity", "4T")
-    assert code == 0 and "+ node nice-1 on nice-1" in out
+    add_node = ("layout", "add-node", "nice-1", "--address", ghost, "--site", "nice-1", "--capacity", "4T")
+    code, _, err = run(capsys, mesh, *add_node)
+    assert code == 1 and "node-cert nice-1" in err
+    code, out, _ = run(capsys, mesh, "cluster", "node-cert", "nice-1", "--out", str(tmp_path / "trust-nice-1"))
+    assert code == 0 and "recorded its key sha256:" in out
+    code, out, _ = run(capsys, mesh, *add_node)
+    assert code == 0 and "+ node nice-1 on nice-1" in out and "key sha256:" in out
     code, out, err = run(capsys, mesh, "layout", "apply", "--yes")
     assert code == 0 and "applied layout v3" in out and ghost in err
     code, _, err = run(capsys, mesh, "layout", "remove", "nice-1")
@@ -135,6 +140,17 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
     assert final.version == 4 and "nice-1" not in {s.name for s in final.sites}
     # moving data around never breaks residency
     assert collect_audit(mesh.admin_profile).ok
+
+    # a rotation: a new certificate, whose key `layout pin` stages (apply would retire the old one)
+    code, out, _ = run(capsys, mesh, "cluster", "node-cert", "munich-1", "--out", str(tmp_path / "trust-munich"))
+    assert code == 0
+    assert run(capsys, mesh, "layout", "pin")[0] == 0
+    code, out, _ = run(capsys, mesh, "layout", "show", "--staged", "--json")
+    doc = json.loads(out)
+    assert [line.split(" sha256:")[0] for line in doc["diff"]] == ["~ node munich-1: cert_key"]
+    staged = {n["id"]: n["cert_key"] for n in doc["staged"]["nodes"]}
+    assert staged["munich-1"] == read_node_keys(mesh.cluster_dir)["munich-1"]
+    assert run(capsys, mesh, "layout", "revert")[0] == 0
 
 
 @pytest.mark.parametrize("argv, message", [

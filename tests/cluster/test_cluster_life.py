@@ -209,7 +209,8 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
 
 def _with_site(mesh: LocalMesh, name: str, location: str):
     layout = mesh.layout
-    node = Node(id=name, address=f"127.0.0.1:{free_port()}", site=name, capacity=1 << 40)
+    node = Node(id=name, address=f"127.0.0.1:{free_port()}", site=name, capacity=1 << 40,
+                cert_key=mesh.issue_certificate(name))   # the layout pins every node's certificate key
     return replace(layout, version=layout.version + 1, sites=(*layout.sites, Site(name, parse_location(location))),
                    nodes=(*layout.nodes, node))
 

@@ -12,16 +12,20 @@ Issue 22, items 5 and 6:
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 
+from maillage.client import Client
+from maillage.client._trust import unary_method
 from maillage.placement import Layout, Policy, changes, format_layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust.identity import TlsIdentity
+from maillage.testing.forged import forge_node_certificate
 from maillage.testing.localmesh import LocalMesh
 from maillage.testing.waiting import eventually
 
@@ -71,6 +75,61 @@ def test_a_staged_change_pushed_as_a_layout_is_never_adopted(mesh: LocalMesh) ->
         adopted, problems = admin.push(ahead)
     assert not problems and adopted == len(now.nodes)
     assert {version_of(mesh, n.id) for n in now.nodes} == {ahead.version}
+
+
+def node_call(mesh: LocalMesh, identity: TlsIdentity, target: str, method: str) -> grpc.RpcError | None:
+    """A node method called on `target` with `identity`'s certificate: None if it passed, else the error."""
+    request = {"Heartbeat": pb.HeartbeatRequest(node_id="paris-1"), "GetAccess": pb.GetAccessRequest(),
+               "ListBucketRecords": pb.ListBucketRecordsRequest()}[method]
+    service = "Replica" if method == "ListBucketRecords" else "Cluster"
+    with open_blocking_channel(mesh.address(target), tls=identity, peer=target) as channel:
+        try:
+            unary_method(channel, service, method)(request.SerializeToString(), timeout=10)
+        except grpc.RpcError as err:
+            return err
+    return None
+
+
+def test_a_certificate_made_with_the_ca_key_but_not_pinned_is_refused(mesh: LocalMesh, tmp_path) -> None:
+    layout = current(mesh)
+    assert layout.pins_keys                                  # the mesh pins every node's certificate key
+    forged = TlsIdentity.load_node(forge_node_certificate(mesh.cluster_dir, "paris-1", tmp_path / "forged").directory)
+    real = TlsIdentity.load_node(mesh.trust_dir("paris-1"))
+    for target in ("toulouse-1", "munich-1"):
+        for method in ("Heartbeat", "GetAccess", "ListBucketRecords"):
+            assert node_call(mesh, real, target, method) is None, (target, method)
+            err = node_call(mesh, forged, target, method)
+            assert err is not None and err.code() == grpc.StatusCode.PERMISSION_DENIED, (target, method, err)
+            assert "node 'paris-1'" in err.details() and f"layout v{layout.version} pins" in err.details()
+    bare = forge_node_certificate(mesh.cluster_dir, "paris-1", tmp_path / "bare", usages=None)
+    err = node_call(mesh, TlsIdentity.load_node(bare.directory), "toulouse-1", "Heartbeat")
+    assert err is not None and err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "serverAuth, clientAuth" in err.details()
+
+
+def test_after_a_rotation_the_old_certificate_is_refused(mesh: LocalMesh, tmp_path) -> None:
+    old_dir = tmp_path / "old-paris-1"
+    shutil.copytree(mesh.trust_dir("paris-1"), old_dir)
+    old = TlsIdentity.load_node(old_dir)
+    new_key = mesh.issue_certificate("paris-1")          # `maillage cluster node-cert paris-1`
+    with mesh.admin() as admin:                          # `maillage layout pin` + `apply`
+        rotated = changes.bump(admin.layout, admin.layout.version + 1)
+        adopted, problems = admin.push(rotated)
+    assert not problems and adopted == len(rotated.nodes)
+    assert current(mesh).node("paris-1").cert_key == new_key
+    mesh.stop_node("paris-1")
+    mesh.start_node("paris-1")                           # restarted with its new certificate
+    new = TlsIdentity.load_node(mesh.trust_dir("paris-1"))
+    for target in ("toulouse-1", "lyon-1"):
+        err = node_call(mesh, old, target, "Heartbeat")
+        assert err is not None and err.code() == grpc.StatusCode.PERMISSION_DENIED, target
+        assert "a rotation replaced" in err.details()
+        assert node_call(mesh, new, target, "Heartbeat") is None
+    # the rotated node works with its peers: a write through it reaches France-only replicas
+    with Client(profile=dataclasses.replace(mesh.profile, endpoints=(mesh.address("paris-1"),))) as client:
+        client.create_bucket("rotated", "france-only")
+        client.put_object("rotated", "k", b"after the rotation")
+        assert client.get_object("rotated", "k").read() == b"after the rotation"
 
 
 class _HostilePeer(rpc.ClusterServicer):

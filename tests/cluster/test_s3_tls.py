@@ -249,7 +249,7 @@ def test_node_certificates_take_extra_names_for_s3(mesh, tmp_path):
 
     from maillage.cli import cluster_cmd
     from maillage.cli.common import CommandError
-    from maillage.proto.trust.identity import Peer, TlsIdentity
+    from maillage.proto.trust.identity import TlsIdentity
 
     parser = argparse.ArgumentParser()
     cluster_cmd.add_parser(parser.add_subparsers())
@@ -265,7 +265,8 @@ def test_node_certificates_take_extra_names_for_s3(mesh, tmp_path):
     assert sans.get_values_for_type(x509.DNSName) == [
         "paris-1.node.maillage", "node.maillage", "s3.example.com", "*.s3.example.com"]
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["192.0.2.10", "2001:db8::5"]
-    assert TlsIdentity.load_node(tmp_path / "trust").peer() == Peer("node", "paris-1")  # still that node only
+    peer = TlsIdentity.load_node(tmp_path / "trust").peer()
+    assert (peer.role, peer.node_id) == ("node", "paris-1")  # still that node only
     for bad in ("munich-1.node.maillage", "*.node.maillage", "maillage", "bad_name", "a..b", "-a.example",
                 "s3.*.example.com", "x" * 300):
         with pytest.raises(CommandError):

@@ -23,6 +23,7 @@ from maillage.proto import bulk, pb
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import ClusterDir, TlsIdentity, create_cluster, issue_node_certificate
+from maillage.testing.forged import forge_node_certificate
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import POLICIES, SITES
@@ -66,6 +67,9 @@ def callers(mesh: LocalMesh, tmp_path_factory) -> dict[str, Who]:
     client_tls = TlsIdentity.load_client(mesh.cluster_dir)
     other_ca = create_cluster(tmp / "other-cluster", "someone else's")
     ghost = issue_node_certificate(ClusterDir.at(mesh.cluster_dir), "ghost-1", tmp / "ghost")
+    # made with the CA key for a node of the layout, but not the certificate the layout pins for it
+    unpinned = forge_node_certificate(mesh.cluster_dir, "paris-1", tmp / "unpinned")
+    bare = forge_node_certificate(mesh.cluster_dir, "paris-1", tmp / "bare", usages=None)
     revoked = mesh.new_key("hospital")
     read_only = mesh.new_key("hospital", "read-only")
     with mesh.admin() as admin:
@@ -76,6 +80,9 @@ def callers(mesh: LocalMesh, tmp_path_factory) -> dict[str, Who]:
         "client certificate, no key": Who("client certificate, no key", client_tls),
         "another CA": Who("another CA", TlsIdentity.load_client(other_ca.directory), (user.key_id, user.secret)),
         "node not in the layout": Who("node not in the layout", TlsIdentity.load_node(ghost.directory)),
+        "node certificate not pinned": Who("node certificate not pinned", TlsIdentity.load_node(unpinned.directory)),
+        "node certificate without its usages": Who("node certificate without its usages",
+                                                   TlsIdentity.load_node(bare.directory)),
         "tenant key": Who("tenant key", client_tls, (user.key_id, user.secret)),
         "read-only key": Who("read-only key", client_tls, (read_only.credentials.key_id, read_only.credentials.secret)),
         "revoked key": Who("revoked key", client_tls, (revoked.credentials.key_id, revoked.credentials.secret)),
@@ -116,6 +123,8 @@ def test_callers_without_the_right_credentials_are_refused(mesh: LocalMesh, call
         "client certificate, no key": GATE_REFUSALS,
         "another CA": HANDSHAKE_REFUSAL,
         "node not in the layout": GATE_REFUSALS,
+        "node certificate not pinned": GATE_REFUSALS,          # the CA key alone makes no node
+        "node certificate without its usages": GATE_REFUSALS,  # serverAuth + clientAuth, as issued
         "revoked key": GATE_REFUSALS,
         "wrong secret": GATE_REFUSALS,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import strategies as st
 
 from maillage.placement import Layout, Node, NodeState, Policy, Site
@@ -56,8 +58,17 @@ def policies_for(draw, specs, max_policies=3):
 PARTITION_BITS = st.integers(4, 8)
 
 
+CERT_KEYS = st.binary(min_size=32, max_size=32).map(lambda b: "sha256:" + b.hex())
+
+
 @st.composite
-def layouts(draw, min_sites=2, max_sites=12, states=False, bits=PARTITION_BITS):
+def layouts(draw, min_sites=2, max_sites=12, states=False, bits=PARTITION_BITS, pins=False):
+    """Layouts; with `pins`, half of them pin every node's certificate key (distinct keys)."""
     specs = draw(site_specs(min_sites, max_sites, states))
     pols = draw(policies_for(specs))
-    return make_layout(specs, pols, bits=draw(bits), version=draw(st.integers(0, 10**6)))
+    layout = make_layout(specs, pols, bits=draw(bits), version=draw(st.integers(0, 10**6)))
+    if pins and draw(st.booleans()):
+        keys = draw(st.lists(CERT_KEYS, min_size=len(layout.nodes), max_size=len(layout.nodes), unique=True))
+        layout = dataclasses.replace(layout, nodes=tuple(dataclasses.replace(n, cert_key=k)
+                                                         for n, k in zip(layout.nodes, keys)))
+    return layout

@@ -130,7 +130,7 @@ def test_locations():
 
 
 @settings(max_examples=examples(0.6), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layouts(states=True))
+@given(layouts(states=True, pins=True))
 def test_toml_round_trip(layout):
     text = format_layout(layout)
     again = parse_layout(text)

@@ -17,6 +17,7 @@ from maillage.proto.trust.identity import (
     IdentityError,
     Peer,
     TlsIdentity,
+    certificate_key,
     create_cluster,
     issue_node_certificate,
     peer_of,
@@ -58,7 +59,8 @@ def test_create_cluster_writes_a_ca_a_signing_pair_and_a_client_certificate(clus
     client = _cert(cluster.client_cert)
     client.verify_directly_issued_by(ca)
     assert not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    assert TlsIdentity.load_client(cluster.directory).peer() == Peer("client")
+    client = TlsIdentity.load_client(cluster.directory).peer()
+    assert (client.role, client.node_id, client.key) == ("client", None, certificate_key(cluster.client_cert))
     signer = LayoutSigner.from_file(cluster.signing_key)
     assert LayoutVerifier.from_file(cluster.signing_pub).public_key_pem() == signer.public_key_pem()
 
@@ -85,7 +87,7 @@ def test_node_certificate_names_the_node_and_its_trust_dir_is_self_contained(
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 30
-    assert TlsIdentity.load_node(files.directory).peer() == Peer("node", "lyon-2")
+    assert TlsIdentity.load_node(files.directory).peer() == Peer("node", "lyon-2", certificate_key(files.cert))
     LayoutVerifier.from_file(files.signing_pub)
 
 
