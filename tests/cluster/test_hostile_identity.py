@@ -167,4 +167,5 @@ def test_a_staged_change_handed_out_by_gossip_is_never_adopted(mesh: LocalMesh) 
                    timeout=10, what="the victim refusing the staged change")
         assert version_of(mesh, VICTIM) == now.version
     finally:
-        server.stop(0)
+        server.stop(0).wait()
+        mesh.start_node(HOSTILE)                     # the real munich-1 back, for any test after this one
