@@ -321,6 +321,12 @@ class AsyncClient:
             policy = self._policies[bucket] = (await self.head_bucket(bucket)).policy
         return policy
 
+    def _forget(self, bucket: str) -> None:
+        """Drop what is cached of `bucket`: a node outside its policy answered OutsideTerritory, so
+        the bucket was made again under another policy since (its chunk key changed with it)."""
+        self._policies.pop(bucket, None)
+        self._chunk_keys.pop(bucket, None)
+
     async def _chunk_key(self, bucket: str) -> bytes | None:
         """The key naming the chunks of `bucket` (asked once; None: names are unkeyed BLAKE3). Only a
         reader of the bucket gets it; every chunk read is checked with it end to end."""
@@ -346,7 +352,7 @@ class AsyncClient:
         else:  # only a node inside the policy serves a bucket of it (OutsideTerritory elsewhere)
             policy = policy or await self._policy_of(bucket or "")
             nodes = [n.id for n in layout.eligible_nodes(policy)]
-            if index_first:
+            if index_first and bucket is not None:
                 table = partition_table(layout, policy)
                 owners = list(table.replicas(bucket_partition(bucket, table.bits)))
                 nodes = owners + [n for n in nodes if n not in owners]
@@ -381,7 +387,7 @@ class AsyncClient:
                 except e.OutsideTerritory:
                     if attempt or bucket is None or policy is not None:
                         raise
-                    self._policies.pop(bucket, None)
+                    self._forget(bucket)
                     break
             else:
                 break
@@ -440,19 +446,27 @@ class AsyncClient:
         last: e.MaillageError | None = None
         small = total is not None and total <= SMALL_OBJECT
         first = bulk.header_message(header)  # what the signature covers (the trailer's BLAKE3 the data)
-        for node_id in await self._coordinators(bucket, index_first=small):
-            call = self._raw_method(layout, node_id, bulk.PUT_OBJECT, streaming=True)
-            sent = [0]
-            try:
-                with translate(node_id):
-                    raw = await call(_put_stream(first, body, progress, total, sent), timeout=None,
-                                     metadata=self._trust.sign(bulk.PUT_OBJECT, target=node_id, body=first))
-            except e.NodeUnavailable as exc:
-                last = exc
-                if not replayable(sent[0]):
-                    raise
-                continue
-            return _put_result(header, raw)
+        for attempt in range(2):  # the second after OutsideTerritory, inside the bucket's policy as read again
+            for node_id in await self._coordinators(bucket, index_first=small):
+                call = self._raw_method(layout, node_id, bulk.PUT_OBJECT, streaming=True)
+                sent = [0]
+                try:
+                    with translate(node_id):
+                        raw = await call(_put_stream(first, body, progress, total, sent), timeout=None,
+                                         metadata=self._trust.sign(bulk.PUT_OBJECT, target=node_id, body=first))
+                except e.NodeUnavailable as exc:
+                    last = exc
+                    if not replayable(sent[0]):
+                        raise
+                    continue
+                except e.OutsideTerritory:  # refused before any byte was stored
+                    if attempt or not replayable(sent[0]):
+                        raise
+                    self._forget(bucket)
+                    break
+                return _put_result(header, raw)
+            else:
+                break
         raise last or e.NodeUnavailable(f"no node of bucket {bucket!r}'s policy is reachable")
 
     async def _put_small(self, header: pb.PutObjectHeader, data: bytes, digest: bytes | None = None) -> PutResult:
@@ -464,16 +478,24 @@ class AsyncClient:
         request = bulk.small_object_message(header, data, blake3.blake3(data).digest() if digest is None else digest)
         layout = await self.layout()
         last: e.MaillageError | None = None
-        for node_id in await self._coordinators(header.bucket, index_first=True):
-            call = self._raw_method(layout, node_id, bulk.PUT_SMALL_OBJECT)
-            try:
-                with translate(node_id):
-                    raw = await call(request, timeout=self.timeout,
-                                     metadata=self._trust.sign(bulk.PUT_SMALL_OBJECT, target=node_id, body=request))
-            except e.NodeUnavailable as exc:
-                last = exc
-                continue
-            return _put_result(header, raw)
+        for attempt in range(2):  # the second after OutsideTerritory, inside the bucket's policy as read again
+            for node_id in await self._coordinators(header.bucket, index_first=True):
+                call = self._raw_method(layout, node_id, bulk.PUT_SMALL_OBJECT)
+                try:
+                    with translate(node_id):
+                        raw = await call(request, timeout=self.timeout, metadata=self._trust.sign(
+                            bulk.PUT_SMALL_OBJECT, target=node_id, body=request))
+                except e.NodeUnavailable as exc:
+                    last = exc
+                    continue
+                except e.OutsideTerritory:
+                    if attempt:
+                        raise
+                    self._forget(header.bucket)
+                    break
+                return _put_result(header, raw)
+            else:
+                break
         raise last or e.NodeUnavailable(f"no node of bucket {header.bucket!r}'s policy is reachable")
 
     async def head_object(self, bucket: str, key: str) -> ObjectInfo:

@@ -33,6 +33,7 @@ from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsSe
 from maillage.node.runtime.allocator import keep_large_buffers
 from maillage.node.runtime.fdlimit import grpc_connection_cap, raise_open_files_limit, s3_connection_cap
 from maillage.node.s3.common import Services
+from maillage.node.s3.forward import Forwarder
 from maillage.node.s3.server import S3Server
 from maillage.node.trust.documents import SignedLayouts
 from maillage.proto import rpc
@@ -44,14 +45,16 @@ __all__ = ["NodeConfig", "Timings", "NodeServer", "register", "run_node"]
 log = logging.getLogger("maillage.node")
 
 
-def register(server: grpc.aio.Server, node: Node) -> None:
-    """Serve `node` on `server`: the three services and the raw-bytes methods."""
-    rpc.add_ClusterServicer_to_server(ClusterServicer(
-        node.local, node.layout, node.signed, node.access, node.gossip, node.detector, node.repairer,
-        node.scrubber, node.collector, node.clock), server)
+def register(server: grpc.aio.Server, node: Node) -> ClusterServicer:
+    """Serve `node` on `server`: the three services and the raw-bytes methods. Returns the Cluster
+    servicer (the S3 address it gives in GetInfo is set once the S3 door listens)."""
+    cluster = ClusterServicer(node.local, node.layout, node.signed, node.access, node.gossip, node.detector,
+                              node.repairer, node.scrubber, node.collector, node.clock)
+    rpc.add_ClusterServicer_to_server(cluster, server)
     rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.plane), server)
     rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.service), server)
     server.add_generic_rpc_handlers((BulkHandlers(node.local, node.service, node.plane).generic_handler(),))
+    return cluster
 
 
 class NodeServer:
@@ -90,7 +93,7 @@ class NodeServer:
         _warn_if_too_few_connections(grpc_limits.max_connections, len(layout.current.nodes))
         if cfg.insecure_plaintext:
             log.warning("INSECURE PLAINTEXT MODE (benchmarks only): no TLS, no authentication")
-        register(server, node)
+        cluster = register(server, node)
         await server.start()
         self._server = server
         if cfg.s3_listen:
@@ -98,9 +101,14 @@ class NodeServer:
                                 default_policy=cfg.s3_default_policy, upload_expiry=cfg.timings.upload_expiry,
                                 upload_budget=node.upload_budget)
             limits = replace(cfg.s3_limits, max_connections=s3_cap)
-            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls, limits=limits)
+            # Requests for a bucket this node is outside of go to a node inside (over TLS checked
+            # with the cluster CA: none without one).
+            forwarder = Forwarder(cfg.node_id, layout, tls) if tls is not None else None
+            s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls, limits=limits,
+                          forwarder=forwarder)
             await s3.start()
             self._s3 = s3
+            cluster.s3_address = s3.advertised(me.address)
         node.start_background()
         log.info("node %s (site %s) serving on %s, layout version %d",
                  me.id, me.site, self.address, layout.current.version)

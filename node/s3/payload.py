@@ -34,6 +34,8 @@ import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 
+from aiohttp import web
+
 from maillage.node.runtime.budget import Lease, UploadBudget
 from maillage.node.s3.checksums import ALGORITHMS, HEADER_PREFIX, Running, decode_value, header_name
 from maillage.node.s3.common import Call, same
@@ -41,7 +43,7 @@ from maillage.node.s3.errors import S3Error
 from maillage.node.s3.sigv4 import Verified
 
 __all__ = ["body", "small_body", "content_md5", "check_md5", "ChunkedBody", "CHECKSUM_HEADERS", "READ_PIECE",
-           "MAX_CHUNK", "MAX_LINE", "MAX_TRAILER_LINES"]
+           "MAX_CHUNK", "MAX_LINE", "MAX_TRAILER_LINES", "BODY_TAKEN", "RAW_BODY"]
 
 READ_PIECE = 256 * 1024
 MAX_CHUNK = 16 * 1024 * 1024   # one aws-chunked chunk (SDKs send 8 KiB..1 MiB; MinIO's bound too)
@@ -55,6 +57,11 @@ TRAILER_SIGNATURE = b"x-amz-trailer-signature"
 _CHUNK_HEADER = re.compile(rb"([0-9a-fA-F]{1,16})(?:;chunk-signature=([0-9a-f]{64}))?\Z")
 _DECIMAL = re.compile(r"\d{1,16}\Z")
 _NOTHING_WRITTEN = "; nothing was written"
+# Keys of the aiohttp request's own mapping, for the door (`forward.py`): a handler began reading
+# the body (it can no longer be passed on as it came), and the raw bytes of a small body read whole
+# (which can: CreateBucket's, read before the service says the node is outside its policy).
+BODY_TAKEN = web.RequestKey("body_taken", bool)
+RAW_BODY = web.RequestKey("raw_body", bytes)
 
 
 def _framing(message: str) -> S3Error:
@@ -322,7 +329,7 @@ async def _idle_bounded(source: AsyncIterator[bytes], seconds: float) -> AsyncIt
 
 async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str, str] | None = None,
                budget: UploadBudget | None = None, check_content_md5: bool = True,
-               idle_timeout: float = BODY_IDLE_TIMEOUT) -> AsyncIterator[bytes]:
+               idle_timeout: float = BODY_IDLE_TIMEOUT, raw: list[bytes] | None = None) -> AsyncIterator[bytes]:
     """The upload's bytes, decoded; raises S3Error before the stream ends when they do not match
     what was signed or sent. `checksum_headers=False` leaves x-amz-checksum-* headers unchecked (for
     a request whose checksum headers describe something else than its body, such as
@@ -331,7 +338,9 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
     upload budget, which a signed aws-chunked chunk (held whole until its signature is checked)
     is counted against. `check_content_md5=False`: the caller hashes the body with MD5 anyway (an
     object's ETag) and checks Content-MD5 itself (`objects.hashed_body`), so it is not hashed twice.
-    A body that sends nothing for `idle_timeout` seconds is RequestTimeout."""
+    A body that sends nothing for `idle_timeout` seconds is RequestTimeout. `raw`, when given,
+    receives the body's bytes as they came (before any aws-chunked decoding)."""
+    call.request[BODY_TAKEN] = True
     headers = call.request.headers
     auth = call.auth
     sent = _checksum_headers(headers) if checksum_headers else {}
@@ -354,6 +363,8 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
     digest = hashlib.sha256() if auth.payload_sha256 is not None else None
 
     source: AsyncIterator[bytes] = _idle_bounded(call.request.content.iter_chunked(READ_PIECE), idle_timeout)
+    if raw is not None:
+        source = _recorded(source, raw)
     chunked = None
     lease = budget.lease() if budget is not None and auth.streaming else None
     if auth.streaming:
@@ -390,13 +401,22 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
             verified[checksum.algorithm] = base64.b64encode(actual).decode()
 
 
+async def _recorded(source: AsyncIterator[bytes], raw: list[bytes]) -> AsyncIterator[bytes]:
+    async for piece in source:
+        raw.append(piece)
+        yield piece
+
+
 async def small_body(call: Call, limit: int, *, checksum_headers: bool = True) -> bytes:
-    """A whole (XML) body of at most `limit` bytes, checked as `body` checks it."""
+    """A whole (XML) body of at most `limit` bytes, checked as `body` checks it. Its raw bytes are
+    kept with the request (`RAW_BODY`), so the door can still pass it on."""
     parts: list[bytes] = []
+    raw: list[bytes] = []
     size = 0
-    async for piece in body(call, checksum_headers=checksum_headers):
+    async for piece in body(call, checksum_headers=checksum_headers, raw=raw):
         size += len(piece)
         if size > limit:
             raise S3Error("MaxMessageLengthExceeded", f"the request body is larger than {limit} bytes")
         parts.append(piece)
+    call.request[RAW_BODY] = b"".join(raw)
     return b"".join(parts)

@@ -11,6 +11,11 @@ anything else is logged with the request id and answered InternalError without a
 Connections are accepted by `door.Door`, within its caps and deadlines; requests handled at once
 are capped too (503 SlowDown beyond `DoorLimits.max_requests`).
 
+A request naming a bucket this node is outside of (the service's `route` names nodes inside its
+policy, or a use case raises OutsideTerritory before the body is read) is passed on, once
+authenticated and admitted here, to the S3 door of a node inside (`forward.Forwarder`). HeadBucket,
+GetBucketLocation and ListBuckets are answered by any node.
+
 TLS: the port serves HTTPS with `tls_context` (the node's certificate by default, chosen by
 `bootstrap.load_s3_tls`), or plain HTTP only when the node is told `--s3-plain-http`.
 """
@@ -23,10 +28,13 @@ import ssl
 
 from aiohttp import web
 
+from maillage.node.errors import OutsideTerritory
 from maillage.node.s3 import routes, sigv4, xml
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
 from maillage.node.s3.errors import S3Error, from_exception, new_request_id
+from maillage.node.s3.forward import FORWARDED_BY, Forwarder
+from maillage.node.s3.payload import BODY_TAKEN, RAW_BODY
 from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
 from maillage.node.trust.access_state import AccessState
@@ -34,6 +42,13 @@ from maillage.node.trust.access_state import AccessState
 __all__ = ["S3Server", "tls_context"]
 
 log = logging.getLogger(__name__)
+
+#: Operations any node answers, inside the bucket's policy or not (they read only the record).
+SERVED_ANYWHERE = frozenset({"ListBuckets", "HeadBucket", "GetBucketLocation"})
+#: Key of the request's mapping: the request names a bucket this node is outside of (logs leave
+#: its path out: the key name must not rest here).
+OUTSIDE = web.RequestKey("outside", bool)
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> ssl.SSLContext:
@@ -54,8 +69,10 @@ def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[s
 
 class S3Server:
     def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
-                 ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None,
+                 forwarder: Forwarder | None = None) -> None:
         self.address = address
+        self.forwarder = forwarder  # None: requests for buckets this node is outside of are refused (503)
         self.limits = limits or DoorLimits()
         self.door: Door | None = None
         self._in_flight = 0
@@ -85,6 +102,19 @@ class S3Server:
                  self.address, "TLS" if self._ssl else "plain HTTP", self.limits.max_connections,
                  self.limits.max_per_address, self.limits.max_requests)
 
+    def advertised(self, node_address: str) -> str:
+        """HOST:PORT where peers reach this door once started ("" for plain HTTP, which is never
+        forwarded to): the listen host, or the host of the node's gRPC address when it listens on
+        every interface."""
+        if self._ssl is None or not self.port:
+            return ""
+        host = self.address.rpartition(":")[0]
+        if host in _WILDCARD_HOSTS:
+            host = node_address.rpartition(":")[0]
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
     async def stop(self) -> None:
         if self.door is not None:
             await self.door.stop()
@@ -92,6 +122,8 @@ class S3Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
@@ -104,7 +136,11 @@ class S3Server:
         except Exception as exc:  # the one error boundary: every failure becomes an S3 error document
             error = from_exception(exc)
             if error is None:
-                log.exception("S3 %s %s failed (request %s)", request.method, request.path, request_id)
+                if request.get(OUTSIDE):  # no path, and no error text or traceback, which may quote it
+                    log.error("S3 %s for a bucket this node is outside of failed: %s (request %s)", request.method,
+                              type(exc).__name__, request_id)
+                else:
+                    log.exception("S3 %s %s failed (request %s)", request.method, request.path, request_id)
                 error = S3Error("InternalError", "the node failed to handle this request; see its log "
                                                  f"(request {request_id})")
             response = self._error_response(request, error, request_id)
@@ -147,4 +183,22 @@ class S3Server:
         caller = Caller(key=verified.key)
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
         call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
-        return await route.handler(self._services, call)
+        # A request another door forwarded is never forwarded again: if this node is outside the
+        # bucket's policy too, the service's OutsideTerritory answers it (503), no loop.
+        forwarding = (self.forwarder is not None and bool(bucket) and route.operation not in SERVED_ANYWHERE
+                      and FORWARDED_BY not in request.headers)
+        if forwarding:
+            targets = await self._services.service.route(bucket)
+            if targets:
+                request[OUTSIDE] = True
+                assert self.forwarder is not None
+                return await self.forwarder.forward(request, targets)
+        try:
+            return await route.handler(self._services, call)
+        except OutsideTerritory as exc:
+            request[OUTSIDE] = True
+            raw = request.get(RAW_BODY)
+            if not forwarding or (raw is None and request.get(BODY_TAKEN)):
+                raise  # answered 503 ServiceUnavailable with the service's words
+            assert self.forwarder is not None
+            return await self.forwarder.forward(request, exc.nodes, policy=exc.policy, body=raw)

@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import hmac
 import zlib
-from types import SimpleNamespace
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -124,8 +123,16 @@ class Content:
         return pieces()
 
 
+class FakeRequest(dict):
+    """headers and content, and the request's own mapping (where `payload` notes what it read)."""
+
+    def __init__(self, headers: CIMultiDictProxy, content: Content) -> None:
+        super().__init__()
+        self.headers, self.content = headers, content
+
+
 def call_of(data: bytes, auth: Verified, headers: dict[str, str] | None = None, piece: int = 4096) -> Call:
-    request = SimpleNamespace(headers=CIMultiDictProxy(CIMultiDict(headers or {})), content=Content(data, piece))
+    request = FakeRequest(CIMultiDictProxy(CIMultiDict(headers or {})), Content(data, piece))
     return Call(request=request, caller=None, bucket="b", key="k", auth=auth)  # type: ignore[arg-type]
 
 
