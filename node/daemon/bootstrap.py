@@ -34,7 +34,7 @@ from maillage.node.trust.layout_state import LayoutState, pin_warnings
 from maillage.placement import Layout, PlacementError, parse_layout
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
-from maillage.proto.trust.identity import IdentityError, NodeFiles, TlsIdentity
+from maillage.proto.trust.identity import IdentityError, NodeFiles, TlsIdentity, target_name
 from maillage.proto.trust.signing import LayoutVerifier, read_signed
 from maillage.storage import NODE_KEY_FILE, ChunkStore, DataKeys, MetaStore, NodeKey, StorageError
 
@@ -105,8 +105,11 @@ def load_s3_tls(cfg: NodeConfig) -> ssl.SSLContext | None:
     files = NodeFiles.at(cfg.trust_dir)
     cert, key = (cfg.s3_tls_cert, cfg.s3_tls_key) if cfg.s3_tls_cert is not None else (files.cert, files.key)
     assert key is not None
+    # Another certificate than the node's: peers forwarding S3 requests still get the node's by asking
+    # for its name (SNI <id>.node.maillage), and check it with the cluster CA.
+    node = (target_name(cfg.node_id), files.cert, files.key) if cfg.s3_tls_cert is not None else None
     try:
-        context = tls_context(cert, key)
+        context = tls_context(cert, key, node=node)
     except ValueError as err:
         raise IdentityError(str(err)) from None
     names = certificate_names(cert)

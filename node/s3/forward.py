@@ -12,7 +12,8 @@ back:
   Authorization included, so the target verifies the same SigV4 itself), the body streamed without
   being held whole; the answer's status, headers and body streamed back the same way;
 * over TLS to the target's S3 door, verified with the cluster CA and the target's node name
-  (`<id>.node.maillage`, which the node certificate the door serves holds); where that door
+  (`<id>.node.maillage`, which the node certificate holds: a door serving another certificate
+  presents its node's to a connection asking for that name, `server.tls_context`); where that door
   listens comes from the target itself (GetInfo's `s3_address`, over the node's mutual-TLS gRPC
   channel, kept `ADDRESS_TTL` seconds);
 * to the first target that takes the connection, in the order given (nodes believed up first),

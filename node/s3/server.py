@@ -51,10 +51,30 @@ OUTSIDE = web.RequestKey("outside", bool)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
-def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> ssl.SSLContext:
+def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str], *,
+                node: tuple[str, str | os.PathLike[str], str | os.PathLike[str]] | None = None) -> ssl.SSLContext:
     """The server TLS context of the S3 port: the PEM certificate (chain) and its key, TLS 1.2 at
     least, no client certificate asked (S3 clients authenticate with SigV4). Raises ValueError
-    naming the files when they cannot be used."""
+    naming the files when they cannot be used.
+
+    `node` = (TLS name, certificate, key) of the node's own certificate, for a port serving another
+    one (`--s3-tls-cert`, e.g. a public CA's): a connection asking for that name (SNI
+    `<id>.node.maillage`, as a peer forwarding a request does: `forward.py`) gets the node's
+    certificate, which the peer checks with the cluster CA; every other one gets `cert_file`."""
+    context = _server_context(cert_file, key_file)
+    if node is not None:
+        name, node_cert, node_key = node
+        own = _server_context(node_cert, node_key)
+
+        def choose(connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+            if server_name == name:
+                connection.context = own
+
+        context.sni_callback = choose  # type: ignore[assignment]  # typeshed: SSLSocket only
+    return context
+
+
+def _server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str]) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_NONE

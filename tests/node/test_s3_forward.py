@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,8 +37,14 @@ def pki(tmp_path_factory) -> dict[str, Any]:
     paris = issue_node_certificate(cluster, "paris-1", d / "paris-1", sans=("127.0.0.1",))
     paris2 = issue_node_certificate(cluster, "paris-2", d / "paris-2", sans=("127.0.0.1",))
     issue_node_certificate(cluster, "munich-1", d / "munich-1")
+    # Another CA's certificate for the same address, as `--s3-tls-cert` serves (e.g. a public CA's).
+    public = issue_node_certificate(create_cluster(d / "public", "public"), "www", d / "public-www",
+                                    sans=("127.0.0.1",))
     return {"paris": tls_context(paris.cert, paris.key), "paris-2": tls_context(paris2.cert, paris2.key),
-            "munich": TlsIdentity.load_node(d / "munich-1")}
+            "munich": TlsIdentity.load_node(d / "munich-1"),
+            "public": tls_context(public.cert, public.key),
+            "public+node": tls_context(public.cert, public.key, node=("paris-1.node.maillage", paris.cert, paris.key)),
+            "public-ca": d / "public" / "ca.pem"}
 
 
 def closed_port() -> int:
@@ -198,3 +205,21 @@ def test_a_body_partly_sent_is_never_sent_to_another_target(pki, caplog) -> None
     with caplog.at_level(logging.DEBUG, logger="maillage"):
         run(main())
     assert "paris-1" in caplog.text and "dossier" not in caplog.text and "fr-bucket" not in caplog.text
+
+
+def test_a_door_with_another_certificate_shows_peers_the_nodes(pki) -> None:
+    """A door serving another certificate (`--s3-tls-cert`) still serves its node's to a peer that
+    asks for the node's name (SNI), and its own to everyone else; without that, nothing forwards."""
+    async def main() -> None:
+        for served, forwarded in (("public+node", True), ("public", False)):
+            target = Target(b"ok")
+            async with serving(target, pki[served]) as port, front(pki, {"paris-1": port}) as (door, _), \
+                    aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{door}{SECRET_PATH}") as r:
+                    assert (r.status == 201) is forwarded, served
+                public_only = ssl.create_default_context(cafile=str(pki["public-ca"]))
+                async with http.get(f"https://127.0.0.1:{port}/", ssl=public_only) as r:  # an S3 client
+                    assert r.status == 201
+            assert len(target.seen) == (2 if forwarded else 1)
+
+    run(main())
