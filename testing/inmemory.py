@@ -285,12 +285,13 @@ class InMemoryMesh:
         """The node to coordinate through: `node_id`, or the first node that is up."""
         return self.nodes[node_id if node_id is not None else self.up_nodes()[0]]
 
-    def push_access(self, doc: AccessDoc) -> None:
+    def push_access(self, doc: AccessDoc, owners: Iterable[str] = ("", "hospital", "housing")) -> None:
         """Publish the master `doc` (`node_access.publish`: derived keys for today's window, naming
         keys for the layout's policies), sign it with the admin's key and offer it to every node (up
-        or not), as an admin's push does: e.g. a document with a naming secret, so names are keyed."""
+        or not), as an admin's push does: e.g. a document with a naming secret, so names are keyed.
+        `owners`: bucket owners of in-process tests that are not tenants of `doc` get naming keys too."""
         published = publish(doc, today=datetime.datetime.now(datetime.UTC).date(),
-                            policies=[p.name for p in self.layout.policies])
+                            policies=[p.name for p in self.layout.policies], owners=owners)
         text = encode_node_access(published)
         signed = LayoutDoc(doc.version, text, self.signer.sign(doc.version, text, kind="access"))
         for node in self.nodes.values():

@@ -144,10 +144,12 @@ class NodeAccess:
         return self.chunk_keys[(tenant, policy)]
 
 
-def publish(master: AccessDoc, *, today: datetime.date, policies: Iterable[str] | None = None) -> NodeAccess:
+def publish(master: AccessDoc, *, today: datetime.date, policies: Iterable[str] | None = None,
+            owners: Iterable[str] = ()) -> NodeAccess:
     """The nodes' document of `master` (same version), with derived keys for the window around
     `today` (UTC), S3 keys in `master.s3_regions` and every policy name, naming keys per (tenant,
-    policy); `policies` defaults to `master.policies`."""
+    policy); `policies` defaults to `master.policies`; `owners`: bucket owners that are not tenants
+    of `master` to publish naming keys for too (in-process tests name owners freely)."""
     names = tuple(sorted(set(master.policies if policies is None else policies)))
     regions = sorted(set(master.s3_regions) | set(names))
     scopes = tuple(sorted({GRPC_SCOPE, *((r, S3_SERVICE) for r in regions)}))
@@ -159,11 +161,11 @@ def publish(master: AccessDoc, *, today: datetime.date, policies: Iterable[str] 
                for k in master.keys}
     chunk_keys: dict[tuple[str, str], bytes] = {}
     if master.naming_secret:
-        for t in master.tenants:
+        for tenant in {t.name for t in master.tenants} | set(owners):
             for p in names:
-                key = naming.chunk_key(master.naming_secret, t.name, p)
+                key = naming.chunk_key(master.naming_secret, tenant, p)
                 assert key is not None
-                chunk_keys[(t.name, p)] = key
+                chunk_keys[(tenant, p)] = key
     return NodeAccess(master.version, dates[0], days, scopes, master.tenants, tuple(k.info() for k in master.keys),
                       derived, bool(master.naming_secret), chunk_keys)
 
@@ -288,8 +290,9 @@ def _check(doc: NodeAccess) -> None:
     if set(doc.derived) - set(ids):
         raise AccessError("derived keys of keys the document does not list")
     for (tenant, policy), key in doc.chunk_keys.items():
-        if tenant not in names or len(key) != naming.CHUNK_KEY_SIZE:
-            raise AccessError(f"naming key of ({tenant[:64]!r}, {policy[:64]!r}): unknown tenant or not 32 bytes")
+        if not isinstance(tenant, str) or len(tenant) > 64 or len(key) != naming.CHUNK_KEY_SIZE:
+            raise AccessError(f"naming key of ({str(tenant)[:64]!r}, {policy[:64]!r}): not a tenant name, or not "
+                              "32 bytes")
         _check_region(policy)
     if doc.chunk_keys and not doc.keyed_names:
         raise AccessError("naming: keys published while names are not keyed")
