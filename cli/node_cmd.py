@@ -8,6 +8,7 @@ from pathlib import Path
 
 from maillage.node.rpc.deadlines import KEEPALIVE_TIMEOUT, GrpcLimits
 from maillage.node.s3.door import DoorLimits
+from maillage.proto.limits import DEFAULT_CHUNK_SIZE, MAX_CHUNK_PLAIN, check_chunk_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -116,7 +117,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            help="ceiling of a bulk call (PutObject, PutSmallObject, PutChunk, GetChunk, "
                                 "CopyObject): an upload through the SDK must end within it "
                                 f"(default {port.bulk_timeout:g})")
-    run.add_argument("--chunk-size", type=int, default=4 * 1024 * 1024, help="chunk size in bytes")
+    run.add_argument("--chunk-size", type=_chunk_size, default=DEFAULT_CHUNK_SIZE, metavar="BYTES",
+                     help=f"chunk size in bytes (default {DEFAULT_CHUNK_SIZE}; at most {MAX_CHUNK_PLAIN}, the "
+                          "largest chunk any node reads)")
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
     timing = run.add_argument_group("cluster life (seconds unless said otherwise)")
@@ -148,6 +151,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "is trusted), to measure what they cost; never on a real mesh")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=run_command)
+
+
+def _chunk_size(text: str) -> int:
+    try:
+        return check_chunk_size(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check_s3_args(args: argparse.Namespace) -> None:

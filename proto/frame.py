@@ -34,13 +34,19 @@ Why this shape:
   before names were keyed) stay valid and are checked with the unkeyed digest whatever the key.
 * zstd is used only when the compressed payload is smaller than the plain one; incompressible data
   is stored raw and costs one BLAKE3 pass to verify.
+* Every reader is bounded by the codec itself, not by its callers: :func:`read_frame_header` (and so
+  :func:`verify_frame` and :func:`decode_frame`, which start with it) refuses a frame whose plain
+  or stored length exceeds ``limits.MAX_CHUNK_PLAIN``, the largest chunk any node may be configured
+  with (:class:`FrameTooLarge`). A 32 KiB zstd bomb declaring 1 GiB is therefore refused on
+  PutChunk, on repair, on every read and at rest before a byte is decompressed.
 * Lengths are checked against the buffer before anything is allocated, and decompression is
   bounded by the header's plain length, so a hostile frame cannot make a node allocate gigabytes:
   the content size a zstd payload declares in its own frame header must equal the plain length
   (python-zstandard allocates what the payload declares and ignores ``max_output_size`` then); a
-  payload that declares no size is decoded with a hard output cap. :func:`verify_frame` streams
-  the decompression through the hash in pieces of ``_VERIFY_PIECE`` bytes and never holds the
-  plain bytes at all.
+  payload that declares no size is decoded with a hard output cap, and the decoder refuses a zstd
+  window above the bound (its buffer is allocated before the first byte is decoded).
+  :func:`verify_frame` streams the decompression through the hash in pieces of ``_VERIFY_PIECE``
+  bytes and never holds the plain bytes at all.
 
 Hashing and zstd release the GIL; callers on an event loop should run these in a thread pool.
 """
@@ -56,8 +62,11 @@ from dataclasses import dataclass
 import blake3
 import zstandard
 
+from maillage.proto.limits import MAX_CHUNK_PLAIN
+
 __all__ = [
     "CorruptFrame",
+    "FrameTooLarge",
     "DIGEST_SIZE",
     "FRAME_HEADER_SIZE",
     "FRAME_MAGIC",
@@ -66,7 +75,7 @@ __all__ = [
     "CODEC_ZSTD",
     "FLAG_KEYED",
     "SAMPLE_ABOVE",
-    "MAX_PLAIN_LENGTH",
+    "MAX_CHUNK_PLAIN",
     "FrameHeader",
     "chunk_digest",
     "encode_frame",
@@ -81,6 +90,11 @@ class CorruptFrame(Exception):
     """A frame is malformed or its content does not match its digest (on the wire or on disk)."""
 
 
+class FrameTooLarge(CorruptFrame):
+    """A frame declares more plain or stored bytes than any chunk may hold (``MAX_CHUNK_PLAIN``):
+    refused from its header alone, before anything is read further or allocated."""
+
+
 DIGEST_SIZE = 32
 FRAME_MAGIC = b"MLGF"
 FRAME_VERSION = 1
@@ -90,8 +104,6 @@ _CODECS = (CODEC_RAW, CODEC_ZSTD)
 #: Header flag: the digest is BLAKE3 keyed with the (tenant, policy) naming key. Bit 1, not bit 0:
 #: nothing ever wrote bit 0, and keeping it unknown keeps one more reserved value for later.
 FLAG_KEYED = 0x0002
-#: Largest chunk a frame may declare (1 GiB); chunks are 4 MiB by default.
-MAX_PLAIN_LENGTH = 1 << 30
 
 _PREFIX = struct.Struct(">4sBBHQQ32s8s")  # everything the CRC covers
 _CRC = struct.Struct(">I")
@@ -146,7 +158,9 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 def _decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_local, "decompressor", None)
     if d is None:
-        d = _local.decompressor = zstandard.ZstdDecompressor()
+        # A zstd window above the bound is refused: the decoder sizes its buffer by the window
+        # before it decodes a byte, and no frame of a chunk within the bound needs a larger one.
+        d = _local.decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_CHUNK_PLAIN)
     return d
 
 
@@ -184,8 +198,8 @@ def encode_frame(
     ``level=0`` disables compression.
     """
     n = len(plain)
-    if n > MAX_PLAIN_LENGTH:
-        raise ValueError(f"chunk of {n} bytes exceeds the frame limit of {MAX_PLAIN_LENGTH}")
+    if n > MAX_CHUNK_PLAIN:
+        raise ValueError(f"chunk of {n} bytes exceeds the largest chunk a frame may hold ({MAX_CHUNK_PLAIN})")
     if key is not None and len(key) != DIGEST_SIZE:
         raise ValueError(f"a chunk naming key is {DIGEST_SIZE} bytes, got {len(key)}")
     if digest is None:
@@ -230,8 +244,11 @@ def read_frame_header(frame: bytes | memoryview) -> FrameHeader:
     if flags & ~FLAG_KEYED:
         raise CorruptFrame(f"unknown frame flags {flags:#06x}")
     keyed = bool(flags & FLAG_KEYED)
-    if plain_len > MAX_PLAIN_LENGTH:
-        raise CorruptFrame(f"frame declares {plain_len} plain bytes, above the limit")
+    if plain_len > MAX_CHUNK_PLAIN or stored_len > MAX_CHUNK_PLAIN:
+        which, n = ("plain", plain_len) if plain_len > MAX_CHUNK_PLAIN else ("stored", stored_len)
+        raise FrameTooLarge(
+            f"frame of chunk {bytes(digest).hex()} declares {n} {which} bytes, above the largest chunk "
+            f"any node takes ({MAX_CHUNK_PLAIN} bytes, MAX_CHUNK_PLAIN): refused unread")
     if codec == CODEC_RAW and (stored_len != plain_len or (check != _NO_CHECK and not keyed)):
         raise CorruptFrame("raw frame with stored length != plain length or a payload check")
     if size != FRAME_HEADER_SIZE + stored_len:

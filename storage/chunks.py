@@ -39,7 +39,9 @@ failed ``fsync`` raises :class:`StorageUnavailable` and the store refuses every 
 (fsyncgate: the kernel may have dropped the dirty pages and cleared the error, so a retry could
 "succeed" without the data). Reads keep working. Every read re-verifies the frame; a frame that
 fails is moved to ``quarantine/`` and reported as :class:`CorruptFrame`, so the caller fetches a
-good copy from another replica and re-``put``s it.
+good copy from another replica and re-``put``s it. A frame declaring more than the chunk bound
+(``MAX_CHUNK_PLAIN``) fails like any corrupt one, and a file larger than the largest chunk's
+(``MAX_CHUNK_FILE``) is refused without being read.
 
 Encryption at rest: a store opened with ``keys`` (:class:`~maillage.storage.DataKeys`; a node
 always passes them) keeps each chunk as an *encrypted frame file*::
@@ -78,11 +80,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maillage.proto import frame as wire
-from maillage.proto.frame import DIGEST_SIZE, FrameHeader
+from maillage.proto.frame import DIGEST_SIZE, FRAME_HEADER_SIZE, FrameHeader
 from maillage.storage.errors import ChunkNotFound, CorruptFrame, DiskFull, StorageError, StorageUnavailable
-from maillage.storage.keys import KEY_ID_SIZE, NONCE_SIZE, DataKeys
+from maillage.storage.keys import KEY_ID_SIZE, NONCE_SIZE, TAG_SIZE, DataKeys
 
-__all__ = ["ChunkStore", "ChunkStoreStats", "ENCRYPTED_MAGIC", "open_chunk_file"]
+__all__ = ["ChunkStore", "ChunkStoreStats", "ENCRYPTED_MAGIC", "MAX_CHUNK_FILE", "open_chunk_file"]
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _TMP = "tmp"
@@ -91,6 +93,8 @@ _HEX = "0123456789abcdef"
 ENCRYPTED_MAGIC = b"MLGE"
 ENCRYPTED_FORMAT = 1
 _ENC_HEADER = len(ENCRYPTED_MAGIC) + 1 + KEY_ID_SIZE  # then the nonce and the sealed frame
+#: The largest chunk file: an encrypted frame of the largest chunk (`MAX_CHUNK_PLAIN`) stored raw.
+MAX_CHUNK_FILE = _ENC_HEADER + NONCE_SIZE + FRAME_HEADER_SIZE + wire.MAX_CHUNK_PLAIN + TAG_SIZE
 
 
 @dataclass(frozen=True)
@@ -260,10 +264,15 @@ class ChunkStore:
         path = self.path_of(digest)
         try:
             with open(path, "rb", buffering=0) as f:
-                data = f.read()
+                size = os.fstat(f.fileno()).st_size
+                # Larger than the file of any chunk within the bound: refused unread.
+                data = f.read() if size <= MAX_CHUNK_FILE else b""
         except FileNotFoundError:
             raise ChunkNotFound(f"chunk {bytes(digest).hex()} is not stored here") from None
         try:
+            if size > MAX_CHUNK_FILE:
+                raise CorruptFrame(f"chunk {bytes(digest).hex()}: file of {size} bytes, larger than the file of "
+                                   f"any chunk ({MAX_CHUNK_FILE} bytes for {wire.MAX_CHUNK_PLAIN}, MAX_CHUNK_PLAIN)")
             frame = bytes(open_chunk_file(data, bytes(digest), self.keys))
             _verified(frame, bytes(digest))
         except CorruptFrame as exc:

@@ -49,11 +49,12 @@ from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
+from maillage.proto.frame import CorruptFrame as FrameError
+from maillage.proto.frame import read_frame_header
 from maillage.storage import (
     BucketRecord,
     BucketTombstone,
     ChunkNotFound,
-    CorruptFrame,
     Manifest,
     StorageError,
     version_time,
@@ -310,7 +311,8 @@ class Repairer(BackgroundLoop):
                 async with self._transfers:
                     try:
                         frame, tenant = await remote.get_chunk_with_tenant(digest)
-                    except (NodeError, ChunkNotFound, CorruptFrame) as err:
+                        read_frame_header(frame)  # one above the chunk bound (FrameTooLarge) is not taken
+                    except (NodeError, ChunkNotFound, FrameError) as err:
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return

@@ -59,7 +59,7 @@ from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
-from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX
+from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX, check_chunk_size
 from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
 
 T = TypeVar("T")
@@ -150,7 +150,7 @@ class Coordinator:
         self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)
         self._is_up = is_up
         self._chunk_key = chunk_key  # (owner tenant, policy) -> K, None for unkeyed names
-        self.chunk_size = chunk_size
+        self.chunk_size = check_chunk_size(chunk_size)
 
     # ----- buckets ---------------------------------------------------------------------------
 
@@ -465,8 +465,9 @@ class Coordinator:
                 f"bucket whose policy is the same or narrower")
 
     async def read_chunk(self, table: PartitionTable, digest: bytes) -> bytes:
-        """A chunk's frame, as stored, from the first replica that answers."""
-        return await self._read_from_replicas(table, digest, _as_is)
+        """A chunk's frame, as stored, from the first replica that answers with a sound header
+        (one declaring more than any chunk, `FrameTooLarge`, is skipped for the next replica)."""
+        return await self._read_from_replicas(table, digest, _header_checked)
 
     async def read_plain_chunk(self, table: PartitionTable, digest: bytes, name_key: bytes | None) -> bytes:
         """A chunk's plain bytes, verified against its name; a copy that fails the check (bit rot
@@ -579,7 +580,8 @@ class Coordinator:
             cursor = page[-1].key
 
 
-async def _as_is(frame: bytes) -> bytes:
+async def _header_checked(frame: bytes) -> bytes:
+    read_frame_header(frame)
     return frame
 
 

@@ -144,17 +144,9 @@ class _Bound:
     message_wait: float
     owner: Deadlines
 
-    async def run(self, work: Callable[[_Call], Awaitable[Any]], context: grpc.aio.ServicerContext) -> Any:
-        """`work(call)` within the ceiling and the message waits, or DEADLINE_EXCEEDED."""
-        call = _Call(self)
-        try:
-            async with asyncio.timeout(self.ceiling) as timeout:
-                call.timeout = timeout
-                return await work(call)
-        except TimeoutError:
-            if not timeout.expired():
-                raise  # the handler's own TimeoutError, not ours
-        if call.stalled:
+    async def ended(self, watch: _Watch, context: grpc.aio.ServicerContext) -> None:
+        """Answer a call `watch` ended: DEADLINE_EXCEEDED, saying which bound."""
+        if watch.stalled:
             why = f"no message from the caller for {self.message_wait:g} s"
         else:
             why = f"the call took longer than its {self.ceiling:g} s bound on this node"
@@ -162,33 +154,52 @@ class _Bound:
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{why}: ended")
 
 
-class _Call:
-    """One call's deadline: its ceiling, brought nearer while the handler waits for the caller."""
+class _Watch:
+    """One call's deadlines on one lazy timer: the call's task is cancelled at its ceiling, or once
+    it has waited `message_wait` for a message of the caller. The timer is armed for the earliest
+    moment either could pass and re-armed when it fires early (a wait that begins at t cannot pass
+    before t + message_wait), so a call costs one timer, not two per message."""
 
-    __slots__ = ("bound", "timeout", "stalled")
+    __slots__ = ("bound", "loop", "task", "end", "waiting_since", "handle", "expired", "stalled")
 
     def __init__(self, bound: _Bound) -> None:
         self.bound = bound
-        self.timeout: asyncio.Timeout | None = None
-        self.stalled = False
+        self.loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        now = self.loop.time()
+        self.end = now + bound.ceiling
+        self.waiting_since: float | None = None  # when the handler began waiting for the caller
+        self.expired = self.stalled = False
+        self.handle = self.loop.call_at(min(self.end, now + bound.message_wait), self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        since = self.waiting_since
+        stalled = since is not None and now - since >= self.bound.message_wait
+        if stalled or now >= self.end:
+            self.expired, self.stalled = True, stalled
+            self.task.cancel()
+            return
+        nearest = now if since is None else since
+        self.handle = self.loop.call_at(min(self.end, nearest + self.bound.message_wait), self._check)
 
     async def next(self, messages: AsyncIterator[Any]) -> Any:
-        """The caller's next message, or _END; the call ends if it does not come in time."""
-        timeout = self.timeout
-        assert timeout is not None
-        end = timeout.when()
-        wait_end = asyncio.get_running_loop().time() + self.bound.message_wait
-        nearer = end is None or wait_end < end
-        if nearer:
-            timeout.reschedule(wait_end)
+        """The caller's next message, or _END."""
+        self.waiting_since = self.loop.time()
         try:
             return await anext(messages, _END)
-        except asyncio.CancelledError:
-            self.stalled = nearer and timeout.expired()
-            raise
         finally:
-            if not timeout.expired():
-                timeout.reschedule(end)
+            self.waiting_since = None
+
+    def ours(self) -> bool:
+        """After a CancelledError: whether this watch sent it (the call is then answered), not the
+        caller going away or the server stopping (which propagate)."""
+        self.handle.cancel()
+        if self.expired:
+            self.task.uncancel()
+        return self.expired
 
 
 def _bounded(handler: grpc.RpcMethodHandler, bound: _Bound) -> grpc.RpcMethodHandler:
@@ -197,12 +208,18 @@ def _bounded(handler: grpc.RpcMethodHandler, bound: _Bound) -> grpc.RpcMethodHan
         inner: Callable[..., Awaitable[Any]] = handler.unary_unary  # async under grpc.aio
 
         async def unary(messages: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            async def work(call: _Call) -> Any:
-                request = await call.next(messages)
+            watch = _Watch(bound)
+            try:
+                request = await watch.next(messages)
                 if request is _END:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call sent no request message")
                 return await inner(request, context)
-            return await bound.run(work, context)
+            except asyncio.CancelledError:
+                if not watch.ours():
+                    raise
+            finally:
+                watch.handle.cancel()
+            await bound.ended(watch, context)
 
         return grpc.stream_unary_rpc_method_handler(unary, request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)
@@ -210,12 +227,19 @@ def _bounded(handler: grpc.RpcMethodHandler, bound: _Bound) -> grpc.RpcMethodHan
         inner_stream: Callable[..., Awaitable[Any]] = handler.stream_unary
 
         async def stream(messages: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            async def work(call: _Call) -> Any:
-                async def bounded() -> AsyncIterator[Any]:
-                    while (message := await call.next(messages)) is not _END:
-                        yield message
+            watch = _Watch(bound)
+
+            async def bounded() -> AsyncIterator[Any]:
+                while (message := await watch.next(messages)) is not _END:
+                    yield message
+            try:
                 return await inner_stream(bounded(), context)
-            return await bound.run(work, context)
+            except asyncio.CancelledError:
+                if not watch.ours():
+                    raise
+            finally:
+                watch.handle.cancel()
+            await bound.ended(watch, context)
 
         return grpc.stream_unary_rpc_method_handler(stream, request_deserializer=handler.request_deserializer,
                                                     response_serializer=handler.response_serializer)

@@ -52,6 +52,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (placement.UnknownNode, Reason.UNKNOWN_NODE),
     (placement.PlacementError, Reason.INVALID_LAYOUT),
     (storage.ChunkNotFound, Reason.NO_SUCH_CHUNK),
+    (frame.FrameTooLarge, Reason.ENTITY_TOO_LARGE),  # declares more than any chunk (INVALID_ARGUMENT)
     (frame.CorruptFrame, Reason.INTEGRITY),
     (storage.DiskFull, Reason.STORAGE_FULL),
     (storage.StorageUnavailable, Reason.STORAGE_UNAVAILABLE),

@@ -16,6 +16,7 @@ from maillage.proto.frame import (
     CODEC_RAW,
     CODEC_ZSTD,
     FRAME_HEADER_SIZE,
+    MAX_CHUNK_PLAIN,
     SAMPLE_ABOVE,
     CorruptFrame,
     chunk_digest,
@@ -132,7 +133,7 @@ def _rebuild(frame: bytes, **fields: int | bytes) -> bytes:
         ({"codec": 7}, "codec"),
         ({"flags": 1}, "flags"),
         ({"stored": 3}, "length"),
-        ({"plain": 1 << 40}, "limit"),
+        ({"plain": 1 << 40}, "above the largest chunk"),
     ],
 )
 def test_header_fields_are_checked(change: dict, message: str) -> None:
@@ -246,7 +247,7 @@ def test_a_header_declaring_2_gib_is_refused() -> None:
     payload, plain = _bomb(2 << 30)
     frame = _zstd_frame(payload, 2 << 30, chunk_digest(plain))
     for check in (decode_frame, verify_frame, read_frame_header):
-        with pytest.raises(CorruptFrame, match="above the limit"):
+        with pytest.raises(CorruptFrame, match="above the largest chunk"):
             check(frame)
 
 
@@ -295,11 +296,11 @@ def test_an_unsized_bomb_is_capped_at_the_header_length() -> None:
 
 
 def test_verify_streams_large_chunks_through_the_hash() -> None:
-    plain = b"maillage " * (2 << 20)  # 18 MiB, compresses well
+    plain = b"maillage " * (MAX_CHUNK_PLAIN // 9)  # the largest chunk (16 MiB), compresses well
     frame = encode_frame(plain)
     assert read_frame_header(frame).codec == CODEC_ZSTD
     peak = _peak_during(lambda: verify_frame(frame))
-    assert peak < 4 << 20  # never the 18 MiB of plain bytes
+    assert peak < 4 << 20  # never the 16 MiB of plain bytes
 
 
 # ----- sampling before compressing a large chunk ---------------------------------------------------
