@@ -1,34 +1,37 @@
-"""`maillage tenant create|list|delete` and `maillage key create|list|revoke`: who may use the mesh.
+"""`maillage tenant create|list|delete` and `maillage key create|list|revoke|refresh`: who may use the mesh.
 
-Tenants and their access keys live in one access document replicated to every node and signed with
-the cluster's layout-signing key. Each edit reads the current document from the mesh (admin
-GetAccess), applies one pure edit of `maillage.proto.trust.access`, signs the result and pushes it to
-every node (`ClusterAdmin.edit_access`); the cluster dir's access.signed is refreshed too, so node
-trust dirs issued later start from it. A key's secret is printed once, by `key create`, and never
-appears in a listing.
+Tenants and their access keys live in the master access document, in the admin's cluster dir
+(access.signed: every key's secret and the naming secret; it never leaves the admin machine). Each
+edit reads it, applies one pure edit of `maillage.proto.trust.access`, saves it and publishes the
+nodes' version (derived verification keys for a window of dates, no secret) signed to every node
+(`ClusterAdmin.edit_access`). `key refresh` publishes again to roll the window forward: run it at
+least weekly (a daily timer). Listings read the published document from the mesh. A key's secret
+is printed once, by `key create`, and never appears in a listing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 import time
 from collections.abc import Callable
 
-from maillage.cli.admin import CLUSTER_DIR_ENV, add_cluster_dir_option, cluster_dir, open_admin, signer
+from maillage.cli.admin import CLUSTER_DIR_ENV, add_cluster_dir_option, open_admin, signer
 from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 from maillage.proto.trust.access import (
     AccessDoc,
     AccessError,
     AccessKey,
     Role,
+    add_s3_region,
     add_tenant,
     create_key,
     delete_tenant,
-    redacted,
     revoke_key,
 )
+from maillage.proto.trust.node_access import WINDOW_FUTURE_DAYS, WINDOW_PAST_DAYS, NodeAccess
 
 _NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
          f"cluster's layout-signing key, from the cluster dir (--cluster-dir DIR or ${CLUSTER_DIR_ENV}), and "
@@ -94,6 +97,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     kr.add_argument("key_id", metavar="KEY_ID")
     _common(kr, signing=True)
     kr.set_defaults(func=key_revoke_command)
+    kf = key_sub.add_parser(
+        "refresh", help="publish the access document again, for a fresh window of dates (at least weekly)",
+        description="Nodes hold no secret: they verify requests with keys derived for a window of UTC dates "
+                    f"({WINDOW_PAST_DAYS} days back to {WINDOW_FUTURE_DAYS} days ahead of the day it is published) "
+                    "and for the published scopes (gRPC; S3 in us-east-1, each policy name and the --s3-region "
+                    "ones). Every key edit publishes; this command publishes without an edit, to roll the window "
+                    f"forward. It MUST run at least weekly (a daily timer, e.g. cron `0 3 * * * maillage key "
+                    f"refresh`): {WINDOW_FUTURE_DAYS} days after the last publication, every node refuses every "
+                    "request, saying it has no verification key for that date. " + _NOTE)
+    kf.add_argument("--s3-region", action="append", default=[], metavar="REGION",
+                    help="also publish S3 verification keys in this region (repeatable; kept for later "
+                         "publications): the region your S3 clients sign with, if neither us-east-1 nor a policy name")
+    _common(kf, signing=True)
+    kf.set_defaults(func=key_refresh_command)
 
 
 def _common(parser: argparse.ArgumentParser, *, signing: bool) -> None:
@@ -103,10 +120,8 @@ def _common(parser: argparse.ArgumentParser, *, signing: bool) -> None:
 
 def _edit(args: argparse.Namespace, edit: Callable[[AccessDoc], AccessDoc],
           check: Callable[..., None] | None = None) -> AccessDoc:
-    """Read, edit, sign, push to every node; refresh the cluster dir's access.signed."""
-    from maillage.client.admin import ACCESS_FILE, write_access_file
-
-    key = signer(args)
+    """Read the master from the cluster dir, edit, save, publish to every node."""
+    signer(args)   # a clear error before anything is asked of the mesh
     with open_admin(args, signing=True) as admin:
         if check is not None:
             check(admin)
@@ -115,7 +130,6 @@ def _edit(args: argparse.Namespace, edit: Callable[[AccessDoc], AccessDoc],
         except AccessError as exc:
             raise CommandError(str(exc)) from None
         total = len({n.address for n in admin.layout.nodes} | {admin.address})
-    write_access_file(cluster_dir(args) / ACCESS_FILE, doc, key)
     print(f"access document v{doc.version}: adopted by {adopted} of {total} node(s) directly; the others "
           "learn it by gossip", file=sys.stderr)
     for problem in problems:
@@ -123,7 +137,7 @@ def _edit(args: argparse.Namespace, edit: Callable[[AccessDoc], AccessDoc],
     return doc
 
 
-def _read(args: argparse.Namespace) -> AccessDoc:
+def _read(args: argparse.Namespace) -> NodeAccess:
     with open_admin(args) as admin:
         return admin.access()
 
@@ -192,7 +206,7 @@ def key_create_command(args: argparse.Namespace) -> int:
 
 def key_list_command(args: argparse.Namespace) -> int:
     doc = _read(args)
-    keys = [k for k in redacted(doc) if args.tenant is None or k.tenant == args.tenant]
+    keys = [k for k in doc.keys if args.tenant is None or k.tenant == args.tenant]
     rows = [[k.key_id, k.tenant, k.role, ", ".join(k.buckets) or "(all)", "revoked" if k.revoked else "active",
              _when(k.created_ms)] for k in keys]
     print(table(rows, header=["KEY ID", "TENANT", "ROLE", "BUCKETS", "STATE", "CREATED"]))
@@ -202,6 +216,21 @@ def key_list_command(args: argparse.Namespace) -> int:
 def key_revoke_command(args: argparse.Namespace) -> int:
     _edit(args, lambda doc: revoke_key(doc, args.key_id))
     print(f"revoked access key {args.key_id}")
+    return 0
+
+
+def key_refresh_command(args: argparse.Namespace) -> int:
+    def edit(doc: AccessDoc) -> AccessDoc:
+        for region in args.s3_region:
+            doc = add_s3_region(doc, region)
+        return dataclasses.replace(doc, version=doc.version + 1)
+
+    doc = _edit(args, edit)
+    first = datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=WINDOW_PAST_DAYS)
+    last = first + datetime.timedelta(days=WINDOW_PAST_DAYS + WINDOW_FUTURE_DAYS)
+    print(f"published access document v{doc.version}: nodes verify requests dated {first} to {last} (UTC); "
+          f"S3 regions {', '.join(sorted(set(doc.s3_regions) | set(doc.policies)))}. Refresh again before {last}, "
+          "at least weekly")
     return 0
 
 

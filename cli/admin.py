@@ -72,7 +72,9 @@ def node_keys(args: argparse.Namespace) -> dict[str, str]:
 def open_admin(args: argparse.Namespace, *, signing: bool = False) -> ClusterAdmin:
     """The SDK's admin API on the command's profile (an admin key); with `signing`, the cluster
     dir's layout-signing key (checked before anything is asked of the mesh) and recorded node
-    certificate keys (pinned in every layout it signs) too."""
+    certificate keys (pinned in every layout it signs) and the master access document (every key
+    edit, and a layout apply that changes the policies, publishes the nodes' version of it) too."""
     key = signer(args) if signing else None
     keys = node_keys(args) if signing else None
-    return ClusterAdmin(profile_of(args), signer=key, node_keys=keys)
+    directory = cluster_dir(args) if signing else None
+    return ClusterAdmin(profile_of(args), signer=key, node_keys=keys, cluster_dir=directory)

@@ -117,8 +117,8 @@ def init_command(args: argparse.Namespace) -> int:
     print("  ca.pem, ca.key                  the cluster CA (ca.key stays here)")
     print("  layout-signing.key, .pub        signs layouts and access documents (the .key stays here)")
     print("  client.pem, client.key          the certificate SDK and CLI processes present")
-    print(f"  {made.access_file.name:<31} access document v{made.access.version}: tenant 'admin', "
-          f"admin key {made.admin_key.key_id}")
+    print(f"  {made.access_file.name:<31} master access document v{made.access.version}: tenant 'admin', "
+          f"admin key {made.admin_key.key_id} (every secret: it stays here; nodes get derived keys)")
     print(f"  {made.profile_file.name:<31} profile [default] with that key (the secret is only there)")
     print()
     print("next:")
@@ -156,7 +156,8 @@ def node_cert_command(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     has_access = (files.directory / ACCESS_FILE).exists()
     print(f"issued node {args.node_id}'s certificate ({args.days} days) into {files.directory}: node.pem, "
-          f"node.key, ca.pem, layout-signing.pub{', ' + ACCESS_FILE if has_access else ''}")
+          f"node.key, ca.pem, layout-signing.pub{', ' + ACCESS_FILE if has_access else ''}"
+          f"{' (derived verification keys, no secret)' if has_access else ''}")
     print(f"recorded its key {read_node_keys(directory)[args.node_id]} in {NODE_KEYS_FILE}: the next layout "
           "pins it (a rotation: `maillage layout pin` and `maillage layout apply`, then restart the node "
           "with this trust dir; its old certificate is refused from the applied layout on)")

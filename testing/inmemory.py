@@ -18,6 +18,7 @@ a test steps through suspicion, grace periods and repair rounds in milliseconds,
 
 from __future__ import annotations
 
+import datetime
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -39,7 +40,8 @@ from maillage.node.trust.documents import LayoutDoc, SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import Layout, format_layout
 from maillage.proto.frame import decode_frame
-from maillage.proto.trust.access import AccessDoc, encode_access
+from maillage.proto.trust.access import AccessDoc
+from maillage.proto.trust.node_access import encode_node_access, publish
 from maillage.proto.trust.signing import LayoutSigner
 from maillage.storage import BucketRecord, BucketTombstone, ChunkStore, DataKeys, Manifest, MetaStore, NodeKey
 
@@ -283,10 +285,14 @@ class InMemoryMesh:
         """The node to coordinate through: `node_id`, or the first node that is up."""
         return self.nodes[node_id if node_id is not None else self.up_nodes()[0]]
 
-    def push_access(self, doc: AccessDoc) -> None:
-        """Sign `doc` with the admin's key and offer it to every node (up or not), as an admin's push
-        does: e.g. a document with a naming secret, so chunk names are keyed."""
-        text = encode_access(doc)
+    def push_access(self, doc: AccessDoc, owners: Iterable[str] = ("", "hospital", "housing")) -> None:
+        """Publish the master `doc` (`node_access.publish`: derived keys for today's window, naming
+        keys for the layout's policies), sign it with the admin's key and offer it to every node (up
+        or not), as an admin's push does: e.g. a document with a naming secret, so names are keyed.
+        `owners`: bucket owners of in-process tests that are not tenants of `doc` get naming keys too."""
+        published = publish(doc, today=datetime.datetime.now(datetime.UTC).date(),
+                            policies=[p.name for p in self.layout.policies], owners=owners)
+        text = encode_node_access(published)
         signed = LayoutDoc(doc.version, text, self.signer.sign(doc.version, text, kind="access"))
         for node in self.nodes.values():
             node.access.offer(signed)

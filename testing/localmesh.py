@@ -5,8 +5,9 @@ site and location the layout gives it. The mesh keeps the pid of every process i
 only those (SIGTERM, then SIGKILL after a grace period), also when the caller fails.
 
 The mesh is a real cluster with its own trust, made as an admin would (`maillage cluster init`):
-``base_dir/cluster`` (CA, layout-signing key pair, client certificate), one trust dir per node in
-``base_dir/trust/<node id>`` (its certificate and the signed access document), the signed first
+``base_dir/cluster`` (CA, layout-signing key pair, client certificate, the master access document),
+one trust dir per node in ``base_dir/trust/<node id>`` (its certificate and the nodes' signed access
+document: derived keys, no secret), the signed first
 layout ``base_dir/layout.signed`` (pinning each node's certificate key, recorded in the cluster dir as
 `maillage cluster node-cert` records it), and an access document with tenant "admin" (an admin key) and
 tenant "demo" (a read-write key). ``base_dir/maillage.conf`` holds both as profiles (``[default]``
@@ -42,7 +43,7 @@ from maillage.client.admin import (
     write_signed_layout,
 )
 from maillage.placement import Layout, Node, Policy, Site, parse_location
-from maillage.proto.trust.access import AccessDoc, AccessKey, Role, add_tenant, create_key
+from maillage.proto.trust.access import AccessDoc, AccessKey, Role, add_tenant, create_key, for_policies
 from maillage.proto.trust.signing import LayoutSigner
 
 READY_TIMEOUT = 30.0
@@ -168,6 +169,8 @@ class LocalMesh:
             self.signer = load_signer(self.cluster_dir)
             admin = made.admin_key
             doc, demo = create_key(made.access, DEMO_TENANT, "read-write", now_ms=_now_ms())
+            # published for the layout's policies (naming keys, S3 regions) from the nodes' first document
+            doc = for_policies(doc, (p.name for p in self.layout.policies))
             write_access_file(self.cluster_dir / ACCESS_FILE, doc, self.signer)
         trust = self.cluster_dir.resolve()
         self.admin_profile = Profile(endpoints, Credentials(admin.key_id, admin.secret), trust, ADMIN_PROFILE)
@@ -191,7 +194,8 @@ class LocalMesh:
     def admin(self) -> ClusterAdmin:
         """The admin API on this mesh, with the admin key, the layout-signing key and the recorded
         certificate keys (every layout it stages or applies pins them)."""
-        return ClusterAdmin(self.admin_profile, signer=self.signer, node_keys=read_node_keys(self.cluster_dir))
+        return ClusterAdmin(self.admin_profile, signer=self.signer, node_keys=read_node_keys(self.cluster_dir),
+                            cluster_dir=self.cluster_dir)
 
     def issue_certificate(self, node_id: str) -> str:
         """Issue node `node_id` a new certificate (a new key) into its trust dir, as `maillage cluster
@@ -217,7 +221,6 @@ class LocalMesh:
             doc, _, problems = admin.edit_access(edit)
         if problems:
             raise RuntimeError(f"access document v{doc.version} not adopted everywhere: {'; '.join(problems)}")
-        write_access_file(self.cluster_dir / ACCESS_FILE, doc, self.signer)
         key = made[-1]
         return Profile(tuple(self.addresses), Credentials(key.key_id, key.secret), self.cluster_dir.resolve(),
                        f"{tenant}-{key.key_id}")

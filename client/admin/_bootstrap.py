@@ -2,10 +2,13 @@
 and `layout sign` write, and what the local mesh of the demo and the tests writes for itself.
 
 A cluster dir (`proto.trust.identity.create_cluster`) holds the CA, the layout-signing key pair and the
-shared client certificate; `init_cluster` adds the first access document (tenant "admin" with one
-admin key), signed, as ``access.signed``, and an INI profile ``admin.conf`` using that key with the
-cluster dir as trust dir. A node's trust dir (`node_trust_dir`) gets its certificate, the CA, the
-layout-signing public key and a copy of ``access.signed``; its first layout is a signed layout file
+shared client certificate; `init_cluster` adds the master access document (tenant "admin" with one
+admin key; every key's secret and the naming secret), signed as kind "access-master", as
+``access.signed``, and an INI profile ``admin.conf`` using that key with the cluster dir as trust
+dir. The master never leaves the admin machine: a node's trust dir (`node_trust_dir`) gets its
+certificate, the CA, the layout-signing public key and the nodes' version of the access document
+(`node_access.publish`: derived verification keys for a window of dates, naming keys per tenant and
+policy, no secret), signed as kind "access"; its first layout is a signed layout file
 (`write_signed_layout`). Nothing here talks to a node.
 
 Pinning: issuing a node's certificate (`node_trust_dir`) records the fingerprint of its key in the
@@ -16,6 +19,7 @@ certificate and the next applied layout, which pins its key and so retires the o
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -40,11 +44,13 @@ from maillage.proto.trust.identity import (
     issue_node_certificate,
     peer_of_pem,
 )
-from maillage.proto.trust.signing import LayoutSigner, read_signed, write_durably, write_signed
+from maillage.proto.trust.node_access import encode_node_access, publish
+from maillage.proto.trust.signing import LayoutAuthError, LayoutSigner, read_signed, write_durably, write_signed
 
 __all__ = ["ACCESS_FILE", "ADMIN_PROFILE_FILE", "ADMIN_TENANT", "NODE_KEYS_FILE", "NewCluster", "client_trust_dir",
            "init_cluster", "load_signer", "node_trust_dir", "pin_certificate", "pin_layout", "read_access_file",
-           "read_node_keys", "record_node_key", "write_access_file", "write_signed_layout"]
+           "read_node_keys", "record_node_key", "signed_node_access", "write_access_file", "write_node_access_file",
+           "write_signed_layout"]
 
 ACCESS_FILE = "access.signed"
 NODE_KEYS_FILE = "node-keys.json"
@@ -72,19 +78,42 @@ def load_signer(cluster_dir: str | os.PathLike[str]) -> LayoutSigner:
 
 
 def write_access_file(path: str | os.PathLike[str], doc: AccessDoc, signer: LayoutSigner) -> Path:
-    """The access document, signed (kind "access"), in one file (owner-only: it holds secrets)."""
+    """The master access document, signed (kind "access-master"), in one file (owner-only: it holds
+    every secret; it stays on the admin machine)."""
     text = encode_access(doc)
-    written = write_signed(path, text, signer.sign(doc.version, text, kind="access"))
+    written = write_signed(path, text, signer.sign(doc.version, text, kind="access-master"))
     os.chmod(written, 0o600)
     return written
 
 
 def read_access_file(path: str | os.PathLike[str], signer: LayoutSigner) -> AccessDoc:
-    """A signed access file, checked against the cluster's key."""
+    """The master access file, checked against the cluster's key (a cluster dir from before the
+    master had its own signature domain holds it signed as kind "access": still read)."""
     text, signature = read_signed(path)
     doc = parse_access(text)
-    signer.verifier().verify(doc.version, text, signature, kind="access")
+    try:
+        signer.verifier().verify(doc.version, text, signature, kind="access-master")
+    except LayoutAuthError:
+        signer.verifier().verify(doc.version, text, signature, kind="access")
     return doc
+
+
+def signed_node_access(master: AccessDoc, signer: LayoutSigner, *, today: datetime.date | None = None,
+                       policies: Sequence[str] | None = None) -> tuple[int, str, bytes]:
+    """(version, text, signature) of the nodes' document of `master` (`node_access.publish`, the
+    date window around `today`, by default the current UTC date), signed as kind "access"."""
+    day = today if today is not None else datetime.datetime.now(datetime.UTC).date()
+    doc = publish(master, today=day, policies=policies)
+    text = encode_node_access(doc)
+    return doc.version, text, signer.sign(doc.version, text, kind="access")
+
+
+def write_node_access_file(path: str | os.PathLike[str], master: AccessDoc, signer: LayoutSigner) -> Path:
+    """The nodes' document of `master` (derived keys, no secret), signed, in one file."""
+    version, text, signature = signed_node_access(master, signer)
+    written = write_signed(path, text, signature)
+    os.chmod(written, 0o600)
+    return written
 
 
 def write_signed_layout(path: str | os.PathLike[str], layout: Layout, signer: LayoutSigner) -> Path:
@@ -184,16 +213,15 @@ def client_trust_dir(cluster_dir: str | os.PathLike[str], out_dir: str | os.Path
 
 def node_trust_dir(cluster_dir: str | os.PathLike[str], node_id: str, out_dir: str | os.PathLike[str], *,
                    days: int = 365, sans: Sequence[str] = ()) -> NodeFiles:
-    """Issue node `node_id` its certificate into `out_dir`, with the cluster's current access file
-    (the node's first access document; later ones come from the mesh), and record its key in the
-    cluster dir (the next layout pins it). `sans`: extra DNS names and IP addresses for its S3
-    endpoint (`maillage.proto.trust.identity.extra_names`)."""
+    """Issue node `node_id` its certificate into `out_dir`, with the nodes' version of the cluster's
+    master access document (the node's first access document, without secrets; later ones come from
+    the mesh), and record its key in the cluster dir (the next layout pins it). `sans`: extra DNS
+    names and IP addresses for its S3 endpoint (`maillage.proto.trust.identity.extra_names`)."""
     cluster = ClusterDir.at(cluster_dir)
     files = issue_node_certificate(cluster, node_id, out_dir, days=days, sans=sans)
     record_node_key(cluster.directory, node_id, certificate_key(files.cert))
     access = cluster.directory / ACCESS_FILE
     if access.is_file():
-        target = files.directory / ACCESS_FILE
-        shutil.copyfile(access, target)
-        os.chmod(target, 0o600)
+        signer = load_signer(cluster.directory)
+        write_node_access_file(files.directory / ACCESS_FILE, read_access_file(access, signer), signer)
     return files

@@ -11,19 +11,28 @@ are asked of every node of the layout, and a node that does not answer is report
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
 from maillage.client._exceptions import MaillageError, PermissionDenied
 from maillage.client._profile import Profile
-from maillage.client.admin._bootstrap import pin_layout
+from maillage.client.admin._bootstrap import (
+    ACCESS_FILE,
+    pin_layout,
+    read_access_file,
+    signed_node_access,
+    write_access_file,
+)
 from maillage.client.admin._connect import AdminError, Channels, fetch_layout, parallel
 from maillage.placement import Layout, Node, format_layout
 from maillage.proto import pb
-from maillage.proto.trust.access import AccessDoc, AccessError, encode_access, parse_access
+from maillage.proto.trust.access import AccessDoc, AccessError, for_policies
+from maillage.proto.trust.node_access import NodeAccess, parse_node_access
 from maillage.proto.trust.signing import DocKind, LayoutAuthError, LayoutSigner
 
 __all__ = ["ClusterAdmin", "Staged", "NodeAnswers"]
@@ -57,12 +66,15 @@ class ClusterAdmin:
     `profile` gives the endpoints, the trust dir and an admin access key; `signer` (the cluster's
     layout-signing private key) is needed only by the calls that change the layout or the access
     document; `node_keys` (the cluster dir's recorded certificate keys, `read_node_keys`) are
-    pinned in every layout this API stages or applies (`pinned`). Use as a context manager, or
-    call close()."""
+    pinned in every layout this API stages or applies (`pinned`); `cluster_dir` (the admin's, with
+    the master access document) is needed by the calls that change tenants and keys, which edit the
+    master there and publish the nodes' version of it. Use as a context manager, or call close()."""
 
     def __init__(self, profile: Profile, *, signer: LayoutSigner | None = None,
-                 node_keys: Mapping[str, str] | None = None, timeout: float = 10.0) -> None:
+                 node_keys: Mapping[str, str] | None = None, cluster_dir: str | os.PathLike[str] | None = None,
+                 timeout: float = 10.0) -> None:
         self.timeout = timeout
+        self.cluster_dir = Path(cluster_dir) if cluster_dir is not None else None
         self.profile = profile
         self._signer = signer
         self.node_keys = dict(node_keys or {})
@@ -175,7 +187,14 @@ class ClusterAdmin:
         others = [a for a in self._all_addresses(self.layout, layout) if a != self.address]
         replies = self._everywhere(others, lambda a: self._call(a, "PushLayout", doc, peer=self._peer(a, layout)))
         adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, MaillageError))
-        return adopted, [str(r) for r in replies.values() if isinstance(r, MaillageError)]
+        problems = [str(r) for r in replies.values() if isinstance(r, MaillageError)]
+        if self.cluster_dir is not None and self.master_file.is_file():
+            master = self.master()
+            if master.policies != tuple(sorted(p.name for p in layout.policies)):
+                # the nodes' document carries naming keys and S3 regions per policy: publish for the new set
+                _, missing = self.push_access(replace(master, version=master.version + 1), layout=layout)
+                problems += [f"access document: {p}" for p in missing]
+        return adopted, problems
 
     def buckets(self) -> list[tuple[str, str]]:
         """(bucket, policy) of every bucket of the mesh (every tenant's: an admin key lists all)."""
@@ -189,16 +208,16 @@ class ClusterAdmin:
 
     # ----- tenants and access keys -----------------------------------------------------------
 
-    def access(self) -> AccessDoc:
-        """The mesh's access document (tenants and keys, secrets included), read from the endpoint
-        and used only if the cluster admin's signature verifies."""
+    def access(self) -> NodeAccess:
+        """The access document the mesh holds (tenants and keys without secrets, derived keys for
+        its window), read from the endpoint and used only if the cluster admin's signature verifies."""
         doc = self._call(self.address, "GetAccess", pb.GetAccessRequest())
         try:
             self._channels.trust.verifier.verify(doc.version, doc.text, doc.signature, kind="access")
         except LayoutAuthError as exc:
             raise PermissionDenied(f"refused the access document from {self.address}: {exc}") from None
         try:
-            parsed = parse_access(doc.text)
+            parsed = parse_node_access(doc.text)
         except AccessError as exc:
             raise AdminError(f"the access document of {self.address} does not parse: {exc}") from None
         if parsed.version != doc.version:
@@ -206,28 +225,57 @@ class ClusterAdmin:
                              f"but says version {parsed.version}")
         return parsed
 
-    def push_access(self, doc: AccessDoc) -> tuple[int, list[str]]:
-        """Sign ``doc`` (its version must be the current one + 1) and push it to the endpoint, then
-        to every node of the layout in parallel (nodes also spread it by gossip; highest version
-        wins). Returns (nodes that adopted it, problems)."""
-        text = encode_access(doc)
-        message = pb.AccessDoc(version=doc.version, text=text,
-                               signature=self.signer.sign(doc.version, text, kind="access"))
+    @property
+    def master_file(self) -> Path:
+        if self.cluster_dir is None:
+            raise AdminError("this call reads or changes the master access document: give the cluster dir "
+                             "made by `maillage cluster init` (it holds access.signed, with every secret)")
+        return self.cluster_dir / ACCESS_FILE
+
+    def master(self) -> AccessDoc:
+        """The master access document (every key's secret, the naming secret), read from the
+        admin's cluster dir: never from a node, which holds none of it."""
+        try:
+            return read_access_file(self.master_file, self.signer)
+        except OSError as exc:
+            raise AdminError(f"{self.master_file}: {exc.strerror or exc}") from None
+        except (AccessError, LayoutAuthError) as exc:
+            raise AdminError(f"{self.master_file}: {exc}") from None
+
+    def push_access(self, doc: AccessDoc, *, layout: Layout | None = None) -> tuple[int, list[str]]:
+        """Publish the master ``doc`` (its version must be above the mesh's): record the layout's
+        policy names in it and save it in the cluster dir, derive the nodes' document (derived keys
+        for a fresh window of dates, naming keys per tenant and policy, no secret: `node_access`),
+        sign it and push it to the endpoint, then to every node of the layout in parallel (nodes
+        also spread it by gossip; highest version wins). Returns (nodes that adopted it, problems)."""
+        layout = layout if layout is not None else self.layout
+        doc = for_policies(doc, (p.name for p in layout.policies))
+        if self.cluster_dir is not None:
+            write_access_file(self.master_file, doc, self.signer)
+        version, text, signature = signed_node_access(doc, self.signer)
+        message = pb.AccessDoc(version=version, text=text, signature=signature)
         first = self._call(self.address, "PushAccess", message)
         if not first.accepted and first.current_version != doc.version:
             raise AdminError(f"node {self.address} refused access document v{doc.version}: it already has "
-                             f"v{first.current_version} (someone changed tenants or keys meanwhile: try again)")
-        others = [a for a in self._all_addresses(self.layout) if a != self.address]
-        replies = self._everywhere(others, lambda a: self._call(a, "PushAccess", message))
+                             f"v{first.current_version} (someone changed tenants or keys meanwhile, or the "
+                             "master document in the cluster dir is older than the mesh's: try again)")
+        others = [a for a in self._all_addresses(self.layout, layout) if a != self.address]
+        replies = self._everywhere(others, lambda a: self._call(a, "PushAccess", message, peer=self._peer(a, layout)))
         adopted = 1 + sum(1 for r in replies.values() if not isinstance(r, MaillageError))
         return adopted, [str(r) for r in replies.values() if isinstance(r, MaillageError)]
 
     def edit_access(self, edit: Callable[[AccessDoc], AccessDoc]) -> tuple[AccessDoc, int, list[str]]:
-        """Read the current access document, apply a pure edit (`maillage.proto.trust.access`), sign and
-        push the result everywhere: (new document, nodes that adopted it, problems)."""
-        new = edit(self.access())
+        """Read the master access document from the cluster dir, apply a pure edit
+        (`maillage.proto.trust.access`), save it and publish it (`push_access`): (new master, nodes
+        that adopted it, problems)."""
+        new = edit(self.master())
         adopted, problems = self.push_access(new)
         return new, adopted, problems
+
+    def refresh_access(self) -> tuple[AccessDoc, int, list[str]]:
+        """Publish the master again as a new version, for a window of dates around today: what
+        `maillage key refresh` does, at least weekly (nodes refuse requests dated past the window)."""
+        return self.edit_access(lambda doc: replace(doc, version=doc.version + 1))
 
     # ----- every node ------------------------------------------------------------------------
 

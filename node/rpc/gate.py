@@ -46,7 +46,7 @@ from maillage.node.trust.layout_state import LayoutState
 from maillage.node.trust.replays import ReplayCache
 from maillage.placement import UnknownNode
 from maillage.proto.reasons import ERROR_KEY, Reason
-from maillage.proto.trust.access import AccessKey
+from maillage.proto.trust.access import KeyInfo
 from maillage.proto.trust.identity import Peer, peer_of
 from maillage.proto.trust.requestauth import DEFAULT_WINDOW, RequestAuthError, verify
 
@@ -125,13 +125,13 @@ class AuthGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         except AccessDenied as denied:
             raise Refused(grpc.StatusCode.PERMISSION_DENIED, str(denied)) from None
 
-    def _key(self, method: str, context: grpc.aio.ServicerContext) -> AccessKey:
+    def _key(self, method: str, context: grpc.aio.ServicerContext) -> KeyInfo:
         body = _SIGNED_BODY.get()
         if body is None:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "no request body to check the signature against")
         metadata = [(k, v) for k, v in context.invocation_metadata() or ()]
         try:
-            signed = verify(method, metadata, self._access.secret_of, node_id=self._node_id, body=body,
+            signed = verify(method, metadata, self._access.signing_key, node_id=self._node_id, body=body,
                             now=datetime.datetime.now(datetime.UTC))
         except RequestAuthError as err:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, err.message) from None
@@ -178,7 +178,8 @@ class TrustingGate(AuthGate):
     """`maillage node run --insecure-plaintext` (benchmarks only): every caller is trusted as an
     admin of one tenant, so the same handlers run without TLS or request signatures."""
 
-    CALLER = Caller(key=AccessKey(key_id="PLAINTEXT", secret="-", tenant="plaintext", role="admin"))
+    CALLER = Caller(key=KeyInfo(key_id="PLAINTEXT", tenant="plaintext", role="admin", buckets=(), revoked=False,
+                                created_ms=0))
 
     def __init__(self) -> None:
         self._guarded = {}

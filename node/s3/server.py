@@ -197,7 +197,7 @@ class S3Server:
             headers.setdefault(name.lower(), []).append(value)
         # The raw (still percent-encoded) query: SigV4 decodes each parameter once itself.
         verified = sigv4.verify(request.method, request.path, request.rel_url.raw_query_string, headers,
-                                self._access.key)
+                                self._access)
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
         caller = Caller(key=verified.key)

@@ -1,9 +1,12 @@
 """AWS Signature Version 4 of an S3 request, checked against the access document: the Authorization
 header, or the query string of a presigned URL.
 
-The derived key is `maillage.proto.trust.requestauth.signing_key` (region and service as the client's
-credential scope names them, the service must be "s3"); the secret is the access key's in the node's
-`AccessState`. Every comparison of signatures is constant-time (`hmac.compare_digest`).
+The derived key of the client's credential scope (key id, date, region, service "s3") is looked up
+in the node's published access document (`AccessState.signing_key`): the node holds no secret. A
+date outside the published window or a region not published is refused (SignatureDoesNotMatch, or
+AuthorizationQueryParametersError for a presigned URL) with words saying the node has no
+verification key for it and that the admin must refresh. Every comparison of signatures is
+constant-time (`hmac.compare_digest`).
 
 What the request signed as its payload (x-amz-content-sha256) says how its body is checked
 (`payload.py`):
@@ -28,16 +31,17 @@ import datetime
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote, unquote
 
 from maillage.node.s3.errors import S3Error
-from maillage.proto.trust.access import AccessKey
-from maillage.proto.trust.requestauth import ALGORITHM, credential_scope, signing_key, string_to_sign
+from maillage.proto.trust.access import KeyInfo
+from maillage.proto.trust.requestauth import ALGORITHM, NoSigningKey, credential_scope, string_to_sign
 
 __all__ = ["Verified", "UNSIGNED", "STREAMING_SIGNED", "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER",
-           "STREAMING_MODES", "MAX_EXPIRES", "verify", "canonical_request", "canonical_query", "SKEW"]
+           "STREAMING_MODES", "MAX_EXPIRES", "Keys", "verify", "canonical_request", "canonical_query", "SKEW"]
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -69,7 +73,7 @@ _MAX_QUERY_PAIRS = 256
 class Verified:
     """The access key that signed a request, and what it signed about the body."""
 
-    key: AccessKey
+    key: KeyInfo
     payload_sha256: str | None  # the hex SHA-256 the body must have, None when the body is not hashed as a whole
     mode: str = UNSIGNED        # x-amz-content-sha256 as signed: a hex SHA-256, UNSIGNED-PAYLOAD or STREAMING-*
     signature: str = ""         # the request's own signature: the seed of a streaming upload's chunk signatures
@@ -138,21 +142,26 @@ def canonical_request(method: str, path: str, raw_query: str, headers: Mapping[s
                       ";".join(signed), payload_hash))
 
 
-KeyOf = Callable[[str], "AccessKey | None"]
+class Keys(Protocol):
+    """What verifying needs of the node's access document (`AccessState`)."""
+
+    def key(self, key_id: str) -> KeyInfo | None: ...         # the active key, None if unknown or revoked
+
+    def signing_key(self, key_id: str, date: str, region: str, service: str) -> bytes: ...  # or NoSigningKey
 
 
 def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterable[str]],
-           key_of: KeyOf, now: datetime.datetime | None = None) -> Verified:
+           keys: Keys, now: datetime.datetime | None = None) -> Verified:
     """The access key that signed this request, or S3Error. `raw_query` is the query string as
-    received (percent-encoded); `headers`: lower-case name -> values; `key_of(key_id)` is the
-    active key or None."""
+    received (percent-encoded); `headers`: lower-case name -> values; `keys` gives the active key
+    and its published derived keys."""
     now = now or datetime.datetime.now(datetime.UTC)
     authorization = list(headers.get("authorization", ()))
     if any(name in _QUERY_AUTH for name, _ in query_pairs(raw_query)):
         if authorization:
             raise S3Error("InvalidArgument", "only one authentication mechanism is allowed: the X-Amz-Signature "
                                              "query parameters or the Authorization header, not both")
-        return _verify_presigned(method, path, raw_query, headers, key_of, now)
+        return _verify_presigned(method, path, raw_query, headers, keys, now)
     if not authorization:
         if "Signature=" in raw_query and "AWSAccessKeyId=" in raw_query:
             raise S3Error("InvalidRequest", "this URL is presigned with Signature Version 2, which is not supported: "
@@ -190,9 +199,9 @@ def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterabl
         raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, a hex SHA-256 or "
                                          "a STREAMING-* aws-chunked mode")
     canonical = canonical_request(method, path, raw_query, headers, signed, payload_hash)
-    key, derived, scope = _signed_by(key_of, match, timestamp, canonical, match["sig"],
+    key, derived, scope = _signed_by(keys, match, timestamp, canonical, match["sig"],
                                      "the request signature does not match: check the secret key and the "
-                                     "signing method")
+                                     "signing method", "SignatureDoesNotMatch")
     hashed = payload_hash if _HASH.match(payload_hash) else None
     return Verified(key, hashed, mode=payload_hash, signature=match["sig"], signing_key=derived, scope=scope,
                     timestamp=timestamp)
@@ -203,7 +212,7 @@ def _query_error(message: str) -> S3Error:
 
 
 def _verify_presigned(method: str, path: str, raw_query: str, headers: Mapping[str, Iterable[str]],
-                      key_of: KeyOf, now: datetime.datetime) -> Verified:
+                      keys: Keys, now: datetime.datetime) -> Verified:
     params: dict[str, str] = {}
     for name, value in query_pairs(raw_query):
         if name in _QUERY_AUTH:
@@ -246,23 +255,29 @@ def _verify_presigned(method: str, path: str, raw_query: str, headers: Mapping[s
         raise _query_error("X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD or a hex SHA-256")
     canonical = canonical_request(method, path, raw_query, headers, signed, payload_hash,
                                   exclude=frozenset({"X-Amz-Signature"}))
-    key, derived, scope = _signed_by(key_of, credential, timestamp, canonical, params["X-Amz-Signature"],
+    key, derived, scope = _signed_by(keys, credential, timestamp, canonical, params["X-Amz-Signature"],
                                      "the presigned URL's signature does not match: it was changed after "
-                                     "signing, or signed with another secret")
+                                     "signing, or signed with another secret", "AuthorizationQueryParametersError")
     return Verified(key, None if payload_hash == UNSIGNED else payload_hash, mode=payload_hash,
                     signature=params["X-Amz-Signature"], signing_key=derived, scope=scope, timestamp=timestamp,
                     presigned=True)
 
 
-def _signed_by(key_of: KeyOf, credential: re.Match[str], timestamp: str, canonical: str, given: str,
-               mismatch: str) -> tuple[AccessKey, bytes, str]:
-    """The active key the credential (key_id, date, region, service) names, once its derived key is
-    found to have signed `canonical` as `given`; with that derived key and the credential scope."""
-    key = key_of(credential["key_id"])
+def _signed_by(keys: Keys, credential: re.Match[str], timestamp: str, canonical: str, given: str,
+               mismatch: str, no_key_code: str) -> tuple[KeyInfo, bytes, str]:
+    """The active key the credential (key_id, date, region, service) names, once its published
+    derived key is found to have signed `canonical` as `given`; with that derived key and the
+    credential scope. `no_key_code`: the S3 code when the node has no derived key for that date or
+    region."""
+    key = keys.key(credential["key_id"])
     if key is None:
         raise S3Error("InvalidAccessKeyId", f"no active access key {credential['key_id']!r}")
     scope = credential_scope(credential["date"], credential["region"], credential["service"])
-    derived = signing_key(key.secret, credential["date"], credential["region"], credential["service"])
+    try:
+        derived = keys.signing_key(key.key_id, credential["date"], credential["region"], credential["service"])
+    except NoSigningKey as missing:
+        code = "InvalidAccessKeyId" if missing.kind == "unknown_key" else no_key_code
+        raise S3Error(code, missing.message) from None
     expected = hmac.new(derived, string_to_sign(timestamp, scope, canonical).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given):
         raise S3Error("SignatureDoesNotMatch", mismatch)

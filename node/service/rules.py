@@ -73,7 +73,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "Heartbeat": NODE,
     "GetStatus": ADMIN,
     "Repair": ADMIN,
-    "GetAccess": NODE_OR_ADMIN,   # holds every key's secret
+    "GetAccess": NODE_OR_ADMIN,   # derived verification keys: forge requests within their window
     "PushAccess": ADMIN,
     # Replicas: node to node, each inside the policy of the data it touches (`nodeplane.py`); an
     # admin may read what the audit needs.

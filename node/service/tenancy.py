@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.errors import AccessDenied
-from maillage.proto.trust.access import AccessKey, Action
+from maillage.proto.trust.access import Action, KeyInfo
 from maillage.storage import BucketRecord
 
 __all__ = ["AccessDenied", "Caller", "Tenancy", "current_caller", "CALLER"]
@@ -27,7 +27,7 @@ class Caller:
     """A node of the layout (`node_id`) or an access key's holder (`key`)."""
 
     node_id: str | None = None
-    key: AccessKey | None = None
+    key: KeyInfo | None = None
 
     def describe(self) -> str:
         if self.key is not None:

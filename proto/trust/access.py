@@ -7,16 +7,18 @@ document is replicated to every node like the layout: versioned (highest version
 the admin's Ed25519 key (`signing.LayoutSigner.sign(version, text, kind="access")`) and verified
 before a node adopts it.
 
-Everything here is pure: edits return a new document with version + 1, and the caller signs and
-spreads it. Secrets sit in the document because every node needs them to check request signatures
-(`requestauth`); they are kept out of reprs (`AccessKey`) and listings (`redacted`), and a revoked
-key's secret is erased.
+Everything here is pure: edits return a new document with version + 1. This is the admin's MASTER
+document: it holds every key's long-term secret and stays on the admin machine (the cluster dir's
+access.signed, signed as kind "access-master"). Nodes never receive it: what is signed and spread
+to them is derived from it (`node_access.publish`: SigV4 signing keys for a window of dates and the
+published scopes, naming keys per tenant and policy, no secret). Secrets are kept out of reprs
+(`AccessKey`) and listings (`redacted`), and a revoked key's secret is erased.
 
 The document also carries the cluster's chunk naming secret (`naming_secret`, 32 random bytes in
-hex): every node derives from it the key that names a bucket's chunks (`naming.chunk_key`), and no
-tenant ever sees it. It is made once, by the first `add_tenant` (or `ensure_naming_secret`), and
-never changes: chunks already named with it must keep their names. A document written before it
-existed parses with "" (names stay unkeyed until a tenant is added).
+hex): the admin derives from it the key that names a bucket's chunks (`naming.chunk_key`) per
+tenant and policy for the nodes, and no tenant or node ever sees it. It is made once, by the first
+`add_tenant` (or `ensure_naming_secret`), and never changes: chunks already named with it must
+keep their names. A document written before it existed parses with "" (names stay unkeyed until a tenant is added).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 __all__ = [
-    "FORMAT", "AccessDoc", "AccessError", "AccessKey", "Action", "KeyInfo", "Role", "Tenant", "add_tenant",
-    "create_key", "delete_tenant", "encode_access", "ensure_naming_secret", "key_of", "parse_access", "permits",
-    "redacted", "revoke_key", "secret_of",
+    "DEFAULT_S3_REGIONS", "FORMAT", "NODE_FORMAT", "AccessDoc", "AccessError", "AccessKey", "Action", "KeyInfo", "Role",
+    "Tenant", "add_s3_region", "add_tenant", "create_key", "delete_tenant", "encode_access", "ensure_naming_secret",
+    "for_policies", "key_of", "parse_access", "permits", "redacted", "revoke_key", "secret_of",
 ]
 
 FORMAT = "maillage-access/1"
+#: S3 regions every publication covers: clients signing without a region configured use us-east-1.
+DEFAULT_S3_REGIONS: tuple[str, ...] = ("us-east-1",)
 
 Role = Literal["read-write", "read-only", "admin"]
 Action = Literal["read", "write", "admin"]
@@ -56,6 +60,10 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 NAMING_SECRET_BYTES = 32
 _NAMING_SECRET = re.compile(rf"[0-9a-f]{{{2 * NAMING_SECRET_BYTES}}}\Z")
 _MAX_U64 = (1 << 64) - 1
+# a SigV4 credential scope's region (no '/', ',' or space) and a layout's policy name
+_REGION = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+#: the format of the document nodes hold (`node_access`): refused where a master is expected
+NODE_FORMAT = "maillage-node-access/1"
 
 
 class AccessError(ValueError):
@@ -106,6 +114,12 @@ class AccessDoc:
     keys: tuple[AccessKey, ...] = ()
     #: hex of 32 random bytes, or "" (a document older than keyed chunk names): see `naming.py`
     naming_secret: str = field(default="", repr=False)
+    #: the S3 regions nodes get verification keys for, besides the layout's policy names
+    #: (`node_access.publish`); `maillage key refresh --s3-region` adds one
+    s3_regions: tuple[str, ...] = DEFAULT_S3_REGIONS
+    #: the policy names of the layout this document was last published for: the nodes' document
+    #: carries K(tenant, policy) for each and S3 verification keys in each as a region
+    policies: tuple[str, ...] = ()
     # lookup indexes: every request looks its key up
     _tenants_by_name: dict[str, Tenant] = field(init=False, repr=False, compare=False)
     _keys_by_id: dict[str, AccessKey] = field(init=False, repr=False, compare=False)
@@ -132,7 +146,7 @@ def add_tenant(doc: AccessDoc, name: str, *, now_ms: int, rng: random.Random | N
     if doc.tenant(name) is not None:
         raise AccessError(f"tenant {name!r} already exists")
     tenants = tuple(sorted((*doc.tenants, Tenant(name, now_ms)), key=lambda t: t.name))
-    return AccessDoc(doc.version + 1, tenants, doc.keys, _secret_or_new(doc, rng))
+    return dataclasses.replace(doc, version=doc.version + 1, tenants=tenants, naming_secret=_secret_or_new(doc, rng))
 
 
 def ensure_naming_secret(doc: AccessDoc, rng: random.Random | None = None) -> AccessDoc:
@@ -140,7 +154,7 @@ def ensure_naming_secret(doc: AccessDoc, rng: random.Random | None = None) -> Ac
     by default the operating system's CSPRNG). Never replaces a secret: names made with it stay."""
     if doc.naming_secret:
         return doc
-    return AccessDoc(doc.version + 1, doc.tenants, doc.keys, _secret_or_new(doc, rng))
+    return dataclasses.replace(doc, version=doc.version + 1, naming_secret=_secret_or_new(doc, rng))
 
 
 def _secret_or_new(doc: AccessDoc, rng: random.Random | None) -> str:
@@ -162,8 +176,8 @@ def delete_tenant(doc: AccessDoc, name: str) -> AccessDoc:
     if live:
         raise AccessError(f"tenant {name!r} still has {len(live)} active access key(s) ({', '.join(live)}); "
                           "revoke them first")
-    return AccessDoc(doc.version + 1, tuple(t for t in doc.tenants if t.name != name),
-                     tuple(k for k in doc.keys if k.tenant != name), doc.naming_secret)
+    return dataclasses.replace(doc, version=doc.version + 1, tenants=tuple(t for t in doc.tenants if t.name != name),
+                               keys=tuple(k for k in doc.keys if k.tenant != name))
 
 
 def create_key(doc: AccessDoc, tenant: str, role: Role, buckets: Iterable[str] = (), *, now_ms: int,
@@ -189,7 +203,7 @@ def create_key(doc: AccessDoc, tenant: str, role: Role, buckets: Iterable[str] =
     key = AccessKey(key_id=key_id, secret=secret, tenant=tenant, role=role, buckets=limited, revoked=False,
                     created_ms=now_ms)
     keys = tuple(sorted((*doc.keys, key), key=lambda k: k.key_id))
-    return AccessDoc(doc.version + 1, doc.tenants, keys, doc.naming_secret), key
+    return dataclasses.replace(doc, version=doc.version + 1, keys=keys), key
 
 
 def revoke_key(doc: AccessDoc, key_id: str) -> AccessDoc:
@@ -200,8 +214,24 @@ def revoke_key(doc: AccessDoc, key_id: str) -> AccessDoc:
     if key.revoked:
         raise AccessError(f"access key {key_id!r} is already revoked")
     revoked = dataclasses.replace(key, secret="", revoked=True)
-    return AccessDoc(doc.version + 1, doc.tenants, tuple(revoked if k.key_id == key_id else k for k in doc.keys),
-                     doc.naming_secret)
+    return dataclasses.replace(doc, version=doc.version + 1,
+                               keys=tuple(revoked if k.key_id == key_id else k for k in doc.keys))
+
+
+def add_s3_region(doc: AccessDoc, region: str) -> AccessDoc:
+    """Publish S3 verification keys in `region` too (a client configured with that region)."""
+    _check_region(region)
+    if region in doc.s3_regions:
+        return doc
+    return dataclasses.replace(doc, version=doc.version + 1, s3_regions=tuple(sorted((*doc.s3_regions, region))))
+
+
+def for_policies(doc: AccessDoc, policies: Iterable[str]) -> AccessDoc:
+    """`doc` recording the layout's policy names it is published for (same version)."""
+    names = tuple(sorted(set(policies)))
+    for name in names:
+        _check_region(name)
+    return doc if names == doc.policies else dataclasses.replace(doc, policies=names)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -269,6 +299,10 @@ def encode_access(doc: AccessDoc) -> str:
     }
     if doc.naming_secret:
         body["naming_secret"] = doc.naming_secret
+    if doc.s3_regions != DEFAULT_S3_REGIONS:
+        body["s3_regions"] = list(doc.s3_regions)
+    if doc.policies:
+        body["policies"] = list(doc.policies)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -279,7 +313,10 @@ def parse_access(text: str) -> AccessDoc:
     except (json.JSONDecodeError, RecursionError) as err:
         raise AccessError(f"access document: not JSON ({err})") from None
     obj = _object(body, "access document", {"format", "version", "tenants", "keys"},
-                  optional=frozenset({"naming_secret"}))
+                  optional=frozenset({"naming_secret", "s3_regions", "policies"}))
+    if obj["format"] == NODE_FORMAT:
+        raise AccessError("access document: this is a node's published document (derived keys, no secrets), "
+                          "not the admin's master document")
     if obj["format"] != FORMAT:
         raise AccessError(f"access document: format {str(obj['format'])[:40]!r} is not {FORMAT!r} "
                           "(written by another maillage version?)")
@@ -287,7 +324,10 @@ def parse_access(text: str) -> AccessDoc:
     tenants = tuple(_tenant(t, f"tenants[{i}]") for i, t in enumerate(_list(obj["tenants"], "tenants")))
     keys = tuple(_key(k, f"keys[{i}]") for i, k in enumerate(_list(obj["keys"], "keys")))
     naming_secret = _str(obj.get("naming_secret", ""), "naming_secret")
-    return AccessDoc(version, tenants, keys, naming_secret)
+    regions = tuple(_str(r, f"s3_regions[{i}]")
+                    for i, r in enumerate(_list(obj.get("s3_regions", list(DEFAULT_S3_REGIONS)), "s3_regions")))
+    policies = tuple(_str(p, f"policies[{i}]") for i, p in enumerate(_list(obj.get("policies", []), "policies")))
+    return AccessDoc(version, tenants, keys, naming_secret, regions, policies)
 
 
 def _tenant(value: object, where: str) -> Tenant:
@@ -358,6 +398,11 @@ def _check_doc(doc: AccessDoc) -> None:
         _uint(t.created_ms, f"tenant {t.name!r}: created_ms")
     if names != sorted(set(names)):
         raise AccessError("tenants: must be sorted by name, without duplicates")
+    for what, values in (("s3_regions", doc.s3_regions), ("policies", doc.policies)):
+        if not isinstance(values, tuple) or list(values) != sorted(set(values)):
+            raise AccessError(f"{what}: must be a sorted tuple without duplicates")
+        for value in values:
+            _check_region(value)
     ids = [k.key_id for k in doc.keys]
     known = set(names)
     for k in doc.keys:
@@ -393,6 +438,12 @@ def _check_tenant_name(name: str) -> None:
     if not isinstance(name, str) or not _TENANT.match(name):
         raise AccessError(f"tenant name {str(name)[:64]!r}: use 1-63 characters among A-Z, a-z, 0-9, '.', '_' "
                           "and '-', starting with a letter or digit")
+
+
+def _check_region(name: str) -> None:
+    if not isinstance(name, str) or not _REGION.match(name):
+        raise AccessError(f"region or policy name {str(name)[:64]!r}: use 1-64 characters among A-Z, a-z, 0-9, "
+                          "'.', '_' and '-'")
 
 
 def _check_bucket_name(name: str) -> None:

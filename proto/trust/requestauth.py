@@ -38,6 +38,11 @@ A node takes a signature only within `DEFAULT_WINDOW` of its own clock, and only
 cache (`maillage.node.trust.replays`) remembers every signature it admitted until it leaves the
 window. The nonce keeps two identical requests of one client in one second apart. The secret itself
 never travels and never appears in an error message.
+
+A node holds no secret: it verifies with the derived key of the signature's (key id, date, region,
+service), which the admin publishes for a window of dates (`maillage.proto.trust.node_access`);
+`verify` takes a lookup of those keys (`SigningKeyOf`) that raises `NoSigningKey` when the node has
+none. `from_secrets` builds such a lookup from secrets, for clients and tests, never for a node.
 """
 
 from __future__ import annotations
@@ -53,8 +58,9 @@ from typing import Literal
 
 __all__ = [
     "ALGORITHM", "ANY_NODE", "AUTH_HEADER", "CLUSTER_WIDE", "DATE_HEADER", "NONCE_HEADER", "REGION", "SERVICE",
-    "SIGNED_HEADERS", "TARGET_HEADER", "FailureKind", "RequestAuthError", "Verified", "body_digest",
-    "canonical_request", "credential_scope", "sign", "signing_key", "string_to_sign", "verify",
+    "SIGNED_HEADERS", "TARGET_HEADER", "FailureKind", "NoSigningKey", "RequestAuthError", "SigningKeyOf", "Verified",
+    "body_digest", "canonical_request", "credential_scope", "from_secrets", "sign", "signing_key", "string_to_sign",
+    "verify",
 ]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -75,7 +81,7 @@ ANY_NODE = "*"
 CLUSTER_WIDE = frozenset({"/maillage.v1.Cluster/GetInfo", "/maillage.v1.Cluster/GetLayout"})
 
 FailureKind = Literal["missing", "malformed", "unknown_key", "bad_signature", "clock_skew", "wrong_target",
-                      "replayed"]
+                      "replayed", "no_verification_key"]
 
 _TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_RE = re.compile(r"\d{8}T\d{6}Z\Z")
@@ -101,6 +107,32 @@ class RequestAuthError(Exception):
         super().__init__(message)
         self.kind: FailureKind = kind
         self.message = message
+
+
+class NoSigningKey(LookupError):
+    """A `SigningKeyOf` lookup found no derived key: `kind` "unknown_key" (no active key of this id)
+    or "no_verification_key" (the key is active, but the node holds no derived key for that date or
+    scope: outside the published window, or a region not published); the message says which."""
+
+    def __init__(self, kind: Literal["unknown_key", "no_verification_key"], message: str) -> None:
+        super().__init__(message)
+        self.kind: Literal["unknown_key", "no_verification_key"] = kind
+        self.message = message
+
+
+#: (key id, yyyymmdd, region, service) -> SigV4's derived signing key, or NoSigningKey.
+SigningKeyOf = Callable[[str, str, str, str], bytes]
+
+
+def from_secrets(secret_of: Callable[[str], str | None]) -> SigningKeyOf:
+    """A `SigningKeyOf` deriving keys from secrets (`secret_of`: None for an unknown key), for
+    clients and tests; a node verifies with published derived keys only."""
+    def lookup(key_id: str, date: str, region: str, service: str) -> bytes:
+        secret = secret_of(key_id)
+        if secret is None:
+            raise NoSigningKey("unknown_key", f"access key {key_id!r} is unknown or revoked")
+        return signing_key(secret, date, region, service)
+    return lookup
 
 
 @dataclass(frozen=True)
@@ -180,14 +212,15 @@ def sign(method: str, key_id: str, secret: str, *, target: str, body: Body,
 # Node side
 
 
-def verify(method: str, metadata: Iterable[tuple[str, str | bytes]], secret_of: Callable[[str], str | None],
+def verify(method: str, metadata: Iterable[tuple[str, str | bytes]], signing_key_of: SigningKeyOf,
            *, node_id: str, body: Body, now: datetime.datetime | None = None,
            window: datetime.timedelta = DEFAULT_WINDOW) -> Verified:
     """The verified signature of this call of `method` with request bytes `body`, received by node
     `node_id`, or `RequestAuthError`.
 
-    `metadata` is the call's invocation metadata; `secret_of` gives a key's secret, or None for an
-    unknown or revoked key. Checks run from cheapest to dearest: shape, time window, target, key,
+    `metadata` is the call's invocation metadata; `signing_key_of` gives the derived key of (key
+    id, date, REGION, SERVICE), or raises NoSigningKey (unknown or revoked key, or no published key
+    for that date). Checks run from cheapest to dearest: shape, time window, target, key,
     signature. Whether the signature was seen before is the caller's replay cache's to say."""
     values: dict[str, list[str]] = {DATE_HEADER: [], NONCE_HEADER: [], TARGET_HEADER: [], AUTH_HEADER: []}
     for key, value in metadata:
@@ -242,11 +275,12 @@ def verify(method: str, metadata: Iterable[tuple[str, str | bytes]], secret_of: 
                                                f"{node_id}), not for any node")
     if target not in (ANY_NODE, node_id):
         raise RequestAuthError("wrong_target", f"request signed for node {target!r}, sent to node {node_id!r}")
-    secret = secret_of(key_id)
-    if secret is None:
-        raise RequestAuthError("unknown_key", f"access key {key_id!r} is unknown or revoked")
-    expected = _signature(secret, date, timestamp, credential_scope(date),
-                          canonical_request(method, key_id, timestamp, nonce, target, body_digest(body)))
+    try:
+        derived = signing_key_of(key_id, date, REGION, SERVICE)
+    except NoSigningKey as missing:
+        raise RequestAuthError(missing.kind, missing.message) from None
+    expected = _signature_with(derived, timestamp, credential_scope(date),
+                               canonical_request(method, key_id, timestamp, nonce, target, body_digest(body)))
     if not hmac.compare_digest(expected.encode("ascii"), m["sig"].encode("ascii")):
         raise RequestAuthError("bad_signature", f"signature of access key {key_id!r} does not match this request "
                                                 "(wrong secret for this key id, or a request changed after signing)")
@@ -257,8 +291,11 @@ def verify(method: str, metadata: Iterable[tuple[str, str | bytes]], secret_of: 
 
 
 def _signature(secret: str, date: str, timestamp: str, scope: str, canonical: str) -> str:
-    return hmac.new(signing_key(secret, date), string_to_sign(timestamp, scope, canonical).encode("utf-8"),
-                    hashlib.sha256).hexdigest()
+    return _signature_with(signing_key(secret, date), timestamp, scope, canonical)
+
+
+def _signature_with(derived: bytes, timestamp: str, scope: str, canonical: str) -> str:
+    return hmac.new(derived, string_to_sign(timestamp, scope, canonical).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _hmac(key: bytes, message: str) -> bytes:

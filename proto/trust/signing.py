@@ -42,11 +42,12 @@ class LayoutAuthError(Exception):
 #   layout               an applied layout: version N, the text of layout version N
 #   staged-layout        a staged change: the version it was prepared against, the staged text
 #   clear-staged-layout  the request to discard the staged change: the current version, empty text
-#   access               the access document (tenants and keys)
+#   access               the access document nodes hold (tenants, keys, derived verification keys)
 #   bucket-record        reserved for signed bucket records (not used yet)
+#   access-master        the admin's master access document (secrets), kept in the cluster dir only
 # To add a kind, append its name here and to DOC_KINDS' documentation above; never rename or
 # reuse a name (signatures already made would change meaning). A name never contains NUL.
-DocKind = Literal["layout", "staged-layout", "clear-staged-layout", "access", "bucket-record"]
+DocKind = Literal["layout", "staged-layout", "clear-staged-layout", "access", "bucket-record", "access-master"]
 DOC_KINDS: tuple[DocKind, ...] = get_args(DocKind)
 SIGNATURE_SIZE = 64
 _DOMAIN = b"maillage signed document v1\x00"

@@ -4,6 +4,7 @@ clock is stepped by hand, so grace periods of minutes pass in microseconds and n
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 
 import pytest
@@ -14,7 +15,7 @@ from maillage.node.runtime.clock import ManualClock
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc
 from maillage.placement import bucket_partition, format_layout
-from maillage.proto.trust import access
+from maillage.proto.trust import access, node_access
 
 from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
 
@@ -58,10 +59,14 @@ def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh)
     run(main())
 
 
+def published(master: access.AccessDoc) -> str:
+    return node_access.encode_node_access(node_access.publish(master, today=datetime.datetime.now(datetime.UTC).date()))
+
+
 def test_a_revocation_spreads_by_gossip_to_a_node_that_missed_the_push_and_a_forged_doc_does_not(mesh):
     async def main():
         def signed(d):
-            text = access.encode_access(d)
+            text = published(d)
             return LayoutDoc(d.version, text, mesh.signer.sign(d.version, text, kind="access"))
 
         doc = access.add_tenant(access.AccessDoc(), "hospital", now_ms=1)
@@ -78,7 +83,7 @@ def test_a_revocation_spreads_by_gossip_to_a_node_that_missed_the_push_and_a_for
         assert all(n.access.key(key.key_id) is None for n in mesh.nodes.values())
         # a layout signature never passes for an access document, nor a made-up one
         newer = access.add_tenant(doc, "intruder", now_ms=2)
-        forged_text = access.encode_access(newer)
+        forged_text = published(newer)
         for signature in (mesh.signer.sign(newer.version, forged_text, kind="layout"), b"\x00" * 64):
             with pytest.raises(LayoutAuthError):
                 paris.access.offer(LayoutDoc(newer.version, forged_text, signature))

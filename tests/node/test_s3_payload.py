@@ -33,6 +33,7 @@ from maillage.node.s3.sigv4 import (
 )
 from maillage.proto.trust.access import AccessKey
 from maillage.proto.trust.requestauth import signing_key
+from maillage.testing.secret_keys import SecretKeys
 
 botocore = pytest.importorskip("botocore")
 from botocore import httpchecksum  # noqa: E402
@@ -77,7 +78,7 @@ def aws_example_auth(trailer: bool = False) -> Verified:
     if trailer:
         headers["x-amz-trailer"] = "x-amz-checksum-crc32c"
     return verify("PUT", "/examplebucket/chunkObject.txt", "", {k: [v] for k, v in headers.items()},
-                  {AWS_KEY.key_id: AWS_KEY}.get, now=AWS_TIME)
+                  SecretKeys(AWS_KEY), now=AWS_TIME)
 
 
 # ----- an independent signer and a fake request ---------------------------------------------------

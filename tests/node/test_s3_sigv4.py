@@ -12,6 +12,7 @@ from maillage.node.s3.errors import S3Error
 from maillage.node.s3.sigv4 import verify
 from maillage.node.s3.xml import location_constraint
 from maillage.proto.trust.access import AccessKey
+from maillage.testing.secret_keys import SecretKeys
 
 botocore = pytest.importorskip("botocore")
 boto3 = pytest.importorskip("boto3")
@@ -23,8 +24,7 @@ from botocore.credentials import Credentials  # noqa: E402
 KEY = AccessKey(key_id="MKTESTKEY0000000001", secret="s3cr3t/with+chars", tenant="demo", role="read-write")
 
 
-def key_of(key_id: str):
-    return KEY if key_id == KEY.key_id else None
+key_of = SecretKeys(KEY)
 
 
 def signed(method: str, url: str, body: bytes = b"", secret: str = KEY.secret, headers=None, context=None):
@@ -47,7 +47,7 @@ def signed(method: str, url: str, body: bytes = b"", secret: str = KEY.secret, h
 ])
 def test_botocore_signatures_verify(url):
     verified = verify(*signed("GET", url), key_of)
-    assert verified.key == KEY and verified.payload_sha256 is not None
+    assert verified.key == KEY.info() and verified.payload_sha256 is not None
 
 
 def test_a_signed_body_hash_is_returned_for_checking():
@@ -65,7 +65,7 @@ def test_refusals():
         verify(method, "/other", query, headers, key_of)
     assert err.value.code == "SignatureDoesNotMatch"
     with pytest.raises(S3Error) as err:
-        verify(method, path, query, headers, lambda _k: None)
+        verify(method, path, query, headers, SecretKeys())
     assert err.value.code == "InvalidAccessKeyId"
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=16)
     with pytest.raises(S3Error) as err:
@@ -117,7 +117,7 @@ def test_the_aws_streaming_examples_seed_signatures_verify():
     headers = aws_example_headers(
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;"
         "x-amz-decoded-content-length;x-amz-storage-class", seed)
-    verified = verify("PUT", "/examplebucket/chunkObject.txt", "", headers, {AWS_KEY.key_id: AWS_KEY}.get, now=AWS_TIME)
+    verified = verify("PUT", "/examplebucket/chunkObject.txt", "", headers, SecretKeys(AWS_KEY), now=AWS_TIME)
     assert verified.streaming and verified.signed_chunks and not verified.has_trailer
     assert verified.signature == seed and verified.payload_sha256 is None
     assert verified.scope == "20130524/us-east-1/s3/aws4_request" and verified.timestamp == "20130524T000000Z"
@@ -131,7 +131,7 @@ def test_the_aws_streaming_examples_seed_signatures_verify():
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", "content-encoding;host;x-amz-content-sha256;x-amz-date;"
         "x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer", trailer_seed,
         **{"x-amz-trailer": "x-amz-checksum-crc32c"})
-    verified = verify("PUT", "/examplebucket/chunkObject.txt", "", headers, {AWS_KEY.key_id: AWS_KEY}.get, now=AWS_TIME)
+    verified = verify("PUT", "/examplebucket/chunkObject.txt", "", headers, SecretKeys(AWS_KEY), now=AWS_TIME)
     assert verified.has_trailer and verified.signed_chunks and verified.signature == trailer_seed
 
 
@@ -165,12 +165,12 @@ def presigned(url: str, method: str = "GET"):
 def test_presigned_urls_verify():
     url = presigned_url("get_object", {"Bucket": "bucket", "Key": "dir/a key+é.txt"})
     verified = verify(*presigned(url), key_of)
-    assert verified.key == KEY and verified.presigned and verified.payload_sha256 is None
+    assert verified.key == KEY.info() and verified.presigned and verified.payload_sha256 is None
     assert not verified.streaming
     put = presigned_url("put_object", {"Bucket": "bucket", "Key": "up"}, expires=604800)
-    assert verify(*presigned(put, "PUT"), key_of).key == KEY
+    assert verify(*presigned(put, "PUT"), key_of).key == KEY.info()
     listing = presigned_url("list_objects_v2", {"Bucket": "bucket", "Prefix": "a/b&c", "Delimiter": "/"})
-    assert verify(*presigned(listing), key_of).key == KEY
+    assert verify(*presigned(listing), key_of).key == KEY.info()
 
 
 def test_an_expired_presigned_url_is_refused():
@@ -199,7 +199,7 @@ def test_a_tampered_presigned_url_is_refused():
         verify(*presigned(wrong), key_of)
     assert err.value.code == "SignatureDoesNotMatch"
     with pytest.raises(S3Error) as err:
-        verify(*presigned(url), lambda _k: None)
+        verify(*presigned(url), SecretKeys())
     assert err.value.code == "InvalidAccessKeyId"
 
 

@@ -20,7 +20,8 @@ VERIFIER = SIGNER.verifier()
 
 
 def test_the_kinds_are_the_documented_ones() -> None:
-    assert DOC_KINDS == ("layout", "staged-layout", "clear-staged-layout", "access", "bucket-record")
+    assert DOC_KINDS == ("layout", "staged-layout", "clear-staged-layout", "access", "bucket-record",
+                         "access-master")
     assert all("\x00" not in kind for kind in DOC_KINDS)
 
 
