@@ -80,7 +80,7 @@ class NodeServer:
         self._stores = stores = open_stores(cfg)
         self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, access, self._executor,
                                  transport_for=lambda: GrpcTransport(layout, tls), timings=cfg.timings,
-                                 chunk_size=cfg.chunk_size)
+                                 chunk_size=cfg.chunk_size, unkeyed_names=cfg.insecure_plaintext)
         self.address = cfg.listen or me.address
         gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access, cfg.node_id)
         s3_cap = s3_connection_cap(cfg.s3_limits.max_connections, open_files) if cfg.s3_listen else 0

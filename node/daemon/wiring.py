@@ -66,6 +66,10 @@ class Timings:
         return min(DEFAULT_GC_INTERVAL, self.gc_grace)
 
 
+def _no_naming_key(_tenant: str, _policy: str) -> None:
+    return None
+
+
 class Node:
     """One node's objects, wired: the local store, the coordinator and the background loops."""
 
@@ -73,7 +77,10 @@ class Node:
                  signed: SignedLayouts, access: AccessState, executor: Executor, *,
                  transport_for: Callable[[], Transport],
                  timings: Timings = Timings(), chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
+                 unkeyed_names: bool = False) -> None:
+        """`unkeyed_names`: chunks named by their plain BLAKE3 whatever the access document says
+        (``--insecure-plaintext``, benchmarks only: its callers are no tenant the document knows)."""
         rng = rng or random.Random()
         t = timings
         self.node_id = node_id
@@ -92,7 +99,7 @@ class Node:
                                        HybridClock(clock.time, max_drift=t.max_clock_drift),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up,
                                        maybe_behind=lambda _node_id: self.detector.unsettled(),
-                                       chunk_key=access.chunk_key)
+                                       chunk_key=_no_naming_key if unkeyed_names else access.chunk_key)
         self.tenancy = Tenancy(self.catalog)
         self.territory = Territory(node_id, layout, self.detector.is_up)
         self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory)  # both doors

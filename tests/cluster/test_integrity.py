@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 
+import grpc
 import pytest
 
 from maillage.client import Client, IntegrityError
@@ -14,6 +15,7 @@ from maillage.placement import bucket_partition, partition_table
 from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust.identity import TlsIdentity
+from maillage.storage import BucketRecord, MetaStore
 
 from .conftest import CHUNK
 
@@ -64,15 +66,21 @@ def test_the_audit_reads_every_nodes_own_bucket_records_and_reports_a_forged_reb
     with Client(profile=mesh.profile) as c:
         c.create_bucket("records", "france-only")
         c.put_object("records", "a.txt", b"x" * 100)
-    mesh.start_node("lyon-1")
     forged = pb.Bucket(name="records", policy="eu-wide", owner="demo", generation="f" * 32, created=1)
-    channel, stub = _as_node(mesh, "lyon-1")
-    with channel:
-        stub.PutBucketRecord(forged, timeout=10)  # a node certificate may teach a record it lacks
+    # a node certificate cannot teach the forged record: the true one is confirmed by French nodes
+    channel, stub = _as_node(mesh, "munich-1")
+    with channel, pytest.raises(grpc.RpcError) as refused:
+        stub.PutBucketRecord(forged, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
+    # ... but whoever holds lyon-1's disk can write it there (a compromised French site)
+    with MetaStore(mesh.data_dir("lyon-1") / "meta") as store:
+        store.put_bucket(BucketRecord(name="records", policy="eu-wide", owner="demo",
+                                      generation="f" * 32, created=1))
+    mesh.start_node("lyon-1")
     report = collect_audit(mesh.admin_profile)
     rebinds = [v for v in report.violations if "nodes disagree" in v]
     # lyon-1 alone holds the forged record: munich-1, which has no record of the bucket, hears the
-    # real one from the French nodes too and learns neither (it once learned the forged one by repair)
+    # real one from the French nodes too and learns neither
     holders = re.search(r"(?:\(|; )([^;:()]*): policy eu-wide", rebinds[0]) if rebinds else None
     assert holders and holders.group(1).split(", ") == ["lyon-1"] and "policy france-only" in rebinds[0], rebinds
     assert not report.ok
