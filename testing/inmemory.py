@@ -197,7 +197,8 @@ class InMemoryTransport:
         return InMemoryReplica(self._network, self._source, node_id)
 
     async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
-        return self._network.reach(self._source, node_id).gossip.on_heartbeat(beat)
+        gossip = self._network.reach(self._source, node_id).gossip
+        return await gossip.on_ping_req(beat) if beat.probe else gossip.on_heartbeat(beat)
 
     async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
         layout = self._network.reach(self._source, node_id).layout
@@ -368,12 +369,16 @@ class InMemoryMesh:
             await self.nodes[node_id].collector.collect()
 
     async def gossip(self, rounds: int = 1) -> None:
-        """`rounds` heartbeat rounds on every node that is up, then the layout fetches they started."""
+        """`rounds` sweeps of the membership protocol: in each, every node that is up runs as many
+        protocol periods as the mesh has nodes (SWIM probes one peer per period, in a shuffled
+        round-robin, so each node probes each peer about once a sweep), each period followed by
+        the layout fetches it started."""
         for _ in range(rounds):
-            for node_id in self.up_nodes():
-                await self.nodes[node_id].gossip.round()
-            for node in self.nodes.values():
-                await node.gossip.settle()
+            for _period in range(len(self.nodes)):
+                for node_id in self.up_nodes():
+                    await self.nodes[node_id].gossip.round()
+                for node in self.nodes.values():
+                    await node.gossip.settle()
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
