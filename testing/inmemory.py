@@ -68,13 +68,16 @@ class SkewedClock:
 
 
 class InMemoryNetwork:
-    """Which nodes exist and which are reachable: a node is down, or a pair is cut off."""
+    """Which nodes exist and which are reachable: a node is down, a pair is cut off, or (with
+    `loss`) a call is lost at random."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self._down: set[str] = set()
         self._cut: set[frozenset[str]] = set()
         self.calls: Counter[str] = Counter()  # calls made to each node
+        self.loss = 0.0                         # chance that a call is lost (as unanswered)
+        self.rng = random.Random(0)             # draws the losses: seed it for a reproducible run
 
     def attach(self, node: Node) -> None:
         self.nodes[node.node_id] = node
@@ -102,6 +105,8 @@ class InMemoryNetwork:
             raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: {source} itself is down")
         if target in self._down or frozenset((source, target)) in self._cut or target not in self.nodes:
             raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: unreachable from {source}")
+        if self.loss and self.rng.random() < self.loss:
+            raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: message lost")
         return self.nodes[target]
 
     def transport(self, source: str) -> InMemoryTransport:

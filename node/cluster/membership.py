@@ -104,6 +104,9 @@ class Gossip(BackgroundLoop):
         self._tried = {k: v for k, v in self._tried.items() if k[0] in members}
         return members
 
+    def _still_suspected(self, node_id: str) -> bool:
+        return not self._detector.is_up(node_id)
+
     def _retransmit_limit(self) -> int:
         return max(1, RETRANSMIT_MULT * math.ceil(math.log10(len(self._members()) + 1)))
 
@@ -112,10 +115,12 @@ class Gossip(BackgroundLoop):
 
     # ----- messages -----------------------------------------------------------------------
 
-    def heartbeat(self, probe: str = "") -> Heartbeat:
-        """This node's probe (or ack): its id, versions, incarnation and a few suspicions."""
+    def heartbeat(self, probe: str = "", *, news: bool = True) -> Heartbeat:
+        """This node's probe (or ack): its id, versions, incarnation and a few suspicions (none
+        when `news` is false: a probe of a node we suspect would likely waste them)."""
+        suspects = self._news.take(MAX_NEWS, self._retransmit_limit(), self._still_suspected) if news else ()
         return Heartbeat(self.node_id, self._layout.current.version, self._access.version, self.incarnation,
-                         self._news.take(MAX_NEWS, self._retransmit_limit()), probe=probe)
+                         suspects, probe=probe)
 
     def _learn(self, beat: Heartbeat, *, sender: str) -> bool:
         """Take what a message from `sender` (an authenticated peer) says. False if not a member."""
@@ -140,11 +145,12 @@ class Gossip(BackgroundLoop):
                 self.incarnation += 1   # refute: every later message of ours carries it
                 self.awareness = min(MAX_AWARENESS, self.awareness + 1)
             return
-        if suspicion.incarnation < self._detector.incarnation(target):
-            return   # it refuted that suspicion since: stale
+        if 0 < suspicion.incarnation < self._detector.incarnation(target):
+            return   # it refuted that suspicion since: stale (0: the suspecter never heard it)
         if not self._detector.is_up(target):
             self._detector.confirm(target, sender)
-        elif not self._detector.heard_within(target, self._interval):
+        elif not self._detector.heard_within(target, self._detector.suspect_after):
+            # A liar repeating "X is dead" makes each node probe X at most once per suspect_after.
             self._checks[target] = None
 
     def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
@@ -243,7 +249,8 @@ class Gossip(BackgroundLoop):
 
     async def _ping(self, node_id: str, timeout: float, probe: str = "") -> Heartbeat | None:
         try:
-            return await self._transport.heartbeat(node_id, self.heartbeat(probe), timeout=timeout)
+            beat = self.heartbeat(probe, news=self._detector.is_up(node_id))
+            return await self._transport.heartbeat(node_id, beat, timeout=timeout)
         except Exception:  # unanswered, refused or failed: this probe tells nothing more
             return None
 
