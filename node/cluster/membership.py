@@ -142,8 +142,9 @@ class Gossip(BackgroundLoop):
             return
         if target == self.node_id:
             if suspicion.incarnation == self.incarnation:
-                self.incarnation += 1   # refute: every later message of ours carries it
-                self.awareness = min(MAX_AWARENESS, self.awareness + 1)
+                # Refute: every later message of ours carries it. (Lifeguard also raises its
+                # awareness here; not done, since any liar could then slow any node down.)
+                self.incarnation += 1
             return
         if 0 < suspicion.incarnation < self._detector.incarnation(target):
             return   # it refuted that suspicion since: stale (0: the suspecter never heard it)

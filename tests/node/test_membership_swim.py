@@ -239,3 +239,21 @@ def test_the_seeded_run_replays_exactly():
         return sorted(net.messages.items())
 
     assert run(trace(9)) == run(trace(9))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sets(st.integers(0, 19), max_size=5), st.sampled_from([0.0, 0.01, 0.05]), st.integers(0, 10**6))
+def test_every_node_ends_up_suspecting_exactly_the_crashed_ones(crashed, loss, seed):
+    async def go() -> None:
+        net = GossipNet(20, seed=seed, loss=loss, suspect_after=2, down_after=30)
+        await net.periods(3)
+        for i in crashed:
+            net.network.down(net.ids[i])
+        await net.periods(40)
+        net.network.loss = 0.0
+        await net.periods(6)
+        dead = {net.ids[i] for i in crashed}
+        for n in net.up():
+            assert set(net.detector(n).suspects()) == dead, n
+
+    run(go())
