@@ -123,7 +123,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
     timing = run.add_argument_group("cluster life (seconds unless said otherwise)")
-    timing.add_argument("--heartbeat-interval", type=float, default=1.0, help="membership protocol period: one peer probed per period (default 1)")
+    timing.add_argument("--heartbeat-interval", type=float, default=1.0,
+                        help="membership protocol period: one peer probed per period (default 1)")
     timing.add_argument("--suspect-after", type=float, default=5.0,
                         help="floor of the suspicion timeout (x log10 of the node count); a probe "
                              "without ack suspects a peer and routes around it at once (default 5)")
