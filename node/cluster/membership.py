@@ -10,7 +10,8 @@ suspects the target (`FailureDetector.suspect`: routed around at once, down afte
 What a message carries is bounded, whatever N: the sender's id, its own incarnation, its layout
 and access versions, and at most `MAX_NEWS` suspicions from a bounded buffer (each sent about
 `RETRANSMIT_MULT` x log10 N times). A node that sees a newer document version pulls it from that
-sender once (`fetch_layout` / `fetch_access`), never again for the same version from the same node.
+sender once (`fetch_layout` / `fetch_access`): the same version from the same node again only
+after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
 
 Lying nodes. A suspicion received from another node is a reason to probe the node ourselves
 (`_checks`), never a verdict, and only our own probe's failure makes us suspect it; only the node
@@ -55,6 +56,7 @@ CHECKS_PER_ROUND = 3    # extra probes per period for nodes to check (suspects, 
 RETRANSMIT_MULT = 3     # lambda: each suspicion is sent about lambda x log10(N + 1) times
 MAX_AWARENESS = 8       # Lifeguard: probe period and timeouts stretch up to (1 + this) times
 MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; more are answered "no"
+PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
 
 
 class Gossip(BackgroundLoop):
@@ -84,7 +86,7 @@ class Gossip(BackgroundLoop):
         self._cursor = 0
         self._seen: tuple[Layout, frozenset[str]] | None = None
         self._relaying = 0
-        self._tried: dict[tuple[str, str], int] = {}   # (node, kind) -> version already pulled from it
+        self._tried: dict[tuple[str, str], tuple[int, float]] = {}   # (node, kind) -> version pulled, when
         self._fetching: set[str] = set()               # kinds being pulled now
         self._fetches: set[asyncio.Task[None]] = set()
 
@@ -229,6 +231,8 @@ class Gossip(BackgroundLoop):
 
     async def _probe(self, target: str) -> None:
         self._checks.pop(target, None)
+        if target not in self._members():
+            return
         timeout = self._probe_timeout()
         reply = await self._ping(target, timeout)
         if reply is not None and self._learn(reply, sender=target):
@@ -272,10 +276,13 @@ class Gossip(BackgroundLoop):
 
     def _start_fetch(self, node_id: str, kind: str, version: int,
                      fetch: Callable[[str], Coroutine[Any, Any, None]]) -> None:
-        """Pull once: one pull of a kind at a time, never twice the same version from one node."""
-        if kind in self._fetching or self._tried.get((node_id, kind), -1) >= version:
+        """Pull once: one pull of a kind at a time, the same version from the same node again only
+        after `PULL_AGAIN_AFTER` (it failed or was refused: not every period)."""
+        now = self._clock.monotonic()
+        tried, when = self._tried.get((node_id, kind), (-1, 0.0))
+        if kind in self._fetching or (tried >= version and now - when < PULL_AGAIN_AFTER):
             return
-        self._tried[(node_id, kind)] = version
+        self._tried[(node_id, kind)] = (version, now)
         self._fetching.add(kind)
         task = asyncio.get_running_loop().create_task(fetch(node_id))
         self._fetches.add(task)

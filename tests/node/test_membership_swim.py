@@ -174,7 +174,7 @@ def test_messages_are_bounded_whatever_the_number_of_nodes_and_of_suspects():
     run(go())
 
 
-def test_a_newer_document_version_is_pulled_once_per_sender_and_version():
+def test_a_newer_document_version_is_pulled_once_per_sender_and_version_then_after_30_s():
     async def go() -> None:
         net = GossipNet(5, seed=0)
         a, b, c = net.ids[:3]
@@ -196,6 +196,14 @@ def test_a_newer_document_version_is_pulled_once_per_sender_and_version():
         gossip.on_heartbeat(Heartbeat(b, 3, 1))
         await gossip.settle()
         assert pulls == [b, c, b]
+        net.clock.advance(29)
+        gossip.on_heartbeat(Heartbeat(b, 3, 1))
+        await gossip.settle()
+        assert pulls == [b, c, b]
+        net.clock.advance(2)                      # a failed pull is tried again, after 30 s
+        gossip.on_heartbeat(Heartbeat(b, 3, 1))
+        await gossip.settle()
+        assert pulls == [b, c, b, b]
 
     run(go())
 
