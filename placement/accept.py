@@ -1,0 +1,128 @@
+"""Placement algorithm 2: deferred acceptance on the policy ring.
+
+Why it is built this way. Algorithm 1 (``table.py``) fills partitions in index order and skips
+nodes at their cap, so whether partition p finds node n free depends on every partition before
+p: one slot taken early by an added node shifts when each node fills, and the change cascades
+through the whole index range (2.4x the ideal movement at 1,000 sites). Here a node at its cap
+does not refuse whoever comes next: it keeps the partitions that are closest to it on the ring
+(ring distance from the partition's start to the node's token) and evicts the farthest, which
+walks on to its next node. The result depends on the ring and the caps, not on an order in which
+partitions happen to be processed (deferred acceptance, as in stable matching), so an added node
+moves what it takes plus short chains: a node that loses a slot takes back the closest partition it
+had turned away, that partition's holder may do the same, and so on.
+
+What is never relaxed: every node is on the policy ring (inside ``allow``, ACTIVE) and a
+partition's R replicas sit on R distinct sites. Then, as in algorithm 1, a distinct ``spread``
+domain per replica while the partition's domains so far leave one to take, and only after that
+the cap: when a whole lap of the ring finds no acceptable node that takes the partition, the slot
+goes to the acceptable node least over its cap (``table._relieve_overflow`` then moves such
+overflow onto nodes below their cap). Each partition's walk only moves forward (an evicted
+replica resumes where its walk stopped), so the build ends after at most one lap per replica.
+
+Caps are ``floor((1 + e) t)`` for a node whose capacity share of the R * 2^P slots is ``t`` (so
+no node holds more than 1+e of its share), raised by one for the nodes furthest below ``(1+e) t``
+when their sum falls short of the slots (tiny layouts).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+__all__ = ["LOAD_EPSILON", "caps_for", "assign"]
+
+LOAD_EPSILON = 0.05
+_RING = 1 << 64
+
+
+def caps_for(shares: Sequence[float], slots: int, epsilon: float) -> list[int]:
+    """Per node ``floor((1+e) t)``; short of ``slots`` in total, +1 where the floor lost most."""
+    caps = [math.floor((1 + epsilon) * t + 1e-9) for t in shares]
+    short = slots - sum(caps)
+    if short > 0:
+        by_loss = sorted(range(len(caps)), key=lambda i: (caps[i] - (1 + epsilon) * shares[i], i))
+        for i in by_loss[:short]:
+            caps[i] += 1
+    return caps
+
+
+def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas: int, caps: list[int],
+           node_site: Sequence[int], node_dom: Sequence[int], ndoms: int) -> tuple[list[list[int]], list[int]]:
+    """Rows of R node indices (walk order) per partition, and the load of each node."""
+    size = len(positions)
+    nodes = len(caps)
+    nparts = 1 << bits
+    shift = 64 - bits
+    spread = ndoms > 0
+    held: list[list[tuple[int, int]]] = [[] for _ in range(nodes)]  # heap of (-distance, -partition)
+    forced = [0] * nodes  # slots taken past the cap (never evicted)
+    rows: list[list[tuple[int, int]]] = [[] for _ in range(nparts)]  # (distance, node)
+    walked = [0] * nparts  # steps of the ring walked by each partition
+    starts = [0] * nparts
+    j = 0
+    for p in range(nparts):  # first token at or after each partition start (starts are increasing)
+        base = p << shift
+        while j < size and positions[j] < base:
+            j += 1
+        starts[p] = j if j < size else 0
+    pending = list(range(nparts - 1, -1, -1))  # a stack; popped in index order
+    while pending:
+        p = pending.pop()
+        row = rows[p]
+        if len(row) >= replicas:
+            continue
+        sites = {node_site[o] for _, o in row}
+        doms = {node_dom[o] for _, o in row}
+        use_dom = spread and len(doms) < ndoms
+        base = p << shift
+        k = walked[p]
+        start = starts[p]
+        while True:
+            if k >= size:
+                o = _least_over(owners, start, held, forced, caps, node_site, sites, node_dom,
+                                doms if use_dom else set())
+                forced[o] += 1
+                row.append((_RING, o))  # after every replica found on the walk
+                break
+            j = start + k
+            if j >= size:
+                j -= size
+            o = owners[j]
+            k += 1
+            if node_site[o] in sites or (use_dom and node_dom[o] in doms):
+                continue
+            d = (positions[j] - base) % _RING
+            h = held[o]
+            if len(h) + forced[o] < caps[o]:
+                heapq.heappush(h, (-d, -p))
+                row.append((d, o))
+                break
+            if h and (d, p) < (-h[0][0], -h[0][1]):
+                _, q = heapq.heapreplace(h, (-d, -p))
+                q = -q
+                rows[q] = [(dq, n) for dq, n in rows[q] if n != o]
+                pending.append(q)
+                row.append((d, o))
+                break
+        walked[p] = k
+        if len(row) < replicas:
+            pending.append(p)
+    load = [len(h) + f for h, f in zip(held, forced)]
+    return [[o for _, o in sorted(row)] for row in rows], load
+
+
+def _least_over(owners: Sequence[int], start: int, held: list[list[tuple[int, int]]], forced: list[int],
+                caps: list[int], node_site: Sequence[int], sites: set[int], node_dom: Sequence[int],
+                doms: set[int]) -> int:
+    """A lap found no acceptable node to take the partition: the first in walk order of those least
+    over their cap (so overflow spreads one slot at a time and stays near the partition)."""
+    def acceptable(o: int) -> bool:
+        return node_site[o] not in sites and node_dom[o] not in doms
+    least = min(len(held[o]) + forced[o] - caps[o] for o in range(len(caps)) if acceptable(o))
+    size = len(owners)
+    for k in range(size):
+        o = owners[(start + k) % size]
+        if acceptable(o) and len(held[o]) + forced[o] - caps[o] == least:
+            return o
+    raise AssertionError("unreachable: the minimum is attained by some ring node")
