@@ -30,10 +30,15 @@ import heapq
 import math
 from collections.abc import Sequence
 
+from maillage.placement.layout import MAX_PARTITION_BITS
+
 __all__ = ["LOAD_EPSILON", "caps_for", "assign"]
 
 LOAD_EPSILON = 0.05
 _RING = 1 << 64
+_PBITS = MAX_PARTITION_BITS  # a partition index fits below this bit
+_PART = (1 << _PBITS) - 1
+_NODE = (1 << 32) - 1
 
 
 def caps_for(shares: Sequence[float], slots: int, epsilon: float) -> list[int]:
@@ -49,15 +54,19 @@ def caps_for(shares: Sequence[float], slots: int, epsilon: float) -> list[int]:
 
 def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas: int, caps: list[int],
            node_site: Sequence[int], node_dom: Sequence[int], ndoms: int) -> tuple[list[list[int]], list[int]]:
-    """Rows of R node indices (walk order) per partition, and the load of each node."""
+    """Rows of R node indices (walk order) per partition, and the load of each node.
+
+    Held partitions and row entries are plain ints (``distance << 20 | partition`` negated in a
+    node's heap, ``distance << 32 | node`` in a row), not tuples: a quarter of a million long-lived
+    tuples would have the garbage collector walk them over and over during the build."""
     size = len(positions)
     nodes = len(caps)
     nparts = 1 << bits
     shift = 64 - bits
     spread = ndoms > 0
-    held: list[list[tuple[int, int]]] = [[] for _ in range(nodes)]  # heap of (-distance, -partition)
+    held: list[list[int]] = [[] for _ in range(nodes)]  # heap of -(distance << _PBITS | partition)
     forced = [0] * nodes  # slots taken past the cap (never evicted)
-    rows: list[list[tuple[int, int]]] = [[] for _ in range(nparts)]  # (distance, node)
+    rows: list[list[int]] = [[] for _ in range(nparts)]  # distance << 32 | node
     walked = [0] * nparts  # steps of the ring walked by each partition
     starts = [0] * nparts
     j = 0
@@ -72,8 +81,8 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
         row = rows[p]
         if len(row) >= replicas:
             continue
-        sites = {node_site[o] for _, o in row}
-        doms = {node_dom[o] for _, o in row}
+        sites = {node_site[e & _NODE] for e in row}
+        doms = {node_dom[e & _NODE] for e in row}
         use_dom = spread and len(doms) < ndoms
         base = p << shift
         k = walked[p]
@@ -83,7 +92,7 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
                 o = _least_over(owners, start, held, forced, caps, node_site, sites, node_dom,
                                 doms if use_dom else set())
                 forced[o] += 1
-                row.append((_RING, o))  # after every replica found on the walk
+                row.append(_RING << 32 | o)  # after every replica found on the walk
                 break
             j = start + k
             if j >= size:
@@ -93,26 +102,30 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
             if node_site[o] in sites or (use_dom and node_dom[o] in doms):
                 continue
             d = (positions[j] - base) % _RING
+            mine = d << _PBITS | p
             h = held[o]
             if len(h) + forced[o] < caps[o]:
-                heapq.heappush(h, (-d, -p))
-                row.append((d, o))
+                heapq.heappush(h, -mine)
+                row.append(d << 32 | o)
                 break
-            if h and (d, p) < (-h[0][0], -h[0][1]):
-                _, q = heapq.heapreplace(h, (-d, -p))
-                q = -q
-                rows[q] = [(dq, n) for dq, n in rows[q] if n != o]
+            if h and mine < -h[0]:
+                q = -heapq.heapreplace(h, -mine) & _PART
+                evicted = rows[q]
+                for i, e in enumerate(evicted):
+                    if e & _NODE == o:
+                        del evicted[i]
+                        break
                 pending.append(q)
-                row.append((d, o))
+                row.append(d << 32 | o)
                 break
         walked[p] = k
         if len(row) < replicas:
             pending.append(p)
     load = [len(h) + f for h, f in zip(held, forced)]
-    return [[o for _, o in sorted(row)] for row in rows], load
+    return [[e & _NODE for e in sorted(row)] for row in rows], load
 
 
-def _least_over(owners: Sequence[int], start: int, held: list[list[tuple[int, int]]], forced: list[int],
+def _least_over(owners: Sequence[int], start: int, held: list[list[int]], forced: list[int],
                 caps: list[int], node_site: Sequence[int], sites: set[int], node_dom: Sequence[int],
                 doms: set[int]) -> int:
     """A lap found no acceptable node to take the partition: the first in walk order of those least

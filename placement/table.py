@@ -1,6 +1,10 @@
 """Partition tables: the replica walk with distinct sites, spread preference and bounded loads.
 
-Why it is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
+Two placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
+1 is the in-order walk described below (kept so that layouts made with it never reshuffle), 2 is
+deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %).
+
+Why algorithm 1 is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
 replicas are found by walking clockwise. Two rules are never relaxed: every node is inside
 the policy (the ring holds nothing else) and the R replicas sit on R distinct sites. Two are
 preferences, relaxed in this order only when they cannot be met:
