@@ -13,7 +13,8 @@ placement algorithm (the layout's ``placement``) the benchmark builds one EU-wid
 * ``add`` / ``remove``: fraction of replica slots whose node changed when one site is added /
   drained, against that site's capacity share (the least any placement must move); target
   ratio <= 1.25.
-* ``build_s``: one uncached table build (ring + assignment); target < 1 s at 1,000 sites and
+* ``build_s``: one uncached table build (ring + assignment), CPU seconds, best of 3 (the build is
+  single-threaded, so on an idle machine that is its wall time); target < 1 s at 1,000 sites and
   2^16 partitions, so a node recomputes its tables on every layout change without stalling.
 * ``lookups_per_s``: ``PartitionTable.replicas`` calls per second; target >= 200k.
 
@@ -21,7 +22,7 @@ One run measures one seeded mesh per size: the movement ratios vary from seed to
 benchmarks/RESULTS.md), so compare algorithms on the same seeds (``--seed``).
 
 Run: ``python -m maillage.benchmarks.placement_bench [--sites 100,300,1000] [--bits 16]
-[--placement 1,2] [--seed 1] [--json PATH]`` (about 15 s for the defaults).
+[--placement 1,2] [--seed 1] [--json PATH]`` (about 20 s for the defaults).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sys
 import time
 
 from maillage.placement import Layout, Node, NodeState, Policy, Site, moved_partitions
-from maillage.placement.layout import PLACEMENT_ALGORITHMS
+from maillage.placement.layout import PLACEMENT_ALGORITHMS, PLACEMENT_LATEST
 from maillage.placement.table import PartitionTable, build_table
 
 __all__ = ["run", "generate_layout", "main", "TARGETS"]
@@ -45,6 +46,7 @@ _COUNTRIES = [("fr", 0.24), ("de", 0.22), ("it", 0.14), ("es", 0.13), ("nl", 0.0
               ("be", 0.06), ("pl", 0.06), ("pt", 0.04), ("at", 0.03)]
 TB = 10**12
 POLICY = "eu-wide"
+_BUILDS = 3
 
 
 def _site(rng: random.Random, index: int) -> tuple[Site, list[Node]]:
@@ -103,9 +105,11 @@ def _one(sites: int, bits: int, seed: int, placement: int, epsilon: float | None
     grown = generate_layout(sites, bits, seed, extra_sites=1, placement=placement)
     gone = layout.sites[random.Random(seed).randrange(len(layout.sites))].name
     drained = _drained(layout, gone)
-    t0 = time.perf_counter()
-    old = build_table(layout, POLICY, epsilon)
-    build_s = time.perf_counter() - t0
+    build_s = float("inf")
+    for _ in range(_BUILDS):  # CPU time, best of a few: other tenants of the machine do not count
+        t0 = time.process_time()
+        old = build_table(layout, POLICY, epsilon)
+        build_s = min(build_s, time.process_time() - t0)
     eligible = layout.eligible_nodes(POLICY)
     total = sum(n.capacity for n in eligible)
     grown_total = sum(n.capacity for n in grown.eligible_nodes(POLICY))
@@ -130,6 +134,7 @@ def _one(sites: int, bits: int, seed: int, placement: int, epsilon: float | None
         "add_fraction": round(add_moved, 5),
         "add_ideal": round(add_share, 5),
         "add_ratio": round(add_ratio, 3),
+        "moved_ratio": round(add_ratio, 3),  # the name `maillage bench` reports (harness.py)
         "remove_fraction": round(remove_moved, 5),
         "remove_ideal": round(remove_share, 5),
         "remove_ratio": round(remove_ratio, 3),
@@ -138,9 +143,10 @@ def _one(sites: int, bits: int, seed: int, placement: int, epsilon: float | None
     }
 
 
-def run(sites=(100, 300, 1000), bits: int = 16, seed: int = 1, placements=PLACEMENT_ALGORITHMS,
+def run(sites=(100, 300, 1000), bits: int = 16, seed: int = 1, placements=(PLACEMENT_LATEST,),
         epsilon: float | None = None) -> list[dict]:
-    """One result dict per (mesh size, placement algorithm) (see the module docstring for the fields)."""
+    """One result dict per (mesh size, placement algorithm) (see the module docstring for the fields);
+    by default the algorithm new layouts get (the command line compares both)."""
     return [_one(s, bits, seed, a, epsilon) for s in sites for a in placements]
 
 
