@@ -17,10 +17,11 @@ away, that partition's holder may do the same, and a node whose cap drops evicts
 What is never relaxed: every node is on the policy ring (inside ``allow``, ACTIVE) and a
 partition's R replicas sit on R distinct sites. Then, as in algorithm 1, a distinct ``spread``
 domain per replica while the partition's domains so far leave one to take, and only after that
-the cap: when a whole lap of the ring finds no acceptable node that takes the partition, the slot
-goes to the acceptable node least over its cap (``table._relieve_overflow`` then moves such
-overflow onto nodes below their cap). Each partition's walk only moves forward (an evicted
-replica resumes where its walk stopped), so the build ends after at most one lap per replica.
+the cap: when the walk finds no acceptable node that takes the partition (within a lap, or within
+64 tokens once no acceptable node is below its cap), the slot goes to the acceptable node least
+over its cap (``table._relieve_overflow`` then moves such overflow onto nodes below their cap).
+Each partition's walk only moves forward (an evicted replica resumes where its walk stopped), so
+a partition walks at most one lap in all.
 
 Caps are ``floor((1 + e) t)`` for a node whose capacity share of the R * 2^P slots is ``t`` (so
 no node holds more than 1+e of its share), raised by one for the nodes furthest below ``(1+e) t``
@@ -42,6 +43,7 @@ _RING = 1 << 64
 _PBITS = MAX_PARTITION_BITS  # a partition index fits below this bit
 _PART = (1 << _PBITS) - 1
 _NODE = (1 << 32) - 1
+_EVICT_WALK = 64  # tokens a partition walks looking for a node to evict from when none is free
 
 
 def caps_for(shares: Sequence[float], slots: int, epsilon: float) -> list[int]:
@@ -78,6 +80,18 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
         while j < size and positions[j] < base:
             j += 1
         starts[p] = j if j < size else 0
+    # Nodes below their cap, in all, per site and per domain. Loads never go down (an eviction
+    # swaps one partition for another), so these only fall, and when none is acceptable to a
+    # partition it can only get in by evicting: it tries for a short stretch of the walk only,
+    # instead of a lap per partition on a policy whose spread asks more of a domain than it holds.
+    free_total = 0
+    free_site = [0] * (max(node_site, default=0) + 1)
+    free_dom = [0] * (max(node_dom, default=0) + 1)
+    for i in range(nodes):
+        if caps[i] > 0:
+            free_total += 1
+            free_site[node_site[i]] += 1
+            free_dom[node_dom[i]] += 1
     pending = list(range(nparts - 1, -1, -1))  # a stack; popped in index order
     while pending:
         p = pending.pop()
@@ -87,14 +101,23 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
         sites = {node_site[e & _NODE] for e in row}
         doms = {node_dom[e & _NODE] for e in row}
         use_dom = spread and len(doms) < ndoms
+        if use_dom:  # a taken site's nodes all sit in a taken domain
+            free = free_total - sum(free_dom[d] for d in doms)
+        else:
+            free = free_total - sum(free_site[x] for x in sites)
         base = p << shift
         k = walked[p]
         start = starts[p]
+        limit = size if free > 0 else min(size, k + _EVICT_WALK)
         while True:
-            if k >= size:
+            if k >= limit:
                 o = _least_over(owners, start, held, forced, caps, node_site, sites, node_dom,
                                 doms if use_dom else set())
                 forced[o] += 1
+                if len(held[o]) + forced[o] == caps[o]:
+                    free_total -= 1
+                    free_site[node_site[o]] -= 1
+                    free_dom[node_dom[o]] -= 1
                 row.append(_RING << 32 | o)  # after every replica found on the walk
                 break
             j = start + k
@@ -109,6 +132,10 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
             h = held[o]
             if len(h) + forced[o] < caps[o]:
                 heapq.heappush(h, -mine)
+                if len(h) + forced[o] == caps[o]:
+                    free_total -= 1
+                    free_site[node_site[o]] -= 1
+                    free_dom[node_dom[o]] -= 1
                 row.append(d << 32 | o)
                 break
             if h and mine < -h[0]:
