@@ -29,7 +29,16 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from maillage.placement.errors import LayoutError, PolicyUnsatisfiable, UnknownNode, UnknownPolicy
-from maillage.placement.layout import Layout, Node, NodeState, Policy, Site, format_location, parse_location
+from maillage.placement.layout import (
+    PLACEMENT_ALGORITHMS,
+    Layout,
+    Node,
+    NodeState,
+    Policy,
+    Site,
+    format_location,
+    parse_location,
+)
 from maillage.placement.layout_codec import parse_capacity
 from maillage.placement.table import PartitionTable, moved_partitions, partition_table
 
@@ -44,6 +53,7 @@ __all__ = [
     "remove",
     "policy_set",
     "policy_remove",
+    "set_placement",
     "targets",
     "bump",
     "layout_diff",
@@ -179,6 +189,15 @@ def policy_remove(layout: Layout, name: str) -> Layout:
     return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name))
 
 
+def set_placement(layout: Layout, algorithm: int) -> Layout:
+    """Switch the placement algorithm (``Layout.placement``). Never implied by an upgrade: a layout
+    keeps the algorithm it was made with, because switching reassigns most partitions (``movement``
+    shows how many) and every node must run software that knows the new one."""
+    if isinstance(algorithm, bool) or not isinstance(algorithm, int) or algorithm not in PLACEMENT_ALGORITHMS:
+        raise LayoutError(f"placement: must be one of {list(PLACEMENT_ALGORITHMS)}, got {algorithm!r}")
+    return dataclasses.replace(layout, placement=algorithm)
+
+
 def bump(layout: Layout, version: int) -> Layout:
     """The same layout as version ``version`` (applying a staged change: current + 1)."""
     if isinstance(version, bool) or not isinstance(version, int) or version <= layout.version:
@@ -211,6 +230,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
         return ", ".join(changes)
 
     lines: list[str] = []
+    if old.placement != new.placement:
+        lines.append(f"~ placement algorithm {old.placement} -> {new.placement}")
 
     def section(before_items: tuple[_T, ...], after_items: tuple[_T, ...], key: Callable[[_T], str],
                 text: Callable[[_T], str], changed: Callable[[str, _T, _T], str]) -> None:

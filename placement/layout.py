@@ -32,6 +32,8 @@ __all__ = [
     "MAX_PARTITION_BITS",
     "DEFAULT_PARTITION_BITS",
     "CERT_KEY",
+    "PLACEMENT_ALGORITHMS",
+    "PLACEMENT_LATEST",
 ]
 
 _T = TypeVar("_T")
@@ -39,6 +41,12 @@ _T = TypeVar("_T")
 MIN_PARTITION_BITS = 4
 MAX_PARTITION_BITS = 20
 DEFAULT_PARTITION_BITS = 10
+# How partitions are assigned to nodes (table.py): 1, the in-order bounded walk of the first
+# layouts; 2, deferred acceptance on the same ring (moves less on a change). A layout keeps the
+# algorithm it was made with until the admin changes it (`changes.set_placement`), so upgrading
+# the software never reshuffles a mesh; a layout built in code gets the latest.
+PLACEMENT_ALGORITHMS = (1, 2)
+PLACEMENT_LATEST = 2
 
 _LABEL = re.compile(r"[a-z0-9-]+\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -203,6 +211,7 @@ class Layout:
     sites: tuple[Site, ...]
     nodes: tuple[Node, ...]
     policies: tuple[Policy, ...] = field(default=())
+    placement: int = PLACEMENT_LATEST
     if TYPE_CHECKING:
         # Indexes for the lookups below, set by __post_init__; declared here for the type checker
         # only, so that they stay out of the dataclass's fields at run time.
@@ -213,6 +222,7 @@ class Layout:
     def __post_init__(self) -> None:
         _check_int(self.version, "version", 0)
         _check_int(self.partition_bits, "partition_bits", MIN_PARTITION_BITS, MAX_PARTITION_BITS)
+        _check_int(self.placement, "placement", PLACEMENT_ALGORITHMS[0], PLACEMENT_ALGORITHMS[-1])
         sites = self._checked("sites", self.sites, Site, lambda s: s.name, "name")
         nodes = self._checked("nodes", self.nodes, Node, lambda n: n.id, "id")
         policies = self._checked("policies", self.policies, Policy, lambda p: p.name, "name")

@@ -11,6 +11,9 @@ Shape::
 
     version = 3                  # required, integer >= 0, increases with every change
     partition_bits = 10          # optional, 4..20, default 10 (2^P partitions)
+    placement = 2                # optional, 1..2, default 1: the placement algorithm (table.py);
+                                 # absent means 1, the algorithm of the layouts made before it
+                                 # existed, so their tables (and canonical text) never change
 
     [[sites]]
     name = "paris-1"             # [A-Za-z0-9][A-Za-z0-9._-]{0,62}
@@ -65,7 +68,8 @@ _UNIT_SPELLING = {
 }
 _CAPACITY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 
-_TOP_KEYS = {"version", "partition_bits", "sites", "nodes", "policies"}
+_TOP_KEYS = {"version", "partition_bits", "placement", "sites", "nodes", "policies"}
+_PLACEMENT_ABSENT = 1  # what a layout text without `placement` was placed with
 _SITE_KEYS = {"name", "location"}
 _NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
 _POLICY_KEYS = {"name", "allow", "replicas", "spread"}
@@ -218,6 +222,7 @@ def parse_layout(text: str) -> Layout:
         sites=tuple(sites),
         nodes=tuple(nodes),
         policies=tuple(policies),
+        placement=doc.get("placement", _PLACEMENT_ABSENT),
     )
 
 
@@ -232,6 +237,8 @@ def _v(value: object) -> str:
 def format_layout(layout: Layout) -> str:
     """Canonical TOML text of ``layout`` (sorted entries, fixed key order)."""
     out = [f"version = {layout.version}", f"partition_bits = {layout.partition_bits}"]
+    if layout.placement != _PLACEMENT_ABSENT:  # a layout of algorithm 1 keeps its text byte for byte
+        out.append(f"placement = {layout.placement}")
     for site in layout.sites:
         out += ["", "[[sites]]", f"name = {_s(site.name)}", f"location = {_s(format_location(site.location))}"]
     for node in layout.nodes:

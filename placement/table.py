@@ -1,6 +1,10 @@
 """Partition tables: the replica walk with distinct sites, spread preference and bounded loads.
 
-Why it is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
+Two placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
+1 is the in-order walk described below (kept so that layouts made with it never reshuffle), 2 is
+deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %).
+
+Why algorithm 1 is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
 replicas are found by walking clockwise. Two rules are never relaxed: every node is inside
 the policy (the ring holds nothing else) and the R replicas sit on R distinct sites. Two are
 preferences, relaxed in this order only when they cannot be met:
@@ -33,6 +37,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from maillage.placement import accept
 from maillage.placement.errors import PlacementError, PolicyUnsatisfiable
 from maillage.placement.layout import Layout, Policy
 from maillage.placement.ring import PolicyRing, policy_ring
@@ -130,8 +135,9 @@ class PartitionTable:
         return by_node.get(node_id, frozenset())
 
 
-def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON) -> PartitionTable:
-    """Build (uncached) the table of one policy. See the module docstring."""
+def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) -> PartitionTable:
+    """Build (uncached) the table of one policy with the layout's placement algorithm (1: the walk
+    below, 2: ``accept.py``); ``epsilon`` overrides the algorithm's load bound. See the module docstring."""
     policy = layout.policy(policy_name)
     R = policy.replicas
     ring = policy_ring(layout, policy_name)
@@ -160,18 +166,33 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
         ndoms = 0
 
     bits = layout.partition_bits
-    nparts = 1 << bits
     total_cap = sum(n.capacity for n in nodes)
-    slots = R * nparts
-    caps = []
-    for n in nodes:
-        t = slots * n.capacity / total_cap
-        caps.append(max(math.ceil(t - 1e-9), math.floor((1 + epsilon) * t + 1e-9)))
-    load = [0] * len(nodes)
+    slots = R << bits
+    shares = [slots * n.capacity / total_cap for n in nodes]
+    if layout.placement == 1:
+        eps = LOAD_EPSILON if epsilon is None else epsilon
+        caps = [max(math.ceil(t - 1e-9), math.floor((1 + eps) * t + 1e-9)) for t in shares]
+        rows, load = _bounded_walk(ring, bits, R, caps, node_site, node_dom, ndoms, spread, len(site_names))
+    else:
+        eps = accept.LOAD_EPSILON if epsilon is None else epsilon
+        caps = accept.caps_for(shares, slots, eps)
+        rows, load = accept.assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
+    _relieve_overflow(rows, load, caps, node_site, node_dom)
+    ids = [n.id for n in nodes]
+    table = [tuple(ids[o] for o in row) for row in rows]
+    return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
+
+
+def _bounded_walk(ring: PolicyRing, bits: int, R: int, caps: list[int], node_site: list[int],
+                  node_dom: list[int], ndoms: int, spread: bool, nsites: int) -> tuple[list[list[int]], list[int]]:
+    """Placement algorithm 1: partitions in index order, each replica the first node of the walk
+    below its cap (see the module docstring)."""
+    nparts = 1 << bits
+    load = [0] * len(caps)
     free_total = 0  # nodes below their cap (a node whose share rounds to 0 never is)
-    free_site = [0] * len(site_names)
+    free_site = [0] * nsites
     free_dom = [0] * max(ndoms, 1)
-    for i in range(len(nodes)):
+    for i in range(len(caps)):
         if caps[i] > 0:
             free_total += 1
             free_site[node_site[i]] += 1
@@ -217,10 +238,7 @@ def build_table(layout: Layout, policy_name: str, epsilon: float = LOAD_EPSILON)
                 free_site[node_site[o]] -= 1
                 free_dom[node_dom[o]] -= 1
         rows.append(chosen)
-    _relieve_overflow(rows, load, caps, node_site, node_dom)
-    ids = [n.id for n in nodes]
-    table = [tuple(ids[o] for o in row) for row in rows]
-    return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
+    return rows, load
 
 
 def _least_overloaded(owners: Sequence[int], start: int, load: list[int], caps: list[int],

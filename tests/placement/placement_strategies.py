@@ -7,13 +7,14 @@ import dataclasses
 from hypothesis import strategies as st
 
 from maillage.placement import Layout, Node, NodeState, Policy, Site
+from maillage.placement.layout import PLACEMENT_ALGORITHMS, PLACEMENT_LATEST
 
 TB = 10**12
 COUNTRIES = ("fr", "de", "it", "es")
 REGIONS = ("north", "south", "east", "west", "centre")
 
 
-def make_layout(site_specs, policies, bits=8, version=1):
+def make_layout(site_specs, policies, bits=8, version=1, placement=PLACEMENT_LATEST):
     """site_specs: [(name, location tuple, [capacity TB, ...], [state, ...] or None)]"""
     sites, nodes = [], []
     for si, spec in enumerate(site_specs):
@@ -24,7 +25,7 @@ def make_layout(site_specs, policies, bits=8, version=1):
             nodes.append(Node(id=f"{name}-n{k}", address=f"10.{si // 200}.{si % 200}.{k + 1}:7000",
                               site=name, capacity=int(cap * TB), state=state))
     return Layout(version=version, partition_bits=bits, sites=tuple(sites), nodes=tuple(nodes),
-                  policies=tuple(policies))
+                  policies=tuple(policies), placement=placement)
 
 
 @st.composite
@@ -63,10 +64,12 @@ CERT_KEYS = st.binary(min_size=32, max_size=32).map(lambda b: "sha256:" + b.hex(
 
 @st.composite
 def layouts(draw, min_sites=2, max_sites=12, states=False, bits=PARTITION_BITS, pins=False):
-    """Layouts; with `pins`, half of them pin every node's certificate key (distinct keys)."""
+    """Layouts of either placement algorithm; with `pins`, half of them pin every node's certificate
+    key (distinct keys)."""
     specs = draw(site_specs(min_sites, max_sites, states))
     pols = draw(policies_for(specs))
-    layout = make_layout(specs, pols, bits=draw(bits), version=draw(st.integers(0, 10**6)))
+    layout = make_layout(specs, pols, bits=draw(bits), version=draw(st.integers(0, 10**6)),
+                         placement=draw(st.sampled_from(PLACEMENT_ALGORITHMS)))
     if pins and draw(st.booleans()):
         keys = draw(st.lists(CERT_KEYS, min_size=len(layout.nodes), max_size=len(layout.nodes), unique=True))
         layout = dataclasses.replace(layout, nodes=tuple(dataclasses.replace(n, cert_key=k)

@@ -145,7 +145,8 @@ def test_order_of_entries_does_not_matter(layout, st_seed):
     rng = random.Random(st_seed)
     nodes, sites, pols = list(layout.nodes), list(layout.sites), list(layout.policies)
     rng.shuffle(nodes), rng.shuffle(sites), rng.shuffle(pols)
-    shuffled = Layout(layout.version, layout.partition_bits, tuple(sites), tuple(nodes), tuple(pols))
+    shuffled = Layout(layout.version, layout.partition_bits, tuple(sites), tuple(nodes), tuple(pols),
+                      placement=layout.placement)
     assert shuffled == layout
     assert shuffled.fingerprint() == layout.fingerprint()
 

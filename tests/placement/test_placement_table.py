@@ -60,7 +60,8 @@ def test_deterministic_and_order_independent(layout, seed):
     rng = random.Random(seed)
     nodes, sites = list(layout.nodes), list(layout.sites)
     rng.shuffle(nodes), rng.shuffle(sites)
-    shuffled = Layout(layout.version, layout.partition_bits, tuple(sites), tuple(nodes), layout.policies[::-1])
+    shuffled = Layout(layout.version, layout.partition_bits, tuple(sites), tuple(nodes), layout.policies[::-1],
+                      placement=layout.placement)
     for policy in layout.policies:
         if not _satisfiable(layout, policy):
             continue
