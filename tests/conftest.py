@@ -41,6 +41,7 @@ IN_PROCESS = {
     "benchmarks/test_throughput_drive.py",  # the driver over a stand-in client
     "benchmarks/test_vs_swift.py",        # tables and arguments; `maillage bench` exiting 2 (~0.6 s)
     "cli/test_demo.py::test_residency_survey_flags_a_copy_outside_the_policy",  # made-up inventories
+    "testing/test_ports.py",              # port reservations: sockets and a registry file, no node
 }
 
 # Files elsewhere that start a process of their own for seconds (not a node: it would be in a
