@@ -120,10 +120,11 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 
 
 def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 200,
-            log=lambda text: print(text, file=sys.stderr, flush=True)) -> Row:
-    """One row of the table for an N-site mesh (see the module's docstring)."""
+            node_args: tuple[str, ...] = (), log=lambda text: print(text, file=sys.stderr, flush=True)) -> Row:
+    """One row of the table for an N-site mesh (see the module's docstring); `node_args` go to
+    every `maillage node run` (to see what a setting costs)."""
     row = Row(sites)
-    mesh = LocalMesh(scale_layout(sites))
+    mesh = LocalMesh(scale_layout(sites), extra_args=node_args)
     try:
         log(f"starting {sites} nodes (bounded by {start_timeout(sites):.0f} s)")
         began = time.monotonic()
@@ -194,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle", type=float, default=5.0, help="wait before the idle window, seconds (default 5)")
     p.add_argument("--puts", type=int, default=200, help="serial 4 KiB PUTs (and GETs) (default 200)")
     p.add_argument("--json", metavar="PATH", help="also write the row as JSON here")
+    p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
+                   help="an argument for every node (repeatable; e.g. --node-arg=--repair-interval=5)")
     args = p.parse_args(argv)
-    row = measure(args.sites, idle=args.idle, settle=args.settle, puts=args.puts)
+    row = measure(args.sites, idle=args.idle, settle=args.settle, puts=args.puts, node_args=tuple(args.node_arg))
     print(format_row(row))
     if args.json:
         with open(args.json, "w") as f:

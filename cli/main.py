@@ -5,31 +5,39 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maillage.cli import (
-    access_cmd,
-    audit_cmd,
-    bench_cmd,
-    chaos_cmd,
-    cluster_cmd,
-    demo,
-    layout_cmd,
-    node_cmd,
-    objects_cmd,
-    status_cmd,
-    where_cmd,
-)
 from maillage.cli.common import CommandError
 from maillage.node.runtime.allocator import keep_large_buffers
 
 __all__ = ["CommandError", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only_node: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `only_node`: just `maillage node ...`, whose process (a long-lived
+    daemon) then never imports the other commands' modules (the SDK, the admin API, the benchmark
+    harness: about 20 MB of resident memory per node)."""
     parser = argparse.ArgumentParser(
         prog="maillage",
         description="maillage: a replicated object store for a mesh of many small sites, "
                     "with data-residency rules.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from maillage.cli import node_cmd
+
+    if only_node:
+        node_cmd.add_parser(sub)
+        return parser
+    from maillage.cli import (
+        access_cmd,
+        audit_cmd,
+        bench_cmd,
+        chaos_cmd,
+        cluster_cmd,
+        demo,
+        layout_cmd,
+        objects_cmd,
+        status_cmd,
+        where_cmd,
+    )
+
     demo.add_parser(sub)
     objects_cmd.add_parsers(sub)
     where_cmd.add_parser(sub)
@@ -45,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only_node=given[:1] == ["node"])
     args = parser.parse_args(argv)
     keep_large_buffers()  # every command may move chunks: the node, transfers, benchmarks
     try:
