@@ -1,8 +1,9 @@
 """`maillage status` and `maillage repair`: how every node sees the mesh, and repair progress.
 
 Both ask every node of the layout for its `NodeStatus` at once, at most 64 calls in flight, each
-with its own deadline (a node that does not answer is shown as unreachable, never hidden). A node's own view of its peers comes from gossip, so the
-`peers` column says how many of them it currently believes up / suspect / down.
+with its own deadline (a node that does not answer is shown as unreachable, never hidden). A node's
+own view of its peers comes from gossip, so the `peers` column says how many of them it currently
+believes up / suspect / down.
 """
 
 from __future__ import annotations

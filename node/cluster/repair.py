@@ -90,6 +90,13 @@ class Repairer(BackgroundLoop):
         self._rng = rng or random.Random()
         self._limiter = TokenBucket(rate, clock)
         self._tombstone_grace = tombstone_grace
+        # Tombstone expiry walks each owned index. Once a walk found no expired tombstone, the next
+        # one waits a tenth of the grace (a tombstone lives the grace anyway): an idle node is spared
+        # a walk of its indexes every round. Expired tombstones not all dropped yet (an owner lags
+        # or is down) are looked at again every round, as before.
+        self._expire_every = max(interval, tombstone_grace / 10)
+        self._next_expiry = float("-inf")
+        self._expiry_pending = False
         self.progress = Progress()
         self._wake = asyncio.Event()
         self._fetching: set[tuple[str, bytes]] = set()  # chunks already being copied this round
@@ -275,8 +282,11 @@ class Repairer(BackgroundLoop):
                                for peer, groups in by_peer.items()))
         pr.groups_done = len(plan.owned)
         await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
-        await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
-                               if g.is_index))
+        if self._expiry_pending or self._clock.monotonic() >= self._next_expiry:
+            self._next_expiry = self._clock.monotonic() + self._expire_every
+            self._expiry_pending = False
+            await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
+                                   if g.is_index))
         pr.groups_behind = len(pr._behind_now)
         pr.groups_done = pr.groups_total
         pr.rounds_completed += 1
@@ -399,7 +409,10 @@ class Repairer(BackgroundLoop):
         still holding an older live version would otherwise bring the object back."""
         local = self._peers.local
         expired = [e for e in await local.sync_listing(group) if e.deleted and self._expired(e)]
-        if not expired or not all(self._is_up(o) for o in owners):
+        if not expired:
+            return
+        self._expiry_pending = True  # walked again next round, until every one is dropped
+        if not all(self._is_up(o) for o in owners):
             return
         table = self._layout.table(group.policy)
         if len(owners) < table.policy.replicas:
