@@ -110,16 +110,24 @@ async def _serial(mesh: LocalMesh, count: int) -> tuple[float, float]:
     return count / put_s, count / get_s
 
 
-async def _create_bucket(mesh: LocalMesh) -> None:
+async def _create_bucket(mesh: LocalMesh, preload: int = 0) -> None:
+    """The bench bucket, once every coordinator takes writes; then `preload` 4 KiB objects in it
+    (the idle window then shows what the data at rest costs: repair rounds walk it)."""
     async with AsyncClient(profile=mesh.profile) as client:
         await ready_bucket(client, timeout=30.0 + 0.5 * len(mesh.layout.nodes))
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await client.put_object(BUCKET, f"preload/{i}", os.urandom(BODY))
+        await asyncio.gather(*(one(i) for i in range(preload)))
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {n: c for n, pid in pids.items() if (c := process_cpu_seconds(pid)) is not None}
 
 
-def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 200,
+def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 200, preload: int = 0,
             node_args: tuple[str, ...] = (), log=lambda text: print(text, file=sys.stderr, flush=True)) -> Row:
     """One row of the table for an N-site mesh (see the module's docstring); `node_args` go to
     every `maillage node run` (to see what a setting costs)."""
@@ -131,7 +139,7 @@ def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 
         mesh.start()
         row.start_s = time.monotonic() - began
         log(f"  started in {row.start_s:.1f} s; creating the bucket")
-        asyncio.run(_create_bucket(mesh))
+        asyncio.run(_create_bucket(mesh, preload))
         log(f"  settling {settle:g} s, then idle for {idle:g} s")
         time.sleep(settle)
         pids = {n: p.pid for n, p in mesh.processes.items() if p.poll() is None}
@@ -194,11 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=20.0, help="idle window measured, seconds (default 20)")
     p.add_argument("--settle", type=float, default=5.0, help="wait before the idle window, seconds (default 5)")
     p.add_argument("--puts", type=int, default=200, help="serial 4 KiB PUTs (and GETs) (default 200)")
+    p.add_argument("--preload", type=int, default=0,
+                   help="4 KiB objects written before the idle window (default 0)")
     p.add_argument("--json", metavar="PATH", help="also write the row as JSON here")
     p.add_argument("--node-arg", action="append", default=[], metavar="ARG",
                    help="an argument for every node (repeatable; e.g. --node-arg=--repair-interval=5)")
     args = p.parse_args(argv)
-    row = measure(args.sites, idle=args.idle, settle=args.settle, puts=args.puts, node_args=tuple(args.node_arg))
+    row = measure(args.sites, idle=args.idle, settle=args.settle, puts=args.puts, preload=args.preload,
+                  node_args=tuple(args.node_arg))
     print(format_row(row))
     if args.json:
         with open(args.json, "w") as f:
