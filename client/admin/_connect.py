@@ -1,7 +1,7 @@
 """Blocking calls to every node of a layout: one channel per address, parallel fan-out.
 
 Admin work (audit, status, layout changes) runs outside an event loop, often from a command line,
-and asks many nodes at once; sync gRPC channels are thread-safe, so a small thread pool shares them.
+and asks many nodes at once; sync gRPC channels are thread-safe, so a bounded thread pool shares them.
 Channels come from the one factory, `maillage.proto.channels`, with the TLS identity and access key
 of a `Profile` (an admin key for everything but the object listings).
 """
