@@ -9,7 +9,8 @@ then measures, in this order:
 * start: seconds from the first launch until every node listens (`LocalMesh.start`);
 * idle CPU per node: user+system CPU of each node process (``/proc/<pid>/stat``) over an idle
   window of `--idle` seconds, divided by the window: ms of CPU per second (mean and worst node);
-* RSS per node: ``VmRSS`` at the end of the idle window (mean and worst);
+* RSS per node: ``VmRSS`` at the end of the idle window (mean and worst), and PSS (shared library
+  pages divided between the processes sharing them: what each node really adds);
 * serial 4 KiB PUT then GET: `--puts` objects one after the other through one client, per second;
 * `maillage status` and `maillage audit` as an operator runs them (a fresh CLI process each, the
   mesh's admin profile): wall time, exit code, and the audit's verdict line.
@@ -38,7 +39,7 @@ from maillage.client import AsyncClient
 from maillage.placement import Layout, Policy
 from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout, start_timeout
 
-__all__ = ["TARGETS", "Row", "scale_layout", "measure", "verdict_of", "ratios", "format_row", "main"]
+__all__ = ["TARGETS", "Row", "scale_layout", "measure", "verdict_of", "ratios", "format_row", "pss_bytes", "main"]
 
 _LOCATIONS = ("eu/fr/idf", "eu/fr/occitanie", "eu/de/bayern", "eu/fr/ara", "eu/de/berlin",
               "eu/fr/bretagne", "eu/de/hamburg", "eu/fr/grand-est")
@@ -59,6 +60,7 @@ class Row:
     idle_cpu_max_ms_per_s: float = 0.0  # the busiest node
     rss_mb: float = 0.0                 # mean over nodes
     rss_max_mb: float = 0.0
+    pss_mb: float = 0.0                 # mean proportional set size: shared library pages split between nodes
     put_per_s: float = 0.0
     get_per_s: float = 0.0
     status_s: float = 0.0
@@ -123,6 +125,20 @@ async def _create_bucket(mesh: LocalMesh, preload: int = 0) -> None:
         await asyncio.gather(*(one(i) for i in range(preload)))
 
 
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size (``/proc/<pid>/smaps_rollup``): resident pages, each shared one
+    divided by the processes sharing it. N nodes share one copy of gRPC's, RocksDB's and
+    cryptography's libraries, which VmRSS counts whole in each."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
     return {n: c for n, pid in pids.items() if (c := process_cpu_seconds(pid)) is not None}
 
@@ -151,6 +167,8 @@ def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 
         row.idle_cpu_max_ms_per_s = max(per_node)
         rss = [r / 1e6 for pid in pids.values() if (r := rss_bytes(pid)) is not None]
         row.rss_mb, row.rss_max_mb = sum(rss) / len(rss), max(rss)
+        pss = [p / 1e6 for pid in pids.values() if (p := pss_bytes(pid)) is not None]
+        row.pss_mb = sum(pss) / len(pss) if pss else 0.0
         row.loadavg = loadavg()
         log(f"  idle {row.idle_cpu_ms_per_s:.1f} ms/s per node, RSS {row.rss_mb:.0f} MB; {puts} serial PUTs")
         row.put_per_s, row.get_per_s = asyncio.run(_serial(mesh, puts))
@@ -191,6 +209,7 @@ def format_row(row: Row) -> str:
                       f"{target:g}: ratio {ratio:.2f} {'ok' if ratio <= 1 else 'MISSED'}")
     extra = [f"  status exit {row.status_exit} {'ok' if row.status_exit == 0 else 'MISSED'}; audit "
              f"{'ok' if 'fully replicated' in row.audit_verdict and 'NOT' not in row.audit_verdict else 'MISSED'}",
+             f"  PSS per node {row.pss_mb:.0f} MB (shared libraries split between the nodes)",
              f"  idle window {row.idle_s:.1f} s, load average {row.loadavg}"]
     errors = [f"  error: {e}" for e in row.errors]
     return "\n".join([header, line, *checks, *extra, *errors])
