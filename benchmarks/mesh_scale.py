@@ -55,6 +55,7 @@ BODY = 4096
 @dataclass
 class Row:
     sites: int
+    trust_s: float = 0.0                # making the cluster's trust (CA, a certificate per node): before start
     start_s: float = 0.0
     idle_cpu_ms_per_s: float = 0.0      # mean over nodes
     idle_cpu_max_ms_per_s: float = 0.0  # the busiest node
@@ -148,7 +149,9 @@ def measure(sites: int, *, idle: float = 20.0, settle: float = 5.0, puts: int = 
     """One row of the table for an N-site mesh (see the module's docstring); `node_args` go to
     every `maillage node run` (to see what a setting costs)."""
     row = Row(sites)
+    began = time.monotonic()
     mesh = LocalMesh(scale_layout(sites), extra_args=node_args)
+    row.trust_s = time.monotonic() - began
     try:
         log(f"starting {sites} nodes (bounded by {start_timeout(sites):.0f} s)")
         began = time.monotonic()
@@ -209,6 +212,7 @@ def format_row(row: Row) -> str:
                       f"{target:g}: ratio {ratio:.2f} {'ok' if ratio <= 1 else 'MISSED'}")
     extra = [f"  status exit {row.status_exit} {'ok' if row.status_exit == 0 else 'MISSED'}; audit "
              f"{'ok' if 'fully replicated' in row.audit_verdict and 'NOT' not in row.audit_verdict else 'MISSED'}",
+             f"  trust made in {row.trust_s:.1f} s before the start (a certificate per node)",
              f"  PSS per node {row.pss_mb:.0f} MB (shared libraries split between the nodes)",
              f"  idle window {row.idle_s:.1f} s, load average {row.loadavg}"]
     errors = [f"  error: {e}" for e in row.errors]
