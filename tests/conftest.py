@@ -43,6 +43,7 @@ IN_PROCESS = {
     "benchmarks/test_mesh_scale.py::test_ratios_read_a_ceiling_and_a_floor_the_right_way_round",
     "benchmarks/test_mesh_scale.py::test_the_verdict_is_the_audit_line_or_what_came_out",
     "cli/test_demo.py::test_residency_survey_flags_a_copy_outside_the_policy",  # made-up inventories
+    "cli/test_cli_table.py",              # the command table; one short import-only subprocess
     "testing/test_ports.py",              # port reservations: sockets and a registry file, no node
 }
 
