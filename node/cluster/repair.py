@@ -100,6 +100,9 @@ class Repairer(BackgroundLoop):
         self.progress = Progress()
         self._wake = asyncio.Event()
         self._fetching: set[tuple[str, bytes]] = set()  # chunks already being copied this round
+        self._owners_key: tuple[int, tuple[str, ...]] | None = None  # what `_owners` was worked out for
+        self._owners: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._mine: dict[str, tuple[int, ...]] = {}
         self._transfers = asyncio.Semaphore(TRANSFERS)
 
     # ----- life cycle ------------------------------------------------------------------------
@@ -223,6 +226,21 @@ class Repairer(BackgroundLoop):
                 learned.append(record)
         return learned
 
+    def _ownership(self, tables: dict[str, PartitionTable]) -> dict[str, tuple[tuple[str, ...], ...]]:
+        """policy -> the effective owners of each of its partitions. Worked out once per layout
+        version and set of marked-out nodes, not every round: with thousands of partitions, asking
+        each one its owners every round was most of an idle round's own work."""
+        layout = self._layout.current
+        key = (layout.version, tuple(n.id for n in layout.nodes if self._is_out(n.id)))
+        if self._owners_key != key:
+            self._owners = {name: tuple(effective_replicas(table, p, self._is_out, self._site_of)
+                                        for p in range(len(table)))
+                            for name, table in tables.items()}
+            self._mine = {name: tuple(p for p, owners in enumerate(all_owners) if self.node_id in owners)
+                          for name, all_owners in self._owners.items()}
+            self._owners_key = key
+        return self._owners
+
     async def plan(self) -> Plan:
         layout = self._layout.current
         await self._learn_buckets()
@@ -233,17 +251,16 @@ class Repairer(BackgroundLoop):
         tables: dict[str, PartitionTable] = {}
         for policy in layout.policies:
             try:
-                table = tables[policy.name] = self._layout.table(policy.name)
+                tables[policy.name] = self._layout.table(policy.name)
             except PolicyUnsatisfiable:
                 continue
-            held = held_chunks.get(policy.name, set())
-            for p in range(len(table)):
-                owners = effective_replicas(table, p, self._is_out, self._site_of)
-                group = SyncGroup(policy.name, p)
-                if me in owners:
-                    owned[group] = owners
-                elif p in held:
-                    foreign[group] = owners
+        ownership = self._ownership(tables)
+        for name, all_owners in ownership.items():
+            for p in self._mine[name]:
+                owned[SyncGroup(name, p)] = all_owners[p]
+            for p in held_chunks.get(name, ()):
+                if p < len(all_owners) and me not in all_owners[p]:
+                    foreign[SyncGroup(name, p)] = all_owners[p]
         buckets = {}
         for record in bucket_list:
             bucket_table = tables.get(record.policy)
