@@ -48,7 +48,7 @@ from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing.ports import free_port, free_ports
 
 __all__ = ["READY_TIMEOUT", "START_WINDOW", "SiteSpec", "DEMO_SITES", "DEMO_POLICIES", "DEMO_TENANT",
-           "ADMIN_PROFILE", "LocalMesh", "make_layout", "free_port", "free_ports", "start_timeout"]
+           "ADMIN_PROFILE", "LocalMesh", "make_layout", "free_port", "free_ports", "node_env", "start_timeout"]
 
 READY_TIMEOUT = 30.0  # seconds one node may take from its launch to listening
 # Nodes launched at once: each spends its first second importing and opening its stores, so
@@ -99,6 +99,18 @@ def make_layout(sites: tuple[SiteSpec, ...] = DEMO_SITES, policies: tuple[Policy
     return Layout(version=version, partition_bits=partition_bits,
                   sites=tuple(Site(s.name, parse_location(s.location)) for s in sites),
                   nodes=tuple(nodes), policies=tuple(policies))
+
+
+def node_env() -> dict[str, str]:
+    """The environment of a node process: this one's, except that bytecode is kept. Where
+    PYTHONDONTWRITEBYTECODE is set (to keep source trees clean), every node compiled every module
+    again at each start: half of its start's CPU, 15 s of a 100-node start on two cores. Its
+    bytecode then goes under a cache prefix in the temp directory, never next to the sources."""
+    env = dict(os.environ)
+    if env.get("PYTHONDONTWRITEBYTECODE") and not env.get("PYTHONPYCACHEPREFIX"):
+        del env["PYTHONDONTWRITEBYTECODE"]
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / f"maillage-pycache-{os.getuid()}")
+    return env
 
 
 def start_timeout(nodes: int, window: int = START_WINDOW, per_node: float = READY_TIMEOUT) -> float:
@@ -311,10 +323,13 @@ class LocalMesh:
                 "--layout", str(self.layout_file), *s3, *self._extra]
 
     def start_node(self, node_id: str, *, wait: bool = True) -> None:
+        running = self.processes.get(node_id)
+        if running is not None and running.poll() is None:  # never two processes of one node (nor one lost)
+            raise RuntimeError(f"node {node_id} is already running (pid {running.pid})")
         argv = self.node_argv(node_id)
         log = open(self.log_dir / f"{node_id}.log", "ab")
         self.processes[node_id] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL)
+                                                   stdin=subprocess.DEVNULL, env=node_env())
         log.close()
         if wait:
             self.wait_ready(node_id)

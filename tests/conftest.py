@@ -45,6 +45,7 @@ IN_PROCESS = {
     "cli/test_demo.py::test_residency_survey_flags_a_copy_outside_the_policy",  # made-up inventories
     "cli/test_cli_table.py",              # the command table; one short import-only subprocess
     "testing/test_ports.py",              # port reservations: sockets and a registry file, no node
+    "testing/test_localmesh_start.py",    # a mesh's trust and one stand-in process, no node
 }
 
 # Files elsewhere that start a process of their own for seconds (not a node: it would be in a
