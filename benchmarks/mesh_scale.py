@@ -37,7 +37,7 @@ from maillage.benchmarks.machine import loadavg, process_cpu_seconds, rss_bytes
 from maillage.benchmarks.mesh import BUCKET, POLICY, ready_bucket
 from maillage.client import AsyncClient
 from maillage.placement import Layout, Policy
-from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout, start_timeout
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout, node_env, start_timeout
 
 __all__ = ["TARGETS", "Row", "scale_layout", "measure", "verdict_of", "ratios", "format_row", "pss_bytes", "main"]
 
@@ -82,7 +82,8 @@ def scale_layout(sites: int, replicas: int = 2) -> Layout:
 
 def _cli(mesh: LocalMesh, *args: str, timeout: float) -> tuple[float, int, str]:
     """A `maillage` command against the mesh with its admin profile: (seconds, exit code, stdout)."""
-    env = {**os.environ, "MAILLAGE_CONFIG_FILE": str(mesh.config_file), "MAILLAGE_PROFILE": "admin"}
+    # node_env: bytecode kept as on an installed machine (not compiled again at every run)
+    env = {**node_env(), "MAILLAGE_CONFIG_FILE": str(mesh.config_file), "MAILLAGE_PROFILE": "admin"}
     began = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "maillage.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
