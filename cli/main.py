@@ -3,49 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from maillage.cli import (
-    access_cmd,
-    audit_cmd,
-    bench_cmd,
-    chaos_cmd,
-    cluster_cmd,
-    demo,
-    layout_cmd,
-    node_cmd,
-    objects_cmd,
-    status_cmd,
-    where_cmd,
-)
 from maillage.cli.common import CommandError
 from maillage.node.runtime.allocator import keep_large_buffers
 
-__all__ = ["CommandError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The module registering each top-level command. `maillage <command>` builds that module's parser
+# alone, so a command imports only what it runs: a node (a long-lived daemon) never loads the SDK,
+# the admin API or the benchmark harness (~20 MB of resident memory each), and `status` starts in
+# less time. Anything else (no command, --help, a typo) builds them all. tests/cli/test_cli_table.py
+# checks this table against the full parser.
+COMMANDS = {
+    "demo": "demo", "mb": "objects_cmd", "ls": "objects_cmd", "cp": "objects_cmd", "rm": "objects_cmd",
+    "where": "where_cmd", "node": "node_cmd", "chaos": "chaos_cmd", "audit": "audit_cmd",
+    "layout": "layout_cmd", "cluster": "cluster_cmd", "tenant": "access_cmd", "key": "access_cmd",
+    "bench": "bench_cmd", "status": "status_cmd", "repair": "status_cmd",
+}
+ORDER = ("demo", "objects_cmd", "where_cmd", "node_cmd", "chaos_cmd", "audit_cmd", "layout_cmd", "cluster_cmd",
+         "access_cmd", "bench_cmd", "status_cmd")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line: every command, or only the module of `command` when it is a known one."""
     parser = argparse.ArgumentParser(
         prog="maillage",
         description="maillage: a replicated object store for a mesh of many small sites, "
                     "with data-residency rules.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo.add_parser(sub)
-    objects_cmd.add_parsers(sub)
-    where_cmd.add_parser(sub)
-    node_cmd.add_parser(sub)
-    chaos_cmd.add_parser(sub)
-    audit_cmd.add_parser(sub)
-    layout_cmd.add_parser(sub)
-    cluster_cmd.add_parser(sub)
-    access_cmd.add_parsers(sub)
-    bench_cmd.add_parser(sub)
-    status_cmd.add_parser(sub)
+    for name in (COMMANDS[command],) if command in COMMANDS else ORDER:
+        module = importlib.import_module(f"maillage.cli.{name}")
+        register = getattr(module, "add_parsers", None) or module.add_parser
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(given[0] if given else None)
     args = parser.parse_args(argv)
     keep_large_buffers()  # every command may move chunks: the node, transfers, benchmarks
     try:

@@ -1,8 +1,9 @@
 """`maillage status` and `maillage repair`: how every node sees the mesh, and repair progress.
 
-Both ask every node of the layout for its `NodeStatus` in parallel (a node that does not answer is
-shown as unreachable, never hidden). A node's own view of its peers comes from gossip, so the
-`peers` column says how many of them it currently believes up / suspect / down.
+Both ask every node of the layout for its `NodeStatus` at once, at most 64 calls in flight, each
+with its own deadline (a node that does not answer is shown as unreachable, never hidden). A node's
+own view of its peers comes from gossip, so the `peers` column says how many of them it currently
+believes up / suspect / down.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sys
 import time
 
-from maillage.cli.common import CREDENTIALS_NOTE, add_endpoint_option, human_size, profile_of, table
+from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, human_size, profile_of, table
 from maillage.client.admin import ClusterAdmin, NodeAnswers, repair_fields, status_rows
 from maillage.placement import Node
 
@@ -28,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "access key. " + CREDENTIALS_NOTE)
     add_endpoint_option(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="how long each node has to answer before it is shown unreachable (default: 5); "
+                             "every node is asked at once (64 at a time)")
     status.set_defaults(func=status_command)
 
     repair = sub.add_parser(
@@ -50,13 +54,18 @@ def _ask(args: argparse.Namespace, start_now: bool | None = None) -> tuple[list[
     """(layout nodes, node id -> reply or why none): statuses, or repair progress when start_now is
     given."""
     with ClusterAdmin(profile_of(args)) as admin:
-        answers = admin.statuses() if start_now is None else admin.repair(start_now=start_now)
+        if start_now is None:
+            answers = admin.statuses(timeout=args.timeout)
+        else:
+            answers = admin.repair(start_now=start_now)
         return list(admin.layout.nodes), answers
 
 
 # ----- commands -------------------------------------------------------------------------------
 
 def status_command(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:
+        raise CommandError(f"--timeout must be positive (got {args.timeout})")
     nodes, answers = _ask(args)
     rows = status_rows(nodes, answers)
     if args.json:

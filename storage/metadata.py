@@ -246,6 +246,11 @@ class MetaStore:
         with self._cond:
             return MetaStoreStats(self._batches, self._requests, self._ops)
 
+    def change_mark(self) -> int:
+        """A number that moves with every write committed (RocksDB's latest sequence number): a
+        summary of the store made at one mark is still right while the mark is the same."""
+        return int(self._db.latest_sequence_number())
+
     @property
     def unavailable(self) -> str | None:
         """Why this store refuses writes, or None while it is healthy."""

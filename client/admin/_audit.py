@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -336,9 +337,16 @@ def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
     when no layout can be had; a node that does not answer is listed in ``unreachable``, not raised."""
     with using_channels(profile) as chans:
         layout, _ = fetch_layout(profile, timeout=timeout, channels=chans)
-        inventories, missing = fetch_inventories(layout, profile, timeout=timeout, channels=chans)
+        # Inventories and bucket records asked of every node at once (each fan-out bounded).
+        record_errors: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=1) as side:
+            asked = side.submit(fetch_bucket_records, layout, chans, timeout, record_errors)
+            inventories, missing = fetch_inventories(layout, profile, timeout=timeout, channels=chans)
+            records = asked.result()
         unreachable = dict(missing)
-        bucket_policies, disagreements = reconcile(fetch_bucket_records(layout, chans, timeout, unreachable))
+        for node_id, error in record_errors.items():
+            unreachable.setdefault(node_id, error)
+        bucket_policies, disagreements = reconcile(records)
         newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
         refs = _manifest_refs(layout, newest, chans, timeout)
     # a node that answered its inventory but not a listing left the audit incomplete: unreachable too

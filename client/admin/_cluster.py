@@ -290,9 +290,9 @@ class ClusterAdmin:
         nodes: Sequence[Node] = self.layout.nodes
         return dict(zip((n.id for n in nodes), parallel(ask, list(nodes))))
 
-    def statuses(self) -> NodeAnswers:
-        """Every node's `NodeStatus` (or why it did not answer)."""
-        return self.ask_all("GetStatus", pb.GetStatusRequest)
+    def statuses(self, *, timeout: float = 5.0) -> NodeAnswers:
+        """Every node's `NodeStatus` (or why it did not answer within `timeout` seconds)."""
+        return self.ask_all("GetStatus", pb.GetStatusRequest, timeout=timeout)
 
     def repair(self, *, start_now: bool = False) -> NodeAnswers:
         """Every node's `RepairProgress`; with `start_now`, each starts a round first."""

@@ -27,7 +27,6 @@ from maillage.node.daemon.wiring import Timings
 from maillage.node.rpc import convert
 from maillage.node.rpc.deadlines import GrpcLimits
 from maillage.node.s3.door import DoorLimits
-from maillage.node.s3.server import tls_context
 from maillage.node.trust.access_state import ACCESS_FILE, AccessState
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc, SignedLayouts, discard_unverified_staged
 from maillage.node.trust.layout_state import LayoutState, pin_warnings
@@ -94,6 +93,8 @@ def load_s3_tls(cfg: NodeConfig) -> ssl.SSLContext | None:
     """The TLS context of the S3 port (None: plain HTTP, only when asked for). Default: the node's
     own certificate from the trust dir, which S3 clients verify with the cluster CA (ca.pem), by the
     names `maillage cluster node-cert --san` put in it."""
+    from maillage.node.s3.server import tls_context  # the S3 stack (aiohttp, awscrt) only when S3 is on
+
     if cfg.s3_plain_http:
         if cfg.s3_tls_cert is not None or cfg.s3_tls_key is not None:
             raise IdentityError("S3: plain HTTP was asked for, and also a TLS certificate: choose one")

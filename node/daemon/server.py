@@ -13,6 +13,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -32,13 +33,13 @@ from maillage.node.rpc.grpc_transport import GrpcTransport
 from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from maillage.node.runtime.allocator import keep_large_buffers
 from maillage.node.runtime.fdlimit import grpc_connection_cap, raise_open_files_limit, s3_connection_cap
-from maillage.node.s3.common import Services
-from maillage.node.s3.forward import Forwarder
-from maillage.node.s3.server import S3Server
 from maillage.node.trust.documents import SignedLayouts
 from maillage.proto import rpc
 from maillage.proto.channels import new_server
 from maillage.proto.limits import max_request_message
+
+if TYPE_CHECKING:
+    from maillage.node.s3.server import S3Server
 
 __all__ = ["NodeConfig", "Timings", "NodeServer", "register", "run_node"]
 
@@ -97,6 +98,11 @@ class NodeServer:
         await server.start()
         self._server = server
         if cfg.s3_listen:
+            # Imported here: a node without an S3 port never loads aiohttp and the S3 door (~20 MB).
+            from maillage.node.s3.common import Services
+            from maillage.node.s3.forward import Forwarder
+            from maillage.node.s3.server import S3Server
+
             services = Services(node.service, layout, self._executor,
                                 default_policy=cfg.s3_default_policy, upload_expiry=cfg.timings.upload_expiry,
                                 upload_budget=node.upload_budget)

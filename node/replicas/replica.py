@@ -23,12 +23,21 @@ from typing import Any, Protocol, TypeVar
 
 from maillage.node.errors import BucketConflict, BucketDeleted, NodeError, NoSuchBucket, OutsidePolicy
 from maillage.node.replicas.antientropy import IndexEntry, SyncGroup, listing_digest
+from maillage.node.replicas.summary_cache import SummaryCache
 from maillage.node.runtime.budget import UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
-from maillage.storage import BucketRecord, BucketTombstone, ChunkNotFound, ChunkStore, Manifest, MetaStore
+from maillage.storage import (
+    BucketRecord,
+    BucketTombstone,
+    ChunkNotFound,
+    ChunkStore,
+    ChunkStoreStats,
+    Manifest,
+    MetaStore,
+)
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version
 
 __all__ = ["Replica", "LocalReplica", "BucketInventory", "put_manifest_teaching"]
@@ -147,6 +156,9 @@ class LocalReplica:
         # Called with a bucket's name whenever a record or tombstone of it is written here (the
         # catalog drops what it learned of the name from its peers: it is out of date).
         self.bucket_listeners: list[Callable[[str], None]] = []
+        # Group summaries and held groups, walked again only after the stores changed (repair asks
+        # every round, and so does each co-owner: `summary_cache.py`).
+        self.summaries = SummaryCache(clock=clock)
 
     @property
     def node_id(self) -> str:
@@ -315,19 +327,29 @@ class LocalReplica:
         bits = self._layout.current.partition_bits
 
         def summarize() -> list[tuple[bytes, int]]:
+            mark = self._change_mark(bits)
             by_policy: dict[str, dict[int, list[bytes]]] = {}
             out: list[tuple[bytes, int]] = []
             for g in groups:
-                items: list[Any]
-                if g.is_index:
-                    items = self._index_listing(g.bucket, g.generation)
-                else:
-                    if g.policy not in by_policy:
-                        by_policy[g.policy] = self._chunk_listings(g.policy, bits)
-                    items = by_policy[g.policy].get(g.partition, [])
-                out.append((listing_digest(items), len(items)))
+                summary = self.summaries.get(g, mark)
+                if summary is None:
+                    items: list[Any]
+                    if g.is_index:
+                        items = self._index_listing(g.bucket, g.generation)
+                    else:
+                        if g.policy not in by_policy:
+                            by_policy[g.policy] = self._chunk_listings(g.policy, bits)
+                        items = by_policy[g.policy].get(g.partition, [])
+                    summary = (listing_digest(items), len(items))
+                    self.summaries.put(g, mark, summary)
+                out.append(summary)
             return out
         return await self._run(summarize)
+
+    def _change_mark(self, bits: int) -> tuple[int, ChunkStoreStats, int]:
+        """What moves whenever a listing could differ: metadata written, chunk files added, removed
+        or quarantined, another partition size."""
+        return self.meta.change_mark(), self.chunks.stats(), bits
 
     async def referenced_chunks(self, policy: str) -> list[bytes]:
         """Chunks referenced by the live manifests stored here of the buckets bound to `policy`
@@ -352,10 +374,15 @@ class LocalReplica:
         bits = self._layout.current.partition_bits
 
         def collect() -> tuple[dict[str, set[int]], list[BucketRecord]]:
-            chunks: dict[str, set[int]] = {}
-            for policy, digest, _ in self.meta.iter_holdings():
-                chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
-            return chunks, self.meta.list_buckets()
+            mark = self._change_mark(bits)
+            held: tuple[dict[str, set[int]], list[BucketRecord]] | None = self.summaries.get("held groups", mark)
+            if held is None:
+                chunks: dict[str, set[int]] = {}
+                for policy, digest, _ in self.meta.iter_holdings():
+                    chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
+                held = chunks, self.meta.list_buckets()
+                self.summaries.put("held groups", mark, held)
+            return held
         return await self._run(collect)
 
     # ----- bucket records (kept only on nodes inside the bucket's policy) --------------------
