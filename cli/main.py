@@ -15,6 +15,7 @@ from maillage.cli import (
     layout_cmd,
     node_cmd,
     objects_cmd,
+    sim_cmd,
     status_cmd,
     where_cmd,
 )
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmd.add_parser(sub)
     access_cmd.add_parsers(sub)
     bench_cmd.add_parser(sub)
+    sim_cmd.add_parser(sub)
     status_cmd.add_parser(sub)
     return parser
 
