@@ -1,0 +1,66 @@
+"""`maillage sim` in CI: a small mesh through every phase, its table sane, its run repeatable."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from maillage.cli.main import main
+from maillage.testing.sim import SimConfig, simulate
+from maillage.testing.sim.report import COLUMNS, rows
+
+SMALL = dict(seconds=3.0, loss=0.01, objects=6, down_after=10.0, repair_interval=5.0, news_cap=20.0)
+
+
+def test_one_seed_one_run(tmp_path: Path) -> None:
+    first = simulate(SimConfig(sites=8, seed=4, root=tmp_path, **SMALL))
+    again = simulate(SimConfig(sites=8, seed=4, root=tmp_path, **SMALL))
+    other = simulate(SimConfig(sites=8, seed=5, root=tmp_path, **SMALL))
+    assert first.digest == again.digest
+    assert first.per_second == again.per_second and first.calls == again.calls
+    # every figure but the real CPU in handlers and the wall time
+    assert [r[:3] + r[4:-1] for r in rows([first])] == [r[:3] + r[4:-1] for r in rows([again])]
+    assert other.digest != first.digest
+
+
+def test_sim_command_prints_a_sane_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    svg = tmp_path / "sim.svg"
+    with pytest.raises(SystemExit) as exited:
+        main(["sim", "--sites", "10,14", "--seconds", "3", "--seed", "3", "--objects", "6",
+              "--down-after", "10", "--repair-interval", "5", "--store-dir", str(tmp_path), "--out", str(svg)])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = lines[0].split()
+    assert header[:3] == ["sites", "msgs/s/node", "bytes/s/node"]
+    table = [line.split() for line in lines[2:4]]
+    assert [row[0] for row in table] == ["10", "14"]
+    assert all(len(row) == len(COLUMNS) for row in table)
+    assert "messages/s per node (idle)" in out and "trace digests: 10=" in out
+    assert svg.read_text().startswith("<svg") and "</svg>" in svg.read_text()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return simulate(SimConfig(sites=14, seed=2, root=tmp_path_factory.mktemp("sim"), **SMALL))
+
+
+def test_figures_are_sane(small) -> None:  # type: ignore[no-untyped-def]
+    r, n = small, 14
+    # a heartbeat round is 3 pings and their answers each way: at least 6 messages a node a second
+    assert 6 <= r.msgs_per_node_s <= r.max_msgs_per_node_s < 200
+    assert r.bytes_per_node_s > 100 * r.msgs_per_node_s / 10
+    # suspected after suspect_after (5 s) of silence, by everyone within a few gossip rounds
+    assert 5.0 <= r.detect_p1 <= r.detect_p99 <= r.detect_all < 15.0
+    assert 0 < r.layout_p1 <= r.layout_p99 <= r.layout_all < 15.0
+    assert r.access_p99 <= r.access_all < 15.0
+    assert set(r.fan_out) == {"create", "head", "list", "delete"}
+    assert all(0 <= v < n for v in r.fan_out.values()) and r.fan_out["create"] > 0
+    assert r.false_suspicions >= 0
+    assert 0 <= r.stale_window < 30.0
+    assert SMALL["down_after"] <= r.repair_convergence or r.repair_convergence < SMALL["repair_interval"] * 4
+    assert not math.isinf(r.repair_convergence)
+    assert r.calls["heartbeat"] > 0 and r.calls["sync_summaries"] > 0
+    assert r.simulated > SMALL["seconds"] and sum(r.per_second) > 0
