@@ -28,15 +28,22 @@ def _bytes(n: float) -> str:
 
 
 def rows(results: Sequence[SimResult]) -> list[tuple[str, ...]]:
+    """One row of `COLUMNS` per result; "-" for a figure whose phase was not run."""
     out = []
     for r in results:
+        ran = set(r.config.phases)
+
+        def show(phase: str, text: str, ran: set[str] = ran) -> str:
+            return text if phase in ran else "-"
+
         f = r.fan_out
-        out.append((str(r.config.sites), f"{r.msgs_per_node_s:.1f}", _bytes(r.bytes_per_node_s),
-                    f"{r.handler_ms_per_node_s:.2f}", _s(r.detect_p1), _s(r.detect_p99), _s(r.layout_p99),
-                    _s(r.layout_all), _s(r.access_p99),
-                    "/".join(str(f.get(op, 0)) for op in ("create", "head", "list", "delete")),
-                    str(r.false_suspicions), _s(r.stale_window), _s(r.repair_convergence),
-                    f"{r.simulated:.0f}", f"{r.wall:.0f}"))
+        out.append((str(r.config.sites), show("idle", f"{r.msgs_per_node_s:.1f}"),
+                    show("idle", _bytes(r.bytes_per_node_s)), show("idle", f"{r.handler_ms_per_node_s:.2f}"),
+                    show("news", _s(r.detect_p1)), show("news", _s(r.detect_p99)), show("news", _s(r.layout_p99)),
+                    show("news", _s(r.layout_all)), show("news", _s(r.access_p99)),
+                    show("buckets", "/".join(str(f.get(op, 0)) for op in ("create", "head", "list", "delete"))),
+                    show("idle", str(r.false_suspicions)), show("stale", _s(r.stale_window)),
+                    show("loss", _s(r.repair_convergence)), f"{r.simulated:.0f}", f"{r.wall:.0f}"))
     return out
 
 

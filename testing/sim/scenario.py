@@ -42,6 +42,7 @@ from maillage.testing.sim.metrics import fan_out
 __all__ = ["SimConfig", "SimResult", "simulate", "percentile"]
 
 SAMPLE = 0.1
+PHASES = ("buckets", "idle", "news", "stale", "loss")   # stale and loss need buckets
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SimConfig:
     down_after: float = 20.0
     repair_interval: float = 10.0
     news_cap: float = 30.0
+    phases: tuple[str, ...] = ("buckets", "idle", "news", "stale", "loss")  # a subset of PHASES, run in order
     root: Path | None = None   # where node stores go (a tmpfs is best); None: a temporary dir
 
 
@@ -104,6 +106,9 @@ def simulate(config: SimConfig, progress: Callable[[str], None] = lambda _line: 
 
 
 async def _run(config: SimConfig, root: Path, progress: Callable[[str], None]) -> SimResult:
+    phases = set(config.phases)
+    if not phases <= set(PHASES) or (phases & {"stale", "loss"} and "buckets" not in phases):
+        raise ValueError(f"phases: a subset of {', '.join(PHASES)}; stale and loss need buckets")
     layout = sim_layout(config.sites)
     timings = Timings(down_after=config.down_after, repair_interval=config.repair_interval,
                       scrub_rate=0, repair_rate=100e6)
@@ -113,20 +118,27 @@ async def _run(config: SimConfig, root: Path, progress: Callable[[str], None]) -
     start = mesh.now()
     suspicions = _Suspicions(mesh)
     mesh.start()
+    phases = set(config.phases)
     try:
-        progress(f"{config.sites} sites: buckets and {config.objects} objects")
-        keys = await _buckets(mesh, rng, result, config.objects)
+        keys: list[tuple[str, str]] = []
+        if "buckets" in phases:
+            progress(f"{config.sites} sites: buckets and {config.objects} objects")
+            keys = await _buckets(mesh, rng, result, config.objects)
         await mesh.run_for(3.0)
-        progress(f"{config.sites} sites: idle for {config.seconds:g} s")
-        suspicions.counting = True
-        await _idle(mesh, config.seconds, result, progress)
-        result.false_suspicions = suspicions.close(mesh)
-        progress(f"{config.sites} sites: news (layout, access document, a crash)")
-        await _news(mesh, rng, result, config.news_cap)
-        progress(f"{config.sites} sites: stale read after a partition")
-        await _stale_read(mesh, rng, result)
-        progress(f"{config.sites} sites: site loss and repair")
-        await _site_loss(mesh, rng, result, keys, config)
+        if "idle" in phases:
+            progress(f"{config.sites} sites: idle for {config.seconds:g} s")
+            suspicions.counting = True
+            await _idle(mesh, config.seconds, result, progress)
+            result.false_suspicions = suspicions.close(mesh)
+        if "news" in phases:
+            progress(f"{config.sites} sites: news (layout, access document, a crash)")
+            await _news(mesh, rng, result, config.news_cap)
+        if "stale" in phases:
+            progress(f"{config.sites} sites: stale read after a partition")
+            await _stale_read(mesh, rng, result)
+        if "loss" in phases:
+            progress(f"{config.sites} sites: site loss and repair")
+            await _site_loss(mesh, rng, result, keys, config)
     finally:
         await mesh.stop()
     result.simulated = mesh.now() - start

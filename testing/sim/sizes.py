@@ -38,9 +38,13 @@ def heartbeat_size(beat: Heartbeat) -> int:
         size += 1 + varint_size(beat.layout_version)
     if beat.access_version:
         size += 1 + varint_size(beat.access_version)
-    for view in beat.peers:
-        inner = _string_field(view.node_id) + _string_field(view.state) + (9 if view.silent_seconds else 0)
-        size += 1 + varint_size(inner) + inner
+    for view in beat.peers:   # hot: a view per node in every heartbeat
+        node_id, state = view.node_id, view.state
+        n = len(node_id) if node_id.isascii() else len(node_id.encode())
+        inner = (0 if n == 0 else n + 1 + (1 if n < 0x80 else varint_size(n))) + (2 + len(state) if state else 0)
+        if view.silent_seconds:
+            inner += 9
+        size += inner + 1 + (1 if inner < 0x80 else varint_size(inner))
     return size
 
 
