@@ -38,7 +38,7 @@ class Metrics:
     method_bytes: Counter[str] = field(default_factory=Counter)
     per_second: Counter[int] = field(default_factory=Counter)        # messages in each simulated second
     outcomes: Counter[str] = field(default_factory=Counter)          # ok, lost, cut, down, error
-    _digest: hashlib._Hash = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
+    _digest: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
 
     def message(self, at: float, source: str, target: str, method: str, size: int) -> None:
         """A message (call or answer) from `source` to `target`."""

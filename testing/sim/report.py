@@ -29,7 +29,7 @@ def _bytes(n: float) -> str:
 
 def rows(results: Sequence[SimResult]) -> list[tuple[str, ...]]:
     """One row of `COLUMNS` per result; "-" for a figure whose phase was not run."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in results:
         ran = set(r.config.phases)
 
