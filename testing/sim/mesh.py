@@ -10,7 +10,6 @@ opened under `root` with store calls run inline; put `root` on a tmpfs (/dev/shm
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from maillage.placement import Layout, Policy, Site
 from maillage.placement import Node as LayoutNode
 from maillage.testing.inmemory import InMemoryMesh
 from maillage.testing.sim.loop import InlineExecutor, VirtualClock, VirtualTimeLoop
+from maillage.testing.sim.metrics import Metrics
 from maillage.testing.sim.network import Latencies, SimNetwork
 
 __all__ = ["COUNTRIES", "SIM_POLICIES", "sim_layout", "SimMesh"]
@@ -64,7 +64,7 @@ class SimMesh(InMemoryMesh):
                          network=self.sim, base_clock=VirtualClock(loop), executor=InlineExecutor())
 
     @property
-    def metrics(self):  # type: ignore[no-untyped-def]
+    def metrics(self) -> Metrics:
         return self.sim.metrics
 
     def now(self) -> float:
@@ -101,6 +101,3 @@ class SimMesh(InMemoryMesh):
     async def stop(self) -> None:
         await asyncio.gather(*(n.stop_background() for n in self.nodes.values()))
         self.close()
-
-    def rng(self, seed: int) -> random.Random:
-        return random.Random(seed)

@@ -65,6 +65,15 @@ def chart(results: Sequence[SimResult], width: int = 50) -> str:
         for r in results:
             bar = "#" * max(1, round(value(r) / top * width))
             lines.append(f"  {r.config.sites:>5} sites |{bar} {fmt(value(r))}")
+    lines.append(f"messages/s per node over the whole run (phases show as bumps; at most {width} columns)")
+    bars = " ▁▂▃▄▅▆▇█"
+    for r in results:
+        group = max(1, math.ceil(len(r.per_second) / width))
+        series = [sum(r.per_second[i:i + group]) / group for i in range(0, len(r.per_second), group)]
+        top = max(series, default=0.0) or 1.0
+        # a message counts for its sender and its receiver, as in the table
+        lines.append(f"  {r.config.sites:>5} sites |{''.join(bars[round(v / top * 8)] for v in series)}| "
+                     f"peak {2 * top / r.config.sites:.1f}")
     return "\n".join(lines)
 
 
