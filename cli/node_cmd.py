@@ -123,11 +123,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-fsync", action="store_true",
                      help="skip fsync (unsafe: for throwaway benchmarks only)")
     timing = run.add_argument_group("cluster life (seconds unless said otherwise)")
-    timing.add_argument("--heartbeat-interval", type=float, default=1.0, help="gossip period (default 1)")
+    timing.add_argument("--heartbeat-interval", type=float, default=1.0,
+                        help="membership protocol period: one peer probed per period (default 1)")
     timing.add_argument("--suspect-after", type=float, default=5.0,
-                        help="silence after which a peer is suspected and routed around (default 5)")
+                        help="floor of the suspicion timeout (x log10 of the node count); a probe "
+                             "without ack suspects a peer and routes around it at once (default 5)")
     timing.add_argument("--down-after", type=float, default=300.0,
-                        help="mark-out grace: silence after which a peer's data is re-replicated "
+                        help="mark-out grace: suspicion after which a peer's data is re-replicated "
                              "elsewhere (default 300)")
     timing.add_argument("--repair-interval", type=float, default=30.0,
                         help="pause between anti-entropy rounds (default 30)")

@@ -69,13 +69,16 @@ class SkewedClock:
 
 
 class InMemoryNetwork:
-    """Which nodes exist and which are reachable: a node is down, or a pair is cut off."""
+    """Which nodes exist and which are reachable: a node is down, a pair is cut off, or (with
+    `loss`) a call is lost at random."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self._down: set[str] = set()
         self._cut: set[frozenset[str]] = set()
         self.calls: Counter[str] = Counter()  # calls made to each node
+        self.loss = 0.0                         # chance that a call is lost (as unanswered)
+        self.rng = random.Random(0)             # draws the losses: seed it for a reproducible run
 
     def attach(self, node: Node) -> None:
         self.nodes[node.node_id] = node
@@ -103,6 +106,8 @@ class InMemoryNetwork:
             raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: {source} itself is down")
         if target in self._down or frozenset((source, target)) in self._cut or target not in self.nodes:
             raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: unreachable from {source}")
+        if self.loss and self.rng.random() < self.loss:
+            raise PeerUnavailable(f"node {target} did not answer: UNAVAILABLE: message lost")
         return self.nodes[target]
 
     def transport(self, source: str) -> InMemoryTransport:
@@ -198,7 +203,8 @@ class InMemoryTransport:
         return InMemoryReplica(self._network, self._source, node_id)
 
     async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
-        return self._network.reach(self._source, node_id).gossip.on_heartbeat(beat)
+        gossip = self._network.reach(self._source, node_id).gossip
+        return await gossip.on_ping_req(beat) if beat.probe else gossip.on_heartbeat(beat)
 
     async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
         layout = self._network.reach(self._source, node_id).layout
@@ -382,12 +388,16 @@ class InMemoryMesh:
             await self.nodes[node_id].collector.collect()
 
     async def gossip(self, rounds: int = 1) -> None:
-        """`rounds` heartbeat rounds on every node that is up, then the layout fetches they started."""
+        """`rounds` sweeps of the membership protocol: in each, every node that is up runs as many
+        protocol periods as the mesh has nodes (SWIM probes one peer per period, in a shuffled
+        round-robin, so each node probes each peer about once a sweep), each period followed by
+        the layout fetches it started."""
         for _ in range(rounds):
-            for node_id in self.up_nodes():
-                await self.nodes[node_id].gossip.round()
-            for node in self.nodes.values():
-                await node.gossip.settle()
+            for _period in range(len(self.nodes)):
+                for node_id in self.up_nodes():
+                    await self.nodes[node_id].gossip.round()
+                for node in self.nodes.values():
+                    await node.gossip.settle()
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

@@ -1,134 +1,66 @@
-"""Who is alive: a failure detector fed by gossiped heartbeats, and the gossip loop that also
-spreads the layout and the access document (highest signed version of each wins).
+"""Membership by SWIM with Lifeguard's refinements, and the spreading of the layout and access
+document versions (highest signed version of each wins).
 
-Why two thresholds. A peer silent for `suspect_after` is *suspect*: reads and writes route around
-it at once (handoff, inside the policy), but its data stays where it is, because most silences
-are restarts and short partitions. Only past the longer `down_after` grace is it *down* ("marked
-out"): repair then treats the handoff nodes as the owners and copies its partitions there. When
-it speaks again it is up at once and hinted writes flow back to it.
+Each protocol period (`interval`, stretched by Lifeguard's local health: a node that misses acks
+slows down) a node probes ONE peer, taken in a shuffled round-robin over the layout's nodes, plus
+at most `CHECKS_PER_ROUND` nodes it has reason to check (ones it suspects, ones others said they
+suspect). A probe that gets no ack goes through `INDIRECT` other nodes (ping-req) before the node
+suspects the target (`FailureDetector.suspect`: routed around at once, down after the longer grace).
 
-Heartbeats spread indirectly: every message carries the sender's view (how long since it heard
-from each node), so a node learns that a peer it did not ping lately is alive through a third one.
-With a fanout of a few peers per interval, news reaches every node in O(log N) intervals.
+What a message carries is bounded, whatever N: the sender's id, its own incarnation, its layout
+and access versions, and at most `MAX_NEWS` suspicions from a bounded buffer (each sent about
+`RETRANSMIT_MULT` x log10 N times). A node that sees a newer document version pulls it from that
+sender once (`fetch_layout` / `fetch_access`): the same version from the same node again only
+after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
 
-Only nodes of the current layout count: a heartbeat from (or a view of) any other node id is
-ignored, and the detector forgets nodes that left the layout, so its table never holds more than
-the layout's nodes however many made-up ids a caller sends.
+Lying nodes. A suspicion received from another node is a reason to probe the node ourselves
+(`_checks`), never a verdict, and only our own probe's failure makes us suspect it; only the node
+itself (its ack, or its own call: authenticated channels) clears a suspicion. So a liar saying "X
+is dead" costs each listener one probe of X, and a liar saying "X is alive" (or answering a
+ping-req falsely) cannot clear anyone's suspicion of a dead X: it can only delay one listener's
+first suspicion by one period while the listener picks it among the `INDIRECT` helpers. A node
+told that it is suspected at its current incarnation raises its incarnation (SWIM's refutation),
+which every later message of its own carries, so stale suspicions stop spreading.
+
+Only nodes of the current layout count: messages from, or suspicions of, any other id are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import random
-from collections.abc import Callable, Collection, Coroutine, Iterable
-from enum import StrEnum
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from maillage.node.cluster.broadcasts import Broadcasts
+from maillage.node.cluster.detector import FailureDetector, PeerState
 from maillage.node.errors import NodeError
-from maillage.node.replicas.transport import Heartbeat, PeerView, Transport
+from maillage.node.replicas.transport import MAX_NEWS, Heartbeat, Suspicion, Transport
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.access_state import OFFER_ERRORS, AccessState
 from maillage.node.trust.documents import LayoutAuthError, SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement import PlacementError
+from maillage.placement import Layout, PlacementError
 from maillage.storage import StorageError
+
+__all__ = ["FailureDetector", "PeerState", "Gossip", "INDIRECT", "CHECKS_PER_ROUND", "MAX_NEWS"]
 
 log = logging.getLogger(__name__)
 
-FANOUT = 3
-
-
-class PeerState(StrEnum):
-    UP = "up"
-    SUSPECT = "suspect"
-    DOWN = "down"
-
-
-class FailureDetector:
-    """Last time each node was heard from, directly or through a peer's view.
-
-    `clock` is injectable (its monotonic seconds) so tests can step time instead of sleeping. A
-    node never heard from counts from the detector's start: a fresh node gives its peers one grace
-    period before suspecting them.
-    """
-
-    def __init__(self, self_id: str, *, suspect_after: float, down_after: float,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
-        if not 0 < suspect_after <= down_after:
-            raise ValueError(f"need 0 < suspect_after ({suspect_after}) <= down_after ({down_after})")
-        self.self_id = self_id
-        self.suspect_after = suspect_after
-        self.down_after = down_after
-        self._clock = clock
-        self._started = clock.monotonic()
-        self._last: dict[str, float] = {}
-        # Called with a node id when a suspect or down node is heard from again: hinted writes
-        # for it should be handed back now, not at the next repair round (until then reads from
-        # its replica set can miss them).
-        self.on_recovered: Callable[[str], None] = lambda node_id: None
-        self._recovered: dict[str, float] = {}   # node -> when it was last heard again after a silence
-
-    def heard(self, node_id: str, silent_for: float = 0.0) -> None:
-        """`node_id` was alive `silent_for` seconds ago (0: just now)."""
-        at = self._clock.monotonic() - max(0.0, silent_for)
-        if at > self._last.get(node_id, float("-inf")):
-            was_up = self.is_up(node_id)
-            self._last[node_id] = at
-            if not was_up and self.is_up(node_id):
-                self._recovered[node_id] = self._clock.monotonic()
-                self.on_recovered(node_id)
-
-    def unsettled(self, window: float = 60.0) -> bool:
-        """Whether some node came back from a silence less than `window` seconds ago. Writes
-        made while nodes could not reach each other went to handoff nodes and may not be handed
-        back yet, and which replicas missed them depends on who could reach whom (both owners of
-        a partition may have been out of the writers' reach while reachable from here), so reads
-        ask the handoff nodes too until things settle."""
-        now = self._clock.monotonic()
-        return any(now - at < window for at in self._recovered.values())
-
-    def silence(self, node_id: str) -> float:
-        if node_id == self.self_id:
-            return 0.0
-        return max(0.0, self._clock.monotonic() - self._last.get(node_id, self._started))
-
-    def state(self, node_id: str) -> PeerState:
-        silent = self.silence(node_id)
-        if silent >= self.down_after:
-            return PeerState.DOWN
-        if silent >= self.suspect_after:
-            return PeerState.SUSPECT
-        return PeerState.UP
-
-    def is_up(self, node_id: str) -> bool:
-        return self.state(node_id) is PeerState.UP
-
-    def is_down(self, node_id: str) -> bool:
-        return self.state(node_id) is PeerState.DOWN
-
-    def views(self, node_ids: Iterable[str]) -> list[PeerView]:
-        return [PeerView(n, self.state(n).value, self.silence(n)) for n in node_ids]
-
-    def retain(self, node_ids: Collection[str]) -> None:
-        """Forget every node not in `node_ids` (the nodes of the current layout)."""
-        for gone in self._last.keys() - set(node_ids):
-            del self._last[gone]
-
-    def tracked(self) -> int:
-        """How many nodes the table holds (bounded by the layout's nodes)."""
-        return len(self._last)
-
-    def absorb(self, views: Iterable[PeerView]) -> None:
-        """Take a peer's view: whatever it heard more recently than we did counts."""
-        for view in views:
-            if view.node_id != self.self_id:
-                self.heard(view.node_id, view.silent_seconds)
+INDIRECT = 3            # k: peers asked to probe a node that did not ack before suspecting it
+CHECKS_PER_ROUND = 3    # extra probes per period for nodes to check (suspects, hearsay)
+RETRANSMIT_MULT = 3     # lambda: each suspicion is sent about lambda x log10(N + 1) times
+MAX_AWARENESS = 8       # Lifeguard: probe period and timeouts stretch up to (1 + this) times
+MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; more are answered "no"
+PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
 
 
 class Gossip(BackgroundLoop):
-    """Every `interval`, heartbeat a few random peers; learn views, newer layouts and access documents."""
+    """The SWIM loop: probe, ping-req, suspect, piggyback; learn newer layouts and access documents."""
 
     task_name = "gossip"
 
@@ -144,71 +76,218 @@ class Gossip(BackgroundLoop):
         self._interval = interval
         self._clock = clock
         self._rng = rng or random.Random()
-        self._fetching: set[tuple[str, str]] = set()   # (node, "layout" | "access")
+        # Wall-clock milliseconds at start: a restarted node begins above any incarnation it used
+        # before (it raises its own only by one per refutation).
+        self.incarnation = int(clock.time() * 1000)
+        self.awareness = 0      # Lifeguard's local health: 0 healthy .. MAX_AWARENESS
+        self._news = Broadcasts()
+        self._checks: dict[str, None] = {}   # nodes to probe ourselves soon, oldest first
+        self._order: list[str] = []          # this sweep's shuffled round-robin
+        self._cursor = 0
+        self._seen: tuple[Layout, frozenset[str]] | None = None
+        self._relaying = 0
+        self._tried: dict[tuple[str, str], tuple[int, float]] = {}   # (node, kind) -> version pulled, when
+        self._fetching: set[str] = set()               # kinds being pulled now
         self._fetches: set[asyncio.Task[None]] = set()
 
-    def _peer_ids(self) -> list[str]:
-        return [n.id for n in self._layout.current.nodes if n.id != self.node_id]
-
-    def heartbeat(self) -> Heartbeat:
-        """This node's heartbeat (or reply): its id, layout version and view of the others."""
-        return Heartbeat(self.node_id, self._layout.current.version,
-                         tuple(self._detector.views(self._peer_ids())), self._access.version)
+    # ----- the layout's nodes -------------------------------------------------------------
 
     def _members(self) -> frozenset[str]:
-        return frozenset(n.id for n in self._layout.current.nodes)
-
-    def _learn(self, beat: Heartbeat, *, sender: str) -> None:
-        """Take what a heartbeat (or reply) from `sender` says, for nodes of the layout only."""
-        members = self._members()
+        """The layout's node ids; on a layout change every table forgets nodes that left."""
+        layout = self._layout.current
+        if self._seen is not None and self._seen[0] is layout:
+            return self._seen[1]
+        members = frozenset(n.id for n in layout.nodes)
+        self._seen = (layout, members)
         self._detector.retain(members)
-        if sender not in members:
-            return
-        self._detector.heard(sender)
-        self._detector.absorb(v for v in beat.peers if v.node_id in members)
+        self._detector.cluster_size = len(members)
+        self._news.retain(members)
+        self._checks = {n: None for n in self._checks if n in members}
+        self._tried = {k: v for k, v in self._tried.items() if k[0] in members}
+        return members
+
+    def _still_suspected(self, node_id: str) -> bool:
+        return not self._detector.is_up(node_id)
+
+    def _retransmit_limit(self) -> int:
+        return max(1, RETRANSMIT_MULT * math.ceil(math.log10(len(self._members()) + 1)))
+
+    def _probe_timeout(self) -> float:
+        return max(0.5, self._interval) * (1 + self.awareness)
+
+    # ----- messages -----------------------------------------------------------------------
+
+    def heartbeat(self, probe: str = "", *, news: bool = True) -> Heartbeat:
+        """This node's probe (or ack): its id, versions, incarnation and a few suspicions (none
+        when `news` is false: a probe of a node we suspect would likely waste them)."""
+        suspects = self._news.take(MAX_NEWS, self._retransmit_limit(), self._still_suspected) if news else ()
+        return Heartbeat(self.node_id, self._layout.current.version, self._access.version, self.incarnation,
+                         suspects, probe=probe)
+
+    def _learn(self, beat: Heartbeat, *, sender: str) -> bool:
+        """Take what a message from `sender` (an authenticated peer) says. False if not a member."""
+        members = self._members()
+        if sender not in members or sender == self.node_id:
+            return False
+        self._detector.heard(sender, beat.incarnation)
+        self._news.drop(sender, up_to=self._detector.incarnation(sender))
+        self._checks.pop(sender, None)
+        for suspicion in beat.suspects[:MAX_NEWS]:
+            self._consider(suspicion, sender, members)
         self._maybe_fetch(beat, sender)
+        return True
+
+    def _consider(self, suspicion: Suspicion, sender: str, members: frozenset[str]) -> None:
+        """`sender` says it suspects a node: refute it if it is us, else check it ourselves."""
+        target = suspicion.node_id
+        if target not in members or target == sender:
+            return
+        if target == self.node_id:
+            if suspicion.incarnation == self.incarnation:
+                # Refute: every later message of ours carries it. (Lifeguard also raises its
+                # awareness here; not done, since any liar could then slow any node down.)
+                self.incarnation += 1
+            return
+        if 0 < suspicion.incarnation < self._detector.incarnation(target):
+            return   # it refuted that suspicion since: stale (0: the suspecter never heard it)
+        if not self._detector.is_up(target):
+            self._detector.confirm(target, sender)
+        elif not self._detector.heard_within(target, self._detector.suspect_after):
+            # A liar repeating "X is dead" makes each node probe X at most once per suspect_after.
+            self._checks[target] = None
 
     def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
-        """A peer pinged us: it is alive, and it may know a newer layout or access document. A
-        heartbeat from a node outside the layout changes nothing (it still gets our reply)."""
+        """A peer probed us: it is alive, and it may know a newer layout or access document. A
+        heartbeat from a node outside the layout changes nothing (it still gets our ack)."""
         self._learn(beat, sender=beat.node_id)
         return self.heartbeat()
+
+    async def on_ping_req(self, beat: Heartbeat) -> Heartbeat:
+        """A peer asks us to probe `beat.probe` for it (SWIM's ping-req). Only for a member asking
+        about another member, at most `MAX_RELAYS` at once: a stranger cannot make us probe."""
+        target = beat.probe
+        acked = False
+        if (self._learn(beat, sender=beat.node_id) and target in self._members()
+                and target not in (self.node_id, beat.node_id) and self._relaying < MAX_RELAYS):
+            self._relaying += 1
+            try:
+                reply = await self._ping(target, self._probe_timeout())
+            finally:
+                self._relaying -= 1
+            if reply is not None and self._learn(reply, sender=target):
+                acked = True
+        return dataclasses.replace(self.heartbeat(), acked=acked)
+
+    def pending_checks(self) -> list[str]:
+        """Nodes this node will probe itself soon (suspects, and nodes others said they suspect)."""
+        return list(self._checks)
+
+    # ----- the protocol period ------------------------------------------------------------
 
     async def _loop(self) -> None:
         while True:
             await self.round()
-            await self._clock.sleep(self._interval * self._rng.uniform(0.8, 1.2))
+            await self._clock.sleep(self._interval * (1 + self.awareness) * self._rng.uniform(0.9, 1.1))
 
     async def round(self) -> None:
-        """Heartbeat up to `FANOUT` random peers."""
-        peers = self._peer_ids()
-        # Suspects get pinged too (that is how they come back), but the fanout favours the
-        # quiet ones so that a single node's silence is noticed quickly.
-        targets = self._rng.sample(peers, min(FANOUT, len(peers)))
-        await asyncio.gather(*(self._ping(p) for p in targets))
+        """One protocol period: probe the next node of the round-robin and up to
+        `CHECKS_PER_ROUND` nodes to check."""
+        members = self._members()
+        targets: list[str] = []
+        nxt = self._next_target(members)
+        if nxt is not None:
+            targets.append(nxt)
+        for node_id in list(self._checks):
+            if len(targets) > CHECKS_PER_ROUND:
+                break
+            if node_id not in targets:
+                targets.append(node_id)
+        await asyncio.gather(*(self._probe(t) for t in targets))
 
-    async def _ping(self, node_id: str) -> None:
-        try:
-            reply = await self._transport.heartbeat(node_id, self.heartbeat(),
-                                                    timeout=max(1.0, self._interval * 2))
-        except Exception:  # unanswered, refused or failed: this ping tells nothing
+    def _next_target(self, members: frozenset[str]) -> str | None:
+        for _ in range(2):
+            while self._cursor < len(self._order):
+                node_id = self._order[self._cursor]
+                self._cursor += 1
+                if node_id in members:
+                    return node_id
+            self._order = sorted(members - {self.node_id})
+            self._rng.shuffle(self._order)
+            self._cursor = 0
+        return None
+
+    def _helpers(self, target: str) -> list[str]:
+        """Up to `INDIRECT` random peers other than `target` that we think are up (O(k) draws)."""
+        pool = self._order
+        chosen: list[str] = []
+        for _ in range(4 * INDIRECT):
+            if len(chosen) == INDIRECT or not pool:
+                break
+            node_id = pool[self._rng.randrange(len(pool))]
+            if node_id != target and node_id not in chosen and self._detector.is_up(node_id) \
+                    and node_id in self._members():
+                chosen.append(node_id)
+        return chosen
+
+    async def _probe(self, target: str) -> None:
+        self._checks.pop(target, None)
+        if target not in self._members():
             return
-        self._learn(reply, sender=node_id)
+        timeout = self._probe_timeout()
+        reply = await self._ping(target, timeout)
+        if reply is not None and self._learn(reply, sender=target):
+            self.awareness = max(0, self.awareness - 1)
+            return
+        if not self._detector.is_up(target):   # already suspected: only its own ack clears that
+            self._checks[target] = None
+            return
+        helpers = self._helpers(target)
+        answers = await asyncio.gather(*(self._ping_req(h, target, 2 * timeout) for h in helpers))
+        if any(answers):   # reachable through others: no suspicion this time
+            return
+        if helpers and all(a is None for a in answers):
+            self.awareness = min(MAX_AWARENESS, self.awareness + 1)   # nobody answers us: maybe we are slow
+        if self._detector.suspect(target):
+            log.info("suspecting %s: no ack, directly or through %d peers", target, len(helpers))
+            self._news.add(Suspicion(target, self._detector.incarnation(target)))
+        self._checks[target] = None
+
+    async def _ping(self, node_id: str, timeout: float, probe: str = "") -> Heartbeat | None:
+        try:
+            beat = self.heartbeat(probe, news=self._detector.is_up(node_id))
+            return await self._transport.heartbeat(node_id, beat, timeout=timeout)
+        except Exception:  # unanswered, refused or failed: this probe tells nothing more
+            return None
+
+    async def _ping_req(self, helper: str, target: str, timeout: float) -> bool | None:
+        """True/False: `helper` answered that `target` did / did not ack; None: no answer."""
+        reply = await self._ping(helper, timeout, probe=target)
+        if reply is None or not self._learn(reply, sender=helper):
+            return None
+        return reply.acked
+
+    # ----- documents ----------------------------------------------------------------------
 
     def _maybe_fetch(self, beat: Heartbeat, sender: str) -> None:
         if beat.layout_version > self._layout.current.version:
-            self._start_fetch(sender, "layout", self._fetch_layout)
+            self._start_fetch(sender, "layout", beat.layout_version, self._fetch_layout)
         if beat.access_version > self._access.version:
-            self._start_fetch(sender, "access", self._fetch_access)
+            self._start_fetch(sender, "access", beat.access_version, self._fetch_access)
 
-    def _start_fetch(self, node_id: str, kind: str, fetch: Callable[[str], Coroutine[Any, Any, None]]) -> None:
-        if (node_id, kind) in self._fetching:
+    def _start_fetch(self, node_id: str, kind: str, version: int,
+                     fetch: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        """Pull once: one pull of a kind at a time, the same version from the same node again only
+        after `PULL_AGAIN_AFTER` (it failed or was refused: not every period)."""
+        now = self._clock.monotonic()
+        tried, when = self._tried.get((node_id, kind), (-1, 0.0))
+        if kind in self._fetching or (tried >= version and now - when < PULL_AGAIN_AFTER):
             return
-        self._fetching.add((node_id, kind))
+        self._tried[(node_id, kind)] = (version, now)
+        self._fetching.add(kind)
         task = asyncio.get_running_loop().create_task(fetch(node_id))
         self._fetches.add(task)
         task.add_done_callback(self._fetches.discard)
-        task.add_done_callback(lambda _: self._fetching.discard((node_id, kind)))
+        task.add_done_callback(lambda _: self._fetching.discard(kind))
 
     async def settle(self) -> None:
         """Wait for the layout fetches started so far (tests)."""

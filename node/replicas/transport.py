@@ -1,10 +1,10 @@
 """How a node reaches its peers: the seam between the node's logic and the network.
 
 The coordinator, the quorum rules, the catalog, repair, GC and gossip never open a connection:
-they ask a `Transport` for "the replica handle of node X", or to send node X a heartbeat or fetch
-its layout or access document. `peers.GrpcTransport` does it over gRPC; `maillage.testing.inmemory` routes the same
-calls to other nodes' `LocalReplica` objects in one process, so tests drive the whole node logic
-over real stores without processes, ports or sleeps.
+they ask a `Transport` for "the replica handle of node X", or to send node X a heartbeat (a SWIM
+probe or ping-req) or fetch its layout or access document. `peers.GrpcTransport` does it over
+gRPC; `maillage.testing.inmemory` routes the same calls to other nodes' `LocalReplica` objects in
+one process, so tests drive the whole node logic over real stores without processes, ports or sleeps.
 
 `Peers` puts this node's own store in front of a transport: `peers.replica(node_id)` is the local
 replica for this node (no loopback round trip) and the transport's handle for any other.
@@ -20,24 +20,39 @@ from maillage.node.replicas.replica import LocalReplica, Replica
 if TYPE_CHECKING:
     from maillage.node.trust.documents import LayoutDoc
 
-__all__ = ["Heartbeat", "PeerView", "Transport", "Peers"]
+__all__ = ["MAX_NEWS", "Heartbeat", "PeerView", "Suspicion", "Transport", "Peers"]
+
+
+MAX_NEWS = 8   # suspicions one heartbeat may carry; a receiver reads no more than this
 
 
 @dataclass(frozen=True)
 class PeerView:
-    """What one node thinks of another: its state and how long it has been silent."""
+    """What one node thinks of another (status): its state and how long it has been suspected."""
     node_id: str
     state: str
     silent_seconds: float
 
 
 @dataclass(frozen=True)
+class Suspicion:
+    """"I probed `node_id` at this incarnation and neither it nor the peers I asked got an answer"."""
+    node_id: str
+    incarnation: int
+
+
+@dataclass(frozen=True)
 class Heartbeat:
-    """A heartbeat and its reply: the sender, its layout and access versions, its view of the others."""
+    """A SWIM probe and its ack: the sender, its document versions, its own incarnation and a few
+    piggybacked suspicions (at most `MAX_NEWS`). `probe` set: a ping-req, asking the
+    receiver to probe that node; `acked` in the reply says whether it answered."""
     node_id: str
     layout_version: int
-    peers: tuple[PeerView, ...] = field(default=())
     access_version: int = 0
+    incarnation: int = 0
+    suspects: tuple[Suspicion, ...] = field(default=())
+    probe: str = ""
+    acked: bool = False
 
 
 class Transport(Protocol):
@@ -49,7 +64,8 @@ class Transport(Protocol):
         ...
 
     async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
-        """Send our heartbeat to `node_id`; its reply is its own heartbeat."""
+        """Send our heartbeat (a probe, or a ping-req when `beat.probe` is set) to `node_id`; its
+        reply is its ack."""
         ...
 
     async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:

@@ -11,7 +11,7 @@ from maillage.node.cluster.scrub import ScrubStats
 from maillage.node.data.coordinator import Upload
 from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
 from maillage.node.replicas.replica import BucketInventory
-from maillage.node.replicas.transport import Heartbeat, PeerView
+from maillage.node.replicas.transport import MAX_NEWS, Heartbeat, PeerView, Suspicion
 from maillage.node.trust.documents import LayoutDoc
 from maillage.proto import pb
 from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, Manifest
@@ -126,19 +126,29 @@ def peer_views_to_pb(views: Iterable[PeerView]) -> list[pb.PeerView]:
     return [pb.PeerView(node_id=v.node_id, state=v.state, silent_seconds=v.silent_seconds) for v in views]
 
 
+def _suspects_to_pb(beat: Heartbeat) -> list[pb.Suspicion]:
+    return [pb.Suspicion(node_id=s.node_id, incarnation=s.incarnation) for s in beat.suspects[:MAX_NEWS]]
+
+
 def heartbeat_request_to_pb(beat: Heartbeat) -> pb.HeartbeatRequest:
     return pb.HeartbeatRequest(node_id=beat.node_id, layout_version=beat.layout_version,
-                               peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
+                               access_version=beat.access_version, incarnation=beat.incarnation,
+                               suspects=_suspects_to_pb(beat), probe=beat.probe)
 
 
 def heartbeat_reply_to_pb(beat: Heartbeat) -> pb.HeartbeatReply:
     return pb.HeartbeatReply(node_id=beat.node_id, layout_version=beat.layout_version,
-                             peers=peer_views_to_pb(beat.peers), access_version=beat.access_version)
+                             access_version=beat.access_version, incarnation=beat.incarnation,
+                             suspects=_suspects_to_pb(beat), acked=beat.acked)
 
 
 def heartbeat_from_pb(msg: pb.HeartbeatRequest | pb.HeartbeatReply) -> Heartbeat:
-    return Heartbeat(msg.node_id, msg.layout_version,
-                     tuple(PeerView(v.node_id, v.state, v.silent_seconds) for v in msg.peers), msg.access_version)
+    """Only the first `MAX_NEWS` suspicions are read, whatever the sender put in."""
+    suspects = tuple(Suspicion(s.node_id, s.incarnation) for s in msg.suspects[:MAX_NEWS])
+    probe = msg.probe if isinstance(msg, pb.HeartbeatRequest) else ""
+    acked = msg.acked if isinstance(msg, pb.HeartbeatReply) else False
+    return Heartbeat(msg.node_id, msg.layout_version, msg.access_version, msg.incarnation, suspects,
+                     probe=probe, acked=acked)
 
 
 def layout_doc_to_pb(doc: LayoutDoc) -> pb.LayoutDoc:

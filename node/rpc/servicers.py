@@ -119,7 +119,8 @@ class ClusterServicer(rpc.ClusterServicer):
         caller = CALLER.get(None)
         if caller is not None and caller.node_id is not None and request.node_id != caller.node_id:
             raise errors.InvalidRequest(f"node {caller.node_id} sent a heartbeat in the name of {request.node_id!r}")
-        reply = self._gossip.on_heartbeat(convert.heartbeat_from_pb(request))
+        beat = convert.heartbeat_from_pb(request)
+        reply = await self._gossip.on_ping_req(beat) if beat.probe else self._gossip.on_heartbeat(beat)
         return convert.heartbeat_reply_to_pb(reply)
 
     @grpc_errors

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from maillage.node.daemon.wiring import Node
 from maillage.node.errors import PeerUnavailable
 from maillage.placement import Layout
 from maillage.testing.inmemory import InMemoryNetwork, InMemoryTransport
@@ -99,6 +100,15 @@ class SimNetwork(InMemoryNetwork):
         else:
             base = lat.across_countries
         return base * self._rng.uniform(1 - lat.jitter, 1 + lat.jitter)
+
+    def reach(self, source: str, target: str) -> Node:
+        """As `InMemoryNetwork.reach`, without its own loss draw: losses are drawn in `deliver`
+        (for the call and for its answer), once, from this network's seeded source."""
+        loss, self.loss = self.loss, 0.0
+        try:
+            return super().reach(source, target)
+        finally:
+            self.loss = loss
 
     # ----- the one delivery point ------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """How many bytes a call between nodes would put on the wire.
 
-Heartbeats, the bulk of the control traffic, are sized exactly as protobuf encodes the gRPC
-transport's `HeartbeatRequest`/`HeartbeatReply` (`node/rpc/convert.py`; a test checks the two agree),
-without building the message. Every other call is estimated by walking its arguments or answer:
-bytes and strings by their length plus a two-byte tag and length, numbers as varints or doubles,
+Heartbeats (SWIM probes, ping-reqs and their acks), the bulk of the control traffic, are sized
+exactly: encoded as the gRPC transport encodes them (`node/rpc/convert.py`), `ByteSize()` of the
+protobuf message. Every other call is estimated by walking its arguments or answer: bytes and
+strings by their length plus a two-byte tag and length, numbers as varints or doubles,
 dataclasses, tuples, lists and dicts by their parts (the field overhead of the real message is
 within a few bytes per field). gRPC's own framing (5 bytes a message, HTTP/2 headers) is not counted.
 """
@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from maillage.node.replicas.transport import Heartbeat
+from maillage.node.rpc.convert import heartbeat_request_to_pb
 
 __all__ = ["varint_size", "heartbeat_size", "estimate"]
 
@@ -26,26 +27,10 @@ def varint_size(value: int) -> int:
     return size
 
 
-def _string_field(text: str) -> int:
-    n = len(text.encode())
-    return 0 if n == 0 else 1 + varint_size(n) + n
-
-
 def heartbeat_size(beat: Heartbeat) -> int:
-    """The encoded size of `beat` as a HeartbeatRequest (a reply has the same fields)."""
-    size = _string_field(beat.node_id)
-    if beat.layout_version:
-        size += 1 + varint_size(beat.layout_version)
-    if beat.access_version:
-        size += 1 + varint_size(beat.access_version)
-    for view in beat.peers:   # hot: a view per node in every heartbeat
-        node_id, state = view.node_id, view.state
-        n = len(node_id) if node_id.isascii() else len(node_id.encode())
-        inner = (0 if n == 0 else n + 1 + (1 if n < 0x80 else varint_size(n))) + (2 + len(state) if state else 0)
-        if view.silent_seconds:
-            inner += 9
-        size += inner + 1 + (1 if inner < 0x80 else varint_size(inner))
-    return size
+    """The encoded size of `beat` as a HeartbeatRequest (a reply has the same fields, `acked`
+    for `probe`: within a byte)."""
+    return int(heartbeat_request_to_pb(beat).ByteSize())
 
 
 def estimate(value: Any, depth: int = 0) -> int:

@@ -136,6 +136,7 @@ def test_a_node_marked_out_has_its_data_copied_to_the_replacement_owner(mesh):
         m = await mesh.put("scans", "k", data)
         owners = owners_of(mesh, "scans")
         mesh.down(owners[0])
+        await mesh.gossip(1)   # (mechanics, SWIM: a suspicion starts when a probe fails, not at the last word heard)
         mesh.advance(TIMINGS.down_after + 1)
         await mesh.gossip(3)
         await mesh.repair(2)

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from maillage.node.replicas.transport import MAX_NEWS
+from maillage.node.rpc import convert
 from maillage.node.rpc.servicers import BulkHandlers, ClusterServicer, ObjectsServicer, ReplicaServicer
 from maillage.node.runtime.budget import Overloaded, UploadBudget
 from maillage.node.service.tenancy import CALLER, Caller
@@ -265,6 +267,29 @@ def test_a_heartbeat_in_another_node_name_is_refused(node) -> None:
     ctx = _call(loop, handlers["cluster"].Heartbeat, pb.HeartbeatRequest(node_id="lyon-1"),
                 Caller(node_id="toulouse-1"))
     assert ctx.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_ping_req_is_carried_out_only_for_a_member_about_another_member(node) -> None:
+    mesh, loop, handlers, admin = node
+
+    def ask(asker: str, target: str) -> pb.HeartbeatReply:
+        async def go() -> pb.HeartbeatReply:
+            CALLER.set(Caller(node_id=asker))
+            return await handlers["cluster"].Heartbeat(pb.HeartbeatRequest(node_id=asker, probe=target),
+                                                       FakeContext(()))
+        return loop.run_until_complete(go())
+
+    assert ask("toulouse-1", "lyon-1").acked
+    for asker, target in (("toulouse-1", "nobody"), ("toulouse-1", "paris-1"), ("toulouse-1", "toulouse-1"),
+                          ("nobody", "lyon-1")):
+        assert not ask(asker, target).acked, (asker, target)
+    mesh.down("lyon-1")
+    try:
+        assert not ask("toulouse-1", "lyon-1").acked
+    finally:
+        mesh.up("lyon-1")
+    many = [pb.Suspicion(node_id="munich-1", incarnation=i) for i in range(1000)]
+    assert len(convert.heartbeat_from_pb(pb.HeartbeatRequest(node_id="lyon-1", suspects=many)).suspects) == MAX_NEWS
 
 
 # ----- the upload budget ---------------------------------------------------------------------------

@@ -5,35 +5,50 @@ from __future__ import annotations
 import pytest
 
 from maillage.node.cluster.membership import FailureDetector, PeerState
-from maillage.node.replicas.transport import PeerView
 from maillage.node.runtime.clock import ManualClock
 from maillage.node.trust.documents import LayoutAuthError
 from maillage.proto.trust.signing import LayoutSigner, LayoutVerifier
 
 
-def test_silence_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_back():
+def test_a_failed_probe_moves_a_peer_from_up_to_suspect_to_down_and_speech_brings_it_back():
+    # Mechanics adapted for SWIM: silence alone no longer suspects a peer (at 1,000 nodes a node
+    # hears from most peers rarely); this node's own failed probe does (`suspect`).
     clock = ManualClock(monotonic=100.0)
     fd = FailureDetector("a", suspect_after=5, down_after=30, clock=clock)
-    assert fd.state("b") is PeerState.UP  # a fresh node gives its peers one grace period
+    assert fd.state("b") is PeerState.UP  # a fresh node gives its peers the benefit of the doubt
     clock.advance(5)
+    assert fd.suspect("b")
     assert fd.state("b") is PeerState.SUSPECT and not fd.is_up("b") and not fd.is_down("b")
     clock.advance(25)
+    assert not fd.is_down("b")                 # down only after down_after
+    clock.advance(5)
     assert fd.is_down("b")
     fd.heard("b")
     assert fd.is_up("b") and fd.silence("b") == 0
+    assert not fd.suspect("a")
     assert fd.state("a") is PeerState.UP  # never suspects itself
 
 
-def test_a_peer_view_counts_only_when_fresher():
+def test_another_nodes_word_never_changes_the_state_only_the_node_itself_does():
+    # Was "a peer view counts only when fresher": third-hand recency claims are gone (one lying
+    # node kept a paused node up on all its peers). Others' suspicions only confirm one of ours,
+    # which shortens the Lifeguard timeout, never below down_after.
     clock = ManualClock(monotonic=100.0)
-    fd = FailureDetector("a", suspect_after=5, down_after=30, clock=clock)
-    clock.advance(10)
-    fd.absorb([PeerView("b", "up", 2.0), PeerView("a", "up", 99.0)])
-    assert fd.silence("b") == pytest.approx(2.0)
-    fd.absorb([PeerView("b", "up", 8.0)])  # older news: ignored
-    assert fd.silence("b") == pytest.approx(2.0)
+    fd = FailureDetector("a", suspect_after=5, down_after=10, clock=clock)
+    fd.cluster_size = 100                      # floor 5 x log10(100) = 10 s, up to 30 s unconfirmed
+    fd.confirm("b", by="c")                    # not suspected here: nothing to confirm
+    assert fd.is_up("b")
+    fd.suspect("b")
+    assert fd.suspicion_timeout("b") == pytest.approx(30.0)
+    for confirmer in ("c", "d", "e", "f", "a", "b"):
+        fd.confirm("b", by=confirmer)
+    assert fd.suspicion_timeout("b") == pytest.approx(10.0)   # three independent confirmations: the floor
+    clock.advance(9.9)
+    assert not fd.is_down("b")
+    clock.advance(0.1)
     views = {v.node_id: v for v in fd.views(["b", "c"])}
-    assert views["b"].state == "up" and views["c"].state == "suspect"
+    assert views["b"].state == "down" and views["c"].state == "up"
+    assert views["b"].silent_seconds == pytest.approx(10.0)
 
 
 def test_thresholds_are_checked():
@@ -68,9 +83,13 @@ def test_a_node_heard_again_after_silence_is_reported_recovered_once():
     detector.heard("b")
     assert recovered == []                      # never silent: nothing to hand back
     clock.advance(3)
+    detector.suspect("b")                       # (mechanics: a failed probe, not silence, suspects)
     assert not detector.is_up("b")
-    detector.heard("b", silent_for=2.5)         # a peer heard it 2.5 s ago: still suspect here
+    assert not detector.unsettled()
     assert recovered == []
     detector.heard("b")
     detector.heard("b")
     assert recovered == ["b"]                   # once, at the transition back to up
+    assert detector.unsettled()
+    clock.advance(61)
+    assert not detector.unsettled()

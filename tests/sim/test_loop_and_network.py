@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from maillage.node.errors import PeerUnavailable
-from maillage.node.replicas.transport import Heartbeat, PeerView
-from maillage.node.rpc.convert import heartbeat_request_to_pb
+from maillage.node.rpc.convert import heartbeat_reply_to_pb, heartbeat_request_to_pb
 from maillage.testing.inmemory import InMemoryTransport
 from maillage.testing.sim import SimMesh, Stalled, VirtualTimeLoop, run_virtual, sim_layout
 from maillage.testing.sim.network import Latencies
-from maillage.testing.sim.sizes import heartbeat_size
 
 
 def test_virtual_time_jumps_to_the_next_timer() -> None:
@@ -44,11 +42,18 @@ def test_a_run_where_everything_waits_forever_stalls() -> None:
         run_virtual(asyncio.Event().wait())
 
 
-def test_heartbeat_size_is_the_grpc_message_size() -> None:
-    for views in ((), (PeerView("fr-r0-1", "up", 0.0),),
-                  tuple(PeerView(f"node-{i}", ("up", "suspect", "down")[i % 3], i * 0.37) for i in range(300))):
-        for beat in (Heartbeat("paris-1", 7, views, 0), Heartbeat("x", 0, views, 12345)):
-            assert heartbeat_size(beat) == heartbeat_request_to_pb(beat).ByteSize()
+def test_heartbeat_bytes_are_the_grpc_messages_sizes(tmp_path: Path) -> None:
+    async def body(mesh: SimMesh) -> None:
+        a, b = sorted(mesh.nodes)[:2]
+        beat = mesh.nodes[a].gossip.heartbeat()
+        reply = await mesh.network.transport(a).heartbeat(b, beat, timeout=2.0)
+        sent = heartbeat_request_to_pb(beat).ByteSize()
+        answered = heartbeat_reply_to_pb(reply).ByteSize()
+        assert sent > 0 and answered > 0
+        assert mesh.metrics.nodes[a].bytes_sent == sent and mesh.metrics.nodes[b].bytes_sent == answered
+        assert mesh.metrics.method_bytes["heartbeat"] == sent + answered
+
+    _in_sim(tmp_path, body)
 
 
 def _in_sim(tmp_path: Path, body, *, sites: int = 12, loss: float = 0.0):  # type: ignore[no-untyped-def]
@@ -106,7 +111,7 @@ def test_partitions_crashes_loss_and_slow_nodes_at_the_one_delivery_point(tmp_pa
         with pytest.raises(PeerUnavailable):
             await _round_trip(mesh, a, b)
         assert mesh.metrics.outcomes["cut"] == 1 and mesh.metrics.outcomes["down"] == 1
-        assert mesh.metrics.outcomes["lost"] == 1
+        assert mesh.metrics.outcomes["lost"] >= 1   # (and any call a handler started since)
 
     _in_sim(tmp_path, body)
 
