@@ -52,13 +52,14 @@ def small(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 
 def test_figures_are_sane(small) -> None:  # type: ignore[no-untyped-def]
     r, n = small, 14
-    # a heartbeat round is 3 pings and their answers each way: at least 6 messages a node a second
-    assert 6 <= r.msgs_per_node_s <= r.max_msgs_per_node_s < 200
-    assert r.bytes_per_node_s > 100 * r.msgs_per_node_s / 10
-    # suspected after suspect_after (5 s) of silence, by everyone within a few gossip rounds
-    assert 5.0 <= r.detect_p1 <= r.detect_p99 <= r.detect_all < 15.0
-    assert 0 < r.layout_p1 <= r.layout_p99 <= r.layout_all < 15.0
-    assert r.access_p99 <= r.access_all < 15.0
+    # whatever the membership protocol: every node probes at least one peer a second, and a
+    # message is more than a few bytes and less than a whole layout
+    assert 1 <= r.msgs_per_node_s <= r.max_msgs_per_node_s < 200
+    assert 10 * r.msgs_per_node_s < r.bytes_per_node_s < 100_000 * r.msgs_per_node_s
+    # the crash is suspected, the documents adopted, by every live node within the news phase
+    assert 0 < r.detect_p1 <= r.detect_p99 <= r.detect_all <= SMALL["news_cap"]
+    assert 0 < r.layout_p1 <= r.layout_p99 <= r.layout_all <= SMALL["news_cap"]
+    assert r.access_p99 <= r.access_all <= SMALL["news_cap"]
     assert set(r.fan_out) == {"create", "head", "list", "delete"}
     assert all(0 <= v < n for v in r.fan_out.values()) and r.fan_out["create"] > 0
     assert r.false_suspicions >= 0

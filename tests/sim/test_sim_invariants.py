@@ -127,7 +127,7 @@ async def _program(mesh: SimMesh, program: list[tuple]) -> None:  # type: ignore
         assert not {b for b, _ in mesh.key_names(node_id)} & {"res-fr"}, node_id
 
 
-@settings(max_examples=examples(0.05, minimum=4), deadline=None,
+@settings(max_examples=examples(0.1, minimum=4), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(program=st.lists(steps, min_size=4, max_size=14), seed=st.integers(0, 2**16))
 def test_random_faults_keep_acknowledged_writes_residency_and_convergence(program, seed) -> None:  # type: ignore[no-untyped-def]
