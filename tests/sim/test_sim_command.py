@@ -81,3 +81,12 @@ def test_one_seed_one_run_across_processes(tmp_path: Path) -> None:
                              env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
         digests.add(next(line for line in out.splitlines() if "trace digests" in line))
     assert len(digests) == 1
+
+
+def test_sim_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sim", "--help"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0 and "usage: maillage sim" in out
+    for words in ("virtual", "seed", "--loss", "--phases", "fan-out", "repair"):
+        assert words in out
