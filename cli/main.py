@@ -21,10 +21,10 @@ COMMANDS = {
     "demo": "demo", "mb": "objects_cmd", "ls": "objects_cmd", "cp": "objects_cmd", "rm": "objects_cmd",
     "where": "where_cmd", "node": "node_cmd", "chaos": "chaos_cmd", "audit": "audit_cmd",
     "layout": "layout_cmd", "cluster": "cluster_cmd", "tenant": "access_cmd", "key": "access_cmd",
-    "bench": "bench_cmd", "status": "status_cmd", "repair": "status_cmd",
+    "bench": "bench_cmd", "sim": "sim_cmd", "status": "status_cmd", "repair": "status_cmd",
 }
 ORDER = ("demo", "objects_cmd", "where_cmd", "node_cmd", "chaos_cmd", "audit_cmd", "layout_cmd", "cluster_cmd",
-         "access_cmd", "bench_cmd", "status_cmd")
+         "access_cmd", "bench_cmd", "sim_cmd", "status_cmd")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ import datetime
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from maillage.node.replicas.antientropy import SyncGroup
 from maillage.node.replicas.replica import BucketInventory
 from maillage.node.replicas.transport import Heartbeat
 from maillage.node.rpc.boundary import error_from_peer
-from maillage.node.runtime.clock import ManualClock
+from maillage.node.runtime.clock import Clock, ManualClock
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import LayoutDoc, SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
@@ -53,9 +53,10 @@ class SkewedClock:
     """A node's view of the mesh's `ManualClock`: the same monotonic time and sleeps, and a wall
     clock `offset` seconds ahead (negative: behind), as a node whose clock is off has."""
 
-    def __init__(self, base: ManualClock, offset: float = 0.0) -> None:
+    def __init__(self, base: Clock, offset: float = 0.0) -> None:
         self.base = base
         self.offset = offset
+        self.monotonic = base.monotonic  # type: ignore[method-assign]  # hot: read by every detector call
 
     def monotonic(self) -> float:
         return self.base.monotonic()
@@ -225,18 +226,24 @@ async def _pieces(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
 class InMemoryMesh:
     """One `Node` per node of `layout`, each in `root / node_id`, over one in-memory network.
     `encrypted`: each node's stores encrypt at rest as a real node's do (a node key per node, kept
-    in memory, in `node_keys`), so tests can check which data key seals a file."""
+    in memory, in `node_keys`), so tests can check which data key seals a file.
+    The simulator (`maillage.testing.sim`) passes its own `network`, a `base_clock` on virtual time
+    (the nodes then read it, not `clock`) and an `executor` that runs store calls inline."""
 
     def __init__(self, layout: Layout, root: Path, *, timings: Timings | None = None,
-                 chunk_size: int = 1024, seed: int = 0, workers: int = 4, encrypted: bool = False) -> None:
+                 chunk_size: int = 1024, seed: int = 0, workers: int = 4, encrypted: bool = False,
+                 network: InMemoryNetwork | None = None, base_clock: Clock | None = None,
+                 executor: Executor | None = None) -> None:
         self.layout = layout
         self.root = root
         self.clock = ManualClock()
-        self.network = InMemoryNetwork()
+        self.base_clock: Clock = base_clock if base_clock is not None else self.clock
+        self.network = network if network is not None else InMemoryNetwork()
         self.signer = LayoutSigner.generate()   # the admin's key: the nodes only verify with it
         self.signed = SignedLayouts(self.signer.verifier())
         self.timings = timings or Timings(repair_rate=0, scrub_rate=0)
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="inmemory-storage")
+        self._executor = executor if executor is not None else ThreadPoolExecutor(
+            workers, thread_name_prefix="inmemory-storage")
         self._metas: list[MetaStore] = []
         self.nodes: dict[str, Node] = {}
         self.node_keys: dict[str, NodeKey] = {}
@@ -244,14 +251,21 @@ class InMemoryMesh:
         self._rng = random.Random(seed)
         self._chunk_size = chunk_size
         self._encrypted = encrypted
+        self._last_signed: tuple[Layout, str, bytes] | None = None
         for n in layout.nodes:
             self._start_node(n.id, layout)
 
+    def _signed_layout(self, layout: Layout) -> tuple[str, bytes]:
+        """The layout's text and the admin's signature, made once per layout (not once per node)."""
+        if self._last_signed is None or self._last_signed[0] is not layout:
+            text = format_layout(layout)
+            self._last_signed = (layout, text, self.signer.sign(layout.version, text, kind="layout"))
+        return self._last_signed[1], self._last_signed[2]
+
     def _start_node(self, node_id: str, layout: Layout) -> Node:
-        text = format_layout(layout)
+        text, signature = self._signed_layout(layout)
         data_dir = self.root / node_id
         data_dir.mkdir(parents=True, exist_ok=True)
-        signature = self.signer.sign(layout.version, text, kind="layout")
         state = LayoutState(data_dir / "layout.toml", layout, signature, text)
         access = AccessState(data_dir / "access.signed", self.signer.verifier())
         meta = MetaStore(data_dir / "meta")
@@ -261,7 +275,7 @@ class InMemoryMesh:
             self.node_keys[node_id] = NodeKey.generate()
             keys = DataKeys(meta, self.node_keys[node_id])
             meta.use_data_keys(keys)
-        clock = self.clocks[node_id] = SkewedClock(self.clock)
+        clock = self.clocks[node_id] = SkewedClock(self.base_clock)
         node = Node(node_id, state, ChunkStore(data_dir / "chunks", fsync=False, keys=keys), meta, self.signed,
                     access, self._executor, transport_for=partial(self.network.transport, node_id),
                     timings=self.timings, chunk_size=self._chunk_size, clock=clock,
