@@ -101,7 +101,8 @@ _MAX_BATCH_OPS = 4096
 # guard, only while the bucket record B<bucket> has that generation), drop a manifest if it is
 # still that (version, writer) ("x"), put ("p") or delete ("d") a record, put a bucket record
 # unless another one or a tombstone of its generation is there ("b"), write a bucket tombstone and
-# drop that generation's record and manifests ("t").
+# drop that generation's record and manifests ("t"), drop a bucket record still of that generation
+# and with no manifest of it here, leaving no tombstone ("r": handed back to its owners).
 _Order: TypeAlias = tuple[int, str]
 _Guard: TypeAlias = tuple[bytes, str] | None  # (record key, generation)
 _Op: TypeAlias = (
@@ -111,8 +112,9 @@ _Op: TypeAlias = (
     | tuple[Literal["d"], bytes]
     | tuple[Literal["b"], bytes, bytes, BucketRecord, bytes]
     | tuple[Literal["t"], bytes, bytes, BucketTombstone]
+    | tuple[Literal["r"], bytes, str, str]
 )
-# The result of one op that reports one: applied flag ("m", "x"), or what refused a record ("b").
+# The result of one op that reports one: applied flag ("m", "x", "r"), or what refused a record ("b").
 _Result: TypeAlias = bool | BucketRecord | BucketTombstone | None
 
 
@@ -168,7 +170,7 @@ class _Request:
 
     def __init__(self, ops: Sequence[_Op]) -> None:
         self.ops = ops
-        self.results: list[_Result] = []  # one per "m", "x" or "b" op, in order
+        self.results: list[_Result] = []  # one per "m", "x", "b" or "r" op, in order
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
@@ -421,6 +423,13 @@ class MetaStore:
         self.put_bucket_tombstone(t)
         return t
 
+    def drop_bucket_record(self, name: str, generation: str) -> bool:
+        """Drop the record of ``name`` if it is still of ``generation`` and no manifest of that
+        generation is held here, leaving no tombstone (a copy handed back to the record's owners).
+        Returns whether it was dropped."""
+        result = self._submit([("r", _bucket_key(name), name, generation)])[0]
+        return bool(result)
+
     def get_bucket_tombstone(self, name: str, generation: str) -> BucketTombstone | None:
         raw = self._db.get(_tombstone_key(name, generation))
         return None if raw is None else decode_bucket_tombstone(raw)
@@ -593,6 +602,15 @@ class MetaStore:
                         else:
                             held = decode_bucket(raw_record)
                             req.results.append(None if held.same_bucket(record) else held)
+                    elif op[0] == "r":
+                        raw_record = read(key)
+                        scope = _manifest_prefix(op[2], op[3])
+                        drop = raw_record is not None and decode_bucket(raw_record).generation == op[3] \
+                            and not any(True for _ in self._scan(scope, scope)) \
+                            and not any(v is not None and k.startswith(scope) for k, v in overlay.items())
+                        if drop:
+                            delete(key)
+                        req.results.append(drop)
                     else:  # "t": tombstone, then the generation's record and manifests go
                         t = op[3]
                         put(key, op[2])

@@ -401,6 +401,15 @@ class LocalReplica:
         finally:
             self._bucket_written(tombstone.name)
 
+    async def drop_bucket_record(self, name: str, generation: str) -> bool:
+        """Drop this node's copy of a record handed back to its owners (repair): only while it is
+        of `generation` and no manifest of it rests here; no tombstone is left."""
+        self._bucket_written(name)
+        try:
+            return await self._run(self.meta.drop_bucket_record, name, generation)
+        finally:
+            self._bucket_written(name)
+
     def _bucket_written(self, name: str) -> None:
         self._bucket_epoch += 1
         self._buckets.pop(name, None)

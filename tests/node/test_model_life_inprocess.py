@@ -349,9 +349,6 @@ TestMeshLife = MeshLifeMachine.TestCase
 
 # ----- bugs the machine found (kept out of its rules by recreate_bucket's precondition) ----------
 
-@pytest.mark.xfail(strict=True, reason="known bug, open: a node back after its bucket was deleted and re-created "
-                   "trusts its own stale record of the old generation until repair teaches it the tombstone "
-                   "(bucket records held on a quorum, issue 23's design, is the fix); strict: passing fails")
 def test_a_node_back_after_its_bucket_was_deleted_and_created_again_never_serves_the_old_generation(tmp_path):
     """An index owner that was down while an object, then its bucket, were deleted and the bucket
     created again keeps the old generation's record and the object's live manifest; back up, it
