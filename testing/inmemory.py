@@ -18,10 +18,11 @@ a test steps through suspicion, grace periods and repair rounds in milliseconds,
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -75,6 +76,10 @@ class InMemoryNetwork:
         self._down: set[str] = set()
         self._cut: set[frozenset[str]] = set()
         self.calls: Counter[str] = Counter()  # calls made to each node
+        self.methods: Counter[str] = Counter()  # calls made of each replica method
+        # How many times a replica call yields to the event loop before it runs (a test's
+        # interleaving of concurrent calls: (source, target, method) -> count; none by default)
+        self.yields: Callable[[str, str, str], int] = lambda _source, _target, _method: 0
 
     def attach(self, node: Node) -> None:
         self.nodes[node.node_id] = node
@@ -117,6 +122,9 @@ class InMemoryReplica:
         self.node_id = node_id
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._network.methods[method] += 1
+        for _ in range(self._network.yields(self._source, self.node_id, method)):
+            await asyncio.sleep(0)
         target = self._network.reach(self._source, self.node_id)
         try:
             return await getattr(target.local, method)(*args, **kwargs)

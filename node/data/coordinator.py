@@ -48,6 +48,7 @@ from maillage.node.errors import (
     BucketNotEmpty,
     IntegrityError,
     NodeError,
+    NoSuchBucket,
     NoSuchKey,
     QuorumNotReached,
     ResidencyWidening,
@@ -197,6 +198,10 @@ class Coordinator:
         await asyncio.gather(*(self._try(n, lambda r: r.delete_bucket(tombstone)) for n in nodes))
         self._catalog.forget(record.name)
 
+    def forget_bucket(self, name: str) -> None:
+        """Drop this node's cached lookup of `name` (the next one asks the owners)."""
+        self._catalog.forget(name)
+
     def check_policy(self, policy: str) -> None:
         """UnknownPolicy or PolicyUnsatisfiable unless the layout can place a bucket of `policy`."""
         self._layout.table(policy)
@@ -227,6 +232,9 @@ class Coordinator:
         The tombstone goes to the record's owners and must reach a majority of them: the next
         create's claim meets it there (an owner that misses it learns it by repair)."""
         name = record.name
+        self._catalog.forget(name)
+        if await self._catalog.find(name, record.policy) != record:  # a record cached before a delete and re-create
+            raise NoSuchBucket(f"bucket {name!r} generation {record.generation or '(none)'} no longer exists")
         listing = await self.list_objects(record, max_keys=1)
         if listing.contents or listing.common_prefixes:
             raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")

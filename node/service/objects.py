@@ -69,6 +69,7 @@ class ObjectService:
         return self._tenancy.visible(caller, await self.coordinator.list_buckets())
 
     async def delete_bucket(self, caller: Caller, name: str) -> None:
+        self.coordinator.forget_bucket(name)  # checked on the record the owners hold now, not a cached one
         await self.coordinator.delete_bucket(await self.bucket(caller, "DeleteBucket", name))
 
     # ----- objects -------------------------------------------------------------------------

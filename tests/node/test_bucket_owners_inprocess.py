@@ -1,0 +1,256 @@
+"""Bucket records on their owners only (issue 23 item 3), in process over real stores: how many
+nodes a bucket operation contacts at 6 and 60 nodes, one winner between concurrent creators on
+every interleaving tried, a delete seen at once by the next create, an owner down during a create,
+residency, and records held by every eligible node before this design still found and handed back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from maillage.node.daemon.wiring import Timings
+from maillage.node.data.bucket_records import CACHE_SECONDS
+from maillage.node.errors import BucketAlreadyExists, NodeError, NoSuchBucket, QuorumNotReached
+from maillage.placement import Layout, Node, Policy, Site, parse_location
+from maillage.storage import BucketRecord
+from maillage.testing.inmemory import InMemoryMesh
+
+from .conftest import run
+
+R = 3
+POLICIES = (
+    Policy(name="france-only", allow=(("eu", "fr"),), replicas=R, spread=3),
+    Policy(name="eu-wide", allow=(("eu",),), replicas=R, spread=3),
+)
+TIMINGS = Timings(suspect_after=5, down_after=60, repair_rate=0, scrub_rate=0, gc_grace=100)
+
+
+def layout_of(n: int) -> Layout:
+    """`n` nodes, one per site: the first half in France, the rest in Germany."""
+    places = [(f"fr-{i}", f"eu/fr/r{i}") if i < n // 2 else (f"de-{i}", f"eu/de/r{i}") for i in range(n)]
+    return Layout(version=1, partition_bits=4,
+                  sites=tuple(Site(name, parse_location(loc)) for name, loc in places),
+                  nodes=tuple(Node(name, f"10.0.{i // 250}.{i % 250 + 1}:7000", name, 1 << 40)
+                              for i, (name, _) in enumerate(places)),
+                  policies=POLICIES)
+
+
+def french(mesh: InMemoryMesh) -> set[str]:
+    return {n for n in mesh.nodes if n.startswith("fr-")}
+
+
+def owners(mesh: InMemoryMesh, name: str, policy: str) -> tuple[str, ...]:
+    return next(iter(mesh.nodes.values())).catalog.record_owners(name, policy)
+
+
+def holders(mesh: InMemoryMesh, name: str) -> dict[str, BucketRecord]:
+    return {n: r for n, node in mesh.nodes.items() if (r := node.local.meta.get_bucket(name)) is not None}
+
+
+async def contacts(mesh: InMemoryMesh, op) -> tuple[int, int]:
+    """(distinct other nodes called, calls made) while `op` runs."""
+    before = Counter(mesh.network.calls)
+    await op
+    grew = {n for n, c in mesh.network.calls.items() if c > before[n]}
+    return len(grew), sum(mesh.network.calls.values()) - sum(before.values())
+
+
+@pytest.fixture(params=[6, 60], ids=["6-nodes", "60-nodes"])
+def sized(request, tmp_path):
+    mesh = InMemoryMesh(layout_of(request.param), tmp_path, timings=TIMINGS, workers=2)
+    yield mesh
+    mesh.close()
+
+
+def test_bucket_operations_contact_a_bounded_set_of_nodes_whatever_the_mesh_size(sized):
+    """Policy known: create, head and delete contact at most 2R+2 other nodes (R=3, two
+    policies); head with the policy unknown asks each policy's owners: P*(2R-1)."""
+    mesh = sized
+    via = sorted(french(mesh))[-1]
+    coordinator = mesh.nodes[via].coordinator
+    P = len(POLICIES)
+
+    async def main():
+        figures = {}
+        figures["create"] = await contacts(mesh, coordinator.create_bucket("scans", "france-only"))
+        mesh.nodes[via].catalog.forget("scans")
+        figures["head (policy known)"] = await contacts(mesh, coordinator.head_bucket("scans", "france-only"))
+        mesh.nodes[via].catalog.forget("scans")
+        figures["head (policy unknown)"] = await contacts(mesh, coordinator.head_bucket("scans"))
+        record = await coordinator.head_bucket("scans")
+        figures["delete"] = await contacts(mesh, coordinator.delete_bucket(record))
+        print(f"\n{len(mesh.nodes)} nodes, R={R}, P={P}: " +
+              ", ".join(f"{op}: {nodes} nodes / {calls} calls" for op, (nodes, calls) in figures.items()))
+        for op in ("create", "head (policy known)", "delete"):
+            assert figures[op][0] <= 2 * R + 2, (op, figures[op])
+        assert figures["head (policy known)"][0] <= 2 * R - 1
+        assert figures["head (policy unknown)"][0] <= P * (2 * R - 1)
+        assert figures["create"][1] <= (2 * R - 1) + 2 * (P - 1) * R  # claim, then other policies before and after
+    run(main())
+
+
+def test_records_rest_on_their_owners_inside_the_policy(sized):
+    mesh = sized
+
+    async def main():
+        for i in range(6):
+            await mesh.create_bucket(f"fr-bucket-{i}", "france-only", via=sorted(mesh.nodes)[-1])
+        for i in range(6):
+            name = f"fr-bucket-{i}"
+            held = set(holders(mesh, name))
+            assert held <= french(mesh) and held <= set(owners(mesh, name, "france-only")), (name, held)
+            assert len(held) >= min(R, len(french(mesh)))
+        bucket = await mesh.nodes[sorted(mesh.nodes)[-1]].coordinator.head_bucket("fr-bucket-0")
+        await mesh.nodes[sorted(mesh.nodes)[-1]].coordinator.delete_bucket(bucket)
+        tombs = {n for n, node in mesh.nodes.items() if node.local.meta.list_bucket_tombstones()}
+        assert tombs <= french(mesh) and tombs <= set(owners(mesh, "fr-bucket-0", "france-only"))
+    run(main())
+
+
+# ----- one winner -----------------------------------------------------------------------------
+
+def race(mesh: InMemoryMesh, name: str, contenders: list[tuple[str, str]], delays: list[int]) -> list:
+    """Both creates at once; each call from contender i's node to target j yields to the event
+    loop delays[i * 6 + j] times first (so their claims reach the owners in any order)."""
+    index = {n: j for j, n in enumerate(NODES6)}
+    vias = [v for v, _ in contenders]
+    mesh.network.yields = lambda source, target, _method: (
+        delays[vias.index(source) * len(NODES6) + index[target]] if source in vias else 0)
+
+    async def one(via: str, policy: str):
+        try:
+            return await mesh.create_bucket(name, policy, via=via)
+        except NodeError as err:
+            return err
+
+    async def both() -> list:
+        return await asyncio.gather(*(one(v, p) for v, p in contenders))
+    return run(both())
+
+
+NODES6 = tuple(n.id for n in layout_of(6).nodes)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(policies=st.sampled_from([("france-only", "france-only"), ("france-only", "eu-wide"), ("eu-wide", "eu-wide")]),
+       vias=st.lists(st.sampled_from(NODES6), min_size=2, max_size=2, unique=True),
+       delays=st.lists(st.integers(0, 8), min_size=2 * len(NODES6), max_size=2 * len(NODES6)))
+def test_two_concurrent_creators_of_one_name_never_both_win(tmp_path_factory, policies, vias, delays):
+    """Whatever order their calls reach the owners in: at most one create returns a record (exactly
+    one within one policy), the loser gets BucketAlreadyExists, and every node then finds the
+    winner's record; after repair the winner's owners all hold it and no other record of the name
+    rests anywhere."""
+    mesh = InMemoryMesh(layout_of(6), tmp_path_factory.mktemp("race"), timings=TIMINGS, workers=2)
+    try:
+        contenders = [(v, p) for v, p in zip(vias, policies)]
+        got = race(mesh, "contested", contenders, delays)
+        won = [g for g in got if isinstance(g, BucketRecord)]
+        assert len(won) <= 1, got
+        if policies[0] == policies[1]:
+            assert len(won) == 1, got
+        assert all(isinstance(g, BucketAlreadyExists) for g in got if not isinstance(g, BucketRecord)), got
+        mesh.network.yields = lambda *_: 0
+        for node in mesh.nodes.values():
+            node.catalog.forget("contested")
+            assert run(node.catalog.find("contested")) == (won[0] if won else None), node.node_id
+        run(mesh.repair(2))
+        if won:
+            for n in owners(mesh, "contested", won[0].policy):
+                assert holders(mesh, "contested").get(n) == won[0], n
+        assert set(holders(mesh, "contested").values()) <= set(won)
+    finally:
+        mesh.close()
+
+
+# ----- delete, faults, migration ---------------------------------------------------------------
+
+def test_a_delete_is_seen_at_once_by_the_next_create_through_any_node(tmp_path):
+    mesh = InMemoryMesh(layout_of(6), tmp_path, timings=TIMINGS)
+
+    async def main():
+        for policy in ("france-only", "eu-wide", "france-only"):
+            mesh.advance(CACHE_SECONDS + 1)  # what the nodes cached of the last round is forgotten
+            await mesh.gossip(2)  # and they hear from each other again
+            own = owners(mesh, "again", policy)
+            stale = next(n for n in sorted(mesh.nodes) if n not in own)  # caches the record, gets no tombstone
+            first, deleter, second = (n for n in own[::-1][:3] if n != stale)
+            record = await mesh.create_bucket("again", policy, via=first)
+            for node_id in mesh.nodes:  # every node finds it (and caches it)
+                assert await mesh.nodes[node_id].coordinator.find_bucket("again") == record
+            await mesh.delete_bucket("again", via=deleter)
+            again = await mesh.create_bucket("again", policy, via=second)  # at once, through a third node
+            assert again.generation != record.generation
+            # `stale` still caches the deleted generation: deleting through it deletes nothing
+            with pytest.raises(NoSuchBucket):
+                await mesh.delete_bucket("again", via=stale)
+            assert set(holders(mesh, "again").values()) == {again}
+            mesh.nodes[stale].coordinator.forget_bucket("again")
+            await mesh.delete_bucket("again", via=stale)
+            assert holders(mesh, "again") == {}
+    try:
+        run(main())
+    finally:
+        mesh.close()
+
+
+def test_an_owner_down_during_a_create(tmp_path):
+    """One owner down: the create still wins (a majority of the owners, two sites), every node finds
+    the record, and the owner learns it by repair once back. A majority down: refused, and the
+    claims are withdrawn (no live record of the name anywhere)."""
+    mesh = InMemoryMesh(layout_of(6), tmp_path, timings=TIMINGS)
+
+    async def main():
+        down = owners(mesh, "late", "eu-wide")[0]
+        mesh.down(down)
+        via = next(n for n in mesh.nodes if n != down)
+        record = await mesh.create_bucket("late", "eu-wide", via=via)
+        for node_id in mesh.nodes:
+            if node_id != down:
+                assert await mesh.nodes[node_id].catalog.find("late") == record, node_id
+        mesh.up(down)
+        await mesh.repair(4)
+        assert mesh.nodes[down].local.meta.get_bucket("late") == record
+        assert set(holders(mesh, "late")) <= set(owners(mesh, "late", "eu-wide"))
+
+        gone = owners(mesh, "refused", "france-only")[:2]
+        for n in gone:
+            mesh.down(n)
+        via = next(n for n in mesh.nodes if n not in gone)
+        with pytest.raises(QuorumNotReached):
+            await mesh.create_bucket("refused", "france-only", via=via)
+        assert holders(mesh, "refused") == {}
+    try:
+        run(main())
+    finally:
+        mesh.close()
+
+
+def test_records_held_by_every_eligible_node_keep_working_and_are_handed_back(tmp_path):
+    """Before this design a record rested on every node inside its policy: written so here, it is
+    found through every node, deleted, and the copies off its owners go once repair ran."""
+    mesh = InMemoryMesh(layout_of(12), tmp_path, timings=TIMINGS)
+
+    async def main():
+        legacy = BucketRecord(name="legacy", policy="france-only", created=mesh.nodes["fr-0"].coordinator.now(),
+                              owner="", generation="ab" * 16)
+        for n in french(mesh):
+            mesh.nodes[n].local.meta.put_bucket(legacy)
+        for node_id in mesh.nodes:
+            assert await mesh.nodes[node_id].catalog.find("legacy") == legacy, node_id
+        await mesh.put("legacy", "k", b"v", via="de-11")
+        assert await mesh.get("legacy", "k", via="fr-3") == b"v"
+        await mesh.repair(2)
+        assert set(holders(mesh, "legacy")) == set(owners(mesh, "legacy", "france-only"))
+        await mesh.delete("legacy", "k")
+        await mesh.delete_bucket("legacy", via="de-10")
+        for node_id in mesh.nodes:
+            mesh.nodes[node_id].catalog.forget("legacy")
+            assert await mesh.nodes[node_id].catalog.find("legacy") is None, node_id
+    try:
+        run(main())
+    finally:
+        mesh.close()
