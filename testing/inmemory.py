@@ -177,6 +177,16 @@ class InMemoryReplica:
         catalog: tuple[list[BucketRecord], list[BucketTombstone]] = await self._call("bucket_catalog")
         return catalog
 
+    async def put_listing(self, record: BucketRecord) -> None:
+        await self._call("put_listing", record)
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None:
+        await self._call("remove_listing", tombstone, tenant)
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        entries: tuple[list[BucketRecord], list[BucketTombstone]] = await self._call("listing", policy, tenant)
+        return entries
+
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         summaries: list[tuple[bytes, int]] = await self._call("sync_summaries", list(groups))
         return summaries

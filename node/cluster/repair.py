@@ -96,6 +96,7 @@ class Repairer(BackgroundLoop):
         self._fetching: set[tuple[str, bytes]] = set()  # chunks already being copied this round
         self._transfers = asyncio.Semaphore(TRANSFERS)
         self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
+        self._listed: set[tuple[str, str]] = set()  # records entered in their tenant's list by this run
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -174,8 +175,8 @@ class Repairer(BackgroundLoop):
         def ours(policy: str) -> bool:
             return policy in policies and layout.policy(policy).allows(me)
 
-        for _, offered in answers:
-            for tomb in offered:
+        for _, offered_tombs in answers:
+            for tomb in offered_tombs:
                 mine = held.get(tomb.name)
                 if (tomb.name, tomb.generation) in dead or not ours(tomb.policy):
                     continue
@@ -200,13 +201,13 @@ class Repairer(BackgroundLoop):
                 if self._catalog.is_owner(record.name, record.policy):
                     candidates[(record.name, record.policy)] = record
         learned = []
-        for (name, policy), offered in sorted(candidates.items()):
+        for (name, policy), candidate in sorted(candidates.items()):
             try:
                 decided = await self._catalog.at_quorum(name, policy)
             except NodeError as err:
                 log.info("repair: the owners of a bucket record do not decide on it (%s); none learned", err)
                 continue
-            if decided is None or decided != offered:
+            if decided is None or decided != candidate:
                 continue
             mine = held.get(name)
             if mine is not None:
@@ -242,9 +243,24 @@ class Repairer(BackgroundLoop):
             if await local.drop_bucket_record(record.name, record.generation):
                 log.info("repair: handed bucket record %r back to its owners", record.name)
 
+    async def _enter_listings(self) -> None:
+        """Enter each record this node is the first owner of in its tenant's bucket list, once per
+        run of the node (a create that crashed before its entry, records from before lists)."""
+        records, _ = await self._peers.local.bucket_catalog()
+        for record in records:
+            if (record.name, record.generation) in self._listed:
+                continue
+            try:
+                first = self._catalog.record_owners(record.name, record.policy)[0]
+            except (UnknownPolicy, PolicyUnsatisfiable):
+                continue
+            if first == self.node_id and await self._catalog.enter(record):
+                self._listed.add((record.name, record.generation))
+
     async def plan(self) -> Plan:
         layout = self._layout.current
         await self._learn_buckets()
+        await self._enter_listings()
         held_chunks, bucket_list = await self._peers.local.held_groups()
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import cast
 
 from maillage.node.errors import (
     BucketAlreadyExists,
@@ -47,14 +48,19 @@ from maillage.node.replicas.transport import Peers
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import PolicyUnsatisfiable, UnknownPolicy, bucket_partition
-from maillage.storage import BucketRecord
+from maillage.storage import BucketRecord, BucketTombstone
 
-__all__ = ["CACHE_SECONDS", "Catalog", "majority"]
+__all__ = ["CACHE_SECONDS", "Catalog", "listing_key", "majority"]
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
 LOOKUP_TIMEOUT = 5.0   # seconds for each owner's answer to a lookup
+
+
+def listing_key(tenant: str) -> str:
+    """What a tenant's bucket list is placed by (hashed like a bucket name; never one: it has '/')."""
+    return f"tenant/{tenant}"
 
 
 def majority(replicas: int) -> int:
@@ -198,10 +204,10 @@ class Catalog:
         return record
 
     async def at_quorum(self, name: str, policy: str) -> BucketRecord | None:
-        """What the owners of `name` under `policy` decide, ignoring this node's own record (repair
-        compares its own with it): the record, None, or QuorumNotReached / BucketDisputed."""
-        me = self._peers.local.node_id
-        return self._decide(name, await self.answers(name, [policy], exclude=(me,)))
+        """What the owners of `name` under `policy` decide, this node among them (repair compares
+        its own record with it): the record, None, or QuorumNotReached (also when two records
+        are held by as many owners: nothing to act on) / BucketDisputed."""
+        return self._decide(name, await self.answers(name, [policy]), ties=False)
 
     async def _lookup(self, name: str, policies: list[str]) -> BucketRecord | None:
         answers = await self.answers(name, policies)
@@ -226,7 +232,8 @@ class Catalog:
             return None
         return node.site
 
-    def _decide(self, name: str, answers: dict[str, BucketRecord | None]) -> BucketRecord | None:
+    def _decide(self, name: str, answers: dict[str, BucketRecord | None], *,
+                ties: bool = True) -> BucketRecord | None:
         sites: dict[BucketRecord, set[str]] = {}
         holders: dict[BucketRecord, int] = {}
         for node_id, record in answers.items():
@@ -249,7 +256,46 @@ class Catalog:
         if not confirmed:
             raise QuorumNotReached(f"bucket {name!r}: no record of it is confirmed by two sites inside its policy "
                                    "among the owners that answered; try again when more of them are up")
-        return max(confirmed, key=lambda r: (holders[r], r.created))
+        ranked = sorted(confirmed, key=lambda r: (holders[r], r.created), reverse=True)
+        if not ties and len(ranked) > 1 and holders[ranked[0]] == holders[ranked[1]]:
+            raise QuorumNotReached(f"bucket {name!r}: two records of it are held by as many of its owners")
+        return ranked[0]
+
+    # ----- a tenant's bucket list ----------------------------------------------------------------
+
+    async def enter(self, record: BucketRecord, removal: BucketTombstone | None = None) -> int:
+        """Write `record`'s entry (or, with `removal`, its removal) in its owner's bucket list, on
+        R owners of the tenant's name in the record's policy table (a failed one replaced by the
+        next of them); returns how many took it. A reader asks all 2R-1 and keeps the latest."""
+        key, first = listing_key(record.owner), self._replicas(record.policy)  # R of them: reads ask all 2R-1
+        if removal is None:
+            results, _ = await self.at_owners(key, record.policy, lambda r: r.put_listing(record), first=first)
+        else:
+            results, _ = await self.at_owners(key, record.policy, lambda r: r.remove_listing(removal, record.owner),
+                                              first=first)
+        return len(results)
+
+    async def tenant_buckets(self, tenant: str) -> list[BucketRecord]:
+        """`tenant`'s buckets, from its bucket list in each policy (P*(2R-1) nodes): per name, the
+        latest entry any owner holds (a record, or a removal); only entries of that tenant and
+        policy held by nodes inside the policy count."""
+        policies = self.policies()
+        key = listing_key(tenant)
+
+        async def one(policy: str) -> tuple[dict[str, object], dict[str, Exception]]:
+            return await self.at_owners(key, policy, lambda r: r.listing(policy, tenant))
+        latest: dict[str, tuple[int, BucketRecord | None]] = {}
+        for policy, (results, _errors) in zip(policies, await asyncio.gather(*(one(p) for p in policies))):
+            for node_id, answer in results.items():
+                records, removals = cast(tuple[list[BucketRecord], list[BucketTombstone]], answer)
+                for r in records:
+                    if r.policy == policy and r.owner == tenant and self._holder_inside(node_id, r) is not None:
+                        if r.name not in latest or latest[r.name][0] < r.created:
+                            latest[r.name] = (r.created, r)
+                for t in removals:
+                    if t.policy == policy and (t.name not in latest or latest[t.name][0] < t.deleted):
+                        latest[t.name] = (t.deleted, None)
+        return [r for _, (_, r) in sorted(latest.items()) if r is not None]
 
     # ----- names under other policies ----------------------------------------------------------
 

@@ -17,8 +17,9 @@ policy only forwards bytes in memory, and logs no key.
 
 Buckets: each creation of a name makes a new generation (a random id) bound to the policy for
 good; manifests, listings and lookups name (bucket, generation), so a name deleted and created
-again under another policy never receives the old generation's keys. Deleting a bucket sends a
-tombstone of its generation to the policy's nodes. A server-side copy is refused
+again under another policy never receives the old generation's keys. A bucket's record rests on
+the owners of its name (`bucket_records.Catalog.record_owners`): creating it is a claim a majority
+of them must take, deleting it a tombstone of its generation on a majority of them. A server-side copy is refused
 (`ResidencyWidening`) unless the destination's policy is within the source's; a copy into a bucket
 of another key (another tenant or policy) re-names the chunks with the destination's key.
 
@@ -178,6 +179,7 @@ class Coordinator:
         if taken >= majority(len(owners)) and len(sites) >= needed:
             if not await self._catalog.held_elsewhere(name, policy, strict=False):
                 self._catalog.forget(name)
+                await self._catalog.enter(record)  # the tenant's bucket list (repair re-enters a missed one)
                 return record
             await self._withdraw(record, [*results, *errors])
             raise BucketAlreadyExists(f"bucket {name!r} already exists (created at the same time under "
@@ -216,7 +218,13 @@ class Coordinator:
         validation.check_bucket_name(name)
         return await self._catalog.find(name, policy)
 
+    async def tenant_buckets(self, tenant: str) -> list[BucketRecord]:
+        """`tenant`'s buckets, from its bucket list in each policy (`Catalog.tenant_buckets`)."""
+        return await self._catalog.tenant_buckets(tenant)
+
     async def list_buckets(self) -> list[BucketRecord]:
+        """Every bucket of the mesh, from every node (admins' listings and the upload expiry):
+        O(N); a tenant's own listing is `tenant_buckets`."""
         nodes = [n.id for n in self._layout.current.nodes]
         answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
         found: dict[str, BucketRecord] = {}
@@ -242,6 +250,7 @@ class Coordinator:
                                     deleted=self._clock.now())
         results, errors = await self._catalog.at_owners(name, record.policy, lambda r: r.delete_bucket(tombstone))
         self._catalog.forget(name)
+        await self._catalog.enter(record, removal=tombstone)
         owners = self._catalog.record_owners(name, record.policy)
         if sum(1 for n in results if n in owners) < majority(len(owners)):
             failures = "; ".join(f"{n}: {err}" for n, err in errors.items())

@@ -91,6 +91,15 @@ class Replica(Protocol):
 
     async def list_buckets(self) -> list[BucketRecord]: ...
 
+    async def put_listing(self, record: BucketRecord) -> None:
+        """Enter `record` in its owner tenant's bucket list under its policy (kept here as one of
+        the owners of the tenant's name in that policy's table)."""
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None: ...
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        """`tenant`'s bucket list under `policy` as held here: live entries, and removed ones."""
+
     async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         """The live records and the tombstones held here (repair's bucket learning)."""
         ...
@@ -421,6 +430,17 @@ class LocalReplica:
 
     async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         return await self._run(lambda: (self.meta.list_buckets(), self.meta.list_bucket_tombstones()))
+
+    async def put_listing(self, record: BucketRecord) -> None:
+        self.ensure_eligible(record.policy)  # a tenant's bucket names rest inside their policy too
+        await self._run(self.meta.put_listing, record)
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None:
+        self.ensure_eligible(tombstone.policy)
+        await self._run(self.meta.remove_listing, tombstone, tenant)
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        return await self._run(self.meta.listing, policy, tenant)
 
     # ----- inventory, for the demo and the audit ---------------------------------------------
 

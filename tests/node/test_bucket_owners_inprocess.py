@@ -67,8 +67,9 @@ def sized(request, tmp_path):
 
 
 def test_bucket_operations_contact_a_bounded_set_of_nodes_whatever_the_mesh_size(sized):
-    """Policy known: create, head and delete contact at most 2R+2 other nodes (R=3, two
-    policies); head with the policy unknown asks each policy's owners: P*(2R-1)."""
+    """Policy known: head and delete contact at most 2R+2 other nodes (R=3, two policies), create
+    (2R-1) + (P-1)*R + R (its claim, the name's owners in the other policy, the tenant's list);
+    head with the policy unknown asks each policy's owners: P*(2R-1). The same at 6 and 60 nodes."""
     mesh = sized
     via = sorted(french(mesh))[-1]
     coordinator = mesh.nodes[via].coordinator
@@ -85,11 +86,13 @@ def test_bucket_operations_contact_a_bounded_set_of_nodes_whatever_the_mesh_size
         figures["delete"] = await contacts(mesh, coordinator.delete_bucket(record))
         print(f"\n{len(mesh.nodes)} nodes, R={R}, P={P}: " +
               ", ".join(f"{op}: {nodes} nodes / {calls} calls" for op, (nodes, calls) in figures.items()))
-        for op in ("create", "head (policy known)", "delete"):
+        for op in ("head (policy known)", "delete"):
             assert figures[op][0] <= 2 * R + 2, (op, figures[op])
         assert figures["head (policy known)"][0] <= 2 * R - 1
         assert figures["head (policy unknown)"][0] <= P * (2 * R - 1)
-        assert figures["create"][1] <= (2 * R - 1) + 2 * (P - 1) * R  # claim, then other policies before and after
+        # the claim's 2R-1 owners, R owners of the name in each other policy, R of the tenant's list
+        assert figures["create"][0] <= (2 * R - 1) + (P - 1) * R + R
+        assert figures["create"][1] <= (2 * R - 1) + 2 * (P - 1) * R + R  # other policies before and after
     run(main())
 
 
@@ -250,6 +253,85 @@ def test_records_held_by_every_eligible_node_keep_working_and_are_handed_back(tm
         for node_id in mesh.nodes:
             mesh.nodes[node_id].catalog.forget("legacy")
             assert await mesh.nodes[node_id].catalog.find("legacy") is None, node_id
+    try:
+        run(main())
+    finally:
+        mesh.close()
+
+
+# ----- a tenant's bucket list --------------------------------------------------------------------
+
+def test_a_tenants_bucket_list_comes_from_its_list_owners_not_every_node(sized):
+    """Each tenant sees exactly its live buckets of every policy, through any node, asking at most
+    P*(2R-1) nodes whatever the mesh size; a deleted bucket leaves the list at once, a re-made one
+    comes back; the entries rest inside their policy."""
+    mesh = sized
+    P = len(POLICIES)
+
+    async def main():
+        nodes = sorted(mesh.nodes)
+        made = {"hospital": set(), "housing": set()}
+        for i in range(8):
+            tenant = "hospital" if i % 2 else "housing"
+            policy = "france-only" if i % 3 else "eu-wide"
+            await mesh.create_bucket(f"b-{i}", policy, owner=tenant, via=nodes[i % len(nodes)])
+            made[tenant].add(f"b-{i}")
+        for via in (nodes[0], nodes[-1]):
+            for tenant, names in made.items():
+                assert {r.name for r in await mesh.nodes[via].coordinator.tenant_buckets(tenant)} == names
+        nodes_asked, _ = await contacts(mesh, mesh.nodes[nodes[-1]].coordinator.tenant_buckets("hospital"))
+        assert nodes_asked <= P * (2 * R - 1)
+        await mesh.delete_bucket("b-1", via=nodes[2])
+        assert {r.name for r in await mesh.nodes[nodes[3]].coordinator.tenant_buckets("hospital")} == \
+            made["hospital"] - {"b-1"}
+        again = await mesh.create_bucket("b-1", "eu-wide", owner="hospital", via=nodes[1])
+        assert again in await mesh.nodes[nodes[0]].coordinator.tenant_buckets("hospital")
+        for node_id, node in mesh.nodes.items():
+            for policy in ("france-only",):
+                records, removals = node.local.meta.listing(policy, "hospital")
+                if records or removals:
+                    assert node_id in french(mesh), node_id
+    run(main())
+
+
+def test_records_from_before_tenant_lists_are_entered_by_repair(tmp_path):
+    mesh = InMemoryMesh(layout_of(6), tmp_path, timings=TIMINGS)
+
+    async def main():
+        legacy = BucketRecord(name="legacy", policy="eu-wide", created=mesh.nodes["fr-0"].coordinator.now(),
+                              owner="hospital", generation="cd" * 16)
+        for n in mesh.nodes:
+            mesh.nodes[n].local.meta.put_bucket(legacy)
+        assert await mesh.nodes["de-5"].coordinator.tenant_buckets("hospital") == []
+        await mesh.repair()
+        assert await mesh.nodes["de-5"].coordinator.tenant_buckets("hospital") == [legacy]
+    try:
+        run(main())
+    finally:
+        mesh.close()
+
+
+def test_a_claim_never_withdrawn_is_dropped_by_repair_for_the_record_the_owners_hold(tmp_path):
+    """A creator that died after its claim reached two owners (a minority of the five): the next
+    create wins on the other three, lookups follow the majority at once, and repair on the two
+    replaces the dead claim by the winner's record."""
+    mesh = InMemoryMesh(layout_of(12), tmp_path, timings=TIMINGS)
+
+    async def main():
+        own = owners(mesh, "orphan", "france-only")
+        assert len(own) == 2 * R - 1
+        dead = BucketRecord(name="orphan", policy="france-only", created=mesh.nodes["fr-0"].coordinator.now(),
+                            owner="", generation="ee" * 16)
+        for n in own[:2]:
+            mesh.nodes[n].local.meta.put_bucket(dead)
+        record = await mesh.create_bucket("orphan", "france-only", via="de-11")
+        for node_id in mesh.nodes:
+            assert await mesh.nodes[node_id].catalog.find("orphan") == record, node_id
+        for _ in range(10):
+            if all(holders(mesh, "orphan").get(n) == record for n in own):
+                break
+            await mesh.repair()
+        assert {n: holders(mesh, "orphan").get(n) for n in own} == {n: record for n in own}
     try:
         run(main())
     finally:
