@@ -182,18 +182,22 @@ class Catalog:
 
     # ----- lookups -----------------------------------------------------------------------------
 
-    async def get(self, name: str, policy: str | None = None) -> BucketRecord:
-        record = await self.find(name, policy)
+    async def get(self, name: str, policy: str | None = None, *, fresh: bool = False) -> BucketRecord:
+        record = await self.find(name, policy, fresh=fresh)
         if record is None:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
         return record
 
-    async def find(self, name: str, policy: str | None = None) -> BucketRecord | None:
+    async def find(self, name: str, policy: str | None = None, *, fresh: bool = False) -> BucketRecord | None:
         """The bucket's record (None: there is none). `policy`: where the caller believes it is
-        (asked first: R owners); otherwise, or if it is not there, every policy's owners."""
+        (asked first: its 2R-1 owners); otherwise, or if it is not there, every policy's owners.
+        A lookup is cached CACHE_SECONDS; `fresh` (writes) trusts the cache only on an owner of
+        the record (told at once of a delete), elsewhere asks the owners of its policy again."""
         cached = self._cache.get(name)
         if cached and self._clock.monotonic() - cached[0] < CACHE_SECONDS:
-            return cached[1]
+            if not fresh or self.is_owner(name, cached[1].policy):
+                return cached[1]
+            policy = policy or cached[1].policy
         every = self.policies()
         first = [policy] if policy in every else every
         record = await self._lookup(name, first)

@@ -63,6 +63,8 @@ class ObjectService:
         return await self.coordinator.create_bucket(name, policy, caller.tenant)
 
     async def head_bucket(self, caller: Caller, name: str, operation: str = "HeadBucket") -> BucketRecord:
+        if operation == "HeadBucket":
+            self.coordinator.forget_bucket(name)  # asked of the owners: a bucket just deleted is gone
         return await self.bucket(caller, operation, name)
 
     async def list_buckets(self, caller: Caller) -> list[BucketRecord]:
