@@ -112,6 +112,14 @@ class Catalog:
                 sites.add(layout.node(h).site)
         return (*replicas, *extra)
 
+    def leads(self, name: str, policy: str) -> bool:
+        """Whether this node is the first owner of the name's record (each bucket's periodic work
+        runs there only, so no node walks every bucket of the mesh)."""
+        try:
+            return self.record_owners(name, policy)[0] == self._peers.local.node_id
+        except (UnknownPolicy, PolicyUnsatisfiable):
+            return False
+
     def is_owner(self, name: str, policy: str) -> bool:
         try:
             return self._peers.local.node_id in self.record_owners(name, policy)

@@ -222,9 +222,14 @@ class Coordinator:
         """`tenant`'s buckets, from its bucket list in each policy (`Catalog.tenant_buckets`)."""
         return await self._catalog.tenant_buckets(tenant)
 
+    async def led_buckets(self) -> list[BucketRecord]:
+        """The buckets whose record this node holds as their first owner (`Catalog.leads`)."""
+        records, _ = await self._peers.local.bucket_catalog()
+        return [r for r in records if self._catalog.leads(r.name, r.policy)]
+
     async def list_buckets(self) -> list[BucketRecord]:
-        """Every bucket of the mesh, from every node (admins' listings and the upload expiry):
-        O(N); a tenant's own listing is `tenant_buckets`."""
+        """Every bucket of the mesh, from every node (an admin's listing): O(N); a tenant's own
+        listing is `tenant_buckets`."""
         nodes = [n.id for n in self._layout.current.nodes]
         answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
         found: dict[str, BucketRecord] = {}
