@@ -1,10 +1,12 @@
 """Which policy a bucket is bound to: records on a few owners, decided so no node outside can re-label it.
 
-A bucket's record rests on the OWNERS of its name: the replicas of the partition the name hashes to
-in its policy's partition table (`record_owners`; a failed owner is replaced by the table's next
-handoff node, inside the policy too, as for any write). So a record never rests outside its policy,
-and finding or changing one asks R nodes, however large the mesh. A caller that does not know the
-name's policy asks the name's owners in each policy's table: P policies, P*R nodes, in parallel.
+A bucket's record rests on the OWNERS of its name (`record_owners`): in its policy's partition
+table, the R replicas of the partition the name hashes to and the next R-1 handoff nodes on other
+sites, 2R-1 nodes inside the policy (one that fails is replaced by a further handoff node). So a
+record never rests outside its policy, and finding or changing one asks 2R-1 nodes however large
+the mesh; a caller that does not know the name's policy asks its owners in each policy's table
+(P*(2R-1)), in parallel. Creating is a claim a majority of them must take (`Coordinator.create_bucket`);
+a tenant's bucket list is kept the same way on the owners of the tenant's name (`tenant_buckets`).
 
 Lookups decide from the owners' answers, keeping the decision a few seconds in memory (never on
 disk):
@@ -21,11 +23,11 @@ A node's own record is not trusted alone (it may have missed a delete and re-cre
 is used only when too few owners answer to decide and no answer contradicts it.
 
 Learning a pushed record is stricter (`check_undisputed`): a node takes a record of a name it does
-not hold only if a majority of the name's owners in every other policy answer and none of them
-holds the name under that policy. So one German node pushing an `eu-wide` record of a France-only
-bucket to the other German nodes is refused as long as the French owners answer (and refused too
-when they cannot answer). What this does not stop (ARCHITECTURE.md, "Threat model"): a push to
-nodes whose own records are not asked.
+not hold only if enough of the name's owners in every other policy answer to meet every majority of
+them, and none holds the name under that policy. So one German node pushing an `eu-wide` record of
+a France-only bucket to the other German nodes is refused while the French owners answer (and
+refused too while they cannot). What this does not stop (ARCHITECTURE.md, "Threat model"): with
+the owners inside the true policy unreachable, nothing confirms the true record.
 """
 
 from __future__ import annotations
@@ -172,10 +174,9 @@ class Catalog:
                     pending.append(substitute)
         return results, errors
 
-    async def answers(self, name: str, policies: Iterable[str] | None = None,
-                      exclude: Collection[str] = ()) -> dict[str, BucketRecord | None]:
+    async def answers(self, name: str, policies: Iterable[str] | None = None) -> dict[str, BucketRecord | None]:
         """Each owner's live record of `name` (None: it holds none) in each of `policies` (default:
-        every policy), for the owners that answer; `exclude`d nodes' answers are left out."""
+        every policy), for the owners that answer."""
         names = self.policies() if policies is None else list(policies)
         found = await asyncio.gather(*(self.at_owners(name, p, lambda r: r.get_bucket(name)) for p in names))
         out: dict[str, BucketRecord | None] = {}
@@ -184,8 +185,7 @@ class Catalog:
                 if not isinstance(err, (NodeError, TimeoutError)):
                     raise err
             for node_id, result in results.items():
-                if node_id not in exclude:
-                    out[node_id] = result  # type: ignore[assignment]
+                out[node_id] = result  # type: ignore[assignment]
         return out
 
     # ----- lookups -----------------------------------------------------------------------------

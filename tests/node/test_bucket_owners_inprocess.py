@@ -17,6 +17,7 @@ from maillage.node.data.bucket_records import CACHE_SECONDS
 from maillage.node.errors import BucketAlreadyExists, NodeError, NoSuchBucket, QuorumNotReached
 from maillage.placement import Layout, Node, Policy, Site, parse_location
 from maillage.storage import BucketRecord
+from maillage.testing.examples import examples
 from maillage.testing.inmemory import InMemoryMesh
 
 from .conftest import run
@@ -138,7 +139,7 @@ def race(mesh: InMemoryMesh, name: str, contenders: list[tuple[str, str]], delay
 NODES6 = tuple(n.id for n in layout_of(6).nodes)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(0.4), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(policies=st.sampled_from([("france-only", "france-only"), ("france-only", "eu-wide"), ("eu-wide", "eu-wide")]),
        vias=st.lists(st.sampled_from(NODES6), min_size=2, max_size=2, unique=True),
        delays=st.lists(st.integers(0, 8), min_size=2 * len(NODES6), max_size=2 * len(NODES6)))
