@@ -378,8 +378,14 @@ class Repairer(BackgroundLoop):
                             f"not copied")
         cost = len(m.inline or b"") + MANIFEST_OVERHEAD
         await self._limiter.take(cost)
-        if await put_manifest_teaching(to, m, record):
+        if await put_manifest_teaching(to, m, record, lambda: self._confirm(record)):
             self._count(cost)
+
+    async def _confirm(self, record: BucketRecord) -> None:
+        """NoSuchBucket unless the name's owners decide on `record` (before teaching it to a node)."""
+        if await self._catalog.at_quorum(record.name, record.policy) != record:
+            raise NoSuchBucket(f"bucket {record.name!r} generation {record.generation or '(none)'} is not the "
+                               f"one its owners hold; not taught")
 
     def _count(self, nbytes: int) -> None:
         pr = self.progress

@@ -200,6 +200,12 @@ class Coordinator:
         await asyncio.gather(*(self._try(n, lambda r: r.delete_bucket(tombstone)) for n in nodes))
         self._catalog.forget(record.name)
 
+    async def confirm_bucket(self, record: BucketRecord) -> None:
+        """NoSuchBucket unless `record` is the one its owners hold now (asked again, not cached)."""
+        self._catalog.forget(record.name)
+        if await self._catalog.find(record.name, record.policy) != record:
+            raise NoSuchBucket(f"bucket {record.name!r} generation {record.generation or '(none)'} no longer exists")
+
     def forget_bucket(self, name: str) -> None:
         """Drop this node's cached lookup of `name` (the next one asks the owners)."""
         self._catalog.forget(name)
@@ -425,7 +431,8 @@ class Coordinator:
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
-            lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
+            lambda r: put_manifest_teaching(r, manifest, bucket, lambda: self.confirm_bucket(bucket)),
+            "object manifest")
         return all(outcome.results.values()), {self._sets.site_of(n) for n in outcome.results}
 
     def now(self) -> int:

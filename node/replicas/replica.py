@@ -16,7 +16,7 @@ GIL there too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -115,12 +115,15 @@ class Replica(Protocol):
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]: ...
 
 
-async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: BucketRecord) -> bool:
+async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: BucketRecord,
+                                confirm: Callable[[], Awaitable[None]] | None = None) -> bool:
     """Write `manifest` to `replica`; a replica that does not know the bucket's generation yet
     (down when it was created, or new) is first sent the record, which it checks by its own
     rules (inside the policy, never replacing another record, never reviving a deleted
     generation: then its refusal is this replica's failure), then the manifest again. Used by
-    the coordinator and by repair."""
+    the coordinator and by repair. `confirm` raises (NoSuchBucket) unless the record is still the
+    one its owners hold: only the owners keep a deleted generation's tombstone, so a writer whose
+    lookup predates a delete never teaches the dead record to another node."""
     if (record.name, record.generation) != (manifest.bucket, manifest.generation):
         raise NodeError(f"a manifest of bucket {manifest.bucket!r} generation {manifest.generation or '(none)'} "
                         f"does not belong to record {record.name!r} generation {record.generation or '(none)'}")
@@ -128,6 +131,8 @@ async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: Bu
         return await replica.put_manifest(manifest)
     except NoSuchBucket:
         pass
+    if confirm is not None:
+        await confirm()
     await replica.put_bucket(record)
     return await replica.put_manifest(manifest)
 

@@ -337,3 +337,26 @@ def test_a_claim_never_withdrawn_is_dropped_by_repair_for_the_record_the_owners_
         run(main())
     finally:
         mesh.close()
+
+
+def test_a_write_by_a_lookup_from_before_a_delete_teaches_the_dead_record_to_nobody(tmp_path):
+    """Only the name's owners keep the deleted generation's tombstone: a coordinator whose cached
+    lookup predates a delete and re-create writes nothing, and no other node is taught the dead
+    record (it would take it: it holds no tombstone). Found by the model test."""
+    mesh = InMemoryMesh(layout_of(12), tmp_path, timings=TIMINGS)
+
+    async def main():
+        old = await mesh.create_bucket("bkt", "france-only", via="fr-0")
+        assert await mesh.nodes["de-11"].catalog.find("bkt") == old  # cached there
+        await mesh.delete_bucket("bkt", via="fr-1")
+        new = await mesh.create_bucket("bkt", "france-only", via="fr-2")
+        await mesh.put("bkt", "a", b"kept", via="fr-3")
+        with pytest.raises((QuorumNotReached, NoSuchBucket)):
+            await mesh.delete("bkt", "a", via="de-11")  # by its cached lookup of the old generation
+        assert {n for n, r in holders(mesh, "bkt").items() if r == old} == set()
+        assert set(holders(mesh, "bkt").values()) == {new}
+        assert await mesh.get("bkt", "a", via="fr-4") == b"kept"
+    try:
+        run(main())
+    finally:
+        mesh.close()
