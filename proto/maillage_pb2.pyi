@@ -61,18 +61,20 @@ class Manifest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ..., generation: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Bucket(_message.Message):
-    __slots__ = ("name", "policy", "created", "owner", "generation")
+    __slots__ = ("name", "policy", "created", "owner", "generation", "listing")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     created: int
     owner: str
     generation: str
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., created: _Optional[int] = ..., owner: _Optional[str] = ..., generation: _Optional[str] = ...) -> None: ...
+    listing: bool
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., created: _Optional[int] = ..., owner: _Optional[str] = ..., generation: _Optional[str] = ..., listing: _Optional[bool] = ...) -> None: ...
 
 class BucketTombstone(_message.Message):
     __slots__ = ("name", "generation", "policy", "deleted")
@@ -447,18 +449,28 @@ class GetBucketRecordReply(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., bucket: _Optional[_Union[Bucket, _Mapping]] = ...) -> None: ...
 
 class DeleteBucketRecordRequest(_message.Message):
-    __slots__ = ("name", "tombstone")
+    __slots__ = ("name", "tombstone", "listing", "tenant")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONE_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     name: str
     tombstone: BucketTombstone
-    def __init__(self, name: _Optional[str] = ..., tombstone: _Optional[_Union[BucketTombstone, _Mapping]] = ...) -> None: ...
+    listing: bool
+    tenant: str
+    def __init__(self, name: _Optional[str] = ..., tombstone: _Optional[_Union[BucketTombstone, _Mapping]] = ..., listing: _Optional[bool] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ListBucketRecordsRequest(_message.Message):
-    __slots__ = ("tombstones",)
+    __slots__ = ("tombstones", "listing", "policy", "tenant")
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     tombstones: bool
-    def __init__(self, tombstones: _Optional[bool] = ...) -> None: ...
+    listing: bool
+    policy: str
+    tenant: str
+    def __init__(self, tombstones: _Optional[bool] = ..., listing: _Optional[bool] = ..., policy: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ListBucketRecordsReply(_message.Message):
     __slots__ = ("buckets", "tombstones")

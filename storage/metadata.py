@@ -101,7 +101,9 @@ _MAX_BATCH_OPS = 4096
 # guard, only while the bucket record B<bucket> has that generation), drop a manifest if it is
 # still that (version, writer) ("x"), put ("p") or delete ("d") a record, put a bucket record
 # unless another one or a tombstone of its generation is there ("b"), write a bucket tombstone and
-# drop that generation's record and manifests ("t").
+# drop that generation's record and manifests ("t"), drop a bucket record still of that generation
+# and with no manifest of it here, leaving no tombstone ("r": handed back to its owners), put a
+# tenant's bucket listing entry (a record, or its removal) unless a later one is there ("l").
 _Order: TypeAlias = tuple[int, str]
 _Guard: TypeAlias = tuple[bytes, str] | None  # (record key, generation)
 _Op: TypeAlias = (
@@ -111,8 +113,10 @@ _Op: TypeAlias = (
     | tuple[Literal["d"], bytes]
     | tuple[Literal["b"], bytes, bytes, BucketRecord, bytes]
     | tuple[Literal["t"], bytes, bytes, BucketTombstone]
+    | tuple[Literal["r"], bytes, str, str]
+    | tuple[Literal["l"], bytes, bytes]
 )
-# The result of one op that reports one: applied flag ("m", "x"), or what refused a record ("b").
+# The result of one op that reports one: applied flag ("m", "x", "r"), or what refused a record ("b").
 _Result: TypeAlias = bool | BucketRecord | BucketTombstone | None
 
 
@@ -153,6 +157,26 @@ def _policy_name(policy: str) -> bytes:
     return raw
 
 
+def _tenant_name(tenant: str) -> bytes:
+    raw = tenant.encode("utf-8")
+    if b"\x00" in raw or len(raw) > 256:
+        raise InvalidName(f"tenant name {tenant!r}: at most 256 bytes, without NUL")
+    return raw
+
+
+def _listing_scope(policy: str, tenant: str) -> bytes:
+    return b"L" + _policy_name(policy) + b"\x00" + _tenant_name(tenant) + b"\x00"
+
+
+def _listing_key(policy: str, tenant: str, name: str) -> bytes:
+    return _listing_scope(policy, tenant) + validate_bucket_name(name)
+
+
+def _listing_time(raw: bytes) -> int:
+    """When a listing entry was made: a record's creation, a removal's deletion."""
+    return decode_bucket(raw[1:]).created if raw[:1] == b"R" else decode_bucket_tombstone(raw[1:]).deleted
+
+
 def _holding_key(policy: str, digest: bytes) -> bytes:
     if len(digest) != DIGEST_SIZE:
         raise ValueError(f"a chunk digest is {DIGEST_SIZE} bytes")
@@ -168,7 +192,7 @@ class _Request:
 
     def __init__(self, ops: Sequence[_Op]) -> None:
         self.ops = ops
-        self.results: list[_Result] = []  # one per "m", "x" or "b" op, in order
+        self.results: list[_Result] = []  # one per "m", "x", "b" or "r" op, in order
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
@@ -426,6 +450,34 @@ class MetaStore:
         self.put_bucket_tombstone(t)
         return t
 
+    def drop_bucket_record(self, name: str, generation: str) -> bool:
+        """Drop the record of ``name`` if it is still of ``generation`` and no manifest of that
+        generation is held here, leaving no tombstone (a copy handed back to the record's owners).
+        Returns whether it was dropped."""
+        result = self._submit([("r", _bucket_key(name), name, generation)])[0]
+        return bool(result)
+
+    # A tenant's bucket list in one policy, kept by the owners of the tenant's name in that policy's
+    # table: an entry per bucket, a record while it lives, its removal once deleted (a later
+    # entry of the name replaces an earlier one, so a re-made bucket shows again).
+
+    def put_listing(self, r: BucketRecord) -> None:
+        self._submit([("l", _listing_key(r.policy, r.owner, r.name), b"R" + encode_bucket(r))])
+
+    def remove_listing(self, t: BucketTombstone, tenant: str) -> None:
+        self._submit([("l", _listing_key(t.policy, tenant, t.name), b"T" + encode_bucket_tombstone(t))])
+
+    def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        """The entries of `tenant`'s buckets under `policy` held here: records, and removals."""
+        records, removals = [], []
+        scope = _listing_scope(policy, tenant)
+        for _, v in self._scan(scope, scope):
+            if v[:1] == b"R":
+                records.append(decode_bucket(v[1:]))
+            else:
+                removals.append(decode_bucket_tombstone(v[1:]))
+        return records, removals
+
     def get_bucket_tombstone(self, name: str, generation: str) -> BucketTombstone | None:
         raw = self._db.get(_tombstone_key(name, generation))
         return None if raw is None else decode_bucket_tombstone(raw)
@@ -598,6 +650,19 @@ class MetaStore:
                         else:
                             held = decode_bucket(raw_record)
                             req.results.append(None if held.same_bucket(record) else held)
+                    elif op[0] == "l":
+                        raw_entry = read(key)
+                        if raw_entry is None or _listing_time(raw_entry) < _listing_time(op[2]):
+                            put(key, op[2])
+                    elif op[0] == "r":
+                        raw_record = read(key)
+                        scope = _manifest_prefix(op[2], op[3])
+                        drop = raw_record is not None and decode_bucket(raw_record).generation == op[3] \
+                            and not any(True for _ in self._scan(scope, scope)) \
+                            and not any(v is not None and k.startswith(scope) for k, v in overlay.items())
+                        if drop:
+                            delete(key)
+                        req.results.append(drop)
                     else:  # "t": tombstone, then the generation's record and manifests go
                         t = op[3]
                         put(key, op[2])

@@ -18,10 +18,11 @@ a test steps through suspicion, grace periods and repair rounds in milliseconds,
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -79,6 +80,10 @@ class InMemoryNetwork:
         self.calls: Counter[str] = Counter()  # calls made to each node
         self.loss = 0.0                         # chance that a call is lost (as unanswered)
         self.rng = random.Random(0)             # draws the losses: seed it for a reproducible run
+        self.methods: Counter[str] = Counter()  # calls made of each replica method
+        # How many times a replica call yields to the event loop before it runs (a test's
+        # interleaving of concurrent calls: (source, target, method) -> count; none by default)
+        self.yields: Callable[[str, str, str], int] = lambda _source, _target, _method: 0
 
     def attach(self, node: Node) -> None:
         self.nodes[node.node_id] = node
@@ -123,6 +128,9 @@ class InMemoryReplica:
         self.node_id = node_id
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._network.methods[method] += 1
+        for _ in range(self._network.yields(self._source, self.node_id, method)):
+            await asyncio.sleep(0)
         target = self._network.reach(self._source, self.node_id)
         try:
             return await getattr(target.local, method)(*args, **kwargs)
@@ -174,6 +182,16 @@ class InMemoryReplica:
     async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         catalog: tuple[list[BucketRecord], list[BucketTombstone]] = await self._call("bucket_catalog")
         return catalog
+
+    async def put_listing(self, record: BucketRecord) -> None:
+        await self._call("put_listing", record)
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None:
+        await self._call("remove_listing", tombstone, tenant)
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        entries: tuple[list[BucketRecord], list[BucketTombstone]] = await self._call("listing", policy, tenant)
+        return entries
 
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         summaries: list[tuple[bytes, int]] = await self._call("sync_summaries", list(groups))

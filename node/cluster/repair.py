@@ -29,7 +29,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
-from maillage.node.errors import NodeError
+from maillage.node.data.bucket_records import Catalog, majority
+from maillage.node.errors import NodeError, NoSuchBucket
 from maillage.node.replicas.antientropy import (
     IndexEntry,
     Plan,
@@ -48,7 +49,7 @@ from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement import PartitionTable, PolicyUnsatisfiable, bucket_partition
+from maillage.placement import PartitionTable, PolicyUnsatisfiable, UnknownPolicy, bucket_partition
 from maillage.proto.frame import CorruptFrame as FrameError
 from maillage.proto.frame import read_frame_header
 from maillage.storage import (
@@ -104,6 +105,8 @@ class Repairer(BackgroundLoop):
         self._owners: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._mine: dict[str, tuple[int, ...]] = {}
         self._transfers = asyncio.Semaphore(TRANSFERS)
+        self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
+        self._listed: set[tuple[str, str]] = set()  # records entered in their tenant's list by this run
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -159,18 +162,21 @@ class Repairer(BackgroundLoop):
         return [a for a in await gather_bounded([partial(one, p) for p in peers], GROUP_CONCURRENCY) if a is not None]
 
     async def _learn_buckets(self) -> list[BucketRecord]:
-        """Bucket tombstones and records of our policies that a few peers have and we lack (a
-        wiped or new node learns here which indexes it owns; a node that was down when a bucket
-        was deleted learns the tombstone, which drops its stale record and that generation's
-        index). Tombstones first: a record of a deleted generation is never learned, whoever
-        still offers it; a record never replaces another one of its name; and a record is learned
-        only if every peer that answers and holds one of its name holds that same one."""
+        """Bucket tombstones and records that a few sampled peers offer and this node should hold
+        (`Catalog.record_owners`: the name's owners, inside its policy). A wiped or new owner
+        learns here which records and indexes it holds; an owner that missed a delete learns the
+        tombstone, which drops its stale record and that generation's index; an owner holding a
+        claim that lost a race (or a generation deleted and created again while it was down)
+        drops it for the record its fellow owners decide. Tombstones first: a record of a
+        deleted generation is never learned, whoever still offers it; and a record is learned
+        only when the name's other owners decide on that very record (confirmed by two sites
+        inside its policy, no dispute), never on one peer's word."""
         layout = self._layout.current
         me = layout.location_of(self.node_id)
         policies = {p.name for p in layout.policies}
         local = self._peers.local
         records, tombstones = await local.bucket_catalog()
-        names = {r.name for r in records}
+        held = {r.name: r for r in records}
         dead = {(t.name, t.generation) for t in tombstones}
         peers = [n.id for n in layout.nodes if n.id != self.node_id and self._is_up(n.id)]
         sampled = self._rng.sample(peers, min(BUCKET_SOURCES, len(peers)))
@@ -179,51 +185,54 @@ class Repairer(BackgroundLoop):
         def ours(policy: str) -> bool:
             return policy in policies and layout.policy(policy).allows(me)
 
-        def learnable(record: BucketRecord) -> bool:
-            return record.name not in names and (record.name, record.generation) not in dead and ours(record.policy)
-
-        if any(learnable(r) for offered, _ in answers for r in offered):
-            # Something to learn (rare: a new or wiped node, one down at a creation): hear every
-            # peer first, so a record that one node forged is set against the real one wherever
-            # it is held, not only when the sample happened to include a holder.
-            answers += await self._catalogs([p for p in peers if p not in sampled])
-        for _, offered in answers:
-            for tomb in offered:
-                if (tomb.name, tomb.generation) not in dead and ours(tomb.policy):
-                    await local.delete_bucket(tomb)
-                    dead.add((tomb.name, tomb.generation))
-                    if any(r.name == tomb.name and r.generation == tomb.generation for r in records):
-                        names.discard(tomb.name)
-                        log.info("repair: bucket %r generation %s was deleted; dropped its record and index",
-                                 tomb.name, tomb.generation)
-        # What the sources offer under each name (deleted generations aside). Sources that
-        # disagree mean one of them lies or is behind: nothing is learned under that name this
-        # round (the audit names the disagreement). Else one node holding a forged record of a
-        # France-only bucket under a wider policy would teach it to a German node that has none,
-        # and that node would then place the bucket's writes outside France.
-        offers: dict[str, set[tuple[str, str]]] = {}
-        for offered_records, _ in answers:
-            for record in offered_records:
-                if (record.name, record.generation) not in dead:
-                    offers.setdefault(record.name, set()).add((record.policy, record.generation))
-        learned = []
-        for offered_records, _ in answers:
-            for record in offered_records:
-                if not learnable(record):
+        for _, offered_tombs in answers:
+            for tomb in offered_tombs:
+                mine = held.get(tomb.name)
+                if (tomb.name, tomb.generation) in dead or not ours(tomb.policy):
                     continue
-                if len(offers[record.name]) > 1:
-                    log.warning("repair: peers offer different records of bucket %r (%s); none learned",
-                                record.name, ", ".join(f"policy {p} generation {g}" for p, g in
-                                                       sorted(offers[record.name])))
-                    names.add(record.name)  # said once per round
-                    continue
+                if not (self._catalog.is_owner(tomb.name, tomb.policy)
+                        or (mine is not None and mine.generation == tomb.generation)):
+                    continue  # tombstones rest on the name's owners (and wipe a stale copy)
                 try:
-                    await local.put_bucket(record)
-                except NodeError as err:
-                    log.info("repair: bucket record from a peer refused: %s", err)
+                    await local.delete_bucket(tomb)
+                except NodeError:
                     continue
-                names.add(record.name)
-                learned.append(record)
+                dead.add((tomb.name, tomb.generation))
+                if mine is not None and mine.generation == tomb.generation:
+                    del held[tomb.name]
+                    log.info("repair: bucket %r generation %s was deleted; dropped its record and index",
+                             tomb.name, tomb.generation)
+        candidates: dict[tuple[str, str], BucketRecord] = {}
+        for offered_records, _ in answers:
+            for record in offered_records:
+                mine = held.get(record.name)
+                if (record.name, record.generation) in dead or not ours(record.policy) or mine == record:
+                    continue
+                if self._catalog.is_owner(record.name, record.policy):
+                    candidates[(record.name, record.policy)] = record
+        learned = []
+        for (name, policy), candidate in sorted(candidates.items()):
+            try:
+                decided = await self._catalog.at_quorum(name, policy)
+            except NodeError as err:
+                log.info("repair: the owners of a bucket record do not decide on it (%s); none learned", err)
+                continue
+            if decided is None or decided != candidate:
+                continue
+            mine = held.get(name)
+            if mine is not None:
+                if mine.policy != decided.policy:
+                    continue  # another policy's record here: the audit names it, an operator settles it
+                log.info("repair: bucket %r generation %s here lost to generation %s held by its owners; "
+                         "dropped", name, mine.generation, decided.generation)
+                await local.delete_bucket(BucketTombstone(name, mine.generation, mine.policy, mine.created))
+            try:
+                await local.put_bucket(decided)
+            except NodeError as err:
+                log.info("repair: bucket record from a peer refused: %s", err)
+                continue
+            held[name] = decided
+            learned.append(decided)
         return learned
 
     def _ownership(self, tables: dict[str, PartitionTable]) -> dict[str, tuple[tuple[str, ...], ...]]:
@@ -241,9 +250,42 @@ class Repairer(BackgroundLoop):
             self._owners_key = key
         return self._owners
 
+    async def _hand_back_record(self, record: BucketRecord) -> None:
+        """A record held here though this node is none of its owners (a copy from before records
+        were kept on owners only, or a handoff's): once a majority of its owners hold it, the copy
+        goes; if they hold its tombstone, the tombstone comes here."""
+        local = self._peers.local
+        try:
+            owners = self._catalog.record_owners(record.name, record.policy)
+            results, errors = await self._catalog.at_owners(record.name, record.policy,
+                                                            lambda r: r.put_bucket(record))
+        except (UnknownPolicy, PolicyUnsatisfiable):
+            return
+        if any(isinstance(err, NoSuchBucket) for n, err in errors.items() if n in owners):
+            await local.delete_bucket(BucketTombstone(record.name, record.generation, record.policy, record.created))
+            return
+        if sum(1 for n in results if n in owners) >= majority(len(owners)):
+            if await local.drop_bucket_record(record.name, record.generation):
+                log.info("repair: handed bucket record %r back to its owners", record.name)
+
+    async def _enter_listings(self) -> None:
+        """Enter each record this node is the first owner of in its tenant's bucket list, once per
+        run of the node (a create that crashed before its entry, records from before lists)."""
+        records, _ = await self._peers.local.bucket_catalog()
+        for record in records:
+            if (record.name, record.generation) in self._listed:
+                continue
+            try:
+                first = self._catalog.record_owners(record.name, record.policy)[0]
+            except (UnknownPolicy, PolicyUnsatisfiable):
+                continue
+            if first == self.node_id and await self._catalog.enter(record):
+                self._listed.add((record.name, record.generation))
+
     async def plan(self) -> Plan:
         layout = self._layout.current
         await self._learn_buckets()
+        await self._enter_listings()
         held_chunks, bucket_list = await self._peers.local.held_groups()
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}
@@ -363,8 +405,14 @@ class Repairer(BackgroundLoop):
                             f"not copied")
         cost = len(m.inline or b"") + MANIFEST_OVERHEAD
         await self._limiter.take(cost)
-        if await put_manifest_teaching(to, m, record):
+        if await put_manifest_teaching(to, m, record, lambda: self._confirm(record)):
             self._count(cost)
+
+    async def _confirm(self, record: BucketRecord) -> None:
+        """NoSuchBucket unless the name's owners decide on `record` (before teaching it to a node)."""
+        if await self._catalog.at_quorum(record.name, record.policy) != record:
+            raise NoSuchBucket(f"bucket {record.name!r} generation {record.generation or '(none)'} is not the "
+                               f"one its owners hold; not taught")
 
     def _count(self, nbytes: int) -> None:
         pr = self.progress
@@ -381,6 +429,8 @@ class Repairer(BackgroundLoop):
         local = self._peers.local
         ours = await local.sync_listing(group)
         if not ours:
+            if group.is_index and not self._catalog.is_owner(group.bucket, group.policy):
+                await self._hand_back_record(plan.buckets[group.bucket])
             return
         self.progress.handoff_items += len(ours)
         confirmed = True

@@ -2,8 +2,10 @@
 
 An upload begun and never completed holds its parts' chunks; S3 clients that crash leave such
 uploads behind. A node aborts an upload older than the expiry when it is next named (lazily, in
-`MultipartUploads`), and this loop sweeps every bucket for the ones nobody names again. It runs on
-every node, S3 port or not: uploads are the mesh's, not one door's.
+`MultipartUploads`), and this loop sweeps the buckets for the ones nobody names again. It runs on
+every node, S3 port or not: uploads are the mesh's, not one door's; each node sweeps the buckets it
+is the first record owner of (`Coordinator.led_buckets`), so together they sweep each bucket once
+and none asks every node.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ DEFAULT_UPLOAD_EXPIRY = 7 * 24 * 3600.0  # seconds an unfinished multipart uploa
 
 
 class UploadExpiry(BackgroundLoop):
-    """Aborts the uploads begun more than `expiry` seconds ago, in every bucket, every `interval`
+    """Aborts the uploads begun more than `expiry` seconds ago, in the buckets it leads, every `interval`
     seconds (default: a tenth of the expiry, between 1 minute and 1 hour, with jitter so that the
     nodes do not sweep in step). Each sweep costs one listing of each bucket's reserved space; a
     bucket that fails is logged and retried at the next sweep."""
@@ -53,9 +55,9 @@ class UploadExpiry(BackgroundLoop):
                 log.exception("multipart upload expiry sweep failed")
 
     async def sweep(self) -> int:
-        """One pass over every bucket; returns how many uploads it aborted."""
+        """One pass over the buckets this node leads; returns how many uploads it aborted."""
         aborted = 0
-        for record in await self._coordinator.list_buckets():
+        for record in await self._coordinator.led_buckets():
             try:
                 aborted += await self._uploads.expire_uploads(record, self.expiry)
             except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries

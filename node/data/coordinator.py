@@ -17,8 +17,9 @@ policy only forwards bytes in memory, and logs no key.
 
 Buckets: each creation of a name makes a new generation (a random id) bound to the policy for
 good; manifests, listings and lookups name (bucket, generation), so a name deleted and created
-again under another policy never receives the old generation's keys. Deleting a bucket sends a
-tombstone of its generation to the policy's nodes. A server-side copy is refused
+again under another policy never receives the old generation's keys. A bucket's record rests on
+the owners of its name (`bucket_records.Catalog.record_owners`): creating it is a claim a majority
+of them must take, deleting it a tombstone of its generation on a majority of them. A server-side copy is refused
 (`ResidencyWidening`) unless the destination's policy is within the source's; a copy into a bucket
 of another key (another tenant or policy) re-names the chunks with the destination's key.
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -41,13 +42,14 @@ from typing import TypeVar
 import blake3
 
 from maillage.node import validation
-from maillage.node.data.bucket_records import Catalog
+from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.data.chunking import FixedChunker
 from maillage.node.errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
     IntegrityError,
     NodeError,
+    NoSuchBucket,
     NoSuchKey,
     QuorumNotReached,
     ResidencyWidening,
@@ -155,39 +157,85 @@ class Coordinator:
     # ----- buckets ---------------------------------------------------------------------------
 
     async def create_bucket(self, name: str, policy: str, owner: str = "") -> BucketRecord:
+        """One atomic decision between concurrent creators: a conditional write (a claim) on the
+        name's owners in `policy`, each owner taking it only if it holds no live record of the name
+        (`MetaStore.put_bucket`, a compare-and-set in its single writer). The creator whose claim a
+        majority of the R owners took wins; a loser withdraws its claim (a tombstone of its own
+        generation), and a claim never withdrawn is dropped by repair (`Repairer._learn_buckets`).
+        The name's owners in every other policy are asked before and after the claim: a name held
+        elsewhere is taken, and of two creators under different policies, one that sees the other's
+        claim withdraws (both may: neither then wins; BucketAlreadyExists, try again)."""
         validation.check_bucket_name(name)
-        layout = self._layout.current
         table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
-        # Any live record of the name anywhere, confirmed or not, under any policy: the name is taken.
-        held = [await self._peers.local.get_bucket(name), *(await self._catalog.answers(name)).values()]
-        if any(r is not None and r.name == name for r in held):
+        if await self._catalog.held_elsewhere(name, policy, strict=False):
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
         record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
                               generation=secrets.token_hex(16))
-        eligible = layout.eligible_nodes(policy)
-        answers = await asyncio.gather(*(self._try(n.id, lambda r: r.put_bucket(record)) for n in eligible))
-        sites = {n.site for n, (_, err) in zip(eligible, answers) if err is None}
+        results, errors = await self._catalog.at_owners(name, policy, lambda r: r.put_bucket(record))
+        owners = self._catalog.record_owners(name, policy)
+        taken = sum(1 for n in results if n in owners)
+        sites = {self._sets.site_of(n) for n in results}
         needed = min(2, table.policy.replicas)
-        if len(sites) < needed:
-            failures = "; ".join(f"{n.id}: {err}" for n, (_, err) in zip(eligible, answers) if err is not None)
-            raise QuorumNotReached(f"bucket {name!r}: only {len(sites)} site(s) recorded it, {needed} "
-                                   f"needed; failures: {failures or 'none'}")
-        return record
+        if taken >= majority(len(owners)) and len(sites) >= needed:
+            if not await self._catalog.held_elsewhere(name, policy, strict=False):
+                self._catalog.forget(name)
+                await self._catalog.enter(record)  # the tenant's bucket list (repair re-enters a missed one)
+                return record
+            await self._withdraw(record, [*results, *errors])
+            raise BucketAlreadyExists(f"bucket {name!r} already exists (created at the same time under "
+                                      f"another policy)")
+        await self._withdraw(record, [*results, *errors])
+        if any(isinstance(err, BucketAlreadyExists) for err in errors.values()):
+            raise BucketAlreadyExists(f"bucket {name!r} already exists")
+        failures = "; ".join(f"{n}: {err}" for n, err in errors.items())
+        raise QuorumNotReached(f"bucket {name!r}: {taken} of its {len(owners)} owners took the record on "
+                               f"{len(sites)} site(s); a majority on {needed} sites is needed; failures: "
+                               f"{failures or 'none'}")
+
+    async def _withdraw(self, record: BucketRecord, nodes: Sequence[str]) -> None:
+        """Withdraw a claim that did not win: a tombstone of its generation wherever it may rest
+        (a node holding another record of the name refuses it, and keeps that one)."""
+        tombstone = BucketTombstone(name=record.name, generation=record.generation, policy=record.policy,
+                                    deleted=self._clock.now())
+        await asyncio.gather(*(self._try(n, lambda r: r.delete_bucket(tombstone)) for n in nodes))
+        self._catalog.forget(record.name)
+
+    async def confirm_bucket(self, record: BucketRecord) -> None:
+        """NoSuchBucket unless `record` is the one its owners hold now (asked again, not cached)."""
+        self._catalog.forget(record.name)
+        if await self._catalog.find(record.name, record.policy) != record:
+            raise NoSuchBucket(f"bucket {record.name!r} generation {record.generation or '(none)'} no longer exists")
+
+    def forget_bucket(self, name: str) -> None:
+        """Drop this node's cached lookup of `name` (the next one asks the owners)."""
+        self._catalog.forget(name)
 
     def check_policy(self, policy: str) -> None:
         """UnknownPolicy or PolicyUnsatisfiable unless the layout can place a bucket of `policy`."""
         self._layout.table(policy)
 
-    async def head_bucket(self, name: str) -> BucketRecord:
+    async def head_bucket(self, name: str, policy: str | None = None) -> BucketRecord:
+        """`policy`: where the caller believes the bucket is (asked first), if it knows."""
         validation.check_bucket_name(name)
-        return await self._catalog.get(name)
+        return await self._catalog.get(name, policy)
 
-    async def find_bucket(self, name: str) -> BucketRecord | None:
+    async def find_bucket(self, name: str, policy: str | None = None) -> BucketRecord | None:
         """The bucket's record, None if there is none (`bucket_records.Catalog.find`)."""
         validation.check_bucket_name(name)
-        return await self._catalog.find(name)
+        return await self._catalog.find(name, policy)
+
+    async def tenant_buckets(self, tenant: str) -> list[BucketRecord]:
+        """`tenant`'s buckets, from its bucket list in each policy (`Catalog.tenant_buckets`)."""
+        return await self._catalog.tenant_buckets(tenant)
+
+    async def led_buckets(self) -> list[BucketRecord]:
+        """The buckets whose record this node holds as their first owner (`Catalog.leads`)."""
+        records, _ = await self._peers.local.bucket_catalog()
+        return [r for r in records if self._catalog.leads(r.name, r.policy)]
 
     async def list_buckets(self) -> list[BucketRecord]:
+        """Every bucket of the mesh, from every node (an admin's listing): O(N); a tenant's own
+        listing is `tenant_buckets`."""
         nodes = [n.id for n in self._layout.current.nodes]
         answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
         found: dict[str, BucketRecord] = {}
@@ -199,19 +247,26 @@ class Coordinator:
 
     async def delete_bucket(self, record: BucketRecord) -> None:
         """Delete an empty bucket. Multipart uploads in progress do not count (S3 does not count
-        them either): the bucket tombstone drops them with the rest of the generation's index."""
+        them either): the bucket tombstone drops them with the rest of the generation's index.
+        The tombstone goes to the record's owners and must reach a majority of them: the next
+        create's claim meets it there (an owner that misses it learns it by repair)."""
         name = record.name
+        self._catalog.forget(name)
+        if await self._catalog.find(name, record.policy) != record:  # a record cached before a delete and re-create
+            raise NoSuchBucket(f"bucket {name!r} generation {record.generation or '(none)'} no longer exists")
         listing = await self.list_objects(record, max_keys=1)
         if listing.contents or listing.common_prefixes:
             raise BucketNotEmpty(f"bucket {name!r} is not empty: delete its objects first")
         tombstone = BucketTombstone(name=name, generation=record.generation, policy=record.policy,
                                     deleted=self._clock.now())
-        # Every node that may hold the record gets the tombstone, a draining one too (it still answers
-        # "exists" otherwise); a node that misses it learns it from its peers (repair), so its stale
-        # record never comes back.
-        holders = self._layout.current.nodes_within(record.policy)
-        await asyncio.gather(*(self._try(n.id, lambda r: r.delete_bucket(tombstone)) for n in holders))
+        results, errors = await self._catalog.at_owners(name, record.policy, lambda r: r.delete_bucket(tombstone))
         self._catalog.forget(name)
+        await self._catalog.enter(record, removal=tombstone)
+        owners = self._catalog.record_owners(name, record.policy)
+        if sum(1 for n in results if n in owners) < majority(len(owners)):
+            failures = "; ".join(f"{n}: {err}" for n, err in errors.items())
+            raise QuorumNotReached(f"bucket {name!r}: the deletion reached fewer than a majority of its "
+                                   f"{len(owners)} owners; failures: {failures or 'none'}")
 
     async def _try(self, node_id: str, op: Callable[[Replica], Awaitable[T]]) -> tuple[T | None, Exception | None]:
         try:
@@ -376,7 +431,8 @@ class Coordinator:
         table = self._layout.table(bucket.policy)
         outcome = await self._sets.write(
             table, bucket_partition(bucket.name, table.bits),
-            lambda r: put_manifest_teaching(r, manifest, bucket), "object manifest")
+            lambda r: put_manifest_teaching(r, manifest, bucket, lambda: self.confirm_bucket(bucket)),
+            "object manifest")
         return all(outcome.results.values()), {self._sets.site_of(n) for n in outcome.results}
 
     def now(self) -> int:

@@ -16,7 +16,7 @@ GIL there too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -100,6 +100,15 @@ class Replica(Protocol):
 
     async def list_buckets(self) -> list[BucketRecord]: ...
 
+    async def put_listing(self, record: BucketRecord) -> None:
+        """Enter `record` in its owner tenant's bucket list under its policy (kept here as one of
+        the owners of the tenant's name in that policy's table)."""
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None: ...
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        """`tenant`'s bucket list under `policy` as held here: live entries, and removed ones."""
+
     async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         """The live records and the tombstones held here (repair's bucket learning)."""
         ...
@@ -115,12 +124,15 @@ class Replica(Protocol):
     async def inventory(self, bucket: str = "") -> tuple[list[BucketInventory], list[bytes]]: ...
 
 
-async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: BucketRecord) -> bool:
+async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: BucketRecord,
+                                confirm: Callable[[], Awaitable[None]] | None = None) -> bool:
     """Write `manifest` to `replica`; a replica that does not know the bucket's generation yet
     (down when it was created, or new) is first sent the record, which it checks by its own
     rules (inside the policy, never replacing another record, never reviving a deleted
     generation: then its refusal is this replica's failure), then the manifest again. Used by
-    the coordinator and by repair."""
+    the coordinator and by repair. `confirm` raises (NoSuchBucket) unless the record is still the
+    one its owners hold: only the owners keep a deleted generation's tombstone, so a writer whose
+    lookup predates a delete never teaches the dead record to another node."""
     if (record.name, record.generation) != (manifest.bucket, manifest.generation):
         raise NodeError(f"a manifest of bucket {manifest.bucket!r} generation {manifest.generation or '(none)'} "
                         f"does not belong to record {record.name!r} generation {record.generation or '(none)'}")
@@ -128,6 +140,8 @@ async def put_manifest_teaching(replica: Replica, manifest: Manifest, record: Bu
         return await replica.put_manifest(manifest)
     except NoSuchBucket:
         pass
+    if confirm is not None:
+        await confirm()
     await replica.put_bucket(record)
     return await replica.put_manifest(manifest)
 
@@ -428,6 +442,15 @@ class LocalReplica:
         finally:
             self._bucket_written(tombstone.name)
 
+    async def drop_bucket_record(self, name: str, generation: str) -> bool:
+        """Drop this node's copy of a record handed back to its owners (repair): only while it is
+        of `generation` and no manifest of it rests here; no tombstone is left."""
+        self._bucket_written(name)
+        try:
+            return await self._run(self.meta.drop_bucket_record, name, generation)
+        finally:
+            self._bucket_written(name)
+
     def _bucket_written(self, name: str) -> None:
         self._bucket_epoch += 1
         self._buckets.pop(name, None)
@@ -439,6 +462,17 @@ class LocalReplica:
 
     async def bucket_catalog(self) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         return await self._run(lambda: (self.meta.list_buckets(), self.meta.list_bucket_tombstones()))
+
+    async def put_listing(self, record: BucketRecord) -> None:
+        self.ensure_eligible(record.policy)  # a tenant's bucket names rest inside their policy too
+        await self._run(self.meta.put_listing, record)
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None:
+        self.ensure_eligible(tombstone.policy)
+        await self._run(self.meta.remove_listing, tombstone, tenant)
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        return await self._run(self.meta.listing, policy, tenant)
 
     # ----- inventory, for the demo and the audit ---------------------------------------------
 

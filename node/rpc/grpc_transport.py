@@ -118,6 +118,21 @@ class RemoteReplica:
         return ([convert.bucket_from_pb(b) for b in reply.buckets],
                 [convert.bucket_tombstone_from_pb(t) for t in reply.tombstones])
 
+    async def put_listing(self, record: BucketRecord) -> None:
+        entry = convert.bucket_to_pb(record)
+        entry.listing = True
+        await self._call(self._replica.PutBucketRecord, entry)
+
+    async def remove_listing(self, tombstone: BucketTombstone, tenant: str) -> None:
+        await self._call(self._replica.DeleteBucketRecord, pb.DeleteBucketRecordRequest(
+            name=tombstone.name, tombstone=convert.bucket_tombstone_to_pb(tombstone), listing=True, tenant=tenant))
+
+    async def listing(self, policy: str, tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        reply = await self._call(self._replica.ListBucketRecords, pb.ListBucketRecordsRequest(
+            listing=True, policy=policy, tenant=tenant))
+        return ([convert.bucket_from_pb(b) for b in reply.buckets],
+                [convert.bucket_tombstone_from_pb(t) for t in reply.tombstones])
+
     async def sync_summaries(self, groups: Sequence[SyncGroup]) -> list[tuple[bytes, int]]:
         reply = await self._call(self._replica.SyncSummaries,
                                  pb.SyncSummaryRequest(groups=[convert.group_to_pb(g) for g in groups]),

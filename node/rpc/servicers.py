@@ -177,7 +177,10 @@ class ReplicaServicer(rpc.ReplicaServicer):
 
     @grpc_errors
     async def PutBucketRecord(self, request, context):
-        await self._plane.put_bucket(current_caller(), bucket_from_pb(request))
+        if request.listing:
+            await self._plane.put_listing(current_caller(), bucket_from_pb(request))
+        else:
+            await self._plane.put_bucket(current_caller(), bucket_from_pb(request))
         return pb.Ack()
 
     @grpc_errors
@@ -190,11 +193,18 @@ class ReplicaServicer(rpc.ReplicaServicer):
         tombstone = convert.bucket_tombstone_from_pb(request.tombstone)
         if not request.HasField("tombstone") or tombstone.name != request.name:
             raise InvalidRequest("DeleteBucketRecord needs the tombstone of the bucket generation it deletes")
-        await self._plane.delete_bucket(current_caller(), tombstone)
+        if request.listing:
+            await self._plane.remove_listing(current_caller(), tombstone, request.tenant)
+        else:
+            await self._plane.delete_bucket(current_caller(), tombstone)
         return pb.Ack()
 
     @grpc_errors
     async def ListBucketRecords(self, request, context):
+        if request.listing:
+            records, tombstones = await self._plane.listing(current_caller(), request.policy, request.tenant)
+            return pb.ListBucketRecordsReply(buckets=[bucket_to_pb(r) for r in records],
+                                             tombstones=[convert.bucket_tombstone_to_pb(t) for t in tombstones])
         records, tombstones = await self._plane.bucket_catalog(current_caller())
         return pb.ListBucketRecordsReply(
             buckets=[bucket_to_pb(r) for r in records],

@@ -10,9 +10,11 @@ never a policy the caller claims for a bucket. What each call checks is `rules.O
 and `tests/node/test_node_plane.py` walks every method with a node of each territory against it.
 
 Bucket records are read by any node of the layout (a coordinator outside a policy must learn where
-to send a request); they rest only inside their policy. A record pushed by a peer is learned only if
-the peer is inside its policy and no other node holds the name under another policy
-(`bucket_records.Catalog.check_undisputed`): one record call cannot re-label a France-only bucket.
+to send a request); they rest only on the name's owners inside their policy. A record pushed by a
+peer is learned only if the peer is inside its policy and the name's owners in every other policy
+answer and none holds it under that policy (`bucket_records.Catalog.check_undisputed`): one record
+call cannot re-label a France-only bucket. Entries of a tenant's bucket list (PutBucketRecord,
+DeleteBucketRecord and ListBucketRecords with `listing`) follow the rules of records.
 An admin's key reads what the audit needs (rules.py) and is not a node: no territory applies.
 """
 
@@ -138,6 +140,22 @@ class NodePlane:
 
     async def bucket_catalog(self, caller: Caller) -> tuple[list[BucketRecord], list[BucketTombstone]]:
         return await self._local.bucket_catalog()
+
+    async def put_listing(self, caller: Caller, record: BucketRecord) -> None:
+        """An entry of a tenant's bucket list: from a node inside the bucket's policy (which has
+        authority over its records), resting inside it."""
+        self._inside(caller, record.policy, f"the records of policy {record.policy!r}")
+        await self._local.put_listing(record)
+
+    async def remove_listing(self, caller: Caller, tombstone: BucketTombstone, tenant: str) -> None:
+        self._inside(caller, tombstone.policy, f"the records of policy {tombstone.policy!r}")
+        await self._local.remove_listing(tombstone, tenant)
+
+    async def listing(self, caller: Caller, policy: str,
+                      tenant: str) -> tuple[list[BucketRecord], list[BucketTombstone]]:
+        """Readable by every node, as bucket records are (a coordinator outside the policy lists
+        the tenant's buckets of every policy); nothing else of the policy's data."""
+        return await self._local.listing(policy, tenant)
 
     async def inventory(self, caller: Caller, bucket: str) -> tuple[list[BucketInventory], list[bytes]]:
         return await self._local.inventory(bucket)

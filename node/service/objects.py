@@ -63,12 +63,21 @@ class ObjectService:
         return await self.coordinator.create_bucket(name, policy, caller.tenant)
 
     async def head_bucket(self, caller: Caller, name: str, operation: str = "HeadBucket") -> BucketRecord:
+        if operation == "HeadBucket":
+            self.coordinator.forget_bucket(name)  # asked of the owners: a bucket just deleted is gone
         return await self.bucket(caller, operation, name)
 
     async def list_buckets(self, caller: Caller) -> list[BucketRecord]:
-        return self._tenancy.visible(caller, await self.coordinator.list_buckets())
+        """A tenant's key: its tenant's bucket list (a few owners per policy); an admin's: every
+        bucket, asked of every node."""
+        if caller.key is None:
+            return []
+        if caller.key.role == "admin":
+            return self._tenancy.visible(caller, await self.coordinator.list_buckets())
+        return self._tenancy.visible(caller, await self.coordinator.tenant_buckets(caller.key.tenant))
 
     async def delete_bucket(self, caller: Caller, name: str) -> None:
+        self.coordinator.forget_bucket(name)  # checked on the record the owners hold now, not a cached one
         await self.coordinator.delete_bucket(await self.bucket(caller, "DeleteBucket", name))
 
     # ----- objects -------------------------------------------------------------------------

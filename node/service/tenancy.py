@@ -80,7 +80,7 @@ class Tenancy:
 
     async def bucket(self, caller: Caller, name: str, action: Action) -> BucketRecord:
         """The bucket's record, once the caller may `action` it (NoSuchBucket if it does not exist)."""
-        record = await self._catalog.get(name)
+        record = await self._catalog.get(name, fresh=action == "write")  # never write by a stale lookup
         caller.require(action, name, record.owner)
         return record
 

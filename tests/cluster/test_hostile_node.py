@@ -229,9 +229,13 @@ def test_every_node_plane_method_answers_each_territory_as_the_rule_table_says(
         caller = "ghost-1"
     else:
         who = caller = "toulouse-1" if territory == "inside" else ATTACKER
-    target = next(n for n in FRENCH if n != caller and n in _chunk_holders(mesh, _first_digest(mesh)))
+    # French nodes other than the caller: one holding the chunk (chunk reads), one holding the bucket's
+    # record (every other method: records rest on the name's owners only, not on every French node)
+    chunk_target = next(n for n in FRENCH if n != caller and n in _chunk_holders(mesh, _first_digest(mesh)))
+    record_target = next(n for n in FRENCH if n != caller and n in _record_holders(mesh))
     for probe in probes(mesh, caller):
         rule = OPERATIONS[GRPC_METHODS[probe.method]]
+        target = chunk_target if probe.method == bulk.GET_CHUNK else record_target
         try:
             node_call(mesh, who, target, probe.method, probe.request, raw=probe.raw, metadata=probe.metadata)
             got = grpc.StatusCode.OK
@@ -272,6 +276,11 @@ def test_all_but_one_french_node_down_a_forged_record_is_still_refused(mesh: Loc
 def _first_digest(mesh: LocalMesh) -> bytes:
     return node_call(mesh, "toulouse-1", "paris-1", method_path("Replica", "GetManifest"),
                      pb.GetManifestRequest(bucket=BUCKET, key="before")).manifest.chunks[0].digest
+
+
+def _record_holders(mesh: LocalMesh) -> set[str]:
+    return {n for n in FRENCH if node_call(mesh, n, n, method_path("Replica", "GetBucketRecord"),
+                                           pb.GetBucketRecordRequest(name=BUCKET)).found}
 
 
 def _chunk_holders(mesh: LocalMesh, digest: bytes) -> set[str]:
