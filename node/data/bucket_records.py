@@ -69,6 +69,10 @@ def majority(replicas: int) -> int:
     return replicas // 2 + 1
 
 
+class _RoutedAround(PeerUnavailable):
+    """An owner not asked because this node suspects it is down."""
+
+
 class Catalog:
     def __init__(self, peers: Peers, layout: LayoutState, clock: Clock = SYSTEM_CLOCK,
                  is_up: Callable[[str], bool] = lambda _: True) -> None:
@@ -145,9 +149,9 @@ class Catalog:
         results: dict[str, object] = {}
         errors: dict[str, Exception] = {}
 
-        async def attempt(node_id: str) -> tuple[str, object, Exception | None]:
-            if not self._is_up(node_id):
-                return node_id, None, PeerUnavailable(f"{node_id} is suspected down (silent); routed around")
+        async def attempt(node_id: str, anyway: bool) -> tuple[str, object, Exception | None]:
+            if not anyway and not self._is_up(node_id):
+                return node_id, None, _RoutedAround(f"{node_id} is suspected down (silent); routed around")
             try:
                 return node_id, await asyncio.wait_for(op(self._peers.replica(node_id)), LOOKUP_TIMEOUT), None
             except asyncio.CancelledError:
@@ -156,13 +160,14 @@ class Catalog:
                 return node_id, None, exc
 
         spare = [n for n in owners if n not in asked] + handoffs
-        pending = list(asked)
+        pending = [(n, False) for n in asked]
         while pending:
-            answers = await asyncio.gather(*(attempt(n) for n in pending))
+            answers = await asyncio.gather(*(attempt(n, anyway) for n, anyway in pending))
             pending = []
             for node_id, result, exc in answers:
                 if exc is None:
                     results[node_id] = result
+                    errors.pop(node_id, None)
                     continue
                 errors[node_id] = exc
                 if isinstance(exc, (BucketAlreadyExists, NoSuchBucket)):  # a refusal (BucketDeleted over the wire)
@@ -171,7 +176,11 @@ class Catalog:
                 if substitute is not None:
                     spare.remove(substitute)
                     used.add(layout.node(substitute).site)
-                    pending.append(substitute)
+                    pending.append((substitute, False))
+                elif isinstance(exc, _RoutedAround):
+                    # No other node can stand in: a suspicion is a guess (a slow node, a lost probe),
+                    # so ask the suspect after all rather than fail the majority without trying.
+                    pending.append((node_id, True))
         return results, errors
 
     async def answers(self, name: str, policies: Iterable[str] | None = None) -> dict[str, BucketRecord | None]:

@@ -64,7 +64,9 @@ def refusal(call) -> grpc.RpcError:
     return err.value
 
 
-def record_of(mesh: LocalMesh, target: str) -> pb.Bucket:
+def record_of(mesh: LocalMesh, target: str | None = None) -> pb.Bucket:
+    """The bucket's record as `target` (default: a French node holding it) answers any node."""
+    target = target or sorted(_record_holders(mesh))[0]
     reply = node_call(mesh, ATTACKER, target, method_path("Replica", "GetBucketRecord"),
                       pb.GetBucketRecordRequest(name=BUCKET))
     assert reply.found
@@ -107,7 +109,7 @@ def honest_writes_through_german_doors(mesh: LocalMesh, tag: str) -> list[str]:
 
 
 def test_a_forged_eu_wide_record_pushed_to_every_german_node_is_refused(mesh: LocalMesh) -> None:
-    honest = record_of(mesh, "paris-1")
+    honest = record_of(mesh)
     forged = pb.Bucket()
     forged.CopyFrom(honest)
     forged.policy = "eu-wide"   # same name, generation, owner and creation: only the policy widened
@@ -131,7 +133,7 @@ def test_a_forged_eu_wide_record_pushed_to_every_german_node_is_refused(mesh: Lo
 
 def test_a_german_node_cannot_read_france_only_chunks_listings_or_inventories(mesh: LocalMesh) -> None:
     digest = _first_digest(mesh)
-    french = "paris-1"
+    french = sorted(_manifest_holders(mesh))[0]   # holds the record, the index and the manifest
     holder = sorted(_chunk_holders(mesh, digest))[0]
     reader = next(n for n in FRENCH if n != holder)
     # a French node reads it (the control), a German one gets NOT_FOUND as if it were not there
@@ -151,7 +153,7 @@ def test_a_german_node_cannot_read_france_only_chunks_listings_or_inventories(me
 
 
 def test_a_german_node_cannot_delete_a_france_only_bucket(mesh: LocalMesh) -> None:
-    honest = record_of(mesh, "paris-1")
+    honest = record_of(mesh)
     tombstone = pb.BucketTombstone(name=BUCKET, generation=honest.generation, policy=honest.policy, deleted=1 << 62)
     for target in FRENCH:
         err = refusal(lambda t=target: node_call(mesh, ATTACKER, t, method_path("Replica", "DeleteBucketRecord"),
@@ -159,7 +161,8 @@ def test_a_german_node_cannot_delete_a_france_only_bucket(mesh: LocalMesh) -> No
         assert err.code() is grpc.StatusCode.PERMISSION_DENIED, (target, err.details())
     # a tombstone claiming the bucket was eu-wide (which munich-1 is inside) is refused too
     tombstone.policy = "eu-wide"
-    err = refusal(lambda: node_call(mesh, ATTACKER, "paris-1", method_path("Replica", "DeleteBucketRecord"),
+    holder = sorted(_record_holders(mesh))[0]
+    err = refusal(lambda: node_call(mesh, ATTACKER, holder, method_path("Replica", "DeleteBucketRecord"),
                                     pb.DeleteBucketRecordRequest(name=BUCKET, tombstone=tombstone)))
     assert err.code() is grpc.StatusCode.ALREADY_EXISTS, err.details()
     with Client(profile=mesh.profile) as c:
@@ -178,9 +181,8 @@ class Probe:
 
 
 def probes(mesh: LocalMesh, caller: str) -> list[Probe]:
-    honest = record_of(mesh, "paris-1")
-    m = node_call(mesh, "toulouse-1", "paris-1", method_path("Replica", "GetManifest"),
-                  pb.GetManifestRequest(bucket=BUCKET, key="before")).manifest
+    honest = record_of(mesh)
+    m = _manifest(mesh)
     digest = m.chunks[0].digest
     plain = b"a probe chunk"
     probe_frame = frame.encode_frame(plain)
@@ -254,11 +256,12 @@ def test_every_node_plane_method_answers_each_territory_as_the_rule_table_says(
 
 
 def test_all_but_one_french_node_down_a_forged_record_is_still_refused(mesh: LocalMesh) -> None:
-    honest = record_of(mesh, "paris-1")
+    honest = record_of(mesh)
     forged = pb.Bucket()
     forged.CopyFrom(honest)
     forged.policy = "eu-wide"
-    down = [n for n in FRENCH if n != "montpellier-1"]
+    kept_up = sorted(_record_holders(mesh))[-1]   # the one French node left up holds the true record
+    down = [n for n in FRENCH if n != kept_up]
     for node in down:
         mesh.stop_node(node)
     try:
@@ -273,9 +276,24 @@ def test_all_but_one_french_node_down_a_forged_record_is_still_refused(mesh: Loc
             mesh.start_node(node)
 
 
+def _manifest_holders(mesh: LocalMesh) -> dict[str, pb.Manifest]:
+    """French node -> its manifest of "before", for the nodes holding it (placement decides which)."""
+    held = {}
+    for n in FRENCH:
+        reply = node_call(mesh, n, n, method_path("Replica", "GetManifest"),
+                          pb.GetManifestRequest(bucket=BUCKET, key="before"))
+        if reply.found:
+            held[n] = reply.manifest
+    assert held, "no French node holds the manifest of 'before'"
+    return held
+
+
+def _manifest(mesh: LocalMesh) -> pb.Manifest:
+    return next(iter(_manifest_holders(mesh).values()))
+
+
 def _first_digest(mesh: LocalMesh) -> bytes:
-    return node_call(mesh, "toulouse-1", "paris-1", method_path("Replica", "GetManifest"),
-                     pb.GetManifestRequest(bucket=BUCKET, key="before")).manifest.chunks[0].digest
+    return _manifest(mesh).chunks[0].digest
 
 
 def _record_holders(mesh: LocalMesh) -> set[str]:

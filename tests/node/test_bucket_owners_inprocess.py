@@ -360,3 +360,24 @@ def test_a_write_by_a_lookup_from_before_a_delete_teaches_the_dead_record_to_nob
         run(main())
     finally:
         mesh.close()
+
+
+def test_a_suspected_owner_is_asked_when_no_other_node_can_stand_in(tmp_path):
+    """A suspicion is a guess (a slow node, lost probes): with one owner really down and another only
+    suspected by the coordinator, and no spare site inside the policy, the create asks the suspect
+    anyway and wins, rather than failing the majority untried."""
+    mesh = InMemoryMesh(layout_of(6), tmp_path, timings=TIMINGS)
+
+    async def main():
+        owned = owners(mesh, "guessed", "france-only")
+        down, suspected = owned[0], owned[1]
+        mesh.down(down)
+        via = next(n for n in mesh.nodes if n not in french(mesh))
+        mesh.nodes[via].detector.suspect(suspected)
+        assert not mesh.nodes[via].detector.is_up(suspected)
+        record = await mesh.create_bucket("guessed", "france-only", via=via)
+        assert mesh.nodes[suspected].local.meta.get_bucket("guessed") == record
+    try:
+        run(main())
+    finally:
+        mesh.close()
