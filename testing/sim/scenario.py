@@ -57,7 +57,7 @@ class SimConfig:
     down_after: float = 20.0
     repair_interval: float = 10.0
     news_cap: float = 30.0
-    phases: tuple[str, ...] = ("buckets", "idle", "news", "stale", "loss")  # a subset of PHASES, run in order
+    phases: tuple[str, ...] = PHASES   # a subset of PHASES, run in order
     root: Path | None = None   # where node stores go (a tmpfs is best); None: a temporary dir
 
 
