@@ -142,8 +142,10 @@ def test_adding_a_site_inside_moves_close_to_ideal(seed):
     specs = [(f"s{i}", ("eu", rng.choice(COUNTRIES), rng.choice(REGIONS)),
               [rng.randint(1, 8) for _ in range(rng.randint(1, 3))]) for i in range(n + 1)]
     pol = [Policy("all", (("eu",),), replicas=2)]
-    old = build_table(make_layout(specs[:n], pol, bits=10), "all")
-    new = build_table(make_layout(specs, pol, bits=10), "all")
+    # Algorithm 1's stated bound (table.py); algorithm 2's (2x ideal + 2 % of the slots, which a
+    # tiny new site can exceed 3x of) is test_placement_algorithms.py's
+    old = build_table(make_layout(specs[:n], pol, bits=10, placement=1), "all")
+    new = build_table(make_layout(specs, pol, bits=10, placement=1), "all")
     ideal = sum(specs[-1][2]) / sum(sum(s[2]) for s in specs)
     frac = _moved_fraction(old, new)
     # Stated bound (bounded loads cascade a little, see table.py): <= 3x ideal at this size.
