@@ -134,7 +134,7 @@ def _moved_fraction(old, new):
     return sum(len(set(b) - set(a)) for a, b in moved.values()) / (len(old) * old.policy.replicas)
 
 
-@settings(max_examples=examples(0.15), deadline=None)
+@settings(max_examples=examples(0.15), deadline=None, derandomize=True)  # a bound on a distribution: fixed seeds
 @given(st.integers(0, 2**32))
 def test_adding_a_site_inside_moves_close_to_ideal(seed):
     rng = random.Random(seed)
