@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 from maillage.node.errors import (
@@ -133,12 +133,15 @@ class Catalog:
             return False
 
     async def at_owners(self, name: str, policy: str, op: Callable[[Replica], Awaitable[object]], *,
-                        first: int | None = None) -> tuple[dict[str, object], dict[str, Exception]]:
+                        first: int | None = None,
+                        ask_suspects: bool = False) -> tuple[dict[str, object], dict[str, Exception]]:
         """`op` on the owners of `name` under `policy` (`first`: only the first that many of them,
         e.g. R to meet every majority), in parallel: the results and the errors, by node. An owner
         that is down or fails is replaced by the partition's next handoff node on a site not used
         yet (inside the policy, as `quorum.ReplicaSets` does); one that REFUSES (it holds another
-        record of the name, or this one's tombstone) is not: its answer stands."""
+        record of the name, or this one's tombstone) is not: its answer stands. `ask_suspects`:
+        owners believed down are asked all the same (a second look, when the first could not decide:
+        a stand-in does not hold what the suspect may)."""
         table = self._layout.table(policy)
         partition = bucket_partition(name, table.bits)
         layout = self._layout.current
@@ -160,7 +163,7 @@ class Catalog:
                 return node_id, None, exc
 
         spare = [n for n in owners if n not in asked] + handoffs
-        pending = [(n, False) for n in asked]
+        pending = [(n, ask_suspects) for n in asked]
         while pending:
             answers = await asyncio.gather(*(attempt(n, anyway) for n, anyway in pending))
             pending = []
@@ -183,11 +186,13 @@ class Catalog:
                     pending.append((node_id, True))
         return results, errors
 
-    async def answers(self, name: str, policies: Iterable[str] | None = None) -> dict[str, BucketRecord | None]:
+    async def answers(self, name: str, policies: Iterable[str] | None = None, *,
+                      ask_suspects: bool = False) -> dict[str, BucketRecord | None]:
         """Each owner's live record of `name` (None: it holds none) in each of `policies` (default:
         every policy), for the owners that answer."""
         names = self.policies() if policies is None else list(policies)
-        found = await asyncio.gather(*(self.at_owners(name, p, lambda r: r.get_bucket(name)) for p in names))
+        found = await asyncio.gather(*(self.at_owners(name, p, lambda r: r.get_bucket(name), ask_suspects=ask_suspects)
+                                       for p in names))
         out: dict[str, BucketRecord | None] = {}
         for results, errors in found:
             for err in errors.values():
@@ -231,15 +236,35 @@ class Catalog:
         return self._decide(name, await self.answers(name, [policy]), ties=False)
 
     async def _lookup(self, name: str, policies: list[str]) -> BucketRecord | None:
+        """Decide from the owners' answers; when they cannot (too few holders answered), look again
+        asking the owners believed down too (a suspicion may be a slow node under load, and the
+        stand-ins asked in its place hold no record of the name), and then accept "no record" when
+        a majority of the owners in every policy say they hold none (the minority that missed a
+        delete does not keep a deleted bucket alive)."""
         answers = await self.answers(name, policies)
         try:
             return self._decide(name, answers)
         except QuorumNotReached:
+            answers = await self.answers(name, policies, ask_suspects=True)
+        try:
+            return self._decide(name, answers)
+        except QuorumNotReached:
+            if self._refuted(name, answers, policies):
+                return None
             own = await self._peers.local.get_bucket(name)
             if own is not None and own.policy in policies and self.is_owner(name, own.policy) and \
                     all(r is None or r == own for r in answers.values()):
                 return own  # too few owners answer to confirm it, and none says otherwise
             raise
+
+    def _refuted(self, name: str, answers: dict[str, BucketRecord | None], policies: list[str]) -> bool:
+        """Whether a majority of the name's owners in each of `policies` answered that they hold no
+        record of it: a claim taken by a majority would have one of them."""
+        for policy in policies:
+            owners = self.record_owners(name, policy)
+            if sum(1 for n in owners if n in answers and answers[n] is None) < majority(len(owners)):
+                return False
+        return True
 
     def _holder_inside(self, node_id: str, record: BucketRecord) -> str | None:
         """The site of `node_id` if the layout puts it inside `record`'s policy, else None."""
@@ -323,26 +348,25 @@ class Catalog:
     def _replicas(self, policy: str) -> int:
         return self._layout.table(policy).policy.replicas
 
-    async def held_elsewhere(self, name: str, policy: str, *, exclude: Collection[str] = (),
-                             strict: bool) -> list[tuple[str, BucketRecord]]:
+    async def held_elsewhere(self, name: str, policy: str, *, strict: bool) -> list[tuple[str, BucketRecord]]:
         """(node, record) for each owner of `name` in a policy other than `policy` that holds the
         name under that policy (and is inside it). `strict`: BucketDisputed unless enough of a
-        policy's owners (the pusher aside) answer to meet every majority of them (else the name
-        cannot be shown free there)."""
+        policy's owners answer to meet every majority of them (else the name cannot be shown free
+        there)."""
         others = [p for p in self.policies() if p != policy]
         found: list[tuple[str, BucketRecord]] = []
-        checked = await asyncio.gather(*(  # R of them meet every majority; strict: the pusher may be one
+        checked = await asyncio.gather(*(  # R of them meet every majority; strict: ask them all
             self.at_owners(name, p, lambda r: r.get_bucket(name), first=None if strict else self._replicas(p))
             for p in others))
         for other, (results, _errors) in zip(others, checked):
             owners = set(self.record_owners(name, other))
-            answered = [n for n in results if n in owners and n not in exclude]
+            answered = [n for n in results if n in owners]
             needed = len(owners) - majority(len(owners)) + 1  # answers that meet every majority
             if strict and len(answered) < needed:
                 raise BucketDisputed(f"bucket {name!r}: too few of its owners under policy {other!r} answer to "
                                      f"show the name is not held there; refused until they do")
             for node_id, held in results.items():
-                if node_id in exclude or not isinstance(held, BucketRecord):
+                if not isinstance(held, BucketRecord):
                     continue
                 if held.name == name and held.policy != policy and self._holder_inside(node_id, held) is not None:
                     found.append((node_id, held))
@@ -351,9 +375,11 @@ class Catalog:
     async def check_undisputed(self, record: BucketRecord, *, pusher: str | None = None) -> None:
         """BucketDisputed if an owner of the name in another policy holds it under that policy, or
         too few of them answer: a pushed record never re-labels a bucket its holders know under
-        another policy."""
-        against = sorted(n for n, _ in await self.held_elsewhere(
-            record.name, record.policy, exclude=() if pusher is None else (pusher,), strict=True))
+        another policy. The pusher's own answers count: it is inside `record`'s policy (the node
+        plane checked), and an owner under another policy is inside that one too, so it has
+        authority over both (excluding it only refused pushes while one other owner was down:
+        a write during an outage then lost its index handoff)."""
+        against = sorted(n for n, _ in await self.held_elsewhere(record.name, record.policy, strict=True))
         if against:
             log.warning("a record of a bucket under policy %r was refused: %d node(s) hold the name under another "
                         "policy (pushed by %s)", record.policy, len(against), pusher or "this node")
