@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from maillage.node.rpc.deadlines import KEEPALIVE_TIMEOUT, GrpcLimits
@@ -66,6 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s3.add_argument("--s3-domain", default="", metavar="DOMAIN",
                     help="also accept virtual-host-style requests, <bucket>.DOMAIN/<key> (path-style "
                          "DOMAIN/<bucket>/<key> always works); the certificate then needs *.DOMAIN")
+    s3.add_argument("--s3-access-log", type=Path, default=None, metavar="FILE",
+                    help="append one JSON line per S3 request to FILE (time, request id, key id, method, "
+                         "status, bytes, ms; bucket and key names only for buckets whose policy "
+                         "reaches this node)")
     s3.add_argument("--s3-default-policy", default="", metavar="POLICY",
                     help="residency policy of an S3 bucket created without a LocationConstraint")
     s3.add_argument("--s3-upload-expiry", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
@@ -152,6 +155,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="BENCHMARKS ONLY: serve without TLS and without authentication (every caller "
                           "is trusted), to measure what they cost; never on a real mesh")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", default="text", choices=["text", "json"],
+                     help="text lines, or one JSON object per line (time, level, logger, node, request_id, "
+                          "message) for a log pipeline; both carry the request id shared across nodes")
     run.set_defaults(func=run_command)
 
 
@@ -167,6 +173,7 @@ def _check_s3_args(args: argparse.Namespace) -> None:
 
     given = [flag for flag, value in (("--s3-tls-cert", args.s3_tls_cert), ("--s3-tls-key", args.s3_tls_key),
                                       ("--s3-plain-http", args.s3_plain_http), ("--s3-domain", args.s3_domain),
+                                      ("--s3-access-log", args.s3_access_log),
                                       ("--s3-default-policy", args.s3_default_policy)) if value]
     if given and not args.s3_listen:
         raise CommandError(f"{', '.join(given)}: only with --s3-listen HOST:PORT")
@@ -211,7 +218,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     _check_s3_args(args)
     grpc_limits = _check_grpc_args(args)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from maillage.node.runtime.logs import configure
+
+    configure(args.log_level, args.log_format, args.id)
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
@@ -219,6 +228,7 @@ def run_command(args: argparse.Namespace) -> int:
                         s3_listen=args.s3_listen, s3_default_policy=args.s3_default_policy,
                         s3_tls_cert=args.s3_tls_cert, s3_tls_key=args.s3_tls_key,
                         s3_plain_http=args.s3_plain_http, s3_domain=args.s3_domain,
+                        s3_access_log=args.s3_access_log,
                         s3_limits=DoorLimits(max_connections=args.s3_max_connections,
                                              max_per_address=args.s3_max_connections_per_address,
                                              max_requests=args.s3_max_requests),

@@ -318,9 +318,14 @@ class LocalMesh:
                 s3 += ("--s3-plain-http",)
             if self.s3_default_policy:
                 s3 += ("--s3-default-policy", self.s3_default_policy)
+            s3 += ("--s3-access-log", str(self.access_log(node_id)))
         return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
                 "--data-dir", str(self.data_dir(node_id)), "--trust-dir", str(self._node_trust(node_id)),
                 "--layout", str(self.layout_file), *s3, *self._extra]
+
+    def access_log(self, node_id: str) -> Path:
+        """The node's S3 access log (one JSON line per request; nodes with an S3 door only)."""
+        return self.log_dir / f"{node_id}.s3.jsonl"
 
     def start_node(self, node_id: str, *, wait: bool = True) -> None:
         running = self.processes.get(node_id)

@@ -67,6 +67,7 @@ class NodeConfig:
     s3_tls_key: Path | None = None
     s3_plain_http: bool = False
     s3_domain: str = ""                   # virtual-host-style addressing: <bucket>.<domain>
+    s3_access_log: Path | None = None     # one JSON line per S3 request (node/s3/access_log.py)
     s3_limits: DoorLimits = DoorLimits()  # connections, requests and deadlines of the S3 port
     grpc_limits: GrpcLimits = GrpcLimits()  # connections, streams and deadlines of the gRPC port
     timings: Timings = Timings()

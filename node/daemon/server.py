@@ -99,6 +99,7 @@ class NodeServer:
         self._server = server
         if cfg.s3_listen:
             # Imported here: a node without an S3 port never loads aiohttp and the S3 door (~20 MB).
+            from maillage.node.s3.access_log import AccessLog
             from maillage.node.s3.common import Services
             from maillage.node.s3.forward import Forwarder
             from maillage.node.s3.server import S3Server
@@ -111,7 +112,8 @@ class NodeServer:
             # with the cluster CA: none without one).
             forwarder = Forwarder(cfg.node_id, layout, tls) if tls is not None else None
             s3 = S3Server(cfg.s3_listen, services, access, domain=cfg.s3_domain, ssl_context=s3_tls, limits=limits,
-                          forwarder=forwarder)
+                          forwarder=forwarder,
+                          access_log=AccessLog(cfg.s3_access_log) if cfg.s3_access_log else None)
             await s3.start()
             self._s3 = s3
             cluster.s3_address = s3.advertised(me.address)

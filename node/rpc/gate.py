@@ -39,6 +39,7 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 
 from maillage.node.errors import AccessDenied
+from maillage.node.runtime import request_ids
 from maillage.node.service.rules import Rule, admit, rule_of_method
 from maillage.node.service.tenancy import CALLER, Caller
 from maillage.node.trust.access_state import AccessState
@@ -202,6 +203,7 @@ def _guarded(handler: grpc.RpcMethodHandler,
         inner: Callable[..., Any] = handler.unary_unary  # an async callable under grpc.aio
 
         async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            _adopt_request_id(context)
             await admit(context, raw)
             return await inner(await _parsed(parse, raw, context), context)
 
@@ -210,6 +212,7 @@ def _guarded(handler: grpc.RpcMethodHandler,
         inner_stream: Callable[..., Any] = handler.stream_unary
 
         async def stream(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            _adopt_request_id(context)
             first = await _first(messages, context)
             await admit(context, b"" if first is None else first)
 
@@ -222,6 +225,15 @@ def _guarded(handler: grpc.RpcMethodHandler,
 
         return grpc.stream_unary_rpc_method_handler(stream, response_serializer=handler.response_serializer)
     raise TypeError(f"the gate does not guard {handler!r} yet: teach _guarded its kind")
+
+
+def _adopt_request_id(context: grpc.aio.ServicerContext) -> None:
+    """The caller's request id (a peer passing on its request's, or an SDK's), or a new one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == request_ids.METADATA_KEY:
+            request_ids.adopt(value)
+            return
+    request_ids.adopt(None)
 
 
 async def _first(messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes | None:

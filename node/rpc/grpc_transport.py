@@ -17,6 +17,7 @@ from maillage.node.replicas.replica import BucketInventory
 from maillage.node.replicas.transport import Heartbeat
 from maillage.node.rpc import convert
 from maillage.node.rpc.boundary import error_from_rpc
+from maillage.node.runtime import request_ids
 from maillage.node.trust.documents import LayoutDoc
 from maillage.node.trust.layout_state import LayoutState
 from maillage.proto import bulk, pb, rpc
@@ -34,6 +35,9 @@ SCAN_TIMEOUT = 60.0
 
 async def _call(peer: str, method: Callable[..., Awaitable[Any]], request: Any,
                 timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
+    passed_on = request_ids.outgoing()
+    if passed_on:
+        metadata = (*(metadata or ()), *passed_on)
     try:
         return await method(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as err:

@@ -3,12 +3,10 @@ layer classifies them as (the same classification the gRPC door answers with).""
 
 from __future__ import annotations
 
-import secrets
-
 from maillage.node.service.reasons import DOMAIN_ERRORS, reason_for
 from maillage.proto.reasons import Reason
 
-__all__ = ["S3Error", "from_exception", "new_request_id"]
+__all__ = ["S3Error", "from_exception"]
 
 # code -> HTTP status
 STATUS = {
@@ -108,7 +106,3 @@ def from_exception(exc: BaseException) -> S3Error | None:
         return None
     code = CODES[reason]
     return S3Error(code, str(exc) or code)
-
-
-def new_request_id() -> str:
-    return secrets.token_hex(8).upper()

@@ -49,6 +49,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from maillage.node.runtime import request_ids
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.payload import BODY_IDLE_TIMEOUT
 from maillage.node.trust.layout_state import LayoutState
@@ -56,7 +57,7 @@ from maillage.proto import pb, rpc
 from maillage.proto.channels import open_channel
 from maillage.proto.trust.identity import TlsIdentity, target_name
 
-__all__ = ["FORWARDED_BY", "FORWARDED_TO", "ForwardLimits", "Forwarder"]
+__all__ = ["FORWARDED_BY", "FORWARDED_TO", "REQUEST_ID_HEADER", "ForwardLimits", "Forwarder"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ FORWARDED_BY = "X-Maillage-Forwarded-By"
 #: The header of a forwarded answer: the id of the node that served it (so a client, or a test,
 #: can tell a forwarded answer from one of the door it reached).
 FORWARDED_TO = "X-Maillage-Forwarded-To"
+# The forwarding door's request id, which the serving door adopts (one id in both nodes' logs).
+REQUEST_ID_HEADER = "X-Maillage-Request-Id"
 
 #: Headers of one connection, never passed on (RFC 9110 7.6.1), in either direction.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -215,6 +218,9 @@ class Forwarder:
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
         headers.popall(FORWARDED_BY, None)
         headers[FORWARDED_BY] = self.node_id
+        headers.popall(REQUEST_ID_HEADER, None)
+        if request_ids.current():
+            headers[REQUEST_ID_HEADER] = request_ids.current()
         problems: list[str] = []
         for node_id in self._order(targets):
             address = await self.s3_address(node_id)

@@ -25,15 +25,18 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
 
 from aiohttp import web
 
 from maillage.node.errors import OutsideTerritory
+from maillage.node.runtime import request_ids
 from maillage.node.s3 import routes, sigv4, xml
+from maillage.node.s3.access_log import AccessLog
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
-from maillage.node.s3.errors import S3Error, from_exception, new_request_id
-from maillage.node.s3.forward import FORWARDED_BY, Forwarder
+from maillage.node.s3.errors import S3Error, from_exception
+from maillage.node.s3.forward import FORWARDED_BY, FORWARDED_TO, REQUEST_ID_HEADER, Forwarder
 from maillage.node.s3.payload import BODY_TAKEN, RAW_BODY
 from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
@@ -48,6 +51,7 @@ SERVED_ANYWHERE = frozenset({"ListBuckets", "HeadBucket", "GetBucketLocation"})
 #: Key of the request's mapping: the request names a bucket this node is outside of (logs leave
 #: its path out: the key name must not rest here).
 OUTSIDE = web.RequestKey("outside", bool)
+KEY_ID = web.RequestKey("key_id", str)  # the access key that signed the request, for the access log
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -90,8 +94,9 @@ def _server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLi
 class S3Server:
     def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
                  ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None,
-                 forwarder: Forwarder | None = None) -> None:
+                 forwarder: Forwarder | None = None, access_log: AccessLog | None = None) -> None:
         self.address = address
+        self.access_log = access_log
         self.forwarder = forwarder  # None: requests for buckets this node is outside of are refused (503)
         self.limits = limits or DoorLimits()
         self.door: Door | None = None
@@ -144,9 +149,14 @@ class S3Server:
             self._runner = None
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.access_log is not None:
+            self.access_log.close()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        request_id = new_request_id()
+        started = time.monotonic()
+        # A door that forwarded this request named it: one id across both doors' logs.
+        request_id = request_ids.adopt(request.headers.get(REQUEST_ID_HEADER) if FORWARDED_BY in request.headers
+                                       else None)
         self._in_flight += 1
         try:
             if self._in_flight > self.limits.max_requests:
@@ -168,7 +178,22 @@ class S3Server:
             self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
+        if self.access_log is not None:
+            await self._log_access(request, response, request_id, started)
         return response
+
+    async def _log_access(self, request: web.Request, response: web.StreamResponse, request_id: str,
+                          started: float) -> None:
+        bucket, key = self.address_of(request)
+        names = None
+        if bucket and not request.get(OUTSIDE) and await self._services.service.names_rest_here(bucket):
+            names = (bucket, key)
+        assert self.access_log is not None
+        self.access_log.write(request_id=request_id, remote=request.remote, method=request.method,
+                              key_id=request.get(KEY_ID, ""), status=response.status,
+                              bytes_in=request.content_length,
+                              bytes_out=response.body_length or response.content_length,
+                              started=started, forwarded_to=response.headers.get(FORWARDED_TO), names=names)
 
     @staticmethod
     def _error_response(request: web.Request, error: S3Error, request_id: str) -> web.Response:
@@ -201,6 +226,7 @@ class S3Server:
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
         caller = Caller(key=verified.key)
+        request[KEY_ID] = verified.key.key_id
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
         call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
         # A request another door forwarded is never forwarded again: if this node is outside the

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
-from maillage.node.errors import InvalidRequest, NoSuchKey
+from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.service.rules import OPERATIONS
 from maillage.node.service.tenancy import Caller, Tenancy
@@ -53,6 +53,15 @@ class ObjectService:
         if record is None or self._territory.inside(record.policy):
             return ()
         return self._territory.nodes_inside(record.policy)
+
+    async def names_rest_here(self, bucket: str) -> bool:
+        """Whether names of `bucket` (its own, its keys') may be written on this node, e.g. in an
+        access log: only when the bucket exists and its policy reaches this node."""
+        try:
+            record = await self.coordinator.find_bucket(bucket)
+        except NodeError:
+            return False
+        return record is not None and self._territory.inside(record.policy)
 
     # ----- buckets -------------------------------------------------------------------------
 

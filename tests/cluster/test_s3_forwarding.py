@@ -8,6 +8,7 @@ policy it reads again.
 
 from __future__ import annotations
 
+import json
 import ssl
 import urllib.error
 import urllib.request
@@ -48,6 +49,10 @@ def door(mesh: LocalMesh, node: str, *, secret: str | None = None, seen: list | 
     if seen is not None:  # every answer's headers, in order
         s3.meta.events.register("after-call.s3.*", lambda http_response, **_: seen.append(http_response.headers))
     return s3
+
+
+def access_lines(mesh: LocalMesh, node: str) -> list[dict]:
+    return [json.loads(line) for line in mesh.access_log(node).read_text().splitlines()]
 
 
 def german_holdings(mesh: LocalMesh, bucket: str) -> dict[str, list]:
@@ -111,6 +116,17 @@ def test_a_german_door_serves_a_france_only_bucket_from_france(mesh: LocalMesh) 
     for node in GERMAN:
         log = (mesh.log_dir / f"{node}.log").read_text(errors="replace")
         assert not [k for k in (*SECRET_KEYS, "dossier-zq7") if k in log], node
+        assert not [k for k in (*SECRET_KEYS, "dossier-zq7") if k in mesh.access_log(node).read_text()], node
+
+    # The access logs tell one story: each request the German door passed on is a line there
+    # without names, and a line with the same request id, bucket and key at the French door that served it.
+    passed_on = [e for e in access_lines(mesh, "munich-1") if e.get("forwarded_to")]
+    assert len(passed_on) >= len(forwarded) - 3 and all("key" not in e and "bucket" not in e for e in passed_on)
+    served = {e["request_id"]: e for node in FRENCH for e in access_lines(mesh, node)}
+    for entry in passed_on:
+        there = served[entry["request_id"]]
+        assert there["bucket"] == bucket and there["status"] == entry["status"], (entry, there)
+    assert {served[e["request_id"]]["key"] for e in passed_on if e["method"] == "PUT"} >= set(SECRET_KEYS[:2])
 
     deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in SECRET_KEYS[:3]]})
     assert sorted(d["Key"] for d in deleted["Deleted"]) == sorted(SECRET_KEYS[:3])
