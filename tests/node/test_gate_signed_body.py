@@ -24,6 +24,9 @@ class Context:
     def set_trailing_metadata(self, md) -> None:
         pass
 
+    def invocation_metadata(self):
+        return ()
+
     async def abort(self, code, details) -> None:
         self.code, self.details = code, details
         raise Aborted(details)
