@@ -71,7 +71,58 @@ def test_clean_mesh_is_fully_replicated(mesh):
     assert doc["ok"] is True and doc["fully_replicated"] is True and doc["objects"] == 4
 
 
-def test_planted_french_chunk_in_germany_is_a_violation(mesh):
+def test_signed_report_of_a_clean_mesh_verifies_offline_and_one_flipped_byte_fails(mesh, tmp_path):
+    report, page = tmp_path / "report.json", tmp_path / "report.html"
+    cli = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--report", str(report), "--html", str(page),
+                   mesh=mesh)
+    assert cli.returncode == 0, cli.stderr
+    assert f"written to {report}" in cli.stdout
+    body = json.loads(report.read_text())["body"]
+    assert body["verdict"] == "inside-policy" and body["totals"]["objects"] == 4
+    assert {p["policy"]: p["verdict"] for p in body["policies"]} == {"france-only": "inside-policy",
+                                                                     "eu-wide": "inside-policy"}
+    assert sorted(n["id"] for n in body["nodes"] if n["answered"]) == sorted(s.name for s in SITES)
+    page_text = page.read_text()
+    assert "Verdict: inside-policy" in page_text
+    for name in ("scans", "public", "secret.bin", "shared.bin"):   # no bucket or key name leaves
+        assert name not in report.read_text() and name not in page_text
+    auditor = _auditor_copy(mesh, report, tmp_path / "auditor")
+    ok = _verify_offline(auditor, "report.json")
+    assert ok.returncode == 0, ok.stderr
+    assert "valid: signed by this cluster's key sha256:" in ok.stdout and "verdict: inside-policy" in ok.stdout
+    rendered = _verify_offline(auditor, "report.json", action="render", extra=("--html", "page.html"))
+    assert rendered.returncode == 0 and (auditor / "page.html").read_text() == page_text
+    data = bytearray((auditor / "report.json").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (auditor / "altered.json").write_bytes(bytes(data))
+    bad = _verify_offline(auditor, "altered.json")
+    assert bad.returncode == 1 and "REFUSED" in bad.stderr and "Traceback" not in bad.stderr
+    (auditor / "truncated.json").write_bytes(bytes(data[:100]))
+    cut = _verify_offline(auditor, "truncated.json")
+    assert cut.returncode == 1 and "malformed report" in cut.stderr and "Traceback" not in cut.stderr
+
+
+def _auditor_copy(mesh, report, directory):
+    """What an auditor keeps: the report and the cluster's public key (from a node's trust dir)."""
+    directory.mkdir()
+    shutil.copyfile(report, directory / "report.json")
+    shutil.copyfile(mesh.trust_dir("paris-1") / "layout-signing.pub", directory / "cluster.pub")
+    return directory
+
+
+def _verify_offline(directory, name: str, *, action: str = "verify", extra=()) -> subprocess.CompletedProcess:
+    """`maillage audit verify|render` with no profile, no endpoint and, where the kernel lets an
+    unprivileged user have one, in a network namespace with no interface up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+    env["MAILLAGE_CONFIG_FILE"] = str(directory / "no-config")
+    isolate = ["unshare", "-rn"] if shutil.which("unshare") and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0 else []
+    return subprocess.run([*isolate, sys.executable, "-m", "maillage.cli", "audit", action, name,
+                           "--cluster-public", "cluster.pub", *extra], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=directory)
+
+
+def test_planted_french_chunk_in_germany_is_a_violation(mesh, tmp_path):
     digest = _digests(mesh, "scans", "secret.bin")[0]
     munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
     target = munich.path_of(digest)
@@ -88,9 +139,22 @@ def test_planted_french_chunk_in_germany_is_a_violation(mesh):
         assert digest.hex()[:16] in sentence
         for part in ("bucket scans", "policy france-only", "munich-1", "eu/de/bayern", "outside eu/fr"):
             assert part in sentence
-        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json", mesh=mesh)
+        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json", "--report",
+                       str(tmp_path / "report.json"), mesh=mesh)
         assert cli.returncode == 1
         assert json.loads(cli.stdout)["violations"] == [sentence]
+        # the signed report says so, by policy, node, site and chunk prefix, and still verifies
+        auditor = _auditor_copy(mesh, tmp_path / "report.json", tmp_path / "auditor")
+        checked = _verify_offline(auditor, "report.json")
+        assert checked.returncode == 0, checked.stderr
+        assert "verdict: violation" in checked.stdout
+        body = json.loads((auditor / "report.json").read_text())["body"]
+        assert body["verdict"] == "violation" and body["totals"]["violations"] == 1
+        assert body["violations"] == [{"kind": "chunk", "policies": ["france-only"], "nodes": ["munich-1"],
+                                       "sites": ["munich-1"], "locations": ["eu/de/bayern"], "count": 1,
+                                       "digests": [digest.hex()[:16]]}]
+        assert {p["policy"]: p["verdict"] for p in body["policies"]}["france-only"] == "violation"
+        assert "scans" not in (auditor / "report.json").read_text()
     finally:
         target.unlink()
     assert collect_audit(_admin(mesh, "paris-1")).ok

@@ -1,0 +1,158 @@
+"""Signed residency reports, in process: the body round-trips, any altered byte is refused, another
+cluster's key is refused, and the body carries no key or bucket name (the cluster test is in
+test_audit.py, on its mesh)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maillage.cli.audit_report import render_html
+from maillage.client.admin import (
+    Inventory,
+    ReportError,
+    VerifiedReport,
+    evaluate,
+    record_findings,
+    report_body,
+    sign_report,
+    verify_report,
+)
+from maillage.proto.trust.signing import LayoutSigner
+from maillage.testing.examples import examples
+from maillage.testing.localmesh import make_layout
+
+from .conftest import POLICIES, SITES
+
+LAYOUT = make_layout(SITES, POLICIES)
+SIGNER = LayoutSigner.generate()
+OTHER = LayoutSigner.generate()
+FR, DE = b"\x01" * 32, b"\x02" * 32
+T0 = datetime.datetime(2026, 12, 6, 2, 0, tzinfo=datetime.UTC)
+T1 = T0 + datetime.timedelta(seconds=3)
+SECRET_KEY_NAME = "patient-4711-scan.dcm"
+
+
+def _inv(node: str, keys=None, chunks=(), refs=None) -> Inventory:
+    return Inventory(node, {b: set(k) for b, k in (keys or {}).items()}, set(chunks),
+                     {b: set(d) for b, d in (refs or {}).items()})
+
+
+def _violating_audit():
+    """A French key and a French chunk in Germany, and nodes disagreeing on a bucket's record."""
+    inventories = {
+        "paris-1": _inv("paris-1", {"hopital-secret": [SECRET_KEY_NAME]}, [FR], {"hopital-secret": [FR]}),
+        "lyon-1": _inv("lyon-1", {"hopital-secret": [SECRET_KEY_NAME]}, [FR]),
+        "toulouse-1": _inv("toulouse-1", {"public": ["b"]}),
+        "munich-1": _inv("munich-1", {"hopital-secret": [SECRET_KEY_NAME], "public": ["b"]}, [FR]),
+    }
+    records = {"paris-1": {"hopital-secret": ("france-only", "g1")},
+               "lyon-1": {"hopital-secret": ("france-only", "g1")}, "munich-1": {"hopital-secret": ("eu-wide", "g1")}}
+    return evaluate(LAYOUT, inventories, [], {"hopital-secret": "france-only", "public": "eu-wide"}, 2,
+                    {FR: {"hopital-secret"}}, disagreements=["bucket hopital-secret: nodes disagree"],
+                    record_findings=record_findings(records), live_per_bucket={"hopital-secret": 1, "public": 1})
+
+
+REPORT = _violating_audit()
+BODY = report_body(REPORT, started=T0, finished=T1)
+TEXT = sign_report(BODY, SIGNER).encode()
+
+
+def test_a_signed_report_round_trips_and_verifies() -> None:
+    verified = verify_report(TEXT, SIGNER.verifier())
+    assert verified.body == BODY == json.loads(json.dumps(BODY))
+    assert verified.signer == SIGNER.verifier().key_id() == json.loads(TEXT)["signature"]["signer"]
+    assert BODY["started"] == "2026-12-06T02:00:00Z" and BODY["finished"] == "2026-12-06T02:00:03Z"
+    assert BODY["layout"] == {"version": LAYOUT.version, "digest": REPORT.layout_digest}
+    assert REPORT.layout_digest.startswith("sha256:") and len(REPORT.layout_digest) == 7 + 64
+
+
+def test_the_report_says_what_is_wrong_by_policy_node_and_chunk_prefix() -> None:
+    assert BODY["verdict"] == "violation" and BODY["totals"]["violations"] == 3
+    by_policy = {p["policy"]: p for p in BODY["policies"]}
+    french = by_policy["france-only"]
+    assert french["verdict"] == "violation" and french["allow"] == ["eu/fr"] and french["replicas"] == 2
+    assert french["violations"] == 3 and french["buckets"] == 1 and french["objects"] == 1
+    assert french["manifests"] == 1 and french["chunks"] == 1
+    assert french["copies"] == 3 + 3 and french["sites"] == 3          # 3 manifest copies, 3 chunk frames
+    assert by_policy["eu-wide"]["violations"] == 1                      # named by munich-1's dissenting record
+    items = {(v["kind"], tuple(v["nodes"])): v for v in BODY["violations"]}
+    assert items[("key", ("munich-1",))]["sites"] == ["munich-1"]
+    assert items[("key", ("munich-1",))]["locations"] == ["eu/de/bayern"]
+    assert items[("chunk", ("munich-1",))]["digests"] == [FR.hex()[:16]]
+    assert items[("record", ("munich-1",))]["policies"] == ["eu-wide", "france-only"]
+    nodes = {n["id"]: n for n in BODY["nodes"]}
+    assert set(nodes) == {"paris-1", "lyon-1", "toulouse-1", "munich-1"} and all(n["answered"] for n in nodes.values())
+
+
+def test_no_key_or_bucket_name_leaves_in_a_report() -> None:
+    text = TEXT.decode()
+    for name in (SECRET_KEY_NAME, "hopital-secret", "public"):
+        assert name not in text
+    assert any(SECRET_KEY_NAME in v for v in REPORT.violations)       # the terminal sentences do name it
+
+
+@settings(max_examples=examples(2), deadline=None)
+@given(at=st.integers(0, len(TEXT) - 1), flip=st.integers(1, 255))
+def test_any_single_byte_changed_is_refused(at: int, flip: int) -> None:
+    altered = bytearray(TEXT)
+    altered[at] ^= flip
+    with pytest.raises(ReportError):
+        verify_report(bytes(altered), SIGNER.verifier())
+
+
+@settings(max_examples=examples(0.5), deadline=None)
+@given(keep=st.integers(0, len(TEXT) - 1))
+def test_a_truncated_report_is_refused(keep: int) -> None:
+    with pytest.raises(ReportError):
+        verify_report(TEXT[:keep], SIGNER.verifier())
+
+
+def test_another_clusters_key_or_signature_is_refused() -> None:
+    with pytest.raises(ReportError, match="not this cluster's"):
+        verify_report(TEXT, OTHER.verifier())
+    forged = json.loads(sign_report(BODY, OTHER))
+    forged["signature"]["signer"] = SIGNER.verifier().key_id()        # claims to be the cluster's key
+    text = json.dumps(forged, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
+    with pytest.raises(ReportError, match="does not verify"):
+        verify_report(text.encode(), SIGNER.verifier())
+
+
+def test_a_consistent_edit_of_the_body_is_refused() -> None:
+    """Rewritten canonically (so only the signature can tell), a clean verdict does not verify."""
+    doc = json.loads(TEXT)
+    doc["body"]["verdict"] = "inside-policy"
+    text = json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
+    with pytest.raises(ReportError, match="does not verify"):
+        verify_report(text.encode(), SIGNER.verifier())
+
+
+@pytest.mark.parametrize("data", [b"", b"{}", b"[]", b"null\n", b"\xff\xfe", b"{" * 100_000,
+                                  b'{"body": {}, "signature": {}}'])
+def test_garbage_is_a_report_error_not_a_crash(data: bytes) -> None:
+    with pytest.raises(ReportError):
+        verify_report(data, SIGNER.verifier())
+
+
+def test_the_html_page_escapes_everything_and_loads_nothing() -> None:
+    hostile = json.loads(json.dumps(BODY))
+    hostile["nodes"][0]["site"] = "<script>alert(1)</script>"
+    hostile["policies"][0]["policy"] = "\"><img src=x onerror=alert(1)>"
+    page = render_html(VerifiedReport(hostile, SIGNER.verifier().key_id()))
+    assert "<script" not in page and "<img" not in page and "&lt;script&gt;" in page
+    tags: list[tuple[str, list]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, attrs))
+
+    Tags().feed(page)
+    assert {t for t, _ in tags} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "ul", "li",
+                                    "table", "tr", "th", "td", "code"}
+    assert {name for _, attrs in tags for name, _ in attrs} <= {"lang", "charset", "http-equiv", "content", "class"}
+    assert "Verdict: violation" in page and FR.hex()[:16] in page and SECRET_KEY_NAME not in page
