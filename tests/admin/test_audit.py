@@ -102,6 +102,19 @@ def test_signed_report_of_a_clean_mesh_verifies_offline_and_one_flipped_byte_fai
     assert cut.returncode == 1 and "malformed report" in cut.stderr and "Traceback" not in cut.stderr
 
 
+def test_a_report_needs_the_clusters_signing_key(mesh, tmp_path):
+    report = tmp_path / "report.json"
+    unsigned = _run_cli("audit", "--report", str(report), "--signing-key", str(tmp_path / "absent.key"), mesh=mesh)
+    assert unsigned.returncode == 1 and "cannot sign the report" in unsigned.stderr
+    assert "Traceback" not in unsigned.stderr and not report.exists()
+    public_only = tmp_path / "layout-signing.pub"                  # a public key is no signing key
+    shutil.copyfile(mesh.cluster_dir / "layout-signing.pub", public_only)
+    wrong = _run_cli("audit", "--report", str(report), "--signing-key", str(public_only), mesh=mesh)
+    assert wrong.returncode == 1 and "cannot sign the report" in wrong.stderr and not report.exists()
+    lone = _run_cli("audit", "--html", str(tmp_path / "page.html"), mesh=mesh)
+    assert lone.returncode == 1 and "--html needs --report" in lone.stderr
+
+
 def _auditor_copy(mesh, report, directory):
     """What an auditor keeps: the report and the cluster's public key (from a node's trust dir)."""
     directory.mkdir()
