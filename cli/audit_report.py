@@ -142,7 +142,8 @@ def render_html(verified: VerifiedReport) -> str:
                  p["buckets"], p["objects"], p["manifests"], p["chunks"], p["copies"], p["sites"],
                  p["under_replicated"], p["violations"], p["verdict"]] for p in b["policies"]]
     violations = [[v["kind"], ", ".join(map(str, v["policies"])), ", ".join(map(str, v["nodes"])),
-                   ", ".join(map(str, v["sites"])), v["count"], " ".join(f"{d}.." for d in v["digests"])]
+                   ", ".join(map(str, v["sites"])), ", ".join(map(str, v["locations"])), v["count"],
+                   " ".join(f"{d}.." for d in v["digests"])]
                   for v in b["violations"]]
     nodes = [[n["id"], n["site"], n["location"], "yes" if n["answered"] else "NO"] for n in b["nodes"]]
     totals = [[name.replace("_", " "), value] for name, value in sorted(t.items())]
@@ -164,8 +165,11 @@ def render_html(verified: VerifiedReport) -> str:
         _table(["policy", "allows", "R", "buckets", "objects", "manifests", "chunks", "copies", "sites",
                 "under-replicated", "violations", "verdict"], policies, frozenset(range(2, 11))),
         f"<h2>Violations ({_e(t['violations'])})</h2>",
-        _table(["kind", "policies", "nodes", "sites", "count", "chunk names (prefix)"], violations, frozenset({4}))
-        if violations else "<p>None.</p>",
+        "<p>key: copies of objects' manifests on a node outside their policy; chunk: stored chunks no bucket "
+        "referencing them allows on that node; record: nodes holding a bucket record that the other nodes "
+        "contradict (policy or generation).</p>" if violations else "<p>None.</p>",
+        _table(["kind", "policies", "nodes", "sites", "locations", "count", "chunk names (prefix)"], violations,
+               frozenset({5})) if violations else "",
         f"<h2>Nodes ({_e(t['answered'])} of {_e(t['nodes'])} answered)</h2>",
         _table(["node", "site", "location", "answered"], nodes),
         "</body></html>\n"])

@@ -172,8 +172,8 @@ def _check_body(body: dict[str, Any]) -> dict[str, Any]:
         _need(policy, "policies[]", {"policy": str, "allow": list, "replicas": int, "verdict": str, **counts})
     _need(body["totals"], "totals", {"nodes": int, "answered": int, **counts})
     for item in body["violations"]:
-        _need(item, "violations[]", {"kind": str, "policies": list, "nodes": list, "sites": list, "count": int,
-                                     "digests": list})
+        _need(item, "violations[]", {"kind": str, "policies": list, "nodes": list, "sites": list,
+                                     "locations": list, "count": int, "digests": list})
     return body
 
 
