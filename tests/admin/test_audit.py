@@ -173,7 +173,7 @@ def test_planted_french_chunk_in_germany_is_a_violation(mesh, tmp_path):
     assert collect_audit(_admin(mesh, "paris-1")).ok
 
 
-def test_dead_node_is_unreachable_not_a_violation(mesh):
+def test_dead_node_is_unreachable_not_a_violation(mesh, tmp_path):
     cli = _run_cli("audit", "--require-full", env={"MAILLAGE_ENDPOINT": mesh.address("munich-1")}, mesh=mesh)
     assert cli.returncode == 0, cli.stderr
     assert "violations        0" in cli.stdout and "fully replicated" in cli.stdout
@@ -182,10 +182,15 @@ def test_dead_node_is_unreachable_not_a_violation(mesh):
         report = collect_audit(_admin(mesh, "paris-1"), timeout=3)
         assert report.unreachable == ["lyon-1"]
         assert report.ok and not report.fully_replicated
-        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", mesh=mesh)
+        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--report",
+                         str(tmp_path / "report.json"), mesh=mesh)
         full = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--require-full",
                         mesh=mesh)
         assert plain.returncode == 0 and "unreachable       lyon-1" in plain.stdout
+        body = json.loads((tmp_path / "report.json").read_text())["body"]   # a silent node proves nothing
+        assert body["verdict"] == "inside-policy-incomplete"
+        assert {p["verdict"] for p in body["policies"]} == {"inside-policy-incomplete"}
+        assert [n["id"] for n in body["nodes"] if not n["answered"]] == ["lyon-1"]
         assert full.returncode == 1
     finally:
         mesh.start_node("lyon-1")

@@ -4,6 +4,7 @@ test_audit.py, on its mesh)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 from html.parser import HTMLParser
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.cli.audit_report import render_html
+from maillage.cli.audit_report import cluster_verifier, render_html
+from maillage.cli.common import CommandError
 from maillage.client.admin import (
     Inventory,
     ReportError,
@@ -156,3 +158,14 @@ def test_the_html_page_escapes_everything_and_loads_nothing() -> None:
                                     "table", "tr", "th", "td", "code"}
     assert {name for _, attrs in tags for name, _ in attrs} <= {"lang", "charset", "http-equiv", "content", "class"}
     assert "Verdict: violation" in page and FR.hex()[:16] in page and SECRET_KEY_NAME not in page
+
+
+def test_the_cluster_public_key_is_a_pem_file_or_a_trust_dir(tmp_path) -> None:
+    (tmp_path / "layout-signing.pub").write_bytes(SIGNER.public_key_pem())
+    for named in (tmp_path, tmp_path / "layout-signing.pub"):
+        verifier = cluster_verifier(argparse.Namespace(cluster_public=str(named), profile=None))
+        assert verify_report(TEXT, verifier).signer == SIGNER.verifier().key_id()
+    (tmp_path / "private.pem").write_bytes(SIGNER.private_key_pem())
+    for wrong in (tmp_path / "private.pem", tmp_path / "absent.pub", tmp_path / "nested"):
+        with pytest.raises(CommandError):
+            cluster_verifier(argparse.Namespace(cluster_public=str(wrong), profile=None))
