@@ -1,6 +1,6 @@
 """Signed residency reports, in process: the body round-trips, any altered byte is refused, another
-cluster's key is refused, and the body carries no key or bucket name (the cluster test is in
-test_audit.py, on its mesh)."""
+cluster's key is refused, and the body carries no key or bucket name (the cluster tests are in
+tests/admin/test_audit.py, on its mesh)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,15 @@ from maillage.client.admin import (
     sign_report,
     verify_report,
 )
+from maillage.placement import Policy
 from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing.examples import examples
-from maillage.testing.localmesh import make_layout
+from maillage.testing.localmesh import SiteSpec, make_layout
 
-from .conftest import POLICIES, SITES
+SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("toulouse-1", "eu/fr/occitanie"), SiteSpec("lyon-1", "eu/fr/ara"),
+         SiteSpec("munich-1", "eu/de/bayern"))      # the audit tests' mesh (tests/admin/conftest.py)
+POLICIES = (Policy(name="france-only", allow=(("eu", "fr"),), replicas=2, spread=3),
+            Policy(name="eu-wide", allow=(("eu",),), replicas=2, spread=2))
 
 LAYOUT = make_layout(SITES, POLICIES)
 SIGNER = LayoutSigner.generate()
