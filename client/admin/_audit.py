@@ -241,6 +241,7 @@ class PolicyTally:
     sites: int = 0                     # distinct sites holding a copy
     under_replicated: int = 0
     violations: int = 0
+    in_layout: bool = True             # False: a name only nodes' bucket records give (unsigned)
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
 
     tallies = {p.name: PolicyTally(p.name, [format_location(a) for a in p.allow], p.replicas) for p in layout.policies}
     for bucket, name in bucket_policies.items():
-        tally = tallies.setdefault(name, PolicyTally(name, [], 0))
+        tally = tallies.setdefault(name, PolicyTally(name, [], 0, in_layout=False))
         tally.buckets += 1
         tally.objects += live_per_bucket.get(bucket, 0)
     for (bucket, _) in key_sites:
@@ -404,7 +405,7 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
         under += short
     for finding in findings:
         for name in finding.policies:
-            tallies.setdefault(name, PolicyTally(name, [], 0)).violations += 1
+            tallies.setdefault(name, PolicyTally(name, [], 0, in_layout=False)).violations += 1
     for name, holders_sites in policy_sites.items():
         tallies[name].sites = len(holders_sites)
 

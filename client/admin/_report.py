@@ -13,7 +13,8 @@ per policy aggregates (buckets, objects, manifests, chunks, copies, sites, under
 violations, verdict), the nodes asked (id, site, location, answered), and each violation as kind,
 policies, nodes and sites, with the first 16 hex digits of a misplaced chunk's name (keyed names:
 they reveal nothing of the bytes), grouped by (kind, policies, nodes) so its size is bounded by
-the layout, not by the data.
+the layout, not by the data. Every name in it comes from the signed layout (policies, node ids,
+sites, locations): a policy name that only nodes' bucket records give is numbered instead.
 
 The file is the canonical JSON (sorted keys, indent 1, ASCII) of {"body": ..., "signature": ...};
 the signed bytes are the compact canonical JSON of the body. A reader refuses a file that is not
@@ -68,10 +69,11 @@ def _verdict(violations: int, complete: bool) -> str:
     return "inside-policy" if complete else "inside-policy-incomplete"
 
 
-def _grouped(findings: list[Finding], places: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+def _grouped(findings: list[Finding], places: dict[str, tuple[str, str]],
+             named: dict[str, str]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Finding]] = {}
     for f in findings:
-        groups.setdefault((f.kind, f.policies, f.nodes), []).append(f)
+        groups.setdefault((f.kind, tuple(sorted({named.get(p, p) for p in f.policies})), f.nodes), []).append(f)
     items = []
     for (kind, policies, nodes), found in sorted(groups.items()):
         digests = sorted({f.digest for f in found if f.digest})
@@ -87,6 +89,10 @@ def report_body(report: AuditReport, *, started: datetime.datetime, finished: da
     """The body of a report on `report` (an audit that ran from `started` to `finished`): names of
     keys and buckets never enter it."""
     unreachable = set(report.unreachable)
+    # Every name in a report comes from the signed layout: a policy name only the nodes' (unsigned)
+    # bucket records give, which a hostile node could make of anything, is numbered instead.
+    strays = sorted(t.policy for t in report.tallies if not t.in_layout)
+    named = {name: f"(not in the layout #{i})" for i, name in enumerate(strays, 1)}
     return {
         "format": REPORT_FORMAT, "version": REPORT_VERSION,
         "started": _utc(started), "finished": _utc(finished),
@@ -94,8 +100,9 @@ def report_body(report: AuditReport, *, started: datetime.datetime, finished: da
         "layout": {"version": report.layout_version, "digest": report.layout_digest},
         "nodes": [{"id": n, "site": site, "location": location, "answered": n not in unreachable}
                   for n, (site, location) in sorted(report.places.items())],
-        "policies": [{"policy": t.policy, "allow": list(t.allow), "replicas": t.replicas, "buckets": t.buckets,
-                      "objects": t.objects, "manifests": t.manifests, "chunks": t.chunks, "copies": t.copies,
+        "policies": [{"policy": named.get(t.policy, t.policy), "allow": list(t.allow), "replicas": t.replicas,
+                      "buckets": t.buckets, "objects": t.objects, "manifests": t.manifests, "chunks": t.chunks,
+                      "copies": t.copies,
                       "sites": t.sites, "under_replicated": t.under_replicated, "violations": t.violations,
                       "verdict": _verdict(t.violations, not unreachable and t.under_replicated == 0)}
                      for t in report.tallies],
@@ -105,7 +112,7 @@ def report_body(report: AuditReport, *, started: datetime.datetime, finished: da
                    "violations": len(report.violations), "missing_chunks": len(report.missing_chunks),
                    "unreferenced_chunks": report.unreferenced_chunks,
                    "unknown_buckets": len(report.unknown_buckets)},
-        "violations": _grouped(report.findings, report.places),
+        "violations": _grouped(report.findings, report.places, named),
         "verdict": _verdict(len(report.violations), report.fully_replicated),
     }
 

@@ -173,3 +173,24 @@ def test_the_cluster_public_key_is_a_pem_file_or_a_trust_dir(tmp_path) -> None:
     for wrong in (tmp_path / "private.pem", tmp_path / "absent.pub", tmp_path / "nested"):
         with pytest.raises(CommandError):
             cluster_verifier(argparse.Namespace(cluster_public=str(wrong), profile=None))
+
+
+def test_a_policy_name_only_a_nodes_record_gives_is_numbered_not_copied() -> None:
+    """A hostile node records bucket hopital-secret under a "policy" spelling a name to smuggle out:
+    the report counts it under a number; every name in a report comes from the signed layout."""
+    smuggled = "leak-hopital-secret-patient-4711"
+    inventories = {"paris-1": _inv("paris-1", {"hopital-secret": ["a"]}),
+                   "lyon-1": _inv("lyon-1", {"hopital-secret": ["a"]})}
+    records = {"paris-1": {"hopital-secret": ("france-only", "g1")},
+               "lyon-1": {"hopital-secret": ("france-only", "g1")},
+               "munich-1": {"hopital-secret": (smuggled, "g1")}}
+    audit = evaluate(LAYOUT, inventories, [], {"hopital-secret": "france-only", "ghost": smuggled}, 1,
+                     disagreements=["bucket hopital-secret: nodes disagree"],
+                     record_findings=record_findings(records))
+    body = report_body(audit, started=T0, finished=T1)
+    text = sign_report(body, SIGNER)
+    assert smuggled not in text and "hopital" not in text
+    policies = {p["policy"]: p for p in body["policies"]}
+    assert set(policies) == {"eu-wide", "france-only", "(not in the layout #1)"}
+    assert policies["(not in the layout #1)"]["buckets"] == 1 and policies["(not in the layout #1)"]["allow"] == []
+    assert [v["policies"] for v in body["violations"]] == [["(not in the layout #1)", "france-only"]]
