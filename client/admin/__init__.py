@@ -1,4 +1,5 @@
-"""The admin API of the SDK: layout changes, status, repair, audit and residency proofs.
+"""The admin API of the SDK: layout changes, status, repair, audit, signed residency reports and
+residency proofs.
 
 What `maillage layout|status|repair|audit|where` and the demo print is computed here, so tests,
 benchmarks and the fault harness use the same code as the command line (which only parses
@@ -13,7 +14,17 @@ every node of the layout in parallel; a node that does not answer is reported, n
         print(admin.statuses())
 """
 
-from maillage.client.admin._audit import AuditReport, Inventory, collect_audit, evaluate, fetch_inventories, reconcile
+from maillage.client.admin._audit import (
+    AuditReport,
+    Finding,
+    Inventory,
+    PolicyTally,
+    collect_audit,
+    evaluate,
+    fetch_inventories,
+    reconcile,
+    record_findings,
+)
 from maillage.client.admin._bootstrap import (
     ACCESS_FILE,
     ADMIN_PROFILE_FILE,
@@ -35,6 +46,13 @@ from maillage.client.admin._bootstrap import (
 )
 from maillage.client.admin._cluster import ClusterAdmin, NodeAnswers, Staged
 from maillage.client.admin._connect import AdminError, AuditError, fetch_layout
+from maillage.client.admin._report import (
+    ReportError,
+    VerifiedReport,
+    report_body,
+    sign_report,
+    verify_report,
+)
 from maillage.client.admin._residency import (
     Holding,
     ObjectResidency,
@@ -51,7 +69,9 @@ __all__ = [
     "record_node_key", "signed_node_access", "write_access_file", "write_node_access_file", "write_signed_layout",
     "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
-    "fetch_layout", "fetch_manifest", "reconcile", "mesh_views", "repair_fields", "sites_of", "status_rows", "survey",
+    "fetch_layout", "fetch_manifest", "reconcile", "mesh_views", "Finding", "PolicyTally", "record_findings",
+    "ReportError", "VerifiedReport", "report_body", "sign_report", "verify_report", "repair_fields", "sites_of",
+    "status_rows", "survey",
 ]
 
 for _name in __all__:

@@ -21,6 +21,11 @@ disk), and judges each copy against the rules of the admin's layout:
   the sites inside that policy whose inventory lists it (a referenced chunk found nowhere counts).
   A node that does not answer proves nothing, so its copies do not count.
 
+Besides the sentences printed to the admin (which name keys and buckets), the judgement records
+each violation as a `Finding` (kind, policies, nodes, a chunk name's prefix: never a key or bucket
+name) and one `PolicyTally` per policy: what a residency report, a document that leaves the
+territory, may carry (`_report.py`).
+
 The audit needs an admin access key (it reads every tenant's data) and writes nothing.
 `collect_audit` is the public entry point (the command, the benchmarks and the fault harness call
 it); `evaluate` is the pure judgement, given the facts.
@@ -28,6 +33,7 @@ it); `evaluate` is the pure judgement, given the facts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +44,12 @@ import grpc
 
 from maillage.client._profile import Profile
 from maillage.client.admin._connect import Channels, fetch_layout, parallel, using_channels, why
-from maillage.placement import Layout, Policy, UnknownPolicy, format_location
+from maillage.placement import Layout, Policy, UnknownPolicy, format_layout, format_location
 from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
 
-__all__ = ["AuditReport", "Inventory", "collect_audit", "evaluate", "fetch_inventories"]
+__all__ = ["AuditReport", "Finding", "Inventory", "PolicyTally", "collect_audit", "evaluate", "fetch_inventories",
+           "record_findings"]
 
 LIST_PAGE = 1000
 
@@ -124,6 +131,22 @@ def reconcile(records: BucketRecords) -> tuple[dict[str, str], list[str]]:
     return policies, disagreements
 
 
+def record_findings(records: BucketRecords) -> list[Finding]:
+    """The disagreements of `reconcile` without the bucket's name: the policies the nodes name and
+    the nodes whose record is not the majority's (pure)."""
+    seen: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for node_id, buckets in sorted(records.items()):
+        for bucket, record in buckets.items():
+            seen.setdefault(bucket, {}).setdefault(record, []).append(node_id)
+    found = []
+    for _, versions in sorted(seen.items()):
+        if len(versions) > 1:
+            ranked = sorted(versions.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            found.append(Finding("record", tuple(sorted({policy for (policy, _), _ in ranked})),
+                                 tuple(sorted(n for _, nodes in ranked[1:] for n in nodes))))
+    return found
+
+
 @dataclass(frozen=True)
 class _Entry:
     version: tuple[int, str]
@@ -191,6 +214,37 @@ def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], cha
 # ----- judgement: pure -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Finding:
+    """One violation, named by what may leave the territory: kind ("key": a manifest copy, "chunk",
+    "record": nodes disagreeing on a bucket's record), the policies concerned, the nodes holding the
+    copy (or the dissenting record), and for a chunk the first 16 hex digits of its name."""
+
+    kind: str
+    policies: tuple[str, ...]
+    nodes: tuple[str, ...]
+    digest: str = ""
+
+
+@dataclass
+class PolicyTally:
+    """One policy's share of an audit. A chunk referenced by buckets of two policies counts in both
+    (so per-policy chunks, copies and under-replicated items may add up to more than the totals)."""
+
+    policy: str
+    allow: list[str]                   # the locations it allows; empty for a policy unknown to the layout
+    replicas: int                      # R (0 when unknown)
+    buckets: int = 0
+    objects: int = 0                   # live keys (when the caller gave them per bucket)
+    manifests: int = 0
+    chunks: int = 0                    # distinct chunks stored somewhere that a bucket of the policy references
+    copies: int = 0                    # manifest copies and chunk frames, over every node that answered
+    sites: int = 0                     # distinct sites holding a copy
+    under_replicated: int = 0
+    violations: int = 0
+    in_layout: bool = True             # False: a name only nodes' bucket records give (unsigned)
+
+
+@dataclass(frozen=True)
 class AuditReport:
     """What an audit proved. ``violations`` are sentences naming item, bucket, policy, node, place."""
 
@@ -208,6 +262,10 @@ class AuditReport:
     unreferenced_chunks: int = 0       # digests no known manifest references (awaiting GC)
     unknown_buckets: list[str] = field(default_factory=list)  # keys of buckets with no record
     missing_chunks: list[str] = field(default_factory=list)   # chunks a live manifest names, on no node
+    layout_digest: str = ""            # "sha256:<hex>" of the layout's canonical text (format_layout)
+    places: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (site, location), every node
+    tallies: list[PolicyTally] = field(default_factory=list)          # one per policy, by name
+    findings: list[Finding] = field(default_factory=list)             # the violations, without names
 
     @property
     def ok(self) -> bool:
@@ -235,9 +293,11 @@ def _allow_text(policy: Policy) -> str:
 def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: Iterable[str],
              bucket_policies: Mapping[str, str], live_keys: int,
              manifest_refs: Mapping[bytes, Iterable[str]] = {}, *, disagreements: Iterable[str] = (),
-             missing_chunks: Iterable[str] = ()) -> AuditReport:
+             missing_chunks: Iterable[str] = (), record_findings: Iterable[Finding] = (),
+             live_per_bucket: Mapping[str, int] = {}) -> AuditReport:
     """Judge the facts: every copy against the policies of the buckets it belongs to. Nodes that
-    disagree on a bucket's record are violations too (`reconcile`)."""
+    disagree on a bucket's record are violations too (`reconcile`; `record_findings` the same
+    without names)."""
     policies: dict[str, Policy | None] = {}
     for bucket, name in bucket_policies.items():
         try:
@@ -263,6 +323,17 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
         for d in inv.chunks:
             chunk_nodes.setdefault(d, []).append(node_id)
 
+    tallies = {p.name: PolicyTally(p.name, [format_location(a) for a in p.allow], p.replicas) for p in layout.policies}
+    for bucket, name in bucket_policies.items():
+        tally = tallies.setdefault(name, PolicyTally(name, [], 0, in_layout=False))
+        tally.buckets += 1
+        tally.objects += live_per_bucket.get(bucket, 0)
+    for (bucket, _) in key_sites:
+        if bucket in policies:
+            tallies[bucket_policies[bucket]].manifests += 1
+    policy_sites: dict[str, set[str]] = {}
+    findings = list(record_findings)
+
     violations: list[str] = []
     unknown = sorted({b for inv in inventories.values() for b in inv.keys if b not in policies})
     copies = 0
@@ -281,16 +352,25 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
             if bucket not in policies:
                 continue
             allowed = policy is not None and policy.allows(location)
+            name = bucket_policies[bucket]
+            if inv.keys[bucket]:
+                tallies[name].copies += len(inv.keys[bucket])
+                policy_sites.setdefault(name, set()).add(node.site)
             for key in sorted(inv.keys[bucket]):
                 if allowed:
                     key_sites[(bucket, key)].add(node.site)
                 else:
                     outside = f"outside {_allow_text(policy)}" if policy is not None else "with no policy allowing it"
                     violations.append(f"key {key} of {describe(bucket)} is on {where}, {outside}")
+                    findings.append(Finding("key", (name,), (node_id,)))
         for d in sorted(inv.chunks):
             buckets = sorted(b for b in refs.get(d, ()) if b in policies)
             if not buckets:
                 continue
+            names = sorted({bucket_policies[b] for b in buckets})
+            for name in names:
+                tallies[name].copies += 1
+                policy_sites.setdefault(name, set()).add(node.site)
             their = [p for p in (policies[b] for b in buckets) if p is not None]
             if any(p.allows(location) for p in their):
                 continue
@@ -298,31 +378,46 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
             outside = f"outside {'; '.join(allowed_somewhere)}" if allowed_somewhere else "with no policy allowing it"
             whose = " and ".join(describe(b) for b in buckets)
             violations.append(f"chunk {d.hex()[:16]}.. of {whose} is on {where}, {outside}")
+            findings.append(Finding("chunk", tuple(names), (node_id,), d.hex()[:16]))
 
     under = 0
     for (bucket, _), sites in key_sites.items():
         policy = policies.get(bucket)
         if policy is not None and len(sites) < policy.replicas:
             under += 1
+            tallies[policy.name].under_replicated += 1
     unreferenced = 0
     for d in set(chunk_nodes) | set(refs):
         buckets = [b for b in refs.get(d, ()) if b in policies]
         if not buckets:
             unreferenced += 1
             continue
+        if d in chunk_nodes:
+            for name in {bucket_policies[b] for b in buckets}:
+                tallies[name].chunks += 1
         holders = chunk_nodes.get(d, ())
+        short = False
         for held_for in {p for p in (policies[b] for b in buckets) if p is not None}:
             sites = {layout.node(n).site for n in holders if held_for.allows(layout.location_of(n))}
             if len(sites) < held_for.replicas:
-                under += 1
-                break
+                short = True
+                tallies[held_for.name].under_replicated += 1
+        under += short
+    for finding in findings:
+        for name in finding.policies:
+            tallies.setdefault(name, PolicyTally(name, [], 0, in_layout=False)).violations += 1
+    for name, holders_sites in policy_sites.items():
+        tallies[name].sites = len(holders_sites)
 
     return AuditReport(
         layout_version=layout.version, nodes=len(layout.nodes), buckets=len(bucket_policies),
         objects=live_keys, manifests=len(key_sites),
         chunks=len(chunk_nodes), copies=copies, sites=len(holding_sites),
         violations=[*disagreements, *violations], under_replicated=under, unreachable=sorted(set(unreachable)),
-        unreferenced_chunks=unreferenced, unknown_buckets=unknown, missing_chunks=list(missing_chunks))
+        unreferenced_chunks=unreferenced, unknown_buckets=unknown, missing_chunks=list(missing_chunks),
+        layout_digest="sha256:" + hashlib.sha256(format_layout(layout).encode("utf-8")).hexdigest(),
+        places={n.id: (n.site, format_location(layout.location_of(n.id))) for n in layout.nodes},
+        tallies=[tallies[name] for name in sorted(tallies)], findings=findings)
 
 
 # ----- the public entry point ------------------------------------------------------------------
@@ -347,15 +442,21 @@ def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
         for node_id, error in record_errors.items():
             unreachable.setdefault(node_id, error)
         bucket_policies, disagreements = reconcile(records)
+        dissent = record_findings(records)
         newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
         refs = _manifest_refs(layout, newest, chans, timeout)
     # a node that answered its inventory but not a listing left the audit incomplete: unreachable too
-    live = sum(1 for (bucket, _), e in newest.items() if not e.deleted and bucket in bucket_policies)
+    live_per_bucket: dict[str, int] = {}
+    for (bucket, _), e in newest.items():
+        if not e.deleted and bucket in bucket_policies:
+            live_per_bucket[bucket] = live_per_bucket.get(bucket, 0) + 1
+    live = sum(live_per_bucket.values())
     held = set().union(*(inv.chunks for inv in inventories.values())) if inventories else set()
     lost = [] if unreachable else [
         f"chunk {d.hex()[:16]}.. of {' and '.join(sorted(buckets))} is on no node"
         for d, buckets in sorted(refs.items()) if d not in held]
     return evaluate(layout, inventories, unreachable, bucket_policies, live, refs,
-                    disagreements=disagreements, missing_chunks=lost)
+                    disagreements=disagreements, missing_chunks=lost, record_findings=dissent,
+                    live_per_bucket=live_per_bucket)
 
 

@@ -18,6 +18,7 @@ secret file is no longer read and can be deleted.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal, get_args
@@ -45,9 +46,11 @@ class LayoutAuthError(Exception):
 #   access               the access document nodes hold (tenants, keys, derived verification keys)
 #   bucket-record        reserved for signed bucket records (not used yet)
 #   access-master        the admin's master access document (secrets), kept in the cluster dir only
+#   audit-report         a residency report (`maillage audit --report`): format version, canonical JSON body
 # To add a kind, append its name here and to DOC_KINDS' documentation above; never rename or
 # reuse a name (signatures already made would change meaning). A name never contains NUL.
-DocKind = Literal["layout", "staged-layout", "clear-staged-layout", "access", "bucket-record", "access-master"]
+DocKind = Literal["layout", "staged-layout", "clear-staged-layout", "access", "bucket-record", "access-master",
+                  "audit-report"]
 DOC_KINDS: tuple[DocKind, ...] = get_args(DocKind)
 SIGNATURE_SIZE = 64
 _DOMAIN = b"maillage signed document v1\x00"
@@ -144,6 +147,12 @@ class LayoutVerifier:
 
     def public_key_pem(self) -> bytes:
         return self._key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def key_id(self) -> str:
+        """"sha256:<hex>" of the key's SubjectPublicKeyInfo (DER): names the signer of a document
+        that travels without the cluster's files (a residency report), as layouts name node keys."""
+        der = self._key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return "sha256:" + hashlib.sha256(der).hexdigest()
 
     def verify(self, version: int, text: str, signature: bytes, *, kind: DocKind) -> None:
         """Raise `LayoutAuthError` unless `signature` is the admin's over this kind, version and text."""

@@ -71,7 +71,71 @@ def test_clean_mesh_is_fully_replicated(mesh):
     assert doc["ok"] is True and doc["fully_replicated"] is True and doc["objects"] == 4
 
 
-def test_planted_french_chunk_in_germany_is_a_violation(mesh):
+def test_signed_report_of_a_clean_mesh_verifies_offline_and_one_flipped_byte_fails(mesh, tmp_path):
+    report, page = tmp_path / "report.json", tmp_path / "report.html"
+    cli = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--report", str(report), "--html", str(page),
+                   mesh=mesh)
+    assert cli.returncode == 0, cli.stderr
+    assert f"written to {report}" in cli.stdout
+    body = json.loads(report.read_text())["body"]
+    assert body["verdict"] == "inside-policy" and body["totals"]["objects"] == 4
+    assert {p["policy"]: p["verdict"] for p in body["policies"]} == {"france-only": "inside-policy",
+                                                                     "eu-wide": "inside-policy"}
+    assert sorted(n["id"] for n in body["nodes"] if n["answered"]) == sorted(s.name for s in SITES)
+    page_text = page.read_text()
+    assert "Verdict: inside-policy" in page_text
+    for name in ("scans", "public", "secret.bin", "shared.bin"):   # no bucket or key name leaves
+        assert name not in report.read_text() and name not in page_text
+    auditor = _auditor_copy(mesh, report, tmp_path / "auditor")
+    ok = _verify_offline(auditor, "report.json")
+    assert ok.returncode == 0, ok.stderr
+    assert "valid: signed by this cluster's key sha256:" in ok.stdout and "verdict: inside-policy" in ok.stdout
+    rendered = _verify_offline(auditor, "report.json", action="render", extra=("--html", "page.html"))
+    assert rendered.returncode == 0 and (auditor / "page.html").read_text() == page_text
+    data = bytearray((auditor / "report.json").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (auditor / "altered.json").write_bytes(bytes(data))
+    bad = _verify_offline(auditor, "altered.json")
+    assert bad.returncode == 1 and "REFUSED" in bad.stderr and "Traceback" not in bad.stderr
+    (auditor / "truncated.json").write_bytes(bytes(data[:100]))
+    cut = _verify_offline(auditor, "truncated.json")
+    assert cut.returncode == 1 and "malformed report" in cut.stderr and "Traceback" not in cut.stderr
+
+
+def test_a_report_needs_the_clusters_signing_key(mesh, tmp_path):
+    report = tmp_path / "report.json"
+    unsigned = _run_cli("audit", "--report", str(report), "--signing-key", str(tmp_path / "absent.key"), mesh=mesh)
+    assert unsigned.returncode == 1 and "cannot sign the report" in unsigned.stderr
+    assert "Traceback" not in unsigned.stderr and not report.exists()
+    public_only = tmp_path / "layout-signing.pub"                  # a public key is no signing key
+    shutil.copyfile(mesh.cluster_dir / "layout-signing.pub", public_only)
+    wrong = _run_cli("audit", "--report", str(report), "--signing-key", str(public_only), mesh=mesh)
+    assert wrong.returncode == 1 and "cannot sign the report" in wrong.stderr and not report.exists()
+    lone = _run_cli("audit", "--html", str(tmp_path / "page.html"), mesh=mesh)
+    assert lone.returncode == 1 and "--html needs --report" in lone.stderr
+
+
+def _auditor_copy(mesh, report, directory):
+    """What an auditor keeps: the report and the cluster's public key (from a node's trust dir)."""
+    directory.mkdir()
+    shutil.copyfile(report, directory / "report.json")
+    shutil.copyfile(mesh.trust_dir("paris-1") / "layout-signing.pub", directory / "cluster.pub")
+    return directory
+
+
+def _verify_offline(directory, name: str, *, action: str = "verify", extra=()) -> subprocess.CompletedProcess:
+    """`maillage audit verify|render` with no profile, no endpoint and, where the kernel lets an
+    unprivileged user have one, in a network namespace with no interface up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILLAGE_")}
+    env["MAILLAGE_CONFIG_FILE"] = str(directory / "no-config")
+    isolate = ["unshare", "-rn"] if shutil.which("unshare") and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0 else []
+    return subprocess.run([*isolate, sys.executable, "-m", "maillage.cli", "audit", action, name,
+                           "--cluster-public", "cluster.pub", *extra], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=directory)
+
+
+def test_planted_french_chunk_in_germany_is_a_violation(mesh, tmp_path):
     digest = _digests(mesh, "scans", "secret.bin")[0]
     munich = ChunkStore(mesh.data_dir("munich-1") / "chunks")
     target = munich.path_of(digest)
@@ -88,15 +152,28 @@ def test_planted_french_chunk_in_germany_is_a_violation(mesh):
         assert digest.hex()[:16] in sentence
         for part in ("bucket scans", "policy france-only", "munich-1", "eu/de/bayern", "outside eu/fr"):
             assert part in sentence
-        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json", mesh=mesh)
+        cli = _run_cli("audit", "--endpoint", mesh.address("lyon-1"), "--json", "--report",
+                       str(tmp_path / "report.json"), mesh=mesh)
         assert cli.returncode == 1
         assert json.loads(cli.stdout)["violations"] == [sentence]
+        # the signed report says so, by policy, node, site and chunk prefix, and still verifies
+        auditor = _auditor_copy(mesh, tmp_path / "report.json", tmp_path / "auditor")
+        checked = _verify_offline(auditor, "report.json")
+        assert checked.returncode == 0, checked.stderr
+        assert "verdict: violation" in checked.stdout
+        body = json.loads((auditor / "report.json").read_text())["body"]
+        assert body["verdict"] == "violation" and body["totals"]["violations"] == 1
+        assert body["violations"] == [{"kind": "chunk", "policies": ["france-only"], "nodes": ["munich-1"],
+                                       "sites": ["munich-1"], "locations": ["eu/de/bayern"], "count": 1,
+                                       "digests": [digest.hex()[:16]]}]
+        assert {p["policy"]: p["verdict"] for p in body["policies"]}["france-only"] == "violation"
+        assert "scans" not in (auditor / "report.json").read_text()
     finally:
         target.unlink()
     assert collect_audit(_admin(mesh, "paris-1")).ok
 
 
-def test_dead_node_is_unreachable_not_a_violation(mesh):
+def test_dead_node_is_unreachable_not_a_violation(mesh, tmp_path):
     cli = _run_cli("audit", "--require-full", env={"MAILLAGE_ENDPOINT": mesh.address("munich-1")}, mesh=mesh)
     assert cli.returncode == 0, cli.stderr
     assert "violations        0" in cli.stdout and "fully replicated" in cli.stdout
@@ -105,10 +182,15 @@ def test_dead_node_is_unreachable_not_a_violation(mesh):
         report = collect_audit(_admin(mesh, "paris-1"), timeout=3)
         assert report.unreachable == ["lyon-1"]
         assert report.ok and not report.fully_replicated
-        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", mesh=mesh)
+        plain = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--report",
+                         str(tmp_path / "report.json"), mesh=mesh)
         full = _run_cli("audit", "--endpoint", mesh.address("paris-1"), "--timeout", "3", "--require-full",
                         mesh=mesh)
         assert plain.returncode == 0 and "unreachable       lyon-1" in plain.stdout
+        body = json.loads((tmp_path / "report.json").read_text())["body"]   # a silent node proves nothing
+        assert body["verdict"] == "inside-policy-incomplete"
+        assert {p["verdict"] for p in body["policies"]} == {"inside-policy-incomplete"}
+        assert [n["id"] for n in body["nodes"] if not n["answered"]] == ["lyon-1"]
         assert full.returncode == 1
     finally:
         mesh.start_node("lyon-1")

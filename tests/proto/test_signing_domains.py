@@ -21,7 +21,7 @@ VERIFIER = SIGNER.verifier()
 
 def test_the_kinds_are_the_documented_ones() -> None:
     assert DOC_KINDS == ("layout", "staged-layout", "clear-staged-layout", "access", "bucket-record",
-                         "access-master")
+                         "access-master", "audit-report")
     assert all("\x00" not in kind for kind in DOC_KINDS)
 
 
