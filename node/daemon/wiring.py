@@ -102,7 +102,8 @@ class Node:
                                        chunk_key=_no_naming_key if unkeyed_names else access.chunk_key)
         self.tenancy = Tenancy(self.catalog)
         self.territory = Territory(node_id, layout, self.detector.is_up)
-        self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory)  # both doors
+        self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory,  # both doors
+                                     tenants=lambda: (t.name for t in access.doc.tenants))
         self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call
         self.gossip_transport = transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,

@@ -233,18 +233,6 @@ class Coordinator:
         records, _ = await self._peers.local.bucket_catalog()
         return [r for r in records if self._catalog.leads(r.name, r.policy)]
 
-    async def list_buckets(self) -> list[BucketRecord]:
-        """Every bucket of the mesh, from every node (an admin's listing): O(N); a tenant's own
-        listing is `tenant_buckets`."""
-        nodes = [n.id for n in self._layout.current.nodes]
-        answers = await asyncio.gather(*(self._try(n, lambda r: r.list_buckets()) for n in nodes))
-        found: dict[str, BucketRecord] = {}
-        for records, _err in answers:
-            for r in records or ():  # a node that missed a delete may still show an older generation
-                if r.name not in found or r.created > found[r.name].created:
-                    found[r.name] = r
-        return [found[name] for name in sorted(found)]
-
     async def delete_bucket(self, record: BucketRecord) -> None:
         """Delete an empty bucket. Multipart uploads in progress do not count (S3 does not count
         them either): the bucket tombstone drops them with the rest of the generation's index.

@@ -13,12 +13,14 @@ any byte of the request; `route` tells a door beforehand where to send such a re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
+from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.service.rules import OPERATIONS
 from maillage.node.service.tenancy import Caller, Tenancy
 from maillage.node.service.territory import Territory
@@ -26,11 +28,16 @@ from maillage.storage import BucketRecord, Manifest
 
 __all__ = ["ObjectService"]
 
+LISTS_AT_ONCE = 16  # tenants' bucket lists read at once for an admin's listing
+
 
 class ObjectService:
     def __init__(self, coordinator: Coordinator, tenancy: Tenancy, local: LocalReplica, territory: Territory,
-                 uploads: MultipartUploads | None = None) -> None:
+                 uploads: MultipartUploads | None = None,
+                 tenants: Callable[[], Iterable[str]] = lambda: ()) -> None:
+        """`tenants`: the tenants of the access document now (an admin's listing reads each one's list)."""
         self.coordinator = coordinator
+        self._tenants = tenants
         self._tenancy = tenancy
         self._local = local
         self._territory = territory
@@ -78,11 +85,13 @@ class ObjectService:
 
     async def list_buckets(self, caller: Caller) -> list[BucketRecord]:
         """A tenant's key: its tenant's bucket list (a few owners per policy); an admin's: every
-        bucket, asked of every node."""
+        tenant's list, the tenants being those of the access document (never every node)."""
         if caller.key is None:
             return []
         if caller.key.role == "admin":
-            return self._tenancy.visible(caller, await self.coordinator.list_buckets())
+            tenants = sorted(set(self._tenants()))
+            lists = await gather_bounded([partial(self.coordinator.tenant_buckets, t) for t in tenants], LISTS_AT_ONCE)
+            return self._tenancy.visible(caller, sorted((r for one in lists for r in one), key=lambda r: r.name))
         return self._tenancy.visible(caller, await self.coordinator.tenant_buckets(caller.key.tenant))
 
     async def delete_bucket(self, caller: Caller, name: str) -> None:

@@ -32,13 +32,13 @@ CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retri
 
 
 def keys(mesh: InMemoryMesh) -> dict[str, tuple[str, str]]:
-    """Two tenants' keys, pushed to every node: tenant -> (key id, secret)."""
+    """Two tenants' keys and an admin's, pushed to every node: tenant -> (key id, secret)."""
     now = int(time.time() * 1000)
     doc = ensure_naming_secret(AccessDoc())
     made = {}
-    for tenant in ("hospital", "housing"):
+    for tenant, role in (("hospital", "read-write"), ("housing", "read-write"), ("operators", "admin")):
         doc = add_tenant(doc, tenant, now_ms=now)
-        doc, key = create_key(doc, tenant, "read-write", now_ms=now)
+        doc, key = create_key(doc, tenant, role, now_ms=now)
         made[tenant] = (key.key_id, key.secret)
     mesh.push_access(doc)
     return made
@@ -140,5 +140,10 @@ def test_errors_and_refusals_come_from_the_shared_rules_and_reasons(mesh: InMemo
         assert await refused(hospital, "head_bucket", Bucket="nope") == "404"
         listing = await asyncio.to_thread(housing.list_buckets)
         assert [b["Name"] for b in listing["Buckets"]] == []  # a tenant sees only its own buckets
+        # an admin sees every tenant's, read from each tenant's bucket list (not from every node)
+        admin = client(made["operators"])
+        await asyncio.to_thread(housing.create_bucket, Bucket="flats")
+        listing = await asyncio.to_thread(admin.list_buckets)
+        assert [b["Name"] for b in listing["Buckets"]] == ["flats", "records"]
 
     run(serving(mesh, "lyon-1", scenario))
