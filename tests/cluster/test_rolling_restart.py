@@ -32,7 +32,7 @@ FAST = ("--chunk-size", str(CHUNK), "--heartbeat-interval", "0.3", "--suspect-af
         "--down-after", "60", "--repair-interval", "1")
 BUCKETS = ("rr-france", "rr-eu")
 SEED = 24
-BACK_WITHIN = 20.0  # seconds for a restarted node to be seen up by every node
+BACK_WITHIN = 30.0  # seconds for a restarted node to be seen up by every node
 # Peers and clients whose calls a stopped node refused retry its address at most this often (their
 # channels' reconnect backoff): until then their calls to it fail at once, so the next node may stop
 # only once the restarted one has been seen up for longer (deploy/README.md, rolling restart).
