@@ -1,6 +1,6 @@
 """deploy/systemd/maillage-node.service passes `systemd-analyze verify` (Debian `systemd`, installed by
 .ci/run), which needs the ExecStart binary to exist: the test verifies a copy whose ExecStart names
-the `maillage` script pip installed next to this Python (the unit itself names /opt/maillage/bin)."""
+the `maillage` script pip installed for this Python (the unit itself names /opt/maillage/bin)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,17 @@ def verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
 
 
+def installed_script() -> Path:
+    """The `maillage` script pip installed for this Python (its scripts dir; else the one on PATH)."""
+    for candidate in (Path(sysconfig.get_path("scripts")) / "maillage", Path(sys.executable).parent / "maillage",
+                      Path(shutil.which("maillage") or "/nonexistent")):
+        if candidate.exists():
+            return candidate
+    pytest.fail("no `maillage` script: install the package (pip install -e .)")
+
+
 def local_unit() -> str:
-    script = Path(sys.executable).parent / "maillage"
-    assert script.exists(), f"{script}: install the package (pip install -e .)"
+    script = installed_script()
     text = UNIT.read_text()
     assert INSTALLED in text
     return text.replace(INSTALLED, str(script))
