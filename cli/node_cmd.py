@@ -214,13 +214,24 @@ def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from maillage.node.daemon.server import NodeConfig, Timings, run_node
+    from maillage.cli.common import CommandError
+    from maillage.storage import DataFormatError
 
     _check_s3_args(args)
     grpc_limits = _check_grpc_args(args)
     from maillage.node.runtime.logs import configure
 
     configure(args.log_level, args.log_format, args.id)
+    try:
+        _run(args, grpc_limits)
+    except DataFormatError as exc:  # a rollback onto a directory a newer release wrote: one line, exit 1
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _run(args: argparse.Namespace, grpc_limits: GrpcLimits) -> None:
+    from maillage.node.daemon.server import NodeConfig, Timings, run_node
+
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
                         layout_file=args.layout, seeds=tuple(args.seed),
                         listen=args.listen, fsync=not args.no_fsync, chunk_size=args.chunk_size,
@@ -242,16 +253,16 @@ def run_command(args: argparse.Namespace) -> int:
                             max_clock_drift=args.max_clock_drift,
                             upload_budget=args.upload_budget * 1024 * 1024,
                             upload_expiry=args.s3_upload_expiry)))
-    return 0
 
 
 def rotate_command(args: argparse.Namespace) -> int:
     from maillage.cli.common import CommandError
-    from maillage.storage import DataKeys, MetaStore, NodeKey, StorageError
+    from maillage.storage import DataKeys, MetaStore, NodeKey, StorageError, check_data_format
 
     if args.new_data_key.exists():
         raise CommandError(f"{args.new_data_key} exists: the new key never overwrites a file")
     try:
+        check_data_format(args.data_dir, create=False)
         old = NodeKey.load(args.data_key)
         meta = MetaStore(args.data_dir / "meta")
     except StorageError as exc:

@@ -51,6 +51,9 @@ _BY_CODE: dict[grpc.StatusCode, type[e.MaillageError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: e.InvalidRequest,
     grpc.StatusCode.UNAVAILABLE: e.NodeUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: e.NodeUnavailable,
+    # Sent by a node that stops (SIGTERM) to a call it had received but not started (grpc/grpc#41785):
+    # the SDK's own cancellations raise asyncio.CancelledError, so this one is the node going away.
+    grpc.StatusCode.CANCELLED: e.NodeUnavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: e.StorageFull,
     grpc.StatusCode.DATA_LOSS: e.IntegrityError,
     grpc.StatusCode.PERMISSION_DENIED: e.PermissionDenied,

@@ -14,6 +14,7 @@ cryptography (AES-GCM) and the wire codec; it knows no network (checked by impor
 """
 
 from maillage.storage.chunks import ChunkStore, ChunkStoreStats, open_chunk_file
+from maillage.storage.datadir import DATA_FORMAT, DataFormatError, check_data_format, read_data_format
 from maillage.storage.errors import (
     ChunkNotFound,
     CorruptFrame,
@@ -53,6 +54,11 @@ __all__ = [
     "DiskFull",
     "StorageUnavailable",
     "InvalidName",
+    # the data directory's format marker
+    "DATA_FORMAT",
+    "DataFormatError",
+    "check_data_format",
+    "read_data_format",
     # chunk store
     "ChunkStore",
     "ChunkStoreStats",

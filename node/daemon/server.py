@@ -37,6 +37,7 @@ from maillage.node.trust.documents import SignedLayouts
 from maillage.proto import rpc
 from maillage.proto.channels import new_server
 from maillage.proto.limits import max_request_message
+from maillage.storage import check_data_format
 
 if TYPE_CHECKING:
     from maillage.node.s3.server import S3Server
@@ -70,6 +71,7 @@ class NodeServer:
 
     async def start(self) -> None:
         cfg = self.config
+        check_data_format(cfg.data_dir)  # before anything in it is opened or written
         open_files = raise_open_files_limit()
         trust = load_trust(cfg)
         s3_tls = load_s3_tls(cfg) if cfg.s3_listen else None  # a wrong certificate fails before anything starts

@@ -56,6 +56,7 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (frame.CorruptFrame, Reason.INTEGRITY),
     (storage.DiskFull, Reason.STORAGE_FULL),
     (storage.StorageUnavailable, Reason.STORAGE_UNAVAILABLE),
+    (storage.DataFormatError, Reason.STORAGE_UNAVAILABLE),  # raised at start only: a newer data directory
     (storage.InvalidName, Reason.INVALID_REQUEST),
     (storage.errors.VersionTooFarAhead, Reason.INVALID_REQUEST),
     (errors.NodeError, Reason.INTERNAL),

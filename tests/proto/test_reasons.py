@@ -124,3 +124,12 @@ def test_an_unknown_reason_or_none_falls_back_to_the_status_code() -> None:
                       PermissionDenied)
     assert isinstance(status.error_from_rpc(_Failed(grpc.StatusCode.DEADLINE_EXCEEDED, None), "n1"),
                       node_errors.PeerUnavailable)
+
+
+def test_a_call_a_stopping_node_cancelled_is_retried_like_an_unavailable_node() -> None:
+    """A node stopping on SIGTERM answers CANCELLED to a call it had received but not started
+    (grpc/grpc#41785): the SDK counts that node unavailable, so it tries another (rolling restarts)."""
+    from maillage.client import NodeUnavailable
+
+    error = sdk_errors.exception_for(_Failed(grpc.StatusCode.CANCELLED, None, ""), "paris-1")
+    assert isinstance(error, NodeUnavailable) and "paris-1" in str(error)
