@@ -189,7 +189,7 @@ async def _buckets(mesh: SimMesh, rng: random.Random, result: SimResult, objects
         ("create", "sim-eu", lambda via: mesh.create_bucket("sim-eu", "eu-wide", via=via)),
         ("create", "sim-tmp", lambda via: mesh.create_bucket("sim-tmp", "france-only", via=via)),
         ("head", "sim-fr", lambda via: mesh.via(via).coordinator.head_bucket("sim-fr")),
-        ("list", "", lambda via: mesh.via(via).coordinator.list_buckets()),
+        ("list", "", lambda via: mesh.via(via).coordinator.tenant_buckets("")),  # the tenant's list (owner "")
         ("delete", "sim-tmp", lambda via: mesh.delete_bucket("sim-tmp", via=via)),
     ]
     for op, _bucket, run in ops:
