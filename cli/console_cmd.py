@@ -125,8 +125,8 @@ def console_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(app, host: str, port: int, context, announce) -> None:
-    """Serve `app` until SIGINT or SIGTERM; `announce(url)` once it listens."""
+async def serve(app, host: str, port: int, context, announce, stop: asyncio.Event | None = None) -> None:
+    """Serve `app` until `stop` is set (None: until SIGINT or SIGTERM); `announce(url)` once it listens."""
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)
@@ -137,10 +137,11 @@ async def serve(app, host: str, port: int, context, announce) -> None:
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         announce(f"{'https' if context is not None else 'http'}://{shown}:{bound[1]}/")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await runner.cleanup()

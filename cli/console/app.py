@@ -51,7 +51,7 @@ SECURITY_HEADERS = {
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",    # no-referrer would make browsers send `Origin: null`
     "Cache-Control": "no-store",
 }
 MESSAGES = {

@@ -23,6 +23,8 @@ function size(n) {
   return (i ? n.toFixed(1) : String(n)) + " " + units[i];
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function badge(state) {
   return `<span class="badge st-${esc(state)}">${esc(state)}</span>`;
 }
@@ -96,13 +98,13 @@ function renderFleet() {
     for (const list of regions.values()) for (const s of list) { cc[s.state]++; n++; }
     const ck = "c:" + country;
     out.push(`<details class="country" data-key="${esc(ck)}"${isOpen(ck, openAll) ? " open" : ""}>` +
-      `<summary><b>${esc(country)}</b> ${n} sites ${stateCounts(cc)}</summary>`);
+      `<summary><b>${esc(country)}</b> ${plural(n, "site")} ${stateCounts(cc)}</summary>`);
     for (const [region, list] of regions) {
       const rc = {up: 0, suspect: 0, unreachable: 0, down: 0};
       for (const s of list) rc[s.state]++;
       const rk = "r:" + region;
       out.push(`<details class="region" data-key="${esc(rk)}"${isOpen(rk, openAll) ? " open" : ""}>` +
-        `<summary>${esc(region)} · ${list.length} sites ${stateCounts(rc)}</summary><table>`);
+        `<summary>${esc(region)} · ${plural(list.length, "site")} ${stateCounts(rc)}</summary><table class="sites">`);
       for (const s of list) out.push(siteRow(s));
       out.push("</table></details>");
     }
@@ -110,6 +112,9 @@ function renderFleet() {
   }
   $("fleet").innerHTML = out.join("");
   $("shown").textContent = `${shown.length} of ${fleet.sites.length} sites`;
+  $("recent").innerHTML = (fleet.events || []).slice(0, 5).map((e) =>
+    `<li>${esc(new Date(e.t).toLocaleTimeString())} <a href="#site/${esc(encodeURIComponent(e.site))}">` +
+    `${esc(e.node)}</a>: ${badge(e.was)} → ${badge(e.now)}</li>`).join("");
   if (firstRender) {
     firstRender = false;
     void document.body.offsetHeight;              // lay it out before marking
@@ -170,15 +175,19 @@ async function renderSite() {
 
 // ----- policies and buckets -------------------------------------------------------------------
 
+const rendered = {policies: -1, buckets: -1};     // the generation each tab shows (kept while unchanged)
+
 async function renderPolicies() {
   const d = await getJSON("/api/policies");
-  if (!d.policies) return;
+  if (!d.policies || rendered.policies === d.generation) return;
+  rendered.policies = d.generation;
   const rows = d.policies.map((p) =>
     `<tr class="policy v-${esc(p.verdict)}" data-policy="${esc(p.name)}"><td>${esc(p.name)}</td>` +
     `<td>${esc(p.allow.join(", "))}</td><td>${p.replicas}</td><td>${p.live_sites}/${p.eligible_sites}</td>` +
     `<td>${p.nodes} ${stateCounts(p.node_states)}</td><td>${p.behind}</td>` +
     `<td>${p.buckets === null ? "?" : p.buckets}</td><td>${esc(p.verdict)}</td>` +
-    `<td class="sites">${esc(p.sites.join(", "))}</td></tr>`).join("");
+    `<td class="sites"><details><summary>${plural(p.sites.length, "site")}</summary>` +
+    `${esc(p.sites.join(", "))}</details></td></tr>`).join("");
   $("policies").innerHTML =
     `<table><tr><th>policy</th><th>may rest in</th><th>R</th><th>sites up / eligible</th><th>nodes</th>` +
     `<th>repair groups behind</th><th>buckets</th><th>verdict</th><th>sites</th></tr>${rows}</table>`;
@@ -186,6 +195,8 @@ async function renderPolicies() {
 
 async function renderBuckets() {
   const d = await getJSON("/api/buckets");
+  if (rendered.buckets === d.generation) return;
+  rendered.buckets = d.generation;
   if (d.available === false || !d.tenants) {
     $("buckets").textContent = "the bucket list could not be read this time";
     return;
@@ -204,6 +215,7 @@ async function tick() {
     const d = await getJSON("/api/fleet?since=" + since);
     $("problem").hidden = !d.problem;
     $("problem").textContent = d.problem || "";
+    if (d.pending && performance.now() < 10000) setTimeout(tick, 200);   // the first look is under way
     if (!d.unchanged && !d.pending) {
       fleet = d;
       renderSummary();
