@@ -73,16 +73,22 @@ class MeshSource:
             admin = self._admin(key_id, secret)
             answers = admin.statuses(timeout=self.timeout)
         except PermissionDenied as exc:
+            # the key was revoked, or one node refuses it (a node behind on the access document):
+            # only the first ends the sessions of the key
             self.forget(key_id, secret)
-            raise Refused(str(exc)) from None
+            self.verify(key_id, secret)
+            raise Unavailable(f"a node refused the key: {exc}") from None
         except MaillageError as exc:
+            # no layout: nodes refuse the key (GetLayout's refusals are reported as no answer) or none answers
             self.forget(key_id, secret)
+            self.verify(key_id, secret)
             raise Unavailable(str(exc)) from None
         try:
             buckets: tuple[BucketInfo, ...] | None = tuple(
                 BucketInfo(name, policy, owner) for name, policy, owner in admin.bucket_owners())
-        except PermissionDenied as exc:
-            raise Refused(str(exc)) from None
+        except PermissionDenied:
+            self.verify(key_id, secret)        # Refused if the key itself is no longer taken
+            buckets = None
         except MaillageError:
             buckets = None
         layout = admin.layout

@@ -4,8 +4,9 @@ driven by selenium.
 Against a real local mesh: the console runs as its own process (HTTPS with its self-signed
 certificate, whose printed fingerprint must be the one it serves), a caller without a session or
 with a wrong key gets nothing, the admin key logs in, every site of the mesh shows, a killed node
-turns down on the page without a reload, a screenshot is saved, and no response of the console
-carries an object key name. Against 1,000 simulated sites: the fleet view renders (page load, the
+turns down on the page without a reload, a screenshot is saved, no response of the console
+carries an object key name, and revoking the admin key ends the session (the page goes back to the
+login). Against 1,000 simulated sites: the fleet view renders (page load, the
 JSON, one DOM build, layout) in under 2 s, measured with the browser's performance timing, and a
 site named like markup renders as text.
 """
@@ -34,12 +35,15 @@ from maillage.cli.console.synthetic import SyntheticSource
 from maillage.cli.console_cmd import serve
 from maillage.client import Client
 from maillage.placement import Policy
+from maillage.proto.trust.access import revoke_key
 from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout, node_env
 from maillage.testing.ports import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium comes with the test extra")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("toulouse-1", "eu/fr/occitanie"),
          SiteSpec("lyon-1", "eu/fr/ara"), SiteSpec("munich-1", "eu/de/bayern"))
@@ -91,7 +95,9 @@ def login(driver, url: str, key_id: str, secret: str) -> None:
     driver.get(url + "login")
     driver.find_element(By.ID, "key_id").send_keys(key_id)
     driver.find_element(By.ID, "secret").send_keys(secret)
-    driver.find_element(By.ID, "login").click()
+    button = driver.find_element(By.ID, "login")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))   # the answer page has loaded
 
 
 def row_state(driver, site: str) -> str | None:
@@ -201,6 +207,14 @@ def test_the_console_shows_every_site_and_a_killed_node_turning_down(browser, tm
             for key in KEY_NAMES:
                 for part in (key, *key.split("/")[1:]):
                     assert part not in everything, part
+
+            # the admin key revoked: the console ends its sessions, the page goes back to the login
+            browser.get(url)
+            with mesh.admin() as cluster:
+                cluster.edit_access(lambda doc: revoke_key(doc, admin.key_id))
+            eventually(lambda: browser.current_url.endswith("/login?ended=1"), 15, "back to the login page")
+            assert "session ended" in browser.find_element(By.ID, "message").text
+            assert get(url + "api/fleet", cookie)[0] == 401
         finally:
             console.terminate()
             console.wait(timeout=10)
