@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from maillage.cli.common import CommandError
 from maillage.cli.console import tls
-from maillage.cli.console.app import ConsoleConfig, build_app
+from maillage.cli.console.app import SERVER_LIMITS, ConsoleConfig, build_app
 from maillage.cli.console.fleet import (
     EventLog,
     NodeObs,
@@ -55,7 +55,7 @@ def run(scenario: Callable[[TestClient], Awaitable[None]], src=None, config: Con
         clock: Callable[[], float] | None = None) -> None:
     async def main() -> None:
         app = build_app(src if src is not None else source(), config, **({"clock": clock} if clock else {}))
-        async with TestClient(TestServer(app)) as client:
+        async with TestClient(TestServer(app, **SERVER_LIMITS)) as client:
             await scenario(client)
     asyncio.run(main())
 
@@ -185,6 +185,10 @@ def test_request_sizes_are_bounded():
         assert r.status == 404
         r = await client.get("/static/../../etc/passwd")
         assert r.status == 404
+        r = await client.get("/api/fleet?pad=" + "a" * 9000, headers=headers)     # request line > 8 KiB
+        assert r.status == 400
+        r = await client.get("/api/fleet", headers={**headers, "X-Big": "b" * 9000})
+        assert r.status == 400
     run(scenario)
 
 
