@@ -129,9 +129,9 @@ async def serve(app, host: str, port: int, context, announce, stop: asyncio.Even
     """Serve `app` until `stop` is set (None: until SIGINT or SIGTERM); `announce(url)` once it listens."""
     from aiohttp import web
 
-    from maillage.cli.console.app import SERVER_LIMITS
+    from maillage.cli.console.app import KEEPALIVE
 
-    runner = web.AppRunner(app, access_log=None, **SERVER_LIMITS)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=context, backlog=128)

@@ -47,7 +47,7 @@ MAX_NAME = 256                  # a site name in a query
 VERIFY_SLOTS = 4                # login checks in flight against the mesh at once
 # the HTTP server's own bounds (aiohttp's AppRunner): an idle connection is closed after 30 s, not
 # aiohttp's hour; its parser refuses a request line or a header field over 8 KiB (400) by itself
-SERVER_LIMITS = {"keepalive_timeout": 30.0}
+KEEPALIVE = 30.0
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "

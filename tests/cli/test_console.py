@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from maillage.cli.common import CommandError
 from maillage.cli.console import tls
-from maillage.cli.console.app import SERVER_LIMITS, ConsoleConfig, build_app
+from maillage.cli.console.app import KEEPALIVE, ConsoleConfig, build_app
 from maillage.cli.console.fleet import (
     EventLog,
     NodeObs,
@@ -55,7 +55,7 @@ def run(scenario: Callable[[TestClient], Awaitable[None]], src=None, config: Con
         clock: Callable[[], float] | None = None) -> None:
     async def main() -> None:
         app = build_app(src if src is not None else source(), config, **({"clock": clock} if clock else {}))
-        async with TestClient(TestServer(app, **SERVER_LIMITS)) as client:
+        async with TestClient(TestServer(app, keepalive_timeout=KEEPALIVE)) as client:
             await scenario(client)
     asyncio.run(main())
 
