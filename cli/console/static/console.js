@@ -137,7 +137,7 @@ function setAll(open) {
 function repairText(r) {
   if (!r || r.rounds === undefined) return "-";
   const progress = r.running ? `round ${r.groups_done}/${r.groups_total}` : `idle, ${r.rounds} rounds`;
-  const eta = r.running && r.eta_seconds ? `, ETA ${Math.round(r.eta_seconds)} s` : "";
+  const eta = r.running && r.eta_seconds ? `, ${size(Math.round(r.rate_bytes_per_s))}/s, ETA ${Math.round(r.eta_seconds)} s` : "";
   return `${progress}${eta}, ${r.behind} behind, ${r.handoff_items} hinted, ${size(r.bytes_copied)} copied`;
 }
 
