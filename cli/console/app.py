@@ -117,7 +117,7 @@ class Observer:
             log.warning("console: %s", self.problem)
             return
         except Unavailable as exc:
-            self.problem = f"no endpoint answered: {str(exc)[:200]}"
+            self.problem = f"the last look at the mesh failed: {str(exc)[:200]}"
             return
         except Exception as exc:  # a bug or a surprise of the source: reported, the observer goes on
             log.exception("console: observation failed")
