@@ -46,9 +46,11 @@ def _given_endpoints(args: argparse.Namespace) -> list[str]:
     return given
 
 
-def profile_of(args: argparse.Namespace):
+def profile_of(args: argparse.Namespace, *, key_optional: bool = False):
     """The profile a command uses: --endpoint and --profile, then $MAILLAGE_*, then the config file.
-    Missing credentials are one clear line (a CommandError), never a traceback."""
+    Missing credentials are one clear line (a CommandError), never a traceback. `key_optional`: the
+    command needs the endpoints and trust dir only (the console: operators log in with their key), so
+    the profile's key is neither required nor read."""
     from maillage.client import CredentialsError, resolve_profile
 
     given = _given_endpoints(args)
@@ -60,7 +62,9 @@ def profile_of(args: argparse.Namespace):
                 raise CommandError(f"bad endpoint {address!r} in ${ENDPOINT_ENV}: expected HOST:PORT, "
                                    "e.g. 127.0.0.1:7001")
     try:
-        profile = resolve_profile(given or None, profile=getattr(args, "profile", None))
+        placeholder = "none" if key_optional else None
+        profile = resolve_profile(given or None, profile=getattr(args, "profile", None), key_id=placeholder,
+                                  secret=placeholder)
     except CredentialsError as exc:
         text = str(exc).replace("an endpoint (argument, ", "an endpoint (--endpoint HOST:PORT, ")
         raise CommandError(f"{text}. `maillage demo` prints ready-to-use settings; for a real mesh, "

@@ -228,7 +228,11 @@ def _scenario(client, mesh, layout, france, eu) -> int:
 
 
 def _usage(mesh) -> None:
+    from maillage.cli.console_cmd import DEFAULT_LISTEN
+
     first = mesh.addresses[0]
+    admin = mesh.admin_profile.credentials
+    console_url = f"https://{DEFAULT_LISTEN}/"
     _say(f"""
 the mesh keeps running, with its own cluster (CA, layout-signing key, access keys) in
 {mesh.cluster_dir}. Its profiles are in {mesh.config_file}: [default] is tenant
@@ -242,12 +246,16 @@ the mesh keeps running, with its own cluster (CA, layout-signing key, access key
   maillage cp ./some-file mesh://{EU_BUCKET}/some-file
   maillage cp mesh://{FRANCE_BUCKET}/notes/hello.txt ./hello.txt
   maillage status --profile admin                # every node, as the mesh sees it
+  maillage console --profile admin               # the web console: {console_url}
   maillage audit --profile admin                 # every copy checked against its policy
   maillage layout show --profile admin           # the layout; add-site, drain, apply change it
   maillage tenant create hospital --profile admin
   maillage key create --tenant hospital --profile admin    # prints a key and a profile for it
 
 or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`.
+
+The console (HTTPS, a self-signed certificate whose fingerprint it prints) asks for an admin key:
+access key id {admin.key_id} and secret {admin.secret} ([profile admin]).
 
 Every node also serves the S3 API (its S3 endpoint above, HTTPS with a certificate of the
 cluster CA). A bucket's LocationConstraint names its residency policy, and `aws s3 mb` sends the

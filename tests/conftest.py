@@ -44,6 +44,7 @@ IN_PROCESS = {
     "benchmarks/test_mesh_scale.py::test_the_verdict_is_the_audit_line_or_what_came_out",
     "cli/test_demo.py::test_residency_survey_flags_a_copy_outside_the_policy",  # made-up inventories
     "cli/test_cli_table.py",              # the command table; one short import-only subprocess
+    "cli/test_console.py",                # the console's web app over a synthetic fleet, in process
     "testing/test_ports.py",              # port reservations: sockets and a registry file, no node
     "testing/test_localmesh_start.py",    # a mesh's trust and one stand-in process, no node
 }

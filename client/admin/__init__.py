@@ -45,7 +45,7 @@ from maillage.client.admin._bootstrap import (
     write_signed_layout,
 )
 from maillage.client.admin._cluster import ClusterAdmin, NodeAnswers, Staged
-from maillage.client.admin._connect import AdminError, AuditError, fetch_layout
+from maillage.client.admin._connect import AdminError, AuditError, check_admin_key, fetch_layout
 from maillage.client.admin._report import (
     ReportError,
     VerifiedReport,
@@ -67,7 +67,7 @@ __all__ = [
     "ACCESS_FILE", "ADMIN_PROFILE_FILE", "NODE_KEYS_FILE", "NewCluster", "client_trust_dir", "init_cluster",
     "load_signer", "node_trust_dir", "pin_certificate", "pin_layout", "read_access_file", "read_node_keys",
     "record_node_key", "signed_node_access", "write_access_file", "write_node_access_file", "write_signed_layout",
-    "AdminError", "AuditError", "AuditReport", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
+    "AdminError", "AuditError", "AuditReport", "check_admin_key", "ClusterAdmin", "Holding", "Inventory", "NodeAnswers",
     "ObjectResidency", "Staged", "bucket_violations", "collect_audit", "evaluate", "fetch_inventories",
     "fetch_layout", "fetch_manifest", "reconcile", "mesh_views", "Finding", "PolicyTally", "record_findings",
     "ReportError", "VerifiedReport", "report_body", "sign_report", "verify_report", "repair_fields", "sites_of",

@@ -201,6 +201,11 @@ class ClusterAdmin:
         reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
         return [(b.name, b.policy) for b in reply.buckets]
 
+    def bucket_owners(self) -> list[tuple[str, str, str]]:
+        """(bucket, policy, owner tenant) of every bucket of the mesh: names only, never a key name."""
+        reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
+        return [(b.name, b.policy, b.owner) for b in reply.buckets]
+
     def buckets_of(self, tenant: str) -> list[str]:
         """The buckets owned by `tenant`."""
         reply = self._call(self.address, "ListBuckets", pb.ListBucketsRequest(), service="Objects")
@@ -278,6 +283,12 @@ class ClusterAdmin:
         return self.edit_access(lambda doc: replace(doc, version=doc.version + 1))
 
     # ----- every node ------------------------------------------------------------------------
+
+    def refresh_layout(self) -> Layout:
+        """Read the layout again (from the first endpoint that answers with a signed one): for a
+        long-lived admin (the console) that must follow layout changes."""
+        self.layout, self.address = fetch_layout(self.profile, timeout=self.timeout, channels=self._channels)
+        return self.layout
 
     def ask_all(self, method: str, request: Callable[[], Any], *, timeout: float = 5.0) -> NodeAnswers:
         """One `Cluster` method on every node of the layout: node id -> reply, or why none."""

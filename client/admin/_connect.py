@@ -130,6 +130,27 @@ def split_addresses(addresses: str | Iterable[str]) -> list[str]:
     return [a.strip() for a in addresses if a.strip()]
 
 
+def check_admin_key(profile: Profile, *, timeout: float = 5.0, channels: Channels | None = None) -> None:
+    """Whether the mesh takes the profile's access key as an admin key: one admin call (GetStatus) to
+    the first endpoint that answers. `PermissionDenied` when a node refuses the key (unknown,
+    revoked, wrong secret, not an admin key), `AdminError` when no endpoint answers."""
+    wanted = split_addresses(profile.endpoints)
+    problems = []
+    with using_channels(profile, channels) as chans:
+        for address in wanted:
+            try:
+                chans.call("Cluster", "GetStatus", pb.GetStatusRequest(), address=address, peer=None,
+                           timeout=timeout)
+                return
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                    raise PermissionDenied(f"node {address} refused the key: {err.details()}") from None
+                problems.append(f"{address}: {why(err)}")
+            except AdminError as exc:      # the node did not say which node it is
+                problems.append(str(exc))
+    raise AdminError(f"cannot check the key: {'; '.join(problems) or 'no endpoint given'}")
+
+
 def fetch_layout(profile: Profile, *, timeout: float = 10.0, channels: Channels | None = None,
                  endpoints: Iterable[str] | None = None) -> tuple[Layout, str]:
     """The layout of the first endpoint of `profile` (or of `endpoints`) that answers with one the
