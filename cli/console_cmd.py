@@ -130,15 +130,19 @@ async def serve(app, host: str, port: int, context, announce, stop: asyncio.Even
     from aiohttp import web
 
     from maillage.cli.console.app import KEEPALIVE
+    from maillage.node.s3.door import Door, DoorLimits
 
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE)
+    # aiohttp's keep-alive timeout is also its deadline for a request line and headers; the door
+    # (the S3 port's) caps connections, per address too, and bounds TLS handshakes before any HTTP.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE, handle_signals=False)
     await runner.setup()
+    assert runner.server is not None
+    door = Door(runner.server, context, DoorLimits(max_connections=128, max_per_address=32,
+                                                   handshake_timeout=5.0, header_timeout=KEEPALIVE))
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=context, backlog=128)
-        await site.start()
-        bound = runner.addresses[0]
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        announce(f"{'https' if context is not None else 'http'}://{shown}:{bound[1]}/")
+        bound_port = await door.start(host, port)
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"{'https' if context is not None else 'http'}://{shown}:{bound_port}/")
         if stop is None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -146,4 +150,5 @@ async def serve(app, host: str, port: int, context, announce, stop: asyncio.Even
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        await door.stop()
         await runner.cleanup()
