@@ -55,6 +55,16 @@ _INITIATOR = "mpu.initiator"  # attribute of an upload record: the tenant that b
 _WRITES_AT_ONCE = 16  # manifest writes (part reads, tombstones) in flight for one upload
 
 
+# The attribute of a completed object naming the completion that made it (upload id and a digest of
+# the parts named): a retried CompleteMultipartUpload is recognised by it.
+COMPLETION_ATTRIBUTE = "multipart-completion"
+
+
+def _completion_mark(upload_id: str, parts: Sequence[tuple[int, str]]) -> str:
+    named = "\n".join(f"{number}:{given.strip().strip(chr(34)).lower()}" for number, given in parts)
+    return f"{upload_id}:{hashlib.sha256(named.encode()).hexdigest()[:32]}"
+
+
 class NoSuchUpload(NoSuchKey):
     """No such multipart upload: never made, completed, aborted, expired, or of another key."""
 
@@ -251,7 +261,13 @@ class MultipartUploads:
         for number, _ in parts:
             if not 1 <= number <= MAX_PARTS:
                 raise InvalidPart(f"part number {number} is out of range: use 1 to {MAX_PARTS}")
-        upload = await self._open_upload(bucket, key, upload_id, expiry)
+        try:
+            upload = await self._open_upload(bucket, key, upload_id, expiry)
+        except NoSuchUpload:
+            done = await self._completed(bucket, key, upload_id, parts)
+            if done is None:
+                raise
+            return done  # the same completion again (its answer was lost): the same object, as S3 does
         previous = asyncio.ensure_future(c.latest(bucket, key))
         try:
             stored = await gather_bounded(
@@ -276,7 +292,8 @@ class MultipartUploads:
                 chunks += m.chunks
                 md5s.append(part.etag)
                 size += m.size
-            attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s)}
+            attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s),
+                          COMPLETION_ATTRIBUTE: _completion_mark(upload_id, parts)}
             manifest = Manifest(
                 bucket=bucket.name, key=key, version=await c.next_version(previous), size=size,
                 etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,
@@ -287,6 +304,17 @@ class MultipartUploads:
         await c.write_manifest(bucket, manifest)
         await self._close_upload(bucket, upload)
         return manifest
+
+    async def _completed(self, bucket: BucketRecord, key: str, upload_id: str,
+                         parts: Sequence[tuple[int, str]]) -> Manifest | None:
+        """The key's current version if this very completion (upload and parts) made it: a client
+        whose answer was lost sends the same CompleteMultipartUpload again and must get the object,
+        not NoSuchUpload. Another completion, or a later write of the key, is not this one."""
+        current = await self._coordinator.latest(bucket, key)
+        if current is None or current.deleted:
+            return None
+        return current if dict(current.attributes).get(COMPLETION_ATTRIBUTE) == _completion_mark(upload_id, parts) \
+            else None
 
     async def abort_upload(self, bucket: BucketRecord, key: str, upload_id: str) -> None:
         """Drop an upload and its parts (their chunks go with the next GC passes)."""

@@ -41,7 +41,8 @@ async def list_buckets(s: Services, call: Call) -> web.StreamResponse:
 
 async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
     body = await payload.small_body(call, xml.MAX_XML_BODY)
-    policy = xml.location_constraint(body) or s.default_policy
+    constraint = xml.location_constraint(body)
+    policy = constraint or s.default_policy
     if not policy:
         raise S3Error("InvalidLocationConstraint",
                       "no LocationConstraint given and this node has no default policy "
@@ -56,6 +57,10 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
     except BucketAlreadyExists:
         existing = await s.service.coordinator.head_bucket(call.bucket)
         if existing.owner == call.caller.tenant:
+            if not constraint and existing.policy == policy:
+                # S3's default region (us-east-1) answers 200 to re-creating one's own bucket, and
+                # clients count on it (its data is untouched); with a LocationConstraint, 409.
+                return web.Response(status=200, headers={"Location": "/" + call.bucket})
             raise S3Error("BucketAlreadyOwnedByYou", f"you already own bucket {call.bucket!r} "
                                                      f"(policy {existing.policy})") from None
         raise

@@ -137,6 +137,29 @@ def test_completing_composes_the_object_from_the_parts_chunks_without_copying(mp
     run(scenario())
 
 
+def test_a_retried_completion_answers_the_object_it_made(mp) -> None:
+    """A client whose CompleteMultipartUpload answer was lost sends it again: the same object (S3
+    answers 200 with the same ETag), not NoSuchUpload; other parts named, or a later write of the
+    key, are NoSuchUpload again."""
+    async def scenario():
+        await mp.create_bucket("retry", "france-only")
+        mpu = uploads(mp, "paris-1")
+        upload = await mpu.create_upload("retry", Upload("k"), initiator="t1")
+        data = [b"a" * 3000, b"b" * 10]
+        parts = [await put_part(mp, "retry", "k", upload.upload_id, n, d) for n, d in zip((1, 2), data)]
+        named = [(p.number, f'"{p.etag}"') for p in parts]
+        made = await mpu.complete_upload("retry", "k", upload.upload_id, named)
+        again = await uploads(mp, "lyon-1").complete_upload("retry", "k", upload.upload_id, named)
+        assert (again.etag, again.version, dict(again.attributes)["md5"]) == \
+            (made.etag, made.version, dict(made.attributes)["md5"])
+        with pytest.raises(NoSuchUpload):
+            await mpu.complete_upload("retry", "k", upload.upload_id, named[:1])
+        await mp.put("retry", "k", b"overwritten")
+        with pytest.raises(NoSuchUpload):
+            await mpu.complete_upload("retry", "k", upload.upload_id, named)
+    run(scenario())
+
+
 def test_complete_checks_the_parts_named(mp) -> None:
     async def scenario():
         await mp.create_bucket("scans", "france-only")
