@@ -91,6 +91,7 @@ def is_common_prefix(marker: str, prefix: str, delimiter: str) -> bool:
 _RESERVED_END = past(validation.RESERVED_PREFIX)  # above every reserved key written
 
 
+TAGS_ATTRIBUTE = "tags"  # an object's tag set, URL-encoded and sorted (the S3 door's `tagging`)
 MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
 
 
@@ -438,6 +439,18 @@ class Coordinator:
             self._clock.observe(latest.version)
         return self._clock.now()
 
+    async def restate(self, bucket: BucketRecord, key: str, attributes: Mapping[str, str]) -> Manifest:
+        """A new version of the key's current object with the same content and these attributes
+        (e.g. its tags changed): no chunk is read or moved, the manifest alone is written."""
+        validation.check_attributes(attributes)
+        source = await self.head_object(bucket, key)
+        settled: asyncio.Future[Manifest | None] = asyncio.get_running_loop().create_future()
+        settled.set_result(source)
+        manifest = replace(source, attributes=tuple(sorted(attributes.items())), writer=self.node_id,
+                           version=await self.next_version(settled))
+        await self.write_manifest(bucket, manifest)
+        return manifest
+
     async def delete_object(self, bucket: BucketRecord, key: str) -> int:
         validation.check_key(key)
         tombstone = await self.write_tombstone(bucket, key, await self.latest(bucket, key))
@@ -630,5 +643,6 @@ async def _header_checked(frame: bytes) -> bytes:
 
 
 def _etag_only(m: Manifest) -> dict[str, str]:
-    """The attributes a copy with new metadata keeps: the content's S3 ETag, not its old headers."""
-    return {k: v for k, v in m.attributes if k == MD5_ATTRIBUTE}
+    """The attributes a copy with new metadata keeps: the content's S3 ETag and its tags (S3's
+    tagging directive is its own), not its old headers."""
+    return {k: v for k, v in m.attributes if k in (MD5_ATTRIBUTE, TAGS_ATTRIBUTE)}

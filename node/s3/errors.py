@@ -21,6 +21,7 @@ STATUS = {
     "BucketNotEmpty": 409,
     "InvalidBucketName": 400,
     "InvalidArgument": 400,
+    "InvalidTag": 400,
     "InvalidRequest": 400,
     "InvalidDigest": 400,
     "InvalidPart": 400,

@@ -17,13 +17,14 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
-from maillage.node.s3 import payload, xml
+from maillage.node.s3 import payload, tagging, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import BucketRecord, Manifest, version_time
@@ -67,9 +68,12 @@ def upload_from(call: Call) -> Upload:
     """What an S3 write request says of the object it makes: key, Content-Type, x-amz-meta-* and
     the stored headers."""
     headers = call.request.headers
+    attributes = stored_headers(headers)
+    if "x-amz-tagging" in headers:
+        attributes[tagging.TAGS_ATTRIBUTE] = tagging.encode(tagging.from_header(headers["x-amz-tagging"]))
     return Upload(key=call.key, user_metadata=user_metadata(headers),
                   content_type=headers.get("Content-Type") or "application/octet-stream",
-                  attributes=stored_headers(headers))
+                  attributes=attributes)
 
 
 def _last_modified(m: Manifest) -> str:
@@ -85,6 +89,8 @@ def object_headers(m: Manifest) -> dict[str, str]:
             headers[name] = attributes[name.lower()]
     for name, value in m.user_metadata:
         headers[_META + name] = value
+    if tags := tagging.count(attributes):
+        headers["x-amz-tagging-count"] = str(tags)
     return headers
 
 
@@ -310,9 +316,17 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
         raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
                                         "to itself without changing the object's metadata (use REPLACE)")
+    tag_directive = headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tag_directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", f"x-amz-tagging-directive {tag_directive[:20]!r}: use COPY or REPLACE")
+    if tag_directive == "REPLACE" and directive == "COPY":
+        raise S3Error("NotImplemented", "x-amz-tagging-directive REPLACE is served with x-amz-metadata-directive "
+                                        "REPLACE only (or copy, then PutObjectTagging)")
     replacement = None
     if directive == "REPLACE":
-        replacement = upload_from(call)
+        replacement = upload_from(call)  # the source's tags stay unless the tagging directive replaces them
+        if tag_directive == "REPLACE":  # none given: the copy has none
+            replacement = replace(replacement, attributes={tagging.TAGS_ATTRIBUTE: "", **replacement.attributes})
     manifest = await s.service.copy_object(
         call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
         check=partial(check_conditions, headers, prefix=COPY_SOURCE))
@@ -320,3 +334,23 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
     xml.sub(root, "ETag", etag(manifest))
     return xml_response(root)
+
+
+# ----- tagging -------------------------------------------------------------------------------
+
+async def get_object_tagging(s: Services, call: Call) -> web.StreamResponse:
+    attributes = await s.service.object_attributes(call.caller, call.bucket, call.key, "GetObjectTagging")
+    return xml_response(tagging.document(tagging.decode(attributes)))
+
+
+async def put_object_tagging(s: Services, call: Call) -> web.StreamResponse:
+    tags = tagging.from_document(await payload.small_body(call, tagging.MAX_DOCUMENT))
+    await s.service.set_attribute(call.caller, call.bucket, call.key, tagging.TAGS_ATTRIBUTE,
+                                  tagging.encode(tags) if tags else None, "PutObjectTagging")
+    return web.Response(status=200)
+
+
+async def delete_object_tagging(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.set_attribute(call.caller, call.bucket, call.key, tagging.TAGS_ATTRIBUTE, None,
+                                  "DeleteObjectTagging")
+    return web.Response(status=204)

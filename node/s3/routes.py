@@ -13,11 +13,11 @@ from maillage.node.s3.errors import S3Error
 
 __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 
-# Query parameters this front door understands; any other (acl, tagging, versioning...) names an
+# Query parameters this front door understands; any other (acl, versioning, lifecycle...) names an
 # operation it does not serve, answered NotImplemented rather than silently ignored.
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
-    "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber",
+    "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
     "response-content-disposition", "response-content-encoding",
@@ -55,7 +55,11 @@ _HANDLERS: Mapping[str, Handler] = {
     "HeadObject": objects.head_object,
     "AbortMultipartUpload": multipart.abort_upload,
     "DeleteObject": objects.delete_object,
+    "GetObjectTagging": objects.get_object_tagging,
+    "PutObjectTagging": objects.put_object_tagging,
+    "DeleteObjectTagging": objects.delete_object_tagging,
 }
+_TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
@@ -68,6 +72,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if method == "GET":
             return ROUTES["ListBuckets"]
     elif not key:
+        if "tagging" in query:
+            raise S3Error("NotImplemented", "bucket tagging is not supported yet (object tagging is)")
         if method == "PUT":
             return ROUTES["CreateBucket"]
         if method == "HEAD":
@@ -84,6 +90,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES["ListObjects"]
     else:
         upload = "uploadId" in query
+        if "tagging" in query and method in _TAGGING:
+            return ROUTES[_TAGGING[method]]
         if method == "PUT":
             if upload and "partNumber" in query:
                 copy = "x-amz-copy-source" in headers

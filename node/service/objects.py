@@ -136,6 +136,22 @@ class ObjectService:
         return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
                                                   check=check)
 
+    async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str) -> dict[str, str]:
+        """The current version's attributes (its stored headers, ETag, tags), for a reader."""
+        record = await self.bucket(caller, operation, bucket)
+        return dict((await self.coordinator.head_object(record, key)).attributes)
+
+    async def set_attribute(self, caller: Caller, bucket: str, key: str, name: str, value: str | None,
+                            operation: str) -> Manifest:
+        """The current version again with attribute `name` set (None: removed), e.g. its tags; the
+        content stays as it is (no chunk moves)."""
+        record = await self.bucket(caller, operation, bucket)
+        current = dict((await self.coordinator.head_object(record, key)).attributes)
+        current.pop(name, None)
+        if value is not None:
+            current[name] = value
+        return await self.coordinator.restate(record, key, current)
+
     async def list_objects(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = 1000) -> tuple[BucketRecord, Listing]:
         record = await self.bucket(caller, "ListObjects", bucket)

@@ -108,6 +108,9 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutSmallObject": WRITE_BUCKET,
     "DeleteObject": WRITE_BUCKET,
     "CopyObject": WRITE_BUCKET,      # and read on the source bucket
+    "GetObjectTagging": READ_BUCKET,
+    "PutObjectTagging": WRITE_BUCKET,
+    "DeleteObjectTagging": WRITE_BUCKET,
     "ChunkKey": Rule(nodes=False, key="read", bucket="read"),  # the key naming a bucket's chunks, for its readers
     # Multipart uploads (the S3 door).
     "CreateMultipartUpload": WRITE_BUCKET,
@@ -143,7 +146,7 @@ S3_OPERATIONS = frozenset({
     "ListBuckets", "CreateBucket", "HeadBucket", "DeleteBucket", "GetBucketLocation", "ListObjects",
     "DeleteObjects", "ListMultipartUploads", "PutObject", "CopyObject", "GetObject", "HeadObject", "DeleteObject",
     "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
-    "ListParts",
+    "ListParts", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

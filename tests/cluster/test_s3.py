@@ -398,3 +398,42 @@ def test_a_get_reads_past_a_corrupt_replica(mesh, s3):
         creds = mesh.profile.credentials
         assert s3_client(mesh, creds.key_id, creds.secret, node=node).get_object(
             Bucket="bit-rot", Key="k")["Body"].read() == body
+
+
+def test_object_tags_through_boto3(mesh, s3):
+    """Tags on PUT, Get/Put/DeleteObjectTagging, the tag count on GET, tags following a copy; the
+    content and ETag never change with them; another tenant reads no tags; bad tags are InvalidTag."""
+    s3.create_bucket(Bucket="tagged", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    put = s3.put_object(Bucket="tagged", Key="scan.dcm", Body=b"pixels" * 1000, Tagging="ward=b2&retain=10y")
+    tag_set = s3.get_object_tagging(Bucket="tagged", Key="scan.dcm")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tag_set) == [("retain", "10y"), ("ward", "b2")]
+    assert s3.get_object(Bucket="tagged", Key="scan.dcm")["TagCount"] == 2
+
+    s3.put_object_tagging(Bucket="tagged", Key="scan.dcm",
+                          Tagging={"TagSet": [{"Key": "ward", "Value": "c4"}, {"Key": "team", "Value": "care home"}]})
+    assert {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket="tagged", Key="scan.dcm")["TagSet"]} == \
+        {"ward": "c4", "team": "care home"}
+    got = s3.get_object(Bucket="tagged", Key="scan.dcm")
+    assert got["Body"].read() == b"pixels" * 1000 and got["ETag"] == put["ETag"]
+
+    s3.copy_object(Bucket="tagged", Key="copy.dcm", CopySource={"Bucket": "tagged", "Key": "scan.dcm"})
+    assert len(s3.get_object_tagging(Bucket="tagged", Key="copy.dcm")["TagSet"]) == 2
+    s3.copy_object(Bucket="tagged", Key="bare.dcm", CopySource={"Bucket": "tagged", "Key": "scan.dcm"},
+                   MetadataDirective="REPLACE", TaggingDirective="REPLACE", Tagging="only=one")
+    assert s3.get_object_tagging(Bucket="tagged", Key="bare.dcm")["TagSet"] == [{"Key": "only", "Value": "one"}]
+
+    s3.delete_object_tagging(Bucket="tagged", Key="scan.dcm")
+    assert s3.get_object_tagging(Bucket="tagged", Key="scan.dcm")["TagSet"] == []
+    assert "TagCount" not in s3.get_object(Bucket="tagged", Key="scan.dcm")
+
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="tagged", Key="bad", Body=b"x", Tagging="a=1&a=2")
+    assert code(err) == "InvalidTag"
+    with pytest.raises(ClientError) as err:
+        s3.get_object_tagging(Bucket="tagged", Key="absent")
+    assert code(err) == "NoSuchKey"
+    other = mesh.new_key("stranger-tags")
+    with pytest.raises(ClientError) as err:
+        s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_object_tagging(
+            Bucket="tagged", Key="copy.dcm")
+    assert code(err) == "AccessDenied"

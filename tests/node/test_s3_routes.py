@@ -33,6 +33,9 @@ CASES = [
     ("GET", "b", "k", {"response-content-type": "text/plain"}, {}, objects.get_object),
     ("HEAD", "b", "k", {}, {}, objects.head_object),
     ("DELETE", "b", "k", {}, {}, objects.delete_object),
+    ("GET", "b", "k", {"tagging": ""}, {}, objects.get_object_tagging),
+    ("PUT", "b", "k", {"tagging": ""}, {}, objects.put_object_tagging),
+    ("DELETE", "b", "k", {"tagging": ""}, {}, objects.delete_object_tagging),
 ]
 
 
@@ -51,7 +54,8 @@ def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
     ("GET", "b", "", {"acl": ""}, "NotImplemented"),  # an operation not served is said, not ignored
-    ("PUT", "b", "k", {"tagging": ""}, "NotImplemented"),
+    ("PUT", "b", "k", {"retention": ""}, "NotImplemented"),
+    ("PUT", "b", "", {"tagging": ""}, "NotImplemented"),  # bucket tags: not yet (object tags are served)
     ("POST", "b", "k", {}, "MethodNotAllowed"),
     ("DELETE", "", "", {}, "MethodNotAllowed"),
 ])
