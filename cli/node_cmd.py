@@ -81,6 +81,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          f"{door.max_per_address}; raise it for many clients behind one NAT or proxy)")
     s3.add_argument("--s3-max-requests", type=int, default=door.max_requests, metavar="N",
                     help=f"S3 requests handled at once; more are answered 503 SlowDown (default {door.max_requests})")
+    ops = run.add_argument_group(
+        "ops port", "Prometheus metrics and the probes of an orchestrator, over HTTPS with this node's certificate.")
+    ops.add_argument("--ops-listen", metavar="HOST:PORT",
+                     help="serve /metrics (bearer scrape token), /livez and /readyz (no credential, a word "
+                          "only) on this address; see deploy/prometheus/scrape.yml")
+    ops.add_argument("--ops-token-file", type=Path, metavar="FILE",
+                     help="the scrape token /metrics asks for, at least 32 characters (default: "
+                          "<trust-dir>/metrics.token; make one with `openssl rand -hex 32`)")
     port = GrpcLimits()
     grpc_port = run.add_argument_group(
         "gRPC port", "What one caller (client or node) can make the node hold, and for how long; seconds "
@@ -210,6 +218,10 @@ def run_command(args: argparse.Namespace) -> int:
     from maillage.node.daemon.server import NodeConfig, Timings, run_node
 
     _check_s3_args(args)
+    if args.ops_token_file is not None and not args.ops_listen:
+        from maillage.cli.common import CommandError
+
+        raise CommandError("--ops-token-file: only with --ops-listen HOST:PORT")
     grpc_limits = _check_grpc_args(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,
@@ -222,7 +234,7 @@ def run_command(args: argparse.Namespace) -> int:
                         s3_limits=DoorLimits(max_connections=args.s3_max_connections,
                                              max_per_address=args.s3_max_connections_per_address,
                                              max_requests=args.s3_max_requests),
-                        grpc_limits=grpc_limits,
+                        grpc_limits=grpc_limits, ops_listen=args.ops_listen, ops_token_file=args.ops_token_file,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

@@ -69,6 +69,8 @@ class NodeConfig:
     s3_domain: str = ""                   # virtual-host-style addressing: <bucket>.<domain>
     s3_limits: DoorLimits = DoorLimits()  # connections, requests and deadlines of the S3 port
     grpc_limits: GrpcLimits = GrpcLimits()  # connections, streams and deadlines of the gRPC port
+    ops_listen: str | None = None         # HOST:PORT of the ops port (/metrics, /livez, /readyz), None: none
+    ops_token_file: Path | None = None    # the scrape token /metrics asks for; default <trust dir>/metrics.token
     timings: Timings = Timings()
 
 

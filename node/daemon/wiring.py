@@ -21,6 +21,7 @@ from maillage.node.cluster.scrub import Scrubber
 from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
+from maillage.node.metrics.state import Sources
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
@@ -121,6 +122,11 @@ class Node:
                                  on_corrupt=self.repairer.trigger, clock=clock)
         self.upload_expiry = UploadExpiry(self.coordinator, self.service.uploads, t.upload_expiry, clock=clock,
                                           rng=rng)
+
+    def metrics_sources(self, version: str) -> Sources:
+        """What the metrics collector reads of this node (`maillage.node.metrics.state`)."""
+        return Sources(self.node_id, version, self.layout, self.access, self.local.chunks, self.detector,
+                       self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock)
 
     @property
     def background(self) -> tuple[BackgroundLoop, ...]:

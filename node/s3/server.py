@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
 
 from aiohttp import web
 
 from maillage.node.errors import OutsideTerritory
+from maillage.node.metrics.registry import Requests
 from maillage.node.s3 import routes, sigv4, xml
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
@@ -48,6 +50,8 @@ SERVED_ANYWHERE = frozenset({"ListBuckets", "HeadBucket", "GetBucketLocation"})
 #: Key of the request's mapping: the request names a bucket this node is outside of (logs leave
 #: its path out: the key name must not rest here).
 OUTSIDE = web.RequestKey("outside", bool)
+#: Key of the request's mapping: the operation its route names (the metrics' method label).
+OPERATION = web.RequestKey("operation", str)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -90,8 +94,9 @@ def _server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLi
 class S3Server:
     def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
                  ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None,
-                 forwarder: Forwarder | None = None) -> None:
+                 forwarder: Forwarder | None = None, requests: Requests | None = None) -> None:
         self.address = address
+        self.requests = requests  # None: not measured
         self.forwarder = forwarder  # None: requests for buckets this node is outside of are refused (503)
         self.limits = limits or DoorLimits()
         self.door: Door | None = None
@@ -146,6 +151,7 @@ class S3Server:
             await self.forwarder.close()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
         request_id = new_request_id()
         self._in_flight += 1
         try:
@@ -168,7 +174,22 @@ class S3Server:
             self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
+        if self.requests is not None:
+            self._measure(request, response, started)
         return response
+
+    def _measure(self, request: web.Request, response: web.StreamResponse, started: float) -> None:
+        """The door's one measuring point: the operation (from the rule table's vocabulary, "none"
+        when refused before it was known), the HTTP status, time and bytes. An unprepared response
+        is written after this, its size known from its body."""
+        assert self.requests is not None
+        m = self.requests.method("s3", request.get(OPERATION, "none"))
+        m.observe(str(response.status), time.perf_counter() - started)
+        if request.content_length:
+            m.received.inc(request.content_length)
+        sent = response.body_length if response.prepared else (response.content_length or 0)
+        if sent:
+            m.sent.inc(sent)
 
     @staticmethod
     def _error_response(request: web.Request, error: S3Error, request_id: str) -> web.Response:
@@ -200,6 +221,7 @@ class S3Server:
                                 self._access)
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
+        request[OPERATION] = route.operation
         caller = Caller(key=verified.key)
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
         call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
