@@ -47,7 +47,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("maillage_request_duration_seconds", "histogram", "Time from a request's arrival at the door to its "
          "answer.", ("door", "method")),
     Spec("maillage_request_bytes_received", "counter", "Request bytes received (gRPC messages as on the wire, "
-         "S3 bodies by Content-Length).", ("door", "method")),
+         "S3 bodies as read).", ("door", "method")),
     Spec("maillage_response_bytes_sent", "counter", "Response bytes sent (gRPC messages, S3 bodies).",
          ("door", "method")),
     # --- the node and its disk

@@ -180,13 +180,14 @@ class S3Server:
 
     def _measure(self, request: web.Request, response: web.StreamResponse, started: float) -> None:
         """The door's one measuring point: the operation (from the rule table's vocabulary, "none"
-        when refused before it was known), the HTTP status, time and bytes. An unprepared response
-        is written after this, its size known from its body."""
+        when refused before it was known), the HTTP status, time and the body bytes read and sent
+        (an unprepared response is written after this, its size known from its body)."""
         assert self.requests is not None
         m = self.requests.method("s3", request.get(OPERATION, "none"))
         m.observe(str(response.status), time.perf_counter() - started)
-        if request.content_length:
-            m.received.inc(request.content_length)
+        received = request.content.total_bytes  # the body as read (aws-chunked and chunked uploads have no length)
+        if received:
+            m.received.inc(received)
         sent = response.body_length if response.prepared else (response.content_length or 0)
         if sent:
             m.sent.inc(sent)
