@@ -22,12 +22,12 @@ from botocore.config import Config
 
 from maillage.client import Client
 from maillage.placement import Policy
-from maillage.testing.localmesh import LocalMesh, make_layout
+from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout
 from maillage.testing.ports import free_port
 from maillage.testing.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-SITES = tuple(__import__("maillage.testing.localmesh", fromlist=["SiteSpec"]).SiteSpec(name, loc) for name, loc in (
+SITES = tuple(SiteSpec(name, location) for name, location in (
     ("paris-1", "eu/fr/idf"), ("lyon-1", "eu/fr/ara"), ("lille-1", "eu/fr/hdf"), ("munich-1", "eu/de/bayern")))
 POLICIES = (Policy(name="france-only", allow=(("eu", "fr"),), replicas=2),)
 FAST = ("--heartbeat-interval", "0.3", "--suspect-after", "1.5", "--down-after", "4", "--repair-interval", "1",
@@ -46,9 +46,11 @@ def _need(tool: str) -> str:
     return path
 
 
-@pytest.fixture()
-def mesh(tmp_path):
-    with LocalMesh(make_layout(SITES, POLICIES), tmp_path / "mesh", extra_args=FAST, s3=True, ops=True) as m:
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    """One mesh for the module (a start costs seconds): the token test leaves it as it found it."""
+    with LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("mesh"), extra_args=FAST, s3=True,
+                   ops=True) as m:
         yield m
 
 
@@ -157,6 +159,19 @@ def workload(mesh: LocalMesh) -> int:
     return len(KEYS) * len(S3_BODY)
 
 
+def test_metrics_without_the_right_token_gets_401_and_nothing_else(mesh):
+    node_id = mesh.layout.nodes[0].id
+    for token in (None, "", "wrong", mesh.metrics_token + "x", mesh.metrics_token[:-1]):
+        status, body = scrape(mesh, node_id, token)
+        assert status == 401 and body == b"unauthorized\n", token
+    status, body = scrape(mesh, node_id, mesh.metrics_token)
+    assert status == 200 and b"maillage_peer_up" in body
+    context = ssl.create_default_context(cafile=str(mesh.s3_ca_file))
+    for probe, word in (("/livez", b"ok\n"), ("/readyz", b"ready\n")):
+        with urllib.request.urlopen(mesh.ops_url(node_id) + probe, context=context, timeout=5) as r:
+            assert r.status == 200 and r.read() == word
+
+
 def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, prometheus):
     nodes = [n.id for n in mesh.layout.nodes]
     ready = lambda: prometheus.value('count(up{job="maillage"} == 1)') == len(nodes)  # noqa: E731
@@ -188,9 +203,8 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
 
     # a killed node: down as its peers see it, its partitions short of R, the rule firing
     mesh.kill(VICTIM)
-    eventually(lambda: prometheus.query(f'maillage_peer_up{{peer="{VICTIM}"}} == 0').keys() and len(
-        prometheus.query(f'maillage_peer_up{{peer="{VICTIM}"}} == 0')) == len(nodes) - 1,
-        timeout=15, what=f"every peer seeing {VICTIM} down")
+    eventually(lambda: prometheus.value(f'count(maillage_peer_up{{peer="{VICTIM}"}} == 0)') == len(nodes) - 1,
+               timeout=15, what=f"every peer seeing {VICTIM} down")
     eventually(lambda: (prometheus.value("sum(maillage_partitions_short_of_r)") or 0) > 0, timeout=10,
                what="partitions short of R")
 
@@ -205,16 +219,3 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
                what="partitions short of R back to 0 after repair")
     unreachable = firing("MaillageNodeUnreachable")
     assert [a["labels"]["instance"] for a in unreachable] == [f"127.0.0.1:{mesh.ops_ports[VICTIM]}"]
-
-
-def test_metrics_without_the_right_token_gets_401_and_nothing_else(mesh):
-    node_id = mesh.layout.nodes[0].id
-    for token in (None, "", "wrong", mesh.metrics_token + "x", mesh.metrics_token[:-1]):
-        status, body = scrape(mesh, node_id, token)
-        assert status == 401 and body == b"unauthorized\n", token
-    status, body = scrape(mesh, node_id, mesh.metrics_token)
-    assert status == 200 and b"maillage_peer_up" in body
-    context = ssl.create_default_context(cafile=str(mesh.s3_ca_file))
-    for probe, word in (("/livez", b"ok\n"), ("/readyz", b"ready\n")):
-        with urllib.request.urlopen(mesh.ops_url(node_id) + probe, context=context, timeout=5) as r:
-            assert r.status == 200 and r.read() == word
