@@ -191,6 +191,21 @@ def _check_s3_args(args: argparse.Namespace) -> None:
             raise CommandError(f"{flag} must be at least 1")
 
 
+def _check_ops_args(args: argparse.Namespace) -> None:
+    """A scrape token that cannot be used stops the node before it starts, in one line."""
+    from maillage.cli.common import CommandError
+
+    if args.ops_token_file is not None and not args.ops_listen:
+        raise CommandError("--ops-token-file: only with --ops-listen HOST:PORT")
+    if args.ops_listen:
+        from maillage.node.metrics.ops import TOKEN_FILE, ScrapeToken
+
+        try:
+            ScrapeToken.from_file(args.ops_token_file or args.trust_dir / TOKEN_FILE)
+        except ValueError as err:
+            raise CommandError(f"--ops-listen: {err}") from None
+
+
 def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
     from maillage.cli.common import CommandError
 
@@ -218,10 +233,7 @@ def run_command(args: argparse.Namespace) -> int:
     from maillage.node.daemon.server import NodeConfig, Timings, run_node
 
     _check_s3_args(args)
-    if args.ops_token_file is not None and not args.ops_listen:
-        from maillage.cli.common import CommandError
-
-        raise CommandError("--ops-token-file: only with --ops-listen HOST:PORT")
+    _check_ops_args(args)
     grpc_limits = _check_grpc_args(args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_node(NodeConfig(node_id=args.id, data_dir=args.data_dir, trust_dir=args.trust_dir,

@@ -114,3 +114,21 @@ def test_a_scrape_token_is_long_enough_and_read_from_its_file(tmp_path):
     (tmp_path / "metrics.token").write_text(TOKEN + "\n")
     token = ScrapeToken.from_file(tmp_path / "metrics.token")
     assert token.admits(f"Bearer {TOKEN}") and not token.admits(None) and not token.admits(f"Bearer {TOKEN} ")
+
+
+def test_a_node_without_a_usable_scrape_token_stops_before_it_starts(tmp_path, capsys):
+    from maillage.cli.main import main
+
+    base = ["node", "run", "--id", "n1", "--data-dir", str(tmp_path / "data"), "--trust-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--ops-listen", "127.0.0.1:0"])
+    assert exit_.value.code == 1
+    assert "metrics.token: cannot be read" in capsys.readouterr().err
+    (tmp_path / "short.token").write_text("abc\n")
+    with pytest.raises(SystemExit):
+        main([*base, "--ops-listen", "127.0.0.1:0", "--ops-token-file", str(tmp_path / "short.token")])
+    assert "at least 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--ops-token-file", str(tmp_path / "short.token")])
+    assert "only with --ops-listen" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
