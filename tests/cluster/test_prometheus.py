@@ -190,6 +190,10 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
     assert prometheus.value('sum(rate(maillage_request_duration_seconds_count{door="grpc"}[30s]))') > 0
     assert prometheus.value('count(maillage_build_info{site="paris-1",region="eu/fr/idf"})') == 1
     assert prometheus.value("sum(maillage_partitions_short_of_r)") == 0
+    assert prometheus.value("sum(maillage_partitions_owned)") > 0
+    # the certificate's end (the cluster CA issues for years) and the clock against the scrape's
+    assert prometheus.value("min(maillage_certificate_expiry_timestamp_seconds) - time()") > 300 * 86400
+    assert prometheus.value("max(abs(maillage_clock_unix_seconds - timestamp(maillage_clock_unix_seconds)))") < 5
 
     # residency covers telemetry: no series names a bucket or a key, on any node
     for node_id in nodes:
