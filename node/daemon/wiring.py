@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maillage.node.cluster.gc import DEFAULT_INTERVAL as DEFAULT_GC_INTERVAL
 from maillage.node.cluster.gc import ChunkCollector
@@ -21,7 +22,6 @@ from maillage.node.cluster.scrub import Scrubber
 from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
-from maillage.node.metrics.state import Sources
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
@@ -37,6 +37,9 @@ from maillage.node.trust.layout_state import LayoutState
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT
+
+if TYPE_CHECKING:
+    from maillage.node.metrics.state import Sources
 
 __all__ = ["Timings", "Node"]
 
@@ -124,7 +127,10 @@ class Node:
                                           rng=rng)
 
     def metrics_sources(self, version: str) -> Sources:
-        """What the metrics collector reads of this node (`maillage.node.metrics.state`)."""
+        """What the metrics collector reads of this node (`maillage.node.metrics.state`, imported
+        only by a node that exports metrics)."""
+        from maillage.node.metrics.state import Sources
+
         return Sources(self.node_id, version, self.layout, self.access, self.local.chunks, self.detector,
                        self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock)
 

@@ -26,11 +26,11 @@ import logging
 import os
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from maillage.node.errors import OutsideTerritory
-from maillage.node.metrics.registry import Requests
 from maillage.node.s3 import routes, sigv4, xml
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
@@ -40,6 +40,9 @@ from maillage.node.s3.payload import BODY_TAKEN, RAW_BODY
 from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
 from maillage.node.trust.access_state import AccessState
+
+if TYPE_CHECKING:
+    from maillage.node.metrics.registry import Requests
 
 __all__ = ["S3Server", "tls_context"]
 
