@@ -70,6 +70,12 @@ def _s3_ports(layout: Layout) -> dict[str, int]:
 _ops_ports = _s3_ports  # the ops port (metrics, probes): one more reserved port per node
 
 
+def _write_secret(path: Path, text: str) -> None:
+    """A new file readable by its owner only from its creation (a scrape token)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
+
+
 @dataclass(frozen=True)
 class SiteSpec:
     name: str
@@ -187,9 +193,8 @@ class LocalMesh:
         self.profile = Profile(endpoints, Credentials(demo.key_id, demo.secret), trust, "default")
         write_profile(self.config_file, self.profile)
         write_profile(self.config_file, self.admin_profile)
-        if not self.metrics_token_file.exists():
-            self.metrics_token_file.write_text(secrets.token_hex(32) + "\n")
-            self.metrics_token_file.chmod(0o600)
+        if self.ops_ports and not self.metrics_token_file.exists():
+            _write_secret(self.metrics_token_file, secrets.token_hex(32) + "\n")
         for node in self.layout.nodes:      # each certificate's key recorded in the cluster dir...
             self._node_trust(node.id)
         self.layout, _ = pin_layout(self.layout, read_node_keys(self.cluster_dir))   # ...and pinned
@@ -201,8 +206,7 @@ class LocalMesh:
             node_trust_dir(self.cluster_dir, node_id, directory, sans=LOOPBACK_NAMES)
         token = directory / "metrics.token"
         if self.ops_ports and not token.exists():
-            shutil.copyfile(self.metrics_token_file, token)
-            token.chmod(0o600)
+            _write_secret(token, self.metrics_token_file.read_text())
         return directory
 
     def trust_dir(self, node_id: str) -> Path:
