@@ -5,7 +5,8 @@ asks for a bearer token, the scrape token (`ScrapeToken`: a file the operator gi
 Prometheus, compared in constant time); `/livez` (the process answers) and `/readyz` (the node has
 its layout, its stores are open and it serves) answer anyone, a word and nothing else. Every other
 path or method gets a short 4xx; a request's head is bounded by aiohttp's limits, its body refused,
-its handling bounded in time and in number at once, the TLS handshake by `HANDSHAKE_TIMEOUT`.
+its handling bounded in time and in number at once, the connections open at once by
+`MAX_CONNECTIONS`, the TLS handshake by `HANDSHAKE_TIMEOUT`.
 
 Prometheus (see deploy/prometheus/scrape.yml):
 
@@ -39,6 +40,7 @@ HANDSHAKE_TIMEOUT = 5.0        # seconds for a connection's TLS handshake
 HEADER_TIMEOUT = 10.0          # seconds for a request's head, and a connection's idle time
 HANDLE_TIMEOUT = 10.0          # seconds to answer one request
 MAX_AT_ONCE = 8                # requests handled at once; more are answered 503
+MAX_CONNECTIONS = 64           # connections open at once; more are closed as they are accepted
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -86,6 +88,7 @@ class OpsServer:
         self._ready = ready
         self._ssl = ssl_context
         self._at_once = 0
+        self.refused = 0  # connections closed over MAX_CONNECTIONS
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
@@ -98,9 +101,16 @@ class OpsServer:
         await runner.setup()
         self._runner = runner
         assert runner.server is not None
+        serve = runner.server
+
+        def accept() -> asyncio.BaseProtocol:
+            if len(serve.connections) >= MAX_CONNECTIONS:
+                self.refused += 1
+                return _Closed()
+            return serve()
         host, _, port = self.address.rpartition(":")
         self._server = await asyncio.get_running_loop().create_server(
-            runner.server, host.strip("[]") or None, int(port), ssl=self._ssl, backlog=64,
+            accept, host.strip("[]") or None, int(port), ssl=self._ssl, backlog=64,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self._ssl else None)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("ops port on %s (%s): /metrics with the scrape token, /livez, /readyz", self.address,
@@ -144,6 +154,13 @@ class OpsServer:
                 return _text(401, "unauthorized\n", {"WWW-Authenticate": 'Bearer realm="maillage"'})
             return web.Response(status=200, body=self._scrape(), headers={"Content-Type": CONTENT_TYPE})
         return _text(404, "not found\n")
+
+
+class _Closed(asyncio.Protocol):
+    """A connection over the cap: closed as soon as it is made."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]
 
 
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -132,3 +132,35 @@ def test_a_node_without_a_usable_scrape_token_stops_before_it_starts(tmp_path, c
         main([*base, "--ops-token-file", str(tmp_path / "short.token")])
     assert "only with --ops-listen" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_connections_over_the_cap_are_closed_as_they_arrive(monkeypatch):
+    from maillage.node.metrics import ops
+
+    monkeypatch.setattr(ops, "MAX_CONNECTIONS", 3)
+
+    async def main():
+        server, _ = serve()
+        await server.start()
+        held = []
+        try:
+            for _ in range(3):  # idle connections that never send a request
+                held.append(await asyncio.open_connection("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(get("/livez"))
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed without an answer
+            writer.close()
+            assert server.refused == 1
+            for _, w in held:
+                w.close()
+            status = None
+            async with asyncio.timeout(5):
+                while status != 200:
+                    try:
+                        status = (await exchange(server.port, get("/livez")))[0]
+                    except (ConnectionError, IndexError, ValueError):
+                        await asyncio.sleep(0.05)
+        finally:
+            await server.stop()
+    asyncio.run(main())
