@@ -131,7 +131,7 @@ class Node:
         only by a node that exports metrics)."""
         from maillage.node.metrics.state import Sources
 
-        return Sources(self.node_id, version, self.layout, self.access, self.local.chunks, self.detector,
+        return Sources(self.node_id, version, self.layout, self.access, self.local, self.detector,
                        self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock)
 
     @property

@@ -21,12 +21,12 @@ from maillage.node.cluster.gc import ChunkCollector
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
 from maillage.node.metrics.registry import spec
+from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.budget import UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement.layout import format_location
-from maillage.storage import ChunkStore
 
 __all__ = ["Sources", "StateCollector", "node_labels"]
 
@@ -38,7 +38,7 @@ class Sources:
     version: str
     layout: LayoutState
     access: AccessState
-    chunks: ChunkStore
+    local: LocalReplica
     detector: FailureDetector
     repairer: Repairer
     scrubber: Scrubber
@@ -93,16 +93,20 @@ class StateCollector(Collector):
     def _disk(self) -> Iterator[Metric]:
         s = self.s
         try:
-            disk = shutil.disk_usage(s.chunks.root)
+            disk = shutil.disk_usage(s.local.chunks.root)
         except OSError:
             pass
         else:
             yield _gauge("maillage_disk_capacity_bytes", disk.total)
             yield _gauge("maillage_disk_free_bytes", disk.free)
-        stats = s.chunks.stats()
+        stats = s.local.chunks.stats()
         yield _gauge("maillage_chunks_stored", stats.chunks)
         yield _gauge("maillage_chunk_bytes_stored", stats.stored_bytes)
         yield _gauge("maillage_chunks_quarantined", stats.quarantined)
+        held = _gauge("maillage_chunks_held")
+        for policy, count in sorted(s.local.held_chunks.items()):
+            held.add_metric([policy], count)
+        yield held
 
     def _placement(self) -> Iterator[Metric]:
         s = self.s

@@ -41,7 +41,8 @@ def value(samples, name: str, **labels: str) -> float:
 
 def test_a_scrape_holds_every_metric_of_the_catalogue_and_no_other(mesh):
     run(mesh.create_bucket(BUCKET, "france-only"))
-    run(mesh.put(BUCKET, KEY, b"x" * 5000))
+    manifest = run(mesh.put(BUCKET, KEY, b"x" * 5000))
+    chunk_digests = {c.digest for c in manifest.chunks}  # 1 KiB chunks: 4 alike and the tail
     run(mesh.repair())
     text, samples = scrape_of(mesh, "paris-1", certificate_expiry=time.time() + 86400,
                               s3_connections=lambda: (3, 1), deadline_ended=lambda: 2)
@@ -53,6 +54,11 @@ def test_a_scrape_holds_every_metric_of_the_catalogue_and_no_other(mesh):
     for _, labels in samples:
         assert {("node", "paris-1"), ("site", "paris-1"), ("region", "eu/fr/idf")} <= labels
     assert value(samples, "maillage_chunks_stored") >= 1
+    held = mesh.nodes["paris-1"].local.held_chunks.get("france-only", 0)
+    assert held == value(samples, "maillage_chunks_held", policy="france-only")
+    assert held == sum(1 for d in chunk_digests if mesh.nodes["paris-1"].local.chunks.has(d))
+    # each chunk has its R=2 copies, each counted by its holder's last walk
+    assert sum(n.local.held_chunks.get("france-only", 0) for n in mesh.nodes.values()) == 2 * len(chunk_digests)
     assert value(samples, "maillage_partitions_owned", policy="france-only") > 0
     assert value(samples, "maillage_s3_connections_refused_total") == 1
     assert value(samples, "maillage_grpc_deadline_ended_total") == 2
