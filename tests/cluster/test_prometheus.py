@@ -178,19 +178,31 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
     eventually(ready, timeout=20, what="every node scraped", retry_on=(urllib.error.URLError, ConnectionError))
 
     uploaded = workload(mesh)
-    # requests and bytes, by door and method, as Prometheus stored them
-    eventually(lambda: (prometheus.value('sum(maillage_requests_total{door="s3",method="PutObject",outcome="200"})')
-                        or 0) >= len(KEYS), timeout=10, what="S3 PUTs counted")
-    assert prometheus.value('sum(maillage_request_bytes_received_total{door="s3",method="PutObject"})') >= uploaded
-    assert prometheus.value('sum(maillage_response_bytes_sent_total{door="s3",method="GetObject"})') >= uploaded
-    assert prometheus.value('sum(maillage_requests_total{door="grpc",method=~"Bulk/Put(Small)?Object",outcome="OK"})'
-                            ) >= len(KEYS)
-    assert prometheus.value('sum(maillage_request_bytes_received_total{door="grpc",method="Bulk/PutChunk"})') > 0
-    assert prometheus.value('sum(maillage_requests_total{door="grpc",outcome="NOT_FOUND"})') >= 1
-    assert prometheus.value('sum(rate(maillage_request_duration_seconds_count{door="grpc"}[30s]))') > 0
-    assert prometheus.value('count(maillage_build_info{site="paris-1",region="eu/fr/idf"})') == 1
+    # requests and bytes, by door and method, as Prometheus stored them (each node is scraped at its
+    # own moment of the second: waited for together)
+    expected = {
+        'sum(maillage_requests_total{door="s3",method="PutObject",outcome="200"})': len(KEYS),
+        'sum(maillage_request_bytes_received_total{door="s3",method="PutObject"})': uploaded,
+        'sum(maillage_response_bytes_sent_total{door="s3",method="GetObject"})': uploaded,
+        'sum(maillage_requests_total{door="grpc",method=~"Bulk/Put(Small)?Object",outcome="OK"})': len(KEYS),
+        'sum(maillage_request_bytes_received_total{door="grpc",method="Bulk/PutChunk"})': 1,
+        'sum(maillage_requests_total{door="grpc",outcome="NOT_FOUND"})': 1,
+        'sum(rate(maillage_request_duration_seconds_count{door="grpc"}[30s]))': 0.001,
+        'count(maillage_build_info{site="paris-1",region="eu/fr/idf"})': 1,
+        "sum(maillage_partitions_owned)": 1,
+    }
+
+    short: dict[str, float | None] = {}
+
+    def all_there() -> bool:
+        short.clear()
+        short.update({q: v for q, want in expected.items() if (v := prometheus.value(q)) is None or v < want})
+        return not short
+    try:
+        eventually(all_there, timeout=15, what="the workload's series")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; still short: {short}") from None
     assert prometheus.value("sum(maillage_partitions_short_of_r)") == 0
-    assert prometheus.value("sum(maillage_partitions_owned)") > 0
     # the certificate's end (the cluster CA issues for years) and the clock against the scrape's
     assert prometheus.value("min(maillage_certificate_expiry_timestamp_seconds) - time()") > 300 * 86400
     assert prometheus.value("max(abs(maillage_clock_unix_seconds - timestamp(maillage_clock_unix_seconds)))") < 5
