@@ -233,5 +233,6 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
     # once marked down (--down-after 4) repair replaces it: no partition short of R any more
     eventually(lambda: prometheus.value("sum(maillage_partitions_short_of_r)") == 0, timeout=20,
                what="partitions short of R back to 0 after repair")
-    unreachable = firing("MaillageNodeUnreachable")
+    unreachable = eventually(lambda: firing("MaillageNodeUnreachable"), timeout=10,
+                             what="MaillageNodeUnreachable firing")
     assert [a["labels"]["instance"] for a in unreachable] == [f"127.0.0.1:{mesh.ops_ports[VICTIM]}"]
