@@ -32,13 +32,13 @@ def bench_layout(sites: int = 3, replicas: int = 2) -> Layout:
 
 
 def open_mesh(sites: int, base_dir: Path | None = None, extra_args: tuple[str, ...] = (), *,
-              insecure_plaintext: bool = False) -> LocalMesh:
+              insecure_plaintext: bool = False, ops: bool = False) -> LocalMesh:
     """A LocalMesh (not started: use it as a context manager) with fsync on; TLS and authentication
     on unless `insecure_plaintext` (to measure what they cost)."""
     if "--no-fsync" in extra_args:
         raise ValueError("benchmark figures are taken with fsync on")
     return LocalMesh(bench_layout(sites), base_dir=base_dir, extra_args=extra_args,
-                     insecure_plaintext=insecure_plaintext)
+                     insecure_plaintext=insecure_plaintext, ops=ops)
 
 
 async def ready_bucket(client: AsyncClient, timeout: float = 30.0) -> None:

@@ -166,10 +166,10 @@ def format_row(r: dict) -> str:
 
 
 def run(sizes=(4096, 1 << 20, 64 << 20), concurrencies=(1, 8, 32), seconds: float = 3.0,
-        sites: int = 3, compare_plaintext: bool = True) -> dict:
+        sites: int = 3, compare_plaintext: bool = True, ops: bool = False) -> dict:
     """Measure as users run it (TLS and request signatures on); with `compare_plaintext`, measure
     the same cells on a second mesh without them and report each row's ratio secure / plaintext."""
-    with open_mesh(sites) as mesh:
+    with open_mesh(sites, ops=ops) as mesh:
         result = asyncio.run(measure(mesh, sizes, concurrencies, seconds,
                                      done=lambda row: print(format_row(row), flush=True)))
     if compare_plaintext:
@@ -212,13 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="4K,1M,64M", help="object sizes, e.g. 4K,1M,64M")
     parser.add_argument("--concurrency", default="1,8,32", help="requests in flight, e.g. 1,8,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    parser.add_argument("--ops", action="store_true",
+                        help="nodes serve their ops port (--ops-listen): requests are measured for Prometheus")
     parser.add_argument("--json", help="also write the results as JSON to this file")
     parser.add_argument("--no-plaintext", action="store_true",
                         help="skip the second run without TLS and authentication (the cost comparison)")
     args = parser.parse_args(argv)
     result = run(tuple(parse_size(s) for s in args.sizes.split(",")),
                  tuple(int(c) for c in args.concurrency.split(",")), args.seconds,
-                 compare_plaintext=not args.no_plaintext)
+                 compare_plaintext=not args.no_plaintext, ops=args.ops)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

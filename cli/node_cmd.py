@@ -84,6 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          f"{door.max_per_address}; raise it for many clients behind one NAT or proxy)")
     s3.add_argument("--s3-max-requests", type=int, default=door.max_requests, metavar="N",
                     help=f"S3 requests handled at once; more are answered 503 SlowDown (default {door.max_requests})")
+    ops = run.add_argument_group(
+        "ops port", "Prometheus metrics and the probes of an orchestrator, over HTTPS with this node's certificate.")
+    ops.add_argument("--ops-listen", metavar="HOST:PORT",
+                     help="serve /metrics (bearer scrape token), /livez and /readyz (no credential, a word "
+                          "only) on this address; see deploy/prometheus/scrape.yml")
+    ops.add_argument("--ops-token-file", type=Path, metavar="FILE",
+                     help="the scrape token /metrics asks for, at least 32 characters (default: "
+                          "<trust-dir>/metrics.token; make one with `openssl rand -hex 32`)")
     port = GrpcLimits()
     grpc_port = run.add_argument_group(
         "gRPC port", "What one caller (client or node) can make the node hold, and for how long; seconds "
@@ -190,6 +198,21 @@ def _check_s3_args(args: argparse.Namespace) -> None:
             raise CommandError(f"{flag} must be at least 1")
 
 
+def _check_ops_args(args: argparse.Namespace) -> None:
+    """A scrape token that cannot be used stops the node before it starts, in one line."""
+    from maillage.cli.common import CommandError
+
+    if args.ops_token_file is not None and not args.ops_listen:
+        raise CommandError("--ops-token-file: only with --ops-listen HOST:PORT")
+    if args.ops_listen:
+        from maillage.node.metrics.ops import TOKEN_FILE, ScrapeToken
+
+        try:
+            ScrapeToken.from_file(args.ops_token_file or args.trust_dir / TOKEN_FILE)
+        except ValueError as err:
+            raise CommandError(f"--ops-listen: {err}") from None
+
+
 def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
     from maillage.cli.common import CommandError
 
@@ -218,6 +241,7 @@ def run_command(args: argparse.Namespace) -> int:
     from maillage.storage import DataFormatError
 
     _check_s3_args(args)
+    _check_ops_args(args)
     grpc_limits = _check_grpc_args(args)
     from maillage.node.runtime.logs import configure
 
@@ -243,7 +267,7 @@ def _run(args: argparse.Namespace, grpc_limits: GrpcLimits) -> None:
                         s3_limits=DoorLimits(max_connections=args.s3_max_connections,
                                              max_per_address=args.s3_max_connections_per_address,
                                              max_requests=args.s3_max_requests),
-                        grpc_limits=grpc_limits,
+                        grpc_limits=grpc_limits, ops_listen=args.ops_listen, ops_token_file=args.ops_token_file,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

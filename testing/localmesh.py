@@ -18,6 +18,7 @@ adds a tenant's key on the running mesh.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -64,6 +65,15 @@ def _now_ms() -> int:
 def _s3_ports(layout: Layout) -> dict[str, int]:
     """A reserved free port per node for S3 (the registry keeps them apart from the gRPC ports)."""
     return dict(zip((n.id for n in layout.nodes), free_ports(len(layout.nodes)), strict=True))
+
+
+_ops_ports = _s3_ports  # the ops port (metrics, probes): one more reserved port per node
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """A new file readable by its owner only from its creation (a scrape token)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(text)
 
 
 @dataclass(frozen=True)
@@ -130,8 +140,12 @@ class LocalMesh:
 
     def __init__(self, layout: Layout, base_dir: Path | None = None, *, log_dir: Path | None = None,
                  extra_args: tuple[str, ...] = (), insecure_plaintext: bool = False, s3: bool = False,
-                 s3_default_policy: str = "", s3_tls: bool = True) -> None:
+                 s3_default_policy: str = "", s3_tls: bool = True, ops: bool = False) -> None:
         self.layout = layout
+        # ops: every node also serves its ops port (`--ops-listen`: /metrics, /livez, /readyz) on a
+        # free port of its own, over TLS with its node certificate, /metrics with the mesh's scrape
+        # token (`metrics_token_file`, copied into every trust dir).
+        self.ops_ports = _ops_ports(layout) if ops else {}
         # s3: every node also serves the S3 API (`--s3-listen`) on a free port of its own, over
         # HTTPS with its node certificate when s3_tls (clients verify it with `s3_ca_file`; the
         # certificates name 127.0.0.1 and localhost), else over plain HTTP (`--s3-plain-http`).
@@ -149,6 +163,7 @@ class LocalMesh:
         self.trust_root = self.base_dir / "trust"
         self.layout_file = self.base_dir / "layout.signed"
         self.config_file = self.base_dir / "maillage.conf"
+        self.metrics_token_file = self.cluster_dir / "metrics.token"
         self.profile: Profile
         self.admin_profile: Profile
         self.signer: LayoutSigner
@@ -178,6 +193,8 @@ class LocalMesh:
         self.profile = Profile(endpoints, Credentials(demo.key_id, demo.secret), trust, "default")
         write_profile(self.config_file, self.profile)
         write_profile(self.config_file, self.admin_profile)
+        if self.ops_ports and not self.metrics_token_file.exists():
+            _write_secret(self.metrics_token_file, secrets.token_hex(32) + "\n")
         for node in self.layout.nodes:      # each certificate's key recorded in the cluster dir...
             self._node_trust(node.id)
         self.layout, _ = pin_layout(self.layout, read_node_keys(self.cluster_dir))   # ...and pinned
@@ -187,6 +204,9 @@ class LocalMesh:
         directory = self.trust_dir(node_id)
         if not (directory / "node.pem").exists():
             node_trust_dir(self.cluster_dir, node_id, directory, sans=LOOPBACK_NAMES)
+        token = directory / "metrics.token"
+        if self.ops_ports and not token.exists():
+            _write_secret(token, self.metrics_token_file.read_text())
         return directory
 
     def trust_dir(self, node_id: str) -> Path:
@@ -269,6 +289,8 @@ class LocalMesh:
         ports = [self.address(node_id)]
         if node_id in self.s3_ports:  # the node opens its S3 port after its gRPC port
             ports.append(f"127.0.0.1:{self.s3_ports[node_id]}")
+        if node_id in self.ops_ports:  # and its ops port last
+            ports.append(f"127.0.0.1:{self.ops_ports[node_id]}")
         for address in ports:
             host, port = address.rsplit(":", 1)
             try:
@@ -309,6 +331,14 @@ class LocalMesh:
         return {"endpoint_url": self.s3_endpoint(node_id),
                 "verify": str(self.s3_ca_file) if self.s3_tls else True}
 
+    def ops_url(self, node_id: str) -> str:
+        """https://127.0.0.1:PORT of a node's ops port (a mesh made with ops=True)."""
+        return f"{'http' if self.insecure_plaintext else 'https'}://127.0.0.1:{self.ops_ports[node_id]}"
+
+    @property
+    def metrics_token(self) -> str:
+        return self.metrics_token_file.read_text().strip()
+
     def node_argv(self, node_id: str) -> list[str]:
         """`maillage node run` for a node: its trust dir and the signed first layout."""
         s3: tuple[str, ...] = ()
@@ -319,9 +349,10 @@ class LocalMesh:
             if self.s3_default_policy:
                 s3 += ("--s3-default-policy", self.s3_default_policy)
             s3 += ("--s3-access-log", str(self.access_log(node_id)))
+        ops = ("--ops-listen", f"127.0.0.1:{self.ops_ports[node_id]}") if node_id in self.ops_ports else ()
         return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
                 "--data-dir", str(self.data_dir(node_id)), "--trust-dir", str(self._node_trust(node_id)),
-                "--layout", str(self.layout_file), *s3, *self._extra]
+                "--layout", str(self.layout_file), *s3, *ops, *self._extra]
 
     def access_log(self, node_id: str) -> Path:
         """The node's S3 access log (one JSON line per request; nodes with an S3 door only)."""

@@ -104,6 +104,7 @@ class Repairer(BackgroundLoop):
         self._owners_key: tuple[int, tuple[str, ...]] | None = None  # what `_owners` was worked out for
         self._owners: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._mine: dict[str, tuple[int, ...]] = {}
+        self.residency_violations = 0  # chunk partitions held here of policies this node is outside of
         self._transfers = asyncio.Semaphore(TRANSFERS)
         self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
         self._listed: set[tuple[str, str]] = set()  # records entered in their tenant's list by this run
@@ -250,6 +251,16 @@ class Repairer(BackgroundLoop):
             self._owners_key = key
         return self._owners
 
+    def partition_health(self) -> dict[str, tuple[int, int]]:
+        """policy -> (partitions this node owns, those with an owner it does not see up), by the
+        ownership of the last round (for the metrics; no walk of any store)."""
+        health = {}
+        for name, mine in self._mine.items():
+            owners = self._owners.get(name, ())
+            short = sum(1 for p in mine if not all(self._is_up(o) for o in owners[p] if o != self.node_id))
+            health[name] = (len(mine), short)
+        return health
+
     async def _hand_back_record(self, record: BucketRecord) -> None:
         """A record held here though this node is none of its owners (a copy from before records
         were kept on owners only, or a handoff's): once a majority of its owners hold it, the copy
@@ -297,6 +308,9 @@ class Repairer(BackgroundLoop):
             except PolicyUnsatisfiable:
                 continue
         ownership = self._ownership(tables)
+        here = layout.location_of(me)
+        self.residency_violations = sum(len(parts) for name, parts in held_chunks.items()
+                                        if name in tables and not layout.policy(name).allows(here))
         for name, all_owners in ownership.items():
             for p in self._mine[name]:
                 owned[SyncGroup(name, p)] = all_owners[p]

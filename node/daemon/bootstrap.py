@@ -70,6 +70,8 @@ class NodeConfig:
     s3_access_log: Path | None = None     # one JSON line per S3 request (node/s3/access_log.py)
     s3_limits: DoorLimits = DoorLimits()  # connections, requests and deadlines of the S3 port
     grpc_limits: GrpcLimits = GrpcLimits()  # connections, streams and deadlines of the gRPC port
+    ops_listen: str | None = None         # HOST:PORT of the ops port (/metrics, /livez, /readyz), None: none
+    ops_token_file: Path | None = None    # the scrape token /metrics asks for; default <trust dir>/metrics.token
     timings: Timings = Timings()
 
 

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maillage.node.cluster.gc import DEFAULT_INTERVAL as DEFAULT_GC_INTERVAL
 from maillage.node.cluster.gc import ChunkCollector
@@ -36,6 +37,9 @@ from maillage.node.trust.layout_state import LayoutState
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT
+
+if TYPE_CHECKING:
+    from maillage.node.metrics.state import Sources
 
 __all__ = ["Timings", "Node"]
 
@@ -122,6 +126,14 @@ class Node:
                                  on_corrupt=self.repairer.trigger, clock=clock)
         self.upload_expiry = UploadExpiry(self.coordinator, self.service.uploads, t.upload_expiry, clock=clock,
                                           rng=rng)
+
+    def metrics_sources(self, version: str) -> Sources:
+        """What the metrics collector reads of this node (`maillage.node.metrics.state`, imported
+        only by a node that exports metrics)."""
+        from maillage.node.metrics.state import Sources
+
+        return Sources(self.node_id, version, self.layout, self.access, self.local, self.detector,
+                       self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock)
 
     @property
     def background(self) -> tuple[BackgroundLoop, ...]:

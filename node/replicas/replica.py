@@ -173,6 +173,9 @@ class LocalReplica:
         # Group summaries and held groups, walked again only after the stores changed (repair asks
         # every round, and so does each co-owner: `summary_cache.py`).
         self.summaries = SummaryCache(clock=clock)
+        # Chunks held per policy, counted by the last walk of the holdings `held_groups` made (the
+        # metrics read it: counting them on scrape would walk the store).
+        self.held_chunks: dict[str, int] = {}
 
     @property
     def node_id(self) -> str:
@@ -392,10 +395,13 @@ class LocalReplica:
             held: tuple[dict[str, set[int]], list[BucketRecord]] | None = self.summaries.get("held groups", mark)
             if held is None:
                 chunks: dict[str, set[int]] = {}
+                counts: dict[str, int] = {}
                 for policy, digest, _ in self.meta.iter_holdings():
                     chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
+                    counts[policy] = counts.get(policy, 0) + 1
                 held = chunks, self.meta.list_buckets()
                 self.summaries.put("held groups", mark, held)
+                self.held_chunks = counts
             return held
         return await self._run(collect)
 

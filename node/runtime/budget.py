@@ -37,6 +37,7 @@ class UploadBudget:
         self.limit = limit
         self.wait = wait
         self.used = 0
+        self.refused = 0  # uploads refused Overloaded since start (a metric)
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     async def acquire(self, size: int) -> int:
@@ -60,6 +61,7 @@ class UploadBudget:
                 self._waiters.remove(entry)
                 self._wake()
             if isinstance(exc, TimeoutError):
+                self.refused += 1
                 raise Overloaded(
                     f"node is overloaded: {self.used} of its {self.limit} bytes for uploads in flight "
                     f"stayed in use for {self.wait:g} s; retry later") from None

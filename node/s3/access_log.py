@@ -28,7 +28,7 @@ class AccessLog:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "request_id": request_id, "remote": remote or "", "method": method, "key_id": key_id,
             "status": status, "bytes_in": bytes_in or 0, "bytes_out": bytes_out or 0,
-            "ms": round((time.monotonic() - started) * 1000, 1),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
         }
         if forwarded_to:
             entry["forwarded_to"] = forwarded_to

@@ -26,6 +26,7 @@ import logging
 import os
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -42,6 +43,9 @@ from maillage.node.service.rules import OPERATIONS, admit
 from maillage.node.service.tenancy import Caller
 from maillage.node.trust.access_state import AccessState
 
+if TYPE_CHECKING:
+    from maillage.node.metrics.registry import Requests
+
 __all__ = ["S3Server", "tls_context"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,8 @@ SERVED_ANYWHERE = frozenset({"ListBuckets", "HeadBucket", "GetBucketLocation"})
 #: its path out: the key name must not rest here).
 OUTSIDE = web.RequestKey("outside", bool)
 KEY_ID = web.RequestKey("key_id", str)  # the access key that signed the request, for the access log
+#: Key of the request's mapping: the operation its route names (the metrics' method label).
+OPERATION = web.RequestKey("operation", str)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -94,8 +100,10 @@ def _server_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLi
 class S3Server:
     def __init__(self, address: str, services: Services, access: AccessState, *, domain: str = "",
                  ssl_context: ssl.SSLContext | None = None, limits: DoorLimits | None = None,
-                 forwarder: Forwarder | None = None, access_log: AccessLog | None = None) -> None:
+                 forwarder: Forwarder | None = None, requests: Requests | None = None,
+                 access_log: AccessLog | None = None) -> None:
         self.address = address
+        self.requests = requests  # None: not measured
         self.access_log = access_log
         self.forwarder = forwarder  # None: requests for buckets this node is outside of are refused (503)
         self.limits = limits or DoorLimits()
@@ -153,7 +161,7 @@ class S3Server:
             self.access_log.close()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        started = time.monotonic()
+        started = time.perf_counter()
         # A door that forwarded this request named it: one id across both doors' logs.
         request_id = request_ids.adopt(request.headers.get(REQUEST_ID_HEADER) if FORWARDED_BY in request.headers
                                        else None)
@@ -178,9 +186,25 @@ class S3Server:
             self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
+        if self.requests is not None:
+            self._measure(request, response, started)
         if self.access_log is not None:
             await self._log_access(request, response, request_id, started)
         return response
+
+    def _measure(self, request: web.Request, response: web.StreamResponse, started: float) -> None:
+        """The door's one measuring point: the operation (from the rule table's vocabulary, "none"
+        when refused before it was known), the HTTP status, time and the body bytes read and sent
+        (an unprepared response is written after this, its size known from its body)."""
+        assert self.requests is not None
+        m = self.requests.method("s3", request.get(OPERATION, "none"))
+        m.observe(str(response.status), time.perf_counter() - started)
+        received = request.content.total_bytes  # the body as read (aws-chunked and chunked uploads have no length)
+        if received:
+            m.received.inc(received)
+        sent = response.body_length if response.prepared else (response.content_length or 0)
+        if sent:
+            m.sent.inc(sent)
 
     async def _log_access(self, request: web.Request, response: web.StreamResponse, request_id: str,
                           started: float) -> None:
@@ -191,8 +215,8 @@ class S3Server:
         assert self.access_log is not None
         self.access_log.write(request_id=request_id, remote=request.remote, method=request.method,
                               key_id=request.get(KEY_ID, ""), status=response.status,
-                              bytes_in=request.content_length,
-                              bytes_out=response.body_length or response.content_length,
+                              bytes_in=request.content.total_bytes,
+                              bytes_out=response.body_length if response.prepared else response.content_length,
                               started=started, forwarded_to=response.headers.get(FORWARDED_TO), names=names)
 
     @staticmethod
@@ -225,6 +249,7 @@ class S3Server:
                                 self._access)
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
+        request[OPERATION] = route.operation
         caller = Caller(key=verified.key)
         request[KEY_ID] = verified.key.key_id
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share

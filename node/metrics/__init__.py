@@ -1,0 +1,2 @@
+"""Telemetry of a node: Prometheus metrics on a registry of its own, and the ops port
+(`/metrics`, `/livez`, `/readyz`)."""
