@@ -8,6 +8,13 @@ and verifies it, then asks every node what it stores (Replica.Inventory) and sho
 object's bytes rest, with a residency verdict. Exits non-zero if anything of the France-only bucket
 rests outside France.
 
+Every node serves Prometheus metrics on its ops port, HTTPS with a certificate of the cluster CA
+and the scrape token in {mesh.metrics_token_file} (deploy/prometheus/ has a scrape config and the
+alert rules), e.g.:
+
+  curl --cacert {mesh.cluster_dir}/ca.pem -H "Authorization: Bearer $(cat {mesh.metrics_token_file})" \\
+       {mesh.ops_url(mesh.layout.nodes[0].id)}/metrics
+
 Every node also serves the S3 API (`--s3-listen`), buckets created without a LocationConstraint get
 the EU-wide policy; while the mesh keeps running the demo prints ready-to-paste AWS_* variables for
 aws-cli, boto3 and rclone (`s3_exports`).
@@ -111,7 +118,8 @@ def run_command(args: argparse.Namespace) -> int:
     kept = f" Data and logs kept in {args.keep}" if args.keep else ""
     _say(f"maillage demo: a local mesh of {len(layout.sites)} sites on loopback, one node each")
     try:
-        mesh = LocalMesh(layout, base_dir=args.keep, s3=True, s3_default_policy=S3_DEFAULT_POLICY, s3_tls=True)
+        mesh = LocalMesh(layout, base_dir=args.keep, s3=True, s3_default_policy=S3_DEFAULT_POLICY, s3_tls=True,
+                         ops=True)
         _say(f"  starting nodes in {mesh.base_dir} ...")
         t0 = time.monotonic()
         with mesh:
@@ -256,6 +264,13 @@ or pass a node explicitly, e.g. `maillage ls {FRANCE_BUCKET} --endpoint {first}`
 
 The console (HTTPS, a self-signed certificate whose fingerprint it prints) asks for an admin key:
 access key id {admin.key_id} and secret {admin.secret} ([profile admin]).
+
+Every node serves Prometheus metrics on its ops port, HTTPS with a certificate of the cluster CA
+and the scrape token in {mesh.metrics_token_file} (deploy/prometheus/ has a scrape config and the
+alert rules), e.g.:
+
+  curl --cacert {mesh.cluster_dir}/ca.pem -H "Authorization: Bearer $(cat {mesh.metrics_token_file})" \\
+       {mesh.ops_url(mesh.layout.nodes[0].id)}/metrics
 
 Every node also serves the S3 API (its S3 endpoint above, HTTPS with a certificate of the
 cluster CA). A bucket's LocationConstraint names its residency policy, and `aws s3 mb` sends the
