@@ -14,7 +14,7 @@ from aiohttp import web
 from maillage.node.data.coordinator import is_common_prefix, past
 from maillage.node.errors import BucketAlreadyExists
 from maillage.node.runtime.concurrency import gather_bounded
-from maillage.node.s3 import objects, payload, xml
+from maillage.node.s3 import encryption, objects, payload, xml
 from maillage.node.s3.common import Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error, from_exception
 from maillage.storage import Manifest, version_time
@@ -200,3 +200,21 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
     return xml_response(root)
 
 
+
+
+# ----- default encryption (every object is encrypted at rest: `encryption`) -------------------
+
+async def get_bucket_encryption(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "GetBucketEncryption")
+    return xml_response(encryption.bucket_document())
+
+
+async def put_bucket_encryption(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "PutBucketEncryption")
+    encryption.check_bucket_document(await payload.small_body(call, encryption.MAX_DOCUMENT))
+    return web.Response(status=200)
+
+
+async def delete_bucket_encryption(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "DeleteBucketEncryption")
+    return web.Response(status=204)  # the default stays: AES256 at rest

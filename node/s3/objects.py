@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
-from maillage.node.s3 import payload, tagging, xml
+from maillage.node.s3 import encryption, payload, tagging, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import BucketRecord, Manifest, version_time
@@ -91,6 +91,7 @@ def object_headers(m: Manifest) -> dict[str, str]:
         headers[_META + name] = value
     if tags := tagging.count(attributes):
         headers["x-amz-tagging-count"] = str(tags)
+    headers[encryption.HEADER] = encryption.AT_REST
     return headers
 
 

@@ -18,6 +18,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging",
+    "encryption",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
     "response-content-disposition", "response-content-encoding",
@@ -55,10 +56,14 @@ _HANDLERS: Mapping[str, Handler] = {
     "HeadObject": objects.head_object,
     "AbortMultipartUpload": multipart.abort_upload,
     "DeleteObject": objects.delete_object,
+    "GetBucketEncryption": buckets.get_bucket_encryption,
+    "PutBucketEncryption": buckets.put_bucket_encryption,
+    "DeleteBucketEncryption": buckets.delete_bucket_encryption,
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
 }
+_ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
@@ -74,6 +79,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
     elif not key:
         if "tagging" in query:
             raise S3Error("NotImplemented", "bucket tagging is not supported yet (object tagging is)")
+        if "encryption" in query and method in _ENCRYPTION:
+            return ROUTES[_ENCRYPTION[method]]
         if method == "PUT":
             return ROUTES["CreateBucket"]
         if method == "HEAD":

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from maillage.node.errors import OutsideTerritory
 from maillage.node.runtime import request_ids
-from maillage.node.s3 import routes, sigv4, xml
+from maillage.node.s3 import encryption, routes, sigv4, xml
 from maillage.node.s3.access_log import AccessLog
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
@@ -58,6 +58,9 @@ OUTSIDE = web.RequestKey("outside", bool)
 KEY_ID = web.RequestKey("key_id", str)  # the access key that signed the request, for the access log
 #: Key of the request's mapping: the operation its route names (the metrics' method label).
 OPERATION = web.RequestKey("operation", str)
+#: Operations answering with an object's state, which say it is encrypted at rest (SSE-S3).
+_OBJECT_ANSWERS = frozenset({"PutObject", "CopyObject", "GetObject", "HeadObject", "CreateMultipartUpload",
+                             "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -186,6 +189,8 @@ class S3Server:
             self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
+            if response.status < 300 and request.get(OPERATION) in _OBJECT_ANSWERS:
+                response.headers[encryption.HEADER] = encryption.AT_REST  # every object is, at rest
         if self.requests is not None:
             self._measure(request, response, started)
         if self.access_log is not None:
@@ -250,6 +255,8 @@ class S3Server:
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
         request[OPERATION] = route.operation
+        if route.operation in _OBJECT_ANSWERS:
+            encryption.check_request(request.headers)  # SSE-KMS, SSE-C: refused before anything moves
         caller = Caller(key=verified.key)
         request[KEY_ID] = verified.key.key_id
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share

@@ -101,6 +101,10 @@ OPERATIONS: Mapping[str, Rule] = {
     "GetBucketLocation": Rule(nodes=False, key="read", bucket="read"),
     "ListObjects": READ_BUCKET,
     "DeleteObjects": WRITE_BUCKET,
+    # A bucket's default encryption: AES256 at rest for every object, read from the record alone.
+    "GetBucketEncryption": Rule(nodes=False, key="read", bucket="read"),
+    "PutBucketEncryption": Rule(nodes=False, key="write", bucket="write"),
+    "DeleteBucketEncryption": Rule(nodes=False, key="write", bucket="write"),
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -147,6 +151,7 @@ S3_OPERATIONS = frozenset({
     "DeleteObjects", "ListMultipartUploads", "PutObject", "CopyObject", "GetObject", "HeadObject", "DeleteObject",
     "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
     "ListParts", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
+    "GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

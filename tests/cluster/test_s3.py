@@ -437,3 +437,38 @@ def test_object_tags_through_boto3(mesh, s3):
         s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_object_tagging(
             Bucket="tagged", Key="copy.dcm")
     assert code(err) == "AccessDenied"
+
+
+def test_server_side_encryption_as_clients_ask(mesh, s3):
+    """SSE-S3 is what every object has (sealed at rest with AES-256-GCM): asked for, it is echoed,
+    and every object answer says so; SSE-KMS and SSE-C are refused with words; bucket default
+    encryption shows AES256 and takes only that."""
+    s3.create_bucket(Bucket="sealed", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    put = s3.put_object(Bucket="sealed", Key="a", Body=b"secret", ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+    assert s3.put_object(Bucket="sealed", Key="b", Body=b"plain ask")["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket="sealed", Key="a")["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sealed", Key="a")
+    assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == b"secret"
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="sealed", Key="k", Body=b"x", ServerSideEncryption="aws:kms")
+    assert code(err) == "NotImplemented"
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="sealed", Key="c", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32)
+    assert code(err) == "NotImplemented"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="sealed", Key="c")  # nothing was stored for the refused writes
+
+    rules = s3.get_bucket_encryption(Bucket="sealed")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    s3.put_bucket_encryption(Bucket="sealed", ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_encryption(Bucket="sealed", ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+    assert code(err) == "NotImplemented"
+    s3.delete_bucket_encryption(Bucket="sealed")
+    other = mesh.new_key("stranger-sse")
+    with pytest.raises(ClientError) as err:
+        s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_bucket_encryption(Bucket="sealed")
+    assert code(err) == "AccessDenied"
