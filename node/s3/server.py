@@ -55,6 +55,7 @@ SERVED_ANYWHERE = frozenset({"ListBuckets", "HeadBucket", "GetBucketLocation"})
 #: Key of the request's mapping: the request names a bucket this node is outside of (logs leave
 #: its path out: the key name must not rest here).
 OUTSIDE = web.RequestKey("outside", bool)
+EXPECTED_OWNER = "x-amz-expected-bucket-owner"
 KEY_ID = web.RequestKey("key_id", str)  # the access key that signed the request, for the access log
 #: Key of the request's mapping: the operation its route names (the metrics' method label).
 OPERATION = web.RequestKey("operation", str)
@@ -224,6 +225,13 @@ class S3Server:
                               bytes_out=response.body_length if response.prepared else response.content_length,
                               started=started, forwarded_to=response.headers.get(FORWARDED_TO), names=names)
 
+    async def _check_owner(self, caller: Caller, bucket: str, expected: str) -> None:
+        """`x-amz-expected-bucket-owner`: the request goes on only if the bucket's owner (its
+        tenant, the ID a listing shows) is the one the client names; else 403, as S3 answers."""
+        record = await self._services.service.head_bucket(caller, bucket, "GetBucketLocation")
+        if record.owner != expected:
+            raise S3Error("AccessDenied", "the bucket's owner is not the one x-amz-expected-bucket-owner names")
+
     @staticmethod
     def _error_response(request: web.Request, error: S3Error, request_id: str) -> web.Response:
         if error.status == 304:
@@ -261,6 +269,8 @@ class S3Server:
         request[KEY_ID] = verified.key.key_id
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
         call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
+        if bucket and EXPECTED_OWNER in request.headers:
+            await self._check_owner(caller, bucket, request.headers[EXPECTED_OWNER])
         # A request another door forwarded is never forwarded again: if this node is outside the
         # bucket's policy too, the service's OutsideTerritory answers it (503), no loop.
         forwarding = (self.forwarder is not None and bool(bucket) and route.operation not in SERVED_ANYWHERE

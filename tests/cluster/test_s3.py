@@ -472,3 +472,14 @@ def test_server_side_encryption_as_clients_ask(mesh, s3):
     with pytest.raises(ClientError) as err:
         s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_bucket_encryption(Bucket="sealed")
     assert code(err) == "AccessDenied"
+
+
+def test_expected_bucket_owner_is_checked(mesh, s3):
+    s3.create_bucket(Bucket="owned", CreateBucketConfiguration={"LocationConstraint": "eu-wide"})
+    owner = s3.list_buckets()["Owner"]["ID"]
+    s3.put_object(Bucket="owned", Key="k", Body=b"v", ExpectedBucketOwner=owner)
+    assert s3.get_object(Bucket="owned", Key="k", ExpectedBucketOwner=owner)["Body"].read() == b"v"
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="owned", Key="k", Body=b"overwritten", ExpectedBucketOwner="someone-else")
+    assert code(err) == "AccessDenied"
+    assert s3.get_object(Bucket="owned", Key="k")["Body"].read() == b"v"
