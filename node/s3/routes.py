@@ -18,7 +18,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging",
-    "encryption",
+    "encryption", "attributes",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
     "response-content-disposition", "response-content-encoding",
@@ -59,6 +59,7 @@ _HANDLERS: Mapping[str, Handler] = {
     "GetBucketEncryption": buckets.get_bucket_encryption,
     "PutBucketEncryption": buckets.put_bucket_encryption,
     "DeleteBucketEncryption": buckets.delete_bucket_encryption,
+    "GetObjectAttributes": objects.get_object_attributes,
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
@@ -97,6 +98,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES["ListObjects"]
     else:
         upload = "uploadId" in query
+        if "attributes" in query and method == "GET":
+            return ROUTES["GetObjectAttributes"]
         if "tagging" in query and method in _TAGGING:
             return ROUTES[_TAGGING[method]]
         if method == "PUT":

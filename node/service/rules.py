@@ -112,6 +112,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutSmallObject": WRITE_BUCKET,
     "DeleteObject": WRITE_BUCKET,
     "CopyObject": WRITE_BUCKET,      # and read on the source bucket
+    "GetObjectAttributes": READ_BUCKET,
     "GetObjectTagging": READ_BUCKET,
     "PutObjectTagging": WRITE_BUCKET,
     "DeleteObjectTagging": WRITE_BUCKET,
@@ -150,7 +151,7 @@ S3_OPERATIONS = frozenset({
     "ListBuckets", "CreateBucket", "HeadBucket", "DeleteBucket", "GetBucketLocation", "ListObjects",
     "DeleteObjects", "ListMultipartUploads", "PutObject", "CopyObject", "GetObject", "HeadObject", "DeleteObject",
     "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
-    "ListParts", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
+    "ListParts", "GetObjectAttributes", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
     "GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption",
 })
 

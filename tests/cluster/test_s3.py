@@ -483,3 +483,20 @@ def test_expected_bucket_owner_is_checked(mesh, s3):
         s3.put_object(Bucket="owned", Key="k", Body=b"overwritten", ExpectedBucketOwner="someone-else")
     assert code(err) == "AccessDenied"
     assert s3.get_object(Bucket="owned", Key="k")["Body"].read() == b"v"
+
+
+def test_get_object_attributes(mesh, s3):
+    s3.create_bucket(Bucket="attrs", CreateBucketConfiguration={"LocationConstraint": "eu-wide"})
+    put = s3.put_object(Bucket="attrs", Key="one", Body=b"x" * 1234)
+    got = s3.get_object_attributes(Bucket="attrs", Key="one", ObjectAttributes=["ETag", "ObjectSize", "StorageClass"])
+    assert (got["ETag"], got["ObjectSize"], got["StorageClass"]) == (put["ETag"].strip('"'), 1234, "STANDARD")
+    upload = s3.create_multipart_upload(Bucket="attrs", Key="multi")["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="attrs", Key="multi", UploadId=upload, PartNumber=n,
+                                                      Body=body)["ETag"]}
+             for n, body in ((1, b"a" * (5 << 20)), (2, b"b"))]
+    s3.complete_multipart_upload(Bucket="attrs", Key="multi", UploadId=upload, MultipartUpload={"Parts": parts})
+    got = s3.get_object_attributes(Bucket="attrs", Key="multi", ObjectAttributes=["ObjectParts", "ObjectSize"])
+    assert got["ObjectParts"]["TotalPartsCount"] == 2 and got["ObjectSize"] == (5 << 20) + 1
+    with pytest.raises(ClientError) as err:
+        s3.get_object_attributes(Bucket="attrs", Key="absent", ObjectAttributes=["ETag"])
+    assert code(err) == "NoSuchKey"

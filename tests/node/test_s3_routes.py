@@ -36,6 +36,7 @@ CASES = [
     ("GET", "b", "", {"encryption": ""}, {}, buckets.get_bucket_encryption),
     ("PUT", "b", "", {"encryption": ""}, {}, buckets.put_bucket_encryption),
     ("DELETE", "b", "", {"encryption": ""}, {}, buckets.delete_bucket_encryption),
+    ("GET", "b", "k", {"attributes": ""}, {}, objects.get_object_attributes),
     ("GET", "b", "k", {"tagging": ""}, {}, objects.get_object_tagging),
     ("PUT", "b", "k", {"tagging": ""}, {}, objects.put_object_tagging),
     ("DELETE", "b", "k", {"tagging": ""}, {}, objects.delete_object_tagging),
