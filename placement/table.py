@@ -37,7 +37,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from maillage.placement import accept
+from maillage.placement import accept, shed
 from maillage.placement.errors import PlacementError, PolicyUnsatisfiable
 from maillage.placement.layout import Layout, Policy
 from maillage.placement.ring import PolicyRing, policy_ring
@@ -176,7 +176,8 @@ def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) 
     else:
         eps = accept.LOAD_EPSILON if epsilon is None else epsilon
         caps = accept.caps_for(shares, slots, eps)
-        rows, load = accept.assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
+        assign = accept.assign if layout.placement == 2 else shed.assign
+        rows, load = assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
     _relieve_overflow(rows, load, caps, node_site, node_dom)
     ids = [n.id for n in nodes]
     table = [tuple(ids[o] for o in row) for row in rows]
