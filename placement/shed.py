@@ -51,7 +51,6 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
 
     Entries are plain ints (``distance << 32 | node`` in a row, ``distance << 20 | partition`` held
     by a node), not tuples, so the garbage collector has few long-lived objects to walk."""
-    size = len(positions)
     nparts = 1 << bits
     shift = 64 - bits
     starts = _starts(positions, nparts, shift)
@@ -65,21 +64,23 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
             continue
         kept[o] = cap
         h.sort()
-        for e in h[cap:]:
+        shed_here = h[cap:]
+        del h[cap:]
+        for e in shed_here:
             p, d = e & _PART, e >> _PBITS
             row = rows[p]
             for i, x in enumerate(row):
                 if x & _NODE == o:
                     del row[i]
                     break
-            pos = ((p << shift) + d) % _RING
-            j = bisect_left(positions, pos)
-            while owners[j] != o:  # tokens at the same position are ordered by node
-                j += 1
-            k = (j - starts[p]) % size + 1
+            k = _resume(positions, owners, shift, p, d, o, starts)
             walked[p] = k if walked[p] == 0 else min(walked[p], k)
     pending = [p for p in range(nparts - 1, -1, -1) if len(rows[p]) < replicas]
-    load = _place_shed(positions, owners, shift, replicas, caps, node_site, node_dom, ndoms, rows, kept,
+    for h in held:  # what each node kept, as a heap of its farthest first
+        for i, e in enumerate(h):
+            h[i] = -e
+        heapq.heapify(h)
+    load = _place_shed(positions, owners, shift, replicas, caps, node_site, node_dom, ndoms, rows, held,
                        walked, starts, pending)
     return [[e & _NODE for e in sorted(row)] for row in rows], load
 
@@ -127,14 +128,17 @@ def _walk(positions: Sequence[int], owners: Sequence[int], starts: list[int], sh
 
 def _place_shed(positions: Sequence[int], owners: Sequence[int], shift: int, replicas: int, caps: list[int],
                 node_site: Sequence[int], node_dom: Sequence[int], ndoms: int, rows: list[list[int]],
-                kept: list[int], walked: list[int], starts: list[int], pending: list[int]) -> list[int]:
-    """Step 2: deferred acceptance of the shed replicas over the room below the caps."""
+                kept: list[list[int]], walked: list[int], starts: list[int], pending: list[int]) -> list[int]:
+    """Step 2: deferred acceptance of the shed replicas over the room below the caps.
+
+    ``kept`` is, per node, what it kept of step 1 (a heap of -(distance << _PBITS | partition)). Only
+    a replica that finds no room it may take on its walk displaces a kept one (``_displace``)."""
     size = len(positions)
     nodes = len(caps)
     spread = ndoms > 0
     shed: list[list[int]] = [[] for _ in range(nodes)]  # heap of -(distance << _PBITS | partition)
     forced = [0] * nodes  # slots taken past the cap (never evicted)
-    used = kept[:]  # kept + shed + forced, per node
+    used = [len(h) for h in kept]  # kept + shed + forced, per node
     # Nodes with room, in all, per site and per domain: these only fall, so once none is acceptable
     # to a replica it tries evicting over a short stretch of its walk only (see accept.py).
     free_total = 0
@@ -163,6 +167,14 @@ def _place_shed(positions: Sequence[int], owners: Sequence[int], shift: int, rep
         limit = size if free > 0 else min(size, k + _EVICT_WALK)
         while True:
             if k >= limit:
+                moved = _displace(positions, owners, shift, replicas, p, start, node_site, sites, node_dom,
+                                  doms if use_dom else set(), kept, shed, rows, walked, starts)
+                if moved is not None:
+                    q, o, d = moved
+                    pending.append(q)
+                    heapq.heappush(shed[o], -(d << _PBITS | p))
+                    row.append(d << 32 | o)
+                    break
                 o = _least_over(owners, start, used, caps, node_site, sites, node_dom, doms if use_dom else set())
                 forced[o] += 1
                 used[o] += 1
@@ -205,6 +217,51 @@ def _place_shed(positions: Sequence[int], owners: Sequence[int], shift: int, rep
         if len(row) < replicas:
             pending.append(p)
     return used
+
+
+def _displace(positions: Sequence[int], owners: Sequence[int], shift: int, replicas: int, p: int, start: int,
+              node_site: Sequence[int], sites: set[int], node_dom: Sequence[int], doms: set[int],
+              kept: list[list[int]], shed: list[list[int]], rows: list[list[int]], walked: list[int],
+              starts: list[int]) -> tuple[int, int, int] | None:
+    """No node on the walk has room for a replica of ``p`` or a farther shed replica to give up: the
+    first acceptable node within ``_EVICT_WALK`` tokens of the start that kept a farther step-1
+    replica gives that one up instead (it walks on after the node, as a shed replica), so a tight
+    mesh still meets its caps. Returns (the partition that gave up, the node, the distance) or None."""
+    size = len(positions)
+    base = p << shift
+    for k in range(min(size, _EVICT_WALK)):
+        j = start + k
+        if j >= size:
+            j -= size
+        o = owners[j]
+        h = kept[o]
+        if node_site[o] in sites or node_dom[o] in doms or not h:
+            continue
+        d = (positions[j] - base) % _RING
+        if d << _PBITS | p < -h[0]:
+            e = -heapq.heappop(h)
+            q, dq = e & _PART, e >> _PBITS
+            row = rows[q]
+            complete = len(row) == replicas  # else its walk is pending already: resume the earlier
+            for i, x in enumerate(row):
+                if x & _NODE == o:
+                    del row[i]
+                    break
+            after = _resume(positions, owners, shift, q, dq, o, starts)
+            walked[q] = after if complete else min(walked[q], after)
+            return q, o, d
+    return None
+
+
+def _resume(positions: Sequence[int], owners: Sequence[int], shift: int, p: int, d: int, o: int,
+            starts: list[int]) -> int:
+    """The step of ``p``'s walk just after node ``o``'s token at distance ``d`` from its start."""
+    size = len(positions)
+    pos = ((p << shift) + d) % _RING
+    j = bisect_left(positions, pos)
+    while owners[j] != o:  # tokens at the same position are ordered by node
+        j += 1
+    return (j - starts[p]) % size + 1
 
 
 def _least_over(owners: Sequence[int], start: int, used: list[int], caps: list[int], node_site: Sequence[int],
