@@ -1,8 +1,9 @@
 """Partition tables: the replica walk with distinct sites, spread preference and bounded loads.
 
-Two placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
+Three placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
 1 is the in-order walk described below (kept so that layouts made with it never reshuffle), 2 is
-deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %).
+deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %),
+3 the uncapped walk with what is above each cap shed (``shed.py``: same caps, moves less again).
 
 Why algorithm 1 is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
 replicas are found by walking clockwise. Two rules are never relaxed: every node is inside
@@ -137,7 +138,8 @@ class PartitionTable:
 
 def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) -> PartitionTable:
     """Build (uncached) the table of one policy with the layout's placement algorithm (1: the walk
-    below, 2: ``accept.py``); ``epsilon`` overrides the algorithm's load bound. See the module docstring."""
+    below, 2: ``accept.py``, 3: ``shed.py``); ``epsilon`` overrides the algorithm's load bound. See the
+    module docstring."""
     policy = layout.policy(policy_name)
     R = policy.replicas
     ring = policy_ring(layout, policy_name)
