@@ -56,13 +56,10 @@ def assign(positions: Sequence[int], owners: Sequence[int], bits: int, replicas:
     starts = _starts(positions, nparts, shift)
     rows, held = _walk(positions, owners, starts, shift, replicas, len(caps), node_site, node_dom, ndoms)
     walked = [0] * nparts  # where a partition with a shed replica resumes its walk
-    kept = [0] * len(caps)
     for o, h in enumerate(held):
         cap = caps[o]
         if len(h) <= cap:
-            kept[o] = len(h)
             continue
-        kept[o] = cap
         h.sort()
         shed_here = h[cap:]
         del h[cap:]
