@@ -25,7 +25,7 @@ One run measures one seeded mesh per size: the movement ratios vary from seed to
 benchmarks/RESULTS.md), so compare algorithms on the same seeds (``--seed``).
 
 Run: ``python -m maillage.benchmarks.placement_bench [--sites 100,300,1000] [--bits 16]
-[--placement 1,2] [--seed 1] [--json PATH]`` (about 20 s for the defaults).
+[--placement 1,2,3] [--seed 1] [--json PATH]`` (about 30 s for the defaults).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated placement algorithms (the layout's `placement`)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epsilon", type=float, default=None,
-                        help="load bound (1+e); default: each algorithm's own (1: 0.08, 2: 0.05)")
+                        help="load bound (1+e); default: each algorithm's own (1: 0.08, 2 and 3: 0.05)")
     parser.add_argument("--short-domain", action="store_true",
                         help="also time a policy whose spread domain is far too small (slow: ~1 min)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")

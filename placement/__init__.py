@@ -3,9 +3,10 @@
 Layering, bottom to top: ``errors`` (one exception tree) -> ``layout`` (frozen model and
 validation) -> ``layout_codec`` (TOML text) and ``keys`` (key -> partition) -> ``ring``
 (capacity-weighted tokens, per-policy sub-ring) -> ``accept`` (placement algorithm 2:
-deferred acceptance) -> ``table`` (replica walk with distinct sites, spread preference and
-bounded loads, by the layout's algorithm; cached tables). Everything users touch is
-re-exported here; the modules are implementation detail.
+deferred acceptance) and ``shed`` (algorithm 3: uncapped walk, surplus shed) -> ``table``
+(replica walk with distinct sites, spread preference and bounded loads, by the layout's
+algorithm; cached tables). Everything users touch is re-exported here; the modules are
+implementation detail.
 """
 
 from maillage.placement.errors import (

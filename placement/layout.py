@@ -42,11 +42,12 @@ MIN_PARTITION_BITS = 4
 MAX_PARTITION_BITS = 20
 DEFAULT_PARTITION_BITS = 10
 # How partitions are assigned to nodes (table.py): 1, the in-order bounded walk of the first
-# layouts; 2, deferred acceptance on the same ring (moves less on a change). A layout keeps the
+# layouts; 2, deferred acceptance on the same ring (moves less on a change); 3, the uncapped walk
+# with each node's farthest partitions above its cap shed (moves less again). A layout keeps the
 # algorithm it was made with until the admin changes it (`changes.set_placement`), so upgrading
 # the software never reshuffles a mesh; a layout built in code gets the latest.
-PLACEMENT_ALGORITHMS = (1, 2)
-PLACEMENT_LATEST = 2
+PLACEMENT_ALGORITHMS = (1, 2, 3)
+PLACEMENT_LATEST = 3
 
 _LABEL = re.compile(r"[a-z0-9-]+\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")

@@ -11,7 +11,7 @@ Shape::
 
     version = 3                  # required, integer >= 0, increases with every change
     partition_bits = 10          # optional, 4..20, default 10 (2^P partitions)
-    placement = 2                # optional, 1..2, default 1: the placement algorithm (table.py);
+    placement = 3                # optional, 1..3, default 1: the placement algorithm (table.py);
                                  # absent means 1, the algorithm of the layouts made before it
                                  # existed, so their tables (and canonical text) never change
 

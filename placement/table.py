@@ -1,8 +1,9 @@
 """Partition tables: the replica walk with distinct sites, spread preference and bounded loads.
 
-Two placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
+Three placement algorithms share everything here but the assignment, chosen by ``Layout.placement``:
 1 is the in-order walk described below (kept so that layouts made with it never reshuffle), 2 is
-deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %).
+deferred acceptance on the same ring (``accept.py``: moves less on a change, balance within 5 %),
+3 the uncapped walk with what is above each cap shed (``shed.py``: same caps, moves less again).
 
 Why algorithm 1 is built this way. Partition ``p`` starts at ``p * 2^(64-P)`` on the policy ring; its
 replicas are found by walking clockwise. Two rules are never relaxed: every node is inside
@@ -37,7 +38,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from maillage.placement import accept
+from maillage.placement import accept, shed
 from maillage.placement.errors import PlacementError, PolicyUnsatisfiable
 from maillage.placement.layout import Layout, Policy
 from maillage.placement.ring import PolicyRing, policy_ring
@@ -137,7 +138,8 @@ class PartitionTable:
 
 def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) -> PartitionTable:
     """Build (uncached) the table of one policy with the layout's placement algorithm (1: the walk
-    below, 2: ``accept.py``); ``epsilon`` overrides the algorithm's load bound. See the module docstring."""
+    below, 2: ``accept.py``, 3: ``shed.py``); ``epsilon`` overrides the algorithm's load bound. See the
+    module docstring."""
     policy = layout.policy(policy_name)
     R = policy.replicas
     ring = policy_ring(layout, policy_name)
@@ -176,7 +178,8 @@ def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) 
     else:
         eps = accept.LOAD_EPSILON if epsilon is None else epsilon
         caps = accept.caps_for(shares, slots, eps)
-        rows, load = accept.assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
+        assign = accept.assign if layout.placement == 2 else shed.assign
+        rows, load = assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
     _relieve_overflow(rows, load, caps, node_site, node_dom)
     ids = [n.id for n in nodes]
     table = [tuple(ids[o] for o in row) for row in rows]
