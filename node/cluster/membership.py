@@ -11,7 +11,7 @@ routed around at once, down after the longer grace).
 
 Why it is fast at 1,000 nodes while every node still decides on its own evidence:
 - a helper whose relayed probe of the target got no ack has itself failed to reach it: it runs
-  its own ping-reqs at once (`_verify`), whose helpers do the same, so the verification floods
+  its own ping-reqs at once (`_verify_soon`), whose helpers do the same, so the verification floods
   the mesh in O(log N) probe timeouts, each node probing the target once; a live target answers
   nearly every relay, so under loss the flood dies at once (a few % of relays fail);
 - a node that finds a peer silent on one of its own scheduled probes, once one helper confirms,
