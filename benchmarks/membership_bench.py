@@ -4,9 +4,7 @@ Why: the mesh must cost a node the same at 100 and 1,000 sites (issue 23). The r
 `FailureDetector` run here, one per node, over `maillage.testing.gossip_net` (the in-memory network,
 no stores, no sockets); every node runs one protocol round per period, and a third of the way in
 one node crashes, so the figures include the suspicion traffic and the periods until every other
-node suspects it. The nodes are those of `maillage sim`'s layout (`sim_layout`: five countries, a
-France-only and an EU-wide policy), so each node's co-holder ring runs too. Bytes are the protobuf
-sizes of each request
+node suspects it. Bytes are the protobuf sizes of each request
 and reply as gRPC would carry them. Reported per node and per period: messages sent, bytes sent
 and the largest message, and the ratio of the largest size's figures to the middle one's
 (target <= 1.5).
@@ -21,7 +19,6 @@ import asyncio
 import sys
 
 from maillage.testing.gossip_net import GossipNet
-from maillage.testing.sim import sim_layout
 
 __all__ = ["run", "main", "TARGET_RATIO"]
 
@@ -29,7 +26,7 @@ TARGET_RATIO = 1.5
 
 
 async def _measure(n: int, periods: int, seed: int) -> dict[str, float]:
-    net = GossipNet(n, seed=seed, layout=sim_layout(n))
+    net = GossipNet(n, seed=seed)
     crashed = net.ids[0]
     detected_after = float("nan")
     for period in range(periods):

@@ -16,8 +16,7 @@ printed at the end is the same).
 Each size runs: bucket operations (fan-out: nodes contacted by create/head/list/delete bucket),
 `--seconds` at rest (messages and bytes per node per second, false suspicions under --loss), a
 layout version, an access document and a crash at one instant (time until each node has them:
-1st and 99th percentile node; "holders all": every co-holder of the crashed node suspects it),
-a partition healed (stale-read window), a site lost (time until
+1st and 99th percentile node), a partition healed (stale-read window), a site lost (time until
 every object is again on R live nodes, repair); --phases runs a subset ("-" in the table for a
 phase not run; "never" for a figure not reached). Times are sampled every 0.1 s. A run costs the
 real CPU of the node code: with SWIM membership, every phase at 1,000 sites takes about two

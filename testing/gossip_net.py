@@ -23,7 +23,6 @@ from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.replicas.transport import Heartbeat
 from maillage.node.rpc import convert
 from maillage.node.runtime.clock import ManualClock
-from maillage.placement import Layout
 from maillage.testing.inmemory import InMemoryNetwork, InMemoryTransport
 
 __all__ = ["GossipNet"]
@@ -42,23 +41,18 @@ class _CountingTransport(InMemoryTransport):
 
 
 class GossipNet:
-    """`n` nodes named ``site-NNNN``, one layout (a stand-in with ids and a version, no policies:
-    no co-holders), one clock. `layout`: a real layout instead (its nodes, whatever `n`), so the
-    co-holder ring and alerts run too."""
+    """`n` nodes named ``site-NNNN``, one layout (a stand-in with ids and a version), one clock."""
 
     def __init__(self, n: int, *, seed: int = 0, interval: float = 1.0, suspect_after: float = 5.0,
-                 down_after: float = 60.0, loss: float = 0.0, layout: Layout | None = None) -> None:
+                 down_after: float = 60.0, loss: float = 0.0) -> None:
         self.clock = ManualClock()
         self.network = InMemoryNetwork()
         self.network.loss = loss
         self.network.rng = random.Random(seed)
         self.interval = interval
-        if layout is None:
-            self.ids = [f"site-{i:04d}" for i in range(n)]
-            current: Any = SimpleNamespace(version=1, nodes=[SimpleNamespace(id=i) for i in self.ids], policies=())
-        else:
-            self.ids, current = [node.id for node in layout.nodes], layout
-        self.layout = cast(Any, SimpleNamespace(current=current))
+        self.ids = [f"site-{i:04d}" for i in range(n)]
+        self.layout = cast(Any, SimpleNamespace(current=SimpleNamespace(
+            version=1, nodes=[SimpleNamespace(id=i) for i in self.ids])))
         self.access = cast(Any, SimpleNamespace(version=1))
         self.messages: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
@@ -88,19 +82,11 @@ class GossipNet:
         return self.gossips[node_id]._detector
 
     async def periods(self, count: int = 1) -> None:
-        """`count` protocol periods: each node that is up runs one round, the verifications these
-        started between periods end, then the clock moves on."""
+        """`count` protocol periods: each node that is up runs one round, then the clock moves on."""
         for _ in range(count):
             for node_id in self.up():
                 await self.gossips[node_id].round()
-            await self.settle()
             self.clock.advance(self.interval)
-
-    async def settle(self) -> None:
-        """Wait until no node has a verification, alert or document pull in flight."""
-        while busy := [g for g in self.gossips.values() if g.busy()]:
-            for gossip in busy:
-                await gossip.settle()
 
     async def periods_until(self, condition: Callable[[], bool], limit: int) -> int | None:
         """Protocol periods until `condition()` holds (None: not within `limit`)."""

@@ -11,8 +11,7 @@ which the run shortens so a site loss is repaired within the run):
 3. news: a layout version is offered to one node, an access document to another, and a third
    node crashes, at one instant; sampled every 100 ms (so figures are upper bounds to 0.1 s): when
    each node adopts each document and starts suspecting the crashed node (first and 99th
-   percentile node, and the last of the nodes holding partitions with it: its co-holders, which
-   must route around it first), up to `news_cap` seconds.
+   percentile node), up to `news_cap` seconds.
 4. stale read: one French owner of an object is cut off for 10 s while the object is rewritten
    through another node; after the heal, how long until a read through the cut-off node returns
    the new value.
@@ -32,7 +31,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maillage.node.cluster.holders import co_holders
 from maillage.node.daemon.wiring import Timings
 from maillage.node.errors import NodeError
 from maillage.node.trust.documents import LayoutDoc
@@ -72,8 +70,6 @@ class SimResult:
     handler_ms_per_node_s: float = 0.0      # real CPU in handlers (not deterministic)
     detect_p1: float = math.inf             # seconds from the crash until a node suspects it
     detect_p99: float = math.inf
-    detect_holders: float = math.inf        # until every live co-holder of the crashed node suspects it
-    holders: int = 0                        # how many co-holders it had
     detect_all: float = math.inf
     layout_p1: float = math.inf
     layout_p99: float = math.inf
@@ -253,7 +249,6 @@ async def _news(mesh: SimMesh, rng: random.Random, result: SimResult, cap: float
     text = format_layout(layout)
     signature = mesh.signer.sign(layout.version, text, kind="layout")
     access = _access_doc(mesh, rng.randrange(1 << 30))
-    holders = [h for h in co_holders(mesh.layout, crashed) if h in mesh.nodes]
     t0 = mesh.now()
     mesh.metrics.note(f"{t0:.6f} news: layout {layout.version} at {layout_at}, access at {access_at}, "
                       f"crash {crashed}")
@@ -281,8 +276,6 @@ async def _news(mesh: SimMesh, rng: random.Random, result: SimResult, cap: float
     detect = list(suspects.values())
     result.detect_p1, result.detect_p99 = _p(detect, live, 1), _p(detect, live, 99)
     result.detect_all = max(detect) if len(detect) == len(live) else math.inf
-    result.holders = len(holders)
-    result.detect_holders = max((suspects.get(h, math.inf) for h in holders), default=0.0)
     result.layout_p1, result.layout_p99 = _p(got_layout.values(), live, 1), _p(got_layout.values(), live, 99)
     result.layout_all = max(got_layout.values()) if len(got_layout) == len(live) else math.inf
     result.access_p99 = _p(got_access.values(), live, 99)

@@ -1,8 +1,6 @@
 """SWIM membership on hundreds of in-process nodes (`maillage.testing.gossip_net`): detection by all
 within bounded periods, no false "down" under message loss, refutation, the two lying-node cases of
-issue 23, messages bounded whatever N, and documents pulled once; what makes detection fast (the
-verification flood, hearsay checked at once, the co-holder ring and alerts). Detection in simulated
-seconds, at 150 sites: tests/sim/test_sim_detection.py."""
+issue 23, messages bounded whatever N, and documents pulled once."""
 
 from __future__ import annotations
 
@@ -13,14 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maillage.node.cluster.holders import co_holders
-from maillage.node.cluster.membership import CHECKS_PER_ROUND, INDIRECT, MAX_ALERTS, MAX_NEWS, PeerState
+from maillage.node.cluster.membership import CHECKS_PER_ROUND, INDIRECT, MAX_NEWS, PeerState
 from maillage.node.errors import PeerUnavailable
 from maillage.node.replicas.transport import Heartbeat, Suspicion
 from maillage.node.rpc import convert
-from maillage.placement import partition_table
 from maillage.testing.gossip_net import GossipNet
-from maillage.testing.sim import sim_layout
 
 
 def run(coro):
@@ -268,136 +263,5 @@ def test_every_node_ends_up_suspecting_exactly_the_crashed_ones(crashed, loss, s
         dead = {net.ids[i] for i in crashed}
         for n in net.up():
             assert set(net.detector(n).suspects()) == dead, n
-
-    run(go())
-
-
-# ----- detection speed (issue 23: suspected by every co-holder within 5 s, by 99 % within 15 s) -----
-
-def test_one_failed_probe_floods_the_verification_and_every_node_suspects_first_hand_at_once():
-    # A helper whose relayed probe gets no ack verifies the target itself at once, so one node's
-    # failed probe reaches every node in O(log N) probe timeouts, each node probing it once.
-    async def go() -> None:
-        net = GossipNet(200, seed=1)
-        await net.periods(5)
-        crashed, prober = net.ids[17], net.ids[0]
-        net.network.down(crashed)
-        before = sum(net.messages.values())
-        await net.gossips[prober]._probe(crashed, alert=True)
-        await net.settle()                         # no period passes
-        suspecting = [n for n in net.up() if not net.detector(n).is_up(crashed)]
-        assert len(suspecting) >= 0.9 * len(net.up())
-        # each node verified it once: its probe of the target, its ping-reqs, its answers to others'
-        # (a node verifying or suspecting the target answers a ping-req without probing it again)
-        assert sum(net.messages.values()) - before <= (2 + 2 * INDIRECT) * len(net.up())
-
-    run(go())
-
-
-def test_relays_that_fail_under_loss_do_not_flood_a_live_node_and_no_one_suspects_it():
-    async def go() -> None:
-        net = GossipNet(200, seed=2, loss=0.02)
-        await net.periods(3)
-        victim, liar = net.ids[0], net.ids[1]
-        before = sum(net.messages.values())
-        # a liar asks every node to probe the live victim: each probes it once, a relay lost
-        # now and then starts one verification that the victim answers
-        for n in net.ids[2:]:
-            await net.gossips[n].on_ping_req(Heartbeat(liar, 1, 1, net.gossips[liar].incarnation, probe=victim))
-        await net.settle()
-        assert all(net.detector(n).is_up(victim) for n in net.ids)
-        # each relay: a probe and its ack
-        assert sum(net.messages.values()) - before <= 2.3 * len(net.ids)
-
-    run(go())
-
-
-def test_concurrent_ping_reqs_for_one_target_share_one_probe():
-    async def go() -> None:
-        net = GossipNet(6, seed=0)
-        helper, target = net.gossips[net.ids[0]], net.ids[1]
-        probes: list[str] = []
-        answer = asyncio.Event()
-
-        async def slow(node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
-            probes.append(node_id)
-            await answer.wait()
-            return net.gossips[node_id].on_heartbeat(beat)
-
-        helper._transport.heartbeat = slow             # type: ignore[method-assign]
-        asks = [asyncio.ensure_future(helper.on_ping_req(Heartbeat(n, 1, 1, probe=target))) for n in net.ids[2:]]
-        for _ in range(5):
-            await asyncio.sleep(0)
-        answer.set()
-        replies = await asyncio.gather(*asks)
-        assert probes == [target] and all(r.acked for r in replies)
-
-    run(go())
-
-
-def test_a_suspicion_heard_is_checked_at_once_and_at_most_once_per_suspect_after():
-    async def go() -> None:
-        net = GossipNet(30, seed=4, suspect_after=2)
-        await net.periods(3)
-        me, teller, crashed, live = (net.gossips[net.ids[0]], net.ids[1], net.ids[2], net.ids[3])
-        net.network.down(crashed)
-        told = Heartbeat(teller, 1, 1, net.gossips[teller].incarnation,
-                         (Suspicion(crashed, 0), Suspicion(live, 0)))
-        me.on_heartbeat(told)
-        await net.settle()                         # no period passes
-        assert not net.detector(me.node_id).is_up(crashed)
-        assert net.detector(me.node_id).is_up(live)
-        before = net.messages[live]
-        for _ in range(5):
-            me.on_heartbeat(told)
-            await net.settle()
-        assert net.messages[live] == before        # checked once within suspect_after
-        net.clock.advance(2)
-        me.on_heartbeat(told)
-        await net.settle()
-        assert net.messages[live] == before + 1    # then once more
-
-    run(go())
-
-
-def test_co_holders_are_the_other_replicas_of_a_nodes_partitions():
-    layout = sim_layout(40)
-    for node in layout.nodes[:10]:
-        expected = set()
-        for policy in layout.policies:
-            table = partition_table(layout, policy.name)
-            for p in range(len(table)):
-                if node.id in table.replicas(p):
-                    expected |= set(table.replicas(p))
-        assert co_holders(layout, node.id) == tuple(sorted(expected - {node.id}))
-    assert co_holders(layout, "ghost") == ()
-
-
-def test_each_node_probes_its_co_holders_in_a_ring_and_alerts_them_when_one_is_silent():
-    async def go() -> None:
-        layout = sim_layout(60)
-        net = GossipNet(0, seed=5, layout=layout)
-        ring = max(len(co_holders(layout, n)) for n in net.ids)
-        await net.periods(ring)
-        # every node has heard from each of its co-holders within one turn of its ring
-        for n in net.ids:
-            assert all(net.detector(n).heard_within(h, ring) for h in co_holders(layout, n)), n
-        crashed, prober = net.ids[7], net.ids[30]
-        holders = set(co_holders(layout, crashed)) - {prober}
-        asked: list[str] = []
-        for h in holders:
-            gossip = net.gossips[h]
-
-            async def record(beat: Heartbeat, gossip=gossip, original=gossip.on_ping_req) -> Heartbeat:
-                if beat.probe == crashed and beat.node_id == prober:
-                    asked.append(gossip.node_id)
-                return await original(beat)
-
-            gossip.on_ping_req = record            # type: ignore[method-assign]
-        net.network.down(crashed)
-        await net.gossips[prober]._probe(crashed, alert=True)
-        await net.settle()
-        assert holders <= set(asked) and holders and len(holders) <= MAX_ALERTS
-        assert all(not net.detector(h).is_up(crashed) for h in holders)
 
     run(go())
