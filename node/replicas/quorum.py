@@ -56,6 +56,10 @@ def effective_replicas(table: PartitionTable, partition: int, is_out: Callable[[
     return tuple(kept)
 
 
+class _RoutedAround(PeerUnavailable):
+    """A replica not asked because this node suspects it is down."""
+
+
 class ReplicaSets:
     def __init__(self, peers: Peers, layout: LayoutState, is_up: Callable[[str], bool] = lambda _: True,
                  maybe_behind: Callable[[str], bool] = lambda _: False) -> None:
@@ -72,9 +76,9 @@ class ReplicaSets:
         silence: a read would not widen, the replicas alone hold the newest version."""
         return all(self._is_up(n) and not self._maybe_behind(n) for n in table.replicas(partition))
 
-    async def _attempt(self, node_id: str, op: Operation) -> tuple[str, Any, Exception | None]:
-        if not self._is_up(node_id):
-            return node_id, None, PeerUnavailable(f"{node_id} is suspected down (silent); routed around")
+    async def _attempt(self, node_id: str, op: Operation, anyway: bool = False) -> tuple[str, Any, Exception | None]:
+        if not anyway and not self._is_up(node_id):
+            return node_id, None, _RoutedAround(f"{node_id} is suspected down (silent); routed around")
         try:
             return node_id, await op(self._peers.replica(node_id)), None
         except asyncio.CancelledError:
@@ -92,7 +96,7 @@ class ReplicaSets:
         replicas = table.replicas(partition)
         used_sites = {self.site_of(n) for n in replicas}
         handoffs = list(table.handoffs(partition))
-        pending = list(replicas)
+        pending = [(n, False) for n in replicas]
         if widen:
             for node_id in replicas:
                 if self._maybe_behind(node_id):
@@ -100,20 +104,25 @@ class ReplicaSets:
                     if extra is not None:
                         handoffs.remove(extra)
                         used_sites.add(self.site_of(extra))
-                        pending.append(extra)
+                        pending.append((extra, False))
         while pending:
-            answers = await asyncio.gather(*(self._attempt(n, op) for n in pending))
+            answers = await asyncio.gather(*(self._attempt(n, op, anyway) for n, anyway in pending))
             pending = []
             for node_id, result, exc in answers:
                 if exc is None:
                     results[node_id] = result
+                    failures.pop(node_id, None)
                     continue
                 failures[node_id] = exc
                 substitute = next((h for h in handoffs if self.site_of(h) not in used_sites), None)
                 if substitute is not None:
                     handoffs.remove(substitute)
                     used_sites.add(self.site_of(substitute))
-                    pending.append(substitute)
+                    pending.append((substitute, False))
+            if not pending and len({self.site_of(n) for n in results}) < len(replicas):
+                # Short of a full set and no site left to stand in: a suspicion is a guess (a slow
+                # node under load, lost probes), so ask the suspects after all rather than fail untried.
+                pending = [(n, True) for n, e in failures.items() if isinstance(e, _RoutedAround) and n not in results]
         return Outcome(results, failures)
 
     async def write(self, table: PartitionTable, partition: int, op: Operation, what: str) -> Outcome:

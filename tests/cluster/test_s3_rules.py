@@ -109,6 +109,15 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
         Bucket=BUCKET, Key="m", UploadId=UPLOAD, MultipartUpload={"Parts": [{"ETag": '"x"', "PartNumber": 1}]}),
     "AbortMultipartUpload": lambda s3, kind: s3.abort_multipart_upload(Bucket=BUCKET, Key="m", UploadId=UPLOAD),
     "ListParts": lambda s3, kind: s3.list_parts(Bucket=BUCKET, Key="m", UploadId=UPLOAD),
+    "GetObjectAttributes": lambda s3, kind: s3.get_object_attributes(Bucket=BUCKET, Key="k", ObjectAttributes=["ETag"]),
+    "GetObjectTagging": lambda s3, kind: s3.get_object_tagging(Bucket=BUCKET, Key="k"),
+    "PutObjectTagging": lambda s3, kind: s3.put_object_tagging(
+        Bucket=BUCKET, Key="k", Tagging={"TagSet": [{"Key": "by", "Value": kind.replace(" ", "-")}]}),
+    "DeleteObjectTagging": lambda s3, kind: s3.delete_object_tagging(Bucket=BUCKET, Key="k"),
+    "GetBucketEncryption": lambda s3, kind: s3.get_bucket_encryption(Bucket=BUCKET),
+    "PutBucketEncryption": lambda s3, kind: s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}),
+    "DeleteBucketEncryption": lambda s3, kind: s3.delete_bucket_encryption(Bucket=BUCKET),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 

@@ -63,6 +63,22 @@ def test_a_write_fails_closed_when_fewer_than_two_policy_sites_answer(mesh):
     run(main())
 
 
+def test_a_suspected_replica_is_asked_when_no_other_site_can_stand_in(mesh):
+    """A suspicion is a guess (a loaded machine's lost probes): with the other French sites really down
+    and paris-1 only suspected by the coordinator, the write asks the suspect rather than fail with
+    one site (CI: test_reads_and_writes_survive_one_replica_killed under load)."""
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        for site in FRENCH - {"toulouse-1", "paris-1"}:
+            mesh.down(site)
+        mesh.nodes["toulouse-1"].detector.suspect("paris-1")
+        assert not mesh.nodes["toulouse-1"].detector.is_up("paris-1")
+        await mesh.put("scans", "k", b"v" * 5000, via="toulouse-1")
+        holders = {n for n in FRENCH if mesh.nodes[n].local.meta.get_manifest("scans", "k") is not None}
+        assert holders == {"toulouse-1", "paris-1"}
+    run(main())
+
+
 def test_a_replica_outside_the_policy_refuses_to_store(mesh):
     async def main():
         record = await mesh.create_bucket("scans", "france-only")
