@@ -72,7 +72,12 @@ def test_wiped_node_is_rebuilt_from_its_peers(mesh):
         mesh.start_node(victim)
         eventually(lambda: fully_replicated(mesh), timeout=SETTLE, what="full replication after a wipe")
         after = inventory(mesh, mesh.address(victim))
-        assert set(after.all_chunks) == set(before.all_chunks)
+        # every chunk it owns comes back (a copy it held only as a stand-in for a replica
+        # suspected while the test wrote, on a loaded machine, is not owed to it any more)
+        table = partition_table(mesh.layout, "france-only")
+        owned = {d for d in before.all_chunks if victim in table.replicas(chunk_partition(d, table.bits))}
+        assert owned and owned <= set(after.all_chunks)
+        assert all(victim in table.replicas(chunk_partition(d, table.bits)) for d in after.all_chunks)
         assert_all_readable(c, "scans", objects)
         # pulled from peers over GetChunk, which names the tenant: sealed with its key again
         sealed = sealing_scopes(mesh, victim, after.all_chunks)
