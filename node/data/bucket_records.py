@@ -229,6 +229,11 @@ class Catalog:
             self._cache[name] = (self._clock.monotonic(), record)
         return record
 
+    async def decided(self, name: str, policy: str) -> BucketRecord | None:
+        """What the owners of `name` under `policy` decide, asked now (no cache): the record, or
+        None (none, or one refuted by a majority holding none); QuorumNotReached if undecidable."""
+        return await self._lookup(name, [policy])
+
     async def at_quorum(self, name: str, policy: str) -> BucketRecord | None:
         """What the owners of `name` under `policy` decide, this node among them (repair compares
         its own record with it): the record, None, or QuorumNotReached (also when two records

@@ -46,6 +46,7 @@ from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.data.chunking import FixedChunker
 from maillage.node.errors import (
     BucketAlreadyExists,
+    BucketDisputed,
     BucketNotEmpty,
     IntegrityError,
     NodeError,
@@ -168,7 +169,7 @@ class Coordinator:
         claim withdraws (both may: neither then wins; BucketAlreadyExists, try again)."""
         validation.check_bucket_name(name)
         table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
-        if await self._catalog.held_elsewhere(name, policy, strict=False):
+        if await self._taken_elsewhere(name, policy):
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
         record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
                               generation=secrets.token_hex(16))
@@ -178,7 +179,7 @@ class Coordinator:
         sites = {self._sets.site_of(n) for n in results}
         needed = min(2, table.policy.replicas)
         if taken >= majority(len(owners)) and len(sites) >= needed:
-            if not await self._catalog.held_elsewhere(name, policy, strict=False):
+            if not await self._taken_elsewhere(name, policy):
                 self._catalog.forget(name)
                 await self._catalog.enter(record)  # the tenant's bucket list (repair re-enters a missed one)
                 return record
@@ -192,6 +193,21 @@ class Coordinator:
         raise QuorumNotReached(f"bucket {name!r}: {taken} of its {len(owners)} owners took the record on "
                                f"{len(sites)} site(s); a majority on {needed} sites is needed; failures: "
                                f"{failures or 'none'}")
+
+    async def _taken_elsewhere(self, name: str, policy: str) -> bool:
+        """Whether the name is a bucket under another policy: some of its owners there hold it
+        (R of them asked), and the owners of that policy decide on it when all are asked. One owner
+        still holding a record its fellows deleted (it missed the delete, or the layout changed
+        who the owners are since) does not keep the name taken; an undecidable answer does."""
+        held = await self._catalog.held_elsewhere(name, policy, strict=False)
+        for other in sorted({record.policy for _, record in held}):
+            try:
+                decided = await self._catalog.decided(name, other)
+            except (QuorumNotReached, BucketDisputed):
+                return True  # cannot show the name free there: refused, as before
+            if decided is not None and decided.policy != policy:
+                return True
+        return False
 
     async def _withdraw(self, record: BucketRecord, nodes: Sequence[str]) -> None:
         """Withdraw a claim that did not win: a tombstone of its generation wherever it may rest

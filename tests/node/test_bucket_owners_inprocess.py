@@ -422,3 +422,25 @@ def test_an_owner_that_missed_a_delete_does_not_keep_the_bucket_alive(tmp_path):
         run(main())
     finally:
         mesh.close()
+
+
+def test_an_owner_that_missed_a_delete_does_not_block_the_name_under_another_policy(tmp_path):
+    """The stateful model found it (after a layout change): one owner still holding a record its
+    fellow owners deleted made a create under another policy BucketAlreadyExists. A name is taken
+    elsewhere only if that policy's owners decide on a live record there."""
+    mesh = InMemoryMesh(layout_of(12), tmp_path, timings=TIMINGS)
+
+    async def main():
+        own = owners(mesh, "moved", "eu-wide")
+        via = next(n for n in sorted(french(mesh)) if n not in own)
+        await mesh.create_bucket("moved", "eu-wide", via=via)
+        mesh.down(own[0])  # among the first R asked by a creator: it will answer the stale record
+        await mesh.delete_bucket("moved", via=via)
+        mesh.up(own[0])
+        assert set(holders(mesh, "moved")) == {own[0]}
+        record = await mesh.create_bucket("moved", "france-only", via=via)
+        assert record.policy == "france-only"
+    try:
+        run(main())
+    finally:
+        mesh.close()
