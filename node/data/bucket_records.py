@@ -42,9 +42,9 @@ from maillage.node.errors import (
     BucketDisputed,
     NodeError,
     NoSuchBucket,
-    PeerUnavailable,
     QuorumNotReached,
 )
+from maillage.node.replicas.quorum import RoutedAround
 from maillage.node.replicas.replica import Replica
 from maillage.node.replicas.transport import Peers
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
@@ -67,10 +67,6 @@ def listing_key(tenant: str) -> str:
 
 def majority(replicas: int) -> int:
     return replicas // 2 + 1
-
-
-class _RoutedAround(PeerUnavailable):
-    """An owner not asked because this node suspects it is down."""
 
 
 class Catalog:
@@ -154,7 +150,7 @@ class Catalog:
 
         async def attempt(node_id: str, anyway: bool) -> tuple[str, object, Exception | None]:
             if not anyway and not self._is_up(node_id):
-                return node_id, None, _RoutedAround(f"{node_id} is suspected down (silent); routed around")
+                return node_id, None, RoutedAround(f"{node_id} is suspected down (silent); routed around")
             try:
                 return node_id, await asyncio.wait_for(op(self._peers.replica(node_id)), LOOKUP_TIMEOUT), None
             except asyncio.CancelledError:
@@ -180,7 +176,7 @@ class Catalog:
                     spare.remove(substitute)
                     used.add(layout.node(substitute).site)
                     pending.append((substitute, False))
-                elif isinstance(exc, _RoutedAround):
+                elif isinstance(exc, RoutedAround):
                     # No other node can stand in: a suspicion is a guess (a slow node, a lost probe),
                     # so ask the suspect after all rather than fail the majority without trying.
                     pending.append((node_id, True))

@@ -56,8 +56,10 @@ def effective_replicas(table: PartitionTable, partition: int, is_out: Callable[[
     return tuple(kept)
 
 
-class _RoutedAround(PeerUnavailable):
-    """A replica not asked because this node suspects it is down."""
+class RoutedAround(PeerUnavailable):
+    """A replica (or record owner) not asked because this node suspects it is down: the callers that
+    route around suspects (`ReplicaSets`, `Catalog.at_owners`) ask it after all when no other site
+    can stand in."""
 
 
 class ReplicaSets:
@@ -78,7 +80,7 @@ class ReplicaSets:
 
     async def _attempt(self, node_id: str, op: Operation, anyway: bool = False) -> tuple[str, Any, Exception | None]:
         if not anyway and not self._is_up(node_id):
-            return node_id, None, _RoutedAround(f"{node_id} is suspected down (silent); routed around")
+            return node_id, None, RoutedAround(f"{node_id} is suspected down (silent); routed around")
         try:
             return node_id, await op(self._peers.replica(node_id)), None
         except asyncio.CancelledError:
@@ -122,7 +124,7 @@ class ReplicaSets:
             if not pending and len({self.site_of(n) for n in results}) < len(replicas):
                 # Short of a full set and no site left to stand in: a suspicion is a guess (a slow
                 # node under load, lost probes), so ask the suspects after all rather than fail untried.
-                pending = [(n, True) for n, e in failures.items() if isinstance(e, _RoutedAround) and n not in results]
+                pending = [(n, True) for n, e in failures.items() if isinstance(e, RoutedAround) and n not in results]
         return Outcome(results, failures)
 
     async def write(self, table: PartitionTable, partition: int, op: Operation, what: str) -> Outcome:
