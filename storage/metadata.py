@@ -411,6 +411,11 @@ class MetaStore:
             for _, v in self._scan(scope, scope):
                 yield decode_manifest(v, self._keys)
 
+    def count_manifests(self, bucket: str, generation: str | None = None) -> int:
+        """How many manifests (tombstones included) the index of ``bucket`` holds here: a walk of
+        the keys alone, nothing decoded or decrypted (the metrics' count per policy)."""
+        return sum(1 for scope in self._manifest_scopes(bucket, generation) for _ in self._scan(scope, scope))
+
     def has_live_objects(self, bucket: str, generation: str | None = None) -> bool:
         """Whether ``bucket`` (one generation, or any) holds an object that is not a tombstone."""
         return any(not m.deleted for m in self.iter_manifests(bucket, generation))

@@ -63,6 +63,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("maillage_chunk_bytes_stored", "gauge", "Bytes of the chunk frames held by this node."),
     Spec("maillage_chunks_held", "gauge", "Chunks held for each policy, as the last repair round's walk of the "
          "holdings counted them (a chunk two policies share counts in each).", ("policy",)),
+    Spec("maillage_manifests_held", "gauge", "Manifests (object versions and their tombstones) in the bucket "
+         "indexes this node holds, per policy, as the last repair round's walk counted them.", ("policy",)),
     Spec("maillage_chunks_quarantined", "gauge", "Chunk frames found corrupt and set aside."),
     Spec("maillage_layout_version", "gauge", "Version of the layout this node applies."),
     Spec("maillage_access_version", "gauge", "Version of the access document this node holds."),

@@ -107,6 +107,10 @@ class StateCollector(Collector):
         for policy, count in sorted(s.local.held_chunks.items()):
             held.add_metric([policy], count)
         yield held
+        manifests = _gauge("maillage_manifests_held")
+        for policy, count in sorted(s.local.held_manifests.items()):
+            manifests.add_metric([policy], count)
+        yield manifests
 
     def _placement(self) -> Iterator[Metric]:
         s = self.s

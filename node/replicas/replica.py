@@ -176,6 +176,8 @@ class LocalReplica:
         # Chunks held per policy, counted by the last walk of the holdings `held_groups` made (the
         # metrics read it: counting them on scrape would walk the store).
         self.held_chunks: dict[str, int] = {}
+        # Manifests in the bucket indexes held here, per policy, counted by the same walk.
+        self.held_manifests: dict[str, int] = {}
 
     @property
     def node_id(self) -> str:
@@ -399,9 +401,15 @@ class LocalReplica:
                 for policy, digest, _ in self.meta.iter_holdings():
                     chunks.setdefault(policy, set()).add(chunk_partition(digest, bits))
                     counts[policy] = counts.get(policy, 0) + 1
-                held = chunks, self.meta.list_buckets()
+                buckets = self.meta.list_buckets()
+                held = chunks, buckets
                 self.summaries.put("held groups", mark, held)
                 self.held_chunks = counts
+                manifests: dict[str, int] = {}
+                for record in buckets:
+                    count = self.meta.count_manifests(record.name, record.generation)
+                    manifests[record.policy] = manifests.get(record.policy, 0) + count
+                self.held_manifests = manifests
             return held
         return await self._run(collect)
 

@@ -59,6 +59,10 @@ def test_a_scrape_holds_every_metric_of_the_catalogue_and_no_other(mesh):
     assert held == sum(1 for d in chunk_digests if mesh.nodes["paris-1"].local.chunks.has(d))
     # each chunk has its R=2 copies, each counted by its holder's last walk
     assert sum(n.local.held_chunks.get("france-only", 0) for n in mesh.nodes.values()) == 2 * len(chunk_digests)
+    # the object's manifest rests on its R=2 index replicas, each counting it
+    manifests = {n: node.local.held_manifests.get("france-only", 0) for n, node in mesh.nodes.items()}
+    assert sum(manifests.values()) == 2, manifests
+    assert manifests["paris-1"] == value(samples, "maillage_manifests_held", policy="france-only")
     assert value(samples, "maillage_partitions_owned", policy="france-only") > 0
     assert value(samples, "maillage_s3_connections_refused_total") == 1
     assert value(samples, "maillage_grpc_deadline_ended_total") == 2
