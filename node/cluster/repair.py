@@ -18,6 +18,13 @@ Copies go through a token bucket (`rate` bytes/s, `ratelimit.py`) so repair neve
 traffic. Expired tombstones are dropped once every owner holds the same one or none (see
 `_expire`); chunks no live manifest references any more are removed by the chunk GC (`gc.py`), in
 a loop of its own. The rules deciding what moves are pure functions in `antientropy.py`.
+
+Energy (`maillage.node.energy`): an owner pulling what it lacks restores a copy its partition is
+short of, which is urgent and never waits. Hand-back (pushing to owners, then dropping the copy held
+here: the data is at R already, counting this copy) and tombstone expiry are deferrable: a round
+skips them while the site's energy state defers them (a shed order, a grey window with slack), and
+a push stops between two chunks; a later round, or the one the scheduler triggers when green or
+unknown returns, goes on. A round never waits for energy, so urgent pulls are never held up.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from functools import partial
 from typing import Any
 
 from maillage.node.data.bucket_records import Catalog, majority
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.errors import NodeError, NoSuchBucket
 from maillage.node.replicas.antientropy import (
     IndexEntry,
@@ -81,7 +90,8 @@ class Repairer(BackgroundLoop):
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
                  is_up: Callable[[str], bool], is_out: Callable[[str], bool],
                  interval: float, rate: float, tombstone_grace: float,
-                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
+                 energy: EnergyScheduler | None = None) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
@@ -109,6 +119,10 @@ class Repairer(BackgroundLoop):
         self._transfers = asyncio.Semaphore(TRANSFERS)
         self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
         self._listed: set[tuple[str, str]] = set()  # records entered in their tenant's list by this run
+        energy = energy or EnergyScheduler(None, clock=clock)
+        self._urgent = energy.job(Kind.URGENT_REPAIR, rate=rate)
+        self._handback = energy.job(Kind.HAND_BACK, rate=rate)
+        self._gc = energy.job(Kind.GC)
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -368,8 +382,12 @@ class Repairer(BackgroundLoop):
         await asyncio.gather(*(bounded(self._sync_with(peer, groups, mine, plan))
                                for peer, groups in by_peer.items()))
         pr.groups_done = len(plan.owned)
+        if plan.foreign:
+            self._handback.open()
+        else:
+            self._handback.close()
         await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
-        if self._expiry_pending or self._clock.monotonic() >= self._next_expiry:
+        if (self._expiry_pending or self._clock.monotonic() >= self._next_expiry) and self._gc.allowed():
             self._next_expiry = self._clock.monotonic() + self._expire_every
             self._expiry_pending = False
             await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
@@ -413,6 +431,7 @@ class Repairer(BackgroundLoop):
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
+                    await self._urgent.turn(len(frame))  # never waits: counted only
                     await self._limiter.take(len(frame))
                     await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
@@ -455,6 +474,8 @@ class Repairer(BackgroundLoop):
 
     async def _hand_back(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
         local = self._peers.local
+        if not self._handback.allowed():
+            return  # deferred by the site's energy state: a later round hands it back
         ours = await local.sync_listing(group)
         if not ours:
             if group.is_index and not self._catalog.is_owner(group.bucket, group.policy):
@@ -486,7 +507,10 @@ class Repairer(BackgroundLoop):
         theirs = await remote.sync_listing(group)
         if not group.is_index:
             for digest in chunks_missing(ours, theirs):
+                if not self._handback.allowed():
+                    raise NodeError("hand-back paused by the site's energy state")
                 frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
+                await self._handback.turn(len(frame))
                 await self._limiter.take(len(frame))
                 await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))
