@@ -21,10 +21,12 @@ a loop of its own. The rules deciding what moves are pure functions in `antientr
 
 Energy (`maillage.node.energy`): an owner pulling what it lacks restores a copy its partition is
 short of, which is urgent and never waits. Hand-back (pushing to owners, then dropping the copy held
-here: the data is at R already, counting this copy) and tombstone expiry are deferrable: a round
-skips them while the site's energy state defers them (a shed order, a grey window with slack), and
-a push stops between two chunks; a later round, or the one the scheduler triggers when green or
-unknown returns, goes on. A round never waits for energy, so urgent pulls are never held up.
+here) is deferrable where the data is at R already, counting this copy; an item fewer than R nodes
+hold (this one and the owners that answered with it) is pushed at once whatever the energy
+(`short_of_copies`). Deferred hand-back and tombstone expiry are skipped by a round while the site's
+energy state defers them (a shed order, a grey window with slack), and a push stops between two
+chunks; a later round, or the one the scheduler triggers when green or unknown returns, goes on. A
+round never waits for energy, so urgent work is never held up.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from maillage.node.replicas.antientropy import (
     droppable_tombstones,
     entries_to_pull,
     entries_to_push,
+    short_of_copies,
 )
 from maillage.node.replicas.quorum import effective_replicas
 from maillage.node.replicas.replica import Replica, put_manifest_teaching
@@ -474,25 +477,43 @@ class Repairer(BackgroundLoop):
 
     async def _hand_back(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
         local = self._peers.local
-        if not self._handback.allowed():
-            return  # deferred by the site's energy state: a later round hands it back
         ours = await local.sync_listing(group)
         if not ours:
             if group.is_index and not self._catalog.is_owner(group.bucket, group.policy):
                 await self._hand_back_record(plan.buckets[group.bucket])
             return
         self.progress.handoff_items += len(ours)
+        table = self._layout.table(group.policy)
         confirmed = True
+        listings: dict[str, list[Any]] = {}
         for owner in owners:
             if not self._is_up(owner):
                 confirmed = False
                 continue
             try:
-                await self._push(owner, group, ours, plan)
+                listings[owner] = await self._peers.replica(owner).sync_listing(group)
             except NodeError as err:
                 log.info("hand-back of %s to %s: %s", group, owner, err)
                 confirmed = False
-        table = self._layout.table(group.policy)
+        wanted: dict[str, list[Any]] = {
+            o: chunks_missing(ours, theirs) if not group.is_index else entries_to_push(ours, theirs)
+            for o, theirs in listings.items()}
+        deferred = not self._handback.allowed()
+        if deferred:  # the energy state defers hand-back: only items short of R go now (urgent)
+            def key(item: Any) -> Any:
+                return item.key if group.is_index else item
+            short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
+                                    table.policy.replicas)
+            wanted = {o: [x for x in w if key(x) in short] for o, w in wanted.items()}
+            if not any(wanted.values()):
+                return  # every item is at R counting this copy: a later round hands it back
+            confirmed = False  # nothing is dropped here while deferred
+        for owner, items in wanted.items():
+            try:
+                await self._push(owner, group, items, plan, urgent=deferred)
+            except NodeError as err:
+                log.info("hand-back of %s to %s: %s", group, owner, err)
+                confirmed = False
         if confirmed and len(owners) >= table.policy.replicas:
             if group.is_index:
                 await local.drop_index_entries(group.bucket, ours, group.generation)
@@ -501,22 +522,24 @@ class Repairer(BackgroundLoop):
             self.progress.handoff_items -= len(ours)
             log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
 
-    async def _push(self, owner: str, group: SyncGroup, ours: list[Any], plan: Plan) -> None:
+    async def _push(self, owner: str, group: SyncGroup, items: list[Any], plan: Plan, *, urgent: bool) -> None:
+        """Send `items` (chunk digests, or index entries) that `owner` lacks; a deferrable push stops
+        between two chunks when the energy state turns to defer it."""
         remote = self._peers.replica(owner)
         local = self._peers.local
-        theirs = await remote.sync_listing(group)
+        job = self._urgent if urgent else self._handback
         if not group.is_index:
-            for digest in chunks_missing(ours, theirs):
-                if not self._handback.allowed():
+            for digest in items:
+                if not urgent and not self._handback.allowed():
                     raise NodeError("hand-back paused by the site's energy state")
                 frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
-                await self._handback.turn(len(frame))
+                await job.turn(len(frame))
                 await self._limiter.take(len(frame))
                 await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))
             return
         record = plan.buckets[group.bucket]
-        for entry in entries_to_push(ours, theirs):
+        for entry in items:
             m = await local.get_manifest(group.bucket, entry.key, group.generation)
             if m is not None:
                 await self._copy_manifest(m, record, remote, group, entry.key)
