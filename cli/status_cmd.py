@@ -83,6 +83,11 @@ def energy_note(e: dict) -> str:
         parts.append(f"{e['surplus_w']:+.0f} W")
     if e["carbon_g_per_kwh"] is not None:
         parts.append(f"{e['carbon_g_per_kwh']:.0f} g/kWh")
+    moved = sum(v["bytes"] for v in e["kinds"].values())
+    if moved:
+        joules = sum(v["joules"] for v in e["kinds"].values())
+        green = sum(v["green_bytes"] for v in e["kinds"].values())
+        parts.append(f"background {joules:.3g} J est., {100 * green / moved:.0f}% of bytes green")
     waiting = sorted(k for k, v in e["kinds"].items() if v["waiting"])
     if waiting:
         parts.append("deferred: " + ",".join(waiting))

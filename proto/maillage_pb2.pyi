@@ -257,23 +257,27 @@ class GcStats(_message.Message):
     def __init__(self, tombstones_removed: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
 
 class EnergyKind(_message.Message):
-    __slots__ = ("kind", "turns", "bytes", "green_bytes", "waits", "waiting")
+    __slots__ = ("kind", "turns", "bytes", "green_bytes", "waits", "waiting", "joules", "green_joules")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     GREEN_BYTES_FIELD_NUMBER: _ClassVar[int]
     WAITS_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    JOULES_FIELD_NUMBER: _ClassVar[int]
+    GREEN_JOULES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     turns: int
     bytes: int
     green_bytes: int
     waits: int
     waiting: bool
-    def __init__(self, kind: _Optional[str] = ..., turns: _Optional[int] = ..., bytes: _Optional[int] = ..., green_bytes: _Optional[int] = ..., waits: _Optional[int] = ..., waiting: _Optional[bool] = ...) -> None: ...
+    joules: float
+    green_joules: float
+    def __init__(self, kind: _Optional[str] = ..., turns: _Optional[int] = ..., bytes: _Optional[int] = ..., green_bytes: _Optional[int] = ..., waits: _Optional[int] = ..., waiting: _Optional[bool] = ..., joules: _Optional[float] = ..., green_joules: _Optional[float] = ...) -> None: ...
 
 class EnergyStatus(_message.Message):
-    __slots__ = ("source", "state", "has_surplus", "surplus_w", "has_carbon", "carbon_g_per_kwh", "problem", "next_green", "kinds")
+    __slots__ = ("source", "state", "has_surplus", "surplus_w", "has_carbon", "carbon_g_per_kwh", "problem", "next_green", "kinds", "idle_w")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     HAS_SURPLUS_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +287,7 @@ class EnergyStatus(_message.Message):
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     NEXT_GREEN_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_W_FIELD_NUMBER: _ClassVar[int]
     source: str
     state: str
     has_surplus: bool
@@ -292,7 +297,8 @@ class EnergyStatus(_message.Message):
     problem: str
     next_green: float
     kinds: _containers.RepeatedCompositeFieldContainer[EnergyKind]
-    def __init__(self, source: _Optional[str] = ..., state: _Optional[str] = ..., has_surplus: _Optional[bool] = ..., surplus_w: _Optional[float] = ..., has_carbon: _Optional[bool] = ..., carbon_g_per_kwh: _Optional[float] = ..., problem: _Optional[str] = ..., next_green: _Optional[float] = ..., kinds: _Optional[_Iterable[_Union[EnergyKind, _Mapping]]] = ...) -> None: ...
+    idle_w: float
+    def __init__(self, source: _Optional[str] = ..., state: _Optional[str] = ..., has_surplus: _Optional[bool] = ..., surplus_w: _Optional[float] = ..., has_carbon: _Optional[bool] = ..., carbon_g_per_kwh: _Optional[float] = ..., problem: _Optional[str] = ..., next_green: _Optional[float] = ..., kinds: _Optional[_Iterable[_Union[EnergyKind, _Mapping]]] = ..., idle_w: _Optional[float] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

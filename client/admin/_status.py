@@ -42,9 +42,10 @@ def energy_fields(e: pb.EnergyStatus) -> dict[str, Any]:
     return {"source": e.source or "none", "state": e.state or "unknown",
             "surplus_w": e.surplus_w if e.has_surplus else None,
             "carbon_g_per_kwh": e.carbon_g_per_kwh if e.has_carbon else None,
-            "problem": e.problem, "next_green": e.next_green or None,
+            "problem": e.problem, "next_green": e.next_green or None, "idle_w": e.idle_w,
             "kinds": {k.kind: {"turns": k.turns, "bytes": k.bytes, "green_bytes": k.green_bytes, "waits": k.waits,
-                               "waiting": k.waiting} for k in e.kinds}}
+                               "waiting": k.waiting, "joules": k.joules, "green_joules": k.green_joules}
+                      for k in e.kinds}}
 
 
 def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str, Any]]:

@@ -118,6 +118,9 @@ class Repairer(BackgroundLoop):
         self._owners_key: tuple[int, tuple[str, ...]] | None = None  # what `_owners` was worked out for
         self._owners: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._mine: dict[str, tuple[int, ...]] = {}
+        self._moved: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition -> owners before
+        self._left: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition it took away -> owners before
+        self._moves_seen = False  # a rebalance pull was due this round
         self.residency_violations = 0  # chunk partitions held here of policies this node is outside of
         self._transfers = asyncio.Semaphore(TRANSFERS)
         self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
@@ -125,6 +128,7 @@ class Repairer(BackgroundLoop):
         energy = energy or EnergyScheduler(None, clock=clock)
         self._urgent = energy.job(Kind.URGENT_REPAIR, rate=rate)
         self._handback = energy.job(Kind.HAND_BACK, rate=rate)
+        self._rebalance = energy.job(Kind.REBALANCE, rate=rate)
         self._gc = energy.job(Kind.GC)
 
     # ----- life cycle ------------------------------------------------------------------------
@@ -274,13 +278,43 @@ class Repairer(BackgroundLoop):
         layout = self._layout.current
         key = (layout.version, tuple(n.id for n in layout.nodes if self._is_out(n.id)))
         if self._owners_key != key:
+            before, before_mine = self._owners, self._mine
+            new_version = self._owners_key is not None and self._owners_key[0] != layout.version
             self._owners = {name: tuple(effective_replicas(table, p, self._is_out, self._site_of)
                                         for p in range(len(table)))
                             for name, table in tables.items()}
             self._mine = {name: tuple(p for p, owners in enumerate(all_owners) if self.node_id in owners)
                           for name, all_owners in self._owners.items()}
+            if new_version:  # a layout change: what it gave this node is a rebalance (see _moving)
+                self._moved, self._left = {}, {}
+                for name, mine in self._mine.items():
+                    if name not in before or len(before[name]) != len(self._owners[name]):
+                        continue
+                    had, r = set(before_mine.get(name, ())), tables[name].policy.replicas
+                    self._moved[name] = {p: before[name][p] for p in mine if p not in had and len(before[name][p]) >= r}
+                    kept = set(mine)
+                    self._left[name] = {p: before[name][p] for p in had if p not in kept}
             self._owners_key = key
         return self._owners
+
+    def _fellows_before(self, group: SyncGroup, owners: tuple[str, ...]) -> int:
+        """Other nodes up that owned a chunk partition with this node before the last layout change
+        took it away, and own it no more: they hold what this node holds (repair kept the owners
+        alike), and hand it back before dropping it, as this node does."""
+        if group.is_index:
+            return 0
+        before = self._left.get(group.policy, {}).get(group.partition, ())
+        return sum(1 for o in before if o != self.node_id and o not in owners and self._is_up(o))
+
+    def _moving(self, group: SyncGroup) -> bool:
+        """Whether pulling `group` here is a rebalance, not a repair: a chunk partition the last
+        layout change gave this node, whose owners before the change (R of them) are all up: the
+        data rests on R nodes already and only moves (deferrable, a day). Anything else an owner
+        lacks is short of a copy (urgent)."""
+        if group.is_index:
+            return False
+        before = self._moved.get(group.policy, {}).get(group.partition)
+        return before is not None and all(self._is_up(o) for o in before if o != self.node_id)
 
     def partition_health(self) -> dict[str, tuple[int, int]]:
         """policy -> (partitions this node owns, those with an owner it does not see up), by the
@@ -382,9 +416,14 @@ class Repairer(BackgroundLoop):
                 if o != self.node_id and self._is_up(o):
                     by_peer.setdefault(o, []).append(group)
         mine = dict(zip(plan.owned, await self._peers.local.sync_summaries(list(plan.owned))))
+        self._moves_seen = False
         await asyncio.gather(*(bounded(self._sync_with(peer, groups, mine, plan))
                                for peer, groups in by_peer.items()))
         pr.groups_done = len(plan.owned)
+        if self._moves_seen:
+            self._rebalance.open()
+        else:
+            self._rebalance.close()
         if plan.foreign:
             self._handback.open()
         else:
@@ -409,6 +448,11 @@ class Repairer(BackgroundLoop):
                                         len(plan.owned))
 
         async def pull(group: SyncGroup) -> None:
+            moving = self._moving(group)
+            if moving:
+                self._moves_seen = True
+                if not self._rebalance.allowed():
+                    return  # deferred by the site's energy state: a later round moves it
             try:
                 await self._pull(peer, group, plan)
             except (NodeError, StorageError) as err:
@@ -418,6 +462,7 @@ class Repairer(BackgroundLoop):
 
     async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
         remote = self._peers.replica(peer)
+        job = self._rebalance if self._moving(group) else self._urgent
         local = self._peers.local
         theirs = await remote.sync_listing(group)
         ours = await local.sync_listing(group)
@@ -434,7 +479,7 @@ class Repairer(BackgroundLoop):
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
-                    await self._urgent.turn(len(frame))  # never waits: counted only
+                    await job.turn(len(frame))  # counted (a rebalance was let run before its pull)
                     await self._limiter.take(len(frame))
                     await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
@@ -503,7 +548,7 @@ class Repairer(BackgroundLoop):
             def key(item: Any) -> Any:
                 return item.key if group.is_index else item
             short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
-                                    table.policy.replicas)
+                                    table.policy.replicas, self._fellows_before(group, owners))
             wanted = {o: [x for x in w if key(x) in short] for o, w in wanted.items()}
             if not any(wanted.values()):
                 return  # every item is at R counting this copy: a later round hands it back

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from maillage.node.energy.decide import DEADLINES, Backlog, Kind, pace, wait_hint
+from maillage.node.energy.power import PowerModel
 from maillage.node.energy.signal import GREEN_CARBON, UNKNOWN, Signal, SignalError, State
 from maillage.node.energy.sources import SignalSource, source_for
 from maillage.node.runtime.background import BackgroundLoop
@@ -33,17 +35,21 @@ __all__ = ["EnergyScheduler", "Job", "KindStats"]
 log = logging.getLogger(__name__)
 
 RECHECK = 60.0  # seconds a waiting job sleeps at most before it looks at its deadline again
+DEFAULT_POWER = PowerModel()
 SPEC_CHECK = 10.0  # seconds between two looks at the source the layout declares
 
 
 @dataclass
 class KindStats:
-    """What one kind of work did: turns granted, bytes granted (in green windows among them), waits."""
+    """What one kind of work did: turns granted, bytes granted (in green windows among them), waits,
+    and its estimated energy (`power.PowerModel`), in green windows among it."""
     turns: int = 0
     bytes: int = 0
     green_bytes: int = 0
     waits: int = 0
     waiting: bool = False
+    joules: float = 0.0
+    green_joules: float = 0.0
 
 
 @dataclass
@@ -86,11 +92,15 @@ class Job:
             backlog = None if self.due is None else Backlog(self.due, self.bytes_left, self.rate)
             hint = wait_hint(self.kind, s.state, backlog, s.clock.time())
             await s.changed(RECHECK if hint is None else min(max(hint, 1.0), RECHECK))
-        self.stats.waiting = False
-        self.stats.turns += 1
-        self.stats.bytes += nbytes
+        st = self.stats
+        st.waiting = False
+        st.turns += 1
+        st.bytes += nbytes
+        joules = s.power.joules(self.kind, nbytes)
+        st.joules += joules
         if s.state in (State.GREEN, State.UNKNOWN):
-            self.stats.green_bytes += nbytes
+            st.green_bytes += nbytes
+            st.green_joules += joules
         self.bytes_left = max(0, self.bytes_left - nbytes)
         return p
 
@@ -100,8 +110,9 @@ class EnergyScheduler(BackgroundLoop):
     task_name = "energy"
 
     def __init__(self, declared: Callable[[], EnergySource | None] | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 green_carbon: float = GREEN_CARBON) -> None:
+                 green_carbon: float = GREEN_CARBON, power: PowerModel = DEFAULT_POWER) -> None:
         """`declared`: the source the node's site declares now (None: never any, as in tests)."""
+        self.power = power
         self._declared = declared
         self._spec: EnergySource | None = None
         self.source: SignalSource | None = None
@@ -139,9 +150,10 @@ class EnergyScheduler(BackgroundLoop):
         before = self.state
         self.signal = signal
         self.state = signal.state(self.green_carbon)
-        if signal.problem and signal.problem != self._problem:
+        problem = re.sub(r"[0-9.]+", "N", signal.problem)  # "stale: 901 s old" then "902 s old": one line
+        if problem and problem != self._problem:
             log.warning("energy signal unknown (background work runs as without one): %s", signal.problem)
-        self._problem = signal.problem
+        self._problem = problem
         if self.state is not before:
             log.info("energy: %s -> %s", before.value, self.state.value)
             self._changed.set()

@@ -103,6 +103,10 @@ SPECS: tuple[Spec, ...] = (
          "(urgent-repair, hand-back, scrub, gc, expiry).", ("kind",)),
     Spec("maillage_background_green_bytes", "counter", "Of those, bytes moved in a green window (or with the "
          "energy unknown).", ("kind",)),
+    Spec("maillage_background_energy_joules", "counter", "Estimated energy of background work by kind "
+         "(the node's power model: joules per byte read, written and sent).", ("kind",)),
+    Spec("maillage_background_green_energy_joules", "counter", "Of it, in green windows (or with the energy "
+         "unknown).", ("kind",)),
     Spec("maillage_background_waits", "counter", "Times background work of a kind was told to wait "
          "(shed order, grey window).", ("kind",)),
     Spec("maillage_background_deferred", "gauge", "1 while background work of a kind is deferred by the "

@@ -170,13 +170,16 @@ class StateCollector(Collector):
         yield _gauge("maillage_energy_surplus_watts", None if now is None else now.surplus_w)
         yield _gauge("maillage_energy_carbon_grams_per_kwh", None if now is None else now.carbon)
         families = {name: _labelled_counter(name) for name in
-                    ("maillage_background_bytes", "maillage_background_green_bytes", "maillage_background_waits")}
+                    ("maillage_background_bytes", "maillage_background_green_bytes", "maillage_background_waits",
+                     "maillage_background_energy_joules", "maillage_background_green_energy_joules")}
         deferred = _gauge("maillage_background_deferred")
         for kind, job in sorted(e.jobs.items(), key=lambda kv: kv[0].value):
             done = job.stats
             for name, value in (("maillage_background_bytes", done.bytes),
                                 ("maillage_background_green_bytes", done.green_bytes),
-                                ("maillage_background_waits", done.waits)):
+                                ("maillage_background_waits", done.waits),
+                                ("maillage_background_energy_joules", done.joules),
+                                ("maillage_background_green_energy_joules", done.green_joules)):
                 families[name].add_metric([kind.value], value)
             deferred.add_metric([kind.value], 1 if done.waiting else 0)
         yield from families.values()

@@ -129,12 +129,14 @@ def entries_to_push(ours: Sequence[IndexEntry], theirs: Sequence[IndexEntry]) ->
     return [e for e in ours if have.get(e.key, (-1, "")) < e.order]
 
 
-def short_of_copies(ours: Iterable[_K], wanted: Mapping[str, Collection[_K]], replicas: int) -> set[_K]:
-    """Items held here (a non-owner) that fewer than `replicas` nodes hold, counting this copy and each
-    owner that answered without wanting it (an owner that did not answer holds nothing, to be safe).
+def short_of_copies(ours: Iterable[_K], wanted: Mapping[str, Collection[_K]], replicas: int,
+                    also_held: int = 0) -> set[_K]:
+    """Items held here (a non-owner) that fewer than `replicas` nodes hold, counting this copy, each
+    owner that answered without wanting it (an owner that did not answer holds nothing, to be safe)
+    and `also_held` other nodes known to hold every item (fellow owners before a layout change).
     Handing these back is urgent; the rest is at R already and may wait (energy)."""
     wants = Counter(item for items in wanted.values() for item in set(items))
-    return {item for item in ours if len(wanted) - wants[item] + 1 < replicas}
+    return {item for item in ours if len(wanted) - wants[item] + 1 + also_held < replicas}
 
 
 def droppable_tombstones(expired: Sequence[IndexEntry],

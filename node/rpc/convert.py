@@ -184,14 +184,16 @@ def gc_stats_to_pb(repair: Progress, gc: GcStats) -> pb.GcStats:
 def energy_to_pb(e: EnergyScheduler) -> pb.EnergyStatus:
     now = e.signal.now
     msg = pb.EnergyStatus(source=e.source.kind if e.source is not None else "none", state=e.state.value,
-                          problem=e.signal.problem, next_green=e.signal.next_green(e.green_carbon) or 0.0)
+                          problem=e.signal.problem, next_green=e.signal.next_green(e.green_carbon) or 0.0,
+                          idle_w=e.power.idle_w)
     if now is not None and now.surplus_w is not None:
         msg.has_surplus, msg.surplus_w = True, now.surplus_w
     if now is not None and now.carbon is not None:
         msg.has_carbon, msg.carbon_g_per_kwh = True, now.carbon
     msg.kinds.extend(pb.EnergyKind(kind=kind.value, turns=job.stats.turns, bytes=job.stats.bytes,
                                    green_bytes=job.stats.green_bytes, waits=job.stats.waits,
-                                   waiting=job.stats.waiting) for kind, job in sorted(e.jobs.items(),
+                                   waiting=job.stats.waiting, joules=job.stats.joules,
+                                   green_joules=job.stats.green_joules) for kind, job in sorted(e.jobs.items(),
                                                                                        key=lambda kv: kv[0].value))
     return msg
 

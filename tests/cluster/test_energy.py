@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,3 +83,17 @@ def test_shed_stops_scrub_and_gc_but_not_urgent_repair_and_normal_resumes(tmp_pa
         after = node_status(mesh, SITE).scrub
         assert (after.frames_checked, after.passes_completed) == (stopped.scrub.frames_checked,
                                                                   stopped.scrub.passes_completed)
+        # The operator sees it: `maillage status` names each node's energy state and deferred work.
+        shown = maillage(mesh, "status")
+        line = next(ln for ln in shown.stdout.splitlines() if ln.startswith(SITE))
+        assert "energy shed +800 W" in line and "deferred:" in line and "scrub" in line, shown.stdout
+        rows = {r["node"]: r for r in json.loads(maillage(mesh, "status", "--json").stdout)["nodes"]}
+        assert rows[SITE]["energy"]["state"] == "shed" and rows[SITE]["energy"]["kinds"]["scrub"]["waiting"]
+        assert rows[SITE]["energy"]["kinds"]["urgent-repair"]["joules"] > 0
+        assert {rows[n]["energy"]["state"] for n in rows if n != SITE} == {"unknown"}  # no source: as before
+
+
+def maillage(mesh: LocalMesh, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maillage.cli", *argv, "--endpoint", mesh.addresses[0],
+                           "--profile", "admin"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "MAILLAGE_CONFIG_FILE": str(mesh.config_file)})

@@ -112,3 +112,13 @@ def test_grey_days_with_green_noons_run_the_work_at_noon(load: float) -> None:
         t += STEP
     assert left <= 0
     assert grey_bytes == 0.0
+
+
+@given(nbytes=st.integers(0, 10**12))
+def test_the_power_model_charges_bytes_by_what_each_kind_does(nbytes: int) -> None:
+    from maillage.node.energy.power import PowerModel
+
+    model = PowerModel()
+    scrub, pull, push = (model.joules(k, nbytes) for k in (Kind.SCRUB, Kind.URGENT_REPAIR, Kind.HAND_BACK))
+    assert 0 <= scrub <= push <= pull or nbytes == 0  # a read < a read and a send < a receive and a write
+    assert model.joules(Kind.REBALANCE, nbytes) == pull and model.joules(Kind.GC, nbytes) == 0

@@ -90,3 +90,34 @@ def test_short_of_copies_counts_this_copy_and_each_owner_that_holds_it(holdings,
     for item in ours:
         holders = 1 + sum(1 for held in holdings.values() if item in held)
         assert (item in short) == (holders < replicas)
+
+
+def test_a_drain_moves_nothing_under_shed_and_everything_after(mesh):
+    """A layout change (lyon-1 drains) is a rebalance: every copy stays at R on the old owners, so
+    under a shed order neither the new owners pull nor lyon-1 hands back; once lifted, all moves."""
+    from maillage.placement import changes, chunk_partition
+
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        manifests = [await mesh.put("scans", f"k{i}", os.urandom(2500)) for i in range(12)]
+        digests = {c.digest for m in manifests for c in m.chunks}
+        await mesh.repair()  # every node has worked out its ownership of this layout
+        on_lyon = {d for d in digests if "lyon-1" in mesh.chunk_holders(d)}
+        assert on_lyon
+        for node_id in mesh.nodes:
+            set_order(mesh, node_id, Order.SHED)
+        before = {d: mesh.chunk_holders(d) for d in digests}
+        mesh.apply_layout(changes.bump(changes.drain(mesh.layout, "lyon-1"), mesh.layout.version + 1))
+        await mesh.gossip(3)
+        await mesh.repair(2)
+        assert {d: mesh.chunk_holders(d) for d in digests} == before
+        moving = [n.repairer._rebalance for n in mesh.nodes.values() if n.repairer._rebalance.stats.waits]
+        assert moving and all(job.due is not None for job in moving)  # deferred, with a deadline
+        for node_id in mesh.nodes:
+            set_order(mesh, node_id, Order.NORMAL)
+        await mesh.repair(3)
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        for d in digests:
+            owners = set(table.replicas(chunk_partition(d, table.bits)))
+            assert "lyon-1" not in owners and mesh.chunk_holders(d) == owners
+    run(main())

@@ -60,11 +60,14 @@ def test_a_shed_order_stops_a_job_and_normal_resumes_it(tmp_path: Path) -> None:
             await until(clock, turn.done)
             assert turn.result() == 1.0 and sched.state is State.GREEN and resumed
             assert job.stats.bytes == 4096 and job.stats.green_bytes == 4096 and job.stats.waits >= 1
+            assert job.stats.joules == job.stats.green_joules == sched.power.joules(Kind.SCRUB, 4096) > 0
             # A grey hour: scrub (14 days of slack) waits; urgent repair never does.
             write(path, clock, surplus_w=-800, carbon_g_per_kwh=500)
             await until(clock, lambda: sched.state is State.GREY)
             assert not job.allowed()
-            assert await asyncio.wait_for(sched.job(Kind.URGENT_REPAIR).turn(1), 1) == 1.0
+            urgent = sched.job(Kind.URGENT_REPAIR)
+            assert await asyncio.wait_for(urgent.turn(10**6), 1) == 1.0
+            assert urgent.stats.joules > 0 and urgent.stats.green_joules == 0  # done on grid power
             # The layout drops the source: unknown, as before energy was known.
             declared[0] = None
             await until(clock, lambda: sched.state is State.UNKNOWN, step=5.0)
@@ -74,7 +77,7 @@ def test_a_shed_order_stops_a_job_and_normal_resumes_it(tmp_path: Path) -> None:
     run(main())
 
 
-def test_a_broken_missing_or_stale_source_is_unknown_never_an_error(tmp_path: Path) -> None:
+def test_a_broken_missing_or_stale_source_is_unknown_never_an_error(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     path = tmp_path / "energy.json"
 
     async def main() -> None:
@@ -94,6 +97,10 @@ def test_a_broken_missing_or_stale_source_is_unknown_never_an_error(tmp_path: Pa
             clock.advance(3600)  # nobody rewrote it for an hour: stale, so unknown
             await until(clock, lambda: sched.state is State.UNKNOWN)
             assert "stale" in sched.signal.problem
+            for _ in range(5):  # read again and again, still stale: said once in the log
+                clock.advance(1)
+                await asyncio.sleep(0.005)
+            assert sum("stale: the reading" in r.getMessage() for r in caplog.records) == 1
             assert sched._task is not None and not sched._task.done()
         finally:
             await sched.stop()
