@@ -81,6 +81,7 @@ class Job:
         ok = self.pace() > 0
         if not ok:
             self.stats.waits += 1
+        self.stats.waiting = not ok
         return ok
 
     async def turn(self, nbytes: int = 0) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -83,3 +84,51 @@ def test_the_solar_source_gives_a_day_of_forecast() -> None:
     assert len(signal.forecast) == 24
     assert signal.state(green_carbon=10.0) in (State.GREY, State.GREEN)
     assert signal.next_green(green_carbon=10.0) is not None
+
+
+def test_an_http_source_is_bounded_and_says_what_went_wrong() -> None:
+    """A building system's endpoint on loopback: a good answer is read; a large one, an error status,
+    a redirect or a slow one is a SignalError (so the signal is unknown), within the timeout."""
+    from aiohttp import web
+
+    from maillage.node.energy.sources import HttpSignal
+
+    async def main() -> None:
+        async def ok(_: web.Request) -> web.Response:
+            return web.json_response({"time": time.time(), "surplus_w": 42, "order": "shed"})
+
+        async def big(_: web.Request) -> web.Response:
+            return web.Response(body=b" " * (MAX_DOCUMENT * 4))
+
+        async def slow(_: web.Request) -> web.Response:
+            await asyncio.sleep(1.5)
+            return web.Response(body=b"{}")
+
+        async def moved(_: web.Request) -> web.Response:
+            raise web.HTTPFound("/ok")
+
+        async def broken(_: web.Request) -> web.Response:
+            raise web.HTTPInternalServerError()
+
+        app = web.Application()
+        for path, handler in (("/ok", ok), ("/big", big), ("/slow", slow), ("/moved", moved), ("/broken", broken)):
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            def source(path: str) -> HttpSignal:
+                return HttpSignal(f"http://127.0.0.1:{port}{path}", timeout=0.5)
+            signal = await source("/ok").read(time.time())
+            assert signal.state() is State.SHED and signal.now is not None and signal.now.surplus_w == 42
+            for path, words in (("/big", "larger|not JSON"), ("/slow", "Timeout"), ("/moved", "HTTP 302"),
+                                ("/broken", "HTTP 500")):
+                began = time.monotonic()
+                with pytest.raises(SignalError, match=words):
+                    await source(path).read(time.time())
+                assert time.monotonic() - began < 2, path
+        finally:
+            await runner.cleanup()
+    asyncio.run(main())
