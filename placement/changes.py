@@ -219,7 +219,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     from maillage.placement.layout_codec import format_capacity
 
     def site_text(s: Site) -> str:
-        return f"site {s.name} at {format_location(s.location)}"
+        energy = "" if s.energy is None else f", energy {s.energy}"
+        return f"site {s.name} at {format_location(s.location)}{energy}"
 
     def node_text(n: Node) -> str:
         key = "" if n.cert_key is None else f", key {_short_key(n.cert_key)}"

@@ -91,9 +91,20 @@ def test_shed_stops_scrub_and_gc_but_not_urgent_repair_and_normal_resumes(tmp_pa
         assert rows[SITE]["energy"]["state"] == "shed" and rows[SITE]["energy"]["kinds"]["scrub"]["waiting"]
         assert rows[SITE]["energy"]["kinds"]["urgent-repair"]["joules"] > 0
         assert {rows[n]["energy"]["state"] for n in rows if n != SITE} == {"unknown"}  # no source: as before
+        # The admin takes the source out of the layout: the node follows the applied layout (no
+        # restart), its signal is unknown, and scrub goes on as it did before energy was known.
+        staged = maillage(mesh, "layout", "site-energy", SITE, "none")
+        assert staged.returncode == 0 and "energy" in staged.stdout, staged.stdout + staged.stderr
+        applied = maillage(mesh, "layout", "apply", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        eventually(lambda: energy(mesh)["source"] == "none" and energy(mesh)["state"] == "unknown", timeout=15,
+                   what="the node drops the source the layout no longer declares")
+        eventually(lambda: node_status(mesh, SITE).scrub.frames_checked > after.frames_checked, timeout=10,
+                   what="scrub goes on without a source")
 
 
 def maillage(mesh: LocalMesh, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "maillage.cli", *argv, "--endpoint", mesh.addresses[0],
                            "--profile", "admin"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "MAILLAGE_CONFIG_FILE": str(mesh.config_file)})
+                          env={**os.environ, "MAILLAGE_CONFIG_FILE": str(mesh.config_file),
+                               "MAILLAGE_CLUSTER_DIR": str(mesh.cluster_dir)})

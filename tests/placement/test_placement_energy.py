@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from maillage.placement import Layout, LayoutError, Node, Policy, Site, format_layout, parse_layout
-from maillage.placement.changes import set_site_energy
+from maillage.placement.changes import layout_diff, set_site_energy
 from maillage.placement.energy import FileSource, HttpSource, SolarModel, parse_energy_source
 
 OLD_TEXT = """version = 1
@@ -63,6 +63,8 @@ def test_a_declared_source_round_trips_and_is_set_by_an_admin_edit() -> None:
     assert 'energy = "file:/run/energy.json"' in text
     assert parse_layout(text) == edited
     assert set_site_energy(edited, "paris-1", None) == layout
+    assert layout_diff(layout, edited) == [
+        "~ site paris-1 at eu/fr/idf  ->  site paris-1 at eu/fr/idf, energy file:/run/energy.json"]
     with pytest.raises(LayoutError, match="energy"):
         set_site_energy(layout, "paris-1", "nowhere")
 
