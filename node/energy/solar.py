@@ -1,6 +1,7 @@
 """A site's energy from a model: clear-sky photovoltaic output of its panels minus a constant load.
 
-For demos and simulation, where no building system writes a signal. `pvlib` gives the sun's position
+For demos and simulation, where no building system writes a signal. `pvlib` (the `solar` extra, imported
+on the first read; without it the signal is unknown, with a log line saying so) gives the sun's position
 and the clear-sky irradiance (Haurwitz's model: global horizontal irradiance from the zenith angle
 alone, no turbidity data); the panels turn it into watts with a fixed performance ratio. Clear sky is
 the best case: a real site's surplus is lower on cloudy days, which a file or HTTP source would say.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import warnings
 
-from maillage.node.energy.signal import Reading, Signal
+from maillage.node.energy.signal import Reading, Signal, SignalError
 from maillage.placement.energy import SolarModel
 
 __all__ = ["SolarSignal", "surplus_curve"]
@@ -51,7 +52,10 @@ class SolarSignal:
 
     async def read(self, now: float) -> Signal:
         if self._computed is None or now - self._computed[0] >= REFRESH:
-            self._computed = (now, await asyncio.to_thread(self._signal, now))
+            try:
+                self._computed = (now, await asyncio.to_thread(self._signal, now))
+            except ImportError as err:
+                raise SignalError(f"the solar model needs pvlib (pip install 'maillage[solar]'): {err}") from None
         at, signal = self._computed
         if signal.now is not None and at != now:  # the reading of the last computation, dated now
             signal = Signal(Reading(now, signal.now.surplus_w, signal.now.carbon), signal.forecast)

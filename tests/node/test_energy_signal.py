@@ -132,3 +132,11 @@ def test_an_http_source_is_bounded_and_says_what_went_wrong() -> None:
         finally:
             await runner.cleanup()
     asyncio.run(main())
+
+
+def test_without_pvlib_the_solar_source_is_unknown_and_says_what_to_install(monkeypatch) -> None:  # noqa: ANN001
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pvlib.location", None)  # as on a node installed without the extra
+    with pytest.raises(SignalError, match=r"maillage\[solar\]"):
+        asyncio.run(SolarSignal(SolarModel(43.6, 1.44, 6000.0)).read(NOW))
