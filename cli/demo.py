@@ -23,11 +23,15 @@ aws-cli, boto3 and rclone (`s3_exports`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -103,7 +107,8 @@ def run_command(args: argparse.Namespace) -> int:
     from maillage.client import Client, MaillageError
     from maillage.testing.localmesh import LocalMesh, make_layout
 
-    layout = make_layout(_sites(args.sites))
+    energy_dir = Path(tempfile.mkdtemp(prefix="maillage-demo-energy-"))
+    layout = _with_energy(make_layout(_sites(args.sites)), energy_dir)
     policies = {p.name: p for p in layout.policies}
     france, eu = policies["france-only"], policies["eu-wide"]
     if args.keep is not None:
@@ -133,6 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
                     code = _scenario(client, mesh, layout, france, eu)
             except MaillageError as exc:
                 raise CommandError(f"demo failed: {describe_error(exc)} (node logs: {mesh.log_dir})") from exc
+            _energy_report(mesh, layout)
             finished = True
             _say(f"\ndemo finished in {time.monotonic() - began:.1f} s.")
             if code != 0 or args.once:
@@ -142,13 +148,14 @@ def run_command(args: argparse.Namespace) -> int:
                     _say(kept.strip())
                 return code
             _usage(mesh)
-            _wait(mesh)
+            _wait(mesh, lambda: _write_energy(layout, energy_dir))
     except (_Stop, KeyboardInterrupt):
         _say("\nstopped the mesh." + kept)
         return 0 if finished else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+        shutil.rmtree(energy_dir, ignore_errors=True)
 
 
 def format_loc(layout, node_id: str) -> str:
@@ -338,8 +345,60 @@ def rclone_exports(mesh) -> str:
     return "\n".join(lines)
 
 
-def _wait(mesh) -> NoReturn:
+# What the demo's simulated building systems say, in turn by site: PV surplus, a grey evening on a
+# carbon-heavy grid, and a demand-response order (the file each site's nodes read; see README, Energy).
+DEMO_SIGNALS = ({"surplus_w": 1800, "carbon_g_per_kwh": 45, "order": "normal"},
+                {"surplus_w": -600, "carbon_g_per_kwh": 420, "order": "normal"},
+                {"surplus_w": 300, "carbon_g_per_kwh": 60, "order": "shed"})
+
+
+def _with_energy(layout, energy_dir: Path):
+    """Each site of `layout` reading its energy from a file in `energy_dir`, written now."""
+    from maillage.placement.changes import set_site_energy
+
+    for site in layout.sites:
+        layout = set_site_energy(layout, site.name, f"file:{energy_dir / site.name}.json")
+    _write_energy(layout, energy_dir)
+    return layout
+
+
+def _write_energy(layout, energy_dir: Path) -> None:
+    """(Re)write every site's signal with the time now: a reading older than 15 min is stale."""
+    for i, site in enumerate(layout.sites):
+        path = energy_dir / f"{site.name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"time": time.time(), **DEMO_SIGNALS[i % len(DEMO_SIGNALS)]}))
+        os.replace(tmp, path)
+
+
+def _energy_report(mesh, layout) -> None:
+    """Each site's energy state as its node reads it, and the background work it defers."""
+    from maillage.cli.status_cmd import energy_note
+    from maillage.client.admin import ClusterAdmin, status_rows
+
+    def deferring(row) -> bool:  # a node under grey or shed has its first GC pass waiting, a second in
+        e = row["energy"]
+        return e["state"] not in ("grey", "shed") or any(k["waiting"] for k in e["kinds"].values())
+
+    with ClusterAdmin(mesh.admin_profile) as admin:
+        deadline = time.monotonic() + 5.0
+        while True:
+            rows = status_rows(list(layout.nodes), admin.statuses(timeout=5.0))
+            if all(deferring(r) for r in rows if r["reachable"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    _say("\nenergy (simulated building signals; scrub, GC, hand-back and rebalance wait for green windows "
+         "and stop on a shed order, repair of a missing copy never waits):")
+    _say(table([[r["site"], energy_note(r["energy"]) if r["reachable"] else "unreachable"] for r in rows],
+               header=["site", "energy as its node reads it"], indent="  "))
+
+
+def _wait(mesh, refresh: Callable[[], None]) -> NoReturn:
+    last = time.monotonic()
     while True:
+        if time.monotonic() - last > 60:
+            refresh()
+            last = time.monotonic()
         for node_id, proc in mesh.processes.items():
             if proc.poll() is not None:
                 time.sleep(0.5)     # a Ctrl-C reaches the nodes too: let ours arrive first

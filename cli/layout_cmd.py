@@ -1,6 +1,6 @@
 """`maillage layout ...`: change the mesh in two steps, staged then applied.
 
-Each edit command (add-site, add-node, set-capacity, drain, remove, policy-set, policy-remove)
+Each edit command (add-site, site-energy, add-node, set-capacity, drain, remove, policy-set, policy-remove)
 reads the layout and the staged change from the endpoint, applies one pure edit from
 `maillage.placement.changes` on top of what is staged, prints what `apply` would move (per policy:
 partitions whose replica set changes, share of its data, and the ideal share), and stores the result
@@ -62,6 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    help="e.g. eu/fr/idf: where the site is (decides which policies allow it)")),
          lambda layout, a: changes.add_site(layout, a.name, a.location),
          lambda a: f"add site {a.name} at {a.location}")
+    edit("site-energy", "stage where a site reads its energy signal",
+         "Set the energy source of SITE: file:/abs/path.json (a JSON file its building system rewrites), "
+         "https://host/path (the same JSON from an endpoint), solar:lat=..,lon=..,peak_w=..[,load_w=..] "
+         "[,carbon=..] (a clear-sky PV model, for demos), or none. Its nodes then run deferrable "
+         "background work (scrub, GC, hand-back, rebalance) in green windows and stop it on a shed order.",
+         lambda e: (e.add_argument("site", metavar="SITE"), e.add_argument("source", metavar="SOURCE|none")),
+         lambda layout, a: changes.set_site_energy(layout, a.site, None if a.source == "none" else a.source),
+         lambda a: f"set the energy source of {a.site} to {a.source}")
     edit("add-node", "stage a new node on a site",
          "Add node ID, reachable at HOST:PORT, on site S, with a capacity (bytes or a size: 4TB, 500GiB, "
          "4T = 4TB). Its share of each policy it falls in is proportional to its capacity.",

@@ -76,6 +76,24 @@ def status_command(args: argparse.Namespace) -> int:
     return 0 if all(r["reachable"] for r in rows) else 1
 
 
+def energy_note(e: dict) -> str:
+    """`energy green +1200 W 45 g/kWh`, and the kinds of background work deferred right now."""
+    parts = [f"energy {e['state']}"]
+    if e["surplus_w"] is not None:
+        parts.append(f"{e['surplus_w']:+.0f} W")
+    if e["carbon_g_per_kwh"] is not None:
+        parts.append(f"{e['carbon_g_per_kwh']:.0f} g/kWh")
+    moved = sum(v["bytes"] for v in e["kinds"].values())
+    if moved:
+        joules = sum(v["joules"] for v in e["kinds"].values())
+        green = sum(v["green_bytes"] for v in e["kinds"].values())
+        parts.append(f"background {joules:.3g} J est., {100 * green / moved:.0f}% of bytes green")
+    waiting = sorted(k for k, v in e["kinds"].items() if v["waiting"])
+    if waiting:
+        parts.append("deferred: " + ",".join(waiting))
+    return " ".join(parts)
+
+
 def render_status(rows: list[dict]) -> str:
     lines = []
     for r in rows:
@@ -89,7 +107,8 @@ def render_status(rows: list[dict]) -> str:
             r["site"], r["node"], r["state"], r["seen_as"], human_size(r["capacity"]),
             human_size(r["stored_bytes"]), f"{p['up']}/{p['suspect']}/{p['down']}",
             str(rep["behind"]), str(rep["handoff_items"]),
-            f"scrub {r['scrub']['frames_checked']} checked, {r['scrub']['corrupt_found']} corrupt"])
+            f"scrub {r['scrub']['frames_checked']} checked, {r['scrub']['corrupt_found']} corrupt; "
+            f"{energy_note(r['energy'])}"])
     under = sum(r["repair"]["behind"] for r in rows if r["reachable"])
     text = table(lines, header=["SITE", "NODE", "LAYOUT", "SEEN", "CAPACITY", "STORED", "PEERS U/S/D",
                                 "BEHIND", "HINTED", "NOTES"], right=(4, 5, 7, 8))

@@ -1,10 +1,10 @@
 """maillage.placement: where data rests. Pure: no I/O, no network; stdlib + blake3.
 
-Layering, bottom to top: ``errors`` (one exception tree) -> ``layout`` (frozen model and
-validation) -> ``layout_codec`` (TOML text) and ``keys`` (key -> partition) -> ``ring``
-(capacity-weighted tokens, per-policy sub-ring) -> ``accept`` (placement algorithm 2:
-deferred acceptance) and ``shed`` (algorithm 3: uncapped walk, surplus shed) -> ``table``
-(replica walk with distinct sites, spread preference and bounded loads, by the layout's
+Layering, bottom to top: ``errors`` (one exception tree) -> ``energy`` (a site's declared energy
+source) -> ``layout`` (frozen model and validation) -> ``layout_codec`` (TOML text) and ``keys``
+(key -> partition) -> ``ring`` (capacity-weighted tokens, per-policy sub-ring) -> ``accept``
+(placement algorithm 2: deferred acceptance) and ``shed`` (algorithm 3: uncapped walk, surplus shed)
+-> ``table`` (replica walk with distinct sites, spread preference and bounded loads, by the layout's
 algorithm; cached tables). Everything users touch is re-exported here; the modules are
 implementation detail.
 """

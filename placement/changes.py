@@ -47,6 +47,7 @@ __all__ = [
     "BucketsUnsatisfiable",
     "add_site",
     "add_node",
+    "set_site_energy",
     "pin_keys",
     "set_capacity",
     "drain",
@@ -100,6 +101,14 @@ def add_site(layout: Layout, name: str, location: str | Sequence[str]) -> Layout
         raise LayoutError(f"name: site {name!r} already exists")
     site = Site(name=name, location=_location(location))
     return dataclasses.replace(layout, sites=layout.sites + (site,))
+
+
+def set_site_energy(layout: Layout, name: str, energy: str | None) -> Layout:
+    """Where site ``name`` reads its energy signal (``file:...``, ``https://...``, ``solar:...``), or
+    None for no source (background work as if the energy were unknown)."""
+    site = layout.site(name)  # UnknownSite
+    sites = tuple(dataclasses.replace(site, energy=energy) if s.name == name else s for s in layout.sites)
+    return dataclasses.replace(layout, sites=sites)
 
 
 def add_node(layout: Layout, node_id: str, address: str, site: str, capacity: int | str,
@@ -210,7 +219,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     from maillage.placement.layout_codec import format_capacity
 
     def site_text(s: Site) -> str:
-        return f"site {s.name} at {format_location(s.location)}"
+        energy = "" if s.energy is None else f", energy {s.energy}"
+        return f"site {s.name} at {format_location(s.location)}{energy}"
 
     def node_text(n: Node) -> str:
         key = "" if n.cert_key is None else f", key {_short_key(n.cert_key)}"

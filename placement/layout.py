@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from maillage.placement.energy import parse_energy_source
 from maillage.placement.errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
 
 __all__ = [
@@ -117,16 +118,21 @@ class NodeState(enum.Enum):
 
 @dataclass(frozen=True)
 class Site:
-    """One micro-datacenter: the unit of failure that replicas must span."""
+    """One micro-datacenter: the unit of failure that replicas must span. ``energy`` names where its
+    energy signal comes from (`maillage.placement.energy`); None: no source, background work runs as
+    if the energy were unknown."""
 
     name: str
     location: tuple[str, ...]
+    energy: str | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name, "name")
         if not isinstance(self.location, tuple):
             raise LayoutError("location: must be a tuple of labels")
         _check_labels(self.location)
+        if self.energy is not None:
+            parse_energy_source(self.energy)
 
 
 @dataclass(frozen=True)

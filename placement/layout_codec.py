@@ -18,6 +18,7 @@ Shape::
     [[sites]]
     name = "paris-1"             # [A-Za-z0-9][A-Za-z0-9._-]{0,62}
     location = "eu/fr/idf"       # labels [a-z0-9-]+, wide to narrow
+    energy = "file:/var/lib/maillage/energy.json"  # optional: its energy signal (placement/energy.py)
 
     [[nodes]]
     id = "n1"
@@ -70,7 +71,7 @@ _CAPACITY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 
 _TOP_KEYS = {"version", "partition_bits", "placement", "sites", "nodes", "policies"}
 _PLACEMENT_ABSENT = 1  # what a layout text without `placement` was placed with
-_SITE_KEYS = {"name", "location"}
+_SITE_KEYS = {"name", "location", "energy"}
 _NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
 _POLICY_KEYS = {"name", "allow", "replicas", "spread"}
 
@@ -172,7 +173,7 @@ def parse_layout(text: str) -> Layout:
         _unknown(raw, _SITE_KEYS, where)
         name = _required(raw, "name", where)
         loc = _location(_required(raw, "location", where), f"{where}.location")
-        sites.append(_build(where, partial(Site, name=name, location=loc)))
+        sites.append(_build(where, partial(Site, name=name, location=loc, energy=raw.get("energy"))))
 
     nodes = []
     for i, raw in enumerate(_entries(doc, "nodes")):
@@ -241,6 +242,8 @@ def format_layout(layout: Layout) -> str:
         out.append(f"placement = {layout.placement}")
     for site in layout.sites:
         out += ["", "[[sites]]", f"name = {_s(site.name)}", f"location = {_s(format_location(site.location))}"]
+        if site.energy is not None:  # a site without a source keeps its text byte for byte
+            out.append(f"energy = {_s(site.energy)}")
     for node in layout.nodes:
         out += [
             "",

@@ -256,12 +256,56 @@ class GcStats(_message.Message):
     chunks_removed: int
     def __init__(self, tombstones_removed: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
 
+class EnergyKind(_message.Message):
+    __slots__ = ("kind", "turns", "bytes", "green_bytes", "waits", "waiting", "joules", "green_joules")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    GREEN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAITS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    JOULES_FIELD_NUMBER: _ClassVar[int]
+    GREEN_JOULES_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    turns: int
+    bytes: int
+    green_bytes: int
+    waits: int
+    waiting: bool
+    joules: float
+    green_joules: float
+    def __init__(self, kind: _Optional[str] = ..., turns: _Optional[int] = ..., bytes: _Optional[int] = ..., green_bytes: _Optional[int] = ..., waits: _Optional[int] = ..., waiting: _Optional[bool] = ..., joules: _Optional[float] = ..., green_joules: _Optional[float] = ...) -> None: ...
+
+class EnergyStatus(_message.Message):
+    __slots__ = ("source", "state", "has_surplus", "surplus_w", "has_carbon", "carbon_g_per_kwh", "problem", "next_green", "kinds", "idle_w")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HAS_SURPLUS_FIELD_NUMBER: _ClassVar[int]
+    SURPLUS_W_FIELD_NUMBER: _ClassVar[int]
+    HAS_CARBON_FIELD_NUMBER: _ClassVar[int]
+    CARBON_G_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    NEXT_GREEN_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_W_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    state: str
+    has_surplus: bool
+    surplus_w: float
+    has_carbon: bool
+    carbon_g_per_kwh: float
+    problem: str
+    next_green: float
+    kinds: _containers.RepeatedCompositeFieldContainer[EnergyKind]
+    idle_w: float
+    def __init__(self, source: _Optional[str] = ..., state: _Optional[str] = ..., has_surplus: _Optional[bool] = ..., surplus_w: _Optional[float] = ..., has_carbon: _Optional[bool] = ..., carbon_g_per_kwh: _Optional[float] = ..., problem: _Optional[str] = ..., next_green: _Optional[float] = ..., kinds: _Optional[_Iterable[_Union[EnergyKind, _Mapping]]] = ..., idle_w: _Optional[float] = ...) -> None: ...
+
 class GetStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("info", "peers", "repair", "scrub", "gc", "capacity", "disk_total", "disk_free", "node_state")
+    __slots__ = ("info", "peers", "repair", "scrub", "gc", "capacity", "disk_total", "disk_free", "node_state", "energy")
     INFO_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     REPAIR_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +315,7 @@ class NodeStatus(_message.Message):
     DISK_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DISK_FREE_FIELD_NUMBER: _ClassVar[int]
     NODE_STATE_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
     info: NodeInfo
     peers: _containers.RepeatedCompositeFieldContainer[PeerView]
     repair: RepairProgress
@@ -280,7 +325,8 @@ class NodeStatus(_message.Message):
     disk_total: int
     disk_free: int
     node_state: str
-    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., repair: _Optional[_Union[RepairProgress, _Mapping]] = ..., scrub: _Optional[_Union[ScrubStats, _Mapping]] = ..., gc: _Optional[_Union[GcStats, _Mapping]] = ..., capacity: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_free: _Optional[int] = ..., node_state: _Optional[str] = ...) -> None: ...
+    energy: EnergyStatus
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., repair: _Optional[_Union[RepairProgress, _Mapping]] = ..., scrub: _Optional[_Union[ScrubStats, _Mapping]] = ..., gc: _Optional[_Union[GcStats, _Mapping]] = ..., capacity: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_free: _Optional[int] = ..., node_state: _Optional[str] = ..., energy: _Optional[_Union[EnergyStatus, _Mapping]] = ...) -> None: ...
 
 class RepairRequest(_message.Message):
     __slots__ = ("start_round_now",)

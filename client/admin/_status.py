@@ -37,6 +37,17 @@ def repair_fields(pr: pb.RepairProgress) -> dict[str, Any]:
             "eta_seconds": pr.eta_seconds, "handoff_items": pr.handoff_items}
 
 
+def energy_fields(e: pb.EnergyStatus) -> dict[str, Any]:
+    """A node's EnergyStatus as a plain dict: its site's signal and what its background work did."""
+    return {"source": e.source or "none", "state": e.state or "unknown",
+            "surplus_w": e.surplus_w if e.has_surplus else None,
+            "carbon_g_per_kwh": e.carbon_g_per_kwh if e.has_carbon else None,
+            "problem": e.problem, "next_green": e.next_green or None, "idle_w": e.idle_w,
+            "kinds": {k.kind: {"turns": k.turns, "bytes": k.bytes, "green_bytes": k.green_bytes, "waits": k.waits,
+                               "waiting": k.waiting, "joules": k.joules, "green_joules": k.green_joules}
+                      for k in e.kinds}}
+
+
 def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str, Any]]:
     seen = mesh_views(answers)
     rows: list[dict[str, Any]] = []
@@ -54,6 +65,7 @@ def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str
                 repair=repair_fields(reply.repair),
                 scrub={"frames_checked": reply.scrub.frames_checked, "corrupt_found": reply.scrub.corrupt_found,
                        "passes": reply.scrub.passes_completed},
-                gc={"tombstones_removed": reply.gc.tombstones_removed, "chunks_removed": reply.gc.chunks_removed})
+                gc={"tombstones_removed": reply.gc.tombstones_removed, "chunks_removed": reply.gc.chunks_removed},
+                energy=energy_fields(reply.energy))
         rows.append(row)
     return rows

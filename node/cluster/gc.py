@@ -4,6 +4,9 @@ It runs in its own loop, every `--gc-interval`, not inside repair rounds: a pass
 eligible for a policy for all the chunks its manifests reference, which is far more work than a
 repair round that finds nothing to copy. (Expired tombstones are dropped by repair, group by group,
 since that needs the owners' listings repair compares anyway.)
+
+A pass is deferrable work (`maillage.node.energy`): it waits for a turn before it starts, and stops
+between two policies on a shed order; a pass is due within a day of the last one whatever the energy.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler, Job
 from maillage.node.errors import NodeError
 from maillage.node.replicas.transport import Peers
 from maillage.node.runtime.background import BackgroundLoop
@@ -33,7 +38,7 @@ class ChunkCollector(BackgroundLoop):
     task_name = "chunk-gc"
 
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *, is_up: Callable[[str], bool],
-                 grace: float, interval: float, clock: Clock = SYSTEM_CLOCK) -> None:
+                 grace: float, interval: float, clock: Clock = SYSTEM_CLOCK, job: Job | None = None) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
@@ -41,11 +46,14 @@ class ChunkCollector(BackgroundLoop):
         self._grace = grace
         self._interval = interval
         self._clock = clock
+        self._job = job or EnergyScheduler(None, clock=clock).job(Kind.GC)
         self.stats = GcStats()
 
     async def _loop(self) -> None:
         await self._clock.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
         while True:
+            self._job.open()
+            await self._job.turn()  # waits while deferred
             try:
                 await self.collect()
             except NodeError as err:
@@ -66,6 +74,9 @@ class ChunkCollector(BackgroundLoop):
         local = self._peers.local
         cutoff = int((self._clock.time() - self._grace) * 1000)
         for policy in layout.policies:
+            if not self._job.allowed():  # a shed order (or a grey window) between two policies
+                log.info("chunk GC pass paused by the site's energy state; the next pass goes on")
+                return
             candidates = await local.old_holdings(policy.name, cutoff)
             if not candidates:
                 continue
@@ -84,3 +95,4 @@ class ChunkCollector(BackgroundLoop):
                 self.stats.chunks_removed += len(garbage)
                 log.info("chunk GC: removed %d unreferenced chunk(s) of %s", len(garbage), policy.name)
         self.stats.passes_completed += 1
+        self._job.close()

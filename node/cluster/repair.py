@@ -18,6 +18,15 @@ Copies go through a token bucket (`rate` bytes/s, `ratelimit.py`) so repair neve
 traffic. Expired tombstones are dropped once every owner holds the same one or none (see
 `_expire`); chunks no live manifest references any more are removed by the chunk GC (`gc.py`), in
 a loop of its own. The rules deciding what moves are pure functions in `antientropy.py`.
+
+Energy (`maillage.node.energy`): an owner pulling what it lacks restores a copy its partition is
+short of, which is urgent and never waits. Hand-back (pushing to owners, then dropping the copy held
+here) is deferrable where the data is at R already, counting this copy; an item fewer than R nodes
+hold (this one and the owners that answered with it) is pushed at once whatever the energy
+(`short_of_copies`). Deferred hand-back and tombstone expiry are skipped by a round while the site's
+energy state defers them (a shed order, a grey window with slack), and a push stops between two
+chunks; a later round, or the one the scheduler triggers when green or unknown returns, goes on. A
+round never waits for energy, so urgent work is never held up.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from functools import partial
 from typing import Any
 
 from maillage.node.data.bucket_records import Catalog, majority
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.errors import NodeError, NoSuchBucket
 from maillage.node.replicas.antientropy import (
     IndexEntry,
@@ -40,6 +51,7 @@ from maillage.node.replicas.antientropy import (
     droppable_tombstones,
     entries_to_pull,
     entries_to_push,
+    short_of_copies,
 )
 from maillage.node.replicas.quorum import effective_replicas
 from maillage.node.replicas.replica import Replica, put_manifest_teaching
@@ -81,7 +93,8 @@ class Repairer(BackgroundLoop):
     def __init__(self, node_id: str, peers: Peers, layout: LayoutState, *,
                  is_up: Callable[[str], bool], is_out: Callable[[str], bool],
                  interval: float, rate: float, tombstone_grace: float,
-                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
+                 energy: EnergyScheduler | None = None) -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
@@ -105,10 +118,18 @@ class Repairer(BackgroundLoop):
         self._owners_key: tuple[int, tuple[str, ...]] | None = None  # what `_owners` was worked out for
         self._owners: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._mine: dict[str, tuple[int, ...]] = {}
+        self._moved: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition -> owners before
+        self._left: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition it took away -> owners before
+        self._moves_seen = False  # a rebalance pull was due this round
         self.residency_violations = 0  # chunk partitions held here of policies this node is outside of
         self._transfers = asyncio.Semaphore(TRANSFERS)
         self._catalog = Catalog(peers, layout, clock, is_up=is_up)  # where bucket records rest
         self._listed: set[tuple[str, str]] = set()  # records entered in their tenant's list by this run
+        energy = energy or EnergyScheduler(None, clock=clock)
+        self._urgent = energy.job(Kind.URGENT_REPAIR, rate=rate)
+        self._handback = energy.job(Kind.HAND_BACK, rate=rate)
+        self._rebalance = energy.job(Kind.REBALANCE, rate=rate)
+        self._gc = energy.job(Kind.GC)
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -257,13 +278,43 @@ class Repairer(BackgroundLoop):
         layout = self._layout.current
         key = (layout.version, tuple(n.id for n in layout.nodes if self._is_out(n.id)))
         if self._owners_key != key:
+            before, before_mine = self._owners, self._mine
+            new_version = self._owners_key is not None and self._owners_key[0] != layout.version
             self._owners = {name: tuple(effective_replicas(table, p, self._is_out, self._site_of)
                                         for p in range(len(table)))
                             for name, table in tables.items()}
             self._mine = {name: tuple(p for p, owners in enumerate(all_owners) if self.node_id in owners)
                           for name, all_owners in self._owners.items()}
+            if new_version:  # a layout change: what it gave this node is a rebalance (see _moving)
+                self._moved, self._left = {}, {}
+                for name, mine in self._mine.items():
+                    if name not in before or len(before[name]) != len(self._owners[name]):
+                        continue
+                    had, r = set(before_mine.get(name, ())), tables[name].policy.replicas
+                    self._moved[name] = {p: before[name][p] for p in mine if p not in had and len(before[name][p]) >= r}
+                    kept = set(mine)
+                    self._left[name] = {p: before[name][p] for p in had if p not in kept}
             self._owners_key = key
         return self._owners
+
+    def _fellows_before(self, group: SyncGroup, owners: tuple[str, ...]) -> int:
+        """Other nodes up that owned a chunk partition with this node before the last layout change
+        took it away, and own it no more: they hold what this node holds (repair kept the owners
+        alike), and hand it back before dropping it, as this node does."""
+        if group.is_index:
+            return 0
+        before = self._left.get(group.policy, {}).get(group.partition, ())
+        return sum(1 for o in before if o != self.node_id and o not in owners and self._is_up(o))
+
+    def _moving(self, group: SyncGroup) -> bool:
+        """Whether pulling `group` here is a rebalance, not a repair: a chunk partition the last
+        layout change gave this node, whose owners before the change (R of them) are all up: the
+        data rests on R nodes already and only moves (deferrable, a day). Anything else an owner
+        lacks is short of a copy (urgent)."""
+        if group.is_index:
+            return False
+        before = self._moved.get(group.policy, {}).get(group.partition)
+        return before is not None and all(self._is_up(o) for o in before if o != self.node_id)
 
     def partition_health(self) -> dict[str, tuple[int, int]]:
         """policy -> (partitions this node owns, those with an owner it does not see up), by the
@@ -365,11 +416,20 @@ class Repairer(BackgroundLoop):
                 if o != self.node_id and self._is_up(o):
                     by_peer.setdefault(o, []).append(group)
         mine = dict(zip(plan.owned, await self._peers.local.sync_summaries(list(plan.owned))))
+        self._moves_seen = False
         await asyncio.gather(*(bounded(self._sync_with(peer, groups, mine, plan))
                                for peer, groups in by_peer.items()))
         pr.groups_done = len(plan.owned)
+        if self._moves_seen:
+            self._rebalance.open()
+        else:
+            self._rebalance.close()
+        if plan.foreign:
+            self._handback.open()
+        else:
+            self._handback.close()
         await asyncio.gather(*(bounded(self._hand_back(g, owners, plan)) for g, owners in plan.foreign.items()))
-        if self._expiry_pending or self._clock.monotonic() >= self._next_expiry:
+        if (self._expiry_pending or self._clock.monotonic() >= self._next_expiry) and self._gc.allowed():
             self._next_expiry = self._clock.monotonic() + self._expire_every
             self._expiry_pending = False
             await asyncio.gather(*(bounded(self._expire(g, owners, plan)) for g, owners in plan.owned.items()
@@ -388,6 +448,11 @@ class Repairer(BackgroundLoop):
                                         len(plan.owned))
 
         async def pull(group: SyncGroup) -> None:
+            moving = self._moving(group)
+            if moving:
+                self._moves_seen = True
+                if not self._rebalance.allowed():
+                    return  # deferred by the site's energy state: a later round moves it
             try:
                 await self._pull(peer, group, plan)
             except (NodeError, StorageError) as err:
@@ -397,6 +462,7 @@ class Repairer(BackgroundLoop):
 
     async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
         remote = self._peers.replica(peer)
+        job = self._rebalance if self._moving(group) else self._urgent
         local = self._peers.local
         theirs = await remote.sync_listing(group)
         ours = await local.sync_listing(group)
@@ -413,6 +479,7 @@ class Repairer(BackgroundLoop):
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
+                    await job.turn(len(frame))  # counted (a rebalance was let run before its pull)
                     await self._limiter.take(len(frame))
                     await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
@@ -461,17 +528,37 @@ class Repairer(BackgroundLoop):
                 await self._hand_back_record(plan.buckets[group.bucket])
             return
         self.progress.handoff_items += len(ours)
+        table = self._layout.table(group.policy)
         confirmed = True
+        listings: dict[str, list[Any]] = {}
         for owner in owners:
             if not self._is_up(owner):
                 confirmed = False
                 continue
             try:
-                await self._push(owner, group, ours, plan)
+                listings[owner] = await self._peers.replica(owner).sync_listing(group)
             except NodeError as err:
                 log.info("hand-back of %s to %s: %s", group, owner, err)
                 confirmed = False
-        table = self._layout.table(group.policy)
+        wanted: dict[str, list[Any]] = {
+            o: chunks_missing(ours, theirs) if not group.is_index else entries_to_push(ours, theirs)
+            for o, theirs in listings.items()}
+        deferred = not self._handback.allowed()
+        if deferred:  # the energy state defers hand-back: only items short of R go now (urgent)
+            def key(item: Any) -> Any:
+                return item.key if group.is_index else item
+            short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
+                                    table.policy.replicas, self._fellows_before(group, owners))
+            wanted = {o: [x for x in w if key(x) in short] for o, w in wanted.items()}
+            if not any(wanted.values()):
+                return  # every item is at R counting this copy: a later round hands it back
+            confirmed = False  # nothing is dropped here while deferred
+        for owner, items in wanted.items():
+            try:
+                await self._push(owner, group, items, plan, urgent=deferred)
+            except NodeError as err:
+                log.info("hand-back of %s to %s: %s", group, owner, err)
+                confirmed = False
         if confirmed and len(owners) >= table.policy.replicas:
             if group.is_index:
                 await local.drop_index_entries(group.bucket, ours, group.generation)
@@ -480,19 +567,24 @@ class Repairer(BackgroundLoop):
             self.progress.handoff_items -= len(ours)
             log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
 
-    async def _push(self, owner: str, group: SyncGroup, ours: list[Any], plan: Plan) -> None:
+    async def _push(self, owner: str, group: SyncGroup, items: list[Any], plan: Plan, *, urgent: bool) -> None:
+        """Send `items` (chunk digests, or index entries) that `owner` lacks; a deferrable push stops
+        between two chunks when the energy state turns to defer it."""
         remote = self._peers.replica(owner)
         local = self._peers.local
-        theirs = await remote.sync_listing(group)
+        job = self._urgent if urgent else self._handback
         if not group.is_index:
-            for digest in chunks_missing(ours, theirs):
+            for digest in items:
+                if not urgent and not self._handback.allowed():
+                    raise NodeError("hand-back paused by the site's energy state")
                 frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
+                await job.turn(len(frame))
                 await self._limiter.take(len(frame))
                 await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))
             return
         record = plan.buckets[group.bucket]
-        for entry in entries_to_push(ours, theirs):
+        for entry in items:
             m = await local.get_manifest(group.bucket, entry.key, group.generation)
             if m is not None:
                 await self._copy_manifest(m, record, remote, group, entry.key)

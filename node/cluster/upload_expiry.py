@@ -5,7 +5,8 @@ uploads behind. A node aborts an upload older than the expiry when it is next na
 `MultipartUploads`), and this loop sweeps the buckets for the ones nobody names again. It runs on
 every node, S3 port or not: uploads are the mesh's, not one door's; each node sweeps the buckets it
 is the first record owner of (`Coordinator.led_buckets`), so together they sweep each bucket once
-and none asks every node.
+and none asks every node. A sweep is deferrable work (`maillage.node.energy`): it waits for a turn and
+stops between two buckets on a shed order; a sweep is due within a day of the last.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import random
 
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.multipart import MultipartUploads
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler, Job
 from maillage.node.errors import NodeError
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
@@ -37,18 +40,21 @@ class UploadExpiry(BackgroundLoop):
 
     def __init__(self, coordinator: Coordinator, uploads: MultipartUploads, expiry: float = DEFAULT_UPLOAD_EXPIRY,
                  *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, job: Job | None = None) -> None:
         self._coordinator = coordinator
         self._uploads = uploads
         self.expiry = expiry
         self._interval = interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0)
         self._clock = clock
         self._rng = rng or random.Random()
+        self._job = job or EnergyScheduler(None, clock=clock).job(Kind.EXPIRY)
         self.aborted = 0
 
     async def _loop(self) -> None:
         while True:
             await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
+            self._job.open()
+            await self._job.turn()  # waits while deferred
             try:
                 await self.sweep()
             except Exception:  # a sweep must never kill the loop; the next one retries
@@ -58,6 +64,9 @@ class UploadExpiry(BackgroundLoop):
         """One pass over the buckets this node leads; returns how many uploads it aborted."""
         aborted = 0
         for record in await self._coordinator.led_buckets():
+            if not self._job.allowed():  # a shed order between two buckets: the next sweep goes on
+                self.aborted += aborted
+                return aborted
             try:
                 aborted += await self._uploads.expire_uploads(record, self.expiry)
             except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
@@ -66,4 +75,5 @@ class UploadExpiry(BackgroundLoop):
         if aborted:
             log.info("aborted %d multipart upload(s) older than %g s", aborted, self.expiry)
         self.aborted += aborted
+        self._job.close()
         return aborted

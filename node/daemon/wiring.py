@@ -22,6 +22,8 @@ from maillage.node.cluster.scrub import Scrubber
 from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
@@ -34,6 +36,7 @@ from maillage.node.service.territory import Territory
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
+from maillage.placement.energy import EnergySource, parse_energy_source
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT
@@ -72,6 +75,15 @@ class Timings:
 
 def _no_naming_key(_tenant: str, _policy: str) -> None:
     return None
+
+
+def _declared_energy(layout: LayoutState, node_id: str) -> Callable[[], EnergySource | None]:
+    """The energy source the node's site declares in the layout it holds now."""
+    def declared() -> EnergySource | None:
+        current = layout.current
+        spec = current.site(current.node(node_id).site).energy
+        return None if spec is None else parse_energy_source(spec)
+    return declared
 
 
 class Node:
@@ -116,16 +128,22 @@ class Node:
         # behind (or ahead of) client traffic on one connection, and their early failures never
         # put client connections into reconnect backoff.
         self.repair_peers = Peers(self.local, transport_for())
+        # The site's energy signal and the turns of deferrable work (scrub, GC, expiry, hand-back).
+        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock)
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
-                                 rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng)
+                                 rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,
+                                 energy=self.energy)
         self.detector.on_recovered = lambda _node_id: self.repairer.trigger()
+        self.energy.on_resume.append(self.repairer.trigger)  # hand-back deferred by energy goes on
         self.collector = ChunkCollector(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
-                                        grace=t.gc_grace, interval=t.gc_period, clock=clock)
+                                        grace=t.gc_grace, interval=t.gc_period, clock=clock,
+                                        job=self.energy.job(Kind.GC))
         self.scrubber = Scrubber(self.local, rate=t.scrub_rate, interval=t.scrub_interval,
-                                 on_corrupt=self.repairer.trigger, clock=clock)
+                                 on_corrupt=self.repairer.trigger, clock=clock,
+                                 job=self.energy.job(Kind.SCRUB, rate=t.scrub_rate))
         self.upload_expiry = UploadExpiry(self.coordinator, self.service.uploads, t.upload_expiry, clock=clock,
-                                          rng=rng)
+                                          rng=rng, job=self.energy.job(Kind.EXPIRY))
 
     def metrics_sources(self, version: str) -> Sources:
         """What the metrics collector reads of this node (`maillage.node.metrics.state`, imported
@@ -133,11 +151,12 @@ class Node:
         from maillage.node.metrics.state import Sources
 
         return Sources(self.node_id, version, self.layout, self.access, self.local, self.detector,
-                       self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock)
+                       self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock,
+                       energy=self.energy)
 
     @property
     def background(self) -> tuple[BackgroundLoop, ...]:
-        return self.gossip, self.repairer, self.collector, self.scrubber, self.upload_expiry
+        return self.energy, self.gossip, self.repairer, self.collector, self.scrubber, self.upload_expiry
 
     def start_background(self) -> None:
         for loop in self.background:

@@ -96,6 +96,23 @@ SPECS: tuple[Spec, ...] = (
     Spec("maillage_scrub_passes", "counter", "Scrub passes over every frame completed."),
     Spec("maillage_gc_passes", "counter", "Chunk GC passes completed."),
     Spec("maillage_gc_chunks_removed", "counter", "Unreferenced chunks removed by GC."),
+    # --- the site's energy signal and the background work it schedules (node/energy)
+    Spec("maillage_energy_state", "gauge", "1 for the state of the site's energy signal as this node reads it "
+         "(unknown, green, grey, shed), 0 for the others.", ("state",)),
+    Spec("maillage_energy_surplus_watts", "gauge", "The site's local surplus (production minus load), when known."),
+    Spec("maillage_energy_carbon_grams_per_kwh", "gauge", "The grid's carbon intensity at the site, when known."),
+    Spec("maillage_background_bytes", "counter", "Bytes moved or read by background work, by kind "
+         "(urgent-repair, hand-back, scrub, gc, expiry).", ("kind",)),
+    Spec("maillage_background_green_bytes", "counter", "Of those, bytes moved in a green window (or with the "
+         "energy unknown).", ("kind",)),
+    Spec("maillage_background_energy_joules", "counter", "Estimated energy of background work by kind "
+         "(the node's power model: joules per byte read, written and sent).", ("kind",)),
+    Spec("maillage_background_green_energy_joules", "counter", "Of it, in green windows (or with the energy "
+         "unknown).", ("kind",)),
+    Spec("maillage_background_waits", "counter", "Times background work of a kind was told to wait "
+         "(shed order, grey window).", ("kind",)),
+    Spec("maillage_background_deferred", "gauge", "1 while background work of a kind is deferred by the "
+         "site's energy state.", ("kind",)),
     # --- peers, as this node sees them
     Spec("maillage_peers", "gauge", "Other nodes of the layout by the state this node sees them in.", ("state",)),
     Spec("maillage_peer_up", "gauge", "1 when this node sees the peer up, 0 when suspected or down.", ("peer",)),

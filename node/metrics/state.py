@@ -20,6 +20,8 @@ from maillage.node.cluster.detector import FailureDetector, PeerState
 from maillage.node.cluster.gc import ChunkCollector
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
+from maillage.node.energy.scheduler import EnergyScheduler
+from maillage.node.energy.signal import State
 from maillage.node.metrics.registry import spec
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.budget import UploadBudget
@@ -48,6 +50,7 @@ class Sources:
     certificate_expiry: float = 0.0                       # unix seconds; 0: no certificate (plaintext)
     deadline_ended: Callable[[], int] = lambda: 0         # gRPC calls ended by the port's deadlines
     s3_connections: Callable[[], tuple[int, int]] | None = field(default=None)  # (open, refused)
+    energy: EnergyScheduler | None = None
 
 
 def node_labels(layout: LayoutState, node_id: str) -> dict[str, str]:
@@ -74,6 +77,11 @@ def _counter(name: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(s.name, s.help, value=value)
 
 
+def _labelled_counter(name: str) -> CounterMetricFamily:
+    s = spec(name)
+    return CounterMetricFamily(s.name, s.help, labels=s.labels)
+
+
 class StateCollector(Collector):
     def __init__(self, sources: Sources) -> None:
         self.s = sources
@@ -87,6 +95,7 @@ class StateCollector(Collector):
         yield from self._disk()
         yield from self._placement()
         yield from self._background()
+        yield from self._energy()
         yield from self._peers()
         yield from self._refusals()
 
@@ -151,6 +160,34 @@ class StateCollector(Collector):
         gc = s.collector.stats
         yield _counter("maillage_gc_passes", gc.passes_completed)
         yield _counter("maillage_gc_chunks_removed", gc.chunks_removed)
+
+    def _energy(self) -> Iterator[Metric]:
+        e = self.s.energy
+        if e is None:
+            return
+        state = _gauge("maillage_energy_state")
+        for st in State:
+            state.add_metric([st.value], 1 if e.state is st else 0)
+        yield state
+        now = e.signal.now
+        # unknown: the series has no sample (never a made-up 0)
+        yield _gauge("maillage_energy_surplus_watts", None if now is None else now.surplus_w)
+        yield _gauge("maillage_energy_carbon_grams_per_kwh", None if now is None else now.carbon)
+        families = {name: _labelled_counter(name) for name in
+                    ("maillage_background_bytes", "maillage_background_green_bytes", "maillage_background_waits",
+                     "maillage_background_energy_joules", "maillage_background_green_energy_joules")}
+        deferred = _gauge("maillage_background_deferred")
+        for kind, job in sorted(e.jobs.items(), key=lambda kv: kv[0].value):
+            done = job.stats
+            for name, value in (("maillage_background_bytes", done.bytes),
+                                ("maillage_background_green_bytes", done.green_bytes),
+                                ("maillage_background_waits", done.waits),
+                                ("maillage_background_energy_joules", done.joules),
+                                ("maillage_background_green_energy_joules", done.green_joules)):
+                families[name].add_metric([kind.value], value)
+            deferred.add_metric([kind.value], 1 if done.waiting else 0)
+        yield from families.values()
+        yield deferred
 
     def _peers(self) -> Iterator[Metric]:
         s = self.s

@@ -8,12 +8,16 @@ back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import blake3
 
 from maillage.storage import BucketRecord, Manifest
+
+_K = TypeVar("_K", bound=Hashable)
 
 __all__ = ["SyncGroup", "IndexEntry", "listing_digest", "Plan", "Progress",
            "chunks_missing", "entries_to_pull", "entries_to_push", "droppable_tombstones"]
@@ -123,6 +127,16 @@ def entries_to_push(ours: Sequence[IndexEntry], theirs: Sequence[IndexEntry]) ->
     """Our entries an owner lacks or holds older (hand-back)."""
     have = {e.key: e.order for e in theirs}
     return [e for e in ours if have.get(e.key, (-1, "")) < e.order]
+
+
+def short_of_copies(ours: Iterable[_K], wanted: Mapping[str, Collection[_K]], replicas: int,
+                    also_held: int = 0) -> set[_K]:
+    """Items held here (a non-owner) that fewer than `replicas` nodes hold, counting this copy, each
+    owner that answered without wanting it (an owner that did not answer holds nothing, to be safe)
+    and `also_held` other nodes known to hold every item (fellow owners before a layout change).
+    Handing these back is urgent; the rest is at R already and may wait (energy)."""
+    wants = Counter(item for items in wanted.values() for item in set(items))
+    return {item for item in ours if len(wanted) - wants[item] + 1 + also_held < replicas}
 
 
 def droppable_tombstones(expired: Sequence[IndexEntry],

@@ -9,6 +9,7 @@ from typing import Any
 from maillage.node.cluster.gc import GcStats
 from maillage.node.cluster.scrub import ScrubStats
 from maillage.node.data.coordinator import Upload
+from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
 from maillage.node.replicas.replica import BucketInventory
 from maillage.node.replicas.transport import MAX_NEWS, Heartbeat, PeerView, Suspicion
@@ -178,6 +179,23 @@ def scrub_stats_to_pb(s: ScrubStats) -> pb.ScrubStats:
 
 def gc_stats_to_pb(repair: Progress, gc: GcStats) -> pb.GcStats:
     return pb.GcStats(tombstones_removed=repair.tombstones_removed, chunks_removed=gc.chunks_removed)
+
+
+def energy_to_pb(e: EnergyScheduler) -> pb.EnergyStatus:
+    now = e.signal.now
+    msg = pb.EnergyStatus(source=e.source.kind if e.source is not None else "none", state=e.state.value,
+                          problem=e.signal.problem, next_green=e.signal.next_green(e.green_carbon) or 0.0,
+                          idle_w=e.power.idle_w)
+    if now is not None and now.surplus_w is not None:
+        msg.has_surplus, msg.surplus_w = True, now.surplus_w
+    if now is not None and now.carbon is not None:
+        msg.has_carbon, msg.carbon_g_per_kwh = True, now.carbon
+    msg.kinds.extend(pb.EnergyKind(kind=kind.value, turns=job.stats.turns, bytes=job.stats.bytes,
+                                   green_bytes=job.stats.green_bytes, waits=job.stats.waits,
+                                   waiting=job.stats.waiting, joules=job.stats.joules,
+                                   green_joules=job.stats.green_joules) for kind, job in sorted(e.jobs.items(),
+                                                                                       key=lambda kv: kv[0].value))
+    return msg
 
 
 def access_doc_to_pb(doc: LayoutDoc) -> pb.AccessDoc:

@@ -18,6 +18,7 @@ from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
 from maillage.node.data.coordinator import StreamEnd, UploadStream
+from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.errors import InvalidRequest
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.rpc import convert
@@ -50,8 +51,10 @@ class ClusterServicer(rpc.ClusterServicer):
 
     def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, access: AccessState,
                  gossip: Gossip, detector: FailureDetector, repairer: Repairer, scrubber: Scrubber,
-                 collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK) -> None:
+                 collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK,
+                 energy: EnergyScheduler | None = None) -> None:
         self._local = local
+        self._energy = energy
         self._layout = layout
         self._signed = signed
         self._access = access
@@ -135,7 +138,8 @@ class ClusterServicer(rpc.ClusterServicer):
             repair=convert.progress_to_pb(pr, self._clock.monotonic()),
             scrub=convert.scrub_stats_to_pb(self._scrubber.stats),
             gc=convert.gc_stats_to_pb(pr, self._collector.stats),
-            capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value)
+            capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value,
+            energy=convert.energy_to_pb(self._energy) if self._energy is not None else None)
 
     @grpc_errors
     async def Repair(self, request, context):

@@ -55,6 +55,15 @@ def test_demo_once_keeps_france_only_data_in_france(tmp_path: Path):
             assert not (set(line.split()) & GERMAN_SITES), line
             assert line.rstrip().endswith("all 2 copies in eu/fr: OK"), line
 
+    # each site's energy state as its node reads it, and the work a grey or shed site defers
+    energy = out.split("\nenergy (simulated building signals")[1].split("\ndemo finished")[0]
+    rows = [line.split() for line in energy.splitlines()
+            if line.startswith("  ") and line.split()[1:2] == ["energy"] and not line.split()[0] == "site"]
+    states = {row[0]: row[2] for row in rows}
+    assert set(states) == FRENCH_SITES | GERMAN_SITES and set(states.values()) == {"green", "grey", "shed"}, energy
+    for row in rows:
+        assert ("deferred:" in row) == (row[2] != "green") and (row[2] == "green" or "gc" in row[-1]), row
+
     # independent of the demo's own check: no German node's files name a France-only key
     for site in GERMAN_SITES:
         node_dir = keep / "nodes" / site
