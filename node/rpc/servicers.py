@@ -274,7 +274,8 @@ class ObjectsServicer(rpc.ObjectsServicer):
 
     @grpc_errors
     async def DeleteObject(self, request, context):
-        return pb.DeleteObjectReply(version=await self._s.delete_object(current_caller(), request.bucket, request.key))
+        deleted = await self._s.delete_object(current_caller(), request.bucket, request.key)
+        return pb.DeleteObjectReply(version=deleted.version)
 
     @grpc_errors
     async def CopyObject(self, request, context):
