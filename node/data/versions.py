@@ -225,9 +225,11 @@ class Versions:
         return partial(self._stamp, bucket, state)
 
     async def _stamp(self, bucket: BucketRecord, state: str, manifest: Manifest) -> Manifest:
+        current = await self._before_new(bucket, manifest.key, state)
+        if current is not None and manifest.version <= current.version:  # a slot orders by its version
+            manifest = replace(manifest, version=await self._c.next_version(_settled(current)))
         slot = _new_slot(manifest.version, manifest.writer if state == ENABLED else None)
         stamped = replace(manifest, attributes=_with(manifest.attributes, version=slot))
-        await self._before_new(bucket, manifest.key, state)
         await self._c.write_manifest(bucket, replace(stamped, key=_slot_key(manifest.key, slot)))
         return stamped
 
