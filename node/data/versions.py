@@ -287,6 +287,8 @@ class Versions:
         """The current version was deleted: the newest remaining one becomes the key's again."""
         c = self._c
         newest = await anext(aiter(self._slots(bucket, key)), None)
+        if newest is not None:  # a listing's entry has no chunk list: the whole manifest
+            newest = await self._whole(bucket, key, newest[0])
         version = await c.next_version(_settled(current))
         if newest is None:
             m = Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="", deleted=True,
@@ -333,16 +335,19 @@ class Versions:
     async def _find(self, bucket: BucketRecord, key: str, vid: str) -> tuple[str, Manifest] | None:
         """The live slot of version `vid` (the null one is looked for among the key's versions)."""
         if vid == NULL:
-            async for slot, m in self._slots(bucket, key):
+            async for slot, _ in self._slots(bucket, key):
                 if slot.endswith(NULL):
-                    return slot, m
+                    return await self._whole(bucket, key, slot)
             return None
-        slot = _slot_of(vid)
+        return await self._whole(bucket, key, _slot_of(vid))
+
+    async def _whole(self, bucket: BucketRecord, key: str, slot: str) -> tuple[str, Manifest] | None:
+        """A slot's live manifest, read whole (chunk list, inline bytes) from the index replicas."""
         held = await self._c.latest(bucket, _slot_key(key, slot))
         return None if held is None or held.deleted else (slot, held)
 
     async def _slots(self, bucket: BucketRecord, key: str) -> AsyncIterator[tuple[str, Manifest]]:
-        """The live versions of `key`, newest first, page by page."""
+        """The live versions of `key`, newest first, page by page (as listed: without chunk lists)."""
         prefix = f"{VERSIONS}{key}{_SEP}"
         async for m in self._c.index_entries(bucket, prefix):
             if not m.deleted:
