@@ -172,6 +172,10 @@ def _check_versioned_key(key: str) -> None:
                          "(its versions are kept under a longer name)")
 
 
+async def _unversioned(manifest: Manifest) -> Manifest:
+    return replace(manifest, attributes=_with(manifest.attributes))
+
+
 def _settled(m: Manifest | None) -> asyncio.Future[Manifest | None]:
     done: asyncio.Future[Manifest | None] = asyncio.get_running_loop().create_future()
     done.set_result(m)
@@ -215,12 +219,12 @@ class Versions:
 
     # ----- writes ------------------------------------------------------------------------------
 
-    async def stamper(self, bucket: BucketRecord, key: str) -> Stamp | None:
+    async def stamper(self, bucket: BucketRecord, key: str) -> Stamp:
         """What a write of `key` (PUT, copy, completed upload) calls before its manifest is written
-        at the key: None on a never-versioned bucket."""
+        at the key (on a never-versioned bucket: a copy of a version loses the source's version id)."""
         state = await self.state(bucket)
         if not state:
-            return None
+            return _unversioned
         _check_versioned_key(key)
         return partial(self._stamp, bucket, state)
 

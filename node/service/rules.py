@@ -140,7 +140,8 @@ _SERVICES = {
                 "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
                 "Inventory"),
     "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
-                "CopyObject", "ListObjects", "ChunkKey"),
+                "CopyObject", "ListObjects", "ChunkKey", "PutBucketVersioning", "GetBucketVersioning",
+                "ListObjectVersions"),
 }
 #: gRPC method path -> the operation it is.
 GRPC_METHODS: Mapping[str, str] = {

@@ -233,3 +233,21 @@ def test_versions_rest_in_policy_and_gc_keeps_noncurrent_chunks(mesh) -> None:
         assert all(len(mesh.chunk_holders(r.digest)) >= 2 for r in new.chunks)
         assert await b.read("k") == b"new" * 2000
     run(scenario())
+
+
+def test_a_copy_into_an_unversioned_bucket_is_no_version(mesh) -> None:
+    async def scenario():
+        await mesh.create_bucket("docs", "france-only")
+        await mesh.create_bucket("plain", "france-only")
+        b = Bucket(mesh, "docs")
+        await b.state(ENABLED)
+        vid = version_id(await b.put("k", b"v1"))
+        await b.put("k", b"v2")
+        service = b.node.coordinator
+        source = await b.versions.get(await b.record(), "k", vid)
+        plain = await service.head_bucket("plain")
+        copied = await service.copy_object(await b.record(), "k", plain, "c", source=source,
+                                           stamp=await b.versions.stamper(plain, "c"))
+        assert version_id(copied) is None and copied.chunks == source.chunks and copied.inline == source.inline
+        assert await Bucket(mesh, "plain").all_versions() == [("c", "null", True, False)]
+    run(scenario())
