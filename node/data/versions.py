@@ -416,26 +416,30 @@ class Versions:
                 yield key, slot, m
 
     async def _unarchived(self, bucket: BucketRecord, prefix: str,
-                          after: tuple[str, str]) -> AsyncIterator[tuple[str, str, Manifest]]:
+                          after: tuple[str, str]) -> AsyncIterator[tuple[str, str, Manifest | None]]:
         """(key, "", manifest) of every object written before versioning and not replaced since (its
-        key's null version, kept at the key alone), with keys after `after`."""
+        key's null version, kept at the key alone), with keys after `after`; (key, "", None) for every
+        other key, so the merge walks this stream in step with the slots (never the whole bucket
+        ahead of them)."""
         start = max(after[0], past(validation.RESERVED_PREFIX))  # its null version sorts before its slots
         async for m in self._c.index_entries(bucket, prefix, start):
-            if not m.deleted and _slot_in(m) is None:
-                yield m.key, "", m
+            yield m.key, "", m if not m.deleted and _slot_in(m) is None else None
 
 
 async def _merged(a: AsyncIterator[tuple[str, str, Manifest]],
-                  b: AsyncIterator[tuple[str, str, Manifest]]) -> AsyncGenerator[tuple[str, str, Manifest], None]:
-    """Two ordered streams of (key, slot, manifest) as one, in (key, slot) order."""
+                  b: AsyncIterator[tuple[str, str, Manifest | None]],
+                  ) -> AsyncGenerator[tuple[str, str, Manifest], None]:
+    """Two ordered streams of (key, slot, manifest) as one, in (key, slot) order; an entry of `b`
+    without a manifest only moves it on."""
     x = await anext(a, None)
     y = await anext(b, None)
     while x is not None or y is not None:
-        if y is None or (x is not None and x[:2] <= y[:2]):
+        if y is None or (x is not None and x[:2] < y[:2]):
             assert x is not None
             yield x
             x = await anext(a, None)
         else:
-            yield y
+            if y[2] is not None:
+                yield y[0], y[1], y[2]
             y = await anext(b, None)
 

@@ -251,3 +251,33 @@ def test_a_copy_into_an_unversioned_bucket_is_no_version(mesh) -> None:
         assert version_id(copied) is None and copied.chunks == source.chunks and copied.inline == source.inline
         assert await Bucket(mesh, "plain").all_versions() == [("c", "null", True, False)]
     run(scenario())
+
+
+def test_a_listing_page_reads_pages_in_step_with_what_it_lists(mesh, monkeypatch) -> None:
+    """A page of versions walks the bucket's keys only as far as the versions it lists: never the
+    whole bucket ahead of them (a fully versioned bucket has no null version kept at its key alone)."""
+    from maillage.node.data import coordinator as coordinator_module
+    monkeypatch.setattr(coordinator_module, "LIST_PAGE", 4)
+
+    async def scenario():
+        await mesh.create_bucket("docs", "france-only")
+        b = Bucket(mesh, "docs")
+        await b.state(ENABLED)
+        for i in range(60):
+            await b.put(f"k{i:03d}", b"x")
+        c = b.node.coordinator
+        pages = []
+        merged = c._merged_page
+
+        async def counted(*args, **kwargs):
+            pages.append(args)
+            return await merged(*args, **kwargs)
+        monkeypatch.setattr(c, "_merged_page", counted)
+        listing = await b.listing(max_keys=2)
+        assert [v.manifest.key for v in listing.versions] == ["k000", "k001"] and listing.is_truncated
+        assert len(pages) <= 4, len(pages)  # a page of slots, a page of keys (and their next pages)
+        pages.clear()
+        listing = await b.listing(max_keys=2, key_marker="k040")
+        assert [v.manifest.key for v in listing.versions] == ["k041", "k042"]
+        assert len(pages) <= 4, len(pages)
+    run(scenario())
