@@ -239,6 +239,10 @@ class Coordinator:
         validation.check_bucket_name(name)
         return await self._catalog.get(name, policy)
 
+    def last_known_bucket(self, name: str) -> BucketRecord | None:
+        """The record this node last looked up for `name` (`Catalog.last_known`: a guess)."""
+        return self._catalog.last_known(name)
+
     async def find_bucket(self, name: str, policy: str | None = None) -> BucketRecord | None:
         """The bucket's record, None if there is none (`bucket_records.Catalog.find`)."""
         validation.check_bucket_name(name)

@@ -7,9 +7,10 @@ The model, kept simple for object lock and lifecycle to build on:
   bucket's own index under a reserved key (`SETTING`), written like any manifest: on the bucket's
   index replicas (the first R of its record owners), inside its policy, the newest HLC version
   wins, anti-entropy repairs it, and it is scoped by the generation (a re-created bucket starts
-  unversioned). The bucket record (name, generation, policy) never changes. A node caches a state
-  it read for `STATE_SECONDS` (the node that sets it knows at once), as S3 warns its own change
-  takes a while to reach every writer.
+  unversioned). The bucket record (name, generation, policy) never changes. Every write reads it
+  from the index replicas, never from a cache (the service layer reads it while the record's
+  owners are asked, `ObjectService._write_target`): a write that missed a change to Enabled would
+  replace the version it must keep.
 * **Every version** of a key is a manifest at `VERSIONS + key + "\\x01" + slot`. A slot is 16 hex
   digits of (2^64-1 - the version's HLC version) then a tag, the writer's (8 hex digits of the
   BLAKE3 of its node id) or `null`: a key's slots list newest first. A version id is the HLC
@@ -39,8 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -62,13 +62,11 @@ SETTING = validation.RESERVED_PREFIX + "versioning"  # the bucket's versioning s
 SLOT_ATTRIBUTE = "version"  # a version's slot, on its slot entry and on the key while it is current
 MARKER_ATTRIBUTE = "delete-marker"
 STATE_ATTRIBUTE = "versioning"
-STATE_SECONDS = 2.0
 _SEP = "\x01"
 _U64 = (1 << 64) - 1
 _VERSION_ID = re.compile(r"[0-9a-f]{24}|null")
 _TOP = "\U0010ffff"
 MAX_VERSIONED_KEY_BYTES = validation.MAX_KEY_BYTES - len(VERSIONS.encode()) - 1 - 24
-_STATES_HELD = 4096  # cached bucket states (a cache, not a table: cleared when full)
 
 
 
@@ -183,29 +181,18 @@ def _settled(m: Manifest | None) -> asyncio.Future[Manifest | None]:
 
 
 class Versions:
-    """Versioning on the coordinator's write path; holds nothing but a short cache of states."""
+    """Versioning on the coordinator's write path; holds no state."""
 
-    def __init__(self, coordinator: Coordinator, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, coordinator: Coordinator) -> None:
         self._c = coordinator
-        self._clock = clock
-        self._states: dict[tuple[str, str], tuple[float, str]] = {}
 
     # ----- the bucket's state ----------------------------------------------------------------
 
     async def state(self, bucket: BucketRecord) -> str:
-        """"" (never versioned), ENABLED or SUSPENDED."""
-        held = self._states.get((bucket.name, bucket.generation))
-        if held is not None and held[0] > self._clock():
-            return held[1]
+        """"" (never versioned), ENABLED or SUSPENDED, read from the index replicas (never cached: a
+        write that missed a change to Enabled would replace the version it should keep)."""
         m = await self._c.latest(bucket, SETTING)
-        state = "" if m is None or m.deleted else dict(m.attributes).get(STATE_ATTRIBUTE, "")
-        self._hold(bucket, state)
-        return state
-
-    def _hold(self, bucket: BucketRecord, state: str) -> None:
-        if len(self._states) >= _STATES_HELD:
-            self._states.clear()
-        self._states[(bucket.name, bucket.generation)] = (self._clock() + STATE_SECONDS, state)
+        return "" if m is None or m.deleted else dict(m.attributes).get(STATE_ATTRIBUTE, "")
 
     async def set_state(self, bucket: BucketRecord, state: str) -> None:
         if state not in (ENABLED, SUSPENDED):
@@ -215,14 +202,15 @@ class Versions:
         await c.write_newest(bucket, Manifest(bucket=bucket.name, key=SETTING, version=version, size=0, etag="",
                                               writer=c.node_id, generation=bucket.generation,
                                               attributes=((STATE_ATTRIBUTE, state),)))
-        self._hold(bucket, state)
 
     # ----- writes ------------------------------------------------------------------------------
 
-    async def stamper(self, bucket: BucketRecord, key: str) -> Stamp:
+    async def stamper(self, bucket: BucketRecord, key: str, state: str | None = None) -> Stamp:
         """What a write of `key` (PUT, copy, completed upload) calls before its manifest is written
-        at the key (on a never-versioned bucket: a copy of a version loses the source's version id)."""
-        state = await self.state(bucket)
+        at the key (on a never-versioned bucket: a copy of a version loses the source's version id).
+        `state`: the bucket's, when the caller read it already."""
+        if state is None:
+            state = await self.state(bucket)
         if not state:
             return _unversioned
         _check_versioned_key(key)
@@ -251,13 +239,15 @@ class Versions:
                     await self._c.write_tombstone(bucket, _slot_key(key, slot), m)
         return current
 
-    async def delete(self, bucket: BucketRecord, key: str, vid: str | None = None) -> Deleted:
+    async def delete(self, bucket: BucketRecord, key: str, vid: str | None = None, *,
+                     state: str | None = None) -> Deleted:
         """DELETE of a key: a delete marker on a versioned bucket, the version `vid` removed when named,
-        the key's tombstone on a never-versioned bucket."""
+        the key's tombstone on a never-versioned bucket. `state`: the bucket's, if read already."""
         validation.check_key(key)
         if vid is not None:
             return await self._delete_version(bucket, key, check_version_id(vid))
-        state = await self.state(bucket)
+        if state is None:
+            state = await self.state(bucket)
         if not state:
             return Deleted(None, False, await self._c.delete_object(bucket, key))
         _check_versioned_key(key)

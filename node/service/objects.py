@@ -13,6 +13,7 @@ any byte of the request; `route` tells a door beforehand where to send such a re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 
@@ -129,28 +130,49 @@ class ObjectService:
             return record, await self.versions.get(record, key, version_id)
         return record, await self.versions.current(record, key)
 
+    async def _write_target(self, caller: Caller, operation: str, bucket: str) -> tuple[BucketRecord, str]:
+        """The bucket's record, checked for a write, and its versioning state read from its index
+        replicas (never cached). The state is read while the record's owners are asked again, with
+        the record this node last knew, so a write of a bucket it knows pays no round trip for it."""
+        known = self.coordinator.last_known_bucket(bucket)
+        early = None
+        if known is not None and self._territory.inside(known.policy):
+            early = asyncio.ensure_future(self.versions.state(known))
+            early.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved if unused
+        try:
+            record = await self.bucket(caller, operation, bucket)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
+        if early is not None and known == record:
+            return record, await early
+        if early is not None:
+            early.cancel()
+        return record, await self.versions.state(record)
+
     async def put_object(self, caller: Caller, bucket: str, upload: Upload, body: UploadStream, *,
                          check: Callable[[Manifest | None], None] | None = None) -> tuple[Manifest, list[str]]:
         """Store an object; `check(current version or None)` may refuse it first (a conditional PUT)."""
-        record = await self.bucket(caller, "PutObject", bucket)
+        record, state = await self._write_target(caller, "PutObject", bucket)
         if check is not None:
             try:
                 current: Manifest | None = await self.coordinator.head_object(record, upload.key)
             except NoSuchKey:
                 current = None
             check(current)
-        stamp = await self.versions.stamper(record, upload.key)
+        stamp = await self.versions.stamper(record, upload.key, state)
         return await self.coordinator.put_object(record, upload, body, stamp=stamp)
 
     async def delete_object(self, caller: Caller, bucket: str, key: str, version_id: str | None = None) -> Deleted:
         """Delete the key (a delete marker on a versioned bucket), or its version `version_id`."""
-        record = await self.bucket(caller, "DeleteObject", bucket)
-        return await self.versions.delete(record, key, version_id)
+        record, state = await self._write_target(caller, "DeleteObject", bucket)
+        return await self.versions.delete(record, key, version_id, state=state)
 
     async def delete_objects(self, caller: Caller, bucket: str) -> Callable[[str, str | None], Awaitable[Deleted]]:
         """For DeleteObjects: the bucket checked once, then a function deleting one key (or version) of it."""
-        record = await self.bucket(caller, "DeleteObjects", bucket)
-        return partial(self.versions.delete, record)
+        record, state = await self._write_target(caller, "DeleteObjects", bucket)
+        return partial(self.versions.delete, record, state=state)
 
     async def copy_object(self, caller: Caller, source_bucket: str, source_key: str, bucket: str, key: str, *,
                           replacement: Upload | None = None, check: Callable[[Manifest], None] | None = None,
@@ -158,7 +180,7 @@ class ObjectService:
         """A server-side copy (of the source's version `source_version_id`, else its current one):
         read on the source bucket, write on the destination."""
         source = await self._tenancy.bucket(caller, source_bucket, "read")
-        dest = await self.bucket(caller, "CopyObject", bucket)
+        dest, state = await self._write_target(caller, "CopyObject", bucket)
         self.coordinator.check_copy(source, dest)
         if source_version_id is not None:
             version = await self.versions.get(source, source_key, source_version_id)
@@ -166,7 +188,7 @@ class ObjectService:
             version = await self.versions.current(source, source_key)
         return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
                                                   check=check, source=version,
-                                                  stamp=await self.versions.stamper(dest, key))
+                                                  stamp=await self.versions.stamper(dest, key, state))
 
     async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str) -> dict[str, str]:
         """The current version's attributes (its stored headers, ETag, tags), for a reader."""
@@ -229,9 +251,9 @@ class ObjectService:
 
     async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
-        record = await self.bucket(caller, "CompleteMultipartUpload", bucket)
+        record, state = await self._write_target(caller, "CompleteMultipartUpload", bucket)
         return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry,
-                                                  stamp=await self.versions.stamper(record, key))
+                                                  stamp=await self.versions.stamper(record, key, state))
 
     async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
         record = await self.bucket(caller, "AbortMultipartUpload", bucket)
