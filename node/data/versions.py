@@ -8,9 +8,10 @@ The model, kept simple for object lock and lifecycle to build on:
   index replicas (the first R of its record owners), inside its policy, the newest HLC version
   wins, anti-entropy repairs it, and it is scoped by the generation (a re-created bucket starts
   unversioned). The bucket record (name, generation, policy) never changes. Every write reads it
-  from the index replicas, never from a cache (the service layer reads it while the record's
-  owners are asked, `ObjectService._write_target`): a write that missed a change to Enabled would
-  replace the version it must keep.
+  from the index, never from a cache: a write that missed a change to Enabled would replace the
+  version it must keep. An index replica whose fellows are settled (`Coordinator.settled_entry`,
+  the rule that lets a write skip reading the key first) reads its own store; another node reads
+  the replicas while the record's owners are asked (`ObjectService._write_target`).
 * **Every version** of a key is a manifest at `VERSIONS + key + "\\x01" + slot`. A slot is 16 hex
   digits of (2^64-1 - the version's HLC version) then a tag, the writer's (8 hex digits of the
   BLAKE3 of its node id) or `null`: a key's slots list newest first. A version id is the HLC
@@ -189,9 +190,9 @@ class Versions:
     # ----- the bucket's state ----------------------------------------------------------------
 
     async def state(self, bucket: BucketRecord) -> str:
-        """"" (never versioned), ENABLED or SUSPENDED, read from the index replicas (never cached: a
-        write that missed a change to Enabled would replace the version it should keep)."""
-        m = await self._c.latest(bucket, SETTING)
+        """"" (never versioned), ENABLED or SUSPENDED, read from the index (never cached: a write
+        that missed a change to Enabled would replace the version it should keep)."""
+        m = await self._c.settled_entry(bucket, SETTING)
         return "" if m is None or m.deleted else dict(m.attributes).get(STATE_ATTRIBUTE, "")
 
     async def set_state(self, bucket: BucketRecord, state: str) -> None:

@@ -281,3 +281,21 @@ def test_a_listing_page_reads_pages_in_step_with_what_it_lists(mesh, monkeypatch
         assert [v.manifest.key for v in listing.versions] == ["k041", "k042"]
         assert len(pages) <= 4, len(pages)
     run(scenario())
+
+
+def test_the_state_is_read_without_a_round_trip_on_a_settled_index_replica(mesh) -> None:
+    """Every write reads the bucket's versioning state (never cached); an index replica whose
+    fellows are settled reads its own store, any other coordinator asks the replicas."""
+    from maillage.placement import bucket_partition
+
+    async def scenario():
+        record = await mesh.create_bucket("docs", "france-only")
+        table = mesh.via("paris-1").layout.table("france-only")
+        replicas = table.replicas(bucket_partition("docs", table.bits))
+        other = next(n for n in sorted(FRENCH) if n not in replicas)
+        await Bucket(mesh, "docs", via=other).state(ENABLED)
+        for node_id, remote in ((replicas[0], 0), (other, len(replicas))):
+            before = mesh.network.methods["get_manifest"]
+            assert await mesh.nodes[node_id].service.versions.state(record) == ENABLED
+            assert mesh.network.methods["get_manifest"] - before == remote, node_id
+    run(scenario())
