@@ -299,3 +299,34 @@ def test_the_state_is_read_without_a_round_trip_on_a_settled_index_replica(mesh)
             assert await mesh.nodes[node_id].service.versions.state(record) == ENABLED
             assert mesh.network.methods["get_manifest"] - before == remote, node_id
     run(scenario())
+
+
+def test_repair_brings_a_replica_back_to_every_version(mesh) -> None:
+    """Versions are index entries: a replica down while versions were written and deleted gets them
+    from repair like any object, and then answers every version read as its fellows do."""
+    from maillage.placement import bucket_partition
+
+    async def scenario():
+        record = await mesh.create_bucket("docs", "france-only")
+        table = mesh.via("paris-1").layout.table("france-only")
+        replicas = table.replicas(bucket_partition("docs", table.bits))
+        b = Bucket(mesh, "docs", via=replicas[0])
+        await b.state(ENABLED)
+        v1 = version_id(await b.put("k", b"one" * 600))
+        mesh.down(replicas[1])
+        v2 = version_id(await b.put("k", b"two" * 600))
+        marker = await b.delete("k")
+        await b.delete("k", v1)
+        mesh.up(replicas[1])
+        await mesh.gossip(3)
+        await mesh.repair(rounds=2)
+        stores = [{(m.key, m.version, m.deleted) for m in mesh.nodes[n].local.meta.iter_manifests("docs",
+                                                                                                 record.generation)}
+                  for n in replicas]
+        assert stores[0] == stores[1]
+        back = Bucket(mesh, "docs", via=replicas[1])
+        assert await back.all_versions() == [("k", marker.version_id, True, True), ("k", v2, False, False)]
+        assert await back.read("k", v2) == b"two" * 600
+        with pytest.raises(NoSuchVersion):
+            await back.read("k", v1)
+    run(scenario())
