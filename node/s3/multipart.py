@@ -23,7 +23,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
-from maillage.node.s3 import objects, payload, xml
+from maillage.node.s3 import objects, payload, versioning, xml
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
@@ -165,7 +165,9 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
     xml.sub(root, "ETag", objects.etag(manifest))
-    return xml_response(root)
+    response = xml_response(root)
+    response.headers.update(versioning.version_headers(manifest))
+    return response
 
 
 async def abort_upload(s: Services, call: Call) -> web.StreamResponse:

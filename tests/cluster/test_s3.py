@@ -567,4 +567,13 @@ def test_versioning_through_boto3(mesh, s3):
     assert sorted((d["Key"], d["VersionId"]) for d in answer["Deleted"]) == \
         [("before", "null"), ("copy", copied["VersionId"]), ("doc", v1)]
     assert "Versions" not in s3.list_object_versions(Bucket=bucket)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"p" * 1000)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={
+        "Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == [done["VersionId"]]
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket=bucket)
+    assert code(err) == "BucketNotEmpty"
+    s3.delete_object(Bucket=bucket, Key="mp", VersionId=done["VersionId"])
     s3.delete_bucket(Bucket=bucket)

@@ -330,3 +330,33 @@ def test_repair_brings_a_replica_back_to_every_version(mesh) -> None:
         with pytest.raises(NoSuchVersion):
             await back.read("k", v1)
     run(scenario())
+
+
+def test_completed_uploads_and_copies_are_new_versions(mesh) -> None:
+    """A completed multipart upload and a copy on a versioned bucket each add a version and keep the
+    one they replace (the same stamp as a PUT)."""
+    import hashlib
+
+    from maillage.node.data.coordinator import StreamEnd
+    from maillage.node.data.multipart import MultipartUploads
+
+    async def scenario():
+        await mesh.create_bucket("docs", "france-only")
+        b = Bucket(mesh, "docs")
+        await b.state(ENABLED)
+        first = version_id(await b.put("k", b"first"))
+        record = await b.record()
+        uploads = MultipartUploads(b.node.coordinator, min_part_size=1)
+        upload = await uploads.create_upload(record, Upload("k"), initiator="t")
+        data = b"part" * 700
+        part = await uploads.upload_part(record, "k", upload.upload_id, 1,
+                                         UploadStream(_pieces(data), StreamEnd(md5=hashlib.md5(data).hexdigest())))
+        done = await uploads.complete_upload(record, "k", upload.upload_id, [(1, part.etag)],
+                                             stamp=await b.versions.stamper(record, "k"))
+        composed = version_id(done)
+        copied = await b.node.coordinator.copy_object(
+            record, "k", record, "k", source=await b.versions.get(record, "k", first),
+            stamp=await b.versions.stamper(record, "k"))
+        assert await b.read("k") == b"first" and await b.read("k", composed) == data
+        assert [vid for _, vid, _, _ in await b.all_versions()] == [version_id(copied), composed, first]
+    run(scenario())
