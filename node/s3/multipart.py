@@ -166,7 +166,7 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "Key", call.key)
     xml.sub(root, "ETag", objects.etag(manifest))
     response = xml_response(root)
-    response.headers.update(versioning.version_headers(manifest))
+    response.headers.update(versioning.written_headers(manifest))
     return response
 
 

@@ -182,7 +182,7 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
     manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload_from(call), hashed_body(s, call),
                                                   check=_put_conditions(call))
-    return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.version_headers(manifest)})
+    return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.written_headers(manifest)})
 
 
 # MD5 runs on one thread of its own, piece after piece in order, while the event loop goes on
@@ -264,6 +264,7 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(root, "ObjectSize", m.size)
     response = xml_response(root)
     response.headers["Last-Modified"] = _last_modified(m)
+    response.headers.update(versioning.version_headers(m))
     return response
 
 
@@ -383,7 +384,7 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
     xml.sub(root, "ETag", etag(manifest))
     response = xml_response(root)
-    response.headers.update(versioning.version_headers(manifest))
+    response.headers.update(versioning.written_headers(manifest))
     if source_version is not None:
         response.headers["x-amz-copy-source-version-id"] = source_version
     return response

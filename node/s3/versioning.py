@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from maillage.node.data.versions import Deleted, DeleteMarker, check_version_id, version_id
+from maillage.node.data.versions import NULL, Deleted, DeleteMarker, check_version_id, version_id
 from maillage.node.errors import InvalidArgument
 from maillage.node.s3 import xml
 from maillage.node.s3.errors import S3Error
 from maillage.storage import Manifest
 
-__all__ = ["asked_version", "version_headers", "deleted_headers", "marker_error", "status_from_document",
+__all__ = ["asked_version", "version_headers", "written_headers", "deleted_headers", "marker_error",
+           "status_from_document",
            "check_marker", "MAX_DOCUMENT", "HEADER", "MARKER_HEADER"]
 
 MAX_DOCUMENT = 4 * 1024
@@ -27,9 +28,15 @@ def asked_version(query: Mapping[str, str]) -> str | None:
 
 
 def version_headers(m: Manifest) -> dict[str, str]:
-    """The version id of an object answer (none for an object written before versioning)."""
+    """The version id of an object read (none for an object written before versioning)."""
     vid = version_id(m)
     return {} if vid is None else {HEADER: vid}
+
+
+def written_headers(m: Manifest) -> dict[str, str]:
+    """The version id of a write's answer: as S3, none for a null version (a Suspended bucket's)."""
+    vid = version_id(m)
+    return {} if vid is None or vid == NULL else {HEADER: vid}
 
 
 def deleted_headers(deleted: Deleted) -> dict[str, str]:

@@ -521,6 +521,7 @@ def test_versioning_through_boto3(mesh, s3):
     old = s3.get_object(Bucket=bucket, Key="doc", VersionId=v1)
     assert old["Body"].read() == first_body and old["VersionId"] == v1 and old["ETag"] == first["ETag"]
     assert s3.head_object(Bucket=bucket, Key="doc", VersionId=v1)["ContentLength"] == len(first_body)
+    assert s3.get_object_attributes(Bucket=bucket, Key="doc", ObjectAttributes=["ETag"])["VersionId"] == v2
     copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "doc", "VersionId": v1})
     assert copied["CopySourceVersionId"] == v1
     assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == first_body
@@ -576,4 +577,8 @@ def test_versioning_through_boto3(mesh, s3):
         s3.delete_bucket(Bucket=bucket)
     assert code(err) == "BucketNotEmpty"
     s3.delete_object(Bucket=bucket, Key="mp", VersionId=done["VersionId"])
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert "VersionId" not in s3.put_object(Bucket=bucket, Key="null", Body=b"n")  # as S3: the null version
+    assert s3.head_object(Bucket=bucket, Key="null", VersionId="null")["VersionId"] == "null"
+    s3.delete_object(Bucket=bucket, Key="null", VersionId="null")
     s3.delete_bucket(Bucket=bucket)
