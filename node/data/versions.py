@@ -235,9 +235,9 @@ class Versions:
             await self._c.write_manifest(bucket, replace(current, key=_slot_key(key, slot),
                                                          attributes=_with(current.attributes, version=slot)))
         if state == SUSPENDED:
-            async for slot, m in self._slots(bucket, key):
-                if slot.endswith(NULL):
-                    await self._c.write_tombstone(bucket, _slot_key(key, slot), m)
+            found = await self._find(bucket, key, NULL, current)
+            if found is not None:
+                await self._c.write_tombstone(bucket, _slot_key(key, found[0]), found[1])
         return current
 
     async def delete(self, bucket: BucketRecord, key: str, vid: str | None = None, *,
@@ -269,7 +269,7 @@ class Versions:
         if vid == NULL and current is not None and not current.deleted and _slot_in(current) is None:
             gone = await c.write_tombstone(bucket, key, current)  # written before versioning: its only version
             return Deleted(NULL, False, gone.version)
-        found = await self._find(bucket, key, vid)
+        found = await self._find(bucket, key, vid, current)
         if found is None:
             return Deleted(vid, False)  # nothing to delete: S3 answers the same
         slot, target = found
@@ -315,11 +315,12 @@ class Versions:
         """The version `vid` of `key` (its key the user's); NoSuchVersion, or DeleteMarker for a marker."""
         validation.check_key(key)
         check_version_id(vid)
+        current = None
         if vid == NULL:
             current = await self._c.latest(bucket, key)
             if current is not None and not current.deleted and _slot_in(current) is None:
                 return current
-        found = await self._find(bucket, key, vid)
+        found = await self._find(bucket, key, vid, current)
         if found is None:
             raise NoSuchVersion(f"no version {vid!r} of {key!r} in bucket {bucket.name!r}")
         m = replace(found[1], key=key)
@@ -327,9 +328,15 @@ class Versions:
             raise DeleteMarker(f"version {vid!r} of {key!r} is a delete marker", version_id=vid, asked=True)
         return m
 
-    async def _find(self, bucket: BucketRecord, key: str, vid: str) -> tuple[str, Manifest] | None:
-        """The live slot of version `vid` (the null one is looked for among the key's versions)."""
+    async def _find(self, bucket: BucketRecord, key: str, vid: str,
+                    current: Manifest | None = None) -> tuple[str, Manifest] | None:
+        """The live slot of version `vid`. A key has at most one null version: the key's `current`
+        entry names it when it is current (the common case of a Suspended bucket), else it is
+        looked for among the key's versions."""
         if vid == NULL:
+            slot = None if current is None else _slot_in(current)
+            if slot is not None and slot.endswith(NULL):
+                return await self._whole(bucket, key, slot)
             async for slot, _ in self._slots(bucket, key):
                 if slot.endswith(NULL):
                     return await self._whole(bucket, key, slot)
