@@ -327,16 +327,6 @@ class Coordinator:
         table = self._layout.table(bucket.policy)
         return self._sets.settled(table, bucket_partition(bucket.name, table.bits))
 
-    async def settled_entry(self, bucket: BucketRecord, key: str) -> Manifest | None:
-        """The newest entry of `key` in the bucket's index: read from this node's own store when it
-        is one of the index replicas and they are settled (every write reached it: no round trip),
-        else from the replicas (`latest`)."""
-        table = self._layout.table(bucket.policy)
-        partition = bucket_partition(bucket.name, table.bits)
-        if self.node_id in table.replicas(partition) and self._sets.settled(table, partition):
-            return await self._peers.local.get_manifest(bucket.name, key, bucket.generation)
-        return await self.latest(bucket, key)
-
     async def write_newest(self, bucket: BucketRecord, manifest: Manifest) -> tuple[Manifest, set[str]]:
         """Write `manifest` as its key's newest version, with a version number above every one the
         key had. A replica that already holds a newer or an equally numbered one (written under

@@ -9,9 +9,9 @@ The model, kept simple for object lock and lifecycle to build on:
   wins, anti-entropy repairs it, and it is scoped by the generation (a re-created bucket starts
   unversioned). The bucket record (name, generation, policy) never changes. Every write reads it
   from the index, never from a cache: a write that missed a change to Enabled would replace the
-  version it must keep. An index replica whose fellows are settled (`Coordinator.settled_entry`,
-  the rule that lets a write skip reading the key first) reads its own store; another node reads
-  the replicas while the record's owners are asked (`ObjectService._write_target`).
+  version it must keep, nor from a node's own store alone (a node back from a partition does not
+  know what it missed: the state machine with failures found it). The replicas are read while the
+  record's owners are asked (`ObjectService._write_target`).
 * **Every version** of a key is a manifest at `VERSIONS + key + "\\x01" + slot`. A slot is 16 hex
   digits of (2^64-1 - the version's HLC version) then a tag, the writer's (8 hex digits of the
   BLAKE3 of its node id) or `null`: a key's slots list newest first. A version id is the HLC
@@ -190,9 +190,11 @@ class Versions:
     # ----- the bucket's state ----------------------------------------------------------------
 
     async def state(self, bucket: BucketRecord) -> str:
-        """"" (never versioned), ENABLED or SUSPENDED, read from the index (never cached: a write
-        that missed a change to Enabled would replace the version it should keep)."""
-        m = await self._c.settled_entry(bucket, SETTING)
+        """"" (never versioned), ENABLED or SUSPENDED, read from the index replicas (never cached,
+        nor from this node's store alone, even as one of them: a write that missed a change to
+        Enabled would replace the version it should keep, and a node back from a partition does not
+        know what it missed)."""
+        m = await self._c.latest(bucket, SETTING)
         return "" if m is None or m.deleted else dict(m.attributes).get(STATE_ATTRIBUTE, "")
 
     async def set_state(self, bucket: BucketRecord, state: str) -> None:

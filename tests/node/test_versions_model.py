@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from maillage.node.data.versions import ENABLED, SUSPENDED, DeleteMarker, NoSuchVersion, version_id
 from maillage.node.errors import NoSuchKey
@@ -132,3 +132,34 @@ class VersionsMachine(RuleBasedStateMachine):
 
 VersionsMachine.TestCase.settings = settings(max_examples=examples(0.15), stateful_step_count=25, deadline=None)
 TestVersionsModel = VersionsMachine.TestCase
+
+
+class VersionsWithFailuresMachine(VersionsMachine):
+    """The same, with a French node down at times (writes go to stand-ins), back up, and repair
+    rounds: versions are index entries, so hand-back and repair keep every one of them."""
+
+    down: str | None = None
+
+    @precondition(lambda self: self.down is None)
+    @rule(node=st.sampled_from(sorted(FRENCH)))
+    def node_down(self, node):
+        self.mesh.down(node)
+        self.down = node
+
+    @precondition(lambda self: self.down is not None)
+    @rule(rounds=st.integers(0, 2))
+    def node_up(self, rounds):
+        self.mesh.up(self.down)
+        self.down = None
+        self.run(self.mesh.gossip(3))
+        self.run(self.mesh.repair(rounds))
+
+    def bucket(self, via: str) -> Bucket:
+        if via == self.down:
+            via = next(n for n in NODES if n != self.down)
+        return Bucket(self.mesh, "docs", via=via)
+
+
+VersionsWithFailuresMachine.TestCase.settings = settings(max_examples=examples(0.1), stateful_step_count=25,
+                                                         deadline=None)
+TestVersionsWithFailures = VersionsWithFailuresMachine.TestCase
