@@ -33,13 +33,24 @@ from maillage.client._exceptions import (
     Unavailable,
     UnknownPolicy,
 )
-from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from maillage.client._models import (
+    Bucket,
+    ListPage,
+    ObjectInfo,
+    ObjectPlacement,
+    ObjectSummary,
+    ObjectVersion,
+    PutResult,
+    Replica,
+    VersionPage,
+)
 from maillage.client._profile import Credentials, Profile, resolve_profile, write_profile
 from maillage.client._sync import Client, ObjectBody
 
 __all__ = [
     "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",
-    "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "PutResult", "Replica",
+    "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "ObjectVersion", "PutResult", "Replica",
+    "VersionPage",
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
     "PolicyUnsatisfiable", "OutsidePolicy", "OutsideTerritory", "BucketDisputed", "IntegrityError", "StorageFull",

@@ -27,7 +27,17 @@ from google.protobuf.message import Message
 
 from maillage.client import _exceptions as e
 from maillage.client._errors import translate
-from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult, Replica
+from maillage.client._models import (
+    Bucket,
+    ListPage,
+    ObjectInfo,
+    ObjectPlacement,
+    ObjectSummary,
+    ObjectVersion,
+    PutResult,
+    Replica,
+    VersionPage,
+)
 from maillage.client._profile import Profile, resolve_profile
 from maillage.client._trust import Trust, unary_method
 from maillage.placement import (
@@ -63,7 +73,7 @@ def _bucket(msg: pb.Bucket) -> Bucket:
 
 def _info(m: pb.Manifest) -> ObjectInfo:
     return ObjectInfo(bucket=m.bucket, key=m.key, size=m.size, etag=m.etag, version=m.version,
-                      content_type=m.content_type, metadata=dict(m.user_metadata))
+                      content_type=m.content_type, metadata=dict(m.user_metadata), version_id=m.version_id)
 
 
 class AsyncObjectBody:
@@ -498,22 +508,26 @@ class AsyncClient:
                 break
         raise last or e.NodeUnavailable(f"no node of bucket {header.bucket!r}'s policy is reachable")
 
-    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        return _info(await self._manifest(bucket, key))
+    async def head_object(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """The key's current version, or its version `version_id` (a versioned bucket's)."""
+        return _info(await self._manifest(bucket, key, version_id))
 
     async def object_chunks(self, bucket: str, key: str) -> list[tuple[bytes, int]]:
         """(BLAKE3 digest, length) of each chunk of the object; empty for a small object stored inline."""
         manifest = await self._manifest(bucket, key)
         return [(ref.digest, ref.length) for ref in manifest.chunks]
 
-    async def _manifest(self, bucket: str, key: str) -> pb.Manifest:
+    async def _manifest(self, bucket: str, key: str, version_id: str | None = None) -> pb.Manifest:
         manifest: pb.Manifest = await self._objects_call(
-            bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key), index_first=True)
+            bucket, "HeadObject", pb.HeadObjectRequest(bucket=bucket, key=key, version_id=version_id or ""),
+            index_first=True)
         return manifest
 
-    async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> AsyncObjectBody:
-        """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
-        manifest = await self._manifest(bucket, key)
+    async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None,
+                         version_id: str | None = None) -> AsyncObjectBody:
+        """Open an object (or its version `version_id`) for reading; `range=(start, end)` selects
+        bytes [start, end)."""
+        manifest = await self._manifest(bucket, key, version_id)
         start, end = 0, manifest.size
         if range is not None:
             start, end = max(0, range[0]), min(manifest.size, range[1])
@@ -553,16 +567,68 @@ class AsyncClient:
             raise e.IntegrityError(f"chunk {digest.hex()[:16]}: no copy passed verification ({detail})")
         raise e.NodeUnavailable(f"chunk {digest.hex()[:16]}: no replica answered ({detail})")
 
-    async def delete_object(self, bucket: str, key: str) -> int:
-        reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(bucket=bucket, key=key),
-                                         index_first=True)
+    async def delete_object(self, bucket: str, key: str, *, version_id: str | None = None) -> int:
+        """Delete the key (on a versioned bucket: a delete marker), or remove its version
+        `version_id`; returns the HLC version of what the delete wrote."""
+        reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(
+            bucket=bucket, key=key, version_id=version_id or ""), index_first=True)
         version: int = reply.version
         return version
 
-    async def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
+    async def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str, *,
+                          source_version_id: str | None = None) -> ObjectInfo:
         reply = await self._objects_call(bucket, "CopyObject", pb.CopyObjectRequest(
-            source_bucket=source_bucket, source_key=source_key, bucket=bucket, key=key))
+            source_bucket=source_bucket, source_key=source_key, bucket=bucket, key=key,
+            source_version_id=source_version_id or ""))
         return _info(reply)
+
+    # ----- versioning ------------------------------------------------------------------------
+
+    async def put_bucket_versioning(self, bucket: str, status: str) -> None:
+        """Enable ("Enabled") or suspend ("Suspended") the bucket's versioning (its owner's keys only)."""
+        await self._objects_call(bucket, "PutBucketVersioning", pb.BucketVersioningRequest(bucket=bucket,
+                                                                                           status=status))
+
+    async def get_bucket_versioning(self, bucket: str) -> str:
+        """"" (never enabled), "Enabled" or "Suspended"."""
+        reply = await self._objects_call(bucket, "GetBucketVersioning", pb.BucketVersioningRequest(bucket=bucket))
+        status: str = reply.status
+        return status
+
+    async def list_object_versions_page(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                        key_marker: str = "", version_id_marker: str = "",
+                                        max_keys: int = 1000) -> VersionPage:
+        reply = await self._objects_call(bucket, "ListObjectVersions", pb.ListObjectVersionsRequest(
+            bucket=bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            version_id_marker=version_id_marker, max_keys=max_keys))
+        return VersionPage(
+            versions=tuple(ObjectVersion(v.key, v.version_id, v.is_latest, v.delete_marker, v.size, v.etag,
+                                         v.version, v.content_type) for v in reply.versions),
+            common_prefixes=tuple(reply.common_prefixes), is_truncated=reply.is_truncated,
+            next_key_marker=reply.next_key_marker, next_version_id_marker=reply.next_version_id_marker)
+
+    async def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   page_size: int = 1000) -> AsyncIterator[ObjectVersion | str]:
+        """Every version and delete marker (keys in order, each key's newest first; with a delimiter,
+        each common prefix as a str where it sorts), page after page."""
+        key_marker = version_id_marker = ""
+        while True:
+            page = await self.list_object_versions_page(bucket, prefix=prefix, delimiter=delimiter,
+                                                        key_marker=key_marker, version_id_marker=version_id_marker,
+                                                        max_keys=page_size)
+            prefixes = iter(page.common_prefixes)
+            pending = next(prefixes, None)
+            for version in page.versions:
+                while pending is not None and pending < version.key:
+                    yield pending
+                    pending = next(prefixes, None)
+                yield version
+            while pending is not None:
+                yield pending
+                pending = next(prefixes, None)
+            if not page.is_truncated:
+                return
+            key_marker, version_id_marker = page.next_key_marker, page.next_version_id_marker
 
     async def list_objects_page(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                                 start_after: str = "", continuation_token: str = "",
@@ -644,7 +710,7 @@ def _put_result(header: pb.PutObjectHeader, raw: bytes) -> PutResult:
     reply = pb.PutObjectReply.FromString(raw)
     m = reply.manifest
     return PutResult(bucket=header.bucket, key=header.key, size=m.size, etag=m.etag, version=m.version,
-                     sites=tuple(reply.sites))
+                     sites=tuple(reply.sites), version_id=m.version_id)
 
 
 async def _small_body(body: Body) -> bytes | None:

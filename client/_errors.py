@@ -26,6 +26,7 @@ BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.UNKNOWN_NODE: e.InvalidRequest,
     Reason.NO_SUCH_BUCKET: e.NoSuchBucket,
     Reason.NO_SUCH_KEY: e.NoSuchKey,
+    Reason.NO_SUCH_VERSION: e.NoSuchKey,
     Reason.NO_SUCH_CHUNK: e.NoSuchChunk,
     Reason.BUCKET_ALREADY_EXISTS: e.BucketAlreadyExists,
     Reason.BUCKET_NOT_EMPTY: e.BucketNotEmpty,

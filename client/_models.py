@@ -24,6 +24,7 @@ class ObjectInfo:
     version: int                   # hybrid logical clock
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    version_id: str = ""           # on a versioned bucket: this version's id (24 hex digits or "null")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class PutResult:
     etag: str
     version: int
     sites: tuple[str, ...]         # sites that acknowledged the data, fsync'd
+    version_id: str = ""           # on a versioned bucket: the version it made
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,28 @@ class ListPage:
     common_prefixes: tuple[str, ...]
     is_truncated: bool
     next_token: str
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a key, or a delete marker, on a versioned bucket."""
+    key: str
+    version_id: str                # 24 hex digits, or "null"
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    version: int                   # hybrid logical clock of its write
+    content_type: str
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    versions: tuple[ObjectVersion, ...]
+    common_prefixes: tuple[str, ...]
+    is_truncated: bool
+    next_key_marker: str
+    next_version_id_marker: str
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,16 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from maillage.client._async import AsyncClient, AsyncObjectBody, Body, Progress
-from maillage.client._models import Bucket, ListPage, ObjectInfo, ObjectPlacement, ObjectSummary, PutResult
+from maillage.client._models import (
+    Bucket,
+    ListPage,
+    ObjectInfo,
+    ObjectPlacement,
+    ObjectSummary,
+    ObjectVersion,
+    PutResult,
+    VersionPage,
+)
 from maillage.client._profile import Profile
 from maillage.placement import Layout
 
@@ -139,24 +148,51 @@ class Client:
         return self._run(self._async.put_object(bucket, key, body, content_type=content_type,
                                                 metadata=metadata, progress=progress))
 
-    def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        return self._run(self._async.head_object(bucket, key))
+    def head_object(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """The key's current version, or its version `version_id` (a versioned bucket's)."""
+        return self._run(self._async.head_object(bucket, key, version_id=version_id))
 
     def object_chunks(self, bucket: str, key: str) -> list[tuple[bytes, int]]:
         """(BLAKE3 digest, length) of each chunk of the object; empty for a small object stored inline."""
         return self._run(self._async.object_chunks(bucket, key))
 
-    def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None) -> ObjectBody:
-        """Open an object for reading; `range=(start, end)` selects bytes [start, end)."""
-        body = self._run(self._async.get_object(bucket, key, range=range))
+    def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None,
+                   version_id: str | None = None) -> ObjectBody:
+        """Open an object (or its version `version_id`) for reading; `range=(start, end)` selects
+        bytes [start, end)."""
+        body = self._run(self._async.get_object(bucket, key, range=range, version_id=version_id))
         assert self._runner is not None
         return ObjectBody(body, self._runner)
 
-    def delete_object(self, bucket: str, key: str) -> int:
-        return self._run(self._async.delete_object(bucket, key))
+    def delete_object(self, bucket: str, key: str, *, version_id: str | None = None) -> int:
+        """Delete the key (on a versioned bucket: a delete marker), or remove its version `version_id`."""
+        return self._run(self._async.delete_object(bucket, key, version_id=version_id))
 
-    def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str) -> ObjectInfo:
-        return self._run(self._async.copy_object(source_bucket, source_key, bucket, key))
+    def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str, *,
+                    source_version_id: str | None = None) -> ObjectInfo:
+        return self._run(self._async.copy_object(source_bucket, source_key, bucket, key,
+                                                 source_version_id=source_version_id))
+
+    def put_bucket_versioning(self, bucket: str, status: str) -> None:
+        """Enable ("Enabled") or suspend ("Suspended") the bucket's versioning (its owner's keys only)."""
+        self._run(self._async.put_bucket_versioning(bucket, status))
+
+    def get_bucket_versioning(self, bucket: str) -> str:
+        return self._run(self._async.get_bucket_versioning(bucket))
+
+    def list_object_versions_page(self, bucket: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
+                                  version_id_marker: str = "", max_keys: int = 1000) -> VersionPage:
+        return self._run(self._async.list_object_versions_page(
+            bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            version_id_marker=version_id_marker, max_keys=max_keys))
+
+    def list_object_versions(self, bucket: str, *, prefix: str = "", delimiter: str = "",
+                             page_size: int = 1000) -> Iterator[ObjectVersion | str]:
+        """Every version and delete marker (and, with a delimiter, every common prefix as a str)."""
+        if self._runner is None:
+            raise RuntimeError("this Client is closed")
+        return self._runner.iterate(self._async.list_object_versions(
+            bucket, prefix=prefix, delimiter=delimiter, page_size=page_size))
 
     def list_objects_page(self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "",
                           continuation_token: str = "", max_keys: int = 1000) -> ListPage:

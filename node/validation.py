@@ -14,7 +14,8 @@ from typing import Any
 from maillage.node.errors import InvalidBucketName, InvalidKey, InvalidRequest, MetadataTooLarge
 
 MAX_KEY_BYTES = 1024
-#: Keys beginning with this character are the store's own (multipart uploads in progress, see
+#: Keys beginning with this character are the store's own (multipart uploads in progress, versions of
+#: versioned buckets and their state, see `data/versions.py` and
 #: `coordinator.py`): users can neither write, read nor list them, and every one of them sorts below
 #: any key a user may write.
 RESERVED_PREFIX = "\x01"

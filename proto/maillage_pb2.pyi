@@ -15,7 +15,7 @@ class ChunkRef(_message.Message):
     def __init__(self, digest: _Optional[bytes] = ..., length: _Optional[int] = ...) -> None: ...
 
 class Manifest(_message.Message):
-    __slots__ = ("bucket", "key", "version", "size", "etag", "content_type", "user_metadata", "chunks", "has_inline", "inline_data", "deleted", "writer", "generation", "attributes")
+    __slots__ = ("bucket", "key", "version", "size", "etag", "content_type", "user_metadata", "chunks", "has_inline", "inline_data", "deleted", "writer", "generation", "attributes", "version_id")
     class UserMetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class Manifest(_message.Message):
     WRITER_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
     version: int
@@ -58,7 +59,8 @@ class Manifest(_message.Message):
     writer: str
     generation: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ..., generation: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    version_id: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., content_type: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., has_inline: _Optional[bool] = ..., inline_data: _Optional[bytes] = ..., deleted: _Optional[bool] = ..., writer: _Optional[str] = ..., generation: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., version_id: _Optional[str] = ...) -> None: ...
 
 class Bucket(_message.Message):
     __slots__ = ("name", "policy", "created", "owner", "generation", "listing")
@@ -628,38 +630,112 @@ class DeleteBucketRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class HeadObjectRequest(_message.Message):
-    __slots__ = ("bucket", "key")
+    __slots__ = ("bucket", "key", "version_id")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    version_id: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
 
 class DeleteObjectRequest(_message.Message):
-    __slots__ = ("bucket", "key")
+    __slots__ = ("bucket", "key", "version_id")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    version_id: str
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
 
 class DeleteObjectReply(_message.Message):
-    __slots__ = ("version",)
+    __slots__ = ("version", "version_id", "delete_marker")
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETE_MARKER_FIELD_NUMBER: _ClassVar[int]
     version: int
-    def __init__(self, version: _Optional[int] = ...) -> None: ...
+    version_id: str
+    delete_marker: bool
+    def __init__(self, version: _Optional[int] = ..., version_id: _Optional[str] = ..., delete_marker: _Optional[bool] = ...) -> None: ...
 
 class CopyObjectRequest(_message.Message):
-    __slots__ = ("source_bucket", "source_key", "bucket", "key")
+    __slots__ = ("source_bucket", "source_key", "bucket", "key", "source_version_id")
     SOURCE_BUCKET_FIELD_NUMBER: _ClassVar[int]
     SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     source_bucket: str
     source_key: str
     bucket: str
     key: str
-    def __init__(self, source_bucket: _Optional[str] = ..., source_key: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    source_version_id: str
+    def __init__(self, source_bucket: _Optional[str] = ..., source_key: _Optional[str] = ..., bucket: _Optional[str] = ..., key: _Optional[str] = ..., source_version_id: _Optional[str] = ...) -> None: ...
+
+class BucketVersioningRequest(_message.Message):
+    __slots__ = ("bucket", "status")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    status: str
+    def __init__(self, bucket: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class BucketVersioning(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    def __init__(self, status: _Optional[str] = ...) -> None: ...
+
+class ListObjectVersionsRequest(_message.Message):
+    __slots__ = ("bucket", "prefix", "delimiter", "key_marker", "version_id_marker", "max_keys")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    DELIMITER_FIELD_NUMBER: _ClassVar[int]
+    KEY_MARKER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_MARKER_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    prefix: str
+    delimiter: str
+    key_marker: str
+    version_id_marker: str
+    max_keys: int
+    def __init__(self, bucket: _Optional[str] = ..., prefix: _Optional[str] = ..., delimiter: _Optional[str] = ..., key_marker: _Optional[str] = ..., version_id_marker: _Optional[str] = ..., max_keys: _Optional[int] = ...) -> None: ...
+
+class ObjectVersion(_message.Message):
+    __slots__ = ("key", "version_id", "is_latest", "delete_marker", "size", "etag", "version", "content_type")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_LATEST_FIELD_NUMBER: _ClassVar[int]
+    DELETE_MARKER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    version: int
+    content_type: str
+    def __init__(self, key: _Optional[str] = ..., version_id: _Optional[str] = ..., is_latest: _Optional[bool] = ..., delete_marker: _Optional[bool] = ..., size: _Optional[int] = ..., etag: _Optional[str] = ..., version: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...
+
+class ListObjectVersionsReply(_message.Message):
+    __slots__ = ("versions", "common_prefixes", "is_truncated", "next_key_marker", "next_version_id_marker")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    COMMON_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    IS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_KEY_MARKER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_VERSION_ID_MARKER_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ObjectVersion]
+    common_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    is_truncated: bool
+    next_key_marker: str
+    next_version_id_marker: str
+    def __init__(self, versions: _Optional[_Iterable[_Union[ObjectVersion, _Mapping]]] = ..., common_prefixes: _Optional[_Iterable[str]] = ..., is_truncated: _Optional[bool] = ..., next_key_marker: _Optional[str] = ..., next_version_id_marker: _Optional[str] = ...) -> None: ...
 
 class ListObjectsRequest(_message.Message):
     __slots__ = ("bucket", "prefix", "delimiter", "start_after", "continuation_token", "max_keys")

@@ -1089,6 +1089,21 @@ class ObjectsStub:
                 request_serializer=maillage__pb2.ChunkKeyRequest.SerializeToString,
                 response_deserializer=maillage__pb2.ChunkKeyReply.FromString,
                 _registered_method=True)
+        self.PutBucketVersioning = channel.unary_unary(
+                '/maillage.v1.Objects/PutBucketVersioning',
+                request_serializer=maillage__pb2.BucketVersioningRequest.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.GetBucketVersioning = channel.unary_unary(
+                '/maillage.v1.Objects/GetBucketVersioning',
+                request_serializer=maillage__pb2.BucketVersioningRequest.SerializeToString,
+                response_deserializer=maillage__pb2.BucketVersioning.FromString,
+                _registered_method=True)
+        self.ListObjectVersions = channel.unary_unary(
+                '/maillage.v1.Objects/ListObjectVersions',
+                request_serializer=maillage__pb2.ListObjectVersionsRequest.SerializeToString,
+                response_deserializer=maillage__pb2.ListObjectVersionsReply.FromString,
+                _registered_method=True)
 
 
 class ObjectsServicer:
@@ -1150,6 +1165,24 @@ class ObjectsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutBucketVersioning(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBucketVersioning(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListObjectVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObjectsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1197,6 +1230,21 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.ChunkKey,
                     request_deserializer=maillage__pb2.ChunkKeyRequest.FromString,
                     response_serializer=maillage__pb2.ChunkKeyReply.SerializeToString,
+            ),
+            'PutBucketVersioning': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutBucketVersioning,
+                    request_deserializer=maillage__pb2.BucketVersioningRequest.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'GetBucketVersioning': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBucketVersioning,
+                    request_deserializer=maillage__pb2.BucketVersioningRequest.FromString,
+                    response_serializer=maillage__pb2.BucketVersioning.SerializeToString,
+            ),
+            'ListObjectVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObjectVersions,
+                    request_deserializer=maillage__pb2.ListObjectVersionsRequest.FromString,
+                    response_serializer=maillage__pb2.ListObjectVersionsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1442,6 +1490,87 @@ class Objects:
             '/maillage.v1.Objects/ChunkKey',
             maillage__pb2.ChunkKeyRequest.SerializeToString,
             maillage__pb2.ChunkKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutBucketVersioning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/PutBucketVersioning',
+            maillage__pb2.BucketVersioningRequest.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBucketVersioning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetBucketVersioning',
+            maillage__pb2.BucketVersioningRequest.SerializeToString,
+            maillage__pb2.BucketVersioning.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObjectVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/ListObjectVersions',
+            maillage__pb2.ListObjectVersionsRequest.SerializeToString,
+            maillage__pb2.ListObjectVersionsReply.FromString,
             options,
             channel_credentials,
             insecure,

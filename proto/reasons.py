@@ -31,6 +31,7 @@ class Reason(enum.StrEnum):
     # the named thing is not (or already) there
     NO_SUCH_BUCKET = "NoSuchBucket"
     NO_SUCH_KEY = "NoSuchKey"
+    NO_SUCH_VERSION = "NoSuchVersion"  # a version id the key has not (any more), or of another bucket
     NO_SUCH_CHUNK = "NoSuchChunk"
     BUCKET_ALREADY_EXISTS = "BucketAlreadyExists"
     BUCKET_NOT_EMPTY = "BucketNotEmpty"
@@ -69,6 +70,7 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.UNKNOWN_NODE: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.NO_SUCH_BUCKET: grpc.StatusCode.NOT_FOUND,
     Reason.NO_SUCH_KEY: grpc.StatusCode.NOT_FOUND,
+    Reason.NO_SUCH_VERSION: grpc.StatusCode.NOT_FOUND,
     Reason.NO_SUCH_CHUNK: grpc.StatusCode.NOT_FOUND,
     Reason.BUCKET_ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Reason.BUCKET_NOT_EMPTY: grpc.StatusCode.FAILED_PRECONDITION,

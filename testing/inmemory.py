@@ -19,6 +19,7 @@ a test steps through suspicion, grace periods and repair rounds in milliseconds,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import random
 from collections import Counter
@@ -161,9 +162,9 @@ class InMemoryReplica:
 
     async def list_index(self, bucket: str, prefix: str, start_after: str,
                          limit: int, generation: str | None = None) -> tuple[list[Manifest], bool]:
-        page: tuple[list[Manifest], bool] = await self._call("list_index", bucket, prefix, start_after, limit,
-                                                             generation)
-        return page
+        entries, truncated = await self._call("list_index", bucket, prefix, start_after, limit, generation)
+        # as the wire carries it (ListIndex): an entry without its chunk list or inline bytes
+        return [dataclasses.replace(m, chunks=(), inline=None) for m in entries], truncated
 
     async def put_bucket(self, record: BucketRecord) -> None:
         await self._call("put_bucket", record)

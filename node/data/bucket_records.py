@@ -206,6 +206,12 @@ class Catalog:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
         return record
 
+    def last_known(self, name: str) -> BucketRecord | None:
+        """The record this node last looked up for `name`, however old (a guess, for work started
+        while the owners are asked again)."""
+        cached = self._cache.get(name)
+        return cached[1] if cached else None
+
     async def find(self, name: str, policy: str | None = None, *, fresh: bool = False) -> BucketRecord | None:
         """The bucket's record (None: there is none). `policy`: where the caller believes it is
         (asked first: its 2R-1 owners); otherwise, or if it is not there, every policy's owners.

@@ -66,6 +66,9 @@ from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX, check_chunk_si
 from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
 
 T = TypeVar("T")
+#: Given a new version's manifest before it is written at its key, returns the one to write there
+#: (a versioned bucket's: `versions.Versions.stamper`).
+Stamp = Callable[[Manifest], Awaitable[Manifest]]
 
 CHUNKS_IN_FLIGHT = 4
 # A remote replica is asked whether it already holds a chunk (dedup) only for frames larger than
@@ -236,6 +239,10 @@ class Coordinator:
         validation.check_bucket_name(name)
         return await self._catalog.get(name, policy)
 
+    def last_known_bucket(self, name: str) -> BucketRecord | None:
+        """The record this node last looked up for `name` (`Catalog.last_known`: a guess)."""
+        return self._catalog.last_known(name)
+
     async def find_bucket(self, name: str, policy: str | None = None) -> BucketRecord | None:
         """The bucket's record, None if there is none (`bucket_records.Catalog.find`)."""
         validation.check_bucket_name(name)
@@ -281,9 +288,10 @@ class Coordinator:
 
     # ----- object writes ---------------------------------------------------------------------
 
-    async def put_object(self, bucket: BucketRecord, upload: Upload,
-                         body: UploadStream) -> tuple[Manifest, list[str]]:
-        """Store an object from a stream of byte pieces; returns its manifest and the sites holding it."""
+    async def put_object(self, bucket: BucketRecord, upload: Upload, body: UploadStream, *,
+                         stamp: Stamp | None = None) -> tuple[Manifest, list[str]]:
+        """Store an object from a stream of byte pieces; returns its manifest and the sites holding it.
+        `stamp` (a versioned bucket's, `versions.py`) is given the manifest before it is written."""
         validation.check_key(upload.key)
         validation.check_metadata(upload.user_metadata, upload.content_type)
         validation.check_attributes(upload.attributes)
@@ -310,6 +318,8 @@ class Coordinator:
         finally:
             if previous is not None:
                 previous.cancel()
+        if stamp is not None:
+            manifest = await stamp(manifest)
         manifest, manifest_sites = await self.write_newest(bucket, manifest)
         return manifest, sorted(sites | manifest_sites if inline is not None else sites)
 
@@ -484,15 +494,18 @@ class Coordinator:
 
     async def copy_object(self, src_record: BucketRecord, source_key: str, dest: BucketRecord, key: str, *,
                           replacement: Upload | None = None,
-                          check: Callable[[Manifest], None] | None = None) -> Manifest:
-        """Copy an object's current version; `replacement` gives new metadata (else the source's are
-        kept); `check(source manifest)` may refuse the copy (conditional copy) before any byte moves."""
+                          check: Callable[[Manifest], None] | None = None,
+                          source: Manifest | None = None, stamp: Stamp | None = None) -> Manifest:
+        """Copy an object's current version (or `source`, a version of it already read); `replacement`
+        gives new metadata (else the source's are kept); `check(source manifest)` may refuse the copy
+        (conditional copy) before any byte moves; `stamp` as for `put_object`."""
         validation.check_key(key)
         if replacement is not None:
             validation.check_metadata(replacement.user_metadata, replacement.content_type)
             validation.check_attributes(replacement.attributes)
         self.check_copy(src_record, dest)
-        source = await self.head_object(src_record, source_key)
+        if source is None:
+            source = await self.head_object(src_record, source_key)
         if check is not None:
             check(source)
         if replacement is not None:
@@ -520,6 +533,8 @@ class Coordinator:
         previous = asyncio.ensure_future(self.latest(dest, key))
         manifest = replace(source, bucket=dest.name, key=key, version=await self.next_version(previous),
                            writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
+        if stamp is not None:
+            manifest = await stamp(manifest)
         await self.write_manifest(dest, manifest)
         return manifest
 

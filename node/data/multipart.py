@@ -28,6 +28,7 @@ from maillage.node.data.coordinator import (
     LIST_PAGE,
     MD5_ATTRIBUTE,
     Coordinator,
+    Stamp,
     Upload,
     UploadStream,
     is_common_prefix,
@@ -246,9 +247,10 @@ class MultipartUploads:
         return _part_of(manifest, number)
 
     async def complete_upload(self, bucket: BucketRecord, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
-                              *, expiry: float | None = None) -> Manifest:
+                              *, expiry: float | None = None, stamp: Stamp | None = None) -> Manifest:
         """Compose the object from the parts named (number, ETag), in ascending order: its manifest
-        is their chunk lists concatenated; then the upload is closed."""
+        is their chunk lists concatenated (given to `stamp` first, on a versioned bucket); then the
+        upload is closed."""
         c = self._coordinator
         if not parts:
             raise InvalidPart("completing a multipart upload needs at least one part")
@@ -301,6 +303,8 @@ class MultipartUploads:
                 generation=bucket.generation, attributes=tuple(sorted(attributes.items())))
         finally:
             previous.cancel()
+        if stamp is not None:
+            manifest = await stamp(manifest)
         await c.write_manifest(bucket, manifest)
         await self._close_upload(bucket, upload)
         return manifest

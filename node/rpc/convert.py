@@ -9,6 +9,7 @@ from typing import Any
 from maillage.node.cluster.gc import GcStats
 from maillage.node.cluster.scrub import ScrubStats
 from maillage.node.data.coordinator import Upload
+from maillage.node.data.versions import Version, version_id
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
 from maillage.node.replicas.replica import BucketInventory
@@ -24,7 +25,8 @@ def manifest_to_pb(m: Manifest, *, with_chunks: bool = True) -> pb.Manifest:
     msg = pb.Manifest(
         bucket=m.bucket, key=m.key, version=m.version, size=m.size, etag=m.etag,
         content_type=m.content_type, user_metadata=dict(m.user_metadata),
-        deleted=m.deleted, writer=m.writer, generation=m.generation, attributes=dict(m.attributes))
+        deleted=m.deleted, writer=m.writer, generation=m.generation, attributes=dict(m.attributes),
+        version_id=version_id(m) or "")
     if with_chunks:
         msg.chunks.extend(pb.ChunkRef(digest=c.digest, length=c.length) for c in m.chunks)
         if m.inline is not None:
@@ -42,6 +44,12 @@ def manifest_from_pb(msg: pb.Manifest) -> Manifest:
         inline=msg.inline_data if msg.has_inline else None,
         deleted=msg.deleted, writer=msg.writer, generation=msg.generation,
         attributes=tuple(sorted(msg.attributes.items())))
+
+
+def version_to_pb(v: Version) -> pb.ObjectVersion:
+    m = v.manifest
+    return pb.ObjectVersion(key=m.key, version_id=v.version_id, is_latest=v.latest, delete_marker=v.marker,
+                            size=m.size, etag=m.etag, version=m.version, content_type=m.content_type)
 
 
 def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:

@@ -273,17 +273,21 @@ class ObjectsServicer(rpc.ObjectsServicer):
 
     @grpc_errors
     async def HeadObject(self, request, context):
-        _, manifest = await self._s.head_object(current_caller(), request.bucket, request.key)
+        _, manifest = await self._s.head_object(current_caller(), request.bucket, request.key,
+                                                version_id=request.version_id or None)
         return manifest_to_pb(manifest)
 
     @grpc_errors
     async def DeleteObject(self, request, context):
-        return pb.DeleteObjectReply(version=await self._s.delete_object(current_caller(), request.bucket, request.key))
+        deleted = await self._s.delete_object(current_caller(), request.bucket, request.key,
+                                              request.version_id or None)
+        return pb.DeleteObjectReply(version=deleted.version, version_id=deleted.version_id or "",
+                                    delete_marker=deleted.marker)
 
     @grpc_errors
     async def CopyObject(self, request, context):
         m = await self._s.copy_object(current_caller(), request.source_bucket, request.source_key, request.bucket,
-                                      request.key)
+                                      request.key, source_version_id=request.source_version_id or None)
         return manifest_to_pb(m, with_chunks=False)
 
     @grpc_errors
@@ -302,6 +306,26 @@ class ObjectsServicer(rpc.ObjectsServicer):
         """The key naming the bucket's chunks, for a caller who may read the bucket: the SDK checks
         every chunk it reads with it. Empty while the cluster has no naming secret."""
         return pb.ChunkKeyReply(key=await self._s.chunk_key(current_caller(), request.bucket) or b"")
+
+    @grpc_errors
+    async def PutBucketVersioning(self, request, context):
+        await self._s.set_bucket_versioning(current_caller(), request.bucket, request.status)
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetBucketVersioning(self, request, context):
+        return pb.BucketVersioning(status=await self._s.bucket_versioning(current_caller(), request.bucket))
+
+    @grpc_errors
+    async def ListObjectVersions(self, request, context):
+        max_keys = validation.page_limit(request.max_keys, "max_keys")
+        _, listing = await self._s.list_object_versions(
+            current_caller(), request.bucket, prefix=request.prefix, delimiter=request.delimiter,
+            key_marker=request.key_marker, version_id_marker=request.version_id_marker, max_keys=max_keys)
+        return pb.ListObjectVersionsReply(
+            versions=[convert.version_to_pb(v) for v in listing.versions],
+            common_prefixes=listing.common_prefixes, is_truncated=listing.is_truncated,
+            next_key_marker=listing.next_key_marker, next_version_id_marker=listing.next_version_id_marker)
 
 
 DRAIN_LIMIT = 4 * 1024 * 1024   # bytes of a refused upload read (and dropped) so its refusal arrives intact

@@ -12,15 +12,17 @@ from functools import partial
 from aiohttp import web
 
 from maillage.node.data.coordinator import is_common_prefix, past
+from maillage.node.data.versions import Deleted
 from maillage.node.errors import BucketAlreadyExists
 from maillage.node.runtime.concurrency import gather_bounded
-from maillage.node.s3 import encryption, objects, payload, xml
+from maillage.node.s3 import encryption, objects, payload, versioning, xml
 from maillage.node.s3.common import Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error, from_exception
 from maillage.storage import Manifest, version_time
 
 __all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get_bucket_location",
-           "list_objects", "delete_objects"]
+           "list_objects", "delete_objects", "get_bucket_versioning", "put_bucket_versioning",
+           "list_object_versions"]
 
 MAX_DELETE_KEYS = 1000
 DELETE_BODY_LIMIT = 2 * 1024 * 1024  # 1000 keys of 1024 bytes, in XML
@@ -176,30 +178,100 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
     keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
     delete = await s.service.delete_objects(call.caller, call.bucket)
 
-    async def one(key: str) -> S3Error | None:
+    async def one(key: str, version: str | None) -> Deleted | S3Error:
         try:
-            await delete(key)
-            return None
+            return await delete(key, version)
         except Exception as exc:  # reported per key, as S3 does
             error = from_exception(exc)
             if error is None:
                 raise
             return error
 
-    outcomes = await gather_bounded([partial(one, k) for k in keys], DELETES_AT_ONCE)
+    outcomes = await gather_bounded([partial(one, k, v) for k, v in keys], DELETES_AT_ONCE)
     root = xml.root("DeleteResult")
-    for key, error in zip(keys, outcomes):
-        if error is None:
+    for (key, version), error in zip(keys, outcomes):
+        if isinstance(error, Deleted):
             if not quiet:
-                xml.sub(xml.sub(root, "Deleted"), "Key", key)
+                d = xml.sub(root, "Deleted")
+                xml.sub(d, "Key", key)
+                if version is not None:
+                    xml.sub(d, "VersionId", version)
+                if error.marker:
+                    xml.sub(d, "DeleteMarker", True)
+                    if version is None and error.version_id is not None:
+                        xml.sub(d, "DeleteMarkerVersionId", error.version_id)
         else:
             e = xml.sub(root, "Error")
             xml.sub(e, "Key", key)
+            if version is not None:
+                xml.sub(e, "VersionId", version[:64])
             xml.sub(e, "Code", error.code)
             xml.sub(e, "Message", error.message)
     return xml_response(root)
 
 
+
+
+# ----- versioning (the model: `node/data/versions.py`) -----------------------------------------
+
+async def get_bucket_versioning(s: Services, call: Call) -> web.StreamResponse:
+    state = await s.service.bucket_versioning(call.caller, call.bucket)
+    root = xml.root("VersioningConfiguration")
+    if state:
+        xml.sub(root, "Status", state)
+    return xml_response(root)
+
+
+async def put_bucket_versioning(s: Services, call: Call) -> web.StreamResponse:
+    status = versioning.status_from_document(await payload.small_body(call, versioning.MAX_DOCUMENT))
+    await s.service.set_bucket_versioning(call.caller, call.bucket, status)
+    return web.Response(status=200)
+
+
+async def list_object_versions(s: Services, call: Call) -> web.StreamResponse:
+    q = call.request.query
+    max_keys, enc = query_integer(q, "max-keys", 1000, largest=1000), xml.key_encoder(q)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, vid_marker = q.get("key-marker", ""), q.get("version-id-marker", "")
+    if vid_marker:
+        versioning.check_marker(vid_marker)
+        if not key_marker:
+            raise S3Error("InvalidArgument", "a version-id-marker needs a key-marker")
+    root = xml.root("ListVersionsResult")
+    xml.sub(root, "Name", call.bucket)
+    xml.sub(root, "Prefix", enc(prefix))
+    xml.sub(root, "KeyMarker", enc(key_marker))
+    xml.sub(root, "VersionIdMarker", vid_marker)
+    xml.sub(root, "MaxKeys", max_keys)
+    if delimiter:
+        xml.sub(root, "Delimiter", enc(delimiter))
+    if "encoding-type" in q:
+        xml.sub(root, "EncodingType", "url")
+    if max_keys == 0:  # the bucket checked, nothing listed
+        await s.service.head_bucket(call.caller, call.bucket, "ListObjectVersions")
+        xml.sub(root, "IsTruncated", False)
+        return xml_response(root)
+    record, listing = await s.service.list_object_versions(
+        call.caller, call.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+        version_id_marker=vid_marker, max_keys=max_keys)
+    xml.sub(root, "IsTruncated", listing.is_truncated)
+    if listing.is_truncated:
+        xml.sub(root, "NextKeyMarker", enc(listing.next_key_marker))
+        xml.sub(root, "NextVersionIdMarker", listing.next_version_id_marker)
+    for v in listing.versions:
+        m = v.manifest
+        e = xml.sub(root, "DeleteMarker" if v.marker else "Version")
+        xml.sub(e, "Key", enc(m.key))
+        xml.sub(e, "VersionId", v.version_id)
+        xml.sub(e, "IsLatest", v.latest)
+        xml.sub(e, "LastModified", xml.iso8601(version_time(m.version)))
+        if not v.marker:
+            xml.sub(e, "ETag", objects.etag(m))
+            xml.sub(e, "Size", m.size)
+            xml.sub(e, "StorageClass", "STANDARD")
+        xml.person(e, "Owner", record.owner)
+    xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
+    return xml_response(root)
 
 
 # ----- default encryption (every object is encrypted at rest: `encryption`) -------------------

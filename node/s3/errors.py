@@ -16,6 +16,7 @@ STATUS = {
     "RequestTimeTooSkewed": 403,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
+    "NoSuchVersion": 404,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
@@ -72,6 +73,7 @@ CODES: dict[Reason, str] = {
     Reason.UNKNOWN_NODE: "InvalidArgument",
     Reason.NO_SUCH_BUCKET: "NoSuchBucket",
     Reason.NO_SUCH_KEY: "NoSuchKey",
+    Reason.NO_SUCH_VERSION: "NoSuchVersion",
     Reason.NO_SUCH_CHUNK: "InternalError",  # a chunk of a manifest missing everywhere: the node's failure
     Reason.BUCKET_ALREADY_EXISTS: "BucketAlreadyExists",
     Reason.BUCKET_NOT_EMPTY: "BucketNotEmpty",

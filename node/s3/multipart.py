@@ -23,7 +23,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
-from maillage.node.s3 import objects, payload, xml
+from maillage.node.s3 import objects, payload, versioning, xml
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
@@ -109,10 +109,13 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     bytes are read from the source object, every chunk verified, and stored as a new part."""
     headers, q = call.request.headers, call.request.query
     number, upload_id = _part_number(q), _upload_id(q)
-    source_bucket, source_key = objects.copy_source(headers["x-amz-copy-source"])
+    source_bucket, source_key, source_version = objects.copy_source(headers["x-amz-copy-source"])
     # Read on the source, write on this bucket, and no residency widening, before any byte moves.
     source_record, dest = await s.service.copy_part_buckets(call.caller, source_bucket, call.bucket)
-    source = await s.service.coordinator.head_object(source_record, source_key)
+    if source_version is not None:
+        source = await s.service.versions.get(source_record, source_key, source_version)
+    else:
+        source = await s.service.coordinator.head_object(source_record, source_key)
     objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
     first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > MAX_PART_SIZE:
@@ -162,7 +165,9 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
     xml.sub(root, "ETag", objects.etag(manifest))
-    return xml_response(root)
+    response = xml_response(root)
+    response.headers.update(versioning.written_headers(manifest))
+    return response
 
 
 async def abort_upload(s: Services, call: Call) -> web.StreamResponse:

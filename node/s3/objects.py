@@ -24,7 +24,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
-from maillage.node.s3 import encryption, payload, tagging, xml
+from maillage.node.data.versions import DeleteMarker
+from maillage.node.s3 import encryption, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
@@ -93,6 +94,7 @@ def object_headers(m: Manifest) -> dict[str, str]:
     if tags := tagging.count(attributes):
         headers["x-amz-tagging-count"] = str(tags)
     headers[encryption.HEADER] = encryption.AT_REST
+    headers.update(versioning.version_headers(m))
     return headers
 
 
@@ -180,7 +182,7 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
     manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload_from(call), hashed_body(s, call),
                                                   check=_put_conditions(call))
-    return web.Response(status=200, headers={"ETag": etag(manifest)})
+    return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.written_headers(manifest)})
 
 
 # MD5 runs on one thread of its own, piece after piece in order, while the event loop goes on
@@ -222,8 +224,17 @@ async def _with_md5(pieces: AsyncIterator[bytes], end: StreamEnd, expected: byte
     end.md5 = md5.hexdigest()
 
 
+async def _read(s: Services, call: Call, operation: str) -> tuple[BucketRecord, Manifest]:
+    """The version a GET or HEAD reads: the one its `versionId` names, else the key's current."""
+    try:
+        return await s.service.head_object(call.caller, call.bucket, call.key, operation,
+                                           versioning.asked_version(call.request.query))
+    except DeleteMarker as exc:
+        raise versioning.marker_error(exc) from None
+
+
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
-    _, m = await s.service.head_object(call.caller, call.bucket, call.key)
+    _, m = await _read(s, call, "HeadObject")
     check_conditions(call.request.headers, m)
     headers = object_headers(m)
     headers["Content-Length"] = str(m.size)
@@ -241,7 +252,7 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
     if not wanted or not wanted <= set(OBJECT_ATTRIBUTES):
         raise S3Error("InvalidArgument", "x-amz-object-attributes names one or more of "
                                          f"{', '.join(OBJECT_ATTRIBUTES)}")
-    _, m = await s.service.head_object(call.caller, call.bucket, call.key, "GetObjectAttributes")
+    _, m = await _read(s, call, "GetObjectAttributes")
     root = xml.root("GetObjectAttributesResponse")
     if "ETag" in wanted:
         xml.sub(root, "ETag", etag(m).strip('"'))
@@ -253,17 +264,19 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(root, "ObjectSize", m.size)
     response = xml_response(root)
     response.headers["Last-Modified"] = _last_modified(m)
+    response.headers.update(versioning.version_headers(m))
     return response
 
 
 async def delete_object(s: Services, call: Call) -> web.StreamResponse:
-    await s.service.delete_object(call.caller, call.bucket, call.key)
-    return web.Response(status=204)
+    deleted = await s.service.delete_object(call.caller, call.bucket, call.key,
+                                            versioning.asked_version(call.request.query))
+    return web.Response(status=204, headers=versioning.deleted_headers(deleted))
 
 
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     request = call.request
-    record, m = await s.service.head_object(call.caller, call.bucket, call.key, "GetObject")
+    record, m = await _read(s, call, "GetObject")
     check_conditions(request.headers, m)
     headers = object_headers(m)
     for parameter, header in _OVERRIDES.items():
@@ -324,24 +337,30 @@ async def read_range(s: Services, bucket: BucketRecord, m: Manifest, first: int,
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-def copy_source(header: str) -> tuple[str, str]:
-    """(bucket, key) of an x-amz-copy-source header ("/bucket/key" or "bucket/key", URL-encoded)."""
-    source = unquote(header.split("?", 1)[0]).lstrip("/")
+def copy_source(header: str) -> tuple[str, str, str | None]:
+    """(bucket, key, version id or None) of an x-amz-copy-source header ("/bucket/key" or
+    "bucket/key", URL-encoded, optionally "?versionId=...")."""
+    path, _, query = header.partition("?")
+    source = unquote(path).lstrip("/")
     bucket, _, key = source.partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", f"x-amz-copy-source {header[:80]!r} is not /bucket/key")
-    if "?versionId=" in header and not header.endswith("versionId=null"):
-        raise S3Error("NotImplemented", "copying a given version (versionId) is not supported: versioning is off")
-    return bucket, key
+    version = None
+    if query:
+        name, _, value = query.partition("=")
+        if name != "versionId":
+            raise S3Error("InvalidArgument", f"x-amz-copy-source names {name[:20]!r}: only versionId may follow")
+        version = versioning.check_marker(unquote(value))
+    return bucket, key, version
 
 
 async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     headers = call.request.headers
-    source_bucket, source_key = copy_source(headers["x-amz-copy-source"])
+    source_bucket, source_key, source_version = copy_source(headers["x-amz-copy-source"])
     directive = headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", f"x-amz-metadata-directive {directive[:20]!r}: use COPY or REPLACE")
-    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY":
+    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY" and source_version is None:
         raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
                                         "to itself without changing the object's metadata (use REPLACE)")
     tag_directive = headers.get("x-amz-tagging-directive", "COPY").upper()
@@ -355,13 +374,20 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
         replacement = upload_from(call)  # the source's tags stay unless the tagging directive replaces them
         if tag_directive == "REPLACE":  # none given: the copy has none
             replacement = replace(replacement, attributes={tagging.TAGS_ATTRIBUTE: "", **replacement.attributes})
-    manifest = await s.service.copy_object(
-        call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
-        check=partial(check_conditions, headers, prefix=COPY_SOURCE))
+    try:
+        manifest = await s.service.copy_object(
+            call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
+            check=partial(check_conditions, headers, prefix=COPY_SOURCE), source_version_id=source_version)
+    except DeleteMarker as exc:
+        raise versioning.marker_error(exc) from None
     root = xml.root("CopyObjectResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
     xml.sub(root, "ETag", etag(manifest))
-    return xml_response(root)
+    response = xml_response(root)
+    response.headers.update(versioning.written_headers(manifest))
+    if source_version is not None:
+        response.headers["x-amz-copy-source-version-id"] = source_version
+    return response
 
 
 # ----- tagging -------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from maillage.node.s3.errors import S3Error
 
 __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 
-# Query parameters this front door understands; any other (acl, versioning, lifecycle...) names an
+# Query parameters this front door understands; any other (acl, lifecycle...) names an
 # operation it does not serve, answered NotImplemented rather than silently ignored.
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging",
-    "encryption", "attributes",
+    "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
     "response-content-disposition", "response-content-encoding",
@@ -63,9 +63,13 @@ _HANDLERS: Mapping[str, Handler] = {
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "ListObjectVersions": buckets.list_object_versions,
 }
 _ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
+_VERSIONING = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
@@ -82,6 +86,10 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             raise S3Error("NotImplemented", "bucket tagging is not supported yet (object tagging is)")
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
+        if "versioning" in query and method in _VERSIONING:
+            return ROUTES[_VERSIONING[method]]
+        if "versions" in query and method == "GET":
+            return ROUTES["ListObjectVersions"]
         if method == "PUT":
             return ROUTES["CreateBucket"]
         if method == "HEAD":
@@ -101,6 +109,9 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if "attributes" in query and method == "GET":
             return ROUTES["GetObjectAttributes"]
         if "tagging" in query and method in _TAGGING:
+            if "versionId" in query:
+                raise S3Error("NotImplemented", "the tags of a given version are not served yet (the current "
+                                                "version's are: leave versionId out)")
             return ROUTES[_TAGGING[method]]
         if method == "PUT":
             if upload and "partNumber" in query:

@@ -90,9 +90,10 @@ def elements(parent: ET.Element, tag: str, texts: Iterable[str]) -> None:
         sub(sub(parent, tag), "Prefix", text)
 
 
-def delete_request(body: bytes, limit: int, body_limit: int) -> tuple[list[str], bool]:
-    """The keys (at most `limit`) and the Quiet flag of a DeleteObjects body (<Delete><Object><Key>...)."""
-    keys: list[str] = []
+def delete_request(body: bytes, limit: int, body_limit: int) -> tuple[list[tuple[str, str | None]], bool]:
+    """The (key, version id or None) pairs (at most `limit`) and the Quiet flag of a DeleteObjects
+    body (<Delete><Object><Key>...<VersionId>...)."""
+    keys: list[tuple[str, str | None]] = []
     quiet = False
     for child in parse(body, "Delete", body_limit):
         tag = local_name(child.tag)
@@ -102,7 +103,8 @@ def delete_request(body: bytes, limit: int, body_limit: int) -> tuple[list[str],
             key = next((c.text for c in child if local_name(c.tag) == "Key"), None)
             if not key:
                 raise S3Error("MalformedXML", "an Object of the Delete request has no Key")
-            keys.append(key)
+            version = next(((c.text or "").strip() for c in child if local_name(c.tag) == "VersionId"), None)
+            keys.append((key, version))
     if not keys:
         raise S3Error("MalformedXML", "the Delete request names no Object")
     if len(keys) > limit:

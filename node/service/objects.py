@@ -13,11 +13,13 @@ any byte of the request; `route` tells a door beforehand where to send such a re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
+from maillage.node.data.versions import Deleted, VersionListing, Versions
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
@@ -42,6 +44,7 @@ class ObjectService:
         self._local = local
         self._territory = territory
         self.uploads = uploads or MultipartUploads(coordinator)
+        self.versions = Versions(coordinator)
 
     async def bucket(self, caller: Caller, operation: str, name: str) -> BucketRecord:
         """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks
@@ -96,45 +99,96 @@ class ObjectService:
 
     async def delete_bucket(self, caller: Caller, name: str) -> None:
         self.coordinator.forget_bucket(name)  # checked on the record the owners hold now, not a cached one
-        await self.coordinator.delete_bucket(await self.bucket(caller, "DeleteBucket", name))
+        record = await self.bucket(caller, "DeleteBucket", name)
+        await self.versions.check_empty(record)  # its noncurrent versions and delete markers too
+        await self.coordinator.delete_bucket(record)
+
+    async def bucket_versioning(self, caller: Caller, bucket: str) -> str:
+        """The bucket's versioning state: "" (never enabled), Enabled or Suspended."""
+        return await self.versions.state(await self.bucket(caller, "GetBucketVersioning", bucket))
+
+    async def set_bucket_versioning(self, caller: Caller, bucket: str, state: str) -> None:
+        """Enable or suspend versioning: the owner tenant's write key (or its admin) only."""
+        await self.versions.set_state(await self.bucket(caller, "PutBucketVersioning", bucket), state)
+
+    async def list_object_versions(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
+                                   key_marker: str = "", version_id_marker: str = "",
+                                   max_keys: int = 1000) -> tuple[BucketRecord, VersionListing]:
+        record = await self.bucket(caller, "ListObjectVersions", bucket)
+        listing = await self.versions.listing(record, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+                                           version_id_marker=version_id_marker, max_keys=max_keys)
+        return record, listing
 
     # ----- objects -------------------------------------------------------------------------
 
-    async def head_object(self, caller: Caller, bucket: str, key: str,
-                          operation: str = "HeadObject") -> tuple[BucketRecord, Manifest]:
-        """The bucket's record and the key's current version (GetObject reads with the same call)."""
+    async def head_object(self, caller: Caller, bucket: str, key: str, operation: str = "HeadObject",
+                          version_id: str | None = None) -> tuple[BucketRecord, Manifest]:
+        """The bucket's record and the key's current version, or its version `version_id` (GetObject
+        reads with the same call); a delete marker is `DeleteMarker`."""
         record = await self.bucket(caller, operation, bucket)
-        return record, await self.coordinator.head_object(record, key)
+        if version_id is not None:
+            return record, await self.versions.get(record, key, version_id)
+        return record, await self.versions.current(record, key)
+
+    async def _write_target(self, caller: Caller, operation: str, bucket: str) -> tuple[BucketRecord, str]:
+        """The bucket's record, checked for a write, and its versioning state read from its index
+        replicas (never cached). The state is read while the record's owners are asked again, with
+        the record this node last knew, so a write of a bucket it knows pays no round trip for it."""
+        known = self.coordinator.last_known_bucket(bucket)
+        early = None
+        if known is not None and self._territory.inside(known.policy):
+            early = asyncio.ensure_future(self.versions.state(known))
+            early.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved if unused
+        try:
+            record = await self.bucket(caller, operation, bucket)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
+        if early is not None and known == record:
+            return record, await early
+        if early is not None:
+            early.cancel()
+        return record, await self.versions.state(record)
 
     async def put_object(self, caller: Caller, bucket: str, upload: Upload, body: UploadStream, *,
                          check: Callable[[Manifest | None], None] | None = None) -> tuple[Manifest, list[str]]:
         """Store an object; `check(current version or None)` may refuse it first (a conditional PUT)."""
-        record = await self.bucket(caller, "PutObject", bucket)
+        record, state = await self._write_target(caller, "PutObject", bucket)
         if check is not None:
             try:
                 current: Manifest | None = await self.coordinator.head_object(record, upload.key)
             except NoSuchKey:
                 current = None
             check(current)
-        return await self.coordinator.put_object(record, upload, body)
+        stamp = await self.versions.stamper(record, upload.key, state)
+        return await self.coordinator.put_object(record, upload, body, stamp=stamp)
 
-    async def delete_object(self, caller: Caller, bucket: str, key: str) -> int:
-        record = await self.bucket(caller, "DeleteObject", bucket)
-        return await self.coordinator.delete_object(record, key)
+    async def delete_object(self, caller: Caller, bucket: str, key: str, version_id: str | None = None) -> Deleted:
+        """Delete the key (a delete marker on a versioned bucket), or its version `version_id`."""
+        record, state = await self._write_target(caller, "DeleteObject", bucket)
+        return await self.versions.delete(record, key, version_id, state=state)
 
-    async def delete_objects(self, caller: Caller, bucket: str) -> Callable[[str], Awaitable[int]]:
-        """For DeleteObjects: the bucket checked once, then a function deleting one key of it."""
-        record = await self.bucket(caller, "DeleteObjects", bucket)
-        return lambda key: self.coordinator.delete_object(record, key)
+    async def delete_objects(self, caller: Caller, bucket: str) -> Callable[[str, str | None], Awaitable[Deleted]]:
+        """For DeleteObjects: the bucket checked once, then a function deleting one key (or version) of it."""
+        record, state = await self._write_target(caller, "DeleteObjects", bucket)
+        return partial(self.versions.delete, record, state=state)
 
     async def copy_object(self, caller: Caller, source_bucket: str, source_key: str, bucket: str, key: str, *,
-                          replacement: Upload | None = None,
-                          check: Callable[[Manifest], None] | None = None) -> Manifest:
-        """A server-side copy: read on the source bucket, write on the destination."""
+                          replacement: Upload | None = None, check: Callable[[Manifest], None] | None = None,
+                          source_version_id: str | None = None) -> Manifest:
+        """A server-side copy (of the source's version `source_version_id`, else its current one):
+        read on the source bucket, write on the destination."""
         source = await self._tenancy.bucket(caller, source_bucket, "read")
-        dest = await self.bucket(caller, "CopyObject", bucket)
+        dest, state = await self._write_target(caller, "CopyObject", bucket)
+        self.coordinator.check_copy(source, dest)
+        if source_version_id is not None:
+            version = await self.versions.get(source, source_key, source_version_id)
+        else:
+            version = await self.versions.current(source, source_key)
         return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
-                                                  check=check)
+                                                  check=check, source=version,
+                                                  stamp=await self.versions.stamper(dest, key, state))
 
     async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str) -> dict[str, str]:
         """The current version's attributes (its stored headers, ETag, tags), for a reader."""
@@ -150,7 +204,9 @@ class ObjectService:
         current.pop(name, None)
         if value is not None:
             current[name] = value
-        return await self.coordinator.restate(record, key, current)
+        manifest = await self.coordinator.restate(record, key, current)
+        await self.versions.restated(record, manifest)
+        return manifest
 
     async def list_objects(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = 1000) -> tuple[BucketRecord, Listing]:
@@ -195,8 +251,9 @@ class ObjectService:
 
     async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
-        record = await self.bucket(caller, "CompleteMultipartUpload", bucket)
-        return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry)
+        record, state = await self._write_target(caller, "CompleteMultipartUpload", bucket)
+        return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry,
+                                                  stamp=await self.versions.stamper(record, key, state))
 
     async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
         record = await self.bucket(caller, "AbortMultipartUpload", bucket)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from maillage import placement, storage
 from maillage.node import errors
-from maillage.node.data import multipart
+from maillage.node.data import multipart, versions
 from maillage.node.runtime import budget
 from maillage.node.trust import documents
 from maillage.proto import bulk, frame
@@ -23,6 +23,7 @@ __all__ = ["DOMAIN_ERRORS", "REASONS", "reason_for"]
 # Most specific first: the first match wins.
 REASONS: list[tuple[type[Exception], Reason]] = [
     (multipart.NoSuchUpload, Reason.NO_SUCH_UPLOAD),
+    (versions.NoSuchVersion, Reason.NO_SUCH_VERSION),
     (multipart.InvalidPart, Reason.INVALID_PART),
     (multipart.InvalidPartOrder, Reason.INVALID_PART_ORDER),
     (multipart.EntityTooSmall, Reason.ENTITY_TOO_SMALL),

@@ -105,6 +105,11 @@ OPERATIONS: Mapping[str, Rule] = {
     "GetBucketEncryption": Rule(nodes=False, key="read", bucket="read"),
     "PutBucketEncryption": Rule(nodes=False, key="write", bucket="write"),
     "DeleteBucketEncryption": Rule(nodes=False, key="write", bucket="write"),
+    # Versioning: the state rests in the bucket's index (inside its policy); only its owner tenant's
+    # keys may change it (`bucket="write"`: the owner, never a read-only key).
+    "GetBucketVersioning": READ_BUCKET,
+    "PutBucketVersioning": WRITE_BUCKET,
+    "ListObjectVersions": READ_BUCKET,
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -135,7 +140,8 @@ _SERVICES = {
                 "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
                 "Inventory"),
     "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
-                "CopyObject", "ListObjects", "ChunkKey"),
+                "CopyObject", "ListObjects", "ChunkKey", "PutBucketVersioning", "GetBucketVersioning",
+                "ListObjectVersions"),
 }
 #: gRPC method path -> the operation it is.
 GRPC_METHODS: Mapping[str, str] = {
@@ -153,6 +159,7 @@ S3_OPERATIONS = frozenset({
     "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
     "ListParts", "GetObjectAttributes", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
     "GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption",
+    "GetBucketVersioning", "PutBucketVersioning", "ListObjectVersions",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

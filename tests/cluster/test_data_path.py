@@ -12,6 +12,7 @@ from maillage.client import (
     IntegrityError,
     InvalidBucketName,
     InvalidKey,
+    InvalidRequest,
     MetadataTooLarge,
     NoSuchBucket,
     NoSuchKey,
@@ -216,3 +217,35 @@ def test_corrupt_replica_is_detected_and_read_served_from_the_good_one(fresh_mes
             path.write_bytes(bytes(raw))
         with pytest.raises((IntegrityError, QuorumNotReached)):
             c.get_object("fr-data", "victim").read()
+
+
+def test_versioning_through_the_native_sdk(client):
+    """The same versioning as the S3 door's, through the gRPC door and the SDK: version ids in put
+    results, reads and deletes by version id, delete markers, ListObjectVersions page by page."""
+    client.create_bucket("fr-sdk-versions", "france-only")
+    assert client.get_bucket_versioning("fr-sdk-versions") == ""
+    client.put_bucket_versioning("fr-sdk-versions", "Enabled")
+    assert client.get_bucket_versioning("fr-sdk-versions") == "Enabled"
+    first = client.put_object("fr-sdk-versions", "k", os.urandom(3 * CHUNK + 5))
+    second = client.put_object("fr-sdk-versions", "k", b"second")
+    assert len(first.version_id) == 24 and first.version_id != second.version_id
+    assert client.head_object("fr-sdk-versions", "k").version_id == second.version_id
+    old = client.get_object("fr-sdk-versions", "k", version_id=first.version_id)
+    assert old.info.version_id == first.version_id and len(old.read()) == 3 * CHUNK + 5
+    client.delete_object("fr-sdk-versions", "k")  # a delete marker
+    with pytest.raises(NoSuchKey):
+        client.head_object("fr-sdk-versions", "k")
+    listed = list(client.list_object_versions("fr-sdk-versions", page_size=1))
+    assert [(v.version_id, v.is_latest, v.delete_marker) for v in listed][1:] == \
+        [(second.version_id, False, False), (first.version_id, False, False)]
+    assert listed[0].delete_marker and listed[0].is_latest
+    with pytest.raises(NoSuchKey):  # NoSuchVersion
+        client.head_object("fr-sdk-versions", "k", version_id="0" * 24)
+    with pytest.raises(InvalidRequest):
+        client.head_object("fr-sdk-versions", "k", version_id="not-a-version")
+    client.delete_object("fr-sdk-versions", "k", version_id=listed[0].version_id)
+    assert client.get_object("fr-sdk-versions", "k").read() == b"second"
+    for v in listed[1:]:
+        client.delete_object("fr-sdk-versions", "k", version_id=v.version_id)
+    assert list(client.list_object_versions("fr-sdk-versions")) == []
+    client.delete_bucket("fr-sdk-versions")

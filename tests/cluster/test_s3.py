@@ -500,3 +500,85 @@ def test_get_object_attributes(mesh, s3):
     with pytest.raises(ClientError) as err:
         s3.get_object_attributes(Bucket="attrs", Key="absent", ObjectAttributes=["ETag"])
     assert code(err) == "NoSuchKey"
+
+
+def test_versioning_through_boto3(mesh, s3):
+    """Enable versioning, overwrite, delete (a marker), read the old version, list versions, delete a
+    version and the marker; the noncurrent versions rest in France only."""
+    bucket = "fr-versions"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="before", Body=b"unversioned")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    first_body = bytes(range(256)) * (2 * CHUNK // 256 + 3)  # several chunks
+    first = s3.put_object(Bucket=bucket, Key="doc", Body=first_body)
+    second = s3.put_object(Bucket=bucket, Key="doc", Body=b"second")
+    v1, v2 = first["VersionId"], second["VersionId"]
+    assert v1 != v2 and "null" not in (v1, v2)
+    got = s3.get_object(Bucket=bucket, Key="doc")
+    assert got["Body"].read() == b"second" and got["VersionId"] == v2
+    old = s3.get_object(Bucket=bucket, Key="doc", VersionId=v1)
+    assert old["Body"].read() == first_body and old["VersionId"] == v1 and old["ETag"] == first["ETag"]
+    assert s3.head_object(Bucket=bucket, Key="doc", VersionId=v1)["ContentLength"] == len(first_body)
+    assert s3.get_object_attributes(Bucket=bucket, Key="doc", ObjectAttributes=["ETag"])["VersionId"] == v2
+    copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "doc", "VersionId": v1})
+    assert copied["CopySourceVersionId"] == v1
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == first_body
+
+    marker = s3.delete_object(Bucket=bucket, Key="doc")
+    assert marker["DeleteMarker"] and marker["VersionId"] not in (v1, v2)
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="doc")
+    assert code(err) == "NoSuchKey"
+    assert err.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    assert "doc" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    listing = s3.list_object_versions(Bucket=bucket)
+    versions = [(v["Key"], v["VersionId"], v["IsLatest"]) for v in listing["Versions"]]
+    assert versions == [("before", "null", True), ("copy", copied["VersionId"], True), ("doc", v2, False),
+                        ("doc", v1, False)]
+    assert [(m["Key"], m["VersionId"], m["IsLatest"]) for m in listing["DeleteMarkers"]] == \
+        [("doc", marker["VersionId"], True)]
+    page = s3.list_object_versions(Bucket=bucket, MaxKeys=2, KeyMarker="copy",
+                                   VersionIdMarker=copied["VersionId"])
+    assert page["IsTruncated"] and page["NextKeyMarker"] == "doc"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="doc", VersionId="0" * 24)
+    assert code(err) == "NoSuchVersion"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="doc", VersionId="../" * 400)
+    assert code(err) == "InvalidArgument"
+
+    # the noncurrent versions (and the marker) rest on French nodes only, as the nodes' inventories say
+    inventories, unreachable = fetch_inventories(mesh.layout, mesh.admin_profile)
+    assert not unreachable
+    holders = {n for n, inv in inventories.items() if inv.keys.get(bucket) or inv.refs.get(bucket)}
+    assert holders and holders <= FRENCH
+
+    s3.delete_object(Bucket=bucket, Key="doc", VersionId=v2)
+    s3.delete_object(Bucket=bucket, Key="doc", VersionId=marker["VersionId"])
+    assert s3.get_object(Bucket=bucket, Key="doc")["Body"].read() == first_body  # v1 is current again
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="doc", VersionId=v2)
+    assert code(err) == "NoSuchVersion"
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "doc", "VersionId": v1}, {"Key": "before", "VersionId": "null"},
+        {"Key": "copy", "VersionId": copied["VersionId"]}]})
+    assert sorted((d["Key"], d["VersionId"]) for d in answer["Deleted"]) == \
+        [("before", "null"), ("copy", copied["VersionId"]), ("doc", v1)]
+    assert "Versions" not in s3.list_object_versions(Bucket=bucket)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=b"p" * 1000)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload, MultipartUpload={
+        "Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == [done["VersionId"]]
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket=bucket)
+    assert code(err) == "BucketNotEmpty"
+    s3.delete_object(Bucket=bucket, Key="mp", VersionId=done["VersionId"])
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert "VersionId" not in s3.put_object(Bucket=bucket, Key="null", Body=b"n")  # as S3: the null version
+    assert s3.head_object(Bucket=bucket, Key="null", VersionId="null")["VersionId"] == "null"
+    s3.delete_object(Bucket=bucket, Key="null", VersionId="null")
+    s3.delete_bucket(Bucket=bucket)

@@ -118,6 +118,10 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutBucketEncryption": lambda s3, kind: s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}),
     "DeleteBucketEncryption": lambda s3, kind: s3.delete_bucket_encryption(Bucket=BUCKET),
+    "GetBucketVersioning": lambda s3, kind: s3.get_bucket_versioning(Bucket=BUCKET),
+    "PutBucketVersioning": lambda s3, kind: s3.put_bucket_versioning(
+        Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"}),
+    "ListObjectVersions": lambda s3, kind: s3.list_object_versions(Bucket=BUCKET),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 

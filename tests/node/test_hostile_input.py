@@ -109,7 +109,7 @@ _UNARY = {
                 "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
                 "Inventory"],
     "objects": ["CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
-                "CopyObject", "ListObjects"],
+                "CopyObject", "ListObjects", "PutBucketVersioning", "GetBucketVersioning", "ListObjectVersions"],
 }
 
 

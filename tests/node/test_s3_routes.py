@@ -40,6 +40,12 @@ CASES = [
     ("GET", "b", "k", {"tagging": ""}, {}, objects.get_object_tagging),
     ("PUT", "b", "k", {"tagging": ""}, {}, objects.put_object_tagging),
     ("DELETE", "b", "k", {"tagging": ""}, {}, objects.delete_object_tagging),
+    ("GET", "b", "", {"versioning": ""}, {}, buckets.get_bucket_versioning),
+    ("PUT", "b", "", {"versioning": ""}, {}, buckets.put_bucket_versioning),
+    ("GET", "b", "", {"versions": "", "version-id-marker": "null"}, {}, buckets.list_object_versions),
+    ("GET", "b", "k", {"versionId": "null"}, {}, objects.get_object),
+    ("HEAD", "b", "k", {"versionId": "null"}, {}, objects.head_object),
+    ("DELETE", "b", "k", {"versionId": "null"}, {}, objects.delete_object),
 ]
 
 
