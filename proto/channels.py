@@ -36,8 +36,13 @@ def channel_options(*, max_receive: int = MAX_MESSAGE) -> Options:
         # A peer that refused a connection (not started yet, restarting) is retried within a second
         # or two, not after gRPC's default backoff of up to two minutes.
         ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2000),
+        # Despite its name, gRPC core takes this as the time a connection attempt (TCP, TLS, the
+        # server's SETTINGS) may take: at 200 ms, a 100-node mesh on 2 cores (load average 40) saw
+        # calls to busy nodes fail at once with "timed out before receiving SETTINGS frame"
+        # (`maillage status` exit 1, audit "NOT fully replicated" with 0 items short). A refused
+        # connection still fails at once; a call's own deadline still bounds it.
+        ("grpc.min_reconnect_backoff_ms", 5000),
         # Each channel its own connections: gRPC otherwise shares them (and their backoff) between
         # channels to one address, so gossip's or repair's failures would stall client requests.
         ("grpc.use_local_subchannel_pool", 1),
