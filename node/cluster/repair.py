@@ -40,7 +40,7 @@ from typing import Any
 
 from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.energy.decide import Kind
-from maillage.node.energy.scheduler import EnergyScheduler
+from maillage.node.energy.scheduler import EnergyScheduler, Job
 from maillage.node.errors import NodeError, NoSuchBucket
 from maillage.node.replicas.antientropy import (
     IndexEntry,
@@ -448,21 +448,23 @@ class Repairer(BackgroundLoop):
                                         len(plan.owned))
 
         async def pull(group: SyncGroup) -> None:
-            moving = self._moving(group)
-            if moving:
+            job = self._urgent
+            if self._moving(group):
                 self._moves_seen = True
                 if not self._rebalance.allowed():
                     return  # deferred by the site's energy state: a later round moves it
+                job = self._rebalance
             try:
-                await self._pull(peer, group, plan)
+                await self._pull(peer, group, plan, job)
             except (NodeError, StorageError) as err:
                 log.info("repair: pulling %s from %s: %s", group, peer, err)
             self.progress.groups_done = min(self.progress.groups_done + 1, len(plan.owned))
         await gather_bounded([partial(pull, g) for g in differing], PULLS_PER_PEER)
 
-    async def _pull(self, peer: str, group: SyncGroup, plan: Plan) -> None:
+    async def _pull(self, peer: str, group: SyncGroup, plan: Plan, job: Job) -> None:
+        """Fetch what `peer` holds of `group` and this node lacks, each frame counted to `job` (a
+        rebalance, or urgent repair)."""
         remote = self._peers.replica(peer)
-        job = self._rebalance if self._moving(group) else self._urgent
         local = self._peers.local
         theirs = await remote.sync_listing(group)
         ours = await local.sync_listing(group)

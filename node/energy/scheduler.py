@@ -72,9 +72,11 @@ class Job:
         """The work due is done (the next `open` starts a new deadline)."""
         self.due, self.bytes_left = None, 0
 
+    def _backlog(self) -> Backlog | None:
+        return None if self.due is None else Backlog(self.due, self.bytes_left, self.rate)
+
     def pace(self) -> float:
-        backlog = None if self.due is None else Backlog(self.due, self.bytes_left, self.rate)
-        return pace(self.kind, self.scheduler.state, backlog, self.scheduler.clock.time())
+        return pace(self.kind, self.scheduler.state, self._backlog(), self.scheduler.clock.time())
 
     def allowed(self) -> bool:
         """Whether the work may go on now (for loops that skip rather than wait)."""
@@ -90,8 +92,7 @@ class Job:
         while (p := self.pace()) <= 0:
             self.stats.waits += 1
             self.stats.waiting = True
-            backlog = None if self.due is None else Backlog(self.due, self.bytes_left, self.rate)
-            hint = wait_hint(self.kind, s.state, backlog, s.clock.time())
+            hint = wait_hint(self.kind, s.state, self._backlog(), s.clock.time())
             await s.changed(RECHECK if hint is None else min(max(hint, 1.0), RECHECK))
         st = self.stats
         st.waiting = False

@@ -20,7 +20,7 @@ from maillage.storage import BucketRecord, Manifest
 _K = TypeVar("_K", bound=Hashable)
 
 __all__ = ["SyncGroup", "IndexEntry", "listing_digest", "Plan", "Progress",
-           "chunks_missing", "entries_to_pull", "entries_to_push", "droppable_tombstones"]
+           "chunks_missing", "entries_to_pull", "entries_to_push", "short_of_copies", "droppable_tombstones"]
 
 
 @dataclass(frozen=True, order=True)

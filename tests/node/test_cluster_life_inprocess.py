@@ -233,12 +233,12 @@ def test_a_wiped_node_pulls_a_bounded_number_of_groups_from_each_peer_at_once(me
     most: dict[str, int] = {}
     real_pull = repair_module.Repairer._pull
 
-    async def counted_pull(self, peer, group, plan):
+    async def counted_pull(self, peer, group, plan, job):
         in_flight[peer] = in_flight.get(peer, 0) + 1
         most[peer] = max(most.get(peer, 0), in_flight[peer])
         try:
             await asyncio.sleep(0)  # let the other pulls of this round start, if they may
-            return await real_pull(self, peer, group, plan)
+            return await real_pull(self, peer, group, plan, job)
         finally:
             in_flight[peer] -= 1
     monkeypatch.setattr(repair_module.Repairer, "_pull", counted_pull)
