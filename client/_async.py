@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import blake3
 import grpc
@@ -57,6 +57,7 @@ from maillage.proto.limits import INLINE_MAX
 
 Body = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
+_Keyed = TypeVar("_Keyed", ObjectSummary, ObjectVersion)  # a listing entry: it has a .key
 
 # The PutObject stream's data messages. Not the chunk size: a node takes at most its chunk size + 1 MiB
 # per message (`limits.max_request_message`) and the SDK does not know a node's chunk size (tests run
@@ -183,6 +184,14 @@ class _WholeObject:
             raise e.IntegrityError(f"{m.bucket}/{m.key}: the {m.size} bytes read do not match the object's "
                                    f"BLAKE3 digest {m.etag[:16]}... (every chunk verified, but they are not "
                                    "this object's: a wrong or forged manifest)")
+
+
+def _in_key_order(items: Sequence[_Keyed], prefixes: Sequence[str]) -> list[_Keyed | str]:
+    """A listing page's entries and common prefixes merged in key order (a stable sort: a key's
+    versions keep their order, newest first)."""
+    merged: list[_Keyed | str] = list(items)
+    merged.extend(prefixes)
+    return sorted(merged, key=lambda x: x if isinstance(x, str) else x.key)
 
 
 def _check_size(m: pb.Manifest, found: int, what: str) -> None:
@@ -616,16 +625,8 @@ class AsyncClient:
             page = await self.list_object_versions_page(bucket, prefix=prefix, delimiter=delimiter,
                                                         key_marker=key_marker, version_id_marker=version_id_marker,
                                                         max_keys=page_size)
-            prefixes = iter(page.common_prefixes)
-            pending = next(prefixes, None)
-            for version in page.versions:
-                while pending is not None and pending < version.key:
-                    yield pending
-                    pending = next(prefixes, None)
-                yield version
-            while pending is not None:
-                yield pending
-                pending = next(prefixes, None)
+            for item in _in_key_order(page.versions, page.common_prefixes):
+                yield item
             if not page.is_truncated:
                 return
             key_marker, version_id_marker = page.next_key_marker, page.next_version_id_marker
@@ -649,9 +650,7 @@ class AsyncClient:
             page = await self.list_objects_page(bucket, prefix=prefix, delimiter=delimiter,
                                                 start_after=start_after, continuation_token=token,
                                                 max_keys=page_size)
-            merged: list[ObjectSummary | str] = sorted([*page.objects, *page.common_prefixes],
-                                                       key=lambda x: x if isinstance(x, str) else x.key)
-            for item in merged:
+            for item in _in_key_order(page.objects, page.common_prefixes):
                 yield item
             if not page.is_truncated:
                 return
