@@ -35,6 +35,8 @@ class _CountingTransport(InMemoryTransport):
 
     async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
         self._net.count(self._source, convert.heartbeat_request_to_pb(beat).ByteSize())
+        if beat.probe:
+            self._net.ping_reqs += 1
         reply = await super().heartbeat(node_id, beat, timeout=timeout)
         self._net.count(node_id, convert.heartbeat_reply_to_pb(reply).ByteSize())
         return reply
@@ -57,6 +59,7 @@ class GossipNet:
         self.messages: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
         self.largest = 0
+        self.ping_reqs = 0   # heartbeats asking the receiver to probe another node
         rng = random.Random(seed)
         signed: Any = None   # the stand-in layout is never fetched
         self.gossips: dict[str, Gossip] = {}

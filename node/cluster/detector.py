@@ -103,6 +103,10 @@ class FailureDetector:
         """The highest incarnation `node_id` itself told us (0: none yet)."""
         return self._incarnation.get(node_id, 0)
 
+    def ever_heard(self, node_id: str) -> bool:
+        """Whether `node_id` itself has answered or called this node since it started."""
+        return node_id in self._heard
+
     def heard_within(self, node_id: str, seconds: float) -> bool:
         return self._clock.monotonic() - self._heard.get(node_id, float("-inf")) <= seconds
 

@@ -5,7 +5,8 @@ Each protocol period (`interval`, stretched by Lifeguard's local health: a node 
 slows down) a node probes ONE peer, taken in a shuffled round-robin over the layout's nodes, plus
 at most `CHECKS_PER_ROUND` nodes it has reason to check (ones it suspects, ones others said they
 suspect). A probe that gets no ack goes through `INDIRECT` other nodes (ping-req) before the node
-suspects the target (`FailureDetector.suspect`: routed around at once, down after the longer grace).
+suspects the target (`FailureDetector.suspect`: routed around at once, down after the longer
+grace); a target others suspect and it never heard from is suspected on its direct probe alone.
 
 What a message carries is bounded, whatever N: the sender's id, its own incarnation, its layout
 and access versions, and at most `MAX_NEWS` suspicions from a bounded buffer (each sent about
@@ -230,6 +231,7 @@ class Gossip(BackgroundLoop):
         return chosen
 
     async def _probe(self, target: str) -> None:
+        told = target in self._checks   # an up node is there only because others said they suspect it
         self._checks.pop(target, None)
         if target not in self._members():
             return
@@ -241,7 +243,11 @@ class Gossip(BackgroundLoop):
         if not self._detector.is_up(target):   # already suspected: only its own ack clears that
             self._checks[target] = None
             return
-        helpers = self._helpers(target)
+        # A node others suspect and we never heard from since we started (not started yet, or
+        # dead since before we were) is suspected on our direct probe alone: asking others again
+        # would only repeat what they said, and while a mesh starts that was most of its cost
+        # (three relayed probes by every node for every node not listening yet).
+        helpers = [] if told and not self._detector.ever_heard(target) else self._helpers(target)
         answers = await asyncio.gather(*(self._ping_req(h, target, 2 * timeout) for h in helpers))
         if any(answers):   # reachable through others: no suspicion this time
             return

@@ -118,7 +118,8 @@ class Deleted:
 
 def check_version_id(value: str) -> str:
     if not isinstance(value, str) or not _VERSION_ID.fullmatch(value):
-        raise InvalidArgument(f"invalid version id {str(value)[:40]!r}: a version id is 24 hex digits or 'null'")
+        shown = repr(str(value)[:40])[:60]   # cut after escaping too: one character may take ten
+        raise InvalidArgument(f"invalid version id {shown}: a version id is 24 hex digits or 'null'")
     return value
 
 

@@ -54,7 +54,7 @@ from maillage.node.s3.errors import S3Error
 from maillage.node.s3.payload import BODY_IDLE_TIMEOUT
 from maillage.node.trust.layout_state import LayoutState
 from maillage.proto import pb, rpc
-from maillage.proto.channels import open_channel
+from maillage.proto.channels import PeerChannels
 from maillage.proto.trust.identity import TlsIdentity, target_name
 
 __all__ = ["FORWARDED_BY", "FORWARDED_TO", "REQUEST_ID_HEADER", "ForwardLimits", "Forwarder"]
@@ -137,12 +137,10 @@ class Forwarder:
                  limits: ForwardLimits | None = None) -> None:
         self.node_id = node_id
         self.limits = limits or ForwardLimits()
-        self._layout = layout
-        self._tls = tls
         self._client_tls = ssl.create_default_context(cadata=tls.ca_pem.decode())
         self._client_tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self._session: aiohttp.ClientSession | None = None
-        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._channels = PeerChannels(lambda node_id: layout.current.node(node_id).address, tls)
         self._addresses: dict[str, tuple[float, str]] = {}  # node id -> (until, S3 address or "")
         self._failed: dict[str, float] = {}                  # node id -> failed until
         self._turn = itertools.count()
@@ -164,9 +162,7 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        for _, channel in self._channels.values():
-            await channel.close(None)
-        self._channels.clear()
+        await self._channels.close()
 
     # ----- where the targets' doors are ----------------------------------------------------------
 
@@ -179,14 +175,12 @@ class Forwarder:
             return known[1]
         address = ""
         try:
-            grpc_address = self._layout.current.node(node_id).address
-            entry = self._channels.get(node_id)
-            if entry is None or entry[0] != grpc_address:
-                if entry is not None:
-                    await entry[1].close(None)
-                entry = self._channels[node_id] = (grpc_address, open_channel(grpc_address, tls=self._tls,
-                                                                              peer=node_id))
-            info = await rpc.ClusterStub(entry[1]).GetInfo(pb.GetInfoRequest(), timeout=INFO_TIMEOUT)
+            channel = self._channels.get(node_id)
+            try:
+                info = await rpc.ClusterStub(channel).GetInfo(pb.GetInfoRequest(), timeout=INFO_TIMEOUT)
+            except grpc.RpcError as err:
+                self._channels.failed(node_id, channel, err.code())
+                raise
             address = info.s3_address
         except grpc.RpcError as err:
             log.warning("S3 forwarding: node %s did not say where its S3 door is (%s)", node_id, err.code().name)

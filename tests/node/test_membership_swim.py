@@ -45,6 +45,27 @@ def test_a_crashed_node_is_suspected_by_every_node_within_bounded_periods_then_d
     run(go())
 
 
+def test_a_node_others_suspect_and_never_heard_from_is_suspected_on_a_direct_probe_alone():
+    async def go() -> None:
+        net = GossipNet(60, seed=6)
+        never_started = net.ids[-20:]
+        for node_id in never_started:     # down before anyone heard them: a mesh still starting
+            net.network.down(node_id)
+        period = await net.periods_until(lambda: all(net.seen_by_all(n) for n in never_started), 60)
+        assert period is not None
+        # Only those that found one out on their own asked others (measured 255); told first, the
+        # others probed it directly: not each of 40 nodes asking three more about each of 20
+        # nodes nobody ever heard (2,400 before, whose checks were the bulk of a mesh's start).
+        assert net.ping_reqs <= INDIRECT * len(never_started) * len(net.up()) / 4
+        before = net.ping_reqs
+        crashed = net.ids[0]              # heard by all, then gone: others are asked first
+        net.network.down(crashed)
+        assert await net.periods_until(lambda: net.seen_by_all(crashed), 30) is not None
+        assert net.ping_reqs - before > INDIRECT * 10
+
+    run(go())
+
+
 def test_no_node_is_ever_marked_down_under_message_loss_and_false_suspicions_clear():
     async def go() -> None:
         net = GossipNet(40, seed=5, down_after=10, suspect_after=2, loss=0.05)
