@@ -7,7 +7,11 @@
         data = mesh.get_object("scans", "2026/11/a.dcm").read()
 """
 
-from maillage.client._async import AsyncClient, AsyncObjectBody
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from maillage.client._exceptions import (
     BucketAlreadyExists,
     BucketDisputed,
@@ -45,7 +49,15 @@ from maillage.client._models import (
     VersionPage,
 )
 from maillage.client._profile import Credentials, Profile, resolve_profile, write_profile
-from maillage.client._sync import Client, ObjectBody
+
+if TYPE_CHECKING:
+    from maillage.client._async import AsyncClient, AsyncObjectBody
+    from maillage.client._sync import Client, ObjectBody
+
+# The clients are imported on first use: a command that only reads a profile or talks to the admin
+# API (`maillage status`, the audit) does not pay for them (the asyncio SDK is 165 ms of imports).
+_CLIENTS = {"AsyncClient": "maillage.client._async", "AsyncObjectBody": "maillage.client._async",
+            "Client": "maillage.client._sync", "ObjectBody": "maillage.client._sync"}
 
 __all__ = [
     "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",
@@ -60,4 +72,15 @@ __all__ = [
 ]
 
 for _name in __all__:
-    globals()[_name].__module__ = "maillage.client"
+    if _name not in _CLIENTS:
+        globals()[_name].__module__ = "maillage.client"
+
+
+def __getattr__(name: str) -> Any:
+    home = _CLIENTS.get(name)
+    if home is None:
+        raise AttributeError(f"module 'maillage.client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    value.__module__ = "maillage.client"
+    globals()[name] = value
+    return value

@@ -35,6 +35,19 @@ def test_a_node_process_never_imports_the_sdk_nor_the_harness():
     assert out.stdout.split() == []
 
 
+def test_the_admin_commands_never_import_the_clients():
+    # `maillage status` and `audit` talk to the admin API only: the SDK's clients are 70 ms of
+    # their start (lazy names of `maillage.client`), yet the exceptions and profiles still load.
+    script = ("import sys; from maillage.cli.main import build_parser; build_parser('status'); "
+              "import maillage.cli.status_cmd, maillage.cli.audit_cmd; from maillage.client import NoSuchKey, Profile; "
+              "print(' '.join(m for m in sys.modules if m in ('maillage.client._async', 'maillage.client._sync')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
+    lazy = subprocess.run([sys.executable, "-c", "from maillage.client import Client; print(Client.__module__)"],
+                          capture_output=True, text=True, check=True)
+    assert lazy.stdout.strip() == "maillage.client"
+
+
 def test_an_unknown_command_still_lists_them_all(capsys):
     with pytest.raises(SystemExit):
         build_parser("stauts").parse_args(["stauts"])
