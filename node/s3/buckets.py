@@ -15,7 +15,7 @@ from maillage.node.data.coordinator import is_common_prefix, past
 from maillage.node.data.versions import Deleted
 from maillage.node.errors import BucketAlreadyExists
 from maillage.node.runtime.concurrency import gather_bounded
-from maillage.node.s3 import encryption, objects, payload, versioning, xml
+from maillage.node.s3 import encryption, objects, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error, from_exception
 from maillage.storage import Manifest, version_time
@@ -272,6 +272,26 @@ async def list_object_versions(s: Services, call: Call) -> web.StreamResponse:
         xml.person(e, "Owner", record.owner)
     xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
     return xml_response(root)
+
+
+# ----- tags (a setting of the bucket: `node/data/bucket_settings.py`) ------------------------
+
+async def get_bucket_tagging(s: Services, call: Call) -> web.StreamResponse:
+    encoded = await s.service.bucket_tags(call.caller, call.bucket)
+    if not encoded:
+        raise S3Error("NoSuchTagSet", "the bucket has no tag set")
+    return xml_response(tagging.document(tagging.decode({tagging.TAGS_ATTRIBUTE: encoded})))
+
+
+async def put_bucket_tagging(s: Services, call: Call) -> web.StreamResponse:
+    tags = tagging.from_document(await payload.small_body(call, tagging.MAX_DOCUMENT))
+    await s.service.set_bucket_tags(call.caller, call.bucket, tagging.encode(tags), "PutBucketTagging")
+    return web.Response(status=204)
+
+
+async def delete_bucket_tagging(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.set_bucket_tags(call.caller, call.bucket, "", "DeleteBucketTagging")
+    return web.Response(status=204)
 
 
 # ----- default encryption (every object is encrypted at rest: `encryption`) -------------------

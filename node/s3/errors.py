@@ -17,6 +17,7 @@ STATUS = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
     "NoSuchVersion": 404,
+    "NoSuchTagSet": 404,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,

@@ -63,12 +63,16 @@ _HANDLERS: Mapping[str, Handler] = {
     "GetObjectTagging": objects.get_object_tagging,
     "PutObjectTagging": objects.put_object_tagging,
     "DeleteObjectTagging": objects.delete_object_tagging,
+    "GetBucketTagging": buckets.get_bucket_tagging,
+    "PutBucketTagging": buckets.put_bucket_tagging,
+    "DeleteBucketTagging": buckets.delete_bucket_tagging,
     "GetBucketVersioning": buckets.get_bucket_versioning,
     "PutBucketVersioning": buckets.put_bucket_versioning,
     "ListObjectVersions": buckets.list_object_versions,
 }
 _ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
+_BUCKET_TAGGING = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"}
 _VERSIONING = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
@@ -82,8 +86,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if method == "GET":
             return ROUTES["ListBuckets"]
     elif not key:
-        if "tagging" in query:
-            raise S3Error("NotImplemented", "bucket tagging is not supported yet (object tagging is)")
+        if "tagging" in query and method in _TAGGING:
+            return ROUTES[_BUCKET_TAGGING[method]]
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
         if "versioning" in query and method in _VERSIONING:

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 
+from maillage.node.data.bucket_settings import TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
 from maillage.node.data.versions import Deleted, VersionListing, Versions
@@ -45,6 +46,7 @@ class ObjectService:
         self._territory = territory
         self.uploads = uploads or MultipartUploads(coordinator)
         self.versions = Versions(coordinator)
+        self.settings = BucketSettings(coordinator)
 
     async def bucket(self, caller: Caller, operation: str, name: str) -> BucketRecord:
         """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks
@@ -110,6 +112,14 @@ class ObjectService:
     async def set_bucket_versioning(self, caller: Caller, bucket: str, state: str) -> None:
         """Enable or suspend versioning: the owner tenant's write key (or its admin) only."""
         await self.versions.set_state(await self.bucket(caller, "PutBucketVersioning", bucket), state)
+
+    async def bucket_tags(self, caller: Caller, bucket: str) -> str:
+        """The bucket's tag set, as the S3 door encoded it ("" when it has none)."""
+        return await self.settings.get(await self.bucket(caller, "GetBucketTagging", bucket), TAGS)
+
+    async def set_bucket_tags(self, caller: Caller, bucket: str, encoded: str, operation: str) -> None:
+        """Replace the bucket's tag set ("" removes it): its owner tenant's write keys only."""
+        await self.settings.put(await self.bucket(caller, operation, bucket), TAGS, encoded)
 
     async def list_object_versions(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",

@@ -110,6 +110,10 @@ OPERATIONS: Mapping[str, Rule] = {
     "GetBucketVersioning": READ_BUCKET,
     "PutBucketVersioning": WRITE_BUCKET,
     "ListObjectVersions": READ_BUCKET,
+    # Bucket tags: a setting in the bucket's index (`data/bucket_settings.py`), like the versioning state.
+    "GetBucketTagging": READ_BUCKET,
+    "PutBucketTagging": WRITE_BUCKET,
+    "DeleteBucketTagging": WRITE_BUCKET,
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -160,6 +164,7 @@ S3_OPERATIONS = frozenset({
     "ListParts", "GetObjectAttributes", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
     "GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption",
     "GetBucketVersioning", "PutBucketVersioning", "ListObjectVersions",
+    "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

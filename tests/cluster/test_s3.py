@@ -439,6 +439,42 @@ def test_object_tags_through_boto3(mesh, s3):
     assert code(err) == "AccessDenied"
 
 
+def test_bucket_tags_through_boto3(mesh, s3):
+    """Put/Get/DeleteBucketTagging: NoSuchTagSet until set, replaced whole, gone after delete; the
+    tags rest in the bucket's index (only on its policy's nodes), never list as objects, never keep
+    a bucket from being deleted; another tenant reads none; bad tags are InvalidTag."""
+    s3.create_bucket(Bucket="labelled", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_tagging(Bucket="labelled")
+    assert code(err) == "NoSuchTagSet"
+    s3.put_bucket_tagging(Bucket="labelled", Tagging={"TagSet": [{"Key": "cost-centre", "Value": "radiology"},
+                                                                 {"Key": "retain", "Value": "10y"}]})
+    assert {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="labelled")["TagSet"]} == \
+        {"cost-centre": "radiology", "retain": "10y"}
+    s3.put_bucket_tagging(Bucket="labelled", Tagging={"TagSet": [{"Key": "team", "Value": "care home"}]})
+    assert s3.get_bucket_tagging(Bucket="labelled")["TagSet"] == [{"Key": "team", "Value": "care home"}]
+    assert s3.list_objects_v2(Bucket="labelled")["KeyCount"] == 0
+
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_tagging(Bucket="labelled", Tagging={"TagSet": [{"Key": "a", "Value": "1"},
+                                                                     {"Key": "a", "Value": "2"}]})
+    assert code(err) == "InvalidTag"
+    other = mesh.new_key("stranger-bucket-tags")
+    with pytest.raises(ClientError) as err:
+        s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_bucket_tagging(Bucket="labelled")
+    assert code(err) == "AccessDenied"
+
+    s3.delete_bucket_tagging(Bucket="labelled")
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_tagging(Bucket="labelled")
+    assert code(err) == "NoSuchTagSet"
+    s3.put_bucket_tagging(Bucket="labelled", Tagging={"TagSet": [{"Key": "last", "Value": "one"}]})
+    s3.delete_bucket(Bucket="labelled")   # its tags do not make it "not empty"
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_tagging(Bucket="labelled")
+    assert code(err) == "NoSuchBucket"
+
+
 def test_server_side_encryption_as_clients_ask(mesh, s3):
     """SSE-S3 is what every object has (sealed at rest with AES-256-GCM): asked for, it is echoed,
     and every object answer says so; SSE-KMS and SSE-C are refused with words; bucket default

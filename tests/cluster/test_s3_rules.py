@@ -122,6 +122,10 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutBucketVersioning": lambda s3, kind: s3.put_bucket_versioning(
         Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"}),
     "ListObjectVersions": lambda s3, kind: s3.list_object_versions(Bucket=BUCKET),
+    "GetBucketTagging": lambda s3, kind: s3.get_bucket_tagging(Bucket=BUCKET),   # NoSuchTagSet when allowed
+    "PutBucketTagging": lambda s3, kind: s3.put_bucket_tagging(
+        Bucket=BUCKET, Tagging={"TagSet": [{"Key": "by", "Value": kind.replace(" ", "-")}]}),
+    "DeleteBucketTagging": lambda s3, kind: s3.delete_bucket_tagging(Bucket=BUCKET),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 

@@ -40,6 +40,9 @@ CASES = [
     ("GET", "b", "k", {"tagging": ""}, {}, objects.get_object_tagging),
     ("PUT", "b", "k", {"tagging": ""}, {}, objects.put_object_tagging),
     ("DELETE", "b", "k", {"tagging": ""}, {}, objects.delete_object_tagging),
+    ("GET", "b", "", {"tagging": ""}, {}, buckets.get_bucket_tagging),
+    ("PUT", "b", "", {"tagging": ""}, {}, buckets.put_bucket_tagging),
+    ("DELETE", "b", "", {"tagging": ""}, {}, buckets.delete_bucket_tagging),
     ("GET", "b", "", {"versioning": ""}, {}, buckets.get_bucket_versioning),
     ("PUT", "b", "", {"versioning": ""}, {}, buckets.put_bucket_versioning),
     ("GET", "b", "", {"versions": "", "version-id-marker": "null"}, {}, buckets.list_object_versions),
@@ -65,7 +68,7 @@ def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
     ("GET", "b", "", {"acl": ""}, "NotImplemented"),  # an operation not served is said, not ignored
     ("PUT", "b", "k", {"retention": ""}, "NotImplemented"),
-    ("PUT", "b", "", {"tagging": ""}, "NotImplemented"),  # bucket tags: not yet (object tags are served)
+    ("POST", "b", "", {"tagging": ""}, "MethodNotAllowed"),  # no such operation on a bucket's tags
     ("POST", "b", "k", {}, "MethodNotAllowed"),
     ("DELETE", "", "", {}, "MethodNotAllowed"),
 ])

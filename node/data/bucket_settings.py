@@ -1,0 +1,37 @@
+"""A bucket's settings beyond its record (its tags): each one entry of the bucket's own index under
+a reserved key, so it rests, replicates and is repaired inside the bucket's policy like the bucket's
+objects, and the record (name, generation, policy) never changes. Newest write wins (HLC); read
+from the index replicas, as the versioning state is (`versions.py`). An empty value is "not set"."""
+
+from __future__ import annotations
+
+import asyncio
+
+from maillage.node import validation
+from maillage.node.data.coordinator import Coordinator
+from maillage.storage import BucketRecord, Manifest
+
+__all__ = ["SETTINGS", "TAGS", "BucketSettings"]
+
+SETTINGS = validation.RESERVED_PREFIX + "settings/"  # + the setting's name
+TAGS = "tags"                                        # the bucket's tag set (S3's PutBucketTagging)
+_VALUE = "value"
+
+
+class BucketSettings:
+    """Read and write a bucket's settings through the coordinator; holds no state."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+
+    async def get(self, bucket: BucketRecord, name: str) -> str:
+        m = await self._c.latest(bucket, SETTINGS + name)
+        return "" if m is None or m.deleted else dict(m.attributes).get(_VALUE, "")
+
+    async def put(self, bucket: BucketRecord, name: str, value: str) -> None:
+        c = self._c
+        key = SETTINGS + name
+        version = await c.next_version(asyncio.ensure_future(c.latest(bucket, key)))
+        await c.write_newest(bucket, Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="",
+                                              writer=c.node_id, generation=bucket.generation,
+                                              attributes=((_VALUE, value),)))
