@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from maillage.node.energy.signal import GREEN_CARBON
 from maillage.node.rpc.deadlines import KEEPALIVE_TIMEOUT, GrpcLimits
 from maillage.node.s3.door import DoorLimits
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, MAX_CHUNK_PLAIN, check_chunk_size
@@ -156,6 +157,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="pause between chunk GC passes (default: the smaller of 600 and --gc-grace)")
     timing.add_argument("--max-clock-drift", type=float, default=300.0, metavar="SECONDS",
                         help="refuse object versions further ahead of this node's clock (default 300)")
+    timing.add_argument("--green-carbon", type=_green_carbon, default=GREEN_CARBON, metavar="GCO2_PER_KWH",
+                        help="grid carbon intensity at or under which this site's power counts as green: "
+                             "deferrable background work (scrub, GC, rebalance, hand-back) waits for "
+                             f"green power or a local surplus until its deadline nears (default {GREEN_CARBON:g})")
     run.add_argument("--upload-budget", type=int, default=256, metavar="MIB",
                      help="memory for upload bytes in flight on this node; past it uploads wait, then "
                           "fail with Overloaded (default 256)")
@@ -167,6 +172,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="text lines, or one JSON object per line (time, level, logger, node, request_id, "
                           "message) for a log pipeline; both carry the request id shared across nodes")
     run.set_defaults(func=run_command)
+
+
+def _green_carbon(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 5000:   # nan fails too
+        raise argparse.ArgumentTypeError(f"{text[:20]!r}: a carbon intensity in gCO2/kWh, 0 to 5000")
+    return value
 
 
 def _chunk_size(text: str) -> int:
@@ -276,7 +291,7 @@ def _run(args: argparse.Namespace, grpc_limits: GrpcLimits) -> None:
                             gc_grace=args.gc_grace, gc_interval=args.gc_interval,
                             max_clock_drift=args.max_clock_drift,
                             upload_budget=args.upload_budget * 1024 * 1024,
-                            upload_expiry=args.s3_upload_expiry)))
+                            upload_expiry=args.s3_upload_expiry, green_carbon=args.green_carbon)))
 
 
 def rotate_command(args: argparse.Namespace) -> int:

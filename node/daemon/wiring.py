@@ -24,6 +24,7 @@ from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.energy.decide import Kind
 from maillage.node.energy.scheduler import EnergyScheduler
+from maillage.node.energy.signal import GREEN_CARBON
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
@@ -64,6 +65,7 @@ class Timings:
     upload_budget: int = DEFAULT_UPLOAD_BUDGET  # bytes of uploads in flight on this node
     upload_wait: float = DEFAULT_UPLOAD_WAIT    # how long a message waits for that budget
     upload_expiry: float = DEFAULT_UPLOAD_EXPIRY  # seconds an unfinished multipart upload is kept
+    green_carbon: float = GREEN_CARBON  # gCO2/kWh at or under which grid power counts as green here
 
     @property
     def gc_period(self) -> float:
@@ -129,7 +131,7 @@ class Node:
         # put client connections into reconnect backoff.
         self.repair_peers = Peers(self.local, transport_for())
         # The site's energy signal and the turns of deferrable work (scrub, GC, expiry, hand-back).
-        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock)
+        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock, green_carbon=t.green_carbon)
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,

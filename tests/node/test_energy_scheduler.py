@@ -133,3 +133,49 @@ def test_a_scrub_pass_waits_frame_by_frame(tmp_path: Path, mesh) -> None:  # noq
 def _signal(order: str, clock: ManualClock):  # noqa: ANN202
     from maillage.node.energy.signal import parse_signal
     return parse_signal(json.dumps({"time": clock.time(), "surplus_w": 100, "order": order}).encode(), clock.time())
+
+
+def test_the_green_threshold_is_a_node_setting(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """`--green-carbon` reaches the scheduler: grid power at 100 gCO2/kWh (no surplus) is green
+    under the default 150 and grey under 80; a value that is no carbon intensity is refused."""
+    import pytest
+
+    from maillage.cli.main import build_parser
+    from maillage.node.daemon.wiring import Timings
+    from maillage.node.energy.signal import GREEN_CARBON
+
+    base = ["node", "run", "--id", "paris-1", "--data-dir", "d", "--trust-dir", "t"]
+    parser = build_parser()
+    assert parser.parse_args(base).green_carbon == GREEN_CARBON == Timings().green_carbon
+    assert parser.parse_args([*base, "--green-carbon", "80"]).green_carbon == 80.0
+    for bad in ("-1", "nan", "much", "6000"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, "--green-carbon", bad])
+        assert "a carbon intensity in gCO2/kWh" in capsys.readouterr().err
+
+    path = tmp_path / "energy.json"
+
+    async def state_under(green_carbon: float) -> State:
+        clock = ManualClock()
+        sched = EnergyScheduler(lambda: FileSource(str(path)), clock=clock, green_carbon=green_carbon)
+        write(path, clock, surplus_w=-100, carbon_g_per_kwh=100)
+        sched.start()
+        try:
+            await until(clock, lambda: sched.state is not State.UNKNOWN)
+            return sched.state
+        finally:
+            await sched.stop()
+
+    assert run(state_under(GREEN_CARBON)) is State.GREEN
+    assert run(state_under(80.0)) is State.GREY
+
+    from dataclasses import replace
+
+    from maillage.testing.inmemory import InMemoryMesh
+
+    from .conftest import TIMINGS, make_layout
+    mesh = InMemoryMesh(make_layout(), tmp_path / "mesh", timings=replace(TIMINGS, green_carbon=80.0))
+    try:
+        assert {node.energy.green_carbon for node in mesh.nodes.values()} == {80.0}   # what each node's scheduler uses
+    finally:
+        mesh.close()
