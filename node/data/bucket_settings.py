@@ -11,11 +11,25 @@ from maillage.node import validation
 from maillage.node.data.coordinator import Coordinator
 from maillage.storage import BucketRecord, Manifest
 
-__all__ = ["SETTINGS", "TAGS", "BucketSettings"]
+__all__ = ["SETTINGS", "TAGS", "BucketSettings", "read_setting", "write_setting"]
 
 SETTINGS = validation.RESERVED_PREFIX + "settings/"  # + the setting's name
 TAGS = "tags"                                        # the bucket's tag set (S3's PutBucketTagging)
 _VALUE = "value"
+
+
+async def read_setting(c: Coordinator, bucket: BucketRecord, key: str, attribute: str) -> str:
+    """The `attribute` of the bucket's index entry `key`, newest across its index replicas ("": none)."""
+    m = await c.latest(bucket, key)
+    return "" if m is None or m.deleted else dict(m.attributes).get(attribute, "")
+
+
+async def write_setting(c: Coordinator, bucket: BucketRecord, key: str, attribute: str, value: str) -> None:
+    """Write the bucket's index entry `key` holding `attribute`, numbered above its newest version."""
+    version = await c.next_version(asyncio.ensure_future(c.latest(bucket, key)))
+    await c.write_newest(bucket, Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="",
+                                          writer=c.node_id, generation=bucket.generation,
+                                          attributes=((attribute, value),)))
 
 
 class BucketSettings:
@@ -25,13 +39,7 @@ class BucketSettings:
         self._c = coordinator
 
     async def get(self, bucket: BucketRecord, name: str) -> str:
-        m = await self._c.latest(bucket, SETTINGS + name)
-        return "" if m is None or m.deleted else dict(m.attributes).get(_VALUE, "")
+        return await read_setting(self._c, bucket, SETTINGS + name, _VALUE)
 
     async def put(self, bucket: BucketRecord, name: str, value: str) -> None:
-        c = self._c
-        key = SETTINGS + name
-        version = await c.next_version(asyncio.ensure_future(c.latest(bucket, key)))
-        await c.write_newest(bucket, Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="",
-                                              writer=c.node_id, generation=bucket.generation,
-                                              attributes=((_VALUE, value),)))
+        await write_setting(self._c, bucket, SETTINGS + name, _VALUE, value)

@@ -48,6 +48,7 @@ from functools import partial
 import blake3
 
 from maillage.node import validation
+from maillage.node.data.bucket_settings import read_setting, write_setting
 from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.storage import BucketRecord, Manifest
@@ -195,17 +196,12 @@ class Versions:
         nor from this node's store alone, even as one of them: a write that missed a change to
         Enabled would replace the version it should keep, and a node back from a partition does not
         know what it missed)."""
-        m = await self._c.latest(bucket, SETTING)
-        return "" if m is None or m.deleted else dict(m.attributes).get(STATE_ATTRIBUTE, "")
+        return await read_setting(self._c, bucket, SETTING, STATE_ATTRIBUTE)
 
     async def set_state(self, bucket: BucketRecord, state: str) -> None:
         if state not in (ENABLED, SUSPENDED):
             raise InvalidArgument(f"versioning status {state[:20]!r}: use Enabled or Suspended")
-        c = self._c
-        version = await c.next_version(asyncio.ensure_future(c.latest(bucket, SETTING)))
-        await c.write_newest(bucket, Manifest(bucket=bucket.name, key=SETTING, version=version, size=0, etag="",
-                                              writer=c.node_id, generation=bucket.generation,
-                                              attributes=((STATE_ATTRIBUTE, state),)))
+        await write_setting(self._c, bucket, SETTING, STATE_ATTRIBUTE, state)
 
     # ----- writes ------------------------------------------------------------------------------
 

@@ -84,11 +84,11 @@ class RemoteReplica:
 
     def __init__(self, node_id: str, channels: PeerChannels) -> None:
         self.node_id = node_id
-        self._peer = _PeerCalls(node_id, channels)
+        self.peer = _PeerCalls(node_id, channels)   # the transport's cluster calls to the node use it too
 
     async def _call(self, method: Callable[[_Stubs], Callable[..., Awaitable[Any]]], request: Any,
                     timeout: float = SMALL_CALL_TIMEOUT, metadata: Any = None) -> Any:
-        return await self._peer.call(method, request, timeout, metadata)
+        return await self.peer.call(method, request, timeout, metadata)
 
     async def has_chunks(self, digests: Sequence[bytes], policy: str = "") -> list[bool]:
         reply = await self._call(lambda s: s.replica.HasChunks,
@@ -107,13 +107,13 @@ class RemoteReplica:
     async def get_chunk_with_tenant(self, digest: bytes) -> tuple[bytes, str]:
         """The frame and, from the reply's trailing metadata, the tenant whose key sealed it on
         the peer ("" if none, or from a node that does not say)."""
-        stubs = self._peer.stubs()
+        stubs = self.peer.stubs()
         try:
             call = stubs.get_chunk(digest, timeout=CHUNK_CALL_TIMEOUT)
             frame: bytes = await call
             trailing = await call.trailing_metadata()
         except grpc.RpcError as err:
-            raise self._peer.failed(stubs, err) from None
+            raise self.peer.failed(stubs, err) from None
         tenant = ""
         for k, v in trailing or ():
             if k == bulk.TENANT_KEY:
@@ -197,7 +197,6 @@ class GrpcTransport:
     def __init__(self, layout: LayoutState, tls: TlsIdentity | None) -> None:
         self._channels = PeerChannels(lambda node_id: layout.current.node(node_id).address, tls)
         self._remotes: dict[str, RemoteReplica] = {}
-        self._peers: dict[str, _PeerCalls] = {}
 
     def replica(self, node_id: str) -> RemoteReplica:
         remote = self._remotes.get(node_id)
@@ -206,10 +205,7 @@ class GrpcTransport:
         return remote
 
     def _peer(self, node_id: str) -> _PeerCalls:
-        peer = self._peers.get(node_id)
-        if peer is None:
-            peer = self._peers[node_id] = _PeerCalls(node_id, self._channels)
-        return peer
+        return self.replica(node_id).peer
 
     async def heartbeat(self, node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
         reply = await self._peer(node_id).call(lambda s: s.cluster.Heartbeat,

@@ -86,7 +86,7 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if method == "GET":
             return ROUTES["ListBuckets"]
     elif not key:
-        if "tagging" in query and method in _TAGGING:
+        if "tagging" in query and method in _BUCKET_TAGGING:
             return ROUTES[_BUCKET_TAGGING[method]]
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
