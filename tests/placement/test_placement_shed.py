@@ -8,13 +8,14 @@ algorithm 3: step 2 only ever takes from nodes above their cap, and only what is
 from __future__ import annotations
 
 import random
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from placement_strategies import make_layout, site_specs
 
-from maillage.placement import NodeState, Policy, moved_partitions
+from maillage.placement import NodeState, Policy, moved_partitions, shed
 from maillage.placement.accept import LOAD_EPSILON, caps_for
 from maillage.placement.table import build_table
 from maillage.testing.examples import examples
@@ -40,9 +41,10 @@ def _no_site_above(specs, replicas):
 def test_only_nodes_above_their_cap_lose_what_the_walk_gave_them(specs, replicas, bits):
     """The uncapped walk (step 1) is the table with caps out of reach; against it, a node whose walk
     fits its cap keeps all of it (and may take shed replicas), a node above keeps exactly its cap
-    of it and takes nothing else. This needs room on other sites: where a shed replica finds none it
-    may take (a tight mesh, a spread domain too small: test_a_short_spread_domain_... below), it
-    displaces a farther kept one, or overflows, so that the caps hold."""
+    of it and takes nothing else. Each exception is one displacement: where a shed replica finds no
+    room it may take (room only on sites the partition already uses, as hypothesis found in layouts of
+    one region where one big node per site holds the room), it evicts a farther kept one from a node,
+    which takes it instead (``shed._displace``): that node differs from its walk by one partition."""
     assume(_no_site_above(specs, replicas + 1))
     layout = make_layout(specs, [Policy("all", (("eu",),), replicas)], bits=bits, placement=3)
     nodes = layout.eligible_nodes("all")
@@ -52,14 +54,26 @@ def test_only_nodes_above_their_cap_lose_what_the_walk_gave_them(specs, replicas
     caps = caps_for(shares, slots, LOAD_EPSILON)
     assume(sum(caps) >= 1.03 * slots)  # some room: with less, algorithm 2 too can overflow a node
     walk = _holdings(layout, build_table(layout, "all", epsilon=1e9))
-    final = _holdings(layout, build_table(layout, "all"))
+    displaced = []
+    real_displace = shed._displace
+
+    def counting(*args):
+        moved = real_displace(*args)
+        displaced.append(moved is not None)
+        return moved
+    with mock.patch.object(shed, "_displace", counting):
+        final = _holdings(layout, build_table(layout, "all"))
+    exceptions = 0
     for n, cap in zip(nodes, caps):
         mine, got = walk[n.id], final[n.id]
         assert len(got) <= cap, (n.id, len(got), cap)
         if len(mine) <= cap:
-            assert mine <= got, n.id
+            exceptions += len(mine - got)
         else:
-            assert got <= mine and len(got) == cap, (n.id, len(mine), len(got), cap)
+            assert len(got) == cap, (n.id, len(mine), len(got), cap)
+            exceptions += len(got - mine)
+    assert exceptions <= sum(displaced), (exceptions, sum(displaced))
+    assert sum(displaced) <= slots // 100  # rare: 1 % of the slots at most
 
 
 @SETTINGS
