@@ -10,7 +10,9 @@ grace); a target others suspect and it never heard from is suspected on its dire
 
 What a message carries is bounded, whatever N: the sender's id, its own incarnation, its layout
 and access versions, and at most `MAX_NEWS` suspicions from a bounded buffer (each sent about
-`RETRANSMIT_MULT` x log10 N times). A node that sees a newer document version pulls it from that
+`RETRANSMIT_MULT` x log10 N times). A node told of a suspect probes it at once (`_check_now`), and
+passes the word on once its own direct probe has failed too: a crash's news moves one hop per probe
+timeout, a lie about a live node stops at the first hop. A node that sees a newer document version pulls it from that
 sender once (`fetch_layout` / `fetch_access`): the same version from the same node again only
 after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
 
@@ -90,6 +92,7 @@ class Gossip(BackgroundLoop):
         self._tried: dict[tuple[str, str], tuple[int, float]] = {}   # (node, kind) -> version pulled, when
         self._fetching: set[str] = set()               # kinds being pulled now
         self._fetches: set[asyncio.Task[None]] = set()
+        self._checking: dict[str, asyncio.Task[None]] = {}   # told targets probed now, off the period
 
     # ----- the layout's nodes -------------------------------------------------------------
 
@@ -156,6 +159,17 @@ class Gossip(BackgroundLoop):
         elif not self._detector.heard_within(target, self._detector.suspect_after):
             # A liar repeating "X is dead" makes each node probe X at most once per suspect_after.
             self._checks[target] = None
+            self._check_now(target)
+
+    def _check_now(self, target: str) -> None:
+        """Probe a node others suspect at once, not at the next period: news of a crash then moves
+        one hop per probe timeout. At most `CHECKS_PER_ROUND` at a time (the rest wait for the
+        periods), and only once the loop runs (tests that drive `round()` themselves keep control)."""
+        if self._task is None or target in self._checking or len(self._checking) >= CHECKS_PER_ROUND:
+            return
+        task = asyncio.get_running_loop().create_task(self._probe(target))
+        self._checking[target] = task
+        task.add_done_callback(lambda _: self._checking.pop(target, None))
 
     def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
         """A peer probed us: it is alive, and it may know a newer layout or access document. A
@@ -201,7 +215,7 @@ class Gossip(BackgroundLoop):
         for node_id in list(self._checks):
             if len(targets) > CHECKS_PER_ROUND:
                 break
-            if node_id not in targets:
+            if node_id not in targets and node_id not in self._checking:
                 targets.append(node_id)
         await asyncio.gather(*(self._probe(t) for t in targets))
 
@@ -243,19 +257,26 @@ class Gossip(BackgroundLoop):
         if not self._detector.is_up(target):   # already suspected: only its own ack clears that
             self._checks[target] = None
             return
+        heard_of = Suspicion(target, self._detector.incarnation(target))
+        if told:
+            # Others suspect it and it does not answer us either: pass the word on now, while the
+            # ping-reqs run (two probe timeouts), so the news moves one hop per direct probe. Each
+            # listener still probes it itself, and a lie about a live node stops at the first hop.
+            self._news.add(heard_of)
         # A node others suspect and we never heard from since we started (not started yet, or
         # dead since before we were) is suspected on our direct probe alone: asking others again
         # would only repeat what they said, and while a mesh starts that was most of its cost
         # (three relayed probes by every node for every node not listening yet).
         helpers = [] if told and not self._detector.ever_heard(target) else self._helpers(target)
         answers = await asyncio.gather(*(self._ping_req(h, target, 2 * timeout) for h in helpers))
-        if any(answers):   # reachable through others: no suspicion this time
+        if any(answers):   # reachable through others: no suspicion this time, nothing to pass on
+            self._news.drop(target, up_to=heard_of.incarnation)
             return
         if helpers and all(a is None for a in answers):
             self.awareness = min(MAX_AWARENESS, self.awareness + 1)   # nobody answers us: maybe we are slow
         if self._detector.suspect(target):
             log.info("suspecting %s: no ack, directly or through %d peers", target, len(helpers))
-            self._news.add(Suspicion(target, self._detector.incarnation(target)))
+            self._news.add(heard_of)
         self._checks[target] = None
 
     async def _ping(self, node_id: str, timeout: float, probe: str = "") -> Heartbeat | None:
@@ -302,9 +323,10 @@ class Gossip(BackgroundLoop):
 
     async def stop(self) -> None:
         await super().stop()
-        for task in list(self._fetches):
+        tasks = [*self._fetches, *self._checking.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._fetches, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch_layout(self, node_id: str) -> None:
         try:

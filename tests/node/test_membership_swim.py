@@ -102,6 +102,70 @@ def test_a_node_told_it_is_suspected_refutes_and_the_stale_suspicion_stops_sprea
     run(go())
 
 
+def _suspicions_sent(net: GossipNet, sender: str) -> list[tuple[str, str]]:
+    """Record, from now on, (receiver, suspected node) for each suspicion `sender`'s messages carry."""
+    sent: list[tuple[str, str]] = []
+    transport = net.gossips[sender]._transport
+    real = transport.heartbeat
+
+    async def recording(node_id: str, beat: Heartbeat, *, timeout: float) -> Heartbeat:
+        sent.extend((node_id, s.node_id) for s in beat.suspects)
+        return await real(node_id, beat, timeout=timeout)
+
+    transport.heartbeat = recording               # type: ignore[method-assign]
+    return sent
+
+
+def test_hearsay_is_passed_on_only_by_a_node_whose_own_direct_probe_failed_too():
+    # Passing the word on after one's own direct probe fails makes a crash's news move one hop
+    # per probe timeout; a lie about a live node stops at the first hop.
+    async def go() -> None:
+        net = GossipNet(10, seed=2)
+        await net.periods(12)
+        a, liar, live, cut_off = net.ids[:4]
+        net.clock.advance(6)                      # a has not heard them within suspect_after
+        sent = _suspicions_sent(net, a)
+        ga = net.gossips[a]
+        ga.on_heartbeat(Heartbeat(liar, 1, 1, net.gossips[liar].incarnation, (Suspicion(live, 0),)))
+        await net.periods(3)
+        assert not [x for x in sent if x[1] == live]          # a reached it: the lie went no further
+        assert net.detector(a).is_up(live)
+
+        net.network.cut(a, cut_off)               # alive, but a's direct probe of it fails
+        net.clock.advance(6)
+        ga.on_heartbeat(Heartbeat(liar, 1, 1, net.gossips[liar].incarnation, (Suspicion(cut_off, 0),)))
+        await net.periods(1)
+        told = {receiver for receiver, node_id in sent if node_id == cut_off}
+        assert told and cut_off not in told       # passed on with the ping-reqs...
+        assert net.detector(a).is_up(cut_off)     # ...which reached it through others: no suspicion
+        del sent[:]
+        await net.periods(3)
+        assert not [x for x in sent if x[1] == cut_off]       # and the word is no longer passed on
+
+    run(go())
+
+
+def test_a_node_told_of_a_suspect_probes_it_at_once_not_at_its_next_period():
+    async def go() -> None:
+        net = GossipNet(10, seed=3)
+        await net.periods(12)
+        a, teller, crashed = net.ids[:3]
+        net.clock.advance(6)
+        net.network.down(crashed)
+        ga = net.gossips[a]
+        ga.start()                                # its own loop: one round, then a period's sleep
+        while net.clock.sleepers == 0:
+            await asyncio.sleep(0)
+        assert net.detector(a).is_up(crashed)
+        ga.on_heartbeat(Heartbeat(teller, 1, 1, net.gossips[teller].incarnation, (Suspicion(crashed, 0),)))
+        for _ in range(50):                       # the clock does not move
+            await asyncio.sleep(0)
+        assert not net.detector(a).is_up(crashed)
+        await ga.stop()
+
+    run(go())
+
+
 def _liar_answers_every_ping_req_yes(net: GossipNet, liar: str) -> None:
     gossip = net.gossips[liar]
 
