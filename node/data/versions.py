@@ -297,6 +297,31 @@ class Versions:
         if slot is not None:
             await self._c.write_manifest(bucket, replace(manifest, key=_slot_key(manifest.key, slot)))
 
+    async def set_attribute(self, bucket: BucketRecord, key: str, vid: str, name: str,
+                            value: str | None) -> Manifest:
+        """Version `vid` of `key` again with attribute `name` set (None: removed), e.g. its tags,
+        content untouched: its slot entry (numbered above it, so it wins on every replica), and the
+        key's entry too when it is the current version. NoSuchVersion, or DeleteMarker for a marker."""
+        current = await self._c.latest(bucket, key)
+        is_current = current is not None and not current.deleted and (version_id(current) or NULL) == vid
+        held = current if is_current and current is not None else await self.get(bucket, key, vid)
+        edited = {k: v for k, v in held.attributes if k != name}
+        if value is not None:
+            edited[name] = value
+        if is_current:
+            manifest = await self._c.restate(bucket, key, edited)
+            await self.restated(bucket, manifest)
+            return manifest
+        validation.check_attributes(edited)
+        slot = _slot_in(held)
+        if slot is None:   # a version is either the current one or kept in a slot
+            raise NoSuchVersion(f"no version {vid!r} of {key!r} in bucket {bucket.name!r}")
+        restated = replace(held, key=_slot_key(key, slot), writer=self._c.node_id,
+                           attributes=tuple(sorted(edited.items())),
+                           version=await self._c.next_version(_settled(held)))
+        await self._c.write_manifest(bucket, restated)
+        return replace(restated, key=key)
+
     # ----- reads -------------------------------------------------------------------------------
 
     async def current(self, bucket: BucketRecord, key: str) -> Manifest:

@@ -393,18 +393,31 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
 # ----- tagging -------------------------------------------------------------------------------
 
 async def get_object_tagging(s: Services, call: Call) -> web.StreamResponse:
-    attributes = await s.service.object_attributes(call.caller, call.bucket, call.key, "GetObjectTagging")
-    return xml_response(tagging.document(tagging.decode(attributes)))
+    vid = versioning.asked_version(call.request.query)
+    try:
+        attributes = await s.service.object_attributes(call.caller, call.bucket, call.key, "GetObjectTagging", vid)
+    except DeleteMarker as exc:
+        raise versioning.marker_error(exc) from None
+    response = xml_response(tagging.document(tagging.decode(attributes)))
+    if vid is not None:
+        response.headers[versioning.HEADER] = vid
+    return response
 
 
 async def put_object_tagging(s: Services, call: Call) -> web.StreamResponse:
     tags = tagging.from_document(await payload.small_body(call, tagging.MAX_DOCUMENT))
-    await s.service.set_attribute(call.caller, call.bucket, call.key, tagging.TAGS_ATTRIBUTE,
-                                  tagging.encode(tags) if tags else None, "PutObjectTagging")
-    return web.Response(status=200)
+    return await _set_tags(s, call, tagging.encode(tags) if tags else None, "PutObjectTagging", 200)
 
 
 async def delete_object_tagging(s: Services, call: Call) -> web.StreamResponse:
-    await s.service.set_attribute(call.caller, call.bucket, call.key, tagging.TAGS_ATTRIBUTE, None,
-                                  "DeleteObjectTagging")
-    return web.Response(status=204)
+    return await _set_tags(s, call, None, "DeleteObjectTagging", 204)
+
+
+async def _set_tags(s: Services, call: Call, encoded: str | None, operation: str, status: int) -> web.StreamResponse:
+    """The tags of the current version, or of the version `versionId` names (a delete marker has none)."""
+    try:
+        manifest = await s.service.set_attribute(call.caller, call.bucket, call.key, tagging.TAGS_ATTRIBUTE, encoded,
+                                                 operation, versioning.asked_version(call.request.query))
+    except DeleteMarker as exc:
+        raise versioning.marker_error(exc) from None
+    return web.Response(status=status, headers=versioning.version_headers(manifest))

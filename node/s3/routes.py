@@ -113,9 +113,6 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if "attributes" in query and method == "GET":
             return ROUTES["GetObjectAttributes"]
         if "tagging" in query and method in _TAGGING:
-            if "versionId" in query:
-                raise S3Error("NotImplemented", "the tags of a given version are not served yet (the current "
-                                                "version's are: leave versionId out)")
             return ROUTES[_TAGGING[method]]
         if method == "PUT":
             if upload and "partNumber" in query:

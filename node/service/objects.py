@@ -20,7 +20,7 @@ from functools import partial
 from maillage.node.data.bucket_settings import TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
-from maillage.node.data.versions import Deleted, VersionListing, Versions
+from maillage.node.data.versions import Deleted, VersionListing, Versions, check_version_id
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
@@ -200,16 +200,22 @@ class ObjectService:
                                                   check=check, source=version,
                                                   stamp=await self.versions.stamper(dest, key, state))
 
-    async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str) -> dict[str, str]:
-        """The current version's attributes (its stored headers, ETag, tags), for a reader."""
+    async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str,
+                                version_id: str | None = None) -> dict[str, str]:
+        """The attributes (stored headers, ETag, tags) of the current version, or of version
+        `version_id`, for a reader."""
         record = await self.bucket(caller, operation, bucket)
+        if version_id is not None:
+            return dict((await self.versions.get(record, key, version_id)).attributes)
         return dict((await self.coordinator.head_object(record, key)).attributes)
 
     async def set_attribute(self, caller: Caller, bucket: str, key: str, name: str, value: str | None,
-                            operation: str) -> Manifest:
-        """The current version again with attribute `name` set (None: removed), e.g. its tags; the
-        content stays as it is (no chunk moves)."""
+                            operation: str, version_id: str | None = None) -> Manifest:
+        """The current version (or version `version_id`) again with attribute `name` set (None:
+        removed), e.g. its tags; the content stays as it is (no chunk moves)."""
         record = await self.bucket(caller, operation, bucket)
+        if version_id is not None:
+            return await self.versions.set_attribute(record, key, check_version_id(version_id), name, value)
         current = dict((await self.coordinator.head_object(record, key)).attributes)
         current.pop(name, None)
         if value is not None:

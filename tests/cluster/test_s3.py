@@ -618,3 +618,37 @@ def test_versioning_through_boto3(mesh, s3):
     assert s3.head_object(Bucket=bucket, Key="null", VersionId="null")["VersionId"] == "null"
     s3.delete_object(Bucket=bucket, Key="null", VersionId="null")
     s3.delete_bucket(Bucket=bucket)
+
+def test_tags_of_a_given_version_through_boto3(mesh, s3):
+    """Get/Put/DeleteObjectTagging with a VersionId: each version keeps its own tags; the current
+    one's are the key's; a delete marker has none (405), an unknown version is NoSuchVersion."""
+    bucket = "fr-version-tags"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket=bucket, Key="scan", Body=b"one", Tagging="stage=raw")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="scan", Body=b"two", Tagging="stage=clean")["VersionId"]
+
+    def tags(**version) -> dict[str, str]:
+        answer = s3.get_object_tagging(Bucket=bucket, Key="scan", **version)
+        if version:
+            assert answer["VersionId"] == version["VersionId"]
+        return {t["Key"]: t["Value"] for t in answer["TagSet"]}
+
+    assert tags(VersionId=v1) == {"stage": "raw"} and tags(VersionId=v2) == {"stage": "clean"} == tags()
+    put = s3.put_object_tagging(Bucket=bucket, Key="scan", VersionId=v1,
+                                Tagging={"TagSet": [{"Key": "stage", "Value": "archived"}]})
+    assert put["VersionId"] == v1
+    assert tags(VersionId=v1) == {"stage": "archived"} and tags() == {"stage": "clean"}
+    s3.put_object_tagging(Bucket=bucket, Key="scan", VersionId=v2, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    assert tags() == {"a": "b"} == tags(VersionId=v2)
+    assert s3.delete_object_tagging(Bucket=bucket, Key="scan", VersionId=v1)["VersionId"] == v1
+    assert tags(VersionId=v1) == {} and tags() == {"a": "b"}
+    assert s3.get_object(Bucket=bucket, Key="scan", VersionId=v1)["Body"].read() == b"one"  # content untouched
+    marker = s3.delete_object(Bucket=bucket, Key="scan")["VersionId"]
+    with pytest.raises(ClientError) as err:
+        s3.get_object_tagging(Bucket=bucket, Key="scan", VersionId=marker)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
+    with pytest.raises(ClientError) as err:
+        s3.put_object_tagging(Bucket=bucket, Key="scan", VersionId="0" * 24, Tagging={"TagSet": []})
+    assert code(err) == "NoSuchVersion"
+
