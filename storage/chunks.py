@@ -188,14 +188,20 @@ class ChunkStore:
         """Why this store refuses writes, or None while it is healthy."""
         return self._failure
 
-    def put(self, frame: bytes | memoryview, policy: str = "", tenant: str = "") -> bool:
+    def put(self, frame: bytes | memoryview, policy: str = "", tenant: str = "", *,
+            built: FrameHeader | None = None) -> bool:
         """Store a frame after verifying it fully, encrypted if the store has keys: with the data
         key of ``tenant`` (the owner of the chunk: its name is keyed per (tenant, policy)), or of
         ``policy`` when the tenant is not known or the frame's name is not keyed (an unkeyed name
         may be shared by several tenants' buckets). True if newly stored, False if already here
-        (for any policy; the file keeps the key it was sealed with)."""
+        (for any policy; the file keeps the key it was sealed with).
+
+        ``built``: the header of a frame this process has just encoded itself (`encode_frame`,
+        the coordinator's write path), which is not decompressed and hashed a second time. Only
+        in-process code can pass one: a frame from a peer, a client or the disk is always
+        verified fully."""
         self._ensure_writable()
-        header = _verified(frame)
+        header = built if built is not None else _verified(frame)
         digest = header.digest
         final = self.path_of(digest)
         with self._claim(digest):

@@ -372,7 +372,7 @@ class Coordinator:
             try:
                 digest, frame = await self._frame(plain, key)
                 refs[index] = ChunkRef(digest=digest, length=len(plain))
-                sites.update(await self._replicate_chunk(table, policy, digest, frame, tenant))
+                sites.update(await self._replicate_chunk(table, policy, digest, frame, tenant, built=True))
             finally:
                 self._node_slots.release()
                 slots.release()
@@ -422,12 +422,16 @@ class Coordinator:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def _replicate_chunk(self, table: PartitionTable, policy: str, digest: bytes, frame: bytes,
-                               tenant: str) -> set[str]:
-        """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner)."""
+                               tenant: str, *, built: bool = False) -> set[str]:
+        """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner).
+        `built`: `frame` is this process's own `_frame`, which this node's store does not verify
+        again (a frame read from a peer or the disk is)."""
         probe = len(frame) > PROBE_ABOVE
 
         async def put_if_missing(replica: Replica) -> bool:
-            if probe and replica is not self._peers.local and (await replica.has_chunks([digest], policy))[0]:
+            if replica is self._peers.local:
+                return await self._peers.local.put_chunk(frame, policy=policy, tenant=tenant, built=built)
+            if probe and (await replica.has_chunks([digest], policy))[0]:
                 return False
             return await replica.put_chunk(frame, policy=policy, tenant=tenant)
 
@@ -518,14 +522,15 @@ class Coordinator:
         chunks = []
         for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
             frame = await self.read_chunk(src_table, ref.digest)
+            built = False
             if read_frame_header(frame).keyed == (dst_key is not None) and src_key == dst_key:
                 digest = ref.digest  # the name is the one dest would give: copy the frame as it is
             else:  # another (tenant, policy) key: verify with the source's, re-name with dest's
                 plain = await asyncio.get_running_loop().run_in_executor(
                     self._executor, partial(decode_frame, frame, expected_digest=ref.digest, key=src_key))
                 digest, frame = await self._frame(plain, dst_key)
-                ref = replace(ref, digest=digest)
-            await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner)
+                ref, built = replace(ref, digest=digest), True
+            await self._replicate_chunk(table, dest.policy, digest, frame, dest.owner, built=built)
             chunks.append(ref)
         etag = source.etag
         if (parts := composed_parts(etag)) is not None:  # names the chunks: re-named ones too

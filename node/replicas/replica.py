@@ -217,14 +217,17 @@ class LocalReplica:
             return present
         return await self._run(check)
 
-    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "") -> bool:
+    async def put_chunk(self, frame: bytes, *, policy: str, tenant: str = "", built: bool = False) -> bool:
         """Store a frame for `policy` (residency checked first), sealed with `tenant`'s data key
-        (the policy's if "" or the name is unkeyed); durable, and held, on return."""
+        (the policy's if "" or the name is unkeyed); durable, and held, on return. `built`: this
+        process encoded the frame (the coordinator's own write), so the store does not verify it
+        again (`ChunkStore.put`); a frame a peer or client sent is always verified."""
         self.ensure_eligible(policy)
-        digest = read_frame_header(frame).digest
+        header = read_frame_header(frame)
+        digest = header.digest
 
         def store() -> bool:
-            stored = self.chunks.put(frame, policy, tenant)
+            stored = self.chunks.put(frame, policy, tenant, built=header if built else None)
             self.meta.hold_chunks(policy, [digest], now_ms=self._now_ms())
             return stored
         return await self._run(store)

@@ -250,3 +250,20 @@ def test_frames_land_in_the_fan_out_tree(store: ChunkStore) -> None:
     h = d.hex()
     assert store.path_of(d) == store.root / h[:2] / h[2:4] / h
     assert read_frame_header(store.path_of(d).read_bytes()).digest == d
+
+
+def test_a_frame_this_process_built_is_not_hashed_again_any_other_always_is(store: ChunkStore, monkeypatch) -> None:
+    from maillage.proto import frame as wire
+    verified: list[int] = []
+    real = wire.verify_frame
+    monkeypatch.setattr(wire, "verify_frame", lambda f, **kw: verified.append(len(f)) or real(f, **kw))
+    digest, frame = _frame(1, 100_000)
+    assert store.put(frame, built=read_frame_header(frame))
+    assert verified == [] and store.get(digest) == frame   # stored as built; read back verified
+    assert len(verified) == 1
+    other_digest, other = _frame(2, 100_000)
+    rotten = bytearray(other)
+    rotten[len(rotten) // 2] ^= 1
+    with pytest.raises(CorruptFrame):                     # without the builder's word: hashed, refused
+        store.put(bytes(rotten))
+    assert not store.has(other_digest)
