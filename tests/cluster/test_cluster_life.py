@@ -130,7 +130,13 @@ def test_corrupt_frame_is_found_by_scrub_and_repaired(mesh):
         data = os.urandom(CHUNK)
         c.put_object("frdata", "rot", data)
         digest = manifest_digests(mesh, "frdata", "rot")[0]
-        node = sorted(chunk_holders(mesh, digest))[0]
+        # an owner of the chunk: it pulls a good copy back. (A node that held it as a stand-in for
+        # an owner suspected while the mesh started hands it back instead: a corrupt stand-in copy
+        # is not re-fetched, which made this test fail when the put met such a suspicion.)
+        table = partition_table(mesh.layout, "france-only")
+        owners = set(table.replicas(chunk_partition(digest, table.bits)))
+        eventually(lambda: owners <= chunk_holders(mesh, digest), timeout=SETTLE, what="the chunk on its owners")
+        node = sorted(owners)[0]
         path = next(mesh.data_dir(node).rglob(digest.hex()))
         raw = bytearray(path.read_bytes())
         raw[len(raw) // 2] ^= 0x01
