@@ -43,6 +43,8 @@ STATUS = {
     "MissingContentLength": 411,
     "EntityTooLarge": 400,
     "MethodNotAllowed": 405,
+    "AccessControlListNotSupported": 400,
+    "MissingSecurityHeader": 400,
     "KeyTooLongError": 400,
     "MetadataTooLarge": 400,
     "NotImplemented": 501,

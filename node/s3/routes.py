@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from maillage.node.s3 import buckets, multipart, objects
+from maillage.node.s3 import acl, buckets, multipart, objects
 from maillage.node.s3.common import Handler
 from maillage.node.s3.errors import S3Error
 
@@ -17,7 +17,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 # operation it does not serve, answered NotImplemented rather than silently ignored.
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
-    "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging",
+    "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging", "acl",
     "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
@@ -69,11 +69,17 @@ _HANDLERS: Mapping[str, Handler] = {
     "GetBucketVersioning": buckets.get_bucket_versioning,
     "PutBucketVersioning": buckets.put_bucket_versioning,
     "ListObjectVersions": buckets.list_object_versions,
+    "GetBucketAcl": acl.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
+    "GetObjectAcl": acl.get_object_acl,
+    "PutObjectAcl": acl.put_object_acl,
 }
 _ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
 _BUCKET_TAGGING = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE": "DeleteBucketTagging"}
 _VERSIONING = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}
+_BUCKET_ACL = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}
+_OBJECT_ACL = {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
@@ -88,6 +94,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
     elif not key:
         if "tagging" in query and method in _BUCKET_TAGGING:
             return ROUTES[_BUCKET_TAGGING[method]]
+        if "acl" in query and method in _BUCKET_ACL:
+            return ROUTES[_BUCKET_ACL[method]]
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
         if "versioning" in query and method in _VERSIONING:
@@ -114,6 +122,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES["GetObjectAttributes"]
         if "tagging" in query and method in _TAGGING:
             return ROUTES[_TAGGING[method]]
+        if "acl" in query and method in _OBJECT_ACL:
+            return ROUTES[_OBJECT_ACL[method]]
         if method == "PUT":
             if upload and "partNumber" in query:
                 copy = "x-amz-copy-source" in headers

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from maillage.node.errors import OutsideTerritory
 from maillage.node.runtime import request_ids
-from maillage.node.s3 import encryption, routes, sigv4, xml
+from maillage.node.s3 import acl, encryption, routes, sigv4, xml
 from maillage.node.s3.access_log import AccessLog
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
@@ -268,6 +268,8 @@ class S3Server:
         caller = Caller(key=verified.key)
         request[KEY_ID] = verified.key.key_id
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
+        if route.operation in acl.TAKES_ACL:
+            acl.check_request(request.headers)  # public-read and grants: refused, never ignored
         call = Call(request=request, caller=caller, bucket=bucket, key=key, auth=verified)
         if bucket and EXPECTED_OWNER in request.headers:
             await self._check_owner(caller, bucket, request.headers[EXPECTED_OWNER])

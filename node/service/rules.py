@@ -114,6 +114,12 @@ OPERATIONS: Mapping[str, Rule] = {
     "GetBucketTagging": READ_BUCKET,
     "PutBucketTagging": WRITE_BUCKET,
     "DeleteBucketTagging": WRITE_BUCKET,
+    # ACLs, disabled as S3's "bucket owner enforced" (`s3/acl.py`): read by readers, set (to what
+    # holds anyway) by writers.
+    "GetBucketAcl": READ_BUCKET,
+    "PutBucketAcl": WRITE_BUCKET,
+    "GetObjectAcl": READ_BUCKET,
+    "PutObjectAcl": WRITE_BUCKET,
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -165,6 +171,7 @@ S3_OPERATIONS = frozenset({
     "GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption",
     "GetBucketVersioning", "PutBucketVersioning", "ListObjectVersions",
     "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
+    "GetBucketAcl", "PutBucketAcl", "GetObjectAcl", "PutObjectAcl",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

@@ -652,3 +652,38 @@ def test_tags_of_a_given_version_through_boto3(mesh, s3):
         s3.put_object_tagging(Bucket=bucket, Key="scan", VersionId="0" * 24, Tagging={"TagSet": []})
     assert code(err) == "NoSuchVersion"
 
+def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh, s3):
+    """ACLs disabled, as S3's "bucket owner enforced": reading one says the bucket's owner has full
+    control; setting private or bucket-owner-full-control (clients' defaults) is accepted; public-read
+    or a grant to another account is AccessControlListNotSupported and nothing is stored."""
+    bucket = "acl-check"
+    s3.create_bucket(Bucket=bucket, ACL="private")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="bucket-owner-full-control")
+    for answer in (s3.get_bucket_acl(Bucket=bucket), s3.get_object_acl(Bucket=bucket, Key="k")):
+        owner = answer["Owner"]["ID"]
+        assert owner and [(g["Grantee"]["ID"], g["Grantee"]["Type"], g["Permission"]) for g in answer["Grants"]] == \
+            [(owner, "CanonicalUser", "FULL_CONTROL")]
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    owner = s3.get_bucket_acl(Bucket=bucket)["Owner"]
+    mine = {"Grantee": {"ID": owner["ID"], "Type": "CanonicalUser"}, "Permission": "FULL_CONTROL"}
+    s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [mine]})
+    refused = [
+        lambda: s3.put_object(Bucket=bucket, Key="public", Body=b"x", ACL="public-read"),
+        lambda: s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write"),
+        lambda: s3.put_object_acl(Bucket=bucket, Key="k", GrantRead='id="someone-else"'),
+        lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [
+            {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+             "Permission": "READ"}]}),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="mp", ACL="authenticated-read"),
+    ]
+    for call in refused:
+        with pytest.raises(ClientError) as err:
+            call()
+        assert code(err) == "AccessControlListNotSupported"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["k"] and "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
+    with pytest.raises(ClientError) as err:
+        s3.get_object_acl(Bucket=bucket, Key="absent")
+    assert code(err) == "NoSuchKey"
+
+

@@ -126,6 +126,10 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutBucketTagging": lambda s3, kind: s3.put_bucket_tagging(
         Bucket=BUCKET, Tagging={"TagSet": [{"Key": "by", "Value": kind.replace(" ", "-")}]}),
     "DeleteBucketTagging": lambda s3, kind: s3.delete_bucket_tagging(Bucket=BUCKET),
+    "GetBucketAcl": lambda s3, kind: s3.get_bucket_acl(Bucket=BUCKET),
+    "PutBucketAcl": lambda s3, kind: s3.put_bucket_acl(Bucket=BUCKET, ACL="private"),
+    "GetObjectAcl": lambda s3, kind: s3.get_object_acl(Bucket=BUCKET, Key="k"),
+    "PutObjectAcl": lambda s3, kind: s3.put_object_acl(Bucket=BUCKET, Key="k", ACL="bucket-owner-full-control"),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 

@@ -7,7 +7,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.node.s3 import buckets, multipart, objects, routes
+from maillage.node.s3 import acl, buckets, multipart, objects, routes
 from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
@@ -49,6 +49,10 @@ CASES = [
     ("GET", "b", "k", {"versionId": "null"}, {}, objects.get_object),
     ("HEAD", "b", "k", {"versionId": "null"}, {}, objects.head_object),
     ("DELETE", "b", "k", {"versionId": "null"}, {}, objects.delete_object),
+    ("GET", "b", "", {"acl": ""}, {}, acl.get_bucket_acl),
+    ("PUT", "b", "", {"acl": ""}, {}, acl.put_bucket_acl),
+    ("GET", "b", "k", {"acl": ""}, {}, acl.get_object_acl),
+    ("PUT", "b", "k", {"acl": ""}, {}, acl.put_object_acl),
 ]
 
 
@@ -66,7 +70,7 @@ def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
 
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
-    ("GET", "b", "", {"acl": ""}, "NotImplemented"),  # an operation not served is said, not ignored
+    ("GET", "b", "", {"lifecycle": ""}, "NotImplemented"),  # an operation not served is said, not ignored
     ("PUT", "b", "k", {"retention": ""}, "NotImplemented"),
     ("POST", "b", "", {"tagging": ""}, "MethodNotAllowed"),  # no such operation on a bucket's tags
     ("POST", "b", "k", {}, "MethodNotAllowed"),

@@ -1,0 +1,103 @@
+"""Access control lists, answered as S3 answers them with ACLs disabled ("bucket owner enforced",
+its default for new buckets since 2023): the bucket's owner tenant has full control of the bucket
+and of every object in it, and nobody else gets anything by ACL.
+
+Reading an ACL (GetBucketAcl, GetObjectAcl) says exactly that. An ACL a write or PutBucketAcl /
+PutObjectAcl sets that says the same (`x-amz-acl: private` or `bucket-owner-full-control`, which
+clients such as rclone and s3cmd send by default, or a policy granting the owner alone
+FULL_CONTROL) is accepted; any other (public-read, a grant to another account) is refused with
+AccessControlListNotSupported before anything is stored, never ignored: a client that asked for a
+public object must not believe it has one.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from maillage.node.s3 import payload, xml
+from maillage.node.s3.common import Call, Services, xml_response
+from maillage.node.s3.errors import S3Error
+
+__all__ = ["TAKES_ACL", "check_request", "get_bucket_acl", "put_bucket_acl", "get_object_acl", "put_object_acl"]
+
+#: Operations whose request may carry an ACL in its headers.
+TAKES_ACL = frozenset({"CreateBucket", "PutObject", "CopyObject", "CreateMultipartUpload"})
+OWNER_ONLY = frozenset({"private", "bucket-owner-full-control"})
+GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
+                 "x-amz-grant-full-control")
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _not_supported(what: str) -> S3Error:
+    return S3Error("AccessControlListNotSupported",
+                   f"{what}: ACLs are disabled here (the bucket's owner has full control of it and of its "
+                   "objects, nobody else); only private or bucket-owner-full-control is accepted")
+
+
+def check_request(headers: Mapping[str, str]) -> None:
+    """A request's x-amz-acl and x-amz-grant-* headers: accepted only when they give the owner alone
+    full control (what holds anyway)."""
+    canned = headers.get("x-amz-acl")
+    if canned is not None and canned.strip().lower() not in OWNER_ONLY:
+        raise _not_supported(f"x-amz-acl {canned.strip()[:40]!r}")
+    for name in GRANT_HEADERS:
+        if name in headers:
+            raise _not_supported(f"{name}")
+
+
+def document(owner: str) -> ET.Element:
+    """The ACL of any bucket or object: its bucket's owner, with FULL_CONTROL."""
+    root = xml.root("AccessControlPolicy")
+    xml.person(root, "Owner", owner)
+    grant = xml.sub(xml.sub(root, "AccessControlList"), "Grant")
+    grantee = xml.sub(grant, "Grantee")
+    grantee.set("xmlns:xsi", _XSI)
+    grantee.set("xsi:type", "CanonicalUser")
+    xml.sub(grantee, "ID", owner)
+    xml.sub(grantee, "DisplayName", owner)
+    xml.sub(grant, "Permission", "FULL_CONTROL")
+    return root
+
+
+def _check_body(body: bytes, owner: str) -> None:
+    """An AccessControlPolicy document: every grant must give the owner FULL_CONTROL."""
+    root = xml.parse(body, "AccessControlPolicy")
+    for grant in (e for e in root.iter() if xml.local_name(e.tag) == "Grant"):
+        grantee = next((e for e in grant if xml.local_name(e.tag) == "Grantee"), None)
+        ids = [] if grantee is None else [e.text or "" for e in grantee if xml.local_name(e.tag) == "ID"]
+        permission = "".join(e.text or "" for e in grant if xml.local_name(e.tag) == "Permission")
+        if ids != [owner] or permission != "FULL_CONTROL":
+            raise _not_supported(f"a grant of {permission[:20] or 'nothing'} to {(ids or ['someone'])[0][:40]!r}")
+
+
+async def _put(call: Call, owner: str) -> web.StreamResponse:
+    check_request(call.request.headers)
+    body = await payload.small_body(call, xml.MAX_XML_BODY)
+    if body.strip():
+        _check_body(body, owner)
+    elif "x-amz-acl" not in call.request.headers:
+        raise S3Error("MissingSecurityHeader", "PutAcl needs an x-amz-acl header or an AccessControlPolicy body")
+    return web.Response(status=200)
+
+
+async def get_bucket_acl(s: Services, call: Call) -> web.StreamResponse:
+    record = await s.service.head_bucket(call.caller, call.bucket, "GetBucketAcl")
+    return xml_response(document(record.owner))
+
+
+async def put_bucket_acl(s: Services, call: Call) -> web.StreamResponse:
+    record = await s.service.head_bucket(call.caller, call.bucket, "PutBucketAcl")
+    return await _put(call, record.owner)
+
+
+async def get_object_acl(s: Services, call: Call) -> web.StreamResponse:
+    record, _ = await s.service.head_object(call.caller, call.bucket, call.key, "GetObjectAcl")
+    return xml_response(document(record.owner))
+
+
+async def put_object_acl(s: Services, call: Call) -> web.StreamResponse:
+    record, _ = await s.service.head_object(call.caller, call.bucket, call.key, "PutObjectAcl")
+    return await _put(call, record.owner)
