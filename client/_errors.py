@@ -59,7 +59,10 @@ _BY_CODE: dict[grpc.StatusCode, type[e.MaillageError]] = {
     grpc.StatusCode.DATA_LOSS: e.IntegrityError,
     grpc.StatusCode.PERMISSION_DENIED: e.PermissionDenied,
     grpc.StatusCode.UNAUTHENTICATED: e.PermissionDenied,
-    grpc.StatusCode.INTERNAL: e.InternalError,
+    # A node's own internal error always carries its reason (INTERNAL, above): one without is the
+    # gRPC library's, e.g. a node going away in the middle of the call (grpc/grpc#14109; a rolling
+    # restart's PUT met "Internal error from Core"): the node did not say it failed, so another is tried.
+    grpc.StatusCode.INTERNAL: e.NodeUnavailable,
 }
 
 

@@ -66,7 +66,9 @@ def error_from_rpc(err: grpc.RpcError, peer: str) -> Exception:
     reason = reason_of(err)
     if reason is not None and reason is not Reason.INTERNAL:
         return _FROM_PEER[reason](details)
-    if code in _TRANSPORT:
+    # INTERNAL without the peer's reason is the gRPC library's (a peer going away mid-call), not
+    # the peer's own report, which always carries one.
+    if code in _TRANSPORT or (code is grpc.StatusCode.INTERNAL and reason is None):
         return errors.PeerUnavailable(f"node {peer} did not answer: {code.name}: {details}")
     return errors.NodeError(f"node {peer} failed: {code.name}: {details}")
 

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from maillage.client._trust import method_path, unary_method
-from maillage.proto import pb
+from maillage.proto import pb, rpc
 from maillage.proto.channels import open_blocking_channel
 from maillage.proto.trust import requestauth
 from maillage.proto.trust.identity import TlsIdentity
@@ -108,3 +108,17 @@ def sealing_scopes(mesh, node_id: str, digests) -> dict[bytes, tuple[str, str] |
         if path.exists():
             out[digest] = keys.scope_of(path.read_bytes()[5:13])  # magic, format, then the key id
     return out
+
+
+def newest_manifest(mesh, owners, bucket: str, key: str) -> pb.Manifest:
+    """The newest manifest of bucket/key any of `owners` holds, read as a node (paris-1's
+    certificate): a write is acknowledged once a quorum of the owners has it, not all of them."""
+    tls = TlsIdentity.load_node(mesh.trust_dir("paris-1"))
+    held = []
+    for node_id in owners:
+        with open_blocking_channel(mesh.address(node_id), tls=tls, peer=node_id) as channel:
+            held.append(rpc.ReplicaStub(channel).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key),
+                                                             timeout=10).manifest)
+    found = [m for m in held if m.bucket]
+    assert found, f"no owner of {bucket}/{key} holds its manifest"
+    return max(found, key=lambda m: m.version)

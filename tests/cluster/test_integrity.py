@@ -18,6 +18,7 @@ from maillage.proto.trust.identity import TlsIdentity
 from maillage.storage import BucketRecord, MetaStore
 
 from .conftest import CHUNK
+from .helpers import newest_manifest
 
 
 def _as_node(mesh, node_id: str):
@@ -37,15 +38,13 @@ def test_a_manifest_swapped_to_another_objects_chunks_reads_as_an_integrity_erro
         layout = c.layout()
         table = partition_table(layout, "france-only")
         owners = table.replicas(bucket_partition("forgery", table.bits))
-        channel, stub = _as_node(mesh, owners[0])
-        with channel:
-            real = stub.GetManifest(pb.GetManifestRequest(bucket="forgery", key="report.pdf"), timeout=10).manifest
-            decoy = stub.GetManifest(pb.GetManifestRequest(bucket="forgery", key="decoy.pdf"), timeout=10).manifest
-            forged = pb.Manifest()
-            forged.CopyFrom(real)
-            del forged.chunks[:]
-            forged.chunks.extend(decoy.chunks)          # genuine chunks, of another object
-            forged.version = real.version + 1
+        real = newest_manifest(mesh, owners, "forgery", "report.pdf")
+        decoy = newest_manifest(mesh, owners, "forgery", "decoy.pdf")
+        forged = pb.Manifest()
+        forged.CopyFrom(real)
+        del forged.chunks[:]
+        forged.chunks.extend(decoy.chunks)          # genuine chunks, of another object
+        forged.version = real.version + 1
         for node_id in owners:
             channel, stub = _as_node(mesh, node_id)
             with channel:

@@ -16,7 +16,7 @@ from maillage.proto.frame import chunk_digest, encode_frame, read_frame_header, 
 from maillage.proto.trust.identity import TlsIdentity
 
 from .conftest import CHUNK
-from .helpers import channel, inventory, signed, signed_call
+from .helpers import channel, inventory, newest_manifest, signed, signed_call
 
 POLICY = "france-only"
 
@@ -155,8 +155,7 @@ def _plant(mesh, hospital, bucket: str, key: str, frame: bytes, size: int, etag:
             put = ch.unary_unary(bulk.PUT_CHUNK, request_serializer=None, response_deserializer=None)
             put(frame, timeout=10, metadata=((bulk.POLICY_KEY, POLICY),))
     owners = table.replicas(bucket_partition(bucket, table.bits))
-    with _as_node(mesh, owners[0]) as ch:
-        real = rpc.ReplicaStub(ch).GetManifest(pb.GetManifestRequest(bucket=bucket, key=key), timeout=10).manifest
+    real = newest_manifest(mesh, owners, bucket, key)
     forged = pb.Manifest()
     forged.CopyFrom(real)
     del forged.chunks[:]

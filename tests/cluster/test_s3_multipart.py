@@ -19,6 +19,7 @@ from maillage.proto.trust.identity import TlsIdentity
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
+from .helpers import newest_manifest
 
 boto3 = pytest.importorskip("boto3")
 from boto3.s3.transfer import TransferConfig  # noqa: E402
@@ -118,14 +119,7 @@ def test_a_three_part_upload_round_trip_residency_and_the_native_check(mesh, s3)
         # ...and a manifest whose chunk list was changed (each chunk genuine) is an IntegrityError
         table = partition_table(c.layout(), "france-only")
         owners = table.replicas(bucket_partition("mp-fr", table.bits))
-        # the completion needed a quorum of the owners, not all: take the newest manifest any owner holds
-        held = []
-        for node_id in owners:
-            channel, stub = _as_node(mesh, node_id)
-            with channel:
-                held.append(stub.GetManifest(pb.GetManifestRequest(bucket="mp-fr", key="scans/big.bin"),
-                                             timeout=10).manifest)
-        real = max((m for m in held if m.bucket), key=lambda m: m.version)
+        real = newest_manifest(mesh, owners, "mp-fr", "scans/big.bin")
         forged = pb.Manifest()
         forged.CopyFrom(real)
         reordered = list(real.chunks)[::-1]

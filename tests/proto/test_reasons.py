@@ -126,6 +126,21 @@ def test_an_unknown_reason_or_none_falls_back_to_the_status_code() -> None:
                       node_errors.PeerUnavailable)
 
 
+def test_internal_without_the_nodes_reason_is_the_transport_and_with_it_the_nodes_own_error() -> None:
+    """Our boundary sends every internal error with its reason; an INTERNAL without one is the gRPC
+    library's (a node going away mid-call: "Internal error from Core" in a rolling restart), so the
+    SDK tries another node and a coordinator counts the peer unavailable."""
+    from maillage.client import InternalError, NodeUnavailable
+
+    bare = _Failed(grpc.StatusCode.INTERNAL, None, "Internal error from Core")
+    assert isinstance(sdk_errors.exception_for(bare, "paris-1"), NodeUnavailable)
+    assert isinstance(status.error_from_rpc(bare, "paris-1"), node_errors.PeerUnavailable)
+    said = _Failed(grpc.StatusCode.INTERNAL, Reason.INTERNAL.value, "internal error: KeyError: 'x'")
+    assert isinstance(sdk_errors.exception_for(said, "paris-1"), InternalError)
+    peer_error = status.error_from_rpc(said, "paris-1")
+    assert not isinstance(peer_error, node_errors.PeerUnavailable) and "KeyError" in str(peer_error)
+
+
 def test_a_call_a_stopping_node_cancelled_is_retried_like_an_unavailable_node() -> None:
     """A node stopping on SIGTERM answers CANCELLED to a call it had received but not started
     (grpc/grpc#41785): the SDK counts that node unavailable, so it tries another (rolling restarts)."""
