@@ -8,6 +8,10 @@ clients such as rclone and s3cmd send by default, or a policy granting the owner
 FULL_CONTROL) is accepted; any other (public-read, a grant to another account) is refused with
 AccessControlListNotSupported before anything is stored, never ignored: a client that asked for a
 public object must not believe it has one.
+
+The same holds for the two bucket settings that say who else may get in: ownership controls are
+BucketOwnerEnforced and the public access block has its four flags set, on every bucket. Reading
+them says so; writing what holds anyway is accepted; anything else is refused with words.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from maillage.node.s3 import payload, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 
-__all__ = ["TAKES_ACL", "check_request", "get_bucket_acl", "put_bucket_acl", "get_object_acl", "put_object_acl"]
+__all__ = ["TAKES_ACL", "check_request", "get_bucket_acl", "put_bucket_acl", "get_object_acl", "put_object_acl",
+           "get_ownership_controls", "put_ownership_controls", "get_public_access_block",
+           "put_public_access_block"]
 
 #: Operations whose request may carry an ACL in its headers.
 TAKES_ACL = frozenset({"CreateBucket", "PutObject", "CopyObject", "CreateMultipartUpload"})
@@ -29,6 +35,8 @@ OWNER_ONLY = frozenset({"private", "bucket-owner-full-control"})
 GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
                  "x-amz-grant-full-control")
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
+ENFORCED = "BucketOwnerEnforced"
+BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 
 def _not_supported(what: str) -> S3Error:
@@ -101,3 +109,40 @@ async def get_object_acl(s: Services, call: Call) -> web.StreamResponse:
 async def put_object_acl(s: Services, call: Call) -> web.StreamResponse:
     record, _ = await s.service.head_object(call.caller, call.bucket, call.key, "PutObjectAcl")
     return await _put(call, record.owner)
+
+
+async def get_ownership_controls(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "GetBucketOwnershipControls")
+    root = xml.root("OwnershipControls")
+    xml.sub(xml.sub(root, "Rule"), "ObjectOwnership", ENFORCED)
+    return xml_response(root)
+
+
+async def put_ownership_controls(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "PutBucketOwnershipControls")
+    root = xml.parse(await payload.small_body(call, xml.MAX_XML_BODY), "OwnershipControls")
+    asked = [e.text or "" for e in root.iter() if xml.local_name(e.tag) == "ObjectOwnership"]
+    if not asked or any(a != ENFORCED for a in asked):
+        raise S3Error("InvalidRequest", f"ObjectOwnership {(asked or [''])[0][:40]!r}: only {ENFORCED} is served "
+                                        "(ACLs are disabled: the bucket's owner owns every object in it)")
+    return web.Response(status=200)
+
+
+async def get_public_access_block(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "GetPublicAccessBlock")
+    root = xml.root("PublicAccessBlockConfiguration")
+    for name in BLOCKS:
+        xml.sub(root, name, True)
+    return xml_response(root)
+
+
+async def put_public_access_block(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.head_bucket(call.caller, call.bucket, "PutPublicAccessBlock")
+    root = xml.parse(await payload.small_body(call, xml.MAX_XML_BODY), "PublicAccessBlockConfiguration")
+    given = {xml.local_name(e.tag): (e.text or "").strip().lower() for e in root}
+    lifted = [name for name in BLOCKS if given.get(name, "false") != "true"]
+    if lifted:
+        raise S3Error("InvalidRequest", f"{', '.join(lifted)} must stay true: public access is not served here "
+                                        "(every bucket blocks it)")
+    return web.Response(status=200)
+

@@ -18,6 +18,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging", "acl",
+    "ownershipControls", "publicAccessBlock",
     "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
@@ -73,6 +74,10 @@ _HANDLERS: Mapping[str, Handler] = {
     "PutBucketAcl": acl.put_bucket_acl,
     "GetObjectAcl": acl.get_object_acl,
     "PutObjectAcl": acl.put_object_acl,
+    "GetBucketOwnershipControls": acl.get_ownership_controls,
+    "PutBucketOwnershipControls": acl.put_ownership_controls,
+    "GetPublicAccessBlock": acl.get_public_access_block,
+    "PutPublicAccessBlock": acl.put_public_access_block,
 }
 _ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
@@ -80,6 +85,8 @@ _BUCKET_TAGGING = {"GET": "GetBucketTagging", "PUT": "PutBucketTagging", "DELETE
 _VERSIONING = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}
 _BUCKET_ACL = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}
 _OBJECT_ACL = {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"}
+_OWNERSHIP = {"GET": "GetBucketOwnershipControls", "PUT": "PutBucketOwnershipControls"}
+_PUBLIC_ACCESS = {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock"}
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
@@ -96,6 +103,13 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES[_BUCKET_TAGGING[method]]
         if "acl" in query and method in _BUCKET_ACL:
             return ROUTES[_BUCKET_ACL[method]]
+        if "ownershipControls" in query and method in _OWNERSHIP:
+            return ROUTES[_OWNERSHIP[method]]
+        if "publicAccessBlock" in query and method in _PUBLIC_ACCESS:
+            return ROUTES[_PUBLIC_ACCESS[method]]
+        if "ownershipControls" in query or "publicAccessBlock" in query:
+            raise S3Error("NotImplemented", "ownership controls and the public access block cannot be removed: "
+                                            "every bucket is owner-enforced and blocks public access")
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
         if "versioning" in query and method in _VERSIONING:

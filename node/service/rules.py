@@ -120,6 +120,10 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutBucketAcl": WRITE_BUCKET,
     "GetObjectAcl": READ_BUCKET,
     "PutObjectAcl": WRITE_BUCKET,
+    "GetBucketOwnershipControls": READ_BUCKET,
+    "PutBucketOwnershipControls": WRITE_BUCKET,
+    "GetPublicAccessBlock": READ_BUCKET,
+    "PutPublicAccessBlock": WRITE_BUCKET,
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -172,6 +176,7 @@ S3_OPERATIONS = frozenset({
     "GetBucketVersioning", "PutBucketVersioning", "ListObjectVersions",
     "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
     "GetBucketAcl", "PutBucketAcl", "GetObjectAcl", "PutObjectAcl",
+    "GetBucketOwnershipControls", "PutBucketOwnershipControls", "GetPublicAccessBlock", "PutPublicAccessBlock",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

@@ -686,4 +686,26 @@ def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh,
         s3.get_object_acl(Bucket=bucket, Key="absent")
     assert code(err) == "NoSuchKey"
 
+    # ownership controls and the public access block say the same, and cannot be changed
+    rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=enforced)
+    blocks = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == \
+        dict.fromkeys(blocks, True)
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict.fromkeys(blocks, True))
+    for call in (lambda: s3.put_bucket_ownership_controls(
+                     Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}),
+                 lambda: s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+                     **dict.fromkeys(blocks, True), "BlockPublicPolicy": False})):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert code(err) == "InvalidRequest"
+    for call in (lambda: s3.delete_bucket_ownership_controls(Bucket=bucket),
+                 lambda: s3.delete_public_access_block(Bucket=bucket)):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert code(err) == "NotImplemented"
+
 

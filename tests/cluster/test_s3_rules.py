@@ -130,6 +130,13 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutBucketAcl": lambda s3, kind: s3.put_bucket_acl(Bucket=BUCKET, ACL="private"),
     "GetObjectAcl": lambda s3, kind: s3.get_object_acl(Bucket=BUCKET, Key="k"),
     "PutObjectAcl": lambda s3, kind: s3.put_object_acl(Bucket=BUCKET, Key="k", ACL="bucket-owner-full-control"),
+    "GetBucketOwnershipControls": lambda s3, kind: s3.get_bucket_ownership_controls(Bucket=BUCKET),
+    "PutBucketOwnershipControls": lambda s3, kind: s3.put_bucket_ownership_controls(
+        Bucket=BUCKET, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}),
+    "GetPublicAccessBlock": lambda s3, kind: s3.get_public_access_block(Bucket=BUCKET),
+    "PutPublicAccessBlock": lambda s3, kind: s3.put_public_access_block(
+        Bucket=BUCKET, PublicAccessBlockConfiguration=dict.fromkeys(
+            ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True)),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 

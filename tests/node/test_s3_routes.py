@@ -53,6 +53,10 @@ CASES = [
     ("PUT", "b", "", {"acl": ""}, {}, acl.put_bucket_acl),
     ("GET", "b", "k", {"acl": ""}, {}, acl.get_object_acl),
     ("PUT", "b", "k", {"acl": ""}, {}, acl.put_object_acl),
+    ("GET", "b", "", {"ownershipControls": ""}, {}, acl.get_ownership_controls),
+    ("PUT", "b", "", {"ownershipControls": ""}, {}, acl.put_ownership_controls),
+    ("GET", "b", "", {"publicAccessBlock": ""}, {}, acl.get_public_access_block),
+    ("PUT", "b", "", {"publicAccessBlock": ""}, {}, acl.put_public_access_block),
 ]
 
 
