@@ -20,8 +20,9 @@ of their own partitions:
    node below its cap takes it; a node with no room left takes it only in place of a farther shed
    replica, which walks on). What a node kept in step 1 is evicted in step 2 only when a shed
    replica finds no node with room it may take (``_displace``: a tight mesh, or room only on sites
-   the partition already uses, as where one big node per site holds the room); each displacement
-   makes one node differ from its walk by one partition, and
+   the partition already uses, as where one big node per site holds the room); each such replica
+   (displacing one, or overflowing a node whose excess `table._relieve_overflow` then moves) makes
+   one node differ from its walk by one partition, and
    `test_only_nodes_above_their_cap_lose_what_the_walk_gave_them` counts them against that.
 
 A change then moves what the added or drained site takes or gives, one slot for each partition a
