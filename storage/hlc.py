@@ -90,6 +90,11 @@ class HybridClock:
             if remote > self._last:
                 self._last = remote
 
+    def wall_ms(self) -> int:
+        """This node's wall clock in milliseconds (not the hybrid time: a deadline such as an object
+        lock's retention is a date, not an order)."""
+        return int(self._wall() * 1000)
+
     @property
     def last(self) -> int:
         """The largest version issued or observed so far."""

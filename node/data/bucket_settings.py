@@ -11,25 +11,36 @@ from maillage.node import validation
 from maillage.node.data.coordinator import Coordinator
 from maillage.storage import BucketRecord, Manifest
 
-__all__ = ["SETTINGS", "TAGS", "BucketSettings", "read_setting", "write_setting"]
+__all__ = ["SETTINGS", "TAGS", "BucketSettings", "read_setting", "read_settings", "write_setting", "write_settings"]
 
 SETTINGS = validation.RESERVED_PREFIX + "settings/"  # + the setting's name
 TAGS = "tags"                                        # the bucket's tag set (S3's PutBucketTagging)
 _VALUE = "value"
 
 
-async def read_setting(c: Coordinator, bucket: BucketRecord, key: str, attribute: str) -> str:
-    """The `attribute` of the bucket's index entry `key`, newest across its index replicas ("": none)."""
+async def read_settings(c: Coordinator, bucket: BucketRecord, key: str) -> dict[str, str]:
+    """The attributes of the bucket's index entry `key`, newest across its index replicas ({}: none)."""
     m = await c.latest(bucket, key)
-    return "" if m is None or m.deleted else dict(m.attributes).get(attribute, "")
+    return {} if m is None or m.deleted else dict(m.attributes)
+
+
+async def read_setting(c: Coordinator, bucket: BucketRecord, key: str, attribute: str) -> str:
+    """The `attribute` of the bucket's index entry `key` ("": none)."""
+    return (await read_settings(c, bucket, key)).get(attribute, "")
+
+
+async def write_settings(c: Coordinator, bucket: BucketRecord, key: str, attributes: dict[str, str]) -> None:
+    """Write the bucket's index entry `key` holding `attributes` (empty values left out), numbered
+    above its newest version."""
+    version = await c.next_version(asyncio.ensure_future(c.latest(bucket, key)))
+    kept = tuple(sorted((k, v) for k, v in attributes.items() if v))
+    await c.write_newest(bucket, Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="",
+                                          writer=c.node_id, generation=bucket.generation, attributes=kept))
 
 
 async def write_setting(c: Coordinator, bucket: BucketRecord, key: str, attribute: str, value: str) -> None:
-    """Write the bucket's index entry `key` holding `attribute`, numbered above its newest version."""
-    version = await c.next_version(asyncio.ensure_future(c.latest(bucket, key)))
-    await c.write_newest(bucket, Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="",
-                                          writer=c.node_id, generation=bucket.generation,
-                                          attributes=((attribute, value),)))
+    """Write the bucket's index entry `key` holding `attribute` alone."""
+    await write_settings(c, bucket, key, {attribute: value})
 
 
 class BucketSettings:

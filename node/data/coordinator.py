@@ -458,6 +458,10 @@ class Coordinator:
         """A new version from this coordinator's hybrid logical clock (`version_time` gives its time)."""
         return self._clock.now()
 
+    def wall_ms(self) -> int:
+        """This node's wall clock, in milliseconds since the epoch."""
+        return self._clock.wall_ms()
+
     async def next_version(self, previous: asyncio.Future) -> int:
         """A version above the one `previous` (a pending `latest` of the key) found, if it could
         be read: the version of the key's next write."""

@@ -48,12 +48,14 @@ from functools import partial
 import blake3
 
 from maillage.node import validation
-from maillage.node.data.bucket_settings import read_setting, write_setting
+from maillage.node.data import object_lock
+from maillage.node.data.bucket_settings import read_settings, write_settings
 from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past
+from maillage.node.data.object_lock import LockConfig, LockedVersioning
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.storage import BucketRecord, Manifest
 
-__all__ = ["Versions", "Version", "VersionListing", "Deleted", "NoSuchVersion", "DeleteMarker", "Stamp",
+__all__ = ["Versions", "Versioning", "Version", "VersionListing", "Deleted", "NoSuchVersion", "DeleteMarker", "Stamp",
            "ENABLED", "SUSPENDED", "NULL", "VERSIONS", "SETTING", "SLOT_ATTRIBUTE", "MARKER_ATTRIBUTE",
            "check_version_id", "version_id", "is_marker", "MAX_VERSIONED_KEY_BYTES"]
 
@@ -64,6 +66,7 @@ SETTING = validation.RESERVED_PREFIX + "versioning"  # the bucket's versioning s
 SLOT_ATTRIBUTE = "version"  # a version's slot, on its slot entry and on the key while it is current
 MARKER_ATTRIBUTE = "delete-marker"
 STATE_ATTRIBUTE = "versioning"
+LOCK_ATTRIBUTE = "object-lock"  # the bucket's object lock configuration (`object_lock.LockConfig`)
 _SEP = "\x01"
 _U64 = (1 << 64) - 1
 _VERSION_ID = re.compile(r"[0-9a-f]{24}|null")
@@ -83,6 +86,15 @@ class DeleteMarker(NoSuchKey):
         super().__init__(message)
         self.version_id = version_id
         self.asked = asked  # named by its version id (S3: 405) rather than the key's current (404)
+
+
+@dataclass(frozen=True)
+class Versioning:
+    """A bucket's versioning state ("", ENABLED or SUSPENDED) and object lock configuration (None:
+    not enabled), read together from one index entry."""
+
+    status: str = ""
+    lock: LockConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -191,37 +203,68 @@ class Versions:
 
     # ----- the bucket's state ----------------------------------------------------------------
 
+    async def settings(self, bucket: BucketRecord) -> Versioning:
+        """The bucket's versioning state and lock configuration, read from the index replicas (never
+        cached, nor from this node's store alone, even as one of them: a write that missed a change
+        to Enabled would replace the version it should keep, and a node back from a partition does
+        not know what it missed)."""
+        held = await read_settings(self._c, bucket, SETTING)
+        try:
+            lock = LockConfig.decode(held.get(LOCK_ATTRIBUTE, ""))
+        except (ValueError, InvalidArgument):
+            lock = LockConfig(object_lock.COMPLIANCE, years=100)  # damaged: never frees a version
+        return Versioning(held.get(STATE_ATTRIBUTE, ""), lock)
+
     async def state(self, bucket: BucketRecord) -> str:
-        """"" (never versioned), ENABLED or SUSPENDED, read from the index replicas (never cached,
-        nor from this node's store alone, even as one of them: a write that missed a change to
-        Enabled would replace the version it should keep, and a node back from a partition does not
-        know what it missed)."""
-        return await read_setting(self._c, bucket, SETTING, STATE_ATTRIBUTE)
+        """"" (never versioned), ENABLED or SUSPENDED."""
+        return (await self.settings(bucket)).status
 
     async def set_state(self, bucket: BucketRecord, state: str) -> None:
         if state not in (ENABLED, SUSPENDED):
             raise InvalidArgument(f"versioning status {state[:20]!r}: use Enabled or Suspended")
-        await write_setting(self._c, bucket, SETTING, STATE_ATTRIBUTE, state)
+        held = await self.settings(bucket)
+        if held.lock is not None and state != ENABLED:
+            raise LockedVersioning("the bucket has object lock: its versioning stays Enabled")
+        await self._write_settings(bucket, replace(held, status=state))
+
+    async def set_lock(self, bucket: BucketRecord, config: LockConfig) -> None:
+        """Enable object lock (once enabled, never disabled) or change its default retention: the
+        bucket's versioning must be Enabled."""
+        held = await self.settings(bucket)
+        if held.status != ENABLED:
+            raise LockedVersioning("object lock needs the bucket's versioning Enabled first")
+        await self._write_settings(bucket, replace(held, lock=config))
+
+    async def start_locked(self, bucket: BucketRecord) -> None:
+        """A new bucket's versioning Enabled and object lock enabled, in one write."""
+        await self._write_settings(bucket, Versioning(ENABLED, LockConfig()))
+
+    async def _write_settings(self, bucket: BucketRecord, held: Versioning) -> None:
+        lock = "" if held.lock is None else held.lock.encode()
+        await write_settings(self._c, bucket, SETTING, {STATE_ATTRIBUTE: held.status, LOCK_ATTRIBUTE: lock})
 
     # ----- writes ------------------------------------------------------------------------------
 
-    async def stamper(self, bucket: BucketRecord, key: str, state: str | None = None) -> Stamp:
+    async def stamper(self, bucket: BucketRecord, key: str, versioning: Versioning | None = None) -> Stamp:
         """What a write of `key` (PUT, copy, completed upload) calls before its manifest is written
-        at the key (on a never-versioned bucket: a copy of a version loses the source's version id).
-        `state`: the bucket's, when the caller read it already."""
-        if state is None:
-            state = await self.state(bucket)
-        if not state:
+        at the key (on a never-versioned bucket: a copy of a version loses the source's version id);
+        on a lock-enabled bucket it gives the version the default retention it has none of its own.
+        `versioning`: the bucket's, when the caller read it already."""
+        if versioning is None:
+            versioning = await self.settings(bucket)
+        if not versioning.status:
             return _unversioned
         _check_versioned_key(key)
-        return partial(self._stamp, bucket, state)
+        return partial(self._stamp, bucket, versioning)
 
-    async def _stamp(self, bucket: BucketRecord, state: str, manifest: Manifest) -> Manifest:
+    async def _stamp(self, bucket: BucketRecord, versioning: Versioning, manifest: Manifest) -> Manifest:
+        state = versioning.status
         current = await self._before_new(bucket, manifest.key, state)
         if current is not None and manifest.version <= current.version:  # a slot orders by its version
             manifest = replace(manifest, version=await self._c.next_version(_settled(current)))
         slot = _new_slot(manifest.version, manifest.writer if state == ENABLED else None)
-        stamped = replace(manifest, attributes=_with(manifest.attributes, version=slot))
+        attributes = object_lock.with_default(dict(manifest.attributes), versioning.lock, self._c.wall_ms())
+        stamped = replace(manifest, attributes=_with(tuple(attributes.items()), version=slot))
         await self._c.write_manifest(bucket, replace(stamped, key=_slot_key(manifest.key, slot)))
         return stamped
 
@@ -240,14 +283,17 @@ class Versions:
         return current
 
     async def delete(self, bucket: BucketRecord, key: str, vid: str | None = None, *,
-                     state: str | None = None) -> Deleted:
-        """DELETE of a key: a delete marker on a versioned bucket, the version `vid` removed when named,
-        the key's tombstone on a never-versioned bucket. `state`: the bucket's, if read already."""
+                     versioning: Versioning | None = None, bypass: bool = False) -> Deleted:
+        """DELETE of a key: a delete marker on a versioned bucket, the version `vid` removed when named
+        (unless a legal hold or a retention keeps it: `bypass`, the caller may and asks to bypass a
+        GOVERNANCE one), the key's tombstone on a never-versioned bucket. `versioning`: the bucket's,
+        if read already."""
         validation.check_key(key)
         if vid is not None:
-            return await self._delete_version(bucket, key, check_version_id(vid))
-        if state is None:
-            state = await self.state(bucket)
+            return await self._delete_version(bucket, key, check_version_id(vid), bypass)
+        if versioning is None:
+            versioning = await self.settings(bucket)
+        state = versioning.status
         if not state:
             return Deleted(None, False, await self._c.delete_object(bucket, key))
         _check_versioned_key(key)
@@ -262,16 +308,18 @@ class Versions:
         await c.write_newest(bucket, replace(marker, key=key, deleted=True))
         return Deleted(_vid_of(slot), True, version)
 
-    async def _delete_version(self, bucket: BucketRecord, key: str, vid: str) -> Deleted:
+    async def _delete_version(self, bucket: BucketRecord, key: str, vid: str, bypass: bool) -> Deleted:
         c = self._c
         current = await c.latest(bucket, key)
         if vid == NULL and current is not None and not current.deleted and _slot_in(current) is None:
+            object_lock.check_removable(dict(current.attributes), c.wall_ms(), bypass=bypass)
             gone = await c.write_tombstone(bucket, key, current)  # written before versioning: its only version
             return Deleted(NULL, False, gone.version)
         found = await self._find(bucket, key, vid, current)
         if found is None:
             return Deleted(vid, False)  # nothing to delete: S3 answers the same
         slot, target = found
+        object_lock.check_removable(dict(target.attributes), c.wall_ms(), bypass=bypass)
         gone = await c.write_tombstone(bucket, _slot_key(key, slot), target)
         if current is not None and _slot_in(current) == slot:
             await self._promote(bucket, key, current)

@@ -15,7 +15,7 @@ from maillage.node.data.coordinator import is_common_prefix, past
 from maillage.node.data.versions import Deleted
 from maillage.node.errors import BucketAlreadyExists
 from maillage.node.runtime.concurrency import gather_bounded
-from maillage.node.s3 import encryption, objects, payload, tagging, versioning, xml
+from maillage.node.s3 import encryption, object_lock, objects, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error, from_exception
 from maillage.storage import Manifest, version_time
@@ -54,8 +54,9 @@ async def create_bucket(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidLocationConstraint",
                       f"LocationConstraint {policy!r} is not a residency policy of this cluster "
                       f"(policies: {', '.join(names)})")
+    locked = call.request.headers.get(object_lock.BUCKET_HEADER, "").strip().lower() == "true"
     try:
-        await s.service.create_bucket(call.caller, call.bucket, policy)
+        await s.service.create_bucket(call.caller, call.bucket, policy, object_lock=locked)
     except BucketAlreadyExists:
         existing = await s.service.coordinator.head_bucket(call.bucket)
         if existing.owner == call.caller.tenant:
@@ -176,7 +177,8 @@ async def delete_objects(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "DeleteObjects needs a Content-MD5 or x-amz-checksum-* header")
     body = await payload.small_body(call, DELETE_BODY_LIMIT)
     keys, quiet = xml.delete_request(body, MAX_DELETE_KEYS, DELETE_BODY_LIMIT)
-    delete = await s.service.delete_objects(call.caller, call.bucket)
+    delete = await s.service.delete_objects(call.caller, call.bucket,
+                                            bypass_governance=object_lock.bypass_asked(call.request.headers))
 
     async def one(key: str, version: str | None) -> Deleted | S3Error:
         try:

@@ -3,6 +3,7 @@ layer classifies them as (the same classification the gRPC door answers with).""
 
 from __future__ import annotations
 
+from maillage.node.data.object_lock import LockedVersioning, LockNotEnabled
 from maillage.node.service.reasons import DOMAIN_ERRORS, reason_for
 from maillage.proto.reasons import Reason
 
@@ -18,6 +19,9 @@ STATUS = {
     "NoSuchKey": 404,
     "NoSuchVersion": 404,
     "NoSuchTagSet": 404,
+    "ObjectLockConfigurationNotFoundError": 404,
+    "NoSuchObjectLockConfiguration": 404,
+    "InvalidBucketState": 409,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
@@ -100,6 +104,10 @@ CODES: dict[Reason, str] = {
 }
 
 
+#: Errors S3 names more precisely than their reason does.
+EXACT: dict[type, str] = {LockNotEnabled: "InvalidRequest", LockedVersioning: "InvalidBucketState"}
+
+
 def from_exception(exc: BaseException) -> S3Error | None:
     """The S3 error for an S3Error or one of the node's domain errors (by its `Reason`), or None for
     an unexpected exception or a domain error that means a bug (INTERNAL): the caller logs those."""
@@ -110,5 +118,5 @@ def from_exception(exc: BaseException) -> S3Error | None:
     reason = reason_for(exc)
     if reason is Reason.INTERNAL:
         return None
-    code = CODES[reason]
+    code = EXACT.get(type(exc)) or CODES[reason]
     return S3Error(code, str(exc) or code)

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
 from maillage.node.data.versions import DeleteMarker
-from maillage.node.s3 import encryption, payload, tagging, versioning, xml
+from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
@@ -73,6 +73,7 @@ def upload_from(call: Call) -> Upload:
     attributes = stored_headers(headers)
     if "x-amz-tagging" in headers:
         attributes[tagging.TAGS_ATTRIBUTE] = tagging.encode(tagging.from_header(headers["x-amz-tagging"]))
+    attributes.update(object_lock.requested(headers))
     return Upload(key=call.key, user_metadata=user_metadata(headers),
                   content_type=headers.get("Content-Type") or "application/octet-stream",
                   attributes=attributes)
@@ -95,6 +96,7 @@ def object_headers(m: Manifest) -> dict[str, str]:
         headers["x-amz-tagging-count"] = str(tags)
     headers[encryption.HEADER] = encryption.AT_REST
     headers.update(versioning.version_headers(m))
+    headers.update(object_lock.object_headers(attributes))
     return headers
 
 
@@ -270,7 +272,8 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
 
 async def delete_object(s: Services, call: Call) -> web.StreamResponse:
     deleted = await s.service.delete_object(call.caller, call.bucket, call.key,
-                                            versioning.asked_version(call.request.query))
+                                            versioning.asked_version(call.request.query),
+                                            bypass_governance=object_lock.bypass_asked(call.request.headers))
     return web.Response(status=204, headers=versioning.deleted_headers(deleted))
 
 

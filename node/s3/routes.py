@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from maillage.node.s3 import acl, buckets, multipart, objects
+from maillage.node.s3 import acl, buckets, multipart, object_lock, objects
 from maillage.node.s3.common import Handler
 from maillage.node.s3.errors import S3Error
 
@@ -18,7 +18,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging", "acl",
-    "ownershipControls", "publicAccessBlock",
+    "ownershipControls", "publicAccessBlock", "object-lock", "retention", "legal-hold",
     "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
@@ -78,6 +78,12 @@ _HANDLERS: Mapping[str, Handler] = {
     "PutBucketOwnershipControls": acl.put_ownership_controls,
     "GetPublicAccessBlock": acl.get_public_access_block,
     "PutPublicAccessBlock": acl.put_public_access_block,
+    "GetObjectLockConfiguration": object_lock.get_configuration,
+    "PutObjectLockConfiguration": object_lock.put_configuration,
+    "GetObjectRetention": object_lock.get_retention,
+    "PutObjectRetention": object_lock.put_retention,
+    "GetObjectLegalHold": object_lock.get_legal_hold,
+    "PutObjectLegalHold": object_lock.put_legal_hold,
 }
 _ENCRYPTION = {"GET": "GetBucketEncryption", "PUT": "PutBucketEncryption", "DELETE": "DeleteBucketEncryption"}
 _TAGGING = {"GET": "GetObjectTagging", "PUT": "PutObjectTagging", "DELETE": "DeleteObjectTagging"}
@@ -87,6 +93,13 @@ _BUCKET_ACL = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}
 _OBJECT_ACL = {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"}
 _OWNERSHIP = {"GET": "GetBucketOwnershipControls", "PUT": "PutBucketOwnershipControls"}
 _PUBLIC_ACCESS = {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock"}
+_LOCK = {"GET": "GetObjectLockConfiguration", "PUT": "PutObjectLockConfiguration"}
+_RETENTION = {"GET": "GetObjectRetention", "PUT": "PutObjectRetention"}
+_LEGAL_HOLD = {"GET": "GetObjectLegalHold", "PUT": "PutObjectLegalHold"}
+# Sub-resources that select an operation: one a method does not have is refused, never served as
+# the plain operation of the bucket or object (a DELETE ?versioning is not a DeleteBucket).
+_BUCKET_SELECTORS = frozenset({"tagging", "acl", "object-lock", "encryption", "versioning", "versions"})
+_OBJECT_SELECTORS = frozenset({"attributes", "tagging", "acl", "retention", "legal-hold"})
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
 
@@ -110,12 +123,16 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
         if "ownershipControls" in query or "publicAccessBlock" in query:
             raise S3Error("NotImplemented", "ownership controls and the public access block cannot be removed: "
                                             "every bucket is owner-enforced and blocks public access")
+        if "object-lock" in query and method in _LOCK:
+            return ROUTES[_LOCK[method]]
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
         if "versioning" in query and method in _VERSIONING:
             return ROUTES[_VERSIONING[method]]
         if "versions" in query and method == "GET":
             return ROUTES["ListObjectVersions"]
+        if _BUCKET_SELECTORS & query.keys():  # e.g. DELETE ?versioning: never taken for DeleteBucket
+            raise S3Error("MethodNotAllowed", f"{method} is not allowed on this sub-resource")
         if method == "PUT":
             return ROUTES["CreateBucket"]
         if method == "HEAD":
@@ -138,6 +155,12 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES[_TAGGING[method]]
         if "acl" in query and method in _OBJECT_ACL:
             return ROUTES[_OBJECT_ACL[method]]
+        if "retention" in query and method in _RETENTION:
+            return ROUTES[_RETENTION[method]]
+        if "legal-hold" in query and method in _LEGAL_HOLD:
+            return ROUTES[_LEGAL_HOLD[method]]
+        if _OBJECT_SELECTORS & query.keys():  # e.g. DELETE ?retention: never taken for DeleteObject
+            raise S3Error("MethodNotAllowed", f"{method} is not allowed on this sub-resource")
         if method == "PUT":
             if upload and "partNumber" in query:
                 copy = "x-amz-copy-source" in headers

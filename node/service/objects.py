@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from functools import partial
 
+from maillage.node.data import object_lock
 from maillage.node.data.bucket_settings import TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
-from maillage.node.data.versions import Deleted, VersionListing, Versions, check_version_id
+from maillage.node.data.object_lock import LockConfig, LockNotEnabled, Retention
+from maillage.node.data.versions import Deleted, Versioning, VersionListing, Versions, check_version_id
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
@@ -77,11 +80,17 @@ class ObjectService:
 
     # ----- buckets -------------------------------------------------------------------------
 
-    async def create_bucket(self, caller: Caller, name: str, policy: str) -> BucketRecord:
+    async def create_bucket(self, caller: Caller, name: str, policy: str, *, object_lock: bool = False) -> BucketRecord:
+        """Create a bucket of the caller's tenant; `object_lock`: with versioning Enabled and object
+        lock from the start (written after the record: a failure leaves the bucket without lock,
+        which PutObjectLockConfiguration can still enable)."""
         caller.require("write", name, caller.tenant)  # the bucket will be the caller's tenant's
         self.coordinator.check_policy(policy)  # UnknownPolicy / PolicyUnsatisfiable first, wherever asked
         self._territory.serve(policy, name)  # made (and its record pushed) by a node inside its policy
-        return await self.coordinator.create_bucket(name, policy, caller.tenant)
+        record = await self.coordinator.create_bucket(name, policy, caller.tenant)
+        if object_lock:
+            await self.versions.start_locked(record)
+        return record
 
     async def head_bucket(self, caller: Caller, name: str, operation: str = "HeadBucket") -> BucketRecord:
         if operation == "HeadBucket":
@@ -129,6 +138,50 @@ class ObjectService:
                                            version_id_marker=version_id_marker, max_keys=max_keys)
         return record, listing
 
+    # ----- object lock (`data/object_lock.py`) ---------------------------------------------
+
+    async def bucket_lock(self, caller: Caller, bucket: str) -> LockConfig | None:
+        """The bucket's object lock configuration (None: lock not enabled)."""
+        return (await self.versions.settings(await self.bucket(caller, "GetObjectLockConfiguration", bucket))).lock
+
+    async def set_bucket_lock(self, caller: Caller, bucket: str, config: LockConfig) -> None:
+        """Enable object lock on a bucket whose versioning is Enabled, or change its default retention."""
+        await self.versions.set_lock(await self.bucket(caller, "PutObjectLockConfiguration", bucket), config)
+
+    async def _locked_version(self, caller: Caller, operation: str, bucket: str, key: str,
+                              version_id: str | None) -> dict[str, str]:
+        """The attributes of a version of a lock-enabled bucket (LockNotEnabled otherwise)."""
+        record = await self.bucket(caller, operation, bucket)
+        if (await self.versions.settings(record)).lock is None:
+            raise LockNotEnabled(f"bucket {bucket!r} has no object lock configuration")
+        if version_id is not None:
+            return dict((await self.versions.get(record, key, check_version_id(version_id))).attributes)
+        return dict((await self.versions.current(record, key)).attributes)
+
+    async def retention(self, caller: Caller, bucket: str, key: str, version_id: str | None) -> Retention | None:
+        attributes = await self._locked_version(caller, "GetObjectRetention", bucket, key, version_id)
+        return object_lock.retention_of(attributes)
+
+    async def set_retention(self, caller: Caller, bucket: str, key: str, version_id: str | None,
+                            retention: Retention | None, *, bypass_governance: bool = False) -> None:
+        """Set, lengthen, or (GOVERNANCE, with the bypass) shorten or remove a version's retention.
+        Read, checked and written in turn: two callers changing one version's retention at once
+        may both pass the check, and the newer write stays."""
+        attributes = await self._locked_version(caller, "PutObjectRetention", bucket, key, version_id)
+        object_lock.check_retention_change(object_lock.retention_of(attributes), retention,
+                                           self.coordinator.wall_ms(), bypass=_may_bypass(caller, bypass_governance))
+        await self.set_attribute(caller, bucket, key, object_lock.RETENTION,
+                                 None if retention is None else retention.encode(), "PutObjectRetention", version_id)
+
+    async def legal_hold(self, caller: Caller, bucket: str, key: str, version_id: str | None) -> bool:
+        attributes = await self._locked_version(caller, "GetObjectLegalHold", bucket, key, version_id)
+        return object_lock.legal_hold_of(attributes)
+
+    async def set_legal_hold(self, caller: Caller, bucket: str, key: str, version_id: str | None, on: bool) -> None:
+        await self._locked_version(caller, "PutObjectLegalHold", bucket, key, version_id)
+        await self.set_attribute(caller, bucket, key, object_lock.LEGAL_HOLD, "ON" if on else None,
+                                 "PutObjectLegalHold", version_id)
+
     # ----- objects -------------------------------------------------------------------------
 
     async def head_object(self, caller: Caller, bucket: str, key: str, operation: str = "HeadObject",
@@ -140,14 +193,14 @@ class ObjectService:
             return record, await self.versions.get(record, key, version_id)
         return record, await self.versions.current(record, key)
 
-    async def _write_target(self, caller: Caller, operation: str, bucket: str) -> tuple[BucketRecord, str]:
-        """The bucket's record, checked for a write, and its versioning state read from its index
-        replicas (never cached). The state is read while the record's owners are asked again, with
+    async def _write_target(self, caller: Caller, operation: str, bucket: str) -> tuple[BucketRecord, Versioning]:
+        """The bucket's record, checked for a write, and its versioning state and lock configuration
+        read from its index replicas (never cached). The state is read while the record's owners are asked again, with
         the record this node last knew, so a write of a bucket it knows pays no round trip for it."""
         known = self.coordinator.last_known_bucket(bucket)
         early = None
         if known is not None and self._territory.inside(known.policy):
-            early = asyncio.ensure_future(self.versions.state(known))
+            early = asyncio.ensure_future(self.versions.settings(known))
             early.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved if unused
         try:
             record = await self.bucket(caller, operation, bucket)
@@ -159,30 +212,41 @@ class ObjectService:
             return record, await early
         if early is not None:
             early.cancel()
-        return record, await self.versions.state(record)
+        return record, await self.versions.settings(record)
 
     async def put_object(self, caller: Caller, bucket: str, upload: Upload, body: UploadStream, *,
                          check: Callable[[Manifest | None], None] | None = None) -> tuple[Manifest, list[str]]:
         """Store an object; `check(current version or None)` may refuse it first (a conditional PUT)."""
-        record, state = await self._write_target(caller, "PutObject", bucket)
+        record, versioning = await self._write_target(caller, "PutObject", bucket)
+        self._check_lock_request(upload, versioning)
         if check is not None:
             try:
                 current: Manifest | None = await self.coordinator.head_object(record, upload.key)
             except NoSuchKey:
                 current = None
             check(current)
-        stamp = await self.versions.stamper(record, upload.key, state)
+        stamp = await self.versions.stamper(record, upload.key, versioning)
         return await self.coordinator.put_object(record, upload, body, stamp=stamp)
 
-    async def delete_object(self, caller: Caller, bucket: str, key: str, version_id: str | None = None) -> Deleted:
-        """Delete the key (a delete marker on a versioned bucket), or its version `version_id`."""
-        record, state = await self._write_target(caller, "DeleteObject", bucket)
-        return await self.versions.delete(record, key, version_id, state=state)
+    def _check_lock_request(self, upload: Upload, versioning: Versioning) -> None:
+        """Before any byte moves: a retention or legal hold asked of a new version needs a
+        lock-enabled bucket, and a retention a date in the future."""
+        object_lock.check_requested(upload.attributes, versioning.lock, self.coordinator.wall_ms())
 
-    async def delete_objects(self, caller: Caller, bucket: str) -> Callable[[str, str | None], Awaitable[Deleted]]:
+    async def delete_object(self, caller: Caller, bucket: str, key: str, version_id: str | None = None, *,
+                            bypass_governance: bool = False) -> Deleted:
+        """Delete the key (a delete marker on a versioned bucket), or its version `version_id` if no
+        lock keeps it (`bypass_governance`: asked by the caller, granted to admin keys only)."""
+        record, versioning = await self._write_target(caller, "DeleteObject", bucket)
+        return await self.versions.delete(record, key, version_id, versioning=versioning,
+                                          bypass=_may_bypass(caller, bypass_governance))
+
+    async def delete_objects(self, caller: Caller, bucket: str, *,
+                             bypass_governance: bool = False) -> Callable[[str, str | None], Awaitable[Deleted]]:
         """For DeleteObjects: the bucket checked once, then a function deleting one key (or version) of it."""
-        record, state = await self._write_target(caller, "DeleteObjects", bucket)
-        return partial(self.versions.delete, record, state=state)
+        record, versioning = await self._write_target(caller, "DeleteObjects", bucket)
+        return partial(self.versions.delete, record, versioning=versioning,
+                       bypass=_may_bypass(caller, bypass_governance))
 
     async def copy_object(self, caller: Caller, source_bucket: str, source_key: str, bucket: str, key: str, *,
                           replacement: Upload | None = None, check: Callable[[Manifest], None] | None = None,
@@ -190,15 +254,19 @@ class ObjectService:
         """A server-side copy (of the source's version `source_version_id`, else its current one):
         read on the source bucket, write on the destination."""
         source = await self._tenancy.bucket(caller, source_bucket, "read")
-        dest, state = await self._write_target(caller, "CopyObject", bucket)
+        dest, versioning = await self._write_target(caller, "CopyObject", bucket)
         self.coordinator.check_copy(source, dest)
+        if replacement is not None:
+            self._check_lock_request(replacement, versioning)
         if source_version_id is not None:
             version = await self.versions.get(source, source_key, source_version_id)
         else:
             version = await self.versions.current(source, source_key)
+        # A copy is a new version: the source's lock stays with the source (the destination's default applies).
+        unlocked = tuple((k, v) for k, v in version.attributes if k not in object_lock.LOCK_ATTRIBUTES)
         return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
-                                                  check=check, source=version,
-                                                  stamp=await self.versions.stamper(dest, key, state))
+                                                  check=check, source=replace(version, attributes=unlocked),
+                                                  stamp=await self.versions.stamper(dest, key, versioning))
 
     async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str,
                                 version_id: str | None = None) -> dict[str, str]:
@@ -248,7 +316,8 @@ class ObjectService:
     # ----- multipart uploads (the S3 door's) -----------------------------------------------
 
     async def create_upload(self, caller: Caller, bucket: str, upload: Upload) -> MultipartUpload:
-        record = await self.bucket(caller, "CreateMultipartUpload", bucket)
+        record, versioning = await self._write_target(caller, "CreateMultipartUpload", bucket)
+        self._check_lock_request(upload, versioning)
         return await self.uploads.create_upload(record, upload, initiator=caller.tenant)
 
     async def upload_part(self, caller: Caller, bucket: str, key: str, upload_id: str, number: int,
@@ -267,9 +336,9 @@ class ObjectService:
 
     async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
-        record, state = await self._write_target(caller, "CompleteMultipartUpload", bucket)
+        record, versioning = await self._write_target(caller, "CompleteMultipartUpload", bucket)
         return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry,
-                                                  stamp=await self.versions.stamper(record, key, state))
+                                                  stamp=await self.versions.stamper(record, key, versioning))
 
     async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
         record = await self.bucket(caller, "AbortMultipartUpload", bucket)
@@ -295,3 +364,9 @@ class ObjectService:
         return record, await self.uploads.list_uploads(
             record, prefix=prefix, delimiter=delimiter, key_marker=key_marker, upload_id_marker=upload_id_marker,
             max_uploads=max_uploads, expiry=expiry)
+
+
+def _may_bypass(caller: Caller, asked: bool) -> bool:
+    """Whether a caller that asks to bypass GOVERNANCE retention may: admin keys only (a tenant's
+    read-write keys, the ones ransomware steals, cannot)."""
+    return asked and caller.key is not None and caller.key.role == "admin"

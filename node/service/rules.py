@@ -124,6 +124,15 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutBucketOwnershipControls": WRITE_BUCKET,
     "GetPublicAccessBlock": READ_BUCKET,
     "PutPublicAccessBlock": WRITE_BUCKET,
+    # Object lock (`data/object_lock.py`): the bucket's configuration rests with its versioning
+    # state, a version's retention and legal hold with the version; bypassing a GOVERNANCE
+    # retention also needs an admin key (`ObjectService.delete_object`).
+    "GetObjectLockConfiguration": READ_BUCKET,
+    "PutObjectLockConfiguration": WRITE_BUCKET,
+    "GetObjectRetention": READ_BUCKET,
+    "PutObjectRetention": WRITE_BUCKET,
+    "GetObjectLegalHold": READ_BUCKET,
+    "PutObjectLegalHold": WRITE_BUCKET,
     # Objects (both doors).
     "HeadObject": READ_BUCKET,
     "GetObject": READ_BUCKET,
@@ -177,6 +186,8 @@ S3_OPERATIONS = frozenset({
     "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
     "GetBucketAcl", "PutBucketAcl", "GetObjectAcl", "PutObjectAcl",
     "GetBucketOwnershipControls", "PutBucketOwnershipControls", "GetPublicAccessBlock", "PutPublicAccessBlock",
+    "GetObjectLockConfiguration", "PutObjectLockConfiguration", "GetObjectRetention", "PutObjectRetention",
+    "GetObjectLegalHold", "PutObjectLegalHold",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

@@ -1,0 +1,190 @@
+"""Object lock (S3's WORM model), written once for both doors: what a bucket's lock configuration
+is, what a version's retention and legal hold are, and which changes and deletions they forbid.
+
+* **The bucket's configuration** rests with its versioning state, in the same index entry
+  (`versions.SETTING`), so a write reads both in one round trip. A bucket has lock from its
+  creation (S3's `x-amz-bucket-object-lock-enabled`) or once a PutObjectLockConfiguration enables
+  it on a bucket whose versioning is Enabled; it is never disabled, and its versioning can no
+  longer be suspended. It may name a default retention (a mode and days or years) that every new
+  version without a retention of its own gets.
+* **A version's retention** ("GOVERNANCE" or "COMPLIANCE" until a date) and **legal hold** are
+  attributes of its manifest (`RETENTION`, `LEGAL_HOLD`), so they are replicated, repaired and
+  handed back with the version, inside the bucket's policy, and survive any node's loss.
+* **What they forbid**: removing the version (a DELETE naming its version id): under a legal hold,
+  always; under a retention still running, always in COMPLIANCE mode, and in GOVERNANCE mode unless
+  the caller may bypass it (an admin key that says so). A retention can be lengthened; shortening
+  or removing it, or turning COMPLIANCE into GOVERNANCE, is refused the same way. A DELETE without
+  a version id only adds a delete marker and is allowed, as in S3; a bucket keeping a version
+  cannot be deleted.
+
+Time is the deciding node's wall clock (milliseconds): a clock ahead by a day lets a retention end a
+day early there. Replicas do not yet check a removal against their own clocks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from maillage.node.errors import AccessDenied, InvalidArgument, InvalidRequest
+
+__all__ = ["GOVERNANCE", "COMPLIANCE", "MODES", "RETENTION", "LEGAL_HOLD", "LOCK_ATTRIBUTES", "LockConfig",
+           "Retention", "ObjectLocked", "LockNotEnabled", "LockedVersioning", "retention_of", "legal_hold_of",
+           "check_removable",
+           "check_retention_change", "check_requested", "check_until", "with_default", "MAX_RETENTION_DAYS"]
+
+GOVERNANCE, COMPLIANCE = "GOVERNANCE", "COMPLIANCE"
+MODES = (GOVERNANCE, COMPLIANCE)
+RETENTION = "retention"     # manifest attribute: "<mode> <retain-until, ms since the epoch>"
+LEGAL_HOLD = "legal-hold"   # manifest attribute: "ON" while held
+LOCK_ATTRIBUTES = (RETENTION, LEGAL_HOLD)
+MAX_RETENTION_DAYS = 100 * 366   # a default retention of at most a hundred years
+_DAY_MS = 86_400_000
+_CONFIG = re.compile(r"Enabled(?: (GOVERNANCE|COMPLIANCE) (\d{1,6})([dy]))?\Z")
+
+
+class ObjectLocked(AccessDenied):
+    """The version is under a legal hold or a retention that this caller may not lift."""
+
+
+class LockNotEnabled(InvalidRequest):
+    """A lock setting on a bucket without object lock."""
+
+
+class LockedVersioning(InvalidRequest):
+    """A change of versioning object lock forbids (suspending it), or object lock on a bucket whose
+    versioning is not Enabled (S3's InvalidBucketState)."""
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """A lock-enabled bucket's configuration: its default retention, if any (`days` or `years`)."""
+
+    mode: str = ""
+    days: int = 0
+    years: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode and self.mode not in MODES:
+            raise InvalidArgument(f"object lock mode {self.mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+        if self.mode and (self.days > 0) == (self.years > 0):
+            raise InvalidArgument("a default retention gives Days or Years (one of them, above 0)")
+        if not self.mode and (self.days or self.years):
+            raise InvalidArgument("a default retention needs a Mode")
+        if self.days > MAX_RETENTION_DAYS or self.years * 366 > MAX_RETENTION_DAYS:
+            raise InvalidArgument(f"a default retention is at most {MAX_RETENTION_DAYS // 366} years")
+
+    def encode(self) -> str:
+        """The stored form: "Enabled", or "Enabled <mode> <n>d|<n>y"."""
+        if not self.mode:
+            return "Enabled"
+        return f"Enabled {self.mode} {self.days}d" if self.days else f"Enabled {self.mode} {self.years}y"
+
+    @classmethod
+    def decode(cls, stored: str) -> LockConfig | None:
+        """The configuration of a stored form (None: "", lock not enabled)."""
+        if not stored:
+            return None
+        match = _CONFIG.match(stored)
+        if match is None:
+            raise ValueError(f"not an object lock configuration: {stored[:40]!r}")
+        if match[1] is None:
+            return cls()
+        n = int(match[2])
+        return cls(match[1], days=n) if match[3] == "d" else cls(match[1], years=n)
+
+    def default_retention(self, now_ms: int) -> Retention | None:
+        if not self.mode:
+            return None
+        days = self.days or self.years * 365
+        return Retention(self.mode, now_ms + days * _DAY_MS)
+
+
+@dataclass(frozen=True)
+class Retention:
+    mode: str
+    until_ms: int
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidArgument(f"object lock mode {self.mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+
+    def encode(self) -> str:
+        return f"{self.mode} {self.until_ms}"
+
+    def running(self, now_ms: int) -> bool:
+        return now_ms < self.until_ms
+
+
+def retention_of(attributes: Mapping[str, str]) -> Retention | None:
+    """A version's retention (None: it has none). A stored value that does not parse counts as
+    COMPLIANCE for ever: a damaged lock never frees a version."""
+    stored = attributes.get(RETENTION, "")
+    if not stored:
+        return None
+    mode, _, until = stored.partition(" ")
+    try:
+        return Retention(mode, int(until))
+    except (InvalidArgument, ValueError):
+        return Retention(COMPLIANCE, 2**63 - 1)
+
+
+def legal_hold_of(attributes: Mapping[str, str]) -> bool:
+    return attributes.get(LEGAL_HOLD, "") == "ON"
+
+
+def check_removable(attributes: Mapping[str, str], now_ms: int, *, bypass: bool) -> None:
+    """ObjectLocked unless the version may be removed now (`bypass`: the caller may and asks to
+    bypass a GOVERNANCE retention)."""
+    if legal_hold_of(attributes):
+        raise ObjectLocked("the version is under a legal hold: lift it first")
+    retention = retention_of(attributes)
+    if retention is None or not retention.running(now_ms):
+        return
+    if retention.mode == GOVERNANCE and bypass:
+        return
+    raise ObjectLocked(f"the version is retained in {retention.mode} mode until {retention.until_ms} ms "
+                       f"since the epoch" + ("" if retention.mode == COMPLIANCE else
+                                             ": bypassing GOVERNANCE needs an admin key that asks to"))
+
+
+def check_until(retention: Retention, now_ms: int) -> None:
+    """A retention given by a caller ends in the future."""
+    if not retention.running(now_ms):
+        raise InvalidArgument("the retain-until date must be in the future")
+
+
+def check_retention_change(old: Retention | None, new: Retention | None, now_ms: int, *, bypass: bool) -> None:
+    """ObjectLocked unless a version's retention may go from `old` to `new` (None: none) now: a
+    running retention may be kept or lengthened (COMPLIANCE staying COMPLIANCE); anything else needs
+    a GOVERNANCE retention and the bypass."""
+    if new is not None:
+        check_until(new, now_ms)
+    if old is None or not old.running(now_ms):
+        return
+    lengthened = new is not None and new.until_ms >= old.until_ms
+    if lengthened and (old.mode == GOVERNANCE or new is not None and new.mode == COMPLIANCE):
+        return
+    if old.mode == GOVERNANCE and bypass:
+        return
+    raise ObjectLocked(f"the version is retained in {old.mode} mode until {old.until_ms} ms since the epoch: "
+                       "its retention may be lengthened, not shortened or removed"
+                       + ("" if old.mode == COMPLIANCE else " (bypassing GOVERNANCE needs an admin key)"))
+
+
+def check_requested(attributes: Mapping[str, str], config: LockConfig | None, now_ms: int) -> None:
+    """A new version's own retention and legal hold need a lock-enabled bucket (LockNotEnabled),
+    and its retention a date in the future."""
+    if config is None and any(name in attributes for name in LOCK_ATTRIBUTES):
+        raise LockNotEnabled("the bucket has no object lock configuration: a version cannot be retained or held in it")
+    if (retention := retention_of(attributes)) is not None:
+        check_until(retention, now_ms)
+
+
+def with_default(attributes: Mapping[str, str], config: LockConfig | None, now_ms: int) -> dict[str, str]:
+    """A new version's attributes, with the bucket's default retention unless it has one of its own."""
+    result = dict(attributes)
+    if config is not None and RETENTION not in result and (default := config.default_retention(now_ms)):
+        result[RETENTION] = default.encode()
+    return result

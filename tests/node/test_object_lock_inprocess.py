@@ -1,0 +1,178 @@
+"""Object lock (`node/data/object_lock.py`) through the service layer over in-process replicas, on
+the mesh's manual clock: retention and legal hold keep a version from removal until their date
+(COMPLIANCE against every caller, GOVERNANCE against all but an admin key that asks), retention
+only lengthens, lock needs versioning and never goes, and the lock state is the version's own
+(read the same through another coordinator, held by every index replica)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maillage.node.data.coordinator import Upload, UploadStream
+from maillage.node.data.object_lock import (
+    COMPLIANCE,
+    GOVERNANCE,
+    LEGAL_HOLD,
+    RETENTION,
+    LockConfig,
+    LockedVersioning,
+    LockNotEnabled,
+    ObjectLocked,
+    Retention,
+    check_removable,
+    check_retention_change,
+    retention_of,
+)
+from maillage.node.data.versions import ENABLED, SUSPENDED, VERSIONS, DeleteMarker, version_id
+from maillage.node.errors import InvalidArgument
+from maillage.node.service.tenancy import Caller
+from maillage.proto.trust.access import AccessKey
+
+from .conftest import FRENCH, run
+
+DAY = 86_400
+WRITER = Caller(key=AccessKey("AKW", "secret", "acme", "read-write"))
+ADMIN = Caller(key=AccessKey("AKA", "secret", "acme", "admin"))
+
+
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _now_ms(mesh) -> int:
+    return int(mesh.clock.time() * 1000)
+
+
+async def _put(mesh, bucket: str, key: str, data: bytes, via: str = "paris-1", **attributes: str) -> str:
+    upload = Upload(key, attributes={k.replace("_", "-"): v for k, v in attributes.items()})
+    manifest, _ = await mesh.via(via).service.put_object(WRITER, bucket, upload, UploadStream(_pieces(data)))
+    vid = version_id(manifest)
+    assert vid is not None
+    return vid
+
+
+def test_a_retained_version_stays_until_its_date_and_only_an_admin_bypasses_governance(mesh) -> None:
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(WRITER, "backups", "france-only", object_lock=True)
+        assert await service.bucket_versioning(WRITER, "backups") == ENABLED
+        until = _now_ms(mesh) + 10 * DAY * 1000
+        gov = await _put(mesh, "backups", "g", b"governed", retention=Retention(GOVERNANCE, until).encode())
+        comp = await _put(mesh, "backups", "c", b"complied", retention=Retention(COMPLIANCE, until).encode())
+        # a DELETE without version id only adds a marker: allowed, the version stays
+        assert (await service.delete_object(WRITER, "backups", "g")).marker
+        for caller, bypass in ((WRITER, False), (WRITER, True), (ADMIN, False)):
+            with pytest.raises(ObjectLocked):
+                await service.delete_object(caller, "backups", "g", gov, bypass_governance=bypass)
+        for caller in (WRITER, ADMIN):
+            with pytest.raises(ObjectLocked):
+                await service.delete_object(caller, "backups", "c", comp, bypass_governance=True)
+        assert (await service.delete_object(ADMIN, "backups", "g", gov, bypass_governance=True)).version_id == gov
+        mesh.clock.advance(10 * DAY - 60)
+        with pytest.raises(ObjectLocked):  # a minute before its date, through another coordinator
+            await mesh.via("lyon-1").service.delete_object(ADMIN, "backups", "c", comp, bypass_governance=True)
+        mesh.clock.advance(61)
+        await mesh.via("lyon-1").service.delete_object(WRITER, "backups", "c", comp)
+        with pytest.raises(DeleteMarker):  # the key's current version is the marker: no retention to read
+            await service.retention(WRITER, "backups", "g", None)
+    run(scenario())
+
+
+def test_default_retention_legal_hold_and_changes(mesh) -> None:
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(WRITER, "scans", "france-only", object_lock=True)
+        await service.set_bucket_lock(WRITER, "scans", LockConfig(COMPLIANCE, days=2))
+        assert await service.bucket_lock(WRITER, "scans") == LockConfig(COMPLIANCE, days=2)
+        now = _now_ms(mesh)
+        vid = await _put(mesh, "scans", "k", b"x", legal_hold="ON")
+        retention = await mesh.via("toulouse-1").service.retention(WRITER, "scans", "k", vid)
+        assert retention is not None and retention.mode == COMPLIANCE
+        assert retention.until_ms - now == 2 * DAY * 1000
+        assert await service.legal_hold(WRITER, "scans", "k", vid)
+        # COMPLIANCE lengthens, never shortens or weakens, whoever asks
+        longer = Retention(COMPLIANCE, retention.until_ms + 1000)
+        await service.set_retention(WRITER, "scans", "k", vid, longer)
+        for new in (Retention(COMPLIANCE, retention.until_ms), Retention(GOVERNANCE, longer.until_ms + 1), None):
+            with pytest.raises(ObjectLocked):
+                await service.set_retention(ADMIN, "scans", "k", vid, new, bypass_governance=True)
+        mesh.clock.advance(3 * DAY)  # the retention is over; the legal hold still keeps it
+        with pytest.raises(ObjectLocked):
+            await service.delete_object(ADMIN, "scans", "k", vid, bypass_governance=True)
+        await service.set_legal_hold(WRITER, "scans", "k", vid, False)
+        assert not await service.legal_hold(WRITER, "scans", "k", vid)
+        await service.delete_object(WRITER, "scans", "k", vid)
+        # a GOVERNANCE retention shortens only with an admin's bypass
+        vid = await _put(mesh, "scans", "g", b"y", retention=Retention(GOVERNANCE, _now_ms(mesh) + DAY * 1000).encode())
+        with pytest.raises(ObjectLocked):
+            await service.set_retention(WRITER, "scans", "g", vid, None, bypass_governance=True)
+        await service.set_retention(ADMIN, "scans", "g", vid, None, bypass_governance=True)
+        assert await service.retention(WRITER, "scans", "g", vid) is None
+        await service.delete_object(WRITER, "scans", "g", vid)
+    run(scenario())
+
+
+def test_lock_needs_versioning_and_never_goes_and_is_held_by_every_index_replica(mesh) -> None:
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(WRITER, "plain", "france-only")
+        with pytest.raises(LockNotEnabled):
+            await _put(mesh, "plain", "k", b"x", legal_hold="ON")
+        with pytest.raises(LockedVersioning):
+            await service.set_bucket_lock(WRITER, "plain", LockConfig())
+        await service.set_bucket_versioning(WRITER, "plain", ENABLED)
+        await service.set_bucket_lock(WRITER, "plain", LockConfig())
+        with pytest.raises(LockedVersioning):
+            await service.set_bucket_versioning(WRITER, "plain", SUSPENDED)
+        with pytest.raises(InvalidArgument):  # a retention asked must end in the future
+            await _put(mesh, "plain", "k", b"x", retention=Retention(GOVERNANCE, _now_ms(mesh) - 1).encode())
+        until = _now_ms(mesh) + DAY * 1000
+        vid = await _put(mesh, "plain", "k", b"x", retention=Retention(COMPLIANCE, until).encode())
+        record = await mesh.via("paris-1").coordinator.head_bucket("plain")
+        held = {}
+        for node_id, node in mesh.nodes.items():
+            entries, _ = await node.local.list_index("plain", VERSIONS, "", 100, record.generation)
+            for m in entries:
+                whole = await node.local.get_manifest("plain", m.key, record.generation)
+                if whole is not None and not whole.deleted and version_id(whole) == vid:
+                    held[node_id] = retention_of(dict(whole.attributes))
+        assert len(held) >= 2 and set(held) <= FRENCH, held  # every index replica, inside the policy
+        assert set(held.values()) == {Retention(COMPLIANCE, until)}
+    run(scenario())
+
+
+# ----- the rules alone, drawn --------------------------------------------------------------------
+
+_modes = st.sampled_from((GOVERNANCE, COMPLIANCE))
+_retentions = st.none() | st.builds(Retention, _modes, st.integers(0, 10_000))
+
+
+@settings(max_examples=400, deadline=None)
+@given(old=_retentions, new=_retentions, now=st.integers(0, 10_000), bypass=st.booleans(), hold=st.booleans())
+def test_no_change_shortens_a_running_compliance_retention_and_no_removal_beats_it(old, new, now, bypass,
+                                                                                   hold) -> None:
+    attributes = {} if old is None else {RETENTION: old.encode()}
+    if hold:
+        attributes[LEGAL_HOLD] = "ON"
+    try:
+        check_retention_change(old, new, now, bypass=bypass)
+        changed = True
+    except (ObjectLocked, InvalidArgument):
+        changed = False
+    running = old is not None and now < old.until_ms
+    if changed and running and old.mode == COMPLIANCE:
+        assert new is not None and new.mode == COMPLIANCE and new.until_ms >= old.until_ms
+    if changed and running and not bypass:
+        assert new is not None and new.until_ms >= old.until_ms
+    if changed:
+        assert new is None or new.until_ms > now
+    try:
+        check_removable(attributes, now, bypass=bypass)
+        removable = True
+    except ObjectLocked:
+        removable = False
+    assert removable == (not hold and (not running or old.mode == GOVERNANCE and bypass))
