@@ -48,8 +48,11 @@ def _date(value: str) -> int:
     return int(when.timestamp() * 1000)
 
 
+_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last date ISO 8601 writes here
+
+
 def _iso(ms: int) -> str:
-    return xml.iso8601(ms / 1000)
+    return xml.iso8601(min(max(ms, 0), _LAST_MS) / 1000)
 
 
 def _retention(mode: str, until: str) -> Retention:

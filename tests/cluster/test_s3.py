@@ -5,6 +5,8 @@ with a trailing CRC32) and path-style addressing.
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from maillage.client.admin import fetch_inventories
@@ -709,3 +711,64 @@ def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh,
         assert code(err) == "NotImplemented"
 
 
+
+
+def test_object_lock_through_boto3(mesh, s3):
+    """A bucket created with object lock: its versioning stays Enabled, a COMPLIANCE version cannot
+    be removed by anyone before its date, a GOVERNANCE one only by an admin key that asks to bypass,
+    a legal hold keeps a version whatever its retention; the lock headers come back on reads; a
+    bucket without lock refuses lock headers (nothing stored)."""
+
+    bucket = "fr-locked"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "france-only"},
+                     ObjectLockEnabledForBucket=True)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    configuration = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert configuration == {"ObjectLockEnabled": "Enabled"}
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    rule = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["Rule"]
+    assert rule == {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+    until = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=30)
+    comp = s3.put_object(Bucket=bucket, Key="backup", Body=b"day one", ObjectLockMode="COMPLIANCE",
+                         ObjectLockRetainUntilDate=until)["VersionId"]
+    head = s3.head_object(Bucket=bucket, Key="backup", VersionId=comp)
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"] == until
+    gov = s3.put_object(Bucket=bucket, Key="backup", Body=b"day two")["VersionId"]  # the default retention
+    assert s3.get_object_retention(Bucket=bucket, Key="backup", VersionId=gov)["Retention"]["Mode"] == "GOVERNANCE"
+    admin_key = mesh.new_key("demo", "admin").credentials
+    admin = s3_client(mesh, admin_key.key_id, admin_key.secret, node=1)
+    for client, bypass, version in ((s3, True, gov), (admin, False, gov), (admin, True, comp)):
+        with pytest.raises(ClientError) as err:
+            client.delete_object(Bucket=bucket, Key="backup", VersionId=version, BypassGovernanceRetention=bypass)
+        assert code(err) == "AccessDenied", (client, bypass, version)
+    with pytest.raises(ClientError) as err:  # COMPLIANCE never shortens, whoever asks
+        earlier = until - datetime.timedelta(days=1)
+        admin.put_object_retention(Bucket=bucket, Key="backup", VersionId=comp, BypassGovernanceRetention=True,
+                                   Retention={"Mode": "COMPLIANCE", "RetainUntilDate": earlier})
+    assert code(err) == "AccessDenied"
+    s3.put_object_retention(Bucket=bucket, Key="backup", VersionId=comp,  # lengthening is anyone's right
+                            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until + datetime.timedelta(days=1)})
+    s3.put_object_legal_hold(Bucket=bucket, Key="backup", VersionId=gov, LegalHold={"Status": "ON"})
+    assert s3.get_object_legal_hold(Bucket=bucket, Key="backup", VersionId=gov)["LegalHold"]["Status"] == "ON"
+    with pytest.raises(ClientError) as err:  # the hold keeps it even from the admin's bypass
+        admin.delete_object(Bucket=bucket, Key="backup", VersionId=gov, BypassGovernanceRetention=True)
+    assert code(err) == "AccessDenied"
+    answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "backup", "VersionId": comp}]})
+    assert [e["Code"] for e in answer.get("Errors", [])] == ["AccessDenied"]
+    s3.put_object_legal_hold(Bucket=bucket, Key="backup", VersionId=gov, LegalHold={"Status": "OFF"})
+    admin.delete_object(Bucket=bucket, Key="backup", VersionId=gov, BypassGovernanceRetention=True)
+    assert s3.delete_object(Bucket=bucket, Key="backup")["DeleteMarker"]  # a marker is always allowed
+    assert s3.get_object(Bucket=bucket, Key="backup", VersionId=comp)["Body"].read() == b"day one"
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert code(err) == "InvalidBucketState"
+    plain = "fr-unlocked"
+    s3.create_bucket(Bucket=plain, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=plain, Key="k", Body=b"x", ObjectLockLegalHoldStatus="ON")
+    assert code(err) == "InvalidRequest"
+    with pytest.raises(ClientError) as err:
+        s3.get_object_lock_configuration(Bucket=plain)
+    assert code(err) == "ObjectLockConfigurationNotFoundError"
+    assert "Contents" not in s3.list_objects_v2(Bucket=plain)

@@ -137,6 +137,17 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutPublicAccessBlock": lambda s3, kind: s3.put_public_access_block(
         Bucket=BUCKET, PublicAccessBlockConfiguration=dict.fromkeys(
             ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True)),
+    # BUCKET has no object lock (its versioning is never Enabled here): an allowed caller gets
+    # ObjectLockConfigurationNotFoundError, InvalidBucketState or InvalidRequest, never a refusal.
+    "GetObjectLockConfiguration": lambda s3, kind: s3.get_object_lock_configuration(Bucket=BUCKET),
+    "PutObjectLockConfiguration": lambda s3, kind: s3.put_object_lock_configuration(
+        Bucket=BUCKET, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}),
+    "GetObjectRetention": lambda s3, kind: s3.get_object_retention(Bucket=BUCKET, Key="k"),
+    "PutObjectRetention": lambda s3, kind: s3.put_object_retention(
+        Bucket=BUCKET, Key="k", Retention={"Mode": "GOVERNANCE", "RetainUntilDate": "2099-01-01T00:00:00Z"}),
+    "GetObjectLegalHold": lambda s3, kind: s3.get_object_legal_hold(Bucket=BUCKET, Key="k"),
+    "PutObjectLegalHold": lambda s3, kind: s3.put_object_legal_hold(
+        Bucket=BUCKET, Key="k", LegalHold={"Status": "ON"}),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
