@@ -40,6 +40,7 @@ BY_REASON: dict[Reason, type[e.MaillageError]] = {
     Reason.OUTSIDE_TERRITORY: e.OutsideTerritory,
     Reason.BUCKET_DISPUTED: e.BucketDisputed,
     Reason.PERMISSION_DENIED: e.PermissionDenied,
+    Reason.OBJECT_LOCKED: e.PermissionDenied,
     Reason.INTEGRITY: e.IntegrityError,
     Reason.STORAGE_FULL: e.StorageFull,
     Reason.STORAGE_UNAVAILABLE: e.Unavailable,

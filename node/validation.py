@@ -19,6 +19,7 @@ MAX_KEY_BYTES = 1024
 #: `coordinator.py`): users can neither write, read nor list them, and every one of them sorts below
 #: any key a user may write.
 RESERVED_PREFIX = "\x01"
+VERSION_SLOTS = RESERVED_PREFIX + "v/"  # + key + "\x01" + slot: one version of a key (`data/versions.py`)
 MAX_METADATA_BYTES = 2048
 MAX_CONTENT_TYPE = 255
 #: A listing page holds at most this many entries (larger requests are clamped, as S3 does)...

@@ -48,6 +48,7 @@ class Reason(enum.StrEnum):
     BUCKET_DISPUTED = "BucketDisputed"      # records of one name under two policies: refused
     # trust
     PERMISSION_DENIED = "PermissionDenied"
+    OBJECT_LOCKED = "ObjectLocked"  # a legal hold or retention keeps the version: refused for now, by any node
     # integrity and the disks
     INTEGRITY = "IntegrityError"
     STORAGE_FULL = "StorageFull"
@@ -84,6 +85,7 @@ _STATUS: dict[Reason, grpc.StatusCode] = {
     Reason.OUTSIDE_TERRITORY: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.BUCKET_DISPUTED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Reason.OBJECT_LOCKED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.INTEGRITY: grpc.StatusCode.DATA_LOSS,
     Reason.STORAGE_FULL: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.STORAGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,

@@ -42,6 +42,7 @@ from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.energy.decide import Kind
 from maillage.node.energy.scheduler import EnergyScheduler, Job
 from maillage.node.errors import NodeError, NoSuchBucket
+from maillage.node.object_lock import ObjectLocked
 from maillage.node.replicas.antientropy import (
     IndexEntry,
     Plan,
@@ -588,8 +589,15 @@ class Repairer(BackgroundLoop):
         record = plan.buckets[group.bucket]
         for entry in items:
             m = await local.get_manifest(group.bucket, entry.key, group.generation)
-            if m is not None:
+            if m is None:
+                continue
+            try:
                 await self._copy_manifest(m, record, remote, group, entry.key)
+            except ObjectLocked as err:
+                # The owner keeps a locked version this stand-in's entry would remove: the removal
+                # was refused when it was written (an owner refusing is never stood in for), so it
+                # is dropped with the rest, never handed back later when the retention ends.
+                log.info("hand-back of %s to %s: %s dropped: %s", group, owner, entry.key[:80], err)
 
     # ----- tombstone expiry ----------------------------------------------------------------
 

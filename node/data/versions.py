@@ -47,12 +47,11 @@ from functools import partial
 
 import blake3
 
-from maillage.node import validation
-from maillage.node.data import object_lock
+from maillage.node import object_lock, validation
 from maillage.node.data.bucket_settings import read_settings, write_settings
 from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past
-from maillage.node.data.object_lock import LockConfig, LockedVersioning
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
+from maillage.node.object_lock import LockConfig, LockedVersioning
 from maillage.storage import BucketRecord, Manifest
 
 __all__ = ["Versions", "Versioning", "Version", "VersionListing", "Deleted", "NoSuchVersion", "DeleteMarker", "Stamp",
@@ -61,7 +60,7 @@ __all__ = ["Versions", "Versioning", "Version", "VersionListing", "Deleted", "No
 
 ENABLED, SUSPENDED = "Enabled", "Suspended"
 NULL = "null"
-VERSIONS = validation.RESERVED_PREFIX + "v/"  # + key + "\x01" + slot: one version of the key
+VERSIONS = validation.VERSION_SLOTS  # + key + "\x01" + slot: one version of the key
 SETTING = validation.RESERVED_PREFIX + "versioning"  # the bucket's versioning state
 SLOT_ATTRIBUTE = "version"  # a version's slot, on its slot entry and on the key while it is current
 MARKER_ATTRIBUTE = "delete-marker"

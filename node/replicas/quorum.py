@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from maillage.node.errors import PeerUnavailable, QuorumNotReached
+from maillage.node.errors import AccessDenied, PeerUnavailable, QuorumNotReached
 from maillage.node.replicas.replica import Replica
 from maillage.node.replicas.transport import Peers
 from maillage.node.trust.layout_state import LayoutState
@@ -116,6 +116,10 @@ class ReplicaSets:
                     failures.pop(node_id, None)
                     continue
                 failures[node_id] = exc
+                if isinstance(exc, AccessDenied):
+                    # A refusal of this operation, not an absence: a stand-in holds nothing to
+                    # check, and would take what the replica refused (a locked version's removal).
+                    continue
                 substitute = next((h for h in handoffs if self.site_of(h) not in used_sites), None)
                 if substitute is not None:
                     handoffs.remove(substitute)

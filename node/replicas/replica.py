@@ -21,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from maillage.node import object_lock, validation
 from maillage.node.errors import BucketConflict, BucketDeleted, NodeError, NoSuchBucket, OutsidePolicy
 from maillage.node.replicas.antientropy import IndexEntry, SyncGroup, listing_digest
 from maillage.node.replicas.summary_cache import SummaryCache
@@ -299,6 +300,11 @@ class LocalReplica:
         check_version(manifest.version, self._clock.time(), self.max_clock_drift)  # VersionTooFarAhead
         record = self.own_record(manifest.bucket, manifest.generation)
         self.ensure_eligible(record.policy)
+        if manifest.key.startswith(validation.VERSION_SLOTS):  # a version: its lock, by this node's clock
+            held = self.meta.get_manifest(manifest.bucket, manifest.key, manifest.generation)
+            if held is not None and not held.deleted and held.version < manifest.version:
+                object_lock.check_replacement(dict(held.attributes), manifest.deleted, dict(manifest.attributes),
+                                              int(self._clock.time() * 1000))
         # require_bucket: applied only while the record still has this generation (atomic with a
         # concurrent delete of the bucket)
         return await self._run(lambda: self.meta.put_manifest(manifest, require_bucket=True))

@@ -3,7 +3,7 @@ layer classifies them as (the same classification the gRPC door answers with).""
 
 from __future__ import annotations
 
-from maillage.node.data.object_lock import LockedVersioning, LockNotEnabled
+from maillage.node.object_lock import LockedVersioning, LockNotEnabled
 from maillage.node.service.reasons import DOMAIN_ERRORS, reason_for
 from maillage.proto.reasons import Reason
 
@@ -94,6 +94,7 @@ CODES: dict[Reason, str] = {
     Reason.OUTSIDE_TERRITORY: "ServiceUnavailable",  # the door forwards these; this is when it cannot
     Reason.BUCKET_DISPUTED: "ServiceUnavailable",
     Reason.PERMISSION_DENIED: "AccessDenied",
+    Reason.OBJECT_LOCKED: "AccessDenied",
     Reason.INTEGRITY: "InternalError",
     Reason.STORAGE_FULL: "ServiceUnavailable",
     Reason.STORAGE_UNAVAILABLE: "ServiceUnavailable",

@@ -1,6 +1,6 @@
 """S3 object lock at the door: the lock headers of writes and reads, the bypass header, and the
 ObjectLockConfiguration, Retention and LegalHold documents with their six operations. The model
-(what a retention forbids, who may bypass it) is the service layer's, `node/data/object_lock.py`:
+(what a retention forbids, who may bypass it) is `node/object_lock.py`'s:
 this module parses and renders only, strictly (anything else is MalformedXML or InvalidArgument).
 """
 
@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from maillage.node.data.object_lock import (
+from maillage.node.errors import InvalidArgument
+from maillage.node.object_lock import (
     LEGAL_HOLD,
     MODES,
     RETENTION,
@@ -21,7 +22,6 @@ from maillage.node.data.object_lock import (
     legal_hold_of,
     retention_of,
 )
-from maillage.node.errors import InvalidArgument
 from maillage.node.s3 import payload, versioning, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 
-from maillage.node.data import object_lock
+from maillage.node import object_lock
 from maillage.node.data.bucket_settings import TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
-from maillage.node.data.object_lock import LockConfig, LockNotEnabled, Retention
 from maillage.node.data.versions import Deleted, Versioning, VersionListing, Versions, check_version_id
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
+from maillage.node.object_lock import LockConfig, LockNotEnabled, Retention
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.service.rules import OPERATIONS
@@ -138,7 +138,7 @@ class ObjectService:
                                            version_id_marker=version_id_marker, max_keys=max_keys)
         return record, listing
 
-    # ----- object lock (`data/object_lock.py`) ---------------------------------------------
+    # ----- object lock (`node/object_lock.py`) ---------------------------------------------
 
     async def bucket_lock(self, caller: Caller, bucket: str) -> LockConfig | None:
         """The bucket's object lock configuration (None: lock not enabled)."""

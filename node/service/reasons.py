@@ -10,7 +10,7 @@ until every reason has a gRPC status, an S3 code and an SDK exception).
 from __future__ import annotations
 
 from maillage import placement, storage
-from maillage.node import errors
+from maillage.node import errors, object_lock
 from maillage.node.data import multipart, versions
 from maillage.node.runtime import budget
 from maillage.node.trust import documents
@@ -46,8 +46,9 @@ REASONS: list[tuple[type[Exception], Reason]] = [
     (errors.PeerUnavailable, Reason.PEER_UNAVAILABLE),
     (budget.Overloaded, Reason.OVERLOADED),
     (errors.IntegrityError, Reason.INTEGRITY),
+    (object_lock.ObjectLocked, Reason.OBJECT_LOCKED),  # before AccessDenied, its base
+    (errors.AccessDenied, Reason.PERMISSION_DENIED),  # first: a peer's refusal comes back as one
     (documents.LayoutAuthError, Reason.PERMISSION_DENIED),
-    (errors.AccessDenied, Reason.PERMISSION_DENIED),
     (placement.PolicyUnsatisfiable, Reason.POLICY_UNSATISFIABLE),
     (placement.UnknownPolicy, Reason.UNKNOWN_POLICY),
     (placement.UnknownNode, Reason.UNKNOWN_NODE),

@@ -124,7 +124,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutBucketOwnershipControls": WRITE_BUCKET,
     "GetPublicAccessBlock": READ_BUCKET,
     "PutPublicAccessBlock": WRITE_BUCKET,
-    # Object lock (`data/object_lock.py`): the bucket's configuration rests with its versioning
+    # Object lock (`node/object_lock.py`): the bucket's configuration rests with its versioning
     # state, a version's retention and legal hold with the version; bypassing a GOVERNANCE
     # retention also needs an admin key (`ObjectService.delete_object`).
     "GetObjectLockConfiguration": READ_BUCKET,

@@ -7,13 +7,16 @@ only lengthens, lock needs versioning and never goes, and the lock state is the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maillage.node.data.coordinator import Upload, UploadStream
-from maillage.node.data.object_lock import (
+from maillage.node.data.versions import ENABLED, SUSPENDED, VERSIONS, DeleteMarker, version_id
+from maillage.node.errors import InvalidArgument, QuorumNotReached
+from maillage.node.object_lock import (
     COMPLIANCE,
     GOVERNANCE,
     LEGAL_HOLD,
@@ -27,9 +30,8 @@ from maillage.node.data.object_lock import (
     check_retention_change,
     retention_of,
 )
-from maillage.node.data.versions import ENABLED, SUSPENDED, VERSIONS, DeleteMarker, version_id
-from maillage.node.errors import InvalidArgument
 from maillage.node.service.tenancy import Caller
+from maillage.placement import bucket_partition
 from maillage.proto.trust.access import AccessKey
 
 from .conftest import FRENCH, run
@@ -176,3 +178,76 @@ def test_no_change_shortens_a_running_compliance_retention_and_no_removal_beats_
     except ObjectLocked:
         removable = False
     assert removable == (not hold and (not running or old.mode == GOVERNANCE and bypass))
+
+
+def test_replicas_refuse_a_compliance_removal_from_a_coordinator_whose_clock_runs_ahead_or_lies(mesh) -> None:
+    """Every index replica checks a version's COMPLIANCE retention and legal hold by its own clock
+    before storing a newer entry over it: a coordinator two minutes ahead (within the drift the
+    clocks allow) believes a retention a minute from its end over, and is refused (no stand-in
+    takes what an owner refused); a tombstone or a shortened retention sent straight to a replica
+    (a hostile node) is refused; the version stays readable."""
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(WRITER, "vault", "france-only", object_lock=True)
+        until = _now_ms(mesh) + 60_000
+        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
+        record = await mesh.via("paris-1").coordinator.head_bucket("vault")
+        holders = {}
+        for node_id, node in mesh.nodes.items():
+            entries, _ = await node.local.list_index("vault", VERSIONS, "", 100, record.generation)
+            holders.update((node_id, m.key) for m in entries if not m.deleted)
+        assert len(holders) >= 2
+        ahead = sorted(FRENCH - set(holders))[0]  # a coordinator that holds no copy itself
+        mesh.skew(ahead, 120)
+        with pytest.raises((ObjectLocked, QuorumNotReached)) as refused:
+            await mesh.via(ahead).service.delete_object(ADMIN, "vault", "k", vid, bypass_governance=True)
+        assert "COMPLIANCE" in str(refused.value), refused.value
+        holder, slot = next(iter(holders.items()))
+        held = await mesh.nodes[holder].local.get_manifest("vault", slot, record.generation)
+        assert held is not None
+        for forged in (replace(held, deleted=True, version=held.version + 1),
+                       replace(held, version=held.version + 1, attributes=tuple(
+                           (k, Retention(COMPLIANCE, until - 1000).encode() if k == RETENTION else v)
+                           for k, v in held.attributes))):
+            with pytest.raises(ObjectLocked):
+                await mesh.nodes[holder].local.put_manifest(forged)
+        assert (await mesh.nodes[holder].local.get_manifest("vault", slot, record.generation)) == held
+        other = sorted(set(FRENCH) - {ahead})[0]
+        got = await mesh.via(other).service.head_object(WRITER, "vault", "k", version_id=vid)
+        assert got[1].size == 4
+    run(scenario())
+
+
+def test_a_refused_removal_left_on_a_stand_in_is_dropped_not_handed_back_once_the_retention_ends(mesh) -> None:
+    """One index owner down: a removal the other owner refuses (its retention runs by its clock)
+    still lands on the down owner's stand-in before the write fails. Hand-back must not deliver it
+    after the retention ends (a version S3 keeps until someone deletes it again): the owners refuse
+    it while the version is locked, and the stand-in drops it."""
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(WRITER, "vault", "france-only", object_lock=True)
+        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, _now_ms(mesh) + 60_000).encode())
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        owners = table.replicas(bucket_partition("vault", table.bits))
+        coordinator = sorted(FRENCH - set(owners))[0]
+        record = await mesh.nodes[owners[1]].coordinator.head_bucket("vault")
+        entries, _ = await mesh.nodes[owners[1]].local.list_index("vault", VERSIONS, "", 10, record.generation)
+        slot = next(m.key for m in entries if not m.deleted)
+        mesh.down(owners[0])
+        mesh.skew(coordinator, 120)  # believes the retention over
+        with pytest.raises((ObjectLocked, QuorumNotReached)):
+            await mesh.via(coordinator).service.delete_object(ADMIN, "vault", "k", vid)
+        mesh.skew(coordinator, 0)
+        stand_ins = mesh.holders("vault", slot) - set(owners)
+        assert stand_ins, "the removal was expected to land on a stand-in"
+        mesh.up(owners[0])
+        await mesh.repair(2)
+        assert mesh.holders("vault", slot) == set(owners)  # handed back: the refused removal dropped
+        mesh.clock.advance(120)  # the retention is over: nothing left to deliver the removal
+        await mesh.repair(2)
+        for owner in owners:
+            held = await mesh.nodes[owner].local.get_manifest("vault", slot, record.generation)
+            assert held is not None and not held.deleted
+        got = await mesh.via(owners[1]).service.head_object(WRITER, "vault", "k", version_id=vid)
+        assert got[1].size == 4
+    run(scenario())

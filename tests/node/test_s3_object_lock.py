@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maillage.node.data.object_lock import COMPLIANCE, GOVERNANCE, LEGAL_HOLD, RETENTION, LockConfig, Retention
+from maillage.node.object_lock import COMPLIANCE, GOVERNANCE, LEGAL_HOLD, RETENTION, LockConfig, Retention
 from maillage.node.s3 import object_lock, xml
 from maillage.node.s3.errors import S3Error
 

@@ -1,5 +1,8 @@
 """Object lock (S3's WORM model), written once for both doors: what a bucket's lock configuration
 is, what a version's retention and legal hold are, and which changes and deletions they forbid.
+The data path enforces it for callers (`data/versions.py`, `service/objects.py`); every index
+replica enforces its absolute part again on what it stores (`check_replacement`), so neither a
+hostile coordinator nor one whose clock runs ahead removes a COMPLIANCE or held version.
 
 * **The bucket's configuration** rests with its versioning state, in the same index entry
   (`versions.SETTING`), so a write reads both in one round trip. A bucket has lock from its
@@ -17,8 +20,11 @@ is, what a version's retention and legal hold are, and which changes and deletio
   a version id only adds a delete marker and is allowed, as in S3; a bucket keeping a version
   cannot be deleted.
 
-Time is the deciding node's wall clock (milliseconds): a clock ahead by a day lets a retention end a
-day early there. Replicas do not yet check a removal against their own clocks.
+Time is a wall clock (milliseconds): the coordinator's for what it allows, each replica's own for
+what it stores. A coordinator whose clock runs ahead lets a GOVERNANCE retention end early by its
+error (replicas do not check GOVERNANCE: they cannot tell a bypass from none); an index replica
+whose clock runs ahead may store a removal of a COMPLIANCE version itself (its own copy), while
+the others refuse it.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from maillage.node.errors import AccessDenied, InvalidArgument, InvalidRequest
 
 __all__ = ["GOVERNANCE", "COMPLIANCE", "MODES", "RETENTION", "LEGAL_HOLD", "LOCK_ATTRIBUTES", "LockConfig",
            "Retention", "ObjectLocked", "LockNotEnabled", "LockedVersioning", "retention_of", "legal_hold_of",
-           "check_removable",
-           "check_retention_change", "check_requested", "check_until", "with_default", "MAX_RETENTION_DAYS"]
+           "check_removable", "check_retention_change", "check_replacement", "check_requested", "check_until",
+           "with_default", "MAX_RETENTION_DAYS"]
 
 GOVERNANCE, COMPLIANCE = "GOVERNANCE", "COMPLIANCE"
 MODES = (GOVERNANCE, COMPLIANCE)
@@ -171,6 +177,21 @@ def check_retention_change(old: Retention | None, new: Retention | None, now_ms:
     raise ObjectLocked(f"the version is retained in {old.mode} mode until {old.until_ms} ms since the epoch: "
                        "its retention may be lengthened, not shortened or removed"
                        + ("" if old.mode == COMPLIANCE else " (bypassing GOVERNANCE needs an admin key)"))
+
+
+def check_replacement(held: Mapping[str, str], deleted: bool, new: Mapping[str, str], now_ms: int) -> None:
+    """What an index replica checks before a newer entry replaces a version it holds (`held`: its
+    attributes): not a removal (`deleted`) under a legal hold or a running COMPLIANCE retention,
+    nor a COMPLIANCE retention weakened (another mode, an earlier date, none), whoever sends it."""
+    hold = legal_hold_of(held)
+    retention = retention_of(held)
+    compliant = retention is not None and retention.mode == COMPLIANCE and retention.running(now_ms)
+    if deleted and (hold or compliant):
+        raise ObjectLocked("this replica holds the version under a legal hold or a COMPLIANCE retention")
+    if compliant and retention is not None:
+        kept = retention_of(new)
+        if kept is None or kept.mode != COMPLIANCE or kept.until_ms < retention.until_ms:
+            raise ObjectLocked("this replica holds the version under a COMPLIANCE retention: it only lengthens")
 
 
 def check_requested(attributes: Mapping[str, str], config: LockConfig | None, now_ms: int) -> None:
