@@ -40,12 +40,14 @@ from maillage.client._exceptions import (
 from maillage.client._models import (
     Bucket,
     ListPage,
+    LockConfiguration,
     ObjectInfo,
     ObjectPlacement,
     ObjectSummary,
     ObjectVersion,
     PutResult,
     Replica,
+    Retention,
     VersionPage,
 )
 from maillage.client._profile import Credentials, Profile, resolve_profile, write_profile
@@ -62,7 +64,7 @@ _CLIENTS = {"AsyncClient": "maillage.client._async", "AsyncObjectBody": "maillag
 __all__ = [
     "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",
     "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "ObjectVersion", "PutResult", "Replica",
-    "VersionPage",
+    "VersionPage", "LockConfiguration", "Retention",
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
     "PolicyUnsatisfiable", "OutsidePolicy", "OutsideTerritory", "BucketDisputed", "IntegrityError", "StorageFull",

@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -30,12 +31,14 @@ from maillage.client._errors import translate
 from maillage.client._models import (
     Bucket,
     ListPage,
+    LockConfiguration,
     ObjectInfo,
     ObjectPlacement,
     ObjectSummary,
     ObjectVersion,
     PutResult,
     Replica,
+    Retention,
     VersionPage,
 )
 from maillage.client._profile import Profile, resolve_profile
@@ -414,16 +417,17 @@ class AsyncClient:
 
     # ----- buckets ---------------------------------------------------------------------------
 
-    async def create_bucket(self, name: str, policy: str) -> Bucket:
-        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant."""
+    async def create_bucket(self, name: str, policy: str, *, object_lock: bool = False) -> Bucket:
+        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant.
+        `object_lock`: with versioning Enabled and object lock from the start (never disabled)."""
         layout = await self.layout()
         try:
             partition_table(layout, policy)  # refuse early, with placement's own words
         except PlacementError as exc:
             cls = e.UnknownPolicy if isinstance(exc, UnknownPolicy) else e.PolicyUnsatisfiable
             raise cls(str(exc)) from exc
-        reply = await self._objects_call(None, "CreateBucket", pb.CreateBucketRequest(name=name, policy=policy),
-                                         policy=policy)  # made by a node inside its policy
+        reply = await self._objects_call(None, "CreateBucket", pb.CreateBucketRequest(
+            name=name, policy=policy, object_lock=object_lock), policy=policy)  # made by a node inside its policy
         self._policies[name] = reply.policy
         self._chunk_keys.pop(name, None)
         return _bucket(reply)
@@ -576,11 +580,14 @@ class AsyncClient:
             raise e.IntegrityError(f"chunk {digest.hex()[:16]}: no copy passed verification ({detail})")
         raise e.NodeUnavailable(f"chunk {digest.hex()[:16]}: no replica answered ({detail})")
 
-    async def delete_object(self, bucket: str, key: str, *, version_id: str | None = None) -> int:
+    async def delete_object(self, bucket: str, key: str, *, version_id: str | None = None,
+                            bypass_governance: bool = False) -> int:
         """Delete the key (on a versioned bucket: a delete marker), or remove its version
-        `version_id`; returns the HLC version of what the delete wrote."""
+        `version_id` (PermissionDenied while a legal hold or retention keeps it; `bypass_governance`:
+        an admin key lifts a GOVERNANCE one); returns the HLC version of what the delete wrote."""
         reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(
-            bucket=bucket, key=key, version_id=version_id or ""), index_first=True)
+            bucket=bucket, key=key, version_id=version_id or "", bypass_governance=bypass_governance),
+            index_first=True)
         version: int = reply.version
         return version
 
@@ -603,6 +610,48 @@ class AsyncClient:
         reply = await self._objects_call(bucket, "GetBucketVersioning", pb.BucketVersioningRequest(bucket=bucket))
         status: str = reply.status
         return status
+
+    # ----- object lock -----------------------------------------------------------------------
+
+    async def put_object_lock_configuration(self, bucket: str, default: LockConfiguration | None = None) -> None:
+        """Enable object lock on a bucket whose versioning is Enabled (never disabled), with a
+        default retention for new versions (`default`; None: none)."""
+        d = default or LockConfiguration()
+        await self._objects_call(bucket, "PutObjectLockConfiguration", pb.ObjectLockConfig(
+            bucket=bucket, mode=d.mode, days=d.days, years=d.years))
+
+    async def get_object_lock_configuration(self, bucket: str) -> LockConfiguration | None:
+        """The bucket's default retention (mode "" for none), or None when it has no object lock."""
+        reply = await self._objects_call(bucket, "GetObjectLockConfiguration", pb.ObjectLockConfig(bucket=bucket))
+        if not reply.enabled:
+            return None
+        return LockConfiguration(reply.mode, reply.days, reply.years)
+
+    async def put_object_retention(self, bucket: str, key: str, retention: Retention | None, *,
+                                   version_id: str | None = None, bypass_governance: bool = False) -> None:
+        """Set or lengthen a version's retention; shortening or removing (None) a GOVERNANCE one
+        needs an admin key and `bypass_governance`, a COMPLIANCE one is never shortened."""
+        mode, until = ("", 0) if retention is None else (retention.mode, _epoch_ms(retention.retain_until))
+        await self._objects_call(bucket, "PutObjectRetention", pb.ObjectRetentionRequest(
+            bucket=bucket, key=key, version_id=version_id or "", mode=mode, retain_until_ms=until,
+            bypass_governance=bypass_governance))
+
+    async def get_object_retention(self, bucket: str, key: str, *, version_id: str | None = None) -> Retention | None:
+        reply = await self._objects_call(bucket, "GetObjectRetention", pb.ObjectRetentionRequest(
+            bucket=bucket, key=key, version_id=version_id or ""))
+        if not reply.mode:
+            return None
+        return Retention(reply.mode, datetime.fromtimestamp(reply.retain_until_ms / 1000, UTC))
+
+    async def put_object_legal_hold(self, bucket: str, key: str, on: bool, *, version_id: str | None = None) -> None:
+        await self._objects_call(bucket, "PutObjectLegalHold", pb.ObjectLegalHoldRequest(
+            bucket=bucket, key=key, version_id=version_id or "", on=on))
+
+    async def get_object_legal_hold(self, bucket: str, key: str, *, version_id: str | None = None) -> bool:
+        reply = await self._objects_call(bucket, "GetObjectLegalHold", pb.ObjectLegalHoldRequest(
+            bucket=bucket, key=key, version_id=version_id or ""))
+        on: bool = reply.on
+        return on
 
     async def list_object_versions_page(self, bucket: str, *, prefix: str = "", delimiter: str = "",
                                         key_marker: str = "", version_id_marker: str = "",
@@ -793,3 +842,9 @@ async def _put_stream(first: bytes, body: Body, progress: Progress | None,
             progress(sent[0], total)
     yield bulk.trailer_message(digest.digest())
 
+
+def _epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch of a date (a naive one is taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,22 @@ class ObjectVersion:
     etag: str
     version: int                   # hybrid logical clock of its write
     content_type: str
+
+
+@dataclass(frozen=True)
+class LockConfiguration:
+    """A lock-enabled bucket's default retention: `mode` "" (none), GOVERNANCE or COMPLIANCE, for
+    `days` or `years`."""
+    mode: str = ""
+    days: int = 0
+    years: int = 0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A version's retention: GOVERNANCE or COMPLIANCE until `retain_until` (timezone-aware, UTC)."""
+    mode: str
+    retain_until: datetime
 
 
 @dataclass(frozen=True)

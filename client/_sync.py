@@ -17,11 +17,13 @@ from maillage.client._async import AsyncClient, AsyncObjectBody, Body, Progress
 from maillage.client._models import (
     Bucket,
     ListPage,
+    LockConfiguration,
     ObjectInfo,
     ObjectPlacement,
     ObjectSummary,
     ObjectVersion,
     PutResult,
+    Retention,
     VersionPage,
 )
 from maillage.client._profile import Profile
@@ -127,9 +129,10 @@ class Client:
     def refresh_layout(self) -> Layout:
         return self._run(self._async.refresh_layout())
 
-    def create_bucket(self, name: str, policy: str) -> Bucket:
-        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant."""
-        return self._run(self._async.create_bucket(name, policy))
+    def create_bucket(self, name: str, policy: str, *, object_lock: bool = False) -> Bucket:
+        """Create bucket `name` bound to residency policy `policy`; it belongs to the access key's tenant.
+        `object_lock`: with versioning Enabled and object lock from the start (never disabled)."""
+        return self._run(self._async.create_bucket(name, policy, object_lock=object_lock))
 
     def head_bucket(self, name: str) -> Bucket:
         return self._run(self._async.head_bucket(name))
@@ -164,9 +167,12 @@ class Client:
         assert self._runner is not None
         return ObjectBody(body, self._runner)
 
-    def delete_object(self, bucket: str, key: str, *, version_id: str | None = None) -> int:
-        """Delete the key (on a versioned bucket: a delete marker), or remove its version `version_id`."""
-        return self._run(self._async.delete_object(bucket, key, version_id=version_id))
+    def delete_object(self, bucket: str, key: str, *, version_id: str | None = None,
+                      bypass_governance: bool = False) -> int:
+        """Delete the key (on a versioned bucket: a delete marker), or remove its version `version_id`
+        (PermissionDenied while a legal hold or retention keeps it)."""
+        return self._run(self._async.delete_object(bucket, key, version_id=version_id,
+                                                   bypass_governance=bypass_governance))
 
     def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str, *,
                     source_version_id: str | None = None) -> ObjectInfo:
@@ -179,6 +185,27 @@ class Client:
 
     def get_bucket_versioning(self, bucket: str) -> str:
         return self._run(self._async.get_bucket_versioning(bucket))
+
+    def put_object_lock_configuration(self, bucket: str, default: LockConfiguration | None = None) -> None:
+        """Enable object lock on a bucket whose versioning is Enabled, with a default retention."""
+        self._run(self._async.put_object_lock_configuration(bucket, default))
+
+    def get_object_lock_configuration(self, bucket: str) -> LockConfiguration | None:
+        return self._run(self._async.get_object_lock_configuration(bucket))
+
+    def put_object_retention(self, bucket: str, key: str, retention: Retention | None, *,
+                             version_id: str | None = None, bypass_governance: bool = False) -> None:
+        self._run(self._async.put_object_retention(bucket, key, retention, version_id=version_id,
+                                                   bypass_governance=bypass_governance))
+
+    def get_object_retention(self, bucket: str, key: str, *, version_id: str | None = None) -> Retention | None:
+        return self._run(self._async.get_object_retention(bucket, key, version_id=version_id))
+
+    def put_object_legal_hold(self, bucket: str, key: str, on: bool, *, version_id: str | None = None) -> None:
+        self._run(self._async.put_object_legal_hold(bucket, key, on, version_id=version_id))
+
+    def get_object_legal_hold(self, bucket: str, key: str, *, version_id: str | None = None) -> bool:
+        return self._run(self._async.get_object_legal_hold(bucket, key, version_id=version_id))
 
     def list_object_versions_page(self, bucket: str, *, prefix: str = "", delimiter: str = "", key_marker: str = "",
                                   version_id_marker: str = "", max_keys: int = 1000) -> VersionPage:

@@ -598,14 +598,16 @@ class PutObjectReply(_message.Message):
     def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateBucketRequest(_message.Message):
-    __slots__ = ("name", "policy", "owner")
+    __slots__ = ("name", "policy", "owner", "object_lock")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_LOCK_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: str
     owner: str
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    object_lock: bool
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[str] = ..., owner: _Optional[str] = ..., object_lock: _Optional[bool] = ...) -> None: ...
 
 class HeadBucketRequest(_message.Message):
     __slots__ = ("name",)
@@ -640,14 +642,16 @@ class HeadObjectRequest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
 
 class DeleteObjectRequest(_message.Message):
-    __slots__ = ("bucket", "key", "version_id")
+    __slots__ = ("bucket", "key", "version_id", "bypass_governance")
     BUCKET_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_GOVERNANCE_FIELD_NUMBER: _ClassVar[int]
     bucket: str
     key: str
     version_id: str
-    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
+    bypass_governance: bool
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ..., bypass_governance: _Optional[bool] = ...) -> None: ...
 
 class DeleteObjectReply(_message.Message):
     __slots__ = ("version", "version_id", "delete_marker")
@@ -686,6 +690,62 @@ class BucketVersioning(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     status: str
     def __init__(self, status: _Optional[str] = ...) -> None: ...
+
+class ObjectLockConfig(_message.Message):
+    __slots__ = ("bucket", "enabled", "mode", "days", "years")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    YEARS_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    enabled: bool
+    mode: str
+    days: int
+    years: int
+    def __init__(self, bucket: _Optional[str] = ..., enabled: _Optional[bool] = ..., mode: _Optional[str] = ..., days: _Optional[int] = ..., years: _Optional[int] = ...) -> None: ...
+
+class ObjectRetentionRequest(_message.Message):
+    __slots__ = ("bucket", "key", "version_id", "mode", "retain_until_ms", "bypass_governance")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_GOVERNANCE_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    version_id: str
+    mode: str
+    retain_until_ms: int
+    bypass_governance: bool
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ..., mode: _Optional[str] = ..., retain_until_ms: _Optional[int] = ..., bypass_governance: _Optional[bool] = ...) -> None: ...
+
+class ObjectRetention(_message.Message):
+    __slots__ = ("mode", "retain_until_ms")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    retain_until_ms: int
+    def __init__(self, mode: _Optional[str] = ..., retain_until_ms: _Optional[int] = ...) -> None: ...
+
+class ObjectLegalHoldRequest(_message.Message):
+    __slots__ = ("bucket", "key", "version_id", "on")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    version_id: str
+    on: bool
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ..., on: _Optional[bool] = ...) -> None: ...
+
+class ObjectLegalHold(_message.Message):
+    __slots__ = ("on",)
+    ON_FIELD_NUMBER: _ClassVar[int]
+    on: bool
+    def __init__(self, on: _Optional[bool] = ...) -> None: ...
 
 class ListObjectVersionsRequest(_message.Message):
     __slots__ = ("bucket", "prefix", "delimiter", "key_marker", "version_id_marker", "max_keys")

@@ -1104,6 +1104,36 @@ class ObjectsStub:
                 request_serializer=maillage__pb2.ListObjectVersionsRequest.SerializeToString,
                 response_deserializer=maillage__pb2.ListObjectVersionsReply.FromString,
                 _registered_method=True)
+        self.PutObjectLockConfiguration = channel.unary_unary(
+                '/maillage.v1.Objects/PutObjectLockConfiguration',
+                request_serializer=maillage__pb2.ObjectLockConfig.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.GetObjectLockConfiguration = channel.unary_unary(
+                '/maillage.v1.Objects/GetObjectLockConfiguration',
+                request_serializer=maillage__pb2.ObjectLockConfig.SerializeToString,
+                response_deserializer=maillage__pb2.ObjectLockConfig.FromString,
+                _registered_method=True)
+        self.PutObjectRetention = channel.unary_unary(
+                '/maillage.v1.Objects/PutObjectRetention',
+                request_serializer=maillage__pb2.ObjectRetentionRequest.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.GetObjectRetention = channel.unary_unary(
+                '/maillage.v1.Objects/GetObjectRetention',
+                request_serializer=maillage__pb2.ObjectRetentionRequest.SerializeToString,
+                response_deserializer=maillage__pb2.ObjectRetention.FromString,
+                _registered_method=True)
+        self.PutObjectLegalHold = channel.unary_unary(
+                '/maillage.v1.Objects/PutObjectLegalHold',
+                request_serializer=maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.GetObjectLegalHold = channel.unary_unary(
+                '/maillage.v1.Objects/GetObjectLegalHold',
+                request_serializer=maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
+                response_deserializer=maillage__pb2.ObjectLegalHold.FromString,
+                _registered_method=True)
 
 
 class ObjectsServicer:
@@ -1183,6 +1213,43 @@ class ObjectsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutObjectLockConfiguration(self, request, context):
+        """enables lock (versioning Enabled first)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObjectLockConfiguration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutObjectRetention(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObjectRetention(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutObjectLegalHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObjectLegalHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObjectsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1245,6 +1312,36 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.ListObjectVersions,
                     request_deserializer=maillage__pb2.ListObjectVersionsRequest.FromString,
                     response_serializer=maillage__pb2.ListObjectVersionsReply.SerializeToString,
+            ),
+            'PutObjectLockConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutObjectLockConfiguration,
+                    request_deserializer=maillage__pb2.ObjectLockConfig.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'GetObjectLockConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObjectLockConfiguration,
+                    request_deserializer=maillage__pb2.ObjectLockConfig.FromString,
+                    response_serializer=maillage__pb2.ObjectLockConfig.SerializeToString,
+            ),
+            'PutObjectRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutObjectRetention,
+                    request_deserializer=maillage__pb2.ObjectRetentionRequest.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'GetObjectRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObjectRetention,
+                    request_deserializer=maillage__pb2.ObjectRetentionRequest.FromString,
+                    response_serializer=maillage__pb2.ObjectRetention.SerializeToString,
+            ),
+            'PutObjectLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutObjectLegalHold,
+                    request_deserializer=maillage__pb2.ObjectLegalHoldRequest.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'GetObjectLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObjectLegalHold,
+                    request_deserializer=maillage__pb2.ObjectLegalHoldRequest.FromString,
+                    response_serializer=maillage__pb2.ObjectLegalHold.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1571,6 +1668,168 @@ class Objects:
             '/maillage.v1.Objects/ListObjectVersions',
             maillage__pb2.ListObjectVersionsRequest.SerializeToString,
             maillage__pb2.ListObjectVersionsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjectLockConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/PutObjectLockConfiguration',
+            maillage__pb2.ObjectLockConfig.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObjectLockConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetObjectLockConfiguration',
+            maillage__pb2.ObjectLockConfig.SerializeToString,
+            maillage__pb2.ObjectLockConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjectRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/PutObjectRetention',
+            maillage__pb2.ObjectRetentionRequest.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObjectRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetObjectRetention',
+            maillage__pb2.ObjectRetentionRequest.SerializeToString,
+            maillage__pb2.ObjectRetention.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjectLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/PutObjectLegalHold',
+            maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObjectLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetObjectLegalHold',
+            maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
+            maillage__pb2.ObjectLegalHold.FromString,
             options,
             channel_credentials,
             insecure,

@@ -211,7 +211,7 @@ class Versions:
         try:
             lock = LockConfig.decode(held.get(LOCK_ATTRIBUTE, ""))
         except (ValueError, InvalidArgument):
-            lock = LockConfig(object_lock.COMPLIANCE, years=100)  # damaged: never frees a version
+            lock = LockConfig()  # damaged: lock stays on (never lifted by a bad entry), no default imposed
         return Versioning(held.get(STATE_ATTRIBUTE, ""), lock)
 
     async def state(self, bucket: BucketRecord) -> str:

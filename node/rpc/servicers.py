@@ -20,6 +20,7 @@ from maillage.node.cluster.scrub import Scrubber
 from maillage.node.data.coordinator import StreamEnd, UploadStream
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.errors import InvalidRequest
+from maillage.node.object_lock import LockConfig, Retention
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.rpc import convert
 from maillage.node.rpc.boundary import DOMAIN_ERRORS, grpc_errors
@@ -255,7 +256,8 @@ class ObjectsServicer(rpc.ObjectsServicer):
 
     @grpc_errors
     async def CreateBucket(self, request, context):
-        return bucket_to_pb(await self._s.create_bucket(current_caller(), request.name, request.policy))
+        return bucket_to_pb(await self._s.create_bucket(current_caller(), request.name, request.policy,
+                                                        object_lock=request.object_lock))
 
     @grpc_errors
     async def HeadBucket(self, request, context):
@@ -280,7 +282,8 @@ class ObjectsServicer(rpc.ObjectsServicer):
     @grpc_errors
     async def DeleteObject(self, request, context):
         deleted = await self._s.delete_object(current_caller(), request.bucket, request.key,
-                                              request.version_id or None)
+                                              request.version_id or None,
+                                              bypass_governance=request.bypass_governance)
         return pb.DeleteObjectReply(version=deleted.version, version_id=deleted.version_id or "",
                                     delete_marker=deleted.marker)
 
@@ -315,6 +318,44 @@ class ObjectsServicer(rpc.ObjectsServicer):
     @grpc_errors
     async def GetBucketVersioning(self, request, context):
         return pb.BucketVersioning(status=await self._s.bucket_versioning(current_caller(), request.bucket))
+
+    @grpc_errors
+    async def PutObjectLockConfiguration(self, request, context):
+        config = LockConfig(request.mode, days=request.days, years=request.years)
+        await self._s.set_bucket_lock(current_caller(), request.bucket, config)
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetObjectLockConfiguration(self, request, context):
+        config = await self._s.bucket_lock(current_caller(), request.bucket)
+        if config is None:
+            return pb.ObjectLockConfig(enabled=False)
+        return pb.ObjectLockConfig(enabled=True, mode=config.mode, days=config.days, years=config.years)
+
+    @grpc_errors
+    async def PutObjectRetention(self, request, context):
+        retention = Retention(request.mode, request.retain_until_ms) if request.mode else None
+        await self._s.set_retention(current_caller(), request.bucket, request.key, request.version_id or None,
+                                    retention, bypass_governance=request.bypass_governance)
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetObjectRetention(self, request, context):
+        retention = await self._s.retention(current_caller(), request.bucket, request.key, request.version_id or None)
+        if retention is None:
+            return pb.ObjectRetention()
+        return pb.ObjectRetention(mode=retention.mode, retain_until_ms=retention.until_ms)
+
+    @grpc_errors
+    async def PutObjectLegalHold(self, request, context):
+        await self._s.set_legal_hold(current_caller(), request.bucket, request.key, request.version_id or None,
+                                     request.on)
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetObjectLegalHold(self, request, context):
+        on = await self._s.legal_hold(current_caller(), request.bucket, request.key, request.version_id or None)
+        return pb.ObjectLegalHold(on=on)
 
     @grpc_errors
     async def ListObjectVersions(self, request, context):

@@ -164,7 +164,8 @@ _SERVICES = {
                 "Inventory"),
     "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
                 "CopyObject", "ListObjects", "ChunkKey", "PutBucketVersioning", "GetBucketVersioning",
-                "ListObjectVersions"),
+                "ListObjectVersions", "PutObjectLockConfiguration", "GetObjectLockConfiguration",
+                "PutObjectRetention", "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold"),
 }
 #: gRPC method path -> the operation it is.
 GRPC_METHODS: Mapping[str, str] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import pytest
@@ -13,11 +14,14 @@ from maillage.client import (
     InvalidBucketName,
     InvalidKey,
     InvalidRequest,
+    LockConfiguration,
     MetadataTooLarge,
     NoSuchBucket,
     NoSuchKey,
+    PermissionDenied,
     PolicyUnsatisfiable,
     QuorumNotReached,
+    Retention,
     UnknownPolicy,
 )
 from maillage.storage import DataKeys, open_chunk_file
@@ -249,3 +253,37 @@ def test_versioning_through_the_native_sdk(client):
         client.delete_object("fr-sdk-versions", "k", version_id=v.version_id)
     assert list(client.list_object_versions("fr-sdk-versions")) == []
     client.delete_bucket("fr-sdk-versions")
+
+
+def test_object_lock_through_the_native_sdk(mesh, client):
+    """The S3 door's object lock through the gRPC door and the SDK: a bucket created locked, its
+    default retention, a version's retention and legal hold; PermissionDenied for a removal they
+    forbid, the bypass of GOVERNANCE for an admin key only."""
+
+    bucket = "fr-sdk-locked"
+    client.create_bucket(bucket, "france-only", object_lock=True)
+    assert client.get_bucket_versioning(bucket) == "Enabled"
+    assert client.get_object_lock_configuration(bucket) == LockConfiguration()
+    client.put_object_lock_configuration(bucket, LockConfiguration("GOVERNANCE", days=1))
+    assert client.get_object_lock_configuration(bucket) == LockConfiguration("GOVERNANCE", 1, 0)
+    put = client.put_object(bucket, "k", b"kept")
+    retention = client.get_object_retention(bucket, "k", version_id=put.version_id)
+    assert retention is not None and retention.mode == "GOVERNANCE"
+    with pytest.raises(PermissionDenied):
+        client.delete_object(bucket, "k", version_id=put.version_id, bypass_governance=True)  # not an admin
+    later = retention.retain_until + datetime.timedelta(days=30)
+    client.put_object_retention(bucket, "k", Retention("COMPLIANCE", later), version_id=put.version_id)
+    assert client.get_object_retention(bucket, "k") == Retention("COMPLIANCE", later)
+    client.put_object_legal_hold(bucket, "k", True)
+    assert client.get_object_legal_hold(bucket, "k", version_id=put.version_id)
+    with Client(profile=mesh.new_key("demo", "admin")) as admin:
+        for bypass in (False, True):
+            with pytest.raises(PermissionDenied):
+                admin.delete_object(bucket, "k", version_id=put.version_id, bypass_governance=bypass)
+        with pytest.raises(PermissionDenied):  # COMPLIANCE is never shortened
+            admin.put_object_retention(bucket, "k", None, version_id=put.version_id, bypass_governance=True)
+    assert client.get_object(bucket, "k", version_id=put.version_id).read() == b"kept"
+    client.create_bucket("fr-sdk-unlocked", "france-only")
+    assert client.get_object_lock_configuration("fr-sdk-unlocked") is None
+    with pytest.raises(InvalidRequest):
+        client.put_object_lock_configuration("fr-sdk-unlocked")  # versioning is not Enabled
