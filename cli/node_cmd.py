@@ -151,6 +151,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="background re-read and re-hash rate in MB/s; 0 disables (default 8)")
     timing.add_argument("--scrub-interval", type=float, default=3600.0,
                         help="pause between two scrub passes over every stored frame (default 3600)")
+    timing.add_argument("--lifecycle-interval", type=float, default=3600.0, metavar="SECONDS",
+                        help="pause between two sweeps applying the lifecycle rules of the buckets this "
+                             "node leads (S3 PutBucketLifecycleConfiguration; default 3600)")
     timing.add_argument("--gc-grace", type=float, default=3600.0,
                         help="age before tombstones and unreferenced chunks may be removed (default 3600)")
     timing.add_argument("--gc-interval", type=float, default=None,
@@ -206,6 +209,8 @@ def _check_s3_args(args: argparse.Namespace) -> None:
         raise CommandError("--s3-plain-http serves without TLS: drop it, or --s3-tls-cert/--s3-tls-key")
     if args.s3_upload_expiry <= 0:
         raise CommandError("--s3-upload-expiry must be a positive number of seconds")
+    if not args.lifecycle_interval > 0:
+        raise CommandError("--lifecycle-interval must be a positive number of seconds")
     for flag, value in (("--s3-max-connections", args.s3_max_connections),
                         ("--s3-max-connections-per-address", args.s3_max_connections_per_address),
                         ("--s3-max-requests", args.s3_max_requests)):
@@ -291,7 +296,8 @@ def _run(args: argparse.Namespace, grpc_limits: GrpcLimits) -> None:
                             gc_grace=args.gc_grace, gc_interval=args.gc_interval,
                             max_clock_drift=args.max_clock_drift,
                             upload_budget=args.upload_budget * 1024 * 1024,
-                            upload_expiry=args.s3_upload_expiry, green_carbon=args.green_carbon)))
+                            upload_expiry=args.s3_upload_expiry, green_carbon=args.green_carbon,
+                            lifecycle_interval=args.lifecycle_interval)))
 
 
 def rotate_command(args: argparse.Namespace) -> int:

@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from maillage.node.cluster.gc import DEFAULT_INTERVAL as DEFAULT_GC_INTERVAL
 from maillage.node.cluster.gc import ChunkCollector
+from maillage.node.cluster.lifecycle_loop import DEFAULT_LIFECYCLE_INTERVAL, LifecycleLoop
 from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
 from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.data.coordinator import Coordinator
+from maillage.node.data.lifecycle import Lifecycle
 from maillage.node.energy.decide import Kind
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.energy.signal import GREEN_CARBON
@@ -65,6 +67,7 @@ class Timings:
     upload_budget: int = DEFAULT_UPLOAD_BUDGET  # bytes of uploads in flight on this node
     upload_wait: float = DEFAULT_UPLOAD_WAIT    # how long a message waits for that budget
     upload_expiry: float = DEFAULT_UPLOAD_EXPIRY  # seconds an unfinished multipart upload is kept
+    lifecycle_interval: float = DEFAULT_LIFECYCLE_INTERVAL  # seconds between two lifecycle sweeps
     green_carbon: float = GREEN_CARBON  # gCO2/kWh at or under which grid power counts as green here
 
     @property
@@ -146,6 +149,10 @@ class Node:
                                  job=self.energy.job(Kind.SCRUB, rate=t.scrub_rate))
         self.upload_expiry = UploadExpiry(self.coordinator, self.service.uploads, t.upload_expiry, clock=clock,
                                           rng=rng, job=self.energy.job(Kind.EXPIRY))
+        self.lifecycle = LifecycleLoop(
+            self.coordinator, self.service.settings,
+            Lifecycle(self.service.versions, self.service.uploads, self.coordinator.wall_ms),
+            interval=t.lifecycle_interval, clock=clock, rng=rng, job=self.energy.job(Kind.EXPIRY))
 
     def metrics_sources(self, version: str) -> Sources:
         """What the metrics collector reads of this node (`maillage.node.metrics.state`, imported
@@ -154,11 +161,12 @@ class Node:
 
         return Sources(self.node_id, version, self.layout, self.access, self.local, self.detector,
                        self.repairer, self.scrubber, self.collector, self.upload_budget, self.clock,
-                       energy=self.energy)
+                       energy=self.energy, lifecycle=self.lifecycle.totals)
 
     @property
     def background(self) -> tuple[BackgroundLoop, ...]:
-        return self.energy, self.gossip, self.repairer, self.collector, self.scrubber, self.upload_expiry
+        return (self.energy, self.gossip, self.repairer, self.collector, self.scrubber, self.upload_expiry,
+                self.lifecycle)
 
     def start_background(self) -> None:
         for loop in self.background:

@@ -387,14 +387,16 @@ class MultipartUploads:
             if not jumped:
                 return UploadListing(uploads, prefixes, False, "", "")
 
-    async def expire_uploads(self, bucket: BucketRecord, expiry: float) -> int:
-        """Abort the bucket's uploads begun more than `expiry` seconds ago; returns how many."""
+    async def expire_uploads(self, bucket: BucketRecord, expiry: float, *, prefix: str = "") -> int:
+        """Abort the bucket's uploads (of keys under `prefix`) begun more than `expiry` seconds ago;
+        returns how many."""
         c = self._coordinator
         now = version_time(c.now())
         expired = []
         async for m in c.index_entries(bucket, UPLOADS):
             upload = _upload_of(m)
-            if not m.deleted and upload is not None and now - version_time(m.version) > expiry:
+            if (not m.deleted and upload is not None and upload.key.startswith(prefix)
+                    and now - version_time(m.version) > expiry):
                 expired.append(upload)
         for upload in expired:
             await self._close_upload(bucket, upload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -20,6 +20,7 @@ from maillage.node.cluster.detector import FailureDetector, PeerState
 from maillage.node.cluster.gc import ChunkCollector
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
+from maillage.node.data.lifecycle import SweepCounts
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.energy.signal import State
 from maillage.node.metrics.registry import spec
@@ -51,6 +52,7 @@ class Sources:
     deadline_ended: Callable[[], int] = lambda: 0         # gRPC calls ended by the port's deadlines
     s3_connections: Callable[[], tuple[int, int]] | None = field(default=None)  # (open, refused)
     energy: EnergyScheduler | None = None
+    lifecycle: SweepCounts | None = None                  # the lifecycle sweeps' totals
 
 
 def node_labels(layout: LayoutState, node_id: str) -> dict[str, str]:
@@ -160,6 +162,11 @@ class StateCollector(Collector):
         gc = s.collector.stats
         yield _counter("maillage_gc_passes", gc.passes_completed)
         yield _counter("maillage_gc_chunks_removed", gc.chunks_removed)
+        if s.lifecycle is not None:
+            actions = _labelled_counter("maillage_lifecycle_actions")
+            for action, count in sorted(asdict(s.lifecycle).items()):
+                actions.add_metric([action], count)
+            yield actions
 
     def _energy(self) -> Iterator[Metric]:
         e = self.s.energy

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from maillage.node.s3 import acl, buckets, multipart, object_lock, objects
+from maillage.node.s3 import acl, buckets, lifecycle, multipart, object_lock, objects
 from maillage.node.s3.common import Handler
 from maillage.node.s3.errors import S3Error
 
@@ -18,7 +18,7 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging", "acl",
-    "ownershipControls", "publicAccessBlock", "object-lock", "retention", "legal-hold",
+    "ownershipControls", "publicAccessBlock", "object-lock", "retention", "legal-hold", "lifecycle",
     "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
@@ -78,6 +78,9 @@ _HANDLERS: Mapping[str, Handler] = {
     "PutBucketOwnershipControls": acl.put_ownership_controls,
     "GetPublicAccessBlock": acl.get_public_access_block,
     "PutPublicAccessBlock": acl.put_public_access_block,
+    "GetBucketLifecycleConfiguration": lifecycle.get_lifecycle,
+    "PutBucketLifecycleConfiguration": lifecycle.put_lifecycle,
+    "DeleteBucketLifecycle": lifecycle.delete_lifecycle,
     "GetObjectLockConfiguration": object_lock.get_configuration,
     "PutObjectLockConfiguration": object_lock.put_configuration,
     "GetObjectRetention": object_lock.get_retention,
@@ -94,11 +97,13 @@ _OBJECT_ACL = {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"}
 _OWNERSHIP = {"GET": "GetBucketOwnershipControls", "PUT": "PutBucketOwnershipControls"}
 _PUBLIC_ACCESS = {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock"}
 _LOCK = {"GET": "GetObjectLockConfiguration", "PUT": "PutObjectLockConfiguration"}
+_LIFECYCLE = {"GET": "GetBucketLifecycleConfiguration", "PUT": "PutBucketLifecycleConfiguration",
+              "DELETE": "DeleteBucketLifecycle"}
 _RETENTION = {"GET": "GetObjectRetention", "PUT": "PutObjectRetention"}
 _LEGAL_HOLD = {"GET": "GetObjectLegalHold", "PUT": "PutObjectLegalHold"}
 # Sub-resources that select an operation: one a method does not have is refused, never served as
 # the plain operation of the bucket or object (a DELETE ?versioning is not a DeleteBucket).
-_BUCKET_SELECTORS = frozenset({"tagging", "acl", "object-lock", "encryption", "versioning", "versions"})
+_BUCKET_SELECTORS = frozenset({"tagging", "acl", "object-lock", "lifecycle", "encryption", "versioning", "versions"})
 _OBJECT_SELECTORS = frozenset({"attributes", "tagging", "acl", "retention", "legal-hold"})
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
@@ -125,6 +130,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
                                             "every bucket is owner-enforced and blocks public access")
         if "object-lock" in query and method in _LOCK:
             return ROUTES[_LOCK[method]]
+        if "lifecycle" in query and method in _LIFECYCLE:
+            return ROUTES[_LIFECYCLE[method]]
         if "encryption" in query and method in _ENCRYPTION:
             return ROUTES[_ENCRYPTION[method]]
         if "versioning" in query and method in _VERSIONING:

@@ -19,8 +19,9 @@ from dataclasses import replace
 from functools import partial
 
 from maillage.node import object_lock
-from maillage.node.data.bucket_settings import TAGS, BucketSettings
+from maillage.node.data.bucket_settings import LIFECYCLE, TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
+from maillage.node.data.lifecycle import LifecycleConfig
 from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
 from maillage.node.data.versions import Deleted, Versioning, VersionListing, Versions, check_version_id
 from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
@@ -129,6 +130,17 @@ class ObjectService:
     async def set_bucket_tags(self, caller: Caller, bucket: str, encoded: str, operation: str) -> None:
         """Replace the bucket's tag set ("" removes it): its owner tenant's write keys only."""
         await self.settings.put(await self.bucket(caller, operation, bucket), TAGS, encoded)
+
+    async def bucket_lifecycle(self, caller: Caller, bucket: str) -> LifecycleConfig | None:
+        """The bucket's lifecycle rules (None: it has none)."""
+        record = await self.bucket(caller, "GetBucketLifecycleConfiguration", bucket)
+        return LifecycleConfig.decode(await self.settings.get(record, LIFECYCLE))
+
+    async def set_bucket_lifecycle(self, caller: Caller, bucket: str, config: LifecycleConfig | None,
+                                   operation: str) -> None:
+        """Replace the bucket's lifecycle rules (None: remove them): its owner tenant's write keys only."""
+        record = await self.bucket(caller, operation, bucket)
+        await self.settings.put(record, LIFECYCLE, "" if config is None else config.encode())
 
     async def list_object_versions(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",

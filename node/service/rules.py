@@ -124,6 +124,10 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutBucketOwnershipControls": WRITE_BUCKET,
     "GetPublicAccessBlock": READ_BUCKET,
     "PutPublicAccessBlock": WRITE_BUCKET,
+    # Lifecycle rules: a setting in the bucket's index, applied by the node leading the bucket.
+    "GetBucketLifecycleConfiguration": READ_BUCKET,
+    "PutBucketLifecycleConfiguration": WRITE_BUCKET,
+    "DeleteBucketLifecycle": WRITE_BUCKET,
     # Object lock (`node/object_lock.py`): the bucket's configuration rests with its versioning
     # state, a version's retention and legal hold with the version; bypassing a GOVERNANCE
     # retention also needs an admin key (`ObjectService.delete_object`).
@@ -189,6 +193,7 @@ S3_OPERATIONS = frozenset({
     "GetBucketOwnershipControls", "PutBucketOwnershipControls", "GetPublicAccessBlock", "PutPublicAccessBlock",
     "GetObjectLockConfiguration", "PutObjectLockConfiguration", "GetObjectRetention", "PutObjectRetention",
     "GetObjectLegalHold", "PutObjectLegalHold",
+    "GetBucketLifecycleConfiguration", "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {

@@ -10,6 +10,7 @@ import datetime
 import pytest
 
 from maillage.client.admin import fetch_inventories
+from maillage.testing import eventually
 from maillage.testing.localmesh import LocalMesh, make_layout
 
 from .conftest import CHUNK, FRENCH, POLICIES, SITES
@@ -772,3 +773,49 @@ def test_object_lock_through_boto3(mesh, s3):
         s3.get_object_lock_configuration(Bucket=plain)
     assert code(err) == "ObjectLockConfigurationNotFoundError"
     assert "Contents" not in s3.list_objects_v2(Bucket=plain)
+
+
+@pytest.fixture(scope="module")
+def sweeping_mesh(tmp_path_factory):
+    """A mesh whose nodes sweep lifecycle rules every second (the default is an hour)."""
+    m = LocalMesh(make_layout(SITES, POLICIES), tmp_path_factory.mktemp("lifecycle"),
+                  extra_args=("--lifecycle-interval", "1"), s3=True, s3_default_policy="eu-wide")
+    with m:
+        yield m
+
+
+def test_lifecycle_through_boto3(sweeping_mesh):
+    """Put, get and delete a bucket's lifecycle rules; a rule whose expiration date has passed
+    expires the matching objects at the next sweep of the bucket's leading node, the others stay."""
+    creds = sweeping_mesh.profile.credentials
+    s3 = s3_client(sweeping_mesh, creds.key_id, creds.secret)
+    bucket = "fr-lifecycle"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    for key in ("tmp/a", "tmp/b", "keep/c"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+    assert code(err) == "NoSuchLifecycleConfiguration"
+    rules = [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+              "Expiration": {"Date": datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)}},
+             {"ID": "uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}]
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert [(r["ID"], r["Status"], r["Filter"]) for r in got] == [("tmp", "Enabled", {"Prefix": "tmp/"}),
+                                                                    ("uploads", "Enabled", {})]  # all keys
+    assert got[0]["Expiration"]["Date"] == datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+
+    def keys() -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    eventually(lambda: keys() == ["keep/c"], timeout=30, what="the expired objects gone")
+    s3.delete_bucket_lifecycle(Bucket=bucket)
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+    assert code(err) == "NoSuchLifecycleConfiguration"
+    cold = {"ID": "cold", "Status": "Enabled", "Filter": {}, "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [cold]})
+    assert code(err) == "NotImplemented"
+    assert keys() == ["keep/c"]

@@ -137,6 +137,11 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutPublicAccessBlock": lambda s3, kind: s3.put_public_access_block(
         Bucket=BUCKET, PublicAccessBlockConfiguration=dict.fromkeys(
             ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True)),
+    "GetBucketLifecycleConfiguration": lambda s3, kind: s3.get_bucket_lifecycle_configuration(Bucket=BUCKET),
+    "PutBucketLifecycleConfiguration": lambda s3, kind: s3.put_bucket_lifecycle_configuration(
+        Bucket=BUCKET, LifecycleConfiguration={"Rules": [
+            {"ID": "r", "Status": "Disabled", "Filter": {"Prefix": "none/"}, "Expiration": {"Days": 1}}]}),
+    "DeleteBucketLifecycle": lambda s3, kind: s3.delete_bucket_lifecycle(Bucket=BUCKET),
     # BUCKET has no object lock (its versioning is never Enabled here): an allowed caller gets
     # ObjectLockConfigurationNotFoundError, InvalidBucketState or InvalidRequest, never a refusal.
     "GetObjectLockConfiguration": lambda s3, kind: s3.get_object_lock_configuration(Bucket=BUCKET),

@@ -7,7 +7,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.node.s3 import acl, buckets, multipart, object_lock, objects, routes
+from maillage.node.s3 import acl, buckets, lifecycle, multipart, object_lock, objects, routes
 from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
@@ -49,6 +49,9 @@ CASES = [
     ("GET", "b", "k", {"versionId": "null"}, {}, objects.get_object),
     ("HEAD", "b", "k", {"versionId": "null"}, {}, objects.head_object),
     ("DELETE", "b", "k", {"versionId": "null"}, {}, objects.delete_object),
+    ("GET", "b", "", {"lifecycle": ""}, {}, lifecycle.get_lifecycle),
+    ("PUT", "b", "", {"lifecycle": ""}, {}, lifecycle.put_lifecycle),
+    ("DELETE", "b", "", {"lifecycle": ""}, {}, lifecycle.delete_lifecycle),
     ("GET", "b", "", {"object-lock": ""}, {}, object_lock.get_configuration),
     ("PUT", "b", "", {"object-lock": ""}, {}, object_lock.put_configuration),
     ("GET", "b", "k", {"retention": ""}, {}, object_lock.get_retention),
@@ -80,7 +83,7 @@ def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
 
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
-    ("GET", "b", "", {"lifecycle": ""}, "NotImplemented"),  # an operation not served is said, not ignored
+    ("GET", "b", "", {"cors": ""}, "NotImplemented"),  # an operation not served is said, not ignored
     ("POST", "b", "k", {"restore": ""}, "NotImplemented"),
     ("DELETE", "b", "k", {"retention": ""}, "MethodNotAllowed"),  # a retention is shortened, not deleted
     ("DELETE", "b", "", {"versioning": ""}, "MethodNotAllowed"),  # never a DeleteBucket

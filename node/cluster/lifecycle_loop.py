@@ -1,0 +1,82 @@
+"""Lifecycle sweeps (`data/lifecycle.py`): a background loop like upload expiry, repair and scrub.
+
+Each node sweeps the buckets it is the first record owner of (`Coordinator.led_buckets`) that have
+a lifecycle configuration, so together the nodes sweep each bucket once, inside its policy, and
+none asks every node. A sweep is deferrable work (`maillage.node.energy`, kind EXPIRY): it waits
+for a turn before each action, stops on a shed order, and the next sweep starts again (every
+action is idempotent: what is expired already is not there any more). Its totals are the node's
+`maillage_lifecycle_actions` metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from maillage.node.data.bucket_settings import LIFECYCLE, BucketSettings
+from maillage.node.data.coordinator import Coordinator
+from maillage.node.data.lifecycle import Lifecycle, LifecycleConfig, SweepCounts
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.scheduler import EnergyScheduler, Job
+from maillage.node.errors import NodeError
+from maillage.node.runtime.background import BackgroundLoop
+from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+
+__all__ = ["DEFAULT_LIFECYCLE_INTERVAL", "LifecycleLoop"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIFECYCLE_INTERVAL = 3600.0  # seconds between two sweeps (with jitter): rules count in days
+
+
+class LifecycleLoop(BackgroundLoop):
+    task_name = "lifecycle"
+
+    def __init__(self, coordinator: Coordinator, settings: BucketSettings, lifecycle: Lifecycle, *,
+                 interval: float = DEFAULT_LIFECYCLE_INTERVAL, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None, job: Job | None = None) -> None:
+        self._coordinator = coordinator
+        self._settings = settings
+        self._lifecycle = lifecycle
+        self._interval = interval
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._job = job or EnergyScheduler(None, clock=clock).job(Kind.EXPIRY)
+        self.totals = SweepCounts()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
+            self._job.open()
+            await self._job.turn()  # waits while deferred
+            try:
+                await self.sweep()
+            except Exception:  # a sweep must never kill the loop; the next one retries
+                log.exception("lifecycle sweep failed")
+
+    async def _turn(self) -> bool:
+        if not self._job.allowed():
+            return False
+        await self._job.turn()
+        return True
+
+    async def sweep(self) -> SweepCounts:
+        """One pass over the lifecycle-configured buckets this node leads; returns what it did."""
+        done = SweepCounts()
+        for record in await self._coordinator.led_buckets():
+            if not self._job.allowed():  # a shed order between two buckets: the next sweep goes on
+                break
+            try:
+                config = LifecycleConfig.decode(await self._settings.get(record, LIFECYCLE))
+                if config is not None:
+                    done.add(await self._lifecycle.sweep(record, config, self._turn))
+            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
+                log.info("lifecycle of bucket %s postponed: %s", record.name, err)
+            await asyncio.sleep(0)
+        else:
+            self._job.close()
+        self.totals.add(done)
+        if done.expired or done.noncurrent_removed or done.markers_removed or done.uploads_aborted:
+            log.info("lifecycle: %s", done)
+        return done

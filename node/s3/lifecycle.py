@@ -1,0 +1,195 @@
+"""S3 lifecycle at the door: the LifecycleConfiguration document, parsed strictly into the service
+layer's model (`node/data/lifecycle.py`) and rendered back, and its three operations. Transitions
+to other storage classes are NotImplemented (there is one class); anything unknown is MalformedXML.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from maillage.node.data.lifecycle import Filter, LifecycleConfig, Rule
+from maillage.node.errors import InvalidArgument
+from maillage.node.s3 import payload, xml
+from maillage.node.s3.common import Call, Services, xml_response
+from maillage.node.s3.errors import S3Error
+
+__all__ = ["config_from_document", "config_document", "get_lifecycle", "put_lifecycle", "delete_lifecycle"]
+
+MAX_DOCUMENT = 64 * 1024
+_RULE_FIELDS = {"ID", "Filter", "Prefix", "Status", "Expiration", "NoncurrentVersionExpiration",
+                "AbortIncompleteMultipartUpload", "Transition", "NoncurrentVersionTransition"}
+
+
+def _children(element: ET.Element, allowed: set[str], where: str) -> dict[str, list[ET.Element]]:
+    found: dict[str, list[ET.Element]] = {}
+    for child in element:
+        name = xml.local_name(child.tag)
+        if name not in allowed:
+            raise S3Error("MalformedXML", f"{where} does not take {name[:40]}")
+        found.setdefault(name, []).append(child)
+    return found
+
+
+def _one(found: dict[str, list[ET.Element]], name: str, where: str) -> ET.Element | None:
+    elements = found.get(name, [])
+    if len(elements) > 1:
+        raise S3Error("MalformedXML", f"{where} gives {name} twice")
+    return elements[0] if elements else None
+
+
+def _text(element: ET.Element | None) -> str | None:
+    return None if element is None else (element.text or "").strip()
+
+
+def _int(element: ET.Element | None, name: str) -> int | None:
+    text = _text(element)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 9:
+        raise S3Error("InvalidArgument", f"{name} is a whole number (got {text[:20]!r})")
+    return int(text)
+
+
+def _date_ms(text: str) -> int:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise S3Error("InvalidArgument", f"Expiration Date is an ISO 8601 date (got {text[:40]!r})") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _tag(element: ET.Element) -> tuple[str, str]:
+    fields = _children(element, {"Key", "Value"}, "a Tag")
+    key, value = _text(_one(fields, "Key", "a Tag")), _text(_one(fields, "Value", "a Tag"))
+    if key is None:
+        raise S3Error("MalformedXML", "a Tag has a Key")
+    return key, value or ""
+
+
+def _filter(element: ET.Element) -> Filter:
+    fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "And"}, "a Filter")
+    if len(fields) > 1 or sum(len(v) for v in fields.values()) > 1:
+        raise S3Error("MalformedXML", "a Filter holds one condition; several go inside And")
+    if "And" in fields:
+        element = fields["And"][0]
+        fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}, "an And")
+    tags = tuple(_tag(t) for t in fields.get("Tag", []))
+    if len(tags) > 10 or len({k for k, _ in tags}) != len(tags):
+        raise S3Error("InvalidArgument", "a lifecycle filter names at most 10 tags, each key once")
+    return Filter(prefix=_text(_one(fields, "Prefix", "a Filter")) or "", tags=tags,
+                  size_greater_than=_int(_one(fields, "ObjectSizeGreaterThan", "a Filter"), "ObjectSizeGreaterThan"),
+                  size_less_than=_int(_one(fields, "ObjectSizeLessThan", "a Filter"), "ObjectSizeLessThan"))
+
+
+def _rule(element: ET.Element) -> Rule:
+    f = _children(element, _RULE_FIELDS, "a lifecycle Rule")
+    if "Transition" in f or "NoncurrentVersionTransition" in f:
+        raise S3Error("NotImplemented", "transitions to other storage classes are not served: there is one class")
+    status = _text(_one(f, "Status", "a Rule"))
+    if status not in ("Enabled", "Disabled"):
+        raise S3Error("MalformedXML", "a lifecycle Rule's Status is Enabled or Disabled")
+    filter_element, prefix = _one(f, "Filter", "a Rule"), _text(_one(f, "Prefix", "a Rule"))
+    if filter_element is not None and prefix is not None:
+        raise S3Error("MalformedXML", "a lifecycle Rule gives a Filter or a Prefix, not both")
+    rule_filter = _filter(filter_element) if filter_element is not None else Filter(prefix=prefix or "")
+    kwargs: dict = {}
+    if (expiration := _one(f, "Expiration", "a Rule")) is not None:
+        e = _children(expiration, {"Days", "Date", "ExpiredObjectDeleteMarker"}, "an Expiration")
+        kwargs["expiration_days"] = _int(_one(e, "Days", "an Expiration"), "Days")
+        if (date := _text(_one(e, "Date", "an Expiration"))) is not None:
+            kwargs["expiration_date_ms"] = _date_ms(date)
+        marker = _text(_one(e, "ExpiredObjectDeleteMarker", "an Expiration"))
+        if marker not in (None, "true", "false"):
+            raise S3Error("MalformedXML", "ExpiredObjectDeleteMarker is true or false")
+        kwargs["expired_object_delete_marker"] = marker == "true"
+    if (noncurrent := _one(f, "NoncurrentVersionExpiration", "a Rule")) is not None:
+        n = _children(noncurrent, {"NoncurrentDays", "NewerNoncurrentVersions"}, "a NoncurrentVersionExpiration")
+        kwargs["noncurrent_days"] = _int(_one(n, "NoncurrentDays", "it"), "NoncurrentDays")
+        if kwargs["noncurrent_days"] is None:
+            raise S3Error("MalformedXML", "a NoncurrentVersionExpiration gives NoncurrentDays")
+        kwargs["newer_noncurrent"] = _int(_one(n, "NewerNoncurrentVersions", "it"), "NewerNoncurrentVersions") or 0
+    if (abort := _one(f, "AbortIncompleteMultipartUpload", "a Rule")) is not None:
+        a = _children(abort, {"DaysAfterInitiation"}, "an AbortIncompleteMultipartUpload")
+        kwargs["abort_multipart_days"] = _int(_one(a, "DaysAfterInitiation", "it"), "DaysAfterInitiation")
+        if kwargs["abort_multipart_days"] is None:
+            raise S3Error("MalformedXML", "an AbortIncompleteMultipartUpload gives DaysAfterInitiation")
+    try:
+        return Rule(id=_text(_one(f, "ID", "a Rule")) or "", enabled=status == "Enabled", filter=rule_filter,
+                    **kwargs)
+    except InvalidArgument as exc:
+        raise S3Error("InvalidArgument", str(exc)) from None
+
+
+def config_from_document(body: bytes) -> LifecycleConfig:
+    root = xml.parse(body, "LifecycleConfiguration", MAX_DOCUMENT)
+    rules = _children(root, {"Rule"}, "a LifecycleConfiguration").get("Rule", [])
+    if len(rules) > 1000:
+        raise S3Error("InvalidArgument", "too many lifecycle rules")
+    try:
+        return LifecycleConfig(tuple(_rule(r) for r in rules))
+    except InvalidArgument as exc:
+        raise S3Error("InvalidArgument", str(exc)) from None
+
+
+def config_document(config: LifecycleConfig) -> ET.Element:
+    root = xml.root("LifecycleConfiguration")
+    for rule in config.rules:
+        r = xml.sub(root, "Rule")
+        if rule.id:
+            xml.sub(r, "ID", rule.id)
+        f = rule.filter
+        sizes = [(name, value) for name, value in (("ObjectSizeGreaterThan", f.size_greater_than),
+                                                   ("ObjectSizeLessThan", f.size_less_than)) if value is not None]
+        parent = xml.sub(r, "Filter")
+        if bool(f.prefix) + len(f.tags) + len(sizes) > 1:
+            parent = xml.sub(parent, "And")
+        if f.prefix:
+            xml.sub(parent, "Prefix", f.prefix)
+        for key, value in f.tags:
+            tag = xml.sub(parent, "Tag")
+            xml.sub(tag, "Key", key)
+            xml.sub(tag, "Value", value)
+        for name, size in sizes:
+            xml.sub(parent, name, size)
+        xml.sub(r, "Status", "Enabled" if rule.enabled else "Disabled")
+        if rule.expiration_days is not None or rule.expiration_date_ms is not None or rule.expired_object_delete_marker:
+            e = xml.sub(r, "Expiration")
+            if rule.expiration_days is not None:
+                xml.sub(e, "Days", rule.expiration_days)
+            if rule.expiration_date_ms is not None:
+                xml.sub(e, "Date", xml.iso8601(rule.expiration_date_ms / 1000))
+            if rule.expired_object_delete_marker:
+                xml.sub(e, "ExpiredObjectDeleteMarker", "true")
+        if rule.noncurrent_days is not None:
+            n = xml.sub(r, "NoncurrentVersionExpiration")
+            xml.sub(n, "NoncurrentDays", rule.noncurrent_days)
+            if rule.newer_noncurrent:
+                xml.sub(n, "NewerNoncurrentVersions", rule.newer_noncurrent)
+        if rule.abort_multipart_days is not None:
+            xml.sub(xml.sub(r, "AbortIncompleteMultipartUpload"), "DaysAfterInitiation", rule.abort_multipart_days)
+    return root
+
+
+# ----- operations ----------------------------------------------------------------------------
+
+async def get_lifecycle(s: Services, call: Call) -> web.StreamResponse:
+    config = await s.service.bucket_lifecycle(call.caller, call.bucket)
+    if config is None:
+        raise S3Error("NoSuchLifecycleConfiguration", f"bucket {call.bucket!r} has no lifecycle configuration")
+    return xml_response(config_document(config))
+
+
+async def put_lifecycle(s: Services, call: Call) -> web.StreamResponse:
+    config = config_from_document(await payload.small_body(call, MAX_DOCUMENT))
+    await s.service.set_bucket_lifecycle(call.caller, call.bucket, config, "PutBucketLifecycleConfiguration")
+    return web.Response(status=200)
+
+
+async def delete_lifecycle(s: Services, call: Call) -> web.StreamResponse:
+    await s.service.set_bucket_lifecycle(call.caller, call.bucket, None, "DeleteBucketLifecycle")
+    return web.Response(status=204)
