@@ -584,7 +584,7 @@ class AsyncClient:
                             bypass_governance: bool = False) -> int:
         """Delete the key (on a versioned bucket: a delete marker), or remove its version
         `version_id` (PermissionDenied while a legal hold or retention keeps it; `bypass_governance`:
-        an admin key lifts a GOVERNANCE one); returns the HLC version of what the delete wrote."""
+        a key for all the tenant's buckets lifts a GOVERNANCE one); returns the HLC version of what the delete wrote."""
         reply = await self._objects_call(bucket, "DeleteObject", pb.DeleteObjectRequest(
             bucket=bucket, key=key, version_id=version_id or "", bypass_governance=bypass_governance),
             index_first=True)
@@ -630,7 +630,7 @@ class AsyncClient:
     async def put_object_retention(self, bucket: str, key: str, retention: Retention | None, *,
                                    version_id: str | None = None, bypass_governance: bool = False) -> None:
         """Set or lengthen a version's retention; shortening or removing (None) a GOVERNANCE one
-        needs an admin key and `bypass_governance`, a COMPLIANCE one is never shortened."""
+        needs a key for all the tenant's buckets and `bypass_governance`, a COMPLIANCE one never."""
         mode, until = ("", 0) if retention is None else (retention.mode, _epoch_ms(retention.retain_until))
         await self._objects_call(bucket, "PutObjectRetention", pb.ObjectRetentionRequest(
             bucket=bucket, key=key, version_id=version_id or "", mode=mode, retain_until_ms=until,

@@ -15,8 +15,9 @@ hostile coordinator nor one whose clock runs ahead removes a COMPLIANCE or held 
   handed back with the version, inside the bucket's policy, and survive any node's loss.
 * **What they forbid**: removing the version (a DELETE naming its version id): under a legal hold,
   always; under a retention still running, always in COMPLIANCE mode, and in GOVERNANCE mode unless
-  the caller may bypass it (an admin key that says so). A retention can be lengthened; shortening
-  or removing it, or turning COMPLIANCE into GOVERNANCE, is refused the same way. A DELETE without
+  the caller may bypass it (a key of the owner for all its buckets that says so;
+  never a key limited to some buckets, as applications and backup tools get). A retention can be lengthened; shortening
+  or removing it, or changing its mode, is refused the same way. A DELETE without
   a version id only adds a delete marker and is allowed, as in S3; a bucket keeping a version
   cannot be deleted.
 
@@ -150,9 +151,9 @@ def check_removable(attributes: Mapping[str, str], now_ms: int, *, bypass: bool)
         return
     if retention.mode == GOVERNANCE and bypass:
         return
+    bypass_hint = ": bypassing GOVERNANCE needs a key for all the tenant's buckets that asks to"
     raise ObjectLocked(f"the version is retained in {retention.mode} mode until {retention.until_ms} ms "
-                       f"since the epoch" + ("" if retention.mode == COMPLIANCE else
-                                             ": bypassing GOVERNANCE needs an admin key that asks to"))
+                       f"since the epoch" + ("" if retention.mode == COMPLIANCE else bypass_hint))
 
 
 def check_until(retention: Retention, now_ms: int) -> None:
@@ -163,20 +164,19 @@ def check_until(retention: Retention, now_ms: int) -> None:
 
 def check_retention_change(old: Retention | None, new: Retention | None, now_ms: int, *, bypass: bool) -> None:
     """ObjectLocked unless a version's retention may go from `old` to `new` (None: none) now: a
-    running retention may be kept or lengthened (COMPLIANCE staying COMPLIANCE); anything else needs
-    a GOVERNANCE retention and the bypass."""
+    running retention may be kept or lengthened in its mode; anything else (shortened, removed, its
+    mode changed) needs a GOVERNANCE retention and the bypass."""
     if new is not None:
         check_until(new, now_ms)
     if old is None or not old.running(now_ms):
         return
-    lengthened = new is not None and new.until_ms >= old.until_ms
-    if lengthened and (old.mode == GOVERNANCE or new is not None and new.mode == COMPLIANCE):
+    if new is not None and new.mode == old.mode and new.until_ms >= old.until_ms:
         return
     if old.mode == GOVERNANCE and bypass:
         return
     raise ObjectLocked(f"the version is retained in {old.mode} mode until {old.until_ms} ms since the epoch: "
-                       "its retention may be lengthened, not shortened or removed"
-                       + ("" if old.mode == COMPLIANCE else " (bypassing GOVERNANCE needs an admin key)"))
+                       "its retention may be lengthened in its mode, not shortened, removed or changed"
+                       + ("" if old.mode == COMPLIANCE else " (bypassing GOVERNANCE needs a key for all the buckets)"))
 
 
 def check_replacement(held: Mapping[str, str], deleted: bool, new: Mapping[str, str], now_ms: int) -> None:

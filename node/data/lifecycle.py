@@ -66,6 +66,7 @@ class Rule:
     noncurrent_days: int | None = None
     newer_noncurrent: int = 0
     abort_multipart_days: int | None = None
+    rule_prefix: bool = False  # the prefix was given in the Rule (S3's older form), not a Filter: kept for its answer
 
     def __post_init__(self) -> None:
         if len(self.id) > 255:

@@ -22,6 +22,7 @@ STATUS = {
     "ObjectLockConfigurationNotFoundError": 404,
     "NoSuchObjectLockConfiguration": 404,
     "InvalidBucketState": 409,
+    "InvalidRetentionPeriod": 400,
     "NoSuchLifecycleConfiguration": 404,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,

@@ -73,8 +73,9 @@ def _tag(element: ET.Element) -> tuple[str, str]:
 
 def _filter(element: ET.Element) -> Filter:
     fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "And"}, "a Filter")
-    if len(fields) > 1 or sum(len(v) for v in fields.values()) > 1:
-        raise S3Error("MalformedXML", "a Filter holds one condition; several go inside And")
+    if "And" in fields and len(fields) > 1:
+        raise S3Error("MalformedXML", "a Filter holds its conditions in And, or directly, not both")
+    # Several conditions directly in a Filter (S3 wants them in And) are taken as And, as RGW does.
     if "And" in fields:
         element = fields["And"][0]
         fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}, "an And")
@@ -97,7 +98,7 @@ def _rule(element: ET.Element) -> Rule:
     if filter_element is not None and prefix is not None:
         raise S3Error("MalformedXML", "a lifecycle Rule gives a Filter or a Prefix, not both")
     rule_filter = _filter(filter_element) if filter_element is not None else Filter(prefix=prefix or "")
-    kwargs: dict = {}
+    kwargs: dict = {"rule_prefix": filter_element is None}
     if (expiration := _one(f, "Expiration", "a Rule")) is not None:
         e = _children(expiration, {"Days", "Date", "ExpiredObjectDeleteMarker"}, "an Expiration")
         kwargs["expiration_days"] = _int(_one(e, "Days", "an Expiration"), "Days")
@@ -136,26 +137,31 @@ def config_from_document(body: bytes) -> LifecycleConfig:
         raise S3Error("InvalidArgument", str(exc)) from None
 
 
+def _filter_element(parent: ET.Element, f: Filter) -> None:
+    sizes = [(name, value) for name, value in (("ObjectSizeGreaterThan", f.size_greater_than),
+                                               ("ObjectSizeLessThan", f.size_less_than)) if value is not None]
+    if bool(f.prefix) + len(f.tags) + len(sizes) > 1:
+        parent = xml.sub(parent, "And")
+    if f.prefix:
+        xml.sub(parent, "Prefix", f.prefix)
+    for key, value in f.tags:
+        tag = xml.sub(parent, "Tag")
+        xml.sub(tag, "Key", key)
+        xml.sub(tag, "Value", value)
+    for name, size in sizes:
+        xml.sub(parent, name, size)
+
+
 def config_document(config: LifecycleConfig) -> ET.Element:
     root = xml.root("LifecycleConfiguration")
     for rule in config.rules:
         r = xml.sub(root, "Rule")
         if rule.id:
             xml.sub(r, "ID", rule.id)
-        f = rule.filter
-        sizes = [(name, value) for name, value in (("ObjectSizeGreaterThan", f.size_greater_than),
-                                                   ("ObjectSizeLessThan", f.size_less_than)) if value is not None]
-        parent = xml.sub(r, "Filter")
-        if bool(f.prefix) + len(f.tags) + len(sizes) > 1:
-            parent = xml.sub(parent, "And")
-        if f.prefix:
-            xml.sub(parent, "Prefix", f.prefix)
-        for key, value in f.tags:
-            tag = xml.sub(parent, "Tag")
-            xml.sub(tag, "Key", key)
-            xml.sub(tag, "Value", value)
-        for name, size in sizes:
-            xml.sub(parent, name, size)
+        if rule.rule_prefix:  # given in S3's older form: answered the same
+            xml.sub(r, "Prefix", rule.filter.prefix)
+        else:
+            _filter_element(xml.sub(r, "Filter"), rule.filter)
         xml.sub(r, "Status", "Enabled" if rule.enabled else "Disabled")
         if rule.expiration_days is not None or rule.expiration_date_ms is not None or rule.expired_object_delete_marker:
             e = xml.sub(r, "Expiration")

@@ -55,15 +55,16 @@ def _iso(ms: int) -> str:
     return xml.iso8601(min(max(ms, 0), _LAST_MS) / 1000)
 
 
-def _retention(mode: str, until: str) -> Retention:
+def _retention(mode: str, until: str, code: str = "InvalidArgument") -> Retention:
+    """`code`: the error of a bad value, InvalidArgument in a header, MalformedXML in a document."""
     if mode not in MODES:
-        raise S3Error("InvalidArgument", f"object lock mode {mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+        raise S3Error(code, f"object lock mode {mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
     return Retention(mode, _date(until))
 
 
-def _hold(status: str) -> bool:
+def _hold(status: str, code: str = "InvalidArgument") -> bool:
     if status not in ("ON", "OFF"):
-        raise S3Error("InvalidArgument", f"legal hold status {status[:20]!r}: use ON or OFF")
+        raise S3Error(code, f"legal hold status {status[:20]!r}: use ON or OFF")
     return status == "ON"
 
 
@@ -128,16 +129,18 @@ def configuration_from_document(body: bytes) -> LockConfig:
         raise S3Error("MalformedXML", "a DefaultRetention holds a Mode and Days or Years")
     if default["Mode"] not in MODES:
         raise S3Error("MalformedXML", f"object lock mode {default['Mode'][:20]!r}: use GOVERNANCE or COMPLIANCE")
+    if ("Days" in default) == ("Years" in default):
+        raise S3Error("MalformedXML", "a DefaultRetention gives Days or Years, one of them")
     try:
         days, years = (int(default.get(n, "0")) for n in ("Days", "Years"))
     except ValueError:
-        raise S3Error("InvalidArgument", "Days and Years are whole numbers") from None
-    if days < 0 or years < 0 or (days > 0) == (years > 0):
-        raise S3Error("InvalidArgument", "a DefaultRetention gives Days or Years (one of them, above 0)")
+        raise S3Error("InvalidRetentionPeriod", "Days and Years are whole numbers") from None
+    if days < 0 or years < 0 or days + years == 0:
+        raise S3Error("InvalidRetentionPeriod", "a default retention is at least one day or one year")
     try:
         return LockConfig(default["Mode"], days=days, years=years)
     except InvalidArgument as exc:
-        raise S3Error("InvalidArgument", str(exc)) from None
+        raise S3Error("InvalidRetentionPeriod", str(exc)) from None
 
 
 def configuration_document(config: LockConfig) -> ET.Element:
@@ -163,7 +166,7 @@ def retention_from_document(body: bytes) -> Retention | None:
         return None
     if set(fields) != {"Mode", "RetainUntilDate"}:
         raise S3Error("MalformedXML", "a Retention gives both its Mode and its RetainUntilDate")
-    return _retention(fields["Mode"], fields["RetainUntilDate"])
+    return _retention(fields["Mode"], fields["RetainUntilDate"], "MalformedXML")
 
 
 def legal_hold_from_document(body: bytes) -> bool:
@@ -171,7 +174,7 @@ def legal_hold_from_document(body: bytes) -> bool:
     fields = {name: _text(e) for name, e in _fields(root).items()}
     if set(fields) != {"Status"}:
         raise S3Error("MalformedXML", "a LegalHold holds one Status")
-    return _hold(fields["Status"])
+    return _hold(fields["Status"], "MalformedXML")
 
 
 # ----- operations ----------------------------------------------------------------------------

@@ -379,6 +379,9 @@ class ObjectService:
 
 
 def _may_bypass(caller: Caller, asked: bool) -> bool:
-    """Whether a caller that asks to bypass GOVERNANCE retention may: admin keys only (a tenant's
-    read-write keys, the ones ransomware steals, cannot)."""
-    return asked and caller.key is not None and caller.key.role == "admin"
+    """Whether a caller that asks to bypass GOVERNANCE retention may: the tenant's admin keys and
+    its read-write keys for all its buckets (the bucket owner, as S3's root has the permission);
+    never a key limited to some buckets, the kind an application or a backup tool is given, so a
+    stolen application key cannot. COMPLIANCE is for what no key may lift."""
+    key = caller.key
+    return asked and key is not None and (key.role == "admin" or key.role == "read-write" and not key.buckets)

@@ -130,7 +130,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "DeleteBucketLifecycle": WRITE_BUCKET,
     # Object lock (`node/object_lock.py`): the bucket's configuration rests with its versioning
     # state, a version's retention and legal hold with the version; bypassing a GOVERNANCE
-    # retention also needs an admin key (`ObjectService.delete_object`).
+    # retention also needs a key for all the tenant's buckets (`objects._may_bypass`).
     "GetObjectLockConfiguration": READ_BUCKET,
     "PutObjectLockConfiguration": WRITE_BUCKET,
     "GetObjectRetention": READ_BUCKET,

@@ -716,7 +716,8 @@ def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh,
 
 def test_object_lock_through_boto3(mesh, s3):
     """A bucket created with object lock: its versioning stays Enabled, a COMPLIANCE version cannot
-    be removed by anyone before its date, a GOVERNANCE one only by an admin key that asks to bypass,
+    be removed by anyone before its date, a GOVERNANCE one only by the owner (a key for all its
+    buckets) asking to bypass, never by an application's bucket-limited key,
     a legal hold keeps a version whatever its retention; the lock headers come back on reads; a
     bucket without lock refuses lock headers (nothing stored)."""
 
@@ -739,7 +740,10 @@ def test_object_lock_through_boto3(mesh, s3):
     assert s3.get_object_retention(Bucket=bucket, Key="backup", VersionId=gov)["Retention"]["Mode"] == "GOVERNANCE"
     admin_key = mesh.new_key("demo", "admin").credentials
     admin = s3_client(mesh, admin_key.key_id, admin_key.secret, node=1)
-    for client, bypass, version in ((s3, True, gov), (admin, False, gov), (admin, True, comp)):
+    app_key = mesh.new_key("demo", "read-write", buckets=(bucket,)).credentials
+    app = s3_client(mesh, app_key.key_id, app_key.secret)
+    for client, bypass, version in ((app, True, gov), (s3, False, gov), (admin, False, gov), (admin, True, comp),
+                                    (s3, True, comp)):
         with pytest.raises(ClientError) as err:
             client.delete_object(Bucket=bucket, Key="backup", VersionId=version, BypassGovernanceRetention=bypass)
         assert code(err) == "AccessDenied", (client, bypass, version)

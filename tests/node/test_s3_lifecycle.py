@@ -37,7 +37,8 @@ def test_documents_round_trip():
         Rule(id="big-scans", enabled=False, filter=Filter(prefix="scans/", tags=(("stage", "raw"),),
                                                           size_greater_than=1048576),
              expiration_date_ms=1893456000000),
-        Rule(filter=Filter(prefix="tmp/"), abort_multipart_days=3, expired_object_delete_marker=True)))
+        Rule(filter=Filter(prefix="tmp/"), abort_multipart_days=3, expired_object_delete_marker=True,
+             rule_prefix=True)))
     assert lifecycle.config_from_document(xml.document(lifecycle.config_document(config))) == config
     assert LifecycleConfig.decode(config.encode()) == config
     assert LifecycleConfig.decode("not json") is None and LifecycleConfig.decode("") is None
@@ -56,6 +57,8 @@ def test_documents_round_trip():
     (doc("<Status>Enabled</Status><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>"),
      "NotImplemented"),
     (doc("<Status>Enabled</Status><Filter><Prefix>a</Prefix><Prefix>b</Prefix></Filter>"
+         "<Expiration><Days>1</Days></Expiration>"), "MalformedXML"),
+    (doc("<Status>Enabled</Status><Filter><Prefix>a</Prefix><And><Prefix>b</Prefix></And></Filter>"
          "<Expiration><Days>1</Days></Expiration>"), "MalformedXML"),
     (doc("<Status>Enabled</Status><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter>"
          "<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>"
@@ -81,3 +84,14 @@ def test_any_body_is_a_configuration_or_an_s3_error(body):
         lifecycle.config_from_document(body)
     except S3Error as err:
         assert err.status in (400, 501)
+
+
+def test_conditions_directly_in_a_filter_are_taken_as_and():
+    """S3 wants several conditions inside And; RGW, and clients written against it, put them in the
+    Filter itself: the same rule."""
+    direct = doc("<Status>Enabled</Status><Filter><Prefix>p/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag>"
+                 "</Filter><Expiration><Days>1</Days></Expiration>")
+    within = doc("<Status>Enabled</Status><Filter><And><Prefix>p/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag>"
+                 "</And></Filter><Expiration><Days>1</Days></Expiration>")
+    assert lifecycle.config_from_document(direct) == lifecycle.config_from_document(within)
+    assert lifecycle.config_from_document(direct).rules[0].filter == Filter(prefix="p/", tags=(("k", "v"),))

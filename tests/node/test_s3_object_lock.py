@@ -50,11 +50,13 @@ def test_headers_give_attributes_and_reads_give_them_back():
     (config("<ObjectLockEnabled>Disabled</ObjectLockEnabled>"), "MalformedXML"),   # lock never goes
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled>" * 2), "MalformedXML"),
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode>"
-            "<Days>1</Days><Years>1</Years></DefaultRetention></Rule>"), "InvalidArgument"),
+            "<Days>1</Days><Years>1</Years></DefaultRetention></Rule>"), "MalformedXML"),
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode>"
-            "<Days>-1</Days></DefaultRetention></Rule>"), "InvalidArgument"),
+            "<Days>-1</Days></DefaultRetention></Rule>"), "InvalidRetentionPeriod"),
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode>"
-            "<Days>99999999999999999999</Days></DefaultRetention></Rule>"), "InvalidArgument"),
+            "<Days>99999999999999999999</Days></DefaultRetention></Rule>"), "InvalidRetentionPeriod"),
+    (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode>"
+            "<Days>0</Days></DefaultRetention></Rule>"), "InvalidRetentionPeriod"),
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>FOREVER</Mode>"
             "<Days>1</Days></DefaultRetention></Rule>"), "MalformedXML"),
     (config("<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Days>1</Days>"
