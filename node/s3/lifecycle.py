@@ -5,7 +5,9 @@ to other storage classes are NotImplemented (there is one class); anything unkno
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -19,6 +21,7 @@ from maillage.node.s3.errors import S3Error
 __all__ = ["config_from_document", "config_document", "get_lifecycle", "put_lifecycle", "delete_lifecycle"]
 
 MAX_DOCUMENT = 64 * 1024
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(T|\Z)")
 _RULE_FIELDS = {"ID", "Filter", "Prefix", "Status", "Expiration", "NoncurrentVersionExpiration",
                 "AbortIncompleteMultipartUpload", "Transition", "NoncurrentVersionTransition"}
 
@@ -54,13 +57,21 @@ def _int(element: ET.Element | None, name: str) -> int | None:
 
 
 def _date_ms(text: str) -> int:
+    """An Expiration Date: ISO 8601, at midnight UTC (as S3 requires), e.g. 2030-01-01T00:00:00Z."""
+    bad = S3Error("InvalidArgument", f"Expiration Date is an ISO 8601 date at midnight UTC, e.g. "
+                                     f"2030-01-01T00:00:00Z (got {text[:40]!r})")
+    if not _DATE.match(text):
+        raise bad
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise S3Error("InvalidArgument", f"Expiration Date is an ISO 8601 date (got {text[:40]!r})") from None
+        raise bad from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+    ms = int(when.timestamp() * 1000)
+    if ms % 86_400_000:
+        raise bad
+    return ms
 
 
 def _tag(element: ET.Element) -> tuple[str, str]:
@@ -132,7 +143,14 @@ def config_from_document(body: bytes) -> LifecycleConfig:
     if len(rules) > 1000:
         raise S3Error("InvalidArgument", "too many lifecycle rules")
     try:
-        return LifecycleConfig(tuple(_rule(r) for r in rules))
+        parsed = [_rule(r) for r in rules]
+        taken = {r.id for r in parsed}
+        for i, r in enumerate(parsed):  # a rule without ID gets one, as S3 gives it
+            if not r.id:
+                n = next(n for n in range(i + 1, i + 2 + len(parsed)) if f"rule-{n}" not in taken)
+                taken.add(f"rule-{n}")
+                parsed[i] = replace(r, id=f"rule-{n}")
+        return LifecycleConfig(tuple(parsed))
     except InvalidArgument as exc:
         raise S3Error("InvalidArgument", str(exc)) from None
 

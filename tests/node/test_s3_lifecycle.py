@@ -37,8 +37,8 @@ def test_documents_round_trip():
         Rule(id="big-scans", enabled=False, filter=Filter(prefix="scans/", tags=(("stage", "raw"),),
                                                           size_greater_than=1048576),
              expiration_date_ms=1893456000000),
-        Rule(filter=Filter(prefix="tmp/"), abort_multipart_days=3, expired_object_delete_marker=True,
-             rule_prefix=True)))
+        Rule(id="rule-3", filter=Filter(prefix="tmp/"), abort_multipart_days=3, expired_object_delete_marker=True,
+             rule_prefix=True)))  # a rule without ID gets one
     assert lifecycle.config_from_document(xml.document(lifecycle.config_document(config))) == config
     assert LifecycleConfig.decode(config.encode()) == config
     assert LifecycleConfig.decode("not json") is None and LifecycleConfig.decode("") is None
@@ -54,6 +54,8 @@ def test_documents_round_trip():
     (doc("<Status>Enabled</Status><Expiration><Days>1</Days><Date>2030-01-01</Date></Expiration>"),
      "InvalidArgument"),
     (doc("<Status>Enabled</Status><Expiration><Date>soon</Date></Expiration>"), "InvalidArgument"),
+    (doc("<Status>Enabled</Status><Expiration><Date>20200101</Date></Expiration>"), "InvalidArgument"),
+    (doc("<Status>Enabled</Status><Expiration><Date>2030-01-01T12:00:00Z</Date></Expiration>"), "InvalidArgument"),
     (doc("<Status>Enabled</Status><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>"),
      "NotImplemented"),
     (doc("<Status>Enabled</Status><Filter><Prefix>a</Prefix><Prefix>b</Prefix></Filter>"
