@@ -24,6 +24,7 @@ from maillage.client import (
     Retention,
     UnknownPolicy,
 )
+from maillage.placement import bucket_partition, partition_table
 from maillage.storage import DataKeys, open_chunk_file
 
 from .conftest import CHUNK, FRENCH
@@ -288,3 +289,23 @@ def test_object_lock_through_the_native_sdk(mesh, client):
     assert client.get_object_lock_configuration("fr-sdk-unlocked") is None
     with pytest.raises(InvalidRequest):
         client.put_object_lock_configuration("fr-sdk-unlocked")  # versioning is not Enabled
+
+
+def test_a_locked_version_survives_its_owner_restarted_and_the_other_lost(fresh_mesh):
+    """The lock is the version's own, on disk: one index owner SIGKILLed and restarted, then the
+    other killed, the restarted one alone still answers the COMPLIANCE retention and the removal
+    stays refused."""
+    with Client(profile=fresh_mesh.profile) as c:
+        c.create_bucket("fr-vault", "france-only", object_lock=True)
+        put = c.put_object("fr-vault", "k", b"kept")
+        until = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
+        c.put_object_retention("fr-vault", "k", Retention("COMPLIANCE", until), version_id=put.version_id)
+        table = partition_table(fresh_mesh.layout, "france-only")
+        owners = table.replicas(bucket_partition("fr-vault", table.bits))
+        fresh_mesh.kill(owners[0])
+        fresh_mesh.start_node(owners[0])
+        fresh_mesh.kill(owners[1])
+        assert c.get_object_retention("fr-vault", "k", version_id=put.version_id) == Retention("COMPLIANCE", until)
+        with pytest.raises(PermissionDenied):
+            c.delete_object("fr-vault", "k", version_id=put.version_id, bypass_governance=True)
+        assert c.get_object("fr-vault", "k", version_id=put.version_id).read() == b"kept"
