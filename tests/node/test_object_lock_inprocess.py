@@ -33,6 +33,7 @@ from maillage.node.object_lock import (
 from maillage.node.service.tenancy import Caller
 from maillage.placement import bucket_partition
 from maillage.proto.trust.access import AccessKey
+from maillage.storage.errors import VersionTooFarAhead
 
 from .conftest import FRENCH, run
 
@@ -253,4 +254,26 @@ def test_a_refused_removal_left_on_a_stand_in_is_dropped_not_handed_back_once_th
             assert held is not None and not held.deleted
         got = await mesh.via(owners[1]).service.head_object(WRITER, "vault", "k", version_id=vid)
         assert got[1].size == 4
+    run(scenario())
+
+
+def test_a_coordinator_a_year_ahead_cannot_remove_a_retained_version(mesh) -> None:
+    """A node whose clock runs a year ahead believes every retention of less than a year over: as a
+    coordinator its removal is refused by the owners (its versions are past the clock drift bound,
+    and their own lock checks); the version stays, readable through the others. (An index owner a
+    year ahead would store its own removal over its own copy: ARCHITECTURE.md, Object lock.)"""
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
+        until = _now_ms(mesh) + 30 * DAY * 1000
+        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        owners = set(table.replicas(bucket_partition("vault", table.bits)))
+        for ahead in sorted(FRENCH - owners):
+            mesh.skew(ahead, 365 * DAY)
+            with pytest.raises((ObjectLocked, QuorumNotReached, VersionTooFarAhead)):
+                await mesh.via(ahead).service.delete_object(OWNER, "vault", "k", vid, bypass_governance=True)
+            mesh.skew(ahead, 0)
+            got = await mesh.via(sorted(owners)[0]).service.head_object(OWNER, "vault", "k", version_id=vid)
+            assert got[1].size == 4, ahead
     run(scenario())
