@@ -7,6 +7,7 @@ repair round every 0.5 s) so each scenario settles in seconds.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 from dataclasses import replace
@@ -14,9 +15,17 @@ from dataclasses import replace
 import grpc
 import pytest
 
-from maillage.client import Client, NoSuchKey
+from maillage.client import Client, NoSuchKey, PermissionDenied, Retention
 from maillage.client.admin import collect_audit, write_signed_layout
-from maillage.placement import Node, Site, chunk_partition, format_layout, parse_location, partition_table
+from maillage.placement import (
+    Node,
+    Site,
+    bucket_partition,
+    chunk_partition,
+    format_layout,
+    parse_location,
+    partition_table,
+)
 from maillage.proto import pb
 from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing import eventually
@@ -279,3 +288,26 @@ def test_unreferenced_chunks_are_collected_and_referenced_ones_kept(mesh):
         assert all(len(chunk_holders(mesh, d)) >= 2 for d in kept + new)
         assert c.get_object("frdata", "replaced").read() == new_data
         assert sum(node_status(mesh, n.id).gc.chunks_removed for n in mesh.layout.nodes) >= len(old)
+
+
+def test_a_locked_version_comes_back_with_its_lock_to_a_wiped_owner(mesh):
+    """An index owner of a locked bucket wiped and restarted gets the version back by repair, its
+    COMPLIANCE retention with it: once the other owner is gone, the rebuilt one alone answers the
+    retention and refuses the removal."""
+    with Client(profile=mesh.profile) as c:
+        c.create_bucket("vault", "france-only", object_lock=True)
+        data = os.urandom(2 * CHUNK)
+        put = c.put_object("vault", "k", data)
+        until = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
+        c.put_object_retention("vault", "k", Retention("COMPLIANCE", until), version_id=put.version_id)
+        table = partition_table(mesh.layout, "france-only")
+        victim, other = table.replicas(bucket_partition("vault", table.bits))
+        mesh.kill(victim)
+        shutil.rmtree(mesh.data_dir(victim))
+        mesh.start_node(victim)
+        eventually(lambda: fully_replicated(mesh), timeout=SETTLE, what="full replication after a wipe")
+        mesh.kill(other)
+        assert c.get_object_retention("vault", "k", version_id=put.version_id) == Retention("COMPLIANCE", until)
+        with pytest.raises(PermissionDenied):
+            c.delete_object("vault", "k", version_id=put.version_id, bypass_governance=True)
+        assert c.get_object("vault", "k", version_id=put.version_id).read() == data
