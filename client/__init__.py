@@ -39,6 +39,7 @@ from maillage.client._exceptions import (
 )
 from maillage.client._models import (
     Bucket,
+    LifecycleRule,
     ListPage,
     LockConfiguration,
     ObjectInfo,
@@ -64,7 +65,7 @@ _CLIENTS = {"AsyncClient": "maillage.client._async", "AsyncObjectBody": "maillag
 __all__ = [
     "AsyncClient", "AsyncObjectBody", "Client", "ObjectBody",
     "Bucket", "ListPage", "ObjectInfo", "ObjectPlacement", "ObjectSummary", "ObjectVersion", "PutResult", "Replica",
-    "VersionPage", "LockConfiguration", "Retention",
+    "VersionPage", "LockConfiguration", "Retention", "LifecycleRule",
     "MaillageError", "InvalidRequest", "InvalidBucketName", "InvalidKey", "MetadataTooLarge",
     "UnknownPolicy", "NoSuchBucket", "NoSuchKey", "BucketAlreadyExists", "BucketNotEmpty",
     "PolicyUnsatisfiable", "OutsidePolicy", "OutsideTerritory", "BucketDisputed", "IntegrityError", "StorageFull",

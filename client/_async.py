@@ -30,6 +30,7 @@ from maillage.client import _exceptions as e
 from maillage.client._errors import translate
 from maillage.client._models import (
     Bucket,
+    LifecycleRule,
     ListPage,
     LockConfiguration,
     ObjectInfo,
@@ -611,6 +612,22 @@ class AsyncClient:
         status: str = reply.status
         return status
 
+    # ----- lifecycle ---------------------------------------------------------------------------
+
+    async def put_bucket_lifecycle(self, bucket: str, rules: Sequence[LifecycleRule]) -> None:
+        """Replace the bucket's lifecycle rules (1 to 100); the node leading the bucket applies them
+        at its next sweep."""
+        await self._objects_call(bucket, "PutBucketLifecycleConfiguration", pb.BucketLifecycle(
+            bucket=bucket, rules=[_lifecycle_rule_to_pb(r) for r in rules]))
+
+    async def get_bucket_lifecycle(self, bucket: str) -> list[LifecycleRule]:
+        """The bucket's lifecycle rules ([]: none)."""
+        reply = await self._objects_call(bucket, "GetBucketLifecycleConfiguration", pb.BucketLifecycle(bucket=bucket))
+        return [_lifecycle_rule_from_pb(r) for r in reply.rules]
+
+    async def delete_bucket_lifecycle(self, bucket: str) -> None:
+        await self._objects_call(bucket, "DeleteBucketLifecycle", pb.BucketLifecycle(bucket=bucket))
+
     # ----- object lock -----------------------------------------------------------------------
 
     async def put_object_lock_configuration(self, bucket: str, default: LockConfiguration | None = None) -> None:
@@ -848,3 +865,28 @@ def _epoch_ms(when: datetime) -> int:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
+
+
+def _lifecycle_rule_to_pb(r: LifecycleRule) -> pb.LifecycleRule:
+    optional = {name: value for name, value in (
+        ("size_greater_than", r.size_greater_than), ("size_less_than", r.size_less_than),
+        ("expiration_days", r.expiration_days),
+        ("expiration_date_ms", None if r.expiration_date is None else _epoch_ms(r.expiration_date)),
+        ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days))
+        if value is not None}
+    return pb.LifecycleRule(id=r.id, enabled=r.enabled, prefix=r.prefix, tags=dict(r.tags),
+                            expired_object_delete_marker=r.expired_object_delete_marker,
+                            newer_noncurrent=r.newer_noncurrent, **optional)
+
+
+def _lifecycle_rule_from_pb(r: pb.LifecycleRule) -> LifecycleRule:
+    def optional(name: str) -> Any:
+        return getattr(r, name) if r.HasField(name) else None
+    date_ms = optional("expiration_date_ms")
+    return LifecycleRule(
+        id=r.id, enabled=r.enabled, prefix=r.prefix, tags=tuple(sorted(r.tags.items())),
+        size_greater_than=optional("size_greater_than"), size_less_than=optional("size_less_than"),
+        expiration_days=optional("expiration_days"),
+        expiration_date=None if date_ms is None else datetime.fromtimestamp(date_ms / 1000, UTC),
+        expired_object_delete_marker=r.expired_object_delete_marker, noncurrent_days=optional("noncurrent_days"),
+        newer_noncurrent=r.newer_noncurrent, abort_multipart_days=optional("abort_multipart_days"))

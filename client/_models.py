@@ -86,6 +86,23 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class LifecycleRule:
+    """One lifecycle rule: a filter (every condition given must hold) and at least one action."""
+    id: str = ""
+    enabled: bool = True
+    prefix: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+    size_greater_than: int | None = None
+    size_less_than: int | None = None
+    expiration_days: int | None = None          # the current version expires this many days after its write
+    expiration_date: datetime | None = None     # ... or from this date (midnight UTC)
+    expired_object_delete_marker: bool = False  # a delete marker left alone is removed
+    noncurrent_days: int | None = None          # noncurrent versions go this many days after they became so
+    newer_noncurrent: int = 0                   # ... but for this many newest ones
+    abort_multipart_days: int | None = None     # unfinished multipart uploads are aborted after this many days
+
+
+@dataclass(frozen=True)
 class VersionPage:
     versions: tuple[ObjectVersion, ...]
     common_prefixes: tuple[str, ...]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from maillage.client._async import AsyncClient, AsyncObjectBody, Body, Progress
 from maillage.client._models import (
     Bucket,
+    LifecycleRule,
     ListPage,
     LockConfiguration,
     ObjectInfo,
@@ -185,6 +186,16 @@ class Client:
 
     def get_bucket_versioning(self, bucket: str) -> str:
         return self._run(self._async.get_bucket_versioning(bucket))
+
+    def put_bucket_lifecycle(self, bucket: str, rules: Sequence[LifecycleRule]) -> None:
+        """Replace the bucket's lifecycle rules (1 to 100)."""
+        self._run(self._async.put_bucket_lifecycle(bucket, rules))
+
+    def get_bucket_lifecycle(self, bucket: str) -> list[LifecycleRule]:
+        return self._run(self._async.get_bucket_lifecycle(bucket))
+
+    def delete_bucket_lifecycle(self, bucket: str) -> None:
+        self._run(self._async.delete_bucket_lifecycle(bucket))
 
     def put_object_lock_configuration(self, bucket: str, default: LockConfiguration | None = None) -> None:
         """Enable object lock on a bucket whose versioning is Enabled, with a default retention."""

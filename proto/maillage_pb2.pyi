@@ -747,6 +747,49 @@ class ObjectLegalHold(_message.Message):
     on: bool
     def __init__(self, on: _Optional[bool] = ...) -> None: ...
 
+class LifecycleRule(_message.Message):
+    __slots__ = ("id", "enabled", "prefix", "tags", "size_greater_than", "size_less_than", "expiration_days", "expiration_date_ms", "expired_object_delete_marker", "noncurrent_days", "newer_noncurrent", "abort_multipart_days")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GREATER_THAN_FIELD_NUMBER: _ClassVar[int]
+    SIZE_LESS_THAN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_DATE_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_OBJECT_DELETE_MARKER_FIELD_NUMBER: _ClassVar[int]
+    NONCURRENT_DAYS_FIELD_NUMBER: _ClassVar[int]
+    NEWER_NONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_MULTIPART_DAYS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    enabled: bool
+    prefix: str
+    tags: _containers.ScalarMap[str, str]
+    size_greater_than: int
+    size_less_than: int
+    expiration_days: int
+    expiration_date_ms: int
+    expired_object_delete_marker: bool
+    noncurrent_days: int
+    newer_noncurrent: int
+    abort_multipart_days: int
+    def __init__(self, id: _Optional[str] = ..., enabled: _Optional[bool] = ..., prefix: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., size_greater_than: _Optional[int] = ..., size_less_than: _Optional[int] = ..., expiration_days: _Optional[int] = ..., expiration_date_ms: _Optional[int] = ..., expired_object_delete_marker: _Optional[bool] = ..., noncurrent_days: _Optional[int] = ..., newer_noncurrent: _Optional[int] = ..., abort_multipart_days: _Optional[int] = ...) -> None: ...
+
+class BucketLifecycle(_message.Message):
+    __slots__ = ("bucket", "rules")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    rules: _containers.RepeatedCompositeFieldContainer[LifecycleRule]
+    def __init__(self, bucket: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[LifecycleRule, _Mapping]]] = ...) -> None: ...
+
 class ListObjectVersionsRequest(_message.Message):
     __slots__ = ("bucket", "prefix", "delimiter", "key_marker", "version_id_marker", "max_keys")
     BUCKET_FIELD_NUMBER: _ClassVar[int]

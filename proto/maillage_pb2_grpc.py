@@ -1134,6 +1134,21 @@ class ObjectsStub:
                 request_serializer=maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
                 response_deserializer=maillage__pb2.ObjectLegalHold.FromString,
                 _registered_method=True)
+        self.PutBucketLifecycleConfiguration = channel.unary_unary(
+                '/maillage.v1.Objects/PutBucketLifecycleConfiguration',
+                request_serializer=maillage__pb2.BucketLifecycle.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
+        self.GetBucketLifecycleConfiguration = channel.unary_unary(
+                '/maillage.v1.Objects/GetBucketLifecycleConfiguration',
+                request_serializer=maillage__pb2.BucketLifecycle.SerializeToString,
+                response_deserializer=maillage__pb2.BucketLifecycle.FromString,
+                _registered_method=True)
+        self.DeleteBucketLifecycle = channel.unary_unary(
+                '/maillage.v1.Objects/DeleteBucketLifecycle',
+                request_serializer=maillage__pb2.BucketLifecycle.SerializeToString,
+                response_deserializer=maillage__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class ObjectsServicer:
@@ -1250,6 +1265,25 @@ class ObjectsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutBucketLifecycleConfiguration(self, request, context):
+        """replaces the rules
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBucketLifecycleConfiguration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBucketLifecycle(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObjectsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1342,6 +1376,21 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.GetObjectLegalHold,
                     request_deserializer=maillage__pb2.ObjectLegalHoldRequest.FromString,
                     response_serializer=maillage__pb2.ObjectLegalHold.SerializeToString,
+            ),
+            'PutBucketLifecycleConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutBucketLifecycleConfiguration,
+                    request_deserializer=maillage__pb2.BucketLifecycle.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
+            ),
+            'GetBucketLifecycleConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBucketLifecycleConfiguration,
+                    request_deserializer=maillage__pb2.BucketLifecycle.FromString,
+                    response_serializer=maillage__pb2.BucketLifecycle.SerializeToString,
+            ),
+            'DeleteBucketLifecycle': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBucketLifecycle,
+                    request_deserializer=maillage__pb2.BucketLifecycle.FromString,
+                    response_serializer=maillage__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1830,6 +1879,87 @@ class Objects:
             '/maillage.v1.Objects/GetObjectLegalHold',
             maillage__pb2.ObjectLegalHoldRequest.SerializeToString,
             maillage__pb2.ObjectLegalHold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutBucketLifecycleConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/PutBucketLifecycleConfiguration',
+            maillage__pb2.BucketLifecycle.SerializeToString,
+            maillage__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBucketLifecycleConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetBucketLifecycleConfiguration',
+            maillage__pb2.BucketLifecycle.SerializeToString,
+            maillage__pb2.BucketLifecycle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBucketLifecycle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/DeleteBucketLifecycle',
+            maillage__pb2.BucketLifecycle.SerializeToString,
+            maillage__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from typing import Any
 from maillage.node.cluster.gc import GcStats
 from maillage.node.cluster.scrub import ScrubStats
 from maillage.node.data.coordinator import Upload
+from maillage.node.data.lifecycle import Filter, LifecycleConfig, Rule
 from maillage.node.data.versions import Version, version_id
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
@@ -50,6 +51,41 @@ def version_to_pb(v: Version) -> pb.ObjectVersion:
     m = v.manifest
     return pb.ObjectVersion(key=m.key, version_id=v.version_id, is_latest=v.latest, delete_marker=v.marker,
                             size=m.size, etag=m.etag, version=m.version, content_type=m.content_type)
+
+
+def _optional(msg: Any, name: str) -> Any:
+    return getattr(msg, name) if msg.HasField(name) else None
+
+
+def lifecycle_from_pb(msg: pb.BucketLifecycle) -> LifecycleConfig:
+    """A bucket's lifecycle rules as sent (checked by the model: InvalidArgument)."""
+    return LifecycleConfig(tuple(
+        Rule(id=r.id, enabled=r.enabled,
+             filter=Filter(prefix=r.prefix, tags=tuple(sorted(r.tags.items())),
+                           size_greater_than=_optional(r, "size_greater_than"),
+                           size_less_than=_optional(r, "size_less_than")),
+             expiration_days=_optional(r, "expiration_days"), expiration_date_ms=_optional(r, "expiration_date_ms"),
+             expired_object_delete_marker=r.expired_object_delete_marker,
+             noncurrent_days=_optional(r, "noncurrent_days"), newer_noncurrent=r.newer_noncurrent,
+             abort_multipart_days=_optional(r, "abort_multipart_days"))
+        for r in msg.rules))
+
+
+def lifecycle_to_pb(config: LifecycleConfig | None) -> pb.BucketLifecycle:
+    if config is None:
+        return pb.BucketLifecycle()
+    rules = []
+    for r in config.rules:
+        f = r.filter
+        optional = {name: value for name, value in (
+            ("size_greater_than", f.size_greater_than), ("size_less_than", f.size_less_than),
+            ("expiration_days", r.expiration_days), ("expiration_date_ms", r.expiration_date_ms),
+            ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days))
+            if value is not None}
+        rules.append(pb.LifecycleRule(id=r.id, enabled=r.enabled, prefix=f.prefix, tags=dict(f.tags),
+                                      expired_object_delete_marker=r.expired_object_delete_marker,
+                                      newer_noncurrent=r.newer_noncurrent, **optional))
+    return pb.BucketLifecycle(rules=rules)
 
 
 def object_summary_to_pb(m: Manifest) -> pb.ObjectSummary:

@@ -358,6 +358,21 @@ class ObjectsServicer(rpc.ObjectsServicer):
         return pb.ObjectLegalHold(on=on)
 
     @grpc_errors
+    async def PutBucketLifecycleConfiguration(self, request, context):
+        await self._s.set_bucket_lifecycle(current_caller(), request.bucket, convert.lifecycle_from_pb(request),
+                                           "PutBucketLifecycleConfiguration")
+        return pb.Ack()
+
+    @grpc_errors
+    async def GetBucketLifecycleConfiguration(self, request, context):
+        return convert.lifecycle_to_pb(await self._s.bucket_lifecycle(current_caller(), request.bucket))
+
+    @grpc_errors
+    async def DeleteBucketLifecycle(self, request, context):
+        await self._s.set_bucket_lifecycle(current_caller(), request.bucket, None, "DeleteBucketLifecycle")
+        return pb.Ack()
+
+    @grpc_errors
     async def ListObjectVersions(self, request, context):
         max_keys = validation.page_limit(request.max_keys, "max_keys")
         _, listing = await self._s.list_object_versions(

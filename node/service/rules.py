@@ -169,7 +169,8 @@ _SERVICES = {
     "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
                 "CopyObject", "ListObjects", "ChunkKey", "PutBucketVersioning", "GetBucketVersioning",
                 "ListObjectVersions", "PutObjectLockConfiguration", "GetObjectLockConfiguration",
-                "PutObjectRetention", "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold"),
+                "PutObjectRetention", "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold",
+                "PutBucketLifecycleConfiguration", "GetBucketLifecycleConfiguration", "DeleteBucketLifecycle"),
 }
 #: gRPC method path -> the operation it is.
 GRPC_METHODS: Mapping[str, str] = {

@@ -109,7 +109,10 @@ _UNARY = {
                 "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
                 "Inventory"],
     "objects": ["CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
-                "CopyObject", "ListObjects", "PutBucketVersioning", "GetBucketVersioning", "ListObjectVersions"],
+                "CopyObject", "ListObjects", "PutBucketVersioning", "GetBucketVersioning", "ListObjectVersions",
+                "PutObjectLockConfiguration", "GetObjectLockConfiguration", "PutObjectRetention", "GetObjectRetention",
+                "PutObjectLegalHold", "GetObjectLegalHold", "PutBucketLifecycleConfiguration",
+                "GetBucketLifecycleConfiguration", "DeleteBucketLifecycle"],
 }
 
 
