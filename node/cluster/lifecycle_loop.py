@@ -14,13 +14,12 @@ import asyncio
 import logging
 import random
 
+from maillage.node.cluster.sweep import PeriodicSweep
 from maillage.node.data.bucket_settings import LIFECYCLE, BucketSettings
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.lifecycle import Lifecycle, LifecycleConfig, SweepCounts
-from maillage.node.energy.decide import Kind
-from maillage.node.energy.scheduler import EnergyScheduler, Job
+from maillage.node.energy.scheduler import Job
 from maillage.node.errors import NodeError
-from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["DEFAULT_LIFECYCLE_INTERVAL", "LifecycleLoop"]
@@ -30,30 +29,17 @@ log = logging.getLogger(__name__)
 DEFAULT_LIFECYCLE_INTERVAL = 3600.0  # seconds between two sweeps (with jitter): rules count in days
 
 
-class LifecycleLoop(BackgroundLoop):
+class LifecycleLoop(PeriodicSweep):
     task_name = "lifecycle"
 
     def __init__(self, coordinator: Coordinator, settings: BucketSettings, lifecycle: Lifecycle, *,
                  interval: float = DEFAULT_LIFECYCLE_INTERVAL, clock: Clock = SYSTEM_CLOCK,
                  rng: random.Random | None = None, job: Job | None = None) -> None:
+        super().__init__(interval, clock=clock, rng=rng, job=job)
         self._coordinator = coordinator
         self._settings = settings
         self._lifecycle = lifecycle
-        self._interval = interval
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._job = job or EnergyScheduler(None, clock=clock).job(Kind.EXPIRY)
         self.totals = SweepCounts()
-
-    async def _loop(self) -> None:
-        while True:
-            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
-            self._job.open()
-            await self._job.turn()  # waits while deferred
-            try:
-                await self.sweep()
-            except Exception:  # a sweep must never kill the loop; the next one retries
-                log.exception("lifecycle sweep failed")
 
     async def _turn(self) -> bool:
         if not self._job.allowed():

@@ -15,12 +15,11 @@ import asyncio
 import logging
 import random
 
+from maillage.node.cluster.sweep import PeriodicSweep
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.multipart import MultipartUploads
-from maillage.node.energy.decide import Kind
-from maillage.node.energy.scheduler import EnergyScheduler, Job
+from maillage.node.energy.scheduler import Job
 from maillage.node.errors import NodeError
-from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["DEFAULT_UPLOAD_EXPIRY", "UploadExpiry"]
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_EXPIRY = 7 * 24 * 3600.0  # seconds an unfinished multipart upload is kept
 
 
-class UploadExpiry(BackgroundLoop):
+class UploadExpiry(PeriodicSweep):
     """Aborts the uploads begun more than `expiry` seconds ago, in the buckets it leads, every `interval`
     seconds (default: a tenth of the expiry, between 1 minute and 1 hour, with jitter so that the
     nodes do not sweep in step). Each sweep costs one listing of each bucket's reserved space; a
@@ -41,24 +40,12 @@ class UploadExpiry(BackgroundLoop):
     def __init__(self, coordinator: Coordinator, uploads: MultipartUploads, expiry: float = DEFAULT_UPLOAD_EXPIRY,
                  *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
                  rng: random.Random | None = None, job: Job | None = None) -> None:
+        super().__init__(interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0),
+                         clock=clock, rng=rng, job=job)
         self._coordinator = coordinator
         self._uploads = uploads
         self.expiry = expiry
-        self._interval = interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0)
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._job = job or EnergyScheduler(None, clock=clock).job(Kind.EXPIRY)
         self.aborted = 0
-
-    async def _loop(self) -> None:
-        while True:
-            await self._clock.sleep(self._interval * self._rng.uniform(0.5, 1.0))
-            self._job.open()
-            await self._job.turn()  # waits while deferred
-            try:
-                await self.sweep()
-            except Exception:  # a sweep must never kill the loop; the next one retries
-                log.exception("multipart upload expiry sweep failed")
 
     async def sweep(self) -> int:
         """One pass over the buckets this node leads; returns how many uploads it aborted."""
