@@ -51,6 +51,11 @@ _DAY_MS = 86_400_000
 _CONFIG = re.compile(r"Enabled(?: (GOVERNANCE|COMPLIANCE) (\d{1,6})([dy]))?\Z")
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise InvalidArgument(f"object lock mode {mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+
+
 class ObjectLocked(AccessDenied):
     """The version is under a legal hold or a retention that this caller may not lift."""
 
@@ -73,8 +78,8 @@ class LockConfig:
     years: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode and self.mode not in MODES:
-            raise InvalidArgument(f"object lock mode {self.mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+        if self.mode:
+            _check_mode(self.mode)
         if self.mode and (self.days > 0) == (self.years > 0):
             raise InvalidArgument("a default retention gives Days or Years (one of them, above 0)")
         if not self.mode and (self.days or self.years):
@@ -114,8 +119,7 @@ class Retention:
     until_ms: int
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise InvalidArgument(f"object lock mode {self.mode[:20]!r}: use GOVERNANCE or COMPLIANCE")
+        _check_mode(self.mode)
 
     def encode(self) -> str:
         return f"{self.mode} {self.until_ms}"

@@ -10,7 +10,6 @@ action is idempotent: what is expired already is not there any more). Its totals
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 
@@ -19,8 +18,8 @@ from maillage.node.data.bucket_settings import LIFECYCLE, BucketSettings
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.lifecycle import Lifecycle, LifecycleConfig, SweepCounts
 from maillage.node.energy.scheduler import Job
-from maillage.node.errors import NodeError
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.storage import BucketRecord
 
 __all__ = ["DEFAULT_LIFECYCLE_INTERVAL", "LifecycleLoop"]
 
@@ -35,8 +34,7 @@ class LifecycleLoop(PeriodicSweep):
     def __init__(self, coordinator: Coordinator, settings: BucketSettings, lifecycle: Lifecycle, *,
                  interval: float = DEFAULT_LIFECYCLE_INTERVAL, clock: Clock = SYSTEM_CLOCK,
                  rng: random.Random | None = None, job: Job | None = None) -> None:
-        super().__init__(interval, clock=clock, rng=rng, job=job)
-        self._coordinator = coordinator
+        super().__init__(coordinator, interval, clock=clock, rng=rng, job=job)
         self._settings = settings
         self._lifecycle = lifecycle
         self.totals = SweepCounts()
@@ -50,18 +48,13 @@ class LifecycleLoop(PeriodicSweep):
     async def sweep(self) -> SweepCounts:
         """One pass over the lifecycle-configured buckets this node leads; returns what it did."""
         done = SweepCounts()
-        for record in await self._coordinator.led_buckets():
-            if not self._job.allowed():  # a shed order between two buckets: the next sweep goes on
-                break
-            try:
-                config = LifecycleConfig.decode(await self._settings.get(record, LIFECYCLE))
-                if config is not None:
-                    done.add(await self._lifecycle.sweep(record, config, self._turn))
-            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
-                log.info("lifecycle of bucket %s postponed: %s", record.name, err)
-            await asyncio.sleep(0)
-        else:
-            self._job.close()
+
+        async def one(record: BucketRecord) -> None:
+            config = LifecycleConfig.decode(await self._settings.get(record, LIFECYCLE))
+            if config is not None:
+                done.add(await self._lifecycle.sweep(record, config, self._turn))
+
+        await self._each_led_bucket(one, "lifecycle")
         self.totals.add(done)
         if done.expired or done.noncurrent_removed or done.markers_removed or done.uploads_aborted:
             log.info("lifecycle: %s", done)

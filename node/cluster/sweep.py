@@ -5,14 +5,19 @@ and the next one retries: a sweep never ends the loop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from maillage.node.data.coordinator import Coordinator
 from maillage.node.energy.decide import Kind
 from maillage.node.energy.scheduler import EnergyScheduler, Job
+from maillage.node.errors import NodeError
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.storage import BucketRecord
 
 __all__ = ["PeriodicSweep"]
 
@@ -20,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class PeriodicSweep(BackgroundLoop):
-    def __init__(self, interval: float, *, clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
-                 job: Job | None = None) -> None:
+    def __init__(self, coordinator: Coordinator, interval: float, *, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None, job: Job | None = None) -> None:
+        self._coordinator = coordinator
         self._interval = interval
         self._clock = clock
         self._rng = rng or random.Random()
@@ -29,6 +35,21 @@ class PeriodicSweep(BackgroundLoop):
 
     async def sweep(self) -> Any:
         raise NotImplementedError
+
+    async def _each_led_bucket(self, one: Callable[[BucketRecord], Awaitable[None]], what: str) -> None:
+        """`one(record)` for each bucket this node leads (`Coordinator.led_buckets`), stopping
+        between two on a shed order (the next sweep goes on); a bucket that fails (deleted
+        meanwhile, its index unreachable) is logged and retried by the next sweep. The job's
+        cycle closes once every bucket was seen."""
+        for record in await self._coordinator.led_buckets():
+            if not self._job.allowed():
+                return
+            try:
+                await one(record)
+            except NodeError as err:
+                log.info("%s of bucket %s postponed: %s", what, record.name, err)
+            await asyncio.sleep(0)
+        self._job.close()
 
     async def _loop(self) -> None:
         while True:

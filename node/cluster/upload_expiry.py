@@ -11,7 +11,6 @@ stops between two buckets on a shed order; a sweep is due within a day of the la
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 
@@ -19,8 +18,8 @@ from maillage.node.cluster.sweep import PeriodicSweep
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.multipart import MultipartUploads
 from maillage.node.energy.scheduler import Job
-from maillage.node.errors import NodeError
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.storage import BucketRecord
 
 __all__ = ["DEFAULT_UPLOAD_EXPIRY", "UploadExpiry"]
 
@@ -40,9 +39,8 @@ class UploadExpiry(PeriodicSweep):
     def __init__(self, coordinator: Coordinator, uploads: MultipartUploads, expiry: float = DEFAULT_UPLOAD_EXPIRY,
                  *, interval: float | None = None, clock: Clock = SYSTEM_CLOCK,
                  rng: random.Random | None = None, job: Job | None = None) -> None:
-        super().__init__(interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0),
+        super().__init__(coordinator, interval if interval is not None else min(max(expiry / 10, 60.0), 3600.0),
                          clock=clock, rng=rng, job=job)
-        self._coordinator = coordinator
         self._uploads = uploads
         self.expiry = expiry
         self.aborted = 0
@@ -50,17 +48,13 @@ class UploadExpiry(PeriodicSweep):
     async def sweep(self) -> int:
         """One pass over the buckets this node leads; returns how many uploads it aborted."""
         aborted = 0
-        for record in await self._coordinator.led_buckets():
-            if not self._job.allowed():  # a shed order between two buckets: the next sweep goes on
-                self.aborted += aborted
-                return aborted
-            try:
-                aborted += await self._uploads.expire_uploads(record, self.expiry)
-            except NodeError as err:  # deleted meanwhile, or its index unreachable: the next sweep retries
-                log.info("multipart upload expiry of bucket %s postponed: %s", record.name, err)
-            await asyncio.sleep(0)
+
+        async def one(record: BucketRecord) -> None:
+            nonlocal aborted
+            aborted += await self._uploads.expire_uploads(record, self.expiry)
+
+        await self._each_led_bucket(one, "multipart upload expiry")
         if aborted:
             log.info("aborted %d multipart upload(s) older than %g s", aborted, self.expiry)
         self.aborted += aborted
-        self._job.close()
         return aborted

@@ -304,7 +304,7 @@ class LocalReplica:
             held = self.meta.get_manifest(manifest.bucket, manifest.key, manifest.generation)
             if held is not None and not held.deleted and held.version < manifest.version:
                 object_lock.check_replacement(dict(held.attributes), manifest.deleted, dict(manifest.attributes),
-                                              int(self._clock.time() * 1000))
+                                              self._now_ms())
         # require_bucket: applied only while the record still has this generation (atomic with a
         # concurrent delete of the bucket)
         return await self._run(lambda: self.meta.put_manifest(manifest, require_bucket=True))

@@ -26,29 +26,8 @@ _RULE_FIELDS = {"ID", "Filter", "Prefix", "Status", "Expiration", "NoncurrentVer
                 "AbortIncompleteMultipartUpload", "Transition", "NoncurrentVersionTransition"}
 
 
-def _children(element: ET.Element, allowed: set[str], where: str) -> dict[str, list[ET.Element]]:
-    found: dict[str, list[ET.Element]] = {}
-    for child in element:
-        name = xml.local_name(child.tag)
-        if name not in allowed:
-            raise S3Error("MalformedXML", f"{where} does not take {name[:40]}")
-        found.setdefault(name, []).append(child)
-    return found
-
-
-def _one(found: dict[str, list[ET.Element]], name: str, where: str) -> ET.Element | None:
-    elements = found.get(name, [])
-    if len(elements) > 1:
-        raise S3Error("MalformedXML", f"{where} gives {name} twice")
-    return elements[0] if elements else None
-
-
-def _text(element: ET.Element | None) -> str | None:
-    return None if element is None else (element.text or "").strip()
-
-
 def _int(element: ET.Element | None, name: str) -> int | None:
-    text = _text(element)
+    text = xml.text(element)
     if text is None:
         return None
     if not text.isdigit() or len(text) > 9:
@@ -75,63 +54,63 @@ def _date_ms(text: str) -> int:
 
 
 def _tag(element: ET.Element) -> tuple[str, str]:
-    fields = _children(element, {"Key", "Value"}, "a Tag")
-    key, value = _text(_one(fields, "Key", "a Tag")), _text(_one(fields, "Value", "a Tag"))
+    fields = xml.children(element, {"Key", "Value"}, "a Tag")
+    key, value = xml.text(xml.one(fields, "Key", "a Tag")), xml.text(xml.one(fields, "Value", "a Tag"))
     if key is None:
         raise S3Error("MalformedXML", "a Tag has a Key")
     return key, value or ""
 
 
 def _filter(element: ET.Element) -> Filter:
-    fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "And"}, "a Filter")
+    fields = xml.children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "And"}, "a Filter")
     if "And" in fields and len(fields) > 1:
         raise S3Error("MalformedXML", "a Filter holds its conditions in And, or directly, not both")
     # Several conditions directly in a Filter (S3 wants them in And) are taken as And, as RGW does.
     if "And" in fields:
         element = fields["And"][0]
-        fields = _children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}, "an And")
+        fields = xml.children(element, {"Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"}, "an And")
     tags = tuple(_tag(t) for t in fields.get("Tag", []))
     if len(tags) > 10 or len({k for k, _ in tags}) != len(tags):
         raise S3Error("InvalidArgument", "a lifecycle filter names at most 10 tags, each key once")
-    return Filter(prefix=_text(_one(fields, "Prefix", "a Filter")) or "", tags=tags,
-                  size_greater_than=_int(_one(fields, "ObjectSizeGreaterThan", "a Filter"), "ObjectSizeGreaterThan"),
-                  size_less_than=_int(_one(fields, "ObjectSizeLessThan", "a Filter"), "ObjectSizeLessThan"))
+    return Filter(prefix=xml.text(xml.one(fields, "Prefix", "a Filter")) or "", tags=tags,
+                  size_greater_than=_int(xml.one(fields, "ObjectSizeGreaterThan", "a Filter"), "ObjectSizeGreaterThan"),
+                  size_less_than=_int(xml.one(fields, "ObjectSizeLessThan", "a Filter"), "ObjectSizeLessThan"))
 
 
 def _rule(element: ET.Element) -> Rule:
-    f = _children(element, _RULE_FIELDS, "a lifecycle Rule")
+    f = xml.children(element, _RULE_FIELDS, "a lifecycle Rule")
     if "Transition" in f or "NoncurrentVersionTransition" in f:
         raise S3Error("NotImplemented", "transitions to other storage classes are not served: there is one class")
-    status = _text(_one(f, "Status", "a Rule"))
+    status = xml.text(xml.one(f, "Status", "a Rule"))
     if status not in ("Enabled", "Disabled"):
         raise S3Error("MalformedXML", "a lifecycle Rule's Status is Enabled or Disabled")
-    filter_element, prefix = _one(f, "Filter", "a Rule"), _text(_one(f, "Prefix", "a Rule"))
+    filter_element, prefix = xml.one(f, "Filter", "a Rule"), xml.text(xml.one(f, "Prefix", "a Rule"))
     if filter_element is not None and prefix is not None:
         raise S3Error("MalformedXML", "a lifecycle Rule gives a Filter or a Prefix, not both")
     rule_filter = _filter(filter_element) if filter_element is not None else Filter(prefix=prefix or "")
     kwargs: dict = {"rule_prefix": filter_element is None}
-    if (expiration := _one(f, "Expiration", "a Rule")) is not None:
-        e = _children(expiration, {"Days", "Date", "ExpiredObjectDeleteMarker"}, "an Expiration")
-        kwargs["expiration_days"] = _int(_one(e, "Days", "an Expiration"), "Days")
-        if (date := _text(_one(e, "Date", "an Expiration"))) is not None:
+    if (expiration := xml.one(f, "Expiration", "a Rule")) is not None:
+        e = xml.children(expiration, {"Days", "Date", "ExpiredObjectDeleteMarker"}, "an Expiration")
+        kwargs["expiration_days"] = _int(xml.one(e, "Days", "an Expiration"), "Days")
+        if (date := xml.text(xml.one(e, "Date", "an Expiration"))) is not None:
             kwargs["expiration_date_ms"] = _date_ms(date)
-        marker = _text(_one(e, "ExpiredObjectDeleteMarker", "an Expiration"))
+        marker = xml.text(xml.one(e, "ExpiredObjectDeleteMarker", "an Expiration"))
         if marker not in (None, "true", "false"):
             raise S3Error("MalformedXML", "ExpiredObjectDeleteMarker is true or false")
         kwargs["expired_object_delete_marker"] = marker == "true"
-    if (noncurrent := _one(f, "NoncurrentVersionExpiration", "a Rule")) is not None:
-        n = _children(noncurrent, {"NoncurrentDays", "NewerNoncurrentVersions"}, "a NoncurrentVersionExpiration")
-        kwargs["noncurrent_days"] = _int(_one(n, "NoncurrentDays", "it"), "NoncurrentDays")
+    if (noncurrent := xml.one(f, "NoncurrentVersionExpiration", "a Rule")) is not None:
+        n = xml.children(noncurrent, {"NoncurrentDays", "NewerNoncurrentVersions"}, "a NoncurrentVersionExpiration")
+        kwargs["noncurrent_days"] = _int(xml.one(n, "NoncurrentDays", "it"), "NoncurrentDays")
         if kwargs["noncurrent_days"] is None:
             raise S3Error("MalformedXML", "a NoncurrentVersionExpiration gives NoncurrentDays")
-        kwargs["newer_noncurrent"] = _int(_one(n, "NewerNoncurrentVersions", "it"), "NewerNoncurrentVersions") or 0
-    if (abort := _one(f, "AbortIncompleteMultipartUpload", "a Rule")) is not None:
-        a = _children(abort, {"DaysAfterInitiation"}, "an AbortIncompleteMultipartUpload")
-        kwargs["abort_multipart_days"] = _int(_one(a, "DaysAfterInitiation", "it"), "DaysAfterInitiation")
+        kwargs["newer_noncurrent"] = _int(xml.one(n, "NewerNoncurrentVersions", "it"), "NewerNoncurrentVersions") or 0
+    if (abort := xml.one(f, "AbortIncompleteMultipartUpload", "a Rule")) is not None:
+        a = xml.children(abort, {"DaysAfterInitiation"}, "an AbortIncompleteMultipartUpload")
+        kwargs["abort_multipart_days"] = _int(xml.one(a, "DaysAfterInitiation", "it"), "DaysAfterInitiation")
         if kwargs["abort_multipart_days"] is None:
             raise S3Error("MalformedXML", "an AbortIncompleteMultipartUpload gives DaysAfterInitiation")
     try:
-        return Rule(id=_text(_one(f, "ID", "a Rule")) or "", enabled=status == "Enabled", filter=rule_filter,
+        return Rule(id=xml.text(xml.one(f, "ID", "a Rule")) or "", enabled=status == "Enabled", filter=rule_filter,
                     **kwargs)
     except InvalidArgument as exc:
         raise S3Error("InvalidArgument", str(exc)) from None
@@ -139,7 +118,7 @@ def _rule(element: ET.Element) -> Rule:
 
 def config_from_document(body: bytes) -> LifecycleConfig:
     root = xml.parse(body, "LifecycleConfiguration", MAX_DOCUMENT)
-    rules = _children(root, {"Rule"}, "a LifecycleConfiguration").get("Rule", [])
+    rules = xml.children(root, {"Rule"}, "a LifecycleConfiguration").get("Rule", [])
     if len(rules) > 1000:
         raise S3Error("InvalidArgument", "too many lifecycle rules")
     try:

@@ -96,36 +96,20 @@ def bypass_asked(headers: Mapping[str, str]) -> bool:
     return headers.get(BYPASS_HEADER, "").strip().lower() == "true"
 
 
-def _fields(element: ET.Element) -> dict[str, ET.Element]:
-    """An element's children by name; a name given twice is MalformedXML."""
-    fields: dict[str, ET.Element] = {}
-    for child in element:
-        name = xml.local_name(child.tag)
-        if name in fields:
-            raise S3Error("MalformedXML", f"{name[:40]} is given twice")
-        fields[name] = child
-    return fields
-
-
-def _text(element: ET.Element) -> str:
-    return (element.text or "").strip()
-
-
 def configuration_from_document(body: bytes) -> LockConfig:
     """An ObjectLockConfiguration: ObjectLockEnabled Enabled, and maybe a Rule's DefaultRetention."""
     root = xml.parse(body, "ObjectLockConfiguration", MAX_DOCUMENT)
-    fields = _fields(root)
-    if set(fields) - {"ObjectLockEnabled", "Rule"}:
-        raise S3Error("MalformedXML", "an ObjectLockConfiguration holds ObjectLockEnabled and a Rule")
-    if "ObjectLockEnabled" not in fields or _text(fields["ObjectLockEnabled"]) != "Enabled":
+    found = xml.children(root, {"ObjectLockEnabled", "Rule"}, "an ObjectLockConfiguration")
+    if xml.text(xml.one(found, "ObjectLockEnabled", "an ObjectLockConfiguration")) != "Enabled":
         raise S3Error("MalformedXML", "ObjectLockEnabled must be Enabled (object lock is never disabled)")
-    if "Rule" not in fields:
+    rule = xml.one(found, "Rule", "an ObjectLockConfiguration")
+    if rule is None:
         return LockConfig()
-    rule = _fields(fields["Rule"])
-    if set(rule) != {"DefaultRetention"}:
+    retention = xml.one(xml.children(rule, {"DefaultRetention"}, "a Rule"), "DefaultRetention", "a Rule")
+    if retention is None:
         raise S3Error("MalformedXML", "a Rule holds one DefaultRetention")
-    default = {name: _text(e) for name, e in _fields(rule["DefaultRetention"]).items()}
-    if set(default) - {"Mode", "Days", "Years"} or "Mode" not in default:
+    default = xml.fields(retention, {"Mode", "Days", "Years"}, "a DefaultRetention")
+    if "Mode" not in default:
         raise S3Error("MalformedXML", "a DefaultRetention holds a Mode and Days or Years")
     if default["Mode"] not in MODES:
         raise S3Error("MalformedXML", f"object lock mode {default['Mode'][:20]!r}: use GOVERNANCE or COMPLIANCE")
@@ -159,9 +143,7 @@ def configuration_document(config: LockConfig) -> ET.Element:
 def retention_from_document(body: bytes) -> Retention | None:
     """A Retention document: Mode and RetainUntilDate, or empty (remove the retention)."""
     root = xml.parse(body, "Retention", MAX_DOCUMENT)
-    fields = {name: _text(e) for name, e in _fields(root).items()}
-    if set(fields) - {"Mode", "RetainUntilDate"}:
-        raise S3Error("MalformedXML", "a Retention holds a Mode and a RetainUntilDate")
+    fields = xml.fields(root, {"Mode", "RetainUntilDate"}, "a Retention")
     if not fields:
         return None
     if set(fields) != {"Mode", "RetainUntilDate"}:
@@ -171,7 +153,7 @@ def retention_from_document(body: bytes) -> Retention | None:
 
 def legal_hold_from_document(body: bytes) -> bool:
     root = xml.parse(body, "LegalHold", MAX_DOCUMENT)
-    fields = {name: _text(e) for name, e in _fields(root).items()}
+    fields = xml.fields(root, {"Status"}, "a LegalHold")
     if set(fields) != {"Status"}:
         raise S3Error("MalformedXML", "a LegalHold holds one Status")
     return _hold(fields["Status"], "MalformedXML")

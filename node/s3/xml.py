@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from urllib.parse import quote
 
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
@@ -73,6 +73,37 @@ def parse(body: bytes, expect: str, limit: int = MAX_XML_BODY) -> ET.Element:
     if local_name(element.tag) != expect:
         raise S3Error("MalformedXML", f"expected {expect}, got {local_name(element.tag)[:40]}")
     return element
+
+
+def children(element: ET.Element, allowed: Collection[str], where: str) -> dict[str, list[ET.Element]]:
+    """An element's children by name, each among `allowed` (MalformedXML otherwise; `where` names
+    the element in the message)."""
+    found: dict[str, list[ET.Element]] = {}
+    for child in element:
+        name = local_name(child.tag)
+        if name not in allowed:
+            raise S3Error("MalformedXML", f"{where} does not take {name[:40]}")
+        found.setdefault(name, []).append(child)
+    return found
+
+
+def one(found: Mapping[str, list[ET.Element]], name: str, where: str) -> ET.Element | None:
+    """The child `name` of a `children` result (None: absent; MalformedXML when given twice)."""
+    elements = found.get(name, [])
+    if len(elements) > 1:
+        raise S3Error("MalformedXML", f"{where} gives {name} twice")
+    return elements[0] if elements else None
+
+
+def text(element: ET.Element | None) -> str | None:
+    """An element's text, stripped ("" when empty, None when there is no element)."""
+    return None if element is None else (element.text or "").strip()
+
+
+def fields(element: ET.Element, allowed: Collection[str], where: str) -> dict[str, str]:
+    """The texts of an element's children by name, each among `allowed` and given once."""
+    found = children(element, allowed, where)
+    return {name: text(one(found, name, where)) or "" for name in found}
 
 
 def location_constraint(body: bytes) -> str:

@@ -161,17 +161,18 @@ class ObjectService:
         await self.versions.set_lock(await self.bucket(caller, "PutObjectLockConfiguration", bucket), config)
 
     async def _locked_version(self, caller: Caller, operation: str, bucket: str, key: str,
-                              version_id: str | None) -> dict[str, str]:
-        """The attributes of a version of a lock-enabled bucket (LockNotEnabled otherwise)."""
+                              version_id: str | None) -> tuple[BucketRecord, dict[str, str]]:
+        """The bucket's record, checked for `operation`, and the attributes of a version of it
+        (LockNotEnabled unless the bucket has object lock)."""
         record = await self.bucket(caller, operation, bucket)
         if (await self.versions.settings(record)).lock is None:
             raise LockNotEnabled(f"bucket {bucket!r} has no object lock configuration")
         if version_id is not None:
-            return dict((await self.versions.get(record, key, check_version_id(version_id))).attributes)
-        return dict((await self.versions.current(record, key)).attributes)
+            return record, dict((await self.versions.get(record, key, check_version_id(version_id))).attributes)
+        return record, dict((await self.versions.current(record, key)).attributes)
 
     async def retention(self, caller: Caller, bucket: str, key: str, version_id: str | None) -> Retention | None:
-        attributes = await self._locked_version(caller, "GetObjectRetention", bucket, key, version_id)
+        _, attributes = await self._locked_version(caller, "GetObjectRetention", bucket, key, version_id)
         return object_lock.retention_of(attributes)
 
     async def set_retention(self, caller: Caller, bucket: str, key: str, version_id: str | None,
@@ -179,20 +180,19 @@ class ObjectService:
         """Set, lengthen, or (GOVERNANCE, with the bypass) shorten or remove a version's retention.
         Read, checked and written in turn: two callers changing one version's retention at once
         may both pass the check, and the newer write stays."""
-        attributes = await self._locked_version(caller, "PutObjectRetention", bucket, key, version_id)
+        record, attributes = await self._locked_version(caller, "PutObjectRetention", bucket, key, version_id)
         object_lock.check_retention_change(object_lock.retention_of(attributes), retention,
                                            self.coordinator.wall_ms(), bypass=_may_bypass(caller, bypass_governance))
-        await self.set_attribute(caller, bucket, key, object_lock.RETENTION,
-                                 None if retention is None else retention.encode(), "PutObjectRetention", version_id)
+        await self._set_attribute(record, key, object_lock.RETENTION,
+                                  None if retention is None else retention.encode(), version_id)
 
     async def legal_hold(self, caller: Caller, bucket: str, key: str, version_id: str | None) -> bool:
-        attributes = await self._locked_version(caller, "GetObjectLegalHold", bucket, key, version_id)
+        _, attributes = await self._locked_version(caller, "GetObjectLegalHold", bucket, key, version_id)
         return object_lock.legal_hold_of(attributes)
 
     async def set_legal_hold(self, caller: Caller, bucket: str, key: str, version_id: str | None, on: bool) -> None:
-        await self._locked_version(caller, "PutObjectLegalHold", bucket, key, version_id)
-        await self.set_attribute(caller, bucket, key, object_lock.LEGAL_HOLD, "ON" if on else None,
-                                 "PutObjectLegalHold", version_id)
+        record, _ = await self._locked_version(caller, "PutObjectLegalHold", bucket, key, version_id)
+        await self._set_attribute(record, key, object_lock.LEGAL_HOLD, "ON" if on else None, version_id)
 
     # ----- objects -------------------------------------------------------------------------
 
@@ -248,7 +248,7 @@ class ObjectService:
     async def delete_object(self, caller: Caller, bucket: str, key: str, version_id: str | None = None, *,
                             bypass_governance: bool = False) -> Deleted:
         """Delete the key (a delete marker on a versioned bucket), or its version `version_id` if no
-        lock keeps it (`bypass_governance`: asked by the caller, granted to admin keys only)."""
+        lock keeps it (`bypass_governance`: asked by the caller, granted as `_may_bypass` says)."""
         record, versioning = await self._write_target(caller, "DeleteObject", bucket)
         return await self.versions.delete(record, key, version_id, versioning=versioning,
                                           bypass=_may_bypass(caller, bypass_governance))
@@ -293,7 +293,11 @@ class ObjectService:
                             operation: str, version_id: str | None = None) -> Manifest:
         """The current version (or version `version_id`) again with attribute `name` set (None:
         removed), e.g. its tags; the content stays as it is (no chunk moves)."""
-        record = await self.bucket(caller, operation, bucket)
+        return await self._set_attribute(await self.bucket(caller, operation, bucket), key, name, value, version_id)
+
+    async def _set_attribute(self, record: BucketRecord, key: str, name: str, value: str | None,
+                             version_id: str | None) -> Manifest:
+        """`set_attribute` on a bucket record already checked for the caller."""
         if version_id is not None:
             return await self.versions.set_attribute(record, key, check_version_id(version_id), name, value)
         current = dict((await self.coordinator.head_object(record, key)).attributes)
