@@ -22,6 +22,7 @@ from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
 from maillage.node.cluster.upload_expiry import DEFAULT_UPLOAD_EXPIRY, UploadExpiry
 from maillage.node.data.bucket_records import Catalog
+from maillage.node.data.bucket_settings import BucketSettings
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.lifecycle import Lifecycle
 from maillage.node.energy.decide import Kind
@@ -32,6 +33,7 @@ from maillage.node.replicas.transport import Peers, Transport
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.budget import DEFAULT_UPLOAD_BUDGET, DEFAULT_UPLOAD_WAIT, UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
+from maillage.node.service.bucket_access import BucketAccess
 from maillage.node.service.nodeplane import NodePlane
 from maillage.node.service.objects import ObjectService
 from maillage.node.service.tenancy import Tenancy
@@ -121,8 +123,9 @@ class Node:
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up,
                                        maybe_behind=lambda _node_id: self.detector.unsettled(),
                                        chunk_key=_no_naming_key if unkeyed_names else access.chunk_key)
-        self.tenancy = Tenancy(self.catalog)
         self.territory = Territory(node_id, layout, self.detector.is_up)
+        self.tenancy = Tenancy(self.catalog, BucketAccess(BucketSettings(self.coordinator), self.territory,
+                                                          clock=clock.monotonic))
         self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory,  # both doors
                                      tenants=lambda: (t.name for t in access.doc.tenants))
         self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call

@@ -11,12 +11,13 @@ from maillage.node import validation
 from maillage.node.data.coordinator import Coordinator
 from maillage.storage import BucketRecord, Manifest
 
-__all__ = ["SETTINGS", "TAGS", "LIFECYCLE", "BucketSettings", "read_setting", "read_settings", "write_setting",
+__all__ = ["SETTINGS", "TAGS", "LIFECYCLE", "CORS", "BucketSettings", "read_setting", "read_settings", "write_setting",
            "write_settings"]
 
 SETTINGS = validation.RESERVED_PREFIX + "settings/"  # + the setting's name
 TAGS = "tags"                                        # the bucket's tag set (S3's PutBucketTagging)
 LIFECYCLE = "lifecycle"                              # its lifecycle rules (`lifecycle.LifecycleConfig`)
+CORS = "cors"                                        # its CORS rules, as the S3 door encoded them
 _VALUE = "value"
 
 

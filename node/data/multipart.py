@@ -19,11 +19,12 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from maillage.node import validation
+from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import (
     LIST_PAGE,
     MD5_ATTRIBUTE,
@@ -39,7 +40,7 @@ from maillage.node.runtime.concurrency import gather_bounded
 from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
-__all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartListing", "UploadListing", "multipart_md5",
+__all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartBody", "PartListing", "UploadListing", "multipart_md5",
            "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
            "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
            "MAX_UPLOAD_KEY_BYTES"]
@@ -105,6 +106,10 @@ class MultipartUpload:
     content_type: str = "application/octet-stream"
     user_metadata: tuple[tuple[str, str], ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()  # stored headers, for the completed object
+
+
+#: A part's body made from its upload, once found (`MultipartUploads.upload_part`).
+PartBody = Callable[[MultipartUpload], UploadStream]
 
 
 @dataclass(frozen=True)
@@ -220,12 +225,15 @@ class MultipartUploads:
         return made
 
     async def upload_part(self, bucket: BucketRecord, key: str, upload_id: str, number: int,
-                          body: UploadStream, *, expiry: float | None = None) -> Part:
+                          body: UploadStream | PartBody, *, expiry: float | None = None) -> Part:
         """Store part `number` of an upload (replacing any earlier upload of that number: the newest
-        version wins). The part's MD5 (its S3 ETag) is the body's end value."""
+        version wins). The part's MD5 (its S3 ETag) is the body's end value. `body` may be made from
+        the upload once it is found (a part under a customer key is encrypted with its nonce)."""
         c = self._coordinator
         _check_part_number(number)
         upload = await self._open_upload(bucket, key, upload_id, expiry)
+        if not isinstance(body, UploadStream):
+            body = body(upload)
         part_key = _part_key(upload_id, number)
         previous = asyncio.ensure_future(c.latest(bucket, part_key))
         try:
@@ -276,6 +284,7 @@ class MultipartUploads:
                 [partial(c.latest, bucket, _part_key(upload_id, number)) for number, _ in parts], _WRITES_AT_ONCE)
             chunks: list[ChunkRef] = []
             md5s: list[str] = []
+            sizes: list[tuple[int, int]] = []
             size = 0
             for i, ((number, given), m) in enumerate(zip(parts, stored)):
                 if m is None or m.deleted:
@@ -293,9 +302,12 @@ class MultipartUploads:
                                          f"{m.size} bytes")
                 chunks += m.chunks
                 md5s.append(part.etag)
+                sizes.append((number, m.size))
                 size += m.size
             attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s),
                           COMPLETION_ATTRIBUTE: _completion_mark(upload_id, parts)}
+            if customer_keys.is_encrypted(attributes):  # where each part's counter starts
+                attributes[customer_keys.PARTS] = customer_keys.part_table(sizes)
             manifest = Manifest(
                 bucket=bucket.name, key=key, version=await c.next_version(previous), size=size,
                 etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,

@@ -9,9 +9,10 @@ FULL_CONTROL) is accepted; any other (public-read, a grant to another account) i
 AccessControlListNotSupported before anything is stored, never ignored: a client that asked for a
 public object must not believe it has one.
 
-The same holds for the two bucket settings that say who else may get in: ownership controls are
-BucketOwnerEnforced and the public access block has its four flags set, on every bucket. Reading
-them says so; writing what holds anyway is accepted; anything else is refused with words.
+Ownership controls are BucketOwnerEnforced on every bucket: reading them says so; writing what
+holds anyway is accepted; anything else is refused with words. The public access block is a
+setting of the bucket (all four flags set until its owner changes them), which says whether its
+policy may be public (`service/bucket_access.py`); public ACLs stay refused whatever it says.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from aiohttp import web
 from maillage.node.s3 import payload, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
+from maillage.node.service.bucket_policy import AccessBlock
 
 __all__ = ["TAKES_ACL", "check_request", "get_bucket_acl", "put_bucket_acl", "get_object_acl", "put_object_acl",
            "get_ownership_controls", "put_ownership_controls", "get_public_access_block",
-           "put_public_access_block"]
+           "put_public_access_block", "delete_public_access_block", "access_block_from_document"]
 
 #: Operations whose request may carry an ACL in its headers.
 TAKES_ACL = frozenset({"CreateBucket", "PutObject", "CopyObject", "CreateMultipartUpload"})
@@ -36,7 +38,7 @@ GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp"
                  "x-amz-grant-full-control")
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 ENFORCED = "BucketOwnerEnforced"
-BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+BLOCKS = AccessBlock.NAMES
 
 
 def _not_supported(what: str) -> S3Error:
@@ -129,20 +131,37 @@ async def put_ownership_controls(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def get_public_access_block(s: Services, call: Call) -> web.StreamResponse:
-    await s.service.head_bucket(call.caller, call.bucket, "GetPublicAccessBlock")
+    block = await s.service.access_block(call.caller, call.bucket)
     root = xml.root("PublicAccessBlockConfiguration")
-    for name in BLOCKS:
-        xml.sub(root, name, True)
+    for name, flag in zip(BLOCKS, block.flags(), strict=True):
+        xml.sub(root, name, flag)
     return xml_response(root)
 
 
+def access_block_from_document(body: bytes) -> AccessBlock:
+    """A PublicAccessBlockConfiguration: each flag at most once, true or false; one left out is
+    false, as on S3."""
+    root = xml.parse(body, "PublicAccessBlockConfiguration")
+    given: dict[str, str] = {}
+    for element in root:
+        name = xml.local_name(element.tag)
+        value = (element.text or "").strip().lower()
+        if name not in BLOCKS or name in given or value not in ("true", "false") or len(element):
+            raise S3Error("MalformedXML", f"a PublicAccessBlockConfiguration holds each of {', '.join(BLOCKS)} "
+                                          "at most once, true or false")
+        given[name] = value
+    return AccessBlock(*(given.get(name) == "true" for name in BLOCKS))
+
+
 async def put_public_access_block(s: Services, call: Call) -> web.StreamResponse:
-    await s.service.head_bucket(call.caller, call.bucket, "PutPublicAccessBlock")
-    root = xml.parse(await payload.small_body(call, xml.MAX_XML_BODY), "PublicAccessBlockConfiguration")
-    given = {xml.local_name(e.tag): (e.text or "").strip().lower() for e in root}
-    lifted = [name for name in BLOCKS if given.get(name, "false") != "true"]
-    if lifted:
-        raise S3Error("InvalidRequest", f"{', '.join(lifted)} must stay true: public access is not served here "
-                                        "(every bucket blocks it)")
+    block = access_block_from_document(await payload.small_body(call, xml.MAX_XML_BODY))
+    await s.service.set_access_block(call.caller, call.bucket, block, "PutPublicAccessBlock")
     return web.Response(status=200)
+
+
+async def delete_public_access_block(s: Services, call: Call) -> web.StreamResponse:
+    """No block at all, as S3 has it once deleted."""
+    await s.service.set_access_block(call.caller, call.bucket, AccessBlock(False, False, False, False),
+                                     "DeletePublicAccessBlock")
+    return web.Response(status=204)
 

@@ -4,6 +4,7 @@ layer classifies them as (the same classification the gRPC door answers with).""
 from __future__ import annotations
 
 from maillage.node.object_lock import LockedVersioning, LockNotEnabled
+from maillage.node.service.bucket_policy import MalformedPolicy
 from maillage.node.service.reasons import DOMAIN_ERRORS, reason_for
 from maillage.proto.reasons import Reason
 
@@ -24,6 +25,10 @@ STATUS = {
     "InvalidBucketState": 409,
     "InvalidRetentionPeriod": 400,
     "NoSuchLifecycleConfiguration": 404,
+    "NoSuchCORSConfiguration": 404,
+    "AccessForbidden": 403,           # a CORS preflight no rule allows
+    "NoSuchBucketPolicy": 404,
+    "MalformedPolicy": 400,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
@@ -108,7 +113,8 @@ CODES: dict[Reason, str] = {
 
 
 #: Errors S3 names more precisely than their reason does.
-EXACT: dict[type, str] = {LockNotEnabled: "InvalidRequest", LockedVersioning: "InvalidBucketState"}
+EXACT: dict[type, str] = {LockNotEnabled: "InvalidRequest", LockedVersioning: "InvalidBucketState",
+                          MalformedPolicy: "MalformedPolicy"}
 
 
 def from_exception(exc: BaseException) -> S3Error | None:

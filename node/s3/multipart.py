@@ -18,12 +18,15 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from urllib.parse import quote
 
 from aiohttp import web
 
+from maillage.node.data import customer_keys
+from maillage.node.data.coordinator import UploadStream
 from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
-from maillage.node.s3 import objects, payload, versioning, xml
+from maillage.node.s3 import encryption, objects, payload, versioning, xml
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
@@ -60,12 +63,17 @@ def _quoted(md5: str) -> str:
 
 async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     """POST /bucket/key?uploads: the object's metadata and stored headers are given here."""
-    upload = await s.service.create_upload(call.caller, call.bucket, objects.upload_from(call))
+    upload = objects.upload_from(call)
+    if (key := encryption.customer_key(call.request.headers)) is not None:  # the upload's nonce, for every part
+        upload = replace(upload, attributes={**upload.attributes, **key.new_attributes()})
+    made = await s.service.create_upload(call.caller, call.bucket, upload)
     root = xml.root("InitiateMultipartUploadResult")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
-    xml.sub(root, "UploadId", upload.upload_id)
-    return xml_response(root)
+    xml.sub(root, "UploadId", made.upload_id)
+    response = xml_response(root)
+    response.headers.update(encryption.customer_headers(key))
+    return response
 
 
 def _declared_length(headers: Mapping[str, str]) -> int:
@@ -84,10 +92,21 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
     """PUT /bucket/key?partNumber=N&uploadId=ID: the body, checked by `payload.body`."""
     q = call.request.query
     number, upload_id = _part_number(q), _upload_id(q)
-    _declared_length(call.request.headers)
-    part = await s.service.upload_part(call.caller, call.bucket, call.key, upload_id, number,
-                                       objects.hashed_body(s, call), expiry=s.upload_expiry)
-    return web.Response(status=200, headers={"ETag": _quoted(part.etag)})
+    length = _declared_length(call.request.headers)
+    key = encryption.customer_key(call.request.headers)
+
+    def body(upload: MultipartUpload) -> UploadStream:
+        """The part as sent, or encrypted under the upload's customer key (the same key, checked)."""
+        nonce = customer_keys.require(key, dict(upload.attributes))
+        if nonce is None:
+            return objects.hashed_body(s, call)
+        assert key is not None
+        pieces = payload.body(call, budget=s.upload_budget)
+        return objects.md5_stream(customer_keys.encrypt(pieces, key, nonce, number, length))
+
+    part = await s.service.upload_part(call.caller, call.bucket, call.key, upload_id, number, body,
+                                       expiry=s.upload_expiry)
+    return web.Response(status=200, headers={"ETag": _quoted(part.etag), **encryption.customer_headers(key)})
 
 
 def _copy_range(header: str | None, size: int) -> tuple[int, int]:
@@ -117,13 +136,22 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     else:
         source = await s.service.coordinator.head_object(source_record, source_key)
     objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
+    if customer_keys.is_encrypted(dict(source.attributes)):
+        raise S3Error("NotImplemented", "UploadPartCopy from an object written with a customer key (SSE-C) is not "
+                                        "served: copy it whole with CopyObject")
     first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
     if last - first + 1 > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", f"a part of {last - first + 1} bytes is larger than the {MAX_PART_SIZE} "
                                         "bytes allowed: give x-amz-copy-source-range")
     pieces = objects.read_range(s, source_record, source, first, last)
-    part = await s.service.uploads.upload_part(dest, call.key, upload_id, number, objects.md5_stream(pieces),
-                                               expiry=s.upload_expiry)
+
+    def body(upload: MultipartUpload) -> UploadStream:
+        if customer_keys.is_encrypted(dict(upload.attributes)):
+            raise S3Error("NotImplemented", "UploadPartCopy into an upload under a customer key (SSE-C) is not "
+                                            "served: upload the part's bytes with UploadPart")
+        return objects.md5_stream(pieces)
+
+    part = await s.service.uploads.upload_part(dest, call.key, upload_id, number, body, expiry=s.upload_expiry)
     root = xml.root("CopyPartResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))
     xml.sub(root, "ETag", _quoted(part.etag))
@@ -167,6 +195,8 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "ETag", objects.etag(manifest))
     response = xml_response(root)
     response.headers.update(versioning.written_headers(manifest))
+    if customer_keys.is_encrypted(dict(manifest.attributes)):
+        response.headers[encryption.CUSTOMER_ALGORITHM] = customer_keys.ALGORITHM
     return response
 
 

@@ -23,7 +23,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
+from maillage.node.data.customer_keys import CustomerKey
 from maillage.node.data.versions import DeleteMarker
 from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, xml_response
@@ -94,7 +96,8 @@ def object_headers(m: Manifest) -> dict[str, str]:
         headers[_META + name] = value
     if tags := tagging.count(attributes):
         headers["x-amz-tagging-count"] = str(tags)
-    headers[encryption.HEADER] = encryption.AT_REST
+    if not customer_keys.is_encrypted(attributes):
+        headers[encryption.HEADER] = encryption.AT_REST  # an SSE-C object's answer says so instead
     headers.update(versioning.version_headers(m))
     headers.update(object_lock.object_headers(attributes))
     return headers
@@ -182,9 +185,21 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
     headers = call.request.headers
     if headers.get("Content-Length") is None and headers.get("x-amz-decoded-content-length") is None:
         raise S3Error("MissingContentLength", "PutObject needs a Content-Length")
-    manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload_from(call), hashed_body(s, call),
-                                                  check=_put_conditions(call))
-    return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.written_headers(manifest)})
+    upload, body = upload_from(call), hashed_body(s, call)
+    if (key := encryption.customer_key(headers)) is not None:
+        upload, body = _encrypted(s, call, upload, key)
+    manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload, body, check=_put_conditions(call))
+    return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.written_headers(manifest),
+                                             **encryption.customer_headers(key)})
+
+
+def _encrypted(s: Services, call: Call, upload: Upload, key: CustomerKey) -> tuple[Upload, UploadStream]:
+    """A whole-object write under a customer key: its fresh nonce and check in the attributes, the
+    body (its Content-MD5 checked on the plain bytes) encrypted, its ETag the MD5 of what rests."""
+    sealed = key.new_attributes()
+    pieces = payload.body(call, budget=s.upload_budget)
+    encrypted = customer_keys.encrypt(pieces, key, customer_keys.nonce_of(sealed))
+    return replace(upload, attributes={**upload.attributes, **sealed}), md5_stream(encrypted)
 
 
 # MD5 runs on one thread of its own, piece after piece in order, while the event loop goes on
@@ -237,8 +252,10 @@ async def _read(s: Services, call: Call, operation: str) -> tuple[BucketRecord, 
 
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
     _, m = await _read(s, call, "HeadObject")
+    key = encryption.customer_key(call.request.headers)
+    customer_keys.require(key, dict(m.attributes))  # before the conditions: a wrong key learns nothing
     check_conditions(call.request.headers, m)
-    headers = object_headers(m)
+    headers = object_headers(m) | encryption.customer_headers(key)
     headers["Content-Length"] = str(m.size)
     return web.Response(status=200, headers=headers)
 
@@ -255,6 +272,7 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
         raise S3Error("InvalidArgument", "x-amz-object-attributes names one or more of "
                                          f"{', '.join(OBJECT_ATTRIBUTES)}")
     _, m = await _read(s, call, "GetObjectAttributes")
+    customer_keys.require(encryption.customer_key(call.request.headers), dict(m.attributes))
     root = xml.root("GetObjectAttributesResponse")
     if "ETag" in wanted:
         xml.sub(root, "ETag", etag(m).strip('"'))
@@ -280,8 +298,10 @@ async def delete_object(s: Services, call: Call) -> web.StreamResponse:
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     request = call.request
     record, m = await _read(s, call, "GetObject")
+    key = encryption.customer_key(request.headers)
+    nonce = customer_keys.require(key, dict(m.attributes))  # before the conditions: a wrong key learns nothing
     check_conditions(request.headers, m)
-    headers = object_headers(m)
+    headers = object_headers(m) | encryption.customer_headers(key)
     for parameter, header in _OVERRIDES.items():
         if parameter in request.query:
             headers[header] = request.query[parameter]
@@ -291,10 +311,14 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{m.size}"
     headers["Content-Length"] = str(last - first + 1)
-    if m.inline is not None or not m.chunks:
-        return web.Response(status=status, body=(m.inline or b"")[first:last + 1], headers=headers)
-    # Read the first chunk before answering, so a missing or corrupt object is an S3 error.
     parts = read_range(s, record, m, first, last)
+    if nonce is not None:
+        assert key is not None
+        parts = customer_keys.decrypt_range(parts, key, nonce, customer_keys.segments(dict(m.attributes), m.size),
+                                            first)
+    if m.inline is not None or not m.chunks:
+        return web.Response(status=status, body=b"".join([part async for part in parts]), headers=headers)
+    # Read the first chunk before answering, so a missing or corrupt object is an S3 error.
     head = await anext(parts, b"")
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
@@ -363,7 +387,9 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     directive = headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", f"x-amz-metadata-directive {directive[:20]!r}: use COPY or REPLACE")
-    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY" and source_version is None:
+    source_sse, dest_sse = encryption.customer_key(headers, encryption.COPY_SOURCE), encryption.customer_key(headers)
+    if (source_bucket, source_key) == (call.bucket, call.key) and directive == "COPY" and source_version is None \
+            and dest_sse is None:   # a copy onto itself under a (new) customer key changes it: a key rotation
         raise S3Error("InvalidRequest", "this copy request is illegal because it is trying to copy an object "
                                         "to itself without changing the object's metadata (use REPLACE)")
     tag_directive = headers.get("x-amz-tagging-directive", "COPY").upper()
@@ -378,9 +404,13 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
         if tag_directive == "REPLACE":  # none given: the copy has none
             replacement = replace(replacement, attributes={tagging.TAGS_ATTRIBUTE: "", **replacement.attributes})
     try:
-        manifest = await s.service.copy_object(
-            call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
-            check=partial(check_conditions, headers, prefix=COPY_SOURCE), source_version_id=source_version)
+        if source_sse is None and dest_sse is None:
+            manifest = await s.service.copy_object(
+                call.caller, source_bucket, source_key, call.bucket, call.key, replacement=replacement,
+                check=partial(check_conditions, headers, prefix=COPY_SOURCE), source_version_id=source_version)
+        else:
+            manifest = await _copy_through(s, call, (source_bucket, source_key, source_version), replacement,
+                                           source_sse, dest_sse)
     except DeleteMarker as exc:
         raise versioning.marker_error(exc) from None
     root = xml.root("CopyObjectResult")
@@ -388,9 +418,39 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "ETag", etag(manifest))
     response = xml_response(root)
     response.headers.update(versioning.written_headers(manifest))
+    response.headers.update(encryption.customer_headers(dest_sse))
     if source_version is not None:
         response.headers["x-amz-copy-source-version-id"] = source_version
     return response
+
+
+async def _copy_through(s: Services, call: Call, source: tuple[str, str, str | None], replacement: Upload | None,
+                        source_sse: CustomerKey | None, dest_sse: CustomerKey | None) -> Manifest:
+    """A copy with a customer key on either side: the bytes are read (every chunk verified),
+    decrypted with the source's key, encrypted with the destination's, and written as a new
+    object; the checks are a copy's (`service.copy_source`), the write a PutObject's."""
+    bucket, key, version_id = source
+    record, m = await s.service.copy_source(call.caller, bucket, key, call.bucket, version_id)
+    attributes = dict(m.attributes)
+    nonce = customer_keys.require(source_sse, attributes)
+    check_conditions(call.request.headers, m, prefix=COPY_SOURCE)
+    pieces = read_range(s, record, m, 0, m.size - 1)
+    if nonce is not None:
+        assert source_sse is not None
+        pieces = customer_keys.decrypt_range(pieces, source_sse, nonce, customer_keys.segments(attributes, m.size), 0)
+    # COPY: the source's type, metadata, stored headers and tags; never its lock, key or ETag.
+    upload = replacement or Upload(key=call.key, content_type=m.content_type, user_metadata=dict(m.user_metadata),
+                                   attributes={k: v for k, v in attributes.items() if k in _COPIED_ATTRIBUTES})
+    body = md5_stream(pieces)
+    if dest_sse is not None:
+        sealed = dest_sse.new_attributes()
+        upload = replace(upload, attributes={**upload.attributes, **sealed})
+        body = md5_stream(customer_keys.encrypt(pieces, dest_sse, customer_keys.nonce_of(sealed)))
+    manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload, body)
+    return manifest
+
+
+_COPIED_ATTRIBUTES = frozenset({*(name.lower() for name in STORED_HEADERS), tagging.TAGS_ATTRIBUTE})
 
 
 # ----- tagging -------------------------------------------------------------------------------

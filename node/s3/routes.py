@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from maillage.node.s3 import acl, buckets, lifecycle, multipart, object_lock, objects
+from maillage.node.s3 import acl, buckets, cors, lifecycle, multipart, object_lock, objects, policy, post_object
 from maillage.node.s3.common import Handler
 from maillage.node.s3.errors import S3Error
 
@@ -18,8 +18,9 @@ __all__ = ["KNOWN_QUERY", "ROUTES", "Route", "operation"]
 KNOWN_QUERY = frozenset({
     "location", "list-type", "prefix", "delimiter", "continuation-token", "max-keys", "start-after",
     "encoding-type", "fetch-owner", "marker", "x-id", "delete", "uploads", "uploadId", "partNumber", "tagging", "acl",
-    "ownershipControls", "publicAccessBlock", "object-lock", "retention", "legal-hold", "lifecycle",
-    "encryption", "attributes", "versioning", "versions", "versionId", "version-id-marker",
+    "ownershipControls", "publicAccessBlock", "policy", "policyStatus", "object-lock", "retention", "legal-hold",
+    "lifecycle",
+    "encryption", "attributes", "versioning", "cors", "versions", "versionId", "version-id-marker",
     "max-parts", "part-number-marker", "max-uploads", "key-marker", "upload-id-marker",
     "response-content-type", "response-content-language", "response-expires", "response-cache-control",
     "response-content-disposition", "response-content-encoding",
@@ -50,6 +51,7 @@ _HANDLERS: Mapping[str, Handler] = {
     "UploadPart": multipart.upload_part,
     "CopyObject": objects.copy_object,
     "PutObject": objects.put_object,
+    "PostObject": post_object.post_object,
     "CreateMultipartUpload": multipart.create_upload,
     "CompleteMultipartUpload": multipart.complete_upload,
     "ListParts": multipart.list_parts,
@@ -78,6 +80,14 @@ _HANDLERS: Mapping[str, Handler] = {
     "PutBucketOwnershipControls": acl.put_ownership_controls,
     "GetPublicAccessBlock": acl.get_public_access_block,
     "PutPublicAccessBlock": acl.put_public_access_block,
+    "DeletePublicAccessBlock": acl.delete_public_access_block,
+    "GetBucketPolicy": policy.get_policy,
+    "PutBucketPolicy": policy.put_policy,
+    "DeleteBucketPolicy": policy.delete_policy,
+    "GetBucketPolicyStatus": policy.get_policy_status,
+    "GetBucketCors": cors.get_cors,
+    "PutBucketCors": cors.put_cors,
+    "DeleteBucketCors": cors.delete_cors,
     "GetBucketLifecycleConfiguration": lifecycle.get_lifecycle,
     "PutBucketLifecycleConfiguration": lifecycle.put_lifecycle,
     "DeleteBucketLifecycle": lifecycle.delete_lifecycle,
@@ -95,7 +105,9 @@ _VERSIONING = {"GET": "GetBucketVersioning", "PUT": "PutBucketVersioning"}
 _BUCKET_ACL = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}
 _OBJECT_ACL = {"GET": "GetObjectAcl", "PUT": "PutObjectAcl"}
 _OWNERSHIP = {"GET": "GetBucketOwnershipControls", "PUT": "PutBucketOwnershipControls"}
-_PUBLIC_ACCESS = {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock"}
+_PUBLIC_ACCESS = {"GET": "GetPublicAccessBlock", "PUT": "PutPublicAccessBlock", "DELETE": "DeletePublicAccessBlock"}
+_POLICY = {"GET": "GetBucketPolicy", "PUT": "PutBucketPolicy", "DELETE": "DeleteBucketPolicy"}
+_CORS = {"GET": "GetBucketCors", "PUT": "PutBucketCors", "DELETE": "DeleteBucketCors"}
 _LOCK = {"GET": "GetObjectLockConfiguration", "PUT": "PutObjectLockConfiguration"}
 _LIFECYCLE = {"GET": "GetBucketLifecycleConfiguration", "PUT": "PutBucketLifecycleConfiguration",
               "DELETE": "DeleteBucketLifecycle"}
@@ -103,7 +115,8 @@ _RETENTION = {"GET": "GetObjectRetention", "PUT": "PutObjectRetention"}
 _LEGAL_HOLD = {"GET": "GetObjectLegalHold", "PUT": "PutObjectLegalHold"}
 # Sub-resources that select an operation: one a method does not have is refused, never served as
 # the plain operation of the bucket or object (a DELETE ?versioning is not a DeleteBucket).
-_BUCKET_SELECTORS = frozenset({"tagging", "acl", "object-lock", "lifecycle", "encryption", "versioning", "versions"})
+_BUCKET_SELECTORS = frozenset({"tagging", "acl", "object-lock", "lifecycle", "encryption", "versioning", "versions",
+                               "policy", "policyStatus", "cors"})
 _OBJECT_SELECTORS = frozenset({"attributes", "tagging", "acl", "retention", "legal-hold"})
 ROUTES: Mapping[str, Route] = {name: Route(name, handler) for name, handler in _HANDLERS.items()}
 
@@ -125,11 +138,18 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES[_OWNERSHIP[method]]
         if "publicAccessBlock" in query and method in _PUBLIC_ACCESS:
             return ROUTES[_PUBLIC_ACCESS[method]]
-        if "ownershipControls" in query or "publicAccessBlock" in query:
-            raise S3Error("NotImplemented", "ownership controls and the public access block cannot be removed: "
-                                            "every bucket is owner-enforced and blocks public access")
+        if "ownershipControls" in query:
+            raise S3Error("NotImplemented", "ownership controls cannot be removed: every bucket is owner-enforced")
+        if "publicAccessBlock" in query:
+            raise S3Error("MethodNotAllowed", f"{method} is not allowed on this sub-resource")
+        if "policy" in query and method in _POLICY:
+            return ROUTES[_POLICY[method]]
+        if "policyStatus" in query and method == "GET":
+            return ROUTES["GetBucketPolicyStatus"]
         if "object-lock" in query and method in _LOCK:
             return ROUTES[_LOCK[method]]
+        if "cors" in query and method in _CORS:
+            return ROUTES[_CORS[method]]
         if "lifecycle" in query and method in _LIFECYCLE:
             return ROUTES[_LIFECYCLE[method]]
         if "encryption" in query and method in _ENCRYPTION:
@@ -148,6 +168,8 @@ def operation(method: str, bucket: str, key: str, query: Mapping[str, str],
             return ROUTES["DeleteBucket"]
         if method == "POST" and "delete" in query:
             return ROUTES["DeleteObjects"]
+        if method == "POST" and not query and headers.get("Content-Type", "").startswith("multipart/form-data"):
+            return ROUTES["PostObject"]
         if method == "GET":
             if "location" in query:
                 return ROUTES["GetBucketLocation"]

@@ -3,7 +3,8 @@ the one error boundary.
 
 Addressing: path-style (`/<bucket>/<key>`) always; virtual-host-style (`<bucket>.<domain>/<key>`)
 when the node is given its S3 domain (`--s3-domain`). Every request is authenticated (SigV4,
-`sigv4.py`) before anything else, then `routes.operation` names the operation and its handler, and
+`sigv4.py`; an unsigned one is anonymous, which only a bucket's policy may let read) before
+anything else, then `routes.operation` names the operation and its handler, and
 the caller is admitted by the rule table both doors share. Every failure becomes S3 XML with a
 request id (`x-amz-request-id`); the node's typed errors by their `Reason` (`errors.CODES`),
 anything else is logged with the request id and answered InternalError without a traceback.
@@ -14,7 +15,8 @@ are capped too (503 SlowDown beyond `DoorLimits.max_requests`).
 A request naming a bucket this node is outside of (the service's `route` names nodes inside its
 policy, or a use case raises OutsideTerritory before the body is read) is passed on, once
 authenticated and admitted here, to the S3 door of a node inside (`forward.Forwarder`). HeadBucket,
-GetBucketLocation and ListBuckets are answered by any node.
+GetBucketLocation and ListBuckets are answered by any node (but an anonymous caller's, which the
+bucket's policy decides on inside its territory).
 
 TLS: the port serves HTTPS with `tls_context` (the node's certificate by default, chosen by
 `bootstrap.load_s3_tls`), or plain HTTP only when the node is told `--s3-plain-http`.
@@ -30,9 +32,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from maillage.node.errors import OutsideTerritory
+from maillage.node.errors import NodeError, OutsideTerritory
 from maillage.node.runtime import request_ids
-from maillage.node.s3 import acl, encryption, routes, sigv4, xml
+from maillage.node.s3 import acl, cors, encryption, post_object, routes, sigv4, xml
 from maillage.node.s3.access_log import AccessLog
 from maillage.node.s3.common import Call, Services
 from maillage.node.s3.door import Door, DoorLimits
@@ -63,6 +65,24 @@ OPERATION = web.RequestKey("operation", str)
 _OBJECT_ANSWERS = frozenset({"PutObject", "CopyObject", "GetObject", "HeadObject", "CreateMultipartUpload",
                              "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+#: Key of the request's mapping: the CORS headers of its answer (`s3/cors.py`).
+CORS_HEADERS = web.RequestKey("cors_headers", dict)
+PREFLIGHT = "PreflightCors"   # the metrics' name of a CORS preflight (an OPTIONS, outside the rule table)
+
+
+def _caller(request: web.Request, verified: sigv4.Verified) -> Caller:
+    """The request's caller: the key that signed it (or anonymous), with what a bucket policy's
+    conditions test of its connection; for a request another door forwarded, the client's
+    connection is that door's to know, not this one's: unknown (`bucket_policy.Context`)."""
+    if FORWARDED_BY in request.headers:
+        return Caller(key=verified.key, secure=None, source_ip=None)
+    return Caller(key=verified.key, secure=request.secure, source_ip=request.remote)
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp's hook before an answer's headers go: a browser's allowed request gets CORS headers."""
+    if (headers := request.get(CORS_HEADERS)) is not None:
+        response.headers.update(headers)
 
 
 def tls_context(cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str], *,
@@ -118,6 +138,7 @@ class S3Server:
         self._domain = domain.lower().strip(".")
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
+        self._cors = cors.CorsCache()
         self.port = 0
 
     async def start(self) -> None:
@@ -126,6 +147,7 @@ class S3Server:
         # itself would buffer (request.read()/post()), which no handler uses for uploads.
         app = web.Application(client_max_size=xml.MAX_XML_BODY)
         app.router.add_route("*", "/{path:.*}", self._dispatch)
+        app.on_response_prepare.append(_add_cors_headers)
         # keepalive_timeout is also aiohttp's deadline for a connection's first request line and
         # headers (and the next ones'): the header deadline of `door.py`.
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -190,7 +212,8 @@ class S3Server:
             self._in_flight -= 1
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
-            if response.status < 300 and request.get(OPERATION) in _OBJECT_ANSWERS:
+            if response.status < 300 and request.get(OPERATION) in _OBJECT_ANSWERS \
+                    and encryption.CUSTOMER_ALGORITHM not in response.headers:
                 response.headers[encryption.HEADER] = encryption.AT_REST  # every object is, at rest
         if self.requests is not None:
             self._measure(request, response, started)
@@ -225,6 +248,40 @@ class S3Server:
                               bytes_out=response.body_length if response.prepared else response.content_length,
                               started=started, forwarded_to=response.headers.get(FORWARDED_TO), names=names)
 
+    async def _preflight(self, request: web.Request) -> web.StreamResponse:
+        """A browser's CORS preflight, which carries no signature (browsers send none): answered
+        from the bucket's rules by a node inside its policy (forwarded there from elsewhere)."""
+        request[OPERATION] = PREFLIGHT
+        bucket, _ = self.address_of(request)
+        if not bucket:
+            raise S3Error("InvalidRequest", "a CORS preflight names a bucket")
+        if targets := await self._forward_to(request, bucket):
+            assert self.forwarder is not None
+            return await self.forwarder.forward(request, targets)
+        rules = cors.decode(await self._services.service.cors_rules(bucket))
+        return web.Response(status=200, headers=cors.preflight_headers(rules, request.headers))
+
+    async def _forward_to(self, request: web.Request, bucket: str) -> tuple[str, ...]:
+        """Nodes inside the bucket's policy when this node is outside it and may forward (a request
+        read before the usual forwarding: a preflight, a form upload); () to serve it here."""
+        if self.forwarder is None or FORWARDED_BY in request.headers:
+            return ()
+        targets = await self._services.service.route(bucket)
+        if targets:
+            request[OUTSIDE] = True
+        return targets
+
+    async def _cors_answer(self, request: web.Request, bucket: str) -> None:
+        """The Access-Control-* headers of the answer to a browser's request the bucket's rules
+        allow (added as it is sent, `_add_cors_headers`); none when its rules cannot be read."""
+        try:
+            rules = await self._cors.rules(self._services, bucket)
+        except NodeError:
+            return
+        rule = cors.match(rules, request.headers["Origin"], request.method)
+        if rule is not None:
+            request[CORS_HEADERS] = cors.answer_headers(rule, request.headers["Origin"])
+
     async def _check_owner(self, caller: Caller, bucket: str, expected: str) -> None:
         """`x-amz-expected-bucket-owner`: the request goes on only if the bucket's owner (its
         tenant, the ID a listing shows) is the one the client names; else 403, as S3 answers."""
@@ -254,6 +311,8 @@ class S3Server:
         return bucket, key
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            return await self._preflight(request)
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name.lower(), []).append(value)
@@ -263,10 +322,16 @@ class S3Server:
         bucket, key = self.address_of(request)
         route = routes.operation(request.method, bucket, key, request.query, request.headers)
         request[OPERATION] = route.operation
-        if route.operation in _OBJECT_ANSWERS:
-            encryption.check_request(request.headers)  # SSE-KMS, SSE-C: refused before anything moves
-        caller = Caller(key=verified.key)
-        request[KEY_ID] = verified.key.key_id
+        if route.operation == "PostObject":  # signed by its form's policy: read here, by a node inside
+            if targets := await self._forward_to(request, bucket):
+                assert self.forwarder is not None
+                return await self.forwarder.forward(request, targets)
+            verified = await post_object.authenticate(request, self._access, bucket)
+        if route.operation in _OBJECT_ANSWERS or route.operation in encryption.TAKES_CUSTOMER_KEY:
+            # SSE-KMS, SSE-C where not served or over plain HTTP: refused before anything moves
+            encryption.check_request(request.headers, route.operation, secure=request.secure)
+        caller = _caller(request, verified)
+        request[KEY_ID] = verified.key.key_id if verified.key is not None else ""
         admit(route.operation, OPERATIONS[route.operation], caller)  # the rule table both doors share
         if route.operation in acl.TAKES_ACL:
             acl.check_request(request.headers)  # public-read and grants: refused, never ignored
@@ -275,14 +340,17 @@ class S3Server:
             await self._check_owner(caller, bucket, request.headers[EXPECTED_OWNER])
         # A request another door forwarded is never forwarded again: if this node is outside the
         # bucket's policy too, the service's OutsideTerritory answers it (503), no loop.
-        forwarding = (self.forwarder is not None and bool(bucket) and route.operation not in SERVED_ANYWHERE
-                      and FORWARDED_BY not in request.headers)
+        # An anonymous caller's HeadBucket too: only nodes inside read the policy deciding on it.
+        forwarding = (self.forwarder is not None and bool(bucket) and FORWARDED_BY not in request.headers
+                      and (route.operation not in SERVED_ANYWHERE or caller.anonymous))
         if forwarding:
             targets = await self._services.service.route(bucket)
             if targets:
                 request[OUTSIDE] = True
                 assert self.forwarder is not None
                 return await self.forwarder.forward(request, targets)
+        if bucket and "Origin" in request.headers:
+            await self._cors_answer(request, bucket)
         try:
             return await route.handler(self._services, call)
         except OutsideTerritory as exc:

@@ -23,6 +23,9 @@ Presigned URLs carry X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expire
 a week), X-Amz-SignedHeaders and X-Amz-Signature in the query; the canonical query is every other
 parameter. An expired URL is AccessDenied "Request has expired"; a malformed one is
 AuthorizationQueryParametersError.
+
+A request with neither (no Authorization header, no presigned query) is anonymous (`ANONYMOUS`):
+the rule table lets it only read, and only a bucket whose policy allows it.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from maillage.node.s3.errors import S3Error
 from maillage.proto.trust.access import KeyInfo
 from maillage.proto.trust.requestauth import ALGORITHM, NoSigningKey, credential_scope, string_to_sign
 
-__all__ = ["Verified", "UNSIGNED", "STREAMING_SIGNED", "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER",
-           "STREAMING_MODES", "MAX_EXPIRES", "Keys", "verify", "canonical_request", "canonical_query", "SKEW"]
+__all__ = ["ANONYMOUS", "Verified", "UNSIGNED", "STREAMING_SIGNED", "STREAMING_SIGNED_TRAILER",
+           "STREAMING_UNSIGNED_TRAILER", "STREAMING_MODES", "MAX_EXPIRES", "Keys", "verify", "canonical_request",
+           "canonical_query", "SKEW"]
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -71,9 +75,10 @@ _MAX_QUERY_PAIRS = 256
 
 @dataclass(frozen=True)
 class Verified:
-    """The access key that signed a request, and what it signed about the body."""
+    """The access key that signed a request (None: an unsigned, anonymous request), and what it
+    signed about the body."""
 
-    key: KeyInfo
+    key: KeyInfo | None
     payload_sha256: str | None  # the hex SHA-256 the body must have, None when the body is not hashed as a whole
     mode: str = UNSIGNED        # x-amz-content-sha256 as signed: a hex SHA-256, UNSIGNED-PAYLOAD or STREAMING-*
     signature: str = ""         # the request's own signature: the seed of a streaming upload's chunk signatures
@@ -108,6 +113,9 @@ class Verified:
     def _sign(self, algorithm: str, *lines: str) -> str:
         text = "\n".join((algorithm, self.timestamp, self.scope, *lines))
         return hmac.new(self.signing_key, text.encode(), hashlib.sha256).hexdigest()
+
+
+ANONYMOUS = Verified(key=None, payload_sha256=None)
 
 
 def _encode(text: str) -> str:
@@ -152,7 +160,7 @@ class Keys(Protocol):
 
 def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterable[str]],
            keys: Keys, now: datetime.datetime | None = None) -> Verified:
-    """The access key that signed this request, or S3Error. `raw_query` is the query string as
+    """The access key that signed this request (`ANONYMOUS`: none did), or S3Error. `raw_query` is the query string as
     received (percent-encoded); `headers`: lower-case name -> values; `keys` gives the active key
     and its published derived keys."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -166,7 +174,7 @@ def verify(method: str, path: str, raw_query: str, headers: Mapping[str, Iterabl
         if "Signature=" in raw_query and "AWSAccessKeyId=" in raw_query:
             raise S3Error("InvalidRequest", "this URL is presigned with Signature Version 2, which is not supported: "
                                             f"presign with {ALGORITHM} (SigV4; boto3: signature_version='s3v4')")
-        raise S3Error("AccessDenied", "anonymous requests are refused: sign the request with an access key (SigV4)")
+        return ANONYMOUS
     if len(authorization) > 1:
         raise S3Error("InvalidArgument", "more than one Authorization header")
     if not authorization[0].startswith(ALGORITHM + " "):

@@ -19,15 +19,25 @@ from dataclasses import replace
 from functools import partial
 
 from maillage.node import object_lock
-from maillage.node.data.bucket_settings import LIFECYCLE, TAGS, BucketSettings
+from maillage.node.data import customer_keys
+from maillage.node.data.bucket_settings import CORS, LIFECYCLE, TAGS, BucketSettings
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.lifecycle import LifecycleConfig
-from maillage.node.data.multipart import MultipartUpload, MultipartUploads, Part, PartListing, UploadListing
+from maillage.node.data.multipart import (
+    MultipartUpload,
+    MultipartUploads,
+    Part,
+    PartBody,
+    PartListing,
+    UploadListing,
+)
 from maillage.node.data.versions import Deleted, Versioning, VersionListing, Versions, check_version_id
-from maillage.node.errors import InvalidRequest, NodeError, NoSuchKey
+from maillage.node.errors import InvalidRequest, NodeError, NoSuchBucket, NoSuchKey
 from maillage.node.object_lock import LockConfig, LockNotEnabled, Retention
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
+from maillage.node.service.bucket_access import POLICY
+from maillage.node.service.bucket_policy import AccessBlock, Policy
 from maillage.node.service.rules import OPERATIONS
 from maillage.node.service.tenancy import Caller, Tenancy
 from maillage.node.service.territory import Territory
@@ -52,12 +62,14 @@ class ObjectService:
         self.versions = Versions(coordinator)
         self.settings = BucketSettings(coordinator)
 
-    async def bucket(self, caller: Caller, operation: str, name: str) -> BucketRecord:
-        """The record of bucket `name`, once `caller` may do on it what `operation`'s rule asks
-        (and this node may serve it, if the rule touches its data)."""
+    async def bucket(self, caller: Caller, operation: str, name: str, key: str | None = None, *,
+                     prefix: str | None = None) -> BucketRecord:
+        """The record of bucket `name`, once `caller` may do on it (its object `key`, a listing's
+        `prefix`, where known: a bucket policy may name them) what `operation`'s rule asks (and this
+        node may serve it, if the rule touches its data)."""
         rule = OPERATIONS[operation]
         assert rule.bucket is not None, f"{operation} names no bucket"
-        record = await self._tenancy.bucket(caller, name, rule.bucket)
+        record = await self._tenancy.bucket(caller, name, rule.bucket, operation, key=key, prefix=prefix)
         if rule.territory == "bucket":
             self._territory.serve(record.policy, name)
         return record
@@ -142,10 +154,48 @@ class ObjectService:
         record = await self.bucket(caller, operation, bucket)
         await self.settings.put(record, LIFECYCLE, "" if config is None else config.encode())
 
+    async def bucket_policy(self, caller: Caller, bucket: str) -> str:
+        """The bucket's policy document as its owner sent it ("": it has none)."""
+        record = await self.bucket(caller, "GetBucketPolicy", bucket)
+        return await self.settings.get(record, POLICY)
+
+    async def bucket_policy_status(self, caller: Caller, bucket: str) -> bool | None:
+        """Whether the bucket's policy has a public statement (S3's IsPublic); None: it has no policy."""
+        rules = await self._tenancy.access.rules(await self.bucket(caller, "GetBucketPolicyStatus", bucket))
+        return None if rules.policy is None else rules.policy.public
+
+    async def set_bucket_policy(self, caller: Caller, bucket: str, text: str, policy: Policy | None,
+                                operation: str) -> None:
+        """Replace the bucket's policy (`text` parsed as `policy`; "" and None remove it): its owner's write keys."""
+        await self._tenancy.access.set_policy(await self.bucket(caller, operation, bucket), text, policy)
+
+    async def access_block(self, caller: Caller, bucket: str) -> AccessBlock:
+        return (await self._tenancy.access.rules(await self.bucket(caller, "GetPublicAccessBlock", bucket))).block
+
+    async def set_access_block(self, caller: Caller, bucket: str, block: AccessBlock, operation: str) -> None:
+        await self._tenancy.access.set_block(await self.bucket(caller, operation, bucket), block)
+
+    async def bucket_cors(self, caller: Caller, bucket: str) -> str:
+        """The bucket's CORS rules, as the S3 door encoded them ("": none)."""
+        return await self.settings.get(await self.bucket(caller, "GetBucketCors", bucket), CORS)
+
+    async def set_bucket_cors(self, caller: Caller, bucket: str, encoded: str, operation: str) -> None:
+        """Replace the bucket's CORS rules ("" removes them): its owner tenant's write keys only."""
+        await self.settings.put(await self.bucket(caller, operation, bucket), CORS, encoded)
+
+    async def cors_rules(self, bucket: str) -> str:
+        """The bucket's CORS rules for a browser's preflight, which carries no credentials: what
+        they allow is public by design (NoSuchBucket, or OutsideTerritory naming nodes inside)."""
+        record = await self.coordinator.find_bucket(bucket)
+        if record is None:
+            raise NoSuchBucket(f"no bucket {bucket!r}")
+        self._territory.serve(record.policy, bucket)
+        return await self.settings.get(record, CORS)
+
     async def list_object_versions(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                                    key_marker: str = "", version_id_marker: str = "",
                                    max_keys: int = 1000) -> tuple[BucketRecord, VersionListing]:
-        record = await self.bucket(caller, "ListObjectVersions", bucket)
+        record = await self.bucket(caller, "ListObjectVersions", bucket, prefix=prefix)
         listing = await self.versions.listing(record, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
                                            version_id_marker=version_id_marker, max_keys=max_keys)
         return record, listing
@@ -164,7 +214,7 @@ class ObjectService:
                               version_id: str | None) -> tuple[BucketRecord, dict[str, str]]:
         """The bucket's record, checked for `operation`, and the attributes of a version of it
         (LockNotEnabled unless the bucket has object lock)."""
-        record = await self.bucket(caller, operation, bucket)
+        record = await self.bucket(caller, operation, bucket, key)
         if (await self.versions.settings(record)).lock is None:
             raise LockNotEnabled(f"bucket {bucket!r} has no object lock configuration")
         if version_id is not None:
@@ -200,12 +250,13 @@ class ObjectService:
                           version_id: str | None = None) -> tuple[BucketRecord, Manifest]:
         """The bucket's record and the key's current version, or its version `version_id` (GetObject
         reads with the same call); a delete marker is `DeleteMarker`."""
-        record = await self.bucket(caller, operation, bucket)
+        record = await self.bucket(caller, operation, bucket, key)
         if version_id is not None:
             return record, await self.versions.get(record, key, version_id)
         return record, await self.versions.current(record, key)
 
-    async def _write_target(self, caller: Caller, operation: str, bucket: str) -> tuple[BucketRecord, Versioning]:
+    async def _write_target(self, caller: Caller, operation: str, bucket: str,
+                            key: str | None = None) -> tuple[BucketRecord, Versioning]:
         """The bucket's record, checked for a write, and its versioning state and lock configuration
         read from its index replicas (never cached). The state is read while the record's owners are asked again, with
         the record this node last knew, so a write of a bucket it knows pays no round trip for it."""
@@ -215,7 +266,7 @@ class ObjectService:
             early = asyncio.ensure_future(self.versions.settings(known))
             early.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved if unused
         try:
-            record = await self.bucket(caller, operation, bucket)
+            record = await self.bucket(caller, operation, bucket, key)
         except BaseException:
             if early is not None:
                 early.cancel()
@@ -229,7 +280,7 @@ class ObjectService:
     async def put_object(self, caller: Caller, bucket: str, upload: Upload, body: UploadStream, *,
                          check: Callable[[Manifest | None], None] | None = None) -> tuple[Manifest, list[str]]:
         """Store an object; `check(current version or None)` may refuse it first (a conditional PUT)."""
-        record, versioning = await self._write_target(caller, "PutObject", bucket)
+        record, versioning = await self._write_target(caller, "PutObject", bucket, upload.key)
         self._check_lock_request(upload, versioning)
         if check is not None:
             try:
@@ -249,7 +300,7 @@ class ObjectService:
                             bypass_governance: bool = False) -> Deleted:
         """Delete the key (a delete marker on a versioned bucket), or its version `version_id` if no
         lock keeps it (`bypass_governance`: asked by the caller, granted as `_may_bypass` says)."""
-        record, versioning = await self._write_target(caller, "DeleteObject", bucket)
+        record, versioning = await self._write_target(caller, "DeleteObject", bucket, key)
         return await self.versions.delete(record, key, version_id, versioning=versioning,
                                           bypass=_may_bypass(caller, bypass_governance))
 
@@ -265,26 +316,41 @@ class ObjectService:
                           source_version_id: str | None = None) -> Manifest:
         """A server-side copy (of the source's version `source_version_id`, else its current one):
         read on the source bucket, write on the destination."""
-        source = await self._tenancy.bucket(caller, source_bucket, "read")
-        dest, versioning = await self._write_target(caller, "CopyObject", bucket)
+        source = await self._tenancy.bucket(caller, source_bucket, "read", "GetObject", key=source_key)
+        dest, versioning = await self._write_target(caller, "CopyObject", bucket, key)
         self.coordinator.check_copy(source, dest)
         if replacement is not None:
             self._check_lock_request(replacement, versioning)
-        if source_version_id is not None:
-            version = await self.versions.get(source, source_key, source_version_id)
-        else:
-            version = await self.versions.current(source, source_key)
+        version = await self._version(source, source_key, source_version_id)
+        if customer_keys.is_encrypted(dict(version.attributes)):
+            raise customer_keys.KeyRequired("the copy's source was written with a customer key (SSE-C): send it "
+                                            "with the x-amz-copy-source-server-side-encryption-customer-* headers")
         # A copy is a new version: the source's lock stays with the source (the destination's default applies).
         unlocked = tuple((k, v) for k, v in version.attributes if k not in object_lock.LOCK_ATTRIBUTES)
         return await self.coordinator.copy_object(source, source_key, dest, key, replacement=replacement,
                                                   check=check, source=replace(version, attributes=unlocked),
                                                   stamp=await self.versions.stamper(dest, key, versioning))
 
+    async def copy_source(self, caller: Caller, source_bucket: str, source_key: str, bucket: str,
+                          source_version_id: str | None = None) -> tuple[BucketRecord, Manifest]:
+        """For a copy the S3 door streams through itself (one side under a customer key): the
+        source's record and version, once the caller may read it and write `bucket`, and the copy
+        would not widen the source's residency. The door then writes with `put_object`."""
+        source = await self._tenancy.bucket(caller, source_bucket, "read", "GetObject", key=source_key)
+        dest = await self.bucket(caller, "CopyObject", bucket)
+        self.coordinator.check_copy(source, dest)
+        return source, await self._version(source, source_key, source_version_id)
+
+    async def _version(self, record: BucketRecord, key: str, version_id: str | None) -> Manifest:
+        if version_id is not None:
+            return await self.versions.get(record, key, version_id)
+        return await self.versions.current(record, key)
+
     async def object_attributes(self, caller: Caller, bucket: str, key: str, operation: str,
                                 version_id: str | None = None) -> dict[str, str]:
         """The attributes (stored headers, ETag, tags) of the current version, or of version
         `version_id`, for a reader."""
-        record = await self.bucket(caller, operation, bucket)
+        record = await self.bucket(caller, operation, bucket, key)
         if version_id is not None:
             return dict((await self.versions.get(record, key, version_id)).attributes)
         return dict((await self.coordinator.head_object(record, key)).attributes)
@@ -293,7 +359,8 @@ class ObjectService:
                             operation: str, version_id: str | None = None) -> Manifest:
         """The current version (or version `version_id`) again with attribute `name` set (None:
         removed), e.g. its tags; the content stays as it is (no chunk moves)."""
-        return await self._set_attribute(await self.bucket(caller, operation, bucket), key, name, value, version_id)
+        return await self._set_attribute(await self.bucket(caller, operation, bucket, key), key, name, value,
+                                         version_id)
 
     async def _set_attribute(self, record: BucketRecord, key: str, name: str, value: str | None,
                              version_id: str | None) -> Manifest:
@@ -310,7 +377,7 @@ class ObjectService:
 
     async def list_objects(self, caller: Caller, bucket: str, *, prefix: str = "", delimiter: str = "",
                            start_after: str = "", max_keys: int = 1000) -> tuple[BucketRecord, Listing]:
-        record = await self.bucket(caller, "ListObjects", bucket)
+        record = await self.bucket(caller, "ListObjects", bucket, prefix=prefix)
         listing = await self.coordinator.list_objects(record, prefix=prefix, delimiter=delimiter,
                                                       start_after=start_after, max_keys=max_keys)
         return record, listing
@@ -332,38 +399,38 @@ class ObjectService:
     # ----- multipart uploads (the S3 door's) -----------------------------------------------
 
     async def create_upload(self, caller: Caller, bucket: str, upload: Upload) -> MultipartUpload:
-        record, versioning = await self._write_target(caller, "CreateMultipartUpload", bucket)
+        record, versioning = await self._write_target(caller, "CreateMultipartUpload", bucket, upload.key)
         self._check_lock_request(upload, versioning)
         return await self.uploads.create_upload(record, upload, initiator=caller.tenant)
 
     async def upload_part(self, caller: Caller, bucket: str, key: str, upload_id: str, number: int,
-                          body: UploadStream, *, expiry: float | None = None) -> Part:
-        record = await self.bucket(caller, "UploadPart", bucket)
+                          body: UploadStream | PartBody, *, expiry: float | None = None) -> Part:
+        record = await self.bucket(caller, "UploadPart", bucket, key)
         return await self.uploads.upload_part(record, key, upload_id, number, body, expiry=expiry)
 
     async def copy_part_buckets(self, caller: Caller, source_bucket: str,
                                 bucket: str) -> tuple[BucketRecord, BucketRecord]:
         """UploadPartCopy's two buckets, checked: read on the source, write on the destination, and
         a copy that would widen the source's residency refused before any byte moves."""
-        source = await self._tenancy.bucket(caller, source_bucket, "read")
+        source = await self._tenancy.bucket(caller, source_bucket, "read", "GetObject")  # key: any
         dest = await self.bucket(caller, "UploadPartCopy", bucket)
         self.coordinator.check_copy(source, dest)
         return source, dest
 
     async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
                               parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
-        record, versioning = await self._write_target(caller, "CompleteMultipartUpload", bucket)
+        record, versioning = await self._write_target(caller, "CompleteMultipartUpload", bucket, key)
         return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry,
                                                   stamp=await self.versions.stamper(record, key, versioning))
 
     async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
-        record = await self.bucket(caller, "AbortMultipartUpload", bucket)
+        record = await self.bucket(caller, "AbortMultipartUpload", bucket, key)
         await self.uploads.abort_upload(record, key, upload_id)
 
     async def list_parts(self, caller: Caller, bucket: str, key: str, upload_id: str, *, marker: int, max_parts: int,
                          expiry: float | None) -> tuple[BucketRecord, MultipartUpload, PartListing | None]:
         """The upload and a page of its parts (None when `max_parts` is 0: the upload alone)."""
-        record = await self.bucket(caller, "ListParts", bucket)
+        record = await self.bucket(caller, "ListParts", bucket, key)
         if max_parts == 0:
             return record, await self.uploads.get_upload(record, key, upload_id, expiry=expiry), None
         upload, listing = await self.uploads.list_parts(record, key, upload_id, marker=marker, max_parts=max_parts,

@@ -10,8 +10,9 @@ route (`maillage.node.s3.routes`). Its `Rule` says, in three parts:
   None when no key opens it;
 * `bucket`: what the caller must be allowed on the bucket the request names (`read` or `write`),
   checked by the service layer (`tenancy.Tenancy`) against the bucket's record: a tenant's key
-  touches only its tenant's buckets, a key limited to some buckets only those, a read-only key
-  never writes. None: the operation names no bucket (cluster calls, ListBuckets);
+  touches only its tenant's buckets (unless the bucket's policy lets it read), a key limited to
+  some buckets only those, a read-only key never writes; anonymous callers only read, where the
+  bucket's policy allows. None: the operation names no bucket (cluster calls, ListBuckets);
 * `territory`: whose authority over a policy's data the operation needs (`territory.py`). For a
   node's call, the calling node must be inside the policy of: the request (`policy`: chunks named
   with their policy), this node's own record of the bucket named (`bucket`), the record or
@@ -124,6 +125,18 @@ OPERATIONS: Mapping[str, Rule] = {
     "PutBucketOwnershipControls": WRITE_BUCKET,
     "GetPublicAccessBlock": READ_BUCKET,
     "PutPublicAccessBlock": WRITE_BUCKET,
+    "DeletePublicAccessBlock": WRITE_BUCKET,
+    # Bucket policies (`bucket_policy.py`): a setting in the bucket's index, set by its owner's write
+    # keys; it may let other tenants and anonymous callers read (`bucket_access.py`).
+    "GetBucketPolicy": READ_BUCKET,
+    "PutBucketPolicy": WRITE_BUCKET,
+    "DeleteBucketPolicy": WRITE_BUCKET,
+    "GetBucketPolicyStatus": READ_BUCKET,
+    # CORS rules: a setting in the bucket's index; a browser's preflight reads them with no
+    # credentials (`s3/cors.py`), outside this table.
+    "GetBucketCors": READ_BUCKET,
+    "PutBucketCors": WRITE_BUCKET,
+    "DeleteBucketCors": WRITE_BUCKET,
     # Lifecycle rules: a setting in the bucket's index, applied by the node leading the bucket.
     "GetBucketLifecycleConfiguration": READ_BUCKET,
     "PutBucketLifecycleConfiguration": WRITE_BUCKET,
@@ -142,6 +155,7 @@ OPERATIONS: Mapping[str, Rule] = {
     "GetObject": READ_BUCKET,
     "PutObject": WRITE_BUCKET,
     "PutSmallObject": WRITE_BUCKET,
+    "PostObject": WRITE_BUCKET,      # a browser's form upload, signed by its policy document (`s3/post_object.py`)
     "DeleteObject": WRITE_BUCKET,
     "CopyObject": WRITE_BUCKET,      # and read on the source bucket
     "GetObjectAttributes": READ_BUCKET,
@@ -192,9 +206,11 @@ S3_OPERATIONS = frozenset({
     "GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging",
     "GetBucketAcl", "PutBucketAcl", "GetObjectAcl", "PutObjectAcl",
     "GetBucketOwnershipControls", "PutBucketOwnershipControls", "GetPublicAccessBlock", "PutPublicAccessBlock",
+    "DeletePublicAccessBlock", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "GetBucketPolicyStatus",
     "GetObjectLockConfiguration", "PutObjectLockConfiguration", "GetObjectRetention", "PutObjectRetention",
     "GetObjectLegalHold", "PutObjectLegalHold",
     "GetBucketLifecycleConfiguration", "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle",
+    "GetBucketCors", "PutBucketCors", "DeleteBucketCors", "PostObject",
 })
 
 _ROLE_ALLOWS: Mapping[str, frozenset[str]] = {
@@ -212,7 +228,13 @@ def rule_of_method(method: str) -> Rule | None:
 
 def admit(operation: str, rule: Rule, caller: Caller) -> None:
     """Raise AccessDenied unless this kind of caller may call the operation at all (its bucket is
-    checked later, with the bucket's record)."""
+    checked later, with the bucket's record). An anonymous caller (the S3 door's unsigned requests)
+    may only read a bucket: its policy decides then."""
+    if caller.anonymous:
+        if rule.bucket != "read":
+            raise AccessDenied(f"{operation} needs an access key: an anonymous request may only read a bucket "
+                               "whose policy allows it")
+        return
     if caller.node_id is not None:
         if not rule.nodes:
             raise AccessDenied(f"{operation} is for clients with an access key, not for nodes")

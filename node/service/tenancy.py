@@ -6,6 +6,10 @@ layout (by its certificate) or the holder of an access key (by the request's sig
 bucket belongs to the tenant whose key created it; another tenant's key, a read-only key asked to
 write, or a key limited to other buckets gets `AccessDenied` (PERMISSION_DENIED) with a message
 that says which. Bucket listings show a tenant its own buckets only (an admin key sees all).
+
+Beyond ownership, a bucket's policy (`bucket_access.py`) may let other tenants' keys and anonymous
+S3 callers read it, and may deny its owner's keys what it names: `Tenancy.bucket` asks it with the
+operation and, where the use case knows them, the object key and listing prefix.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 
 from maillage.node.data.bucket_records import Catalog
 from maillage.node.errors import AccessDenied
+from maillage.node.service.bucket_access import BucketAccess
 from maillage.proto.trust.access import Action, KeyInfo
 from maillage.storage import BucketRecord
 
@@ -24,15 +29,23 @@ __all__ = ["AccessDenied", "Caller", "Tenancy", "current_caller", "CALLER"]
 
 @dataclass(frozen=True)
 class Caller:
-    """A node of the layout (`node_id`) or an access key's holder (`key`)."""
+    """A node of the layout (`node_id`), an access key's holder (`key`), or neither: an anonymous
+    S3 request. `secure` and `source_ip` are what bucket policy conditions test of the request's
+    connection (None: not known here, as for a request another door forwarded)."""
 
     node_id: str | None = None
     key: KeyInfo | None = None
+    secure: bool | None = True  # the gRPC port is always TLS
+    source_ip: str | None = None  # the S3 door's client address (the gRPC door gives none)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.node_id is None and self.key is None
 
     def describe(self) -> str:
         if self.key is not None:
             return f"key {self.key.key_id} of tenant {self.key.tenant!r}"
-        return f"node {self.node_id}"
+        return "an anonymous caller" if self.node_id is None else f"node {self.node_id}"
 
     @property
     def tenant(self) -> str:
@@ -75,13 +88,17 @@ def current_caller() -> Caller:
 class Tenancy:
     """Bucket-level checks between a servicer and the coordinator."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, access: BucketAccess) -> None:
         self._catalog = catalog
+        self.access = access
 
-    async def bucket(self, caller: Caller, name: str, action: Action) -> BucketRecord:
-        """The bucket's record, once the caller may `action` it (NoSuchBucket if it does not exist)."""
+    async def bucket(self, caller: Caller, name: str, action: Action, operation: str = "", *,
+                     key: str | None = None, prefix: str | None = None) -> BucketRecord:
+        """The bucket's record, once the caller may `action` it for `operation` (on object `key`,
+        listing `prefix`, where known): by ownership, or by the bucket's policy, which may also deny
+        it (NoSuchBucket if it does not exist)."""
         record = await self._catalog.get(name, fresh=action == "write")  # never write by a stale lookup
-        caller.require(action, name, record.owner)
+        await self.access.check(caller, record, action, operation, key=key, prefix=prefix)
         return record
 
     def visible(self, caller: Caller, records: Iterable[BucketRecord]) -> list[BucketRecord]:

@@ -6,6 +6,7 @@ with a trailing CRC32) and path-style addressing.
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
@@ -201,6 +202,58 @@ def test_another_tenant_is_refused(mesh, s3):
     creds = mesh.profile.credentials
     assert s3_client(mesh, creds.key_id, creds.secret, node=2).get_object(
         Bucket="private-fr", Key="secret")["Body"].read() == b"mine"
+
+
+def test_a_bucket_policy_shares_reads_with_anyone_and_another_tenant_never_wider(mesh, s3):
+    """Public reads of a prefix for unsigned clients (through a door inside the bucket's policy and
+    one outside, which forwards), reads of the bucket for another tenant, and no copy of its data
+    into that tenant's wider bucket."""
+    import json
+    from functools import partial
+
+    from botocore import UNSIGNED
+    s3.create_bucket(Bucket="shared-fr", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    s3.put_object(Bucket="shared-fr", Key="public/notice.txt", Body=b"open to all")
+    s3.put_object(Bucket="shared-fr", Key="records/1.txt", Body=b"partners only")
+    partner = mesh.new_key("partners")
+    arn = "arn:aws:s3:::shared-fr"
+    s3.put_public_access_block(Bucket="shared-fr", PublicAccessBlockConfiguration=dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), False))
+    s3.put_bucket_policy(Bucket="shared-fr", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "PublicNotices", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"{arn}/public/*"},
+        {"Sid": "Partners", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::partners:root"},
+         "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [arn, f"{arn}/*"]}]}))
+    assert s3.get_bucket_policy_status(Bucket="shared-fr")["PolicyStatus"]["IsPublic"] is True
+
+    for node in ("paris-1", "munich-1"):  # the first serves it; the second is outside France-only and forwards
+        anonymous = boto3.client("s3", **mesh.s3_client_kwargs(node), region_name="us-east-1",
+                                 config=CONFIG.merge(Config(signature_version=UNSIGNED)))
+        got = eventually(partial(anonymous.get_object, Bucket="shared-fr", Key="public/notice.txt"),
+                         what="an anonymous read the policy allows", retry_on=(ClientError,), timeout=15)
+        assert got["Body"].read() == b"open to all"
+        forwarded = got["ResponseMetadata"]["HTTPHeaders"].get("x-maillage-forwarded-to")
+        assert (forwarded is not None) == (node == "munich-1")
+        for name, kwargs in (("get_object", {"Key": "records/1.txt"}),
+                             ("put_object", {"Key": "public/x", "Body": b"x"}), ("list_objects_v2", {})):
+            with pytest.raises(ClientError) as err:
+                getattr(anonymous, name)(Bucket="shared-fr", **kwargs)
+            assert code(err) == "AccessDenied"
+
+    theirs = s3_client(mesh, partner.credentials.key_id, partner.credentials.secret, node="toulouse-1")
+    assert theirs.get_object(Bucket="shared-fr", Key="records/1.txt")["Body"].read() == b"partners only"
+    assert [o["Key"] for o in theirs.list_objects_v2(Bucket="shared-fr")["Contents"]] == [
+        "public/notice.txt", "records/1.txt"]
+    with pytest.raises(ClientError) as err:
+        theirs.put_object(Bucket="shared-fr", Key="records/2.txt", Body=b"no")
+    assert code(err) == "AccessDenied"
+    theirs.create_bucket(Bucket="partners-eu", CreateBucketConfiguration={"LocationConstraint": "eu-wide"})
+    with pytest.raises(ClientError) as err:  # France-only data never copied into an EU-wide bucket
+        theirs.copy_object(Bucket="partners-eu", Key="copy", CopySource={"Bucket": "shared-fr", "Key": "records/1.txt"})
+    assert code(err) == "AccessDenied" and "copy refused" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):
+        theirs.head_object(Bucket="partners-eu", Key="copy")
+    s3.delete_bucket_policy(Bucket="shared-fr")
 
 
 def test_etags_are_md5_and_standard_headers_are_kept(mesh, s3):
@@ -480,8 +533,8 @@ def test_bucket_tags_through_boto3(mesh, s3):
 
 def test_server_side_encryption_as_clients_ask(mesh, s3):
     """SSE-S3 is what every object has (sealed at rest with AES-256-GCM): asked for, it is echoed,
-    and every object answer says so; SSE-KMS and SSE-C are refused with words; bucket default
-    encryption shows AES256 and takes only that."""
+    and every object answer says so; SSE-KMS is refused with words, and so is a malformed customer
+    key; bucket default encryption shows AES256 and takes only that."""
     s3.create_bucket(Bucket="sealed", CreateBucketConfiguration={"LocationConstraint": "france-only"})
     put = s3.put_object(Bucket="sealed", Key="a", Body=b"secret", ServerSideEncryption="AES256")
     assert put["ServerSideEncryption"] == "AES256"
@@ -493,8 +546,8 @@ def test_server_side_encryption_as_clients_ask(mesh, s3):
         s3.put_object(Bucket="sealed", Key="k", Body=b"x", ServerSideEncryption="aws:kms")
     assert code(err) == "NotImplemented"
     with pytest.raises(ClientError) as err:
-        s3.put_object(Bucket="sealed", Key="c", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey="k" * 32)
-    assert code(err) == "NotImplemented"
+        s3.put_object(Bucket="sealed", Key="c", Body=b"x", SSECustomerAlgorithm="AES128", SSECustomerKey="k" * 32)
+    assert code(err) == "InvalidArgument"
     with pytest.raises(ClientError):
         s3.head_object(Bucket="sealed", Key="c")  # nothing was stored for the refused writes
 
@@ -511,6 +564,44 @@ def test_server_side_encryption_as_clients_ask(mesh, s3):
     with pytest.raises(ClientError) as err:
         s3_client(mesh, other.credentials.key_id, other.credentials.secret).get_bucket_encryption(Bucket="sealed")
     assert code(err) == "AccessDenied"
+
+
+def test_customer_keys_through_boto3(mesh, s3):
+    """SSE-C on real nodes over HTTPS: written through one node and read through others (forwarded
+    to France where a node is outside it), a wrong key reads nothing, a multipart upload and a
+    copy under a new key read back whole."""
+    key, other = os.urandom(32), os.urandom(32)
+    body = os.urandom(3 * CHUNK + 123)
+    s3.create_bucket(Bucket="fr-sse-c", CreateBucketConfiguration={"LocationConstraint": "france-only"})
+    put = s3.put_object(Bucket="fr-sse-c", Key="scan", Body=body, SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert put["SSECustomerAlgorithm"] == "AES256" and "ServerSideEncryption" not in put
+    creds = mesh.profile.credentials
+    for node in range(len(mesh.layout.nodes)):
+        reader = s3_client(mesh, creds.key_id, creds.secret, node=node)
+        got = reader.get_object(Bucket="fr-sse-c", Key="scan", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+        assert got["Body"].read() == body
+        with pytest.raises(ClientError) as err:
+            reader.get_object(Bucket="fr-sse-c", Key="scan", SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+        assert status(err) == 400
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket="fr-sse-c", Key="scan")
+    assert status(err) == 400
+    part = 5 * 1024 * 1024
+    big = os.urandom(part + 1000)
+    upload = s3.create_multipart_upload(Bucket="fr-sse-c", Key="big", SSECustomerAlgorithm="AES256",
+                                        SSECustomerKey=key)["UploadId"]
+    etags = [s3.upload_part(Bucket="fr-sse-c", Key="big", UploadId=upload, PartNumber=n + 1, Body=piece,
+                            SSECustomerAlgorithm="AES256", SSECustomerKey=key)["ETag"]
+             for n, piece in enumerate((big[:part], big[part:]))]
+    s3.complete_multipart_upload(Bucket="fr-sse-c", Key="big", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    ranged = s3.get_object(Bucket="fr-sse-c", Key="big", Range=f"bytes={part - 10}-{part + 9}",
+                           SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    assert ranged["Body"].read() == big[part - 10:part + 10]
+    s3.copy_object(Bucket="fr-sse-c", Key="big", CopySource="fr-sse-c/big", SSECustomerAlgorithm="AES256",
+                   SSECustomerKey=other, CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key)
+    got = s3.get_object(Bucket="fr-sse-c", Key="big", SSECustomerAlgorithm="AES256", SSECustomerKey=other)
+    assert got["Body"].read() == big
 
 
 def test_expected_bucket_owner_is_checked(mesh, s3):

@@ -8,10 +8,12 @@ S3 error of the operation itself: NoSuchUpload for a made-up upload id, BucketNo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import urllib3
 
 from maillage.node.errors import AccessDenied
 from maillage.node.service.rules import OPERATIONS, S3_OPERATIONS, admit
@@ -86,6 +88,20 @@ def _admin_key(mesh: LocalMesh) -> AccessKey:
 
 
 SOURCE = {"Bucket": BUCKET, "Key": "k"}
+def post_form(s3: Any, kind: str) -> None:
+    """PostObject: the form this client signs (boto3's generate_presigned_post, no policy at all
+    when unsigned), sent as a browser sends it; an error answer raised as boto3's ClientError.
+    (TLS unverified: this walk is about who is admitted, tests/cluster/test_s3_tls.py about TLS.)"""
+    signed = s3.generate_presigned_post(BUCKET, "posted", ExpiresIn=300)
+    answer = urllib3.PoolManager(cert_reqs="CERT_NONE", retries=False).request(
+        "POST", signed["url"], fields=[*signed["fields"].items(), ("file", ("f", b"x"))])
+    if answer.status >= 300:
+        text = answer.data.decode()
+        error = text.split("<Code>", 1)[1].split("</Code>", 1)[0] if "<Code>" in text else ""
+        raise ClientError({"Error": {"Code": error}, "ResponseMetadata": {"HTTPStatusCode": answer.status}},
+                          "PostObject")
+
+
 CALLS: dict[str, Callable[[Any, str], Any]] = {
     "ListBuckets": lambda s3, kind: s3.list_buckets(),
     "CreateBucket": lambda s3, kind: s3.create_bucket(
@@ -137,11 +153,24 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
     "PutPublicAccessBlock": lambda s3, kind: s3.put_public_access_block(
         Bucket=BUCKET, PublicAccessBlockConfiguration=dict.fromkeys(
             ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True)),
+    "DeletePublicAccessBlock": lambda s3, kind: s3.delete_public_access_block(Bucket=BUCKET),
+    # A policy granting nobody here anything: the walk's answers stay the table's.
+    "PutBucketPolicy": lambda s3, kind: s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "no-such-tenant"}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{BUCKET}/*"}]})),
+    "GetBucketPolicy": lambda s3, kind: s3.get_bucket_policy(Bucket=BUCKET),
+    "GetBucketPolicyStatus": lambda s3, kind: s3.get_bucket_policy_status(Bucket=BUCKET),
+    "DeleteBucketPolicy": lambda s3, kind: s3.delete_bucket_policy(Bucket=BUCKET),
     "GetBucketLifecycleConfiguration": lambda s3, kind: s3.get_bucket_lifecycle_configuration(Bucket=BUCKET),
     "PutBucketLifecycleConfiguration": lambda s3, kind: s3.put_bucket_lifecycle_configuration(
         Bucket=BUCKET, LifecycleConfiguration={"Rules": [
             {"ID": "r", "Status": "Disabled", "Filter": {"Prefix": "none/"}, "Expiration": {"Days": 1}}]}),
     "DeleteBucketLifecycle": lambda s3, kind: s3.delete_bucket_lifecycle(Bucket=BUCKET),
+    "PostObject": post_form,
+    "PutBucketCors": lambda s3, kind: s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={
+        "CORSRules": [{"AllowedOrigins": ["https://app.example.org"], "AllowedMethods": ["GET"]}]}),
+    "GetBucketCors": lambda s3, kind: s3.get_bucket_cors(Bucket=BUCKET),
+    "DeleteBucketCors": lambda s3, kind: s3.delete_bucket_cors(Bucket=BUCKET),
     # BUCKET has no object lock (its versioning is never Enabled here): an allowed caller gets
     # ObjectLockConfigurationNotFoundError, InvalidBucketState or InvalidRequest, never a refusal.
     "GetObjectLockConfiguration": lambda s3, kind: s3.get_object_lock_configuration(Bucket=BUCKET),
@@ -155,6 +184,7 @@ CALLS: dict[str, Callable[[Any, str], Any]] = {
         Bucket=BUCKET, Key="k", LegalHold={"Status": "ON"}),
 }
 REFUSALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
 
 
 def test_every_s3_operation_is_walked() -> None:

@@ -1,5 +1,6 @@
-"""SSE as S3 clients ask for it: AES256 (what every object has at rest) passes, SSE-KMS and SSE-C
-are refused with words, and bucket encryption documents are parsed strictly."""
+"""SSE as S3 clients ask for it: AES256 (what every object has at rest) passes, SSE-KMS is refused
+with words, SSE-C where it is not served or over plain HTTP too, and bucket encryption documents
+are parsed strictly."""
 
 from __future__ import annotations
 
@@ -10,22 +11,29 @@ from hypothesis import strategies as st
 from maillage.node.s3 import encryption, xml
 from maillage.node.s3.errors import S3Error
 
+CUSTOMER = {"x-amz-server-side-encryption-customer-algorithm": "AES256"}
+SOURCE_CUSTOMER = {"x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256"}
+
 
 def test_aes256_or_nothing_passes():
-    encryption.check_request({})
-    encryption.check_request({"x-amz-server-side-encryption": "AES256"})
+    encryption.check_request({}, "PutObject", secure=False)
+    encryption.check_request({"x-amz-server-side-encryption": "AES256"}, "PutObject", secure=False)
+    encryption.check_request(CUSTOMER, "GetObject", secure=True)
+    encryption.check_request(SOURCE_CUSTOMER, "CopyObject", secure=True)
 
 
-@pytest.mark.parametrize("headers, code", [
-    ({"x-amz-server-side-encryption": "aws:kms"}, "NotImplemented"),
-    ({"x-amz-server-side-encryption": "aws:kms:dsse"}, "NotImplemented"),
-    ({"x-amz-server-side-encryption": "ROT13"}, "InvalidArgument"),
-    ({"x-amz-server-side-encryption-customer-algorithm": "AES256"}, "NotImplemented"),
-    ({"x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256"}, "NotImplemented"),
+@pytest.mark.parametrize("headers, operation, secure, code", [
+    ({"x-amz-server-side-encryption": "aws:kms"}, "PutObject", True, "NotImplemented"),
+    ({"x-amz-server-side-encryption": "aws:kms:dsse"}, "PutObject", True, "NotImplemented"),
+    ({"x-amz-server-side-encryption": "ROT13"}, "PutObject", True, "InvalidArgument"),
+    (CUSTOMER, "PutObject", False, "InvalidRequest"),
+    (SOURCE_CUSTOMER, "CopyObject", False, "InvalidRequest"),
+    (SOURCE_CUSTOMER, "UploadPartCopy", True, "NotImplemented"),
+    ({**CUSTOMER, "x-amz-server-side-encryption": "AES256"}, "PutObject", True, "InvalidArgument"),
 ])
-def test_what_cannot_be_honoured_is_refused(headers, code):
+def test_what_cannot_be_honoured_is_refused(headers, operation, secure, code):
     with pytest.raises(S3Error) as err:
-        encryption.check_request(headers)
+        encryption.check_request(headers, operation, secure=secure)
     assert err.value.code == code
 
 

@@ -7,7 +7,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.node.s3 import acl, buckets, lifecycle, multipart, object_lock, objects, routes
+from maillage.node.s3 import acl, buckets, cors, lifecycle, multipart, object_lock, objects, policy, post_object, routes
 from maillage.node.s3.common import query_integer
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.server import S3Server
@@ -66,6 +66,15 @@ CASES = [
     ("PUT", "b", "", {"ownershipControls": ""}, {}, acl.put_ownership_controls),
     ("GET", "b", "", {"publicAccessBlock": ""}, {}, acl.get_public_access_block),
     ("PUT", "b", "", {"publicAccessBlock": ""}, {}, acl.put_public_access_block),
+    ("DELETE", "b", "", {"publicAccessBlock": ""}, {}, acl.delete_public_access_block),
+    ("GET", "b", "", {"policy": ""}, {}, policy.get_policy),
+    ("PUT", "b", "", {"policy": ""}, {}, policy.put_policy),
+    ("DELETE", "b", "", {"policy": ""}, {}, policy.delete_policy),
+    ("GET", "b", "", {"policyStatus": ""}, {}, policy.get_policy_status),
+    ("POST", "b", "", {}, {"Content-Type": "multipart/form-data; boundary=x"}, post_object.post_object),
+    ("GET", "b", "", {"cors": ""}, {}, cors.get_cors),
+    ("PUT", "b", "", {"cors": ""}, {}, cors.put_cors),
+    ("DELETE", "b", "", {"cors": ""}, {}, cors.delete_cors),
 ]
 
 
@@ -83,10 +92,13 @@ def test_every_s3_route_is_an_operation_of_the_rule_table() -> None:
 
 
 @pytest.mark.parametrize(("method", "bucket", "key", "query", "code"), [
-    ("GET", "b", "", {"cors": ""}, "NotImplemented"),  # an operation not served is said, not ignored
+    ("GET", "b", "", {"website": ""}, "NotImplemented"),  # an operation not served is said, not ignored
+    ("POST", "b", "", {"cors": ""}, "MethodNotAllowed"),
     ("POST", "b", "k", {"restore": ""}, "NotImplemented"),
     ("DELETE", "b", "k", {"retention": ""}, "MethodNotAllowed"),  # a retention is shortened, not deleted
     ("DELETE", "b", "", {"versioning": ""}, "MethodNotAllowed"),  # never a DeleteBucket
+    ("POST", "b", "", {"policy": ""}, "MethodNotAllowed"),
+    ("DELETE", "b", "", {"policyStatus": ""}, "MethodNotAllowed"),  # never a DeleteBucket
     ("POST", "b", "", {"tagging": ""}, "MethodNotAllowed"),  # no such operation on a bucket's tags
     ("POST", "b", "k", {}, "MethodNotAllowed"),
     ("DELETE", "", "", {}, "MethodNotAllowed"),
@@ -123,7 +135,8 @@ def test_an_error_about_a_key_with_control_characters_is_still_parseable_xml() -
 _XML_BODIES = st.one_of(
     st.binary(max_size=400),
     st.builds(lambda root, inner: f"<{root}>{inner}</{root}>".encode(),
-              st.sampled_from(["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration", "x"]),
+              st.sampled_from(["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration",
+                               "PublicAccessBlockConfiguration", "x"]),
               st.text(alphabet="<>/&;!?\"' aKeyPartNumberETagObjectQuiet0123456789", max_size=200)))
 
 
@@ -133,7 +146,8 @@ def test_request_xml_parsers_answer_a_result_or_an_s3_error(body: bytes) -> None
     """Hostile bodies for every XML a request can carry: parsed, or refused with an S3 error
     (MalformedXML for anything not well-formed or of the wrong shape), never another exception."""
     from maillage.node.s3 import multipart, xml
-    for parse in (xml.location_constraint, lambda b: xml.delete_request(b, 1000, 4096), multipart.complete_request):
+    for parse in (xml.location_constraint, lambda b: xml.delete_request(b, 1000, 4096), multipart.complete_request,
+                  acl.access_block_from_document):
         try:
             parse(body)
         except S3Error as err:
