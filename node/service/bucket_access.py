@@ -22,6 +22,7 @@ own policy changes take a while to apply everywhere.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from maillage.node.data.bucket_settings import BucketSettings
 from maillage.node.errors import AccessDenied
 from maillage.node.service.bucket_policy import (
     ALLOW,
+    CANNED_ACLS,
     DENY,
     AccessBlock,
     Context,
@@ -39,6 +41,7 @@ from maillage.node.service.bucket_policy import (
     Policy,
     Who,
     action_of,
+    canned_acl,
     parse,
     resource_of,
 )
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 POLICY = "policy"                     # the bucket setting holding the policy document, as its owner sent it
 ACCESS_BLOCK = "public-access-block"  # the setting holding `AccessBlock.encode()`
+ACL = "acl"                           # the bucket's canned ACL, when a public one ("": private)
 TTL = 5.0                             # seconds a bucket's rules are kept
 MAX_KEPT = 4096                       # buckets whose rules are kept at once
 #: What a policy never denies an owner's admin key.
@@ -63,10 +67,20 @@ POLICY_OPERATIONS = frozenset({"GetBucketPolicy", "PutBucketPolicy", "DeleteBuck
 
 @dataclass(frozen=True)
 class Rules:
-    """A bucket's policy (None: it has none) and public access block."""
+    """A bucket's policy (None: it has none), public access block and canned ACL."""
 
     policy: Policy | None
     block: AccessBlock
+    acl: str = "private"
+
+    def statements(self, bucket: str) -> Policy | None:
+        """What decides: the policy, and the canned ACL's statements unless IgnorePublicAcls."""
+        canned = () if self.block.ignore_public_acls else canned_acl(self.acl, bucket)
+        if not canned:
+            return self.policy
+        if self.policy is None:
+            return Policy(bucket, canned)
+        return dataclasses.replace(self.policy, statements=self.policy.statements + canned)
 
 
 class BucketAccess:
@@ -83,8 +97,9 @@ class BucketAccess:
         now = self._clock()
         if not fresh and kept is not None and kept[0] == record.generation and now - kept[1] < TTL:
             return kept[2]
-        text, block = await asyncio.gather(self._settings.get(record, POLICY), self._settings.get(record, ACCESS_BLOCK))
-        rules = Rules(_stored_policy(text, record.name), AccessBlock.decode(block))
+        text, block, acl = await asyncio.gather(*(self._settings.get(record, name)
+                                                  for name in (POLICY, ACCESS_BLOCK, ACL)))
+        rules = Rules(_stored_policy(text, record.name), AccessBlock.decode(block), acl or "private")
         if len(self._kept) >= MAX_KEPT:
             self._kept.pop(next(iter(self._kept)))
         self._kept[record.name] = (record.generation, now, rules)
@@ -130,11 +145,12 @@ class BucketAccess:
                       prefix: str | None) -> tuple[str | None, str]:
         rules = await self.rules(record)
         action = action_of(operation)
-        if rules.policy is None or not action:
+        policy = rules.statements(record.name)
+        if policy is None or not action:
             return None, ""
         who = Who() if caller.key is None else Who(caller.key.tenant, caller.key.key_id)
         context = Context(secure=caller.secure, source_ip=caller.source_ip, prefix=prefix)
-        return rules.policy.evaluate(who, action, resource_of(record.name, action, key), context,
+        return policy.evaluate(who, action, resource_of(record.name, action, key), context,
                                      restrict_public=rules.block.restrict_public_buckets)
 
     async def set_policy(self, record: BucketRecord, text: str, policy: Policy | None) -> None:
@@ -144,6 +160,15 @@ class BucketAccess:
             raise AccessDenied(f"bucket {record.name!r}: this policy grants public access, and the bucket's public "
                                "access block has BlockPublicPolicy (PutPublicAccessBlock lifts it)")
         await self._settings.put(record, POLICY, text)
+        self.forget(record.name)
+
+    async def set_acl(self, record: BucketRecord, name: str) -> None:
+        """Store the bucket's canned ACL (one of `CANNED_ACLS`). A public one (public-read,
+        authenticated-read, as S3 counts them) is refused while BlockPublicAcls is set."""
+        if CANNED_ACLS.get(name) is not None and (await self.rules(record, fresh=True)).block.block_public_acls:
+            raise AccessDenied(f"bucket {record.name!r}: the ACL {name} grants public access, and the bucket's public "
+                               "access block has BlockPublicAcls (PutPublicAccessBlock lifts it)")
+        await self._settings.put(record, ACL, "" if CANNED_ACLS.get(name) is None else name)
         self.forget(record.name)
 
     async def set_block(self, record: BucketRecord, block: AccessBlock) -> None:

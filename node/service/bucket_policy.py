@@ -36,8 +36,9 @@ from typing import Any, Literal
 
 from maillage.node.errors import InvalidArgument
 
-__all__ = ["ACTIONS", "ALLOW", "AccessBlock", "DENY", "GRANTABLE", "MAX_DOCUMENT", "Condition", "Context", "Decision",
-           "MalformedPolicy", "Policy", "Statement", "Who", "action_of", "parse", "resource_of"]
+__all__ = ["ACTIONS", "ALLOW", "AUTHENTICATED", "AccessBlock", "CANNED_ACLS", "DENY", "GRANTABLE", "MAX_DOCUMENT",
+           "Condition", "Context", "Decision", "MalformedPolicy", "Policy", "Statement", "Who", "action_of",
+           "canned_acl", "parse", "resource_of"]
 
 MAX_DOCUMENT = 20 * 1024  # bytes, as S3
 MAX_STATEMENTS = 100
@@ -185,7 +186,8 @@ class Statement:
         return not any(c.operator == "IpAddress" and all(_narrow(v) for v in c.values) for c in self.conditions)
 
     def match(self, who: Who, action: str, resource: str | None, context: Context) -> int:
-        if not ("*" in self.principals or who.tenant in self.principals or who.key_id in self.principals):
+        if not ("*" in self.principals or who.tenant in self.principals or who.key_id in self.principals
+                or AUTHENTICATED in self.principals and who.tenant is not None):
             return _NO
         if not any(_glob(a.lower()).fullmatch(action.lower()) for a in self.actions):
             return _NO
@@ -257,6 +259,25 @@ class AccessBlock:
         if len(stored) != 4 or set(stored) - {"0", "1"}:
             return cls()  # never set (or unreadable): every block on
         return cls(*(c == "1" for c in stored))
+
+
+#: A principal no document can name (`_ID` refuses "#"): any access key of any tenant, for the
+#: canned ACL authenticated-read.
+AUTHENTICATED = "#authenticated"
+#: The canned ACLs a bucket may have, and the principal each grants reads to (None: the owner alone).
+CANNED_ACLS: Mapping[str, str | None] = {"private": None, "bucket-owner-full-control": None,
+                                         "public-read": "*", "authenticated-read": AUTHENTICATED}
+
+
+def canned_acl(name: str, bucket: str) -> tuple[Statement, ...]:
+    """The statements a bucket's canned ACL stands for: public-read lets anyone, authenticated-read
+    any key holder, list the bucket and read its objects (S3's READ on the bucket, and on objects
+    as a bucket policy grants it); the owner-only ACLs stand for nothing."""
+    principal = CANNED_ACLS.get(name)
+    if principal is None:
+        return ()
+    return (Statement(ALLOW, (principal,), ("s3:GetObject",), (f"{ARN}{bucket}/*",), sid=f"acl {name}"),
+            Statement(ALLOW, (principal,), ("s3:ListBucket",), (ARN + bucket,), sid=f"acl {name}"))
 
 
 def action_of(operation: str) -> str:

@@ -169,6 +169,15 @@ class ObjectService:
         """Replace the bucket's policy (`text` parsed as `policy`; "" and None remove it): its owner's write keys."""
         await self._tenancy.access.set_policy(await self.bucket(caller, operation, bucket), text, policy)
 
+    async def bucket_acl(self, caller: Caller, bucket: str, operation: str = "GetBucketAcl") -> tuple[BucketRecord, str]:
+        """The bucket's record and canned ACL (private, public-read, authenticated-read)."""
+        record = await self.bucket(caller, operation, bucket)
+        return record, (await self._tenancy.access.rules(record)).acl
+
+    async def set_bucket_acl(self, caller: Caller, bucket: str, name: str) -> None:
+        """Give the bucket a canned ACL (its owner's write keys; a public one only without BlockPublicAcls)."""
+        await self._tenancy.access.set_acl(await self.bucket(caller, "PutBucketAcl", bucket), name)
+
     async def access_block(self, caller: Caller, bucket: str) -> AccessBlock:
         return (await self._tenancy.access.rules(await self.bucket(caller, "GetPublicAccessBlock", bucket))).block
 

@@ -747,9 +747,10 @@ def test_tags_of_a_given_version_through_boto3(mesh, s3):
     assert code(err) == "NoSuchVersion"
 
 def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh, s3):
-    """ACLs disabled, as S3's "bucket owner enforced": reading one says the bucket's owner has full
-    control; setting private or bucket-owner-full-control (clients' defaults) is accepted; public-read
-    or a grant to another account is AccessControlListNotSupported and nothing is stored."""
+    """ACLs as S3's "bucket owner enforced": reading one says the bucket's owner has full control;
+    setting private or bucket-owner-full-control (clients' defaults) is accepted; a public ACL on an
+    object or a grant to another account is AccessControlListNotSupported and nothing is stored; a
+    bucket's public-read (a policy in other words) only once its owner lifted BlockPublicAcls."""
     bucket = "acl-check"
     s3.create_bucket(Bucket=bucket, ACL="private")
     s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="bucket-owner-full-control")
@@ -780,29 +781,44 @@ def test_acls_are_the_owners_alone_and_a_public_one_is_refused_not_ignored(mesh,
         s3.get_object_acl(Bucket=bucket, Key="absent")
     assert code(err) == "NoSuchKey"
 
-    # ownership controls and the public access block say the same, and cannot be changed
+    # ownership controls say the same and cannot be changed; the public access block (all on for a
+    # new bucket) is its owner's to lift, and a public bucket ACL waits for BlockPublicAcls to go
     rules = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
     assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=enforced)
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_ownership_controls(Bucket=bucket,
+                                         OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+    assert code(err) == "InvalidRequest"
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket_ownership_controls(Bucket=bucket)
+    assert code(err) == "NotImplemented"
     blocks = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
     assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == \
         dict.fromkeys(blocks, True)
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict.fromkeys(blocks, True))
-    for call in (lambda: s3.put_bucket_ownership_controls(
-                     Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}),
-                 lambda: s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-                     **dict.fromkeys(blocks, True), "BlockPublicPolicy": False})):
-        with pytest.raises(ClientError) as err:
-            call()
-        assert code(err) == "InvalidRequest"
-    for call in (lambda: s3.delete_bucket_ownership_controls(Bucket=bucket),
-                 lambda: s3.delete_public_access_block(Bucket=bucket)):
-        with pytest.raises(ClientError) as err:
-            call()
-        assert code(err) == "NotImplemented"
+    with pytest.raises(ClientError) as err:
+        s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    assert code(err) == "AccessDenied"
+    s3.delete_public_access_block(Bucket=bucket)
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == \
+        dict.fromkeys(blocks, False)
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    from botocore import UNSIGNED
+    anonymous = boto3.client("s3", **mesh.s3_client_kwargs(1), region_name="us-east-1",
+                             config=CONFIG.merge(Config(signature_version=UNSIGNED)))
 
+    def anonymous_reads() -> bool:
+        try:
+            return anonymous.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "AccessDenied"
+            return False
 
+    # Through another node: its copy of the bucket's rules is a few seconds old at most.
+    eventually(anonymous_reads, timeout=15, what="an anonymous read of a public-read bucket")
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    eventually(lambda: not anonymous_reads(), timeout=15, what="the bucket private again")
 
 
 def test_object_lock_through_boto3(mesh, s3):

@@ -185,6 +185,57 @@ def test_policies_through_the_s3_door(mesh: InMemoryMesh) -> None:
     run(serving(mesh, "paris-1", scenario))
 
 
+def test_canned_bucket_acls_are_policies_under_the_public_access_block(mesh: InMemoryMesh) -> None:
+    """public-read lets anyone list and read, authenticated-read any key holder; both only once the
+    owner lifted BlockPublicAcls, and both count for nothing under IgnorePublicAcls."""
+    made = keys(mesh)
+
+    async def scenario(client: Callable[..., Any]) -> None:
+        owner, housing = client((made["owner"].key_id, made["owner"].secret)), \
+            client((made["housing"].key_id, made["housing"].secret))
+        anonymous = client(None)
+
+        async def call(who: Any, name: str, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(getattr(who, name), **kwargs)
+
+        async def reads(who: Any) -> bool:
+            try:
+                got = await call(who, "get_object", Bucket=B, Key="k")
+            except ClientError as err:
+                assert code(err) == "AccessDenied"
+                return False
+            return await asyncio.to_thread(got["Body"].read) == b"v"
+
+        await call(owner, "create_bucket", Bucket=B, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+        await call(owner, "put_object", Bucket=B, Key="k", Body=b"v")
+        with pytest.raises(ClientError) as err:   # BlockPublicAcls: on for a new bucket
+            await call(owner, "put_bucket_acl", Bucket=B, ACL="public-read")
+        assert code(err.value) == "AccessDenied"
+        assert not await reads(anonymous)
+        await call(owner, "put_public_access_block", Bucket=B, PublicAccessBlockConfiguration=OPEN)
+        await call(owner, "put_bucket_acl", Bucket=B, ACL="public-read")
+        grants = (await call(owner, "get_bucket_acl", Bucket=B))["Grants"]
+        assert {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                "Permission": "READ"} in grants
+        assert await reads(anonymous) and await reads(housing)
+        listed = await call(anonymous, "list_objects_v2", Bucket=B)
+        assert [o["Key"] for o in listed["Contents"]] == ["k"]
+        with pytest.raises(ClientError) as err:   # reads only
+            await call(anonymous, "put_object", Bucket=B, Key="k", Body=b"vandal")
+        assert code(err.value) == "AccessDenied"
+        await call(owner, "put_public_access_block", Bucket=B,
+                   PublicAccessBlockConfiguration={**OPEN, "IgnorePublicAcls": True})
+        assert not await reads(anonymous)
+        await call(owner, "put_public_access_block", Bucket=B, PublicAccessBlockConfiguration=OPEN)
+        await call(owner, "put_bucket_acl", Bucket=B, ACL="authenticated-read")
+        assert await reads(housing) and not await reads(anonymous)
+        await call(owner, "put_bucket_acl", Bucket=B, ACL="private")
+        assert not await reads(housing) and not await reads(anonymous)
+        assert len((await call(owner, "get_bucket_acl", Bucket=B))["Grants"]) == 1
+
+    run(serving(mesh, "paris-1", scenario))
+
+
 def test_a_node_outside_the_bucket_answers_anonymous_callers_clearly(mesh: InMemoryMesh) -> None:
     made = keys(mesh)
 
