@@ -63,7 +63,7 @@ from maillage.placement import PartitionTable, bucket_partition, chunk_partition
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX, check_chunk_size
-from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest
+from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest, version_time
 
 T = TypeVar("T")
 #: Given a new version's manifest before it is written at its key, returns the one to write there
@@ -97,6 +97,25 @@ _RESERVED_END = past(validation.RESERVED_PREFIX)  # above every reserved key wri
 
 TAGS_ATTRIBUTE = "tags"  # an object's tag set, URL-encoded and sorted (the S3 door's `tagging`)
 MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
+#: The HLC version a restated manifest's content was written at (its tags changed, or it became the
+#: key's current version again): the manifest is renumbered so it wins on every replica, and its
+#: Last-Modified stays the write's (`written_at`).
+WRITTEN_ATTRIBUTE = "written"
+
+
+def written_at(m: Manifest) -> float:
+    """Seconds since the epoch the version's content was written: its S3 Last-Modified, what
+    lifecycle rules count days from."""
+    written = dict(m.attributes).get(WRITTEN_ATTRIBUTE, "")
+    return version_time(int(written) if written.isdigit() else m.version)
+
+
+def restated(source: Manifest, attributes: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The attributes of a renumbered copy of `source` whose content is unchanged: keeping when it
+    was written."""
+    kept = dict(attributes)
+    kept.setdefault(WRITTEN_ATTRIBUTE, dict(source.attributes).get(WRITTEN_ATTRIBUTE) or str(source.version))
+    return tuple(sorted(kept.items()))
 
 
 @dataclass(frozen=True)
@@ -480,7 +499,7 @@ class Coordinator:
         source = await self.head_object(bucket, key)
         settled: asyncio.Future[Manifest | None] = asyncio.get_running_loop().create_future()
         settled.set_result(source)
-        manifest = replace(source, attributes=tuple(sorted(attributes.items())), writer=self.node_id,
+        manifest = replace(source, attributes=restated(source, attributes), writer=self.node_id,
                            version=await self.next_version(settled))
         await self.write_manifest(bucket, manifest)
         return manifest
@@ -541,7 +560,8 @@ class Coordinator:
             etag = composed_etag(chunks, parts)
         previous = asyncio.ensure_future(self.latest(dest, key))
         manifest = replace(source, bucket=dest.name, key=key, version=await self.next_version(previous),
-                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag)
+                           writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag,
+                           attributes=tuple(kv for kv in source.attributes if kv[0] != WRITTEN_ATTRIBUTE))
         if stamp is not None:
             manifest = await stamp(manifest)
         await self.write_manifest(dest, manifest)

@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl
 
 from maillage.node import validation
-from maillage.node.data.coordinator import TAGS_ATTRIBUTE
+from maillage.node.data.coordinator import TAGS_ATTRIBUTE, written_at
 from maillage.node.data.multipart import MultipartUploads
 from maillage.node.data.versions import Version, Versions
 from maillage.node.errors import InvalidArgument
 from maillage.node.object_lock import ObjectLocked
-from maillage.storage import BucketRecord, version_time
+from maillage.storage import BucketRecord
 
 __all__ = ["Filter", "Rule", "LifecycleConfig", "Lifecycle", "SweepCounts", "MAX_RULES", "DAY_MS",
            "current_expires", "noncurrent_to_remove"]
@@ -128,7 +128,7 @@ def _tags(attributes: Mapping[str, str]) -> dict[str, str]:
 
 
 def _written_ms(version: Version) -> int:
-    return int(version_time(version.manifest.version) * 1000)
+    return int(written_at(version.manifest) * 1000)
 
 
 def current_expires(rules: Sequence[Rule], version: Version, now_ms: int) -> bool:

@@ -49,7 +49,7 @@ import blake3
 
 from maillage.node import object_lock, validation
 from maillage.node.data.bucket_settings import read_settings, write_settings
-from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past
+from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past, restated
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.node.object_lock import LockConfig, LockedVersioning
 from maillage.storage import BucketRecord, Manifest
@@ -335,7 +335,8 @@ class Versions:
             m = Manifest(bucket=bucket.name, key=key, version=version, size=0, etag="", deleted=True,
                          writer=c.node_id, generation=bucket.generation)
         else:
-            m = replace(newest[1], key=key, version=version, writer=c.node_id, deleted=is_marker(newest[1]))
+            m = replace(newest[1], key=key, version=version, writer=c.node_id, deleted=is_marker(newest[1]),
+                        attributes=restated(newest[1], dict(newest[1].attributes)))
         await c.write_newest(bucket, m)
 
     async def restated(self, bucket: BucketRecord, manifest: Manifest) -> None:
@@ -363,11 +364,10 @@ class Versions:
         slot = _slot_in(held)
         if slot is None:   # a version is either the current one or kept in a slot
             raise NoSuchVersion(f"no version {vid!r} of {key!r} in bucket {bucket.name!r}")
-        restated = replace(held, key=_slot_key(key, slot), writer=self._c.node_id,
-                           attributes=tuple(sorted(edited.items())),
-                           version=await self._c.next_version(_settled(held)))
-        await self._c.write_manifest(bucket, restated)
-        return replace(restated, key=key)
+        again = replace(held, key=_slot_key(key, slot), writer=self._c.node_id, attributes=restated(held, edited),
+                        version=await self._c.next_version(_settled(held)))
+        await self._c.write_manifest(bucket, again)
+        return replace(again, key=key)
 
     # ----- reads -------------------------------------------------------------------------------
 

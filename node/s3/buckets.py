@@ -11,7 +11,7 @@ from functools import partial
 
 from aiohttp import web
 
-from maillage.node.data.coordinator import is_common_prefix, past
+from maillage.node.data.coordinator import is_common_prefix, past, written_at
 from maillage.node.data.versions import Deleted
 from maillage.node.errors import BucketAlreadyExists
 from maillage.node.runtime.concurrency import gather_bounded
@@ -109,7 +109,7 @@ def _resume_after(marker: str, prefix: str, delimiter: str) -> str:
 def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: str | None) -> None:
     c = xml.sub(root, "Contents")
     xml.sub(c, "Key", enc(m.key))
-    xml.sub(c, "LastModified", xml.iso8601(version_time(m.version)))
+    xml.sub(c, "LastModified", xml.iso8601(written_at(m)))
     xml.sub(c, "ETag", objects.etag(m))
     xml.sub(c, "Size", m.size)
     if owner is not None:
@@ -266,7 +266,7 @@ async def list_object_versions(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(e, "Key", enc(m.key))
         xml.sub(e, "VersionId", v.version_id)
         xml.sub(e, "IsLatest", v.latest)
-        xml.sub(e, "LastModified", xml.iso8601(version_time(m.version)))
+        xml.sub(e, "LastModified", xml.iso8601(written_at(m)))
         if not v.marker:
             xml.sub(e, "ETag", objects.etag(m))
             xml.sub(e, "Size", m.size)

@@ -24,14 +24,14 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from maillage.node.data import customer_keys
-from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream
+from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream, written_at
 from maillage.node.data.customer_keys import CustomerKey
 from maillage.node.data.versions import DeleteMarker
 from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
-from maillage.storage import BucketRecord, Manifest, version_time
+from maillage.storage import BucketRecord, Manifest
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
            "stored_headers", "read_range", "check_conditions", "COPY_SOURCE", "upload_from"]
@@ -82,7 +82,7 @@ def upload_from(call: Call) -> Upload:
 
 
 def _last_modified(m: Manifest) -> str:
-    return email.utils.formatdate(version_time(m.version), usegmt=True)
+    return email.utils.formatdate(written_at(m), usegmt=True)
 
 
 def object_headers(m: Manifest) -> dict[str, str]:
@@ -141,7 +141,7 @@ def check_conditions(headers: Mapping[str, str], m: Manifest, *, prefix: str = "
     """RFC 7232 preconditions as S3 evaluates them (If-Match before If-Unmodified-Since,
     If-None-Match before If-Modified-Since). `prefix` = COPY_SOURCE for a copy's source, whose
     failures are all 412; on GET and HEAD an unchanged object is 304."""
-    modified = int(version_time(m.version))
+    modified = int(written_at(m))
     if_match, if_none = headers.get(prefix + "If-Match"), headers.get(prefix + "If-None-Match")
     if if_match is not None and not _etag_matches(if_match, m):
         raise S3Error("PreconditionFailed", f"{prefix}If-Match: the object's ETag is {etag(m)}")
@@ -414,7 +414,7 @@ async def copy_object(s: Services, call: Call) -> web.StreamResponse:
     except DeleteMarker as exc:
         raise versioning.marker_error(exc) from None
     root = xml.root("CopyObjectResult")
-    xml.sub(root, "LastModified", xml.iso8601(version_time(manifest.version)))
+    xml.sub(root, "LastModified", xml.iso8601(written_at(manifest)))
     xml.sub(root, "ETag", etag(manifest))
     response = xml_response(root)
     response.headers.update(versioning.written_headers(manifest))

@@ -169,7 +169,8 @@ class ObjectService:
         """Replace the bucket's policy (`text` parsed as `policy`; "" and None remove it): its owner's write keys."""
         await self._tenancy.access.set_policy(await self.bucket(caller, operation, bucket), text, policy)
 
-    async def bucket_acl(self, caller: Caller, bucket: str, operation: str = "GetBucketAcl") -> tuple[BucketRecord, str]:
+    async def bucket_acl(self, caller: Caller, bucket: str,
+                         operation: str = "GetBucketAcl") -> tuple[BucketRecord, str]:
         """The bucket's record and canned ACL (private, public-read, authenticated-read)."""
         record = await self.bucket(caller, operation, bucket)
         return record, (await self._tenancy.access.rules(record)).acl

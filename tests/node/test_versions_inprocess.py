@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from maillage.node.data.coordinator import Upload, UploadStream
+from maillage.node.data.coordinator import Upload, UploadStream, written_at
 from maillage.node.data.versions import (
     ENABLED,
     SUSPENDED,
@@ -20,6 +20,7 @@ from maillage.node.data.versions import (
 )
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.proto.frame import decode_frame
+from maillage.storage import version_time
 
 from .conftest import FRENCH, TIMINGS, run
 
@@ -364,4 +365,36 @@ def test_completed_uploads_and_copies_are_new_versions(mesh) -> None:
             stamp=await b.versions.stamper(record, "k"))
         assert await b.read("k") == b"first" and await b.read("k", composed) == data
         assert [vid for _, vid, _, _ in await b.all_versions()] == [version_id(copied), composed, first]
+    run(scenario())
+
+
+def test_last_modified_stays_the_writes_when_a_version_is_restated(mesh) -> None:
+    """Tags changed (on the current version or an older one) and a delete marker removed renumber
+    the entries they rewrite, so they win on every replica; the versions' Last-Modified (what S3
+    shows, what lifecycle counts days from) stays the time they were written. A copy is a new write."""
+    async def scenario() -> None:
+        await mesh.create_bucket("docs", "france-only")
+        docs = Bucket(mesh, "docs")
+        await docs.state(ENABLED)
+        old = await docs.put("k", b"one")
+        mesh.advance(60)
+        new = await docs.put("k", b"two")
+        mesh.advance(60)
+        record = await docs.record()
+        tagged = await docs.versions.set_attribute(record, "k", version_id(new), "tags", "a=1")
+        older = await docs.versions.set_attribute(record, "k", version_id(old), "tags", "b=2")
+        assert tagged.version > new.version and written_at(tagged) == written_at(new)
+        assert older.version > old.version and written_at(older) == written_at(old)
+        mesh.advance(60)
+        marker = await docs.delete("k")
+        mesh.advance(60)
+        await docs.delete("k", marker.version_id)
+        current = await docs.versions.current(record, "k")
+        assert version_id(current) == version_id(new) and written_at(current) == written_at(new)
+        listed = {version_id(v.manifest): written_at(v.manifest) for v in (await docs.listing()).versions}
+        assert listed == {version_id(new): written_at(new), version_id(old): written_at(old)}
+        mesh.advance(60)
+        copy = await docs.node.coordinator.copy_object(record, "k", record, "copy")
+        assert written_at(copy) == version_time(copy.version) > written_at(new)
+
     run(scenario())
