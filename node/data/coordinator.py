@@ -97,6 +97,9 @@ _RESERVED_END = past(validation.RESERVED_PREFIX)  # above every reserved key wri
 
 TAGS_ATTRIBUTE = "tags"  # an object's tag set, URL-encoded and sorted (the S3 door's `tagging`)
 MD5_ATTRIBUTE = "md5"  # the attribute holding an object's S3 ETag (or a multipart part's MD5)
+#: + an algorithm (crc32, sha256...): the checksum of the object (or part) its writer sent and the S3
+#: door verified, base64; a completed upload's is the composite of its parts' ("<base64>-<parts>").
+CHECKSUM_PREFIX = "checksum-"
 #: The HLC version a restated manifest's content was written at (its tags changed, or it became the
 #: key's current version again): the manifest is renumbered so it wins on every replica, and its
 #: Last-Modified stays the write's (`written_at`).
@@ -133,13 +136,18 @@ class StreamEnd:
     """What a write's sender says of its body once the body has ended, filled in by the door when
     the last piece is through and read by the coordinator only then: the sender's BLAKE3 of the
     whole object (the native SDK's trailer; checked before the manifest is written) and the MD5
-    the S3 door computed on the way (kept as the object's S3 ETag)."""
+    the S3 door computed on the way (kept as the object's S3 ETag), with the checksums its sender
+    sent and the door verified."""
 
     blake3: bytes | None = None
     md5: str | None = None
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64, sent and verified (S3)
 
     def attributes(self) -> dict[str, str]:
-        return {MD5_ATTRIBUTE: self.md5} if self.md5 is not None else {}
+        kept = {CHECKSUM_PREFIX + algorithm: value for algorithm, value in self.checksums.items()}
+        if self.md5 is not None:
+            kept[MD5_ATTRIBUTE] = self.md5
+        return kept
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 from maillage.node import validation
 from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import (
+    CHECKSUM_PREFIX,
     LIST_PAGE,
     MD5_ATTRIBUTE,
     Coordinator,
@@ -40,7 +41,8 @@ from maillage.node.runtime.concurrency import gather_bounded
 from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
-__all__ = ["MultipartUploads", "MultipartUpload", "Part", "PartBody", "PartListing", "UploadListing", "multipart_md5",
+__all__ = ["Compose", "MultipartUploads", "MultipartUpload", "Part", "PartBody", "PartListing", "checksums_of",
+           "UploadListing", "multipart_md5",
            "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
            "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
            "MAX_UPLOAD_KEY_BYTES"]
@@ -110,6 +112,8 @@ class MultipartUpload:
 
 #: A part's body made from its upload, once found (`MultipartUploads.upload_part`).
 PartBody = Callable[[MultipartUpload], UploadStream]
+#: The completed object's checksums (algorithm -> value) from its parts' (the S3 door's composites).
+Compose = Callable[[Sequence[Mapping[str, str]]], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class Part:
     size: int
     etag: str  # the part's MD5 (hex, no quotes): its S3 ETag
     version: int  # HLC version of its upload (last modified)
+    checksums: Mapping[str, str] = field(default_factory=dict)  # algorithm -> base64, as sent and verified
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,13 @@ def _upload_of(m: Manifest) -> MultipartUpload | None:
 
 
 def _part_of(m: Manifest, number: int) -> Part:
-    return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5_ATTRIBUTE) or m.etag, version=m.version)
+    return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5_ATTRIBUTE) or m.etag, version=m.version,
+                checksums=checksums_of(m))
+
+
+def checksums_of(m: Manifest) -> dict[str, str]:
+    """The checksums (algorithm -> base64) a version's or part's writer sent and the door verified."""
+    return {k[len(CHECKSUM_PREFIX):]: v for k, v in m.attributes if k.startswith(CHECKSUM_PREFIX)}
 
 
 def _part_number(key: str, prefix: str) -> int | None:
@@ -255,10 +266,11 @@ class MultipartUploads:
         return _part_of(manifest, number)
 
     async def complete_upload(self, bucket: BucketRecord, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
-                              *, expiry: float | None = None, stamp: Stamp | None = None) -> Manifest:
+                              *, expiry: float | None = None, stamp: Stamp | None = None,
+                              compose: Compose | None = None) -> Manifest:
         """Compose the object from the parts named (number, ETag), in ascending order: its manifest
         is their chunk lists concatenated (given to `stamp` first, on a versioned bucket); then the
-        upload is closed."""
+        upload is closed. `compose(each part's checksums)`: the object's (the door's composite)."""
         c = self._coordinator
         if not parts:
             raise InvalidPart("completing a multipart upload needs at least one part")
@@ -284,6 +296,7 @@ class MultipartUploads:
                 [partial(c.latest, bucket, _part_key(upload_id, number)) for number, _ in parts], _WRITES_AT_ONCE)
             chunks: list[ChunkRef] = []
             md5s: list[str] = []
+            checksums: list[Mapping[str, str]] = []
             sizes: list[tuple[int, int]] = []
             size = 0
             for i, ((number, given), m) in enumerate(zip(parts, stored)):
@@ -302,10 +315,13 @@ class MultipartUploads:
                                          f"{m.size} bytes")
                 chunks += m.chunks
                 md5s.append(part.etag)
+                checksums.append(part.checksums)
                 sizes.append((number, m.size))
                 size += m.size
             attributes = {**dict(upload.attributes), MD5_ATTRIBUTE: multipart_md5(md5s),
                           COMPLETION_ATTRIBUTE: _completion_mark(upload_id, parts)}
+            if compose is not None:
+                attributes.update({CHECKSUM_PREFIX + a: v for a, v in compose(checksums).items()})
             if customer_keys.is_encrypted(attributes):  # where each part's counter starts
                 attributes[customer_keys.PARTS] = customer_keys.part_table(sizes)
             manifest = Manifest(

@@ -20,11 +20,11 @@ import base64
 import binascii
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from awscrt import checksums as _crt
 
-__all__ = ["ALGORITHMS", "HEADER_PREFIX", "Running", "decode_value", "header_name"]
+__all__ = ["ALGORITHMS", "HEADER_PREFIX", "Running", "composite", "decode_value", "header_name"]
 
 HEADER_PREFIX = "x-amz-checksum-"
 # algorithm (as in the header name) -> digest size in bytes
@@ -83,3 +83,16 @@ class Running:
         if self._xxhash is not None:
             return bytes(self._xxhash.finalize())
         return self._crc.to_bytes(ALGORITHMS[self.algorithm], "big")
+
+
+def composite(parts: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """A completed upload's checksum as S3 composes it, when every part was sent with the same one
+    algorithm: that algorithm over the parts' checksums, "<base64>-<parts>" ({} otherwise, and for
+    CRC64NVME, which S3 keeps as a whole-object checksum only)."""
+    kinds = {tuple(part) for part in parts}
+    if len(kinds) != 1 or len(algorithms := next(iter(kinds))) != 1 or algorithms[0] == "crc64nvme":
+        return {}
+    running = Running(algorithms[0])
+    for part in parts:
+        running.update(base64.b64decode(part[algorithms[0]]))
+    return {algorithms[0]: f"{base64.b64encode(running.digest()).decode()}-{len(parts)}"}

@@ -25,8 +25,9 @@ from aiohttp import web
 
 from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import UploadStream
-from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
+from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload, checksums_of
 from maillage.node.s3 import encryption, objects, payload, versioning, xml
+from maillage.node.s3.checksums import composite, header_name
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.storage import version_time
@@ -106,7 +107,8 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
 
     part = await s.service.upload_part(call.caller, call.bucket, call.key, upload_id, number, body,
                                        expiry=s.upload_expiry)
-    return web.Response(status=200, headers={"ETag": _quoted(part.etag), **encryption.customer_headers(key)})
+    return web.Response(status=200, headers={"ETag": _quoted(part.etag), **encryption.customer_headers(key),
+                                             **{header_name(a): v for a, v in part.checksums.items()}})
 
 
 def _copy_range(header: str | None, size: int) -> tuple[int, int]:
@@ -187,12 +189,14 @@ async def complete_upload(s: Services, call: Call) -> web.StreamResponse:
     body = await payload.small_body(call, MAX_COMPLETE_BODY, checksum_headers=False)
     parts = complete_request(body)
     manifest = await s.service.complete_upload(call.caller, call.bucket, call.key, upload_id, parts,
-                                               expiry=s.upload_expiry)
+                                               expiry=s.upload_expiry, compose=composite)
     root = xml.root("CompleteMultipartUploadResult")
     xml.sub(root, "Location", f"/{call.bucket}/{quote(call.key, safe='/')}")
     xml.sub(root, "Bucket", call.bucket)
     xml.sub(root, "Key", call.key)
     xml.sub(root, "ETag", objects.etag(manifest))
+    for algorithm, value in checksums_of(manifest).items():
+        xml.sub(root, f"Checksum{algorithm.upper()}", value)
     response = xml_response(root)
     response.headers.update(versioning.written_headers(manifest))
     if customer_keys.is_encrypted(dict(manifest.attributes)):

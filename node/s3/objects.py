@@ -24,10 +24,18 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from maillage.node.data import customer_keys
-from maillage.node.data.coordinator import MD5_ATTRIBUTE, StreamEnd, Upload, UploadStream, written_at
+from maillage.node.data.coordinator import (
+    CHECKSUM_PREFIX,
+    MD5_ATTRIBUTE,
+    StreamEnd,
+    Upload,
+    UploadStream,
+    written_at,
+)
 from maillage.node.data.customer_keys import CustomerKey
 from maillage.node.data.versions import DeleteMarker
 from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
+from maillage.node.s3.checksums import HEADER_PREFIX
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
@@ -190,16 +198,17 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
         upload, body = _encrypted(s, call, upload, key)
     manifest, _sites = await s.service.put_object(call.caller, call.bucket, upload, body, check=_put_conditions(call))
     return web.Response(status=200, headers={"ETag": etag(manifest), **versioning.written_headers(manifest),
-                                             **encryption.customer_headers(key)})
+                                             **encryption.customer_headers(key), **checksum_headers(manifest)})
 
 
 def _encrypted(s: Services, call: Call, upload: Upload, key: CustomerKey) -> tuple[Upload, UploadStream]:
     """A whole-object write under a customer key: its fresh nonce and check in the attributes, the
     body (its Content-MD5 checked on the plain bytes) encrypted, its ETag the MD5 of what rests."""
     sealed = key.new_attributes()
-    pieces = payload.body(call, budget=s.upload_budget)
+    end = StreamEnd()
+    pieces = payload.body(call, budget=s.upload_budget, verified=end.checksums)
     encrypted = customer_keys.encrypt(pieces, key, customer_keys.nonce_of(sealed))
-    return replace(upload, attributes={**upload.attributes, **sealed}), md5_stream(encrypted)
+    return replace(upload, attributes={**upload.attributes, **sealed}), md5_stream(encrypted, end=end)
 
 
 # MD5 runs on one thread of its own, piece after piece in order, while the event loop goes on
@@ -212,13 +221,26 @@ def hashed_body(s: Services, call: Call) -> UploadStream:
     """The body of an object or part write (`payload.body`), its MD5 computed once: the stream's
     end value (the ETag), and the check of a Content-MD5 header."""
     expected = payload.content_md5(call.request.headers)
-    return md5_stream(payload.body(call, budget=s.upload_budget, check_content_md5=False), expected)
-
-
-def md5_stream(pieces: AsyncIterator[bytes], expected: bytes | None = None) -> UploadStream:
-    """`pieces` as an upload stream whose end value is their MD5 (the S3 ETag)."""
     end = StreamEnd()
+    pieces = payload.body(call, budget=s.upload_budget, check_content_md5=False, verified=end.checksums)
+    return md5_stream(pieces, expected, end)
+
+
+def md5_stream(pieces: AsyncIterator[bytes], expected: bytes | None = None,
+               end: StreamEnd | None = None) -> UploadStream:
+    """`pieces` as an upload stream whose end value is their MD5 (the S3 ETag); `end`: the end
+    values already begun (the checksums `payload.body` verified)."""
+    end = end or StreamEnd()
     return UploadStream(_with_md5(pieces, end, expected), end)
+
+
+def checksum_headers(m: Manifest) -> dict[str, str]:
+    """x-amz-checksum-<algorithm> of the checksums a version's writer sent (and the door verified)."""
+    return {HEADER_PREFIX + k[len(CHECKSUM_PREFIX):]: v for k, v in m.attributes if k.startswith(CHECKSUM_PREFIX)}
+
+
+def _checksum_asked(headers: Mapping[str, str]) -> bool:
+    return headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
 
 
 async def _with_md5(pieces: AsyncIterator[bytes], end: StreamEnd, expected: bytes | None) -> AsyncIterator[bytes]:
@@ -257,6 +279,8 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
     check_conditions(call.request.headers, m)
     headers = object_headers(m) | encryption.customer_headers(key)
     headers["Content-Length"] = str(m.size)
+    if _checksum_asked(call.request.headers):
+        headers.update(checksum_headers(m))
     return web.Response(status=200, headers=headers)
 
 
@@ -265,8 +289,8 @@ OBJECT_ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectS
 
 async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
     """GetObjectAttributes: the attributes named in `x-amz-object-attributes` (ETag, ObjectSize,
-    StorageClass, ObjectParts' count for a multipart object; no per-object checksum is kept, so
-    Checksum is left out as S3 leaves out what an object has not)."""
+    StorageClass, ObjectParts' count for a multipart object, and the Checksum its writer sent, left
+    out when it sent none, as S3 leaves out what an object has not)."""
     wanted = {a.strip() for a in call.request.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
     if not wanted or not wanted <= set(OBJECT_ATTRIBUTES):
         raise S3Error("InvalidArgument", "x-amz-object-attributes names one or more of "
@@ -278,6 +302,11 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(root, "ETag", etag(m).strip('"'))
     if "ObjectParts" in wanted and (parts := composed_parts(m.etag)) is not None:
         xml.sub(xml.sub(root, "ObjectParts"), "PartsCount", parts)  # boto3: TotalPartsCount
+    if "Checksum" in wanted and (sums := checksum_headers(m)):
+        checksum = xml.sub(root, "Checksum")
+        for header, value in sums.items():
+            xml.sub(checksum, "Checksum" + header[len(HEADER_PREFIX):].upper(), value)
+        xml.sub(checksum, "ChecksumType", "COMPOSITE" if "-" in next(iter(sums.values())) else "FULL_OBJECT")
     if "StorageClass" in wanted:
         xml.sub(root, "StorageClass", "STANDARD")
     if "ObjectSize" in wanted:
@@ -310,6 +339,8 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     status = 206 if wanted is not None else 200
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{m.size}"
+    elif _checksum_asked(request.headers):  # the whole object's (a range has none of its own)
+        headers.update(checksum_headers(m))
     headers["Content-Length"] = str(last - first + 1)
     parts = read_range(s, record, m, first, last)
     if nonce is not None:

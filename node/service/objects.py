@@ -24,6 +24,7 @@ from maillage.node.data.bucket_settings import CORS, LIFECYCLE, TAGS, BucketSett
 from maillage.node.data.coordinator import Coordinator, Listing, Upload, UploadStream
 from maillage.node.data.lifecycle import LifecycleConfig
 from maillage.node.data.multipart import (
+    Compose,
     MultipartUpload,
     MultipartUploads,
     Part,
@@ -428,9 +429,10 @@ class ObjectService:
         return source, dest
 
     async def complete_upload(self, caller: Caller, bucket: str, key: str, upload_id: str,
-                              parts: Sequence[tuple[int, str]], *, expiry: float | None = None) -> Manifest:
+                              parts: Sequence[tuple[int, str]], *, expiry: float | None = None,
+                              compose: Compose | None = None) -> Manifest:
         record, versioning = await self._write_target(caller, "CompleteMultipartUpload", bucket, key)
-        return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry,
+        return await self.uploads.complete_upload(record, key, upload_id, parts, expiry=expiry, compose=compose,
                                                   stamp=await self.versions.stamper(record, key, versioning))
 
     async def abort_upload(self, caller: Caller, bucket: str, key: str, upload_id: str) -> None:
