@@ -8,8 +8,8 @@ accepts it (and nothing else), DeleteBucketEncryption leaves it. SSE-KMS needs a
 cluster has not got: refused with words saying so, never silently stored unencrypted-as-asked.
 
 SSE-C (the customer's key on each request, `data/customer_keys.py`) is served on PutObject,
-GetObject, HeadObject, CopyObject (either side, any two kinds), CreateMultipartUpload and UploadPart,
-over TLS only (the key is in the request's headers); UploadPartCopy with it is refused.
+GetObject, HeadObject, GetObjectAttributes, CopyObject and UploadPartCopy (either side, any two
+kinds), CreateMultipartUpload and UploadPart, over TLS only (the key is in the request's headers).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CUSTOMER_ALGORITHM = _OWN + _ALGORITHM
 _CUSTOMER = (CUSTOMER_ALGORITHM, COPY_SOURCE + _ALGORITHM)
 #: Operations that take a customer key (and CopyObject a source's too).
 TAKES_CUSTOMER_KEY = frozenset({"PutObject", "GetObject", "HeadObject", "GetObjectAttributes", "CopyObject",
-                                "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"})
+                                "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload"})
 MAX_DOCUMENT = 8 * 1024
 
 

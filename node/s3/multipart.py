@@ -137,27 +137,37 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
         source = await s.service.versions.get(source_record, source_key, source_version)
     else:
         source = await s.service.coordinator.head_object(source_record, source_key)
+    attributes = dict(source.attributes)
+    source_sse = encryption.customer_key(headers, encryption.COPY_SOURCE)
+    source_nonce = customer_keys.require(source_sse, attributes)  # a wrong or missing key: nothing read
     objects.check_conditions(headers, source, prefix=objects.COPY_SOURCE)
-    if customer_keys.is_encrypted(dict(source.attributes)):
-        raise S3Error("NotImplemented", "UploadPartCopy from an object written with a customer key (SSE-C) is not "
-                                        "served: copy it whole with CopyObject")
     first, last = _copy_range(headers.get("x-amz-copy-source-range"), source.size)
-    if last - first + 1 > MAX_PART_SIZE:
-        raise S3Error("EntityTooLarge", f"a part of {last - first + 1} bytes is larger than the {MAX_PART_SIZE} "
+    length = last - first + 1
+    if length > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge", f"a part of {length} bytes is larger than the {MAX_PART_SIZE} "
                                         "bytes allowed: give x-amz-copy-source-range")
     pieces = objects.read_range(s, source_record, source, first, last)
+    if source_nonce is not None:
+        assert source_sse is not None
+        pieces = customer_keys.decrypt_range(pieces, source_sse, source_nonce,
+                                             customer_keys.segments(attributes, source.size), first)
+    key = encryption.customer_key(headers)
 
     def body(upload: MultipartUpload) -> UploadStream:
-        if customer_keys.is_encrypted(dict(upload.attributes)):
-            raise S3Error("NotImplemented", "UploadPartCopy into an upload under a customer key (SSE-C) is not "
-                                            "served: upload the part's bytes with UploadPart")
-        return objects.md5_stream(pieces)
+        """The range, decrypted with the source's key if it has one, encrypted with the upload's."""
+        nonce = customer_keys.require(key, dict(upload.attributes))
+        if nonce is None:
+            return objects.md5_stream(pieces)
+        assert key is not None
+        return objects.md5_stream(customer_keys.encrypt(pieces, key, nonce, number, length))
 
     part = await s.service.uploads.upload_part(dest, call.key, upload_id, number, body, expiry=s.upload_expiry)
     root = xml.root("CopyPartResult")
     xml.sub(root, "LastModified", xml.iso8601(version_time(part.version)))
     xml.sub(root, "ETag", _quoted(part.etag))
-    return xml_response(root)
+    response = xml_response(root)
+    response.headers.update(encryption.customer_headers(key))
+    return response
 
 
 # ----- Complete, Abort -----------------------------------------------------------------------

@@ -211,10 +211,22 @@ def test_sse_c_objects_through_boto3(mesh: InMemoryMesh, door_tls) -> None:
                               Body=b"x", **sse(other)))[0] == 400
         assert (await refused("upload_part", Bucket="scans", Key="m.bin", UploadId=uid, PartNumber=3,
                               Body=b"x"))[0] == 400
+        # a third part copied from a range of the SSE-C object, then a fourth from a plain one
+        copied = await call("upload_part_copy", Bucket="scans", Key="m.bin", UploadId=uid, PartNumber=3,
+                            CopySource="scans/a.bin", CopySourceRange="bytes=100-1099", **sse(key, "CopySource"),
+                            **sse(key))
+        etags.append(copied["CopyPartResult"]["ETag"])
+        assert (await refused("upload_part_copy", Bucket="scans", Key="m.bin", UploadId=uid, PartNumber=4,
+                              CopySource="scans/a.bin", **sse(key)))[0] == 400   # the source's key missing
+        copied = await call("upload_part_copy", Bucket="scans", Key="m.bin", UploadId=uid, PartNumber=4,
+                            CopySource="scans/plain.bin", CopySourceRange="bytes=0-9", **sse(key))
+        etags.append(copied["CopyPartResult"]["ETag"])
         await call("complete_multipart_upload", Bucket="scans", Key="m.bin", UploadId=uid,
                    MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
-        assert await body_of(Bucket="scans", Key="m.bin", **sse(key)) == body
-        assert await body_of(Bucket="scans", Key="m.bin", Range="bytes=2990-3009", **sse(key)) == body[2990:3010]
+        whole = body + body[100:1100] + body[:10]
+        assert await body_of(Bucket="scans", Key="m.bin", **sse(key)) == whole
+        assert await body_of(Bucket="scans", Key="m.bin", Range="bytes=2990-3009", **sse(key)) == whole[2990:3010]
+        assert await body_of(Bucket="scans", Key="m.bin", Range="bytes=4990-5019", **sse(key)) == whole[4990:5020]
 
     run(serving(mesh, door_tls, scenario))
 

@@ -28,7 +28,7 @@ def test_aes256_or_nothing_passes():
     ({"x-amz-server-side-encryption": "ROT13"}, "PutObject", True, "InvalidArgument"),
     (CUSTOMER, "PutObject", False, "InvalidRequest"),
     (SOURCE_CUSTOMER, "CopyObject", False, "InvalidRequest"),
-    (SOURCE_CUSTOMER, "UploadPartCopy", True, "NotImplemented"),
+    (SOURCE_CUSTOMER, "PutObjectTagging", True, "NotImplemented"),
     ({**CUSTOMER, "x-amz-server-side-encryption": "AES256"}, "PutObject", True, "InvalidArgument"),
 ])
 def test_what_cannot_be_honoured_is_refused(headers, operation, secure, code):
