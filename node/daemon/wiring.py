@@ -125,7 +125,7 @@ class Node:
                                        chunk_key=_no_naming_key if unkeyed_names else access.chunk_key)
         self.territory = Territory(node_id, layout, self.detector.is_up)
         self.tenancy = Tenancy(self.catalog, BucketAccess(BucketSettings(self.coordinator), self.territory,
-                                                          clock=clock.monotonic))
+                                                          clock=clock.monotonic, tags=self.coordinator.tags))
         self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory,  # both doors
                                      tenants=lambda: (t.name for t in access.doc.tenants))
         self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call

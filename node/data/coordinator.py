@@ -38,6 +38,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
+from urllib.parse import parse_qsl
 
 import blake3
 
@@ -104,6 +105,12 @@ CHECKSUM_PREFIX = "checksum-"
 #: key's current version again): the manifest is renumbered so it wins on every replica, and its
 #: Last-Modified stays the write's (`written_at`).
 WRITTEN_ATTRIBUTE = "written"
+
+
+def tags_of(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The tag set of a version's attributes ({} when it has none)."""
+    stored = attributes.get(TAGS_ATTRIBUTE, "")
+    return dict(parse_qsl(stored, keep_blank_values=True)) if stored else {}
 
 
 def written_at(m: Manifest) -> float:
@@ -499,6 +506,14 @@ class Coordinator:
         if latest is not None:
             self._clock.observe(latest.version)
         return self._clock.now()
+
+    async def tags(self, bucket: BucketRecord, key: str) -> dict[str, str]:
+        """The tags of the key's current version ({} when there is none): what a bucket policy's
+        s3:ExistingObjectTag conditions test."""
+        try:
+            return tags_of(dict((await self.head_object(bucket, key)).attributes))
+        except NoSuchKey:
+            return {}
 
     async def restate(self, bucket: BucketRecord, key: str, attributes: Mapping[str, str]) -> Manifest:
         """A new version of the key's current object with the same content and these attributes

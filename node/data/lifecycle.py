@@ -23,10 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from urllib.parse import parse_qsl
 
 from maillage.node import validation
-from maillage.node.data.coordinator import TAGS_ATTRIBUTE, written_at
+from maillage.node.data.coordinator import tags_of, written_at
 from maillage.node.data.multipart import MultipartUploads
 from maillage.node.data.versions import Version, Versions
 from maillage.node.errors import InvalidArgument
@@ -122,11 +121,6 @@ class LifecycleConfig:
         return [r for r in self.rules if r.enabled]
 
 
-def _tags(attributes: Mapping[str, str]) -> dict[str, str]:
-    stored = attributes.get(TAGS_ATTRIBUTE, "")
-    return dict(parse_qsl(stored, keep_blank_values=True)) if stored else {}
-
-
 def _written_ms(version: Version) -> int:
     return int(written_at(version.manifest) * 1000)
 
@@ -134,7 +128,7 @@ def _written_ms(version: Version) -> int:
 def current_expires(rules: Sequence[Rule], version: Version, now_ms: int) -> bool:
     """Whether an enabled rule expires this current version (not a marker) now."""
     m = version.manifest
-    tags = _tags(dict(m.attributes))
+    tags = tags_of(dict(m.attributes))
     for rule in rules:
         if not rule.filter.matches(m.key, m.size, tags):
             continue
@@ -154,7 +148,7 @@ def noncurrent_to_remove(rules: Sequence[Rule], versions: Sequence[Version], now
         v = versions[i]
         since = _written_ms(versions[i - 1])
         m = v.manifest
-        tags = _tags(dict(m.attributes))
+        tags = tags_of(dict(m.attributes))
         for rule in rules:
             if (rule.noncurrent_days is not None and rule.filter.matches(m.key, m.size, tags)
                     and now_ms >= since + rule.noncurrent_days * DAY_MS and i - 1 >= rule.newer_noncurrent):

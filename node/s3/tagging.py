@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
-from maillage.node.data.coordinator import TAGS_ATTRIBUTE
+from maillage.node.data.coordinator import TAGS_ATTRIBUTE, tags_of
 from maillage.node.s3 import xml
 from maillage.node.s3.errors import S3Error
 
@@ -80,8 +80,7 @@ def encode(tags: Mapping[str, str]) -> str:
 
 def decode(attributes: Mapping[str, str]) -> dict[str, str]:
     """The tag set of a manifest's attributes ({} when it has none)."""
-    stored = attributes.get(TAGS_ATTRIBUTE, "")
-    return dict(parse_qsl(stored, keep_blank_values=True)) if stored else {}
+    return tags_of(attributes)
 
 
 def count(attributes: Mapping[str, str]) -> int:

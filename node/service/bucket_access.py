@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,7 @@ from maillage.node.service.bucket_policy import (
     Who,
     action_of,
     canned_acl,
+    is_object_action,
     parse,
     resource_of,
 )
@@ -65,6 +66,10 @@ MAX_KEPT = 4096                       # buckets whose rules are kept at once
 POLICY_OPERATIONS = frozenset({"GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "GetBucketPolicyStatus"})
 
 
+#: An object's tags by (bucket record, key): the current version's ({} for none or no object).
+TagReader = Callable[[BucketRecord, str], Awaitable[Mapping[str, str]]]
+
+
 @dataclass(frozen=True)
 class Rules:
     """A bucket's policy (None: it has none), public access block and canned ACL."""
@@ -85,10 +90,12 @@ class Rules:
 
 class BucketAccess:
     def __init__(self, settings: BucketSettings, territory: Territory, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tags: TagReader | None = None) -> None:
+        """`tags(record, key)`: an object's tags, read only for a policy that tests them."""
         self._settings = settings
         self._territory = territory
         self._clock = clock
+        self._tags = tags
         self._kept: dict[str, tuple[str, float, Rules]] = {}  # name -> (generation, read at, rules)
 
     async def rules(self, record: BucketRecord, *, fresh: bool = False) -> Rules:
@@ -149,7 +156,10 @@ class BucketAccess:
         if policy is None or not action:
             return None, ""
         who = Who() if caller.key is None else Who(caller.key.tenant, caller.key.key_id)
-        context = Context(secure=caller.secure, source_ip=caller.source_ip, prefix=prefix)
+        tags = None  # unknown: a statement testing them neither grants nor spares
+        if policy.tests_tags and key is not None and self._tags is not None and is_object_action(action):
+            tags = await self._tags(record, key)
+        context = Context(secure=caller.secure, source_ip=caller.source_ip, prefix=prefix, tags=tags)
         return policy.evaluate(who, action, resource_of(record.name, action, key), context,
                                      restrict_public=rules.block.restrict_public_buckets)
 

@@ -38,7 +38,7 @@ from maillage.node.errors import InvalidArgument
 
 __all__ = ["ACTIONS", "ALLOW", "AUTHENTICATED", "AccessBlock", "CANNED_ACLS", "DENY", "GRANTABLE", "MAX_DOCUMENT",
            "Condition", "Context", "Decision", "MalformedPolicy", "Policy", "Statement", "Who", "action_of",
-           "canned_acl", "parse", "resource_of"]
+           "canned_acl", "is_object_action", "parse", "resource_of", "TAG_CONDITION"]
 
 MAX_DOCUMENT = 20 * 1024  # bytes, as S3
 MAX_STATEMENTS = 100
@@ -112,6 +112,8 @@ _OPERATORS: Mapping[str, frozenset[str]] = {
     "NotIpAddress": frozenset({"aws:sourceip"}),
     **{op: frozenset({"s3:prefix"}) for op in ("StringEquals", "StringNotEquals", "StringLike", "StringNotLike")},
 }
+#: The condition key testing an object's tag (+ the tag's key), with the String operators.
+TAG_CONDITION = "s3:existingobjecttag/"
 _ID = re.compile(r"[A-Za-z0-9._@+=,-]{1,128}\Z")
 _ROOT_ARN = re.compile(r"arn:aws:iam::(?P<id>[A-Za-z0-9._@+=,-]{1,128}):root\Z")
 _ACTION = re.compile(r"(\*|s3:[A-Za-z*?]{1,128})\Z", re.IGNORECASE)
@@ -141,6 +143,7 @@ class Context:
     secure: bool | None = None
     source_ip: str | None = None
     prefix: str | None = None
+    tags: Mapping[str, str] | None = None   # the object's tags (s3:ExistingObjectTag/<key>)
 
 
 @dataclass(frozen=True)
@@ -159,12 +162,18 @@ class Condition:
             inside = any(address in ipaddress.ip_network(v) for v in self.values)
             return _yes(inside != (self.operator == "NotIpAddress"))
         negated = "Not" in self.operator
-        if context.prefix is None:  # the key is absent: a positive test fails, a negated one holds
+        if self.key.startswith(TAG_CONDITION):
+            if context.tags is None:
+                return _MAYBE
+            tested = context.tags.get(self.key[len(TAG_CONDITION):])
+        else:
+            tested = context.prefix
+        if tested is None:  # the key is absent: a positive test fails, a negated one holds
             return _yes(negated)
         if self.operator in ("StringLike", "StringNotLike"):
-            hit = any(_glob(v).fullmatch(context.prefix) for v in self.values)
+            hit = any(_glob(v).fullmatch(tested) for v in self.values)
         else:
-            hit = context.prefix in self.values
+            hit = tested in self.values
         return _yes(hit != negated)
 
 
@@ -205,6 +214,11 @@ class Policy:
     @property
     def public(self) -> bool:
         return any(s.public for s in self.statements)
+
+    @property
+    def tests_tags(self) -> bool:
+        """Whether a statement tests an object's tags (then the object's tags are read to decide)."""
+        return any(c.key.startswith(TAG_CONDITION) for s in self.statements for c in s.conditions)
 
     def evaluate(self, who: Who, action: str, resource: str | None, context: Context, *,
                  restrict_public: bool = False) -> tuple[Decision, str]:
@@ -283,6 +297,11 @@ def canned_acl(name: str, bucket: str) -> tuple[Statement, ...]:
 def action_of(operation: str) -> str:
     """The S3 action of a rule-table operation ("" for one no policy names)."""
     return ACTIONS.get(operation, "")
+
+
+def is_object_action(action: str) -> bool:
+    """Whether the action is on an object (resource `bucket/key`) rather than the bucket."""
+    return action in _OBJECT_ACTIONS
 
 
 def resource_of(bucket: str, action: str, key: str | None) -> str | None:
@@ -382,12 +401,24 @@ def _conditions(value: Any) -> tuple[Condition, ...]:
     found = []
     for operator, tests in operators.items():
         for key, values in _object(tests, f"Condition {operator}", None).items():
-            if key.lower() not in _OPERATORS[operator]:
-                raise MalformedPolicy(f"condition key {key[:64]!r} cannot be tested with {operator} here "
-                                      f"(it tests {', '.join(sorted(_OPERATORS[operator]))})")
+            name = _condition_key(operator, key)
             items = _items(values, f"Condition {operator} {key[:64]}", MAX_ITEMS, (str, bool))
-            found.append(Condition(operator, key.lower(), tuple(_condition_value(operator, v) for v in items)))
+            found.append(Condition(operator, name, tuple(_condition_value(operator, v) for v in items)))
     return tuple(found)
+
+
+def _condition_key(operator: str, key: str) -> str:
+    """A condition key as matched: lower case, but for a tag's name (S3's tag keys are case-sensitive)."""
+    if key.lower().startswith(TAG_CONDITION) and operator.startswith("String"):
+        tag = key[len(TAG_CONDITION):]
+        if not 0 < len(tag) <= 128:
+            raise MalformedPolicy(f"condition key {key[:64]!r} names no tag (1 to 128 characters)")
+        return TAG_CONDITION + tag
+    if key.lower() not in _OPERATORS[operator]:
+        raise MalformedPolicy(f"condition key {key[:64]!r} cannot be tested with {operator} here "
+                              f"(it tests {', '.join(sorted(_OPERATORS[operator]))}"
+                              f"{', s3:ExistingObjectTag/<key>' if operator.startswith('String') else ''})")
+    return key.lower()
 
 
 def _condition_value(operator: str, value: str | bool) -> str:

@@ -95,6 +95,27 @@ def test_conditions():
     assert decide(equals, ANONYMOUS, "ListObjects", context=Context(prefix="a/b")) is None
 
 
+def test_object_tag_conditions():
+    """s3:ExistingObjectTag/<key>: the tag's name is case-sensitive, an unknown tag set neither grants
+    nor spares (the caller then reads the object's tags), a missing tag fails a positive test."""
+    shared = policy(allow({"AWS": "housing"}, Condition={"StringEquals": {"s3:ExistingObjectTag/Share": "yes"}}),
+                    deny(action="s3:GetObject", Condition={"StringLike": {"s3:ExistingObjectTag/class": "secret*"}}))
+    assert shared.tests_tags and not policy(allow()).tests_tags
+
+    def with_tags(**tags: str) -> Context:
+        return Context(secure=True, tags=tags)
+
+    assert decide(shared, HOUSING, "GetObject", "a", with_tags(Share="yes")) == ALLOW
+    assert decide(shared, HOUSING, "GetObject", "a", with_tags(share="yes")) is None     # another tag
+    assert decide(shared, HOUSING, "GetObject", "a", with_tags()) is None
+    assert decide(shared, HOUSING, "GetObject", "a") == DENY           # tags unknown: the Deny may hold
+    assert decide(shared, HOUSING, "GetObject", "a", with_tags(Share="yes", **{"class": "secret-x"})) == DENY
+    with pytest.raises(MalformedPolicy):
+        policy(allow(Condition={"StringEquals": {"s3:ExistingObjectTag/": "x"}}))
+    with pytest.raises(MalformedPolicy):
+        policy(allow(Condition={"Bool": {"s3:ExistingObjectTag/Share": "true"}}))
+
+
 def test_restrict_public_buckets_ignores_public_statements_only():
     p = policy(allow(), allow({"AWS": "housing"}, resource=f"{ARN}/k"))
     assert decide(p, ANONYMOUS, "GetObject", "k", restrict_public=True) is None

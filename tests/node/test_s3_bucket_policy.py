@@ -236,6 +236,41 @@ def test_canned_bucket_acls_are_policies_under_the_public_access_block(mesh: InM
     run(serving(mesh, "paris-1", scenario))
 
 
+def test_a_policy_shares_the_objects_tagged_for_it(mesh: InMemoryMesh) -> None:
+    """s3:ExistingObjectTag: another tenant reads exactly the objects whose tags the policy names,
+    as the tags are now (a tag changed changes the answer)."""
+    made = keys(mesh)
+
+    async def scenario(client: Callable[..., Any]) -> None:
+        owner, housing = client((made["owner"].key_id, made["owner"].secret)), \
+            client((made["housing"].key_id, made["housing"].secret))
+
+        async def call(who: Any, name: str, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(getattr(who, name), **kwargs)
+
+        async def reads(key: str) -> bool:
+            try:
+                got = await call(housing, "get_object", Bucket=B, Key=key)
+            except ClientError as err:
+                assert code(err) == "AccessDenied"
+                return False
+            return await asyncio.to_thread(got["Body"].read) == key.encode()
+
+        await call(owner, "create_bucket", Bucket=B, CreateBucketConfiguration={"LocationConstraint": "france-only"})
+        await call(owner, "put_object", Bucket=B, Key="shared.txt", Body=b"shared.txt", Tagging="share=housing")
+        await call(owner, "put_object", Bucket=B, Key="mine.txt", Body=b"mine.txt", Tagging="share=nobody")
+        await call(owner, "put_bucket_policy", Bucket=B, Policy=document(
+            {"Effect": "Allow", "Principal": {"AWS": "housing"}, "Action": "s3:GetObject", "Resource": f"{ARN}/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/share": "housing"}}}))
+        assert await reads("shared.txt") and not await reads("mine.txt")
+        await call(owner, "put_object_tagging", Bucket=B, Key="shared.txt",
+                   Tagging={"TagSet": [{"Key": "share", "Value": "nobody"}]})
+        assert not await reads("shared.txt")
+        assert (await call(owner, "get_object", Bucket=B, Key="mine.txt"))["ContentLength"] == 8  # the owner's
+
+    run(serving(mesh, "paris-1", scenario))
+
+
 def test_a_node_outside_the_bucket_answers_anonymous_callers_clearly(mesh: InMemoryMesh) -> None:
     made = keys(mesh)
 
