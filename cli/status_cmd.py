@@ -76,6 +76,14 @@ def status_command(args: argparse.Namespace) -> int:
     return 0 if all(r["reachable"] for r in rows) else 1
 
 
+def lifecycle_note(c: dict) -> str:
+    """`lifecycle 3 expired, 1 kept by lock; ` once a lifecycle sweep removed or kept anything."""
+    done = [f"{c[name]} {words}" for name, words in (
+        ("expired", "expired"), ("noncurrent_removed", "noncurrent removed"), ("markers_removed", "markers removed"),
+        ("uploads_aborted", "uploads aborted"), ("kept_by_lock", "kept by lock")) if c[name]]
+    return f"lifecycle {', '.join(done)}; " if done else ""
+
+
 def energy_note(e: dict) -> str:
     """`energy green +1200 W 45 g/kWh`, and the kinds of background work deferred right now."""
     parts = [f"energy {e['state']}"]
@@ -108,7 +116,7 @@ def render_status(rows: list[dict]) -> str:
             human_size(r["stored_bytes"]), f"{p['up']}/{p['suspect']}/{p['down']}",
             str(rep["behind"]), str(rep["handoff_items"]),
             f"scrub {r['scrub']['frames_checked']} checked, {r['scrub']['corrupt_found']} corrupt; "
-            f"{energy_note(r['energy'])}"])
+            f"{lifecycle_note(r['lifecycle'])}{energy_note(r['energy'])}"])
     under = sum(r["repair"]["behind"] for r in rows if r["reachable"])
     text = table(lines, header=["SITE", "NODE", "LAYOUT", "SEEN", "CAPACITY", "STORED", "PEERS U/S/D",
                                 "BEHIND", "HINTED", "NOTES"], right=(4, 5, 7, 8))

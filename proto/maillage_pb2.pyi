@@ -258,6 +258,22 @@ class GcStats(_message.Message):
     chunks_removed: int
     def __init__(self, tombstones_removed: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
 
+class LifecycleStats(_message.Message):
+    __slots__ = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock")
+    SWEEPS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    NONCURRENT_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    MARKERS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_ABORTED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_BY_LOCK_FIELD_NUMBER: _ClassVar[int]
+    sweeps: int
+    expired: int
+    noncurrent_removed: int
+    markers_removed: int
+    uploads_aborted: int
+    kept_by_lock: int
+    def __init__(self, sweeps: _Optional[int] = ..., expired: _Optional[int] = ..., noncurrent_removed: _Optional[int] = ..., markers_removed: _Optional[int] = ..., uploads_aborted: _Optional[int] = ..., kept_by_lock: _Optional[int] = ...) -> None: ...
+
 class EnergyKind(_message.Message):
     __slots__ = ("kind", "turns", "bytes", "green_bytes", "waits", "waiting", "joules", "green_joules")
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -307,7 +323,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("info", "peers", "repair", "scrub", "gc", "capacity", "disk_total", "disk_free", "node_state", "energy")
+    __slots__ = ("info", "peers", "repair", "scrub", "gc", "capacity", "disk_total", "disk_free", "node_state", "energy", "lifecycle")
     INFO_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     REPAIR_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +334,7 @@ class NodeStatus(_message.Message):
     DISK_FREE_FIELD_NUMBER: _ClassVar[int]
     NODE_STATE_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
     info: NodeInfo
     peers: _containers.RepeatedCompositeFieldContainer[PeerView]
     repair: RepairProgress
@@ -328,7 +345,8 @@ class NodeStatus(_message.Message):
     disk_free: int
     node_state: str
     energy: EnergyStatus
-    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., repair: _Optional[_Union[RepairProgress, _Mapping]] = ..., scrub: _Optional[_Union[ScrubStats, _Mapping]] = ..., gc: _Optional[_Union[GcStats, _Mapping]] = ..., capacity: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_free: _Optional[int] = ..., node_state: _Optional[str] = ..., energy: _Optional[_Union[EnergyStatus, _Mapping]] = ...) -> None: ...
+    lifecycle: LifecycleStats
+    def __init__(self, info: _Optional[_Union[NodeInfo, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[PeerView, _Mapping]]] = ..., repair: _Optional[_Union[RepairProgress, _Mapping]] = ..., scrub: _Optional[_Union[ScrubStats, _Mapping]] = ..., gc: _Optional[_Union[GcStats, _Mapping]] = ..., capacity: _Optional[int] = ..., disk_total: _Optional[int] = ..., disk_free: _Optional[int] = ..., node_state: _Optional[str] = ..., energy: _Optional[_Union[EnergyStatus, _Mapping]] = ..., lifecycle: _Optional[_Union[LifecycleStats, _Mapping]] = ...) -> None: ...
 
 class RepairRequest(_message.Message):
     __slots__ = ("start_round_now",)

@@ -48,6 +48,9 @@ def energy_fields(e: pb.EnergyStatus) -> dict[str, Any]:
                       for k in e.kinds}}
 
 
+LIFECYCLE_FIELDS = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock")
+
+
 def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str, Any]]:
     seen = mesh_views(answers)
     rows: list[dict[str, Any]] = []
@@ -66,6 +69,7 @@ def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str
                 scrub={"frames_checked": reply.scrub.frames_checked, "corrupt_found": reply.scrub.corrupt_found,
                        "passes": reply.scrub.passes_completed},
                 gc={"tombstones_removed": reply.gc.tombstones_removed, "chunks_removed": reply.gc.chunks_removed},
+                lifecycle={name: getattr(reply.lifecycle, name) for name in LIFECYCLE_FIELDS},
                 energy=energy_fields(reply.energy))
         rows.append(row)
     return rows

@@ -38,6 +38,7 @@ class LifecycleLoop(PeriodicSweep):
         self._settings = settings
         self._lifecycle = lifecycle
         self.totals = SweepCounts()
+        self.sweeps = 0   # passes completed since the node started (its status)
 
     async def _turn(self) -> bool:
         if not self._job.allowed():
@@ -56,6 +57,7 @@ class LifecycleLoop(PeriodicSweep):
 
         await self._each_led_bucket(one, "lifecycle")
         self.totals.add(done)
+        self.sweeps += 1
         if done.expired or done.noncurrent_removed or done.markers_removed or done.uploads_aborted:
             log.info("lifecycle: %s", done)
         return done

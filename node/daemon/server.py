@@ -63,7 +63,8 @@ def register(server: grpc.aio.Server, node: Node) -> ClusterServicer:
     """Serve `node` on `server`: the three services and the raw-bytes methods. Returns the Cluster
     servicer (the S3 address it gives in GetInfo is set once the S3 door listens)."""
     cluster = ClusterServicer(node.local, node.layout, node.signed, node.access, node.gossip, node.detector,
-                              node.repairer, node.scrubber, node.collector, node.clock, energy=node.energy)
+                              node.repairer, node.scrubber, node.collector, node.clock, energy=node.energy,
+                              lifecycle=node.lifecycle)
     rpc.add_ClusterServicer_to_server(cluster, server)
     rpc.add_ReplicaServicer_to_server(ReplicaServicer(node.plane), server)
     rpc.add_ObjectsServicer_to_server(ObjectsServicer(node.service), server)

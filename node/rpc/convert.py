@@ -4,12 +4,13 @@ each, and nothing else in the node touches a protobuf message."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from maillage.node.cluster.gc import GcStats
 from maillage.node.cluster.scrub import ScrubStats
 from maillage.node.data.coordinator import Upload
-from maillage.node.data.lifecycle import Filter, LifecycleConfig, Rule
+from maillage.node.data.lifecycle import Filter, LifecycleConfig, Rule, SweepCounts
 from maillage.node.data.versions import Version, version_id
 from maillage.node.energy.scheduler import EnergyScheduler
 from maillage.node.replicas.antientropy import IndexEntry, Progress, SyncGroup
@@ -219,6 +220,10 @@ def progress_to_pb(pr: Progress, now: float) -> pb.RepairProgress:
 def scrub_stats_to_pb(s: ScrubStats) -> pb.ScrubStats:
     return pb.ScrubStats(frames_checked=s.frames_checked, bytes_checked=s.bytes_checked,
                          corrupt_found=s.corrupt_found, passes_completed=s.passes_completed)
+
+
+def lifecycle_stats_to_pb(sweeps: int, totals: SweepCounts) -> pb.LifecycleStats:
+    return pb.LifecycleStats(sweeps=sweeps, **asdict(totals))
 
 
 def gc_stats_to_pb(repair: Progress, gc: GcStats) -> pb.GcStats:

@@ -14,6 +14,7 @@ import grpc
 
 from maillage.node import errors, validation
 from maillage.node.cluster.gc import ChunkCollector
+from maillage.node.cluster.lifecycle_loop import LifecycleLoop
 from maillage.node.cluster.membership import FailureDetector, Gossip
 from maillage.node.cluster.repair import Repairer
 from maillage.node.cluster.scrub import Scrubber
@@ -53,7 +54,7 @@ class ClusterServicer(rpc.ClusterServicer):
     def __init__(self, local: LocalReplica, layout: LayoutState, signed: SignedLayouts, access: AccessState,
                  gossip: Gossip, detector: FailureDetector, repairer: Repairer, scrubber: Scrubber,
                  collector: ChunkCollector, clock: Clock = SYSTEM_CLOCK,
-                 energy: EnergyScheduler | None = None) -> None:
+                 energy: EnergyScheduler | None = None, lifecycle: LifecycleLoop | None = None) -> None:
         self._local = local
         self._energy = energy
         self._layout = layout
@@ -64,6 +65,7 @@ class ClusterServicer(rpc.ClusterServicer):
         self._repairer = repairer
         self._scrubber = scrubber
         self._collector = collector
+        self._lifecycle = lifecycle
         self._clock = clock
 
     def _info(self) -> pb.NodeInfo:
@@ -140,7 +142,9 @@ class ClusterServicer(rpc.ClusterServicer):
             scrub=convert.scrub_stats_to_pb(self._scrubber.stats),
             gc=convert.gc_stats_to_pb(pr, self._collector.stats),
             capacity=node.capacity, disk_total=disk.total, disk_free=disk.free, node_state=node.state.value,
-            energy=convert.energy_to_pb(self._energy) if self._energy is not None else None)
+            energy=convert.energy_to_pb(self._energy) if self._energy is not None else None,
+            lifecycle=convert.lifecycle_stats_to_pb(self._lifecycle.sweeps, self._lifecycle.totals)
+            if self._lifecycle is not None else None)
 
     @grpc_errors
     async def Repair(self, request, context):

@@ -921,6 +921,11 @@ def test_lifecycle_through_boto3(sweeping_mesh):
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
     eventually(lambda: keys() == ["keep/c"], timeout=30, what="the expired objects gone")
+    # the nodes' status says what their sweeps did (one node leads the bucket and swept it)
+    with sweeping_mesh.admin() as admin:
+        answers = admin.statuses(timeout=5)
+    expired = sum(a.lifecycle.expired for a in answers.values() if not isinstance(a, str))
+    assert expired >= 2 and all(a.lifecycle.sweeps >= 1 for a in answers.values() if not isinstance(a, str))
     s3.delete_bucket_lifecycle(Bucket=bucket)
     with pytest.raises(ClientError) as err:
         s3.get_bucket_lifecycle_configuration(Bucket=bucket)
