@@ -527,6 +527,34 @@ def test_aws_cli_s3api_object_lock_retention_and_legal_hold(mesh, aws, tmp_path)
     assert not left.get("Versions"), left
 
 
+def test_aws_cli_s3api_bucket_policy_and_public_access_block(mesh, aws, tmp_path):
+    """put/get/delete-bucket-policy and get-bucket-policy-status through aws-cli: a public policy
+    waits for the public access block to be lifted, then an unsigned aws-cli reads what it shares."""
+    aws("s3api", "create-bucket", "--bucket", "api-policy",
+        "--create-bucket-configuration", "LocationConstraint=france-only")
+    (tmp_path / "page.html").write_bytes(b"<p>public</p>")
+    aws("s3", "cp", str(tmp_path / "page.html"), "s3://api-policy/public/page.html")
+    aws("s3", "cp", str(tmp_path / "page.html"), "s3://api-policy/private/page.html")
+    assert "(NoSuchBucketPolicy)" in refused(aws, "s3api", "get-bucket-policy", "--bucket", "api-policy")
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicPages", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::api-policy/public/*"}]})
+    put = ("s3api", "put-bucket-policy", "--bucket", "api-policy", "--policy", policy)
+    assert "(AccessDenied)" in refused(aws, *put)   # BlockPublicPolicy: on for a new bucket
+    aws("s3api", "delete-public-access-block", "--bucket", "api-policy")
+    aws(*put)
+    stored = json.loads(aws_json(aws, "s3api", "get-bucket-policy", "--bucket", "api-policy")["Policy"])
+    assert stored["Statement"][0]["Sid"] == "PublicPages"
+    status = aws_json(aws, "s3api", "get-bucket-policy-status", "--bucket", "api-policy")
+    assert status["PolicyStatus"]["IsPublic"] is True
+    out = tmp_path / "got.html"
+    aws("s3", "cp", "--no-sign-request", "s3://api-policy/public/page.html", str(out))
+    assert out.read_bytes() == b"<p>public</p>"
+    assert "403" in refused(aws, "s3", "cp", "--no-sign-request", "s3://api-policy/private/page.html", str(out))
+    aws("s3api", "delete-bucket-policy", "--bucket", "api-policy")
+    assert "(NoSuchBucketPolicy)" in refused(aws, "s3api", "get-bucket-policy", "--bucket", "api-policy")
+
+
 def test_aws_cli_s3api_lifecycle_configuration(mesh, aws, tmp_path):
     aws("s3api", "create-bucket", "--bucket", "api-lifecycle")
     get = ("s3api", "get-bucket-lifecycle-configuration", "--bucket", "api-lifecycle")
