@@ -40,6 +40,7 @@ shows may differ from which slot lists first (both are there); a versioned key m
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
@@ -59,11 +60,14 @@ __all__ = ["Versions", "Versioning", "Version", "VersionListing", "Deleted", "No
            "check_version_id", "version_id", "is_marker", "MAX_VERSIONED_KEY_BYTES"]
 
 ENABLED, SUSPENDED = "Enabled", "Suspended"
+log = logging.getLogger(__name__)
+
 NULL = "null"
 VERSIONS = validation.VERSION_SLOTS  # + key + "\x01" + slot: one version of the key
 SETTING = validation.RESERVED_PREFIX + "versioning"  # the bucket's versioning state
 SLOT_ATTRIBUTE = "version"  # a version's slot, on its slot entry and on the key while it is current
 MARKER_ATTRIBUTE = "delete-marker"
+SETTLE_ROUNDS = 8   # promotions one removal may make while others remove the same key's versions
 STATE_ATTRIBUTE = "versioning"
 LOCK_ATTRIBUTE = "object-lock"  # the bucket's object lock configuration (`object_lock.LockConfig`)
 _SEP = "\x01"
@@ -320,9 +324,25 @@ class Versions:
         slot, target = found
         object_lock.check_removable(dict(target.attributes), c.wall_ms(), bypass=bypass)
         gone = await c.write_tombstone(bucket, _slot_key(key, slot), target)
-        if current is not None and _slot_in(current) == slot:
-            await self._promote(bucket, key, current)
+        await self._settle(bucket, key)
         return Deleted(vid, is_marker(target), gone.version)
+
+    async def _settle(self, bucket: BucketRecord, key: str) -> None:
+        """After a version's removal: the key's entry names a live version, or none. Removals of one
+        key's versions at once each promote what they saw (one may promote a version another is
+        removing); whoever then finds the key naming a removed slot promotes again, so the last
+        check of each removal sees a live one (bounded: `SETTLE_ROUNDS`)."""
+        c = self._c
+        for _ in range(SETTLE_ROUNDS):
+            current = await c.latest(bucket, key)
+            slot = None if current is None else _slot_in(current)
+            if current is None or slot is None:
+                return  # no entry, a tombstone of no version, or an object written before versioning
+            held = await c.latest(bucket, _slot_key(key, slot))
+            if held is not None and not held.deleted:
+                return
+            await self._promote(bucket, key, current)
+        log.warning("bucket %s: a key's versions kept changing while a removed one was replaced", bucket.name)
 
     async def _promote(self, bucket: BucketRecord, key: str, current: Manifest) -> None:
         """The current version was deleted: the newest remaining one becomes the key's again."""

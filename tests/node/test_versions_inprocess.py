@@ -398,3 +398,37 @@ def test_last_modified_stays_the_writes_when_a_version_is_restated(mesh) -> None
         assert written_at(copy) == version_time(copy.version) > written_at(new)
 
     run(scenario())
+
+
+def test_removing_every_version_at_once_leaves_no_version_behind(mesh) -> None:
+    """Removals of a key's versions at once (ceph/s3-tests' concurrent test): removing the current
+    version promotes the newest remaining one, which another removal may be taking away meanwhile.
+    Forced here: version 2 is removed while the removal of version 3 promotes it. The key must not
+    end up naming a removed version (read as current, counted by DeleteBucket, not listed)."""
+    async def scenario() -> None:
+        await mesh.create_bucket("docs", "france-only")
+        docs = Bucket(mesh, "docs")
+        await docs.state(ENABLED)
+        v1, v2, v3 = [version_id(await docs.put("k", f"v{i}".encode())) for i in (1, 2, 3)]
+        coordinator = docs.node.coordinator
+        write_newest = coordinator.write_newest
+        raced = []
+
+        async def promote_late(bucket, manifest):
+            if not raced:  # the promotion of v2: v2 goes away before it is written to the key
+                raced.append(await docs.delete("k", v2))
+            return await write_newest(bucket, manifest)
+
+        coordinator.write_newest = promote_late
+        try:
+            await docs.delete("k", v3)
+        finally:
+            coordinator.write_newest = write_newest
+        assert raced and await docs.all_versions() == [("k", v1, True, False)]
+        assert await docs.read("k") == b"v1"
+        await docs.delete("k", v1)
+        with pytest.raises(NoSuchKey):
+            await docs.read("k")
+        await docs.versions.check_empty(await docs.record())
+
+    run(scenario())
