@@ -187,15 +187,22 @@ def check_replacement(held: Mapping[str, str], deleted: bool, new: Mapping[str, 
     """What an index replica checks before a newer entry replaces a version it holds (`held`: its
     attributes): not a removal (`deleted`) under a legal hold or a running COMPLIANCE retention,
     nor a COMPLIANCE retention weakened (another mode, an earlier date, none), whoever sends it."""
-    hold = legal_hold_of(held)
     retention = retention_of(held)
     compliant = retention is not None and retention.mode == COMPLIANCE and retention.running(now_ms)
-    if deleted and (hold or compliant):
+    if deleted and keeps(held, now_ms):
         raise ObjectLocked("this replica holds the version under a legal hold or a COMPLIANCE retention")
     if compliant and retention is not None:
         kept = retention_of(new)
         if kept is None or kept.mode != COMPLIANCE or kept.until_ms < retention.until_ms:
             raise ObjectLocked("this replica holds the version under a COMPLIANCE retention: it only lengthens")
+
+
+def keeps(held: Mapping[str, str], now_ms: int) -> bool:
+    """Whether every replica keeps this version from removal (a legal hold or a running COMPLIANCE
+    retention): what `check_replacement` refuses to remove."""
+    retention = retention_of(held)
+    return legal_hold_of(held) or (retention is not None and retention.mode == COMPLIANCE
+                                   and retention.running(now_ms))
 
 
 def check_requested(attributes: Mapping[str, str], config: LockConfig | None, now_ms: int) -> None:

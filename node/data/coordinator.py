@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 
 import blake3
 
-from maillage.node import validation
+from maillage.node import object_lock, validation
 from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.data.chunking import FixedChunker
 from maillage.node.errors import (
@@ -645,6 +645,12 @@ class Coordinator:
         if not found:
             return None
         best = max(found, key=lambda m: (m.version, m.writer))
+        if best.deleted and key.startswith(validation.VERSION_SLOTS):
+            # A removal one owner took while another still keeps the version locked (an owner whose
+            # own clock runs ahead takes its own removal): the locked version is what is read.
+            kept = [m for m in found if not m.deleted and object_lock.keeps(dict(m.attributes), self.wall_ms())]
+            if kept:
+                best = max(kept, key=lambda m: (m.version, m.writer))
         self._clock.observe(best.version)
         return best
 

@@ -39,7 +39,7 @@ from maillage.storage import (
     Manifest,
     MetaStore,
 )
-from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version
+from maillage.storage.hlc import DEFAULT_MAX_DRIFT, check_version, version_time
 
 __all__ = ["Replica", "LocalReplica", "BucketInventory", "put_manifest_teaching"]
 
@@ -300,11 +300,14 @@ class LocalReplica:
         check_version(manifest.version, self._clock.time(), self.max_clock_drift)  # VersionTooFarAhead
         record = self.own_record(manifest.bucket, manifest.generation)
         self.ensure_eligible(record.policy)
-        if manifest.key.startswith(validation.VERSION_SLOTS):  # a version: its lock, by this node's clock
+        if manifest.key.startswith(validation.VERSION_SLOTS):  # a version: its lock, by the older clock
             held = self.meta.get_manifest(manifest.bucket, manifest.key, manifest.generation)
             if held is not None and not held.deleted and held.version < manifest.version:
+                # This node's clock and the writer's (its HLC version): a node whose own clock runs
+                # ahead still refuses a removal a sane coordinator's clock says is too early.
+                now_ms = min(self._now_ms(), int(version_time(manifest.version) * 1000))
                 object_lock.check_replacement(dict(held.attributes), manifest.deleted, dict(manifest.attributes),
-                                              self._now_ms())
+                                              now_ms)
         # require_bucket: applied only while the record still has this generation (atomic with a
         # concurrent delete of the bucket)
         return await self._run(lambda: self.meta.put_manifest(manifest, require_bucket=True))

@@ -257,11 +257,36 @@ def test_a_refused_removal_left_on_a_stand_in_is_dropped_not_handed_back_once_th
     run(scenario())
 
 
+def test_an_index_owner_a_year_ahead_cannot_hide_a_retained_version(mesh) -> None:
+    """An index owner whose clock runs a year ahead, asked to remove a COMPLIANCE version: it takes
+    the removal over its own copy (it believes the retention over), the other owner refuses it; a
+    read through any sane node still finds the version (a removal never hides a version another
+    owner keeps locked), and that other owner refuses the removal when it comes again (by hand-back
+    or repair) as long as either clock, its own or the removal's, says the retention runs."""
+    async def scenario():
+        service = mesh.via("paris-1").service
+        await service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
+        until = _now_ms(mesh) + 30 * DAY * 1000
+        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        owners = sorted(table.replicas(bucket_partition("vault", table.bits)))
+        ahead, sane = owners[0], owners[1]
+        mesh.skew(ahead, 365 * DAY)
+        with pytest.raises((ObjectLocked, QuorumNotReached, VersionTooFarAhead)):
+            await mesh.via(ahead).service.delete_object(OWNER, "vault", "k", vid, bypass_governance=True)
+        for reader in sorted(FRENCH - {ahead}):
+            got = await mesh.via(reader).service.head_object(OWNER, "vault", "k", version_id=vid)
+            assert got[1].size == 4 and not got[1].deleted, reader
+        mesh.skew(ahead, 0)
+        got = await mesh.via(sane).service.head_object(OWNER, "vault", "k")
+        assert got[1].size == 4
+    run(scenario())
+
+
 def test_a_coordinator_a_year_ahead_cannot_remove_a_retained_version(mesh) -> None:
     """A node whose clock runs a year ahead believes every retention of less than a year over: as a
     coordinator its removal is refused by the owners (its versions are past the clock drift bound,
-    and their own lock checks); the version stays, readable through the others. (An index owner a
-    year ahead would store its own removal over its own copy: ARCHITECTURE.md, Object lock.)"""
+    and their own lock checks); the version stays, readable through the others."""
     async def scenario():
         service = mesh.via("paris-1").service
         await service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
