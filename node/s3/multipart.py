@@ -74,6 +74,9 @@ async def create_upload(s: Services, call: Call) -> web.StreamResponse:
     xml.sub(root, "UploadId", made.upload_id)
     response = xml_response(root)
     response.headers.update(encryption.customer_headers(key))
+    if algorithm := call.request.headers.get("x-amz-checksum-algorithm"):  # the parts' checksums will be its
+        response.headers["x-amz-checksum-algorithm"] = algorithm.upper()
+        response.headers["x-amz-checksum-type"] = "COMPOSITE"
     return response
 
 

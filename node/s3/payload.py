@@ -354,7 +354,7 @@ async def body(call: Call, *, checksum_headers: bool = True, verified: dict[str,
                                         f"{', '.join(sorted(sent))}")
     for algorithm, value in sent.items():
         if value and decode_value(algorithm, value) is None:
-            raise S3Error("InvalidRequest", f"the value of {header_name(algorithm)} is not the base64 of a "
+            raise S3Error("BadDigest", f"the value of {header_name(algorithm)} is not the base64 of a "
                                             f"{algorithm.upper()} digest")
     running = [Running(algorithm) for algorithm in sent]
     md5 = content_md5(headers) if check_content_md5 else None

@@ -21,6 +21,7 @@ from .conftest import run
 from .test_s3_inprocess import keys, serving
 
 boto3 = pytest.importorskip("boto3")
+from botocore.exceptions import ClientError  # noqa: E402
 
 
 def crc32(data: bytes) -> str:
@@ -54,10 +55,14 @@ def test_checksums_are_kept_and_answered(mesh: InMemoryMesh) -> None:
         assert "ChecksumCRC32" not in await call("head_object", Bucket="sums", Key="a")   # not asked
         got = await asyncio.to_thread(lambda: s3.get_object(Bucket="sums", Key="a", ChecksumMode="ENABLED"))
         assert got["ChecksumCRC32"] == crc32(body) and await asyncio.to_thread(got["Body"].read) == body
+        with pytest.raises(ClientError) as err:   # not a CRC32 at all: nothing stored
+            await call("put_object", Bucket="sums", Key="b", Body=body, ChecksumAlgorithm="CRC32", ChecksumCRC32="bad")
+        assert err.value.response["Error"]["Code"] == "BadDigest"
         ranged = await call("get_object", Bucket="sums", Key="a", Range="bytes=0-9", ChecksumMode="ENABLED")
         assert "ChecksumCRC32" not in ranged   # a range has no checksum of its own
 
         upload = await call("create_multipart_upload", Bucket="sums", Key="m", ChecksumAlgorithm="CRC32")
+        assert upload["ChecksumAlgorithm"] == "CRC32"
         halves = (body[:3000], body[3000:])
         parts = [await call("upload_part", Bucket="sums", Key="m", UploadId=upload["UploadId"], PartNumber=n + 1,
                             Body=half, ChecksumAlgorithm="CRC32") for n, half in enumerate(halves)]
