@@ -7,10 +7,10 @@ holds only ciphertext it cannot read without the key, and the tenant's keys alon
 - The cipher is AES-256 in counter mode: a byte's keystream depends only on its offset, so a
   range is read without the bytes before it and the size stays the object's.
 - Each write draws a random 16-byte nonce; a multipart upload draws one at creation and each part
-  `n` of length `L` runs its own counter from `segment_iv(nonce, n, L)`. The completed object keeps
-  its parts' numbers and lengths (`PARTS`, run-length: "1-99:8388608,100:1234") to find where each
-  part's counter starts. A part sent again with the same length and other bytes would reuse its
-  counter; those bytes are still sealed with the tenant's key at rest.
+  `n` of length `L` runs its own counter from `segment_iv(nonce, n, L)`. A completed object's part
+  table (`parts.py`, every completed upload has one) says where each part's counter starts. A part
+  sent again with the same length and other bytes would reuse its counter; those bytes are still
+  sealed with the tenant's key at rest.
 - What rests with the version is only the nonce and a check value (`CHECK`: an HMAC of the nonce
   under the key), so a request with the wrong key is refused before any byte is decrypted, and the
   key itself, even its MD5, is never written anywhere.
@@ -25,24 +25,24 @@ import collections
 import hashlib
 import hmac
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 import blake3
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from maillage.node.data.parts import Segment
 from maillage.node.errors import InvalidRequest
 
-__all__ = ["ALGORITHM", "ATTRIBUTES", "PARTS", "CustomerKey", "KeyRequired", "NotEncryptedWithKey", "Segment",
-           "WrongKey", "decrypt_range", "encrypt", "is_encrypted", "nonce_of", "part_table", "require", "segments"]
+__all__ = ["ALGORITHM", "ATTRIBUTES", "CustomerKey", "KeyRequired", "NotEncryptedWithKey", "WrongKey", "decrypt_range",
+           "encrypt", "is_encrypted", "nonce_of", "require"]
 
 ALGORITHM = "AES256"            # the only one S3 defines for SSE-C
 KEY_BYTES = 32
 ALGORITHM_ATTRIBUTE = "sse-c"   # attributes of a version written with a customer key
 NONCE = "sse-c-nonce"
 CHECK = "sse-c-check"
-PARTS = "sse-c-parts"
-ATTRIBUTES = (ALGORITHM_ATTRIBUTE, NONCE, CHECK, PARTS)
+ATTRIBUTES = (ALGORITHM_ATTRIBUTE, NONCE, CHECK)
 _CHECK_CONTEXT = b"maillage sse-c check v1"
 _IV_CONTEXT = b"maillage sse-c iv v1"
 _BLOCK = 16
@@ -157,52 +157,6 @@ class _Keystream:
     def apply(self, data: bytes | memoryview) -> bytes:
         """Encrypt or decrypt (the same in counter mode) the next bytes."""
         return self._ctx.update(data)
-
-
-# ----- segments: where each part's counter starts ---------------------------------------------
-
-@dataclass(frozen=True)
-class Segment:
-    number: int     # 0 for an object written whole, else its part number
-    start: int      # offset in the object
-    length: int
-
-
-def part_table(parts: Sequence[tuple[int, int]]) -> str:
-    """(number, length) of a completed upload's parts, run-length encoded: consecutive numbers of
-    equal length as one "first-last:length" run."""
-    runs: list[list[int]] = []
-    for number, length in parts:
-        if runs and runs[-1][1] == number - 1 and runs[-1][2] == length:
-            runs[-1][1] = number
-        else:
-            runs.append([number, number, length])
-    return ",".join(f"{a}:{n}" if a == b else f"{a}-{b}:{n}" for a, b, n in runs)
-
-
-def _parts(table: str) -> Iterator[tuple[int, int]]:
-    for run in table.split(","):
-        numbers, _, length = run.partition(":")
-        first, _, last = numbers.partition("-")
-        for number in range(int(first), int(last or first) + 1):
-            yield number, int(length)
-
-
-def segments(attributes: Mapping[str, str], size: int) -> list[Segment]:
-    """The segments of a version of `size` bytes: one, or its parts'."""
-    table = attributes.get(PARTS)
-    if not table:
-        return [Segment(0, 0, size)]
-    try:
-        found, start = [], 0
-        for number, length in _parts(table):
-            found.append(Segment(number, start, length))
-            start += length
-    except ValueError:
-        raise InvalidRequest("this object's part table is damaged") from None
-    if start != size:
-        raise InvalidRequest(f"this object's part table adds up to {start} bytes, not its {size}")
-    return found
 
 
 # ----- streams --------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from maillage.node import validation
-from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import (
     CHECKSUM_PREFIX,
     LIST_PAGE,
@@ -36,6 +35,8 @@ from maillage.node.data.coordinator import (
     is_common_prefix,
     past,
 )
+from maillage.node.data.parts import PARTS as PART_TABLE
+from maillage.node.data.parts import part_table
 from maillage.node.errors import IntegrityError, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.node.runtime.concurrency import gather_bounded
 from maillage.proto.etags import composed_etag
@@ -322,8 +323,7 @@ class MultipartUploads:
                           COMPLETION_ATTRIBUTE: _completion_mark(upload_id, parts)}
             if compose is not None:
                 attributes.update({CHECKSUM_PREFIX + a: v for a, v in compose(checksums).items()})
-            if customer_keys.is_encrypted(attributes):  # where each part's counter starts
-                attributes[customer_keys.PARTS] = customer_keys.part_table(sizes)
+            attributes[PART_TABLE] = part_table(sizes)  # where each part lies (partNumber reads, SSE-C counters)
             manifest = Manifest(
                 bucket=bucket.name, key=key, version=await c.next_version(previous), size=size,
                 etag=composed_etag(chunks, len(parts)), content_type=upload.content_type,

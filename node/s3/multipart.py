@@ -26,6 +26,7 @@ from aiohttp import web
 from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import UploadStream
 from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload, checksums_of
+from maillage.node.data.parts import segments
 from maillage.node.s3 import encryption, objects, payload, versioning, xml
 from maillage.node.s3.checksums import composite, header_name
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
@@ -153,7 +154,7 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     if source_nonce is not None:
         assert source_sse is not None
         pieces = customer_keys.decrypt_range(pieces, source_sse, source_nonce,
-                                             customer_keys.segments(attributes, source.size), first)
+                                             segments(attributes, source.size), first)
     key = encryption.customer_key(headers)
 
     def body(upload: MultipartUpload) -> UploadStream:

@@ -33,6 +33,7 @@ from maillage.node.data.coordinator import (
     written_at,
 )
 from maillage.node.data.customer_keys import CustomerKey
+from maillage.node.data.parts import segments
 from maillage.node.data.versions import DeleteMarker
 from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
 from maillage.node.s3.checksums import HEADER_PREFIX
@@ -126,6 +127,22 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if first >= size or last < first:
         raise S3Error("InvalidRange", f"the requested range {first}-{last} is not satisfiable (size {size})")
     return first, min(last, size - 1)
+
+
+def part_of(query: Mapping[str, str], m: Manifest) -> tuple[tuple[int, int], str] | None:
+    """GET/HEAD `partNumber=N`: ((first, last) bytes of part N, the parts count), None when not
+    asked. An object written whole is its own part 1; a number it has not is InvalidPart."""
+    value = query.get("partNumber")
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 10_000:
+        raise S3Error("InvalidArgument", f"partNumber {value[:20]!r}: use an integer from 1 to 10000")
+    found = segments(dict(m.attributes), m.size)
+    number = int(value)
+    if number > len(found) or m.size == 0:
+        raise S3Error("InvalidPart", f"part {number} is not one of this object's {len(found)} part(s)")
+    segment = found[number - 1]
+    return (segment.start, segment.start + segment.length - 1), str(len(found))
 
 
 # ----- conditions ----------------------------------------------------------------------------
@@ -279,6 +296,10 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
     check_conditions(call.request.headers, m)
     headers = object_headers(m) | encryption.customer_headers(key)
     headers["Content-Length"] = str(m.size)
+    if (asked := part_of(call.request.query, m)) is not None:  # the part's length, as its GET would send
+        (first, last), headers["x-amz-mp-parts-count"] = asked
+        headers["Content-Length"] = str(last - first + 1)
+        return web.Response(status=206, headers=headers | {"Content-Range": f"bytes {first}-{last}/{m.size}"})
     if _checksum_asked(call.request.headers):
         headers.update(checksum_headers(m))
     return web.Response(status=200, headers=headers)
@@ -327,6 +348,7 @@ async def delete_object(s: Services, call: Call) -> web.StreamResponse:
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     request = call.request
     record, m = await _read(s, call, "GetObject")
+    asked = part_of(request.query, m)  # a part it has not: InvalidPart, before anything else
     key = encryption.customer_key(request.headers)
     nonce = customer_keys.require(key, dict(m.attributes))  # before the conditions: a wrong key learns nothing
     check_conditions(request.headers, m)
@@ -335,6 +357,10 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
         if parameter in request.query:
             headers[header] = request.query[parameter]
     wanted = parse_range(request.headers["Range"], m.size) if "Range" in request.headers else None
+    if asked is not None:
+        if wanted is not None:
+            raise S3Error("InvalidRequest", "ask for a Range or a partNumber, not both")
+        wanted, headers["x-amz-mp-parts-count"] = asked
     first, last = wanted if wanted is not None else (0, m.size - 1)
     status = 206 if wanted is not None else 200
     if wanted is not None:
@@ -345,7 +371,7 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     parts = read_range(s, record, m, first, last)
     if nonce is not None:
         assert key is not None
-        parts = customer_keys.decrypt_range(parts, key, nonce, customer_keys.segments(dict(m.attributes), m.size),
+        parts = customer_keys.decrypt_range(parts, key, nonce, segments(dict(m.attributes), m.size),
                                             first)
     if m.inline is not None or not m.chunks:
         return web.Response(status=status, body=b"".join([part async for part in parts]), headers=headers)
@@ -468,7 +494,7 @@ async def _copy_through(s: Services, call: Call, source: tuple[str, str, str | N
     pieces = read_range(s, record, m, 0, m.size - 1)
     if nonce is not None:
         assert source_sse is not None
-        pieces = customer_keys.decrypt_range(pieces, source_sse, nonce, customer_keys.segments(attributes, m.size), 0)
+        pieces = customer_keys.decrypt_range(pieces, source_sse, nonce, segments(attributes, m.size), 0)
     # COPY: the source's type, metadata, stored headers and tags; never its lock, key or ETag.
     upload = replacement or Upload(key=call.key, content_type=m.content_type, user_metadata=dict(m.user_metadata),
                                    attributes={k: v for k, v in attributes.items() if k in _COPIED_ATTRIBUTES})

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maillage.node.data import customer_keys
+from maillage.node.data import customer_keys, parts
 from maillage.node.data.customer_keys import CustomerKey, KeyRequired, NotEncryptedWithKey, WrongKey
 from maillage.node.errors import InvalidRequest
 from maillage.node.s3.common import Services
@@ -66,7 +66,7 @@ def test_any_range_of_any_parts_decrypts_to_its_bytes(sizes, cuts, numbered, dat
         if numbered:
             stored = b"".join([await joined(customer_keys.encrypt(pieces_of(p, cuts), key, nonce, n, len(p)))
                                for n, p in zip(numbers, plain)])
-            attributes[customer_keys.PARTS] = customer_keys.part_table(list(zip(numbers, sizes)))
+            attributes[parts.PARTS] = parts.part_table(list(zip(numbers, sizes)))
         else:
             stored = await joined(customer_keys.encrypt(pieces_of(b"".join(plain), cuts), key, nonce))
         whole = b"".join(plain)
@@ -77,7 +77,7 @@ def test_any_range_of_any_parts_decrypts_to_its_bytes(sizes, cuts, numbered, dat
             return
         first = data.draw(st.integers(0, len(whole) - 1))
         last = data.draw(st.integers(first, len(whole) - 1))
-        segments = customer_keys.segments(attributes, len(whole))
+        segments = parts.segments(attributes, len(whole))
         got = await joined(customer_keys.decrypt_range(pieces_of(stored[first:last + 1], cuts), key, nonce,
                                                        segments, first))
         assert got == whole[first:last + 1]
