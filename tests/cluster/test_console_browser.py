@@ -40,9 +40,9 @@ from maillage.testing.localmesh import LocalMesh, SiteSpec, make_layout, node_en
 from maillage.testing.ports import free_port
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium comes with the test extra")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SITES = (SiteSpec("paris-1", "eu/fr/idf"), SiteSpec("toulouse-1", "eu/fr/occitanie"),
@@ -97,7 +97,20 @@ def login(driver, url: str, key_id: str, secret: str) -> None:
     driver.find_element(By.ID, "secret").send_keys(secret)
     button = driver.find_element(By.ID, "login")
     button.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))   # the answer page has loaded
+    WebDriverWait(driver, 15).until(detached(button))   # the answer page has loaded
+
+
+def detached(element):
+    """A wait condition: `element` no longer belongs to the page. Chromedriver says so either with
+    a stale-element error or, while the new page replaces the old, with an inspector error ("Node
+    with given id does not belong to the document"): both mean the same here."""
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:   # StaleElementReferenceException is one
+            return True
+        return False
+    return check
 
 
 def row_state(driver, site: str) -> str | None:
