@@ -107,6 +107,11 @@ CHECKSUM_PREFIX = "checksum-"
 WRITTEN_ATTRIBUTE = "written"
 
 
+def checksums_of(m: Manifest) -> dict[str, str]:
+    """The checksums (algorithm -> base64) a version's or part's writer sent and the door verified."""
+    return {k[len(CHECKSUM_PREFIX):]: v for k, v in m.attributes if k.startswith(CHECKSUM_PREFIX)}
+
+
 def tags_of(attributes: Mapping[str, str]) -> dict[str, str]:
     """The tag set of a version's attributes ({} when it has none)."""
     stored = attributes.get(TAGS_ATTRIBUTE, "")

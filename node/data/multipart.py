@@ -32,6 +32,7 @@ from maillage.node.data.coordinator import (
     Stamp,
     Upload,
     UploadStream,
+    checksums_of,
     is_common_prefix,
     past,
 )
@@ -42,7 +43,7 @@ from maillage.node.runtime.concurrency import gather_bounded
 from maillage.proto.etags import composed_etag
 from maillage.storage import BucketRecord, ChunkRef, Manifest, version_time
 
-__all__ = ["Compose", "MultipartUploads", "MultipartUpload", "Part", "PartBody", "PartListing", "checksums_of",
+__all__ = ["Compose", "MultipartUploads", "MultipartUpload", "Part", "PartBody", "PartListing",
            "UploadListing", "multipart_md5",
            "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
            "UPLOADS", "PARTS", "MAX_PARTS", "MIN_PART_SIZE", "MAX_PART_SIZE",
@@ -172,11 +173,6 @@ def _upload_of(m: Manifest) -> MultipartUpload | None:
 def _part_of(m: Manifest, number: int) -> Part:
     return Part(number=number, size=m.size, etag=dict(m.attributes).get(MD5_ATTRIBUTE) or m.etag, version=m.version,
                 checksums=checksums_of(m))
-
-
-def checksums_of(m: Manifest) -> dict[str, str]:
-    """The checksums (algorithm -> base64) a version's or part's writer sent and the door verified."""
-    return {k[len(CHECKSUM_PREFIX):]: v for k, v in m.attributes if k.startswith(CHECKSUM_PREFIX)}
 
 
 def _part_number(key: str, prefix: str) -> int | None:

@@ -24,9 +24,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from maillage.node.data import customer_keys
-from maillage.node.data.coordinator import UploadStream
-from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload, checksums_of
-from maillage.node.data.parts import segments
+from maillage.node.data.coordinator import UploadStream, checksums_of
+from maillage.node.data.multipart import MAX_PART_SIZE, MAX_PARTS, MultipartUpload
 from maillage.node.s3 import encryption, objects, payload, versioning, xml
 from maillage.node.s3.checksums import composite, header_name
 from maillage.node.s3.common import NUMBER, Call, Services, query_integer, xml_response
@@ -106,8 +105,7 @@ async def upload_part(s: Services, call: Call) -> web.StreamResponse:
         if nonce is None:
             return objects.hashed_body(s, call)
         assert key is not None
-        pieces = payload.body(call, budget=s.upload_budget)
-        return objects.md5_stream(customer_keys.encrypt(pieces, key, nonce, number, length))
+        return objects.encrypted_body(s, call, key, nonce, number, length)
 
     part = await s.service.upload_part(call.caller, call.bucket, call.key, upload_id, number, body,
                                        expiry=s.upload_expiry)
@@ -150,11 +148,7 @@ async def upload_part_copy(s: Services, call: Call) -> web.StreamResponse:
     if length > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", f"a part of {length} bytes is larger than the {MAX_PART_SIZE} "
                                         "bytes allowed: give x-amz-copy-source-range")
-    pieces = objects.read_range(s, source_record, source, first, last)
-    if source_nonce is not None:
-        assert source_sse is not None
-        pieces = customer_keys.decrypt_range(pieces, source_sse, source_nonce,
-                                             segments(attributes, source.size), first)
+    pieces = objects.plain_range(s, source_record, source, first, last, source_sse, source_nonce)
     key = encryption.customer_key(headers)
 
     def body(upload: MultipartUpload) -> UploadStream:

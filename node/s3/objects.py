@@ -25,18 +25,18 @@ from aiohttp import web
 
 from maillage.node.data import customer_keys
 from maillage.node.data.coordinator import (
-    CHECKSUM_PREFIX,
     MD5_ATTRIBUTE,
     StreamEnd,
     Upload,
     UploadStream,
+    checksums_of,
     written_at,
 )
 from maillage.node.data.customer_keys import CustomerKey
 from maillage.node.data.parts import segments
 from maillage.node.data.versions import DeleteMarker
 from maillage.node.s3 import encryption, object_lock, payload, tagging, versioning, xml
-from maillage.node.s3.checksums import HEADER_PREFIX
+from maillage.node.s3.checksums import header_name
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
@@ -219,13 +219,31 @@ async def put_object(s: Services, call: Call) -> web.StreamResponse:
 
 
 def _encrypted(s: Services, call: Call, upload: Upload, key: CustomerKey) -> tuple[Upload, UploadStream]:
-    """A whole-object write under a customer key: its fresh nonce and check in the attributes, the
-    body (its Content-MD5 checked on the plain bytes) encrypted, its ETag the MD5 of what rests."""
+    """A whole-object write under a customer key: its fresh nonce and check in the attributes."""
     sealed = key.new_attributes()
+    return (replace(upload, attributes={**upload.attributes, **sealed}),
+            encrypted_body(s, call, key, customer_keys.nonce_of(sealed)))
+
+
+def encrypted_body(s: Services, call: Call, key: CustomerKey, nonce: bytes, number: int = 0,
+                   length: int = 0) -> UploadStream:
+    """The body of a write under a customer key (a whole object, or part `number` of `length`
+    bytes): its Content-MD5 and checksums checked, and kept, on the plain bytes; encrypted; its
+    ETag the MD5 of what rests."""
     end = StreamEnd()
     pieces = payload.body(call, budget=s.upload_budget, verified=end.checksums)
-    encrypted = customer_keys.encrypt(pieces, key, customer_keys.nonce_of(sealed))
-    return replace(upload, attributes={**upload.attributes, **sealed}), md5_stream(encrypted, end=end)
+    return md5_stream(customer_keys.encrypt(pieces, key, nonce, number, length), end=end)
+
+
+def plain_range(s: Services, bucket: BucketRecord, m: Manifest, first: int, last: int, key: CustomerKey | None,
+                nonce: bytes | None) -> AsyncIterator[bytes]:
+    """The bytes first..last of a version as its writer sent them: read (`read_range`) and, for
+    one written under a customer key (`nonce`: `customer_keys.require`'s), decrypted."""
+    pieces = read_range(s, bucket, m, first, last)
+    if nonce is None:
+        return pieces
+    assert key is not None
+    return customer_keys.decrypt_range(pieces, key, nonce, segments(dict(m.attributes), m.size), first)
 
 
 # MD5 runs on one thread of its own, piece after piece in order, while the event loop goes on
@@ -253,7 +271,7 @@ def md5_stream(pieces: AsyncIterator[bytes], expected: bytes | None = None,
 
 def checksum_headers(m: Manifest) -> dict[str, str]:
     """x-amz-checksum-<algorithm> of the checksums a version's writer sent (and the door verified)."""
-    return {HEADER_PREFIX + k[len(CHECKSUM_PREFIX):]: v for k, v in m.attributes if k.startswith(CHECKSUM_PREFIX)}
+    return {header_name(algorithm): value for algorithm, value in checksums_of(m).items()}
 
 
 def _checksum_asked(headers: Mapping[str, str]) -> bool:
@@ -323,10 +341,10 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
         xml.sub(root, "ETag", etag(m).strip('"'))
     if "ObjectParts" in wanted and (parts := composed_parts(m.etag)) is not None:
         xml.sub(xml.sub(root, "ObjectParts"), "PartsCount", parts)  # boto3: TotalPartsCount
-    if "Checksum" in wanted and (sums := checksum_headers(m)):
+    if "Checksum" in wanted and (sums := checksums_of(m)):
         checksum = xml.sub(root, "Checksum")
-        for header, value in sums.items():
-            xml.sub(checksum, "Checksum" + header[len(HEADER_PREFIX):].upper(), value)
+        for algorithm, value in sums.items():
+            xml.sub(checksum, "Checksum" + algorithm.upper(), value)
         xml.sub(checksum, "ChecksumType", "COMPOSITE" if "-" in next(iter(sums.values())) else "FULL_OBJECT")
     if "StorageClass" in wanted:
         xml.sub(root, "StorageClass", "STANDARD")
@@ -368,11 +386,7 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     elif _checksum_asked(request.headers):  # the whole object's (a range has none of its own)
         headers.update(checksum_headers(m))
     headers["Content-Length"] = str(last - first + 1)
-    parts = read_range(s, record, m, first, last)
-    if nonce is not None:
-        assert key is not None
-        parts = customer_keys.decrypt_range(parts, key, nonce, segments(dict(m.attributes), m.size),
-                                            first)
+    parts = plain_range(s, record, m, first, last, key, nonce)
     if m.inline is not None or not m.chunks:
         return web.Response(status=status, body=b"".join([part async for part in parts]), headers=headers)
     # Read the first chunk before answering, so a missing or corrupt object is an S3 error.
@@ -491,10 +505,7 @@ async def _copy_through(s: Services, call: Call, source: tuple[str, str, str | N
     attributes = dict(m.attributes)
     nonce = customer_keys.require(source_sse, attributes)
     check_conditions(call.request.headers, m, prefix=COPY_SOURCE)
-    pieces = read_range(s, record, m, 0, m.size - 1)
-    if nonce is not None:
-        assert source_sse is not None
-        pieces = customer_keys.decrypt_range(pieces, source_sse, nonce, segments(attributes, m.size), 0)
+    pieces = plain_range(s, record, m, 0, m.size - 1, source_sse, nonce)
     # COPY: the source's type, metadata, stored headers and tags; never its lock, key or ETag.
     upload = replacement or Upload(key=call.key, content_type=m.content_type, user_metadata=dict(m.user_metadata),
                                    attributes={k: v for k, v in attributes.items() if k in _COPIED_ATTRIBUTES})

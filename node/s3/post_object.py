@@ -21,7 +21,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,16 +33,15 @@ from maillage.node.s3 import objects, xml
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.node.s3.payload import BODY_TAKEN
-from maillage.node.s3.sigv4 import Keys, Verified
+from maillage.node.s3.sigv4 import CREDENTIAL, Keys, Verified, derived_key
 from maillage.proto.trust.access import KeyInfo
-from maillage.proto.trust.requestauth import ALGORITHM, NoSigningKey
+from maillage.proto.trust.requestauth import ALGORITHM
 
 __all__ = ["FORM", "Form", "read_form", "authorize", "authenticate", "post_object", "MAX_FIELDS_BYTES"]
 
 MAX_FIELDS_BYTES = 64 * 1024   # every field but the file, together (S3's policy alone is up to 20 KB)
 MAX_FIELDS = 64
 READ_PIECE = 256 * 1024
-_CREDENTIAL = re.compile(r"(?P<key_id>[^/\s]{1,128})/(?P<date>\d{8})/(?P<region>[^/\s]{1,64})/s3/aws4_request\Z")
 _NOT_CONDITIONED = frozenset({"policy", "x-amz-signature", "file"})
 _STORED = {name.lower(): name for name in objects.STORED_HEADERS}
 
@@ -111,19 +109,12 @@ def _signer(keys: Keys, fields: Mapping[str, str]) -> KeyInfo:
                                         f"sign its policy with {ALGORITHM} (boto3: generate_presigned_post)")
     if fields.get("x-amz-algorithm") != ALGORITHM:
         raise S3Error("InvalidArgument", f"x-amz-algorithm must be {ALGORITHM}")
-    credential = _CREDENTIAL.match(fields.get("x-amz-credential", ""))
-    if credential is None:
+    credential = CREDENTIAL.match(fields.get("x-amz-credential", ""))
+    if credential is None or credential["service"] != "s3":
         raise S3Error("InvalidArgument", "x-amz-credential must be <key id>/<yyyymmdd>/<region>/s3/aws4_request")
     if not fields.get("x-amz-date", "").startswith(credential["date"]):
         raise S3Error("InvalidArgument", "x-amz-date must be the credential's date (yyyymmddThhmmssZ)")
-    key = keys.key(credential["key_id"])
-    if key is None:
-        raise S3Error("InvalidAccessKeyId", f"no active access key {credential['key_id']!r}")
-    try:
-        derived = keys.signing_key(key.key_id, credential["date"], credential["region"], "s3")
-    except NoSigningKey as missing:
-        raise S3Error("InvalidAccessKeyId" if missing.kind == "unknown_key" else "AccessDenied",
-                      missing.message) from None
+    key, derived = derived_key(keys, credential, "AccessDenied")
     expected = hmac.new(derived, fields.get("policy", "").encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, fields.get("x-amz-signature", "")):
         raise S3Error("SignatureDoesNotMatch", "the form's policy signature does not match: check the secret key")

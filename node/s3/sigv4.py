@@ -43,9 +43,9 @@ from maillage.node.s3.errors import S3Error
 from maillage.proto.trust.access import KeyInfo
 from maillage.proto.trust.requestauth import ALGORITHM, NoSigningKey, credential_scope, string_to_sign
 
-__all__ = ["ANONYMOUS", "Verified", "UNSIGNED", "STREAMING_SIGNED", "STREAMING_SIGNED_TRAILER",
-           "STREAMING_UNSIGNED_TRAILER", "STREAMING_MODES", "MAX_EXPIRES", "Keys", "verify", "canonical_request",
-           "canonical_query", "SKEW"]
+__all__ = ["ANONYMOUS", "CREDENTIAL", "derived_key", "Verified", "UNSIGNED", "STREAMING_SIGNED",
+           "STREAMING_SIGNED_TRAILER", "STREAMING_UNSIGNED_TRAILER", "STREAMING_MODES", "MAX_EXPIRES", "Keys",
+           "verify", "canonical_request", "canonical_query", "SKEW"]
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -60,7 +60,7 @@ _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key_id>[^/,\s]{1,128})/(?P<date>\d{8})/(?P<region>[^/,\s]{1,64})"
     r"/(?P<service>[^/,\s]{1,64})/aws4_request,\s*SignedHeaders=(?P<headers>[a-z0-9;._-]{1,2048}),"
     r"\s*Signature=(?P<sig>[0-9a-f]{64})\Z")
-_CREDENTIAL = re.compile(
+CREDENTIAL = re.compile(
     r"(?P<key_id>[^/,\s]{1,128})/(?P<date>\d{8})/(?P<region>[^/,\s]{1,64})/(?P<service>[^/,\s]{1,64})/aws4_request\Z")
 _SIGNED_HEADERS = re.compile(r"[a-z0-9;._-]{1,2048}\Z")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}\Z")
@@ -232,7 +232,7 @@ def _verify_presigned(method: str, path: str, raw_query: str, headers: Mapping[s
         raise _query_error(f"a presigned URL needs {', '.join(_QUERY_AUTH)}; missing: {', '.join(missing)}")
     if params["X-Amz-Algorithm"] != ALGORITHM:
         raise _query_error(f"X-Amz-Algorithm only supports {ALGORITHM}")
-    credential = _CREDENTIAL.match(params["X-Amz-Credential"])
+    credential = CREDENTIAL.match(params["X-Amz-Credential"])
     if credential is None:
         raise _query_error("X-Amz-Credential must be <access key id>/<yyyymmdd>/<region>/s3/aws4_request")
     if credential["service"] != "s3":
@@ -275,21 +275,26 @@ def _signed_by(keys: Keys, credential: re.Match[str], timestamp: str, canonical:
                mismatch: str, no_key_code: str) -> tuple[KeyInfo, bytes, str]:
     """The active key the credential (key_id, date, region, service) names, once its published
     derived key is found to have signed `canonical` as `given`; with that derived key and the
-    credential scope. `no_key_code`: the S3 code when the node has no derived key for that date or
-    region."""
-    key = keys.key(credential["key_id"])
-    if key is None:
-        raise S3Error("InvalidAccessKeyId", f"no active access key {credential['key_id']!r}")
+    credential scope."""
+    key, derived = derived_key(keys, credential, no_key_code)
     scope = credential_scope(credential["date"], credential["region"], credential["service"])
-    try:
-        derived = keys.signing_key(key.key_id, credential["date"], credential["region"], credential["service"])
-    except NoSigningKey as missing:
-        code = "InvalidAccessKeyId" if missing.kind == "unknown_key" else no_key_code
-        raise S3Error(code, missing.message) from None
     expected = hmac.new(derived, string_to_sign(timestamp, scope, canonical).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given):
         raise S3Error("SignatureDoesNotMatch", mismatch)
     return key, derived, scope
+
+
+def derived_key(keys: Keys, credential: re.Match[str], no_key_code: str) -> tuple[KeyInfo, bytes]:
+    """The active key a credential (`CREDENTIAL`: key_id, date, region, service) names and its
+    published derived key. `no_key_code`: the S3 code when the node has none for that date or region."""
+    key = keys.key(credential["key_id"])
+    if key is None:
+        raise S3Error("InvalidAccessKeyId", f"no active access key {credential['key_id']!r}")
+    try:
+        return key, keys.signing_key(key.key_id, credential["date"], credential["region"], credential["service"])
+    except NoSigningKey as missing:
+        code = "InvalidAccessKeyId" if missing.kind == "unknown_key" else no_key_code
+        raise S3Error(code, missing.message) from None
 
 
 def _parse_time(timestamp: str) -> datetime.datetime | None:

@@ -257,19 +257,23 @@ def test_a_refused_removal_left_on_a_stand_in_is_dropped_not_handed_back_once_th
     run(scenario())
 
 
+async def _compliant_vault(mesh) -> tuple[str, list[str]]:
+    """Bucket "vault" with object lock, key "k" written with a 30-day COMPLIANCE retention: its
+    version id and the bucket's index owners."""
+    await mesh.via("paris-1").service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
+    until = _now_ms(mesh) + 30 * DAY * 1000
+    vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
+    table = mesh.nodes["paris-1"].layout.table("france-only")
+    return vid, sorted(table.replicas(bucket_partition("vault", table.bits)))
+
+
 def test_an_index_owner_a_year_ahead_cannot_hide_a_retained_version(mesh) -> None:
     """An index owner whose clock runs a year ahead, asked to remove a COMPLIANCE version: it takes
     the removal over its own copy (it believes the retention over), the other owner refuses it; a
     read through any sane node still finds the version (a removal never hides a version another
-    owner keeps locked), and that other owner refuses the removal when it comes again (by hand-back
-    or repair) as long as either clock, its own or the removal's, says the retention runs."""
+    owner keeps locked)."""
     async def scenario():
-        service = mesh.via("paris-1").service
-        await service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
-        until = _now_ms(mesh) + 30 * DAY * 1000
-        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
-        table = mesh.nodes["paris-1"].layout.table("france-only")
-        owners = sorted(table.replicas(bucket_partition("vault", table.bits)))
+        vid, owners = await _compliant_vault(mesh)
         ahead, sane = owners[0], owners[1]
         mesh.skew(ahead, 365 * DAY)
         with pytest.raises((ObjectLocked, QuorumNotReached, VersionTooFarAhead)):
@@ -288,12 +292,8 @@ def test_a_coordinator_a_year_ahead_cannot_remove_a_retained_version(mesh) -> No
     coordinator its removal is refused by the owners (its versions are past the clock drift bound,
     and their own lock checks); the version stays, readable through the others."""
     async def scenario():
-        service = mesh.via("paris-1").service
-        await service.create_bucket(OWNER, "vault", "france-only", object_lock=True)
-        until = _now_ms(mesh) + 30 * DAY * 1000
-        vid = await _put(mesh, "vault", "k", b"kept", retention=Retention(COMPLIANCE, until).encode())
-        table = mesh.nodes["paris-1"].layout.table("france-only")
-        owners = set(table.replicas(bucket_partition("vault", table.bits)))
+        vid, index_owners = await _compliant_vault(mesh)
+        owners = set(index_owners)
         for ahead in sorted(FRENCH - owners):
             mesh.skew(ahead, 365 * DAY)
             with pytest.raises((ObjectLocked, QuorumNotReached, VersionTooFarAhead)):
