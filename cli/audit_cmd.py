@@ -63,7 +63,8 @@ def summary(report: AuditReport) -> str:
         f"  copies            {report.copies} ({report.chunks} distinct chunk(s)) on {report.sites} site(s)",
         f"  violations        {len(report.violations)}",
         f"  under-replicated  {report.under_replicated} item(s) with fewer than R copies on distinct sites "
-        "inside their policy",
+        "inside their policy" + (f" ({report.off_tier} of them short of their backbone copies)"
+                                 if report.off_tier else ""),
         f"  unreachable       {unreachable}",
     ]
     if report.unreferenced_chunks:

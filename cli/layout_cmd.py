@@ -1,6 +1,6 @@
 """`maillage layout ...`: change the mesh in two steps, staged then applied.
 
-Each edit command (add-site, site-energy, add-node, set-capacity, drain, remove, policy-set, policy-remove)
+Each edit command (add-site, site-energy, site-tier, add-node, set-capacity, drain, remove, policy-set, policy-remove)
 reads the layout and the staged change from the endpoint, applies one pure edit from
 `maillage.placement.changes` on top of what is staged, prints what `apply` would move (per policy:
 partitions whose replica set changes, share of its data, and the ideal share), and stores the result
@@ -21,7 +21,7 @@ from pathlib import Path
 from maillage.cli.admin import add_cluster_dir_option, node_keys, open_admin, parse_size, signer
 from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_option, table
 from maillage.client.admin import ClusterAdmin, Staged, pin_layout
-from maillage.placement import Layout, LayoutError, PlacementError, changes, format_location
+from maillage.placement import EDGE, TIERS, Layout, LayoutError, PlacementError, changes, format_location
 from maillage.placement.layout_codec import format_capacity
 
 _NOTE = ("Needs a profile with an admin access key. " + CREDENTIALS_NOTE + " Changes are signed with the "
@@ -59,9 +59,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
          "until nodes are added to it.",
          lambda e: (e.add_argument("name", metavar="NAME"),
                     e.add_argument("--location", required=True, metavar="LOCATION",
-                                   help="e.g. eu/fr/idf: where the site is (decides which policies allow it)")),
-         lambda layout, a: changes.add_site(layout, a.name, a.location),
-         lambda a: f"add site {a.name} at {a.location}")
+                                   help="e.g. eu/fr/idf: where the site is (decides which policies allow it)"),
+                    e.add_argument("--tier", choices=TIERS, default=EDGE,
+                                   help="backbone: a 24/7 datacenter; edge: a proximity site (default)")),
+         lambda layout, a: changes.add_site(layout, a.name, a.location, a.tier),
+         lambda a: f"add {a.tier} site {a.name} at {a.location}")
+    edit("site-tier", "stage a site's tier (backbone or edge)",
+         "Make SITE a backbone site (one of the operator's 24/7 datacenters) or an edge site. A policy "
+         "with --backbone N keeps exactly N of its copies on backbone sites inside its territory; "
+         "`apply` shows what moves.",
+         lambda e: (e.add_argument("site", metavar="SITE"), e.add_argument("tier", choices=TIERS)),
+         lambda layout, a: changes.set_site_tier(layout, a.site, a.tier),
+         lambda a: f"make {a.site} a {a.tier} site")
     edit("site-energy", "stage where a site reads its energy signal",
          "Set the energy source of SITE: file:/abs/path.json (a JSON file its building system rewrites), "
          "https://host/path (the same JSON from an endpoint), solar:lat=..,lon=..,peak_w=..[,load_w=..] "
@@ -99,13 +108,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     edit("policy-set", "stage a new residency policy or a new rule for one",
          "Define policy NAME: data of its buckets rests only under the --allow location prefixes, "
          "in --replicas copies on distinct sites, preferring distinct --spread domains (the first N "
-         "labels of the location). For an existing policy, options not given keep their value.",
+         "labels of the location), --backbone of them on backbone sites (exactly; the others on edge "
+         "sites; a layout without enough of either is refused). For an existing policy, options not "
+         "given keep their value.",
          lambda e: (e.add_argument("name", metavar="NAME"),
                     e.add_argument("--allow", action="append", metavar="PREFIX",
                                    help="a location prefix, e.g. eu/fr (repeatable)"),
                     e.add_argument("--replicas", type=int, metavar="R", help="copies, >= 2 (default 2)"),
                     e.add_argument("--spread", type=int, metavar="N",
-                                   help="keep copies in distinct domains of N labels when possible")),
+                                   help="keep copies in distinct domains of N labels when possible"),
+                    e.add_argument("--backbone", type=int, metavar="N",
+                                   help="copies on backbone sites, 0..R (default 0: any tier)")),
          _policy_set,
          lambda a: f"set policy {a.name}")
     edit("policy-remove", "stage removing a policy no bucket uses",
@@ -169,7 +182,8 @@ def _policy_set(layout: Layout, a: argparse.Namespace) -> Layout:
         allow = a.allow
     replicas = a.replicas if a.replicas is not None else (existing.replicas if existing else 2)
     spread = a.spread if a.spread is not None else (existing.spread if existing else None)
-    return changes.policy_set(layout, a.name, allow, replicas, spread)
+    backbone = a.backbone if a.backbone is not None else (existing.backbone if existing else 0)
+    return changes.policy_set(layout, a.name, allow, replicas, spread, backbone)
 
 
 def _add_node(layout: Layout, a: argparse.Namespace) -> Layout:
@@ -350,11 +364,12 @@ def sign_command(args: argparse.Namespace) -> int:
 def layout_doc(layout: Layout) -> dict:
     return {
         "version": layout.version, "partition_bits": layout.partition_bits,
-        "sites": [{"name": s.name, "location": format_location(s.location)} for s in layout.sites],
+        "sites": [{"name": s.name, "location": format_location(s.location), "tier": s.tier} for s in layout.sites],
         "nodes": [{"id": n.id, "site": n.site, "address": n.address, "capacity": n.capacity,
                    "state": n.state.value, "cert_key": n.cert_key} for n in layout.nodes],
         "policies": [{"name": p.name, "allow": [format_location(a) for a in p.allow], "replicas": p.replicas,
-                      "spread": p.spread, "eligible_sites": len({n.site for n in layout.eligible_nodes(p.name)})}
+                      "spread": p.spread, "backbone": p.backbone,
+                      "eligible_sites": len({n.site for n in layout.eligible_nodes(p.name)})}
                      for p in layout.policies],
     }
 
@@ -403,12 +418,14 @@ def _show(doc: dict, as_json: bool, title: str) -> None:
     for s in doc["sites"]:
         on_site: list[dict | None] = list(nodes_by_site.get(s["name"], ())) or [None]
         for n in on_site:
-            rows.append([s["name"], s["location"], n["id"] if n else "(no node)", n["address"] if n else "",
-                         str(format_capacity(n["capacity"])) if n else "", n["state"] if n else ""])
-    print(table(rows, header=["site", "location", "node", "address", "capacity", "state"], indent="  ",
-                right=(4,)))
+            rows.append([s["name"], s["location"], s["tier"], n["id"] if n else "(no node)",
+                         n["address"] if n else "", str(format_capacity(n["capacity"])) if n else "",
+                         n["state"] if n else ""])
+    print(table(rows, header=["site", "location", "tier", "node", "address", "capacity", "state"], indent="  ",
+                right=(5,)))
     print("policies:")
     rows = [[p["name"], ", ".join(p["allow"]), f"R={p['replicas']}",
-             "" if p["spread"] is None else f"spread {p['spread']}", f"{p['eligible_sites']} eligible site(s)"]
+             "" if p["spread"] is None else f"spread {p['spread']}",
+             f"{p['backbone']} on backbone" if p["backbone"] else "", f"{p['eligible_sites']} eligible site(s)"]
             for p in doc["policies"]]
     print(table(rows, indent="  ") if rows else "  (none)")

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from maillage.placement.errors import LayoutError, PolicyUnsatisfiable, UnknownNode, UnknownPolicy
 from maillage.placement.layout import (
+    EDGE,
     PLACEMENT_ALGORITHMS,
     Layout,
     Node,
@@ -41,6 +42,7 @@ from maillage.placement.layout import (
 )
 from maillage.placement.layout_codec import parse_capacity
 from maillage.placement.table import PartitionTable, moved_partitions, partition_table
+from maillage.placement.tiers import unmet
 
 __all__ = [
     "NotDrained",
@@ -95,12 +97,20 @@ def _capacity(value: int | str) -> int:
 _T = TypeVar("_T")
 
 
-def add_site(layout: Layout, name: str, location: str | Sequence[str]) -> Layout:
-    """A new site (no nodes yet) at ``location`` (``"eu/fr/idf"``)."""
+def add_site(layout: Layout, name: str, location: str | Sequence[str], tier: str = EDGE) -> Layout:
+    """A new site (no nodes yet) at ``location`` (``"eu/fr/idf"``), of ``tier`` (edge or backbone)."""
     if any(s.name == name for s in layout.sites):
         raise LayoutError(f"name: site {name!r} already exists")
-    site = Site(name=name, location=_location(location))
+    site = Site(name=name, location=_location(location), tier=tier)
     return dataclasses.replace(layout, sites=layout.sites + (site,))
+
+
+def set_site_tier(layout: Layout, name: str, tier: str) -> Layout:
+    """Site ``name`` becomes a backbone or an edge site (``TIERS``): the tables of policies with
+    backbone copies change, and repair moves those copies."""
+    site = layout.site(name)  # UnknownSite
+    sites = tuple(dataclasses.replace(site, tier=tier) if s.name == name else s for s in layout.sites)
+    return dataclasses.replace(layout, sites=sites)
 
 
 def set_site_energy(layout: Layout, name: str, energy: str | None) -> Layout:
@@ -185,10 +195,10 @@ def remove(layout: Layout, name: str) -> Layout:
 
 
 def policy_set(layout: Layout, name: str, allow: Iterable[str | Sequence[str]], replicas: int = 2,
-               spread: int | None = None) -> Layout:
-    """Create policy ``name`` or replace its rule."""
+               spread: int | None = None, backbone: int = 0) -> Layout:
+    """Create policy ``name`` or replace its rule (``backbone``: copies on backbone sites)."""
     prefixes = tuple(_location(a, f"allow[{i}]") for i, a in enumerate(allow))
-    policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread)
+    policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread, backbone=backbone)
     return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
 
 
@@ -220,7 +230,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
 
     def site_text(s: Site) -> str:
         energy = "" if s.energy is None else f", energy {s.energy}"
-        return f"site {s.name} at {format_location(s.location)}{energy}"
+        tier = "" if s.tier == EDGE else f", {s.tier}"
+        return f"site {s.name} at {format_location(s.location)}{tier}{energy}"
 
     def node_text(n: Node) -> str:
         key = "" if n.cert_key is None else f", key {_short_key(n.cert_key)}"
@@ -228,7 +239,9 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
 
     def policy_text(p: Policy) -> str:
         spread = "" if p.spread is None else f", spread {p.spread}"
-        return f"policy {p.name}: allow {', '.join(format_location(a) for a in p.allow)}, R={p.replicas}{spread}"
+        backbone = f", {p.backbone} on backbone" if p.backbone else ""
+        return (f"policy {p.name}: allow {', '.join(format_location(a) for a in p.allow)}, R={p.replicas}"
+                f"{spread}{backbone}")
 
     def fields(a: Node, b: Node) -> str:
         changes = []
@@ -414,12 +427,7 @@ def _unmet(layout: Layout, name: str) -> str:
         policy = layout.policy(name)
     except UnknownPolicy:
         return f"policy {name!r} is not in the layout"
-    sites = sorted({n.site for n in layout.eligible_nodes(name)})
-    if len(sites) < policy.replicas:
-        allow = ", ".join(format_location(a) for a in policy.allow)
-        return (f"policy {name!r} needs {policy.replicas} distinct sites inside {allow}, "
-                f"only {len(sites)} would remain eligible ({', '.join(sites) or 'none'})")
-    return ""
+    return unmet(layout, policy, change=True)
 
 
 def check_buckets(layout: Layout, buckets: Iterable[tuple[str, str]]) -> None:

@@ -35,6 +35,9 @@ __all__ = [
     "CERT_KEY",
     "PLACEMENT_ALGORITHMS",
     "PLACEMENT_LATEST",
+    "TIERS",
+    "EDGE",
+    "BACKBONE",
 ]
 
 _T = TypeVar("_T")
@@ -49,6 +52,13 @@ DEFAULT_PARTITION_BITS = 10
 # the software never reshuffles a mesh; a layout built in code gets the latest.
 PLACEMENT_ALGORITHMS = (1, 2, 3)
 PLACEMENT_LATEST = 3
+
+# A site's tier: "backbone" sites are the operator's 24/7 datacenters, "edge" sites the proximity
+# micro-datacenters (the default). A policy may require some of its copies on backbone sites
+# (`Policy.backbone`), e.g. "France-only, 2 copies, one on the French backbone".
+EDGE = "edge"
+BACKBONE = "backbone"
+TIERS = (EDGE, BACKBONE)
 
 _LABEL = re.compile(r"[a-z0-9-]+\Z")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -125,6 +135,7 @@ class Site:
     name: str
     location: tuple[str, ...]
     energy: str | None = None
+    tier: str = EDGE
 
     def __post_init__(self) -> None:
         _check_name(self.name, "name")
@@ -133,6 +144,8 @@ class Site:
         _check_labels(self.location)
         if self.energy is not None:
             parse_energy_source(self.energy)
+        if self.tier not in TIERS:
+            raise LayoutError(f"tier: {self.tier!r} must be one of {', '.join(TIERS)}")
 
 
 @dataclass(frozen=True)
@@ -165,12 +178,15 @@ class Node:
 @dataclass(frozen=True)
 class Policy:
     """A residency rule: data rests only under one of the ``allow`` prefixes, on
-    ``replicas`` distinct sites, preferring distinct ``spread``-label domains."""
+    ``replicas`` distinct sites, preferring distinct ``spread``-label domains. ``backbone``: how
+    many of the copies rest on backbone sites (exactly that many; the others on edge sites), 0:
+    any site, whatever its tier."""
 
     name: str
     allow: tuple[tuple[str, ...], ...]
     replicas: int = 2
     spread: int | None = None
+    backbone: int = 0
 
     def __post_init__(self) -> None:
         _check_name(self.name, "name")
@@ -190,6 +206,7 @@ class Policy:
         _check_int(self.replicas, "replicas", 2)
         if self.spread is not None:
             _check_int(self.spread, "spread", 1)
+        _check_int(self.backbone, "backbone", 0, self.replicas)
 
     def allows(self, location: tuple[str, ...]) -> bool:
         """Label-wise prefix match: ("eu","fr") allows ("eu","fr","idf"), not ("eu","fra")."""
@@ -318,6 +335,10 @@ class Layout:
         return tuple(
             n for n in self.nodes if n.state is NodeState.ACTIVE and policy.allows(sites[n.site].location)
         )
+
+    def tier_of(self, node_id: str) -> str:
+        """The tier of the node's site (`EDGE` or `BACKBONE`)."""
+        return self.site(self.node(node_id).site).tier
 
     def nodes_within(self, policy_name: str) -> tuple[Node, ...]:
         """Nodes in any state whose site location the policy allows: every node that may hold the

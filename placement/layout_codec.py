@@ -19,6 +19,7 @@ Shape::
     name = "paris-1"             # [A-Za-z0-9][A-Za-z0-9._-]{0,62}
     location = "eu/fr/idf"       # labels [a-z0-9-]+, wide to narrow
     energy = "file:/var/lib/maillage/energy.json"  # optional: its energy signal (placement/energy.py)
+    tier = "backbone"            # optional: edge (default) | backbone (a 24/7 datacenter)
 
     [[nodes]]
     id = "n1"
@@ -33,6 +34,7 @@ Shape::
     allow = ["eu/fr"]            # location prefixes, matched label-wise
     replicas = 2                 # optional, >= 2, default 2
     spread = 3                   # optional: leading labels forming a failure domain to keep distinct
+    backbone = 1                 # optional, 0..replicas, default 0: copies that rest on backbone sites
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Any, TypeVar
 from maillage.placement.errors import LayoutError
 from maillage.placement.layout import (
     DEFAULT_PARTITION_BITS,
+    EDGE,
     Layout,
     Node,
     NodeState,
@@ -71,9 +74,9 @@ _CAPACITY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 
 _TOP_KEYS = {"version", "partition_bits", "placement", "sites", "nodes", "policies"}
 _PLACEMENT_ABSENT = 1  # what a layout text without `placement` was placed with
-_SITE_KEYS = {"name", "location", "energy"}
+_SITE_KEYS = {"name", "location", "energy", "tier"}
 _NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
-_POLICY_KEYS = {"name", "allow", "replicas", "spread"}
+_POLICY_KEYS = {"name", "allow", "replicas", "spread", "backbone"}
 
 
 def parse_capacity(value: object, field: str = "capacity") -> int:
@@ -173,7 +176,8 @@ def parse_layout(text: str) -> Layout:
         _unknown(raw, _SITE_KEYS, where)
         name = _required(raw, "name", where)
         loc = _location(_required(raw, "location", where), f"{where}.location")
-        sites.append(_build(where, partial(Site, name=name, location=loc, energy=raw.get("energy"))))
+        sites.append(_build(where, partial(Site, name=name, location=loc, energy=raw.get("energy"),
+                                           tier=raw.get("tier", EDGE))))
 
     nodes = []
     for i, raw in enumerate(_entries(doc, "nodes")):
@@ -214,6 +218,7 @@ def parse_layout(text: str) -> Layout:
             allow=allow,
             replicas=raw.get("replicas", 2),
             spread=raw.get("spread"),
+            backbone=raw.get("backbone", 0),
         )
         policies.append(_build(where, partial(Policy, **kw)))
 
@@ -244,6 +249,8 @@ def format_layout(layout: Layout) -> str:
         out += ["", "[[sites]]", f"name = {_s(site.name)}", f"location = {_s(format_location(site.location))}"]
         if site.energy is not None:  # a site without a source keeps its text byte for byte
             out.append(f"energy = {_s(site.energy)}")
+        if site.tier != EDGE:  # likewise an edge site (every site before tiers)
+            out.append(f"tier = {_s(site.tier)}")
     for node in layout.nodes:
         out += [
             "",
@@ -262,4 +269,6 @@ def format_layout(layout: Layout) -> str:
         out += ["", "[[policies]]", f"name = {_s(policy.name)}", f"allow = [{allow}]", f"replicas = {policy.replicas}"]
         if policy.spread is not None:
             out.append(f"spread = {policy.spread}")
+        if policy.backbone:
+            out.append(f"backbone = {policy.backbone}")
     return "\n".join(out) + "\n"

@@ -21,7 +21,7 @@ import blake3
 
 from maillage.placement.layout import Layout, Node
 
-__all__ = ["TOKEN_BYTES", "MAX_TOKENS", "token_count", "node_tokens", "PolicyRing", "policy_ring"]
+__all__ = ["TOKEN_BYTES", "MAX_TOKENS", "token_count", "node_tokens", "PolicyRing", "policy_ring", "node_ring"]
 
 TOKEN_BYTES = 64 * 2**30  # one token per 64 GiB of capacity: 16 per TiB
 MAX_TOKENS = 1024
@@ -49,7 +49,11 @@ class PolicyRing:
 
 def policy_ring(layout: Layout, policy_name: str) -> PolicyRing:
     """The ring of the policy's eligible nodes (ACTIVE, inside ``allow``), nodes sorted by id."""
-    nodes = layout.eligible_nodes(policy_name)
+    return node_ring(layout.eligible_nodes(policy_name))
+
+
+def node_ring(nodes: tuple[Node, ...]) -> PolicyRing:
+    """The ring of ``nodes`` (sorted by id): each node's tokens, whatever else is on the ring."""
     n = len(nodes)
     keys: list[int] = []
     for index, node in enumerate(nodes):

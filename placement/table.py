@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from maillage.placement import accept, shed
 from maillage.placement.errors import PlacementError, PolicyUnsatisfiable
 from maillage.placement.layout import Layout, Policy
-from maillage.placement.ring import PolicyRing, policy_ring
+from maillage.placement.ring import PolicyRing, node_ring, policy_ring
+from maillage.placement.tiers import tier_groups, unmet
 
 __all__ = ["PartitionTable", "partition_table", "build_table", "moved_partitions", "LOAD_EPSILON"]
 
@@ -138,19 +139,26 @@ class PartitionTable:
 
 def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) -> PartitionTable:
     """Build (uncached) the table of one policy with the layout's placement algorithm (1: the walk
-    below, 2: ``accept.py``, 3: ``shed.py``); ``epsilon`` overrides the algorithm's load bound. See the
+    below, 2: ``accept.py``, 3: ``shed.py``); ``epsilon`` overrides the algorithm's load bound. A
+    policy with backbone copies is one table per tier joined row by row (``tiers.py``). See the
     module docstring."""
     policy = layout.policy(policy_name)
-    R = policy.replicas
     ring = policy_ring(layout, policy_name)
+    why = unmet(layout, policy)
+    if why:
+        raise PolicyUnsatisfiable(why)
+    parts = [_assign(layout, policy, ring if g.tier is None else node_ring(g.nodes), g.replicas, epsilon)
+             for g in tier_groups(layout, policy, ring.nodes)]
+    table = parts[0] if len(parts) == 1 else [sum(rows, ()) for rows in zip(*parts)]
+    return PartitionTable(layout.partition_bits, policy, layout.version, tuple(table), ring,
+                          tuple(n.site for n in ring.nodes))
+
+
+def _assign(layout: Layout, policy: Policy, ring: PolicyRing, R: int, epsilon: float | None) -> list[tuple[str, ...]]:
+    """R replicas per partition among the nodes of ``ring``, on R distinct sites (enough of them:
+    checked by ``unmet``), by the layout's algorithm."""
     nodes = ring.nodes
     site_names = sorted({n.site for n in nodes})
-    if len(site_names) < R:
-        raise PolicyUnsatisfiable(
-            f"policy {policy.name!r} needs {R} replicas on distinct sites but only "
-            f"{len(site_names)} eligible site(s) found (ACTIVE nodes inside allow="
-            f"{['/'.join(a) for a in policy.allow]}): {site_names}"
-        )
     site_index = {s: i for i, s in enumerate(site_names)}
     node_site = [site_index[n.site] for n in nodes]
     spread = policy.spread is not None
@@ -182,8 +190,7 @@ def build_table(layout: Layout, policy_name: str, epsilon: float | None = None) 
         rows, load = assign(ring.positions, ring.owners, bits, R, caps, node_site, node_dom, ndoms)
     _relieve_overflow(rows, load, caps, node_site, node_dom)
     ids = [n.id for n in nodes]
-    table = [tuple(ids[o] for o in row) for row in rows]
-    return PartitionTable(bits, policy, layout.version, tuple(table), ring, tuple(n.site for n in nodes))
+    return [tuple(ids[o] for o in row) for row in rows]
 
 
 def _bounded_walk(ring: PolicyRing, bits: int, R: int, caps: list[int], node_site: list[int],

@@ -43,7 +43,7 @@ from maillage.client.admin import (
     write_access_file,
     write_signed_layout,
 )
-from maillage.placement import Layout, Node, Policy, Site, parse_location
+from maillage.placement import EDGE, Layout, Node, Policy, Site, parse_location
 from maillage.proto.trust.access import AccessDoc, AccessKey, Role, add_tenant, create_key, for_policies
 from maillage.proto.trust.signing import LayoutSigner
 from maillage.testing.ports import free_port, free_ports
@@ -82,6 +82,7 @@ class SiteSpec:
     location: str
     nodes: int = 1
     capacity: int = 1 << 40
+    tier: str = EDGE
 
 
 DEMO_SITES = (
@@ -107,7 +108,7 @@ def make_layout(sites: tuple[SiteSpec, ...] = DEMO_SITES, policies: tuple[Policy
             nodes.append(Node(id=node_id, address=f"127.0.0.1:{next(ports)}", site=spec.name,
                               capacity=spec.capacity))
     return Layout(version=version, partition_bits=partition_bits,
-                  sites=tuple(Site(s.name, parse_location(s.location)) for s in sites),
+                  sites=tuple(Site(s.name, parse_location(s.location), tier=s.tier) for s in sites),
                   nodes=tuple(nodes), policies=tuple(policies))
 
 

@@ -44,7 +44,7 @@ import grpc
 
 from maillage.client._profile import Profile
 from maillage.client.admin._connect import Channels, fetch_layout, parallel, using_channels, why
-from maillage.placement import Layout, Policy, UnknownPolicy, format_layout, format_location
+from maillage.placement import BACKBONE, Layout, Policy, UnknownPolicy, format_layout, format_location
 from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
 
@@ -257,7 +257,8 @@ class AuditReport:
     copies: int                        # manifest copies + chunk frames, over every node that answered
     sites: int                         # distinct sites holding at least one copy
     violations: list[str]
-    under_replicated: int              # manifests + chunks with fewer than R sites inside their policy
+    under_replicated: int              # manifests + chunks with fewer than R sites inside their policy,
+                                       # or fewer than its backbone copies on backbone sites (off_tier)
     unreachable: list[str]             # node ids that did not answer
     unreferenced_chunks: int = 0       # digests no known manifest references (awaiting GC)
     unknown_buckets: list[str] = field(default_factory=list)  # keys of buckets with no record
@@ -266,6 +267,7 @@ class AuditReport:
     places: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (site, location), every node
     tallies: list[PolicyTally] = field(default_factory=list)          # one per policy, by name
     findings: list[Finding] = field(default_factory=list)             # the violations, without names
+    off_tier: int = 0                  # of under_replicated: enough sites, too few of them backbone
 
     @property
     def ok(self) -> bool:
@@ -380,10 +382,22 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
             violations.append(f"chunk {d.hex()[:16]}.. of {whose} is on {where}, {outside}")
             findings.append(Finding("chunk", tuple(names), (node_id,), d.hex()[:16]))
 
-    under = 0
+    under = off_tier = 0
+
+    def short(policy: Policy, sites: set[str]) -> bool:
+        """Fewer than R sites inside the policy hold it, or fewer than its backbone copies are on
+        backbone sites (counted in `off_tier` too)."""
+        nonlocal off_tier
+        if len(sites) < policy.replicas:
+            return True
+        if sum(layout.site(s).tier == BACKBONE for s in sites) < policy.backbone:
+            off_tier += 1
+            return True
+        return False
+
     for (bucket, _), sites in key_sites.items():
         policy = policies.get(bucket)
-        if policy is not None and len(sites) < policy.replicas:
+        if policy is not None and short(policy, sites):
             under += 1
             tallies[policy.name].under_replicated += 1
     unreferenced = 0
@@ -396,13 +410,13 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
             for name in {bucket_policies[b] for b in buckets}:
                 tallies[name].chunks += 1
         holders = chunk_nodes.get(d, ())
-        short = False
+        chunk_short = False
         for held_for in {p for p in (policies[b] for b in buckets) if p is not None}:
             sites = {layout.node(n).site for n in holders if held_for.allows(layout.location_of(n))}
-            if len(sites) < held_for.replicas:
-                short = True
+            if short(held_for, sites):
+                chunk_short = True
                 tallies[held_for.name].under_replicated += 1
-        under += short
+        under += chunk_short
     for finding in findings:
         for name in finding.policies:
             tallies.setdefault(name, PolicyTally(name, [], 0, in_layout=False)).violations += 1
@@ -417,7 +431,7 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
         unreferenced_chunks=unreferenced, unknown_buckets=unknown, missing_chunks=list(missing_chunks),
         layout_digest="sha256:" + hashlib.sha256(format_layout(layout).encode("utf-8")).hexdigest(),
         places={n.id: (n.site, format_location(layout.location_of(n.id))) for n in layout.nodes},
-        tallies=[tallies[name] for name in sorted(tallies)], findings=findings)
+        tallies=[tallies[name] for name in sorted(tallies)], findings=findings, off_tier=off_tier)
 
 
 # ----- the public entry point ------------------------------------------------------------------

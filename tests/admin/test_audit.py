@@ -261,3 +261,20 @@ def test_keys_outside_policy_unknown_policies_orphans_and_under_replication():
     assert any("unknown to layout" in v and "paris-1" in v for v in gone.violations)
     # a referenced chunk stored nowhere is under-replicated too
     assert evaluate(LAYOUT, {}, [], BUCKETS, 1, {FR: {"scans"}}).under_replicated == 1
+
+
+def test_a_copy_missing_from_the_backbone_is_under_replicated_even_on_enough_sites():
+    # France-only with one copy on the French backbone (paris-1): two edge copies are not enough.
+    layout = dataclasses.replace(
+        LAYOUT,
+        sites=tuple(dataclasses.replace(s, tier="backbone") if s.name == "paris-1" else s for s in LAYOUT.sites),
+        policies=tuple(dataclasses.replace(p, backbone=1) if p.name == "france-only" else p for p in LAYOUT.policies))
+    on_edges = {"lyon-1": _inv("lyon-1", {"scans": ["a"]}, [FR], {"scans": [FR]}),
+                "toulouse-1": _inv("toulouse-1", {"scans": ["a"]}, [FR])}
+    report = evaluate(layout, on_edges, [], BUCKETS, 1)
+    assert report.violations == [] and report.under_replicated == 2 and report.off_tier == 2
+    assert not report.fully_replicated
+    assert evaluate(LAYOUT, on_edges, [], BUCKETS, 1).under_replicated == 0   # no tier rule: enough
+    on_backbone = {**on_edges, "paris-1": _inv("paris-1", {"scans": ["a"]}, [FR])}
+    report = evaluate(layout, on_backbone, [], BUCKETS, 1)
+    assert report.under_replicated == report.off_tier == 0 and report.fully_replicated

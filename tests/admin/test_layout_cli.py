@@ -164,6 +164,8 @@ def test_stage_refuse_revert_apply(capsys, mesh, tmp_path):
      "unknown site 'mars'"),
     (("layout", "policy-set", "new-policy"), "give at least one --allow"),
     (("layout", "policy-set", "p2", "--allow", "eu", "--replicas", "1"), "replicas"),
+    (("layout", "policy-set", "p2", "--allow", "eu", "--backbone", "3"), "backbone: must be an integer in 0..2"),
+    (("layout", "site-tier", "mars", "backbone"), "unknown site 'mars'"),
     (("layout", "policy-remove", "ghost"), "unknown policy 'ghost'"),
     (("layout", "apply", "--yes"), "nothing is staged"),
 ])

@@ -233,7 +233,7 @@ def test_public_exports():
         "PlacementError", "LayoutError", "PolicyUnsatisfiable", "UnknownNode", "UnknownPolicy",
         "UnknownSite", "NodeState", "Site", "Node", "Policy", "Layout", "parse_location",
         "format_location", "parse_layout", "format_layout", "chunk_partition", "bucket_partition",
-        "partition_table", "PartitionTable", "moved_partitions",
+        "partition_table", "PartitionTable", "moved_partitions", "TIERS", "EDGE", "BACKBONE",
     }
     assert set(placement.__all__) == expected
     for name in expected:
