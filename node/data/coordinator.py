@@ -74,7 +74,8 @@ Stamp = Callable[[Manifest], Awaitable[Manifest]]
 CHUNKS_IN_FLIGHT = 4
 # A remote replica is asked whether it already holds a chunk (dedup) only for frames larger than
 # this: for a smaller one the question costs a round trip on every new chunk to save a transfer of
-# at most 1 MiB on a duplicate (which PutChunk then refreshes and does not store twice).
+# at most 1 MiB on a duplicate (which PutChunk then refreshes and does not store twice). And only when
+# this node cannot answer for the replica set itself (`_may_be_held`).
 PROBE_ABOVE = 1024 * 1024 + 4096
 NODE_CHUNKS_IN_FLIGHT = 16
 LIST_PAGE = 1000
@@ -465,7 +466,8 @@ class Coordinator:
         """Write a chunk to its replicas, sealed at rest with `tenant`'s data key (the bucket owner).
         `built`: `frame` is this process's own `_frame`, which this node's store does not verify
         again (a frame read from a peer or the disk is)."""
-        probe = len(frame) > PROBE_ABOVE
+        partition = chunk_partition(digest, table.bits)
+        probe = len(frame) > PROBE_ABOVE and await self._may_be_held(table, partition, digest)
 
         async def put_if_missing(replica: Replica) -> bool:
             if replica is self._peers.local:
@@ -474,9 +476,18 @@ class Coordinator:
                 return False
             return await replica.put_chunk(frame, policy=policy, tenant=tenant)
 
-        outcome = await self._sets.write(table, chunk_partition(digest, table.bits), put_if_missing,
-                                         f"chunk {digest.hex()[:16]}")
+        outcome = await self._sets.write(table, partition, put_if_missing, f"chunk {digest.hex()[:16]}")
         return {self._sets.site_of(n) for n in outcome.results}
+
+    async def _may_be_held(self, table: PartitionTable, partition: int, digest: bytes) -> bool:
+        """Whether a remote replica may already hold this chunk: worth a HasChunks round trip before
+        sending it. When this node is one of the partition's replicas its own store answers for the
+        set (the replicas of a partition hold the same chunks; repair keeps them so): a chunk it lacks
+        is new data, sent at once, with no probe; one it holds is probably held by the others too.
+        (A chunk a peer holds and this node lost is then sent once more: PutChunk stores it once.)"""
+        if self.node_id not in table.replicas(partition):
+            return True
+        return (await self._peers.local.has_chunks([digest]))[0]
 
     async def write_manifest(self, bucket: BucketRecord, manifest: Manifest) -> set[str]:
         """Write `manifest` (an object's, a tombstone, or any index entry of `bucket`) to the
