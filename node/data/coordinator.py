@@ -45,6 +45,7 @@ import blake3
 from maillage.node import object_lock, validation
 from maillage.node.data.bucket_records import Catalog, majority
 from maillage.node.data.chunking import FixedChunker
+from maillage.node.data.read_order import read_order
 from maillage.node.errors import (
     BucketAlreadyExists,
     BucketDisputed,
@@ -60,7 +61,7 @@ from maillage.node.replicas.quorum import ReplicaSets
 from maillage.node.replicas.replica import Replica, put_manifest_teaching
 from maillage.node.replicas.transport import Peers
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement import PartitionTable, bucket_partition, chunk_partition, format_location
+from maillage.placement import PartitionTable, PlacementError, bucket_partition, chunk_partition, format_location
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX, check_chunk_size
@@ -184,7 +185,8 @@ class Coordinator:
                  clock: HybridClock, executor: Executor, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  is_up: Callable[[str], bool] = lambda _: True,
                  maybe_behind: Callable[[str], bool] = lambda _: False,
-                 chunk_key: Callable[[str, str], bytes | None] = lambda _tenant, _policy: None) -> None:
+                 chunk_key: Callable[[str, str], bytes | None] = lambda _tenant, _policy: None,
+                 energy_of: Callable[[str], str] = lambda _: "unknown") -> None:
         self.node_id = node_id
         self._peers = peers
         self._layout = layout
@@ -196,6 +198,7 @@ class Coordinator:
         # its frame) and keeps replica writes from queueing until their deadlines expire.
         self._node_slots = asyncio.Semaphore(NODE_CHUNKS_IN_FLIGHT)
         self._is_up = is_up
+        self._energy_of = energy_of  # node -> its site's energy state as last heard (read_order)
         self._chunk_key = chunk_key  # (owner tenant, policy) -> K, None for unkeyed names
         self.chunk_size = check_chunk_size(chunk_size)
 
@@ -635,13 +638,20 @@ class Coordinator:
                 self._executor, partial(decode_frame, frame, expected_digest=digest, key=name_key))
         return await self._read_from_replicas(table, digest, decoded)
 
+    def _location_of(self, node_id: str) -> tuple[str, ...]:
+        """Where the current layout puts a node; () for one it no longer has (counted farthest)."""
+        try:
+            return self._layout.current.location_of(node_id)
+        except PlacementError:
+            return ()
+
     async def _read_from_replicas(self, table: PartitionTable, digest: bytes,
                                   accept: Callable[[bytes], Awaitable[T]]) -> T:
         partition = chunk_partition(digest, table.bits)
         errors = []
         candidates = (*table.replicas(partition), *table.handoffs(partition))
-        # Nodes believed up first (stable sort keeps placement order within each group).
-        for node_id in sorted(candidates, key=lambda n: not self._is_up(n)):
+        for node_id in read_order(candidates, local=self.node_id, location_of=self._location_of,
+                                  is_up=self._is_up, energy_of=self._energy_of):
             try:
                 return await accept(await self._peers.replica(node_id).get_chunk(digest))
             except Exception as exc:  # try the next copy; all failures are reported below
