@@ -101,6 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vs.add_argument("--vs-swift", action="store_true", help="run the side-by-side comparison with Swift")
     from maillage.benchmarks.vs_swift import add_arguments as add_vs_swift_arguments
     add_vs_swift_arguments(vs, standalone=False)
+    energy = parser.add_argument_group(
+        "energy-aware background work (issue 26)",
+        "--energy runs only this simulation (no mesh, a few seconds): a week of background work on simulated "
+        "sites with PV panels, decided by the node's own energy scheduler, next to the same week with fixed "
+        "intervals; prints the green share, the deadlines, urgent repair and the energy, and one site's day.")
+    energy.add_argument("--energy", action="store_true", help="run the energy-aware scheduling simulation")
+    from maillage.benchmarks.energy import add_arguments as add_energy_arguments
+    add_energy_arguments(energy)
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -252,7 +260,11 @@ def command(args: argparse.Namespace) -> int:
     """Run and print the summary; exit 1 if a part failed (missed targets are figures, not failures).
 
     With --vs-swift, the comparison with Swift alone; a Swift peer that is not set up is one line on
-    stderr and exit 2."""
+    stderr and exit 2. With --energy, the simulation of energy-aware background work alone (exit 1 if a
+    goal is missed)."""
+    if getattr(args, "energy", False):
+        from maillage.benchmarks.energy import command as energy_command
+        return energy_command(args)
     if getattr(args, "vs_swift", False):
         from maillage.benchmarks.vs_swift import SwiftPeerError, SwiftPeerMissing
         from maillage.benchmarks.vs_swift import command as vs_swift_command

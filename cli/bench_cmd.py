@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "limits (disk, hashing, compression, loopback). Writes JSON, markdown and PNG "
                     "charts to a results directory. --vs-swift instead measures OpenStack Swift (the "
                     "loopback peer of ../shared/peers/swift) and maillage one after the other and prints "
-                    "the ratios.")
+                    "the ratios. --energy instead simulates a week of background work on 24 sites with "
+                    "solar panels (no mesh, seconds), scheduled by the node's energy scheduler next to fixed "
+                    "intervals, and prints the green share, deadlines, urgent repair time and energy (issue 26).")
     add_arguments(p)
     p.set_defaults(func=run_command)
 

@@ -22,10 +22,10 @@ COMMANDS = {
     "where": "where_cmd", "node": "node_cmd", "chaos": "chaos_cmd", "audit": "audit_cmd",
     "layout": "layout_cmd", "cluster": "cluster_cmd", "tenant": "access_cmd", "key": "access_cmd",
     "bench": "bench_cmd", "sim": "sim_cmd", "status": "status_cmd", "repair": "status_cmd",
-    "console": "console_cmd",
+    "energy": "energy_cmd", "console": "console_cmd",
 }
 ORDER = ("demo", "objects_cmd", "where_cmd", "node_cmd", "chaos_cmd", "audit_cmd", "layout_cmd", "cluster_cmd",
-         "access_cmd", "bench_cmd", "sim_cmd", "status_cmd", "console_cmd")
+         "access_cmd", "bench_cmd", "sim_cmd", "status_cmd", "energy_cmd", "console_cmd")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -40,10 +40,12 @@ IN_PROCESS = {
     "benchmarks/test_profile.py",         # parsing profiler output, thread CPU of this process
     "benchmarks/test_throughput_drive.py",  # the driver over a stand-in client
     "benchmarks/test_vs_swift.py",        # tables and arguments; `maillage bench` exiting 2 (~0.6 s)
+    "benchmarks/test_energy_bench.py",    # `bench --energy`: a simulation in process (~4 s)
     "benchmarks/test_mesh_scale.py::test_ratios_read_a_ceiling_and_a_floor_the_right_way_round",
     "benchmarks/test_mesh_scale.py::test_the_verdict_is_the_audit_line_or_what_came_out",
     "cli/test_demo.py::test_residency_survey_flags_a_copy_outside_the_policy",  # made-up inventories
     "cli/test_cli_table.py",              # the command table; one short import-only subprocess
+    "cli/test_energy_cmd.py",             # `maillage energy` over made-up status answers, in process
     "cli/test_console.py",                # the console's web app over a synthetic fleet, in process
     "testing/test_ports.py",              # port reservations: sockets and a registry file, no node
     "testing/test_localmesh_start.py",    # a mesh's trust and one stand-in process, no node

@@ -197,8 +197,33 @@ def test_cp_needs_exactly_one_mesh_side(tmp_path: Path):
 
 
 def test_help_explains_every_command():
-    for cmd in ("demo", "where", "mb", "ls", "cp", "rm", "tenant", "key", "cluster", "status", "audit"):
+    for cmd in ("demo", "where", "mb", "ls", "cp", "rm", "tenant", "key", "cluster", "status", "audit", "energy"):
         r = maillage(cmd, "--help")
         assert r.returncode == 0 and "usage: maillage " + cmd in r.out, r.err
         if cmd not in ("demo", "cluster"):
             assert "MAILLAGE_ENDPOINT" in r.out
+
+
+def test_energy_reports_every_site_and_a_node_that_does_not_answer(mesh):
+    """Last in the file: it stops a node of the shared mesh (and starts it again)."""
+    def energy(*args):
+        return maillage("energy", "--profile", "admin", *args, config=mesh.config_file)
+
+    r = energy()
+    assert r.returncode == 0, r.err
+    assert r.out.splitlines()[0].split()[:3] == ["SITE", "NODES", "STATE"]
+    for spec in SITES:  # no site of this mesh declares a source: unknown, work runs as before
+        assert any(line.startswith(spec.name) and " unknown " in line for line in r.out.splitlines()), r.out
+    assert "mesh: 3 site(s) (3 unknown), 3/3 node(s) answered" in r.out
+    report = json.loads(energy("--json").out)
+    assert {s["site"] for s in report["sites"]} == {s.name for s in SITES}
+    assert all(s["sources"] == ["none"] and s["green_share"] is None for s in report["sites"])
+    mesh.kill("munich-1")
+    try:
+        r = energy("--timeout", "2")
+        assert r.returncode == 0, r.err  # the others answered: a report, with the silent node in it
+        munich = next(line for line in r.out.splitlines() if line.startswith("munich-1"))
+        assert "0/1" in munich and "unreachable" in munich
+        assert "2/3 node(s) answered" in r.out
+    finally:
+        mesh.start_node("munich-1")
