@@ -85,13 +85,14 @@ class AsyncObjectBody:
     """A streaming object body: `read()` all of it, or `async for chunk in body.iter_chunks()`."""
 
     def __init__(self, client: AsyncClient, info: ObjectInfo, manifest: pb.Manifest, policy: str,
-                 start: int, end: int, bucket: str = "") -> None:
+                 start: int, end: int, bucket: str = "", first: tuple[int, bytes] = (0, b"")) -> None:
         self.info = info
         self.start, self.end = start, end          # byte range [start, end)
         self._client = client
         self._manifest = manifest
         self._policy = policy
         self._bucket = bucket or info.bucket       # whose chunk key verifies the chunks
+        self._first = first                        # (chunk index, its frame) the coordinator sent; b"": none
 
     @property
     def content_length(self) -> int:
@@ -119,18 +120,23 @@ class AsyncObjectBody:
         _check_size(m, sum(ref.length for ref in m.chunks), "its chunks")
         spans = []
         offset = 0
-        for ref in m.chunks:
+        for index, ref in enumerate(m.chunks):
             lo, hi = max(self.start, offset), min(self.end, offset + ref.length)
             if lo < hi:
-                spans.append((ref.digest, ref.length, lo - offset, hi - offset))
+                spans.append((index, ref.digest, ref.length, lo - offset, hi - offset))
             offset += ref.length
         pending: deque[tuple[asyncio.Future[bytes], int, int, int]] = deque()
         upcoming = iter(spans)
         key = await self._client._chunk_key(self._bucket) if spans else None
+        sent_index, sent_frame = self._first
 
         def refill() -> None:
-            for digest, length, lo, hi in upcoming:
-                fetch = asyncio.ensure_future(self._client._fetch_chunk(self._bucket, self._policy, digest, key))
+            for index, digest, length, lo, hi in upcoming:
+                if index == sent_index and sent_frame:   # came with the manifest: verified the same way
+                    got = self._client._sent_chunk(self._bucket, self._policy, digest, key, sent_frame)
+                else:
+                    got = self._client._fetch_chunk(self._bucket, self._policy, digest, key)
+                fetch = asyncio.ensure_future(got)
                 pending.append((fetch, length, lo, hi))
                 if len(pending) >= self._client.prefetch:
                     return
@@ -540,14 +546,38 @@ class AsyncClient:
     async def get_object(self, bucket: str, key: str, *, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> AsyncObjectBody:
         """Open an object (or its version `version_id`) for reading; `range=(start, end)` selects
-        bytes [start, end)."""
-        manifest = await self._manifest(bucket, key, version_id)
+        bytes [start, end). One round trip: the manifest comes with the first chunk wanted."""
+        manifest, first = await self._open(bucket, key, version_id, max(0, range[0]) if range else 0)
         start, end = 0, manifest.size
         if range is not None:
             start, end = max(0, range[0]), min(manifest.size, range[1])
             if start > end:
                 raise e.InvalidRequest(f"range {range} is empty or outside the object's {manifest.size} bytes")
-        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end, bucket)
+        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end, bucket,
+                               first)
+
+    async def _open(self, bucket: str, key: str, version_id: str | None,
+                    offset: int) -> tuple[pb.Manifest, tuple[int, bytes]]:
+        """The manifest and (index, frame) of the chunk holding byte `offset`, in one call (GetObject).
+        A node from before GetObject answers UNIMPLEMENTED: HeadObject then, and the chunk fetched
+        with the others."""
+        request = pb.GetObjectRequest(bucket=bucket, key=key, version_id=version_id or "", offset=offset)
+        try:
+            reply = await self._objects_call(bucket, "GetObject", request, index_first=True)
+        except e.MaillageError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, grpc.RpcError) and cause.code() is grpc.StatusCode.UNIMPLEMENTED):
+                raise
+            return await self._manifest(bucket, key, version_id), (0, b"")
+        return reply.manifest, (reply.chunk, reply.frame)
+
+    async def _sent_chunk(self, bucket: str, policy: str, digest: bytes, key: bytes | None, frame: bytes) -> bytes:
+        """The plain bytes of a frame the coordinator sent with the manifest, verified as a fetched
+        one is; a frame that fails (a faulty or hostile coordinator) is fetched again from the copies."""
+        try:
+            return await asyncio.to_thread(decode_frame, frame, expected_digest=digest, key=key)
+        except CorruptFrame:
+            return await self._fetch_chunk(bucket, policy, digest, key)
 
     async def _fetch_chunk(self, bucket: str, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
         """A chunk of `bucket` (the node serves it only to a reader of that bucket), verified."""

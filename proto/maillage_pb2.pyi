@@ -659,6 +659,28 @@ class HeadObjectRequest(_message.Message):
     version_id: str
     def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ...) -> None: ...
 
+class GetObjectRequest(_message.Message):
+    __slots__ = ("bucket", "key", "version_id", "offset")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    key: str
+    version_id: str
+    offset: int
+    def __init__(self, bucket: _Optional[str] = ..., key: _Optional[str] = ..., version_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class GetObjectReply(_message.Message):
+    __slots__ = ("manifest", "chunk", "frame")
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    manifest: Manifest
+    chunk: int
+    frame: bytes
+    def __init__(self, manifest: _Optional[_Union[Manifest, _Mapping]] = ..., chunk: _Optional[int] = ..., frame: _Optional[bytes] = ...) -> None: ...
+
 class DeleteObjectRequest(_message.Message):
     __slots__ = ("bucket", "key", "version_id", "bypass_governance")
     BUCKET_FIELD_NUMBER: _ClassVar[int]

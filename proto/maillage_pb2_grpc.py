@@ -1069,6 +1069,11 @@ class ObjectsStub:
                 request_serializer=maillage__pb2.HeadObjectRequest.SerializeToString,
                 response_deserializer=maillage__pb2.Manifest.FromString,
                 _registered_method=True)
+        self.GetObject = channel.unary_unary(
+                '/maillage.v1.Objects/GetObject',
+                request_serializer=maillage__pb2.GetObjectRequest.SerializeToString,
+                response_deserializer=maillage__pb2.GetObjectReply.FromString,
+                _registered_method=True)
         self.DeleteObject = channel.unary_unary(
                 '/maillage.v1.Objects/DeleteObject',
                 request_serializer=maillage__pb2.DeleteObjectRequest.SerializeToString,
@@ -1180,6 +1185,13 @@ class ObjectsServicer:
 
     def HeadObject(self, request, context):
         """latest version across the index replicas
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetObject(self, request, context):
+        """HeadObject and the first chunk wanted
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1311,6 +1323,11 @@ def add_ObjectsServicer_to_server(servicer, server):
                     servicer.HeadObject,
                     request_deserializer=maillage__pb2.HeadObjectRequest.FromString,
                     response_serializer=maillage__pb2.Manifest.SerializeToString,
+            ),
+            'GetObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetObject,
+                    request_deserializer=maillage__pb2.GetObjectRequest.FromString,
+                    response_serializer=maillage__pb2.GetObjectReply.SerializeToString,
             ),
             'DeleteObject': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteObject,
@@ -1528,6 +1545,33 @@ class Objects:
             '/maillage.v1.Objects/HeadObject',
             maillage__pb2.HeadObjectRequest.SerializeToString,
             maillage__pb2.Manifest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maillage.v1.Objects/GetObject',
+            maillage__pb2.GetObjectRequest.SerializeToString,
+            maillage__pb2.GetObjectReply.FromString,
             options,
             channel_credentials,
             insecure,

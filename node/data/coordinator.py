@@ -628,6 +628,10 @@ class Coordinator:
         (one declaring more than any chunk, `FrameTooLarge`, is skipped for the next replica)."""
         return await self._read_from_replicas(table, digest, _header_checked)
 
+    async def read_bucket_chunk(self, bucket: BucketRecord, digest: bytes) -> bytes:
+        """`read_chunk` of a chunk of `bucket` (its policy's copies)."""
+        return await self.read_chunk(self._layout.table(bucket.policy), digest)
+
     async def read_plain_chunk(self, table: PartitionTable, digest: bytes, name_key: bytes | None) -> bytes:
         """A chunk's plain bytes, verified against its name; a copy that fails the check (bit rot
         on a replica) is skipped for the next one, so a reader sees the good copy."""

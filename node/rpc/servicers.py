@@ -284,6 +284,13 @@ class ObjectsServicer(rpc.ObjectsServicer):
         return manifest_to_pb(manifest)
 
     @grpc_errors
+    async def GetObject(self, request, context):
+        manifest, index, frame = await self._s.get_object(current_caller(), request.bucket, request.key,
+                                                          version_id=request.version_id or None,
+                                                          offset=request.offset)
+        return pb.GetObjectReply(manifest=manifest_to_pb(manifest), chunk=index, frame=frame)
+
+    @grpc_errors
     async def DeleteObject(self, request, context):
         deleted = await self._s.delete_object(current_caller(), request.bucket, request.key,
                                               request.version_id or None,

@@ -266,6 +266,22 @@ class ObjectService:
             return record, await self.versions.get(record, key, version_id)
         return record, await self.versions.current(record, key)
 
+    async def get_object(self, caller: Caller, bucket: str, key: str, *, version_id: str | None = None,
+                         offset: int = 0) -> tuple[Manifest, int, bytes]:
+        """A reader's GET in one round trip: the version `head_object` answers, the index of the chunk
+        holding byte `offset` and that chunk's frame, read from the nearest copy (this node's own when
+        it holds one). The reader verifies the frame as any chunk; b"" (an inline object, an offset
+        past the end, or no copy answering) leaves the reader to fetch it itself, as before."""
+        record, manifest = await self.head_object(caller, bucket, key, "GetObject", version_id)
+        index = _chunk_at(manifest, offset)
+        if index is None:
+            return manifest, 0, b""
+        try:
+            frame = await self.coordinator.read_bucket_chunk(record, manifest.chunks[index].digest)
+        except NodeError:
+            return manifest, index, b""
+        return manifest, index, frame
+
     async def _write_target(self, caller: Caller, operation: str, bucket: str,
                             key: str | None = None) -> tuple[BucketRecord, Versioning]:
         """The bucket's record, checked for a write, and its versioning state and lock configuration
@@ -468,3 +484,13 @@ def _may_bypass(caller: Caller, asked: bool) -> bool:
     stolen application key cannot. COMPLIANCE is for what no key may lift."""
     key = caller.key
     return asked and key is not None and (key.role == "admin" or key.role == "read-write" and not key.buckets)
+
+
+def _chunk_at(manifest: Manifest, offset: int) -> int | None:
+    """The index of the chunk of `manifest` holding byte `offset` (None: inline, or past the end)."""
+    start = 0
+    for index, ref in enumerate(manifest.chunks):
+        if offset < start + ref.length:
+            return index
+        start += ref.length
+    return None

@@ -180,7 +180,7 @@ _SERVICES = {
     "Replica": ("HasChunks", "PutManifest", "GetManifest", "ListIndex", "PutBucketRecord", "GetBucketRecord",
                 "DeleteBucketRecord", "ListBucketRecords", "SyncSummaries", "SyncListing", "ReferencedChunks",
                 "Inventory"),
-    "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "DeleteObject",
+    "Objects": ("CreateBucket", "HeadBucket", "ListBuckets", "DeleteBucket", "HeadObject", "GetObject", "DeleteObject",
                 "CopyObject", "ListObjects", "ChunkKey", "PutBucketVersioning", "GetBucketVersioning",
                 "ListObjectVersions", "PutObjectLockConfiguration", "GetObjectLockConfiguration",
                 "PutObjectRetention", "GetObjectRetention", "PutObjectLegalHold", "GetObjectLegalHold",
