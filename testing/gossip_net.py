@@ -53,8 +53,8 @@ class GossipNet:
         self.network.rng = random.Random(seed)
         self.interval = interval
         self.ids = [f"site-{i:04d}" for i in range(n)]
-        self.layout = cast(Any, SimpleNamespace(current=SimpleNamespace(
-            version=1, nodes=[SimpleNamespace(id=i) for i in self.ids])))
+        self.layout = cast(Any, SimpleNamespace(current=SimpleNamespace(   # no policies: no co-owners
+            version=1, nodes=[SimpleNamespace(id=i) for i in self.ids], policies=())))
         self.access = cast(Any, SimpleNamespace(version=1))
         self.messages: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()

@@ -16,6 +16,14 @@ timeout, a lie about a live node stops at the first hop. A node that sees a newe
 sender once (`fetch_layout` / `fetch_access`): the same version from the same node again only
 after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
 
+Co-owners first. The nodes holding a replica of one of a dead node's partitions (its co-owners,
+`coowners.py`) are the ones whose reads, writes and repair lean on it, and the epidemic reaches a
+given node only after ~log N hops. So a node that suspects X on its own probe (or X is a co-owner
+of its own) tells up to `ALERT_FANOUT` of X's co-owners directly, at most once per `suspect_after`;
+each probes X itself, as any told node does, and a co-owner starts its ping-reqs with its direct
+probe instead of `RELAY_AFTER` of the probe timeout later. A told node probes X at most once per
+`suspect_after` whoever tells it, so a liar still costs each listener one probe, and nothing else.
+
 Lying nodes. A suspicion received from another node is a reason to probe the node ourselves
 (`_checks`), never a verdict, and only our own probe's failure makes us suspect it; only the node
 itself (its ack, or its own call: authenticated channels) clears a suspicion. So a liar saying "X
@@ -35,10 +43,11 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from maillage.node.cluster.broadcasts import Broadcasts
+from maillage.node.cluster.coowners import CoOwners
 from maillage.node.cluster.detector import FailureDetector, PeerState
 from maillage.node.errors import NodeError
 from maillage.node.replicas.transport import MAX_NEWS, Heartbeat, Suspicion, Transport
@@ -60,6 +69,8 @@ RETRANSMIT_MULT = 3     # lambda: each suspicion is sent about lambda x log10(N 
 MAX_AWARENESS = 8       # Lifeguard: probe period and timeouts stretch up to (1 + this) times
 MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; more are answered "no"
 PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
+ALERT_FANOUT = 32       # co-owners of a node told at once when our direct probe of it fails
+RELAY_AFTER = 0.5       # ping-reqs start when the direct probe is this much of its timeout late
 
 
 class Gossip(BackgroundLoop):
@@ -93,6 +104,10 @@ class Gossip(BackgroundLoop):
         self._fetching: set[str] = set()               # kinds being pulled now
         self._fetches: set[asyncio.Task[None]] = set()
         self._checking: dict[str, asyncio.Task[None]] = {}   # told targets probed now, off the period
+        self._co = CoOwners()
+        self._told: dict[str, float] = {}      # node -> when hearsay last made us check it
+        self._alerted: dict[str, float] = {}   # node -> when we last told its co-owners
+        self._alerts: set[asyncio.Task[None]] = set()
 
     # ----- the layout's nodes -------------------------------------------------------------
 
@@ -108,7 +123,12 @@ class Gossip(BackgroundLoop):
         self._news.retain(members)
         self._checks = {n: None for n in self._checks if n in members}
         self._tried = {k: v for k, v in self._tried.items() if k[0] in members}
+        self._told = {k: v for k, v in self._told.items() if k in members}
+        self._alerted = {k: v for k, v in self._alerted.items() if k in members}
         return members
+
+    def _co_owners(self, node_id: str) -> frozenset[str]:
+        return self._co.of(self._layout.current, node_id)
 
     def _still_suspected(self, node_id: str) -> bool:
         return not self._detector.is_up(node_id)
@@ -156,8 +176,11 @@ class Gossip(BackgroundLoop):
             return   # it refuted that suspicion since: stale (0: the suspecter never heard it)
         if not self._detector.is_up(target):
             self._detector.confirm(target, sender)
-        elif not self._detector.heard_within(target, self._detector.suspect_after):
+            return
+        now = self._clock.monotonic()
+        if now - self._told.get(target, -math.inf) >= self._detector.suspect_after:
             # A liar repeating "X is dead" makes each node probe X at most once per suspect_after.
+            self._told[target] = now
             self._checks[target] = None
             self._check_now(target)
 
@@ -250,25 +273,42 @@ class Gossip(BackgroundLoop):
         if target not in self._members():
             return
         timeout = self._probe_timeout()
-        reply = await self._ping(target, timeout)
-        if reply is not None and self._learn(reply, sender=target):
-            self.awareness = max(0, self.awareness - 1)
-            return
-        if not self._detector.is_up(target):   # already suspected: only its own ack clears that
-            self._checks[target] = None
-            return
-        heard_of = Suspicion(target, self._detector.incarnation(target))
-        if told:
-            # Others suspect it and it does not answer us either: pass the word on now, while the
-            # ping-reqs run (two probe timeouts), so the news moves one hop per direct probe. Each
-            # listener still probes it itself, and a lie about a live node stops at the first hop.
-            self._news.add(heard_of)
-        # A node others suspect and we never heard from since we started (not started yet, or
-        # dead since before we were) is suspected on our direct probe alone: asking others again
-        # would only repeat what they said, and while a mesh starts that was most of its cost
-        # (three relayed probes by every node for every node not listening yet).
-        helpers = [] if told and not self._detector.ever_heard(target) else self._helpers(target)
-        answers = await asyncio.gather(*(self._ping_req(h, target, 2 * timeout) for h in helpers))
+        mine = target in self._co_owners(self.node_id)
+        direct = asyncio.ensure_future(self._ping(target, timeout))
+        relayed: asyncio.Future[list[bool | None]] | None = None
+        helpers: list[str] = []
+        try:
+            # A node others suspect and we never heard from since we started (not started yet, or
+            # dead since before we were) is suspected on our direct probe alone: asking others
+            # again would only repeat what they said, and while a mesh starts that was most of its
+            # cost (three relayed probes by every node for every node not listening yet).
+            if self._detector.is_up(target) and (not told or self._detector.ever_heard(target)):
+                # Others probe it for us (ping-req) once our direct probe is `RELAY_AFTER` of its
+                # timeout late, at once for a co-owner of ours that others suspect; the direct
+                # probe still waits its whole timeout, so the evidence is the same, only sooner.
+                if not (told and mine):
+                    await _first(direct, self._clock.sleep(timeout * RELAY_AFTER))
+                if not direct.done() or direct.result() is None:
+                    helpers = self._helpers(target)
+                    relayed = asyncio.ensure_future(self._relayed(helpers, target, 2 * timeout))
+            reply = await direct
+            if reply is not None and self._learn(reply, sender=target):
+                self.awareness = max(0, self.awareness - 1)
+                return
+            if not self._detector.is_up(target):   # already suspected: only its own ack clears that
+                self._checks[target] = None
+                return
+            heard_of = Suspicion(target, self._detector.incarnation(target))
+            if told:
+                # Others suspect it and it does not answer us either: pass the word on now, while
+                # the ping-reqs run, so the news moves one hop per direct probe. Each listener
+                # still probes it itself, and a lie about a live node stops at the first hop.
+                self._news.add(heard_of)
+            answers = await relayed if relayed is not None else []
+        finally:
+            for pending in (direct, relayed):
+                if pending is not None and not pending.done():
+                    pending.cancel()
         if any(answers):   # reachable through others: no suspicion this time, nothing to pass on
             self._news.drop(target, up_to=heard_of.incarnation)
             return
@@ -277,7 +317,36 @@ class Gossip(BackgroundLoop):
         if self._detector.suspect(target):
             log.info("suspecting %s: no ack, directly or through %d peers", target, len(helpers))
             self._news.add(heard_of)
+            if not told:
+                self._alert(heard_of)
         self._checks[target] = None
+
+    def _alert(self, heard_of: Suspicion) -> None:
+        """We suspect a node on a probe of our own (not because others said so), or it is a
+        co-owner of ours: tell up to `ALERT_FANOUT` of its co-owners now, each of which probes it
+        itself at once (directly and through others), at most once per `suspect_after` per node.
+        Its co-owners are the nodes that must stop counting on it first, and the epidemic reaches
+        a given node only after ~log N hops. Only once the loop runs (tests that drive `round()`
+        keep control)."""
+        target = heard_of.node_id
+        now = self._clock.monotonic()
+        if self._task is None or now - self._alerted.get(target, -math.inf) < self._detector.suspect_after:
+            return
+        self._alerted[target] = now
+        others = sorted(self._co_owners(target) - {self.node_id})
+        for node_id in self._rng.sample(others, min(ALERT_FANOUT, len(others))):
+            task = asyncio.get_running_loop().create_task(self._tell(node_id, heard_of))
+            self._alerts.add(task)
+            task.add_done_callback(self._alerts.discard)
+
+    async def _tell(self, node_id: str, heard_of: Suspicion) -> None:
+        beat = Heartbeat(self.node_id, self._layout.current.version, self._access.version, self.incarnation,
+                         (heard_of,))
+        try:
+            reply = await self._transport.heartbeat(node_id, beat, timeout=self._probe_timeout())
+        except Exception:  # unanswered: it will hear of it from the others
+            return
+        self._learn(reply, sender=node_id)
 
     async def _ping(self, node_id: str, timeout: float, probe: str = "") -> Heartbeat | None:
         try:
@@ -285,6 +354,9 @@ class Gossip(BackgroundLoop):
             return await self._transport.heartbeat(node_id, beat, timeout=timeout)
         except Exception:  # unanswered, refused or failed: this probe tells nothing more
             return None
+
+    async def _relayed(self, helpers: list[str], target: str, timeout: float) -> list[bool | None]:
+        return await asyncio.gather(*(self._ping_req(h, target, timeout) for h in helpers))
 
     async def _ping_req(self, helper: str, target: str, timeout: float) -> bool | None:
         """True/False: `helper` answered that `target` did / did not ack; None: no answer."""
@@ -323,7 +395,7 @@ class Gossip(BackgroundLoop):
 
     async def stop(self) -> None:
         await super().stop()
-        tasks = [*self._fetches, *self._checking.values()]
+        tasks = [*self._fetches, *self._checking.values(), *self._alerts]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -343,3 +415,12 @@ class Gossip(BackgroundLoop):
             self._access.offer(doc)
         except (NodeError, StorageError, *OFFER_ERRORS) as err:
             log.warning("access document from %s refused: %s", node_id, err)
+
+
+async def _first(future: asyncio.Future[Any], delay: Awaitable[None]) -> None:
+    """Wait until `future` is done or `delay` is over, whichever comes first."""
+    sleeper = asyncio.ensure_future(delay)
+    try:
+        await asyncio.wait((future, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()

@@ -11,7 +11,7 @@ from maillage.testing.sim.scenario import SimResult
 __all__ = ["COLUMNS", "rows", "table", "chart", "svg"]
 
 COLUMNS = ("sites", "msgs/s/node", "bytes/s/node", "handler ms/s", "detect p1", "detect p99",
-           "layout p99", "layout all", "access p99", "fan-out c/h/l/d", "false susp", "stale read",
+           "holders all", "layout p99", "layout all", "access p99", "fan-out c/h/l/d", "false susp", "stale read",
            "repair", "sim s", "wall s")
 
 
@@ -39,7 +39,8 @@ def rows(results: Sequence[SimResult]) -> list[tuple[str, ...]]:
         f = r.fan_out
         out.append((str(r.config.sites), show("idle", f"{r.msgs_per_node_s:.1f}"),
                     show("idle", _bytes(r.bytes_per_node_s)), show("idle", f"{r.handler_ms_per_node_s:.2f}"),
-                    show("news", _s(r.detect_p1)), show("news", _s(r.detect_p99)), show("news", _s(r.layout_p99)),
+                    show("news", _s(r.detect_p1)), show("news", _s(r.detect_p99)),
+                    show("news", f"{_s(r.holders_all)}({r.holders})"), show("news", _s(r.layout_p99)),
                     show("news", _s(r.layout_all)), show("news", _s(r.access_p99)),
                     show("buckets", "/".join(str(f.get(op, 0)) for op in ("create", "head", "list", "delete"))),
                     show("idle", str(r.false_suspicions)), show("stale", _s(r.stale_window)),
