@@ -181,36 +181,40 @@ class Suspicion(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "layout_version", "access_version", "incarnation", "suspects", "probe")
+    __slots__ = ("node_id", "layout_version", "access_version", "incarnation", "suspects", "probe", "energy")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SUSPECTS_FIELD_NUMBER: _ClassVar[int]
     PROBE_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     layout_version: int
     access_version: int
     incarnation: int
     suspects: _containers.RepeatedCompositeFieldContainer[Suspicion]
     probe: str
-    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., access_version: _Optional[int] = ..., incarnation: _Optional[int] = ..., suspects: _Optional[_Iterable[_Union[Suspicion, _Mapping]]] = ..., probe: _Optional[str] = ...) -> None: ...
+    energy: str
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., access_version: _Optional[int] = ..., incarnation: _Optional[int] = ..., suspects: _Optional[_Iterable[_Union[Suspicion, _Mapping]]] = ..., probe: _Optional[str] = ..., energy: _Optional[str] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
-    __slots__ = ("node_id", "layout_version", "access_version", "incarnation", "suspects", "acked")
+    __slots__ = ("node_id", "layout_version", "access_version", "incarnation", "suspects", "acked", "energy")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACCESS_VERSION_FIELD_NUMBER: _ClassVar[int]
     INCARNATION_FIELD_NUMBER: _ClassVar[int]
     SUSPECTS_FIELD_NUMBER: _ClassVar[int]
     ACKED_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     layout_version: int
     access_version: int
     incarnation: int
     suspects: _containers.RepeatedCompositeFieldContainer[Suspicion]
     acked: bool
-    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., access_version: _Optional[int] = ..., incarnation: _Optional[int] = ..., suspects: _Optional[_Iterable[_Union[Suspicion, _Mapping]]] = ..., acked: _Optional[bool] = ...) -> None: ...
+    energy: str
+    def __init__(self, node_id: _Optional[str] = ..., layout_version: _Optional[int] = ..., access_version: _Optional[int] = ..., incarnation: _Optional[int] = ..., suspects: _Optional[_Iterable[_Union[Suspicion, _Mapping]]] = ..., acked: _Optional[bool] = ..., energy: _Optional[str] = ...) -> None: ...
 
 class RepairProgress(_message.Message):
     __slots__ = ("running", "rounds_completed", "groups_total", "groups_done", "groups_behind", "items_copied", "bytes_copied", "rate_bytes_per_s", "eta_seconds", "handoff_items", "last_round_finished_ms")

@@ -49,6 +49,7 @@ from typing import Any
 from maillage.node.cluster.broadcasts import Broadcasts
 from maillage.node.cluster.coowners import CoOwners
 from maillage.node.cluster.detector import FailureDetector, PeerState
+from maillage.node.energy.signal import State
 from maillage.node.errors import NodeError
 from maillage.node.replicas.transport import MAX_NEWS, Heartbeat, Suspicion, Transport
 from maillage.node.runtime.background import BackgroundLoop
@@ -68,6 +69,8 @@ CHECKS_PER_ROUND = 3    # extra probes per period for nodes to check (suspects, 
 RETRANSMIT_MULT = 3     # lambda: each suspicion is sent about lambda x log10(N + 1) times
 MAX_AWARENESS = 8       # Lifeguard: probe period and timeouts stretch up to (1 + this) times
 MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; more are answered "no"
+ENERGY_STATES = frozenset(s.value for s in State if s is not State.UNKNOWN)  # a peer's word on its site
+ENERGY_FRESH = 600.0    # seconds a peer's word on its site's energy state counts
 PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
 ALERT_FANOUT = 32       # co-owners of a node told at once when our direct probe of it fails
 RELAY_AFTER = 0.5       # ping-reqs start when the direct probe is this much of its timeout late
@@ -80,7 +83,10 @@ class Gossip(BackgroundLoop):
 
     def __init__(self, node_id: str, layout: LayoutState, detector: FailureDetector,
                  signed: SignedLayouts, transport: Transport, *, interval: float, access: AccessState,
-                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
+                 energy: Callable[[], str] = lambda: "") -> None:
+        """`energy`: this node's site's energy state now ("": unknown), told to every peer it
+        talks to, which keep the last one each node told them (`energy_of`)."""
         self.node_id = node_id
         self._layout = layout
         self._detector = detector
@@ -108,6 +114,8 @@ class Gossip(BackgroundLoop):
         self._told: dict[str, float] = {}      # node -> when hearsay last made us check it
         self._alerted: dict[str, float] = {}   # node -> when we last told its co-owners
         self._alerts: set[asyncio.Task[None]] = set()
+        self._own_energy = energy
+        self._energy: dict[str, tuple[str, float]] = {}  # node -> the energy state it last told us, when
 
     # ----- the layout's nodes -------------------------------------------------------------
 
@@ -125,6 +133,7 @@ class Gossip(BackgroundLoop):
         self._tried = {k: v for k, v in self._tried.items() if k[0] in members}
         self._told = {k: v for k, v in self._told.items() if k in members}
         self._alerted = {k: v for k, v in self._alerted.items() if k in members}
+        self._energy = {k: v for k, v in self._energy.items() if k in members}
         return members
 
     def _co_owners(self, node_id: str) -> frozenset[str]:
@@ -146,7 +155,14 @@ class Gossip(BackgroundLoop):
         when `news` is false: a probe of a node we suspect would likely waste them)."""
         suspects = self._news.take(MAX_NEWS, self._retransmit_limit(), self._still_suspected) if news else ()
         return Heartbeat(self.node_id, self._layout.current.version, self._access.version, self.incarnation,
-                         suspects, probe=probe)
+                         suspects, probe=probe, energy=self._own_energy())
+
+    def energy_of(self, node_id: str) -> str:
+        """The energy state `node_id` last told us of its site (a node speaks only for itself,
+        over an authenticated channel); "unknown" if it never did, said something else, or said it
+        more than `ENERGY_FRESH` seconds ago (in a large mesh two nodes talk about every N periods)."""
+        state, when = self._energy.get(node_id, ("unknown", -math.inf))
+        return state if self._clock.monotonic() - when <= ENERGY_FRESH else "unknown"
 
     def _learn(self, beat: Heartbeat, *, sender: str) -> bool:
         """Take what a message from `sender` (an authenticated peer) says. False if not a member."""
@@ -154,6 +170,10 @@ class Gossip(BackgroundLoop):
         if sender not in members or sender == self.node_id:
             return False
         self._detector.heard(sender, beat.incarnation)
+        if beat.energy in ENERGY_STATES:
+            self._energy[sender] = (beat.energy, self._clock.monotonic())
+        else:
+            self._energy.pop(sender, None)
         self._news.drop(sender, up_to=self._detector.incarnation(sender))
         self._checks.pop(sender, None)
         for suspicion in beat.suspects[:MAX_NEWS]:
@@ -341,7 +361,7 @@ class Gossip(BackgroundLoop):
 
     async def _tell(self, node_id: str, heard_of: Suspicion) -> None:
         beat = Heartbeat(self.node_id, self._layout.current.version, self._access.version, self.incarnation,
-                         (heard_of,))
+                         (heard_of,), energy=self._own_energy())
         try:
             reply = await self._transport.heartbeat(node_id, beat, timeout=self._probe_timeout())
         except Exception:  # unanswered: it will hear of it from the others

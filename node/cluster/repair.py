@@ -24,8 +24,9 @@ short of, which is urgent and never waits. Hand-back (pushing to owners, then dr
 here) is deferrable where the data is at R already, counting this copy; an item fewer than R nodes
 hold (this one and the owners that answered with it) is pushed at once whatever the energy
 (`short_of_copies`). Deferred hand-back and tombstone expiry are skipped by a round while the site's
-energy state defers them (a shed order, a grey window with slack), and a push stops between two
-chunks; a later round, or the one the scheduler triggers when green or unknown returns, goes on. A
+energy state defers them (a shed order, a grey window with slack; for a rebalance pull or a
+hand-back push, the other site's state counts too, as grey: `decide.shared`), and a push stops
+between two chunks; a later round, or the one the scheduler triggers when green or unknown returns, goes on. A
 round never waits for energy, so urgent work is never held up.
 """
 
@@ -95,9 +96,12 @@ class Repairer(BackgroundLoop):
                  is_up: Callable[[str], bool], is_out: Callable[[str], bool],
                  interval: float, rate: float, tombstone_grace: float,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
-                 energy: EnergyScheduler | None = None) -> None:
+                 energy: EnergyScheduler | None = None, peer_energy: Callable[[str], str] = lambda _: "") -> None:
+        """`peer_energy`: the energy state a peer last told of its site (a transfer with it runs in
+        a window that suits both, `decide.shared`)."""
         self.node_id = node_id
         self._peers = peers
+        self._peer_energy = peer_energy
         self._layout = layout
         self._is_up = is_up
         self._is_out = is_out
@@ -452,8 +456,8 @@ class Repairer(BackgroundLoop):
             job = self._urgent
             if self._moving(group):
                 self._moves_seen = True
-                if not self._rebalance.allowed():
-                    return  # deferred by the site's energy state: a later round moves it
+                if not self._rebalance.allowed(self._peer_energy(peer)):
+                    return  # deferred by this site's energy state or the peer's: a later round moves it
                 job = self._rebalance
             try:
                 await self._pull(peer, group, plan, job)
@@ -482,7 +486,7 @@ class Repairer(BackgroundLoop):
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
-                    await job.turn(len(frame))  # counted (a rebalance was let run before its pull)
+                    await job.turn(len(frame), self._peer_energy(peer))  # counted (a rebalance was let run)
                     await self._limiter.take(len(frame))
                     await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
@@ -546,19 +550,21 @@ class Repairer(BackgroundLoop):
         wanted: dict[str, list[Any]] = {
             o: chunks_missing(ours, theirs) if not group.is_index else entries_to_push(ours, theirs)
             for o, theirs in listings.items()}
-        deferred = not self._handback.allowed()
-        if deferred:  # the energy state defers hand-back: only items short of R go now (urgent)
+        # Deferred, per owner, by this site's energy state or the owner's (a window that suits
+        # both): only items short of R go to that owner now (urgent), and nothing is dropped.
+        deferring = {o for o in wanted if not self._handback.allowed(self._peer_energy(o))}
+        if deferring:
             def key(item: Any) -> Any:
                 return item.key if group.is_index else item
             short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
                                     table.policy.replicas, self._fellows_before(group, owners))
-            wanted = {o: [x for x in w if key(x) in short] for o, w in wanted.items()}
-            if not any(wanted.values()):
-                return  # every item is at R counting this copy: a later round hands it back
-            confirmed = False  # nothing is dropped here while deferred
+            wanted = {o: [x for x in w if key(x) in short] if o in deferring else w for o, w in wanted.items()}
+            confirmed = False
         for owner, items in wanted.items():
+            if not items:
+                continue   # every item is at R counting this copy: a later round hands it back
             try:
-                await self._push(owner, group, items, plan, urgent=deferred)
+                await self._push(owner, group, items, plan, urgent=owner in deferring)
             except NodeError as err:
                 log.info("hand-back of %s to %s: %s", group, owner, err)
                 confirmed = False
@@ -576,12 +582,13 @@ class Repairer(BackgroundLoop):
         remote = self._peers.replica(owner)
         local = self._peers.local
         job = self._urgent if urgent else self._handback
+        energy = self._peer_energy(owner)
         if not group.is_index:
             for digest in items:
-                if not urgent and not self._handback.allowed():
-                    raise NodeError("hand-back paused by the site's energy state")
+                if not urgent and not self._handback.allowed(energy):
+                    raise NodeError("hand-back paused by this site's energy state or the owner's")
                 frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
-                await job.turn(len(frame))
+                await job.turn(len(frame), energy)
                 await self._limiter.take(len(frame))
                 await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))

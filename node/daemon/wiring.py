@@ -122,7 +122,8 @@ class Node:
                                        HybridClock(clock.time, max_drift=t.max_clock_drift),
                                        executor, chunk_size=chunk_size, is_up=self.detector.is_up,
                                        maybe_behind=lambda _node_id: self.detector.unsettled(),
-                                       chunk_key=_no_naming_key if unkeyed_names else access.chunk_key)
+                                       chunk_key=_no_naming_key if unkeyed_names else access.chunk_key,
+                                       energy_of=lambda peer: self.gossip.energy_of(peer))
         self.territory = Territory(node_id, layout, self.detector.is_up)
         self.tenancy = Tenancy(self.catalog, BucketAccess(BucketSettings(self.coordinator), self.territory,
                                                           clock=clock.monotonic, tags=self.coordinator.tags))
@@ -131,7 +132,8 @@ class Node:
         self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call
         self.gossip_transport = transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,
-                             interval=t.heartbeat_interval, access=access, clock=clock, rng=rng)
+                             interval=t.heartbeat_interval, access=access, clock=clock, rng=rng,
+                             energy=lambda: self.energy.told_state())
         # Repair (and the chunk GC) get a transport of their own: their bulk copies never queue
         # behind (or ahead of) client traffic on one connection, and their early failures never
         # put client connections into reconnect backoff.
@@ -141,7 +143,7 @@ class Node:
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,
-                                 energy=self.energy)
+                                 energy=self.energy, peer_energy=self.gossip.energy_of)
         self.detector.on_recovered = lambda _node_id: self.repairer.trigger()
         self.energy.on_resume.append(self.repairer.trigger)  # hand-back deferred by energy goes on
         self.collector = ChunkCollector(node_id, self.repair_peers, layout, is_up=self.detector.is_up,

@@ -8,6 +8,7 @@ The rule, after "Let's Wait Awhile" (Wiesner et al., 2021) and the Carbon Aware 
 - a **shed** order stops every deferrable kind (pace 0);
 - in a **green** window (surplus or low-carbon grid), or when the signal is **unknown** (no source,
   a broken or stale one: as before energy was known), deferrable work runs at full pace;
+- work exchanged with another site runs under the state of both (`shared`);
 - in a **grey** window it waits while its slack (time to the deadline, less the time the work left
   takes at full pace, less `SHED_RESERVE` kept for shed orders) is at least `need + SHED_RESERVE`,
   then runs faster and faster, reaching full pace when the slack is gone.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from maillage.node.energy.signal import State
 
-__all__ = ["Kind", "DEADLINES", "SHED_RESERVE", "STEP", "Backlog", "pace"]
+__all__ = ["Kind", "DEADLINES", "SHED_RESERVE", "STEP", "Backlog", "pace", "shared"]
 
 SHED_RESERVE = 6 * 3600.0   # seconds of shed orders a deadline's window is planned to absorb
 STEP = 60.0                 # seconds of slack kept for the granularity of the checks
@@ -61,6 +62,17 @@ class Backlog:
     def need(self) -> float:
         """Seconds the rest takes at full pace, plus one check step."""
         return (self.bytes_left / self.rate if self.rate > 0 else 0.0) + STEP
+
+
+def shared(own: State, peer: str) -> State:
+    """The state a transfer between this site and a peer's runs under (issue 26: "two sites
+    exchanging a copy pick the window that suits both"): this site's, made grey when it is green or
+    unknown and the peer said its own site is grey or shed. Grey, not shed: the peer's word may delay
+    the transfer only while its deadline leaves slack, so a peer that lies about its energy holds a
+    rebalance or a hand-back back by at most its slack, and never holds up urgent work."""
+    if own in (State.GREEN, State.UNKNOWN) and peer in (State.GREY.value, State.SHED.value):
+        return State.GREY
+    return own
 
 
 def pace(kind: Kind, state: State, backlog: Backlog | None, now: float) -> float:

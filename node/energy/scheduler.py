@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from maillage.node.energy.decide import DEADLINES, Backlog, Kind, pace, wait_hint
+from maillage.node.energy.decide import DEADLINES, Backlog, Kind, pace, shared, wait_hint
 from maillage.node.energy.power import PowerModel
 from maillage.node.energy.signal import GREEN_CARBON, UNKNOWN, Signal, SignalError, State
 from maillage.node.energy.sources import SignalSource, source_for
@@ -75,24 +75,28 @@ class Job:
     def _backlog(self) -> Backlog | None:
         return None if self.due is None else Backlog(self.due, self.bytes_left, self.rate)
 
-    def pace(self) -> float:
-        return pace(self.kind, self.scheduler.state, self._backlog(), self.scheduler.clock.time())
+    def _state(self, peer: str) -> State:
+        return shared(self.scheduler.state, peer)
 
-    def allowed(self) -> bool:
+    def pace(self, peer: str = "") -> float:
+        """`peer`: the energy state the other site of a transfer told us ("": none, or no peer)."""
+        return pace(self.kind, self._state(peer), self._backlog(), self.scheduler.clock.time())
+
+    def allowed(self, peer: str = "") -> bool:
         """Whether the work may go on now (for loops that skip rather than wait)."""
-        ok = self.pace() > 0
+        ok = self.pace(peer) > 0
         if not ok:
             self.stats.waits += 1
         self.stats.waiting = not ok
         return ok
 
-    async def turn(self, nbytes: int = 0) -> float:
+    async def turn(self, nbytes: int = 0, peer: str = "") -> float:
         """Wait until the work may run; its pace (0 < pace <= 1) then, `nbytes` counted to it."""
         s = self.scheduler
-        while (p := self.pace()) <= 0:
+        while (p := self.pace(peer)) <= 0:
             self.stats.waits += 1
             self.stats.waiting = True
-            hint = wait_hint(self.kind, s.state, self._backlog(), s.clock.time())
+            hint = wait_hint(self.kind, self._state(peer), self._backlog(), s.clock.time())
             await s.changed(RECHECK if hint is None else min(max(hint, 1.0), RECHECK))
         st = self.stats
         st.waiting = False
@@ -100,7 +104,7 @@ class Job:
         st.bytes += nbytes
         joules = s.power.joules(self.kind, nbytes)
         st.joules += joules
-        if s.state in (State.GREEN, State.UNKNOWN):
+        if self._state(peer) in (State.GREEN, State.UNKNOWN):
             st.green_bytes += nbytes
             st.green_joules += joules
         self.bytes_left = max(0, self.bytes_left - nbytes)
@@ -126,6 +130,10 @@ class EnergyScheduler(BackgroundLoop):
         self._changed = asyncio.Event()
         self._problem = ""
         self.on_resume: list[Callable[[], None]] = []  # called when deferrable work may run again
+
+    def told_state(self) -> str:
+        """The state this node tells its peers in every heartbeat ("" for unknown: no bytes)."""
+        return "" if self.state is State.UNKNOWN else self.state.value
 
     def job(self, kind: Kind, *, rate: float = 0.0) -> Job:
         job = self.jobs.get(kind)

@@ -45,7 +45,8 @@ class Suspicion:
 class Heartbeat:
     """A SWIM probe and its ack: the sender, its document versions, its own incarnation and a few
     piggybacked suspicions (at most `MAX_NEWS`). `probe` set: a ping-req, asking the
-    receiver to probe that node; `acked` in the reply says whether it answered."""
+    receiver to probe that node; `acked` in the reply says whether it answered. `energy`: a few
+    bytes that let readers and background work prefer a site with power to spare (issue 26)."""
     node_id: str
     layout_version: int
     access_version: int = 0
@@ -53,6 +54,7 @@ class Heartbeat:
     suspects: tuple[Suspicion, ...] = field(default=())
     probe: str = ""
     acked: bool = False
+    energy: str = ""    # the sender's site's energy state, as its own scheduler sees it ("": unknown)
 
 
 class Transport(Protocol):

@@ -179,13 +179,13 @@ def _suspects_to_pb(beat: Heartbeat) -> list[pb.Suspicion]:
 def heartbeat_request_to_pb(beat: Heartbeat) -> pb.HeartbeatRequest:
     return pb.HeartbeatRequest(node_id=beat.node_id, layout_version=beat.layout_version,
                                access_version=beat.access_version, incarnation=beat.incarnation,
-                               suspects=_suspects_to_pb(beat), probe=beat.probe)
+                               suspects=_suspects_to_pb(beat), probe=beat.probe, energy=beat.energy)
 
 
 def heartbeat_reply_to_pb(beat: Heartbeat) -> pb.HeartbeatReply:
     return pb.HeartbeatReply(node_id=beat.node_id, layout_version=beat.layout_version,
                              access_version=beat.access_version, incarnation=beat.incarnation,
-                             suspects=_suspects_to_pb(beat), acked=beat.acked)
+                             suspects=_suspects_to_pb(beat), acked=beat.acked, energy=beat.energy)
 
 
 def heartbeat_from_pb(msg: pb.HeartbeatRequest | pb.HeartbeatReply) -> Heartbeat:
@@ -194,7 +194,7 @@ def heartbeat_from_pb(msg: pb.HeartbeatRequest | pb.HeartbeatReply) -> Heartbeat
     probe = msg.probe if isinstance(msg, pb.HeartbeatRequest) else ""
     acked = msg.acked if isinstance(msg, pb.HeartbeatReply) else False
     return Heartbeat(msg.node_id, msg.layout_version, msg.access_version, msg.incarnation, suspects,
-                     probe=probe, acked=acked)
+                     probe=probe, acked=acked, energy=msg.energy)
 
 
 def layout_doc_to_pb(doc: LayoutDoc) -> pb.LayoutDoc:

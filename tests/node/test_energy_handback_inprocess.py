@@ -115,6 +115,7 @@ def test_a_drain_moves_nothing_under_shed_and_everything_after(mesh):
         assert moving and all(job.due is not None for job in moving)  # deferred, with a deadline
         for node_id in mesh.nodes:
             set_order(mesh, node_id, Order.NORMAL)
+        await mesh.gossip(3)  # peers hear it is lifted (a transfer waits for both sites' windows)
         await mesh.repair(3)
         table = mesh.nodes["paris-1"].layout.table("france-only")
         for d in digests:
