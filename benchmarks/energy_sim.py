@@ -169,6 +169,7 @@ async def _run(sc: Scenario, mode: str, chart_sites: tuple[str, ...]) -> Tally:
     times = [sc.start + i * sc.step for i in range(steps)]
     runs = [_SiteRun(s, sc, rng) for s in sc.sites]
     signals = {r.site.name: _readings(r.site, sc.start, steps, sc.step) for r in runs}
+    forecasts = {name: _forecasts(got, sc.step) for name, got in signals.items()} if mode == "energy" else {}
     tally = Tally(mode, hourly={n: [[0.0, 0.0, 0.0] for _ in range(sc.days * 24)] for n in chart_sites})
     end = times[-1] + sc.step if times else sc.start
     lost_bytes = 0.0
@@ -188,8 +189,8 @@ async def _run(sc: Scenario, mode: str, chart_sites: tuple[str, ...]) -> Tally:
             green_steps += state is State.GREEN
             total_steps += 1
             run.clock.now = t
-            if mode == "energy":
-                run.energy.update(Signal(reading))   # as the node's loop does after each read
+            if mode == "energy":  # as the node's loop does after each read: now, and the day ahead
+                run.energy.update(Signal(reading, forecasts[run.site.name][i]))
             await _step(run, sc, t, reading, state, tally)
     tally.green_time = green_steps / total_steps if total_steps else 0.0
     for run in runs:
@@ -209,6 +210,16 @@ async def _run(sc: Scenario, mode: str, chart_sites: tuple[str, ...]) -> Tally:
 def _readings(site: Site, start: float, steps: int, step: float) -> tuple[Reading, ...]:
     """A site's readings over a run, computed once for both modes."""
     return tuple(readings(site, [start + i * step for i in range(steps)]))
+
+
+def _forecasts(readings: tuple[Reading, ...], step: float) -> list[tuple[Reading, ...]]:
+    """For each step of a run, the next 24 hours, hourly, as the node's solar source forecasts them
+    (recomputed each hour): its clear-sky model and the grid's daily swing, without demand-response
+    orders, which are never forecast."""
+    per_hour = max(1, round(HOUR / step))
+    hourly = [tuple(Reading(r.time, r.surplus_w, r.carbon) for r in readings[h + per_hour:h + 25 * per_hour:per_hour])
+              for h in range(0, len(readings), per_hour)]
+    return [hourly[i // per_hour] for i in range(len(readings))]
 
 
 def _lose(runs: list[_SiteRun], sc: Scenario) -> float:

@@ -9,7 +9,9 @@ The rule, after "Let's Wait Awhile" (Wiesner et al., 2021) and the Carbon Aware 
 - in a **green** window (surplus or low-carbon grid), or when the signal is **unknown** (no source,
   a broken or stale one: as before energy was known), deferrable work runs at full pace;
 - work exchanged with another site runs under the state of both (`shared`);
-- in a **grey** window it waits while its slack (time to the deadline, less the time the work left
+- in a **grey** window, when the site's forecast has a green window early enough for the work to
+  start there at full pace and still keep its shed reserve, it waits for that window;
+- otherwise, in a **grey** window it waits while its slack (time to the deadline, less the time the work left
   takes at full pace, less `SHED_RESERVE` kept for shed orders) is at least `need + SHED_RESERVE`,
   then runs faster and faster, reaching full pace when the slack is gone.
 
@@ -75,8 +77,9 @@ def shared(own: State, peer: str) -> State:
     return own
 
 
-def pace(kind: Kind, state: State, backlog: Backlog | None, now: float) -> float:
-    """The share of its full rate (0..1) `kind` may use now. `backlog` None: no deadline known."""
+def pace(kind: Kind, state: State, backlog: Backlog | None, now: float, next_green: float | None = None) -> float:
+    """The share of its full rate (0..1) `kind` may use now. `backlog` None: no deadline known.
+    `next_green`: when the site's forecast has its next green reading (None: none forecast)."""
     if kind is Kind.URGENT_REPAIR:
         return 1.0
     if state is State.SHED:
@@ -87,15 +90,29 @@ def pace(kind: Kind, state: State, backlog: Backlog | None, now: float) -> float
     slack = backlog.due - now - need - SHED_RESERVE
     if slack <= 0:
         return 1.0
+    if _green_in_time(next_green, now, slack):
+        return 0.0
     ramp = need + SHED_RESERVE
     return 0.0 if slack >= ramp else 1.0 - slack / ramp
 
 
-def wait_hint(kind: Kind, state: State, backlog: Backlog | None, now: float) -> float | None:
+def _green_in_time(next_green: float | None, now: float, slack: float) -> bool:
+    """A green window is forecast after now and early enough that the work, started then at full
+    pace, still keeps its shed reserve: wait for it rather than ramp up in grey. Never true at zero
+    slack, so the deadline argument above holds whatever the forecast says."""
+    return next_green is not None and 0 < next_green - now <= slack
+
+
+def wait_hint(kind: Kind, state: State, backlog: Backlog | None, now: float,
+              next_green: float | None = None) -> float | None:
     """Seconds until `pace` turns positive if the state stays as it is (None: not before it changes)."""
-    if pace(kind, state, backlog, now) > 0:
+    if pace(kind, state, backlog, now, next_green) > 0:
         return 0.0
     if state is not State.GREY or backlog is None:
         return None
     need = backlog.need()
+    slack = backlog.due - now - need - SHED_RESERVE
+    if _green_in_time(next_green, now, slack):
+        assert next_green is not None
+        return next_green - now
     return max(0.0, backlog.due - now - 2 * (need + SHED_RESERVE))

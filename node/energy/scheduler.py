@@ -80,7 +80,13 @@ class Job:
 
     def pace(self, peer: str = "") -> float:
         """`peer`: the energy state the other site of a transfer told us ("": none, or no peer)."""
-        return pace(self.kind, self._state(peer), self._backlog(), self.scheduler.clock.time())
+        return pace(self.kind, self._state(peer), self._backlog(), self.scheduler.clock.time(), self._next_green())
+
+    def _next_green(self) -> float | None:
+        """The site's next forecast green reading, while its own state is grey (a transfer made grey
+        by the peer's state has no forecast of both sites to wait for)."""
+        s = self.scheduler
+        return s.signal.next_green(s.green_carbon) if s.state is State.GREY else None
 
     def allowed(self, peer: str = "") -> bool:
         """Whether the work may go on now (for loops that skip rather than wait)."""
@@ -96,7 +102,7 @@ class Job:
         while (p := self.pace(peer)) <= 0:
             self.stats.waits += 1
             self.stats.waiting = True
-            hint = wait_hint(self.kind, self._state(peer), self._backlog(), s.clock.time())
+            hint = wait_hint(self.kind, self._state(peer), self._backlog(), s.clock.time(), self._next_green())
             await s.changed(RECHECK if hint is None else min(max(hint, 1.0), RECHECK))
         st = self.stats
         st.waiting = False

@@ -12,6 +12,7 @@ from maillage.node.energy.signal import State
 
 DEFERRABLE = [k for k in Kind if k is not Kind.URGENT_REPAIR]
 HOUR = 3600.0
+DAY = 24 * HOUR
 WEEK_HOURS = 7 * 24
 
 backlogs = st.one_of(st.none(), st.builds(
@@ -61,12 +62,14 @@ def weeks(draw: st.DrawFn) -> list[State]:
 
 @settings(max_examples=60, deadline=None)
 @given(states=weeks(), kind=st.sampled_from(DEFERRABLE), start_hour=st.integers(0, 5 * 24),
-       load=st.floats(0.0, 1.0), rate=st.sampled_from([0.0, 8e6, 100e6]))
+       load=st.floats(0.0, 1.0), rate=st.sampled_from([0.0, 8e6, 100e6]),
+       forecasts=st.lists(st.one_of(st.none(), st.floats(-DAY, 3 * DAY)), min_size=WEEK_HOURS, max_size=WEEK_HOURS))
 def test_every_deadline_is_met_in_a_simulated_week(states: list[State], kind: Kind, start_hour: int,
-                                                   load: float, rate: float) -> None:
+                                                   load: float, rate: float, forecasts: list[float | None]) -> None:
     """Work due at `start_hour` with as many bytes as fit its window (`load` of the most that fits)
-    finishes before its deadline whatever the week's green, grey and unknown hours, and sheds of at
-    most SHED_RESERVE; and it never runs during a shed."""
+    finishes before its deadline whatever the week's green, grey and unknown hours, sheds of at
+    most SHED_RESERVE, and forecasts of the next green window, right or wrong; and it never runs
+    during a shed."""
     window = min(DEADLINES[kind], 2 * 24 * HOUR)  # scrub's 14 days: two days here, so the week covers it
     start = start_hour * HOUR
     due = start + window
@@ -75,7 +78,8 @@ def test_every_deadline_is_met_in_a_simulated_week(states: list[State], kind: Ki
     t = start
     while t < due:
         state = states[int(t // HOUR) % WEEK_HOURS]
-        p = pace(kind, state, Backlog(due, int(left), rate), t)
+        ahead = forecasts[int(t // HOUR) % WEEK_HOURS]
+        p = pace(kind, state, Backlog(due, int(left), rate), t, None if ahead is None else t + ahead)
         if state is State.SHED:
             assert p == 0.0
         if p > 0 and (left > 0 or rate == 0):
@@ -122,3 +126,17 @@ def test_the_power_model_charges_bytes_by_what_each_kind_does(nbytes: int) -> No
     scrub, pull, push = (model.joules(k, nbytes) for k in (Kind.SCRUB, Kind.URGENT_REPAIR, Kind.HAND_BACK))
     assert 0 <= scrub <= push <= pull or nbytes == 0  # a read < a read and a send < a receive and a write
     assert model.joules(Kind.REBALANCE, nbytes) == pull and model.joules(Kind.GC, nbytes) == 0
+
+
+def test_a_green_window_forecast_in_time_is_waited_for_and_one_too_late_is_not() -> None:
+    """Grey now, the deadline 24 h away, 300 GB at 100 MB/s (50 min): with no forecast the work
+    ramps up once its slack is under the ramp; with a green window forecast where it still fits,
+    it waits for it (and the hint says when); with one forecast past its slack, it ramps as before."""
+    backlog, rate = Backlog(24 * HOUR, 300 * 10**9, 100e6), 100e6
+    now = 24 * HOUR - backlog.need() - SHED_RESERVE - 3 * HOUR    # 3 h of slack: inside the ramp
+    assert rate and pace(Kind.REBALANCE, State.GREY, backlog, now) > 0
+    assert pace(Kind.REBALANCE, State.GREY, backlog, now, now + 2 * HOUR) == 0.0
+    assert wait_hint(Kind.REBALANCE, State.GREY, backlog, now, now + 2 * HOUR) == 2 * HOUR
+    assert pace(Kind.REBALANCE, State.GREY, backlog, now, now + 4 * HOUR) == pace(Kind.REBALANCE, State.GREY,
+                                                                               backlog, now)
+    assert pace(Kind.REBALANCE, State.GREEN, backlog, now + 2 * HOUR, now + 3 * HOUR) == 1.0
