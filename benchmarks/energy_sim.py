@@ -10,8 +10,9 @@ as the node's loop does, and moves what it may:
 - scrub (`cluster/scrub.py`): its limiter's rate is `--scrub-rate` times the job's pace; a pass opens
   (`Job.open`, a 14-day deadline) `--scrub-interval` after the last one ends. At the start each
   site is in the middle of a pass, due 1 to 14 days later, the bytes left in proportion;
-- rebalance (`cluster/repair.py`): a group is pulled at the full repair rate once `allowed()` (the
-  repair loop does not scale it by the pace), sharing the rate with urgent repair, which goes first;
+- rebalance (`cluster/repair.py`): pulled at the repair rate times the job's pace once `allowed()`
+  (repair pauses after each frame so a deferrable pull keeps its pace, `Job.slowed_by`), sharing
+  the rate with urgent repair, which goes first;
 - urgent repair: its pace (always 1) times the repair rate; `Job.pace` is asked all the same;
 - GC and expiry (`cluster/gc.py`, `sweep.py`): a pass of no bytes, opened every interval (expiry with
   its jitter), run when the job grants a turn.
@@ -258,7 +259,7 @@ async def _step(run: _SiteRun, sc: Scenario, t: float, reading: Reading, state: 
             finished = t + n / sc.repair_rate
             tally.urgent_s = max(tally.urgent_s or 0.0, finished - sc.lost_at)
     if run.rebalance.due is not None and run.rebalance.bytes_left > 0 and run.rebalance.allowed():
-        n = min(run.rebalance.bytes_left, budget)
+        n = min(run.rebalance.bytes_left, budget * run.rebalance.pace())   # repair's pause keeps its pace
         await _count(run, run.rebalance, n, state, tally, moved)
         run.stored += n
         if run.rebalance.bytes_left <= 0 and run.rebalance_deadline is not None:

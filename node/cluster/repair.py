@@ -486,8 +486,7 @@ class Repairer(BackgroundLoop):
                         self._fetching.discard((group.policy, digest))
                         log.info("repair: %s could not give chunk %s: %s", peer, digest.hex()[:16], err)
                         return
-                    await job.turn(len(frame), self._peer_energy(peer))  # counted (a rebalance was let run)
-                    await self._limiter.take(len(frame))
+                    await self._paced(job, len(frame), self._peer_energy(peer))
                     await local.put_chunk(frame, policy=group.policy, tenant=tenant)
                     self._count(len(frame))
             await asyncio.gather(*(fetch(d) for d in chunks_missing(theirs, ours)))
@@ -515,6 +514,15 @@ class Repairer(BackgroundLoop):
         if await self._catalog.at_quorum(record.name, record.policy) != record:
             raise NoSuchBucket(f"bucket {record.name!r} generation {record.generation or '(none)'} is not the "
                                f"one its owners hold; not taught")
+
+    async def _paced(self, job: Job, nbytes: int, peer_energy: str) -> None:
+        """A turn of `job` for `nbytes` (counted to it; waits while deferred), the repair rate's
+        tokens, and for deferrable work below full pace (a grey window nearing its deadline) the
+        pause that keeps it at that pace rather than at full rate once allowed."""
+        pace = await job.turn(nbytes, peer_energy)
+        await self._limiter.take(nbytes)
+        if delay := job.slowed_by(nbytes, pace):
+            await self._clock.sleep(delay)
 
     def _count(self, nbytes: int) -> None:
         pr = self.progress
@@ -588,8 +596,7 @@ class Repairer(BackgroundLoop):
                 if not urgent and not self._handback.allowed(energy):
                     raise NodeError("hand-back paused by this site's energy state or the owner's")
                 frame, tenant = await local.get_chunk_with_tenant(digest)  # its tenant's key seals it there too
-                await job.turn(len(frame), energy)
-                await self._limiter.take(len(frame))
+                await self._paced(job, len(frame), energy)
                 await remote.put_chunk(frame, policy=group.policy, tenant=tenant)
                 self._count(len(frame))
             return

@@ -116,6 +116,13 @@ class Job:
         self.bytes_left = max(0, self.bytes_left - nbytes)
         return p
 
+    def slowed_by(self, nbytes: int, pace: float) -> float:
+        """Seconds to wait after moving `nbytes` at full rate so the work moves at `pace` of it (0
+        at full pace, or without a rate: such work can only run or wait)."""
+        if self.rate <= 0 or pace >= 1.0 or pace <= 0:
+            return 0.0
+        return nbytes / self.rate * (1.0 / pace - 1.0)
+
 
 class EnergyScheduler(BackgroundLoop):
     """The site's signal as this node last read it, and the jobs that ask it."""

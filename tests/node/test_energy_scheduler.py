@@ -179,3 +179,16 @@ def test_the_green_threshold_is_a_node_setting(tmp_path: Path, capsys) -> None: 
         assert {node.energy.green_carbon for node in mesh.nodes.values()} == {80.0}   # what each node's scheduler uses
     finally:
         mesh.close()
+
+
+def test_a_job_below_full_pace_is_slowed_to_its_pace_not_run_at_full_rate() -> None:
+    """What repair waits after each frame of a deferrable pull or push (`Repairer._paced`): the
+    frame's time at full rate times (1/pace - 1), so bytes move at pace x rate; none at full pace,
+    none for urgent work, none without a rate (such work only runs or waits)."""
+    scheduler = EnergyScheduler(None, clock=ManualClock())
+    rebalance = scheduler.job(Kind.REBALANCE, rate=100e6)
+    assert rebalance.slowed_by(4 << 20, 1.0) == 0.0
+    assert rebalance.slowed_by(100_000_000, 0.25) == 3.0     # 1 s of transfer, 3 s of pause: a quarter
+    assert abs(rebalance.slowed_by(100_000_000, 0.5) - 1.0) < 1e-9
+    assert scheduler.job(Kind.SCRUB).slowed_by(10**9, 0.1) == 0.0
+    assert scheduler.job(Kind.URGENT_REPAIR, rate=1e6).pace() == 1.0
