@@ -162,14 +162,17 @@ async def measure_repair(sites: int, data_bytes: int, *, object_size: int = 4 <<
     params = {"sites": sites, "replicas": 2, "data_bytes": data_bytes, "object_size": object_size,
               "repair_rate_mb_s": repair_rate, "repair_interval_s": repair_interval, "timeout_s": timeout}
     with open_mesh(sites, base_dir, extra) as mesh:
-        victim = mesh.layout.nodes[0].id
-        others = [n.id for n in mesh.layout.nodes[1:]]
         say(f"repair N={sites}: load {format_size(data_bytes)}")
         load = await _load(mesh.profile, data_bytes, object_size)
         probe = _Probe({n.id: n.address for n in mesh.layout.nodes}, mesh.admin_profile)
         try:
+            # The victim: the node holding the most (with little data, e.g. two chunks on two of
+            # three nodes, the first node may hold none, and there would be nothing to repair).
+            held = {n.id: await probe.stored_bytes(n.id) or 0 for n in mesh.layout.nodes}
+            victim = max(held, key=lambda n: held[n])
+            others = [n for n in held if n != victim]
             before = await probe.inventory(victim)
-            victim_bytes = await probe.stored_bytes(victim) or 0
+            victim_bytes = held[victim]
             if before is None:
                 raise RuntimeError(f"victim {victim} did not answer Inventory before the wipe")
             want_chunks, want_keys = before
