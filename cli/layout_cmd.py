@@ -1,7 +1,7 @@
 """`maillage layout ...`: change the mesh in two steps, staged then applied.
 
-Each edit command (add-site, site-energy, site-tier, add-node, set-capacity, drain, remove, policy-set, policy-remove)
-reads the layout and the staged change from the endpoint, applies one pure edit from
+Each edit command (add-site, site-energy, site-power, site-tier, add-node, set-capacity, drain, remove,
+policy-set, policy-remove) reads the layout and the staged change from the endpoint, applies one pure edit from
 `maillage.placement.changes` on top of what is staged, prints what `apply` would move (per policy:
 partitions whose replica set changes, share of its data, and the ideal share), and stores the result
 as the new staged change, signed with the cluster's layout-signing key, on every node. Nothing moves until
@@ -79,6 +79,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
          lambda e: (e.add_argument("site", metavar="SITE"), e.add_argument("source", metavar="SOURCE|none")),
          lambda layout, a: changes.set_site_energy(layout, a.site, None if a.source == "none" else a.source),
          lambda a: f"set the energy source of {a.site} to {a.source}")
+    edit("site-power", "stage the power figures of a site's servers",
+         "Set what SITE's servers cost in energy, for the estimates in `maillage energy`, status and "
+         "metrics: idle_w=WATTS,read_nj=..,write_nj=..,transfer_nj=.. (nanojoules per byte read from "
+         "disk, written to disk, sent or received; any subset, the rest keep their defaults "
+         "idle_w=40,read_nj=2,write_nj=5,transfer_nj=20), or none for the defaults.",
+         lambda e: (e.add_argument("site", metavar="SITE"), e.add_argument("figures", metavar="FIGURES|none")),
+         lambda layout, a: changes.set_site_power(layout, a.site, None if a.figures == "none" else a.figures),
+         lambda a: f"set the power figures of {a.site} to {a.figures}")
     edit("add-node", "stage a new node on a site",
          "Add node ID, reachable at HOST:PORT, on site S, with a capacity (bytes or a size: 4TB, 500GiB, "
          "4T = 4TB). Its share of each policy it falls in is proportional to its capacity.",

@@ -50,6 +50,7 @@ __all__ = [
     "add_site",
     "add_node",
     "set_site_energy",
+    "set_site_power",
     "pin_keys",
     "set_capacity",
     "drain",
@@ -118,6 +119,14 @@ def set_site_energy(layout: Layout, name: str, energy: str | None) -> Layout:
     None for no source (background work as if the energy were unknown)."""
     site = layout.site(name)  # UnknownSite
     sites = tuple(dataclasses.replace(site, energy=energy) if s.name == name else s for s in layout.sites)
+    return dataclasses.replace(layout, sites=sites)
+
+
+def set_site_power(layout: Layout, name: str, power: str | None) -> Layout:
+    """The power figures of site ``name``'s servers (``idle_w=..,read_nj=..,write_nj=..,transfer_nj=..``,
+    `energy.parse_power`), or None for the defaults: what its nodes' energy estimates count."""
+    site = layout.site(name)  # UnknownSite
+    sites = tuple(dataclasses.replace(site, power=power) if s.name == name else s for s in layout.sites)
     return dataclasses.replace(layout, sites=sites)
 
 
@@ -231,7 +240,8 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     def site_text(s: Site) -> str:
         energy = "" if s.energy is None else f", energy {s.energy}"
         tier = "" if s.tier == EDGE else f", {s.tier}"
-        return f"site {s.name} at {format_location(s.location)}{tier}{energy}"
+        power = "" if s.power is None else f", power {s.power}"
+        return f"site {s.name} at {format_location(s.location)}{tier}{energy}{power}"
 
     def node_text(n: Node) -> str:
         key = "" if n.cert_key is None else f", key {_short_key(n.cert_key)}"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from maillage.placement.energy import parse_energy_source
+from maillage.placement.energy import parse_energy_source, parse_power
 from maillage.placement.errors import LayoutError, UnknownNode, UnknownPolicy, UnknownSite
 
 __all__ = [
@@ -130,12 +130,14 @@ class NodeState(enum.Enum):
 class Site:
     """One micro-datacenter: the unit of failure that replicas must span. ``energy`` names where its
     energy signal comes from (`maillage.placement.energy`); None: no source, background work runs as
-    if the energy were unknown."""
+    if the energy were unknown. ``power``: its servers' power figures (`energy.parse_power`); None:
+    the defaults."""
 
     name: str
     location: tuple[str, ...]
     energy: str | None = None
     tier: str = EDGE
+    power: str | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name, "name")
@@ -144,6 +146,8 @@ class Site:
         _check_labels(self.location)
         if self.energy is not None:
             parse_energy_source(self.energy)
+        if self.power is not None:
+            parse_power(self.power)
         if self.tier not in TIERS:
             raise LayoutError(f"tier: {self.tier!r} must be one of {', '.join(TIERS)}")
 

@@ -20,6 +20,7 @@ Shape::
     location = "eu/fr/idf"       # labels [a-z0-9-]+, wide to narrow
     energy = "file:/var/lib/maillage/energy.json"  # optional: its energy signal (placement/energy.py)
     tier = "backbone"            # optional: edge (default) | backbone (a 24/7 datacenter)
+    power = "idle_w=35,read_nj=1.5"  # optional: its servers' power figures (placement/energy.py)
 
     [[nodes]]
     id = "n1"
@@ -74,7 +75,7 @@ _CAPACITY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
 
 _TOP_KEYS = {"version", "partition_bits", "placement", "sites", "nodes", "policies"}
 _PLACEMENT_ABSENT = 1  # what a layout text without `placement` was placed with
-_SITE_KEYS = {"name", "location", "energy", "tier"}
+_SITE_KEYS = {"name", "location", "energy", "tier", "power"}
 _NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
 _POLICY_KEYS = {"name", "allow", "replicas", "spread", "backbone"}
 
@@ -177,7 +178,7 @@ def parse_layout(text: str) -> Layout:
         name = _required(raw, "name", where)
         loc = _location(_required(raw, "location", where), f"{where}.location")
         sites.append(_build(where, partial(Site, name=name, location=loc, energy=raw.get("energy"),
-                                           tier=raw.get("tier", EDGE))))
+                                           tier=raw.get("tier", EDGE), power=raw.get("power"))))
 
     nodes = []
     for i, raw in enumerate(_entries(doc, "nodes")):
@@ -251,6 +252,8 @@ def format_layout(layout: Layout) -> str:
             out.append(f"energy = {_s(site.energy)}")
         if site.tier != EDGE:  # likewise an edge site (every site before tiers)
             out.append(f"tier = {_s(site.tier)}")
+        if site.power is not None:  # and one without power figures
+            out.append(f"power = {_s(site.power)}")
     for node in layout.nodes:
         out += [
             "",

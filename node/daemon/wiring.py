@@ -41,7 +41,7 @@ from maillage.node.service.territory import Territory
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement.energy import EnergySource, parse_energy_source
+from maillage.placement.energy import EnergySource, PowerFigures, parse_energy_source, parse_power
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT
@@ -93,6 +93,15 @@ def _declared_energy(layout: LayoutState, node_id: str) -> Callable[[], EnergySo
     return declared
 
 
+def _declared_power(layout: LayoutState, node_id: str) -> Callable[[], PowerFigures | None]:
+    """The power figures the node's site declares in the layout it holds now."""
+    def declared() -> PowerFigures | None:
+        current = layout.current
+        spec = current.site(current.node(node_id).site).power
+        return None if spec is None else parse_power(spec)
+    return declared
+
+
 class Node:
     """One node's objects, wired: the local store, the coordinator and the background loops."""
 
@@ -139,7 +148,8 @@ class Node:
         # put client connections into reconnect backoff.
         self.repair_peers = Peers(self.local, transport_for())
         # The site's energy signal and the turns of deferrable work (scrub, GC, expiry, hand-back).
-        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock, green_carbon=t.green_carbon)
+        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock, green_carbon=t.green_carbon,
+                                      declared_power=_declared_power(layout, node_id))
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,

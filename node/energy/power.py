@@ -1,6 +1,7 @@
 """A node's power model: what its background work costs in energy, estimated from the bytes it moves.
 
-Rough, published orders of magnitude for a small server, not a measurement of this one: an SSD reads
+The site's servers' figures when its layout entry declares them (``power = "idle_w=..,read_nj=.."``);
+else rough, published orders of magnitude for a small server, not a measurement of this one: an SSD reads
 at ~2 nJ/byte and writes at ~5 nJ/byte, a byte through the NIC and a switch costs ~20 nJ (far more
 over a WAN: the links are not ours to count). What matters for the scheduler's effect is the split
 of the same joules between green windows and grid power, which the estimate shows per kind of work
@@ -12,16 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from maillage.node.energy.decide import Kind
+from maillage.placement.energy import PowerFigures
 
 __all__ = ["PowerModel"]
+
+_DEFAULT = PowerFigures()
 
 
 @dataclass(frozen=True)
 class PowerModel:
-    idle_w: float = 40.0
-    read_nj_per_byte: float = 2.0
-    write_nj_per_byte: float = 5.0
-    transfer_nj_per_byte: float = 20.0
+    """The defaults, or the figures the site declares in the layout (`of`, `layout site-power`)."""
+    idle_w: float = _DEFAULT.idle_w
+    read_nj_per_byte: float = _DEFAULT.read_nj
+    write_nj_per_byte: float = _DEFAULT.write_nj
+    transfer_nj_per_byte: float = _DEFAULT.transfer_nj
+
+    @classmethod
+    def of(cls, figures: PowerFigures) -> PowerModel:
+        return cls(figures.idle_w, figures.read_nj, figures.write_nj, figures.transfer_nj)
 
     def joules(self, kind: Kind, nbytes: int) -> float:
         """Estimated energy of `nbytes` of `kind` on this node: a scrub reads; a pull (repair,

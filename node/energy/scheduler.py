@@ -27,7 +27,7 @@ from maillage.node.energy.signal import GREEN_CARBON, UNKNOWN, Signal, SignalErr
 from maillage.node.energy.sources import SignalSource, source_for
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
-from maillage.placement.energy import EnergySource
+from maillage.placement.energy import EnergySource, PowerFigures
 from maillage.placement.errors import LayoutError
 
 __all__ = ["EnergyScheduler", "Job", "KindStats"]
@@ -129,10 +129,13 @@ class EnergyScheduler(BackgroundLoop):
     task_name = "energy"
 
     def __init__(self, declared: Callable[[], EnergySource | None] | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 green_carbon: float = GREEN_CARBON, power: PowerModel = DEFAULT_POWER) -> None:
-        """`declared`: the source the node's site declares now (None: never any, as in tests)."""
+                 green_carbon: float = GREEN_CARBON, power: PowerModel = DEFAULT_POWER,
+                 declared_power: Callable[[], PowerFigures | None] | None = None) -> None:
+        """`declared`: the source the node's site declares now (None: never any, as in tests);
+        `declared_power`: the power figures it declares now (None: `power` stays)."""
         self.power = power
         self._declared = declared
+        self._declared_power = declared_power
         self._spec: EnergySource | None = None
         self.source: SignalSource | None = None
         self.clock = clock
@@ -197,6 +200,16 @@ class EnergyScheduler(BackgroundLoop):
             log.info("energy source: %s", "none" if spec is None else type(spec).__name__)
             if spec is None:
                 self.update(UNKNOWN)
+        if self._declared_power is not None:
+            try:
+                figures = self._declared_power()
+            except (LookupError, LayoutError) as err:
+                figures = None
+                log.warning("power figures of this site unreadable from the layout: %s", err)
+            power = DEFAULT_POWER if figures is None else PowerModel.of(figures)
+            if power != self.power:
+                self.power = power
+                log.info("power model: %s", power)
 
     async def _loop(self) -> None:
         checked = float("-inf")

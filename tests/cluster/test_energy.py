@@ -93,12 +93,18 @@ def test_shed_stops_scrub_and_gc_but_not_urgent_repair_and_normal_resumes(tmp_pa
         assert {rows[n]["energy"]["state"] for n in rows if n != SITE} == {"unknown"}  # no source: as before
         # The admin takes the source out of the layout: the node follows the applied layout (no
         # restart), its signal is unknown, and scrub goes on as it did before energy was known.
+        # With it, the power figures of the site's servers, which its estimates count from then on.
         staged = maillage(mesh, "layout", "site-energy", SITE, "none")
         assert staged.returncode == 0 and "energy" in staged.stdout, staged.stdout + staged.stderr
+        staged = maillage(mesh, "layout", "site-power", SITE, "idle_w=12.5,transfer_nj=30")
+        assert staged.returncode == 0 and "power figures of paris-1" in staged.stdout, staged.stdout + staged.stderr
+        assert node_status(mesh, SITE).energy.idle_w == 40.0   # staged only: nothing changes yet
         applied = maillage(mesh, "layout", "apply", "--yes")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         eventually(lambda: energy(mesh)["source"] == "none" and energy(mesh)["state"] == "unknown", timeout=15,
                    what="the node drops the source the layout no longer declares")
+        eventually(lambda: node_status(mesh, SITE).energy.idle_w == 12.5, timeout=15,
+                   what="the node takes the power figures the layout declares")
         eventually(lambda: node_status(mesh, SITE).scrub.frames_checked > after.frames_checked, timeout=10,
                    what="scrub goes on without a source")
 

@@ -192,3 +192,21 @@ def test_a_job_below_full_pace_is_slowed_to_its_pace_not_run_at_full_rate() -> N
     assert abs(rebalance.slowed_by(100_000_000, 0.5) - 1.0) < 1e-9
     assert scheduler.job(Kind.SCRUB).slowed_by(10**9, 0.1) == 0.0
     assert scheduler.job(Kind.URGENT_REPAIR, rate=1e6).pace() == 1.0
+
+
+
+def test_the_power_figures_follow_the_layout() -> None:
+    """The site's declared figures replace the defaults at the next look at the layout, and a site
+    that drops them (or a layout that cannot be read) gets the defaults back; the estimate of each
+    kind's joules follows."""
+    from maillage.node.energy.power import PowerModel
+    from maillage.placement.energy import PowerFigures
+
+    declared: list[PowerFigures | None] = [PowerFigures(idle_w=12.0, transfer_nj=30.0)]
+    scheduler = EnergyScheduler(lambda: None, clock=ManualClock(), declared_power=lambda: declared[0])
+    scheduler._follow_layout()
+    assert scheduler.power == PowerModel(12.0, 2.0, 5.0, 30.0)
+    assert scheduler.power.joules(Kind.REBALANCE, 10**9) == 35.0   # (30 + 5) nJ per byte
+    declared[0] = None
+    scheduler._follow_layout()
+    assert scheduler.power == PowerModel()

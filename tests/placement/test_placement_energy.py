@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from maillage.placement import Layout, LayoutError, Node, Policy, Site, format_layout, parse_layout
-from maillage.placement.changes import layout_diff, set_site_energy
-from maillage.placement.energy import FileSource, HttpSource, SolarModel, parse_energy_source
+from maillage.placement.changes import layout_diff, set_site_energy, set_site_power
+from maillage.placement.energy import FileSource, HttpSource, PowerFigures, SolarModel, parse_energy_source, parse_power
 
 OLD_TEXT = """version = 1
 partition_bits = 4
@@ -75,3 +75,27 @@ def test_a_site_built_in_code_checks_its_source() -> None:
     layout = Layout(version=1, partition_bits=4, sites=(Site("a", ("eu",), energy="solar:lat=1,lon=1,peak_w=1"),),
                     nodes=(Node("n", "10.0.0.1:7000", "a", 1 << 40),), policies=(Policy("p", (("eu",),)),))
     assert parse_layout(format_layout(layout)) == layout
+
+
+def test_power_figures_are_declared_bounded_and_round_trip() -> None:
+    assert parse_power("idle_w=35,read_nj=1.5") == PowerFigures(idle_w=35.0, read_nj=1.5)
+    assert parse_power("transfer_nj=0") == PowerFigures(transfer_nj=0.0)
+    layout = parse_layout(OLD_TEXT)
+    edited = set_site_power(layout, "paris-1", "idle_w=35,write_nj=4")
+    text = format_layout(edited)
+    assert 'power = "idle_w=35,write_nj=4"' in text and parse_layout(text) == edited
+    assert set_site_power(edited, "paris-1", None) == layout and format_layout(layout) == OLD_TEXT
+    assert layout_diff(layout, edited) == [
+        "~ site paris-1 at eu/fr/idf  ->  site paris-1 at eu/fr/idf, power idle_w=35,write_nj=4"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "printable"), ("idle_w=-1", "idle_w must be"), ("idle_w=1e7", "idle_w must be"), ("read_nj=inf", "read_nj"),
+    ("idle_w=1,idle_w=2", "twice"), ("watts=3", "key=value"), ("idle_w", "key=value"), ("idle_w=x", "a number"),
+    ("x" * 600, "printable"),
+])
+def test_bad_power_figures_are_refused_naming_the_field(text: str, words: str) -> None:
+    with pytest.raises(LayoutError, match=words):
+        parse_power(text)
+    with pytest.raises(LayoutError, match=r"sites\[0\]\.power"):
+        parse_layout(OLD_TEXT.replace('location = "eu/fr/idf"', f'location = "eu/fr/idf"\npower = "{text}"'))
