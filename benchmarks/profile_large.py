@@ -15,8 +15,9 @@ Two parts:
   running the same functions the data path calls (the frame codec, the data keys' AES-GCM, file
   write and fsync in the data directory's file system), then added up for one PUT of `--size`:
   16 chunks per 64 MiB, each stored on R=2 replicas. What the measured node CPU per PUT has
-  beyond that sum is gRPC, TLS and the event loop. A step the node code does differently than
-  modelled here is named in its label (e.g. FixedChunker's copies).
+  beyond that sum is gRPC, TLS and the event loop. Each step also counts the copies it makes of
+  the chunk's bytes and its BLAKE3 passes over them, added up per chunk at the end (issue 27;
+  tests/node/test_write_path_copies.py holds the write path to the same figures).
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
     R/sites of the time)."""
     import blake3
 
+    from maillage.node.data.chunking import FixedChunker
     from maillage.proto import bulk
     from maillage.proto.frame import chunk_digest, encode_frame, verify_frame
     from maillage.storage import ChunkStore, DataKeys, MetaStore, NodeKey
 
     directory.mkdir(parents=True, exist_ok=True)
+    remote = replicas - replicas / sites  # copies per chunk that leave the coordinator (and are verified)
     plain = os.urandom(CHUNK)
     pieces = [plain[i:i + PIECE] for i in range(0, CHUNK, PIECE)]
     key = os.urandom(32)
@@ -82,18 +85,16 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
         files.mkdir()
         counter = [0]
 
-        def chunker() -> bytes:  # node/chunking.FixedChunker: += each piece, then bytes(buffer[:size])
-            buf = bytearray()
-            for p in pieces:
-                buf += p
-            out = bytes(buf[:CHUNK])
-            del buf[:CHUNK]
-            return out
+        received = [memoryview(p) for p in pieces]  # the gRPC door's pieces: views of the messages
 
-        def seal() -> bytes:  # storage/chunks._sealed_file: head + (nonce + AES-GCM(frame))
-            return head + keys.encrypt(key_id, frame, head + digest)
+        def chunker() -> bytes:  # the node's own chunker, fed as the door feeds it
+            c = FixedChunker(CHUNK)
+            return [chunk for p in received for chunk in c.feed(p)][0]
 
-        sealed = seal()
+        def seal() -> tuple[bytes, bytes]:  # storage/chunks._sealed_file: nonce, AES-GCM(frame); written by writev
+            return keys.encrypt_parts(key_id, frame, head + digest)
+
+        sealed = b"".join((head, *seal()))  # the file's bytes, for the write steps
 
         def write() -> None:
             counter[0] += 1
@@ -136,40 +137,41 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
         frames = [encode_frame(bytes([i]) + plain[1:], key=key) for i in range(rounds)]
         stored = iter(frames)
 
-        steps: list[tuple[str, str, int, Callable[[], object]]] = [
-            ("client", "BLAKE3 of the body (the etag)", 1, lambda: blake3.blake3(plain).digest()),
-            ("client", "PutObject data messages (tag + copy of each 1 MiB piece)", 1,
+        # (where, step, times per chunk, copies of the chunk's bytes, BLAKE3 passes over them, call)
+        steps: list[tuple[str, str, float, int, int, Callable[[], object]]] = [
+            ("client", "BLAKE3 of the body (the etag)", 1, 0, 1, lambda: blake3.blake3(plain).digest()),
+            ("client", "PutObject data messages (tag + piece joined: 1 copy)", 1, 1, 0,
              lambda: [bulk.data_message(p) for p in pieces]),
-            ("coordinator", "FixedChunker (bytearray +=, slice, bytes(): 3 copies)", 1, chunker),
-            ("coordinator", "BLAKE3 of the whole object (etag check)", 1, lambda: blake3.blake3(plain).digest()),
-            ("coordinator", "keyed BLAKE3 chunk name (chunk_digest)", 1, lambda: chunk_digest(plain, key)),
-            ("coordinator", "encode_frame (zstd samples, payload check, join)", 1,
+            ("coordinator", "FixedChunker (views of the pieces, one join: 1 copy)", 1, 1, 0, chunker),
+            ("coordinator", "BLAKE3 of the whole object (etag check)", 1, 0, 1, lambda: blake3.blake3(plain).digest()),
+            ("coordinator", "keyed BLAKE3 chunk name (chunk_digest)", 1, 0, 1, lambda: chunk_digest(plain, key)),
+            ("coordinator", "encode_frame (zstd samples, payload check, join: 1 copy)", 1, 1, 1,
              lambda: encode_frame(plain, digest=digest, key=key)),
-            ("replica", "verify_frame (header CRC, payload check)", replicas, lambda: verify_frame(frame)),
-            ("replica", "seal: AES-GCM of the frame + 2 copies (_sealed_file)", replicas, seal),
-            ("replica", "write 4 MiB file (page cache)", replicas, write),
-            ("replica", "write + fsync file + drop its pages + fsync dir", replicas, write_fsync_drop),
-            ("replica", "(before) write + fsync file + fsync dir, pages kept", replicas, write_fsync),
-            ("replica", "ChunkStore.put, all of it (verify, seal, write, fsync, link)", replicas,
+            ("replica", "verify_frame (CRC, payload check; remote replicas only)", remote, 0, 1,
+             lambda: verify_frame(frame)),
+            ("replica", "seal: AES-GCM of the frame (its output; written by writev)", replicas, 1, 0, seal),
+            ("replica", "write 4 MiB file (page cache)", replicas, 0, 0, write),
+            ("replica", "write + fsync file + drop its pages + fsync dir", replicas, 0, 0, write_fsync_drop),
+            ("replica", "(before) write + fsync file + fsync dir, pages kept", replicas, 0, 0, write_fsync),
+            ("replica", "ChunkStore.put, all of it (verify, seal, write, fsync, link)", replicas, 0, 0,
              lambda: store.put(next(stored), "bench", "bench")),
         ]
         rows: list[dict[str, Any]] = []
-        for where, label, times, fn in steps:
+        for where, label, times, copies, passes, fn in steps:
             fn()  # warm (first allocation, page faults of a fresh buffer)
             if label.startswith("ChunkStore.put"):
                 stored = iter(frames[1:])
                 cpu, wall = _measure(fn, rounds - 1)
             else:
                 cpu, wall = _measure(fn, rounds)
-            rows.append({"where": where, "step": label, "per_chunk": times, "cpu_ms": round(cpu, 2),
-                         "wall_ms": round(wall, 2)})
+            rows.append({"where": where, "step": label, "per_chunk": round(times, 2), "cpu_ms": round(cpu, 2),
+                         "wall_ms": round(wall, 2), "copies": copies, "blake3_passes": passes})
     finally:
         meta.close()
         shutil.rmtree(directory, ignore_errors=True)
     if transport:
         from maillage.benchmarks.limits import measure_grpc
         grpc_tls = measure_grpc(max(64 << 20, 8 * CHUNK), 3)["grpc_tls_put"]
-        remote = replicas - replicas / sites  # copies per chunk that leave the coordinator
         mib = CHUNK / (1 << 20)
         transfers: tuple[tuple[str, str, float, float], ...] = (
                 ("client", "gRPC+TLS send of the chunk's 4 MiB (PutObject stream)", 1,
@@ -181,7 +183,7 @@ def chunk_budget(directory: Path, *, rounds: int = 8, replicas: int = 2, object_
                  grpc_tls["server_cpu_ms_per_mib"]))
         for where, label, share, per_mib in transfers:
             rows.append({"where": where, "step": label, "per_chunk": round(share, 2),
-                         "cpu_ms": round(per_mib * mib, 2), "wall_ms": None})
+                         "cpu_ms": round(per_mib * mib, 2), "wall_ms": None, "copies": 0, "blake3_passes": 0})
     chunks = max(1, object_size // CHUNK)
     # the steps a PUT runs (the write-only row and the whole-put row overlap the others: not summed)
     summed = [r for r in rows if not r["step"].startswith(("write 4 MiB", "ChunkStore.put", "(before)"))]
@@ -204,6 +206,13 @@ def format_budget(budget: dict, measured_ms: float | None = None) -> str:
         lines.append(f"  {r['where']:<12} {r['step']:<62} {r['cpu_ms']:>12.2f} {wall:>8} "
                      f"{r['per_chunk']:>4g} {r['per_put_cpu_ms']:>11.1f}{mark}")
     lines.append(f"  sum of the summed steps: {budget['per_put_cpu_ms']:,.0f} ms of CPU per {size} PUT")
+    lines.append("  per chunk, copies of its bytes / BLAKE3 passes over them (gRPC's own copies not counted; "
+                 "the coordinator's own store, one of the replicas, verifies nothing: 1 / 0):")
+    for where in ("client", "coordinator", "replica"):
+        own = [r for r in budget["rows"] if r["where"] == where and r["step"] in budget["summed_steps"]]
+        copies = sum(r["copies"] for r in own)
+        passes = sum(r["blake3_passes"] for r in own)
+        lines.append(f"    {where:<12} {copies} / {passes}")
     if measured_ms:
         rest = measured_ms - budget["per_put_cpu_ms"]
         lines.append(f"  measured CPU per PUT (nodes + client, under the profilers): {measured_ms:,.0f} ms; the rest, "

@@ -73,6 +73,8 @@ def test_chunk_budget_adds_up_the_steps_of_a_put(tmp_path):
     assert not any(s.startswith("ChunkStore.put") for s in budget["summed_steps"])  # it overlaps its parts
     text = format_budget(budget, measured_ms=budget["per_put_cpu_ms"] * 2)
     assert "CPU budget of one 8 MiB PUT (2 chunks" in text and "(50%)" in text
+    # copies / BLAKE3 passes per chunk, as tests/node/test_write_path_copies.py counts them
+    assert "client       1 / 1" in text and "coordinator  2 / 3" in text and "replica      1 / 1" in text
 
     report = ("64 MiB PUT c=1, 20.0 s under the profilers (...): [{'op': 'put', 'ops': 4, 'ops_per_s': 0.2}]\n\n"
               "CPU over the measured load (...):\n  site-a      2.00 s = 0.10 cores, waited 1.00 s   threads: x 1\n"
