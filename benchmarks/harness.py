@@ -95,9 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vs = parser.add_argument_group(
         "side by side with OpenStack Swift",
         "--vs-swift runs only this comparison (not the parts above): the Swift peer of ../shared/peers/swift, "
-        "then maillage (TLS, signed requests, encryption at rest), one after the other, same sizes and "
-        "concurrency (defaults here: --sizes 4K,1M,64M --concurrency 1,8 --seconds 5; a size may carry its "
-        "Swift object count, e.g. 4K:2000); prints the table of ratios and writes vs_swift.json/.md/.png.")
+        "plain and behind TLS (haproxy at its proxy), then maillage (TLS, signed requests, encryption at rest), "
+        "one after the other, same sizes and concurrency (defaults here: --sizes 4K,1M,64M --concurrency 1,8 "
+        "--seconds 5; a size may carry its Swift object count, e.g. 4K:2000), and the same boto3 cells against "
+        "maillage's S3 door and Swift's s3api; prints both ratio columns and writes vs_swift.json/.md/.png.")
     vs.add_argument("--vs-swift", action="store_true", help="run the side-by-side comparison with Swift")
     from maillage.benchmarks.vs_swift import add_arguments as add_vs_swift_arguments
     add_vs_swift_arguments(vs, standalone=False)

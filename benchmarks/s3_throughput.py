@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from maillage.benchmarks.machine import RssSampler, cpu_seconds, process_cpu_seconds
@@ -41,9 +43,9 @@ READ_PIECE = 1 << 20
 REGION = "us-east-1"
 
 
-def open_s3_mesh(sites: int = 3, *, tls: bool = True) -> LocalMesh:
+def open_s3_mesh(sites: int = 3, *, tls: bool = True, base_dir: Path | None = None) -> LocalMesh:
     """The throughput benchmark's mesh (not started) with S3 on every node, HTTPS unless `tls` is off."""
-    return LocalMesh(bench_layout(sites), s3=True, s3_default_policy=POLICY, s3_tls=tls)
+    return LocalMesh(bench_layout(sites), base_dir=base_dir, s3=True, s3_default_policy=POLICY, s3_tls=tls)
 
 
 def s3_client(mesh: LocalMesh, node: int = 0) -> Any:
@@ -56,8 +58,9 @@ def s3_client(mesh: LocalMesh, node: int = 0) -> Any:
 
 
 def _drive_s3(s3: Any, op: str, bodies: UniqueBodies, concurrency: int, seconds: float, keys: list[str],
-              errors: list[str]) -> tuple[list[float], float]:
-    """`concurrency` threads doing `op` back to back until `seconds` have passed (each at least once)."""
+              errors: list[str], bucket: str = BUCKET, min_per_worker: int = 0) -> tuple[list[float], float]:
+    """`concurrency` threads doing `op` back to back until `seconds` have passed (at least one
+    operation in all, and `min_per_worker` in each thread)."""
     from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     latencies: list[float] = []
@@ -67,19 +70,21 @@ def _drive_s3(s3: Any, op: str, bodies: UniqueBodies, concurrency: int, seconds:
 
     def worker() -> None:
         buf = bodies.buffer() if op == "put" else None
-        while time.monotonic() < deadline or not latencies:
+        finished = 0
+        while time.monotonic() < deadline or not latencies or finished < min_per_worker:
+            finished += 1
             try:
                 if buf is not None:  # op == "put"
                     with lock:
                         key = f"s3/{bodies.size}/{bodies.stamp(buf)}"
                     began = time.monotonic()
-                    s3.put_object(Bucket=BUCKET, Key=key, Body=buf)
+                    s3.put_object(Bucket=bucket, Key=key, Body=buf)
                     keys.append(key)
                 else:
                     with lock:
                         key = keys[next(counter) % len(keys)]
                     began = time.monotonic()
-                    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"]
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
                     for _ in body.iter_chunks(READ_PIECE):
                         pass
             except (BotoCoreError, ClientError) as exc:  # counted and shown, as the native side does
@@ -99,27 +104,34 @@ def _drive_s3(s3: Any, op: str, bodies: UniqueBodies, concurrency: int, seconds:
     return latencies, time.monotonic() - began
 
 
-def measure_s3(mesh: LocalMesh, s3: Any, sizes: Sequence[int], concurrencies: Sequence[int], seconds: float,
-               done: Callable[[dict], None] | None = None) -> list[dict]:
+def measure_s3(mesh: LocalMesh | None, s3: Any, sizes: Sequence[int], concurrencies: Sequence[int], seconds: float,
+               done: Callable[[dict], None] | None = None, *, server_pids: Callable[[], dict[str, int]] | None = None,
+               bucket: str = BUCKET, min_per_worker: int = 0) -> list[dict]:
     """Every (size, concurrency, op) cell through S3, rows as `throughput.measure` makes them. The
-    bench bucket must exist (the native side creates it)."""
+    bucket must exist (on a mesh, the native side creates it). `server_pids`: the processes whose
+    CPU is the rows' `node_cpu_s` (default: the mesh's nodes), so another store can be measured
+    with the same cells; `min_per_worker`: operations each thread finishes whatever `seconds` says."""
+    if server_pids is None:
+        assert mesh is not None, "measure_s3 needs a mesh or server_pids"
+        server_pids = functools.partial(node_pids, mesh)
     warm = UniqueBodies(4096)
     buf = warm.buffer()
     for i in range(8):  # connections and TLS sessions before anything is timed
         warm.stamp(buf)
-        s3.put_object(Bucket=BUCKET, Key=f"s3-warmup/{i}", Body=buf)
-        s3.get_object(Bucket=BUCKET, Key=f"s3-warmup/{i}")["Body"].read()
+        s3.put_object(Bucket=bucket, Key=f"s3-warmup/{i}", Body=buf)
+        s3.get_object(Bucket=bucket, Key=f"s3-warmup/{i}")["Body"].read()
     rows: list[dict] = []
     for size in sizes:
         bodies = UniqueBodies(size)
         keys: list[str] = []
         for concurrency in concurrencies:
             for op in ("put", "get"):
-                pids = node_pids(mesh)
+                pids = server_pids()
                 cpu0, nodes0 = cpu_seconds(), {k: process_cpu_seconds(p) or 0.0 for k, p in pids.items()}
                 errors: list[str] = []
-                with RssSampler(lambda: with_client(node_pids(mesh))) as sampler:
-                    latencies, elapsed = _drive_s3(s3, op, bodies, concurrency, seconds, keys, errors)
+                with RssSampler(lambda: with_client(server_pids())) as sampler:
+                    latencies, elapsed = _drive_s3(s3, op, bodies, concurrency, seconds, keys, errors, bucket,
+                                                   min_per_worker)
                 node_cpu = {k: (process_cpu_seconds(p) or 0.0) - nodes0[k] for k, p in pids.items()}
                 rows.append(_row(op, size, concurrency, latencies, elapsed, cpu_seconds() - cpu0, node_cpu,
                                  sampler.peak, errors))
