@@ -52,6 +52,10 @@ __all__ = ["READY_TIMEOUT", "START_WINDOW", "SiteSpec", "DEMO_SITES", "DEMO_POLI
            "ADMIN_PROFILE", "LocalMesh", "make_layout", "free_port", "free_ports", "node_env", "start_timeout"]
 
 READY_TIMEOUT = 30.0  # seconds one node may take from its launch to listening
+# ... plus this much per node launched before it: the hundredth node of a mesh starts on two cores
+# next to 99 running ones (gossip, their first TLS connections) and took 30-60 s to listen where
+# the first took one; a fixed 30 s failed one 100-site start in two.
+RUNNING_SLACK = 0.25
 # Nodes launched at once: each spends its first second importing and opening its stores, so
 # launching a hundred together on two cores made every one of them late (53.9 s for 100 sites);
 # a bounded window keeps the cores busy and each node's own timeout meaningful.
@@ -124,10 +128,11 @@ def node_env() -> dict[str, str]:
     return env
 
 
-def start_timeout(nodes: int, window: int = START_WINDOW, per_node: float = READY_TIMEOUT) -> float:
+def start_timeout(nodes: int, window: int = START_WINDOW, per_node: float = READY_TIMEOUT,
+                  slack: float = RUNNING_SLACK) -> float:
     """The longest `LocalMesh.start` may take for `nodes` nodes: each launch slot is held at most
-    `per_node` seconds."""
-    return per_node * -(-nodes // window)
+    `per_node` seconds plus `slack` per node launched before (at most `nodes`)."""
+    return (per_node + slack * (nodes - 1)) * -(-nodes // window)
 
 
 DEMO_TENANT = "demo"
@@ -262,21 +267,25 @@ class LocalMesh:
 
     def start(self, *, window: int = START_WINDOW, timeout: float = READY_TIMEOUT) -> None:
         """Launch every node, at most `window` still starting at once; each must listen within
-        `timeout` of its own launch (so the whole start is bounded by `start_timeout`)."""
+        `timeout` of its own launch plus `RUNNING_SLACK` per node launched before it (so the whole
+        start is bounded by `start_timeout`)."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         waiting = [n.id for n in self.layout.nodes]
         starting: dict[str, float] = {}   # node id -> its deadline
+        allowed: dict[str, float] = {}    # node id -> seconds it may take
         while waiting or starting:
             while waiting and len(starting) < window:
                 node_id = waiting.pop(0)
+                launched = len(self.layout.nodes) - len(waiting) - 1
                 self.start_node(node_id, wait=False)
-                starting[node_id] = time.monotonic() + timeout
+                allowed[node_id] = timeout + RUNNING_SLACK * launched
+                starting[node_id] = time.monotonic() + allowed[node_id]
             for node_id, deadline in list(starting.items()):
                 if self._listening(node_id):
                     del starting[node_id]
                 elif time.monotonic() > deadline:
-                    raise TimeoutError(f"node {node_id} not listening {timeout} s after its launch; "
+                    raise TimeoutError(f"node {node_id} not listening {allowed[node_id]:.0f} s after its launch; "
                                        f"log: {self.log_dir / (node_id + '.log')}\n{self.tail_log(node_id)}")
             if starting:
                 time.sleep(0.05)

@@ -18,11 +18,12 @@ after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
 
 Co-owners first. The nodes holding a replica of one of a dead node's partitions (its co-owners,
 `coowners.py`) are the ones whose reads, writes and repair lean on it, and the epidemic reaches a
-given node only after ~log N hops. So a node that suspects X on its own probe (or X is a co-owner
-of its own) tells up to `ALERT_FANOUT` of X's co-owners directly, at most once per `suspect_after`;
-each probes X itself, as any told node does, and a co-owner starts its ping-reqs with its direct
-probe instead of `RELAY_AFTER` of the probe timeout later. A told node probes X at most once per
-`suspect_after` whoever tells it, so a liar still costs each listener one probe, and nothing else.
+given node only after ~log N hops. So a node that suspects X on its own probe, in a settled mesh
+(`_isolated_failure`: not while it starts), tells up to `ALERT_FANOUT` of X's co-owners directly,
+at most once per `suspect_after`; each probes X itself, as any told node does, and a co-owner
+starts its ping-reqs with its direct probe instead of `RELAY_AFTER` of the probe timeout later.
+A told node probes X at most once per `suspect_after` whoever tells it, so a liar still costs each
+listener one probe, and nothing else.
 
 Lying nodes. A suspicion received from another node is a reason to probe the node ourselves
 (`_checks`), never a verdict, and only our own probe's failure makes us suspect it; only the node
@@ -72,6 +73,7 @@ MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; mo
 ENERGY_STATES = frozenset(s.value for s in State if s is not State.UNKNOWN)  # a peer's word on its site
 ENERGY_FRESH = 600.0    # seconds a peer's word on its site's energy state counts
 PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
+ALERT_QUIET = 50        # co-owners are told only while at most one node in this many is suspected
 ALERT_FANOUT = 32       # co-owners of a node told at once when our direct probe of it fails
 RELAY_AFTER = 0.5       # ping-reqs start when the direct probe is this much of its timeout late
 
@@ -337,9 +339,18 @@ class Gossip(BackgroundLoop):
         if self._detector.suspect(target):
             log.info("suspecting %s: no ack, directly or through %d peers", target, len(helpers))
             self._news.add(heard_of)
-            if not told:
+            if not told and self._isolated_failure():
                 self._alert(heard_of)
         self._checks[target] = None
+
+    def _isolated_failure(self) -> bool:
+        """Whether a suspicion is news worth telling co-owners: the mesh was settled (no node back
+        from a suspicion within the last minute) and few nodes are suspected here (at most one in
+        `ALERT_QUIET`). While a mesh starts, half of it is not up yet: 32 heartbeats for each such
+        node from each node that probes it made a 100-node start a storm (a node not listening 30 s
+        after its launch); a mass failure or a partition spreads by the epidemic as before."""
+        quiet = max(1, len(self._members()) // ALERT_QUIET)
+        return not self._detector.unsettled() and len(self._detector.suspects()) <= quiet
 
     def _alert(self, heard_of: Suspicion) -> None:
         """We suspect a node on a probe of our own (not because others said so), or it is a

@@ -60,9 +60,10 @@ def test_figures_are_sane(small) -> None:  # type: ignore[no-untyped-def]
     assert 0 < r.detect_p1 <= r.detect_p99 <= r.detect_all <= SMALL["news_cap"]
     assert 0 < r.layout_p1 <= r.layout_p99 <= r.layout_all <= SMALL["news_cap"]
     assert r.access_p99 <= r.access_all <= SMALL["news_cap"]
-    # the crashed node's co-owners (the nodes sharing a partition with it) suspect it within 5 s:
-    # told by the first node whose own probe failed (before they were told: 6.5-10.4 s, seeds 2-5)
-    assert r.holders > 0 and r.holders_all <= 5.0
+    # the crashed node's co-owners (the nodes sharing a partition with it) suspect it within about
+    # a told probe and its ping-reqs of the first suspicion, which tells them (1.0-2.2 s over seeds
+    # 2-5; 4.3-5.9 s before they were told, when they waited for the epidemic)
+    assert r.holders > 0 and r.holders_all - r.detect_p1 <= 3.0
     assert set(r.fan_out) == {"create", "head", "list", "delete"}
     assert all(0 <= v < n for v in r.fan_out.values()) and r.fan_out["create"] > 0
     assert r.false_suspicions >= 0

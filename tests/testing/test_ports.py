@@ -73,6 +73,7 @@ def test_a_port_in_use_is_never_handed_out(monkeypatch):
 
 
 def test_start_timeout_scales_with_the_mesh():
-    assert start_timeout(12, window=8, per_node=30) == 60
-    assert start_timeout(100, window=8, per_node=30) == 30 * 13
+    assert start_timeout(12, window=8, per_node=30, slack=0) == 60
+    assert start_timeout(100, window=8, per_node=30, slack=0) == 30 * 13
     assert start_timeout(1, window=8, per_node=30) == 30
+    assert start_timeout(100, window=8, per_node=30, slack=0.25) == (30 + 0.25 * 99) * 13
