@@ -20,10 +20,8 @@ Co-owners first. The nodes holding a replica of one of a dead node's partitions 
 `coowners.py`) are the ones whose reads, writes and repair lean on it, and the epidemic reaches a
 given node only after ~log N hops. So a node that suspects X on its own probe, in a settled mesh
 (`_isolated_failure`: not while it starts), tells up to `ALERT_FANOUT` of X's co-owners directly,
-at most once per `suspect_after`; each probes X itself, as any told node does, and a co-owner
-starts its ping-reqs with its direct probe instead of `RELAY_AFTER` of the probe timeout later.
-A told node probes X at most once per `suspect_after` whoever tells it, so a liar still costs each
-listener one probe, and nothing else.
+at most once per `suspect_after`; each probes X itself, as any told node does (a liar still
+costs each listener one probe, and nothing else).
 
 Lying nodes. A suspicion received from another node is a reason to probe the node ourselves
 (`_checks`), never a verdict, and only our own probe's failure makes us suspect it; only the node
@@ -44,7 +42,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from maillage.node.cluster.broadcasts import Broadcasts
@@ -75,7 +73,6 @@ ENERGY_FRESH = 600.0    # seconds a peer's word on its site's energy state count
 PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
 ALERT_QUIET = 50        # co-owners are told only while at most one node in this many is suspected
 ALERT_FANOUT = 32       # co-owners of a node told at once when our direct probe of it fails
-RELAY_AFTER = 0.5       # ping-reqs start when the direct probe is this much of its timeout late
 
 
 class Gossip(BackgroundLoop):
@@ -113,7 +110,6 @@ class Gossip(BackgroundLoop):
         self._fetches: set[asyncio.Task[None]] = set()
         self._checking: dict[str, asyncio.Task[None]] = {}   # told targets probed now, off the period
         self._co = CoOwners()
-        self._told: dict[str, float] = {}      # node -> when hearsay last made us check it
         self._alerted: dict[str, float] = {}   # node -> when we last told its co-owners
         self._alerts: set[asyncio.Task[None]] = set()
         self._own_energy = energy
@@ -133,7 +129,6 @@ class Gossip(BackgroundLoop):
         self._news.retain(members)
         self._checks = {n: None for n in self._checks if n in members}
         self._tried = {k: v for k, v in self._tried.items() if k[0] in members}
-        self._told = {k: v for k, v in self._told.items() if k in members}
         self._alerted = {k: v for k, v in self._alerted.items() if k in members}
         self._energy = {k: v for k, v in self._energy.items() if k in members}
         return members
@@ -198,11 +193,8 @@ class Gossip(BackgroundLoop):
             return   # it refuted that suspicion since: stale (0: the suspecter never heard it)
         if not self._detector.is_up(target):
             self._detector.confirm(target, sender)
-            return
-        now = self._clock.monotonic()
-        if now - self._told.get(target, -math.inf) >= self._detector.suspect_after:
+        elif not self._detector.heard_within(target, self._detector.suspect_after):
             # A liar repeating "X is dead" makes each node probe X at most once per suspect_after.
-            self._told[target] = now
             self._checks[target] = None
             self._check_now(target)
 
@@ -295,42 +287,25 @@ class Gossip(BackgroundLoop):
         if target not in self._members():
             return
         timeout = self._probe_timeout()
-        mine = target in self._co_owners(self.node_id)
-        direct = asyncio.ensure_future(self._ping(target, timeout))
-        relayed: asyncio.Future[list[bool | None]] | None = None
-        helpers: list[str] = []
-        try:
-            # A node others suspect and we never heard from since we started (not started yet, or
-            # dead since before we were) is suspected on our direct probe alone: asking others
-            # again would only repeat what they said, and while a mesh starts that was most of its
-            # cost (three relayed probes by every node for every node not listening yet).
-            if self._detector.is_up(target) and (not told or self._detector.ever_heard(target)):
-                # Others probe it for us (ping-req) once our direct probe is `RELAY_AFTER` of its
-                # timeout late, at once for a co-owner of ours that others suspect; the direct
-                # probe still waits its whole timeout, so the evidence is the same, only sooner.
-                if not (told and mine):
-                    await _first(direct, self._clock.sleep(timeout * RELAY_AFTER))
-                if not direct.done() or direct.result() is None:
-                    helpers = self._helpers(target)
-                    relayed = asyncio.ensure_future(self._relayed(helpers, target, 2 * timeout))
-            reply = await direct
-            if reply is not None and self._learn(reply, sender=target):
-                self.awareness = max(0, self.awareness - 1)
-                return
-            if not self._detector.is_up(target):   # already suspected: only its own ack clears that
-                self._checks[target] = None
-                return
-            heard_of = Suspicion(target, self._detector.incarnation(target))
-            if told:
-                # Others suspect it and it does not answer us either: pass the word on now, while
-                # the ping-reqs run, so the news moves one hop per direct probe. Each listener
-                # still probes it itself, and a lie about a live node stops at the first hop.
-                self._news.add(heard_of)
-            answers = await relayed if relayed is not None else []
-        finally:
-            for pending in (direct, relayed):
-                if pending is not None and not pending.done():
-                    pending.cancel()
+        reply = await self._ping(target, timeout)
+        if reply is not None and self._learn(reply, sender=target):
+            self.awareness = max(0, self.awareness - 1)
+            return
+        if not self._detector.is_up(target):   # already suspected: only its own ack clears that
+            self._checks[target] = None
+            return
+        heard_of = Suspicion(target, self._detector.incarnation(target))
+        if told:
+            # Others suspect it and it does not answer us either: pass the word on now, while the
+            # ping-reqs run (two probe timeouts), so the news moves one hop per direct probe. Each
+            # listener still probes it itself, and a lie about a live node stops at the first hop.
+            self._news.add(heard_of)
+        # A node others suspect and we never heard from since we started (not started yet, or
+        # dead since before we were) is suspected on our direct probe alone: asking others again
+        # would only repeat what they said, and while a mesh starts that was most of its cost
+        # (three relayed probes by every node for every node not listening yet).
+        helpers = [] if told and not self._detector.ever_heard(target) else self._helpers(target)
+        answers = await asyncio.gather(*(self._ping_req(h, target, 2 * timeout) for h in helpers))
         if any(answers):   # reachable through others: no suspicion this time, nothing to pass on
             self._news.drop(target, up_to=heard_of.incarnation)
             return
@@ -353,9 +328,9 @@ class Gossip(BackgroundLoop):
         return not self._detector.unsettled() and len(self._detector.suspects()) <= quiet
 
     def _alert(self, heard_of: Suspicion) -> None:
-        """We suspect a node on a probe of our own (not because others said so), or it is a
-        co-owner of ours: tell up to `ALERT_FANOUT` of its co-owners now, each of which probes it
-        itself at once (directly and through others), at most once per `suspect_after` per node.
+        """We suspect a node on a probe of our own (not because others said so): tell up to
+        `ALERT_FANOUT` of its co-owners now, each of which probes it itself at once, at most once
+        per `suspect_after` per node.
         Its co-owners are the nodes that must stop counting on it first, and the epidemic reaches
         a given node only after ~log N hops. Only once the loop runs (tests that drive `round()`
         keep control)."""
@@ -385,9 +360,6 @@ class Gossip(BackgroundLoop):
             return await self._transport.heartbeat(node_id, beat, timeout=timeout)
         except Exception:  # unanswered, refused or failed: this probe tells nothing more
             return None
-
-    async def _relayed(self, helpers: list[str], target: str, timeout: float) -> list[bool | None]:
-        return await asyncio.gather(*(self._ping_req(h, target, timeout) for h in helpers))
 
     async def _ping_req(self, helper: str, target: str, timeout: float) -> bool | None:
         """True/False: `helper` answered that `target` did / did not ack; None: no answer."""
@@ -447,11 +419,3 @@ class Gossip(BackgroundLoop):
         except (NodeError, StorageError, *OFFER_ERRORS) as err:
             log.warning("access document from %s refused: %s", node_id, err)
 
-
-async def _first(future: asyncio.Future[Any], delay: Awaitable[None]) -> None:
-    """Wait until `future` is done or `delay` is over, whichever comes first."""
-    sleeper = asyncio.ensure_future(delay)
-    try:
-        await asyncio.wait((future, sleeper), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        sleeper.cancel()
