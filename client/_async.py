@@ -576,8 +576,15 @@ class AsyncClient:
         one is; a frame that fails (a faulty or hostile coordinator) is fetched again from the copies."""
         try:
             return await asyncio.to_thread(decode_frame, frame, expected_digest=digest, key=key)
-        except CorruptFrame:
-            return await self._fetch_chunk(bucket, policy, digest, key)
+        except CorruptFrame as corrupt:
+            try:
+                return await self._fetch_chunk(bucket, policy, digest, key)
+            except e.NodeUnavailable as unavailable:
+                # A copy was read and failed (the nodes may have quarantined it since): corrupt
+                # data, not an unreachable mesh.
+                raise e.IntegrityError(f"chunk {digest.hex()[:16]}: the copy sent with the manifest failed "
+                                       f"verification ({corrupt}), and no other copy answered ({unavailable})"
+                                       ) from unavailable
 
     async def _fetch_chunk(self, bucket: str, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
         """A chunk of `bucket` (the node serves it only to a reader of that bucket), verified."""

@@ -271,15 +271,14 @@ class ObjectService:
         """A reader's GET in one round trip: the version `head_object` answers, the index of the chunk
         holding byte `offset` and that chunk's frame, read from the nearest copy (this node's own when
         it holds one). The reader verifies the frame as any chunk; b"" (an inline object, an offset
-        past the end, or no copy answering) leaves the reader to fetch it itself, as before."""
+        past the end) leaves nothing to send. No copy readable is QuorumNotReached: a copy that
+        failed its check is quarantined by the node that read it, so a reader sent on to fetch it
+        itself would only hear "not stored here" and take corrupt data for an unreachable mesh."""
         record, manifest = await self.head_object(caller, bucket, key, "GetObject", version_id)
         index = _chunk_at(manifest, offset)
         if index is None:
             return manifest, 0, b""
-        try:
-            frame = await self.coordinator.read_bucket_chunk(record, manifest.chunks[index].digest)
-        except NodeError:
-            return manifest, index, b""
+        frame = await self.coordinator.read_bucket_chunk(record, manifest.chunks[index].digest)
         return manifest, index, frame
 
     async def _write_target(self, caller: Caller, operation: str, bucket: str,
