@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from maillage.node.cluster.gc import DEFAULT_INTERVAL as DEFAULT_GC_INTERVAL
 from maillage.node.cluster.gc import ChunkCollector
@@ -41,7 +41,7 @@ from maillage.node.service.territory import Territory
 from maillage.node.trust.access_state import AccessState
 from maillage.node.trust.documents import SignedLayouts
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement.energy import EnergySource, PowerFigures, parse_energy_source, parse_power
+from maillage.placement.energy import parse_energy_source, parse_power
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE
 from maillage.storage import ChunkStore, HybridClock, MetaStore
 from maillage.storage.hlc import DEFAULT_MAX_DRIFT
@@ -84,21 +84,16 @@ def _no_naming_key(_tenant: str, _policy: str) -> None:
     return None
 
 
-def _declared_energy(layout: LayoutState, node_id: str) -> Callable[[], EnergySource | None]:
-    """The energy source the node's site declares in the layout it holds now."""
-    def declared() -> EnergySource | None:
-        current = layout.current
-        spec = current.site(current.node(node_id).site).energy
-        return None if spec is None else parse_energy_source(spec)
-    return declared
+T = TypeVar("T")
 
 
-def _declared_power(layout: LayoutState, node_id: str) -> Callable[[], PowerFigures | None]:
-    """The power figures the node's site declares in the layout it holds now."""
-    def declared() -> PowerFigures | None:
+def _declared(layout: LayoutState, node_id: str, field: str, parse: Callable[[str], T]) -> Callable[[], T | None]:
+    """What the node's site declares in `field` (its energy source, its power figures) in the
+    layout it holds now, parsed; None when the site declares nothing."""
+    def declared() -> T | None:
         current = layout.current
-        spec = current.site(current.node(node_id).site).power
-        return None if spec is None else parse_power(spec)
+        spec = getattr(current.site(current.node(node_id).site), field)
+        return None if spec is None else parse(spec)
     return declared
 
 
@@ -148,8 +143,9 @@ class Node:
         # put client connections into reconnect backoff.
         self.repair_peers = Peers(self.local, transport_for())
         # The site's energy signal and the turns of deferrable work (scrub, GC, expiry, hand-back).
-        self.energy = EnergyScheduler(_declared_energy(layout, node_id), clock=clock, green_carbon=t.green_carbon,
-                                      declared_power=_declared_power(layout, node_id))
+        self.energy = EnergyScheduler(_declared(layout, node_id, "energy", parse_energy_source), clock=clock,
+                                      green_carbon=t.green_carbon,
+                                      declared_power=_declared(layout, node_id, "power", parse_power))
         self.repairer = Repairer(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                  is_out=self.detector.is_down, interval=t.repair_interval,
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,
