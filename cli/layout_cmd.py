@@ -117,7 +117,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
          "Define policy NAME: data of its buckets rests only under the --allow location prefixes, "
          "in --replicas copies on distinct sites, preferring distinct --spread domains (the first N "
          "labels of the location), --backbone of them on backbone sites (exactly; the others on edge "
-         "sites; a layout without enough of either is refused). For an existing policy, options not "
+         "sites; a layout without enough of either is refused). --cold names the policy a lifecycle "
+         "Transition moves an object's chunks to (inside this one's territory, at least as many copies; "
+         "e.g. every copy on the backbone; --cold '' unsets it). For an existing policy, options not "
          "given keep their value.",
          lambda e: (e.add_argument("name", metavar="NAME"),
                     e.add_argument("--allow", action="append", metavar="PREFIX",
@@ -126,7 +128,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     e.add_argument("--spread", type=int, metavar="N",
                                    help="keep copies in distinct domains of N labels when possible"),
                     e.add_argument("--backbone", type=int, metavar="N",
-                                   help="copies on backbone sites, 0..R (default 0: any tier)")),
+                                   help="copies on backbone sites, 0..R (default 0: any tier)"),
+                    e.add_argument("--cold", metavar="POLICY",
+                                   help="where cold objects' chunks move (a policy inside this one)")),
          _policy_set,
          lambda a: f"set policy {a.name}")
     edit("policy-remove", "stage removing a policy no bucket uses",
@@ -191,7 +195,8 @@ def _policy_set(layout: Layout, a: argparse.Namespace) -> Layout:
     replicas = a.replicas if a.replicas is not None else (existing.replicas if existing else 2)
     spread = a.spread if a.spread is not None else (existing.spread if existing else None)
     backbone = a.backbone if a.backbone is not None else (existing.backbone if existing else 0)
-    return changes.policy_set(layout, a.name, allow, replicas, spread, backbone)
+    cold = a.cold if a.cold is not None else (existing.cold if existing else "")
+    return changes.policy_set(layout, a.name, allow, replicas, spread, backbone, cold)
 
 
 def _add_node(layout: Layout, a: argparse.Namespace) -> Layout:
@@ -376,7 +381,7 @@ def layout_doc(layout: Layout) -> dict:
         "nodes": [{"id": n.id, "site": n.site, "address": n.address, "capacity": n.capacity,
                    "state": n.state.value, "cert_key": n.cert_key} for n in layout.nodes],
         "policies": [{"name": p.name, "allow": [format_location(a) for a in p.allow], "replicas": p.replicas,
-                      "spread": p.spread, "backbone": p.backbone,
+                      "spread": p.spread, "backbone": p.backbone, "cold": p.cold,
                       "eligible_sites": len({n.site for n in layout.eligible_nodes(p.name)})}
                      for p in layout.policies],
     }
@@ -434,6 +439,7 @@ def _show(doc: dict, as_json: bool, title: str) -> None:
     print("policies:")
     rows = [[p["name"], ", ".join(p["allow"]), f"R={p['replicas']}",
              "" if p["spread"] is None else f"spread {p['spread']}",
-             f"{p['backbone']} on backbone" if p["backbone"] else "", f"{p['eligible_sites']} eligible site(s)"]
+             f"{p['backbone']} on backbone" if p["backbone"] else "", f"cold: {p['cold']}" if p["cold"] else "",
+             f"{p['eligible_sites']} eligible site(s)"]
             for p in doc["policies"]]
     print(table(rows, indent="  ") if rows else "  (none)")

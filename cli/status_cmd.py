@@ -80,7 +80,8 @@ def lifecycle_note(c: dict) -> str:
     """`lifecycle 3 expired, 1 kept by lock; ` once a lifecycle sweep removed or kept anything."""
     done = [f"{c[name]} {words}" for name, words in (
         ("expired", "expired"), ("noncurrent_removed", "noncurrent removed"), ("markers_removed", "markers removed"),
-        ("uploads_aborted", "uploads aborted"), ("kept_by_lock", "kept by lock")) if c[name]]
+        ("uploads_aborted", "uploads aborted"), ("kept_by_lock", "kept by lock"),
+        ("transitioned", "moved to a cold class")) if c[name]]
     return f"lifecycle {', '.join(done)}; " if done else ""
 
 

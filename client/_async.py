@@ -58,6 +58,7 @@ from maillage.proto.channels import open_channel
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import CorruptFrame, decode_frame
 from maillage.proto.limits import INLINE_MAX
+from maillage.proto.storage_class import chunk_policy_named, storage_class
 
 Body = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
 Progress = Callable[[int, int | None], None]   # (bytes done, total bytes if known)
@@ -78,7 +79,8 @@ def _bucket(msg: pb.Bucket) -> Bucket:
 
 def _info(m: pb.Manifest) -> ObjectInfo:
     return ObjectInfo(bucket=m.bucket, key=m.key, size=m.size, etag=m.etag, version=m.version,
-                      content_type=m.content_type, metadata=dict(m.user_metadata), version_id=m.version_id)
+                      content_type=m.content_type, metadata=dict(m.user_metadata), version_id=m.version_id,
+                      storage_class=storage_class(m.attributes))
 
 
 class AsyncObjectBody:
@@ -553,8 +555,8 @@ class AsyncClient:
             start, end = max(0, range[0]), min(manifest.size, range[1])
             if start > end:
                 raise e.InvalidRequest(f"range {range} is empty or outside the object's {manifest.size} bytes")
-        return AsyncObjectBody(self, _info(manifest), manifest, await self._policy_of(bucket), start, end, bucket,
-                               first)
+        return AsyncObjectBody(self, _info(manifest), manifest, await self._chunk_policy(bucket, manifest),
+                               start, end, bucket, first)
 
     async def _open(self, bucket: str, key: str, version_id: str | None,
                     offset: int) -> tuple[pb.Manifest, tuple[int, bytes]]:
@@ -586,10 +588,16 @@ class AsyncClient:
                                        f"verification ({corrupt}), and no other copy answered ({unavailable})"
                                        ) from unavailable
 
+    async def _chunk_policy(self, bucket: str, manifest: pb.Manifest) -> str:
+        """The policy a version's chunks rest under: its bucket's, or the cold one a lifecycle
+        transition moved them to (never one wider than the bucket's: `Layout.chunk_policy`)."""
+        policy = await self._policy_of(bucket)
+        return (await self.layout()).chunk_policy(policy, chunk_policy_named(manifest.attributes, policy))
+
     async def _fetch_chunk(self, bucket: str, policy: str, digest: bytes, key: bytes | None = None) -> bytes:
-        """A chunk of `bucket` (the node serves it only to a reader of that bucket), verified."""
-        """A chunk's plain bytes from the nearest replica that gives a copy verified with `key` (a
-        keyed copy without a key, or a wrong digest, counts as corrupt: IntegrityError if none)."""
+        """A chunk of `bucket` (the node serves it only to a reader of that bucket): its plain bytes
+        from the nearest replica of `policy` that gives a copy verified with `key` (a keyed copy
+        without a key, or a wrong digest, counts as corrupt: IntegrityError if none)."""
         layout = await self.layout()
         table = partition_table(layout, policy)
         p = chunk_partition(digest, table.bits)
@@ -909,11 +917,12 @@ def _lifecycle_rule_to_pb(r: LifecycleRule) -> pb.LifecycleRule:
         ("size_greater_than", r.size_greater_than), ("size_less_than", r.size_less_than),
         ("expiration_days", r.expiration_days),
         ("expiration_date_ms", None if r.expiration_date is None else _epoch_ms(r.expiration_date)),
-        ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days))
+        ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days),
+        ("transition_days", r.transition_days))
         if value is not None}
     return pb.LifecycleRule(id=r.id, enabled=r.enabled, prefix=r.prefix, tags=dict(r.tags),
                             expired_object_delete_marker=r.expired_object_delete_marker,
-                            newer_noncurrent=r.newer_noncurrent, **optional)
+                            newer_noncurrent=r.newer_noncurrent, transition_class=r.transition_class, **optional)
 
 
 def _lifecycle_rule_from_pb(r: pb.LifecycleRule) -> LifecycleRule:
@@ -926,4 +935,5 @@ def _lifecycle_rule_from_pb(r: pb.LifecycleRule) -> LifecycleRule:
         expiration_days=optional("expiration_days"),
         expiration_date=None if date_ms is None else datetime.fromtimestamp(date_ms / 1000, UTC),
         expired_object_delete_marker=r.expired_object_delete_marker, noncurrent_days=optional("noncurrent_days"),
-        newer_noncurrent=r.newer_noncurrent, abort_multipart_days=optional("abort_multipart_days"))
+        newer_noncurrent=r.newer_noncurrent, abort_multipart_days=optional("abort_multipart_days"),
+        transition_days=optional("transition_days"), transition_class=r.transition_class)

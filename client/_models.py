@@ -26,6 +26,7 @@ class ObjectInfo:
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
     version_id: str = ""           # on a versioned bucket: this version's id (24 hex digits or "null")
+    storage_class: str = "STANDARD"  # or the cold class a lifecycle Transition moved it to (STANDARD_IA...)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class LifecycleRule:
     noncurrent_days: int | None = None          # noncurrent versions go this many days after they became so
     newer_noncurrent: int = 0                   # ... but for this many newest ones
     abort_multipart_days: int | None = None     # unfinished multipart uploads are aborted after this many days
+    transition_days: int | None = None          # the current version moves to `transition_class` after this many
+    transition_class: str = ""                  # ... days: STANDARD_IA or GLACIER_IR (its policy's cold copies)
 
 
 @dataclass(frozen=True)

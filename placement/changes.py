@@ -204,10 +204,11 @@ def remove(layout: Layout, name: str) -> Layout:
 
 
 def policy_set(layout: Layout, name: str, allow: Iterable[str | Sequence[str]], replicas: int = 2,
-               spread: int | None = None, backbone: int = 0) -> Layout:
-    """Create policy ``name`` or replace its rule (``backbone``: copies on backbone sites)."""
+               spread: int | None = None, backbone: int = 0, cold: str = "") -> Layout:
+    """Create policy ``name`` or replace its rule (``backbone``: copies on backbone sites; ``cold``:
+    the policy its cold objects' chunks move to)."""
     prefixes = tuple(_location(a, f"allow[{i}]") for i, a in enumerate(allow))
-    policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread, backbone=backbone)
+    policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread, backbone=backbone, cold=cold)
     return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
 
 
@@ -250,8 +251,9 @@ def layout_diff(old: Layout, new: Layout) -> list[str]:
     def policy_text(p: Policy) -> str:
         spread = "" if p.spread is None else f", spread {p.spread}"
         backbone = f", {p.backbone} on backbone" if p.backbone else ""
+        cold = f", cold objects to {p.cold}" if p.cold else ""
         return (f"policy {p.name}: allow {', '.join(format_location(a) for a in p.allow)}, R={p.replicas}"
-                f"{spread}{backbone}")
+                f"{spread}{backbone}{cold}")
 
     def fields(a: Node, b: Node) -> str:
         changes = []

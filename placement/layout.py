@@ -184,16 +184,21 @@ class Policy:
     """A residency rule: data rests only under one of the ``allow`` prefixes, on
     ``replicas`` distinct sites, preferring distinct ``spread``-label domains. ``backbone``: how
     many of the copies rest on backbone sites (exactly that many; the others on edge sites), 0:
-    any site, whatever its tier."""
+    any site, whatever its tier. ``cold``: the policy an object's chunks move to when a lifecycle
+    rule turns it cold ("" none): named in the same layout, inside this policy's territory, with
+    at least as many copies (checked by ``Layout``), e.g. every copy on the backbone."""
 
     name: str
     allow: tuple[tuple[str, ...], ...]
     replicas: int = 2
     spread: int | None = None
     backbone: int = 0
+    cold: str = ""
 
     def __post_init__(self) -> None:
         _check_name(self.name, "name")
+        if self.cold:
+            _check_name(self.cold, "cold")
         if not isinstance(self.allow, tuple) or not self.allow:
             raise LayoutError("allow: must list at least one location prefix")
         seen = set()
@@ -265,12 +270,35 @@ class Layout:
                 )
             addresses[node.address] = i
         self._check_pins(nodes)
+        self._check_cold(policies)
         object.__setattr__(self, "sites", tuple(sorted(sites, key=lambda s: s.name)))
         object.__setattr__(self, "nodes", tuple(sorted(nodes, key=lambda n: n.id)))
         object.__setattr__(self, "policies", tuple(sorted(policies, key=lambda p: p.name)))
         object.__setattr__(self, "_sites_by_name", {s.name: s for s in self.sites})
         object.__setattr__(self, "_nodes_by_id", {n.id: n for n in self.nodes})
         object.__setattr__(self, "_policies_by_name", {p.name: p for p in self.policies})
+
+    @staticmethod
+    def _check_cold(policies: tuple[Policy, ...]) -> None:
+        """A policy's cold sibling is another policy of the layout, inside its territory (a move to
+        it never widens residency), keeping at least its copies, and not itself cold-linked (one
+        step: a cold object never moves again)."""
+        by_name = {p.name: p for p in policies}
+        for i, policy in enumerate(policies):
+            if not policy.cold:
+                continue
+            cold = by_name.get(policy.cold)
+            where = f"policies[{i}].cold"
+            if cold is None or cold.name == policy.name:
+                raise LayoutError(f"{where}: {policy.cold!r} is not another policy of the layout")
+            if not cold.within(policy):
+                raise LayoutError(f"{where}: policy {cold.name!r} allows locations policy {policy.name!r} "
+                                  "does not; a cold move must stay inside the policy's territory")
+            if cold.replicas < policy.replicas:
+                raise LayoutError(f"{where}: policy {cold.name!r} keeps {cold.replicas} copies, fewer than "
+                                  f"{policy.name!r}'s {policy.replicas}")
+            if cold.cold:
+                raise LayoutError(f"{where}: policy {cold.name!r} has a cold policy of its own")
 
     @staticmethod
     def _check_pins(nodes: tuple[Node, ...]) -> None:
@@ -327,6 +355,18 @@ class Layout:
             return self._policies_by_name[name]
         except KeyError:
             raise UnknownPolicy(f"unknown policy {name!r} in layout version {self.version}") from None
+
+    def chunk_policy(self, bucket_policy: str, named: str) -> str:
+        """The policy a version's chunks rest under, ``named`` by its manifest (its bucket's policy,
+        or that policy's cold one after a lifecycle transition): refused (``LayoutError``) when it
+        names a policy wider than the bucket's, so no manifest sends a read or a copy outside the
+        bucket's territory."""
+        if not named or named == bucket_policy:
+            return bucket_policy
+        if not self.policy(named).within(self.policy(bucket_policy)):
+            raise LayoutError(f"a manifest of a bucket of policy {bucket_policy!r} names chunks under policy "
+                              f"{named!r}, which allows locations {bucket_policy!r} does not")
+        return named
 
     def location_of(self, node_id: str) -> tuple[str, ...]:
         """The node's location as the admin's layout says (from its site)."""

@@ -36,6 +36,7 @@ Shape::
     replicas = 2                 # optional, >= 2, default 2
     spread = 3                   # optional: leading labels forming a failure domain to keep distinct
     backbone = 1                 # optional, 0..replicas, default 0: copies that rest on backbone sites
+    cold = "france-backbone"     # optional: the policy an object's chunks move to once cold (lifecycle)
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ _TOP_KEYS = {"version", "partition_bits", "placement", "sites", "nodes", "polici
 _PLACEMENT_ABSENT = 1  # what a layout text without `placement` was placed with
 _SITE_KEYS = {"name", "location", "energy", "tier", "power"}
 _NODE_KEYS = {"id", "site", "address", "capacity", "state", "cert_key"}
-_POLICY_KEYS = {"name", "allow", "replicas", "spread", "backbone"}
+_POLICY_KEYS = {"name", "allow", "replicas", "spread", "backbone", "cold"}
 
 
 def parse_capacity(value: object, field: str = "capacity") -> int:
@@ -220,6 +221,7 @@ def parse_layout(text: str) -> Layout:
             replicas=raw.get("replicas", 2),
             spread=raw.get("spread"),
             backbone=raw.get("backbone", 0),
+            cold=raw.get("cold", ""),
         )
         policies.append(_build(where, partial(Policy, **kw)))
 
@@ -274,4 +276,6 @@ def format_layout(layout: Layout) -> str:
             out.append(f"spread = {policy.spread}")
         if policy.backbone:
             out.append(f"backbone = {policy.backbone}")
+        if policy.cold:
+            out.append(f"cold = {_s(policy.cold)}")
     return "\n".join(out) + "\n"

@@ -263,20 +263,22 @@ class GcStats(_message.Message):
     def __init__(self, tombstones_removed: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
 
 class LifecycleStats(_message.Message):
-    __slots__ = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock")
+    __slots__ = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock", "transitioned")
     SWEEPS_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
     NONCURRENT_REMOVED_FIELD_NUMBER: _ClassVar[int]
     MARKERS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_ABORTED_FIELD_NUMBER: _ClassVar[int]
     KEPT_BY_LOCK_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONED_FIELD_NUMBER: _ClassVar[int]
     sweeps: int
     expired: int
     noncurrent_removed: int
     markers_removed: int
     uploads_aborted: int
     kept_by_lock: int
-    def __init__(self, sweeps: _Optional[int] = ..., expired: _Optional[int] = ..., noncurrent_removed: _Optional[int] = ..., markers_removed: _Optional[int] = ..., uploads_aborted: _Optional[int] = ..., kept_by_lock: _Optional[int] = ...) -> None: ...
+    transitioned: int
+    def __init__(self, sweeps: _Optional[int] = ..., expired: _Optional[int] = ..., noncurrent_removed: _Optional[int] = ..., markers_removed: _Optional[int] = ..., uploads_aborted: _Optional[int] = ..., kept_by_lock: _Optional[int] = ..., transitioned: _Optional[int] = ...) -> None: ...
 
 class EnergyKind(_message.Message):
     __slots__ = ("kind", "turns", "bytes", "green_bytes", "waits", "waiting", "joules", "green_joules")
@@ -792,7 +794,7 @@ class ObjectLegalHold(_message.Message):
     def __init__(self, on: _Optional[bool] = ...) -> None: ...
 
 class LifecycleRule(_message.Message):
-    __slots__ = ("id", "enabled", "prefix", "tags", "size_greater_than", "size_less_than", "expiration_days", "expiration_date_ms", "expired_object_delete_marker", "noncurrent_days", "newer_noncurrent", "abort_multipart_days")
+    __slots__ = ("id", "enabled", "prefix", "tags", "size_greater_than", "size_less_than", "expiration_days", "expiration_date_ms", "expired_object_delete_marker", "noncurrent_days", "newer_noncurrent", "abort_multipart_days", "transition_days", "transition_class")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -812,6 +814,8 @@ class LifecycleRule(_message.Message):
     NONCURRENT_DAYS_FIELD_NUMBER: _ClassVar[int]
     NEWER_NONCURRENT_FIELD_NUMBER: _ClassVar[int]
     ABORT_MULTIPART_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_CLASS_FIELD_NUMBER: _ClassVar[int]
     id: str
     enabled: bool
     prefix: str
@@ -824,7 +828,9 @@ class LifecycleRule(_message.Message):
     noncurrent_days: int
     newer_noncurrent: int
     abort_multipart_days: int
-    def __init__(self, id: _Optional[str] = ..., enabled: _Optional[bool] = ..., prefix: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., size_greater_than: _Optional[int] = ..., size_less_than: _Optional[int] = ..., expiration_days: _Optional[int] = ..., expiration_date_ms: _Optional[int] = ..., expired_object_delete_marker: _Optional[bool] = ..., noncurrent_days: _Optional[int] = ..., newer_noncurrent: _Optional[int] = ..., abort_multipart_days: _Optional[int] = ...) -> None: ...
+    transition_days: int
+    transition_class: str
+    def __init__(self, id: _Optional[str] = ..., enabled: _Optional[bool] = ..., prefix: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., size_greater_than: _Optional[int] = ..., size_less_than: _Optional[int] = ..., expiration_days: _Optional[int] = ..., expiration_date_ms: _Optional[int] = ..., expired_object_delete_marker: _Optional[bool] = ..., noncurrent_days: _Optional[int] = ..., newer_noncurrent: _Optional[int] = ..., abort_multipart_days: _Optional[int] = ..., transition_days: _Optional[int] = ..., transition_class: _Optional[str] = ...) -> None: ...
 
 class BucketLifecycle(_message.Message):
     __slots__ = ("bucket", "rules")

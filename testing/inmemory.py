@@ -368,7 +368,7 @@ class InMemoryMesh:
         manifest = await node.coordinator.head_object(record, key)
         if manifest.inline is not None:
             return manifest.inline
-        table = node.layout.table(record.policy)
+        table = node.layout.table(node.coordinator.chunk_policy(record, manifest))
         name_key = node.coordinator.key_of(record)
         parts = []
         for ref in manifest.chunks:

@@ -48,7 +48,8 @@ def energy_fields(e: pb.EnergyStatus) -> dict[str, Any]:
                       for k in e.kinds}}
 
 
-LIFECYCLE_FIELDS = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock")
+LIFECYCLE_FIELDS = ("sweeps", "expired", "noncurrent_removed", "markers_removed", "uploads_aborted", "kept_by_lock",
+                    "transitioned")
 
 
 def status_rows(nodes: Sequence[Node], answers: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from maillage.node.replicas.transport import Peers
 from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
+from maillage.placement import Layout, Node
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class ChunkCollector(BackgroundLoop):
         """Remove chunks held here past the grace that no live manifest references.
 
         The references come from every node eligible for the policy (index owners and any node
-        holding a hinted manifest: handoff never leaves the policy), and all must answer: one
+        holding a hinted manifest: handoff never leaves the policy), or for a policy naming it cold
+        (whose manifests name the chunks a lifecycle transition moved), and all must answer: one
         silent node could hold the only manifest of an object. An upload that reuses a chunk
         refreshes its holding time (HasChunks, PutChunk), so a chunk an upload counts on is
         always younger than the grace."""
@@ -82,7 +84,7 @@ class ChunkCollector(BackgroundLoop):
                 continue
             referenced: set[bytes] = set()
             try:
-                for node in [n for n in layout.nodes if policy.allows(layout.location_of(n.id))]:
+                for node in _reference_holders(layout, policy.name):
                     if not self._is_up(node.id):
                         raise NodeError(f"{node.id} is not up")
                     referenced.update(await self._peers.replica(node.id).referenced_chunks(policy.name))
@@ -96,3 +98,10 @@ class ChunkCollector(BackgroundLoop):
                 log.info("chunk GC: removed %d unreferenced chunk(s) of %s", len(garbage), policy.name)
         self.stats.passes_completed += 1
         self._job.close()
+
+
+def _reference_holders(layout: Layout, policy: str) -> list[Node]:
+    """The nodes whose manifests may name chunks resting under `policy`: those inside it, and those
+    inside a policy that names it cold (`Policy.cold`)."""
+    policies = [p for p in layout.policies if p.name == policy or p.cold == policy]
+    return [n for n in layout.nodes if any(p.allows(layout.location_of(n.id)) for p in policies)]

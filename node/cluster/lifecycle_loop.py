@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import asdict
 
 from maillage.node.cluster.sweep import PeriodicSweep
 from maillage.node.data.bucket_settings import LIFECYCLE, BucketSettings
@@ -58,6 +59,6 @@ class LifecycleLoop(PeriodicSweep):
         await self._each_led_bucket(one, "lifecycle")
         self.totals.add(done)
         self.sweeps += 1
-        if done.expired or done.noncurrent_removed or done.markers_removed or done.uploads_aborted:
+        if any(asdict(done).values()):
             log.info("lifecycle: %s", done)
         return done

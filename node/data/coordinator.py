@@ -51,6 +51,7 @@ from maillage.node.errors import (
     BucketDisputed,
     BucketNotEmpty,
     IntegrityError,
+    InvalidArgument,
     NodeError,
     NoSuchBucket,
     NoSuchKey,
@@ -65,6 +66,7 @@ from maillage.placement import PartitionTable, PlacementError, bucket_partition,
 from maillage.proto.etags import composed_etag, composed_parts
 from maillage.proto.frame import chunk_digest, decode_frame, encode_frame, read_frame_header
 from maillage.proto.limits import DEFAULT_CHUNK_SIZE, INLINE_MAX, check_chunk_size
+from maillage.proto.storage_class import CHUNK_POLICY_ATTRIBUTE, STORAGE_CLASS_ATTRIBUTE, chunk_policy_named
 from maillage.storage import BucketRecord, BucketTombstone, ChunkRef, HybridClock, Manifest, version_time
 
 T = TypeVar("T")
@@ -107,6 +109,9 @@ CHECKSUM_PREFIX = "checksum-"
 #: key's current version again): the manifest is renumbered so it wins on every replica, and its
 #: Last-Modified stays the write's (`written_at`).
 WRITTEN_ATTRIBUTE = "written"
+#: Attributes a copy does not take from its source: when it was written, and where its chunks
+#: rested (a copy's rest under its own bucket's policy, class STANDARD).
+_NOT_COPIED = frozenset({WRITTEN_ATTRIBUTE, CHUNK_POLICY_ATTRIBUTE, STORAGE_CLASS_ATTRIBUTE})
 
 
 def checksums_of(m: Manifest) -> dict[str, str]:
@@ -582,7 +587,7 @@ class Coordinator:
                              user_metadata=tuple(sorted(replacement.user_metadata.items())),
                              attributes=tuple(sorted({**_etag_only(source), **replacement.attributes}.items())))
         table = self._layout.table(dest.policy)
-        src_table = self._layout.table(src_record.policy)
+        src_table = self._layout.table(self.chunk_policy(src_record, source))
         src_key, dst_key = self.key_of(src_record), self.key_of(dest)
         chunks = []
         for ref in source.chunks:  # dedup is per policy: make sure each chunk sits where dest wants it
@@ -603,7 +608,7 @@ class Coordinator:
         previous = asyncio.ensure_future(self.latest(dest, key))
         manifest = replace(source, bucket=dest.name, key=key, version=await self.next_version(previous),
                            writer=self.node_id, generation=dest.generation, chunks=tuple(chunks), etag=etag,
-                           attributes=tuple(kv for kv in source.attributes if kv[0] != WRITTEN_ATTRIBUTE))
+                           attributes=tuple(kv for kv in source.attributes if kv[0] not in _NOT_COPIED))
         if stamp is not None:
             manifest = await stamp(manifest)
         await self.write_manifest(dest, manifest)
@@ -628,9 +633,34 @@ class Coordinator:
         (one declaring more than any chunk, `FrameTooLarge`, is skipped for the next replica)."""
         return await self._read_from_replicas(table, digest, _header_checked)
 
-    async def read_bucket_chunk(self, bucket: BucketRecord, digest: bytes) -> bytes:
-        """`read_chunk` of a chunk of `bucket` (its policy's copies)."""
-        return await self.read_chunk(self._layout.table(bucket.policy), digest)
+    def chunk_policy(self, bucket: BucketRecord, version: Manifest) -> str:
+        """The policy `version`'s chunks rest under: its bucket's, or the cold one a lifecycle
+        transition moved them to (never one wider than the bucket's: `Layout.chunk_policy`)."""
+        return self._layout.current.chunk_policy(
+            bucket.policy, chunk_policy_named(dict(version.attributes), bucket.policy))
+
+    async def move_to_cold(self, bucket: BucketRecord, version: Manifest, storage_class: str) -> dict[str, str]:
+        """Copy `version`'s chunks to its bucket policy's cold policy (`Policy.cold`: inside the same
+        territory), and answer the attributes its restated manifest takes; the copies it leaves are
+        dropped by GC once no live manifest names them there. Each frame is sent as read and verified
+        by the replica that stores it. Nothing moves when the policy names no cold policy
+        (InvalidArgument) or the layout cannot place the cold one (PolicyUnsatisfiable)."""
+        cold = self._layout.current.policy(bucket.policy).cold
+        if not cold:
+            raise InvalidArgument(f"policy {bucket.policy!r} of bucket {bucket.name!r} names no cold policy "
+                                  f"to move objects of class {storage_class} to (`maillage layout policy-set "
+                                  f"{bucket.policy} --cold POLICY`)")
+        source, table = self._layout.table(self.chunk_policy(bucket, version)), self._layout.table(cold)
+        for ref in version.chunks:
+            frame = await self.read_chunk(source, ref.digest)
+            await self._replicate_chunk(table, cold, ref.digest, frame, bucket.owner)
+        attributes = dict(version.attributes)
+        attributes.update({CHUNK_POLICY_ATTRIBUTE: cold, STORAGE_CLASS_ATTRIBUTE: storage_class})
+        return attributes
+
+    async def read_version_chunk(self, bucket: BucketRecord, version: Manifest, digest: bytes) -> bytes:
+        """A chunk's frame of `version` of an object of `bucket`, from where its chunks rest."""
+        return await self.read_chunk(self._layout.table(self.chunk_policy(bucket, version)), digest)
 
     async def read_plain_chunk(self, table: PartitionTable, digest: bytes, name_key: bytes | None) -> bytes:
         """A chunk's plain bytes, verified against its name; a copy that fails the check (bit rot

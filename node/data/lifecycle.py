@@ -8,13 +8,19 @@ versions at a given time, and one sweep of a bucket applying them.
   (`expiration_days` after its write, or from `expiration_date_ms` on), expire noncurrent versions
   (`noncurrent_days` after they became noncurrent, keeping the `newer_noncurrent` newest), remove
   a delete marker left alone (`expired_object_delete_marker`), abort multipart uploads begun
-  `abort_multipart_days` ago (prefix filter only, as S3). Days are counted exactly from the
+  `abort_multipart_days` ago (prefix filter only, as S3), move the current version to a cold
+  storage class `transition_days` after its write (`transition_class`, one of
+  `proto.storage_class.COLD_CLASSES`: its chunks go to the bucket policy's cold policy, e.g. every
+  copy on the backbone, inside the same territory; versions below `TRANSITION_MIN_SIZE` stay, as
+  AWS leaves objects under 128 KiB). Days are counted exactly from the
   version's write (its Last-Modified), not rounded to the next midnight as AWS does.
 * **A sweep** (`Lifecycle.sweep`, run by `cluster/lifecycle_loop.py` on the bucket's leading
   record owner) walks the bucket's versions once, in key order, and acts through `Versions`:
   expiring a current version is a DELETE (a delete marker on a versioned bucket), expiring a
   noncurrent one removes it by version id, which object lock refuses while a retention or legal
-  hold keeps it (counted, left for a later sweep). Every action waits for a turn of the energy
+  hold keeps it (counted, left for a later sweep); a transition copies the version's chunks to
+  the cold policy then restates its manifest, unless a write made another version current
+  meanwhile (the copies left are collected by GC). Every action waits for a turn of the energy
   job and the sweep stops between two keys on a shed order.
 """
 
@@ -30,14 +36,16 @@ from maillage.node.data.multipart import MultipartUploads
 from maillage.node.data.versions import Version, Versions
 from maillage.node.errors import InvalidArgument
 from maillage.node.object_lock import ObjectLocked
+from maillage.proto.storage_class import COLD_CLASSES, STANDARD, storage_class
 from maillage.storage import BucketRecord
 
 __all__ = ["Filter", "Rule", "LifecycleConfig", "Lifecycle", "SweepCounts", "MAX_RULES", "DAY_MS",
-           "current_expires", "noncurrent_to_remove"]
+           "current_expires", "current_transition", "noncurrent_to_remove", "TRANSITION_MIN_SIZE"]
 
 MAX_RULES = 100
 DAY_MS = 86_400_000
 _PAGE = 500
+TRANSITION_MIN_SIZE = 128 * 1024  # AWS's default: smaller objects are not transitioned (ours are inline)
 
 
 @dataclass(frozen=True)
@@ -65,12 +73,14 @@ class Rule:
     noncurrent_days: int | None = None
     newer_noncurrent: int = 0
     abort_multipart_days: int | None = None
+    transition_days: int | None = None
+    transition_class: str = ""
     rule_prefix: bool = False  # the prefix was given in the Rule (S3's older form), not a Filter: kept for its answer
 
     def __post_init__(self) -> None:
         if len(self.id) > 255:
             raise InvalidArgument("a lifecycle rule's ID is at most 255 characters")
-        for name in ("expiration_days", "noncurrent_days", "abort_multipart_days"):
+        for name in ("expiration_days", "noncurrent_days", "abort_multipart_days", "transition_days"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 100_000:
                 raise InvalidArgument(f"a lifecycle rule's {name} is a whole number of days, 1 to 100000")
@@ -83,9 +93,17 @@ class Rule:
         if self.abort_multipart_days is not None and (self.filter.tags or self.filter.size_greater_than is not None
                                                       or self.filter.size_less_than is not None):
             raise InvalidArgument("AbortIncompleteMultipartUpload takes a prefix filter only (no tags or sizes)")
+        if (self.transition_days is None) != (not self.transition_class):
+            raise InvalidArgument("a lifecycle Transition gives Days and a StorageClass")
+        if self.transition_class and self.transition_class not in COLD_CLASSES:
+            raise InvalidArgument(f"a lifecycle Transition's StorageClass is one of {', '.join(COLD_CLASSES)} "
+                                  f"(read at once, from the policy's cold copies), not {self.transition_class!r}")
+        if (self.transition_days is not None and self.expiration_days is not None
+                and self.expiration_days <= self.transition_days):
+            raise InvalidArgument("a lifecycle rule's Expiration Days must be greater than its Transition Days")
         if not (self.expiration_days is not None or self.expiration_date_ms is not None
                 or self.expired_object_delete_marker or self.noncurrent_days is not None
-                or self.abort_multipart_days is not None):
+                or self.abort_multipart_days is not None or self.transition_days is not None):
             raise InvalidArgument("a lifecycle rule needs at least one action")
 
 
@@ -139,6 +157,21 @@ def current_expires(rules: Sequence[Rule], version: Version, now_ms: int) -> boo
     return False
 
 
+def current_transition(rules: Sequence[Rule], version: Version, now_ms: int) -> str | None:
+    """The storage class an enabled rule moves this current version (not a marker, still STANDARD,
+    of at least `TRANSITION_MIN_SIZE`) to now; None when none does."""
+    m = version.manifest
+    attributes = dict(m.attributes)
+    if version.marker or m.deleted or m.size < TRANSITION_MIN_SIZE or storage_class(attributes) != STANDARD:
+        return None
+    tags = tags_of(attributes)
+    for rule in rules:
+        if (rule.transition_days is not None and rule.filter.matches(m.key, m.size, tags)
+                and now_ms >= _written_ms(version) + rule.transition_days * DAY_MS):
+            return rule.transition_class
+    return None
+
+
 def noncurrent_to_remove(rules: Sequence[Rule], versions: Sequence[Version], now_ms: int) -> list[Version]:
     """The noncurrent versions of one key (`versions`, newest first, the current one first) that an
     enabled rule removes now: noncurrent for `noncurrent_days` (since the next newer version was
@@ -171,6 +204,7 @@ class SweepCounts:
     markers_removed: int = 0
     uploads_aborted: int = 0
     kept_by_lock: int = 0        # removals object lock refused (retried by a later sweep)
+    transitioned: int = 0        # current versions moved to a cold storage class
 
     def add(self, other: SweepCounts) -> None:
         for name, value in asdict(other).items():
@@ -213,6 +247,10 @@ class Lifecycle:
                 return False
             await self._versions.delete(bucket, key)
             counts.expired += 1
+        elif versions[0].latest and (cold := current_transition(rules, versions[0], now)) is not None:
+            if not await turn():
+                return False
+            counts.transitioned += await self._versions.transition(bucket, versions[0].manifest, cold)
         for v in noncurrent_to_remove(rules, versions, now):
             if not await turn():
                 return False

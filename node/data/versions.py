@@ -50,7 +50,7 @@ import blake3
 
 from maillage.node import object_lock, validation
 from maillage.node.data.bucket_settings import read_settings, write_settings
-from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past, restated
+from maillage.node.data.coordinator import Coordinator, Stamp, is_common_prefix, past, restated, written_at
 from maillage.node.errors import BucketNotEmpty, InvalidArgument, InvalidKey, NoSuchKey
 from maillage.node.object_lock import LockConfig, LockedVersioning
 from maillage.storage import BucketRecord, Manifest
@@ -364,6 +364,28 @@ class Versions:
         slot = _slot_in(manifest)
         if slot is not None:
             await self._c.write_manifest(bucket, replace(manifest, key=_slot_key(manifest.key, slot)))
+
+    async def transition(self, bucket: BucketRecord, listed: Manifest, storage_class: str) -> bool:
+        """Move the key's current version (`listed`, as a listing showed it) to a cold storage
+        class: its chunks copied to the bucket policy's cold policy, then its manifest restated
+        (the key's entry and its slot) naming where they rest. Skipped (False) when the key's
+        current version is another by then, before or after the copy: the newer write wins, and
+        the copies made for nothing are collected by GC. (A write landing between the last check
+        and the restated manifest is lost to it, as with a tag change: not atomic.)"""
+        c = self._c
+        current = await c.latest(bucket, listed.key)
+        if (current is None or current.deleted or current.etag != listed.etag
+                or written_at(current) != written_at(listed)):
+            return False
+        attributes = await c.move_to_cold(bucket, current, storage_class)
+        again = await c.latest(bucket, listed.key)
+        if again is None or again.version != current.version:
+            return False
+        manifest = replace(current, attributes=restated(current, attributes), writer=c.node_id,
+                           version=await c.next_version(_settled(current)))
+        await c.write_manifest(bucket, manifest)
+        await self.restated(bucket, manifest)
+        return True
 
     async def set_attribute(self, bucket: BucketRecord, key: str, vid: str, name: str,
                             value: str | None) -> Manifest:

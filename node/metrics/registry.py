@@ -98,7 +98,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("maillage_gc_chunks_removed", "counter", "Unreferenced chunks removed by GC."),
     Spec("maillage_lifecycle_actions", "counter", "What this node's lifecycle sweeps did, by action: current "
          "versions expired, noncurrent versions and lone delete markers removed, multipart uploads aborted, "
-         "removals object lock refused (kept_by_lock).", ("action",)),
+         "removals object lock refused (kept_by_lock), current versions moved to a cold storage class "
+         "(transitioned).", ("action",)),
     # --- the site's energy signal and the background work it schedules (node/energy)
     Spec("maillage_energy_state", "gauge", "1 for the state of the site's energy signal as this node reads it "
          "(unknown, green, grey, shed), 0 for the others.", ("state",)),

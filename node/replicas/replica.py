@@ -30,6 +30,7 @@ from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import chunk_partition, format_location
 from maillage.proto.frame import read_frame_header
+from maillage.proto.storage_class import chunk_policy_named
 from maillage.storage import (
     BucketRecord,
     BucketTombstone,
@@ -247,14 +248,15 @@ class LocalReplica:
     async def get_chunk(self, digest: bytes) -> bytes:
         return await self._run(self.chunks.get, digest)
 
-    async def get_chunk_for(self, digest: bytes, policy: str, owner: str) -> bytes:
-        """A chunk read for a client of a bucket of `policy` owned by `owner`: served only if this
-        node holds it for that policy and, where its file names the tenant whose key sealed it, for
+    async def get_chunk_for(self, digest: bytes, policies: tuple[str, ...], owner: str) -> bytes:
+        """A chunk read for a client of a bucket owned by `owner` whose chunks rest under `policies`
+        (its policy and its cold one): served only if this node holds it for one of them and, where
+        its file names the tenant whose key sealed it, for
         that tenant; otherwise ChunkNotFound, as if it were not here (a reader of one bucket learns
         nothing of another's chunks). Chunks whose names are not keyed (a cluster without a naming
         secret) and whose files are not sealed per tenant are checked against the policy only."""
         def read() -> bytes:
-            if self.meta.holding_since(policy, digest) is None:
+            if all(self.meta.holding_since(policy, digest) is None for policy in policies):
                 raise ChunkNotFound(f"chunk {digest.hex()[:16]} is not held here for this bucket")
             tenant = self.chunks.tenant_of(digest)
             if tenant and tenant != owner:
@@ -383,14 +385,19 @@ class LocalReplica:
         return self.meta.change_mark(), self.chunks.stats(), bits
 
     async def referenced_chunks(self, policy: str) -> list[bytes]:
-        """Chunks referenced by the live manifests stored here of the buckets bound to `policy`
-        (their live generations: a deleted generation references nothing)."""
+        """Chunks resting under `policy` referenced by the live manifests stored here (of their
+        buckets' live generations: a deleted generation references nothing): those of buckets bound
+        to `policy` that were not moved to its cold policy, and those a lifecycle transition moved
+        to `policy` from a bucket whose policy names it cold (`Policy.cold`)."""
+        parents = {p.name for p in self._layout.current.policies if p.cold == policy}
+
         def collect() -> list[bytes]:
-            buckets = {(r.name, r.generation) for r in self.meta.list_buckets() if r.policy == policy}
+            buckets = {(r.name, r.generation, r.policy) for r in self.meta.list_buckets()
+                       if r.policy == policy or r.policy in parents}
             refs: set[bytes] = set()
-            for bucket, generation in buckets:
+            for bucket, generation, bound_to in buckets:
                 for m in self.meta.iter_manifests(bucket, generation):
-                    if not m.deleted:
+                    if not m.deleted and chunk_policy_named(dict(m.attributes), bound_to) == policy:
                         refs.update(c.digest for c in m.chunks)
             return sorted(refs)
         return await self._run(collect)

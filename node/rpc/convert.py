@@ -68,7 +68,8 @@ def lifecycle_from_pb(msg: pb.BucketLifecycle) -> LifecycleConfig:
              expiration_days=_optional(r, "expiration_days"), expiration_date_ms=_optional(r, "expiration_date_ms"),
              expired_object_delete_marker=r.expired_object_delete_marker,
              noncurrent_days=_optional(r, "noncurrent_days"), newer_noncurrent=r.newer_noncurrent,
-             abort_multipart_days=_optional(r, "abort_multipart_days"))
+             abort_multipart_days=_optional(r, "abort_multipart_days"),
+             transition_days=_optional(r, "transition_days"), transition_class=r.transition_class)
         for r in msg.rules))
 
 
@@ -81,11 +82,13 @@ def lifecycle_to_pb(config: LifecycleConfig | None) -> pb.BucketLifecycle:
         optional = {name: value for name, value in (
             ("size_greater_than", f.size_greater_than), ("size_less_than", f.size_less_than),
             ("expiration_days", r.expiration_days), ("expiration_date_ms", r.expiration_date_ms),
-            ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days))
+            ("noncurrent_days", r.noncurrent_days), ("abort_multipart_days", r.abort_multipart_days),
+            ("transition_days", r.transition_days))
             if value is not None}
         rules.append(pb.LifecycleRule(id=r.id, enabled=r.enabled, prefix=f.prefix, tags=dict(f.tags),
                                       expired_object_delete_marker=r.expired_object_delete_marker,
-                                      newer_noncurrent=r.newer_noncurrent, **optional))
+                                      newer_noncurrent=r.newer_noncurrent, transition_class=r.transition_class,
+                                      **optional))
     return pb.BucketLifecycle(rules=rules)
 
 

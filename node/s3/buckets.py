@@ -18,6 +18,7 @@ from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.s3 import encryption, object_lock, objects, payload, tagging, versioning, xml
 from maillage.node.s3.common import Call, Services, query_integer, xml_response
 from maillage.node.s3.errors import S3Error, from_exception
+from maillage.proto.storage_class import storage_class
 from maillage.storage import Manifest, version_time
 
 __all__ = ["list_buckets", "create_bucket", "head_bucket", "delete_bucket", "get_bucket_location",
@@ -114,7 +115,7 @@ def _contents(root: ET.Element, m: Manifest, enc: Callable[[str], str], owner: s
     xml.sub(c, "Size", m.size)
     if owner is not None:
         xml.person(c, "Owner", owner)
-    xml.sub(c, "StorageClass", "STANDARD")
+    xml.sub(c, "StorageClass", storage_class(dict(m.attributes)))
 
 
 async def list_objects(s: Services, call: Call) -> web.StreamResponse:
@@ -270,7 +271,7 @@ async def list_object_versions(s: Services, call: Call) -> web.StreamResponse:
         if not v.marker:
             xml.sub(e, "ETag", objects.etag(m))
             xml.sub(e, "Size", m.size)
-            xml.sub(e, "StorageClass", "STANDARD")
+            xml.sub(e, "StorageClass", storage_class(dict(m.attributes)))
         xml.person(e, "Owner", record.owner)
     xml.elements(root, "CommonPrefixes", [enc(p) for p in listing.common_prefixes])
     return xml_response(root)

@@ -1,6 +1,8 @@
 """S3 lifecycle at the door: the LifecycleConfiguration document, parsed strictly into the service
-layer's model (`node/data/lifecycle.py`) and rendered back, and its three operations. Transitions
-to other storage classes are NotImplemented (there is one class); anything unknown is MalformedXML.
+layer's model (`node/data/lifecycle.py`) and rendered back, and its three operations. A rule's
+Transition (one, by Days) moves current versions to STANDARD_IA or GLACIER_IR: their chunks go to
+the bucket policy's cold policy (`proto/storage_class.py`); a Transition by Date, several in one
+rule and NoncurrentVersionTransition are NotImplemented; anything unknown is MalformedXML.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def _filter(element: ET.Element) -> Filter:
 
 def _rule(element: ET.Element) -> Rule:
     f = xml.children(element, _RULE_FIELDS, "a lifecycle Rule")
-    if "Transition" in f or "NoncurrentVersionTransition" in f:
-        raise S3Error("NotImplemented", "transitions to other storage classes are not served: there is one class")
+    if "NoncurrentVersionTransition" in f:
+        raise S3Error("NotImplemented", "NoncurrentVersionTransition is not served: a Transition moves current "
+                                        "versions")
     status = xml.text(xml.one(f, "Status", "a Rule"))
     if status not in ("Enabled", "Disabled"):
         raise S3Error("MalformedXML", "a lifecycle Rule's Status is Enabled or Disabled")
@@ -109,6 +112,12 @@ def _rule(element: ET.Element) -> Rule:
         kwargs["abort_multipart_days"] = _int(xml.one(a, "DaysAfterInitiation", "it"), "DaysAfterInitiation")
         if kwargs["abort_multipart_days"] is None:
             raise S3Error("MalformedXML", "an AbortIncompleteMultipartUpload gives DaysAfterInitiation")
+    if (transition := xml.one(f, "Transition", "a Rule")) is not None:
+        t = xml.children(transition, {"Days", "Date", "StorageClass"}, "a Transition")
+        if "Date" in t:
+            raise S3Error("NotImplemented", "a Transition by Date is not served: give Days")
+        kwargs["transition_days"] = _int(xml.one(t, "Days", "a Transition"), "Days")
+        kwargs["transition_class"] = xml.text(xml.one(t, "StorageClass", "a Transition")) or ""
     try:
         return Rule(id=xml.text(xml.one(f, "ID", "a Rule")) or "", enabled=status == "Enabled", filter=rule_filter,
                     **kwargs)
@@ -168,6 +177,10 @@ def config_document(config: LifecycleConfig) -> ET.Element:
                 xml.sub(e, "Date", xml.iso8601(rule.expiration_date_ms / 1000))
             if rule.expired_object_delete_marker:
                 xml.sub(e, "ExpiredObjectDeleteMarker", "true")
+        if rule.transition_days is not None:
+            t = xml.sub(r, "Transition")
+            xml.sub(t, "Days", rule.transition_days)
+            xml.sub(t, "StorageClass", rule.transition_class)
         if rule.noncurrent_days is not None:
             n = xml.sub(r, "NoncurrentVersionExpiration")
             xml.sub(n, "NoncurrentDays", rule.noncurrent_days)

@@ -40,6 +40,7 @@ from maillage.node.s3.checksums import header_name
 from maillage.node.s3.common import Call, Services, xml_response
 from maillage.node.s3.errors import S3Error
 from maillage.proto.etags import composed_parts
+from maillage.proto.storage_class import STANDARD, storage_class
 from maillage.storage import BucketRecord, Manifest
 
 __all__ = ["etag", "put_object", "get_object", "head_object", "delete_object", "copy_object",
@@ -109,6 +110,8 @@ def object_headers(m: Manifest) -> dict[str, str]:
         headers[encryption.HEADER] = encryption.AT_REST  # an SSE-C object's answer says so instead
     headers.update(versioning.version_headers(m))
     headers.update(object_lock.object_headers(attributes))
+    if (cls := storage_class(attributes)) != STANDARD:  # S3 names the class only when not STANDARD
+        headers["x-amz-storage-class"] = cls
     return headers
 
 
@@ -347,7 +350,7 @@ async def get_object_attributes(s: Services, call: Call) -> web.StreamResponse:
             xml.sub(checksum, "Checksum" + algorithm.upper(), value)
         xml.sub(checksum, "ChecksumType", "COMPOSITE" if "-" in next(iter(sums.values())) else "FULL_OBJECT")
     if "StorageClass" in wanted:
-        xml.sub(root, "StorageClass", "STANDARD")
+        xml.sub(root, "StorageClass", storage_class(dict(m.attributes)))
     if "ObjectSize" in wanted:
         xml.sub(root, "ObjectSize", m.size)
     response = xml_response(root)
@@ -410,7 +413,7 @@ async def read_range(s: Services, bucket: BucketRecord, m: Manifest, first: int,
         yield m.inline[first:last + 1]
         return
     coordinator = s.service.coordinator
-    table, name_key = s.layout.table(bucket.policy), coordinator.key_of(bucket)
+    table, name_key = s.layout.table(coordinator.chunk_policy(bucket, m)), coordinator.key_of(bucket)
     wanted = []  # (ref, start of the chunk in the object) of the chunks the range touches
     offset = 0
     for ref in m.chunks:

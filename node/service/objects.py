@@ -33,7 +33,7 @@ from maillage.node.data.multipart import (
     UploadListing,
 )
 from maillage.node.data.versions import Deleted, Versioning, VersionListing, Versions, check_version_id
-from maillage.node.errors import InvalidRequest, NodeError, NoSuchBucket, NoSuchKey
+from maillage.node.errors import InvalidArgument, InvalidRequest, NodeError, NoSuchBucket, NoSuchKey
 from maillage.node.object_lock import LockConfig, LockNotEnabled, Retention
 from maillage.node.replicas.replica import LocalReplica
 from maillage.node.runtime.concurrency import gather_bounded
@@ -151,8 +151,14 @@ class ObjectService:
 
     async def set_bucket_lifecycle(self, caller: Caller, bucket: str, config: LifecycleConfig | None,
                                    operation: str) -> None:
-        """Replace the bucket's lifecycle rules (None: remove them): its owner tenant's write keys only."""
+        """Replace the bucket's lifecycle rules (None: remove them): its owner tenant's write keys only.
+        A Transition needs the bucket's policy to name a cold policy (InvalidArgument otherwise)."""
         record = await self.bucket(caller, operation, bucket)
+        if (config is not None and any(r.transition_class for r in config.rules)
+                and len(self._territory.chunk_policies(record.policy)) < 2):
+            raise InvalidArgument(f"bucket {bucket!r} is bound to policy {record.policy!r}, which names no cold "
+                                  f"policy for a lifecycle Transition to move objects to (an operator sets one: "
+                                  f"`maillage layout policy-set {record.policy} --cold POLICY`)")
         await self.settings.put(record, LIFECYCLE, "" if config is None else config.encode())
 
     async def bucket_policy(self, caller: Caller, bucket: str) -> str:
@@ -278,7 +284,7 @@ class ObjectService:
         index = _chunk_at(manifest, offset)
         if index is None:
             return manifest, 0, b""
-        frame = await self.coordinator.read_bucket_chunk(record, manifest.chunks[index].digest)
+        frame = await self.coordinator.read_version_chunk(record, manifest, manifest.chunks[index].digest)
         return manifest, index, frame
 
     async def _write_target(self, caller: Caller, operation: str, bucket: str,
@@ -416,11 +422,12 @@ class ObjectService:
 
     async def read_chunk(self, caller: Caller, bucket: str, digest: bytes) -> bytes:
         """A chunk of this node's store, for a client reading `bucket`: served only if held here for
-        the bucket's policy and owner (`LocalReplica.get_chunk_for`)."""
+        the bucket's policy, or its cold one (where a lifecycle transition moved the chunks), and
+        owner (`LocalReplica.get_chunk_for`)."""
         if not bucket:
             raise InvalidRequest("a client's GetChunk names the bucket it reads the chunk for")
         record = await self.bucket(caller, "GetChunk", bucket)
-        return await self._local.get_chunk_for(digest, record.policy, record.owner)
+        return await self._local.get_chunk_for(digest, self._territory.chunk_policies(record.policy), record.owner)
 
     # ----- multipart uploads (the S3 door's) -----------------------------------------------
 

@@ -38,6 +38,11 @@ class Territory:
     def policies(self) -> tuple[str, ...]:
         return tuple(p.name for p in self._layout.current.policies)
 
+    def chunk_policies(self, policy: str) -> tuple[str, ...]:
+        """Where chunks of a bucket of `policy` may rest: the policy and its cold one, if any."""
+        cold = self._layout.current.policy(policy).cold
+        return (policy, cold) if cold else (policy,)
+
     def inside(self, policy: str, node_id: str | None = None) -> bool:
         """Whether `node_id` (this node by default) is inside `policy` (UnknownPolicy if none)."""
         layout = self._layout.current

@@ -1,5 +1,6 @@
 """The S3 door's LifecycleConfiguration (`node/s3/lifecycle.py`): what boto3 sends parses to the
-service layer's model and renders back to the same; transitions are NotImplemented; hostile or
+service layer's model and renders back to the same; a Transition by Days to STANDARD_IA or GLACIER_IR
+is served, other transitions are InvalidArgument or NotImplemented; hostile or
 malformed documents are S3 errors, never a crash or a stored surprise."""
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def test_documents_round_trip():
         "<Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration>",
         "<Prefix>tmp/</Prefix><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>3"
         "</DaysAfterInitiation></AbortIncompleteMultipartUpload><Expiration><ExpiredObjectDeleteMarker>true"
-        "</ExpiredObjectDeleteMarker></Expiration>")
+        "</ExpiredObjectDeleteMarker></Expiration>",
+        "<ID>cold</ID><Filter><Prefix>scans/</Prefix></Filter><Status>Enabled</Status><Transition><Days>30</Days>"
+        "<StorageClass>STANDARD_IA</StorageClass></Transition><Expiration><Days>3650</Days></Expiration>")
     config = lifecycle.config_from_document(body)
     assert config == LifecycleConfig((
         Rule(id="logs", filter=Filter(prefix="logs/"), expiration_days=30, noncurrent_days=7, newer_noncurrent=2),
@@ -38,7 +41,9 @@ def test_documents_round_trip():
                                                           size_greater_than=1048576),
              expiration_date_ms=1893456000000),
         Rule(id="rule-3", filter=Filter(prefix="tmp/"), abort_multipart_days=3, expired_object_delete_marker=True,
-             rule_prefix=True)))  # a rule without ID gets one
+             rule_prefix=True),  # a rule without ID gets one
+        Rule(id="cold", filter=Filter(prefix="scans/"), transition_days=30, transition_class="STANDARD_IA",
+             expiration_days=3650)))
     assert lifecycle.config_from_document(xml.document(lifecycle.config_document(config))) == config
     assert LifecycleConfig.decode(config.encode()) == config
     assert LifecycleConfig.decode("not json") is None and LifecycleConfig.decode("") is None
@@ -57,7 +62,14 @@ def test_documents_round_trip():
     (doc("<Status>Enabled</Status><Expiration><Date>20200101</Date></Expiration>"), "InvalidArgument"),
     (doc("<Status>Enabled</Status><Expiration><Date>2030-01-01T12:00:00Z</Date></Expiration>"), "InvalidArgument"),
     (doc("<Status>Enabled</Status><Transition><Days>1</Days><StorageClass>GLACIER</StorageClass></Transition>"),
-     "NotImplemented"),
+     "InvalidArgument"),   # S3 makes readers restore it first: not a class a cold copy serves
+    (doc("<Status>Enabled</Status><Transition><Days>1</Days></Transition>"), "InvalidArgument"),
+    (doc("<Status>Enabled</Status><Transition><Days>9</Days><StorageClass>STANDARD_IA</StorageClass></Transition>"
+         "<Expiration><Days>9</Days></Expiration>"), "InvalidArgument"),
+    (doc("<Status>Enabled</Status><Transition><Date>2030-01-01T00:00:00Z</Date><StorageClass>STANDARD_IA"
+         "</StorageClass></Transition>"), "NotImplemented"),
+    (doc("<Status>Enabled</Status><NoncurrentVersionTransition><NoncurrentDays>1</NoncurrentDays><StorageClass>"
+         "STANDARD_IA</StorageClass></NoncurrentVersionTransition>"), "NotImplemented"),
     (doc("<Status>Enabled</Status><Filter><Prefix>a</Prefix><Prefix>b</Prefix></Filter>"
          "<Expiration><Days>1</Days></Expiration>"), "MalformedXML"),
     (doc("<Status>Enabled</Status><Filter><Prefix>a</Prefix><And><Prefix>b</Prefix></And></Filter>"

@@ -107,6 +107,22 @@ def test_tiers_in_the_layout_text_and_a_layout_without_them_keeps_its_text():
         parse_layout(text.replace("backbone = 1", "backbone = 3"))
 
 
+def test_a_cold_policy_in_the_layout_text_and_edits():
+    layout = _france()
+    assert 'cold = ' not in format_layout(layout)
+    cold = changes.policy_set(layout, "france-cold", ["eu/fr"], replicas=2)
+    linked = changes.policy_set(cold, "france", ["eu/fr"], replicas=2, backbone=1, cold="france-cold")
+    text = format_layout(linked)
+    assert '\ncold = "france-cold"\n' in text and parse_layout(text) == linked
+    assert any("cold objects to france-cold" in line for line in changes.layout_diff(cold, linked))
+    assert linked.chunk_policy("france", "france-cold") == "france-cold"
+    assert linked.chunk_policy("france", "") == "france"
+    with pytest.raises(LayoutError, match="allows locations"):   # a manifest may not send reads wider
+        changes.policy_set(linked, "eu", ["eu"], replicas=2).chunk_policy("france", "eu")
+    with pytest.raises(LayoutError, match=r"policies\[0\]\.cold: 'nowhere' is not another policy"):
+        parse_layout(text.replace('cold = "france-cold"', 'cold = "nowhere"'))
+
+
 def test_layout_edits_set_a_sites_tier_and_a_policys_backbone_copies():
     layout = _france(backbone_sites=())
     layout = changes.set_site_tier(layout, "fr-pool", BACKBONE)
