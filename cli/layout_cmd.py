@@ -119,7 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
          "labels of the location), --backbone of them on backbone sites (exactly; the others on edge "
          "sites; a layout without enough of either is refused). --cold names the policy a lifecycle "
          "Transition moves an object's chunks to (inside this one's territory, at least as many copies; "
-         "e.g. every copy on the backbone; --cold '' unsets it). For an existing policy, options not "
+         "e.g. every copy on the backbone; kept once set). For an existing policy, options not "
          "given keep their value.",
          lambda e: (e.add_argument("name", metavar="NAME"),
                     e.add_argument("--allow", action="append", metavar="PREFIX",
@@ -311,6 +311,7 @@ def apply_command(args: argparse.Namespace) -> int:
     for line in diff or ["(no difference)"]:
         print(f"  {line}")
     _print_movement(changes.movement(current, base), per_node=True)
+    changes.check_cold_links(current, base)
     stranded = changes.unsatisfiable_buckets(base, admin.buckets())
     if stranded:
         print("refused: existing buckets would have a policy the new layout cannot meet:", file=sys.stderr)

@@ -67,6 +67,7 @@ __all__ = [
     "UnsatisfiableBucket",
     "unsatisfiable_buckets",
     "check_buckets",
+    "check_cold_links",
 ]
 
 
@@ -209,7 +210,18 @@ def policy_set(layout: Layout, name: str, allow: Iterable[str | Sequence[str]], 
     the policy its cold objects' chunks move to)."""
     prefixes = tuple(_location(a, f"allow[{i}]") for i, a in enumerate(allow))
     policy = Policy(name=name, allow=prefixes, replicas=replicas, spread=spread, backbone=backbone, cold=cold)
-    return dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
+    changed = dataclasses.replace(layout, policies=tuple(p for p in layout.policies if p.name != name) + (policy,))
+    check_cold_links(layout, changed)
+    return changed
+
+
+def check_cold_links(current: Layout, new: Layout) -> None:
+    """LayoutError when ``new`` drops or changes a policy's cold policy that ``current`` names: the
+    objects moved there are found (read, and kept from GC) through that link, so it stays once set."""
+    for policy in current.policies:
+        if policy.cold and any(p.name == policy.name and p.cold != policy.cold for p in new.policies):
+            raise LayoutError(f"policy {policy.name!r} moves its cold objects to {policy.cold!r}: that link is "
+                              "kept once set (the objects moved there are found through it)")
 
 
 def policy_remove(layout: Layout, name: str) -> Layout:

@@ -119,6 +119,8 @@ def test_a_cold_policy_in_the_layout_text_and_edits():
     assert linked.chunk_policy("france", "") == "france"
     with pytest.raises(LayoutError, match="allows locations"):   # a manifest may not send reads wider
         changes.policy_set(linked, "eu", ["eu"], replicas=2).chunk_policy("france", "eu")
+    with pytest.raises(LayoutError, match="kept once set"):   # the moved objects are found through it
+        changes.policy_set(linked, "france", ["eu/fr"], replicas=2, backbone=1, cold="")
     with pytest.raises(LayoutError, match=r"policies\[0\]\.cold: 'nowhere' is not another policy"):
         parse_layout(text.replace('cold = "france-cold"', 'cold = "nowhere"'))
 
