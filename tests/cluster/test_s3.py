@@ -930,8 +930,10 @@ def test_lifecycle_through_boto3(sweeping_mesh):
     with pytest.raises(ClientError) as err:
         s3.get_bucket_lifecycle_configuration(Bucket=bucket)
     assert code(err) == "NoSuchLifecycleConfiguration"
-    cold = {"ID": "cold", "Status": "Enabled", "Filter": {}, "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}
-    with pytest.raises(ClientError) as err:
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [cold]})
-    assert code(err) == "NotImplemented"
+    for storage_class, refusal in (("GLACIER", "read at once"), ("STANDARD_IA", "names no cold policy")):
+        cold = {"ID": "cold", "Status": "Enabled", "Filter": {},
+                "Transitions": [{"Days": 30, "StorageClass": storage_class}]}
+        with pytest.raises(ClientError) as err:
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [cold]})
+        assert code(err) == "InvalidArgument" and refusal in str(err.value)
     assert keys() == ["keep/c"]
