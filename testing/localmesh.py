@@ -46,6 +46,7 @@ from maillage.client.admin import (
 from maillage.placement import EDGE, Layout, Node, Policy, Site, parse_location
 from maillage.proto.trust.access import AccessDoc, AccessKey, Role, add_tenant, create_key, for_policies
 from maillage.proto.trust.signing import LayoutSigner
+from maillage.testing.clock import skew_env
 from maillage.testing.ports import free_port, free_ports
 
 __all__ = ["READY_TIMEOUT", "START_WINDOW", "SiteSpec", "DEMO_SITES", "DEMO_POLICIES", "DEMO_TENANT",
@@ -164,6 +165,7 @@ class LocalMesh:
         # Benchmarks only: nodes without TLS or authentication (clients then pass insecure_plaintext too).
         self.insecure_plaintext = insecure_plaintext
         self._extra = (*extra_args, "--insecure-plaintext") if insecure_plaintext else extra_args
+        self.clock_skew = 0.0   # seconds every node started from now on runs ahead (libfaketime; `clock.py`)
         self.processes: dict[str, subprocess.Popen] = {}
         self.cluster_dir = self.base_dir / "cluster"
         self.trust_root = self.base_dir / "trust"
@@ -374,8 +376,9 @@ class LocalMesh:
             raise RuntimeError(f"node {node_id} is already running (pid {running.pid})")
         argv = self.node_argv(node_id)
         log = open(self.log_dir / f"{node_id}.log", "ab")
+        env = {**node_env(), **(skew_env(self.clock_skew) if self.clock_skew else {})}
         self.processes[node_id] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                                   stdin=subprocess.DEVNULL, env=node_env())
+                                                   stdin=subprocess.DEVNULL, env=env)
         log.close()
         if wait:
             self.wait_ready(node_id)
