@@ -44,9 +44,18 @@ import grpc
 
 from maillage.client._profile import Profile
 from maillage.client.admin._connect import Channels, fetch_layout, parallel, using_channels, why
-from maillage.placement import BACKBONE, Layout, Policy, UnknownPolicy, format_layout, format_location
+from maillage.placement import (
+    BACKBONE,
+    Layout,
+    PlacementError,
+    Policy,
+    UnknownPolicy,
+    format_layout,
+    format_location,
+)
 from maillage.proto import pb
 from maillage.proto.limits import INLINE_MAX
+from maillage.proto.storage_class import CHUNK_POLICY_ATTRIBUTE
 
 __all__ = ["AuditReport", "Finding", "Inventory", "PolicyTally", "collect_audit", "evaluate", "fetch_inventories",
            "record_findings"]
@@ -189,26 +198,35 @@ def _newest_entries(layout: Layout, inventories: Mapping[str, Inventory], chans:
     return newest
 
 
+Rests = dict[bytes, set[tuple[str, str]]]   # digest -> (bucket, policy its manifest names it under)
+
+
 def _manifest_refs(layout: Layout, newest: Mapping[tuple[str, str], _Entry], chans: Channels,
-                   timeout: float) -> dict[bytes, set[str]]:
-    """digest -> buckets, from the newest manifest of every live chunked key."""
+                   timeout: float) -> tuple[dict[bytes, set[str]], Rests]:
+    """digest -> buckets, from the newest manifest of every live chunked key; and digest -> (bucket,
+    policy) for those a lifecycle transition moved under another policy (their `chunk-policy`)."""
 
     wanted = [(bk, e) for bk, e in newest.items() if not e.deleted and e.size > INLINE_MAX]
 
-    def chunks_of(item: tuple[tuple[str, str], _Entry]) -> list[bytes]:
+    def chunks_of(item: tuple[tuple[str, str], _Entry]) -> tuple[list[bytes], str]:
         (bucket, key), entry = item
         try:
             reply = chans.call("Replica", "GetManifest", pb.GetManifestRequest(bucket=bucket, key=key),
                                address=layout.node(entry.node).address, peer=entry.node, timeout=timeout)
         except grpc.RpcError:
-            return []                  # the node went away meanwhile: its inventory refs still count
-        return [c.digest for c in reply.manifest.chunks] if reply.found else []
+            return [], ""              # the node went away meanwhile: its inventory refs still count
+        if not reply.found:
+            return [], ""
+        return [c.digest for c in reply.manifest.chunks], reply.manifest.attributes.get(CHUNK_POLICY_ATTRIBUTE, "")
 
     refs: dict[bytes, set[str]] = {}
-    for ((bucket, _), _), digests in zip(wanted, parallel(chunks_of, wanted)):
+    rests: Rests = {}
+    for ((bucket, _), _), (digests, rests_under) in zip(wanted, parallel(chunks_of, wanted)):
         for d in digests:
             refs.setdefault(d, set()).add(bucket)
-    return refs
+            if rests_under:
+                rests.setdefault(d, set()).add((bucket, rests_under))
+    return refs, rests
 
 
 # ----- judgement: pure -------------------------------------------------------------------------
@@ -296,10 +314,12 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
              bucket_policies: Mapping[str, str], live_keys: int,
              manifest_refs: Mapping[bytes, Iterable[str]] = {}, *, disagreements: Iterable[str] = (),
              missing_chunks: Iterable[str] = (), record_findings: Iterable[Finding] = (),
-             live_per_bucket: Mapping[str, int] = {}) -> AuditReport:
-    """Judge the facts: every copy against the policies of the buckets it belongs to. Nodes that
-    disagree on a bucket's record are violations too (`reconcile`; `record_findings` the same
-    without names)."""
+             live_per_bucket: Mapping[str, int] = {},
+             rests: Mapping[bytes, Iterable[tuple[str, str]]] = {}) -> AuditReport:
+    """Judge the facts: every copy against the policies of the buckets it belongs to, and a chunk a
+    lifecycle transition moved (`rests`) against the policy it rests under too (e.g. every copy on
+    the backbone). Nodes that disagree on a bucket's record are violations too (`reconcile`;
+    `record_findings` the same without names)."""
     policies: dict[str, Policy | None] = {}
     for bucket, name in bucket_policies.items():
         try:
@@ -411,7 +431,17 @@ def evaluate(layout: Layout, inventories: Mapping[str, Inventory], unreachable: 
                 tallies[name].chunks += 1
         holders = chunk_nodes.get(d, ())
         chunk_short = False
-        for held_for in {p for p in (policies[b] for b in buckets) if p is not None}:
+        rules = {p for p in (policies[b] for b in buckets) if p is not None}
+        for bucket, named in sorted(rests.get(d, ())):
+            bound = policies.get(bucket)
+            if bound is None:
+                continue
+            try:
+                rules.add(layout.policy(layout.chunk_policy(bound.name, named)))
+            except PlacementError as exc:   # a manifest naming a policy wider than its bucket's, or none
+                violations.append(f"chunk {d.hex()[:16]}.. of {describe(bucket)}: {exc}")
+                findings.append(Finding("chunk", (bound.name,), (), d.hex()[:16]))
+        for held_for in rules:
             sites = {layout.node(n).site for n in holders if held_for.allows(layout.location_of(n))}
             if short(held_for, sites):
                 chunk_short = True
@@ -458,7 +488,7 @@ def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
         bucket_policies, disagreements = reconcile(records)
         dissent = record_findings(records)
         newest = _newest_entries(layout, inventories, chans, timeout, unreachable)
-        refs = _manifest_refs(layout, newest, chans, timeout)
+        refs, rests = _manifest_refs(layout, newest, chans, timeout)
     # a node that answered its inventory but not a listing left the audit incomplete: unreachable too
     live_per_bucket: dict[str, int] = {}
     for (bucket, _), e in newest.items():
@@ -471,6 +501,6 @@ def collect_audit(profile: Profile, *, timeout: float = 10.0) -> AuditReport:
         for d, buckets in sorted(refs.items()) if d not in held]
     return evaluate(layout, inventories, unreachable, bucket_policies, live, refs,
                     disagreements=disagreements, missing_chunks=lost, record_findings=dissent,
-                    live_per_bucket=live_per_bucket)
+                    live_per_bucket=live_per_bucket, rests=rests)
 
 

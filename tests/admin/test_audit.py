@@ -13,6 +13,7 @@ import pytest
 
 from maillage.client import Client
 from maillage.client.admin import AuditError, Inventory, collect_audit, evaluate
+from maillage.placement import Policy
 from maillage.storage import ChunkStore
 from maillage.testing.localmesh import LocalMesh, make_layout
 
@@ -278,3 +279,25 @@ def test_a_copy_missing_from_the_backbone_is_under_replicated_even_on_enough_sit
     on_backbone = {**on_edges, "paris-1": _inv("paris-1", {"scans": ["a"]}, [FR])}
     report = evaluate(layout, on_backbone, [], BUCKETS, 1)
     assert report.under_replicated == report.off_tier == 0 and report.fully_replicated
+
+
+def test_a_chunk_moved_to_a_cold_policy_is_judged_by_its_rule_too():
+    # France-only moves cold objects to france-cold (both copies on the French backbone: paris-1, lyon-1).
+    backbone = {"paris-1", "lyon-1"}
+    cold = Policy("france-cold", (("eu", "fr"),), replicas=2, backbone=2)
+    layout = dataclasses.replace(
+        LAYOUT,
+        sites=tuple(dataclasses.replace(s, tier="backbone") if s.name in backbone else s for s in LAYOUT.sites),
+        policies=tuple(dataclasses.replace(p, cold="france-cold") if p.name == "france-only" else p
+                       for p in LAYOUT.policies) + (cold,))
+    one_on_the_edge = {"paris-1": _inv("paris-1", {"scans": ["a"]}, [FR], {"scans": [FR]}),
+                       "toulouse-1": _inv("toulouse-1", {"scans": ["a"]}, [FR])}
+    moved = {FR: {("scans", "france-cold")}}
+    assert evaluate(layout, one_on_the_edge, [], BUCKETS, 1).fully_replicated   # France-only's rule alone
+    report = evaluate(layout, one_on_the_edge, [], BUCKETS, 1, rests=moved)
+    assert report.violations == [] and report.under_replicated == report.off_tier == 1
+    both_on_the_backbone = {**one_on_the_edge, "toulouse-1": _inv("toulouse-1", {"scans": ["a"]}, []),
+                            "lyon-1": _inv("lyon-1", {}, [FR])}
+    assert evaluate(layout, both_on_the_backbone, [], BUCKETS, 1, rests=moved).fully_replicated
+    wider = evaluate(layout, both_on_the_backbone, [], BUCKETS, 1, rests={FR: {("scans", "eu-wide")}})
+    assert wider.violations and "allows locations" in wider.violations[0]   # a forged manifest's name

@@ -3,8 +3,9 @@ backbone, one on a French edge site) whose objects a lifecycle Transition moves 
 (both copies on the French backbone). The objects are written, then every node is restarted with
 its clock two days ahead (libfaketime: the Transition's day has come, every node alike); the
 bucket's leader moves them, GC drops the edge copies, `maillage cp` (the SDK, from the cold copies)
-reads each back whole, and each node's own store, read once the nodes are stopped, shows every chunk
-on both French backbone sites under the cold policy, no edge copy left, and nothing in Germany."""
+reads each back whole, `maillage audit` finds every copy in place, and each node's own store, read
+once the nodes are stopped, shows every chunk on both French backbone sites under the cold policy,
+no edge copy left, and nothing in Germany."""
 
 from __future__ import annotations
 
@@ -102,6 +103,10 @@ def test_a_transition_moves_a_france_only_object_to_the_french_backbone_and_noth
             done = maillage(mesh, "cp", f"mesh://scans/{key}", str(out), "--quiet")
             assert done.returncode == 0, done.stdout + done.stderr
             assert Path(out).read_bytes() == data
+        audit = maillage(mesh, "audit", "--json", "--require-full", "--profile", "admin")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        report = json.loads(audit.stdout)   # every moved chunk judged by the cold rule too: both on the backbone
+        assert report["violations"] == [] and report["under_replicated"] == report["off_tier"] == 0
         for spec in SITES:
             mesh.stop_node(spec.name)
 
