@@ -577,11 +577,11 @@ def test_aws_cli_s3api_lifecycle_configuration(mesh, aws, tmp_path):
         "--lifecycle-configuration", f"file://{tmp_path / 'lifecycle.json'}")
     assert aws_json(aws, *get)["Rules"] == rules
 
-    # a transition to another storage class is refused (one class) and the rules stay as they were
+    # a transition to a class read only after a restore is refused, and the rules stay as they were
     transition = {"Rules": [{"ID": "cold", "Status": "Enabled", "Filter": {"Prefix": "x/"},
                              "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}]}
-    assert "(NotImplemented)" in refused(aws, "s3api", "put-bucket-lifecycle-configuration", "--bucket",
-                                         "api-lifecycle", "--lifecycle-configuration", json.dumps(transition))
+    assert "(InvalidArgument)" in refused(aws, "s3api", "put-bucket-lifecycle-configuration", "--bucket",
+                                          "api-lifecycle", "--lifecycle-configuration", json.dumps(transition))
     assert aws_json(aws, *get)["Rules"] == rules
     # a PUT replaces the whole configuration
     one = [{"ID": "only", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
