@@ -22,7 +22,7 @@ from maillage.cli.common import CREDENTIALS_NOTE, CommandError, add_endpoint_opt
 
 __all__ = ["add_parser", "energy_command", "site_reports", "mesh_totals", "render_energy"]
 
-BYTE_KINDS = ("urgent-repair", "rebalance", "hand-back", "scrub")   # the kinds that move bytes
+BYTE_KINDS = ("urgent-repair", "rebalance", "hand-back", "scrub", "tier-move")   # the kinds that move bytes
 PASS_KINDS = ("gc", "expiry")                                       # passes of no bytes
 STATES = ("green", "grey", "shed", "unknown")
 
@@ -155,7 +155,7 @@ def render_energy(sites: list[dict[str, Any]], totals: dict[str, Any]) -> str:
     lines = []
     for s in sites:
         if not s["answered"]:
-            lines.append([s["site"], f"0/{s['nodes']}", "unreachable", *["-"] * 10, _notes(s)])
+            lines.append([s["site"], f"0/{s['nodes']}", "unreachable", *["-"] * 11, _notes(s)])
             continue
         lines.append([
             s["site"], f"{s['answered']}/{s['nodes']}", s["state"], ",".join(s["sources"]) or "-",
@@ -164,8 +164,8 @@ def render_energy(sites: list[dict[str, Any]], totals: dict[str, Any]) -> str:
             ",".join(s["deferred"]) or "-", *(human_size(s["bytes"][k]) for k in BYTE_KINDS),
             _share(s["green_share"]), _joules(s["joules"]), _notes(s)])
     text = table(lines, header=["SITE", "NODES", "STATE", "SOURCE", "SURPLUS", "CARBON", "DEFERRED", "URGENT",
-                                "REBALANCE", "HAND-BACK", "SCRUB", "GREEN", "ENERGY", "NOTES"],
-                 right=(4, 5, 7, 8, 9, 10, 11, 12))
+                                "REBALANCE", "HAND-BACK", "SCRUB", "TIER-MOVE", "GREEN", "ENERGY", "NOTES"],
+                 right=(4, 5, 7, 8, 9, 10, 11, 12, 13))
     t = totals
     by_state = t["sites_by_state"]
     states = ", ".join(f"{by_state[st]} {st}" for st in (*STATES, "unreachable") if by_state.get(st))

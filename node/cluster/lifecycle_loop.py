@@ -18,6 +18,7 @@ from maillage.node.cluster.sweep import PeriodicSweep
 from maillage.node.data.bucket_settings import LIFECYCLE, BucketSettings
 from maillage.node.data.coordinator import Coordinator
 from maillage.node.data.lifecycle import Lifecycle, LifecycleConfig, SweepCounts
+from maillage.node.energy.decide import Kind
 from maillage.node.energy.scheduler import Job
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.storage import BucketRecord
@@ -34,8 +35,11 @@ class LifecycleLoop(PeriodicSweep):
 
     def __init__(self, coordinator: Coordinator, settings: BucketSettings, lifecycle: Lifecycle, *,
                  interval: float = DEFAULT_LIFECYCLE_INTERVAL, clock: Clock = SYSTEM_CLOCK,
-                 rng: random.Random | None = None, job: Job | None = None) -> None:
+                 rng: random.Random | None = None, job: Job | None = None, moves: Job | None = None) -> None:
+        """`job`: the sweep's energy job (expiry); `moves`: the transitions' (tier-move), which move bytes."""
         super().__init__(coordinator, interval, clock=clock, rng=rng, job=job)
+        self._moves = moves or self._job.scheduler.job(Kind.TIER_MOVE)
+        self._moves_left = False   # a transition was deferred in the current sweep
         self._settings = settings
         self._lifecycle = lifecycle
         self.totals = SweepCounts()
@@ -47,16 +51,28 @@ class LifecycleLoop(PeriodicSweep):
         await self._job.turn()
         return True
 
+    async def _move_turn(self, nbytes: int) -> bool:
+        """A transition's turn: False (left for a later sweep) while tier moves are deferred."""
+        if not self._moves.allowed():
+            self._moves_left = True
+            return False
+        await self._moves.turn(nbytes)
+        return True
+
     async def sweep(self) -> SweepCounts:
         """One pass over the lifecycle-configured buckets this node leads; returns what it did."""
         done = SweepCounts()
+        self._moves.open()   # moves due now are done within the kind's deadline, whatever the energy
+        self._moves_left = False
 
         async def one(record: BucketRecord) -> None:
             config = LifecycleConfig.decode(await self._settings.get(record, LIFECYCLE))
             if config is not None:
-                done.add(await self._lifecycle.sweep(record, config, self._turn))
+                done.add(await self._lifecycle.sweep(record, config, self._turn, self._move_turn))
 
         await self._each_led_bucket(one, "lifecycle")
+        if self._job.due is None and not self._moves_left:   # every bucket seen, every move due made
+            self._moves.close()
         self.totals.add(done)
         self.sweeps += 1
         if any(asdict(done).values()):

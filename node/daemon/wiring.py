@@ -163,7 +163,8 @@ class Node:
         self.lifecycle = LifecycleLoop(
             self.coordinator, self.service.settings,
             Lifecycle(self.service.versions, self.service.uploads, self.coordinator.wall_ms),
-            interval=t.lifecycle_interval, clock=clock, rng=rng, job=self.energy.job(Kind.EXPIRY))
+            interval=t.lifecycle_interval, clock=clock, rng=rng, job=self.energy.job(Kind.EXPIRY),
+            moves=self.energy.job(Kind.TIER_MOVE))
 
     def metrics_sources(self, version: str) -> Sources:
         """What the metrics collector reads of this node (`maillage.node.metrics.state`, imported

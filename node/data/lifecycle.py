@@ -21,7 +21,8 @@ versions at a given time, and one sweep of a bucket applying them.
   hold keeps it (counted, left for a later sweep); a transition copies the version's chunks to
   the cold policy then restates its manifest, unless a write made another version current
   meanwhile (the copies left are collected by GC). Every action waits for a turn of the energy
-  job and the sweep stops between two keys on a shed order.
+  job (a transition, of the tier-move job, with its bytes: skipped for this sweep while that job
+  is deferred) and the sweep stops between two keys on a shed order.
 """
 
 from __future__ import annotations
@@ -219,10 +220,13 @@ class Lifecycle:
         self._uploads = uploads
         self._now_ms = now_ms
 
-    async def sweep(self, bucket: BucketRecord, config: LifecycleConfig,
-                    turn: Callable[[], Awaitable[bool]]) -> SweepCounts:
+    async def sweep(self, bucket: BucketRecord, config: LifecycleConfig, turn: Callable[[], Awaitable[bool]],
+                    move_turn: Callable[[int], Awaitable[bool]] | None = None) -> SweepCounts:
         """One pass over the bucket; `turn()` waits for the energy job's turn before each action
-        and returns False to stop (a shed order): the next sweep goes on from the start."""
+        and returns False to stop (a shed order): the next sweep goes on from the start.
+        `move_turn(bytes)` is a transition's (default: `turn`): False leaves that version for a
+        later sweep."""
+        move_turn = move_turn or (lambda _: turn())
         rules = config.enabled()
         counts = SweepCounts()
         if not rules:
@@ -234,12 +238,13 @@ class Lifecycle:
                 return counts
             counts.uploads_aborted += await self._uploads.expire_uploads(bucket, days * DAY_MS / 1000, prefix=prefix)
         async for versions in self._keys(bucket):
-            if not await self._apply(bucket, rules, versions, now, counts, turn):
+            if not await self._apply(bucket, rules, versions, now, counts, turn, move_turn):
                 return counts
         return counts
 
     async def _apply(self, bucket: BucketRecord, rules: Sequence[Rule], versions: list[Version], now: int,
-                     counts: SweepCounts, turn: Callable[[], Awaitable[bool]]) -> bool:
+                     counts: SweepCounts, turn: Callable[[], Awaitable[bool]],
+                     move_turn: Callable[[int], Awaitable[bool]]) -> bool:
         key = versions[0].manifest.key
         remaining = list(versions)
         if versions[0].latest and not versions[0].marker and current_expires(rules, versions[0], now):
@@ -248,9 +253,8 @@ class Lifecycle:
             await self._versions.delete(bucket, key)
             counts.expired += 1
         elif versions[0].latest and (cold := current_transition(rules, versions[0], now)) is not None:
-            if not await turn():
-                return False
-            counts.transitioned += await self._versions.transition(bucket, versions[0].manifest, cold)
+            if await move_turn(versions[0].manifest.size):
+                counts.transitioned += await self._versions.transition(bucket, versions[0].manifest, cold)
         for v in noncurrent_to_remove(rules, versions, now):
             if not await turn():
                 return False

@@ -42,6 +42,7 @@ class Kind(enum.Enum):
     SCRUB = "scrub"
     GC = "gc"
     EXPIRY = "expiry"
+    TIER_MOVE = "tier-move"   # a lifecycle Transition's copy of a version to its policy's cold policy
 
 
 DEADLINES = {  # seconds from when the work becomes due to when it must be done
@@ -50,6 +51,7 @@ DEADLINES = {  # seconds from when the work becomes due to when it must be done
     Kind.SCRUB: 14 * 24 * 3600.0,   # every stored frame re-read at least every 14 days
     Kind.GC: 24 * 3600.0,
     Kind.EXPIRY: 24 * 3600.0,
+    Kind.TIER_MOVE: 24 * 3600.0,
 }
 
 

@@ -34,12 +34,12 @@ class PowerModel:
 
     def joules(self, kind: Kind, nbytes: int) -> float:
         """Estimated energy of `nbytes` of `kind` on this node: a scrub reads; a pull (repair,
-        rebalance) receives and writes; a hand-back reads and sends."""
+        rebalance) receives and writes; a hand-back and a tier move read and send."""
         if kind is Kind.SCRUB:
             per_byte = self.read_nj_per_byte
         elif kind in (Kind.URGENT_REPAIR, Kind.REBALANCE):
             per_byte = self.transfer_nj_per_byte + self.write_nj_per_byte
-        elif kind is Kind.HAND_BACK:
+        elif kind in (Kind.HAND_BACK, Kind.TIER_MOVE):
             per_byte = self.read_nj_per_byte + self.transfer_nj_per_byte
         else:
             per_byte = 0.0

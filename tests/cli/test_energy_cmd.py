@@ -51,7 +51,8 @@ def test_nodes_are_gathered_per_site_and_for_the_mesh():
     sites = {s["site"]: s for s in site_reports(status_rows(NODES, ANSWERS))}
     paris, berlin, lyon, oslo = sites["paris-1"], sites["berlin-1"], sites["lyon-1"], sites["oslo-1"]
     assert (paris["answered"], paris["nodes"], paris["state"], paris["surplus_w"]) == (2, 2, "green", 1200.0)
-    assert paris["bytes"] == {"urgent-repair": 500, "rebalance": 1000, "hand-back": 0, "scrub": 1000}
+    assert paris["bytes"] == {"urgent-repair": 500, "rebalance": 1000, "hand-back": 0, "scrub": 1000,
+                              "tier-move": 0}
     assert paris["green_share"] == pytest.approx(1900 / 2000)   # deferrable only: urgent repair never waits
     assert paris["joules"] == pytest.approx(12.5) and paris["passes"]["gc"] == 4
     assert berlin["deferred"] == ["expiry", "scrub"] and berlin["green_share"] is None

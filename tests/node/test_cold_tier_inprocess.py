@@ -14,6 +14,8 @@ import pytest
 
 from maillage.node.data.coordinator import Upload, UploadStream
 from maillage.node.data.lifecycle import DAY_MS, LifecycleConfig, Rule
+from maillage.node.energy.decide import Kind
+from maillage.node.energy.signal import Reading, Signal, State
 from maillage.node.errors import InvalidArgument
 from maillage.node.rpc.convert import lifecycle_stats_to_pb
 from maillage.node.service.tenancy import Caller
@@ -157,3 +159,32 @@ def test_transitions_the_layout_cannot_serve_are_refused(mesh) -> None:
                  Policy("france-cold", (("eu", "fr"),), replicas=2)))
     with pytest.raises(LayoutError, match="not another policy"):
         _layout((Policy("france-hot", (("eu", "fr"),), replicas=2, cold="nowhere"),))
+
+
+def _set_state(mesh: InMemoryMesh, state: State) -> None:
+    for node in mesh.nodes.values():
+        reading = Reading(node.clock.time(), surplus_w=100.0 if state is State.GREEN else -100.0, carbon=400.0)
+        node.energy.update(Signal(reading))
+        assert node.energy.state is state
+
+
+def test_a_transition_is_tier_move_work_that_waits_for_a_green_window(mesh) -> None:
+    async def scenario():
+        service = mesh.via("lyon-1").service
+        await service.create_bucket(WRITER, "scans", "france-hot")
+        sizes = [3 * CHUNK + 100, 2 * CHUNK]
+        for i, size in enumerate(sizes):
+            await service.put_object(WRITER, "scans", Upload(f"s{i}"), UploadStream(_pieces(os.urandom(size))))
+        rule = Rule(id="cold", transition_days=1, transition_class="GLACIER_IR")
+        await service.set_bucket_lifecycle(WRITER, "scans", LifecycleConfig((rule,)),
+                                           "PutBucketLifecycleConfiguration")
+        mesh.advance(DAY_MS / 1000 + 1)
+        _set_state(mesh, State.GREY)   # deferrable: nothing moves while the site draws from the grid
+        assert sum([(await mesh.nodes[n].lifecycle.sweep()).transitioned for n in mesh.up_nodes()]) == 0
+        assert not any(p == "france-cold" for held in _holdings(mesh).values() for p, _ in held)
+        _set_state(mesh, State.GREEN)
+        assert sum([(await mesh.nodes[n].lifecycle.sweep()).transitioned for n in mesh.up_nodes()]) == 2
+        moved = [n.energy.jobs[Kind.TIER_MOVE].stats for n in mesh.nodes.values()
+                 if Kind.TIER_MOVE in n.energy.jobs and n.energy.jobs[Kind.TIER_MOVE].stats.turns]
+        assert len(moved) == 1 and moved[0].bytes == moved[0].green_bytes == sum(sizes)
+    run(scenario())
