@@ -26,6 +26,7 @@ from maillage.node.replicas.replica import LocalReplica
 from maillage.node.rpc import convert
 from maillage.node.rpc.boundary import DOMAIN_ERRORS, grpc_errors
 from maillage.node.rpc.convert import bucket_from_pb, bucket_to_pb, group_from_pb, manifest_from_pb, manifest_to_pb
+from maillage.node.rpc.gate import TrustingGate
 from maillage.node.runtime.budget import Lease, UploadBudget
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.service.nodeplane import NodePlane
@@ -444,11 +445,12 @@ class BulkHandlers:
     async def get_chunk(self, request: bytes, context) -> bytes:
         """A chunk's frame. A client names the bucket it reads for and gets only chunks held here
         for that bucket (its policy and owner), if it may read the bucket; a node, chunks held here
-        for a policy it is inside of."""
+        for a policy it is inside of. On an `--insecure-plaintext` mesh (benchmarks) no caller has
+        an identity: a GetChunk without a bucket there is a peer's (a coordinator reading a copy)."""
         digest, bucket = bulk.read_chunk_request(request)
         validation.check_digest(digest)
         caller = current_caller()
-        if caller.node_id is None:  # a client: the frame only
+        if caller.node_id is None and (bucket or caller is not TrustingGate.CALLER):  # a client: the frame only
             return await self._s.read_chunk(caller, bucket, digest)
         if bucket:
             raise InvalidRequest(f"a node's GetChunk is the chunk's digest alone ({bulk.DIGEST_BYTES} bytes)")
