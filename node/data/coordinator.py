@@ -694,13 +694,19 @@ class Coordinator:
 
     # ----- object reads ----------------------------------------------------------------------
 
-    async def latest(self, bucket: BucketRecord, key: str) -> Manifest | None:
+    async def latest(self, bucket: BucketRecord, key: str,
+                     local: asyncio.Future[Manifest | None] | None = None) -> Manifest | None:
         """The newest version of `key` (a tombstone too, any index entry) across the bucket's index
-        replicas, or None."""
+        replicas, or None. `local`: this node's own read of it, already started (a GET reads ahead
+        from it), taken as this node's answer instead of a second read."""
         table = self._layout.table(bucket.policy)
-        outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits),
-                                        lambda r: r.get_manifest(bucket.name, key, bucket.generation),
-                                        "object lookup")
+
+        def lookup(replica: Replica) -> Awaitable[Manifest | None]:
+            if local is not None and replica is self._peers.local:
+                return local
+            return replica.get_manifest(bucket.name, key, bucket.generation)
+
+        outcome = await self._sets.read(table, bucket_partition(bucket.name, table.bits), lookup, "object lookup")
         found = [m for m in outcome.results.values() if m is not None]
         if not found:
             return None

@@ -413,10 +413,12 @@ class Versions:
 
     # ----- reads -------------------------------------------------------------------------------
 
-    async def current(self, bucket: BucketRecord, key: str) -> Manifest:
-        """The key's current version; NoSuchKey (DeleteMarker when it is one) otherwise."""
+    async def current(self, bucket: BucketRecord, key: str,
+                      local: asyncio.Future[Manifest | None] | None = None) -> Manifest:
+        """The key's current version; NoSuchKey (DeleteMarker when it is one) otherwise. `local`:
+        this node's own read of the key, already started (`Coordinator.latest`)."""
         validation.check_key(key)
-        m = await self._c.latest(bucket, key)
+        m = await self._c.latest(bucket, key, local)
         if m is None or m.deleted:
             if m is not None and is_marker(m):
                 raise DeleteMarker(f"the current version of {key!r} is a delete marker",
