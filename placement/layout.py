@@ -368,6 +368,11 @@ class Layout:
                               f"{named!r}, which allows locations {bucket_policy!r} does not")
         return named
 
+    def resting_under(self, policy: str) -> tuple[Policy, ...]:
+        """The policies whose buckets' chunks may rest under `policy`: itself, and those naming it
+        cold. Their manifests are what references such chunks (GC asks the nodes inside them)."""
+        return tuple(p for p in self.policies if p.name == policy or p.cold == policy)
+
     def location_of(self, node_id: str) -> tuple[str, ...]:
         """The node's location as the admin's layout says (from its site)."""
         return self.site(self.node(node_id).site).location

@@ -102,6 +102,6 @@ class ChunkCollector(BackgroundLoop):
 
 def _reference_holders(layout: Layout, policy: str) -> list[Node]:
     """The nodes whose manifests may name chunks resting under `policy`: those inside it, and those
-    inside a policy that names it cold (`Policy.cold`)."""
-    policies = [p for p in layout.policies if p.name == policy or p.cold == policy]
+    inside a policy that names it cold (`Layout.resting_under`)."""
+    policies = layout.resting_under(policy)
     return [n for n in layout.nodes if any(p.allows(layout.location_of(n.id)) for p in policies)]

@@ -388,12 +388,11 @@ class LocalReplica:
         """Chunks resting under `policy` referenced by the live manifests stored here (of their
         buckets' live generations: a deleted generation references nothing): those of buckets bound
         to `policy` that were not moved to its cold policy, and those a lifecycle transition moved
-        to `policy` from a bucket whose policy names it cold (`Policy.cold`)."""
-        parents = {p.name for p in self._layout.current.policies if p.cold == policy}
+        to `policy` from a bucket whose policy names it cold (`Layout.resting_under`)."""
+        bound = {policy, *(p.name for p in self._layout.current.resting_under(policy))}   # known or not
 
         def collect() -> list[bytes]:
-            buckets = {(r.name, r.generation, r.policy) for r in self.meta.list_buckets()
-                       if r.policy == policy or r.policy in parents}
+            buckets = {(r.name, r.generation, r.policy) for r in self.meta.list_buckets() if r.policy in bound}
             refs: set[bytes] = set()
             for bucket, generation, bound_to in buckets:
                 for m in self.meta.iter_manifests(bucket, generation):
