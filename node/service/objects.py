@@ -284,13 +284,13 @@ class ObjectService:
         The current version is read from every index replica; meanwhile the chunk named by this
         node's own copy of it (the SDK asks an index replica first; the same local read serves
         both) is read ahead, and used only if the version read names the same chunk: the chunk's
-        read overlaps the replicas' answer instead of following it (GET 1 MiB c1 +16 %)."""
+        read overlaps the replicas' answer instead of following it (GET 1 MiB c1 +12 %)."""
         record = await self.bucket(caller, "GetObject", bucket, key)
-        ahead: list[asyncio.Task[tuple[bytes, bytes] | None]] = []
+        ahead = _ReadAhead(self.coordinator, record, offset)
         local = None
         if version_id is None:
             local = asyncio.ensure_future(self._local.get_manifest(record.name, key, record.generation))
-            local.add_done_callback(lambda read: self._read_ahead(record, read, offset, ahead))
+            local.add_done_callback(ahead.start)
         try:
             if version_id is not None:
                 manifest = await self.versions.get(record, key, version_id)
@@ -300,33 +300,11 @@ class ObjectService:
             if index is None:
                 return manifest, 0, b""
             digest = manifest.chunks[index].digest
-            if ahead and (early := await ahead[0]) is not None and early[0] == digest:
-                return manifest, index, early[1]
+            if (early := await ahead.frame_of(digest)) is not None:
+                return manifest, index, early
             return manifest, index, await self.coordinator.read_version_chunk(record, manifest, digest)
         finally:
-            for task in ahead:
-                task.cancel()
-
-    def _read_ahead(self, record: BucketRecord, read: asyncio.Future[Manifest | None], offset: int,
-                    started: list[asyncio.Task[tuple[bytes, bytes] | None]]) -> None:
-        """Once this node's own index copy is read: start reading the chunk holding byte `offset`
-        as it names it (into `started`); nothing for an inline object, no copy, or a failed read."""
-        if read.cancelled() or read.exception() is not None:
-            return
-        local = read.result()
-        index = None if local is None or local.deleted else _chunk_at(local, offset)
-        if local is None or index is None:
-            return
-        digest = local.chunks[index].digest
-
-        async def frame() -> tuple[bytes, bytes] | None:
-            try:
-                return digest, await self.coordinator.read_version_chunk(record, local, digest)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a guess that failed costs nothing but its own read
-                return None
-        started.append(asyncio.ensure_future(frame()))
+            ahead.close()
 
     async def _write_target(self, caller: Caller, operation: str, bucket: str,
                             key: str | None = None) -> tuple[BucketRecord, Versioning]:
@@ -531,6 +509,48 @@ def _may_bypass(caller: Caller, asked: bool) -> bool:
     stolen application key cannot. COMPLIANCE is for what no key may lift."""
     key = caller.key
     return asked and key is not None and (key.role == "admin" or key.role == "read-write" and not key.buckets)
+
+
+class _ReadAhead:
+    """The chunk a GET reads while the index replicas answer, as this node's own index copy names
+    it: started once that local read is done (nothing for an inline object, no copy, or a failed
+    read), never after the GET has ended (`close`)."""
+
+    def __init__(self, coordinator: Coordinator, record: BucketRecord, offset: int) -> None:
+        self._coordinator, self._record, self._offset = coordinator, record, offset
+        self._task: asyncio.Task[bytes | None] | None = None
+        self._digest = b""
+        self._closed = False
+
+    def start(self, read: asyncio.Future[Manifest | None]) -> None:
+        """The done callback of the local read."""
+        if self._closed or read.cancelled() or read.exception() is not None:
+            return
+        local = read.result()
+        index = None if local is None or local.deleted else _chunk_at(local, self._offset)
+        if local is None or index is None:
+            return
+        self._digest = local.chunks[index].digest
+        self._task = asyncio.ensure_future(self._frame(local))
+
+    async def _frame(self, local: Manifest) -> bytes | None:
+        try:
+            return await self._coordinator.read_version_chunk(self._record, local, self._digest)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a guess that failed costs nothing but its own read
+            return None
+
+    async def frame_of(self, digest: bytes) -> bytes | None:
+        """The frame read ahead if it is `digest`'s (the version read names the same chunk)."""
+        if self._task is None or self._digest != digest:
+            return None
+        return await self._task
+
+    def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _chunk_at(manifest: Manifest, offset: int) -> int | None:
