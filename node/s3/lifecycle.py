@@ -1,8 +1,9 @@
 """S3 lifecycle at the door: the LifecycleConfiguration document, parsed strictly into the service
 layer's model (`node/data/lifecycle.py`) and rendered back, and its three operations. A rule's
 Transition (one, by Days) moves current versions to STANDARD_IA or GLACIER_IR: their chunks go to
-the bucket policy's cold policy (`proto/storage_class.py`); a Transition by Date, several in one
-rule and NoncurrentVersionTransition are NotImplemented; anything unknown is MalformedXML.
+the bucket policy's cold policy (`proto/storage_class.py`); a Transition by Date and
+NoncurrentVersionTransition are NotImplemented; two Transitions in one rule, and anything unknown,
+are MalformedXML.
 """
 
 from __future__ import annotations
