@@ -256,6 +256,26 @@ def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
                       bulk_timeout=args.grpc_bulk_timeout)
 
 
+def _check_timing_args(args: argparse.Namespace) -> None:
+    """Refuse, in one line, the timings the node's parts would refuse with a traceback."""
+    from maillage.cli.common import CommandError
+
+    positive = [("--heartbeat-interval", args.heartbeat_interval), ("--suspect-after", args.suspect_after),
+                ("--down-after", args.down_after), ("--repair-interval", args.repair_interval),
+                ("--repair-rate", args.repair_rate), ("--scrub-rate", args.scrub_rate),
+                ("--scrub-interval", args.scrub_interval), ("--lifecycle-interval", args.lifecycle_interval),
+                ("--gc-grace", args.gc_grace), ("--max-clock-drift", args.max_clock_drift),
+                ("--upload-budget", args.upload_budget)]
+    if args.gc_interval is not None:
+        positive.append(("--gc-interval", args.gc_interval))
+    for flag, value in positive:
+        if not value > 0:  # also refuses nan
+            raise CommandError(f"{flag} must be positive, not {value:g}")
+    if args.down_after < args.suspect_after:
+        raise CommandError(f"--down-after ({args.down_after:g} s) must be at least --suspect-after "
+                           f"({args.suspect_after:g} s): a peer is suspected before it is marked out")
+
+
 def run_command(args: argparse.Namespace) -> int:
     from maillage.cli.common import CommandError
     from maillage.storage import DataFormatError
@@ -263,6 +283,7 @@ def run_command(args: argparse.Namespace) -> int:
     _check_s3_args(args)
     _check_ops_args(args)
     grpc_limits = _check_grpc_args(args)
+    _check_timing_args(args)
     from maillage.node.runtime.logs import configure
 
     configure(args.log_level, args.log_format, args.id)
