@@ -14,7 +14,7 @@ from maillage.node.data.bucket_records import CACHE_SECONDS
 from maillage.node.runtime.clock import ManualClock
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc
-from maillage.placement import bucket_partition, format_layout
+from maillage.placement import bucket_partition, chunk_partition, format_layout
 from maillage.proto.trust import access, node_access
 
 from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
@@ -105,6 +105,46 @@ def test_hand_back_returns_a_hinted_write_to_its_owner_and_drops_the_hint(mesh):
         await mesh.repair(2)
         assert mesh.holders("scans", "k") == set(owners)
         assert await mesh.get("scans", "k", via=owners[0]) == await mesh.get("scans", "k", via=owners[1])
+    run(main())
+
+
+def test_a_peer_heard_again_starts_a_round_only_on_nodes_holding_something_for_others(mesh, monkeypatch):
+    """A mesh starting (every peer's first answer a recovery) asks for no round; a write handed off
+    while its owner was suspected does, on the node holding it, when the owner answers again."""
+    asked: list[str] = []
+    for node_id, node in mesh.nodes.items():
+        monkeypatch.setattr(node.repairer, "trigger", lambda n=node_id: asked.append(n))
+
+    async def recover(node_id: str) -> None:
+        mesh.down(node_id)
+        mesh.advance(TIMINGS.suspect_after)
+        await mesh.gossip(3)
+        assert all(mesh.nodes[n].detector.state(node_id) is PeerState.SUSPECT for n in mesh.up_nodes())
+        mesh.up(node_id)
+        await mesh.gossip(3)
+        checks = [c for node in mesh.nodes.values() if (c := node.repairer._recovery_check) is not None]
+        assert checks, "no node looked at what it holds"
+        await asyncio.gather(*checks)
+
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        owners = owners_of(mesh, "scans")
+        await mesh.gossip(2)
+        await recover(owners[0])
+        assert asked == []
+        mesh.down(owners[0])
+        mesh.advance(TIMINGS.suspect_after)
+        await mesh.gossip(3)
+        await mesh.put("scans", "k", os.urandom(3000))
+        hinted = mesh.holders("scans", "k") - set(owners)
+        assert len(hinted) == 1
+        manifest = await mesh.nodes[next(iter(hinted))].local.get_manifest("scans", "k")
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        for chunk in manifest.chunks:  # a chunk whose owners include the suspected node was handed off too
+            hinted |= mesh.chunk_holders(chunk.digest) - set(table.replicas(chunk_partition(chunk.digest, table.bits)))
+        mesh.up(owners[0])
+        await recover(owners[0])
+        assert set(asked) == hinted
     run(main())
 
 
