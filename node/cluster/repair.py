@@ -177,6 +177,13 @@ class Repairer(BackgroundLoop):
         if holding:
             self.trigger()
 
+    async def stop(self) -> None:
+        check, self._recovery_check = self._recovery_check, None
+        if check is not None:
+            check.cancel()
+            await asyncio.gather(check, return_exceptions=True)
+        await super().stop()
+
     async def _loop(self) -> None:
         await self._clock.sleep(min(self._interval, 1.0))  # let gossip hear from peers first
         while True:
