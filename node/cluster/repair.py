@@ -149,11 +149,6 @@ class Repairer(BackgroundLoop):
         mesh starts, every peer's first answer is such a recovery, and a full round for each (the
         co-owners' summaries and bucket catalogs, most over a new TLS connection) cost the nodes of
         a 100-node local mesh a round every `TRIGGER_GAP` for their first minute."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # no loop to look from (a test driving the detector alone): as before
-            self.trigger()
-            return
         if self._recovery_check is None or self._recovery_check.done():
             self._recovery_check = asyncio.ensure_future(self._trigger_if_holding(node_id))
 
