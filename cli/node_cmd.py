@@ -207,10 +207,7 @@ def _check_s3_args(args: argparse.Namespace) -> None:
         raise CommandError("--s3-tls-cert and --s3-tls-key go together: the certificate and its private key")
     if args.s3_plain_http and args.s3_tls_cert is not None:
         raise CommandError("--s3-plain-http serves without TLS: drop it, or --s3-tls-cert/--s3-tls-key")
-    if args.s3_upload_expiry <= 0:
-        raise CommandError("--s3-upload-expiry must be a positive number of seconds")
-    if not args.lifecycle_interval > 0:
-        raise CommandError("--lifecycle-interval must be a positive number of seconds")
+    _require_positive([("--s3-upload-expiry", args.s3_upload_expiry)])
     for flag, value in (("--s3-max-connections", args.s3_max_connections),
                         ("--s3-max-connections-per-address", args.s3_max_connections_per_address),
                         ("--s3-max-requests", args.s3_max_requests)):
@@ -240,20 +237,27 @@ def _check_grpc_args(args: argparse.Namespace) -> GrpcLimits:
                         ("--grpc-max-streams", args.grpc_max_streams)):
         if count < 1:
             raise CommandError(f"{flag} must be at least 1")
-    for flag, seconds in (("--grpc-handshake-timeout", args.grpc_handshake_timeout),
-                          ("--grpc-idle-timeout", args.grpc_idle_timeout),
-                          ("--grpc-keepalive", args.grpc_keepalive),
-                          ("--grpc-max-connection-age", args.grpc_max_connection_age),
-                          ("--grpc-message-timeout", args.grpc_message_timeout),
-                          ("--grpc-call-timeout", args.grpc_call_timeout),
-                          ("--grpc-bulk-timeout", args.grpc_bulk_timeout)):
-        if not seconds > 0:
-            raise CommandError(f"{flag} must be a positive number of seconds")
+    _require_positive([("--grpc-handshake-timeout", args.grpc_handshake_timeout),
+                       ("--grpc-idle-timeout", args.grpc_idle_timeout),
+                       ("--grpc-keepalive", args.grpc_keepalive),
+                       ("--grpc-max-connection-age", args.grpc_max_connection_age),
+                       ("--grpc-message-timeout", args.grpc_message_timeout),
+                       ("--grpc-call-timeout", args.grpc_call_timeout),
+                       ("--grpc-bulk-timeout", args.grpc_bulk_timeout)])
     return GrpcLimits(max_connections=args.grpc_max_connections, max_streams=args.grpc_max_streams,
                       handshake_timeout=args.grpc_handshake_timeout, idle_timeout=args.grpc_idle_timeout,
                       keepalive_time=args.grpc_keepalive, max_connection_age=args.grpc_max_connection_age,
                       message_timeout=args.grpc_message_timeout, call_timeout=args.grpc_call_timeout,
                       bulk_timeout=args.grpc_bulk_timeout)
+
+
+def _require_positive(flags: list[tuple[str, float]]) -> None:
+    """CommandError naming the first flag whose value is not above zero (nan included)."""
+    from maillage.cli.common import CommandError
+
+    for flag, value in flags:
+        if not value > 0:
+            raise CommandError(f"{flag} must be positive, not {value:g}")
 
 
 def _check_timing_args(args: argparse.Namespace) -> None:
@@ -268,9 +272,7 @@ def _check_timing_args(args: argparse.Namespace) -> None:
                 ("--upload-budget", args.upload_budget)]
     if args.gc_interval is not None:
         positive.append(("--gc-interval", args.gc_interval))
-    for flag, value in positive:
-        if not value > 0:  # also refuses nan
-            raise CommandError(f"{flag} must be positive, not {value:g}")
+    _require_positive(positive)
     if args.down_after < args.suspect_after:
         raise CommandError(f"--down-after ({args.down_after:g} s) must be at least --suspect-after "
                            f"({args.suspect_after:g} s): a peer is suspected before it is marked out")

@@ -15,6 +15,8 @@ from maillage.cli.main import main
     (("--repair-interval", "-1"), "--repair-interval must be positive, not -1"),
     (("--gc-interval", "nan"), "--gc-interval must be positive, not nan"),
     (("--upload-budget", "0"), "--upload-budget must be positive, not 0"),
+    (("--lifecycle-interval", "0"), "--lifecycle-interval must be positive, not 0"),
+    (("--grpc-idle-timeout", "-2"), "--grpc-idle-timeout must be positive, not -2"),
 ])
 def test_a_timing_the_node_cannot_run_with_is_one_line_and_nothing_is_made(tmp_path, capsys, flags, says):
     base = ["node", "run", "--id", "n1", "--data-dir", str(tmp_path / "data"), "--trust-dir", str(tmp_path)]
