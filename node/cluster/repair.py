@@ -153,10 +153,14 @@ class Repairer(BackgroundLoop):
             self._recovery_check = asyncio.ensure_future(self._trigger_if_holding(node_id))
 
     async def _holds_for_others(self) -> bool:
-        """Whether a hand-back would send anything: an item held here in a group this node does
-        not own (a record holder that is not one of its bucket's index owners holds an empty one)."""
+        """Whether a hand-back (`_hand_back`) would send anything: an item held here in a group this
+        node does not own, or a bucket record held here by a node that is not one of the name's
+        record owners (a handoff's copy). A record owner that is not one of the bucket's index
+        owners holds an empty group of it, and sends nothing."""
         local = self._peers.local
         for group in (await self._local_plan()).foreign:
+            if group.is_index and not self._catalog.is_owner(group.bucket, group.policy):
+                return True
             if await local.sync_listing(group):
                 return True
         return False
