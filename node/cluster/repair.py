@@ -15,9 +15,10 @@ Every round, each node:
   confirmed it: a byte is never removed before it is durable where it belongs.
 
 Copies go through a token bucket (`rate` bytes/s, `ratelimit.py`) so repair never starves client
-traffic. Expired tombstones are dropped once every owner holds the same one or none (see
-`_expire`); chunks no live manifest references any more are removed by the chunk GC (`gc.py`), in
-a loop of its own. The rules deciding what moves are pure functions in `antientropy.py`.
+traffic. Expired tombstones are dropped once every owner, and every former owner of the partition
+that may still hand something back, holds the same one or none (see `_expire`); chunks no live
+manifest references any more are removed by the chunk GC (`gc.py`), in a loop of its own. The
+rules deciding what moves are pure functions in `antientropy.py`.
 
 Energy (`maillage.node.energy`): an owner pulling what it lacks restores a copy its partition is
 short of, which is urgent and never waits. Hand-back (pushing to owners, then dropping the copy held
@@ -126,6 +127,11 @@ class Repairer(BackgroundLoop):
         self._mine: dict[str, tuple[int, ...]] = {}
         self._moved: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition -> owners before
         self._left: dict[str, dict[int, tuple[str, ...]]] = {}  # policy -> partition it took away -> owners before
+        # (policy, partition) -> nodes that owned it before an ownership change and own it no more
+        # (a layout change, or a marked-out owner back: its stand-in): they may hold index entries
+        # of it to hand back, which tombstone expiry waits for (`_expire`). Kept in memory.
+        self._former: dict[tuple[str, int], set[str]] = {}
+        self._former_empty: set[tuple[SyncGroup, str]] = set()  # answered holding nothing, since the last change
         self._moves_seen = False  # a rebalance pull was due this round
         self.residency_violations = 0  # chunk partitions held here of policies this node is outside of
         self._transfers = asyncio.Semaphore(TRANSFERS)
@@ -136,6 +142,7 @@ class Repairer(BackgroundLoop):
         self._handback = energy.job(Kind.HAND_BACK, rate=rate)
         self._rebalance = energy.job(Kind.REBALANCE, rate=rate)
         self._gc = energy.job(Kind.GC)
+        self._ownership(self._tables())  # the ownership before any change this node will see
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -341,8 +348,33 @@ class Repairer(BackgroundLoop):
                     self._moved[name] = {p: before[name][p] for p in mine if p not in had and len(before[name][p]) >= r}
                     kept = set(mine)
                     self._left[name] = {p: before[name][p] for p in had if p not in kept}
+            self._note_former_owners(before)
             self._owners_key = key
         return self._owners
+
+    def _note_former_owners(self, before: dict[str, tuple[tuple[str, ...], ...]]) -> None:
+        """Add to `_former` the owners of each partition in `before` that own it no more (partitions
+        split or merged by a change of bits map by their top bits), and drop the nodes that left the
+        layout or own the partition again."""
+        members = {n.id for n in self._layout.current.nodes}
+        for name, owners in self._owners.items():
+            old = before.get(name)
+            if not old:
+                continue
+            old_bits, new_bits = len(old).bit_length() - 1, len(owners).bit_length() - 1
+            for p, now in enumerate(owners):
+                if new_bits >= old_bits:
+                    previous = old[p >> (new_bits - old_bits)]
+                else:
+                    shift = old_bits - new_bits
+                    previous = tuple(n for q in range(p << shift, (p + 1) << shift) for n in old[q])
+                former = (self._former.get((name, p), set()) | set(previous)) - set(now)
+                former &= members
+                if former:
+                    self._former[(name, p)] = former
+                else:
+                    self._former.pop((name, p), None)
+        self._former_empty.clear()  # asked again after any change: a stand-in may hold something new
 
     def _fellows_before(self, group: SyncGroup, owners: tuple[str, ...]) -> int:
         """Other nodes up that owned a chunk partition with this node before the last layout change
@@ -410,6 +442,16 @@ class Repairer(BackgroundLoop):
         await self._enter_listings()
         return await self._local_plan()
 
+    def _tables(self) -> dict[str, PartitionTable]:
+        """The partition table of every policy the layout can satisfy."""
+        tables = {}
+        for policy in self._layout.current.policies:
+            try:
+                tables[policy.name] = self._layout.table(policy.name)
+            except PolicyUnsatisfiable:
+                continue
+        return tables
+
     async def _local_plan(self) -> Plan:
         """The groups this node owns and those it holds for others, from its own store and the
         layout alone (no call to a peer)."""
@@ -418,12 +460,7 @@ class Repairer(BackgroundLoop):
         me = self.node_id
         owned: dict[SyncGroup, tuple[str, ...]] = {}
         foreign: dict[SyncGroup, tuple[str, ...]] = {}
-        tables: dict[str, PartitionTable] = {}
-        for policy in layout.policies:
-            try:
-                tables[policy.name] = self._layout.table(policy.name)
-            except PolicyUnsatisfiable:
-                continue
+        tables = self._tables()
         ownership = self._ownership(tables)
         here = layout.location_of(me)
         self.residency_violations = sum(len(parts) for name, parts in held_chunks.items()
@@ -663,22 +700,31 @@ class Repairer(BackgroundLoop):
     # ----- tombstone expiry ----------------------------------------------------------------
 
     async def _expire(self, group: SyncGroup, owners: tuple[str, ...], plan: Plan) -> None:
-        """Drop tombstones past the grace once every owner has the same one or none: an owner
-        still holding an older live version would otherwise bring the object back."""
+        """Drop tombstones past the grace once every owner, and every former owner of the group's
+        partition not known to hold nothing of it (`_former`), has the same one or none: a node
+        still holding an older live version would otherwise bring the object back, an owner by
+        repair, a former owner by handing it back (a drained node whose hand-back came after the
+        grace brought a deleted object back on every owner)."""
         local = self._peers.local
         expired = [e for e in await local.sync_listing(group) if e.deleted and self._expired(e)]
         if not expired:
             return
         self._expiry_pending = True  # walked again next round, until every one is dropped
-        if not all(self._is_up(o) for o in owners):
-            return
         table = self._layout.table(group.policy)
+        former = sorted(n for n in self._former.get((group.policy, bucket_partition(group.bucket, table.bits)), ())
+                        if n not in owners and (group, n) not in self._former_empty)
+        if not all(self._is_up(o) for o in (*owners, *former)):
+            return
         if len(owners) < table.policy.replicas:
             return
         views = []
-        for owner in owners:
-            if owner != self.node_id:
-                views.append({e.key: e for e in await self._peers.replica(owner).sync_listing(group)})
+        for node in (*owners, *former):
+            if node == self.node_id:
+                continue
+            listing = await self._peers.replica(node).sync_listing(group)
+            if not listing and node in former:
+                self._former_empty.add((group, node))  # nothing to hand back: not asked again
+            views.append({e.key: e for e in listing})
         removed = await local.drop_index_entries(group.bucket, droppable_tombstones(expired, views),
                                                  group.generation)
         self.progress.tombstones_removed += removed

@@ -38,6 +38,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -389,6 +390,37 @@ def test_a_bucket_deleted_while_a_node_drains_can_be_created_again(tmp_path):
             assert await mesh.nodes[node_id].catalog.find(BUCKET) is None, node_id
         record = await mesh.create_bucket(BUCKET, "eu-wide", via="paris-1")
         assert record.policy == "eu-wide"
+
+    mesh = InMemoryMesh(make_layout(), tmp_path, timings=TIMINGS)
+    try:
+        asyncio.run(main(mesh))
+    finally:
+        mesh.close()
+
+
+def test_a_tombstone_outlives_its_grace_until_a_former_owner_has_handed_back(tmp_path):
+    """A drained owner keeps its copy of an object until it hands it back; the object deleted after
+    the drain (the tombstone on the new owners only) and the grace passed with no repair round: the
+    owners must not drop the tombstone before that hand-back, or it brings the object back on all."""
+    async def main(mesh: InMemoryMesh) -> None:
+        await mesh.create_bucket(BUCKET, "france-only")
+        table = mesh.nodes["paris-1"].layout.table("france-only")
+        owners = table.replicas(bucket_partition(BUCKET, table.bits))
+        await mesh.put(BUCKET, "a", b"old", via=owners[0])
+        drained = owners[0]
+        mesh.apply_layout(changes.bump(changes.drain(mesh.layout, drained), mesh.layout.version + 1))
+        await mesh.gossip(3)
+        via = next(n for n in sorted(FRENCH) if n != drained)
+        await mesh.delete(BUCKET, "a", via=via)
+        mesh.advance(TIMINGS.gc_grace + 1)
+        await mesh.gossip(3)
+        await mesh.repair(1, [n for n in mesh.up_nodes() if n != drained])  # the owners' expiry first,
+        await mesh.repair(3)  # then the drained node's hand-back
+        for node_id in mesh.nodes:
+            with pytest.raises(NoSuchKey):
+                await mesh.get(BUCKET, "a", via=node_id)
+        held = {n for n, node in mesh.nodes.items() if any(m.key == "a" for m in node.local.meta.iter_manifests())}
+        assert not held, held  # and the tombstone went once nothing older was left anywhere
 
     mesh = InMemoryMesh(make_layout(), tmp_path, timings=TIMINGS)
     try:
