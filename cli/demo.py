@@ -43,6 +43,7 @@ from maillage.cli.common import CommandError, Progress, describe_error, human_si
 FRANCE_BUCKET = "france-data"
 EU_BUCKET = "eu-data"
 BIG = 20 * 1024 * 1024
+MESH_UP_TIMEOUT = 20.0  # seconds the demo waits for every node to see every other up before its first write
 S3_DEFAULT_POLICY = "eu-wide"  # of a bucket created through S3 without a LocationConstraint
 
 # sites beyond the six of the default demo layout, for --sites up to 12
@@ -128,6 +129,8 @@ def run_command(args: argparse.Namespace) -> int:
         _say(f"  starting nodes in {mesh.base_dir} ...")
         t0 = time.monotonic()
         with mesh:
+            if not mesh.wait_all_up(timeout=MESH_UP_TIMEOUT):
+                _say(f"  (some nodes still suspect a peer after {MESH_UP_TIMEOUT:.0f} s; going on)")
             _say(f"  {len(layout.nodes)} nodes ready in {time.monotonic() - t0:.1f} s\n")
             _say(table([[n.site, format_loc(layout, n.id), n.address, mesh.s3_endpoint(n.id)]
                         for n in layout.nodes],

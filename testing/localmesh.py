@@ -390,6 +390,21 @@ class LocalMesh:
                 raise TimeoutError(f"node {node_id} not listening on {self.address(node_id)} after {timeout} s")
             time.sleep(0.05)
 
+    def wait_all_up(self, timeout: float) -> bool:
+        """Wait until every node sees every other up, at most `timeout` seconds; whether they do.
+        A node listens before it has probed its peers, and one that probed a peer not listening yet
+        suspects it until a later probe: a bucket created in that second could find its owners
+        suspected and be refused."""
+        deadline = time.monotonic() + timeout
+        with self.admin() as admin:
+            while True:
+                answers = admin.statuses(timeout=min(5.0, max(timeout, 0.1)))
+                if all(not isinstance(a, str) and all(p.state == "up" for p in a.peers) for a in answers.values()):
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
+
     def tail_log(self, node_id: str, lines: int = 30) -> str:
         path = self.log_dir / f"{node_id}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
