@@ -64,7 +64,15 @@ from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.runtime.concurrency import gather_bounded
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement import PartitionTable, PolicyUnsatisfiable, UnknownPolicy, bucket_partition
+from maillage.placement import (
+    Layout,
+    PartitionTable,
+    PlacementError,
+    PolicyUnsatisfiable,
+    UnknownPolicy,
+    bucket_partition,
+    partition_table,
+)
 from maillage.proto.frame import CorruptFrame as FrameError
 from maillage.proto.frame import read_frame_header
 from maillage.storage import (
@@ -142,7 +150,8 @@ class Repairer(BackgroundLoop):
         self._handback = energy.job(Kind.HAND_BACK, rate=rate)
         self._rebalance = energy.job(Kind.REBALANCE, rate=rate)
         self._gc = energy.job(Kind.GC)
-        self._ownership(self._tables())  # the ownership before any change this node will see
+        self._owners = self._plain_ownership(layout.previous())  # so the first round notes who owned before
+        self._ownership(self._tables())
 
     # ----- life cycle ------------------------------------------------------------------------
 
@@ -351,6 +360,20 @@ class Repairer(BackgroundLoop):
             self._note_former_owners(before)
             self._owners_key = key
         return self._owners
+
+    @staticmethod
+    def _plain_ownership(layout: Layout | None) -> dict[str, tuple[tuple[str, ...], ...]]:
+        """policy -> the replicas of each partition under `layout` (no node marked out)."""
+        if layout is None:
+            return {}
+        owners = {}
+        for policy in layout.policies:
+            try:
+                table = partition_table(layout, policy.name)
+            except PlacementError:
+                continue
+            owners[policy.name] = tuple(table.replicas(p) for p in range(len(table)))
+        return owners
 
     def _note_former_owners(self, before: dict[str, tuple[tuple[str, ...], ...]]) -> None:
         """Add to `_former` the owners of each partition in `before` that own it no more (partitions

@@ -32,6 +32,7 @@ class LayoutState:
                  initial_text: str | None = None) -> None:
         self._path = path
         self._staged_path = path.with_name("staged-layout.json")
+        self._previous_path = path.with_name("previous-layout.json")
         stored = _read_signed(path) if path.exists() else None
         if stored is not None and (initial is None or stored[0].version > initial.version):
             self._current, self._text, self._signature = stored
@@ -58,6 +59,14 @@ class LayoutState:
         """The exact text the signature covers."""
         return self._text
 
+    def previous(self) -> Layout | None:
+        """The layout this node applied before the current one (kept across restarts: repair asks
+        the nodes that owned a partition before the change, `Repairer._former`), None if none."""
+        if not self._previous_path.exists():
+            return None
+        previous = _read_signed(self._previous_path)[0]
+        return previous if previous.version < self._current.version else None
+
     def table(self, policy_name: str) -> PartitionTable:
         """The current partition table of a policy, built once per layout version."""
         table = self._tables.get(policy_name)
@@ -71,6 +80,7 @@ class LayoutState:
         if layout.version <= self._current.version:
             return False
         _check_pins_kept(self._current, layout)
+        write_signed(self._previous_path, self._text, self._signature)
         self._current, self._signature = layout, signature
         self._text = format_layout(layout) if text is None else text
         self._persist()

@@ -43,9 +43,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from maillage.node.cluster.repair import Repairer
 from maillage.node.daemon.wiring import Timings
 from maillage.node.data.bucket_records import CACHE_SECONDS
 from maillage.node.errors import NoSuchKey, QuorumNotReached
+from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import Layout, NodeState, bucket_partition, changes
 from maillage.storage.errors import VersionTooFarAhead
 from maillage.storage.hlc import LOGICAL_BITS
@@ -398,10 +400,19 @@ def test_a_bucket_deleted_while_a_node_drains_can_be_created_again(tmp_path):
         mesh.close()
 
 
-def test_a_tombstone_outlives_its_grace_until_a_former_owner_has_handed_back(tmp_path):
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "owners-restarted"])
+def test_a_tombstone_outlives_its_grace_until_a_former_owner_has_handed_back(tmp_path, restarted):
     """A drained owner keeps its copy of an object until it hands it back; the object deleted after
     the drain (the tombstone on the new owners only) and the grace passed with no repair round: the
-    owners must not drop the tombstone before that hand-back, or it brings the object back on all."""
+    owners must not drop the tombstone before that hand-back, or it brings the object back on all.
+    Also when every other node restarted after the drain (the layout before it is kept on disk)."""
+    def restart_repairer(node_id: str) -> None:
+        node = mesh.nodes[node_id]
+        layout = LayoutState(tmp_path / node_id / "layout.toml")  # read again from disk, as at a start
+        node.repairer = Repairer(node_id, node.repair_peers, layout, is_up=node.detector.is_up,
+                                 is_out=node.detector.is_down, interval=TIMINGS.repair_interval, rate=0,
+                                 tombstone_grace=TIMINGS.gc_grace, clock=mesh.clocks[node_id])
+
     async def main(mesh: InMemoryMesh) -> None:
         await mesh.create_bucket(BUCKET, "france-only")
         table = mesh.nodes["paris-1"].layout.table("france-only")
@@ -414,6 +425,10 @@ def test_a_tombstone_outlives_its_grace_until_a_former_owner_has_handed_back(tmp
         await mesh.delete(BUCKET, "a", via=via)
         mesh.advance(TIMINGS.gc_grace + 1)
         await mesh.gossip(3)
+        if restarted:
+            for node_id in mesh.nodes:
+                if node_id != drained:
+                    restart_repairer(node_id)
         await mesh.repair(1, [n for n in mesh.up_nodes() if n != drained])  # the owners' expiry first,
         await mesh.repair(3)  # then the drained node's hand-back
         for node_id in mesh.nodes:
