@@ -24,10 +24,11 @@ Energy (`maillage.node.energy`): an owner pulling what it lacks restores a copy 
 short of, which is urgent and never waits. Hand-back (pushing to owners, then dropping the copy held
 here) is deferrable where the data is at R already, counting this copy; an item fewer than R nodes
 hold (this one and the owners that answered with it) is pushed at once whatever the energy
-(`short_of_copies`). Deferred hand-back and tombstone expiry are skipped by a round while the site's
-energy state defers them (a shed order, a grey window with slack; for a rebalance pull or a
-hand-back push, the other site's state counts too, as grey: `decide.shared`), and a push stops
-between two chunks; a later round, or the one the scheduler triggers when green or unknown returns, goes on. A
+(`short_of_copies`), and a copy no owner lacks any more is dropped at once. Deferred hand-back
+and tombstone expiry are skipped by a round while the site's energy state defers them (a shed
+order, a grey window with slack; for a rebalance pull or a hand-back push, the other site's state
+counts too, as grey: `decide.shared`), and a push stops between two chunks; a later round, or the
+one the scheduler triggers when green or unknown returns, goes on. A
 round never waits for energy, so urgent work is never held up.
 """
 
@@ -665,16 +666,21 @@ class Repairer(BackgroundLoop):
         wanted: dict[str, list[Any]] = {
             o: chunks_missing(ours, theirs) if not group.is_index else entries_to_push(ours, theirs)
             for o, theirs in listings.items()}
+        def key(item: Any) -> Any:
+            return item.key if group.is_index else item
+
         # Deferred, per owner, by this site's energy state or the owner's (a window that suits
-        # both): only items short of R go to that owner now (urgent), and nothing is dropped.
+        # both): only items short of R go to that owner now (urgent); the others stay here, and
+        # what no owner lacks goes at once. A copy kept for a later window after its owners had
+        # a newer version (a delete) came back once its tombstone expired, with the grace (an
+        # hour) far shorter than a hand-back's deadline (a day).
+        held_back: set[Any] = set()
         deferring = {o for o in wanted if not self._handback.allowed(self._peer_energy(o))}
         if deferring:
-            def key(item: Any) -> Any:
-                return item.key if group.is_index else item
             short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
                                     table.policy.replicas, self._fellows_before(group, owners))
+            held_back = {key(x) for o in deferring for x in wanted[o] if key(x) not in short}
             wanted = {o: [x for x in w if key(x) in short] if o in deferring else w for o, w in wanted.items()}
-            confirmed = False
         for owner, items in wanted.items():
             if not items:
                 continue   # every item is at R counting this copy: a later round hands it back
@@ -683,13 +689,14 @@ class Repairer(BackgroundLoop):
             except NodeError as err:
                 log.info("hand-back of %s to %s: %s", group, owner, err)
                 confirmed = False
-        if confirmed and len(owners) >= table.policy.replicas:
+        done = [x for x in ours if key(x) not in held_back]
+        if confirmed and done and len(owners) >= table.policy.replicas:
             if group.is_index:
-                await local.drop_index_entries(group.bucket, ours, group.generation)
+                await local.drop_index_entries(group.bucket, done, group.generation)
             else:
-                await local.drop_chunks(group.policy, ours)
-            self.progress.handoff_items -= len(ours)
-            log.info("handed %d item(s) of %s back to %s", len(ours), group, ", ".join(owners))
+                await local.drop_chunks(group.policy, done)
+            self.progress.handoff_items -= len(done)
+            log.info("handed %d item(s) of %s back to %s", len(done), group, ", ".join(owners))
 
     async def _push(self, owner: str, group: SyncGroup, items: list[Any], plan: Plan, *, urgent: bool) -> None:
         """Send `items` (chunk digests, or index entries) that `owner` lacks; a deferrable push stops

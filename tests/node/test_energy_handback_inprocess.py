@@ -1,14 +1,17 @@
 """Hand-back under the site's energy state, in-process: a shed order keeps a hint that is at R
-(counting it) until the order is lifted, but a hint fewer than R nodes hold is handed back at once."""
+(counting it) until the order is lifted, but a hint fewer than R nodes hold is handed back at once,
+and one no owner lacks any more is dropped at once."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from maillage.node.energy.signal import Order, Reading, Signal, State
+from maillage.node.errors import NoSuchKey
 from maillage.node.replicas.antientropy import short_of_copies
 from maillage.placement import bucket_partition
 
@@ -37,10 +40,14 @@ def test_a_shed_order_defers_a_hint_at_r_and_normal_hands_it_back(mesh):
         stand_in = next(iter(hinted))
         set_order(mesh, stand_in, Order.SHED)
         mesh.up(owners[0])
-        await mesh.repair(2)
-        # the owner back pulled from its co-owner (urgent); the hint, at R counting it, waits
-        assert mesh.holders("scans", "k") == set(owners) | hinted
+        await mesh.repair(1, [stand_in])
+        # the owner back lacks it, but it is at R counting the hint: the hint waits, kept here
+        assert mesh.holders("scans", "k") == {owners[1], stand_in}
         assert mesh.nodes[stand_in].energy.jobs[mesh_kind("hand-back")].stats.waits > 0
+        await mesh.repair(2)
+        # the owner back pulled it from its co-owner (urgent); no owner lacks it any more, so the
+        # hint goes whatever the energy (dropping moves nothing)
+        assert mesh.holders("scans", "k") == set(owners)
         set_order(mesh, stand_in, Order.NORMAL)
         await mesh.repair(2)
         assert mesh.holders("scans", "k") == set(owners)
@@ -121,4 +128,34 @@ def test_a_drain_moves_nothing_under_shed_and_everything_after(mesh):
         for d in digests:
             owners = set(table.replicas(chunk_partition(d, table.bits)))
             assert "lyon-1" not in owners and mesh.chunk_holders(d) == owners
+    run(main())
+
+
+def test_a_hint_deferred_past_the_grace_never_brings_back_an_object_deleted_since(mesh):
+    """A hint at R waits for a green window (up to the hand-back deadline, a day), but the object's
+    tombstone on its owners expires after the grace: pushed once the order is lifted, a hint older
+    than the grace found owners holding nothing of the key and brought the deleted object back. A
+    hint no owner lacks any more (they hold it, or the newer tombstone) goes at once, whatever the
+    energy."""
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        owners = owners_of(mesh, "scans")
+        mesh.down(owners[0])
+        await mesh.put("scans", "k", b"old" * 1000)
+        stand_in = next(iter(mesh.holders("scans", "k") - set(owners)))
+        set_order(mesh, stand_in, Order.SHED)
+        mesh.up(owners[0])
+        await mesh.repair(2)
+        await mesh.delete("scans", "k", via=owners[1])
+        for _ in range(3):  # the grace passes a third at a time, with repair rounds
+            mesh.advance(TIMINGS.gc_grace / 3 + 1)
+            set_order(mesh, stand_in, Order.SHED)  # the order stands (a fresh reading)
+            await mesh.gossip(3)
+            await mesh.repair(2)
+        set_order(mesh, stand_in, Order.NORMAL)
+        await mesh.gossip(3)
+        await mesh.repair(3)
+        for node_id in mesh.nodes:
+            with pytest.raises(NoSuchKey):
+                await mesh.get("scans", "k", via=node_id)
     run(main())

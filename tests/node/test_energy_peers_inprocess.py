@@ -88,11 +88,15 @@ def test_a_hand_back_at_r_waits_for_the_owner_s_window_too(mesh) -> None:
         set_state(mesh, stand_in, State.GREEN)
         set_state(mesh, owners[0], State.SHED)     # the owner's site is told to shed load
         await mesh.gossip(2)
-        await mesh.repair(2)
-        # the owner back pulled from its co-owner (urgent, whatever the energy); the stand-in's
-        # hint, at R counting it, waits for the owner's window although its own site is green
-        assert mesh.holders("scans", "k") == set(owners) | {stand_in}
+        await mesh.repair(1, [stand_in])
+        # the owner back lacks it; the stand-in's hint, at R counting it, waits for the owner's
+        # window although its own site is green
+        assert mesh.holders("scans", "k") == {owners[1], stand_in}
         assert mesh.nodes[stand_in].energy.jobs[Kind.HAND_BACK].stats.waits > 0
+        await mesh.repair(2)
+        # the owner pulled it from its co-owner (urgent, whatever the energy): no owner lacks it,
+        # so the hint goes (dropping moves nothing)
+        assert mesh.holders("scans", "k") == set(owners)
         set_state(mesh, owners[0], State.GREEN)
         await mesh.gossip(2)
         await mesh.repair(2)
