@@ -56,6 +56,7 @@ from maillage.node.replicas.antientropy import (
     entries_to_pull,
     entries_to_push,
     short_of_copies,
+    stale_hints,
 )
 from maillage.node.replicas.quorum import effective_replicas
 from maillage.node.replicas.replica import Replica, put_manifest_teaching
@@ -675,11 +676,21 @@ class Repairer(BackgroundLoop):
         # a newer version (a delete) came back once its tombstone expired, with the grace (an
         # hour) far shorter than a hand-back's deadline (a day).
         held_back: set[Any] = set()
+        if group.is_index and not self._was_owner(group):
+            # A stand-in's hint older than the grace that no owner holds: never pushed (a site
+            # cut off for longer than the grace brought back objects deleted meanwhile), never
+            # dropped either (every owner may have lost it); counted in handoff_items, logged.
+            held_back = stale_hints(ours, listings.values(), self._expired)
+            if held_back:
+                log.warning("hand-back of %s: %d entr(ies) older than the tombstone grace that no owner holds "
+                            "are kept here, not handed back (deleted since, or lost by every owner)",
+                            group, len(held_back))
+                wanted = {o: [x for x in w if key(x) not in held_back] for o, w in wanted.items()}
         deferring = {o for o in wanted if not self._handback.allowed(self._peer_energy(o))}
         if deferring:
             short = short_of_copies([key(x) for x in ours], {o: [key(x) for x in w] for o, w in wanted.items()},
                                     table.policy.replicas, self._fellows_before(group, owners))
-            held_back = {key(x) for o in deferring for x in wanted[o] if key(x) not in short}
+            held_back |= {key(x) for o in deferring for x in wanted[o] if key(x) not in short}
             wanted = {o: [x for x in w if key(x) in short] if o in deferring else w for o, w in wanted.items()}
         for owner, items in wanted.items():
             if not items:
@@ -697,6 +708,13 @@ class Repairer(BackgroundLoop):
                 await local.drop_chunks(group.policy, done)
             self.progress.handoff_items -= len(done)
             log.info("handed %d item(s) of %s back to %s", len(done), group, ", ".join(owners))
+
+    def _was_owner(self, group: SyncGroup) -> bool:
+        """Whether this node owned the index group's partition before an ownership change it saw
+        (a former owner handing back, whose copies the owners wait for before dropping a tombstone),
+        rather than holding a stand-in's hint."""
+        bits = self._layout.table(group.policy).bits
+        return self.node_id in self._former.get((group.policy, bucket_partition(group.bucket, bits)), ())
 
     async def _push(self, owner: str, group: SyncGroup, items: list[Any], plan: Plan, *, urgent: bool) -> None:
         """Send `items` (chunk digests, or index entries) that `owner` lacks; a deferrable push stops

@@ -129,6 +129,16 @@ def entries_to_push(ours: Sequence[IndexEntry], theirs: Sequence[IndexEntry]) ->
     return [e for e in ours if have.get(e.key, (-1, "")) < e.order]
 
 
+def stale_hints(ours: Sequence[IndexEntry], listings: Iterable[Sequence[IndexEntry]],
+                expired: Callable[[IndexEntry], bool]) -> set[str]:
+    """Keys of index entries a stand-in holds that are older than the tombstone grace and that no
+    owner that answered holds at any version. Such an entry is not handed back: the key was most
+    likely deleted since and the tombstone expired on the owners (pushing it would bring the object
+    back), unless every owner lost it, which no rule here can tell apart."""
+    held = {e.key for listing in listings for e in listing}
+    return {e.key for e in ours if e.key not in held and expired(e)}
+
+
 def short_of_copies(ours: Iterable[_K], wanted: Mapping[str, Collection[_K]], replicas: int,
                     also_held: int = 0) -> set[_K]:
     """Items held here (a non-owner) that fewer than `replicas` nodes hold, counting this copy, each

@@ -11,6 +11,7 @@ import pytest
 
 from maillage.node.cluster.membership import PeerState
 from maillage.node.data.bucket_records import CACHE_SECONDS
+from maillage.node.errors import NoSuchKey
 from maillage.node.runtime.clock import ManualClock
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc
@@ -209,6 +210,38 @@ def test_a_tombstone_expires_only_after_the_grace_and_only_when_every_owner_has_
                 await mesh.get("scans", "gone", via=via)
         removed = sum(n.repairer.progress.tombstones_removed for n in mesh.nodes.values())
         assert removed >= 2
+    run(main())
+
+
+def test_a_hint_cut_off_from_its_owners_past_the_grace_never_brings_back_a_deleted_object(mesh):
+    """A stand-in holds a write taken while an owner was down, then is cut off from both owners
+    (its site's uplink) while the object is deleted and the tombstone expires on them. Back, it must
+    not hand the old version to owners that hold nothing of the key any more: the hint stays where
+    it is (counted, never dropped: every owner may have lost it), and the object stays deleted."""
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        owners = owners_of(mesh, "scans")
+        mesh.down(owners[0])
+        await mesh.put("scans", "k", b"old" * 1000, via=owners[1])
+        stand_in = next(iter(mesh.holders("scans", "k") - set(owners)))
+        mesh.up(owners[0])
+        for owner in owners:
+            mesh.network.cut(stand_in, owner)
+        await mesh.repair(2)
+        await mesh.delete("scans", "k", via=owners[1])
+        for _ in range(3):  # the grace passes a third at a time, with repair rounds
+            mesh.advance(TIMINGS.gc_grace / 3 + 1)
+            await mesh.gossip(3)
+            await mesh.repair(2)
+        assert mesh.holders("scans", "k") == {stand_in}  # the owners dropped the expired tombstone
+        mesh.network.heal()
+        await mesh.gossip(3)
+        await mesh.repair(3)
+        for node_id in mesh.nodes:
+            with pytest.raises(NoSuchKey):
+                await mesh.get("scans", "k", via=node_id)
+        assert mesh.holders("scans", "k") == {stand_in}
+        assert mesh.nodes[stand_in].repairer.progress.handoff_items == 1
     run(main())
 
 
