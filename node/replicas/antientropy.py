@@ -131,12 +131,13 @@ def entries_to_push(ours: Sequence[IndexEntry], theirs: Sequence[IndexEntry]) ->
 
 def stale_hints(ours: Sequence[IndexEntry], listings: Iterable[Sequence[IndexEntry]],
                 expired: Callable[[IndexEntry], bool]) -> set[str]:
-    """Keys of index entries a stand-in holds that are older than the tombstone grace and that no
-    owner that answered holds at any version. Such an entry is not handed back: the key was most
+    """Keys of live index entries a stand-in holds that are older than the tombstone grace and that
+    no owner that answered holds at any version. Such an entry is not handed back: the key was most
     likely deleted since and the tombstone expired on the owners (pushing it would bring the object
-    back), unless every owner lost it, which no rule here can tell apart."""
+    back), unless every owner lost it, which no rule here can tell apart. (A tombstone goes back as
+    usual: it can only delete.)"""
     held = {e.key for listing in listings for e in listing}
-    return {e.key for e in ours if e.key not in held and expired(e)}
+    return {e.key for e in ours if not e.deleted and e.key not in held and expired(e)}
 
 
 def short_of_copies(ours: Iterable[_K], wanted: Mapping[str, Collection[_K]], replicas: int,
