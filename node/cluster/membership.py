@@ -114,10 +114,6 @@ class Gossip(BackgroundLoop):
         self._alerts: set[asyncio.Task[None]] = set()
         self._own_energy = energy
         self._energy: dict[str, tuple[str, float]] = {}  # node -> the energy state it last told us, when
-        # Called when a layout pulled from a peer is adopted (wiring: start a repair round, as a
-        # layout pushed by the admin does): records and data the change moved go to their new owners
-        # within a round, not an interval later.
-        self.on_layout_adopted: Callable[[], None] = lambda: None
 
     # ----- the layout's nodes -------------------------------------------------------------
 
@@ -413,7 +409,6 @@ class Gossip(BackgroundLoop):
             layout = self._signed.verify(doc)
             if self._layout.offer(layout, doc.signature, doc.text):
                 log.info("adopted layout version %d from %s", layout.version, node_id)
-                self.on_layout_adopted()
         except (NodeError, LayoutAuthError, PlacementError, StorageError) as err:
             log.warning("layout from %s refused: %s", node_id, err)
 

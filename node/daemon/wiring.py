@@ -151,7 +151,6 @@ class Node:
                                  rate=t.repair_rate, tombstone_grace=t.gc_grace, clock=clock, rng=rng,
                                  energy=self.energy, peer_energy=self.gossip.energy_of)
         self.detector.on_recovered = self.repairer.peer_recovered
-        self.gossip.on_layout_adopted = self.repairer.trigger  # as PushLayout does
         self.energy.on_resume.append(self.repairer.trigger)  # hand-back deferred by energy goes on
         self.collector = ChunkCollector(node_id, self.repair_peers, layout, is_up=self.detector.is_up,
                                         grace=t.gc_grace, interval=t.gc_period, clock=clock,

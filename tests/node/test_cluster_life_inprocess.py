@@ -50,15 +50,9 @@ def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh)
         newer = make_layout(SITES[:-1] + (("munich-1", "eu/de/bayern"), ("berlin-1", "eu/de/berlin")), version=2)
         text = format_layout(newer)
         paris = mesh.nodes["paris-1"]
-        rounds_asked: list[str] = []
-        assert all(n.gossip.on_layout_adopted == n.repairer.trigger for n in mesh.nodes.values())
-        for node_id, node in mesh.nodes.items():
-            node.gossip.on_layout_adopted = lambda node_id=node_id: rounds_asked.append(node_id)
         assert paris.layout.offer(newer, mesh.signer.sign(2, text, kind="layout"), text)
         await mesh.gossip(4)
         assert {n.layout.current.version for n in mesh.nodes.values()} == {2}
-        # each node that pulled it asked for a repair round at once (what the change moved goes now)
-        assert sorted(rounds_asked) == sorted(set(mesh.nodes) - {"paris-1"})
         forged = make_layout(version=3)
         paris.layout.offer(forged, b"\x00" * 64, format_layout(forged))  # bypassing the check locally
         await mesh.gossip(4)
