@@ -69,11 +69,9 @@ from maillage.node.trust.layout_state import LayoutState
 from maillage.placement import (
     Layout,
     PartitionTable,
-    PlacementError,
     PolicyUnsatisfiable,
     UnknownPolicy,
     bucket_partition,
-    partition_table,
 )
 from maillage.proto.frame import CorruptFrame as FrameError
 from maillage.proto.frame import read_frame_header
@@ -152,7 +150,10 @@ class Repairer(BackgroundLoop):
         self._handback = energy.job(Kind.HAND_BACK, rate=rate)
         self._rebalance = energy.job(Kind.REBALANCE, rate=rate)
         self._gc = energy.job(Kind.GC)
-        self._owners = self._plain_ownership(layout.previous())  # so the first round notes who owned before
+        for older in reversed(layout.history()):  # who owned what before, as far as this node knows
+            before, self._owners = self._owners, self._plain_ownership(older, layout)
+            if before:
+                self._note_former_owners(before)
         self._ownership(self._tables())
 
     # ----- life cycle ------------------------------------------------------------------------
@@ -364,17 +365,13 @@ class Repairer(BackgroundLoop):
         return self._owners
 
     @staticmethod
-    def _plain_ownership(layout: Layout | None) -> dict[str, tuple[tuple[str, ...], ...]]:
-        """policy -> the replicas of each partition under `layout` (no node marked out)."""
-        if layout is None:
-            return {}
+    def _plain_ownership(older: Layout, state: LayoutState) -> dict[str, tuple[tuple[str, ...], ...]]:
+        """policy -> the replicas of each partition under `older`, one of `state`'s history."""
         owners = {}
-        for policy in layout.policies:
-            try:
-                table = partition_table(layout, policy.name)
-            except PlacementError:
-                continue
-            owners[policy.name] = tuple(table.replicas(p) for p in range(len(table)))
+        for policy in older.policies:
+            table = state.history_table(older, policy.name)
+            if table is not None:
+                owners[policy.name] = tuple(table.replicas(p) for p in range(len(table)))
         return owners
 
     def _note_former_owners(self, before: dict[str, tuple[tuple[str, ...], ...]]) -> None:

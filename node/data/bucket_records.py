@@ -49,7 +49,7 @@ from maillage.node.replicas.replica import Replica
 from maillage.node.replicas.transport import Peers
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.layout_state import LayoutState
-from maillage.placement import PolicyUnsatisfiable, UnknownPolicy, bucket_partition
+from maillage.placement import Layout, PartitionTable, PolicyUnsatisfiable, UnknownPolicy, bucket_partition
 from maillage.storage import BucketRecord, BucketTombstone
 
 __all__ = ["CACHE_SECONDS", "Catalog", "listing_key", "majority"]
@@ -63,6 +63,21 @@ LOOKUP_TIMEOUT = 5.0   # seconds for each owner's answer to a lookup
 def listing_key(tenant: str) -> str:
     """What a tenant's bucket list is placed by (hashed like a bucket name; never one: it has '/')."""
     return f"tenant/{tenant}"
+
+
+def _owners_under(layout: Layout, table: PartitionTable, name: str) -> tuple[str, ...]:
+    """`Catalog.record_owners` under a given layout and its table of the policy."""
+    partition = bucket_partition(name, table.bits)
+    replicas = table.replicas(partition)
+    sites = {layout.node(n).site for n in replicas}
+    extra: list[str] = []
+    for h in table.handoffs(partition):
+        if len(extra) >= len(replicas) - 1:
+            break
+        if layout.node(h).site not in sites:
+            extra.append(h)
+            sites.add(layout.node(h).site)
+    return (*replicas, *extra)
 
 
 def majority(replicas: int) -> int:
@@ -100,19 +115,62 @@ class Catalog:
         the name hashes to, then its next R-1 handoff nodes on sites not used yet (2R-1 nodes, all
         inside the policy). A record taken by a majority of them (R) survives R-1 of them down and
         is still found on two sites; any R of them meet every such majority."""
-        table = self._layout.table(policy)
-        partition = bucket_partition(name, table.bits)
+        return _owners_under(self._layout.current, self._layout.table(policy), name)
+
+    def moved_owners(self, name: str, policy: str) -> list[str]:
+        """The nodes that owned `name`'s record under `policy` in the layouts before the current
+        one (`LayoutState.history`) and do not now, still in the layout and inside the policy:
+        until repair has handed their copy over, they may be the only ones holding it. Empty when
+        the recent changes left the name's owners alone (most names, most changes)."""
         layout = self._layout.current
-        replicas = table.replicas(partition)
-        sites = {layout.node(n).site for n in replicas}
-        extra: list[str] = []
-        for h in table.handoffs(partition):
-            if len(extra) >= len(replicas) - 1:
-                break
-            if layout.node(h).site not in sites:
-                extra.append(h)
-                sites.add(layout.node(h).site)
-        return (*replicas, *extra)
+        current = set(self.record_owners(name, policy))
+        members = {n.id for n in layout.nodes}
+        allowed = layout.policy(policy)
+        out: list[str] = []
+        for older in self._layout.history():
+            table = self._layout.history_table(older, policy)
+            if table is None:
+                continue
+            for node_id in _owners_under(older, table, name):
+                if node_id not in current and node_id not in out and node_id in members \
+                        and allowed.allows(layout.location_of(node_id)):
+                    out.append(node_id)
+        return out
+
+    async def moved(self, name: str, policy: str, answers: dict[str, BucketRecord | None]) -> BucketRecord | None:
+        """A record of `name` under `policy` that the current owners (their `answers` given) do not
+        confirm but the owners before the last layout changes (`moved_owners`) hold: decided from
+        both answers together (two sites inside the policy, as any lookup), then handed to the
+        current owners at once, as repair would later. None if there is none, if a current owner
+        refuses it (it holds that generation's tombstone: deleted since, or another record), or
+        if fewer than a majority of them take it."""
+        moved = [n for n in self.moved_owners(name, policy) if n not in answers]
+        if not moved:
+            return None
+
+        async def ask(node_id: str) -> tuple[str, BucketRecord | None] | None:
+            try:
+                return node_id, await asyncio.wait_for(self._peers.replica(node_id).get_bucket(name), LOOKUP_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # that node did not answer: the others decide
+                return None
+        found = [a for a in await asyncio.gather(*(ask(n) for n in moved)) if a is not None]
+        try:
+            record = self._decide(name, {**answers, **dict(found)})
+        except (QuorumNotReached, BucketDisputed):
+            return None
+        if record is None or record.policy != policy:
+            return None
+        owners = self.record_owners(name, policy)
+        results, errors = await self.at_owners(name, policy, lambda r: r.put_bucket(record))
+        if any(isinstance(err, (NoSuchBucket, BucketAlreadyExists)) for n, err in errors.items() if n in owners):
+            return None
+        if sum(1 for n in results if n in owners) < majority(len(owners)):
+            return None
+        log.info("bucket %r: record found on its owners before a layout change, handed to its owners now", name)
+        return record
+
 
     def leads(self, name: str, policy: str) -> bool:
         """Whether this node is the first owner of the name's record (each bucket's periodic work
@@ -250,9 +308,18 @@ class Catalog:
         delete does not keep a deleted bucket alive)."""
         answers = await self.answers(name, policies)
         try:
-            return self._decide(name, answers)
+            decided = self._decide(name, answers)
         except QuorumNotReached:
             answers = await self.answers(name, policies, ask_suspects=True)
+            decided = await self._second_look(name, policies, answers)
+        for policy in policies if decided is None else ():
+            decided = await self.moved(name, policy, answers)  # its owners changed and repair has not moved it yet
+            if decided is not None:
+                break
+        return decided
+
+    async def _second_look(self, name: str, policies: list[str],
+                           answers: dict[str, BucketRecord | None]) -> BucketRecord | None:
         try:
             return self._decide(name, answers)
         except QuorumNotReached:

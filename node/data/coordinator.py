@@ -220,7 +220,7 @@ class Coordinator:
         claim withdraws (both may: neither then wins; BucketAlreadyExists, try again)."""
         validation.check_bucket_name(name)
         table = self._layout.table(policy)  # UnknownPolicy / PolicyUnsatisfiable, before anything
-        if await self._taken_elsewhere(name, policy):
+        if await self._taken_elsewhere(name, policy) or await self._held_before_a_layout_change(name, policy):
             raise BucketAlreadyExists(f"bucket {name!r} already exists")
         record = BucketRecord(name=name, policy=policy, created=self._clock.now(), owner=owner,
                               generation=secrets.token_hex(16))
@@ -259,6 +259,13 @@ class Coordinator:
             if decided is not None and decided.policy != policy:
                 return True
         return False
+
+    async def _held_before_a_layout_change(self, name: str, policy: str) -> bool:
+        """Whether the name's owners before the last layout changes hold its record, not handed to
+        the current owners yet (who would take a claim of the name: a second bucket of that name)."""
+        if not self._catalog.moved_owners(name, policy):
+            return False
+        return await self._catalog.moved(name, policy, await self._catalog.answers(name, [policy])) is not None
 
     async def _withdraw(self, record: BucketRecord, nodes: Sequence[str]) -> None:
         """Withdraw a claim that did not win: a tombstone of its generation wherever it may rest

@@ -16,8 +16,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from maillage.placement import Layout, LayoutError, PartitionTable, format_layout, parse_layout, partition_table
+from maillage.placement import (
+    Layout,
+    LayoutError,
+    PartitionTable,
+    PlacementError,
+    format_layout,
+    parse_layout,
+    partition_table,
+)
 from maillage.proto.trust.signing import read_signed, write_durably, write_signed
+
+HISTORY = 8  # layouts kept before the current one: each changes at most a few owners of a name
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,9 @@ class LayoutState:
                  initial_text: str | None = None) -> None:
         self._path = path
         self._staged_path = path.with_name("staged-layout.json")
-        self._previous_path = path.with_name("previous-layout.json")
+        self._history_path = path.with_name("previous-layouts.json")
+        self._history: list[Layout] | None = None  # parsed once, newest first
+        self._history_tables: dict[tuple[int, str], PartitionTable | None] = {}
         stored = _read_signed(path) if path.exists() else None
         if stored is not None and (initial is None or stored[0].version > initial.version):
             self._current, self._text, self._signature = stored
@@ -59,13 +71,43 @@ class LayoutState:
         """The exact text the signature covers."""
         return self._text
 
+    def history(self) -> list[Layout]:
+        """The layouts this node applied before the current one, newest first (at most
+        `HISTORY` of them, kept across restarts). Until repair has moved what a change moved, the
+        nodes that owned a partition or a bucket record before it may be the ones holding it:
+        repair waits for them before dropping a tombstone (`Repairer._former`), and a lookup that
+        finds no record on the current owners asks them (`Catalog.moved`)."""
+        if self._history is None:
+            self._history = [parse_layout(entry["text"]) for entry in self._read_history()]
+        return [h for h in self._history if h.version < self._current.version]
+
     def previous(self) -> Layout | None:
-        """The layout this node applied before the current one (kept across restarts: repair asks
-        the nodes that owned a partition before the change, `Repairer._former`), None if none."""
-        if not self._previous_path.exists():
-            return None
-        previous = _read_signed(self._previous_path)[0]
-        return previous if previous.version < self._current.version else None
+        """The layout applied just before the current one, None if none is known."""
+        history = self.history()
+        return history[0] if history else None
+
+    def history_table(self, layout: Layout, policy_name: str) -> PartitionTable | None:
+        """The partition table of a policy under one of `history()`'s layouts, built once; None
+        if that layout could not place the policy."""
+        key = (layout.version, policy_name)
+        if key not in self._history_tables:
+            try:
+                self._history_tables[key] = partition_table(layout, policy_name)
+            except PlacementError:
+                self._history_tables[key] = None
+        return self._history_tables[key]
+
+    def _read_history(self) -> list[dict[str, str]]:
+        if not self._history_path.exists():
+            return []
+        return list(json.loads(self._history_path.read_text()))
+
+    def _remember(self) -> None:
+        """Put the current layout (about to be replaced) first in the history file."""
+        entries = [{"text": self._text, "signature": self._signature.hex()}, *self._read_history()][:HISTORY]
+        write_durably(self._history_path, json.dumps(entries))
+        self._history = None
+        self._history_tables = {}
 
     def table(self, policy_name: str) -> PartitionTable:
         """The current partition table of a policy, built once per layout version."""
@@ -80,7 +122,7 @@ class LayoutState:
         if layout.version <= self._current.version:
             return False
         _check_pins_kept(self._current, layout)
-        write_signed(self._previous_path, self._text, self._signature)
+        self._remember()
         self._current, self._signature = layout, signature
         self._text = format_layout(layout) if text is None else text
         self._persist()

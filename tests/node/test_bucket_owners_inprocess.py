@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from maillage.node.daemon.wiring import Timings
 from maillage.node.data.bucket_records import CACHE_SECONDS
 from maillage.node.errors import BucketAlreadyExists, NodeError, NoSuchBucket, QuorumNotReached
-from maillage.placement import Layout, Node, Policy, Site, parse_location
+from maillage.placement import Layout, Node, Policy, Site, changes, parse_location
 from maillage.storage import BucketRecord
 from maillage.testing.examples import examples
 from maillage.testing.inmemory import InMemoryMesh
@@ -442,5 +442,43 @@ def test_an_owner_that_missed_a_delete_does_not_block_the_name_under_another_pol
         assert record.policy == "france-only"
     try:
         run(main())
+    finally:
+        mesh.close()
+
+
+def test_a_bucket_whose_record_owners_changed_before_any_repair_is_still_found_and_never_created_twice(tmp_path):
+    """Layout changes one after the other, no repair round between them, move most of a name's
+    record owners: the new owners hold nothing yet, the old ones (still in the layout) hold the
+    record. A lookup asks the old owners too (`Catalog.moved`, from the layouts this node applied
+    before) and hands the record to the new ones; a create of the name is refused; once deleted,
+    the old owners' copies bring nothing back."""
+    async def main(mesh: InMemoryMesh) -> None:
+        record = await mesh.create_bucket("scans", "france-only", via="de-9")
+        catalog = mesh.nodes["de-9"].catalog
+        before = catalog.record_owners("scans", "france-only")
+        layout = mesh.layout
+        for node_id in before:
+            if sum(1 for n in catalog.record_owners("scans", "france-only") if n in before) < 2:
+                break
+            layout = changes.bump(changes.drain(layout, node_id), layout.version + 1)
+            mesh.apply_layout(layout)
+        now = catalog.record_owners("scans", "france-only")
+        assert sum(1 for n in now if n in before) < 2  # the current owners cannot confirm it (two sites) alone
+        with pytest.raises(BucketAlreadyExists):
+            await mesh.create_bucket("scans", "eu-wide", via="de-10")
+        with pytest.raises(BucketAlreadyExists):
+            await mesh.create_bucket("scans", "france-only", via="fr-0")
+        for node_id in mesh.nodes:
+            assert await mesh.nodes[node_id].catalog.find("scans") == record, node_id
+        assert all(mesh.nodes[n].local.meta.get_bucket("scans") == record for n in now)  # handed over
+        await mesh.delete_bucket("scans", via="de-9")
+        for node_id in mesh.nodes:
+            mesh.nodes[node_id].catalog.forget("scans")
+            assert await mesh.nodes[node_id].catalog.find("scans") is None, node_id
+        assert (await mesh.create_bucket("scans", "france-only", via="de-10")).generation != record.generation
+
+    mesh = InMemoryMesh(layout_of(16), tmp_path, timings=TIMINGS)
+    try:
+        run(main(mesh))
     finally:
         mesh.close()
