@@ -51,6 +51,9 @@ class LayoutState:
         elif initial is not None:
             if stored is not None:
                 _check_pins_kept(stored[0], initial)
+                if stored[0].version < initial.version:  # a newer layout given at start: the stored one is history
+                    self._current, self._text, self._signature = stored
+                    self._remember()
             self._current, self._signature = initial, initial_signature
             self._text = format_layout(initial) if initial_text is None else initial_text
             self._persist()

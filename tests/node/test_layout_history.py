@@ -1,0 +1,34 @@
+"""The layouts a node applied before its current one (`LayoutState.history`): what repair and
+bucket lookups ask the earlier owners by. Bounded, newest first, kept across restarts."""
+
+from __future__ import annotations
+
+from maillage.node.trust.layout_state import HISTORY, LayoutState
+from maillage.placement import changes
+
+from .conftest import make_layout
+
+
+def test_the_history_keeps_the_last_layouts_newest_first_across_a_restart(tmp_path):
+    path = tmp_path / "layout.toml"
+    state = LayoutState(path, make_layout())
+    assert state.history() == [] and state.previous() is None
+    layout = make_layout()
+    for version in range(2, HISTORY + 4):
+        layout = changes.bump(layout, version)
+        assert state.offer(layout)
+    assert not state.offer(make_layout(version=3))  # an older one changes nothing
+    versions = [h.version for h in state.history()]
+    assert versions == list(range(HISTORY + 2, 2, -1))  # the newest HISTORY before the current one
+    again = LayoutState(path)
+    assert [h.version for h in again.history()] == versions and again.current.version == HISTORY + 3
+    assert again.history_table(again.history()[0], "france-only") is not None
+    assert again.history_table(again.history()[0], "germany-only") is None  # one German site: unplaceable
+
+
+def test_a_newer_layout_given_at_start_puts_the_stored_one_in_the_history(tmp_path):
+    path = tmp_path / "layout.toml"
+    LayoutState(path, make_layout())
+    state = LayoutState(path, make_layout(version=5))
+    assert state.current.version == 5 and [h.version for h in state.history()] == [1]
+    assert LayoutState(path, make_layout(version=2)).current.version == 5  # an older one given: kept stored
