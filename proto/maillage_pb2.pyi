@@ -119,8 +119,10 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., site: _Optional[str] = ..., location: _Optional[str] = ..., layout_version: _Optional[int] = ..., software_version: _Optional[str] = ..., chunks: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., s3_address: _Optional[str] = ...) -> None: ...
 
 class GetLayoutRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("before",)
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    before: int
+    def __init__(self, before: _Optional[int] = ...) -> None: ...
 
 class LayoutDoc(_message.Message):
     __slots__ = ("version", "text", "signature")

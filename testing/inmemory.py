@@ -225,8 +225,11 @@ class InMemoryTransport:
         gossip = self._network.reach(self._source, node_id).gossip
         return await gossip.on_ping_req(beat) if beat.probe else gossip.on_heartbeat(beat)
 
-    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
+    async def fetch_layout(self, node_id: str, *, timeout: float, before: int = 0) -> LayoutDoc:
         layout = self._network.reach(self._source, node_id).layout
+        if before:
+            kept = layout.history_doc(before)
+            return LayoutDoc(*kept) if kept else LayoutDoc(0, "", b"")
         return LayoutDoc(layout.current.version, layout.text, layout.signature)
 
     async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:

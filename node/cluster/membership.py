@@ -14,7 +14,9 @@ and access versions, and at most `MAX_NEWS` suspicions from a bounded buffer (ea
 passes the word on once its own direct probe has failed too: a crash's news moves one hop per probe
 timeout, a lie about a live node stops at the first hop. A node that sees a newer document version pulls it from that
 sender once (`fetch_layout` / `fetch_access`): the same version from the same node again only
-after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused.
+after `PULL_AGAIN_AFTER` seconds, when that pull failed or was refused. A node whose first layout
+is not version 1 (it joined in a change) pulls once the layouts a peer applied before it
+(`_fetch_history`): bucket lookups ask the owners under them until repair has moved a record.
 
 Co-owners first. The nodes holding a replica of one of a dead node's partitions (its co-owners,
 `coowners.py`) are the ones whose reads, writes and repair lean on it, and the epidemic reaches a
@@ -55,7 +57,7 @@ from maillage.node.runtime.background import BackgroundLoop
 from maillage.node.runtime.clock import SYSTEM_CLOCK, Clock
 from maillage.node.trust.access_state import OFFER_ERRORS, AccessState
 from maillage.node.trust.documents import LayoutAuthError, SignedLayouts
-from maillage.node.trust.layout_state import LayoutState
+from maillage.node.trust.layout_state import HISTORY, LayoutState
 from maillage.placement import Layout, PlacementError
 from maillage.storage import StorageError
 
@@ -71,6 +73,7 @@ MAX_RELAYS = 8          # ping-reqs this node carries out at once for others; mo
 ENERGY_STATES = frozenset(s.value for s in State if s is not State.UNKNOWN)  # a peer's word on its site
 ENERGY_FRESH = 600.0    # seconds a peer's word on its site's energy state counts
 PULL_AGAIN_AFTER = 30.0  # seconds before a document version that failed is pulled from that node again
+HISTORY_ASKS = 3        # peers a node that joined in a layout change asks for the layouts before it
 ALERT_QUIET = 50        # co-owners are told only while at most one node in this many is suspected
 ALERT_FANOUT = 32       # co-owners of a node told at once when our direct probe of it fails
 
@@ -114,6 +117,7 @@ class Gossip(BackgroundLoop):
         self._alerts: set[asyncio.Task[None]] = set()
         self._own_energy = energy
         self._energy: dict[str, tuple[str, float]] = {}  # node -> the energy state it last told us, when
+        self._history_asks = 0  # peers asked for the layouts before ours (a node that joined in a change)
 
     # ----- the layout's nodes -------------------------------------------------------------
 
@@ -373,6 +377,11 @@ class Gossip(BackgroundLoop):
     def _maybe_fetch(self, beat: Heartbeat, sender: str) -> None:
         if beat.layout_version > self._layout.current.version:
             self._start_fetch(sender, "layout", beat.layout_version, self._fetch_layout)
+        elif self._history_asks < HISTORY_ASKS and beat.layout_version == self._layout.current.version > 1:
+            if self._layout.history():
+                self._history_asks = HISTORY_ASKS  # it has some: nothing to ask
+            else:
+                self._start_fetch(sender, "history", beat.layout_version, self._fetch_history)
         if beat.access_version > self._access.version:
             self._start_fetch(sender, "access", beat.access_version, self._fetch_access)
 
@@ -411,6 +420,25 @@ class Gossip(BackgroundLoop):
                 log.info("adopted layout version %d from %s", layout.version, node_id)
         except (NodeError, LayoutAuthError, PlacementError, StorageError) as err:
             log.warning("layout from %s refused: %s", node_id, err)
+
+    async def _fetch_history(self, node_id: str) -> None:
+        """A node that joined in a layout change has none of the layouts before its first: pull
+        those a peer kept (each admin-signed, checked as any layout), newest first. Bucket lookups
+        ask the owners under them for records repair has not moved yet (`Catalog.moved`)."""
+        self._history_asks += 1
+        before = self._layout.current.version
+        try:
+            for _ in range(HISTORY):
+                doc = await self._transport.fetch_layout(node_id, timeout=5, before=before)
+                if not doc.text:
+                    return
+                layout = self._signed.verify(doc)
+                if layout.version >= before:
+                    raise LayoutAuthError(f"asked for a layout below version {before}, got {layout.version}")
+                self._layout.add_history(layout, doc.signature, doc.text)
+                before = layout.version
+        except (NodeError, LayoutAuthError, PlacementError, StorageError) as err:
+            log.warning("earlier layouts from %s refused: %s", node_id, err)
 
     async def _fetch_access(self, node_id: str) -> None:
         try:

@@ -70,8 +70,9 @@ class Transport(Protocol):
         reply is its ack."""
         ...
 
-    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
-        """The signed layout document `node_id` holds (checked by the caller)."""
+    async def fetch_layout(self, node_id: str, *, timeout: float, before: int = 0) -> LayoutDoc:
+        """The signed layout document `node_id` holds (checked by the caller); with `before`, the
+        newest it kept below that version (empty text: none)."""
         ...
 
     async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:

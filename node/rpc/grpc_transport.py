@@ -212,8 +212,9 @@ class GrpcTransport:
                                                convert.heartbeat_request_to_pb(beat), timeout)
         return convert.heartbeat_from_pb(reply)
 
-    async def fetch_layout(self, node_id: str, *, timeout: float) -> LayoutDoc:
-        reply = await self._peer(node_id).call(lambda s: s.cluster.GetLayout, pb.GetLayoutRequest(), timeout)
+    async def fetch_layout(self, node_id: str, *, timeout: float, before: int = 0) -> LayoutDoc:
+        reply = await self._peer(node_id).call(lambda s: s.cluster.GetLayout, pb.GetLayoutRequest(before=before),
+                                               timeout)
         return convert.layout_doc_from_pb(reply)
 
     async def fetch_access(self, node_id: str, *, timeout: float) -> LayoutDoc:

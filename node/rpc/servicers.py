@@ -83,6 +83,9 @@ class ClusterServicer(rpc.ClusterServicer):
 
     @grpc_errors
     async def GetLayout(self, request, context):
+        if request.before:  # one of the layouts kept before the current one (empty: none below it)
+            kept = self._layout.history_doc(request.before)
+            return convert.layout_doc_to_pb(LayoutDoc(*kept) if kept else LayoutDoc(0, "", b""))
         return convert.layout_doc_to_pb(LayoutDoc(self._layout.current.version, self._layout.text,
                                                   self._layout.signature))
 

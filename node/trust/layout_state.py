@@ -80,9 +80,7 @@ class LayoutState:
         nodes that owned a partition or a bucket record before it may be the ones holding it:
         repair waits for them before dropping a tombstone (`Repairer._former`), and a lookup that
         finds no record on the current owners asks them (`Catalog.moved`)."""
-        if self._history is None:
-            self._history = [parse_layout(entry["text"]) for entry in self._read_history()]
-        return [h for h in self._history if h.version < self._current.version]
+        return [h for h in self._parsed_history() if h.version < self._current.version]
 
     def previous(self) -> Layout | None:
         """The layout applied just before the current one, None if none is known."""
@@ -99,6 +97,32 @@ class LayoutState:
             except PlacementError:
                 self._history_tables[key] = None
         return self._history_tables[key]
+
+    def history_doc(self, before: int) -> tuple[int, str, bytes] | None:
+        """(version, text, signature) of the newest kept layout below `before`, None if none."""
+        for entry, layout in zip(self._read_history(), self._parsed_history()):
+            if layout.version < before:
+                return layout.version, entry["text"], bytes.fromhex(entry["signature"])
+        return None
+
+    def add_history(self, layout: Layout, signature: bytes, text: str) -> bool:
+        """Keep `layout` (checked by the caller, older than the current one) among the layouts
+        before the current one: what a node that joined in a change learns from a peer. Returns
+        whether it was kept (not one known already, and among the newest `HISTORY`)."""
+        known = {h.version for h in self._parsed_history()}
+        if layout.version >= self._current.version or layout.version in known:
+            return False
+        entries = sorted([*zip(self._parsed_history(), self._read_history()),
+                          (layout, {"text": text, "signature": signature.hex()})],
+                         key=lambda pair: pair[0].version, reverse=True)[:HISTORY]
+        write_durably(self._history_path, json.dumps([entry for _, entry in entries]))
+        self._history = None
+        return any(h.version == layout.version for h, _ in entries)
+
+    def _parsed_history(self) -> list[Layout]:
+        if self._history is None:
+            self._history = [parse_layout(entry["text"]) for entry in self._read_history()]
+        return self._history
 
     def _read_history(self) -> list[dict[str, str]]:
         if not self._history_path.exists():

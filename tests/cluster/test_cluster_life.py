@@ -218,6 +218,10 @@ def test_gossip_spreads_a_signed_layout_and_status_reports_peers(mesh):
     def everyone_adopted():
         return all(node_status(mesh, n.id).info.layout_version == bigger.version for n in mesh.layout.nodes)
     eventually(everyone_adopted, timeout=15, what="layout spread by gossip")
+    # each node keeps the layout it applied before (a node that joined in the change pulls it)
+    earlier = admin_call(mesh, mesh.addresses[1], "Cluster", "GetLayout", pb.GetLayoutRequest(before=bigger.version))
+    assert (earlier.version, earlier.text) == (mesh.layout.version, format_layout(mesh.layout))
+    assert not admin_call(mesh, mesh.addresses[1], "Cluster", "GetLayout", pb.GetLayoutRequest(before=1)).text
     def states():
         return {p.node_id: p.state for p in node_status(mesh, "paris-1").peers}
     # in the layout but never started: suspected once its grace since paris-1 started is over

@@ -15,7 +15,7 @@ from maillage.node.errors import NoSuchKey
 from maillage.node.runtime.clock import ManualClock
 from maillage.node.runtime.ratelimit import TokenBucket
 from maillage.node.trust.documents import LayoutAuthError, LayoutDoc
-from maillage.placement import bucket_partition, chunk_partition, format_layout
+from maillage.placement import bucket_partition, changes, chunk_partition, format_layout
 from maillage.proto.trust import access, node_access
 
 from .conftest import FRENCH, SITES, TIMINGS, make_layout, run
@@ -57,6 +57,29 @@ def test_a_newer_signed_layout_spreads_by_gossip_and_a_forged_one_does_not(mesh)
         paris.layout.offer(forged, b"\x00" * 64, format_layout(forged))  # bypassing the check locally
         await mesh.gossip(4)
         assert {n.layout.current.version for n in mesh.nodes.values() if n is not paris} == {2}
+    run(main())
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["signed", "forged"])
+def test_a_node_added_by_a_layout_change_learns_the_layouts_before_it_from_a_peer(mesh, monkeypatch, forged):
+    """It never applied them, and bucket lookups ask the owners under them (`Catalog.moved`): it
+    pulls them once from a peer, each checked against the admin's signature like any layout."""
+    async def main():
+        first = mesh.layout
+        added = changes.add_node(changes.add_site(first, "bordeaux-1", "eu/fr/naq"), "bordeaux-1",
+                                 "10.0.1.1:7000", "bordeaux-1", 1 << 40)
+        mesh.apply_layout(changes.bump(added, 2))
+        new = mesh.nodes["bordeaux-1"]
+        assert new.layout.history() == []
+        if forged:
+            for node in mesh.nodes.values():
+                if node is not new:
+                    monkeypatch.setattr(node.layout, "history_doc",
+                                        lambda before: (1, format_layout(make_layout(SITES[:-1])), b"\x00" * 64))
+        await mesh.gossip(3)
+        assert [h.version for h in new.layout.history()] == ([] if forged else [1])
+        if not forged:
+            assert new.layout.history()[0] == first
     run(main())
 
 

@@ -4,7 +4,7 @@ bucket lookups ask the earlier owners by. Bounded, newest first, kept across res
 from __future__ import annotations
 
 from maillage.node.trust.layout_state import HISTORY, LayoutState
-from maillage.placement import changes
+from maillage.placement import changes, format_layout
 
 from .conftest import make_layout
 
@@ -32,3 +32,12 @@ def test_a_newer_layout_given_at_start_puts_the_stored_one_in_the_history(tmp_pa
     state = LayoutState(path, make_layout(version=5))
     assert state.current.version == 5 and [h.version for h in state.history()] == [1]
     assert LayoutState(path, make_layout(version=2)).current.version == 5  # an older one given: kept stored
+
+
+def test_layouts_learnt_from_a_peer_join_the_history_in_order_once(tmp_path):
+    state = LayoutState(tmp_path / "layout.toml", make_layout(version=HISTORY + 5))
+    for version in (3, 1, 3, HISTORY + 5, *range(4, HISTORY + 5)):
+        state.add_history(make_layout(version=version), b"sig", format_layout(make_layout(version=version)))
+    assert [h.version for h in state.history()] == list(range(HISTORY + 4, 4, -1))[:HISTORY]
+    assert state.history_doc(HISTORY + 5) == (HISTORY + 4, format_layout(make_layout(version=HISTORY + 4)), b"sig")
+    assert state.history_doc(5) is None  # older ones fell off
