@@ -33,6 +33,7 @@ from typing import Any
 from maillage.client import Credentials, Profile, write_profile
 from maillage.client.admin import (
     ACCESS_FILE,
+    AdminError,
     ClusterAdmin,
     init_cluster,
     load_signer,
@@ -57,6 +58,7 @@ READY_TIMEOUT = 30.0  # seconds one node may take from its launch to listening
 # next to 99 running ones (gossip, their first TLS connections) and took 30-60 s to listen where
 # the first took one; a fixed 30 s failed one 100-site start in two.
 RUNNING_SLACK = 0.25
+SETTLE_TIMEOUT = 10.0  # seconds `with LocalMesh(...)` waits at most for every node to see every other up
 # Nodes launched at once: each spends its first second importing and opening its stores, so
 # launching a hundred together on two cores made every one of them late (53.9 s for 100 sites);
 # a bounded window keeps the cores busy and each node's own timeout meaningful.
@@ -259,6 +261,7 @@ class LocalMesh:
     def __enter__(self) -> LocalMesh:
         try:
             self.start()
+            self.wait_all_up(timeout=SETTLE_TIMEOUT)  # a mesh used at once: no peer still suspected
         except BaseException:
             self.close()
             raise
@@ -395,15 +398,23 @@ class LocalMesh:
         A node listens before it has probed its peers, and one that probed a peer not listening yet
         suspects it until a later probe: a bucket created in that second could find its owners
         suspected and be refused."""
+        if self.insecure_plaintext:
+            return False  # the admin speaks TLS only: nothing it can ask
         deadline = time.monotonic() + timeout
-        with self.admin() as admin:
-            while True:
-                answers = admin.statuses(timeout=min(5.0, max(timeout, 0.1)))
-                if all(not isinstance(a, str) and all(p.state == "up" for p in a.peers) for a in answers.values()):
-                    return True
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.2)
+        try:
+            with self.admin() as admin:
+                while True:
+                    answers = admin.statuses(timeout=min(5.0, max(timeout, 0.1)))
+                    if all(isinstance(a, str) for a in answers.values()):
+                        return False  # no node answers the admin (a mesh set up so): nothing to wait for
+                    if all(not isinstance(a, str) and all(p.state == "up" for p in a.peers)
+                           for a in answers.values()):
+                        return True
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.2)
+        except AdminError:  # the layout cannot be read through the admin's profile: nothing to wait for
+            return False
 
     def tail_log(self, node_id: str, lines: int = 30) -> str:
         path = self.log_dir / f"{node_id}.log"
