@@ -706,12 +706,16 @@ class Repairer(BackgroundLoop):
             self.progress.handoff_items -= len(done)
             log.info("handed %d item(s) of %s back to %s", len(done), group, ", ".join(owners))
 
+    def _former_of(self, group: SyncGroup) -> set[str]:
+        """The former owners (`_former`) of an index group's partition."""
+        bits = self._layout.table(group.policy).bits
+        return self._former.get((group.policy, bucket_partition(group.bucket, bits)), set())
+
     def _was_owner(self, group: SyncGroup) -> bool:
         """Whether this node owned the index group's partition before an ownership change it saw
         (a former owner handing back, whose copies the owners wait for before dropping a tombstone),
         rather than holding a stand-in's hint."""
-        bits = self._layout.table(group.policy).bits
-        return self.node_id in self._former.get((group.policy, bucket_partition(group.bucket, bits)), ())
+        return self.node_id in self._former_of(group)
 
     async def _push(self, owner: str, group: SyncGroup, items: list[Any], plan: Plan, *, urgent: bool) -> None:
         """Send `items` (chunk digests, or index entries) that `owner` lacks; a deferrable push stops
@@ -756,8 +760,7 @@ class Repairer(BackgroundLoop):
             return
         self._expiry_pending = True  # walked again next round, until every one is dropped
         table = self._layout.table(group.policy)
-        former = sorted(n for n in self._former.get((group.policy, bucket_partition(group.bucket, table.bits)), ())
-                        if n not in owners and (group, n) not in self._former_empty)
+        former = sorted(n for n in self._former_of(group) if n not in owners and (group, n) not in self._former_empty)
         if not all(self._is_up(o) for o in (*owners, *former)):
             return
         if len(owners) < table.policy.replicas:

@@ -43,8 +43,9 @@ class LayoutState:
         self._path = path
         self._staged_path = path.with_name("staged-layout.json")
         self._history_path = path.with_name("previous-layouts.json")
-        self._history: list[Layout] | None = None  # parsed once, newest first
+        self._kept: list[tuple[Layout, dict[str, str]]] | None = None  # the history file, read once, newest first
         self._history_tables: dict[tuple[int, str], PartitionTable | None] = {}
+        self._tables: dict[str, PartitionTable] = {}
         stored = _read_signed(path) if path.exists() else None
         if stored is not None and (initial is None or stored[0].version > initial.version):
             self._current, self._text, self._signature = stored
@@ -59,7 +60,6 @@ class LayoutState:
             self._persist()
         else:
             raise FileNotFoundError(f"no layout: {path} does not exist and none was given")
-        self._tables: dict[str, PartitionTable] = {}
 
     @property
     def current(self) -> Layout:
@@ -80,16 +80,11 @@ class LayoutState:
         nodes that owned a partition or a bucket record before it may be the ones holding it:
         repair waits for them before dropping a tombstone (`Repairer._former`), and a lookup that
         finds no record on the current owners asks them (`Catalog.moved`)."""
-        return [h for h in self._parsed_history() if h.version < self._current.version]
-
-    def previous(self) -> Layout | None:
-        """The layout applied just before the current one, None if none is known."""
-        history = self.history()
-        return history[0] if history else None
+        return [h for h, _ in self._entries() if h.version < self._current.version]
 
     def history_table(self, layout: Layout, policy_name: str) -> PartitionTable | None:
-        """The partition table of a policy under one of `history()`'s layouts, built once; None
-        if that layout could not place the policy."""
+        """The partition table of a policy under one of `history()`'s layouts, built once (the
+        tables of a layout replaced are kept for it); None if that layout could not place the policy."""
         key = (layout.version, policy_name)
         if key not in self._history_tables:
             try:
@@ -100,7 +95,7 @@ class LayoutState:
 
     def history_doc(self, before: int) -> tuple[int, str, bytes] | None:
         """(version, text, signature) of the newest kept layout below `before`, None if none."""
-        for entry, layout in zip(self._read_history(), self._parsed_history()):
+        for layout, entry in self._entries():
             if layout.version < before:
                 return layout.version, entry["text"], bytes.fromhex(entry["signature"])
         return None
@@ -109,32 +104,30 @@ class LayoutState:
         """Keep `layout` (checked by the caller, older than the current one) among the layouts
         before the current one: what a node that joined in a change learns from a peer. Returns
         whether it was kept (not one known already, and among the newest `HISTORY`)."""
-        known = {h.version for h in self._parsed_history()}
-        if layout.version >= self._current.version or layout.version in known:
+        entries = self._entries()
+        if layout.version >= self._current.version or any(h.version == layout.version for h, _ in entries):
             return False
-        entries = sorted([*zip(self._parsed_history(), self._read_history()),
-                          (layout, {"text": text, "signature": signature.hex()})],
-                         key=lambda pair: pair[0].version, reverse=True)[:HISTORY]
-        write_durably(self._history_path, json.dumps([entry for _, entry in entries]))
-        self._history = None
-        return any(h.version == layout.version for h, _ in entries)
+        self._keep([*entries, (layout, {"text": text, "signature": signature.hex()})])
+        return any(h.version == layout.version for h, _ in self._entries())
 
-    def _parsed_history(self) -> list[Layout]:
-        if self._history is None:
-            self._history = [parse_layout(entry["text"]) for entry in self._read_history()]
-        return self._history
+    def _entries(self) -> list[tuple[Layout, dict[str, str]]]:
+        if self._kept is None:
+            raw = json.loads(self._history_path.read_text()) if self._history_path.exists() else []
+            self._kept = [(parse_layout(entry["text"]), entry) for entry in raw]
+        return self._kept
 
-    def _read_history(self) -> list[dict[str, str]]:
-        if not self._history_path.exists():
-            return []
-        return list(json.loads(self._history_path.read_text()))
+    def _keep(self, entries: list[tuple[Layout, dict[str, str]]]) -> None:
+        """Write the newest `HISTORY` of `entries` as the history; forget the tables of the others."""
+        self._kept = sorted(entries, key=lambda pair: pair[0].version, reverse=True)[:HISTORY]
+        write_durably(self._history_path, json.dumps([entry for _, entry in self._kept]))
+        versions = {h.version for h, _ in self._kept}
+        self._history_tables = {k: t for k, t in self._history_tables.items() if k[0] in versions}
 
     def _remember(self) -> None:
-        """Put the current layout (about to be replaced) first in the history file."""
-        entries = [{"text": self._text, "signature": self._signature.hex()}, *self._read_history()][:HISTORY]
-        write_durably(self._history_path, json.dumps(entries))
-        self._history = None
-        self._history_tables = {}
+        """Put the current layout (about to be replaced) first in the history, with the tables
+        already built for it (a lookup or repair asking its owners does not build them again)."""
+        self._history_tables.update({(self._current.version, name): t for name, t in self._tables.items()})
+        self._keep([(self._current, {"text": self._text, "signature": self._signature.hex()}), *self._entries()])
 
     def table(self, policy_name: str) -> PartitionTable:
         """The current partition table of a policy, built once per layout version."""

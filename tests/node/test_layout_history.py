@@ -12,11 +12,14 @@ from .conftest import make_layout
 def test_the_history_keeps_the_last_layouts_newest_first_across_a_restart(tmp_path):
     path = tmp_path / "layout.toml"
     state = LayoutState(path, make_layout())
-    assert state.history() == [] and state.previous() is None
+    assert state.history() == []
+    built = state.table("france-only")
     layout = make_layout()
     for version in range(2, HISTORY + 4):
         layout = changes.bump(layout, version)
         assert state.offer(layout)
+        if version == 2:  # the table of the layout replaced is kept for it, not built again
+            assert state.history_table(state.history()[0], "france-only") is built
     assert not state.offer(make_layout(version=3))  # an older one changes nothing
     versions = [h.version for h in state.history()]
     assert versions == list(range(HISTORY + 2, 2, -1))  # the newest HISTORY before the current one
