@@ -167,6 +167,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--upload-budget", type=int, default=256, metavar="MIB",
                      help="memory for upload bytes in flight on this node; past it uploads wait, then "
                           "fail with Overloaded (default 256)")
+    run.add_argument("--no-membership-datagrams", action="store_true",
+                     help="probe peers over gRPC only; by default membership probes are sealed UDP "
+                          "datagrams on the UDP port of the same number as the gRPC port (open both), "
+                          "with gRPC whenever a datagram is not answered")
     run.add_argument("--insecure-plaintext", action="store_true",
                      help="BENCHMARKS ONLY: serve without TLS and without authentication (every caller "
                           "is trusted), to measure what they cost; never on a real mesh")
@@ -311,6 +315,7 @@ def _run(args: argparse.Namespace, grpc_limits: GrpcLimits) -> None:
                                              max_per_address=args.s3_max_connections_per_address,
                                              max_requests=args.s3_max_requests),
                         grpc_limits=grpc_limits, ops_listen=args.ops_listen, ops_token_file=args.ops_token_file,
+                        membership_datagrams=not args.no_membership_datagrams,
                         timings=Timings(
                             heartbeat_interval=args.heartbeat_interval, suspect_after=args.suspect_after,
                             down_after=args.down_after, repair_interval=args.repair_interval,

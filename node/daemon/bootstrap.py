@@ -72,6 +72,9 @@ class NodeConfig:
     grpc_limits: GrpcLimits = GrpcLimits()  # connections, streams and deadlines of the gRPC port
     ops_listen: str | None = None         # HOST:PORT of the ops port (/metrics, /livez, /readyz), None: none
     ops_token_file: Path | None = None    # the scrape token /metrics asks for; default <trust dir>/metrics.token
+    # SWIM's probes as sealed UDP datagrams on the gRPC port's number (node/rpc/datagrams.py), gRPC
+    # when a datagram is not answered; False: gRPC alone (a network that drops UDP).
+    membership_datagrams: bool = True
     timings: Timings = Timings()
 
 

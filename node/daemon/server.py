@@ -30,6 +30,7 @@ from maillage.node.daemon.bootstrap import (
     open_stores,
 )
 from maillage.node.daemon.wiring import Node, Timings
+from maillage.node.rpc.datagrams import DatagramTransport, MembershipDatagrams
 from maillage.node.rpc.deadlines import Deadlines
 from maillage.node.rpc.gate import AuthGate, TrustingGate
 from maillage.node.rpc.grpc_transport import GrpcTransport
@@ -47,6 +48,7 @@ from maillage.proto import rpc
 from maillage.proto.channels import new_server
 from maillage.proto.limits import max_request_message
 from maillage.proto.trust.identity import IdentityError, NodeFiles
+from maillage.proto.trust.pairwise import PairKeys
 from maillage.storage import check_data_format
 
 if TYPE_CHECKING:
@@ -98,8 +100,12 @@ class NodeServer:
         access = load_access(cfg, trust)
         me = layout.current.node(cfg.node_id)
         self._stores = stores = open_stores(cfg)
+        datagrams = (MembershipDatagrams(cfg.node_id, layout, PairKeys(tls))
+                     if tls is not None and cfg.membership_datagrams else None)
         self._node = node = Node(cfg.node_id, layout, stores.chunks, stores.meta, signed, access, self._executor,
                                  transport_for=lambda: GrpcTransport(layout, tls), timings=cfg.timings,
+                                 gossip_transport=(DatagramTransport(GrpcTransport(layout, tls), datagrams)
+                                                   if datagrams is not None else None),
                                  chunk_size=cfg.chunk_size, unkeyed_names=cfg.insecure_plaintext)
         self.address = cfg.listen or me.address
         gate = TrustingGate() if cfg.insecure_plaintext else AuthGate(layout, access, cfg.node_id)
@@ -128,6 +134,12 @@ class NodeServer:
         cluster = register(server, node)
         await server.start()
         self._server = server
+        if datagrams is not None:
+            try:
+                await datagrams.start(self.address, node.gossip)
+            except OSError as err:   # the UDP port taken: probes go over gRPC alone
+                log.warning("membership datagrams off: cannot listen on UDP %s (%s); probing over gRPC",
+                            self.address, err)
         if cfg.s3_listen:
             # Imported here: a node without an S3 port never loads aiohttp and the S3 door (~20 MB).
             from maillage.node.s3.access_log import AccessLog

@@ -102,7 +102,7 @@ class Node:
 
     def __init__(self, node_id: str, layout: LayoutState, chunks: ChunkStore, meta: MetaStore,
                  signed: SignedLayouts, access: AccessState, executor: Executor, *,
-                 transport_for: Callable[[], Transport],
+                 transport_for: Callable[[], Transport], gossip_transport: Transport | None = None,
                  timings: Timings = Timings(), chunk_size: int = DEFAULT_CHUNK_SIZE,
                  clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
                  unkeyed_names: bool = False) -> None:
@@ -134,7 +134,7 @@ class Node:
         self.service = ObjectService(self.coordinator, self.tenancy, self.local, self.territory,  # both doors
                                      tenants=lambda: (t.name for t in access.doc.tenants))
         self.plane = NodePlane(self.local, self.territory, self.catalog)  # what peers call
-        self.gossip_transport = transport_for()
+        self.gossip_transport = gossip_transport or transport_for()
         self.gossip = Gossip(node_id, layout, self.detector, signed, self.gossip_transport,
                              interval=t.heartbeat_interval, access=access, clock=clock, rng=rng,
                              energy=lambda: self.energy.told_state())

@@ -51,7 +51,7 @@ from maillage.proto.trust.signing import LayoutSigner
 __all__ = [
     "ClusterDir", "IdentityError", "NodeFiles", "Peer", "PeerRole", "TlsIdentity", "CLIENT_URI", "NODE_DOMAIN",
     "NODE_URI_PREFIX", "NODE_USAGES", "certificate_key", "create_cluster", "extra_names", "issue_node_certificate",
-    "key_fingerprint", "peer_of", "target_name",
+    "key_fingerprint", "peer_of", "peer_of_certificate", "target_name",
 ]
 
 NODE_DOMAIN = "node.maillage"
@@ -307,7 +307,7 @@ class TlsIdentity:
 
     def peer(self) -> Peer:
         """The role and node id this identity's own certificate claims."""
-        return _peer_of_cert(x509.load_pem_x509_certificate(self.cert_pem))
+        return peer_of_certificate(x509.load_pem_x509_certificate(self.cert_pem))
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Mutual TLS: without require_client_auth gRPC Python never asks for a client certificate."""
@@ -346,10 +346,11 @@ def peer_of_pem(pem: bytes) -> Peer:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
         return Peer("none")
-    return _peer_of_cert(cert)
+    return peer_of_certificate(cert)
 
 
-def _peer_of_cert(cert: x509.Certificate) -> Peer:
+def peer_of_certificate(cert: x509.Certificate) -> Peer:
+    """The role a certificate (already verified against the cluster CA by the caller) was issued for."""
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
