@@ -79,14 +79,17 @@ class GossipHandler(Protocol):
 
 
 class _Replays:
-    """Probe ids taken within the freshness window: each is taken once."""
+    """Probe ids taken within the freshness window: each is taken once. Ids older than twice the
+    window are forgotten (a probe that old is refused for its time anyway)."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, bytes], float] = {}
+        self._pruned = 0.0
 
     def first_time(self, sender: str, request_id: bytes, now: float) -> bool:
-        if len(self._seen) >= MAX_REPLAYS:
+        if now - self._pruned > FRESH_SECONDS or len(self._seen) >= MAX_REPLAYS:
             self._seen = {k: t for k, t in self._seen.items() if now - t < 2 * FRESH_SECONDS}
+            self._pruned = now
             if len(self._seen) >= MAX_REPLAYS:
                 return False
         if (sender, request_id) in self._seen:
@@ -113,6 +116,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         self._admits = (0.0, 0)   # (second, certificates checked in it)
         self._addresses: dict[str, tuple[str, tuple[str, int] | None]] = {}  # node -> (layout address, resolved)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._member_cache: tuple[object, frozenset[str]] = (None, frozenset())
         self.counts: Counter[str] = Counter()   # what happened, for status and tests
 
     # ----- life cycle -------------------------------------------------------------------------
@@ -134,7 +138,8 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         for task in self._tasks:
             task.cancel()
         for future in self._pending.values():
-            future.cancel()
+            if not future.done():
+                future.set_exception(ConnectionError("membership datagrams closed"))
 
     @property
     def listening(self) -> bool:
@@ -186,7 +191,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         try:
             self._send(kind, request_id, body, address, key)
             return await asyncio.wait_for(future, timeout)
-        except (TimeoutError, asyncio.CancelledError, OSError):
+        except (TimeoutError, OSError):   # no answer in time, the socket refused, or closed
             return None
         finally:
             self._pending.pop((node_id, answer_kind, request_id), None)
@@ -306,6 +311,10 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         try:
             assert self._handler is not None
             reply = await self._handler.on_ping_req(beat)
+        except Exception:   # the asker hears nothing, and uses gRPC
+            self.counts["dropped_error"] += 1
+            log.exception("ping-req from %s failed", sender)
+            return
         finally:
             self._handling -= 1
         self._reply(sender, ACK, request_id, convert.heartbeat_reply_to_pb(reply).SerializeToString(),
@@ -320,29 +329,31 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
     # ----- peers ------------------------------------------------------------------------------
 
     def _members(self) -> frozenset[str]:
-        return frozenset(n.id for n in self._layout.current.nodes)
+        layout = self._layout.current
+        if self._member_cache[0] is not layout:
+            self._member_cache = (layout, frozenset(n.id for n in layout.nodes))
+        return self._member_cache[1]
 
     def _admit(self, cert: bytes, node_id: str) -> AESGCM | None:
         """The key shared with `node_id` if `cert` is its certificate; None (counted) otherwise.
-        Certificates not checked before are checked at most `ADMITS_PER_SECOND` a second."""
+        Certificates not admitted before are checked at most `ADMITS_PER_SECOND` a second."""
         pinned = self._layout.current.node(node_id).cert_key
-        info = self._keys.admit.cache_info()
+        key = self._keys.known(cert, node_id, pinned)
+        if key is not None:
+            return key
         second = int(time.monotonic())
         at, used = self._admits
         used = used if at == second else 0
         if used >= ADMITS_PER_SECOND:
             self.counts["dropped_admits_busy"] += 1
             return None
+        self._admits = (second, used + 1)
         try:
-            key = self._keys.admit(cert, node_id, pinned)
+            return self._keys.admit(cert, node_id, pinned)
         except PairError as err:
             self.counts["dropped_certificate"] += 1
             log.info("membership datagram from %s: certificate refused: %s", node_id, err)
             return None
-        finally:
-            if self._keys.admit.cache_info().misses > info.misses:
-                self._admits = (second, used + 1)
-        return key
 
     async def _address(self, node_id: str) -> tuple[str, int] | None:
         address = self._resolved(node_id)

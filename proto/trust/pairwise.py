@@ -14,7 +14,7 @@ node it claims, and carrying the key the layout pins for that node when the layo
 from __future__ import annotations
 
 import datetime
-import functools
+from collections import OrderedDict
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -48,10 +48,26 @@ class PairKeys:
         self.cert_der = own.public_bytes(serialization.Encoding.DER)
         self._own_fingerprint = key_fingerprint(own)
         # Admitting costs a signature check and an ECDH (~0.3 ms): done once per certificate.
-        self.admit = functools.lru_cache(maxsize=ADMITTED_CACHE)(self._admit)
+        self._admitted: OrderedDict[tuple[bytes, str, str | None], AESGCM] = OrderedDict()
 
-    def _admit(self, cert_der: bytes, node_id: str, pinned: str | None) -> AESGCM:
+    def known(self, cert_der: bytes, node_id: str, pinned: str | None) -> AESGCM | None:
+        """The key of a certificate admitted before (for that node and pin), without checking again."""
+        entry = (cert_der, node_id, pinned)
+        key = self._admitted.get(entry)
+        if key is not None:
+            self._admitted.move_to_end(entry)
+        return key
+
+    def admit(self, cert_der: bytes, node_id: str, pinned: str | None) -> AESGCM:
         """The key shared with `node_id`, whose certificate `cert_der` is; PairError if not admitted."""
+        key = self.known(cert_der, node_id, pinned)
+        if key is None:
+            key = self._admitted[(cert_der, node_id, pinned)] = self._check(cert_der, node_id, pinned)
+            if len(self._admitted) > ADMITTED_CACHE:
+                self._admitted.popitem(last=False)
+        return key
+
+    def _check(self, cert_der: bytes, node_id: str, pinned: str | None) -> AESGCM:
         try:
             cert = x509.load_der_x509_certificate(cert_der)
         except ValueError:

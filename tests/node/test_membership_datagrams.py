@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maillage.node.replicas.transport import Heartbeat, Suspicion
 from maillage.node.rpc import datagrams as dg
@@ -262,3 +264,18 @@ def test_pair_keys_agree_between_two_nodes_and_refuse_a_wrong_name_or_pin(cluste
     stranger = PairKeys(TlsIdentity.load_node(tmp_path / "other-b"))
     with pytest.raises(PairError, match="cluster CA"):
         a.admit(stranger.cert_der, "b", None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=200),
+                      st.builds(lambda kind, sender, rest: b"mg\x01" + bytes([kind, len(sender)]) + sender + rest,
+                                st.integers(0, 255), st.sampled_from([b"a", b"b", b"c", b"zz", b"\xff"]),
+                                st.binary(max_size=300))))
+def test_no_datagram_makes_the_receiver_raise_or_hear_anything(cluster, data):
+    tmp_path, layout = cluster
+    heard = Recorder("b")
+    endpoint = MembershipDatagrams("b", LayoutState(tmp_path / "layout-fuzz.toml", layout),
+                                   PairKeys(TlsIdentity.load_node(tmp_path / "trust" / "b")))
+    endpoint._handler = heard
+    endpoint.datagram_received(data, ("127.0.0.1", 9))
+    assert heard.heard == [] and endpoint.counts["dropped_error"] == 0
