@@ -176,6 +176,8 @@ class NodeServer:
         files = NodeFiles.at(cfg.trust_dir)
         sources = node.metrics_sources(SOFTWARE_VERSION)
         sources.deadline_ended = lambda: deadlines.ended
+        if isinstance(node.gossip_transport, DatagramTransport):
+            sources.datagrams = node.gossip_transport.datagrams.counts.copy
         if tls:
             sources.certificate_expiry = _not_after(files.cert)
         s3 = self._s3

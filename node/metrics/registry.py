@@ -120,6 +120,8 @@ SPECS: tuple[Spec, ...] = (
     # --- peers, as this node sees them
     Spec("maillage_peers", "gauge", "Other nodes of the layout by the state this node sees them in.", ("state",)),
     Spec("maillage_peer_up", "gauge", "1 when this node sees the peer up, 0 when suspected or down.", ("peer",)),
+    Spec("maillage_membership_datagrams", "counter", "Membership datagrams by event: sent, acked, probes_answered, "
+         "hello_sent, fell_back (a heartbeat gRPC answered after a datagram was not), dropped_<why>.", ("event",)),
     # --- refusals
     Spec("maillage_upload_budget_bytes", "gauge", "The node's budget of upload bytes in flight."),
     Spec("maillage_upload_budget_used_bytes", "gauge", "Upload bytes in flight now."),

@@ -9,7 +9,7 @@ never a bucket or a key.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -53,6 +53,7 @@ class Sources:
     s3_connections: Callable[[], tuple[int, int]] | None = field(default=None)  # (open, refused)
     energy: EnergyScheduler | None = None
     lifecycle: SweepCounts | None = None                  # the lifecycle sweeps' totals
+    datagrams: Callable[[], Mapping[str, int]] = dict     # membership datagram events (node/rpc/datagrams.py)
 
 
 def node_labels(layout: LayoutState, node_id: str) -> dict[str, str]:
@@ -209,6 +210,10 @@ class StateCollector(Collector):
             by_state.add_metric([state], count)
         yield by_state
         yield up
+        events = _labelled_counter("maillage_membership_datagrams")
+        for event, count in sorted(s.datagrams().items()):
+            events.add_metric([event], count)
+        yield events
 
     def _refusals(self) -> Iterator[Metric]:
         s = self.s

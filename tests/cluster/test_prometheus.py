@@ -190,6 +190,8 @@ def test_prometheus_scrapes_the_mesh_and_an_alert_fires_for_a_killed_node(mesh, 
         'sum(rate(maillage_request_duration_seconds_count{door="grpc"}[30s]))': 0.001,
         'count(maillage_build_info{site="paris-1",region="eu/fr/idf"})': 1,
         "sum(maillage_partitions_owned)": 1,
+        # membership probes travel as sealed UDP datagrams between the real processes
+        'sum(maillage_membership_datagrams_total{event="acked"})': 1,
     }
 
     short: dict[str, float | None] = {}

@@ -94,4 +94,9 @@ def test_services_select_the_nodes_and_name_their_ports():
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports
             served.add(port["targetPort"])
-    assert served == {"grpc", "s3", "ops"}
+    assert served == {"grpc", "membership", "s3", "ops"}
+    # membership datagrams: UDP on the gRPC port's number, reachable by name on the headless service
+    by_name = {p["name"]: p for p in node_container(sts)["ports"]}
+    assert by_name["membership"]["protocol"] == "UDP"
+    assert by_name["membership"]["containerPort"] == by_name["grpc"]["containerPort"]
+    assert "membership" in {p["targetPort"] for p in services[sts["spec"]["serviceName"]]["spec"]["ports"]}

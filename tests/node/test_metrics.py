@@ -45,7 +45,8 @@ def test_a_scrape_holds_every_metric_of_the_catalogue_and_no_other(mesh):
     chunk_digests = {c.digest for c in manifest.chunks}  # 1 KiB chunks: 4 alike and the tail
     run(mesh.repair())
     text, samples = scrape_of(mesh, "paris-1", certificate_expiry=time.time() + 86400,
-                              s3_connections=lambda: (3, 1), deadline_ended=lambda: 2)
+                              s3_connections=lambda: (3, 1), deadline_ended=lambda: 2,
+                              datagrams=lambda: {"acked": 5, "dropped_stale": 1})
     names = {name for name, _ in samples}
     assert names <= exported_names(), names - exported_names()
     for spec in SPECS:
@@ -66,6 +67,7 @@ def test_a_scrape_holds_every_metric_of_the_catalogue_and_no_other(mesh):
     assert value(samples, "maillage_partitions_owned", policy="france-only") > 0
     assert value(samples, "maillage_s3_connections_refused_total") == 1
     assert value(samples, "maillage_grpc_deadline_ended_total") == 2
+    assert value(samples, "maillage_membership_datagrams_total", event="acked") == 5
     assert value(samples, "maillage_build_info", version=SOFTWARE_VERSION) == 1
     assert abs(value(samples, "maillage_clock_unix_seconds") - mesh.nodes["paris-1"].clock.time()) < 5
     assert BUCKET not in text and KEY not in text and "zq-metrics" not in text
