@@ -6,6 +6,7 @@ recording handler; a gRPC stand-in counts the heartbeats that fall back to it.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import socket
@@ -104,7 +105,9 @@ def cluster(tmp_path: Path):
     return tmp_path, dataclasses.replace(base, nodes=nodes)
 
 
-async def _endpoints(tmp_path: Path, layout: Layout, ids=IDS, *, trust=None):
+@contextlib.asynccontextmanager
+async def endpoints(tmp_path: Path, layout: Layout, ids=IDS, *, trust=None):
+    """node id -> (endpoint listening on its layout address, its recorder, its gRPC stand-in)."""
     made = {}
     for node_id in ids:
         identity = TlsIdentity.load_node((trust or {}).get(node_id, tmp_path / "trust" / node_id))
@@ -115,19 +118,17 @@ async def _endpoints(tmp_path: Path, layout: Layout, ids=IDS, *, trust=None):
         recorder.transport = DatagramTransport(grpc, endpoint)  # type: ignore[arg-type]
         await endpoint.start(layout.node(node_id).address, recorder)
         made[node_id] = (endpoint, recorder, grpc)
-    return made
-
-
-def _close(made) -> None:
-    for endpoint, _, _ in made.values():
-        endpoint.close()
+    try:
+        yield made
+    finally:
+        for endpoint, _, _ in made.values():
+            endpoint.close()
 
 
 @in_loop
 async def test_a_probe_and_its_ack_travel_sealed_over_udp_and_grpc_is_not_used(cluster):
     tmp_path, layout = cluster
-    made = await _endpoints(tmp_path, layout)
-    try:
+    async with endpoints(tmp_path, layout) as made:
         a, _, a_grpc = made["a"]
         _, b_heard, _ = made["b"]
         beat = Heartbeat("a", 5, 2, 99, (Suspicion("c", 4),), energy="grey")
@@ -139,15 +140,12 @@ async def test_a_probe_and_its_ack_travel_sealed_over_udp_and_grpc_is_not_used(c
         assert a_grpc.calls == []                   # nothing fell back to gRPC
         assert a.counts["hello_sent"] == 1          # one certificate exchange, then keys reused
         assert a.counts["acked"] == 3
-    finally:
-        _close(made)
 
 
 @in_loop
 async def test_a_ping_req_is_relayed_by_the_helper_and_answers_whether_the_target_acked(cluster):
     tmp_path, layout = cluster
-    made = await _endpoints(tmp_path, layout)
-    try:
+    async with endpoints(tmp_path, layout) as made:
         transport = made["a"][1].transport
         reply = await transport.heartbeat("b", Heartbeat("a", 1, probe="c"), timeout=2.0)
         assert reply.acked and reply.node_id == "b"
@@ -155,15 +153,12 @@ async def test_a_ping_req_is_relayed_by_the_helper_and_answers_whether_the_targe
         made["c"][0].close()                                     # the target stops answering
         reply = await transport.heartbeat("b", Heartbeat("a", 1, probe="c"), timeout=2.0)
         assert not reply.acked
-    finally:
-        _close(made)
 
 
 @in_loop
 async def test_a_peer_udp_cannot_reach_is_probed_over_grpc_and_then_over_grpc_alone(cluster):
     tmp_path, layout = cluster
-    made = await _endpoints(tmp_path, layout, ids=("a",))   # b never listens on UDP
-    try:
+    async with endpoints(tmp_path, layout, ids=("a",)) as made:   # b never listens on UDP
         endpoint, recorder, grpc = made["a"]
         grpc.answers.add("b")
         for _ in range(dg.QUIET_AFTER + 2):
@@ -174,15 +169,12 @@ async def test_a_peer_udp_cannot_reach_is_probed_over_grpc_and_then_over_grpc_al
         grpc.answers.clear()
         with pytest.raises(ConnectionError):   # a dead peer: both fail, the caller sees gRPC's failure
             await recorder.transport.heartbeat("b", Heartbeat("a", 1), timeout=0.2)
-    finally:
-        _close(made)
 
 
 @in_loop
 async def test_tampered_replayed_and_stranger_datagrams_are_dropped_and_never_heard(cluster):
     tmp_path, layout = cluster
-    made = await _endpoints(tmp_path, layout)
-    try:
+    async with endpoints(tmp_path, layout) as made:
         a, a_rec, _ = made["a"]
         b, b_rec, _ = made["b"]
         sent: list[tuple[bytes, tuple[str, int]]] = []
@@ -212,37 +204,29 @@ async def test_tampered_replayed_and_stranger_datagrams_are_dropped_and_never_he
         assert counts["dropped_stale"] == 1 and counts["dropped_forged"] >= 1
         assert counts["dropped_stranger"] == 1 and counts["dropped_size"] == 1
         assert counts["dropped_malformed"] + counts["dropped_no_key"] >= 2
-    finally:
-        _close(made)
 
 
 @in_loop
 async def test_a_probe_outside_the_freshness_window_is_not_taken(cluster, monkeypatch):
     tmp_path, layout = cluster
-    made = await _endpoints(tmp_path, layout)
-    try:
+    async with endpoints(tmp_path, layout) as made:
         a, a_rec, a_grpc = made["a"]
         a._wall = lambda: 1e9   # a clock decades behind
         a_grpc.answers.add("b")
         reply = await a_rec.transport.heartbeat("b", Heartbeat("a", 1), timeout=0.3)
         assert reply.node_id == "b" and a_grpc.calls == ["b"]   # answered over gRPC instead
         assert made["b"][0].counts["dropped_stale"] == 1 and made["b"][1].heard == []
-    finally:
-        _close(made)
 
 
 @in_loop
 async def test_a_certificate_the_layout_does_not_pin_is_refused_even_from_the_cluster_ca(cluster):
     tmp_path, layout = cluster
     forged = forge_node_certificate(tmp_path / "cluster", "a", tmp_path / "forged-a")
-    made = await _endpoints(tmp_path, layout, trust={"a": forged.directory})
-    try:
+    async with endpoints(tmp_path, layout, trust={"a": forged.directory}) as made:
         a, a_rec, a_grpc = made["a"]
         with pytest.raises(ConnectionError):
             await a_rec.transport.heartbeat("b", Heartbeat("a", 1), timeout=0.3)
         assert made["b"][0].counts["dropped_certificate"] == 1 and made["b"][1].heard == []
-    finally:
-        _close(made)
 
 
 def test_pair_keys_agree_between_two_nodes_and_refuse_a_wrong_name_or_pin(cluster):
