@@ -354,7 +354,7 @@ class LocalMesh:
     def metrics_token(self) -> str:
         return self.metrics_token_file.read_text().strip()
 
-    def node_argv(self, node_id: str) -> list[str]:
+    def node_argv(self, node_id: str, extra_args: tuple[str, ...] = ()) -> list[str]:
         """`maillage node run` for a node: its trust dir and the signed first layout."""
         s3: tuple[str, ...] = ()
         if node_id in self.s3_ports:
@@ -367,17 +367,18 @@ class LocalMesh:
         ops = ("--ops-listen", f"127.0.0.1:{self.ops_ports[node_id]}") if node_id in self.ops_ports else ()
         return [sys.executable, "-m", "maillage.cli", "node", "run", "--id", node_id,
                 "--data-dir", str(self.data_dir(node_id)), "--trust-dir", str(self._node_trust(node_id)),
-                "--layout", str(self.layout_file), *s3, *ops, *self._extra]
+                "--layout", str(self.layout_file), *s3, *ops, *self._extra, *extra_args]
 
     def access_log(self, node_id: str) -> Path:
         """The node's S3 access log (one JSON line per request; nodes with an S3 door only)."""
         return self.log_dir / f"{node_id}.s3.jsonl"
 
-    def start_node(self, node_id: str, *, wait: bool = True) -> None:
+    def start_node(self, node_id: str, *, wait: bool = True, extra_args: tuple[str, ...] = ()) -> None:
+        """Launch a node's process (`extra_args`: options for this start of this node only)."""
         running = self.processes.get(node_id)
         if running is not None and running.poll() is None:  # never two processes of one node (nor one lost)
             raise RuntimeError(f"node {node_id} is already running (pid {running.pid})")
-        argv = self.node_argv(node_id)
+        argv = self.node_argv(node_id, extra_args)
         log = open(self.log_dir / f"{node_id}.log", "ab")
         env = {**node_env(), **(skew_env(self.clock_skew) if self.clock_skew else {})}
         self.processes[node_id] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
