@@ -107,19 +107,21 @@ class SiteMesh(LocalMesh):
     def site_of(self, node_id: str) -> str:
         return self.layout.node(node_id).site
 
-    def start_node(self, node_id: str, *, wait: bool = True, clock_skew: float | None | bool = False) -> None:
-        """Start (or start again, same argv) a node in its site's namespace; optionally re-skewed.
+    def start_node(self, node_id: str, *, wait: bool = True, extra_args: tuple[str, ...] = (),
+                   clock_skew: float | None | bool = False) -> None:
+        """Start (or start again) a node in its site's namespace; optionally re-skewed.
 
-        ``clock_skew``: seconds of skew from now on, None for the true clock, False (default) to
-        keep the node's current skew."""
+        ``extra_args``: options for this start only. ``clock_skew``: seconds of skew from now on,
+        None for the true clock, False (default) to keep the node's current skew."""
         if clock_skew is not False:
             self._skew[node_id] = clock_skew
         site = self.site_of(node_id) if self.net is not None else None
+        argv = self.node_argv(node_id, extra_args)
         if node_id in self.supervisor.procs:
+            self.supervisor.procs[node_id].argv = argv
             proc = self.supervisor.restart(node_id, clock_skew=self._skew.get(node_id))
         else:
-            proc = self.supervisor.start(node_id, self.node_argv(node_id), site=site,
-                                         clock_skew=self._skew.get(node_id))
+            proc = self.supervisor.start(node_id, argv, site=site, clock_skew=self._skew.get(node_id))
         assert proc.popen is not None
         self.processes[node_id] = proc.popen
         if wait:
