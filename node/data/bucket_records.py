@@ -168,7 +168,9 @@ class Catalog:
             return None
         if sum(1 for n in results if n in owners) < majority(len(owners)):
             return None
-        log.info("bucket %r: record found on its owners before a layout change, handed to its owners now", name)
+        # No bucket name in the log: this node is inside the policy, but a log line travels further.
+        log.info("a bucket record (policy %r, generation %s) found on its owners before a layout change, "
+                 "handed to its owners now", record.policy, record.generation[:8])
         return record
 
 

@@ -6,6 +6,7 @@ residency, and records held by every eligible node before this design still foun
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 import pytest
@@ -446,7 +447,8 @@ def test_an_owner_that_missed_a_delete_does_not_block_the_name_under_another_pol
         mesh.close()
 
 
-def test_a_bucket_whose_record_owners_changed_before_any_repair_is_still_found_and_never_created_twice(tmp_path):
+def test_a_bucket_whose_record_owners_changed_before_any_repair_is_still_found_and_never_created_twice(tmp_path,
+                                                                                                      caplog):
     """Layout changes one after the other, no repair round between them, move most of a name's
     record owners: the new owners hold nothing yet, the old ones (still in the layout) hold the
     record. A lookup asks the old owners too (`Catalog.moved`, from the layouts this node applied
@@ -478,7 +480,10 @@ def test_a_bucket_whose_record_owners_changed_before_any_repair_is_still_found_a
         assert (await mesh.create_bucket("scans", "france-only", via="de-10")).generation != record.generation
 
     mesh = InMemoryMesh(layout_of(16), tmp_path, timings=TIMINGS)
+    caplog.set_level(logging.INFO, logger="maillage.node.data.bucket_records")
     try:
         run(main(mesh))
     finally:
         mesh.close()
+    handed = [r.getMessage() for r in caplog.records if "before a layout change" in r.getMessage()]
+    assert handed and not any("scans" in m for m in handed), handed   # logged, without the bucket's name
