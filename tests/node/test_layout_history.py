@@ -44,3 +44,18 @@ def test_layouts_learnt_from_a_peer_join_the_history_in_order_once(tmp_path):
     assert [h.version for h in state.history()] == list(range(HISTORY + 4, 4, -1))[:HISTORY]
     assert state.history_doc(HISTORY + 5) == (HISTORY + 4, format_layout(make_layout(version=HISTORY + 4)), b"sig")
     assert state.history_doc(5) is None  # older ones fell off
+
+
+def test_get_layout_before_any_version_answers_one_kept_layout_or_none(tmp_path):
+    """`GetLayout(before=...)` from any caller: any uint64 is a comparison against the kept
+    versions, the answer one layout as it was signed, or none (never an error, never more)."""
+    state = LayoutState(tmp_path / "layout.toml", make_layout())
+    layout = make_layout()
+    for version in (2, 3, 4):
+        layout = changes.bump(layout, version)
+        assert state.offer(layout, b"sig-%d" % version)
+    assert state.history_doc(0) is None and state.history_doc(1) is None   # nothing below version 1
+    assert state.history_doc(2)[0] == 1
+    assert [state.history_doc(b)[0] for b in (3, 4)] == [2, 3]
+    for huge in (5, 2**32, 2**64 - 1):   # above every kept version: the newest kept, the current never
+        assert state.history_doc(huge)[0] == 3
