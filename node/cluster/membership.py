@@ -165,18 +165,26 @@ class Gossip(BackgroundLoop):
         state, when = self._energy.get(node_id, ("unknown", -math.inf))
         return state if self._clock.monotonic() - when <= ENERGY_FRESH else "unknown"
 
-    def _learn(self, beat: Heartbeat, *, sender: str) -> bool:
-        """Take what a message from `sender` (an authenticated peer) says. False if not a member."""
+    def _learn(self, beat: Heartbeat, *, sender: str, round_trip: bool = True) -> bool:
+        """Take what a message from `sender` (an authenticated peer) says. False if not a member.
+
+        `round_trip` False: the message came one way (a datagram probe; our ack may never reach its
+        sender). It proves the sender alive, not reachable from here: under a one-way cut the
+        sender's probes keep arriving while ours are lost, and taking them as "up" made a node
+        flip a peer it cannot reach between suspect and up at every probe, routing writes to it.
+        So it clears no suspicion; only a round trip (an ack to our probe, or a call over a
+        connection, which needs both ways) does."""
         members = self._members()
         if sender not in members or sender == self.node_id:
             return False
-        self._detector.heard(sender, beat.incarnation)
+        if round_trip or self._detector.is_up(sender):
+            self._detector.heard(sender, beat.incarnation)
+            self._news.drop(sender, up_to=self._detector.incarnation(sender))
+            self._checks.pop(sender, None)
         if beat.energy in ENERGY_STATES:
             self._energy[sender] = (beat.energy, self._clock.monotonic())
         else:
             self._energy.pop(sender, None)
-        self._news.drop(sender, up_to=self._detector.incarnation(sender))
-        self._checks.pop(sender, None)
         for suspicion in beat.suspects[:MAX_NEWS]:
             self._consider(suspicion, sender, members)
         self._maybe_fetch(beat, sender)
@@ -212,18 +220,19 @@ class Gossip(BackgroundLoop):
         self._checking[target] = task
         task.add_done_callback(lambda _: self._checking.pop(target, None))
 
-    def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
+    def on_heartbeat(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat:
         """A peer probed us: it is alive, and it may know a newer layout or access document. A
-        heartbeat from a node outside the layout changes nothing (it still gets our ack)."""
-        self._learn(beat, sender=beat.node_id)
+        heartbeat from a node outside the layout changes nothing (it still gets our ack).
+        `round_trip` False: it came as a datagram, one way (see `_learn`)."""
+        self._learn(beat, sender=beat.node_id, round_trip=round_trip)
         return self.heartbeat()
 
-    async def on_ping_req(self, beat: Heartbeat) -> Heartbeat:
+    async def on_ping_req(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat:
         """A peer asks us to probe `beat.probe` for it (SWIM's ping-req). Only for a member asking
         about another member, at most `MAX_RELAYS` at once: a stranger cannot make us probe."""
         target = beat.probe
         acked = False
-        if (self._learn(beat, sender=beat.node_id) and target in self._members()
+        if (self._learn(beat, sender=beat.node_id, round_trip=round_trip) and target in self._members()
                 and target not in (self.node_id, beat.node_id) and self._relaying < MAX_RELAYS):
             self._relaying += 1
             try:

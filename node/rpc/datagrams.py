@@ -73,9 +73,9 @@ _NONCE = 12
 class GossipHandler(Protocol):
     """What answers a probe: the SWIM loop (`membership.Gossip`)."""
 
-    def on_heartbeat(self, beat: Heartbeat) -> Heartbeat: ...
+    def on_heartbeat(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat: ...
 
-    async def on_ping_req(self, beat: Heartbeat) -> Heartbeat: ...
+    async def on_ping_req(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat: ...
 
 
 class _Replays:
@@ -297,7 +297,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
             return
         self.counts["probes_answered"] += 1
         if not beat.probe:
-            reply = self._handler.on_heartbeat(beat)
+            reply = self._handler.on_heartbeat(beat, round_trip=False)   # our ack may never arrive
             self._reply(sender, ACK, request_id, convert.heartbeat_reply_to_pb(reply).SerializeToString(),
                         self._shared.get(sender))
             return
@@ -310,7 +310,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         """A ping-req: probe the target for `sender`, then say whether it answered."""
         try:
             assert self._handler is not None
-            reply = await self._handler.on_ping_req(beat)
+            reply = await self._handler.on_ping_req(beat, round_trip=False)
         except Exception:   # the asker hears nothing, and uses gRPC
             self.counts["dropped_error"] += 1
             log.exception("ping-req from %s failed", sender)

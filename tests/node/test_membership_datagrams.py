@@ -45,11 +45,13 @@ class Recorder:
         self.heard: list[Heartbeat] = []
         self.transport: DatagramTransport | None = None
 
-    def on_heartbeat(self, beat: Heartbeat) -> Heartbeat:
+    def on_heartbeat(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat:
+        assert not round_trip   # a datagram came one way: it must not count as a round trip
         self.heard.append(beat)
         return Heartbeat(self.node_id, 7, 3, 42, energy="green")
 
-    async def on_ping_req(self, beat: Heartbeat) -> Heartbeat:
+    async def on_ping_req(self, beat: Heartbeat, *, round_trip: bool = True) -> Heartbeat:
+        assert not round_trip
         self.heard.append(beat)
         assert self.transport is not None
         try:

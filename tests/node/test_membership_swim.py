@@ -350,3 +350,24 @@ def test_every_node_ends_up_suspecting_exactly_the_crashed_ones(crashed, loss, s
             assert set(net.detector(n).suspects()) == dead, n
 
     run(go())
+
+
+def test_a_one_way_message_from_a_suspect_clears_nothing_a_round_trip_does():
+    """A datagram probe arrives one way: under a one-way cut the suspect's probes keep coming while
+    ours are lost. It must not flip the suspect back up (writes would go to a node we cannot
+    reach); an ack to our own probe, or a call over a connection, does."""
+    async def go() -> None:
+        net = GossipNet(4, seed=1)
+        a, b = net.ids[0], net.ids[1]
+        gossip, detector = net.gossips[a], net.detector(a)
+        assert detector.suspect(b)
+        gossip.on_heartbeat(Heartbeat(b, 1, 1, incarnation=7), round_trip=False)
+        assert detector.state(b) is PeerState.SUSPECT
+        await gossip.on_ping_req(Heartbeat(b, 1, 1, incarnation=7, probe=net.ids[2]), round_trip=False)
+        assert detector.state(b) is PeerState.SUSPECT
+        gossip.on_heartbeat(Heartbeat(b, 1, 1, incarnation=7))    # over gRPC: a round trip
+        assert detector.state(b) is PeerState.UP
+        gossip.on_heartbeat(Heartbeat(b, 1, 1, incarnation=8), round_trip=False)
+        assert detector.incarnation(b) == 8   # an up peer's one-way word is still taken
+
+    run(go())
