@@ -172,8 +172,9 @@ class Gossip(BackgroundLoop):
         sender). It proves the sender alive, not reachable from here: under a one-way cut the
         sender's probes keep arriving while ours are lost, and taking them as "up" made a node
         flip a peer it cannot reach between suspect and up at every probe, routing writes to it.
-        So it clears no suspicion; only a round trip (an ack to our probe, or a call over a
-        connection, which needs both ways) does."""
+        So it clears no suspicion: it makes us probe the sender at once (`_check_now`), and only
+        that round trip (or a call over a connection, which needs both ways) clears it. A node
+        back from a restart is then up here one probe later, not at our next turn of checks."""
         members = self._members()
         if sender not in members or sender == self.node_id:
             return False
@@ -181,6 +182,9 @@ class Gossip(BackgroundLoop):
             self._detector.heard(sender, beat.incarnation)
             self._news.drop(sender, up_to=self._detector.incarnation(sender))
             self._checks.pop(sender, None)
+        else:
+            self._checks[sender] = None
+            self._check_now(sender)
         if beat.energy in ENERGY_STATES:
             self._energy[sender] = (beat.energy, self._clock.monotonic())
         else:

@@ -363,6 +363,7 @@ def test_a_one_way_message_from_a_suspect_clears_nothing_a_round_trip_does():
         assert detector.suspect(b)
         gossip.on_heartbeat(Heartbeat(b, 1, 1, incarnation=7), round_trip=False)
         assert detector.state(b) is PeerState.SUSPECT
+        assert b in gossip.pending_checks()   # it makes us probe b ourselves (at once once the loop runs)
         await gossip.on_ping_req(Heartbeat(b, 1, 1, incarnation=7, probe=net.ids[2]), round_trip=False)
         assert detector.state(b) is PeerState.SUSPECT
         gossip.on_heartbeat(Heartbeat(b, 1, 1, incarnation=7))    # over gRPC: a round trip
