@@ -48,6 +48,7 @@ from maillage.node.replicas.transport import Heartbeat, Transport
 from maillage.node.rpc import convert
 from maillage.node.trust.documents import LayoutDoc
 from maillage.node.trust.layout_state import LayoutState
+from maillage.placement import Node, UnknownNode
 from maillage.proto import pb
 from maillage.proto.trust.pairwise import PairError, PairKeys
 
@@ -116,7 +117,6 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
         self._admits = (0.0, 0)   # (second, certificates checked in it)
         self._addresses: dict[str, tuple[str, tuple[str, int] | None]] = {}  # node -> (layout address, resolved)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._member_cache: tuple[object, frozenset[str]] = (None, frozenset())
         self.counts: Counter[str] = Counter()   # what happened, for status and tests
 
     # ----- life cycle -------------------------------------------------------------------------
@@ -236,7 +236,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
             return
         request_id, sent_ms = _STAMP.unpack_from(data, end)
         head, rest = data[:end + _STAMP.size], data[end + _STAMP.size:]
-        if sender == self.node_id or sender not in self._members():
+        if sender == self.node_id or self._node(sender) is None:
             self.counts["dropped_stranger"] += 1
             return
         if kind == HELLO:
@@ -297,9 +297,7 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
             return
         self.counts["probes_answered"] += 1
         if not beat.probe:
-            reply = self._handler.on_heartbeat(beat, round_trip=False)   # our ack may never arrive
-            self._reply(sender, ACK, request_id, convert.heartbeat_reply_to_pb(reply).SerializeToString(),
-                        self._shared.get(sender))
+            self._ack(sender, request_id, self._handler.on_heartbeat(beat, round_trip=False))  # may never arrive
             return
         self._handling += 1
         task = asyncio.get_running_loop().create_task(self._relay(sender, request_id, beat))
@@ -317,6 +315,9 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
             return
         finally:
             self._handling -= 1
+        self._ack(sender, request_id, reply)
+
+    def _ack(self, sender: str, request_id: bytes, reply: Heartbeat) -> None:
         self._reply(sender, ACK, request_id, convert.heartbeat_reply_to_pb(reply).SerializeToString(),
                     self._shared.get(sender))
 
@@ -328,16 +329,20 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
 
     # ----- peers ------------------------------------------------------------------------------
 
-    def _members(self) -> frozenset[str]:
-        layout = self._layout.current
-        if self._member_cache[0] is not layout:
-            self._member_cache = (layout, frozenset(n.id for n in layout.nodes))
-        return self._member_cache[1]
+    def _node(self, node_id: str) -> Node | None:
+        """`node_id` in the current layout; None for any other (strangers get no answer)."""
+        try:
+            return self._layout.current.node(node_id)
+        except UnknownNode:
+            return None
 
     def _admit(self, cert: bytes, node_id: str) -> AESGCM | None:
         """The key shared with `node_id` if `cert` is its certificate; None (counted) otherwise.
         Certificates not admitted before are checked at most `ADMITS_PER_SECOND` a second."""
-        pinned = self._layout.current.node(node_id).cert_key
+        node = self._node(node_id)
+        if node is None:   # left the layout while we waited for its HELLO
+            return None
+        pinned = node.cert_key
         key = self._keys.known(cert, node_id, pinned)
         if key is not None:
             return key
@@ -357,32 +362,32 @@ class MembershipDatagrams(asyncio.DatagramProtocol):
 
     async def _address(self, node_id: str) -> tuple[str, int] | None:
         address = self._resolved(node_id)
-        if address is not None or node_id not in self._members():
+        node = self._node(node_id)
+        if address is not None or node is None:
             return address
-        layout_address = self._layout.current.node(node_id).address
-        host, port = _split(layout_address)
+        host, port = _split(node.address)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
         except OSError:
             return None
         resolved = (str(infos[0][4][0]), port) if infos else None
-        self._addresses[node_id] = (layout_address, resolved)
+        self._addresses[node_id] = (node.address, resolved)
         return resolved
 
     def _resolved(self, node_id: str) -> tuple[str, int] | None:
         """`node_id`'s UDP address from the current layout, if known without a lookup."""
-        if node_id not in self._members():
+        node = self._node(node_id)
+        if node is None:
             return None
-        layout_address = self._layout.current.node(node_id).address
         known = self._addresses.get(node_id)
-        if known is not None and known[0] == layout_address:
+        if known is not None and known[0] == node.address:
             return known[1]
-        host, port = _split(layout_address)
+        host, port = _split(node.address)
         try:
             ipaddress.ip_address(host)
         except ValueError:
             return None   # a host name: `_address` resolves it
-        self._addresses[node_id] = (layout_address, (host, port))
+        self._addresses[node_id] = (node.address, (host, port))
         return host, port
 
 
