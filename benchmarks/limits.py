@@ -12,6 +12,10 @@ figure runs into, and prints every result as a ratio to its ceiling:
 * ``loopback_tcp``: one TCP stream through 127.0.0.1 between two threads;
 * ``grpc_raw_put`` / ``grpc_raw_get``: 1 MiB raw-bytes messages (no protobuf) streamed to and
   from a gRPC server in another process: the floor of our bulk path.
+* ``measure_grpc_unary`` (not in ``measure_limits``): unary calls of 4 KiB raw bytes over mutual
+  TLS, 32 in flight, to a server in another process doing nothing: the floor of every small
+  request, in calls/s and CPU per call on each side (``python -m maillage.benchmarks.limits
+  --unary``).
 
 Each figure is the median of ``repeat`` runs, in MB/s (10^6 bytes/s).
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -39,11 +44,11 @@ from pathlib import Path
 import blake3
 import zstandard
 
-__all__ = ["measure_limits", "measure_disk_write", "measure_grpc", "zstd_level", "main"]
+__all__ = ["measure_limits", "measure_disk_write", "measure_grpc", "measure_grpc_unary", "zstd_level", "main"]
 
 BLOCK = 4 << 20
 MESSAGE = 1 << 20
-_PUT, _GET = "/maillage.bench.Raw/Put", "/maillage.bench.Raw/Get"
+_PUT, _GET, _UNARY = "/maillage.bench.Raw/Put", "/maillage.bench.Raw/Get", "/maillage.bench.Raw/Unary"
 
 
 def zstd_level() -> int:
@@ -180,8 +185,12 @@ async def _grpc_sink(port_file: str, tls_dir: str | None = None) -> None:
         for _ in range(int.from_bytes(request, "big")):
             yield payload
 
+    async def unary(request: bytes, context) -> bytes:
+        return request[:8]
+
     handlers = {"Put": grpc.stream_unary_rpc_method_handler(put),
-                "Get": grpc.unary_stream_rpc_method_handler(get)}
+                "Get": grpc.unary_stream_rpc_method_handler(get),
+                "Unary": grpc.unary_unary_rpc_method_handler(unary)}
     tls = None
     if tls_dir:  # mutual TLS as between nodes (the transport cost of the secure mesh)
         from maillage.proto.trust.identity import TlsIdentity
@@ -193,11 +202,10 @@ async def _grpc_sink(port_file: str, tls_dir: str | None = None) -> None:
     await server.wait_for_termination()
 
 
-def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
-    """Stream 1 MiB raw messages to and from a gRPC server in a child process (mutual TLS between
-    two node identities of a throwaway cluster when `tls`)."""
-    import grpc
-
+@contextlib.contextmanager
+def _grpc_sink_process(tls: bool):
+    """A gRPC sink in a child process (mutual TLS between two node identities of a throwaway cluster
+    when `tls`): yields (address, the caller's identity or None, the sink's pid)."""
     with tempfile.TemporaryDirectory(prefix="maillage-grpc-") as tmp:
         port_file = Path(tmp) / "port"
         argv = [sys.executable, "-m", "maillage.benchmarks.limits", "--grpc-sink", str(port_file)]
@@ -216,8 +224,7 @@ def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the gRPC sink did not start")
                 time.sleep(0.05)
-            address = f"127.0.0.1:{port_file.read_text()}"
-            return asyncio.run(_grpc_client(grpc, address, total, repeat, identity, proc.pid))
+            yield f"127.0.0.1:{port_file.read_text()}", identity, proc.pid
         finally:
             proc.terminate()
             try:
@@ -225,6 +232,50 @@ def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _grpc_raw(total: int, repeat: int, tls: bool = False) -> dict[str, dict]:
+    """Stream 1 MiB raw messages to and from a gRPC server in a child process."""
+    import grpc
+
+    with _grpc_sink_process(tls) as (address, identity, pid):
+        return asyncio.run(_grpc_client(grpc, address, total, repeat, identity, pid))
+
+
+def measure_grpc_unary(size: int = 4096, concurrency: int = 32, seconds: float = 5.0, *,
+                       tls: bool = True) -> dict:
+    """Unary calls of `size` raw bytes, `concurrency` in flight, to a sink in another process that
+    answers 8 bytes: calls/s and CPU ms per call of the caller and of the sink. Both sides run on
+    uvloop, as nodes and the benchmarks' clients do. What a small PUT or GET cannot go below: it
+    makes at least two such calls (client to coordinator, coordinator to the other index replica)."""
+    import uvloop
+
+    from maillage.benchmarks.machine import process_cpu_seconds
+    from maillage.proto.channels import open_channel
+
+    async def drive(address: str, identity, pid: int) -> dict:
+        payload = os.urandom(size)
+        async with open_channel(address, tls=identity, peer="sink" if identity else None) as channel:
+            call = channel.unary_unary(_UNARY, request_serializer=None, response_deserializer=None)
+            for _ in range(200):  # warm the connection and both sides' caches up
+                await call(payload)
+            calls, stop = 0, time.monotonic() + seconds
+
+            async def worker() -> None:
+                nonlocal calls
+                while time.monotonic() < stop:
+                    await call(payload)
+                    calls += 1
+
+            t0, s0, began = os.times(), process_cpu_seconds(pid), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            t1, s1, elapsed = os.times(), process_cpu_seconds(pid), time.perf_counter() - began
+        return {"calls_per_s": round(calls / elapsed, 1), "size": size, "concurrency": concurrency,
+                "caller_cpu_ms_per_call": round((t1.user + t1.system - t0.user - t0.system) / calls * 1e3, 3),
+                "server_cpu_ms_per_call": round((s1 - s0) / calls * 1e3, 3), "tls": tls}
+
+    with _grpc_sink_process(tls) as (address, identity, pid):
+        return uvloop.run(drive(address, identity, pid))
 
 
 async def _grpc_client(grpc, address: str, total: int, repeat: int, tls=None,
@@ -340,9 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--grpc-sink", metavar="PORT_FILE", help=argparse.SUPPRESS)
     parser.add_argument("--tls-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--unary", action="store_true",
+                        help="only the floor of a small request: unary 4 KiB calls over mutual TLS, 32 in flight")
     args = parser.parse_args(argv)
     if args.grpc_sink:
-        asyncio.run(_grpc_sink(args.grpc_sink, args.tls_dir))
+        import uvloop
+        uvloop.run(_grpc_sink(args.grpc_sink, args.tls_dir))
+        return 0
+    if args.unary:
+        print(json.dumps(measure_grpc_unary(), indent=2))
         return 0
     with tempfile.TemporaryDirectory(prefix="maillage-limits-", dir=args.dir) as tmp:
         results = measure_limits(Path(tmp), disk_bytes=args.mb << 20, repeat=args.repeat,

@@ -79,7 +79,10 @@ class VirtualClock:
 
 class InlineExecutor(Executor):
     """Runs each job at once on the caller's thread: store calls finish in the order they are
-    made, never in the order threads happen to be scheduled, so a run repeats exactly."""
+    made, never in the order threads happen to be scheduled, so a run repeats exactly. A store
+    call that could complete on another thread is made through it too (`runs_inline`)."""
+
+    runs_inline = True
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()

@@ -117,3 +117,49 @@ def test_replica_sets_replace_each_failure_by_a_handoff_on_an_unused_site(mesh):
         assert replicas[0] in outcome.errors and set(outcome.results) == {replicas[1], handoffs[0]}
         assert mesh.network.calls[replicas[0]] == calls
     run(main())
+
+
+def test_a_small_manifest_is_committed_without_a_pool_thread_and_a_cancelled_writer_still_lands(mesh):
+    """LocalReplica.put_manifest hands an inline or short manifest to the store's committer from
+    the event loop (the committer settles the future); a long one is encoded on a pool thread."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from maillage.storage import ChunkRef
+
+    class Counting(ThreadPoolExecutor):
+        jobs = 0
+
+        def submit(self, *args, **kwargs):
+            Counting.jobs += 1
+            return super().submit(*args, **kwargs)
+
+    async def main():
+        await mesh.create_bucket("scans", "france-only")
+        m = await mesh.put("scans", "k", b"small", via="paris-1")
+        owner = mesh.nodes[sorted(mesh.holders("scans", "k"))[0]].local
+        real, owner._executor = owner._executor, Counting(max_workers=2)
+        try:
+            newer = replace(m, version=m.version + (1 << 16), inline=b"newer")
+            assert await owner.put_manifest(newer) is True
+            assert Counting.jobs == 0
+            assert owner.meta.get_manifest("scans", "k").inline == b"newer"
+            chunks = tuple(ChunkRef(bytes([i]) * 32, 1) for i in range(65))
+            long = replace(newer, key="long", inline=None, size=65, chunks=chunks)
+            assert await owner.put_manifest(long) is True
+            assert Counting.jobs == 1
+            # the awaiting task goes away: the write is made all the same, and nothing is left raised
+            latest = replace(newer, version=newer.version + (1 << 16), inline=b"latest")
+            task = asyncio.ensure_future(owner.put_manifest(latest))
+            await asyncio.sleep(0)
+            task.cancel()
+            for _ in range(200):
+                if owner.meta.get_manifest("scans", "k").inline == b"latest":
+                    break
+                await asyncio.sleep(0.01)
+            assert owner.meta.get_manifest("scans", "k").inline == b"latest"
+        finally:
+            owner._executor.shutdown()
+            owner._executor = real
+    run(main())

@@ -385,3 +385,43 @@ def test_a_guarded_manifest_and_a_tombstone_in_one_batch_are_ordered(meta: MetaS
                             guarded("after")])
     assert results == [True, False]
     assert list(meta.iter_manifests("b")) == [] and meta.get_bucket("b") is None
+
+
+def test_put_manifests_then_calls_back_on_the_committer_once_durable(tmp_path: Path) -> None:
+    """The event loop's write path: no caller waits, the committer hands over the applied flags, or
+    the error that failed the batch, and a closed store refuses at once."""
+    meta = MetaStore(tmp_path / "m")
+    got: list = []
+    done = threading.Event()
+
+    def then(outcome) -> None:
+        got.append((outcome, threading.current_thread() is meta._committer,
+                    meta.get_manifest("b", "k") is not None))
+        done.set()
+
+    meta.put_manifests_then([M("k", 5), M("k", 4), M("j", 1)], then)
+    assert done.wait(10)
+    assert got == [([True, False, True], True, True)]  # stored before the callback ran
+
+    class Boom:
+        def __init__(self, db) -> None:
+            self.db = db
+
+        def write(self, *a, **k):
+            raise Exception("IO error: fsync failed")
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    real, done, got = meta._db, threading.Event(), []
+    meta._db = Boom(real)
+    try:
+        meta.put_manifests_then([M("k", 9)], then)
+        assert done.wait(10)
+        assert isinstance(got[0][0], StorageUnavailable) and got[0][2] is True  # version 5 still there
+        assert meta.get_manifest("b", "k").version == 5
+    finally:
+        meta._db = real
+        meta.close()
+    with pytest.raises(StorageError, match="closed"):
+        meta.put_manifests_then([M("k", 10)], then)
