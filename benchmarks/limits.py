@@ -272,7 +272,8 @@ def measure_grpc_unary(size: int = 4096, concurrency: int = 32, seconds: float =
             t1, s1, elapsed = os.times(), process_cpu_seconds(pid), time.perf_counter() - began
         return {"calls_per_s": round(calls / elapsed, 1), "size": size, "concurrency": concurrency,
                 "caller_cpu_ms_per_call": round((t1.user + t1.system - t0.user - t0.system) / calls * 1e3, 3),
-                "server_cpu_ms_per_call": round((s1 - s0) / calls * 1e3, 3), "tls": tls}
+                "server_cpu_ms_per_call": None if s0 is None or s1 is None else round((s1 - s0) / calls * 1e3, 3),
+                "tls": tls}
 
     with _grpc_sink_process(tls) as (address, identity, pid):
         return uvloop.run(drive(address, identity, pid))

@@ -251,24 +251,27 @@ def test_unknown_database_format_is_refused(tmp_path: Path) -> None:
         MetaStore(path)
 
 
+class FailingWrites:
+    """A RocksDB handle whose synced writes fail as a dying disk's do (rocksdict raises Exception)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def write(self, *a, **k):
+        raise Exception("IO error: fsync failed")
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+
 def test_failed_synced_write_makes_the_store_refuse_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     meta = MetaStore(tmp_path / "m")
     meta.put_manifest(M("ok", 1))
 
-    class Boom:
-        def __init__(self, db) -> None:
-            self.db = db
-
-        def write(self, *a, **k):
-            raise Exception("IO error: fsync failed")
-
-        def __getattr__(self, name):
-            return getattr(self.db, name)
-
     real = meta._db
-    meta._db = Boom(real)
+    meta._db = FailingWrites(real)
     try:
         with pytest.raises(StorageUnavailable, match="fsync failed"):
             meta.put_manifest(M("k", 1))
@@ -403,18 +406,8 @@ def test_put_manifests_then_calls_back_on_the_committer_once_durable(tmp_path: P
     assert done.wait(10)
     assert got == [([True, False, True], True, True)]  # stored before the callback ran
 
-    class Boom:
-        def __init__(self, db) -> None:
-            self.db = db
-
-        def write(self, *a, **k):
-            raise Exception("IO error: fsync failed")
-
-        def __getattr__(self, name):
-            return getattr(self.db, name)
-
     real, done, got = meta._db, threading.Event(), []
-    meta._db = Boom(real)
+    meta._db = FailingWrites(real)
     try:
         meta.put_manifests_then([M("k", 9)], then)
         assert done.wait(10)
