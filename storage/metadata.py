@@ -53,9 +53,9 @@ the committer, so they are atomic with respect to every other write; a manifest 
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -90,8 +90,6 @@ from maillage.storage.manifest import (
 )
 
 __all__ = ["MetaStore", "MetaStoreStats", "META_FORMAT"]
-
-log = logging.getLogger(__name__)
 
 META_FORMAT = 2
 _READABLE_FORMATS = (1, META_FORMAT)
@@ -189,18 +187,19 @@ def _holding_key(policy: str, digest: bytes) -> bytes:
 
 class _Request:
     """One caller's operations; ``done`` is a lock held until the committer releases it
-    (cheaper than an Event: no Condition, one wake-up). A request with ``then`` has no waiter:
-    the committer calls ``then(request)`` instead, on its own thread."""
+    (cheaper than an Event: no Condition, one wake-up). A request with a ``future`` has no waiter:
+    the committer settles the future instead (a caller on an event loop awaits it with
+    ``asyncio.wrap_future``)."""
 
-    __slots__ = ("ops", "results", "error", "done", "then")
+    __slots__ = ("ops", "results", "error", "done", "future")
 
-    def __init__(self, ops: Sequence[_Op], then: Callable[[_Request], None] | None = None) -> None:
+    def __init__(self, ops: Sequence[_Op], future: Future[list[_Result]] | None = None) -> None:
         self.ops = ops
         self.results: list[_Result] = []  # one per "m", "x", "b" or "r" op, in order
         self.error: BaseException | None = None
-        self.then = then
+        self.future = future
         self.done = threading.Lock()
-        if then is None:
+        if future is None:
             self.done.acquire()
 
 
@@ -350,25 +349,22 @@ class MetaStore:
 
     def put_manifests(self, ms: Sequence[Manifest], *, require_bucket: bool = False) -> list[bool]:
         """Several :meth:`put_manifest` in one synced batch; one applied flag per manifest."""
-        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key, m.generation), self._encode(m),
-                           (m.version, m.writer), (_bucket_key(m.bucket), m.generation) if require_bucket else None)
-                          for m in ms]
-        return [bool(r) for r in self._submit(ops)]
+        return [bool(r) for r in self._submit(self._manifest_ops(ms, require_bucket))]
 
-    def put_manifests_then(self, ms: Sequence[Manifest], then: Callable[[list[bool] | BaseException], None], *,
-                           require_bucket: bool = False) -> None:
-        """:meth:`put_manifests` without waiting: ``then`` is called on the committer's thread with
-        the applied flags once the batch is durable, or with the error that failed it. Why: a
+    def put_manifests_later(self, ms: Sequence[Manifest], *, require_bucket: bool = False) -> Future[list[_Result]]:
+        """:meth:`put_manifests` without waiting: a future the committer settles with one applied
+        flag per manifest once the batch is durable, or with the error that failed it. Why: a
         caller on an event loop would otherwise park a pool thread on the commit, two more thread
         wake-ups and GIL hand-offs per write (see ``LocalReplica.put_manifest``)."""
-        ops: list[_Op] = [("m", _manifest_key(m.bucket, m.key, m.generation), self._encode(m),
-                           (m.version, m.writer), (_bucket_key(m.bucket), m.generation) if require_bucket else None)
-                          for m in ms]
+        future: Future[list[_Result]] = Future()
+        future.set_running_or_notify_cancel()   # the write is not withdrawn once asked for
+        self._enqueue(_Request(self._manifest_ops(ms, require_bucket), future))
+        return future
 
-        def settle(req: _Request) -> None:
-            then(req.error if req.error is not None else [bool(r) for r in req.results])
-
-        self._enqueue(_Request(ops, settle))
+    def _manifest_ops(self, ms: Sequence[Manifest], require_bucket: bool) -> list[_Op]:
+        return [("m", _manifest_key(m.bucket, m.key, m.generation), self._encode(m),
+                 (m.version, m.writer), (_bucket_key(m.bucket), m.generation) if require_bucket else None)
+                for m in ms]
 
     def _generation(self, bucket: str, generation: str | None) -> str:
         """``generation``, or when None the generation of the bucket's live record ("" without)."""
@@ -719,10 +715,9 @@ class MetaStore:
                 req.error = exc
         finally:
             for req in reqs:
-                if req.then is None:
+                if req.future is None:
                     req.done.release()
+                elif req.error is not None:
+                    req.future.set_exception(req.error)
                 else:
-                    try:
-                        req.then(req)
-                    except Exception:  # noqa: BLE001 - a caller's callback never stops the committer
-                        log.exception("metadata store %s: a commit callback failed", self.path)
+                    req.future.set_result(req.results)

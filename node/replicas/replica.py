@@ -153,15 +153,6 @@ BUCKET_CACHE = 10_000   # bucket records kept in memory (cleared when full)
 _COMMIT_FROM_LOOP_CHUNKS = 64
 
 
-def _settle(future: asyncio.Future[list[bool]], outcome: list[bool] | BaseException) -> None:
-    if future.done():  # the awaiting task was cancelled; the write stands or failed all the same
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
 class LocalReplica:
     max_clock_drift = DEFAULT_MAX_DRIFT  # seconds a received version may lead our clock (wiring sets it)
     upload_budget: UploadBudget | None = None  # node-wide bytes of uploads in flight (wiring sets it)
@@ -325,23 +316,11 @@ class LocalReplica:
         # concurrent delete of the bucket)
         if getattr(self._executor, "runs_inline", False) or len(manifest.chunks) > _COMMIT_FROM_LOOP_CHUNKS:
             return await self._run(lambda: self.meta.put_manifest(manifest, require_bucket=True))
-        return (await self._committed(manifest))[0]
-
-    def _committed(self, manifest: Manifest) -> asyncio.Future[list[bool]]:
-        """`manifest` handed to the store's committer from the event loop, the future settled by
-        the committer itself: no pool thread parked on the commit, whose two extra wake-ups and GIL
-        hand-offs per write cost 4 KiB PUTs at c32 ~0.3-0.5 ms of node CPU each (benchmarks/RESULTS.md)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[bool]] = loop.create_future()
-
-        def settle(outcome: list[bool] | BaseException) -> None:  # on the committer's thread
-            try:
-                loop.call_soon_threadsafe(_settle, future, outcome)
-            except RuntimeError:  # the loop closed meanwhile: nobody awaits the write any more
-                pass
-
-        self.meta.put_manifests_then([manifest], settle, require_bucket=True)
-        return future
+        # Handed to the store's committer from the event loop, which settles the future itself: no
+        # pool thread parked on the commit, whose two extra wake-ups and GIL hand-offs per write
+        # cost 4 KiB PUTs at c32 ~0.3-0.5 ms of node CPU each (benchmarks/RESULTS.md).
+        applied = await asyncio.wrap_future(self.meta.put_manifests_later([manifest], require_bucket=True))
+        return bool(applied[0])
 
     async def get_manifest(self, bucket: str, key: str, generation: str | None = None) -> Manifest | None:
         # On the event loop: a point read of RocksDB (block cache, a few µs) costs less than the

@@ -390,26 +390,31 @@ def test_a_guarded_manifest_and_a_tombstone_in_one_batch_are_ordered(meta: MetaS
     assert list(meta.iter_manifests("b")) == [] and meta.get_bucket("b") is None
 
 
-def test_put_manifests_then_calls_back_on_the_committer_once_durable(tmp_path: Path) -> None:
-    """The event loop's write path: no caller waits, the committer hands over the applied flags, or
-    the error that failed the batch, and a closed store refuses at once."""
+def test_put_manifests_later_is_settled_by_the_committer_once_durable(tmp_path: Path) -> None:
+    """The event loop's write path: no caller waits, the committer settles the future with the
+    applied flags, or the error that failed the batch, and a closed store refuses at once."""
     meta = MetaStore(tmp_path / "m")
     got: list = []
     done = threading.Event()
 
-    def then(outcome) -> None:
+    def then(future) -> None:
+        outcome = future.exception() or future.result()
         got.append((outcome, threading.current_thread() is meta._committer,
                     meta.get_manifest("b", "k") is not None))
         done.set()
 
-    meta.put_manifests_then([M("k", 5), M("k", 4), M("j", 1)], then)
+    with meta._cond:   # the committer cannot take the request before the callback is on it
+        future = meta.put_manifests_later([M("k", 5), M("k", 4), M("j", 1)])
+        assert not future.cancel()   # asked for: the write is not withdrawn
+        future.add_done_callback(then)
     assert done.wait(10)
-    assert got == [([True, False, True], True, True)]  # stored before the callback ran
+    assert got == [([True, False, True], True, True)]  # settled on the committer, stored before
 
     real, done, got = meta._db, threading.Event(), []
     meta._db = FailingWrites(real)
     try:
-        meta.put_manifests_then([M("k", 9)], then)
+        with meta._cond:
+            meta.put_manifests_later([M("k", 9)]).add_done_callback(then)
         assert done.wait(10)
         assert isinstance(got[0][0], StorageUnavailable) and got[0][2] is True  # version 5 still there
         assert meta.get_manifest("b", "k").version == 5
@@ -417,4 +422,4 @@ def test_put_manifests_then_calls_back_on_the_committer_once_durable(tmp_path: P
         meta._db = real
         meta.close()
     with pytest.raises(StorageError, match="closed"):
-        meta.put_manifests_then([M("k", 10)], then)
+        meta.put_manifests_later([M("k", 10)])
